@@ -1,0 +1,250 @@
+/* tally.h - the public client API of tally, a small replicated log.
+ *
+ * libtally talks to a tally cluster over TCP (docs/protocol.md). A client
+ * handle is given any subset of the cluster's nodes; it finds the leader for
+ * writes by itself and follows it across failover with bounded retries.
+ *
+ * Conventions
+ * - Every function that can fail returns 0 or a positive TALLY_* code.
+ *   tally_errmsg() then gives a human-readable message for the last error on
+ *   that handle (valid until the next call on the handle).
+ * - A handle is not thread-safe: use one per thread.
+ * - Ownership is stated per function: "copied" means the library keeps its
+ *   own copy; "borrowed" means the pointer must stay valid for the stated
+ *   time; "owned by the caller" means the caller frees it with the named
+ *   function.
+ */
+#ifndef TALLY_H_
+#define TALLY_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef TALLY_API
+#define TALLY_API __attribute__((visibility("default")))
+#endif
+
+/* Error codes. Values are part of the wire protocol and must never change;
+ * add new codes at the end. The third column says whether a client handle
+ * stays usable after the error (it always does, unless noted). */
+#define TALLY_ERRORS(X)                                                        \
+    X(TALLY_NOMEM, 1, "out of memory")                                         \
+    X(TALLY_INVAL, 2, "invalid argument")                                      \
+    X(TALLY_IOERR, 3, "I/O error")                                             \
+    X(TALLY_CORRUPT, 4, "data is corrupt")                                     \
+    X(TALLY_NOTFOUND, 5, "not found")                                          \
+    X(TALLY_EXISTS, 6, "already exists")                                       \
+    X(TALLY_NOTLEADER, 7, "not the leader")                                    \
+    X(TALLY_NOLEADER, 8, "no leader is known")                                 \
+    X(TALLY_LEADERSHIP_LOST, 9, "leadership lost, outcome unknown")            \
+    X(TALLY_TIMEOUT, 10, "timed out")                                          \
+    X(TALLY_TOOLARGE, 11, "too large")                                         \
+    X(TALLY_PROTO, 12, "malformed request")                                    \
+    X(TALLY_VERSION, 13, "unsupported version")                                \
+    X(TALLY_UNKNOWN_REQUEST, 14, "unknown request type")                       \
+    X(TALLY_OUT_OF_RANGE, 15, "offset out of range")                           \
+    X(TALLY_CONDITION_FAILED, 16, "condition failed")                          \
+    X(TALLY_NOSPACE, 17, "no space left on device")                            \
+    X(TALLY_SHUTDOWN, 18, "node is shutting down")                             \
+    X(TALLY_CONNECT, 19, "cannot connect")                                     \
+    X(TALLY_UNAVAILABLE, 20, "unavailable")                                    \
+    X(TALLY_BUSY, 21, "busy, retry later")                                     \
+    X(TALLY_EOF, 22, "end of data")
+
+enum {
+    TALLY_OK = 0,
+#define TALLY__ENUM(name, value, text) name = value,
+    TALLY_ERRORS(TALLY__ENUM)
+#undef TALLY__ENUM
+};
+
+/* Static description of an error code; never NULL. */
+TALLY_API const char *tally_strerror(int code);
+
+/* ------------------------------------------------------------------------
+ * Client handle
+ * ------------------------------------------------------------------------ */
+
+typedef struct tally_client tally_client;
+
+/* Create a client for the nodes in @brokers, a comma-separated list of
+ * IPv4 HOST:PORT client addresses (copied). No connection is made until the
+ * first request. On success *out is owned by the caller: tally_client_destroy.
+ * Returns TALLY_INVAL on a malformed list, TALLY_NOMEM. */
+TALLY_API int tally_client_create(const char *brokers, tally_client **out);
+
+TALLY_API void tally_client_destroy(tally_client *c);
+
+/* Per-request timeout in milliseconds (default 10000). A produce that gets
+ * no answer within it fails with TALLY_TIMEOUT: it may or may not have been
+ * written. */
+TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms);
+
+/* Message of the last error on @c (owned by @c, valid until the next call). */
+TALLY_API const char *tally_errmsg(tally_client *c);
+
+/* ------------------------------------------------------------------------
+ * Topics
+ * ------------------------------------------------------------------------ */
+
+enum tally_policy {
+    TALLY_POLICY_RETAIN = 0,  /* keep everything (default) */
+    TALLY_POLICY_DELETE = 1,  /* delete sealed segments by age and size */
+    TALLY_POLICY_COMPACT = 2, /* keep the latest record of each key */
+    TALLY_POLICY_COMPACT_DELETE = 3,
+};
+
+struct tally_topic_config {
+    int policy;              /* enum tally_policy */
+    int64_t retention_ms;    /* -1: unlimited */
+    int64_t retention_bytes; /* -1: unlimited */
+    int64_t segment_bytes;   /* 0: server default */
+};
+
+/* Defaults: retain, unlimited retention, server-default segment size. */
+TALLY_API void tally_topic_config_init(struct tally_topic_config *cfg);
+
+/* Create topic @name (copied). TALLY_EXISTS if it already exists. */
+TALLY_API int tally_topic_create(tally_client *c, const char *name,
+                                 const struct tally_topic_config *cfg);
+
+TALLY_API int tally_topic_delete(tally_client *c, const char *name);
+
+struct tally_topic_info {
+    char name[256];
+    struct tally_topic_config config;
+    uint64_t start_offset; /* first offset still stored */
+    uint64_t next_offset;  /* offset the next record will get */
+};
+
+/* List topics as seen by the node answering. On success *topics is owned by
+ * the caller (free()), *n is its length. */
+TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics,
+                               size_t *n);
+
+/* ------------------------------------------------------------------------
+ * Producing
+ * ------------------------------------------------------------------------ */
+
+/* One record to produce. All pointers are borrowed for the duration of the
+ * call. key == NULL: no key. value == NULL: a tombstone (delete marker for
+ * the key). */
+struct tally_record_in {
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+};
+
+struct tally_produce_result {
+    uint64_t base_offset; /* offset of the first record */
+    uint32_t count;       /* records written; offsets are consecutive */
+    uint64_t raft_index;  /* write token: pass as min_index to read it back */
+};
+
+/* Produce @n records to @topic as one batch (applied atomically, consecutive
+ * offsets). Sent to the leader, found and followed automatically. Retries
+ * only when the batch was certainly not written (not leader, cannot
+ * connect). TALLY_LEADERSHIP_LOST and TALLY_TIMEOUT mean the outcome is
+ * unknown. */
+TALLY_API int tally_produce(tally_client *c, const char *topic,
+                            const struct tally_record_in *records, size_t n,
+                            struct tally_produce_result *result);
+
+/* ------------------------------------------------------------------------
+ * Fetching
+ * ------------------------------------------------------------------------ */
+
+/* One record read back. Pointers are borrowed from the tally_fetch_result
+ * that holds it. key == NULL: no key; value == NULL: tombstone. */
+struct tally_record {
+    uint64_t offset;
+    int64_t timestamp_ms;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+};
+
+struct tally_fetch_result {
+    struct tally_record *records; /* owned by the result */
+    size_t n;
+    uint64_t next_offset;    /* where the next fetch should start */
+    uint64_t high_offset;    /* topic's next offset on the answering node */
+    uint64_t start_offset;   /* first offset still stored there */
+    uint64_t applied_index;  /* answering node's applied Raft index */
+    void *impl;              /* private: the raw batches */
+};
+
+struct tally_fetch_options {
+    uint32_t max_bytes;  /* soft limit; at least one batch is returned */
+    uint32_t max_wait_ms; /* long-poll: wait this long for new data */
+    uint64_t min_index;  /* wait until the node has applied this index */
+    const char *node;    /* "HOST:PORT" to read from (borrowed), NULL = any */
+};
+
+TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
+
+/* Fetch records of @topic from @offset. Each batch's checksum is verified
+ * end to end (TALLY_CORRUPT otherwise). An empty result after max_wait_ms
+ * is success with n == 0. TALLY_OUT_OF_RANGE if @offset is below the start
+ * or past the end. On success, release @res with tally_fetch_result_free. */
+TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
+                          const struct tally_fetch_options *opts,
+                          struct tally_fetch_result *res);
+
+TALLY_API void tally_fetch_result_free(struct tally_fetch_result *res);
+
+/* ------------------------------------------------------------------------
+ * Cluster
+ * ------------------------------------------------------------------------ */
+
+enum tally_role {
+    TALLY_ROLE_UNKNOWN = 0,
+    TALLY_ROLE_FOLLOWER = 1,
+    TALLY_ROLE_CANDIDATE = 2,
+    TALLY_ROLE_LEADER = 3,
+    TALLY_ROLE_UNAVAILABLE = 4,
+};
+
+struct tally_member {
+    uint64_t id;
+    char client_addr[64];
+    char raft_addr[64];
+    int voter;           /* 1 if a voting member */
+    int reachable;       /* 1 if its own status answered */
+    int role;            /* enum tally_role, as the member itself reports */
+    uint64_t applied_index;
+    uint64_t term;
+    uint64_t commit_index;
+};
+
+struct tally_status {
+    uint64_t leader_id;     /* 0 when no leader is known */
+    uint64_t term;
+    uint64_t commit_index;
+    struct tally_member *members; /* owned by the status */
+    size_t n_members;
+};
+
+/* Ask every known member for its own view and combine them. Succeeds when
+ * at least one member answered. Release with tally_status_free. */
+TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
+TALLY_API void tally_status_free(struct tally_status *st);
+
+/* Membership changes, sent to the leader. @addr is
+ * "CLIENT_HOST:PORT/RAFT_HOST:PORT" (borrowed for the call). */
+TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr);
+TALLY_API int tally_member_remove(tally_client *c, uint64_t id);
+/* Transfer leadership to @id (0 = any up-to-date voter). */
+TALLY_API int tally_member_transfer(tally_client *c, uint64_t id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TALLY_H_ */

@@ -1,0 +1,356 @@
+/* The batch format: the unit of storage, replication and transfer.
+ *
+ * BATCH FORMAT, version 1 (all integers little-endian)
+ *
+ *   offset size field
+ *   0      4    magic "TLYB"
+ *   4      1    format version (1)
+ *   5      1    flags: bit 0 = records section is lz4-compressed (block
+ *                format); other bits must be zero
+ *   6      2    reserved, zero
+ *   8      4    batch_len: total bytes of the batch, header included
+ *   12     4    record_count (at least 1)
+ *   16     8    base_offset: offset of the first record (set in apply)
+ *   24     8    first_timestamp, ms since the epoch (set by the leader)
+ *   32     8    max_timestamp, ms
+ *   40     8    raft_index: the Raft entry the batch came from (set in apply)
+ *   48     8    producer_id (0 = not an idempotent producer)
+ *   56     8    producer_seq: sequence number of this batch
+ *   64     4    records_len: size of the records section uncompressed
+ *   68     4    last_offset_delta: offset of the last record - base_offset
+ *   72     8    payload_checksum: XXH3-64 of bytes [88, batch_len), as stored
+ *   80     8    header_checksum: XXH3-64 of bytes [0, 80)
+ *   88     ...  payload: the records section, lz4-compressed if flag bit 0
+ *
+ * Two checksums, so that the fields assigned by the server (offset,
+ * timestamps, raft index) can be set without touching the payload: the
+ * client computes the payload checksum once and it is verified end to end
+ * by every node and by the reading client, while the header checksum is
+ * recomputed in O(1) whenever the header is stamped.
+ *
+ * RECORD FORMAT (inside the records section, one after another)
+ *
+ *   uvarint  length of the rest of the record, in bytes
+ *   uvarint  offset_delta   (record offset - base_offset)
+ *   uvarint  timestamp_delta (record timestamp - first_timestamp)
+ *   svarint  key_len        (-1: no key)
+ *   bytes    key
+ *   svarint  value_len      (-1: tombstone)
+ *   bytes    value
+ *   uvarint  header_count, then per header:
+ *            uvarint name_len, name bytes, uvarint value_len, value bytes
+ *
+ * uvarint is LEB128; svarint is zigzag + LEB128.
+ */
+#include "lib/batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/codec.h"
+#include "lib/err.h"
+
+#define OFF_MAGIC 0
+#define OFF_VERSION 4
+#define OFF_FLAGS 5
+#define OFF_BATCH_LEN 8
+#define OFF_COUNT 12
+#define OFF_BASE_OFFSET 16
+#define OFF_FIRST_TS 24
+#define OFF_MAX_TS 32
+#define OFF_RAFT_INDEX 40
+#define OFF_PRODUCER_ID 48
+#define OFF_PRODUCER_SEQ 56
+#define OFF_RECORDS_LEN 64
+#define OFF_LAST_DELTA 68
+#define OFF_PAYLOAD_SUM 72
+#define OFF_HEADER_SUM 80
+
+int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *errmsg)
+{
+    const uint8_t *b = p;
+    if (n < BATCH_HEADER_SIZE) {
+        return ERR_CORRUPT(errmsg, "batch header truncated (%zu of %d bytes)", n, BATCH_HEADER_SIZE);
+    }
+    if (memcmp(b + OFF_MAGIC, BATCH_MAGIC, 4) != 0) {
+        return ERR_CORRUPT(errmsg, "bad batch magic");
+    }
+    h->version = b[OFF_VERSION];
+    h->flags = b[OFF_FLAGS];
+    h->header_checksum = byte_get_u64(b + OFF_HEADER_SUM);
+    if (codec_checksum(b, OFF_HEADER_SUM) != h->header_checksum) {
+        return ERR_CORRUPT(errmsg, "batch header checksum mismatch");
+    }
+    if (h->version != BATCH_VERSION) {
+        err_printf(errmsg, "unsupported batch format version %u (this build reads %u)",
+                   h->version, BATCH_VERSION);
+        return TALLY_VERSION;
+    }
+    h->batch_len = byte_get_u32(b + OFF_BATCH_LEN);
+    h->record_count = byte_get_u32(b + OFF_COUNT);
+    h->base_offset = byte_get_u64(b + OFF_BASE_OFFSET);
+    h->first_timestamp = (int64_t)byte_get_u64(b + OFF_FIRST_TS);
+    h->max_timestamp = (int64_t)byte_get_u64(b + OFF_MAX_TS);
+    h->raft_index = byte_get_u64(b + OFF_RAFT_INDEX);
+    h->producer_id = byte_get_u64(b + OFF_PRODUCER_ID);
+    h->producer_seq = byte_get_u64(b + OFF_PRODUCER_SEQ);
+    h->records_len = byte_get_u32(b + OFF_RECORDS_LEN);
+    h->last_offset_delta = byte_get_u32(b + OFF_LAST_DELTA);
+    h->payload_checksum = byte_get_u64(b + OFF_PAYLOAD_SUM);
+    if ((h->flags & ~BATCH__KNOWN_FLAGS) != 0) {
+        return ERR_CORRUPT(errmsg, "unknown batch flags 0x%02x", h->flags);
+    }
+    if (h->batch_len < BATCH_HEADER_SIZE || h->batch_len > BATCH_MAX_SIZE) {
+        return ERR_CORRUPT(errmsg, "bad batch length %u", h->batch_len);
+    }
+    if (h->record_count == 0 || h->records_len > BATCH_MAX_SIZE * 4u ||
+        h->last_offset_delta < h->record_count - 1) {
+        return ERR_CORRUPT(errmsg, "bad record count %u (last delta %u)", h->record_count,
+                           h->last_offset_delta);
+    }
+    if (h->max_timestamp < h->first_timestamp) {
+        return ERR_CORRUPT(errmsg, "max timestamp before first timestamp");
+    }
+    return 0;
+}
+
+int batch_verify(const void *p, size_t n, struct batch_header *h, char *errmsg)
+{
+    int rv = batch_decode_header(p, n, h, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n != h->batch_len) {
+        return ERR_CORRUPT(errmsg, "batch length %u but %zu bytes given", h->batch_len, n);
+    }
+    if (codec_checksum((const uint8_t *)p + BATCH_HEADER_SIZE, n - BATCH_HEADER_SIZE) !=
+        h->payload_checksum) {
+        return ERR_CORRUPT(errmsg, "batch payload checksum mismatch");
+    }
+    return 0;
+}
+
+void batch_stamp(void *p, uint64_t base_offset, int64_t first_timestamp, uint64_t raft_index)
+{
+    uint8_t *b = p;
+    int64_t first = (int64_t)byte_get_u64(b + OFF_FIRST_TS);
+    int64_t max = (int64_t)byte_get_u64(b + OFF_MAX_TS);
+    byte_put_u64(b + OFF_BASE_OFFSET, base_offset);
+    byte_put_u64(b + OFF_FIRST_TS, (uint64_t)first_timestamp);
+    byte_put_u64(b + OFF_MAX_TS, (uint64_t)(first_timestamp + (max - first)));
+    byte_put_u64(b + OFF_RAFT_INDEX, raft_index);
+    byte_put_u64(b + OFF_HEADER_SUM, codec_checksum(b, OFF_HEADER_SUM));
+}
+
+int batch_iter_init(struct batch_iter *it, const void *p, size_t n, char *errmsg)
+{
+    const uint8_t *payload = (const uint8_t *)p + BATCH_HEADER_SIZE;
+    int rv;
+    memset(it, 0, sizeof *it);
+    rv = batch_verify(p, n, &it->h, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (it->h.flags & BATCH_FLAG_LZ4) {
+        it->owned = malloc(it->h.records_len ? it->h.records_len : 1);
+        if (it->owned == NULL) {
+            err_printf(errmsg, "decompress batch: out of memory");
+            return TALLY_NOMEM;
+        }
+        if (codec_lz4_decompress(payload, n - BATCH_HEADER_SIZE, it->owned,
+                                 it->h.records_len) != 0) {
+            free(it->owned);
+            it->owned = NULL;
+            return ERR_CORRUPT(errmsg, "batch records do not decompress");
+        }
+        rd_init(&it->rd, it->owned, it->h.records_len);
+    } else {
+        if (it->h.records_len != n - BATCH_HEADER_SIZE) {
+            return ERR_CORRUPT(errmsg, "records length %u but payload is %zu bytes",
+                               it->h.records_len, n - BATCH_HEADER_SIZE);
+        }
+        rd_init(&it->rd, payload, it->h.records_len);
+    }
+    return 0;
+}
+
+int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errmsg)
+{
+    struct rd rec_rd;
+    const uint8_t *body;
+    uint64_t len, delta;
+    int64_t klen, vlen;
+
+    if (it->seen == it->h.record_count) {
+        if (it->rd.left != 0) {
+            return ERR_CORRUPT(errmsg, "%zu stray bytes after the last record", it->rd.left);
+        }
+        return TALLY_EOF;
+    }
+    len = rd_uvarint(&it->rd);
+    body = rd_ok(&it->rd) && len <= it->rd.left ? rd_bytes(&it->rd, (size_t)len) : NULL;
+    if (body == NULL) {
+        return ERR_CORRUPT(errmsg, "record %u truncated", it->seen);
+    }
+    rd_init(&rec_rd, body, (size_t)len);
+    delta = rd_uvarint(&rec_rd);
+    rec->timestamp = it->h.first_timestamp + (int64_t)rd_uvarint(&rec_rd);
+    klen = rd_svarint(&rec_rd);
+    rec->key = klen >= 0 ? rd_bytes(&rec_rd, (size_t)klen) : NULL;
+    rec->key_len = klen >= 0 ? (size_t)klen : 0;
+    vlen = rd_svarint(&rec_rd);
+    rec->value = vlen >= 0 ? rd_bytes(&rec_rd, (size_t)vlen) : NULL;
+    rec->value_len = vlen >= 0 ? (size_t)vlen : 0;
+    rec->header_count = (uint32_t)rd_uvarint(&rec_rd);
+    rec->headers = rec_rd.p;
+    rec->headers_len = rec_rd.left;
+    if (!rd_ok(&rec_rd) || klen < -1 || vlen < -1 || delta > it->h.last_offset_delta ||
+        rec->timestamp > it->h.max_timestamp) {
+        return ERR_CORRUPT(errmsg, "record %u malformed", it->seen);
+    }
+    rec->offset = it->h.base_offset + delta;
+    it->seen++;
+    return 0;
+}
+
+void batch_iter_close(struct batch_iter *it)
+{
+    free(it->owned);
+    it->owned = NULL;
+}
+
+bool batch_headers_next(struct rd *r, struct batch_kv *kv)
+{
+    if (r->left == 0) {
+        return false;
+    }
+    kv->name_len = (size_t)rd_uvarint(r);
+    kv->name = rd_bytes(r, kv->name_len);
+    kv->value_len = (size_t)rd_uvarint(r);
+    kv->value = rd_bytes(r, kv->value_len);
+    return rd_ok(r);
+}
+
+void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq)
+{
+    buf_init(&b->records);
+    b->producer_id = producer_id;
+    b->producer_seq = producer_seq;
+    batch_builder_reset(b);
+}
+
+void batch_builder_reset(struct batch_builder *b)
+{
+    b->records.len = 0;
+    b->records.oom = false;
+    b->count = 0;
+    b->last_offset_delta = 0;
+    b->max_ts_delta = 0;
+}
+
+void batch_builder_free(struct batch_builder *b)
+{
+    buf_free(&b->records);
+}
+
+int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                         const void *key, size_t key_len, const void *value, size_t value_len,
+                         const struct batch_kv *headers, size_t n_headers)
+{
+    struct buf body;
+    if ((b->count > 0 && offset_delta <= b->last_offset_delta) || ts_delta < 0) {
+        return TALLY_INVAL;
+    }
+    buf_init(&body);
+    buf_put_uvarint(&body, offset_delta);
+    buf_put_uvarint(&body, (uint64_t)ts_delta);
+    buf_put_svarint(&body, key != NULL ? (int64_t)key_len : -1);
+    if (key != NULL) {
+        buf_put(&body, key, key_len);
+    }
+    buf_put_svarint(&body, value != NULL ? (int64_t)value_len : -1);
+    if (value != NULL) {
+        buf_put(&body, value, value_len);
+    }
+    buf_put_uvarint(&body, n_headers);
+    for (size_t i = 0; i < n_headers; i++) {
+        buf_put_uvarint(&body, headers[i].name_len);
+        buf_put(&body, headers[i].name, headers[i].name_len);
+        buf_put_uvarint(&body, headers[i].value_len);
+        buf_put(&body, headers[i].value, headers[i].value_len);
+    }
+    buf_put_uvarint(&b->records, body.len);
+    buf_put(&b->records, body.data, body.len);
+    bool ok = buf_ok(&body) && buf_ok(&b->records);
+    buf_free(&body);
+    if (!ok) {
+        return TALLY_NOMEM;
+    }
+    b->count++;
+    b->last_offset_delta = offset_delta;
+    if (ts_delta > b->max_ts_delta) {
+        b->max_ts_delta = ts_delta;
+    }
+    return 0;
+}
+
+int batch_builder_add(struct batch_builder *b, const void *key, size_t key_len,
+                      const void *value, size_t value_len)
+{
+    uint32_t delta = b->count == 0 ? 0 : b->last_offset_delta + 1;
+    return batch_builder_add_at(b, delta, 0, key, key_len, value, value_len, NULL, 0);
+}
+
+size_t batch_builder_size(const struct batch_builder *b)
+{
+    return BATCH_HEADER_SIZE + b->records.len;
+}
+
+int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out)
+{
+    size_t records_len = b->records.len;
+    size_t payload_len = records_len;
+    uint8_t flags = 0;
+    uint8_t *h;
+
+    if (b->count == 0) {
+        return TALLY_INVAL;
+    }
+    if (!buf_ok(&b->records)) {
+        return TALLY_NOMEM;
+    }
+    if (BATCH_HEADER_SIZE + records_len > BATCH_MAX_SIZE) {
+        return TALLY_TOOLARGE;
+    }
+    h = buf_reserve(out, BATCH_HEADER_SIZE + codec_lz4_bound(records_len) + records_len);
+    if (h == NULL) {
+        return TALLY_NOMEM;
+    }
+    if (compress && records_len > 0) {
+        /* Keep the compressed form only if it is smaller. */
+        size_t clen = codec_lz4_compress(b->records.data, records_len, h + BATCH_HEADER_SIZE,
+                                         records_len - 1);
+        if (clen > 0) {
+            payload_len = clen;
+            flags |= BATCH_FLAG_LZ4;
+        }
+    }
+    if (!(flags & BATCH_FLAG_LZ4) && records_len > 0) {
+        memcpy(h + BATCH_HEADER_SIZE, b->records.data, records_len);
+    }
+    memset(h, 0, BATCH_HEADER_SIZE);
+    memcpy(h + OFF_MAGIC, BATCH_MAGIC, 4);
+    h[OFF_VERSION] = BATCH_VERSION;
+    h[OFF_FLAGS] = flags;
+    byte_put_u32(h + OFF_BATCH_LEN, (uint32_t)(BATCH_HEADER_SIZE + payload_len));
+    byte_put_u32(h + OFF_COUNT, b->count);
+    byte_put_u64(h + OFF_MAX_TS, (uint64_t)b->max_ts_delta);
+    byte_put_u64(h + OFF_PRODUCER_ID, b->producer_id);
+    byte_put_u64(h + OFF_PRODUCER_SEQ, b->producer_seq);
+    byte_put_u32(h + OFF_RECORDS_LEN, (uint32_t)records_len);
+    byte_put_u32(h + OFF_LAST_DELTA, b->last_offset_delta);
+    byte_put_u64(h + OFF_PAYLOAD_SUM, codec_checksum(h + BATCH_HEADER_SIZE, payload_len));
+    byte_put_u64(h + OFF_HEADER_SUM, codec_checksum(h, OFF_HEADER_SUM));
+    buf_commit(out, BATCH_HEADER_SIZE + payload_len);
+    return 0;
+}

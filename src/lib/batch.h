@@ -1,0 +1,140 @@
+/* The batch format: the unit of storage, replication and transfer.
+ *
+ * A batch is a fixed 88-byte header followed by the records section
+ * (optionally lz4-compressed). The bytes on disk are exactly the bytes a
+ * fetch sends, so this codec is shared by the log (storage), the server
+ * (stamping and verifying) and the client (building and reading). The
+ * byte-offset table is at the top of batch.c and in docs/disk-format.md. */
+#ifndef TALLY_LIB_BATCH_H_
+#define TALLY_LIB_BATCH_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/byte.h"
+
+#define BATCH_MAGIC "TLYB"
+#define BATCH_VERSION 1
+#define BATCH_HEADER_SIZE 88
+/* Largest batch accepted anywhere (disk, wire, raft entry). */
+#define BATCH_MAX_SIZE (16u << 20)
+
+#define BATCH_FLAG_LZ4 0x01u
+#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4)
+
+struct batch_header {
+    uint8_t version;
+    uint8_t flags;
+    uint32_t batch_len;         /* whole batch, header included */
+    uint32_t record_count;
+    uint64_t base_offset;
+    int64_t first_timestamp;    /* ms since the epoch */
+    int64_t max_timestamp;
+    uint64_t raft_index;        /* Raft entry this batch was applied from */
+    uint64_t producer_id;       /* 0: not an idempotent producer */
+    uint64_t producer_seq;
+    uint32_t records_len;       /* uncompressed size of the records section */
+    uint32_t last_offset_delta; /* offset of the last record - base_offset */
+    uint64_t payload_checksum;
+    uint64_t header_checksum;
+};
+
+/* Decode and check the header at @p (@n bytes available, at least
+ * BATCH_HEADER_SIZE): magic, version, header checksum, lengths and flags.
+ * Returns 0, TALLY_CORRUPT (bad magic, checksum or lengths) or
+ * TALLY_VERSION (a version this build cannot read), with a message. */
+int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *errmsg);
+
+/* As batch_decode_header, then check that @n == batch_len and that the
+ * payload checksum matches. */
+int batch_verify(const void *p, size_t n, struct batch_header *h, char *errmsg);
+
+/* Assign the server-side fields of a verified batch in place and recompute
+ * the header checksum (the payload is untouched, so this is O(1)):
+ * base_offset, raft_index, and first_timestamp (max_timestamp keeps its
+ * distance from first_timestamp). */
+void batch_stamp(void *p, uint64_t base_offset, int64_t first_timestamp, uint64_t raft_index);
+
+/* Last offset held by the batch (base_offset + last_offset_delta). */
+static inline uint64_t batch_last_offset(const struct batch_header *h)
+{
+    return h->base_offset + h->last_offset_delta;
+}
+
+/* A record header (name/value pair). Pointers borrowed. */
+struct batch_kv {
+    const uint8_t *name;
+    size_t name_len;
+    const uint8_t *value;
+    size_t value_len;
+};
+
+/* One decoded record. Pointers borrow from the iterator. */
+struct batch_record {
+    uint64_t offset;
+    int64_t timestamp;
+    const uint8_t *key;   /* NULL: no key */
+    size_t key_len;
+    const uint8_t *value; /* NULL: tombstone */
+    size_t value_len;
+    uint32_t header_count;
+    const uint8_t *headers; /* encoded headers, read with batch_headers_next */
+    size_t headers_len;
+};
+
+struct batch_iter {
+    struct batch_header h;
+    struct rd rd;          /* over the (decompressed) records section */
+    uint8_t *owned;        /* decompressed copy, or NULL */
+    uint32_t seen;         /* records returned so far */
+};
+
+/* Verify the batch (as batch_verify) and prepare to read its records,
+ * decompressing if needed. Close with batch_iter_close. */
+int batch_iter_init(struct batch_iter *it, const void *p, size_t n, char *errmsg);
+/* 0 and *rec filled; TALLY_EOF after the last record; TALLY_CORRUPT. */
+int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errmsg);
+void batch_iter_close(struct batch_iter *it);
+
+/* Read the next header from a record's encoded headers (@r initialised
+ * over rec->headers). Returns false at the end or on malformed input
+ * (r->bad set). */
+bool batch_headers_next(struct rd *r, struct batch_kv *kv);
+
+/* Builder: collects records, then writes one batch. */
+struct batch_builder {
+    struct buf records;         /* encoded records section */
+    uint32_t count;
+    uint32_t last_offset_delta;
+    int64_t max_ts_delta;
+    uint64_t producer_id;
+    uint64_t producer_seq;
+};
+
+void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq);
+void batch_builder_reset(struct batch_builder *b);
+void batch_builder_free(struct batch_builder *b);
+
+/* Add a record with explicit deltas (offset deltas must increase; gaps are
+ * allowed, as compaction leaves them). key NULL = no key, value NULL =
+ * tombstone. All pointers are copied. Returns 0 or TALLY_NOMEM, TALLY_INVAL
+ * (decreasing offset delta). */
+int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                         const void *key, size_t key_len, const void *value, size_t value_len,
+                         const struct batch_kv *headers, size_t n_headers);
+
+/* Add the next record (offset delta = records so far, timestamp delta 0). */
+int batch_builder_add(struct batch_builder *b, const void *key, size_t key_len,
+                      const void *value, size_t value_len);
+
+/* Bytes the batch would take uncompressed (header included). */
+size_t batch_builder_size(const struct batch_builder *b);
+
+/* Append the finished batch to @out. With @compress, the records section is
+ * lz4-compressed when that makes it smaller. base_offset, timestamps and
+ * raft_index are 0 until batch_stamp(). Returns 0, TALLY_NOMEM,
+ * TALLY_INVAL (no records), TALLY_TOOLARGE (over BATCH_MAX_SIZE). */
+int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out);
+
+#endif

@@ -1,0 +1,126 @@
+/* One topic's local segmented log: open/recover, append, read, truncate,
+ * roll, retention. Knows nothing of Raft or sockets.
+ *
+ * A log is a directory of segments named by their base offset:
+ *   00000000000000000000.seg   batches, back to back (lib/batch.h format)
+ *   00000000000000000000.idx   sparse offset index (rebuilt if missing/bad)
+ *   00000000000000000000.tix   sparse time index   (rebuilt if missing/bad)
+ * The highest segment is the active one; all others are sealed (immutable,
+ * fsynced when sealed). docs/disk-format.md has the byte layouts.
+ *
+ * Threading: a log is used by one thread at a time (the node's loop).
+ *
+ * Durability: log_append writes to the page cache only. log_sync makes
+ * everything appended so far durable (data, indexes, directory). After a
+ * crash the log recovers to a whole-batch boundary at or after the last
+ * synced position.
+ *
+ * Errors: functions return 0 or a TALLY_* code and fill @errmsg (size
+ * ERR_MSG_SIZE, may be NULL). A failed write or fsync is sticky: every
+ * later append/sync returns TALLY_IOERR (never retry an fsync and assume
+ * the data is safe). */
+#ifndef TALLY_LOG_LOG_H_
+#define TALLY_LOG_LOG_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct log_config {
+    uint64_t segment_bytes;      /* roll when the active segment would exceed this */
+    int64_t segment_ms;          /* roll when the active segment's first batch is older; 0 = never */
+    uint32_t index_interval_bytes; /* one index entry per this many segment bytes */
+    int64_t retention_ms;        /* log_retain: delete sealed segments older; -1 = keep */
+    int64_t retention_bytes;     /* log_retain: keep total size under; -1 = keep */
+};
+
+/* Defaults: 64 MiB segments, no age roll, index every 4 KiB, keep all. */
+void log_config_init(struct log_config *cfg);
+
+struct tally_log;
+
+/* Open (creating if needed) the log in directory @dir (copied). Recovery:
+ * only the active segment is scanned; a torn or corrupt tail is truncated
+ * to the last whole batch (logged at WARN); a missing or damaged index is
+ * rebuilt from its segment. A sealed segment whose size or last batch does
+ * not check out fails the open with TALLY_CORRUPT naming the file.
+ * @start_offset is the offset an empty new log starts at (normally 0).
+ * *out is owned by the caller: log_close. */
+int log_open(const char *dir, const struct log_config *cfg, uint64_t start_offset,
+             struct tally_log **out, char *errmsg);
+
+/* Close without syncing (log_sync first for a clean shutdown). */
+void log_close(struct tally_log *l);
+
+/* Offset the next appended batch must have as its base_offset. */
+uint64_t log_next_offset(const struct tally_log *l);
+/* First offset still stored (after retention/truncation of the front). */
+uint64_t log_start_offset(const struct tally_log *l);
+/* raft_index of the last batch in the log, 0 if empty. */
+uint64_t log_last_raft_index(const struct tally_log *l);
+/* Bytes in all segments, and number of segments. */
+uint64_t log_size_bytes(const struct tally_log *l);
+unsigned log_segment_count(const struct tally_log *l);
+
+/* Append one complete, stamped batch (batch_verify must pass and its
+ * base_offset must equal log_next_offset(), else TALLY_INVAL). Rolls the
+ * active segment first if the batch would not fit or the segment is too
+ * old (@now_ms). The bytes are copied. */
+int log_append(struct tally_log *l, const void *batch, size_t len, int64_t now_ms, char *errmsg);
+
+/* Make everything appended so far durable: fsync data and index files and
+ * the directory. */
+int log_sync(struct tally_log *l, char *errmsg);
+
+/* Where the batches starting at @offset lie. The first batch is the one
+ * that contains @offset (it may start before it: readers skip records
+ * below the offset they asked for). Whole batches are returned up to
+ * @max_bytes, but at least one batch even if it is larger; never past one
+ * segment (call again from next_offset). @fd stays valid until the next
+ * call that changes the log (append that rolls, truncate, retain, close);
+ * read it with pread or sendfile right away.
+ * Returns 0 (len may be 0 when offset == next offset: nothing yet),
+ * TALLY_OUT_OF_RANGE if offset < start or > next, TALLY_INVAL if
+ * max_bytes == 0. */
+struct log_slice {
+    int fd;               /* segment file (borrowed) */
+    off_t pos;            /* file position of the first batch */
+    size_t len;           /* bytes of whole batches */
+    uint64_t next_offset; /* offset after the last batch in the slice */
+};
+int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_slice *out,
+             char *errmsg);
+
+/* Convenience: read the slice into a malloc'd buffer (*out owned by the
+ * caller, free()). */
+int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
+                  size_t *len, uint64_t *next_offset, char *errmsg);
+
+/* First offset whose batch has max_timestamp >= @ts_ms (so the record
+ * itself may need a scan within the batch); log_next_offset() if none. */
+int log_find_time(struct tally_log *l, int64_t ts_ms, uint64_t *offset, char *errmsg);
+
+/* Remove every batch with base_offset >= @offset (a batch straddling the
+ * offset is removed whole; the new next offset is returned in *next).
+ * Deletes later segments. */
+int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *errmsg);
+
+/* Retention: delete sealed segments older than retention_ms (judged by the
+ * segment's max timestamp against @now_ms) and, oldest first, while the
+ * total size exceeds retention_bytes. Never deletes the active segment.
+ * *deleted gets the number of segments removed. */
+int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *errmsg);
+
+/* Drop everything and restart empty at @offset (used when a snapshot from
+ * the leader replaces a log that is behind it). */
+int log_reset(struct tally_log *l, uint64_t offset, char *errmsg);
+
+/* Offline check of a log directory: every batch checksum of every segment,
+ * and every index entry against its segment. Reports each problem through
+ * @report (file name, file position, message) and returns the number of
+ * problems found (0 = healthy), or -1 if the directory cannot be read. */
+typedef void (*log_report_fn)(void *arg, const char *file, uint64_t pos, const char *msg);
+int log_verify_dir(const char *dir, log_report_fn report, void *arg);
+
+#endif

@@ -1,0 +1,220 @@
+/* The client wire protocol: frames and message schemas, encode/decode.
+ *
+ * Only server/ and client/ include this. Byte layouts are at the top of
+ * proto.c and in docs/protocol.md.
+ *
+ * FRAME (little-endian)
+ *   0   4  frame_len: bytes after this field (PROTO_HEADER_SIZE - 4 + body)
+ *   4   2  magic 0x7974 ("ty" on the wire)
+ *   6   1  protocol version (PROTO_VERSION)
+ *   7   1  flags: bit 0 = response, bit 1 = error response
+ *   8   2  message type (enum proto_type); a response repeats its request's
+ *   10  2  reserved, zero
+ *   12  4  request id, chosen by the client, echoed in the response
+ *   16  .. body
+ * Requests on one connection may be pipelined; responses come in request
+ * order. An error response's body is struct proto_error.
+ *
+ * Each message body is a sequence of fields:
+ *   u8/u16/u32/u64/i64: fixed little-endian integers
+ *   str: u16 length + bytes (no NUL); blob: u32 length + bytes
+ * The schemas below are the single source of truth: an X-macro list
+ * generates the struct, the encoder and the decoder of every message. */
+#ifndef TALLY_PROTO_PROTO_H_
+#define TALLY_PROTO_PROTO_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/batch.h"
+#include "lib/byte.h"
+
+#define PROTO_MAGIC 0x7974u
+#define PROTO_VERSION 1
+#define PROTO_HEADER_SIZE 16
+/* Largest frame either side accepts (frame_len + 4). A larger frame_len is
+ * answered with TALLY_TOOLARGE and the connection is closed, because the
+ * rest of that frame cannot be skipped safely. */
+#define PROTO_MAX_FRAME (BATCH_MAX_SIZE + (1u << 16))
+
+#define PROTO_FLAG_RESPONSE 0x01u
+#define PROTO_FLAG_ERROR 0x02u
+
+#define PROTO_NAME_MAX 256  /* topic names: 1..255 bytes */
+#define PROTO_ADDR_MAX 64   /* "255.255.255.255:65535" and more */
+#define PROTO_MSG_MAX 256   /* error messages (longer ones are cut) */
+
+enum proto_type {
+    PROTO_HELLO = 1,
+    PROTO_METADATA = 2,
+    PROTO_TOPIC_CREATE = 3,
+    PROTO_TOPIC_DELETE = 4,
+    PROTO_TOPIC_LIST = 5,
+    PROTO_PRODUCE = 6,
+    PROTO_FETCH = 7,
+    PROTO_MEMBER_ADD = 8,
+    PROTO_MEMBER_REMOVE = 9,
+    PROTO_MEMBER_TRANSFER = 10,
+    PROTO__TYPE_MAX = 10,
+};
+
+/* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
+const char *proto_type_name(unsigned type);
+
+struct proto_frame {
+    uint32_t frame_len;
+    uint8_t version;
+    uint8_t flags;
+    uint16_t type;
+    uint32_t request_id;
+};
+
+/* Decode the 16-byte frame header at @p (@n >= PROTO_HEADER_SIZE).
+ * Returns 0; TALLY_PROTO for a bad magic or a frame_len below the header
+ * (framing is lost: close the connection); TALLY_TOOLARGE for frame_len +
+ * 4 > @max_frame (close too). A version other than PROTO_VERSION is NOT
+ * rejected here: the caller answers it with TALLY_VERSION and skips the
+ * frame, since its length is still trustworthy. */
+int proto_decode_frame(const void *p, size_t n, uint32_t max_frame, struct proto_frame *f);
+
+/* Start a frame in @b (appends the 16-byte header with frame_len 0) and
+ * return its start position; then append the body; then proto_end_frame
+ * patches frame_len. */
+size_t proto_begin_frame(struct buf *b, uint16_t type, uint8_t flags, uint32_t request_id);
+void proto_end_frame(struct buf *b, size_t start);
+
+/* Field kinds for the schemas. STR fields are char arrays of the given
+ * capacity; BLOB fields are a pointer + length that borrow from the
+ * decoded input (and are borrowed by the encoder). */
+#define PROTO_SCHEMA_HELLO_REQ(X)                                              \
+    X(u8, min_version)                                                         \
+    X(u8, max_version)                                                         \
+    X(str, client_name, 64)
+#define PROTO_SCHEMA_HELLO_RESP(X)                                             \
+    X(u8, version)                                                             \
+    X(u64, node_id)                                                            \
+    X(str, server_version, 32)
+/* METADATA: this node's own view of the cluster. */
+#define PROTO_SCHEMA_METADATA_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_METADATA_RESP(X)                                          \
+    X(u64, node_id)                                                            \
+    X(u64, leader_id)    /* 0: none known */                                   \
+    X(u8, role)          /* enum tally_role */                                 \
+    X(u64, term)                                                               \
+    X(u64, commit_index)                                                       \
+    X(u64, applied_index)                                                      \
+    X(u64, last_index)                                                         \
+    X(u32, n_members)    /* followed by n_members PROTO_SCHEMA_MEMBER */
+#define PROTO_SCHEMA_MEMBER(X)                                                 \
+    X(u64, id)                                                                 \
+    X(str, client_addr, PROTO_ADDR_MAX)                                        \
+    X(str, raft_addr, PROTO_ADDR_MAX)                                          \
+    X(u8, voter)
+#define PROTO_SCHEMA_TOPIC_CREATE_REQ(X)                                       \
+    X(str, name, PROTO_NAME_MAX)                                               \
+    X(u8, policy)        /* enum tally_policy */                               \
+    X(i64, retention_ms)                                                       \
+    X(i64, retention_bytes)                                                    \
+    X(i64, segment_bytes)
+#define PROTO_SCHEMA_TOPIC_DELETE_REQ(X) X(str, name, PROTO_NAME_MAX)
+/* Response of TOPIC_CREATE, TOPIC_DELETE and the MEMBER_* requests. */
+#define PROTO_SCHEMA_DONE_RESP(X) X(u64, raft_index)
+#define PROTO_SCHEMA_TOPIC_LIST_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_TOPIC_LIST_RESP(X)                                        \
+    X(u32, n_topics)     /* followed by n_topics PROTO_SCHEMA_TOPIC */
+#define PROTO_SCHEMA_TOPIC(X)                                                  \
+    X(str, name, PROTO_NAME_MAX)                                               \
+    X(u8, policy)                                                              \
+    X(i64, retention_ms)                                                       \
+    X(i64, retention_bytes)                                                    \
+    X(i64, segment_bytes)                                                      \
+    X(u64, start_offset)                                                       \
+    X(u64, next_offset)
+#define PROTO_SCHEMA_PRODUCE_REQ(X)                                            \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u32, timeout_ms)                                                         \
+    X(blob, batch)       /* one batch, lib/batch.h format, checksummed */
+#define PROTO_SCHEMA_PRODUCE_RESP(X)                                           \
+    X(u64, base_offset)                                                        \
+    X(u32, count)                                                              \
+    X(u64, raft_index)
+#define PROTO_SCHEMA_FETCH_REQ(X)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, offset)                                                             \
+    X(u32, max_bytes)                                                          \
+    X(u32, max_wait_ms)  /* long-poll when nothing is there yet */             \
+    X(u64, min_index)    /* wait until this node applied this index */
+#define PROTO_SCHEMA_FETCH_RESP(X)                                             \
+    X(u64, applied_index)                                                      \
+    X(u64, start_offset)                                                       \
+    X(u64, next_offset)  /* the topic's next offset on this node */            \
+    X(blob, batches)     /* whole batches, back to back; last field so the */  \
+                         /* server can send them straight from the file */
+#define PROTO_SCHEMA_MEMBER_ADD_REQ(X)                                         \
+    X(u64, id)                                                                 \
+    X(str, client_addr, PROTO_ADDR_MAX)                                        \
+    X(str, raft_addr, PROTO_ADDR_MAX)
+#define PROTO_SCHEMA_MEMBER_REMOVE_REQ(X) X(u64, id)
+#define PROTO_SCHEMA_MEMBER_TRANSFER_REQ(X) X(u64, id)
+/* Body of every error response. */
+#define PROTO_SCHEMA_ERROR(X)                                                  \
+    X(u16, code)         /* TALLY_* */                                         \
+    X(str, message, PROTO_MSG_MAX)                                             \
+    X(u64, leader_id)    /* NOTLEADER: the leader, if known (else 0) */        \
+    X(str, leader_addr, PROTO_ADDR_MAX) /* its client address, or "" */
+
+/* Struct generation. */
+#define PROTO__FIELD_u8(name) uint8_t name;
+#define PROTO__FIELD_u16(name) uint16_t name;
+#define PROTO__FIELD_u32(name) uint32_t name;
+#define PROTO__FIELD_u64(name) uint64_t name;
+#define PROTO__FIELD_i64(name) int64_t name;
+#define PROTO__FIELD_str(name, cap) char name[cap];
+#define PROTO__FIELD_blob(name) const uint8_t *name; uint32_t name##_len;
+#define PROTO__FIELD(kind, ...) PROTO__FIELD_##kind(__VA_ARGS__)
+
+#define PROTO__MESSAGES(X)                                                     \
+    X(hello_req, HELLO_REQ)                                                    \
+    X(hello_resp, HELLO_RESP)                                                  \
+    X(metadata_req, METADATA_REQ)                                              \
+    X(metadata_resp, METADATA_RESP)                                            \
+    X(member, MEMBER)                                                          \
+    X(topic_create_req, TOPIC_CREATE_REQ)                                      \
+    X(topic_delete_req, TOPIC_DELETE_REQ)                                      \
+    X(done_resp, DONE_RESP)                                                    \
+    X(topic_list_req, TOPIC_LIST_REQ)                                          \
+    X(topic_list_resp, TOPIC_LIST_RESP)                                        \
+    X(topic, TOPIC)                                                            \
+    X(produce_req, PRODUCE_REQ)                                                \
+    X(produce_resp, PRODUCE_RESP)                                              \
+    X(fetch_req, FETCH_REQ)                                                    \
+    X(fetch_resp, FETCH_RESP)                                                  \
+    X(member_add_req, MEMBER_ADD_REQ)                                          \
+    X(member_remove_req, MEMBER_REMOVE_REQ)                                    \
+    X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
+    X(error, ERROR)
+
+/* For each message: struct proto_<name>, and
+ *   void proto_put_<name>(struct buf *b, const struct proto_<name> *m);
+ *   int  proto_get_<name>(struct rd *r, struct proto_<name> *m);
+ * proto_get_ returns 0 or TALLY_PROTO (truncated input, string too long or
+ * holding a NUL). It does not require the reader to be exhausted: lists
+ * follow some messages. Use proto_get_end() to check nothing is left. */
+#define PROTO__DECLARE(name, SCHEMA)                                           \
+    struct proto_##name {                                                      \
+        PROTO_SCHEMA_##SCHEMA(PROTO__FIELD)                                    \
+    };                                                                         \
+    void proto_put_##name(struct buf *b, const struct proto_##name *m);        \
+    int proto_get_##name(struct rd *r, struct proto_##name *m);
+PROTO__MESSAGES(PROTO__DECLARE)
+#undef PROTO__DECLARE
+
+/* 0 if the reader consumed its input exactly, else TALLY_PROTO. */
+int proto_get_end(struct rd *r);
+
+/* Append a complete error response frame to @b. @message is cut to fit. */
+void proto_put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, int code,
+                           const char *message, uint64_t leader_id, const char *leader_addr);
+
+#endif

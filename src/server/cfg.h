@@ -1,0 +1,61 @@
+/* tallyd's configuration: an INI file and command-line flags -> one
+ * validated struct. Flags override the file. */
+#ifndef TALLY_SERVER_CFG_H_
+#define TALLY_SERVER_CFG_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFG_MAX_PEERS 16
+#define CFG_ADDR_MAX 64
+#define CFG_PATH_MAX 4096
+
+struct cfg_peer {
+    uint64_t id;
+    char client_addr[CFG_ADDR_MAX]; /* "IPv4:PORT" clients connect to */
+    char raft_addr[CFG_ADDR_MAX];   /* "IPv4:PORT" for Raft traffic */
+};
+
+struct cfg {
+    uint64_t id;                     /* --id N (> 0), required */
+    char data_dir[CFG_PATH_MAX];     /* --data DIR, required */
+    char listen_addr[CFG_ADDR_MAX];  /* --listen HOST:PORT, required */
+    char raft_addr[CFG_ADDR_MAX];    /* --raft HOST:PORT, required */
+    struct cfg_peer peers[CFG_MAX_PEERS]; /* --peer ID=CLIENT/RAFT, repeatable */
+    unsigned n_peers;
+    bool bootstrap;                  /* --bootstrap */
+    char metrics_addr[CFG_ADDR_MAX]; /* --metrics HOST:PORT, "" = off */
+    int log_level;                   /* --log-level, enum logger_level */
+
+    /* Tunables (config file keys of the same name, and --set KEY=VALUE). */
+    unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */
+    unsigned heartbeat_timeout_ms;   /* heartbeat_timeout_ms, default 100 */
+    uint64_t raft_segment_bytes;     /* raft_segment_bytes, default 64 MiB */
+    unsigned snapshot_threshold;     /* snapshot_threshold (entries), default 4096 */
+    unsigned snapshot_trailing;      /* snapshot_trailing (entries), default 4096 */
+    uint64_t segment_bytes;          /* segment_bytes: default topic segment size, 64 MiB */
+    uint32_t max_batch_bytes;        /* max_batch_bytes: largest produce batch, 1 MiB */
+    unsigned group_commit_bytes;     /* group_commit_bytes: max Raft entry, 1 MiB */
+    unsigned max_inflight_entries;   /* max_inflight_entries, default 4 */
+    unsigned max_connections;        /* max_connections, default 1024 */
+};
+
+/* Fill defaults, then read --config FILE if given, then apply the other
+ * flags; validate (ids, addresses as IPv4:PORT, this node present in the
+ * peer list with matching addresses, data dir usable). On error returns
+ * TALLY_INVAL with a one-line message in @errmsg naming the problem
+ * (e.g. "--peer 2=127.0.0.1:7002: missing /RAFT_HOST:PORT"). Returns 1 if
+ * --help or --version was handled (text already printed to stdout). */
+int cfg_load(struct cfg *c, int argc, char **argv, char *errmsg);
+
+/* Usage text of tallyd. */
+void cfg_usage(FILE *out);
+
+/* Parse "A.B.C.D:PORT" into @ip (NUL-terminated) and @port; 0 or -1. */
+int cfg_parse_addr(const char *s, char *ip, unsigned ip_cap, unsigned *port);
+
+/* The peer with @id, or NULL. */
+const struct cfg_peer *cfg_peer_by_id(const struct cfg *c, uint64_t id);
+
+#endif
