@@ -1,0 +1,545 @@
+/* The Raft node: canonical/raft 0.15 + raft_uv + NODELAY TCP on one loop.
+ *
+ * Start-up (RAFT-GUIDE.md 3.1): transport, raft_uv (64 MiB segments, 200 ms
+ * reconnect), raft_init with the fsm adapter, tunables (pre-vote on), then
+ * bootstrap when asked (RAFT_CANTBOOTSTRAP = already initialised: fine, so
+ * one command line starts and restarts a node), then raft_start, which
+ * restores the latest snapshot and replays the log into the store.
+ *
+ * A uv_check "monitor" runs every loop iteration, because 0.15 has no state
+ * callback: it reports role changes and applied-index progress, issues the
+ * barrier a new leader needs before serving (0.15 appends no leader no-op,
+ * rule 6), and reports RAFT_UNAVAILABLE, which is permanent, as fatal.
+ *
+ * Reads of term, commit index and configuration use struct raft fields
+ * that 0.15 exposes (0.17 hides them): this pins us to the 0.15 ABI, which
+ * is what Debian 12 ships. */
+#include "repl/node.h"
+
+#include <errno.h>
+#include <raft/uv.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "repl/fsm.h"
+#include "repl/transport.h"
+
+struct node {
+    uv_loop_t *loop;
+    struct raft raft;
+    struct raft_io io;
+    struct transport transport;
+    struct fsm fsm;
+    uv_check_t monitor;
+    struct node_events ev;
+    uint64_t id;
+    int role;                   /* last role the monitor saw */
+    uint64_t leader_term;       /* term in which we became leader */
+    bool ready;                 /* leader whose barrier has applied */
+    bool barrier_pending;
+    struct raft_barrier barrier;
+    uint64_t applied_seen;      /* last applied index reported */
+    bool started;
+    bool closing;
+    int pending_closes;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+int node_map_error(int raft_code)
+{
+    switch (raft_code) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+        return TALLY_NOTLEADER;
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return TALLY_LEADERSHIP_LOST;
+    case RAFT_NOMEM:
+        return TALLY_NOMEM;
+    case RAFT_NOSPACE:
+        return TALLY_NOSPACE;
+    case RAFT_CANTCHANGE:
+        return TALLY_BUSY;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+        return TALLY_EXISTS;
+    case RAFT_BADID:
+    case RAFT_NOTFOUND:
+        return TALLY_NOTFOUND;
+    case RAFT_BADROLE:
+        return TALLY_INVAL;
+    case RAFT_NOCONNECTION:
+        return TALLY_UNAVAILABLE;
+    default:
+        return TALLY_IOERR;
+    }
+}
+
+static int node__role_of(int raft_state)
+{
+    switch (raft_state) {
+    case RAFT_FOLLOWER:
+        return NODE_FOLLOWER;
+    case RAFT_CANDIDATE:
+        return NODE_CANDIDATE;
+    case RAFT_LEADER:
+        return NODE_LEADER;
+    default:
+        return NODE_UNAVAILABLE;
+    }
+}
+
+static void node__fatal(void *arg, const char *why)
+{
+    struct node *n = arg;
+    if (n->ev.fatal != NULL) {
+        n->ev.fatal(n->ev.arg, why);
+    }
+}
+
+static void node__barrier_cb(struct raft_barrier *req, int status)
+{
+    struct node *n = req->data;
+    n->barrier_pending = false;
+    if (n->closing) {
+        return;
+    }
+    if (status == 0 && raft_state(&n->raft) == RAFT_LEADER &&
+        n->raft.current_term == n->leader_term) {
+        n->ready = true;
+        TLOG_INFO("raft", "leader for term %llu is ready (applied %llu)",
+                  (unsigned long long)n->leader_term,
+                  (unsigned long long)raft_last_applied(&n->raft));
+    } else if (status != 0) {
+        TLOG_WARN("raft", "leader barrier failed: %s", raft_strerror(status));
+    }
+}
+
+static void node__issue_barrier(struct node *n)
+{
+    int rv;
+    if (n->barrier_pending) {
+        return;
+    }
+    n->barrier.data = n;
+    rv = raft_barrier(&n->raft, &n->barrier, node__barrier_cb);
+    if (rv == 0) {
+        n->barrier_pending = true;
+    } else {
+        TLOG_WARN("raft", "leader barrier: %s", raft_strerror(rv));
+    }
+}
+
+static void node__monitor(uv_check_t *h)
+{
+    struct node *n = h->data;
+    int role;
+    uint64_t applied;
+    if (!n->started || n->closing) {
+        return;
+    }
+    role = node__role_of(raft_state(&n->raft));
+    if (role != n->role) {
+        int old = n->role;
+        n->role = role;
+        n->ready = false;
+        TLOG_INFO("raft", "role %d -> %d (term %llu)", old, role,
+                  (unsigned long long)n->raft.current_term);
+        if (role == NODE_LEADER) {
+            n->leader_term = n->raft.current_term;
+            node__issue_barrier(n);
+        }
+        if (n->ev.role_changed != NULL) {
+            n->ev.role_changed(n->ev.arg, old, role);
+        }
+        if (role == NODE_UNAVAILABLE) {
+            char why[512];
+            snprintf(why, sizeof why, "raft became unavailable: %s", raft_errmsg(&n->raft));
+            node__fatal(n, why);
+            return;
+        }
+    } else if (role == NODE_LEADER && !n->ready && !n->barrier_pending) {
+        node__issue_barrier(n); /* the first attempt failed: try again */
+    }
+    applied = raft_last_applied(&n->raft);
+    if (applied != n->applied_seen) {
+        n->applied_seen = applied;
+        if (n->ev.applied != NULL) {
+            n->ev.applied(n->ev.arg, applied);
+        }
+    }
+}
+
+static int node__mkdir_p(const char *path, char *errmsg)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                return err_os(errmsg, errno, "create directory %s", tmp);
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        return err_os(errmsg, errno, "create directory %s", tmp);
+    }
+    return 0;
+}
+
+static int node__bootstrap(struct node *n, const struct node_config *cfg, char *errmsg)
+{
+    struct raft_configuration conf;
+    int rv = 0;
+    raft_configuration_init(&conf);
+    for (unsigned i = 0; i < cfg->n_peers && rv == 0; i++) {
+        rv = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].raft_addr, RAFT_VOTER);
+    }
+    if (rv == 0) {
+        rv = raft_bootstrap(&n->raft, &conf);
+    }
+    raft_configuration_close(&conf);
+    if (rv == RAFT_CANTBOOTSTRAP) {
+        TLOG_INFO("raft", "already initialised; --bootstrap has nothing to do");
+        return 0;
+    }
+    if (rv != 0) {
+        err_printf(errmsg, "bootstrap: %s", raft_strerror(rv));
+        return TALLY_IOERR;
+    }
+    TLOG_INFO("raft", "bootstrapped a new cluster of %u members", cfg->n_peers);
+    return 0;
+}
+
+int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *store,
+                const struct node_events *events, struct node **out, char *errmsg)
+{
+    struct node *n = calloc(1, sizeof *n);
+    int rv;
+    if (n == NULL) {
+        return TALLY_NOMEM;
+    }
+    n->loop = loop;
+    n->id = cfg->id;
+    n->ev = *events;
+    if ((rv = node__mkdir_p(cfg->raft_dir, errmsg)) != 0) {
+        free(n);
+        return rv;
+    }
+    fsm_init(&n->fsm, store, node__fatal, n);
+    rv = transport_init(&n->transport, loop);
+    if (rv != 0) {
+        err_printf(errmsg, "raft transport: %s", raft_strerror(rv));
+        free(n);
+        return TALLY_IOERR;
+    }
+    rv = raft_uv_init(&n->io, loop, cfg->raft_dir, &n->transport.outer);
+    if (rv != 0) {
+        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, n->io.errmsg);
+        transport_close(&n->transport);
+        free(n);
+        return TALLY_IOERR;
+    }
+    raft_uv_set_segment_size(&n->io, (size_t)cfg->segment_bytes);
+    raft_uv_set_connect_retry_delay(&n->io, 200);
+    rv = raft_init(&n->raft, &n->io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
+    if (rv != 0) {
+        err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
+        raft_uv_close(&n->io);
+        transport_close(&n->transport);
+        free(n);
+        return TALLY_IOERR;
+    }
+    n->fsm.raft = &n->raft;
+    raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
+    raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+    raft_set_install_snapshot_timeout(&n->raft, 10000);
+    raft_set_pre_vote(&n->raft, true);
+    *out = n;
+    if (cfg->bootstrap && (rv = node__bootstrap(n, cfg, errmsg)) != 0) {
+        goto fail;
+    }
+    rv = raft_start(&n->raft);
+    if (rv != 0) {
+        err_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+        rv = TALLY_IOERR;
+        goto fail;
+    }
+    n->started = true;
+    n->fsm.started = true;
+    uv_check_init(loop, &n->monitor);
+    n->monitor.data = n;
+    uv_check_start(&n->monitor, node__monitor);
+    TLOG_INFO("raft", "node %llu started on %s (last index %llu)", (unsigned long long)cfg->id,
+              cfg->raft_addr, (unsigned long long)raft_last_index(&n->raft));
+    return 0;
+fail:
+    /* raft_init succeeded: the only way back is raft_close on the loop. */
+    *out = NULL;
+    node_close(n, NULL, NULL);
+    return rv;
+}
+
+static void node__maybe_done(struct node *n)
+{
+    if (--n->pending_closes > 0) {
+        return;
+    }
+    void (*cb)(void *) = n->close_cb;
+    void *arg = n->close_arg;
+    fsm_close(&n->fsm);
+    free(n);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}
+
+static void node__raft_closed(struct raft *r)
+{
+    struct node *n = r->data;
+    raft_uv_close(&n->io);
+    transport_close(&n->transport);
+    node__maybe_done(n);
+}
+
+static void node__monitor_closed(uv_handle_t *h)
+{
+    node__maybe_done(h->data);
+}
+
+void node_close(struct node *n, void (*cb)(void *arg), void *arg)
+{
+    n->closing = true;
+    n->ready = false;
+    n->close_cb = cb;
+    n->close_arg = arg;
+    n->pending_closes = 1;
+    if (n->started) {
+        n->pending_closes++;
+        uv_close((uv_handle_t *)&n->monitor, node__monitor_closed);
+    }
+    n->raft.data = n;
+    raft_close(&n->raft, node__raft_closed);
+}
+
+int node_role(struct node *n)
+{
+    return n->closing ? NODE_UNAVAILABLE : node__role_of(raft_state(&n->raft));
+}
+
+bool node_ready(struct node *n)
+{
+    return n->ready && !n->closing && raft_state(&n->raft) == RAFT_LEADER;
+}
+
+uint64_t node_id(struct node *n)
+{
+    return n->id;
+}
+
+uint64_t node_leader_id(struct node *n)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&n->raft, &id, &addr);
+    return id;
+}
+
+uint64_t node_term(struct node *n)
+{
+    return n->raft.current_term;
+}
+
+uint64_t node_commit_index(struct node *n)
+{
+    return n->raft.commit_index;
+}
+
+uint64_t node_applied_index(struct node *n)
+{
+    return raft_last_applied(&n->raft);
+}
+
+uint64_t node_last_index(struct node *n)
+{
+    return raft_last_index(&n->raft);
+}
+
+unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
+{
+    const struct raft_configuration *c = &n->raft.configuration;
+    unsigned k = 0;
+    for (unsigned i = 0; i < c->n && k < cap; i++, k++) {
+        out[k].id = c->servers[i].id;
+        snprintf(out[k].raft_addr, sizeof out[k].raft_addr, "%s", c->servers[i].address);
+        out[k].voter = c->servers[i].role == RAFT_VOTER;
+    }
+    return k;
+}
+
+struct node__proposal {
+    struct raft_apply req;
+    node_propose_cb cb;
+    void *arg;
+};
+
+static void node__apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct node__proposal *p = (struct node__proposal *)req;
+    if (status == 0) {
+        p->cb(p->arg, 0, req->index, result);
+    } else {
+        p->cb(p->arg, node_map_error(status), req->index, NULL);
+    }
+    free(p);
+}
+
+int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *arg)
+{
+    struct node__proposal *p;
+    struct raft_buffer rb;
+    int rv;
+    if (n->closing) {
+        return TALLY_SHUTDOWN;
+    }
+    if (entry->len == 0 || entry->len % 8 != 0 || !buf_ok(entry)) {
+        return TALLY_INVAL; /* raft 0.15 corrupts unpadded entries */
+    }
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return TALLY_NOMEM;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    rb.base = entry->data;
+    rb.len = entry->len;
+    rv = raft_apply(&n->raft, &p->req, &rb, 1, node__apply_cb);
+    if (rv != 0) {
+        free(p);
+        return node_map_error(rv);
+    }
+    buf_init(entry); /* raft owns the bytes now */
+    return 0;
+}
+
+struct node__change {
+    struct raft_change req;
+    struct raft_transfer transfer;
+    struct node *n;
+    uint64_t id;
+    node_done_cb cb;
+    void *arg;
+};
+
+static void node__change_done(struct node__change *c, int raft_status)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", raft_status == 0 ? "done" : raft_strerror(raft_status));
+    c->cb(c->arg, node_map_error(raft_status), msg);
+    free(c);
+}
+
+static void node__assign_cb(struct raft_change *req, int status)
+{
+    node__change_done(req->data, status);
+}
+
+static void node__add_cb(struct raft_change *req, int status)
+{
+    struct node__change *c = req->data;
+    int rv;
+    if (status != 0 || c->n->closing) {
+        node__change_done(c, status != 0 ? status : RAFT_SHUTDOWN);
+        return;
+    }
+    /* raft_assign runs catch-up rounds before promoting the new node. */
+    rv = raft_assign(&c->n->raft, &c->req, c->id, RAFT_VOTER, node__assign_cb);
+    if (rv != 0) {
+        node__change_done(c, rv);
+    }
+}
+
+static struct node__change *node__change_new(struct node *n, uint64_t id, node_done_cb cb,
+                                             void *arg)
+{
+    struct node__change *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->n = n;
+        c->id = id;
+        c->cb = cb;
+        c->arg = arg;
+        c->req.data = c;
+        c->transfer.data = c;
+    }
+    return c;
+}
+
+int node_add_voter(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
+                   void *arg)
+{
+    struct node__change *c = node__change_new(n, id, cb, arg);
+    int rv;
+    if (c == NULL) {
+        return TALLY_NOMEM;
+    }
+    rv = raft_add(&n->raft, &c->req, id, raft_addr, node__add_cb);
+    if (rv != 0) {
+        free(c);
+        return node_map_error(rv);
+    }
+    return 0;
+}
+
+int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg)
+{
+    struct node__change *c = node__change_new(n, id, cb, arg);
+    int rv;
+    if (c == NULL) {
+        return TALLY_NOMEM;
+    }
+    rv = raft_remove(&n->raft, &c->req, id, node__assign_cb);
+    if (rv != 0) {
+        free(c);
+        return node_map_error(rv);
+    }
+    return 0;
+}
+
+static void node__transfer_cb(struct raft_transfer *req)
+{
+    struct node__change *c = req->data;
+    /* The callback carries no status: it fires when the target is seen as
+     * leader or after an election timeout. Report who leads now. */
+    uint64_t leader = node_leader_id(c->n);
+    char msg[128];
+    int code = (c->id == 0 ? leader != 0 && leader != c->n->id : leader == c->id) ? 0
+                                                                                   : TALLY_TIMEOUT;
+    snprintf(msg, sizeof msg, "leader is now %llu", (unsigned long long)leader);
+    c->cb(c->arg, code, msg);
+    free(c);
+}
+
+int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg)
+{
+    struct node__change *c = node__change_new(n, id, cb, arg);
+    int rv;
+    if (c == NULL) {
+        return TALLY_NOMEM;
+    }
+    rv = raft_transfer(&n->raft, &c->transfer, id, node__transfer_cb);
+    if (rv != 0) {
+        free(c);
+        return node_map_error(rv);
+    }
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* The Raft node: canonical/raft with raft_uv and the NODELAY TCP transport
+ * on one libuv loop; bootstrap, leadership tracking, proposals, membership.
+ * Knows nothing of the wire format: callers hand it encoded store commands.
+ *
+ * Every function runs on the loop thread (canonical/raft is not
+ * thread-safe). */
+#ifndef TALLY_REPL_NODE_H_
+#define TALLY_REPL_NODE_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lib/byte.h"
+#include "store/store.h"
+
+#define NODE_MAX_PEERS 16
+
+struct node_peer {
+    uint64_t id;
+    char raft_addr[64];
+};
+
+struct node_config {
+    uint64_t id;
+    char raft_addr[64];
+    char raft_dir[4096];          /* canonical/raft's own directory */
+    struct node_peer peers[NODE_MAX_PEERS]; /* bootstrap configuration */
+    unsigned n_peers;
+    bool bootstrap;               /* form the cluster if the dir is empty */
+    unsigned election_timeout_ms;
+    unsigned heartbeat_timeout_ms;
+    uint64_t segment_bytes;       /* raft_uv segment size */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+};
+
+struct node;
+
+enum node_role { NODE_UNAVAILABLE = 0, NODE_FOLLOWER, NODE_CANDIDATE, NODE_LEADER };
+
+struct node_events {
+    void *arg;
+    /* The role changed (also from leader to not leader: in-flight
+     * proposals then complete with TALLY_LEADERSHIP_LOST by themselves). */
+    void (*role_changed)(void *arg, int old_role, int new_role);
+    /* Entries up to @index are applied (wake waiters on an index). */
+    void (*applied)(void *arg, uint64_t index);
+    /* The node cannot go on (Raft unavailable, a disk failure in apply):
+     * the process should exit non-zero. @why is a message. */
+    void (*fatal)(void *arg, const char *why);
+};
+
+/* Create the node on @loop with the state machine @store (borrowed for the
+ * node's life). Bootstraps when asked and the directory holds no Raft
+ * state, then starts Raft (which restores the latest snapshot and replays
+ * the log). Returns 0 or TALLY_* with @errmsg. */
+int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *store,
+                const struct node_events *events, struct node **out, char *errmsg);
+
+/* Close: pending proposals complete with an error, then @cb(arg) runs when
+ * every handle is closed and the node memory is freed. */
+void node_close(struct node *n, void (*cb)(void *arg), void *arg);
+
+int node_role(struct node *n);
+/* Leader and its barrier of the current term has applied: safe to serve. */
+bool node_ready(struct node *n);
+uint64_t node_id(struct node *n);
+uint64_t node_leader_id(struct node *n);
+uint64_t node_term(struct node *n);
+uint64_t node_commit_index(struct node *n);
+uint64_t node_applied_index(struct node *n);
+uint64_t node_last_index(struct node *n);
+
+/* Current Raft configuration: fills up to @cap members; returns the count. */
+struct node_member {
+    uint64_t id;
+    char raft_addr[64];
+    bool voter;
+};
+unsigned node_members(struct node *n, struct node_member *out, unsigned cap);
+
+/* Completion of a proposal: @status 0 and @res the store's result (borrowed:
+ * valid only during the callback), or a TALLY_* code with @res NULL:
+ * TALLY_LEADERSHIP_LOST when the outcome is unknown. */
+typedef void (*node_propose_cb)(void *arg, int status, uint64_t index,
+                                const struct store_result *res);
+
+/* Propose one encoded command. @entry's data must have been allocated with
+ * malloc (it is handed to raft, whose default heap is malloc) and its
+ * length padded to 8 bytes; on 0 the buffer is taken (entry is reset). On
+ * error nothing was appended: TALLY_NOTLEADER, TALLY_NOMEM. */
+int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *arg);
+
+/* Membership (leader only). @cb(arg, status) with a TALLY_* status. */
+typedef void (*node_done_cb)(void *arg, int status, const char *message);
+int node_add_voter(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
+                   void *arg);
+int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg);
+int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg);
+
+/* Map a RAFT_* code to a TALLY_* code. */
+int node_map_error(int raft_code);
+
+#endif

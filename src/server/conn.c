@@ -1,0 +1,338 @@
+/* One client connection: read buffer, frame assembly, request FIFO,
+ * in-order responses, limits and backpressure.
+ *
+ * The happy path: libuv reads bytes into the read buffer; every whole frame
+ * becomes a struct req appended to the FIFO and handed to the gateway; when
+ * the gateway completes a request, every completed request at the head of
+ * the FIFO is written out, so responses leave in request order even when
+ * a later request (a read) finishes before an earlier one (a write).
+ *
+ * Failure modes:
+ * - bad magic or a frame_len shorter than the header: framing is lost, the
+ *   connection gets one error frame and is closed;
+ * - a frame larger than PROTO_MAX_FRAME: TOOLARGE error, then closed (we
+ *   will not buffer it and cannot skip it safely);
+ * - a frame with another protocol version: VERSION error, frame skipped,
+ *   connection kept;
+ * - a peer that sends many requests without reading answers: reading stops
+ *   while CONN__MAX_PENDING requests are unanswered (backpressure).
+ * Nothing from a rejected frame reaches the gateway. */
+#include "server/conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "proto/proto.h"
+#include "server/gw.h"
+
+#define CONN__MAX_PENDING 1024
+#define CONN__READ_CHUNK (64u << 10)
+
+struct conn {
+    uv_tcp_t handle;
+    struct gw *gw;
+    struct buf rbuf;        /* bytes read, not yet parsed */
+    struct req *head, *tail; /* FIFO of requests, oldest first */
+    unsigned pending;       /* requests not yet written out */
+    bool reading;
+    bool closing;
+    bool close_after_write; /* framing lost: close once the error is out */
+    char peer[64];
+    struct conn *next_conn, *prev_conn;
+};
+
+struct conn__write {
+    uv_write_t w;
+    struct req *req;
+    struct conn *conn;
+};
+
+static struct conn *conn__all;
+static unsigned conn__n;
+
+unsigned conn_count(void)
+{
+    return conn__n;
+}
+
+static void conn__closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    buf_free(&c->rbuf);
+    free(c);
+}
+
+static void conn__close(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    /* Requests the gateway still holds outlive the connection. */
+    for (struct req *r = c->head, *next; r != NULL; r = next) {
+        next = r->next;
+        if (r->done) {
+            buf_free(&r->resp);
+            free(r);
+        } else {
+            r->conn = NULL;
+        }
+    }
+    c->head = c->tail = NULL;
+    if (c->prev_conn != NULL) {
+        c->prev_conn->next_conn = c->next_conn;
+    } else {
+        conn__all = c->next_conn;
+    }
+    if (c->next_conn != NULL) {
+        c->next_conn->prev_conn = c->prev_conn;
+    }
+    conn__n--;
+    uv_close((uv_handle_t *)&c->handle, conn__closed);
+}
+
+void conn_close_all(void)
+{
+    while (conn__all != NULL) {
+        conn__close(conn__all);
+    }
+}
+
+static void conn__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    struct conn *c = h->data;
+    uint8_t *p = buf_reserve(&c->rbuf, CONN__READ_CHUNK);
+    (void)suggested;
+    out->base = (char *)p;
+    out->len = p != NULL ? CONN__READ_CHUNK : 0;
+}
+
+static void conn__written(uv_write_t *w, int status)
+{
+    struct conn__write *cw = (struct conn__write *)w;
+    struct conn *c = cw->conn;
+    buf_free(&cw->req->resp);
+    free(cw->req);
+    free(cw);
+    if (c == NULL) {
+        return;
+    }
+    (void)status; /* a failed write shows up as a read error too */
+}
+
+static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void conn__start_reading(struct conn *c)
+{
+    if (!c->reading && !c->closing && !c->close_after_write) {
+        if (uv_read_start((uv_stream_t *)&c->handle, conn__alloc, conn__read) == 0) {
+            c->reading = true;
+        }
+    }
+}
+
+static void conn__stop_reading(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->handle);
+        c->reading = false;
+    }
+}
+
+/* Write out every completed request at the head of the FIFO. */
+static void conn__drain(struct conn *c)
+{
+    while (c->head != NULL && c->head->done) {
+        struct req *r = c->head;
+        struct conn__write *cw = malloc(sizeof *cw);
+        uv_buf_t ub;
+        c->head = r->next;
+        if (c->head == NULL) {
+            c->tail = NULL;
+        }
+        c->pending--;
+        if (cw == NULL) {
+            buf_free(&r->resp);
+            free(r);
+            conn__close(c);
+            return;
+        }
+        cw->req = r;
+        cw->conn = c;
+        ub = uv_buf_init((char *)r->resp.data, (unsigned)r->resp.len);
+        if (uv_write(&cw->w, (uv_stream_t *)&c->handle, &ub, 1, conn__written) != 0) {
+            buf_free(&r->resp);
+            free(r);
+            free(cw);
+            conn__close(c);
+            return;
+        }
+    }
+    if (c->head == NULL && c->close_after_write) {
+        conn__close(c); /* uv_close lets queued writes finish or cancel */
+        return;
+    }
+    if (c->pending < CONN__MAX_PENDING / 2) {
+        conn__start_reading(c);
+    }
+}
+
+void conn_complete(struct req *req)
+{
+    req->done = true;
+    if (req->conn == NULL) {
+        buf_free(&req->resp);
+        free(req);
+        return;
+    }
+    conn__drain(req->conn);
+}
+
+static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
+{
+    struct req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->conn = c;
+    r->type = type;
+    r->id = id;
+    buf_init(&r->resp);
+    if (c->tail != NULL) {
+        c->tail->next = r;
+    } else {
+        c->head = r;
+    }
+    c->tail = r;
+    c->pending++;
+    return r;
+}
+
+/* Answer with an error and close once it is written: framing is lost. */
+static void conn__fatal_frame(struct conn *c, uint16_t type, uint32_t id, int code,
+                              const char *msg)
+{
+    struct req *r = conn__new_req(c, type, id);
+    TLOG_WARN("conn", "%s: %s; closing the connection", c->peer, msg);
+    c->close_after_write = true;
+    conn__stop_reading(c);
+    if (r == NULL) {
+        conn__close(c);
+        return;
+    }
+    proto_put_error_frame(&r->resp, type, id, code, msg, 0, "");
+    conn_complete(r);
+}
+
+/* Parse and dispatch every whole frame in the read buffer. */
+static void conn__parse(struct conn *c)
+{
+    size_t pos = 0;
+    while (!c->closing && !c->close_after_write && c->rbuf.len - pos >= PROTO_HEADER_SIZE) {
+        struct proto_frame f;
+        const uint8_t *p = c->rbuf.data + pos;
+        int rv = proto_decode_frame(p, c->rbuf.len - pos, PROTO_MAX_FRAME, &f);
+        if (rv == TALLY_TOOLARGE) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "frame of %u bytes is over the limit of %u",
+                     f.frame_len + 4, (unsigned)PROTO_MAX_FRAME);
+            conn__fatal_frame(c, f.type, f.request_id, TALLY_TOOLARGE, msg);
+            break;
+        }
+        if (rv != 0) {
+            conn__fatal_frame(c, 0, 0, TALLY_PROTO, "malformed frame header (bad magic or length)");
+            break;
+        }
+        if (c->rbuf.len - pos < (size_t)f.frame_len + 4) {
+            break; /* wait for the rest */
+        }
+        pos += (size_t)f.frame_len + 4;
+        struct req *r = conn__new_req(c, f.type, f.request_id);
+        if (r == NULL) {
+            conn__close(c);
+            return;
+        }
+        if (f.flags & PROTO_FLAG_RESPONSE) {
+            proto_put_error_frame(&r->resp, f.type, f.request_id, TALLY_PROTO,
+                                  "a response frame was sent to the server", 0, "");
+            conn_complete(r);
+            continue;
+        }
+        gw_handle(c->gw, r, f.version, p + PROTO_HEADER_SIZE, f.frame_len + 4 - PROTO_HEADER_SIZE);
+        if (c->closing) {
+            return;
+        }
+    }
+    if (c->closing) {
+        return;
+    }
+    if (pos > 0) {
+        memmove(c->rbuf.data, c->rbuf.data + pos, c->rbuf.len - pos);
+        c->rbuf.len -= pos;
+    }
+    if (c->pending >= CONN__MAX_PENDING) {
+        conn__stop_reading(c);
+    }
+}
+
+static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    (void)b;
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            TLOG_DEBUG("conn", "%s: read: %s", c->peer, uv_strerror((int)nread));
+        }
+        conn__close(c);
+        return;
+    }
+    if (nread == 0) {
+        return;
+    }
+    if (b->base == NULL) {
+        conn__close(c); /* out of memory in alloc */
+        return;
+    }
+    buf_commit(&c->rbuf, (size_t)nread);
+    conn__parse(c);
+    gw_flush(c->gw);
+}
+
+int conn_accept(uv_stream_t *server, struct gw *gw)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    int rv;
+    if (c == NULL) {
+        return UV_ENOMEM;
+    }
+    c->gw = gw;
+    buf_init(&c->rbuf);
+    uv_tcp_init(server->loop, &c->handle);
+    c->handle.data = c;
+    rv = uv_accept(server, (uv_stream_t *)&c->handle);
+    if (rv != 0) {
+        uv_close((uv_handle_t *)&c->handle, conn__closed);
+        return rv;
+    }
+    uv_tcp_nodelay(&c->handle, 1);
+    snprintf(c->peer, sizeof c->peer, "client");
+    if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&ss, &len) == 0 &&
+        ss.ss_family == AF_INET) {
+        char ip[32];
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        uv_ip4_name(sin, ip, sizeof ip);
+        snprintf(c->peer, sizeof c->peer, "%s:%u", ip, ntohs(sin->sin_port));
+    }
+    c->next_conn = conn__all;
+    if (conn__all != NULL) {
+        conn__all->prev_conn = c;
+    }
+    conn__all = c;
+    conn__n++;
+    conn__start_reading(c);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* One client connection: read buffer, frame assembly, the FIFO of its
+ * requests, in-order responses, limits and backpressure. */
+#ifndef TALLY_SERVER_CONN_H_
+#define TALLY_SERVER_CONN_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lib/byte.h"
+
+struct gw;
+struct conn;
+
+/* One request. Created by the connection when a whole frame arrived,
+ * handled by the gateway, completed with conn_complete(). A request that is
+ * not complete belongs to the gateway (parked fetch, pending write); if its
+ * connection closes meanwhile, req->conn becomes NULL and conn_complete()
+ * just frees it. */
+struct req {
+    struct conn *conn;      /* NULL once the connection is gone */
+    struct req *next;       /* FIFO of the connection */
+    uint16_t type;          /* enum proto_type */
+    uint32_t id;            /* request id, echoed */
+    bool done;
+    struct buf resp;        /* the encoded response frame(s) */
+    /* Gateway state while the request waits. */
+    struct req *park_next;  /* gateway's parked list */
+    uint64_t deadline_ms;   /* when a parked request gives up */
+    void *gw_data;          /* decoded request kept while parked (owned by gw) */
+};
+
+/* Accept a new connection from @server (a listening uv_tcp_t). */
+int conn_accept(uv_stream_t *server, struct gw *gw);
+
+/* The response in req->resp is ready: send it in request order. */
+void conn_complete(struct req *req);
+
+/* Close every connection (shutdown). */
+void conn_close_all(void);
+
+/* Number of open connections. */
+unsigned conn_count(void);
+
+#endif

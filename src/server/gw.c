@@ -1,0 +1,754 @@
+/* The gateway: dispatches decoded requests.
+ *
+ * Writes (produce, topic and member changes) go to Raft on the leader;
+ * a follower answers NOTLEADER with the leader's client address. Produce
+ * uses group commit: requests gathered while an entry is in flight are
+ * proposed together as one APPEND entry when it completes (or as soon as
+ * nothing is in flight, or when the gathered bytes reach
+ * group_commit_bytes and fewer than max_inflight_entries are in flight).
+ * So one lone writer pays one round trip, and many writers share fsyncs.
+ *
+ * Reads are served from the local store, up to what this node applied
+ * (the store only ever sees committed entries). A fetch that must wait -
+ * nothing at its offset yet (long-poll) or the node has not applied the
+ * client's min_index - is parked, and woken by apply or expired by
+ * gw_tick(). */
+#include "server/gw.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/batch.h"
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "proto/proto.h"
+#include "store/cmd.h"
+
+#define GW__MAX_FETCH_BYTES (4u << 20)
+#define GW__DEFAULT_MIN_INDEX_WAIT_MS 5000
+#define GW__MAX_PENDING_BYTES (32u << 20)
+
+/* A proposal in flight: the requests whose answers its result carries. */
+struct gw__proposal {
+    struct gw *gw;
+    struct req **reqs;
+    uint32_t n;
+};
+
+struct gw__fetch {
+    struct proto_fetch_req m;
+    char topic[PROTO_NAME_MAX];
+};
+
+struct gw {
+    const struct cfg *cfg;
+    struct store *store;
+    struct node *node;
+    uv_loop_t *loop;
+    /* Group commit. */
+    struct buf entry;          /* APPEND entry being gathered */
+    struct req **items;        /* its requests, one per item */
+    uint32_t n_items, cap_items;
+    unsigned inflight;         /* APPEND entries proposed, not completed */
+    int64_t last_ts;           /* timestamps never go backwards on this leader */
+    /* Parked fetches. */
+    struct req *parked;
+};
+
+uint64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t gw__mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struct gw **out)
+{
+    struct gw *gw = calloc(1, sizeof *gw);
+    if (gw == NULL) {
+        return TALLY_NOMEM;
+    }
+    gw->cfg = cfg;
+    gw->store = store;
+    gw->loop = loop;
+    buf_init(&gw->entry);
+    *out = gw;
+    return 0;
+}
+
+void gw_set_node(struct gw *gw, struct node *node)
+{
+    gw->node = node;
+}
+
+static void gw__error(struct req *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void gw__error_leader(struct req *r, int code, uint64_t leader_id, const char *leader_addr,
+                             const char *msg)
+{
+    r->resp.len = 0;
+    proto_put_error_frame(&r->resp, r->type, r->id, code, msg, leader_id, leader_addr);
+    conn_complete(r);
+}
+
+static void gw__error(struct req *r, int code, const char *fmt, ...)
+{
+    char msg[PROTO_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gw__error_leader(r, code, 0, "", msg);
+}
+
+/* Answer a write that reached a node that cannot take it now. */
+static void gw__not_leader(struct gw *gw, struct req *r)
+{
+    uint64_t leader = gw->node != NULL ? node_leader_id(gw->node) : 0;
+    const struct store_member *m = leader != 0 ? store_member_find(gw->store, leader) : NULL;
+    if (leader != 0 && leader != node_id(gw->node) && m != NULL) {
+        char msg[PROTO_MSG_MAX];
+        snprintf(msg, sizeof msg, "node %llu is not the leader; the leader is node %llu at %s",
+                 (unsigned long long)node_id(gw->node), (unsigned long long)leader, m->client_addr);
+        gw__error_leader(r, TALLY_NOTLEADER, leader, m->client_addr, msg);
+    } else if (leader == node_id(gw->node)) {
+        gw__error(r, TALLY_NOLEADER, "node %llu was just elected leader and is catching up; retry",
+                  (unsigned long long)leader);
+    } else {
+        gw__error(r, TALLY_NOLEADER, "no leader is known to node %llu (no quorum?)",
+                  (unsigned long long)node_id(gw->node));
+    }
+}
+
+static bool gw__can_write(struct gw *gw, struct req *r)
+{
+    if (gw->node == NULL || !node_ready(gw->node)) {
+        gw__not_leader(gw, r);
+        return false;
+    }
+    return true;
+}
+
+/* ---- proposals ---------------------------------------------------------- */
+
+static void gw__answer_item(struct req *r, int status, uint64_t index,
+                            const struct store_item_result *item)
+{
+    if (r->conn == NULL) {
+        conn_complete(r); /* client gone: just free */
+        return;
+    }
+    if (status != 0) {
+        if (status == TALLY_LEADERSHIP_LOST) {
+            gw__error(r, status, "leadership lost before the write was committed: "
+                                 "it may or may not have been written");
+        } else {
+            gw__error(r, status, "write failed: %s", tally_strerror(status));
+        }
+        return;
+    }
+    if (item->code != 0) {
+        gw__error(r, item->code, "%s", item->message);
+        return;
+    }
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    if (r->type == PROTO_PRODUCE) {
+        struct proto_produce_resp m = {item->base_offset, item->count, index};
+        proto_put_produce_resp(&r->resp, &m);
+    } else {
+        struct proto_done_resp m = {index};
+        proto_put_done_resp(&r->resp, &m);
+    }
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+static void gw__proposal_done(void *arg, int status, uint64_t index,
+                              const struct store_result *res)
+{
+    struct gw__proposal *p = arg;
+    struct gw *gw = p->gw;
+    bool append = p->n > 0 && p->reqs[0]->type == PROTO_PRODUCE;
+    for (uint32_t i = 0; i < p->n; i++) {
+        const struct store_item_result *item = NULL;
+        int st = status;
+        if (st == 0 && (res == NULL || i >= res->n)) {
+            st = TALLY_IOERR; /* cannot happen: the entry had n items */
+        } else if (st == 0) {
+            item = &res->items[i];
+        }
+        gw__answer_item(p->reqs[i], st, index, item);
+    }
+    free(p->reqs);
+    free(p);
+    if (gw != NULL && append) {
+        gw->inflight--;
+        gw_flush(gw);
+    }
+}
+
+/* Propose @entry for @reqs (taken). On failure every request is answered
+ * and the code returned. */
+static int gw__propose(struct gw *gw, struct buf *entry, struct req **reqs, uint32_t n)
+{
+    struct gw__proposal *p = malloc(sizeof *p);
+    int rv = p == NULL || !buf_ok(entry) ? TALLY_NOMEM
+                                         : node_propose(gw->node, entry, gw__proposal_done, p);
+    if (rv != 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (rv == TALLY_NOTLEADER) {
+                gw__not_leader(gw, reqs[i]);
+            } else {
+                gw__error(reqs[i], rv, "cannot propose the write: %s", tally_strerror(rv));
+            }
+        }
+        free(reqs);
+        free(p);
+        buf_free(entry);
+        return rv;
+    }
+    p->gw = gw;
+    p->reqs = reqs;
+    p->n = n;
+    return 0;
+}
+
+static void gw__propose_single(struct gw *gw, struct req *r, struct buf *entry)
+{
+    struct req **reqs = malloc(sizeof *reqs);
+    if (reqs == NULL || !buf_ok(entry)) {
+        free(reqs);
+        buf_free(entry);
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    reqs[0] = r;
+    gw__propose(gw, entry, reqs, 1);
+}
+
+void gw_flush(struct gw *gw)
+{
+    if (gw->n_items == 0 || gw->node == NULL) {
+        return;
+    }
+    if (gw->inflight > 0 &&
+        (gw->entry.len < gw->cfg->group_commit_bytes || gw->inflight >= gw->cfg->max_inflight_entries)) {
+        return; /* keep gathering until an entry completes */
+    }
+    struct req **reqs = gw->items;
+    uint32_t n = gw->n_items;
+    struct buf entry = gw->entry;
+    gw->items = NULL;
+    gw->n_items = gw->cap_items = 0;
+    buf_init(&gw->entry);
+    cmd_append_end(&entry, n);
+    gw->inflight++;
+    if (gw__propose(gw, &entry, reqs, n) != 0) {
+        gw->inflight--;
+    }
+}
+
+/* Fail writes gathered but not proposed: they were certainly not written. */
+static void gw__fail_gathered(struct gw *gw, int code, const char *why)
+{
+    for (uint32_t i = 0; i < gw->n_items; i++) {
+        gw__error(gw->items[i], code, "%s", why);
+    }
+    free(gw->items);
+    gw->items = NULL;
+    gw->n_items = gw->cap_items = 0;
+    buf_free(&gw->entry);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void gw__hello(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_hello_req m;
+    if (proto_get_hello_req(rd, &m) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed HELLO");
+        return;
+    }
+    if (m.min_version > PROTO_VERSION || m.max_version < PROTO_VERSION) {
+        gw__error(r, TALLY_VERSION, "client speaks protocol %u..%u, server speaks %u",
+                  m.min_version, m.max_version, PROTO_VERSION);
+        return;
+    }
+    struct proto_hello_resp resp = {PROTO_VERSION, gw->node ? node_id(gw->node) : gw->cfg->id, ""};
+    snprintf(resp.server_version, sizeof resp.server_version, "%s", TALLY_VERSION_STRING);
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_hello_resp(&r->resp, &resp);
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+static void gw__metadata(struct gw *gw, struct req *r)
+{
+    struct node_member members[NODE_MAX_PEERS];
+    unsigned n = node_members(gw->node, members, NODE_MAX_PEERS);
+    struct proto_metadata_resp m = {
+        .node_id = node_id(gw->node),
+        .leader_id = node_leader_id(gw->node),
+        .role = (uint8_t)(node_role(gw->node) == NODE_UNAVAILABLE ? 4 : node_role(gw->node)),
+        .term = node_term(gw->node),
+        .commit_index = node_commit_index(gw->node),
+        .applied_index = node_applied_index(gw->node),
+        .last_index = node_last_index(gw->node),
+        .n_members = n,
+    };
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_metadata_resp(&r->resp, &m);
+    for (unsigned i = 0; i < n; i++) {
+        const struct store_member *sm = store_member_find(gw->store, members[i].id);
+        struct proto_member pm = {.id = members[i].id, .voter = members[i].voter};
+        snprintf(pm.client_addr, sizeof pm.client_addr, "%s", sm != NULL ? sm->client_addr : "");
+        snprintf(pm.raft_addr, sizeof pm.raft_addr, "%s", members[i].raft_addr);
+        proto_put_member(&r->resp, &pm);
+    }
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+static void gw__topic_list(struct gw *gw, struct req *r)
+{
+    uint32_t n = 0;
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        n++;
+    }
+    struct proto_topic_list_resp m = {n};
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_topic_list_resp(&r->resp, &m);
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        struct proto_topic pt = {
+            .policy = t->config.policy,
+            .retention_ms = t->config.retention_ms,
+            .retention_bytes = t->config.retention_bytes,
+            .segment_bytes = t->config.segment_bytes,
+            .start_offset = log_start_offset(t->log),
+            .next_offset = log_next_offset(t->log),
+        };
+        snprintf(pt.name, sizeof pt.name, "%s", t->name);
+        proto_put_topic(&r->resp, &pt);
+    }
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_topic_create_req m;
+    struct buf entry;
+    if (proto_get_topic_create_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
+        return;
+    }
+    if (!store_topic_name_valid(m.name)) {
+        gw__error(r, TALLY_INVAL, "invalid topic name '%s': use 1-249 of [A-Za-z0-9._-]", m.name);
+        return;
+    }
+    if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.segment_bytes < 0 ||
+        (m.segment_bytes > 0 && m.segment_bytes < 4096) || m.retention_ms < -1 ||
+        m.retention_bytes < -1) {
+        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, segment_bytes 0 or >= 4096, "
+                                  "retention -1 or >= 0)");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (store_topic_find(gw->store, m.name) != NULL) {
+        gw__error(r, TALLY_EXISTS, "topic %s already exists", m.name);
+        return;
+    }
+    struct cmd_topic_config c = {m.policy, m.retention_ms, m.retention_bytes, m.segment_bytes};
+    buf_init(&entry);
+    cmd_encode_topic_create(&entry, m.name, &c);
+    gw__propose_single(gw, r, &entry);
+}
+
+static void gw__topic_delete(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_topic_delete_req m;
+    struct buf entry;
+    if (proto_get_topic_delete_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_DELETE");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (store_topic_find(gw->store, m.name) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_topic_delete(&entry, m.name);
+    gw__propose_single(gw, r, &entry);
+}
+
+static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_produce_req m;
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    int rv;
+    if (proto_get_produce_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed PRODUCE");
+        return;
+    }
+    if (m.batch_len > gw->cfg->max_batch_bytes) {
+        gw__error(r, TALLY_TOOLARGE, "batch of %u bytes is over the limit of %u (max_batch_bytes)",
+                  m.batch_len, gw->cfg->max_batch_bytes);
+        return;
+    }
+    rv = batch_verify(m.batch, m.batch_len, &h, errmsg);
+    if (rv != 0) {
+        gw__error(r, rv, "batch rejected: %s", errmsg);
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (store_topic_find(gw->store, m.topic) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        return;
+    }
+    if (gw->entry.len + m.batch_len > GW__MAX_PENDING_BYTES) {
+        gw__error(r, TALLY_BUSY, "too many writes waiting for the disk; retry");
+        return;
+    }
+    if (gw->n_items == gw->cap_items) {
+        uint32_t cap = gw->cap_items ? gw->cap_items * 2 : 64;
+        struct req **items = realloc(gw->items, cap * sizeof *items);
+        if (items == NULL) {
+            gw__error(r, TALLY_NOMEM, "out of memory");
+            return;
+        }
+        gw->items = items;
+        gw->cap_items = cap;
+    }
+    if (gw->n_items == 0) {
+        cmd_append_begin(&gw->entry);
+    }
+    size_t at = gw->entry.len + cmd_append_item_size(m.topic, m.batch_len) - m.batch_len;
+    cmd_append_add(&gw->entry, m.topic, m.batch, m.batch_len);
+    if (!buf_ok(&gw->entry)) {
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    /* The leader stamps the time, so every node stores the same bytes. */
+    int64_t now = (int64_t)gw_now_ms();
+    gw->last_ts = now > gw->last_ts ? now : gw->last_ts;
+    batch_stamp(gw->entry.data + at, 0, gw->last_ts, 0);
+    gw->items[gw->n_items++] = r;
+}
+
+/* Try to answer a fetch; returns false if it must wait. */
+static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
+{
+    struct gw__fetch *f = r->gw_data;
+    struct proto_fetch_req *m = &f->m;
+    uint64_t applied = node_applied_index(gw->node);
+    struct store_topic *t;
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t next = 0;
+    char errmsg[ERR_MSG_SIZE] = "";
+    int rv;
+
+    if (applied < m->min_index) {
+        if (!expired) {
+            return false;
+        }
+        gw__error(r, TALLY_TIMEOUT, "node %llu has applied index %llu, not yet %llu; "
+                                    "retry or read from the leader",
+                  (unsigned long long)node_id(gw->node), (unsigned long long)applied,
+                  (unsigned long long)m->min_index);
+        return true;
+    }
+    t = store_topic_find(gw->store, m->topic);
+    if (t == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        return true;
+    }
+    if (m->offset < log_start_offset(t->log) || m->offset > log_next_offset(t->log)) {
+        gw__error(r, TALLY_OUT_OF_RANGE, "offset %llu is outside %llu..%llu of topic %s on node %llu",
+                  (unsigned long long)m->offset, (unsigned long long)log_start_offset(t->log),
+                  (unsigned long long)log_next_offset(t->log), m->topic,
+                  (unsigned long long)node_id(gw->node));
+        return true;
+    }
+    if (m->offset == log_next_offset(t->log) && m->max_wait_ms > 0 && !expired) {
+        return false; /* long-poll */
+    }
+    if (m->offset < log_next_offset(t->log)) {
+        uint32_t max = m->max_bytes < GW__MAX_FETCH_BYTES ? m->max_bytes : GW__MAX_FETCH_BYTES;
+        rv = log_read_copy(t->log, m->offset, max, &data, &len, &next, errmsg);
+        if (rv != 0) {
+            TLOG_ERROR("gw", "fetch %s@%llu: %s", m->topic, (unsigned long long)m->offset, errmsg);
+            gw__error(r, rv, "read %s at %llu: %s", m->topic, (unsigned long long)m->offset, errmsg);
+            return true;
+        }
+    }
+    struct proto_fetch_resp resp = {
+        .applied_index = applied,
+        .start_offset = log_start_offset(t->log),
+        .next_offset = log_next_offset(t->log),
+        .batches = data,
+        .batches_len = (uint32_t)len,
+    };
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_fetch_resp(&r->resp, &resp);
+    proto_end_frame(&r->resp, start);
+    free(data);
+    conn_complete(r);
+    return true;
+}
+
+static void gw__fetch(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct gw__fetch *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    if (proto_get_fetch_req(rd, &f->m) != 0 || proto_get_end(rd) != 0) {
+        free(f);
+        gw__error(r, TALLY_PROTO, "malformed FETCH");
+        return;
+    }
+    if (f->m.max_bytes == 0) {
+        free(f);
+        gw__error(r, TALLY_INVAL, "max_bytes must be at least 1");
+        return;
+    }
+    r->gw_data = f;
+    if (gw__fetch_try(gw, r, false)) {
+        free(f);
+        return;
+    }
+    uint64_t wait = f->m.max_wait_ms;
+    if (node_applied_index(gw->node) < f->m.min_index && wait == 0) {
+        wait = GW__DEFAULT_MIN_INDEX_WAIT_MS;
+    }
+    r->deadline_ms = gw__mono_ms() + wait;
+    r->park_next = gw->parked;
+    gw->parked = r;
+}
+
+/* Re-try parked fetches; answer those that can be answered or expired. */
+static void gw__wake(struct gw *gw, bool only_expired)
+{
+    uint64_t now = gw__mono_ms();
+    struct req **pp = &gw->parked;
+    while (*pp != NULL) {
+        struct req *r = *pp;
+        bool expired = now >= r->deadline_ms;
+        bool answered;
+        if (r->conn == NULL) {
+            answered = true;
+            conn_complete(r);
+        } else if (only_expired && !expired) {
+            answered = false;
+        } else {
+            answered = gw__fetch_try(gw, r, expired);
+        }
+        if (answered) {
+            *pp = r->park_next;
+            free(r->gw_data);
+        } else {
+            pp = &r->park_next;
+        }
+    }
+}
+
+struct gw__member_op {
+    struct gw *gw;
+    struct req *r;
+    uint64_t id;
+    char raft_addr[PROTO_ADDR_MAX];
+};
+
+static void gw__member_done(void *arg, int status, const char *message)
+{
+    struct gw__member_op *op = arg;
+    struct req *r = op->r;
+    if (r->conn == NULL) {
+        conn_complete(r);
+    } else if (status != 0) {
+        gw__error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
+                  message);
+    } else {
+        struct proto_done_resp m = {node_last_index(op->gw->node)};
+        size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+        proto_put_done_resp(&r->resp, &m);
+        proto_end_frame(&r->resp, start);
+        conn_complete(r);
+    }
+    free(op);
+}
+
+/* MEMBER_ADD: first replicate the new member's client address (so every
+ * node can redirect clients to it), then add it to Raft and promote it. */
+static void gw__member_addr_done(void *arg, int status, uint64_t index,
+                                 const struct store_result *res)
+{
+    struct gw__member_op *op = arg;
+    (void)index;
+    if (status == 0 && res != NULL && res->items[0].code != 0) {
+        status = res->items[0].code;
+    }
+    if (status == 0) {
+        status = node_add_voter(op->gw->node, op->id, op->raft_addr, gw__member_done, op);
+        if (status == 0) {
+            return;
+        }
+    }
+    gw__member_done(op, status, tally_strerror(status));
+}
+
+static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct gw__member_op *op = calloc(1, sizeof *op);
+    int rv = 0;
+    if (op == NULL) {
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    op->gw = gw;
+    op->r = r;
+    if (r->type == PROTO_MEMBER_ADD) {
+        struct proto_member_add_req m;
+        struct buf entry;
+        if (proto_get_member_add_req(rd, &m) != 0 || proto_get_end(rd) != 0 || m.id == 0) {
+            free(op);
+            gw__error(r, TALLY_PROTO, "malformed MEMBER_ADD");
+            return;
+        }
+        if (!gw__can_write(gw, r)) {
+            free(op);
+            return;
+        }
+        op->id = m.id;
+        snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);
+        buf_init(&entry);
+        cmd_encode_member_set(&entry, m.id, m.client_addr, m.raft_addr);
+        rv = node_propose(gw->node, &entry, gw__member_addr_done, op);
+        buf_free(&entry);
+    } else {
+        struct proto_member_remove_req m; /* same layout as transfer */
+        if (proto_get_member_remove_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+            free(op);
+            gw__error(r, TALLY_PROTO, "malformed %s", proto_type_name(r->type));
+            return;
+        }
+        if (!gw__can_write(gw, r)) {
+            free(op);
+            return;
+        }
+        op->id = m.id;
+        rv = r->type == PROTO_MEMBER_REMOVE
+                 ? node_remove(gw->node, m.id, gw__member_done, op)
+                 : node_transfer(gw->node, m.id, gw__member_done, op);
+    }
+    if (rv != 0) {
+        free(op);
+        gw__error(r, rv, "membership change: %s", tally_strerror(rv));
+    }
+}
+
+void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *body, size_t len)
+{
+    struct rd rd;
+    if (version != PROTO_VERSION) {
+        gw__error(r, TALLY_VERSION, "protocol version %u is not supported (server speaks %u)",
+                  version, PROTO_VERSION);
+        return;
+    }
+    if (gw->node == NULL) {
+        gw__error(r, TALLY_UNAVAILABLE, "node is starting");
+        return;
+    }
+    rd_init(&rd, body, len);
+    switch (r->type) {
+    case PROTO_HELLO:
+        gw__hello(gw, r, &rd);
+        break;
+    case PROTO_METADATA:
+        gw__metadata(gw, r);
+        break;
+    case PROTO_TOPIC_CREATE:
+        gw__topic_create(gw, r, &rd);
+        break;
+    case PROTO_TOPIC_DELETE:
+        gw__topic_delete(gw, r, &rd);
+        break;
+    case PROTO_TOPIC_LIST:
+        gw__topic_list(gw, r);
+        break;
+    case PROTO_PRODUCE:
+        gw__produce(gw, r, &rd);
+        break;
+    case PROTO_FETCH:
+        gw__fetch(gw, r, &rd);
+        break;
+    case PROTO_MEMBER_ADD:
+    case PROTO_MEMBER_REMOVE:
+    case PROTO_MEMBER_TRANSFER:
+        gw__member(gw, r, &rd);
+        break;
+    default:
+        gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
+    }
+}
+
+void gw_on_applied(struct gw *gw, uint64_t index)
+{
+    (void)index;
+    if (gw->parked != NULL) {
+        gw__wake(gw, false);
+    }
+}
+
+void gw_on_append(struct gw *gw, struct store_topic *t)
+{
+    (void)t;
+    (void)gw; /* woken once per loop iteration by gw_on_applied instead */
+}
+
+void gw_on_role(struct gw *gw, int old_role, int new_role)
+{
+    if (old_role == NODE_LEADER && new_role != NODE_LEADER) {
+        gw__fail_gathered(gw, TALLY_NOTLEADER, "this node lost leadership before the write was "
+                                               "proposed; it was not written");
+    }
+}
+
+void gw_tick(struct gw *gw)
+{
+    if (gw->parked != NULL) {
+        gw__wake(gw, true);
+    }
+}
+
+void gw_destroy(struct gw *gw)
+{
+    gw__fail_gathered(gw, TALLY_SHUTDOWN, "node is shutting down; the write was not proposed");
+    while (gw->parked != NULL) {
+        struct req *r = gw->parked;
+        gw->parked = r->park_next;
+        free(r->gw_data);
+        gw__error(r, TALLY_SHUTDOWN, "node is shutting down");
+    }
+    free(gw);
+}

@@ -1,0 +1,38 @@
+/* The gateway: dispatches decoded requests. Writes become Raft proposals
+ * (group commit on the leader), reads are served from the local store, and
+ * fetches that must wait (long-poll, min_index) are parked. */
+#ifndef TALLY_SERVER_GW_H_
+#define TALLY_SERVER_GW_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "repl/node.h"
+#include "server/cfg.h"
+#include "server/conn.h"
+#include "store/store.h"
+
+struct gw;
+
+int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struct gw **out);
+void gw_set_node(struct gw *gw, struct node *node);
+/* Fail everything pending or parked (shutdown) and free the gateway. */
+void gw_destroy(struct gw *gw);
+
+/* Handle one request whose frame header is decoded; @body is its body
+ * (borrowed for the call). */
+void gw_handle(struct gw *gw, struct req *req, uint8_t version, const uint8_t *body, size_t len);
+
+/* End of a burst of requests: propose what group commit gathered. */
+void gw_flush(struct gw *gw);
+
+/* Events from below. */
+void gw_on_applied(struct gw *gw, uint64_t index);
+void gw_on_append(struct gw *gw, struct store_topic *t);
+void gw_on_role(struct gw *gw, int old_role, int new_role);
+/* Called every few ms: expire parked requests. */
+void gw_tick(struct gw *gw);
+
+uint64_t gw_now_ms(void);
+
+#endif

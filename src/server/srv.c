@@ -1,0 +1,313 @@
+/* tallyd's server: the loop, the client listener, signals, timers and an
+ * orderly shutdown through close callbacks.
+ *
+ * Start: lock the data directory, open the store (each topic log recovers
+ * itself), start the Raft node (which restores the latest snapshot and
+ * replays committed entries the store does not have yet), then listen.
+ *
+ * Shutdown (SIGTERM/SIGINT, or a fatal error): stop listening, close client
+ * connections, close the Raft node (its pending proposals complete with
+ * "leadership lost" while the gateway still exists), then sync and close
+ * the store, close our handles, and let uv_run return. */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "repl/node.h"
+#include "server/conn.h"
+#include "server/gw.h"
+#include "store/store.h"
+
+#define SRV__TICK_MS 5
+#define SRV__RETENTION_MS 30000
+
+struct srv {
+    const struct cfg *cfg;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t tick, retention;
+    struct store *store;
+    struct node *node;
+    struct gw *gw;
+    int exit_code;
+    bool stopping;
+    int lock_fd;
+};
+
+static void srv__stop(struct srv *s, int exit_code);
+
+static void srv__on_role(void *arg, int old_role, int new_role)
+{
+    struct srv *s = arg;
+    gw_on_role(s->gw, old_role, new_role);
+}
+
+static void srv__on_applied(void *arg, uint64_t index)
+{
+    struct srv *s = arg;
+    gw_on_applied(s->gw, index);
+}
+
+static void srv__on_fatal(void *arg, const char *why)
+{
+    struct srv *s = arg;
+    TLOG_ERROR("server", "fatal: %s; stopping (exit 1) for the supervisor to restart", why);
+    srv__stop(s, 1);
+}
+
+static void srv__on_append(void *arg, struct store_topic *t)
+{
+    struct srv *s = arg;
+    gw_on_append(s->gw, t);
+}
+
+static void srv__free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void srv__accept(uv_stream_t *server, int status)
+{
+    struct srv *s = server->data;
+    if (status != 0 || s->stopping) {
+        return;
+    }
+    if (conn_count() >= s->cfg->max_connections) {
+        /* Accept and drop, so the listen backlog does not fill up. */
+        uv_tcp_t *tmp = malloc(sizeof *tmp);
+        if (tmp == NULL) {
+            return;
+        }
+        uv_tcp_init(server->loop, tmp);
+        if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
+            TLOG_WARN("server", "connection refused: max_connections (%u) reached",
+                      s->cfg->max_connections);
+        }
+        uv_close((uv_handle_t *)tmp, srv__free_handle);
+        return;
+    }
+    int rv = conn_accept(server, s->gw);
+    if (rv != 0) {
+        TLOG_WARN("server", "accept: %s", uv_strerror(rv));
+    }
+}
+
+static void srv__tick(uv_timer_t *t)
+{
+    struct srv *s = t->data;
+    gw_tick(s->gw);
+}
+
+static void srv__retention(uv_timer_t *t)
+{
+    struct srv *s = t->data;
+    char errmsg[ERR_MSG_SIZE];
+    if (store_retain(s->store, (int64_t)gw_now_ms(), errmsg) != 0) {
+        TLOG_ERROR("server", "retention: %s", errmsg);
+    }
+}
+
+static void srv__signal(uv_signal_t *h, int signum)
+{
+    struct srv *s = h->data;
+    TLOG_INFO("server", "%s received: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv__stop(s, s->exit_code);
+}
+
+static void srv__node_closed(void *arg)
+{
+    struct srv *s = arg;
+    char errmsg[ERR_MSG_SIZE];
+    s->node = NULL;
+    gw_destroy(s->gw);
+    s->gw = NULL;
+    if (store_sync(s->store, errmsg) != 0) {
+        TLOG_ERROR("server", "final sync: %s", errmsg);
+        s->exit_code = 1;
+    }
+    store_close(s->store);
+    s->store = NULL;
+    uv_close((uv_handle_t *)&s->tick, NULL);
+    uv_close((uv_handle_t *)&s->retention, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void srv__stop(struct srv *s, int exit_code)
+{
+    if (exit_code != 0) {
+        s->exit_code = exit_code;
+    }
+    if (s->stopping) {
+        return;
+    }
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    conn_close_all();
+    if (s->node != NULL) {
+        node_close(s->node, srv__node_closed, s);
+    }
+}
+
+static int srv__lock(struct srv *s, char *errmsg)
+{
+    char path[CFG_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/LOCK", s->cfg->data_dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0) {
+        return err_os(errmsg, errno, "open %s", path);
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        err_printf(errmsg, "data directory %s is in use by another tallyd", s->cfg->data_dir);
+        return TALLY_BUSY;
+    }
+    return 0;
+}
+
+static int srv__listen(struct srv *s, char *errmsg)
+{
+    char ip[64];
+    unsigned port;
+    struct sockaddr_in sin;
+    int rv;
+    cfg_parse_addr(s->cfg->listen_addr, ip, sizeof ip, &port);
+    uv_ip4_addr(ip, (int)port, &sin);
+    uv_tcp_init(&s->loop, &s->listener);
+    s->listener.data = s;
+    rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sin, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&s->listener, 511, srv__accept);
+    }
+    if (rv != 0) {
+        err_printf(errmsg, "listen on %s: %s", s->cfg->listen_addr, uv_strerror(rv));
+        return TALLY_IOERR;
+    }
+    return 0;
+}
+
+int srv_run(const struct cfg *cfg)
+{
+    struct srv s;
+    char errmsg[ERR_MSG_SIZE] = "";
+    char path[CFG_PATH_MAX + 16];
+    struct log_config lc;
+    struct node_config nc;
+    struct store_member members[CFG_MAX_PEERS];
+    int rv;
+
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    s.lock_fd = -1;
+    /* raft_uv_tcp writes to peer sockets; a dead peer must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&s.loop);
+
+    if ((rv = srv__lock(&s, errmsg)) != 0) {
+        goto fail;
+    }
+    log_config_init(&lc);
+    lc.segment_bytes = cfg->segment_bytes;
+    if ((rv = store_open(cfg->data_dir, &lc, &s.store, errmsg)) != 0) {
+        goto fail;
+    }
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        memset(&members[i], 0, sizeof members[i]);
+        members[i].id = cfg->peers[i].id;
+        snprintf(members[i].client_addr, sizeof members[i].client_addr, "%s",
+                 cfg->peers[i].client_addr);
+        snprintf(members[i].raft_addr, sizeof members[i].raft_addr, "%s", cfg->peers[i].raft_addr);
+    }
+    if ((rv = store_seed_members(s.store, members, cfg->n_peers, errmsg)) != 0) {
+        goto fail;
+    }
+    if ((rv = gw_create(cfg, s.store, &s.loop, &s.gw)) != 0) {
+        goto fail;
+    }
+    store_set_append_hook(s.store, srv__on_append, &s);
+
+    memset(&nc, 0, sizeof nc);
+    nc.id = cfg->id;
+    snprintf(nc.raft_addr, sizeof nc.raft_addr, "%s", cfg->raft_addr);
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    snprintf(nc.raft_dir, sizeof nc.raft_dir, "%s", path);
+    for (unsigned i = 0; i < cfg->n_peers && i < NODE_MAX_PEERS; i++) {
+        nc.peers[i].id = cfg->peers[i].id;
+        snprintf(nc.peers[i].raft_addr, sizeof nc.peers[i].raft_addr, "%s", cfg->peers[i].raft_addr);
+        nc.n_peers++;
+    }
+    nc.bootstrap = cfg->bootstrap;
+    nc.election_timeout_ms = cfg->election_timeout_ms;
+    nc.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
+    nc.segment_bytes = cfg->raft_segment_bytes;
+    nc.snapshot_threshold = cfg->snapshot_threshold;
+    nc.snapshot_trailing = cfg->snapshot_trailing;
+    struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
+    if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
+        goto fail;
+    }
+    gw_set_node(s.gw, s.node);
+    if ((rv = srv__listen(&s, errmsg)) != 0) {
+        TLOG_ERROR("server", "%s", errmsg);
+        s.exit_code = 2;
+        s.stopping = true;
+        uv_close((uv_handle_t *)&s.listener, NULL);
+        uv_timer_init(&s.loop, &s.tick);
+        uv_timer_init(&s.loop, &s.retention);
+        uv_signal_init(&s.loop, &s.sigterm);
+        uv_signal_init(&s.loop, &s.sigint);
+        node_close(s.node, srv__node_closed, &s);
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s.loop);
+        return 2;
+    }
+    uv_signal_init(&s.loop, &s.sigterm);
+    s.sigterm.data = &s;
+    uv_signal_start(&s.sigterm, srv__signal, SIGTERM);
+    uv_signal_init(&s.loop, &s.sigint);
+    s.sigint.data = &s;
+    uv_signal_start(&s.sigint, srv__signal, SIGINT);
+    uv_timer_init(&s.loop, &s.tick);
+    s.tick.data = &s;
+    uv_timer_start(&s.tick, srv__tick, SRV__TICK_MS, SRV__TICK_MS);
+    uv_timer_init(&s.loop, &s.retention);
+    s.retention.data = &s;
+    uv_timer_start(&s.retention, srv__retention, SRV__RETENTION_MS, SRV__RETENTION_MS);
+    TLOG_INFO("server", "node %llu serving clients on %s (data %s)", (unsigned long long)cfg->id,
+              cfg->listen_addr, cfg->data_dir);
+
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    rv = uv_loop_close(&s.loop);
+    if (rv != 0) {
+        TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
+    }
+    if (s.lock_fd >= 0) {
+        close(s.lock_fd);
+    }
+    TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
+    return s.exit_code;
+
+fail:
+    TLOG_ERROR("server", "%s", errmsg);
+    if (s.gw != NULL) {
+        gw_destroy(s.gw);
+    }
+    if (s.store != NULL) {
+        store_close(s.store);
+    }
+    uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
+    uv_loop_close(&s.loop);
+    if (s.lock_fd >= 0) {
+        close(s.lock_fd);
+    }
+    return rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
+}

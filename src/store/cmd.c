@@ -1,0 +1,106 @@
+/* Raft entry commands: encoding and header decoding (format in cmd.h). */
+#include "store/cmd.h"
+
+#include <string.h>
+
+#include "lib/err.h"
+
+static size_t cmd__begin(struct buf *b, uint8_t type)
+{
+    size_t start = b->len;
+    buf_put_u8(b, type);
+    buf_put_u8(b, CMD_VERSION);
+    buf_put_u16(b, 0);
+    buf_put_u32(b, 0); /* body_len, patched by cmd__end */
+    return start;
+}
+
+static void cmd__end(struct buf *b, size_t start)
+{
+    if (buf_ok(b)) {
+        byte_put_u32(b->data + start + 4, (uint32_t)(b->len - start - CMD_HEADER_SIZE));
+    }
+    buf_pad(b, 8);
+}
+
+void cmd_encode_topic_create(struct buf *b, const char *name, const struct cmd_topic_config *c)
+{
+    size_t start = cmd__begin(b, CMD_TOPIC_CREATE);
+    buf_put_str(b, name);
+    buf_put_u8(b, c->policy);
+    buf_put_i64(b, c->retention_ms);
+    buf_put_i64(b, c->retention_bytes);
+    buf_put_i64(b, c->segment_bytes);
+    cmd__end(b, start);
+}
+
+void cmd_encode_topic_delete(struct buf *b, const char *name)
+{
+    size_t start = cmd__begin(b, CMD_TOPIC_DELETE);
+    buf_put_str(b, name);
+    cmd__end(b, start);
+}
+
+void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
+                           const char *raft_addr)
+{
+    size_t start = cmd__begin(b, CMD_MEMBER_SET);
+    buf_put_u64(b, id);
+    buf_put_str(b, client_addr);
+    buf_put_str(b, raft_addr);
+    cmd__end(b, start);
+}
+
+void cmd_encode_member_del(struct buf *b, uint64_t id)
+{
+    size_t start = cmd__begin(b, CMD_MEMBER_DEL);
+    buf_put_u64(b, id);
+    cmd__end(b, start);
+}
+
+void cmd_append_begin(struct buf *b)
+{
+    b->len = 0;
+    cmd__begin(b, CMD_APPEND);
+    buf_put_u32(b, 0); /* n_items, patched by cmd_append_end */
+}
+
+void cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len)
+{
+    buf_put_str(b, topic);
+    buf_put_blob(b, batch, len);
+}
+
+size_t cmd_append_item_size(const char *topic, uint32_t batch_len)
+{
+    return 2 + strlen(topic) + 4 + batch_len;
+}
+
+void cmd_append_end(struct buf *b, uint32_t n_items)
+{
+    if (buf_ok(b)) {
+        byte_put_u32(b->data + CMD_HEADER_SIZE, n_items);
+    }
+    cmd__end(b, 0);
+}
+
+int cmd_decode(const void *p, size_t n, uint8_t *type, struct rd *body, char *errmsg)
+{
+    const uint8_t *e = p;
+    uint32_t body_len;
+    if (n < CMD_HEADER_SIZE) {
+        return ERR_CORRUPT(errmsg, "entry of %zu bytes is shorter than its header", n);
+    }
+    *type = e[0];
+    if (e[1] != CMD_VERSION) {
+        err_printf(errmsg, "entry format version %u unknown (this build applies %u)", e[1],
+                   CMD_VERSION);
+        return TALLY_VERSION;
+    }
+    body_len = byte_get_u32(e + 4);
+    if (body_len > n - CMD_HEADER_SIZE) {
+        return ERR_CORRUPT(errmsg, "entry body of %u bytes exceeds the entry", body_len);
+    }
+    rd_init(body, e + CMD_HEADER_SIZE, body_len);
+    return 0;
+}

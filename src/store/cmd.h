@@ -1,0 +1,70 @@
+/* Raft entry commands: the only things the replicated state machine applies.
+ *
+ * ENTRY FORMAT, version 1 (little-endian; one Raft entry = one command)
+ *
+ *   offset size field
+ *   0      1    command type (enum cmd_type)
+ *   1      1    command format version (CMD_VERSION)
+ *   2      2    reserved, zero
+ *   4      4    body_len: bytes of body that follow
+ *   8      ...  body (per type, below), then zero padding to a multiple of 8
+ *
+ * The padding is not optional: canonical/raft 0.15 silently corrupts
+ * entries whose length is not a multiple of 8 (RAFT-GUIDE.md rule 1).
+ *
+ * Bodies (str = u16 length + bytes; blob = u32 length + bytes):
+ *   TOPIC_CREATE  str name, u8 policy, i64 retention_ms, i64 retention_bytes,
+ *                 i64 segment_bytes
+ *   TOPIC_DELETE  str name
+ *   APPEND        u32 n_items, then n_items x (str topic, blob batch); each
+ *                 batch is lib/batch.h format with the leader's timestamp,
+ *                 base offset and raft index still to be stamped in apply
+ *   MEMBER_SET    u64 id, str client_addr, str raft_addr
+ *   MEMBER_DEL    u64 id
+ */
+#ifndef TALLY_STORE_CMD_H_
+#define TALLY_STORE_CMD_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/byte.h"
+
+#define CMD_VERSION 1
+#define CMD_HEADER_SIZE 8
+
+enum cmd_type {
+    CMD_TOPIC_CREATE = 1,
+    CMD_TOPIC_DELETE = 2,
+    CMD_APPEND = 3,
+    CMD_MEMBER_SET = 4,
+    CMD_MEMBER_DEL = 5,
+};
+
+struct cmd_topic_config {
+    uint8_t policy; /* enum tally_policy */
+    int64_t retention_ms;
+    int64_t retention_bytes;
+    int64_t segment_bytes; /* 0 = node default */
+};
+
+/* Encoders append one whole, padded entry to @b (check buf_ok()). */
+void cmd_encode_topic_create(struct buf *b, const char *name, const struct cmd_topic_config *c);
+void cmd_encode_topic_delete(struct buf *b, const char *name);
+void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
+                           const char *raft_addr);
+void cmd_encode_member_del(struct buf *b, uint64_t id);
+
+/* APPEND is built incrementally (group commit adds items as they come):
+ * begin, add items, end. */
+void cmd_append_begin(struct buf *b);
+void cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len);
+void cmd_append_end(struct buf *b, uint32_t n_items);
+/* Bytes an item adds to an APPEND entry. */
+size_t cmd_append_item_size(const char *topic, uint32_t batch_len);
+
+/* Decode the entry header; @body reads the body. TALLY_CORRUPT if the
+ * header is malformed, TALLY_VERSION for an unknown version. */
+int cmd_decode(const void *p, size_t n, uint8_t *type, struct rd *body, char *errmsg);
+
+#endif

@@ -1,0 +1,872 @@
+/* The node's state: topic catalog, member table, one log per topic; applies
+ * committed commands deterministically.
+ *
+ * CATALOG FILE FORMAT, version 1 (DATA/catalog; also the snapshot body)
+ *
+ *   offset size field
+ *   0      4    magic "TLYC"
+ *   4      4    format version (1)
+ *   8      8    index: Raft index of the last catalog change (file), or the
+ *               snapshot index (snapshot)
+ *   16     4    n_topics, then per topic:
+ *                 str name, u8 policy, i64 retention_ms, i64 retention_bytes,
+ *                 i64 segment_bytes, u64 created_index,
+ *                 u64 start_offset, u64 next_offset  (informational in the
+ *                 file; authoritative in a snapshot)
+ *          4    n_members, then per member: u64 id, str client, str raft
+ *          8    XXH3-64 of every byte before it
+ *
+ * The file is replaced atomically: write catalog.tmp, fsync, rename over
+ * catalog, fsync the directory. */
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/batch.h"
+#include "lib/codec.h"
+#include "lib/err.h"
+#include "lib/logger.h"
+
+#define STORE__MAGIC "TLYC"
+#define STORE__VERSION 1
+
+struct store {
+    char dir[PATH_MAX];
+    struct log_config defaults;
+    uint64_t catalog_index;          /* last applied catalog change */
+    struct store_topic *topics;      /* in creation order */
+    struct store_member members[STORE_MAX_MEMBERS];
+    unsigned n_members;
+    store_append_hook hook;
+    void *hook_arg;
+    struct buf scratch;              /* stamped copy of a batch being appended */
+};
+
+static int store__mkdir(const char *path, char *errmsg)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        return err_os(errmsg, errno, "create directory %s", path);
+    }
+    return 0;
+}
+
+static int store__fsync_dir(const char *path, char *errmsg)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "open directory %s", path);
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return err_os(errmsg, e, "fsync directory %s", path);
+    }
+    close(fd);
+    return 0;
+}
+
+/* Remove a directory tree (topic directories hold only plain files). */
+static int store__remove_tree(const char *path, char *errmsg)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    char child[PATH_MAX + 256];
+    if (d == NULL) {
+        return errno == ENOENT ? 0 : err_os(errmsg, errno, "open directory %s", path);
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        if (unlink(child) != 0 && errno != ENOENT) {
+            int rv = err_os(errmsg, errno, "remove %s", child);
+            closedir(d);
+            return rv;
+        }
+    }
+    closedir(d);
+    if (rmdir(path) != 0 && errno != ENOENT) {
+        return err_os(errmsg, errno, "remove directory %s", path);
+    }
+    return 0;
+}
+
+bool store_topic_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 249 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/topics/%s", s->dir, name);
+}
+
+static void store__log_config(const struct store *s, const struct cmd_topic_config *c,
+                              struct log_config *lc)
+{
+    *lc = s->defaults;
+    if (c->segment_bytes > 0) {
+        lc->segment_bytes = (uint64_t)c->segment_bytes;
+    }
+    lc->retention_ms = c->retention_ms;
+    lc->retention_bytes = c->retention_bytes;
+}
+
+/* Find the Raft index of the log's last batch and how many batches at the
+ * tail came from that same entry, walking back batch by batch. */
+static int store__load_tail(struct store_topic *t, char *errmsg)
+{
+    uint64_t next = log_next_offset(t->log);
+    uint64_t start = log_start_offset(t->log);
+    t->tail_index = 0;
+    t->tail_count = 0;
+    while (next > start) {
+        void *data = NULL;
+        size_t len = 0;
+        uint64_t after;
+        struct batch_header h;
+        int rv = log_read_copy(t->log, next - 1, 1, &data, &len, &after, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, &h, errmsg) : TALLY_CORRUPT;
+        free(data);
+        if (rv != 0) {
+            return rv;
+        }
+        if (t->tail_count > 0 && h.raft_index != t->tail_index) {
+            break;
+        }
+        t->tail_index = h.raft_index;
+        t->tail_count++;
+        next = h.base_offset;
+    }
+    return 0;
+}
+
+static int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,
+                             char *errmsg)
+{
+    char path[PATH_MAX + 300];
+    struct log_config lc;
+    int rv;
+    store__topic_dir(s, t->name, path, sizeof path);
+    store__log_config(s, &t->config, &lc);
+    rv = log_open(path, &lc, start_offset, &t->log, errmsg);
+    if (rv == 0) {
+        rv = store__load_tail(t, errmsg);
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "topic %s", t->name);
+    }
+    return rv;
+}
+
+static void store__encode_catalog(const struct store *s, uint64_t index, struct buf *b)
+{
+    uint32_t n = 0;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        n++;
+    }
+    buf_put(b, STORE__MAGIC, 4);
+    buf_put_u32(b, STORE__VERSION);
+    buf_put_u64(b, index);
+    buf_put_u32(b, n);
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        buf_put_str(b, t->name);
+        buf_put_u8(b, t->config.policy);
+        buf_put_i64(b, t->config.retention_ms);
+        buf_put_i64(b, t->config.retention_bytes);
+        buf_put_i64(b, t->config.segment_bytes);
+        buf_put_u64(b, t->created_index);
+        buf_put_u64(b, t->log != NULL ? log_start_offset(t->log) : 0);
+        buf_put_u64(b, t->log != NULL ? log_next_offset(t->log) : 0);
+    }
+    buf_put_u32(b, s->n_members);
+    for (unsigned i = 0; i < s->n_members; i++) {
+        buf_put_u64(b, s->members[i].id);
+        buf_put_str(b, s->members[i].client_addr);
+        buf_put_str(b, s->members[i].raft_addr);
+    }
+    if (buf_ok(b)) {
+        buf_put_u64(b, codec_checksum(b->data, b->len));
+    }
+}
+
+/* A decoded catalog: topics as a list of unopened store_topic. */
+struct store__catalog {
+    uint64_t index;
+    struct store_topic *topics;
+    uint64_t *start_offsets; /* parallel to topics, in list order */
+    uint64_t *next_offsets;
+    uint32_t n_topics;
+    struct store_member members[STORE_MAX_MEMBERS];
+    unsigned n_members;
+};
+
+static void store__catalog_free(struct store__catalog *c)
+{
+    while (c->topics != NULL) {
+        struct store_topic *t = c->topics;
+        c->topics = t->next;
+        free(t);
+    }
+    free(c->start_offsets);
+    free(c->next_offsets);
+}
+
+static int store__decode_catalog(const void *p, size_t n, struct store__catalog *c,
+                                 char *errmsg)
+{
+    struct rd r;
+    struct store_topic **tail = &c->topics;
+    memset(c, 0, sizeof *c);
+    if (n < 8 + 4 + 4 + 8 + 4 + 4 + 8) {
+        return ERR_CORRUPT(errmsg, "catalog of %zu bytes is too short", n);
+    }
+    if (codec_checksum(p, n - 8) != byte_get_u64((const uint8_t *)p + n - 8)) {
+        return ERR_CORRUPT(errmsg, "catalog checksum mismatch");
+    }
+    rd_init(&r, p, n - 8);
+    const uint8_t *magic = rd_bytes(&r, 4);
+    if (memcmp(magic, STORE__MAGIC, 4) != 0) {
+        return ERR_CORRUPT(errmsg, "bad catalog magic");
+    }
+    uint32_t version = rd_u32(&r);
+    if (version != STORE__VERSION) {
+        err_printf(errmsg, "catalog format version %u unknown (this build reads %u)", version,
+                   STORE__VERSION);
+        return TALLY_VERSION;
+    }
+    c->index = rd_u64(&r);
+    c->n_topics = rd_u32(&r);
+    if (c->n_topics > r.left) {
+        return ERR_CORRUPT(errmsg, "catalog lists %u topics in %zu bytes", c->n_topics, r.left);
+    }
+    c->start_offsets = calloc(c->n_topics + 1, sizeof(uint64_t));
+    c->next_offsets = calloc(c->n_topics + 1, sizeof(uint64_t));
+    if (c->start_offsets == NULL || c->next_offsets == NULL) {
+        store__catalog_free(c);
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < c->n_topics && rd_ok(&r); i++) {
+        struct store_topic *t = calloc(1, sizeof *t);
+        if (t == NULL) {
+            store__catalog_free(c);
+            return TALLY_NOMEM;
+        }
+        *tail = t;
+        tail = &t->next;
+        rd_str(&r, t->name, sizeof t->name);
+        t->config.policy = rd_u8(&r);
+        t->config.retention_ms = rd_i64(&r);
+        t->config.retention_bytes = rd_i64(&r);
+        t->config.segment_bytes = rd_i64(&r);
+        t->created_index = rd_u64(&r);
+        c->start_offsets[i] = rd_u64(&r);
+        c->next_offsets[i] = rd_u64(&r);
+        if (rd_ok(&r) && !store_topic_name_valid(t->name)) {
+            r.bad = true;
+        }
+    }
+    c->n_members = rd_u32(&r);
+    if (c->n_members > STORE_MAX_MEMBERS) {
+        r.bad = true;
+    }
+    for (unsigned i = 0; i < c->n_members && rd_ok(&r); i++) {
+        c->members[i].id = rd_u64(&r);
+        rd_str(&r, c->members[i].client_addr, sizeof c->members[i].client_addr);
+        rd_str(&r, c->members[i].raft_addr, sizeof c->members[i].raft_addr);
+    }
+    if (!rd_ok(&r) || r.left != 0) {
+        store__catalog_free(c);
+        return ERR_CORRUPT(errmsg, "catalog malformed");
+    }
+    return 0;
+}
+
+static int store__write_catalog(struct store *s, char *errmsg)
+{
+    char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
+    struct buf b;
+    int fd, rv = 0;
+    buf_init(&b);
+    store__encode_catalog(s, s->catalog_index, &b);
+    if (!buf_ok(&b)) {
+        buf_free(&b);
+        return TALLY_NOMEM;
+    }
+    snprintf(path, sizeof path, "%s/catalog", s->dir);
+    snprintf(tmp, sizeof tmp, "%s/catalog.tmp", s->dir);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rv = err_os(errmsg, errno, "create %s", tmp);
+    } else {
+        size_t done = 0;
+        while (rv == 0 && done < b.len) {
+            ssize_t w = write(fd, b.data + done, b.len - done);
+            if (w < 0 && errno != EINTR) {
+                rv = err_os(errmsg, errno, "write %s", tmp);
+            } else if (w > 0) {
+                done += (size_t)w;
+            }
+        }
+        if (rv == 0 && fsync(fd) != 0) {
+            rv = err_os(errmsg, errno, "fsync %s", tmp);
+        }
+        close(fd);
+        if (rv == 0 && rename(tmp, path) != 0) {
+            rv = err_os(errmsg, errno, "rename %s", tmp);
+        }
+        if (rv == 0) {
+            rv = store__fsync_dir(s->dir, errmsg);
+        }
+    }
+    buf_free(&b);
+    return rv;
+}
+
+/* Remove leftovers of deletes that crashed half-way: "NAME.deleted-INDEX". */
+static int store__sweep_deleted(struct store *s, char *errmsg)
+{
+    char path[PATH_MAX + 16], child[PATH_MAX + 300];
+    DIR *d;
+    struct dirent *e;
+    int rv = 0;
+    snprintf(path, sizeof path, "%s/topics", s->dir);
+    d = opendir(path);
+    if (d == NULL) {
+        return err_os(errmsg, errno, "open directory %s", path);
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (strstr(e->d_name, ".deleted-") != NULL) {
+            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+            rv = store__remove_tree(child, errmsg);
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+int store_open(const char *dir, const struct log_config *defaults, struct store **out,
+               char *errmsg)
+{
+    struct store *s = calloc(1, sizeof *s);
+    char path[PATH_MAX + 32];
+    int fd, rv;
+    if (s == NULL) {
+        return TALLY_NOMEM;
+    }
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->defaults = *defaults;
+    buf_init(&s->scratch);
+    snprintf(path, sizeof path, "%s/topics", dir);
+    if ((rv = store__mkdir(dir, errmsg)) != 0 || (rv = store__mkdir(path, errmsg)) != 0 ||
+        (rv = store__sweep_deleted(s, errmsg)) != 0) {
+        free(s);
+        return rv;
+    }
+    snprintf(path, sizeof path, "%s/catalog", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat st;
+        struct store__catalog c;
+        uint8_t *data = NULL;
+        rv = fstat(fd, &st) != 0 ? err_os(errmsg, errno, "stat %s", path) : 0;
+        if (rv == 0 && (data = malloc((size_t)st.st_size + 1)) == NULL) {
+            rv = TALLY_NOMEM;
+        }
+        if (rv == 0 && pread(fd, data, (size_t)st.st_size, 0) != st.st_size) {
+            rv = err_os(errmsg, errno, "read %s", path);
+        }
+        close(fd);
+        if (rv == 0) {
+            rv = store__decode_catalog(data, (size_t)st.st_size, &c, errmsg);
+        }
+        free(data);
+        if (rv != 0) {
+            err_wrap(errmsg, "load catalog %s", path);
+            free(s);
+            return rv;
+        }
+        s->catalog_index = c.index;
+        s->topics = c.topics;
+        c.topics = NULL;
+        memcpy(s->members, c.members, sizeof c.members);
+        s->n_members = c.n_members;
+        store__catalog_free(&c);
+        for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+            if ((rv = store__open_topic(s, t, 0, errmsg)) != 0) {
+                store_close(s);
+                return rv;
+            }
+        }
+    } else if (errno != ENOENT) {
+        rv = err_os(errmsg, errno, "open %s", path);
+        free(s);
+        return rv;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    while (s->topics != NULL) {
+        struct store_topic *t = s->topics;
+        s->topics = t->next;
+        if (t->log != NULL) {
+            log_close(t->log);
+        }
+        free(t);
+    }
+    buf_free(&s->scratch);
+    free(s);
+}
+
+void store_set_append_hook(struct store *s, store_append_hook fn, void *arg)
+{
+    s->hook = fn;
+    s->hook_arg = arg;
+}
+
+int store_seed_members(struct store *s, const struct store_member *m, unsigned n, char *errmsg)
+{
+    if (s->n_members > 0) {
+        return 0;
+    }
+    if (n > STORE_MAX_MEMBERS) {
+        err_printf(errmsg, "too many members (%u, at most %d)", n, STORE_MAX_MEMBERS);
+        return TALLY_INVAL;
+    }
+    memcpy(s->members, m, n * sizeof *m);
+    s->n_members = n;
+    return store__write_catalog(s, errmsg);
+}
+
+struct store_topic *store_topic_find(struct store *s, const char *name)
+{
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (strcmp(t->name, name) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+struct store_topic *store_topics(struct store *s)
+{
+    return s->topics;
+}
+
+unsigned store_members(struct store *s, const struct store_member **members)
+{
+    *members = s->members;
+    return s->n_members;
+}
+
+const struct store_member *store_member_find(struct store *s, uint64_t id)
+{
+    for (unsigned i = 0; i < s->n_members; i++) {
+        if (s->members[i].id == id) {
+            return &s->members[i];
+        }
+    }
+    return NULL;
+}
+
+static void store__result(struct store_item_result *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void store__result(struct store_item_result *r, int code, const char *fmt, ...)
+{
+    va_list ap;
+    r->code = code;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+}
+
+static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
+                               struct store_item_result *res, char *errmsg)
+{
+    struct store_topic *t = calloc(1, sizeof *t);
+    int rv;
+    if (t == NULL) {
+        return TALLY_NOMEM;
+    }
+    rd_str(body, t->name, sizeof t->name);
+    t->config.policy = rd_u8(body);
+    t->config.retention_ms = rd_i64(body);
+    t->config.retention_bytes = rd_i64(body);
+    t->config.segment_bytes = rd_i64(body);
+    t->created_index = index;
+    if (!rd_ok(body) || !store_topic_name_valid(t->name) || t->config.policy > 3) {
+        store__result(res, TALLY_INVAL, "invalid topic name or settings");
+        free(t);
+        return 0;
+    }
+    if (store_topic_find(s, t->name) != NULL) {
+        store__result(res, TALLY_EXISTS, "topic %s already exists", t->name);
+        free(t);
+        return 0;
+    }
+    /* Catalog first: a crash after it reopens (creates) the empty log. */
+    struct store_topic **tail = &s->topics;
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = t;
+    s->catalog_index = index;
+    if ((rv = store__write_catalog(s, errmsg)) != 0 ||
+        (rv = store__open_topic(s, t, 0, errmsg)) != 0) {
+        return rv;
+    }
+    TLOG_INFO("store", "created topic %s at index %llu", t->name, (unsigned long long)index);
+    return 0;
+}
+
+static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
+                               char *errmsg)
+{
+    char path[PATH_MAX + 300], trash[PATH_MAX + 340];
+    struct store_topic **pp = &s->topics;
+    while (*pp != t) {
+        pp = &(*pp)->next;
+    }
+    *pp = t->next;
+    s->catalog_index = index;
+    int rv = store__write_catalog(s, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    log_close(t->log);
+    store__topic_dir(s, t->name, path, sizeof path);
+    snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
+    if (rename(path, trash) == 0) {
+        rv = store__remove_tree(trash, errmsg);
+    } else if (errno != ENOENT) {
+        rv = err_os(errmsg, errno, "rename %s", path);
+    }
+    free(t);
+    return rv;
+}
+
+static int store__delete_topic(struct store *s, uint64_t index, struct rd *body,
+                               struct store_item_result *res, char *errmsg)
+{
+    char name[STORE_NAME_MAX];
+    struct store_topic *t;
+    rd_str(body, name, sizeof name);
+    t = rd_ok(body) ? store_topic_find(s, name) : NULL;
+    if (t == NULL) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", name);
+        return 0;
+    }
+    TLOG_INFO("store", "deleting topic %s at index %llu", name, (unsigned long long)index);
+    return store__unlink_topic(s, t, index, errmsg);
+}
+
+static int store__member_change(struct store *s, uint64_t index, uint8_t type, struct rd *body,
+                                struct store_item_result *res, char *errmsg)
+{
+    struct store_member m;
+    unsigned i;
+    memset(&m, 0, sizeof m);
+    m.id = rd_u64(body);
+    if (type == CMD_MEMBER_SET) {
+        rd_str(body, m.client_addr, sizeof m.client_addr);
+        rd_str(body, m.raft_addr, sizeof m.raft_addr);
+    }
+    if (!rd_ok(body) || m.id == 0) {
+        store__result(res, TALLY_INVAL, "invalid member");
+        return 0;
+    }
+    for (i = 0; i < s->n_members && s->members[i].id != m.id; i++) {
+    }
+    if (type == CMD_MEMBER_SET) {
+        if (i == s->n_members) {
+            if (s->n_members == STORE_MAX_MEMBERS) {
+                store__result(res, TALLY_INVAL, "too many members");
+                return 0;
+            }
+            s->n_members++;
+        }
+        s->members[i] = m;
+    } else if (i < s->n_members) {
+        s->members[i] = s->members[--s->n_members];
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+static int store__append_item(struct store *s, uint64_t index, struct store_topic *t,
+                              unsigned earlier_items, const uint8_t *batch, uint32_t len,
+                              struct store_item_result *res, char *errmsg)
+{
+    struct batch_header h;
+    int rv;
+    if (index <= t->created_index || index < t->tail_index ||
+        (index == t->tail_index && earlier_items < t->tail_count)) {
+        return 0; /* replayed after a restart: already in the local log */
+    }
+    rv = batch_verify(batch, len, &h, errmsg);
+    if (rv != 0) {
+        /* The leader verified this batch before proposing it, so a bad one
+         * here means local corruption: stop rather than diverge. */
+        err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
+        return rv;
+    }
+    s->scratch.len = 0;
+    buf_put(&s->scratch, batch, len);
+    if (!buf_ok(&s->scratch)) {
+        return TALLY_NOMEM;
+    }
+    res->base_offset = log_next_offset(t->log);
+    res->count = h.last_offset_delta + 1;
+    batch_stamp(s->scratch.data, res->base_offset, h.first_timestamp, index);
+    rv = log_append(t->log, s->scratch.data, len, h.first_timestamp, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
+        return rv;
+    }
+    if (t->tail_index == index) {
+        t->tail_count++;
+    } else {
+        t->tail_index = index;
+        t->tail_count = 1;
+    }
+    if (s->hook != NULL) {
+        s->hook(s->hook_arg, t);
+    }
+    return 0;
+}
+
+static int store__append(struct store *s, uint64_t index, struct rd *body,
+                         struct store_result *out, char *errmsg)
+{
+    struct store_topic **seen = calloc(out->n + 1, sizeof *seen);
+    int rv = 0;
+    if (seen == NULL) {
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < out->n && rv == 0; i++) {
+        char topic[STORE_NAME_MAX];
+        uint32_t len;
+        const uint8_t *batch;
+        unsigned earlier = 0;
+        rd_str(body, topic, sizeof topic);
+        batch = rd_blob(body, &len);
+        if (!rd_ok(body)) {
+            rv = ERR_CORRUPT(errmsg, "append entry %llu malformed", (unsigned long long)index);
+            break;
+        }
+        struct store_topic *t = store_topic_find(s, topic);
+        if (t == NULL) {
+            store__result(&out->items[i], TALLY_NOTFOUND, "topic %s not found", topic);
+            continue;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            earlier += seen[j] == t;
+        }
+        seen[i] = t;
+        rv = store__append_item(s, index, t, earlier, batch, len, &out->items[i], errmsg);
+    }
+    free(seen);
+    return rv;
+}
+
+int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
+                struct store_result **out, char *errmsg)
+{
+    struct store_result *res;
+    struct rd body;
+    uint8_t type;
+    uint32_t n = 1;
+    int rv = cmd_decode(entry, len, &type, &body, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (type == CMD_APPEND) {
+        struct rd peek = body;
+        n = rd_u32(&peek);
+        if (!rd_ok(&peek) || n == 0 || n > peek.left) {
+            return ERR_CORRUPT(errmsg, "append entry %llu malformed", (unsigned long long)index);
+        }
+        body = peek;
+    }
+    res = calloc(1, sizeof *res + n * sizeof res->items[0]);
+    if (res == NULL) {
+        return TALLY_NOMEM;
+    }
+    res->index = index;
+    res->n = n;
+    switch (type) {
+    case CMD_APPEND:
+        rv = store__append(s, index, &body, res, errmsg);
+        break;
+    case CMD_TOPIC_CREATE:
+        if (index > s->catalog_index) {
+            rv = store__create_topic(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_TOPIC_DELETE:
+        if (index > s->catalog_index) {
+            rv = store__delete_topic(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_MEMBER_SET:
+    case CMD_MEMBER_DEL:
+        if (index > s->catalog_index) {
+            rv = store__member_change(s, index, type, &body, &res->items[0], errmsg);
+        }
+        break;
+    default:
+        rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
+                         (unsigned long long)index, type);
+    }
+    if (rv != 0 || out == NULL) {
+        free(res);
+    } else {
+        *out = res;
+    }
+    return rv;
+}
+
+int store_sync(struct store *s, char *errmsg)
+{
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        int rv = log_sync(t->log, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "sync topic %s", t->name);
+            return rv;
+        }
+    }
+    return 0;
+}
+
+int store_retain(struct store *s, int64_t now_ms, char *errmsg)
+{
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        unsigned deleted = 0;
+        if (t->config.policy != TALLY_POLICY_DELETE &&
+            t->config.policy != TALLY_POLICY_COMPACT_DELETE) {
+            continue;
+        }
+        int rv = log_retain(t->log, now_ms, &deleted, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "retention of topic %s", t->name);
+            return rv;
+        }
+        if (deleted > 0) {
+            TLOG_INFO("store", "retention removed %u segment(s) of %s", deleted, t->name);
+        }
+    }
+    return 0;
+}
+
+int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
+{
+    int rv = store_sync(s, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    store__encode_catalog(s, index, out);
+    return buf_ok(out) ? 0 : TALLY_NOMEM;
+}
+
+int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
+{
+    struct store__catalog c;
+    int rv = store__decode_catalog(p, n, &c, errmsg);
+    uint32_t i = 0;
+    if (rv != 0) {
+        err_wrap(errmsg, "restore snapshot");
+        return rv;
+    }
+    if (local_first) {
+        /* Every snapshot this node took was preceded by a sync of its logs,
+         * so the local state already includes everything up to c.index. */
+        TLOG_INFO("store", "snapshot at index %llu: keeping the local state",
+                  (unsigned long long)c.index);
+        store__catalog_free(&c);
+        return 0;
+    }
+    TLOG_INFO("store", "installing snapshot at index %llu", (unsigned long long)c.index);
+    /* Drop topics the snapshot does not have. */
+    for (struct store_topic *t = s->topics, *next; t != NULL && rv == 0; t = next) {
+        struct store_topic *ct = c.topics;
+        next = t->next;
+        while (ct != NULL && !(strcmp(ct->name, t->name) == 0 &&
+                               ct->created_index == t->created_index)) {
+            ct = ct->next;
+        }
+        if (ct == NULL) {
+            rv = store__unlink_topic(s, t, s->catalog_index, errmsg);
+        }
+    }
+    /* Create or move forward the snapshot's topics. */
+    for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+        struct store_topic *t = store_topic_find(s, ct->name);
+        if (t == NULL) {
+            t = calloc(1, sizeof *t);
+            if (t == NULL) {
+                rv = TALLY_NOMEM;
+                break;
+            }
+            *t = *ct;
+            t->next = NULL;
+            t->log = NULL;
+            struct store_topic **tail = &s->topics;
+            while (*tail != NULL) {
+                tail = &(*tail)->next;
+            }
+            *tail = t;
+            rv = store__open_topic(s, t, c.next_offsets[i], errmsg);
+        } else if (log_next_offset(t->log) < c.next_offsets[i]) {
+            TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (snapshot install)",
+                      t->name, (unsigned long long)log_next_offset(t->log),
+                      (unsigned long long)c.next_offsets[i]);
+            rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            t->tail_index = c.index;
+            t->tail_count = 0;
+        }
+        if (rv == 0 && t->log != NULL && log_next_offset(t->log) == c.next_offsets[i]) {
+            /* Nothing in the log is newer than the snapshot. */
+            t->tail_index = c.index;
+            t->tail_count = 0;
+        }
+    }
+    if (rv == 0) {
+        memcpy(s->members, c.members, sizeof c.members);
+        s->n_members = c.n_members;
+        s->catalog_index = c.index;
+        rv = store__write_catalog(s, errmsg);
+    }
+    if (rv == 0) {
+        rv = store_sync(s, errmsg);
+    }
+    store__catalog_free(&c);
+    return rv;
+}

@@ -1,0 +1,113 @@
+/* The node's state: the topic catalog with one segmented log per topic, and
+ * the member table. Applies one committed command deterministically; knows
+ * nothing of sockets or Raft.
+ *
+ * Layout of a node's data directory:
+ *   DATA/catalog            topics and members, rewritten atomically on
+ *                           each change (format at the top of store.c)
+ *   DATA/topics/NAME/       one log directory per topic (log/log.h)
+ *   DATA/raft/              canonical/raft's own files (not ours)
+ *
+ * Replay safety: after a restart Raft re-applies committed entries that the
+ * local state may already contain. Catalog commands at or below the
+ * catalog's index are skipped; an APPEND item is skipped when the topic's
+ * log already holds a batch from that Raft entry (compared by index and, for
+ * several items of one entry, by how many batches of that entry are at the
+ * log's tail), or when the topic was created by a later entry. So a restart
+ * never duplicates or loses a record. */
+#ifndef TALLY_STORE_STORE_H_
+#define TALLY_STORE_STORE_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/byte.h"
+#include "log/log.h"
+#include "store/cmd.h"
+
+#define STORE_NAME_MAX 256
+#define STORE_ADDR_MAX 64
+#define STORE_MAX_MEMBERS 16
+
+struct store;
+
+struct store_topic {
+    char name[STORE_NAME_MAX];
+    struct cmd_topic_config config;
+    uint64_t created_index;   /* Raft index of its TOPIC_CREATE */
+    struct tally_log *log;
+    uint64_t tail_index;      /* raft index of the last batch in the log */
+    unsigned tail_count;      /* batches of that entry at the log's tail */
+    struct store_topic *next;
+};
+
+struct store_member {
+    uint64_t id;
+    char client_addr[STORE_ADDR_MAX];
+    char raft_addr[STORE_ADDR_MAX];
+};
+
+/* Result of one applied command (one per APPEND item). */
+struct store_item_result {
+    int code;                /* 0 or a TALLY_* code */
+    uint64_t base_offset;
+    uint32_t count;
+    char message[160];
+};
+
+struct store_result {
+    uint64_t index;          /* Raft index of the entry */
+    uint32_t n;
+    struct store_item_result items[]; /* n entries */
+};
+
+/* Called after records were appended to @t (wake long-polls). */
+typedef void (*store_append_hook)(void *arg, struct store_topic *t);
+
+/* Open the state in @dir (created if needed; copied), reopening every
+ * topic's log (each recovers itself). @defaults are the node's log
+ * defaults (copied). *out owned by the caller: store_close. */
+int store_open(const char *dir, const struct log_config *defaults, struct store **out,
+               char *errmsg);
+void store_close(struct store *s);
+
+void store_set_append_hook(struct store *s, store_append_hook fn, void *arg);
+
+/* Seed the member table (from the command line) if it is empty. */
+int store_seed_members(struct store *s, const struct store_member *m, unsigned n, char *errmsg);
+
+/* Apply the entry at Raft @index. Per-item failures (unknown topic, bad
+ * batch, topic exists) are results, identical on every node. A non-zero
+ * return is a local failure (disk): the node must stop. On success *out
+ * (may be NULL if not wanted) is owned by the caller, free(). */
+int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
+                struct store_result **out, char *errmsg);
+
+/* fsync every topic log and the catalog. */
+int store_sync(struct store *s, char *errmsg);
+
+struct store_topic *store_topic_find(struct store *s, const char *name);
+struct store_topic *store_topics(struct store *s); /* linked list, by creation */
+unsigned store_members(struct store *s, const struct store_member **members);
+const struct store_member *store_member_find(struct store *s, uint64_t id);
+
+/* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
+bool store_topic_name_valid(const char *name);
+
+/* Retention for topics with a delete policy. */
+int store_retain(struct store *s, int64_t now_ms, char *errmsg);
+
+/* Snapshot: the catalog, members, and each topic's start and next offset at
+ * @index. The logs are synced first, so Raft may drop its log prefix. */
+int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg);
+
+/* Restore a snapshot. @local_first: at start-up the local state is at least
+ * as new as any snapshot this node took, so it is kept. Otherwise (a
+ * snapshot installed from the leader) the state is replaced: topics are
+ * created or dropped as in the snapshot, and a log that ends before the
+ * snapshot's next offset restarts there, leaving a gap in its history
+ * (reported by fetch as out of range below the new start). */
+int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg);
+
+#endif
