@@ -1,0 +1,23 @@
+#!/bin/sh
+# Checks that includes only point down the layers (docs/architecture.md):
+# lib <- log <- store <- repl <- server, lib <- proto <- {server, client}.
+src="${TALLY_SRC_DIR:-$(dirname "$0")/..}/src"
+fail=0
+check() { # layer, then the layers it must not include
+    layer=$1; shift
+    for bad in "$@"; do
+        hits=$(grep -n "#include \"$bad/" "$src/$layer"/*.[ch] 2>/dev/null)
+        if [ -n "$hits" ]; then
+            echo "FAIL: src/$layer includes src/$bad:"; echo "$hits"; fail=1
+        fi
+    done
+}
+check lib log store repl proto server client tool daemon
+check log store repl proto server client
+check store repl proto server client
+check repl proto server client
+check proto log store repl server client
+check client log store repl server
+check server client tool
+if [ $fail -eq 0 ]; then echo "layers: every include points downward"; fi
+exit $fail

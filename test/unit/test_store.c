@@ -1,0 +1,285 @@
+/* Unit tests of the store: deterministic apply, replay safety, snapshots. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lib/batch.h"
+#include "lib/err.h"
+#include "store/cmd.h"
+#include "store/store.h"
+#include "../lib/tmpdir.h"
+
+struct fixture {
+    char *dir;
+    struct store *s;
+    struct log_config lc;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char errmsg[ERR_MSG_SIZE];
+    f->dir = tmpdir_make();
+    log_config_init(&f->lc);
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->s != NULL) {
+        store_close(f->s);
+    }
+    tmpdir_remove(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+    char errmsg[ERR_MSG_SIZE];
+    store_close(f->s);
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+}
+
+static int apply(struct fixture *f, uint64_t index, struct buf *entry, struct store_result **res)
+{
+    char errmsg[ERR_MSG_SIZE] = "";
+    int rv = store_apply(f->s, index, entry->data, entry->len, res, errmsg);
+    return rv;
+}
+
+static void create_topic(struct fixture *f, uint64_t index, const char *name)
+{
+    struct buf e;
+    struct store_result *res = NULL;
+    struct cmd_topic_config c = {0, -1, -1, 0};
+    buf_init(&e);
+    cmd_encode_topic_create(&e, name, &c);
+    assert_int_equal(e.len % 8, 0);
+    assert_int_equal(apply(f, index, &e, &res), 0);
+    assert_int_equal(res->items[0].code, 0);
+    free(res);
+    buf_free(&e);
+}
+
+/* Build an APPEND entry with one batch of @n records per topic listed. */
+static void append_entry(struct buf *e, const char **topics, unsigned n_topics, unsigned n)
+{
+    cmd_append_begin(e);
+    for (unsigned i = 0; i < n_topics; i++) {
+        struct batch_builder b;
+        struct buf out;
+        char v[32];
+        batch_builder_init(&b, 0, 0);
+        buf_init(&out);
+        for (unsigned j = 0; j < n; j++) {
+            snprintf(v, sizeof v, "v%u-%u", i, j);
+            assert_int_equal(batch_builder_add(&b, "k", 1, v, strlen(v)), 0);
+        }
+        assert_int_equal(batch_builder_finish(&b, false, &out), 0);
+        batch_stamp(out.data, 0, 1700000000000, 0);
+        cmd_append_add(e, topics[i], out.data, (uint32_t)out.len);
+        buf_free(&out);
+        batch_builder_free(&b);
+    }
+    cmd_append_end(e, n_topics);
+}
+
+/* Appends get consecutive offsets and results name them. */
+static void test_append_assigns_offsets(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"orders", "orders"};
+    struct buf e;
+    struct store_result *res = NULL;
+    create_topic(f, 2, "orders");
+    buf_init(&e);
+    append_entry(&e, t, 2, 3);
+    assert_int_equal(e.len % 8, 0);
+    assert_int_equal(apply(f, 3, &e, &res), 0);
+    assert_int_equal(res->n, 2);
+    assert_int_equal(res->items[0].base_offset, 0);
+    assert_int_equal(res->items[0].count, 3);
+    assert_int_equal(res->items[1].base_offset, 3);
+    free(res);
+    buf_free(&e);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "orders")->log), 6);
+}
+
+/* Re-applying entries after a restart never duplicates records. */
+static void test_replay_is_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"a"};
+    struct buf e[3];
+    create_topic(f, 2, "a");
+    for (int i = 0; i < 3; i++) {
+        buf_init(&e[i]);
+        append_entry(&e[i], t, 1, 2);
+        assert_int_equal(apply(f, 3 + (uint64_t)i, &e[i], NULL), 0);
+    }
+    reopen(f);
+    /* Raft replays everything from index 2. */
+    struct buf ce;
+    struct cmd_topic_config c = {0, -1, -1, 0};
+    buf_init(&ce);
+    cmd_encode_topic_create(&ce, "a", &c);
+    assert_int_equal(apply(f, 2, &ce, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(apply(f, 3 + (uint64_t)i, &e[i], NULL), 0);
+    }
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "a")->log), 6);
+    /* A new entry continues after them. */
+    assert_int_equal(apply(f, 6, &e[0], NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "a")->log), 8);
+    for (int i = 0; i < 3; i++) {
+        buf_free(&e[i]);
+    }
+    buf_free(&ce);
+}
+
+/* An entry with two batches for one topic, of which only the first reached
+ * the log before a crash, gets exactly its second batch on replay. */
+static void test_replay_completes_a_partial_entry(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"p", "p"};
+    struct buf e;
+    uint64_t next;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "p");
+    buf_init(&e);
+    append_entry(&e, t, 2, 2);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    struct store_topic *tp = store_topic_find(f->s, "p");
+    assert_int_equal(log_next_offset(tp->log), 4);
+    assert_int_equal(log_truncate(tp->log, 2, &next, errmsg), 0); /* lose batch 2 */
+    reopen(f);
+    tp = store_topic_find(f->s, "p");
+    assert_int_equal(log_next_offset(tp->log), 2);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_int_equal(log_next_offset(tp->log), 4);
+    assert_int_equal(apply(f, 3, &e, NULL), 0); /* and not again */
+    assert_int_equal(log_next_offset(tp->log), 4);
+    buf_free(&e);
+}
+
+/* A replayed create of a topic deleted later does not bring it back. */
+static void test_replay_after_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct buf c, d;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    create_topic(f, 2, "gone");
+    buf_init(&d);
+    cmd_encode_topic_delete(&d, "gone");
+    assert_int_equal(apply(f, 3, &d, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+    reopen(f);
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "gone", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+    assert_int_equal(apply(f, 3, &d, NULL), 0);
+    /* A new create after it works. */
+    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_non_null(store_topic_find(f->s, "gone"));
+    buf_free(&c);
+    buf_free(&d);
+}
+
+/* Per-item errors are results, not failures. */
+static void test_unknown_topic_and_duplicate_create(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"nope"};
+    struct buf e, c;
+    struct store_result *res = NULL;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    buf_init(&e);
+    append_entry(&e, t, 1, 1);
+    assert_int_equal(apply(f, 2, &e, &res), 0);
+    assert_int_equal(res->items[0].code, TALLY_NOTFOUND);
+    free(res);
+    create_topic(f, 3, "x");
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "x", &cfg);
+    assert_int_equal(apply(f, 4, &c, &res), 0);
+    assert_int_equal(res->items[0].code, TALLY_EXISTS);
+    free(res);
+    buf_free(&e);
+    buf_free(&c);
+}
+
+/* Malformed entries fail apply with TALLY_CORRUPT or TALLY_VERSION. */
+static void test_bad_entries(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[ERR_MSG_SIZE];
+    uint8_t junk[16] = {99, 1, 0, 0, 8, 0, 0, 0};
+    assert_int_equal(store_apply(f->s, 2, junk, 4, NULL, errmsg), TALLY_CORRUPT);
+    assert_int_equal(store_apply(f->s, 2, junk, 16, NULL, errmsg), TALLY_CORRUPT);
+    junk[1] = 7;
+    assert_int_equal(store_apply(f->s, 2, junk, 16, NULL, errmsg), TALLY_VERSION);
+}
+
+/* Installing a snapshot from the leader creates its topics at its offsets. */
+static void test_snapshot_install(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"s"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "s");
+    buf_init(&e);
+    append_entry(&e, t, 1, 5);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
+
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    struct store_topic *tp = store_topic_find(s2, "s");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 5);
+    assert_int_equal(log_start_offset(tp->log), 5);
+    /* The entry the snapshot covers is not applied again; a later one is. */
+    assert_int_equal(store_apply(s2, 3, e.data, e.len, NULL, errmsg), 0);
+    assert_int_equal(log_next_offset(tp->log), 5);
+    assert_int_equal(store_apply(s2, 4, e.data, e.len, NULL, errmsg), 0);
+    assert_int_equal(log_next_offset(tp->log), 10);
+    /* A damaged snapshot is refused. */
+    snap.data[20] ^= 1;
+    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), TALLY_CORRUPT);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+    buf_free(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_append_assigns_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_after_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_topic_and_duplicate_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
