@@ -1,0 +1,218 @@
+/* tally status: the cluster as its members see it, as a table or JSON. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool/util.h"
+
+static const char status_help[] =
+    "Usage: tally status [--json]\n"
+    "\n"
+    "Ask every member for its own view and print: the leader, term and commit\n"
+    "index; each member's id, client and Raft addresses, role, applied index and\n"
+    "whether it answered; and the topics with their policy and offsets, as the\n"
+    "first node that answers sees them.\n"
+    "\n"
+    "  --json   print one JSON object instead:\n"
+    "           {\"leader_id\": N (0 when none is known), \"term\": N,\n"
+    "            \"commit_index\": N,\n"
+    "            \"members\": [{\"id\", \"client\", \"raft\", \"role\", \"voter\",\n"
+    "                         \"applied_index\", \"reachable\"}],\n"
+    "            \"topics\": [{\"name\", \"policy\", \"start_offset\",\n"
+    "                        \"next_offset\"}]}\n"
+    "           role is leader, follower, candidate, unavailable or unknown;\n"
+    "           policy is retain, delete, compact or compact,delete\n"
+    "\n"
+    "Exits 1 when no member answers, or when the topic list cannot be read\n"
+    "(after printing the rest).\n"
+    "\n" TOOL_COMMON_HELP;
+
+enum { STATUS_OPT_JSON = TOOL_OPT__FIRST_FREE };
+
+/* Print @s as a JSON string: quotes, backslash, control characters and
+ * bytes that are not ASCII escaped, so any name gives valid JSON (non-ASCII
+ * bytes become \u00XX, i.e. they are read as Latin-1). */
+static void status_json_string(const char *s)
+{
+    const unsigned char *p;
+
+    putchar('"');
+    for (p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", stdout);
+            break;
+        case '\\':
+            fputs("\\\\", stdout);
+            break;
+        case '\n':
+            fputs("\\n", stdout);
+            break;
+        case '\r':
+            fputs("\\r", stdout);
+            break;
+        case '\t':
+            fputs("\\t", stdout);
+            break;
+        default:
+            if (*p < 0x20 || *p >= 0x7f) {
+                printf("\\u%04x", *p);
+            } else {
+                putchar(*p);
+            }
+        }
+    }
+    putchar('"');
+}
+
+static int status_by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct tally_topic_info *)a)->name,
+                  ((const struct tally_topic_info *)b)->name);
+}
+
+static void status_print_json(const struct tally_status *st, const struct tally_topic_info *topics,
+                              size_t n_topics)
+{
+    size_t i;
+
+    printf("{\"leader_id\": %" PRIu64 ", \"term\": %" PRIu64 ", \"commit_index\": %" PRIu64
+           ", \"members\": [",
+           st->leader_id, st->term, st->commit_index);
+    for (i = 0; i < st->n_members; i++) {
+        const struct tally_member *m = &st->members[i];
+
+        printf("%s{\"id\": %" PRIu64 ", \"client\": ", i > 0 ? ", " : "", m->id);
+        status_json_string(m->client_addr);
+        fputs(", \"raft\": ", stdout);
+        status_json_string(m->raft_addr);
+        printf(", \"role\": \"%s\", \"voter\": %s, \"applied_index\": %" PRIu64
+               ", \"reachable\": %s}",
+               m->reachable ? tool_role_name(m->role) : "unavailable",
+               m->voter ? "true" : "false", m->applied_index, m->reachable ? "true" : "false");
+    }
+    fputs("], \"topics\": [", stdout);
+    for (i = 0; i < n_topics; i++) {
+        printf("%s{\"name\": ", i > 0 ? ", " : "");
+        status_json_string(topics[i].name);
+        printf(", \"policy\": \"%s\", \"start_offset\": %" PRIu64 ", \"next_offset\": %" PRIu64
+               "}",
+               tool_policy_name(topics[i].config.policy), topics[i].start_offset,
+               topics[i].next_offset);
+    }
+    fputs("]}\n", stdout);
+}
+
+static void status_print_table(const struct tally_status *st,
+                               const struct tally_topic_info *topics, size_t n_topics,
+                               int topics_ok)
+{
+    size_t width = 4;
+    size_t i;
+
+    if (st->leader_id != 0) {
+        printf("leader: %" PRIu64 "  term: %" PRIu64 "  commit_index: %" PRIu64 "\n",
+               st->leader_id, st->term, st->commit_index);
+    } else {
+        printf("leader: none known  term: %" PRIu64 "  commit_index: %" PRIu64 "\n", st->term,
+               st->commit_index);
+    }
+    printf("\n%-4s  %-21s  %-21s  %-11s  %13s  %s\n", "ID", "CLIENT", "RAFT", "ROLE",
+           "APPLIED_INDEX", "REACHABLE");
+    for (i = 0; i < st->n_members; i++) {
+        const struct tally_member *m = &st->members[i];
+
+        printf("%-4" PRIu64 "  %-21s  %-21s  %-11s  %13" PRIu64 "  %s\n", m->id, m->client_addr,
+               m->raft_addr, m->reachable ? tool_role_name(m->role) : "unavailable",
+               m->applied_index, m->reachable ? "yes" : "no");
+    }
+    if (!topics_ok) {
+        return;
+    }
+    for (i = 0; i < n_topics; i++) {
+        size_t len = strlen(topics[i].name);
+        width = len > width ? len : width;
+    }
+    printf("\n%-*s  %-14s  %12s  %12s\n", (int)width, "TOPIC", "POLICY", "START_OFFSET",
+           "NEXT_OFFSET");
+    for (i = 0; i < n_topics; i++) {
+        printf("%-*s  %-14s  %12" PRIu64 "  %12" PRIu64 "\n", (int)width, topics[i].name,
+               tool_policy_name(topics[i].config.policy), topics[i].start_offset,
+               topics[i].next_offset);
+    }
+}
+
+int cmd_status_main(int argc, char **argv)
+{
+    static const char cmd[] = "status";
+    static const struct option longopts[] = {
+        TOOL_COMMON_LONGOPTS,
+        {"json", no_argument, NULL, STATUS_OPT_JSON},
+        {NULL, 0, NULL, 0},
+    };
+    struct tally_status st;
+    struct tally_topic_info *topics = NULL;
+    tally_client *client;
+    size_t n_topics = 0;
+    int json = 0;
+    int topics_rc;
+    int c;
+    int rc;
+
+    tool_getopt_reset();
+    while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(status_help, stdout);
+            return TOOL_EXIT_OK;
+        case '?':
+            return tool_bad_option(cmd, argv);
+        case STATUS_OPT_JSON:
+            json = 1;
+            break;
+        default:
+            rc = tool_common_option(cmd, c, optarg);
+            if (rc != TOOL_EXIT_OK) {
+                return rc < 0 ? TOOL_EXIT_USAGE : rc;
+            }
+        }
+    }
+    if (optind < argc) {
+        return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    }
+    rc = tool_connect(cmd, &client);
+    if (rc != TOOL_EXIT_OK) {
+        return rc;
+    }
+    memset(&st, 0, sizeof st);
+    rc = tally_status_get(client, &st);
+    if (rc != 0) {
+        rc = tool_cluster_error(client, cmd, rc);
+        tally_client_destroy(client);
+        return rc;
+    }
+    topics_rc = tally_topic_list(client, &topics, &n_topics);
+    if (topics_rc == 0) {
+        qsort(topics, n_topics, sizeof topics[0], status_by_name);
+    } else {
+        n_topics = 0;
+    }
+    if (json) {
+        status_print_json(&st, topics, n_topics);
+    } else {
+        status_print_table(&st, topics, n_topics, topics_rc == 0);
+    }
+    rc = tool_check_stdout(cmd);
+    if (rc < 0) {
+        rc = TOOL_EXIT_OK;
+        if (topics_rc != 0) {
+            rc = tool_error(cmd, "listing topics: %s", tally_errmsg(client));
+        }
+    }
+    free(topics);
+    tally_status_free(&st);
+    tally_client_destroy(client);
+    return rc;
+}

@@ -1,0 +1,111 @@
+/* Shared pieces of the tally CLI: global options, exit codes, error output,
+ * number parsing, and the command entry points.
+ *
+ * Every command is `int cmd_<name>_main(int argc, char **argv)` with
+ * argv[0] the command's own name; it returns the process exit status. */
+#ifndef TALLY_TOOL_UTIL_H_
+#define TALLY_TOOL_UTIL_H_
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tally.h"
+
+/* Exit statuses, part of the user-facing contract. */
+#define TOOL_EXIT_OK 0
+#define TOOL_EXIT_CLUSTER 1 /* the cluster (or the network) said no */
+#define TOOL_EXIT_USAGE 2   /* the command line was wrong */
+
+#define TOOL_DEFAULT_BROKERS "127.0.0.1:7001"
+
+/* Options every command accepts, before or after the command name. */
+struct tool_global {
+    const char *brokers; /* -b/--brokers, else $TALLY_BROKERS, else default */
+    int timeout_ms;      /* --timeout; 0 = the library's default */
+};
+extern struct tool_global tool_g;
+
+/* getopt_long values of the common options (beyond the ASCII range). */
+enum {
+    TOOL_OPT_TIMEOUT = 0x100,
+    TOOL_OPT__FIRST_FREE = 0x110, /* commands number their own from here */
+};
+
+/* Entries for a command's struct option table. */
+#define TOOL_COMMON_LONGOPTS                                                   \
+    {"brokers", required_argument, NULL, 'b'},                                 \
+    {"timeout", required_argument, NULL, TOOL_OPT_TIMEOUT},                    \
+    {"help", no_argument, NULL, 'h'}
+/* The same for the short option string. */
+#define TOOL_COMMON_SHORTOPTS "b:h"
+
+/* Help lines for the common options, appended to every command's help. */
+#define TOOL_COMMON_HELP                                                       \
+    "Common options:\n"                                                        \
+    "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n" \
+    "                                 else " TOOL_DEFAULT_BROKERS ")\n"        \
+    "      --timeout MS               per-request timeout in milliseconds\n"   \
+    "  -h, --help                     show this help\n"
+
+/* Handle one common option seen by a command's getopt loop. Returns -1 if
+ * @c is not a common option, otherwise an exit status: TOOL_EXIT_OK to
+ * continue parsing, or TOOL_EXIT_USAGE after printing the error. -h is not
+ * handled here: each command prints its own help. */
+int tool_common_option(const char *cmd, int c, const char *arg);
+
+/* Report the option getopt_long just rejected with '?' (unknown, or its
+ * value missing) and return TOOL_EXIT_USAGE. */
+int tool_bad_option(const char *cmd, char **argv);
+
+/* Reset getopt before a (sub)command parses its own argv. */
+void tool_getopt_reset(void);
+
+/* Print "tally CMD: MESSAGE (see 'tally CMD --help')" on one line to
+ * stderr and return TOOL_EXIT_USAGE. */
+int tool_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Report error @rc of a request by command @cmd, using tally_errmsg()
+ * (tally_strerror() when @c is NULL), and return TOOL_EXIT_CLUSTER. */
+int tool_cluster_error(tally_client *c, const char *cmd, int rc);
+
+/* The same, for errors found by the tool itself (no client). */
+int tool_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Create a client for the global broker list and timeout. On failure prints
+ * the reason and returns the exit status to use (2 for a malformed list). */
+int tool_connect(const char *cmd, tally_client **out);
+
+/* Strict number parsing: the whole string, base 10, no sign for unsigned,
+ * no overflow. Return true on success. */
+bool tool_parse_u64(const char *s, uint64_t *out);
+bool tool_parse_i64(const char *s, int64_t *out);
+
+/* Policy names as the CLI and status --json spell them. */
+const char *tool_policy_name(int policy);
+/* Returns the enum tally_policy value, or -1 for an unknown name. */
+int tool_policy_parse(const char *s);
+
+/* Role names as status prints them. */
+const char *tool_role_name(int role);
+
+/* Milliseconds from a monotonic clock. */
+int64_t tool_now_ms(void);
+/* Microseconds from a monotonic clock. */
+int64_t tool_now_us(void);
+
+/* After stdout was written: if writing failed, report it and return an
+ * exit status (0 for a closed pipe, which is how `| head` ends us);
+ * otherwise return -1. */
+int tool_check_stdout(const char *cmd);
+
+/* Command entry points. */
+int cmd_topic_main(int argc, char **argv);
+int cmd_produce_main(int argc, char **argv);
+int cmd_consume_main(int argc, char **argv);
+int cmd_status_main(int argc, char **argv);
+int cmd_member_main(int argc, char **argv);
+int cmd_bench_main(int argc, char **argv);
+
+#endif
