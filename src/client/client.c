@@ -1,0 +1,1593 @@
+/* libtally: the client library behind include/tally.h.
+ *
+ * Blocking TCP with poll(2) deadlines; one connection per node, opened on
+ * first use (with a HELLO) and kept for later requests. One request is in
+ * flight per handle at a time, so a response is always the answer to the
+ * request just sent.
+ *
+ * The happy path of a write (produce, topic and member changes) is:
+ *   1. send it to the last known leader (at first: any broker);
+ *   2. a follower answers NOTLEADER with the leader's client address: send
+ *      it there and remember that node as the leader;
+ *   3. the leader answers once the write is committed and applied.
+ *
+ * Possible failure modes, and what the client does:
+ * - NOLEADER / UNAVAILABLE / SHUTDOWN / BUSY answered, cannot connect, or
+ *   the connection failed before the whole request was sent: the write was
+ *   certainly not made, so try the next node (brokers, then the members
+ *   learned from METADATA), pausing 50 ms doubling to 500 ms after each
+ *   round, until the request timeout; then TALLY_NOLEADER, TALLY_CONNECT or
+ *   TALLY_TIMEOUT naming every node tried and why it failed.
+ * - The connection failed after the whole request was sent, or the leader
+ *   answered LEADERSHIP_LOST: the outcome is unknown. Return
+ *   TALLY_LEADERSHIP_LOST (TALLY_TIMEOUT if no answer came in time) and do
+ *   not retry, since a retry could write the batch twice (idempotent
+ *   producers will make retrying safe later).
+ * Reads (fetch, topic list, metadata) are idempotent and go to any node;
+ * the node that answered last is asked first next time.
+ *
+ * Memory: every buffer is owned by the handle except what is handed to the
+ * caller (tally_fetch_result, tally_status, topic lists), which says so in
+ * tally.h. Only symbols of tally.h are exported; everything here is
+ * static. This file uses src/proto and src/lib only. */
+#include "tally.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/batch.h"
+#include "lib/byte.h"
+#include "lib/err.h"
+#include "proto/proto.h"
+
+#ifndef TALLY_VERSION_STRING
+#define TALLY_VERSION_STRING "unknown"
+#endif
+
+#define CLIENT__DEFAULT_TIMEOUT_MS 10000
+#define CLIENT__BACKOFF_MIN_MS 50
+#define CLIENT__BACKOFF_MAX_MS 500
+/* One connect attempt may take at most this long (or a third of the
+ * request timeout, if longer), so that a host that drops SYNs does not eat
+ * the whole timeout while other nodes are up. */
+#define CLIENT__CONNECT_MS 1000
+/* Records sections of at least this size are lz4-compressed. */
+#define CLIENT__COMPRESS_MIN 1024
+#define CLIENT__DEFAULT_FETCH_BYTES (1u << 20)
+/* The server's wait for min_index when max_wait_ms is 0 (docs/protocol.md). */
+#define CLIENT__MIN_INDEX_WAIT_MS 5000
+/* Nodes learned from the network are bounded, so a confused server cannot
+ * make the table grow without end. */
+#define CLIENT__MAX_NODES 64
+
+struct client__node {
+    char addr[PROTO_ADDR_MAX]; /* client address, normalised "a.b.c.d:port" */
+    struct sockaddr_in sa;     /* the same, resolved */
+    uint64_t id;               /* node id from HELLO/METADATA; 0 = unknown */
+    int fd;                    /* connected (HELLO done) socket, or -1 */
+    char why[160];             /* why the last attempt in this call failed */
+};
+
+struct tally_client {
+    struct client__node *nodes; /* owned; brokers first, then learned */
+    size_t n_nodes;
+    size_t cap_nodes;
+    int timeout_ms;             /* per request */
+    int leader;                 /* index of the last known leader, or -1 */
+    int read_pref;              /* index of the node that answered the last read */
+    uint32_t next_id;           /* request id of the next request */
+    struct buf req;             /* request frame being sent (owned, reused) */
+    struct buf resp;            /* last response frame (owned, reused) */
+    char errmsg[ERR_MSG_SIZE];  /* message of the last error */
+};
+
+/* A decoded response. body borrows from c->resp until the next request. */
+struct client__reply {
+    struct proto_frame f;
+    bool is_error;
+    struct proto_error err; /* when is_error */
+    struct rd body;         /* the body, when not an error */
+};
+
+/* What one call (with its retries) should do. */
+struct client__op {
+    const char *what;  /* context for messages: "produce to orders" */
+    bool write;        /* leader only; no retry once sent */
+    int only;          /* node index to use exclusively, or -1 */
+    int64_t deadline;  /* monotonic ms */
+};
+
+/* ------------------------------------------------------------------------
+ * Time, addresses, node table
+ * ------------------------------------------------------------------------ */
+
+static int64_t client__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void client__sleep_until(int64_t until)
+{
+    int64_t left = until - client__now_ms();
+    if (left > 0) {
+        struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
+/* Parse "HOST:PORT" (@len bytes at @s) into @sa and the normalised
+ * dotted-quad form @norm (PROTO_ADDR_MAX bytes). HOST may be a name; it is
+ * resolved to its first IPv4 address here, once. */
+static int client__parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *norm)
+{
+    char host[PROTO_ADDR_MAX];
+    const char *colon = NULL;
+    unsigned long port = 0;
+    char ip[INET_ADDRSTRLEN];
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ':') {
+            colon = s + i;
+        }
+    }
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof host || colon + 1 == s + len) {
+        return TALLY_INVAL;
+    }
+    for (const char *p = colon + 1; p < s + len; p++) {
+        if (*p < '0' || *p > '9' || port > 65535) {
+            return TALLY_INVAL;
+        }
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port == 0 || port > 65535) {
+        return TALLY_INVAL;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
+            return TALLY_INVAL;
+        }
+        sa->sin_addr = ((const struct sockaddr_in *)(const void *)res->ai_addr)->sin_addr;
+        freeaddrinfo(res);
+    }
+    inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip);
+    snprintf(norm, PROTO_ADDR_MAX, "%s:%lu", ip, port);
+    return 0;
+}
+
+/* Index of the node with client address @addr, added if new. Returns -1
+ * if the address is malformed or the table is full. */
+static int client__node_add(struct tally_client *c, const char *addr, size_t len)
+{
+    struct sockaddr_in sa;
+    char norm[PROTO_ADDR_MAX];
+    if (client__parse_addr(addr, len, &sa, norm) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        if (strcmp(c->nodes[i].addr, norm) == 0) {
+            return (int)i;
+        }
+    }
+    if (c->n_nodes == CLIENT__MAX_NODES) {
+        return -1;
+    }
+    if (c->n_nodes == c->cap_nodes) {
+        size_t cap = c->cap_nodes ? c->cap_nodes * 2 : 4;
+        struct client__node *nodes = realloc(c->nodes, cap * sizeof *nodes);
+        if (nodes == NULL) {
+            return -1;
+        }
+        c->nodes = nodes;
+        c->cap_nodes = cap;
+    }
+    struct client__node *n = &c->nodes[c->n_nodes];
+    memset(n, 0, sizeof *n);
+    memcpy(n->addr, norm, sizeof n->addr);
+    n->sa = sa;
+    n->fd = -1;
+    return (int)c->n_nodes++;
+}
+
+static void client__disconnect(struct client__node *n)
+{
+    if (n->fd >= 0) {
+        close(n->fd);
+        n->fd = -1;
+    }
+}
+
+/* Learn a member from a METADATA answer or a redirect: its address and
+ * id. Returns its index or -1. */
+static int client__learn(struct tally_client *c, uint64_t id, const char *addr)
+{
+    int i;
+    if (addr == NULL || addr[0] == '\0') {
+        return -1;
+    }
+    i = client__node_add(c, addr, strlen(addr));
+    if (i >= 0 && id != 0) {
+        c->nodes[i].id = id;
+    }
+    return i;
+}
+
+/* ------------------------------------------------------------------------
+ * Socket I/O with deadlines
+ * ------------------------------------------------------------------------ */
+
+/* Wait until @fd is ready for @events or @deadline passes. Errors and
+ * hang-ups count as ready: the next send/recv reports them. */
+static int client__wait(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - client__now_ms();
+        struct pollfd p = {.fd = fd, .events = events};
+        if (left <= 0) {
+            return TALLY_TIMEOUT;
+        }
+        int rv = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (rv > 0) {
+            return 0;
+        }
+        if (rv < 0 && errno != EINTR) {
+            return TALLY_IOERR;
+        }
+    }
+}
+
+/* Send all @n bytes. *sent becomes true only when the kernel has taken
+ * every byte: before that, the node cannot have acted on the request. */
+static int client__send_all(struct client__node *nd, const uint8_t *p, size_t n,
+                            int64_t deadline, bool *sent, char *errmsg)
+{
+    size_t done = 0;
+    while (done < n) {
+        /* MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE. */
+        ssize_t k = send(nd->fd, p + done, n - done, MSG_NOSIGNAL);
+        if (k > 0) {
+            done += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (client__wait(nd->fd, POLLOUT, deadline) != 0) {
+                err_printf(errmsg, "%s: timed out sending the request", nd->addr);
+                return TALLY_TIMEOUT;
+            }
+            continue;
+        }
+        err_printf(errmsg, "%s: send: %s", nd->addr, strerror(errno));
+        return TALLY_IOERR;
+    }
+    *sent = true;
+    return 0;
+}
+
+static int client__recv_exact(struct client__node *nd, uint8_t *p, size_t n, int64_t deadline,
+                              char *errmsg)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = recv(nd->fd, p + got, n - got, 0);
+        if (k > 0) {
+            got += (size_t)k;
+            continue;
+        }
+        if (k == 0) {
+            err_printf(errmsg, "%s: connection closed by the node", nd->addr);
+            return TALLY_IOERR;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (client__wait(nd->fd, POLLIN, deadline) != 0) {
+                err_printf(errmsg, "%s: no answer in time", nd->addr);
+                return TALLY_TIMEOUT;
+            }
+            continue;
+        }
+        err_printf(errmsg, "%s: recv: %s", nd->addr, strerror(errno));
+        return TALLY_IOERR;
+    }
+    return 0;
+}
+
+/* Read one whole frame into @into (replacing its contents). */
+static int client__recv_frame(struct client__node *nd, struct buf *into, int64_t deadline,
+                              struct proto_frame *f, char *errmsg)
+{
+    uint8_t *p;
+    size_t body;
+    int rv;
+
+    into->len = 0;
+    into->oom = false;
+    p = buf_reserve(into, PROTO_HEADER_SIZE);
+    if (p == NULL) {
+        err_printf(errmsg, "out of memory");
+        return TALLY_NOMEM;
+    }
+    rv = client__recv_exact(nd, p, PROTO_HEADER_SIZE, deadline, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    buf_commit(into, PROTO_HEADER_SIZE);
+    rv = proto_decode_frame(into->data, into->len, PROTO_MAX_FRAME, f);
+    if (rv != 0) {
+        err_printf(errmsg, "%s: malformed response frame (%s)", nd->addr,
+                   rv == TALLY_TOOLARGE ? "over the size limit" : "bad magic or length");
+        return TALLY_PROTO;
+    }
+    body = (size_t)f->frame_len + 4 - PROTO_HEADER_SIZE;
+    p = buf_reserve(into, body);
+    if (p == NULL) {
+        err_printf(errmsg, "out of memory for a %zu-byte response", body);
+        return TALLY_NOMEM;
+    }
+    rv = client__recv_exact(nd, p, body, deadline, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    buf_commit(into, body);
+    return 0;
+}
+
+/* Check that the frame in c->resp answers request (@type, @id) and decode
+ * the error body if it is an error. */
+static int client__parse_reply(struct tally_client *c, struct client__node *nd, uint16_t type,
+                               uint32_t id, struct client__reply *rep)
+{
+    struct rd r;
+    memset(&rep->err, 0, sizeof rep->err);
+    rd_init(&r, c->resp.data + PROTO_HEADER_SIZE, c->resp.len - PROTO_HEADER_SIZE);
+    rep->is_error = (rep->f.flags & PROTO_FLAG_ERROR) != 0;
+    if (!(rep->f.flags & PROTO_FLAG_RESPONSE) || rep->f.version != PROTO_VERSION) {
+        err_printf(c->errmsg, "%s: answer is not a version %d response", nd->addr, PROTO_VERSION);
+        return TALLY_PROTO;
+    }
+    if (rep->is_error) {
+        if (proto_get_error(&r, &rep->err) != 0 || proto_get_end(&r) != 0) {
+            err_printf(c->errmsg, "%s: malformed error response", nd->addr);
+            return TALLY_PROTO;
+        }
+        /* A node that lost framing answers with type 0 and id 0 and closes;
+         * anything else must be the answer to our request. */
+        if (rep->f.type == 0 && rep->f.request_id == 0) {
+            client__disconnect(nd);
+            return 0;
+        }
+    }
+    if (rep->f.type != type || rep->f.request_id != id) {
+        err_printf(c->errmsg, "%s: answer to request %u (%s) when %u (%s) was expected",
+                   nd->addr, rep->f.request_id, proto_type_name(rep->f.type), id,
+                   proto_type_name(type));
+        return TALLY_PROTO;
+    }
+    rep->body = r;
+    return 0;
+}
+
+/* Send the frame in @frame (patching in a fresh request id) on the open
+ * connection of @nd and read the answer into c->resp. */
+static int client__roundtrip(struct tally_client *c, struct client__node *nd, struct buf *frame,
+                             int64_t deadline, bool *sent, struct client__reply *rep)
+{
+    uint32_t id = c->next_id++;
+    uint16_t type = byte_get_u16(frame->data + 8);
+    int rv;
+    byte_put_u32(frame->data + 12, id);
+    rv = client__send_all(nd, frame->data, frame->len, deadline, sent, c->errmsg);
+    if (rv == 0) {
+        rv = client__recv_frame(nd, &c->resp, deadline, &rep->f, c->errmsg);
+    }
+    if (rv == 0) {
+        rv = client__parse_reply(c, nd, type, id, rep);
+    }
+    if (rv != 0) {
+        /* The stream is no longer known to be in step: a late answer would
+         * be taken for the next request's. Start afresh next time. */
+        client__disconnect(nd);
+    }
+    return rv;
+}
+
+/* True if a kept connection is still usable: not closed by the peer while
+ * idle. Checking before sending turns the common "node restarted since"
+ * case into a clean reconnect instead of an unknown outcome. */
+static bool client__conn_alive(struct client__node *nd)
+{
+    struct pollfd p = {.fd = nd->fd, .events = POLLIN};
+    uint8_t b;
+    if (poll(&p, 1, 0) == 0) {
+        return true;
+    }
+    /* Readable while idle: EOF, an error, or bytes nobody asked for. */
+    (void)recv(nd->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return false;
+}
+
+static void client__hello_frame(struct buf *b)
+{
+    struct proto_hello_req m = {.min_version = PROTO_VERSION, .max_version = PROTO_VERSION};
+    size_t start;
+    snprintf(m.client_name, sizeof m.client_name, "libtally/%s", TALLY_VERSION_STRING);
+    start = proto_begin_frame(b, PROTO_HELLO, 0, 0);
+    proto_put_hello_req(b, &m);
+    proto_end_frame(b, start);
+}
+
+/* Make sure @nd has an open connection that completed HELLO. Returns 0,
+ * TALLY_CONNECT (with the reason in c->errmsg), TALLY_NOMEM. */
+static int client__connect(struct tally_client *c, struct client__node *nd, int64_t deadline)
+{
+    int64_t cap = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3 : CLIENT__CONNECT_MS;
+    int64_t until = client__now_ms() + cap;
+    struct client__reply rep;
+    struct proto_hello_resp hr;
+    struct buf hello;
+    bool sent = false;
+    int one = 1;
+    int err = 0;
+    socklen_t len = sizeof err;
+    int rv;
+
+    if (nd->fd >= 0) {
+        if (client__conn_alive(nd)) {
+            return 0;
+        }
+        client__disconnect(nd);
+    }
+    if (until > deadline) {
+        until = deadline;
+    }
+    nd->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (nd->fd < 0) {
+        err_printf(c->errmsg, "%s: socket: %s", nd->addr, strerror(errno));
+        return TALLY_CONNECT;
+    }
+    /* Requests are small and each waits for its answer: Nagle would only
+     * add delay. */
+    (void)setsockopt(nd->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(nd->fd, (const struct sockaddr *)&nd->sa, sizeof nd->sa) != 0) {
+        if (errno != EINPROGRESS) {
+            err_printf(c->errmsg, "%s: connect: %s", nd->addr, strerror(errno));
+            client__disconnect(nd);
+            return TALLY_CONNECT;
+        }
+        if (client__wait(nd->fd, POLLOUT, until) != 0) {
+            err_printf(c->errmsg, "%s: connect: timed out", nd->addr);
+            client__disconnect(nd);
+            return TALLY_CONNECT;
+        }
+        if (getsockopt(nd->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            err_printf(c->errmsg, "%s: connect: %s", nd->addr, strerror(err ? err : errno));
+            client__disconnect(nd);
+            return TALLY_CONNECT;
+        }
+    }
+
+    /* HELLO: agree on the protocol version and learn the node's id. */
+    buf_init(&hello);
+    client__hello_frame(&hello);
+    if (!buf_ok(&hello)) {
+        buf_free(&hello);
+        client__disconnect(nd);
+        err_printf(c->errmsg, "out of memory");
+        return TALLY_NOMEM;
+    }
+    rv = client__roundtrip(c, nd, &hello, until, &sent, &rep);
+    buf_free(&hello);
+    if (rv == TALLY_NOMEM) {
+        return rv;
+    }
+    if (rv != 0) {
+        err_wrap(c->errmsg, "hello");
+        return TALLY_CONNECT;
+    }
+    if (rep.is_error) {
+        err_printf(c->errmsg, "%s: hello refused: %s: %s", nd->addr, err_name(rep.err.code),
+                   rep.err.message);
+        client__disconnect(nd);
+        return TALLY_CONNECT;
+    }
+    if (proto_get_hello_resp(&rep.body, &hr) != 0 || proto_get_end(&rep.body) != 0 ||
+        hr.version != PROTO_VERSION) {
+        err_printf(c->errmsg, "%s: malformed hello answer", nd->addr);
+        client__disconnect(nd);
+        return TALLY_CONNECT;
+    }
+    nd->id = hr.node_id;
+    return 0;
+}
+
+/* One attempt of the request in c->req against node @i. Returns 0 with
+ * @rep filled (which may be an error answer), or the transport failure:
+ * TALLY_CONNECT (not sent), TALLY_IOERR / TALLY_TIMEOUT (*sent says
+ * whether the whole request went out), TALLY_PROTO, TALLY_NOMEM. */
+static int client__attempt(struct tally_client *c, size_t i, int64_t deadline, bool *sent,
+                           struct client__reply *rep)
+{
+    struct client__node *nd = &c->nodes[i];
+    int rv;
+    *sent = false;
+    rv = client__connect(c, nd, deadline);
+    if (rv != 0) {
+        return rv;
+    }
+    return client__roundtrip(c, nd, &c->req, deadline, sent, rep);
+}
+
+/* ------------------------------------------------------------------------
+ * The retry driver
+ * ------------------------------------------------------------------------ */
+
+/* "tried A (why), B (why)" for the final message. */
+static void client__tried(struct tally_client *c, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->n_nodes && used + 1 < size; i++) {
+        const struct client__node *nd = &c->nodes[i];
+        if (nd->why[0] == '\0') {
+            continue;
+        }
+        int k = snprintf(out + used, size - used, "%s%s (%s)", used ? ", " : "tried ", nd->addr,
+                         nd->why);
+        if (k < 0) {
+            break;
+        }
+        used += (size_t)k;
+    }
+}
+
+/* Learn the members and the leader from METADATA of @i. Best effort: the
+ * request frame in c->req is kept. */
+static void client__refresh(struct tally_client *c, size_t i, int64_t deadline)
+{
+    struct client__node *nd = &c->nodes[i];
+    struct client__reply rep;
+    struct proto_metadata_resp md;
+    struct proto_metadata_req mq = {0};
+    struct buf frame;
+    bool sent;
+    size_t start;
+
+    buf_init(&frame);
+    start = proto_begin_frame(&frame, PROTO_METADATA, 0, 0);
+    proto_put_metadata_req(&frame, &mq);
+    proto_end_frame(&frame, start);
+    if (!buf_ok(&frame) || client__connect(c, nd, deadline) != 0 ||
+        client__roundtrip(c, nd, &frame, deadline, &sent, &rep) != 0 || rep.is_error ||
+        proto_get_metadata_resp(&rep.body, &md) != 0) {
+        buf_free(&frame);
+        return;
+    }
+    buf_free(&frame);
+    if (md.node_id != 0) {
+        nd->id = md.node_id;
+    }
+    for (uint32_t k = 0; k < md.n_members; k++) {
+        struct proto_member m;
+        if (proto_get_member(&rep.body, &m) != 0) {
+            return;
+        }
+        int j = client__learn(c, m.id, m.client_addr);
+        if (j >= 0 && m.id != 0 && m.id == md.leader_id) {
+            c->leader = j;
+        }
+    }
+}
+
+static bool client__retryable(int code)
+{
+    /* Answers that say the request was not carried out, and that another
+     * node (or the same one, later) may take it. */
+    return code == TALLY_NOLEADER || code == TALLY_UNAVAILABLE || code == TALLY_SHUTDOWN ||
+           code == TALLY_BUSY;
+}
+
+/* Run the request in c->req per @op until it gets an answer or the
+ * deadline passes. Returns 0 with a success answer in @rep, or a code
+ * with c->errmsg set. */
+static int client__call(struct tally_client *c, const struct client__op *op,
+                        struct client__reply *rep)
+{
+    int64_t backoff = CLIENT__BACKOFF_MIN_MS;
+    size_t target;
+    size_t in_round = 0;  /* attempts since the last pause */
+    int answered = -1;    /* a node that answered in this round */
+    bool saw_noleader = false;
+    bool saw_connected = false;
+    int last_code = TALLY_TIMEOUT;
+    char tried[ERR_MSG_SIZE];
+
+    if (c->n_nodes == 0) {
+        err_printf(c->errmsg, "%s: no brokers", op->what);
+        return TALLY_INVAL;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        c->nodes[i].why[0] = '\0';
+    }
+    if (op->only >= 0) {
+        target = (size_t)op->only;
+    } else if (op->write && c->leader >= 0) {
+        target = (size_t)c->leader;
+    } else if (!op->write && c->read_pref >= 0) {
+        target = (size_t)c->read_pref;
+    } else {
+        target = 0;
+    }
+
+    for (;;) {
+        struct client__node *nd;
+        bool sent = false;
+        bool redirected = false;
+        int rv;
+
+        if (client__now_ms() >= op->deadline) {
+            break;
+        }
+        rv = client__attempt(c, target, op->deadline, &sent, rep);
+        nd = &c->nodes[target];
+        if (rv == 0 && !rep->is_error) {
+            if (op->write) {
+                c->leader = (int)target;
+            } else {
+                c->read_pref = (int)target;
+            }
+            return 0;
+        }
+        if (rv == 0) {
+            int code = rep->err.code;
+            saw_connected = true;
+            answered = (int)target;
+            snprintf(nd->why, sizeof nd->why, "%s", rep->err.message);
+            if (code == TALLY_NOTLEADER && op->only < 0 && rep->err.leader_addr[0] != '\0') {
+                int j = client__learn(c, rep->err.leader_id, rep->err.leader_addr);
+                if (j >= 0 && (size_t)j != target) {
+                    c->leader = j;
+                    target = (size_t)j;
+                    redirected = true;
+                }
+            }
+            if (!redirected) {
+                if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
+                    saw_noleader = true;
+                } else if (!client__retryable(code)) {
+                    err_printf(c->errmsg, "%s: %s: %s", op->what, nd->addr, rep->err.message);
+                    return code;
+                }
+                if (c->leader == (int)target) {
+                    c->leader = -1;
+                }
+                last_code = code;
+            }
+        } else {
+            snprintf(nd->why, sizeof nd->why, "%s", c->errmsg);
+            if (rv == TALLY_NOMEM) {
+                err_wrap(c->errmsg, "%s", op->what);
+                return rv;
+            }
+            if (rv != TALLY_CONNECT) {
+                saw_connected = true;
+            }
+            if (op->write && sent) {
+                /* The node may have received the write and acted on it. */
+                if (rv == TALLY_TIMEOUT) {
+                    err_printf(c->errmsg, "%s: %s: no answer within %d ms; it may or may not "
+                                          "have been written", op->what, nd->addr, c->timeout_ms);
+                    return TALLY_TIMEOUT;
+                }
+                err_printf(c->errmsg, "%s: %s: the connection failed after the request was "
+                                      "sent (%s); it may or may not have been written",
+                           op->what, nd->addr, nd->why);
+                return TALLY_LEADERSHIP_LOST;
+            }
+            if (c->leader == (int)target) {
+                c->leader = -1;
+            }
+            last_code = rv;
+        }
+
+        if (redirected) {
+            /* Follow a redirect at once; a ping-pong between two confused
+             * nodes is still bounded by the pause after each round. */
+            if (++in_round <= c->n_nodes) {
+                continue;
+            }
+        } else if (op->only < 0) {
+            target = (target + 1) % c->n_nodes;
+            if (++in_round < c->n_nodes) {
+                continue;
+            }
+        }
+        /* A whole round failed (or the only node did): ask a node that
+         * answered for the members and leader, then pause. */
+        if (answered >= 0 && op->only < 0) {
+            client__refresh(c, (size_t)answered, op->deadline);
+            if (op->write && c->leader >= 0) {
+                target = (size_t)c->leader;
+            }
+        }
+        in_round = 0;
+        answered = -1;
+        int64_t until = client__now_ms() + backoff;
+        client__sleep_until(until < op->deadline ? until : op->deadline);
+        backoff = backoff * 2 > CLIENT__BACKOFF_MAX_MS ? CLIENT__BACKOFF_MAX_MS : backoff * 2;
+    }
+
+    client__tried(c, tried, sizeof tried);
+    if (saw_noleader) {
+        err_printf(c->errmsg, "%s: no leader found within %d ms: %s", op->what, c->timeout_ms,
+                   tried);
+        return TALLY_NOLEADER;
+    }
+    if (!saw_connected) {
+        err_printf(c->errmsg, "%s: cannot reach any node within %d ms: %s", op->what,
+                   c->timeout_ms, tried);
+        return TALLY_CONNECT;
+    }
+    err_printf(c->errmsg, "%s: timed out after %d ms (last error: %s): %s", op->what,
+               c->timeout_ms, err_name(last_code), tried);
+    return TALLY_TIMEOUT;
+}
+
+/* Start the request frame in c->req. */
+static size_t client__begin(struct tally_client *c, uint16_t type)
+{
+    c->req.len = 0;
+    c->req.oom = false;
+    return proto_begin_frame(&c->req, type, 0, 0);
+}
+
+static int client__end(struct tally_client *c, size_t start, const char *what)
+{
+    proto_end_frame(&c->req, start);
+    if (!buf_ok(&c->req)) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    return 0;
+}
+
+static int client__malformed(struct tally_client *c, const char *what)
+{
+    err_printf(c->errmsg, "%s: malformed answer", what);
+    return TALLY_PROTO;
+}
+
+static void client__op_init(struct tally_client *c, struct client__op *op, const char *what,
+                            bool write)
+{
+    op->what = what;
+    op->write = write;
+    op->only = -1;
+    op->deadline = client__now_ms() + c->timeout_ms;
+}
+
+static int client__check_name(struct tally_client *c, const char *name, const char *what)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) >= PROTO_NAME_MAX) {
+        err_printf(c->errmsg, "%s: topic name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
+        return TALLY_INVAL;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Handle
+ * ------------------------------------------------------------------------ */
+
+TALLY_API int tally_client_create(const char *brokers, tally_client **out)
+{
+    struct tally_client *c;
+    const char *p;
+
+    *out = NULL;
+    if (brokers == NULL) {
+        return TALLY_INVAL;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return TALLY_NOMEM;
+    }
+    c->timeout_ms = CLIENT__DEFAULT_TIMEOUT_MS;
+    c->leader = -1;
+    c->read_pref = -1;
+    c->next_id = 1;
+    buf_init(&c->req);
+    buf_init(&c->resp);
+    p = brokers;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        size_t before = c->n_nodes;
+        /* Surrounding blanks are allowed: "a:1, b:2". */
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) {
+            len--;
+        }
+        if (client__node_add(c, p, len) < 0 && c->n_nodes == before) {
+            /* Malformed, unresolvable, or the table is full; a duplicate
+             * returns its index and is fine. */
+            tally_client_destroy(c);
+            return TALLY_INVAL;
+        }
+        if (end == NULL) {
+            break;
+        }
+        p = end + 1;
+    }
+    *out = c;
+    return 0;
+}
+
+TALLY_API void tally_client_destroy(tally_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        client__disconnect(&c->nodes[i]);
+    }
+    free(c->nodes);
+    buf_free(&c->req);
+    buf_free(&c->resp);
+    free(c);
+}
+
+TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms)
+{
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT__DEFAULT_TIMEOUT_MS;
+}
+
+TALLY_API const char *tally_errmsg(tally_client *c)
+{
+    return c->errmsg;
+}
+
+/* ------------------------------------------------------------------------
+ * Topics
+ * ------------------------------------------------------------------------ */
+
+TALLY_API void tally_topic_config_init(struct tally_topic_config *cfg)
+{
+    cfg->policy = TALLY_POLICY_RETAIN;
+    cfg->retention_ms = -1;
+    cfg->retention_bytes = -1;
+    cfg->segment_bytes = 0;
+}
+
+/* A write answered by DONE (topic and member changes). */
+static int client__done_call(struct tally_client *c, const char *what)
+{
+    struct client__op op;
+    struct client__reply rep;
+    struct proto_done_resp d;
+    int rv;
+    client__op_init(c, &op, what, true);
+    rv = client__call(c, &op, &rep);
+    if (rv != 0) {
+        return rv;
+    }
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
+}
+
+TALLY_API int tally_topic_create(tally_client *c, const char *name,
+                                 const struct tally_topic_config *cfg)
+{
+    struct proto_topic_create_req m;
+    struct tally_topic_config def;
+    char what[PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "create topic %s", name != NULL ? name : "(null)");
+    if ((rv = client__check_name(c, name, what)) != 0) {
+        return rv;
+    }
+    if (cfg == NULL) {
+        tally_topic_config_init(&def);
+        cfg = &def;
+    }
+    if (cfg->policy < TALLY_POLICY_RETAIN || cfg->policy > TALLY_POLICY_COMPACT_DELETE) {
+        err_printf(c->errmsg, "%s: unknown policy %d", what, cfg->policy);
+        return TALLY_INVAL;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "%s", name);
+    m.policy = (uint8_t)cfg->policy;
+    m.retention_ms = cfg->retention_ms;
+    m.retention_bytes = cfg->retention_bytes;
+    m.segment_bytes = cfg->segment_bytes;
+    start = client__begin(c, PROTO_TOPIC_CREATE);
+    proto_put_topic_create_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
+TALLY_API int tally_topic_delete(tally_client *c, const char *name)
+{
+    struct proto_topic_delete_req m;
+    char what[PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "delete topic %s", name != NULL ? name : "(null)");
+    if ((rv = client__check_name(c, name, what)) != 0) {
+        return rv;
+    }
+    snprintf(m.name, sizeof m.name, "%s", name);
+    start = client__begin(c, PROTO_TOPIC_DELETE);
+    proto_put_topic_delete_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
+TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
+{
+    static const char what[] = "list topics";
+    /* Smallest encoded TOPIC: empty name, policy, five 8-byte fields. */
+    const size_t min_item = 2 + 1 + 5 * 8;
+    struct proto_topic_list_req m = {0};
+    struct proto_topic_list_resp lr;
+    struct client__op op;
+    struct client__reply rep;
+    struct tally_topic_info *out;
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    *topics = NULL;
+    *n = 0;
+    start = client__begin(c, PROTO_TOPIC_LIST);
+    proto_put_topic_list_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    client__op_init(c, &op, what, false);
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_topic_list_resp(&rep.body, &lr) != 0 ||
+        lr.n_topics > rep.body.left / min_item) {
+        return client__malformed(c, what);
+    }
+    out = calloc(lr.n_topics ? lr.n_topics : 1, sizeof *out);
+    if (out == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < lr.n_topics; i++) {
+        struct proto_topic t;
+        if (proto_get_topic(&rep.body, &t) != 0) {
+            free(out);
+            return client__malformed(c, what);
+        }
+        snprintf(out[i].name, sizeof out[i].name, "%s", t.name);
+        out[i].config.policy = t.policy;
+        out[i].config.retention_ms = t.retention_ms;
+        out[i].config.retention_bytes = t.retention_bytes;
+        out[i].config.segment_bytes = t.segment_bytes;
+        out[i].start_offset = t.start_offset;
+        out[i].next_offset = t.next_offset;
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        free(out);
+        return client__malformed(c, what);
+    }
+    *topics = out;
+    *n = lr.n_topics;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Produce
+ * ------------------------------------------------------------------------ */
+
+TALLY_API int tally_produce(tally_client *c, const char *topic,
+                            const struct tally_record_in *records, size_t n,
+                            struct tally_produce_result *result)
+{
+    struct batch_builder bb;
+    struct buf batch;
+    struct proto_produce_req m;
+    struct proto_produce_resp pr;
+    struct client__op op;
+    struct client__reply rep;
+    char what[PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    memset(result, 0, sizeof *result);
+    snprintf(what, sizeof what, "produce to %s", topic != NULL ? topic : "(null)");
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    if (n == 0 || records == NULL || n > UINT32_MAX) {
+        err_printf(c->errmsg, "%s: at least one record is needed", what);
+        return TALLY_INVAL;
+    }
+
+    /* One batch, producer id 0 (not idempotent), checksummed here and
+     * verified by the leader and by every reader. */
+    batch_builder_init(&bb, 0, 0);
+    for (size_t i = 0; i < n; i++) {
+        rv = batch_builder_add(&bb, records[i].key, records[i].key_len, records[i].value,
+                               records[i].value_len);
+        if (rv != 0) {
+            batch_builder_free(&bb);
+            err_printf(c->errmsg, "%s: record %zu: %s", what, i, tally_strerror(rv));
+            return rv;
+        }
+    }
+    buf_init(&batch);
+    rv = batch_builder_finish(&bb, bb.records.len >= CLIENT__COMPRESS_MIN, &batch);
+    batch_builder_free(&bb);
+    if (rv != 0) {
+        buf_free(&batch);
+        if (rv == TALLY_TOOLARGE) {
+            err_printf(c->errmsg, "%s: %zu records are over the batch limit of %u bytes", what, n,
+                       (unsigned)BATCH_MAX_SIZE);
+        } else {
+            err_printf(c->errmsg, "%s: %s", what, tally_strerror(rv));
+        }
+        return rv;
+    }
+
+    client__op_init(c, &op, what, true);
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.timeout_ms = (uint32_t)c->timeout_ms;
+    m.batch = batch.data;
+    m.batch_len = (uint32_t)batch.len;
+    start = client__begin(c, PROTO_PRODUCE);
+    proto_put_produce_req(&c->req, &m);
+    rv = client__end(c, start, what);
+    buf_free(&batch);
+    if (rv != 0) {
+        return rv;
+    }
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_produce_resp(&rep.body, &pr) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    if (pr.count != (uint32_t)n) {
+        err_printf(c->errmsg, "%s: the leader wrote %u records of %zu", what, pr.count, n);
+        return TALLY_PROTO;
+    }
+    result->base_offset = pr.base_offset;
+    result->count = pr.count;
+    result->raft_index = pr.raft_index;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Fetch
+ * ------------------------------------------------------------------------ */
+
+/* What a fetch result owns besides its record array: the response frame
+ * (uncompressed records point into it) and one decompressed copy per lz4
+ * batch (their records point there). */
+struct client__fetch_impl {
+    uint8_t *frame;
+    uint8_t **copies;
+    size_t n_copies;
+};
+
+static void client__fetch_impl_free(struct client__fetch_impl *impl)
+{
+    if (impl == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < impl->n_copies; i++) {
+        free(impl->copies[i]);
+    }
+    free(impl->copies);
+    free(impl->frame);
+    free(impl);
+}
+
+TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
+{
+    o->max_bytes = CLIENT__DEFAULT_FETCH_BYTES;
+    o->max_wait_ms = 0;
+    o->min_index = 0;
+    o->node = NULL;
+}
+
+TALLY_API void tally_fetch_result_free(struct tally_fetch_result *res)
+{
+    if (res == NULL) {
+        return;
+    }
+    free(res->records);
+    client__fetch_impl_free(res->impl);
+    memset(res, 0, sizeof *res);
+}
+
+/* Decode the batches of a FETCH answer into @res, keeping records at or
+ * above @offset. @impl owns the bytes the records will point into. */
+static int client__decode_batches(struct tally_client *c, const char *what, const uint8_t *p,
+                                  size_t len, uint64_t offset, struct tally_fetch_result *res,
+                                  struct client__fetch_impl *impl)
+{
+    size_t pos = 0, cap = 0;
+    char errmsg[ERR_MSG_SIZE];
+    bool any = false;
+    uint64_t next = offset;
+    int rv;
+
+    while (pos < len) {
+        struct batch_header h;
+        struct batch_iter it;
+        struct batch_record rec;
+
+        rv = batch_decode_header(p + pos, len - pos, &h, errmsg);
+        if (rv == 0 && h.batch_len > len - pos) {
+            rv = ERR_CORRUPT(errmsg, "batch of %u bytes but only %zu left", h.batch_len,
+                             len - pos);
+        }
+        if (rv == 0) {
+            rv = batch_iter_init(&it, p + pos, h.batch_len, errmsg);
+        }
+        if (rv != 0) {
+            err_printf(c->errmsg, "%s: batch at byte %zu of the answer: %s", what, pos, errmsg);
+            return rv;
+        }
+        if (it.owned != NULL) {
+            uint8_t **copies = realloc(impl->copies, (impl->n_copies + 1) * sizeof *copies);
+            if (copies == NULL) {
+                batch_iter_close(&it);
+                err_printf(c->errmsg, "%s: out of memory", what);
+                return TALLY_NOMEM;
+            }
+            impl->copies = copies;
+            impl->copies[impl->n_copies++] = it.owned; /* now owned by impl */
+        }
+        while ((rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+            /* Whole batches come back: skip records before the one asked for. */
+            if (rec.offset < offset) {
+                continue;
+            }
+            if (res->n == cap) {
+                size_t ncap = cap ? cap * 2 : 64;
+                struct tally_record *r = realloc(res->records, ncap * sizeof *r);
+                if (r == NULL) {
+                    it.owned = NULL;
+                    err_printf(c->errmsg, "%s: out of memory", what);
+                    return TALLY_NOMEM;
+                }
+                res->records = r;
+                cap = ncap;
+            }
+            struct tally_record *out = &res->records[res->n++];
+            out->offset = rec.offset;
+            out->timestamp_ms = rec.timestamp;
+            out->key = rec.key;
+            out->key_len = rec.key_len;
+            out->value = rec.value;
+            out->value_len = rec.value_len;
+        }
+        it.owned = NULL; /* kept by impl, if any */
+        batch_iter_close(&it);
+        if (rv != TALLY_EOF) {
+            err_printf(c->errmsg, "%s: batch at offset %llu: %s", what,
+                       (unsigned long long)h.base_offset, errmsg);
+            return rv;
+        }
+        /* Resume after the batch, not after its last surviving record:
+         * compaction can leave the batch's last offsets empty. */
+        if (batch_last_offset(&h) + 1 > next) {
+            next = batch_last_offset(&h) + 1;
+        }
+        any = true;
+        pos += h.batch_len;
+    }
+    res->next_offset = any ? next : offset;
+    return 0;
+}
+
+TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
+                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+{
+    struct tally_fetch_options def;
+    struct proto_fetch_req m;
+    struct proto_fetch_resp fr;
+    struct client__op op;
+    struct client__reply rep;
+    struct client__fetch_impl *impl;
+    char what[PROTO_NAME_MAX + 48];
+    int64_t wait;
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    memset(res, 0, sizeof *res);
+    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
+             (unsigned long long)offset);
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    if (opts == NULL) {
+        tally_fetch_options_init(&def);
+        opts = &def;
+    }
+    client__op_init(c, &op, what, false);
+    if (opts->node != NULL) {
+        int i = client__node_add(c, opts->node, strlen(opts->node));
+        if (i < 0) {
+            err_printf(c->errmsg, "%s: bad node address '%s'", what, opts->node);
+            return TALLY_INVAL;
+        }
+        op.only = i;
+    }
+    /* The answer may legitimately take the long-poll time, or the
+     * server's default wait for min_index, on top of the usual timeout. */
+    wait = opts->max_wait_ms;
+    if (opts->min_index > 0 && wait == 0) {
+        wait = CLIENT__MIN_INDEX_WAIT_MS;
+    }
+    op.deadline += wait;
+
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.offset = offset;
+    m.max_bytes = opts->max_bytes ? opts->max_bytes : CLIENT__DEFAULT_FETCH_BYTES;
+    m.max_wait_ms = opts->max_wait_ms;
+    m.min_index = opts->min_index;
+    start = client__begin(c, PROTO_FETCH);
+    proto_put_fetch_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_fetch_resp(&rep.body, &fr) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+
+    /* Take the response frame: the records will point into it. */
+    impl = calloc(1, sizeof *impl);
+    if (impl == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    impl->frame = c->resp.data;
+    buf_init(&c->resp);
+    res->impl = impl;
+    res->high_offset = fr.next_offset;
+    res->start_offset = fr.start_offset;
+    res->applied_index = fr.applied_index;
+    rv = client__decode_batches(c, what, fr.batches, fr.batches_len, offset, res, impl);
+    if (rv != 0) {
+        tally_fetch_result_free(res);
+        return rv;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Cluster status and membership
+ * ------------------------------------------------------------------------ */
+
+/* One node's own METADATA answer. */
+struct client__md {
+    bool ok;
+    struct proto_metadata_resp md;
+    struct proto_member *members; /* owned */
+};
+
+/* METADATA from node @i into @out. */
+static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadline,
+                                 struct client__md *out)
+{
+    /* Smallest encoded MEMBER: id, two empty strings, voter. */
+    const size_t min_item = 8 + 2 + 2 + 1;
+    struct proto_metadata_req mq = {0};
+    struct client__reply rep;
+    bool sent;
+    size_t start;
+    int rv;
+
+    start = client__begin(c, PROTO_METADATA);
+    proto_put_metadata_req(&c->req, &mq);
+    if ((rv = client__end(c, start, "status")) != 0) {
+        return rv;
+    }
+    /* One attempt only: a node that does not answer is reported as
+     * unreachable rather than waited for. */
+    rv = client__attempt(c, i, deadline, &sent, &rep);
+    if (rv != 0) {
+        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "%s", c->errmsg);
+        return rv;
+    }
+    if (rep.is_error) {
+        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "%s", rep.err.message);
+        return rep.err.code;
+    }
+    if (proto_get_metadata_resp(&rep.body, &out->md) != 0 ||
+        out->md.n_members > rep.body.left / min_item) {
+        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "malformed answer");
+        return TALLY_PROTO;
+    }
+    out->members = calloc(out->md.n_members ? out->md.n_members : 1, sizeof *out->members);
+    if (out->members == NULL) {
+        return TALLY_NOMEM;
+    }
+    for (uint32_t k = 0; k < out->md.n_members; k++) {
+        if (proto_get_member(&rep.body, &out->members[k]) != 0) {
+            free(out->members);
+            out->members = NULL;
+            snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "malformed answer");
+            return TALLY_PROTO;
+        }
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        free(out->members);
+        out->members = NULL;
+        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "malformed answer");
+        return TALLY_PROTO;
+    }
+    out->ok = true;
+    c->nodes[i].id = out->md.node_id;
+    return 0;
+}
+
+/* Fill a tally_member with @node's own view (if it answered). */
+static void client__member_self(struct tally_member *tm, const struct client__md *a)
+{
+    if (a == NULL || !a->ok) {
+        tm->reachable = 0;
+        tm->role = TALLY_ROLE_UNKNOWN;
+        return;
+    }
+    tm->reachable = 1;
+    tm->role = a->md.role <= TALLY_ROLE_UNAVAILABLE ? a->md.role : TALLY_ROLE_UNKNOWN;
+    tm->applied_index = a->md.applied_index;
+    tm->term = a->md.term;
+    tm->commit_index = a->md.commit_index;
+}
+
+TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
+{
+    struct client__md *ans;
+    int64_t deadline = client__now_ms() + c->timeout_ms;
+    int64_t per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3
+                                                              : CLIENT__CONNECT_MS;
+    const struct client__md *best = NULL;
+    size_t n_ok = 0, cap;
+    int last = TALLY_CONNECT;
+    char tried[ERR_MSG_SIZE];
+
+    c->errmsg[0] = '\0';
+    memset(st, 0, sizeof *st);
+    ans = calloc(CLIENT__MAX_NODES, sizeof *ans);
+    if (ans == NULL) {
+        err_printf(c->errmsg, "status: out of memory");
+        return TALLY_NOMEM;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        c->nodes[i].why[0] = '\0';
+    }
+    /* Ask every known node; members learned from answers join the table
+     * and are asked in turn (the loop bound grows with it). */
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        int64_t until = client__now_ms() + per_node;
+        int rv = client__metadata_from(c, i, until < deadline ? until : deadline, &ans[i]);
+        if (rv == TALLY_NOMEM) {
+            last = rv;
+            break;
+        }
+        if (rv != 0) {
+            last = rv;
+            continue;
+        }
+        n_ok++;
+        for (uint32_t k = 0; k < ans[i].md.n_members; k++) {
+            client__learn(c, ans[i].members[k].id, ans[i].members[k].client_addr);
+        }
+    }
+    if (n_ok == 0) {
+        for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
+            free(ans[i].members);
+        }
+        free(ans);
+        client__tried(c, tried, sizeof tried);
+        err_printf(c->errmsg, "status: no node answered: %s", tried);
+        return last == TALLY_NOMEM ? TALLY_NOMEM : TALLY_CONNECT;
+    }
+
+    /* The cluster-wide view comes from the member with the highest term
+     * that knows a leader (else the highest term at all): it is the most
+     * recent. */
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        const struct client__md *a = &ans[i];
+        if (!a->ok) {
+            continue;
+        }
+        bool a_leader = a->md.leader_id != 0;
+        bool b_leader = best != NULL && best->md.leader_id != 0;
+        if (best == NULL || (a_leader && !b_leader) ||
+            (a_leader == b_leader && a->md.term > best->md.term)) {
+            best = a;
+        }
+    }
+    st->leader_id = best->md.leader_id;
+    st->term = best->md.term;
+    st->commit_index = best->md.commit_index;
+
+    /* Members: the configuration the best answer reports, each with its own
+     * view, then any node that answered but is not in it. */
+    cap = best->md.n_members + n_ok;
+    st->members = calloc(cap ? cap : 1, sizeof *st->members);
+    if (st->members == NULL) {
+        for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
+            free(ans[i].members);
+        }
+        free(ans);
+        err_printf(c->errmsg, "status: out of memory");
+        return TALLY_NOMEM;
+    }
+    for (uint32_t k = 0; k < best->md.n_members; k++) {
+        const struct proto_member *pm = &best->members[k];
+        struct tally_member *tm = &st->members[st->n_members++];
+        const struct client__md *self = NULL;
+        tm->id = pm->id;
+        snprintf(tm->client_addr, sizeof tm->client_addr, "%s", pm->client_addr);
+        snprintf(tm->raft_addr, sizeof tm->raft_addr, "%s", pm->raft_addr);
+        tm->voter = pm->voter;
+        for (size_t i = 0; i < c->n_nodes; i++) {
+            if (ans[i].ok && ans[i].md.node_id == pm->id) {
+                self = &ans[i];
+                break;
+            }
+        }
+        client__member_self(tm, self);
+        if (pm->id == st->leader_id && pm->client_addr[0] != '\0') {
+            c->leader = client__learn(c, pm->id, pm->client_addr);
+        }
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        bool listed = false;
+        if (!ans[i].ok) {
+            continue;
+        }
+        for (size_t k = 0; k < st->n_members; k++) {
+            listed = listed || st->members[k].id == ans[i].md.node_id;
+        }
+        if (!listed && st->n_members < cap) {
+            struct tally_member *tm = &st->members[st->n_members++];
+            tm->id = ans[i].md.node_id;
+            snprintf(tm->client_addr, sizeof tm->client_addr, "%s", c->nodes[i].addr);
+            client__member_self(tm, &ans[i]);
+        }
+    }
+    for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
+        free(ans[i].members);
+    }
+    free(ans);
+    return 0;
+}
+
+TALLY_API void tally_status_free(struct tally_status *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    free(st->members);
+    memset(st, 0, sizeof *st);
+}
+
+TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
+{
+    struct proto_member_add_req m;
+    char what[64 + 2 * PROTO_ADDR_MAX];
+    const char *slash = addr != NULL ? strchr(addr, '/') : NULL;
+    struct sockaddr_in sa;
+    char norm[PROTO_ADDR_MAX];
+    size_t start;
+    int rv;
+
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "add member %llu at %s", (unsigned long long)id,
+             addr != NULL ? addr : "(null)");
+    if (id == 0 || slash == NULL ||
+        client__parse_addr(addr, (size_t)(slash - addr), &sa, norm) != 0 ||
+        (size_t)(slash - addr) >= PROTO_ADDR_MAX ||
+        client__parse_addr(slash + 1, strlen(slash + 1), &sa, norm) != 0 ||
+        strlen(slash + 1) >= PROTO_ADDR_MAX) {
+        err_printf(c->errmsg, "%s: want a non-zero id and CLIENT_HOST:PORT/RAFT_HOST:PORT", what);
+        return TALLY_INVAL;
+    }
+    memset(&m, 0, sizeof m);
+    m.id = id;
+    memcpy(m.client_addr, addr, (size_t)(slash - addr));
+    snprintf(m.raft_addr, sizeof m.raft_addr, "%s", slash + 1);
+    start = client__begin(c, PROTO_MEMBER_ADD);
+    proto_put_member_add_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
+static int client__member_op(tally_client *c, uint16_t type, uint64_t id, const char *what)
+{
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    start = client__begin(c, type);
+    if (type == PROTO_MEMBER_REMOVE) {
+        struct proto_member_remove_req m = {id};
+        proto_put_member_remove_req(&c->req, &m);
+    } else {
+        struct proto_member_transfer_req m = {id};
+        proto_put_member_transfer_req(&c->req, &m);
+    }
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
+TALLY_API int tally_member_remove(tally_client *c, uint64_t id)
+{
+    char what[64];
+    snprintf(what, sizeof what, "remove member %llu", (unsigned long long)id);
+    if (id == 0) {
+        err_printf(c->errmsg, "%s: the id must not be 0", what);
+        return TALLY_INVAL;
+    }
+    return client__member_op(c, PROTO_MEMBER_REMOVE, id, what);
+}
+
+TALLY_API int tally_member_transfer(tally_client *c, uint64_t id)
+{
+    char what[64];
+    snprintf(what, sizeof what, "transfer leadership to %llu", (unsigned long long)id);
+    return client__member_op(c, PROTO_MEMBER_TRANSFER, id, what);
+}
