@@ -96,8 +96,10 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < sizeof main_commands / sizeof main_commands[0]; i++) {
         if (strcmp(argv[optind], main_commands[i].name) == 0) {
+            int first = optind; /* the reset below clobbers optind */
+
             tool_getopt_reset();
-            return main_commands[i].run(argc - optind, argv + optind);
+            return main_commands[i].run(argc - first, argv + first);
         }
     }
     return tool_usage_error(NULL, "unknown command '%s'", argv[optind]);
