@@ -107,7 +107,12 @@ static int produce_send(struct produce_state *s, const struct tally_record_in *r
         case TALLY_LEADERSHIP_LOST:
         case TALLY_IOERR:
         case TALLY_SHUTDOWN:
-            /* The request may have reached the leader before the failure. */
+            /* The request may have reached the leader before the failure.
+             * The library usually says so itself; say it once. */
+            if (strstr(msg, "may or may not") != NULL) {
+                return tool_error(s->cmd, "%s (%" PRIu64 " earlier record%s committed)", msg,
+                                  s->written, s->written == 1 ? " was" : "s were");
+            }
             return tool_error(s->cmd,
                               "%s: the write of %zu record%s may or may not have happened "
                               "(%" PRIu64 " earlier record%s committed)",
