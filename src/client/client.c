@@ -548,6 +548,17 @@ static int client__attempt(struct tally_client *c, size_t i, int64_t deadline, b
  * The retry driver
  * ------------------------------------------------------------------------ */
 
+/* Record why the last attempt on @nd failed, without repeating its
+ * address (the final message prints "ADDR (why)"). */
+static void client__set_why(struct client__node *nd, const char *msg)
+{
+    size_t n = strlen(nd->addr);
+    if (strncmp(msg, nd->addr, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') {
+        msg += n + 2;
+    }
+    snprintf(nd->why, sizeof nd->why, "%s", msg);
+}
+
 /* "tried A (why), B (why)" for the final message. */
 static void client__tried(struct tally_client *c, char *out, size_t size)
 {
@@ -668,7 +679,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
             int code = rep->err.code;
             saw_connected = true;
             answered = (int)target;
-            snprintf(nd->why, sizeof nd->why, "%s", rep->err.message);
+            client__set_why(nd, rep->err.message);
             if (code == TALLY_NOTLEADER && op->only < 0 && rep->err.leader_addr[0] != '\0') {
                 int j = client__learn(c, rep->err.leader_id, rep->err.leader_addr);
                 if (j >= 0 && (size_t)j != target) {
@@ -690,7 +701,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                 last_code = code;
             }
         } else {
-            snprintf(nd->why, sizeof nd->why, "%s", c->errmsg);
+            client__set_why(nd, c->errmsg);
             if (rv == TALLY_NOMEM) {
                 err_wrap(c->errmsg, "%s", op->what);
                 return rv;
@@ -1342,11 +1353,11 @@ static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadl
      * unreachable rather than waited for. */
     rv = client__attempt(c, i, deadline, &sent, &rep);
     if (rv != 0) {
-        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "%s", c->errmsg);
+        client__set_why(&c->nodes[i], c->errmsg);
         return rv;
     }
     if (rep.is_error) {
-        snprintf(c->nodes[i].why, sizeof c->nodes[i].why, "%s", rep.err.message);
+        client__set_why(&c->nodes[i], rep.err.message);
         return rep.err.code;
     }
     if (proto_get_metadata_resp(&rep.body, &out->md) != 0 ||
