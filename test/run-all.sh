@@ -59,7 +59,7 @@ run_build() {
     local bdir=$1 rv pass fail err xpass skip xfail
     shift
     echo
-    echo "################ $bdir (configure $*) ################"
+    echo "################ $bdir (configure${*:+ $*}) ################"
     # A test-suite.log left from an earlier run would be counted again if
     # this build breaks before the tests run.
     rm -f "$bdir/test-suite.log"

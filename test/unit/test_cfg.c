@@ -552,6 +552,34 @@ static void test_cfg_reload(void **state)
     assert_int_equal(f->cfg.n_peers, 3);
 }
 
+/* The example configs shipped in deploy/ load, with --data redirected to a
+ * scratch dir. `make check` says where the sources are. */
+static void test_cfg_deploy_examples(void **state)
+{
+    struct fixture *f = *state;
+    const char *src = getenv("TALLY_SRC_DIR");
+    char path[512];
+    char addr[32];
+    if (src == NULL) {
+        skip();
+    }
+    for (unsigned n = 1; n <= 3; n++) {
+        while (f->argc > 1) {
+            free(f->argv[--f->argc]);
+        }
+        snprintf(path, sizeof path, "%s/deploy/node%u.conf", src, n);
+        test_cfg_args(f, "--config", path, "--data", f->data, NULL);
+        if (test_cfg_load(f) != 0) {
+            fail_msg("%s: %s", path, f->errmsg);
+        }
+        assert_int_equal(f->cfg.id, n);
+        assert_int_equal(f->cfg.n_peers, 3);
+        assert_true(f->cfg.bootstrap);
+        snprintf(addr, sizeof addr, "10.0.0.%u:7001", n);
+        assert_string_equal(f->cfg.listen_addr, addr);
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, test_cfg_setup, test_cfg_teardown)
 
 int main(void)
@@ -562,7 +590,7 @@ int main(void)
         T(test_cfg_help_version),     T(test_cfg_usage_text),       T(test_cfg_parse_addr),
         T(test_cfg_missing_required), T(test_cfg_bad_flags),        T(test_cfg_bad_peers),
         T(test_cfg_too_many_peers),   T(test_cfg_bad_file),         T(test_cfg_bad_data_dir),
-        T(test_cfg_reload),
+        T(test_cfg_reload),           T(test_cfg_deploy_examples),
     };
     /* The default log level comes from the environment; pin it. */
     setenv("TALLY_LOG_LEVEL", "info", 1);
