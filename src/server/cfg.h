@@ -43,10 +43,13 @@ struct cfg {
 
 /* Fill defaults, then read --config FILE if given, then apply the other
  * flags; validate (ids, addresses as IPv4:PORT, this node present in the
- * peer list with matching addresses, data dir usable). On error returns
- * TALLY_INVAL with a one-line message in @errmsg naming the problem
- * (e.g. "--peer 2=127.0.0.1:7002: missing /RAFT_HOST:PORT"). Returns 1 if
- * --help or --version was handled (text already printed to stdout). */
+ * peer list with matching addresses, data dir usable: created like mkdir -p
+ * if missing). The first --peer flag replaces the file's peer list. Returns
+ * 0 on success. On error returns TALLY_INVAL with a one-line message in
+ * @errmsg (ERR_MSG_SIZE bytes) naming the problem (e.g. "--peer
+ * 2=127.0.0.1:7002: missing /RAFT_HOST:PORT"). Returns 1 if --help or
+ * --version was handled (text already printed to stdout). Permutes @argv
+ * (getopt_long) and may be called again. docs/configuration.md has it all. */
 int cfg_load(struct cfg *c, int argc, char **argv, char *errmsg);
 
 /* Usage text of tallyd. */
