@@ -472,6 +472,9 @@ def load_lib(path):
                                 ctypes.c_void_p, ctypes.c_void_p]
     lib.tally_client_destroy.argtypes = [ctypes.c_void_p]
     lib.tally_client_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.tally_member_add.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p]
+    lib.tally_member_remove.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+    lib.tally_member_transfer.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
     return lib
 
 
@@ -611,6 +614,29 @@ def selftest(path):
     check(ok, "reconnect after the node closed an idle connection", (rv, c.errmsg()))
     c.close()
     cl5.stop()
+
+    # A member that stopped shows up as unreachable; the others answer.
+    cl6 = Cluster()
+    n1 = cl6.add_node("leader")
+    cl6.add_node("follower")
+    n3 = cl6.add_node("follower")
+    n3.stop()
+    c = Client(lib, n1.addr)
+    rv, st = c.status()
+    check(rv == 0 and [(m["id"], m["reachable"]) for m in st["members"]] ==
+          [(1, 1), (2, 1), (3, 0)] and st["leader_id"] == 1,
+          "status reports a stopped member as unreachable", (rv, st, c.errmsg()))
+    # Membership changes go to the leader; malformed addresses are refused.
+    rv1 = lib.tally_member_add(c.h, 4, b"127.0.0.1:7004/127.0.0.1:7104")
+    rv2 = lib.tally_member_remove(c.h, 3)
+    rv3 = lib.tally_member_transfer(c.h, 0)
+    check((rv1, rv2, rv3) == (0, 0, 0), "member add/remove/transfer", (rv1, rv2, rv3))
+    rv1 = lib.tally_member_add(c.h, 4, b"127.0.0.1:7004")
+    rv2 = lib.tally_member_add(c.h, 0, b"127.0.0.1:7004/127.0.0.1:7104")
+    check((rv1, rv2) == (INVAL, INVAL), "member add refuses a bad address or id 0", (rv1, rv2))
+    c.close()
+    for n in cl6.nodes[:2]:
+        n.stop()
 
     # Bad broker lists are refused.
     h = ctypes.c_void_p()
