@@ -821,18 +821,25 @@ int cfg_load(struct cfg *c, int argc, char **argv, char *errmsg)
         case 'V':
             version = true;
             break;
+        /* Keep scanning after a bad flag: a --help further on still
+         * wins. The first problem is the one reported. */
         case ':':
-            err_printf(errmsg, "option '%s' needs a value", bad);
-            rv = TALLY_INVAL;
-            goto out;
+            if (rv == 0) {
+                err_printf(errmsg, "option '%s' needs a value", bad);
+                rv = TALLY_INVAL;
+            }
+            break;
         case '?':
+            if (rv != 0) {
+                break;
+            }
             if (optopt != 0) {
                 err_printf(errmsg, "unknown option '-%c' (see --help)", optopt);
             } else {
                 err_printf(errmsg, "unknown option '%s' (see --help)", bad);
             }
             rv = TALLY_INVAL;
-            goto out;
+            break;
         case CFG__OPT_CONFIG:
             config = optarg;
             break;
@@ -851,6 +858,9 @@ int cfg_load(struct cfg *c, int argc, char **argv, char *errmsg)
             printf("tallyd (tally) %s\n", TALLY_VERSION_STRING);
         }
         rv = 1;
+        goto out;
+    }
+    if (rv != 0) {
         goto out;
     }
     if (optind < argc) {

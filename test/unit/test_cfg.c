@@ -300,8 +300,9 @@ static void test_cfg_help_version(void **state)
     free(f->argv[1]);
     f->argv[1] = strdup("-h");
     assert_int_equal(test_cfg_load(f), 1);
-    /* --help wins over everything else on the line. */
+    /* --help wins over everything else on the line, bad flags included. */
     test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--bogus", "--id", NULL);
     assert_int_equal(test_cfg_load(f), 1);
     fflush(stdout);
     dup2(saved, STDOUT_FILENO);
