@@ -66,6 +66,102 @@ def test_cli_usage():
 test_cli_usage = no_server(test_cli_usage)
 
 
+def test_cli_against_fake_cluster():
+    """The CLI's output formats, stdin batching, --keyed, exit codes and the
+    unknown-outcome message, against the fake cluster of fake_server.py
+    (no tallyd needed)."""
+    try:
+        import fake_server
+        fake_server.xxh3(b"")
+    except (ImportError, OSError) as e:
+        print(f"#   no fake cluster ({e}); skipped")
+        return
+    fc = fake_server.Cluster()
+    try:
+        fc.add_node("leader")
+        fc.add_node("follower")
+        b = ",".join(n.addr for n in fc.nodes)
+
+        def t(*args, input=None):
+            return run_tally([str(a) for a in args], input=input, brokers=b, timeout=30)
+
+        r = t("topic", "create", "ev", "--policy", "compact,delete", "--retention-ms", 60000)
+        check(r.rc == 0, f"topic create: {r!r}")
+        r = t("topic", "create", "ev")
+        check(r.rc == 1 and b"exists" in r.err, f"create twice: want exit 1, 'exists': {r!r}")
+        r = t("topic", "list")
+        check(r.rc == 0 and r.out.splitlines()[1].split()[:4] == [b"ev", b"compact,delete",
+                                                                   b"0", b"0"],
+              f"topic list: {r!r}")
+        # 2500 lines: three batches, one offset per line, in order; an empty
+        # line is an empty value; a last line without newline counts.
+        lines = [f"v{i}".encode() for i in range(2500)] + [b"", b"tail"]
+        sent_before = sum(1 for _, ty in fc.requests if ty == fake_server.PRODUCE)
+        r = t("produce", "ev", input=b"\n".join(lines))
+        n_req = sum(1 for _, ty in fc.requests if ty == fake_server.PRODUCE) - sent_before
+        check(n_req == 3, f"2502 lines went in {n_req} produce requests, want 3 batches")
+        check(r.rc == 0 and r.out == b"".join(b"%d\n" % i for i in range(len(lines))),
+              f"produce from stdin: {r.rc} {r.out[-40:]!r} {r.err!r}")
+        r = t("produce", "ev", "--keyed", "--print-index", input=b"k1\tx\ty\nk2\t\n")
+        check(r.rc == 0 and [ln.split(b"\t")[0] for ln in r.out.splitlines()] == [b"2502", b"2503"]
+              and all(int(ln.split(b"\t")[1]) > 0 for ln in r.out.splitlines()),
+              f"--keyed --print-index: {r!r}")
+        r = t("produce", "ev", "--keyed", input=b"k3\tok\nno-tab\n")
+        check(r.rc == 2 and r.out == b"2504\n" and b"line 2" in r.err,
+              f"--keyed with a bad line: {r!r}")
+        r = t("produce", "ev", "-k", "kk", "val ue")
+        check(r.rc == 0 and r.out == b"2505\n", f"produce VALUE: {r!r}")
+        r = t("consume", "ev", "--from", 2499)
+        check(r.rc == 0 and r.out == b"2499\t\tv2499\n2500\t\t\n2501\t\ttail\n"
+              b"2502\tk1\tx\ty\n2503\tk2\t\n2504\tk3\tok\n2505\tkk\tval ue\n",
+              f"consume default format: {r!r}")
+        r = t("consume", "ev", "--from", 2505, "--format", "%%o=%o\\t%k\\\\%v|%t\\n")
+        check(r.rc == 0 and r.out.startswith(b"%o=2505\tkk\\val ue|") and r.out.endswith(b"\n")
+              and int(r.out.split(b"|")[1]) > 1500000000000, f"consume --format: {r!r}")
+        r = t("consume", "ev", "-n", 3, "--from", "beginning", "--format", "%v,")
+        check(r.rc == 0 and r.out == b"v0,v1,v2,", f"consume -n: {r!r}")
+        r = t("consume", "ev", "--from", "end")
+        check(r.rc == 0 and r.out == b"", f"consume --from end: {r!r}")
+        r = t("consume", "ev", "--node", fc.nodes[1].addr, "--from", 2500, "-n", 1)
+        check(r.rc == 0 and r.out == b"2500\t\t\n", f"consume --node: {r!r}")
+        r = t("consume", "nope")
+        check(r.rc == 1 and b"not found" in r.err, f"consume of a missing topic: {r!r}")
+        r = t("status", "--json")
+        st = __import__("json").loads(r.out)
+        check(r.rc == 0 and st["leader_id"] == 1 and len(st["members"]) == 2
+              and st["members"][0]["role"] == "leader" and st["members"][0]["reachable"] is True
+              and st["topics"] == [{"name": "ev", "policy": "compact,delete", "start_offset": 0,
+                                    "next_offset": 2506}], f"status --json: {r!r}")
+        r = t("status")
+        check(r.rc == 0 and b"leader: 1" in r.out, f"status: {r!r}")
+        r = t("bench", "produce", "ev", "--count", 500, "--size", 10, "--producers", 2,
+              "--batch", 7)
+        last = r.out.decode().strip().splitlines()[-1] if r.out.strip() else ""
+        check(r.rc == 0 and __import__("re").fullmatch(
+            r"msgs/s=[0-9.]+ MB/s=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ p999_ms=[0-9.]+", last),
+            f"bench: {r!r}")
+        r = t("topic", "delete", "ev")
+        check(r.rc == 0, f"topic delete: {r!r}")
+
+        # A leader that drops the connection after taking a produce: exit 1,
+        # and the message says the write may or may not have happened.
+        fc2 = fake_server.Cluster()
+        try:
+            fc2.add_node("drop_produce")
+            b2 = fc2.nodes[0].addr
+            run_tally(["topic", "create", "d"], brokers=b2, timeout=30)
+            r = run_tally(["--timeout", 3000, "produce", "d", "x"], brokers=b2, timeout=30)
+            check(r.rc == 1 and b"may or may not" in r.err and len(r.err.splitlines()) == 1,
+                  f"produce with an unknown outcome: {r!r}")
+        finally:
+            fc2.stop()
+    finally:
+        fc.stop()
+
+
+test_cli_against_fake_cluster = no_server(test_cli_against_fake_cluster)
+
+
 def test_replicate_10k():
     """10,000 records from 4 concurrent producers are on every node, byte for
     byte, in the same order."""
@@ -509,6 +605,7 @@ def test_bad_client_input():
 if __name__ == "__main__":
     run_tests([
         test_cli_usage,
+        test_cli_against_fake_cluster,
         test_replicate_10k,
         test_kill_leader_during_produce,
         test_restart_all,
