@@ -566,12 +566,18 @@ def test_bad_client_input():
             check(f is not None and error_code(f) is None and f["flags"] & 0x01
                   and f["req_id"] == 43, f"HELLO after errors: got {f!r}")
 
-        # A truncated body inside a well-framed request: PROTO error.
+        # A well-framed request whose body lies (a topic name of 200 bytes
+        # with 3 present): PROTO error, nothing written, connection usable.
         with conn() as s:
             s.settimeout(5)
-            s.sendall(frame(5, b"", req_id=44))  # TOPIC_LIST needs one byte
+            s.sendall(frame(6, struct.pack("<H", 200) + b"ok\x00", req_id=44))
             f = read_frame(s)
-            check(f is None or error_code(f) == TALLY_PROTO, f"short body: got {f!r}")
+            check(f is not None and error_code(f) == TALLY_PROTO and f["req_id"] == 44,
+                  f"truncated PRODUCE body: want a PROTO error, got {f!r}")
+            s.sendall(frame(1, hello_body(), req_id=47))
+            f = read_frame(s)
+            check(f is not None and error_code(f) is None and f["req_id"] == 47,
+                  f"HELLO after a malformed body: got {f!r}")
 
         # Half-sent frames: one left hanging open, one cut by a close.
         hanging = conn()
