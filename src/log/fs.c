@@ -1,0 +1,290 @@
+/* File system calls of the log layer, as thin wrappers that turn errno into
+ * TALLY_* codes with a message naming the file (see fs.h). */
+#include "log/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "lib/err.h"
+
+/* Injected failures (tests only). */
+static unsigned fs__fault_ops;
+static unsigned fs__fault_after;
+static int fs__fault_errnum;
+
+void fs_fault_inject(unsigned ops, unsigned after, int errnum)
+{
+    fs__fault_ops = ops;
+    fs__fault_after = after;
+    fs__fault_errnum = errnum;
+}
+
+void fs_fault_reset(void)
+{
+    fs__fault_ops = 0;
+    fs__fault_errnum = 0;
+}
+
+/* Returns the errno to fail @op with, or 0 to run it for real. */
+static int fs__fault(unsigned op)
+{
+    if (fs__fault_errnum == 0 || !(fs__fault_ops & op)) {
+        return 0;
+    }
+    if (fs__fault_after > 0) {
+        fs__fault_after--;
+        return 0;
+    }
+    return fs__fault_errnum;
+}
+
+int fs_open(const char *path, int flags, const char *what, int *fd, char *errmsg)
+{
+    int e = fs__fault(FS_OP_OPEN);
+    if (e != 0) {
+        return err_os(errmsg, e, "open %s", what);
+    }
+    *fd = open(path, flags | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        if (errno == ENOENT) {
+            err_printf(errmsg, "open %s: %s", what, strerror(ENOENT));
+            return TALLY_NOTFOUND;
+        }
+        return err_os(errmsg, errno, "open %s", what);
+    }
+    return 0;
+}
+
+void fs_close(int fd)
+{
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+int fs_pread(int fd, void *buf, size_t n, uint64_t pos, size_t *got, const char *what,
+             char *errmsg)
+{
+    size_t done = 0;
+    if (pos > (uint64_t)INT64_MAX - n) {
+        return err_os(errmsg, EINVAL, "read %s at %llu", what, (unsigned long long)pos);
+    }
+    while (done < n) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(pos + done));
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return err_os(errmsg, errno, "read %s at %llu", what, (unsigned long long)pos);
+        }
+        if (r == 0) {
+            break;
+        }
+        done += (size_t)r;
+    }
+    *got = done;
+    return 0;
+}
+
+int fs_pwrite(int fd, const void *buf, size_t n, uint64_t pos, const char *what, char *errmsg)
+{
+    size_t done = 0;
+    int e = fs__fault(FS_OP_PWRITE);
+    if (e != 0) {
+        return err_os(errmsg, e, "write %s", what);
+    }
+    while (done < n) {
+        ssize_t r = pwrite(fd, (const char *)buf + done, n - done, (off_t)(pos + done));
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return err_os(errmsg, errno, "write %s at %llu", what, (unsigned long long)pos);
+        }
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+int fs_fsync(int fd, const char *what, char *errmsg)
+{
+    int e = fs__fault(FS_OP_FSYNC);
+    if (e == 0 && fdatasync(fd) != 0) {
+        e = errno;
+    }
+    return e != 0 ? err_os(errmsg, e, "fsync %s", what) : 0;
+}
+
+int fs_truncate(int fd, uint64_t size, const char *what, char *errmsg)
+{
+    int e = fs__fault(FS_OP_TRUNCATE);
+    if (e == 0 && ftruncate(fd, (off_t)size) != 0) {
+        e = errno;
+    }
+    return e != 0 ? err_os(errmsg, e, "truncate %s to %llu", what, (unsigned long long)size)
+                  : 0;
+}
+
+int fs_size(int fd, uint64_t *size, const char *what, char *errmsg)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return err_os(errmsg, errno, "stat %s", what);
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int fs_rename(const char *from, const char *to, char *errmsg)
+{
+    int e = fs__fault(FS_OP_RENAME);
+    if (e == 0 && rename(from, to) != 0) {
+        e = errno;
+    }
+    return e != 0 ? err_os(errmsg, e, "rename %s to %s", from, to) : 0;
+}
+
+int fs_unlink(const char *path, char *errmsg)
+{
+    if (unlink(path) != 0 && errno != ENOENT) {
+        return err_os(errmsg, errno, "remove %s", path);
+    }
+    return 0;
+}
+
+int fs_sync_dir(const char *dir, char *errmsg)
+{
+    int e = fs__fault(FS_OP_FSYNC);
+    int fd;
+    if (e != 0) {
+        return err_os(errmsg, e, "fsync directory %s", dir);
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "open directory %s", dir);
+    }
+    if (fsync(fd) != 0) {
+        e = errno;
+    }
+    close(fd);
+    return e != 0 ? err_os(errmsg, e, "fsync directory %s", dir) : 0;
+}
+
+bool fs_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_mkdir_p(const char *dir, char *errmsg)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    int rv;
+    if (len == 0 || len >= sizeof path) {
+        err_printf(errmsg, "bad directory name (%zu bytes)", len);
+        return TALLY_INVAL;
+    }
+    if (fs_is_dir(dir)) {
+        return 0;
+    }
+    memcpy(path, dir, len + 1);
+    while (len > 1 && path[len - 1] == '/') {
+        path[--len] = '\0';
+    }
+    /* Create the parent first, then this one, then make the new entry
+     * durable in the parent. */
+    char *slash = strrchr(path, '/');
+    if (slash != NULL && slash != path) {
+        *slash = '\0';
+        rv = fs_mkdir_p(path, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        *slash = '/';
+    }
+    if (mkdir(path, 0755) != 0) {
+        if (errno == EEXIST && fs_is_dir(path)) {
+            return 0;
+        }
+        return err_os(errmsg, errno, "create directory %s", path);
+    }
+    if (slash != NULL) {
+        char parent[PATH_MAX];
+        size_t plen = slash == path ? 1 : (size_t)(slash - path);
+        memcpy(parent, path, plen);
+        parent[plen] = '\0';
+        return fs_sync_dir(parent, errmsg);
+    }
+    return fs_sync_dir(".", errmsg);
+}
+
+static int fs__cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int fs_list(const char *dir, char ***names, size_t *n, char *errmsg)
+{
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    char **v = NULL;
+    size_t len = 0, cap = 0;
+    if (d == NULL) {
+        return err_os(errmsg, errno, "open directory %s", dir);
+    }
+    errno = 0;
+    while ((ent = readdir(d)) != NULL) {
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) {
+            continue;
+        }
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **nv = realloc(v, ncap * sizeof *nv);
+            if (nv == NULL) {
+                goto oom;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[len] = strdup(ent->d_name);
+        if (v[len] == NULL) {
+            goto oom;
+        }
+        len++;
+    }
+    if (errno != 0) {
+        int e = errno;
+        closedir(d);
+        fs_list_free(v, len);
+        return err_os(errmsg, e, "read directory %s", dir);
+    }
+    closedir(d);
+    if (len > 0) {
+        qsort(v, len, sizeof *v, fs__cmp);
+    }
+    *names = v;
+    *n = len;
+    return 0;
+oom:
+    closedir(d);
+    fs_list_free(v, len);
+    err_printf(errmsg, "list directory %s: out of memory", dir);
+    return TALLY_NOMEM;
+}
+
+void fs_list_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+}

@@ -1,0 +1,77 @@
+/* File system calls of the log layer: the only place that opens, writes,
+ * fsyncs, renames, truncates or removes files, and fsyncs directories.
+ *
+ * Every wrapper returns 0 or a TALLY_* code (through err_os: TALLY_IOERR,
+ * TALLY_NOSPACE, TALLY_NOMEM) and fills @errmsg with "<what> <path>:
+ * strerror". Keeping all system calls here gives the tests one place to
+ * inject failures (fs_fault_inject) and keeps the error text uniform. */
+#ifndef TALLY_LOG_FS_H_
+#define TALLY_LOG_FS_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open @path with open(2) @flags (O_CLOEXEC is added; mode 0644 when
+ * creating). *fd is owned by the caller: fs_close. @what names the file in
+ * messages (a short name such as "00000000000000000042.seg"). A missing
+ * file is TALLY_NOTFOUND, so callers can tell it from an I/O error. */
+int fs_open(const char *path, int flags, const char *what, int *fd, char *errmsg);
+
+/* Close a descriptor; errors are ignored (nothing durable depends on them:
+ * durability comes from fs_fsync before). Negative @fd is a no-op. */
+void fs_close(int fd);
+
+/* Read up to @n bytes at @pos, retrying short reads; *got < n only at end
+ * of file. */
+int fs_pread(int fd, void *buf, size_t n, uint64_t pos, size_t *got, const char *what,
+             char *errmsg);
+
+/* Write all @n bytes at @pos (retrying short writes) or fail. */
+int fs_pwrite(int fd, const void *buf, size_t n, uint64_t pos, const char *what, char *errmsg);
+
+/* fdatasync(2): data and the metadata needed to read it back (size). */
+int fs_fsync(int fd, const char *what, char *errmsg);
+
+int fs_truncate(int fd, uint64_t size, const char *what, char *errmsg);
+
+/* Size of an open file (fstat). */
+int fs_size(int fd, uint64_t *size, const char *what, char *errmsg);
+
+/* rename(2). Durable only after fs_sync_dir on the directory. */
+int fs_rename(const char *from, const char *to, char *errmsg);
+
+/* unlink(2); a file that is already gone is not an error. */
+int fs_unlink(const char *path, char *errmsg);
+
+/* Create @dir and its missing parents (mode 0755), fsyncing each parent
+ * whose entries changed so the new directory survives a crash. An
+ * existing directory is fine. */
+int fs_mkdir_p(const char *dir, char *errmsg);
+
+/* fsync the directory itself, making created, renamed and removed names in
+ * it durable. */
+int fs_sync_dir(const char *dir, char *errmsg);
+
+/* Names in @dir (without "." and ".."), sorted with strcmp. On success
+ * *names is owned by the caller: fs_list_free. */
+int fs_list(const char *dir, char ***names, size_t *n, char *errmsg);
+void fs_list_free(char **names, size_t n);
+
+/* Whether @path exists and is a directory. */
+bool fs_is_dir(const char *path);
+
+/* Fault injection for tests. After @after more successful calls of the
+ * operations in @ops, every further call fails with @errnum (0 disables)
+ * until fs_fault_reset. Not thread-safe; production code never sets it. */
+enum {
+    FS_OP_PWRITE = 1 << 0,
+    FS_OP_FSYNC = 1 << 1,
+    FS_OP_TRUNCATE = 1 << 2,
+    FS_OP_RENAME = 1 << 3,
+    FS_OP_OPEN = 1 << 4,
+};
+void fs_fault_inject(unsigned ops, unsigned after, int errnum);
+void fs_fault_reset(void);
+
+#endif
