@@ -123,4 +123,37 @@ int log_reset(struct tally_log *l, uint64_t offset, char *errmsg);
 typedef void (*log_report_fn)(void *arg, const char *file, uint64_t pos, const char *msg);
 int log_verify_dir(const char *dir, log_report_fn report, void *arg);
 
+/* What log_verify_dir_stats looked at. */
+struct log_verify_stats {
+    unsigned segments;      /* segment files opened */
+    uint64_t batches;       /* batches whose checksums passed */
+    uint64_t records;       /* records decoded from them */
+    uint64_t index_entries; /* index entries checked (both kinds) */
+};
+
+/* As log_verify_dir, also filling @st (may be NULL). Read-only: nothing in
+ * @dir is changed, unlike log_open, which repairs. */
+int log_verify_dir_stats(const char *dir, log_report_fn report, void *arg,
+                         struct log_verify_stats *st);
+
+/* Read-only, sequential reading of a log directory for offline tools
+ * (tally log dump): no repair, no index needed. */
+struct log_scan;
+
+/* Start at the batch holding @from (batches that end below it are
+ * skipped). *out is owned by the caller: log_scan_close. Returns 0,
+ * TALLY_NOTFOUND if @dir has no segment files, or an I/O error. */
+int log_scan_open(const char *dir, uint64_t from, struct log_scan **out, char *errmsg);
+
+/* The next batch, checksums verified: 0 with *batch (borrowed until the
+ * next call) and *len, *file (segment file name, borrowed likewise) and
+ * *pos (its position in that file). TALLY_EOF after the last batch.
+ * TALLY_CORRUPT (or TALLY_VERSION) for a bad batch, with *file and *pos
+ * naming it: the rest of that segment is skipped and the next call goes
+ * on with the next segment. */
+int log_scan_next(struct log_scan *sc, const uint8_t **batch, size_t *len, const char **file,
+                  uint64_t *pos, char *errmsg);
+
+void log_scan_close(struct log_scan *sc);
+
 #endif

@@ -1,0 +1,1705 @@
+/* One topic's segmented log: the log.h API over seg.c (files of batches)
+ * and idx.c (their sparse indexes).
+ *
+ * The happy path for an append is:
+ *   1. verify the batch and that it starts at the log's next offset;
+ *   2. roll if the active segment is full or too old: seal it (final index
+ *      entry, fsync data and indexes), create the next segment file (header
+ *      fsynced), fsync the directory;
+ *   3. write the batch at the end of the active segment (page cache) and
+ *      add an index entry in memory if one is due.
+ * log_sync then fsyncs the active segment, writes and fsyncs its pending
+ * index entries, and fsyncs the directory if names changed.
+ *
+ * Possible failure modes are:
+ *   - a bad batch or wrong base offset: TALLY_INVAL, nothing written;
+ *   - a failed write, fsync, truncate, rename or unlink: the log is marked
+ *     failed and every later change returns TALLY_IOERR (reads still work),
+ *     because after a failed fsync the page cache may have dropped the data
+ *     and nothing tells us what reached the disk.
+ *
+ * Recovery (log_open) looks at the last segment only: it is scanned batch
+ * by batch with both checksums, and a torn or corrupt tail is cut off at
+ * the last whole batch. A sealed segment costs a few small reads: its
+ * header, the tail of its index, and its last batch, which must end
+ * exactly at the end of the file and be followed by the next segment's
+ * base offset. Only a missing or damaged index makes it read a sealed
+ * segment in full (to rebuild the index). */
+#include "log/log.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/batch.h"
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "log/fs.h"
+#include "log/idx.h"
+#include "log/seg.h"
+
+#define LOG__DEFAULT_SEGMENT_BYTES (64u << 20)
+#define LOG__DEFAULT_INDEX_INTERVAL 4096u
+/* Window of header walks: covers many small batches per read. */
+#define LOG__WALK_BUF (64u << 10)
+
+struct log__seg {
+    struct seg s; /* the segment file and what we know of its batches */
+    struct idx x; /* its index (always loaded for the active segment) */
+    bool sealed;  /* immutable and fsynced; every segment but the last */
+};
+
+struct tally_log {
+    char *dir;                     /* directory (owned) */
+    struct log_config cfg;         /* copied at open */
+    struct log__seg *segs;         /* oldest first; the last one is active */
+    size_t n;                      /* segments */
+    size_t cap;                    /* allocated */
+    uint8_t *walk_buf;             /* LOG__WALK_BUF bytes for header walks */
+    bool dir_dirty;                /* names changed since the last directory fsync */
+    int failed;                    /* first durability error, 0 if none */
+    char failed_msg[ERR_MSG_SIZE]; /* its message */
+};
+
+void log_config_init(struct log_config *cfg)
+{
+    cfg->segment_bytes = LOG__DEFAULT_SEGMENT_BYTES;
+    cfg->segment_ms = 0;
+    cfg->index_interval_bytes = LOG__DEFAULT_INDEX_INTERVAL;
+    cfg->retention_ms = -1;
+    cfg->retention_bytes = -1;
+}
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------ */
+
+static struct log__seg *log__active(struct tally_log *l)
+{
+    return &l->segs[l->n - 1];
+}
+
+static bool log__empty_seg(const struct log__seg *ls)
+{
+    return ls->s.size <= SEG_HEADER_SIZE;
+}
+
+/* now - then > limit, without overflow for any values (timestamps come
+ * from disk and from callers). */
+static bool log__older(int64_t now, int64_t then, int64_t limit)
+{
+    return now > then && (uint64_t)now - (uint64_t)then > (uint64_t)limit;
+}
+
+/* Mark the log failed after a durability error and return @rv. */
+static int log__fail(struct tally_log *l, int rv, const char *errmsg)
+{
+    if (l->failed == 0) {
+        l->failed = rv;
+        snprintf(l->failed_msg, sizeof l->failed_msg, "%s", errmsg != NULL ? errmsg : "");
+        TLOG_ERROR("log", "%s: failed, refusing further writes: %s", l->dir, l->failed_msg);
+    }
+    return rv;
+}
+
+static int log__check_failed(const struct tally_log *l, char *errmsg)
+{
+    if (l->failed != 0) {
+        err_printf(errmsg, "log failed earlier, refusing writes until reopened: %s",
+                   l->failed_msg);
+        return TALLY_IOERR;
+    }
+    return 0;
+}
+
+static int log__nomem(char *errmsg, const char *what)
+{
+    err_printf(errmsg, "%s: out of memory", what);
+    return TALLY_NOMEM;
+}
+
+/* Make room for one more segment in the array. */
+static int log__reserve(struct tally_log *l, char *errmsg)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 8;
+        struct log__seg *ns = realloc(l->segs, ncap * sizeof *ns);
+        if (ns == NULL) {
+            return log__nomem(errmsg, "grow segment list");
+        }
+        l->segs = ns;
+        l->cap = ncap;
+    }
+    return 0;
+}
+
+static void log__seg_free(struct log__seg *ls)
+{
+    seg_close(&ls->s);
+    idx_free(&ls->x);
+}
+
+/* Last segment whose base offset is <= @offset (the caller has checked
+ * offset >= start). */
+static size_t log__find_seg(const struct tally_log *l, uint64_t offset)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->segs[mid].s.base <= offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo == 0 ? 0 : lo - 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Indexes
+ * ------------------------------------------------------------------------ */
+
+/* Visitor state that builds an index during a scan. */
+struct log__build {
+    struct idx *x;     /* index being built */
+    uint64_t base;     /* segment base offset */
+    uint32_t interval; /* sparse interval */
+    int64_t max_ts;    /* running maximum timestamp */
+};
+
+static int log__build_visit(void *arg, uint64_t pos, const struct batch_header *h,
+                            const uint8_t *batch, char *errmsg)
+{
+    struct log__build *b = arg;
+    (void)batch;
+    if (h->max_timestamp > b->max_ts) {
+        b->max_ts = h->max_timestamp;
+    }
+    if (h->base_offset - b->base > UINT32_MAX) {
+        return ERR_CORRUPT(errmsg, "position %" PRIu64 ": offset %" PRIu64
+                           " too far from the segment base for its index", pos, h->base_offset);
+    }
+    if (idx_maybe_add(b->x, b->interval, (uint32_t)(h->base_offset - b->base), (uint32_t)pos,
+                      b->max_ts) != 0) {
+        return log__nomem(errmsg, "build index");
+    }
+    return 0;
+}
+
+/* Copy what a scan learned into the segment. */
+static void log__apply_scan(struct seg *s, const struct seg_scan_info *info)
+{
+    s->size = info->end;
+    s->next = info->next;
+    s->first_ts = info->first_ts;
+    s->max_ts = info->max_ts;
+    s->last_pos = info->last_pos;
+    s->last_base = info->batches > 0 ? info->last_base : s->base;
+    s->last_raft_index = info->last_raft_index;
+}
+
+/* The final entry of a sealed segment's index: its last batch. */
+static int log__index_last(struct log__seg *ls)
+{
+    struct idx *x = &ls->x;
+    if (log__empty_seg(ls) || (x->n > 0 && x->e[x->n - 1].pos == ls->s.last_pos)) {
+        return 0;
+    }
+    return idx_add(x, (uint32_t)(ls->s.last_base - ls->s.base), (uint32_t)ls->s.last_pos,
+                   ls->s.max_ts);
+}
+
+/* Rebuild the index of a segment from its batches (every byte read and
+ * checked). A bad batch in a sealed segment is TALLY_CORRUPT naming file
+ * and position. The new files replace the old ones durably. */
+static int log__rebuild_index(struct tally_log *l, struct log__seg *ls, char *errmsg)
+{
+    struct seg_scan_info info;
+    struct log__build b = {&ls->x, ls->s.base, l->cfg.index_interval_bytes, INT64_MIN};
+    int rv;
+
+    idx_clear(&ls->x);
+    ls->x.loaded = false;
+    rv = seg_scan(&ls->s, SEG_HEADER_SIZE, ls->s.size, ls->s.base, log__build_visit, &b, &info,
+                  errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (info.bad != 0) {
+        err_printf(errmsg, "%s", info.why);
+        return info.bad;
+    }
+    log__apply_scan(&ls->s, &info);
+    if (log__index_last(ls) != 0) {
+        return log__nomem(errmsg, "build index");
+    }
+    ls->x.loaded = true;
+    if (ls->s.size > SEG_HEADER_SIZE) {
+        char why[ERR_MSG_SIZE];
+        /* The index is a cache: failing to store it costs a rebuild next
+         * time, not data, so reads go on with the in-memory copy. */
+        if (idx_replace(&ls->x, l->dir, ls->s.base, why) != 0) {
+            TLOG_WARN("log", "%s: segment %s: cannot store rebuilt index: %s", l->dir,
+                      ls->s.name, why);
+        }
+        l->dir_dirty = true;
+    }
+    return 0;
+}
+
+/* Load the index of a sealed segment on first use, rebuilding it if it is
+ * missing or damaged. */
+static int log__load_index(struct tally_log *l, struct log__seg *ls, char *errmsg)
+{
+    struct idx_bounds b;
+    char why[ERR_MSG_SIZE];
+    int rv;
+
+    if (ls->x.loaded) {
+        return 0;
+    }
+    b.base = ls->s.base;
+    b.next = ls->s.next;
+    b.size = ls->s.size;
+    b.last_pos = ls->s.last_pos;
+    rv = idx_load(&ls->x, l->dir, &b, why);
+    if (rv == 0) {
+        return 0;
+    }
+    if (rv != TALLY_CORRUPT && rv != TALLY_NOTFOUND && rv != TALLY_VERSION) {
+        err_printf(errmsg, "%s", why);
+        return rv;
+    }
+    TLOG_WARN("log", "%s: rebuilding index of segment %s: %s", l->dir, ls->s.name, why);
+    return log__rebuild_index(l, ls, errmsg);
+}
+
+/* Find the batch holding @offset in segment @ls (the first batch whose
+ * last offset is >= @offset): its position and header. An index entry that
+ * does not match the batch it points at makes us rebuild the index once;
+ * a bad header met while walking is TALLY_CORRUPT naming file and
+ * position. */
+static int log__locate(struct tally_log *l, struct log__seg *ls, uint64_t offset,
+                       struct seg_walker *w, uint64_t *pos_out, struct batch_header *h,
+                       char *errmsg)
+{
+    size_t ahead = l->cfg.index_interval_bytes + (size_t)BATCH_HEADER_SIZE;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint64_t pos, expect;
+        size_t i;
+        bool first = true;
+        int rv = log__load_index(l, ls, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        i = idx_find(&ls->x, (uint32_t)(offset - ls->s.base));
+        if (i == IDX_NONE) {
+            rv = ERR_CORRUPT(errmsg, "segment %s: index has no entry for offset %" PRIu64,
+                             ls->s.name, offset);
+            goto retry;
+        }
+        pos = ls->x.e[i].pos;
+        expect = ls->s.base + ls->x.e[i].rel;
+        for (;;) {
+            rv = seg_walk_header(w, pos, ls->s.size, ahead, h, errmsg);
+            if (rv == 0 && h->base_offset != expect) {
+                rv = ERR_CORRUPT(errmsg,
+                                 "segment %s: position %" PRIu64 ": batch base offset %" PRIu64
+                                 ", expected %" PRIu64,
+                                 ls->s.name, pos, h->base_offset, expect);
+            }
+            if (rv != 0) {
+                if (first && rv == TALLY_CORRUPT) {
+                    goto retry; /* the index entry may be what is wrong */
+                }
+                return rv;
+            }
+            first = false;
+            if (batch_last_offset(h) >= offset) {
+                *pos_out = pos;
+                return 0;
+            }
+            pos += h->batch_len;
+            expect = batch_last_offset(h) + 1;
+            if (pos >= ls->s.size) {
+                return ERR_CORRUPT(errmsg, "segment %s: offset %" PRIu64 " not found",
+                                   ls->s.name, offset);
+            }
+        }
+    retry:
+        if (attempt > 0) {
+            return rv;
+        }
+        TLOG_WARN("log", "%s: index of segment %s does not match it (%s); rebuilding", l->dir,
+                  ls->s.name, errmsg != NULL ? errmsg : "");
+        rv = log__rebuild_index(l, ls, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return ERR_CORRUPT(errmsg, "segment %s: cannot locate offset %" PRIu64, ls->s.name, offset);
+}
+
+/* ------------------------------------------------------------------------
+ * Creating, sealing, removing segments
+ * ------------------------------------------------------------------------ */
+
+/* Create a new empty active segment at @base and append it to the list.
+ * The directory is fsynced by the caller. */
+static int log__add_segment(struct tally_log *l, uint64_t base, char *errmsg)
+{
+    struct log__seg *ls;
+    char why[ERR_MSG_SIZE];
+    int rv = log__reserve(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    ls = &l->segs[l->n];
+    seg_init(&ls->s, base);
+    idx_init(&ls->x);
+    ls->sealed = false;
+    rv = seg_create(&ls->s, l->dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    ls->x.loaded = true;
+    l->n++;
+    l->dir_dirty = true;
+    /* Index files with just their headers, so the directory is complete;
+     * their content is rebuilt by recovery anyway, hence no fsync. */
+    if (idx_flush(&ls->x, l->dir, base, false, why) != 0) {
+        TLOG_WARN("log", "%s: segment %s: cannot create index files: %s", l->dir, ls->s.name,
+                  why);
+    }
+    return 0;
+}
+
+/* Seal the active segment: final index entry, data and indexes fsynced. */
+static int log__seal(struct tally_log *l, struct log__seg *ls, char *errmsg)
+{
+    int rv;
+    if (log__index_last(ls) != 0) {
+        return log__nomem(errmsg, "seal segment");
+    }
+    rv = seg_sync(&ls->s, errmsg);
+    if (rv == 0) {
+        rv = idx_flush(&ls->x, l->dir, ls->s.base, true, errmsg);
+    }
+    if (rv != 0) {
+        return log__fail(l, rv, errmsg);
+    }
+    ls->sealed = true;
+    return 0;
+}
+
+static int log__roll(struct tally_log *l, char *errmsg)
+{
+    struct log__seg *act = log__active(l);
+    uint64_t base = act->s.next;
+    int rv = log__reserve(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    act = log__active(l);
+    rv = log__seal(l, act, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = log__add_segment(l, base, errmsg);
+    if (rv == 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+    }
+    if (rv != 0) {
+        return log__fail(l, rv, errmsg);
+    }
+    l->dir_dirty = false;
+    return 0;
+}
+
+/* Delete the files of segment @i and drop it from the list. The segment
+ * file goes first: an index left without its segment is removed at the
+ * next open, while a segment left without its index is merely rebuilt. */
+static int log__remove_seg(struct tally_log *l, size_t i, char *errmsg)
+{
+    struct log__seg *ls = &l->segs[i];
+    char why[ERR_MSG_SIZE];
+    char *path = seg_join(l->dir, ls->s.name);
+    int rv;
+    if (path == NULL) {
+        return log__nomem(errmsg, "remove segment");
+    }
+    rv = fs_unlink(path, errmsg);
+    free(path);
+    if (rv != 0) {
+        return rv;
+    }
+    if (idx_remove(l->dir, ls->s.base, why) != 0) {
+        TLOG_WARN("log", "%s: %s", l->dir, why);
+    }
+    log__seg_free(ls);
+    memmove(&l->segs[i], &l->segs[i + 1], (l->n - i - 1) * sizeof *l->segs);
+    l->n--;
+    l->dir_dirty = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Open and recovery
+ * ------------------------------------------------------------------------ */
+
+/* Read the last batch of a sealed segment at @pos fully and verify it. */
+static int log__verify_batch_at(struct tally_log *l, struct log__seg *ls, uint64_t pos,
+                                const struct batch_header *h, char *errmsg)
+{
+    struct batch_header h2;
+    char why[ERR_MSG_SIZE];
+    uint8_t *buf = malloc(h->batch_len);
+    int rv;
+    (void)l;
+    if (buf == NULL) {
+        return log__nomem(errmsg, "check last batch");
+    }
+    rv = seg_read(&ls->s, pos, buf, h->batch_len, errmsg);
+    if (rv == 0) {
+        rv = batch_verify(buf, h->batch_len, &h2, why);
+        if (rv != 0) {
+            err_printf(errmsg, "segment %s: position %" PRIu64 ": %s", ls->s.name, pos, why);
+        }
+    }
+    free(buf);
+    return rv;
+}
+
+/* Open a sealed segment cheaply: header, index tail, last batch. Falls
+ * back to a full scan (rebuilding the index) when the index is unusable. */
+static int log__open_sealed(struct tally_log *l, struct log__seg *ls, uint64_t next_base,
+                            char *errmsg)
+{
+    struct idx_entry last;
+    struct batch_header h;
+    struct seg_walker w;
+    char why[ERR_MSG_SIZE];
+    size_t count;
+    int rv;
+
+    rv = seg_open(&ls->s, l->dir, 0, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (ls->s.size <= SEG_HEADER_SIZE) {
+        return ERR_CORRUPT(errmsg, "segment %s: sealed segment holds no batches", ls->s.name);
+    }
+    rv = idx_load_tail(l->dir, ls->s.base, &last, &count, why);
+    if (rv == 0) {
+        /* The last index entry must be the last batch, ending exactly at
+         * the end of the file. */
+        seg_walker_init(&w, &ls->s, l->walk_buf, LOG__WALK_BUF);
+        if (last.pos < SEG_HEADER_SIZE || last.pos >= ls->s.size) {
+            rv = ERR_CORRUPT(why, "last index entry points outside the segment");
+        } else {
+            rv = seg_walk_header(&w, last.pos, ls->s.size, BATCH_HEADER_SIZE, &h, why);
+        }
+        if (rv == 0 && (h.base_offset != ls->s.base + last.rel ||
+                        last.pos + h.batch_len != ls->s.size || last.ts < h.max_timestamp)) {
+            rv = ERR_CORRUPT(why, "last index entry is not the last batch");
+        }
+    }
+    if (rv == 0) {
+        rv = log__verify_batch_at(l, ls, last.pos, &h, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        ls->s.next = batch_last_offset(&h) + 1;
+        ls->s.max_ts = last.ts;
+        ls->s.last_pos = last.pos;
+        ls->s.last_base = h.base_offset;
+        ls->s.last_raft_index = h.raft_index;
+    } else if (rv == TALLY_CORRUPT || rv == TALLY_NOTFOUND || rv == TALLY_VERSION) {
+        TLOG_WARN("log", "%s: rebuilding index of sealed segment %s: %s", l->dir, ls->s.name,
+                  why);
+        rv = log__rebuild_index(l, ls, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    } else {
+        err_printf(errmsg, "%s", why);
+        return rv;
+    }
+    if (ls->s.next != next_base) {
+        return ERR_CORRUPT(errmsg,
+                           "segment %s: ends at offset %" PRIu64 " but the next segment starts "
+                           "at %" PRIu64,
+                           ls->s.name, ls->s.next, next_base);
+    }
+    ls->sealed = true;
+    return 0;
+}
+
+/* Open the active segment: scan every batch, cut a torn or corrupt tail,
+ * rebuild the index in memory and rewrite its files. */
+static int log__open_active(struct tally_log *l, struct log__seg *ls, char *errmsg)
+{
+    struct seg_scan_info info;
+    struct log__build b = {&ls->x, ls->s.base, l->cfg.index_interval_bytes, INT64_MIN};
+    uint64_t file_size;
+    char why[ERR_MSG_SIZE];
+    int rv;
+
+    rv = seg_open(&ls->s, l->dir, SEG_OPEN_REPAIR, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    file_size = ls->s.size;
+    rv = seg_scan(&ls->s, SEG_HEADER_SIZE, file_size, ls->s.base, log__build_visit, &b, &info,
+                  errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (info.bad == TALLY_VERSION) {
+        /* Written by a newer build: cutting it off would destroy data. */
+        err_printf(errmsg, "%s", info.why);
+        return TALLY_VERSION;
+    }
+    if (info.bad != 0) {
+        TLOG_WARN("log",
+                  "%s: segment %s: %s tail at position %" PRIu64 " (%" PRIu64
+                  " bytes dropped): %s",
+                  l->dir, ls->s.name, info.torn ? "truncating torn" : "truncating corrupt",
+                  info.bad_pos, file_size - info.end, info.what);
+        rv = seg_truncate(&ls->s, info.end, errmsg);
+        if (rv == 0) {
+            rv = seg_sync(&ls->s, errmsg);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    log__apply_scan(&ls->s, &info);
+    /* Whether the previous process synced it is unknown: the next sync or
+     * seal must fsync it. */
+    ls->s.dirty = true;
+    ls->x.loaded = true;
+    ls->x.flushed = 0;
+    ls->sealed = false;
+    l->dir_dirty = true;
+    if (idx_flush(&ls->x, l->dir, ls->s.base, false, why) != 0) {
+        TLOG_WARN("log", "%s: segment %s: cannot rewrite index: %s", l->dir, ls->s.name, why);
+    }
+    return 0;
+}
+
+/* Is @name one of ours: 20 digits + .seg/.idx/.tix, or a leftover .tmp. */
+static int log__classify(const char *name, uint64_t *base)
+{
+    const char *ext;
+    if (!seg_parse_name(name, base, &ext)) {
+        return 0;
+    }
+    if (strcmp(ext, "seg") == 0) {
+        return 's';
+    }
+    if (strcmp(ext, "idx") == 0 || strcmp(ext, "tix") == 0) {
+        return 'i';
+    }
+    if (strcmp(ext, "idx.tmp") == 0 || strcmp(ext, "tix.tmp") == 0) {
+        return 't';
+    }
+    return 0;
+}
+
+/* Remove leftovers: temporary index files of an interrupted rebuild, and
+ * index files whose segment is gone (retention removes the segment
+ * first). */
+static int log__clean_dir(struct tally_log *l, char **names, size_t n, char *errmsg)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t base;
+        int kind = log__classify(names[i], &base);
+        bool remove = kind == 't';
+        if (kind == 'i') {
+            char seg_name[SEG_NAME_SIZE];
+            seg_file_name(seg_name, base, "seg");
+            remove = true;
+            for (size_t j = 0; j < n; j++) {
+                if (strcmp(names[j], seg_name) == 0) {
+                    remove = false;
+                    break;
+                }
+            }
+        }
+        if (remove) {
+            char *path = seg_join(l->dir, names[i]);
+            int rv;
+            if (path == NULL) {
+                return log__nomem(errmsg, "clean directory");
+            }
+            TLOG_INFO("log", "%s: removing leftover file %s", l->dir, names[i]);
+            rv = fs_unlink(path, errmsg);
+            free(path);
+            if (rv != 0) {
+                return rv;
+            }
+            l->dir_dirty = true;
+        }
+    }
+    return 0;
+}
+
+static int log__open_all(struct tally_log *l, uint64_t start_offset, char *errmsg)
+{
+    char **names = NULL;
+    size_t n_names = 0;
+    int rv;
+
+    rv = fs_mkdir_p(l->dir, errmsg);
+    if (rv == 0) {
+        rv = fs_list(l->dir, &names, &n_names, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rv = log__clean_dir(l, names, n_names, errmsg);
+    /* Names are sorted and zero-padded, so this is offset order. */
+    for (size_t i = 0; rv == 0 && i < n_names; i++) {
+        uint64_t base;
+        if (log__classify(names[i], &base) == 's') {
+            rv = log__reserve(l, errmsg);
+            if (rv == 0) {
+                struct log__seg *ls = &l->segs[l->n++];
+                seg_init(&ls->s, base);
+                idx_init(&ls->x);
+                ls->sealed = false;
+            }
+        }
+    }
+    fs_list_free(names, n_names);
+    if (rv != 0) {
+        return rv;
+    }
+    if (l->n == 0) {
+        rv = log__add_segment(l, start_offset, errmsg);
+    } else {
+        for (size_t i = 0; rv == 0 && i + 1 < l->n; i++) {
+            rv = log__open_sealed(l, &l->segs[i], l->segs[i + 1].s.base, errmsg);
+        }
+        if (rv == 0) {
+            rv = log__open_active(l, log__active(l), errmsg);
+        }
+        if (rv == 0 && l->n > 1 && l->segs[l->n - 2].s.next != log__active(l)->s.base) {
+            rv = ERR_CORRUPT(errmsg, "segment %s: starts at offset %" PRIu64
+                             " but the previous segment ends at %" PRIu64,
+                             log__active(l)->s.name, log__active(l)->s.base,
+                             l->segs[l->n - 2].s.next);
+        }
+    }
+    if (rv == 0 && l->dir_dirty) {
+        rv = fs_sync_dir(l->dir, errmsg);
+        l->dir_dirty = rv != 0;
+    }
+    return rv;
+}
+
+int log_open(const char *dir, const struct log_config *cfg, uint64_t start_offset,
+             struct tally_log **out, char *errmsg)
+{
+    struct tally_log *l;
+    int rv;
+
+    if (dir == NULL || *dir == '\0' || cfg == NULL || out == NULL) {
+        err_printf(errmsg, "open log: missing directory or configuration");
+        return TALLY_INVAL;
+    }
+    if (cfg->segment_bytes == 0 || cfg->segment_ms < 0) {
+        err_printf(errmsg, "open log %s: segment_bytes must be > 0 and segment_ms >= 0", dir);
+        return TALLY_INVAL;
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        return log__nomem(errmsg, "open log");
+    }
+    l->cfg = *cfg;
+    l->dir = strdup(dir);
+    l->walk_buf = malloc(LOG__WALK_BUF);
+    if (l->dir == NULL || l->walk_buf == NULL) {
+        log_close(l);
+        return log__nomem(errmsg, "open log");
+    }
+    rv = log__open_all(l, start_offset, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "open log %s", dir);
+        log_close(l);
+        return rv;
+    }
+    *out = l;
+    return 0;
+}
+
+void log_close(struct tally_log *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        /* Pending index entries of the active segment are written (not
+         * fsynced): cheap, and it spares the next open a rewrite. */
+        if (i + 1 == l->n && l->failed == 0 && l->segs[i].s.fd >= 0) {
+            char why[ERR_MSG_SIZE];
+            (void)idx_flush(&l->segs[i].x, l->dir, l->segs[i].s.base, false, why);
+        }
+        log__seg_free(&l->segs[i]);
+    }
+    free(l->segs);
+    free(l->walk_buf);
+    free(l->dir);
+    free(l);
+}
+
+/* ------------------------------------------------------------------------
+ * Accessors
+ * ------------------------------------------------------------------------ */
+
+uint64_t log_next_offset(const struct tally_log *l)
+{
+    return l->segs[l->n - 1].s.next;
+}
+
+uint64_t log_start_offset(const struct tally_log *l)
+{
+    return l->segs[0].s.base;
+}
+
+uint64_t log_last_raft_index(const struct tally_log *l)
+{
+    for (size_t i = l->n; i > 0; i--) {
+        if (!log__empty_seg(&l->segs[i - 1])) {
+            return l->segs[i - 1].s.last_raft_index;
+        }
+    }
+    return 0;
+}
+
+uint64_t log_size_bytes(const struct tally_log *l)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        total += l->segs[i].s.size;
+    }
+    return total;
+}
+
+unsigned log_segment_count(const struct tally_log *l)
+{
+    return (unsigned)l->n;
+}
+
+/* ------------------------------------------------------------------------
+ * Append and sync
+ * ------------------------------------------------------------------------ */
+
+static bool log__should_roll(const struct tally_log *l, const struct log__seg *act, size_t len,
+                             const struct batch_header *h, int64_t now_ms)
+{
+    uint64_t size = act->s.size;
+    if (log__empty_seg(act)) {
+        return false; /* a batch larger than segment_bytes gets a segment of its own */
+    }
+    if (size + len > l->cfg.segment_bytes || size + len > SEG_MAX_SIZE) {
+        return true;
+    }
+    /* Index entries store offsets relative to the segment base as u32. */
+    if (batch_last_offset(h) - act->s.base > UINT32_MAX) {
+        return true;
+    }
+    return l->cfg.segment_ms > 0 && log__older(now_ms, act->s.first_ts, l->cfg.segment_ms);
+}
+
+int log_append(struct tally_log *l, const void *batch, size_t len, int64_t now_ms, char *errmsg)
+{
+    struct batch_header h;
+    struct log__seg *act;
+    char why[ERR_MSG_SIZE];
+    uint64_t pos;
+    int64_t ts;
+    size_t n_before;
+    int rv;
+
+    rv = log__check_failed(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (batch == NULL || len < BATCH_HEADER_SIZE) {
+        err_printf(errmsg, "append: batch of %zu bytes is too short", len);
+        return TALLY_INVAL;
+    }
+    rv = batch_verify(batch, len, &h, why);
+    if (rv != 0) {
+        err_printf(errmsg, "append: bad batch: %s", why);
+        return TALLY_INVAL;
+    }
+    if (h.base_offset != log_next_offset(l)) {
+        err_printf(errmsg, "append: batch base offset %" PRIu64 ", log next offset %" PRIu64,
+                   h.base_offset, log_next_offset(l));
+        return TALLY_INVAL;
+    }
+    if (h.base_offset > UINT64_MAX - 1 - h.last_offset_delta) {
+        err_printf(errmsg, "append: batch offsets overflow");
+        return TALLY_INVAL;
+    }
+    if (log__should_roll(l, log__active(l), len, &h, now_ms)) {
+        rv = log__roll(l, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "append: roll segment");
+            return rv;
+        }
+    }
+    act = log__active(l);
+    pos = act->s.size;
+    ts = h.max_timestamp > act->s.max_ts ? h.max_timestamp : act->s.max_ts;
+    n_before = act->x.n;
+    /* The index entry is added first so that running out of memory leaves
+     * nothing half done. */
+    if (idx_maybe_add(&act->x, l->cfg.index_interval_bytes,
+                      (uint32_t)(h.base_offset - act->s.base), (uint32_t)pos, ts) != 0) {
+        return log__nomem(errmsg, "append");
+    }
+    rv = seg_append(&act->s, batch, len, &h, errmsg);
+    if (rv != 0) {
+        act->x.n = n_before;
+        err_wrap(errmsg, "append");
+        return log__fail(l, rv, errmsg);
+    }
+    return 0;
+}
+
+int log_sync(struct tally_log *l, char *errmsg)
+{
+    struct log__seg *act = log__active(l);
+    int rv = log__check_failed(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = seg_sync(&act->s, errmsg);
+    if (rv == 0) {
+        rv = idx_flush(&act->x, l->dir, act->s.base, true, errmsg);
+    }
+    if (rv == 0 && l->dir_dirty) {
+        rv = fs_sync_dir(l->dir, errmsg);
+        if (rv == 0) {
+            l->dir_dirty = false;
+        }
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "sync log %s", l->dir);
+        return log__fail(l, rv, errmsg);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Reads
+ * ------------------------------------------------------------------------ */
+
+int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_slice *out,
+             char *errmsg)
+{
+    struct log__seg *ls;
+    struct seg_walker w;
+    struct batch_header h;
+    uint64_t pos, p;
+    size_t total;
+    int rv;
+
+    if (max_bytes == 0) {
+        err_printf(errmsg, "read: max_bytes must be > 0");
+        return TALLY_INVAL;
+    }
+    if (offset < log_start_offset(l) || offset > log_next_offset(l)) {
+        err_printf(errmsg, "read: offset %" PRIu64 " outside [%" PRIu64 ", %" PRIu64 "]", offset,
+                   log_start_offset(l), log_next_offset(l));
+        return TALLY_OUT_OF_RANGE;
+    }
+    if (offset == log_next_offset(l)) {
+        ls = log__active(l);
+        out->fd = ls->s.fd;
+        out->pos = (off_t)ls->s.size;
+        out->len = 0;
+        out->next_offset = offset;
+        return 0;
+    }
+    ls = &l->segs[log__find_seg(l, offset)];
+    seg_walker_init(&w, &ls->s, l->walk_buf, LOG__WALK_BUF);
+    rv = log__locate(l, ls, offset, &w, &pos, &h, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "read log %s at offset %" PRIu64, l->dir, offset);
+        return rv;
+    }
+    total = h.batch_len;
+    out->next_offset = batch_last_offset(&h) + 1;
+    p = pos + h.batch_len;
+    /* Add whole batches while they fit; each header walked is checked. */
+    while (p < ls->s.size && total < max_bytes) {
+        uint64_t expect = out->next_offset;
+        rv = seg_walk_header(&w, p, ls->s.size, max_bytes - total + BATCH_HEADER_SIZE, &h, errmsg);
+        if (rv == 0 && h.base_offset != expect) {
+            rv = ERR_CORRUPT(errmsg,
+                             "segment %s: position %" PRIu64 ": batch base offset %" PRIu64
+                             ", expected %" PRIu64,
+                             ls->s.name, p, h.base_offset, expect);
+        }
+        if (rv != 0) {
+            err_wrap(errmsg, "read log %s at offset %" PRIu64, l->dir, offset);
+            return rv;
+        }
+        if (h.batch_len > max_bytes - total) {
+            break;
+        }
+        total += h.batch_len;
+        out->next_offset = batch_last_offset(&h) + 1;
+        p += h.batch_len;
+    }
+    out->fd = ls->s.fd;
+    out->pos = (off_t)pos;
+    out->len = total;
+    return 0;
+}
+
+int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
+                  size_t *len, uint64_t *next_offset, char *errmsg)
+{
+    struct log_slice sl;
+    size_t got, done = 0;
+    uint8_t *buf;
+    int rv;
+
+    *out = NULL;
+    *len = 0;
+    rv = log_read(l, offset, max_bytes, &sl, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    *next_offset = sl.next_offset;
+    if (sl.len == 0) {
+        return 0;
+    }
+    buf = malloc(sl.len);
+    if (buf == NULL) {
+        return log__nomem(errmsg, "read log");
+    }
+    rv = fs_pread(sl.fd, buf, sl.len, (uint64_t)sl.pos, &got, "segment", errmsg);
+    if (rv == 0 && got != sl.len) {
+        rv = ERR_CORRUPT(errmsg, "segment file shrank while read");
+    }
+    /* The copy is in memory anyway, so check the payloads too: a reader of
+     * the copy never gets a bad batch without an error. */
+    while (rv == 0 && done < sl.len) {
+        struct batch_header h;
+        char why[ERR_MSG_SIZE];
+        size_t blen = sl.len - done >= BATCH_HEADER_SIZE ? byte_get_u32(buf + done + 8) : 0;
+        if (blen < BATCH_HEADER_SIZE || blen > sl.len - done) {
+            blen = sl.len - done;
+        }
+        if (batch_verify(buf + done, blen, &h, why) != 0) {
+            struct log__seg *ls = &l->segs[log__find_seg(l, offset)];
+            rv = ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": %s", ls->s.name,
+                             (uint64_t)sl.pos + done, why);
+            break;
+        }
+        done += blen;
+    }
+    if (rv != 0) {
+        free(buf);
+        err_wrap(errmsg, "read log %s at offset %" PRIu64, l->dir, offset);
+        return rv;
+    }
+    *out = buf;
+    *len = sl.len;
+    return 0;
+}
+
+int log_find_time(struct tally_log *l, int64_t ts_ms, uint64_t *offset, char *errmsg)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        struct log__seg *ls = &l->segs[i];
+        struct seg_walker w;
+        struct batch_header h;
+        uint64_t pos;
+        size_t e;
+        int rv;
+
+        if (log__empty_seg(ls) || ls->s.max_ts < ts_ms) {
+            continue;
+        }
+        rv = log__load_index(l, ls, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "find time in log %s", l->dir);
+            return rv;
+        }
+        e = idx_find_time(&ls->x, ts_ms);
+        pos = e == IDX_NONE ? SEG_HEADER_SIZE : ls->x.e[e].pos;
+        seg_walker_init(&w, &ls->s, l->walk_buf, LOG__WALK_BUF);
+        while (pos < ls->s.size) {
+            rv = seg_walk_header(&w, pos, ls->s.size, LOG__WALK_BUF, &h, errmsg);
+            if (rv != 0) {
+                err_wrap(errmsg, "find time in log %s", l->dir);
+                return rv;
+            }
+            if (h.max_timestamp >= ts_ms) {
+                *offset = h.base_offset;
+                return 0;
+            }
+            pos += h.batch_len;
+        }
+    }
+    *offset = log_next_offset(l);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Truncate, retention, reset
+ * ------------------------------------------------------------------------ */
+
+#ifdef TALLY_DEBUG
+/* Expensive check after a truncation: the active segment scans clean to
+ * exactly the state we keep in memory. */
+static int log__debug_check(struct tally_log *l, char *errmsg)
+{
+    struct log__seg *act = log__active(l);
+    struct seg_scan_info info;
+    int rv = seg_scan(&act->s, SEG_HEADER_SIZE, act->s.size, act->s.base, NULL, NULL, &info,
+                      errmsg);
+    if (rv == 0 && (info.bad != 0 || info.end != act->s.size || info.next != act->s.next ||
+                    info.max_ts != act->s.max_ts || info.last_pos != act->s.last_pos)) {
+        TLOG_ERROR("log", "%s: active segment disagrees with memory after truncate (%s)", l->dir,
+                   info.bad ? info.why : "fields differ");
+        rv = ERR_CORRUPT(errmsg, "segment %s: inconsistent after truncate", act->s.name);
+    }
+    return rv;
+}
+#endif
+
+/* After cutting segment @ls at @pos, recompute what we know of its last
+ * batches by walking from the last remaining index entry. */
+static int log__recompute_tail(struct tally_log *l, struct log__seg *ls, char *errmsg)
+{
+    struct seg_walker w;
+    struct batch_header h;
+    struct idx_entry *e;
+    uint64_t pos;
+    int rv;
+
+    ls->s.next = ls->s.base;
+    ls->s.first_ts = INT64_MIN;
+    ls->s.max_ts = INT64_MIN;
+    ls->s.last_pos = 0;
+    ls->s.last_base = ls->s.base;
+    ls->s.last_raft_index = 0;
+    if (ls->x.n == 0) {
+        return 0; /* cut at the first batch: empty */
+    }
+    seg_walker_init(&w, &ls->s, l->walk_buf, LOG__WALK_BUF);
+    rv = seg_walk_header(&w, SEG_HEADER_SIZE, ls->s.size, BATCH_HEADER_SIZE, &h, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    ls->s.first_ts = h.first_timestamp;
+    e = &ls->x.e[ls->x.n - 1];
+    pos = e->pos;
+    ls->s.max_ts = e->ts;
+    while (pos < ls->s.size) {
+        rv = seg_walk_header(&w, pos, ls->s.size, LOG__WALK_BUF, &h, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        if (h.max_timestamp > ls->s.max_ts) {
+            ls->s.max_ts = h.max_timestamp;
+        }
+        ls->s.last_pos = pos;
+        ls->s.last_base = h.base_offset;
+        ls->s.last_raft_index = h.raft_index;
+        ls->s.next = batch_last_offset(&h) + 1;
+        pos += h.batch_len;
+    }
+    return 0;
+}
+
+int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *errmsg)
+{
+    struct log__seg *ls;
+    struct seg_walker w;
+    struct batch_header h;
+    uint64_t pos;
+    size_t k;
+    int rv;
+
+    rv = log__check_failed(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (offset >= log_next_offset(l)) {
+        *next = log_next_offset(l);
+        return 0;
+    }
+    if (offset < log_start_offset(l)) {
+        err_printf(errmsg, "truncate: offset %" PRIu64 " is below the log start %" PRIu64,
+                   offset, log_start_offset(l));
+        return TALLY_OUT_OF_RANGE;
+    }
+    k = log__find_seg(l, offset);
+    ls = &l->segs[k];
+    /* Find the cut before changing anything, so a corrupt segment leaves
+     * the log as it was. */
+    seg_walker_init(&w, &ls->s, l->walk_buf, LOG__WALK_BUF);
+    rv = log__locate(l, ls, offset, &w, &pos, &h, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "truncate log %s at %" PRIu64, l->dir, offset);
+        return rv;
+    }
+    /* Later segments go first, newest first, so a crash at any point
+     * leaves a log that is a prefix of this one. */
+    while (l->n > k + 1) {
+        rv = log__remove_seg(l, l->n - 1, errmsg);
+        if (rv != 0) {
+            goto fail;
+        }
+    }
+    ls = &l->segs[k];
+    if (!ls->s.writable) {
+        seg_close(&ls->s);
+        rv = seg_open(&ls->s, l->dir, SEG_OPEN_WRITE, errmsg);
+        if (rv != 0) {
+            goto fail;
+        }
+    }
+    rv = seg_truncate(&ls->s, pos, errmsg);
+    if (rv != 0) {
+        goto fail;
+    }
+    ls->s.size = pos;
+    ls->sealed = false;
+    idx_cut(&ls->x, pos);
+    rv = log__recompute_tail(l, ls, errmsg);
+    if (rv != 0) {
+        goto fail;
+    }
+    /* A truncation must not be undone by a crash: data, index and the
+     * removed names are made durable now. */
+    rv = seg_sync(&ls->s, errmsg);
+    if (rv == 0) {
+        rv = idx_flush(&ls->x, l->dir, ls->s.base, true, errmsg);
+    }
+    if (rv == 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+        l->dir_dirty = rv != 0;
+    }
+    if (rv != 0) {
+        goto fail;
+    }
+#ifdef TALLY_DEBUG
+    rv = log__debug_check(l, errmsg);
+    if (rv != 0) {
+        goto fail;
+    }
+#endif
+    *next = log_next_offset(l);
+    return 0;
+fail:
+    err_wrap(errmsg, "truncate log %s at %" PRIu64, l->dir, offset);
+    return log__fail(l, rv, errmsg);
+}
+
+int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *errmsg)
+{
+    uint64_t total = log_size_bytes(l);
+    int rv;
+
+    *deleted = 0;
+    rv = log__check_failed(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    while (l->n > 1) {
+        struct log__seg *ls = &l->segs[0];
+        bool by_time = l->cfg.retention_ms >= 0 &&
+                       log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
+        bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
+        if (!by_time && !by_size) {
+            break;
+        }
+        total -= ls->s.size;
+        TLOG_INFO("log", "%s: retention removes segment %s (%s)", l->dir, ls->s.name,
+                  by_time ? "age" : "size");
+        rv = log__remove_seg(l, 0, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "retention in log %s", l->dir);
+            return log__fail(l, rv, errmsg);
+        }
+        (*deleted)++;
+    }
+    if (*deleted > 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "retention in log %s", l->dir);
+            return log__fail(l, rv, errmsg);
+        }
+        l->dir_dirty = false;
+    }
+    return 0;
+}
+
+int log_reset(struct tally_log *l, uint64_t offset, char *errmsg)
+{
+    int rv = log__check_failed(l, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    /* Newest first: a crash leaves a shorter log that the caller resets
+     * again, never one with a hole. */
+    while (l->n > 0) {
+        rv = log__remove_seg(l, l->n - 1, errmsg);
+        if (rv != 0) {
+            goto fail;
+        }
+    }
+    rv = log__add_segment(l, offset, errmsg);
+    if (rv == 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+    }
+    if (rv != 0) {
+        goto fail;
+    }
+    l->dir_dirty = false;
+    return 0;
+fail:
+    err_wrap(errmsg, "reset log %s to %" PRIu64, l->dir, offset);
+    if (l->n == 0) {
+        /* Keep the invariant that a log has an active segment, in memory
+         * at least, so accessors stay valid; the log is failed anyway. */
+        struct log__seg *ls = &l->segs[0];
+        seg_init(&ls->s, offset);
+        idx_init(&ls->x);
+        ls->x.loaded = true;
+        ls->sealed = false;
+        l->n = 1;
+    }
+    return log__fail(l, rv, errmsg);
+}
+
+/* ------------------------------------------------------------------------
+ * Offline verification (read-only)
+ * ------------------------------------------------------------------------ */
+
+/* A good batch seen by the verifier: where it is, and the running
+ * maximum timestamp through it (what the time index must say). */
+struct log__vbatch {
+    uint64_t pos;
+    uint64_t base;
+    int64_t run_ts;
+};
+
+struct log__verify {
+    log_report_fn report;          /* caller's callback */
+    void *arg;                     /* its argument */
+    const char *seg_name;          /* segment being checked */
+    struct log__vbatch *v;         /* its good batches, by position */
+    size_t n;                      /* how many */
+    size_t cap;                    /* allocated */
+    int64_t run_ts;                /* running maximum timestamp */
+    int problems;                  /* problems reported so far */
+    struct log_verify_stats *st;   /* counters (never NULL here) */
+};
+
+/* Drop a "segment NAME: " or "index NAME: " prefix: the file is reported
+ * separately. */
+static const char *log__strip(const char *msg, const char *name)
+{
+    const char *p = strstr(msg, name);
+    if (p != NULL && (p == msg + 8 || p == msg + 6) && strncmp(p + strlen(name), ": ", 2) == 0) {
+        return p + strlen(name) + 2;
+    }
+    return msg;
+}
+
+static void log__problem(struct log__verify *vf, const char *file, uint64_t pos,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void log__problem(struct log__verify *vf, const char *file, uint64_t pos,
+                         const char *fmt, ...)
+{
+    char msg[ERR_MSG_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    vf->problems++;
+    if (vf->report != NULL) {
+        vf->report(vf->arg, file, pos, msg);
+    }
+}
+
+static int log__verify_visit(void *arg, uint64_t pos, const struct batch_header *h,
+                             const uint8_t *batch, char *errmsg)
+{
+    struct log__verify *vf = arg;
+    struct batch_iter it;
+    struct batch_record rec;
+    char why[ERR_MSG_SIZE];
+    int rv;
+
+    if (vf->n == vf->cap) {
+        size_t ncap = vf->cap ? vf->cap * 2 : 256;
+        struct log__vbatch *nv = realloc(vf->v, ncap * sizeof *nv);
+        if (nv == NULL) {
+            return log__nomem(errmsg, "verify");
+        }
+        vf->v = nv;
+        vf->cap = ncap;
+    }
+    if (h->max_timestamp > vf->run_ts) {
+        vf->run_ts = h->max_timestamp;
+    }
+    vf->v[vf->n].pos = pos;
+    vf->v[vf->n].base = h->base_offset;
+    vf->v[vf->n].run_ts = vf->run_ts;
+    vf->n++;
+    vf->st->batches++;
+    /* The checksums passed; decode every record as well, so a batch that
+     * was written wrong (not damaged later) is caught too. */
+    rv = batch_iter_init(&it, batch, h->batch_len, why);
+    if (rv == TALLY_NOMEM) {
+        return log__nomem(errmsg, "verify");
+    }
+    if (rv != 0) {
+        log__problem(vf, vf->seg_name, pos, "%s", why);
+        return 0;
+    }
+    while ((rv = batch_iter_next(&it, &rec, why)) == 0) {
+        vf->st->records++;
+    }
+    if (rv != TALLY_EOF) {
+        log__problem(vf, vf->seg_name, pos, "%s", why);
+    }
+    batch_iter_close(&it);
+    return 0;
+}
+
+/* Good batch at exactly @pos, or NULL. */
+static const struct log__vbatch *log__vfind(const struct log__verify *vf, uint64_t pos)
+{
+    size_t lo = 0, hi = vf->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (vf->v[mid].pos == pos) {
+            return &vf->v[mid];
+        }
+        if (vf->v[mid].pos < pos) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+/* Check every entry of one index file against the batches found. Returns
+ * the number of entries (for the cross-check of both kinds). */
+static size_t log__verify_index(struct log__verify *vf, const char *dir, const struct seg *s,
+                                int kind, bool sealed)
+{
+    char name[SEG_NAME_SIZE];
+    char why[ERR_MSG_SIZE];
+    struct idx_entry *e = NULL;
+    size_t n = 0, stray = 0;
+    size_t esz = kind == IDX_KIND_OFFSET ? IDX_OFFSET_ENTRY_SIZE : IDX_TIME_ENTRY_SIZE;
+    int rv;
+
+    idx_file_name(name, s->base, kind);
+    rv = idx_read_file(dir, s->base, kind, &e, &n, &stray, why);
+    if (rv == TALLY_NOTFOUND) {
+        log__problem(vf, name, 0, "index file missing (the next open rebuilds it)");
+        return 0;
+    }
+    if (rv != 0) {
+        log__problem(vf, name, 0, "%s", log__strip(why, name));
+        return 0;
+    }
+    if (stray != 0) {
+        log__problem(vf, name, IDX_HEADER_SIZE + n * esz,
+                     "%zu stray bytes after the last whole entry", stray);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t fpos = IDX_HEADER_SIZE + i * esz;
+        const struct log__vbatch *b = log__vfind(vf, e[i].pos);
+        vf->st->index_entries++;
+        if (i > 0 && (e[i].rel <= e[i - 1].rel || e[i].pos <= e[i - 1].pos)) {
+            log__problem(vf, name, fpos, "entry %zu out of order", i);
+        } else if (b == NULL) {
+            log__problem(vf, name, fpos,
+                         "entry %zu points at position %" PRIu32
+                         ", which is not the start of a good batch",
+                         i, e[i].pos);
+        } else if (b->base != s->base + e[i].rel) {
+            log__problem(vf, name, fpos,
+                         "entry %zu says offset %" PRIu64 ", the batch there starts at %" PRIu64,
+                         i, s->base + e[i].rel, b->base);
+        } else if (kind == IDX_KIND_TIME && e[i].ts != b->run_ts) {
+            log__problem(vf, name, fpos,
+                         "entry %zu says max timestamp %" PRId64 ", the batches say %" PRId64, i,
+                         e[i].ts, b->run_ts);
+        }
+    }
+    /* The active segment's index files lag behind it until the next sync
+     * (recovery rebuilds them anyway), so only sealed ones must be whole. */
+    if (sealed && vf->n > 0 && n == 0) {
+        log__problem(vf, name, IDX_HEADER_SIZE, "no entries for a segment with batches");
+    } else if (n > 0 && e[0].pos != SEG_HEADER_SIZE) {
+        log__problem(vf, name, IDX_HEADER_SIZE, "first entry is not the first batch");
+    }
+    if (sealed && n > 0 && vf->n > 0 && e[n - 1].pos != vf->v[vf->n - 1].pos) {
+        log__problem(vf, name, IDX_HEADER_SIZE + (n - 1) * esz,
+                     "last entry is not the last batch of the sealed segment");
+    }
+    free(e);
+    return n;
+}
+
+int log_verify_dir_stats(const char *dir, log_report_fn report, void *arg,
+                         struct log_verify_stats *st)
+{
+    struct log_verify_stats dummy;
+    struct log__verify vf;
+    char errmsg[ERR_MSG_SIZE];
+    char **names = NULL;
+    size_t n_names = 0, n_segs = 0, done = 0;
+    bool have_prev = false;
+    uint64_t prev_next = 0;
+
+    if (st == NULL) {
+        st = &dummy;
+    }
+    memset(st, 0, sizeof *st);
+    memset(&vf, 0, sizeof vf);
+    vf.report = report;
+    vf.arg = arg;
+    vf.st = st;
+    if (fs_list(dir, &names, &n_names, errmsg) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        uint64_t base;
+        n_segs += log__classify(names[i], &base) == 's';
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        struct seg s;
+        struct seg_scan_info info;
+        uint64_t base;
+        bool last;
+        int rv;
+
+        if (log__classify(names[i], &base) != 's') {
+            continue;
+        }
+        last = ++done == n_segs;
+        seg_init(&s, base);
+        vf.seg_name = s.name;
+        vf.n = 0;
+        vf.run_ts = INT64_MIN;
+        rv = seg_open(&s, dir, 0, errmsg);
+        if (rv != 0) {
+            log__problem(&vf, s.name, 0, "%s", log__strip(errmsg, s.name));
+            have_prev = false;
+            continue;
+        }
+        st->segments++;
+        if (have_prev && base != prev_next) {
+            log__problem(&vf, s.name, 0,
+                         "segment starts at offset %" PRIu64
+                         " but the previous segment ends at %" PRIu64,
+                         base, prev_next);
+        }
+        rv = seg_scan(&s, SEG_HEADER_SIZE, s.size, base, log__verify_visit, &vf, &info, errmsg);
+        if (rv != 0) {
+            log__problem(&vf, s.name, info.end, "%s", log__strip(errmsg, s.name));
+        } else if (info.bad != 0) {
+            log__problem(&vf, s.name, info.bad_pos, "%s%s", info.what,
+                         info.torn && last ? " (torn tail: the next open cuts it off)" : "");
+        }
+        if (!last && info.batches == 0 && info.bad == 0 && rv == 0) {
+            log__problem(&vf, s.name, SEG_HEADER_SIZE, "sealed segment holds no batches");
+        }
+        size_t no = log__verify_index(&vf, dir, &s, IDX_KIND_OFFSET, !last);
+        size_t nt = log__verify_index(&vf, dir, &s, IDX_KIND_TIME, !last);
+        if (no != nt && no > 0 && nt > 0) {
+            char name[SEG_NAME_SIZE];
+            idx_file_name(name, base, IDX_KIND_TIME);
+            log__problem(&vf, name, 0, "%zu entries but the offset index has %zu", nt, no);
+        }
+        have_prev = rv == 0 && info.bad == 0;
+        prev_next = info.next;
+        seg_close(&s);
+    }
+    fs_list_free(names, n_names);
+    free(vf.v);
+    return vf.problems;
+}
+
+int log_verify_dir(const char *dir, log_report_fn report, void *arg)
+{
+    return log_verify_dir_stats(dir, report, arg, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Read-only sequential scan (offline tools)
+ * ------------------------------------------------------------------------ */
+
+struct log_scan {
+    char *dir;        /* directory (owned) */
+    char **names;     /* segment file names, in offset order (owned) */
+    size_t n;         /* how many */
+    size_t i;         /* the one being read */
+    uint64_t from;    /* skip batches that end below this offset */
+    struct seg s;     /* open segment, s.fd < 0 if none */
+    uint64_t pos;     /* next batch position in it */
+    uint8_t *buf;     /* current batch (owned) */
+    size_t cap;       /* its allocated size */
+};
+
+int log_scan_open(const char *dir, uint64_t from, struct log_scan **out, char *errmsg)
+{
+    struct log_scan *sc;
+    char **names;
+    size_t n_names, k = 0;
+    int rv = fs_list(dir, &names, &n_names, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < n_names; i++) {
+        uint64_t base;
+        if (log__classify(names[i], &base) == 's') {
+            names[k++] = names[i];
+        } else {
+            free(names[i]);
+        }
+    }
+    if (k == 0) {
+        free(names);
+        err_printf(errmsg, "%s: no segment files", dir);
+        return TALLY_NOTFOUND;
+    }
+    sc = calloc(1, sizeof *sc);
+    if (sc == NULL || (sc->dir = strdup(dir)) == NULL) {
+        free(sc);
+        fs_list_free(names, k);
+        return log__nomem(errmsg, "scan log");
+    }
+    sc->names = names;
+    sc->n = k;
+    sc->from = from;
+    seg_init(&sc->s, 0);
+    /* Start at the last segment whose base is <= from. */
+    for (size_t i = 1; i < k; i++) {
+        uint64_t base;
+        const char *ext;
+        if (seg_parse_name(names[i], &base, &ext) && base <= from) {
+            sc->i = i;
+        }
+    }
+    *out = sc;
+    return 0;
+}
+
+/* Give up on the current segment and move on. */
+static void log__scan_skip(struct log_scan *sc)
+{
+    seg_close(&sc->s);
+    sc->i++;
+}
+
+int log_scan_next(struct log_scan *sc, const uint8_t **batch, size_t *len, const char **file,
+                  uint64_t *pos, char *errmsg)
+{
+    for (;;) {
+        struct batch_header h;
+        uint8_t hdr[BATCH_HEADER_SIZE];
+        char why[ERR_MSG_SIZE];
+        uint64_t left;
+        int rv;
+
+        if (sc->s.fd < 0) {
+            uint64_t base;
+            const char *ext;
+            if (sc->i >= sc->n) {
+                return TALLY_EOF;
+            }
+            seg_parse_name(sc->names[sc->i], &base, &ext);
+            seg_init(&sc->s, base);
+            *file = sc->s.name;
+            *pos = 0;
+            rv = seg_open(&sc->s, sc->dir, 0, errmsg);
+            if (rv != 0) {
+                sc->i++;
+                return rv;
+            }
+            sc->pos = SEG_HEADER_SIZE;
+        }
+        *file = sc->s.name;
+        *pos = sc->pos;
+        if (sc->pos >= sc->s.size) {
+            log__scan_skip(sc);
+            continue;
+        }
+        left = sc->s.size - sc->pos;
+        rv = left < BATCH_HEADER_SIZE
+                 ? ERR_CORRUPT(why, "incomplete batch header (%" PRIu64 " bytes)", left)
+                 : seg_read(&sc->s, sc->pos, hdr, sizeof hdr, why);
+        if (rv == 0) {
+            rv = batch_decode_header(hdr, sizeof hdr, &h, why);
+        }
+        if (rv == 0 && h.batch_len > left) {
+            rv = ERR_CORRUPT(why, "incomplete batch (%" PRIu64 " of %u bytes)", left,
+                             h.batch_len);
+        }
+        if (rv == 0 && batch_last_offset(&h) < sc->from) {
+            sc->pos += h.batch_len;
+            continue;
+        }
+        if (rv == 0 && h.batch_len > sc->cap) {
+            uint8_t *nb = realloc(sc->buf, h.batch_len);
+            if (nb == NULL) {
+                return log__nomem(errmsg, "scan log");
+            }
+            sc->buf = nb;
+            sc->cap = h.batch_len;
+        }
+        if (rv == 0) {
+            rv = seg_read(&sc->s, sc->pos, sc->buf, h.batch_len, why);
+        }
+        if (rv == 0) {
+            rv = batch_verify(sc->buf, h.batch_len, &h, why);
+        }
+        if (rv != 0) {
+            err_printf(errmsg, "segment %s: position %" PRIu64 ": %s", sc->s.name, sc->pos,
+                       log__strip(why, sc->s.name));
+            /* s.name stays valid for the caller until the next call. */
+            log__scan_skip(sc);
+            return rv;
+        }
+        *batch = sc->buf;
+        *len = h.batch_len;
+        sc->pos += h.batch_len;
+        return 0;
+    }
+}
+
+void log_scan_close(struct log_scan *sc)
+{
+    if (sc == NULL) {
+        return;
+    }
+    seg_close(&sc->s);
+    fs_list_free(sc->names, sc->n);
+    free(sc->buf);
+    free(sc->dir);
+    free(sc);
+}
