@@ -1,0 +1,305 @@
+/* Unit tests of the batch format (src/lib/batch.c): builder, iterator,
+ * stamping, checksums and malformed input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/batch.h"
+#include "lib/byte.h"
+#include "lib/codec.h"
+#include "lib/err.h"
+#include "lib/logger.h"
+
+struct shape {
+    const void *key; /* NULL: no key */
+    size_t key_len;
+    const void *value; /* NULL: tombstone */
+    size_t value_len;
+    size_t n_headers;
+};
+
+static const uint8_t bin_key[] = {0, 'a', 0, 0xff, 0};
+static const struct batch_kv two_headers[2] = {
+    {(const uint8_t *)"trace", 5, (const uint8_t *)"\x00\x01", 2},
+    {(const uint8_t *)"e", 1, (const uint8_t *)"", 0},
+};
+
+/* Build a batch of the given shapes, stamp it, and return it in @out. */
+static void build(const struct shape *s, size_t n, bool compress, struct buf *out)
+{
+    struct batch_builder b;
+    batch_builder_init(&b, 11, 22);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(batch_builder_add_at(&b, (uint32_t)i, (int64_t)i * 10, s[i].key,
+                                              s[i].key_len, s[i].value, s[i].value_len,
+                                              s[i].n_headers ? two_headers : NULL,
+                                              s[i].n_headers),
+                         0);
+    }
+    buf_init(out);
+    assert_int_equal(batch_builder_finish(&b, compress, out), 0);
+    batch_stamp(out->data, 1000, 5000, 3);
+    batch_builder_free(&b);
+}
+
+/* Every record shape (empty value, tombstone, no key, binary key, 1 MiB value, headers) reads back exactly, compressed or not. */
+static void test_roundtrip_shapes(void **state)
+{
+    size_t big_len = 1u << 20;
+    uint8_t *big = malloc(big_len);
+    (void)state;
+    for (size_t i = 0; i < big_len; i++) {
+        big[i] = (uint8_t)(i % 251);
+    }
+    const struct shape shapes[] = {
+        {"k", 1, "", 0, 0},                   /* empty value */
+        {"k", 1, NULL, 0, 0},                 /* tombstone */
+        {NULL, 0, "v", 1, 0},                 /* no key */
+        {NULL, 0, NULL, 0, 0},                /* neither */
+        {bin_key, sizeof bin_key, bin_key, sizeof bin_key, 0},
+        {"big", 3, big, big_len, 0},          /* large value */
+        {"h", 1, "with headers", 12, 2},
+    };
+    size_t n = sizeof shapes / sizeof shapes[0];
+    for (int compress = 0; compress < 2; compress++) {
+        struct buf out;
+        struct batch_iter it;
+        struct batch_record r;
+        char errmsg[ERR_MSG_SIZE];
+        build(shapes, n, compress, &out);
+        /* A repetitive megabyte compresses; the flag says so. */
+        assert_int_equal((out.data[5] & BATCH_FLAG_LZ4) != 0, compress);
+        assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+        assert_int_equal(it.h.base_offset, 1000);
+        assert_int_equal(it.h.record_count, n);
+        assert_int_equal(it.h.producer_id, 11);
+        assert_int_equal(it.h.producer_seq, 22);
+        assert_int_equal(it.h.raft_index, 3);
+        assert_int_equal(it.h.first_timestamp, 5000);
+        assert_int_equal(it.h.max_timestamp, 5000 + 10 * (int64_t)(n - 1));
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+            assert_int_equal(r.offset, 1000 + i);
+            assert_int_equal(r.timestamp, 5000 + 10 * (int64_t)i);
+            if (shapes[i].key == NULL) {
+                assert_null(r.key);
+            } else {
+                assert_int_equal(r.key_len, shapes[i].key_len);
+                assert_memory_equal(r.key, shapes[i].key, r.key_len);
+            }
+            if (shapes[i].value == NULL) {
+                assert_null(r.value);
+            } else {
+                assert_non_null(r.value);
+                assert_int_equal(r.value_len, shapes[i].value_len);
+                assert_memory_equal(r.value, shapes[i].value, r.value_len);
+            }
+            assert_int_equal(r.header_count, shapes[i].n_headers);
+            if (shapes[i].n_headers) {
+                struct rd hr;
+                struct batch_kv kv;
+                rd_init(&hr, r.headers, r.headers_len);
+                for (size_t h = 0; h < 2; h++) {
+                    assert_true(batch_headers_next(&hr, &kv));
+                    assert_int_equal(kv.name_len, two_headers[h].name_len);
+                    assert_memory_equal(kv.name, two_headers[h].name, kv.name_len);
+                    assert_int_equal(kv.value_len, two_headers[h].value_len);
+                    assert_memory_equal(kv.value, two_headers[h].value, kv.value_len);
+                }
+                assert_false(batch_headers_next(&hr, &kv));
+            }
+        }
+        assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_EOF);
+        batch_iter_close(&it);
+        buf_free(&out);
+    }
+    free(big);
+}
+
+/* Incompressible records are stored uncompressed even when compression is asked for. */
+static void test_incompressible_stays_plain(void **state)
+{
+    uint8_t noise[512];
+    uint64_t x = 88172645463325252ull;
+    struct shape s = {"k", 1, noise, sizeof noise, 0};
+    struct buf out;
+    (void)state;
+    for (size_t i = 0; i < sizeof noise; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise[i] = (uint8_t)x;
+    }
+    build(&s, 1, true, &out);
+    assert_int_equal(out.data[5] & BATCH_FLAG_LZ4, 0);
+    buf_free(&out);
+}
+
+/* Flipping any single bit of a batch, header or payload, is caught by its checksums. */
+static void test_every_flip_detected(void **state)
+{
+    const struct shape shapes[] = {{"key", 3, "value", 5, 2}, {NULL, 0, NULL, 0, 0}};
+    (void)state;
+    for (int compress = 0; compress < 2; compress++) {
+        struct buf out;
+        struct batch_header h;
+        char errmsg[ERR_MSG_SIZE];
+        build(shapes, 2, compress, &out);
+        assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+        for (size_t i = 0; i < out.len; i++) {
+            for (int bit = 0; bit < 8; bit++) {
+                out.data[i] ^= (uint8_t)(1u << bit);
+                int rv = batch_verify(out.data, out.len, &h, errmsg);
+                /* The version byte under a valid checksum could only be
+                 * TALLY_VERSION, but the header checksum covers it too. */
+                assert_int_equal(rv, TALLY_CORRUPT);
+                out.data[i] ^= (uint8_t)(1u << bit);
+            }
+        }
+        buf_free(&out);
+    }
+}
+
+/* Stamping sets offset, timestamps and raft index in O(1), keeps the payload checksum valid and the timestamp spread. */
+static void test_stamp(void **state)
+{
+    const struct shape shapes[] = {{"a", 1, "1", 1, 0}, {"b", 1, "2", 1, 0}};
+    struct buf out;
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    build(shapes, 2, false, &out);
+    uint64_t payload_sum = byte_get_u64(out.data + 72);
+    batch_stamp(out.data, 77, -3000, 99);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+    assert_int_equal(h.base_offset, 77);
+    assert_int_equal(h.first_timestamp, -3000);
+    assert_int_equal(h.max_timestamp, -2990);
+    assert_int_equal(h.raft_index, 99);
+    assert_int_equal(h.payload_checksum, payload_sum);
+    assert_int_equal(batch_last_offset(&h), 78);
+    buf_free(&out);
+}
+
+/* Offset gaps (as compaction leaves them) are kept, and the last offset delta is reported. */
+static void test_offset_gaps(void **state)
+{
+    struct batch_builder b;
+    struct buf out;
+    struct batch_iter it;
+    struct batch_record r;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    batch_builder_init(&b, 0, 0);
+    assert_int_equal(batch_builder_add_at(&b, 0, 0, "a", 1, "x", 1, NULL, 0), 0);
+    assert_int_equal(batch_builder_add_at(&b, 5, 1, "b", 1, "y", 1, NULL, 0), 0);
+    assert_int_equal(batch_builder_add_at(&b, 5, 1, "c", 1, "z", 1, NULL, 0), TALLY_INVAL);
+    assert_int_equal(batch_builder_add_at(&b, 9, -1, "c", 1, "z", 1, NULL, 0), TALLY_INVAL);
+    buf_init(&out);
+    assert_int_equal(batch_builder_finish(&b, false, &out), 0);
+    batch_stamp(out.data, 10, 100, 1);
+    assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+    assert_int_equal(it.h.last_offset_delta, 5);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+    assert_int_equal(r.offset, 10);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+    assert_int_equal(r.offset, 15);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_EOF);
+    batch_iter_close(&it);
+    buf_free(&out);
+    batch_builder_free(&b);
+}
+
+/* The builder refuses an empty batch and one over BATCH_MAX_SIZE, and can be reused after reset. */
+static void test_builder_limits(void **state)
+{
+    struct batch_builder b;
+    struct buf out;
+    size_t len = BATCH_MAX_SIZE;
+    uint8_t *big = calloc(1, len);
+    (void)state;
+    batch_builder_init(&b, 0, 0);
+    buf_init(&out);
+    assert_int_equal(batch_builder_finish(&b, false, &out), TALLY_INVAL);
+    assert_int_equal(batch_builder_add(&b, NULL, 0, big, len), 0);
+    assert_int_equal(batch_builder_finish(&b, false, &out), TALLY_TOOLARGE);
+    assert_int_equal(out.len, 0);
+    batch_builder_reset(&b);
+    assert_int_equal(batch_builder_add(&b, "k", 1, "v", 1), 0);
+    assert_int_equal(batch_builder_finish(&b, false, &out), 0);
+    assert_int_equal(out.len, batch_builder_size(&b));
+    batch_builder_free(&b);
+    buf_free(&out);
+    free(big);
+}
+
+/* Malformed input gets TALLY_CORRUPT, an unknown version under a valid checksum TALLY_VERSION, never a crash. */
+static void test_malformed(void **state)
+{
+    const struct shape shapes[] = {{"k", 1, "v", 1, 0}};
+    struct buf out;
+    struct batch_header h;
+    struct batch_iter it;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    build(shapes, 1, false, &out);
+    /* Short input, wrong length. */
+    assert_int_equal(batch_decode_header(out.data, 10, &h, errmsg), TALLY_CORRUPT);
+    assert_int_equal(batch_verify(out.data, out.len - 1, &h, errmsg), TALLY_CORRUPT);
+    assert_int_equal(batch_iter_init(&it, out.data, out.len - 1, errmsg), TALLY_CORRUPT);
+    /* Unknown version with a valid header checksum. */
+    out.data[4] = 2;
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_decode_header(out.data, out.len, &h, errmsg), TALLY_VERSION);
+    assert_non_null(strstr(errmsg, "version 2"));
+    out.data[4] = BATCH_VERSION;
+    /* Unknown flags, zero records, bad lengths, even with valid checksums. */
+    out.data[5] = 0x80;
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_decode_header(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    out.data[5] = 0;
+    byte_put_u32(out.data + 12, 0);
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_decode_header(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    byte_put_u32(out.data + 12, 1);
+    byte_put_u32(out.data + 8, 10);
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_decode_header(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    byte_put_u32(out.data + 8, (uint32_t)out.len);
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+    /* A record section that lies about its records, under valid checksums:
+     * record count says 2, the section holds 1. */
+    byte_put_u32(out.data + 12, 2);
+    byte_put_u32(out.data + 68, 1);
+    byte_put_u64(out.data + 80, codec_checksum(out.data, 80));
+    assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+    struct batch_record r;
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_CORRUPT);
+    batch_iter_close(&it);
+    buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_shapes),
+        cmocka_unit_test(test_incompressible_stays_plain),
+        cmocka_unit_test(test_every_flip_detected),
+        cmocka_unit_test(test_stamp),
+        cmocka_unit_test(test_offset_gaps),
+        cmocka_unit_test(test_builder_limits),
+        cmocka_unit_test(test_malformed),
+    };
+    if (getenv("TALLY_LOG_LEVEL") == NULL) {
+        logger_set_level(LOGGER_OFF);
+    }
+    return cmocka_run_group_tests_name("batch", tests, NULL, NULL);
+}
