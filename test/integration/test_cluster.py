@@ -168,9 +168,12 @@ def test_replicate_10k():
     rng = random.Random(1)
     with Cluster(name="replicate") as c:
         c.start()
-        r = c.tally_ok("topic", "create", "events")
-        r = c.tally_ok("topic", "list")
-        check(b"events" in r.out and b"retain" in r.out, f"topic list: {r!r}")
+        c.tally_ok("topic", "create", "events")
+        # topic list is a read that any node answers: a follower may not
+        # have applied the create yet, so give it a moment.
+        r = wait_until(lambda: (lambda r: r if b"events" in r.out else None)(
+            c.tally_ok("topic", "list")), 10, "the new topic in topic list")
+        check(b"retain" in r.out, f"topic list: {r!r}")
 
         n_prod, per = 4, 2500
         inputs = [make_values(f"p{p}", per, rng) for p in range(n_prod)]
@@ -593,9 +596,11 @@ def test_bad_client_input():
 
             # The node still serves others, writes and reads.
             check(node.alive(), "node 1 died on bad input")
-            r = c.tally_ok("--timeout", 5000, "produce", "ok", "still-fine", ids=[1])
+            r = c.tally_ok("--timeout", 5000, "produce", "ok", "--print-index", "still-fine",
+                           ids=[1])
+            # Node 1 may be a follower: read our write back with its index.
             r2 = c.tally_ok("--timeout", 5000, "consume", "ok", "--node", node.client,
-                            "--format", "%v\\n", ids=[1])
+                            "--min-index", int(r.out.split()[1]), "--format", "%v\\n", ids=[1])
             check(r2.out == b"still-fine\n", f"read after bad input: {r2!r}")
             st = c.status(ids=[1])
             check(st and any(m["id"] == 1 and m["reachable"] for m in st["members"]),
