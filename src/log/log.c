@@ -1308,6 +1308,7 @@ struct log__verify {
     int64_t run_ts;                /* running maximum timestamp */
     int problems;                  /* problems reported so far */
     struct log_verify_stats *st;   /* counters (never NULL here) */
+    uint8_t hdr_buf[BATCH_HEADER_SIZE]; /* for reading one batch header */
 };
 
 /* Drop a "segment NAME: " or "index NAME: " prefix: the file is reported
@@ -1338,15 +1339,10 @@ static void log__problem(struct log__verify *vf, const char *file, uint64_t pos,
     }
 }
 
-static int log__verify_visit(void *arg, uint64_t pos, const struct batch_header *h,
-                             const uint8_t *batch, char *errmsg)
+/* Remember a batch start (for checking index entries). */
+static int log__vpush(struct log__verify *vf, uint64_t pos, const struct batch_header *h,
+                      char *errmsg)
 {
-    struct log__verify *vf = arg;
-    struct batch_iter it;
-    struct batch_record rec;
-    char why[ERR_MSG_SIZE];
-    int rv;
-
     if (vf->n == vf->cap) {
         size_t ncap = vf->cap ? vf->cap * 2 : 256;
         struct log__vbatch *nv = realloc(vf->v, ncap * sizeof *nv);
@@ -1363,6 +1359,21 @@ static int log__verify_visit(void *arg, uint64_t pos, const struct batch_header 
     vf->v[vf->n].base = h->base_offset;
     vf->v[vf->n].run_ts = vf->run_ts;
     vf->n++;
+    return 0;
+}
+
+static int log__verify_visit(void *arg, uint64_t pos, const struct batch_header *h,
+                             const uint8_t *batch, char *errmsg)
+{
+    struct log__verify *vf = arg;
+    struct batch_iter it;
+    struct batch_record rec;
+    char why[ERR_MSG_SIZE];
+    int rv;
+
+    if (log__vpush(vf, pos, h, errmsg) != 0) {
+        return TALLY_NOMEM;
+    }
     vf->st->batches++;
     /* The checksums passed; decode every record as well, so a batch that
      * was written wrong (not damaged later) is caught too. */
@@ -1405,7 +1416,7 @@ static const struct log__vbatch *log__vfind(const struct log__verify *vf, uint64
 /* Check every entry of one index file against the batches found. Returns
  * the number of entries (for the cross-check of both kinds). */
 static size_t log__verify_index(struct log__verify *vf, const char *dir, const struct seg *s,
-                                int kind, bool sealed)
+                                int kind, bool sealed, uint64_t judged)
 {
     char name[SEG_NAME_SIZE];
     char why[ERR_MSG_SIZE];
@@ -1431,6 +1442,9 @@ static size_t log__verify_index(struct log__verify *vf, const char *dir, const s
     for (size_t i = 0; i < n; i++) {
         uint64_t fpos = IDX_HEADER_SIZE + i * esz;
         const struct log__vbatch *b = log__vfind(vf, e[i].pos);
+        if (e[i].pos >= judged) {
+            continue; /* beyond damage that stopped the scan: cannot judge */
+        }
         vf->st->index_entries++;
         if (i > 0 && (e[i].rel <= e[i - 1].rel || e[i].pos <= e[i - 1].pos)) {
             log__problem(vf, name, fpos, "entry %zu out of order", i);
@@ -1518,24 +1532,54 @@ int log_verify_dir_stats(const char *dir, log_report_fn report, void *arg,
                          " but the previous segment ends at %" PRIu64,
                          base, prev_next);
         }
-        rv = seg_scan(&s, SEG_HEADER_SIZE, s.size, base, log__verify_visit, &vf, &info, errmsg);
-        if (rv != 0) {
-            log__problem(&vf, s.name, info.end, "%s", log__strip(errmsg, s.name));
-        } else if (info.bad != 0) {
+        uint64_t from = SEG_HEADER_SIZE, expect = base, judged = s.size;
+        uint64_t n_batches = 0;
+        bool clean = true;
+        for (;;) {
+            struct seg_walker w;
+            struct batch_header h;
+            rv = seg_scan(&s, from, s.size, expect, log__verify_visit, &vf, &info, errmsg);
+            n_batches += info.batches;
+            if (rv != 0) {
+                log__problem(&vf, s.name, info.end, "%s", log__strip(errmsg, s.name));
+                judged = info.end;
+                clean = false;
+                break;
+            }
+            if (info.bad == 0) {
+                break;
+            }
+            clean = false;
             log__problem(&vf, s.name, info.bad_pos, "%s%s", info.what,
                          info.torn && last ? " (torn tail: the next open cuts it off)" : "");
+            /* A batch whose header checks out (payload damaged, or offsets
+             * out of order) still says where the next one starts, so the
+             * rest of the segment can be checked; otherwise stop here. */
+            seg_walker_init(&w, &s, vf.hdr_buf, sizeof vf.hdr_buf);
+            if (info.torn || seg_walk_header(&w, info.bad_pos, s.size, BATCH_HEADER_SIZE, &h,
+                                             errmsg) != 0) {
+                judged = info.bad_pos;
+                break;
+            }
+            if (log__vpush(&vf, info.bad_pos, &h, errmsg) != 0) {
+                log__problem(&vf, s.name, info.bad_pos, "%s", errmsg);
+                judged = info.bad_pos;
+                break;
+            }
+            from = info.bad_pos + h.batch_len;
+            expect = batch_last_offset(&h) + 1;
         }
-        if (!last && info.batches == 0 && info.bad == 0 && rv == 0) {
+        if (!last && n_batches == 0 && clean) {
             log__problem(&vf, s.name, SEG_HEADER_SIZE, "sealed segment holds no batches");
         }
-        size_t no = log__verify_index(&vf, dir, &s, IDX_KIND_OFFSET, !last);
-        size_t nt = log__verify_index(&vf, dir, &s, IDX_KIND_TIME, !last);
+        size_t no = log__verify_index(&vf, dir, &s, IDX_KIND_OFFSET, !last && clean, judged);
+        size_t nt = log__verify_index(&vf, dir, &s, IDX_KIND_TIME, !last && clean, judged);
         if (no != nt && no > 0 && nt > 0) {
             char name[SEG_NAME_SIZE];
             idx_file_name(name, base, IDX_KIND_TIME);
             log__problem(&vf, name, 0, "%zu entries but the offset index has %zu", nt, no);
         }
-        have_prev = rv == 0 && info.bad == 0;
+        have_prev = judged == s.size;
         prev_next = info.next;
         seg_close(&s);
     }
