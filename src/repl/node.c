@@ -95,6 +95,12 @@ static int node__role_of(int raft_state)
     }
 }
 
+static const char *node__role_name(int role)
+{
+    static const char *names[] = {"unavailable", "follower", "candidate", "leader"};
+    return role >= 0 && role <= NODE_LEADER ? names[role] : "unknown";
+}
+
 static void node__fatal(void *arg, const char *why)
 {
     struct node *n = arg;
@@ -149,7 +155,7 @@ static void node__monitor(uv_check_t *h)
         int old = n->role;
         n->role = role;
         n->ready = false;
-        TLOG_INFO("raft", "role %d -> %d (term %llu)", old, role,
+        TLOG_INFO("raft", "role %s -> %s (term %llu)", node__role_name(old), node__role_name(role),
                   (unsigned long long)n->raft.current_term);
         if (role == NODE_LEADER) {
             n->leader_term = n->raft.current_term;

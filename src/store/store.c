@@ -242,7 +242,7 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
     struct rd r;
     struct store_topic **tail = &c->topics;
     memset(c, 0, sizeof *c);
-    if (n < 8 + 4 + 4 + 8 + 4 + 4 + 8) {
+    if (n < 4 + 4 + 8 + 4 + 4 + 8) { /* magic, version, index, 2 counts, checksum */
         return ERR_CORRUPT(errmsg, "catalog of %zu bytes is too short", n);
     }
     if (codec_checksum(p, n - 8) != byte_get_u64((const uint8_t *)p + n - 8)) {
@@ -627,7 +627,7 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
 {
     struct batch_header h;
     int rv;
-    if (index <= t->created_index || index < t->tail_index ||
+    if (index <= t->created_index || index <= t->floor_index || index < t->tail_index ||
         (index == t->tail_index && earlier_items < t->tail_count)) {
         return 0; /* replayed after a restart: already in the local log */
     }
@@ -849,14 +849,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
                       t->name, (unsigned long long)log_next_offset(t->log),
                       (unsigned long long)c.next_offsets[i]);
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
-            t->tail_index = c.index;
-            t->tail_count = 0;
         }
-        if (rv == 0 && t->log != NULL && log_next_offset(t->log) == c.next_offsets[i]) {
-            /* Nothing in the log is newer than the snapshot. */
-            t->tail_index = c.index;
-            t->tail_count = 0;
-        }
+        t->floor_index = c.index;
     }
     if (rv == 0) {
         memcpy(s->members, c.members, sizeof c.members);

@@ -39,6 +39,7 @@ struct store_topic {
     struct tally_log *log;
     uint64_t tail_index;      /* raft index of the last batch in the log */
     unsigned tail_count;      /* batches of that entry at the log's tail */
+    uint64_t floor_index;     /* entries at or below are in the state (snapshot) */
     struct store_topic *next;
 };
 
