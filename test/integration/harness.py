@@ -35,6 +35,10 @@ class TestTimeout(Exception):
     pass
 
 
+class NodeDown(TestFailure):
+    """A node exited that should be running; retrying cannot help."""
+
+
 def check(cond, msg):
     """Fail the current test with @msg unless @cond holds."""
     if not cond:
@@ -51,6 +55,8 @@ def wait_until(pred, timeout, what, interval=0.1):
             v = pred()
             if v:
                 return v
+        except NodeDown:
+            raise
         except TestFailure as e:
             last_exc = e
         if time.monotonic() >= deadline:
@@ -127,6 +133,7 @@ class Node:
         self.proc = None
         self.log_file = None
         self.argv = None
+        self.expected_up = False  # started by us and not since killed/stopped
 
     @property
     def client(self):
@@ -192,6 +199,16 @@ class Cluster:
         n.log_file.flush()
         n.proc = subprocess.Popen(n.argv, stdin=subprocess.DEVNULL, stdout=n.log_file,
                                   stderr=n.log_file)
+        n.expected_up = True
+
+    def check_up(self):
+        """Fail at once if a node we did not stop has exited: waiting for a
+        leader or for data would only time out later with less to go on."""
+        for i, n in self.nodes.items():
+            if n.expected_up and n.proc is not None and n.proc.poll() is not None:
+                rc = n.proc.returncode
+                how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+                raise NodeDown(f"node {i} exited unexpectedly ({how}); see its log")
 
     def start(self, wait=True, timeout=30):
         """Start every node; with @wait, return the leader's id once the
@@ -205,6 +222,7 @@ class Cluster:
     def kill(self, node_id):
         """SIGKILL node @node_id and reap it."""
         n = self.nodes[node_id]
+        n.expected_up = False
         if n.proc is None:
             return
         if n.proc.poll() is None:
@@ -220,6 +238,7 @@ class Cluster:
         """SIGTERM node @node_id; it must exit 0 within @timeout seconds."""
         n = self.nodes[node_id]
         check(n.alive(), f"node {node_id} is not running (exit status {n.proc.poll() if n.proc else None})")
+        n.expected_up = False
         n.proc.send_signal(signal.SIGTERM)
         try:
             rc = n.proc.wait(timeout=timeout)
@@ -329,6 +348,7 @@ class Cluster:
         """Wait until there is a leader among @ids (default: running nodes),
         other than @not_id; return its id."""
         def pred():
+            self.check_up()
             lid = self.leader(ids)
             return lid if lid and lid != not_id else 0
         return wait_until(pred, timeout, "a leader to be elected")
@@ -347,6 +367,7 @@ class Cluster:
         last = []
 
         def pred():
+            self.check_up()
             r = self.consume(topic, node_id=node_id, ids=ids)
             last[:] = [r]
             if r.rc != 0:
