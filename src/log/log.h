@@ -44,7 +44,10 @@ struct tally_log;
  * only the active segment is scanned; a torn or corrupt tail is truncated
  * to the last whole batch (logged at WARN); a missing or damaged index is
  * rebuilt from its segment. A sealed segment whose size or last batch does
- * not check out fails the open with TALLY_CORRUPT naming the file.
+ * not check out, or a gap between segments, fails the open with
+ * TALLY_CORRUPT naming the file (and position). A file or batch written in
+ * a format version this build does not know fails it with TALLY_VERSION
+ * (nothing is truncated). TALLY_INVAL for segment_bytes == 0.
  * @start_offset is the offset an empty new log starts at (normally 0).
  * *out is owned by the caller: log_close. */
 int log_open(const char *dir, const struct log_config *cfg, uint64_t start_offset,
@@ -70,7 +73,7 @@ unsigned log_segment_count(const struct tally_log *l);
 int log_append(struct tally_log *l, const void *batch, size_t len, int64_t now_ms, char *errmsg);
 
 /* Make everything appended so far durable: fsync data and index files and
- * the directory. */
+ * the directory (only when names changed since the last directory fsync). */
 int log_sync(struct tally_log *l, char *errmsg);
 
 /* Where the batches starting at @offset lie. The first batch is the one
@@ -101,9 +104,11 @@ int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void *
  * itself may need a scan within the batch); log_next_offset() if none. */
 int log_find_time(struct tally_log *l, int64_t ts_ms, uint64_t *offset, char *errmsg);
 
-/* Remove every batch with base_offset >= @offset (a batch straddling the
- * offset is removed whole; the new next offset is returned in *next).
- * Deletes later segments. */
+/* Remove every batch holding an offset >= @offset (a batch straddling the
+ * offset is removed whole, so the new next offset, returned in *next, may
+ * be below @offset). Deletes later segments; durable on return (file,
+ * index and directory fsynced). @offset >= next is a no-op;
+ * @offset < start is TALLY_OUT_OF_RANGE. */
 int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *errmsg);
 
 /* Retention: delete sealed segments older than retention_ms (judged by the
