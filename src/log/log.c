@@ -941,7 +941,9 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
     /* Add whole batches while they fit; each header walked is checked. */
     while (p < ls->s.size && total < max_bytes) {
         uint64_t expect = out->next_offset;
-        rv = seg_walk_header(&w, p, ls->s.size, max_bytes - total + BATCH_HEADER_SIZE, &h, errmsg);
+        size_t ahead = max_bytes - total < LOG__WALK_BUF ? max_bytes - total + BATCH_HEADER_SIZE
+                                                         : LOG__WALK_BUF;
+        rv = seg_walk_header(&w, p, ls->s.size, ahead, &h, errmsg);
         if (rv == 0 && h.base_offset != expect) {
             rv = ERR_CORRUPT(errmsg,
                              "segment %s: position %" PRIu64 ": batch base offset %" PRIu64
