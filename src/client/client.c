@@ -1078,7 +1078,7 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
     if (rv != 0) {
         buf_free(&batch);
         if (rv == TALLY_TOOLARGE) {
-            err_printf(c->errmsg, "%s: %zu records are over the batch limit of %u bytes", what, n,
+            err_printf(c->errmsg, "%s: a batch of %zu record(s) is over the limit of %u bytes", what, n,
                        (unsigned)BATCH_MAX_SIZE);
         } else {
             err_printf(c->errmsg, "%s: %s", what, tally_strerror(rv));

@@ -684,18 +684,30 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_HELLO:
         gw__hello(gw, r, &rd);
         break;
-    case PROTO_METADATA:
-        gw__metadata(gw, r);
+    case PROTO_METADATA: {
+        struct proto_metadata_req m;
+        if (proto_get_metadata_req(&rd, &m) != 0 || proto_get_end(&rd) != 0) {
+            gw__error(r, TALLY_PROTO, "malformed METADATA");
+        } else {
+            gw__metadata(gw, r);
+        }
         break;
+    }
     case PROTO_TOPIC_CREATE:
         gw__topic_create(gw, r, &rd);
         break;
     case PROTO_TOPIC_DELETE:
         gw__topic_delete(gw, r, &rd);
         break;
-    case PROTO_TOPIC_LIST:
-        gw__topic_list(gw, r);
+    case PROTO_TOPIC_LIST: {
+        struct proto_topic_list_req m;
+        if (proto_get_topic_list_req(&rd, &m) != 0 || proto_get_end(&rd) != 0) {
+            gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST");
+        } else {
+            gw__topic_list(gw, r);
+        }
         break;
+    }
     case PROTO_PRODUCE:
         gw__produce(gw, r, &rd);
         break;
