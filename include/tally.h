@@ -53,7 +53,8 @@ extern "C" {
     X(TALLY_CONNECT, 19, "cannot connect")                                     \
     X(TALLY_UNAVAILABLE, 20, "unavailable")                                    \
     X(TALLY_BUSY, 21, "busy, retry later")                                     \
-    X(TALLY_EOF, 22, "end of data")
+    X(TALLY_EOF, 22, "end of data")                                            \
+    X(TALLY_SEQUENCE, 23, "producer sequence out of order")
 
 enum {
     TALLY_OK = 0,

@@ -131,8 +131,8 @@ static void srv__node_closed(void *arg)
     s->node = NULL;
     gw_destroy(s->gw);
     s->gw = NULL;
-    if (store_sync(s->store, errmsg) != 0) {
-        TLOG_ERROR("server", "final sync: %s", errmsg);
+    if (store_checkpoint(s->store, errmsg) != 0) {
+        TLOG_ERROR("server", "final checkpoint: %s", errmsg);
         s->exit_code = 1;
     }
     store_close(s->store);

@@ -12,12 +12,20 @@
  *                 str name, u8 policy, i64 retention_ms, i64 retention_bytes,
  *                 i64 segment_bytes, u64 created_index,
  *                 u64 start_offset, u64 next_offset  (informational in the
- *                 file; authoritative in a snapshot)
+ *                 file; authoritative in a snapshot),
+ *                 u32 n_producers, then per producer: u64 id, u64 seq,
+ *                 u64 base_offset, u32 count, u64 raft_index
  *          4    n_members, then per member: u64 id, str client, str raft
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
- * catalog, fsync the directory. */
+ * catalog, fsync the directory. It is a checkpoint of the whole non-log
+ * state at its index: it is written (after the topic logs are synced) on
+ * every catalog change, at every Raft snapshot and at clean shutdown. On
+ * open, the producer tables are brought forward from it by reading the
+ * headers of the batches after its index at the tail of each log, so the
+ * cost depends on the entries since the last checkpoint, not on the size
+ * of the log. */
 #include "store/store.h"
 
 #include <dirent.h>
@@ -42,7 +50,8 @@
 struct store {
     char dir[PATH_MAX];
     struct log_config defaults;
-    uint64_t catalog_index;          /* last applied catalog change */
+    uint64_t catalog_index;          /* index of the catalog file's checkpoint */
+    uint64_t applied_index;          /* last entry applied */
     struct store_topic *topics;      /* in creation order */
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
@@ -165,6 +174,99 @@ static int store__load_tail(struct store_topic *t, char *errmsg)
     return 0;
 }
 
+static struct store_producer *store__producer_find(struct store_topic *t, uint64_t id)
+{
+    for (unsigned i = 0; i < t->n_producers; i++) {
+        if (t->producers[i].id == id) {
+            return &t->producers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Remember the last batch of a producer. When the table is full, the
+ * producer whose last write is oldest is forgotten: a choice that depends
+ * only on applied entries, so every node makes the same one. */
+static int store__producer_record(struct store_topic *t, const struct batch_header *h,
+                                  uint64_t base_offset)
+{
+    struct store_producer *p = store__producer_find(t, h->producer_id);
+    if (p == NULL) {
+        if (t->n_producers == t->cap_producers && t->cap_producers < STORE_MAX_PRODUCERS) {
+            unsigned cap = t->cap_producers ? t->cap_producers * 2 : 16;
+            cap = cap > STORE_MAX_PRODUCERS ? STORE_MAX_PRODUCERS : cap;
+            struct store_producer *np = realloc(t->producers, cap * sizeof *np);
+            if (np == NULL) {
+                return TALLY_NOMEM;
+            }
+            t->producers = np;
+            t->cap_producers = cap;
+        }
+        if (t->n_producers < t->cap_producers) {
+            p = &t->producers[t->n_producers++];
+        } else {
+            p = &t->producers[0];
+            for (unsigned i = 1; i < t->n_producers; i++) {
+                if (t->producers[i].index < p->index) {
+                    p = &t->producers[i];
+                }
+            }
+        }
+    }
+    p->id = h->producer_id;
+    p->seq = h->producer_seq;
+    p->base_offset = base_offset;
+    p->count = h->last_offset_delta + 1;
+    p->index = h->raft_index;
+    return 0;
+}
+
+/* Bring the producer table of @t forward from the checkpoint at @since:
+ * read back the headers of the batches after it at the log's tail, then
+ * record them oldest first, as apply did. */
+static int store__rebuild_producers(struct store_topic *t, uint64_t since, char *errmsg)
+{
+    uint64_t next = log_next_offset(t->log);
+    uint64_t start = log_start_offset(t->log);
+    struct batch_header *hs = NULL;
+    size_t n = 0, cap = 0;
+    int rv = 0;
+    while (next > start) {
+        void *data = NULL;
+        size_t len = 0;
+        uint64_t after;
+        struct batch_header h;
+        rv = log_read_copy(t->log, next - 1, 1, &data, &len, &after, errmsg);
+        if (rv == 0) {
+            rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, &h, errmsg)
+                                          : TALLY_CORRUPT;
+        }
+        free(data);
+        if (rv != 0 || h.raft_index <= since) {
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct batch_header *nh = realloc(hs, cap * sizeof *nh);
+            if (nh == NULL) {
+                rv = TALLY_NOMEM;
+                break;
+            }
+            hs = nh;
+        }
+        hs[n++] = h;
+        next = h.base_offset;
+    }
+    while (rv == 0 && n > 0) {
+        n--;
+        if (hs[n].producer_id != 0) {
+            rv = store__producer_record(t, &hs[n], hs[n].base_offset);
+        }
+    }
+    free(hs);
+    return rv;
+}
+
 static int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,
                              char *errmsg)
 {
@@ -176,6 +278,9 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
     rv = log_open(path, &lc, start_offset, &t->log, errmsg);
     if (rv == 0) {
         rv = store__load_tail(t, errmsg);
+    }
+    if (rv == 0) {
+        rv = store__rebuild_producers(t, s->catalog_index, errmsg);
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
@@ -202,6 +307,15 @@ static void store__encode_catalog(const struct store *s, uint64_t index, struct 
         buf_put_u64(b, t->created_index);
         buf_put_u64(b, t->log != NULL ? log_start_offset(t->log) : 0);
         buf_put_u64(b, t->log != NULL ? log_next_offset(t->log) : 0);
+        buf_put_u32(b, t->n_producers);
+        for (unsigned i = 0; i < t->n_producers; i++) {
+            const struct store_producer *p = &t->producers[i];
+            buf_put_u64(b, p->id);
+            buf_put_u64(b, p->seq);
+            buf_put_u64(b, p->base_offset);
+            buf_put_u32(b, p->count);
+            buf_put_u64(b, p->index);
+        }
     }
     buf_put_u32(b, s->n_members);
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -230,6 +344,7 @@ static void store__catalog_free(struct store__catalog *c)
     while (c->topics != NULL) {
         struct store_topic *t = c->topics;
         c->topics = t->next;
+        free(t->producers);
         free(t);
     }
     free(c->start_offsets);
@@ -286,8 +401,27 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         t->created_index = rd_u64(&r);
         c->start_offsets[i] = rd_u64(&r);
         c->next_offsets[i] = rd_u64(&r);
-        if (rd_ok(&r) && !store_topic_name_valid(t->name)) {
+        uint32_t np = rd_u32(&r);
+        if (rd_ok(&r) && (!store_topic_name_valid(t->name) || np > STORE_MAX_PRODUCERS ||
+                          np > r.left / 36)) {
             r.bad = true;
+        }
+        if (rd_ok(&r) && np > 0) {
+            t->producers = calloc(np, sizeof *t->producers);
+            if (t->producers == NULL) {
+                store__catalog_free(c);
+                return TALLY_NOMEM;
+            }
+            t->cap_producers = np;
+            for (uint32_t k = 0; k < np; k++) {
+                struct store_producer *pr = &t->producers[k];
+                pr->id = rd_u64(&r);
+                pr->seq = rd_u64(&r);
+                pr->base_offset = rd_u64(&r);
+                pr->count = rd_u32(&r);
+                pr->index = rd_u64(&r);
+            }
+            t->n_producers = np;
         }
     }
     c->n_members = rd_u32(&r);
@@ -310,7 +444,12 @@ static int store__write_catalog(struct store *s, char *errmsg)
 {
     char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     struct buf b;
-    int fd, rv = 0;
+    int fd, rv;
+    /* The catalog checkpoints the producer tables at its index, so the
+     * logs must hold everything up to that index first. */
+    if ((rv = store_sync(s, errmsg)) != 0) {
+        return rv;
+    }
     buf_init(&b);
     store__encode_catalog(s, s->catalog_index, &b);
     if (!buf_ok(&b)) {
@@ -411,6 +550,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
             return rv;
         }
         s->catalog_index = c.index;
+        s->applied_index = c.index;
         s->topics = c.topics;
         c.topics = NULL;
         memcpy(s->members, c.members, sizeof c.members);
@@ -439,6 +579,7 @@ void store_close(struct store *s)
         if (t->log != NULL) {
             log_close(t->log);
         }
+        free(t->producers);
         free(t);
     }
     buf_free(&s->scratch);
@@ -562,6 +703,7 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
         return rv;
     }
     log_close(t->log);
+    free(t->producers);
     store__topic_dir(s, t->name, path, sizeof path);
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
     if (rename(path, trash) == 0) {
@@ -638,6 +780,24 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
         return rv;
     }
+    if (h.producer_id != 0) {
+        const struct store_producer *p = store__producer_find(t, h.producer_id);
+        if (p != NULL && h.producer_seq == p->seq) {
+            /* A retry of the producer's last batch: answer with where the
+             * first copy went, write nothing. */
+            res->duplicate = true;
+            res->base_offset = p->base_offset;
+            res->count = p->count;
+            return 0;
+        }
+        if (p != NULL && h.producer_seq != p->seq + 1) {
+            store__result(res, TALLY_SEQUENCE,
+                          "producer %016llx: sequence %llu does not follow %llu on topic %s",
+                          (unsigned long long)h.producer_id, (unsigned long long)h.producer_seq,
+                          (unsigned long long)p->seq, t->name);
+            return 0;
+        }
+    }
     s->scratch.len = 0;
     buf_put(&s->scratch, batch, len);
     if (!buf_ok(&s->scratch)) {
@@ -650,6 +810,12 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
     if (rv != 0) {
         err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
         return rv;
+    }
+    if (h.producer_id != 0) {
+        h.raft_index = index;
+        if ((rv = store__producer_record(t, &h, res->base_offset)) != 0) {
+            return rv;
+        }
     }
     if (t->tail_index == index) {
         t->tail_count++;
@@ -746,6 +912,9 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
                          (unsigned long long)index, type);
     }
+    if (rv == 0) {
+        s->applied_index = index;
+    }
     if (rv != 0 || out == NULL) {
         free(res);
     } else {
@@ -757,6 +926,9 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
 int store_sync(struct store *s, char *errmsg)
 {
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->log == NULL) {
+            continue; /* being created: its log opens after the catalog is written */
+        }
         int rv = log_sync(t->log, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "sync topic %s", t->name);
@@ -786,10 +958,21 @@ int store_retain(struct store *s, int64_t now_ms, char *errmsg)
     return 0;
 }
 
+int store_checkpoint(struct store *s, char *errmsg)
+{
+    if (s->applied_index > s->catalog_index) {
+        s->catalog_index = s->applied_index;
+    }
+    return store__write_catalog(s, errmsg);
+}
+
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
 {
-    int rv = store_sync(s, errmsg);
-    if (rv != 0) {
+    /* Checkpoint (syncs the logs first): Raft may drop its entries up to
+     * @index once the snapshot is stored. */
+    int rv;
+    s->applied_index = index;
+    if ((rv = store_checkpoint(s, errmsg)) != 0) {
         return rv;
     }
     store__encode_catalog(s, index, out);
@@ -850,6 +1033,14 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
                       (unsigned long long)c.next_offsets[i]);
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
         }
+        if (t->producers != ct->producers) {
+            /* The snapshot's producer table replaces ours. */
+            free(t->producers);
+            t->producers = ct->producers;
+            t->n_producers = ct->n_producers;
+            t->cap_producers = ct->cap_producers;
+        }
+        ct->producers = NULL;
         t->floor_index = c.index;
     }
     if (rv == 0) {

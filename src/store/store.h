@@ -14,7 +14,12 @@
  * log already holds a batch from that Raft entry (compared by index and, for
  * several items of one entry, by how many batches of that entry are at the
  * log's tail), or when the topic was created by a later entry. So a restart
- * never duplicates or loses a record. */
+ * never duplicates or loses a record.
+ *
+ * Idempotent producers: a batch whose producer id is not 0 and whose
+ * sequence equals the producer's last one is a retry: it is not written
+ * and its result carries the original offsets. A sequence that is neither
+ * the last nor the next is refused with TALLY_SEQUENCE. */
 #ifndef TALLY_STORE_STORE_H_
 #define TALLY_STORE_STORE_H_
 
@@ -32,6 +37,21 @@
 
 struct store;
 
+/* Idempotent producers: the last batch each producer wrote to a topic, so
+ * that a retried batch (same producer id and sequence) gets the original
+ * offsets back instead of being written twice. At most
+ * STORE_MAX_PRODUCERS per topic; beyond that, the producer whose last write
+ * is oldest (lowest Raft index) is forgotten, the same way on every node. */
+#define STORE_MAX_PRODUCERS 4096
+
+struct store_producer {
+    uint64_t id;
+    uint64_t seq;         /* sequence of its last batch */
+    uint64_t base_offset; /* where that batch went */
+    uint32_t count;
+    uint64_t index;       /* Raft index of that batch */
+};
+
 struct store_topic {
     char name[STORE_NAME_MAX];
     struct cmd_topic_config config;
@@ -40,6 +60,8 @@ struct store_topic {
     uint64_t tail_index;      /* raft index of the last batch in the log */
     unsigned tail_count;      /* batches of that entry at the log's tail */
     uint64_t floor_index;     /* entries at or below are in the state (snapshot) */
+    struct store_producer *producers; /* unordered, n_producers of cap */
+    unsigned n_producers, cap_producers;
     struct store_topic *next;
 };
 
@@ -52,6 +74,7 @@ struct store_member {
 /* Result of one applied command (one per APPEND item). */
 struct store_item_result {
     int code;                /* 0 or a TALLY_* code */
+    bool duplicate;          /* a retried batch: offsets are the original ones */
     uint64_t base_offset;
     uint32_t count;
     char message[160];
@@ -85,8 +108,12 @@ int store_seed_members(struct store *s, const struct store_member *m, unsigned n
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
                 struct store_result **out, char *errmsg);
 
-/* fsync every topic log and the catalog. */
+/* fsync every topic log. */
 int store_sync(struct store *s, char *errmsg);
+
+/* Sync the logs and write the catalog checkpoint at the applied index
+ * (clean shutdown), so the next open replays nothing. */
+int store_checkpoint(struct store *s, char *errmsg);
 
 struct store_topic *store_topic_find(struct store *s, const char *name);
 struct store_topic *store_topics(struct store *s); /* linked list, by creation */

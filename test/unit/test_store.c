@@ -1,6 +1,7 @@
 /* Unit tests of the store: deterministic apply, replay safety, snapshots. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,15 +73,17 @@ static void create_topic(struct fixture *f, uint64_t index, const char *name)
     buf_free(&e);
 }
 
-/* Build an APPEND entry with one batch of @n records per topic listed. */
-static void append_entry(struct buf *e, const char **topics, unsigned n_topics, unsigned n)
+/* Build an APPEND entry with one batch of @n records per topic listed,
+ * from producer @pid (0: none) with sequence @seq. */
+static void append_entry_from(struct buf *e, const char **topics, unsigned n_topics, unsigned n,
+                              uint64_t pid, uint64_t seq)
 {
     cmd_append_begin(e);
     for (unsigned i = 0; i < n_topics; i++) {
         struct batch_builder b;
         struct buf out;
         char v[32];
-        batch_builder_init(&b, 0, 0);
+        batch_builder_init(&b, pid, seq);
         buf_init(&out);
         for (unsigned j = 0; j < n; j++) {
             snprintf(v, sizeof v, "v%u-%u", i, j);
@@ -93,6 +96,11 @@ static void append_entry(struct buf *e, const char **topics, unsigned n_topics, 
         batch_builder_free(&b);
     }
     cmd_append_end(e, n_topics);
+}
+
+static void append_entry(struct buf *e, const char **topics, unsigned n_topics, unsigned n)
+{
+    append_entry_from(e, topics, n_topics, n, 0, 0);
 }
 
 /* Appends get consecutive offsets and results name them. */
@@ -270,6 +278,75 @@ static void test_snapshot_install(void **state)
     buf_free(&e);
 }
 
+static void produce(struct fixture *f, uint64_t index, const char *topic, uint64_t pid,
+                    uint64_t seq, int want_code, uint64_t want_base, bool want_dup)
+{
+    const char *t[] = {topic};
+    struct buf e;
+    struct store_result *res = NULL;
+    buf_init(&e);
+    append_entry_from(&e, t, 1, 2, pid, seq);
+    assert_int_equal(apply(f, index, &e, &res), 0);
+    assert_int_equal(res->items[0].code, want_code);
+    if (want_code == 0) {
+        assert_int_equal(res->items[0].base_offset, want_base);
+        assert_int_equal(res->items[0].duplicate, want_dup);
+    }
+    free(res);
+    buf_free(&e);
+}
+
+/* A retried batch (same producer and sequence) gets the original offsets
+ * and is not written again; a gap in the sequence is refused. */
+static void test_idempotent_producer(void **state)
+{
+    struct fixture *f = *state;
+    create_topic(f, 2, "ledger");
+    produce(f, 3, "ledger", 77, 0, 0, 0, false);
+    produce(f, 4, "ledger", 77, 1, 0, 2, false);
+    produce(f, 5, "ledger", 77, 1, 0, 2, true);  /* retry of seq 1 */
+    produce(f, 6, "ledger", 88, 5, 0, 4, false); /* another producer, any start */
+    produce(f, 7, "ledger", 77, 3, TALLY_SEQUENCE, 0, false); /* gap */
+    produce(f, 8, "ledger", 77, 0, TALLY_SEQUENCE, 0, false); /* old */
+    produce(f, 9, "ledger", 77, 2, 0, 6, false);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "ledger")->log), 8);
+}
+
+/* The producer table survives a restart, with and without a checkpoint,
+ * and a snapshot install carries it. */
+static void test_producers_survive_restart(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "l");
+    produce(f, 3, "l", 5, 0, 0, 0, false);
+    produce(f, 4, "l", 6, 0, 0, 2, false);
+    reopen(f); /* no checkpoint since index 2: rebuilt from the log */
+    produce(f, 5, "l", 5, 0, 0, 0, true);
+    produce(f, 6, "l", 6, 0, 0, 2, true);
+    produce(f, 7, "l", 5, 1, 0, 4, false);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    produce(f, 8, "l", 6, 1, 0, 6, false);
+    reopen(f); /* checkpoint at 7, then one batch after it */
+    produce(f, 9, "l", 5, 1, 0, 4, true);
+    produce(f, 10, "l", 6, 1, 0, 6, true);
+
+    struct buf snap;
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 10, &snap, errmsg), 0);
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    store_close(f->s);
+    f->s = s2;
+    produce(f, 11, "l", 6, 1, 0, 6, true);
+    produce(f, 12, "l", 6, 2, 0, 8, false);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +357,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_topic_and_duplicate_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_producer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producers_survive_restart, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
