@@ -66,6 +66,10 @@
 #define OFF_PAYLOAD_SUM 72
 #define OFF_HEADER_SUM 80
 
+/* Largest max_timestamp - first_timestamp accepted: 2^62 ms, so that a
+ * stamp with any clock before the year 146 million cannot overflow. */
+#define BATCH__MAX_TS_SPAN (UINT64_C(1) << 62)
+
 int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *errmsg)
 {
     const uint8_t *b = p;
@@ -108,8 +112,20 @@ int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *e
         return ERR_CORRUPT(errmsg, "bad record count %u (last delta %u)", h->record_count,
                            h->last_offset_delta);
     }
+    /* The last offset and the offset after it must not wrap past 2^64 - 1. */
+    if (h->base_offset >= UINT64_MAX - h->last_offset_delta) {
+        return ERR_CORRUPT(errmsg, "batch offsets overflow (base %llu, last delta %u)",
+                           (unsigned long long)h->base_offset, h->last_offset_delta);
+    }
     if (h->max_timestamp < h->first_timestamp) {
         return ERR_CORRUPT(errmsg, "max timestamp before first timestamp");
+    }
+    /* batch_stamp moves first_timestamp to the leader's clock and keeps
+     * the span, so a span near 2^63 would overflow there (and the leader
+     * would propose a batch that every node then refuses to apply). The
+     * difference is exact in uint64_t because max >= first. */
+    if ((uint64_t)h->max_timestamp - (uint64_t)h->first_timestamp > BATCH__MAX_TS_SPAN) {
+        return ERR_CORRUPT(errmsg, "timestamp span of the batch too large");
     }
     return 0;
 }
@@ -133,11 +149,11 @@ int batch_verify(const void *p, size_t n, struct batch_header *h, char *errmsg)
 void batch_stamp(void *p, uint64_t base_offset, int64_t first_timestamp, uint64_t raft_index)
 {
     uint8_t *b = p;
-    int64_t first = (int64_t)byte_get_u64(b + OFF_FIRST_TS);
-    int64_t max = (int64_t)byte_get_u64(b + OFF_MAX_TS);
+    /* Unsigned: the span of a verified batch fits, and no signed overflow. */
+    uint64_t span = byte_get_u64(b + OFF_MAX_TS) - byte_get_u64(b + OFF_FIRST_TS);
     byte_put_u64(b + OFF_BASE_OFFSET, base_offset);
     byte_put_u64(b + OFF_FIRST_TS, (uint64_t)first_timestamp);
-    byte_put_u64(b + OFF_MAX_TS, (uint64_t)(first_timestamp + (max - first)));
+    byte_put_u64(b + OFF_MAX_TS, (uint64_t)first_timestamp + span);
     byte_put_u64(b + OFF_RAFT_INDEX, raft_index);
     byte_put_u64(b + OFF_HEADER_SUM, codec_checksum(b, OFF_HEADER_SUM));
 }
@@ -178,7 +194,7 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
 {
     struct rd rec_rd;
     const uint8_t *body;
-    uint64_t len, delta;
+    uint64_t len, delta, ts_delta;
     int64_t klen, vlen;
 
     if (it->seen == it->h.record_count) {
@@ -194,7 +210,7 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
     }
     rd_init(&rec_rd, body, (size_t)len);
     delta = rd_uvarint(&rec_rd);
-    rec->timestamp = it->h.first_timestamp + (int64_t)rd_uvarint(&rec_rd);
+    ts_delta = rd_uvarint(&rec_rd);
     klen = rd_svarint(&rec_rd);
     rec->key = klen >= 0 ? rd_bytes(&rec_rd, (size_t)klen) : NULL;
     rec->key_len = klen >= 0 ? (size_t)klen : 0;
@@ -204,10 +220,14 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
     rec->header_count = (uint32_t)rd_uvarint(&rec_rd);
     rec->headers = rec_rd.p;
     rec->headers_len = rec_rd.left;
+    /* The timestamp delta is checked before it is added (unsigned, exact
+     * since max >= first): a huge delta must neither overflow nor wrap to a
+     * timestamp before first_timestamp. */
     if (!rd_ok(&rec_rd) || klen < -1 || vlen < -1 || delta > it->h.last_offset_delta ||
-        rec->timestamp > it->h.max_timestamp) {
+        ts_delta > (uint64_t)it->h.max_timestamp - (uint64_t)it->h.first_timestamp) {
         return ERR_CORRUPT(errmsg, "record %u malformed", it->seen);
     }
+    rec->timestamp = (int64_t)((uint64_t)it->h.first_timestamp + ts_delta);
     rec->offset = it->h.base_offset + delta;
     it->seen++;
     return 0;

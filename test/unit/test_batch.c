@@ -287,6 +287,116 @@ static void test_malformed(void **state)
     buf_free(&out);
 }
 
+/* A batch assembled by hand: @records is the records section (stored
+ * uncompressed), header fields as given, both checksums valid. */
+static void raw_batch(struct buf *out, const uint8_t *records, size_t len, uint64_t base,
+                      int64_t first_ts, int64_t max_ts, uint32_t count, uint32_t last_delta)
+{
+    uint8_t *h;
+    buf_init(out);
+    h = buf_reserve(out, BATCH_HEADER_SIZE + len);
+    assert_non_null(h);
+    memset(h, 0, BATCH_HEADER_SIZE);
+    memcpy(h, BATCH_MAGIC, 4);
+    h[4] = BATCH_VERSION;
+    byte_put_u32(h + 8, (uint32_t)(BATCH_HEADER_SIZE + len));
+    byte_put_u32(h + 12, count);
+    byte_put_u64(h + 16, base);
+    byte_put_u64(h + 24, (uint64_t)first_ts);
+    byte_put_u64(h + 32, (uint64_t)max_ts);
+    byte_put_u32(h + 64, (uint32_t)len);
+    byte_put_u32(h + 68, last_delta);
+    memcpy(h + BATCH_HEADER_SIZE, records, len);
+    byte_put_u64(h + 72, codec_checksum(h + BATCH_HEADER_SIZE, len));
+    byte_put_u64(h + 80, codec_checksum(h, 80));
+    buf_commit(out, BATCH_HEADER_SIZE + len);
+}
+
+/* Found by fuzz-batch: a timestamp span near 2^63 overflowed in batch_stamp
+ * (signed overflow; the leader then proposed a batch with max < first that
+ * every node refused to apply). Such a span is now refused by the header
+ * check; the largest accepted span (2^62 ms) stamps and verifies. */
+static void test_stamp_span_overflow(void **state)
+{
+    static const uint8_t rec[] = {5, 0, 0, 1, 1, 0}; /* key and value absent */
+    struct buf out;
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    raw_batch(&out, rec, sizeof rec, 0, INT64_MIN, INT64_MAX, 1, 0);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    assert_non_null(strstr(errmsg, "timestamp span"));
+    buf_free(&out);
+    raw_batch(&out, rec, sizeof rec, 0, 0, INT64_MAX - 1000, 1, 0);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    buf_free(&out);
+    raw_batch(&out, rec, sizeof rec, 0, -5, (INT64_C(1) << 62) - 5, 1, 0);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+    batch_stamp(out.data, 0, INT64_C(1700000000000), 1);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+    assert_true(h.max_timestamp == INT64_C(1700000000000) + (INT64_C(1) << 62));
+    buf_free(&out);
+}
+
+/* Spotted while writing fuzz-batch (its record range check), fixed with
+ * the two bugs it found: a record timestamp delta of 2^63 or more wrapped to
+ * a timestamp before first_timestamp and was accepted (or overflowed, near
+ * INT64_MAX). Every delta beyond max - first is now malformed. */
+static void test_record_timestamp_delta_wrap(void **state)
+{
+    /* len 14: offset delta 0, ts delta 2^64 - 1 (10 bytes), no key, no
+     * value, no headers. */
+    static const uint8_t wrap[] = {14, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0x01, 1, 1, 0};
+    static const uint8_t over[] = {5, 0, 2, 1, 1, 0}; /* ts delta 2 */
+    struct buf out;
+    struct batch_iter it;
+    struct batch_record r;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    raw_batch(&out, wrap, sizeof wrap, 0, 1000, 1000, 1, 0);
+    assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_CORRUPT);
+    batch_iter_close(&it);
+    buf_free(&out);
+    raw_batch(&out, over, sizeof over, 0, INT64_MAX - 1, INT64_MAX, 1, 0);
+    assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_CORRUPT);
+    batch_iter_close(&it);
+    buf_free(&out);
+    /* The largest delta allowed is fine. */
+    raw_batch(&out, over, sizeof over, 0, INT64_MAX - 2, INT64_MAX, 1, 0);
+    assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+    assert_true(r.timestamp == INT64_MAX);
+    assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_EOF);
+    batch_iter_close(&it);
+    buf_free(&out);
+}
+
+/* Found by fuzz-batch: base_offset + last_offset_delta could wrap past
+ * 2^64 - 1, giving records offsets below the base offset. Refused now; the
+ * highest batch whose next offset still fits is accepted. */
+static void test_offset_overflow(void **state)
+{
+    static const uint8_t recs[] = {5, 0, 0, 1, 1, 0, 5, 1, 0, 1, 1, 0};
+    struct buf out;
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    raw_batch(&out, recs, sizeof recs, UINT64_MAX - 1, 0, 0, 2, 1);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    assert_non_null(strstr(errmsg, "offsets overflow"));
+    buf_free(&out);
+    raw_batch(&out, recs, sizeof recs, UINT64_C(0xffffffffffff0064), 0, 0, 2, 0xffff0000u);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), TALLY_CORRUPT);
+    buf_free(&out);
+    raw_batch(&out, recs, sizeof recs, UINT64_MAX - 2, 0, 0, 2, 1);
+    assert_int_equal(batch_verify(out.data, out.len, &h, errmsg), 0);
+    assert_true(batch_last_offset(&h) == UINT64_MAX - 1);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +407,9 @@ int main(void)
         cmocka_unit_test(test_offset_gaps),
         cmocka_unit_test(test_builder_limits),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_stamp_span_overflow),
+        cmocka_unit_test(test_record_timestamp_delta_wrap),
+        cmocka_unit_test(test_offset_overflow),
     };
     if (getenv("TALLY_LOG_LEVEL") == NULL) {
         logger_set_level(LOGGER_OFF);
