@@ -43,8 +43,12 @@ wait_leader() {
     echo "no leader" >&2; return 1
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+field() { tr " " "\n" | sed -n "s|^$1=||p"; }
 
+if ss -ltn | grep -qE '127.0.0.1:7(30|40)[1-3] '; then
+    echo "cluster.sh: ports 7301-7303/7401-7403 are in use; stop what listens there" >&2
+    exit 1
+fi
 declare -a FS SEQ50 SEQ99 SEQR THR FO
 for r in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK"/n* && mkdir -p "$WORK"

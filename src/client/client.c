@@ -19,10 +19,20 @@
  *   round, until the request timeout; then TALLY_NOLEADER, TALLY_CONNECT or
  *   TALLY_TIMEOUT naming every node tried and why it failed.
  * - The connection failed after the whole request was sent, or the leader
- *   answered LEADERSHIP_LOST: the outcome is unknown. Return
- *   TALLY_LEADERSHIP_LOST (TALLY_TIMEOUT if no answer came in time) and do
- *   not retry, since a retry could write the batch twice (idempotent
- *   producers will make retrying safe later).
+ *   answered LEADERSHIP_LOST: the outcome is unknown. A produce is
+ *   idempotent (see below), so it is sent again, same bytes, until the
+ *   timeout: the leader answers a retry of a batch that was written with
+ *   the original offsets. Other writes return TALLY_LEADERSHIP_LOST
+ *   (TALLY_TIMEOUT if no answer came in time) and are not retried.
+ *
+ * Idempotent produce: each handle draws a random 64-bit producer id
+ * (getrandom) and numbers its batches per topic 0, 1, 2...; the pair is in
+ * the batch header. The cluster remembers the last sequence of up to 4096
+ * producers per topic (the least recently written one is forgotten first)
+ * in its replicated state, so retries are recognised across leader
+ * failover and restarts. If a produce still ends with an unknown outcome
+ * (timeout) or the cluster refuses a sequence, the handle draws a new
+ * producer id, so its next batch starts a fresh sequence.
  * Reads (fetch, topic list, metadata) are idempotent and go to any node;
  * the node that answered last is asked first next time.
  *
@@ -38,6 +48,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +69,10 @@
 #define CLIENT__DEFAULT_TIMEOUT_MS 10000
 #define CLIENT__BACKOFF_MIN_MS 50
 #define CLIENT__BACKOFF_MAX_MS 500
+/* Longest wait for one node's answer to a retry-safe write (produce) before
+ * the batch is sent to the next node: above an election timeout plus a
+ * commit, so a healthy leader is never abandoned. */
+#define CLIENT__ATTEMPT_MS 3000
 /* One connect attempt may take at most this long (or a third of the
  * request timeout, if longer), so that a host that drops SYNs does not eat
  * the whole timeout while other nodes are up. */
@@ -90,7 +105,18 @@ struct tally_client {
     struct buf req;             /* request frame being sent (owned, reused) */
     struct buf resp;            /* last response frame (owned, reused) */
     char errmsg[ERR_MSG_SIZE];  /* message of the last error */
+    uint64_t producer_id;       /* idempotent producer id, never 0 */
+    struct client__seq *seqs;   /* next sequence per topic (owned list) */
 };
+
+/* Next batch sequence of this handle's producer on one topic. */
+struct client__seq {
+    char topic[PROTO_NAME_MAX];
+    uint64_t next;
+    struct client__seq *link;
+};
+
+static void client__new_producer(struct tally_client *c);
 
 /* A decoded response. body borrows from c->resp until the next request. */
 struct client__reply {
@@ -104,6 +130,7 @@ struct client__reply {
 struct client__op {
     const char *what;  /* context for messages: "produce to orders" */
     bool write;        /* leader only; no retry once sent */
+    bool idempotent;   /* a write whose retry is safe (produce) */
     int only;          /* node index to use exclusively, or -1 */
     int64_t deadline;  /* monotonic ms */
 };
@@ -665,7 +692,14 @@ static int client__call(struct tally_client *c, const struct client__op *op,
         if (client__now_ms() >= op->deadline) {
             break;
         }
-        rv = client__attempt(c, target, op->deadline, &sent, rep);
+        /* A retry-safe write does not wait the whole timeout on one node:
+         * a leader that hangs (paused, partitioned) is given up after
+         * CLIENT__ATTEMPT_MS and the batch goes to whoever leads next. */
+        int64_t attempt_deadline = op->deadline;
+        if (op->idempotent && client__now_ms() + CLIENT__ATTEMPT_MS < attempt_deadline) {
+            attempt_deadline = client__now_ms() + CLIENT__ATTEMPT_MS;
+        }
+        rv = client__attempt(c, target, attempt_deadline, &sent, rep);
         nd = &c->nodes[target];
         if (rv == 0 && !rep->is_error) {
             if (op->write) {
@@ -691,7 +725,8 @@ static int client__call(struct tally_client *c, const struct client__op *op,
             if (!redirected) {
                 if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
                     saw_noleader = true;
-                } else if (!client__retryable(code)) {
+                } else if (!client__retryable(code) &&
+                           !(op->idempotent && code == TALLY_LEADERSHIP_LOST)) {
                     err_printf(c->errmsg, "%s: %s: %s", op->what, nd->addr, rep->err.message);
                     return code;
                 }
@@ -709,7 +744,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
             if (rv != TALLY_CONNECT) {
                 saw_connected = true;
             }
-            if (op->write && sent) {
+            if (op->write && sent && (!op->idempotent || client__now_ms() >= op->deadline)) {
                 /* The node may have received the write and acted on it. */
                 if (rv == TALLY_TIMEOUT) {
                     err_printf(c->errmsg, "%s: %s: no answer within %d ms; it may or may not "
@@ -833,6 +868,7 @@ TALLY_API int tally_client_create(const char *brokers, tally_client **out)
     c->leader = -1;
     c->read_pref = -1;
     c->next_id = 1;
+    client__new_producer(c);
     buf_init(&c->req);
     buf_init(&c->resp);
     p = brokers;
@@ -874,6 +910,11 @@ TALLY_API void tally_client_destroy(tally_client *c)
     free(c->nodes);
     buf_free(&c->req);
     buf_free(&c->resp);
+    while (c->seqs != NULL) {
+        struct client__seq *s = c->seqs;
+        c->seqs = s->link;
+        free(s);
+    }
     free(c);
 }
 
@@ -1035,6 +1076,42 @@ TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics
  * Produce
  * ------------------------------------------------------------------------ */
 
+/* A random producer id (never 0), and all sequences back to 0. */
+static void client__new_producer(struct tally_client *c)
+{
+    uint64_t id = 0;
+    while (id == 0) {
+        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id) {
+            /* No entropy source: time and address still make a clash
+             * between two live producers very unlikely. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            id = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)c;
+        }
+    }
+    c->producer_id = id;
+    for (struct client__seq *s = c->seqs; s != NULL; s = s->link) {
+        s->next = 0;
+    }
+}
+
+static struct client__seq *client__seq_of(struct tally_client *c, const char *topic)
+{
+    struct client__seq *s;
+    for (s = c->seqs; s != NULL; s = s->link) {
+        if (strcmp(s->topic, topic) == 0) {
+            return s;
+        }
+    }
+    s = calloc(1, sizeof *s);
+    if (s != NULL) {
+        snprintf(s->topic, sizeof s->topic, "%s", topic);
+        s->link = c->seqs;
+        c->seqs = s;
+    }
+    return s;
+}
+
 TALLY_API int tally_produce(tally_client *c, const char *topic,
                             const struct tally_record_in *records, size_t n,
                             struct tally_produce_result *result)
@@ -1060,9 +1137,15 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
         return TALLY_INVAL;
     }
 
-    /* One batch, producer id 0 (not idempotent), checksummed here and
-     * verified by the leader and by every reader. */
-    batch_builder_init(&bb, 0, 0);
+    /* One batch with this handle's producer id and the topic's next
+     * sequence, checksummed here and verified by the leader and by every
+     * reader. */
+    struct client__seq *seq = client__seq_of(c, topic);
+    if (seq == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    batch_builder_init(&bb, c->producer_id, seq->next);
     for (size_t i = 0; i < n; i++) {
         rv = batch_builder_add(&bb, records[i].key, records[i].key_len, records[i].value,
                                records[i].value_len);
@@ -1087,6 +1170,7 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
     }
 
     client__op_init(c, &op, what, true);
+    op.idempotent = true;
     memset(&m, 0, sizeof m);
     snprintf(m.topic, sizeof m.topic, "%s", topic);
     m.timeout_ms = (uint32_t)c->timeout_ms;
@@ -1100,8 +1184,14 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
         return rv;
     }
     if ((rv = client__call(c, &op, &rep)) != 0) {
+        if (rv == TALLY_TIMEOUT || rv == TALLY_LEADERSHIP_LOST || rv == TALLY_SEQUENCE) {
+            /* The batch may be in the log under this sequence: start over
+             * as a new producer rather than risk a gap or a duplicate. */
+            client__new_producer(c);
+        }
         return rv;
     }
+    seq->next++;
     if (proto_get_produce_resp(&rep.body, &pr) != 0 || proto_get_end(&rep.body) != 0) {
         return client__malformed(c, what);
     }
