@@ -7,8 +7,11 @@
 # Installed packages are found with dpkg-query, so a machine that has them
 # all never calls apt-get (no network, no root needed).
 
+# clang + libclang-rt-14-dev: the libFuzzer targets (test/fuzz/run-fuzzers.sh);
+# the fuzzer runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which
+# Debian 12's clang only recommends.
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
-libraft-dev libuv1-dev liblz4-dev libxxhash-dev libcmocka-dev python3"
+libraft-dev libuv1-dev liblz4-dev libxxhash-dev libcmocka-dev python3 clang libclang-rt-14-dev"
 
 # Print the packages of TALLY_DEB_PACKAGES that are not installed.
 tally_missing_packages() {

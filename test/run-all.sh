@@ -4,13 +4,17 @@
 # (make check: cmocka unit tests and Python integration tests) twice:
 #   build/       a normal build
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer (--enable-sanitize)
+# and then, as a third stage, runs the libFuzzer targets for a bounded time
+# (test/fuzz/run-fuzzers.sh, in build-fuzz/, clang): each target counts as
+# one test, passed if it ran without a crash.
 # It prints the logs of failing tests, and ends with the line
 #   N passed, N failed
-# summed over both builds. A build dir whose build broke before its tests
+# summed over all stages. A build dir whose build broke before its tests
 # ran counts as one failure. The exit status is 0 only if nothing failed
 # and at least one test ran.
 #
-# Environment: TALLY_JOBS (make -j, default 2).
+# Environment: TALLY_JOBS (make -j, default 2); TALLY_FUZZ_SECONDS (seconds
+# per fuzz target, default 60; 0 skips the fuzzing stage).
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -97,8 +101,48 @@ run_build() {
     total_xfail=$((total_xfail + xfail))
 }
 
+# Third stage: every fuzz target for TALLY_FUZZ_SECONDS; one test each.
+run_fuzzers() {
+    local secs=${TALLY_FUZZ_SECONDS:-60} rv pass fail
+    local sum=build-fuzz/fuzz-summary.txt
+    case $secs in
+    0)
+        summary+=("build-fuzz: skipped (TALLY_FUZZ_SECONDS=0)")
+        return
+        ;;
+    '' | *[!0-9]*)
+        summary+=("build-fuzz: TALLY_FUZZ_SECONDS='$secs' is not a number, counted as 1 failure")
+        total_fail=$((total_fail + 1))
+        return
+        ;;
+    esac
+    echo
+    echo "################ build-fuzz (libFuzzer, ${secs}s per target) ################"
+    rm -f "$sum"
+    test/fuzz/run-fuzzers.sh "$secs"
+    rv=$?
+    if [ ! -s "$sum" ]; then
+        summary+=("build-fuzz: fuzzers not built or not run (run-fuzzers.sh exit $rv), counted as 1 failure")
+        total_fail=$((total_fail + 1))
+        return
+    fi
+    pass=$(grep -c ', 0 crashes$' "$sum")
+    fail=$(grep -vc ', 0 crashes$' "$sum")
+    if [ "$fail" -eq 0 ] && [ $rv -ne 0 ]; then
+        summary+=("build-fuzz: run-fuzzers.sh exited $rv, counted as 1 failure")
+        fail=1
+    fi
+    while IFS= read -r line; do
+        summary+=("build-fuzz: $line")
+    done <"$sum"
+    summary+=("build-fuzz: $pass passed, $fail failed")
+    total_pass=$((total_pass + pass))
+    total_fail=$((total_fail + fail))
+}
+
 run_build build
 run_build build-asan --enable-sanitize
+run_fuzzers
 
 echo
 echo "################ summary ################"
