@@ -192,13 +192,31 @@ static void proto_seeds(void)
         put_frame_seed("topic-list-resp", &b);
     }
     {
-        struct proto_produce_req m = {"orders", 5000, batch.data, 0};
+        struct proto_produce_req m = {.topic = "orders", .timeout_ms = 5000, .batch = batch.data};
         struct proto_produce_resp r = {3, 2, 44};
         struct batch_header h;
         (void)batch_decode_header(batch.data, batch.len, &h, NULL);
         m.batch_len = h.batch_len; /* just the first batch */
+#ifdef PROTO_NO_EXPECT
+        m.expect_offset = PROTO_NO_EXPECT;
+#endif
         FRAME(&b, PROTO_PRODUCE, 0, produce_req, &m);
         put_frame_seed("produce-req", &b);
+#ifdef PROTO_SCHEMA_CONDITION
+        {
+            /* Conditional produce: expected next offset and two keys. */
+            struct proto_condition c1 = {(const uint8_t *)"k1", 2, 0};
+            struct proto_condition c2 = {(const uint8_t *)"k2", 2, 3};
+            size_t start = proto_begin_frame(&b, PROTO_PRODUCE, 0, 77);
+            m.expect_offset = 5;
+            m.n_conditions = 2;
+            proto_put_produce_req(&b, &m);
+            proto_put_condition(&b, &c1);
+            proto_put_condition(&b, &c2);
+            proto_end_frame(&b, start);
+            put_frame_seed("produce-req-conditions", &b);
+        }
+#endif
         FRAME(&b, PROTO_PRODUCE, R, produce_resp, &r);
         put_frame_seed("produce-resp", &b);
     }
@@ -221,6 +239,30 @@ static void proto_seeds(void)
         FRAME(&b, PROTO_MEMBER_TRANSFER, 0, member_transfer_req, &t);
         put_frame_seed("member-transfer-req", &b);
     }
+#ifdef PROTO_SCHEMA_OFFSET_FOR_TIME_REQ
+    {
+        struct proto_offset_for_time_req m = {.topic = "orders", .timestamp_ms = 1700000000000};
+        struct proto_offset_resp r = {.offset = 17, .found = 1};
+        FRAME(&b, PROTO_OFFSET_FOR_TIME, 0, offset_for_time_req, &m);
+        put_frame_seed("offset-for-time-req", &b);
+        FRAME(&b, PROTO_OFFSET_FOR_TIME, R, offset_resp, &r);
+        put_frame_seed("offset-resp", &b);
+    }
+#endif
+#ifdef PROTO_SCHEMA_GROUP_COMMIT_REQ
+    {
+        struct proto_group_commit_req m = {.group = "billing", .topic = "orders", .offset = 9};
+        FRAME(&b, PROTO_GROUP_COMMIT, 0, group_commit_req, &m);
+        put_frame_seed("group-commit-req", &b);
+    }
+#endif
+#ifdef PROTO_SCHEMA_GROUP_FETCH_REQ
+    {
+        struct proto_group_fetch_req m = {.group = "billing", .topic = "orders"};
+        FRAME(&b, PROTO_GROUP_FETCH, 0, group_fetch_req, &m);
+        put_frame_seed("group-fetch-req", &b);
+    }
+#endif
     proto_put_error_frame(&b, PROTO_PRODUCE, 77, 9, "not the leader", 2, "127.0.0.1:7002");
     put_frame_seed("error", &b);
     {
