@@ -156,6 +156,41 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
                             const struct tally_record_in *records, size_t n,
                             struct tally_produce_result *result);
 
+/* Conditional append (optimistic concurrency). A produce with options is
+ * applied only if every condition holds when the leader applies it, which
+ * makes the check linearizable; otherwise nothing of the batch is written
+ * and the call returns TALLY_CONDITION_FAILED, with the actual value in
+ * tally_condition_actual(). */
+#define TALLY_NO_EXPECT UINT64_MAX
+
+/* The key must have had exactly @expect_version records so far (records
+ * with that key, tombstones included; 0: the key must not exist yet). The
+ * key is borrowed for the call. */
+struct tally_condition {
+    const void *key;
+    size_t key_len;
+    uint64_t expect_version;
+};
+
+struct tally_produce_options {
+    uint64_t expect_offset;                 /* topic's next offset must be this */
+    const struct tally_condition *conditions; /* borrowed for the call */
+    size_t n_conditions;                    /* at most 1024 */
+};
+
+/* No conditions: expect_offset = TALLY_NO_EXPECT, no key conditions. */
+TALLY_API void tally_produce_options_init(struct tally_produce_options *o);
+
+/* tally_produce with conditions (@opts may be NULL: none). */
+TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
+                               const struct tally_record_in *records, size_t n,
+                               const struct tally_produce_options *opts,
+                               struct tally_produce_result *result);
+
+/* After TALLY_CONDITION_FAILED: the actual value of the condition that
+ * failed (the topic's next offset, or the key's version). */
+TALLY_API uint64_t tally_condition_actual(tally_client *c);
+
 /* ------------------------------------------------------------------------
  * Fetching
  * ------------------------------------------------------------------------ */
@@ -199,6 +234,27 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
                           struct tally_fetch_result *res);
 
 TALLY_API void tally_fetch_result_free(struct tally_fetch_result *res);
+
+/* First offset of @topic whose batch holds a record with a timestamp at or
+ * after @timestamp_ms (the topic's next offset if none): start a fetch
+ * there and skip records older than @timestamp_ms. Any node answers. */
+TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t timestamp_ms,
+                                    uint64_t *offset);
+
+/* ------------------------------------------------------------------------
+ * Durable consumer positions ("groups")
+ * ------------------------------------------------------------------------ */
+
+/* Commit @offset (the next offset to read) as the position of consumer
+ * group @group on @topic. Goes through Raft (leader), so it survives
+ * failover and restarts; any node then answers tally_group_fetch. */
+TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
+                                 uint64_t offset);
+
+/* The committed position of @group on @topic: *found = 0 if there is none
+ * (then *offset = 0). */
+TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *topic,
+                                uint64_t *offset, int *found);
 
 /* ------------------------------------------------------------------------
  * Cluster

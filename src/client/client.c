@@ -106,6 +106,7 @@ struct tally_client {
     struct buf resp;            /* last response frame (owned, reused) */
     char errmsg[ERR_MSG_SIZE];  /* message of the last error */
     uint64_t producer_id;       /* idempotent producer id, never 0 */
+    uint64_t actual;            /* actual value of the last failed condition */
     struct client__seq *seqs;   /* next sequence per topic (owned list) */
 };
 
@@ -728,6 +729,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                 } else if (!client__retryable(code) &&
                            !(op->idempotent && code == TALLY_LEADERSHIP_LOST)) {
                     err_printf(c->errmsg, "%s: %s: %s", op->what, nd->addr, rep->err.message);
+                    c->actual = rep->err.actual;
                     return code;
                 }
                 if (c->leader == (int)target) {
@@ -1112,9 +1114,28 @@ static struct client__seq *client__seq_of(struct tally_client *c, const char *to
     return s;
 }
 
+TALLY_API void tally_produce_options_init(struct tally_produce_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->expect_offset = TALLY_NO_EXPECT;
+}
+
+TALLY_API uint64_t tally_condition_actual(tally_client *c)
+{
+    return c->actual;
+}
+
 TALLY_API int tally_produce(tally_client *c, const char *topic,
                             const struct tally_record_in *records, size_t n,
                             struct tally_produce_result *result)
+{
+    return tally_produce_ex(c, topic, records, n, NULL, result);
+}
+
+TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
+                               const struct tally_record_in *records, size_t n,
+                               const struct tally_produce_options *opts,
+                               struct tally_produce_result *result)
 {
     struct batch_builder bb;
     struct buf batch;
@@ -1136,6 +1157,12 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
         err_printf(c->errmsg, "%s: at least one record is needed", what);
         return TALLY_INVAL;
     }
+    if (opts != NULL && (opts->n_conditions > PROTO_MAX_CONDITIONS ||
+                         (opts->n_conditions > 0 && opts->conditions == NULL))) {
+        err_printf(c->errmsg, "%s: at most %d key conditions", what, PROTO_MAX_CONDITIONS);
+        return TALLY_INVAL;
+    }
+    c->actual = 0;
 
     /* One batch with this handle's producer id and the topic's next
      * sequence, checksummed here and verified by the leader and by every
@@ -1174,10 +1201,18 @@ TALLY_API int tally_produce(tally_client *c, const char *topic,
     memset(&m, 0, sizeof m);
     snprintf(m.topic, sizeof m.topic, "%s", topic);
     m.timeout_ms = (uint32_t)c->timeout_ms;
+    m.expect_offset = opts != NULL ? opts->expect_offset : PROTO_NO_EXPECT;
+    m.n_conditions = opts != NULL ? (uint32_t)opts->n_conditions : 0;
     m.batch = batch.data;
     m.batch_len = (uint32_t)batch.len;
     start = client__begin(c, PROTO_PRODUCE);
     proto_put_produce_req(&c->req, &m);
+    for (uint32_t i = 0; i < m.n_conditions; i++) {
+        struct proto_condition pc = {opts->conditions[i].key,
+                                     (uint32_t)opts->conditions[i].key_len,
+                                     opts->conditions[i].expect_version};
+        proto_put_condition(&c->req, &pc);
+    }
     rv = client__end(c, start, what);
     buf_free(&batch);
     if (rv != 0) {
@@ -1691,4 +1726,137 @@ TALLY_API int tally_member_transfer(tally_client *c, uint64_t id)
     char what[64];
     snprintf(what, sizeof what, "transfer leadership to %llu", (unsigned long long)id);
     return client__member_op(c, PROTO_MEMBER_TRANSFER, id, what);
+}
+
+/* ------------------------------------------------------------------------
+ * Time lookup and durable consumer positions
+ * ------------------------------------------------------------------------ */
+
+/* Decode an OFFSET_RESP answer. */
+static int client__offset_resp(struct tally_client *c, struct client__reply *rep,
+                               const char *what, uint64_t *offset, int *found)
+{
+    struct proto_offset_resp m;
+    if (proto_get_offset_resp(&rep->body, &m) != 0 || proto_get_end(&rep->body) != 0) {
+        return client__malformed(c, what);
+    }
+    *offset = m.offset;
+    if (found != NULL) {
+        *found = m.found != 0;
+    }
+    return 0;
+}
+
+TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t timestamp_ms,
+                                    uint64_t *offset)
+{
+    struct proto_offset_for_time_req m;
+    struct client__op op;
+    struct client__reply rep;
+    char what[PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    *offset = 0;
+    snprintf(what, sizeof what, "find time in %s", topic != NULL ? topic : "(null)");
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.timestamp_ms = timestamp_ms;
+    start = client__begin(c, PROTO_OFFSET_FOR_TIME);
+    proto_put_offset_for_time_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    client__op_init(c, &op, what, false);
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    return client__offset_resp(c, &rep, what, offset, NULL);
+}
+
+static int client__check_group(struct tally_client *c, const char *group, const char *what)
+{
+    if (group == NULL || group[0] == '\0' || strlen(group) >= PROTO_NAME_MAX) {
+        err_printf(c->errmsg, "%s: group name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
+        return TALLY_INVAL;
+    }
+    return 0;
+}
+
+TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
+                                 uint64_t offset)
+{
+    struct proto_group_commit_req m;
+    struct client__op op;
+    struct client__reply rep;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.offset = offset;
+    start = client__begin(c, PROTO_GROUP_COMMIT);
+    proto_put_group_commit_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    /* Committing the same position twice is harmless, so a commit whose
+     * outcome is unknown is simply sent again. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    struct proto_done_resp d;
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
+}
+
+TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *topic,
+                                uint64_t *offset, int *found)
+{
+    struct proto_group_fetch_req m;
+    struct client__op op;
+    struct client__reply rep;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    *offset = 0;
+    *found = 0;
+    snprintf(what, sizeof what, "fetch group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    start = client__begin(c, PROTO_GROUP_FETCH);
+    proto_put_group_fetch_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    /* Read from the leader: a follower may not have applied the group's
+     * latest commit yet, and a consumer must resume after it. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    return client__offset_resp(c, &rep, what, offset, found);
 }

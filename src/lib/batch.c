@@ -266,6 +266,7 @@ void batch_builder_reset(struct batch_builder *b)
     b->count = 0;
     b->last_offset_delta = 0;
     b->max_ts_delta = 0;
+    b->keyed = false;
 }
 
 void batch_builder_free(struct batch_builder *b)
@@ -307,6 +308,7 @@ int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t
         return TALLY_NOMEM;
     }
     b->count++;
+    b->keyed = b->keyed || key != NULL;
     b->last_offset_delta = offset_delta;
     if (ts_delta > b->max_ts_delta) {
         b->max_ts_delta = ts_delta;
@@ -357,6 +359,9 @@ int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out
     }
     if (!(flags & BATCH_FLAG_LZ4) && records_len > 0) {
         memcpy(h + BATCH_HEADER_SIZE, b->records.data, records_len);
+    }
+    if (b->keyed) {
+        flags |= BATCH_FLAG_KEYED;
     }
     memset(h, 0, BATCH_HEADER_SIZE);
     memcpy(h + OFF_MAGIC, BATCH_MAGIC, 4);

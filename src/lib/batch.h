@@ -21,7 +21,10 @@
 #define BATCH_MAX_SIZE (16u << 20)
 
 #define BATCH_FLAG_LZ4 0x01u
-#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4)
+/* At least one record has a key: apply reads the records of such batches
+ * only, to maintain the key index. */
+#define BATCH_FLAG_KEYED 0x02u
+#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED)
 
 struct batch_header {
     uint8_t version;
@@ -108,6 +111,7 @@ struct batch_builder {
     uint32_t count;
     uint32_t last_offset_delta;
     int64_t max_ts_delta;
+    bool keyed;                 /* a record has a key */
     uint64_t producer_id;
     uint64_t producer_seq;
 };

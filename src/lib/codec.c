@@ -10,6 +10,13 @@ uint64_t codec_checksum(const void *p, size_t n)
     return XXH3_64bits(p, n);
 }
 
+struct codec_hash128 codec_hash128(const void *p, size_t n)
+{
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    struct codec_hash128 out = {h.low64, h.high64};
+    return out;
+}
+
 size_t codec_lz4_bound(size_t n)
 {
     return n > (size_t)LZ4_MAX_INPUT_SIZE ? 0 : (size_t)LZ4_compressBound((int)n);

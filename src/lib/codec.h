@@ -9,6 +9,13 @@
  * version: changing it means a new format version. */
 uint64_t codec_checksum(const void *p, size_t n);
 
+/* XXH3 128-bit hash of a record key (the key index stores this, not the
+ * key). */
+struct codec_hash128 {
+    uint64_t lo, hi;
+};
+struct codec_hash128 codec_hash128(const void *p, size_t n);
+
 /* Worst-case compressed size of @n bytes. */
 size_t codec_lz4_bound(size_t n);
 

@@ -56,6 +56,9 @@ static const char *const proto__type_names[] = {
     [PROTO_MEMBER_ADD] = "MEMBER_ADD",
     [PROTO_MEMBER_REMOVE] = "MEMBER_REMOVE",
     [PROTO_MEMBER_TRANSFER] = "MEMBER_TRANSFER",
+    [PROTO_OFFSET_FOR_TIME] = "OFFSET_FOR_TIME",
+    [PROTO_GROUP_COMMIT] = "GROUP_COMMIT",
+    [PROTO_GROUP_FETCH] = "GROUP_FETCH",
 };
 
 const char *proto_type_name(unsigned type)
@@ -187,8 +190,9 @@ static void proto__copy_cut(char *out, size_t cap, const char *s)
     out[n] = '\0';
 }
 
-void proto_put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, int code,
-                           const char *message, uint64_t leader_id, const char *leader_addr)
+static void proto__put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, int code,
+                                   const char *message, uint64_t leader_id,
+                                   const char *leader_addr, uint64_t actual)
 {
     struct proto_error e;
     size_t start;
@@ -197,7 +201,20 @@ void proto_put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, in
     proto__copy_cut(e.message, sizeof e.message, message);
     e.leader_id = leader_id;
     proto__copy_cut(e.leader_addr, sizeof e.leader_addr, leader_addr);
+    e.actual = actual;
     start = proto_begin_frame(b, type, PROTO_FLAG_RESPONSE | PROTO_FLAG_ERROR, request_id);
     proto_put_error(b, &e);
     proto_end_frame(b, start);
+}
+
+void proto_put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, int code,
+                           const char *message, uint64_t leader_id, const char *leader_addr)
+{
+    proto__put_error_frame(b, type, request_id, code, message, leader_id, leader_addr, 0);
+}
+
+void proto_put_condition_error_frame(struct buf *b, uint16_t type, uint32_t request_id,
+                                     const char *message, uint64_t actual)
+{
+    proto__put_error_frame(b, type, request_id, TALLY_CONDITION_FAILED, message, 0, "", actual);
 }

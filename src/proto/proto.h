@@ -56,7 +56,10 @@ enum proto_type {
     PROTO_MEMBER_ADD = 8,
     PROTO_MEMBER_REMOVE = 9,
     PROTO_MEMBER_TRANSFER = 10,
-    PROTO__TYPE_MAX = 10,
+    PROTO_OFFSET_FOR_TIME = 11,
+    PROTO_GROUP_COMMIT = 12,
+    PROTO_GROUP_FETCH = 13,
+    PROTO__TYPE_MAX = 13,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -134,7 +137,17 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_PRODUCE_REQ(X)                                            \
     X(str, topic, PROTO_NAME_MAX)                                              \
     X(u32, timeout_ms)                                                         \
+    X(u64, expect_offset) /* append only if the topic's next offset is this; */\
+                          /* PROTO_NO_EXPECT: no condition */                  \
+    X(u32, n_conditions) /* followed, after batch, by n PROTO_SCHEMA_CONDITION */\
     X(blob, batch)       /* one batch, lib/batch.h format, checksummed */
+/* A per-key condition of a produce: the key must have had exactly
+ * expect_version records (0: the key must not exist yet). */
+#define PROTO_SCHEMA_CONDITION(X)                                              \
+    X(blob, key)                                                               \
+    X(u64, expect_version)
+#define PROTO_NO_EXPECT UINT64_MAX
+#define PROTO_MAX_CONDITIONS 1024
 #define PROTO_SCHEMA_PRODUCE_RESP(X)                                           \
     X(u64, base_offset)                                                        \
     X(u32, count)                                                              \
@@ -157,12 +170,31 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, raft_addr, PROTO_ADDR_MAX)
 #define PROTO_SCHEMA_MEMBER_REMOVE_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_TRANSFER_REQ(X) X(u64, id)
+/* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
+ * after timestamp_ms (the topic's next offset if none). */
+#define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(i64, timestamp_ms)
+#define PROTO_SCHEMA_OFFSET_RESP(X)                                            \
+    X(u64, offset)                                                             \
+    X(u8, found)         /* GROUP_FETCH: 0 if the group has no position */
+/* GROUP_COMMIT (leader, through Raft) and GROUP_FETCH (any node): a durable
+ * named consumer position: the next offset the group will read. */
+#define PROTO_SCHEMA_GROUP_COMMIT_REQ(X)                                       \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, offset)
+#define PROTO_SCHEMA_GROUP_FETCH_REQ(X)                                        \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
     X(str, message, PROTO_MSG_MAX)                                             \
     X(u64, leader_id)    /* NOTLEADER: the leader, if known (else 0) */        \
-    X(str, leader_addr, PROTO_ADDR_MAX) /* its client address, or "" */
+    X(str, leader_addr, PROTO_ADDR_MAX) /* its client address, or "" */      \
+    X(u64, actual)       /* CONDITION_FAILED: the actual next offset or key */ \
+                         /* version; 0 otherwise */
 
 /* Struct generation. */
 #define PROTO__FIELD_u8(name) uint8_t name;
@@ -193,6 +225,11 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_add_req, MEMBER_ADD_REQ)                                          \
     X(member_remove_req, MEMBER_REMOVE_REQ)                                    \
     X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
+    X(condition, CONDITION)                                                    \
+    X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
+    X(offset_resp, OFFSET_RESP)                                                \
+    X(group_commit_req, GROUP_COMMIT_REQ)                                      \
+    X(group_fetch_req, GROUP_FETCH_REQ)                                        \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and
@@ -216,5 +253,8 @@ int proto_get_end(struct rd *r);
 /* Append a complete error response frame to @b. @message is cut to fit. */
 void proto_put_error_frame(struct buf *b, uint16_t type, uint32_t request_id, int code,
                            const char *message, uint64_t leader_id, const char *leader_addr);
+/* As proto_put_error_frame, with the actual value of a failed condition. */
+void proto_put_condition_error_frame(struct buf *b, uint16_t type, uint32_t request_id,
+                                     const char *message, uint64_t actual);
 
 #endif

@@ -157,6 +157,12 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
         }
         return;
     }
+    if (item->code == TALLY_CONDITION_FAILED) {
+        r->resp.len = 0;
+        proto_put_condition_error_frame(&r->resp, r->type, r->id, item->message, item->actual);
+        conn_complete(r);
+        return;
+    }
     if (item->code != 0) {
         gw__error(r, item->code, "%s", item->message);
         return;
@@ -396,16 +402,47 @@ static void gw__topic_delete(struct gw *gw, struct req *r, struct rd *rd)
     gw__propose_single(gw, r, &entry);
 }
 
+static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_produce_req *mp,
+                             const struct cmd_condition *conds);
+
 static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_produce_req m;
-    struct batch_header h;
-    char errmsg[ERR_MSG_SIZE];
-    int rv;
-    if (proto_get_produce_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+    struct cmd_condition *conds = NULL;
+    if (proto_get_produce_req(rd, &m) != 0 || m.n_conditions > PROTO_MAX_CONDITIONS) {
         gw__error(r, TALLY_PROTO, "malformed PRODUCE");
         return;
     }
+    if (m.n_conditions > 0 && (conds = calloc(m.n_conditions, sizeof *conds)) == NULL) {
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    for (uint32_t i = 0; i < m.n_conditions; i++) {
+        struct proto_condition pc;
+        if (proto_get_condition(rd, &pc) != 0) {
+            break;
+        }
+        conds[i].key = pc.key;
+        conds[i].key_len = pc.key_len;
+        conds[i].version = pc.expect_version;
+    }
+    if (!rd_ok(rd) || proto_get_end(rd) != 0) {
+        free(conds);
+        gw__error(r, TALLY_PROTO, "malformed PRODUCE");
+        return;
+    }
+    gw__produce_item(gw, r, &m, conds);
+    free(conds);
+}
+
+/* Add a decoded, well-formed produce to the APPEND entry being gathered. */
+static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_produce_req *mp,
+                             const struct cmd_condition *conds)
+{
+    const struct proto_produce_req m = *mp;
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    int rv;
     if (m.batch_len > gw->cfg->max_batch_bytes) {
         gw__error(r, TALLY_TOOLARGE, "batch of %u bytes is over the limit of %u (max_batch_bytes)",
                   m.batch_len, gw->cfg->max_batch_bytes);
@@ -440,8 +477,8 @@ static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
     if (gw->n_items == 0) {
         cmd_append_begin(&gw->entry);
     }
-    size_t at = gw->entry.len + cmd_append_item_size(m.topic, m.batch_len) - m.batch_len;
-    cmd_append_add(&gw->entry, m.topic, m.batch, m.batch_len);
+    size_t at = cmd_append_add(&gw->entry, m.topic, m.batch, m.batch_len, m.expect_offset, conds,
+                               m.n_conditions);
     if (!buf_ok(&gw->entry)) {
         gw__error(r, TALLY_NOMEM, "out of memory");
         return;
@@ -570,6 +607,86 @@ static void gw__wake(struct gw *gw, bool only_expired)
             pp = &r->park_next;
         }
     }
+}
+
+static void gw__offset_resp(struct req *r, uint64_t offset, bool found)
+{
+    struct proto_offset_resp m = {offset, found};
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_offset_resp(&r->resp, &m);
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_offset_for_time_req m;
+    struct store_topic *t;
+    char errmsg[ERR_MSG_SIZE] = "";
+    uint64_t offset;
+    int rv;
+    if (proto_get_offset_for_time_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed OFFSET_FOR_TIME");
+        return;
+    }
+    if ((t = store_topic_find(gw->store, m.topic)) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        return;
+    }
+    if ((rv = log_find_time(t->log, m.timestamp_ms, &offset, errmsg)) != 0) {
+        gw__error(r, rv, "find time %lld in %s: %s", (long long)m.timestamp_ms, m.topic, errmsg);
+        return;
+    }
+    gw__offset_resp(r, offset, true);
+}
+
+static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_commit_req m;
+    struct buf entry;
+    if (proto_get_group_commit_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        return;
+    }
+    if (m.group[0] == '\0') {
+        gw__error(r, TALLY_INVAL, "a group name is needed");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (store_topic_find(gw->store, m.topic) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_group_commit(&entry, m.group, m.topic, m.offset);
+    gw__propose_single(gw, r, &entry);
+}
+
+static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_fetch_req m;
+    uint64_t offset;
+    if (proto_get_group_fetch_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_FETCH");
+        return;
+    }
+    if (store_topic_find(gw->store, m.topic) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        return;
+    }
+    /* The leader has the latest commit; send the reader there when one is
+     * known. Without a leader any node answers with what it has applied:
+     * possibly an older position, which only repeats records, as
+     * at-least-once delivery allows. */
+    uint64_t leader = node_leader_id(gw->node);
+    if (leader != 0 && leader != node_id(gw->node)) {
+        gw__not_leader(gw, r);
+        return;
+    }
+    bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
+    gw__offset_resp(r, offset, found);
 }
 
 struct gw__member_op {
@@ -718,6 +835,15 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_MEMBER_REMOVE:
     case PROTO_MEMBER_TRANSFER:
         gw__member(gw, r, &rd);
+        break;
+    case PROTO_OFFSET_FOR_TIME:
+        gw__offset_for_time(gw, r, &rd);
+        break;
+    case PROTO_GROUP_COMMIT:
+        gw__group_commit(gw, r, &rd);
+        break;
+    case PROTO_GROUP_FETCH:
+        gw__group_fetch(gw, r, &rd);
         break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);

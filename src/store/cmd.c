@@ -65,15 +65,31 @@ void cmd_append_begin(struct buf *b)
     buf_put_u32(b, 0); /* n_items, patched by cmd_append_end */
 }
 
-void cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len)
+size_t cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len,
+                      uint64_t expect_offset, const struct cmd_condition *conds,
+                      uint32_t n_conds)
 {
+    size_t at;
     buf_put_str(b, topic);
-    buf_put_blob(b, batch, len);
+    buf_put_u32(b, len);
+    at = b->len;
+    buf_put(b, batch, len);
+    buf_put_u64(b, expect_offset);
+    buf_put_u32(b, n_conds);
+    for (uint32_t i = 0; i < n_conds; i++) {
+        buf_put_blob(b, conds[i].key, conds[i].key_len);
+        buf_put_u64(b, conds[i].version);
+    }
+    return at;
 }
 
-size_t cmd_append_item_size(const char *topic, uint32_t batch_len)
+void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset)
 {
-    return 2 + strlen(topic) + 4 + batch_len;
+    size_t start = cmd__begin(b, CMD_GROUP_COMMIT);
+    buf_put_str(b, group);
+    buf_put_str(b, topic);
+    buf_put_u64(b, offset);
+    cmd__end(b, start);
 }
 
 void cmd_append_end(struct buf *b, uint32_t n_items)

@@ -16,11 +16,15 @@
  *   TOPIC_CREATE  str name, u8 policy, i64 retention_ms, i64 retention_bytes,
  *                 i64 segment_bytes
  *   TOPIC_DELETE  str name
- *   APPEND        u32 n_items, then n_items x (str topic, blob batch); each
- *                 batch is lib/batch.h format with the leader's timestamp,
- *                 base offset and raft index still to be stamped in apply
+ *   APPEND        u32 n_items, then n_items x (str topic, blob batch,
+ *                 u64 expect_offset, u32 n_conditions, n_conditions x
+ *                 (blob key, u64 expect_version)); each batch is
+ *                 lib/batch.h format with the leader's timestamp, its base
+ *                 offset and raft index still to be stamped in apply;
+ *                 expect_offset CMD_NO_EXPECT means no offset condition
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
+ *   GROUP_COMMIT  str group, str topic, u64 offset
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -39,6 +43,17 @@ enum cmd_type {
     CMD_APPEND = 3,
     CMD_MEMBER_SET = 4,
     CMD_MEMBER_DEL = 5,
+    CMD_GROUP_COMMIT = 6,
+};
+
+#define CMD_NO_EXPECT UINT64_MAX
+
+/* A condition of an APPEND item: @key must have had exactly @version
+ * records. Pointers borrowed. */
+struct cmd_condition {
+    const uint8_t *key;
+    uint32_t key_len;
+    uint64_t version;
 };
 
 struct cmd_topic_config {
@@ -54,14 +69,17 @@ void cmd_encode_topic_delete(struct buf *b, const char *name);
 void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void cmd_encode_member_del(struct buf *b, uint64_t id);
+void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */
 void cmd_append_begin(struct buf *b);
-void cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len);
+/* Add an item; returns the position of the batch's first byte in @b (so the
+ * leader can stamp its timestamp in place). */
+size_t cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len,
+                      uint64_t expect_offset, const struct cmd_condition *conds,
+                      uint32_t n_conds);
 void cmd_append_end(struct buf *b, uint32_t n_items);
-/* Bytes an item adds to an APPEND entry. */
-size_t cmd_append_item_size(const char *topic, uint32_t batch_len);
 
 /* Decode the entry header; @body reads the body. TALLY_CORRUPT if the
  * header is malformed, TALLY_VERSION for an unknown version. */

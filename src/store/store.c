@@ -16,6 +16,9 @@
  *                 u32 n_producers, then per producer: u64 id, u64 seq,
  *                 u64 base_offset, u32 count, u64 raft_index
  *          4    n_members, then per member: u64 id, str client, str raft
+ *          4    n_groups, then per group: str group, str topic, u64 offset
+ *          1    has_keys: 0 in the file, 1 in a snapshot, where the key
+ *               index of each topic follows, in topic order (keys.h)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -47,6 +50,13 @@
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 1
 
+/* The committed position of one consumer group on one topic. */
+struct store__group {
+    char group[STORE_NAME_MAX];
+    char topic[STORE_NAME_MAX];
+    uint64_t offset;
+};
+
 struct store {
     char dir[PATH_MAX];
     struct log_config defaults;
@@ -58,6 +68,8 @@ struct store {
     store_append_hook hook;
     void *hook_arg;
     struct buf scratch;              /* stamped copy of a batch being appended */
+    struct store__group *groups;     /* consumer group positions */
+    unsigned n_groups, cap_groups;
 };
 
 static int store__mkdir(const char *path, char *errmsg)
@@ -221,49 +233,161 @@ static int store__producer_record(struct store_topic *t, const struct batch_head
     return 0;
 }
 
-/* Bring the producer table of @t forward from the checkpoint at @since:
- * read back the headers of the batches after it at the log's tail, then
- * record them oldest first, as apply did. */
-static int store__rebuild_producers(struct store_topic *t, uint64_t since, char *errmsg)
+/* Count the keys of an appended (stamped) batch into the key index. */
+static int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
+                             char *errmsg)
 {
-    uint64_t next = log_next_offset(t->log);
+    struct batch_iter it;
+    struct batch_record r;
+    int rv = batch_iter_init(&it, batch, len, errmsg);
+    while (rv == 0 && (rv = batch_iter_next(&it, &r, errmsg)) == 0) {
+        if (r.key != NULL) {
+            rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
+        }
+    }
+    batch_iter_close(&it);
+    return rv == TALLY_EOF ? 0 : rv;
+}
+
+/* Bring the producer table and the key index of @t forward from their
+ * checkpoints (at @prod_since and @keys_since): find the first batch after
+ * the older one by walking back from the tail, then read forward and
+ * record what apply recorded, oldest first. The cost is the batches since
+ * the checkpoints, not the size of the log (unless the key checkpoint is
+ * missing: then keys_since is 0 and the whole log is read once). */
+static int store__rebuild(struct store_topic *t, uint64_t prod_since, uint64_t keys_since,
+                          char *errmsg)
+{
+    uint64_t since = prod_since < keys_since ? prod_since : keys_since;
+    uint64_t from = log_next_offset(t->log);
     uint64_t start = log_start_offset(t->log);
-    struct batch_header *hs = NULL;
-    size_t n = 0, cap = 0;
     int rv = 0;
-    while (next > start) {
+    while (from > start) {
         void *data = NULL;
         size_t len = 0;
         uint64_t after;
         struct batch_header h;
-        rv = log_read_copy(t->log, next - 1, 1, &data, &len, &after, errmsg);
+        rv = log_read_copy(t->log, from - 1, 1, &data, &len, &after, errmsg);
         if (rv == 0) {
             rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, &h, errmsg)
                                           : TALLY_CORRUPT;
         }
         free(data);
-        if (rv != 0 || h.raft_index <= since) {
+        if (rv != 0) {
+            return rv;
+        }
+        if (h.raft_index <= since) {
             break;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct batch_header *nh = realloc(hs, cap * sizeof *nh);
-            if (nh == NULL) {
-                rv = TALLY_NOMEM;
+        from = h.base_offset;
+    }
+    while (from < log_next_offset(t->log)) {
+        void *data = NULL;
+        size_t len = 0, pos = 0;
+        uint64_t after;
+        rv = log_read_copy(t->log, from, 4u << 20, &data, &len, &after, errmsg);
+        while (rv == 0 && pos < len) {
+            struct batch_header h;
+            rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
+            if (rv != 0 || h.batch_len > len - pos) {
+                rv = rv != 0 ? rv : TALLY_CORRUPT;
                 break;
             }
-            hs = nh;
+            if (h.producer_id != 0 && h.raft_index > prod_since) {
+                rv = store__producer_record(t, &h, h.base_offset);
+            }
+            if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.raft_index > keys_since) {
+                rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, errmsg);
+            }
+            pos += h.batch_len;
         }
-        hs[n++] = h;
-        next = h.base_offset;
+        free(data);
+        if (rv != 0 || len == 0) {
+            break;
+        }
+        from = after;
     }
-    while (rv == 0 && n > 0) {
-        n--;
-        if (hs[n].producer_id != 0) {
-            rv = store__producer_record(t, &hs[n], hs[n].base_offset);
+    return rv;
+}
+
+/* The key index checkpoint of a topic: DATA/topics/NAME/keys.ckpt
+ *   0  4  magic "TLYK"     4  4  version (1)     8  8  index
+ *   16 .. keys_encode()    then 8  XXH3-64 of everything before */
+#define STORE__KEYS_MAGIC "TLYK"
+
+static void store__keys_path(const struct store *s, const struct store_topic *t, char *out,
+                             size_t cap)
+{
+    snprintf(out, cap, "%s/topics/%s/keys.ckpt", s->dir, t->name);
+}
+
+/* Load the key checkpoint; returns its index, or 0 (and an empty index)
+ * when it is missing or unusable, which costs a full read of the log. */
+static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
+{
+    char path[PATH_MAX + 320];
+    struct stat st;
+    uint8_t *data = NULL;
+    uint64_t index = 0;
+    int fd;
+    store__keys_path(s, t, path, sizeof path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT || log_next_offset(t->log) > log_start_offset(t->log)) {
+            TLOG_WARN("store", "topic %s: no key index checkpoint; rebuilding it from the log",
+                      t->name);
+        }
+        return 0;
+    }
+    if (fstat(fd, &st) == 0 && st.st_size >= 24 && (data = malloc((size_t)st.st_size)) != NULL &&
+        pread(fd, data, (size_t)st.st_size, 0) == st.st_size) {
+        size_t n = (size_t)st.st_size;
+        struct rd r;
+        rd_init(&r, data, n - 8);
+        const uint8_t *magic = rd_bytes(&r, 4);
+        uint32_t version = rd_u32(&r);
+        uint64_t at = rd_u64(&r);
+        if (codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
+            memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == 1 &&
+            keys_decode(&t->keys, &r) == 0 && r.left == 0) {
+            index = at;
+        } else {
+            keys_free(&t->keys);
         }
     }
-    free(hs);
+    if (index == 0) {
+        TLOG_WARN("store", "topic %s: key index checkpoint unusable; rebuilding it from the log",
+                  t->name);
+    }
+    free(data);
+    close(fd);
+    return index;
+}
+
+static int store__write_file(const char *dir, const char *name, const struct buf *b,
+                             char *errmsg);
+
+static int store__write_keys(const struct store *s, struct store_topic *t, uint64_t index,
+                             char *errmsg)
+{
+    char dir[PATH_MAX + 300];
+    struct buf b;
+    int rv;
+    buf_init(&b);
+    buf_put(&b, STORE__KEYS_MAGIC, 4);
+    buf_put_u32(&b, 1);
+    buf_put_u64(&b, index);
+    keys_encode(&t->keys, &b);
+    if (buf_ok(&b)) {
+        buf_put_u64(&b, codec_checksum(b.data, b.len));
+    }
+    if (!buf_ok(&b)) {
+        buf_free(&b);
+        return TALLY_NOMEM;
+    }
+    store__topic_dir(s, t->name, dir, sizeof dir);
+    rv = store__write_file(dir, "keys.ckpt", &b, errmsg);
+    buf_free(&b);
     return rv;
 }
 
@@ -280,7 +404,10 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
         rv = store__load_tail(t, errmsg);
     }
     if (rv == 0) {
-        rv = store__rebuild_producers(t, s->catalog_index, errmsg);
+        /* The two checkpoints may be at different indexes (a crash between
+         * writing them): each is brought forward from its own. */
+        uint64_t keys_since = start_offset == 0 ? store__load_keys(s, t) : s->catalog_index;
+        rv = store__rebuild(t, s->catalog_index, keys_since, errmsg);
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
@@ -288,7 +415,8 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
     return rv;
 }
 
-static void store__encode_catalog(const struct store *s, uint64_t index, struct buf *b)
+static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
+                                  struct buf *b)
 {
     uint32_t n = 0;
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
@@ -323,6 +451,18 @@ static void store__encode_catalog(const struct store *s, uint64_t index, struct 
         buf_put_str(b, s->members[i].client_addr);
         buf_put_str(b, s->members[i].raft_addr);
     }
+    buf_put_u32(b, s->n_groups);
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        buf_put_str(b, s->groups[i].group);
+        buf_put_str(b, s->groups[i].topic);
+        buf_put_u64(b, s->groups[i].offset);
+    }
+    buf_put_u8(b, with_keys);
+    if (with_keys) {
+        for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+            keys_encode(&t->keys, b);
+        }
+    }
     if (buf_ok(b)) {
         buf_put_u64(b, codec_checksum(b->data, b->len));
     }
@@ -337,14 +477,20 @@ struct store__catalog {
     uint32_t n_topics;
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
+    struct store__group *groups;
+    unsigned n_groups;
+    bool has_keys;           /* topics' keys were decoded */
 };
 
 static void store__catalog_free(struct store__catalog *c)
 {
+    free(c->groups);
+    c->groups = NULL;
     while (c->topics != NULL) {
         struct store_topic *t = c->topics;
         c->topics = t->next;
         free(t->producers);
+        keys_free(&t->keys);
         free(t);
     }
     free(c->start_offsets);
@@ -433,6 +579,29 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         rd_str(&r, c->members[i].client_addr, sizeof c->members[i].client_addr);
         rd_str(&r, c->members[i].raft_addr, sizeof c->members[i].raft_addr);
     }
+    c->n_groups = rd_u32(&r);
+    if (rd_ok(&r) && c->n_groups > r.left / 12) {
+        r.bad = true;
+    }
+    if (rd_ok(&r) && c->n_groups > 0) {
+        c->groups = calloc(c->n_groups, sizeof *c->groups);
+        if (c->groups == NULL) {
+            store__catalog_free(c);
+            return TALLY_NOMEM;
+        }
+    }
+    for (unsigned i = 0; i < c->n_groups && rd_ok(&r); i++) {
+        rd_str(&r, c->groups[i].group, sizeof c->groups[i].group);
+        rd_str(&r, c->groups[i].topic, sizeof c->groups[i].topic);
+        c->groups[i].offset = rd_u64(&r);
+    }
+    c->has_keys = rd_u8(&r) != 0;
+    for (struct store_topic *t = c->topics; t != NULL && c->has_keys && rd_ok(&r); t = t->next) {
+        if (keys_decode(&t->keys, &r) == TALLY_NOMEM) {
+            store__catalog_free(c);
+            return TALLY_NOMEM;
+        }
+    }
     if (!rd_ok(&r) || r.left != 0) {
         store__catalog_free(c);
         return ERR_CORRUPT(errmsg, "catalog malformed");
@@ -440,48 +609,53 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
     return 0;
 }
 
+/* Replace DIR/NAME atomically with @b: write NAME.tmp, fsync, rename,
+ * fsync the directory. */
+static int store__write_file(const char *dir, const char *name, const struct buf *b,
+                             char *errmsg)
+{
+    char path[PATH_MAX + 300], tmp[PATH_MAX + 310];
+    int fd, rv = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "create %s", tmp);
+    }
+    size_t done = 0;
+    while (rv == 0 && done < b->len) {
+        ssize_t w = write(fd, b->data + done, b->len - done);
+        if (w < 0 && errno != EINTR) {
+            rv = err_os(errmsg, errno, "write %s", tmp);
+        } else if (w > 0) {
+            done += (size_t)w;
+        }
+    }
+    if (rv == 0 && fsync(fd) != 0) {
+        rv = err_os(errmsg, errno, "fsync %s", tmp);
+    }
+    close(fd);
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = err_os(errmsg, errno, "rename %s", tmp);
+    }
+    if (rv == 0) {
+        rv = store__fsync_dir(dir, errmsg);
+    }
+    return rv;
+}
+
 static int store__write_catalog(struct store *s, char *errmsg)
 {
-    char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
     struct buf b;
-    int fd, rv;
-    /* The catalog checkpoints the producer tables at its index, so the
-     * logs must hold everything up to that index first. */
+    int rv;
+    /* The catalog checkpoints the producer tables and group positions at
+     * its index, so the logs must hold everything up to that index first. */
     if ((rv = store_sync(s, errmsg)) != 0) {
         return rv;
     }
     buf_init(&b);
-    store__encode_catalog(s, s->catalog_index, &b);
-    if (!buf_ok(&b)) {
-        buf_free(&b);
-        return TALLY_NOMEM;
-    }
-    snprintf(path, sizeof path, "%s/catalog", s->dir);
-    snprintf(tmp, sizeof tmp, "%s/catalog.tmp", s->dir);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rv = err_os(errmsg, errno, "create %s", tmp);
-    } else {
-        size_t done = 0;
-        while (rv == 0 && done < b.len) {
-            ssize_t w = write(fd, b.data + done, b.len - done);
-            if (w < 0 && errno != EINTR) {
-                rv = err_os(errmsg, errno, "write %s", tmp);
-            } else if (w > 0) {
-                done += (size_t)w;
-            }
-        }
-        if (rv == 0 && fsync(fd) != 0) {
-            rv = err_os(errmsg, errno, "fsync %s", tmp);
-        }
-        close(fd);
-        if (rv == 0 && rename(tmp, path) != 0) {
-            rv = err_os(errmsg, errno, "rename %s", tmp);
-        }
-        if (rv == 0) {
-            rv = store__fsync_dir(s->dir, errmsg);
-        }
-    }
+    store__encode_catalog(s, s->catalog_index, false, &b);
+    rv = buf_ok(&b) ? store__write_file(s->dir, "catalog", &b, errmsg) : TALLY_NOMEM;
     buf_free(&b);
     return rv;
 }
@@ -555,11 +729,19 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         c.topics = NULL;
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        s->groups = c.groups;
+        s->n_groups = s->cap_groups = c.n_groups;
+        c.groups = NULL;
         store__catalog_free(&c);
         for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
             if ((rv = store__open_topic(s, t, 0, errmsg)) != 0) {
                 store_close(s);
                 return rv;
+            }
+            /* A checkpoint must never be labelled below a batch the logs
+             * hold, or the next open would count that batch twice. */
+            if (t->tail_index > s->applied_index) {
+                s->applied_index = t->tail_index;
             }
         }
     } else if (errno != ENOENT) {
@@ -580,8 +762,10 @@ void store_close(struct store *s)
             log_close(t->log);
         }
         free(t->producers);
+        keys_free(&t->keys);
         free(t);
     }
+    free(s->groups);
     buf_free(&s->scratch);
     free(s);
 }
@@ -704,6 +888,7 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
     }
     log_close(t->log);
     free(t->producers);
+    keys_free(&t->keys);
     store__topic_dir(s, t->name, path, sizeof path);
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
     if (rename(path, trash) == 0) {
@@ -763,9 +948,54 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     return store__write_catalog(s, errmsg);
 }
 
+/* The conditions of one APPEND item, as they lie in the entry. */
+struct store__conds {
+    uint64_t expect_offset;
+    uint32_t n;
+    struct rd rd; /* n x (blob key, u64 version) */
+};
+
+/* 0 if every condition holds; else fills @res with CONDITION_FAILED. */
+static int store__check_conditions(struct store_topic *t, const struct store__conds *c,
+                                   struct store_item_result *res)
+{
+    struct rd r = c->rd;
+    if (c->expect_offset != CMD_NO_EXPECT && c->expect_offset != log_next_offset(t->log)) {
+        store__result(res, TALLY_CONDITION_FAILED,
+                      "topic %s is at offset %llu, expected %llu", t->name,
+                      (unsigned long long)log_next_offset(t->log),
+                      (unsigned long long)c->expect_offset);
+        res->actual = log_next_offset(t->log);
+        return TALLY_CONDITION_FAILED;
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        uint32_t klen;
+        const uint8_t *key = rd_blob(&r, &klen);
+        uint64_t want = rd_u64(&r);
+        uint64_t have = keys_version(&t->keys, key, klen);
+        if (have != want) {
+            char shown[64];
+            size_t k = 0;
+            for (uint32_t j = 0; j < klen && k + 5 < sizeof shown; j++) {
+                k += (size_t)snprintf(shown + k, sizeof shown - k,
+                                      key[j] >= 0x20 && key[j] < 0x7f ? "%c" : "\\x%02x",
+                                      key[j]);
+            }
+            shown[k] = '\0';
+            store__result(res, TALLY_CONDITION_FAILED,
+                          "key %s of topic %s is at version %llu, expected %llu", shown,
+                          t->name, (unsigned long long)have, (unsigned long long)want);
+            res->actual = have;
+            return TALLY_CONDITION_FAILED;
+        }
+    }
+    return 0;
+}
+
 static int store__append_item(struct store *s, uint64_t index, struct store_topic *t,
                               unsigned earlier_items, const uint8_t *batch, uint32_t len,
-                              struct store_item_result *res, char *errmsg)
+                              const struct store__conds *conds, struct store_item_result *res,
+                              char *errmsg)
 {
     struct batch_header h;
     int rv;
@@ -798,6 +1028,9 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
             return 0;
         }
     }
+    if (store__check_conditions(t, conds, res) != 0) {
+        return 0; /* nothing written; identical on every node */
+    }
     s->scratch.len = 0;
     buf_put(&s->scratch, batch, len);
     if (!buf_ok(&s->scratch)) {
@@ -816,6 +1049,11 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         if ((rv = store__producer_record(t, &h, res->base_offset)) != 0) {
             return rv;
         }
+    }
+    if ((h.flags & BATCH_FLAG_KEYED) &&
+        (rv = store__index_keys(t, s->scratch.data, len, errmsg)) != 0) {
+        err_wrap(errmsg, "index keys of %s at index %llu", t->name, (unsigned long long)index);
+        return rv;
     }
     if (t->tail_index == index) {
         t->tail_count++;
@@ -842,8 +1080,17 @@ static int store__append(struct store *s, uint64_t index, struct rd *body,
         uint32_t len;
         const uint8_t *batch;
         unsigned earlier = 0;
+        struct store__conds conds;
         rd_str(body, topic, sizeof topic);
         batch = rd_blob(body, &len);
+        conds.expect_offset = rd_u64(body);
+        conds.n = rd_u32(body);
+        conds.rd = *body;
+        for (uint32_t k = 0; k < conds.n && rd_ok(body); k++) {
+            uint32_t klen;
+            (void)rd_blob(body, &klen);
+            (void)rd_u64(body);
+        }
         if (!rd_ok(body)) {
             rv = ERR_CORRUPT(errmsg, "append entry %llu malformed", (unsigned long long)index);
             break;
@@ -857,10 +1104,61 @@ static int store__append(struct store *s, uint64_t index, struct rd *body,
             earlier += seen[j] == t;
         }
         seen[i] = t;
-        rv = store__append_item(s, index, t, earlier, batch, len, &out->items[i], errmsg);
+        rv = store__append_item(s, index, t, earlier, batch, len, &conds, &out->items[i], errmsg);
     }
     free(seen);
     return rv;
+}
+
+bool store_group_offset(struct store *s, const char *group, const char *topic,
+                        uint64_t *offset)
+{
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, group) == 0 && strcmp(s->groups[i].topic, topic) == 0) {
+            *offset = s->groups[i].offset;
+            return true;
+        }
+    }
+    *offset = 0;
+    return false;
+}
+
+/* A group position lives in memory and in the catalog checkpoint; after a
+ * restart the commits since the checkpoint are re-applied from Raft's log,
+ * like every catalog command. */
+static int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    struct store__group g;
+    unsigned i;
+    memset(&g, 0, sizeof g);
+    rd_str(body, g.group, sizeof g.group);
+    rd_str(body, g.topic, sizeof g.topic);
+    g.offset = rd_u64(body);
+    if (!rd_ok(body) || g.group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group commit");
+        return 0;
+    }
+    if (store_topic_find(s, g.topic) == NULL) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", g.topic);
+        return 0;
+    }
+    for (i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, g.group) == 0 && strcmp(s->groups[i].topic, g.topic) == 0) {
+            s->groups[i].offset = g.offset;
+            return 0;
+        }
+    }
+    if (s->n_groups == s->cap_groups) {
+        unsigned cap = s->cap_groups ? s->cap_groups * 2 : 16;
+        struct store__group *ng = realloc(s->groups, cap * sizeof *ng);
+        if (ng == NULL) {
+            return TALLY_NOMEM;
+        }
+        s->groups = ng;
+        s->cap_groups = cap;
+    }
+    s->groups[s->n_groups++] = g;
+    return 0;
 }
 
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
@@ -908,11 +1206,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             rv = store__member_change(s, index, type, &body, &res->items[0], errmsg);
         }
         break;
+    case CMD_GROUP_COMMIT:
+        if (index > s->catalog_index) {
+            rv = store__group_commit(s, &body, &res->items[0]);
+        }
+        break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
                          (unsigned long long)index, type);
     }
-    if (rv == 0) {
+    if (rv == 0 && index > s->applied_index) {
         s->applied_index = index;
     }
     if (rv != 0 || out == NULL) {
@@ -960,8 +1263,20 @@ int store_retain(struct store *s, int64_t now_ms, char *errmsg)
 
 int store_checkpoint(struct store *s, char *errmsg)
 {
+    int rv;
     if (s->applied_index > s->catalog_index) {
         s->catalog_index = s->applied_index;
+    }
+    /* Logs first (in store__write_catalog, and here for the keys), then
+     * each topic's key index, then the catalog. */
+    if ((rv = store_sync(s, errmsg)) != 0) {
+        return rv;
+    }
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if ((rv = store__write_keys(s, t, s->catalog_index, errmsg)) != 0) {
+            err_wrap(errmsg, "checkpoint key index of %s", t->name);
+            return rv;
+        }
     }
     return store__write_catalog(s, errmsg);
 }
@@ -975,7 +1290,7 @@ int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errms
     if ((rv = store_checkpoint(s, errmsg)) != 0) {
         return rv;
     }
-    store__encode_catalog(s, index, out);
+    store__encode_catalog(s, index, true, out);
     return buf_ok(out) ? 0 : TALLY_NOMEM;
 }
 
@@ -1034,23 +1349,28 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
         }
         if (t->producers != ct->producers) {
-            /* The snapshot's producer table replaces ours. */
+            /* The snapshot's producer table and key index replace ours. */
             free(t->producers);
             t->producers = ct->producers;
             t->n_producers = ct->n_producers;
             t->cap_producers = ct->cap_producers;
+            keys_free(&t->keys);
+            t->keys = ct->keys;
         }
         ct->producers = NULL;
+        keys_init(&ct->keys);
         t->floor_index = c.index;
     }
     if (rv == 0) {
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        free(s->groups);
+        s->groups = c.groups;
+        s->n_groups = s->cap_groups = c.n_groups;
+        c.groups = NULL;
         s->catalog_index = c.index;
-        rv = store__write_catalog(s, errmsg);
-    }
-    if (rv == 0) {
-        rv = store_sync(s, errmsg);
+        s->applied_index = c.index;
+        rv = store_checkpoint(s, errmsg);
     }
     store__catalog_free(&c);
     return rv;

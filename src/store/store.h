@@ -19,7 +19,14 @@
  * Idempotent producers: a batch whose producer id is not 0 and whose
  * sequence equals the producer's last one is a retry: it is not written
  * and its result carries the original offsets. A sequence that is neither
- * the last nor the next is refused with TALLY_SEQUENCE. */
+ * the last nor the next is refused with TALLY_SEQUENCE.
+ *
+ * Conditional appends: an APPEND item may require the topic's next offset
+ * and the versions (record counts) of keys; if one does not hold, nothing
+ * of the item is written and the result is TALLY_CONDITION_FAILED with the
+ * actual value. The key index behind versions is checkpointed per topic
+ * (DATA/topics/NAME/keys.ckpt) at each Raft snapshot and clean shutdown,
+ * and brought forward on open from the batches after the checkpoint. */
 #ifndef TALLY_STORE_STORE_H_
 #define TALLY_STORE_STORE_H_
 
@@ -30,6 +37,7 @@
 #include "lib/byte.h"
 #include "log/log.h"
 #include "store/cmd.h"
+#include "store/keys.h"
 
 #define STORE_NAME_MAX 256
 #define STORE_ADDR_MAX 64
@@ -62,6 +70,7 @@ struct store_topic {
     uint64_t floor_index;     /* entries at or below are in the state (snapshot) */
     struct store_producer *producers; /* unordered, n_producers of cap */
     unsigned n_producers, cap_producers;
+    struct keys keys;         /* key -> version and latest offset */
     struct store_topic *next;
 };
 
@@ -75,6 +84,7 @@ struct store_member {
 struct store_item_result {
     int code;                /* 0 or a TALLY_* code */
     bool duplicate;          /* a retried batch: offsets are the original ones */
+    uint64_t actual;         /* CONDITION_FAILED: actual next offset / key version */
     uint64_t base_offset;
     uint32_t count;
     char message[160];
@@ -119,6 +129,10 @@ struct store_topic *store_topic_find(struct store *s, const char *name);
 struct store_topic *store_topics(struct store *s); /* linked list, by creation */
 unsigned store_members(struct store *s, const struct store_member **members);
 const struct store_member *store_member_find(struct store *s, uint64_t id);
+
+/* Committed position of consumer group @group on @topic; false if none. */
+bool store_group_offset(struct store *s, const char *group, const char *topic,
+                        uint64_t *offset);
 
 /* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
 bool store_topic_name_valid(const char *name);

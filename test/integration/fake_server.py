@@ -110,9 +110,9 @@ def frame(type_, flags, req_id, body):
     return HEADER.pack(12 + len(body), MAGIC, VERSION, flags, type_, 0, req_id) + body
 
 
-def error_body(code, message, leader_id=0, leader_addr=""):
+def error_body(code, message, leader_id=0, leader_addr="", actual=0):
     return struct.pack("<H", code) + s_(message[:255]) + struct.pack("<Q", leader_id) + \
-        s_(leader_addr)
+        s_(leader_addr) + struct.pack("<Q", actual)
 
 
 class Cluster:
@@ -285,7 +285,11 @@ class FakeNode:
 
     def produce(self, r, sock):
         c = self.cluster
-        topic, _timeout, batch = r.str(), r.u32(), bytearray(r.blob())
+        topic, _timeout, _expect_offset, n_conds = r.str(), r.u32(), r.u64(), r.u32()
+        batch = bytearray(r.blob())
+        for _ in range(n_conds):  # conditions: the fake does not evaluate them
+            r.blob()
+            r.u64()
         r.end()
         with c.lock:
             c.produce_seen += 1

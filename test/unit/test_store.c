@@ -91,7 +91,7 @@ static void append_entry_from(struct buf *e, const char **topics, unsigned n_top
         }
         assert_int_equal(batch_builder_finish(&b, false, &out), 0);
         batch_stamp(out.data, 0, 1700000000000, 0);
-        cmd_append_add(e, topics[i], out.data, (uint32_t)out.len);
+        cmd_append_add(e, topics[i], out.data, (uint32_t)out.len, CMD_NO_EXPECT, NULL, 0);
         buf_free(&out);
         batch_builder_free(&b);
     }
@@ -347,6 +347,131 @@ static void test_producers_survive_restart(void **state)
     buf_free(&snap);
 }
 
+/* Apply one batch of @n records with key "k" under the given conditions;
+ * returns the item's code and its actual value in *actual. */
+static int produce_if(struct fixture *f, uint64_t index, uint64_t expect_offset,
+                      const struct cmd_condition *conds, uint32_t n_conds, uint64_t *actual)
+{
+    struct batch_builder b;
+    struct buf out, e;
+    struct store_result *res = NULL;
+    batch_builder_init(&b, 0, 0);
+    buf_init(&out);
+    buf_init(&e);
+    assert_int_equal(batch_builder_add(&b, "k", 1, "v", 1), 0);
+    assert_int_equal(batch_builder_add(&b, "k", 1, "w", 1), 0);
+    assert_int_equal(batch_builder_finish(&b, false, &out), 0);
+    cmd_append_begin(&e);
+    cmd_append_add(&e, "c", out.data, (uint32_t)out.len, expect_offset, conds, n_conds);
+    cmd_append_end(&e, 1);
+    assert_int_equal(apply(f, index, &e, &res), 0);
+    int code = res->items[0].code;
+    *actual = res->items[0].actual;
+    free(res);
+    buf_free(&e);
+    buf_free(&out);
+    batch_builder_free(&b);
+    return code;
+}
+
+static uint64_t version_of(struct fixture *f, const char *key)
+{
+    return keys_version(&store_topic_find(f->s, "c")->keys, key, strlen(key));
+}
+
+/* Conditions on the next offset and on key versions are checked in apply;
+ * a failed one writes nothing and reports the actual value; several key
+ * conditions are all-or-nothing. */
+static void test_conditional_append(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t actual = 0;
+    struct cmd_condition k0 = {(const uint8_t *)"k", 1, 0};
+    struct cmd_condition k2 = {(const uint8_t *)"k", 1, 2};
+    struct cmd_condition z0 = {(const uint8_t *)"z", 1, 0};
+    struct cmd_condition z1 = {(const uint8_t *)"z", 1, 1};
+    create_topic(f, 2, "c");
+    assert_int_equal(produce_if(f, 3, 0, &k0, 1, &actual), 0);
+    assert_int_equal(version_of(f, "k"), 2);
+    assert_int_equal(produce_if(f, 4, 0, NULL, 0, &actual), TALLY_CONDITION_FAILED);
+    assert_int_equal(actual, 2);
+    assert_int_equal(produce_if(f, 5, CMD_NO_EXPECT, &k0, 1, &actual), TALLY_CONDITION_FAILED);
+    assert_int_equal(actual, 2);
+    struct cmd_condition both_bad[] = {k2, z1};
+    assert_int_equal(produce_if(f, 6, CMD_NO_EXPECT, both_bad, 2, &actual),
+                     TALLY_CONDITION_FAILED);
+    assert_int_equal(actual, 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "c")->log), 2);
+    struct cmd_condition both_ok[] = {k2, z0};
+    assert_int_equal(produce_if(f, 7, 2, both_ok, 2, &actual), 0);
+    assert_int_equal(version_of(f, "k"), 4);
+    assert_int_equal(version_of(f, "z"), 0);
+}
+
+/* The key index is the same after a restart: rebuilt from the whole log
+ * without a checkpoint, from the checkpoint plus the batches after it, and
+ * from the log again when the checkpoint is damaged. */
+static void test_keys_survive_restart(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t actual;
+    char errmsg[ERR_MSG_SIZE], path[512];
+    create_topic(f, 2, "c");
+    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 2);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 4);
+    /* Replayed entries change nothing. */
+    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(version_of(f, "k"), 4);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 20, SEEK_SET);
+    fputc(0x5a, fp);
+    fclose(fp);
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 4);
+}
+
+/* Group positions are applied, kept in the checkpoint and the snapshot. */
+static void test_group_positions(void **state)
+{
+    struct fixture *f = *state;
+    struct buf e;
+    uint64_t off = 99;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "c");
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 42);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 42);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    reopen(f);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 42);
+    buf_free(&e);
+    struct buf snap;
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    assert_true(store_group_offset(s2, "g", "c", &off));
+    assert_int_equal(off, 42);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +484,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

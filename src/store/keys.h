@@ -1,0 +1,40 @@
+/* The key index of one topic: for every key ever written, how many records
+ * it has had (its version) and the offset of its latest record. Keys are
+ * held as their 128-bit XXH3 hash (32 bytes per key in memory), so the
+ * index of a topic with 10 million keys takes about 320 MiB at most (the
+ * table is kept at most 3/4 full). */
+#ifndef TALLY_STORE_KEYS_H_
+#define TALLY_STORE_KEYS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/byte.h"
+
+struct keys_entry {
+    uint64_t h1, h2;     /* XXH3-128 of the key; h1 == h2 == 0: empty slot */
+    uint64_t version;    /* records with this key so far */
+    uint64_t offset;     /* offset of the latest one */
+};
+
+struct keys {
+    struct keys_entry *slots; /* open addressing, linear probing */
+    size_t cap;               /* power of two, or 0 */
+    size_t n;                 /* keys held */
+};
+
+void keys_init(struct keys *k);
+void keys_free(struct keys *k);
+
+/* Version of @key (0 if never written). */
+uint64_t keys_version(const struct keys *k, const void *key, size_t len);
+
+/* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
+int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);
+
+/* Serialise: u64 n, then n x (u64 h1, u64 h2, u64 version, u64 offset). */
+void keys_encode(const struct keys *k, struct buf *b);
+/* Replace @k with what @r holds. TALLY_CORRUPT on malformed input. */
+int keys_decode(struct keys *k, struct rd *r);
+
+#endif
