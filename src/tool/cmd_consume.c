@@ -12,13 +12,26 @@
 #include "tool/util.h"
 
 static const char consume_help[] =
-    "Usage: tally consume TOPIC [--from OFFSET|beginning|end] [-n COUNT] [-f]\n"
+    "Usage: tally consume TOPIC [--from OFFSET|beginning|end | --from-time MS]\n"
+    "                     [-n COUNT] [-f] [-k KEY] [--group NAME]\n"
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
     "\n"
     "Print the records of TOPIC in offset order. Reads are served by any node\n"
     "and return committed records only.\n"
     "\n"
     "  --from OFFSET|beginning|end  where to start (default beginning)\n"
+    "  --from-time MS       start at the first record with a timestamp at or\n"
+    "                       after MS (milliseconds since the epoch)\n"
+    "  -k, --key KEY        print only the records with this key, in offset\n"
+    "                       order; the filter runs in tally, which still reads\n"
+    "                       every record of the topic from the start position:\n"
+    "                       its cost is the topic's size, not the key's\n"
+    "  --group NAME         durable position: start where group NAME last\n"
+    "                       committed on TOPIC (if it never did, at --from or\n"
+    "                       --from-time, default beginning), and commit the\n"
+    "                       position after each batch has been printed and\n"
+    "                       flushed: at-least-once delivery (a record printed\n"
+    "                       just before a crash is printed again next time)\n"
     "  -n, --count COUNT    stop after COUNT records\n"
     "  -f, --follow         keep waiting for new records (long poll) until COUNT\n"
     "                       records were printed or SIGINT (then exit 0); without\n"
@@ -41,9 +54,16 @@ enum {
     CONSUME_OPT_FORMAT,
     CONSUME_OPT_NODE,
     CONSUME_OPT_MIN_INDEX,
+    CONSUME_OPT_FROM_TIME,
+    CONSUME_OPT_GROUP,
 };
 
-enum consume_from { CONSUME_FROM_OFFSET, CONSUME_FROM_BEGINNING, CONSUME_FROM_END };
+enum consume_from {
+    CONSUME_FROM_OFFSET,
+    CONSUME_FROM_BEGINNING,
+    CONSUME_FROM_END,
+    CONSUME_FROM_TIME,
+};
 
 /* Long-poll wait of one fetch in follow mode: short enough that SIGINT and
  * a moved leader are noticed quickly, long enough not to spin. */
@@ -168,14 +188,66 @@ static int consume_resolve(const char *cmd, tally_client *client, const char *to
     return tool_error(cmd, "topic '%s' not found", topic);
 }
 
+/* Errors after which committing a group position again may succeed. The
+ * commit sets an absolute position, so repeating it is harmless even when
+ * the first attempt's outcome is unknown. */
+static int consume_commit_retryable(int rc)
+{
+    return consume_transient(rc) || rc == TALLY_NOTLEADER || rc == TALLY_LEADERSHIP_LOST;
+}
+
+/* How long a group's first fetch waits for a lagging node to reach the
+ * position the leader gave (OUT_OF_RANGE past the node's end). */
+#define CONSUME_LAG_RETRIES 30
+#define CONSUME_LAG_RETRY_MS 100
+
+/* Attempts and pause of one group commit before giving up on it. */
+#define CONSUME_COMMIT_TRIES 3
+#define CONSUME_COMMIT_RETRY_MS 300
+
+/* Commit @pos as the position of @group on @topic. Returns 0, or the last
+ * error code with tally_errmsg() set. */
+static int consume_commit(tally_client *client, const char *group, const char *topic,
+                          uint64_t pos)
+{
+    int tries = 0;
+    int rc;
+
+    for (;;) {
+        rc = tally_group_commit(client, group, topic, pos);
+        if (rc == 0 || !consume_commit_retryable(rc) || ++tries >= CONSUME_COMMIT_TRIES ||
+            consume_interrupted) {
+            return rc;
+        }
+        consume_sleep_ms(CONSUME_COMMIT_RETRY_MS);
+    }
+}
+
+/* tally_errmsg(), or the code's description when the library set none. */
+static const char *consume_errmsg(tally_client *client, int rc)
+{
+    const char *msg = tally_errmsg(client);
+
+    return msg != NULL && msg[0] != '\0' ? msg : tally_strerror(rc);
+}
+
+static int consume_key_matches(const struct tally_record *r, const char *key, size_t key_len)
+{
+    return r->key != NULL && r->key_len == key_len &&
+           (key_len == 0 || memcmp(r->key, key, key_len) == 0);
+}
+
 int cmd_consume_main(int argc, char **argv)
 {
     static const char cmd[] = "consume";
     static const struct option longopts[] = {
         TOOL_COMMON_LONGOPTS,
         {"from", required_argument, NULL, CONSUME_OPT_FROM},
+        {"from-time", required_argument, NULL, CONSUME_OPT_FROM_TIME},
         {"count", required_argument, NULL, 'n'},
         {"follow", no_argument, NULL, 'f'},
+        {"key", required_argument, NULL, 'k'},
+        {"group", required_argument, NULL, CONSUME_OPT_GROUP},
         {"format", required_argument, NULL, CONSUME_OPT_FORMAT},
         {"node", required_argument, NULL, CONSUME_OPT_NODE},
         {"min-index", required_argument, NULL, CONSUME_OPT_MIN_INDEX},
@@ -188,19 +260,30 @@ int cmd_consume_main(int argc, char **argv)
     const char *fmt = "%o\\t%k\\t%v\\n";
     const char *topic;
     const char *why;
+    const char *key = NULL; /* -k */
+    size_t key_len = 0;
+    const char *group = NULL; /* --group */
+    uint64_t committed = 0;   /* the group's stored position, if have_committed */
+    int have_committed = 0;
+    uint64_t pos = 0; /* position after the last batch printed and flushed */
+    int have_pos = 0;
+    int64_t from_time = 0;
+    int skip_old = 0; /* --from-time: skip records older than from_time */
+    int n_from = 0;   /* --from and --from-time seen */
     uint64_t offset = 0;
     uint64_t count = 0; /* 0: no limit */
     uint64_t printed = 0;
     uint64_t stop = 0;
     uint64_t v;
     int have_stop = 0;
+    int lag_retries = 0;
     int follow = 0;
     int c;
     int rc;
 
     tally_fetch_options_init(&opts);
     tool_getopt_reset();
-    while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS "n:f", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS "n:fk:", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             fputs(consume_help, stdout);
@@ -208,6 +291,7 @@ int cmd_consume_main(int argc, char **argv)
         case '?':
             return tool_bad_option(cmd, argv);
         case CONSUME_OPT_FROM:
+            n_from++;
             if (strcmp(optarg, "beginning") == 0) {
                 from = CONSUME_FROM_BEGINNING;
             } else if (strcmp(optarg, "end") == 0) {
@@ -219,6 +303,15 @@ int cmd_consume_main(int argc, char **argv)
                                         optarg);
             }
             break;
+        case CONSUME_OPT_FROM_TIME:
+            n_from++;
+            if (!tool_parse_i64(optarg, &from_time)) {
+                return tool_usage_error(cmd,
+                                        "--from-time needs milliseconds since the epoch, not '%s'",
+                                        optarg);
+            }
+            from = CONSUME_FROM_TIME;
+            break;
         case 'n':
             if (!tool_parse_u64(optarg, &count) || count == 0) {
                 return tool_usage_error(cmd, "-n needs a positive count, not '%s'", optarg);
@@ -226,6 +319,16 @@ int cmd_consume_main(int argc, char **argv)
             break;
         case 'f':
             follow = 1;
+            break;
+        case 'k':
+            key = optarg;
+            key_len = strlen(optarg);
+            break;
+        case CONSUME_OPT_GROUP:
+            if (optarg[0] == '\0' || strlen(optarg) > 255) {
+                return tool_usage_error(cmd, "--group name must be 1 to 255 bytes long");
+            }
+            group = optarg;
             break;
         case CONSUME_OPT_FORMAT:
             fmt = optarg;
@@ -256,6 +359,9 @@ int cmd_consume_main(int argc, char **argv)
     if (optind < argc) {
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     }
+    if (n_from > 1) {
+        return tool_usage_error(cmd, "give one start position: --from or --from-time, once");
+    }
     why = consume_check_format(fmt);
     if (why != NULL) {
         return tool_usage_error(cmd, "--format '%s' %s", fmt, why);
@@ -279,7 +385,32 @@ int cmd_consume_main(int argc, char **argv)
             opts.max_wait_ms = (unsigned)tool_g.timeout_ms / 2;
         }
     }
-    if (from != CONSUME_FROM_OFFSET) {
+    if (group != NULL) {
+        int found = 0;
+
+        rc = tally_group_fetch(client, group, topic, &committed, &found);
+        if (rc != 0) {
+            rc = tool_cluster_error(client, cmd, rc);
+            goto out;
+        }
+        if (found) {
+            /* A stored position beats --from and --from-time, which only
+             * say where a new group starts. */
+            have_committed = 1;
+            offset = committed;
+            from = CONSUME_FROM_OFFSET;
+        }
+    }
+    if (from == CONSUME_FROM_TIME) {
+        rc = tally_offset_for_time(client, topic, from_time, &offset);
+        if (rc != 0) {
+            rc = tool_cluster_error(client, cmd, rc);
+            goto out;
+        }
+        /* The offset is that of a batch holding a record at or after
+         * from_time; the batch's older records are skipped below. */
+        skip_old = 1;
+    } else if (from != CONSUME_FROM_OFFSET) {
         rc = consume_resolve(cmd, client, topic, from, &offset);
         if (rc != TOOL_EXIT_OK) {
             goto out;
@@ -297,6 +428,14 @@ int cmd_consume_main(int argc, char **argv)
         if (rc != 0) {
             if (consume_interrupted) {
                 break;
+            }
+            if (rc == TALLY_OUT_OF_RANGE && have_committed && !have_stop &&
+                lag_retries++ < CONSUME_LAG_RETRIES) {
+                /* The group's position came from the leader; the node we
+                 * read from may not have applied the records up to it yet
+                 * (a follower lags by a heartbeat or so). */
+                consume_sleep_ms(CONSUME_LAG_RETRY_MS);
+                continue;
             }
             if (follow && consume_transient(rc)) {
                 fprintf(stderr, "tally consume: %s; retrying\n", tally_errmsg(client));
@@ -321,8 +460,18 @@ int cmd_consume_main(int argc, char **argv)
                 done = 1;
                 break;
             }
-            consume_print(fmt, r);
+            /* Past this record from here on, printed or filtered out. */
             next = r->offset + 1;
+            if (skip_old) {
+                if (r->timestamp_ms < from_time) {
+                    continue;
+                }
+                skip_old = 0; /* the first record at or after the time */
+            }
+            if (key != NULL && !consume_key_matches(r, key, key_len)) {
+                continue;
+            }
+            consume_print(fmt, r);
             if (count > 0 && ++printed == count) {
                 break;
             }
@@ -333,14 +482,48 @@ int cmd_consume_main(int argc, char **argv)
         tally_fetch_result_free(&res);
         rc = tool_check_stdout(cmd);
         if (rc >= 0) {
-            goto out;
+            goto out; /* nothing committed: the reader may not have seen it all */
         }
+        /* At-least-once: the position moves only past records already
+         * flushed to stdout. */
+        if (group != NULL && (!have_committed || next != committed)) {
+            rc = consume_commit(client, group, topic, next);
+            if (rc == 0) {
+                committed = next;
+                have_committed = 1;
+            } else if (follow && consume_commit_retryable(rc) && !consume_interrupted) {
+                fprintf(stderr,
+                        "tally consume: committing position %" PRIu64 " of group %s: %s; "
+                        "retrying after the next batch\n",
+                        next, group, consume_errmsg(client, rc));
+            } else {
+                rc = tool_error(cmd,
+                                "committing position %" PRIu64 " of group %s: %s (the records "
+                                "printed after the last committed position will be delivered "
+                                "again)",
+                                next, group, consume_errmsg(client, rc));
+                goto out;
+            }
+        }
+        pos = next;
+        have_pos = 1;
         if (!follow && (done || next >= stop || next == offset)) {
             break; /* the end, or a node that has nothing more to give */
         }
         offset = next;
     }
     rc = TOOL_EXIT_OK;
+    if (group != NULL && have_pos && (!have_committed || pos != committed)) {
+        /* A commit deferred in follow mode, or none yet: one last try. */
+        rc = consume_commit(client, group, topic, pos);
+        if (rc != 0) {
+            rc = tool_error(cmd,
+                            "committing position %" PRIu64 " of group %s: %s (the records "
+                            "printed after the last committed position will be delivered "
+                            "again)",
+                            pos, group, consume_errmsg(client, rc));
+        }
+    }
 out:
     tally_client_destroy(client);
     return rc;

@@ -10,7 +10,8 @@
 #include "tool/util.h"
 
 static const char produce_help[] =
-    "Usage: tally produce TOPIC [-k KEY] [--keyed] [--print-index] [VALUE]\n"
+    "Usage: tally produce TOPIC [-k KEY] [--keyed] [--print-index]\n"
+    "                     [--expect-offset N | --expect-version N] [VALUE]\n"
     "\n"
     "Append records to TOPIC and print the offset assigned to each, one per\n"
     "line, once the cluster has committed it.\n"
@@ -25,15 +26,35 @@ static const char produce_help[] =
     "      --print-index print 'OFFSET<TAB>RAFT_INDEX' instead of 'OFFSET'; pass\n"
     "                    the index to 'tally consume --min-index' to read the\n"
     "                    write back from any node\n"
+    "      --expect-offset N\n"
+    "                    append only if the topic's next offset is N\n"
+    "      --expect-version N\n"
+    "                    append only if KEY (-k, required) has had exactly N\n"
+    "                    records so far, tombstones included (0: KEY must not\n"
+    "                    exist yet); the new record is then version N+1\n"
     "\n"
-    "If a batch cannot be acknowledged (timeout, leadership lost), tally exits 1\n"
-    "and says that the batch may or may not have been written; the offsets\n"
-    "printed before it are committed.\n"
+    "The condition is checked by the leader when it applies the write, so it is\n"
+    "linearizable. If it does not hold, nothing is written and tally exits 1,\n"
+    "naming the actual value: 'condition failed: key K is at version 5,\n"
+    "expected 4'. With standard input, the first batch carries the condition\n"
+    "and each later batch expects what the batches before it left (offset or\n"
+    "version N plus the records written so far): the input is appended as one\n"
+    "unbroken run, or stops at the first batch another writer got ahead of\n"
+    "(the offsets printed before it are committed).\n"
+    "\n"
+    "Writes are exactly-once: a batch whose outcome is unknown (timeout, lost\n"
+    "leader) is retried under the same producer id and sequence number, and the\n"
+    "cluster answers a retry of a written batch with its original offsets. If a\n"
+    "batch still cannot be acknowledged, tally exits 1 and says that the batch\n"
+    "may or may not have been written; the offsets printed before it are\n"
+    "committed.\n"
     "\n" TOOL_COMMON_HELP;
 
 enum {
     PRODUCE_OPT_KEYED = TOOL_OPT__FIRST_FREE,
     PRODUCE_OPT_PRINT_INDEX,
+    PRODUCE_OPT_EXPECT_OFFSET,
+    PRODUCE_OPT_EXPECT_VERSION,
 };
 
 /* Batch limits for stdin: large enough that a pipe of small events goes at
@@ -59,6 +80,11 @@ struct produce_state {
     const char *key; /* -k, or NULL */
     int keyed;       /* --keyed */
     int print_index; /* --print-index */
+    /* --expect-offset / --expect-version, or TALLY_NO_EXPECT. The first
+     * batch carries them; each later one expects them plus what the
+     * earlier batches wrote (produce_print advances them). */
+    uint64_t expect_offset;
+    uint64_t expect_version;
     uint64_t written; /* records acknowledged so far */
 };
 
@@ -77,6 +103,12 @@ static int produce_print(struct produce_state *s, const struct tally_produce_res
         }
     }
     s->written += res->count;
+    if (s->expect_offset != TALLY_NO_EXPECT) {
+        s->expect_offset = res->base_offset + res->count;
+    }
+    if (s->expect_version != TALLY_NO_EXPECT) {
+        s->expect_version += res->count; /* every record carries the key */
+    }
     /* Flush per batch, so what a caller has seen is exactly what is
      * committed if we die on the next batch. */
     rc = tool_check_stdout(s->cmd);
@@ -90,19 +122,54 @@ static int produce_print(struct produce_state *s, const struct tally_produce_res
     return TOOL_EXIT_OK;
 }
 
+/* Report a failed condition: what was expected, what the leader found. */
+static int produce_condition_failed(struct produce_state *s)
+{
+    uint64_t actual = tally_condition_actual(s->client);
+    char earlier[80] = "";
+
+    if (s->written > 0) {
+        snprintf(earlier, sizeof earlier, " (%" PRIu64 " earlier record%s committed)",
+                 s->written, s->written == 1 ? " was" : "s were");
+    }
+    if (s->expect_version != TALLY_NO_EXPECT) {
+        return tool_error(s->cmd,
+                          "condition failed: key %s is at version %" PRIu64
+                          ", expected %" PRIu64 "; nothing written%s",
+                          s->key, actual, s->expect_version, earlier);
+    }
+    return tool_error(s->cmd,
+                      "condition failed: topic %s's next offset is %" PRIu64
+                      ", expected %" PRIu64 "; nothing written%s",
+                      s->topic, actual, s->expect_offset, earlier);
+}
+
 static int produce_send(struct produce_state *s, const struct tally_record_in *recs, size_t n)
 {
     struct tally_produce_result res;
+    struct tally_produce_options opts;
+    struct tally_condition cond;
     int rc;
 
     memset(&res, 0, sizeof res);
-    rc = tally_produce(s->client, s->topic, recs, n, &res);
+    tally_produce_options_init(&opts);
+    opts.expect_offset = s->expect_offset;
+    if (s->expect_version != TALLY_NO_EXPECT) {
+        cond.key = s->key;
+        cond.key_len = strlen(s->key);
+        cond.expect_version = s->expect_version;
+        opts.conditions = &cond;
+        opts.n_conditions = 1;
+    }
+    rc = tally_produce_ex(s->client, s->topic, recs, n, &opts, &res);
     if (rc != 0) {
         const char *msg = tally_errmsg(s->client);
         if (msg == NULL || msg[0] == '\0') {
             msg = tally_strerror(rc);
         }
         switch (rc) {
+        case TALLY_CONDITION_FAILED:
+            return produce_condition_failed(s);
         case TALLY_TIMEOUT:
         case TALLY_LEADERSHIP_LOST:
         case TALLY_IOERR:
@@ -255,6 +322,8 @@ int cmd_produce_main(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"keyed", no_argument, NULL, PRODUCE_OPT_KEYED},
         {"print-index", no_argument, NULL, PRODUCE_OPT_PRINT_INDEX},
+        {"expect-offset", required_argument, NULL, PRODUCE_OPT_EXPECT_OFFSET},
+        {"expect-version", required_argument, NULL, PRODUCE_OPT_EXPECT_VERSION},
         {NULL, 0, NULL, 0},
     };
     struct produce_state s;
@@ -264,6 +333,8 @@ int cmd_produce_main(int argc, char **argv)
 
     memset(&s, 0, sizeof s);
     s.cmd = "produce";
+    s.expect_offset = TALLY_NO_EXPECT;
+    s.expect_version = TALLY_NO_EXPECT;
     tool_getopt_reset();
     while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS "k:", longopts, NULL)) != -1) {
         switch (c) {
@@ -280,6 +351,18 @@ int cmd_produce_main(int argc, char **argv)
             break;
         case PRODUCE_OPT_PRINT_INDEX:
             s.print_index = 1;
+            break;
+        case PRODUCE_OPT_EXPECT_OFFSET:
+            if (!tool_parse_u64(optarg, &s.expect_offset) || s.expect_offset == TALLY_NO_EXPECT) {
+                return tool_usage_error(s.cmd, "--expect-offset needs an offset, not '%s'", optarg);
+            }
+            break;
+        case PRODUCE_OPT_EXPECT_VERSION:
+            if (!tool_parse_u64(optarg, &s.expect_version) ||
+                s.expect_version == TALLY_NO_EXPECT) {
+                return tool_usage_error(s.cmd, "--expect-version needs a version count, not '%s'",
+                                        optarg);
+            }
             break;
         default:
             rc = tool_common_option(s.cmd, c, optarg);
@@ -307,6 +390,13 @@ int cmd_produce_main(int argc, char **argv)
     }
     if (s.keyed && value != NULL) {
         return tool_usage_error(s.cmd, "--keyed reads standard input; give no VALUE");
+    }
+    if (s.expect_offset != TALLY_NO_EXPECT && s.expect_version != TALLY_NO_EXPECT) {
+        return tool_usage_error(s.cmd, "use either --expect-offset or --expect-version, not both");
+    }
+    if (s.expect_version != TALLY_NO_EXPECT && s.key == NULL) {
+        return tool_usage_error(s.cmd, "--expect-version needs -k KEY (the key whose version "
+                                       "is checked)");
     }
     rc = tool_connect(s.cmd, &s.client);
     if (rc != TOOL_EXIT_OK) {
