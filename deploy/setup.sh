@@ -11,7 +11,7 @@
 # the fuzzer runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which
 # Debian 12's clang only recommends.
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
-libraft-dev libuv1-dev liblz4-dev libxxhash-dev libcmocka-dev python3 clang libclang-rt-14-dev"
+libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev"
 
 # Print the packages of TALLY_DEB_PACKAGES that are not installed.
 tally_missing_packages() {

@@ -12,9 +12,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
+
+static struct fsm_stats fsm__stats;
+
+const struct fsm_stats *fsm_stats(void)
+{
+    return &fsm__stats;
+}
 
 static void fsm__fail(struct fsm *f, const char *what, const char *errmsg)
 {
@@ -59,6 +67,7 @@ static int fsm__snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsign
     uint64_t index = raft_last_applied(f->raft);
     char errmsg[ERR_MSG_SIZE] = "";
     struct buf b;
+    uint64_t t0 = uv_hrtime();
     int rv;
 
     buf_init(&b);
@@ -78,6 +87,9 @@ static int fsm__snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsign
     (*bufs)[0].base = b.data; /* malloc'd; raft's default heap is malloc */
     (*bufs)[0].len = b.len;
     *n_bufs = 1;
+    fsm__stats.taken++;
+    fsm__stats.last_bytes = b.len;
+    fsm__stats.last_seconds = (double)(uv_hrtime() - t0) / 1e9;
     TLOG_INFO("fsm", "snapshot at index %llu (%zu bytes)", (unsigned long long)index, b.len);
     return 0;
 }
@@ -103,6 +115,9 @@ static int fsm__restore(struct raft_fsm *rf, struct raft_buffer *buf)
     if (rv != 0) {
         fsm__fail(f, "restore snapshot", errmsg);
         return RAFT_IOERR; /* buffer stays raft's on failure */
+    }
+    if (f->started) {
+        fsm__stats.installed++;
     }
     raft_free(buf->base);
     return 0;

@@ -26,4 +26,13 @@ struct fsm {
 void fsm_init(struct fsm *f, struct store *store, void (*fatal)(void *, const char *), void *arg);
 void fsm_close(struct fsm *f);
 
+/* Snapshot counters of this process (one node per process), for metrics. */
+struct fsm_stats {
+    uint64_t taken;          /* snapshots taken (fsm snapshot callback succeeded) */
+    uint64_t installed;      /* snapshots installed from the leader */
+    uint64_t last_bytes;     /* size of the latest snapshot taken */
+    double last_seconds;     /* time its store_snapshot took (logs fsync included) */
+};
+const struct fsm_stats *fsm_stats(void);
+
 #endif

@@ -26,6 +26,7 @@
 #include "lib/logger.h"
 #include "proto/proto.h"
 #include "server/gw.h"
+#include "server/metrics.h"
 
 #define CONN__MAX_PENDING 1024
 #define CONN__READ_CHUNK (64u << 10)
@@ -51,6 +52,12 @@ struct conn__write {
 
 static struct conn *conn__all;
 static unsigned conn__n;
+static struct metrics *conn__metrics;
+
+void conn_set_metrics(struct metrics *m)
+{
+    conn__metrics = m;
+}
 
 unsigned conn_count(void)
 {
@@ -182,6 +189,7 @@ static void conn__drain(struct conn *c)
 void conn_complete(struct req *req)
 {
     req->done = true;
+    metrics_request_done(conn__metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
     if (req->conn == NULL) {
         buf_free(&req->resp);
         free(req);
@@ -199,6 +207,7 @@ static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
     r->conn = c;
     r->type = type;
     r->id = id;
+    r->start_ns = metrics_now_ns();
     buf_init(&r->resp);
     if (c->tail != NULL) {
         c->tail->next = r;

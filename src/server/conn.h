@@ -28,6 +28,7 @@ struct req {
     struct req *park_next;  /* gateway's parked list */
     uint64_t deadline_ms;   /* when a parked request gives up */
     void *gw_data;          /* decoded request kept while parked (owned by gw) */
+    uint64_t start_ns;      /* arrival (metrics_now_ns), for latency metrics */
 };
 
 /* Accept a new connection from @server (a listening uv_tcp_t). */
@@ -41,5 +42,9 @@ void conn_close_all(void);
 
 /* Number of open connections. */
 unsigned conn_count(void);
+
+/* Count every answered request in @m (may be NULL: off). */
+struct metrics;
+void conn_set_metrics(struct metrics *m);
 
 #endif

@@ -24,6 +24,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "server/metrics.h"
 #include "store/cmd.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
@@ -55,6 +56,7 @@ struct gw {
     int64_t last_ts;           /* timestamps never go backwards on this leader */
     /* Parked fetches. */
     struct req *parked;
+    struct metrics *metrics;   /* may be NULL */
 };
 
 uint64_t gw_now_ms(void)
@@ -88,6 +90,11 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
 void gw_set_node(struct gw *gw, struct node *node)
 {
     gw->node = node;
+}
+
+void gw_set_metrics(struct gw *gw, struct metrics *m)
+{
+    gw->metrics = m;
 }
 
 static void gw__error(struct req *r, int code, const char *fmt, ...)
@@ -261,6 +268,8 @@ void gw_flush(struct gw *gw)
     gw->inflight++;
     if (gw__propose(gw, &entry, reqs, n) != 0) {
         gw->inflight--;
+    } else {
+        metrics_group_commit(gw->metrics, n);
     }
 }
 
@@ -488,6 +497,7 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
     gw->last_ts = now > gw->last_ts ? now : gw->last_ts;
     batch_stamp(gw->entry.data + at, 0, gw->last_ts, 0);
     gw->items[gw->n_items++] = r;
+    metrics_produce(gw->metrics, h.record_count, m.batch_len);
 }
 
 /* Try to answer a fetch; returns false if it must wait. */
@@ -547,6 +557,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_fetch_resp(&r->resp, &resp);
     proto_end_frame(&r->resp, start);
+    metrics_fetch(gw->metrics, data, len);
     free(data);
     conn_complete(r);
     return true;

@@ -16,6 +16,8 @@ struct gw;
 
 int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struct gw **out);
 void gw_set_node(struct gw *gw, struct node *node);
+struct metrics;
+void gw_set_metrics(struct gw *gw, struct metrics *m);
 /* Fail everything pending or parked (shutdown) and free the gateway. */
 void gw_destroy(struct gw *gw);
 

@@ -25,6 +25,8 @@
 #include "repl/node.h"
 #include "server/conn.h"
 #include "server/gw.h"
+#include "server/http.h"
+#include "server/metrics.h"
 #include "store/store.h"
 
 #define SRV__TICK_MS 5
@@ -39,6 +41,8 @@ struct srv {
     struct store *store;
     struct node *node;
     struct gw *gw;
+    struct metrics metrics;
+    struct http_srv *http;     /* --metrics listener, or NULL */
     int exit_code;
     bool stopping;
     int lock_fd;
@@ -153,6 +157,8 @@ static void srv__stop(struct srv *s, int exit_code)
     }
     s->stopping = true;
     uv_close((uv_handle_t *)&s->listener, NULL);
+    http_stop(s->http);
+    s->http = NULL;
     conn_close_all();
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
@@ -234,6 +240,9 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     store_set_append_hook(s.store, srv__on_append, &s);
+    metrics_init(&s.metrics, cfg, s.store);
+    gw_set_metrics(s.gw, &s.metrics);
+    conn_set_metrics(&s.metrics);
 
     memset(&nc, 0, sizeof nc);
     nc.id = cfg->id;
@@ -256,6 +265,7 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     gw_set_node(s.gw, s.node);
+    metrics_set_node(&s.metrics, s.node);
     if ((rv = srv__listen(&s, errmsg)) != 0) {
         TLOG_ERROR("server", "%s", errmsg);
         s.exit_code = 2;
@@ -284,6 +294,14 @@ int srv_run(const struct cfg *cfg)
     uv_timer_start(&s.retention, srv__retention, SRV__RETENTION_MS, SRV__RETENTION_MS);
     TLOG_INFO("server", "node %llu serving clients on %s (data %s)", (unsigned long long)cfg->id,
               cfg->listen_addr, cfg->data_dir);
+    if (cfg->metrics_addr[0] != '\0') {
+        if (http_start(&s.loop, cfg->metrics_addr, metrics_http, &s.metrics, &s.http, errmsg) != 0) {
+            TLOG_ERROR("server", "%s", errmsg);
+            srv__stop(&s, 2);
+        } else {
+            TLOG_INFO("server", "metrics and health on http://%s/", cfg->metrics_addr);
+        }
+    }
 
     uv_run(&s.loop, UV_RUN_DEFAULT);
     rv = uv_loop_close(&s.loop);

@@ -1,0 +1,401 @@
+/* A very small HTTP/1.1 server for the metrics endpoint; see http.h.
+ *
+ * A connection's life:
+ *   reading   bytes go through http_parser until a whole request arrived
+ *             (then the handler answers), the parser fails (400), or the
+ *             request outgrows HTTP_MAX_REQUEST (413);
+ *   answered  the response is being written; later input is discarded;
+ *   shut      written and our side shut down (FIN sent): we wait briefly
+ *             for the peer to close too, so that closing does not reset a
+ *             connection with unread input and lose the response.
+ * The idle timer closes a connection in any state that sees no progress.
+ * Every handle is closed through uv_close and the memory freed in the
+ * close callbacks; the server itself is freed when its listener and its
+ * last connection are gone. */
+#include "server/http.h"
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "server/cfg.h"
+
+#define HTTP__LINGER_MS 2000
+#define HTTP__READ_CHUNK 4096
+
+struct http_conn;
+
+struct http_srv {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    http_handler fn;
+    void *arg;
+    struct http_conn *conns;
+    unsigned n_conns;
+    unsigned live;        /* the listener and the connections not yet freed */
+    bool stopping;
+};
+
+struct http_conn {
+    struct http_srv *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    unsigned handles;     /* handles of this connection not yet closed */
+    http_parser parser;
+    char rbuf[HTTP__READ_CHUNK];
+    size_t received;
+    char url[HTTP_MAX_URL];
+    size_t url_len;
+    bool url_too_long;
+    bool complete;        /* the parser saw the end of the request */
+    bool answered;
+    bool shut;
+    bool peer_eof;
+    bool closing;
+    uv_write_t wr;
+    uv_shutdown_t sh;
+    struct buf resp;
+    struct http_conn *next, *prev;
+};
+
+static void http__srv_release(struct http_srv *h)
+{
+    if (--h->live == 0) {
+        free(h);
+    }
+}
+
+static void http__conn_closed(uv_handle_t *handle)
+{
+    struct http_conn *c = handle->data;
+    if (--c->handles > 0) {
+        return;
+    }
+    struct http_srv *h = c->srv;
+    buf_free(&c->resp);
+    free(c);
+    http__srv_release(h);
+}
+
+static void http__close(struct http_conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        c->srv->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->srv->n_conns--;
+    uv_close((uv_handle_t *)&c->timer, http__conn_closed);
+    uv_close((uv_handle_t *)&c->tcp, http__conn_closed);
+}
+
+static void http__idle(uv_timer_t *t)
+{
+    http__close(t->data);
+}
+
+static void http__touch(struct http_conn *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, http__idle, ms, 0);
+}
+
+static const char *http__reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+static void http__shut(uv_shutdown_t *sh, int status)
+{
+    struct http_conn *c = sh->data;
+    if (c->closing) {
+        return;
+    }
+    c->shut = true;
+    if (status != 0 || c->peer_eof) {
+        http__close(c);
+        return;
+    }
+    http__touch(c, HTTP__LINGER_MS);
+}
+
+static void http__written(uv_write_t *w, int status)
+{
+    struct http_conn *c = w->data;
+    if (c->closing) {
+        return;
+    }
+    c->sh.data = c;
+    if (status != 0 || uv_shutdown(&c->sh, (uv_stream_t *)&c->tcp, http__shut) != 0) {
+        http__close(c);
+    }
+}
+
+/* Send the response and stop caring about input. */
+static void http__answer(struct http_conn *c, int status, const char *ctype, const struct buf *body,
+                         bool head_only)
+{
+    char hdr[256];
+    int n = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "%s"
+                     "Connection: close\r\n\r\n",
+                     status, http__reason(status), ctype != NULL ? ctype : "text/plain; charset=utf-8",
+                     body->len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+    c->answered = true;
+    buf_put(&c->resp, hdr, (size_t)n);
+    if (!head_only) {
+        buf_put(&c->resp, body->data, body->len);
+    }
+    if (!buf_ok(&c->resp)) {
+        http__close(c);
+        return;
+    }
+    uv_buf_t ub = uv_buf_init((char *)c->resp.data, (unsigned)c->resp.len);
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &ub, 1, http__written) != 0) {
+        http__close(c);
+        return;
+    }
+    http__touch(c, HTTP_IDLE_MS);
+}
+
+static void http__answer_text(struct http_conn *c, int status, const char *text)
+{
+    struct buf body;
+    buf_init(&body);
+    buf_put(&body, text, strlen(text));
+    http__answer(c, status, NULL, &body, false);
+    buf_free(&body);
+}
+
+static int http__on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->url_len + len >= sizeof c->url) {
+        c->url_too_long = true;
+        return 0;
+    }
+    memcpy(c->url + c->url_len, at, len);
+    c->url_len += len;
+    c->url[c->url_len] = '\0';
+    return 0;
+}
+
+static int http__on_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    c->complete = true;
+    http_parser_pause(p, 1); /* one request per connection */
+    return 0;
+}
+
+static const http_parser_settings http__settings = {
+    .on_url = http__on_url,
+    .on_message_complete = http__on_complete,
+};
+
+/* A whole request arrived: route it through the handler. */
+static void http__dispatch(struct http_conn *c)
+{
+    struct http_parser_url u;
+    char path[HTTP_MAX_URL];
+    int method = c->parser.method == HTTP_GET    ? HTTP_SRV_GET
+                 : c->parser.method == HTTP_HEAD ? HTTP_SRV_HEAD
+                                                 : HTTP_SRV_OTHER;
+    if (c->url_too_long) {
+        http__answer_text(c, 413, "request too large: URL too long\n");
+        return;
+    }
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(c->url, c->url_len, c->parser.method == HTTP_CONNECT, &u) != 0) {
+        http__answer_text(c, 400, "bad request: malformed URL\n");
+        return;
+    }
+    if (u.field_set & (1u << UF_PATH)) {
+        size_t n = u.field_data[UF_PATH].len;
+        memcpy(path, c->url + u.field_data[UF_PATH].off, n);
+        path[n] = '\0';
+    } else {
+        snprintf(path, sizeof path, "/");
+    }
+    struct buf body;
+    const char *ctype = NULL;
+    buf_init(&body);
+    int status = c->srv->fn(c->srv->arg, method, path, &body, &ctype);
+    if (!buf_ok(&body)) {
+        body.len = 0;
+        status = 500;
+    }
+    http__answer(c, status, ctype, &body, method == HTTP_SRV_HEAD);
+    buf_free(&body);
+}
+
+static void http__alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *out)
+{
+    struct http_conn *c = handle->data;
+    (void)suggested;
+    *out = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void http__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    struct http_conn *c = s->data;
+    if (c->closing || nread == 0) {
+        return;
+    }
+    if (nread < 0) {
+        if (!c->answered) {
+            http__close(c); /* gone (or half-closed) before asking anything whole */
+            return;
+        }
+        c->peer_eof = true;
+        uv_read_stop(s);
+        if (c->shut) {
+            http__close(c);
+        }
+        return;
+    }
+    if (c->answered) {
+        return; /* discard what follows the request */
+    }
+    http__touch(c, HTTP_IDLE_MS);
+    c->received += (size_t)nread;
+    http_parser_execute(&c->parser, &http__settings, b->base, (size_t)nread);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->complete) {
+        http__dispatch(c);
+    } else if (e != HPE_OK) {
+        char text[256];
+        snprintf(text, sizeof text, "bad request: %s\n", http_errno_description(e));
+        TLOG_DEBUG("http", "bad request: %s", http_errno_name(e));
+        http__answer_text(c, 400, text);
+    } else if (c->received > HTTP_MAX_REQUEST) {
+        char text[128];
+        snprintf(text, sizeof text, "request too large: over %u bytes\n",
+                 (unsigned)HTTP_MAX_REQUEST);
+        http__answer_text(c, 413, text);
+    }
+}
+
+static void http__free_handle(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+static void http__accept(uv_stream_t *server, int status)
+{
+    struct http_srv *h = server->data;
+    struct http_conn *c;
+    if (status != 0) {
+        return;
+    }
+    if (h->stopping || h->n_conns >= HTTP_MAX_CONNS || (c = calloc(1, sizeof *c)) == NULL) {
+        uv_tcp_t *tmp = malloc(sizeof *tmp); /* accept and drop: keep the backlog moving */
+        if (tmp == NULL) {
+            return;
+        }
+        uv_tcp_init(server->loop, tmp);
+        if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
+            TLOG_WARN("http", "metrics connection dropped: %u connections open", h->n_conns);
+        }
+        uv_close((uv_handle_t *)tmp, http__free_handle);
+        return;
+    }
+    c->srv = h;
+    buf_init(&c->resp);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_tcp_init(server->loop, &c->tcp);
+    uv_timer_init(server->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    h->live++;
+    c->next = h->conns;
+    if (h->conns != NULL) {
+        h->conns->prev = c;
+    }
+    h->conns = c;
+    h->n_conns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, http__alloc, http__read) != 0) {
+        http__close(c);
+        return;
+    }
+    http__touch(c, HTTP_IDLE_MS);
+}
+
+static void http__listener_closed(uv_handle_t *handle)
+{
+    http__srv_release(handle->data);
+}
+
+int http_start(uv_loop_t *loop, const char *addr, http_handler fn, void *arg,
+               struct http_srv **out, char *errmsg)
+{
+    char ip[64];
+    unsigned port;
+    struct sockaddr_in sin;
+    int rv;
+    struct http_srv *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        err_printf(errmsg, "out of memory");
+        return TALLY_NOMEM;
+    }
+    h->loop = loop;
+    h->fn = fn;
+    h->arg = arg;
+    h->live = 1;
+    if (cfg_parse_addr(addr, ip, sizeof ip, &port) != 0 ||
+        uv_ip4_addr(ip, (int)port, &sin) != 0) {
+        free(h);
+        err_printf(errmsg, "--metrics %s: not an IPv4:PORT address", addr);
+        return TALLY_INVAL;
+    }
+    uv_tcp_init(loop, &h->listener);
+    h->listener.data = h;
+    rv = uv_tcp_bind(&h->listener, (const struct sockaddr *)&sin, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&h->listener, 64, http__accept);
+    }
+    if (rv != 0) {
+        err_printf(errmsg, "metrics: listen on %s: %s", addr, uv_strerror(rv));
+        h->stopping = true;
+        uv_close((uv_handle_t *)&h->listener, http__listener_closed);
+        return TALLY_IOERR;
+    }
+    *out = h;
+    return 0;
+}
+
+void http_stop(struct http_srv *h)
+{
+    if (h == NULL || h->stopping) {
+        return;
+    }
+    h->stopping = true;
+    while (h->conns != NULL) {
+        http__close(h->conns);
+    }
+    uv_close((uv_handle_t *)&h->listener, http__listener_closed);
+}

@@ -1,0 +1,386 @@
+/* Counters, histograms and the Prometheus text format; see metrics.h.
+ *
+ * Text format 0.0.4: for each metric family a "# HELP" and a "# TYPE"
+ * line, then one "name{labels} value" line per series. Histograms have
+ * cumulative _bucket{le=...} series ending with le="+Inf", then _sum and
+ * _count. Label values escape backslash, double quote and newline. */
+#include "server/metrics.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <uv.h>
+
+#include "lib/batch.h"
+#include "lib/err.h"
+#include "proto/proto.h"
+#include "repl/fsm.h"
+#include "server/conn.h"
+#include "server/http.h"
+
+/* Seconds, from 0.1 ms to 10 s. */
+static const double metrics__latency_le[METRICS_LATENCY_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10,
+};
+/* Produce requests per APPEND entry. */
+static const double metrics__items_le[METRICS_ITEMS_BUCKETS] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024,
+};
+
+void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = cfg;
+    m->store = store;
+}
+
+void metrics_set_node(struct metrics *m, struct node *node)
+{
+    m->node = node;
+}
+
+uint64_t metrics_now_ns(void)
+{
+    return uv_hrtime();
+}
+
+static void metrics__observe(struct metrics_hist *h, const double *le, unsigned n, double v)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (v <= le[i]) {
+            h->counts[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_request_done(struct metrics *m, unsigned type, uint64_t start_ns,
+                          const uint8_t *resp, size_t resp_len)
+{
+    struct proto_frame f;
+    if (m == NULL) {
+        return;
+    }
+    unsigned t = type < METRICS_MAX_TYPE ? type : 0;
+    m->requests[t]++;
+    if (resp_len >= PROTO_HEADER_SIZE &&
+        proto_decode_frame(resp, resp_len, PROTO_MAX_FRAME, &f) == 0 &&
+        (f.flags & PROTO_FLAG_ERROR) && resp_len >= PROTO_HEADER_SIZE + 2) {
+        unsigned code = byte_get_u16(resp + PROTO_HEADER_SIZE); /* proto_error.code */
+        m->errors[t][code < METRICS_MAX_CODE ? code : 0]++;
+    }
+    double secs = (double)(metrics_now_ns() - start_ns) / 1e9;
+    if (type == PROTO_PRODUCE) {
+        metrics__observe(&m->produce_latency, metrics__latency_le, METRICS_LATENCY_BUCKETS, secs);
+    } else if (type == PROTO_FETCH) {
+        metrics__observe(&m->fetch_latency, metrics__latency_le, METRICS_LATENCY_BUCKETS, secs);
+    }
+}
+
+void metrics_produce(struct metrics *m, uint32_t records, size_t bytes)
+{
+    if (m != NULL) {
+        m->produce_records += records;
+        m->produce_bytes += bytes;
+    }
+}
+
+void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len)
+{
+    struct batch_header h;
+    char errmsg[ERR_MSG_SIZE];
+    size_t pos = 0;
+    if (m == NULL) {
+        return;
+    }
+    m->fetch_bytes += len;
+    while (len - pos >= BATCH_HEADER_SIZE &&
+           batch_decode_header(data + pos, len - pos, &h, errmsg) == 0 && h.batch_len > 0) {
+        m->fetch_records += h.record_count;
+        pos += h.batch_len;
+        if (pos > len) {
+            break;
+        }
+    }
+}
+
+void metrics_group_commit(struct metrics *m, uint32_t items)
+{
+    if (m != NULL) {
+        m->gc_entries++;
+        metrics__observe(&m->gc_items, metrics__items_le, METRICS_ITEMS_BUCKETS, items);
+    }
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static void m__printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void m__printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    uint8_t *p = buf_reserve(b, (size_t)n + 1);
+    if (p == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf((char *)p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    buf_commit(b, (size_t)n);
+}
+
+static void m__family(struct buf *b, const char *name, const char *type, const char *help)
+{
+    m__printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void m__u64(struct buf *b, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    m__family(b, name, type, help);
+    m__printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A label value, escaped. */
+static void m__label_value(struct buf *b, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"') {
+            m__printf(b, "\\%c", *s);
+        } else if (*s == '\n') {
+            m__printf(b, "\\n");
+        } else {
+            buf_put_u8(b, (uint8_t)*s);
+        }
+    }
+}
+
+static void m__hist(struct buf *b, const char *name, const char *help,
+                    const struct metrics_hist *h, const double *le, unsigned n)
+{
+    uint64_t cum = 0;
+    m__family(b, name, "histogram", help);
+    for (unsigned i = 0; i < n; i++) {
+        cum += h->counts[i];
+        m__printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+    }
+    m__printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    m__printf(b, "%s_sum %.9g\n", name, h->sum);
+    m__printf(b, "%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
+static const char *m__type_label(unsigned t, char *out, size_t cap)
+{
+    const char *name = t == 0 ? "unknown" : proto_type_name(t);
+    size_t i;
+    for (i = 0; name[i] != '\0' && i + 1 < cap; i++) {
+        out[i] = (char)tolower((unsigned char)name[i]);
+    }
+    out[i] = '\0';
+    return out;
+}
+
+static void m__raft(struct metrics *m, struct buf *b)
+{
+    static const char *const roles[] = {"unavailable", "follower", "candidate", "leader"};
+    struct node *n = m->node;
+    int role = n != NULL ? node_role(n) : NODE_UNAVAILABLE;
+    m__u64(b, "tally_node_id", "gauge", "This node's id (--id).", m->cfg->id);
+    m__family(b, "tally_raft_role", "gauge", "1 for the node's current Raft role, 0 for the others.");
+    for (int r = 0; r < 4; r++) {
+        m__printf(b, "tally_raft_role{role=\"%s\"} %d\n", roles[r], r == role ? 1 : 0);
+    }
+    m__u64(b, "tally_raft_term", "gauge", "Current Raft term.", n ? node_term(n) : 0);
+    m__u64(b, "tally_raft_commit_index", "gauge", "Highest Raft index known to be committed.",
+           n ? node_commit_index(n) : 0);
+    m__u64(b, "tally_raft_applied_index", "gauge", "Highest Raft index applied to the store.",
+           n ? node_applied_index(n) : 0);
+    m__u64(b, "tally_raft_last_index", "gauge", "Highest Raft index in the local Raft log.",
+           n ? node_last_index(n) : 0);
+    m__u64(b, "tally_raft_leader_id", "gauge", "Id of the leader this node knows, 0 if none.",
+           n ? node_leader_id(n) : 0);
+}
+
+static void m__requests(struct metrics *m, struct buf *b)
+{
+    char tl[32];
+    m__family(b, "tally_requests_total", "counter", "Client requests answered, by type.");
+    for (unsigned t = 1; t <= PROTO__TYPE_MAX && t < METRICS_MAX_TYPE; t++) {
+        m__printf(b, "tally_requests_total{type=\"%s\"} %llu\n", m__type_label(t, tl, sizeof tl),
+                  (unsigned long long)m->requests[t]);
+    }
+    if (m->requests[0] > 0) {
+        m__printf(b, "tally_requests_total{type=\"unknown\"} %llu\n",
+                  (unsigned long long)m->requests[0]);
+    }
+    m__family(b, "tally_request_errors_total", "counter",
+              "Client requests answered with an error, by type and error code.");
+    for (unsigned t = 0; t < METRICS_MAX_TYPE; t++) {
+        for (unsigned c = 0; c < METRICS_MAX_CODE; c++) {
+            if (m->errors[t][c] > 0) {
+                m__printf(b, "tally_request_errors_total{type=\"%s\",code=\"%s\"} %llu\n",
+                          m__type_label(t, tl, sizeof tl), err_name((int)c),
+                          (unsigned long long)m->errors[t][c]);
+            }
+        }
+    }
+    m__u64(b, "tally_produce_records_total", "counter",
+           "Records of produce requests accepted into a Raft entry (leader).", m->produce_records);
+    m__u64(b, "tally_produce_bytes_total", "counter",
+           "Batch bytes of produce requests accepted into a Raft entry (leader).",
+           m->produce_bytes);
+    m__u64(b, "tally_fetch_records_total", "counter",
+           "Records in the batches returned by fetch requests.", m->fetch_records);
+    m__u64(b, "tally_fetch_bytes_total", "counter", "Batch bytes returned by fetch requests.",
+           m->fetch_bytes);
+    m__hist(b, "tally_produce_duration_seconds",
+            "Time from a produce request's arrival to its answer.", &m->produce_latency,
+            metrics__latency_le, METRICS_LATENCY_BUCKETS);
+    m__hist(b, "tally_fetch_duration_seconds",
+            "Time from a fetch request's arrival to its answer (long-poll waits included).",
+            &m->fetch_latency, metrics__latency_le, METRICS_LATENCY_BUCKETS);
+    m__u64(b, "tally_group_commit_entries_total", "counter",
+           "Raft APPEND entries proposed by group commit (leader).", m->gc_entries);
+    m__hist(b, "tally_group_commit_items", "Produce requests per proposed APPEND entry.",
+            &m->gc_items, metrics__items_le, METRICS_ITEMS_BUCKETS);
+}
+
+static void m__topics(struct metrics *m, struct buf *b)
+{
+    static const struct {
+        const char *name, *help;
+    } fam[] = {
+        {"tally_topic_size_bytes", "Bytes in the topic's segments on this node."},
+        {"tally_topic_segments", "Segments of the topic on this node."},
+        {"tally_topic_next_offset", "Offset the topic's next record will get (on this node)."},
+        {"tally_topic_start_offset", "First offset of the topic still stored on this node."},
+    };
+    unsigned n = 0;
+    for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
+        n++;
+    }
+    m__u64(b, "tally_topics", "gauge", "Topics in the catalog.", n);
+    for (unsigned f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        m__family(b, fam[f].name, "gauge", fam[f].help);
+        for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
+            uint64_t v = f == 0   ? log_size_bytes(t->log)
+                         : f == 1 ? log_segment_count(t->log)
+                         : f == 2 ? log_next_offset(t->log)
+                                  : log_start_offset(t->log);
+            m__printf(b, "%s{topic=\"", fam[f].name);
+            m__label_value(b, t->name);
+            m__printf(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
+static void m__node(struct metrics *m, struct buf *b)
+{
+    struct statvfs sv;
+    const struct fsm_stats *fs = fsm_stats();
+    m__u64(b, "tally_connections", "gauge", "Client connections open.", conn_count());
+    if (statvfs(m->cfg->data_dir, &sv) == 0) {
+        m__u64(b, "tally_disk_free_bytes", "gauge",
+               "Bytes available to tallyd on the data directory's file system.",
+               (uint64_t)sv.f_bavail * sv.f_frsize);
+        m__u64(b, "tally_disk_size_bytes", "gauge", "Size of the data directory's file system.",
+               (uint64_t)sv.f_blocks * sv.f_frsize);
+    }
+    m__u64(b, "tally_snapshots_taken_total", "counter", "Raft snapshots taken by this node.",
+           fs->taken);
+    m__u64(b, "tally_snapshots_installed_total", "counter",
+           "Raft snapshots installed from the leader.", fs->installed);
+    m__u64(b, "tally_snapshot_last_size_bytes", "gauge", "Size of the latest snapshot taken.",
+           fs->last_bytes);
+    m__family(b, "tally_snapshot_last_duration_seconds", "gauge",
+              "Time the latest snapshot took to build (topic logs fsync included).");
+    m__printf(b, "tally_snapshot_last_duration_seconds %.9g\n", fs->last_seconds);
+}
+
+void metrics_render(struct metrics *m, struct buf *out)
+{
+    m__family(out, "tally_build_info", "gauge", "Version of this tallyd (the value is 1).");
+    m__printf(out, "tally_build_info{version=\"%s\"} 1\n", TALLY_VERSION_STRING);
+    m__raft(m, out);
+    m__requests(m, out);
+    m__topics(m, out);
+    m__node(m, out);
+}
+
+bool metrics_health(struct metrics *m, char *why, size_t cap)
+{
+    struct node *n = m->node;
+    struct node_member members[NODE_MAX_PEERS];
+    if (n == NULL) {
+        snprintf(why, cap, "node is starting or stopping");
+        return false;
+    }
+    int role = node_role(n);
+    if (role == NODE_UNAVAILABLE) {
+        snprintf(why, cap, "raft is unavailable on node %llu", (unsigned long long)node_id(n));
+        return false;
+    }
+    unsigned nm = node_members(n, members, NODE_MAX_PEERS);
+    bool member = false;
+    for (unsigned i = 0; i < nm; i++) {
+        member = member || members[i].id == node_id(n);
+    }
+    if (!member) {
+        snprintf(why, cap, "node %llu is not in the cluster configuration",
+                 (unsigned long long)node_id(n));
+        return false;
+    }
+    uint64_t leader = node_leader_id(n);
+    if (leader == 0) {
+        snprintf(why, cap, "no known leader (node %llu is %s in term %llu; no quorum?)",
+                 (unsigned long long)node_id(n), role == NODE_CANDIDATE ? "candidate" : "follower",
+                 (unsigned long long)node_term(n));
+        return false;
+    }
+    uint64_t commit = node_commit_index(n), applied = node_applied_index(n);
+    if (commit > applied && commit - applied > METRICS_HEALTH_MAX_LAG) {
+        snprintf(why, cap, "applied index %llu is %llu entries behind commit index %llu (max %u)",
+                 (unsigned long long)applied, (unsigned long long)(commit - applied),
+                 (unsigned long long)commit, (unsigned)METRICS_HEALTH_MAX_LAG);
+        return false;
+    }
+    return true;
+}
+
+int metrics_http(void *arg, int method, const char *path, struct buf *body,
+                 const char **content_type)
+{
+    struct metrics *m = arg;
+    bool metrics = strcmp(path, "/metrics") == 0, health = strcmp(path, "/health") == 0;
+    if (!metrics && !health) {
+        m__printf(body, "not found: %s (try /metrics or /health)\n", path);
+        return 404;
+    }
+    if (method != HTTP_SRV_GET && method != HTTP_SRV_HEAD) {
+        m__printf(body, "method not allowed: use GET\n");
+        return 405;
+    }
+    if (metrics) {
+        metrics_render(m, body);
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return 200;
+    }
+    char why[256];
+    if (metrics_health(m, why, sizeof why)) {
+        m__printf(body, "ok\n");
+        return 200;
+    }
+    m__printf(body, "%s\n", why);
+    return 503;
+}
