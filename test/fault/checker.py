@@ -1,0 +1,310 @@
+#!/usr/bin/python3
+# checker.py - checks a fault-suite run: its history and the final logs.
+#
+#   /usr/bin/python3 test/fault/checker.py RUN_DIR
+#
+# RUN_DIR holds history.jsonl (operations, faults, notes and one "final"
+# entry, see workload.py and run.py) and final/node<N>/<topic>.tsv, each
+# line OFFSET<TAB>KEY<TAB>VALUE as `tally consume --node N --format
+# '%o\t%k\t%v\n'` printed it after every fault was healed and every node had
+# applied a write made after the workload stopped.
+#
+# Violations (each printed; exit status 1 if there is any):
+#   lost          an acknowledged write missing from a node's final log, or
+#                 found there at another offset than the one acknowledged
+#   duplicate     a value (all are unique) present more than once in a log
+#   phantom       a write tally said failed (not "may or may not") is present
+#   unknown-value a record in a log that no operation of the history wrote
+#   cas-double    two conditional appends acknowledged for the same key and
+#                 expected version
+#   cas-version   an acknowledged conditional append that is not version
+#                 expect_version+1 of its key in the final log
+#   replica       two nodes' logs differ at an offset both hold, or a node
+#                 lacks records another one has
+#   ryw           a follower read with --min-index that did not return the
+#                 reader's own acknowledged write
+#   order         real-time order: write A acknowledged before write B
+#                 started, yet A's offset is not below B's
+#   crash         a node exited although nothing stopped it (outside a
+#                 disk-full episode)
+#   verify        `tally log verify` found damage in a stopped node's data
+#   shutdown      a node did not exit 0 on the final SIGTERM
+#   disk          during a disk-full episode the node exited 0 or died by a
+#                 signal, its log did not verify, or it did not serve again
+#   incomplete    the run could not read a node's final log, or a client or
+#                 the nemesis crashed (a bug of the suite)
+
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+
+
+def load_history(path):
+    entries = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    entries.append({"type": "note", "what": f"unparseable line {n}"})
+    return entries
+
+
+def load_log(path):
+    recs = []
+    with open(path, "rb") as f:
+        for line in f.read().decode("utf-8", "replace").split("\n"):
+            if not line:
+                continue
+            off, key, val = (line.split("\t", 2) + ["", ""])[:3]
+            recs.append((int(off), key, val))
+    return recs
+
+
+class Report:
+    def __init__(self):
+        self.violations = defaultdict(list)
+        self.info = []
+
+    def bad(self, kind, msg):
+        self.violations[kind].append(msg)
+
+    def total(self):
+        return sum(len(v) for v in self.violations.values())
+
+
+def excerpt(e):
+    keep = {k: e[k] for k in ("seq", "client", "kind", "start", "end", "result", "rc",
+                              "values", "offsets", "key", "expect_version", "msg", "node",
+                              "offset", "min_index", "records") if k in e}
+    return json.dumps(keep, sort_keys=True)
+
+
+def check(run_dir, out=sys.stdout, max_print=20):
+    rep = Report()
+    hist = load_history(os.path.join(run_dir, "history.jsonl"))
+    ops = [e for e in hist if e.get("type") == "op"]
+    faults = [e for e in hist if e.get("type") == "fault"]
+    finals = [e for e in hist if e.get("type") == "final"]
+    final = finals[-1] if finals else {}
+    for e in hist:
+        if e.get("type") == "note" and "crashed" in e.get("what", ""):
+            rep.bad("incomplete", e["what"])
+    if not finals:
+        rep.bad("incomplete", "history has no final entry: the run did not finish")
+
+    # -- final logs ------------------------------------------------------------
+    fdir = os.path.join(run_dir, "final")
+    logs = defaultdict(dict)  # topic -> node -> [(off, key, val)]
+    if os.path.isdir(fdir):
+        for nd in sorted(os.listdir(fdir)):
+            if not nd.startswith("node"):
+                continue
+            for fn in sorted(os.listdir(os.path.join(fdir, nd))):
+                if fn.endswith(".tsv"):
+                    logs[fn[:-4]][int(nd[4:])] = load_log(os.path.join(fdir, nd, fn))
+    for miss in final.get("unread", []):
+        rep.bad("incomplete", f"final log not read: {miss}")
+    topics = set(logs)
+    for e in ops:
+        if e.get("topic"):
+            topics.add(e["topic"])
+    for t in sorted(topics):
+        if not logs.get(t):
+            rep.bad("incomplete", f"no final log of topic {t} from any node")
+
+    # -- replicas agree --------------------------------------------------------
+    for t, per in sorted(logs.items()):
+        nodes = sorted(per)
+        for a in nodes:
+            for b in nodes:
+                if a >= b:
+                    continue
+                la, lb = per[a], per[b]
+                for ra, rb in zip(la, lb):
+                    if ra != rb:
+                        rep.bad("replica", f"topic {t}: node {a} has {ra!r}, node {b} has "
+                                           f"{rb!r} at the same position")
+                        break
+                if len(la) != len(lb):
+                    rep.bad("replica", f"topic {t}: node {a} holds {len(la)} records, node {b} "
+                                       f"{len(lb)} (after every node applied the final write)")
+
+    # -- writes vs logs --------------------------------------------------------
+    writer = {}  # value -> (op, index in op)
+    for e in ops:
+        if e["kind"] in ("produce", "batch", "cas", "ryw-write", "final-write"):
+            for i, v in enumerate(e.get("values", [])):
+                writer[v] = (e, i)
+    extra_ok = final.get("external_values", [])  # written outside the history (probes)
+    for t, per in sorted(logs.items()):
+        for node, recs in sorted(per.items()):
+            at = {}
+            count = Counter()
+            for off, key, val in recs:
+                at[off] = (key, val)
+                count[val] += 1
+            for val, c in count.items():
+                if c > 1:
+                    rep.bad("duplicate", f"topic {t} node {node}: value {val!r} appears {c} times"
+                                         + (f"; written by {excerpt(writer[val][0])}"
+                                            if val in writer else ""))
+            for off, key, val in recs:
+                if val not in writer and not any(val.startswith(p) for p in extra_ok):
+                    rep.bad("unknown-value", f"topic {t} node {node}: offset {off} holds "
+                                             f"{val!r}, which no operation wrote")
+            for e in ops:
+                if e.get("topic") != t or e["kind"] not in writer_kinds:
+                    continue
+                vals = e.get("values", [])
+                offs = e.get("offsets", [])
+                for i, v in enumerate(vals):
+                    if i < len(offs):  # printed offsets are committed ones
+                        o = offs[i]
+                        if at.get(o, (None, None))[1] != v:
+                            where = [r[0] for r in recs if r[2] == v]
+                            rep.bad("lost", f"topic {t} node {node}: acknowledged {v!r} at offset "
+                                            f"{o}, log has {at.get(o)!r} there"
+                                            f"{f' and {v!r} at {where}' if where else ''}; "
+                                            f"op {excerpt(e)}")
+                    elif e["result"] == "fail" and count[v]:
+                        rep.bad("phantom", f"topic {t} node {node}: {v!r} is in the log although "
+                                           f"tally said the write failed: {excerpt(e)}")
+
+    # -- conditional appends ---------------------------------------------------
+    by_version = defaultdict(list)
+    for e in ops:
+        if e["kind"] == "cas" and e["result"] == "ok":
+            by_version[(e["key"], e["expect_version"])].append(e)
+    for (key, n), es in sorted(by_version.items()):
+        if len(es) > 1:
+            rep.bad("cas-double", f"key {key} version {n}: {len(es)} appends acknowledged: "
+                                  + " | ".join(excerpt(x) for x in es))
+    for t, per in sorted(logs.items()):
+        for node, recs in sorted(per.items()):
+            versions = defaultdict(int)
+            ver_at = {}
+            for off, key, val in recs:
+                if key:
+                    versions[key] += 1
+                    ver_at[off] = (key, versions[key], val)
+            for (key, n), es in by_version.items():
+                for e in es:
+                    if e.get("topic") != t or not e.get("offsets"):
+                        continue
+                    got = ver_at.get(e["offsets"][0])
+                    if got is not None and got != (key, n + 1, e["values"][0]):
+                        rep.bad("cas-version", f"topic {t} node {node}: offset "
+                                               f"{e['offsets'][0]} is {got} (key, version, "
+                                               f"value), want ({key!r}, {n + 1}, "
+                                               f"{e['values'][0]!r}): {excerpt(e)}")
+
+    # -- read your writes ------------------------------------------------------
+    for e in ops:
+        if e["kind"] != "ryw-read" or e["result"] != "ok":
+            continue
+        recs = e.get("records", [])
+        if not recs or recs[0] != [e["offset"], e["value"]]:
+            rep.bad("ryw", f"node {e['node']} answered a read with --min-index "
+                           f"{e['min_index']} --from {e['offset']} without the reader's write "
+                           f"{e['value']!r}: {excerpt(e)}")
+
+    # -- real-time order of acknowledged writes per topic -----------------------
+    for t in sorted(topics):
+        acked = [e for e in ops if e.get("topic") == t and e["result"] == "ok"
+                 and e.get("offsets") and e["kind"] in writer_kinds]
+        by_end = sorted(acked, key=lambda e: e["end"])
+        by_start = sorted(acked, key=lambda e: e["start"])
+        best = None  # op with the highest max offset among those ended so far
+        j = 0
+        for b in by_start:
+            while j < len(by_end) and by_end[j]["end"] < b["start"]:
+                a = by_end[j]
+                if best is None or max(a["offsets"]) > max(best["offsets"]):
+                    best = a
+                j += 1
+            if best is not None and max(best["offsets"]) >= min(b["offsets"]):
+                rep.bad("order", f"topic {t}: {excerpt(best)} was acknowledged before "
+                                 f"{excerpt(b)} started, yet got a higher offset")
+
+    # -- nodes -----------------------------------------------------------------
+    for f in faults:
+        if f["kind"] == "crash":
+            rep.bad("crash", f"node {f['node']} exited with status {f['exit']} at "
+                             f"{f['time']}s; log tail: {f.get('log_tail')}")
+        if f["kind"] == "disk":
+            ew = f.get("exit_while_full")
+            if ew is not None and ew <= 0:
+                rep.bad("disk", f"node {f['node']} {'exited 0' if ew == 0 else f'died by signal {-ew}'}"
+                                f" while its disk was full: {f.get('log_tail')}")
+            if f.get("verify_rc") != 0:
+                rep.bad("disk", f"node {f['node']}'s data did not verify after a full disk: "
+                                f"{f.get('verify_out')}")
+            if not f.get("served_again"):
+                rep.bad("disk", f"node {f['node']} did not serve again after its disk was "
+                                f"freed: {f.get('served_why')}")
+    for node, rc in sorted(final.get("sigterm_exit", {}).items()):
+        if rc != 0:
+            rep.bad("shutdown", f"node {node} exited {rc} after the final SIGTERM")
+    for node, v in sorted(final.get("verify", {}).items()):
+        if v.get("rc") != 0:
+            rep.bad("verify", f"tally log verify of node {node}: exit {v.get('rc')}: "
+                              f"{v.get('out')}")
+
+    # -- summary ---------------------------------------------------------------
+    p = lambda s="": print(s, file=out)  # noqa: E731
+    cnt = Counter((e["kind"], e["result"]) for e in ops)
+    p("operations (kind result count):")
+    for (k, r), c in sorted(cnt.items()):
+        p(f"  {k:10} {r:8} {c}")
+    p(f"  total {len(ops)}")
+    fc = Counter(f["kind"] for f in faults)
+    p("faults injected: " + (", ".join(f"{k}={c}" for k, c in sorted(fc.items())) or "none"))
+    detail = Counter()
+    for f in faults:
+        if f["kind"] in ("kill", "pause", "partition", "corrupt"):
+            detail[f"{f['kind']}/{f.get('role')}"] += 1
+        if f["kind"] == "corrupt":
+            detail[f"corrupt/{f.get('how')}" + ("/skipped" if f.get("skipped") else "")] += 1
+        if f["kind"] == "partition":
+            detail[f"partition/{f.get('mode')}"] += 1
+    if detail:
+        p("  by detail: " + ", ".join(f"{k}={c}" for k, c in sorted(detail.items())))
+    unknown_vals = [v for v, (e, i) in writer.items() if e["result"] == "unknown"]
+    present = set()
+    for per in logs.values():
+        for recs in per.values():
+            present.update(r[2] for r in recs)
+    p(f"writes with unknown outcome: {len(unknown_vals)} values, "
+      f"{sum(1 for v in unknown_vals if v in present)} of them were written")
+    for t, per in sorted(logs.items()):
+        p(f"final log {t}: " + ", ".join(f"node {n}: {len(r)} records"
+                                         for n, r in sorted(per.items())))
+    for kind in ("lost", "duplicate", "phantom", "unknown-value", "cas-double", "cas-version",
+                 "replica", "ryw", "order", "crash", "verify", "shutdown", "disk", "incomplete"):
+        p(f"{kind:14} {len(rep.violations.get(kind, []))}")
+    for kind, msgs in sorted(rep.violations.items()):
+        for m in msgs[:max_print]:
+            p(f"VIOLATION {kind}: {m}")
+        if len(msgs) > max_print:
+            p(f"VIOLATION {kind}: ... and {len(msgs) - max_print} more")
+    p(f"checker: {rep.total()} violations")
+    return rep
+
+
+writer_kinds = ("produce", "batch", "cas", "ryw-write", "final-write")
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1].startswith("-"):
+        print("usage: checker.py RUN_DIR", file=sys.stderr)
+        return 2
+    rep = check(argv[1])
+    return 1 if rep.total() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,307 @@
+# nemesis.py - injects one fault at a time into a FaultCluster, at random
+# moments drawn from a seeded RNG, and records each one in the history.
+#
+# Faults (each is undone before the next one starts, so a majority of the
+# nodes always keeps its disk; the cluster may be unavailable meanwhile):
+#   kill       SIGKILL the leader or a follower, restart it after 0.5-3 s
+#   pause      SIGSTOP a node for 1.5-4 s (election timeout: 1 s), SIGCONT
+#   partition  cut one node (leader half the time) off from both others for
+#              2-5 s: its Raft proxies refuse or black-hole connections
+#   corrupt    SIGKILL a node, truncate or flip a bit in the tail of the
+#              active segment (highest base offset) of one of its topics,
+#              restart it
+#   disk       (needs the tmpfs node) fill the node's tmpfs with a ballast
+#              file, half the time after making it the leader; probe a write
+#              through it; hold 2-4 s; stop it, verify its log offline, free
+#              the space, restart it and check that it serves again
+# After each fault the nemesis waits (bounded) until every node runs and a
+# leader is known, and restarts any node that exited on its own (recorded as
+# a "crash").
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import faultlib
+from workload import TOPIC, TOPICS, produce, run_cli
+
+KINDS = ["kill", "pause", "partition", "corrupt", "disk"]
+
+
+def log_tail(node, lines=15):
+    try:
+        with open(node.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+class Nemesis(threading.Thread):
+    def __init__(self, cluster, hist, seed, stop_at, gap=(0.5, 2.5), kinds=None):
+        super().__init__(name="nemesis", daemon=True)
+        self.c = cluster
+        self.h = hist
+        self.rng = random.Random(seed)
+        self.stop_at = stop_at
+        self.gap = gap
+        self.kinds = list(kinds or KINDS)
+        self.skipped = {}
+        if "disk" in self.kinds and self.c.tmpfs_node is None:
+            self.kinds.remove("disk")
+            self.skip("disk", self.c.tmpfs_note or "no tmpfs node")
+        self.ballast = None
+        self.counts = {}
+        self.error = None
+
+    def skip(self, kind, why):
+        self.skipped[kind] = why
+        print(f"# nemesis: skipping '{kind}' faults: {why}", flush=True)
+        self.h.write({"type": "note", "what": f"nemesis {kind} skipped: {why}"})
+
+    def record(self, kind, **fields):
+        e = {"type": "fault", "kind": kind, "time": self.h.now()}
+        e.update(fields)
+        self.h.write(e)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    # -- helpers -------------------------------------------------------------
+
+    def leader(self):
+        try:
+            return self.c.leader()
+        except Exception:
+            return 0
+
+    def pick(self, prefer_leader=None):
+        alive = [i for i in self.c.nodes if self.c.nodes[i].alive()]
+        if prefer_leader is None:
+            prefer_leader = self.rng.random() < 0.5
+        lid = self.leader()
+        if prefer_leader and lid:
+            return lid, "leader"
+        followers = [i for i in alive if i != lid]
+        if followers:
+            return self.rng.choice(followers), "follower" if lid else "unknown"
+        return self.rng.choice(list(self.c.nodes)), "unknown"
+
+    def sleep(self, a, b):
+        time.sleep(self.rng.uniform(a, b))
+
+    def check_crashes(self):
+        """Restart nodes we did not stop that exited; record each as a crash."""
+        for i, n in self.c.nodes.items():
+            if n.expected_up and n.proc is not None and n.proc.poll() is not None:
+                rc = n.proc.returncode
+                self.record("crash", node=i, exit=rc, log_tail=log_tail(n))
+                print(f"# nemesis: node {i} exited on its own (status {rc})", flush=True)
+                self.c.restart(i)
+
+    def recover(self, timeout=40):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            self.check_crashes()
+            st = None
+            try:
+                st = self.c.status()
+            except Exception:
+                pass
+            if st and st.get("leader_id") and all(m.get("reachable") for m in st.get("members", [])):
+                return True
+            time.sleep(0.3)
+        self.record("recovery-timeout", after=timeout,
+                    status=st if st else None)
+        return False
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self):
+        try:
+            order = []
+            while time.monotonic() < self.stop_at:
+                self.sleep(*self.gap)
+                if time.monotonic() >= self.stop_at:
+                    break
+                if not order:
+                    order = list(self.kinds)
+                    self.rng.shuffle(order)
+                kind = order.pop()
+                getattr(self, "do_" + kind)()
+                self.recover()
+        except Exception as e:
+            import traceback
+            self.error = traceback.format_exc()
+            self.h.write({"type": "note", "what": f"nemesis crashed: {e!r}",
+                          "trace": self.error})
+            print(f"# nemesis crashed: {self.error}", flush=True)
+
+    def do_kill(self):
+        node, role = self.pick()
+        self.c.kill(node)
+        self.record("kill", node=node, role=role)
+        self.sleep(0.5, 3)
+        self.c.restart(node)
+        self.h.write({"type": "note", "what": f"restarted node {node}", "time": self.h.now()})
+
+    def do_pause(self):
+        node, role = self.pick()
+        d = self.rng.uniform(1.5, 4)
+        self.c.pause(node)
+        self.record("pause", node=node, role=role, seconds=round(d, 2))
+        time.sleep(d)
+        self.c.resume(node)
+        self.h.write({"type": "note", "what": f"resumed node {node}", "time": self.h.now()})
+
+    def do_partition(self):
+        node, role = self.pick()
+        mode = self.rng.choice(["refuse", "blackhole"])
+        d = self.rng.uniform(2, 5)
+        self.c.isolate(node, mode)
+        self.record("partition", node=node, role=role, mode=mode, seconds=round(d, 2))
+        time.sleep(d)
+        self.c.heal()
+        self.h.write({"type": "note", "what": f"healed partition of node {node}",
+                      "time": self.h.now()})
+
+    def do_corrupt(self):
+        node, role = self.pick()
+        n = self.c.nodes[node]
+        self.c.kill(node)
+        segs = []
+        for t in TOPICS:
+            d = os.path.join(n.data, "topics", t)
+            try:
+                files = sorted(f for f in os.listdir(d) if f.endswith(".seg"))
+            except OSError:
+                continue
+            if files:
+                segs.append(os.path.join(d, files[-1]))
+        how = self.rng.choice(["truncate", "bitflip"])
+        detail = {}
+        path = self.rng.choice(segs) if segs else None
+        size = os.path.getsize(path) if path else 0
+        if path is None or size <= 32:
+            detail = {"skipped": "no segment with batches yet"}
+        elif how == "truncate":
+            cut = self.rng.randint(1, min(size - 32, 400))
+            os.truncate(path, size - cut)
+            detail = {"file": os.path.relpath(path, n.data), "size": size, "cut": cut}
+        else:
+            pos = self.rng.randint(max(32, size - 300), size - 1)
+            bit = self.rng.randint(0, 7)
+            with open(path, "r+b") as f:
+                f.seek(pos)
+                b = f.read(1)[0]
+                f.seek(pos)
+                f.write(bytes([b ^ (1 << bit)]))
+            detail = {"file": os.path.relpath(path, n.data), "size": size, "pos": pos,
+                      "bit": bit}
+        self.record("corrupt", node=node, role=role, how=how, **detail)
+        self.sleep(0.2, 1)
+        self.c.restart(node)
+        self.h.write({"type": "note", "what": f"restarted node {node} after corrupt",
+                      "time": self.h.now()})
+
+    def op(self, brokers, value):
+        """A write by the nemesis, recorded in the history like a client's."""
+        start = self.h.now()
+        res = produce(brokers, TOPIC, [value], print_index=True)
+        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": TOPIC,
+             "values": [value], "start": start, "end": self.h.now()}
+        e.update(res)
+        self.h.write(e)
+        return e
+
+    def fill(self, path):
+        """Write a ballast file until the file system is full; bytes written."""
+        total = 0
+        chunk = b"\xba" * (1 << 20)
+        with open(path, "wb", buffering=0) as f:
+            while True:
+                try:
+                    total += f.write(chunk)
+                except OSError:
+                    break
+            # the last partial pages
+            try:
+                while f.write(b"\xba" * 4096):
+                    total += 4096
+            except OSError:
+                pass
+        return total
+
+    def do_disk(self):
+        node = self.c.tmpfs_node
+        n = self.c.nodes[node]
+        made_leader = False
+        if self.rng.random() < 0.5:
+            rc, out, err = run_cli(["--timeout", 5000, "member", "transfer", node],
+                                   self.c.brokers(), timeout=30)
+            made_leader = rc == 0
+        self.ballast = os.path.join(n.data, "ballast")
+        t = self.h.now()
+        filled = self.fill(self.ballast)
+        free = faultlib.tmpfs_free_bytes(n.data)
+        role = "leader" if self.leader() == node else "follower"
+        time.sleep(1)
+        # A write through this node only: the leader may be elsewhere, then
+        # the node forwards the client there (NOTLEADER) and it may succeed.
+        probe = self.op(n.client, f"diskprobe-{self.h.now()}")
+        self.sleep(2, 4)
+        alive = n.alive()
+        exit_while_full = None if alive else n.proc.returncode
+        # Stop it (SIGTERM), free the space, check its files offline.
+        stop = None
+        if alive:
+            n.expected_up = False
+            n.proc.send_signal(signal.SIGTERM)
+            try:
+                stop = n.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                stop = "no exit within 20 s of SIGTERM; killed"
+                self.c.kill(node)
+        else:
+            n.expected_up = False
+        os.unlink(self.ballast)
+        self.ballast = None
+        rcv, vout, verr = run_cli(["log", "verify", n.data], self.c.brokers(), timeout=120)
+        self.c.restart(node)
+        # Serves again: a write through the cluster, read back from this
+        # node with its Raft index.
+        served, why = False, ""
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not served:
+            w = self.op(self.c.brokers(), f"diskafter-{self.h.now()}")
+            if w["result"] == "ok" and w.get("indexes"):
+                off, idx = str(w["offsets"][0]), w["indexes"][0]
+                rc3, out3, err3 = run_cli(["--timeout", 5000, "consume", TOPIC, "--node",
+                                           n.client, "--min-index", idx, "--from", off,
+                                           "-n", 1, "--format", "%o\\t%v\\n"], n.client)
+                served = rc3 == 0 and out3.startswith(off + "\t")
+                why = err3.strip()[-200:]
+            else:
+                why = w["msg"][-200:]
+            if not served:
+                time.sleep(1)
+        self.record("disk", node=node, role=role, transferred=made_leader, start=t,
+                    ballast_bytes=filled, free_after_fill=free, probe=probe,
+                    alive_while_full=alive, exit_while_full=exit_while_full,
+                    sigterm_exit=stop, verify_rc=rcv, verify_out=(vout + verr).strip()[-500:],
+                    served_again=served, served_why=why,
+                    log_tail=log_tail(n, 25))
+
+    def heal_all(self):
+        """Undo everything: heal partitions, resume and restart nodes, free
+        the disk."""
+        self.c.heal()
+        for i, n in self.c.nodes.items():
+            if n.alive():
+                n.proc.send_signal(signal.SIGCONT)
+        if self.ballast and os.path.exists(self.ballast):
+            os.unlink(self.ballast)
+        self.check_crashes()
+        for i, n in self.c.nodes.items():
+            if not n.alive():
+                self.c.restart(i)

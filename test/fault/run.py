@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+# run.py - the fault suite: a three-node tally cluster, concurrent clients
+# recording a history, a nemesis injecting faults, then a checker over the
+# history and every node's final log. See docs/testing.md, "Fault suite".
+#
+#   TALLY_BUILD_DIR=build /usr/bin/python3 test/fault/run.py --short
+#   TALLY_BUILD_DIR=build /usr/bin/python3 test/fault/run.py --duration 3600 --seed 7
+#
+# Exit status: 0 no violation, 1 violations (printed), 2 bad usage,
+# 77 binaries not built.
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import checker  # noqa: E402
+import faultlib  # noqa: E402
+import nemesis as nemesis_mod  # noqa: E402
+import workload  # noqa: E402
+from faultlib import FaultCluster, harness  # noqa: E402
+
+# Small Raft segments: they fit the 64 MiB tmpfs and roll over during a run.
+# Small topic segments: several per topic, so "active segment" is not the only one.
+NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K"]
+
+
+def final_phase(c, hist, nem, out_dir):
+    """Heal everything, write one barrier record per topic, read every
+    node's whole log once it applied the barriers, stop the nodes, verify
+    their data. Returns the "final" history entry."""
+    final = {"type": "final", "unread": [], "sigterm_exit": {}, "verify": {}}
+    nem.heal_all()
+    try:
+        c.wait_leader(timeout=60)
+    except harness.TestFailure as e:
+        hist.write({"type": "note", "what": f"final: no leader: {e}"})
+    idx = 0
+    for t in workload.TOPICS:
+        for attempt in range(12):
+            v = f"final-{t}-{attempt}"
+            start = hist.now()
+            res = workload.produce(c.brokers(), t, [v], print_index=True)
+            e = {"type": "op", "client": "final", "kind": "final-write", "topic": t,
+                 "values": [v], "start": start, "end": hist.now()}
+            e.update(res)
+            hist.write(e)
+            if res["result"] == "ok" and res.get("indexes"):
+                idx = max(idx, res["indexes"][0])
+                break
+            nem.check_crashes()
+            time.sleep(2)
+    final["barrier_index"] = idx
+    fdir = os.path.join(out_dir, "final")
+    for i, n in c.nodes.items():
+        os.makedirs(os.path.join(fdir, f"node{i}"), exist_ok=True)
+        for t in workload.TOPICS:
+            ok = False
+            deadline = time.monotonic() + 90
+            last = ""
+            while time.monotonic() < deadline:
+                rc, o, err = workload.run_cli(
+                    ["--timeout", 10000, "consume", t, "--node", n.client, "--min-index", idx,
+                     "--format", "%o\\t%k\\t%v\\n"], n.client, timeout=120)
+                if rc == 0:
+                    with open(os.path.join(fdir, f"node{i}", f"{t}.tsv"), "w") as f:
+                        f.write(o)
+                    ok = True
+                    break
+                last = err.strip()[-300:]
+                nem.check_crashes()
+                time.sleep(1)
+            if not ok:
+                final["unread"].append(f"node {i} topic {t}: {last}")
+    for i, n in c.nodes.items():
+        if n.alive():
+            n.expected_up = False
+            n.proc.send_signal(signal.SIGCONT)
+            n.proc.send_signal(signal.SIGTERM)
+            try:
+                final["sigterm_exit"][str(i)] = n.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                final["sigterm_exit"][str(i)] = "no exit within 30 s"
+                c.kill(i)
+        else:
+            final["sigterm_exit"][str(i)] = f"not running (exit {n.proc.returncode})"
+    for i, n in c.nodes.items():
+        rc, o, err = workload.run_cli(["log", "verify", n.data], c.brokers(), timeout=300)
+        final["verify"][str(i)] = {"rc": rc, "out": (o + err).strip()[-1000:]}
+    final["faults"] = nem.counts
+    final["skipped"] = nem.skipped
+    hist.write(final)
+    return final
+
+
+def main():
+    ap = argparse.ArgumentParser(description="tally fault-injection suite")
+    ap.add_argument("--short", action="store_true",
+                    help="about 2-3 minutes (the default; what make check runs)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds of workload and faults (short mode: 100)")
+    ap.add_argument("--seed", type=int, default=None, help="RNG seed (default: from the clock)")
+    ap.add_argument("--out", default=None,
+                    help="directory for history.jsonl, final logs and node logs (default: a "
+                         "new temporary directory, removed after a clean run)")
+    ap.add_argument("--keep", action="store_true", help="keep --out's default dir even if clean")
+    ap.add_argument("--no-faults", action="store_true", help="workload only (a baseline)")
+    ap.add_argument("--faults", default=",".join(nemesis_mod.KINDS),
+                    help="comma-separated fault kinds (default: all: %(default)s)")
+    a = ap.parse_args()
+    # make check's or a user's SIGTERM still kills the nodes and unmounts.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if a.duration is not None and a.short:
+        ap.error("--short and --duration do not go together")
+    duration = a.duration if a.duration is not None else 100.0
+    seed = a.seed if a.seed is not None else int(time.time()) % 100000
+    kinds = [k for k in a.faults.split(",") if k]
+    for k in kinds:
+        if k not in nemesis_mod.KINDS:
+            ap.error(f"unknown fault kind {k!r}")
+    if not (os.access(harness.TALLY, os.X_OK) and os.access(harness.TALLYD, os.X_OK)):
+        print(f"SKIP: {harness.TALLY} or {harness.TALLYD} is not built")
+        return 77
+    out_dir = a.out or tempfile.mkdtemp(prefix=f"tally-fault-{seed}-")
+    os.makedirs(out_dir, exist_ok=True)
+    print(f"# fault suite: seed {seed}, {duration:.0f} s of workload, faults "
+          f"{'none' if a.no_faults else ','.join(kinds)}; output in {out_dir}", flush=True)
+    t0 = time.monotonic()
+    hist = workload.History(os.path.join(out_dir, "history.jsonl"), t0)
+    hist.write({"type": "note", "what": "start", "seed": seed, "duration": duration,
+                "argv": sys.argv})
+    c = FaultCluster(name=f"fault-{seed}", extra_args=NODE_ARGS,
+                     tmpfs_node=3 if "disk" in kinds and not a.no_faults else None)
+    try:
+        if c.tmpfs_node:
+            hist.write({"type": "note", "what": f"node {c.tmpfs_node} data on a 64m tmpfs"})
+        c.start(timeout=60)
+        for t in workload.TOPICS:
+            c.tally_ok("topic", "create", t)
+        stop_at = time.monotonic() + duration
+        clients = workload.start_clients(c, hist, seed, duration)
+        nem = nemesis_mod.Nemesis(c, hist, seed, stop_at if not a.no_faults else 0,
+                                  kinds=kinds)
+        nem.start()
+        last = time.monotonic()
+        while any(cl.is_alive() for cl in clients) or nem.is_alive():
+            time.sleep(1)
+            if time.monotonic() - last >= 15:
+                last = time.monotonic()
+                print(f"# {last - t0:5.0f}s: {hist.n} history entries, faults "
+                      f"{dict(sorted(nem.counts.items()))}", flush=True)
+            if time.monotonic() > stop_at + 180:
+                hist.write({"type": "note", "what": "client or nemesis crashed: still "
+                                                    "running 180 s after the end"})
+                break
+        final_phase(c, hist, nem, out_dir)
+    except Exception as e:
+        import traceback
+        hist.write({"type": "note", "what": f"runner crashed: {e!r}",
+                    "trace": traceback.format_exc()})
+        traceback.print_exc()
+    finally:
+        ldir = os.path.join(out_dir, "node-logs")
+        os.makedirs(ldir, exist_ok=True)
+        for i, n in c.nodes.items():
+            if n.log_file is not None:
+                n.log_file.flush()
+            try:
+                shutil.copy(n.log_path, os.path.join(ldir, f"node{i}.log"))
+            except OSError:
+                pass
+        c.cleanup()
+        hist.close()
+    print(f"# run finished after {time.monotonic() - t0:.0f} s; checking", flush=True)
+    rep = checker.check(out_dir)
+    bad = rep.total()
+    if bad or a.out or a.keep:
+        print(f"# history, final logs and node logs kept in {out_dir}", flush=True)
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
