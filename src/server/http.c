@@ -36,6 +36,8 @@ struct http_srv {
     struct http_conn *conns;
     unsigned n_conns;
     unsigned live;        /* the listener and the connections not yet freed */
+    unsigned dropped;     /* connections refused (logged at most every 10 s) */
+    uint64_t drop_logged_ms;
     bool stopping;
 };
 
@@ -315,8 +317,11 @@ static void http__accept(uv_stream_t *server, int status)
             return;
         }
         uv_tcp_init(server->loop, tmp);
-        if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
-            TLOG_WARN("http", "metrics connection dropped: %u connections open", h->n_conns);
+        if (uv_accept(server, (uv_stream_t *)tmp) == 0 &&
+            (h->dropped++ == 0 || uv_now(server->loop) >= h->drop_logged_ms + 10000)) {
+            TLOG_WARN("http", "metrics connections dropped: %u connections open (%u dropped so far)",
+                      h->n_conns, h->dropped);
+            h->drop_logged_ms = uv_now(server->loop);
         }
         uv_close((uv_handle_t *)tmp, http__free_handle);
         return;

@@ -48,7 +48,6 @@ struct metrics {
     struct metrics_hist fetch_latency;
     uint64_t gc_entries;                      /* APPEND entries proposed */
     struct metrics_hist gc_items;             /* produce requests per entry */
-    uint64_t http_requests;                   /* answered by the metrics endpoint */
 };
 
 void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store);
