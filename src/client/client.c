@@ -836,6 +836,7 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
 {
     op->what = what;
     op->write = write;
+    op->idempotent = false; /* set by the callers whose retry is safe */
     op->only = -1;
     op->deadline = client__now_ms() + c->timeout_ms;
 }

@@ -57,6 +57,7 @@ struct gw {
     /* Parked fetches. */
     struct req *parked;
     struct metrics *metrics;   /* may be NULL */
+    uv_check_t flusher;        /* proposes gathered writes once per loop turn */
 };
 
 uint64_t gw_now_ms(void)
@@ -73,6 +74,16 @@ static uint64_t gw__mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Writes gathered while entries were in flight are proposed from here,
+ * after the loop's I/O callbacks, never from inside a Raft callback:
+ * calling raft_apply from the callback that fails requests on a lost
+ * leadership crashes canonical/raft 0.15 (it is in the middle of stepping
+ * down); the fault suite found it. */
+static void gw__flush_cb(uv_check_t *h)
+{
+    gw_flush(h->data);
+}
+
 int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struct gw **out)
 {
     struct gw *gw = calloc(1, sizeof *gw);
@@ -83,6 +94,9 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
     gw->store = store;
     gw->loop = loop;
     buf_init(&gw->entry);
+    uv_check_init(loop, &gw->flusher);
+    gw->flusher.data = gw;
+    uv_check_start(&gw->flusher, gw__flush_cb);
     *out = gw;
     return 0;
 }
@@ -205,8 +219,7 @@ static void gw__proposal_done(void *arg, int status, uint64_t index,
     free(p->reqs);
     free(p);
     if (gw != NULL && append) {
-        gw->inflight--;
-        gw_flush(gw);
+        gw->inflight--; /* gw__flush_cb proposes what waited for this */
     }
 }
 
@@ -349,7 +362,7 @@ static void gw__topic_list(struct gw *gw, struct req *r)
             .retention_ms = t->config.retention_ms,
             .retention_bytes = t->config.retention_bytes,
             .segment_bytes = t->config.segment_bytes,
-            .start_offset = log_start_offset(t->log),
+            .start_offset = store_topic_start(t),
             .next_offset = log_next_offset(t->log),
         };
         snprintf(pt.name, sizeof pt.name, "%s", t->name);
@@ -528,6 +541,20 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
         return true;
     }
+    if (m->offset >= t->missing_from && m->offset < t->missing_to) {
+        /* UNAVAILABLE, not OUT_OF_RANGE: the records exist, on other nodes,
+         * and libtally retries a read elsewhere on this code. */
+        uint64_t leader = node_leader_id(gw->node);
+        const struct store_member *lm = leader != 0 ? store_member_find(gw->store, leader) : NULL;
+        gw__error(r, TALLY_UNAVAILABLE,
+                  "offsets %llu..%llu of topic %s are not on node %llu (it installed a snapshot "
+                  "and backfill from peers is not implemented yet); read them from %s%s",
+                  (unsigned long long)t->missing_from, (unsigned long long)t->missing_to - 1,
+                  m->topic, (unsigned long long)node_id(gw->node),
+                  lm != NULL && leader != node_id(gw->node) ? "the leader at " : "another node",
+                  lm != NULL && leader != node_id(gw->node) ? lm->client_addr : "");
+        return true;
+    }
     if (m->offset < log_start_offset(t->log) || m->offset > log_next_offset(t->log)) {
         gw__error(r, TALLY_OUT_OF_RANGE, "offset %llu is outside %llu..%llu of topic %s on node %llu",
                   (unsigned long long)m->offset, (unsigned long long)log_start_offset(t->log),
@@ -549,7 +576,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     }
     struct proto_fetch_resp resp = {
         .applied_index = applied,
-        .start_offset = log_start_offset(t->log),
+        .start_offset = store_topic_start(t),
         .next_offset = log_next_offset(t->log),
         .batches = data,
         .batches_len = (uint32_t)len,
@@ -683,17 +710,17 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_PROTO, "malformed GROUP_FETCH");
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
-        return;
-    }
-    /* The leader has the latest commit; send the reader there when one is
-     * known. Without a leader any node answers with what it has applied:
-     * possibly an older position, which only repeats records, as
-     * at-least-once delivery allows. */
+    /* The leader has the latest commit (and the topic, if it was just
+     * created); send the reader there when one is known. Without a leader
+     * any node answers with what it has applied: possibly an older
+     * position, which only repeats records, as at-least-once allows. */
     uint64_t leader = node_leader_id(gw->node);
     if (leader != 0 && leader != node_id(gw->node)) {
         gw__not_leader(gw, r);
+        return;
+    }
+    if (store_topic_find(gw->store, m.topic) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
@@ -890,6 +917,11 @@ void gw_tick(struct gw *gw)
     }
 }
 
+static void gw__closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void gw_destroy(struct gw *gw)
 {
     gw__fail_gathered(gw, TALLY_SHUTDOWN, "node is shutting down; the write was not proposed");
@@ -899,5 +931,5 @@ void gw_destroy(struct gw *gw)
         free(r->gw_data);
         gw__error(r, TALLY_SHUTDOWN, "node is shutting down");
     }
-    free(gw);
+    uv_close((uv_handle_t *)&gw->flusher, gw__closed);
 }

@@ -45,6 +45,7 @@ struct srv {
     struct http_srv *http;     /* --metrics listener, or NULL */
     int exit_code;
     bool stopping;
+    bool fatal;          /* a fatal error was reported: stop on the next tick */
     int lock_fd;
 };
 
@@ -66,7 +67,12 @@ static void srv__on_fatal(void *arg, const char *why)
 {
     struct srv *s = arg;
     TLOG_ERROR("server", "fatal: %s; stopping (exit 1) for the supervisor to restart", why);
-    srv__stop(s, 1);
+    /* Not srv__stop() here: this runs inside Raft's apply or the node
+     * monitor, and closing Raft from there aborts libuv (found by the fault
+     * suite on a full disk). The tick timer stops the node on the next
+     * turn of the loop. */
+    s->fatal = true;
+    s->exit_code = 1;
 }
 
 static void srv__on_append(void *arg, struct store_topic *t)
@@ -109,6 +115,10 @@ static void srv__accept(uv_stream_t *server, int status)
 static void srv__tick(uv_timer_t *t)
 {
     struct srv *s = t->data;
+    if (s->fatal) {
+        srv__stop(s, 1);
+        return;
+    }
     gw_tick(s->gw);
 }
 

@@ -13,6 +13,8 @@
  *                 i64 segment_bytes, u64 created_index,
  *                 u64 start_offset, u64 next_offset  (informational in the
  *                 file; authoritative in a snapshot),
+ *                 u64 missing_from, u64 missing_to (history this node lacks
+ *                 after installing a snapshot; 0, 0 when none),
  *                 u32 n_producers, then per producer: u64 id, u64 seq,
  *                 u64 base_offset, u32 count, u64 raft_index
  *          4    n_members, then per member: u64 id, str client, str raft
@@ -120,6 +122,11 @@ static int store__remove_tree(const char *path, char *errmsg)
         return err_os(errmsg, errno, "remove directory %s", path);
     }
     return 0;
+}
+
+uint64_t store_topic_start(const struct store_topic *t)
+{
+    return t->missing_to > t->missing_from ? t->missing_from : log_start_offset(t->log);
 }
 
 bool store_topic_name_valid(const char *name)
@@ -433,8 +440,10 @@ static void store__encode_catalog(const struct store *s, uint64_t index, bool wi
         buf_put_i64(b, t->config.retention_bytes);
         buf_put_i64(b, t->config.segment_bytes);
         buf_put_u64(b, t->created_index);
-        buf_put_u64(b, t->log != NULL ? log_start_offset(t->log) : 0);
+        buf_put_u64(b, t->log != NULL ? store_topic_start(t) : 0);
         buf_put_u64(b, t->log != NULL ? log_next_offset(t->log) : 0);
+        buf_put_u64(b, t->missing_from);
+        buf_put_u64(b, t->missing_to);
         buf_put_u32(b, t->n_producers);
         for (unsigned i = 0; i < t->n_producers; i++) {
             const struct store_producer *p = &t->producers[i];
@@ -547,6 +556,8 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         t->created_index = rd_u64(&r);
         c->start_offsets[i] = rd_u64(&r);
         c->next_offsets[i] = rd_u64(&r);
+        t->missing_from = rd_u64(&r);
+        t->missing_to = rd_u64(&r);
         uint32_t np = rd_u32(&r);
         if (rd_ok(&r) && (!store_topic_name_valid(t->name) || np > STORE_MAX_PRODUCERS ||
                           np > r.left / 36)) {
@@ -1341,12 +1352,21 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
                 tail = &(*tail)->next;
             }
             *tail = t;
+            t->missing_from = t->missing_to = 0;
             rv = store__open_topic(s, t, c.next_offsets[i], errmsg);
+            if (c.next_offsets[i] > c.start_offsets[i]) {
+                t->missing_from = c.start_offsets[i];
+                t->missing_to = c.next_offsets[i];
+            }
         } else if (log_next_offset(t->log) < c.next_offsets[i]) {
-            TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (snapshot install)",
-                      t->name, (unsigned long long)log_next_offset(t->log),
-                      (unsigned long long)c.next_offsets[i]);
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            t->missing_from = c.start_offsets[i];
+            t->missing_to = c.next_offsets[i];
+        }
+        if (t->missing_to > t->missing_from) {
+            TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (installed a "
+                      "snapshot; fetches of it are sent to other nodes)", t->name,
+                      (unsigned long long)t->missing_from, (unsigned long long)t->missing_to);
         }
         if (t->producers != ct->producers) {
             /* The snapshot's producer table and key index replace ours. */

@@ -68,6 +68,8 @@ struct store_topic {
     uint64_t tail_index;      /* raft index of the last batch in the log */
     unsigned tail_count;      /* batches of that entry at the log's tail */
     uint64_t floor_index;     /* entries at or below are in the state (snapshot) */
+    uint64_t missing_from;    /* [missing_from, missing_to): history this node */
+    uint64_t missing_to;      /* lacks since it installed a snapshot (0, 0: none) */
     struct store_producer *producers; /* unordered, n_producers of cap */
     unsigned n_producers, cap_producers;
     struct keys keys;         /* key -> version and latest offset */
@@ -133,6 +135,10 @@ const struct store_member *store_member_find(struct store *s, uint64_t id);
 /* Committed position of consumer group @group on @topic; false if none. */
 bool store_group_offset(struct store *s, const char *group, const char *topic,
                         uint64_t *offset);
+
+/* First offset of @t in the cluster as far as this node knows: its log's
+ * start, or the start of the history it lacks after a snapshot install. */
+uint64_t store_topic_start(const struct store_topic *t);
 
 /* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
 bool store_topic_name_valid(const char *name);

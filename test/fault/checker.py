@@ -99,6 +99,11 @@ def check(run_dir, out=sys.stdout, max_print=20):
     # -- final logs ------------------------------------------------------------
     fdir = os.path.join(run_dir, "final")
     logs = defaultdict(dict)  # topic -> node -> [(off, key, val)]
+    # topic -> node -> (lo, hi): offsets lo..hi-1 are not on that node, which
+    # installed a snapshot (known limit until segment backfill, issue 4).
+    # Reported, not counted as a violation; the node is checked from hi on,
+    # and the other nodes must hold everything.
+    gaps = defaultdict(dict)
     if os.path.isdir(fdir):
         for nd in sorted(os.listdir(fdir)):
             if not nd.startswith("node"):
@@ -106,6 +111,13 @@ def check(run_dir, out=sys.stdout, max_print=20):
             for fn in sorted(os.listdir(os.path.join(fdir, nd))):
                 if fn.endswith(".tsv"):
                     logs[fn[:-4]][int(nd[4:])] = load_log(os.path.join(fdir, nd, fn))
+                if fn.endswith(".gap"):
+                    with open(os.path.join(fdir, nd, fn)) as f:
+                        lo, hi = (int(x) for x in f.read().split())
+                    gaps[fn[:-4]][int(nd[4:])] = (lo, hi)
+    for t, per in gaps.items():
+        if per and len(per) == len(logs.get(t, {})):
+            rep.bad("lost", f"topic {t}: every node lacks part of the history ({dict(per)})")
     for miss in final.get("unread", []):
         rep.bad("incomplete", f"final log not read: {miss}")
     topics = set(logs)
@@ -124,6 +136,10 @@ def check(run_dir, out=sys.stdout, max_print=20):
                 if a >= b:
                     continue
                 la, lb = per[a], per[b]
+                cut = max(gaps[t].get(a, (0, 0))[1], gaps[t].get(b, (0, 0))[1])
+                if cut:
+                    la = [r for r in la if r[0] >= cut]
+                    lb = [r for r in lb if r[0] >= cut]
                 for ra, rb in zip(la, lb):
                     if ra != rb:
                         rep.bad("replica", f"topic {t}: node {a} has {ra!r}, node {b} has "
@@ -164,6 +180,9 @@ def check(run_dir, out=sys.stdout, max_print=20):
                 for i, v in enumerate(vals):
                     if i < len(offs):  # printed offsets are committed ones
                         o = offs[i]
+                        lo, hi = gaps[t].get(node, (0, 0))
+                        if lo <= o < hi:
+                            continue  # reported below as a known gap
                         if at.get(o, (None, None))[1] != v:
                             where = [r[0] for r in recs if r[2] == v]
                             rep.bad("lost", f"topic {t} node {node}: acknowledged {v!r} at offset "
@@ -185,6 +204,8 @@ def check(run_dir, out=sys.stdout, max_print=20):
                                   + " | ".join(excerpt(x) for x in es))
     for t, per in sorted(logs.items()):
         for node, recs in sorted(per.items()):
+            if node in gaps[t]:
+                continue  # versions count from offset 0: not knowable past a gap
             versions = defaultdict(int)
             ver_at = {}
             for off, key, val in recs:
@@ -280,6 +301,11 @@ def check(run_dir, out=sys.stdout, max_print=20):
             present.update(r[2] for r in recs)
     p(f"writes with unknown outcome: {len(unknown_vals)} values, "
       f"{sum(1 for v in unknown_vals if v in present)} of them were written")
+    for t, per in sorted(gaps.items()):
+        for n, (lo, hi) in sorted(per.items()):
+            p(f"KNOWN LIMIT topic {t} node {n}: offsets {lo}..{hi - 1} are not on this node: it "
+              f"installed a snapshot and segment backfill is not implemented (issue 4); the other "
+              f"nodes were checked for them")
     for t, per in sorted(logs.items()):
         p(f"final log {t}: " + ", ".join(f"node {n}: {len(r)} records"
                                          for n, r in sorted(per.items())))

@@ -12,6 +12,7 @@
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,10 @@ from faultlib import FaultCluster, harness  # noqa: E402
 # Small Raft segments: they fit the 64 MiB tmpfs and roll over during a run.
 # Small topic segments: several per topic, so "active segment" is not the only one.
 NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K"]
+
+
+# The error a node gives for history it lacks after a snapshot install.
+GAP_RE = re.compile(r"offsets (\d+)\.\.(\d+) of topic \S+ are not on node")
 
 
 def final_phase(c, hist, nem, out_dir):
@@ -75,6 +80,23 @@ def final_phase(c, hist, nem, out_dir):
                     ok = True
                     break
                 last = err.strip()[-300:]
+                gap = GAP_RE.search(err)
+                if gap:
+                    # The node installed a snapshot and lacks the history
+                    # before it (no backfill yet, issue 4): read what it has
+                    # and let the checker report the gap as a known limit.
+                    lo, hi = int(gap.group(1)), int(gap.group(2))
+                    rc, o, err = workload.run_cli(
+                        ["--timeout", 10000, "consume", t, "--node", n.client, "--min-index", idx,
+                         "--from", hi + 1, "--format", "%o\\t%k\\t%v\\n"], n.client, timeout=120)
+                    if rc == 0:
+                        with open(os.path.join(fdir, f"node{i}", f"{t}.tsv"), "w") as f:
+                            f.write(o)
+                        with open(os.path.join(fdir, f"node{i}", f"{t}.gap"), "w") as f:
+                            f.write(f"{lo} {hi + 1}\n")
+                        ok = True
+                        break
+                    last = err.strip()[-300:]
                 nem.check_crashes()
                 time.sleep(1)
             if not ok:

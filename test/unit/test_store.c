@@ -263,10 +263,20 @@ static void test_snapshot_install(void **state)
     assert_non_null(tp);
     assert_int_equal(log_next_offset(tp->log), 5);
     assert_int_equal(log_start_offset(tp->log), 5);
+    /* The history before the snapshot is known to be missing here. */
+    assert_int_equal(tp->missing_from, 0);
+    assert_int_equal(tp->missing_to, 5);
+    assert_int_equal(store_topic_start(tp), 0);
     /* The entry the snapshot covers is not applied again; a later one is. */
     assert_int_equal(store_apply(s2, 3, e.data, e.len, NULL, errmsg), 0);
     assert_int_equal(log_next_offset(tp->log), 5);
     assert_int_equal(store_apply(s2, 4, e.data, e.len, NULL, errmsg), 0);
+    assert_int_equal(log_next_offset(tp->log), 10);
+    /* The missing range is remembered across a restart. */
+    store_close(s2);
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    tp = store_topic_find(s2, "s");
+    assert_int_equal(tp->missing_to, 5);
     assert_int_equal(log_next_offset(tp->log), 10);
     /* A damaged snapshot is refused. */
     snap.data[20] ^= 1;
