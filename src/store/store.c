@@ -1316,11 +1316,49 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     }
     if (local_first) {
         /* Every snapshot this node took was preceded by a sync of its logs,
-         * so the local state already includes everything up to c.index. */
-        TLOG_INFO("store", "snapshot at index %llu: keeping the local state",
-                  (unsigned long long)c.index);
+         * so the local state includes everything up to c.index - unless a
+         * log lost records since (a damaged segment cut at recovery). Raft
+         * will not replay entries the snapshot covers, so such a topic
+         * takes the snapshot's state; the records it lacks are answered
+         * for by the other nodes (UNAVAILABLE here). */
+        bool changed = false;
+        for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+            struct store_topic *t = store_topic_find(s, ct->name);
+            if (t == NULL || t->created_index != ct->created_index ||
+                log_next_offset(t->log) >= c.next_offsets[i]) {
+                continue;
+            }
+            TLOG_ERROR("store", "topic %s: the local log ends at offset %llu but the snapshot at "
+                       "index %llu says %llu: records were lost here (damaged segment?); taking "
+                       "the snapshot's state, other nodes serve offsets %llu..%llu", t->name,
+                       (unsigned long long)log_next_offset(t->log), (unsigned long long)c.index,
+                       (unsigned long long)c.next_offsets[i], (unsigned long long)c.start_offsets[i],
+                       (unsigned long long)c.next_offsets[i] - 1);
+            rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            t->missing_from = c.start_offsets[i];
+            t->missing_to = c.next_offsets[i];
+            free(t->producers);
+            t->producers = ct->producers;
+            t->n_producers = ct->n_producers;
+            t->cap_producers = ct->cap_producers;
+            ct->producers = NULL;
+            keys_free(&t->keys);
+            t->keys = ct->keys;
+            keys_init(&ct->keys);
+            t->floor_index = c.index;
+            t->tail_index = 0;
+            t->tail_count = 0;
+            changed = true;
+        }
+        if (rv == 0 && changed) {
+            rv = store_checkpoint(s, errmsg);
+        }
+        if (rv == 0) {
+            TLOG_INFO("store", "snapshot at index %llu: keeping the local state%s",
+                      (unsigned long long)c.index, changed ? " (but for the topics above)" : "");
+        }
         store__catalog_free(&c);
-        return 0;
+        return rv;
     }
     TLOG_INFO("store", "installing snapshot at index %llu", (unsigned long long)c.index);
     /* Drop topics the snapshot does not have. */

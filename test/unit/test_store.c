@@ -482,6 +482,45 @@ static void test_group_positions(void **state)
     buf_free(&snap);
 }
 
+/* At start-up a log that lost records the snapshot covers (a damaged
+ * segment cut at recovery) takes the snapshot's state and records the
+ * range it lacks; the other topics keep theirs. */
+static void test_restore_repairs_a_short_log(void **state)
+{
+    struct fixture *f = *state;
+    const char *a[] = {"a"};
+    const char *b[] = {"b"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    uint64_t next;
+    create_topic(f, 2, "a");
+    create_topic(f, 3, "b");
+    buf_init(&e);
+    append_entry(&e, a, 1, 4);
+    assert_int_equal(apply(f, 4, &e, NULL), 0);
+    buf_free(&e);
+    buf_init(&e);
+    append_entry(&e, b, 1, 3);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 5, &snap, errmsg), 0);
+    assert_int_equal(log_truncate(store_topic_find(f->s, "a")->log, 0, &next, errmsg), 0);
+    reopen(f);
+    assert_int_equal(store_restore(f->s, snap.data, snap.len, true, errmsg), 0);
+    struct store_topic *ta = store_topic_find(f->s, "a");
+    struct store_topic *tb = store_topic_find(f->s, "b");
+    assert_int_equal(log_next_offset(ta->log), 4);
+    assert_int_equal(ta->missing_to, 4);
+    assert_int_equal(log_next_offset(tb->log), 3);
+    assert_int_equal(tb->missing_to, 0);
+    assert_int_equal(log_start_offset(tb->log), 0);
+    /* The next entry goes after the snapshot's offsets. */
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(log_next_offset(tb->log), 6);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +536,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conditional_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
