@@ -14,9 +14,31 @@
  *   will not buffer it and cannot skip it safely);
  * - a frame with another protocol version: VERSION error, frame skipped,
  *   connection kept;
- * - a peer that sends many requests without reading answers: reading stops
- *   while CONN__MAX_PENDING requests are unanswered (backpressure).
- * Nothing from a rejected frame reaches the gateway. */
+ * - a peer that sends many requests without reading answers: parsing and
+ *   reading stop while CONN__MAX_PENDING requests are unanswered or more
+ *   than CONN__MAX_QUEUED answer bytes are queued (backpressure), and
+ *   resume, from a write callback, once both are below half;
+ * - a failed write closes the connection (it may not be reading).
+ * Nothing from a rejected frame reaches the gateway.
+ *
+ * Memory bound per connection, whatever the peer does:
+ * - read buffer: between reads it holds only the unparsed prefix of one
+ *   frame, whose header was checked against PROTO_MAX_FRAME, and a read
+ *   adds at most CONN__READ_CHUNK; whole frames are only left unparsed
+ *   while reading is stopped. So at most PROTO_MAX_FRAME + CONN__READ_CHUNK
+ *   bytes (16.1 MiB; buf_reserve's doubling may allocate up to 32 MiB, the
+ *   rest untouched). An empty buffer over CONN__RBUF_KEEP is freed.
+ * - answers: "queued" = libuv's write queue + completed answers waiting
+ *   behind an earlier request + CONN__FETCH_RESERVE for every FETCH not
+ *   answered yet (a parked long-poll may complete with up to 4 MiB at any
+ *   time). No frame is dispatched while queued > CONN__MAX_QUEUED, so it
+ *   stays under CONN__MAX_QUEUED + one answer = 8 + 4 MiB (answers other
+ *   than FETCH are small).
+ * - at most CONN__MAX_PENDING + 1 struct req (~100 bytes each).
+ * Per connection: 16.1 + 12 + 0.1 ~ 28.2 MiB; the server: max_connections
+ * x that (1024 x 28.2 MiB ~ 28 GiB), reached only if every peer holds a
+ * 16 MiB frame half-sent AND 12 MiB of unread answers; slow readers that
+ * send small requests: ~12 MiB each (1024 x 12 MiB = 12 GiB). */
 #include "server/conn.h"
 
 #include <stdlib.h>
@@ -30,6 +52,9 @@
 
 #define CONN__MAX_PENDING 1024
 #define CONN__READ_CHUNK (64u << 10)
+#define CONN__MAX_QUEUED (8u << 20)       /* answer bytes the peer has not taken */
+#define CONN__FETCH_RESERVE (4u << 20)    /* = GW__MAX_FETCH_BYTES, per open FETCH */
+#define CONN__RBUF_KEEP (1u << 20)        /* free an empty read buffer above this */
 
 struct conn {
     uv_tcp_t handle;
@@ -37,6 +62,8 @@ struct conn {
     struct buf rbuf;        /* bytes read, not yet parsed */
     struct req *head, *tail; /* FIFO of requests, oldest first */
     unsigned pending;       /* requests not yet written out */
+    size_t queued;          /* done answers in the FIFO + open FETCH reserves */
+    bool parsing;           /* in conn__parse (no re-entry) */
     bool reading;
     bool closing;
     bool close_after_write; /* framing lost: close once the error is out */
@@ -49,6 +76,10 @@ struct conn__write {
     struct req *req;
     struct conn *conn;
 };
+
+static void conn__parse(struct conn *c);
+static void conn__resume(struct conn *c);
+static size_t conn__queued(struct conn *c);
 
 static struct conn *conn__all;
 static unsigned conn__n;
@@ -123,13 +154,25 @@ static void conn__written(uv_write_t *w, int status)
     buf_free(&cw->req->resp);
     free(cw->req);
     free(cw);
-    if (c == NULL) {
+    if (c == NULL || c->closing) {
         return;
     }
-    (void)status; /* a failed write shows up as a read error too */
+    if (status < 0) {
+        /* The peer is gone; we may not be reading, so no read error comes. */
+        TLOG_DEBUG("conn", "%s: write: %s", c->peer, uv_strerror(status));
+        conn__close(c);
+        return;
+    }
+    conn__resume(c);
 }
 
 static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+/* Answer bytes the peer has not taken yet (see the bound at the top). */
+static size_t conn__queued(struct conn *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) + c->queued;
+}
 
 static void conn__start_reading(struct conn *c)
 {
@@ -160,6 +203,7 @@ static void conn__drain(struct conn *c)
             c->tail = NULL;
         }
         c->pending--;
+        c->queued -= r->resp.len;
         if (cw == NULL) {
             buf_free(&r->resp);
             free(r);
@@ -181,9 +225,7 @@ static void conn__drain(struct conn *c)
         conn__close(c); /* uv_close lets queued writes finish or cancel */
         return;
     }
-    if (c->pending < CONN__MAX_PENDING / 2) {
-        conn__start_reading(c);
-    }
+    /* Reading resumes from conn__written, once the peer takes answers. */
 }
 
 void conn_complete(struct req *req)
@@ -195,7 +237,27 @@ void conn_complete(struct req *req)
         free(req);
         return;
     }
+    if (req->type == PROTO_FETCH) {
+        req->conn->queued -= CONN__FETCH_RESERVE;
+    }
+    req->conn->queued += req->resp.len;
     conn__drain(req->conn);
+}
+
+/* Parse buffered frames and read again if the peer took enough answers. */
+static void conn__resume(struct conn *c)
+{
+    if (c->closing || c->close_after_write || c->parsing ||
+        c->pending >= CONN__MAX_PENDING / 2 || conn__queued(c) >= CONN__MAX_QUEUED / 2) {
+        return;
+    }
+    if (c->rbuf.len >= PROTO_HEADER_SIZE && !c->reading) {
+        conn__parse(c);
+        gw_flush(c->gw);
+    }
+    if (!c->closing && c->pending < CONN__MAX_PENDING && conn__queued(c) <= CONN__MAX_QUEUED) {
+        conn__start_reading(c);
+    }
 }
 
 static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
@@ -216,6 +278,9 @@ static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
     }
     c->tail = r;
     c->pending++;
+    if (type == PROTO_FETCH) {
+        c->queued += CONN__FETCH_RESERVE;
+    }
     return r;
 }
 
@@ -239,7 +304,11 @@ static void conn__fatal_frame(struct conn *c, uint16_t type, uint32_t id, int co
 static void conn__parse(struct conn *c)
 {
     size_t pos = 0;
+    c->parsing = true;
     while (!c->closing && !c->close_after_write && c->rbuf.len - pos >= PROTO_HEADER_SIZE) {
+        if (c->pending >= CONN__MAX_PENDING || conn__queued(c) > CONN__MAX_QUEUED) {
+            break; /* backpressure: the rest waits in the buffer */
+        }
         struct proto_frame f;
         const uint8_t *p = c->rbuf.data + pos;
         int rv = proto_decode_frame(p, c->rbuf.len - pos, PROTO_MAX_FRAME, &f);
@@ -274,6 +343,7 @@ static void conn__parse(struct conn *c)
             return;
         }
     }
+    c->parsing = false;
     if (c->closing) {
         return;
     }
@@ -281,7 +351,10 @@ static void conn__parse(struct conn *c)
         memmove(c->rbuf.data, c->rbuf.data + pos, c->rbuf.len - pos);
         c->rbuf.len -= pos;
     }
-    if (c->pending >= CONN__MAX_PENDING) {
+    if (c->rbuf.len == 0 && c->rbuf.cap > CONN__RBUF_KEEP) {
+        buf_free(&c->rbuf);
+    }
+    if (c->pending >= CONN__MAX_PENDING || conn__queued(c) > CONN__MAX_QUEUED) {
         conn__stop_reading(c);
     }
 }
