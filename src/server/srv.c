@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -79,6 +80,30 @@ static void srv__on_append(void *arg, struct store_topic *t)
 {
     struct srv *s = arg;
     gw_on_append(s->gw, t);
+}
+
+/* Every client connection is a file descriptor, and so are log segments,
+ * Raft peers and the metrics listener: a soft RLIMIT_NOFILE of 1024 (the
+ * usual default) runs out before max_connections=1024 does. Raise the soft
+ * limit to the hard one, and say when max_connections still cannot be met. */
+static void srv__raise_nofile(const struct cfg *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            rl.rlim_cur = old;
+        }
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + 256) {
+        TLOG_WARN("server", "open file limit %llu is low for max_connections=%u (want %u or more)",
+                  (unsigned long long)rl.rlim_cur, cfg->max_connections,
+                  cfg->max_connections + 256);
+    }
 }
 
 static void srv__free_handle(uv_handle_t *h)
@@ -226,6 +251,7 @@ int srv_run(const struct cfg *cfg)
     s.lock_fd = -1;
     /* raft_uv_tcp writes to peer sockets; a dead peer must not kill us. */
     signal(SIGPIPE, SIG_IGN);
+    srv__raise_nofile(cfg);
     uv_loop_init(&s.loop);
 
     if ((rv = srv__lock(&s, errmsg)) != 0) {
