@@ -53,6 +53,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(group_commit_bytes, CFG__UINT, true, CFG__KIB, 64 * CFG__MIB),
     CFG__T(max_inflight_entries, CFG__UINT, false, 1, 1024),
     CFG__T(max_connections, CFG__UINT, false, 1, 1000000),
+    CFG__T(disk_reserve_bytes, CFG__U64, true, 0, 1024 * CFG__GIB),
 };
 
 #define CFG__N_TUNABLES (sizeof cfg__tunables / sizeof cfg__tunables[0])
@@ -682,7 +683,7 @@ void cfg_usage(FILE *out)
             "  election_timeout_ms=1000  heartbeat_timeout_ms=100  raft_segment_bytes=64M\n"
             "  snapshot_threshold=4096   snapshot_trailing=4096    segment_bytes=64M\n"
             "  max_batch_bytes=1M        group_commit_bytes=1M     max_inflight_entries=4\n"
-            "  max_connections=1024\n"
+            "  max_connections=1024      disk_reserve_bytes=0 (3 x raft_segment_bytes + 8M)\n"
             "\n"
             "Example (node 1 of 3 on one machine):\n"
             "  tallyd --id 1 --data run/node1 --listen 127.0.0.1:7001 --raft 127.0.0.1:7101 \\\n"

@@ -58,6 +58,8 @@ struct gw {
     struct req *parked;
     struct metrics *metrics;   /* may be NULL */
     uv_check_t flusher;        /* proposes gathered writes once per loop turn */
+    bool disk_low;             /* free space below the reserve: refuse writes */
+    uint64_t disk_free, disk_reserve;
 };
 
 uint64_t gw_now_ms(void)
@@ -151,10 +153,30 @@ static void gw__not_leader(struct gw *gw, struct req *r)
     }
 }
 
+void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes)
+{
+    gw->disk_low = low;
+    gw->disk_free = free_bytes;
+    gw->disk_reserve = reserve_bytes;
+}
+
 static bool gw__can_write(struct gw *gw, struct req *r)
 {
     if (gw->node == NULL || !node_ready(gw->node)) {
         gw__not_leader(gw, r);
+        return false;
+    }
+    if (gw->disk_low) {
+        /* Refuse before the disk is actually full: canonical/raft 0.15
+         * mishandles a failed write (RAFT-GUIDE.md section 9), and a full
+         * disk in apply stops the node. Nothing is written; the server
+         * also hands leadership to another node (srv.c). */
+        gw__error(r, TALLY_NOSPACE,
+                  "node %llu has %llu MiB free for its data, below its reserve of %llu MiB "
+                  "(disk_reserve_bytes): writes are refused until space is freed",
+                  (unsigned long long)node_id(gw->node),
+                  (unsigned long long)(gw->disk_free >> 20),
+                  (unsigned long long)(gw->disk_reserve >> 20));
         return false;
     }
     return true;

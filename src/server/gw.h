@@ -4,6 +4,7 @@
 #ifndef TALLY_SERVER_GW_H_
 #define TALLY_SERVER_GW_H_
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,9 @@ void gw_on_role(struct gw *gw, int old_role, int new_role);
 void gw_tick(struct gw *gw);
 
 uint64_t gw_now_ms(void);
+
+/* The data directory's free space fell below (or rose back above) the
+ * reserve: while low, writes are refused with TALLY_NOSPACE. */
+void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
@@ -47,6 +48,8 @@ struct srv {
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
+    unsigned ticks;      /* tick count, for the once-a-second disk check */
+    bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
 };
 
@@ -137,12 +140,52 @@ static void srv__accept(uv_stream_t *server, int status)
     }
 }
 
+static void srv__transferred(void *arg, int status, const char *message)
+{
+    (void)arg;
+    TLOG_INFO("server", "leadership transfer for low disk space: %s (%s)",
+              status == 0 ? "done" : tally_strerror(status), message);
+}
+
+/* Once a second: the free space of the data directory against the reserve
+ * (RAFT-GUIDE.md section 9: stop writes before the disk is full). A leader
+ * that runs low hands leadership to another node and refuses writes. */
+static void srv__check_disk(struct srv *s)
+{
+    struct statvfs v;
+    uint64_t reserve = s->cfg->disk_reserve_bytes != 0
+                           ? s->cfg->disk_reserve_bytes
+                           : 3 * s->cfg->raft_segment_bytes + (8u << 20);
+    if (statvfs(s->cfg->data_dir, &v) != 0) {
+        return;
+    }
+    uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+    bool low = free_bytes < reserve;
+    gw_set_disk_low(s->gw, low, free_bytes, reserve);
+    if (low && !s->disk_low) {
+        TLOG_ERROR("server", "only %llu MiB free in %s, below the reserve of %llu MiB: refusing "
+                   "writes until space is freed", (unsigned long long)(free_bytes >> 20),
+                   s->cfg->data_dir, (unsigned long long)(reserve >> 20));
+    }
+    if (low && s->node != NULL && node_role(s->node) == NODE_LEADER) {
+        node_transfer(s->node, 0, srv__transferred, s); /* fails harmlessly if one is under way */
+    }
+    if (!low && s->disk_low) {
+        TLOG_INFO("server", "%llu MiB free in %s again: accepting writes",
+                  (unsigned long long)(free_bytes >> 20), s->cfg->data_dir);
+    }
+    s->disk_low = low;
+}
+
 static void srv__tick(uv_timer_t *t)
 {
     struct srv *s = t->data;
     if (s->fatal) {
         srv__stop(s, 1);
         return;
+    }
+    if (s->ticks++ % (1000 / SRV__TICK_MS) == 0) {
+        srv__check_disk(s);
     }
     gw_tick(s->gw);
 }
