@@ -163,6 +163,49 @@ static void store__log_config(const struct store *s, const struct cmd_topic_conf
 
 /* Find the Raft index of the log's last batch and how many batches at the
  * tail came from that same entry, walking back batch by batch. */
+/* Free a topic and what it owns (closing its log if open). */
+static void store__topic_free(struct store_topic *t)
+{
+    if (t->log != NULL) {
+        log_close(t->log);
+    }
+    free(t->producers);
+    keys_free(&t->keys);
+    free(t);
+}
+
+/* Move the producer table and key index of the snapshot's topic @from into
+ * @t, replacing its own (a no-op if @t already holds them). */
+static void store__take_tables(struct store_topic *t, struct store_topic *from)
+{
+    if (t->producers != from->producers) {
+        free(t->producers);
+        t->producers = from->producers;
+        t->n_producers = from->n_producers;
+        t->cap_producers = from->cap_producers;
+        keys_free(&t->keys);
+        t->keys = from->keys;
+    }
+    from->producers = NULL;
+    keys_init(&from->keys);
+}
+
+/* Header of the batch that holds offset @before - 1 (the one ending at
+ * @before), read from the log. Used to walk a log back from its tail. */
+static int store__batch_before(struct store_topic *t, uint64_t before, struct batch_header *h,
+                               char *errmsg)
+{
+    void *data = NULL;
+    size_t len = 0;
+    uint64_t after;
+    int rv = log_read_copy(t->log, before - 1, 1, &data, &len, &after, errmsg);
+    if (rv == 0) {
+        rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, h, errmsg) : TALLY_CORRUPT;
+    }
+    free(data);
+    return rv;
+}
+
 static int store__load_tail(struct store_topic *t, char *errmsg)
 {
     uint64_t next = log_next_offset(t->log);
@@ -170,16 +213,8 @@ static int store__load_tail(struct store_topic *t, char *errmsg)
     t->tail_index = 0;
     t->tail_count = 0;
     while (next > start) {
-        void *data = NULL;
-        size_t len = 0;
-        uint64_t after;
         struct batch_header h;
-        int rv = log_read_copy(t->log, next - 1, 1, &data, &len, &after, errmsg);
-        if (rv != 0) {
-            return rv;
-        }
-        rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, &h, errmsg) : TALLY_CORRUPT;
-        free(data);
+        int rv = store__batch_before(t, next, &h, errmsg);
         if (rv != 0) {
             return rv;
         }
@@ -270,17 +305,8 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_since, uint64_t k
     uint64_t start = log_start_offset(t->log);
     int rv = 0;
     while (from > start) {
-        void *data = NULL;
-        size_t len = 0;
-        uint64_t after;
         struct batch_header h;
-        rv = log_read_copy(t->log, from - 1, 1, &data, &len, &after, errmsg);
-        if (rv == 0) {
-            rv = len >= BATCH_HEADER_SIZE ? batch_decode_header(data, len, &h, errmsg)
-                                          : TALLY_CORRUPT;
-        }
-        free(data);
-        if (rv != 0) {
+        if ((rv = store__batch_before(t, from, &h, errmsg)) != 0) {
             return rv;
         }
         if (h.raft_index <= since) {
@@ -498,9 +524,7 @@ static void store__catalog_free(struct store__catalog *c)
     while (c->topics != NULL) {
         struct store_topic *t = c->topics;
         c->topics = t->next;
-        free(t->producers);
-        keys_free(&t->keys);
-        free(t);
+        store__topic_free(t);
     }
     free(c->start_offsets);
     free(c->next_offsets);
@@ -769,12 +793,7 @@ void store_close(struct store *s)
     while (s->topics != NULL) {
         struct store_topic *t = s->topics;
         s->topics = t->next;
-        if (t->log != NULL) {
-            log_close(t->log);
-        }
-        free(t->producers);
-        keys_free(&t->keys);
-        free(t);
+        store__topic_free(t);
     }
     free(s->groups);
     buf_free(&s->scratch);
@@ -897,17 +916,14 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
     if (rv != 0) {
         return rv;
     }
-    log_close(t->log);
-    free(t->producers);
-    keys_free(&t->keys);
     store__topic_dir(s, t->name, path, sizeof path);
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
+    store__topic_free(t);
     if (rename(path, trash) == 0) {
         rv = store__remove_tree(trash, errmsg);
     } else if (errno != ENOENT) {
         rv = err_os(errmsg, errno, "rename %s", path);
     }
-    free(t);
     return rv;
 }
 
@@ -1337,14 +1353,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
             t->missing_from = c.start_offsets[i];
             t->missing_to = c.next_offsets[i];
-            free(t->producers);
-            t->producers = ct->producers;
-            t->n_producers = ct->n_producers;
-            t->cap_producers = ct->cap_producers;
-            ct->producers = NULL;
-            keys_free(&t->keys);
-            t->keys = ct->keys;
-            keys_init(&ct->keys);
+            store__take_tables(t, ct);
             t->floor_index = c.index;
             t->tail_index = 0;
             t->tail_count = 0;
@@ -1406,17 +1415,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
                       "snapshot; fetches of it are sent to other nodes)", t->name,
                       (unsigned long long)t->missing_from, (unsigned long long)t->missing_to);
         }
-        if (t->producers != ct->producers) {
-            /* The snapshot's producer table and key index replace ours. */
-            free(t->producers);
-            t->producers = ct->producers;
-            t->n_producers = ct->n_producers;
-            t->cap_producers = ct->cap_producers;
-            keys_free(&t->keys);
-            t->keys = ct->keys;
-        }
-        ct->producers = NULL;
-        keys_init(&ct->keys);
+        /* The snapshot's producer table and key index replace ours. */
+        store__take_tables(t, ct);
         t->floor_index = c.index;
     }
     if (rv == 0) {
