@@ -175,7 +175,9 @@ static void store__topic_free(struct store_topic *t)
 }
 
 /* Move the producer table and key index of the snapshot's topic @from into
- * @t, replacing its own (a no-op if @t already holds them). */
+ * @t, replacing its own (each a no-op if @t already holds it: a topic
+ * created from the snapshot is a copy of @from). The two are checked
+ * separately: a topic may have keys and no producer table. */
 static void store__take_tables(struct store_topic *t, struct store_topic *from)
 {
     if (t->producers != from->producers) {
@@ -183,6 +185,8 @@ static void store__take_tables(struct store_topic *t, struct store_topic *from)
         t->producers = from->producers;
         t->n_producers = from->n_producers;
         t->cap_producers = from->cap_producers;
+    }
+    if (t->keys.slots != from->keys.slots) {
         keys_free(&t->keys);
         t->keys = from->keys;
     }

@@ -511,6 +511,8 @@ static void test_restore_repairs_a_short_log(void **state)
     struct store_topic *tb = store_topic_find(f->s, "b");
     assert_int_equal(log_next_offset(ta->log), 4);
     assert_int_equal(ta->missing_to, 4);
+    /* Its key index is the snapshot's, though it has no producer table. */
+    assert_int_equal(keys_version(&ta->keys, "k", 1), 4);
     assert_int_equal(log_next_offset(tb->log), 3);
     assert_int_equal(tb->missing_to, 0);
     assert_int_equal(log_start_offset(tb->log), 0);
