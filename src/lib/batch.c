@@ -9,7 +9,7 @@
  *                format); other bits must be zero
  *   6      2    reserved, zero
  *   8      4    batch_len: total bytes of the batch, header included
- *   12     4    record_count (at least 1)
+ *   12     4    record_count: at least 1, except in a gap batch (below)
  *   16     8    base_offset: offset of the first record (set in apply)
  *   24     8    first_timestamp, ms since the epoch (set by the leader)
  *   32     8    max_timestamp, ms
@@ -41,6 +41,13 @@
  *            uvarint name_len, name bytes, uvarint value_len, value bytes
  *
  * uvarint is LEB128; svarint is zigzag + LEB128.
+ *
+ * GAP BATCH: compaction (log/compact.c) replaces a run of batches whose
+ * records it all removed by one batch with record_count 0, no payload
+ * (batch_len 88, records_len 0, flags 0) and the offsets of the run
+ * (base_offset .. base_offset + last_offset_delta), so that the batches
+ * of a segment still cover its offsets without holes. A produce request
+ * may never carry one (the server refuses batches without records).
  */
 #include "lib/batch.h"
 
@@ -107,8 +114,13 @@ int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *e
     if (h->batch_len < BATCH_HEADER_SIZE || h->batch_len > BATCH_MAX_SIZE) {
         return ERR_CORRUPT(errmsg, "bad batch length %u", h->batch_len);
     }
-    if (h->record_count == 0 || h->records_len > BATCH_MAX_SIZE * 4u ||
-        h->last_offset_delta < h->record_count - 1) {
+    if (h->record_count == 0 &&
+        (h->records_len != 0 || h->batch_len != BATCH_HEADER_SIZE ||
+         (h->flags & (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED)) != 0)) {
+        return ERR_CORRUPT(errmsg, "gap batch (no records) with a payload or flags");
+    }
+    if (h->records_len > BATCH_MAX_SIZE * 4u ||
+        (h->record_count > 0 && h->last_offset_delta < h->record_count - 1)) {
         return ERR_CORRUPT(errmsg, "bad record count %u (last delta %u)", h->record_count,
                            h->last_offset_delta);
     }
@@ -326,6 +338,34 @@ int batch_builder_add(struct batch_builder *b, const void *key, size_t key_len,
 size_t batch_builder_size(const struct batch_builder *b)
 {
     return BATCH_HEADER_SIZE + b->records.len;
+}
+
+int batch_encode_gap(struct buf *out, uint64_t base_offset, uint32_t last_offset_delta,
+                     int64_t first_timestamp, int64_t max_timestamp, uint64_t raft_index)
+{
+    uint8_t *h;
+    if (max_timestamp < first_timestamp ||
+        (uint64_t)max_timestamp - (uint64_t)first_timestamp > BATCH__MAX_TS_SPAN ||
+        base_offset >= UINT64_MAX - last_offset_delta) {
+        return TALLY_INVAL;
+    }
+    h = buf_reserve(out, BATCH_HEADER_SIZE);
+    if (h == NULL) {
+        return TALLY_NOMEM;
+    }
+    memset(h, 0, BATCH_HEADER_SIZE);
+    memcpy(h + OFF_MAGIC, BATCH_MAGIC, 4);
+    h[OFF_VERSION] = BATCH_VERSION;
+    byte_put_u32(h + OFF_BATCH_LEN, BATCH_HEADER_SIZE);
+    byte_put_u64(h + OFF_BASE_OFFSET, base_offset);
+    byte_put_u64(h + OFF_FIRST_TS, (uint64_t)first_timestamp);
+    byte_put_u64(h + OFF_MAX_TS, (uint64_t)max_timestamp);
+    byte_put_u64(h + OFF_RAFT_INDEX, raft_index);
+    byte_put_u32(h + OFF_LAST_DELTA, last_offset_delta);
+    byte_put_u64(h + OFF_PAYLOAD_SUM, codec_checksum(h + BATCH_HEADER_SIZE, 0));
+    byte_put_u64(h + OFF_HEADER_SUM, codec_checksum(h, OFF_HEADER_SUM));
+    buf_commit(out, BATCH_HEADER_SIZE);
+    return 0;
 }
 
 int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out)

@@ -30,7 +30,7 @@ struct batch_header {
     uint8_t version;
     uint8_t flags;
     uint32_t batch_len;         /* whole batch, header included */
-    uint32_t record_count;
+    uint32_t record_count;      /* 0 only in a gap batch (batch_encode_gap) */
     uint64_t base_offset;
     int64_t first_timestamp;    /* ms since the epoch */
     int64_t max_timestamp;
@@ -140,5 +140,12 @@ size_t batch_builder_size(const struct batch_builder *b);
  * raft_index are 0 until batch_stamp(). Returns 0, TALLY_NOMEM,
  * TALLY_INVAL (no records), TALLY_TOOLARGE (over BATCH_MAX_SIZE). */
 int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out);
+
+/* Append a gap batch to @out (see the format at the top of batch.c): no
+ * records, covering offsets base_offset .. base_offset + last_offset_delta,
+ * as compaction leaves for a run of batches it emptied. Returns 0,
+ * TALLY_NOMEM, TALLY_INVAL (timestamps or offsets out of range). */
+int batch_encode_gap(struct buf *out, uint64_t base_offset, uint32_t last_offset_delta,
+                     int64_t first_timestamp, int64_t max_timestamp, uint64_t raft_index);
 
 #endif

@@ -297,6 +297,30 @@ int idx_replace(struct idx *x, const char *dir, uint64_t base, char *errmsg)
     return 0;
 }
 
+int idx_write_as(const struct idx *x, const char *dir, uint64_t base, const char *suffix,
+                 char *errmsg)
+{
+    static const int kinds[2] = {IDX_KIND_OFFSET, IDX_KIND_TIME};
+    for (int k = 0; k < 2; k++) {
+        char name[SEG_NAME_SIZE], out_name[SEG_NAME_SIZE + 16];
+        char *path;
+        int rv;
+        idx_file_name(name, base, kinds[k]);
+        snprintf(out_name, sizeof out_name, "%s.%s", name, suffix);
+        path = seg_join(dir, out_name);
+        if (path == NULL) {
+            err_printf(errmsg, "write index %s: out of memory", out_name);
+            return TALLY_NOMEM;
+        }
+        rv = idx__write_kind(x, path, out_name, base, kinds[k], 0, true, true, errmsg);
+        free(path);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
 int idx_read_file(const char *dir, uint64_t base, int kind, struct idx_entry **e, size_t *n,
                   size_t *stray, char *errmsg)
 {

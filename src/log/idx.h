@@ -73,6 +73,11 @@ int idx_flush(struct idx *x, const char *dir, uint64_t base, bool sync, char *er
  * fsync, rename over the old ones (the caller fsyncs the directory). */
 int idx_replace(struct idx *x, const char *dir, uint64_t base, char *errmsg);
 
+/* Write both files of the index as "<name>.<suffix>" (e.g. .idx.cmp),
+ * complete and fsynced, for a caller that renames them into place. */
+int idx_write_as(const struct idx *x, const char *dir, uint64_t base, const char *suffix,
+                 char *errmsg);
+
 /* Facts about the segment that a loaded index must agree with. */
 struct idx_bounds {
     uint64_t base;     /* segment base offset */

@@ -27,15 +27,18 @@
  * segment in full (to rebuild the index). */
 #include "log/log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "log/compact.h"
 #include "log/fs.h"
 #include "log/idx.h"
 #include "log/seg.h"
@@ -59,6 +62,7 @@ struct tally_log {
     size_t cap;                    /* allocated */
     uint8_t *walk_buf;             /* LOG__WALK_BUF bytes for header walks */
     bool dir_dirty;                /* names changed since the last directory fsync */
+    uint64_t clean_upto;           /* the last committed compaction covered offsets below */
     int failed;                    /* first durability error, 0 if none */
     char failed_msg[ERR_MSG_SIZE]; /* its message */
 };
@@ -590,7 +594,8 @@ static int log__open_active(struct tally_log *l, struct log__seg *ls, char *errm
     return 0;
 }
 
-/* Is @name one of ours: 20 digits + .seg/.idx/.tix, or a leftover .tmp. */
+/* Is @name one of ours: 20 digits + .seg/.idx/.tix, or a leftover .tmp
+ * (an interrupted index rewrite) or .cmp (a compaction not swapped in). */
 static int log__classify(const char *name, uint64_t *base)
 {
     const char *ext;
@@ -603,13 +608,16 @@ static int log__classify(const char *name, uint64_t *base)
     if (strcmp(ext, "idx") == 0 || strcmp(ext, "tix") == 0) {
         return 'i';
     }
-    if (strcmp(ext, "idx.tmp") == 0 || strcmp(ext, "tix.tmp") == 0) {
+    if (strcmp(ext, "idx.tmp") == 0 || strcmp(ext, "tix.tmp") == 0 ||
+        strcmp(ext, "seg." COMPACT_SUFFIX) == 0 || strcmp(ext, "idx." COMPACT_SUFFIX) == 0 ||
+        strcmp(ext, "tix." COMPACT_SUFFIX) == 0) {
         return 't';
     }
     return 0;
 }
 
-/* Remove leftovers: temporary index files of an interrupted rebuild, and
+/* Remove leftovers: temporary index files of an interrupted rebuild,
+ * copies written by a compaction that was not swapped in, and
  * index files whose segment is gone (retention removes the segment
  * first). */
 static int log__clean_dir(struct tally_log *l, char **names, size_t n, char *errmsg)
@@ -926,6 +934,7 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
         out->pos = (off_t)ls->s.size;
         out->len = 0;
         out->next_offset = offset;
+        out->records = 0;
         return 0;
     }
     ls = &l->segs[log__find_seg(l, offset)];
@@ -937,6 +946,7 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
     }
     total = h.batch_len;
     out->next_offset = batch_last_offset(&h) + 1;
+    out->records = h.record_count;
     p = pos + h.batch_len;
     /* Add whole batches while they fit; each header walked is checked. */
     while (p < ls->s.size && total < max_bytes) {
@@ -959,6 +969,7 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
         }
         total += h.batch_len;
         out->next_offset = batch_last_offset(&h) + 1;
+        out->records += h.record_count;
         p += h.batch_len;
     }
     out->fd = ls->s.fd;
@@ -1248,6 +1259,251 @@ int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *err
         l->dir_dirty = false;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Compaction (the worker half is compact.c)
+ * ------------------------------------------------------------------------ */
+
+int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
+                        struct log_compaction **out, char *errmsg)
+{
+    struct log_compaction *c;
+    size_t n = 0;
+
+    *out = NULL;
+    if (p->map_bytes < 1024 * sizeof(uint64_t) * 3) {
+        err_printf(errmsg, "compact %s: key map of %zu bytes is too small", l->dir, p->map_bytes);
+        return TALLY_INVAL;
+    }
+    /* A prefix of sealed segments: compaction never leaves an uncompacted
+     * segment below a compacted one. */
+    while (n + 1 < l->n) {
+        const struct log__seg *ls = &l->segs[n];
+        if (!ls->sealed || ls->s.next > p->upto || ls->s.fd < 0 ||
+            (p->min_lag_ms > 0 && !log__older(p->now_ms, ls->s.max_ts, p->min_lag_ms))) {
+            break;
+        }
+        n++;
+    }
+    if (n == 0 || l->segs[n - 1].s.next <= l->clean_upto) {
+        return 0;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL || (c->segs = calloc(n, sizeof *c->segs)) == NULL ||
+        (c->dir = strdup(l->dir)) == NULL) {
+        log_compact_free(c);
+        return log__nomem(errmsg, "plan compaction");
+    }
+    c->p = *p;
+    c->index_interval = l->cfg.index_interval_bytes;
+    c->n = n;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (fstat(l->segs[i].s.fd, &st) != 0) {
+            err_os(errmsg, errno, "compact: stat segment %s", l->segs[i].s.name);
+            log_compact_free(c);
+            return TALLY_IOERR;
+        }
+        c->segs[i].base = l->segs[i].s.base;
+        c->segs[i].size = l->segs[i].s.size;
+        c->segs[i].dev = st.st_dev;
+        c->segs[i].ino = st.st_ino;
+    }
+    *out = c;
+    return 0;
+}
+
+int log_compact_run(struct log_compaction *c, char *errmsg)
+{
+    int rv = compact_run(c, errmsg);
+    if (rv != 0) {
+        compact_remove_outputs(c);
+    }
+    return rv;
+}
+
+/* The segment of @l that @cs planned, if it is still the same file and
+ * its compacted copy is still there (the log may have been reset, cut by
+ * retention, or reopened, which removes copies, while the job ran). */
+static struct log__seg *log__compacted_seg(struct tally_log *l, const struct compact_seg *cs)
+{
+    char name[SEG_NAME_SIZE + 16];
+    struct stat st;
+    char *path;
+    bool copy_ok;
+    snprintf(name, sizeof name, "%020" PRIu64 ".seg.%s", cs->base, COMPACT_SUFFIX);
+    path = seg_join(l->dir, name);
+    copy_ok = path != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size == cs->new_size;
+    free(path);
+    if (!copy_ok) {
+        return NULL;
+    }
+    for (size_t i = 0; i + 1 < l->n; i++) {
+        struct log__seg *ls = &l->segs[i];
+        if (ls->s.base == cs->base) {
+            return ls->sealed && ls->s.size == cs->size && ls->s.fd >= 0 &&
+                           fstat(ls->s.fd, &st) == 0 && st.st_dev == cs->dev &&
+                           st.st_ino == cs->ino
+                       ? ls
+                       : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* "<20 digits>.<ext>.cmp" and "<20 digits>.<ext>" joined to the log dir. */
+static int log__rename_output(struct tally_log *l, uint64_t base, const char *ext,
+                              char *errmsg)
+{
+    char from_name[SEG_NAME_SIZE + 16], to_name[SEG_NAME_SIZE];
+    char *from, *to;
+    int rv;
+    seg_file_name(to_name, base, ext);
+    snprintf(from_name, sizeof from_name, "%s.%s", to_name, COMPACT_SUFFIX);
+    from = seg_join(l->dir, from_name);
+    to = seg_join(l->dir, to_name);
+    rv = from != NULL && to != NULL ? fs_rename(from, to, errmsg)
+                                    : log__nomem(errmsg, "compaction swap");
+    free(from);
+    free(to);
+    return rv;
+}
+
+int log_compact_commit(struct tally_log *l, struct log_compaction *c,
+                       struct log_compact_stats *st, char *errmsg)
+{
+    struct log__seg **target;
+    int rv;
+
+    if (st != NULL) {
+        memset(st, 0, sizeof *st);
+    }
+    if (!c->ran || c->n == 0) {
+        err_printf(errmsg, "compact %s: nothing to commit", l->dir);
+        return TALLY_INVAL;
+    }
+    if ((rv = log__check_failed(l, errmsg)) != 0) {
+        return rv;
+    }
+    target = calloc(c->n, sizeof *target);
+    if (target == NULL) {
+        return log__nomem(errmsg, "compaction swap");
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->segs[i].rewritten) {
+            target[i] = log__compacted_seg(l, &c->segs[i]);
+        }
+    }
+    /* 1. The old index files go first, durably: if the crash comes after
+     *    the segment is swapped, no stale index describes the new file. */
+    for (size_t i = 0; rv == 0 && i < c->n; i++) {
+        if (target[i] != NULL) {
+            rv = idx_remove(l->dir, c->segs[i].base, errmsg);
+        }
+    }
+    if (rv == 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+    }
+    /* 2. Each segment is swapped by one rename: old or new, never a mix. */
+    for (size_t i = 0; rv == 0 && i < c->n; i++) {
+        struct compact_seg *cs = &c->segs[i];
+        struct log__seg *ls = target[i];
+        uint64_t next;
+        if (ls == NULL) {
+            continue;
+        }
+        next = ls->s.next;
+        rv = log__rename_output(l, cs->base, "seg", errmsg);
+        if (rv != 0) {
+            break;
+        }
+        seg_close(&ls->s);
+        seg_init(&ls->s, cs->base);
+        rv = seg_open(&ls->s, l->dir, 0, errmsg);
+        if (rv == 0 && ls->s.size != cs->new_size) {
+            rv = ERR_CORRUPT(errmsg, "segment %s: compacted copy is %" PRIu64
+                             " bytes, expected %" PRIu64, ls->s.name, ls->s.size, cs->new_size);
+        }
+        if (rv != 0) {
+            break;
+        }
+        ls->s.next = next;
+        ls->s.first_ts = cs->first_ts;
+        ls->s.max_ts = cs->max_ts;
+        ls->s.last_pos = cs->last_pos;
+        ls->s.last_base = cs->last_base;
+        ls->s.last_raft_index = cs->last_raft_index;
+        idx_free(&ls->x);
+        ls->x = cs->x;
+        ls->x.flushed = ls->x.n;
+        idx_init(&cs->x);
+        cs->rewritten = false; /* swapped in: nothing left to remove */
+        cs->new_size = 0;
+        if (st != NULL) {
+            st->rewritten++;
+        }
+    }
+    if (rv == 0) {
+        rv = fs_sync_dir(l->dir, errmsg);
+    }
+    if (rv != 0) {
+        free(target);
+        err_wrap(errmsg, "compaction swap in %s", l->dir);
+        return log__fail(l, rv, errmsg);
+    }
+    /* 3. The new index files. They are a cache: failing here costs a
+     *    rebuild at the next open, not data. */
+    for (size_t i = 0; i < c->n; i++) {
+        char why[ERR_MSG_SIZE];
+        if (target[i] != NULL && (log__rename_output(l, c->segs[i].base, "idx", why) != 0 ||
+                                  log__rename_output(l, c->segs[i].base, "tix", why) != 0)) {
+            TLOG_WARN("log", "%s: segment %s: cannot put the compacted index in place: %s",
+                      l->dir, target[i]->s.name, why);
+        }
+    }
+    {
+        char why[ERR_MSG_SIZE];
+        if (fs_sync_dir(l->dir, why) != 0) {
+            TLOG_WARN("log", "%s: %s", l->dir, why);
+        }
+    }
+    if (st != NULL) {
+        st->segments = (unsigned)c->n;
+        st->records_in = c->st.records_in;
+        st->records_out = c->st.records_out;
+        st->bytes_in = c->st.bytes_in;
+        st->upto = c->segs[c->n - 1].base;
+        for (size_t i = 0; i < l->n && l->segs[i].s.base <= c->segs[c->n - 1].base; i++) {
+            if (l->segs[i].s.base >= c->segs[0].base) {
+                st->bytes_out += l->segs[i].s.size;
+                st->upto = l->segs[i].s.next;
+            }
+        }
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->segs[i].s.base == c->segs[c->n - 1].base && l->segs[i].s.next > l->clean_upto) {
+            l->clean_upto = l->segs[i].s.next;
+        }
+    }
+    free(target);
+    return 0;
+}
+
+void log_compact_free(struct log_compaction *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->segs != NULL && c->dir != NULL) {
+        compact_remove_outputs(c);
+        for (size_t i = 0; i < c->n; i++) {
+            idx_free(&c->segs[i].x);
+        }
+    }
+    free(c->segs);
+    free(c->dir);
+    free(c);
 }
 
 int log_reset(struct tally_log *l, uint64_t offset, char *errmsg)

@@ -91,6 +91,7 @@ struct log_slice {
     off_t pos;            /* file position of the first batch */
     size_t len;           /* bytes of whole batches */
     uint64_t next_offset; /* offset after the last batch in the slice */
+    uint64_t records;     /* records in its batches (from their headers) */
 };
 int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_slice *out,
              char *errmsg);
@@ -116,6 +117,71 @@ int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *err
  * total size exceeds retention_bytes. Never deletes the active segment.
  * *deleted gets the number of segments removed. */
 int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *errmsg);
+
+/* Keyed compaction of sealed segments, in three steps so that the heavy
+ * work runs on a worker thread while the log goes on serving:
+ *   log_compact_prepare  (the log's thread) picks the sealed segments to
+ *                        compact and remembers which files they were;
+ *   log_compact_run      (any thread) reads them and writes compacted
+ *                        copies next to them (*.cmp files, fsynced);
+ *   log_compact_commit   (the log's thread) swaps the copies in for the
+ *                        segments that did not change meanwhile.
+ * What is kept: for every key, only its latest record in the compacted
+ * range (a later record anywhere in the range wins), every record without
+ * a key, and tombstones until they are delete_retention_ms old and alone
+ * (no earlier record of their key left: so a tombstone outlives the values
+ * it deletes by one compaction, and a crash between two segment swaps
+ * cannot bring a deleted value back). Offsets
+ * never change: a batch keeps its base offset and span, and a run of
+ * batches that lost every record becomes one gap batch (lib/batch.h).
+ * Crash safety: each segment is either the old file or the new one; index
+ * files of a swapped segment are removed first and rebuilt if the crash
+ * comes before the new ones are in place; leftovers are removed at open.
+ * Memory: the key map takes at most map_bytes (a 32-byte slot per key, at
+ * most 3/4 of the slots used, so up to map_bytes / 43 keys); where it fills, the
+ * plan is cut after the last segment whose keys all fit. */
+struct log_compact_params {
+    uint64_t upto;               /* compact only segments that end at or below this offset */
+    int64_t now_ms;              /* the clock for the two ages below */
+    int64_t min_lag_ms;          /* only segments whose newest record is this old */
+    int64_t delete_retention_ms; /* remove tombstones this old (-1: keep them) */
+    size_t map_bytes;            /* memory for the key map */
+};
+
+struct log_compact_stats {
+    unsigned segments;       /* segments read */
+    unsigned rewritten;      /* segments replaced by a compacted copy */
+    uint64_t records_in;     /* records read */
+    uint64_t records_out;    /* records kept */
+    uint64_t bytes_in;       /* size of the segments read */
+    uint64_t bytes_out;      /* their size after the swap */
+    uint64_t upto;           /* offset the compacted range ends at */
+};
+
+struct log_compaction;
+
+/* Plan a compaction: the sealed segments from the start of the log that
+ * end at or below p->upto and are at least p->min_lag_ms old, provided
+ * some of them were sealed since the last committed compaction (the log
+ * remembers how far that one went; after an open, everything is new).
+ * *out is NULL when there is nothing to do; else owned by the caller
+ * (log_compact_free). */
+int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
+                        struct log_compaction **out, char *errmsg);
+
+/* Do the work (any thread; it touches no state of the log). Returns 0, or
+ * TALLY_CORRUPT for a bad batch (naming file and position: nothing is
+ * swapped), an I/O error, TALLY_NOMEM. */
+int log_compact_run(struct log_compaction *c, char *errmsg);
+
+/* Swap the compacted copies in (the log's thread), skipping segments that
+ * retention, truncation or a reset removed meanwhile. @st (may be NULL)
+ * gets what was done. A failed rename or fsync fails the log (sticky). */
+int log_compact_commit(struct tally_log *l, struct log_compaction *c,
+                       struct log_compact_stats *st, char *errmsg);
+
+/* Free the job and remove any of its files that were not swapped in. */
+void log_compact_free(struct log_compaction *c);
 
 /* Drop everything and restart empty at @offset (used when a snapshot from
  * the leader replaces a log that is behind it). */

@@ -1,0 +1,688 @@
+/* The worker half of keyed compaction (log.h, log_compact_*): read sealed
+ * segment files, decide which records survive, write compacted copies.
+ *
+ * Two passes over the planned segments:
+ *   1. the key map: for every key (its XXH3-128 hash), the offset of its
+ *      latest record in the range. If the map fills, the plan is cut after
+ *      the last segment read in full (a record is dropped only when a later
+ *      record of its key exists, so what the map saw of the cut segment
+ *      stays correct).
+ *   2. the copies: each batch is copied as it is when all its records
+ *      survive, rebuilt with the survivors (same base offset, span,
+ *      timestamps, Raft index and producer fields) when some do, and folded
+ *      into a gap batch with its neighbours when none does. A segment that
+ *      loses nothing is not rewritten.
+ * Every batch read is verified (both checksums): compaction never carries
+ * a damaged batch into a new file, it stops and names it. */
+#include "log/compact.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/batch.h"
+#include "lib/byte.h"
+#include "lib/codec.h"
+#include "lib/err.h"
+#include "log/fs.h"
+#include "log/seg.h"
+
+#define COMPACT__READ_CHUNK (1u << 20)
+#define COMPACT__WRITE_CHUNK (1u << 20)
+
+/* ------------------------------------------------------------------------
+ * The key map: open addressing, linear probing, never more than 3/4 full.
+ * ------------------------------------------------------------------------ */
+
+struct compact__slot {
+    uint64_t h1, h2; /* h1 == h2 == 0: empty (a real hash of 0 is moved to 1) */
+    uint64_t offset; /* latest record of the key in the range */
+    uint64_t older;  /* 1 if the range holds an earlier record of the key too */
+};
+
+struct compact__map {
+    struct compact__slot *slots;
+    size_t cap; /* power of two */
+    size_t n;
+};
+
+static int compact__map_init(struct compact__map *m, size_t bytes)
+{
+    size_t cap = 1024;
+    while (cap * 2 * sizeof(struct compact__slot) <= bytes) {
+        cap *= 2;
+    }
+    m->slots = calloc(cap, sizeof *m->slots);
+    m->cap = cap;
+    m->n = 0;
+    return m->slots == NULL ? TALLY_NOMEM : 0;
+}
+
+static void compact__hash(const uint8_t *key, size_t len, uint64_t *h1, uint64_t *h2)
+{
+    struct codec_hash128 h = codec_hash128(key, len);
+    *h1 = h.lo;
+    *h2 = h.hi;
+    if (*h1 == 0 && *h2 == 0) {
+        *h1 = 1;
+    }
+}
+
+static struct compact__slot *compact__map_slot(const struct compact__map *m, uint64_t h1,
+                                               uint64_t h2)
+{
+    size_t mask = m->cap - 1;
+    for (size_t i = (size_t)h1 & mask;; i = (i + 1) & mask) {
+        struct compact__slot *e = &m->slots[i];
+        if ((e->h1 == h1 && e->h2 == h2) || (e->h1 == 0 && e->h2 == 0)) {
+            return e;
+        }
+    }
+}
+
+/* Record @offset as the latest of @key. false when the map is full. */
+static bool compact__map_put(struct compact__map *m, const uint8_t *key, size_t len,
+                             uint64_t offset)
+{
+    uint64_t h1, h2;
+    struct compact__slot *e;
+    compact__hash(key, len, &h1, &h2);
+    e = compact__map_slot(m, h1, h2);
+    if (e->h1 == 0 && e->h2 == 0) {
+        if ((m->n + 1) * 4 > m->cap * 3) {
+            return false;
+        }
+        e->h1 = h1;
+        e->h2 = h2;
+        e->older = 0;
+        m->n++;
+    } else {
+        e->older = 1;
+    }
+    e->offset = offset;
+    return true;
+}
+
+/* The map's slot of @key, or NULL (cannot happen for a key read in pass
+ * 1; the record is then simply kept). */
+static const struct compact__slot *compact__map_get(const struct compact__map *m,
+                                                    const uint8_t *key, size_t len)
+{
+    uint64_t h1, h2;
+    const struct compact__slot *e;
+    compact__hash(key, len, &h1, &h2);
+    e = compact__map_slot(m, h1, h2);
+    return (e->h1 == 0 && e->h2 == 0) ? NULL : e;
+}
+
+/* ------------------------------------------------------------------------
+ * Reading a segment file batch by batch, through a window buffer.
+ * ------------------------------------------------------------------------ */
+
+struct compact__reader {
+    int fd;
+    char name[SEG_NAME_SIZE];
+    uint64_t pos;     /* next batch */
+    uint64_t end;     /* planned size of the file */
+    uint8_t *buf;
+    size_t cap;
+    uint64_t buf_pos; /* file position of buf[0] */
+    size_t buf_len;
+};
+
+static int compact__reader_open(struct compact__reader *r, const char *dir,
+                                const struct compact_seg *cs, char *errmsg)
+{
+    char *path;
+    int rv;
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    seg_file_name(r->name, cs->base, "seg");
+    path = seg_join(dir, r->name);
+    r->buf = malloc(COMPACT__READ_CHUNK);
+    if (path == NULL || r->buf == NULL) {
+        free(path);
+        err_printf(errmsg, "compact %s: out of memory", r->name);
+        return TALLY_NOMEM;
+    }
+    r->cap = COMPACT__READ_CHUNK;
+    rv = fs_open(path, O_RDONLY, r->name, &r->fd, errmsg);
+    free(path);
+    r->pos = SEG_HEADER_SIZE;
+    r->end = cs->size;
+    return rv;
+}
+
+static void compact__reader_close(struct compact__reader *r)
+{
+    fs_close(r->fd);
+    r->fd = -1;
+    free(r->buf);
+    r->buf = NULL;
+}
+
+/* Make [pos, pos + need) resident. */
+static int compact__reader_fill(struct compact__reader *r, uint64_t pos, size_t need,
+                                char *errmsg)
+{
+    size_t want, got;
+    int rv;
+    if (pos >= r->buf_pos && pos + need <= r->buf_pos + r->buf_len) {
+        return 0;
+    }
+    if (need > r->cap) {
+        uint8_t *nb = realloc(r->buf, need);
+        if (nb == NULL) {
+            err_printf(errmsg, "compact %s: out of memory", r->name);
+            return TALLY_NOMEM;
+        }
+        r->buf = nb;
+        r->cap = need;
+    }
+    want = r->cap;
+    if (want > r->end - pos) {
+        want = (size_t)(r->end - pos);
+    }
+    r->buf_len = 0;
+    rv = fs_pread(r->fd, r->buf, want, pos, &got, r->name, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    r->buf_pos = pos;
+    r->buf_len = got;
+    if (got < need) {
+        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": file ends early", r->name,
+                           pos);
+    }
+    return 0;
+}
+
+/* The next batch, verified: 0 with *batch borrowed until the next call
+ * and *pos its position; TALLY_EOF at the planned end. */
+static int compact__reader_next(struct compact__reader *r, const uint8_t **batch,
+                                struct batch_header *h, uint64_t *pos, char *errmsg)
+{
+    char why[ERR_MSG_SIZE];
+    int rv;
+    if (r->pos >= r->end) {
+        return TALLY_EOF;
+    }
+    if (r->end - r->pos < BATCH_HEADER_SIZE) {
+        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": batch header cut short",
+                           r->name, r->pos);
+    }
+    rv = compact__reader_fill(r, r->pos, BATCH_HEADER_SIZE, errmsg);
+    if (rv == 0) {
+        rv = batch_decode_header(r->buf + (r->pos - r->buf_pos), BATCH_HEADER_SIZE, h, why);
+        if (rv != 0) {
+            return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": %s", r->name, r->pos,
+                               why);
+        }
+        if (h->batch_len > r->end - r->pos) {
+            return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": batch runs past the end",
+                               r->name, r->pos);
+        }
+        rv = compact__reader_fill(r, r->pos, h->batch_len, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    *batch = r->buf + (r->pos - r->buf_pos);
+    if (batch_verify(*batch, h->batch_len, h, why) != 0) {
+        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": %s", r->name, r->pos, why);
+    }
+    *pos = r->pos;
+    r->pos += h->batch_len;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Pass 1: the key map
+ * ------------------------------------------------------------------------ */
+
+/* Put the keys of one segment into the map. *full is set if it filled. */
+static int compact__map_segment(struct log_compaction *c, struct compact__map *m,
+                                const struct compact_seg *cs, bool *full, char *errmsg)
+{
+    struct compact__reader r;
+    const uint8_t *batch;
+    struct batch_header h;
+    uint64_t pos;
+    int rv = compact__reader_open(&r, c->dir, cs, errmsg);
+    *full = false;
+    while (rv == 0 && (rv = compact__reader_next(&r, &batch, &h, &pos, errmsg)) == 0) {
+        struct batch_iter it;
+        struct batch_record rec;
+        if (!(h.flags & BATCH_FLAG_KEYED)) {
+            continue;
+        }
+        rv = batch_iter_init(&it, batch, h.batch_len, errmsg);
+        while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+            if (rec.key != NULL && !compact__map_put(m, rec.key, rec.key_len, rec.offset)) {
+                *full = true;
+                rv = TALLY_EOF;
+            }
+        }
+        batch_iter_close(&it);
+        if (rv == TALLY_EOF && !*full) {
+            rv = 0;
+        } else if (rv != 0 && rv != TALLY_EOF) {
+            err_wrap(errmsg, "segment %s: position %" PRIu64, r.name, pos);
+        }
+    }
+    compact__reader_close(&r);
+    return rv == TALLY_EOF ? 0 : rv;
+}
+
+/* ------------------------------------------------------------------------
+ * Pass 2: the copies
+ * ------------------------------------------------------------------------ */
+
+/* The new file of one segment being written. */
+struct compact__writer {
+    int fd;
+    char name[SEG_NAME_SIZE + 8];
+    struct buf out;           /* bytes not yet written */
+    uint64_t flushed;         /* bytes of the file written so far */
+    struct compact_seg *cs;   /* results go here */
+    uint32_t interval;        /* sparse index interval */
+    int64_t run_ts;           /* running maximum timestamp (time index) */
+    /* A run of emptied batches not written yet (gap_count 0: none). */
+    unsigned gap_count;
+    uint64_t gap_base, gap_last, gap_index;
+    int64_t gap_first_ts, gap_max_ts;
+};
+
+static int compact__writer_flush(struct compact__writer *w, char *errmsg)
+{
+    int rv;
+    if (w->out.len == 0) {
+        return 0;
+    }
+    rv = fs_pwrite(w->fd, w->out.data, w->out.len, w->flushed, w->name, errmsg);
+    if (rv == 0) {
+        w->flushed += w->out.len;
+        w->out.len = 0;
+    }
+    return rv;
+}
+
+/* Append one finished batch (header @h, @len bytes at @p) to the copy. */
+static int compact__emit(struct compact__writer *w, const uint8_t *p, size_t len,
+                         const struct batch_header *h, char *errmsg)
+{
+    struct compact_seg *cs = w->cs;
+    uint64_t pos = w->flushed + w->out.len;
+    if (h->max_timestamp > w->run_ts) {
+        w->run_ts = h->max_timestamp;
+    }
+    if (idx_maybe_add(&cs->x, w->interval, (uint32_t)(h->base_offset - cs->base),
+                      (uint32_t)pos, w->run_ts) != 0) {
+        err_printf(errmsg, "compact %s: out of memory", w->name);
+        return TALLY_NOMEM;
+    }
+    if (cs->last_pos == 0) {
+        cs->first_ts = h->first_timestamp;
+    }
+    if (h->max_timestamp > cs->max_ts) {
+        cs->max_ts = h->max_timestamp;
+    }
+    cs->last_pos = pos;
+    cs->last_base = h->base_offset;
+    cs->last_raft_index = h->raft_index;
+    buf_put(&w->out, p, len);
+    if (!buf_ok(&w->out)) {
+        err_printf(errmsg, "compact %s: out of memory", w->name);
+        return TALLY_NOMEM;
+    }
+    return w->out.len >= COMPACT__WRITE_CHUNK ? compact__writer_flush(w, errmsg) : 0;
+}
+
+/* Write the pending run of emptied batches as one gap batch. */
+static int compact__emit_gap(struct compact__writer *w, char *errmsg)
+{
+    struct buf b;
+    struct batch_header h;
+    int rv;
+    if (w->gap_count == 0) {
+        return 0;
+    }
+    buf_init(&b);
+    rv = batch_encode_gap(&b, w->gap_base, (uint32_t)(w->gap_last - w->gap_base),
+                          w->gap_first_ts, w->gap_max_ts, w->gap_index);
+    if (rv == 0) {
+        rv = batch_decode_header(b.data, b.len, &h, errmsg);
+    }
+    if (rv == 0) {
+        rv = compact__emit(w, b.data, b.len, &h, errmsg);
+    } else if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "compact %s: out of memory", w->name);
+    } else {
+        err_printf(errmsg, "compact %s: cannot encode gap batch at offset %" PRIu64, w->name,
+                   w->gap_base);
+    }
+    buf_free(&b);
+    w->gap_count = 0;
+    return rv;
+}
+
+/* Fold a batch that lost every record (or an existing gap batch) into the
+ * pending run. A run's span must fit the u32 offset delta. */
+static int compact__add_gap(struct compact__writer *w, const struct batch_header *h,
+                            char *errmsg)
+{
+    if (w->gap_count > 0 && batch_last_offset(h) - w->gap_base > UINT32_MAX) {
+        int rv = compact__emit_gap(w, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (w->gap_count == 0) {
+        w->gap_base = h->base_offset;
+        w->gap_first_ts = h->first_timestamp;
+        w->gap_max_ts = h->max_timestamp;
+    }
+    w->gap_count++;
+    w->gap_last = batch_last_offset(h);
+    w->gap_index = h->raft_index;
+    if (h->first_timestamp < w->gap_first_ts) {
+        w->gap_first_ts = h->first_timestamp;
+    }
+    if (h->max_timestamp > w->gap_max_ts) {
+        w->gap_max_ts = h->max_timestamp;
+    }
+    return 0;
+}
+
+/* Does record @rec survive? A tombstone goes only once it is old enough
+ * and no earlier record of its key is left in the range: removed in the
+ * same pass as those, a crash between two segment swaps could bring an
+ * old value back to life. */
+static bool compact__keep(const struct log_compaction *c, const struct compact__map *m,
+                          const struct batch_record *rec)
+{
+    const struct compact__slot *e;
+    if (rec->key == NULL) {
+        return true; /* records without a key are never compacted away */
+    }
+    e = compact__map_get(m, rec->key, rec->key_len);
+    if (e == NULL) {
+        return true;
+    }
+    if (e->offset > rec->offset) {
+        return false; /* a later record of the key exists */
+    }
+    return !(rec->value == NULL && !e->older && c->p.delete_retention_ms >= 0 &&
+             rec->timestamp <= c->p.now_ms - c->p.delete_retention_ms);
+}
+
+/* The survivors of one keyed batch: *kept of its records. When some but
+ * not all survive, the rebuilt batch is appended to @out. */
+static int compact__filter(const struct log_compaction *c, const struct compact__map *m,
+                           const uint8_t *batch, const struct batch_header *h,
+                           uint32_t *kept, struct buf *out, char *errmsg)
+{
+    struct batch_iter it;
+    struct batch_record rec;
+    struct batch_builder b;
+    struct batch_kv *kv = NULL;
+    size_t kv_cap = 0;
+    int rv;
+
+    *kept = 0;
+    batch_builder_init(&b, h->producer_id, h->producer_seq);
+    /* First count, so that a batch that keeps everything is copied as is. */
+    rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
+    while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+        *kept += compact__keep(c, m, &rec);
+    }
+    batch_iter_close(&it);
+    if (rv != TALLY_EOF || *kept == 0 || *kept == h->record_count) {
+        batch_builder_free(&b);
+        return rv == TALLY_EOF ? 0 : rv;
+    }
+    rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
+    while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+        struct rd hr;
+        size_t nh = 0;
+        if (!compact__keep(c, m, &rec)) {
+            continue;
+        }
+        if (rec.header_count > kv_cap) {
+            struct batch_kv *nkv = realloc(kv, rec.header_count * sizeof *nkv);
+            if (nkv == NULL) {
+                rv = TALLY_NOMEM;
+                break;
+            }
+            kv = nkv;
+            kv_cap = rec.header_count;
+        }
+        rd_init(&hr, rec.headers, rec.headers_len);
+        while (nh < rec.header_count && batch_headers_next(&hr, &kv[nh])) {
+            nh++;
+        }
+        if (nh != rec.header_count) {
+            rv = ERR_CORRUPT(errmsg, "record at offset %" PRIu64 ": malformed headers",
+                             rec.offset);
+            break;
+        }
+        rv = batch_builder_add_at(&b, (uint32_t)(rec.offset - h->base_offset),
+                                  rec.timestamp - h->first_timestamp, rec.key, rec.key_len,
+                                  rec.value, rec.value_len, kv, nh);
+    }
+    batch_iter_close(&it);
+    free(kv);
+    if (rv == TALLY_EOF) {
+        /* The batch keeps its span and timestamps whatever survived. */
+        b.last_offset_delta = h->last_offset_delta;
+        b.max_ts_delta = (int64_t)((uint64_t)h->max_timestamp - (uint64_t)h->first_timestamp);
+        size_t at = out->len;
+        rv = batch_builder_finish(&b, (h->flags & BATCH_FLAG_LZ4) != 0, out);
+        if (rv == 0) {
+            batch_stamp(out->data + at, h->base_offset, h->first_timestamp, h->raft_index);
+        }
+    }
+    batch_builder_free(&b);
+    if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "compact: out of memory");
+    }
+    return rv;
+}
+
+static int compact__open_output(struct compact__writer *w, const char *dir, char *errmsg)
+{
+    uint8_t hdr[SEG_HEADER_SIZE];
+    struct compact__reader r;
+    size_t got;
+    char *path;
+    int rv;
+
+    snprintf(w->name, sizeof w->name, "%020" PRIu64 ".seg.%s", w->cs->base, COMPACT_SUFFIX);
+    path = seg_join(dir, w->name);
+    if (path == NULL) {
+        err_printf(errmsg, "compact %s: out of memory", w->name);
+        return TALLY_NOMEM;
+    }
+    rv = fs_open(path, O_RDWR | O_CREAT | O_TRUNC, w->name, &w->fd, errmsg);
+    free(path);
+    if (rv != 0) {
+        return rv;
+    }
+    /* The header is the original's: same format, same base offset. */
+    rv = compact__reader_open(&r, dir, w->cs, errmsg);
+    if (rv == 0) {
+        rv = fs_pread(r.fd, hdr, sizeof hdr, 0, &got, r.name, errmsg);
+        if (rv == 0 && got != sizeof hdr) {
+            rv = ERR_CORRUPT(errmsg, "segment %s: header truncated", r.name);
+        }
+    }
+    compact__reader_close(&r);
+    if (rv == 0) {
+        buf_put(&w->out, hdr, sizeof hdr);
+        rv = buf_ok(&w->out) ? 0 : TALLY_NOMEM;
+    }
+    return rv;
+}
+
+/* Write the compacted copy of one segment, or decide it needs none. */
+static int compact__copy_segment(struct log_compaction *c, const struct compact__map *m,
+                                 struct compact_seg *cs, char *errmsg)
+{
+    struct compact__writer w;
+    struct compact__reader r;
+    struct buf rebuilt;
+    const uint8_t *batch;
+    struct batch_header h;
+    uint64_t pos, records_in = 0, records_out = 0;
+    bool changed = false;
+    int rv;
+
+    memset(&w, 0, sizeof w);
+    w.fd = -1;
+    w.cs = cs;
+    w.interval = c->index_interval;
+    w.run_ts = INT64_MIN;
+    buf_init(&w.out);
+    buf_init(&rebuilt);
+    idx_init(&cs->x);
+    cs->first_ts = INT64_MIN;
+    cs->max_ts = INT64_MIN;
+    cs->last_pos = 0;
+    rv = compact__open_output(&w, c->dir, errmsg);
+    if (rv == 0) {
+        rv = compact__reader_open(&r, c->dir, cs, errmsg);
+    } else {
+        r.fd = -1;
+        r.buf = NULL;
+    }
+    while (rv == 0 && (rv = compact__reader_next(&r, &batch, &h, &pos, errmsg)) == 0) {
+        uint32_t kept = h.record_count;
+        records_in += h.record_count;
+        rebuilt.len = 0;
+        if (h.flags & BATCH_FLAG_KEYED) {
+            rv = compact__filter(c, m, batch, &h, &kept, &rebuilt, errmsg);
+            if (rv != 0) {
+                err_wrap(errmsg, "segment %s: position %" PRIu64, r.name, pos);
+                break;
+            }
+        }
+        records_out += kept;
+        if (kept == 0) {
+            changed = changed || h.record_count > 0;
+            rv = compact__add_gap(&w, &h, errmsg);
+            continue;
+        }
+        if ((rv = compact__emit_gap(&w, errmsg)) != 0) {
+            break;
+        }
+        if (rebuilt.len > 0) {
+            struct batch_header nh;
+            changed = true;
+            rv = batch_decode_header(rebuilt.data, rebuilt.len, &nh, errmsg);
+            if (rv == 0) {
+                rv = compact__emit(&w, rebuilt.data, rebuilt.len, &nh, errmsg);
+            }
+        } else {
+            rv = compact__emit(&w, batch, h.batch_len, &h, errmsg);
+        }
+    }
+    if (rv == TALLY_EOF) {
+        rv = compact__emit_gap(&w, errmsg);
+    }
+    compact__reader_close(&r);
+    buf_free(&rebuilt);
+    c->st.records_in += records_in;
+    c->st.records_out += records_out;
+    if (rv == 0 && changed) {
+        rv = compact__writer_flush(&w, errmsg);
+        if (rv == 0) {
+            rv = fs_fsync(w.fd, w.name, errmsg);
+        }
+        /* The sealed segment's index ends with an entry for its last
+         * batch (log.c relies on it when it opens the log). */
+        if (rv == 0 && (cs->x.n == 0 || cs->x.e[cs->x.n - 1].pos != cs->last_pos) &&
+            idx_add(&cs->x, (uint32_t)(cs->last_base - cs->base), (uint32_t)cs->last_pos,
+                    w.run_ts) != 0) {
+            rv = TALLY_NOMEM;
+            err_printf(errmsg, "compact %s: out of memory", w.name);
+        }
+        if (rv == 0) {
+            cs->x.loaded = true;
+            rv = idx_write_as(&cs->x, c->dir, cs->base, COMPACT_SUFFIX, errmsg);
+        }
+        if (rv == 0) {
+            cs->rewritten = true;
+            cs->new_size = w.flushed;
+        }
+    }
+    fs_close(w.fd);
+    buf_free(&w.out);
+    if (!cs->rewritten) {
+        idx_free(&cs->x);
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------------
+ * The job
+ * ------------------------------------------------------------------------ */
+
+static void compact__unlink(const char *dir, const char *name)
+{
+    char *path = seg_join(dir, name);
+    if (path != NULL) {
+        (void)unlink(path); /* missing is fine */
+        free(path);
+    }
+}
+
+void compact_remove_outputs(struct log_compaction *c)
+{
+    static const char *const exts[] = {"seg", "idx", "tix"};
+    for (size_t i = 0; i < c->n; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            char name[SEG_NAME_SIZE + 16];
+            snprintf(name, sizeof name, "%020" PRIu64 ".%s.%s", c->segs[i].base, exts[k],
+                     COMPACT_SUFFIX);
+            compact__unlink(c->dir, name);
+        }
+    }
+}
+
+int compact_run(struct log_compaction *c, char *errmsg)
+{
+    struct compact__map m;
+    size_t mapped = 0;
+    int rv = compact__map_init(&m, c->p.map_bytes);
+    if (rv != 0) {
+        err_printf(errmsg, "compact %s: out of memory for the key map", c->dir);
+        return rv;
+    }
+    while (rv == 0 && mapped < c->n) {
+        bool full = false;
+        rv = compact__map_segment(c, &m, &c->segs[mapped], &full, errmsg);
+        if (rv == 0 && full) {
+            if (mapped == 0) {
+                err_printf(errmsg,
+                           "compact %s: the keys of segment %020" PRIu64 ".seg do not fit "
+                           "in the key map (%zu bytes, %zu keys): raise compaction_buffer_bytes",
+                           c->dir, c->segs[0].base, c->p.map_bytes, m.n);
+                rv = TALLY_NOMEM;
+            }
+            break;
+        }
+        mapped++;
+    }
+    c->n = mapped; /* the plan ends where the map filled */
+    for (size_t i = 0; rv == 0 && i < c->n; i++) {
+        c->st.segments++;
+        c->st.bytes_in += c->segs[i].size;
+        rv = compact__copy_segment(c, &m, &c->segs[i], errmsg);
+    }
+    free(m.slots);
+    c->ran = rv == 0;
+    return rv;
+}

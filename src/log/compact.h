@@ -1,0 +1,54 @@
+/* Inside the log layer: the compaction job shared by log.c (which plans it
+ * and swaps its result in, on the log's thread) and compact.c (which does
+ * the heavy reading and writing, on any thread). Not a public header: the
+ * API is in log.h. */
+#ifndef TALLY_LOG_COMPACT_H_
+#define TALLY_LOG_COMPACT_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "log/idx.h"
+#include "log/log.h"
+
+/* Suffix of the files a compaction writes before they replace the
+ * originals: 00000000000000000042.seg.cmp, .idx.cmp, .tix.cmp. A leftover
+ * one (a crash before the swap) is removed when the log is opened. */
+#define COMPACT_SUFFIX "cmp"
+
+/* One sealed segment of the job. */
+struct compact_seg {
+    /* Planned (log's thread): which file, as it was. */
+    uint64_t base;
+    uint64_t size;
+    dev_t dev;
+    ino_t ino;
+    /* Results (worker): the new file, when records were removed. */
+    bool rewritten;
+    uint64_t new_size;
+    struct idx x;             /* index of the new file (loaded) */
+    int64_t first_ts, max_ts;
+    uint64_t last_pos, last_base, last_raft_index;
+};
+
+struct log_compaction {
+    char *dir;                      /* the log's directory (owned) */
+    struct log_compact_params p;    /* copied */
+    uint32_t index_interval;        /* the log's sparse index interval */
+    struct compact_seg *segs;       /* oldest first */
+    size_t n;                       /* segments planned; the worker may cut it */
+    bool ran;                       /* compact_run finished without error */
+    struct log_compact_stats st;    /* what the worker did */
+};
+
+/* The worker: build the key map over the planned segments (cutting the
+ * plan where the map fills), then write a compacted copy of every segment
+ * that loses records, fsynced, with its index files. Touches only @c and
+ * the files. */
+int compact_run(struct log_compaction *c, char *errmsg);
+
+/* Remove the .cmp files the job may have left (missing ones are fine). */
+void compact_remove_outputs(struct log_compaction *c);
+
+#endif

@@ -1,0 +1,479 @@
+/* Unit tests of keyed compaction (src/log/compact.c and the log_compact_*
+ * steps of log.c): a model of which records must survive, checked after
+ * compaction and after reopening; the swap interrupted at every file
+ * operation; a key map too small; segments changed while the job ran. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/batch.h"
+#include "lib/byte.h"
+#include "lib/err.h"
+#include "log/fs.h"
+#include "log/log.h"
+#include "../lib/tmpdir.h"
+
+#define N_KEYS 150
+#define N_BATCHES 400
+#define TS0 1000000
+
+/* One record as written (the model). */
+struct wrec {
+    uint64_t offset;
+    int key;       /* -1: no key */
+    bool tomb;     /* tombstone */
+    int64_t ts;
+};
+
+struct fixture {
+    char *dir;
+    struct log_config cfg;
+    struct tally_log *l;
+    struct wrec *w;      /* every record written, by offset */
+    size_t n_w;
+    char errmsg[ERR_MSG_SIZE];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tmpdir_make();
+    log_config_init(&f->cfg);
+    f->cfg.segment_bytes = 4096;
+    f->cfg.index_interval_bytes = 512;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    fs_fault_reset();
+    log_close(f->l);
+    tmpdir_remove(f->dir);
+    free(f->dir);
+    free(f->w);
+    free(f);
+    return 0;
+}
+
+static void open_log(struct fixture *f)
+{
+    int rv = log_open(f->dir, &f->cfg, 0, &f->l, f->errmsg);
+    if (rv != 0) {
+        fail_msg("log_open: %s (%s)", f->errmsg, err_name(rv));
+    }
+}
+
+static void reopen_log(struct fixture *f)
+{
+    log_close(f->l);
+    f->l = NULL;
+    open_log(f);
+}
+
+/* Write N_BATCHES batches of 1-6 records: random keys among N_KEYS, one
+ * tombstone in 8, one record without a key in 20, headers on some; values
+ * are "v<offset>" so every record can be recognised. Deterministic. */
+static void fill(struct fixture *f, unsigned seed, bool compress)
+{
+    unsigned r = seed;
+    f->w = calloc(N_BATCHES * 6, sizeof *f->w);
+    for (unsigned b = 0; b < N_BATCHES; b++) {
+        struct batch_builder bb;
+        struct buf out;
+        uint64_t base = log_next_offset(f->l);
+        unsigned n = 1 + (r = r * 1103515245 + 12345) % 6;
+        int64_t ts = TS0 + (int64_t)b * 10;
+        batch_builder_init(&bb, 0, 0);
+        buf_init(&out);
+        for (unsigned i = 0; i < n; i++) {
+            struct wrec *wr = &f->w[f->n_w++];
+            char key[16], val[32];
+            struct batch_kv hdr = {(const uint8_t *)"h", 1, (const uint8_t *)"x", 1};
+            r = r * 1103515245 + 12345;
+            wr->offset = base + i;
+            wr->key = (r >> 8) % 20 == 0 ? -1 : (int)((r >> 12) % N_KEYS);
+            wr->tomb = wr->key >= 0 && (r >> 4) % 8 == 0;
+            wr->ts = ts;
+            int klen = snprintf(key, sizeof key, "key-%d", wr->key);
+            int vlen = snprintf(val, sizeof val, "v%llu", (unsigned long long)wr->offset);
+            assert_int_equal(batch_builder_add_at(&bb, i, 0, wr->key >= 0 ? key : NULL,
+                                                  (size_t)klen, wr->tomb ? NULL : val,
+                                                  (size_t)vlen, &hdr, i % 2),
+                             0);
+        }
+        assert_int_equal(batch_builder_finish(&bb, compress, &out), 0);
+        batch_stamp(out.data, base, ts, 100 + b);
+        assert_int_equal(log_append(f->l, out.data, out.len, ts, f->errmsg), 0);
+        batch_builder_free(&bb);
+        buf_free(&out);
+    }
+    assert_int_equal(log_sync(f->l, f->errmsg), 0);
+}
+
+/* Read every record of the log: offsets strictly increasing, every record
+ * identical to the one written at its offset. Fills @seen[offset]. */
+static void read_all(struct fixture *f, bool *seen)
+{
+    uint64_t off = log_start_offset(f->l), last = 0;
+    bool any = false;
+    memset(seen, 0, f->n_w * sizeof *seen);
+    while (off < log_next_offset(f->l)) {
+        void *data;
+        size_t len, done = 0;
+        uint64_t next;
+        int rv = log_read_copy(f->l, off, 700, &data, &len, &next, f->errmsg);
+        if (rv != 0) {
+            fail_msg("log_read_copy at %llu: %s", (unsigned long long)off, f->errmsg);
+        }
+        assert_true(next > off);
+        while (done < len) {
+            struct batch_iter it;
+            struct batch_record rec;
+            uint32_t blen = byte_get_u32((uint8_t *)data + done + 8);
+            assert_int_equal(batch_iter_init(&it, (uint8_t *)data + done, blen, f->errmsg), 0);
+            while (batch_iter_next(&it, &rec, f->errmsg) == 0) {
+                const struct wrec *wr;
+                char key[16], val[32];
+                if (rec.offset < off) {
+                    continue;
+                }
+                assert_true(!any || rec.offset > last);
+                any = true;
+                last = rec.offset;
+                assert_true(rec.offset < f->n_w);
+                wr = &f->w[rec.offset];
+                int klen = snprintf(key, sizeof key, "key-%d", wr->key);
+                int vlen = snprintf(val, sizeof val, "v%llu", (unsigned long long)wr->offset);
+                if (wr->key < 0) {
+                    assert_null(rec.key);
+                } else {
+                    assert_int_equal(rec.key_len, klen);
+                    assert_memory_equal(rec.key, key, (size_t)klen);
+                }
+                if (wr->tomb) {
+                    assert_null(rec.value);
+                } else {
+                    assert_int_equal(rec.value_len, vlen);
+                    assert_memory_equal(rec.value, val, (size_t)vlen);
+                }
+                assert_int_equal(rec.timestamp, wr->ts);
+                /* make_batch put a header on every second record of a batch,
+                 * and compaction keeps base offsets. */
+                assert_int_equal(rec.header_count, (rec.offset - it.h.base_offset) % 2);
+                seen[rec.offset] = true;
+            }
+            batch_iter_close(&it);
+            done += blen;
+        }
+        free(data);
+        off = next;
+    }
+}
+
+/* Which records must survive a compaction of [0, upto). */
+static void expected(const struct fixture *f, uint64_t upto, const struct log_compact_params *p,
+                     bool *keep)
+{
+    uint64_t latest[N_KEYS];
+    unsigned count[N_KEYS];
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < f->n_w && f->w[i].offset < upto; i++) {
+        if (f->w[i].key >= 0) {
+            latest[f->w[i].key] = f->w[i].offset;
+            count[f->w[i].key]++;
+        }
+    }
+    for (size_t i = 0; i < f->n_w; i++) {
+        const struct wrec *wr = &f->w[i];
+        keep[i] = true;
+        if (wr->offset >= upto || wr->key < 0) {
+            continue;
+        }
+        if (latest[wr->key] != wr->offset) {
+            keep[i] = false;
+        } else if (wr->tomb && count[wr->key] == 1 && p->delete_retention_ms >= 0 &&
+                   wr->ts <= p->now_ms - p->delete_retention_ms) {
+            keep[i] = false;
+        }
+    }
+}
+
+static struct log_compact_params params(int64_t delete_retention_ms)
+{
+    struct log_compact_params p;
+    memset(&p, 0, sizeof p);
+    p.upto = UINT64_MAX;
+    p.now_ms = TS0 + N_BATCHES * 10;
+    p.min_lag_ms = 0;
+    p.delete_retention_ms = delete_retention_ms;
+    p.map_bytes = 1u << 20;
+    return p;
+}
+
+static void compact(struct fixture *f, const struct log_compact_params *p,
+                    struct log_compact_stats *st)
+{
+    struct log_compaction *c = NULL;
+    assert_int_equal(log_compact_prepare(f->l, p, &c, f->errmsg), 0);
+    assert_non_null(c);
+    if (log_compact_run(c, f->errmsg) != 0) {
+        fail_msg("log_compact_run: %s", f->errmsg);
+    }
+    if (log_compact_commit(f->l, c, st, f->errmsg) != 0) {
+        fail_msg("log_compact_commit: %s", f->errmsg);
+    }
+    log_compact_free(c);
+}
+
+static void check_model(struct fixture *f, uint64_t upto, const struct log_compact_params *p)
+{
+    bool *seen = calloc(f->n_w, sizeof *seen), *keep = calloc(f->n_w, sizeof *keep);
+    expected(f, upto, p, keep);
+    read_all(f, seen);
+    for (size_t i = 0; i < f->n_w; i++) {
+        if (seen[i] != keep[i]) {
+            fail_msg("offset %zu (key %d%s): %s but should %s", i, f->w[i].key,
+                     f->w[i].tomb ? ", tombstone" : "", seen[i] ? "present" : "missing",
+                     keep[i] ? "survive" : "be removed");
+        }
+    }
+    free(seen);
+    free(keep);
+}
+
+static void verify_dir(struct fixture *f)
+{
+    assert_int_equal(log_verify_dir(f->dir, NULL, NULL), 0);
+}
+
+static void run_model(void **state, bool compress, int64_t delete_retention_ms)
+{
+    struct fixture *f = *state;
+    struct log_compact_stats st;
+    struct log_compact_params p = params(delete_retention_ms);
+    struct log_compaction *c = NULL;
+    open_log(f);
+    fill(f, 7, compress);
+    assert_true(log_segment_count(f->l) > 10);
+    compact(f, &p, &st);
+    assert_true(st.segments > 5);
+    assert_true(st.rewritten > 0);
+    assert_true(st.records_out < st.records_in);
+    assert_true(st.bytes_out < st.bytes_in);
+    /* Everything below the active segment was compacted. */
+    check_model(f, st.upto, &p);
+    verify_dir(f);
+    /* Nothing new sealed: nothing to do. */
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_null(c);
+    /* The same after reopening (indexes of the new files are used). */
+    reopen_log(f);
+    check_model(f, st.upto, &p);
+    /* A second pass over the compacted log removes what the first left
+     * (tombstones alone by now) and nothing else. */
+    compact(f, &p, &st);
+    verify_dir(f);
+    {
+        /* After the first pass every surviving tombstone is alone, so the
+         * second removes the expired ones too, and nothing else. */
+        bool *seen = calloc(f->n_w, sizeof *seen);
+        bool *keep = calloc(f->n_w, sizeof *keep);
+        read_all(f, seen);
+        expected(f, st.upto, &p, keep);
+        for (size_t i = 0; i < f->n_w; i++) {
+            const struct wrec *wr = &f->w[i];
+            bool expired = wr->tomb && wr->offset < st.upto && delete_retention_ms >= 0 &&
+                           wr->ts <= p.now_ms - delete_retention_ms;
+            assert_int_equal(seen[i], keep[i] && !expired);
+        }
+        free(seen);
+        free(keep);
+    }
+}
+
+static void test_model_plain(void **state)
+{
+    run_model(state, false, -1);
+}
+
+static void test_model_lz4_tombstones_expire(void **state)
+{
+    run_model(state, true, 1000);
+}
+
+/* Interrupt the swap at every rename/fsync: the reopened log must hold,
+ * per segment, the old or the new file, so every key's latest record is
+ * the one written, and nothing outside the written records appears. */
+static void test_swap_interrupted_everywhere(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(1000);
+    bool committed = false;
+    for (unsigned after = 0; after < 200 && !committed; after++) {
+        struct log_compaction *c = NULL;
+        struct log_compact_stats st;
+        bool *seen;
+        int rv;
+        log_close(f->l);
+        f->l = NULL;
+        tmpdir_remove(f->dir);
+        free(f->dir);
+        free(f->w);
+        f->w = NULL;
+        f->n_w = 0;
+        f->dir = tmpdir_make();
+        open_log(f);
+        fill(f, 11, after % 2 == 0);
+        assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+        assert_int_equal(log_compact_run(c, f->errmsg), 0);
+        fs_fault_inject(FS_OP_RENAME | FS_OP_FSYNC, after, EIO);
+        rv = log_compact_commit(f->l, c, &st, f->errmsg);
+        fs_fault_reset();
+        committed = rv == 0;
+        /* "Crash": the job's leftovers stay on disk for the open to clean. */
+        log_close(f->l);
+        f->l = NULL;
+        open_log(f);
+        seen = calloc(f->n_w, sizeof *seen);
+        read_all(f, seen);
+        {
+            /* Each key's latest written record is still there. */
+            int64_t latest[N_KEYS];
+            for (int k = 0; k < N_KEYS; k++) {
+                latest[k] = -1;
+            }
+            for (size_t i = 0; i < f->n_w; i++) {
+                if (f->w[i].key >= 0) {
+                    latest[f->w[i].key] = (int64_t)i;
+                }
+            }
+            for (int k = 0; k < N_KEYS; k++) {
+                if (latest[k] >= 0 && !f->w[latest[k]].tomb) {
+                    assert_true(seen[latest[k]]);
+                }
+            }
+            /* No older value shows up as the latest of its key. */
+            int64_t last_seen[N_KEYS];
+            for (int k = 0; k < N_KEYS; k++) {
+                last_seen[k] = -1;
+            }
+            for (size_t i = 0; i < f->n_w; i++) {
+                if (seen[i] && f->w[i].key >= 0) {
+                    last_seen[f->w[i].key] = (int64_t)i;
+                }
+            }
+            for (int k = 0; k < N_KEYS; k++) {
+                assert_true(last_seen[k] == latest[k] ||
+                            (last_seen[k] == -1 && f->w[latest[k]].tomb));
+            }
+        }
+        if (committed) {
+            check_model(f, st.upto, &p);
+        }
+        free(seen);
+        verify_dir(f);
+        log_compact_free(c);
+    }
+    assert_true(committed);
+}
+
+/* A map that cannot hold one segment's keys: the job fails cleanly; a map
+ * that holds some segments: the plan is cut there. */
+static void test_small_map(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    struct log_compact_stats st;
+    open_log(f);
+    fill(f, 3, false);
+    p.map_bytes = 1024 * 32; /* 1024 slots: 768 keys at most */
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_int_equal(log_compact_run(c, f->errmsg), 0); /* 150 keys fit */
+    assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
+    log_compact_free(c);
+    check_model(f, st.upto, &p);
+    p.map_bytes = 16;
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), TALLY_INVAL);
+    assert_null(c);
+}
+
+/* Segments removed by retention while the job ran are not swapped in, and
+ * the job's files are removed. */
+static void test_segment_gone_meanwhile(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    struct log_compact_stats st;
+    unsigned deleted = 0;
+    open_log(f);
+    fill(f, 5, false);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_int_equal(log_compact_run(c, f->errmsg), 0);
+    log_close(f->l);
+    f->l = NULL;
+    f->cfg.retention_bytes = 20000;
+    open_log(f);
+    assert_int_equal(log_retain(f->l, TS0, &deleted, f->errmsg), 0);
+    assert_true(deleted > 0);
+    assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
+    log_compact_free(c);
+    verify_dir(f);
+    reopen_log(f);
+    verify_dir(f);
+    {
+        bool *seen = calloc(f->n_w, sizeof *seen);
+        read_all(f, seen);
+        free(seen);
+    }
+}
+
+/* A segment holding a bad batch is not compacted: the job names it and
+ * leaves no file behind. */
+static void test_corrupt_segment_stops_job(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    char path[4096];
+    FILE *fp;
+    open_log(f);
+    fill(f, 9, false);
+    snprintf(path, sizeof path, "%s/%020d.seg", f->dir, 0);
+    fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 32 + 88 + 3, SEEK_SET); /* inside the first batch's payload */
+    fputc(0xff, fp);
+    fclose(fp);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_int_equal(log_compact_run(c, f->errmsg), TALLY_CORRUPT);
+    assert_non_null(strstr(f->errmsg, "00000000000000000000.seg"));
+    log_compact_free(c);
+    snprintf(path, sizeof path, "%s/%020d.seg.cmp", f->dir, 0);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_model_plain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_lz4_tombstones_expire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_swap_interrupted_everywhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_gone_meanwhile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_segment_stops_job, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
