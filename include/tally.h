@@ -192,6 +192,86 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
 TALLY_API uint64_t tally_condition_actual(tally_client *c);
 
 /* ------------------------------------------------------------------------
+ * Asynchronous producer (client-side batching, pipelining)
+ * ------------------------------------------------------------------------
+ *
+ * A producer gathers records sent one at a time into one batch per topic,
+ * like a Kafka producer, and keeps several PRODUCE requests in flight on
+ * one connection to the leader. Each record gets exactly one
+ * acknowledgement callback: its offset, or an error. Records of one topic
+ * are written in the order they were sent, each exactly once, also when
+ * the leader changes or dies (idempotent producer id and sequences, as
+ * tally_produce; see src/client/producer.c for the retry rules). The
+ * records that share a batch are written, or fail, together.
+ *
+ * Nothing runs in the background: sends, answers, retries and callbacks
+ * happen inside tally_producer_send, tally_producer_poll and
+ * tally_producer_flush, on the calling thread. Call poll (or flush) to
+ * make progress when not sending. A producer and its client handle must
+ * be used from one thread; callbacks must not call producer functions. */
+
+typedef struct tally_producer tally_producer;
+
+struct tally_producer_options {
+    size_t batch_bytes; /* a batch is sent when it reaches this size (64 KiB;
+                           the node refuses batches over its max_batch_bytes,
+                           1 MiB by default) */
+    int linger_ms;      /* ... or when its first record is this old (0) and a
+                           request slot is free; while all slots are busy,
+                           records keep filling the open batch */
+    int max_inflight;   /* PRODUCE requests pipelined on the connection (8, at
+                           most 1024) */
+    int compress;       /* 1: lz4-compress each batch's records section when
+                           that makes it smaller (0) */
+    int timeout_ms;     /* a record not acknowledged this long after its batch
+                           started fails with TALLY_TIMEOUT (30000) */
+};
+
+/* The defaults given above. */
+TALLY_API void tally_producer_options_init(struct tally_producer_options *o);
+
+/* The outcome of one record, passed to its callback. */
+struct tally_ack {
+    int code;            /* 0: written; else a TALLY_* code */
+    uint64_t offset;     /* the record's offset when code == 0 */
+    uint64_t raft_index; /* write token of its batch (tally_fetch min_index) */
+    const char *errmsg;  /* when code != 0; valid during the callback only */
+};
+
+typedef void (*tally_ack_fn)(void *arg, const struct tally_ack *ack);
+
+/* Create a producer that finds the leader through @c (borrowed: it must
+ * outlive the producer). @opts may be NULL for the defaults. On success
+ * *out is owned by the caller: tally_producer_destroy. TALLY_INVAL for
+ * options out of range, TALLY_NOMEM. */
+TALLY_API int tally_producer_create(tally_client *c, const struct tally_producer_options *opts,
+                                    tally_producer **out);
+
+/* Queue one record for @topic (the record is copied). Returns 0: @fn will
+ * be called exactly once with @arg and the outcome (possibly during this
+ * call). Otherwise (TALLY_INVAL, TALLY_TOOLARGE, TALLY_NOMEM, message in
+ * tally_producer_errmsg) the record was not queued and @fn is not called.
+ * Blocks while max_inflight sealed batches wait to be sent (back-pressure)
+ * and while the leader is being found. */
+TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
+                                  const struct tally_record_in *rec, tally_ack_fn fn, void *arg);
+
+/* Send what is due and deliver the acknowledgements that arrived, waiting
+ * up to @timeout_ms for some. Returns the number of callbacks run. */
+TALLY_API int tally_producer_poll(tally_producer *p, int timeout_ms);
+
+/* Send every record queued so far and wait until each is acknowledged or
+ * has failed. Returns 0 if no record failed since the previous flush,
+ * else the code of the first that did (message in tally_producer_errmsg). */
+TALLY_API int tally_producer_flush(tally_producer *p);
+
+/* Message of the first failure reported by the last flush or send. */
+TALLY_API const char *tally_producer_errmsg(tally_producer *p);
+
+/* Flush, then free the producer. */
+TALLY_API void tally_producer_destroy(tally_producer *p);
+
+/* ------------------------------------------------------------------------
  * Fetching
  * ------------------------------------------------------------------------ */
 
