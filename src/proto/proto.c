@@ -59,6 +59,7 @@ static const char *const proto__type_names[] = {
     [PROTO_OFFSET_FOR_TIME] = "OFFSET_FOR_TIME",
     [PROTO_GROUP_COMMIT] = "GROUP_COMMIT",
     [PROTO_GROUP_FETCH] = "GROUP_FETCH",
+    [PROTO_BACKUP_CUT] = "BACKUP_CUT",
 };
 
 const char *proto_type_name(unsigned type)

@@ -59,7 +59,8 @@ enum proto_type {
     PROTO_OFFSET_FOR_TIME = 11,
     PROTO_GROUP_COMMIT = 12,
     PROTO_GROUP_FETCH = 13,
-    PROTO__TYPE_MAX = 13,
+    PROTO_BACKUP_CUT = 14,
+    PROTO__TYPE_MAX = 14,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -187,6 +188,26 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_GROUP_FETCH_REQ(X)                                        \
     X(str, group, PROTO_NAME_MAX)                                              \
     X(str, topic, PROTO_NAME_MAX)
+/* BACKUP_CUT (any node, since protocol version 1 of tally 0.x with this
+ * type; older servers answer UNKNOWN_REQUEST): the state this node has
+ * applied, read at one moment on its loop, so every field is at the same
+ * Raft index. Followed by n_topics PROTO_SCHEMA_TOPIC (start and next
+ * offset at that index), then PROTO_SCHEMA_BACKUP_GROUPS and its
+ * n_groups PROTO_SCHEMA_BACKUP_GROUP. */
+#define PROTO_SCHEMA_BACKUP_CUT_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_BACKUP_CUT_RESP(X)                                        \
+    X(u32, cut_version)  /* PROTO_BACKUP_CUT_VERSION */                        \
+    X(u64, node_id)                                                            \
+    X(u64, applied_index)                                                      \
+    X(u64, term)                                                               \
+    X(u32, n_topics)     /* followed by n_topics PROTO_SCHEMA_TOPIC */
+#define PROTO_SCHEMA_BACKUP_GROUPS(X)                                          \
+    X(u32, n_groups)     /* followed by n_groups PROTO_SCHEMA_BACKUP_GROUP */
+#define PROTO_SCHEMA_BACKUP_GROUP(X)                                           \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, offset)
+#define PROTO_BACKUP_CUT_VERSION 1
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
@@ -230,6 +251,10 @@ void proto_end_frame(struct buf *b, size_t start);
     X(offset_resp, OFFSET_RESP)                                                \
     X(group_commit_req, GROUP_COMMIT_REQ)                                      \
     X(group_fetch_req, GROUP_FETCH_REQ)                                        \
+    X(backup_cut_req, BACKUP_CUT_REQ)                                          \
+    X(backup_cut_resp, BACKUP_CUT_RESP)                                        \
+    X(backup_groups, BACKUP_GROUPS)                                            \
+    X(backup_group, BACKUP_GROUP)                                              \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

@@ -749,6 +749,59 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
     gw__offset_resp(r, offset, found);
 }
 
+/* BACKUP_CUT: everything below is read in this one call on the loop, so
+ * the applied index, every topic's offsets and every group position are
+ * at the same Raft index (apply runs on this loop too). */
+static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_backup_cut_req m;
+    const char *group, *topic;
+    uint64_t offset;
+    uint32_t n = 0;
+    if (proto_get_backup_cut_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed BACKUP_CUT");
+        return;
+    }
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        n++;
+    }
+    struct proto_backup_cut_resp resp = {
+        .cut_version = PROTO_BACKUP_CUT_VERSION,
+        .node_id = node_id(gw->node),
+        .applied_index = node_applied_index(gw->node),
+        .term = node_term(gw->node),
+        .n_topics = n,
+    };
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_backup_cut_resp(&r->resp, &resp);
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        struct proto_topic pt = {
+            .policy = t->config.policy,
+            .retention_ms = t->config.retention_ms,
+            .retention_bytes = t->config.retention_bytes,
+            .segment_bytes = t->config.segment_bytes,
+            .start_offset = store_topic_start(t),
+            .next_offset = log_next_offset(t->log),
+        };
+        snprintf(pt.name, sizeof pt.name, "%s", t->name);
+        proto_put_topic(&r->resp, &pt);
+    }
+    n = 0;
+    while (store_group_at(gw->store, n, &group, &topic, &offset)) {
+        n++;
+    }
+    struct proto_backup_groups groups = {n};
+    proto_put_backup_groups(&r->resp, &groups);
+    for (unsigned i = 0; store_group_at(gw->store, i, &group, &topic, &offset); i++) {
+        struct proto_backup_group pg = {.offset = offset};
+        snprintf(pg.group, sizeof pg.group, "%s", group);
+        snprintf(pg.topic, sizeof pg.topic, "%s", topic);
+        proto_put_backup_group(&r->resp, &pg);
+    }
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
 struct gw__member_op {
     struct gw *gw;
     struct req *r;
@@ -904,6 +957,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_GROUP_FETCH:
         gw__group_fetch(gw, r, &rd);
+        break;
+    case PROTO_BACKUP_CUT:
+        gw__backup_cut(gw, r, &rd);
         break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);

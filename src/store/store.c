@@ -366,6 +366,7 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
     struct stat st;
     uint8_t *data = NULL;
     uint64_t index = 0;
+    bool usable = false;
     int fd;
     store__keys_path(s, t, path, sizeof path);
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -388,11 +389,12 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
             memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == 1 &&
             keys_decode(&t->keys, &r) == 0 && r.left == 0) {
             index = at;
+            usable = true; /* at index 0 after a restore from a backup */
         } else {
             keys_free(&t->keys);
         }
     }
-    if (index == 0) {
+    if (!usable) {
         TLOG_WARN("store", "topic %s: key index checkpoint unusable; rebuilding it from the log",
                   t->name);
     }
@@ -1190,6 +1192,72 @@ static int store__group_commit(struct store *s, struct rd *body, struct store_it
     }
     s->groups[s->n_groups++] = g;
     return 0;
+}
+
+bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,
+                    uint64_t *offset)
+{
+    if (i >= s->n_groups) {
+        return false;
+    }
+    *group = s->groups[i].group;
+    *topic = s->groups[i].topic;
+    *offset = s->groups[i].offset;
+    return true;
+}
+
+int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
+                       uint64_t start_offset, struct store_topic **out, char *errmsg)
+{
+    struct store_topic *t, **tail = &s->topics;
+    if (s->applied_index != 0 || s->catalog_index != 0) {
+        err_printf(errmsg, "restore needs a node that has applied nothing (index %llu)",
+                   (unsigned long long)s->applied_index);
+        return TALLY_INVAL;
+    }
+    if (!store_topic_name_valid(name) || config->policy > 3) {
+        err_printf(errmsg, "invalid topic name or settings: %s", name);
+        return TALLY_INVAL;
+    }
+    if (store_topic_find(s, name) != NULL) {
+        err_printf(errmsg, "topic %s already exists", name);
+        return TALLY_EXISTS;
+    }
+    if ((t = calloc(1, sizeof *t)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->config = *config;
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = t;
+    *out = t;
+    return store__open_topic(s, t, start_offset, errmsg);
+}
+
+int store_import_group(struct store *s, const char *group, const char *topic, uint64_t offset,
+                       char *errmsg)
+{
+    struct store_item_result res;
+    struct buf b;
+    struct rd r;
+    int rv = TALLY_NOMEM;
+    memset(&res, 0, sizeof res);
+    buf_init(&b);
+    buf_put_str(&b, group);
+    buf_put_str(&b, topic);
+    buf_put_u64(&b, offset);
+    if (buf_ok(&b)) {
+        rd_init(&r, b.data, b.len);
+        rv = store__group_commit(s, &r, &res);
+    }
+    buf_free(&b);
+    if (rv == 0 && res.code != 0) {
+        err_printf(errmsg, "group %s on %s: %s", group, topic, res.message);
+        rv = res.code;
+    }
+    return rv;
 }
 
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,

@@ -136,6 +136,22 @@ const struct store_member *store_member_find(struct store *s, uint64_t id);
 bool store_group_offset(struct store *s, const char *group, const char *topic,
                         uint64_t *offset);
 
+/* The @i-th consumer group position (0, 1, ... in first-commit order);
+ * false past the last. Pointers borrowed until the next apply. */
+bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,
+                    uint64_t *offset);
+
+/* Restore from a backup (store/import.c), offline, into a store that has
+ * applied nothing: add topic @name as created before Raft index 1
+ * (created_index 0), its log empty and starting at @start_offset. The
+ * caller appends the batches, stamped with raft_index 0, to (*out)->log,
+ * counts their keys into (*out)->keys, then calls store_checkpoint. */
+int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
+                       uint64_t start_offset, struct store_topic **out, char *errmsg);
+/* Set a group position without Raft (same restore). */
+int store_import_group(struct store *s, const char *group, const char *topic, uint64_t offset,
+                       char *errmsg);
+
 /* First offset of @t in the cluster as far as this node knows: its log's
  * start, or the start of the history it lacks after a snapshot install. */
 uint64_t store_topic_start(const struct store_topic *t);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tool/cmd_backup.h"
 #include "tool/cmd_log.h"
 #include "tool/util.h"
 
@@ -26,6 +27,8 @@ static const char main_help[] =
     "  member add|remove|transfer change the cluster's membership or leader\n"
     "  bench produce TOPIC        measure produce throughput and latency\n"
     "  log verify|dump DIR        check or print a node's data offline\n"
+    "  backup --to DIR            copy a node's state at one Raft index (online)\n"
+    "  restore --from DIR         build a new node's data directory from a backup\n"
     "\n"
     "Options (also accepted after the command):\n"
     "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n"
@@ -50,7 +53,8 @@ static const struct main_command main_commands[] = {
     {"topic", cmd_topic_main},     {"produce", cmd_produce_main},
     {"consume", cmd_consume_main}, {"status", cmd_status_main},
     {"member", cmd_member_main},   {"bench", cmd_bench_main},
-    {"log", cmd_log_main},
+    {"log", cmd_log_main},         {"backup", cmd_backup_main},
+    {"restore", cmd_restore_main},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,363 @@
+# test_backup.py - tally backup and tally restore on real clusters: an online
+# backup of a loaded three-node cluster while a producer keeps writing, a
+# restore into a fresh three-node cluster that must hold exactly the data of
+# the cut (offsets, keys, values, headers, timestamps, group positions, key
+# versions) and take new writes at the right offsets; and the failures: a
+# damaged or unfinished backup is refused naming the file, bad targets and
+# unreachable nodes fail cleanly.
+#
+#   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_backup.py
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, TALLY, check, free_ports, run_tally, run_tests, wait_until  # noqa: E402
+from fake_server import xxh3, frame, s_, blob_, Reader  # noqa: E402
+
+PRODUCE, FETCH = 6, 7
+HEADER = struct.Struct("<IHBBHHI")
+
+
+# -- raw protocol: a batch with record headers (the CLI cannot write them) --
+
+def uvarint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def svarint(n):
+    return uvarint((n << 1) ^ (n >> 63) if n >= 0 else ((-n) << 1) - 1)
+
+
+def make_batch(records):
+    """records: list of (key or None, value, [(name, value), ...])."""
+    payload = b""
+    keyed = False
+    for i, (k, v, hdrs) in enumerate(records):
+        body = uvarint(i) + uvarint(0)
+        if k is None:
+            body += svarint(-1)
+        else:
+            keyed = True
+            body += svarint(len(k)) + k
+        body += svarint(len(v)) + v + uvarint(len(hdrs))
+        for hn, hv in hdrs:
+            body += uvarint(len(hn)) + hn + uvarint(len(hv)) + hv
+        payload += uvarint(len(body)) + body
+    n = len(records)
+    head = b"TLYB" + bytes([1, 0x02 if keyed else 0, 0, 0]) + struct.pack(
+        "<IIQqqQQQIIQ", 88 + len(payload), n, 0, 0, 0, 0, 0, 0, len(payload), n - 1,
+        xxh3(payload))
+    return head + struct.pack("<Q", xxh3(head)) + payload
+
+
+def call(addr, type_, body, timeout=10):
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(frame(type_, 0, 1, body))
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack("<I", data[:4])[0]:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+    _, _, _, flags, _, _, _ = HEADER.unpack(data[:16])
+    return flags, data[16:]
+
+
+def produce_raw(addr, topic, batch):
+    body = s_(topic) + struct.pack("<IQI", 10000, 2**64 - 1, 0) + blob_(batch)
+    flags, resp = call(addr, PRODUCE, body)
+    check(flags & 2 == 0, f"raw produce failed: {resp!r}")
+    return struct.unpack("<QIQ", resp[:20])
+
+
+# -- helpers ------------------------------------------------------------------
+
+def read_all(c, topic, ids=None, node=None):
+    """Every record of @topic as 'offset key value timestamp' lines."""
+    args = ["consume", topic, "--from", "beginning", "--format", "%o\\t%k\\t%v\\t%t\\n"]
+    if node is not None:
+        args += ["--node", node]
+    return c.tally_ok(*args, ids=ids).out.splitlines()
+
+
+def dump_records(data_dir, topic):
+    """Record lines of `tally log dump` of one topic in a data dir, without
+    the batch lines (which show the raft index, re-stamped by restore)."""
+    r = run_tally(["log", "dump", os.path.join(data_dir, "topics", topic)])
+    check(r.rc == 0, f"log dump failed: {r!r}")
+    return [ln.strip() for ln in r.out.splitlines() if ln.strip().startswith(b"offset=")]
+
+
+def manifest(bdir):
+    m = {"topics": {}, "groups": [], "files": []}
+    with open(os.path.join(bdir, "MANIFEST"), "rb") as f:
+        for line in f.read().decode().splitlines():
+            w = line.split(" ")
+            if w[0] == "topic":
+                m["topics"][w[1]] = {"policy": int(w[2]), "retention_ms": int(w[3]),
+                                     "retention_bytes": int(w[4]), "segment_bytes": int(w[5]),
+                                     "start": int(w[6]), "next": int(w[7])}
+            elif w[0] == "group":
+                m["groups"].append((w[1], w[2], int(w[3])))
+            elif w[0] == "file":
+                m["files"].append(w[1])
+            elif w[0] in ("applied_index", "node"):
+                m[w[0]] = int(w[1])
+    return m
+
+
+class Writer:
+    """A producer that keeps writing to 'live' and 'orders' until stopped."""
+
+    def __init__(self, c):
+        self.c = c
+        self.stop = threading.Event()
+        self.count = 0
+        self.errors = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            lines = "".join(f"w{self.count + i}\n" for i in range(20)).encode()
+            for topic in ("live", "orders"):
+                r = self.c.tally("produce", topic, input=lines, timeout=30)
+                if r.rc != 0:
+                    self.errors.append(r)
+                    return
+            self.count += 20
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(timeout=60)
+        return False
+
+
+def load(c):
+    """Topics with different settings, keyed records, headers, groups."""
+    c.tally_ok("topic", "create", "orders")
+    c.tally_ok("topic", "create", "users", "--policy", "delete", "--retention-ms", "86400000",
+               "--segment-bytes", "65536")
+    c.tally_ok("topic", "create", "empty")
+    c.tally_ok("topic", "create", "live")
+    lines = "".join(f"k{i % 7}\tvalue-{i}-{'x' * (i % 50)}\n" for i in range(3000))
+    c.tally_ok("produce", "orders", "--keyed", input=lines.encode(), timeout=120)
+    c.tally_ok("produce", "users", input="".join(f"u{i}\n" for i in range(2000)).encode())
+    leader = c.nodes[c.wait_leader()].client
+    base, count, _ = produce_raw(leader, "orders", make_batch([
+        (b"hk", b"with-headers", [(b"trace", b"abc"), (b"bin", bytes(range(5)))]),
+        (None, b"no-key", [(b"h", b"")]),
+    ]))
+    check(count == 2, "raw batch not written whole")
+    # Groups: g1 read 100 records of orders; "g 2" (a name with a space) 5 of users.
+    c.tally_ok("consume", "orders", "--group", "g1", "-n", "100")
+    c.tally_ok("consume", "users", "--group", "g 2", "-n", "5")
+
+
+def test_backup_restore_roundtrip():
+    """Back up a loaded cluster from a follower while a producer writes;
+    restore three new nodes from it; the new cluster holds exactly the
+    records of the cut and takes new writes at the next offsets."""
+    with Cluster(n=3, name="backup-src") as src:
+        src.start()
+        load(src)
+        leader = src.wait_leader()
+        follower = next(i for i in src.nodes if i != leader)
+        bdir = os.path.join(src.tmp, "backup")
+        with Writer(src) as w:
+            wait_until(lambda: w.count >= 40 or w.errors, 60, "the writer to get going")
+            r = src.tally("backup", "--to", bdir, "--node", src.nodes[follower].client,
+                          timeout=120)
+            before = w.count
+            wait_until(lambda: w.count >= before + 40 or w.errors, 60,
+                       "the writer to go on after the backup")
+        check(not w.errors, f"writer failed: {w.errors[:1]!r}")
+        check(r.rc == 0, f"backup failed: {r!r}")
+        print(f"# backup: {r.text.strip()} ({r.secs:.1f}s)")
+        check(b"at index" in r.out and b"4 topics" in r.out, f"backup summary: {r!r}")
+        m = manifest(bdir)
+        check(m["node"] == follower, f"cut node {m.get('node')} != {follower}")
+        check(set(m["topics"]) == {"orders", "users", "empty", "live"}, f"topics: {m['topics']}")
+        check(m["topics"]["users"]["policy"] == 1 and
+              m["topics"]["users"]["retention_ms"] == 86400000 and
+              m["topics"]["users"]["segment_bytes"] == 65536, f"users config: {m['topics']}")
+        check(m["topics"]["empty"]["next"] == 0, "empty topic has records?")
+        check(sorted(g[:2] for g in m["groups"]) == [("g%202", "users"), ("g1", "orders")],
+              f"groups: {m['groups']}")
+        check(dict(((g[0], g[1]), g[2]) for g in m["groups"]) ==
+              {("g1", "orders"): 100, ("g%202", "users"): 5}, f"group offsets: {m['groups']}")
+        check(any(f.endswith(".seg") for f in m["files"]), "no segment files listed")
+        # The writer went on: the cut is strictly inside the live topic.
+        nxt = {t: v["next"] for t, v in m["topics"].items()}
+        check(nxt["orders"] >= 3002 and nxt["live"] >= 40, f"cut offsets {nxt}")
+        r = run_tally(["restore", "--from", bdir, "--verify"])
+        check(r.rc == 0 and b"intact" in r.out, f"restore --verify: {r!r}")
+
+        # The source's records below the cut, read now (they never change).
+        truth = {}
+        for t in nxt:
+            lines = read_all(src, t)
+            truth[t] = [ln for ln in lines if int(ln.split(b"\t")[0]) < nxt[t]]
+            check(len(truth[t]) == nxt[t], f"source {t}: {len(truth[t])} records below {nxt[t]}")
+        live_total = len(read_all(src, "live"))
+        check(live_total > nxt["live"], "the writer wrote nothing after the cut")
+        src_dump = {t: [ln for ln in dump_records(src.nodes[follower].data, t)
+                        if int(ln.split()[0][7:]) < nxt[t]] for t in ("orders", "users")}
+        check(any(b"trace" in ln for ln in src_dump["orders"]), "headers not in the dump")
+        k3_version = sum(1 for ln in truth["orders"] if ln.split(b"\t")[1] == b"k3")
+
+        with Cluster(n=3, name="backup-dst") as dst:
+            for i, n in dst.nodes.items():
+                r = run_tally(["restore", "--from", bdir, "--data-dir", n.data])
+                check(r.rc == 0, f"restore node {i}: {r!r}")
+                check(b"restored 4 topics" in r.out and b"2 group positions" in r.out,
+                      f"restore summary: {r!r}")
+            dst.start()
+            for t in nxt:
+                got = read_all(dst, t)
+                check(got == truth[t], f"restored {t} differs: {len(got)} records vs "
+                                       f"{len(truth[t])}; first diff "
+                                       f"{next(((a, b) for a, b in zip(got, truth[t]) if a != b), None)}")
+            # Every node holds the same records, headers included.
+            for i, n in dst.nodes.items():
+                for t in ("orders", "users"):
+                    check(dump_records(n.data, t) == src_dump[t],
+                          f"node {i} {t}: records differ from the source (headers?)")
+            st = dst.status()
+            topics = {t["name"]: t for t in st["topics"]}
+            for t in nxt:
+                check(topics[t]["next_offset"] == nxt[t], f"{t} next {topics[t]}")
+            check(topics["users"]["policy"] == "delete", f"users policy {topics['users']}")
+            # New writes land at the cut's next offsets.
+            for t in nxt:
+                r = dst.tally_ok("produce", t, f"new-{t}")
+                check(int(r.out.split()[0]) == nxt[t], f"{t}: new record at {r.text}, "
+                                                       f"want {nxt[t]}")
+            # Groups resume where they were.
+            r = dst.tally_ok("consume", "orders", "--group", "g1", "-n", "1")
+            check(r.out.split(b"\t")[0] == b"100", f"g1 resumed at {r!r}")
+            r = dst.tally_ok("consume", "users", "--group", "g 2", "-n", "1")
+            check(r.out.split(b"\t")[0] == b"5", f"'g 2' resumed at {r!r}")
+            # The key index came along: k3's version is its count in the cut.
+            r = dst.tally("produce", "orders", "-k", "k3", "--expect-version",
+                          str(k3_version + 1), "bad")
+            check(r.rc == 1 and str(k3_version).encode() in r.err,
+                  f"wrong version accepted or no actual value: {r!r}")
+            r = dst.tally_ok("produce", "orders", "-k", "k3", "--expect-version",
+                             str(k3_version), "good")
+            check(int(r.out.split()[0]) == nxt["orders"] + 1, f"conditional append at {r!r}")
+            # A crash replays the new cluster's Raft log on top of the
+            # restored state: nothing doubled, nothing lost.
+            victim = next(i for i in dst.nodes if i != dst.wait_leader())
+            dst.kill(victim)
+            dst.tally_ok("produce", "live", "while-down")
+            dst.restart(victim)
+            want = truth["live"]
+            got = wait_until(lambda: (lambda g: g if len(g) == len(want) + 2 else None)(
+                read_all(dst, "live", node=dst.nodes[victim].client)), 30,
+                "the restarted node to catch up")
+            check(got[:len(want)] == want and got[len(want)].split(b"\t")[2] == b"new-live"
+                  and got[-1].split(b"\t")[2] == b"while-down", f"after restart: {got[-3:]}")
+
+
+def test_backup_failures():
+    """A damaged backup is refused naming the file, an unfinished one is
+    not taken for a backup, and bad targets fail with a clear message."""
+    with Cluster(n=3, name="backup-err") as c:
+        c.start()
+        c.tally_ok("topic", "create", "t")
+        c.tally_ok("produce", "t", input=b"".join(b"r%d\n" % i for i in range(500)))
+        bdir = os.path.join(c.tmp, "b")
+        # From the leader: a follower may not have applied the last write yet
+        # (a backup holds what its node applied).
+        r = c.tally("backup", "--to", bdir, "--node", c.nodes[c.wait_leader()].client)
+        check(r.rc == 0 and b"500 offsets" in r.out, f"backup: {r!r}")
+        # Not into a non-empty directory.
+        r = c.tally("backup", "--to", bdir)
+        check(r.rc == 1 and b"not empty" in r.err, f"backup into a used dir: {r!r}")
+        # An unreachable node.
+        port = free_ports(1)[0]
+        r = c.tally("backup", "--to", os.path.join(c.tmp, "b2"), "--node", f"127.0.0.1:{port}")
+        check(r.rc == 1 and b"no node answered" in r.err and
+              not os.path.exists(os.path.join(c.tmp, "b2")), f"unreachable node: {r!r}")
+        # Usage.
+        for args in (["backup"], ["backup", "--to", "x", "--node", "a:1,b:2"], ["restore"],
+                     ["restore", "--from", bdir], ["backup", "--bogus"]):
+            r = run_tally(args)
+            check(r.rc == 2, f"{args}: want exit 2, got {r!r}")
+        # Restore into a non-empty data directory.
+        busy = os.path.join(c.tmp, "busy")
+        os.makedirs(busy)
+        open(os.path.join(busy, "x"), "w").close()
+        r = run_tally(["restore", "--from", bdir, "--data-dir", busy])
+        check(r.rc == 1 and b"not empty" in r.err, f"restore into a used dir: {r!r}")
+
+        m = manifest(bdir)
+        seg = next(f for f in m["files"] if f.endswith(".seg"))
+        path = os.path.join(bdir, seg)
+        with open(path, "r+b") as f:
+            f.seek(200)
+            b = f.read(1)
+            f.seek(200)
+            f.write(bytes([b[0] ^ 0xFF]))
+        target = os.path.join(c.tmp, "restored")
+        r = run_tally(["restore", "--from", bdir, "--data-dir", target])
+        check(r.rc == 1 and seg.encode() in r.err and b"checksum" in r.err,
+              f"corrupt segment not refused by name: {r!r}")
+        check(not os.path.exists(target) and not os.path.exists(target + ".restoring"),
+              "a refused restore left a data directory")
+        r = run_tally(["restore", "--from", bdir, "--verify"])
+        check(r.rc == 1 and seg.encode() in r.err, f"--verify on a corrupt backup: {r!r}")
+        with open(path, "r+b") as f:
+            f.seek(200)
+            f.write(b)
+        # A file that is not in the manifest.
+        stray = os.path.join(os.path.dirname(path), "99999999999999999999.seg")
+        open(stray, "wb").close()
+        r = run_tally(["restore", "--from", bdir, "--data-dir", target])
+        check(r.rc == 1 and b"not in the manifest" in r.err and b"99999999999999999999.seg"
+              in r.err, f"stray file: {r!r}")
+        os.unlink(stray)
+        # A changed manifest.
+        mpath = os.path.join(bdir, "MANIFEST")
+        with open(mpath, "rb") as f:
+            orig = f.read()
+        with open(mpath, "wb") as f:
+            f.write(orig.replace(b"topic t 0", b"topic t 1"))
+        r = run_tally(["restore", "--from", bdir, "--data-dir", target])
+        check(r.rc == 1 and b"MANIFEST" in r.err and b"checksum" in r.err,
+              f"tampered manifest: {r!r}")
+        with open(mpath, "wb") as f:
+            f.write(orig)
+        # An unfinished backup (no MANIFEST) is not a backup.
+        os.rename(mpath, mpath + ".away")
+        r = run_tally(["restore", "--from", bdir, "--data-dir", target])
+        check(r.rc == 1 and b"no MANIFEST" in r.err, f"no manifest: {r!r}")
+        os.rename(mpath + ".away", mpath)
+        # Intact again: restores.
+        r = run_tally(["restore", "--from", bdir, "--data-dir", target])
+        check(r.rc == 0 and b"500 records" in r.out, f"restore of the repaired backup: {r!r}")
+        r = run_tally(["log", "verify", target])
+        check(r.rc == 0, f"log verify of the restored dir: {r!r}")
+
+
+if __name__ == "__main__":
+    run_tests([test_backup_restore_roundtrip, test_backup_failures])
