@@ -25,7 +25,7 @@ static const char main_help[] =
     "  consume TOPIC              print records\n"
     "  status [--json]            members, roles, leader, indexes, topics\n"
     "  member add|remove|transfer change the cluster's membership or leader\n"
-    "  bench produce TOPIC        measure produce throughput and latency\n"
+    "  bench produce|consume TOPIC measure throughput and latency\n"
     "  log verify|dump DIR        check or print a node's data offline\n"
     "  backup --to DIR            copy a node's state at one Raft index (online)\n"
     "  restore --from DIR         build a new node's data directory from a backup\n"
