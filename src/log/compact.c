@@ -123,6 +123,7 @@ static const struct compact__slot *compact__map_get(const struct compact__map *m
  * ------------------------------------------------------------------------ */
 
 struct compact__reader {
+    const atomic_bool *cancel; /* the job's flag, checked at every batch */
     int fd;
     char name[SEG_NAME_SIZE];
     uint64_t pos;     /* next batch */
@@ -133,12 +134,14 @@ struct compact__reader {
     size_t buf_len;
 };
 
-static int compact__reader_open(struct compact__reader *r, const char *dir,
+static int compact__reader_open(struct compact__reader *r, const struct log_compaction *c,
                                 const struct compact_seg *cs, char *errmsg)
 {
+    const char *dir = c->dir;
     char *path;
     int rv;
     memset(r, 0, sizeof *r);
+    r->cancel = &c->cancel;
     r->fd = -1;
     seg_file_name(r->name, cs->base, "seg");
     path = seg_join(dir, r->name);
@@ -210,6 +213,10 @@ static int compact__reader_next(struct compact__reader *r, const uint8_t **batch
     if (r->pos >= r->end) {
         return TALLY_EOF;
     }
+    if (atomic_load_explicit(r->cancel, memory_order_relaxed)) {
+        err_printf(errmsg, "compaction cancelled");
+        return TALLY_SHUTDOWN;
+    }
     if (r->end - r->pos < BATCH_HEADER_SIZE) {
         return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": batch header cut short",
                            r->name, r->pos);
@@ -251,7 +258,7 @@ static int compact__map_segment(struct log_compaction *c, struct compact__map *m
     const uint8_t *batch;
     struct batch_header h;
     uint64_t pos;
-    int rv = compact__reader_open(&r, c->dir, cs, errmsg);
+    int rv = compact__reader_open(&r, c, cs, errmsg);
     *full = false;
     while (rv == 0 && (rv = compact__reader_next(&r, &batch, &h, &pos, errmsg)) == 0) {
         struct batch_iter it;
@@ -492,8 +499,10 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
     return rv;
 }
 
-static int compact__open_output(struct compact__writer *w, const char *dir, char *errmsg)
+static int compact__open_output(struct compact__writer *w, const struct log_compaction *c,
+                                char *errmsg)
 {
+    const char *dir = c->dir;
     uint8_t hdr[SEG_HEADER_SIZE];
     struct compact__reader r;
     size_t got;
@@ -512,7 +521,7 @@ static int compact__open_output(struct compact__writer *w, const char *dir, char
         return rv;
     }
     /* The header is the original's: same format, same base offset. */
-    rv = compact__reader_open(&r, dir, w->cs, errmsg);
+    rv = compact__reader_open(&r, c, w->cs, errmsg);
     if (rv == 0) {
         rv = fs_pread(r.fd, hdr, sizeof hdr, 0, &got, r.name, errmsg);
         if (rv == 0 && got != sizeof hdr) {
@@ -551,9 +560,9 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     cs->first_ts = INT64_MIN;
     cs->max_ts = INT64_MIN;
     cs->last_pos = 0;
-    rv = compact__open_output(&w, c->dir, errmsg);
+    rv = compact__open_output(&w, c, errmsg);
     if (rv == 0) {
-        rv = compact__reader_open(&r, c->dir, cs, errmsg);
+        rv = compact__reader_open(&r, c, cs, errmsg);
     } else {
         r.fd = -1;
         r.buf = NULL;

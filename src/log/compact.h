@@ -5,6 +5,7 @@
 #ifndef TALLY_LOG_COMPACT_H_
 #define TALLY_LOG_COMPACT_H_
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -39,6 +40,7 @@ struct log_compaction {
     struct compact_seg *segs;       /* oldest first */
     size_t n;                       /* segments planned; the worker may cut it */
     bool ran;                       /* compact_run finished without error */
+    atomic_bool cancel;             /* log_compact_cancel: stop soon */
     struct log_compact_stats st;    /* what the worker did */
 };
 

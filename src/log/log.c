@@ -1323,6 +1323,11 @@ int log_compact_run(struct log_compaction *c, char *errmsg)
     return rv;
 }
 
+void log_compact_cancel(struct log_compaction *c)
+{
+    atomic_store(&c->cancel, true);
+}
+
 /* The segment of @l that @cs planned, if it is still the same file and
  * its compacted copy is still there (the log may have been reset, cut by
  * retention, or reopened, which removes copies, while the job ran). */

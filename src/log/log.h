@@ -174,6 +174,10 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
  * swapped), an I/O error, TALLY_NOMEM. */
 int log_compact_run(struct log_compaction *c, char *errmsg);
 
+/* Ask a running log_compact_run to stop at its next batch (any thread):
+ * it then returns TALLY_SHUTDOWN and leaves no file behind. */
+void log_compact_cancel(struct log_compaction *c);
+
 /* Swap the compacted copies in (the log's thread), skipping segments that
  * retention, truncation or a reset removed meanwhile. @st (may be NULL)
  * gets what was done. A failed rename or fsync fails the log (sticky). */

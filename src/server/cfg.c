@@ -54,6 +54,10 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(max_inflight_entries, CFG__UINT, false, 1, 1024),
     CFG__T(max_connections, CFG__UINT, false, 1, 1000000),
     CFG__T(disk_reserve_bytes, CFG__U64, true, 0, 1024 * CFG__GIB),
+    CFG__T(compaction_interval_ms, CFG__UINT, false, 0, 86400000),
+    CFG__T(min_compaction_lag_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
+    CFG__T(delete_retention_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
+    CFG__T(compaction_buffer_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
 };
 
 #define CFG__N_TUNABLES (sizeof cfg__tunables / sizeof cfg__tunables[0])
@@ -80,6 +84,10 @@ static void cfg__defaults(struct cfg *c)
     c->group_commit_bytes = (unsigned)CFG__MIB;
     c->max_inflight_entries = 4;
     c->max_connections = 1024;
+
+    c->compaction_interval_ms = 15000;
+    c->delete_retention_ms = 86400000;
+    c->compaction_buffer_bytes = 64 * CFG__MIB;
 }
 
 /* Put "<prefix>" in front of the message already in @errmsg. Unlike
@@ -684,6 +692,8 @@ void cfg_usage(FILE *out)
             "  snapshot_threshold=4096   snapshot_trailing=4096    segment_bytes=64M\n"
             "  max_batch_bytes=1M        group_commit_bytes=1M     max_inflight_entries=4\n"
             "  max_connections=1024      disk_reserve_bytes=0 (3 x raft_segment_bytes + 8M)\n"
+            "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
+            "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
             "\n"
             "Example (node 1 of 3 on one machine):\n"
             "  tallyd --id 1 --data run/node1 --listen 127.0.0.1:7001 --raft 127.0.0.1:7101 \\\n"

@@ -41,6 +41,11 @@ struct cfg {
     unsigned max_connections;        /* max_connections, default 1024 */
     uint64_t disk_reserve_bytes;     /* disk_reserve_bytes: refuse writes below this much
                                       * free space; 0 = 3 x raft_segment_bytes + 8 MiB */
+    unsigned compaction_interval_ms; /* compaction_interval_ms: look for compaction work
+                                      * this often, default 15000; 0 = never compact */
+    uint64_t min_compaction_lag_ms;  /* min_compaction_lag_ms: leave younger segments, 0 */
+    uint64_t delete_retention_ms;    /* delete_retention_ms: keep tombstones, 1 day */
+    uint64_t compaction_buffer_bytes; /* compaction_buffer_bytes: key map, 64 MiB */
 };
 
 /* Fill defaults, then read --config FILE if given, then apply the other

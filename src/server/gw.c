@@ -497,6 +497,10 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
         gw__error(r, rv, "batch rejected: %s", errmsg);
         return;
     }
+    if (h.record_count == 0) {
+        gw__error(r, TALLY_INVAL, "batch rejected: it holds no records");
+        return;
+    }
     if (!gw__can_write(gw, r)) {
         return;
     }

@@ -109,6 +109,24 @@ void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len)
     }
 }
 
+void metrics_compaction(struct metrics *m, bool ok, double seconds, uint64_t bytes_in,
+                        uint64_t bytes_out, uint64_t records_removed)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (!ok) {
+        m->compaction_failures++;
+        return;
+    }
+    m->compaction_runs++;
+    m->compaction_bytes_read += bytes_in;
+    m->compaction_bytes_reclaimed += bytes_in > bytes_out ? bytes_in - bytes_out : 0;
+    m->compaction_records_removed += records_removed;
+    metrics__observe(&m->compaction_duration, metrics__latency_le, METRICS_LATENCY_BUCKETS,
+                     seconds);
+}
+
 void metrics_group_commit(struct metrics *m, uint32_t items)
 {
     if (m != NULL) {
@@ -254,6 +272,22 @@ static void m__requests(struct metrics *m, struct buf *b)
            "Raft APPEND entries proposed by group commit (leader).", m->gc_entries);
     m__hist(b, "tally_group_commit_items", "Produce requests per proposed APPEND entry.",
             &m->gc_items, metrics__items_le, METRICS_ITEMS_BUCKETS);
+    m__u64(b, "tally_compaction_runs_total", "counter",
+           "Compaction jobs finished (each covers the sealed segments of one topic).",
+           m->compaction_runs);
+    m__u64(b, "tally_compaction_failures_total", "counter",
+           "Compaction jobs that failed or were cancelled (the log says why).",
+           m->compaction_failures);
+    m__u64(b, "tally_compaction_bytes_read_total", "counter",
+           "Segment bytes read by finished compaction jobs.", m->compaction_bytes_read);
+    m__u64(b, "tally_compaction_bytes_reclaimed_total", "counter",
+           "Disk bytes freed by compaction.", m->compaction_bytes_reclaimed);
+    m__u64(b, "tally_compaction_records_removed_total", "counter",
+           "Records removed by compaction (older values of a key, old tombstones).",
+           m->compaction_records_removed);
+    m__hist(b, "tally_compaction_duration_seconds",
+            "Wall time of a compaction job, from plan to swap.", &m->compaction_duration,
+            metrics__latency_le, METRICS_LATENCY_BUCKETS);
 }
 
 static void m__topics(struct metrics *m, struct buf *b)

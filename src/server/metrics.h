@@ -48,6 +48,12 @@ struct metrics {
     struct metrics_hist fetch_latency;
     uint64_t gc_entries;                      /* APPEND entries proposed */
     struct metrics_hist gc_items;             /* produce requests per entry */
+    uint64_t compaction_runs;                 /* compaction jobs finished */
+    uint64_t compaction_failures;             /* jobs that failed or were cancelled */
+    uint64_t compaction_bytes_read;           /* segment bytes compacted */
+    uint64_t compaction_bytes_reclaimed;      /* bytes their copies saved */
+    uint64_t compaction_records_removed;
+    struct metrics_hist compaction_duration;  /* seconds per job */
 };
 
 void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store);
@@ -71,6 +77,11 @@ void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len);
 
 /* An APPEND entry of @items produce requests was proposed. */
 void metrics_group_commit(struct metrics *m, uint32_t items);
+
+/* A compaction job ended after @seconds: @ok, reading @bytes_in bytes
+ * of segments that take @bytes_out now, removing @records_removed. */
+void metrics_compaction(struct metrics *m, bool ok, double seconds, uint64_t bytes_in,
+                        uint64_t bytes_out, uint64_t records_removed);
 
 /* Append the whole /metrics page to @out. */
 void metrics_render(struct metrics *m, struct buf *out);

@@ -25,6 +25,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "repl/node.h"
+#include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
 #include "server/http.h"
@@ -45,6 +46,7 @@ struct srv {
     struct gw *gw;
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
+    struct compactor *compactor; /* background compaction, or NULL when off */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
@@ -206,11 +208,12 @@ static void srv__signal(uv_signal_t *h, int signum)
     srv__stop(s, s->exit_code);
 }
 
-static void srv__node_closed(void *arg)
+/* The last step of a shutdown, once no compaction job is running. */
+static void srv__compactor_closed(void *arg)
 {
     struct srv *s = arg;
     char errmsg[ERR_MSG_SIZE];
-    s->node = NULL;
+    s->compactor = NULL;
     gw_destroy(s->gw);
     s->gw = NULL;
     if (store_checkpoint(s->store, errmsg) != 0) {
@@ -223,6 +226,13 @@ static void srv__node_closed(void *arg)
     uv_close((uv_handle_t *)&s->retention, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void srv__node_closed(void *arg)
+{
+    struct srv *s = arg;
+    s->node = NULL;
+    compactor_close(s->compactor, srv__compactor_closed, s);
 }
 
 static void srv__stop(struct srv *s, int exit_code)
@@ -345,6 +355,9 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
+    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0) {
+        goto fail;
+    }
     if ((rv = srv__listen(&s, errmsg)) != 0) {
         TLOG_ERROR("server", "%s", errmsg);
         s.exit_code = 2;

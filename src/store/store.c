@@ -72,6 +72,7 @@ struct store {
     struct buf scratch;              /* stamped copy of a batch being appended */
     struct store__group *groups;     /* consumer group positions */
     unsigned n_groups, cap_groups;
+    char compact_last[STORE_NAME_MAX]; /* topic compacted last (round robin) */
 };
 
 static int store__mkdir(const char *path, char *errmsg)
@@ -926,7 +927,13 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
     store__topic_free(t);
     if (rename(path, trash) == 0) {
-        rv = store__remove_tree(trash, errmsg);
+        char why[ERR_MSG_SIZE];
+        /* The catalog no longer names the topic: a directory that cannot be
+         * removed now (a compaction worker still writing into it) is swept
+         * later, and must not stop the node. */
+        if (store__remove_tree(trash, why) != 0) {
+            TLOG_WARN("store", "%s deleted; its files are removed later: %s", path, why);
+        }
     } else if (errno != ENOENT) {
         rv = err_os(errmsg, errno, "rename %s", path);
     }
@@ -1042,6 +1049,11 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
          * here means local corruption: stop rather than diverge. */
         err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
         return rv;
+    }
+    if (h.record_count == 0) {
+        /* Gap batches exist only in compacted segments. */
+        store__result(res, TALLY_INVAL, "batch for %s holds no records", t->name);
+        return 0;
     }
     if (h.producer_id != 0) {
         const struct store_producer *p = store__producer_find(t, h.producer_id);
@@ -1377,7 +1389,13 @@ int store_checkpoint(struct store *s, char *errmsg)
             return rv;
         }
     }
-    return store__write_catalog(s, errmsg);
+    if ((rv = store__write_catalog(s, errmsg)) != 0) {
+        return rv;
+    }
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        t->compact_limit = log_next_offset(t->log);
+    }
+    return 0;
 }
 
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
@@ -1504,4 +1522,116 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     }
     store__catalog_free(&c);
     return rv;
+}
+
+/* ------------------------------------------------------------------------
+ * Compaction
+ * ------------------------------------------------------------------------ */
+
+struct store_compaction {
+    char topic[STORE_NAME_MAX];
+    uint64_t created_index;      /* tells a topic from a later one of the same name */
+    struct log_compaction *lc;
+};
+
+static bool store__compacted_policy(const struct store_topic *t)
+{
+    return t->config.policy == TALLY_POLICY_COMPACT ||
+           t->config.policy == TALLY_POLICY_COMPACT_DELETE;
+}
+
+int store_compact_prepare(struct store *s, const struct store_compact_config *cfg,
+                          int64_t now_ms, struct store_compaction **out, char *errmsg)
+{
+    struct store_topic *first = s->topics;
+    struct log_compact_params p;
+    unsigned n = 0;
+
+    *out = NULL;
+    /* Round robin: start after the topic compacted last. */
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (strcmp(t->name, s->compact_last) == 0) {
+            first = t->next != NULL ? t->next : s->topics;
+        }
+        n++;
+    }
+    memset(&p, 0, sizeof p);
+    p.now_ms = now_ms;
+    p.min_lag_ms = cfg->min_lag_ms;
+    p.delete_retention_ms = cfg->delete_retention_ms;
+    p.map_bytes = cfg->map_bytes;
+    for (struct store_topic *t = first; n > 0; n--, t = t->next != NULL ? t->next : s->topics) {
+        struct log_compaction *lc = NULL;
+        int rv;
+        if (!store__compacted_policy(t) || t->log == NULL || t->compact_limit == 0) {
+            continue;
+        }
+        p.upto = t->compact_limit;
+        rv = log_compact_prepare(t->log, &p, &lc, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "compact topic %s", t->name);
+            return rv;
+        }
+        if (lc == NULL) {
+            continue;
+        }
+        *out = calloc(1, sizeof **out);
+        if (*out == NULL) {
+            log_compact_free(lc);
+            err_printf(errmsg, "compact topic %s: out of memory", t->name);
+            return TALLY_NOMEM;
+        }
+        snprintf((*out)->topic, sizeof (*out)->topic, "%s", t->name);
+        (*out)->created_index = t->created_index;
+        (*out)->lc = lc;
+        snprintf(s->compact_last, sizeof s->compact_last, "%s", t->name);
+        return 0;
+    }
+    return 0;
+}
+
+int store_compact_run(struct store_compaction *j, char *errmsg)
+{
+    int rv = log_compact_run(j->lc, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "compact topic %s", j->topic);
+    }
+    return rv;
+}
+
+void store_compact_cancel(struct store_compaction *j)
+{
+    log_compact_cancel(j->lc);
+}
+
+int store_compact_finish(struct store *s, struct store_compaction *j,
+                         struct log_compact_stats *st, char *errmsg)
+{
+    struct store_topic *t = store_topic_find(s, j->topic);
+    int rv;
+    memset(st, 0, sizeof *st);
+    if (t == NULL || t->created_index != j->created_index || t->log == NULL) {
+        /* Deleted (and maybe created again) meanwhile: the job's copies
+         * are removed by store_compact_free; a deleted directory the
+         * worker kept busy is swept now. */
+        return store__sweep_deleted(s, errmsg);
+    }
+    rv = log_compact_commit(t->log, j->lc, st, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "compact topic %s", t->name);
+    }
+    return rv;
+}
+
+const char *store_compaction_topic(const struct store_compaction *j)
+{
+    return j->topic;
+}
+
+void store_compact_free(struct store_compaction *j)
+{
+    if (j != NULL) {
+        log_compact_free(j->lc);
+        free(j);
+    }
 }

@@ -73,6 +73,8 @@ struct store_topic {
     struct store_producer *producers; /* unordered, n_producers of cap */
     unsigned n_producers, cap_producers;
     struct keys keys;         /* key -> version and latest offset */
+    uint64_t compact_limit;   /* offsets below are in the last key checkpoint:
+                               * compaction may touch them (0 until one) */
     struct store_topic *next;
 };
 
@@ -173,5 +175,34 @@ int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errms
  * snapshot's next offset restarts there, leaving a gap in its history
  * (reported by fetch as out of range below the new start). */
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg);
+
+/* Keyed compaction of the topics whose policy includes "compact" (the
+ * mechanics are log.h's log_compact_*). One job at a time: planned and
+ * finished on the loop thread, run on a worker thread. Only offsets a key
+ * index checkpoint already covers are compacted, because the checkpoint
+ * holds the versions (record counts) of the keys; a key index rebuilt from
+ * a compacted log would count fewer records. */
+struct store_compact_config {
+    int64_t min_lag_ms;          /* leave segments younger than this */
+    int64_t delete_retention_ms; /* keep tombstones this long (-1: forever) */
+    size_t map_bytes;            /* key map memory of one job */
+};
+
+struct store_compaction;
+
+/* The next topic (round robin) with compaction work, as a job; *out NULL
+ * when no topic has any. *out owned by the caller: store_compact_free. */
+int store_compact_prepare(struct store *s, const struct store_compact_config *cfg,
+                          int64_t now_ms, struct store_compaction **out, char *errmsg);
+/* The worker step (any thread; touches no store state). */
+int store_compact_run(struct store_compaction *j, char *errmsg);
+/* Ask a running job to stop soon (any thread). */
+void store_compact_cancel(struct store_compaction *j);
+/* Swap the result in, if the topic still exists (the loop thread). A
+ * non-zero return is a disk failure of the topic's log. */
+int store_compact_finish(struct store *s, struct store_compaction *j,
+                         struct log_compact_stats *st, char *errmsg);
+const char *store_compaction_topic(const struct store_compaction *j);
+void store_compact_free(struct store_compaction *j);
 
 #endif

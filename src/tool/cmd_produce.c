@@ -10,7 +10,7 @@
 #include "tool/util.h"
 
 static const char produce_help[] =
-    "Usage: tally produce TOPIC [-k KEY] [--keyed] [--print-index]\n"
+    "Usage: tally produce TOPIC [-k KEY] [--keyed] [--print-index] [--tombstone]\n"
     "                     [--expect-offset N | --expect-version N] [VALUE]\n"
     "\n"
     "Append records to TOPIC and print the offset assigned to each, one per\n"
@@ -23,6 +23,9 @@ static const char produce_help[] =
     "\n"
     "  -k, --key KEY     give every record this key\n"
     "      --keyed       each input line is KEY<TAB>VALUE (split at the first TAB)\n"
+    "      --tombstone   with -k KEY and no VALUE: write one tombstone (a record\n"
+    "                    with no value) for KEY, which marks it deleted; in a\n"
+    "                    compacted topic it removes the key's older records\n"
     "      --print-index print 'OFFSET<TAB>RAFT_INDEX' instead of 'OFFSET'; pass\n"
     "                    the index to 'tally consume --min-index' to read the\n"
     "                    write back from any node\n"
@@ -53,6 +56,7 @@ static const char produce_help[] =
 enum {
     PRODUCE_OPT_KEYED = TOOL_OPT__FIRST_FREE,
     PRODUCE_OPT_PRINT_INDEX,
+    PRODUCE_OPT_TOMBSTONE,
     PRODUCE_OPT_EXPECT_OFFSET,
     PRODUCE_OPT_EXPECT_VERSION,
 };
@@ -80,6 +84,7 @@ struct produce_state {
     const char *key; /* -k, or NULL */
     int keyed;       /* --keyed */
     int print_index; /* --print-index */
+    int tombstone;   /* --tombstone */
     /* --expect-offset / --expect-version, or TALLY_NO_EXPECT. The first
      * batch carries them; each later one expects them plus what the
      * earlier batches wrote (produce_print advances them). */
@@ -322,6 +327,7 @@ int cmd_produce_main(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"keyed", no_argument, NULL, PRODUCE_OPT_KEYED},
         {"print-index", no_argument, NULL, PRODUCE_OPT_PRINT_INDEX},
+        {"tombstone", no_argument, NULL, PRODUCE_OPT_TOMBSTONE},
         {"expect-offset", required_argument, NULL, PRODUCE_OPT_EXPECT_OFFSET},
         {"expect-version", required_argument, NULL, PRODUCE_OPT_EXPECT_VERSION},
         {NULL, 0, NULL, 0},
@@ -351,6 +357,9 @@ int cmd_produce_main(int argc, char **argv)
             break;
         case PRODUCE_OPT_PRINT_INDEX:
             s.print_index = 1;
+            break;
+        case PRODUCE_OPT_TOMBSTONE:
+            s.tombstone = 1;
             break;
         case PRODUCE_OPT_EXPECT_OFFSET:
             if (!tool_parse_u64(optarg, &s.expect_offset) || s.expect_offset == TALLY_NO_EXPECT) {
@@ -391,6 +400,9 @@ int cmd_produce_main(int argc, char **argv)
     if (s.keyed && value != NULL) {
         return tool_usage_error(s.cmd, "--keyed reads standard input; give no VALUE");
     }
+    if (s.tombstone && (s.key == NULL || value != NULL)) {
+        return tool_usage_error(s.cmd, "--tombstone needs -k KEY and no VALUE");
+    }
     if (s.expect_offset != TALLY_NO_EXPECT && s.expect_version != TALLY_NO_EXPECT) {
         return tool_usage_error(s.cmd, "use either --expect-offset or --expect-version, not both");
     }
@@ -402,13 +414,13 @@ int cmd_produce_main(int argc, char **argv)
     if (rc != TOOL_EXIT_OK) {
         return rc;
     }
-    if (value != NULL) {
+    if (value != NULL || s.tombstone) {
         struct tally_record_in rec;
 
         rec.key = s.key;
         rec.key_len = s.key != NULL ? strlen(s.key) : 0;
-        rec.value = value;
-        rec.value_len = strlen(value);
+        rec.value = value; /* NULL: a tombstone */
+        rec.value_len = value != NULL ? strlen(value) : 0;
         rc = produce_send(&s, &rec, 1);
     } else {
         rc = produce_stdin(&s);

@@ -1,0 +1,26 @@
+/* Background compaction of the topics whose policy includes "compact":
+ * a timer looks for work every compaction_interval_ms and runs one job at
+ * a time on libuv's thread pool (store.h, store_compact_*), so the loop
+ * only plans the job and swaps its result in. */
+#ifndef TALLY_SERVER_COMPACTOR_H_
+#define TALLY_SERVER_COMPACTOR_H_
+
+#include <uv.h>
+
+#include "server/cfg.h"
+#include "server/metrics.h"
+#include "store/store.h"
+
+struct compactor;
+
+/* Start the timer (nothing at all if cfg->compaction_interval_ms is 0).
+ * @store and @metrics are borrowed and must outlive compactor_close. */
+int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
+                    struct metrics *metrics, struct compactor **out, char *errmsg);
+
+/* Stop: cancel a running job, and call @done(@arg) once no job is left
+ * (at once when idle, else when the worker has returned). Frees the
+ * compactor. @c may be NULL (then @done runs at once). */
+void compactor_close(struct compactor *c, void (*done)(void *arg), void *arg);
+
+#endif
