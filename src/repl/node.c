@@ -296,6 +296,94 @@ fail:
     return rv;
 }
 
+struct node__recover {
+    struct raft_io io;
+    struct transport transport;
+    bool closed;
+};
+
+static void node__recover_closed(struct raft *r)
+{
+    struct node__recover *x = r->data;
+    raft_uv_close(&x->io);
+    transport_close(&x->transport);
+    x->closed = true;
+}
+
+int node_recover(const struct node_config *cfg, char *errmsg)
+{
+    struct node__recover x;
+    struct raft raft;
+    struct raft_fsm fsm; /* never called: raft_recover applies nothing */
+    struct raft_configuration conf;
+    uv_loop_t loop;
+    char path[sizeof cfg->raft_dir + 16];
+    struct stat st;
+    int rv;
+    snprintf(path, sizeof path, "%s/metadata1", cfg->raft_dir);
+    if (stat(path, &st) != 0) {
+        snprintf(path, sizeof path, "%s/metadata2", cfg->raft_dir);
+        if (stat(path, &st) != 0) {
+            err_printf(errmsg, "%s holds no Raft state: nothing to recover (a new node joins "
+                               "with 'tally member add')", cfg->raft_dir);
+            return TALLY_NOTFOUND;
+        }
+    }
+    memset(&x, 0, sizeof x);
+    memset(&fsm, 0, sizeof fsm);
+    fsm.version = 1;
+    uv_loop_init(&loop);
+    rv = transport_init(&x.transport, &loop);
+    if (rv != 0) {
+        err_printf(errmsg, "raft transport: %s", raft_strerror(rv));
+        uv_loop_close(&loop);
+        return TALLY_IOERR;
+    }
+    rv = raft_uv_init(&x.io, &loop, cfg->raft_dir, &x.transport.outer);
+    if (rv != 0) {
+        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, x.io.errmsg);
+        transport_close(&x.transport);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return TALLY_IOERR;
+    }
+    rv = raft_init(&raft, &x.io, &fsm, cfg->id, cfg->raft_addr);
+    if (rv != 0) {
+        err_printf(errmsg, "raft init: %s", raft_errmsg(&raft));
+        raft_uv_close(&x.io);
+        transport_close(&x.transport);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return TALLY_IOERR;
+    }
+    raft_configuration_init(&conf);
+    rv = raft_configuration_add(&conf, cfg->id, cfg->raft_addr, RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_recover(&raft, &conf);
+        if (rv != 0) {
+            err_printf(errmsg, "raft_recover in %s: %s (%s)", cfg->raft_dir, raft_strerror(rv),
+                       raft_errmsg(&raft));
+            rv = TALLY_IOERR;
+        }
+    } else {
+        err_printf(errmsg, "configuration: %s", raft_strerror(rv));
+        rv = TALLY_NOMEM;
+    }
+    raft_configuration_close(&conf);
+    raft.data = &x;
+    raft_close(&raft, node__recover_closed);
+    for (int i = 0; i < 1000 && uv_run(&loop, UV_RUN_ONCE) != 0; i++) {
+    }
+    if (!x.closed || uv_loop_close(&loop) != 0) {
+        TLOG_WARN("raft", "recover: the Raft storage did not close cleanly");
+    }
+    if (rv == 0) {
+        TLOG_INFO("raft", "recovered: the configuration in %s now holds only node %llu at %s",
+                  cfg->raft_dir, (unsigned long long)cfg->id, cfg->raft_addr);
+    }
+    return rv;
+}
+
 static void node__maybe_done(struct node *n)
 {
     if (--n->pending_closes > 0) {

@@ -58,6 +58,15 @@ struct node_events {
 int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *store,
                 const struct node_events *events, struct node **out, char *errmsg);
 
+/* Disaster recovery (the majority is lost for good; RAFT-GUIDE.md 3.2):
+ * offline, with no tallyd running on the directory, append to the Raft log
+ * in @cfg->raft_dir a configuration whose only voter is this node (@cfg->id
+ * at @cfg->raft_addr), through raft_recover, and return. Started normally
+ * afterwards, the node elects itself and serves alone; other nodes join
+ * with a membership change. TALLY_NOTFOUND if the directory holds no Raft
+ * state (nothing to recover). Runs its own loop; no other loop is needed. */
+int node_recover(const struct node_config *cfg, char *errmsg);
+
 /* Close: pending proposals complete with an error, then @cb(arg) runs when
  * every handle is closed and the node memory is freed. */
 void node_close(struct node *n, void (*cb)(void *arg), void *arg);
