@@ -21,6 +21,22 @@
  * - a failed write closes the connection (it may not be reading).
  * Nothing from a rejected frame reaches the gateway.
  *
+ * Zero-copy FETCH answers: a FETCH answer whose batches are in a segment
+ * file carries a dup'd fd, position and length (req->file_*), and req->resp
+ * holds only the frame up to the blob's length. When it reaches the head of
+ * the FIFO it is sent outside libuv's write queue: once that queue is
+ * empty (every earlier answer is in the kernel), with send() for the head
+ * and sendfile(2) for the batches, on the non-blocking socket. On EAGAIN a
+ * uv_poll_t on a dup of the socket fd (so it does not share the stream's
+ * epoll watcher) waits for room. Nothing else is written while such an
+ * answer is being sent (c->raw), so answers stay in request order. The fd
+ * is the answer's own, so retention, truncation or a roll that closes or
+ * deletes the segment meanwhile does not matter (a deleted file stays
+ * readable through it); a file that shrank under it (truncation) cannot
+ * complete the frame, so the connection is closed. sendfile reads the page
+ * cache; a segment that is not cached makes the loop wait for the disk, as
+ * the pread of the copy path did.
+ *
  * Memory bound per connection, whatever the peer does:
  * - read buffer: between reads it holds only the unparsed prefix of one
  *   frame, whose header was checked against PROTO_MAX_FRAME, and a read
@@ -41,8 +57,13 @@
  * send small requests: ~12 MiB each (1024 x 12 MiB = 12 GiB). */
 #include "server/conn.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
@@ -69,6 +90,12 @@ struct conn {
     bool close_after_write; /* framing lost: close once the error is out */
     char peer[64];
     struct conn *next_conn, *prev_conn;
+    /* The zero-copy answer being sent (see the top), NULL if none. */
+    struct req *raw;
+    size_t raw_head_done;   /* bytes of raw->resp sent */
+    uv_poll_t poll;         /* writability of poll_fd, once needed */
+    int poll_fd;            /* dup of the socket fd, -1 until needed */
+    unsigned handles;       /* open uv handles: free the conn at 0 */
 };
 
 struct conn__write {
@@ -78,6 +105,7 @@ struct conn__write {
 };
 
 static void conn__parse(struct conn *c);
+static void conn__drain(struct conn *c);
 static void conn__resume(struct conn *c);
 static size_t conn__queued(struct conn *c);
 
@@ -95,9 +123,26 @@ unsigned conn_count(void)
     return conn__n;
 }
 
+/* Free a request and whatever its answer holds. */
+static void conn__free_req(struct req *r)
+{
+    buf_free(&r->resp);
+    if (r->file_fd >= 0) {
+        close(r->file_fd);
+    }
+    free(r);
+}
+
 static void conn__closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    if (h == (uv_handle_t *)&c->poll) {
+        close(c->poll_fd);
+        c->poll_fd = -1;
+    }
+    if (--c->handles > 0) {
+        return;
+    }
     buf_free(&c->rbuf);
     free(c);
 }
@@ -112,13 +157,19 @@ static void conn__close(struct conn *c)
     for (struct req *r = c->head, *next; r != NULL; r = next) {
         next = r->next;
         if (r->done) {
-            buf_free(&r->resp);
-            free(r);
+            conn__free_req(r);
         } else {
             r->conn = NULL;
         }
     }
     c->head = c->tail = NULL;
+    if (c->raw != NULL) {
+        conn__free_req(c->raw);
+        c->raw = NULL;
+    }
+    if (c->poll_fd >= 0) {
+        uv_close((uv_handle_t *)&c->poll, conn__closed);
+    }
     if (c->prev_conn != NULL) {
         c->prev_conn->next_conn = c->next_conn;
     } else {
@@ -151,8 +202,7 @@ static void conn__written(uv_write_t *w, int status)
 {
     struct conn__write *cw = (struct conn__write *)w;
     struct conn *c = cw->conn;
-    buf_free(&cw->req->resp);
-    free(cw->req);
+    conn__free_req(cw->req);
     free(cw);
     if (c == NULL || c->closing) {
         return;
@@ -163,6 +213,12 @@ static void conn__written(uv_write_t *w, int status)
         conn__close(c);
         return;
     }
+    if (c->raw == NULL && c->head != NULL && c->head->done && c->head->file_len > 0) {
+        conn__drain(c); /* a zero-copy answer waited for libuv's queue */
+        if (c->closing) {
+            return;
+        }
+    }
     conn__resume(c);
 }
 
@@ -171,7 +227,11 @@ static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 /* Answer bytes the peer has not taken yet (see the bound at the top). */
 static size_t conn__queued(struct conn *c)
 {
-    return uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) + c->queued;
+    size_t raw = 0;
+    if (c->raw != NULL) {
+        raw = c->raw->resp.len - c->raw_head_done + c->raw->file_len;
+    }
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) + c->queued + raw;
 }
 
 static void conn__start_reading(struct conn *c)
@@ -191,22 +251,132 @@ static void conn__stop_reading(struct conn *c)
     }
 }
 
+static void conn__poll_cb(uv_poll_t *h, int status, int events);
+
+/* Send as much of the zero-copy answer c->raw as the socket takes. Returns
+ * 1 when it is all sent (c->raw is then NULL), 0 when the socket is full
+ * (the poll handle will call again), -1 when the connection was closed. */
+static int conn__raw_send(struct conn *c)
+{
+    struct req *r = c->raw;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->handle, &fd) != 0) {
+        conn__close(c);
+        return -1;
+    }
+    while (r->resp.len > c->raw_head_done || r->file_len > 0) {
+        ssize_t n;
+        if (r->resp.len > c->raw_head_done) {
+            n = send(fd, r->resp.data + c->raw_head_done, r->resp.len - c->raw_head_done,
+                     MSG_NOSIGNAL | MSG_DONTWAIT | (r->file_len > 0 ? MSG_MORE : 0));
+        } else {
+            size_t want = r->file_len < (1u << 30) ? r->file_len : (1u << 30);
+            n = sendfile(fd, r->file_fd, &r->file_pos, want);
+            if (n == 0) {
+                /* The file ends before the bytes the frame announced (it
+                 * was truncated): the frame cannot be completed. */
+                TLOG_WARN("conn", "%s: segment file shrank under a fetch answer; closing the "
+                                  "connection", c->peer);
+                conn__close(c);
+                return -1;
+            }
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            TLOG_DEBUG("conn", "%s: send: %s", c->peer, strerror(errno));
+            conn__close(c);
+            return -1;
+        }
+        if (r->resp.len > c->raw_head_done) {
+            c->raw_head_done += (size_t)n;
+        } else {
+            r->file_len -= (size_t)n;
+        }
+    }
+    if (r->resp.len == c->raw_head_done && r->file_len == 0) {
+        c->raw = NULL;
+        conn__free_req(r);
+        if (c->poll_fd >= 0) {
+            uv_poll_stop(&c->poll);
+        }
+        return 1;
+    }
+    /* The socket is full: wait for room on a dup of its fd, which has an
+     * epoll registration of its own (libuv keeps one watcher per fd). */
+    if (c->poll_fd < 0) {
+        int pfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (pfd < 0 || uv_poll_init_socket(c->handle.loop, &c->poll, pfd) != 0) {
+            TLOG_WARN("conn", "%s: cannot wait for the socket: %s", c->peer,
+                      pfd < 0 ? strerror(errno) : "uv_poll_init_socket failed");
+            if (pfd >= 0) {
+                close(pfd);
+            }
+            conn__close(c);
+            return -1;
+        }
+        c->poll_fd = pfd;
+        c->poll.data = c;
+        c->handles++;
+    }
+    if (uv_poll_start(&c->poll, UV_WRITABLE, conn__poll_cb) != 0) {
+        conn__close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn__poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct conn *c = h->data;
+    (void)events;
+    if (c->closing || c->raw == NULL) {
+        return;
+    }
+    if (status < 0) {
+        TLOG_DEBUG("conn", "%s: poll: %s", c->peer, uv_strerror(status));
+        conn__close(c);
+        return;
+    }
+    if (conn__raw_send(c) == 1) {
+        conn__drain(c);
+        if (!c->closing) {
+            conn__resume(c);
+        }
+    }
+}
+
 /* Write out every completed request at the head of the FIFO. */
 static void conn__drain(struct conn *c)
 {
-    while (c->head != NULL && c->head->done) {
+    while (c->raw == NULL && c->head != NULL && c->head->done) {
         struct req *r = c->head;
-        struct conn__write *cw = malloc(sizeof *cw);
-        uv_buf_t ub;
+        if (r->file_len > 0 &&
+            uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) > 0) {
+            return; /* conn__written calls again once earlier answers are out */
+        }
         c->head = r->next;
         if (c->head == NULL) {
             c->tail = NULL;
         }
         c->pending--;
-        c->queued -= r->resp.len;
+        c->queued -= r->resp.len + r->file_len;
+        if (r->file_len > 0) {
+            c->raw = r;
+            c->raw_head_done = 0;
+            if (conn__raw_send(c) < 0) {
+                return;
+            }
+            continue; /* on 0, c->raw stays set and ends the loop */
+        }
+        struct conn__write *cw = malloc(sizeof *cw);
+        uv_buf_t ub;
         if (cw == NULL) {
-            buf_free(&r->resp);
-            free(r);
+            conn__free_req(r);
             conn__close(c);
             return;
         }
@@ -214,14 +384,13 @@ static void conn__drain(struct conn *c)
         cw->conn = c;
         ub = uv_buf_init((char *)r->resp.data, (unsigned)r->resp.len);
         if (uv_write(&cw->w, (uv_stream_t *)&c->handle, &ub, 1, conn__written) != 0) {
-            buf_free(&r->resp);
-            free(r);
+            conn__free_req(r);
             free(cw);
             conn__close(c);
             return;
         }
     }
-    if (c->head == NULL && c->close_after_write) {
+    if (c->head == NULL && c->raw == NULL && c->close_after_write) {
         conn__close(c); /* uv_close lets queued writes finish or cancel */
         return;
     }
@@ -233,14 +402,13 @@ void conn_complete(struct req *req)
     req->done = true;
     metrics_request_done(conn__metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
     if (req->conn == NULL) {
-        buf_free(&req->resp);
-        free(req);
+        conn__free_req(req);
         return;
     }
     if (req->type == PROTO_FETCH) {
         req->conn->queued -= CONN__FETCH_RESERVE;
     }
-    req->conn->queued += req->resp.len;
+    req->conn->queued += req->resp.len + req->file_len;
     conn__drain(req->conn);
 }
 
@@ -270,6 +438,7 @@ static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
     r->type = type;
     r->id = id;
     r->start_ns = metrics_now_ns();
+    r->file_fd = -1;
     buf_init(&r->resp);
     if (c->tail != NULL) {
         c->tail->next = r;
@@ -392,6 +561,8 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
         return UV_ENOMEM;
     }
     c->gw = gw;
+    c->poll_fd = -1;
+    c->handles = 1;
     buf_init(&c->rbuf);
     uv_tcp_init(server->loop, &c->handle);
     c->handle.data = c;

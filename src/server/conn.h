@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "lib/byte.h"
@@ -24,6 +25,13 @@ struct req {
     uint32_t id;            /* request id, echoed */
     bool done;
     struct buf resp;        /* the encoded response frame(s) */
+    /* A FETCH answer's batches, sent with sendfile(2) right after resp
+     * (which then holds the frame up to the blob's length): an fd of its
+     * own (the connection closes it), the position and the byte count.
+     * file_len 0: none. */
+    int file_fd;
+    off_t file_pos;
+    size_t file_len;
     /* Gateway state while the request waits. */
     struct req *park_next;  /* gateway's parked list */
     uint64_t deadline_ms;   /* when a parked request gives up */
@@ -34,7 +42,8 @@ struct req {
 /* Accept a new connection from @server (a listening uv_tcp_t). */
 int conn_accept(uv_stream_t *server, struct gw *gw);
 
-/* The response in req->resp is ready: send it in request order. */
+/* The response in req->resp (and req->file_*, if set) is ready: send it
+ * in request order. */
 void conn_complete(struct req *req);
 
 /* Close every connection (shutdown). */
