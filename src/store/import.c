@@ -661,6 +661,25 @@ static int import__topic(const char *backup_dir, const struct import_topic *it,
     return rv;
 }
 
+/* Create the directories above @path that are missing (mkdir -p of its
+ * parent), as tallyd does for --data. */
+static int import__mkdir_parents(const char *path, char *errmsg)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p != '/') {
+            continue;
+        }
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            return err_os(errmsg, errno, "create directory %s", tmp);
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
 /* 0 if @path does not exist or is an empty directory (*exists tells). */
 static int import__check_target(const char *path, bool *exists, char *errmsg)
 {
@@ -726,7 +745,8 @@ int import_restore(const char *backup_dir, const char *data_dir,
     for (unsigned i = 0; i < m.n_files; i++) {
         total += m.files[i].size;
     }
-    if ((rv = store_open(staging, defaults, &s, errmsg)) != 0) {
+    if ((rv = import__mkdir_parents(staging, errmsg)) != 0 ||
+        (rv = store_open(staging, defaults, &s, errmsg)) != 0) {
         err_wrap(errmsg, "create %s", staging);
         import_manifest_free(&m);
         return rv;
