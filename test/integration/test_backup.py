@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, TALLY, check, free_ports, run_tally, run_tests, wait_until  # noqa: E402
+from harness import TALLYD, Cluster, check, free_ports, run_tally, run_tests, wait_until  # noqa: E402
 from fake_server import xxh3, frame, s_, blob_, Reader  # noqa: E402
 
 PRODUCE, FETCH = 6, 7
@@ -151,6 +151,24 @@ class Writer:
         return False
 
 
+class DstCluster(Cluster):
+    """The restored cluster: nodes 1-3 bootstrap it; node 4 joins later
+    (restored from the same backup, no --bootstrap). Clients are pointed at
+    the running nodes only."""
+
+    def argv(self, node_id):
+        n = self.nodes[node_id]
+        args = [TALLYD, "--id", str(node_id), "--data", n.data, "--listen", n.client,
+                "--raft", n.raft]
+        for i in ([1, 2, 3] if node_id <= 3 else [1, 2, 3, 4]):
+            m = self.nodes[i]
+            args += ["--peer", f"{m.id}={m.client}/{m.raft}"]
+        return args + (["--bootstrap"] if node_id <= 3 else []) + self.extra_args
+
+    def brokers(self, ids=None):
+        return super().brokers(ids if ids is not None else (self.alive_ids() or None))
+
+
 def load(c):
     """Topics with different settings, keyed records, headers, groups."""
     c.tally_ok("topic", "create", "orders")
@@ -224,20 +242,22 @@ def test_backup_restore_roundtrip():
         check(any(b"trace" in ln for ln in src_dump["orders"]), "headers not in the dump")
         k3_version = sum(1 for ln in truth["orders"] if ln.split(b"\t")[1] == b"k3")
 
-        with Cluster(n=3, name="backup-dst") as dst:
+        with DstCluster(n=4, name="backup-dst") as dst:
             for i, n in dst.nodes.items():
                 r = run_tally(["restore", "--from", bdir, "--data-dir", n.data])
                 check(r.rc == 0, f"restore node {i}: {r!r}")
                 check(b"restored 4 topics" in r.out and b"2 group positions" in r.out,
                       f"restore summary: {r!r}")
-            dst.start()
+            for i in (1, 2, 3):
+                dst.spawn(i)
+            dst.wait_leader()
             for t in nxt:
                 got = read_all(dst, t)
                 check(got == truth[t], f"restored {t} differs: {len(got)} records vs "
                                        f"{len(truth[t])}; first diff "
                                        f"{next(((a, b) for a, b in zip(got, truth[t]) if a != b), None)}")
             # Every node holds the same records, headers included.
-            for i, n in dst.nodes.items():
+            for i, n in ((i, dst.nodes[i]) for i in (1, 2, 3)):
                 for t in ("orders", "users"):
                     check(dump_records(n.data, t) == src_dump[t],
                           f"node {i} {t}: records differ from the source (headers?)")
@@ -276,6 +296,17 @@ def test_backup_restore_roundtrip():
                 "the restarted node to catch up")
             check(got[:len(want)] == want and got[len(want)].split(b"\t")[2] == b"new-live"
                   and got[-1].split(b"\t")[2] == b"while-down", f"after restart: {got[-3:]}")
+            # A node added later, restored from the same backup, gets the
+            # new cluster's Raft log on top and holds everything.
+            dst.spawn(4)
+            n4 = dst.nodes[4]
+            dst.tally_ok("member", "add", "4", f"{n4.client}/{n4.raft}", timeout=90)
+            full = read_all(dst, "orders")
+            got4 = wait_until(lambda: (lambda g: g if len(g) == len(full) else None)(
+                read_all(dst, "orders", node=n4.client)), 30, "node 4 to catch up")
+            check(got4 == full, "node 4 differs from the cluster")
+            check(dump_records(n4.data, "orders")[:len(src_dump["orders"])] == src_dump["orders"],
+                  "node 4's records differ from the source")
 
 
 def test_backup_failures():
