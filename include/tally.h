@@ -236,6 +236,9 @@ struct tally_ack {
     uint64_t offset;     /* the record's offset when code == 0 */
     uint64_t raft_index; /* write token of its batch (tally_fetch min_index) */
     const char *errmsg;  /* when code != 0; valid during the callback only */
+    uint32_t batch_index; /* the record's place in its batch (0: first); the
+                             records of a batch are reported together, in
+                             order, one callback after the other */
 };
 
 typedef void (*tally_ack_fn)(void *arg, const struct tally_ack *ack);

@@ -82,6 +82,8 @@
 #define PROD__BACKOFF_MIN_MS 50
 #define PROD__BACKOFF_MAX_MS 500
 #define PROD__FETCH_BYTES (4u << 20)
+/* tally_producer_send reads answers at least every this many records. */
+#define PROD__PUMP_EVERY 64
 /* Batch header fields the producer stamps (lib/batch.c layout). */
 #define PROD__OFF_PRODUCER_ID 48
 #define PROD__OFF_PRODUCER_SEQ 56
@@ -145,6 +147,7 @@ struct tally_producer {
     char errmsg[ERR_MSG_SIZE];
     char ackmsg[ERR_MSG_SIZE];
     unsigned delivered;    /* callbacks run in this call */
+    unsigned since_pump;   /* records sent since the last pump */
 };
 
 static int64_t prod__now_ms(void)
@@ -248,6 +251,7 @@ static void prod__complete(struct tally_producer *p, struct prod__batch *b, int 
     }
     for (uint32_t i = 0; i < b->n; i++) {
         ack.offset = code == 0 ? base + i : 0;
+        ack.batch_index = i;
         if (b->recs[i].fn != NULL) {
             b->recs[i].fn(b->recs[i].arg, &ack);
         }
@@ -293,7 +297,6 @@ static int prod__seal(struct tally_producer *p, struct prod__topic *t)
 {
     struct prod__batch *b;
     struct proto_produce_req m;
-    struct buf batch;
     size_t start;
     int rv;
 
@@ -304,30 +307,33 @@ static int prod__seal(struct tally_producer *p, struct prod__topic *t)
     if (b == NULL) {
         return TALLY_NOMEM;
     }
-    buf_init(&batch);
-    rv = batch_builder_finish(&t->bb, p->o.compress != 0, &batch);
-    if (rv != 0) {
-        buf_free(&batch);
-        free(b);
-        return rv;
-    }
+    /* The batch is the request's last field: encode the request with an
+     * empty batch, then let the builder append the batch to the frame and
+     * patch the blob's length (one copy of the records, not two). */
     memset(&m, 0, sizeof m);
     snprintf(m.topic, sizeof m.topic, "%s", t->name);
     m.timeout_ms = (uint32_t)p->o.timeout_ms;
     m.expect_offset = PROTO_NO_EXPECT;
     m.n_conditions = 0;
-    m.batch = batch.data;
-    m.batch_len = (uint32_t)batch.len;
+    m.batch = NULL;
+    m.batch_len = 0;
     buf_init(&b->frame);
+    (void)buf_reserve(&b->frame, PROTO_HEADER_SIZE + PROTO_NAME_MAX + 32 +
+                                     batch_builder_size(&t->bb));
     start = proto_begin_frame(&b->frame, PROTO_PRODUCE, 0, 0);
     proto_put_produce_req(&b->frame, &m);
-    proto_end_frame(&b->frame, start);
-    buf_free(&batch);
-    if (!buf_ok(&b->frame)) {
-        prod__free_batch(b);
-        return TALLY_NOMEM;
+    b->batch_at = b->frame.len;
+    rv = buf_ok(&b->frame) ? batch_builder_finish(&t->bb, p->o.compress != 0, &b->frame)
+                           : TALLY_NOMEM;
+    if (rv == 0 && !buf_ok(&b->frame)) {
+        rv = TALLY_NOMEM;
     }
-    b->batch_at = b->frame.len - m.batch_len;
+    if (rv != 0) {
+        prod__free_batch(b);
+        return rv;
+    }
+    byte_put_u32(b->frame.data + b->batch_at - 4, (uint32_t)(b->frame.len - b->batch_at));
+    proto_end_frame(&b->frame, start);
     b->t = t;
     b->recs = t->open;
     b->n = t->n_open;
@@ -1050,6 +1056,7 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
                                   const struct tally_record_in *rec, tally_ack_fn fn, void *arg)
 {
     struct prod__topic *t;
+    bool first, sealed = false;
     size_t add;
     int rv;
 
@@ -1072,6 +1079,7 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
         return TALLY_NOMEM;
     }
     if (t->n_open > 0 && batch_builder_size(&t->bb) + add > p->o.batch_bytes) {
+        sealed = true;
         if ((rv = prod__seal(p, t)) != 0) {
             snprintf(p->errmsg, sizeof p->errmsg, "produce to %s: %s", topic,
                      tally_strerror(rv));
@@ -1097,7 +1105,8 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
         snprintf(p->errmsg, sizeof p->errmsg, "produce to %s: %s", topic, tally_strerror(rv));
         return rv;
     }
-    if (t->n_open == 0) {
+    first = t->n_open == 0;
+    if (first) {
         t->open_since = prod__now_ms();
     }
     t->open[t->n_open].fn = fn;
@@ -1105,8 +1114,16 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
     t->n_open++;
     if (batch_builder_size(&t->bb) >= p->o.batch_bytes) {
         (void)prod__seal(p, t);
+        sealed = true;
     }
-    prod__pump(p);
+    /* Send and read answers when there may be something to do: a batch
+     * was sealed, a batch was started (it may go at once), or every
+     * PROD__PUMP_EVERY records (answers, linger). Not on every record:
+     * that would be a recv() and a clock read per record. */
+    if (sealed || first || ++p->since_pump >= PROD__PUMP_EVERY) {
+        p->since_pump = 0;
+        prod__pump(p);
+    }
     return 0;
 }
 

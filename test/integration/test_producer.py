@@ -40,7 +40,7 @@ def child(lib_path, brokers, spec_json):
 
     class Ack(C.Structure):
         _fields_ = [("code", C.c_int), ("offset", C.c_uint64), ("raft_index", C.c_uint64),
-                    ("errmsg", C.c_char_p)]
+                    ("errmsg", C.c_char_p), ("batch_index", C.c_uint32)]
 
     ACKFN = C.CFUNCTYPE(None, C.c_void_p, C.POINTER(Ack))
     lib = C.CDLL(lib_path)
@@ -75,6 +75,9 @@ def child(lib_path, brokers, spec_json):
         a = ack.contents
         check(i not in acks, f"record {i} acknowledged twice")
         acks[i] = [a.code, a.offset, (a.errmsg or b"").decode("utf-8", "replace")]
+        # Records of a batch come together and in order.
+        check(a.batch_index == 0 or acks.get(i - 1, [None, None])[1] == a.offset - 1 or a.code,
+              f"record {i}: batch_index {a.batch_index} but the previous ack differs")
         n_acked[0] += 1
         if n_acked[0] % 2000 == 0:
             print(f"acked {n_acked[0]}", flush=True)
