@@ -15,7 +15,7 @@
  * - NOLEADER / UNAVAILABLE / SHUTDOWN / BUSY answered, cannot connect, or
  *   the connection failed before the whole request was sent: the write was
  *   certainly not made, so try the next node (brokers, then the members
- *   learned from METADATA), pausing 50 ms doubling to 500 ms after each
+ *   learned from METADATA), pausing 20 ms doubling to 100 ms after each
  *   round, until the request timeout; then TALLY_NOLEADER, TALLY_CONNECT or
  *   TALLY_TIMEOUT naming every node tried and why it failed.
  * - The connection failed after the whole request was sent, or the leader
@@ -67,8 +67,13 @@
 #endif
 
 #define CLIENT__DEFAULT_TIMEOUT_MS 10000
-#define CLIENT__BACKOFF_MIN_MS 50
-#define CLIENT__BACKOFF_MAX_MS 500
+/* The pause after a round of nodes that could not take the request. The
+ * cap bounds how late a client notices a new leader after an election: at
+ * 500 ms it added up to half a second to a failover (docs/configuration.md,
+ * Failover); a round is one small request per node, so 10 rounds a second
+ * cost the nodes little. */
+#define CLIENT__BACKOFF_MIN_MS 20
+#define CLIENT__BACKOFF_MAX_MS 100
 /* Longest wait for one node's answer to a retry-safe write (produce) before
  * the batch is sent to the next node: above an election timeout plus a
  * commit, so a healthy leader is never abandoned. */

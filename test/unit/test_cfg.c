@@ -154,8 +154,8 @@ static void test_cfg_flags_happy(void **state)
     assert_int_equal(stat(f->data, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     /* Tunables keep their documented defaults. */
-    assert_int_equal(f->cfg.election_timeout_ms, 1000);
-    assert_int_equal(f->cfg.heartbeat_timeout_ms, 100);
+    assert_int_equal(f->cfg.election_timeout_ms, 400);
+    assert_int_equal(f->cfg.heartbeat_timeout_ms, 50);
     assert_int_equal(f->cfg.raft_segment_bytes, 64u << 20);
     assert_int_equal(f->cfg.snapshot_threshold, 4096);
     assert_int_equal(f->cfg.snapshot_trailing, 4096);
