@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TALLYD, Cluster, check, free_ports, run_tally, run_tests, wait_until  # noqa: E402
+from harness import TALLY, TALLYD, Cluster, check, free_ports, run_tally, run_tests, wait_until  # noqa: E402
 from fake_server import xxh3, frame, s_, blob_, Reader  # noqa: E402
 
 PRODUCE, FETCH = 6, 7
@@ -378,6 +378,30 @@ def test_backup_failures():
               f"tampered manifest: {r!r}")
         with open(mpath, "wb") as f:
             f.write(orig)
+        # Manifests with a valid checksum but bad content: each refused.
+        body = orig[:orig.rindex(b"checksum ")]
+
+        def signed(text):
+            return text + b"checksum %016x\n" % xxh3(text)
+        bad = {
+            b"backup format version 2": body.replace(b"tally-backup 1", b"tally-backup 2"),
+            b"line 6 malformed": body.replace(b"topic t 0", b"topic t 9"),
+            b"malformed": body.replace(b"file topics/t/", b"file topics/../t/", 1),
+            b"does not list": body.replace(b"end\n", b"end\n").replace(
+                b"file ", b"group g nosuch 1\nfile ", 1),
+            b"no 'end' line": body.replace(b"end\n", b""),
+        }
+        for want, text in bad.items():
+            with open(mpath, "wb") as f:
+                f.write(signed(text))
+            r = run_tally(["restore", "--from", bdir, "--verify"])
+            check(r.rc == 1 and want in r.err, f"manifest with {want!r}: {r!r}")
+        with open(mpath, "wb") as f:
+            f.write(orig[:len(orig) // 2])  # cut short
+        r = run_tally(["restore", "--from", bdir, "--verify"])
+        check(r.rc == 1 and b"no checksum line" in r.err, f"cut manifest: {r!r}")
+        with open(mpath, "wb") as f:
+            f.write(orig)
         # An unfinished backup (no MANIFEST) is not a backup.
         os.rename(mpath, mpath + ".away")
         r = run_tally(["restore", "--from", bdir, "--data-dir", target])
@@ -390,5 +414,38 @@ def test_backup_failures():
         check(r.rc == 0, f"log verify of the restored dir: {r!r}")
 
 
+def test_backup_node_stops():
+    """The copied node stops answering in the middle of a backup: the
+    backup fails with exit 1 within its timeout and leaves no MANIFEST."""
+    with Cluster(n=3, name="backup-stop") as c:
+        c.start()
+        c.tally_ok("topic", "create", "big")
+        rnd = os.urandom(30_000_000).hex()
+        lines = "".join(f"{rnd[i:i + 400]}\n" for i in range(0, len(rnd), 400)).encode()
+        c.tally_ok("produce", "big", input=lines, timeout=180)
+        leader = c.wait_leader()
+        follower = next(i for i in c.nodes if i != leader)
+        node = c.nodes[follower]
+        bdir = os.path.join(c.tmp, "b")
+        p = subprocess.Popen([TALLY, "--timeout", "1500", "backup", "--to", bdir, "--node",
+                              node.client], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            first = p.stderr.readline()
+            check(b"at applied index" in first, f"no cut line: {first!r}")
+            c.pause(follower)
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            c.resume(follower)
+        check(p.returncode == 1, f"backup exit {p.returncode}: {out!r} {err!r}")
+        check(b"did not answer in time" in err and b"no MANIFEST" in err,
+              f"backup message: {err!r}")
+        check(not os.path.exists(os.path.join(bdir, "MANIFEST")), "a MANIFEST was written")
+        r = run_tally(["restore", "--from", bdir, "--verify"])
+        check(r.rc == 1 and b"no MANIFEST" in r.err, f"the partial backup verified: {r!r}")
+
+
 if __name__ == "__main__":
-    run_tests([test_backup_restore_roundtrip, test_backup_failures])
+    run_tests([test_backup_restore_roundtrip, test_backup_failures, test_backup_node_stops])
