@@ -176,6 +176,12 @@ def load(c):
                "--segment-bytes", "65536")
     c.tally_ok("topic", "create", "empty")
     c.tally_ok("topic", "create", "live")
+    # Retention removes the first segments of 'trim': its start is not 0.
+    c.tally_ok("topic", "create", "trim", "--policy", "delete", "--segment-bytes", "4096",
+               "--retention-bytes", "8192")
+    for b in range(10):  # one batch (one 4 KiB segment, incompressible) per call
+        c.tally_ok("produce", "trim", input="".join(f"t{b * 40 + i:05d}-{os.urandom(50).hex()}\n"
+                                                    for i in range(40)).encode())
     lines = "".join(f"k{i % 7}\tvalue-{i}-{'x' * (i % 50)}\n" for i in range(3000))
     c.tally_ok("produce", "orders", "--keyed", input=lines.encode(), timeout=120)
     c.tally_ok("produce", "users", input="".join(f"u{i}\n" for i in range(2000)).encode())
@@ -199,6 +205,10 @@ def test_backup_restore_roundtrip():
         load(src)
         leader = src.wait_leader()
         follower = next(i for i in src.nodes if i != leader)
+        fclient = src.nodes[follower].client
+        # Retention runs every 30 s on each node.
+        wait_until(lambda: int(read_all(src, "trim", node=fclient)[0].split(b"\t")[0]) > 0, 45,
+                   "retention to remove the first segments of trim", interval=1)
         bdir = os.path.join(src.tmp, "backup")
         with Writer(src) as w:
             wait_until(lambda: w.count >= 40 or w.errors, 60, "the writer to get going")
@@ -210,10 +220,10 @@ def test_backup_restore_roundtrip():
         check(not w.errors, f"writer failed: {w.errors[:1]!r}")
         check(r.rc == 0, f"backup failed: {r!r}")
         print(f"# backup: {r.text.strip()} ({r.secs:.1f}s)")
-        check(b"at index" in r.out and b"4 topics" in r.out, f"backup summary: {r!r}")
+        check(b"at index" in r.out and b"5 topics" in r.out, f"backup summary: {r!r}")
         m = manifest(bdir)
         check(m["node"] == follower, f"cut node {m.get('node')} != {follower}")
-        check(set(m["topics"]) == {"orders", "users", "empty", "live"}, f"topics: {m['topics']}")
+        check(set(m["topics"]) == {"orders", "users", "empty", "live", "trim"}, f"topics: {m['topics']}")
         check(m["topics"]["users"]["policy"] == 1 and
               m["topics"]["users"]["retention_ms"] == 86400000 and
               m["topics"]["users"]["segment_bytes"] == 65536, f"users config: {m['topics']}")
@@ -225,6 +235,9 @@ def test_backup_restore_roundtrip():
         check(any(f.endswith(".seg") for f in m["files"]), "no segment files listed")
         # The writer went on: the cut is strictly inside the live topic.
         nxt = {t: v["next"] for t, v in m["topics"].items()}
+        start = {t: v["start"] for t, v in m["topics"].items()}
+        check(start["trim"] > 0 and nxt["trim"] == 400 and
+              all(v == 0 for t, v in start.items() if t != "trim"), f"cut starts {start}")
         check(nxt["orders"] >= 3002 and nxt["live"] >= 40, f"cut offsets {nxt}")
         r = run_tally(["restore", "--from", bdir, "--verify"])
         check(r.rc == 0 and b"intact" in r.out, f"restore --verify: {r!r}")
@@ -232,9 +245,11 @@ def test_backup_restore_roundtrip():
         # The source's records below the cut, read now (they never change).
         truth = {}
         for t in nxt:
-            lines = read_all(src, t)
+            lines = read_all(src, t, node=fclient)
             truth[t] = [ln for ln in lines if int(ln.split(b"\t")[0]) < nxt[t]]
-            check(len(truth[t]) == nxt[t], f"source {t}: {len(truth[t])} records below {nxt[t]}")
+            check(len(truth[t]) == nxt[t] - start[t] and
+                  int(truth[t][0].split(b"\t")[0]) == start[t] if truth[t] else nxt[t] == 0,
+                  f"source {t}: {len(truth[t])} records in [{start[t]}, {nxt[t]})")
         live_total = len(read_all(src, "live"))
         check(live_total > nxt["live"], "the writer wrote nothing after the cut")
         src_dump = {t: [ln for ln in dump_records(src.nodes[follower].data, t)
@@ -246,7 +261,7 @@ def test_backup_restore_roundtrip():
             for i, n in dst.nodes.items():
                 r = run_tally(["restore", "--from", bdir, "--data-dir", n.data])
                 check(r.rc == 0, f"restore node {i}: {r!r}")
-                check(b"restored 4 topics" in r.out and b"2 group positions" in r.out,
+                check(b"restored 5 topics" in r.out and b"2 group positions" in r.out,
                       f"restore summary: {r!r}")
             for i in (1, 2, 3):
                 dst.spawn(i)
@@ -264,7 +279,8 @@ def test_backup_restore_roundtrip():
             st = dst.status()
             topics = {t["name"]: t for t in st["topics"]}
             for t in nxt:
-                check(topics[t]["next_offset"] == nxt[t], f"{t} next {topics[t]}")
+                check(topics[t]["next_offset"] == nxt[t] and
+                      topics[t]["start_offset"] == start[t], f"{t} offsets {topics[t]}")
             check(topics["users"]["policy"] == "delete", f"users policy {topics['users']}")
             # New writes land at the cut's next offsets.
             for t in nxt:
