@@ -10,10 +10,13 @@ offset 0 to its end from a follower with back-to-back FETCH requests
 (max_bytes = --max-bytes, one in flight, as libtally does) over a raw
 socket, and counts records and batch bytes from the batch headers. The
 reader does not verify checksums or decode records: it measures what the
-node delivers, not what a client can decode. Every build's clusters stay
+node delivers, not what a client can decode. It also reports the
+follower's CPU seconds per GB served (from /proc), which is steadier than
+throughput when the reader and the nodes share the CPUs. Every build's clusters stay
 up for the whole run; the node's page cache holds all data.
 
-  bench/fetch_bench.py [--rounds 3] [--max-bytes 4194304] BUILD_DIR [BUILD_DIR...]
+  bench/fetch_bench.py [--rounds 3] [--max-bytes 4194304] [--client TALLY]
+                       BUILD_DIR [BUILD_DIR...]
 
 Prints one line per round and build, then the medians and, with two
 builds, the ratio second/first."""
@@ -22,6 +25,7 @@ import os
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 
@@ -116,7 +120,14 @@ def setup(build, cases, tag):
         addr = c.nodes[follower].client
         harness.wait_until(lambda: follower_end(addr, topic) >= count, 60,
                            f"follower to apply {topic}")
-    return c, c.nodes[follower].client
+    return c, c.nodes[follower].client, c.nodes[follower].proc.pid
+
+
+def cpu_secs(pid):
+    """User + system CPU seconds of process @pid so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -127,6 +138,9 @@ def main():
     ap.add_argument("--count-100", type=int, default=1000000)
     ap.add_argument("--count-1k", type=int, default=200000)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3, help="reads of each topic per round")
+    ap.add_argument("--client", help="also time `tally bench consume` of this tally binary "
+                    "(the same client for every build) from the follower")
     a = ap.parse_args()
     cases = [(100, a.count_100, a.batch), (1024, a.count_1k, a.batch)]
     clusters = []
@@ -135,28 +149,54 @@ def main():
             clusters.append(setup(os.path.abspath(b), cases, f"b{i}"))
         res = {}
         for rnd in range(a.rounds):
-            for i, (c, addr) in enumerate(clusters):
+            for i, (c, addr, pid) in enumerate(clusters):
                 for size, count, _ in cases:
                     topic = f"t{size}"
-                    recs, nbytes, secs = read_all(addr, topic, count, a.max_bytes)
-                    if recs != count:
-                        raise RuntimeError(f"read {recs} records of {topic}, wanted {count}")
+                    recs = nbytes = secs = 0
+                    cpu0 = cpu_secs(pid)
+                    for _ in range(a.repeat):
+                        r, b, s = read_all(addr, topic, count, a.max_bytes)
+                        if r != count:
+                            raise RuntimeError(f"read {r} records of {topic}, wanted {count}")
+                        recs, nbytes, secs = recs + r, nbytes + b, secs + s
+                    cpu = cpu_secs(pid) - cpu0
                     rps, mbps = recs / secs, nbytes / secs / 1e6
-                    res.setdefault((i, size), []).append((rps, mbps))
+                    cpu_gb = cpu / (nbytes / 1e9)
+                    res.setdefault((i, size), []).append((rps, mbps, cpu_gb))
                     print(f"round {rnd + 1} build {i} size {size}: records/s={rps:,.0f} "
-                          f"MB/s={mbps:,.0f} ({secs:.2f} s)", flush=True)
+                          f"MB/s={mbps:,.0f} node_cpu_s_per_GB={cpu_gb:.2f} ({secs:.2f} s)",
+                          flush=True)
+                    if a.client:
+                        p = subprocess.run([a.client, "-b", addr, "bench", "consume", topic,
+                                            "--node", addr, "--count", str(count)],
+                                           capture_output=True, text=True, timeout=300)
+                        last = (p.stdout.strip().splitlines() or ["?"])[-1]
+                        fields = dict(kv.split("=", 1) for kv in last.split() if "=" in kv)
+                        res.setdefault((i, size, "cli"), []).append(
+                            (float(fields.get("msgs/s", 0)), float(fields.get("MB/s", 0))))
+                        print(f"round {rnd + 1} build {i} size {size}: tally bench consume: "
+                              f"{last}", flush=True)
         print("medians:")
         for size, _, _ in cases:
             med = []
             for i, b in enumerate(a.builds):
                 rps = statistics.median(x[0] for x in res[(i, size)])
                 mbps = statistics.median(x[1] for x in res[(i, size)])
-                med.append((rps, mbps))
-                print(f"  size {size} build {i} ({b}): records/s={rps:,.0f} MB/s={mbps:,.0f}")
-            if len(med) == 2:
-                print(f"  size {size} ratio build1/build0: {med[1][0] / med[0][0]:.2f}x")
+                cpu_gb = statistics.median(x[2] for x in res[(i, size)])
+                med.append((rps, mbps, cpu_gb))
+                print(f"  size {size} build {i} ({b}): records/s={rps:,.0f} MB/s={mbps:,.0f} "
+                      f"node_cpu_s_per_GB={cpu_gb:.2f}")
+            if a.client:
+                for i, b in enumerate(a.builds):
+                    v = res[(i, size, "cli")]
+                    print(f"  size {size} build {i}: tally bench consume msgs/s="
+                          f"{statistics.median(x[0] for x in v):,.0f} MB/s(values)="
+                          f"{statistics.median(x[1] for x in v):,.0f}")
+            for i in range(1, len(med)):
+                print(f"  size {size} build {i}/build 0: throughput {med[i][0] / med[0][0]:.2f}x, "
+                      f"node CPU per byte {med[i][2] / med[0][2]:.2f}x")
     finally:
-        for c, _ in clusters:
+        for c, _, _ in clusters:
             c.cleanup()
 
 

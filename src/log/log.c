@@ -953,6 +953,12 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
         uint64_t expect = out->next_offset;
         size_t ahead = max_bytes - total < LOG__WALK_BUF ? max_bytes - total + BATCH_HEADER_SIZE
                                                          : LOG__WALK_BUF;
+        /* After a large batch, read just the next header: a window would
+         * copy mostly payload (which fetch sends from the file) to find
+         * it. */
+        if (h.batch_len >= LOG__WALK_BUF / 4) {
+            ahead = BATCH_HEADER_SIZE;
+        }
         rv = seg_walk_header(&w, p, ls->s.size, ahead, &h, errmsg);
         if (rv == 0 && h.base_offset != expect) {
             rv = ERR_CORRUPT(errmsg,
