@@ -685,7 +685,12 @@ int compact_run(struct log_compaction *c, char *errmsg)
         }
         mapped++;
     }
-    c->n = mapped; /* the plan ends where the map filled */
+    /* The plan ends where the map filled; the segments cut off were
+     * never touched. */
+    for (size_t i = mapped; i < c->n; i++) {
+        c->segs[i].old_fd = -1;
+    }
+    c->n = mapped;
     for (size_t i = 0; rv == 0 && i < c->n; i++) {
         c->st.segments++;
         c->st.bytes_in += c->segs[i].size;

@@ -31,6 +31,11 @@ struct compact_seg {
     struct idx x;             /* index of the new file (loaded) */
     int64_t first_ts, max_ts;
     uint64_t last_pos, last_base, last_raft_index;
+    /* After the swap: the replaced file's descriptor, closed by
+     * log_compact_free, because the close of the last reference to an
+     * unlinked file frees its blocks (a second or so for gigabytes on
+     * ext4), which must not happen on the log's thread. */
+    int old_fd;
 };
 
 struct log_compaction {

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lib/batch.h"
 #include "lib/err.h"
@@ -905,6 +906,23 @@ int log_sync(struct tally_log *l, char *errmsg)
     return 0;
 }
 
+int log_seal(struct tally_log *l, char *errmsg)
+{
+    int rv = log__check_failed(l, errmsg);
+    if (rv == 0) {
+        rv = log__seal(l, log__active(l), errmsg);
+    }
+    if (rv == 0 && l->dir_dirty) {
+        rv = fs_sync_dir(l->dir, errmsg);
+        l->dir_dirty = rv != 0;
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "seal log %s", l->dir);
+        return log__fail(l, rv, errmsg);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Reads
  * ------------------------------------------------------------------------ */
@@ -1315,6 +1333,7 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
         c->segs[i].size = l->segs[i].s.size;
         c->segs[i].dev = st.st_dev;
         c->segs[i].ino = st.st_ino;
+        c->segs[i].old_fd = -1;
     }
     *out = c;
     return 0;
@@ -1429,6 +1448,8 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         if (rv != 0) {
             break;
         }
+        cs->old_fd = ls->s.fd; /* closed by log_compact_free, off this thread */
+        ls->s.fd = -1;
         seg_close(&ls->s);
         seg_init(&ls->s, cs->base);
         rv = seg_open(&ls->s, l->dir, 0, errmsg);
@@ -1510,6 +1531,9 @@ void log_compact_free(struct log_compaction *c)
         compact_remove_outputs(c);
         for (size_t i = 0; i < c->n; i++) {
             idx_free(&c->segs[i].x);
+            if (c->segs[i].old_fd >= 0) {
+                close(c->segs[i].old_fd);
+            }
         }
     }
     free(c->segs);

@@ -76,6 +76,12 @@ int log_append(struct tally_log *l, const void *batch, size_t len, int64_t now_m
  * the directory (only when names changed since the last directory fsync). */
 int log_sync(struct tally_log *l, char *errmsg);
 
+/* As log_sync, and also write the active segment's final index entry,
+ * as sealing it would: for a log that is done being written and whose
+ * segments become sealed ones of another log (backfill). Appending
+ * afterwards is allowed (the entry is merely redundant). */
+int log_seal(struct tally_log *l, char *errmsg);
+
 /* Where the batches starting at @offset lie. The first batch is the one
  * that contains @offset (it may start before it: readers skip records
  * below the offset they asked for). Whole batches are returned up to
@@ -184,7 +190,9 @@ void log_compact_cancel(struct log_compaction *c);
 int log_compact_commit(struct tally_log *l, struct log_compaction *c,
                        struct log_compact_stats *st, char *errmsg);
 
-/* Free the job and remove any of its files that were not swapped in. */
+/* Free the job, remove any of its files that were not swapped in, and
+ * close the replaced segment files (any thread: closing the last
+ * descriptor of a replaced file frees its disk blocks, which takes time). */
 void log_compact_free(struct log_compaction *c);
 
 /* Drop everything and restart empty at @offset (used when a snapshot from

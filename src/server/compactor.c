@@ -18,6 +18,7 @@ struct compactor {
     int job_rv;                   /* what the worker returned */
     char job_err[ERR_MSG_SIZE];   /* and its message */
     uint64_t job_start_ns;
+    bool freeing;                 /* the job is being freed on the thread pool */
     bool closing;
     void (*done)(void *arg);      /* compactor_close's callback */
     void *done_arg;
@@ -46,6 +47,23 @@ static void compactor__work(uv_work_t *w)
 {
     struct compactor *c = w->data;
     c->job_rv = store_compact_run(c->job, c->job_err);
+}
+
+static void compactor__free_work(uv_work_t *w)
+{
+    struct compactor *c = w->data;
+    store_compact_free(c->job);
+}
+
+static void compactor__freed(uv_work_t *w, int status)
+{
+    struct compactor *c = w->data;
+    if (status == UV_ECANCELED) {
+        store_compact_free(c->job); /* cancelled before it ran */
+    }
+    c->job = NULL;
+    c->freeing = false;
+    compactor__maybe_finish_close(c);
 }
 
 static void compactor__after(uv_work_t *w, int status)
@@ -79,9 +97,14 @@ static void compactor__after(uv_work_t *w, int status)
         }
         metrics_compaction(c->metrics, false, seconds, 0, 0, 0);
     }
-    store_compact_free(c->job);
-    c->job = NULL;
-    compactor__maybe_finish_close(c);
+    /* Freeing the job closes the replaced segment files, which frees
+     * their disk blocks: on the thread pool, not here. */
+    c->work.data = c;
+    c->freeing = true;
+    if (uv_queue_work(c->loop, &c->work, compactor__free_work, compactor__freed) != 0) {
+        compactor__free_work(&c->work);
+        compactor__freed(&c->work, 0);
+    }
 }
 
 /* Wall clock in ms: record timestamps (lag, tombstone age) are wall clock. */
@@ -156,9 +179,10 @@ void compactor_close(struct compactor *c, void (*done)(void *arg), void *arg)
     c->done = done;
     c->done_arg = arg;
     uv_timer_stop(&c->timer);
-    if (c->job != NULL) {
+    if (c->job != NULL && !c->freeing) {
         /* A queued job that has not started is cancelled by libuv; a
-         * running one stops at its next batch. */
+         * running one stops at its next batch. (A job being freed is left
+         * to finish: that is quick.) */
         if (uv_cancel((uv_req_t *)&c->work) != 0) {
             store_compact_cancel(c->job);
         }

@@ -575,8 +575,8 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         uint64_t leader = node_leader_id(gw->node);
         const struct store_member *lm = leader != 0 ? store_member_find(gw->store, leader) : NULL;
         gw__error(r, TALLY_UNAVAILABLE,
-                  "offsets %llu..%llu of topic %s are not on node %llu (it installed a snapshot "
-                  "and backfill from peers is not implemented yet); read them from %s%s",
+                  "offsets %llu..%llu of topic %s are not on node %llu yet (it installed a "
+                  "snapshot and is fetching that history from its peers); read them from %s%s",
                   (unsigned long long)t->missing_from, (unsigned long long)t->missing_to - 1,
                   m->topic, (unsigned long long)node_id(gw->node),
                   lm != NULL && leader != node_id(gw->node) ? "the leader at " : "another node",

@@ -25,6 +25,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "repl/node.h"
+#include "server/backfill.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -47,6 +48,7 @@ struct srv {
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
+    struct backfill *backfill;   /* history fetches after a snapshot install */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
@@ -228,11 +230,18 @@ static void srv__compactor_closed(void *arg)
     uv_close((uv_handle_t *)&s->sigint, NULL);
 }
 
+static void srv__backfill_closed(void *arg)
+{
+    struct srv *s = arg;
+    s->backfill = NULL;
+    compactor_close(s->compactor, srv__compactor_closed, s);
+}
+
 static void srv__node_closed(void *arg)
 {
     struct srv *s = arg;
     s->node = NULL;
-    compactor_close(s->compactor, srv__compactor_closed, s);
+    backfill_close(s->backfill, srv__backfill_closed, s);
 }
 
 static void srv__stop(struct srv *s, int exit_code)
@@ -355,7 +364,9 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
-    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0) {
+    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0 ||
+        (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
+                             errmsg)) != 0) {
         goto fail;
     }
     if ((rv = srv__listen(&s, errmsg)) != 0) {

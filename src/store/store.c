@@ -98,7 +98,8 @@ static int store__fsync_dir(const char *path, char *errmsg)
     return 0;
 }
 
-/* Remove a directory tree (topic directories hold only plain files). */
+/* Remove a directory tree: a topic directory holds plain files and at
+ * most the backfill staging directory, which holds plain files. */
 static int store__remove_tree(const char *path, char *errmsg)
 {
     DIR *d = opendir(path);
@@ -112,8 +113,13 @@ static int store__remove_tree(const char *path, char *errmsg)
             continue;
         }
         snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) != 0 && errno != ENOENT) {
-            int rv = err_os(errmsg, errno, "remove %s", child);
+        if (unlink(child) == 0 || errno == ENOENT) {
+            continue;
+        }
+        /* EISDIR: the backfill staging directory, one level down */
+        int rv = errno == EISDIR ? store__remove_tree(child, errmsg)
+                                 : err_os(errmsg, errno, "remove %s", child);
+        if (rv != 0) {
             closedir(d);
             return rv;
         }
@@ -407,6 +413,11 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
 static int store__write_file(const char *dir, const char *name, const struct buf *b,
                              char *errmsg);
 
+static int store__cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int store__write_keys(const struct store *s, struct store_topic *t, uint64_t index,
                              char *errmsg)
 {
@@ -453,6 +464,34 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
         err_wrap(errmsg, "topic %s", t->name);
     }
     return rv;
+}
+
+/* The staging directory of a backfill: DATA/topics/NAME/backfill. */
+static void store__backfill_dir(const struct store *s, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/topics/%s/backfill", s->dir, name);
+}
+
+/* At open: a backfill that moved some or all of its segments into the log
+ * before a crash shrank the missing range, whatever the catalog says; a
+ * staging directory left behind is removed (the backfill starts over). */
+static void store__backfill_reconcile(struct store *s, struct store_topic *t)
+{
+    char dir[PATH_MAX + 300], why[ERR_MSG_SIZE];
+    uint64_t start = log_start_offset(t->log);
+    store__backfill_dir(s, t->name, dir, sizeof dir);
+    if (store__remove_tree(dir, why) != 0) {
+        TLOG_WARN("store", "topic %s: cannot remove %s: %s", t->name, dir, why);
+    }
+    if (t->missing_to > t->missing_from && start < t->missing_to) {
+        if (start <= t->missing_from) {
+            t->missing_from = t->missing_to = 0;
+        } else {
+            t->missing_to = start;
+        }
+        TLOG_INFO("store", "topic %s: backfilled history found in the log; missing now %llu..%llu",
+                  t->name, (unsigned long long)t->missing_from, (unsigned long long)t->missing_to);
+    }
 }
 
 static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
@@ -780,6 +819,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
                 store_close(s);
                 return rv;
             }
+            store__backfill_reconcile(s, t);
             /* A checkpoint must never be labelled below a batch the logs
              * hold, or the next open would count that batch twice. */
             if (t->tail_index > s->applied_index) {
@@ -1634,4 +1674,153 @@ void store_compact_free(struct store_compaction *j)
         log_compact_free(j->lc);
         free(j);
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Backfill
+ * ------------------------------------------------------------------------ */
+
+bool store_backfill_pick(struct store *s, char *topic, size_t cap, uint64_t *created_index,
+                         uint64_t *from, uint64_t *to)
+{
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->log != NULL && t->missing_to > t->missing_from) {
+            snprintf(topic, cap, "%s", t->name);
+            *created_index = t->created_index;
+            *from = t->missing_from;
+            *to = t->missing_to;
+            return true;
+        }
+    }
+    return false;
+}
+
+int store_backfill_begin(struct store *s, const char *topic, uint64_t from,
+                         struct tally_log **staging, char *errmsg)
+{
+    struct store_topic *t = store_topic_find(s, topic);
+    char dir[PATH_MAX + 300];
+    struct log_config lc;
+    int rv;
+    *staging = NULL;
+    if (t == NULL) {
+        err_printf(errmsg, "backfill: topic %s not found", topic);
+        return TALLY_NOTFOUND;
+    }
+    store__backfill_dir(s, topic, dir, sizeof dir);
+    if ((rv = store__remove_tree(dir, errmsg)) != 0) {
+        return rv;
+    }
+    store__log_config(s, &t->config, &lc);
+    rv = log_open(dir, &lc, from, staging, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "backfill of %s", topic);
+    }
+    return rv;
+}
+
+void store_backfill_abort(struct store *s, const char *topic, struct tally_log *staging)
+{
+    char dir[PATH_MAX + 300], why[ERR_MSG_SIZE];
+    log_close(staging);
+    store__backfill_dir(s, topic, dir, sizeof dir);
+    if (store__remove_tree(dir, why) != 0) {
+        TLOG_WARN("store", "backfill of %s: %s", topic, why);
+    }
+}
+
+/* Move one file of the staging log into the topic's directory. */
+static int store__backfill_move(const char *from_dir, const char *to_dir, const char *name,
+                                char *errmsg)
+{
+    char a[PATH_MAX + 400], b[PATH_MAX + 400];
+    snprintf(a, sizeof a, "%s/%s", from_dir, name);
+    snprintf(b, sizeof b, "%s/%s", to_dir, name);
+    if (rename(a, b) != 0 && errno != ENOENT) {
+        return err_os(errmsg, errno, "move %s into %s", a, to_dir);
+    }
+    return 0;
+}
+
+int store_backfill_finish(struct store *s, const char *topic, uint64_t created_index,
+                          uint64_t from, uint64_t to, struct tally_log *staging, char *errmsg)
+{
+    struct store_topic *t = store_topic_find(s, topic);
+    char sdir[PATH_MAX + 300], tdir[PATH_MAX + 300];
+    struct log_config lc;
+    char **names = NULL;
+    size_t n = 0;
+    DIR *d;
+    struct dirent *e;
+    int rv;
+
+    if (t == NULL || t->created_index != created_index || t->missing_from != from ||
+        t->missing_to != to || log_start_offset(t->log) != to ||
+        log_next_offset(staging) != to) {
+        /* The topic changed meanwhile (deleted, another snapshot): drop it. */
+        store_backfill_abort(s, topic, staging);
+        err_printf(errmsg, "backfill of %s: the topic changed meanwhile; starting over", topic);
+        return TALLY_BUSY;
+    }
+    if ((rv = log_seal(staging, errmsg)) != 0) {
+        store_backfill_abort(s, topic, staging);
+        return rv;
+    }
+    log_close(staging);
+    store__backfill_dir(s, topic, sdir, sizeof sdir);
+    store__topic_dir(s, topic, tdir, sizeof tdir);
+    /* Segment files, newest first, each after its indexes: whatever a
+     * crash leaves moved is a run of segments ending where the log
+     * starts, which the next open adopts (store__backfill_reconcile). */
+    if ((d = opendir(sdir)) == NULL) {
+        return err_os(errmsg, errno, "open %s", sdir);
+    }
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        char **nn;
+        if (len != 24 || strcmp(e->d_name + 20, ".seg") != 0) {
+            continue;
+        }
+        if ((nn = realloc(names, (n + 1) * sizeof *names)) == NULL ||
+            (nn[n] = strdup(e->d_name)) == NULL) {
+            names = nn != NULL ? nn : names;
+            rv = TALLY_NOMEM;
+            break;
+        }
+        names = nn;
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, store__cmp_name);
+    for (size_t i = n; rv == 0 && i > 0; i--) {
+        char idx[32], tix[32];
+        snprintf(idx, sizeof idx, "%.20s.idx", names[i - 1]);
+        snprintf(tix, sizeof tix, "%.20s.tix", names[i - 1]);
+        if ((rv = store__backfill_move(sdir, tdir, idx, errmsg)) == 0 &&
+            (rv = store__backfill_move(sdir, tdir, tix, errmsg)) == 0) {
+            rv = store__backfill_move(sdir, tdir, names[i - 1], errmsg);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+    if (rv == 0) {
+        rv = store__fsync_dir(tdir, errmsg);
+    }
+    if (rv == 0) {
+        /* Reopen, so the log sees its new first segments. */
+        log_close(t->log);
+        t->log = NULL;
+        store__log_config(s, &t->config, &lc);
+        rv = log_open(tdir, &lc, 0, &t->log, errmsg);
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "backfill of %s", topic);
+        return rv; /* a disk failure: the caller stops the node */
+    }
+    store__backfill_reconcile(s, t);
+    TLOG_INFO("store", "topic %s: backfilled offsets %llu..%llu; the node holds its whole "
+              "history again", topic, (unsigned long long)from, (unsigned long long)to - 1);
+    return store_checkpoint(s, errmsg);
 }

@@ -176,6 +176,25 @@ int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errms
  * (reported by fetch as out of range below the new start). */
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg);
 
+/* Backfill: the history [missing_from, missing_to) a snapshot install
+ * left out of a topic is fetched from a peer (server/backfill.c) into a
+ * staging log (DATA/topics/NAME/backfill), then its segments are moved in
+ * front of the topic's log and the range is cleared. A crash at any point
+ * leaves either the old state, or some moved segments that the next open
+ * adopts (the range shrinks), with the staging directory removed. */
+bool store_backfill_pick(struct store *s, char *topic, size_t cap, uint64_t *created_index,
+                         uint64_t *from, uint64_t *to);
+/* A new empty staging log starting at @from (*staging owned by the
+ * caller until store_backfill_finish or _abort). */
+int store_backfill_begin(struct store *s, const char *topic, uint64_t from,
+                         struct tally_log **staging, char *errmsg);
+/* The staging log holds [from, to): move it in. TALLY_BUSY (and nothing
+ * done) when the topic changed meanwhile; another error is a disk
+ * failure. Takes @staging in every case. */
+int store_backfill_finish(struct store *s, const char *topic, uint64_t created_index,
+                          uint64_t from, uint64_t to, struct tally_log *staging, char *errmsg);
+void store_backfill_abort(struct store *s, const char *topic, struct tally_log *staging);
+
 /* Keyed compaction of the topics whose policy includes "compact" (the
  * mechanics are log.h's log_compact_*). One job at a time: planned and
  * finished on the loop thread, run on a worker thread. Only offsets a key
