@@ -5,7 +5,7 @@
  * (frame_len - 12 bytes, or what is left of the input when the frame is
  * cut short) then goes through the request, the response and the error
  * decoder of the frame's type, each with its list items (METADATA members,
- * TOPIC_LIST topics) and proto_get_end.
+ * TOPIC_LIST topics, BACKUP_CUT topics and groups) and proto_get_end.
  *
  * Beyond "no crash, no out-of-bounds read" (ASan/UBSan), it checks one
  * property: whatever a decoder accepts, its encoder turns back into exactly
@@ -112,6 +112,30 @@ static void decode_topics(struct rd *r, uint32_t n)
     (void)proto_get_end(r);
 }
 
+#ifdef PROTO_SCHEMA_BACKUP_CUT_RESP
+/* BACKUP_CUT_RESP's lists: topics, then the group count and the groups. */
+static void decode_backup_cut(struct rd *r, uint32_t n_topics)
+{
+    struct proto_topic t;
+    struct proto_backup_groups gs;
+    struct proto_backup_group g;
+    for (uint32_t i = 0; i < n_topics; i++) {
+        if (check_topic(r, &t) != 0) {
+            return;
+        }
+    }
+    if (check_backup_groups(r, &gs) != 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < gs.n_groups; i++) {
+        if (check_backup_group(r, &g) != 0) {
+            return;
+        }
+    }
+    (void)proto_get_end(r);
+}
+#endif
+
 /* The request and the response decoder of @type over @body. */
 static void decode_body(uint16_t type, const uint8_t *body, size_t len)
 {
@@ -142,6 +166,10 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
 #endif
 #ifdef PROTO_SCHEMA_GROUP_FETCH_REQ
         struct proto_group_fetch_req group_fetch_req;
+#endif
+#ifdef PROTO_SCHEMA_BACKUP_CUT_RESP
+        struct proto_backup_cut_req backup_cut_req;
+        struct proto_backup_cut_resp backup_cut_resp;
 #endif
     } m;
 
@@ -228,6 +256,15 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
     case PROTO_GROUP_FETCH:
         FUZZ_SIMPLE(group_fetch_req);
         FUZZ_SIMPLE(offset_resp);
+        break;
+#endif
+#ifdef PROTO_SCHEMA_BACKUP_CUT_RESP
+    case PROTO_BACKUP_CUT:
+        FUZZ_SIMPLE(backup_cut_req);
+        rd_init(&r, body, len);
+        if (check_backup_cut_resp(&r, &m.backup_cut_resp) == 0) {
+            decode_backup_cut(&r, m.backup_cut_resp.n_topics);
+        }
         break;
 #endif
     default:

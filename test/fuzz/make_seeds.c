@@ -263,6 +263,25 @@ static void proto_seeds(void)
         put_frame_seed("group-fetch-req", &b);
     }
 #endif
+#ifdef PROTO_SCHEMA_BACKUP_CUT_RESP
+    {
+        struct proto_backup_cut_req m = {0};
+        struct proto_backup_cut_resp r = {PROTO_BACKUP_CUT_VERSION, 2, 789, 3, 1};
+        struct proto_topic t = {"orders", 0, -1, -1, 0, 0, 10};
+        struct proto_backup_groups gs = {1};
+        struct proto_backup_group g = {"billing", "orders", 4};
+        size_t start;
+        FRAME(&b, PROTO_BACKUP_CUT, 0, backup_cut_req, &m);
+        put_frame_seed("backup-cut-req", &b);
+        start = proto_begin_frame(&b, PROTO_BACKUP_CUT, R, 77);
+        proto_put_backup_cut_resp(&b, &r);
+        proto_put_topic(&b, &t);
+        proto_put_backup_groups(&b, &gs);
+        proto_put_backup_group(&b, &g);
+        proto_end_frame(&b, start);
+        put_frame_seed("backup-cut-resp", &b);
+    }
+#endif
     proto_put_error_frame(&b, PROTO_PRODUCE, 77, 9, "not the leader", 2, "127.0.0.1:7002");
     put_frame_seed("error", &b);
     {
