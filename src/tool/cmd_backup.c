@@ -430,6 +430,21 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     return rv;
 }
 
+/* fsync DIR/NAME: the topic directories' names are durable before the
+ * MANIFEST that lists their files is (its rename fsyncs DIR itself). */
+static int backup__fsync_dir(const char *dir, const char *name, char *errmsg)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "open %s", path);
+    }
+    int rv = fsync(fd) != 0 ? err_os(errmsg, errno, "fsync %s", path) : 0;
+    close(fd);
+    return rv;
+}
+
 /* DIR must not exist (it is created) or be an empty directory. */
 static int backup__prepare_dir(const char *dir, char *errmsg)
 {
@@ -556,6 +571,9 @@ int cmd_backup_main(int argc, char **argv)
         rv = backup__topic(&conn, to, &m.topics[i], m.applied_index, &pg, errmsg);
     }
     bk__close(&conn);
+    if (rv == 0) {
+        rv = backup__fsync_dir(to, "topics", errmsg);
+    }
     if (rv == 0) {
         m.created_ms = (int64_t)time(NULL) * 1000;
         rv = import_manifest_add_files(&m, to, errmsg);
