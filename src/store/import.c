@@ -19,7 +19,6 @@
 #include "lib/batch.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "lib/logger.h"
 
 #define IMPORT__MAX_LINE 2048
 
@@ -607,7 +606,7 @@ static int import__topic(const char *backup_dir, const struct import_topic *it,
             break;
         }
         if (rv != 0) {
-            err_wrap(errmsg, "backup file %s/%s at position %" PRIu64, tdir, file, pos);
+            err_wrap(errmsg, "backup file %s/%s", tdir, file); /* errmsg has the position */
             break;
         }
         if ((rv = batch_verify(batch, len, &h, errmsg)) != 0) {
@@ -678,6 +677,29 @@ static int import__mkdir_parents(const char *path, char *errmsg)
         *p = '/';
     }
     return 0;
+}
+
+/* Remove the staging directory of a failed restore: DATA.restoring holds
+ * files and topics/NAME/ directories of files, nothing deeper. */
+static void import__remove_tree(const char *path, int depth)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    char child[PATH_MAX + 300];
+    if (d == NULL) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        if (unlink(child) != 0 && (errno == EISDIR || errno == EPERM) && depth < 3) {
+            import__remove_tree(child, depth + 1);
+        }
+    }
+    closedir(d);
+    rmdir(path);
 }
 
 /* 0 if @path does not exist or is an empty directory (*exists tells). */
@@ -791,8 +813,11 @@ int import_restore(const char *backup_dir, const char *data_dir,
         rv = import__fsync_dir(parent, errmsg);
     }
     if (rv != 0) {
-        TLOG_ERROR("store", "restore into %s failed; the partial state is in %s", data_dir,
-                   staging);
+        /* Nothing half-built is left where a node could start from it. */
+        struct stat sb2;
+        if (lstat(staging, &sb2) == 0) {
+            import__remove_tree(staging, 0);
+        }
     }
     return rv;
 }

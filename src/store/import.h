@@ -120,8 +120,8 @@ struct import_stats {
 /* Verify the backup in @backup_dir (as import_verify), then build the state
  * of its cut in @data_dir, which must not exist or be an empty directory.
  * The state is built in DATA_DIR.restoring (which must not exist) and
- * renamed to @data_dir at the end, so a failed restore leaves no data
- * directory a node would start from. @defaults: the log settings of the
+ * renamed to @data_dir at the end, and removed if the restore fails, so a
+ * failed restore leaves no data directory a node would start from. @defaults: the log settings of the
  * node (segment size for topics that do not set one). */
 int import_restore(const char *backup_dir, const char *data_dir,
                    const struct log_config *defaults, import_progress_fn progress, void *arg,

@@ -423,6 +423,33 @@ def test_backup_failures():
         r = run_tally(["restore", "--from", bdir, "--data-dir", target])
         check(r.rc == 1 and b"no MANIFEST" in r.err, f"no manifest: {r!r}")
         os.rename(mpath + ".away", mpath)
+        # A damaged batch in a file whose manifest entry was made to match
+        # (verification passes): the restore itself finds it, names the
+        # file and position, and leaves no data directory behind.
+        import shutil
+        b2 = os.path.join(c.tmp, "b2")
+        shutil.copytree(bdir, b2)
+        seg2 = os.path.join(b2, seg)
+        with open(seg2, "r+b") as f:
+            data = bytearray(f.read())
+            data[200] ^= 0xFF
+            f.seek(0)
+            f.write(data)
+        lines = []
+        for ln in orig[:orig.rindex(b"checksum ")].split(b"\n")[:-1]:
+            w = ln.split(b" ")
+            if w[0] == b"file" and w[1] == seg.encode():
+                ln = b"file %s %d %016x" % (w[1], len(data), xxh3(bytes(data)))
+            lines.append(ln)
+        with open(os.path.join(b2, "MANIFEST"), "wb") as f:
+            f.write(signed(b"\n".join(lines) + b"\n"))
+        r = run_tally(["restore", "--from", b2, "--verify"])
+        check(r.rc == 0, f"the re-signed backup should verify: {r!r}")
+        r = run_tally(["restore", "--from", b2, "--data-dir", target])
+        check(r.rc == 1 and seg.encode() in r.err and b"position" in r.err and
+              b"checksum" in r.err, f"damaged batch not reported: {r!r}")
+        check(not os.path.exists(target) and not os.path.exists(target + ".restoring"),
+              "a failed restore left a data directory")
         # Intact again: restores.
         r = run_tally(["restore", "--from", bdir, "--data-dir", target])
         check(r.rc == 0 and b"500 records" in r.out, f"restore of the repaired backup: {r!r}")
