@@ -28,6 +28,7 @@
 #include "log/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -904,6 +905,12 @@ int log_sync(struct tally_log *l, char *errmsg)
         return log__fail(l, rv, errmsg);
     }
     return 0;
+}
+
+int log_dup_active(const struct tally_log *l)
+{
+    int fd = l->segs[l->n - 1].s.fd;
+    return fd < 0 ? (errno = EBADF, -1) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 int log_seal(struct tally_log *l, char *errmsg)

@@ -82,6 +82,11 @@ int log_sync(struct tally_log *l, char *errmsg);
  * afterwards is allowed (the entry is merely redundant). */
 int log_seal(struct tally_log *l, char *errmsg);
 
+/* A duplicate of the active segment's descriptor (the caller closes it),
+ * or -1 with errno set: a snapshot fsyncs it from another thread to make
+ * everything appended so far durable without holding up this one. */
+int log_dup_active(const struct tally_log *l);
+
 /* Where the batches starting at @offset lie. The first batch is the one
  * that contains @offset (it may start before it: readers skip records
  * below the offset they asked for). Whole batches are returned up to

@@ -1,5 +1,5 @@
 /* struct raft_fsm adapter: committed entries -> store_apply, snapshots ->
- * store_snapshot / store_restore.
+ * store_snapshot_freeze/_build/_release (fsm version 3) and store_restore.
  *
  * The index of the entry being applied is raft_last_applied() + 1: raft
  * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
@@ -46,6 +46,8 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
     free(f->last);
     f->last = NULL;
     *result = NULL;
+    f->applied_entries++;
+    f->applied_bytes += buf->len;
     if (f->failed) {
         return RAFT_IOERR; /* stay put until the process exits */
     }
@@ -61,50 +63,88 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
     return 0;
 }
 
+/* Loop: freeze a copy of the state at last_applied (cheap: copies of the
+ * key indexes, no disk I/O). raft calls snapshot_async next, then always
+ * snapshot_finalize. */
 static int fsm__snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct fsm *f = rf->data;
     uint64_t index = raft_last_applied(f->raft);
     char errmsg[ERR_MSG_SIZE] = "";
-    struct buf b;
     uint64_t t0 = uv_hrtime();
     int rv;
 
-    buf_init(&b);
-    /* store_snapshot fsyncs the topic logs first: once raft stores this
-     * snapshot it may delete the log entries the local logs came from. */
-    rv = store_snapshot(f->store, index, &b, errmsg);
+    if (f->frozen != NULL) {
+        return RAFT_BUSY; /* cannot happen: raft takes one at a time */
+    }
+    rv = store_snapshot_freeze(f->store, index, &f->frozen, errmsg);
     if (rv != 0) {
-        buf_free(&b);
         TLOG_WARN("fsm", "snapshot at %llu: %s", (unsigned long long)index, errmsg);
         return rv == TALLY_NOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
     *bufs = raft_malloc(sizeof **bufs);
     if (*bufs == NULL) {
-        buf_free(&b);
+        store_snapshot_release(f->store, f->frozen);
+        f->frozen = NULL;
         return RAFT_NOMEM;
     }
-    (*bufs)[0].base = b.data; /* malloc'd; raft's default heap is malloc */
-    (*bufs)[0].len = b.len;
+    (*bufs)[0].base = NULL; /* filled by snapshot_async */
+    (*bufs)[0].len = 0;
     *n_bufs = 1;
-    fsm__stats.taken++;
-    fsm__stats.last_bytes = b.len;
+    f->frozen_index = index;
+    f->snap_t0 = t0;
     fsm__stats.last_seconds = (double)(uv_hrtime() - t0) / 1e9;
-    TLOG_INFO("fsm", "snapshot at index %llu (%zu bytes, %.3f s on the loop)",
-              (unsigned long long)index, b.len, fsm__stats.last_seconds);
     return 0;
 }
 
+/* Thread pool: fsync, checkpoints, and the snapshot bytes, from the copy. */
+static int fsm__snapshot_async(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct fsm *f = rf->data;
+    char errmsg[ERR_MSG_SIZE] = "";
+    uint64_t t0 = uv_hrtime();
+    struct buf b;
+    int rv;
+
+    (void)n_bufs;
+    buf_init(&b);
+    rv = store_snapshot_build(f->frozen, &b, errmsg);
+    f->snap_build_seconds = (double)(uv_hrtime() - t0) / 1e9;
+    if (rv != 0) {
+        buf_free(&b);
+        /* Logged from here: the loop only learns that it failed. */
+        TLOG_WARN("fsm", "snapshot at %llu: %s", (unsigned long long)f->frozen_index, errmsg);
+        return rv == TALLY_NOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    (*bufs)[0].base = b.data; /* malloc'd; raft's default heap is malloc */
+    (*bufs)[0].len = b.len;
+    return 0;
+}
+
+/* Loop, always after a successful snapshot(): free the copy and the bytes. */
 static int fsm__snapshot_finalize(struct raft_fsm *rf, struct raft_buffer *bufs[],
                                   unsigned *n_bufs)
 {
-    (void)rf;
+    struct fsm *f = rf->data;
+    size_t bytes = *n_bufs > 0 ? (*bufs)[0].len : 0;
+    store_snapshot_release(f->store, f->frozen);
+    f->frozen = NULL;
     for (unsigned i = 0; i < *n_bufs; i++) {
         free((*bufs)[i].base);
     }
     raft_free(*bufs);
     *bufs = NULL;
     *n_bufs = 0;
+    if (bytes > 0) {
+        fsm__stats.taken++;
+        fsm__stats.last_bytes = bytes;
+        fsm__stats.last_build_seconds = f->snap_build_seconds;
+        TLOG_INFO("fsm",
+                  "snapshot at index %llu (%zu bytes; %.3f s on the loop, %.3f s on the thread "
+                  "pool, %.3f s in all)",
+                  (unsigned long long)f->frozen_index, bytes, fsm__stats.last_seconds,
+                  f->snap_build_seconds, (double)(uv_hrtime() - f->snap_t0) / 1e9);
+    }
     return 0;
 }
 
@@ -130,16 +170,19 @@ void fsm_init(struct fsm *f, struct store *store, void (*fatal)(void *, const ch
     f->store = store;
     f->fatal = fatal;
     f->fatal_arg = arg;
-    f->raft_fsm.version = 2;
+    f->raft_fsm.version = 3;
     f->raft_fsm.data = f;
     f->raft_fsm.apply = fsm__apply;
     f->raft_fsm.snapshot = fsm__snapshot;
+    f->raft_fsm.snapshot_async = fsm__snapshot_async;
     f->raft_fsm.snapshot_finalize = fsm__snapshot_finalize;
     f->raft_fsm.restore = fsm__restore;
 }
 
 void fsm_close(struct fsm *f)
 {
+    store_snapshot_release(f->store, f->frozen);
+    f->frozen = NULL;
     free(f->last);
     f->last = NULL;
 }

@@ -17,12 +17,19 @@ struct fsm {
     void (*fatal)(void *arg, const char *why);
     void *fatal_arg;
     bool failed;                /* a fatal error was reported */
+    struct store_frozen *frozen; /* the snapshot being taken, or NULL */
+    uint64_t frozen_index;
+    uint64_t snap_t0;           /* uv_hrtime() when it started */
+    double snap_build_seconds;  /* set by the thread, read in finalize */
+    uint64_t applied_entries;   /* entries applied, and their bytes, since start */
+    uint64_t applied_bytes;
 };
 
-/* Version 2 of raft_fsm (snapshot + finalize on the loop thread). The
- * snapshot is the small catalog (topics, offsets, members), so it is built
- * on the loop; the expensive part is the fsync of the logs that precedes it.
- * Issue 4 (keyed state in snapshots) moves it to version 3. */
+/* Version 3 of raft_fsm: snapshot() freezes a copy of the state on the
+ * loop (store_snapshot_freeze), snapshot_async() makes the logs durable,
+ * writes the checkpoints and serialises the copy on libuv's thread pool
+ * (store_snapshot_build), snapshot_finalize() frees it on the loop. The
+ * node's raft_io must say version 2 (node.c). */
 void fsm_init(struct fsm *f, struct store *store, void (*fatal)(void *, const char *), void *arg);
 void fsm_close(struct fsm *f);
 
@@ -31,7 +38,8 @@ struct fsm_stats {
     uint64_t taken;          /* snapshots taken (fsm snapshot callback succeeded) */
     uint64_t installed;      /* snapshots installed from the leader */
     uint64_t last_bytes;     /* size of the latest snapshot taken */
-    double last_seconds;     /* time its store_snapshot took (logs fsync included) */
+    double last_seconds;     /* time the loop spent on it (the freeze) */
+    double last_build_seconds; /* time the thread pool spent (fsyncs, checkpoints, encoding) */
 };
 const struct fsm_stats *fsm_stats(void);
 

@@ -47,6 +47,12 @@ struct node {
     int pending_closes;
     void (*close_cb)(void *arg);
     void *close_arg;
+    /* Snapshot sizing from a byte budget (snapshot_threshold == 0). */
+    uint64_t log_budget;        /* 0: fixed threshold and trailing */
+    double avg_entry;           /* bytes per applied entry, smoothed */
+    uint64_t sized_at_ms;       /* uv_now of the last sizing */
+    uint64_t sized_entries, sized_bytes; /* fsm counters then */
+    unsigned threshold;         /* in force */
 };
 
 int node_map_error(int raft_code)
@@ -142,6 +148,51 @@ static void node__issue_barrier(struct node *n)
     }
 }
 
+/* Snapshot threshold and trailing from the byte budget: raft keeps about
+ * threshold + trailing entries in memory (RAFT-GUIDE.md 7.3), so each gets
+ * half the budget at the average entry size seen lately, within
+ * [NODE__MIN_ENTRIES, NODE__MAX_ENTRIES]. Recomputed every few seconds,
+ * applied when it moves by a quarter or more. */
+#define NODE__MIN_ENTRIES 128u
+#define NODE__MAX_ENTRIES 65536u
+#define NODE__SIZING_MS 3000u
+#define NODE__ASSUMED_ENTRY 4096.0
+
+static unsigned node__entries_for(uint64_t budget, double avg_entry)
+{
+    double n = (double)budget / 2.0 / (avg_entry > 64.0 ? avg_entry : 64.0);
+    return n < NODE__MIN_ENTRIES ? NODE__MIN_ENTRIES
+                                 : n > NODE__MAX_ENTRIES ? NODE__MAX_ENTRIES : (unsigned)n;
+}
+
+static void node__size_snapshots(struct node *n)
+{
+    uint64_t now = uv_now(n->loop);
+    uint64_t entries, bytes;
+    unsigned want;
+    if (n->log_budget == 0 || now - n->sized_at_ms < NODE__SIZING_MS) {
+        return;
+    }
+    entries = n->fsm.applied_entries - n->sized_entries;
+    bytes = n->fsm.applied_bytes - n->sized_bytes;
+    n->sized_at_ms = now;
+    n->sized_entries = n->fsm.applied_entries;
+    n->sized_bytes = n->fsm.applied_bytes;
+    if (entries < 16) {
+        return; /* too few to say anything */
+    }
+    n->avg_entry = 0.5 * n->avg_entry + 0.5 * ((double)bytes / (double)entries);
+    want = node__entries_for(n->log_budget, n->avg_entry);
+    if (want * 4 < n->threshold * 3 || want * 4 > n->threshold * 5) {
+        TLOG_INFO("raft", "entries average %.0f bytes: snapshot every %u entries, keeping %u "
+                  "(raft_log_budget_bytes %llu)", n->avg_entry, want, want,
+                  (unsigned long long)n->log_budget);
+        n->threshold = want;
+        raft_set_snapshot_threshold(&n->raft, want);
+        raft_set_snapshot_trailing(&n->raft, want);
+    }
+}
+
 static void node__monitor(uv_check_t *h)
 {
     struct node *n = h->data;
@@ -173,6 +224,7 @@ static void node__monitor(uv_check_t *h)
     } else if (role == NODE_LEADER && !n->ready && !n->barrier_pending) {
         node__issue_barrier(n); /* the first attempt failed: try again */
     }
+    node__size_snapshots(n);
     applied = raft_last_applied(&n->raft);
     if (applied != n->applied_seen) {
         n->applied_seen = applied;
@@ -256,6 +308,10 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     raft_uv_set_segment_size(&n->io, (size_t)cfg->segment_bytes);
     raft_uv_set_connect_retry_delay(&n->io, 200);
+    /* raft_uv 0.15 implements async_work but says it is version 1, and
+     * raft_init refuses an fsm with snapshot_async on a version-1 io
+     * (RAFT-GUIDE.md rule 4). */
+    n->io.version = 2;
     rv = raft_init(&n->raft, &n->io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
@@ -267,8 +323,16 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->fsm.raft = &n->raft;
     raft_set_election_timeout(&n->raft, cfg->election_timeout_ms);
     raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_timeout_ms);
-    raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
-    raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+    if (cfg->snapshot_threshold == 0) {
+        n->log_budget = cfg->log_budget_bytes;
+        n->avg_entry = NODE__ASSUMED_ENTRY;
+        n->threshold = node__entries_for(n->log_budget, n->avg_entry);
+        raft_set_snapshot_threshold(&n->raft, n->threshold);
+        raft_set_snapshot_trailing(&n->raft, n->threshold);
+    } else {
+        raft_set_snapshot_threshold(&n->raft, cfg->snapshot_threshold);
+        raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
+    }
     raft_set_install_snapshot_timeout(&n->raft, 10000);
     raft_set_pre_vote(&n->raft, true);
     *out = n;

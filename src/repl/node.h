@@ -31,8 +31,9 @@ struct node_config {
     unsigned election_timeout_ms;
     unsigned heartbeat_timeout_ms;
     uint64_t segment_bytes;       /* raft_uv segment size */
-    unsigned snapshot_threshold;
+    unsigned snapshot_threshold;  /* 0: both from log_budget_bytes (below) */
     unsigned snapshot_trailing;
+    uint64_t log_budget_bytes;    /* memory for Raft's in-memory log */
 };
 
 struct node;

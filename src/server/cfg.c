@@ -46,7 +46,8 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(election_timeout_ms, CFG__UINT, false, 10, 3600000),
     CFG__T(heartbeat_timeout_ms, CFG__UINT, false, 1, 3600000),
     CFG__T(raft_segment_bytes, CFG__U64, true, 64 * CFG__KIB, CFG__GIB),
-    CFG__T(snapshot_threshold, CFG__UINT, false, 1, UINT_MAX),
+    CFG__T(snapshot_threshold, CFG__UINT, false, 0, UINT_MAX),
+    CFG__T(raft_log_budget_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
     CFG__T(snapshot_trailing, CFG__UINT, false, 0, UINT_MAX),
     CFG__T(segment_bytes, CFG__U64, true, CFG__KIB, CFG__GIB),
     CFG__T(max_batch_bytes, CFG__U32, true, CFG__KIB, BATCH_MAX_SIZE),
@@ -80,8 +81,9 @@ static void cfg__defaults(struct cfg *c)
     c->election_timeout_ms = 400;
     c->heartbeat_timeout_ms = 50;
     c->raft_segment_bytes = 64 * CFG__MIB;
-    c->snapshot_threshold = 4096;
+    c->snapshot_threshold = 0; /* from raft_log_budget_bytes */
     c->snapshot_trailing = 4096;
+    c->raft_log_budget_bytes = 256 * CFG__MIB;
     c->segment_bytes = 64 * CFG__MIB;
     c->max_batch_bytes = (uint32_t)CFG__MIB;
     c->group_commit_bytes = (unsigned)CFG__MIB;
@@ -696,7 +698,8 @@ void cfg_usage(FILE *out)
             "accepted. Tunables (config keys, also settable with --set):\n");
     fprintf(out,
             "  election_timeout_ms=400  heartbeat_timeout_ms=50  raft_segment_bytes=64M\n"
-            "  snapshot_threshold=4096   snapshot_trailing=4096    segment_bytes=64M\n"
+            "  snapshot_threshold=0 (from raft_log_budget_bytes=256M)\n"
+            "  snapshot_trailing=4096 (used only with a snapshot_threshold)  segment_bytes=64M\n"
             "  max_batch_bytes=1M        group_commit_bytes=1M     max_inflight_entries=4\n"
             "  max_connections=1024      disk_reserve_bytes=0 (3 x raft_segment_bytes + 8M)\n"
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"

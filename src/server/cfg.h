@@ -32,8 +32,10 @@ struct cfg {
     unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */
     unsigned heartbeat_timeout_ms;   /* heartbeat_timeout_ms, default 100 */
     uint64_t raft_segment_bytes;     /* raft_segment_bytes, default 64 MiB */
-    unsigned snapshot_threshold;     /* snapshot_threshold (entries), default 4096 */
-    unsigned snapshot_trailing;      /* snapshot_trailing (entries), default 4096 */
+    unsigned snapshot_threshold;     /* snapshot_threshold (entries); default 0: this and
+                                      * snapshot_trailing come from raft_log_budget_bytes */
+    unsigned snapshot_trailing;      /* snapshot_trailing (entries), 4096 when fixed */
+    uint64_t raft_log_budget_bytes;  /* raft_log_budget_bytes, default 256 MiB */
     uint64_t segment_bytes;          /* segment_bytes: default topic segment size, 64 MiB */
     uint32_t max_batch_bytes;        /* max_batch_bytes: largest produce batch, 1 MiB */
     unsigned group_commit_bytes;     /* group_commit_bytes: max Raft entry, 1 MiB */

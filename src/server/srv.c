@@ -313,6 +313,11 @@ int srv_run(const struct cfg *cfg)
     s.lock_fd = -1;
     /* raft_uv_tcp writes to peer sockets; a dead peer must not kill us. */
     signal(SIGPIPE, SIG_IGN);
+    /* libuv's thread pool (4 threads by default, sized at its first use)
+     * runs raft's disk work and snapshot builds, and our compaction jobs,
+     * which can take a thread for minutes: more threads, so that raft
+     * never waits behind one. An explicit setting is kept. */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
     srv__raise_nofile(cfg);
     uv_loop_init(&s.loop);
 
@@ -358,6 +363,7 @@ int srv_run(const struct cfg *cfg)
     nc.segment_bytes = cfg->raft_segment_bytes;
     nc.snapshot_threshold = cfg->snapshot_threshold;
     nc.snapshot_trailing = cfg->snapshot_trailing;
+    nc.log_budget_bytes = cfg->raft_log_budget_bytes;
     struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
     if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
         goto fail;

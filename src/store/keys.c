@@ -98,6 +98,21 @@ int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset)
     return keys__put(k, &in, true);
 }
 
+int keys_copy(struct keys *dst, const struct keys *src)
+{
+    keys_free(dst);
+    if (src->cap > 0) {
+        dst->slots = malloc(src->cap * sizeof *dst->slots);
+        if (dst->slots == NULL) {
+            return TALLY_NOMEM;
+        }
+        memcpy(dst->slots, src->slots, src->cap * sizeof *dst->slots);
+    }
+    dst->cap = src->cap;
+    dst->n = src->n;
+    return 0;
+}
+
 void keys_encode(const struct keys *k, struct buf *b)
 {
     buf_put_u64(b, k->n);

@@ -32,6 +32,9 @@ uint64_t keys_version(const struct keys *k, const void *key, size_t len);
 /* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
 int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);
 
+/* Replace @dst with a copy of @src. Returns 0 or TALLY_NOMEM. */
+int keys_copy(struct keys *dst, const struct keys *src);
+
 /* Serialise: u64 n, then n x (u64 h1, u64 h2, u64 version, u64 offset). */
 void keys_encode(const struct keys *k, struct buf *b);
 /* Replace @k with what @r holds. TALLY_CORRUPT on malformed input. */

@@ -36,6 +36,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +74,10 @@ struct store {
     struct store__group *groups;     /* consumer group positions */
     unsigned n_groups, cap_groups;
     char compact_last[STORE_NAME_MAX]; /* topic compacted last (round robin) */
+    /* Shared with the snapshot thread (store_snapshot_build): */
+    pthread_mutex_t file_lock;       /* guards the two below */
+    uint64_t catalog_written;        /* index of the catalog file in place */
+    uint64_t keys_written;           /* newest index of a keys.ckpt in place */
 };
 
 static int store__mkdir(const char *path, char *errmsg)
@@ -394,7 +399,9 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
         uint64_t at = rd_u64(&r);
         if (codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
             memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == 1 &&
-            keys_decode(&t->keys, &r) == 0 && r.left == 0) {
+            at >= t->created_index && keys_decode(&t->keys, &r) == 0 && r.left == 0) {
+            /* (older than the topic: written for a deleted topic of the
+             * same name by a snapshot still running; not ours) */
             index = at;
             usable = true; /* at index 0 after a restore from a backup */
         } else {
@@ -410,25 +417,38 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
     return index;
 }
 
-static int store__write_file(const char *dir, const char *name, const struct buf *b,
-                             char *errmsg);
+/* Checkpoint files (catalog, keys.ckpt) are written by the loop and by
+ * the snapshot thread (store_snapshot_build). Each writer has its own
+ * temporary name, and the rename is guarded: under s->file_lock, a file
+ * is replaced only by one of an equal or newer index, so an older
+ * checkpoint never lands over a newer one. */
+struct store__guard {
+    pthread_mutex_t *lock;
+    uint64_t *written; /* newest index renamed into place so far */
+    uint64_t index;    /* this file's */
+};
+
+static int store__write_file_as(const char *dir, const char *name, const char *tmp_suffix,
+                                const struct buf *b, const struct store__guard *g,
+                                char *errmsg);
 
 static int store__cmp_name(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int store__write_keys(const struct store *s, struct store_topic *t, uint64_t index,
-                             char *errmsg)
+/* Write @k as the key checkpoint at @index into @dir ("tmp" or "snap.tmp"
+ * as the temporary name: the loop's and the snapshot thread's). */
+static int store__write_keys_file(struct store *s, const char *dir, const struct keys *k,
+                                  uint64_t index, const char *tmp_suffix, char *errmsg)
 {
-    char dir[PATH_MAX + 300];
     struct buf b;
     int rv;
     buf_init(&b);
     buf_put(&b, STORE__KEYS_MAGIC, 4);
     buf_put_u32(&b, 1);
     buf_put_u64(&b, index);
-    keys_encode(&t->keys, &b);
+    keys_encode(k, &b);
     if (buf_ok(&b)) {
         buf_put_u64(&b, codec_checksum(b.data, b.len));
     }
@@ -436,10 +456,18 @@ static int store__write_keys(const struct store *s, struct store_topic *t, uint6
         buf_free(&b);
         return TALLY_NOMEM;
     }
-    store__topic_dir(s, t->name, dir, sizeof dir);
-    rv = store__write_file(dir, "keys.ckpt", &b, errmsg);
+    struct store__guard g = {&s->file_lock, &s->keys_written, index};
+    rv = store__write_file_as(dir, "keys.ckpt", tmp_suffix, &b, &g, errmsg);
     buf_free(&b);
     return rv;
+}
+
+static int store__write_keys(struct store *s, struct store_topic *t, uint64_t index,
+                             char *errmsg)
+{
+    char dir[PATH_MAX + 300];
+    store__topic_dir(s, t->name, dir, sizeof dir);
+    return store__write_keys_file(s, dir, &t->keys, index, "tmp", errmsg);
 }
 
 static int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,
@@ -494,8 +522,8 @@ static void store__backfill_reconcile(struct store *s, struct store_topic *t)
     }
 }
 
-static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
-                                  struct buf *b)
+/* The catalog up to its keys flag: everything but the key indexes. */
+static void store__encode_head(const struct store *s, uint64_t index, struct buf *b)
 {
     uint32_t n = 0;
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
@@ -538,6 +566,12 @@ static void store__encode_catalog(const struct store *s, uint64_t index, bool wi
         buf_put_str(b, s->groups[i].topic);
         buf_put_u64(b, s->groups[i].offset);
     }
+}
+
+static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
+                                  struct buf *b)
+{
+    store__encode_head(s, index, b);
     buf_put_u8(b, with_keys);
     if (with_keys) {
         for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
@@ -692,13 +726,15 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
 
 /* Replace DIR/NAME atomically with @b: write NAME.tmp, fsync, rename,
  * fsync the directory. */
-static int store__write_file(const char *dir, const char *name, const struct buf *b,
-                             char *errmsg)
+static int store__write_file_as(const char *dir, const char *name, const char *tmp_suffix,
+                                const struct buf *b, const struct store__guard *g,
+                                char *errmsg)
 {
-    char path[PATH_MAX + 300], tmp[PATH_MAX + 310];
+    char path[PATH_MAX + 300], tmp[PATH_MAX + 320];
     int fd, rv = 0;
+    bool skip = false;
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.%s", path, tmp_suffix);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         return err_os(errmsg, errno, "create %s", tmp);
@@ -716,7 +752,20 @@ static int store__write_file(const char *dir, const char *name, const struct buf
         rv = err_os(errmsg, errno, "fsync %s", tmp);
     }
     close(fd);
-    if (rv == 0 && rename(tmp, path) != 0) {
+    if (rv == 0 && g != NULL) {
+        pthread_mutex_lock(g->lock);
+        skip = g->index < *g->written;
+        if (!skip && rename(tmp, path) != 0) {
+            rv = err_os(errmsg, errno, "rename %s", tmp);
+        } else if (!skip) {
+            *g->written = g->index;
+        }
+        pthread_mutex_unlock(g->lock);
+        if (skip) {
+            unlink(tmp); /* a newer one is in place */
+            return 0;
+        }
+    } else if (rv == 0 && rename(tmp, path) != 0) {
         rv = err_os(errmsg, errno, "rename %s", tmp);
     }
     if (rv == 0) {
@@ -724,6 +773,7 @@ static int store__write_file(const char *dir, const char *name, const struct buf
     }
     return rv;
 }
+
 
 static int store__write_catalog(struct store *s, char *errmsg)
 {
@@ -736,7 +786,9 @@ static int store__write_catalog(struct store *s, char *errmsg)
     }
     buf_init(&b);
     store__encode_catalog(s, s->catalog_index, false, &b);
-    rv = buf_ok(&b) ? store__write_file(s->dir, "catalog", &b, errmsg) : TALLY_NOMEM;
+    struct store__guard g = {&s->file_lock, &s->catalog_written, s->catalog_index};
+    rv = buf_ok(&b) ? store__write_file_as(s->dir, "catalog", "tmp", &b, &g, errmsg)
+                    : TALLY_NOMEM;
     buf_free(&b);
     return rv;
 }
@@ -774,6 +826,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     s->defaults = *defaults;
+    pthread_mutex_init(&s->file_lock, NULL);
     buf_init(&s->scratch);
     snprintf(path, sizeof path, "%s/topics", dir);
     if ((rv = store__mkdir(dir, errmsg)) != 0 || (rv = store__mkdir(path, errmsg)) != 0 ||
@@ -805,6 +858,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
             return rv;
         }
         s->catalog_index = c.index;
+        s->catalog_written = c.index;
         s->applied_index = c.index;
         s->topics = c.topics;
         c.topics = NULL;
@@ -844,6 +898,7 @@ void store_close(struct store *s)
     }
     free(s->groups);
     buf_free(&s->scratch);
+    pthread_mutex_destroy(&s->file_lock);
     free(s);
 }
 
@@ -1438,17 +1493,164 @@ int store_checkpoint(struct store *s, char *errmsg)
     return 0;
 }
 
+/* What store_snapshot_freeze copies of one topic. */
+struct store__frozen_topic {
+    char dir[PATH_MAX + 300];
+    char name[STORE_NAME_MAX];
+    uint64_t created_index;
+    uint64_t next_offset;     /* the log's next offset at the snapshot's index */
+    struct keys keys;         /* a copy of the key index */
+    int fd;                   /* a duplicate of the active segment's, or -1 */
+    bool written;             /* its keys.ckpt was written by the build */
+};
+
+struct store_frozen {
+    struct store *s;          /* the build touches only its file lock and marks */
+    uint64_t index;
+    struct buf head;          /* the catalog without key indexes */
+    struct store__frozen_topic *topics; /* in catalog order */
+    unsigned n;
+};
+
+int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
+                          char *errmsg)
+{
+    struct store_frozen *f = calloc(1, sizeof *f);
+    unsigned n = 0;
+    *out = NULL;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        n++;
+    }
+    if (f == NULL || (n > 0 && (f->topics = calloc(n, sizeof *f->topics)) == NULL)) {
+        free(f);
+        err_printf(errmsg, "snapshot: out of memory");
+        return TALLY_NOMEM;
+    }
+    f->s = s;
+    f->index = index;
+    if (index > s->applied_index) {
+        s->applied_index = index; /* (Raft freezes at its last applied index) */
+    }
+    buf_init(&f->head);
+    store__encode_head(s, index, &f->head);
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
+        struct store__frozen_topic *ft = &f->topics[f->n];
+        ft->fd = -1;
+        store__topic_dir(s, t->name, ft->dir, sizeof ft->dir);
+        snprintf(ft->name, sizeof ft->name, "%s", t->name);
+        ft->created_index = t->created_index;
+        keys_init(&ft->keys);
+        if (keys_copy(&ft->keys, &t->keys) != 0) {
+            store_snapshot_release(s, f);
+            err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
+            return TALLY_NOMEM;
+        }
+        if (t->log != NULL) {
+            ft->next_offset = log_next_offset(t->log);
+            ft->fd = log_dup_active(t->log);
+            if (ft->fd < 0) {
+                int e = errno;
+                store_snapshot_release(s, f);
+                return err_os(errmsg, e, "snapshot: duplicate the descriptor of %s", t->name);
+            }
+        }
+    }
+    if (!buf_ok(&f->head)) {
+        store_snapshot_release(s, f);
+        err_printf(errmsg, "snapshot: out of memory");
+        return TALLY_NOMEM;
+    }
+    *out = f;
+    return 0;
+}
+
+int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
+{
+    struct buf cat;
+    int rv = 0;
+    /* 1. The logs hold everything up to the index, durably: Raft may drop
+     *    its entries once the snapshot is stored. Sealed segments were
+     *    fsynced when sealed, so the active one of each topic is enough. */
+    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+        if (f->topics[i].fd >= 0 && fdatasync(f->topics[i].fd) != 0) {
+            rv = err_os(errmsg, errno, "snapshot: fsync the log of %s", f->topics[i].name);
+        }
+    }
+    /* 2. Checkpoints at the index: the key indexes, then the catalog. */
+    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+        struct store__frozen_topic *ft = &f->topics[i];
+        if (ft->fd < 0) {
+            continue; /* being created: no log yet */
+        }
+        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, "snap.tmp", errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "snapshot: checkpoint the key index of %s", ft->name);
+        }
+        ft->written = rv == 0;
+    }
+    buf_init(&cat);
+    if (rv == 0) {
+        buf_put(&cat, f->head.data, f->head.len);
+        buf_put_u8(&cat, 0);
+        if (buf_ok(&cat)) {
+            buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
+        }
+        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, f->index};
+        rv = buf_ok(&cat) ? store__write_file_as(f->s->dir, "catalog", "snap.tmp", &cat, &g,
+                                                 errmsg)
+                          : TALLY_NOMEM;
+    }
+    buf_free(&cat);
+    /* 3. The snapshot: the catalog with every key index. */
+    if (rv == 0) {
+        buf_put(out, f->head.data, f->head.len);
+        buf_put_u8(out, 1);
+        for (unsigned i = 0; i < f->n; i++) {
+            keys_encode(&f->topics[i].keys, out);
+        }
+        if (buf_ok(out)) {
+            buf_put_u64(out, codec_checksum(out->data, out->len));
+        }
+        if (!buf_ok(out)) {
+            err_printf(errmsg, "snapshot: out of memory");
+            rv = TALLY_NOMEM;
+        }
+    }
+    return rv;
+}
+
+void store_snapshot_release(struct store *s, struct store_frozen *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < f->n; i++) {
+        struct store__frozen_topic *ft = &f->topics[i];
+        struct store_topic *t = store_topic_find(s, ft->name);
+        /* A topic compacts only below its newest key checkpoint. */
+        if (ft->written && t != NULL && t->created_index == ft->created_index &&
+            ft->next_offset > t->compact_limit) {
+            t->compact_limit = ft->next_offset;
+        }
+        if (ft->fd >= 0) {
+            close(ft->fd);
+        }
+        keys_free(&ft->keys);
+    }
+    free(f->topics);
+    buf_free(&f->head);
+    free(f);
+}
+
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
 {
-    /* Checkpoint (syncs the logs first): Raft may drop its entries up to
-     * @index once the snapshot is stored. */
-    int rv;
-    s->applied_index = index;
-    if ((rv = store_checkpoint(s, errmsg)) != 0) {
-        return rv;
+    struct store_frozen *f;
+    int rv = store_snapshot_freeze(s, index, &f, errmsg);
+    if (rv == 0) {
+        rv = store_snapshot_build(f, out, errmsg);
+        store_snapshot_release(s, f);
     }
-    store__encode_catalog(s, index, true, out);
-    return buf_ok(out) ? 0 : TALLY_NOMEM;
+    return rv;
 }
 
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)

@@ -164,8 +164,27 @@ bool store_topic_name_valid(const char *name);
 /* Retention for topics with a delete policy. */
 int store_retain(struct store *s, int64_t now_ms, char *errmsg);
 
-/* Snapshot: the catalog, members, and each topic's start and next offset at
- * @index. The logs are synced first, so Raft may drop its log prefix. */
+/* Snapshots, in three steps so that the loop only copies (Raft's fsm
+ * version 3, RAFT-GUIDE.md 7.2):
+ *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
+ *                          offsets, producers, members, groups), copies
+ *                          every topic's key index and duplicates each
+ *                          log's active segment descriptor;
+ *   store_snapshot_build   (any thread) fsyncs those logs, writes the key
+ *                          checkpoints and the catalog at the snapshot's
+ *                          index, and builds the snapshot: the catalog
+ *                          with every key index, checksummed (XXH3-64);
+ *   store_snapshot_release (loop) frees the copies and lets compaction
+ *                          use the new checkpoints.
+ * The build touches no store state but the checkpoint files and their
+ * lock, so apply goes on meanwhile. Memory: the copies of the key indexes
+ * (32 bytes per slot, about 43 bytes per key) for as long as it runs. */
+struct store_frozen;
+int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
+                          char *errmsg);
+int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg);
+void store_snapshot_release(struct store *s, struct store_frozen *f);
+/* The three steps at once (tests, tools). */
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg);
 
 /* Restore a snapshot. @local_first: at start-up the local state is at least

@@ -157,8 +157,12 @@ static void test_cfg_flags_happy(void **state)
     assert_int_equal(f->cfg.election_timeout_ms, 400);
     assert_int_equal(f->cfg.heartbeat_timeout_ms, 50);
     assert_int_equal(f->cfg.raft_segment_bytes, 64u << 20);
-    assert_int_equal(f->cfg.snapshot_threshold, 4096);
+    assert_int_equal(f->cfg.snapshot_threshold, 0); /* from the budget */
     assert_int_equal(f->cfg.snapshot_trailing, 4096);
+    assert_int_equal(f->cfg.raft_log_budget_bytes, 256u << 20);
+    assert_int_equal(f->cfg.compaction_interval_ms, 15000);
+    assert_int_equal(f->cfg.delete_retention_ms, 86400000);
+    assert_int_equal(f->cfg.compaction_buffer_bytes, 64u << 20);
     assert_int_equal(f->cfg.segment_bytes, 64u << 20);
     assert_int_equal(f->cfg.max_batch_bytes, 1u << 20);
     assert_int_equal(f->cfg.group_commit_bytes, 1u << 20);
@@ -323,7 +327,9 @@ static void test_cfg_usage_text(void **state)
                           "--version", "election_timeout_ms", "heartbeat_timeout_ms",
                           "raft_segment_bytes", "snapshot_threshold", "snapshot_trailing",
                           "segment_bytes", "max_batch_bytes", "group_commit_bytes",
-                          "max_inflight_entries", "max_connections"};
+                          "max_inflight_entries", "max_connections", "raft_log_budget_bytes",
+                          "compaction_interval_ms", "min_compaction_lag_ms",
+                          "delete_retention_ms", "compaction_buffer_bytes"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (strstr(buf, want[i]) == NULL) {
             fail_msg("usage lacks %s", want[i]);

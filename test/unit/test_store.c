@@ -448,6 +448,55 @@ static void test_keys_survive_restart(void **state)
     assert_int_equal(version_of(f, "k"), 4);
 }
 
+/* A snapshot is the state at its index even when entries are applied
+ * between the freeze (loop) and the build (thread pool): the build works
+ * from the frozen copy. Its checkpoints are at that index too, and an
+ * older checkpoint never replaces a newer one. */
+static void test_snapshot_frozen_while_applying(void **state)
+{
+    struct fixture *f = *state;
+    struct store_frozen *fz;
+    struct buf snap;
+    uint64_t actual;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "c");
+    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(store_snapshot_freeze(f->s, 3, &fz, errmsg), 0);
+    /* Applied after the freeze, before the build. */
+    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(version_of(f, "k"), 4);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot_build(fz, &snap, errmsg), 0);
+    store_snapshot_release(f->s, fz);
+    /* Compaction may now use offsets below 2, the frozen next offset. */
+    assert_int_equal(store_topic_find(f->s, "c")->compact_limit, 2);
+
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    struct store_topic *tp = store_topic_find(s2, "c");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 2);
+    assert_int_equal(keys_version(&tp->keys, "k", 1), 2);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+
+    /* A checkpoint at 4 by the loop, then the build of an older freeze:
+     * the files keep index 4, and a restart finds version 4 at once. */
+    assert_int_equal(store_snapshot_freeze(f->s, 3, &fz, errmsg), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot_build(fz, &snap, errmsg), 0);
+    store_snapshot_release(f->s, fz);
+    buf_free(&snap);
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 4);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "c")->log), 4);
+}
+
 /* Group positions are applied, kept in the checkpoint and the snapshot. */
 static void test_group_positions(void **state)
 {
@@ -537,6 +586,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_producers_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
     };
