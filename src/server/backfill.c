@@ -1,8 +1,11 @@
 /* Backfill of history a snapshot install left out: see backfill.h.
  *
- * One job = one topic's missing range [from, to), fetched from one peer
- * with FETCH requests of up to 4 MiB, one at a time, appended to a
- * staging log. The peer answers with whole batches; each is verified
+ * One job = one topic's missing range [from, to), fetched from one peer:
+ * first a TOPIC_LIST, to learn where the peer's copy of the topic starts
+ * (retention may have removed the oldest part everywhere: offsets below
+ * the peer's start are then not fetched, and the node's history starts
+ * there too), then FETCH requests of up to 4 MiB, one at a time, appended
+ * to a staging log. The peer answers with whole batches; each is verified
  * (header and payload checksums) before it is written. A gap batch (a run
  * compaction emptied) that reaches past either end of the range is cut to
  * it; a batch with records that does is refused, because its records
@@ -50,6 +53,7 @@ struct backfill {
     uint64_t peer_id;
     char peer_addr[STORE_ADDR_MAX];
     uint64_t started_ms;
+    bool listing;                  /* the TOPIC_LIST answer is awaited */
 };
 
 struct backfill__conn {
@@ -164,13 +168,45 @@ static void backfill__on_write(uv_write_t *req, int status)
     }
 }
 
+static int backfill__send(struct backfill *b, uint16_t type)
+{
+    struct backfill__conn *c = b->conn;
+    uv_buf_t ub;
+    int rv;
+    ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    c->write_req.data = c;
+    (void)type;
+    rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, backfill__on_write);
+    if (rv != 0) {
+        backfill__fail(b, "send: %s", uv_strerror(rv));
+        return rv;
+    }
+    uv_timer_start(&c->timeout, backfill__on_timeout, BACKFILL__REQUEST_TIMEOUT_MS, 0);
+    return 0;
+}
+
+static void backfill__send_list(struct backfill *b)
+{
+    struct backfill__conn *c = b->conn;
+    struct proto_topic_list_req m = {0};
+    size_t start;
+    c->out.len = 0;
+    start = proto_begin_frame(&c->out, PROTO_TOPIC_LIST, 0, ++c->request_id);
+    proto_put_topic_list_req(&c->out, &m);
+    proto_end_frame(&c->out, start);
+    if (!buf_ok(&c->out)) {
+        backfill__fail(b, "out of memory");
+        return;
+    }
+    b->listing = true;
+    backfill__send(b, PROTO_TOPIC_LIST);
+}
+
 static void backfill__send_fetch(struct backfill *b)
 {
     struct backfill__conn *c = b->conn;
     struct proto_fetch_req m;
-    uv_buf_t ub;
     size_t start;
-    int rv;
     memset(&m, 0, sizeof m);
     snprintf(m.topic, sizeof m.topic, "%s", b->topic);
     m.offset = b->next;
@@ -183,14 +219,7 @@ static void backfill__send_fetch(struct backfill *b)
         backfill__fail(b, "out of memory");
         return;
     }
-    ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-    c->write_req.data = c;
-    rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, backfill__on_write);
-    if (rv != 0) {
-        backfill__fail(b, "send: %s", uv_strerror(rv));
-        return;
-    }
-    uv_timer_start(&c->timeout, backfill__on_timeout, BACKFILL__REQUEST_TIMEOUT_MS, 0);
+    backfill__send(b, PROTO_FETCH);
 }
 
 /* Write one verified batch (@h) into the staging log, cut to [next, to)
@@ -232,6 +261,54 @@ static bool backfill__write_batch(struct backfill *b, const uint8_t *p,
     return true;
 }
 
+/* The peer's TOPIC_LIST answer: where its copy of the topic starts. */
+static void backfill__on_list(struct backfill *b, struct rd *r)
+{
+    struct proto_topic_list_resp lr;
+    char errmsg[ERR_MSG_SIZE];
+    uint64_t first;
+    int rv;
+    b->listing = false;
+    if (proto_get_topic_list_resp(r, &lr) != 0) {
+        backfill__fail(b, "malformed TOPIC_LIST answer");
+        return;
+    }
+    for (uint32_t i = 0; i < lr.n_topics; i++) {
+        struct proto_topic t;
+        if (proto_get_topic(r, &t) != 0) {
+            backfill__fail(b, "malformed TOPIC_LIST answer");
+            return;
+        }
+        if (strcmp(t.name, b->topic) != 0) {
+            continue;
+        }
+        if (t.next_offset < b->to) {
+            backfill__fail(b, "its copy of the topic ends at %" PRIu64, t.next_offset);
+            return;
+        }
+        first = t.start_offset > b->from ? t.start_offset : b->from;
+        first = first < b->to ? first : b->to;
+        if (first > b->from) {
+            TLOG_INFO("backfill", "topic %s: offsets %" PRIu64 "..%" PRIu64 " are gone (retention)"
+                      " on node %" PRIu64 ": the history here starts at %" PRIu64, b->topic,
+                      b->from, first - 1, b->peer_id, first);
+        }
+        rv = store_backfill_begin(b->store, b->topic, first, &b->staging, errmsg);
+        if (rv != 0) {
+            backfill__fail(b, "%s", errmsg);
+            return;
+        }
+        b->next = first;
+        if (first >= b->to) {
+            backfill__complete(b); /* nothing left to fetch */
+        } else {
+            backfill__send_fetch(b);
+        }
+        return;
+    }
+    backfill__fail(b, "it has no topic %s", b->topic);
+}
+
 /* One whole answer frame. */
 static void backfill__on_frame(struct backfill *b, const struct proto_frame *f,
                                const uint8_t *body, size_t len)
@@ -243,7 +320,8 @@ static void backfill__on_frame(struct backfill *b, const struct proto_frame *f,
     size_t pos = 0;
 
     uv_timer_stop(&c->timeout);
-    if (f->request_id != c->request_id || f->type != PROTO_FETCH ||
+    if (f->request_id != c->request_id ||
+        f->type != (b->listing ? PROTO_TOPIC_LIST : PROTO_FETCH) ||
         !(f->flags & PROTO_FLAG_RESPONSE)) {
         backfill__fail(b, "unexpected answer (type %u, id %u)", f->type, f->request_id);
         return;
@@ -256,6 +334,10 @@ static void backfill__on_frame(struct backfill *b, const struct proto_frame *f,
         } else {
             backfill__fail(b, "%s: %s", err_name((int)e.code), e.message);
         }
+        return;
+    }
+    if (b->listing) {
+        backfill__on_list(b, &r);
         return;
     }
     if (proto_get_fetch_resp(&r, &resp) != 0) {
@@ -341,7 +423,7 @@ static void backfill__on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, backfill__alloc, backfill__on_read);
-    backfill__send_fetch(b);
+    backfill__send_list(b);
 }
 
 /* A member to ask: not this node, in turn. */
@@ -365,7 +447,7 @@ static void backfill__tick(uv_timer_t *t)
     const struct store_member *peer;
     struct backfill__conn *c;
     struct sockaddr_in sin;
-    char errmsg[ERR_MSG_SIZE], ip[64];
+    char ip[64];
     unsigned port;
     int rv;
 
@@ -384,17 +466,11 @@ static void backfill__tick(uv_timer_t *t)
         b->peer_cursor++;
         return;
     }
-    rv = store_backfill_begin(b->store, b->topic, b->from, &b->staging, errmsg);
-    if (rv != 0) {
-        TLOG_WARN("backfill", "%s", errmsg);
-        return;
-    }
     b->next = b->from;
+    b->listing = false;
     b->started_ms = uv_now(b->loop);
     c = calloc(1, sizeof *c);
     if (c == NULL) {
-        store_backfill_abort(b->store, b->topic, b->staging);
-        b->staging = NULL;
         return;
     }
     c->b = b;

@@ -55,6 +55,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(max_inflight_entries, CFG__UINT, false, 1, 1024),
     CFG__T(max_connections, CFG__UINT, false, 1, 1000000),
     CFG__T(disk_reserve_bytes, CFG__U64, true, 0, 1024 * CFG__GIB),
+    CFG__T(retention_interval_ms, CFG__UINT, false, 10, 86400000),
     CFG__T(compaction_interval_ms, CFG__UINT, false, 0, 86400000),
     CFG__T(min_compaction_lag_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
     CFG__T(delete_retention_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
@@ -90,6 +91,7 @@ static void cfg__defaults(struct cfg *c)
     c->max_inflight_entries = 4;
     c->max_connections = 1024;
 
+    c->retention_interval_ms = 30000;
     c->compaction_interval_ms = 15000;
     c->delete_retention_ms = 86400000;
     c->compaction_buffer_bytes = 64 * CFG__MIB;
@@ -702,6 +704,7 @@ void cfg_usage(FILE *out)
             "  snapshot_trailing=4096 (used only with a snapshot_threshold)  segment_bytes=64M\n"
             "  max_batch_bytes=1M        group_commit_bytes=1M     max_inflight_entries=4\n"
             "  max_connections=1024      disk_reserve_bytes=0 (3 x raft_segment_bytes + 8M)\n"
+            "  retention_interval_ms=30000\n"
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
             "\n"

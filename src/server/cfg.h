@@ -43,6 +43,8 @@ struct cfg {
     unsigned max_connections;        /* max_connections, default 1024 */
     uint64_t disk_reserve_bytes;     /* disk_reserve_bytes: refuse writes below this much
                                       * free space; 0 = 3 x raft_segment_bytes + 8 MiB */
+    unsigned retention_interval_ms;  /* retention_interval_ms: apply retention this often,
+                                      * default 30000 */
     unsigned compaction_interval_ms; /* compaction_interval_ms: look for compaction work
                                       * this often, default 15000; 0 = never compact */
     uint64_t min_compaction_lag_ms;  /* min_compaction_lag_ms: leave younger segments, 0 */

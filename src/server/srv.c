@@ -34,7 +34,6 @@
 #include "store/store.h"
 
 #define SRV__TICK_MS 5
-#define SRV__RETENTION_MS 30000
 
 struct srv {
     const struct cfg *cfg;
@@ -400,7 +399,8 @@ int srv_run(const struct cfg *cfg)
     uv_timer_start(&s.tick, srv__tick, SRV__TICK_MS, SRV__TICK_MS);
     uv_timer_init(&s.loop, &s.retention);
     s.retention.data = &s;
-    uv_timer_start(&s.retention, srv__retention, SRV__RETENTION_MS, SRV__RETENTION_MS);
+    uv_timer_start(&s.retention, srv__retention, cfg->retention_interval_ms,
+                   cfg->retention_interval_ms);
     TLOG_INFO("server", "node %llu serving clients on %s (data %s)", (unsigned long long)cfg->id,
               cfg->listen_addr, cfg->data_dir);
     if (cfg->metrics_addr[0] != '\0') {

@@ -1938,8 +1938,12 @@ static int store__backfill_move(const char *from_dir, const char *to_dir, const 
     char a[PATH_MAX + 400], b[PATH_MAX + 400];
     snprintf(a, sizeof a, "%s/%s", from_dir, name);
     snprintf(b, sizeof b, "%s/%s", to_dir, name);
-    if (rename(a, b) != 0 && errno != ENOENT) {
-        return err_os(errmsg, errno, "move %s into %s", a, to_dir);
+    /* link + unlink, not rename: never replace a file of the topic. */
+    if (link(a, b) != 0) {
+        return errno == ENOENT ? 0 : err_os(errmsg, errno, "move %s into %s", a, to_dir);
+    }
+    if (unlink(a) != 0) {
+        return err_os(errmsg, errno, "remove %s", a);
     }
     return 0;
 }
@@ -1958,11 +1962,23 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
 
     if (t == NULL || t->created_index != created_index || t->missing_from != from ||
         t->missing_to != to || log_start_offset(t->log) != to ||
-        log_next_offset(staging) != to) {
+        log_next_offset(staging) != to || log_start_offset(staging) < from) {
         /* The topic changed meanwhile (deleted, another snapshot): drop it. */
         store_backfill_abort(s, topic, staging);
         err_printf(errmsg, "backfill of %s: the topic changed meanwhile; starting over", topic);
         return TALLY_BUSY;
+    }
+    if (log_next_offset(staging) == log_start_offset(staging)) {
+        /* Nothing to move: the peer no longer has any of the range. */
+        store_backfill_abort(s, topic, staging);
+        t->missing_from = t->missing_to = 0;
+        TLOG_INFO("store", "topic %s: offsets %llu..%llu are gone everywhere (retention); the "
+                  "history here starts at %llu", topic, (unsigned long long)from,
+                  (unsigned long long)to - 1, (unsigned long long)to);
+        if (s->applied_index > s->catalog_index) {
+            s->catalog_index = s->applied_index;
+        }
+        return store__write_catalog(s, errmsg);
     }
     if ((rv = log_seal(staging, errmsg)) != 0) {
         store_backfill_abort(s, topic, staging);
@@ -2022,7 +2038,17 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
         return rv; /* a disk failure: the caller stops the node */
     }
     store__backfill_reconcile(s, t);
+    /* What the staging log does not hold, from its start down to @from,
+     * was gone on the peer too (retention): not missing any more. */
+    t->missing_from = t->missing_to = 0;
     TLOG_INFO("store", "topic %s: backfilled offsets %llu..%llu; the node holds its whole "
-              "history again", topic, (unsigned long long)from, (unsigned long long)to - 1);
-    return store_checkpoint(s, errmsg);
+              "history again", topic, (unsigned long long)log_start_offset(t->log),
+              (unsigned long long)to - 1);
+    /* The catalog only: the key index did not change. (Not keys.ckpt:
+     * store_checkpoint's label would be the applied index, and a
+     * snapshot being built may hold an older one.) */
+    if (s->applied_index > s->catalog_index) {
+        s->catalog_index = s->applied_index;
+    }
+    return store__write_catalog(s, errmsg);
 }

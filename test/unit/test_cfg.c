@@ -161,6 +161,7 @@ static void test_cfg_flags_happy(void **state)
     assert_int_equal(f->cfg.snapshot_trailing, 4096);
     assert_int_equal(f->cfg.raft_log_budget_bytes, 256u << 20);
     assert_int_equal(f->cfg.compaction_interval_ms, 15000);
+    assert_int_equal(f->cfg.retention_interval_ms, 30000);
     assert_int_equal(f->cfg.delete_retention_ms, 86400000);
     assert_int_equal(f->cfg.compaction_buffer_bytes, 64u << 20);
     assert_int_equal(f->cfg.segment_bytes, 64u << 20);
@@ -329,6 +330,7 @@ static void test_cfg_usage_text(void **state)
                           "segment_bytes", "max_batch_bytes", "group_commit_bytes",
                           "max_inflight_entries", "max_connections", "raft_log_budget_bytes",
                           "compaction_interval_ms", "min_compaction_lag_ms",
+                          "retention_interval_ms",
                           "delete_retention_ms", "compaction_buffer_bytes"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (strstr(buf, want[i]) == NULL) {
