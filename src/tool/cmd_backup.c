@@ -15,6 +15,7 @@
 #include "tool/cmd_backup.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -359,6 +360,103 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
     return rv;
 }
 
+/* The start offset topic @name has on @c's node now (TOPIC_LIST). */
+static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *start, char *errmsg)
+{
+    struct buf body;
+    struct proto_topic_list_req req = {0};
+    struct proto_topic_list_resp resp;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    struct rd r;
+    int rv;
+    buf_init(&body);
+    proto_put_topic_list_req(&body, &req);
+    rv = buf_ok(&body) ? bk__call(c, PROTO_TOPIC_LIST, &body, &data, &len, errmsg) : TALLY_NOMEM;
+    buf_free(&body);
+    if (rv != 0) {
+        return rv;
+    }
+    rd_init(&r, data, len);
+    rv = proto_get_topic_list_resp(&r, &resp) != 0 ? TALLY_PROTO : TALLY_NOTFOUND;
+    for (uint32_t i = 0; rv == TALLY_NOTFOUND && i < resp.n_topics; i++) {
+        struct proto_topic pt;
+        if (proto_get_topic(&r, &pt) != 0) {
+            rv = TALLY_PROTO;
+        } else if (strcmp(pt.name, name) == 0) {
+            *start = pt.start_offset;
+            rv = 0;
+        }
+    }
+    free(data);
+    if (rv != 0) {
+        err_printf(errmsg, "topic %s: %s in the topic list of %s", name,
+                   rv == TALLY_NOTFOUND ? "not" : "malformed answer", c->addr);
+    }
+    return rv;
+}
+
+/* Empty the topic's log directory in the backup (plain files only). */
+static int backup__clear_dir(const char *path, char *errmsg)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    char child[PATH_MAX + 300];
+    int rv = 0;
+    if (d == NULL) {
+        return err_os(errmsg, errno, "open directory %s", path);
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        if (unlink(child) != 0) {
+            rv = err_os(errmsg, errno, "remove %s", child);
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+/* Copy one topic. If the node's retention deletes the oldest records of
+ * the topic after the cut, before they were copied (FETCH then answers
+ * OUT_OF_RANGE below the node's new start), the copy starts over from the
+ * node's new start: the same state as a cut taken after that retention
+ * pass, which is what a backup taken a moment later would hold. */
+static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct import_topic *t,
+                                  uint64_t cut_index, struct backup_progress *pg,
+                                  char *errmsg)
+{
+    for (int attempt = 0;; attempt++) {
+        uint64_t done = pg->done, bytes = pg->bytes, now_start = 0;
+        char why[ERR_MSG_SIZE] = "";
+        char path[PATH_MAX + STORE_NAME_MAX + 16];
+        int rv = backup__topic(c, dir, t, cut_index, pg, errmsg);
+        if (rv != TALLY_OUT_OF_RANGE || attempt == 3) {
+            return rv;
+        }
+        if (backup__start_now(c, t->name, &now_start, why) != 0 ||
+            now_start <= t->start_offset) {
+            return rv; /* not retention: keep the fetch's message */
+        }
+        if (now_start > t->next_offset) {
+            now_start = t->next_offset; /* nothing of the cut is left */
+        }
+        fprintf(stderr, "tally backup: retention on %s removed offsets %" PRIu64 "..%" PRIu64
+                        " of topic %s during the backup; copying it again from %" PRIu64 "\n",
+                c->addr, t->start_offset, now_start - 1, t->name, now_start);
+        snprintf(path, sizeof path, "%s/topics/%s", dir, t->name);
+        if ((rv = backup__clear_dir(path, errmsg)) != 0) {
+            return rv;
+        }
+        pg->total -= now_start - t->start_offset;
+        pg->done = done;
+        pg->bytes = bytes;
+        t->start_offset = now_start;
+    }
+}
+
 /* Ask @c for the cut and fill @m. */
 static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errmsg)
 {
@@ -568,7 +666,7 @@ int cmd_backup_main(int argc, char **argv)
                     "%" PRIu64 " offsets, %u group positions\n",
             m.node_id, conn.addr, m.applied_index, m.n_topics, pg.total, m.n_groups);
     for (unsigned i = 0; rv == 0 && i < m.n_topics; i++) {
-        rv = backup__topic(&conn, to, &m.topics[i], m.applied_index, &pg, errmsg);
+        rv = backup__topic_retrying(&conn, to, &m.topics[i], m.applied_index, &pg, errmsg);
     }
     bk__close(&conn);
     if (rv == 0) {

@@ -9,6 +9,7 @@
 #   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_backup.py
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -490,5 +491,62 @@ def test_backup_node_stops():
         check(r.rc == 1 and b"no MANIFEST" in r.err, f"the partial backup verified: {r!r}")
 
 
+def test_backup_retention_race():
+    """Retention removes the oldest segments of a topic after the cut and
+    before the backup copied them: the backup copies that topic again from
+    the node's new start and succeeds."""
+    with Cluster(n=3, name="backup-ret") as c:
+        c.start()
+        c.tally_ok("topic", "create", "big")  # copied first: the backup is busy with it
+        # 9 segments of ~4.4 KiB in the end: retention keeps 7 (33000 bytes),
+        # so the start moves to 80, inside the cut's [0, 120).
+        c.tally_ok("topic", "create", "r", "--policy", "delete", "--segment-bytes", "4096",
+                   "--retention-bytes", "33000")
+        rnd = os.urandom(25_000_000).hex()
+        c.tally_ok("produce", "big", timeout=180, input="".join(
+            f"{rnd[i:i + 400]}\n" for i in range(0, len(rnd), 400)).encode())
+
+        def r_batches(first, n):
+            for b in range(first, first + n):  # one 4 KiB segment per call
+                c.tally_ok("produce", "r", input="".join(
+                    f"r{b * 40 + i:05d}-{os.urandom(50).hex()}\n" for i in range(40)).encode())
+        r_batches(0, 3)  # 12 KiB: under retention_bytes, nothing removed yet
+        leader = c.wait_leader()
+        follower = next(i for i in c.nodes if i != leader)
+        fclient = c.nodes[follower].client
+        wait_until(lambda: len(read_all(c, "r", node=fclient)) == 120, 20, "the follower")
+        bdir = os.path.join(c.tmp, "b")
+        p = subprocess.Popen([TALLY, "--timeout", "120000", "backup", "--to", bdir, "--node",
+                              fclient], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            first = p.stderr.readline()
+            os.kill(p.pid, signal.SIGSTOP)  # while it copies 'big'
+            check(b"at applied index" in first and b"2 topics" in first, f"cut: {first!r}")
+            # More records after the cut push the total over retention_bytes:
+            # the follower's next retention pass (every 30 s) removes the
+            # oldest segments, below the cut's next offset.
+            r_batches(3, 6)
+            wait_until(lambda: int(read_all(c, "r", node=fclient)[0].split(b"\t")[0]) > 0, 45,
+                       "retention on the follower", interval=1)
+            new_start = int(read_all(c, "r", node=fclient)[0].split(b"\t")[0])
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=120)
+        check(p.returncode == 0, f"backup exit {p.returncode}: {out!r} {err!r}")
+        check(b"retention on " + fclient.encode() in err and b"copying it again" in err,
+              f"no retry note: {err!r}")
+        m = manifest(bdir)
+        print("# " + next(ln for ln in err.decode().splitlines() if "copying it again" in ln))
+        check(0 < new_start < 120, f"retention moved the start to {new_start}, want inside the cut")
+        check(m["topics"]["r"]["next"] == 120 and m["topics"]["r"]["start"] == new_start,
+              f"r in the manifest: {m['topics']}")
+        r = run_tally(["restore", "--from", bdir, "--data-dir", os.path.join(c.tmp, "d")])
+        check(r.rc == 0, f"restore: {r!r}")
+        dump = dump_records(os.path.join(c.tmp, "d"), "r")
+        check(len(dump) == 120 - new_start and dump[0].startswith(b"offset=%d " % new_start),
+              f"restored r: {len(dump)} records")
+
+
 if __name__ == "__main__":
-    run_tests([test_backup_restore_roundtrip, test_backup_failures, test_backup_node_stops])
+    run_tests([test_backup_restore_roundtrip, test_backup_failures, test_backup_node_stops,
+               test_backup_retention_race])
