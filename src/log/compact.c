@@ -30,7 +30,6 @@
 #include "log/fs.h"
 #include "log/seg.h"
 
-#define COMPACT__READ_CHUNK (1u << 20)
 #define COMPACT__WRITE_CHUNK (1u << 20)
 
 /* ------------------------------------------------------------------------
@@ -119,130 +118,43 @@ static const struct compact__slot *compact__map_get(const struct compact__map *m
 }
 
 /* ------------------------------------------------------------------------
- * Reading a segment file batch by batch, through a window buffer.
+ * Reading: seg_scan over the planned size of a segment file, every batch
+ * verified (both checksums, offsets contiguous), each handed to a visitor.
  * ------------------------------------------------------------------------ */
 
-struct compact__reader {
-    const atomic_bool *cancel; /* the job's flag, checked at every batch */
-    int fd;
-    char name[SEG_NAME_SIZE];
-    uint64_t pos;     /* next batch */
-    uint64_t end;     /* planned size of the file */
-    uint8_t *buf;
-    size_t cap;
-    uint64_t buf_pos; /* file position of buf[0] */
-    size_t buf_len;
-};
-
-static int compact__reader_open(struct compact__reader *r, const struct log_compaction *c,
-                                const struct compact_seg *cs, char *errmsg)
+/* Run @visit over every batch of @cs (with @visit NULL: only read the
+ * file's header into @hdr, if not NULL). A bad batch is TALLY_CORRUPT (or
+ * TALLY_VERSION) naming the file and position. */
+static int compact__scan(const struct log_compaction *c, const struct compact_seg *cs,
+                         seg_visit_fn visit, void *arg, uint8_t *hdr, char *errmsg)
 {
-    const char *dir = c->dir;
-    char *path;
+    struct seg_scan_info info;
+    struct seg s;
     int rv;
-    memset(r, 0, sizeof *r);
-    r->cancel = &c->cancel;
-    r->fd = -1;
-    seg_file_name(r->name, cs->base, "seg");
-    path = seg_join(dir, r->name);
-    r->buf = malloc(COMPACT__READ_CHUNK);
-    if (path == NULL || r->buf == NULL) {
-        free(path);
-        err_printf(errmsg, "compact %s: out of memory", r->name);
-        return TALLY_NOMEM;
+    memset(&info, 0, sizeof info);
+    seg_init(&s, cs->base);
+    rv = seg_open(&s, c->dir, 0, errmsg);
+    if (rv == 0 && hdr != NULL) {
+        rv = seg_read(&s, 0, hdr, SEG_HEADER_SIZE, errmsg);
     }
-    r->cap = COMPACT__READ_CHUNK;
-    rv = fs_open(path, O_RDONLY, r->name, &r->fd, errmsg);
-    free(path);
-    r->pos = SEG_HEADER_SIZE;
-    r->end = cs->size;
+    if (rv == 0 && visit != NULL) {
+        rv = seg_scan(&s, SEG_HEADER_SIZE, cs->size, cs->base, visit, arg, &info, errmsg);
+    }
+    if (rv == 0 && info.bad != 0) {
+        err_printf(errmsg, "%s", info.why);
+        rv = info.bad;
+    }
+    seg_close(&s);
     return rv;
 }
 
-static void compact__reader_close(struct compact__reader *r)
+/* Checked at every batch, so that a shutdown does not wait for a job. */
+static int compact__cancelled(const struct log_compaction *c, char *errmsg)
 {
-    fs_close(r->fd);
-    r->fd = -1;
-    free(r->buf);
-    r->buf = NULL;
-}
-
-/* Make [pos, pos + need) resident. */
-static int compact__reader_fill(struct compact__reader *r, uint64_t pos, size_t need,
-                                char *errmsg)
-{
-    size_t want, got;
-    int rv;
-    if (pos >= r->buf_pos && pos + need <= r->buf_pos + r->buf_len) {
-        return 0;
-    }
-    if (need > r->cap) {
-        uint8_t *nb = realloc(r->buf, need);
-        if (nb == NULL) {
-            err_printf(errmsg, "compact %s: out of memory", r->name);
-            return TALLY_NOMEM;
-        }
-        r->buf = nb;
-        r->cap = need;
-    }
-    want = r->cap;
-    if (want > r->end - pos) {
-        want = (size_t)(r->end - pos);
-    }
-    r->buf_len = 0;
-    rv = fs_pread(r->fd, r->buf, want, pos, &got, r->name, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    r->buf_pos = pos;
-    r->buf_len = got;
-    if (got < need) {
-        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": file ends early", r->name,
-                           pos);
-    }
-    return 0;
-}
-
-/* The next batch, verified: 0 with *batch borrowed until the next call
- * and *pos its position; TALLY_EOF at the planned end. */
-static int compact__reader_next(struct compact__reader *r, const uint8_t **batch,
-                                struct batch_header *h, uint64_t *pos, char *errmsg)
-{
-    char why[ERR_MSG_SIZE];
-    int rv;
-    if (r->pos >= r->end) {
-        return TALLY_EOF;
-    }
-    if (atomic_load_explicit(r->cancel, memory_order_relaxed)) {
+    if (atomic_load_explicit(&c->cancel, memory_order_relaxed)) {
         err_printf(errmsg, "compaction cancelled");
         return TALLY_SHUTDOWN;
     }
-    if (r->end - r->pos < BATCH_HEADER_SIZE) {
-        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": batch header cut short",
-                           r->name, r->pos);
-    }
-    rv = compact__reader_fill(r, r->pos, BATCH_HEADER_SIZE, errmsg);
-    if (rv == 0) {
-        rv = batch_decode_header(r->buf + (r->pos - r->buf_pos), BATCH_HEADER_SIZE, h, why);
-        if (rv != 0) {
-            return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": %s", r->name, r->pos,
-                               why);
-        }
-        if (h->batch_len > r->end - r->pos) {
-            return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": batch runs past the end",
-                               r->name, r->pos);
-        }
-        rv = compact__reader_fill(r, r->pos, h->batch_len, errmsg);
-    }
-    if (rv != 0) {
-        return rv;
-    }
-    *batch = r->buf + (r->pos - r->buf_pos);
-    if (batch_verify(*batch, h->batch_len, h, why) != 0) {
-        return ERR_CORRUPT(errmsg, "segment %s: position %" PRIu64 ": %s", r->name, r->pos, why);
-    }
-    *pos = r->pos;
-    r->pos += h->batch_len;
     return 0;
 }
 
@@ -250,38 +162,45 @@ static int compact__reader_next(struct compact__reader *r, const uint8_t **batch
  * Pass 1: the key map
  * ------------------------------------------------------------------------ */
 
+struct compact__mapping {
+    const struct log_compaction *c;
+    struct compact__map *m;
+    bool full;
+};
+
+static int compact__map_visit(void *arg, uint64_t pos, const struct batch_header *h,
+                              const uint8_t *batch, char *errmsg)
+{
+    struct compact__mapping *mp = arg;
+    struct batch_iter it;
+    struct batch_record rec;
+    int rv = compact__cancelled(mp->c, errmsg);
+    if (rv != 0 || !(h->flags & BATCH_FLAG_KEYED)) {
+        return rv;
+    }
+    rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
+    while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+        if (rec.key != NULL && !compact__map_put(mp->m, rec.key, rec.key_len, rec.offset)) {
+            mp->full = true;
+            rv = TALLY_EOF; /* stops the scan: seg_scan returns what we return */
+        }
+    }
+    batch_iter_close(&it);
+    if (rv != 0 && rv != TALLY_EOF) {
+        err_wrap(errmsg, "position %" PRIu64, pos);
+        return rv;
+    }
+    return mp->full ? TALLY_EOF : 0;
+}
+
 /* Put the keys of one segment into the map. *full is set if it filled. */
 static int compact__map_segment(struct log_compaction *c, struct compact__map *m,
                                 const struct compact_seg *cs, bool *full, char *errmsg)
 {
-    struct compact__reader r;
-    const uint8_t *batch;
-    struct batch_header h;
-    uint64_t pos;
-    int rv = compact__reader_open(&r, c, cs, errmsg);
-    *full = false;
-    while (rv == 0 && (rv = compact__reader_next(&r, &batch, &h, &pos, errmsg)) == 0) {
-        struct batch_iter it;
-        struct batch_record rec;
-        if (!(h.flags & BATCH_FLAG_KEYED)) {
-            continue;
-        }
-        rv = batch_iter_init(&it, batch, h.batch_len, errmsg);
-        while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-            if (rec.key != NULL && !compact__map_put(m, rec.key, rec.key_len, rec.offset)) {
-                *full = true;
-                rv = TALLY_EOF;
-            }
-        }
-        batch_iter_close(&it);
-        if (rv == TALLY_EOF && !*full) {
-            rv = 0;
-        } else if (rv != 0 && rv != TALLY_EOF) {
-            err_wrap(errmsg, "segment %s: position %" PRIu64, r.name, pos);
-        }
-    }
-    compact__reader_close(&r);
-    return rv == TALLY_EOF ? 0 : rv;
+    struct compact__mapping mp = {c, m, false};
+    int rv = compact__scan(c, cs, compact__map_visit, &mp, NULL, errmsg);
+    *full = mp.full;
+    return rv == TALLY_EOF && mp.full ? 0 : rv;
 }
 
 /* ------------------------------------------------------------------------
@@ -500,40 +419,70 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
 }
 
 static int compact__open_output(struct compact__writer *w, const struct log_compaction *c,
-                                char *errmsg)
+                                const uint8_t *hdr, char *errmsg)
 {
-    const char *dir = c->dir;
-    uint8_t hdr[SEG_HEADER_SIZE];
-    struct compact__reader r;
-    size_t got;
     char *path;
     int rv;
-
     snprintf(w->name, sizeof w->name, "%020" PRIu64 ".seg.%s", w->cs->base, COMPACT_SUFFIX);
-    path = seg_join(dir, w->name);
+    path = seg_join(c->dir, w->name);
     if (path == NULL) {
         err_printf(errmsg, "compact %s: out of memory", w->name);
         return TALLY_NOMEM;
     }
     rv = fs_open(path, O_RDWR | O_CREAT | O_TRUNC, w->name, &w->fd, errmsg);
     free(path);
-    if (rv != 0) {
-        return rv;
-    }
-    /* The header is the original's: same format, same base offset. */
-    rv = compact__reader_open(&r, c, w->cs, errmsg);
     if (rv == 0) {
-        rv = fs_pread(r.fd, hdr, sizeof hdr, 0, &got, r.name, errmsg);
-        if (rv == 0 && got != sizeof hdr) {
-            rv = ERR_CORRUPT(errmsg, "segment %s: header truncated", r.name);
-        }
-    }
-    compact__reader_close(&r);
-    if (rv == 0) {
-        buf_put(&w->out, hdr, sizeof hdr);
+        /* The header is the original's: same format, same base offset. */
+        buf_put(&w->out, hdr, SEG_HEADER_SIZE);
         rv = buf_ok(&w->out) ? 0 : TALLY_NOMEM;
     }
     return rv;
+}
+
+/* What the copying visitor works with. */
+struct compact__copying {
+    const struct log_compaction *c;
+    const struct compact__map *m;
+    struct compact__writer *w;
+    struct buf rebuilt;        /* a batch rebuilt with its survivors */
+    uint64_t records_in, records_out;
+    bool changed;              /* some record was removed */
+};
+
+static int compact__copy_visit(void *arg, uint64_t pos, const struct batch_header *hp,
+                               const uint8_t *batch, char *errmsg)
+{
+    struct compact__copying *cp = arg;
+    struct batch_header h = *hp;
+    uint32_t kept = h.record_count;
+    int rv = compact__cancelled(cp->c, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    cp->records_in += h.record_count;
+    cp->rebuilt.len = 0;
+    if (h.flags & BATCH_FLAG_KEYED) {
+        rv = compact__filter(cp->c, cp->m, batch, &h, &kept, &cp->rebuilt, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "position %" PRIu64, pos);
+            return rv;
+        }
+    }
+    cp->records_out += kept;
+    if (kept == 0) {
+        cp->changed = cp->changed || h.record_count > 0;
+        return compact__add_gap(cp->w, &h, errmsg);
+    }
+    if ((rv = compact__emit_gap(cp->w, errmsg)) != 0) {
+        return rv;
+    }
+    if (cp->rebuilt.len > 0) {
+        struct batch_header nh;
+        cp->changed = true;
+        rv = batch_decode_header(cp->rebuilt.data, cp->rebuilt.len, &nh, errmsg);
+        return rv != 0 ? rv : compact__emit(cp->w, cp->rebuilt.data, cp->rebuilt.len, &nh, errmsg);
+    }
+    return compact__emit(cp->w, batch, h.batch_len, &h, errmsg);
 }
 
 /* Write the compacted copy of one segment, or decide it needs none. */
@@ -541,12 +490,8 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
                                  struct compact_seg *cs, char *errmsg)
 {
     struct compact__writer w;
-    struct compact__reader r;
-    struct buf rebuilt;
-    const uint8_t *batch;
-    struct batch_header h;
-    uint64_t pos, records_in = 0, records_out = 0;
-    bool changed = false;
+    struct compact__copying cp;
+    uint8_t hdr[SEG_HEADER_SIZE];
     int rv;
 
     memset(&w, 0, sizeof w);
@@ -555,57 +500,31 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     w.interval = c->index_interval;
     w.run_ts = INT64_MIN;
     buf_init(&w.out);
-    buf_init(&rebuilt);
+    memset(&cp, 0, sizeof cp);
+    cp.c = c;
+    cp.m = m;
+    cp.w = &w;
+    buf_init(&cp.rebuilt);
     idx_init(&cs->x);
     cs->first_ts = INT64_MIN;
     cs->max_ts = INT64_MIN;
     cs->last_pos = 0;
-    rv = compact__open_output(&w, c, errmsg);
+    /* The copy is written as it is made (1 MiB at a time); if nothing was
+     * removed it is dropped (log_compact_free removes it). */
+    rv = compact__scan(c, cs, NULL, NULL, hdr, errmsg);
     if (rv == 0) {
-        rv = compact__reader_open(&r, c, cs, errmsg);
-    } else {
-        r.fd = -1;
-        r.buf = NULL;
+        rv = compact__open_output(&w, c, hdr, errmsg);
     }
-    while (rv == 0 && (rv = compact__reader_next(&r, &batch, &h, &pos, errmsg)) == 0) {
-        uint32_t kept = h.record_count;
-        records_in += h.record_count;
-        rebuilt.len = 0;
-        if (h.flags & BATCH_FLAG_KEYED) {
-            rv = compact__filter(c, m, batch, &h, &kept, &rebuilt, errmsg);
-            if (rv != 0) {
-                err_wrap(errmsg, "segment %s: position %" PRIu64, r.name, pos);
-                break;
-            }
-        }
-        records_out += kept;
-        if (kept == 0) {
-            changed = changed || h.record_count > 0;
-            rv = compact__add_gap(&w, &h, errmsg);
-            continue;
-        }
-        if ((rv = compact__emit_gap(&w, errmsg)) != 0) {
-            break;
-        }
-        if (rebuilt.len > 0) {
-            struct batch_header nh;
-            changed = true;
-            rv = batch_decode_header(rebuilt.data, rebuilt.len, &nh, errmsg);
-            if (rv == 0) {
-                rv = compact__emit(&w, rebuilt.data, rebuilt.len, &nh, errmsg);
-            }
-        } else {
-            rv = compact__emit(&w, batch, h.batch_len, &h, errmsg);
-        }
+    if (rv == 0) {
+        rv = compact__scan(c, cs, compact__copy_visit, &cp, NULL, errmsg);
     }
-    if (rv == TALLY_EOF) {
+    if (rv == 0) {
         rv = compact__emit_gap(&w, errmsg);
     }
-    compact__reader_close(&r);
-    buf_free(&rebuilt);
-    c->st.records_in += records_in;
-    c->st.records_out += records_out;
-    if (rv == 0 && changed) {
+    buf_free(&cp.rebuilt);
+    c->st.records_in += cp.records_in;
+    c->st.records_out += cp.records_out;
+    if (rv == 0 && cp.changed) {
         rv = compact__writer_flush(&w, errmsg);
         if (rv == 0) {
             rv = fs_fsync(w.fd, w.name, errmsg);

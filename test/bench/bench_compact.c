@@ -25,32 +25,9 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "log/log.h"
+#include "bench_util.h"
 
 #define BATCH_RECORDS 1000
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s) {
-        return -1;
-    }
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
-    }
-    *out = v;
-    return *end == '\0' ? 0 : -1;
-}
 
 /* Peak resident set size of this process, in kB (VmHWM). */
 static long peak_rss_kb(void)
@@ -101,9 +78,10 @@ int main(int argc, char **argv)
     double t0, t1, t2, t3, t4;
     long rss_before;
 
-    if (argc < 5 || parse_size(argv[2], &total) != 0 || parse_size(argv[3], &keys) != 0 ||
-        parse_size(argv[4], &vsize) != 0 || keys == 0 ||
-        (argc > 5 && parse_size(argv[5], &map_bytes) != 0)) {
+    if (argc < 5 || bench_parse_size(argv[2], &total) != 0 ||
+        bench_parse_size(argv[3], &keys) != 0 || bench_parse_size(argv[4], &vsize) != 0 ||
+        keys == 0 ||
+        (argc > 5 && bench_parse_size(argv[5], &map_bytes) != 0)) {
         fprintf(stderr, "usage: bench-compact DIR TOTAL_BYTES KEYS VALUE_BYTES [MAP_BYTES]\n");
         return 2;
     }
@@ -114,7 +92,7 @@ int main(int argc, char **argv)
         return 1;
     }
     val = malloc(vsize + 1);
-    t0 = now_s();
+    t0 = bench_now();
     while (written < total) {
         struct batch_builder b;
         struct buf out;
@@ -151,7 +129,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-compact: %s\n", errmsg);
         return 1;
     }
-    t1 = now_s();
+    t1 = bench_now();
     fprintf(stderr, "wrote %.1f MB, %" PRIu64 " records over %" PRIu64 " keys in %u segments, "
             "%.1f s\n", (double)written / 1e6, records, keys, log_segment_count(l), t1 - t0);
     rss_before = peak_rss_kb();
@@ -162,7 +140,7 @@ int main(int argc, char **argv)
     p.now_ms = 1800000000000;
     p.delete_retention_ms = -1;
     p.map_bytes = (size_t)map_bytes;
-    t1 = now_s();
+    t1 = bench_now();
     if (log_compact_prepare(l, &p, &c, errmsg) != 0 || c == NULL) {
         fprintf(stderr, "bench-compact: prepare: %s\n", c == NULL ? "nothing to do" : errmsg);
         return 1;
@@ -171,14 +149,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-compact: run: %s\n", errmsg);
         return 1;
     }
-    t2 = now_s();
+    t2 = bench_now();
     if (log_compact_commit(l, c, &st, errmsg) != 0) {
         fprintf(stderr, "bench-compact: commit: %s\n", errmsg);
         return 1;
     }
-    t3 = now_s();
+    t3 = bench_now();
     log_compact_free(c);
-    t4 = now_s();
+    t4 = bench_now();
     printf("compaction: in=%.1f MB out=%.1f MB segments=%u rewritten=%u records_in=%" PRIu64
            " records_out=%" PRIu64 " seconds=%.2f (run %.2f, swap %.3f, free %.3f) MB/s=%.1f "
            "peak_rss_MB=%.1f (writer before: %.1f)\n",

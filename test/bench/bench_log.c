@@ -22,33 +22,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "log/log.h"
-
-static double bench__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int bench__parse(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s) {
-        return -1;
-    }
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
-    }
-    if (*end != '\0') {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+#include "bench_util.h"
 
 static int bench__append(const char *dir, uint64_t total, uint64_t record_bytes,
                          uint64_t batch_bytes, int compress)
@@ -91,7 +65,7 @@ static int bench__append(const char *dir, uint64_t total, uint64_t record_bytes,
         fprintf(stderr, "bench-log: %s\n", errmsg);
         return 1;
     }
-    t0 = bench__now();
+    t0 = bench_now();
     while (appended < total) {
         batch_stamp(batch.data, log_next_offset(l), ts, batches + 1);
         if (log_append(l, batch.data, batch.len, ts, errmsg) != 0) {
@@ -103,12 +77,12 @@ static int bench__append(const char *dir, uint64_t total, uint64_t record_bytes,
         batches++;
         ts++;
     }
-    t_append = bench__now() - t0;
+    t_append = bench_now() - t0;
     if (log_sync(l, errmsg) != 0) {
         fprintf(stderr, "bench-log: %s\n", errmsg);
         return 1;
     }
-    t_sync = bench__now() - t0;
+    t_sync = bench_now() - t0;
     printf("append record_bytes=%" PRIu64 " batch_bytes=%zu records_per_batch=%u%s"
            " bytes=%" PRIu64 " records=%" PRIu64 " segments=%u"
            " seconds=%.3f MB/s=%.1f records/s=%.0f"
@@ -140,7 +114,7 @@ static int bench__open(const char *dir, unsigned runs)
     log_config_init(&cfg);
     for (unsigned i = 0; i < runs; i++) {
         struct tally_log *l;
-        double t0 = bench__now();
+        double t0 = bench_now();
         if (log_open(dir, &cfg, 0, &l, errmsg) != 0) {
             fprintf(stderr, "bench-log: %s\n", errmsg);
             return 1;
@@ -148,7 +122,7 @@ static int bench__open(const char *dir, unsigned runs)
         size = log_size_bytes(l);
         segs = log_segment_count(l);
         log_close(l);
-        t[i] = bench__now() - t0;
+        t[i] = bench_now() - t0;
     }
     qsort(t, runs, sizeof *t, bench__cmp);
     printf("open bytes=%" PRIu64 " segments=%u runs=%u min_ms=%.2f median_ms=%.2f max_ms=%.2f\n",
@@ -161,12 +135,12 @@ int main(int argc, char **argv)
 {
     uint64_t total, rec, batch, runs = 5;
     logger_set_level(LOGGER_WARN);
-    if (argc >= 6 && strcmp(argv[1], "append") == 0 && bench__parse(argv[3], &total) == 0 &&
-        bench__parse(argv[4], &rec) == 0 && bench__parse(argv[5], &batch) == 0) {
+    if (argc >= 6 && strcmp(argv[1], "append") == 0 && bench_parse_size(argv[3], &total) == 0 &&
+        bench_parse_size(argv[4], &rec) == 0 && bench_parse_size(argv[5], &batch) == 0) {
         return bench__append(argv[2], total, rec, batch, argc > 6 && strcmp(argv[6], "lz4") == 0);
     }
     if (argc >= 3 && strcmp(argv[1], "open") == 0 &&
-        (argc < 4 || (bench__parse(argv[3], &runs) == 0 && runs > 0))) {
+        (argc < 4 || (bench_parse_size(argv[3], &runs) == 0 && runs > 0))) {
         return bench__open(argv[2], (unsigned)runs);
     }
     fprintf(stderr,
