@@ -668,6 +668,10 @@ static int client__call(struct tally_client *c, const struct client__op *op,
     size_t in_round = 0;  /* attempts since the last pause */
     int answered = -1;    /* a node that answered in this round */
     bool saw_noleader = false;
+    /* A write reached a node and its outcome is unknown (no answer, the
+     * connection failed after it was sent, or "leadership lost"): if every
+     * later attempt fails too, the caller must be told it may be in. */
+    bool uncertain = false;
     bool saw_connected = false;
     int last_code = TALLY_TIMEOUT;
     char tried[ERR_MSG_SIZE];
@@ -729,6 +733,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                 }
             }
             if (!redirected) {
+                uncertain = uncertain || (op->write && code == TALLY_LEADERSHIP_LOST);
                 if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
                     saw_noleader = true;
                 } else if (!client__retryable(code) &&
@@ -751,6 +756,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
             if (rv != TALLY_CONNECT) {
                 saw_connected = true;
             }
+            uncertain = uncertain || (op->write && sent);
             if (op->write && sent && (!op->idempotent || client__now_ms() >= op->deadline)) {
                 /* The node may have received the write and acted on it. */
                 if (rv == TALLY_TIMEOUT) {
@@ -797,6 +803,14 @@ static int client__call(struct tally_client *c, const struct client__op *op,
     }
 
     client__tried(c, tried, sizeof tried);
+    if (uncertain) {
+        /* Retried writes that all failed, but one may have been applied
+         * (a leader that appended it before it lost its majority). */
+        err_printf(c->errmsg, "%s: %s within %d ms, after an attempt whose outcome is unknown: "
+                   "it may or may not have been written: %s", op->what,
+                   saw_noleader ? "no leader found" : "no node took it", c->timeout_ms, tried);
+        return TALLY_LEADERSHIP_LOST;
+    }
     if (saw_noleader) {
         err_printf(c->errmsg, "%s: no leader found within %d ms: %s", op->what, c->timeout_ms,
                    tried);
