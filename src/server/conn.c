@@ -24,9 +24,9 @@
  * Zero-copy FETCH answers: a FETCH answer whose batches are in a segment
  * file carries a dup'd fd, position and length (req->file_*), and req->resp
  * holds only the frame up to the blob's length. When it reaches the head of
- * the FIFO it is sent outside libuv's write queue: once that queue is
- * empty (every earlier answer is in the kernel), with send() for the head
- * and sendfile(2) for the batches, on the non-blocking socket. On EAGAIN a
+ * the FIFO its head is queued with uv_write like any answer; the write
+ * callback (every earlier answer and the head are in the kernel then)
+ * sends the batches with sendfile(2) on the non-blocking socket. On EAGAIN a
  * uv_poll_t on a dup of the socket fd (so it does not share the stream's
  * epoll watcher) waits for room. Nothing else is written while such an
  * answer is being sent (c->raw), so answers stay in request order. The fd
@@ -34,8 +34,11 @@
  * deletes the segment meanwhile does not matter (a deleted file stays
  * readable through it); a file that shrank under it (truncation) cannot
  * complete the frame, so the connection is closed. sendfile reads the page
- * cache; a segment that is not cached makes the loop wait for the disk, as
- * the pread of the copy path did.
+ * cache and would make the loop wait for the disk on a segment that is not
+ * cached: conn_complete() checks with mincore(2) first and has a worker of
+ * libuv's thread pool read such a range into the page cache before the
+ * answer is sent (the request counts as not done until then, so the
+ * answers keep their order).
  *
  * Memory bound per connection, whatever the peer does:
  * - read buffer: between reads it holds only the unparsed prefix of one
@@ -61,6 +64,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -91,8 +95,7 @@ struct conn {
     char peer[64];
     struct conn *next_conn, *prev_conn;
     /* The zero-copy answer being sent (see the top), NULL if none. */
-    struct req *raw;
-    size_t raw_head_done;   /* bytes of raw->resp sent */
+    struct req *raw;        /* its head is written, its batches are being sent */
     uv_poll_t poll;         /* writability of poll_fd, once needed */
     int poll_fd;            /* dup of the socket fd, -1 until needed */
     unsigned handles;       /* open uv handles: free the conn at 0 */
@@ -102,16 +105,19 @@ struct conn__write {
     uv_write_t w;
     struct req *req;
     struct conn *conn;
+    bool raw_head;          /* the head of c->raw: its batches follow */
 };
 
 static void conn__parse(struct conn *c);
 static void conn__drain(struct conn *c);
+static int conn__raw_send(struct conn *c);
 static void conn__resume(struct conn *c);
 static size_t conn__queued(struct conn *c);
 
 static struct conn *conn__all;
 static unsigned conn__n;
 static struct metrics *conn__metrics;
+static uv_loop_t *conn__loop;       /* for thread-pool read-ahead */
 
 void conn_set_metrics(struct metrics *m)
 {
@@ -202,7 +208,10 @@ static void conn__written(uv_write_t *w, int status)
 {
     struct conn__write *cw = (struct conn__write *)w;
     struct conn *c = cw->conn;
-    conn__free_req(cw->req);
+    bool raw_head = cw->raw_head;
+    if (!raw_head) {
+        conn__free_req(cw->req); /* a raw head's request is c->raw's to free */
+    }
     free(cw);
     if (c == NULL || c->closing) {
         return;
@@ -213,8 +222,14 @@ static void conn__written(uv_write_t *w, int status)
         conn__close(c);
         return;
     }
-    if (c->raw == NULL && c->head != NULL && c->head->done && c->head->file_len > 0) {
-        conn__drain(c); /* a zero-copy answer waited for libuv's queue */
+    if (raw_head) {
+        /* Every earlier answer and this one's head are in the kernel: send
+         * the batches. Until they are all out (here or from the poll
+         * callback) nothing else is written. */
+        if (conn__raw_send(c) != 1) {
+            return;
+        }
+        conn__drain(c);
         if (c->closing) {
             return;
         }
@@ -227,10 +242,7 @@ static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 /* Answer bytes the peer has not taken yet (see the bound at the top). */
 static size_t conn__queued(struct conn *c)
 {
-    size_t raw = 0;
-    if (c->raw != NULL) {
-        raw = c->raw->resp.len - c->raw_head_done + c->raw->file_len;
-    }
+    size_t raw = c->raw != NULL ? c->raw->file_len : 0;
     return uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) + c->queued + raw;
 }
 
@@ -253,9 +265,10 @@ static void conn__stop_reading(struct conn *c)
 
 static void conn__poll_cb(uv_poll_t *h, int status, int events);
 
-/* Send as much of the zero-copy answer c->raw as the socket takes. Returns
- * 1 when it is all sent (c->raw is then NULL), 0 when the socket is full
- * (the poll handle will call again), -1 when the connection was closed. */
+/* Send as much of the batches of c->raw (its head is out) as the socket
+ * takes. Returns 1 when they are all sent (c->raw is then NULL), 0 when the
+ * socket is full (the poll handle calls again), -1 when the connection was
+ * closed. */
 static int conn__raw_send(struct conn *c)
 {
     struct req *r = c->raw;
@@ -264,22 +277,16 @@ static int conn__raw_send(struct conn *c)
         conn__close(c);
         return -1;
     }
-    while (r->resp.len > c->raw_head_done || r->file_len > 0) {
-        ssize_t n;
-        if (r->resp.len > c->raw_head_done) {
-            n = send(fd, r->resp.data + c->raw_head_done, r->resp.len - c->raw_head_done,
-                     MSG_NOSIGNAL | MSG_DONTWAIT | (r->file_len > 0 ? MSG_MORE : 0));
-        } else {
-            size_t want = r->file_len < (1u << 30) ? r->file_len : (1u << 30);
-            n = sendfile(fd, r->file_fd, &r->file_pos, want);
-            if (n == 0) {
-                /* The file ends before the bytes the frame announced (it
-                 * was truncated): the frame cannot be completed. */
-                TLOG_WARN("conn", "%s: segment file shrank under a fetch answer; closing the "
-                                  "connection", c->peer);
-                conn__close(c);
-                return -1;
-            }
+    while (r->file_len > 0) {
+        size_t want = r->file_len < (1u << 30) ? r->file_len : (1u << 30);
+        ssize_t n = sendfile(fd, r->file_fd, &r->file_pos, want);
+        if (n == 0) {
+            /* The file ends before the bytes the frame announced (it was
+             * truncated): the frame cannot be completed. */
+            TLOG_WARN("conn", "%s: segment file shrank under a fetch answer; closing the "
+                              "connection", c->peer);
+            conn__close(c);
+            return -1;
         }
         if (n < 0) {
             if (errno == EINTR) {
@@ -292,13 +299,9 @@ static int conn__raw_send(struct conn *c)
             conn__close(c);
             return -1;
         }
-        if (r->resp.len > c->raw_head_done) {
-            c->raw_head_done += (size_t)n;
-        } else {
-            r->file_len -= (size_t)n;
-        }
+        r->file_len -= (size_t)n;
     }
-    if (r->resp.len == c->raw_head_done && r->file_len == 0) {
+    if (r->file_len == 0) {
         c->raw = NULL;
         conn__free_req(r);
         if (c->poll_fd >= 0) {
@@ -355,26 +358,14 @@ static void conn__drain(struct conn *c)
 {
     while (c->raw == NULL && c->head != NULL && c->head->done) {
         struct req *r = c->head;
-        if (r->file_len > 0 &&
-            uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) > 0) {
-            return; /* conn__written calls again once earlier answers are out */
-        }
+        struct conn__write *cw = malloc(sizeof *cw);
+        uv_buf_t ub;
         c->head = r->next;
         if (c->head == NULL) {
             c->tail = NULL;
         }
         c->pending--;
         c->queued -= r->resp.len + r->file_len;
-        if (r->file_len > 0) {
-            c->raw = r;
-            c->raw_head_done = 0;
-            if (conn__raw_send(c) < 0) {
-                return;
-            }
-            continue; /* on 0, c->raw stays set and ends the loop */
-        }
-        struct conn__write *cw = malloc(sizeof *cw);
-        uv_buf_t ub;
         if (cw == NULL) {
             conn__free_req(r);
             conn__close(c);
@@ -382,8 +373,20 @@ static void conn__drain(struct conn *c)
         }
         cw->req = r;
         cw->conn = c;
+        /* A zero-copy answer: its head goes through libuv's queue like any
+         * answer; its write callback sends the batches (conn__raw_send),
+         * and until then c->raw stops this loop. Completing only from
+         * callbacks keeps conn_complete() from freeing the request or
+         * parsing more frames under its caller. */
+        cw->raw_head = r->file_len > 0;
+        if (cw->raw_head) {
+            c->raw = r;
+        }
         ub = uv_buf_init((char *)r->resp.data, (unsigned)r->resp.len);
         if (uv_write(&cw->w, (uv_stream_t *)&c->handle, &ub, 1, conn__written) != 0) {
+            if (cw->raw_head) {
+                c->raw = NULL;
+            }
             conn__free_req(r);
             free(cw);
             conn__close(c);
@@ -397,8 +400,90 @@ static void conn__drain(struct conn *c)
     /* Reading resumes from conn__written, once the peer takes answers. */
 }
 
+/* Is every page of the answer's file range in the page cache? An error
+ * (no mapping) says yes: sendfile then does what it would have done. */
+static bool conn__cached(const struct req *r)
+{
+    static long page;
+    if (page == 0) {
+        page = sysconf(_SC_PAGESIZE);
+    }
+    off_t start = r->file_pos & ~((off_t)page - 1);
+    size_t len = (size_t)(r->file_pos - start) + r->file_len;
+    size_t pages = (len + (size_t)page - 1) / (size_t)page;
+    unsigned char small[1024];
+    unsigned char *vec = pages <= sizeof small ? small : malloc(pages);
+    bool cached = true;
+    void *map;
+    if (vec == NULL) {
+        return true;
+    }
+    map = mmap(NULL, len, PROT_READ, MAP_SHARED, r->file_fd, start);
+    if (map != MAP_FAILED) {
+        if (mincore(map, len, vec) == 0) {
+            for (size_t i = 0; i < pages && cached; i++) {
+                cached = (vec[i] & 1) != 0;
+            }
+        }
+        munmap(map, len);
+    }
+    if (vec != small) {
+        free(vec);
+    }
+    return cached;
+}
+
+struct conn__warm {
+    uv_work_t w;
+    struct req *req;
+};
+
+/* On a worker thread: read the range once, so that it is in the page
+ * cache when the loop sends it. The fd is the answer's own. */
+static void conn__warm_work(uv_work_t *w)
+{
+    struct req *r = ((struct conn__warm *)w)->req;
+    char buf[32 << 10];
+    off_t pos = r->file_pos;
+    size_t left = r->file_len;
+    while (left > 0) {
+        ssize_t n = pread(r->file_fd, buf, left < sizeof buf ? left : sizeof buf, pos);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* sendfile meets the same error or end of file, and says so */
+        }
+        pos += n;
+        left -= (size_t)n;
+    }
+}
+
+static void conn__warm_done(uv_work_t *w, int status)
+{
+    struct req *r = ((struct conn__warm *)w)->req;
+    (void)status;
+    free(w);
+    r->file_warm = true;
+    conn_complete(r);
+}
+
 void conn_complete(struct req *req)
 {
+    if (req->file_len > 0 && !req->file_warm && req->conn != NULL && conn__loop != NULL &&
+        !conn__cached(req)) {
+        /* Not done yet: the FIFO waits, the fd stays the request's. */
+        struct conn__warm *cw = malloc(sizeof *cw);
+        if (cw != NULL) {
+            cw->req = req;
+            if (uv_queue_work(conn__loop, &cw->w, conn__warm_work, conn__warm_done) == 0) {
+                TLOG_DEBUG("conn", "fetch answer of %zu bytes is not in the page cache: "
+                                   "reading it on a worker first", req->file_len);
+                return;
+            }
+            free(cw);
+        }
+    }
     req->done = true;
     metrics_request_done(conn__metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
     if (req->conn == NULL) {
@@ -560,6 +645,7 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
     if (c == NULL) {
         return UV_ENOMEM;
     }
+    conn__loop = server->loop;
     c->gw = gw;
     c->poll_fd = -1;
     c->handles = 1;

@@ -32,6 +32,7 @@ struct req {
     int file_fd;
     off_t file_pos;
     size_t file_len;
+    bool file_warm;         /* the file part was read into the page cache */
     /* Gateway state while the request waits. */
     struct req *park_next;  /* gateway's parked list */
     uint64_t deadline_ms;   /* when a parked request gives up */

@@ -301,8 +301,59 @@ def test_fetch_while_retention_deletes():
         print(f"#   {data_answers} of {k} answers carried segment 0 whole")
 
 
+def test_cold_segments_read_on_a_worker():
+    """Segments evicted from the page cache are read on a worker before sendfile; answers exact and in order"""
+    with Cluster(3, name="zccold", extra_args=["--log-level", "debug"]) as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "cold", "--segment-bytes", 65536)
+        n = 3000
+        c.tally_ok("bench", "produce", "cold", "--count", n, "--size", 300, "--batch", 20,
+                   timeout=120)
+        follower = next(i for i in c.nodes if i != leader)
+        wait_applied(c, follower, "cold", n)
+        node = c.nodes[follower]
+        paths = segments(node, "cold")
+        batches = read_batches(paths)
+        # Write the pages back and drop them from the page cache (clean
+        # pages of these files only; nothing else on the machine).
+        for p in paths:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        conn = Conn(node.client, rcvbuf=8192)
+        rng = random.Random(11)
+        reqs, wire = [], []
+        for k in range(60):
+            rid = 1 + k
+            if k % 7 == 3:
+                reqs.append((rid, T_METADATA, None))
+                wire.append(frame(rid, T_METADATA, b"\0"))
+                continue
+            off, mb = rng.randrange(n), rng.choice([100, 20000, 1 << 20])
+            reqs.append((rid, T_FETCH, (off, mb)))
+            wire.append(frame(rid, T_FETCH, fetch_body("cold", off, mb)))
+        conn.s.sendall(b"".join(wire))
+        for rid, type_, arg in reqs:
+            flags, t, r, body = conn.answer()
+            check(r == rid and t == type_ and not flags & 2,
+                  f"answer id {r} type {t} flags {flags}, want {rid} {type_}")
+            if type_ == T_FETCH:
+                off, mb = arg
+                check(fetch_answer(body)[3] == expected(batches, off, mb),
+                      f"fetch {rid} at {off} max {mb}: bytes differ")
+        conn.close()
+        with open(node.log_path, errors="replace") as f:
+            cold = f.read().count("is not in the page cache: reading it on a worker first")
+        check(cold >= 1, "no answer was read on a worker (were the pages not dropped?)")
+        print(f"#   {cold} answers were read into the page cache on a worker first")
+
+
 if __name__ == "__main__":
     run_tests([
         test_pipelined_fetches_exact,
         test_fetch_while_retention_deletes,
+        test_cold_segments_read_on_a_worker,
     ])
