@@ -30,7 +30,11 @@ from faultlib import FaultCluster, harness  # noqa: E402
 
 # Small Raft segments: they fit the 64 MiB tmpfs and roll over during a run.
 # Small topic segments: several per topic, so "active segment" is not the only one.
-NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K"]
+# Frequent Raft snapshots with a short trailing log: a node that was killed,
+# paused or cut off for a while installs a snapshot and backfills the history
+# before it, so that path runs under the faults too.
+NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K",
+             "--set", "snapshot_threshold=256", "--set", "snapshot_trailing=128"]
 
 
 # The error a node gives for history it lacks after a snapshot install.
