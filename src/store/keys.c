@@ -98,18 +98,24 @@ int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset)
     return keys__put(k, &in, true);
 }
 
-int keys_copy(struct keys *dst, const struct keys *src)
+int keys_copy_packed(struct keys *dst, const struct keys *src)
 {
+    size_t j = 0;
     keys_free(dst);
-    if (src->cap > 0) {
-        dst->slots = malloc(src->cap * sizeof *dst->slots);
+    if (src->n > 0) {
+        dst->slots = malloc(src->n * sizeof *dst->slots);
         if (dst->slots == NULL) {
             return TALLY_NOMEM;
         }
-        memcpy(dst->slots, src->slots, src->cap * sizeof *dst->slots);
+        for (size_t i = 0; i < src->cap; i++) {
+            const struct keys_entry *e = &src->slots[i];
+            if (e->h1 != 0 || e->h2 != 0) {
+                dst->slots[j++] = *e;
+            }
+        }
     }
-    dst->cap = src->cap;
-    dst->n = src->n;
+    dst->cap = j; /* every slot full: keys_encode reads them all */
+    dst->n = j;
     return 0;
 }
 

@@ -32,8 +32,10 @@ uint64_t keys_version(const struct keys *k, const void *key, size_t len);
 /* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
 int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);
 
-/* Replace @dst with a copy of @src. Returns 0 or TALLY_NOMEM. */
-int keys_copy(struct keys *dst, const struct keys *src);
+/* Replace @dst with a packed copy of @src's entries (n x 32 bytes, no
+ * empty slots), good for keys_encode and keys_free only, not for lookups:
+ * what a snapshot freezes. Returns 0 or TALLY_NOMEM. */
+int keys_copy_packed(struct keys *dst, const struct keys *src);
 
 /* Serialise: u64 n, then n x (u64 h1, u64 h2, u64 version, u64 offset). */
 void keys_encode(const struct keys *k, struct buf *b);

@@ -1499,7 +1499,7 @@ struct store__frozen_topic {
     char name[STORE_NAME_MAX];
     uint64_t created_index;
     uint64_t next_offset;     /* the log's next offset at the snapshot's index */
-    struct keys keys;         /* a copy of the key index */
+    struct keys keys;         /* a packed copy of the key index */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
 };
@@ -1540,7 +1540,7 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         snprintf(ft->name, sizeof ft->name, "%s", t->name);
         ft->created_index = t->created_index;
         keys_init(&ft->keys);
-        if (keys_copy(&ft->keys, &t->keys) != 0) {
+        if (keys_copy_packed(&ft->keys, &t->keys) != 0) {
             store_snapshot_release(s, f);
             err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
             return TALLY_NOMEM;
