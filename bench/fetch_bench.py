@@ -108,6 +108,14 @@ def setup(build, cases, tag):
     harness.TALLYD = os.path.join(build, "src", "tallyd")
     harness.TALLY = os.path.join(build, "src", "tally")
     c = harness.Cluster(3, name=f"fetchbench-{tag}")
+    try:
+        return setup_cluster(c, cases, tag)
+    except BaseException:
+        c.cleanup()  # not in the caller's list yet
+        raise
+
+
+def setup_cluster(c, cases, tag):
     leader = c.start()
     follower = [i for i in c.nodes if i != leader][0]
     for size, count, batch in cases:
