@@ -809,7 +809,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
         err_printf(c->errmsg, "%s: %s within %d ms, after an attempt whose outcome is unknown: "
                    "it may or may not have been written: %s", op->what,
                    saw_noleader ? "no leader found" : "no node took it", c->timeout_ms, tried);
-        return TALLY_LEADERSHIP_LOST;
+        return saw_noleader ? TALLY_LEADERSHIP_LOST : TALLY_TIMEOUT;
     }
     if (saw_noleader) {
         err_printf(c->errmsg, "%s: no leader found within %d ms: %s", op->what, c->timeout_ms,
