@@ -68,10 +68,14 @@ def test_retention_by_size_and_age():
         leader = c.wait_leader()
         want = records(c, "bysize", leader)
         for i in c.nodes:
-            segs, recs = check_whole_segments(c, "bysize", i)
-            total = sum(size for _, size in segs)
-            check(total <= 30000 + 8192 + 8192, f"node {i}: {total} bytes kept over the limit")
-            check(recs[-1][0] == want[-1][0], f"node {i} does not end where the leader does")
+            def kept(i=i):
+                segs, recs = check_whole_segments(c, "bysize", i)
+                total = sum(size for _, size in segs)
+                check(total <= 30000 + 8192 + 8192, f"node {i}: {total} bytes kept over the limit")
+                # (a follower may not have applied the newest write yet)
+                check(recs[-1][0] == want[-1][0], f"node {i} does not end where the leader does")
+                return True
+            wait_until(kept, 30, f"node {i} to keep whole segments up to the leader's end")
         wait_until(lambda: len({records(c, "bysize", i)[0][0] for i in c.nodes}) == 1, 30,
                    "every node to start bysize at the same offset")
         # Age: wait past the limit, write more so new segments exist.
