@@ -366,7 +366,6 @@ static void prod__stamp(struct tally_producer *p, struct prod__batch *b)
 /* The connection is gone: what was in flight may have been written. */
 static void prod__disconnect(struct tally_producer *p)
 {
-    struct prod__q back = {0};
     struct prod__batch *b;
     if (p->fd >= 0) {
         close(p->fd);
@@ -382,9 +381,9 @@ static void prod__disconnect(struct tally_producer *p)
         } else {
             b->uncertain = true;
         }
-        prod__push(&back, b);
+        /* After the batches answered while draining: sent later. */
+        prod__push(&p->retry, b);
     }
-    prod__prepend(&p->retry, &back);
     /* Draining ends here: nothing more will be answered. */
     prod__prepend(&p->ready, &p->retry);
     p->draining = false;
