@@ -349,32 +349,44 @@ static bool compact__keep(const struct log_compaction *c, const struct compact__
  * not all survive, the rebuilt batch is appended to @out. */
 static int compact__filter(const struct log_compaction *c, const struct compact__map *m,
                            const uint8_t *batch, const struct batch_header *h,
-                           uint32_t *kept, struct buf *out, char *errmsg)
+                           uint32_t *kept, struct buf *out, struct buf *decisions,
+                           char *errmsg)
 {
     struct batch_iter it;
     struct batch_record rec;
     struct batch_builder b;
     struct batch_kv *kv = NULL;
     size_t kv_cap = 0;
+    uint8_t *keep;
+    uint32_t i = 0;
     int rv;
 
     *kept = 0;
+    /* One decision per record, made once (a hash and a map probe each). */
+    decisions->len = 0;
+    keep = buf_reserve(decisions, h->record_count ? h->record_count : 1);
+    if (keep == NULL) {
+        err_printf(errmsg, "compact: out of memory");
+        return TALLY_NOMEM;
+    }
     batch_builder_init(&b, h->producer_id, h->producer_seq);
     /* First count, so that a batch that keeps everything is copied as is. */
     rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
     while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-        *kept += compact__keep(c, m, &rec);
+        keep[i] = compact__keep(c, m, &rec);
+        *kept += keep[i++];
     }
     batch_iter_close(&it);
     if (rv != TALLY_EOF || *kept == 0 || *kept == h->record_count) {
         batch_builder_free(&b);
         return rv == TALLY_EOF ? 0 : rv;
     }
+    i = 0;
     rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
     while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
         struct rd hr;
         size_t nh = 0;
-        if (!compact__keep(c, m, &rec)) {
+        if (!keep[i++]) {
             continue;
         }
         if (rec.header_count > kv_cap) {
@@ -445,6 +457,7 @@ struct compact__copying {
     const struct compact__map *m;
     struct compact__writer *w;
     struct buf rebuilt;        /* a batch rebuilt with its survivors */
+    struct buf decisions;      /* compact__filter's scratch */
     uint64_t records_in, records_out;
     bool changed;              /* some record was removed */
 };
@@ -462,7 +475,8 @@ static int compact__copy_visit(void *arg, uint64_t pos, const struct batch_heade
     cp->records_in += h.record_count;
     cp->rebuilt.len = 0;
     if (h.flags & BATCH_FLAG_KEYED) {
-        rv = compact__filter(cp->c, cp->m, batch, &h, &kept, &cp->rebuilt, errmsg);
+        rv = compact__filter(cp->c, cp->m, batch, &h, &kept, &cp->rebuilt, &cp->decisions,
+                             errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "position %" PRIu64, pos);
             return rv;
@@ -505,6 +519,7 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     cp.m = m;
     cp.w = &w;
     buf_init(&cp.rebuilt);
+    buf_init(&cp.decisions);
     idx_init(&cs->x);
     cs->first_ts = INT64_MIN;
     cs->max_ts = INT64_MIN;
@@ -522,6 +537,7 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
         rv = compact__emit_gap(&w, errmsg);
     }
     buf_free(&cp.rebuilt);
+    buf_free(&cp.decisions);
     c->st.records_in += cp.records_in;
     c->st.records_out += cp.records_out;
     if (rv == 0 && cp.changed) {
