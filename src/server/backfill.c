@@ -44,7 +44,6 @@ struct backfill {
     void (*done)(void *arg);
     void *done_arg;
     unsigned peer_cursor;          /* which member to ask next */
-    uint64_t bytes;                /* written by backfills so far */
     /* The job under way (conn != NULL). */
     struct backfill__conn *conn;
     char topic[STORE_NAME_MAX];
@@ -168,14 +167,14 @@ static void backfill__on_write(uv_write_t *req, int status)
     }
 }
 
-static int backfill__send(struct backfill *b, uint16_t type)
+/* Write the request in the connection's out buffer and time it. */
+static int backfill__send(struct backfill *b)
 {
     struct backfill__conn *c = b->conn;
     uv_buf_t ub;
     int rv;
     ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
     c->write_req.data = c;
-    (void)type;
     rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, backfill__on_write);
     if (rv != 0) {
         backfill__fail(b, "send: %s", uv_strerror(rv));
@@ -199,7 +198,7 @@ static void backfill__send_list(struct backfill *b)
         return;
     }
     b->listing = true;
-    backfill__send(b, PROTO_TOPIC_LIST);
+    backfill__send(b);
 }
 
 static void backfill__send_fetch(struct backfill *b)
@@ -219,7 +218,7 @@ static void backfill__send_fetch(struct backfill *b)
         backfill__fail(b, "out of memory");
         return;
     }
-    backfill__send(b, PROTO_FETCH);
+    backfill__send(b);
 }
 
 /* Write one verified batch (@h) into the staging log, cut to [next, to)
@@ -256,7 +255,6 @@ static bool backfill__write_batch(struct backfill *b, const uint8_t *p,
         backfill__fail(b, "staging log: %s", rv == TALLY_NOMEM ? "out of memory" : errmsg);
         return false;
     }
-    b->bytes += h->batch_len;
     b->next = last + 1;
     return true;
 }
@@ -543,9 +541,4 @@ void backfill_close(struct backfill *b, void (*done)(void *arg), void *arg)
         b->staging = NULL;
     }
     uv_close((uv_handle_t *)&b->timer, backfill__timer_closed);
-}
-
-uint64_t backfill_bytes(const struct backfill *b)
-{
-    return b != NULL ? b->bytes : 0;
 }

@@ -28,7 +28,4 @@ int backfill_start(uv_loop_t *loop, struct store *store, uint64_t self_id,
  * and call @done(@arg) once every handle is closed. @b may be NULL. */
 void backfill_close(struct backfill *b, void (*done)(void *arg), void *arg);
 
-/* Records written by backfills since start, for logs and metrics. */
-uint64_t backfill_bytes(const struct backfill *b);
-
 #endif
