@@ -299,6 +299,9 @@ static void m__topics(struct metrics *m, struct buf *b)
         {"tally_topic_segments", "Segments of the topic on this node."},
         {"tally_topic_next_offset", "Offset the topic's next record will get (on this node)."},
         {"tally_topic_start_offset", "First offset of the topic still stored on this node."},
+        {"tally_topic_missing_offsets",
+         "Offsets of the topic's history this node lacks after a snapshot install, until "
+         "backfill brings them (0: none)."},
     };
     unsigned n = 0;
     for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
@@ -311,7 +314,8 @@ static void m__topics(struct metrics *m, struct buf *b)
             uint64_t v = f == 0   ? log_size_bytes(t->log)
                          : f == 1 ? log_segment_count(t->log)
                          : f == 2 ? log_next_offset(t->log)
-                                  : log_start_offset(t->log);
+                         : f == 3 ? log_start_offset(t->log)
+                                  : t->missing_to - t->missing_from;
             m__printf(b, "%s{topic=\"", fam[f].name);
             m__label_value(b, t->name);
             m__printf(b, "\"} %llu\n", (unsigned long long)v);

@@ -162,13 +162,18 @@ EXPECTED = {
     "tally_topic_segments": "gauge",
     "tally_topic_next_offset": "gauge",
     "tally_topic_start_offset": "gauge",
+    "tally_topic_missing_offsets": "gauge",
     "tally_connections": "gauge",
+    "tally_compaction_runs_total": "counter",
+    "tally_compaction_bytes_reclaimed_total": "counter",
+    "tally_compaction_duration_seconds": "histogram",
     "tally_disk_free_bytes": "gauge",
     "tally_disk_size_bytes": "gauge",
     "tally_snapshots_taken_total": "counter",
     "tally_snapshots_installed_total": "counter",
     "tally_snapshot_last_size_bytes": "gauge",
     "tally_snapshot_last_duration_seconds": "gauge",
+    "tally_snapshot_last_build_seconds": "gauge",
 }
 
 
@@ -223,6 +228,7 @@ def test_metrics_move():
         check(after.val("tally_topic_start_offset", topic="mt") == 0, "start offset moved")
         check(after.val("tally_topic_size_bytes", topic="mt") > 0, "topic size 0")
         check(after.val("tally_topic_segments", topic="mt") >= 1, "no segment")
+        check(after.val("tally_topic_missing_offsets", topic="mt") == 0, "history missing")
         check(after.val("tally_topics") == 1, "tally_topics != 1")
         check(after.val("tally_raft_applied_index") > before.val("tally_raft_applied_index"),
               "applied index did not move")
