@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/file.h"
 
 /* Injected failures (tests only). */
 static unsigned fs__fault_ops;
@@ -163,19 +164,10 @@ int fs_unlink(const char *path, char *errmsg)
 int fs_sync_dir(const char *dir, char *errmsg)
 {
     int e = fs__fault(FS_OP_FSYNC);
-    int fd;
     if (e != 0) {
         return err_os(errmsg, e, "fsync directory %s", dir);
     }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "open directory %s", dir);
-    }
-    if (fsync(fd) != 0) {
-        e = errno;
-    }
-    close(fd);
-    return e != 0 ? err_os(errmsg, e, "fsync directory %s", dir) : 0;
+    return file_sync_dir(dir, errmsg);
 }
 
 bool fs_is_dir(const char *path)

@@ -19,6 +19,7 @@
 #include "lib/batch.h"
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/file.h"
 
 #define IMPORT__MAX_LINE 2048
 
@@ -244,26 +245,11 @@ static void import__printf(struct buf *b, const char *fmt, ...)
     }
 }
 
-static int import__fsync_dir(const char *path, char *errmsg)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    if (fsync(fd) != 0) {
-        int rv = err_os(errmsg, errno, "fsync directory %s", path);
-        close(fd);
-        return rv;
-    }
-    close(fd);
-    return 0;
-}
-
 int import_manifest_write(const struct import_manifest *m, const char *dir, char *errmsg)
 {
     char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
     struct buf b;
-    int rv = 0, fd;
+    int rv;
     buf_init(&b);
     import__printf(&b, "tally-backup %u\n", (unsigned)IMPORT_MANIFEST_VERSION);
     import__printf(&b, "created_ms %" PRId64 "\n", m->created_ms);
@@ -296,29 +282,13 @@ int import_manifest_write(const struct import_manifest *m, const char *dir, char
     }
     snprintf(path, sizeof path, "%s/" IMPORT_MANIFEST_NAME, dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        buf_free(&b);
-        return err_os(errmsg, errno, "create %s", tmp);
-    }
-    for (size_t done = 0; rv == 0 && done < b.len;) {
-        ssize_t w = write(fd, b.data + done, b.len - done);
-        if (w < 0 && errno != EINTR) {
-            rv = err_os(errmsg, errno, "write %s", tmp);
-        } else if (w > 0) {
-            done += (size_t)w;
-        }
-    }
-    if (rv == 0 && fsync(fd) != 0) {
-        rv = err_os(errmsg, errno, "fsync %s", tmp);
-    }
-    close(fd);
+    rv = file_write_synced(tmp, b.data, b.len, errmsg);
     buf_free(&b);
     if (rv == 0 && rename(tmp, path) != 0) {
         rv = err_os(errmsg, errno, "rename %s", tmp);
     }
     if (rv == 0) {
-        rv = import__fsync_dir(dir, errmsg);
+        rv = file_sync_dir(dir, errmsg);
     }
     if (rv != 0) {
         unlink(tmp);
@@ -810,7 +780,7 @@ int import_restore(const char *backup_dir, const char *data_dir,
         } else {
             *slash = '\0';
         }
-        rv = import__fsync_dir(parent, errmsg);
+        rv = file_sync_dir(parent, errmsg);
     }
     if (rv != 0) {
         /* Nothing half-built is left where a node could start from it. */

@@ -48,7 +48,9 @@
 #include "lib/batch.h"
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/file.h"
 #include "lib/logger.h"
+#include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 1
@@ -85,21 +87,6 @@ static int store__mkdir(const char *path, char *errmsg)
     if (mkdir(path, 0755) != 0 && errno != EEXIST) {
         return err_os(errmsg, errno, "create directory %s", path);
     }
-    return 0;
-}
-
-static int store__fsync_dir(const char *path, char *errmsg)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return err_os(errmsg, e, "fsync directory %s", path);
-    }
-    close(fd);
     return 0;
 }
 
@@ -432,10 +419,6 @@ static int store__write_file_as(const char *dir, const char *name, const char *t
                                 const struct buf *b, const struct store__guard *g,
                                 char *errmsg);
 
-static int store__cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* Write @k as the key checkpoint at @index into @dir ("tmp" or "snap.tmp"
  * as the temporary name: the loop's and the snapshot thread's). */
@@ -503,14 +486,20 @@ static void store__backfill_dir(const struct store *s, const char *name, char *o
 /* At open: a backfill that moved some or all of its segments into the log
  * before a crash shrank the missing range, whatever the catalog says; a
  * staging directory left behind is removed (the backfill starts over). */
-static void store__backfill_reconcile(struct store *s, struct store_topic *t)
+/* Remove a topic's staging directory (what is left of a backfill). */
+static void store__backfill_drop_dir(struct store *s, const char *topic)
 {
     char dir[PATH_MAX + 300], why[ERR_MSG_SIZE];
-    uint64_t start = log_start_offset(t->log);
-    store__backfill_dir(s, t->name, dir, sizeof dir);
+    store__backfill_dir(s, topic, dir, sizeof dir);
     if (store__remove_tree(dir, why) != 0) {
-        TLOG_WARN("store", "topic %s: cannot remove %s: %s", t->name, dir, why);
+        TLOG_WARN("store", "topic %s: cannot remove %s: %s", topic, dir, why);
     }
+}
+
+static void store__backfill_reconcile(struct store *s, struct store_topic *t)
+{
+    uint64_t start = log_start_offset(t->log);
+    store__backfill_drop_dir(s, t->name);
     if (t->missing_to > t->missing_from && start < t->missing_to) {
         if (start <= t->missing_from) {
             t->missing_from = t->missing_to = 0;
@@ -731,47 +720,26 @@ static int store__write_file_as(const char *dir, const char *name, const char *t
                                 char *errmsg)
 {
     char path[PATH_MAX + 300], tmp[PATH_MAX + 320];
-    int fd, rv = 0;
-    bool skip = false;
+    bool skip;
+    int rv;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.%s", path, tmp_suffix);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "create %s", tmp);
+    if ((rv = file_write_synced(tmp, b->data, b->len, errmsg)) != 0) {
+        return rv;
     }
-    size_t done = 0;
-    while (rv == 0 && done < b->len) {
-        ssize_t w = write(fd, b->data + done, b->len - done);
-        if (w < 0 && errno != EINTR) {
-            rv = err_os(errmsg, errno, "write %s", tmp);
-        } else if (w > 0) {
-            done += (size_t)w;
-        }
-    }
-    if (rv == 0 && fsync(fd) != 0) {
-        rv = err_os(errmsg, errno, "fsync %s", tmp);
-    }
-    close(fd);
-    if (rv == 0 && g != NULL) {
-        pthread_mutex_lock(g->lock);
-        skip = g->index < *g->written;
-        if (!skip && rename(tmp, path) != 0) {
-            rv = err_os(errmsg, errno, "rename %s", tmp);
-        } else if (!skip) {
-            *g->written = g->index;
-        }
-        pthread_mutex_unlock(g->lock);
-        if (skip) {
-            unlink(tmp); /* a newer one is in place */
-            return 0;
-        }
-    } else if (rv == 0 && rename(tmp, path) != 0) {
+    pthread_mutex_lock(g->lock);
+    skip = g->index < *g->written;
+    if (!skip && rename(tmp, path) != 0) {
         rv = err_os(errmsg, errno, "rename %s", tmp);
+    } else if (!skip) {
+        *g->written = g->index;
     }
-    if (rv == 0) {
-        rv = store__fsync_dir(dir, errmsg);
+    pthread_mutex_unlock(g->lock);
+    if (skip) {
+        unlink(tmp); /* a newer one is in place */
+        return 0;
     }
-    return rv;
+    return rv != 0 ? rv : file_sync_dir(dir, errmsg);
 }
 
 
@@ -1923,12 +1891,8 @@ int store_backfill_begin(struct store *s, const char *topic, uint64_t from,
 
 void store_backfill_abort(struct store *s, const char *topic, struct tally_log *staging)
 {
-    char dir[PATH_MAX + 300], why[ERR_MSG_SIZE];
     log_close(staging);
-    store__backfill_dir(s, topic, dir, sizeof dir);
-    if (store__remove_tree(dir, why) != 0) {
-        TLOG_WARN("store", "backfill of %s: %s", topic, why);
-    }
+    store__backfill_drop_dir(s, topic);
 }
 
 /* Move one file of the staging log into the topic's directory. */
@@ -1948,6 +1912,19 @@ static int store__backfill_move(const char *from_dir, const char *to_dir, const 
     return 0;
 }
 
+/* The topic's history is whole again (backfilled, or gone everywhere):
+ * record it in the catalog. Only the catalog: the key index did not
+ * change (and not keys.ckpt: store_checkpoint's label would be the applied
+ * index, and a snapshot being built may hold an older one). */
+static int store__history_whole(struct store *s, struct store_topic *t, char *errmsg)
+{
+    t->missing_from = t->missing_to = 0;
+    if (s->applied_index > s->catalog_index) {
+        s->catalog_index = s->applied_index;
+    }
+    return store__write_catalog(s, errmsg);
+}
+
 int store_backfill_finish(struct store *s, const char *topic, uint64_t created_index,
                           uint64_t from, uint64_t to, struct tally_log *staging, char *errmsg)
 {
@@ -1956,8 +1933,6 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
     struct log_config lc;
     char **names = NULL;
     size_t n = 0;
-    DIR *d;
-    struct dirent *e;
     int rv;
 
     if (t == NULL || t->created_index != created_index || t->missing_from != from ||
@@ -1971,14 +1946,10 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
     if (log_next_offset(staging) == log_start_offset(staging)) {
         /* Nothing to move: the peer no longer has any of the range. */
         store_backfill_abort(s, topic, staging);
-        t->missing_from = t->missing_to = 0;
         TLOG_INFO("store", "topic %s: offsets %llu..%llu are gone everywhere (retention); the "
                   "history here starts at %llu", topic, (unsigned long long)from,
                   (unsigned long long)to - 1, (unsigned long long)to);
-        if (s->applied_index > s->catalog_index) {
-            s->catalog_index = s->applied_index;
-        }
-        return store__write_catalog(s, errmsg);
+        return store__history_whole(s, t, errmsg);
     }
     if ((rv = log_seal(staging, errmsg)) != 0) {
         store_backfill_abort(s, topic, staging);
@@ -1990,41 +1961,23 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
     /* Segment files, newest first, each after its indexes: whatever a
      * crash leaves moved is a run of segments ending where the log
      * starts, which the next open adopts (store__backfill_reconcile). */
-    if ((d = opendir(sdir)) == NULL) {
-        return err_os(errmsg, errno, "open %s", sdir);
-    }
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        char **nn;
-        if (len != 24 || strcmp(e->d_name + 20, ".seg") != 0) {
+    rv = fs_list(sdir, &names, &n, errmsg); /* sorted: offset order */
+    for (size_t i = n; rv == 0 && i > 0; i--) {
+        const char *name = names[i - 1];
+        char idx[32], tix[32];
+        if (strlen(name) != 24 || strcmp(name + 20, ".seg") != 0) {
             continue;
         }
-        if ((nn = realloc(names, (n + 1) * sizeof *names)) == NULL ||
-            (nn[n] = strdup(e->d_name)) == NULL) {
-            names = nn != NULL ? nn : names;
-            rv = TALLY_NOMEM;
-            break;
-        }
-        names = nn;
-        n++;
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, store__cmp_name);
-    for (size_t i = n; rv == 0 && i > 0; i--) {
-        char idx[32], tix[32];
-        snprintf(idx, sizeof idx, "%.20s.idx", names[i - 1]);
-        snprintf(tix, sizeof tix, "%.20s.tix", names[i - 1]);
+        snprintf(idx, sizeof idx, "%.20s.idx", name);
+        snprintf(tix, sizeof tix, "%.20s.tix", name);
         if ((rv = store__backfill_move(sdir, tdir, idx, errmsg)) == 0 &&
             (rv = store__backfill_move(sdir, tdir, tix, errmsg)) == 0) {
-            rv = store__backfill_move(sdir, tdir, names[i - 1], errmsg);
+            rv = store__backfill_move(sdir, tdir, name, errmsg);
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        free(names[i]);
-    }
-    free(names);
+    fs_list_free(names, n);
     if (rv == 0) {
-        rv = store__fsync_dir(tdir, errmsg);
+        rv = file_sync_dir(tdir, errmsg);
     }
     if (rv == 0) {
         /* Reopen, so the log sees its new first segments. */
@@ -2037,18 +1990,11 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
         err_wrap(errmsg, "backfill of %s", topic);
         return rv; /* a disk failure: the caller stops the node */
     }
-    store__backfill_reconcile(s, t);
+    store__backfill_drop_dir(s, topic);
     /* What the staging log does not hold, from its start down to @from,
      * was gone on the peer too (retention): not missing any more. */
-    t->missing_from = t->missing_to = 0;
     TLOG_INFO("store", "topic %s: backfilled offsets %llu..%llu; the node holds its whole "
               "history again", topic, (unsigned long long)log_start_offset(t->log),
               (unsigned long long)to - 1);
-    /* The catalog only: the key index did not change. (Not keys.ckpt:
-     * store_checkpoint's label would be the applied index, and a
-     * snapshot being built may hold an older one.) */
-    if (s->applied_index > s->catalog_index) {
-        s->catalog_index = s->applied_index;
-    }
-    return store__write_catalog(s, errmsg);
+    return store__history_whole(s, t, errmsg);
 }

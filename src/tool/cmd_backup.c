@@ -35,6 +35,7 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/file.h"
 #include "log/log.h"
 #include "proto/proto.h"
 #include "store/import.h"
@@ -534,13 +535,7 @@ static int backup__fsync_dir(const char *dir, const char *name, char *errmsg)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
-    }
-    int rv = fsync(fd) != 0 ? err_os(errmsg, errno, "fsync %s", path) : 0;
-    close(fd);
-    return rv;
+    return file_sync_dir(path, errmsg);
 }
 
 /* DIR must not exist (it is created) or be an empty directory. */
