@@ -372,15 +372,19 @@ static void gw__metadata(struct gw *gw, struct req *r)
     conn_complete(r);
 }
 
-static void gw__topic_list(struct gw *gw, struct req *r)
+static uint32_t gw__n_topics(struct gw *gw)
 {
     uint32_t n = 0;
     for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
         n++;
     }
-    struct proto_topic_list_resp m = {n};
-    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
-    proto_put_topic_list_resp(&r->resp, &m);
+    return n;
+}
+
+/* Every topic as a PROTO_SCHEMA_TOPIC, the list of TOPIC_LIST and
+ * BACKUP_CUT answers. */
+static void gw__put_topics(struct gw *gw, struct buf *b)
+{
     for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
         struct proto_topic pt = {
             .policy = t->config.policy,
@@ -391,8 +395,16 @@ static void gw__topic_list(struct gw *gw, struct req *r)
             .next_offset = log_next_offset(t->log),
         };
         snprintf(pt.name, sizeof pt.name, "%s", t->name);
-        proto_put_topic(&r->resp, &pt);
+        proto_put_topic(b, &pt);
     }
+}
+
+static void gw__topic_list(struct gw *gw, struct req *r)
+{
+    struct proto_topic_list_resp m = {gw__n_topics(gw)};
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_topic_list_resp(&r->resp, &m);
+    gw__put_topics(gw, &r->resp);
     proto_end_frame(&r->resp, start);
     conn_complete(r);
 }
@@ -799,31 +811,16 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_PROTO, "malformed BACKUP_CUT");
         return;
     }
-    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
-        n++;
-    }
     struct proto_backup_cut_resp resp = {
         .cut_version = PROTO_BACKUP_CUT_VERSION,
         .node_id = node_id(gw->node),
         .applied_index = node_applied_index(gw->node),
         .term = node_term(gw->node),
-        .n_topics = n,
+        .n_topics = gw__n_topics(gw),
     };
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_backup_cut_resp(&r->resp, &resp);
-    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
-        struct proto_topic pt = {
-            .policy = t->config.policy,
-            .retention_ms = t->config.retention_ms,
-            .retention_bytes = t->config.retention_bytes,
-            .segment_bytes = t->config.segment_bytes,
-            .start_offset = store_topic_start(t),
-            .next_offset = log_next_offset(t->log),
-        };
-        snprintf(pt.name, sizeof pt.name, "%s", t->name);
-        proto_put_topic(&r->resp, &pt);
-    }
-    n = 0;
+    gw__put_topics(gw, &r->resp);
     while (store_group_at(gw->store, n, &group, &topic, &offset)) {
         n++;
     }
