@@ -42,6 +42,8 @@ struct compact__slot {
     uint64_t older;  /* 1 if the range holds an earlier record of the key too */
 };
 
+_Static_assert(sizeof(struct compact__slot) == COMPACT_SLOT_BYTES, "slot size");
+
 struct compact__map {
     struct compact__slot *slots;
     size_t cap; /* power of two */
@@ -50,7 +52,7 @@ struct compact__map {
 
 static int compact__map_init(struct compact__map *m, size_t bytes)
 {
-    size_t cap = 1024;
+    size_t cap = COMPACT_MIN_SLOTS;
     while (cap * 2 * sizeof(struct compact__slot) <= bytes) {
         cap *= 2;
     }

@@ -18,6 +18,11 @@
  * one (a crash before the swap) is removed when the log is opened. */
 #define COMPACT_SUFFIX "cmp"
 
+/* The key map's smallest size: 1024 slots of 32 bytes. A job is refused a
+ * smaller map_bytes (log_compact_prepare), so the map never exceeds it. */
+#define COMPACT_MIN_SLOTS 1024u
+#define COMPACT_SLOT_BYTES 32u
+
 /* One sealed segment of the job. */
 struct compact_seg {
     /* Planned (log's thread): which file, as it was. */

@@ -1303,7 +1303,7 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
     size_t n = 0;
 
     *out = NULL;
-    if (p->map_bytes < 1024 * sizeof(uint64_t) * 3) {
+    if (p->map_bytes < (size_t)COMPACT_MIN_SLOTS * COMPACT_SLOT_BYTES) {
         err_printf(errmsg, "compact %s: key map of %zu bytes is too small", l->dir, p->map_bytes);
         return TALLY_INVAL;
     }

@@ -2,10 +2,10 @@
 #include "server/compactor.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "server/gw.h"
 
 struct compactor {
     uv_loop_t *loop;
@@ -107,14 +107,6 @@ static void compactor__after(uv_work_t *w, int status)
     }
 }
 
-/* Wall clock in ms: record timestamps (lag, tombstone age) are wall clock. */
-static int64_t compactor__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void compactor__tick(uv_timer_t *t)
 {
     struct compactor *c = t->data;
@@ -122,7 +114,8 @@ static void compactor__tick(uv_timer_t *t)
     if (c->job != NULL || c->closing) {
         return;
     }
-    rv = store_compact_prepare(c->store, &c->cfg, compactor__now_ms(), &c->job, c->job_err);
+    /* wall clock, as record timestamps (lag, tombstone age) are */
+    rv = store_compact_prepare(c->store, &c->cfg, (int64_t)gw_now_ms(), &c->job, c->job_err);
     if (rv != 0) {
         TLOG_WARN("compact", "%s", c->job_err);
         metrics_compaction(c->metrics, false, 0, 0, 0, 0);
