@@ -241,6 +241,18 @@ static void test_bad_entries(void **state)
     assert_int_equal(store_apply(f->s, 2, junk, 16, NULL, errmsg), TALLY_VERSION);
 }
 
+/* A new store in a new directory (*dir: tmpdir_remove and free it) that
+ * installed @snap, as a follower does from the leader. */
+static struct store *install_snapshot(struct fixture *f, const struct buf *snap, char **dir)
+{
+    char errmsg[ERR_MSG_SIZE];
+    struct store *s2;
+    *dir = tmpdir_make();
+    assert_int_equal(store_open(*dir, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap->data, snap->len, false, errmsg), 0);
+    return s2;
+}
+
 /* Installing a snapshot from the leader creates its topics at its offsets. */
 static void test_snapshot_install(void **state)
 {
@@ -255,10 +267,8 @@ static void test_snapshot_install(void **state)
     buf_init(&snap);
     assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
 
-    char *dir2 = tmpdir_make();
-    struct store *s2;
-    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
-    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
     struct store_topic *tp = store_topic_find(s2, "s");
     assert_non_null(tp);
     assert_int_equal(log_next_offset(tp->log), 5);
@@ -344,10 +354,8 @@ static void test_producers_survive_restart(void **state)
     struct buf snap;
     buf_init(&snap);
     assert_int_equal(store_snapshot(f->s, 10, &snap, errmsg), 0);
-    char *dir2 = tmpdir_make();
-    struct store *s2;
-    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
-    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
     store_close(f->s);
     f->s = s2;
     produce(f, 11, "l", 6, 1, 0, 6, true);
@@ -471,10 +479,8 @@ static void test_snapshot_frozen_while_applying(void **state)
     /* Compaction may now use offsets below 2, the frozen next offset. */
     assert_int_equal(store_topic_find(f->s, "c")->compact_limit, 2);
 
-    char *dir2 = tmpdir_make();
-    struct store *s2;
-    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
-    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
     struct store_topic *tp = store_topic_find(s2, "c");
     assert_non_null(tp);
     assert_int_equal(log_next_offset(tp->log), 2);
@@ -519,10 +525,8 @@ static void test_group_positions(void **state)
     struct buf snap;
     buf_init(&snap);
     assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
-    char *dir2 = tmpdir_make();
-    struct store *s2;
-    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
-    assert_int_equal(store_restore(s2, snap.data, snap.len, false, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
     assert_true(store_group_offset(s2, "g", "c", &off));
     assert_int_equal(off, 42);
     store_close(s2);
