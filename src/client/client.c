@@ -57,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
@@ -145,7 +146,7 @@ struct client__op {
  * Time, addresses, node table
  * ------------------------------------------------------------------------ */
 
-static int64_t client__now_ms(void)
+int64_t client_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -154,7 +155,7 @@ static int64_t client__now_ms(void)
 
 static void client__sleep_until(int64_t until)
 {
-    int64_t left = until - client__now_ms();
+    int64_t left = until - client_now_ms();
     if (left > 0) {
         struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -162,10 +163,7 @@ static void client__sleep_until(int64_t until)
     }
 }
 
-/* Parse "HOST:PORT" (@len bytes at @s) into @sa and the normalised
- * dotted-quad form @norm (PROTO_ADDR_MAX bytes). HOST may be a name; it is
- * resolved to its first IPv4 address here, once. */
-static int client__parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *norm)
+int client_parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *norm)
 {
     char host[PROTO_ADDR_MAX];
     const char *colon = NULL;
@@ -217,7 +215,7 @@ static int client__node_add(struct tally_client *c, const char *addr, size_t len
 {
     struct sockaddr_in sa;
     char norm[PROTO_ADDR_MAX];
-    if (client__parse_addr(addr, len, &sa, norm) != 0) {
+    if (client_parse_addr(addr, len, &sa, norm) != 0) {
         return -1;
     }
     for (size_t i = 0; i < c->n_nodes; i++) {
@@ -277,7 +275,7 @@ static int client__learn(struct tally_client *c, uint64_t id, const char *addr)
 static int client__wait(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - client__now_ms();
+        int64_t left = deadline - client_now_ms();
         struct pollfd p = {.fd = fd, .events = events};
         if (left <= 0) {
             return TALLY_TIMEOUT;
@@ -481,7 +479,7 @@ static void client__hello_frame(struct buf *b)
 static int client__connect(struct tally_client *c, struct client__node *nd, int64_t deadline)
 {
     int64_t cap = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3 : CLIENT__CONNECT_MS;
-    int64_t until = client__now_ms() + cap;
+    int64_t until = client_now_ms() + cap;
     struct client__reply rep;
     struct proto_hello_resp hr;
     struct buf hello;
@@ -699,15 +697,15 @@ static int client__call(struct tally_client *c, const struct client__op *op,
         bool redirected = false;
         int rv;
 
-        if (client__now_ms() >= op->deadline) {
+        if (client_now_ms() >= op->deadline) {
             break;
         }
         /* A retry-safe write does not wait the whole timeout on one node:
          * a leader that hangs (paused, partitioned) is given up after
          * CLIENT__ATTEMPT_MS and the batch goes to whoever leads next. */
         int64_t attempt_deadline = op->deadline;
-        if (op->idempotent && client__now_ms() + CLIENT__ATTEMPT_MS < attempt_deadline) {
-            attempt_deadline = client__now_ms() + CLIENT__ATTEMPT_MS;
+        if (op->idempotent && client_now_ms() + CLIENT__ATTEMPT_MS < attempt_deadline) {
+            attempt_deadline = client_now_ms() + CLIENT__ATTEMPT_MS;
         }
         rv = client__attempt(c, target, attempt_deadline, &sent, rep);
         nd = &c->nodes[target];
@@ -757,7 +755,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                 saw_connected = true;
             }
             uncertain = uncertain || (op->write && sent);
-            if (op->write && sent && (!op->idempotent || client__now_ms() >= op->deadline)) {
+            if (op->write && sent && (!op->idempotent || client_now_ms() >= op->deadline)) {
                 /* The node may have received the write and acted on it. */
                 if (rv == TALLY_TIMEOUT) {
                     err_printf(c->errmsg, "%s: %s: no answer within %d ms; it may or may not "
@@ -797,7 +795,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
         }
         in_round = 0;
         answered = -1;
-        int64_t until = client__now_ms() + backoff;
+        int64_t until = client_now_ms() + backoff;
         client__sleep_until(until < op->deadline ? until : op->deadline);
         backoff = backoff * 2 > CLIENT__BACKOFF_MAX_MS ? CLIENT__BACKOFF_MAX_MS : backoff * 2;
     }
@@ -857,7 +855,7 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
     op->write = write;
     op->idempotent = false; /* set by the callers whose retry is safe */
     op->only = -1;
-    op->deadline = client__now_ms() + c->timeout_ms;
+    op->deadline = client_now_ms() + c->timeout_ms;
 }
 
 static int client__check_name(struct tally_client *c, const char *name, const char *what)
@@ -1551,7 +1549,7 @@ static void client__member_self(struct tally_member *tm, const struct client__md
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
 {
     struct client__md *ans;
-    int64_t deadline = client__now_ms() + c->timeout_ms;
+    int64_t deadline = client_now_ms() + c->timeout_ms;
     int64_t per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3
                                                               : CLIENT__CONNECT_MS;
     const struct client__md *best = NULL;
@@ -1572,7 +1570,7 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     /* Ask every known node; members learned from answers join the table
      * and are asked in turn (the loop bound grows with it). */
     for (size_t i = 0; i < c->n_nodes; i++) {
-        int64_t until = client__now_ms() + per_node;
+        int64_t until = client_now_ms() + per_node;
         int rv = client__metadata_from(c, i, until < deadline ? until : deadline, &ans[i]);
         if (rv == TALLY_NOMEM) {
             last = rv;
@@ -1692,9 +1690,9 @@ TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
     snprintf(what, sizeof what, "add member %llu at %s", (unsigned long long)id,
              addr != NULL ? addr : "(null)");
     if (id == 0 || slash == NULL ||
-        client__parse_addr(addr, (size_t)(slash - addr), &sa, norm) != 0 ||
+        client_parse_addr(addr, (size_t)(slash - addr), &sa, norm) != 0 ||
         (size_t)(slash - addr) >= PROTO_ADDR_MAX ||
-        client__parse_addr(slash + 1, strlen(slash + 1), &sa, norm) != 0 ||
+        client_parse_addr(slash + 1, strlen(slash + 1), &sa, norm) != 0 ||
         strlen(slash + 1) >= PROTO_ADDR_MAX) {
         err_printf(c->errmsg, "%s: want a non-zero id and CLIENT_HOST:PORT/RAFT_HOST:PORT", what);
         return TALLY_INVAL;

@@ -61,6 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/codec.h"
@@ -149,13 +150,6 @@ struct tally_producer {
     unsigned delivered;    /* callbacks run in this call */
     unsigned since_pump;   /* records sent since the last pump */
 };
-
-static int64_t prod__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void prod__sleep_ms(int64_t ms)
 {
@@ -395,7 +389,7 @@ static void prod__disconnect(struct tally_producer *p)
 static int prod__wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - prod__now_ms();
+        int64_t left = deadline - client_now_ms();
         struct pollfd pf = {.fd = fd, .events = events};
         if (left <= 0) {
             return TALLY_TIMEOUT;
@@ -469,7 +463,7 @@ static int prod__recv_some(struct tally_producer *p, int64_t deadline)
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s: recv: %s", p->addr, strerror(errno));
             return TALLY_IOERR;
         }
-        if (prod__now_ms() >= deadline) {
+        if (client_now_ms() >= deadline) {
             return TALLY_TIMEOUT;
         }
         if (prod__wait_fd(p->fd, POLLIN, deadline) != 0) {
@@ -521,48 +515,17 @@ static int prod__recv_frame(struct tally_producer *p, int64_t deadline, struct p
     }
 }
 
-static int prod__parse_addr(const char *addr, struct sockaddr_in *sa)
-{
-    char host[PROTO_ADDR_MAX];
-    const char *colon = strrchr(addr, ':');
-    char *end;
-    unsigned long port;
-    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof host) {
-        return TALLY_INVAL;
-    }
-    port = strtoul(colon + 1, &end, 10);
-    if (*end != '\0' || port == 0 || port > 65535) {
-        return TALLY_INVAL;
-    }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1) {
-        struct addrinfo hints, *res = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = AF_INET;
-        hints.ai_socktype = SOCK_STREAM;
-        if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
-            return TALLY_INVAL;
-        }
-        sa->sin_addr = ((const struct sockaddr_in *)(const void *)res->ai_addr)->sin_addr;
-        freeaddrinfo(res);
-    }
-    return 0;
-}
-
 /* Connect to p->addr and say HELLO. */
 static int prod__open(struct tally_producer *p, int64_t deadline)
 {
     struct sockaddr_in sa;
     struct proto_hello_req hq = {.min_version = PROTO_VERSION, .max_version = PROTO_VERSION};
+    char norm[PROTO_ADDR_MAX];
     struct proto_hello_resp hr;
     struct proto_frame f;
     struct rd body;
     struct buf hello;
-    int64_t until = prod__now_ms() + PROD__CONNECT_MS;
+    int64_t until = client_now_ms() + PROD__CONNECT_MS;
     int one = 1, err = 0;
     socklen_t len = sizeof err;
     size_t start;
@@ -571,7 +534,7 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
     if (until > deadline) {
         until = deadline;
     }
-    if (prod__parse_addr(p->addr, &sa) != 0) {
+    if (client_parse_addr(p->addr, strlen(p->addr), &sa, norm) != 0) {
         snprintf(p->ackmsg, sizeof p->ackmsg, "bad leader address '%s'", p->addr);
         return TALLY_CONNECT;
     }
@@ -610,7 +573,7 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
         prod__disconnect(p);
         return rv == TALLY_NOMEM ? rv : TALLY_CONNECT;
     }
-    p->last_progress = prod__now_ms();
+    p->last_progress = client_now_ms();
     return 0;
 }
 
@@ -620,7 +583,7 @@ static int prod__connect(struct tally_producer *p, int64_t deadline)
 {
     int64_t backoff = PROD__BACKOFF_MIN_MS;
     int rv = TALLY_TIMEOUT;
-    for (int round = 0; prod__now_ms() < deadline && round < 100000; round++) {
+    for (int round = 0; client_now_ms() < deadline && round < 100000; round++) {
         if (p->addr[0] != '\0') {
             if ((rv = prod__open(p, deadline)) == 0) {
                 return 0;
@@ -649,7 +612,7 @@ static int prod__connect(struct tally_producer *p, int64_t deadline)
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s", tally_errmsg(p->c));
             rv = srv;
         }
-        int64_t left = deadline - prod__now_ms();
+        int64_t left = deadline - client_now_ms();
         prod__sleep_ms(backoff < left ? backoff : left);
         backoff = backoff * 2 > PROD__BACKOFF_MAX_MS ? PROD__BACKOFF_MAX_MS : backoff * 2;
     }
@@ -677,7 +640,7 @@ static void prod__lookup(struct tally_producer *p, struct prod__batch *b)
 {
     struct prod__topic *t = b->t;
     uint64_t from = t->scan_from;
-    int64_t deadline = prod__now_ms() + PROD__PROGRESS_MS;
+    int64_t deadline = client_now_ms() + PROD__PROGRESS_MS;
 
     for (int iter = 0; iter < 1000000; iter++) {
         struct proto_fetch_req m;
@@ -773,7 +736,7 @@ static void prod__answer(struct tally_producer *p, const struct proto_frame *f, 
     }
     prod__pop(&p->inflight);
     t = b->t;
-    p->last_progress = prod__now_ms();
+    p->last_progress = client_now_ms();
     if (!(f->flags & PROTO_FLAG_ERROR)) {
         if (proto_get_produce_resp(body, &pr) != 0 || proto_get_end(body) != 0 ||
             pr.count != b->n) {
@@ -913,7 +876,7 @@ static int prod__seal_due(struct tally_producer *p, int64_t now, bool force)
  * answer, but may wait to connect. */
 static void prod__pump(struct tally_producer *p)
 {
-    int64_t now = prod__now_ms();
+    int64_t now = client_now_ms();
     for (int guard = 0; guard < 2 * PROD__MAX_INFLIGHT + 16; guard++) {
         struct prod__batch *b;
         int rv;
@@ -929,7 +892,7 @@ static void prod__pump(struct tally_producer *p)
                 break; /* queue until the next attempt, do not block */
             }
             rv = prod__connect(p, b->deadline);
-            now = prod__now_ms();
+            now = client_now_ms();
             if (rv != 0) {
                 p->retry_at = now + PROD__BACKOFF_MAX_MS;
                 prod__expire(p, now > b->deadline ? now : b->deadline);
@@ -948,7 +911,7 @@ static void prod__pump(struct tally_producer *p)
         if (rv != 0) {
             prod__disconnect(p);
         }
-        now = prod__now_ms();
+        now = client_now_ms();
         if (b->uncertain) {
             break; /* one at a time: wait for its answer */
         }
@@ -968,7 +931,7 @@ static void prod__step(struct tally_producer *p, int ms)
 {
     int64_t now, until;
     prod__pump(p);
-    now = prod__now_ms();
+    now = client_now_ms();
     until = now + ms;
     for (struct prod__topic *t = p->topics; t != NULL; t = t->link) {
         if (t->n_open > 0 && t->open_since + p->o.linger_ms < until) {
@@ -1106,7 +1069,7 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
     }
     first = t->n_open == 0;
     if (first) {
-        t->open_since = prod__now_ms();
+        t->open_since = client_now_ms();
     }
     t->open[t->n_open].fn = fn;
     t->open[t->n_open].arg = arg;
@@ -1152,7 +1115,7 @@ TALLY_API int tally_producer_flush(tally_producer *p)
     p->delivered = 0;
     /* Every batch ends by its deadline; the bound only guards the loop. */
     for (int i = 0; i < 10000000 && !prod__idle(p); i++) {
-        if ((rv = prod__seal_due(p, prod__now_ms(), true)) != 0) {
+        if ((rv = prod__seal_due(p, client_now_ms(), true)) != 0) {
             snprintf(p->errmsg, sizeof p->errmsg, "flush: %s", tally_strerror(rv));
             return rv;
         }
