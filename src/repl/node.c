@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <raft/uv.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +33,8 @@ struct node {
     uv_loop_t *loop;
     struct raft raft;
     struct raft_io io;
+    int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
+                     unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     struct transport transport;
     struct fsm fsm;
     uv_check_t monitor;
@@ -116,39 +119,68 @@ static void node__fatal(void *arg, const char *why)
     }
 }
 
-/* A leader's apply or barrier callback with any status but these means
- * the leader's write of its own raft log failed (disk full, I/O error).
- * 0.15 then truncates its in-memory log and stays leader, but fails only
- * the request at the first index of the failed write (RAFT-GUIDE.md 9):
- * the requests of the later entries stay queued under indexes that the
- * next proposals reuse, and would be answered with those entries' results
- * (the fault suite saw two conditional appends swap answers), and the
- * entries may have reached the followers and commit under a later leader.
- * Going on from here also crashed libraft (SIGSEGV, about 1 run in 13 of
- * test_disk_full_leader.py), and closing raft inside its own callback
- * aborts libuv. So the node exits 1 at once, for the supervisor to restart
- * it (workaround 2 there): that is a crash the node survives by design
- * (the Raft log is the truth and the store replays it), and the clients of
- * pending writes see their connection drop: an unknown outcome, which is
- * what it is. */
-static void node__exit_if_write_failed(struct node *n, int raft_status)
+/* Every write of the Raft log goes through node__append, which wraps
+ * raft_uv's append, so that a failed write (disk full, I/O error) stops the
+ * node before canonical/raft 0.15 handles it (RAFT-GUIDE.md 9):
+ * - on a leader, 0.15 fails only the request at the first index of the
+ *   failed write, truncates its log and stays leader; the requests of the
+ *   later entries stay queued under indexes that the next proposals reuse
+ *   and were answered with those entries' results (the fault suite saw two
+ *   conditional appends swap answers), and going on crashed libraft
+ *   (SIGSEGV; test_raft_disk_full.py);
+ * - on a follower, 0.15 rejects the batch but keeps the entries in memory,
+ *   and later writes count them as stored: it would acknowledge entries
+ *   that are not on its disk.
+ * Closing raft from inside its callbacks aborts libuv, so the node exits 1
+ * at once for the supervisor to restart it: a crash it survives by design
+ * (the Raft log on disk is the truth and the store replays it); clients of
+ * writes in flight see their connection drop, an unknown outcome. */
+struct node__append {
+    struct raft_io_append inner; /* first: the callback gets its address */
+    struct raft_io_append *outer;
+    struct node *n;
+};
+
+static void node__append_cb(struct raft_io_append *req, int status)
 {
-    if (raft_status == 0 || raft_status == RAFT_LEADERSHIPLOST || raft_status == RAFT_SHUTDOWN ||
-        raft_status == RAFT_NOTLEADER || raft_status == RAFT_CANCELED) {
-        return;
+    struct node__append *a = (struct node__append *)req;
+    struct raft_io_append *outer = a->outer;
+    struct node *n = a->n;
+    free(a);
+    if (status != 0 && status != RAFT_CANCELED && !n->closing) {
+        TLOG_ERROR("raft", "fatal: writing the raft log failed (%s: %s); exiting now (status "
+                   "1) for the supervisor to restart this node", raft_strerror(status),
+                   n->io.errmsg);
+        fflush(NULL);
+        _exit(1);
     }
-    TLOG_ERROR("raft", "fatal: the leader's raft log write failed (%s: %s); exiting now "
-               "(status 1) for the supervisor to restart this node",
-               raft_strerror(raft_status), raft_errmsg(&n->raft));
-    fflush(NULL);
-    _exit(1);
+    outer->cb(outer, status);
+}
+
+static int node__append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n_entries,
+                        raft_io_append_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, io));
+    struct node__append *a = malloc(sizeof *a);
+    int rv;
+    if (a == NULL) {
+        return RAFT_NOMEM;
+    }
+    a->outer = req;
+    a->n = n;
+    req->cb = cb;
+    rv = n->uv_append(io, &a->inner, entries, n_entries, node__append_cb);
+    if (rv != 0) {
+        free(a); /* refused at once: raft handles that itself, nothing was written */
+    }
+    return rv;
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
 {
     struct node *n = req->data;
     n->barrier_pending = false;
-    node__exit_if_write_failed(n, status);
     if (n->closing) {
         return;
     }
@@ -338,6 +370,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     raft_uv_set_segment_size(&n->io, (size_t)cfg->segment_bytes);
     raft_uv_set_connect_retry_delay(&n->io, 200);
+    n->uv_append = n->io.append;
+    n->io.append = node__append;
     /* raft_uv 0.15 implements async_work but says it is version 1, and
      * raft_init refuses an fsm with snapshot_async on a version-1 io
      * (RAFT-GUIDE.md rule 4). */
@@ -577,7 +611,6 @@ unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
 
 struct node__proposal {
     struct raft_apply req;
-    struct node *n;
     node_propose_cb cb;
     void *arg;
 };
@@ -585,7 +618,6 @@ struct node__proposal {
 static void node__apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct node__proposal *p = (struct node__proposal *)req;
-    node__exit_if_write_failed(p->n, status);
     if (status == 0) {
         p->cb(p->arg, 0, req->index, result);
     } else {
@@ -609,7 +641,6 @@ int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *ar
     if (p == NULL) {
         return TALLY_NOMEM;
     }
-    p->n = n;
     p->cb = cb;
     p->arg = arg;
     rb.base = entry->data;

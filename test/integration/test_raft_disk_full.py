@@ -1,16 +1,19 @@
-# test_disk_full_leader.py - the leader's Raft log write fails (its raft/
-# directory is a full tmpfs) while clients write through it.
+# test_raft_disk_full.py - a node's Raft log write fails (its raft/
+# directory is a full tmpfs) while clients write, on the leader and on a
+# follower.
 #
 # canonical/raft 0.15 answers only the first request of a failed leader
 # write, truncates its in-memory log and stays leader: the other requests
 # stay queued under indexes that new proposals reuse and would be given
 # those entries' results (the fault suite caught two conditional appends
-# swapping answers), and going on crashed libraft. tallyd must exit 1 at
-# once (its clients see an unknown outcome); every write acknowledged must
-# be in the log at the offset it named, no write refused may be there, and
-# the node must come back with the same log once space is freed.
+# swapping answers), and going on crashed libraft. A follower keeps the
+# entries it failed to write in memory and later counts them as stored.
+# tallyd must exit 1 at once (its clients see an unknown outcome); every
+# write acknowledged must be in the log at the offset it named, no write
+# refused may be there, and the node must come back with the same log once
+# space is freed.
 #
-#   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_disk_full_leader.py
+#   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_raft_disk_full.py
 # Needs root (it mounts a tmpfs); exits 77 (skip) otherwise.
 
 import os
@@ -60,7 +63,16 @@ def test_leader_raft_write_fails():
     exits 1 saying its raft log write failed; each acknowledged record is at
     its offset on every node, refused ones are nowhere, and node 1 serves
     the same log after a restart with space freed."""
-    c = Cluster(name="disk-full-leader", extra_args=NODE_ARGS)
+    full_raft_disk(lead=True)
+
+
+def test_follower_raft_write_fails():
+    """The same with node 1 a follower (node 2 leads)."""
+    full_raft_disk(lead=False)
+
+
+def full_raft_disk(lead):
+    c = Cluster(name="disk-full-" + ("leader" if lead else "follower"), extra_args=NODE_ARGS)
     raft_dir = os.path.join(c.nodes[1].data, "raft")
     os.makedirs(raft_dir)
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", raft_dir],
@@ -68,16 +80,17 @@ def test_leader_raft_write_fails():
     check(p.returncode == 0, f"mount tmpfs: {p.stdout!r}")
     try:
         with c:
-            run(c, raft_dir)
+            run(c, raft_dir, lead)
     finally:
         subprocess.run(["umount", "-l", raft_dir])
 
 
-def run(c, raft_dir):
+def run(c, raft_dir, lead):
     leader = c.start()
-    if leader != 1:
-        c.tally_ok("--timeout", "10000", "member", "transfer", "1")
-        wait_until(lambda: c.leader() == 1, 20, "node 1 to lead")
+    want = 1 if lead else 2
+    if leader != want:
+        c.tally_ok("--timeout", "10000", "member", "transfer", want)
+        wait_until(lambda: c.leader() == want, 20, f"node {want} to lead")
     c.tally_ok("topic", "create", "ledger")
     ballast = os.path.join(raft_dir, "ballast")
     fill(ballast)
@@ -114,7 +127,7 @@ def run(c, raft_dir):
     check(rc is not None, f"node 1 still runs after {WRITE_SECONDS} s of writes on a full raft "
           f"disk ({n_ok} acknowledged): its raft log never failed, or it failed and it kept going")
     check(rc == 1, f"node 1 exited with {rc}, want 1")
-    check("raft log write failed" in log and "exiting now" in log,
+    check("writing the raft log failed" in log and "exiting now" in log,
           "node 1's log does not say its raft log write failed and it exits")
 
     os.unlink(ballast)
@@ -151,4 +164,4 @@ if __name__ == "__main__":
     if os.geteuid() != 0:
         print("SKIP: needs root to mount a tmpfs")
         sys.exit(SKIP)
-    run_tests([test_leader_raft_write_fails])
+    run_tests([test_leader_raft_write_fails, test_follower_raft_write_fails])
