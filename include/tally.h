@@ -311,7 +311,11 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
 /* Fetch records of @topic from @offset. Each batch's checksum is verified
  * end to end (TALLY_CORRUPT otherwise). An empty result after max_wait_ms
  * is success with n == 0. TALLY_OUT_OF_RANGE if @offset is below the start
- * or past the end. On success, release @res with tally_fetch_result_free. */
+ * or past the end. On success, release @res with tally_fetch_result_free.
+ * Read-ahead: when the answer leaves more records on the node, the fetch
+ * that continues it (same topic and options, from res->next_offset) is
+ * sent at once, and the next tally_fetch asking exactly that takes its
+ * answer; any other request to that node first reads and drops it. */
 TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
                           const struct tally_fetch_options *opts,
                           struct tally_fetch_result *res);

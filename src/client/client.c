@@ -98,6 +98,11 @@ struct client__node {
     uint64_t id;               /* node id from HELLO/METADATA; 0 = unknown */
     int fd;                    /* connected (HELLO done) socket, or -1 */
     char why[160];             /* why the last attempt in this call failed */
+    /* Read-ahead (tally_fetch): a FETCH sent before it was asked for,
+     * whose answer is the next frame on fd. */
+    bool ahead;
+    uint32_t ahead_id;
+    struct proto_fetch_req ahead_req;
 };
 
 struct tally_client {
@@ -249,6 +254,7 @@ static void client__disconnect(struct client__node *n)
         close(n->fd);
         n->fd = -1;
     }
+    n->ahead = false;
 }
 
 /* Learn a member from a METADATA answer or a redirect: its address and
@@ -489,6 +495,14 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
     socklen_t len = sizeof err;
     int rv;
 
+    if (nd->fd >= 0 && nd->ahead) {
+        /* Another request wants the connection: the read-ahead's answer
+         * comes first and is not wanted any more. */
+        nd->ahead = false;
+        if (client__recv_frame(nd, &c->resp, deadline, &rep.f, c->errmsg) != 0) {
+            client__disconnect(nd);
+        }
+    }
     if (nd->fd >= 0) {
         if (client__conn_alive(nd)) {
             return 0;
@@ -1384,6 +1398,97 @@ static int client__decode_batches(struct tally_client *c, const char *what, cons
     return 0;
 }
 
+/* Read-ahead, as Kafka's consumers fetch ahead: when an answer leaves
+ * more records on the node, the FETCH that continues it (same topic,
+ * options and node) is sent before this answer's records are verified,
+ * decoded and handed to the caller, so the node streams the next answer
+ * while the caller works. The next tally_fetch takes that answer if it
+ * asks exactly for it; any other request on that connection reads and
+ * drops it first (client__connect). A failed read-ahead is forgotten:
+ * the request is then sent the usual way. */
+static bool client__same_fetch(const struct proto_fetch_req *a, const struct proto_fetch_req *b)
+{
+    return strcmp(a->topic, b->topic) == 0 && a->offset == b->offset &&
+           a->max_bytes == b->max_bytes && a->max_wait_ms == b->max_wait_ms &&
+           a->min_index == b->min_index;
+}
+
+static void client__fetch_ahead(struct tally_client *c, int node, const struct proto_fetch_req *m)
+{
+    struct client__node *nd;
+    bool sent = false;
+    size_t start;
+    if (node < 0 || (size_t)node >= c->n_nodes) {
+        return;
+    }
+    nd = &c->nodes[node];
+    if (nd->fd < 0 || nd->ahead) {
+        return;
+    }
+    start = client__begin(c, PROTO_FETCH);
+    proto_put_fetch_req(&c->req, m);
+    if (client__end(c, start, "fetch ahead") == 0) {
+        uint32_t id = c->next_id++;
+        byte_put_u32(c->req.data + 12, id);
+        if (client__send_all(nd, c->req.data, c->req.len, client_now_ms() + c->timeout_ms, &sent,
+                             c->errmsg) == 0) {
+            nd->ahead = true;
+            nd->ahead_id = id;
+            nd->ahead_req = *m;
+        } else {
+            client__disconnect(nd);
+        }
+    }
+    c->errmsg[0] = '\0'; /* this fetch succeeded whatever happened here */
+}
+
+/* The answer to a read-ahead of exactly @m on node @node into c->resp and
+ * @rep; false if there is none, or it failed or is an error answer (the
+ * caller then sends @m the usual way, which handles errors and retries). */
+static bool client__take_ahead(struct tally_client *c, int node, const struct proto_fetch_req *m,
+                               int64_t deadline, struct client__reply *rep)
+{
+    struct client__node *nd;
+    int rv;
+    if (node < 0 || (size_t)node >= c->n_nodes) {
+        return false;
+    }
+    nd = &c->nodes[node];
+    if (!nd->ahead || nd->fd < 0 || !client__same_fetch(&nd->ahead_req, m)) {
+        return false;
+    }
+    nd->ahead = false;
+    rv = client__recv_frame(nd, &c->resp, deadline, &rep->f, c->errmsg);
+    if (rv == 0) {
+        rv = client__parse_reply(c, nd, PROTO_FETCH, nd->ahead_id, rep);
+    }
+    if (rv != 0) {
+        client__disconnect(nd);
+    }
+    c->errmsg[0] = '\0';
+    return rv == 0 && !rep->is_error;
+}
+
+/* Where the batches of a FETCH answer end (the offset after the last
+ * one), from their headers alone; false if the answer holds none or a
+ * header is damaged (client__decode_batches then says so). */
+static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
+{
+    char errmsg[ERR_MSG_SIZE];
+    size_t pos = 0;
+    bool any = false;
+    while (pos < len) {
+        struct batch_header h;
+        if (batch_decode_header(p + pos, len - pos, &h, errmsg) != 0 || h.batch_len > len - pos) {
+            return false;
+        }
+        *end = batch_last_offset(&h) + 1;
+        any = true;
+        pos += h.batch_len;
+    }
+    return any;
+}
+
 TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
                           const struct tally_fetch_options *opts, struct tally_fetch_result *res)
 {
@@ -1432,16 +1537,26 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     m.max_bytes = opts->max_bytes ? opts->max_bytes : CLIENT__DEFAULT_FETCH_BYTES;
     m.max_wait_ms = opts->max_wait_ms;
     m.min_index = opts->min_index;
-    start = client__begin(c, PROTO_FETCH);
-    proto_put_fetch_req(&c->req, &m);
-    if ((rv = client__end(c, start, what)) != 0) {
-        return rv;
-    }
-    if ((rv = client__call(c, &op, &rep)) != 0) {
-        return rv;
+    int via = op.only >= 0 ? op.only : c->read_pref;
+    if (!client__take_ahead(c, via, &m, op.deadline, &rep)) {
+        start = client__begin(c, PROTO_FETCH);
+        proto_put_fetch_req(&c->req, &m);
+        if ((rv = client__end(c, start, what)) != 0) {
+            return rv;
+        }
+        if ((rv = client__call(c, &op, &rep)) != 0) {
+            return rv;
+        }
+        via = c->read_pref; /* the node that answered */
     }
     if (proto_get_fetch_resp(&rep.body, &fr) != 0 || proto_get_end(&rep.body) != 0) {
         return client__malformed(c, what);
+    }
+    uint64_t end;
+    if (client__batches_end(fr.batches, fr.batches_len, &end) && end < fr.next_offset) {
+        struct proto_fetch_req more = m;
+        more.offset = end;
+        client__fetch_ahead(c, via, &more);
     }
 
     /* Take the response frame: the records will point into it. */

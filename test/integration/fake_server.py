@@ -319,7 +319,7 @@ class FakeNode:
 
     def fetch(self, r):
         c = self.cluster
-        topic, offset, _max_bytes, _wait, _min_index = r.str(), r.u64(), r.u32(), r.u32(), r.u64()
+        topic, offset, max_bytes, _wait, _min_index = r.str(), r.u64(), r.u32(), r.u32(), r.u64()
         r.end()
         with c.lock:
             t = c.topics.get(topic)
@@ -332,7 +332,7 @@ class FakeNode:
             for b in t["batches"]:
                 base, = struct.unpack_from("<Q", b, 16)
                 last, = struct.unpack_from("<I", b, 68)
-                if base + last >= offset:
+                if base + last >= offset and (not out or len(out) + len(b) <= max_bytes):
                     out += b
             if self.mode == "corrupt_fetch" and out:
                 out = out[:-1] + bytes([out[-1] ^ 0x55])
@@ -419,9 +419,11 @@ class Client:
         rv = self.lib.tally_produce(self.h, topic.encode(), arr, len(records), ctypes.byref(res))
         return rv, res
 
-    def fetch(self, topic, offset, node=None):
+    def fetch(self, topic, offset, node=None, max_bytes=0):
         opts = FetchOptions()
         self.lib.tally_fetch_options_init(ctypes.byref(opts))
+        if max_bytes:
+            opts.max_bytes = max_bytes
         if node:
             opts.node = node.encode()
         res = FetchResult()
@@ -554,6 +556,45 @@ def selftest(path):
         [m["role"] for m in st["members"]] == [1, 3]
     check(ok, "status combines both members' answers", (rv, st, c.errmsg()))
     c.close()
+
+    # Read-ahead: an answer that leaves records on the node sends the FETCH
+    # that continues it at once; the next fetch from there takes its
+    # answer, and anything else on that connection drops it first.
+    cl7 = Cluster()
+    n7 = cl7.add_node("leader")
+    c = Client(lib, n7.addr)
+    c.topic_create("ra")
+    for i in range(4):
+        c.produce("ra", [(b"k", b"v%d" % i)])
+
+    def fetches():
+        time.sleep(0.1)  # let a read-ahead arrive
+        with cl7.lock:
+            return sum(1 for _, t in cl7.requests if t == FETCH)
+
+    got = []
+    rv, recs, nxt = c.fetch("ra", 0, max_bytes=1)
+    got.append((rv, recs, nxt, fetches()))
+    rv, recs, nxt = c.fetch("ra", 1, max_bytes=1)
+    got.append((rv, recs, nxt, fetches()))
+    check(got == [(0, [(0, b"k", b"v0")], 1, 2), (0, [(1, b"k", b"v1")], 2, 3)],
+          "read-ahead: one batch per answer; the next fetch takes the answer sent ahead "
+          "(FETCH requests seen 2, then 3)", got)
+    rv, recs, nxt = c.fetch("ra", 0, max_bytes=1)
+    check((rv, recs, nxt) == (0, [(0, b"k", b"v0")], 1),
+          "read-ahead: a fetch elsewhere drops the answer sent ahead", (rv, recs, nxt))
+    rv, res = c.produce("ra", [(b"k", b"v4")])
+    check(rv == 0 and res.base_offset == 4,
+          "read-ahead: a produce on that connection drops the answer sent ahead",
+          (rv, res.base_offset, c.errmsg()))
+    rv, recs, nxt = c.fetch("ra", 3)
+    n = fetches()
+    rv2, recs2, _ = c.fetch("ra", 5)
+    check(rv == 0 and [r[2] for r in recs] == [b"v3", b"v4"] and nxt == 5 and rv2 == 0 and
+          recs2 == [] and fetches() == n + 1,
+          "read-ahead: none when an answer reaches the end", (rv, recs, nxt, rv2, n, fetches()))
+    c.close()
+    cl7.stop()
 
     # Corrupt batches are caught end to end.
     cl2 = Cluster()
