@@ -1538,7 +1538,9 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     m.max_wait_ms = opts->max_wait_ms;
     m.min_index = opts->min_index;
     int via = op.only >= 0 ? op.only : c->read_pref;
-    if (!client__take_ahead(c, via, &m, op.deadline, &rep)) {
+    if (client__take_ahead(c, via, &m, op.deadline, &rep)) {
+        c->read_pref = via; /* as client__call does for the node that answers a read */
+    } else {
         start = client__begin(c, PROTO_FETCH);
         proto_put_fetch_req(&c->req, &m);
         if ((rv = client__end(c, start, what)) != 0) {
