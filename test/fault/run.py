@@ -207,16 +207,40 @@ def main():
                 shutil.copy(n.log_path, os.path.join(ldir, f"node{i}.log"))
             except OSError:
                 pass
+        save_data_dirs(c, out_dir)
         c.cleanup()
         hist.close()
     print(f"# run finished after {time.monotonic() - t0:.0f} s; checking", flush=True)
     rep = checker.check(out_dir)
     bad = rep.total()
     if bad or a.out or a.keep:
-        print(f"# history, final logs and node logs kept in {out_dir}", flush=True)
+        print(f"# history, final logs, node logs and data kept in {out_dir}", flush=True)
     else:
         shutil.rmtree(out_dir, ignore_errors=True)
     return 1 if bad else 0
+
+
+def save_data_dirs(c, out_dir, limit=512 << 20):
+    """Copy every node's data directory (stopped by now) into OUT/data/nodeN,
+    so that a run the checker fails can be examined file by file (tally log
+    dump, keys.ckpt, Raft segments); a clean run removes OUT with them. Best
+    effort: skipped above @limit bytes in all, and on any copy error."""
+    total = 0
+    for n in c.nodes.values():
+        for root, _dirs, files in os.walk(n.data):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+    if total > limit:
+        print(f"# data directories not kept: {total >> 20} MiB", flush=True)
+        return
+    for i, n in c.nodes.items():
+        try:
+            shutil.copytree(n.data, os.path.join(out_dir, "data", f"node{i}"), symlinks=True)
+        except (OSError, shutil.Error) as e:
+            print(f"# data directory of node {i} not kept: {e}", flush=True)
 
 
 if __name__ == "__main__":
