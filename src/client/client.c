@@ -431,21 +431,34 @@ static int client__parse_reply(struct tally_client *c, struct client__node *nd, 
     return 0;
 }
 
+/* Send the frame in @frame on the open connection of @nd, patching in a
+ * fresh request id, which goes to *@id. */
+static int client__send_request(struct tally_client *c, struct client__node *nd,
+                                struct buf *frame, int64_t deadline, bool *sent, uint32_t *id)
+{
+    *id = c->next_id++;
+    byte_put_u32(frame->data + 12, *id);
+    return client__send_all(nd, frame->data, frame->len, deadline, sent, c->errmsg);
+}
+
+/* Read the answer to request (@type, @id) from @nd into c->resp and @rep. */
+static int client__recv_reply(struct tally_client *c, struct client__node *nd, uint16_t type,
+                              uint32_t id, int64_t deadline, struct client__reply *rep)
+{
+    int rv = client__recv_frame(nd, &c->resp, deadline, &rep->f, c->errmsg);
+    return rv == 0 ? client__parse_reply(c, nd, type, id, rep) : rv;
+}
+
 /* Send the frame in @frame (patching in a fresh request id) on the open
  * connection of @nd and read the answer into c->resp. */
 static int client__roundtrip(struct tally_client *c, struct client__node *nd, struct buf *frame,
                              int64_t deadline, bool *sent, struct client__reply *rep)
 {
-    uint32_t id = c->next_id++;
     uint16_t type = byte_get_u16(frame->data + 8);
-    int rv;
-    byte_put_u32(frame->data + 12, id);
-    rv = client__send_all(nd, frame->data, frame->len, deadline, sent, c->errmsg);
+    uint32_t id;
+    int rv = client__send_request(c, nd, frame, deadline, sent, &id);
     if (rv == 0) {
-        rv = client__recv_frame(nd, &c->resp, deadline, &rep->f, c->errmsg);
-    }
-    if (rv == 0) {
-        rv = client__parse_reply(c, nd, type, id, rep);
+        rv = client__recv_reply(c, nd, type, id, deadline, rep);
     }
     if (rv != 0) {
         /* The stream is no longer known to be in step: a late answer would
@@ -1428,10 +1441,9 @@ static void client__fetch_ahead(struct tally_client *c, int node, const struct p
     start = client__begin(c, PROTO_FETCH);
     proto_put_fetch_req(&c->req, m);
     if (client__end(c, start, "fetch ahead") == 0) {
-        uint32_t id = c->next_id++;
-        byte_put_u32(c->req.data + 12, id);
-        if (client__send_all(nd, c->req.data, c->req.len, client_now_ms() + c->timeout_ms, &sent,
-                             c->errmsg) == 0) {
+        uint32_t id;
+        if (client__send_request(c, nd, &c->req, client_now_ms() + c->timeout_ms, &sent, &id) ==
+            0) {
             nd->ahead = true;
             nd->ahead_id = id;
             nd->ahead_req = *m;
@@ -1458,10 +1470,7 @@ static bool client__take_ahead(struct tally_client *c, int node, const struct pr
         return false;
     }
     nd->ahead = false;
-    rv = client__recv_frame(nd, &c->resp, deadline, &rep->f, c->errmsg);
-    if (rv == 0) {
-        rv = client__parse_reply(c, nd, PROTO_FETCH, nd->ahead_id, rep);
-    }
+    rv = client__recv_reply(c, nd, PROTO_FETCH, nd->ahead_id, deadline, rep);
     if (rv != 0) {
         client__disconnect(nd);
     }
