@@ -295,27 +295,20 @@ static int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t
 }
 
 /* Bring the producer table and the key index of @t forward from their
- * checkpoints (at @prod_since and @keys_since): find the first batch after
- * the older one by walking back from the tail, then read forward and
+ * checkpoints: each checkpoint counted the log below the next offset it
+ * records (@prod_from, @keys_from), so read forward from the lower one and
  * record what apply recorded, oldest first. The cost is the batches since
- * the checkpoints, not the size of the log (unless the key checkpoint is
- * missing: then keys_since is 0 and the whole log is read once). */
-static int store__rebuild(struct store_topic *t, uint64_t prod_since, uint64_t keys_since,
+ * the checkpoints, not the size of the log (unless a checkpoint is missing
+ * or unusable: then its offset is the log's start and the log is read
+ * once). Offsets, not Raft indexes: a checkpoint written while its topic
+ * was behind the store's index (going back to a snapshot) is still exact. */
+static int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from,
                           char *errmsg)
 {
-    uint64_t since = prod_since < keys_since ? prod_since : keys_since;
-    uint64_t from = log_next_offset(t->log);
-    uint64_t start = log_start_offset(t->log);
+    uint64_t from = prod_from < keys_from ? prod_from : keys_from;
     int rv = 0;
-    while (from > start) {
-        struct batch_header h;
-        if ((rv = store__batch_before(t, from, &h, errmsg)) != 0) {
-            return rv;
-        }
-        if (h.raft_index <= since) {
-            break;
-        }
-        from = h.base_offset;
+    if (from < log_start_offset(t->log)) {
+        from = log_start_offset(t->log);
     }
     while (from < log_next_offset(t->log)) {
         void *data = NULL;
@@ -329,10 +322,10 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_since, uint64_t k
                 rv = rv != 0 ? rv : TALLY_CORRUPT;
                 break;
             }
-            if (h.producer_id != 0 && h.raft_index > prod_since) {
+            if (h.producer_id != 0 && h.base_offset >= prod_from) {
                 rv = store__producer_record(t, &h, h.base_offset);
             }
-            if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.raft_index > keys_since) {
+            if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.base_offset >= keys_from) {
                 rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, errmsg);
             }
             pos += h.batch_len;
@@ -347,9 +340,12 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_since, uint64_t k
 }
 
 /* The key index checkpoint of a topic: DATA/topics/NAME/keys.ckpt
- *   0  4  magic "TLYK"     4  4  version (1)     8  8  index
- *   16 .. keys_encode()    then 8  XXH3-64 of everything before */
+ *   0  4  magic "TLYK"     4  4  version (2)     8  8  index
+ *   16 8  next offset: the index counts the log's records below it
+ *   24 .. keys_encode()    then 8  XXH3-64 of everything before
+ * (Version 1 had no next offset; such a file is rebuilt from the log.) */
 #define STORE__KEYS_MAGIC "TLYK"
+#define STORE__KEYS_VERSION 2
 
 static void store__keys_path(const struct store *s, const struct store_topic *t, char *out,
                              size_t cap)
@@ -357,14 +353,15 @@ static void store__keys_path(const struct store *s, const struct store_topic *t,
     snprintf(out, cap, "%s/topics/%s/keys.ckpt", s->dir, t->name);
 }
 
-/* Load the key checkpoint; returns its index, or 0 (and an empty index)
- * when it is missing or unusable, which costs a full read of the log. */
+/* Load the key checkpoint into t->keys; returns the offset it counts the
+ * log up to, or the log's start (and an empty index) when it is missing or
+ * unusable, which costs a full read of the log. */
 static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
 {
     char path[PATH_MAX + 320];
     struct stat st;
     uint8_t *data = NULL;
-    uint64_t index = 0;
+    uint64_t next = log_start_offset(t->log);
     bool usable = false;
     int fd;
     store__keys_path(s, t, path, sizeof path);
@@ -374,9 +371,9 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
             TLOG_WARN("store", "topic %s: no key index checkpoint; rebuilding it from the log",
                       t->name);
         }
-        return 0;
+        return next;
     }
-    if (fstat(fd, &st) == 0 && st.st_size >= 24 && (data = malloc((size_t)st.st_size)) != NULL &&
+    if (fstat(fd, &st) == 0 && st.st_size >= 32 && (data = malloc((size_t)st.st_size)) != NULL &&
         pread(fd, data, (size_t)st.st_size, 0) == st.st_size) {
         size_t n = (size_t)st.st_size;
         struct rd r;
@@ -384,15 +381,17 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
         const uint8_t *magic = rd_bytes(&r, 4);
         uint32_t version = rd_u32(&r);
         uint64_t at = rd_u64(&r);
+        uint64_t counted = rd_u64(&r);
         if (codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
-            memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == 1 &&
+            memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == STORE__KEYS_VERSION &&
             at >= t->created_index && keys_decode(&t->keys, &r) == 0 && r.left == 0) {
             /* (older than the topic: written for a deleted topic of the
              * same name by a snapshot still running; not ours) */
-            index = at;
-            usable = true; /* at index 0 after a restore from a backup */
+            next = counted;
+            usable = true;
         } else {
             keys_free(&t->keys);
+            keys_init(&t->keys);
         }
     }
     if (!usable) {
@@ -401,7 +400,7 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
     }
     free(data);
     close(fd);
-    return index;
+    return next;
 }
 
 /* Checkpoint files (catalog, keys.ckpt) are written by the loop and by
@@ -420,17 +419,20 @@ static int store__write_file_as(const char *dir, const char *name, const char *t
                                 char *errmsg);
 
 
-/* Write @k as the key checkpoint at @index into @dir ("tmp" or "snap.tmp"
- * as the temporary name: the loop's and the snapshot thread's). */
+/* Write @k, which counts the log below @next_offset, as the key checkpoint
+ * at @index into @dir ("tmp" or "snap.tmp" as the temporary name: the
+ * loop's and the snapshot thread's). */
 static int store__write_keys_file(struct store *s, const char *dir, const struct keys *k,
-                                  uint64_t index, const char *tmp_suffix, char *errmsg)
+                                  uint64_t index, uint64_t next_offset, const char *tmp_suffix,
+                                  char *errmsg)
 {
     struct buf b;
     int rv;
     buf_init(&b);
     buf_put(&b, STORE__KEYS_MAGIC, 4);
-    buf_put_u32(&b, 1);
+    buf_put_u32(&b, STORE__KEYS_VERSION);
     buf_put_u64(&b, index);
+    buf_put_u64(&b, next_offset);
     keys_encode(k, &b);
     if (buf_ok(&b)) {
         buf_put_u64(&b, codec_checksum(b.data, b.len));
@@ -450,11 +452,23 @@ static int store__write_keys(struct store *s, struct store_topic *t, uint64_t in
 {
     char dir[PATH_MAX + 300];
     store__topic_dir(s, t->name, dir, sizeof dir);
-    return store__write_keys_file(s, dir, &t->keys, index, "tmp", errmsg);
+    return store__write_keys_file(s, dir, &t->keys, index, log_next_offset(t->log), "tmp",
+                                  errmsg);
 }
 
+/* Open the log of @t and bring its tables forward from their checkpoints:
+ * the producer table (from the catalog, counting the log below @prod_from)
+ * and the key index (keys.ckpt). A log opened at @start_offset > 0 is new
+ * (a snapshot's or a backup's topic): its tables come from elsewhere.
+ *
+ * A checkpoint that counts records the log no longer holds (a damaged tail
+ * cut at open, after the checkpoint was written) would make this node
+ * refuse or skip those records when Raft replays them, and end with fewer
+ * records than the others. Such a table is rebuilt from the whole log, and
+ * the topic is marked damaged: store_restore takes it back to the Raft
+ * snapshot, which is exact even where the log no longer starts at 0. */
 static int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,
-                             char *errmsg)
+                             uint64_t prod_from, char *errmsg)
 {
     char path[PATH_MAX + 300];
     struct log_config lc;
@@ -466,10 +480,31 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
         rv = store__load_tail(t, errmsg);
     }
     if (rv == 0) {
-        /* The two checkpoints may be at different indexes (a crash between
-         * writing them): each is brought forward from its own. */
-        uint64_t keys_since = start_offset == 0 ? store__load_keys(s, t) : s->catalog_index;
-        rv = store__rebuild(t, s->catalog_index, keys_since, errmsg);
+        uint64_t next = log_next_offset(t->log), start = log_start_offset(t->log);
+        uint64_t keys_from = start_offset == 0 ? store__load_keys(s, t) : next;
+        if (start_offset != 0) {
+            prod_from = next;
+        }
+        if (prod_from > next || keys_from > next) {
+            TLOG_ERROR("store", "topic %s: the log ends at offset %llu but its checkpoints "
+                       "count records up to %llu: the log lost records (a damaged segment cut "
+                       "at open); rebuilding the %s from the log", t->name,
+                       (unsigned long long)next,
+                       (unsigned long long)(prod_from > keys_from ? prod_from : keys_from),
+                       prod_from > next && keys_from > next ? "producer table and key index"
+                       : prod_from > next ? "producer table" : "key index");
+            t->damaged = true;
+        }
+        if (prod_from > next) {
+            t->n_producers = 0;
+            prod_from = start;
+        }
+        if (keys_from > next) {
+            keys_free(&t->keys);
+            keys_init(&t->keys);
+            keys_from = start;
+        }
+        rv = store__rebuild(t, prod_from, keys_from, errmsg);
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
@@ -835,9 +870,10 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
-        store__catalog_free(&c);
-        for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
-            if ((rv = store__open_topic(s, t, 0, errmsg)) != 0) {
+        uint32_t i = 0;
+        for (struct store_topic *t = s->topics; t != NULL; t = t->next, i++) {
+            if ((rv = store__open_topic(s, t, 0, c.next_offsets[i], errmsg)) != 0) {
+                store__catalog_free(&c);
                 store_close(s);
                 return rv;
             }
@@ -848,6 +884,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
                 s->applied_index = t->tail_index;
             }
         }
+        store__catalog_free(&c);
     } else if (errno != ENOENT) {
         rv = err_os(errmsg, errno, "open %s", path);
         free(s);
@@ -965,7 +1002,7 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
     *tail = t;
     s->catalog_index = index;
     if ((rv = store__write_catalog(s, errmsg)) != 0 ||
-        (rv = store__open_topic(s, t, 0, errmsg)) != 0) {
+        (rv = store__open_topic(s, t, 0, 0, errmsg)) != 0) {
         return rv;
     }
     TLOG_INFO("store", "created topic %s at index %llu", t->name, (unsigned long long)index);
@@ -1308,7 +1345,7 @@ int store_import_topic(struct store *s, const char *name, const struct cmd_topic
     }
     *tail = t;
     *out = t;
-    return store__open_topic(s, t, start_offset, errmsg);
+    return store__open_topic(s, t, start_offset, start_offset, errmsg);
 }
 
 int store_import_group(struct store *s, const char *group, const char *topic, uint64_t offset,
@@ -1550,7 +1587,8 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         if (ft->fd < 0) {
             continue; /* being created: no log yet */
         }
-        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, "snap.tmp", errmsg);
+        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
+                                    "snap.tmp", errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "snapshot: checkpoint the key index of %s", ft->name);
         }
@@ -1621,6 +1659,53 @@ int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errms
     return rv;
 }
 
+/* Take @t back to its state @ct in the snapshot at @index, whose log held
+ * offsets @start..@next - 1: the log is cut to @next when it holds more
+ * (Raft replays the entries after @index), or restarted empty at @next
+ * when it holds less, the range it lacks being left to a backfill. */
+static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, uint64_t index,
+                               uint64_t start, uint64_t next, char *errmsg)
+{
+    uint64_t have = log_next_offset(t->log);
+    int rv = 0;
+    if (have >= next) {
+        uint64_t now = have;
+        TLOG_ERROR("store", "topic %s: going back to the snapshot at index %llu (offset %llu); "
+                   "the entries after it are applied again from the Raft log", t->name,
+                   (unsigned long long)index, (unsigned long long)next);
+        rv = log_truncate(t->log, next, &now, errmsg);
+        if (rv == 0 && now != next) {
+            rv = ERR_CORRUPT(errmsg, "topic %s: offset %llu of the snapshot at index %llu is "
+                             "inside a batch of the log", t->name, (unsigned long long)next,
+                             (unsigned long long)index);
+        }
+    } else {
+        TLOG_ERROR("store", "topic %s: the local log ends at offset %llu but the snapshot at "
+                   "index %llu says %llu: records were lost here (damaged segment?); taking "
+                   "the snapshot's state, other nodes serve offsets %llu..%llu", t->name,
+                   (unsigned long long)have, (unsigned long long)index,
+                   (unsigned long long)next, (unsigned long long)start,
+                   (unsigned long long)next - 1);
+        rv = log_reset(t->log, next, errmsg);
+        t->missing_from = start;
+        t->missing_to = next;
+    }
+    if (rv == 0) {
+        store__take_tables(t, ct);
+        t->floor_index = index;
+        t->damaged = false;
+        if (t->compact_limit > log_next_offset(t->log)) {
+            t->compact_limit = log_next_offset(t->log);
+        }
+        rv = store__load_tail(t, errmsg);
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "topic %s: go back to the snapshot at index %llu", t->name,
+                 (unsigned long long)index);
+    }
+    return rv;
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -1633,30 +1718,20 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     if (local_first) {
         /* Every snapshot this node took was preceded by a sync of its logs,
          * so the local state includes everything up to c.index - unless a
-         * log lost records since (a damaged segment cut at recovery). Raft
-         * will not replay entries the snapshot covers, so such a topic
-         * takes the snapshot's state; the records it lacks are answered
-         * for by the other nodes (UNAVAILABLE here). */
+         * log lost records since (a damaged segment cut at open). Such a
+         * topic goes back to the snapshot's state: Raft replays the entries
+         * after it, and the records the snapshot covers but the log lost
+         * are answered for by the other nodes (UNAVAILABLE here) until a
+         * backfill brings them back. */
         bool changed = false;
         for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
             struct store_topic *t = store_topic_find(s, ct->name);
             if (t == NULL || t->created_index != ct->created_index ||
-                log_next_offset(t->log) >= c.next_offsets[i]) {
+                (!t->damaged && log_next_offset(t->log) >= c.next_offsets[i])) {
                 continue;
             }
-            TLOG_ERROR("store", "topic %s: the local log ends at offset %llu but the snapshot at "
-                       "index %llu says %llu: records were lost here (damaged segment?); taking "
-                       "the snapshot's state, other nodes serve offsets %llu..%llu", t->name,
-                       (unsigned long long)log_next_offset(t->log), (unsigned long long)c.index,
-                       (unsigned long long)c.next_offsets[i], (unsigned long long)c.start_offsets[i],
-                       (unsigned long long)c.next_offsets[i] - 1);
-            rv = log_reset(t->log, c.next_offsets[i], errmsg);
-            t->missing_from = c.start_offsets[i];
-            t->missing_to = c.next_offsets[i];
-            store__take_tables(t, ct);
-            t->floor_index = c.index;
-            t->tail_index = 0;
-            t->tail_count = 0;
+            rv = store__rewind_topic(t, ct, c.index, c.start_offsets[i], c.next_offsets[i],
+                                     errmsg);
             changed = true;
         }
         if (rv == 0 && changed) {
@@ -1700,7 +1775,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             }
             *tail = t;
             t->missing_from = t->missing_to = 0;
-            rv = store__open_topic(s, t, c.next_offsets[i], errmsg);
+            rv = store__open_topic(s, t, c.next_offsets[i], c.next_offsets[i], errmsg);
             if (c.next_offsets[i] > c.start_offsets[i]) {
                 t->missing_from = c.start_offsets[i];
                 t->missing_to = c.next_offsets[i];

@@ -68,6 +68,8 @@ struct store_topic {
     uint64_t tail_index;      /* raft index of the last batch in the log */
     unsigned tail_count;      /* batches of that entry at the log's tail */
     uint64_t floor_index;     /* entries at or below are in the state (snapshot) */
+    bool damaged;             /* its log lost records its checkpoints counted:
+                               * the next restore goes back to the snapshot */
     uint64_t missing_from;    /* [missing_from, missing_to): history this node */
     uint64_t missing_to;      /* lacks since it installed a snapshot (0, 0: none) */
     struct store_producer *producers; /* unordered, n_producers of cap */
