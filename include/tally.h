@@ -381,11 +381,40 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
 TALLY_API void tally_status_free(struct tally_status *st);
 
 /* Membership changes, sent to the leader. @addr is
- * "CLIENT_HOST:PORT/RAFT_HOST:PORT" (borrowed for the call). */
+ * "CLIENT_HOST:PORT/RAFT_HOST:PORT" (borrowed for the call).
+ *
+ * tally_member_add adds node @id as a standby: it is sent the log (and,
+ * when the leader's log no longer reaches back far enough, a snapshot,
+ * after which it fetches the history before it from a peer) but does not
+ * vote. Wait with tally_member_catchup until it holds everything, then
+ * make it a voter with tally_member_promote (`tally member add` does all
+ * three). Promoting earlier would count a node without the history
+ * towards a majority. */
 TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr);
 TALLY_API int tally_member_remove(tally_client *c, uint64_t id);
 /* Transfer leadership to @id (0 = any up-to-date voter). */
 TALLY_API int tally_member_transfer(tally_client *c, uint64_t id);
+/* Make member @id a voter (Raft first catches it up on the log; nothing
+ * happens if it is a voter already). */
+TALLY_API int tally_member_promote(tally_client *c, uint64_t id);
+
+/* How far member @id has caught up: filled by tally_member_catchup. */
+struct tally_catchup {
+    int caught_up;          /* 1: applied min_index and holds every topic's history */
+    int voter;              /* 1 if it votes already */
+    int reachable;          /* 1 if it answered */
+    uint64_t applied_index; /* its applied Raft index */
+    uint64_t min_index;     /* the index it must have applied */
+    size_t topics_missing;  /* topics whose history it still lacks (backfill) */
+    char missing_topic[256]; /* the first of them */
+};
+
+/* Ask member @id (directly, at its client address) how far it has caught
+ * up: it must have applied @min_index (0: the commit index now) and hold
+ * the history of every topic from the start the cluster reports. Returns 0
+ * with out->caught_up set, or an error (TALLY_NOTFOUND: not a member). */
+TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
+                                   struct tally_catchup *out);
 
 #ifdef __cplusplus
 }

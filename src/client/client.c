@@ -144,6 +144,8 @@ struct client__op {
     bool write;        /* leader only; no retry once sent */
     bool idempotent;   /* a write whose retry is safe (produce) */
     int only;          /* node index to use exclusively, or -1 */
+    bool first_answer; /* with only: return its first answer, even a retryable
+                        * error (a probe of that node's state) */
     int64_t deadline;  /* monotonic ms */
 };
 
@@ -761,8 +763,11 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                 uncertain = uncertain || (op->write && code == TALLY_LEADERSHIP_LOST);
                 if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
                     saw_noleader = true;
-                } else if (!client__retryable(code) &&
-                           !(op->idempotent && code == TALLY_LEADERSHIP_LOST)) {
+                }
+                if (op->first_answer ||
+                    (code != TALLY_NOTLEADER && code != TALLY_NOLEADER &&
+                     !client__retryable(code) &&
+                     !(op->idempotent && code == TALLY_LEADERSHIP_LOST))) {
                     err_printf(c->errmsg, "%s: %s: %s", op->what, nd->addr, rep->err.message);
                     c->actual = rep->err.actual;
                     return code;
@@ -882,6 +887,7 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
     op->write = write;
     op->idempotent = false; /* set by the callers whose retry is safe */
     op->only = -1;
+    op->first_answer = false;
     op->deadline = client_now_ms() + c->timeout_ms;
 }
 
@@ -1870,6 +1876,115 @@ TALLY_API int tally_member_transfer(tally_client *c, uint64_t id)
     char what[64];
     snprintf(what, sizeof what, "transfer leadership to %llu", (unsigned long long)id);
     return client__member_op(c, PROTO_MEMBER_TRANSFER, id, what);
+}
+
+TALLY_API int tally_member_promote(tally_client *c, uint64_t id)
+{
+    char what[64];
+    snprintf(what, sizeof what, "promote member %llu to voter", (unsigned long long)id);
+    if (id == 0) {
+        err_printf(c->errmsg, "%s: the id must not be 0", what);
+        return TALLY_INVAL;
+    }
+    return client__member_op(c, PROTO_MEMBER_PROMOTE, id, what);
+}
+
+/* Whether the node at @node holds the history of @t: a FETCH of one byte
+ * from it at the topic's start, answered by that node alone (no retry).
+ * A node still missing that history (it installed a snapshot and is
+ * backfilling) answers UNAVAILABLE; one that has not applied the topic's
+ * creation yet, NOTFOUND. */
+static int client__member_has_history(tally_client *c, const char *node,
+                                      const struct tally_topic_info *t, int *has)
+{
+    struct proto_fetch_req m;
+    struct client__op op;
+    struct client__reply rep;
+    size_t start;
+    int rv;
+    *has = 1;
+    if (t->next_offset == t->start_offset) {
+        return 0;
+    }
+    client__op_init(c, &op, "probe a member's history", false);
+    op.only = client__node_add(c, node, strlen(node));
+    op.first_answer = true;
+    if (op.only < 0) {
+        err_printf(c->errmsg, "%s: bad node address '%s'", op.what, node);
+        return TALLY_INVAL;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", t->name);
+    m.offset = t->start_offset;
+    m.max_bytes = 1;
+    start = client__begin(c, PROTO_FETCH);
+    proto_put_fetch_req(&c->req, &m);
+    if ((rv = client__end(c, start, op.what)) != 0) {
+        return rv;
+    }
+    rv = client__call(c, &op, &rep);
+    if (rv == TALLY_UNAVAILABLE || rv == TALLY_NOTFOUND) {
+        *has = 0;
+        return 0;
+    }
+    /* OUT_OF_RANGE: its retention is ahead of the node that listed the
+     * topics; nothing of it is missing. */
+    return rv == TALLY_OUT_OF_RANGE ? 0 : rv;
+}
+
+TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
+                                   struct tally_catchup *out)
+{
+    struct tally_status st;
+    struct tally_topic_info *topics = NULL;
+    const struct tally_member *m = NULL;
+    char node[64];
+    size_t n = 0;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    out->min_index = min_index;
+    if ((rv = tally_status_get(c, &st)) != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < st.n_members; i++) {
+        if (st.members[i].id == id) {
+            m = &st.members[i];
+        }
+    }
+    if (m == NULL) {
+        tally_status_free(&st);
+        err_printf(c->errmsg, "node %llu is not a member of the cluster", (unsigned long long)id);
+        return TALLY_NOTFOUND;
+    }
+    out->voter = m->voter;
+    out->reachable = m->reachable;
+    out->applied_index = m->applied_index;
+    if (out->min_index == 0) {
+        out->min_index = st.commit_index;
+    }
+    snprintf(node, sizeof node, "%s", m->client_addr);
+    tally_status_free(&st);
+    if (!out->reachable || out->applied_index < out->min_index) {
+        return 0;
+    }
+    if ((rv = tally_topic_list(c, &topics, &n)) != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        int has;
+        rv = client__member_has_history(c, node, &topics[i], &has);
+        if (rv == 0 && !has) {
+            if (out->topics_missing++ == 0) {
+                snprintf(out->missing_topic, sizeof out->missing_topic, "%s", topics[i].name);
+            }
+        }
+    }
+    free(topics);
+    if (rv == 0) {
+        out->caught_up = out->topics_missing == 0;
+    }
+    return rv;
 }
 
 /* ------------------------------------------------------------------------

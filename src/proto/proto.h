@@ -60,7 +60,8 @@ enum proto_type {
     PROTO_GROUP_COMMIT = 12,
     PROTO_GROUP_FETCH = 13,
     PROTO_BACKUP_CUT = 14,
-    PROTO__TYPE_MAX = 14,
+    PROTO_MEMBER_PROMOTE = 15,
+    PROTO__TYPE_MAX = 15,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -171,6 +172,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, raft_addr, PROTO_ADDR_MAX)
 #define PROTO_SCHEMA_MEMBER_REMOVE_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_TRANSFER_REQ(X) X(u64, id)
+#define PROTO_SCHEMA_MEMBER_PROMOTE_REQ(X) X(u64, id)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -246,6 +248,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_add_req, MEMBER_ADD_REQ)                                          \
     X(member_remove_req, MEMBER_REMOVE_REQ)                                    \
     X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
+    X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

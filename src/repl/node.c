@@ -684,8 +684,8 @@ static void node__add_cb(struct raft_change *req, int status)
         node__change_done(c, status != 0 ? status : RAFT_SHUTDOWN);
         return;
     }
-    /* raft_assign runs catch-up rounds before promoting the new node. */
-    rv = raft_assign(&c->n->raft, &c->req, c->id, RAFT_VOTER, node__assign_cb);
+    /* raft_add made it a spare, which is not even sent the log. */
+    rv = raft_assign(&c->n->raft, &c->req, c->id, RAFT_STANDBY, node__assign_cb);
     if (rv != 0) {
         node__change_done(c, rv);
     }
@@ -706,8 +706,8 @@ static struct node__change *node__change_new(struct node *n, uint64_t id, node_d
     return c;
 }
 
-int node_add_voter(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
-                   void *arg)
+int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
+                     void *arg)
 {
     struct node__change *c = node__change_new(n, id, cb, arg);
     int rv;
@@ -715,6 +715,29 @@ int node_add_voter(struct node *n, uint64_t id, const char *raft_addr, node_done
         return TALLY_NOMEM;
     }
     rv = raft_add(&n->raft, &c->req, id, raft_addr, node__add_cb);
+    if (rv != 0) {
+        free(c);
+        return node_map_error(rv);
+    }
+    return 0;
+}
+
+int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg)
+{
+    const struct raft_configuration *conf = &n->raft.configuration;
+    struct node__change *c;
+    int rv;
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (conf->servers[i].id == id && conf->servers[i].role == RAFT_VOTER) {
+            cb(arg, 0, "already a voter");
+            return 0;
+        }
+    }
+    if ((c = node__change_new(n, id, cb, arg)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    /* raft_assign runs catch-up rounds before it promotes the node. */
+    rv = raft_assign(&n->raft, &c->req, id, RAFT_VOTER, node__assign_cb);
     if (rv != 0) {
         free(c);
         return node_map_error(rv);

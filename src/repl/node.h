@@ -102,10 +102,14 @@ typedef void (*node_propose_cb)(void *arg, int status, uint64_t index,
  * error nothing was appended: TALLY_NOTLEADER, TALLY_NOMEM. */
 int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *arg);
 
-/* Membership (leader only). @cb(arg, status) with a TALLY_* status. */
+/* Membership (leader only). @cb(arg, status) with a TALLY_* status.
+ * node_add_standby adds a node that is sent the log but does not vote;
+ * node_promote makes a member a voter (Raft first catches it up; done at
+ * once if it is one already). */
 typedef void (*node_done_cb)(void *arg, int status, const char *message);
-int node_add_voter(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
-                   void *arg);
+int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
+                     void *arg);
+int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 

@@ -863,7 +863,10 @@ static void gw__member_done(void *arg, int status, const char *message)
 }
 
 /* MEMBER_ADD: first replicate the new member's client address (so every
- * node can redirect clients to it), then add it to Raft and promote it. */
+ * node can redirect clients to it), then add it to Raft as a standby: it
+ * is sent the log (a snapshot, then a backfill, if it is far behind) but
+ * does not vote until MEMBER_PROMOTE, which the client sends once the node
+ * holds the whole history. */
 static void gw__member_addr_done(void *arg, int status, uint64_t index,
                                  const struct store_result *res)
 {
@@ -873,7 +876,7 @@ static void gw__member_addr_done(void *arg, int status, uint64_t index,
         status = res->items[0].code;
     }
     if (status == 0) {
-        status = node_add_voter(op->gw->node, op->id, op->raft_addr, gw__member_done, op);
+        status = node_add_standby(op->gw->node, op->id, op->raft_addr, gw__member_done, op);
         if (status == 0) {
             return;
         }
@@ -910,7 +913,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         rv = node_propose(gw->node, &entry, gw__member_addr_done, op);
         buf_free(&entry);
     } else {
-        struct proto_member_remove_req m; /* same layout as transfer */
+        struct proto_member_remove_req m; /* same layout as transfer, promote */
         if (proto_get_member_remove_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
             free(op);
             gw__error(r, TALLY_PROTO, "malformed %s", proto_type_name(r->type));
@@ -921,9 +924,9 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             return;
         }
         op->id = m.id;
-        rv = r->type == PROTO_MEMBER_REMOVE
-                 ? node_remove(gw->node, m.id, gw__member_done, op)
-                 : node_transfer(gw->node, m.id, gw__member_done, op);
+        rv = r->type == PROTO_MEMBER_REMOVE    ? node_remove(gw->node, m.id, gw__member_done, op)
+             : r->type == PROTO_MEMBER_PROMOTE ? node_promote(gw->node, m.id, gw__member_done, op)
+                                               : node_transfer(gw->node, m.id, gw__member_done, op);
     }
     if (rv != 0) {
         free(op);
@@ -981,6 +984,7 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_MEMBER_ADD:
     case PROTO_MEMBER_REMOVE:
     case PROTO_MEMBER_TRANSFER:
+    case PROTO_MEMBER_PROMOTE:
         gw__member(gw, r, &rd);
         break;
     case PROTO_OFFSET_FOR_TIME:

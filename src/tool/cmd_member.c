@@ -1,24 +1,37 @@
-/* tally member add|remove|transfer: change the cluster's membership or
- * move its leadership. */
+/* tally member add|promote|remove|transfer: change the cluster's membership
+ * or move its leadership. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "tool/util.h"
 
 static const char member_help[] =
-    "Usage: tally member add ID CLIENT_HOST:PORT/RAFT_HOST:PORT\n"
+    "Usage: tally member add ID CLIENT_HOST:PORT/RAFT_HOST:PORT [--wait-timeout S]\n"
+    "       tally member promote ID [--wait-timeout S]\n"
     "       tally member remove ID\n"
     "       tally member transfer ID\n"
     "\n"
-    "add       add node ID as a voting member; start its tallyd (without\n"
-    "          --bootstrap) with the same addresses\n"
+    "add       add node ID to the cluster; start its tallyd (without\n"
+    "          --bootstrap) with the same addresses. It joins as a standby\n"
+    "          (sent the log, not voting), catches up (a snapshot and a\n"
+    "          backfill of the history from a peer if the leader's Raft log\n"
+    "          no longer reaches back far enough), and is made a voter once\n"
+    "          it holds every topic's whole history. Progress goes to stderr.\n"
+    "promote   wait for standby ID to catch up the same way, then make it a\n"
+    "          voter (after an add that stopped waiting)\n"
     "remove    remove node ID from the cluster\n"
     "transfer  make node ID the leader (0: any up-to-date voter)\n"
     "\n"
     "Each change is sent to the leader and committed through Raft.\n"
+    "\n"
+    "      --wait-timeout S  give up waiting for the catch-up after S seconds\n"
+    "                        (default 600): exit 1, the node stays a standby\n"
     "\n" TOOL_COMMON_HELP;
+
+enum { MEMBER_OPT_WAIT = TOOL_OPT__FIRST_FREE };
 
 /* "HOST:PORT/HOST:PORT": check the shape only; the server checks the rest. */
 static int member_check_addr(const char *addr)
@@ -34,16 +47,80 @@ static int member_check_addr(const char *addr)
     return 1;
 }
 
+/* One line of progress, printed when it differs from the last one. */
+static void member_progress(uint64_t id, const struct tally_catchup *cu, char *last,
+                            size_t cap)
+{
+    char line[512];
+    if (!cu->reachable) {
+        snprintf(line, sizeof line, "member %" PRIu64 ": not answering yet (is its tallyd "
+                 "running, with these addresses?)", id);
+    } else if (cu->applied_index < cu->min_index) {
+        snprintf(line, sizeof line, "member %" PRIu64 ": catching up on the log (applied index "
+                 "%" PRIu64 " of %" PRIu64 ")", id, cu->applied_index, cu->min_index);
+    } else if (cu->topics_missing > 0) {
+        snprintf(line, sizeof line, "member %" PRIu64 ": fetching the history of topic %s%s "
+                 "from a peer (backfill)", id, cu->missing_topic,
+                 cu->topics_missing > 1 ? " and others" : "");
+    } else {
+        snprintf(line, sizeof line, "member %" PRIu64 ": caught up (applied index %" PRIu64
+                 ", every topic's history); making it a voter", id, cu->applied_index);
+    }
+    if (strcmp(line, last) != 0) {
+        fprintf(stderr, "%s\n", line);
+        snprintf(last, cap, "%s", line);
+    }
+}
+
+/* Wait until member @id holds everything the cluster committed when the
+ * wait began, then make it a voter. */
+static int member_catch_up_and_promote(tally_client *client, const char *cmd, uint64_t id,
+                                       uint64_t wait_s)
+{
+    int64_t deadline = tool_now_ms() + (int64_t)wait_s * 1000;
+    uint64_t min_index = 0;
+    struct tally_catchup cu;
+    char last[512] = "";
+    int rc;
+    for (;;) {
+        rc = tally_member_catchup(client, id, min_index, &cu);
+        if (rc == TALLY_NOTFOUND) {
+            return tool_cluster_error(client, cmd, rc);
+        }
+        if (rc == 0) {
+            min_index = cu.min_index; /* fixed at the first answer */
+            member_progress(id, &cu, last, sizeof last);
+            if (cu.caught_up || cu.voter) {
+                break;
+            }
+        }
+        if (tool_now_ms() >= deadline) {
+            if (rc != 0) {
+                tool_cluster_error(client, cmd, rc);
+            }
+            return tool_error(cmd, "member %" PRIu64 " did not catch up within %" PRIu64
+                              " s; it stays a standby (not voting). Once it runs and has "
+                              "caught up: tally member promote %" PRIu64, id, wait_s, id);
+        }
+        struct timespec ts = {0, 500 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    rc = tally_member_promote(client, id);
+    return rc == 0 ? TOOL_EXIT_OK : tool_cluster_error(client, cmd, rc);
+}
+
 int cmd_member_main(int argc, char **argv)
 {
     static const char cmd[] = "member";
     static const struct option longopts[] = {
         TOOL_COMMON_LONGOPTS,
+        {"wait-timeout", required_argument, NULL, MEMBER_OPT_WAIT},
         {NULL, 0, NULL, 0},
     };
     tally_client *client;
     const char *sub;
-    uint64_t id;
+    uint64_t id, wait_s = 600;
+    bool wait_given = false;
     int nargs;
     int c;
     int rc;
@@ -54,6 +131,13 @@ int cmd_member_main(int argc, char **argv)
         case 'h':
             fputs(member_help, stdout);
             return TOOL_EXIT_OK;
+        case MEMBER_OPT_WAIT:
+            if (!tool_parse_u64(optarg, &wait_s) || wait_s > 86400 * 7) {
+                return tool_usage_error(cmd, "--wait-timeout wants seconds (0..604800), not '%s'",
+                                        optarg);
+            }
+            wait_given = true;
+            break;
         case '?':
             return tool_bad_option(cmd, argv);
         default:
@@ -64,15 +148,20 @@ int cmd_member_main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        return tool_usage_error(cmd, "missing SUBCOMMAND: add, remove or transfer");
+        return tool_usage_error(cmd, "missing SUBCOMMAND: add, promote, remove or transfer");
     }
     sub = argv[optind++];
     if (strcmp(sub, "add") == 0) {
         nargs = 2;
-    } else if (strcmp(sub, "remove") == 0 || strcmp(sub, "transfer") == 0) {
+    } else if (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0 ||
+               strcmp(sub, "transfer") == 0) {
         nargs = 1;
     } else {
-        return tool_usage_error(cmd, "unknown subcommand '%s': want add, remove or transfer", sub);
+        return tool_usage_error(cmd, "unknown subcommand '%s': want add, promote, remove or "
+                                "transfer", sub);
+    }
+    if (wait_given && strcmp(sub, "add") != 0 && strcmp(sub, "promote") != 0) {
+        return tool_usage_error(cmd, "%s: --wait-timeout is for add and promote", sub);
     }
     if (argc - optind < nargs) {
         return tool_usage_error(cmd, "%s: missing %s", sub,
@@ -95,16 +184,27 @@ int cmd_member_main(int argc, char **argv)
     }
     if (strcmp(sub, "add") == 0) {
         rc = tally_member_add(client, id, argv[optind + 1]);
+        if (rc == 0) {
+            fprintf(stderr, "member %" PRIu64 ": added as a standby; waiting for it to catch "
+                    "up before it votes\n", id);
+            rc = member_catch_up_and_promote(client, cmd, id, wait_s);
+        } else {
+            rc = tool_cluster_error(client, cmd, rc);
+        }
+    } else if (strcmp(sub, "promote") == 0) {
+        rc = member_catch_up_and_promote(client, cmd, id, wait_s);
     } else if (strcmp(sub, "remove") == 0) {
         rc = tally_member_remove(client, id);
+        rc = rc == 0 ? TOOL_EXIT_OK : tool_cluster_error(client, cmd, rc);
     } else {
         rc = tally_member_transfer(client, id);
+        rc = rc == 0 ? TOOL_EXIT_OK : tool_cluster_error(client, cmd, rc);
     }
-    if (rc != 0) {
-        rc = tool_cluster_error(client, cmd, rc);
-    } else {
+    if (rc == TOOL_EXIT_OK) {
         if (strcmp(sub, "add") == 0) {
             printf("added member %" PRIu64 " at %s\n", id, argv[optind + 1]);
+        } else if (strcmp(sub, "promote") == 0) {
+            printf("member %" PRIu64 " is a voter\n", id);
         } else if (strcmp(sub, "remove") == 0) {
             printf("removed member %" PRIu64 "\n", id);
         } else if (id != 0) {

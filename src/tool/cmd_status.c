@@ -125,7 +125,8 @@ static void status_print_table(const struct tally_status *st,
         const struct tally_member *m = &st->members[i];
 
         printf("%-4" PRIu64 "  %-21s  %-21s  %-11s  %13" PRIu64 "  %s\n", m->id, m->client_addr,
-               m->raft_addr, m->reachable ? tool_role_name(m->role) : "unavailable",
+               m->raft_addr,
+               !m->reachable ? "unavailable" : !m->voter ? "standby" : tool_role_name(m->role),
                m->applied_index, m->reachable ? "yes" : "no");
     }
     if (!topics_ok) {

@@ -240,6 +240,10 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
         FUZZ_SIMPLE(member_transfer_req);
         FUZZ_SIMPLE(done_resp);
         break;
+    case PROTO_MEMBER_PROMOTE:
+        FUZZ_SIMPLE(member_promote_req);
+        FUZZ_SIMPLE(done_resp);
+        break;
 #ifdef PROTO_SCHEMA_OFFSET_FOR_TIME_REQ
     case PROTO_OFFSET_FOR_TIME:
         FUZZ_SIMPLE(offset_for_time_req);

@@ -238,6 +238,9 @@ static void proto_seeds(void)
         put_frame_seed("member-remove-req", &b);
         FRAME(&b, PROTO_MEMBER_TRANSFER, 0, member_transfer_req, &t);
         put_frame_seed("member-transfer-req", &b);
+        struct proto_member_promote_req pr = {4};
+        FRAME(&b, PROTO_MEMBER_PROMOTE, 0, member_promote_req, &pr);
+        put_frame_seed("member-promote-req", &b);
     }
 #ifdef PROTO_SCHEMA_OFFSET_FOR_TIME_REQ
     {

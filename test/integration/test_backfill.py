@@ -127,6 +127,14 @@ def test_added_node_full_history_then_remove():
         c.tally_ok("member", "add", "4", f"{n4.client}/{n4.raft}", ids=[1, 2, 3], timeout=90)
         wait_until(lambda: member_ids(c.status(ids=[1, 2, 3])) == [1, 2, 3, 4], 30,
                    "4 members in the configuration")
+        # It votes only once it holds the whole history: no waiting here.
+        st = c.status(ids=[1, 2, 3, 4])
+        check(all(m["voter"] for m in st["members"]), f"node 4 is not a voter: {st['members']}")
+        check("installing snapshot" in log_text(c, 4) and "backfilled offsets" in log_text(c, 4),
+              "node 4 was to install a snapshot and backfill before it was promoted")
+        leader = c.leader(ids=[1, 2, 3])
+        check(dump(c, "events", 4, ids=[1, 2, 3, 4]) == dump(c, "events", leader, ids=[1, 2, 3]),
+              "node 4 was made a voter before it held the history of events")
         write(c, "events", 5, "b", ids=[1, 2, 3])
         wait_until(lambda: "backfilled offsets" in log_text(c, 4) or
                    "installing snapshot" not in log_text(c, 4), 60,

@@ -240,7 +240,7 @@ def test_man_pages_cover_help():
     missing = sorted(long_flags("\n".join(helps)) - long_flags(page))
     check(not missing, f"man/tally.1 lacks flags from tally's --help: {missing}")
     for cmd in ("topic create", "topic list", "topic delete", "produce", "consume", "status",
-                "member add", "member remove", "member transfer", "bench produce",
+                "member add", "member promote", "member remove", "member transfer", "bench produce",
                 "log verify", "log dump"):
         check(cmd in page, f"man/tally.1 does not name 'tally {cmd}'")
 

@@ -1,6 +1,7 @@
 # test_membership.py - real tallyd processes: leadership transfer, adding a
 # fourth node to a running cluster (it catches up from the leader), and
-# removing it again.
+# removing it again; a node added while it is not running stays a standby
+# that does not count towards a majority until it is promoted.
 #
 #   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_membership.py
 
@@ -80,5 +81,56 @@ def test_transfer_add_remove():
         check(r.rc == 1, f"adding an existing member must fail: {r!r}")
 
 
+def voter_of(st, node_id):
+    return next((m["voter"] for m in st["members"] if m["id"] == node_id), None) if st else None
+
+
+def test_standby_until_caught_up():
+    """`member add` of a node that is not running gives up waiting after
+    --wait-timeout and leaves it a standby: it does not vote, so two of the
+    three voters still commit writes. Once it runs, `member promote` makes
+    it a voter; after that two nodes of four are not a majority."""
+    with GrowingCluster(n=4, name="standby") as c:
+        for i in (1, 2, 3):
+            c.spawn(i)
+        leader = c.wait_leader(ids=[1, 2, 3])
+        c.tally_ok("topic", "create", "s", ids=[1, 2, 3])
+        c.tally_ok("produce", "s", input=b"".join(b"r-%d\n" % i for i in range(50)),
+                   ids=[1, 2, 3])
+        n4 = c.nodes[4]
+        r = c.tally("member", "add", "4", f"{n4.client}/{n4.raft}", "--wait-timeout", "2",
+                    ids=[1, 2, 3], timeout=60)
+        check(r.rc == 1 and "stays a standby" in r.errtext and "not answering" in r.errtext,
+              f"member add of a stopped node: {r!r}")
+        st = wait_until(lambda: (lambda s: s if member_ids(s) == [1, 2, 3, 4] else None)(
+            c.status(ids=[1, 2, 3])), 20, "4 members in the configuration")
+        check(voter_of(st, 4) is False, f"node 4 must be a standby: {st['members']}")
+        # A standby is not part of any majority: one voter down, two commit.
+        down = next(i for i in (1, 2, 3) if i != leader)
+        c.kill(down)
+        c.tally_ok("produce", "s", "with-a-standby", ids=[1, 2, 3])
+        c.restart(down)
+        # Start it and promote it: it catches up first.
+        c.spawn(4)
+        r = c.tally_ok("member", "promote", "4", ids=[1, 2, 3], timeout=90)
+        check(r.out.strip() == b"member 4 is a voter" and "caught up" in r.errtext,
+              f"member promote: {r!r}")
+        st = c.status(ids=[1, 2, 3, 4])
+        check(voter_of(st, 4) is True, f"node 4 must vote now: {st['members']}")
+        recs = parse_records(c.read_node("s", 4, 51, ids=[1, 2, 3, 4]))
+        check(len(recs) == 51, f"node 4 holds {len(recs)} records, want 51")
+        r = c.tally_ok("member", "promote", "4", ids=[1, 2, 3])
+        check(r.out.strip() == b"member 4 is a voter", f"promoting a voter again: {r!r}")
+        # Four voters: two of them are not a majority any more.
+        leader = c.wait_leader(ids=[1, 2, 3, 4])
+        others = [i for i in (1, 2, 3, 4) if i != leader]
+        c.kill(others[0])
+        c.kill(others[1])
+        r = c.tally("produce", "s", "no-majority", "--timeout", "3000", ids=[1, 2, 3, 4])
+        check(r.rc == 1, f"a write with 2 of 4 voters up must fail: {r!r}")
+        r = c.tally("member", "promote", "9", ids=[1, 2, 3, 4], timeout=30)
+        check(r.rc == 1 and "not a member" in r.errtext, f"promoting an unknown node: {r!r}")
+
+
 if __name__ == "__main__":
-    run_tests([test_transfer_add_remove])
+    run_tests([test_transfer_add_remove, test_standby_until_caught_up])
