@@ -17,11 +17,13 @@
 #
 # The configurations of the three nodes differ only in the addresses of the
 # bootstrap entry (index 1, term 1, identical as far as Raft compares).
-# A snapshot sent by the leader to a follower would carry the leader's view
-# of the addresses; the suite keeps snapshot_trailing large enough that a
-# briefly offline follower catches up from the log, and the checker's
-# "partition" counts say how many cuts were made (a leak only weakens the
-# nemesis, it cannot make the checker report a false violation).
+# A snapshot sent by the leader to a follower carries the leader's view of
+# the addresses (its own proxy ports), and run.py snapshots every 256
+# entries with 128 trailing, so installs happen in most runs: a node that
+# installed one may then reach the others through the leader's proxies, and
+# a later cut of it may leak. The checker's "partition" counts say how many
+# cuts were made (a leak only weakens the nemesis, it cannot make the
+# checker report a false violation).
 
 import os
 import signal
