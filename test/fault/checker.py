@@ -294,7 +294,9 @@ def check(run_dir, out=sys.stdout, max_print=20):
         if f["kind"] in ("kill", "pause", "partition", "corrupt"):
             detail[f"{f['kind']}/{f.get('role')}"] += 1
         if f["kind"] == "corrupt":
-            detail[f"corrupt/{f.get('how')}" + ("/skipped" if f.get("skipped") else "")] += 1
+            detail[f"corrupt/{f.get('how')}" + ("/after-term" if f.get("stopped") not in
+                                                 (None, "killed") else "")
+                   + ("/skipped" if f.get("skipped") else "")] += 1
         if f["kind"] == "partition":
             detail[f"partition/{f.get('mode')}"] += 1
     if detail:

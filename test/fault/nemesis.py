@@ -7,9 +7,10 @@
 #   pause      SIGSTOP a node for 1.5-4 s (election timeout: 1 s), SIGCONT
 #   partition  cut one node (leader half the time) off from both others for
 #              2-5 s: its Raft proxies refuse or black-hole connections
-#   corrupt    SIGKILL a node, truncate or flip a bit in the tail of the
-#              active segment (highest base offset) of one of its topics,
-#              restart it
+#   corrupt    SIGKILL a node, or half the time stop it cleanly (SIGTERM: its
+#              last checkpoints then count every record), truncate or flip a
+#              bit in the tail of the active segment (highest base offset)
+#              of one of its topics, restart it
 #   disk       (needs the tmpfs node) fill the node's tmpfs with a ballast
 #              file, half the time after making it the leader; probe a write
 #              through it; hold 2-4 s; stop it, verify its log offline, free
@@ -165,10 +166,29 @@ class Nemesis(threading.Thread):
         self.h.write({"type": "note", "what": f"healed partition of node {node}",
                       "time": self.h.now()})
 
+    def stop_node(self, node):
+        """SIGTERM node @node and wait for it (SIGKILL after 20 s); returns
+        its exit status or what happened."""
+        n = self.c.nodes[node]
+        n.expected_up = False
+        n.proc.send_signal(signal.SIGTERM)
+        try:
+            return n.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.c.kill(node)
+            return "no exit within 20 s of SIGTERM; killed"
+
     def do_corrupt(self):
         node, role = self.pick()
         n = self.c.nodes[node]
-        self.c.kill(node)
+        # A clean stop writes checkpoints that count every record, so the
+        # damage below is to records the node's checkpoints counted.
+        stop = self.rng.choice(["kill", "term"])
+        if stop == "kill" or not n.alive():
+            self.c.kill(node)
+            stopped = "killed"
+        else:
+            stopped = self.stop_node(node)
         segs = []
         for t in TOPICS:
             d = os.path.join(n.data, "topics", t)
@@ -198,7 +218,7 @@ class Nemesis(threading.Thread):
                 f.write(bytes([b ^ (1 << bit)]))
             detail = {"file": os.path.relpath(path, n.data), "size": size, "pos": pos,
                       "bit": bit}
-        self.record("corrupt", node=node, role=role, how=how, **detail)
+        self.record("corrupt", node=node, role=role, how=how, stopped=stopped, **detail)
         self.sleep(0.2, 1)
         self.c.restart(node)
         self.h.write({"type": "note", "what": f"restarted node {node} after corrupt",
@@ -255,13 +275,7 @@ class Nemesis(threading.Thread):
         # Stop it (SIGTERM), free the space, check its files offline.
         stop = None
         if alive:
-            n.expected_up = False
-            n.proc.send_signal(signal.SIGTERM)
-            try:
-                stop = n.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                stop = "no exit within 20 s of SIGTERM; killed"
-                self.c.kill(node)
+            stop = self.stop_node(node)
         else:
             n.expected_up = False
         os.unlink(self.ballast)
