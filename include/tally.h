@@ -365,6 +365,7 @@ struct tally_member {
     uint64_t applied_index;
     uint64_t term;
     uint64_t commit_index;
+    int spare;           /* 1: not even sent the log (an add cut short: add it again) */
 };
 
 struct tally_status {
@@ -402,11 +403,13 @@ TALLY_API int tally_member_promote(tally_client *c, uint64_t id);
 struct tally_catchup {
     int caught_up;          /* 1: applied min_index and holds every topic's history */
     int voter;              /* 1 if it votes already */
+    int spare;              /* 1 if it is not even sent the log (add it again) */
     int reachable;          /* 1 if it answered */
     uint64_t applied_index; /* its applied Raft index */
     uint64_t min_index;     /* the index it must have applied */
     size_t topics_missing;  /* topics whose history it still lacks (backfill) */
     char missing_topic[256]; /* the first of them */
+    char addr[132];         /* its CLIENT_HOST:PORT/RAFT_HOST:PORT */
 };
 
 /* Ask member @id (directly, at its client address) how far it has caught

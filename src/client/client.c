@@ -1068,7 +1068,9 @@ TALLY_API int tally_topic_delete(tally_client *c, const char *name)
     return client__done_call(c, what);
 }
 
-TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
+/* TOPIC_LIST from any node, or from node index @only alone (>= 0). */
+static int client__topic_list(tally_client *c, int only, struct tally_topic_info **topics,
+                              size_t *n)
 {
     static const char what[] = "list topics";
     /* Smallest encoded TOPIC: empty name, policy, five 8-byte fields. */
@@ -1090,6 +1092,7 @@ TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics
         return rv;
     }
     client__op_init(c, &op, what, false);
+    op.only = only;
     if ((rv = client__call(c, &op, &rep)) != 0) {
         return rv;
     }
@@ -1123,6 +1126,11 @@ TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics
     *topics = out;
     *n = lr.n_topics;
     return 0;
+}
+
+TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
+{
+    return client__topic_list(c, -1, topics, n);
 }
 
 /* ------------------------------------------------------------------------
@@ -1765,7 +1773,8 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
         tm->id = pm->id;
         snprintf(tm->client_addr, sizeof tm->client_addr, "%s", pm->client_addr);
         snprintf(tm->raft_addr, sizeof tm->raft_addr, "%s", pm->raft_addr);
-        tm->voter = pm->voter;
+        tm->voter = pm->voter == 1;
+        tm->spare = pm->voter == 2;
         for (size_t i = 0; i < c->n_nodes; i++) {
             if (ans[i].ok && ans[i].md.node_id == pm->id) {
                 self = &ans[i];
@@ -1889,12 +1898,13 @@ TALLY_API int tally_member_promote(tally_client *c, uint64_t id)
     return client__member_op(c, PROTO_MEMBER_PROMOTE, id, what);
 }
 
-/* Whether the node at @node holds the history of @t: a FETCH of one byte
- * from it at the topic's start, answered by that node alone (no retry).
- * A node still missing that history (it installed a snapshot and is
- * backfilling) answers UNAVAILABLE; one that has not applied the topic's
- * creation yet, NOTFOUND. */
-static int client__member_has_history(tally_client *c, const char *node,
+/* Whether the node with index @only holds the history of @t, a topic as
+ * that node lists it (whose start is where the history it lacks begins,
+ * when it installed a snapshot and is still backfilling): a FETCH of one
+ * byte there, answered by that node alone (no retry), which a node still
+ * backfilling answers UNAVAILABLE. Any other error (retention moved its
+ * start meanwhile) counts as "not yet" too: the caller asks again. */
+static int client__member_has_history(tally_client *c, int only,
                                       const struct tally_topic_info *t, int *has)
 {
     struct proto_fetch_req m;
@@ -1907,12 +1917,8 @@ static int client__member_has_history(tally_client *c, const char *node,
         return 0;
     }
     client__op_init(c, &op, "probe a member's history", false);
-    op.only = client__node_add(c, node, strlen(node));
+    op.only = only;
     op.first_answer = true;
-    if (op.only < 0) {
-        err_printf(c->errmsg, "%s: bad node address '%s'", op.what, node);
-        return TALLY_INVAL;
-    }
     memset(&m, 0, sizeof m);
     snprintf(m.topic, sizeof m.topic, "%s", t->name);
     m.offset = t->start_offset;
@@ -1923,13 +1929,11 @@ static int client__member_has_history(tally_client *c, const char *node,
         return rv;
     }
     rv = client__call(c, &op, &rep);
-    if (rv == TALLY_UNAVAILABLE || rv == TALLY_NOTFOUND) {
+    if (rv != 0 && rv != TALLY_NOMEM) {
         *has = 0;
-        return 0;
+        rv = 0;
     }
-    /* OUT_OF_RANGE: its retention is ahead of the node that listed the
-     * topics; nothing of it is missing. */
-    return rv == TALLY_OUT_OF_RANGE ? 0 : rv;
+    return rv;
 }
 
 TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
@@ -1958,28 +1962,39 @@ TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_in
         return TALLY_NOTFOUND;
     }
     out->voter = m->voter;
+    out->spare = m->spare;
     out->reachable = m->reachable;
     out->applied_index = m->applied_index;
     if (out->min_index == 0) {
         out->min_index = st.commit_index;
     }
     snprintf(node, sizeof node, "%s", m->client_addr);
+    snprintf(out->addr, sizeof out->addr, "%s/%s", m->client_addr, m->raft_addr);
     tally_status_free(&st);
-    if (!out->reachable || out->applied_index < out->min_index) {
+    if (out->spare || !out->reachable || out->applied_index < out->min_index) {
         return 0;
     }
-    if ((rv = tally_topic_list(c, &topics, &n)) != 0) {
-        return rv;
+    /* The member's own topic list: its start of a topic is where the
+     * history it lacks begins. The probes must not make it the node this
+     * client prefers for reads. */
+    int only = client__node_add(c, node, strlen(node));
+    int read_pref = c->read_pref;
+    if (only < 0) {
+        err_printf(c->errmsg, "member %llu: bad client address '%s'", (unsigned long long)id,
+                   node);
+        return TALLY_INVAL;
     }
+    rv = client__topic_list(c, only, &topics, &n);
     for (size_t i = 0; i < n && rv == 0; i++) {
         int has;
-        rv = client__member_has_history(c, node, &topics[i], &has);
+        rv = client__member_has_history(c, only, &topics[i], &has);
         if (rv == 0 && !has) {
             if (out->topics_missing++ == 0) {
                 snprintf(out->missing_topic, sizeof out->missing_topic, "%s", topics[i].name);
             }
         }
     }
+    c->read_pref = read_pref;
     free(topics);
     if (rv == 0) {
         out->caught_up = out->topics_missing == 0;

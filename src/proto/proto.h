@@ -115,7 +115,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u64, id)                                                                 \
     X(str, client_addr, PROTO_ADDR_MAX)                                        \
     X(str, raft_addr, PROTO_ADDR_MAX)                                          \
-    X(u8, voter)
+    X(u8, voter)         /* 1 voter, 0 standby, 2 spare (not sent the log) */
 #define PROTO_SCHEMA_TOPIC_CREATE_REQ(X)                                       \
     X(str, name, PROTO_NAME_MAX)                                               \
     X(u8, policy)        /* enum tally_policy */                               \

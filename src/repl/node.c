@@ -605,6 +605,7 @@ unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
         out[k].id = c->servers[i].id;
         snprintf(out[k].raft_addr, sizeof out[k].raft_addr, "%s", c->servers[i].address);
         out[k].voter = c->servers[i].role == RAFT_VOTER;
+        out[k].spare = c->servers[i].role == RAFT_SPARE;
     }
     return k;
 }
@@ -706,15 +707,41 @@ static struct node__change *node__change_new(struct node *n, uint64_t id, node_d
     return c;
 }
 
+/* The role of member @id in the configuration, or -1. A pending change
+ * counts: raft 0.15 exposes only the configuration it already acts on. */
+static int node__role(struct node *n, uint64_t id, const char **addr)
+{
+    const struct raft_configuration *conf = &n->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (conf->servers[i].id == id) {
+            *addr = conf->servers[i].address;
+            return conf->servers[i].role;
+        }
+    }
+    return -1;
+}
+
 int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
                      void *arg)
 {
-    struct node__change *c = node__change_new(n, id, cb, arg);
+    const char *have = NULL;
+    int role = node__role(n, id, &have);
+    struct node__change *c;
     int rv;
-    if (c == NULL) {
+    if (role >= 0 && strcmp(have, raft_addr) != 0) {
+        return TALLY_EXISTS; /* another node under that id */
+    }
+    if (role == RAFT_VOTER || role == RAFT_STANDBY) {
+        cb(arg, 0, "already a member"); /* an add run again: nothing to do */
+        return 0;
+    }
+    if ((c = node__change_new(n, id, cb, arg)) == NULL) {
         return TALLY_NOMEM;
     }
-    rv = raft_add(&n->raft, &c->req, id, raft_addr, node__add_cb);
+    /* A spare is an add cut short before its standby step (leadership
+     * moved, say): that step is taken again. */
+    rv = role == RAFT_SPARE ? raft_assign(&n->raft, &c->req, id, RAFT_STANDBY, node__assign_cb)
+                            : raft_add(&n->raft, &c->req, id, raft_addr, node__add_cb);
     if (rv != 0) {
         free(c);
         return node_map_error(rv);
@@ -724,14 +751,12 @@ int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_do
 
 int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg)
 {
-    const struct raft_configuration *conf = &n->raft.configuration;
+    const char *addr;
     struct node__change *c;
     int rv;
-    for (unsigned i = 0; i < conf->n; i++) {
-        if (conf->servers[i].id == id && conf->servers[i].role == RAFT_VOTER) {
-            cb(arg, 0, "already a voter");
-            return 0;
-        }
+    if (node__role(n, id, &addr) == RAFT_VOTER && n->raft.configuration_uncommitted_index == 0) {
+        cb(arg, 0, "already a voter");
+        return 0;
     }
     if ((c = node__change_new(n, id, cb, arg)) == NULL) {
         return TALLY_NOMEM;

@@ -87,6 +87,7 @@ struct node_member {
     uint64_t id;
     char raft_addr[64];
     bool voter;
+    bool spare; /* neither voting nor sent the log (an add cut short) */
 };
 unsigned node_members(struct node *n, struct node_member *out, unsigned cap);
 

@@ -363,7 +363,8 @@ static void gw__metadata(struct gw *gw, struct req *r)
     proto_put_metadata_resp(&r->resp, &m);
     for (unsigned i = 0; i < n; i++) {
         const struct store_member *sm = store_member_find(gw->store, members[i].id);
-        struct proto_member pm = {.id = members[i].id, .voter = members[i].voter};
+        struct proto_member pm = {.id = members[i].id,
+                                  .voter = members[i].voter ? 1 : members[i].spare ? 2 : 0};
         snprintf(pm.client_addr, sizeof pm.client_addr, "%s", sm != NULL ? sm->client_addr : "");
         snprintf(pm.raft_addr, sizeof pm.raft_addr, "%s", members[i].raft_addr);
         proto_put_member(&r->resp, &pm);
@@ -905,6 +906,18 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         if (!gw__can_write(gw, r)) {
             free(op);
             return;
+        }
+        /* Another node under that id: refused before its client address
+         * would replace the member's. */
+        struct node_member members[NODE_MAX_PEERS];
+        unsigned n = node_members(gw->node, members, NODE_MAX_PEERS);
+        for (unsigned i = 0; i < n; i++) {
+            if (members[i].id == m.id && strcmp(members[i].raft_addr, m.raft_addr) != 0) {
+                free(op);
+                gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
+                          (unsigned long long)m.id, members[i].raft_addr);
+                return;
+            }
         }
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);

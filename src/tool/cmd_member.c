@@ -52,7 +52,10 @@ static void member_progress(uint64_t id, const struct tally_catchup *cu, char *l
                             size_t cap)
 {
     char line[512];
-    if (!cu->reachable) {
+    if (cu->spare) {
+        snprintf(line, sizeof line, "member %" PRIu64 ": a spare (not sent the log: its add "
+                 "was cut short); adding it again", id);
+    } else if (!cu->reachable) {
         snprintf(line, sizeof line, "member %" PRIu64 ": not answering yet (is its tallyd "
                  "running, with these addresses?)", id);
     } else if (cu->applied_index < cu->min_index) {
@@ -73,9 +76,10 @@ static void member_progress(uint64_t id, const struct tally_catchup *cu, char *l
 }
 
 /* Wait until member @id holds everything the cluster committed when the
- * wait began, then make it a voter. */
+ * wait began, then make it a voter. @just_added: the member was added a
+ * moment ago, so a node that does not list it yet is no error. */
 static int member_catch_up_and_promote(tally_client *client, const char *cmd, uint64_t id,
-                                       uint64_t wait_s)
+                                       uint64_t wait_s, bool just_added)
 {
     int64_t deadline = tool_now_ms() + (int64_t)wait_s * 1000;
     uint64_t min_index = 0;
@@ -84,7 +88,7 @@ static int member_catch_up_and_promote(tally_client *client, const char *cmd, ui
     int rc;
     for (;;) {
         rc = tally_member_catchup(client, id, min_index, &cu);
-        if (rc == TALLY_NOTFOUND) {
+        if (rc == TALLY_NOTFOUND && !just_added) {
             return tool_cluster_error(client, cmd, rc);
         }
         if (rc == 0) {
@@ -93,11 +97,19 @@ static int member_catch_up_and_promote(tally_client *client, const char *cmd, ui
             if (cu.caught_up || cu.voter) {
                 break;
             }
-        }
-        if (tool_now_ms() >= deadline) {
-            if (rc != 0) {
+            if (cu.spare && (rc = tally_member_add(client, id, cu.addr)) != 0) {
                 tool_cluster_error(client, cmd, rc);
             }
+        } else {
+            /* Say what keeps it from answering, once per kind of error. */
+            char line[512];
+            snprintf(line, sizeof line, "tally %s: %s", cmd, tally_errmsg(client));
+            if (strcmp(line, last) != 0) {
+                fprintf(stderr, "%s\n", line);
+                snprintf(last, sizeof last, "%s", line);
+            }
+        }
+        if (tool_now_ms() >= deadline) {
             return tool_error(cmd, "member %" PRIu64 " did not catch up within %" PRIu64
                               " s; it stays a standby (not voting). Once it runs and has "
                               "caught up: tally member promote %" PRIu64, id, wait_s, id);
@@ -187,12 +199,12 @@ int cmd_member_main(int argc, char **argv)
         if (rc == 0) {
             fprintf(stderr, "member %" PRIu64 ": added as a standby; waiting for it to catch "
                     "up before it votes\n", id);
-            rc = member_catch_up_and_promote(client, cmd, id, wait_s);
+            rc = member_catch_up_and_promote(client, cmd, id, wait_s, true);
         } else {
             rc = tool_cluster_error(client, cmd, rc);
         }
     } else if (strcmp(sub, "promote") == 0) {
-        rc = member_catch_up_and_promote(client, cmd, id, wait_s);
+        rc = member_catch_up_and_promote(client, cmd, id, wait_s, false);
     } else if (strcmp(sub, "remove") == 0) {
         rc = tally_member_remove(client, id);
         rc = rc == 0 ? TOOL_EXIT_OK : tool_cluster_error(client, cmd, rc);

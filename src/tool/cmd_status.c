@@ -19,10 +19,12 @@ static const char status_help[] =
     "           {\"leader_id\": N (0 when none is known), \"term\": N,\n"
     "            \"commit_index\": N,\n"
     "            \"members\": [{\"id\", \"client\", \"raft\", \"role\", \"voter\",\n"
-    "                         \"applied_index\", \"reachable\"}],\n"
+    "                         \"spare\", \"applied_index\", \"reachable\"}],\n"
     "            \"topics\": [{\"name\", \"policy\", \"start_offset\",\n"
     "                        \"next_offset\"}]}\n"
     "           role is leader, follower, candidate, unavailable or unknown;\n"
+    "           the table shows a non-voting member as standby, or spare\n"
+    "           when it is not even sent the log (run its member add again);\n"
     "           policy is retain, delete, compact or compact,delete\n"
     "\n"
     "Exits 1 when no member answers, or when the topic list cannot be read\n"
@@ -88,10 +90,11 @@ static void status_print_json(const struct tally_status *st, const struct tally_
         status_json_string(m->client_addr);
         fputs(", \"raft\": ", stdout);
         status_json_string(m->raft_addr);
-        printf(", \"role\": \"%s\", \"voter\": %s, \"applied_index\": %" PRIu64
+        printf(", \"role\": \"%s\", \"voter\": %s, \"spare\": %s, \"applied_index\": %" PRIu64
                ", \"reachable\": %s}",
                m->reachable ? tool_role_name(m->role) : "unavailable",
-               m->voter ? "true" : "false", m->applied_index, m->reachable ? "true" : "false");
+               m->voter ? "true" : "false", m->spare ? "true" : "false", m->applied_index,
+               m->reachable ? "true" : "false");
     }
     fputs("], \"topics\": [", stdout);
     for (i = 0; i < n_topics; i++) {
@@ -126,7 +129,10 @@ static void status_print_table(const struct tally_status *st,
 
         printf("%-4" PRIu64 "  %-21s  %-21s  %-11s  %13" PRIu64 "  %s\n", m->id, m->client_addr,
                m->raft_addr,
-               !m->reachable ? "unavailable" : !m->voter ? "standby" : tool_role_name(m->role),
+               m->spare        ? "spare"
+               : !m->voter     ? "standby"
+               : !m->reachable ? "unavailable"
+                               : tool_role_name(m->role),
                m->applied_index, m->reachable ? "yes" : "no");
     }
     if (!topics_ok) {

@@ -130,11 +130,15 @@ def test_added_node_full_history_then_remove():
         # It votes only once it holds the whole history: no waiting here.
         st = c.status(ids=[1, 2, 3, 4])
         check(all(m["voter"] for m in st["members"]), f"node 4 is not a voter: {st['members']}")
-        check("installing snapshot" in log_text(c, 4) and "backfilled offsets" in log_text(c, 4),
-              "node 4 was to install a snapshot and backfill before it was promoted")
+        check("installing snapshot" in log_text(c, 4) and
+              log_text(c, 4).count("backfilled offsets") >= 2,
+              "node 4 was to install a snapshot and backfill both topics before it was promoted")
         leader = c.leader(ids=[1, 2, 3])
         check(dump(c, "events", 4, ids=[1, 2, 3, 4]) == dump(c, "events", leader, ids=[1, 2, 3]),
               "node 4 was made a voter before it held the history of events")
+        check(keyed_state(dump(c, "state", 4, ids=[1, 2, 3, 4])) ==
+              keyed_state(dump(c, "state", leader, ids=[1, 2, 3])),
+              "node 4 was made a voter before it held the keyed state of state")
         write(c, "events", 5, "b", ids=[1, 2, 3])
         wait_until(lambda: "backfilled offsets" in log_text(c, 4) or
                    "installing snapshot" not in log_text(c, 4), 60,

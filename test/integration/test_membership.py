@@ -76,9 +76,19 @@ def test_transfer_add_remove():
         # Errors: an unknown member, a duplicate id.
         r = c.tally("member", "remove", "9", ids=[1, 2, 3])
         check(r.rc == 1 and r.err.strip(), f"removing an unknown member: {r!r}")
-        m1 = c.nodes[1]
-        r = c.tally("member", "add", "1", f"{m1.client}/{m1.raft}", ids=[1, 2, 3])
-        check(r.rc == 1, f"adding an existing member must fail: {r!r}")
+        # An id that is a member already: with other addresses it is
+        # refused (and its client address left alone); with its own, the
+        # add is a no-op that succeeds (an add run again).
+        m1, m4 = c.nodes[1], c.nodes[4]
+        r = c.tally("member", "add", "1", f"{m4.client}/{m4.raft}", ids=[1, 2, 3])
+        check(r.rc == 1 and "already a member" in r.errtext,
+              f"adding another node under an existing id must fail: {r!r}")
+        st = c.status(ids=[1, 2, 3])
+        check(next(m["client"] for m in st["members"] if m["id"] == 1) == m1.client,
+              f"node 1's client address changed: {st['members']}")
+        r = c.tally_ok("member", "add", "1", f"{m1.client}/{m1.raft}", ids=[1, 2, 3])
+        check(r.out.strip() == f"added member 1 at {m1.client}/{m1.raft}".encode(),
+              f"adding a member again: {r!r}")
 
 
 def voter_of(st, node_id):
