@@ -157,6 +157,7 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
         struct proto_member_add_req member_add_req;
         struct proto_member_remove_req member_remove_req;
         struct proto_member_transfer_req member_transfer_req;
+        struct proto_member_promote_req member_promote_req;
 #ifdef PROTO_SCHEMA_OFFSET_FOR_TIME_REQ
         struct proto_offset_for_time_req offset_for_time_req;
         struct proto_offset_resp offset_resp;
