@@ -1253,7 +1253,8 @@ fail:
     return log__fail(l, rv, errmsg);
 }
 
-int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *errmsg)
+int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
+               bool *held, char *errmsg)
 {
     uint64_t total = log_size_bytes(l);
     int rv;
@@ -1269,6 +1270,12 @@ int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *err
                        log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
         bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
         if (!by_time && !by_size) {
+            break;
+        }
+        if (l->segs[1].s.base > limit) {
+            if (held != NULL) {
+                *held = true;
+            }
             break;
         }
         total -= ls->s.size;

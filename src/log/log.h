@@ -125,9 +125,12 @@ int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *err
 
 /* Retention: delete sealed segments older than retention_ms (judged by the
  * segment's max timestamp against @now_ms) and, oldest first, while the
- * total size exceeds retention_bytes. Never deletes the active segment.
- * *deleted gets the number of segments removed. */
-int log_retain(struct tally_log *l, int64_t now_ms, unsigned *deleted, char *errmsg);
+ * total size exceeds retention_bytes. Never deletes the active segment, nor
+ * a segment holding an offset at or above @limit (UINT64_MAX: none); *held
+ * (if not NULL) is set when such a segment was due. *deleted gets the
+ * number of segments removed. */
+int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
+               bool *held, char *errmsg);
 
 /* Keyed compaction of sealed segments, in three steps so that the heavy
  * work runs on a worker thread while the log goes on serving:

@@ -343,7 +343,8 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t ke
  *   0  4  magic "TLYK"     4  4  version (2)     8  8  index
  *   16 8  next offset: the index counts the log's records below it
  *   24 .. keys_encode()    then 8  XXH3-64 of everything before
- * (Version 1 had no next offset; such a file is rebuilt from the log.) */
+ * Version 1 (before 2026-11-22) had no next offset: it counted the batches
+ * up to its index, found by walking back from the log's tail. */
 #define STORE__KEYS_MAGIC "TLYK"
 #define STORE__KEYS_VERSION 2
 
@@ -351,6 +352,28 @@ static void store__keys_path(const struct store *s, const struct store_topic *t,
                              size_t cap)
 {
     snprintf(out, cap, "%s/topics/%s/keys.ckpt", s->dir, t->name);
+}
+
+/* The offset after the last batch of the log with a Raft index at or
+ * below @index (the log's start if none): what a version 1 key checkpoint
+ * at @index counted. */
+static int store__offset_after_index(struct store_topic *t, uint64_t index, uint64_t *out,
+                                     char *errmsg)
+{
+    uint64_t from = log_next_offset(t->log);
+    while (from > log_start_offset(t->log)) {
+        struct batch_header h;
+        int rv = store__batch_before(t, from, &h, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        if (h.raft_index <= index) {
+            break;
+        }
+        from = h.base_offset;
+    }
+    *out = from;
+    return 0;
 }
 
 /* Load the key checkpoint into t->keys; returns the offset it counts the
@@ -381,10 +404,13 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
         const uint8_t *magic = rd_bytes(&r, 4);
         uint32_t version = rd_u32(&r);
         uint64_t at = rd_u64(&r);
-        uint64_t counted = rd_u64(&r);
+        uint64_t counted = version >= 2 ? rd_u64(&r) : 0;
+        char why[ERR_MSG_SIZE];
         if (codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
-            memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 && version == STORE__KEYS_VERSION &&
-            at >= t->created_index && keys_decode(&t->keys, &r) == 0 && r.left == 0) {
+            memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 &&
+            (version == 1 || version == STORE__KEYS_VERSION) && at >= t->created_index &&
+            keys_decode(&t->keys, &r) == 0 && r.left == 0 &&
+            (version == 2 || store__offset_after_index(t, at, &counted, why) == 0)) {
             /* (older than the topic: written for a deleted topic of the
              * same name by a snapshot still running; not ours) */
             next = counted;
@@ -412,19 +438,20 @@ struct store__guard {
     pthread_mutex_t *lock;
     uint64_t *written; /* newest index renamed into place so far */
     uint64_t index;    /* this file's */
+    bool renamed;      /* out: this file was put in place (not skipped) */
 };
 
 static int store__write_file_as(const char *dir, const char *name, const char *tmp_suffix,
-                                const struct buf *b, const struct store__guard *g,
-                                char *errmsg);
+                                const struct buf *b, struct store__guard *g, char *errmsg);
 
 
 /* Write @k, which counts the log below @next_offset, as the key checkpoint
  * at @index into @dir ("tmp" or "snap.tmp" as the temporary name: the
- * loop's and the snapshot thread's). */
+ * loop's and the snapshot thread's). *renamed (if not NULL) tells whether
+ * it was put in place or skipped for a newer one. */
 static int store__write_keys_file(struct store *s, const char *dir, const struct keys *k,
                                   uint64_t index, uint64_t next_offset, const char *tmp_suffix,
-                                  char *errmsg)
+                                  bool *renamed, char *errmsg)
 {
     struct buf b;
     int rv;
@@ -441,9 +468,12 @@ static int store__write_keys_file(struct store *s, const char *dir, const struct
         buf_free(&b);
         return TALLY_NOMEM;
     }
-    struct store__guard g = {&s->file_lock, &s->keys_written, index};
+    struct store__guard g = {&s->file_lock, &s->keys_written, index, false};
     rv = store__write_file_as(dir, "keys.ckpt", tmp_suffix, &b, &g, errmsg);
     buf_free(&b);
+    if (renamed != NULL) {
+        *renamed = g.renamed;
+    }
     return rv;
 }
 
@@ -453,7 +483,7 @@ static int store__write_keys(struct store *s, struct store_topic *t, uint64_t in
     char dir[PATH_MAX + 300];
     store__topic_dir(s, t->name, dir, sizeof dir);
     return store__write_keys_file(s, dir, &t->keys, index, log_next_offset(t->log), "tmp",
-                                  errmsg);
+                                  NULL, errmsg);
 }
 
 /* Open the log of @t and bring its tables forward from their checkpoints:
@@ -485,26 +515,38 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
         if (start_offset != 0) {
             prod_from = next;
         }
-        if (prod_from > next || keys_from > next) {
-            TLOG_ERROR("store", "topic %s: the log ends at offset %llu but its checkpoints "
-                       "count records up to %llu: the log lost records (a damaged segment cut "
-                       "at open); rebuilding the %s from the log", t->name,
-                       (unsigned long long)next,
-                       (unsigned long long)(prod_from > keys_from ? prod_from : keys_from),
-                       prod_from > next && keys_from > next ? "producer table and key index"
-                       : prod_from > next ? "producer table" : "key index");
+        bool prod_bad = prod_from > next || prod_from < start;
+        bool keys_bad = keys_from > next || keys_from < start;
+        if (prod_bad || keys_bad) {
+            const char *what = prod_bad && keys_bad ? "producer table and key index"
+                               : prod_bad           ? "producer table"
+                                                    : "key index";
+            uint64_t at = prod_bad ? prod_from : keys_from;
+            if (at > next) {
+                TLOG_ERROR("store", "topic %s: the log ends at offset %llu but its checkpoints "
+                           "count records up to %llu: the log lost records (a damaged segment "
+                           "cut at open); rebuilding the %s from the log", t->name,
+                           (unsigned long long)next, (unsigned long long)at, what);
+            } else {
+                TLOG_ERROR("store", "topic %s: the log starts at offset %llu but its "
+                           "checkpoints count records only up to %llu: records they did not "
+                           "count are gone; rebuilding the %s from the log", t->name,
+                           (unsigned long long)start, (unsigned long long)at, what);
+            }
             t->damaged = true;
         }
-        if (prod_from > next) {
+        if (prod_bad) {
             t->n_producers = 0;
             prod_from = start;
         }
-        if (keys_from > next) {
+        if (keys_bad) {
             keys_free(&t->keys);
             keys_init(&t->keys);
             keys_from = start;
         }
         rv = store__rebuild(t, prod_from, keys_from, errmsg);
+        /* Retention and compaction may touch what the checkpoints count. */
+        t->compact_limit = t->damaged ? start : prod_from < keys_from ? prod_from : keys_from;
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
@@ -751,8 +793,7 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
 /* Replace DIR/NAME atomically with @b: write NAME.tmp, fsync, rename,
  * fsync the directory. */
 static int store__write_file_as(const char *dir, const char *name, const char *tmp_suffix,
-                                const struct buf *b, const struct store__guard *g,
-                                char *errmsg)
+                                const struct buf *b, struct store__guard *g, char *errmsg)
 {
     char path[PATH_MAX + 300], tmp[PATH_MAX + 320];
     bool skip;
@@ -768,6 +809,7 @@ static int store__write_file_as(const char *dir, const char *name, const char *t
         rv = err_os(errmsg, errno, "rename %s", tmp);
     } else if (!skip) {
         *g->written = g->index;
+        g->renamed = true;
     }
     pthread_mutex_unlock(g->lock);
     if (skip) {
@@ -789,7 +831,7 @@ static int store__write_catalog(struct store *s, char *errmsg)
     }
     buf_init(&b);
     store__encode_catalog(s, s->catalog_index, false, &b);
-    struct store__guard g = {&s->file_lock, &s->catalog_written, s->catalog_index};
+    struct store__guard g = {&s->file_lock, &s->catalog_written, s->catalog_index, false};
     rv = buf_ok(&b) ? store__write_file_as(s->dir, "catalog", "tmp", &b, &g, errmsg)
                     : TALLY_NOMEM;
     buf_free(&b);
@@ -878,11 +920,9 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
                 return rv;
             }
             store__backfill_reconcile(s, t);
-            /* A checkpoint must never be labelled below a batch the logs
-             * hold, or the next open would count that batch twice. */
-            if (t->tail_index > s->applied_index) {
-                s->applied_index = t->tail_index;
-            }
+            /* (applied_index stays the catalog's: group commits after it
+             * are replayed; batches the logs hold after it are found by
+             * offset, and skipped on replay by their Raft index) */
         }
         store__catalog_free(&c);
     } else if (errno != ENOENT) {
@@ -1454,19 +1494,33 @@ int store_sync(struct store *s, char *errmsg)
 
 int store_retain(struct store *s, int64_t now_ms, char *errmsg)
 {
-    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
-        unsigned deleted = 0;
-        if (t->config.policy != TALLY_POLICY_DELETE &&
-            t->config.policy != TALLY_POLICY_COMPACT_DELETE) {
-            continue;
+    bool held = false;
+    /* Only what the last checkpoints counted (compact_limit): a restart
+     * could not count records that are gone. When more is due, checkpoint
+     * first and go again. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+            unsigned deleted = 0;
+            if (t->log == NULL || (t->config.policy != TALLY_POLICY_DELETE &&
+                                   t->config.policy != TALLY_POLICY_COMPACT_DELETE)) {
+                continue;
+            }
+            int rv = log_retain(t->log, now_ms, t->compact_limit, &deleted, &held, errmsg);
+            if (rv != 0) {
+                err_wrap(errmsg, "retention of topic %s", t->name);
+                return rv;
+            }
+            if (deleted > 0) {
+                TLOG_INFO("store", "retention removed %u segment(s) of %s", deleted, t->name);
+            }
         }
-        int rv = log_retain(t->log, now_ms, &deleted, errmsg);
+        if (!held || pass > 0) {
+            break;
+        }
+        int rv = store_checkpoint(s, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "retention of topic %s", t->name);
+            err_wrap(errmsg, "checkpoint before retention");
             return rv;
-        }
-        if (deleted > 0) {
-            TLOG_INFO("store", "retention removed %u segment(s) of %s", deleted, t->name);
         }
     }
     return 0;
@@ -1587,12 +1641,15 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         if (ft->fd < 0) {
             continue; /* being created: no log yet */
         }
+        bool renamed = false;
         rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
-                                    "snap.tmp", errmsg);
+                                    "snap.tmp", &renamed, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "snapshot: checkpoint the key index of %s", ft->name);
         }
-        ft->written = rv == 0;
+        /* (skipped for a newer one, which may count less of the log after
+         * a topic went back to a snapshot: not a reason to compact) */
+        ft->written = rv == 0 && renamed;
     }
     buf_init(&cat);
     if (rv == 0) {
@@ -1601,7 +1658,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         if (buf_ok(&cat)) {
             buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
         }
-        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, f->index};
+        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, f->index, false};
         rv = buf_ok(&cat) ? store__write_file_as(f->s->dir, "catalog", "snap.tmp", &cat, &g,
                                                  errmsg)
                           : TALLY_NOMEM;
@@ -1668,22 +1725,22 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
 {
     uint64_t have = log_next_offset(t->log);
     int rv = 0;
-    if (have >= next) {
+    if (have >= next && next >= log_start_offset(t->log)) {
         uint64_t now = have;
         TLOG_ERROR("store", "topic %s: going back to the snapshot at index %llu (offset %llu); "
                    "the entries after it are applied again from the Raft log", t->name,
                    (unsigned long long)index, (unsigned long long)next);
         rv = log_truncate(t->log, next, &now, errmsg);
-        if (rv == 0 && now != next) {
-            rv = ERR_CORRUPT(errmsg, "topic %s: offset %llu of the snapshot at index %llu is "
-                             "inside a batch of the log", t->name, (unsigned long long)next,
-                             (unsigned long long)index);
-        }
-    } else {
-        TLOG_ERROR("store", "topic %s: the local log ends at offset %llu but the snapshot at "
-                   "index %llu says %llu: records were lost here (damaged segment?); taking "
-                   "the snapshot's state, other nodes serve offsets %llu..%llu", t->name,
-                   (unsigned long long)have, (unsigned long long)index,
+        have = now;
+    }
+    if (rv == 0 && have != next) {
+        /* Shorter than the snapshot, or the snapshot's offset is below the
+         * log's start (retention) or inside a batch (a compacted one). */
+        TLOG_ERROR("store", "topic %s: the local log holds offsets %llu..%llu but the snapshot "
+                   "at index %llu ends at %llu: records were lost here (damaged segment?) or "
+                   "removed by retention; taking the snapshot's state, other nodes serve "
+                   "offsets %llu..%llu", t->name, (unsigned long long)log_start_offset(t->log),
+                   (unsigned long long)have - (have > 0), (unsigned long long)index,
                    (unsigned long long)next, (unsigned long long)start,
                    (unsigned long long)next - 1);
         rv = log_reset(t->log, next, errmsg);

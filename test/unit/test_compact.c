@@ -426,7 +426,7 @@ static void test_segment_gone_meanwhile(void **state)
     f->l = NULL;
     f->cfg.retention_bytes = 20000;
     open_log(f);
-    assert_int_equal(log_retain(f->l, TS0, &deleted, f->errmsg), 0);
+    assert_int_equal(log_retain(f->l, TS0, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_true(deleted > 0);
     assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
     log_compact_free(c);

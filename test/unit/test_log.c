@@ -592,7 +592,19 @@ static void test_retention_by_size(void **state)
         append(f, 2, 50, 100);
     }
     unsigned before = log_segment_count(f->l);
-    assert_int_equal(log_retain(f->l, 100, &deleted, f->errmsg), 0);
+    /* A limit keeps every segment holding an offset at or above it: none
+     * below offset 1, then only whole segments below the limit. */
+    bool held = false;
+    assert_int_equal(log_retain(f->l, 100, 1, &deleted, &held, f->errmsg), 0);
+    assert_int_equal(deleted, 0);
+    assert_true(held);
+    assert_int_equal(log_start_offset(f->l), 0);
+    uint64_t limit = log_next_offset(f->l) / 2;
+    assert_int_equal(log_retain(f->l, 100, limit, &deleted, NULL, f->errmsg), 0);
+    assert_true(deleted > 0);
+    assert_true(log_start_offset(f->l) <= limit);
+    before -= deleted;
+    assert_int_equal(log_retain(f->l, 100, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_true(deleted > 0);
     assert_int_equal(log_segment_count(f->l), before - deleted);
     assert_true(log_size_bytes(f->l) <= 3000);
@@ -605,7 +617,7 @@ static void test_retention_by_size(void **state)
     close_log(f);
     f->cfg.retention_bytes = 0;
     open_log(f, 0);
-    assert_int_equal(log_retain(f->l, 100, &deleted, f->errmsg), 0);
+    assert_int_equal(log_retain(f->l, 100, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_int_equal(log_segment_count(f->l), 1);
     assert_true(file_exists(path_of(f, log_start_offset(f->l), "seg")));
     assert_true(log_next_offset(f->l) > log_start_offset(f->l));
@@ -623,9 +635,9 @@ static void test_retention_by_age(void **state)
     for (int i = 0; i < 30; i++) {
         append(f, 2, 50, 1000 * i);
     }
-    assert_int_equal(log_retain(f->l, 0, &deleted, f->errmsg), 0);
+    assert_int_equal(log_retain(f->l, 0, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_int_equal(deleted, 0);
-    assert_int_equal(log_retain(f->l, 20000, &deleted, f->errmsg), 0);
+    assert_int_equal(log_retain(f->l, 20000, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_true(deleted > 0);
     /* Every batch left in a sealed segment is younger than the limit;
      * the first remaining segment holds a batch of time >= 10000. */
@@ -639,7 +651,7 @@ static void test_retention_by_age(void **state)
     assert_int_equal(log_read_copy(f->l, log_start_offset(f->l), 1, &data, &len, &next,
                                    f->errmsg), 0);
     free(data);
-    assert_int_equal(log_retain(f->l, INT64_MAX, &deleted, f->errmsg), 0);
+    assert_int_equal(log_retain(f->l, INT64_MAX, UINT64_MAX, &deleted, NULL, f->errmsg), 0);
     assert_int_equal(deleted, n_segs - 1);
     assert_int_equal(log_segment_count(f->l), 1);
     reopen_log(f);
@@ -1065,7 +1077,7 @@ static void test_sticky_errors(void **state)
     assert_non_null(strstr(f->errmsg, "fsync"));
     assert_int_equal(log_sync(f->l, f->errmsg), TALLY_IOERR);
     assert_int_equal(log_truncate(f->l, 0, &next, f->errmsg), TALLY_IOERR);
-    assert_int_equal(log_retain(f->l, 0, &deleted, f->errmsg), TALLY_IOERR);
+    assert_int_equal(log_retain(f->l, 0, UINT64_MAX, &deleted, NULL, f->errmsg), TALLY_IOERR);
     assert_int_equal(log_reset(f->l, 0, f->errmsg), TALLY_IOERR);
     assert_int_equal(check_all(f, 1), 2);
     close_log(f);

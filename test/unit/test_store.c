@@ -1,4 +1,5 @@
 /* Unit tests of the store: deterministic apply, replay safety, snapshots. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,6 +12,8 @@
 #include <cmocka.h>
 
 #include "lib/batch.h"
+#include "lib/byte.h"
+#include "lib/codec.h"
 #include "lib/err.h"
 #include "store/cmd.h"
 #include "store/store.h"
@@ -660,6 +663,71 @@ static void test_damaged_log_goes_back_to_the_snapshot(void **state)
     buf_free(&snap);
 }
 
+/* The snapshot's offset is below the log's start (retention removed what
+ * the checkpoints did not count, or a log reset): the topic restarts at
+ * the snapshot's offset and records the history below as missing. */
+static void test_damaged_log_starts_past_the_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    struct buf snap;
+    char errmsg[ERR_MSG_SIZE];
+    buf_init(&snap);
+    damaged_history(f, &snap);
+    assert_int_equal(log_reset(store_topic_find(f->s, "c")->log, 20, errmsg), 0);
+    reopen(f);
+    struct store_topic *t = store_topic_find(f->s, "c");
+    assert_true(t->damaged);
+    assert_int_equal(store_restore(f->s, snap.data, snap.len, true, errmsg), 0);
+    t = store_topic_find(f->s, "c");
+    assert_false(t->damaged);
+    assert_int_equal(log_start_offset(t->log), 8);
+    assert_int_equal(log_next_offset(t->log), 8);
+    assert_int_equal(t->missing_from, 0);
+    assert_int_equal(t->missing_to, 8);
+    assert_int_equal(version_of(f, "k"), 8);
+    replay_after_damage(f);
+    buf_free(&snap);
+}
+
+/* A version 1 key checkpoint (no next offset) is still used: it counted
+ * the batches up to its index. */
+static void test_keys_checkpoint_version_1(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[ERR_MSG_SIZE], path[PATH_MAX];
+    create_topic(f, 2, "c");
+    for (uint64_t i = 0; i < 3; i++) {
+        cas_at(f, 3 + i, 2 * i, 2 * i);
+    }
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    cas_at(f, 6, 6, 6); /* after the checkpoint */
+    store_close(f->s);
+    f->s = NULL;
+    /* Rewrite keys.ckpt as version 1: drop the next offset. */
+    snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    uint8_t in[4096], out[4096];
+    size_t n = fread(in, 1, sizeof in, fp);
+    fclose(fp);
+    assert_true(n > 32 && n < sizeof in);
+    memcpy(out, in, 16);
+    byte_put_u32(out + 4, 1);
+    memcpy(out + 16, in + 24, n - 24 - 8);
+    size_t m = n - 8 - 8;
+    byte_put_u64(out + m, codec_checksum(out, m));
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(out, 1, m + 8, fp), m + 8);
+    fclose(fp);
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+    assert_false(store_topic_find(f->s, "c")->damaged);
+    assert_int_equal(version_of(f, "k"), 8);
+    /* Used, not rebuilt: retention and compaction may touch what it
+     * counted (a rebuilt index would leave them nothing, limit 0). */
+    assert_int_equal(store_topic_find(f->s, "c")->compact_limit, 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +748,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_log_goes_back_to_the_snapshot, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_log_starts_past_the_snapshot, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
