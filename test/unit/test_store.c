@@ -538,6 +538,39 @@ static void test_group_positions(void **state)
     buf_free(&snap);
 }
 
+/* A checkpoint written at start-up, before Raft replays (a restore, or a
+ * retention pass), is labelled with the catalog's index, not the logs'
+ * tail: a group commit between the two is replayed, not skipped. */
+static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
+{
+    struct fixture *f = *state;
+    const char *c[] = {"c"};
+    struct buf e, g;
+    uint64_t off = 0;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "c"); /* the catalog is written at index 2 */
+    buf_init(&e);
+    append_entry(&e, c, 1, 2);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_init(&g);
+    cmd_encode_group_commit(&g, "g", "c", 2);
+    assert_int_equal(apply(f, 4, &g, NULL), 0);
+    assert_int_equal(apply(f, 5, &e, NULL), 0); /* the log's tail: index 5 */
+    reopen(f);                                   /* a crash: no checkpoint */
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    reopen(f);
+    /* Raft replays 3..5: the batches are in the log, the commit is not. */
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_int_equal(apply(f, 4, &g, NULL), 0);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 2);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "c")->log), 4);
+    buf_free(&e);
+    buf_free(&g);
+}
+
 /* At start-up a log that lost records the snapshot covers (a damaged
  * segment cut at recovery) takes the snapshot's state and records the
  * range it lacks; the other topics keep theirs. */
@@ -751,6 +784,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_log_starts_past_the_snapshot, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_replayed_after_a_startup_checkpoint,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
