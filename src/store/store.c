@@ -1736,13 +1736,13 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
     if (rv == 0 && have != next) {
         /* Shorter than the snapshot, or the snapshot's offset is below the
          * log's start (retention) or inside a batch (a compacted one). */
-        TLOG_ERROR("store", "topic %s: the local log holds offsets %llu..%llu but the snapshot "
-                   "at index %llu ends at %llu: records were lost here (damaged segment?) or "
-                   "removed by retention; taking the snapshot's state, other nodes serve "
-                   "offsets %llu..%llu", t->name, (unsigned long long)log_start_offset(t->log),
-                   (unsigned long long)have - (have > 0), (unsigned long long)index,
-                   (unsigned long long)next, (unsigned long long)start,
-                   (unsigned long long)next - 1);
+        TLOG_ERROR("store", "topic %s: the local log holds offsets [%llu, %llu) but the "
+                   "snapshot at index %llu ends at %llu: records were lost here (damaged "
+                   "segment?) or removed by retention; taking the snapshot's state, other nodes "
+                   "serve offsets %llu..%llu", t->name,
+                   (unsigned long long)log_start_offset(t->log), (unsigned long long)have,
+                   (unsigned long long)index, (unsigned long long)next,
+                   (unsigned long long)start, (unsigned long long)next - 1);
         rv = log_reset(t->log, next, errmsg);
         t->missing_from = start;
         t->missing_to = next;
