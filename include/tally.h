@@ -414,8 +414,9 @@ struct tally_catchup {
 
 /* Ask member @id (directly, at its client address) how far it has caught
  * up: it must have applied @min_index (0: the commit index now) and hold
- * the history of every topic from the start the cluster reports. Returns 0
- * with out->caught_up set, or an error (TALLY_NOTFOUND: not a member). */
+ * the history of every topic it lists, from the start it reports (where
+ * the history it still lacks begins). Returns 0 with out->caught_up set,
+ * or an error (TALLY_NOTFOUND: not a member). */
 TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
                                    struct tally_catchup *out);
 

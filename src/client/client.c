@@ -1850,15 +1850,24 @@ TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
     return client__done_call(c, what);
 }
 
+/* MEMBER_REMOVE, MEMBER_TRANSFER or MEMBER_PROMOTE of @id (0 only for a
+ * transfer: any up-to-date voter). */
 static int client__member_op(tally_client *c, uint16_t type, uint64_t id, const char *what)
 {
     size_t start;
     int rv;
     c->errmsg[0] = '\0';
+    if (id == 0 && type != PROTO_MEMBER_TRANSFER) {
+        err_printf(c->errmsg, "%s: the id must not be 0", what);
+        return TALLY_INVAL;
+    }
     start = client__begin(c, type);
     if (type == PROTO_MEMBER_REMOVE) {
         struct proto_member_remove_req m = {id};
         proto_put_member_remove_req(&c->req, &m);
+    } else if (type == PROTO_MEMBER_PROMOTE) {
+        struct proto_member_promote_req m = {id};
+        proto_put_member_promote_req(&c->req, &m);
     } else {
         struct proto_member_transfer_req m = {id};
         proto_put_member_transfer_req(&c->req, &m);
@@ -1873,10 +1882,6 @@ TALLY_API int tally_member_remove(tally_client *c, uint64_t id)
 {
     char what[64];
     snprintf(what, sizeof what, "remove member %llu", (unsigned long long)id);
-    if (id == 0) {
-        err_printf(c->errmsg, "%s: the id must not be 0", what);
-        return TALLY_INVAL;
-    }
     return client__member_op(c, PROTO_MEMBER_REMOVE, id, what);
 }
 
@@ -1891,10 +1896,6 @@ TALLY_API int tally_member_promote(tally_client *c, uint64_t id)
 {
     char what[64];
     snprintf(what, sizeof what, "promote member %llu to voter", (unsigned long long)id);
-    if (id == 0) {
-        err_printf(c->errmsg, "%s: the id must not be 0", what);
-        return TALLY_INVAL;
-    }
     return client__member_op(c, PROTO_MEMBER_PROMOTE, id, what);
 }
 

@@ -721,6 +721,12 @@ static int node__role(struct node *n, uint64_t id, const char **addr)
     return -1;
 }
 
+const char *node_member_elsewhere(struct node *n, uint64_t id, const char *raft_addr)
+{
+    const char *have = NULL;
+    return node__role(n, id, &have) >= 0 && strcmp(have, raft_addr) != 0 ? have : NULL;
+}
+
 int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
                      void *arg)
 {
@@ -728,7 +734,7 @@ int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_do
     int role = node__role(n, id, &have);
     struct node__change *c;
     int rv;
-    if (role >= 0 && strcmp(have, raft_addr) != 0) {
+    if (node_member_elsewhere(n, id, raft_addr) != NULL) {
         return TALLY_EXISTS; /* another node under that id */
     }
     if (role == RAFT_VOTER || role == RAFT_STANDBY) {

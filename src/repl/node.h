@@ -111,6 +111,9 @@ typedef void (*node_done_cb)(void *arg, int status, const char *message);
 int node_add_standby(struct node *n, uint64_t id, const char *raft_addr, node_done_cb cb,
                      void *arg);
 int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg);
+/* The Raft address of member @id when it is not @raft_addr (another node
+ * under that id: an add must be refused), else NULL. */
+const char *node_member_elsewhere(struct node *n, uint64_t id, const char *raft_addr);
 int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 

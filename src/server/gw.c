@@ -909,15 +909,12 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         }
         /* Another node under that id: refused before its client address
          * would replace the member's. */
-        struct node_member members[NODE_MAX_PEERS];
-        unsigned n = node_members(gw->node, members, NODE_MAX_PEERS);
-        for (unsigned i = 0; i < n; i++) {
-            if (members[i].id == m.id && strcmp(members[i].raft_addr, m.raft_addr) != 0) {
-                free(op);
-                gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
-                          (unsigned long long)m.id, members[i].raft_addr);
-                return;
-            }
+        const char *elsewhere = node_member_elsewhere(gw->node, m.id, m.raft_addr);
+        if (elsewhere != NULL) {
+            free(op);
+            gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
+                      (unsigned long long)m.id, elsewhere);
+            return;
         }
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);

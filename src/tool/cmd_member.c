@@ -47,6 +47,15 @@ static int member_check_addr(const char *addr)
     return 1;
 }
 
+/* Print @line on stderr unless it is the last one printed. */
+static void member_say(const char *line, char *last, size_t cap)
+{
+    if (strcmp(line, last) != 0) {
+        fprintf(stderr, "%s\n", line);
+        snprintf(last, cap, "%s", line);
+    }
+}
+
 /* One line of progress, printed when it differs from the last one. */
 static void member_progress(uint64_t id, const struct tally_catchup *cu, char *last,
                             size_t cap)
@@ -69,10 +78,7 @@ static void member_progress(uint64_t id, const struct tally_catchup *cu, char *l
         snprintf(line, sizeof line, "member %" PRIu64 ": caught up (applied index %" PRIu64
                  ", every topic's history); making it a voter", id, cu->applied_index);
     }
-    if (strcmp(line, last) != 0) {
-        fprintf(stderr, "%s\n", line);
-        snprintf(last, cap, "%s", line);
-    }
+    member_say(line, last, cap);
 }
 
 /* Wait until member @id holds everything the cluster committed when the
@@ -104,10 +110,7 @@ static int member_catch_up_and_promote(tally_client *client, const char *cmd, ui
             /* Say what keeps it from answering, once per kind of error. */
             char line[512];
             snprintf(line, sizeof line, "tally %s: %s", cmd, tally_errmsg(client));
-            if (strcmp(line, last) != 0) {
-                fprintf(stderr, "%s\n", line);
-                snprintf(last, sizeof last, "%s", line);
-            }
+            member_say(line, last, sizeof last);
         }
         if (tool_now_ms() >= deadline) {
             return tool_error(cmd, "member %" PRIu64 " did not catch up within %" PRIu64

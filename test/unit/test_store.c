@@ -647,16 +647,23 @@ static void replay_after_damage(struct fixture *f)
     assert_int_equal(version_of(f, "k"), 14);
 }
 
+/* damaged_history, then the log cut to offset @cut (its tail damaged) and
+ * the store opened again. */
+static void damaged_and_reopened(struct fixture *f, struct buf *snap, uint64_t cut)
+{
+    char errmsg[ERR_MSG_SIZE];
+    uint64_t next;
+    buf_init(snap);
+    damaged_history(f, snap);
+    assert_int_equal(log_truncate(store_topic_find(f->s, "c")->log, cut, &next, errmsg), 0);
+    reopen(f);
+}
+
 static void test_checkpoint_ahead_of_a_damaged_log(void **state)
 {
     struct fixture *f = *state;
     struct buf snap;
-    char errmsg[ERR_MSG_SIZE];
-    uint64_t next;
-    buf_init(&snap);
-    damaged_history(f, &snap);
-    assert_int_equal(log_truncate(store_topic_find(f->s, "c")->log, 8, &next, errmsg), 0);
-    reopen(f);
+    damaged_and_reopened(f, &snap, 8);
     struct store_topic *t = store_topic_find(f->s, "c");
     assert_true(t->damaged);
     assert_int_equal(log_next_offset(t->log), 8);
@@ -671,11 +678,7 @@ static void test_damaged_log_goes_back_to_the_snapshot(void **state)
     struct fixture *f = *state;
     struct buf snap;
     char errmsg[ERR_MSG_SIZE];
-    uint64_t next;
-    buf_init(&snap);
-    damaged_history(f, &snap);
-    assert_int_equal(log_truncate(store_topic_find(f->s, "c")->log, 10, &next, errmsg), 0);
-    reopen(f);
+    damaged_and_reopened(f, &snap, 10);
     assert_int_equal(version_of(f, "k"), 10);
     assert_int_equal(store_restore(f->s, snap.data, snap.len, true, errmsg), 0);
     struct store_topic *t = store_topic_find(f->s, "c");
