@@ -13,14 +13,71 @@
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev"
 
+# libraft-dev must be at least this version (cowsql/raft, the maintained
+# continuation of canonical/raft). Debian 12 itself ships 0.15.0; the
+# newer one comes from the bookworm-backports suite of the same archive.
+TALLY_RAFT_MIN=0.22.1
+TALLY_BACKPORTS_LIST=/etc/apt/sources.list.d/tally-bookworm-backports.sources
+
 # Print the packages of TALLY_DEB_PACKAGES that are not installed.
 tally_missing_packages() {
     for tally_pkg in $TALLY_DEB_PACKAGES; do
         tally_status=$(dpkg-query -W -f='${Status}' "$tally_pkg" 2>/dev/null || true)
         if [ "$tally_status" != "install ok installed" ]; then
             printf '%s\n' "$tally_pkg"
+        elif [ "$tally_pkg" = libraft-dev ] && ! tally_raft_new_enough; then
+            printf '%s\n' "$tally_pkg"
         fi
     done
+}
+
+# True if the installed libraft-dev is at least TALLY_RAFT_MIN.
+tally_raft_new_enough() {
+    tally_raft_have=$(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null || true)
+    [ -n "$tally_raft_have" ] && dpkg --compare-versions "$tally_raft_have" ge "$TALLY_RAFT_MIN"
+}
+
+# The archive URI this machine uses for Debian's bookworm suite, read from
+# its own apt sources (one-line and deb822 formats), so that no host name is
+# written into the repository. Prints nothing if none is found.
+tally_bookworm_uri() {
+    {
+        cat /etc/apt/sources.list 2>/dev/null |
+            awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                               if ($(i + 1) == "bookworm") print $i }'
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] || continue
+            # One stanza per paragraph; print its URIs if its Suites has bookworm.
+            awk 'BEGIN { RS = ""; FS = "\n" }
+                 { uris = ""; suites = ""; types = ""
+                   for (i = 1; i <= NF; i++) {
+                       if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+                       if ($i ~ /^Suites:/) { suites = " " $i " "; sub(/^ Suites:/, "", suites) }
+                       if ($i ~ /^Types:/) types = $i }
+                   if (types ~ /deb( |$)/ && suites ~ /[ \t]bookworm[ \t]/) print uris }' "$f"
+        done
+        for f in /etc/apt/sources.list.d/*.list; do
+            [ -f "$f" ] || continue
+            awk '$1 == "deb" && $3 == "bookworm" { print $2 }' "$f"
+        done
+    } | awk '{ print $1 }' | head -n 1
+}
+
+# Make bookworm-backports known to apt (a sources file of our own next to the
+# machine's), unless apt already has it. Needs root ($1: "sudo" or empty).
+tally_enable_backports() {
+    if apt-cache policy 2>/dev/null | grep -q 'bookworm-backports'; then
+        return 0
+    fi
+    tally_uri=$(tally_bookworm_uri)
+    if [ -z "$tally_uri" ]; then
+        echo "setup: no apt source for Debian bookworm found in /etc/apt; add the" >&2
+        echo "  bookworm-backports suite of your Debian mirror and run again" >&2
+        return 1
+    fi
+    echo "setup: adding bookworm-backports from $tally_uri ($TALLY_BACKPORTS_LIST)"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$tally_uri" | $1 tee "$TALLY_BACKPORTS_LIST" >/dev/null
 }
 
 # Install what is missing; return non-zero (with a message) if that fails.
@@ -46,9 +103,22 @@ tally_install_deps() {
         echo "  apt-get update && apt-get install -y $tally_missing" >&2
         return 1
     fi
+    # Only libraft-dev (and what it needs) comes from backports: the
+    # pkg/suite form leaves every other package at bookworm's version.
+    case " $tally_missing " in
+    *" libraft-dev "*)
+        tally_enable_backports "$tally_sudo" || return 1
+        tally_missing=$(printf '%s' "$tally_missing" | sed 's|libraft-dev|libraft-dev/bookworm-backports|')
+        ;;
+    esac
     # shellcheck disable=SC2086 # word splitting of the package list is wanted
     $tally_sudo apt-get update &&
-        $tally_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $tally_missing
+        $tally_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $tally_missing || return 1
+    if ! tally_raft_new_enough; then
+        echo "setup: libraft-dev $TALLY_RAFT_MIN or newer did not install" \
+            "(have: $(dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null || echo none))" >&2
+        return 1
+    fi
 }
 
 # Generate ./configure in source tree $1 if it is missing or older than its
