@@ -27,12 +27,13 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "repl/fsm.h"
+#include "repl/members.h"
 #include "repl/transport.h"
 
 struct node {
     uv_loop_t *loop;
     struct raft raft;
-    struct raft_io io;
+    struct members members; /* raft_uv's io, tracking the configuration */
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     struct transport transport;
@@ -150,7 +151,7 @@ static void node__append_cb(struct raft_io_append *req, int status)
     if (status != 0 && status != RAFT_CANCELED && !n->closing) {
         TLOG_ERROR("raft", "fatal: writing the raft log failed (%s: %s); exiting now (status "
                    "1) for the supervisor to restart this node", raft_strerror(status),
-                   n->io.errmsg);
+                   n->members.io.errmsg);
         fflush(NULL);
         _exit(1);
     }
@@ -161,7 +162,7 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
                         const struct raft_entry entries[], unsigned n_entries,
                         raft_io_append_cb cb)
 {
-    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, io));
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
     struct node__append *a = malloc(sizeof *a);
     int rv;
     if (a == NULL) {
@@ -185,7 +186,7 @@ static void node__barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     if (status == 0 && raft_state(&n->raft) == RAFT_LEADER &&
-        n->raft.current_term == n->leader_term) {
+        raft_current_term(&n->raft) == n->leader_term) {
         n->ready = true;
         TLOG_INFO("raft", "leader for term %llu is ready (applied %llu)",
                   (unsigned long long)n->leader_term,
@@ -269,9 +270,9 @@ static void node__monitor(uv_check_t *h)
         n->role = role;
         n->ready = false;
         TLOG_INFO("raft", "role %s -> %s (term %llu)", node__role_name(old), node__role_name(role),
-                  (unsigned long long)n->raft.current_term);
+                  (unsigned long long)raft_current_term(&n->raft));
         if (role == NODE_LEADER) {
-            n->leader_term = n->raft.current_term;
+            n->leader_term = raft_current_term(&n->raft);
             node__issue_barrier(n);
         }
         if (n->ev.role_changed != NULL) {
@@ -361,25 +362,22 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
         free(n);
         return TALLY_IOERR;
     }
-    rv = raft_uv_init(&n->io, loop, cfg->raft_dir, &n->transport.outer);
+    rv = raft_uv_init(&n->members.io, loop, cfg->raft_dir, &n->transport.outer);
     if (rv != 0) {
-        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, n->io.errmsg);
+        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, n->members.io.errmsg);
         transport_close(&n->transport);
         free(n);
         return TALLY_IOERR;
     }
-    raft_uv_set_segment_size(&n->io, (size_t)cfg->segment_bytes);
-    raft_uv_set_connect_retry_delay(&n->io, 200);
-    n->uv_append = n->io.append;
-    n->io.append = node__append;
-    /* raft_uv 0.15 implements async_work but says it is version 1, and
-     * raft_init refuses an fsm with snapshot_async on a version-1 io
-     * (RAFT-GUIDE.md rule 4). */
-    n->io.version = 2;
-    rv = raft_init(&n->raft, &n->io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
+    raft_uv_set_segment_size(&n->members.io, (size_t)cfg->segment_bytes);
+    raft_uv_set_connect_retry_delay(&n->members.io, 200);
+    members_track(&n->members);
+    n->uv_append = n->members.io.append;
+    n->members.io.append = node__append;
+    rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
-        raft_uv_close(&n->io);
+        raft_uv_close(&n->members.io);
         transport_close(&n->transport);
         free(n);
         return TALLY_IOERR;
@@ -399,6 +397,11 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     raft_set_install_snapshot_timeout(&n->raft, 10000);
     raft_set_pre_vote(&n->raft, true);
+    /* libraft 0.22's free-space check counts raft_uv's prepared segments in
+     * KiB in a 16-bit field, which wraps to 0 with 64 MiB segments and
+     * then refuses every write with RAFT_NOSPACE (docs/raft.md). The
+     * node's own disk_reserve_bytes check guards the disk instead. */
+    raft_set_capacity_threshold(&n->raft, 0);
     *out = n;
     if (cfg->bootstrap && (rv = node__bootstrap(n, cfg, errmsg)) != 0) {
         goto fail;
@@ -520,6 +523,7 @@ static void node__maybe_done(struct node *n)
     void (*cb)(void *) = n->close_cb;
     void *arg = n->close_arg;
     fsm_close(&n->fsm);
+    members_close(&n->members);
     free(n);
     if (cb != NULL) {
         cb(arg);
@@ -529,7 +533,7 @@ static void node__maybe_done(struct node *n)
 static void node__raft_closed(struct raft *r)
 {
     struct node *n = r->data;
-    raft_uv_close(&n->io);
+    raft_uv_close(&n->members.io);
     transport_close(&n->transport);
     node__maybe_done(n);
 }
@@ -579,12 +583,12 @@ uint64_t node_leader_id(struct node *n)
 
 uint64_t node_term(struct node *n)
 {
-    return n->raft.current_term;
+    return raft_current_term(&n->raft);
 }
 
 uint64_t node_commit_index(struct node *n)
 {
-    return n->raft.commit_index;
+    return raft_commit_index(&n->raft);
 }
 
 uint64_t node_applied_index(struct node *n)
@@ -599,7 +603,8 @@ uint64_t node_last_index(struct node *n)
 
 unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
 {
-    const struct raft_configuration *c = &n->raft.configuration;
+    uint64_t at;
+    const struct raft_configuration *c = members_current(&n->members, &at);
     unsigned k = 0;
     for (unsigned i = 0; i < c->n && k < cap; i++, k++) {
         out[k].id = c->servers[i].id;
@@ -707,11 +712,12 @@ static struct node__change *node__change_new(struct node *n, uint64_t id, node_d
     return c;
 }
 
-/* The role of member @id in the configuration, or -1. A pending change
- * counts: raft 0.15 exposes only the configuration it already acts on. */
+/* The role of member @id in the configuration raft acts on (the newest in
+ * its log, committed or not), or -1. */
 static int node__role(struct node *n, uint64_t id, const char **addr)
 {
-    const struct raft_configuration *conf = &n->raft.configuration;
+    uint64_t at;
+    const struct raft_configuration *conf = members_current(&n->members, &at);
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == id) {
             *addr = conf->servers[i].address;
@@ -760,7 +766,9 @@ int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg)
     const char *addr;
     struct node__change *c;
     int rv;
-    if (node__role(n, id, &addr) == RAFT_VOTER && n->raft.configuration_uncommitted_index == 0) {
+    uint64_t at;
+    members_current(&n->members, &at);
+    if (node__role(n, id, &addr) == RAFT_VOTER && at <= raft_commit_index(&n->raft)) {
         cb(arg, 0, "already a voter");
         return 0;
     }
