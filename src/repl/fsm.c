@@ -5,9 +5,13 @@
  * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
  *
  * Results: raft hands apply's result to the leader's request callback and
- * drops it on followers, so the fsm owns it: it stays valid until the next
- * apply, and callbacks (which run right after their entry's apply) copy
- * what they need. */
+ * drops it on followers, so the fsm keeps each in a ring slot by index.
+ * libraft 0.22 fires request callbacks only after the loop iteration that
+ * applied their entries, when later entries may have been applied too, so
+ * a result must outlive the next apply (a single "latest result" gave one
+ * client another's offsets: test_raft_disk_full.py). The callback takes
+ * its result by index (fsm_take_result); unclaimed ones (followers, entries
+ * of earlier terms) are freed when their slot is reused. */
 #include "repl/fsm.h"
 
 #include <stdlib.h>
@@ -43,8 +47,6 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
     struct store_result *res = NULL;
     int rv;
 
-    free(f->last);
-    f->last = NULL;
     *result = NULL;
     f->applied_entries++;
     f->applied_bytes += buf->len;
@@ -58,9 +60,24 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
         fsm__fail(f, "apply", errmsg);
         return RAFT_IOERR;
     }
-    f->last = res;
-    *result = res;
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    free(f->results[slot].res);
+    f->results[slot].index = index;
+    f->results[slot].res = res;
+    *result = res; /* unused: node.c takes it by index */
     return 0;
+}
+
+struct store_result *fsm_take_result(struct fsm *f, uint64_t index)
+{
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    struct store_result *res = NULL;
+    if (f->results[slot].index == index) {
+        res = f->results[slot].res;
+        f->results[slot].res = NULL;
+        f->results[slot].index = 0;
+    }
+    return res;
 }
 
 /* Loop: freeze a copy of the state at last_applied (cheap: copies of the
@@ -183,6 +200,9 @@ void fsm_close(struct fsm *f)
 {
     store_snapshot_release(f->store, f->frozen);
     f->frozen = NULL;
-    free(f->last);
-    f->last = NULL;
+    for (unsigned i = 0; i < FSM_RESULTS; i++) {
+        free(f->results[i].res);
+        f->results[i].res = NULL;
+        f->results[i].index = 0;
+    }
 }

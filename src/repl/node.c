@@ -47,6 +47,8 @@ struct node {
     bool barrier_pending;
     struct raft_barrier barrier;
     uint64_t applied_seen;      /* last applied index reported */
+    unsigned appends_pending;   /* raft log writes not yet completed */
+    uint64_t append_progress_ms; /* uv_now when the oldest of them began, or of the last completion */
     bool started;
     bool closing;
     int pending_closes;
@@ -121,21 +123,17 @@ static void node__fatal(void *arg, const char *why)
 }
 
 /* Every write of the Raft log goes through node__append, which wraps
- * raft_uv's append, so that a failed write (disk full, I/O error) stops the
- * node before canonical/raft 0.15 handles it (RAFT-GUIDE.md 9):
- * - on a leader, 0.15 fails only the request at the first index of the
- *   failed write, truncates its log and stays leader; the requests of the
- *   later entries stay queued under indexes that the next proposals reuse
- *   and were answered with those entries' results (the fault suite saw two
- *   conditional appends swap answers), and going on crashed libraft
- *   (SIGSEGV; test_raft_disk_full.py);
- * - on a follower, 0.15 rejects the batch but keeps the entries in memory,
- *   and later writes count them as stored: it would acknowledge entries
- *   that are not on its disk.
- * Closing raft from inside its callbacks aborts libuv, so the node exits 1
- * at once for the supervisor to restart it: a crash it survives by design
- * (the Raft log on disk is the truth and the store replays it); clients of
- * writes in flight see their connection drop, an unknown outcome. */
+ * raft_uv's append to see how long writes stay pending (docs/raft.md,
+ * "Failed writes"). libraft 0.22's raft_uv retries a failed write (full
+ * disk, I/O error) every disk_retry ms until it succeeds, and reports to
+ * raft only success, or cancellation at shutdown: the node does not fail,
+ * it stops storing entries. A leader keeps leading and commits through its
+ * followers' copies, a follower stops acknowledging; nothing acknowledged
+ * depends on the stuck disk. node_write_stalled_ms() lets the server notice
+ * (it refuses writes, hands leadership away and reports it on /health)
+ * instead of a silent hang. Any other status would come from a raft that
+ * reports failed writes; tally then exits at once, since raft 0.15 showed
+ * how a library that goes on after one loses track of its requests. */
 struct node__append {
     struct raft_io_append inner; /* first: the callback gets its address */
     struct raft_io_append *outer;
@@ -155,6 +153,8 @@ static void node__append_cb(struct raft_io_append *req, int status)
         fflush(NULL);
         _exit(1);
     }
+    n->appends_pending--;
+    n->append_progress_ms = uv_now(n->loop); /* the oldest pending one is newer */
     outer->cb(outer, status);
 }
 
@@ -174,8 +174,17 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
     rv = n->uv_append(io, &a->inner, entries, n_entries, node__append_cb);
     if (rv != 0) {
         free(a); /* refused at once: raft handles that itself, nothing was written */
+        return rv;
     }
-    return rv;
+    if (n->appends_pending++ == 0) {
+        n->append_progress_ms = uv_now(n->loop);
+    }
+    return 0;
+}
+
+uint64_t node_write_stalled_ms(struct node *n)
+{
+    return n->appends_pending == 0 ? 0 : uv_now(n->loop) - n->append_progress_ms;
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -617,15 +626,30 @@ unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
 
 struct node__proposal {
     struct raft_apply req;
+    struct node *n;
     node_propose_cb cb;
     void *arg;
 };
 
+/* @result is ignored: it may belong to a later entry by now (fsm.c); the
+ * proposal's own result is taken from the fsm by its index. */
 static void node__apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct node__proposal *p = (struct node__proposal *)req;
+    struct node *n = p->n;
+    (void)result;
     if (status == 0) {
-        p->cb(p->arg, 0, req->index, result);
+        struct store_result *res = fsm_take_result(&n->fsm, req->index);
+        if (res == NULL) {
+            /* Applied, but its result was dropped: the caller cannot be told
+             * what happened, which is an unknown outcome. */
+            TLOG_WARN("raft", "the result of entry %llu was gone when its request completed",
+                      (unsigned long long)req->index);
+            p->cb(p->arg, TALLY_LEADERSHIP_LOST, req->index, NULL);
+        } else {
+            p->cb(p->arg, 0, req->index, res);
+            free(res);
+        }
     } else {
         p->cb(p->arg, node_map_error(status), req->index, NULL);
     }
@@ -647,6 +671,7 @@ int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *ar
     if (p == NULL) {
         return TALLY_NOMEM;
     }
+    p->n = n;
     p->cb = cb;
     p->arg = arg;
     rb.base = entry->data;

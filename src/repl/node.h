@@ -81,6 +81,10 @@ uint64_t node_term(struct node *n);
 uint64_t node_commit_index(struct node *n);
 uint64_t node_applied_index(struct node *n);
 uint64_t node_last_index(struct node *n);
+/* How long the oldest pending write of the Raft log has waited without
+ * any write completing, in ms (0: none pending). raft_uv retries failed
+ * writes (full disk, I/O error) without reporting them. */
+uint64_t node_write_stalled_ms(struct node *n);
 
 /* Current Raft configuration: fills up to @cap members; returns the count. */
 struct node_member {

@@ -170,13 +170,14 @@ static bool gw__can_write(struct gw *gw, struct req *r)
         return false;
     }
     if (gw->disk_low) {
-        /* Refuse before the disk is actually full: canonical/raft 0.15
-         * mishandles a failed write (RAFT-GUIDE.md section 9), and a full
-         * disk in apply stops the node. Nothing is written; the server
-         * also hands leadership to another node (srv.c). */
+        /* Refuse before the disk is actually full (a full disk in apply
+         * stops the node), or while raft_uv retries a failed write of the
+         * Raft log (docs/raft.md). Nothing is written; the server also
+         * hands leadership to another node (srv.c). */
         gw__error(r, TALLY_NOSPACE,
-                  "node %llu has %llu MiB free for its data, below its reserve of %llu MiB "
-                  "(disk_reserve_bytes): writes are refused until space is freed",
+                  "node %llu cannot store writes now: %llu MiB free for its data (reserve "
+                  "%llu MiB, disk_reserve_bytes), or its raft log writes are failing (its log "
+                  "says which); writes are refused until that is fixed",
                   (unsigned long long)node_id(gw->node),
                   (unsigned long long)(gw->disk_free >> 20),
                   (unsigned long long)(gw->disk_reserve >> 20));
