@@ -2,7 +2,7 @@
  * store_snapshot_freeze/_build/_release (fsm version 3) and store_restore.
  *
  * The index of the entry being applied is raft_last_applied() + 1: raft
- * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
+ * bumps last_applied only after apply returns (docs/raft.md, section 2).
  *
  * Results: raft hands apply's result to the leader's request callback and
  * drops it on followers, so the fsm keeps each in a ring slot by index.

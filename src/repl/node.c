@@ -1,19 +1,21 @@
-/* The Raft node: canonical/raft 0.15 + raft_uv + NODELAY TCP on one loop.
+/* The Raft node: libraft 0.22 + raft_uv + NODELAY TCP on one loop. The
+ * raft rules this file relies on are in docs/raft.md.
  *
- * Start-up (RAFT-GUIDE.md 3.1): transport, raft_uv (64 MiB segments, 200 ms
- * reconnect), raft_init with the fsm adapter, tunables (pre-vote on), then
- * bootstrap when asked (RAFT_CANTBOOTSTRAP = already initialised: fine, so
- * one command line starts and restarts a node), then raft_start, which
- * restores the latest snapshot and replays the log into the store.
+ * Start-up: transport, raft_uv (64 MiB segments, 200 ms reconnect), the
+ * membership tracker (members.c), raft_init with the fsm adapter, tunables
+ * (pre-vote on, raft's capacity check off), then bootstrap when asked
+ * (RAFT_CANTBOOTSTRAP = already initialised: fine, so one command line
+ * starts and restarts a node), then raft_start, which restores the latest
+ * snapshot and replays the log into the store.
  *
- * A uv_check "monitor" runs every loop iteration, because 0.15 has no state
- * callback: it reports role changes and applied-index progress, issues the
- * barrier a new leader needs before serving (0.15 appends no leader no-op,
- * rule 6), and reports RAFT_UNAVAILABLE, which is permanent, as fatal.
+ * A uv_check "monitor" runs every loop iteration, because the API has no
+ * state callback: it reports role changes and applied-index progress,
+ * issues the barrier after which a new leader serves (it tells when the
+ * earlier terms are applied), and reports RAFT_UNAVAILABLE, which is
+ * permanent, as fatal.
  *
- * Reads of term, commit index and configuration use struct raft fields
- * that 0.15 exposes (0.17 hides them): this pins us to the 0.15 ABI, which
- * is what Debian 12 ships. */
+ * No field of struct raft is read: term and commit index come from
+ * accessors, the configuration from members.c. */
 #include "repl/node.h"
 
 #include <errno.h>
@@ -221,7 +223,7 @@ static void node__issue_barrier(struct node *n)
 }
 
 /* Snapshot threshold and trailing from the byte budget: raft keeps about
- * threshold + trailing entries in memory (RAFT-GUIDE.md 7.3), so each gets
+ * threshold + trailing entries in memory (docs/raft.md), so each gets
  * half the budget at the average entry size seen lately, within
  * [NODE__MIN_ENTRIES, NODE__MAX_ENTRIES]. Recomputed every few seconds,
  * applied when it moves by a quarter or more. */
@@ -665,7 +667,7 @@ int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *ar
         return TALLY_SHUTDOWN;
     }
     if (entry->len == 0 || entry->len % 8 != 0 || !buf_ok(entry)) {
-        return TALLY_INVAL; /* raft 0.15 corrupts unpadded entries */
+        return TALLY_INVAL; /* the command format pads to 8 (store/cmd.h, docs/raft.md) */
     }
     p = calloc(1, sizeof *p);
     if (p == NULL) {

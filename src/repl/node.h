@@ -59,7 +59,7 @@ struct node_events {
 int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *store,
                 const struct node_events *events, struct node **out, char *errmsg);
 
-/* Disaster recovery (the majority is lost for good; RAFT-GUIDE.md 3.2):
+/* Disaster recovery (the majority is lost for good; docs/operations.md):
  * offline, with no tallyd running on the directory, append to the Raft log
  * in @cfg->raft_dir a configuration whose only voter is this node (@cfg->id
  * at @cfg->raft_addr), through raft_recover, and return. Started normally

@@ -82,8 +82,9 @@ static uint64_t gw__mono_ms(void)
 /* Writes gathered while entries were in flight are proposed from here,
  * after the loop's I/O callbacks, never from inside a Raft callback:
  * calling raft_apply from the callback that fails requests on a lost
- * leadership crashes canonical/raft 0.15 (it is in the middle of stepping
- * down); the fault suite found it. */
+ * leadership crashed libraft 0.15 (it was in the middle of stepping down;
+ * the fault suite found it), and raft's callbacks are no place to start
+ * new requests in any version. */
 static void gw__flush_cb(uv_check_t *h)
 {
     gw_flush(h->data);

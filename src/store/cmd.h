@@ -9,8 +9,9 @@
  *   4      4    body_len: bytes of body that follow
  *   8      ...  body (per type, below), then zero padding to a multiple of 8
  *
- * The padding is not optional: canonical/raft 0.15 silently corrupts
- * entries whose length is not a multiple of 8 (RAFT-GUIDE.md rule 1).
+ * The padding is part of the format: libraft 0.15 silently corrupted
+ * entries whose length is not a multiple of 8, and a 0.15 node may still
+ * read these entries during an upgrade (docs/raft.md, section 2).
  *
  * Bodies (str = u16 length + bytes; blob = u32 length + bytes):
  *   TOPIC_CREATE  str name, u8 policy, i64 retention_ms, i64 retention_bytes,

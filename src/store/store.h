@@ -167,7 +167,7 @@ bool store_topic_name_valid(const char *name);
 int store_retain(struct store *s, int64_t now_ms, char *errmsg);
 
 /* Snapshots, in three steps so that the loop only copies (Raft's fsm
- * version 3, RAFT-GUIDE.md 7.2):
+ * version 3, docs/raft.md):
  *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
  *                          offsets, producers, members, groups), copies
  *                          every topic's key index and duplicates each

@@ -164,7 +164,7 @@ def run(c, raft_dir, lead):
         where.setdefault(val.decode(), []).append(off)
     for value, kind, what in results:
         short = value[:12]
-        check(len(where.get(value, [])) <= 1, f"{short} is in the log {len(where[value])} times")
+        check(len(where.get(value, [])) <= 1, f"{short} is in the log {len(where.get(value, []))} times")
         if kind == "ok":
             check(at.get(what) == value,
                   f"{short} was acknowledged at offset {what}, the log has "
