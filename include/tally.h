@@ -425,7 +425,10 @@ struct tally_status {
 };
 
 /* Ask every known member for its own view and combine them. Succeeds when
- * at least one member answered. Release with tally_status_free. */
+ * at least one member answered. @members is the configuration as the most
+ * recent answer (highest term, knowing a leader) reports it; a node that
+ * answers but is not in it (a removed node still running) is not listed.
+ * Release with tally_status_free. */
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
 TALLY_API void tally_status_free(struct tally_status *st);
 

@@ -61,6 +61,7 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -891,10 +892,17 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
     op->deadline = client_now_ms() + c->timeout_ms;
 }
 
+/* The server's rule (lib/name.h), so that a bad name is refused here with
+ * the same reason, before anything is sent. */
 static int client__check_name(struct tally_client *c, const char *name, const char *what)
 {
-    if (name == NULL || name[0] == '\0' || strlen(name) >= PROTO_NAME_MAX) {
-        err_printf(c->errmsg, "%s: topic name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
+    char why[160];
+    if (name == NULL) {
+        err_printf(c->errmsg, "%s: no topic name", what);
+        return TALLY_INVAL;
+    }
+    if (!name_topic_check(name, why, sizeof why)) {
+        err_printf(c->errmsg, "%s: %s", what, why);
         return TALLY_INVAL;
     }
     return 0;
@@ -1755,8 +1763,9 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     st->commit_index = best->md.commit_index;
 
     /* Members: the configuration the best answer reports, each with its own
-     * view, then any node that answered but is not in it. */
-    cap = best->md.n_members + n_ok;
+     * view. A node that answers but is not in it (removed, and still
+     * running) is no member: it is not listed (docs/operations.md). */
+    cap = best->md.n_members;
     st->members = calloc(cap ? cap : 1, sizeof *st->members);
     if (st->members == NULL) {
         for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
@@ -1784,21 +1793,6 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
         client__member_self(tm, self);
         if (pm->id == st->leader_id && pm->client_addr[0] != '\0') {
             c->leader = client__learn(c, pm->id, pm->client_addr);
-        }
-    }
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        bool listed = false;
-        if (!ans[i].ok) {
-            continue;
-        }
-        for (size_t k = 0; k < st->n_members; k++) {
-            listed = listed || st->members[k].id == ans[i].md.node_id;
-        }
-        if (!listed && st->n_members < cap) {
-            struct tally_member *tm = &st->members[st->n_members++];
-            tm->id = ans[i].md.node_id;
-            snprintf(tm->client_addr, sizeof tm->client_addr, "%s", c->nodes[i].addr);
-            client__member_self(tm, &ans[i]);
         }
     }
     for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {

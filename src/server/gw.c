@@ -26,6 +26,7 @@
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 #include "server/metrics.h"
 #include "store/cmd.h"
@@ -419,8 +420,9 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
         return;
     }
-    if (!store_topic_name_valid(m.name)) {
-        gw__error(r, TALLY_INVAL, "invalid topic name '%s': use 1-249 of [A-Za-z0-9._-]", m.name);
+    char why[160];
+    if (!name_topic_check(m.name, why, sizeof why)) {
+        gw__error(r, TALLY_INVAL, "%s", why);
         return;
     }
     if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.segment_bytes < 0 ||
@@ -961,6 +963,8 @@ static void gw__member_done(void *arg, int status, const char *message)
     struct req *r = op->r;
     if (r->conn == NULL) {
         conn_complete(r);
+    } else if (status != 0 && r->type == PROTO_MEMBER_TRANSFER) {
+        gw__error(r, status, "leadership transfer: %s", message);
     } else if (status != 0) {
         gw__error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
                   message);
@@ -1026,6 +1030,21 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
                       (unsigned long long)m.id, elsewhere);
             return;
+        }
+        /* Another member at these addresses: two ids cannot share a node. */
+        const struct store_member *sm;
+        unsigned n_sm = store_members(gw->store, &sm);
+        for (unsigned i = 0; i < n_sm; i++) {
+            bool same_raft = strcmp(sm[i].raft_addr, m.raft_addr) == 0;
+            if (sm[i].id != m.id && (same_raft || strcmp(sm[i].client_addr, m.client_addr) == 0)) {
+                free(op);
+                gw__error(r, TALLY_EXISTS,
+                          "node %llu already uses %s address %s: give node %llu addresses of "
+                          "its own",
+                          (unsigned long long)sm[i].id, same_raft ? "Raft" : "client",
+                          same_raft ? m.raft_addr : m.client_addr, (unsigned long long)m.id);
+                return;
+            }
         }
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);

@@ -50,6 +50,7 @@
 #include "lib/err.h"
 #include "lib/file.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
@@ -130,18 +131,7 @@ uint64_t store_topic_start(const struct store_topic *t)
 
 bool store_topic_name_valid(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > 249 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return name_topic_check(name, NULL, 0);
 }
 
 static void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char consume_help[] =
@@ -410,8 +411,9 @@ int cmd_consume_main(int argc, char **argv)
         return tool_usage_error(cmd, "missing TOPIC");
     }
     topic = argv[optind++];
-    if (topic[0] == '\0' || strlen(topic) > 255) {
-        return tool_usage_error(cmd, "topic name must be 1 to 255 bytes long");
+    char bad_name[160];
+    if (!name_topic_check(topic, bad_name, sizeof bad_name)) {
+        return tool_usage_error(cmd, "%s", bad_name);
     }
     if (optind < argc) {
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char produce_help[] =
@@ -541,8 +542,9 @@ int cmd_produce_main(int argc, char **argv)
         return tool_usage_error(s.cmd, "missing TOPIC");
     }
     s.topic = argv[optind++];
-    if (s.topic[0] == '\0' || strlen(s.topic) > 255) {
-        return tool_usage_error(s.cmd, "topic name must be 1 to 255 bytes long");
+    char why[160];
+    if (!name_topic_check(s.topic, why, sizeof why)) {
+        return tool_usage_error(s.cmd, "%s", why);
     }
     if (optind < argc) {
         value = argv[optind++];
