@@ -333,8 +333,10 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
  * ------------------------------------------------------------------------ */
 
 /* Commit @offset (the next offset to read) as the position of consumer
- * group @group on @topic. Goes through Raft (leader), so it survives
- * failover and restarts; any node then answers tally_group_fetch. */
+ * group @group on @topic as it is when the leader receives the call (see
+ * tally_group_commit_at). Goes through Raft (leader), so it survives
+ * failover and restarts; any node then answers tally_group_fetch.
+ * TALLY_OUT_OF_RANGE past the topic's next offset. */
 TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
                                  uint64_t offset);
 
