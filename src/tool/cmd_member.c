@@ -219,9 +219,11 @@ int cmd_member_main(int argc, char **argv)
         return rc;
     }
     if (strcmp(sub, "add") == 0 && member_is_voter_at(client, id, argv[optind + 1])) {
-        /* An add run again (a voter has nothing to catch up). */
-        printf("member %" PRIu64 " is already a voter at %s: nothing to do\n", id,
-               argv[optind + 1]);
+        /* An add run again (a voter has nothing to catch up). stdout says
+         * what a completed add says, for scripts. */
+        fprintf(stderr, "member %" PRIu64 " is already a voter at %s: nothing to do\n", id,
+                argv[optind + 1]);
+        printf("added member %" PRIu64 " at %s\n", id, argv[optind + 1]);
         tally_client_destroy(client);
         rc = tool_check_stdout(cmd);
         return rc < 0 ? TOOL_EXIT_OK : rc;

@@ -60,7 +60,7 @@ def test_member_and_topic_messages():
         leader = c.wait_leader()
         n1 = c.nodes[1]
         r = c.tally("member", "add", "1", f"{n1.client}/{n1.raft}", "--wait-timeout", "10")
-        want(r.rc == 0 and "already a voter" in r.text and "standby" not in r.errtext,
+        want(r.rc == 0 and "already a voter" in r.errtext and "standby" not in r.errtext,
               f"add of voter 1 at its own addresses: {r!r}")
 
         n2 = c.nodes[2]
