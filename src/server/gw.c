@@ -900,11 +900,18 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
         gw__not_leader(gw, r);
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
+    struct store_topic *t = store_topic_find(gw->store, m.topic);
+    if (t == NULL) {
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
+    if (found && offset > log_next_offset(t->log)) {
+        /* Left by a deleted topic in a data directory from before
+         * positions were tied to their topic (as gw__live_group_at). */
+        found = false;
+        offset = 0;
+    }
     gw__offset_resp(r, offset, found);
 }
 
