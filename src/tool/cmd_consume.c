@@ -479,6 +479,13 @@ int cmd_consume_main(int argc, char **argv)
                     reset == CONSUME_RESET_LATEST ? "latest" : "earliest");
             gp.offset = to;
         }
+        if (found && n_from > 0) {
+            fprintf(stderr,
+                    "tally consume: group %s resumes at its position %" PRIu64 " on %s; "
+                    "--from and --from-time only place a new group (move this one with "
+                    "'tally group reset %s %s --to ...')\n",
+                    group, gp.offset, topic, group, topic);
+        }
         if (found) {
             /* A stored position beats --from and --from-time, which only
              * say where a new group starts. */

@@ -120,6 +120,9 @@ def test_group_behind_retention():
         # reset by hand: earliest, an offset, latest, past the end
         r = c.tally_ok("group", "reset", "other", "rg", "--to", "earliest")
         check("position 3 ->" in r.text, f"reset earliest: {r!r}")
+        r = c.tally_ok("consume", "rg", "--group", "other", "-n", "1", "--from", "beginning")
+        check("only place a new group" in r.errtext and "tally group reset other rg" in r.errtext,
+              f"--from with a stored position says nothing: {r!r}")
         r = c.tally_ok("group", "reset", "other", "rg", "--to", str(first + 1))
         r = c.tally_ok("consume", "rg", "--group", "other", "-n", "1", "--format", "%o\\n")
         check(r.text.strip() == str(first + 1), f"after reset to {first + 1}: {r!r}")
