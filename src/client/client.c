@@ -61,6 +61,7 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -891,10 +892,17 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
     op->deadline = client_now_ms() + c->timeout_ms;
 }
 
+/* The server's rule (lib/name.h), so that a bad name is refused here with
+ * the same reason, before anything is sent. */
 static int client__check_name(struct tally_client *c, const char *name, const char *what)
 {
-    if (name == NULL || name[0] == '\0' || strlen(name) >= PROTO_NAME_MAX) {
-        err_printf(c->errmsg, "%s: topic name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
+    char why[160];
+    if (name == NULL) {
+        err_printf(c->errmsg, "%s: no topic name", what);
+        return TALLY_INVAL;
+    }
+    if (!name_topic_check(name, why, sizeof why)) {
+        err_printf(c->errmsg, "%s: %s", what, why);
         return TALLY_INVAL;
     }
     return 0;
@@ -1755,8 +1763,9 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     st->commit_index = best->md.commit_index;
 
     /* Members: the configuration the best answer reports, each with its own
-     * view, then any node that answered but is not in it. */
-    cap = best->md.n_members + n_ok;
+     * view. A node that answers but is not in it (removed, and still
+     * running) is no member: it is not listed (docs/operations.md). */
+    cap = best->md.n_members;
     st->members = calloc(cap ? cap : 1, sizeof *st->members);
     if (st->members == NULL) {
         for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
@@ -1784,21 +1793,6 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
         client__member_self(tm, self);
         if (pm->id == st->leader_id && pm->client_addr[0] != '\0') {
             c->leader = client__learn(c, pm->id, pm->client_addr);
-        }
-    }
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        bool listed = false;
-        if (!ans[i].ok) {
-            continue;
-        }
-        for (size_t k = 0; k < st->n_members; k++) {
-            listed = listed || st->members[k].id == ans[i].md.node_id;
-        }
-        if (!listed && st->n_members < cap) {
-            struct tally_member *tm = &st->members[st->n_members++];
-            tm->id = ans[i].md.node_id;
-            snprintf(tm->client_addr, sizeof tm->client_addr, "%s", c->nodes[i].addr);
-            client__member_self(tm, &ans[i]);
         }
     }
     for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
@@ -2134,4 +2128,195 @@ TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *
         return rv;
     }
     return client__offset_resp(c, &rep, what, offset, found);
+}
+
+TALLY_API int tally_group_list(tally_client *c, const char *group, const char *topic,
+                               struct tally_group_position **positions, size_t *n)
+{
+    struct proto_group_list_req m;
+    struct proto_group_list_resp lr;
+    struct tally_group_position *out;
+    struct client__op op;
+    struct client__reply rep;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    *positions = NULL;
+    *n = 0;
+    snprintf(what, sizeof what, "list group %s", group != NULL ? group : "positions");
+    if ((group != NULL && (rv = client__check_group(c, group, what)) != 0) ||
+        (topic != NULL && (rv = client__check_name(c, topic, what)) != 0)) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group != NULL ? group : "");
+    snprintf(m.topic, sizeof m.topic, "%s", topic != NULL ? topic : "");
+    start = client__begin(c, PROTO_GROUP_LIST);
+    proto_put_group_list_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    /* The leader, as tally_group_fetch: it has the latest commits. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    /* A position is at least 2 + 2 + 4 x 8 bytes. */
+    if (proto_get_group_list_resp(&rep.body, &lr) != 0 || lr.n_positions > rep.body.left / 36) {
+        return client__malformed(c, what);
+    }
+    out = calloc(lr.n_positions ? lr.n_positions : 1, sizeof *out);
+    if (out == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < lr.n_positions; i++) {
+        struct proto_group_position p;
+        if (proto_get_group_position(&rep.body, &p) != 0) {
+            free(out);
+            return client__malformed(c, what);
+        }
+        snprintf(out[i].group, sizeof out[i].group, "%s", p.group);
+        snprintf(out[i].topic, sizeof out[i].topic, "%s", p.topic);
+        out[i].topic_id = p.topic_id;
+        out[i].offset = p.offset;
+        out[i].start_offset = p.start_offset;
+        out[i].next_offset = p.next_offset;
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        free(out);
+        return client__malformed(c, what);
+    }
+    *positions = out;
+    *n = lr.n_positions;
+    return 0;
+}
+
+/* Send a GROUP_SET or GROUP_DELETE built in c->req and read DONE_RESP. */
+static int client__group_write(struct tally_client *c, const char *what)
+{
+    struct client__op op;
+    struct client__reply rep;
+    int rv;
+    /* Setting the same position, or deleting twice, is harmless (a second
+     * delete answers NOTFOUND), so an unknown outcome is sent again. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    struct proto_done_resp d;
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
+}
+
+TALLY_API int tally_group_commit_at(tally_client *c, const char *group, const char *topic,
+                                    uint64_t topic_id, uint64_t offset)
+{
+    struct proto_group_set_req m;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.topic_id = topic_id;
+    m.offset = offset;
+    start = client__begin(c, PROTO_GROUP_SET);
+    proto_put_group_set_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__group_write(c, what);
+}
+
+TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *topic,
+                                enum tally_group_reset_to to, int64_t value, uint64_t *offset)
+{
+    struct tally_topic_info *topics = NULL;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t n = 0, i;
+    uint64_t pos = 0;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "reset group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    switch (to) {
+    case TALLY_RESET_EARLIEST:
+    case TALLY_RESET_LATEST:
+        if ((rv = client__topic_list(c, -1, &topics, &n)) != 0) {
+            return rv;
+        }
+        for (i = 0; i < n && strcmp(topics[i].name, topic) != 0; i++) {
+        }
+        if (i == n) {
+            free(topics);
+            err_printf(c->errmsg, "%s: topic %s not found", what, topic);
+            return TALLY_NOTFOUND;
+        }
+        pos = to == TALLY_RESET_EARLIEST ? topics[i].start_offset : topics[i].next_offset;
+        free(topics);
+        break;
+    case TALLY_RESET_OFFSET:
+        if (value < 0) {
+            err_printf(c->errmsg, "%s: offset %lld is negative", what, (long long)value);
+            return TALLY_INVAL;
+        }
+        pos = (uint64_t)value;
+        break;
+    case TALLY_RESET_TIME:
+        if ((rv = tally_offset_for_time(c, topic, value, &pos)) != 0) {
+            return rv;
+        }
+        break;
+    default:
+        err_printf(c->errmsg, "%s: unknown reset target %d", what, (int)to);
+        return TALLY_INVAL;
+    }
+    if ((rv = tally_group_commit_at(c, group, topic, TALLY_ANY_TOPIC_ID, pos)) != 0) {
+        return rv;
+    }
+    if (offset != NULL) {
+        *offset = pos;
+    }
+    return 0;
+}
+
+TALLY_API int tally_group_delete(tally_client *c, const char *group, const char *topic)
+{
+    struct proto_group_delete_req m;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "delete group %s%s%s", group != NULL ? group : "(null)",
+             topic != NULL ? " on " : "", topic != NULL ? topic : "");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (topic != NULL && (rv = client__check_name(c, topic, what)) != 0)) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic != NULL ? topic : "");
+    start = client__begin(c, PROTO_GROUP_DELETE);
+    proto_put_group_delete_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__group_write(c, what);
 }

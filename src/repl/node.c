@@ -835,7 +835,19 @@ static void node__transfer_cb(struct raft_transfer *req)
     char msg[128];
     int code = (c->id == 0 ? leader != 0 && leader != c->n->id : leader == c->id) ? 0
                                                                                    : TALLY_TIMEOUT;
-    snprintf(msg, sizeof msg, "leader is now %llu", (unsigned long long)leader);
+    if (code == 0) {
+        snprintf(msg, sizeof msg, "leader is now %llu", (unsigned long long)leader);
+    } else if (c->id != 0) {
+        snprintf(msg, sizeof msg,
+                 "node %llu did not take over (is it running and caught up? see 'tally "
+                 "status'); the leader is %s%llu",
+                 (unsigned long long)c->id, leader != 0 ? "still " : "now unknown: ",
+                 (unsigned long long)leader);
+    } else {
+        snprintf(msg, sizeof msg, "no other node took over (are they running? see 'tally "
+                                  "status'); the leader is still %llu",
+                 (unsigned long long)leader);
+    }
     c->cb(c->arg, code, msg);
     free(c);
 }

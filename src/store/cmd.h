@@ -25,7 +25,13 @@
  *                 expect_offset CMD_NO_EXPECT means no offset condition
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
- *   GROUP_COMMIT  str group, str topic, u64 offset
+ *   GROUP_COMMIT  str group, str topic, u64 offset, u64 topic_id
+ *                 (topic_id: the Raft index of the TOPIC_CREATE of the
+ *                 incarnation the position belongs to; entries written
+ *                 before it was added end after offset and apply to the
+ *                 topic as it is. A topic_id that is not the topic's, or
+ *                 an offset past its end, is refused)
+ *   GROUP_DELETE  str group, str topic (empty: every topic of the group)
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -45,6 +51,7 @@ enum cmd_type {
     CMD_MEMBER_SET = 4,
     CMD_MEMBER_DEL = 5,
     CMD_GROUP_COMMIT = 6,
+    CMD_GROUP_DELETE = 8,
 };
 
 #define CMD_NO_EXPECT UINT64_MAX
@@ -70,7 +77,9 @@ void cmd_encode_topic_delete(struct buf *b, const char *name);
 void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void cmd_encode_member_del(struct buf *b, uint64_t id);
-void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset);
+void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
+                             uint64_t topic_id);
+void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */

@@ -160,7 +160,8 @@ int store_import_group(struct store *s, const char *group, const char *topic, ui
  * start, or the start of the history it lacks after a snapshot install. */
 uint64_t store_topic_start(const struct store_topic *t);
 
-/* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
+/* Valid topic name: lib/name.h's rule (1..249 bytes of [A-Za-z0-9._-],
+ * not "." or ".."). */
 bool store_topic_name_valid(const char *name);
 
 /* Retention for topics with a delete policy. */
