@@ -72,6 +72,12 @@ TALLY_API const char *tally_strerror(int code);
 
 typedef struct tally_client tally_client;
 
+/* NULL arguments: every call that returns an int refuses a NULL handle or
+ * a NULL output pointer (result, res, out, offset, found, topics, n, st)
+ * with TALLY_INVAL before it sends or writes anything (the message, when
+ * there is a handle, names the argument). The *_init, *_free and
+ * *_destroy calls do nothing when given NULL. */
+
 /* Create a client for the nodes in @brokers, a comma-separated list of
  * IPv4 HOST:PORT client addresses (copied). No connection is made until the
  * first request. On success *out is owned by the caller: tally_client_destroy.

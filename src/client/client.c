@@ -904,11 +904,23 @@ static int client__check_name(struct tally_client *c, const char *name, const ch
  * Handle
  * ------------------------------------------------------------------------ */
 
+/* A call given NULL where it must write its result: refused before
+ * anything is sent or written. */
+static int client__null_output(struct tally_client *c, const char *what, const char *param)
+{
+    err_printf(c->errmsg, "%s: the output argument '%s' is NULL: pass a pointer to fill", what,
+               param);
+    return TALLY_INVAL;
+}
+
 TALLY_API int tally_client_create(const char *brokers, tally_client **out)
 {
     struct tally_client *c;
     const char *p;
 
+    if (out == NULL) {
+        return TALLY_INVAL;
+    }
     *out = NULL;
     if (brokers == NULL) {
         return TALLY_INVAL;
@@ -973,11 +985,17 @@ TALLY_API void tally_client_destroy(tally_client *c)
 
 TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms)
 {
+    if (c == NULL) {
+        return;
+    }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT__DEFAULT_TIMEOUT_MS;
 }
 
 TALLY_API const char *tally_errmsg(tally_client *c)
 {
+    if (c == NULL) {
+        return "no client handle (NULL)";
+    }
     return c->errmsg;
 }
 
@@ -987,6 +1005,9 @@ TALLY_API const char *tally_errmsg(tally_client *c)
 
 TALLY_API void tally_topic_config_init(struct tally_topic_config *cfg)
 {
+    if (cfg == NULL) {
+        return;
+    }
     cfg->policy = TALLY_POLICY_RETAIN;
     cfg->retention_ms = -1;
     cfg->retention_bytes = -1;
@@ -1020,6 +1041,9 @@ TALLY_API int tally_topic_create(tally_client *c, const char *name,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "create topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1054,6 +1078,9 @@ TALLY_API int tally_topic_delete(tally_client *c, const char *name)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "delete topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1130,6 +1157,12 @@ static int client__topic_list(tally_client *c, int only, struct tally_topic_info
 
 TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
 {
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (topics == NULL || n == NULL) {
+        return client__null_output(c, "list topics", topics == NULL ? "topics" : "n");
+    }
     return client__topic_list(c, -1, topics, n);
 }
 
@@ -1175,12 +1208,18 @@ static struct client__seq *client__seq_of(struct tally_client *c, const char *to
 
 TALLY_API void tally_produce_options_init(struct tally_produce_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     memset(o, 0, sizeof *o);
     o->expect_offset = TALLY_NO_EXPECT;
 }
 
 TALLY_API uint64_t tally_condition_actual(tally_client *c)
 {
+    if (c == NULL) {
+        return 0;
+    }
     return c->actual;
 }
 
@@ -1206,9 +1245,15 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    memset(result, 0, sizeof *result);
     snprintf(what, sizeof what, "produce to %s", topic != NULL ? topic : "(null)");
+    if (result == NULL) {
+        return client__null_output(c, what, "result");
+    }
+    memset(result, 0, sizeof *result);
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -1327,6 +1372,9 @@ static void client__fetch_impl_free(struct client__fetch_impl *impl)
 
 TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     o->max_bytes = CLIENT__DEFAULT_FETCH_BYTES;
     o->max_wait_ms = 0;
     o->min_index = 0;
@@ -1526,10 +1574,16 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    memset(res, 0, sizeof *res);
     snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
              (unsigned long long)offset);
+    if (res == NULL) {
+        return client__null_output(c, what, "res");
+    }
+    memset(res, 0, sizeof *res);
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -1689,15 +1743,21 @@ static void client__member_self(struct tally_member *tm, const struct client__md
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
 {
     struct client__md *ans;
-    int64_t deadline = client_now_ms() + c->timeout_ms;
-    int64_t per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3
-                                                              : CLIENT__CONNECT_MS;
+    int64_t deadline, per_node;
     const struct client__md *best = NULL;
     size_t n_ok = 0, cap;
     int last = TALLY_CONNECT;
     char tried[ERR_MSG_SIZE];
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
+    if (st == NULL) {
+        return client__null_output(c, "status", "st");
+    }
+    deadline = client_now_ms() + c->timeout_ms;
+    per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3 : CLIENT__CONNECT_MS;
     memset(st, 0, sizeof *st);
     ans = calloc(CLIENT__MAX_NODES, sizeof *ans);
     if (ans == NULL) {
@@ -1827,6 +1887,9 @@ TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "add member %llu at %s", (unsigned long long)id,
              addr != NULL ? addr : "(null)");
@@ -1856,6 +1919,9 @@ static int client__member_op(tally_client *c, uint16_t type, uint64_t id, const 
 {
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     if (id == 0 && type != PROTO_MEMBER_TRANSFER) {
         err_printf(c->errmsg, "%s: the id must not be 0", what);
@@ -1947,6 +2013,12 @@ TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_in
     size_t n = 0;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (out == NULL) {
+        return client__null_output(c, "member catch-up", "out");
+    }
     memset(out, 0, sizeof *out);
     out->min_index = min_index;
     if ((rv = tally_status_get(c, &st)) != 0) {
@@ -2031,9 +2103,15 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
     char what[PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
     snprintf(what, sizeof what, "find time in %s", topic != NULL ? topic : "(null)");
+    if (offset == NULL) {
+        return client__null_output(c, what, "offset");
+    }
+    *offset = 0;
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -2070,6 +2148,9 @@ TALLY_API int tally_group_commit(tally_client *c, const char *group, const char 
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
@@ -2109,11 +2190,17 @@ TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
-    *found = 0;
     snprintf(what, sizeof what, "fetch group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
+    if (offset == NULL || found == NULL) {
+        return client__null_output(c, what, offset == NULL ? "offset" : "found");
+    }
+    *offset = 0;
+    *found = 0;
     if ((rv = client__check_group(c, group, what)) != 0 ||
         (rv = client__check_name(c, topic, what)) != 0) {
         return rv;
