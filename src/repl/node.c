@@ -398,6 +398,12 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
         raft_set_snapshot_trailing(&n->raft, cfg->snapshot_trailing);
     }
     raft_set_install_snapshot_timeout(&n->raft, 10000);
+    /* raft 0.22 refuses proposals (barrier, apply: RAFT_NOSPACE) unless a
+     * majority reports a "capacity" of at least 4 MiB, computed by raft_uv
+     * in KiB into an unsigned short: with our 64 MiB segments that is
+     * 65536 KiB per prepared segment, which wraps to 0. tally handles a
+     * full disk itself (node__append), so the check is turned off. */
+    raft_set_capacity_threshold(&n->raft, 0);
     raft_set_pre_vote(&n->raft, true);
     *out = n;
     if (cfg->bootstrap && (rv = node__bootstrap(n, cfg, errmsg)) != 0) {
