@@ -35,6 +35,10 @@ struct node {
     struct raft_io io;
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
+    int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
+                    raft_io_recv_cb); /* raft_uv's, wrapped by node__start */
+    raft_io_recv_cb raft_recv;  /* raft's receive callback, wrapped by node__recv */
+    uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
     uv_check_t monitor;
@@ -175,6 +179,31 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
         free(a); /* refused at once: raft handles that itself, nothing was written */
     }
     return rv;
+}
+
+/* A follower's own commit index is capped by the entries it has stored
+ * (raft sets it to min(leader commit, last new entry)), so while it catches
+ * up it equals its applied index and says nothing of how far behind it is.
+ * The leader's commit index travels in every AppendEntries, heartbeats
+ * included: node__recv notes the highest one seen before raft handles the
+ * message, so a follower knows the cluster's commit, not only its own
+ * (node_leader_commit_index, the /health lag rule). */
+static void node__recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, io));
+    if (msg->type == RAFT_APPEND_ENTRIES &&
+        msg->append_entries.leader_commit > n->leader_commit) {
+        n->leader_commit = msg->append_entries.leader_commit;
+    }
+    n->raft_recv(io, msg);
+}
+
+static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, io));
+    n->raft_recv = recv;
+    return n->uv_start(io, msecs, tick, node__recv);
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -372,6 +401,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     raft_uv_set_connect_retry_delay(&n->io, 200);
     n->uv_append = n->io.append;
     n->io.append = node__append;
+    n->uv_start = n->io.start;
+    n->io.start = node__start;
     /* raft_uv 0.15 implements async_work but says it is version 1, and
      * raft_init refuses an fsm with snapshot_async on a version-1 io
      * (RAFT-GUIDE.md rule 4). */
@@ -591,6 +622,15 @@ uint64_t node_term(struct node *n)
 uint64_t node_commit_index(struct node *n)
 {
     return n->raft.commit_index;
+}
+
+uint64_t node_leader_commit_index(struct node *n)
+{
+    uint64_t own = n->raft.commit_index;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        return own;
+    }
+    return n->leader_commit > own ? n->leader_commit : own;
 }
 
 uint64_t node_applied_index(struct node *n)
