@@ -83,11 +83,11 @@ static void compactor__after(uv_work_t *w, int status)
         } else if (st.segments > 0) {
             TLOG_INFO("compact",
                       "topic %s: %u segments below offset %llu, %u rewritten: %llu -> %llu "
-                      "bytes, %llu of %llu records kept, %.3f s",
+                      "bytes, %llu of %llu records kept, %u segments merged away, %.3f s",
                       store_compaction_topic(c->job), st.segments, (unsigned long long)st.upto,
                       st.rewritten, (unsigned long long)st.bytes_in,
                       (unsigned long long)st.bytes_out, (unsigned long long)st.records_out,
-                      (unsigned long long)st.records_in, seconds);
+                      (unsigned long long)st.records_in, st.merged, seconds);
         }
         metrics_compaction(c->metrics, rv == 0, seconds, st.bytes_in, st.bytes_out,
                            st.records_in - st.records_out);
