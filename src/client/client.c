@@ -1560,37 +1560,21 @@ static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
     return any;
 }
 
-TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
-                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+/* One FETCH request and its answer (tally_fetch goes on past gaps). */
+static int client__fetch_one(tally_client *c, const char *what, const char *topic,
+                             uint64_t offset, const struct tally_fetch_options *opts,
+                             struct tally_fetch_result *res)
 {
-    struct tally_fetch_options def;
     struct proto_fetch_req m;
     struct proto_fetch_resp fr;
     struct client__op op;
     struct client__reply rep;
     struct client__fetch_impl *impl;
-    char what[PROTO_NAME_MAX + 48];
     int64_t wait;
     size_t start;
     int rv;
 
-    if (c == NULL) {
-        return TALLY_INVAL;
-    }
-    c->errmsg[0] = '\0';
-    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
-             (unsigned long long)offset);
-    if (res == NULL) {
-        return client__null_output(c, what, "res");
-    }
     memset(res, 0, sizeof *res);
-    if ((rv = client__check_name(c, topic, what)) != 0) {
-        return rv;
-    }
-    if (opts == NULL) {
-        tally_fetch_options_init(&def);
-        opts = &def;
-    }
     client__op_init(c, &op, what, false);
     if (opts->node != NULL) {
         int i = client__node_add(c, opts->node, strlen(opts->node));
@@ -1656,6 +1640,63 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
         return rv;
     }
     return 0;
+}
+
+/* An answer can hold batches but no record at or above the offset asked
+ * for: compaction replaces runs of emptied batches with gap batches, and
+ * a segment it emptied holds nothing else, while the node answers from
+ * one segment at a time. Handing the caller n == 0 there would read as
+ * "nothing yet" (tally.h promises n == 0 only after max_wait_ms), and a
+ * reader that stops or waits on it would miss the records after the
+ * gap. So tally_fetch goes on from the answer's next_offset, at most
+ * this many requests per call (each moves at least one segment on). */
+#define CLIENT__GAP_HOPS 4096
+
+TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
+                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+{
+    struct tally_fetch_options o;
+    char what[PROTO_NAME_MAX + 48];
+    int64_t t0 = client_now_ms();
+    uint64_t at = offset;
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
+             (unsigned long long)offset);
+    if (res == NULL) {
+        return client__null_output(c, what, "res");
+    }
+    memset(res, 0, sizeof *res);
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    if (opts != NULL) {
+        o = *opts;
+    } else {
+        tally_fetch_options_init(&o);
+    }
+    for (unsigned hop = 0;; hop++) {
+        rv = client__fetch_one(c, what, topic, at, &o, res);
+        if (rv != 0 || res->n > 0 || res->next_offset <= at || hop == CLIENT__GAP_HOPS) {
+            return rv;
+        }
+        /* Only gap batches: nothing but emptied offsets up to next_offset. */
+        if (res->next_offset >= res->high_offset) {
+            /* The gap reaches the end: long-poll there for what is left
+             * of max_wait_ms, as a fetch at the end would have. */
+            int64_t waited = client_now_ms() - t0;
+            if (o.max_wait_ms == 0 || waited >= (int64_t)o.max_wait_ms) {
+                return 0;
+            }
+            o.max_wait_ms -= (uint32_t)waited;
+        }
+        at = res->next_offset;
+        tally_fetch_result_free(res);
+    }
 }
 
 /* ------------------------------------------------------------------------
