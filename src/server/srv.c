@@ -369,7 +369,7 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
-    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0 ||
+    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
         goto fail;

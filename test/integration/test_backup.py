@@ -424,8 +424,9 @@ def test_backup_failures():
         check(r.rc == 1 and b"no MANIFEST" in r.err, f"no manifest: {r!r}")
         os.rename(mpath + ".away", mpath)
         # A damaged batch in a file whose manifest entry was made to match
-        # (verification passes): the restore itself finds it, names the
-        # file and position, and leaves no data directory behind.
+        # (the file checks pass): --verify reads the batches too and finds
+        # it; so does the restore itself, which names the file and position
+        # and leaves no data directory behind.
         import shutil
         b2 = os.path.join(c.tmp, "b2")
         shutil.copytree(bdir, b2)
@@ -444,7 +445,8 @@ def test_backup_failures():
         with open(os.path.join(b2, "MANIFEST"), "wb") as f:
             f.write(signed(b"\n".join(lines) + b"\n"))
         r = run_tally(["restore", "--from", b2, "--verify"])
-        check(r.rc == 0, f"the re-signed backup should verify: {r!r}")
+        check(r.rc == 1 and seg.encode() in r.err and b"position" in r.err and
+              b"checksum" in r.err, f"--verify of the re-signed damaged backup: {r!r}")
         r = run_tally(["restore", "--from", b2, "--data-dir", target])
         check(r.rc == 1 and seg.encode() in r.err and b"position" in r.err and
               b"checksum" in r.err, f"damaged batch not reported: {r!r}")
