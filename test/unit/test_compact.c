@@ -570,6 +570,74 @@ static void test_merge_keeps_segments_bounded(void **state)
     assert_true(merged > 100);
 }
 
+/* Copy file @from to @to (whole). */
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    assert_non_null(in);
+    assert_non_null(out);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    }
+    fclose(in);
+    fclose(out);
+}
+
+/* A crash after a merged copy was renamed into place but before the
+ * segments it holds were removed: the log opens, removes them (they lie
+ * wholly inside the merged one), and reads the same records as after a
+ * clean commit. */
+static void test_merge_crash_before_removal(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    struct log_compact_stats st;
+    uint64_t last[10], last2[10];
+    char saved[64][4096];
+    unsigned n_saved = 0, before, after;
+    size_t n_rec;
+    open_log(f);
+    fill_keys(f, 0, 200);
+    before = log_segment_count(f->l);
+    /* Keep a copy of every sealed segment file as it was. */
+    for (uint64_t off = 0; n_saved < 64 && off < log_next_offset(f->l); off++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%020llu.seg", f->dir, (unsigned long long)off);
+        if (access(path, F_OK) == 0) {
+            snprintf(saved[n_saved], sizeof saved[n_saved], "%s.saved", path);
+            copy_file(path, saved[n_saved]);
+            n_saved++;
+        }
+    }
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_int_equal(log_compact_run(c, f->errmsg), 0);
+    assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
+    log_compact_free(c);
+    assert_true(st.merged > 2);
+    after = log_segment_count(f->l);
+    assert_true(after + st.merged == before);
+    n_rec = count_records(f, last);
+    log_close(f->l);
+    f->l = NULL;
+    /* "Crash" before the removals: the merged-away files come back. */
+    for (unsigned i = 0; i < n_saved; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%.*s", (int)(strlen(saved[i]) - 6), saved[i]);
+        if (access(path, F_OK) != 0) {
+            copy_file(saved[i], path);
+        }
+        unlink(saved[i]);
+    }
+    open_log(f);
+    assert_int_equal(log_segment_count(f->l), after);
+    assert_int_equal(count_records(f, last2), n_rec);
+    assert_memory_equal(last, last2, sizeof last);
+    verify_dir(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +648,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segment_gone_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_segment_stops_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_keeps_segments_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_crash_before_removal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
