@@ -14,9 +14,10 @@
 # so that a snapshot covers the whole round.
 
 import ctypes
+import json
 import os
+import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD_DIR, Cluster, TestFailure, check, run_tests, wait_until  # noqa: E402
@@ -131,6 +132,60 @@ def libtally():
     return lib
 
 
+def fetch_walk_here(node, topic):
+    """Read @topic from node @node with one tally_fetch after the other
+    (max_wait_ms 2000, answers of about 200 bytes), from offset 0 to the
+    topic's end. Every call before the end must return records. Returns
+    ([(offset, key)], number of calls)."""
+    lib = libtally()
+    client = ctypes.c_void_p()
+    check(lib.tally_client_create(node.encode(), ctypes.byref(client)) == 0,
+          "tally_client_create failed")
+    try:
+        opts = FetchOptions(200, 2000, 0, node.encode())
+        res = FetchResult()
+        off, got, calls = 0, [], 0
+        while calls < 10000:
+            calls += 1
+            rv = lib.tally_fetch(client, topic.encode(), off, ctypes.byref(opts),
+                                 ctypes.byref(res))
+            check(rv == 0, f"tally_fetch at {off}: {rv} {lib.tally_errmsg(client)!r}")
+            n, nxt, high = res.n, res.next_offset, res.high_offset
+            for i in range(n):
+                rec = res.records[i]
+                if rec.offset >= off:
+                    got.append((rec.offset, ctypes.string_at(rec.key, rec.key_len).decode()))
+            lib.tally_fetch_result_free(ctypes.byref(res))
+            if off >= high:
+                break
+            check(n > 0, f"tally_fetch at offset {off} (topic end {high}) returned no "
+                         f"records at once, next_offset {nxt}, although records follow")
+            off = nxt
+        return got, calls
+    finally:
+        lib.tally_client_destroy(client)
+
+
+def fetch_walk(node, topic):
+    """fetch_walk_here in a child process: a libtally built with
+    --enable-sanitize (build-asan) needs the ASan runtime loaded first,
+    which this Python was not started with."""
+    env = dict(os.environ)
+    lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
+    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+    asan = next((ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
+                 if "libasan" in ln and "=>" in ln), None)
+    if asan is not None:
+        env["LD_PRELOAD"] = asan
+        env["ASAN_OPTIONS"] = "detect_leaks=0"  # the interpreter's own, not libtally's
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--fetch-walk", node, topic],
+                       capture_output=True, env=env, timeout=300)
+    if r.returncode != 0:
+        raise TestFailure(f"fetch walk: {r.stderr.decode(errors='replace').strip()[-2000:]}")
+    got, calls = json.loads(r.stdout)
+    return [tuple(x) for x in got], calls
+
+
 def test_fetch_across_emptied_segments():
     """A compact topic with 4 KiB segments whose 10 keys were rewritten
     many times, compacted on node 1: reading it with tally_fetch
@@ -162,36 +217,10 @@ def test_fetch_across_emptied_segments():
         want = wait_until(read_all, 90, "node 1 to compact cf", interval=0.5)
         check(len(want) >= 10, f"consume read {len(want)} records of cf")
 
-        lib = libtally()
-        client = ctypes.c_void_p()
-        check(lib.tally_client_create(node.encode(), ctypes.byref(client)) == 0,
-              "tally_client_create failed")
-        try:
-            opts = FetchOptions(200, 2000, 0, node.encode())
-            res = FetchResult()
-            off, got, calls = 0, [], 0
-            while calls < 10000:
-                calls += 1
-                rv = lib.tally_fetch(client, b"cf", off, ctypes.byref(opts), ctypes.byref(res))
-                check(rv == 0, f"tally_fetch at {off}: {rv} {lib.tally_errmsg(client)!r}")
-                n, nxt, high = res.n, res.next_offset, res.high_offset
-                for i in range(n):
-                    rec = res.records[i]
-                    key = ctypes.string_at(rec.key, rec.key_len).decode()
-                    if rec.offset >= off:
-                        got.append((rec.offset, key))
-                lib.tally_fetch_result_free(ctypes.byref(res))
-                if off >= high:
-                    break
-                check(n > 0, f"tally_fetch at offset {off} (topic end {high}) returned no "
-                             f"records, next_offset {nxt}, although {len(want) - len(got)} "
-                             f"records follow")
-                off = nxt
-            print(f"# {calls} fetches read {len(got)} records of cf", flush=True)
-            check(got == want, f"tally_fetch read {len(got)} records, consume {len(want)}; "
-                               f"first difference at {next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}")
-        finally:
-            lib.tally_client_destroy(client)
+        got, calls = fetch_walk(node, "cf")
+        print(f"# {calls} fetches read {len(got)} records of cf", flush=True)
+        check(got == want, f"tally_fetch read {len(got)} records, consume {len(want)}; "
+                           f"first difference at {next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))}")
 
         b = c.tally("bench", "consume", "cf", "--node", node, "--timeout", "5000", timeout=120)
         check(b.rc == 0, f"bench consume on a compacted topic: {b!r}")
@@ -200,4 +229,10 @@ def test_fetch_across_emptied_segments():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--fetch-walk":
+        try:
+            print(json.dumps(fetch_walk_here(sys.argv[2], sys.argv[3])))
+        except TestFailure as e:
+            sys.exit(str(e))
+        sys.exit(0)
     run_tests([test_compact_segments_bounded, test_fetch_across_emptied_segments])
