@@ -42,7 +42,8 @@ uint64_t gw_now_ms(void);
  * cut pins the node's logs until it closes, so that what the backup
  * copies afterwards is still the state of the cut (compaction, which
  * removes records below the cut once later records of their keys exist,
- * waits: compactor.c). @peer names the client for the log. */
+ * and retention wait: compactor.c, srv.c). @peer names the client for the
+ * log. */
 void gw_backup_begin(struct gw *gw, const char *peer);
 void gw_backup_end(struct gw *gw, const char *peer);
 unsigned gw_backups(const struct gw *gw);

@@ -9,7 +9,8 @@
  * offset are not written again, but compaction on the node would remove
  * those whose keys get later records after the cut; so the node pins its
  * logs from the cut until this connection closes (no compaction is swapped
- * in meanwhile, server/gw.c), and the copy is the state at the cut however
+ * in and no retention runs meanwhile, server/gw.c), and the copy is the
+ * state at the cut however
  * long it takes. The batches are verified (checksums) and written with the log
  * layer into DIR/topics/NAME; the manifest is written last, atomically.
  *
@@ -424,10 +425,12 @@ static int backup__clear_dir(const char *path, char *errmsg)
 }
 
 /* Copy one topic. If the node's retention deletes the oldest records of
- * the topic after the cut, before they were copied (FETCH then answers
- * OUT_OF_RANGE below the node's new start), the copy starts over from the
- * node's new start: the same state as a cut taken after that retention
- * pass, which is what a backup taken a moment later would hold. */
+ * the topic after the cut, before they were copied (only a node of an
+ * older version, without the backup pin that holds retention back; FETCH
+ * then answers OUT_OF_RANGE below the node's new start), the copy starts
+ * over from the node's new start: the same state as a cut taken after
+ * that retention pass, which is what a backup taken a moment later would
+ * hold. */
 static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct import_topic *t,
                                   uint64_t cut_index, struct backup_progress *pg,
                                   char *errmsg)

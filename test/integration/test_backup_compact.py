@@ -11,13 +11,12 @@
 import os
 import re
 import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TALLY, Cluster, check, run_tally, run_tests, wait_until  # noqa: E402
+from harness import Cluster, check, run_tally, run_tests, wait_until  # noqa: E402
 from fake_server import xxh3  # noqa: E402
-from test_backup import dump_records, manifest  # noqa: E402
+from test_backup import dump_records, manifest, paused_backup  # noqa: E402
 
 SETTINGS = ["--set", "compaction_interval_ms=200", "--set", "snapshot_threshold=100",
             "--set", "snapshot_trailing=20", "--set", "delete_retention_ms=0",
@@ -45,7 +44,7 @@ def test_backup_paused_while_compacting():
     with Cluster(n=3, name="backup-compact", extra_args=SETTINGS) as c:
         c.start()
         c.tally_ok("topic", "create", "big")  # copied first: the cut is taken before cc
-        c.tally_ok("bench", "produce", "big", "--count", "6000", "--size", "1000",
+        c.tally_ok("bench", "produce", "big", "--count", "20000", "--size", "1000",
                    "--inflight", "2000", timeout=300)
         c.tally_ok("topic", "create", "cc", "--policy", "compact", "--segment-bytes", "16384")
         c.tally_ok("topic", "create", "tick")
@@ -55,11 +54,8 @@ def test_backup_paused_while_compacting():
         fclient = c.nodes[follower].client
         c.read_node("cc", follower, KEYS)  # the follower has applied them all
         bdir = os.path.join(c.tmp, "b")
-        p = subprocess.Popen([TALLY, "--timeout", "300000", "backup", "--to", bdir, "--node",
-                              fclient], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p, first = paused_backup(bdir, fclient)  # still connected, copying 'big'
         try:
-            first = p.stderr.readline()
-            os.kill(p.pid, signal.SIGSTOP)
             check(b"at applied index" in first and b"3 topics" in first, f"cut: {first!r}")
             # After the cut: every key again, 1,000 new ones, and small
             # entries enough for several snapshots (a key checkpoint each).
