@@ -1261,10 +1261,21 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
         err_printf(c->errmsg, "%s: at least one record is needed", what);
         return TALLY_INVAL;
     }
-    if (opts != NULL && (opts->n_conditions > PROTO_MAX_CONDITIONS ||
-                         (opts->n_conditions > 0 && opts->conditions == NULL))) {
+    if (opts != NULL && opts->n_conditions > PROTO_MAX_CONDITIONS) {
         err_printf(c->errmsg, "%s: at most %d key conditions", what, PROTO_MAX_CONDITIONS);
         return TALLY_INVAL;
+    }
+    if (opts != NULL && opts->n_conditions > 0 && opts->conditions == NULL) {
+        err_printf(c->errmsg, "%s: n_conditions is %zu but conditions is NULL", what,
+                   opts->n_conditions);
+        return TALLY_INVAL;
+    }
+    for (size_t i = 0; opts != NULL && i < opts->n_conditions; i++) {
+        if (opts->conditions[i].key == NULL && opts->conditions[i].key_len > 0) {
+            err_printf(c->errmsg, "%s: key condition %zu has a NULL key of %zu bytes", what, i,
+                       opts->conditions[i].key_len);
+            return TALLY_INVAL;
+        }
     }
     c->actual = 0;
 

@@ -87,6 +87,16 @@ static int r_produce_ex_conditions(void)
     o.n_conditions = 1; /* conditions stays NULL */
     return tally_produce_ex(t__c, "t", &t__rec, 1, &o, &r);
 }
+static int r_produce_ex_condition_key(void)
+{
+    struct tally_produce_options o;
+    struct tally_produce_result r;
+    struct tally_condition cond = {NULL, 3, 0};
+    tally_produce_options_init(&o);
+    o.conditions = &cond;
+    o.n_conditions = 1;
+    return tally_produce_ex(t__c, "t", &t__rec, 1, &o, &r);
+}
 static int r_fetch_c(void)
 {
     struct tally_fetch_result r;
@@ -168,6 +178,7 @@ static const struct row rows[] = {
     ROW(r_topic_list_c),      ROW(r_topic_list_both),    ROW(r_topic_list_topics),
     ROW(r_topic_list_n),      ROW(r_produce_c),          ROW(r_produce_result),
     ROW(r_produce_records),   ROW(r_produce_ex_result),  ROW(r_produce_ex_conditions),
+    ROW(r_produce_ex_condition_key),
     ROW(r_fetch_c),           ROW(r_fetch_res),          ROW(r_fetch_topic),
     ROW(r_time_c),            ROW(r_time_offset),        ROW(r_group_commit_c),
     ROW(r_group_commit_group), ROW(r_group_fetch_c),     ROW(r_group_fetch_both),
