@@ -72,6 +72,12 @@ TALLY_API const char *tally_strerror(int code);
 
 typedef struct tally_client tally_client;
 
+/* NULL arguments: every call that returns an int refuses a NULL handle or
+ * a NULL output pointer (result, res, out, offset, found, topics, n, st)
+ * with TALLY_INVAL before it sends or writes anything (the message, when
+ * there is a handle, names the argument). The *_init, *_free and
+ * *_destroy calls do nothing when given NULL. */
+
 /* Create a client for the nodes in @brokers, a comma-separated list of
  * IPv4 HOST:PORT client addresses (copied). No connection is made until the
  * first request. On success *out is owned by the caller: tally_client_destroy.
@@ -310,7 +316,10 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
 
 /* Fetch records of @topic from @offset. Each batch's checksum is verified
  * end to end (TALLY_CORRUPT otherwise). An empty result after max_wait_ms
- * is success with n == 0. TALLY_OUT_OF_RANGE if @offset is below the start
+ * is success with n == 0; offsets that compaction emptied are passed over
+ * (more requests inside this call), so n == 0 means no record at or after
+ * @offset arrived within max_wait_ms. Offsets may have gaps: continue from
+ * res->next_offset. TALLY_OUT_OF_RANGE if @offset is below the start
  * or past the end. On success, release @res with tally_fetch_result_free.
  * Read-ahead: when the answer leaves more records on the node, the fetch
  * that continues it (same topic and options, from res->next_offset) is

@@ -912,11 +912,23 @@ static int client__check_name(struct tally_client *c, const char *name, const ch
  * Handle
  * ------------------------------------------------------------------------ */
 
+/* A call given NULL where it must write its result: refused before
+ * anything is sent or written. */
+static int client__null_output(struct tally_client *c, const char *what, const char *param)
+{
+    err_printf(c->errmsg, "%s: the output argument '%s' is NULL: pass a pointer to fill", what,
+               param);
+    return TALLY_INVAL;
+}
+
 TALLY_API int tally_client_create(const char *brokers, tally_client **out)
 {
     struct tally_client *c;
     const char *p;
 
+    if (out == NULL) {
+        return TALLY_INVAL;
+    }
     *out = NULL;
     if (brokers == NULL) {
         return TALLY_INVAL;
@@ -981,11 +993,17 @@ TALLY_API void tally_client_destroy(tally_client *c)
 
 TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms)
 {
+    if (c == NULL) {
+        return;
+    }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT__DEFAULT_TIMEOUT_MS;
 }
 
 TALLY_API const char *tally_errmsg(tally_client *c)
 {
+    if (c == NULL) {
+        return "no client handle (NULL)";
+    }
     return c->errmsg;
 }
 
@@ -995,6 +1013,9 @@ TALLY_API const char *tally_errmsg(tally_client *c)
 
 TALLY_API void tally_topic_config_init(struct tally_topic_config *cfg)
 {
+    if (cfg == NULL) {
+        return;
+    }
     cfg->policy = TALLY_POLICY_RETAIN;
     cfg->retention_ms = -1;
     cfg->retention_bytes = -1;
@@ -1028,6 +1049,9 @@ TALLY_API int tally_topic_create(tally_client *c, const char *name,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "create topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1062,6 +1086,9 @@ TALLY_API int tally_topic_delete(tally_client *c, const char *name)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "delete topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1138,6 +1165,12 @@ static int client__topic_list(tally_client *c, int only, struct tally_topic_info
 
 TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
 {
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (topics == NULL || n == NULL) {
+        return client__null_output(c, "list topics", topics == NULL ? "topics" : "n");
+    }
     return client__topic_list(c, -1, topics, n);
 }
 
@@ -1183,12 +1216,18 @@ static struct client__seq *client__seq_of(struct tally_client *c, const char *to
 
 TALLY_API void tally_produce_options_init(struct tally_produce_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     memset(o, 0, sizeof *o);
     o->expect_offset = TALLY_NO_EXPECT;
 }
 
 TALLY_API uint64_t tally_condition_actual(tally_client *c)
 {
+    if (c == NULL) {
+        return 0;
+    }
     return c->actual;
 }
 
@@ -1214,9 +1253,15 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    memset(result, 0, sizeof *result);
     snprintf(what, sizeof what, "produce to %s", topic != NULL ? topic : "(null)");
+    if (result == NULL) {
+        return client__null_output(c, what, "result");
+    }
+    memset(result, 0, sizeof *result);
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -1224,10 +1269,21 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
         err_printf(c->errmsg, "%s: at least one record is needed", what);
         return TALLY_INVAL;
     }
-    if (opts != NULL && (opts->n_conditions > PROTO_MAX_CONDITIONS ||
-                         (opts->n_conditions > 0 && opts->conditions == NULL))) {
+    if (opts != NULL && opts->n_conditions > PROTO_MAX_CONDITIONS) {
         err_printf(c->errmsg, "%s: at most %d key conditions", what, PROTO_MAX_CONDITIONS);
         return TALLY_INVAL;
+    }
+    if (opts != NULL && opts->n_conditions > 0 && opts->conditions == NULL) {
+        err_printf(c->errmsg, "%s: n_conditions is %zu but conditions is NULL", what,
+                   opts->n_conditions);
+        return TALLY_INVAL;
+    }
+    for (size_t i = 0; opts != NULL && i < opts->n_conditions; i++) {
+        if (opts->conditions[i].key == NULL && opts->conditions[i].key_len > 0) {
+            err_printf(c->errmsg, "%s: key condition %zu has a NULL key of %zu bytes", what, i,
+                       opts->conditions[i].key_len);
+            return TALLY_INVAL;
+        }
     }
     c->actual = 0;
 
@@ -1335,6 +1391,9 @@ static void client__fetch_impl_free(struct client__fetch_impl *impl)
 
 TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     o->max_bytes = CLIENT__DEFAULT_FETCH_BYTES;
     o->max_wait_ms = 0;
     o->min_index = 0;
@@ -1520,31 +1579,21 @@ static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
     return any;
 }
 
-TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
-                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+/* One FETCH request and its answer (tally_fetch goes on past gaps). */
+static int client__fetch_one(tally_client *c, const char *what, const char *topic,
+                             uint64_t offset, const struct tally_fetch_options *opts,
+                             struct tally_fetch_result *res)
 {
-    struct tally_fetch_options def;
     struct proto_fetch_req m;
     struct proto_fetch_resp fr;
     struct client__op op;
     struct client__reply rep;
     struct client__fetch_impl *impl;
-    char what[PROTO_NAME_MAX + 48];
     int64_t wait;
     size_t start;
     int rv;
 
-    c->errmsg[0] = '\0';
     memset(res, 0, sizeof *res);
-    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
-             (unsigned long long)offset);
-    if ((rv = client__check_name(c, topic, what)) != 0) {
-        return rv;
-    }
-    if (opts == NULL) {
-        tally_fetch_options_init(&def);
-        opts = &def;
-    }
     client__op_init(c, &op, what, false);
     if (opts->node != NULL) {
         int i = client__node_add(c, opts->node, strlen(opts->node));
@@ -1610,6 +1659,63 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
         return rv;
     }
     return 0;
+}
+
+/* An answer can hold batches but no record at or above the offset asked
+ * for: compaction replaces runs of emptied batches with gap batches, and
+ * a segment it emptied holds nothing else, while the node answers from
+ * one segment at a time. Handing the caller n == 0 there would read as
+ * "nothing yet" (tally.h promises n == 0 only after max_wait_ms), and a
+ * reader that stops or waits on it would miss the records after the
+ * gap. So tally_fetch goes on from the answer's next_offset, at most
+ * this many requests per call (each moves at least one segment on). */
+#define CLIENT__GAP_HOPS 4096
+
+TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
+                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+{
+    struct tally_fetch_options o;
+    char what[PROTO_NAME_MAX + 48];
+    int64_t t0 = client_now_ms();
+    uint64_t at = offset;
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
+             (unsigned long long)offset);
+    if (res == NULL) {
+        return client__null_output(c, what, "res");
+    }
+    memset(res, 0, sizeof *res);
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    if (opts != NULL) {
+        o = *opts;
+    } else {
+        tally_fetch_options_init(&o);
+    }
+    for (unsigned hop = 0;; hop++) {
+        rv = client__fetch_one(c, what, topic, at, &o, res);
+        if (rv != 0 || res->n > 0 || res->next_offset <= at || hop == CLIENT__GAP_HOPS) {
+            return rv;
+        }
+        /* Only gap batches: nothing but emptied offsets up to next_offset. */
+        if (res->next_offset >= res->high_offset) {
+            /* The gap reaches the end: long-poll there for what is left
+             * of max_wait_ms, as a fetch at the end would have. */
+            int64_t waited = client_now_ms() - t0;
+            if (o.max_wait_ms == 0 || waited >= (int64_t)o.max_wait_ms) {
+                return 0;
+            }
+            o.max_wait_ms -= (uint32_t)waited;
+        }
+        at = res->next_offset;
+        tally_fetch_result_free(res);
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -1697,15 +1803,21 @@ static void client__member_self(struct tally_member *tm, const struct client__md
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
 {
     struct client__md *ans;
-    int64_t deadline = client_now_ms() + c->timeout_ms;
-    int64_t per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3
-                                                              : CLIENT__CONNECT_MS;
+    int64_t deadline, per_node;
     const struct client__md *best = NULL;
     size_t n_ok = 0, cap;
     int last = TALLY_CONNECT;
     char tried[ERR_MSG_SIZE];
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
+    if (st == NULL) {
+        return client__null_output(c, "status", "st");
+    }
+    deadline = client_now_ms() + c->timeout_ms;
+    per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3 : CLIENT__CONNECT_MS;
     memset(st, 0, sizeof *st);
     ans = calloc(CLIENT__MAX_NODES, sizeof *ans);
     if (ans == NULL) {
@@ -1821,6 +1933,9 @@ TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "add member %llu at %s", (unsigned long long)id,
              addr != NULL ? addr : "(null)");
@@ -1850,6 +1965,9 @@ static int client__member_op(tally_client *c, uint16_t type, uint64_t id, const 
 {
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     if (id == 0 && type != PROTO_MEMBER_TRANSFER) {
         err_printf(c->errmsg, "%s: the id must not be 0", what);
@@ -1941,6 +2059,12 @@ TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_in
     size_t n = 0;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (out == NULL) {
+        return client__null_output(c, "member catch-up", "out");
+    }
     memset(out, 0, sizeof *out);
     out->min_index = min_index;
     if ((rv = tally_status_get(c, &st)) != 0) {
@@ -2025,9 +2149,15 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
     char what[PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
     snprintf(what, sizeof what, "find time in %s", topic != NULL ? topic : "(null)");
+    if (offset == NULL) {
+        return client__null_output(c, what, "offset");
+    }
+    *offset = 0;
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -2064,6 +2194,9 @@ TALLY_API int tally_group_commit(tally_client *c, const char *group, const char 
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
@@ -2103,11 +2236,17 @@ TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
-    *found = 0;
     snprintf(what, sizeof what, "fetch group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
+    if (offset == NULL || found == NULL) {
+        return client__null_output(c, what, offset == NULL ? "offset" : "found");
+    }
+    *offset = 0;
+    *found = 0;
     if ((rv = client__check_group(c, group, what)) != 0 ||
         (rv = client__check_name(c, topic, what)) != 0) {
         return rv;

@@ -38,6 +38,10 @@ struct node {
     struct members members; /* raft_uv's io, tracking the configuration */
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
+    int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
+                    raft_io_recv_cb); /* raft_uv's, wrapped by node__start */
+    raft_io_recv_cb raft_recv;  /* raft's receive callback, wrapped by node__recv */
+    uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
     uv_check_t monitor;
@@ -187,6 +191,31 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
 uint64_t node_write_stalled_ms(struct node *n)
 {
     return n->appends_pending == 0 ? 0 : uv_now(n->loop) - n->append_progress_ms;
+}
+
+/* A follower's own commit index is capped by the entries it has stored
+ * (raft sets it to min(leader commit, last new entry)), so while it catches
+ * up it equals its applied index and says nothing of how far behind it is.
+ * The leader's commit index travels in every AppendEntries, heartbeats
+ * included: node__recv notes the highest one seen before raft handles the
+ * message, so a follower knows the cluster's commit, not only its own
+ * (node_leader_commit_index, the /health lag rule). */
+static void node__recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    if (msg->type == RAFT_APPEND_ENTRIES &&
+        msg->append_entries.leader_commit > n->leader_commit) {
+        n->leader_commit = msg->append_entries.leader_commit;
+    }
+    n->raft_recv(io, msg);
+}
+
+static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    n->raft_recv = recv;
+    return n->uv_start(io, msecs, tick, node__recv);
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -385,6 +414,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     members_track(&n->members);
     n->uv_append = n->members.io.append;
     n->members.io.append = node__append;
+    n->uv_start = n->members.io.start;
+    n->members.io.start = node__start;
     rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
@@ -600,6 +631,15 @@ uint64_t node_term(struct node *n)
 uint64_t node_commit_index(struct node *n)
 {
     return raft_commit_index(&n->raft);
+}
+
+uint64_t node_leader_commit_index(struct node *n)
+{
+    uint64_t own = n->raft.commit_index;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        return own;
+    }
+    return n->leader_commit > own ? n->leader_commit : own;
 }
 
 uint64_t node_applied_index(struct node *n)

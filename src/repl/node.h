@@ -79,6 +79,12 @@ uint64_t node_id(struct node *n);
 uint64_t node_leader_id(struct node *n);
 uint64_t node_term(struct node *n);
 uint64_t node_commit_index(struct node *n);
+/* The cluster's commit index as far as this node knows: the leader's own;
+ * on any other node the highest leader commit index an AppendEntries
+ * carried (heartbeats included), or its own commit index if higher. A
+ * catching-up follower's own commit index never passes what it has
+ * stored, so this is the one to measure its lag by. */
+uint64_t node_leader_commit_index(struct node *n);
 uint64_t node_applied_index(struct node *n);
 uint64_t node_last_index(struct node *n);
 /* How long the oldest pending write of the Raft log has waited without

@@ -113,13 +113,15 @@ int transport_init(struct transport *t, uv_loop_t *loop)
 {
     int rv;
     memset(t, 0, sizeof *t);
-    /* libraft 0.22 checks the interface version the caller fills in. */
+    /* raft 0.22 refuses a transport whose struct version is not filled
+     * in (RAFT_INVALID, "Invalid parameter"): version 1 is what both
+     * structs implement. */
     t->inner.version = 1;
+    t->outer.version = 1;
     rv = raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0) {
         return rv;
     }
-    t->outer.version = 1;
     t->outer.init = transport__init;
     t->outer.listen = transport__listen;
     t->outer.connect = transport__connect;

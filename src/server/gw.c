@@ -64,6 +64,7 @@ struct gw {
     uv_check_t flusher;        /* proposes gathered writes once per loop turn */
     bool disk_low;             /* free space below the reserve: refuse writes */
     uint64_t disk_free, disk_reserve;
+    unsigned backups;          /* connections holding a backup pin */
 };
 
 uint64_t gw_now_ms(void)
@@ -71,6 +72,27 @@ uint64_t gw_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void gw_backup_begin(struct gw *gw, const char *peer)
+{
+    gw->backups++;
+    TLOG_INFO("gw", "backup from %s: compaction on this node waits until it ends (%u backups)",
+              peer, gw->backups);
+}
+
+void gw_backup_end(struct gw *gw, const char *peer)
+{
+    if (gw->backups > 0) {
+        gw->backups--;
+    }
+    TLOG_INFO("gw", "backup from %s ended (connection closed)%s", peer,
+              gw->backups == 0 ? ": compaction resumes" : "");
+}
+
+unsigned gw_backups(const struct gw *gw)
+{
+    return gw != NULL ? gw->backups : 0;
 }
 
 static uint64_t gw__mono_ms(void)
@@ -955,6 +977,10 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
         proto_put_backup_group(&r->resp, &pg);
     }
     proto_end_frame(&r->resp, start);
+    /* Pin the logs from the cut until the backup's connection closes:
+     * the records below each topic's next offset must not change while
+     * they are copied (docs/operations.md, section 14). */
+    conn_hold_backup(r);
     conn_complete(r);
 }
 

@@ -52,6 +52,7 @@ struct srv {
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
     unsigned ticks;      /* tick count, for the once-a-second disk check */
+    bool retention_held; /* said that a backup holds retention back */
     bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
 };
@@ -224,6 +225,16 @@ static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
     char errmsg[ERR_MSG_SIZE];
+    /* A backup copies the state of its cut: retention waits, as
+     * compaction does, until the backup's connection closes. */
+    if (gw_backups(s->gw) > 0) {
+        if (!s->retention_held) {
+            TLOG_INFO("server", "retention waits: a backup is copying this node's logs");
+            s->retention_held = true;
+        }
+        return;
+    }
+    s->retention_held = false;
     if (store_retain(s->store, (int64_t)gw_now_ms(), errmsg) != 0) {
         TLOG_ERROR("server", "retention: %s", errmsg);
     }
@@ -396,7 +407,7 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
-    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0 ||
+    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
         goto fail;
