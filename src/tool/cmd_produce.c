@@ -392,7 +392,7 @@ static int produce_stdin(struct produce_state *s)
         /* Every whole line read so far joins the batch. */
         char *nl;
         size_t start = 0;
-        while (rc == TOOL_EXIT_OK &&
+        while (rc == TOOL_EXIT_OK && in != NULL &&
                (nl = memchr(in + scanned, '\n', in_len - scanned)) != NULL) {
             size_t end = (size_t)(nl - in);
             rc = produce_add_line(s, &b, in + start, end - start, ++lineno);
