@@ -298,7 +298,9 @@ static void m__topics(struct metrics *m, struct buf *b)
         {"tally_topic_size_bytes", "Bytes in the topic's segments on this node."},
         {"tally_topic_segments", "Segments of the topic on this node."},
         {"tally_topic_next_offset", "Offset the topic's next record will get (on this node)."},
-        {"tally_topic_start_offset", "First offset of the topic still stored on this node."},
+        {"tally_topic_start_offset",
+         "First offset of the topic this node serves: what it stores, from the start offset "
+         "retention set (the same on every node at the same applied index)."},
         {"tally_topic_missing_offsets",
          "Offsets of the topic's history this node lacks after a snapshot install, until "
          "backfill brings them (0: none)."},
@@ -314,7 +316,8 @@ static void m__topics(struct metrics *m, struct buf *b)
             uint64_t v = f == 0   ? log_size_bytes(t->log)
                          : f == 1 ? log_segment_count(t->log)
                          : f == 2 ? log_next_offset(t->log)
-                         : f == 3 ? log_start_offset(t->log)
+                         : f == 3 ? (log_start_offset(t->log) > t->trim_offset
+                                         ? log_start_offset(t->log) : t->trim_offset)
                                   : t->missing_to - t->missing_from;
             m__printf(b, "%s{topic=\"", fam[f].name);
             m__label_value(b, t->name);

@@ -196,10 +196,7 @@ static void srv__tick(uv_timer_t *t)
 static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
-    char errmsg[ERR_MSG_SIZE];
-    if (store_retain(s->store, (int64_t)gw_now_ms(), errmsg) != 0) {
-        TLOG_ERROR("server", "retention: %s", errmsg);
-    }
+    gw_retention(s->gw);
 }
 
 static void srv__signal(uv_signal_t *h, int signum)
