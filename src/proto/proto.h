@@ -61,7 +61,8 @@ enum proto_type {
     PROTO_GROUP_FETCH = 13,
     PROTO_BACKUP_CUT = 14,
     PROTO_MEMBER_PROMOTE = 15,
-    PROTO__TYPE_MAX = 15,
+    PROTO_CLOCK = 19,
+    PROTO__TYPE_MAX = 19,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -210,6 +211,19 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, topic, PROTO_NAME_MAX)                                              \
     X(u64, offset)
 #define PROTO_BACKUP_CUT_VERSION 1
+/* CLOCK (any node; older servers answer UNKNOWN_REQUEST): the node's wall
+ * clock and its last measured offset against the leader's. Followers send
+ * it to the leader every 2 s to measure their offset (NTP-style: the
+ * leader's wall_ms against the middle of the round trip); tally status
+ * asks every member. */
+#define PROTO_SCHEMA_CLOCK_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_CLOCK_RESP(X)                                             \
+    X(u64, node_id)                                                            \
+    X(i64, wall_ms)      /* its wall clock when it answered, ms since 1970 */  \
+    X(u64, leader_id)    /* the leader it measured against (0: none known) */  \
+    X(u8, offset_known)  /* 1: offset_ms holds a measurement (the leader: 0) */\
+    X(i64, offset_ms)    /* its clock minus the leader's */                    \
+    X(u8, offset_warn)   /* 1: |offset_ms| exceeds its clock_warn_ms */
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
@@ -258,6 +272,8 @@ void proto_end_frame(struct buf *b, size_t start);
     X(backup_cut_resp, BACKUP_CUT_RESP)                                        \
     X(backup_groups, BACKUP_GROUPS)                                            \
     X(backup_group, BACKUP_GROUP)                                              \
+    X(clock_req, CLOCK_REQ)                                                    \
+    X(clock_resp, CLOCK_RESP)                                                  \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

@@ -562,8 +562,12 @@ static void test_type_names(void **state)
     assert_string_equal(proto_type_name(PROTO_PRODUCE), "PRODUCE");
     assert_string_equal(proto_type_name(PROTO_MEMBER_TRANSFER), "MEMBER_TRANSFER");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX; t++) {
+        if (t > PROTO_MEMBER_PROMOTE && t < PROTO_CLOCK) {
+            continue; /* type numbers not assigned in this build */
+        }
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
+    assert_string_equal(proto_type_name(PROTO_CLOCK), "CLOCK");
     assert_string_equal(proto_type_name(0), "UNKNOWN");
     assert_string_equal(proto_type_name(PROTO__TYPE_MAX + 1), "UNKNOWN");
     assert_string_equal(proto_type_name(65535), "UNKNOWN");
