@@ -28,6 +28,7 @@
 #include "lib/logger.h"
 #include "proto/proto.h"
 #include "server/metrics.h"
+#include "server/skew.h"
 #include "store/cmd.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
@@ -64,6 +65,7 @@ struct gw {
     int64_t anchor_mono;
     uint64_t ahead_logged_ms;  /* monotonic time of the last "clock ahead" log */
     unsigned trims_inflight;   /* TOPIC_TRIM entries proposed, not completed */
+    struct skew *skew;         /* clock health, for CLOCK answers (may be NULL) */
     /* Parked fetches. */
     struct req *parked;
     struct metrics *metrics;   /* may be NULL */
@@ -160,6 +162,11 @@ void gw_set_node(struct gw *gw, struct node *node)
 void gw_set_metrics(struct gw *gw, struct metrics *m)
 {
     gw->metrics = m;
+}
+
+void gw_set_skew(struct gw *gw, struct skew *k)
+{
+    gw->skew = k;
 }
 
 static void gw__error(struct req *r, int code, const char *fmt, ...)
@@ -807,6 +814,31 @@ static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
     gw__offset_resp(r, offset, true);
 }
 
+/* CLOCK: this node's wall clock and its offset against the leader's. */
+static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_clock_req m;
+    struct proto_clock_resp a;
+    struct skew_state ks;
+    size_t start;
+    if (proto_get_clock_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed CLOCK");
+        return;
+    }
+    skew_get(gw->skew, &ks);
+    memset(&a, 0, sizeof a);
+    a.node_id = gw->node != NULL ? node_id(gw->node) : 0;
+    a.wall_ms = (int64_t)gw_now_ms();
+    a.leader_id = ks.leader_id;
+    a.offset_known = ks.known;
+    a.offset_ms = ks.offset_ms;
+    a.offset_warn = ks.warn;
+    start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_clock_resp(&r->resp, &a);
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
 static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_group_commit_req m;
@@ -1065,6 +1097,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_BACKUP_CUT:
         gw__backup_cut(gw, r, &rd);
+        break;
+    case PROTO_CLOCK:
+        gw__clock_answer(gw, r, &rd);
         break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);

@@ -19,6 +19,8 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
 void gw_set_node(struct gw *gw, struct node *node);
 struct metrics;
 void gw_set_metrics(struct gw *gw, struct metrics *m);
+struct skew;
+void gw_set_skew(struct gw *gw, struct skew *k);
 /* Fail everything pending or parked (shutdown) and free the gateway. */
 void gw_destroy(struct gw *gw);
 

@@ -19,6 +19,7 @@
 #include "repl/fsm.h"
 #include "server/conn.h"
 #include "server/http.h"
+#include "server/skew.h"
 
 /* Seconds, from 0.1 ms to 10 s. */
 static const double metrics__latency_le[METRICS_LATENCY_BUCKETS] = {
@@ -40,6 +41,11 @@ void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store)
 void metrics_set_node(struct metrics *m, struct node *node)
 {
     m->node = node;
+}
+
+void metrics_set_skew(struct metrics *m, struct skew *k)
+{
+    m->skew = k;
 }
 
 uint64_t metrics_now_ns(void)
@@ -355,6 +361,17 @@ static void m__node(struct metrics *m, struct buf *b)
               "Time the latest snapshot took on the thread pool (log fsyncs, checkpoints, "
               "encoding).");
     m__printf(b, "tally_snapshot_last_build_seconds %.9g\n", fs->last_build_seconds);
+    struct skew_state ks;
+    skew_get(m->skew, &ks);
+    m__u64(b, "tally_clock_offset_known", "gauge",
+           "1 when tally_clock_offset_seconds holds a recent measurement against the leader.",
+           ks.known);
+    m__family(b, "tally_clock_offset_seconds", "gauge",
+              "This node's wall clock minus the leader's (0 on the leader), measured every 2 s "
+              "to within half a round trip.");
+    m__printf(b, "tally_clock_offset_seconds %.3f\n", (double)ks.offset_ms / 1000.0);
+    m__u64(b, "tally_clock_offset_warning", "gauge",
+           "1 when the clock offset exceeds clock_warn_ms.", ks.warn);
 }
 
 void metrics_render(struct metrics *m, struct buf *out)

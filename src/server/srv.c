@@ -26,6 +26,7 @@
 #include "lib/logger.h"
 #include "repl/node.h"
 #include "server/backfill.h"
+#include "server/skew.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -48,6 +49,7 @@ struct srv {
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
     struct backfill *backfill;   /* history fetches after a snapshot install */
+    struct skew *skew;           /* clock offset against the leader */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
@@ -253,6 +255,10 @@ static void srv__stop(struct srv *s, int exit_code)
     http_stop(s->http);
     s->http = NULL;
     conn_close_all();
+    gw_set_skew(s->gw, NULL);
+    metrics_set_skew(&s->metrics, NULL);
+    skew_close(s->skew);
+    s->skew = NULL;
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
     }
@@ -366,6 +372,11 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
+    if ((rv = skew_start(&s.loop, cfg, s.store, s.node, &s.skew)) != 0) {
+        goto fail;
+    }
+    gw_set_skew(s.gw, s.skew);
+    metrics_set_skew(&s.metrics, s.skew);
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
@@ -380,6 +391,8 @@ int srv_run(const struct cfg *cfg)
         uv_timer_init(&s.loop, &s.retention);
         uv_signal_init(&s.loop, &s.sigterm);
         uv_signal_init(&s.loop, &s.sigint);
+        skew_close(s.skew);
+        s.skew = NULL;
         node_close(s.node, srv__node_closed, &s);
         uv_run(&s.loop, UV_RUN_DEFAULT);
         uv_loop_close(&s.loop);
@@ -422,6 +435,7 @@ int srv_run(const struct cfg *cfg)
 
 fail:
     TLOG_ERROR("server", "%s", errmsg);
+    skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }
