@@ -212,17 +212,18 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u64, offset)
 #define PROTO_BACKUP_CUT_VERSION 1
 /* CLOCK (any node; older servers answer UNKNOWN_REQUEST): the node's wall
- * clock and its last measured offset against the leader's. Followers send
- * it to the leader every 2 s to measure their offset (NTP-style: the
- * leader's wall_ms against the middle of the round trip); tally status
- * asks every member. */
+ * clock and its offset against the cluster's time (the leader's clock, less
+ * the correction the leader took over; docs/operations.md, Clocks).
+ * Followers send it to the leader every 2 s to measure their offset
+ * (NTP-style: the leader's wall_ms against the middle of the round trip,
+ * plus the leader's own offset_ms); tally status asks every member. */
 #define PROTO_SCHEMA_CLOCK_REQ(X) X(u8, unused)
 #define PROTO_SCHEMA_CLOCK_RESP(X)                                             \
     X(u64, node_id)                                                            \
     X(i64, wall_ms)      /* its wall clock when it answered, ms since 1970 */  \
     X(u64, leader_id)    /* the leader it measured against (0: none known) */  \
-    X(u8, offset_known)  /* 1: offset_ms holds a measurement (the leader: 0) */\
-    X(i64, offset_ms)    /* its clock minus the leader's */                    \
+    X(u8, offset_known)  /* 1: offset_ms is a recent measurement, or the leader's*/\
+    X(i64, offset_ms)    /* its clock minus the cluster's time */              \
     X(u8, offset_warn)   /* 1: |offset_ms| exceeds its clock_warn_ms */
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \

@@ -59,7 +59,9 @@ struct gw {
     unsigned inflight;         /* APPEND entries proposed, not completed */
     int64_t last_ts;           /* timestamps never go backwards on this leader */
     /* The leader's clock as timestamps see it (gw__clock): the last wall
-     * clock reading it accepted, and the monotonic time of that reading. */
+     * clock reading it accepted, and the monotonic time of that reading;
+     * and the correction it took over with its leadership (skew.h). */
+    int64_t correction;
     bool anchored;
     int64_t anchor_ts;
     int64_t anchor_mono;
@@ -88,16 +90,19 @@ static uint64_t gw__mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The time this leader stamps on records and judges retention by: its wall
- * clock, but never below the highest timestamp in the log (so time does not
- * go back across a leadership change to a node whose clock is behind), and
- * never more than max_clock_step_ms ahead of the last reading it accepted
- * plus the monotonic time elapsed since (so a clock that jumps forward does
- * not carry records, or retention, into the future). A clock that jumped
- * forward is logged every 10 s while it is refused. */
+/* The time this leader stamps on records and judges retention by (the
+ * cluster's time): its wall clock, corrected by the offset it measured
+ * against the previous leader when that was beyond clock_warn_ms (so the
+ * cluster's time goes on across a leadership change to a node whose clock
+ * is wrong); never below the highest timestamp in the log (so time never
+ * goes back); and never more than max_clock_step_ms ahead of the last
+ * reading it accepted plus the monotonic time elapsed since (so a clock
+ * that jumps forward does not carry records, or retention, into the
+ * future). A clock that jumped forward is logged every 10 s while it is
+ * refused. */
 static int64_t gw__clock(struct gw *gw)
 {
-    int64_t wall = (int64_t)gw_now_ms();
+    int64_t wall = (int64_t)gw_now_ms() - gw->correction;
     int64_t mono = (int64_t)gw__mono_ms();
     int64_t floor = store_max_timestamp(gw->store);
     int64_t step = (int64_t)gw->cfg->max_clock_step_ms;
@@ -1124,6 +1129,9 @@ void gw_on_role(struct gw *gw, int old_role, int new_role)
 {
     if (new_role != NODE_LEADER) {
         gw->anchored = false; /* the next leadership starts afresh */
+        gw->correction = 0;
+    } else if (old_role != NODE_LEADER) {
+        gw->correction = skew_take_over(gw->skew);
     }
     if (old_role == NODE_LEADER && new_role != NODE_LEADER) {
         gw__fail_gathered(gw, TALLY_NOTLEADER, "this node lost leadership before the write was "

@@ -38,11 +38,13 @@ struct skew {
     unsigned handles;              /* the timer and an open connection */
     /* The last measurement. */
     bool have;
-    int64_t offset_ms, rtt_ms;
+    int64_t offset_ms, rtt_ms;     /* against the leader's wall clock */
+    int64_t leader_corr;           /* the leader's own offset then */
     uint64_t leader_id;
     uint64_t at_mono;              /* uv_hrtime of it */
     bool warned;
     uint64_t warned_mono;
+    int64_t correction;            /* taken over with the leadership */
 };
 
 static int64_t skew__wall_ms(void)
@@ -117,16 +119,19 @@ static void skew__measured(struct skew *k, const struct proto_clock_resp *m, uin
                            const struct skew__conn *c)
 {
     int64_t rtt = (int64_t)((now_mono - c->sent_mono) / 1000000);
-    int64_t offset = c->sent_wall + rtt / 2 - m->wall_ms;
+    int64_t raw = c->sent_wall + rtt / 2 - m->wall_ms;
+    int64_t corr = m->offset_known ? m->offset_ms : 0;
+    int64_t offset = raw + corr; /* against the cluster's time */
     int64_t mag = offset < 0 ? -offset : offset;
     bool over = (uint64_t)mag > k->cfg->clock_warn_ms;
     k->have = true;
-    k->offset_ms = offset;
+    k->offset_ms = raw;
+    k->leader_corr = corr;
     k->rtt_ms = rtt;
     k->leader_id = m->node_id;
     k->at_mono = now_mono;
     if (over && (!k->warned || now_mono - k->warned_mono >= SKEW__WARN_EVERY_MS * 1000000ull)) {
-        TLOG_WARN("clock", "this node's clock is %lld ms %s the leader's (node %llu), more than "
+        TLOG_WARN("clock", "this node's clock is %lld ms %s the cluster's (leader node %llu), more than "
                   "clock_warn_ms=%llu: synchronise the clocks of all nodes (NTP, chrony); "
                   "see docs/operations.md, Clocks", (long long)mag,
                   offset > 0 ? "ahead of" : "behind", (unsigned long long)m->node_id,
@@ -134,7 +139,7 @@ static void skew__measured(struct skew *k, const struct proto_clock_resp *m, uin
         k->warned = true;
         k->warned_mono = now_mono;
     } else if (!over && k->warned) {
-        TLOG_INFO("clock", "this node's clock is within %lld ms of the leader's (node %llu) again",
+        TLOG_INFO("clock", "this node's clock is within %lld ms of the cluster's (leader node %llu) again",
                   (long long)mag, (unsigned long long)m->node_id);
         k->warned = false;
     }
@@ -306,6 +311,31 @@ void skew_close(struct skew *k)
     uv_close((uv_handle_t *)&k->timer, skew__timer_closed);
 }
 
+int64_t skew_take_over(struct skew *k)
+{
+    int64_t mag;
+    if (k == NULL) {
+        return 0;
+    }
+    k->correction = 0;
+    if (!k->have || uv_hrtime() - k->at_mono > 3ull * SKEW_INTERVAL_MS * 1000000ull) {
+        return 0;
+    }
+    /* Only when the two clocks disagree: when they agree, the cluster's
+     * time comes back to the clocks (a correction is not passed on). */
+    mag = k->offset_ms < 0 ? -k->offset_ms : k->offset_ms;
+    if ((uint64_t)mag <= k->cfg->clock_warn_ms || k->offset_ms + k->leader_corr == 0) {
+        return 0;
+    }
+    k->correction = k->offset_ms + k->leader_corr;
+    TLOG_WARN("clock", "this node became leader with its clock %lld ms %s the previous leader's "
+              "(node %llu): it goes on with the cluster's time (its clock %+lld ms) so that "
+              "timestamps and retention do not jump; synchronise the clocks (docs/operations.md, "
+              "Clocks)", (long long)mag, k->offset_ms > 0 ? "ahead of" : "behind",
+              (unsigned long long)k->leader_id, (long long)-k->correction);
+    return k->correction;
+}
+
 void skew_get(struct skew *k, struct skew_state *out)
 {
     memset(out, 0, sizeof *out);
@@ -314,14 +344,18 @@ void skew_get(struct skew *k, struct skew_state *out)
     }
     out->leader_id = node_leader_id(k->node);
     if (out->leader_id != 0 && out->leader_id == node_id(k->node)) {
-        out->known = true; /* the leader's clock is the reference */
+        int64_t mag = k->correction < 0 ? -k->correction : k->correction;
+        out->known = true; /* the cluster's time, its clock corrected */
+        out->offset_ms = k->correction;
+        out->warn = (uint64_t)mag > k->cfg->clock_warn_ms;
         return;
     }
     if (k->have && k->leader_id == out->leader_id &&
         uv_hrtime() - k->at_mono <= 3ull * SKEW_INTERVAL_MS * 1000000ull) {
-        int64_t mag = k->offset_ms < 0 ? -k->offset_ms : k->offset_ms;
+        int64_t offset = k->offset_ms + k->leader_corr;
+        int64_t mag = offset < 0 ? -offset : offset;
         out->known = true;
-        out->offset_ms = k->offset_ms;
+        out->offset_ms = offset;
         out->rtt_ms = k->rtt_ms;
         out->warn = (uint64_t)mag > k->cfg->clock_warn_ms;
     }
