@@ -62,16 +62,53 @@ def member(c, node_id):
 
 def wait_offset(c, node_id, lo, hi, what):
     """Wait until node @node_id reports a clock offset in [lo, hi] ms."""
+    last = [None]
+
     def pred():
         c.check_up()
-        off = member(c, node_id).get("clock_offset_ms")
+        last[0] = member(c, node_id)
+        off = last[0].get("clock_offset_ms")
         return off is not None and lo <= off <= hi
-    wait_until(pred, 30, what, interval=0.5)
+    try:
+        wait_until(pred, 30, what, interval=0.5)
+    except TestFailure as e:
+        raise TestFailure(f"{e}; last status of node {node_id}: {last[0]}")
 
 
 def transfer(c, node_id):
-    c.tally_ok("member", "transfer", str(node_id))
-    wait_until(lambda: c.leader() == node_id, 30, f"node {node_id} to lead")
+    if c.wait_leader() != node_id:
+        c.tally_ok("member", "transfer", str(node_id))
+        wait_until(lambda: c.leader() == node_id, 30, f"node {node_id} to lead")
+
+
+def wait_records(c, topic, node_id, n):
+    """Node @node_id's records of @topic once it serves at least @n."""
+    got = []
+
+    def pred():
+        c.check_up()
+        got[:] = records(c, topic, node_id)
+        return len(got) >= n
+    try:
+        wait_until(pred, 30, f"node {node_id} to serve {n} records of {topic}", interval=0.3)
+    except TestFailure:
+        pass  # the caller's check says what it got
+    return got
+
+
+def start_right_first(c, skewed_id):
+    """Start the nodes with right clocks first, so that the cluster's time
+    comes from a right clock (the first leader's), then the skewed one."""
+    right = [i for i in c.nodes if i != skewed_id]
+    for i in right:
+        c.spawn(i)
+    c.wait_leader(ids=right)
+    c.spawn(skewed_id)
+
+
+def payload(n):
+    """@n bytes that lz4 cannot shrink (so segment sizes are what they seem)."""
+    return os.urandom(n // 2).hex().encode()
 
 
 def produce(c, topic, values):
@@ -88,19 +125,19 @@ def test_slow_leader_retention():
     every node at the same applied index."""
     with Cluster(name="clock-ret", extra_args=["--set", "retention_interval_ms=1000"]) as c:
         skewed(c, 3, "-1h")
-        c.start()
+        start_right_first(c, 3)
         wait_offset(c, 3, -HOUR_MS - 60000, -HOUR_MS + 60000, "node 3 to see its clock is slow")
         transfer(c, 3)
         c.tally_ok("topic", "create", "ret3", "--policy", "delete", "--retention-ms", "1800000",
                    "--segment-bytes", "4096")
         c.tally_ok("topic", "create", "size3", "--policy", "delete", "--retention-bytes", "10000",
                    "--segment-bytes", "4096")
-        produce(c, "ret3", [b"r%d-" % i + b"x" * 3000 for i in range(5)])
-        produce(c, "size3", [b"s%d-" % i + b"y" * 3000 for i in range(10)])
+        produce(c, "ret3", [b"r%d-" % i + payload(3000) for i in range(5)])
+        produce(c, "size3", [b"s%d-" % i + payload(3000) for i in range(10)])
         # Retention runs every second: give it several rounds to go wrong.
         time.sleep(5)
         for n in (1, 2, 3):
-            recs = records(c, "ret3", n)
+            recs = wait_records(c, "ret3", n, 5)
             check([o for o, _, _ in recs] == [0, 1, 2, 3, 4],
                   f"node {n} serves ret3 offsets {[o for o, _, _ in recs]}, want 0..4")
             segs = [f for f in os.listdir(os.path.join(c.nodes[n].data, "topics", "ret3"))
@@ -139,7 +176,7 @@ def test_from_time_across_leadership_change():
     it returned nothing)."""
     with Cluster(name="clock-ft") as c:
         skewed(c, 2, "-1h")
-        c.start()
+        start_right_first(c, 2)
         transfer(c, 1)
         c.tally_ok("topic", "create", "ev")
         produce(c, "ev", [b"a%d" % i for i in range(3)])
@@ -149,7 +186,7 @@ def test_from_time_across_leadership_change():
         time.sleep(0.2)
         transfer(c, 2)
         produce(c, "ev", [b"b%d" % i for i in range(3)])
-        recs = records(c, "ev", 3)
+        recs = wait_records(c, "ev", 3, 6)
         ts = [t for _, t, _ in recs]
         check(ts == sorted(ts), f"timestamps go back: {recs}")
         got = [v for _, _, v in records(c, "ev", 1, ["--from-time", str(mid)])]
@@ -174,20 +211,20 @@ def test_leader_clock_jumps_forward_and_back():
         transfer(c, 1)
         c.tally_ok("topic", "create", "j", "--policy", "delete", "--retention-ms", "1800000",
                    "--segment-bytes", "4096")
-        produce(c, "j", [b"before-" + b"x" * 3000])
+        produce(c, "j", [b"before-" + payload(3000)])
         set_skew(path, "+1h")
-        produce(c, "j", [b"ahead%d-" % i + b"x" * 3000 for i in range(3)])
+        produce(c, "j", [b"ahead%d-" % i + payload(3000) for i in range(3)])
         time.sleep(2)  # several retention rounds with the clock ahead
         set_skew(path, "+0")
-        produce(c, "j", [b"after-" + b"x" * 3000])
-        recs = records(c, "j", 1)
+        produce(c, "j", [b"after-" + payload(3000)])
+        recs = wait_records(c, "j", 1, 5)
         ts = [t for _, t, _ in recs]
         check([v[:6] for _, _, v in recs] == [b"before", b"ahead0", b"ahead1", b"ahead2", b"after-"],
               f"records: {[v[:8] for _, _, v in recs]}")
         check(ts == sorted(ts), f"timestamps go back: {ts}")
         check(ts[-1] - ts[0] < 10 * 60000, f"a record carried the clock jump: {ts}")
         for n in (1, 2, 3):
-            got = [o for o, _, _ in records(c, "j", n)]
+            got = [o for o, _, _ in wait_records(c, "j", n, 5)]
             check(got == [0, 1, 2, 3, 4], f"node {n} serves offsets {got}, want 0..4")
         with open(c.nodes[1].log_path, "rb") as f:
             check(b"max_clock_step_ms" in f.read(), "node 1 did not log the refused clock jump")
