@@ -5,9 +5,11 @@
  * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
  *
  * Results: raft hands apply's result to the leader's request callback and
- * drops it on followers, so the fsm owns it: it stays valid until the next
- * apply, and callbacks (which run right after their entry's apply) copy
- * what they need. */
+ * drops it on followers, so the fsm owns it. libraft 0.22 may apply several
+ * committed entries before it calls their callbacks, so a result stays
+ * valid for the next FSM_RESULTS - 1 applies (a ring by index); callbacks
+ * check that the result they get is their entry's (store_result.index) and
+ * copy what they need. */
 #include "repl/fsm.h"
 
 #include <stdlib.h>
@@ -43,8 +45,6 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
     struct store_result *res = NULL;
     int rv;
 
-    free(f->last);
-    f->last = NULL;
     *result = NULL;
     f->applied_entries++;
     f->applied_bytes += buf->len;
@@ -58,7 +58,8 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
         fsm__fail(f, "apply", errmsg);
         return RAFT_IOERR;
     }
-    f->last = res;
+    free(f->results[index % FSM_RESULTS]);
+    f->results[index % FSM_RESULTS] = res;
     *result = res;
     return 0;
 }
@@ -183,6 +184,8 @@ void fsm_close(struct fsm *f)
 {
     store_snapshot_release(f->store, f->frozen);
     f->frozen = NULL;
-    free(f->last);
-    f->last = NULL;
+    for (unsigned i = 0; i < FSM_RESULTS; i++) {
+        free(f->results[i]);
+        f->results[i] = NULL;
+    }
 }

@@ -8,12 +8,17 @@
 
 #include "store/store.h"
 
+#define FSM_RESULTS 4096
+
 struct fsm {
     struct raft_fsm raft_fsm;   /* handed to raft_init */
     struct store *store;        /* borrowed */
     struct raft *raft;          /* set before raft_start */
     bool started;               /* raft_start returned: restores are installs */
-    struct store_result *last;  /* result of the latest apply, freed by the next */
+    /* Results of the latest FSM_RESULTS applies, by index % FSM_RESULTS
+     * (each freed when its slot is reused): libraft 0.22 may apply several
+     * entries before it calls their requests' callbacks. */
+    struct store_result *results[FSM_RESULTS];
     void (*fatal)(void *arg, const char *why);
     void *fatal_arg;
     bool failed;                /* a fatal error was reported */

@@ -619,8 +619,15 @@ struct node__proposal {
 static void node__apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct node__proposal *p = (struct node__proposal *)req;
-    if (status == 0) {
-        p->cb(p->arg, 0, req->index, result);
+    const struct store_result *res = result;
+    if (status == 0 && (res == NULL || res->index != req->index)) {
+        /* its result was overwritten: more than FSM_RESULTS entries were
+         * applied before this callback (fsm.c) */
+        TLOG_ERROR("raft", "entry %llu: its apply result is gone; its request fails",
+                   (unsigned long long)req->index);
+        p->cb(p->arg, TALLY_IOERR, req->index, NULL);
+    } else if (status == 0) {
+        p->cb(p->arg, 0, req->index, res);
     } else {
         p->cb(p->arg, node_map_error(status), req->index, NULL);
     }
