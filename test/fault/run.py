@@ -189,10 +189,11 @@ def main():
             hist.write({"type": "note", "what": f"node {c.tmpfs_node} data on a 64m tmpfs"})
         c.start(timeout=60)
         for t in workload.TOPICS:
-            # events keeps 30 minutes: retention runs, but a run is far
-            # shorter, so any record gone is a violation (lost)
-            extra = (["--policy", "delete", "--retention-ms", "1800000"]
-                     if t == workload.TOPIC else [])
+            # events keeps 30 minutes, in small segments: retention runs,
+            # but a run is far shorter, so any record gone is a violation
+            # (lost, start)
+            extra = (["--policy", "delete", "--retention-ms", "1800000",
+                      "--segment-bytes", "8192"] if t == workload.TOPIC else [])
             c.tally_ok("topic", "create", t, *extra)
         stop_at = time.monotonic() + duration
         clients = workload.start_clients(c, hist, seed, duration)
