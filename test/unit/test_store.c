@@ -892,6 +892,64 @@ static void test_trim_tombstone_limit(void **state)
     buf_free(&e);
 }
 
+/* A version 1 catalog (before TOPIC_TRIM) still opens: its topics start
+ * with no trim offset, and the next catalog written is version 2. */
+static void test_catalog_version_1(void **state)
+{
+    struct fixture *f = *state;
+    char path[4200], errmsg[ERR_MSG_SIZE];
+    struct buf b;
+    FILE *fp;
+    uint8_t head[8];
+
+    store_close(f->s);
+    f->s = NULL;
+    buf_init(&b);
+    buf_put(&b, "TLYC", 4);
+    buf_put_u32(&b, 1);   /* version */
+    buf_put_u64(&b, 7);   /* index */
+    buf_put_u32(&b, 1);   /* topics */
+    buf_put_str(&b, "old");
+    buf_put_u8(&b, TALLY_POLICY_DELETE);
+    buf_put_i64(&b, 60000);
+    buf_put_i64(&b, -1);
+    buf_put_i64(&b, 0);
+    buf_put_u64(&b, 2);   /* created index */
+    buf_put_u64(&b, 0);   /* start */
+    buf_put_u64(&b, 0);   /* next */
+    buf_put_u64(&b, 0);   /* missing from, to */
+    buf_put_u64(&b, 0);
+    buf_put_u32(&b, 0);   /* producers */
+    buf_put_u32(&b, 0);   /* members */
+    buf_put_u32(&b, 0);   /* groups */
+    buf_put_u8(&b, 0);    /* no keys */
+    buf_put_u64(&b, codec_checksum(b.data, b.len));
+    assert_true(buf_ok(&b));
+    snprintf(path, sizeof path, "%s/catalog", f->dir);
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b.data, 1, b.len, fp), b.len);
+    fclose(fp);
+    buf_free(&b);
+
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+    struct store_topic *tp = store_topic_find(f->s, "old");
+    assert_non_null(tp);
+    assert_int_equal(tp->config.retention_ms, 60000);
+    assert_int_equal(tp->trim_offset, 0);
+    assert_int_equal(tp->tombstone_limit, 0);
+    assert_int_equal(store_topic_start(tp), 0);
+    create_topic(f, 8, "new");
+    fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(head, 1, 8, fp), 8);
+    fclose(fp);
+    assert_int_equal(byte_get_u32(head + 4), 2);
+    reopen(f);
+    assert_non_null(store_topic_find(f->s, "old"));
+    assert_non_null(store_topic_find(f->s, "new"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -917,6 +975,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_replayed_after_a_startup_checkpoint,
                                         setup, teardown),
     };
