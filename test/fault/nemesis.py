@@ -18,9 +18,13 @@
 #   clock      (needs libfaketime; every node runs under it) one node's wall
 #              clock an hour slow or fast, or the leader's jumping an hour
 #              ahead, or a node an hour slow made leader; hold 2-5 s, then
-#              the clock is right again. The events topic keeps 30 minutes
-#              (run.py), so no record of a run may go, and every node must
-#              report the same start offset (checker: lost, start, replica)
+#              the clock is right again. Around each, the nemesis writes
+#              records of 1.5 KB to topic "clocked", which keeps 30 minutes
+#              in 4 KiB segments (run.py): retention judges sealed segments
+#              all along, yet no record of a run may go, and every node must
+#              report the same start offset (checker: lost, start, replica).
+#              (Only the nemesis writes there, never during a disk-full
+#              episode, so its frequent rolls stay out of those.)
 # After each fault the nemesis waits (bounded) until every node runs and a
 # leader is known, and restarts any node that exited on its own (recorded as
 # a "crash").
@@ -33,7 +37,7 @@ import threading
 import time
 
 import faultlib
-from workload import TOPIC, TOPICS, produce, run_cli
+from workload import CLOCK_TOPIC, TOPIC, TOPICS, produce, run_cli
 
 KINDS = ["kill", "pause", "partition", "corrupt", "disk", "clock"]
 
@@ -257,11 +261,11 @@ class Nemesis(threading.Thread):
         self.h.write({"type": "note", "what": f"restarted node {node} after corrupt",
                       "time": self.h.now()})
 
-    def op(self, brokers, value):
+    def op(self, brokers, value, topic=TOPIC):
         """A write by the nemesis, recorded in the history like a client's."""
         start = self.h.now()
-        res = produce(brokers, TOPIC, [value], print_index=True)
-        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": TOPIC,
+        res = produce(brokers, topic, [value], print_index=True)
+        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": topic,
              "values": [value], "start": start, "end": self.h.now()}
         e.update(res)
         self.h.write(e)
@@ -339,8 +343,15 @@ class Nemesis(threading.Thread):
                     served_again=served, served_why=why,
                     log_tail=log_tail(n, 25))
 
+    def clock_writes(self, n):
+        """@n records of 1.5 KB to the clock topic: one per 4 KiB segment."""
+        for _ in range(n):
+            self.op(self.c.brokers(), f"clock-{self.h.now()}-" + os.urandom(700).hex(),
+                    topic=CLOCK_TOPIC)
+
     def do_clock(self):
         mode = self.rng.choice(["slow", "fast", "leader-jump", "slow-leader"])
+        self.clock_writes(3)
         lid = self.leader()
         if mode == "leader-jump" and lid:
             node, role, spec = lid, "leader", "+1h"
@@ -358,6 +369,7 @@ class Nemesis(threading.Thread):
             transferred = rc == 0
         self.record("clock", node=node, role=role, mode=mode, clock=spec, seconds=round(d, 2),
                     transferred=transferred)
+        self.clock_writes(3)
         time.sleep(d)
         set_clock(self.clocks[node], "+0")
         self.h.write({"type": "note", "what": f"clock of node {node} right again",

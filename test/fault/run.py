@@ -33,8 +33,10 @@ from faultlib import FaultCluster, harness  # noqa: E402
 # Frequent Raft snapshots with a short trailing log: a node that was killed,
 # paused or cut off for a while installs a snapshot and backfills the history
 # before it, so that path runs under the faults too.
+# Retention every half second: the clock nemesis's faults last 2-5 s.
 NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K",
-             "--set", "snapshot_threshold=256", "--set", "snapshot_trailing=128"]
+             "--set", "snapshot_threshold=256", "--set", "snapshot_trailing=128",
+             "--set", "retention_interval_ms=500"]
 
 
 # The error a node gives for history it lacks after a snapshot install.
@@ -189,11 +191,11 @@ def main():
             hist.write({"type": "note", "what": f"node {c.tmpfs_node} data on a 64m tmpfs"})
         c.start(timeout=60)
         for t in workload.TOPICS:
-            # events keeps 30 minutes, in small segments: retention runs,
-            # but a run is far shorter, so any record gone is a violation
-            # (lost, start)
-            extra = (["--policy", "delete", "--retention-ms", "1800000",
-                      "--segment-bytes", "8192"] if t == workload.TOPIC else [])
+            # the clock nemesis's topic keeps 30 minutes in 4 KiB segments:
+            # retention runs on its sealed segments, but a run is far
+            # shorter, so any record gone is a violation (lost, start)
+            extra = (["--policy", "delete", "--retention-ms", "1800000", "--segment-bytes",
+                      "4096"] if t == workload.CLOCK_TOPIC else [])
             c.tally_ok("topic", "create", t, *extra)
         stop_at = time.monotonic() + duration
         clients = workload.start_clients(c, hist, seed, duration)
