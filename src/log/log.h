@@ -140,7 +140,8 @@ int64_t log_max_timestamp(const struct tally_log *l);
  * the directory is fsynced when any was. */
 int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg);
 
-/* Retention on this node alone (tools, tests): log_retention_start, but
+/* Retention on this node alone (the unit tests; a cluster uses
+ * log_retention_start and log_trim): log_retention_start, but
  * never deleting a segment holding an offset at or above @limit
  * (UINT64_MAX: none); *held (if not NULL) is set when such a segment was
  * due; then log_trim. */
