@@ -189,6 +189,7 @@ struct log_compact_stats {
     uint64_t bytes_in;       /* size of the segments read */
     uint64_t bytes_out;      /* their size after the swap */
     uint64_t upto;           /* offset the compacted range ends at */
+    unsigned merged;         /* segments merged into the one before them (and removed) */
 };
 
 struct log_compaction;

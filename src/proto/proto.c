@@ -61,6 +61,9 @@ static const char *const proto__type_names[] = {
     [PROTO_GROUP_COMMIT] = "GROUP_COMMIT",
     [PROTO_GROUP_FETCH] = "GROUP_FETCH",
     [PROTO_BACKUP_CUT] = "BACKUP_CUT",
+    [PROTO_GROUP_LIST] = "GROUP_LIST",
+    [PROTO_GROUP_DELETE] = "GROUP_DELETE",
+    [PROTO_GROUP_SET] = "GROUP_SET",
     [PROTO_CLOCK] = "CLOCK",
 };
 

@@ -2,14 +2,16 @@
  * store_snapshot_freeze/_build/_release (fsm version 3) and store_restore.
  *
  * The index of the entry being applied is raft_last_applied() + 1: raft
- * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
+ * bumps last_applied only after apply returns (docs/raft.md, section 2).
  *
  * Results: raft hands apply's result to the leader's request callback and
- * drops it on followers, so the fsm owns it. libraft 0.22 may apply several
- * committed entries before it calls their callbacks, so a result stays
- * valid for the next FSM_RESULTS - 1 applies (a ring by index); callbacks
- * check that the result they get is their entry's (store_result.index) and
- * copy what they need. */
+ * drops it on followers, so the fsm keeps each in a ring slot by index.
+ * libraft 0.22 fires request callbacks only after the loop iteration that
+ * applied their entries, when later entries may have been applied too, so
+ * a result must outlive the next apply (a single "latest result" gave one
+ * client another's offsets: test_raft_disk_full.py). The callback takes
+ * its result by index (fsm_take_result); unclaimed ones (followers, entries
+ * of earlier terms) are freed when their slot is reused. */
 #include "repl/fsm.h"
 
 #include <stdlib.h>
@@ -58,10 +60,24 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
         fsm__fail(f, "apply", errmsg);
         return RAFT_IOERR;
     }
-    free(f->results[index % FSM_RESULTS]);
-    f->results[index % FSM_RESULTS] = res;
-    *result = res;
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    free(f->results[slot].res);
+    f->results[slot].index = index;
+    f->results[slot].res = res;
+    *result = res; /* unused: node.c takes it by index */
     return 0;
+}
+
+struct store_result *fsm_take_result(struct fsm *f, uint64_t index)
+{
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    struct store_result *res = NULL;
+    if (f->results[slot].index == index) {
+        res = f->results[slot].res;
+        f->results[slot].res = NULL;
+        f->results[slot].index = 0;
+    }
+    return res;
 }
 
 /* Loop: freeze a copy of the state at last_applied (cheap: copies of the
@@ -185,7 +201,8 @@ void fsm_close(struct fsm *f)
     store_snapshot_release(f->store, f->frozen);
     f->frozen = NULL;
     for (unsigned i = 0; i < FSM_RESULTS; i++) {
-        free(f->results[i]);
-        f->results[i] = NULL;
+        free(f->results[i].res);
+        f->results[i].res = NULL;
+        f->results[i].index = 0;
     }
 }

@@ -113,6 +113,11 @@ int transport_init(struct transport *t, uv_loop_t *loop)
 {
     int rv;
     memset(t, 0, sizeof *t);
+    /* raft 0.22 refuses a transport whose struct version is not filled
+     * in (RAFT_INVALID, "Invalid parameter"): version 1 is what both
+     * structs implement. */
+    t->inner.version = 1;
+    t->outer.version = 1;
     rv = raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0) {
         return rv;

@@ -79,7 +79,7 @@ static void cfg__defaults(struct cfg *c)
      * working for tallyd unless the file or a flag says otherwise. */
     c->log_level = logger_level();
     /* Failover (SIGKILL of the leader -> next acknowledged write) takes
-     * about 1.7-2x the election timeout with raft 0.15's pre-vote
+     * about 1.7-2x the election timeout with raft's pre-vote
      * (docs/configuration.md, Failover): 400 ms keeps it under a second. */
     c->election_timeout_ms = 400;
     c->heartbeat_timeout_ms = 50;

@@ -26,6 +26,7 @@
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 #include "server/metrics.h"
 #include "server/skew.h"
@@ -74,6 +75,7 @@ struct gw {
     uv_check_t flusher;        /* proposes gathered writes once per loop turn */
     bool disk_low;             /* free space below the reserve: refuse writes */
     uint64_t disk_free, disk_reserve;
+    unsigned backups;          /* connections holding a backup pin */
 };
 
 uint64_t gw_now_ms(void)
@@ -81,6 +83,37 @@ uint64_t gw_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void gw_backup_begin(struct gw *gw, const char *peer)
+{
+    char errmsg[ERR_MSG_SIZE];
+    gw->backups++;
+    TLOG_INFO("gw", "backup from %s: compaction and segment deletion on this node wait until it "
+                    "ends (%u backups)",
+              peer, gw->backups);
+    (void)store_hold_trim(gw->store, true, errmsg);
+}
+
+void gw_backup_end(struct gw *gw, const char *peer)
+{
+    if (gw->backups > 0) {
+        gw->backups--;
+    }
+    TLOG_INFO("gw", "backup from %s ended (connection closed)%s", peer,
+              gw->backups == 0 ? ": compaction and segment deletion resume" : "");
+    if (gw->backups == 0) {
+        char errmsg[ERR_MSG_SIZE];
+        /* the segments retention cut off meanwhile go now */
+        if (store_hold_trim(gw->store, false, errmsg) != 0) {
+            TLOG_ERROR("gw", "retention after the backup: %s", errmsg);
+        }
+    }
+}
+
+unsigned gw_backups(const struct gw *gw)
+{
+    return gw != NULL ? gw->backups : 0;
 }
 
 static uint64_t gw__mono_ms(void)
@@ -135,8 +168,9 @@ static int64_t gw__clock(struct gw *gw)
 /* Writes gathered while entries were in flight are proposed from here,
  * after the loop's I/O callbacks, never from inside a Raft callback:
  * calling raft_apply from the callback that fails requests on a lost
- * leadership crashes canonical/raft 0.15 (it is in the middle of stepping
- * down); the fault suite found it. */
+ * leadership crashed libraft 0.15 (it was in the middle of stepping down;
+ * the fault suite found it), and raft's callbacks are no place to start
+ * new requests in any version. */
 static void gw__flush_cb(uv_check_t *h)
 {
     gw_flush(h->data);
@@ -228,13 +262,14 @@ static bool gw__can_write(struct gw *gw, struct req *r)
         return false;
     }
     if (gw->disk_low) {
-        /* Refuse before the disk is actually full: canonical/raft 0.15
-         * mishandles a failed write (RAFT-GUIDE.md section 9), and a full
-         * disk in apply stops the node. Nothing is written; the server
-         * also hands leadership to another node (srv.c). */
+        /* Refuse before the disk is actually full (a full disk in apply
+         * stops the node), or while raft_uv retries a failed write of the
+         * Raft log (docs/raft.md). Nothing is written; the server also
+         * hands leadership to another node (srv.c). */
         gw__error(r, TALLY_NOSPACE,
-                  "node %llu has %llu MiB free for its data, below its reserve of %llu MiB "
-                  "(disk_reserve_bytes): writes are refused until space is freed",
+                  "node %llu cannot store writes now: %llu MiB free for its data (reserve "
+                  "%llu MiB, disk_reserve_bytes), or its raft log writes are failing (its log "
+                  "says which); writes are refused until that is fixed",
                   (unsigned long long)node_id(gw->node),
                   (unsigned long long)(gw->disk_free >> 20),
                   (unsigned long long)(gw->disk_reserve >> 20));
@@ -476,8 +511,9 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
         return;
     }
-    if (!store_topic_name_valid(m.name)) {
-        gw__error(r, TALLY_INVAL, "invalid topic name '%s': use 1-249 of [A-Za-z0-9._-]", m.name);
+    char why[160];
+    if (!name_topic_check(m.name, why, sizeof why)) {
+        gw__error(r, TALLY_INVAL, "%s", why);
         return;
     }
     if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.segment_bytes < 0 ||
@@ -639,7 +675,9 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
         return true;
     }
-    if (m->offset < t->trim_offset) {
+    if (m->offset < t->trim_offset &&
+        !(conn_is_backup(r) && store_trim_held(gw->store) &&
+          m->offset >= log_start_offset(t->log))) {
         /* Below the cluster's start offset: gone on every node, or about to
          * be (the rest of a segment retention cut into is hidden). */
         gw__error(r, TALLY_OUT_OF_RANGE,
@@ -844,12 +882,56 @@ static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
     conn_complete(r);
 }
 
+/* Propose a group position on the current incarnation of @topic
+ * (@topic_id PROTO_ANY_TOPIC_ID) or on the one @topic_id names. */
+static void gw__group_propose(struct gw *gw, struct req *r, const char *group, const char *topic,
+                              uint64_t topic_id, uint64_t offset)
+{
+    struct store_topic *t;
+    struct buf entry;
+    if (group[0] == '\0') {
+        gw__error(r, TALLY_INVAL, "a group name is needed");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if ((t = store_topic_find(gw->store, topic)) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", topic);
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_group_commit(&entry, group, topic, offset,
+                            topic_id == PROTO_ANY_TOPIC_ID ? t->created_index : topic_id);
+    gw__propose_single(gw, r, &entry);
+}
+
 static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_group_commit_req m;
-    struct buf entry;
     if (proto_get_group_commit_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
         gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        return;
+    }
+    gw__group_propose(gw, r, m.group, m.topic, PROTO_ANY_TOPIC_ID, m.offset);
+}
+
+static void gw__group_set(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_set_req m;
+    if (proto_get_group_set_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_SET");
+        return;
+    }
+    gw__group_propose(gw, r, m.group, m.topic, m.topic_id, m.offset);
+}
+
+static void gw__group_delete(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_delete_req m;
+    struct buf entry;
+    if (proto_get_group_delete_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_DELETE");
         return;
     }
     if (m.group[0] == '\0') {
@@ -859,13 +941,75 @@ static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
     if (!gw__can_write(gw, r)) {
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+    buf_init(&entry);
+    cmd_encode_group_delete(&entry, m.group, m.topic);
+    gw__propose_single(gw, r, &entry);
+}
+
+/* The @i-th group position whose topic exists and holds it (a data
+ * directory from before positions were tied to their topic may keep one
+ * of a deleted topic: it is not shown, nor backed up). */
+static bool gw__live_group_at(struct gw *gw, unsigned i, const char **group, const char **topic,
+                              uint64_t *offset, struct store_topic **t)
+{
+    if (!store_group_at(gw->store, i, group, topic, offset)) {
+        return false;
+    }
+    *t = store_topic_find(gw->store, *topic);
+    if (*t != NULL && *offset > log_next_offset((*t)->log)) {
+        *t = NULL;
+    }
+    return true;
+}
+
+static void gw__group_list(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_list_req m;
+    const char *group, *topic;
+    uint64_t offset;
+    struct store_topic *t;
+    uint32_t n = 0;
+    if (proto_get_group_list_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_LIST");
         return;
     }
-    buf_init(&entry);
-    cmd_encode_group_commit(&entry, m.group, m.topic, m.offset);
-    gw__propose_single(gw, r, &entry);
+    /* As GROUP_FETCH: the leader has the latest positions. */
+    uint64_t leader = node_leader_id(gw->node);
+    if (leader != 0 && leader != node_id(gw->node)) {
+        gw__not_leader(gw, r);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        size_t start = 0;
+        if (pass == 1) {
+            struct proto_group_list_resp resp = {n};
+            start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+            proto_put_group_list_resp(&r->resp, &resp);
+        }
+        for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+            if (t == NULL || (m.group[0] != '\0' && strcmp(m.group, group) != 0) ||
+                (m.topic[0] != '\0' && strcmp(m.topic, topic) != 0)) {
+                continue;
+            }
+            if (pass == 0) {
+                n++;
+                continue;
+            }
+            struct proto_group_position pp = {
+                .topic_id = t->created_index,
+                .offset = offset,
+                .start_offset = store_topic_start(t),
+                .next_offset = log_next_offset(t->log),
+            };
+            snprintf(pp.group, sizeof pp.group, "%s", group);
+            snprintf(pp.topic, sizeof pp.topic, "%s", topic);
+            proto_put_group_position(&r->resp, &pp);
+        }
+        if (pass == 1) {
+            proto_end_frame(&r->resp, start);
+        }
+    }
+    conn_complete(r);
 }
 
 static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
@@ -885,11 +1029,18 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
         gw__not_leader(gw, r);
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
+    struct store_topic *t = store_topic_find(gw->store, m.topic);
+    if (t == NULL) {
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
+    if (found && offset > log_next_offset(t->log)) {
+        /* Left by a deleted topic in a data directory from before
+         * positions were tied to their topic (as gw__live_group_at). */
+        found = false;
+        offset = 0;
+    }
     gw__offset_resp(r, offset, found);
 }
 
@@ -916,18 +1067,26 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_backup_cut_resp(&r->resp, &resp);
     gw__put_topics(gw, &r->resp);
-    while (store_group_at(gw->store, n, &group, &topic, &offset)) {
-        n++;
+    struct store_topic *t;
+    for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+        n += t != NULL;
     }
     struct proto_backup_groups groups = {n};
     proto_put_backup_groups(&r->resp, &groups);
-    for (unsigned i = 0; store_group_at(gw->store, i, &group, &topic, &offset); i++) {
+    for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+        if (t == NULL) {
+            continue;
+        }
         struct proto_backup_group pg = {.offset = offset};
         snprintf(pg.group, sizeof pg.group, "%s", group);
         snprintf(pg.topic, sizeof pg.topic, "%s", topic);
         proto_put_backup_group(&r->resp, &pg);
     }
     proto_end_frame(&r->resp, start);
+    /* Pin the logs from the cut until the backup's connection closes:
+     * the records below each topic's next offset must not change while
+     * they are copied (docs/operations.md, section 14). */
+    conn_hold_backup(r);
     conn_complete(r);
 }
 
@@ -944,6 +1103,8 @@ static void gw__member_done(void *arg, int status, const char *message)
     struct req *r = op->r;
     if (r->conn == NULL) {
         conn_complete(r);
+    } else if (status != 0 && r->type == PROTO_MEMBER_TRANSFER) {
+        gw__error(r, status, "leadership transfer: %s", message);
     } else if (status != 0) {
         gw__error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
                   message);
@@ -1009,6 +1170,21 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
                       (unsigned long long)m.id, elsewhere);
             return;
+        }
+        /* Another member at these addresses: two ids cannot share a node. */
+        const struct store_member *sm;
+        unsigned n_sm = store_members(gw->store, &sm);
+        for (unsigned i = 0; i < n_sm; i++) {
+            bool same_raft = strcmp(sm[i].raft_addr, m.raft_addr) == 0;
+            if (sm[i].id != m.id && (same_raft || strcmp(sm[i].client_addr, m.client_addr) == 0)) {
+                free(op);
+                gw__error(r, TALLY_EXISTS,
+                          "node %llu already uses %s address %s: give node %llu addresses of "
+                          "its own",
+                          (unsigned long long)sm[i].id, same_raft ? "Raft" : "client",
+                          same_raft ? m.raft_addr : m.client_addr, (unsigned long long)m.id);
+                return;
+            }
         }
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);
@@ -1105,6 +1281,15 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_CLOCK:
         gw__clock_answer(gw, r, &rd);
+        break;
+    case PROTO_GROUP_LIST:
+        gw__group_list(gw, r, &rd);
+        break;
+    case PROTO_GROUP_DELETE:
+        gw__group_delete(gw, r, &rd);
+        break;
+    case PROTO_GROUP_SET:
+        gw__group_set(gw, r, &rd);
         break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);

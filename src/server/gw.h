@@ -45,6 +45,16 @@ void gw_tick(struct gw *gw);
 
 uint64_t gw_now_ms(void);
 
+/* Backups in progress on this node: a connection that asked for a backup
+ * cut pins the node's logs until it closes, so that what the backup
+ * copies afterwards is still the state of the cut (compaction, which
+ * removes records below the cut once later records of their keys exist,
+ * and retention wait: compactor.c, srv.c). @peer names the client for the
+ * log. */
+void gw_backup_begin(struct gw *gw, const char *peer);
+void gw_backup_end(struct gw *gw, const char *peer);
+unsigned gw_backups(const struct gw *gw);
+
 /* The data directory's free space fell below (or rose back above) the
  * reserve: while low, writes are refused with TALLY_NOSPACE. */
 void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes);

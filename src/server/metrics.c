@@ -230,6 +230,13 @@ static void m__raft(struct metrics *m, struct buf *b)
            n ? node_commit_index(n) : 0);
     m__u64(b, "tally_raft_applied_index", "gauge", "Highest Raft index applied to the store.",
            n ? node_applied_index(n) : 0);
+    m__u64(b, "tally_raft_leader_commit_index", "gauge",
+           "The leader's commit index as this node last heard it (its own on the leader).",
+           n ? node_leader_commit_index(n) : 0);
+    uint64_t lc = n ? node_leader_commit_index(n) : 0, ap = n ? node_applied_index(n) : 0;
+    m__u64(b, "tally_raft_lag_entries", "gauge",
+           "Committed entries this node has not applied yet: leader commit index - applied.",
+           lc > ap ? lc - ap : 0);
     m__u64(b, "tally_raft_last_index", "gauge", "Highest Raft index in the local Raft log.",
            n ? node_last_index(n) : 0);
     m__u64(b, "tally_raft_leader_id", "gauge", "Id of the leader this node knows, 0 if none.",
@@ -414,9 +421,13 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
                  (unsigned long long)node_term(n));
         return false;
     }
-    uint64_t commit = node_commit_index(n), applied = node_applied_index(n);
+    /* The leader's commit index, not this node's own: a follower's own
+     * never passes what it has stored, so it would hide a follower that
+     * is still receiving the log. */
+    uint64_t commit = node_leader_commit_index(n), applied = node_applied_index(n);
     if (commit > applied && commit - applied > METRICS_HEALTH_MAX_LAG) {
-        snprintf(why, cap, "applied index %llu is %llu entries behind commit index %llu (max %u)",
+        snprintf(why, cap, "applied index %llu is %llu entries behind the leader's commit index "
+                           "%llu (max %u)",
                  (unsigned long long)applied, (unsigned long long)(commit - applied),
                  (unsigned long long)commit, (unsigned)METRICS_HEALTH_MAX_LAG);
         return false;

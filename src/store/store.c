@@ -52,6 +52,7 @@
 #include "lib/err.h"
 #include "lib/file.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
@@ -80,6 +81,9 @@ struct store {
     unsigned n_groups, cap_groups;
     char compact_last[STORE_NAME_MAX]; /* topic compacted last (round robin) */
     int64_t max_ts;                  /* highest record timestamp (INT64_MIN: none) */
+    bool trim_held;                  /* a backup pins the logs: TOPIC_TRIM moves
+                                      * trim_offset but deletes no segment
+                                      * (store_hold_trim) */
     /* Shared with the snapshot thread (store_snapshot_build): */
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
@@ -135,18 +139,7 @@ uint64_t store_topic_start(const struct store_topic *t)
 
 bool store_topic_name_valid(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > 249 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return name_topic_check(name, NULL, 0);
 }
 
 static void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap)
@@ -1106,6 +1099,23 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
     return 0;
 }
 
+/* Drop the positions of @group (every group if NULL) on @topic (every
+ * topic if NULL); returns how many. Order of the others is kept. */
+static unsigned store__groups_drop(struct store *s, const char *group, const char *topic)
+{
+    unsigned i, j = 0;
+    for (i = 0; i < s->n_groups; i++) {
+        if ((group == NULL || strcmp(s->groups[i].group, group) == 0) &&
+            (topic == NULL || strcmp(s->groups[i].topic, topic) == 0)) {
+            continue;
+        }
+        s->groups[j++] = s->groups[i];
+    }
+    unsigned dropped = s->n_groups - j;
+    s->n_groups = j;
+    return dropped;
+}
+
 static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
                                char *errmsg)
 {
@@ -1115,6 +1125,7 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
         pp = &(*pp)->next;
     }
     *pp = t->next;
+    store__groups_drop(s, NULL, t->name);
     s->catalog_index = index;
     int rv = store__write_catalog(s, errmsg);
     if (rv != 0) {
@@ -1200,7 +1211,42 @@ static int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     if ((rv = store__write_catalog(s, errmsg)) != 0) {
         return rv;
     }
+    if (s->trim_held) {
+        /* The start offset moved like on every node (reads below it are
+         * refused), but a backup copies this node's files from its cut:
+         * the segments stay until it ends (store_hold_trim). */
+        TLOG_INFO("store", "retention waits: a backup is copying this node's logs; the segments "
+                           "of %s below offset %llu are deleted when it ends",
+                  name, (unsigned long long)t->trim_offset);
+        return 0;
+    }
     return store__apply_trim(t, errmsg);
+}
+
+int store_hold_trim(struct store *s, bool hold, char *errmsg)
+{
+    int rv = 0;
+    bool was = s->trim_held;
+    s->trim_held = hold;
+    if (hold || !was) {
+        return 0;
+    }
+    /* Released: delete what TOPIC_TRIM entries applied meanwhile cut off
+     * (idempotent: nothing for topics whose segments are all in use). */
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->log == NULL || t->trim_offset == 0) {
+            continue;
+        }
+        if ((rv = store__apply_trim(t, errmsg)) != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+bool store_trim_held(const struct store *s)
+{
+    return s->trim_held;
 }
 
 static int store__member_change(struct store *s, uint64_t index, uint8_t type, struct rd *body,
@@ -1419,21 +1465,45 @@ bool store_group_offset(struct store *s, const char *group, const char *topic,
 
 /* A group position lives in memory and in the catalog checkpoint; after a
  * restart the commits since the checkpoint are re-applied from Raft's log,
- * like every catalog command. */
+ * like every catalog command. A position belongs to one incarnation of its
+ * topic (its topic id, the Raft index of the TOPIC_CREATE): deleting the
+ * topic deletes its positions, and a commit that names another incarnation
+ * (made by a consumer that read the deleted topic) is refused, so a
+ * recreated topic starts every group afresh. A position past the topic's
+ * end is refused too: it would skip records not yet written. */
 static int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res)
 {
     struct store__group g;
+    struct store_topic *t;
+    uint64_t topic_id = UINT64_MAX; /* entries without it: the topic as it is */
     unsigned i;
     memset(&g, 0, sizeof g);
     rd_str(body, g.group, sizeof g.group);
     rd_str(body, g.topic, sizeof g.topic);
     g.offset = rd_u64(body);
+    if (rd_ok(body) && body->left >= 8) {
+        topic_id = rd_u64(body);
+    }
     if (!rd_ok(body) || g.group[0] == '\0') {
         store__result(res, TALLY_INVAL, "invalid group commit");
         return 0;
     }
-    if (store_topic_find(s, g.topic) == NULL) {
+    if ((t = store_topic_find(s, g.topic)) == NULL) {
         store__result(res, TALLY_NOTFOUND, "topic %s not found", g.topic);
+        return 0;
+    }
+    if (topic_id != UINT64_MAX && topic_id != t->created_index) {
+        store__result(res, TALLY_NOTFOUND,
+                      "topic %s was deleted and created again since group %s read it; "
+                      "the group starts afresh on the new topic",
+                      g.topic, g.group);
+        return 0;
+    }
+    if (t->log != NULL && g.offset > log_next_offset(t->log)) {
+        store__result(res, TALLY_OUT_OF_RANGE,
+                      "group %s: offset %llu is past the end of %s (next offset %llu)", g.group,
+                      (unsigned long long)g.offset, g.topic,
+                      (unsigned long long)log_next_offset(t->log));
         return 0;
     }
     for (i = 0; i < s->n_groups; i++) {
@@ -1453,6 +1523,27 @@ static int store__group_commit(struct store *s, struct rd *body, struct store_it
     }
     s->groups[s->n_groups++] = g;
     return 0;
+}
+
+static void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    char group[STORE_NAME_MAX], topic[STORE_NAME_MAX];
+    rd_str(body, group, sizeof group);
+    rd_str(body, topic, sizeof topic);
+    if (!rd_ok(body) || group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group delete");
+        return;
+    }
+    unsigned n = store__groups_drop(s, group, topic[0] != '\0' ? topic : NULL);
+    if (n == 0) {
+        if (topic[0] != '\0') {
+            store__result(res, TALLY_NOTFOUND, "group %s has no position on %s", group, topic);
+        } else {
+            store__result(res, TALLY_NOTFOUND, "group %s not found", group);
+        }
+        return;
+    }
+    res->count = n;
 }
 
 bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,
@@ -1574,6 +1665,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     case CMD_TOPIC_TRIM:
         if (index > s->catalog_index) {
             rv = store__trim_topic(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_GROUP_DELETE:
+        if (index > s->catalog_index) {
+            store__group_delete(s, &body, &res->items[0]);
         }
         break;
     default:

@@ -165,7 +165,8 @@ int store_import_group(struct store *s, const char *group, const char *topic, ui
  * and never below the start offset the leader set (trim_offset). */
 uint64_t store_topic_start(const struct store_topic *t);
 
-/* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
+/* Valid topic name: lib/name.h's rule (1..249 bytes of [A-Za-z0-9._-],
+ * not "." or ".."). */
 bool store_topic_name_valid(const char *name);
 
 /* Retention, decided on the leader only and applied by every node through
@@ -178,12 +179,21 @@ bool store_topic_name_valid(const char *name);
 bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_retention_ms,
                          uint64_t *start_offset, uint64_t *tombstone_limit);
 
+/* Hold (@hold true) or release the physical deletion of segments while a
+ * backup copies this node's logs (server/gw.c's backup pin). TOPIC_TRIM
+ * entries applied while held move the topic's start offset (trim_offset)
+ * as on every other node, so that replicas agree on what is readable, but
+ * delete no segment file; the release deletes them. A restart meanwhile
+ * deletes them at open. Loop thread. */
+int store_hold_trim(struct store *s, bool hold, char *errmsg);
+bool store_trim_held(const struct store *s);
+
 /* Highest record timestamp in any topic (INT64_MIN when none): a new leader
  * stamps no earlier than this. */
 int64_t store_max_timestamp(struct store *s);
 
 /* Snapshots, in three steps so that the loop only copies (Raft's fsm
- * version 3, RAFT-GUIDE.md 7.2):
+ * version 3, docs/raft.md):
  *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
  *                          offsets, producers, members, groups), copies
  *                          every topic's key index and duplicates each

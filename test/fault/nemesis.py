@@ -11,6 +11,13 @@
 #              last checkpoints then count every record), truncate or flip a
 #              bit in the tail of the active segment (highest base offset)
 #              of one of its topics, restart it
+#   churn      Raft's "Figure 8" shape, 3-6 rounds in a row: the leader's
+#              links are cut so that its new entries reach only one
+#              follower and that follower's answers do not reach it (the
+#              entries are stored by two nodes, committed by none), then the
+#              leader is cut off entirely until another node wins, then
+#              everything heals; clients keep writing and making
+#              conditional appends throughout
 #   disk       (needs the tmpfs node) fill the node's tmpfs with a ballast
 #              file, half the time after making it the leader; probe a write
 #              through it; hold 2-4 s; stop it, verify its log offline, free
@@ -39,7 +46,7 @@ import time
 import faultlib
 from workload import CLOCK_TOPIC, TOPIC, TOPICS, produce, run_cli
 
-KINDS = ["kill", "pause", "partition", "corrupt", "disk", "clock"]
+KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk", "clock"]
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
@@ -202,6 +209,40 @@ class Nemesis(threading.Thread):
         self.c.heal()
         self.h.write({"type": "note", "what": f"healed partition of node {node}",
                       "time": self.h.now()})
+
+    def do_churn(self):
+        rounds = self.rng.randint(3, 6)
+        for r in range(rounds):
+            lid = self.leader()
+            if not lid:
+                time.sleep(0.5)
+                continue
+            f1, f2 = self.rng.sample([i for i in self.c.nodes if i != lid], 2)
+            # Entries go from the leader to f1 only, and f1's answers are lost.
+            self.c.proxies[(lid, f2)].block("blackhole")
+            self.c.proxies[(f1, lid)].block("blackhole")
+            d = self.rng.uniform(0.1, 0.5)
+            self.record("churn", node=lid, role="leader", round=r, only_to=f1,
+                        seconds=round(d, 2))
+            time.sleep(d)
+            # Then the leader is cut off until f1 or f2 wins.
+            self.c.isolate(lid, self.rng.choice(["refuse", "blackhole"]))
+            t0 = time.monotonic()
+            new = 0
+            while time.monotonic() - t0 < 8:
+                try:
+                    new = self.c.leader(ids=[f1, f2])
+                except Exception:
+                    new = 0
+                if new and new != lid:
+                    break
+                time.sleep(0.1)
+            self.h.write({"type": "note", "time": self.h.now(),
+                          "what": f"churn round {r}: old leader {lid}, new leader {new or 'none'}"})
+            self.sleep(0.1, 0.8)
+            self.c.heal()
+            self.sleep(0.2, 1.0)
+        self.h.write({"type": "note", "what": "churn healed", "time": self.h.now()})
 
     def stop_node(self, node):
         """SIGTERM node @node and wait for it (SIGKILL after 20 s); returns

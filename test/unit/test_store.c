@@ -513,10 +513,15 @@ static void test_group_positions(void **state)
     struct buf e;
     uint64_t off = 99;
     char errmsg[ERR_MSG_SIZE];
+    const char *c[] = {"c"};
     create_topic(f, 2, "c");
     assert_false(store_group_offset(f->s, "g", "c", &off));
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 42);
+    append_entry(&e, c, 1, 42);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_free(&e);
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 42, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     assert_true(store_group_offset(f->s, "g", "c", &off));
     assert_int_equal(off, 42);
@@ -538,6 +543,86 @@ static void test_group_positions(void **state)
     buf_free(&snap);
 }
 
+/* Code of the single result of applying @e at @index. */
+static int apply_code(struct fixture *f, uint64_t index, struct buf *e)
+{
+    struct store_result *res = NULL;
+    assert_int_equal(apply(f, index, e, &res), 0);
+    int code = res->items[0].code;
+    free(res);
+    return code;
+}
+
+/* A position belongs to one incarnation of its topic: a commit past the
+ * end or for a deleted incarnation is refused, deleting the topic deletes
+ * its positions (so the topic created again starts afresh), and
+ * GROUP_DELETE forgets them. A GROUP_COMMIT without the topic id (an entry
+ * written before it existed) applies to the topic as it is. */
+static void test_group_positions_follow_the_topic(void **state)
+{
+    struct fixture *f = *state;
+    const char *c[] = {"c"};
+    struct buf e;
+    uint64_t off = 0;
+    create_topic(f, 2, "c");
+    buf_init(&e);
+    append_entry(&e, c, 1, 5);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_free(&e);
+
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 6, 2);
+    assert_int_equal(apply_code(f, 4, &e), TALLY_OUT_OF_RANGE);
+    buf_free(&e);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 5, 2);
+    assert_int_equal(apply_code(f, 5, &e), 0);
+    buf_free(&e);
+
+    /* An entry of the first format: no topic id. */
+    buf_init(&e);
+    buf_put_u8(&e, CMD_GROUP_COMMIT);
+    buf_put_u8(&e, CMD_VERSION);
+    buf_put_u16(&e, 0);
+    buf_put_u32(&e, 2 + 1 + 2 + 1 + 8);
+    buf_put_str(&e, "h");
+    buf_put_str(&e, "c");
+    buf_put_u64(&e, 3);
+    buf_pad(&e, 8);
+    assert_int_equal(apply_code(f, 6, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_offset(f->s, "h", "c", &off));
+    assert_int_equal(off, 3);
+
+    buf_init(&e);
+    cmd_encode_topic_delete(&e, "c");
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    buf_free(&e);
+    create_topic(f, 8, "c");
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    assert_false(store_group_offset(f->s, "h", "c", &off));
+
+    /* A consumer of the deleted incarnation (id 2) commits late. */
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 0, 2);
+    assert_int_equal(apply_code(f, 9, &e), TALLY_NOTFOUND);
+    buf_free(&e);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 0, 8);
+    assert_int_equal(apply_code(f, 10, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+
+    buf_init(&e);
+    cmd_encode_group_delete(&e, "g", "");
+    assert_int_equal(apply_code(f, 11, &e), 0);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(apply_code(f, 12, &e), TALLY_NOTFOUND);
+    buf_free(&e);
+}
+
 /* A checkpoint written at start-up, before Raft replays (a restore, or a
  * retention pass), is labelled with the catalog's index, not the logs'
  * tail: a group commit between the two is replayed, not skipped. */
@@ -553,7 +638,7 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     append_entry(&e, c, 1, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     buf_init(&g);
-    cmd_encode_group_commit(&g, "g", "c", 2);
+    cmd_encode_group_commit(&g, "g", "c", 2, 2);
     assert_int_equal(apply(f, 4, &g, NULL), 0);
     assert_int_equal(apply(f, 5, &e, NULL), 0); /* the log's tail: index 5 */
     reopen(f);                                   /* a crash: no checkpoint */
@@ -966,6 +1051,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_log_goes_back_to_the_snapshot, setup,
