@@ -2213,12 +2213,32 @@ static int client__check_group(struct tally_client *c, const char *group, const 
     return 0;
 }
 
+/* Send a GROUP_COMMIT, GROUP_SET or GROUP_DELETE built in c->req and read
+ * DONE_RESP. */
+static int client__group_write(struct tally_client *c, const char *what)
+{
+    struct client__op op;
+    struct client__reply rep;
+    int rv;
+    /* Committing or setting the same position twice, or deleting twice, is
+     * harmless (a second delete answers NOTFOUND), so a write whose outcome
+     * is unknown is simply sent again. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    struct proto_done_resp d;
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
+}
+
 TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
                                  uint64_t offset)
 {
     struct proto_group_commit_req m;
-    struct client__op op;
-    struct client__reply rep;
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
@@ -2241,18 +2261,7 @@ TALLY_API int tally_group_commit(tally_client *c, const char *group, const char 
     if ((rv = client__end(c, start, what)) != 0) {
         return rv;
     }
-    /* Committing the same position twice is harmless, so a commit whose
-     * outcome is unknown is simply sent again. */
-    client__op_init(c, &op, what, true);
-    op.idempotent = true;
-    if ((rv = client__call(c, &op, &rep)) != 0) {
-        return rv;
-    }
-    struct proto_done_resp d;
-    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
-        return client__malformed(c, what);
-    }
-    return 0;
+    return client__group_write(c, what);
 }
 
 TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *topic,
@@ -2358,26 +2367,6 @@ TALLY_API int tally_group_list(tally_client *c, const char *group, const char *t
     }
     *positions = out;
     *n = lr.n_positions;
-    return 0;
-}
-
-/* Send a GROUP_SET or GROUP_DELETE built in c->req and read DONE_RESP. */
-static int client__group_write(struct tally_client *c, const char *what)
-{
-    struct client__op op;
-    struct client__reply rep;
-    int rv;
-    /* Setting the same position, or deleting twice, is harmless (a second
-     * delete answers NOTFOUND), so an unknown outcome is sent again. */
-    client__op_init(c, &op, what, true);
-    op.idempotent = true;
-    if ((rv = client__call(c, &op, &rep)) != 0) {
-        return rv;
-    }
-    struct proto_done_resp d;
-    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
-        return client__malformed(c, what);
-    }
     return 0;
 }
 
