@@ -425,6 +425,9 @@ struct tally_member {
     uint64_t term;
     uint64_t commit_index;
     int spare;           /* 1: not even sent the log (an add cut short: add it again) */
+    int clock_known;     /* 1: clock_offset_ms holds the member's own measurement */
+    int64_t clock_offset_ms; /* its wall clock minus the leader's (0 on the leader) */
+    int clock_warning;   /* 1: beyond its clock_warn_ms setting */
 };
 
 struct tally_status {

@@ -1727,7 +1727,28 @@ struct client__md {
     bool ok;
     struct proto_metadata_resp md;
     struct proto_member *members; /* owned */
+    bool clock_ok;                /* clk holds the node's CLOCK answer */
+    struct proto_clock_resp clk;
 };
+
+/* CLOCK from node @i (after its METADATA answered): its clock offset
+ * against the leader. A server that does not know CLOCK (older than
+ * protocol type 19) leaves the offset unknown. */
+static void client__clock_from(struct tally_client *c, size_t i, int64_t deadline,
+                               struct client__md *out)
+{
+    struct proto_clock_req mq = {0};
+    struct client__reply rep;
+    bool sent;
+    size_t start = client__begin(c, PROTO_CLOCK);
+    proto_put_clock_req(&c->req, &mq);
+    if (client__end(c, start, "status") != 0 ||
+        client__attempt(c, i, deadline, &sent, &rep) != 0 || rep.is_error) {
+        return;
+    }
+    out->clock_ok = proto_get_clock_resp(&rep.body, &out->clk) == 0 &&
+                    proto_get_end(&rep.body) == 0;
+}
 
 /* METADATA from node @i into @out. */
 static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadline,
@@ -1782,6 +1803,10 @@ static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadl
     }
     out->ok = true;
     c->nodes[i].id = out->md.node_id;
+    char saved[ERR_MSG_SIZE];
+    memcpy(saved, c->errmsg, sizeof saved); /* a failed CLOCK is no error */
+    client__clock_from(c, i, deadline, out);
+    memcpy(c->errmsg, saved, sizeof saved);
     return 0;
 }
 
@@ -1798,6 +1823,9 @@ static void client__member_self(struct tally_member *tm, const struct client__md
     tm->applied_index = a->md.applied_index;
     tm->term = a->md.term;
     tm->commit_index = a->md.commit_index;
+    tm->clock_known = a->clock_ok && a->clk.offset_known;
+    tm->clock_offset_ms = tm->clock_known ? a->clk.offset_ms : 0;
+    tm->clock_warning = tm->clock_known && a->clk.offset_warn;
 }
 
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)

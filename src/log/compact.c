@@ -343,8 +343,13 @@ static bool compact__keep(const struct log_compaction *c, const struct compact__
     if (e->offset > rec->offset) {
         return false; /* a later record of the key exists */
     }
-    return !(rec->value == NULL && !e->older && c->p.delete_retention_ms >= 0 &&
-             rec->timestamp <= c->p.now_ms - c->p.delete_retention_ms);
+    if (rec->value != NULL || e->older || c->p.delete_retention_ms < 0) {
+        return true;
+    }
+    if (c->p.tombstone_limit != 0) {
+        return rec->offset >= c->p.tombstone_limit;
+    }
+    return rec->timestamp > c->p.now_ms - c->p.delete_retention_ms;
 }
 
 /* The survivors of one keyed batch: *kept of its records. When some but

@@ -1290,10 +1290,35 @@ fail:
     return log__fail(l, rv, errmsg);
 }
 
-int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
-               bool *held, char *errmsg)
+uint64_t log_retention_start(const struct tally_log *l, int64_t now_ms)
 {
     uint64_t total = log_size_bytes(l);
+    size_t i = 0;
+
+    for (; i + 1 < l->n; i++) {
+        const struct log__seg *ls = &l->segs[i];
+        bool by_time = l->cfg.retention_ms >= 0 &&
+                       log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
+        bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
+        if (!by_time && !by_size) {
+            break;
+        }
+        total -= ls->s.size;
+    }
+    return l->segs[i].s.base;
+}
+
+int64_t log_max_timestamp(const struct tally_log *l)
+{
+    int64_t ts = INT64_MIN;
+    for (size_t i = 0; i < l->n; i++) {
+        ts = l->segs[i].s.max_ts > ts ? l->segs[i].s.max_ts : ts;
+    }
+    return ts;
+}
+
+int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg)
+{
     int rv;
 
     *deleted = 0;
@@ -1301,26 +1326,14 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
     if (rv != 0) {
         return rv;
     }
-    while (l->n > 1) {
-        struct log__seg *ls = &l->segs[0];
-        bool by_time = l->cfg.retention_ms >= 0 &&
-                       log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
-        bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
-        if (!by_time && !by_size) {
-            break;
-        }
-        if (l->segs[1].s.base > limit) {
-            if (held != NULL) {
-                *held = true;
-            }
-            break;
-        }
-        total -= ls->s.size;
-        TLOG_INFO("log", "%s: retention removes segment %s (%s)", l->dir, ls->s.name,
-                  by_time ? "age" : "size");
+    /* A segment goes when every offset it holds is below @offset: when the
+     * next segment starts at or below it. The active one always stays. */
+    while (l->n > 1 && l->segs[1].s.base <= offset) {
+        TLOG_INFO("log", "%s: start offset %" PRIu64 " removes segment %s", l->dir, offset,
+                  l->segs[0].s.name);
         rv = log__remove_seg(l, 0, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "retention in log %s", l->dir);
+            err_wrap(errmsg, "trim log %s", l->dir);
             return log__fail(l, rv, errmsg);
         }
         (*deleted)++;
@@ -1328,12 +1341,31 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
     if (*deleted > 0) {
         rv = fs_sync_dir(l->dir, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "retention in log %s", l->dir);
+            err_wrap(errmsg, "trim log %s", l->dir);
             return log__fail(l, rv, errmsg);
         }
         l->dir_dirty = false;
     }
     return 0;
+}
+
+int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
+               bool *held, char *errmsg)
+{
+    uint64_t start = log_retention_start(l, now_ms);
+
+    if (start > limit) {
+        /* the cut ends at the last segment that lies wholly below @limit */
+        size_t i = 0;
+        while (i + 1 < l->n && l->segs[i + 1].s.base <= limit) {
+            i++;
+        }
+        start = l->segs[i].s.base;
+        if (held != NULL) {
+            *held = true;
+        }
+    }
+    return log_trim(l, start, deleted, errmsg);
 }
 
 /* ------------------------------------------------------------------------

@@ -64,6 +64,7 @@ static const char *const proto__type_names[] = {
     [PROTO_GROUP_LIST] = "GROUP_LIST",
     [PROTO_GROUP_DELETE] = "GROUP_DELETE",
     [PROTO_GROUP_SET] = "GROUP_SET",
+    [PROTO_CLOCK] = "CLOCK",
 };
 
 const char *proto_type_name(unsigned type)

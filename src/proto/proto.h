@@ -64,7 +64,8 @@ enum proto_type {
     PROTO_GROUP_LIST = 16,
     PROTO_GROUP_DELETE = 17,
     PROTO_GROUP_SET = 18,
-    PROTO__TYPE_MAX = 18,
+    PROTO_CLOCK = 19,
+    PROTO__TYPE_MAX = 19,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -248,6 +249,20 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, topic, PROTO_NAME_MAX)                                              \
     X(u64, offset)
 #define PROTO_BACKUP_CUT_VERSION 1
+/* CLOCK (any node; older servers answer UNKNOWN_REQUEST): the node's wall
+ * clock and its offset against the cluster's time (the leader's clock, less
+ * the correction the leader took over; docs/operations.md, Clocks).
+ * Followers send it to the leader every 2 s to measure their offset
+ * (NTP-style: the leader's wall_ms against the middle of the round trip,
+ * plus the leader's own offset_ms); tally status asks every member. */
+#define PROTO_SCHEMA_CLOCK_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_CLOCK_RESP(X)                                             \
+    X(u64, node_id)                                                            \
+    X(i64, wall_ms)      /* its wall clock when it answered, ms since 1970 */  \
+    X(u64, leader_id)    /* the leader it measured against (0: none known) */  \
+    X(u8, offset_known)  /* 1: offset_ms is a recent measurement, or the leader's*/\
+    X(i64, offset_ms)    /* its clock minus the cluster's time */              \
+    X(u8, offset_warn)   /* 1: |offset_ms| exceeds its clock_warn_ms */
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
@@ -301,6 +316,8 @@ void proto_end_frame(struct buf *b, size_t start);
     X(group_position, GROUP_POSITION)                                          \
     X(group_delete_req, GROUP_DELETE_REQ)                                      \
     X(group_set_req, GROUP_SET_REQ)                                            \
+    X(clock_req, CLOCK_REQ)                                                    \
+    X(clock_resp, CLOCK_RESP)                                                  \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

@@ -131,7 +131,9 @@ static void compactor__tick(uv_timer_t *t)
         return;
     }
     c->held_logged = false;
-    /* wall clock, as record timestamps (lag, tombstone age) are */
+    /* wall clock, as record timestamps are: it only says when a segment is
+     * old enough to compact (lag); which tombstones go is the leader's
+     * replicated decision (store_retention_due) */
     rv = store_compact_prepare(c->store, &c->cfg, (int64_t)gw_now_ms(), &c->job, c->job_err);
     if (rv != 0) {
         TLOG_WARN("compact", "%s", c->job_err);
@@ -171,7 +173,6 @@ int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
     c->metrics = metrics;
     c->gw = gw;
     c->cfg.min_lag_ms = (int64_t)cfg->min_compaction_lag_ms;
-    c->cfg.delete_retention_ms = (int64_t)cfg->delete_retention_ms;
     c->cfg.map_bytes = (size_t)cfg->compaction_buffer_bytes;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;

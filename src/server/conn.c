@@ -202,6 +202,11 @@ void conn_hold_backup(struct req *req)
     }
 }
 
+bool conn_is_backup(const struct req *req)
+{
+    return req->conn != NULL && req->conn->backup;
+}
+
 void conn_close_all(void)
 {
     while (conn__all != NULL) {

@@ -29,6 +29,7 @@
 #include "lib/name.h"
 #include "proto/proto.h"
 #include "server/metrics.h"
+#include "server/skew.h"
 #include "store/cmd.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
@@ -58,6 +59,16 @@ struct gw {
     uint32_t n_items, cap_items;
     unsigned inflight;         /* APPEND entries proposed, not completed */
     int64_t last_ts;           /* timestamps never go backwards on this leader */
+    /* The leader's clock as timestamps see it (gw__clock): the last wall
+     * clock reading it accepted, and the monotonic time of that reading;
+     * and the correction it took over with its leadership (skew.h). */
+    int64_t correction;
+    bool anchored;
+    int64_t anchor_ts;
+    int64_t anchor_mono;
+    uint64_t ahead_logged_ms;  /* monotonic time of the last "clock ahead" log */
+    unsigned trims_inflight;   /* TOPIC_TRIM entries proposed, not completed */
+    struct skew *skew;         /* clock health, for CLOCK answers (may be NULL) */
     /* Parked fetches. */
     struct req *parked;
     struct metrics *metrics;   /* may be NULL */
@@ -76,9 +87,12 @@ uint64_t gw_now_ms(void)
 
 void gw_backup_begin(struct gw *gw, const char *peer)
 {
+    char errmsg[ERR_MSG_SIZE];
     gw->backups++;
-    TLOG_INFO("gw", "backup from %s: compaction on this node waits until it ends (%u backups)",
+    TLOG_INFO("gw", "backup from %s: compaction and segment deletion on this node wait until it "
+                    "ends (%u backups)",
               peer, gw->backups);
+    (void)store_hold_trim(gw->store, true, errmsg);
 }
 
 void gw_backup_end(struct gw *gw, const char *peer)
@@ -87,7 +101,14 @@ void gw_backup_end(struct gw *gw, const char *peer)
         gw->backups--;
     }
     TLOG_INFO("gw", "backup from %s ended (connection closed)%s", peer,
-              gw->backups == 0 ? ": compaction resumes" : "");
+              gw->backups == 0 ? ": compaction and segment deletion resume" : "");
+    if (gw->backups == 0) {
+        char errmsg[ERR_MSG_SIZE];
+        /* the segments retention cut off meanwhile go now */
+        if (store_hold_trim(gw->store, false, errmsg) != 0) {
+            TLOG_ERROR("gw", "retention after the backup: %s", errmsg);
+        }
+    }
 }
 
 unsigned gw_backups(const struct gw *gw)
@@ -100,6 +121,48 @@ static uint64_t gw__mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The time this leader stamps on records and judges retention by (the
+ * cluster's time): its wall clock, corrected by the offset it measured
+ * against the previous leader when that was beyond clock_warn_ms (so the
+ * cluster's time goes on across a leadership change to a node whose clock
+ * is wrong); never below the highest timestamp in the log (so time never
+ * goes back); and never more than max_clock_step_ms ahead of the last
+ * reading it accepted plus the monotonic time elapsed since (so a clock
+ * that jumps forward does not carry records, or retention, into the
+ * future). A clock that jumped forward is logged every 10 s while it is
+ * refused. */
+static int64_t gw__clock(struct gw *gw)
+{
+    int64_t wall = (int64_t)gw_now_ms() - gw->correction;
+    int64_t mono = (int64_t)gw__mono_ms();
+    int64_t floor = store_max_timestamp(gw->store);
+    int64_t step = (int64_t)gw->cfg->max_clock_step_ms;
+    int64_t limit;
+    floor = gw->last_ts > floor ? gw->last_ts : floor;
+    if (!gw->anchored) {
+        /* A new leader starts from its own clock, or from the log's time
+         * if its clock is behind it. */
+        gw->anchored = true;
+        gw->anchor_ts = wall > floor ? wall : floor;
+        gw->anchor_mono = mono;
+    }
+    limit = gw->anchor_ts + (mono - gw->anchor_mono) + step;
+    if (wall > limit) {
+        if (gw->ahead_logged_ms == 0 || mono - (int64_t)gw->ahead_logged_ms >= 10000) {
+            gw->ahead_logged_ms = (uint64_t)mono;
+            TLOG_WARN("gw", "this node's clock jumped %lld ms ahead of the time it kept "
+                      "(more than max_clock_step_ms=%lld): timestamps and retention go on from "
+                      "%lld; fix the clock, or move leadership (tally member transfer) if it "
+                      "was right", (long long)(wall - limit + step), (long long)step,
+                      (long long)limit);
+        }
+        return limit > floor ? limit : floor;
+    }
+    gw->anchor_ts = wall;
+    gw->anchor_mono = mono;
+    return wall > floor ? wall : floor;
 }
 
 /* Writes gathered while entries were in flight are proposed from here,
@@ -138,6 +201,11 @@ void gw_set_node(struct gw *gw, struct node *node)
 void gw_set_metrics(struct gw *gw, struct metrics *m)
 {
     gw->metrics = m;
+}
+
+void gw_set_skew(struct gw *gw, struct skew *k)
+{
+    gw->skew = k;
 }
 
 static void gw__error(struct req *r, int code, const char *fmt, ...)
@@ -574,8 +642,7 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
         return;
     }
     /* The leader stamps the time, so every node stores the same bytes. */
-    int64_t now = (int64_t)gw_now_ms();
-    gw->last_ts = now > gw->last_ts ? now : gw->last_ts;
+    gw->last_ts = gw__clock(gw);
     batch_stamp(gw->entry.data + at, 0, gw->last_ts, 0);
     gw->items[gw->n_items++] = r;
     metrics_produce(gw->metrics, h.record_count, m.batch_len);
@@ -606,6 +673,17 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     t = store_topic_find(gw->store, m->topic);
     if (t == NULL) {
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        return true;
+    }
+    if (m->offset < t->trim_offset &&
+        !(conn_is_backup(r) && store_trim_held(gw->store) &&
+          m->offset >= log_start_offset(t->log))) {
+        /* Below the cluster's start offset: gone on every node, or about to
+         * be (the rest of a segment retention cut into is hidden). */
+        gw__error(r, TALLY_OUT_OF_RANGE,
+                  "offset %llu of topic %s is gone: retention moved the topic's start to %llu; "
+                  "read from there", (unsigned long long)m->offset, m->topic,
+                  (unsigned long long)t->trim_offset);
         return true;
     }
     if (m->offset >= t->missing_from && m->offset < t->missing_to) {
@@ -773,7 +851,35 @@ static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, rv, "find time %lld in %s: %s", (long long)m.timestamp_ms, m.topic, errmsg);
         return;
     }
+    if (offset < t->trim_offset) {
+        offset = t->trim_offset; /* the records below are hidden (retention) */
+    }
     gw__offset_resp(r, offset, true);
+}
+
+/* CLOCK: this node's wall clock and its offset against the leader's. */
+static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_clock_req m;
+    struct proto_clock_resp a;
+    struct skew_state ks;
+    size_t start;
+    if (proto_get_clock_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed CLOCK");
+        return;
+    }
+    skew_get(gw->skew, &ks);
+    memset(&a, 0, sizeof a);
+    a.node_id = gw->node != NULL ? node_id(gw->node) : 0;
+    a.wall_ms = (int64_t)gw_now_ms();
+    a.leader_id = ks.leader_id;
+    a.offset_known = ks.known;
+    a.offset_ms = ks.offset_ms;
+    a.offset_warn = ks.warn;
+    start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_clock_resp(&r->resp, &a);
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
 }
 
 /* Propose a group position on the current incarnation of @topic
@@ -1173,6 +1279,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_BACKUP_CUT:
         gw__backup_cut(gw, r, &rd);
         break;
+    case PROTO_CLOCK:
+        gw__clock_answer(gw, r, &rd);
+        break;
     case PROTO_GROUP_LIST:
         gw__group_list(gw, r, &rd);
         break;
@@ -1203,9 +1312,54 @@ void gw_on_append(struct gw *gw, struct store_topic *t)
 
 void gw_on_role(struct gw *gw, int old_role, int new_role)
 {
+    if (new_role != NODE_LEADER) {
+        gw->anchored = false; /* the next leadership starts afresh */
+        gw->correction = 0;
+    } else if (old_role != NODE_LEADER) {
+        gw->correction = skew_take_over(gw->skew);
+    }
     if (old_role == NODE_LEADER && new_role != NODE_LEADER) {
         gw__fail_gathered(gw, TALLY_NOTLEADER, "this node lost leadership before the write was "
                                                "proposed; it was not written");
+    }
+}
+
+static void gw__trim_done(void *arg, int status, uint64_t index, const struct store_result *res)
+{
+    struct gw *gw = arg;
+    (void)index;
+    gw->trims_inflight--;
+    if (status != 0) {
+        TLOG_WARN("gw", "retention: proposal failed (%s); tried again at the next interval",
+                  err_name(status));
+    } else if (res != NULL && res->items[0].code != 0) {
+        TLOG_INFO("gw", "retention: %s", res->items[0].message);
+    }
+}
+
+void gw_retention(struct gw *gw)
+{
+    int64_t now;
+    if (gw->node == NULL || !node_ready(gw->node) || gw->trims_inflight > 0) {
+        return;
+    }
+    now = gw__clock(gw);
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        uint64_t start, tombs;
+        struct buf entry;
+        int rv;
+        if (!store_retention_due(t, now, (int64_t)gw->cfg->delete_retention_ms, &start, &tombs)) {
+            continue;
+        }
+        buf_init(&entry);
+        cmd_encode_topic_trim(&entry, t->name, t->created_index, start, tombs);
+        rv = buf_ok(&entry) ? node_propose(gw->node, &entry, gw__trim_done, gw) : TALLY_NOMEM;
+        buf_free(&entry);
+        if (rv != 0) {
+            TLOG_WARN("gw", "retention of %s: proposal failed (%s)", t->name, err_name(rv));
+            return;
+        }
+        gw->trims_inflight++;
     }
 }
 

@@ -19,6 +19,8 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
 void gw_set_node(struct gw *gw, struct node *node);
 struct metrics;
 void gw_set_metrics(struct gw *gw, struct metrics *m);
+struct skew;
+void gw_set_skew(struct gw *gw, struct skew *k);
 /* Fail everything pending or parked (shutdown) and free the gateway. */
 void gw_destroy(struct gw *gw);
 
@@ -33,6 +35,11 @@ void gw_flush(struct gw *gw);
 void gw_on_applied(struct gw *gw, uint64_t index);
 void gw_on_append(struct gw *gw, struct store_topic *t);
 void gw_on_role(struct gw *gw, int old_role, int new_role);
+/* Called every retention_interval_ms: on the leader, propose a TOPIC_TRIM
+ * for every topic whose retention (by age and size) or tombstone limit
+ * moved on, judged by the leader's clock (gw.c, gw__clock). Followers do
+ * nothing: every node deletes only what such an entry says. */
+void gw_retention(struct gw *gw);
 /* Called every few ms: expire parked requests. */
 void gw_tick(struct gw *gw);
 

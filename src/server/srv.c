@@ -26,6 +26,7 @@
 #include "lib/logger.h"
 #include "repl/node.h"
 #include "server/backfill.h"
+#include "server/skew.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -48,11 +49,11 @@ struct srv {
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
     struct backfill *backfill;   /* history fetches after a snapshot install */
+    struct skew *skew;           /* clock offset against the leader */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
     unsigned ticks;      /* tick count, for the once-a-second disk check */
-    bool retention_held; /* said that a backup holds retention back */
     bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
 };
@@ -224,20 +225,7 @@ static void srv__tick(uv_timer_t *t)
 static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
-    char errmsg[ERR_MSG_SIZE];
-    /* A backup copies the state of its cut: retention waits, as
-     * compaction does, until the backup's connection closes. */
-    if (gw_backups(s->gw) > 0) {
-        if (!s->retention_held) {
-            TLOG_INFO("server", "retention waits: a backup is copying this node's logs");
-            s->retention_held = true;
-        }
-        return;
-    }
-    s->retention_held = false;
-    if (store_retain(s->store, (int64_t)gw_now_ms(), errmsg) != 0) {
-        TLOG_ERROR("server", "retention: %s", errmsg);
-    }
+    gw_retention(s->gw);
 }
 
 static void srv__signal(uv_signal_t *h, int signum)
@@ -294,6 +282,10 @@ static void srv__stop(struct srv *s, int exit_code)
     http_stop(s->http);
     s->http = NULL;
     conn_close_all();
+    gw_set_skew(s->gw, NULL);
+    metrics_set_skew(&s->metrics, NULL);
+    skew_close(s->skew);
+    s->skew = NULL;
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
     }
@@ -407,6 +399,11 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
+    if ((rv = skew_start(&s.loop, cfg, s.store, s.node, &s.skew)) != 0) {
+        goto fail;
+    }
+    gw_set_skew(s.gw, s.skew);
+    metrics_set_skew(&s.metrics, s.skew);
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
@@ -421,6 +418,8 @@ int srv_run(const struct cfg *cfg)
         uv_timer_init(&s.loop, &s.retention);
         uv_signal_init(&s.loop, &s.sigterm);
         uv_signal_init(&s.loop, &s.sigint);
+        skew_close(s.skew);
+        s.skew = NULL;
         node_close(s.node, srv__node_closed, &s);
         uv_run(&s.loop, UV_RUN_DEFAULT);
         uv_loop_close(&s.loop);
@@ -463,6 +462,7 @@ int srv_run(const struct cfg *cfg)
 
 fail:
     TLOG_ERROR("server", "%s", errmsg);
+    skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }

@@ -51,6 +51,17 @@ void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
     cmd__end(b, start);
 }
 
+void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
+                           uint64_t start_offset, uint64_t tombstone_limit)
+{
+    size_t start = cmd__begin(b, CMD_TOPIC_TRIM);
+    buf_put_str(b, name);
+    buf_put_u64(b, created_index);
+    buf_put_u64(b, start_offset);
+    buf_put_u64(b, tombstone_limit);
+    cmd__end(b, start);
+}
+
 void cmd_encode_member_del(struct buf *b, uint64_t id)
 {
     size_t start = cmd__begin(b, CMD_MEMBER_DEL);

@@ -32,6 +32,15 @@
  *                 topic as it is. A topic_id that is not the topic's, or
  *                 an offset past its end, is refused)
  *   GROUP_DELETE  str group, str topic (empty: every topic of the group)
+ *   TOPIC_TRIM    str name, u64 created_index, u64 start_offset,
+ *                 u64 tombstone_limit: the leader's retention decision for
+ *                 the topic created at created_index (ignored for another
+ *                 one of the same name). start_offset: offsets below are
+ *                 gone on every node (whole segments deleted, the rest
+ *                 hidden); tombstone_limit: compaction may remove
+ *                 tombstones at offsets below it (0: none yet). Neither
+ *                 ever moves back: a lower value than the node has keeps
+ *                 the node's.
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -51,6 +60,7 @@ enum cmd_type {
     CMD_MEMBER_SET = 4,
     CMD_MEMBER_DEL = 5,
     CMD_GROUP_COMMIT = 6,
+    CMD_TOPIC_TRIM = 7,
     CMD_GROUP_DELETE = 8,
 };
 
@@ -79,6 +89,8 @@ void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
 void cmd_encode_member_del(struct buf *b, uint64_t id);
 void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
                              uint64_t topic_id);
+void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
+                           uint64_t start_offset, uint64_t tombstone_limit);
 void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
 
 /* APPEND is built incrementally (group commit adds items as they come):

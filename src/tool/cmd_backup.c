@@ -9,7 +9,9 @@
  * offset are not written again, but compaction on the node would remove
  * those whose keys get later records after the cut; so the node pins its
  * logs from the cut until this connection closes (no compaction is swapped
- * in and no retention runs meanwhile, server/gw.c), and the copy is the
+ * in and no segment file is deleted meanwhile: a retention entry applied
+ * meanwhile moves the start offset, but this connection's FETCHes may still
+ * read below it, server/gw.c, store_hold_trim), and the copy is the
  * state at the cut however
  * long it takes. The batches are verified (checksums) and written with the log
  * layer into DIR/topics/NAME; the manifest is written last, atomically.

@@ -22,6 +22,16 @@
 #              file, half the time after making it the leader; probe a write
 #              through it; hold 2-4 s; stop it, verify its log offline, free
 #              the space, restart it and check that it serves again
+#   clock      (needs libfaketime; every node runs under it) one node's wall
+#              clock an hour slow or fast, or the leader's jumping an hour
+#              ahead, or a node an hour slow made leader; hold 2-5 s, then
+#              the clock is right again. Around each, the nemesis writes
+#              records of 1.5 KB to topic "clocked", which keeps 30 minutes
+#              in 4 KiB segments (run.py): retention judges sealed segments
+#              all along, yet no record of a run may go, and every node must
+#              report the same start offset (checker: lost, start, replica).
+#              (Only the nemesis writes there, never during a disk-full
+#              episode, so its frequent rolls stay out of those.)
 # After each fault the nemesis waits (bounded) until every node runs and a
 # leader is known, and restarts any node that exited on its own (recorded as
 # a "crash").
@@ -34,9 +44,32 @@ import threading
 import time
 
 import faultlib
-from workload import TOPIC, TOPICS, produce, run_cli
+from workload import CLOCK_TOPIC, TOPIC, TOPICS, produce, run_cli
 
-KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk"]
+KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk", "clock"]
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def setup_clocks(cluster):
+    """Before the nodes start: run every tallyd under libfaketime with its
+    wall clock read from a file of its own ("+0" now; the monotonic clock
+    stays true). Returns {node id: file}, or None without libfaketime."""
+    if not os.path.exists(FAKETIME_LIB):
+        return None
+    files = {}
+    for i in cluster.nodes:
+        files[i] = os.path.join(cluster.tmp, f"node{i}.faketime")
+        set_clock(files[i], "+0")
+        cluster.node_env[i] = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": files[i],
+                               "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return files
+
+
+def set_clock(path, spec):
+    with open(path + ".tmp", "w") as f:
+        f.write(spec + "\n")
+    os.replace(path + ".tmp", path)
 
 
 def log_tail(node, lines=15):
@@ -48,7 +81,7 @@ def log_tail(node, lines=15):
 
 
 class Nemesis(threading.Thread):
-    def __init__(self, cluster, hist, seed, stop_at, gap=(0.5, 2.5), kinds=None):
+    def __init__(self, cluster, hist, seed, stop_at, gap=(0.5, 2.5), kinds=None, clocks=None):
         super().__init__(name="nemesis", daemon=True)
         self.c = cluster
         self.h = hist
@@ -60,6 +93,10 @@ class Nemesis(threading.Thread):
         if "disk" in self.kinds and self.c.tmpfs_node is None:
             self.kinds.remove("disk")
             self.skip("disk", self.c.tmpfs_note or "no tmpfs node")
+        self.clocks = clocks
+        if "clock" in self.kinds and not clocks:
+            self.kinds.remove("clock")
+            self.skip("clock", f"{FAKETIME_LIB} is missing (Debian package faketime)")
         self.ballast = None
         self.counts = {}
         self.error = None
@@ -265,11 +302,11 @@ class Nemesis(threading.Thread):
         self.h.write({"type": "note", "what": f"restarted node {node} after corrupt",
                       "time": self.h.now()})
 
-    def op(self, brokers, value):
+    def op(self, brokers, value, topic=TOPIC):
         """A write by the nemesis, recorded in the history like a client's."""
         start = self.h.now()
-        res = produce(brokers, TOPIC, [value], print_index=True)
-        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": TOPIC,
+        res = produce(brokers, topic, [value], print_index=True)
+        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": topic,
              "values": [value], "start": start, "end": self.h.now()}
         e.update(res)
         self.h.write(e)
@@ -347,6 +384,38 @@ class Nemesis(threading.Thread):
                     served_again=served, served_why=why,
                     log_tail=log_tail(n, 25))
 
+    def clock_writes(self, n):
+        """@n records of 1.5 KB to the clock topic: one per 4 KiB segment."""
+        for _ in range(n):
+            self.op(self.c.brokers(), f"clock-{self.h.now()}-" + os.urandom(700).hex(),
+                    topic=CLOCK_TOPIC)
+
+    def do_clock(self):
+        mode = self.rng.choice(["slow", "fast", "leader-jump", "slow-leader"])
+        self.clock_writes(3)
+        lid = self.leader()
+        if mode == "leader-jump" and lid:
+            node, role, spec = lid, "leader", "+1h"
+        else:
+            node, role = self.pick(prefer_leader=False)
+            spec = "+1h" if mode == "fast" else "-1h"
+        d = self.rng.uniform(2, 5)
+        set_clock(self.clocks[node], spec)
+        transferred = None
+        if mode == "slow-leader":
+            # Let it measure its offset first (every 2 s), then lead.
+            time.sleep(2.5)
+            rc, out, err = run_cli(["--timeout", 5000, "member", "transfer", node],
+                                   self.c.brokers(), timeout=30)
+            transferred = rc == 0
+        self.record("clock", node=node, role=role, mode=mode, clock=spec, seconds=round(d, 2),
+                    transferred=transferred)
+        self.clock_writes(3)
+        time.sleep(d)
+        set_clock(self.clocks[node], "+0")
+        self.h.write({"type": "note", "what": f"clock of node {node} right again",
+                      "time": self.h.now()})
+
     def heal_all(self):
         """Undo everything: heal partitions, resume and restart nodes, free
         the disk."""
@@ -356,6 +425,8 @@ class Nemesis(threading.Thread):
                 n.proc.send_signal(signal.SIGCONT)
         if self.ballast and os.path.exists(self.ballast):
             os.unlink(self.ballast)
+        for path in (self.clocks or {}).values():
+            set_clock(path, "+0")
         self.check_crashes()
         for i, n in self.c.nodes.items():
             if not n.alive():

@@ -564,6 +564,9 @@ static void test_type_names(void **state)
     for (unsigned t = 1; t <= PROTO__TYPE_MAX; t++) {
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
+    assert_string_equal(proto_type_name(PROTO_GROUP_LIST), "GROUP_LIST");
+    assert_string_equal(proto_type_name(PROTO_GROUP_SET), "GROUP_SET");
+    assert_string_equal(proto_type_name(PROTO_CLOCK), "CLOCK");
     assert_string_equal(proto_type_name(0), "UNKNOWN");
     assert_string_equal(proto_type_name(PROTO__TYPE_MAX + 1), "UNKNOWN");
     assert_string_equal(proto_type_name(65535), "UNKNOWN");
