@@ -23,6 +23,11 @@
  *   - NOTLEADER (follow the address given), NOLEADER, UNAVAILABLE,
  *     SHUTDOWN, BUSY: not written; resent with the same sequence.
  *   - LEADERSHIP_LOST: maybe written; resent as an uncertain batch (below).
+ *   After any of these but BUSY the batches are resent on a new
+ *   connection, to the leader named or the one the cluster reports: the
+ *   node that answered is not the leader (any more).
+ *   - SEQUENCE after an earlier batch of the topic was refused in the same
+ *     round: not written (it did not follow); resent after that batch.
  *   - Any other code (NOTFOUND, TOOLARGE, NOSPACE...): the batch fails with
  *     it. Its sequence was not used, and the later batches of that topic
  *     in flight were refused (SEQUENCE) or not written: they are numbered
@@ -137,6 +142,7 @@ struct tally_producer {
     struct prod__q retry;  /* answered "try again" while draining */
     struct prod__q inflight; /* sent on fd, answers come in this order */
     bool draining;
+    bool moved;            /* an answer while draining sent us elsewhere */
     int fd;
     char addr[PROTO_ADDR_MAX]; /* leader to try next ("" = ask) */
     struct buf rbuf;       /* received bytes; frames start at rpos */
@@ -381,6 +387,7 @@ static void prod__disconnect(struct tally_producer *p)
     /* Draining ends here: nothing more will be answered. */
     prod__prepend(&p->ready, &p->retry);
     p->draining = false;
+    p->moved = false;
     for (struct prod__topic *t = p->topics; t != NULL; t = t->link) {
         t->renumber = false;
     }
@@ -627,6 +634,17 @@ static int prod__connect(struct tally_producer *p, int64_t deadline)
  * Answers
  * ------------------------------------------------------------------------ */
 
+/* Does @q hold a batch of @t? */
+static bool prod__q_has_topic(const struct prod__q *q, const struct prod__topic *t)
+{
+    for (const struct prod__batch *b = q->head; b != NULL; b = b->next) {
+        if (b->t == t) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool prod__retryable(int code)
 {
     return code == TALLY_NOTLEADER || code == TALLY_NOLEADER || code == TALLY_UNAVAILABLE ||
@@ -760,14 +778,21 @@ static void prod__answer(struct tally_producer *p, const struct proto_frame *f, 
         prod__push(&p->retry, b);
         return;
     }
+    /* Not the leader (any more): the batches are resent once every
+     * request in flight is answered, on a new connection to the address
+     * given or, without one, to the leader the cluster reports (p->moved:
+     * prod__process reconnects). Resending them on this connection would
+     * only be refused again, for as long as the batches live. */
     if (e.code == TALLY_NOTLEADER && e.leader_addr[0] != '\0') {
         snprintf(p->addr, sizeof p->addr, "%s", e.leader_addr);
+        p->moved = true;
         prod__push(&p->retry, b);
         return;
     }
     if (prod__retryable(e.code)) {
         if (e.code != TALLY_BUSY) {
             p->addr[0] = '\0';
+            p->moved = true;
         }
         prod__push(&p->retry, b);
         return;
@@ -775,11 +800,21 @@ static void prod__answer(struct tally_producer *p, const struct proto_frame *f, 
     if (e.code == TALLY_LEADERSHIP_LOST) {
         b->uncertain = true;
         p->addr[0] = '\0';
+        p->moved = true;
         prod__push(&p->retry, b);
         return;
     }
     if (e.code == TALLY_SEQUENCE && b->uncertain) {
         prod__lookup(p, b);
+        return;
+    }
+    if (e.code == TALLY_SEQUENCE && prod__q_has_topic(&p->retry, t)) {
+        /* An earlier batch of this topic was refused as not written in
+         * this round (NOTLEADER, NOLEADER, BUSY...: say a new leader that
+         * became ready while our pipeline was arriving), so this one does
+         * not follow the last written: not written either. Resent after
+         * it, with the same sequence. */
+        prod__push(&p->retry, b);
         return;
     }
     /* Failed for good; its sequence was not used. */
@@ -808,7 +843,17 @@ static void prod__process(struct tally_producer *p)
         p->rpos += len;
         prod__answer(p, &f, &body);
     }
-    if (p->draining && p->inflight.n == 0) {
+    if (p->draining && p->inflight.n == 0 && p->moved) {
+        /* Everything was answered, so nothing becomes uncertain: close
+         * the connection to the node that is not the leader; the pump
+         * connects to the leader. Without an address it asks the cluster,
+         * after a short pause (an election may be under way). */
+        bool ask = p->addr[0] == '\0';
+        prod__disconnect(p);
+        if (ask) {
+            p->retry_at = client_now_ms() + PROD__BACKOFF_MIN_MS;
+        }
+    } else if (p->draining && p->inflight.n == 0) {
         p->draining = false;
         prod__prepend(&p->ready, &p->retry);
         for (struct prod__topic *t = p->topics; t != NULL; t = t->link) {
@@ -842,6 +887,7 @@ static void prod__expire(struct tally_producer *p, int64_t now)
             prod__fail_queue(p, &p->retry, TALLY_TIMEOUT);
             prod__fail_queue(p, &p->ready, TALLY_TIMEOUT);
             p->draining = false;
+            p->moved = false;
             p->rbuf.len = 0;
             p->rpos = 0;
             prod__new_id(p);
