@@ -111,6 +111,26 @@ static const char *node__role_name(int role)
     return role >= 0 && role <= NODE_LEADER ? names[role] : "unknown";
 }
 
+/* A reason for a failure of raft, never empty: raft's own message, else
+ * raft_uv's (the listener, the disk), else the code's text. */
+static const char *node__reason(struct node *n, int rv)
+{
+    static char buf[512];
+    const char *raft_msg = raft_errmsg(&n->raft);
+    if (raft_msg != NULL && raft_msg[0] != '\0') {
+        return raft_msg;
+    }
+    if (n->io.errmsg[0] != '\0') {
+        snprintf(buf, sizeof buf, "%s", n->io.errmsg);
+        return buf;
+    }
+    if (n->transport.outer.errmsg[0] != '\0') {
+        snprintf(buf, sizeof buf, "%s", n->transport.outer.errmsg);
+        return buf;
+    }
+    return rv != 0 ? raft_strerror(rv) : "no reason given by raft (see the lines above)";
+}
+
 static void node__fatal(void *arg, const char *why)
 {
     struct node *n = arg;
@@ -279,7 +299,7 @@ static void node__monitor(uv_check_t *h)
         }
         if (role == NODE_UNAVAILABLE) {
             char why[512];
-            snprintf(why, sizeof why, "raft became unavailable: %s", raft_errmsg(&n->raft));
+            snprintf(why, sizeof why, "raft became unavailable: %s", node__reason(n, 0));
             node__fatal(n, why);
             return;
         }
@@ -399,13 +419,17 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     raft_set_install_snapshot_timeout(&n->raft, 10000);
     raft_set_pre_vote(&n->raft, true);
+    /* raft 0.22 refuses entries while raft_uv reports less than this many
+     * KiB of prepared segments, which it does at start-up: tally checks the
+     * free disk space itself (disk_reserve_bytes). */
+    raft_set_capacity_threshold(&n->raft, 0);
     *out = n;
     if (cfg->bootstrap && (rv = node__bootstrap(n, cfg, errmsg)) != 0) {
         goto fail;
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        err_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+        err_printf(errmsg, "raft start: %s", node__reason(n, rv));
         rv = TALLY_IOERR;
         goto fail;
     }

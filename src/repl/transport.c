@@ -113,6 +113,8 @@ int transport_init(struct transport *t, uv_loop_t *loop)
 {
     int rv;
     memset(t, 0, sizeof *t);
+    t->inner.version = 1; /* raft 0.22 refuses a transport of another version */
+    t->outer.version = 1;
     rv = raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0) {
         return rv;

@@ -384,6 +384,10 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
                  (unsigned long long)node_id(n));
         return false;
     }
+    if (m->identity_problem[0] != '\0') {
+        snprintf(why, cap, "%s", m->identity_problem);
+        return false;
+    }
     uint64_t leader = node_leader_id(n);
     if (leader == 0) {
         snprintf(why, cap, "no known leader (node %llu is %s in term %llu; no quorum?)",

@@ -1,0 +1,167 @@
+# test_identity.py - a data directory and a cluster know who they are
+# (issues 28 and 23): a start that fails writes nothing, a directory
+# refuses another node's --id, a taken Raft port is exit 2 with its reason,
+# and a --peer line that disagrees with the stored membership is reported.
+#
+#   TALLY_BUILD_DIR=build python3 test/integration/test_identity.py [NAME...]
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (TALLYD, Cluster, check, free_ports, parse_records,  # noqa: E402
+                     run_tests, wait_until)
+
+
+def run(cmd, timeout=60):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def holder(port):
+    """A socket listening on 127.0.0.1:@port (another process's port)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(1)
+    return s
+
+
+def written(data_dir):
+    """What a start left in @data_dir, besides the lock file."""
+    out = []
+    for root, dirs, files in os.walk(data_dir):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), data_dir)
+            if rel != "LOCK":
+                out.append(rel)
+        for d in dirs:
+            out.append(os.path.relpath(os.path.join(root, d), data_dir) + "/")
+    return sorted(out)
+
+
+def members_seen(c, node_id):
+    st = c.status(ids=[node_id])
+    if st is None:
+        return None
+    return sorted((m["id"], m["raft"]) for m in st["members"])
+
+
+def test_failed_first_start_writes_nothing():
+    """A first start that fails (client port taken) with a mistyped --peer
+    writes nothing; the next start with the right peers forms one cluster."""
+    with Cluster(name="ident-first") as c:
+        good = c.argv(1)
+        bad_port = free_ports(1)[0]
+        bad = [a.replace(c.nodes[2].raft, f"127.0.0.1:{bad_port}") for a in good]
+        check(bad != good, "the mistyped argv differs")
+        s = holder(c.nodes[1].client_port)
+        try:
+            rc, out, err = run(bad, timeout=60)
+        finally:
+            s.close()
+        check(rc == 2, f"a taken client port exits 2, got {rc}: {err[-400:]}")
+        check("address already in use" in err, f"the reason is given: {err[-400:]}")
+        left = written(c.nodes[1].data)
+        check(left == [], f"a failed start wrote nothing to its data directory, found {left}")
+        leader = c.start(timeout=60)
+        check(leader in (1, 2, 3), "a leader")
+        c.tally_ok("topic", "create", "t")
+        vals = "".join(f"v{i}\n" for i in range(20))
+        c.tally_ok("produce", "t", input=vals.encode())
+        want = sorted((i, c.nodes[i].raft) for i in (1, 2, 3))
+        for i in (1, 2, 3):
+            got = wait_until(lambda: members_seen(c, i) == want, 30,
+                             f"node {i} to hold the right membership")
+            check(got, f"node {i}: membership {members_seen(c, i)}, want {want}")
+            recs = parse_records(c.read_node("t", i, 20))
+            check([o for o, _ in recs] == list(range(20)), f"node {i} holds every record")
+
+
+def test_wrong_id_refused():
+    """A data directory refuses a start under another node's --id."""
+    with Cluster(n=3, name="ident-id") as c:
+        c.start(timeout=60)
+        c.tally_ok("topic", "create", "t")
+        c.stop(1)
+        c.stop(2)
+        argv = [a if a != c.nodes[2].data else c.nodes[1].data for a in c.argv(2)]
+        argv[argv.index("--data") + 1] = c.nodes[1].data
+        try:
+            rc, out, err = run(argv, timeout=20)
+        except subprocess.TimeoutExpired:
+            check(False, "tallyd --id 2 on node 1's data directory started (it ran 20 s)")
+        check(rc == 2, f"exit 2, got {rc}: {err[-400:]}")
+        check("belongs to node 1" in err and "--id 2" in err,
+              f"the message names both ids: {err[-400:]}")
+        c.restart(1)
+        c.restart(2)
+        c.wait_leader(timeout=60)
+
+
+def test_raft_port_taken():
+    """A taken Raft port: exit 2 with the reason, nothing written."""
+    with Cluster(n=1, name="ident-raftport") as c:
+        s = holder(c.nodes[1].raft_port)
+        try:
+            rc, out, err = run(c.argv(1), timeout=60)
+        finally:
+            s.close()
+        check(rc == 2, f"exit 2, got {rc}: {err[-400:]}")
+        check("address already in use" in err and c.nodes[1].raft in err,
+              f"the message says which address and why: {err[-400:]}")
+        left = written(c.nodes[1].data)
+        check(left == [], f"nothing written, found {left}")
+        c.start(timeout=60)
+
+
+class MetricsCluster(Cluster):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.metrics = {i: p for i, p in zip(self.nodes, free_ports(len(self.nodes)))}
+        self.wrong = None  # (node started with the wrong line, peer, address)
+
+    def argv(self, node_id):
+        args = super().argv(node_id) + ["--metrics", f"127.0.0.1:{self.metrics[node_id]}"]
+        if self.wrong is not None and self.wrong[0] == node_id:
+            args = [a.replace(self.nodes[self.wrong[1]].raft, self.wrong[2]) for a in args]
+        return args
+
+
+def health(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def test_peer_mismatch_reported():
+    """A --peer line that disagrees with the stored membership is said in the
+    log and on /health, not silently ignored."""
+    with MetricsCluster(n=3, name="ident-peer") as c:
+        c.start(timeout=60)
+        c.tally_ok("topic", "create", "t")
+        c.stop(3)
+        wrong = f"127.0.0.1:{free_ports(1)[0]}"
+        c.wrong = (3, 2, wrong)
+        c.restart(3)
+        st = wait_until(lambda: (lambda h: h if wrong in h[1] else None)(health(c.metrics[3])),
+                        30, "/health of node 3 to report the disagreement")
+        check(st[0] == 503, f"/health is not ok while it lasts: {st}")
+        with open(c.nodes[3].log_path, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        check("membership disagrees" in log and wrong in log, "the log says so")
+        code, body = health(c.metrics[1])
+        check(wrong not in body, f"node 1 agrees with its lines: {code} {body}")
+
+
+if __name__ == "__main__":
+    run_tests([test_failed_first_start_writes_nothing, test_wrong_id_refused,
+               test_raft_port_taken, test_peer_mismatch_reported])
