@@ -398,6 +398,12 @@ TALLY_API int tally_member_transfer(tally_client *c, uint64_t id);
 /* Make member @id a voter (Raft first catches it up on the log; nothing
  * happens if it is a voter already). */
 TALLY_API int tally_member_promote(tally_client *c, uint64_t id);
+/* Member @id lost its data directory (its tallyd came back on a new one,
+ * which the others refuse): take it out of the configuration and forget
+ * its recorded directory. Then add it again as a new node:
+ * tally_member_add, tally_member_catchup, tally_member_promote (`tally
+ * member replace` does all of it). */
+TALLY_API int tally_member_replace(tally_client *c, uint64_t id);
 
 /* How far member @id has caught up: filled by tally_member_catchup. */
 struct tally_catchup {

@@ -1892,6 +1892,26 @@ TALLY_API int tally_member_transfer(tally_client *c, uint64_t id)
     return client__member_op(c, PROTO_MEMBER_TRANSFER, id, what);
 }
 
+TALLY_API int tally_member_replace(tally_client *c, uint64_t id)
+{
+    char what[64];
+    size_t start;
+    int rv;
+    struct proto_member_replace_req m = {id};
+    snprintf(what, sizeof what, "replace member %llu", (unsigned long long)id);
+    c->errmsg[0] = '\0';
+    if (id == 0) {
+        err_printf(c->errmsg, "%s: the id must not be 0", what);
+        return TALLY_INVAL;
+    }
+    start = client__begin(c, PROTO_MEMBER_REPLACE);
+    proto_put_member_replace_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
 TALLY_API int tally_member_promote(tally_client *c, uint64_t id)
 {
     char what[64];

@@ -61,6 +61,7 @@ static const char *const proto__type_names[] = {
     [PROTO_GROUP_COMMIT] = "GROUP_COMMIT",
     [PROTO_GROUP_FETCH] = "GROUP_FETCH",
     [PROTO_BACKUP_CUT] = "BACKUP_CUT",
+    [PROTO_MEMBER_REPLACE] = "MEMBER_REPLACE",
 };
 
 const char *proto_type_name(unsigned type)

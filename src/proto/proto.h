@@ -61,7 +61,8 @@ enum proto_type {
     PROTO_GROUP_FETCH = 13,
     PROTO_BACKUP_CUT = 14,
     PROTO_MEMBER_PROMOTE = 15,
-    PROTO__TYPE_MAX = 15,
+    PROTO_MEMBER_REPLACE = 20,
+    PROTO__TYPE_MAX = 20,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -173,6 +174,10 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_MEMBER_REMOVE_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_TRANSFER_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_PROMOTE_REQ(X) X(u64, id)
+/* MEMBER_REPLACE: member @id lost its data directory; take it out of the
+ * configuration and forget its directory, so that it can be added again
+ * (MEMBER_ADD, catch-up, MEMBER_PROMOTE) on its new one. */
+#define PROTO_SCHEMA_MEMBER_REPLACE_REQ(X) X(u64, id)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -249,6 +254,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_remove_req, MEMBER_REMOVE_REQ)                                    \
     X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
     X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
+    X(member_replace_req, MEMBER_REPLACE_REQ)                                  \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

@@ -423,7 +423,7 @@ int metrics_http(void *arg, int method, const char *path, struct buf *body,
         *content_type = "text/plain; version=0.0.4; charset=utf-8";
         return 200;
     }
-    char why[256];
+    char why[800];
     if (metrics_health(m, why, sizeof why)) {
         m__printf(body, "ok\n");
         return 200;

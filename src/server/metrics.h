@@ -56,7 +56,7 @@ struct metrics {
     struct metrics_hist compaction_duration;  /* seconds per job */
     /* Problems with this node's identity or membership that /health
      * reports (empty: none); set by the server. */
-    char identity_problem[256];
+    char identity_problem[768];
 };
 
 void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store);

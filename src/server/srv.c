@@ -194,6 +194,10 @@ static void srv__check_peers(struct srv *s)
     char text[sizeof s->metrics.identity_problem] = "";
     size_t len = 0;
     unsigned n = node_members(s->node, members, NODE_MAX_PEERS);
+    const char *own = node_identity_problem(s->node);
+    if (own != NULL) {
+        len = (size_t)snprintf(text, sizeof text, "%s", own);
+    }
     for (unsigned i = 0; i < s->cfg->n_peers && n > 0; i++) {
         const struct cfg_peer *p = &s->cfg->peers[i];
         for (unsigned k = 0; k < n; k++) {
@@ -209,12 +213,14 @@ static void srv__check_peers(struct srv *s)
     }
     if (strcmp(text, s->metrics.identity_problem) != 0) {
         if (text[0] != '\0') {
-            TLOG_ERROR("server", "membership disagrees with the command line: %s; the stored "
-                       "membership is used; fix the --peer lines, or change the member's "
-                       "address as docs/operations.md says (member remove, then member add)",
-                       text);
+            if (own == NULL || strlen(text) > strlen(own)) {
+                TLOG_ERROR("server", "membership disagrees with the command line: %s; the "
+                           "stored membership is used; fix the --peer lines, or change the "
+                           "member's address as docs/operations.md says (member remove, then "
+                           "member add)", text);
+            }
         } else {
-            TLOG_INFO("server", "membership and --peer lines agree again");
+            TLOG_INFO("server", "identity and membership problems are gone");
         }
         snprintf(s->metrics.identity_problem, sizeof s->metrics.identity_problem, "%s", text);
     }
@@ -492,6 +498,8 @@ int srv_run(const struct cfg *cfg)
     nc.snapshot_threshold = cfg->snapshot_threshold;
     nc.snapshot_trailing = cfg->snapshot_trailing;
     nc.log_budget_bytes = cfg->raft_log_budget_bytes;
+    snprintf(nc.data_dir, sizeof nc.data_dir, "%s", cfg->data_dir);
+    nc.ident = ident;
     struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
     if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
         goto fail;

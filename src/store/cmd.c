@@ -58,6 +58,21 @@ void cmd_encode_member_del(struct buf *b, uint64_t id)
     cmd__end(b, start);
 }
 
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id)
+{
+    size_t start = cmd__begin(b, CMD_CLUSTER_ID);
+    buf_put_u64(b, cluster_id);
+    cmd__end(b, start);
+}
+
+void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id)
+{
+    size_t start = cmd__begin(b, CMD_MEMBER_DIR);
+    buf_put_u64(b, id);
+    buf_put_u64(b, directory_id);
+    cmd__end(b, start);
+}
+
 void cmd_append_begin(struct buf *b)
 {
     b->len = 0;

@@ -25,6 +25,11 @@
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
  *   GROUP_COMMIT  str group, str topic, u64 offset
+ *   CLUSTER_ID    u64 cluster_id: the cluster's identity, proposed by the
+ *                 first leader of a cluster that has none; the first one
+ *                 applied stays (a later one is a no-op)
+ *   MEMBER_DIR    u64 id, u64 directory_id: the data directory member @id
+ *                 runs on (DATA/identity); 0 forgets it (member replace)
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -44,6 +49,8 @@ enum cmd_type {
     CMD_MEMBER_SET = 4,
     CMD_MEMBER_DEL = 5,
     CMD_GROUP_COMMIT = 6,
+    CMD_CLUSTER_ID = 9,
+    CMD_MEMBER_DIR = 10,
 };
 
 #define CMD_NO_EXPECT UINT64_MAX
@@ -70,6 +77,8 @@ void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void cmd_encode_member_del(struct buf *b, uint64_t id);
 void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset);
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id);
+void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */

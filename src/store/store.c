@@ -1,11 +1,12 @@
 /* The node's state: topic catalog, member table, one log per topic; applies
  * committed commands deterministically.
  *
- * CATALOG FILE FORMAT, version 1 (DATA/catalog; also the snapshot body)
+ * CATALOG FILE FORMAT, version 2 (DATA/catalog; also the snapshot body)
  *
  *   offset size field
  *   0      4    magic "TLYC"
- *   4      4    format version (1)
+ *   4      4    format version (2; version 1 is read: it ends before the
+ *               version 2 fields and means none of them)
  *   8      8    index: Raft index of the last catalog change (file), or the
  *               snapshot index (snapshot)
  *   16     4    n_topics, then per topic:
@@ -21,6 +22,10 @@
  *          4    n_groups, then per group: str group, str topic, u64 offset
  *          1    has_keys: 0 in the file, 1 in a snapshot, where the key
  *               index of each topic follows, in topic order (keys.h)
+ *   version 2:
+ *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
+ *          4    n_dirs, then per member: u64 id, u64 directory_id
+ *               (CMD_MEMBER_DIR)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -53,13 +58,20 @@
 #include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
-#define STORE__VERSION 1
+#define STORE__VERSION 2
+#define STORE__VERSION_MIN 1
 
 /* The committed position of one consumer group on one topic. */
 struct store__group {
     char group[STORE_NAME_MAX];
     char topic[STORE_NAME_MAX];
     uint64_t offset;
+};
+
+/* The data directory a member runs on. */
+struct store__dir {
+    uint64_t id;
+    uint64_t directory_id;
 };
 
 struct store {
@@ -70,6 +82,9 @@ struct store {
     struct store_topic *topics;      /* in creation order */
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
+    uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
+    struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
+    unsigned n_dirs;
     store_append_hook hook;
     void *hook_arg;
     struct buf scratch;              /* stamped copy of a batch being appended */
@@ -634,6 +649,17 @@ static void store__encode_head(const struct store *s, uint64_t index, struct buf
     }
 }
 
+/* The version 2 fields, after the key indexes. */
+static void store__encode_tail(const struct store *s, struct buf *b)
+{
+    buf_put_u64(b, s->cluster_id);
+    buf_put_u32(b, s->n_dirs);
+    for (unsigned i = 0; i < s->n_dirs; i++) {
+        buf_put_u64(b, s->dirs[i].id);
+        buf_put_u64(b, s->dirs[i].directory_id);
+    }
+}
+
 static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
                                   struct buf *b)
 {
@@ -644,6 +670,7 @@ static void store__encode_catalog(const struct store *s, uint64_t index, bool wi
             keys_encode(&t->keys, b);
         }
     }
+    store__encode_tail(s, b);
     if (buf_ok(b)) {
         buf_put_u64(b, codec_checksum(b->data, b->len));
     }
@@ -661,6 +688,9 @@ struct store__catalog {
     struct store__group *groups;
     unsigned n_groups;
     bool has_keys;           /* topics' keys were decoded */
+    uint64_t cluster_id;     /* version 2 */
+    struct store__dir dirs[STORE_MAX_MEMBERS];
+    unsigned n_dirs;
 };
 
 static void store__catalog_free(struct store__catalog *c)
@@ -694,9 +724,9 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         return ERR_CORRUPT(errmsg, "bad catalog magic");
     }
     uint32_t version = rd_u32(&r);
-    if (version != STORE__VERSION) {
-        err_printf(errmsg, "catalog format version %u unknown (this build reads %u)", version,
-                   STORE__VERSION);
+    if (version < STORE__VERSION_MIN || version > STORE__VERSION) {
+        err_printf(errmsg, "catalog format version %u unknown (this build reads %u to %u)",
+                   version, STORE__VERSION_MIN, STORE__VERSION);
         return TALLY_VERSION;
     }
     c->index = rd_u64(&r);
@@ -781,6 +811,17 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         if (keys_decode(&t->keys, &r) == TALLY_NOMEM) {
             store__catalog_free(c);
             return TALLY_NOMEM;
+        }
+    }
+    if (version >= 2 && rd_ok(&r)) {
+        c->cluster_id = rd_u64(&r);
+        c->n_dirs = rd_u32(&r);
+        if (c->n_dirs > STORE_MAX_MEMBERS) {
+            r.bad = true;
+        }
+        for (unsigned i = 0; i < c->n_dirs && rd_ok(&r); i++) {
+            c->dirs[i].id = rd_u64(&r);
+            c->dirs[i].directory_id = rd_u64(&r);
         }
     }
     if (!rd_ok(&r) || r.left != 0) {
@@ -909,6 +950,9 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         c.topics = NULL;
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        s->cluster_id = c.cluster_id;
+        memcpy(s->dirs, c.dirs, sizeof c.dirs);
+        s->n_dirs = c.n_dirs;
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
@@ -1126,6 +1170,75 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     }
     s->catalog_index = index;
     return store__write_catalog(s, errmsg);
+}
+
+/* CLUSTER_ID: the first one applied stays. */
+static int store__cluster_id(struct store *s, uint64_t index, struct rd *body,
+                             struct store_item_result *res, char *errmsg)
+{
+    uint64_t id = rd_u64(body);
+    if (!rd_ok(body) || id == 0) {
+        store__result(res, TALLY_INVAL, "invalid cluster id");
+        return 0;
+    }
+    if (s->cluster_id != 0) {
+        return 0;
+    }
+    s->cluster_id = id;
+    TLOG_INFO("store", "cluster id %016llx (index %llu)", (unsigned long long)id,
+              (unsigned long long)index);
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+/* MEMBER_DIR: record (or, with 0, forget) a member's data directory. */
+static int store__member_dir(struct store *s, uint64_t index, struct rd *body,
+                             struct store_item_result *res, char *errmsg)
+{
+    uint64_t id = rd_u64(body), dir = rd_u64(body);
+    unsigned i;
+    if (!rd_ok(body) || id == 0) {
+        store__result(res, TALLY_INVAL, "invalid member");
+        return 0;
+    }
+    for (i = 0; i < s->n_dirs && s->dirs[i].id != id; i++) {
+    }
+    if (dir == 0) {
+        if (i < s->n_dirs) {
+            s->dirs[i] = s->dirs[--s->n_dirs];
+        }
+        TLOG_INFO("store", "member %llu: its data directory is forgotten (replaced)",
+                  (unsigned long long)id);
+    } else {
+        if (i == s->n_dirs) {
+            if (s->n_dirs == STORE_MAX_MEMBERS) {
+                store__result(res, TALLY_INVAL, "too many members");
+                return 0;
+            }
+            s->n_dirs++;
+        }
+        s->dirs[i].id = id;
+        s->dirs[i].directory_id = dir;
+        TLOG_INFO("store", "member %llu: data directory %016llx recorded",
+                  (unsigned long long)id, (unsigned long long)dir);
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+uint64_t store_cluster_id(struct store *s)
+{
+    return s->cluster_id;
+}
+
+uint64_t store_member_dir(struct store *s, uint64_t id)
+{
+    for (unsigned i = 0; i < s->n_dirs; i++) {
+        if (s->dirs[i].id == id) {
+            return s->dirs[i].directory_id;
+        }
+    }
+    return 0;
 }
 
 /* The conditions of one APPEND item, as they lie in the entry. */
@@ -1462,6 +1575,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             rv = store__group_commit(s, &body, &res->items[0]);
         }
         break;
+    case CMD_CLUSTER_ID:
+        if (index > s->catalog_index) {
+            rv = store__cluster_id(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_MEMBER_DIR:
+        if (index > s->catalog_index) {
+            rv = store__member_dir(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
                          (unsigned long long)index, type);
@@ -1567,6 +1690,7 @@ struct store_frozen {
     struct store *s;          /* the build touches only its file lock and marks */
     uint64_t index;
     struct buf head;          /* the catalog without key indexes */
+    struct buf tail;          /* the catalog's version 2 fields */
     struct store__frozen_topic *topics; /* in catalog order */
     unsigned n;
 };
@@ -1592,6 +1716,8 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
     }
     buf_init(&f->head);
     store__encode_head(s, index, &f->head);
+    buf_init(&f->tail);
+    store__encode_tail(s, &f->tail);
     for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
         struct store__frozen_topic *ft = &f->topics[f->n];
         ft->fd = -1;
@@ -1655,6 +1781,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     if (rv == 0) {
         buf_put(&cat, f->head.data, f->head.len);
         buf_put_u8(&cat, 0);
+        buf_put(&cat, f->tail.data, f->tail.len);
         if (buf_ok(&cat)) {
             buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
         }
@@ -1671,6 +1798,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         for (unsigned i = 0; i < f->n; i++) {
             keys_encode(&f->topics[i].keys, out);
         }
+        buf_put(out, f->tail.data, f->tail.len);
         if (buf_ok(out)) {
             buf_put_u64(out, codec_checksum(out->data, out->len));
         }
@@ -1702,6 +1830,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
     }
     free(f->topics);
     buf_free(&f->head);
+    buf_free(&f->tail);
     free(f);
 }
 
@@ -1854,6 +1983,11 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     if (rv == 0) {
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        if (c.cluster_id != 0 || s->cluster_id == 0) {
+            s->cluster_id = c.cluster_id;
+        }
+        memcpy(s->dirs, c.dirs, sizeof c.dirs);
+        s->n_dirs = c.n_dirs;
         free(s->groups);
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;

@@ -6,15 +6,17 @@
 #   TALLY_BUILD_DIR=build python3 test/integration/test_identity.py [NAME...]
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (TALLYD, Cluster, check, free_ports, parse_records,  # noqa: E402
-                     run_tests, wait_until)
+from harness import (TALLYD, Cluster, TestFailure, check, free_ports,  # noqa: E402
+                     parse_records, run_tests, wait_until)
 
 
 def run(cmd, timeout=60):
@@ -162,6 +164,141 @@ def test_peer_mismatch_reported():
         check(wrong not in body, f"node 1 agrees with its lines: {code} {body}")
 
 
+def log_of(c, i):
+    with open(c.nodes[i].log_path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def identity(c, i):
+    out = {}
+    try:
+        with open(os.path.join(c.nodes[i].data, "identity")) as f:
+            for line in f:
+                k, _, v = line.strip().partition(" ")
+                out[k] = v
+    except OSError:
+        pass
+    return out
+
+
+def wait_identities(c, ids, soft=False):
+    """Until every node of @ids knows the cluster id and has applied the
+    record of every member's data directory."""
+    def pred():
+        c.check_up()
+        for i in ids:
+            if identity(c, i).get("cluster_id", "0" * 16) == "0" * 16:
+                return False
+            log = log_of(c, i)
+            if any(f"member {m}: data directory" not in log for m in ids):
+                return False
+        return True
+    what = "every node to know the cluster id and every member's directory"
+    if soft:
+        settle(pred, 60, what)
+    else:
+        wait_until(pred, 60, what)
+
+
+def settle(pred, timeout, what):
+    """Wait up to @timeout s for @pred, without failing: the checks after
+    it say what went wrong (so that old code fails on the harm itself)."""
+    try:
+        wait_until(pred, timeout, what)
+        return True
+    except TestFailure:
+        print(f"# did not see: {what}", flush=True)
+        return False
+
+
+def produce(c, topic, prefix, n, ids=None):
+    vals = "".join(f"{prefix}{k}\n" for k in range(n))
+    c.tally_ok("produce", topic, input=vals.encode(), ids=ids)
+
+
+def test_lost_disk_rejoins_not_as_itself():
+    """Issue 23: a node that lost its disk and restarts with its usual line
+    (--bootstrap) does not count as its old self; no acknowledged record is
+    lost; after 'tally member replace' it holds everything and votes."""
+    with Cluster(n=3, name="ident-disk") as c:
+        c.start(timeout=60)
+        c.tally_ok("topic", "create", "t")
+        produce(c, "t", "a", 100)
+        wait_identities(c, [1, 2, 3], soft=True)
+        wait_until(lambda: c.tally("member", "transfer", "3").rc == 0 and c.leader() == 3, 60,
+                   "node 3 to lead")
+        c.kill(2)
+        produce(c, "t", "b", 100, ids=[1, 3])  # acknowledged: on 3 and 1
+        c.kill(1)
+        shutil.rmtree(c.nodes[1].data)
+        os.makedirs(c.nodes[1].data)
+        c.restart(1)  # the same command line, --bootstrap included
+        settle(lambda: "not bootstrapping" in log_of(c, 1), 30,
+               "node 1 to refuse to form a new cluster")
+        c.kill(3)
+        c.restart(2)
+        settle(lambda: "refusing the raft connection to node 1" in log_of(c, 2), 30,
+               "node 2 to refuse node 1's new directory")
+        # Nodes 1 and 2 must not form a majority: node 1 is not its old self.
+        for _ in range(10):
+            c.check_up()
+            check(c.leader(ids=[1, 2]) == 0, "nodes 1 and 2 elected a leader without node 3")
+            time.sleep(1)
+        c.restart(3)
+        leader = c.wait_leader(timeout=60, ids=[2, 3])
+        check(leader in (2, 3), "a leader among 2 and 3")
+        recs = parse_records(c.read_node("t", leader, 200, ids=[2, 3]))
+        check([v for _, v in recs] == [f"a{k}".encode() for k in range(100)] +
+              [f"b{k}".encode() for k in range(100)], "every acknowledged record is kept")
+        check("not bootstrapping" in log_of(c, 1), "node 1 said why it did not bootstrap")
+        log2 = log_of(c, 2)
+        check("refusing the raft connection to node 1" in log2 and "tally member replace 1"
+              in log2, "node 2 said why it refuses node 1, and the remedy")
+        r = c.tally("member", "replace", "1", f"{c.nodes[1].client}/{c.nodes[1].raft}",
+                    "--wait-timeout", "120", ids=[2, 3], timeout=180)
+        check(r.rc == 0, f"member replace: {r!r}")
+        recs = parse_records(c.read_node("t", 1, 200, ids=[1]))
+        check(len(recs) == 200, "node 1 holds every record after its replacement")
+        c.kill(2)  # node 1 must vote now: 1 and 3 are the majority
+        c.wait_leader(timeout=60, ids=[1, 3])
+        produce(c, "t", "c", 10, ids=[1, 3])
+        recs = parse_records(c.read_node("t", 1, 210, ids=[1]))
+        check(len(recs) == 210, "nodes 1 and 3 keep writing")
+
+
+def test_other_cluster_refused():
+    """A data directory of another cluster at a member's addresses is refused
+    on both sides, with both cluster ids in the logs."""
+    with Cluster(n=3, name="ident-cluster") as c:
+        c.start(timeout=60)
+        c.tally_ok("topic", "create", "old")
+        wait_identities(c, [1, 2, 3])
+        old_id = identity(c, 3)["cluster_id"]
+        for i in (1, 2, 3):
+            c.stop(i)
+        saved = os.path.join(c.tmp, "old-node3")
+        shutil.copytree(c.nodes[3].data, saved)
+        for i in (1, 2, 3):
+            shutil.rmtree(c.nodes[i].data)
+            os.makedirs(c.nodes[i].data)
+        c.start(timeout=60)
+        wait_identities(c, [1, 2, 3])
+        new_id = identity(c, 1)["cluster_id"]
+        check(new_id != old_id, "a new cluster gets a new id")
+        c.stop(3)
+        shutil.rmtree(c.nodes[3].data)
+        shutil.copytree(saved, c.nodes[3].data)
+        c.restart(3)
+        wait_until(lambda: f"belongs to cluster {old_id}" in log_of(c, 1) + log_of(c, 2), 60,
+                   "nodes 1 or 2 to refuse node 3 of the old cluster")
+        wait_until(lambda: f"belongs to cluster {new_id}" in log_of(c, 3), 60,
+                   "node 3 to refuse the new cluster")
+        c.tally_ok("topic", "create", "new", ids=[1, 2])
+        r = c.tally("topic", "list", ids=[3])
+        check(b"new" not in r.out, f"node 3 got nothing from the new cluster: {r!r}")
+
+
 if __name__ == "__main__":
     run_tests([test_failed_first_start_writes_nothing, test_wrong_id_refused,
-               test_raft_port_taken, test_peer_mismatch_reported])
+               test_raft_port_taken, test_peer_mismatch_reported,
+               test_lost_disk_rejoins_not_as_itself, test_other_cluster_refused])
