@@ -430,9 +430,21 @@ static void node__identity_tick(struct node *n)
     }
     buf_init(&entry);
     if (cluster == 0 && !n->cluster_id_pending) {
+        /* The first leader of a cluster: its id, and for a restored
+         * cluster the restored state, so that a node that joins later gets
+         * it through Raft like everything else (docs/operations.md 14). */
         uint64_t id = n->ident.cluster_id != 0 ? n->ident.cluster_id : ident_random();
-        cmd_encode_cluster_id(&entry, id);
-        n->cluster_id_pending = node__ident_propose(n, &entry, -1);
+        struct buf restored;
+        buf_init(&restored);
+        if (store_describe_restored(n->fsm.store, &restored) == 0) {
+            if (restored.len > 0) {
+                TLOG_INFO("raft", "describing the restored state through Raft (%zu bytes)",
+                          restored.len);
+            }
+            cmd_encode_cluster_id(&entry, id, &restored);
+            n->cluster_id_pending = node__ident_propose(n, &entry, -1);
+        }
+        buf_free(&restored);
         buf_free(&entry);
     }
     if (store_member_dir(n->fsm.store, n->id) == 0 && n->ident.directory_id != 0) {
@@ -828,7 +840,11 @@ int node_role(struct node *n)
 
 bool node_ready(struct node *n)
 {
-    return n->ready && !n->closing && raft_state(&n->raft) == RAFT_LEADER;
+    /* Not before the cluster has its id: the first leader's first entry
+     * (with the restored state of a restored cluster) comes before any
+     * write. */
+    return n->ready && !n->closing && raft_state(&n->raft) == RAFT_LEADER &&
+           store_cluster_id(n->fsm.store) != 0;
 }
 
 uint64_t node_id(struct node *n)

@@ -195,6 +195,9 @@ static void srv__check_peers(struct srv *s)
     size_t len = 0;
     unsigned n = node_members(s->node, members, NODE_MAX_PEERS);
     const char *own = node_identity_problem(s->node);
+    if (own == NULL) {
+        own = store_divergence(s->store);
+    }
     if (own != NULL) {
         len = (size_t)snprintf(text, sizeof text, "%s", own);
     }

@@ -58,10 +58,12 @@ void cmd_encode_member_del(struct buf *b, uint64_t id)
     cmd__end(b, start);
 }
 
-void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id)
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored)
 {
     size_t start = cmd__begin(b, CMD_CLUSTER_ID);
     buf_put_u64(b, cluster_id);
+    buf_put_blob(b, restored != NULL ? restored->data : NULL,
+                 restored != NULL ? (uint32_t)restored->len : 0);
     cmd__end(b, start);
 }
 

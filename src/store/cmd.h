@@ -25,9 +25,14 @@
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
  *   GROUP_COMMIT  str group, str topic, u64 offset
- *   CLUSTER_ID    u64 cluster_id: the cluster's identity, proposed by the
- *                 first leader of a cluster that has none; the first one
- *                 applied stays (a later one is a no-op)
+ *   CLUSTER_ID    u64 cluster_id, blob restored: the cluster's identity,
+ *                 proposed by the first leader of a cluster that has none;
+ *                 the first one applied stays (a later one is a no-op).
+ *                 @restored (empty unless the cluster was restored from a
+ *                 backup) is the restored state as a catalog with key
+ *                 indexes (store.c format): a node that joins later
+ *                 creates the restored topics from it and backfills their
+ *                 history from a peer; a node that holds them checks them
  *   MEMBER_DIR    u64 id, u64 directory_id: the data directory member @id
  *                 runs on (DATA/identity); 0 forgets it (member replace)
  */
@@ -77,7 +82,7 @@ void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void cmd_encode_member_del(struct buf *b, uint64_t id);
 void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset);
-void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id);
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
 void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 
 /* APPEND is built incrementally (group commit adds items as they come):

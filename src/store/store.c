@@ -83,6 +83,7 @@ struct store {
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
     uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
+    char divergence[384];            /* store_divergence, "" when none */
     struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
     unsigned n_dirs;
     store_append_hook hook;
@@ -1173,10 +1174,91 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
 }
 
 /* CLUSTER_ID: the first one applied stays. */
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg);
+
+/* The restored state described by the first leader of a restored cluster
+ * (CMD_CLUSTER_ID): a node that lacks a restored topic creates it, its
+ * history to be backfilled from a peer, with the described producers and
+ * key versions; a node that holds it checks that it is the same. Group
+ * positions it lacks are taken. */
+static int store__adopt_restored(struct store *s, uint64_t index, const uint8_t *p, uint32_t n,
+                                 char *errmsg)
+{
+    struct store__catalog c;
+    uint32_t i = 0;
+    int rv = store__decode_catalog(p, n, &c, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "the restored state described at index %llu",
+                 (unsigned long long)index);
+        return rv;
+    }
+    for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+        struct store_topic *t = store_topic_find(s, ct->name);
+        if (ct->created_index != 0) {
+            continue;
+        }
+        if (t != NULL) {
+            uint64_t next = log_next_offset(t->log);
+            if (t->created_index != 0 || next != c.next_offsets[i]) {
+                snprintf(s->divergence, sizeof s->divergence,
+                         "topic %s differs from the cluster's restored state (index %llu): "
+                         "this node has it %s%llu, the leader's description ends at %llu; "
+                         "this node's catalog is not the cluster's: rebuild it (tally member "
+                         "replace)", ct->name, (unsigned long long)index,
+                         t->created_index != 0 ? "created after the restore, ending at "
+                                               : "ending at ",
+                         (unsigned long long)next, (unsigned long long)c.next_offsets[i]);
+                TLOG_ERROR("store", "%s", s->divergence);
+            }
+            continue;
+        }
+        rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
+        if (t == NULL) {
+            break;
+        }
+        store__take_tables(t, ct);
+        t->floor_index = index;
+        TLOG_WARN("store", "topic %s: restored before this node joined; its history %llu..%llu "
+                  "comes from a peer (backfill)", t->name, (unsigned long long)t->missing_from,
+                  (unsigned long long)t->missing_to);
+    }
+    for (unsigned g = 0; g < c.n_groups && rv == 0; g++) {
+        uint64_t have;
+        if (!store_group_offset(s, c.groups[g].group, c.groups[g].topic, &have)) {
+            rv = store_import_group(s, c.groups[g].group, c.groups[g].topic, c.groups[g].offset,
+                                    errmsg);
+        }
+    }
+    store__catalog_free(&c);
+    return rv;
+}
+
+int store_describe_restored(struct store *s, struct buf *out)
+{
+    bool any = false;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        any = any || t->created_index == 0;
+    }
+    out->len = 0;
+    if (any) {
+        store__encode_catalog(s, s->applied_index, true, out);
+    }
+    return buf_ok(out) ? 0 : TALLY_NOMEM;
+}
+
+const char *store_divergence(struct store *s)
+{
+    return s->divergence[0] != '\0' ? s->divergence : NULL;
+}
+
 static int store__cluster_id(struct store *s, uint64_t index, struct rd *body,
                              struct store_item_result *res, char *errmsg)
 {
     uint64_t id = rd_u64(body);
+    uint32_t n = 0;
+    const uint8_t *restored = rd_blob(body, &n);
+    int rv;
     if (!rd_ok(body) || id == 0) {
         store__result(res, TALLY_INVAL, "invalid cluster id");
         return 0;
@@ -1185,8 +1267,11 @@ static int store__cluster_id(struct store *s, uint64_t index, struct rd *body,
         return 0;
     }
     s->cluster_id = id;
-    TLOG_INFO("store", "cluster id %016llx (index %llu)", (unsigned long long)id,
-              (unsigned long long)index);
+    TLOG_INFO("store", "cluster id %016llx (index %llu)%s", (unsigned long long)id,
+              (unsigned long long)index, n > 0 ? ", with the restored state" : "");
+    if (n > 0 && (rv = store__adopt_restored(s, index, restored, n, errmsg)) != 0) {
+        return rv;
+    }
     s->catalog_index = index;
     return store__write_catalog(s, errmsg);
 }
@@ -1892,6 +1977,36 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
     return rv;
 }
 
+/* Add topic @ct of a decoded catalog (snapshot, restored state) that this
+ * node lacks: its log starts empty at @next, and [@start, @next) is the
+ * history it lacks, which a backfill fetches from a peer. *out NULL when
+ * out of memory. The caller takes the tables (store__take_tables). */
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg)
+{
+    struct store_topic *t = calloc(1, sizeof *t);
+    struct store_topic **tail = &s->topics;
+    int rv;
+    *out = t;
+    if (t == NULL) {
+        return TALLY_NOMEM;
+    }
+    *t = *ct;
+    t->next = NULL;
+    t->log = NULL; /* (producers and keys still shared with @ct: take them) */
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = t;
+    t->missing_from = t->missing_to = 0;
+    rv = store__open_topic(s, t, next, next, errmsg);
+    if (next > start) {
+        t->missing_from = start;
+        t->missing_to = next;
+    }
+    return rv;
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -1947,24 +2062,9 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
         struct store_topic *t = store_topic_find(s, ct->name);
         if (t == NULL) {
-            t = calloc(1, sizeof *t);
+            rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
             if (t == NULL) {
-                rv = TALLY_NOMEM;
                 break;
-            }
-            *t = *ct;
-            t->next = NULL;
-            t->log = NULL;
-            struct store_topic **tail = &s->topics;
-            while (*tail != NULL) {
-                tail = &(*tail)->next;
-            }
-            *tail = t;
-            t->missing_from = t->missing_to = 0;
-            rv = store__open_topic(s, t, c.next_offsets[i], c.next_offsets[i], errmsg);
-            if (c.next_offsets[i] > c.start_offsets[i]) {
-                t->missing_from = c.start_offsets[i];
-                t->missing_to = c.next_offsets[i];
             }
         } else if (log_next_offset(t->log) < c.next_offsets[i]) {
             rv = log_reset(t->log, c.next_offsets[i], errmsg);

@@ -550,10 +550,10 @@ static void test_cluster_identity(void **state)
     char *dir2;
     assert_int_equal(store_cluster_id(f->s), 0);
     buf_init(&e);
-    cmd_encode_cluster_id(&e, 0xabcdef);
+    cmd_encode_cluster_id(&e, 0xabcdef, NULL);
     assert_int_equal(apply(f, 2, &e, NULL), 0);
     e.len = 0;
-    cmd_encode_cluster_id(&e, 0x1234);
+    cmd_encode_cluster_id(&e, 0x1234, NULL);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     assert_int_equal(store_cluster_id(f->s), 0xabcdef);
     e.len = 0;
