@@ -297,6 +297,9 @@ struct tally_fetch_result {
     uint64_t start_offset;   /* first offset still stored there */
     uint64_t applied_index;  /* answering node's applied Raft index */
     void *impl;              /* private: the raw batches */
+    int possibly_stale;      /* 1: the answering node knew no leader, so the
+                              * answer may miss acknowledged writes (not set
+                              * for a linearizable fetch, which fails then) */
 };
 
 struct tally_fetch_options {
@@ -304,7 +307,18 @@ struct tally_fetch_options {
     uint32_t max_wait_ms; /* long-poll: wait this long for new data */
     uint64_t min_index;  /* wait until the node has applied this index */
     const char *node;    /* "HOST:PORT" to read from (borrowed), NULL = any */
+    int linearizable;    /* 1: first confirm with the leader (tally_read_index)
+                          * and read at that index: the answer includes every
+                          * write acknowledged before the call, or the fetch
+                          * fails (no leader, no quorum) */
 };
+
+/* The leader confirms it still leads (a Raft barrier) and gives its
+ * applied index in *index: every write acknowledged before this call is at
+ * or below it. Fetching with min_index = *index (from any node) is a
+ * linearizable read. Fails (TALLY_TIMEOUT, TALLY_UNAVAILABLE...) when no
+ * leader can confirm, e.g. in a minority partition. */
+TALLY_API int tally_read_index(tally_client *c, uint64_t *index);
 
 TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
 

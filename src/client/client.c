@@ -1331,6 +1331,7 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
     o->max_wait_ms = 0;
     o->min_index = 0;
     o->node = NULL;
+    o->linearizable = 0;
 }
 
 TALLY_API void tally_fetch_result_free(struct tally_fetch_result *res)
@@ -1512,6 +1513,32 @@ static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
     return any;
 }
 
+TALLY_API int tally_read_index(tally_client *c, uint64_t *index)
+{
+    static const char what[] = "read index (confirm the leader)";
+    struct proto_read_index_req m = {0};
+    struct client__op op;
+    struct client__reply rep;
+    struct proto_done_resp d;
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    start = client__begin(c, PROTO_READ_INDEX);
+    proto_put_read_index_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    client__op_init(c, &op, what, true);
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    *index = d.raft_index;
+    return 0;
+}
+
 TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
                           const struct tally_fetch_options *opts, struct tally_fetch_result *res)
 {
@@ -1537,6 +1564,17 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
         tally_fetch_options_init(&def);
         opts = &def;
     }
+    uint64_t min_index = opts->min_index;
+    if (opts->linearizable) {
+        uint64_t index = 0;
+        if ((rv = tally_read_index(c, &index)) != 0) {
+            char why[sizeof c->errmsg];
+            snprintf(why, sizeof why, "%s", c->errmsg);
+            err_printf(c->errmsg, "%s (linearizable): %s", what, why);
+            return rv;
+        }
+        min_index = index > min_index ? index : min_index;
+    }
     client__op_init(c, &op, what, false);
     if (opts->node != NULL) {
         int i = client__node_add(c, opts->node, strlen(opts->node));
@@ -1549,7 +1587,7 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     /* The answer may legitimately take the long-poll time, or the
      * server's default wait for min_index, on top of the usual timeout. */
     wait = opts->max_wait_ms;
-    if (opts->min_index > 0 && wait == 0) {
+    if (min_index > 0 && wait == 0) {
         wait = CLIENT__MIN_INDEX_WAIT_MS;
     }
     op.deadline += wait;
@@ -1559,7 +1597,7 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     m.offset = offset;
     m.max_bytes = opts->max_bytes ? opts->max_bytes : CLIENT__DEFAULT_FETCH_BYTES;
     m.max_wait_ms = opts->max_wait_ms;
-    m.min_index = opts->min_index;
+    m.min_index = min_index;
     int via = op.only >= 0 ? op.only : c->read_pref;
     if (client__take_ahead(c, via, &m, op.deadline, &rep)) {
         c->read_pref = via; /* as client__call does for the node that answers a read */
@@ -1596,6 +1634,7 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     res->high_offset = fr.next_offset;
     res->start_offset = fr.start_offset;
     res->applied_index = fr.applied_index;
+    res->possibly_stale = !opts->linearizable && (rep.f.flags & PROTO_FLAG_NO_LEADER) != 0;
     rv = client__decode_batches(c, what, fr.batches, fr.batches_len, offset, res, impl);
     if (rv != 0) {
         tally_fetch_result_free(res);

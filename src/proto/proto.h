@@ -40,6 +40,9 @@
 
 #define PROTO_FLAG_RESPONSE 0x01u
 #define PROTO_FLAG_ERROR 0x02u
+/* On a FETCH response: the answering node knew no leader, so its answer
+ * may miss acknowledged writes (possibly stale). Older clients ignore it. */
+#define PROTO_FLAG_NO_LEADER 0x04u
 
 #define PROTO_NAME_MAX 256  /* topic names: 1..255 bytes */
 #define PROTO_ADDR_MAX 64   /* "255.255.255.255:65535" and more */
@@ -62,7 +65,8 @@ enum proto_type {
     PROTO_BACKUP_CUT = 14,
     PROTO_MEMBER_PROMOTE = 15,
     PROTO_MEMBER_REPLACE = 20,
-    PROTO__TYPE_MAX = 20,
+    PROTO_READ_INDEX = 21,
+    PROTO__TYPE_MAX = 21,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -178,6 +182,11 @@ void proto_end_frame(struct buf *b, size_t start);
  * configuration and forget its directory, so that it can be added again
  * (MEMBER_ADD, catch-up, MEMBER_PROMOTE) on its new one. */
 #define PROTO_SCHEMA_MEMBER_REPLACE_REQ(X) X(u64, id)
+/* READ_INDEX: the leader confirms it still leads (a Raft barrier) and
+ * answers DONE_RESP with its applied index, which covers every write
+ * acknowledged before the request: a FETCH with that min_index, from any
+ * node, is a linearizable read. */
+#define PROTO_SCHEMA_READ_INDEX_REQ(X) X(u8, unused)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -255,6 +264,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
     X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
     X(member_replace_req, MEMBER_REPLACE_REQ)                                  \
+    X(read_index_req, READ_INDEX_REQ)                                          \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

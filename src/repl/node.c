@@ -466,6 +466,49 @@ static void node__identity_tick(struct node *n)
     }
 }
 
+struct node__read {
+    struct raft_barrier req;
+    struct node *n;
+    node_index_cb cb;
+    void *arg;
+};
+
+static void node__read_cb(struct raft_barrier *req, int status)
+{
+    struct node__read *rd = req->data;
+    struct node *n = rd->n;
+    if (status == 0 && raft_state(&n->raft) != RAFT_LEADER) {
+        status = RAFT_LEADERSHIPLOST;
+    }
+    rd->cb(rd->arg, node_map_error(status), status == 0 ? raft_last_applied(&n->raft) : 0);
+    free(rd);
+}
+
+int node_read_index(struct node *n, node_index_cb cb, void *arg)
+{
+    struct node__read *rd;
+    int rv;
+    if (n->closing) {
+        return TALLY_SHUTDOWN;
+    }
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        return TALLY_NOTLEADER;
+    }
+    if ((rd = calloc(1, sizeof *rd)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    rd->n = n;
+    rd->cb = cb;
+    rd->arg = arg;
+    rd->req.data = rd;
+    rv = raft_barrier(&n->raft, &rd->req, node__read_cb);
+    if (rv != 0) {
+        free(rd);
+        return node_map_error(rv);
+    }
+    return 0;
+}
+
 const char *node_identity_problem(struct node *n)
 {
     return n->identity_problem[0] != '\0' ? n->identity_problem : NULL;

@@ -122,6 +122,13 @@ const char *node_member_elsewhere(struct node *n, uint64_t id, const char *raft_
 int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 
+/* Linearizable reads: confirm that this node still leads (a Raft barrier
+ * in the current term, committed by a majority), then @cb(arg, 0, applied
+ * index), which covers every write acknowledged before the call; or a
+ * TALLY_* status (TALLY_NOTLEADER, TALLY_LEADERSHIP_LOST). */
+typedef void (*node_index_cb)(void *arg, int status, uint64_t index);
+int node_read_index(struct node *n, node_index_cb cb, void *arg);
+
 /* A problem with this node's identity (refused peers, a data directory
  * the cluster does not know as this node's), or NULL. */
 const char *node_identity_problem(struct node *n);

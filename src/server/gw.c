@@ -422,11 +422,15 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_INVAL, "invalid topic name '%s': use 1-249 of [A-Za-z0-9._-]", m.name);
         return;
     }
-    if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.segment_bytes < 0 ||
-        (m.segment_bytes > 0 && m.segment_bytes < 4096) || m.retention_ms < -1 ||
-        m.retention_bytes < -1) {
-        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, segment_bytes 0 or >= 4096, "
-                                  "retention -1 or >= 0)");
+    if (m.segment_bytes != 0 && (m.segment_bytes < (int64_t)LOG_SEGMENT_BYTES_MIN ||
+                                 m.segment_bytes > (int64_t)LOG_SEGMENT_BYTES_MAX)) {
+        gw__error(r, TALLY_INVAL, "segment size %lld is out of range: 0 (the node's "
+                  "segment_bytes) or %u (4K) to %u (1G), the same range as segment_bytes",
+                  (long long)m.segment_bytes, LOG_SEGMENT_BYTES_MIN, LOG_SEGMENT_BYTES_MAX);
+        return;
+    }
+    if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.retention_ms < -1 || m.retention_bytes < -1) {
+        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, retention -1 or >= 0)");
         return;
     }
     if (!gw__can_write(gw, r)) {
@@ -634,7 +638,11 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         .batches = NULL,
         .batches_len = 0,
     };
-    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    /* A node that knows no leader may be cut off from newer writes: say
+     * so, and let the client warn (docs/protocol.md, FETCH). */
+    uint8_t flags = PROTO_FLAG_RESPONSE |
+                    (node_leader_id(gw->node) == 0 ? PROTO_FLAG_NO_LEADER : 0);
+    size_t start = proto_begin_frame(&r->resp, r->type, flags, r->id);
     proto_put_fetch_resp(&r->resp, &resp);
     proto_end_frame(&r->resp, start);
     if (sl.len > 0 && buf_ok(&r->resp)) {
@@ -983,6 +991,43 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
     }
 }
 
+/* READ_INDEX: a barrier confirms this node still leads; the answer is
+ * its applied index then. */
+static void gw__read_index_done(void *arg, int status, uint64_t index)
+{
+    struct req *r = arg;
+    if (r->conn == NULL) {
+        conn_complete(r);
+    } else if (status != 0) {
+        gw__error(r, status, "read index: %s (leadership could not be confirmed; retry)",
+                  tally_strerror(status));
+    } else {
+        struct proto_done_resp m = {index};
+        size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+        proto_put_done_resp(&r->resp, &m);
+        proto_end_frame(&r->resp, start);
+        conn_complete(r);
+    }
+}
+
+static void gw__read_index(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_read_index_req m;
+    int rv;
+    if (proto_get_read_index_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed READ_INDEX");
+        return;
+    }
+    if (gw->node == NULL || !node_ready(gw->node)) {
+        gw__not_leader(gw, r);
+        return;
+    }
+    rv = node_read_index(gw->node, gw__read_index_done, r);
+    if (rv != 0) {
+        gw__error(r, rv, "read index: %s", tally_strerror(rv));
+    }
+}
+
 /* MEMBER_REPLACE: the member's directory was lost; remove it from the
  * configuration (if it is in it), then forget its recorded directory. The
  * client then adds it again as for a new node (standby, catch-up,
@@ -1119,6 +1164,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_MEMBER_REPLACE:
         gw__member_replace(gw, r, &rd);
+        break;
+    case PROTO_READ_INDEX:
+        gw__read_index(gw, r, &rd);
         break;
     case PROTO_OFFSET_FOR_TIME:
         gw__offset_for_time(gw, r, &rd);
