@@ -716,8 +716,9 @@ void cfg_usage(FILE *out)
             "    --peer 1=127.0.0.1:7001/127.0.0.1:7101 --peer 2=127.0.0.1:7002/127.0.0.1:7102 \\\n"
             "    --peer 3=127.0.0.1:7003/127.0.0.1:7103 --bootstrap\n"
             "\n"
-            "Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 on bad flags or an\n"
-            "unusable data directory, 1 on a runtime failure. See docs/configuration.md.\n");
+            "Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 on bad flags, an\n"
+            "unusable data directory, another node's data directory or an address in use\n"
+            "(nothing written then), 1 on a runtime failure. See docs/configuration.md.\n");
 }
 
 enum {

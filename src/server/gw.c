@@ -929,8 +929,6 @@ static void gw__member_addr_done(void *arg, int status, uint64_t index,
     gw__member_done(op, status, tally_strerror(status));
 }
 
-static void gw__replace_removed(void *arg, int status, const char *message);
-
 static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct gw__member_op *op = calloc(1, sizeof *op);
@@ -980,8 +978,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             return;
         }
         op->id = m.id;
-        /* A removed member's directory is forgotten too (as by replace). */
-        rv = r->type == PROTO_MEMBER_REMOVE ? node_remove(gw->node, m.id, gw__replace_removed, op)
+        rv = r->type == PROTO_MEMBER_REMOVE    ? node_remove(gw->node, m.id, gw__member_done, op)
              : r->type == PROTO_MEMBER_PROMOTE ? node_promote(gw->node, m.id, gw__member_done, op)
                                                : node_transfer(gw->node, m.id, gw__member_done, op);
     }

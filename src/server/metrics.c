@@ -235,6 +235,9 @@ static void m__requests(struct metrics *m, struct buf *b)
     char tl[32];
     m__family(b, "tally_requests_total", "counter", "Client requests answered, by type.");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX && t < METRICS_MAX_TYPE; t++) {
+        if (strcmp(proto_type_name(t), "UNKNOWN") == 0) {
+            continue; /* a number no message uses */
+        }
         m__printf(b, "tally_requests_total{type=\"%s\"} %llu\n", m__type_label(t, tl, sizeof tl),
                   (unsigned long long)m->requests[t]);
     }

@@ -193,6 +193,9 @@ static void srv__check_peers(struct srv *s)
     struct node_member members[NODE_MAX_PEERS];
     char text[sizeof s->metrics.identity_problem] = "";
     size_t len = 0;
+    if (s->node == NULL || s->stopping) {
+        return; /* shutting down: the node may be gone */
+    }
     unsigned n = node_members(s->node, members, NODE_MAX_PEERS);
     const char *own = node_identity_problem(s->node);
     if (own == NULL) {
