@@ -388,6 +388,10 @@ struct tally_status {
     uint64_t commit_index;
     struct tally_member *members; /* owned by the status */
     size_t n_members;
+    /* Not empty when the members that answered disagree on the membership
+     * (a member's Raft address differs between their configurations): the
+     * first difference, as "node 1 has node 2 at A, node 3 has it at B". */
+    char disagreement[256];
 };
 
 /* Ask every known member for its own view and combine them. Succeeds when

@@ -1792,6 +1792,29 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     st->leader_id = best->md.leader_id;
     st->term = best->md.term;
     st->commit_index = best->md.commit_index;
+    st->disagreement[0] = '\0';
+    /* Two memberships in one cluster (issue: a first start that kept a
+     * mistyped --peer): compare every answer's configuration with the
+     * best one's. */
+    for (size_t i = 0; i < c->n_nodes && st->disagreement[0] == '\0'; i++) {
+        if (!ans[i].ok || &ans[i] == best) {
+            continue;
+        }
+        for (uint32_t k = 0; k < ans[i].md.n_members; k++) {
+            const struct proto_member *pm = &ans[i].members[k];
+            for (uint32_t j = 0; j < best->md.n_members; j++) {
+                const struct proto_member *bm = &best->members[j];
+                if (bm->id == pm->id && strcmp(bm->raft_addr, pm->raft_addr) != 0 &&
+                    st->disagreement[0] == '\0') {
+                    snprintf(st->disagreement, sizeof st->disagreement,
+                             "node %llu has node %llu at %s, node %llu has it at %s",
+                             (unsigned long long)best->md.node_id, (unsigned long long)bm->id,
+                             bm->raft_addr, (unsigned long long)ans[i].md.node_id,
+                             pm->raft_addr);
+                }
+            }
+        }
+    }
 
     /* Members: the configuration the best answer reports, each with its own
      * view, then any node that answered but is not in it. */

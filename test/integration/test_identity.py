@@ -164,6 +164,34 @@ def test_peer_mismatch_reported():
         check(wrong not in body, f"node 1 agrees with its lines: {code} {body}")
 
 
+def test_two_memberships_reported():
+    """A node that bootstrapped alone with a mistyped --peer holds another
+    membership than the others: tally status and the node itself say so."""
+    with Cluster(name="ident-two") as c:
+        bad_port = free_ports(1)[0]
+        good = c.argv(3)
+        bad = [a.replace(c.nodes[2].raft, f"127.0.0.1:{bad_port}") for a in good]
+        p = subprocess.Popen(bad, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: os.path.exists(os.path.join(c.nodes[3].data, "raft",
+                                                           "metadata1")) or
+                       os.path.exists(os.path.join(c.nodes[3].data, "raft", "metadata2")),
+                       30, "node 3 to bootstrap alone")
+        finally:
+            p.kill()
+            p.wait(timeout=10)
+        c.start(timeout=60)
+        c.tally_ok("topic", "create", "t")
+
+        def said():
+            r = c.tally("status")
+            return r if b"disagree on the membership" in r.err else None
+        r = wait_until(said, 30, "tally status to report two memberships")
+        check(f"127.0.0.1:{bad_port}".encode() in r.err, f"it names the address: {r.err!r}")
+        wait_until(lambda: "membership disagrees" in log_of(c, 3), 30,
+                   "node 3 to say that its membership is not its --peer lines")
+
+
 def log_of(c, i):
     with open(c.nodes[i].log_path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -305,4 +333,5 @@ def test_other_cluster_refused():
 if __name__ == "__main__":
     run_tests([test_failed_first_start_writes_nothing, test_wrong_id_refused,
                test_raft_port_taken, test_peer_mismatch_reported,
-               test_lost_disk_rejoins_not_as_itself, test_other_cluster_refused])
+               test_lost_disk_rejoins_not_as_itself, test_other_cluster_refused,
+               test_two_memberships_reported])
