@@ -171,15 +171,16 @@ def test_two_memberships_reported():
         bad_port = free_ports(1)[0]
         good = c.argv(3)
         bad = [a.replace(c.nodes[2].raft, f"127.0.0.1:{bad_port}") for a in good]
-        p = subprocess.Popen(bad, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_until(lambda: os.path.exists(os.path.join(c.nodes[3].data, "raft",
-                                                           "metadata1")) or
-                       os.path.exists(os.path.join(c.nodes[3].data, "raft", "metadata2")),
-                       30, "node 3 to bootstrap alone")
-        finally:
-            p.kill()
-            p.wait(timeout=10)
+        first = os.path.join(c.tmp, "node3-first.log")
+        with open(first, "wb") as out:
+            p = subprocess.Popen(bad, stdout=out, stderr=out)
+            try:
+                # "started" comes after raft_start: the bootstrap is on disk.
+                wait_until(lambda: b"node 3 started on" in open(first, "rb").read(), 30,
+                           "node 3 to bootstrap alone")
+            finally:
+                p.kill()
+                p.wait(timeout=10)
         c.start(timeout=60)
         c.tally_ok("topic", "create", "t")
 
