@@ -297,21 +297,26 @@ struct tally_fetch_result {
     uint64_t start_offset;   /* first offset still stored there */
     uint64_t applied_index;  /* answering node's applied Raft index */
     void *impl;              /* private: the raw batches */
-    int possibly_stale;      /* 1: the answering node knew no leader, so the
-                              * answer may miss acknowledged writes (not set
-                              * for a linearizable fetch, which fails then) */
 };
+
+/* 1 if the node that answered @res knew no leader, so the answer may miss
+ * acknowledged writes (never for a linearizable fetch, which fails then);
+ * 0 otherwise. (An accessor, not a field, so that the struct keeps its
+ * size for programs built against an older tally.h.) */
+TALLY_API int tally_fetch_possibly_stale(const struct tally_fetch_result *res);
 
 struct tally_fetch_options {
     uint32_t max_bytes;  /* soft limit; at least one batch is returned */
     uint32_t max_wait_ms; /* long-poll: wait this long for new data */
     uint64_t min_index;  /* wait until the node has applied this index */
     const char *node;    /* "HOST:PORT" to read from (borrowed), NULL = any */
-    int linearizable;    /* 1: first confirm with the leader (tally_read_index)
-                          * and read at that index: the answer includes every
-                          * write acknowledged before the call, or the fetch
-                          * fails (no leader, no quorum) */
 };
+
+/* Linearizable reads on @c (@on 1) or not (0, the default): each
+ * tally_fetch first has the leader confirm (tally_read_index) and reads at
+ * that index, so its answer includes every write acknowledged before the
+ * call, or the fetch fails (no leader, no quorum). */
+TALLY_API void tally_set_linearizable(tally_client *c, int on);
 
 /* The leader confirms it still leads (a Raft barrier) and gives its
  * applied index in *index: every write acknowledged before this call is at
@@ -388,16 +393,17 @@ struct tally_status {
     uint64_t commit_index;
     struct tally_member *members; /* owned by the status */
     size_t n_members;
-    /* Not empty when the members that answered disagree on the membership
-     * (a member's Raft address differs between their configurations): the
-     * first difference, as "node 1 has node 2 at A, node 3 has it at B". */
-    char disagreement[256];
 };
 
 /* Ask every known member for its own view and combine them. Succeeds when
  * at least one member answered. Release with tally_status_free. */
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
 TALLY_API void tally_status_free(struct tally_status *st);
+/* After tally_status_get: "" when the members that answered agree on the
+ * membership, else the first difference (a member's Raft address differs
+ * between their configurations), as "node 1 has node 2 at A, node 3 has it
+ * at B". Valid until the next call on @c. */
+TALLY_API const char *tally_status_disagreement(tally_client *c);
 
 /* Membership changes, sent to the leader. @addr is
  * "CLIENT_HOST:PORT/RAFT_HOST:PORT" (borrowed for the call).

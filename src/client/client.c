@@ -112,6 +112,8 @@ struct tally_client {
     int timeout_ms;             /* per request */
     int leader;                 /* index of the last known leader, or -1 */
     int read_pref;              /* index of the node that answered the last read */
+    bool linearizable;          /* tally_set_linearizable */
+    char disagreement[256];     /* tally_status_disagreement */
     uint32_t next_id;           /* request id of the next request */
     struct buf req;             /* request frame being sent (owned, reused) */
     struct buf resp;            /* last response frame (owned, reused) */
@@ -1307,6 +1309,7 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
  * (uncompressed records point into it) and one decompressed copy per lz4
  * batch (their records point there). */
 struct client__fetch_impl {
+    bool possibly_stale;     /* tally_fetch_possibly_stale */
     uint8_t *frame;
     uint8_t **copies;
     size_t n_copies;
@@ -1331,7 +1334,17 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
     o->max_wait_ms = 0;
     o->min_index = 0;
     o->node = NULL;
-    o->linearizable = 0;
+}
+
+TALLY_API void tally_set_linearizable(tally_client *c, int on)
+{
+    c->linearizable = on != 0;
+}
+
+TALLY_API int tally_fetch_possibly_stale(const struct tally_fetch_result *res)
+{
+    const struct client__fetch_impl *impl = res->impl;
+    return impl != NULL && impl->possibly_stale ? 1 : 0;
 }
 
 TALLY_API void tally_fetch_result_free(struct tally_fetch_result *res)
@@ -1513,6 +1526,11 @@ static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
     return any;
 }
 
+TALLY_API const char *tally_status_disagreement(tally_client *c)
+{
+    return c->disagreement;
+}
+
 TALLY_API int tally_read_index(tally_client *c, uint64_t *index)
 {
     static const char what[] = "read index (confirm the leader)";
@@ -1565,7 +1583,7 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
         opts = &def;
     }
     uint64_t min_index = opts->min_index;
-    if (opts->linearizable) {
+    if (c->linearizable) {
         uint64_t index = 0;
         if ((rv = tally_read_index(c, &index)) != 0) {
             char why[sizeof c->errmsg];
@@ -1634,7 +1652,7 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     res->high_offset = fr.next_offset;
     res->start_offset = fr.start_offset;
     res->applied_index = fr.applied_index;
-    res->possibly_stale = !opts->linearizable && (rep.f.flags & PROTO_FLAG_NO_LEADER) != 0;
+    impl->possibly_stale = !c->linearizable && (rep.f.flags & PROTO_FLAG_NO_LEADER) != 0;
     rv = client__decode_batches(c, what, fr.batches, fr.batches_len, offset, res, impl);
     if (rv != 0) {
         tally_fetch_result_free(res);
@@ -1792,11 +1810,11 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     st->leader_id = best->md.leader_id;
     st->term = best->md.term;
     st->commit_index = best->md.commit_index;
-    st->disagreement[0] = '\0';
+    c->disagreement[0] = '\0';
     /* Two memberships in one cluster (issue: a first start that kept a
      * mistyped --peer): compare every answer's configuration with the
      * best one's. */
-    for (size_t i = 0; i < c->n_nodes && st->disagreement[0] == '\0'; i++) {
+    for (size_t i = 0; i < c->n_nodes && c->disagreement[0] == '\0'; i++) {
         if (!ans[i].ok || &ans[i] == best) {
             continue;
         }
@@ -1805,8 +1823,8 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
             for (uint32_t j = 0; j < best->md.n_members; j++) {
                 const struct proto_member *bm = &best->members[j];
                 if (bm->id == pm->id && strcmp(bm->raft_addr, pm->raft_addr) != 0 &&
-                    st->disagreement[0] == '\0') {
-                    snprintf(st->disagreement, sizeof st->disagreement,
+                    c->disagreement[0] == '\0') {
+                    snprintf(c->disagreement, sizeof c->disagreement,
                              "node %llu has node %llu at %s, node %llu has it at %s",
                              (unsigned long long)best->md.node_id, (unsigned long long)bm->id,
                              bm->raft_addr, (unsigned long long)ans[i].md.node_id,

@@ -451,7 +451,7 @@ int cmd_consume_main(int argc, char **argv)
 
         memset(&res, 0, sizeof res);
         rc = tally_fetch(client, topic, offset, &opts, &res);
-        if (rc == 0 && res.possibly_stale && !warned_stale) {
+        if (rc == 0 && tally_fetch_possibly_stale(&res) && !warned_stale) {
             fprintf(stderr, "tally consume: warning: the node that answered knows no leader "
                     "(cut off from the majority?): these records may miss acknowledged "
                     "writes; use --linearizable for a read that includes them\n");

@@ -209,9 +209,10 @@ int cmd_status_main(int argc, char **argv)
     } else {
         n_topics = 0;
     }
-    if (st.disagreement[0] != '\0') {
+    if (tally_status_disagreement(client)[0] != '\0') {
         fprintf(stderr, "tally status: warning: the members disagree on the membership (%s); "
-                "see docs/operations.md, Changing a member's address\n", st.disagreement);
+                "see docs/operations.md, Changing a member's address\n",
+                tally_status_disagreement(client));
     }
     if (json) {
         status_print_json(&st, topics, n_topics);

@@ -9,7 +9,33 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TALLYD, Cluster, check, parse_records, run_tests, wait_until  # noqa: E402
+from harness import (BUILD_DIR, TALLYD, Cluster, check, parse_records,  # noqa: E402
+                     run_tests, wait_until)
+import ctypes  # noqa: E402
+import fake_server  # noqa: E402  (its ctypes binding of libtally)
+
+
+def libtally_fetch(lib, brokers, topic, linearizable, node=None):
+    """(rv, record count, possibly_stale) of one tally_fetch through libtally."""
+    cl = fake_server.Client(lib, brokers, timeout_ms=3000)
+    try:
+        lib.tally_set_linearizable.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.tally_fetch_possibly_stale.argtypes = [ctypes.c_void_p]
+        lib.tally_set_linearizable(cl.h, 1 if linearizable else 0)
+        opts = fake_server.FetchOptions()
+        lib.tally_fetch_options_init(ctypes.byref(opts))
+        if node:
+            opts.node = node.encode()
+        res = fake_server.FetchResult()
+        rv = lib.tally_fetch(cl.h, topic.encode(), 0, ctypes.byref(opts), ctypes.byref(res))
+        if rv != 0:
+            return rv, 0, 0
+        stale = lib.tally_fetch_possibly_stale(ctypes.byref(res))
+        n = res.n
+        lib.tally_fetch_result_free(ctypes.byref(res))
+        return rv, n, stale
+    finally:
+        cl.close()
 
 
 def knows_no_leader(c, i):
@@ -42,6 +68,12 @@ def test_linearizable_read_in_a_partition():
                         timeout=60)
             check(r.rc != 0 and r.out == b"",
                   f"a linearizable read without a majority fails, prints nothing: {r!r}")
+            # The same through libtally: the flag, and the option.
+            lib = fake_server.load_lib(os.path.join(BUILD_DIR, ".libs", "libtally.so"))
+            rv, n, stale = libtally_fetch(lib, c.nodes[alone].client, "t", False)
+            check(rv == 0 and n == 3 and stale == 1, f"libtally: stale flag set: {rv} {n} {stale}")
+            rv, n, stale = libtally_fetch(lib, c.nodes[alone].client, "t", True)
+            check(rv != 0, f"libtally: a linearizable fetch without a majority fails: {rv}")
         finally:
             for i in others:
                 c.resume(i)
@@ -63,6 +95,11 @@ def test_linearizable_read_sees_a_write_through_another_node():
             check(len(recs) == k + 1 and recs[-1][1] == f"w{k}".encode(),
                   f"read {k}: the write just acknowledged is there: {recs[-2:]}")
             check(b"warning" not in r.err, f"no stale warning: {r!r}")
+        lib = fake_server.load_lib(os.path.join(BUILD_DIR, ".libs", "libtally.so"))
+        c.tally_ok("produce", "t", "last", ids=[leader])
+        rv, n, stale = libtally_fetch(lib, c.brokers(), "t", True, node=c.nodes[follower].client)
+        check(rv == 0 and n == 21 and stale == 0,
+              f"libtally: a linearizable fetch on a follower sees the last write: {rv} {n}")
 
 
 def test_segment_size_rule():
