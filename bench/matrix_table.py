@@ -77,7 +77,7 @@ print("| consume from a follower, 100 B | %.0f/s (%.0f MB/s) | (JetStream ordere
       % (med(c4a, "msgs/s"), med(c4a, "MB/s"), ratio(med(c4a, "msgs/s"), 780000)))
 print("| consume from a follower, 1 KiB | %.0f MB/s (%.0f/s) | - | - | >= 1 GB/s |"
       % (med(c4b, "MB/s"), med(c4b, "msgs/s")))
-print("| failover: SIGKILL leader -> next ack | %.2f s (runs: %s; new leader ready after %.2f s) | raft default timeouts 1.7-1.9 s (RAFT-GUIDE 8.1) | - | <= 1 s |"
+print("| failover: SIGKILL leader -> next ack | %.2f s (runs: %s; new leader ready after %.2f s) | raft default timeouts (1 s election): 1.7-1.9 s | - | <= 1 s |"
       % (med(c5, "failover_s"), ", ".join("%.2f" % float(r["failover_s"]) for r in c5),
          med(c5, "leader_ready_s")))
 if peer_raw and disturbed:

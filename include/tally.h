@@ -72,6 +72,14 @@ TALLY_API const char *tally_strerror(int code);
 
 typedef struct tally_client tally_client;
 
+/* NULL arguments: every call that returns an int refuses a NULL handle or
+ * a NULL output pointer (result, res, out, offset, found, topics, n, st,
+ * index) with TALLY_INVAL before it sends or writes anything (the message,
+ * when there is a handle, names the argument). The *_init, *_free and
+ * *_destroy calls, and tally_set_linearizable, do nothing when given NULL;
+ * tally_fetch_possibly_stale(NULL) is 0, tally_status_disagreement(NULL)
+ * is "". */
+
 /* Create a client for the nodes in @brokers, a comma-separated list of
  * IPv4 HOST:PORT client addresses (copied). No connection is made until the
  * first request. On success *out is owned by the caller: tally_client_destroy.
@@ -329,7 +337,10 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
 
 /* Fetch records of @topic from @offset. Each batch's checksum is verified
  * end to end (TALLY_CORRUPT otherwise). An empty result after max_wait_ms
- * is success with n == 0. TALLY_OUT_OF_RANGE if @offset is below the start
+ * is success with n == 0; offsets that compaction emptied are passed over
+ * (more requests inside this call), so n == 0 means no record at or after
+ * @offset arrived within max_wait_ms. Offsets may have gaps: continue from
+ * res->next_offset. TALLY_OUT_OF_RANGE if @offset is below the start
  * or past the end. On success, release @res with tally_fetch_result_free.
  * Read-ahead: when the answer leaves more records on the node, the fetch
  * that continues it (same topic and options, from res->next_offset) is
@@ -352,8 +363,10 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
  * ------------------------------------------------------------------------ */
 
 /* Commit @offset (the next offset to read) as the position of consumer
- * group @group on @topic. Goes through Raft (leader), so it survives
- * failover and restarts; any node then answers tally_group_fetch. */
+ * group @group on @topic as it is when the leader receives the call (see
+ * tally_group_commit_at). Goes through Raft (leader), so it survives
+ * failover and restarts; any node then answers tally_group_fetch.
+ * TALLY_OUT_OF_RANGE past the topic's next offset. */
 TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
                                  uint64_t offset);
 
@@ -361,6 +374,54 @@ TALLY_API int tally_group_commit(tally_client *c, const char *group, const char 
  * (then *offset = 0). */
 TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *topic,
                                 uint64_t *offset, int *found);
+
+/* A group's position on one topic. A position belongs to one incarnation
+ * of its topic, named by @topic_id (the Raft index of the topic's
+ * creation): deleting a topic deletes the positions on it, so a topic
+ * created again under the same name starts every group afresh. */
+struct tally_group_position {
+    char group[256];
+    char topic[256];
+    uint64_t topic_id;
+    uint64_t offset;       /* the next offset the group reads */
+    uint64_t start_offset; /* the topic's first offset still stored: a */
+                           /* position below it lost records to retention */
+    uint64_t next_offset;  /* the topic's next offset: lag = next - offset */
+};
+
+/* The positions of @group (NULL: every group) on @topic (NULL: every
+ * topic), in first-commit order, read on the leader. On success
+ * *positions is owned by the caller (free()), *n its length (0 and a
+ * non-NULL pointer when there are none). */
+TALLY_API int tally_group_list(tally_client *c, const char *group, const char *topic,
+                               struct tally_group_position **positions, size_t *n);
+
+/* Any incarnation: the topic as it is when the leader receives the call. */
+#define TALLY_ANY_TOPIC_ID UINT64_MAX
+
+/* As tally_group_commit, bound to the incarnation @topic_id (from
+ * tally_group_list): TALLY_NOTFOUND if the topic was deleted (and maybe
+ * created again) since. Every commit is TALLY_OUT_OF_RANGE past the
+ * topic's next offset. */
+TALLY_API int tally_group_commit_at(tally_client *c, const char *group, const char *topic,
+                                    uint64_t topic_id, uint64_t offset);
+
+enum tally_group_reset_to {
+    TALLY_RESET_EARLIEST = 0, /* the topic's first stored offset */
+    TALLY_RESET_LATEST = 1,   /* the topic's next offset: skip what is there */
+    TALLY_RESET_OFFSET = 2,   /* @value, at most the next offset */
+    TALLY_RESET_TIME = 3,     /* the first record at or after @value ms */
+};
+
+/* Move @group's position on @topic (created if it had none) to @to; on
+ * success *offset (may be NULL) is the new position. */
+TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *topic,
+                                enum tally_group_reset_to to, int64_t value, uint64_t *offset);
+
+/* Forget @group's position on @topic (NULL: on every topic): the group's
+ * next read starts where a new group's would. TALLY_NOTFOUND if it has no
+ * such position. */
+TALLY_API int tally_group_delete(tally_client *c, const char *group, const char *topic);
 
 /* ------------------------------------------------------------------------
  * Cluster
@@ -385,6 +446,9 @@ struct tally_member {
     uint64_t term;
     uint64_t commit_index;
     int spare;           /* 1: not even sent the log (an add cut short: add it again) */
+    int clock_known;     /* 1: clock_offset_ms holds the member's own measurement */
+    int64_t clock_offset_ms; /* its wall clock minus the leader's (0 on the leader) */
+    int clock_warning;   /* 1: beyond its clock_warn_ms setting */
 };
 
 struct tally_status {
@@ -396,7 +460,10 @@ struct tally_status {
 };
 
 /* Ask every known member for its own view and combine them. Succeeds when
- * at least one member answered. Release with tally_status_free. */
+ * at least one member answered. @members is the configuration as the most
+ * recent answer (highest term, knowing a leader) reports it; a node that
+ * answers but is not in it (a removed node still running) is not listed.
+ * Release with tally_status_free. */
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
 TALLY_API void tally_status_free(struct tally_status *st);
 /* After tally_status_get: "" when the members that answered agree on the

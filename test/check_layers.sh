@@ -1,6 +1,9 @@
 #!/bin/sh
 # Checks that includes only point down the layers (docs/architecture.md):
-# lib <- log <- store <- repl <- server, lib <- proto <- {server, client}.
+# lib <- log <- store <- repl <- server, lib <- proto <- {server, client};
+# daemon (tallyd's main) sits on server; tool (the tally CLI) on client,
+# plus log/ for the offline `tally log`, store/ for `tally restore` and
+# proto/ for `tally backup`.
 src="${TALLY_SRC_DIR:-$(dirname "$0")/..}/src"
 fail=0
 check() { # layer, then the layers it must not include
@@ -18,6 +21,8 @@ check store repl proto server client
 check repl proto server client
 check proto log store repl server client
 check client log store repl server
-check server client tool
+check server client tool daemon
+check tool repl server daemon
+check daemon client tool
 if [ $fail -eq 0 ]; then echo "layers: every include points downward"; fi
 exit $fail

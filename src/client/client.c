@@ -61,6 +61,7 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -893,10 +894,17 @@ static void client__op_init(struct tally_client *c, struct client__op *op, const
     op->deadline = client_now_ms() + c->timeout_ms;
 }
 
+/* The server's rule (lib/name.h), so that a bad name is refused here with
+ * the same reason, before anything is sent. */
 static int client__check_name(struct tally_client *c, const char *name, const char *what)
 {
-    if (name == NULL || name[0] == '\0' || strlen(name) >= PROTO_NAME_MAX) {
-        err_printf(c->errmsg, "%s: topic name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
+    char why[160];
+    if (name == NULL) {
+        err_printf(c->errmsg, "%s: no topic name", what);
+        return TALLY_INVAL;
+    }
+    if (!name_topic_check(name, why, sizeof why)) {
+        err_printf(c->errmsg, "%s: %s", what, why);
         return TALLY_INVAL;
     }
     return 0;
@@ -906,11 +914,23 @@ static int client__check_name(struct tally_client *c, const char *name, const ch
  * Handle
  * ------------------------------------------------------------------------ */
 
+/* A call given NULL where it must write its result: refused before
+ * anything is sent or written. */
+static int client__null_output(struct tally_client *c, const char *what, const char *param)
+{
+    err_printf(c->errmsg, "%s: the output argument '%s' is NULL: pass a pointer to fill", what,
+               param);
+    return TALLY_INVAL;
+}
+
 TALLY_API int tally_client_create(const char *brokers, tally_client **out)
 {
     struct tally_client *c;
     const char *p;
 
+    if (out == NULL) {
+        return TALLY_INVAL;
+    }
     *out = NULL;
     if (brokers == NULL) {
         return TALLY_INVAL;
@@ -975,11 +995,17 @@ TALLY_API void tally_client_destroy(tally_client *c)
 
 TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms)
 {
+    if (c == NULL) {
+        return;
+    }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT__DEFAULT_TIMEOUT_MS;
 }
 
 TALLY_API const char *tally_errmsg(tally_client *c)
 {
+    if (c == NULL) {
+        return "no client handle (NULL)";
+    }
     return c->errmsg;
 }
 
@@ -989,6 +1015,9 @@ TALLY_API const char *tally_errmsg(tally_client *c)
 
 TALLY_API void tally_topic_config_init(struct tally_topic_config *cfg)
 {
+    if (cfg == NULL) {
+        return;
+    }
     cfg->policy = TALLY_POLICY_RETAIN;
     cfg->retention_ms = -1;
     cfg->retention_bytes = -1;
@@ -1022,6 +1051,9 @@ TALLY_API int tally_topic_create(tally_client *c, const char *name,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "create topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1056,6 +1088,9 @@ TALLY_API int tally_topic_delete(tally_client *c, const char *name)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "delete topic %s", name != NULL ? name : "(null)");
     if ((rv = client__check_name(c, name, what)) != 0) {
@@ -1132,6 +1167,12 @@ static int client__topic_list(tally_client *c, int only, struct tally_topic_info
 
 TALLY_API int tally_topic_list(tally_client *c, struct tally_topic_info **topics, size_t *n)
 {
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (topics == NULL || n == NULL) {
+        return client__null_output(c, "list topics", topics == NULL ? "topics" : "n");
+    }
     return client__topic_list(c, -1, topics, n);
 }
 
@@ -1177,12 +1218,18 @@ static struct client__seq *client__seq_of(struct tally_client *c, const char *to
 
 TALLY_API void tally_produce_options_init(struct tally_produce_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     memset(o, 0, sizeof *o);
     o->expect_offset = TALLY_NO_EXPECT;
 }
 
 TALLY_API uint64_t tally_condition_actual(tally_client *c)
 {
+    if (c == NULL) {
+        return 0;
+    }
     return c->actual;
 }
 
@@ -1208,9 +1255,15 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    memset(result, 0, sizeof *result);
     snprintf(what, sizeof what, "produce to %s", topic != NULL ? topic : "(null)");
+    if (result == NULL) {
+        return client__null_output(c, what, "result");
+    }
+    memset(result, 0, sizeof *result);
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -1218,10 +1271,21 @@ TALLY_API int tally_produce_ex(tally_client *c, const char *topic,
         err_printf(c->errmsg, "%s: at least one record is needed", what);
         return TALLY_INVAL;
     }
-    if (opts != NULL && (opts->n_conditions > PROTO_MAX_CONDITIONS ||
-                         (opts->n_conditions > 0 && opts->conditions == NULL))) {
+    if (opts != NULL && opts->n_conditions > PROTO_MAX_CONDITIONS) {
         err_printf(c->errmsg, "%s: at most %d key conditions", what, PROTO_MAX_CONDITIONS);
         return TALLY_INVAL;
+    }
+    if (opts != NULL && opts->n_conditions > 0 && opts->conditions == NULL) {
+        err_printf(c->errmsg, "%s: n_conditions is %zu but conditions is NULL", what,
+                   opts->n_conditions);
+        return TALLY_INVAL;
+    }
+    for (size_t i = 0; opts != NULL && i < opts->n_conditions; i++) {
+        if (opts->conditions[i].key == NULL && opts->conditions[i].key_len > 0) {
+            err_printf(c->errmsg, "%s: key condition %zu has a NULL key of %zu bytes", what, i,
+                       opts->conditions[i].key_len);
+            return TALLY_INVAL;
+        }
     }
     c->actual = 0;
 
@@ -1330,6 +1394,9 @@ static void client__fetch_impl_free(struct client__fetch_impl *impl)
 
 TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     o->max_bytes = CLIENT__DEFAULT_FETCH_BYTES;
     o->max_wait_ms = 0;
     o->min_index = 0;
@@ -1338,11 +1405,17 @@ TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o)
 
 TALLY_API void tally_set_linearizable(tally_client *c, int on)
 {
+    if (c == NULL) {
+        return;
+    }
     c->linearizable = on != 0;
 }
 
 TALLY_API int tally_fetch_possibly_stale(const struct tally_fetch_result *res)
 {
+    if (res == NULL) {
+        return 0;
+    }
     const struct client__fetch_impl *impl = res->impl;
     return impl != NULL && impl->possibly_stale ? 1 : 0;
 }
@@ -1528,6 +1601,9 @@ static bool client__batches_end(const uint8_t *p, size_t len, uint64_t *end)
 
 TALLY_API const char *tally_status_disagreement(tally_client *c)
 {
+    if (c == NULL) {
+        return "";
+    }
     return c->disagreement;
 }
 
@@ -1540,7 +1616,13 @@ TALLY_API int tally_read_index(tally_client *c, uint64_t *index)
     struct proto_done_resp d;
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
+    if (index == NULL) {
+        return client__null_output(c, what, "index");
+    }
     start = client__begin(c, PROTO_READ_INDEX);
     proto_put_read_index_req(&c->req, &m);
     if ((rv = client__end(c, start, what)) != 0) {
@@ -1557,42 +1639,22 @@ TALLY_API int tally_read_index(tally_client *c, uint64_t *index)
     return 0;
 }
 
-TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
-                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+/* One FETCH request and its answer (tally_fetch goes on past gaps). */
+static int client__fetch_one(tally_client *c, const char *what, const char *topic,
+                             uint64_t offset, const struct tally_fetch_options *opts,
+                             struct tally_fetch_result *res)
 {
-    struct tally_fetch_options def;
     struct proto_fetch_req m;
     struct proto_fetch_resp fr;
     struct client__op op;
     struct client__reply rep;
     struct client__fetch_impl *impl;
-    char what[PROTO_NAME_MAX + 48];
     int64_t wait;
     size_t start;
     int rv;
 
-    c->errmsg[0] = '\0';
     memset(res, 0, sizeof *res);
-    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
-             (unsigned long long)offset);
-    if ((rv = client__check_name(c, topic, what)) != 0) {
-        return rv;
-    }
-    if (opts == NULL) {
-        tally_fetch_options_init(&def);
-        opts = &def;
-    }
     uint64_t min_index = opts->min_index;
-    if (c->linearizable) {
-        uint64_t index = 0;
-        if ((rv = tally_read_index(c, &index)) != 0) {
-            char why[sizeof c->errmsg];
-            snprintf(why, sizeof why, "%s", c->errmsg);
-            err_printf(c->errmsg, "%s (linearizable): %s", what, why);
-            return rv;
-        }
-        min_index = index > min_index ? index : min_index;
-    }
     client__op_init(c, &op, what, false);
     if (opts->node != NULL) {
         int i = client__node_add(c, opts->node, strlen(opts->node));
@@ -1661,6 +1723,73 @@ TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
     return 0;
 }
 
+/* An answer can hold batches but no record at or above the offset asked
+ * for: compaction replaces runs of emptied batches with gap batches, and
+ * a segment it emptied holds nothing else, while the node answers from
+ * one segment at a time. Handing the caller n == 0 there would read as
+ * "nothing yet" (tally.h promises n == 0 only after max_wait_ms), and a
+ * reader that stops or waits on it would miss the records after the
+ * gap. So tally_fetch goes on from the answer's next_offset, at most
+ * this many requests per call (each moves at least one segment on). */
+#define CLIENT__GAP_HOPS 4096
+
+TALLY_API int tally_fetch(tally_client *c, const char *topic, uint64_t offset,
+                          const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+{
+    struct tally_fetch_options o;
+    char what[PROTO_NAME_MAX + 48];
+    int64_t t0 = client_now_ms();
+    uint64_t at = offset;
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "fetch %s at %llu", topic != NULL ? topic : "(null)",
+             (unsigned long long)offset);
+    if (res == NULL) {
+        return client__null_output(c, what, "res");
+    }
+    memset(res, 0, sizeof *res);
+    if ((rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    if (opts != NULL) {
+        o = *opts;
+    } else {
+        tally_fetch_options_init(&o);
+    }
+    if (c->linearizable) {
+        uint64_t index = 0;
+        if ((rv = tally_read_index(c, &index)) != 0) {
+            char why[sizeof c->errmsg];
+            snprintf(why, sizeof why, "%s", c->errmsg);
+            err_printf(c->errmsg, "%s (linearizable): %s", what, why);
+            return rv;
+        }
+        o.min_index = index > o.min_index ? index : o.min_index;
+    }
+    for (unsigned hop = 0;; hop++) {
+        rv = client__fetch_one(c, what, topic, at, &o, res);
+        if (rv != 0 || res->n > 0 || res->next_offset <= at || hop == CLIENT__GAP_HOPS) {
+            return rv;
+        }
+        /* Only gap batches: nothing but emptied offsets up to next_offset. */
+        if (res->next_offset >= res->high_offset) {
+            /* The gap reaches the end: long-poll there for what is left
+             * of max_wait_ms, as a fetch at the end would have. */
+            int64_t waited = client_now_ms() - t0;
+            if (o.max_wait_ms == 0 || waited >= (int64_t)o.max_wait_ms) {
+                return 0;
+            }
+            o.max_wait_ms -= (uint32_t)waited;
+        }
+        at = res->next_offset;
+        tally_fetch_result_free(res);
+    }
+}
+
 /* ------------------------------------------------------------------------
  * Cluster status and membership
  * ------------------------------------------------------------------------ */
@@ -1670,7 +1799,28 @@ struct client__md {
     bool ok;
     struct proto_metadata_resp md;
     struct proto_member *members; /* owned */
+    bool clock_ok;                /* clk holds the node's CLOCK answer */
+    struct proto_clock_resp clk;
 };
+
+/* CLOCK from node @i (after its METADATA answered): its clock offset
+ * against the leader. A server that does not know CLOCK (older than
+ * protocol type 19) leaves the offset unknown. */
+static void client__clock_from(struct tally_client *c, size_t i, int64_t deadline,
+                               struct client__md *out)
+{
+    struct proto_clock_req mq = {0};
+    struct client__reply rep;
+    bool sent;
+    size_t start = client__begin(c, PROTO_CLOCK);
+    proto_put_clock_req(&c->req, &mq);
+    if (client__end(c, start, "status") != 0 ||
+        client__attempt(c, i, deadline, &sent, &rep) != 0 || rep.is_error) {
+        return;
+    }
+    out->clock_ok = proto_get_clock_resp(&rep.body, &out->clk) == 0 &&
+                    proto_get_end(&rep.body) == 0;
+}
 
 /* METADATA from node @i into @out. */
 static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadline,
@@ -1725,6 +1875,10 @@ static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadl
     }
     out->ok = true;
     c->nodes[i].id = out->md.node_id;
+    char saved[ERR_MSG_SIZE];
+    memcpy(saved, c->errmsg, sizeof saved); /* a failed CLOCK is no error */
+    client__clock_from(c, i, deadline, out);
+    memcpy(c->errmsg, saved, sizeof saved);
     return 0;
 }
 
@@ -1741,20 +1895,29 @@ static void client__member_self(struct tally_member *tm, const struct client__md
     tm->applied_index = a->md.applied_index;
     tm->term = a->md.term;
     tm->commit_index = a->md.commit_index;
+    tm->clock_known = a->clock_ok && a->clk.offset_known;
+    tm->clock_offset_ms = tm->clock_known ? a->clk.offset_ms : 0;
+    tm->clock_warning = tm->clock_known && a->clk.offset_warn;
 }
 
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
 {
     struct client__md *ans;
-    int64_t deadline = client_now_ms() + c->timeout_ms;
-    int64_t per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3
-                                                              : CLIENT__CONNECT_MS;
+    int64_t deadline, per_node;
     const struct client__md *best = NULL;
     size_t n_ok = 0, cap;
     int last = TALLY_CONNECT;
     char tried[ERR_MSG_SIZE];
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
+    if (st == NULL) {
+        return client__null_output(c, "status", "st");
+    }
+    deadline = client_now_ms() + c->timeout_ms;
+    per_node = c->timeout_ms / 3 > CLIENT__CONNECT_MS ? c->timeout_ms / 3 : CLIENT__CONNECT_MS;
     memset(st, 0, sizeof *st);
     ans = calloc(CLIENT__MAX_NODES, sizeof *ans);
     if (ans == NULL) {
@@ -1835,8 +1998,9 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     }
 
     /* Members: the configuration the best answer reports, each with its own
-     * view, then any node that answered but is not in it. */
-    cap = best->md.n_members + n_ok;
+     * view. A node that answers but is not in it (removed, and still
+     * running) is no member: it is not listed (docs/operations.md). */
+    cap = best->md.n_members;
     st->members = calloc(cap ? cap : 1, sizeof *st->members);
     if (st->members == NULL) {
         for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
@@ -1866,21 +2030,6 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
             c->leader = client__learn(c, pm->id, pm->client_addr);
         }
     }
-    for (size_t i = 0; i < c->n_nodes; i++) {
-        bool listed = false;
-        if (!ans[i].ok) {
-            continue;
-        }
-        for (size_t k = 0; k < st->n_members; k++) {
-            listed = listed || st->members[k].id == ans[i].md.node_id;
-        }
-        if (!listed && st->n_members < cap) {
-            struct tally_member *tm = &st->members[st->n_members++];
-            tm->id = ans[i].md.node_id;
-            snprintf(tm->client_addr, sizeof tm->client_addr, "%s", c->nodes[i].addr);
-            client__member_self(tm, &ans[i]);
-        }
-    }
     for (size_t i = 0; i < CLIENT__MAX_NODES; i++) {
         free(ans[i].members);
     }
@@ -1907,6 +2056,9 @@ TALLY_API int tally_member_add(tally_client *c, uint64_t id, const char *addr)
     size_t start;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "add member %llu at %s", (unsigned long long)id,
              addr != NULL ? addr : "(null)");
@@ -1936,6 +2088,9 @@ static int client__member_op(tally_client *c, uint16_t type, uint64_t id, const 
 {
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     if (id == 0 && type != PROTO_MEMBER_TRANSFER) {
         err_printf(c->errmsg, "%s: the id must not be 0", what);
@@ -1978,6 +2133,9 @@ TALLY_API int tally_member_replace(tally_client *c, uint64_t id)
     size_t start;
     int rv;
     struct proto_member_replace_req m = {id};
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     snprintf(what, sizeof what, "replace member %llu", (unsigned long long)id);
     c->errmsg[0] = '\0';
     if (id == 0) {
@@ -2047,6 +2205,12 @@ TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_in
     size_t n = 0, n_theirs = 0;
     int rv;
 
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (out == NULL) {
+        return client__null_output(c, "member catch-up", "out");
+    }
     memset(out, 0, sizeof *out);
     out->min_index = min_index;
     if ((rv = tally_status_get(c, &st)) != 0) {
@@ -2158,9 +2322,15 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
     char what[PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
     snprintf(what, sizeof what, "find time in %s", topic != NULL ? topic : "(null)");
+    if (offset == NULL) {
+        return client__null_output(c, what, "offset");
+    }
+    *offset = 0;
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
@@ -2188,15 +2358,38 @@ static int client__check_group(struct tally_client *c, const char *group, const 
     return 0;
 }
 
+/* Send a GROUP_COMMIT, GROUP_SET or GROUP_DELETE built in c->req and read
+ * DONE_RESP. */
+static int client__group_write(struct tally_client *c, const char *what)
+{
+    struct client__op op;
+    struct client__reply rep;
+    int rv;
+    /* Committing or setting the same position twice, or deleting twice, is
+     * harmless (a second delete answers NOTFOUND), so a write whose outcome
+     * is unknown is simply sent again. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    struct proto_done_resp d;
+    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
+}
+
 TALLY_API int tally_group_commit(tally_client *c, const char *group, const char *topic,
                                  uint64_t offset)
 {
     struct proto_group_commit_req m;
-    struct client__op op;
-    struct client__reply rep;
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
@@ -2213,18 +2406,7 @@ TALLY_API int tally_group_commit(tally_client *c, const char *group, const char 
     if ((rv = client__end(c, start, what)) != 0) {
         return rv;
     }
-    /* Committing the same position twice is harmless, so a commit whose
-     * outcome is unknown is simply sent again. */
-    client__op_init(c, &op, what, true);
-    op.idempotent = true;
-    if ((rv = client__call(c, &op, &rep)) != 0) {
-        return rv;
-    }
-    struct proto_done_resp d;
-    if (proto_get_done_resp(&rep.body, &d) != 0 || proto_get_end(&rep.body) != 0) {
-        return client__malformed(c, what);
-    }
-    return 0;
+    return client__group_write(c, what);
 }
 
 TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *topic,
@@ -2236,11 +2418,17 @@ TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
-    *offset = 0;
-    *found = 0;
     snprintf(what, sizeof what, "fetch group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
+    if (offset == NULL || found == NULL) {
+        return client__null_output(c, what, offset == NULL ? "offset" : "found");
+    }
+    *offset = 0;
+    *found = 0;
     if ((rv = client__check_group(c, group, what)) != 0 ||
         (rv = client__check_name(c, topic, what)) != 0) {
         return rv;
@@ -2261,4 +2449,175 @@ TALLY_API int tally_group_fetch(tally_client *c, const char *group, const char *
         return rv;
     }
     return client__offset_resp(c, &rep, what, offset, found);
+}
+
+TALLY_API int tally_group_list(tally_client *c, const char *group, const char *topic,
+                               struct tally_group_position **positions, size_t *n)
+{
+    struct proto_group_list_req m;
+    struct proto_group_list_resp lr;
+    struct tally_group_position *out;
+    struct client__op op;
+    struct client__reply rep;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    *positions = NULL;
+    *n = 0;
+    snprintf(what, sizeof what, "list group %s", group != NULL ? group : "positions");
+    if ((group != NULL && (rv = client__check_group(c, group, what)) != 0) ||
+        (topic != NULL && (rv = client__check_name(c, topic, what)) != 0)) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group != NULL ? group : "");
+    snprintf(m.topic, sizeof m.topic, "%s", topic != NULL ? topic : "");
+    start = client__begin(c, PROTO_GROUP_LIST);
+    proto_put_group_list_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    /* The leader, as tally_group_fetch: it has the latest commits. */
+    client__op_init(c, &op, what, true);
+    op.idempotent = true;
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    /* A position is at least 2 + 2 + 4 x 8 bytes. */
+    if (proto_get_group_list_resp(&rep.body, &lr) != 0 || lr.n_positions > rep.body.left / 36) {
+        return client__malformed(c, what);
+    }
+    out = calloc(lr.n_positions ? lr.n_positions : 1, sizeof *out);
+    if (out == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < lr.n_positions; i++) {
+        struct proto_group_position p;
+        if (proto_get_group_position(&rep.body, &p) != 0) {
+            free(out);
+            return client__malformed(c, what);
+        }
+        snprintf(out[i].group, sizeof out[i].group, "%s", p.group);
+        snprintf(out[i].topic, sizeof out[i].topic, "%s", p.topic);
+        out[i].topic_id = p.topic_id;
+        out[i].offset = p.offset;
+        out[i].start_offset = p.start_offset;
+        out[i].next_offset = p.next_offset;
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        free(out);
+        return client__malformed(c, what);
+    }
+    *positions = out;
+    *n = lr.n_positions;
+    return 0;
+}
+
+TALLY_API int tally_group_commit_at(tally_client *c, const char *group, const char *topic,
+                                    uint64_t topic_id, uint64_t offset)
+{
+    struct proto_group_set_req m;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.topic_id = topic_id;
+    m.offset = offset;
+    start = client__begin(c, PROTO_GROUP_SET);
+    proto_put_group_set_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__group_write(c, what);
+}
+
+TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *topic,
+                                enum tally_group_reset_to to, int64_t value, uint64_t *offset)
+{
+    struct tally_topic_info *topics = NULL;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t n = 0, i;
+    uint64_t pos = 0;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "reset group %s on %s", group != NULL ? group : "(null)",
+             topic != NULL ? topic : "(null)");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
+    switch (to) {
+    case TALLY_RESET_EARLIEST:
+    case TALLY_RESET_LATEST:
+        if ((rv = client__topic_list(c, -1, &topics, &n)) != 0) {
+            return rv;
+        }
+        for (i = 0; i < n && strcmp(topics[i].name, topic) != 0; i++) {
+        }
+        if (i == n) {
+            free(topics);
+            err_printf(c->errmsg, "%s: topic %s not found", what, topic);
+            return TALLY_NOTFOUND;
+        }
+        pos = to == TALLY_RESET_EARLIEST ? topics[i].start_offset : topics[i].next_offset;
+        free(topics);
+        break;
+    case TALLY_RESET_OFFSET:
+        if (value < 0) {
+            err_printf(c->errmsg, "%s: offset %lld is negative", what, (long long)value);
+            return TALLY_INVAL;
+        }
+        pos = (uint64_t)value;
+        break;
+    case TALLY_RESET_TIME:
+        if ((rv = tally_offset_for_time(c, topic, value, &pos)) != 0) {
+            return rv;
+        }
+        break;
+    default:
+        err_printf(c->errmsg, "%s: unknown reset target %d", what, (int)to);
+        return TALLY_INVAL;
+    }
+    if ((rv = tally_group_commit_at(c, group, topic, TALLY_ANY_TOPIC_ID, pos)) != 0) {
+        return rv;
+    }
+    if (offset != NULL) {
+        *offset = pos;
+    }
+    return 0;
+}
+
+TALLY_API int tally_group_delete(tally_client *c, const char *group, const char *topic)
+{
+    struct proto_group_delete_req m;
+    char what[2 * PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "delete group %s%s%s", group != NULL ? group : "(null)",
+             topic != NULL ? " on " : "", topic != NULL ? topic : "");
+    if ((rv = client__check_group(c, group, what)) != 0 ||
+        (topic != NULL && (rv = client__check_name(c, topic, what)) != 0)) {
+        return rv;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.group, sizeof m.group, "%s", group);
+    snprintf(m.topic, sizeof m.topic, "%s", topic != NULL ? topic : "");
+    start = client__begin(c, PROTO_GROUP_DELETE);
+    proto_put_group_delete_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__group_write(c, what);
 }

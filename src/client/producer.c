@@ -974,6 +974,9 @@ static void prod__step(struct tally_producer *p, int ms)
 
 TALLY_API void tally_producer_options_init(struct tally_producer_options *o)
 {
+    if (o == NULL) {
+        return;
+    }
     memset(o, 0, sizeof *o);
     o->batch_bytes = PROD__DEFAULT_BATCH_BYTES;
     o->linger_ms = 0;
@@ -986,6 +989,9 @@ TALLY_API int tally_producer_create(tally_client *c, const struct tally_producer
                                     tally_producer **out)
 {
     struct tally_producer *p;
+    if (out == NULL) {
+        return TALLY_INVAL;
+    }
     *out = NULL;
     if (c == NULL) {
         return TALLY_INVAL;
@@ -1022,6 +1028,9 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
     size_t add;
     int rv;
 
+    if (p == NULL) {
+        return TALLY_INVAL;
+    }
     p->delivered = 0;
     if (topic == NULL || topic[0] == '\0' || strlen(topic) >= PROTO_NAME_MAX || rec == NULL) {
         snprintf(p->errmsg, sizeof p->errmsg, "produce: bad topic name or record");
@@ -1091,6 +1100,9 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
 
 TALLY_API int tally_producer_poll(tally_producer *p, int timeout_ms)
 {
+    if (p == NULL) {
+        return TALLY_INVAL;
+    }
     p->delivered = 0;
     prod__step(p, timeout_ms > 0 ? timeout_ms : 0);
     return (int)p->delivered;
@@ -1112,6 +1124,9 @@ static bool prod__idle(const struct tally_producer *p)
 TALLY_API int tally_producer_flush(tally_producer *p)
 {
     int rv;
+    if (p == NULL) {
+        return TALLY_INVAL;
+    }
     p->delivered = 0;
     /* Every batch ends by its deadline; the bound only guards the loop. */
     for (int i = 0; i < 10000000 && !prod__idle(p); i++) {
@@ -1128,6 +1143,9 @@ TALLY_API int tally_producer_flush(tally_producer *p)
 
 TALLY_API const char *tally_producer_errmsg(tally_producer *p)
 {
+    if (p == NULL) {
+        return "no producer handle (NULL)";
+    }
     return p->errmsg;
 }
 

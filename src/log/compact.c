@@ -343,8 +343,13 @@ static bool compact__keep(const struct log_compaction *c, const struct compact__
     if (e->offset > rec->offset) {
         return false; /* a later record of the key exists */
     }
-    return !(rec->value == NULL && !e->older && c->p.delete_retention_ms >= 0 &&
-             rec->timestamp <= c->p.now_ms - c->p.delete_retention_ms);
+    if (rec->value != NULL || e->older || c->p.delete_retention_ms < 0) {
+        return true;
+    }
+    if (c->p.tombstone_limit != 0) {
+        return rec->offset >= c->p.tombstone_limit;
+    }
+    return rec->timestamp > c->p.now_ms - c->p.delete_retention_ms;
 }
 
 /* The survivors of one keyed batch: *kept of its records. When some but
@@ -572,10 +577,6 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     return rv;
 }
 
-/* ------------------------------------------------------------------------
- * The job
- * ------------------------------------------------------------------------ */
-
 static void compact__unlink(const char *dir, const char *name)
 {
     char *path = seg_join(dir, name);
@@ -585,16 +586,250 @@ static void compact__unlink(const char *dir, const char *name)
     }
 }
 
-void compact_remove_outputs(struct log_compaction *c)
+/* Remove the .cmp files of the segment at @base (missing ones are fine). */
+static void compact__remove_seg_outputs(const char *dir, uint64_t base)
 {
     static const char *const exts[] = {"seg", "idx", "tix"};
-    for (size_t i = 0; i < c->n; i++) {
-        for (size_t k = 0; k < 3; k++) {
-            char name[SEG_NAME_SIZE + 16];
-            snprintf(name, sizeof name, "%020" PRIu64 ".%s.%s", c->segs[i].base, exts[k],
-                     COMPACT_SUFFIX);
-            compact__unlink(c->dir, name);
+    for (size_t k = 0; k < 3; k++) {
+        char name[SEG_NAME_SIZE + 16];
+        snprintf(name, sizeof name, "%020" PRIu64 ".%s.%s", base, exts[k], COMPACT_SUFFIX);
+        compact__unlink(dir, name);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Pass 3: merging
+ * ------------------------------------------------------------------------
+ *
+ * Compaction can leave a segment nearly or entirely empty (one gap batch
+ * of 88 bytes, or a few surviving records), and a topic whose keys are
+ * rewritten again and again would otherwise pile up such segments without
+ * end, each with its two index files and open descriptor, and each costing
+ * a reader one FETCH. So after the copies, runs of consecutive segments
+ * whose results fit in merge_bytes (the log's segment size) together, and
+ * whose offsets stay within 2^32 of the first one's base (index entries
+ * are relative 32-bit), are written as one copy named after the first
+ * segment: the batches back to back, as they are (verified again), with a
+ * new index. log_compact_commit then swaps that copy in and removes the
+ * others (log.c says how a crash in between is repaired). */
+
+/* Size of segment @cs after pass 2. */
+static uint64_t compact__result_size(const struct compact_seg *cs)
+{
+    return cs->rewritten ? cs->new_size : cs->size;
+}
+
+/* Open the file pass 2 left for @cs: its copy, or the original. */
+static int compact__open_result(const struct log_compaction *c, const struct compact_seg *cs,
+                                int *fd, char *errmsg)
+{
+    char name[SEG_NAME_SIZE + 16];
+    char *path;
+    int rv;
+    if (cs->rewritten) {
+        snprintf(name, sizeof name, "%020" PRIu64 ".seg.%s", cs->base, COMPACT_SUFFIX);
+    } else {
+        seg_file_name(name, cs->base, "seg");
+    }
+    path = seg_join(c->dir, name);
+    if (path == NULL) {
+        err_printf(errmsg, "compact %s: out of memory", name);
+        return TALLY_NOMEM;
+    }
+    rv = fs_open(path, O_RDONLY, name, fd, errmsg);
+    free(path);
+    return rv;
+}
+
+/* Append every batch of [SEG_HEADER_SIZE, @size) of @fd to @w, verifying
+ * each (both checksums) and that offsets go on from *@expect. */
+static int compact__append_file(const struct log_compaction *c, struct compact__writer *w,
+                                int fd, uint64_t size, uint64_t *expect, struct buf *scratch,
+                                char *errmsg)
+{
+    uint64_t pos = SEG_HEADER_SIZE;
+    while (pos < size) {
+        uint8_t hb[BATCH_HEADER_SIZE];
+        struct batch_header h;
+        size_t got = 0;
+        int rv = compact__cancelled(c, errmsg);
+        if (rv == 0) {
+            rv = fs_pread(fd, hb, sizeof hb, pos, &got, w->name, errmsg);
         }
+        if (rv == 0 && got != sizeof hb) {
+            rv = ERR_CORRUPT(errmsg, "position %" PRIu64 ": batch header cut short", pos);
+        }
+        if (rv == 0) {
+            rv = batch_decode_header(hb, sizeof hb, &h, errmsg);
+        }
+        if (rv == 0 && (h.batch_len > size - pos || h.base_offset != *expect)) {
+            rv = ERR_CORRUPT(errmsg, "position %" PRIu64 ": batch at offset %" PRIu64
+                             " of %u bytes does not continue offset %" PRIu64 " in %" PRIu64
+                             " bytes", pos, h.base_offset, h.batch_len, *expect, size);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        scratch->len = 0;
+        if (buf_reserve(scratch, h.batch_len) == NULL) {
+            err_printf(errmsg, "compact %s: out of memory", w->name);
+            return TALLY_NOMEM;
+        }
+        rv = fs_pread(fd, scratch->data, h.batch_len, pos, &got, w->name, errmsg);
+        if (rv == 0 && got != h.batch_len) {
+            rv = ERR_CORRUPT(errmsg, "position %" PRIu64 ": batch cut short", pos);
+        }
+        if (rv == 0) {
+            rv = batch_verify(scratch->data, h.batch_len, &h, errmsg);
+        }
+        if (rv == 0) {
+            rv = compact__emit(w, scratch->data, h.batch_len, &h, errmsg);
+        }
+        if (rv != 0) {
+            err_wrap(errmsg, "merge: position %" PRIu64, pos);
+            return rv;
+        }
+        *expect = batch_last_offset(&h) + 1;
+        pos += h.batch_len;
+    }
+    return 0;
+}
+
+/* Write segments [@i, @j) of the plan as one copy named after segment @i. */
+static int compact__merge_group(struct log_compaction *c, size_t i, size_t j, char *errmsg)
+{
+    struct compact_seg *lead = &c->segs[i];
+    struct compact__writer w;
+    struct buf scratch;
+    uint8_t hdr[SEG_HEADER_SIZE];
+    uint64_t expect = lead->base;
+    uint64_t lead_size = compact__result_size(lead);
+    int *fds;
+    size_t got = 0;
+    int rv = 0;
+
+    if (j < i + 2 || (fds = malloc((j - i) * sizeof *fds)) == NULL) {
+        err_printf(errmsg, "compact %s: out of memory", c->dir);
+        return TALLY_NOMEM;
+    }
+    for (size_t k = 0; k < j - i; k++) {
+        fds[k] = -1;
+    }
+    /* Open every source first: the leader's own copy, if it has one, is
+     * read through its descriptor while a new file takes its name. */
+    for (size_t k = i; rv == 0 && k < j; k++) {
+        rv = compact__open_result(c, &c->segs[k], &fds[k - i], errmsg);
+    }
+    if (rv == 0) {
+        rv = fs_pread(fds[0], hdr, sizeof hdr, 0, &got, "segment header", errmsg);
+        if (rv == 0 && got != sizeof hdr) {
+            rv = ERR_CORRUPT(errmsg, "segment %020" PRIu64 ".seg: header cut short", lead->base);
+        }
+    }
+    if (rv != 0) {
+        for (size_t k = i; k < j; k++) {
+            fs_close(fds[k - i]);
+        }
+        free(fds);
+        return rv;
+    }
+    /* The copies of pass 2 are read through their descriptors now. */
+    for (size_t k = i; k < j; k++) {
+        if (c->segs[k].rewritten) {
+            compact__remove_seg_outputs(c->dir, c->segs[k].base);
+        }
+    }
+    memset(&w, 0, sizeof w);
+    w.fd = -1;
+    w.cs = lead;
+    w.interval = c->index_interval;
+    w.run_ts = INT64_MIN;
+    buf_init(&w.out);
+    buf_init(&scratch);
+    idx_free(&lead->x);
+    idx_init(&lead->x);
+    lead->rewritten = false;
+    lead->first_ts = INT64_MIN;
+    lead->max_ts = INT64_MIN;
+    lead->last_pos = 0;
+    rv = compact__open_output(&w, c, hdr, errmsg);
+    for (size_t k = i; rv == 0 && k < j; k++) {
+        rv = compact__append_file(c, &w, fds[k - i],
+                                  k == i ? lead_size : compact__result_size(&c->segs[k]), &expect,
+                                  &scratch, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "segment %020" PRIu64 ".seg", c->segs[k].base);
+        }
+    }
+    for (size_t k = i; k < j; k++) {
+        fs_close(fds[k - i]);
+    }
+    free(fds);
+    buf_free(&scratch);
+    if (rv == 0) {
+        rv = compact__writer_flush(&w, errmsg);
+    }
+    if (rv == 0) {
+        rv = fs_fsync(w.fd, w.name, errmsg);
+    }
+    if (rv == 0 && (lead->x.n == 0 || lead->x.e[lead->x.n - 1].pos != lead->last_pos) &&
+        idx_add(&lead->x, (uint32_t)(lead->last_base - lead->base), (uint32_t)lead->last_pos,
+                w.run_ts) != 0) {
+        rv = TALLY_NOMEM;
+        err_printf(errmsg, "compact %s: out of memory", w.name);
+    }
+    if (rv == 0) {
+        lead->x.loaded = true;
+        rv = idx_write_as(&lead->x, c->dir, lead->base, COMPACT_SUFFIX, errmsg);
+    }
+    fs_close(w.fd);
+    buf_free(&w.out);
+    if (rv != 0) {
+        return rv;
+    }
+    lead->rewritten = true;
+    lead->new_size = w.flushed;
+    lead->n_merged = (unsigned)(j - i - 1);
+    for (size_t k = i + 1; k < j; k++) {
+        c->segs[k].merged = true;
+        c->segs[k].rewritten = false;
+        c->segs[k].new_size = 0;
+        idx_free(&c->segs[k].x);
+    }
+    return 0;
+}
+
+static int compact__merge(struct log_compaction *c, char *errmsg)
+{
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < c->n;) {
+        uint64_t size = compact__result_size(&c->segs[i]);
+        size_t j = i + 1;
+        while (j < c->n) {
+            uint64_t add = compact__result_size(&c->segs[j]) - SEG_HEADER_SIZE;
+            if (size + add > c->merge_bytes || c->segs[j].next - 1 - c->segs[i].base > UINT32_MAX) {
+                break;
+            }
+            size += add;
+            j++;
+        }
+        if (j - i >= 2) {
+            rv = compact__merge_group(c, i, j, errmsg);
+            c->st.merged += (unsigned)(j - i - 1);
+        }
+        i = j;
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------------
+ * The job
+ * ------------------------------------------------------------------------ */
+
+void compact_remove_outputs(struct log_compaction *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        compact__remove_seg_outputs(c->dir, c->segs[i].base);
     }
 }
 
@@ -634,6 +869,9 @@ int compact_run(struct log_compaction *c, char *errmsg)
         rv = compact__copy_segment(c, &m, &c->segs[i], errmsg);
     }
     free(m.slots);
+    if (rv == 0 && c->merge_bytes > SEG_HEADER_SIZE) {
+        rv = compact__merge(c, errmsg);
+    }
     c->ran = rv == 0;
     return rv;
 }

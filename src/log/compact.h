@@ -27,6 +27,7 @@
 struct compact_seg {
     /* Planned (log's thread): which file, as it was. */
     uint64_t base;
+    uint64_t next;            /* offset after its last batch */
     uint64_t size;
     dev_t dev;
     ino_t ino;
@@ -36,6 +37,11 @@ struct compact_seg {
     struct idx x;             /* index of the new file (loaded) */
     int64_t first_ts, max_ts;
     uint64_t last_pos, last_base, last_raft_index;
+    /* Merging (worker): a leader's copy also holds the batches of the
+     * n_merged segments after it, which are marked merged and removed
+     * when the leader is swapped in (compact__merge). */
+    unsigned n_merged;
+    bool merged;
     /* After the swap: the replaced file's descriptor, closed by
      * log_compact_free, because the close of the last reference to an
      * unlinked file frees its blocks (a second or so for gigabytes on
@@ -47,6 +53,7 @@ struct log_compaction {
     char *dir;                      /* the log's directory (owned) */
     struct log_compact_params p;    /* copied */
     uint32_t index_interval;        /* the log's sparse index interval */
+    uint64_t merge_bytes;           /* merged copies stay at or below this size */
     struct compact_seg *segs;       /* oldest first */
     size_t n;                       /* segments planned; the worker may cut it */
     bool ran;                       /* compact_run finished without error */
@@ -56,8 +63,11 @@ struct log_compaction {
 
 /* The worker: build the key map over the planned segments (cutting the
  * plan where the map fills), then write a compacted copy of every segment
- * that loses records, fsynced, with its index files. Touches only @c and
- * the files. */
+ * that loses records, fsynced, with its index files, and finally merge
+ * runs of consecutive segments whose results fit in merge_bytes together
+ * into one copy named after the first (so segments that compaction
+ * emptied or shrank do not pile up, each with its files and
+ * descriptors). Touches only @c and the files. */
 int compact_run(struct log_compaction *c, char *errmsg);
 
 /* Remove the .cmp files the job may have left (missing ones are fine). */

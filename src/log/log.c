@@ -533,13 +533,47 @@ static int log__open_sealed(struct tally_log *l, struct log__seg *ls, uint64_t n
         err_printf(errmsg, "%s", why);
         return rv;
     }
-    if (ls->s.next != next_base) {
+    /* Past the next segment: a compaction merged the segments it covers
+     * and a crash came before it removed them (log__drop_merged). */
+    if (ls->s.next < next_base) {
         return ERR_CORRUPT(errmsg,
                            "segment %s: ends at offset %" PRIu64 " but the next segment starts "
                            "at %" PRIu64,
                            ls->s.name, ls->s.next, next_base);
     }
     ls->sealed = true;
+    return 0;
+}
+
+/* Segment @i (sealed, checked) ends past the next segment's base. That is
+ * what a crash leaves between the two steps of a merging compaction
+ * (log_compact_commit): the merged copy was renamed into place, holding
+ * the batches of the segments after it, which were not removed yet. They
+ * are removed now, provided a segment starts exactly where segment @i
+ * ends, so that every one removed lies wholly inside it (and the active
+ * segment is never among them). Anything else is corruption. */
+static int log__drop_merged(struct tally_log *l, size_t i, char *errmsg)
+{
+    uint64_t end = l->segs[i].s.next;
+    size_t m = i + 1;
+    while (m < l->n && l->segs[m].s.base < end) {
+        m++;
+    }
+    if (m == l->n || l->segs[m].s.base != end) {
+        return ERR_CORRUPT(errmsg,
+                           "segment %s: ends at offset %" PRIu64 " but the next segment starts "
+                           "at %" PRIu64,
+                           l->segs[i].s.name, end, l->segs[i + 1].s.base);
+    }
+    while (m-- > i + 1) {
+        TLOG_WARN("log", "%s: removing segment %s: a compaction merged it into %s before the "
+                         "node stopped",
+                  l->dir, l->segs[i + 1].s.name, l->segs[i].s.name);
+        int rv = log__remove_seg(l, i + 1, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     return 0;
 }
 
@@ -693,6 +727,9 @@ static int log__open_all(struct tally_log *l, uint64_t start_offset, char *errms
     } else {
         for (size_t i = 0; rv == 0 && i + 1 < l->n; i++) {
             rv = log__open_sealed(l, &l->segs[i], l->segs[i + 1].s.base, errmsg);
+            if (rv == 0 && l->segs[i].s.next > l->segs[i + 1].s.base) {
+                rv = log__drop_merged(l, i, errmsg);
+            }
         }
         if (rv == 0) {
             rv = log__open_active(l, log__active(l), errmsg);
@@ -1253,10 +1290,35 @@ fail:
     return log__fail(l, rv, errmsg);
 }
 
-int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
-               bool *held, char *errmsg)
+uint64_t log_retention_start(const struct tally_log *l, int64_t now_ms)
 {
     uint64_t total = log_size_bytes(l);
+    size_t i = 0;
+
+    for (; i + 1 < l->n; i++) {
+        const struct log__seg *ls = &l->segs[i];
+        bool by_time = l->cfg.retention_ms >= 0 &&
+                       log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
+        bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
+        if (!by_time && !by_size) {
+            break;
+        }
+        total -= ls->s.size;
+    }
+    return l->segs[i].s.base;
+}
+
+int64_t log_max_timestamp(const struct tally_log *l)
+{
+    int64_t ts = INT64_MIN;
+    for (size_t i = 0; i < l->n; i++) {
+        ts = l->segs[i].s.max_ts > ts ? l->segs[i].s.max_ts : ts;
+    }
+    return ts;
+}
+
+int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg)
+{
     int rv;
 
     *deleted = 0;
@@ -1264,26 +1326,14 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
     if (rv != 0) {
         return rv;
     }
-    while (l->n > 1) {
-        struct log__seg *ls = &l->segs[0];
-        bool by_time = l->cfg.retention_ms >= 0 &&
-                       log__older(now_ms, ls->s.max_ts, l->cfg.retention_ms);
-        bool by_size = l->cfg.retention_bytes >= 0 && total > (uint64_t)l->cfg.retention_bytes;
-        if (!by_time && !by_size) {
-            break;
-        }
-        if (l->segs[1].s.base > limit) {
-            if (held != NULL) {
-                *held = true;
-            }
-            break;
-        }
-        total -= ls->s.size;
-        TLOG_INFO("log", "%s: retention removes segment %s (%s)", l->dir, ls->s.name,
-                  by_time ? "age" : "size");
+    /* A segment goes when every offset it holds is below @offset: when the
+     * next segment starts at or below it. The active one always stays. */
+    while (l->n > 1 && l->segs[1].s.base <= offset) {
+        TLOG_INFO("log", "%s: start offset %" PRIu64 " removes segment %s", l->dir, offset,
+                  l->segs[0].s.name);
         rv = log__remove_seg(l, 0, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "retention in log %s", l->dir);
+            err_wrap(errmsg, "trim log %s", l->dir);
             return log__fail(l, rv, errmsg);
         }
         (*deleted)++;
@@ -1291,12 +1341,31 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
     if (*deleted > 0) {
         rv = fs_sync_dir(l->dir, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "retention in log %s", l->dir);
+            err_wrap(errmsg, "trim log %s", l->dir);
             return log__fail(l, rv, errmsg);
         }
         l->dir_dirty = false;
     }
     return 0;
+}
+
+int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
+               bool *held, char *errmsg)
+{
+    uint64_t start = log_retention_start(l, now_ms);
+
+    if (start > limit) {
+        /* the cut ends at the last segment that lies wholly below @limit */
+        size_t i = 0;
+        while (i + 1 < l->n && l->segs[i + 1].s.base <= limit) {
+            i++;
+        }
+        start = l->segs[i].s.base;
+        if (held != NULL) {
+            *held = true;
+        }
+    }
+    return log_trim(l, start, deleted, errmsg);
 }
 
 /* ------------------------------------------------------------------------
@@ -1335,6 +1404,9 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
     }
     c->p = *p;
     c->index_interval = l->cfg.index_interval_bytes;
+    /* Merged copies are segments like the others: at most segment_bytes,
+     * and positions in a segment are 32-bit (index entries). */
+    c->merge_bytes = l->cfg.segment_bytes < UINT32_MAX ? l->cfg.segment_bytes : UINT32_MAX;
     c->n = n;
     for (size_t i = 0; i < n; i++) {
         struct stat st;
@@ -1344,6 +1416,7 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
             return TALLY_IOERR;
         }
         c->segs[i].base = l->segs[i].s.base;
+        c->segs[i].next = l->segs[i].s.next;
         c->segs[i].size = l->segs[i].s.size;
         c->segs[i].dev = st.st_dev;
         c->segs[i].ino = st.st_ino;
@@ -1370,19 +1443,9 @@ void log_compact_cancel(struct log_compaction *c)
 /* The segment of @l that @cs planned, if it is still the same file and
  * its compacted copy is still there (the log may have been reset, cut by
  * retention, or reopened, which removes copies, while the job ran). */
-static struct log__seg *log__compacted_seg(struct tally_log *l, const struct compact_seg *cs)
+static struct log__seg *log__planned_seg(struct tally_log *l, const struct compact_seg *cs)
 {
-    char name[SEG_NAME_SIZE + 16];
     struct stat st;
-    char *path;
-    bool copy_ok;
-    snprintf(name, sizeof name, "%020" PRIu64 ".seg.%s", cs->base, COMPACT_SUFFIX);
-    path = seg_join(l->dir, name);
-    copy_ok = path != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size == cs->new_size;
-    free(path);
-    if (!copy_ok) {
-        return NULL;
-    }
     for (size_t i = 0; i + 1 < l->n; i++) {
         struct log__seg *ls = &l->segs[i];
         if (ls->s.base == cs->base) {
@@ -1394,6 +1457,35 @@ static struct log__seg *log__compacted_seg(struct tally_log *l, const struct com
         }
     }
     return NULL;
+}
+
+static struct log__seg *log__compacted_seg(struct tally_log *l, const struct compact_seg *cs)
+{
+    char name[SEG_NAME_SIZE + 16];
+    struct stat st;
+    char *path;
+    bool copy_ok;
+    snprintf(name, sizeof name, "%020" PRIu64 ".seg.%s", cs->base, COMPACT_SUFFIX);
+    path = seg_join(l->dir, name);
+    copy_ok = path != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size == cs->new_size;
+    free(path);
+    return copy_ok ? log__planned_seg(l, cs) : NULL;
+}
+
+/* A merged copy (leader @i of the plan) goes in only if each segment it
+ * holds is still the file the job read, right after the previous one. */
+static bool log__merge_intact(struct tally_log *l, const struct log_compaction *c, size_t i,
+                              const struct log__seg *lead)
+{
+    const struct log__seg *prev = lead;
+    for (size_t k = i + 1; k <= i + c->segs[i].n_merged; k++) {
+        const struct log__seg *ls = log__planned_seg(l, &c->segs[k]);
+        if (ls == NULL || ls != prev + 1) {
+            return false;
+        }
+        prev = ls;
+    }
+    return true;
 }
 
 /* "<20 digits>.<ext>.cmp" and "<20 digits>.<ext>" joined to the log dir. */
@@ -1437,13 +1529,18 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
     for (size_t i = 0; i < c->n; i++) {
         if (c->segs[i].rewritten) {
             target[i] = log__compacted_seg(l, &c->segs[i]);
+            if (target[i] != NULL && c->segs[i].n_merged > 0 &&
+                !log__merge_intact(l, c, i, target[i])) {
+                target[i] = NULL;
+            }
         }
     }
     /* 1. The old index files go first, durably: if the crash comes after
-     *    the segment is swapped, no stale index describes the new file. */
+     *    the segment is swapped, no stale index describes the new file
+     *    (nor one of a segment merged into it). */
     for (size_t i = 0; rv == 0 && i < c->n; i++) {
-        if (target[i] != NULL) {
-            rv = idx_remove(l->dir, c->segs[i].base, errmsg);
+        for (size_t k = i; rv == 0 && target[i] != NULL && k <= i + c->segs[i].n_merged; k++) {
+            rv = idx_remove(l->dir, c->segs[k].base, errmsg);
         }
     }
     if (rv == 0) {
@@ -1457,7 +1554,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         if (ls == NULL) {
             continue;
         }
-        next = ls->s.next;
+        next = (ls + cs->n_merged)->s.next; /* a merged copy ends where its last segment did */
         rv = log__rename_output(l, cs->base, "seg", errmsg);
         if (rv != 0) {
             break;
@@ -1493,6 +1590,27 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
     if (rv == 0) {
         rv = fs_sync_dir(l->dir, errmsg);
     }
+    /* 2b. Only now, with the merged copies durably in place, the segments
+     *     they hold go. A crash before this leaves segments that the one
+     *     before them covers: log_open removes them (log__drop_merged). */
+    bool unlinked = false;
+    for (size_t i = 0; rv == 0 && i < c->n; i++) {
+        for (size_t k = i + 1; rv == 0 && target[i] != NULL && k <= i + c->segs[i].n_merged;
+             k++) {
+            struct log__seg *ms = target[i] + (k - i);
+            char *path = seg_join(l->dir, ms->s.name);
+            rv = path != NULL ? fs_unlink(path, errmsg) : log__nomem(errmsg, "compaction swap");
+            free(path);
+            if (rv == 0) {
+                c->segs[k].old_fd = ms->s.fd; /* closed by log_compact_free */
+                ms->s.fd = -1;
+                unlinked = true;
+            }
+        }
+    }
+    if (rv == 0 && unlinked) {
+        rv = fs_sync_dir(l->dir, errmsg);
+    }
     if (rv != 0) {
         free(target);
         err_wrap(errmsg, "compaction swap in %s", l->dir);
@@ -1514,6 +1632,21 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
             TLOG_WARN("log", "%s: %s", l->dir, why);
         }
     }
+    /* The merged segments leave the list (their files are gone). */
+    for (size_t i = c->n; i-- > 0;) {
+        if (target[i] == NULL || c->segs[i].n_merged == 0) {
+            continue;
+        }
+        size_t at = (size_t)(target[i] - l->segs) + 1, m = c->segs[i].n_merged;
+        for (size_t k = at; k < at + m; k++) {
+            log__seg_free(&l->segs[k]);
+        }
+        memmove(&l->segs[at], &l->segs[at + m], (l->n - at - m) * sizeof *l->segs);
+        l->n -= m;
+        if (st != NULL) {
+            st->merged += (unsigned)m;
+        }
+    }
     if (st != NULL) {
         st->segments = (unsigned)c->n;
         st->records_in = c->st.records_in;
@@ -1528,7 +1661,8 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         }
     }
     for (size_t i = 0; i < l->n; i++) {
-        if (l->segs[i].s.base == c->segs[c->n - 1].base && l->segs[i].s.next > l->clean_upto) {
+        if (l->segs[i].s.base <= c->segs[c->n - 1].base &&
+            l->segs[i].s.next == c->segs[c->n - 1].next && l->segs[i].s.next > l->clean_upto) {
             l->clean_upto = l->segs[i].s.next;
         }
     }

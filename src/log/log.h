@@ -128,12 +128,28 @@ int log_find_time(struct tally_log *l, int64_t ts_ms, uint64_t *offset, char *er
  * @offset < start is TALLY_OUT_OF_RANGE. */
 int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *errmsg);
 
-/* Retention: delete sealed segments older than retention_ms (judged by the
- * segment's max timestamp against @now_ms) and, oldest first, while the
- * total size exceeds retention_bytes. Never deletes the active segment, nor
- * a segment holding an offset at or above @limit (UINT64_MAX: none); *held
- * (if not NULL) is set when such a segment was due. *deleted gets the
- * number of segments removed. */
+/* Retention plan: the start offset the log would have after deleting its
+ * sealed segments older than retention_ms (judged by the segment's max
+ * timestamp against @now_ms) and, oldest first, while the total size
+ * exceeds retention_bytes: the base of the first segment kept (never past
+ * the active segment). Changes nothing: in a cluster the leader computes
+ * it and every node applies it with log_trim. */
+uint64_t log_retention_start(const struct tally_log *l, int64_t now_ms);
+
+/* Highest record timestamp in the log (INT64_MIN when empty). */
+int64_t log_max_timestamp(const struct tally_log *l);
+
+/* Delete the sealed segments that hold only offsets below @offset (the
+ * active segment always stays; records below @offset in the first kept
+ * segment are the caller's to hide). *deleted gets the number removed;
+ * the directory is fsynced when any was. */
+int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg);
+
+/* Retention on this node alone (the unit tests; a cluster uses
+ * log_retention_start and log_trim): log_retention_start, but
+ * never deleting a segment holding an offset at or above @limit
+ * (UINT64_MAX: none); *held (if not NULL) is set when such a segment was
+ * due; then log_trim. */
 int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *deleted,
                bool *held, char *errmsg);
 
@@ -165,6 +181,9 @@ struct log_compact_params {
     int64_t min_lag_ms;          /* only segments whose newest record is this old */
     int64_t delete_retention_ms; /* remove tombstones this old (-1: keep them) */
     size_t map_bytes;            /* memory for the key map */
+    uint64_t tombstone_limit;    /* if not 0: remove tombstones at offsets below
+                                  * this instead of by age (a cluster's decision,
+                                  * the same on every node); -1 above still keeps */
 };
 
 struct log_compact_stats {
@@ -175,6 +194,7 @@ struct log_compact_stats {
     uint64_t bytes_in;       /* size of the segments read */
     uint64_t bytes_out;      /* their size after the swap */
     uint64_t upto;           /* offset the compacted range ends at */
+    unsigned merged;         /* segments merged into the one before them (and removed) */
 };
 
 struct log_compaction;

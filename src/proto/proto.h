@@ -64,6 +64,10 @@ enum proto_type {
     PROTO_GROUP_FETCH = 13,
     PROTO_BACKUP_CUT = 14,
     PROTO_MEMBER_PROMOTE = 15,
+    PROTO_GROUP_LIST = 16,
+    PROTO_GROUP_DELETE = 17,
+    PROTO_GROUP_SET = 18,
+    PROTO_CLOCK = 19,
     PROTO_MEMBER_REPLACE = 20,
     PROTO_READ_INDEX = 21,
     PROTO__TYPE_MAX = 21,
@@ -204,6 +208,41 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_GROUP_FETCH_REQ(X)                                        \
     X(str, group, PROTO_NAME_MAX)                                              \
     X(str, topic, PROTO_NAME_MAX)
+/* GROUP_LIST (leader when one is known, like GROUP_FETCH): the positions
+ * of @group ("" = every group) on @topic ("" = every topic), each with its
+ * topic's id and offsets, so a reader sees position and lag at once.
+ * Answered by GROUP_LIST_RESP and n_positions PROTO_SCHEMA_GROUP_POSITION.
+ * A topic id is the Raft index of the topic's creation: it names one
+ * incarnation of a topic, and a topic deleted and created again has a new
+ * one. */
+#define PROTO_SCHEMA_GROUP_LIST_REQ(X)                                         \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)
+#define PROTO_SCHEMA_GROUP_LIST_RESP(X)                                        \
+    X(u32, n_positions)  /* followed by n PROTO_SCHEMA_GROUP_POSITION */
+#define PROTO_SCHEMA_GROUP_POSITION(X)                                         \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, topic_id)                                                           \
+    X(u64, offset)       /* the next offset the group reads */                \
+    X(u64, start_offset) /* the topic's first and next offsets */             \
+    X(u64, next_offset)
+/* GROUP_DELETE (leader, through Raft): forget the position of @group on
+ * @topic ("" = on every topic). Answered by DONE_RESP; NOTFOUND when the
+ * group has no such position. */
+#define PROTO_SCHEMA_GROUP_DELETE_REQ(X)                                       \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)
+/* GROUP_SET (leader, through Raft): GROUP_COMMIT bound to one incarnation
+ * of the topic: refused (NOTFOUND) if the topic's id is no longer
+ * @topic_id (PROTO_ANY_TOPIC_ID: the topic as it is), and refused
+ * (OUT_OF_RANGE) past the topic's next offset. Answered by DONE_RESP. */
+#define PROTO_SCHEMA_GROUP_SET_REQ(X)                                          \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, topic_id)                                                           \
+    X(u64, offset)
+#define PROTO_ANY_TOPIC_ID UINT64_MAX
 /* BACKUP_CUT (any node, since protocol version 1 of tally 0.x with this
  * type; older servers answer UNKNOWN_REQUEST): the state this node has
  * applied, read at one moment on its loop, so every field is at the same
@@ -224,6 +263,20 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, topic, PROTO_NAME_MAX)                                              \
     X(u64, offset)
 #define PROTO_BACKUP_CUT_VERSION 1
+/* CLOCK (any node; older servers answer UNKNOWN_REQUEST): the node's wall
+ * clock and its offset against the cluster's time (the leader's clock, less
+ * the correction the leader took over; docs/operations.md, Clocks).
+ * Followers send it to the leader every 2 s to measure their offset
+ * (NTP-style: the leader's wall_ms against the middle of the round trip,
+ * plus the leader's own offset_ms); tally status asks every member. */
+#define PROTO_SCHEMA_CLOCK_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_CLOCK_RESP(X)                                             \
+    X(u64, node_id)                                                            \
+    X(i64, wall_ms)      /* its wall clock when it answered, ms since 1970 */  \
+    X(u64, leader_id)    /* the leader it measured against (0: none known) */  \
+    X(u8, offset_known)  /* 1: offset_ms is a recent measurement, or the leader's*/\
+    X(i64, offset_ms)    /* its clock minus the cluster's time */              \
+    X(u8, offset_warn)   /* 1: |offset_ms| exceeds its clock_warn_ms */
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
@@ -274,6 +327,13 @@ void proto_end_frame(struct buf *b, size_t start);
     X(backup_cut_resp, BACKUP_CUT_RESP)                                        \
     X(backup_groups, BACKUP_GROUPS)                                            \
     X(backup_group, BACKUP_GROUP)                                              \
+    X(group_list_req, GROUP_LIST_REQ)                                          \
+    X(group_list_resp, GROUP_LIST_RESP)                                        \
+    X(group_position, GROUP_POSITION)                                          \
+    X(group_delete_req, GROUP_DELETE_REQ)                                      \
+    X(group_set_req, GROUP_SET_REQ)                                            \
+    X(clock_req, CLOCK_REQ)                                                    \
+    X(clock_resp, CLOCK_RESP)                                                  \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

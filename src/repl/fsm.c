@@ -2,16 +2,21 @@
  * store_snapshot_freeze/_build/_release (fsm version 3) and store_restore.
  *
  * The index of the entry being applied is raft_last_applied() + 1: raft
- * bumps last_applied only after apply returns (RAFT-GUIDE.md 5.1).
+ * bumps last_applied only after apply returns (docs/raft.md, section 2).
  *
  * Results: raft hands apply's result to the leader's request callback and
- * drops it on followers, so the fsm owns it: it stays valid until the next
- * apply, and callbacks (which run right after their entry's apply) copy
- * what they need. */
+ * drops it on followers, so the fsm keeps each in a ring slot by index.
+ * libraft 0.22 fires request callbacks only after the loop iteration that
+ * applied their entries, when later entries may have been applied too, so
+ * a result must outlive the next apply (a single "latest result" gave one
+ * client another's offsets: test_raft_disk_full.py). The callback takes
+ * its result by index (fsm_take_result); unclaimed ones (followers, entries
+ * of earlier terms) are freed when their slot is reused. */
 #include "repl/fsm.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "lib/err.h"
@@ -24,6 +29,14 @@ const struct fsm_stats *fsm_stats(void)
     return &fsm__stats;
 }
 
+/* A committed entry that cannot be applied (a full disk under a topic log,
+ * say) stops the node at once, exit 1, as a SIGKILL would: its files are
+ * crash-consistent by design (the fault suite kills nodes at random), and
+ * it replays the entry when it is restarted. It does not return the error
+ * to raft and shut down cleanly: libraft 0.22's path after a failed apply
+ * freed memory twice (the fault suite's disk faults died of "double free"
+ * in the shutdown that followed), and a clean shutdown would write
+ * checkpoints of a store that is part way through an entry. */
 static void fsm__fail(struct fsm *f, const char *what, const char *errmsg)
 {
     char why[ERR_MSG_SIZE + 64];
@@ -33,6 +46,9 @@ static void fsm__fail(struct fsm *f, const char *what, const char *errmsg)
         f->failed = true;
         f->fatal(f->fatal_arg, why);
     }
+    TLOG_ERROR("fsm", "exiting now (status 1) for the supervisor to restart this node");
+    fflush(NULL);
+    _exit(1);
 }
 
 static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
@@ -43,8 +59,6 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
     struct store_result *res = NULL;
     int rv;
 
-    free(f->last);
-    f->last = NULL;
     *result = NULL;
     f->applied_entries++;
     f->applied_bytes += buf->len;
@@ -58,9 +72,24 @@ static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void *
         fsm__fail(f, "apply", errmsg);
         return RAFT_IOERR;
     }
-    f->last = res;
-    *result = res;
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    free(f->results[slot].res);
+    f->results[slot].index = index;
+    f->results[slot].res = res;
+    *result = res; /* unused: node.c takes it by index */
     return 0;
+}
+
+struct store_result *fsm_take_result(struct fsm *f, uint64_t index)
+{
+    unsigned slot = (unsigned)(index % FSM_RESULTS);
+    struct store_result *res = NULL;
+    if (f->results[slot].index == index) {
+        res = f->results[slot].res;
+        f->results[slot].res = NULL;
+        f->results[slot].index = 0;
+    }
+    return res;
 }
 
 /* Loop: freeze a copy of the state at last_applied (cheap: copies of the
@@ -183,6 +212,9 @@ void fsm_close(struct fsm *f)
 {
     store_snapshot_release(f->store, f->frozen);
     f->frozen = NULL;
-    free(f->last);
-    f->last = NULL;
+    for (unsigned i = 0; i < FSM_RESULTS; i++) {
+        free(f->results[i].res);
+        f->results[i].res = NULL;
+        f->results[i].index = 0;
+    }
 }

@@ -8,12 +8,21 @@
 
 #include "store/store.h"
 
+#define FSM_RESULTS 1024
+
 struct fsm {
     struct raft_fsm raft_fsm;   /* handed to raft_init */
     struct store *store;        /* borrowed */
     struct raft *raft;          /* set before raft_start */
     bool started;               /* raft_start returned: restores are installs */
-    struct store_result *last;  /* result of the latest apply, freed by the next */
+    /* Results of recent applies by index, until node.c's request callback
+     * takes its own (fsm_take_result) or FSM_RESULTS later applies reuse
+     * the slot: libraft 0.22 fires request callbacks after the loop
+     * iteration that applied them, possibly after further applies. */
+    struct {
+        uint64_t index;
+        struct store_result *res;
+    } results[FSM_RESULTS];
     void (*fatal)(void *arg, const char *why);
     void *fatal_arg;
     bool failed;                /* a fatal error was reported */
@@ -32,6 +41,10 @@ struct fsm {
  * node's raft_io must say version 2 (node.c). */
 void fsm_init(struct fsm *f, struct store *store, void (*fatal)(void *, const char *), void *arg);
 void fsm_close(struct fsm *f);
+
+/* The result of the entry at @index, now the caller's to free(), or NULL if
+ * it is gone (taken already, or FSM_RESULTS entries were applied since). */
+struct store_result *fsm_take_result(struct fsm *f, uint64_t index);
 
 /* Snapshot counters of this process (one node per process), for metrics. */
 struct fsm_stats {

@@ -1,19 +1,21 @@
-/* The Raft node: canonical/raft 0.15 + raft_uv + NODELAY TCP on one loop.
+/* The Raft node: libraft 0.22 + raft_uv + NODELAY TCP on one loop. The
+ * raft rules this file relies on are in docs/raft.md.
  *
- * Start-up (RAFT-GUIDE.md 3.1): transport, raft_uv (64 MiB segments, 200 ms
- * reconnect), raft_init with the fsm adapter, tunables (pre-vote on), then
- * bootstrap when asked (RAFT_CANTBOOTSTRAP = already initialised: fine, so
- * one command line starts and restarts a node), then raft_start, which
- * restores the latest snapshot and replays the log into the store.
+ * Start-up: transport, raft_uv (64 MiB segments, 200 ms reconnect), the
+ * membership tracker (members.c), raft_init with the fsm adapter, tunables
+ * (pre-vote on, raft's capacity check off), then bootstrap when asked
+ * (RAFT_CANTBOOTSTRAP = already initialised: fine, so one command line
+ * starts and restarts a node), then raft_start, which restores the latest
+ * snapshot and replays the log into the store.
  *
- * A uv_check "monitor" runs every loop iteration, because 0.15 has no state
- * callback: it reports role changes and applied-index progress, issues the
- * barrier a new leader needs before serving (0.15 appends no leader no-op,
- * rule 6), and reports RAFT_UNAVAILABLE, which is permanent, as fatal.
+ * A uv_check "monitor" runs every loop iteration, because the API has no
+ * state callback: it reports role changes and applied-index progress,
+ * issues the barrier after which a new leader serves (it tells when the
+ * earlier terms are applied), and reports RAFT_UNAVAILABLE, which is
+ * permanent, as fatal.
  *
- * Reads of term, commit index and configuration use struct raft fields
- * that 0.15 exposes (0.17 hides them): this pins us to the 0.15 ABI, which
- * is what Debian 12 ships. */
+ * No field of struct raft is read: term and commit index come from
+ * accessors, the configuration from members.c. */
 #include "repl/node.h"
 
 #include <errno.h>
@@ -27,15 +29,20 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "repl/fsm.h"
+#include "repl/members.h"
 #include "repl/transport.h"
 #include "store/cmd.h"
 
 struct node {
     uv_loop_t *loop;
     struct raft raft;
-    struct raft_io io;
+    struct members members; /* raft_uv's io, tracking the configuration */
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
+    int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
+                    raft_io_recv_cb); /* raft_uv's, wrapped by node__start */
+    raft_io_recv_cb raft_recv;  /* raft's receive callback, wrapped by node__recv */
+    uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
     uv_check_t monitor;
@@ -47,6 +54,8 @@ struct node {
     bool barrier_pending;
     struct raft_barrier barrier;
     uint64_t applied_seen;      /* last applied index reported */
+    unsigned appends_pending;   /* raft log writes not yet completed */
+    uint64_t append_progress_ms; /* uv_now when the oldest of them began, or of the last completion */
     bool started;
     bool closing;
     int pending_closes;
@@ -131,8 +140,8 @@ static const char *node__reason(struct node *n, int rv)
     if (raft_msg != NULL && raft_msg[0] != '\0') {
         return raft_msg;
     }
-    if (n->io.errmsg[0] != '\0') {
-        snprintf(buf, sizeof buf, "%s", n->io.errmsg);
+    if (n->members.io.errmsg[0] != '\0') {
+        snprintf(buf, sizeof buf, "%s", n->members.io.errmsg);
         return buf;
     }
     if (n->transport.outer.errmsg[0] != '\0') {
@@ -151,21 +160,17 @@ static void node__fatal(void *arg, const char *why)
 }
 
 /* Every write of the Raft log goes through node__append, which wraps
- * raft_uv's append, so that a failed write (disk full, I/O error) stops the
- * node before canonical/raft 0.15 handles it (RAFT-GUIDE.md 9):
- * - on a leader, 0.15 fails only the request at the first index of the
- *   failed write, truncates its log and stays leader; the requests of the
- *   later entries stay queued under indexes that the next proposals reuse
- *   and were answered with those entries' results (the fault suite saw two
- *   conditional appends swap answers), and going on crashed libraft
- *   (SIGSEGV; test_raft_disk_full.py);
- * - on a follower, 0.15 rejects the batch but keeps the entries in memory,
- *   and later writes count them as stored: it would acknowledge entries
- *   that are not on its disk.
- * Closing raft from inside its callbacks aborts libuv, so the node exits 1
- * at once for the supervisor to restart it: a crash it survives by design
- * (the Raft log on disk is the truth and the store replays it); clients of
- * writes in flight see their connection drop, an unknown outcome. */
+ * raft_uv's append to see how long writes stay pending (docs/raft.md,
+ * "Failed writes"). libraft 0.22's raft_uv retries a failed write (full
+ * disk, I/O error) every disk_retry ms until it succeeds, and reports to
+ * raft only success, or cancellation at shutdown: the node does not fail,
+ * it stops storing entries. A leader keeps leading and commits through its
+ * followers' copies, a follower stops acknowledging; nothing acknowledged
+ * depends on the stuck disk. node_write_stalled_ms() lets the server notice
+ * (it refuses writes, hands leadership away and reports it on /health)
+ * instead of a silent hang. Any other status would come from a raft that
+ * reports failed writes; tally then exits at once, since raft 0.15 showed
+ * how a library that goes on after one loses track of its requests. */
 struct node__append {
     struct raft_io_append inner; /* first: the callback gets its address */
     struct raft_io_append *outer;
@@ -181,10 +186,12 @@ static void node__append_cb(struct raft_io_append *req, int status)
     if (status != 0 && status != RAFT_CANCELED && !n->closing) {
         TLOG_ERROR("raft", "fatal: writing the raft log failed (%s: %s); exiting now (status "
                    "1) for the supervisor to restart this node", raft_strerror(status),
-                   n->io.errmsg);
+                   n->members.io.errmsg);
         fflush(NULL);
         _exit(1);
     }
+    n->appends_pending--;
+    n->append_progress_ms = uv_now(n->loop); /* the oldest pending one is newer */
     outer->cb(outer, status);
 }
 
@@ -192,7 +199,7 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
                         const struct raft_entry entries[], unsigned n_entries,
                         raft_io_append_cb cb)
 {
-    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, io));
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
     struct node__append *a = malloc(sizeof *a);
     int rv;
     if (a == NULL) {
@@ -204,8 +211,42 @@ static int node__append(struct raft_io *io, struct raft_io_append *req,
     rv = n->uv_append(io, &a->inner, entries, n_entries, node__append_cb);
     if (rv != 0) {
         free(a); /* refused at once: raft handles that itself, nothing was written */
+        return rv;
     }
-    return rv;
+    if (n->appends_pending++ == 0) {
+        n->append_progress_ms = uv_now(n->loop);
+    }
+    return 0;
+}
+
+uint64_t node_write_stalled_ms(struct node *n)
+{
+    return n->appends_pending == 0 ? 0 : uv_now(n->loop) - n->append_progress_ms;
+}
+
+/* A follower's own commit index is capped by the entries it has stored
+ * (raft sets it to min(leader commit, last new entry)), so while it catches
+ * up it equals its applied index and says nothing of how far behind it is.
+ * The leader's commit index travels in every AppendEntries, heartbeats
+ * included: node__recv notes the highest one seen before raft handles the
+ * message, so a follower knows the cluster's commit, not only its own
+ * (node_leader_commit_index, the /health lag rule). */
+static void node__recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    if (msg->type == RAFT_APPEND_ENTRIES &&
+        msg->append_entries.leader_commit > n->leader_commit) {
+        n->leader_commit = msg->append_entries.leader_commit;
+    }
+    n->raft_recv(io, msg);
+}
+
+static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    n->raft_recv = recv;
+    return n->uv_start(io, msecs, tick, node__recv);
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -216,7 +257,7 @@ static void node__barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     if (status == 0 && raft_state(&n->raft) == RAFT_LEADER &&
-        n->raft.current_term == n->leader_term) {
+        raft_current_term(&n->raft) == n->leader_term) {
         n->ready = true;
         TLOG_INFO("raft", "leader for term %llu is ready (applied %llu)",
                   (unsigned long long)n->leader_term,
@@ -242,7 +283,7 @@ static void node__issue_barrier(struct node *n)
 }
 
 /* Snapshot threshold and trailing from the byte budget: raft keeps about
- * threshold + trailing entries in memory (RAFT-GUIDE.md 7.3), so each gets
+ * threshold + trailing entries in memory (docs/raft.md), so each gets
  * half the budget at the average entry size seen lately, within
  * [NODE__MIN_ENTRIES, NODE__MAX_ENTRIES]. Recomputed every few seconds,
  * applied when it moves by a quarter or more. */
@@ -528,9 +569,9 @@ static void node__monitor(uv_check_t *h)
         n->role = role;
         n->ready = false;
         TLOG_INFO("raft", "role %s -> %s (term %llu)", node__role_name(old), node__role_name(role),
-                  (unsigned long long)n->raft.current_term);
+                  (unsigned long long)raft_current_term(&n->raft));
         if (role == NODE_LEADER) {
-            n->leader_term = n->raft.current_term;
+            n->leader_term = raft_current_term(&n->raft);
             node__issue_barrier(n);
         }
         if (n->ev.role_changed != NULL) {
@@ -675,9 +716,9 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
         free(n);
         return TALLY_IOERR;
     }
-    rv = raft_uv_init(&n->io, loop, cfg->raft_dir, &n->transport.outer);
+    rv = raft_uv_init(&n->members.io, loop, cfg->raft_dir, &n->transport.outer);
     if (rv != 0) {
-        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, n->io.errmsg);
+        err_printf(errmsg, "raft storage in %s: %s", cfg->raft_dir, n->members.io.errmsg);
         transport_close(&n->transport);
         free(n);
         return TALLY_IOERR;
@@ -686,18 +727,17 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
         struct transport_guard guard = {n, node__hello_local, node__hello_check};
         transport_set_guard(&n->transport, &guard);
     }
-    raft_uv_set_segment_size(&n->io, (size_t)cfg->segment_bytes);
-    raft_uv_set_connect_retry_delay(&n->io, 200);
-    n->uv_append = n->io.append;
-    n->io.append = node__append;
-    /* raft_uv 0.15 implements async_work but says it is version 1, and
-     * raft_init refuses an fsm with snapshot_async on a version-1 io
-     * (RAFT-GUIDE.md rule 4). */
-    n->io.version = 2;
-    rv = raft_init(&n->raft, &n->io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
+    raft_uv_set_segment_size(&n->members.io, (size_t)cfg->segment_bytes);
+    raft_uv_set_connect_retry_delay(&n->members.io, 200);
+    members_track(&n->members);
+    n->uv_append = n->members.io.append;
+    n->members.io.append = node__append;
+    n->uv_start = n->members.io.start;
+    n->members.io.start = node__start;
+    rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
-        raft_uv_close(&n->io);
+        raft_uv_close(&n->members.io);
         transport_close(&n->transport);
         free(n);
         return TALLY_IOERR;
@@ -717,9 +757,10 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     raft_set_install_snapshot_timeout(&n->raft, 10000);
     raft_set_pre_vote(&n->raft, true);
-    /* raft 0.22 refuses entries while raft_uv reports less than this many
-     * KiB of prepared segments, which it does at start-up: tally checks the
-     * free disk space itself (disk_reserve_bytes). */
+    /* libraft 0.22's free-space check counts raft_uv's prepared segments in
+     * KiB in a 16-bit field, which wraps to 0 with 64 MiB segments and
+     * then refuses every write with RAFT_NOSPACE (docs/raft.md). The
+     * node's own disk_reserve_bytes check guards the disk instead. */
     raft_set_capacity_threshold(&n->raft, 0);
     *out = n;
     if (cfg->bootstrap && (rv = node__bootstrap(n, cfg, errmsg)) != 0) {
@@ -842,6 +883,7 @@ static void node__maybe_done(struct node *n)
     void (*cb)(void *) = n->close_cb;
     void *arg = n->close_arg;
     fsm_close(&n->fsm);
+    members_close(&n->members);
     free(n);
     if (cb != NULL) {
         cb(arg);
@@ -851,7 +893,7 @@ static void node__maybe_done(struct node *n)
 static void node__raft_closed(struct raft *r)
 {
     struct node *n = r->data;
-    raft_uv_close(&n->io);
+    raft_uv_close(&n->members.io);
     transport_close(&n->transport);
     node__maybe_done(n);
 }
@@ -905,12 +947,21 @@ uint64_t node_leader_id(struct node *n)
 
 uint64_t node_term(struct node *n)
 {
-    return n->raft.current_term;
+    return raft_current_term(&n->raft);
 }
 
 uint64_t node_commit_index(struct node *n)
 {
-    return n->raft.commit_index;
+    return raft_commit_index(&n->raft);
+}
+
+uint64_t node_leader_commit_index(struct node *n)
+{
+    uint64_t own = raft_commit_index(&n->raft);
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        return own;
+    }
+    return n->leader_commit > own ? n->leader_commit : own;
 }
 
 uint64_t node_applied_index(struct node *n)
@@ -925,7 +976,8 @@ uint64_t node_last_index(struct node *n)
 
 unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
 {
-    const struct raft_configuration *c = &n->raft.configuration;
+    uint64_t at;
+    const struct raft_configuration *c = members_current(&n->members, &at);
     unsigned k = 0;
     for (unsigned i = 0; i < c->n && k < cap; i++, k++) {
         out[k].id = c->servers[i].id;
@@ -938,15 +990,30 @@ unsigned node_members(struct node *n, struct node_member *out, unsigned cap)
 
 struct node__proposal {
     struct raft_apply req;
+    struct node *n;
     node_propose_cb cb;
     void *arg;
 };
 
+/* @result is ignored: it may belong to a later entry by now (fsm.c); the
+ * proposal's own result is taken from the fsm by its index. */
 static void node__apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct node__proposal *p = (struct node__proposal *)req;
+    struct node *n = p->n;
+    (void)result;
     if (status == 0) {
-        p->cb(p->arg, 0, req->index, result);
+        struct store_result *res = fsm_take_result(&n->fsm, req->index);
+        if (res == NULL) {
+            /* Applied, but its result was dropped: the caller cannot be told
+             * what happened, which is an unknown outcome. */
+            TLOG_WARN("raft", "the result of entry %llu was gone when its request completed",
+                      (unsigned long long)req->index);
+            p->cb(p->arg, TALLY_LEADERSHIP_LOST, req->index, NULL);
+        } else {
+            p->cb(p->arg, 0, req->index, res);
+            free(res);
+        }
     } else {
         p->cb(p->arg, node_map_error(status), req->index, NULL);
     }
@@ -962,12 +1029,13 @@ int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *ar
         return TALLY_SHUTDOWN;
     }
     if (entry->len == 0 || entry->len % 8 != 0 || !buf_ok(entry)) {
-        return TALLY_INVAL; /* raft 0.15 corrupts unpadded entries */
+        return TALLY_INVAL; /* the command format pads to 8 (store/cmd.h, docs/raft.md) */
     }
     p = calloc(1, sizeof *p);
     if (p == NULL) {
         return TALLY_NOMEM;
     }
+    p->n = n;
     p->cb = cb;
     p->arg = arg;
     rb.base = entry->data;
@@ -1033,11 +1101,12 @@ static struct node__change *node__change_new(struct node *n, uint64_t id, node_d
     return c;
 }
 
-/* The role of member @id in the configuration, or -1. A pending change
- * counts: raft 0.15 exposes only the configuration it already acts on. */
+/* The role of member @id in the configuration raft acts on (the newest in
+ * its log, committed or not), or -1. */
 static int node__role(struct node *n, uint64_t id, const char **addr)
 {
-    const struct raft_configuration *conf = &n->raft.configuration;
+    uint64_t at;
+    const struct raft_configuration *conf = members_current(&n->members, &at);
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == id) {
             *addr = conf->servers[i].address;
@@ -1092,7 +1161,9 @@ int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg)
     const char *addr;
     struct node__change *c;
     int rv;
-    if (node__role(n, id, &addr) == RAFT_VOTER && n->raft.configuration_uncommitted_index == 0) {
+    uint64_t at;
+    members_current(&n->members, &at);
+    if (node__role(n, id, &addr) == RAFT_VOTER && at <= raft_commit_index(&n->raft)) {
         cb(arg, 0, "already a voter");
         return 0;
     }
@@ -1132,7 +1203,19 @@ static void node__transfer_cb(struct raft_transfer *req)
     char msg[128];
     int code = (c->id == 0 ? leader != 0 && leader != c->n->id : leader == c->id) ? 0
                                                                                    : TALLY_TIMEOUT;
-    snprintf(msg, sizeof msg, "leader is now %llu", (unsigned long long)leader);
+    if (code == 0) {
+        snprintf(msg, sizeof msg, "leader is now %llu", (unsigned long long)leader);
+    } else if (c->id != 0) {
+        snprintf(msg, sizeof msg,
+                 "node %llu did not take over (is it running and caught up? see 'tally "
+                 "status'); the leader is %s%llu",
+                 (unsigned long long)c->id, leader != 0 ? "still " : "now unknown: ",
+                 (unsigned long long)leader);
+    } else {
+        snprintf(msg, sizeof msg, "no other node took over (are they running? see 'tally "
+                                  "status'); the leader is still %llu",
+                 (unsigned long long)leader);
+    }
     c->cb(c->arg, code, msg);
     free(c);
 }

@@ -64,7 +64,7 @@ struct node_events {
 int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *store,
                 const struct node_events *events, struct node **out, char *errmsg);
 
-/* Disaster recovery (the majority is lost for good; RAFT-GUIDE.md 3.2):
+/* Disaster recovery (the majority is lost for good; docs/operations.md):
  * offline, with no tallyd running on the directory, append to the Raft log
  * in @cfg->raft_dir a configuration whose only voter is this node (@cfg->id
  * at @cfg->raft_addr), through raft_recover, and return. Started normally
@@ -84,8 +84,18 @@ uint64_t node_id(struct node *n);
 uint64_t node_leader_id(struct node *n);
 uint64_t node_term(struct node *n);
 uint64_t node_commit_index(struct node *n);
+/* The cluster's commit index as far as this node knows: the leader's own;
+ * on any other node the highest leader commit index an AppendEntries
+ * carried (heartbeats included), or its own commit index if higher. A
+ * catching-up follower's own commit index never passes what it has
+ * stored, so this is the one to measure its lag by. */
+uint64_t node_leader_commit_index(struct node *n);
 uint64_t node_applied_index(struct node *n);
 uint64_t node_last_index(struct node *n);
+/* How long the oldest pending write of the Raft log has waited without
+ * any write completing, in ms (0: none pending). raft_uv retries failed
+ * writes (full disk, I/O error) without reporting them. */
+uint64_t node_write_stalled_ms(struct node *n);
 
 /* Current Raft configuration: fills up to @cap members; returns the count. */
 struct node_member {

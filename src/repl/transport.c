@@ -404,7 +404,10 @@ int transport_init(struct transport *t, uv_loop_t *loop)
     int rv;
     memset(t, 0, sizeof *t);
     t->loop = loop;
-    t->inner.version = 1; /* raft 0.22 refuses a transport of another version */
+    /* raft 0.22 refuses a transport whose struct version is not filled
+     * in (RAFT_INVALID, "Invalid parameter"): version 1 is what both
+     * structs implement. */
+    t->inner.version = 1;
     t->outer.version = 1;
     rv = raft_uv_tcp_init(&t->inner, loop);
     if (rv != 0) {

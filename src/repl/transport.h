@@ -1,6 +1,6 @@
 /* A raft_uv_transport decorator that sets TCP_NODELAY on every Raft
- * connection (canonical/raft never does; without it Nagle plus delayed ACKs
- * stall replication by ~40 ms, RAFT-GUIDE.md rule 3). */
+ * connection (libraft never does; without it Nagle plus delayed ACKs
+ * stall replication by ~40 ms: docs/raft.md, section 1). */
 #ifndef TALLY_REPL_TRANSPORT_H_
 #define TALLY_REPL_TRANSPORT_H_
 

@@ -62,6 +62,8 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(min_compaction_lag_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
     CFG__T(delete_retention_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
     CFG__T(compaction_buffer_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
+    CFG__T(max_clock_step_ms, CFG__U64, false, 1000, 86400000),
+    CFG__T(clock_warn_ms, CFG__U64, false, 1, 86400000),
 };
 
 #define CFG__N_TUNABLES (sizeof cfg__tunables / sizeof cfg__tunables[0])
@@ -79,7 +81,7 @@ static void cfg__defaults(struct cfg *c)
      * working for tallyd unless the file or a flag says otherwise. */
     c->log_level = logger_level();
     /* Failover (SIGKILL of the leader -> next acknowledged write) takes
-     * about 1.7-2x the election timeout with raft 0.15's pre-vote
+     * about 1.7-2x the election timeout with raft's pre-vote
      * (docs/configuration.md, Failover): 400 ms keeps it under a second. */
     c->election_timeout_ms = 400;
     c->heartbeat_timeout_ms = 50;
@@ -97,6 +99,8 @@ static void cfg__defaults(struct cfg *c)
     c->compaction_interval_ms = 15000;
     c->delete_retention_ms = 86400000;
     c->compaction_buffer_bytes = 64 * CFG__MIB;
+    c->max_clock_step_ms = 60000;
+    c->clock_warn_ms = 1000;
 }
 
 /* Put "<prefix>" in front of the message already in @errmsg. Unlike
@@ -710,6 +714,7 @@ void cfg_usage(FILE *out)
             "  retention_interval_ms=30000\n"
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
+            "  max_clock_step_ms=60000   clock_warn_ms=1000\n"
             "\n"
             "Example (node 1 of 3 on one machine):\n"
             "  tallyd --id 1 --data run/node1 --listen 127.0.0.1:7001 --raft 127.0.0.1:7101 \\\n"

@@ -11,6 +11,8 @@ struct compactor {
     uv_loop_t *loop;
     struct store *store;
     struct metrics *metrics;
+    struct gw *gw;                /* its backup pin holds compaction back */
+    bool held_logged;             /* said that a backup holds compaction */
     struct store_compact_config cfg;
     uv_timer_t timer;
     uv_work_t work;
@@ -74,7 +76,14 @@ static void compactor__after(uv_work_t *w, int status)
     double seconds = (double)(metrics_now_ns() - c->job_start_ns) / 1e9;
     int rv = status == UV_ECANCELED ? TALLY_SHUTDOWN : c->job_rv;
 
-    if (rv == 0 && !c->closing) {
+    if (rv == 0 && !c->closing && gw_backups(c->gw) > 0) {
+        /* A backup took its cut while the job ran: swapping the copies in
+         * now would remove records the backup has yet to copy. The job's
+         * files go with it; the next job after the backup does it again. */
+        TLOG_INFO("compact", "topic %s: compaction not applied: a backup started while it "
+                             "ran; it runs again when the backup ends",
+                  store_compaction_topic(c->job));
+    } else if (rv == 0 && !c->closing) {
         rv = store_compact_finish(c->store, c->job, &st, errmsg);
         if (rv != 0) {
             /* The log is marked failed (sticky) and refuses writes, so the
@@ -83,11 +92,11 @@ static void compactor__after(uv_work_t *w, int status)
         } else if (st.segments > 0) {
             TLOG_INFO("compact",
                       "topic %s: %u segments below offset %llu, %u rewritten: %llu -> %llu "
-                      "bytes, %llu of %llu records kept, %.3f s",
+                      "bytes, %llu of %llu records kept, %u segments merged away, %.3f s",
                       store_compaction_topic(c->job), st.segments, (unsigned long long)st.upto,
                       st.rewritten, (unsigned long long)st.bytes_in,
                       (unsigned long long)st.bytes_out, (unsigned long long)st.records_out,
-                      (unsigned long long)st.records_in, seconds);
+                      (unsigned long long)st.records_in, st.merged, seconds);
         }
         metrics_compaction(c->metrics, rv == 0, seconds, st.bytes_in, st.bytes_out,
                            st.records_in - st.records_out);
@@ -114,7 +123,17 @@ static void compactor__tick(uv_timer_t *t)
     if (c->job != NULL || c->closing) {
         return;
     }
-    /* wall clock, as record timestamps (lag, tombstone age) are */
+    if (gw_backups(c->gw) > 0) {
+        if (!c->held_logged) {
+            TLOG_INFO("compact", "compaction waits: a backup is copying this node's logs");
+            c->held_logged = true;
+        }
+        return;
+    }
+    c->held_logged = false;
+    /* wall clock, as record timestamps are: it only says when a segment is
+     * old enough to compact (lag); which tombstones go is the leader's
+     * replicated decision (store_retention_due) */
     rv = store_compact_prepare(c->store, &c->cfg, (int64_t)gw_now_ms(), &c->job, c->job_err);
     if (rv != 0) {
         TLOG_WARN("compact", "%s", c->job_err);
@@ -135,7 +154,8 @@ static void compactor__tick(uv_timer_t *t)
 }
 
 int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
-                    struct metrics *metrics, struct compactor **out, char *errmsg)
+                    struct metrics *metrics, struct gw *gw, struct compactor **out,
+                    char *errmsg)
 {
     struct compactor *c;
     *out = NULL;
@@ -151,8 +171,8 @@ int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
     c->loop = loop;
     c->store = store;
     c->metrics = metrics;
+    c->gw = gw;
     c->cfg.min_lag_ms = (int64_t)cfg->min_compaction_lag_ms;
-    c->cfg.delete_retention_ms = (int64_t)cfg->delete_retention_ms;
     c->cfg.map_bytes = (size_t)cfg->compaction_buffer_bytes;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;

@@ -14,9 +14,13 @@
 struct compactor;
 
 /* Start the timer (nothing at all if cfg->compaction_interval_ms is 0).
- * @store and @metrics are borrowed and must outlive compactor_close. */
+ * @store, @metrics and @gw are borrowed and must outlive compactor_close.
+ * While a backup holds the gateway's pin (gw_backups), no job starts and
+ * a job that was running is not swapped in (it runs again afterwards). */
+struct gw;
 int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
-                    struct metrics *metrics, struct compactor **out, char *errmsg);
+                    struct metrics *metrics, struct gw *gw, struct compactor **out,
+                    char *errmsg);
 
 /* Stop: cancel a running job, and call @done(@arg) once no job is left
  * (at once when idle, else when the worker has returned). Frees the

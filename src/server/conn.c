@@ -93,6 +93,7 @@ struct conn {
     bool closing;
     bool close_after_write; /* framing lost: close once the error is out */
     char peer[64];
+    bool backup;            /* holds a backup pin (conn_hold_backup) */
     struct conn *next_conn, *prev_conn;
     /* The zero-copy answer being sent (see the top), NULL if none. */
     struct req *raw;        /* its head is written, its batches are being sent */
@@ -159,6 +160,10 @@ static void conn__close(struct conn *c)
         return;
     }
     c->closing = true;
+    if (c->backup) {
+        c->backup = false;
+        gw_backup_end(c->gw, c->peer);
+    }
     /* Requests the gateway still holds outlive the connection. */
     for (struct req *r = c->head, *next; r != NULL; r = next) {
         next = r->next;
@@ -186,6 +191,20 @@ static void conn__close(struct conn *c)
     }
     conn__n--;
     uv_close((uv_handle_t *)&c->handle, conn__closed);
+}
+
+void conn_hold_backup(struct req *req)
+{
+    struct conn *c = req->conn;
+    if (c != NULL && !c->closing && !c->backup) {
+        c->backup = true;
+        gw_backup_begin(c->gw, c->peer);
+    }
+}
+
+bool conn_is_backup(const struct req *req)
+{
+    return req->conn != NULL && req->conn->backup;
 }
 
 void conn_close_all(void)

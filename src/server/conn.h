@@ -53,6 +53,17 @@ void conn_close_all(void);
 /* Number of open connections. */
 unsigned conn_count(void);
 
+/* @req's connection asked for a backup cut: hold the gateway's backup pin
+ * (gw_backup_begin) until the connection closes, whichever way (the
+ * backup finished, failed or was killed). Once per connection; nothing if
+ * the connection is already gone. */
+void conn_hold_backup(struct req *req);
+
+/* @req came on a connection that holds a backup pin: its FETCHes may read
+ * below a topic's start offset what this node still holds (store_hold_trim:
+ * the backup copies the state of its cut). */
+bool conn_is_backup(const struct req *req);
+
 /* Count every answered request in @m (may be NULL: off). */
 struct metrics;
 void conn_set_metrics(struct metrics *m);

@@ -26,8 +26,10 @@
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "proto/proto.h"
 #include "server/metrics.h"
+#include "server/skew.h"
 #include "store/cmd.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
@@ -57,12 +59,23 @@ struct gw {
     uint32_t n_items, cap_items;
     unsigned inflight;         /* APPEND entries proposed, not completed */
     int64_t last_ts;           /* timestamps never go backwards on this leader */
+    /* The leader's clock as timestamps see it (gw__clock): the last wall
+     * clock reading it accepted, and the monotonic time of that reading;
+     * and the correction it took over with its leadership (skew.h). */
+    int64_t correction;
+    bool anchored;
+    int64_t anchor_ts;
+    int64_t anchor_mono;
+    uint64_t ahead_logged_ms;  /* monotonic time of the last "clock ahead" log */
+    unsigned trims_inflight;   /* TOPIC_TRIM entries proposed, not completed */
+    struct skew *skew;         /* clock health, for CLOCK answers (may be NULL) */
     /* Parked fetches. */
     struct req *parked;
     struct metrics *metrics;   /* may be NULL */
     uv_check_t flusher;        /* proposes gathered writes once per loop turn */
     bool disk_low;             /* free space below the reserve: refuse writes */
     uint64_t disk_free, disk_reserve;
+    unsigned backups;          /* connections holding a backup pin */
 };
 
 uint64_t gw_now_ms(void)
@@ -72,6 +85,37 @@ uint64_t gw_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+void gw_backup_begin(struct gw *gw, const char *peer)
+{
+    char errmsg[ERR_MSG_SIZE];
+    gw->backups++;
+    TLOG_INFO("gw", "backup from %s: compaction and segment deletion on this node wait until it "
+                    "ends (%u backups)",
+              peer, gw->backups);
+    (void)store_hold_trim(gw->store, true, errmsg);
+}
+
+void gw_backup_end(struct gw *gw, const char *peer)
+{
+    if (gw->backups > 0) {
+        gw->backups--;
+    }
+    TLOG_INFO("gw", "backup from %s ended (connection closed)%s", peer,
+              gw->backups == 0 ? ": compaction and segment deletion resume" : "");
+    if (gw->backups == 0) {
+        char errmsg[ERR_MSG_SIZE];
+        /* the segments retention cut off meanwhile go now */
+        if (store_hold_trim(gw->store, false, errmsg) != 0) {
+            TLOG_ERROR("gw", "retention after the backup: %s", errmsg);
+        }
+    }
+}
+
+unsigned gw_backups(const struct gw *gw)
+{
+    return gw != NULL ? gw->backups : 0;
+}
+
 static uint64_t gw__mono_ms(void)
 {
     struct timespec ts;
@@ -79,11 +123,54 @@ static uint64_t gw__mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The time this leader stamps on records and judges retention by (the
+ * cluster's time): its wall clock, corrected by the offset it measured
+ * against the previous leader when that was beyond clock_warn_ms (so the
+ * cluster's time goes on across a leadership change to a node whose clock
+ * is wrong); never below the highest timestamp in the log (so time never
+ * goes back); and never more than max_clock_step_ms ahead of the last
+ * reading it accepted plus the monotonic time elapsed since (so a clock
+ * that jumps forward does not carry records, or retention, into the
+ * future). A clock that jumped forward is logged every 10 s while it is
+ * refused. */
+static int64_t gw__clock(struct gw *gw)
+{
+    int64_t wall = (int64_t)gw_now_ms() - gw->correction;
+    int64_t mono = (int64_t)gw__mono_ms();
+    int64_t floor = store_max_timestamp(gw->store);
+    int64_t step = (int64_t)gw->cfg->max_clock_step_ms;
+    int64_t limit;
+    floor = gw->last_ts > floor ? gw->last_ts : floor;
+    if (!gw->anchored) {
+        /* A new leader starts from its own clock, or from the log's time
+         * if its clock is behind it. */
+        gw->anchored = true;
+        gw->anchor_ts = wall > floor ? wall : floor;
+        gw->anchor_mono = mono;
+    }
+    limit = gw->anchor_ts + (mono - gw->anchor_mono) + step;
+    if (wall > limit) {
+        if (gw->ahead_logged_ms == 0 || mono - (int64_t)gw->ahead_logged_ms >= 10000) {
+            gw->ahead_logged_ms = (uint64_t)mono;
+            TLOG_WARN("gw", "this node's clock jumped %lld ms ahead of the time it kept "
+                      "(more than max_clock_step_ms=%lld): timestamps and retention go on from "
+                      "%lld; fix the clock, or move leadership (tally member transfer) if it "
+                      "was right", (long long)(wall - limit + step), (long long)step,
+                      (long long)limit);
+        }
+        return limit > floor ? limit : floor;
+    }
+    gw->anchor_ts = wall;
+    gw->anchor_mono = mono;
+    return wall > floor ? wall : floor;
+}
+
 /* Writes gathered while entries were in flight are proposed from here,
  * after the loop's I/O callbacks, never from inside a Raft callback:
  * calling raft_apply from the callback that fails requests on a lost
- * leadership crashes canonical/raft 0.15 (it is in the middle of stepping
- * down); the fault suite found it. */
+ * leadership crashed libraft 0.15 (it was in the middle of stepping down;
+ * the fault suite found it), and raft's callbacks are no place to start
+ * new requests in any version. */
 static void gw__flush_cb(uv_check_t *h)
 {
     gw_flush(h->data);
@@ -114,6 +201,11 @@ void gw_set_node(struct gw *gw, struct node *node)
 void gw_set_metrics(struct gw *gw, struct metrics *m)
 {
     gw->metrics = m;
+}
+
+void gw_set_skew(struct gw *gw, struct skew *k)
+{
+    gw->skew = k;
 }
 
 static void gw__error(struct req *r, int code, const char *fmt, ...)
@@ -170,13 +262,14 @@ static bool gw__can_write(struct gw *gw, struct req *r)
         return false;
     }
     if (gw->disk_low) {
-        /* Refuse before the disk is actually full: canonical/raft 0.15
-         * mishandles a failed write (RAFT-GUIDE.md section 9), and a full
-         * disk in apply stops the node. Nothing is written; the server
-         * also hands leadership to another node (srv.c). */
+        /* Refuse before the disk is actually full (a full disk in apply
+         * stops the node), or while raft_uv retries a failed write of the
+         * Raft log (docs/raft.md). Nothing is written; the server also
+         * hands leadership to another node (srv.c). */
         gw__error(r, TALLY_NOSPACE,
-                  "node %llu has %llu MiB free for its data, below its reserve of %llu MiB "
-                  "(disk_reserve_bytes): writes are refused until space is freed",
+                  "node %llu cannot store writes now: %llu MiB free for its data (reserve "
+                  "%llu MiB, disk_reserve_bytes), or its raft log writes are failing (its log "
+                  "says which); writes are refused until that is fixed",
                   (unsigned long long)node_id(gw->node),
                   (unsigned long long)(gw->disk_free >> 20),
                   (unsigned long long)(gw->disk_reserve >> 20));
@@ -418,8 +511,9 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
         return;
     }
-    if (!store_topic_name_valid(m.name)) {
-        gw__error(r, TALLY_INVAL, "invalid topic name '%s': use 1-249 of [A-Za-z0-9._-]", m.name);
+    char why[160];
+    if (!name_topic_check(m.name, why, sizeof why)) {
+        gw__error(r, TALLY_INVAL, "%s", why);
         return;
     }
     if (m.segment_bytes != 0 && (m.segment_bytes < (int64_t)LOG_SEGMENT_BYTES_MIN ||
@@ -552,8 +646,7 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
         return;
     }
     /* The leader stamps the time, so every node stores the same bytes. */
-    int64_t now = (int64_t)gw_now_ms();
-    gw->last_ts = now > gw->last_ts ? now : gw->last_ts;
+    gw->last_ts = gw__clock(gw);
     batch_stamp(gw->entry.data + at, 0, gw->last_ts, 0);
     gw->items[gw->n_items++] = r;
     metrics_produce(gw->metrics, h.record_count, m.batch_len);
@@ -584,6 +677,17 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     t = store_topic_find(gw->store, m->topic);
     if (t == NULL) {
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        return true;
+    }
+    if (m->offset < t->trim_offset &&
+        !(conn_is_backup(r) && store_trim_held(gw->store) &&
+          m->offset >= log_start_offset(t->log))) {
+        /* Below the cluster's start offset: gone on every node, or about to
+         * be (the rest of a segment retention cut into is hidden). */
+        gw__error(r, TALLY_OUT_OF_RANGE,
+                  "offset %llu of topic %s is gone: retention moved the topic's start to %llu; "
+                  "read from there", (unsigned long long)m->offset, m->topic,
+                  (unsigned long long)t->trim_offset);
         return true;
     }
     if (m->offset >= t->missing_from && m->offset < t->missing_to) {
@@ -755,15 +859,87 @@ static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, rv, "find time %lld in %s: %s", (long long)m.timestamp_ms, m.topic, errmsg);
         return;
     }
+    if (offset < t->trim_offset) {
+        offset = t->trim_offset; /* the records below are hidden (retention) */
+    }
     gw__offset_resp(r, offset, true);
+}
+
+/* CLOCK: this node's wall clock and its offset against the leader's. */
+static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_clock_req m;
+    struct proto_clock_resp a;
+    struct skew_state ks;
+    size_t start;
+    if (proto_get_clock_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed CLOCK");
+        return;
+    }
+    skew_get(gw->skew, &ks);
+    memset(&a, 0, sizeof a);
+    a.node_id = gw->node != NULL ? node_id(gw->node) : 0;
+    a.wall_ms = (int64_t)gw_now_ms();
+    a.leader_id = ks.leader_id;
+    a.offset_known = ks.known;
+    a.offset_ms = ks.offset_ms;
+    a.offset_warn = ks.warn;
+    start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_clock_resp(&r->resp, &a);
+    proto_end_frame(&r->resp, start);
+    conn_complete(r);
+}
+
+/* Propose a group position on the current incarnation of @topic
+ * (@topic_id PROTO_ANY_TOPIC_ID) or on the one @topic_id names. */
+static void gw__group_propose(struct gw *gw, struct req *r, const char *group, const char *topic,
+                              uint64_t topic_id, uint64_t offset)
+{
+    struct store_topic *t;
+    struct buf entry;
+    if (group[0] == '\0') {
+        gw__error(r, TALLY_INVAL, "a group name is needed");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if ((t = store_topic_find(gw->store, topic)) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", topic);
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_group_commit(&entry, group, topic, offset,
+                            topic_id == PROTO_ANY_TOPIC_ID ? t->created_index : topic_id);
+    gw__propose_single(gw, r, &entry);
 }
 
 static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_group_commit_req m;
-    struct buf entry;
     if (proto_get_group_commit_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
         gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        return;
+    }
+    gw__group_propose(gw, r, m.group, m.topic, PROTO_ANY_TOPIC_ID, m.offset);
+}
+
+static void gw__group_set(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_set_req m;
+    if (proto_get_group_set_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_SET");
+        return;
+    }
+    gw__group_propose(gw, r, m.group, m.topic, m.topic_id, m.offset);
+}
+
+static void gw__group_delete(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_delete_req m;
+    struct buf entry;
+    if (proto_get_group_delete_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_DELETE");
         return;
     }
     if (m.group[0] == '\0') {
@@ -773,13 +949,75 @@ static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
     if (!gw__can_write(gw, r)) {
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+    buf_init(&entry);
+    cmd_encode_group_delete(&entry, m.group, m.topic);
+    gw__propose_single(gw, r, &entry);
+}
+
+/* The @i-th group position whose topic exists and holds it (a data
+ * directory from before positions were tied to their topic may keep one
+ * of a deleted topic: it is not shown, nor backed up). */
+static bool gw__live_group_at(struct gw *gw, unsigned i, const char **group, const char **topic,
+                              uint64_t *offset, struct store_topic **t)
+{
+    if (!store_group_at(gw->store, i, group, topic, offset)) {
+        return false;
+    }
+    *t = store_topic_find(gw->store, *topic);
+    if (*t != NULL && *offset > log_next_offset((*t)->log)) {
+        *t = NULL;
+    }
+    return true;
+}
+
+static void gw__group_list(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_group_list_req m;
+    const char *group, *topic;
+    uint64_t offset;
+    struct store_topic *t;
+    uint32_t n = 0;
+    if (proto_get_group_list_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_LIST");
         return;
     }
-    buf_init(&entry);
-    cmd_encode_group_commit(&entry, m.group, m.topic, m.offset);
-    gw__propose_single(gw, r, &entry);
+    /* As GROUP_FETCH: the leader has the latest positions. */
+    uint64_t leader = node_leader_id(gw->node);
+    if (leader != 0 && leader != node_id(gw->node)) {
+        gw__not_leader(gw, r);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        size_t start = 0;
+        if (pass == 1) {
+            struct proto_group_list_resp resp = {n};
+            start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+            proto_put_group_list_resp(&r->resp, &resp);
+        }
+        for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+            if (t == NULL || (m.group[0] != '\0' && strcmp(m.group, group) != 0) ||
+                (m.topic[0] != '\0' && strcmp(m.topic, topic) != 0)) {
+                continue;
+            }
+            if (pass == 0) {
+                n++;
+                continue;
+            }
+            struct proto_group_position pp = {
+                .topic_id = t->created_index,
+                .offset = offset,
+                .start_offset = store_topic_start(t),
+                .next_offset = log_next_offset(t->log),
+            };
+            snprintf(pp.group, sizeof pp.group, "%s", group);
+            snprintf(pp.topic, sizeof pp.topic, "%s", topic);
+            proto_put_group_position(&r->resp, &pp);
+        }
+        if (pass == 1) {
+            proto_end_frame(&r->resp, start);
+        }
+    }
+    conn_complete(r);
 }
 
 static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
@@ -799,11 +1037,18 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
         gw__not_leader(gw, r);
         return;
     }
-    if (store_topic_find(gw->store, m.topic) == NULL) {
+    struct store_topic *t = store_topic_find(gw->store, m.topic);
+    if (t == NULL) {
         gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
+    if (found && offset > log_next_offset(t->log)) {
+        /* Left by a deleted topic in a data directory from before
+         * positions were tied to their topic (as gw__live_group_at). */
+        found = false;
+        offset = 0;
+    }
     gw__offset_resp(r, offset, found);
 }
 
@@ -830,18 +1075,26 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_backup_cut_resp(&r->resp, &resp);
     gw__put_topics(gw, &r->resp);
-    while (store_group_at(gw->store, n, &group, &topic, &offset)) {
-        n++;
+    struct store_topic *t;
+    for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+        n += t != NULL;
     }
     struct proto_backup_groups groups = {n};
     proto_put_backup_groups(&r->resp, &groups);
-    for (unsigned i = 0; store_group_at(gw->store, i, &group, &topic, &offset); i++) {
+    for (unsigned i = 0; gw__live_group_at(gw, i, &group, &topic, &offset, &t); i++) {
+        if (t == NULL) {
+            continue;
+        }
         struct proto_backup_group pg = {.offset = offset};
         snprintf(pg.group, sizeof pg.group, "%s", group);
         snprintf(pg.topic, sizeof pg.topic, "%s", topic);
         proto_put_backup_group(&r->resp, &pg);
     }
     proto_end_frame(&r->resp, start);
+    /* Pin the logs from the cut until the backup's connection closes:
+     * the records below each topic's next offset must not change while
+     * they are copied (docs/operations.md, section 14). */
+    conn_hold_backup(r);
     conn_complete(r);
 }
 
@@ -859,6 +1112,8 @@ static void gw__member_done(void *arg, int status, const char *message)
     struct req *r = op->r;
     if (r->conn == NULL) {
         conn_complete(r);
+    } else if (status != 0 && r->type == PROTO_MEMBER_TRANSFER) {
+        gw__error(r, status, "leadership transfer: %s", message);
     } else if (status != 0) {
         gw__error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
                   message);
@@ -959,6 +1214,21 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
                       (unsigned long long)m.id, elsewhere);
             return;
+        }
+        /* Another member at these addresses: two ids cannot share a node. */
+        const struct store_member *sm;
+        unsigned n_sm = store_members(gw->store, &sm);
+        for (unsigned i = 0; i < n_sm; i++) {
+            bool same_raft = strcmp(sm[i].raft_addr, m.raft_addr) == 0;
+            if (sm[i].id != m.id && (same_raft || strcmp(sm[i].client_addr, m.client_addr) == 0)) {
+                free(op);
+                gw__error(r, TALLY_EXISTS,
+                          "node %llu already uses %s address %s: give node %llu addresses of "
+                          "its own",
+                          (unsigned long long)sm[i].id, same_raft ? "Raft" : "client",
+                          same_raft ? m.raft_addr : m.client_addr, (unsigned long long)m.id);
+                return;
+            }
         }
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);
@@ -1177,6 +1447,18 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_BACKUP_CUT:
         gw__backup_cut(gw, r, &rd);
         break;
+    case PROTO_CLOCK:
+        gw__clock_answer(gw, r, &rd);
+        break;
+    case PROTO_GROUP_LIST:
+        gw__group_list(gw, r, &rd);
+        break;
+    case PROTO_GROUP_DELETE:
+        gw__group_delete(gw, r, &rd);
+        break;
+    case PROTO_GROUP_SET:
+        gw__group_set(gw, r, &rd);
+        break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
     }
@@ -1198,9 +1480,54 @@ void gw_on_append(struct gw *gw, struct store_topic *t)
 
 void gw_on_role(struct gw *gw, int old_role, int new_role)
 {
+    if (new_role != NODE_LEADER) {
+        gw->anchored = false; /* the next leadership starts afresh */
+        gw->correction = 0;
+    } else if (old_role != NODE_LEADER) {
+        gw->correction = skew_take_over(gw->skew);
+    }
     if (old_role == NODE_LEADER && new_role != NODE_LEADER) {
         gw__fail_gathered(gw, TALLY_NOTLEADER, "this node lost leadership before the write was "
                                                "proposed; it was not written");
+    }
+}
+
+static void gw__trim_done(void *arg, int status, uint64_t index, const struct store_result *res)
+{
+    struct gw *gw = arg;
+    (void)index;
+    gw->trims_inflight--;
+    if (status != 0) {
+        TLOG_WARN("gw", "retention: proposal failed (%s); tried again at the next interval",
+                  err_name(status));
+    } else if (res != NULL && res->items[0].code != 0) {
+        TLOG_INFO("gw", "retention: %s", res->items[0].message);
+    }
+}
+
+void gw_retention(struct gw *gw)
+{
+    int64_t now;
+    if (gw->node == NULL || !node_ready(gw->node) || gw->trims_inflight > 0) {
+        return;
+    }
+    now = gw__clock(gw);
+    for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
+        uint64_t start, tombs;
+        struct buf entry;
+        int rv;
+        if (!store_retention_due(t, now, (int64_t)gw->cfg->delete_retention_ms, &start, &tombs)) {
+            continue;
+        }
+        buf_init(&entry);
+        cmd_encode_topic_trim(&entry, t->name, t->created_index, start, tombs);
+        rv = buf_ok(&entry) ? node_propose(gw->node, &entry, gw__trim_done, gw) : TALLY_NOMEM;
+        buf_free(&entry);
+        if (rv != 0) {
+            TLOG_WARN("gw", "retention of %s: proposal failed (%s)", t->name, err_name(rv));
+            return;
+        }
+        gw->trims_inflight++;
     }
 }
 

@@ -19,6 +19,8 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
 void gw_set_node(struct gw *gw, struct node *node);
 struct metrics;
 void gw_set_metrics(struct gw *gw, struct metrics *m);
+struct skew;
+void gw_set_skew(struct gw *gw, struct skew *k);
 /* Fail everything pending or parked (shutdown) and free the gateway. */
 void gw_destroy(struct gw *gw);
 
@@ -33,10 +35,25 @@ void gw_flush(struct gw *gw);
 void gw_on_applied(struct gw *gw, uint64_t index);
 void gw_on_append(struct gw *gw, struct store_topic *t);
 void gw_on_role(struct gw *gw, int old_role, int new_role);
+/* Called every retention_interval_ms: on the leader, propose a TOPIC_TRIM
+ * for every topic whose retention (by age and size) or tombstone limit
+ * moved on, judged by the leader's clock (gw.c, gw__clock). Followers do
+ * nothing: every node deletes only what such an entry says. */
+void gw_retention(struct gw *gw);
 /* Called every few ms: expire parked requests. */
 void gw_tick(struct gw *gw);
 
 uint64_t gw_now_ms(void);
+
+/* Backups in progress on this node: a connection that asked for a backup
+ * cut pins the node's logs until it closes, so that what the backup
+ * copies afterwards is still the state of the cut (compaction, which
+ * removes records below the cut once later records of their keys exist,
+ * and retention wait: compactor.c, srv.c). @peer names the client for the
+ * log. */
+void gw_backup_begin(struct gw *gw, const char *peer);
+void gw_backup_end(struct gw *gw, const char *peer);
+unsigned gw_backups(const struct gw *gw);
 
 /* The data directory's free space fell below (or rose back above) the
  * reserve: while low, writes are refused with TALLY_NOSPACE. */

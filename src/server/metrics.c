@@ -19,6 +19,7 @@
 #include "repl/fsm.h"
 #include "server/conn.h"
 #include "server/http.h"
+#include "server/skew.h"
 
 /* Seconds, from 0.1 ms to 10 s. */
 static const double metrics__latency_le[METRICS_LATENCY_BUCKETS] = {
@@ -40,6 +41,11 @@ void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store)
 void metrics_set_node(struct metrics *m, struct node *node)
 {
     m->node = node;
+}
+
+void metrics_set_skew(struct metrics *m, struct skew *k)
+{
+    m->skew = k;
 }
 
 uint64_t metrics_now_ns(void)
@@ -224,6 +230,13 @@ static void m__raft(struct metrics *m, struct buf *b)
            n ? node_commit_index(n) : 0);
     m__u64(b, "tally_raft_applied_index", "gauge", "Highest Raft index applied to the store.",
            n ? node_applied_index(n) : 0);
+    m__u64(b, "tally_raft_leader_commit_index", "gauge",
+           "The leader's commit index as this node last heard it (its own on the leader).",
+           n ? node_leader_commit_index(n) : 0);
+    uint64_t lc = n ? node_leader_commit_index(n) : 0, ap = n ? node_applied_index(n) : 0;
+    m__u64(b, "tally_raft_lag_entries", "gauge",
+           "Committed entries this node has not applied yet: leader commit index - applied.",
+           lc > ap ? lc - ap : 0);
     m__u64(b, "tally_raft_last_index", "gauge", "Highest Raft index in the local Raft log.",
            n ? node_last_index(n) : 0);
     m__u64(b, "tally_raft_leader_id", "gauge", "Id of the leader this node knows, 0 if none.",
@@ -236,7 +249,7 @@ static void m__requests(struct metrics *m, struct buf *b)
     m__family(b, "tally_requests_total", "counter", "Client requests answered, by type.");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX && t < METRICS_MAX_TYPE; t++) {
         if (strcmp(proto_type_name(t), "UNKNOWN") == 0) {
-            continue; /* a number no message uses */
+            continue; /* a type number not assigned */
         }
         m__printf(b, "tally_requests_total{type=\"%s\"} %llu\n", m__type_label(t, tl, sizeof tl),
                   (unsigned long long)m->requests[t]);
@@ -301,7 +314,9 @@ static void m__topics(struct metrics *m, struct buf *b)
         {"tally_topic_size_bytes", "Bytes in the topic's segments on this node."},
         {"tally_topic_segments", "Segments of the topic on this node."},
         {"tally_topic_next_offset", "Offset the topic's next record will get (on this node)."},
-        {"tally_topic_start_offset", "First offset of the topic still stored on this node."},
+        {"tally_topic_start_offset",
+         "First offset of the topic this node serves: what it stores, from the start offset "
+         "retention set (the same on every node at the same applied index)."},
         {"tally_topic_missing_offsets",
          "Offsets of the topic's history this node lacks after a snapshot install, until "
          "backfill brings them (0: none)."},
@@ -317,7 +332,8 @@ static void m__topics(struct metrics *m, struct buf *b)
             uint64_t v = f == 0   ? log_size_bytes(t->log)
                          : f == 1 ? log_segment_count(t->log)
                          : f == 2 ? log_next_offset(t->log)
-                         : f == 3 ? log_start_offset(t->log)
+                         : f == 3 ? (log_start_offset(t->log) > t->trim_offset
+                                         ? log_start_offset(t->log) : t->trim_offset)
                                   : t->missing_to - t->missing_from;
             m__printf(b, "%s{topic=\"", fam[f].name);
             m__label_value(b, t->name);
@@ -352,6 +368,17 @@ static void m__node(struct metrics *m, struct buf *b)
               "Time the latest snapshot took on the thread pool (log fsyncs, checkpoints, "
               "encoding).");
     m__printf(b, "tally_snapshot_last_build_seconds %.9g\n", fs->last_build_seconds);
+    struct skew_state ks;
+    skew_get(m->skew, &ks);
+    m__u64(b, "tally_clock_offset_known", "gauge",
+           "1 when tally_clock_offset_seconds holds a recent measurement against the leader.",
+           ks.known);
+    m__family(b, "tally_clock_offset_seconds", "gauge",
+              "This node's wall clock minus the leader's (0 on the leader), measured every 2 s "
+              "to within half a round trip.");
+    m__printf(b, "tally_clock_offset_seconds %.3f\n", (double)ks.offset_ms / 1000.0);
+    m__u64(b, "tally_clock_offset_warning", "gauge",
+           "1 when the clock offset exceeds clock_warn_ms.", ks.warn);
 }
 
 void metrics_render(struct metrics *m, struct buf *out)
@@ -398,9 +425,13 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
                  (unsigned long long)node_term(n));
         return false;
     }
-    uint64_t commit = node_commit_index(n), applied = node_applied_index(n);
+    /* The leader's commit index, not this node's own: a follower's own
+     * never passes what it has stored, so it would hide a follower that
+     * is still receiving the log. */
+    uint64_t commit = node_leader_commit_index(n), applied = node_applied_index(n);
     if (commit > applied && commit - applied > METRICS_HEALTH_MAX_LAG) {
-        snprintf(why, cap, "applied index %llu is %llu entries behind commit index %llu (max %u)",
+        snprintf(why, cap, "applied index %llu is %llu entries behind the leader's commit index "
+                           "%llu (max %u)",
                  (unsigned long long)applied, (unsigned long long)(commit - applied),
                  (unsigned long long)commit, (unsigned)METRICS_HEALTH_MAX_LAG);
         return false;

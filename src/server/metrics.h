@@ -39,6 +39,7 @@ struct metrics {
     const struct cfg *cfg;
     struct store *store;
     struct node *node;
+    struct skew *skew;      /* clock health (may be NULL) */
 
     uint64_t requests[METRICS_MAX_TYPE];                     /* answered, by type */
     uint64_t errors[METRICS_MAX_TYPE][METRICS_MAX_CODE];     /* error answers */
@@ -61,6 +62,8 @@ struct metrics {
 
 void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store);
 void metrics_set_node(struct metrics *m, struct node *node);
+struct skew;
+void metrics_set_skew(struct metrics *m, struct skew *k);
 
 /* Now, for metrics_request_done (monotonic nanoseconds). */
 uint64_t metrics_now_ns(void);

@@ -29,6 +29,7 @@
 #include "repl/ident.h"
 #include "repl/node.h"
 #include "server/backfill.h"
+#include "server/skew.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -51,6 +52,7 @@ struct srv {
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
     struct backfill *backfill;   /* history fetches after a snapshot install */
+    struct skew *skew;           /* clock offset against the leader */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
@@ -154,32 +156,59 @@ static void srv__transferred(void *arg, int status, const char *message)
               status == 0 ? "done" : tally_strerror(status), message);
 }
 
-/* Once a second: the free space of the data directory against the reserve
- * (RAFT-GUIDE.md section 9: stop writes before the disk is full). A leader
- * that runs low hands leadership to another node and refuses writes. */
-static void srv__check_disk(struct srv *s)
+/* Free bytes of the file system holding @path, or UINT64_MAX if unknown. */
+static uint64_t srv__free_bytes(const char *path)
 {
     struct statvfs v;
+    return statvfs(path, &v) == 0 ? (uint64_t)v.f_bavail * v.f_frsize : UINT64_MAX;
+}
+
+/* A Raft log write pending this long means raft_uv is retrying a failed
+ * one (docs/raft.md, "Failed writes"). */
+#define SRV__WRITE_STALL_MS 5000u
+
+/* Once a second: the free space of the data directory and of its raft/
+ * (which may be a file system of its own) against the reserve, and whether
+ * the Raft log's writes are stuck: stop writes before the disk is full,
+ * and do not go on leading on a disk that cannot store. A leader in
+ * either state hands leadership to another node and refuses writes. */
+static void srv__check_disk(struct srv *s)
+{
+    char raft_dir[sizeof s->cfg->data_dir + 8];
     uint64_t reserve = s->cfg->disk_reserve_bytes != 0
                            ? s->cfg->disk_reserve_bytes
                            : 3 * s->cfg->raft_segment_bytes + (8u << 20);
-    if (statvfs(s->cfg->data_dir, &v) != 0) {
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", s->cfg->data_dir);
+    uint64_t free_data = srv__free_bytes(s->cfg->data_dir);
+    uint64_t free_raft = srv__free_bytes(raft_dir);
+    uint64_t free_bytes = free_data < free_raft ? free_data : free_raft;
+    const char *where = free_data < free_raft ? s->cfg->data_dir : raft_dir;
+    uint64_t stalled = s->node != NULL ? node_write_stalled_ms(s->node) : 0;
+    bool stuck = stalled >= SRV__WRITE_STALL_MS;
+    bool low = free_bytes < reserve || stuck;
+    if (free_bytes == UINT64_MAX && !stuck) {
         return;
     }
-    uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
-    bool low = free_bytes < reserve;
     gw_set_disk_low(s->gw, low, free_bytes, reserve);
     if (low && !s->disk_low) {
-        TLOG_ERROR("server", "only %llu MiB free in %s, below the reserve of %llu MiB: refusing "
-                   "writes until space is freed", (unsigned long long)(free_bytes >> 20),
-                   s->cfg->data_dir, (unsigned long long)(reserve >> 20));
+        if (stuck) {
+            TLOG_ERROR("server", "the raft log has not been written for %llu ms (raft retries a "
+                       "failed write: disk full or failing; %llu MiB free in %s): refusing "
+                       "writes until it is", (unsigned long long)stalled,
+                       (unsigned long long)(free_bytes >> 20), where);
+        } else {
+            TLOG_ERROR("server", "only %llu MiB free in %s, below the reserve of %llu MiB: "
+                       "refusing writes until space is freed",
+                       (unsigned long long)(free_bytes >> 20), where,
+                       (unsigned long long)(reserve >> 20));
+        }
     }
     if (low && s->node != NULL && node_role(s->node) == NODE_LEADER) {
         node_transfer(s->node, 0, srv__transferred, s); /* fails harmlessly if one is under way */
     }
     if (!low && s->disk_low) {
-        TLOG_INFO("server", "%llu MiB free in %s again: accepting writes",
-                  (unsigned long long)(free_bytes >> 20), s->cfg->data_dir);
+        TLOG_INFO("server", "%llu MiB free in %s again and the raft log is being written: "
+                  "accepting writes", (unsigned long long)(free_bytes >> 20), where);
     }
     s->disk_low = low;
 }
@@ -249,10 +278,7 @@ static void srv__tick(uv_timer_t *t)
 static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
-    char errmsg[ERR_MSG_SIZE];
-    if (store_retain(s->store, (int64_t)gw_now_ms(), errmsg) != 0) {
-        TLOG_ERROR("server", "retention: %s", errmsg);
-    }
+    gw_retention(s->gw);
 }
 
 static void srv__signal(uv_signal_t *h, int signum)
@@ -309,6 +335,10 @@ static void srv__stop(struct srv *s, int exit_code)
     http_stop(s->http);
     s->http = NULL;
     conn_close_all();
+    gw_set_skew(s->gw, NULL);
+    metrics_set_skew(&s->metrics, NULL);
+    skew_close(s->skew);
+    s->skew = NULL;
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
     }
@@ -512,7 +542,12 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
-    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, &s.compactor, errmsg)) != 0 ||
+    if ((rv = skew_start(&s.loop, cfg, s.store, s.node, &s.skew)) != 0) {
+        goto fail;
+    }
+    gw_set_skew(s.gw, s.skew);
+    metrics_set_skew(&s.metrics, s.skew);
+    if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
         goto fail;
@@ -553,6 +588,7 @@ fail:
         uv_close((uv_handle_t *)&s.listener, NULL);
     }
     http_stop(s.http);
+    skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }

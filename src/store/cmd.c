@@ -51,6 +51,17 @@ void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
     cmd__end(b, start);
 }
 
+void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
+                           uint64_t start_offset, uint64_t tombstone_limit)
+{
+    size_t start = cmd__begin(b, CMD_TOPIC_TRIM);
+    buf_put_str(b, name);
+    buf_put_u64(b, created_index);
+    buf_put_u64(b, start_offset);
+    buf_put_u64(b, tombstone_limit);
+    cmd__end(b, start);
+}
+
 void cmd_encode_member_del(struct buf *b, uint64_t id)
 {
     size_t start = cmd__begin(b, CMD_MEMBER_DEL);
@@ -100,12 +111,22 @@ size_t cmd_append_add(struct buf *b, const char *topic, const void *batch, uint3
     return at;
 }
 
-void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset)
+void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
+                             uint64_t topic_id)
 {
     size_t start = cmd__begin(b, CMD_GROUP_COMMIT);
     buf_put_str(b, group);
     buf_put_str(b, topic);
     buf_put_u64(b, offset);
+    buf_put_u64(b, topic_id);
+    cmd__end(b, start);
+}
+
+void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic)
+{
+    size_t start = cmd__begin(b, CMD_GROUP_DELETE);
+    buf_put_str(b, group);
+    buf_put_str(b, topic);
     cmd__end(b, start);
 }
 

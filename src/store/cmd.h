@@ -9,8 +9,9 @@
  *   4      4    body_len: bytes of body that follow
  *   8      ...  body (per type, below), then zero padding to a multiple of 8
  *
- * The padding is not optional: canonical/raft 0.15 silently corrupts
- * entries whose length is not a multiple of 8 (RAFT-GUIDE.md rule 1).
+ * The padding is part of the format: libraft 0.15 silently corrupted
+ * entries whose length is not a multiple of 8, and a 0.15 node may still
+ * read these entries during an upgrade (docs/raft.md, section 2).
  *
  * Bodies (str = u16 length + bytes; blob = u32 length + bytes):
  *   TOPIC_CREATE  str name, u8 policy, i64 retention_ms, i64 retention_bytes,
@@ -24,7 +25,22 @@
  *                 expect_offset CMD_NO_EXPECT means no offset condition
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
- *   GROUP_COMMIT  str group, str topic, u64 offset
+ *   GROUP_COMMIT  str group, str topic, u64 offset, u64 topic_id
+ *                 (topic_id: the Raft index of the TOPIC_CREATE of the
+ *                 incarnation the position belongs to; entries written
+ *                 before it was added end after offset and apply to the
+ *                 topic as it is. A topic_id that is not the topic's, or
+ *                 an offset past its end, is refused)
+ *   GROUP_DELETE  str group, str topic (empty: every topic of the group)
+ *   TOPIC_TRIM    str name, u64 created_index, u64 start_offset,
+ *                 u64 tombstone_limit: the leader's retention decision for
+ *                 the topic created at created_index (ignored for another
+ *                 one of the same name). start_offset: offsets below are
+ *                 gone on every node (whole segments deleted, the rest
+ *                 hidden); tombstone_limit: compaction may remove
+ *                 tombstones at offsets below it (0: none yet). Neither
+ *                 ever moves back: a lower value than the node has keeps
+ *                 the node's.
  *   CLUSTER_ID    u64 cluster_id, blob restored: the cluster's identity,
  *                 proposed by the first leader of a cluster that has none;
  *                 the first one applied stays (a later one is a no-op).
@@ -54,6 +70,8 @@ enum cmd_type {
     CMD_MEMBER_SET = 4,
     CMD_MEMBER_DEL = 5,
     CMD_GROUP_COMMIT = 6,
+    CMD_TOPIC_TRIM = 7,
+    CMD_GROUP_DELETE = 8,
     CMD_CLUSTER_ID = 9,
     CMD_MEMBER_DIR = 10,
 };
@@ -81,7 +99,11 @@ void cmd_encode_topic_delete(struct buf *b, const char *name);
 void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void cmd_encode_member_del(struct buf *b, uint64_t id);
-void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset);
+void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
+                             uint64_t topic_id);
+void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
+                           uint64_t start_offset, uint64_t tombstone_limit);
+void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
 void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
 void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 

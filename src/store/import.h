@@ -102,9 +102,11 @@ int import_manifest_read(const char *dir, struct import_manifest *m, char *errms
 /* Progress of long work: @done of @total bytes (checked or restored). */
 typedef void (*import_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
 
-/* Check every file the manifest lists (size and checksum) and that the
- * topic directories hold no file it does not list. TALLY_CORRUPT with the
- * file named on the first mismatch. */
+/* Check every file the manifest lists (size and checksum), that the
+ * topic directories hold no file it does not list, and that each topic's
+ * log holds exactly its manifest range [START, NEXT): batches verified,
+ * offsets contiguous, none from a Raft index after the cut. TALLY_CORRUPT
+ * with the file named on the first mismatch. */
 int import_verify(const struct import_manifest *m, const char *dir, import_progress_fn progress,
                   void *arg, char *errmsg);
 

@@ -5,8 +5,8 @@
  *
  *   offset size field
  *   0      4    magic "TLYC"
- *   4      4    format version (2; version 1 is read: it ends before the
- *               version 2 fields and means none of them)
+ *   4      4    format version (2; version 1 is read too: it lacks every
+ *               field marked "version 2" below, which then read as 0)
  *   8      8    index: Raft index of the last catalog change (file), or the
  *               snapshot index (snapshot)
  *   16     4    n_topics, then per topic:
@@ -17,12 +17,14 @@
  *                 u64 missing_from, u64 missing_to (history this node lacks
  *                 after installing a snapshot; 0, 0 when none),
  *                 u32 n_producers, then per producer: u64 id, u64 seq,
- *                 u64 base_offset, u32 count, u64 raft_index
+ *                 u64 base_offset, u32 count, u64 raft_index,
+ *                 since version 2: u64 trim_offset, u64 tombstone_limit
+ *                 (the last TOPIC_TRIM applied; version 1: 0, 0)
  *          4    n_members, then per member: u64 id, str client, str raft
  *          4    n_groups, then per group: str group, str topic, u64 offset
  *          1    has_keys: 0 in the file, 1 in a snapshot, where the key
  *               index of each topic follows, in topic order (keys.h)
- *   version 2:
+ *   since version 2, at the end of the catalog:
  *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
  *          4    n_dirs, then per member: u64 id, u64 directory_id
  *               (CMD_MEMBER_DIR)
@@ -55,11 +57,12 @@
 #include "lib/err.h"
 #include "lib/file.h"
 #include "lib/logger.h"
+#include "lib/name.h"
 #include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 2
-#define STORE__VERSION_MIN 1
+#define STORE__VERSION_MIN 1 /* oldest catalog format this build reads */
 
 /* The committed position of one consumer group on one topic. */
 struct store__group {
@@ -92,6 +95,10 @@ struct store {
     struct store__group *groups;     /* consumer group positions */
     unsigned n_groups, cap_groups;
     char compact_last[STORE_NAME_MAX]; /* topic compacted last (round robin) */
+    int64_t max_ts;                  /* highest record timestamp (INT64_MIN: none) */
+    bool trim_held;                  /* a backup pins the logs: TOPIC_TRIM moves
+                                      * trim_offset but deletes no segment
+                                      * (store_hold_trim) */
     /* Shared with the snapshot thread (store_snapshot_build): */
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
@@ -141,23 +148,13 @@ static int store__remove_tree(const char *path, char *errmsg)
 
 uint64_t store_topic_start(const struct store_topic *t)
 {
-    return t->missing_to > t->missing_from ? t->missing_from : log_start_offset(t->log);
+    uint64_t start = t->missing_to > t->missing_from ? t->missing_from : log_start_offset(t->log);
+    return start > t->trim_offset ? start : t->trim_offset;
 }
 
 bool store_topic_name_valid(const char *name)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > 249 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
+    return name_topic_check(name, NULL, 0);
 }
 
 static void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap)
@@ -635,6 +632,8 @@ static void store__encode_head(const struct store *s, uint64_t index, struct buf
             buf_put_u32(b, p->count);
             buf_put_u64(b, p->index);
         }
+        buf_put_u64(b, t->trim_offset);
+        buf_put_u64(b, t->tombstone_limit);
     }
     buf_put_u32(b, s->n_members);
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -781,6 +780,10 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
             }
             t->n_producers = np;
         }
+        if (version >= 2) {
+            t->trim_offset = rd_u64(&r);
+            t->tombstone_limit = rd_u64(&r);
+        }
     }
     c->n_members = rd_u32(&r);
     if (c->n_members > STORE_MAX_MEMBERS) {
@@ -902,6 +905,45 @@ static int store__sweep_deleted(struct store *s, char *errmsg)
     return rv;
 }
 
+/* Delete the whole segments of @t below its trim offset (the rest of the
+ * records below it are hidden by store_topic_start and fetch), and drop
+ * from the history it lacks what is below it. */
+static int store__apply_trim(struct store_topic *t, char *errmsg)
+{
+    unsigned deleted = 0;
+    int rv;
+    if (t->missing_to > t->missing_from && t->trim_offset > t->missing_from) {
+        if (t->trim_offset >= t->missing_to) {
+            t->missing_from = t->missing_to = 0;
+        } else {
+            t->missing_from = t->trim_offset;
+        }
+    }
+    rv = log_trim(t->log, t->trim_offset, &deleted, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "topic %s", t->name);
+        return rv;
+    }
+    if (deleted > 0) {
+        TLOG_INFO("store", "retention removed %u segment(s) of %s below offset %llu", deleted,
+                  t->name, (unsigned long long)t->trim_offset);
+    }
+    return 0;
+}
+
+/* Highest record timestamp in any topic's log. */
+static int64_t store__scan_max_ts(const struct store *s)
+{
+    int64_t ts = INT64_MIN;
+    for (const struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->log != NULL) {
+            int64_t x = log_max_timestamp(t->log);
+            ts = x > ts ? x : ts;
+        }
+    }
+    return ts;
+}
+
 int store_open(const char *dir, const struct log_config *defaults, struct store **out,
                char *errmsg)
 {
@@ -915,6 +957,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
     s->defaults = *defaults;
     pthread_mutex_init(&s->file_lock, NULL);
     buf_init(&s->scratch);
+    s->max_ts = INT64_MIN;
     snprintf(path, sizeof path, "%s/topics", dir);
     if ((rv = store__mkdir(dir, errmsg)) != 0 || (rv = store__mkdir(path, errmsg)) != 0 ||
         (rv = store__sweep_deleted(s, errmsg)) != 0) {
@@ -965,11 +1008,17 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
                 return rv;
             }
             store__backfill_reconcile(s, t);
+            if ((rv = store__apply_trim(t, errmsg)) != 0) {
+                store__catalog_free(&c);
+                store_close(s);
+                return rv;
+            }
             /* (applied_index stays the catalog's: group commits after it
              * are replayed; batches the logs hold after it are found by
              * offset, and skipped on replay by their Raft index) */
         }
         store__catalog_free(&c);
+        s->max_ts = store__scan_max_ts(s);
     } else if (errno != ENOENT) {
         rv = err_os(errmsg, errno, "open %s", path);
         free(s);
@@ -1094,6 +1143,23 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
     return 0;
 }
 
+/* Drop the positions of @group (every group if NULL) on @topic (every
+ * topic if NULL); returns how many. Order of the others is kept. */
+static unsigned store__groups_drop(struct store *s, const char *group, const char *topic)
+{
+    unsigned i, j = 0;
+    for (i = 0; i < s->n_groups; i++) {
+        if ((group == NULL || strcmp(s->groups[i].group, group) == 0) &&
+            (topic == NULL || strcmp(s->groups[i].topic, topic) == 0)) {
+            continue;
+        }
+        s->groups[j++] = s->groups[i];
+    }
+    unsigned dropped = s->n_groups - j;
+    s->n_groups = j;
+    return dropped;
+}
+
 static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
                                char *errmsg)
 {
@@ -1103,6 +1169,7 @@ static int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t 
         pp = &(*pp)->next;
     }
     *pp = t->next;
+    store__groups_drop(s, NULL, t->name);
     s->catalog_index = index;
     int rv = store__write_catalog(s, errmsg);
     if (rv != 0) {
@@ -1138,6 +1205,92 @@ static int store__delete_topic(struct store *s, uint64_t index, struct rd *body,
     }
     TLOG_INFO("store", "deleting topic %s at index %llu", name, (unsigned long long)index);
     return store__unlink_topic(s, t, index, errmsg);
+}
+
+/* TOPIC_TRIM: the leader's retention decision, applied at the same point of
+ * the log on every node. */
+static int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
+                             struct store_item_result *res, char *errmsg)
+{
+    char name[STORE_NAME_MAX];
+    struct store_topic *t;
+    uint64_t created, start, tombs;
+    int rv;
+    rd_str(body, name, sizeof name);
+    created = rd_u64(body);
+    start = rd_u64(body);
+    tombs = rd_u64(body);
+    if (!rd_ok(body)) {
+        return ERR_CORRUPT(errmsg, "trim entry %llu malformed", (unsigned long long)index);
+    }
+    t = store_topic_find(s, name);
+    if (t == NULL || t->created_index != created || t->log == NULL) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", name);
+        return 0;
+    }
+    /* The same on every node: the next offset at this index is. */
+    if (start > log_next_offset(t->log)) {
+        start = log_next_offset(t->log);
+    }
+    if (start <= t->trim_offset && tombs <= t->tombstone_limit) {
+        return 0;
+    }
+    /* The key index checkpoint must count every record deleted: a restart
+     * could not count records that are gone (store__open_topic). */
+    if (start > t->compact_limit && (rv = store_checkpoint(s, errmsg)) != 0) {
+        err_wrap(errmsg, "checkpoint before trimming %s", name);
+        return rv;
+    }
+    if (start > t->trim_offset) {
+        TLOG_INFO("store", "topic %s: start offset %llu at index %llu (retention)", name,
+                  (unsigned long long)start, (unsigned long long)index);
+        t->trim_offset = start;
+    }
+    if (tombs > t->tombstone_limit) {
+        t->tombstone_limit = tombs;
+    }
+    /* Catalog first: a crash before the segments are gone deletes them at
+     * the next open. */
+    s->catalog_index = index;
+    if ((rv = store__write_catalog(s, errmsg)) != 0) {
+        return rv;
+    }
+    if (s->trim_held) {
+        /* The start offset moved like on every node (reads below it are
+         * refused), but a backup copies this node's files from its cut:
+         * the segments stay until it ends (store_hold_trim). */
+        TLOG_INFO("store", "retention waits: a backup is copying this node's logs; the segments "
+                           "of %s below offset %llu are deleted when it ends",
+                  name, (unsigned long long)t->trim_offset);
+        return 0;
+    }
+    return store__apply_trim(t, errmsg);
+}
+
+int store_hold_trim(struct store *s, bool hold, char *errmsg)
+{
+    int rv = 0;
+    bool was = s->trim_held;
+    s->trim_held = hold;
+    if (hold || !was) {
+        return 0;
+    }
+    /* Released: delete what TOPIC_TRIM entries applied meanwhile cut off
+     * (idempotent: nothing for topics whose segments are all in use). */
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->log == NULL || t->trim_offset == 0) {
+            continue;
+        }
+        if ((rv = store__apply_trim(t, errmsg)) != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+bool store_trim_held(const struct store *s)
+{
+    return s->trim_held;
 }
 
 static int store__member_change(struct store *s, uint64_t index, uint8_t type, struct rd *body,
@@ -1422,6 +1575,7 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
     res->base_offset = log_next_offset(t->log);
     res->count = h.last_offset_delta + 1;
     batch_stamp(s->scratch.data, res->base_offset, h.first_timestamp, index);
+    s->max_ts = h.max_timestamp > s->max_ts ? h.max_timestamp : s->max_ts;
     rv = log_append(t->log, s->scratch.data, len, h.first_timestamp, errmsg);
     if (rv != 0) {
         err_wrap(errmsg, "append to %s at index %llu", t->name, (unsigned long long)index);
@@ -1508,21 +1662,45 @@ bool store_group_offset(struct store *s, const char *group, const char *topic,
 
 /* A group position lives in memory and in the catalog checkpoint; after a
  * restart the commits since the checkpoint are re-applied from Raft's log,
- * like every catalog command. */
+ * like every catalog command. A position belongs to one incarnation of its
+ * topic (its topic id, the Raft index of the TOPIC_CREATE): deleting the
+ * topic deletes its positions, and a commit that names another incarnation
+ * (made by a consumer that read the deleted topic) is refused, so a
+ * recreated topic starts every group afresh. A position past the topic's
+ * end is refused too: it would skip records not yet written. */
 static int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res)
 {
     struct store__group g;
+    struct store_topic *t;
+    uint64_t topic_id = UINT64_MAX; /* entries without it: the topic as it is */
     unsigned i;
     memset(&g, 0, sizeof g);
     rd_str(body, g.group, sizeof g.group);
     rd_str(body, g.topic, sizeof g.topic);
     g.offset = rd_u64(body);
+    if (rd_ok(body) && body->left >= 8) {
+        topic_id = rd_u64(body);
+    }
     if (!rd_ok(body) || g.group[0] == '\0') {
         store__result(res, TALLY_INVAL, "invalid group commit");
         return 0;
     }
-    if (store_topic_find(s, g.topic) == NULL) {
+    if ((t = store_topic_find(s, g.topic)) == NULL) {
         store__result(res, TALLY_NOTFOUND, "topic %s not found", g.topic);
+        return 0;
+    }
+    if (topic_id != UINT64_MAX && topic_id != t->created_index) {
+        store__result(res, TALLY_NOTFOUND,
+                      "topic %s was deleted and created again since group %s read it; "
+                      "the group starts afresh on the new topic",
+                      g.topic, g.group);
+        return 0;
+    }
+    if (t->log != NULL && g.offset > log_next_offset(t->log)) {
+        store__result(res, TALLY_OUT_OF_RANGE,
+                      "group %s: offset %llu is past the end of %s (next offset %llu)", g.group,
+                      (unsigned long long)g.offset, g.topic,
+                      (unsigned long long)log_next_offset(t->log));
         return 0;
     }
     for (i = 0; i < s->n_groups; i++) {
@@ -1542,6 +1720,27 @@ static int store__group_commit(struct store *s, struct rd *body, struct store_it
     }
     s->groups[s->n_groups++] = g;
     return 0;
+}
+
+static void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    char group[STORE_NAME_MAX], topic[STORE_NAME_MAX];
+    rd_str(body, group, sizeof group);
+    rd_str(body, topic, sizeof topic);
+    if (!rd_ok(body) || group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group delete");
+        return;
+    }
+    unsigned n = store__groups_drop(s, group, topic[0] != '\0' ? topic : NULL);
+    if (n == 0) {
+        if (topic[0] != '\0') {
+            store__result(res, TALLY_NOTFOUND, "group %s has no position on %s", group, topic);
+        } else {
+            store__result(res, TALLY_NOTFOUND, "group %s not found", group);
+        }
+        return;
+    }
+    res->count = n;
 }
 
 bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,
@@ -1660,6 +1859,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             rv = store__group_commit(s, &body, &res->items[0]);
         }
         break;
+    case CMD_TOPIC_TRIM:
+        if (index > s->catalog_index) {
+            rv = store__trim_topic(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_GROUP_DELETE:
+        if (index > s->catalog_index) {
+            store__group_delete(s, &body, &res->items[0]);
+        }
+        break;
     case CMD_CLUSTER_ID:
         if (index > s->catalog_index) {
             rv = store__cluster_id(s, index, &body, &res->items[0], errmsg);
@@ -1700,38 +1909,36 @@ int store_sync(struct store *s, char *errmsg)
     return 0;
 }
 
-int store_retain(struct store *s, int64_t now_ms, char *errmsg)
+bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_retention_ms,
+                         uint64_t *start_offset, uint64_t *tombstone_limit)
 {
-    bool held = false;
-    /* Only what the last checkpoints counted (compact_limit): a restart
-     * could not count records that are gone. When more is due, checkpoint
-     * first and go again. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
-            unsigned deleted = 0;
-            if (t->log == NULL || (t->config.policy != TALLY_POLICY_DELETE &&
-                                   t->config.policy != TALLY_POLICY_COMPACT_DELETE)) {
-                continue;
-            }
-            int rv = log_retain(t->log, now_ms, t->compact_limit, &deleted, &held, errmsg);
-            if (rv != 0) {
-                err_wrap(errmsg, "retention of topic %s", t->name);
-                return rv;
-            }
-            if (deleted > 0) {
-                TLOG_INFO("store", "retention removed %u segment(s) of %s", deleted, t->name);
-            }
-        }
-        if (!held || pass > 0) {
-            break;
-        }
-        int rv = store_checkpoint(s, errmsg);
-        if (rv != 0) {
-            err_wrap(errmsg, "checkpoint before retention");
-            return rv;
+    uint8_t policy = t->config.policy;
+    *start_offset = t->trim_offset;
+    *tombstone_limit = t->tombstone_limit;
+    if (t->log == NULL) {
+        return false;
+    }
+    if (policy == TALLY_POLICY_DELETE || policy == TALLY_POLICY_COMPACT_DELETE) {
+        uint64_t start = log_retention_start(t->log, now_ms);
+        *start_offset = start > t->trim_offset ? start : t->trim_offset;
+    }
+    if ((policy == TALLY_POLICY_COMPACT || policy == TALLY_POLICY_COMPACT_DELETE) &&
+        delete_retention_ms >= 0 && now_ms > INT64_MIN + delete_retention_ms) {
+        uint64_t limit;
+        char why[ERR_MSG_SIZE];
+        /* the first batch holding a record younger than delete_retention_ms */
+        if (log_find_time(t->log, now_ms - delete_retention_ms + 1, &limit, why) != 0) {
+            TLOG_WARN("store", "tombstone retention of %s skipped: %s", t->name, why);
+        } else if (limit > t->tombstone_limit) {
+            *tombstone_limit = limit;
         }
     }
-    return 0;
+    return *start_offset > t->trim_offset || *tombstone_limit > t->tombstone_limit;
+}
+
+int64_t store_max_timestamp(struct store *s)
+{
+    return s->max_ts;
 }
 
 int store_checkpoint(struct store *s, char *errmsg)
@@ -2079,6 +2286,12 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         /* The snapshot's producer table and key index replace ours. */
         store__take_tables(t, ct);
         t->floor_index = c.index;
+        t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
+        t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit
+                                                                      : t->tombstone_limit;
+        if (rv == 0) {
+            rv = store__apply_trim(t, errmsg);
+        }
     }
     if (rv == 0) {
         memcpy(s->members, c.members, sizeof c.members);
@@ -2094,6 +2307,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         c.groups = NULL;
         s->catalog_index = c.index;
         s->applied_index = c.index;
+        s->max_ts = store__scan_max_ts(s);
         rv = store_checkpoint(s, errmsg);
     }
     store__catalog_free(&c);
@@ -2134,7 +2348,6 @@ int store_compact_prepare(struct store *s, const struct store_compact_config *cf
     memset(&p, 0, sizeof p);
     p.now_ms = now_ms;
     p.min_lag_ms = cfg->min_lag_ms;
-    p.delete_retention_ms = cfg->delete_retention_ms;
     p.map_bytes = cfg->map_bytes;
     for (struct store_topic *t = first; n > 0; n--, t = t->next != NULL ? t->next : s->topics) {
         struct log_compaction *lc = NULL;
@@ -2143,6 +2356,10 @@ int store_compact_prepare(struct store *s, const struct store_compact_config *cf
             continue;
         }
         p.upto = t->compact_limit;
+        /* Tombstones go below the leader's replicated limit only, never on
+         * this node's clock. */
+        p.tombstone_limit = t->tombstone_limit;
+        p.delete_retention_ms = t->tombstone_limit > 0 ? 0 : -1;
         rv = log_compact_prepare(t->log, &p, &lc, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "compact topic %s", t->name);

@@ -77,6 +77,10 @@ struct store_topic {
     struct keys keys;         /* key -> version and latest offset */
     uint64_t compact_limit;   /* offsets below are in the last key checkpoint:
                                * compaction may touch them (0 until one) */
+    uint64_t trim_offset;     /* the cluster's start offset (TOPIC_TRIM): offsets
+                               * below are gone or hidden on every node */
+    uint64_t tombstone_limit; /* compaction removes tombstones only below this
+                               * offset (TOPIC_TRIM; 0: none) */
     struct store_topic *next;
 };
 
@@ -172,17 +176,39 @@ int store_import_group(struct store *s, const char *group, const char *topic, ui
                        char *errmsg);
 
 /* First offset of @t in the cluster as far as this node knows: its log's
- * start, or the start of the history it lacks after a snapshot install. */
+ * start, or the start of the history it lacks after a snapshot install,
+ * and never below the start offset the leader set (trim_offset). */
 uint64_t store_topic_start(const struct store_topic *t);
 
-/* Valid topic name: 1..249 bytes of [A-Za-z0-9._-], not "." or "..". */
+/* Valid topic name: lib/name.h's rule (1..249 bytes of [A-Za-z0-9._-],
+ * not "." or ".."). */
 bool store_topic_name_valid(const char *name);
 
-/* Retention for topics with a delete policy. */
-int store_retain(struct store *s, int64_t now_ms, char *errmsg);
+/* Retention, decided on the leader only and applied by every node through
+ * a TOPIC_TRIM entry. The leader's decision for @t at @now_ms (its clock;
+ * @delete_retention_ms is the node setting for tombstones, -1: keep):
+ * the new start offset (retention by age and size, for topics with a
+ * delete policy) and tombstone limit (for topics with a compact policy:
+ * the first offset whose batch is younger than delete_retention_ms).
+ * Returns true when either moves forward, i.e. a TOPIC_TRIM is due. */
+bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_retention_ms,
+                         uint64_t *start_offset, uint64_t *tombstone_limit);
+
+/* Hold (@hold true) or release the physical deletion of segments while a
+ * backup copies this node's logs (server/gw.c's backup pin). TOPIC_TRIM
+ * entries applied while held move the topic's start offset (trim_offset)
+ * as on every other node, so that replicas agree on what is readable, but
+ * delete no segment file; the release deletes them. A restart meanwhile
+ * deletes them at open. Loop thread. */
+int store_hold_trim(struct store *s, bool hold, char *errmsg);
+bool store_trim_held(const struct store *s);
+
+/* Highest record timestamp in any topic (INT64_MIN when none): a new leader
+ * stamps no earlier than this. */
+int64_t store_max_timestamp(struct store *s);
 
 /* Snapshots, in three steps so that the loop only copies (Raft's fsm
- * version 3, RAFT-GUIDE.md 7.2):
+ * version 3, docs/raft.md):
  *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
  *                          offsets, producers, members, groups), copies
  *                          every topic's key index and duplicates each
@@ -236,10 +262,10 @@ void store_backfill_abort(struct store *s, const char *topic, struct tally_log *
  * finished on the loop thread, run on a worker thread. Only offsets a key
  * index checkpoint already covers are compacted, because the checkpoint
  * holds the versions (record counts) of the keys; a key index rebuilt from
- * a compacted log would count fewer records. */
+ * a compacted log would count fewer records. Tombstones are removed only
+ * below the topic's tombstone_limit, which the leader sets (TOPIC_TRIM). */
 struct store_compact_config {
     int64_t min_lag_ms;          /* leave segments younger than this */
-    int64_t delete_retention_ms; /* keep tombstones this long (-1: forever) */
     size_t map_bytes;            /* key map memory of one job */
 };
 

@@ -5,9 +5,15 @@
  * The backup asks one node for BACKUP_CUT (its applied index, every topic's
  * settings and offsets, every group position, read at one moment on its
  * loop), then copies each topic's [start, next) with plain FETCH requests
- * to that same node. Records below a topic's next offset at the cut do not
- * change afterwards, so the copy is the state at the cut however long it
- * takes. The batches are verified (checksums) and written with the log
+ * to that same node, on the same connection. Records below a topic's next
+ * offset are not written again, but compaction on the node would remove
+ * those whose keys get later records after the cut; so the node pins its
+ * logs from the cut until this connection closes (no compaction is swapped
+ * in and no segment file is deleted meanwhile: a retention entry applied
+ * meanwhile moves the start offset, but this connection's FETCHes may still
+ * read below it, server/gw.c, store_hold_trim), and the copy is the
+ * state at the cut however
+ * long it takes. The batches are verified (checksums) and written with the log
  * layer into DIR/topics/NAME; the manifest is written last, atomically.
  *
  * It speaks the wire protocol on one blocking socket (proto/) instead of
@@ -421,10 +427,12 @@ static int backup__clear_dir(const char *path, char *errmsg)
 }
 
 /* Copy one topic. If the node's retention deletes the oldest records of
- * the topic after the cut, before they were copied (FETCH then answers
- * OUT_OF_RANGE below the node's new start), the copy starts over from the
- * node's new start: the same state as a cut taken after that retention
- * pass, which is what a backup taken a moment later would hold. */
+ * the topic after the cut, before they were copied (only a node of an
+ * older version, without the backup pin that holds retention back; FETCH
+ * then answers OUT_OF_RANGE below the node's new start), the copy starts
+ * over from the node's new start: the same state as a cut taken after
+ * that retention pass, which is what a backup taken a moment later would
+ * hold. */
 static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct import_topic *t,
                                   uint64_t cut_index, struct backup_progress *pg,
                                   char *errmsg)
@@ -706,7 +714,8 @@ static const char restore_help[] =
     "\n"
     "  --from DIR       the backup\n"
     "  --data-dir DATA  the new node's data directory (tallyd --data)\n"
-    "  --verify         only check the backup, write nothing\n"
+    "  --verify         only check the backup (files, and each topic's batches\n"
+    "                   against its manifest range), write nothing\n"
     "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0 done, 1 the backup is damaged or the restore failed\n"

@@ -41,7 +41,8 @@ static const char bench_help[] =
     "not apply).\n"
     "\n"
     "consume reads TOPIC from OFFSET (default: the topic's start) until N records\n"
-    "were read (default: up to the topic's end when the bench started), with\n"
+    "were read (default: up to the topic's end offset when the bench started; in a\n"
+    "compacted topic that is fewer records than offsets), with\n"
     "fetches of up to B bytes (default 4194304), from node HOST:PORT (default:\n"
     "any broker).\n"
     "\n"
@@ -589,7 +590,7 @@ static int bench_consume(int argc, char **argv)
     struct tally_topic_info *topics = NULL;
     tally_client *client = NULL;
     const char *topic;
-    uint64_t from = 0, count = 0, got = 0, bytes = 0, last_got = 0, off;
+    uint64_t from = 0, count = 0, got = 0, bytes = 0, last_got = 0, off, end = UINT64_MAX;
     uint32_t *lat = NULL;
     size_t n_lat = 0, cap_lat = 0, n_topics = 0;
     bool have_from = false, have_count = false, found = false;
@@ -678,7 +679,10 @@ static int bench_consume(int argc, char **argv)
             goto out;
         }
         if (!have_count) {
-            count = res.high_offset > from ? res.high_offset - from : 0;
+            /* Up to the end offset, not a number of records: a compacted
+             * topic has fewer records than offsets. */
+            end = res.high_offset;
+            count = UINT64_MAX;
         }
         tally_fetch_result_free(&res);
     }
@@ -687,7 +691,7 @@ static int bench_consume(int argc, char **argv)
     last_tick = start;
     /* Waiting for records that do not come is bounded by the timeout. */
     deadline = start + (int64_t)(tool_g.timeout_ms > 0 ? tool_g.timeout_ms : 10000) * 1000;
-    while (got < count) {
+    while (got < count && off < end) {
         struct tally_fetch_result res;
         int64_t t0 = tool_now_us(), now;
         int frc;
@@ -710,15 +714,21 @@ static int bench_consume(int argc, char **argv)
             cap_lat = ncap;
         }
         lat[n_lat++] = (uint32_t)(now - t0);
-        for (size_t i = 0; i < res.n && got < count; i++) {
+        for (size_t i = 0; i < res.n && got < count && res.records[i].offset < end; i++) {
             got++;
             bytes += res.records[i].key_len + res.records[i].value_len;
         }
         if (res.n == 0) {
             if (now > deadline) {
                 tally_fetch_result_free(&res);
-                rc = tool_error(cmd, "only %" PRIu64 " of %" PRIu64 " records arrived in time",
-                                got, count);
+                if (end != UINT64_MAX) {
+                    rc = tool_error(cmd, "offsets up to %" PRIu64 " did not arrive in time "
+                                         "(read %" PRIu64 " records up to offset %" PRIu64 ")",
+                                    end, got, off);
+                } else {
+                    rc = tool_error(cmd, "only %" PRIu64 " of %" PRIu64 " records arrived in time",
+                                    got, count);
+                }
                 goto out;
             }
             bench_sleep_ms(1);
@@ -728,9 +738,16 @@ static int bench_consume(int argc, char **argv)
         off = res.next_offset;
         tally_fetch_result_free(&res);
         if (now - last_tick >= 1000000) {
-            fprintf(stderr, "%6.1fs  %" PRIu64 "/%" PRIu64 " records read  %.0f msgs/s\n",
-                    (now - start) / 1e6, got, count,
-                    (double)(got - last_got) * 1e6 / (double)(now - last_tick));
+            if (end != UINT64_MAX) {
+                fprintf(stderr, "%6.1fs  %" PRIu64 " records read, offset %" PRIu64 "/%" PRIu64
+                                "  %.0f msgs/s\n",
+                        (now - start) / 1e6, got, off, end,
+                        (double)(got - last_got) * 1e6 / (double)(now - last_tick));
+            } else {
+                fprintf(stderr, "%6.1fs  %" PRIu64 "/%" PRIu64 " records read  %.0f msgs/s\n",
+                        (now - start) / 1e6, got, count,
+                        (double)(got - last_got) * 1e6 / (double)(now - last_tick));
+            }
             last_got = got;
             last_tick = now;
         }

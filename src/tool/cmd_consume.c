@@ -9,11 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char consume_help[] =
     "Usage: tally consume TOPIC [--from OFFSET|beginning|end | --from-time MS]\n"
     "                     [-n COUNT] [-f] [-k KEY] [--group NAME]\n"
+    "                     [--reset-policy earliest|latest|error]\n"
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
     "                     [--linearizable]\n"
     "\n"
@@ -32,7 +34,17 @@ static const char consume_help[] =
     "                       --from-time, default beginning), and commit the\n"
     "                       position after each batch has been printed and\n"
     "                       flushed: at-least-once delivery (a record printed\n"
-    "                       just before a crash is printed again next time)\n"
+    "                       just before a crash is printed again next time);\n"
+    "                       a stored position beats --from and --from-time\n"
+    "                       (move it with 'tally group reset')\n"
+    "  --reset-policy earliest|latest|error\n"
+    "                       what --group does when its position is below the\n"
+    "                       topic's first offset (retention removed records\n"
+    "                       it had not read): earliest (default) goes on at\n"
+    "                       the first offset still stored and says which\n"
+    "                       offsets were lost on stderr; latest goes on at\n"
+    "                       the end; error stops (exit 1) naming the gap and\n"
+    "                       the command that moves the group\n"
     "  -n, --count COUNT    stop after COUNT records\n"
     "  -f, --follow         keep waiting for new records (long poll) until COUNT\n"
     "                       records were printed or SIGINT (then exit 0); without\n"
@@ -64,6 +76,15 @@ enum {
     CONSUME_OPT_FROM_TIME,
     CONSUME_OPT_GROUP,
     CONSUME_OPT_LINEARIZABLE,
+    CONSUME_OPT_RESET_POLICY,
+};
+
+/* --reset-policy: where a group goes on when its position is below the
+ * topic's first offset (as Kafka's auto.offset.reset). */
+enum consume_reset {
+    CONSUME_RESET_EARLIEST,
+    CONSUME_RESET_LATEST,
+    CONSUME_RESET_ERROR,
 };
 
 enum consume_from {
@@ -213,22 +234,42 @@ static int consume_commit_retryable(int rc)
 #define CONSUME_COMMIT_TRIES 3
 #define CONSUME_COMMIT_RETRY_MS 300
 
-/* Commit @pos as the position of @group on @topic. Returns 0, or the last
- * error code with tally_errmsg() set. */
+/* Commit @pos as the position of @group on the incarnation @topic_id of
+ * @topic. Returns 0, or the last error code with tally_errmsg() set. */
 static int consume_commit(tally_client *client, const char *group, const char *topic,
-                          uint64_t pos)
+                          uint64_t topic_id, uint64_t pos)
 {
     int tries = 0;
     int rc;
 
     for (;;) {
-        rc = tally_group_commit(client, group, topic, pos);
+        rc = tally_group_commit_at(client, group, topic, topic_id, pos);
         if (rc == 0 || !consume_commit_retryable(rc) || ++tries >= CONSUME_COMMIT_TRIES ||
             consume_interrupted) {
             return rc;
         }
         consume_sleep_ms(CONSUME_COMMIT_RETRY_MS);
     }
+}
+
+/* The stored position of @group on @topic, with its topic id and the
+ * topic's offsets. A group with none yet gets one at @start (the start
+ * that --from or --from-time chose), so that its commits can be bound to
+ * the topic's incarnation from the first. *found says which it was. */
+static int consume_group_position(tally_client *client, const char *group, const char *topic,
+                                  struct tally_group_position *out, int *found)
+{
+    struct tally_group_position *ps = NULL;
+    size_t n = 0;
+    int rc = tally_group_list(client, group, topic, &ps, &n);
+    if (rc == 0) {
+        *found = n > 0;
+        if (n > 0) {
+            *out = ps[0];
+        }
+    }
+    free(ps);
+    return rc;
 }
 
 /* tally_errmsg(), or the code's description when the library set none. */
@@ -256,6 +297,7 @@ int cmd_consume_main(int argc, char **argv)
         {"follow", no_argument, NULL, 'f'},
         {"key", required_argument, NULL, 'k'},
         {"group", required_argument, NULL, CONSUME_OPT_GROUP},
+        {"reset-policy", required_argument, NULL, CONSUME_OPT_RESET_POLICY},
         {"format", required_argument, NULL, CONSUME_OPT_FORMAT},
         {"node", required_argument, NULL, CONSUME_OPT_NODE},
         {"min-index", required_argument, NULL, CONSUME_OPT_MIN_INDEX},
@@ -274,6 +316,9 @@ int cmd_consume_main(int argc, char **argv)
     const char *group = NULL; /* --group */
     uint64_t committed = 0;   /* the group's stored position, if have_committed */
     int have_committed = 0;
+    uint64_t topic_id = TALLY_ANY_TOPIC_ID; /* the incarnation the group reads */
+    enum consume_reset reset = CONSUME_RESET_EARLIEST;
+    int have_reset = 0;
     uint64_t pos = 0; /* position after the last batch printed and flushed */
     int have_pos = 0;
     int64_t from_time = 0;
@@ -340,6 +385,19 @@ int cmd_consume_main(int argc, char **argv)
             }
             group = optarg;
             break;
+        case CONSUME_OPT_RESET_POLICY:
+            if (strcmp(optarg, "earliest") == 0) {
+                reset = CONSUME_RESET_EARLIEST;
+            } else if (strcmp(optarg, "latest") == 0) {
+                reset = CONSUME_RESET_LATEST;
+            } else if (strcmp(optarg, "error") == 0) {
+                reset = CONSUME_RESET_ERROR;
+            } else {
+                return tool_usage_error(
+                    cmd, "--reset-policy needs 'earliest', 'latest' or 'error', not '%s'", optarg);
+            }
+            have_reset = 1;
+            break;
         case CONSUME_OPT_FORMAT:
             fmt = optarg;
             break;
@@ -366,11 +424,15 @@ int cmd_consume_main(int argc, char **argv)
         return tool_usage_error(cmd, "missing TOPIC");
     }
     topic = argv[optind++];
-    if (topic[0] == '\0' || strlen(topic) > 255) {
-        return tool_usage_error(cmd, "topic name must be 1 to 255 bytes long");
+    char bad_name[160];
+    if (!name_topic_check(topic, bad_name, sizeof bad_name)) {
+        return tool_usage_error(cmd, "%s", bad_name);
     }
     if (optind < argc) {
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    }
+    if (have_reset && group == NULL) {
+        return tool_usage_error(cmd, "--reset-policy applies to a --group position: add --group");
     }
     if (n_from > 1) {
         return tool_usage_error(cmd, "give one start position: --from or --from-time, once");
@@ -412,19 +474,52 @@ int cmd_consume_main(int argc, char **argv)
         }
     }
     if (group != NULL) {
+        struct tally_group_position gp;
         int found = 0;
 
-        rc = tally_group_fetch(client, group, topic, &committed, &found);
+        rc = consume_group_position(client, group, topic, &gp, &found);
         if (rc != 0) {
             rc = tool_cluster_error(client, cmd, rc);
             goto out;
+        }
+        if (found && gp.offset < gp.start_offset) {
+            /* Retention removed records the group had not read. */
+            uint64_t lost_to = gp.start_offset - 1;
+            if (reset == CONSUME_RESET_ERROR) {
+                rc = tool_error(cmd,
+                                "group %s is at offset %" PRIu64 " of %s, but the topic now "
+                                "starts at %" PRIu64 ": offsets %" PRIu64 "..%" PRIu64
+                                " were removed by retention before the group read them; move "
+                                "the group with 'tally group reset %s %s --to earliest' (or "
+                                "--to latest), or consume with --reset-policy earliest",
+                                group, gp.offset, topic, gp.start_offset, gp.offset, lost_to,
+                                group, topic);
+                goto out;
+            }
+            uint64_t to = reset == CONSUME_RESET_LATEST ? gp.next_offset : gp.start_offset;
+            fprintf(stderr,
+                    "tally consume: group %s was at offset %" PRIu64 " of %s, but offsets "
+                    "%" PRIu64 "..%" PRIu64 " were removed by retention before it read them; "
+                    "going on at %" PRIu64 " (--reset-policy %s)\n",
+                    group, gp.offset, topic, gp.offset, lost_to, to,
+                    reset == CONSUME_RESET_LATEST ? "latest" : "earliest");
+            gp.offset = to;
+        }
+        if (found && n_from > 0) {
+            fprintf(stderr,
+                    "tally consume: group %s resumes at its position %" PRIu64 " on %s; "
+                    "--from and --from-time only place a new group (move this one with "
+                    "'tally group reset %s %s --to ...')\n",
+                    group, gp.offset, topic, group, topic);
         }
         if (found) {
             /* A stored position beats --from and --from-time, which only
              * say where a new group starts. */
             have_committed = 1;
+            committed = gp.offset;
             offset = committed;
             from = CONSUME_FROM_OFFSET;
+            topic_id = gp.topic_id;
         }
     }
     if (from == CONSUME_FROM_TIME) {
@@ -443,6 +538,25 @@ int cmd_consume_main(int argc, char **argv)
         }
     }
 
+    if (group != NULL && topic_id == TALLY_ANY_TOPIC_ID) {
+        /* A new group: store its start now, bound to the topic as it is,
+         * and read back the topic's id for every later commit. */
+        struct tally_group_position gp;
+        int found = 0;
+        rc = consume_commit(client, group, topic, TALLY_ANY_TOPIC_ID, offset);
+        if (rc == 0) {
+            rc = consume_group_position(client, group, topic, &gp, &found);
+        }
+        if (rc != 0) {
+            rc = tool_cluster_error(client, cmd, rc);
+            goto out;
+        }
+        if (found) {
+            topic_id = gp.topic_id;
+            committed = gp.offset;
+            have_committed = 1;
+        }
+    }
     while (!consume_interrupted && (count == 0 || printed < count)) {
         struct tally_fetch_result res;
         uint64_t next;
@@ -519,7 +633,7 @@ int cmd_consume_main(int argc, char **argv)
         /* At-least-once: the position moves only past records already
          * flushed to stdout. */
         if (group != NULL && (!have_committed || next != committed)) {
-            rc = consume_commit(client, group, topic, next);
+            rc = consume_commit(client, group, topic, topic_id, next);
             if (rc == 0) {
                 committed = next;
                 have_committed = 1;
@@ -547,7 +661,7 @@ int cmd_consume_main(int argc, char **argv)
     rc = TOOL_EXIT_OK;
     if (group != NULL && have_pos && (!have_committed || pos != committed)) {
         /* A commit deferred in follow mode, or none yet: one last try. */
-        rc = consume_commit(client, group, topic, pos);
+        rc = consume_commit(client, group, topic, topic_id, pos);
         if (rc != 0) {
             rc = tool_error(cmd,
                             "committing position %" PRIu64 " of group %s: %s (the records "

@@ -29,7 +29,9 @@ static const char member_help[] =
     "          forget its old directory, then add it again as add does\n"
     "          (standby, catch-up, voter)\n"
     "remove    remove node ID from the cluster\n"
-    "transfer  make node ID the leader (0: any up-to-date voter)\n"
+    "          (an add of a voter at its own addresses does nothing)\n"
+    "transfer  make node ID the leader (0: any up-to-date voter; prints the\n"
+    "          new leader); exit 1 if it does not take over\n"
     "\n"
     "Each change is sent to the leader and committed through Raft.\n"
     "\n"
@@ -85,6 +87,25 @@ static void member_progress(uint64_t id, const struct tally_catchup *cu, char *l
                  ", every topic's history); making it a voter", id, cu->applied_index);
     }
     member_say(line, last, cap);
+}
+
+/* Whether @id is a voter of the configuration at @addr
+ * (CLIENT_HOST:PORT/RAFT_HOST:PORT). */
+static bool member_is_voter_at(tally_client *client, uint64_t id, const char *addr)
+{
+    struct tally_status st;
+    char have[140];
+    bool yes = false;
+    if (tally_status_get(client, &st) != 0) {
+        return false; /* the add itself will say what is wrong */
+    }
+    for (size_t i = 0; i < st.n_members; i++) {
+        const struct tally_member *m = &st.members[i];
+        snprintf(have, sizeof have, "%s/%s", m->client_addr, m->raft_addr);
+        yes = yes || (m->id == id && m->voter && strcmp(have, addr) == 0);
+    }
+    tally_status_free(&st);
+    return yes;
 }
 
 /* Wait until member @id holds everything the cluster committed when the
@@ -205,6 +226,16 @@ int cmd_member_main(int argc, char **argv)
     if (rc != TOOL_EXIT_OK) {
         return rc;
     }
+    if (strcmp(sub, "add") == 0 && member_is_voter_at(client, id, argv[optind + 1])) {
+        /* An add run again (a voter has nothing to catch up). stdout says
+         * what a completed add says, for scripts. */
+        fprintf(stderr, "member %" PRIu64 " is already a voter at %s: nothing to do\n", id,
+                argv[optind + 1]);
+        printf("added member %" PRIu64 " at %s\n", id, argv[optind + 1]);
+        tally_client_destroy(client);
+        rc = tool_check_stdout(cmd);
+        return rc < 0 ? TOOL_EXIT_OK : rc;
+    }
     if (strcmp(sub, "replace") == 0) {
         rc = tally_member_replace(client, id);
         if (rc == 0) {
@@ -246,7 +277,18 @@ int cmd_member_main(int argc, char **argv)
         } else if (id != 0) {
             printf("transferred leadership to %" PRIu64 "\n", id);
         } else {
-            printf("transferred leadership\n");
+            struct tally_status st;
+            uint64_t leader = 0;
+            if (tally_status_get(client, &st) == 0) {
+                leader = st.leader_id;
+                tally_status_free(&st);
+            }
+            if (leader != 0) {
+                printf("transferred leadership to %" PRIu64 "\n", leader);
+            } else {
+                printf("transferred leadership (no new leader is known yet: see 'tally "
+                       "status')\n");
+            }
         }
         rc = tool_check_stdout(cmd);
         rc = rc < 0 ? TOOL_EXIT_OK : rc;

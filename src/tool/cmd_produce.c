@@ -1,17 +1,24 @@
 /* tally produce: append records to a topic, from the command line or one
  * per line of standard input, printing each record's offset. */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char produce_help[] =
     "Usage: tally produce TOPIC [-k KEY] [--keyed] [--print-index] [--tombstone]\n"
-    "                     [--expect-offset N | --expect-version N] [VALUE]\n"
+    "                     [--expect-offset N | --expect-version N]\n"
+    "                     [--linger-ms MS] [VALUE]\n"
     "\n"
     "Append records to TOPIC and print the offset assigned to each, one per\n"
     "line, once the cluster has committed it.\n"
@@ -19,7 +26,13 @@ static const char produce_help[] =
     "With VALUE, write one record. Without, write one record per line of\n"
     "standard input (the trailing newline is not part of the value; every\n"
     "other byte is). Lines are sent in batches of up to 1000 records or\n"
-    "256 KiB; each batch is appended atomically with consecutive offsets.\n"
+    "256 KiB; each batch is appended atomically with consecutive offsets. A\n"
+    "line waits at most --linger-ms for more to join its batch, so slow input\n"
+    "(tail -f app.log | tally produce T) is written as it comes, and fast\n"
+    "input still goes in full batches. On SIGINT or SIGTERM, tally stops\n"
+    "reading, sends the lines it has read, waits for them to be acknowledged\n"
+    "(at most --timeout), prints how many records were written on stderr, and\n"
+    "exits 0 if all were, 1 if not (a second signal ends it at once).\n"
     "\n"
     "  -k, --key KEY     give every record this key\n"
     "      --keyed       each input line is KEY<TAB>VALUE (split at the first TAB)\n"
@@ -29,6 +42,9 @@ static const char produce_help[] =
     "      --print-index print 'OFFSET<TAB>RAFT_INDEX' instead of 'OFFSET'; pass\n"
     "                    the index to 'tally consume --min-index' to read the\n"
     "                    write back from any node\n"
+    "      --linger-ms MS\n"
+    "                    longest a read line waits before it is sent (default\n"
+    "                    50; 0 sends what has been read whenever input pauses)\n"
     "      --expect-offset N\n"
     "                    append only if the topic's next offset is N\n"
     "      --expect-version N\n"
@@ -59,7 +75,28 @@ enum {
     PRODUCE_OPT_TOMBSTONE,
     PRODUCE_OPT_EXPECT_OFFSET,
     PRODUCE_OPT_EXPECT_VERSION,
+    PRODUCE_OPT_LINGER_MS,
 };
+
+/* Default --linger-ms: short enough that a line typed or logged is written
+ * at once as far as a person can tell, long enough to gather a burst. */
+#define PRODUCE_LINGER_MS 50
+/* Bytes read from stdin at a time. */
+#define PRODUCE_READ_BYTES (64u << 10)
+
+static volatile sig_atomic_t produce_interrupted;
+
+static void produce_on_signal(int sig)
+{
+    produce_interrupted = sig;
+}
+
+static int64_t produce_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Batch limits for stdin: large enough that a pipe of small events goes at
  * network speed, small enough to stay far below the 16 MiB batch limit and
@@ -91,6 +128,7 @@ struct produce_state {
     uint64_t expect_offset;
     uint64_t expect_version;
     uint64_t written; /* records acknowledged so far */
+    int64_t linger_ms; /* --linger-ms */
 };
 
 /* Print the offsets of an acknowledged batch. */
@@ -221,102 +259,213 @@ static int produce_flush(struct produce_state *s, const struct produce_span *spa
     return produce_send(s, recs, n);
 }
 
+/* The batch being gathered from stdin. */
+struct produce_batch {
+    struct produce_span *spans;
+    struct tally_record_in *recs;
+    char *buf; /* the pending records' bytes */
+    size_t buf_len;
+    size_t buf_cap;
+    size_t n;         /* records pending */
+    int64_t deadline; /* when the first pending record must be sent */
+};
+
+static int produce_batch_send(struct produce_state *s, struct produce_batch *b)
+{
+    int rc = produce_flush(s, b->spans, b->recs, b->buf, b->n);
+    b->n = 0;
+    b->buf_len = 0;
+    return rc;
+}
+
+/* Add stdin line @lineno (@len bytes, no newline) to the batch; sends the
+ * batch when it is full. */
+static int produce_add_line(struct produce_state *s, struct produce_batch *b, const char *line,
+                            size_t len, uint64_t lineno)
+{
+    struct produce_span *sp = &b->spans[b->n];
+    const char *tab = NULL;
+    int rc;
+
+    if (s->keyed) {
+        tab = memchr(line, '\t', len);
+        if (tab == NULL) {
+            /* Send the well-formed lines before it first, so that the
+             * offsets printed match the input up to the bad line. */
+            if (b->n > 0 && (rc = produce_batch_send(s, b)) != TOOL_EXIT_OK) {
+                return rc;
+            }
+            return tool_usage_error(s->cmd,
+                                    "--keyed: stdin line %" PRIu64 " has no TAB between "
+                                    "KEY and VALUE",
+                                    lineno);
+        }
+    }
+    if (b->buf_len + len > b->buf_cap) {
+        size_t cap = b->buf_cap > 0 ? b->buf_cap : PRODUCE_BATCH_BYTES;
+        char *nb;
+
+        while (cap < b->buf_len + len) {
+            cap *= 2;
+        }
+        nb = realloc(b->buf, cap);
+        if (nb == NULL) {
+            return tool_error(s->cmd, "out of memory");
+        }
+        b->buf = nb;
+        b->buf_cap = cap;
+    }
+    memset(sp, 0, sizeof *sp);
+    if (tab != NULL) {
+        sp->has_key = 1;
+        sp->key_off = b->buf_len;
+        sp->key_len = (size_t)(tab - line);
+        sp->value_off = b->buf_len + sp->key_len + 1;
+        sp->value_len = len - sp->key_len - 1;
+    } else {
+        sp->value_off = b->buf_len;
+        sp->value_len = len;
+    }
+    memcpy(b->buf + b->buf_len, line, len);
+    b->buf_len += len;
+    if (b->n++ == 0) {
+        b->deadline = produce_now_ms() + s->linger_ms;
+    }
+    if (b->n >= PRODUCE_BATCH_RECORDS || b->buf_len >= PRODUCE_BATCH_BYTES) {
+        return produce_batch_send(s, b);
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* After SIGINT/SIGTERM: say what became of the input. */
+static int produce_report_interrupt(struct produce_state *s, int rc, uint64_t lines,
+                                    size_t partial)
+{
+    uint64_t lost = lines > s->written ? lines - s->written : 0;
+    char tail[96] = "";
+    if (partial > 0) {
+        snprintf(tail, sizeof tail, "; an unfinished last line (%zu bytes, no newline) was not sent",
+                 partial);
+    }
+    if (rc == TOOL_EXIT_OK && lost == 0) {
+        fprintf(stderr, "tally produce: stopped by %s: all %" PRIu64 " records read were written%s\n",
+                produce_interrupted == SIGTERM ? "SIGTERM" : "SIGINT", s->written, tail);
+        return partial > 0 ? TOOL_EXIT_CLUSTER : TOOL_EXIT_OK;
+    }
+    fprintf(stderr,
+            "tally produce: stopped by %s: %" PRIu64 " of %" PRIu64 " records read were written, "
+            "%" PRIu64 " were not (or may not have been: see above)%s\n",
+            produce_interrupted == SIGTERM ? "SIGTERM" : "SIGINT", s->written, lines, lost, tail);
+    return rc != TOOL_EXIT_OK ? rc : TOOL_EXIT_CLUSTER;
+}
+
+/* Read stdin with poll(2), so that a batch is sent when it is full, when
+ * its first line has waited linger_ms, or at the end of input, whichever
+ * comes first: a slow writer's lines go out within the linger, a fast
+ * one's in full batches (while a batch is in flight, the next one fills
+ * in the pipe). */
 static int produce_stdin(struct produce_state *s)
 {
-    struct produce_span *spans = NULL;
-    struct tally_record_in *recs = NULL;
-    char *buf = NULL; /* the pending batch's bytes */
-    size_t buf_len = 0;
-    size_t buf_cap = 0;
-    size_t n = 0; /* records pending in buf */
-    char *line = NULL;
-    size_t line_cap = 0;
-    ssize_t len;
+    struct produce_batch b;
+    char *in = NULL; /* bytes read, not yet split into lines */
+    size_t in_len = 0, in_cap = 0, scanned = 0;
     uint64_t lineno = 0;
+    int eof = 0;
     int rc = TOOL_EXIT_OK;
+    struct sigaction sa;
 
-    spans = calloc(PRODUCE_BATCH_RECORDS, sizeof *spans);
-    recs = calloc(PRODUCE_BATCH_RECORDS, sizeof *recs);
-    if (spans == NULL || recs == NULL) {
+    memset(&b, 0, sizeof b);
+    b.spans = calloc(PRODUCE_BATCH_RECORDS, sizeof *b.spans);
+    b.recs = calloc(PRODUCE_BATCH_RECORDS, sizeof *b.recs);
+    if (b.spans == NULL || b.recs == NULL) {
         rc = tool_error(s->cmd, "out of memory");
         goto out;
     }
-    while ((len = getline(&line, &line_cap, stdin)) >= 0) {
-        struct produce_span *sp = &spans[n];
-        const char *tab = NULL;
-
-        lineno++;
-        if (len > 0 && line[len - 1] == '\n') {
-            len--;
+    /* No SA_RESTART: the signal must cut the wait for input short. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = produce_on_signal;
+    sa.sa_flags = SA_RESETHAND; /* a second signal ends tally at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    while (rc == TOOL_EXIT_OK) {
+        /* Every whole line read so far joins the batch. */
+        char *nl;
+        size_t start = 0;
+        while (rc == TOOL_EXIT_OK && in != NULL &&
+               (nl = memchr(in + scanned, '\n', in_len - scanned)) != NULL) {
+            size_t end = (size_t)(nl - in);
+            rc = produce_add_line(s, &b, in + start, end - start, ++lineno);
+            start = scanned = end + 1;
         }
-        if (s->keyed) {
-            tab = memchr(line, '\t', (size_t)len);
-            if (tab == NULL) {
-                /* Send the well-formed lines before it first, so that the
-                 * offsets printed match the input up to the bad line. */
-                if (n > 0) {
-                    rc = produce_flush(s, spans, recs, buf, n);
-                    if (rc != TOOL_EXIT_OK) {
-                        goto out;
-                    }
-                }
-                rc = tool_usage_error(s->cmd,
-                                      "--keyed: stdin line %" PRIu64 " has no TAB between "
-                                      "KEY and VALUE",
-                                      lineno);
-                goto out;
-            }
+        if (start > 0) {
+            memmove(in, in + start, in_len - start);
+            in_len -= start;
         }
-        if (buf_len + (size_t)len > buf_cap) {
-            size_t cap = buf_cap > 0 ? buf_cap : PRODUCE_BATCH_BYTES;
-            char *nb;
-
-            while (cap < buf_len + (size_t)len) {
-                cap *= 2;
+        scanned = in_len;
+        if (rc != TOOL_EXIT_OK || eof || produce_interrupted) {
+            break;
+        }
+        int timeout = -1;
+        if (b.n > 0) {
+            int64_t left = b.deadline - produce_now_ms();
+            if (left <= 0) {
+                rc = produce_batch_send(s, &b);
+                continue;
             }
-            nb = realloc(buf, cap);
-            if (nb == NULL) {
+            timeout = (int)left;
+        }
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        int k = poll(&pfd, 1, timeout);
+        if (k < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = tool_error(s->cmd, "waiting for standard input: %s", strerror(errno));
+            break;
+        }
+        if (k == 0) {
+            continue; /* the linger is over: sent at the top */
+        }
+        if (in_cap - in_len < PRODUCE_READ_BYTES) {
+            size_t cap = in_cap > 0 ? in_cap * 2 : 2 * PRODUCE_READ_BYTES;
+            char *ni = realloc(in, cap);
+            if (ni == NULL) {
                 rc = tool_error(s->cmd, "out of memory");
-                goto out;
+                break;
             }
-            buf = nb;
-            buf_cap = cap;
+            in = ni;
+            in_cap = cap;
         }
-        memset(sp, 0, sizeof *sp);
-        if (tab != NULL) {
-            sp->has_key = 1;
-            sp->key_off = buf_len;
-            sp->key_len = (size_t)(tab - line);
-            sp->value_off = buf_len + sp->key_len + 1;
-            sp->value_len = (size_t)len - sp->key_len - 1;
-        } else {
-            sp->value_off = buf_len;
-            sp->value_len = (size_t)len;
-        }
-        memcpy(buf + buf_len, line, (size_t)len);
-        buf_len += (size_t)len;
-        n++;
-        if (n >= PRODUCE_BATCH_RECORDS || buf_len >= PRODUCE_BATCH_BYTES) {
-            rc = produce_flush(s, spans, recs, buf, n);
-            if (rc != TOOL_EXIT_OK) {
-                goto out;
+        ssize_t got = read(STDIN_FILENO, in + in_len, in_cap - in_len);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                continue;
             }
-            n = 0;
-            buf_len = 0;
+            rc = tool_error(s->cmd, "reading standard input failed: %s", strerror(errno));
+            break;
         }
+        if (got == 0) {
+            eof = 1;
+        }
+        in_len += (size_t)got;
     }
-    if (ferror(stdin)) {
-        rc = tool_error(s->cmd, "reading standard input failed");
-        goto out;
+    if (rc == TOOL_EXIT_OK && eof && in_len > 0) {
+        /* The last line has no newline: it is a record all the same. */
+        rc = produce_add_line(s, &b, in, in_len, ++lineno);
+        in_len = 0;
     }
-    if (n > 0) {
-        rc = produce_flush(s, spans, recs, buf, n);
+    if (rc == TOOL_EXIT_OK && b.n > 0) {
+        rc = produce_batch_send(s, &b);
+    }
+    if (produce_interrupted) {
+        rc = produce_report_interrupt(s, rc, lineno, in_len);
     }
 out:
-    free(line);
-    free(buf);
-    free(recs);
-    free(spans);
+    free(in);
+    free(b.buf);
+    free(b.recs);
+    free(b.spans);
     return rc;
 }
 
@@ -330,6 +479,7 @@ int cmd_produce_main(int argc, char **argv)
         {"tombstone", no_argument, NULL, PRODUCE_OPT_TOMBSTONE},
         {"expect-offset", required_argument, NULL, PRODUCE_OPT_EXPECT_OFFSET},
         {"expect-version", required_argument, NULL, PRODUCE_OPT_EXPECT_VERSION},
+        {"linger-ms", required_argument, NULL, PRODUCE_OPT_LINGER_MS},
         {NULL, 0, NULL, 0},
     };
     struct produce_state s;
@@ -341,6 +491,7 @@ int cmd_produce_main(int argc, char **argv)
     s.cmd = "produce";
     s.expect_offset = TALLY_NO_EXPECT;
     s.expect_version = TALLY_NO_EXPECT;
+    s.linger_ms = PRODUCE_LINGER_MS;
     tool_getopt_reset();
     while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS "k:", longopts, NULL)) != -1) {
         switch (c) {
@@ -373,6 +524,13 @@ int cmd_produce_main(int argc, char **argv)
                                         optarg);
             }
             break;
+        case PRODUCE_OPT_LINGER_MS:
+            if (!tool_parse_i64(optarg, &s.linger_ms) || s.linger_ms < 0 ||
+                s.linger_ms > 60000) {
+                return tool_usage_error(s.cmd, "--linger-ms needs 0 to 60000 ms, not '%s'",
+                                        optarg);
+            }
+            break;
         default:
             rc = tool_common_option(s.cmd, c, optarg);
             if (rc != TOOL_EXIT_OK) {
@@ -384,8 +542,9 @@ int cmd_produce_main(int argc, char **argv)
         return tool_usage_error(s.cmd, "missing TOPIC");
     }
     s.topic = argv[optind++];
-    if (s.topic[0] == '\0' || strlen(s.topic) > 255) {
-        return tool_usage_error(s.cmd, "topic name must be 1 to 255 bytes long");
+    char why[160];
+    if (!name_topic_check(s.topic, why, sizeof why)) {
+        return tool_usage_error(s.cmd, "%s", why);
     }
     if (optind < argc) {
         value = argv[optind++];

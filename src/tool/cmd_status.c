@@ -11,15 +11,20 @@ static const char status_help[] =
     "Usage: tally status [--json]\n"
     "\n"
     "Ask every member for its own view and print: the leader, term and commit\n"
-    "index; each member's id, client and Raft addresses, role, applied index and\n"
-    "whether it answered; and the topics with their policy and offsets, as the\n"
-    "first node that answers sees them.\n"
+    "index; each member of the configuration (a removed node that still runs\n"
+    "is not listed) with its id, client and Raft addresses, role, applied\n"
+    "index, whether it answered and its clock offset against the leader's\n"
+    "(measured by the member every 2 s; '!' when beyond its clock_warn_ms, '-'\n"
+    "when unknown); and the topics with their policy and offsets, as the first\n"
+    "node that answers sees them.\n"
     "\n"
     "  --json   print one JSON object instead:\n"
     "           {\"leader_id\": N (0 when none is known), \"term\": N,\n"
     "            \"commit_index\": N,\n"
     "            \"members\": [{\"id\", \"client\", \"raft\", \"role\", \"voter\",\n"
-    "                         \"spare\", \"applied_index\", \"reachable\"}],\n"
+    "                         \"spare\", \"applied_index\", \"reachable\",\n"
+    "                         \"clock_offset_ms\" (null when unknown),\n"
+    "                         \"clock_warning\"}],\n"
     "            \"topics\": [{\"name\", \"policy\", \"start_offset\",\n"
     "                        \"next_offset\"}]}\n"
     "           role is leader, follower, candidate, unavailable or unknown;\n"
@@ -94,10 +99,16 @@ static void status_print_json(const struct tally_status *st, const struct tally_
         fputs(", \"raft\": ", stdout);
         status_json_string(m->raft_addr);
         printf(", \"role\": \"%s\", \"voter\": %s, \"spare\": %s, \"applied_index\": %" PRIu64
-               ", \"reachable\": %s}",
+               ", \"reachable\": %s",
                m->reachable ? tool_role_name(m->role) : "unavailable",
                m->voter ? "true" : "false", m->spare ? "true" : "false", m->applied_index,
                m->reachable ? "true" : "false");
+        if (m->clock_known) {
+            printf(", \"clock_offset_ms\": %" PRId64, m->clock_offset_ms);
+        } else {
+            fputs(", \"clock_offset_ms\": null", stdout);
+        }
+        printf(", \"clock_warning\": %s}", m->clock_warning ? "true" : "false");
     }
     fputs("], \"topics\": [", stdout);
     for (i = 0; i < n_topics; i++) {
@@ -125,18 +136,23 @@ static void status_print_table(const struct tally_status *st,
         printf("leader: none known  term: %" PRIu64 "  commit_index: %" PRIu64 "\n", st->term,
                st->commit_index);
     }
-    printf("\n%-4s  %-21s  %-21s  %-11s  %13s  %s\n", "ID", "CLIENT", "RAFT", "ROLE",
-           "APPLIED_INDEX", "REACHABLE");
+    printf("\n%-4s  %-21s  %-21s  %-11s  %13s  %-9s  %s\n", "ID", "CLIENT", "RAFT", "ROLE",
+           "APPLIED_INDEX", "REACHABLE", "CLOCK_OFFSET");
     for (i = 0; i < st->n_members; i++) {
         const struct tally_member *m = &st->members[i];
+        char clock[40] = "-";
 
-        printf("%-4" PRIu64 "  %-21s  %-21s  %-11s  %13" PRIu64 "  %s\n", m->id, m->client_addr,
+        if (m->reachable && m->clock_known) {
+            snprintf(clock, sizeof clock, "%+" PRId64 " ms%s", m->clock_offset_ms,
+                     m->clock_warning ? " !" : "");
+        }
+        printf("%-4" PRIu64 "  %-21s  %-21s  %-11s  %13" PRIu64 "  %-9s  %s\n", m->id, m->client_addr,
                m->raft_addr,
                m->spare        ? "spare"
                : !m->voter     ? "standby"
                : !m->reachable ? "unavailable"
                                : tool_role_name(m->role),
-               m->applied_index, m->reachable ? "yes" : "no");
+               m->applied_index, m->reachable ? "yes" : "no", clock);
     }
     if (!topics_ok) {
         return;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char topic_help[] =
@@ -34,14 +35,14 @@ enum {
     TOPIC_OPT_SEGMENT_BYTES,
 };
 
-/* "NAME is 1..255 bytes" is the wire limit; check it here so the user gets a
- * usage error rather than a protocol one. */
+/* The server's rule (lib/name.h), checked here so the user gets a usage
+ * error with the reason. */
 static int topic_check_name(const char *cmd, const char *name)
 {
-    size_t n = strlen(name);
+    char why[160];
 
-    if (n == 0 || n > 255) {
-        return tool_usage_error(cmd, "topic name must be 1 to 255 bytes long");
+    if (!name_topic_check(name, why, sizeof why)) {
+        return tool_usage_error(cmd, "%s", why);
     }
     return TOOL_EXIT_OK;
 }

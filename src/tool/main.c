@@ -23,6 +23,7 @@ static const char main_help[] =
     "  topic create|list|delete   manage topics\n"
     "  produce TOPIC [VALUE]      append records (one per stdin line without VALUE)\n"
     "  consume TOPIC              print records\n"
+    "  group list|describe|reset|delete  consumer group positions\n"
     "  status [--json]            members, roles, leader, indexes, topics\n"
     "  member add|remove|transfer change the cluster's membership or leader\n"
     "  bench produce|consume TOPIC measure throughput and latency\n"
@@ -54,7 +55,7 @@ static const struct main_command main_commands[] = {
     {"consume", cmd_consume_main}, {"status", cmd_status_main},
     {"member", cmd_member_main},   {"bench", cmd_bench_main},
     {"log", cmd_log_main},         {"backup", cmd_backup_main},
-    {"restore", cmd_restore_main},
+    {"restore", cmd_restore_main}, {"group", cmd_group_main},
 };
 
 int main(int argc, char **argv)

@@ -107,5 +107,6 @@ int cmd_consume_main(int argc, char **argv);
 int cmd_status_main(int argc, char **argv);
 int cmd_member_main(int argc, char **argv);
 int cmd_bench_main(int argc, char **argv);
+int cmd_group_main(int argc, char **argv);
 
 #endif

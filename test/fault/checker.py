@@ -21,6 +21,8 @@
 #                 expect_version+1 of its key in the final log
 #   replica       two nodes' logs differ at an offset both hold, or a node
 #                 lacks records another one has
+#   start         two nodes report different start offsets for a topic
+#                 (final/node<N>/<topic>.start, from their topic lists)
 #   ryw           a follower read with --min-index that did not return the
 #                 reader's own acknowledged write
 #   order         real-time order: write A acknowledged before write B
@@ -106,6 +108,7 @@ def check(run_dir, out=sys.stdout, max_print=20):
     # its peers should have brought them. A "backfill" violation; the node
     # is checked from hi on, and the other nodes must hold everything.
     gaps = defaultdict(dict)
+    starts = defaultdict(dict)  # topic -> node -> start offset it reported
     if os.path.isdir(fdir):
         for nd in sorted(os.listdir(fdir)):
             if not nd.startswith("node"):
@@ -113,6 +116,9 @@ def check(run_dir, out=sys.stdout, max_print=20):
             for fn in sorted(os.listdir(os.path.join(fdir, nd))):
                 if fn.endswith(".tsv"):
                     logs[fn[:-4]][int(nd[4:])] = load_log(os.path.join(fdir, nd, fn))
+                if fn.endswith(".start"):
+                    with open(os.path.join(fdir, nd, fn)) as f:
+                        starts[fn[:-6]][int(nd[4:])] = int(f.read().split()[0])
                 if fn.endswith(".gap"):
                     with open(os.path.join(fdir, nd, fn)) as f:
                         lo, hi = (int(x) for x in f.read().split())
@@ -155,6 +161,11 @@ def check(run_dir, out=sys.stdout, max_print=20):
                 if len(la) != len(lb):
                     rep.bad("replica", f"topic {t}: node {a} holds {len(la)} records, node {b} "
                                        f"{len(lb)} (after every node applied the final write)")
+
+    for t, per in sorted(starts.items()):
+        if len(set(per.values())) > 1:
+            rep.bad("start", f"topic {t}: the nodes report different start offsets "
+                             f"{dict(sorted(per.items()))} at the same applied index")
 
     # -- writes vs logs --------------------------------------------------------
     writer = {}  # value -> (op, index in op)
@@ -317,8 +328,8 @@ def check(run_dir, out=sys.stdout, max_print=20):
         p(f"final log {t}: " + ", ".join(f"node {n}: {len(r)} records"
                                          for n, r in sorted(per.items())))
     for kind in ("lost", "duplicate", "phantom", "unknown-value", "cas-double", "cas-version",
-                 "replica", "ryw", "order", "crash", "verify", "shutdown", "disk", "backfill",
-                 "replace", "incomplete"):
+                 "replica", "start", "ryw", "order", "crash", "verify", "shutdown", "disk",
+                 "backfill", "replace", "incomplete"):
         p(f"{kind:14} {len(rep.violations.get(kind, []))}")
     for kind, msgs in sorted(rep.violations.items()):
         for m in msgs[:max_print]:

@@ -11,10 +11,27 @@
 #              last checkpoints then count every record), truncate or flip a
 #              bit in the tail of the active segment (highest base offset)
 #              of one of its topics, restart it
+#   churn      Raft's "Figure 8" shape, 3-6 rounds in a row: the leader's
+#              links are cut so that its new entries reach only one
+#              follower and that follower's answers do not reach it (the
+#              entries are stored by two nodes, committed by none), then the
+#              leader is cut off entirely until another node wins, then
+#              everything heals; clients keep writing and making
+#              conditional appends throughout
 #   disk       (needs the tmpfs node) fill the node's tmpfs with a ballast
 #              file, half the time after making it the leader; probe a write
 #              through it; hold 2-4 s; stop it, verify its log offline, free
 #              the space, restart it and check that it serves again
+#   clock      (needs libfaketime; every node runs under it) one node's wall
+#              clock an hour slow or fast, or the leader's jumping an hour
+#              ahead, or a node an hour slow made leader; hold 2-5 s, then
+#              the clock is right again. Around each, the nemesis writes
+#              records of 1.5 KB to topic "clocked", which keeps 30 minutes
+#              in 4 KiB segments (run.py): retention judges sealed segments
+#              all along, yet no record of a run may go, and every node must
+#              report the same start offset (checker: lost, start, replica).
+#              (Only the nemesis writes there, never during a disk-full
+#              episode, so its frequent rolls stay out of those.)
 #   wipe       SIGKILL a node, empty its data directory and restart it with
 #              its usual command line (--bootstrap included), as after a
 #              disk replacement: it must not count as its old self (the
@@ -34,9 +51,32 @@ import threading
 import time
 
 import faultlib
-from workload import TOPIC, TOPICS, produce, run_cli
+from workload import CLOCK_TOPIC, TOPIC, TOPICS, produce, run_cli
 
-KINDS = ["kill", "pause", "partition", "corrupt", "disk", "wipe"]
+KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk", "clock", "wipe"]
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def setup_clocks(cluster):
+    """Before the nodes start: run every tallyd under libfaketime with its
+    wall clock read from a file of its own ("+0" now; the monotonic clock
+    stays true). Returns {node id: file}, or None without libfaketime."""
+    if not os.path.exists(FAKETIME_LIB):
+        return None
+    files = {}
+    for i in cluster.nodes:
+        files[i] = os.path.join(cluster.tmp, f"node{i}.faketime")
+        set_clock(files[i], "+0")
+        cluster.node_env[i] = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": files[i],
+                               "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return files
+
+
+def set_clock(path, spec):
+    with open(path + ".tmp", "w") as f:
+        f.write(spec + "\n")
+    os.replace(path + ".tmp", path)
 
 
 def log_tail(node, lines=15):
@@ -48,7 +88,7 @@ def log_tail(node, lines=15):
 
 
 class Nemesis(threading.Thread):
-    def __init__(self, cluster, hist, seed, stop_at, gap=(0.5, 2.5), kinds=None):
+    def __init__(self, cluster, hist, seed, stop_at, gap=(0.5, 2.5), kinds=None, clocks=None):
         super().__init__(name="nemesis", daemon=True)
         self.c = cluster
         self.h = hist
@@ -60,6 +100,10 @@ class Nemesis(threading.Thread):
         if "disk" in self.kinds and self.c.tmpfs_node is None:
             self.kinds.remove("disk")
             self.skip("disk", self.c.tmpfs_note or "no tmpfs node")
+        self.clocks = clocks
+        if "clock" in self.kinds and not clocks:
+            self.kinds.remove("clock")
+            self.skip("clock", f"{FAKETIME_LIB} is missing (Debian package faketime)")
         self.ballast = None
         self.counts = {}
         self.error = None
@@ -173,6 +217,40 @@ class Nemesis(threading.Thread):
         self.h.write({"type": "note", "what": f"healed partition of node {node}",
                       "time": self.h.now()})
 
+    def do_churn(self):
+        rounds = self.rng.randint(3, 6)
+        for r in range(rounds):
+            lid = self.leader()
+            if not lid:
+                time.sleep(0.5)
+                continue
+            f1, f2 = self.rng.sample([i for i in self.c.nodes if i != lid], 2)
+            # Entries go from the leader to f1 only, and f1's answers are lost.
+            self.c.proxies[(lid, f2)].block("blackhole")
+            self.c.proxies[(f1, lid)].block("blackhole")
+            d = self.rng.uniform(0.1, 0.5)
+            self.record("churn", node=lid, role="leader", round=r, only_to=f1,
+                        seconds=round(d, 2))
+            time.sleep(d)
+            # Then the leader is cut off until f1 or f2 wins.
+            self.c.isolate(lid, self.rng.choice(["refuse", "blackhole"]))
+            t0 = time.monotonic()
+            new = 0
+            while time.monotonic() - t0 < 8:
+                try:
+                    new = self.c.leader(ids=[f1, f2])
+                except Exception:
+                    new = 0
+                if new and new != lid:
+                    break
+                time.sleep(0.1)
+            self.h.write({"type": "note", "time": self.h.now(),
+                          "what": f"churn round {r}: old leader {lid}, new leader {new or 'none'}"})
+            self.sleep(0.1, 0.8)
+            self.c.heal()
+            self.sleep(0.2, 1.0)
+        self.h.write({"type": "note", "what": "churn healed", "time": self.h.now()})
+
     def stop_node(self, node):
         """SIGTERM node @node and wait for it (SIGKILL after 20 s); returns
         its exit status or what happened."""
@@ -265,11 +343,11 @@ class Nemesis(threading.Thread):
         self.h.write({"type": "note", "what": f"replaced node {node} after wipe",
                       "time": self.h.now()})
 
-    def op(self, brokers, value):
+    def op(self, brokers, value, topic=TOPIC):
         """A write by the nemesis, recorded in the history like a client's."""
         start = self.h.now()
-        res = produce(brokers, TOPIC, [value], print_index=True)
-        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": TOPIC,
+        res = produce(brokers, topic, [value], print_index=True)
+        e = {"type": "op", "client": "nemesis", "kind": "produce", "topic": topic,
              "values": [value], "start": start, "end": self.h.now()}
         e.update(res)
         self.h.write(e)
@@ -347,6 +425,38 @@ class Nemesis(threading.Thread):
                     served_again=served, served_why=why,
                     log_tail=log_tail(n, 25))
 
+    def clock_writes(self, n):
+        """@n records of 1.5 KB to the clock topic: one per 4 KiB segment."""
+        for _ in range(n):
+            self.op(self.c.brokers(), f"clock-{self.h.now()}-" + os.urandom(700).hex(),
+                    topic=CLOCK_TOPIC)
+
+    def do_clock(self):
+        mode = self.rng.choice(["slow", "fast", "leader-jump", "slow-leader"])
+        self.clock_writes(3)
+        lid = self.leader()
+        if mode == "leader-jump" and lid:
+            node, role, spec = lid, "leader", "+1h"
+        else:
+            node, role = self.pick(prefer_leader=False)
+            spec = "+1h" if mode == "fast" else "-1h"
+        d = self.rng.uniform(2, 5)
+        set_clock(self.clocks[node], spec)
+        transferred = None
+        if mode == "slow-leader":
+            # Let it measure its offset first (every 2 s), then lead.
+            time.sleep(2.5)
+            rc, out, err = run_cli(["--timeout", 5000, "member", "transfer", node],
+                                   self.c.brokers(), timeout=30)
+            transferred = rc == 0
+        self.record("clock", node=node, role=role, mode=mode, clock=spec, seconds=round(d, 2),
+                    transferred=transferred)
+        self.clock_writes(3)
+        time.sleep(d)
+        set_clock(self.clocks[node], "+0")
+        self.h.write({"type": "note", "what": f"clock of node {node} right again",
+                      "time": self.h.now()})
+
     def heal_all(self):
         """Undo everything: heal partitions, resume and restart nodes, free
         the disk."""
@@ -356,6 +466,8 @@ class Nemesis(threading.Thread):
                 n.proc.send_signal(signal.SIGCONT)
         if self.ballast and os.path.exists(self.ballast):
             os.unlink(self.ballast)
+        for path in (self.clocks or {}).values():
+            set_clock(path, "+0")
         self.check_crashes()
         for i, n in self.c.nodes.items():
             if not n.alive():

@@ -33,8 +33,10 @@ from faultlib import FaultCluster, harness  # noqa: E402
 # Frequent Raft snapshots with a short trailing log: a node that was killed,
 # paused or cut off for a while installs a snapshot and backfills the history
 # before it, so that path runs under the faults too.
+# Retention every half second: the clock nemesis's faults last 2-5 s.
 NODE_ARGS = ["--set", "raft_segment_bytes=4M", "--set", "segment_bytes=256K",
-             "--set", "snapshot_threshold=256", "--set", "snapshot_trailing=128"]
+             "--set", "snapshot_threshold=256", "--set", "snapshot_trailing=128",
+             "--set", "retention_interval_ms=500"]
 
 
 # The error a node gives for history it lacks after a snapshot install.
@@ -81,6 +83,7 @@ def final_phase(c, hist, nem, out_dir):
                 if rc == 0:
                     with open(os.path.join(fdir, f"node{i}", f"{t}.tsv"), "w") as f:
                         f.write(o)
+                    write_start(n, t, os.path.join(fdir, f"node{i}", f"{t}.start"))
                     ok = True
                     break
                 last = err.strip()[-300:]
@@ -131,6 +134,17 @@ def final_phase(c, hist, nem, out_dir):
     return final
 
 
+def write_start(n, topic, path):
+    """The start offset node @n reports for @topic (its TOPIC_LIST answer),
+    into @path: every node must report the same one (checker: start)."""
+    rc, o, err = workload.run_cli(["--timeout", 10000, "topic", "list"], n.client, timeout=60)
+    for line in o.splitlines():
+        f = line.split()
+        if rc == 0 and len(f) >= 4 and f[0] == topic:
+            with open(path, "w") as out:
+                out.write(f[2] + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description="tally fault-injection suite")
     ap.add_argument("--short", action="store_true",
@@ -169,16 +183,24 @@ def main():
                 "argv": sys.argv})
     c = FaultCluster(name=f"fault-{seed}", extra_args=NODE_ARGS,
                      tmpfs_node=3 if "disk" in kinds and not a.no_faults else None)
+    clocks = None
+    if "clock" in kinds and not a.no_faults:
+        clocks = nemesis_mod.setup_clocks(c)
     try:
         if c.tmpfs_node:
             hist.write({"type": "note", "what": f"node {c.tmpfs_node} data on a 64m tmpfs"})
         c.start(timeout=60)
         for t in workload.TOPICS:
-            c.tally_ok("topic", "create", t)
+            # the clock nemesis's topic keeps 30 minutes in 4 KiB segments:
+            # retention runs on its sealed segments, but a run is far
+            # shorter, so any record gone is a violation (lost, start)
+            extra = (["--policy", "delete", "--retention-ms", "1800000", "--segment-bytes",
+                      "4096"] if t == workload.CLOCK_TOPIC else [])
+            c.tally_ok("topic", "create", t, *extra)
         stop_at = time.monotonic() + duration
         clients = workload.start_clients(c, hist, seed, duration)
         nem = nemesis_mod.Nemesis(c, hist, seed, stop_at if not a.no_faults else 0,
-                                  kinds=kinds)
+                                  kinds=kinds, clocks=clocks)
         nem.start()
         last = time.monotonic()
         while any(cl.is_alive() for cl in clients) or nem.is_alive():

@@ -58,6 +58,8 @@ def write_run(d, hist, logs):
     for n, per in logs.items():
         os.makedirs(os.path.join(d, "final", f"node{n}"), exist_ok=True)
         for t, recs in per.items():
+            with open(os.path.join(d, "final", f"node{n}", f"{t}.start"), "w") as f:
+                f.write(f"{recs[0][0] if recs else 0}\n")
             with open(os.path.join(d, "final", f"node{n}", f"{t}.tsv"), "w") as f:
                 for off, k, v in recs:
                     f.write(f"{off}\t{k}\t{v}\n")
@@ -104,6 +106,9 @@ def main():
     def replica(h, l):        # node 2 holds another value at offset 1
         l[2]["events"][1] = (1, "", "zz")
 
+    def start(h, l):          # node 1's retention cut "a" that the others keep
+        del l[1]["events"][0]
+
     def ryw(h, l):            # the follower answered without the write
         h[6]["records"] = []
 
@@ -122,7 +127,7 @@ def main():
         h[-1]["verify"]["3"] = {"rc": 1, "out": "batch payload checksum mismatch"}
 
     cases = [(lost, "lost"), (duplicate, "duplicate"), (phantom, "phantom"),
-             (cas_double, "cas-double"), (replica, "replica"), (ryw, "ryw"),
+             (cas_double, "cas-double"), (replica, "replica"), (start, "start"), (ryw, "ryw"),
              (order, "order"), (crash, "crash"), (verify, "verify")]
     for fn, want in cases:
         hist, logs = clean_run()

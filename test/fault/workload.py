@@ -34,7 +34,8 @@ import faultlib
 TOPIC = "events"
 CAS_TOPIC = "accounts"
 CAS_KEYS = ["acct-0", "acct-1", "acct-2"]
-TOPICS = [TOPIC, CAS_TOPIC]
+CLOCK_TOPIC = "clocked"  # written by the clock nemesis (nemesis.py)
+TOPICS = [TOPIC, CAS_TOPIC, CLOCK_TOPIC]
 
 PRODUCE_TIMEOUT_MS = 5000
 PROC_TIMEOUT = 40

@@ -136,6 +136,19 @@ static void decode_backup_cut(struct rd *r, uint32_t n_topics)
 }
 #endif
 
+#ifdef PROTO_SCHEMA_GROUP_LIST_RESP
+static void decode_group_positions(struct rd *r, uint32_t n)
+{
+    struct proto_group_position p;
+    for (uint32_t i = 0; i < n; i++) {
+        if (check_group_position(r, &p) != 0) {
+            return;
+        }
+    }
+    (void)proto_get_end(r);
+}
+#endif
+
 /* The request and the response decoder of @type over @body. */
 static void decode_body(uint16_t type, const uint8_t *body, size_t len)
 {
@@ -171,6 +184,12 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
 #ifdef PROTO_SCHEMA_BACKUP_CUT_RESP
         struct proto_backup_cut_req backup_cut_req;
         struct proto_backup_cut_resp backup_cut_resp;
+#endif
+#ifdef PROTO_SCHEMA_GROUP_LIST_RESP
+        struct proto_group_list_req group_list_req;
+        struct proto_group_list_resp group_list_resp;
+        struct proto_group_delete_req group_delete_req;
+        struct proto_group_set_req group_set_req;
 #endif
     } m;
 
@@ -270,6 +289,23 @@ static void decode_body(uint16_t type, const uint8_t *body, size_t len)
         if (check_backup_cut_resp(&r, &m.backup_cut_resp) == 0) {
             decode_backup_cut(&r, m.backup_cut_resp.n_topics);
         }
+        break;
+#endif
+#ifdef PROTO_SCHEMA_GROUP_LIST_RESP
+    case PROTO_GROUP_LIST:
+        FUZZ_SIMPLE(group_list_req);
+        rd_init(&r, body, len);
+        if (check_group_list_resp(&r, &m.group_list_resp) == 0) {
+            decode_group_positions(&r, m.group_list_resp.n_positions);
+        }
+        break;
+    case PROTO_GROUP_DELETE:
+        FUZZ_SIMPLE(group_delete_req);
+        FUZZ_SIMPLE(done_resp);
+        break;
+    case PROTO_GROUP_SET:
+        FUZZ_SIMPLE(group_set_req);
+        FUZZ_SIMPLE(done_resp);
         break;
 #endif
     default:

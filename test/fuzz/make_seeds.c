@@ -285,6 +285,27 @@ static void proto_seeds(void)
         put_frame_seed("backup-cut-resp", &b);
     }
 #endif
+#ifdef PROTO_SCHEMA_GROUP_LIST_RESP
+    {
+        struct proto_group_list_req m = {"billing", ""};
+        struct proto_group_list_resp r = {1};
+        struct proto_group_position p = {"billing", "orders", 3, 4, 0, 10};
+        struct proto_group_delete_req d = {"billing", "orders"};
+        struct proto_group_set_req st = {"billing", "orders", 3, 7};
+        size_t start;
+        FRAME(&b, PROTO_GROUP_LIST, 0, group_list_req, &m);
+        put_frame_seed("group-list-req", &b);
+        start = proto_begin_frame(&b, PROTO_GROUP_LIST, R, 77);
+        proto_put_group_list_resp(&b, &r);
+        proto_put_group_position(&b, &p);
+        proto_end_frame(&b, start);
+        put_frame_seed("group-list-resp", &b);
+        FRAME(&b, PROTO_GROUP_DELETE, 0, group_delete_req, &d);
+        put_frame_seed("group-delete-req", &b);
+        FRAME(&b, PROTO_GROUP_SET, 0, group_set_req, &st);
+        put_frame_seed("group-set-req", &b);
+    }
+#endif
     proto_put_error_frame(&b, PROTO_PRODUCE, 77, 9, "not the leader", 2, "127.0.0.1:7002");
     put_frame_seed("error", &b);
     {

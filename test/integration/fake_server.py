@@ -386,7 +386,9 @@ class Member(ctypes.Structure):
                 ("raft_addr", ctypes.c_char * 64), ("voter", ctypes.c_int),
                 ("reachable", ctypes.c_int), ("role", ctypes.c_int),
                 ("applied_index", ctypes.c_uint64), ("term", ctypes.c_uint64),
-                ("commit_index", ctypes.c_uint64), ("spare", ctypes.c_int)]
+                ("commit_index", ctypes.c_uint64), ("spare", ctypes.c_int),
+                ("clock_known", ctypes.c_int), ("clock_offset_ms", ctypes.c_int64),
+                ("clock_warning", ctypes.c_int)]
 
 
 class Status(ctypes.Structure):

@@ -163,6 +163,7 @@ class Cluster:
             self.nodes[i] = Node(i, ports[2 * (i - 1)], ports[2 * (i - 1) + 1], data,
                                  os.path.join(self.tmp, f"node{i}.log"))
         self.extra_args = list(extra_args)
+        self.node_env = {}  # node id -> extra environment variables of its tallyd
         self.failed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -197,8 +198,9 @@ class Cluster:
         n.log_file.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(n.argv)}\n"
                          .encode())
         n.log_file.flush()
+        env = dict(os.environ, **self.node_env[node_id]) if node_id in self.node_env else None
         n.proc = subprocess.Popen(n.argv, stdin=subprocess.DEVNULL, stdout=n.log_file,
-                                  stderr=n.log_file)
+                                  stderr=n.log_file, env=env)
         n.expected_up = True
 
     def check_up(self):

@@ -145,6 +145,8 @@ EXPECTED = {
     "tally_raft_term": "gauge",
     "tally_raft_commit_index": "gauge",
     "tally_raft_applied_index": "gauge",
+    "tally_raft_leader_commit_index": "gauge",
+    "tally_raft_lag_entries": "gauge",
     "tally_raft_last_index": "gauge",
     "tally_raft_leader_id": "gauge",
     "tally_requests_total": "counter",
@@ -212,6 +214,12 @@ def test_metrics_move():
         after = Scrape(port)
         d = lambda name, **lb: after.val(name, **lb) - before.val(name, **lb)  # noqa: E731
         check(d("tally_requests_total", type="produce") >= 1, "produce requests did not move")
+        for t in ("hello", "metadata", "topic_create", "topic_delete", "topic_list", "produce",
+                  "fetch", "member_add", "member_remove", "member_transfer", "offset_for_time",
+                  "group_commit", "group_fetch", "backup_cut", "member_promote", "group_list",
+                  "group_delete", "group_set", "clock", "member_replace", "read_index"):
+            check(after.get("tally_requests_total", type=t) is not None,
+                  f"no tally_requests_total series for type {t} (protocol types 1-21)")
         check(d("tally_produce_records_total") == n_recs,
               f"produce records moved by {d('tally_produce_records_total')}, want {n_recs}")
         check(d("tally_produce_bytes_total") > n_recs * 7, "produce bytes did not move")
@@ -319,5 +327,58 @@ def test_health_and_http():
         check(s.val("tally_raft_role", role="leader") == 0, "still says leader without quorum")
 
 
+def test_health_follower_lag():
+    """A follower that was stopped while the leader committed thousands of
+    entries answers /health 503 ("behind the leader's commit index") while
+    it catches up, and its metrics show the lag; 200 again once it has
+    applied them. Its own Raft commit index cannot show this: raft caps it
+    at what the follower has stored, so it equals the applied index."""
+    entries = 8000
+    with MetricsCluster(n=3, name="health-lag", extra_args=[
+            "--set", "snapshot_threshold=100000", "--set", "snapshot_trailing=100000"]) as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "lag")
+        c.tally_ok("produce", "lag", input=b"first\n")
+        follower = next(i for i in c.nodes if i != leader)
+        port = c.nodes[follower].metrics_port
+        wait_until(lambda: http_req(port, "GET", "/health")[0] == 200, 20,
+                   f"follower {follower}'s /health to be 200")
+        c.pause(follower)
+        try:
+            # One Raft entry per record: one record in flight at a time.
+            c.tally_ok("bench", "produce", "lag", "--count", str(entries), "--size", "50",
+                       timeout=300, ids=[i for i in c.nodes if i != follower])
+            target = Scrape(c.nodes[leader].metrics_port).val("tally_raft_commit_index")
+        finally:
+            c.resume(follower)
+        seen_503, max_lag, polls = None, 0, 0
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and polls < 100000:
+            polls += 1
+            c.check_up()
+            st, _, body = http_req(port, "GET", "/health")
+            s = Scrape(port)
+            lag = s.get("tally_raft_lag_entries") or 0  # checked below, not here
+            max_lag = max(max_lag, lag)
+            if st == 503 and seen_503 is None:
+                seen_503 = body.decode().strip()
+                lc = s.get("tally_raft_leader_commit_index") or 0
+                ap = s.val("tally_raft_applied_index")
+                check(ap < lc <= target, f"503 with applied index {ap}, leader commit index "
+                      f"{lc} (the leader's: {target})")
+            if s.val("tally_raft_applied_index") >= target and st == 200:
+                break
+            time.sleep(0.02)
+        print(f"# follower {follower}: {polls} polls, first 503: {seen_503!r}, "
+              f"largest lag seen {max_lag:.0f}", flush=True)
+        check(seen_503 is not None,
+              f"/health on follower {follower} stayed 200 while it caught up on {entries} "
+              f"entries (largest lag in its metrics: {max_lag:.0f})")
+        check("behind the leader's commit index" in seen_503, f"503 reason: {seen_503!r}")
+        check(max_lag > 1000, f"largest lag the metrics showed: {max_lag}")
+        wait_until(lambda: http_req(port, "GET", "/health")[0] == 200, 60,
+                   f"follower {follower}'s /health to be 200 again after catching up")
+
+
 if __name__ == "__main__":
-    run_tests([test_metrics_move, test_health_and_http])
+    run_tests([test_metrics_move, test_health_and_http, test_health_follower_lag])

@@ -562,11 +562,12 @@ static void test_type_names(void **state)
     assert_string_equal(proto_type_name(PROTO_PRODUCE), "PRODUCE");
     assert_string_equal(proto_type_name(PROTO_MEMBER_TRANSFER), "MEMBER_TRANSFER");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX; t++) {
-        if (t >= 16 && t <= 19) {
-            continue; /* numbers reserved for messages of other branches */
-        }
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
+    assert_string_equal(proto_type_name(PROTO_GROUP_LIST), "GROUP_LIST");
+    assert_string_equal(proto_type_name(PROTO_GROUP_DELETE), "GROUP_DELETE");
+    assert_string_equal(proto_type_name(PROTO_GROUP_SET), "GROUP_SET");
+    assert_string_equal(proto_type_name(PROTO_CLOCK), "CLOCK");
     assert_string_equal(proto_type_name(PROTO_MEMBER_REPLACE), "MEMBER_REPLACE");
     assert_string_equal(proto_type_name(PROTO_READ_INDEX), "READ_INDEX");
     assert_string_equal(proto_type_name(0), "UNKNOWN");

@@ -513,10 +513,15 @@ static void test_group_positions(void **state)
     struct buf e;
     uint64_t off = 99;
     char errmsg[ERR_MSG_SIZE];
+    const char *c[] = {"c"};
     create_topic(f, 2, "c");
     assert_false(store_group_offset(f->s, "g", "c", &off));
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 42);
+    append_entry(&e, c, 1, 42);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_free(&e);
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 42, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     assert_true(store_group_offset(f->s, "g", "c", &off));
     assert_int_equal(off, 42);
@@ -583,6 +588,86 @@ static void test_cluster_identity(void **state)
     buf_free(&snap);
 }
 
+/* Code of the single result of applying @e at @index. */
+static int apply_code(struct fixture *f, uint64_t index, struct buf *e)
+{
+    struct store_result *res = NULL;
+    assert_int_equal(apply(f, index, e, &res), 0);
+    int code = res->items[0].code;
+    free(res);
+    return code;
+}
+
+/* A position belongs to one incarnation of its topic: a commit past the
+ * end or for a deleted incarnation is refused, deleting the topic deletes
+ * its positions (so the topic created again starts afresh), and
+ * GROUP_DELETE forgets them. A GROUP_COMMIT without the topic id (an entry
+ * written before it existed) applies to the topic as it is. */
+static void test_group_positions_follow_the_topic(void **state)
+{
+    struct fixture *f = *state;
+    const char *c[] = {"c"};
+    struct buf e;
+    uint64_t off = 0;
+    create_topic(f, 2, "c");
+    buf_init(&e);
+    append_entry(&e, c, 1, 5);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_free(&e);
+
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 6, 2);
+    assert_int_equal(apply_code(f, 4, &e), TALLY_OUT_OF_RANGE);
+    buf_free(&e);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 5, 2);
+    assert_int_equal(apply_code(f, 5, &e), 0);
+    buf_free(&e);
+
+    /* An entry of the first format: no topic id. */
+    buf_init(&e);
+    buf_put_u8(&e, CMD_GROUP_COMMIT);
+    buf_put_u8(&e, CMD_VERSION);
+    buf_put_u16(&e, 0);
+    buf_put_u32(&e, 2 + 1 + 2 + 1 + 8);
+    buf_put_str(&e, "h");
+    buf_put_str(&e, "c");
+    buf_put_u64(&e, 3);
+    buf_pad(&e, 8);
+    assert_int_equal(apply_code(f, 6, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_offset(f->s, "h", "c", &off));
+    assert_int_equal(off, 3);
+
+    buf_init(&e);
+    cmd_encode_topic_delete(&e, "c");
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    buf_free(&e);
+    create_topic(f, 8, "c");
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    assert_false(store_group_offset(f->s, "h", "c", &off));
+
+    /* A consumer of the deleted incarnation (id 2) commits late. */
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 0, 2);
+    assert_int_equal(apply_code(f, 9, &e), TALLY_NOTFOUND);
+    buf_free(&e);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    buf_init(&e);
+    cmd_encode_group_commit(&e, "g", "c", 0, 8);
+    assert_int_equal(apply_code(f, 10, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+
+    buf_init(&e);
+    cmd_encode_group_delete(&e, "g", "");
+    assert_int_equal(apply_code(f, 11, &e), 0);
+    assert_false(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(apply_code(f, 12, &e), TALLY_NOTFOUND);
+    buf_free(&e);
+}
+
 /* A checkpoint written at start-up, before Raft replays (a restore, or a
  * retention pass), is labelled with the catalog's index, not the logs'
  * tail: a group commit between the two is replayed, not skipped. */
@@ -598,7 +683,7 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     append_entry(&e, c, 1, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     buf_init(&g);
-    cmd_encode_group_commit(&g, "g", "c", 2);
+    cmd_encode_group_commit(&g, "g", "c", 2, 2);
     assert_int_equal(apply(f, 4, &g, NULL), 0);
     assert_int_equal(apply(f, 5, &e, NULL), 0); /* the log's tail: index 5 */
     reopen(f);                                   /* a crash: no checkpoint */
@@ -809,6 +894,195 @@ static void test_keys_checkpoint_version_1(void **state)
     assert_int_equal(store_topic_find(f->s, "c")->compact_limit, 6);
 }
 
+/* TOPIC_TRIM: the leader's retention decision. Every node applying it
+ * deletes the whole segments below the new start offset and hides the rest
+ * of the records below it; it survives a restart (catalog version 2), a
+ * snapshot install, and never moves back. The decision itself
+ * (store_retention_due) changes nothing. */
+static void test_trim_sets_the_start_offset(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"ret"};
+    struct cmd_topic_config cfg = {TALLY_POLICY_DELETE, -1, 2048, 0};
+    struct buf e, c, snap;
+    struct store_result *res = NULL;
+    char errmsg[ERR_MSG_SIZE];
+    struct store_topic *tp;
+    uint64_t start, tombs, created;
+
+    f->lc.segment_bytes = 1024;
+    reopen(f);
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "ret", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    buf_init(&e);
+    append_entry(&e, t, 1, 20);
+    for (uint64_t i = 3; i < 23; i++) {
+        assert_int_equal(apply(f, i, &e, NULL), 0);
+    }
+    tp = store_topic_find(f->s, "ret");
+    created = tp->created_index;
+    assert_true(log_segment_count(tp->log) > 4);
+    assert_int_equal(store_topic_start(tp), 0);
+
+    /* Retention by size is due; deciding it deletes nothing. */
+    unsigned segs = log_segment_count(tp->log);
+    assert_true(store_retention_due(tp, 1700000000000, -1, &start, &tombs));
+    assert_true(start > 0);
+    assert_int_equal(tombs, 0);
+    assert_int_equal(log_segment_count(tp->log), segs);
+    assert_int_equal(log_start_offset(tp->log), 0);
+
+    /* The cut, inside a segment: whole segments below go, the rest is hidden. */
+    uint64_t cut = start + 3;
+    buf_free(&c);
+    buf_init(&c);
+    cmd_encode_topic_trim(&c, "ret", created, cut, 0);
+    assert_int_equal(c.len % 8, 0);
+    assert_int_equal(apply(f, 23, &c, &res), 0);
+    assert_int_equal(res->items[0].code, 0);
+    free(res);
+    assert_int_equal(tp->trim_offset, cut);
+    assert_int_equal(store_topic_start(tp), cut);
+    assert_true(log_start_offset(tp->log) <= cut);
+    assert_true(log_start_offset(tp->log) > 0);
+    assert_true(log_segment_count(tp->log) < segs);
+    assert_false(store_retention_due(tp, 1700000000000, -1, &start, &tombs));
+
+    /* Never back; another topic of the same name is not touched. */
+    buf_free(&c);
+    buf_init(&c);
+    cmd_encode_topic_trim(&c, "ret", created, 1, 0);
+    assert_int_equal(apply(f, 24, &c, NULL), 0);
+    assert_int_equal(store_topic_start(tp), cut);
+    buf_free(&c);
+    buf_init(&c);
+    cmd_encode_topic_trim(&c, "ret", created + 100, cut + 50, 0);
+    assert_int_equal(apply(f, 25, &c, &res), 0);
+    assert_int_equal(res->items[0].code, TALLY_NOTFOUND);
+    free(res);
+    assert_int_equal(store_topic_start(tp), cut);
+
+    /* A restart keeps it (and replaying the entry changes nothing). */
+    reopen(f);
+    tp = store_topic_find(f->s, "ret");
+    assert_int_equal(tp->trim_offset, cut);
+    assert_int_equal(store_topic_start(tp), cut);
+    assert_int_equal(log_next_offset(tp->log), 400);
+
+    /* A node that installs a snapshot gets the same start offset. */
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 25, &snap, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
+    struct store_topic *t2 = store_topic_find(s2, "ret");
+    assert_non_null(t2);
+    assert_int_equal(store_topic_start(t2), cut);
+    assert_int_equal(t2->trim_offset, cut);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+    buf_free(&c);
+    buf_free(&e);
+}
+
+/* The tombstone limit of a compacted topic is decided from record time and
+ * only moves forward. */
+static void test_trim_tombstone_limit(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"kv"};
+    struct cmd_topic_config cfg = {TALLY_POLICY_COMPACT, -1, -1, 0};
+    struct buf e, c;
+    struct store_topic *tp;
+    uint64_t start, tombs;
+
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "kv", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    buf_init(&e);
+    append_entry(&e, t, 1, 5); /* stamped 1700000000000 */
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    tp = store_topic_find(f->s, "kv");
+    /* younger than delete_retention_ms: no tombstone may go yet */
+    assert_false(store_retention_due(tp, 1700000000000 + 500, 1000, &start, &tombs));
+    /* older: all of it */
+    assert_true(store_retention_due(tp, 1700000000000 + 1000, 1000, &start, &tombs));
+    assert_int_equal(start, 0);
+    assert_int_equal(tombs, 5);
+    buf_free(&c);
+    buf_init(&c);
+    cmd_encode_topic_trim(&c, "kv", tp->created_index, start, tombs);
+    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_int_equal(tp->tombstone_limit, 5);
+    assert_int_equal(store_topic_start(tp), 0);
+    assert_int_equal(store_max_timestamp(f->s), 1700000000000);
+    buf_free(&c);
+    buf_free(&e);
+}
+
+/* A version 1 catalog (before TOPIC_TRIM and the cluster identity) still
+ * opens: its topics start with no trim offset, it has no cluster id and no
+ * member directories, and the next catalog written is version 2. */
+static void test_catalog_version_1(void **state)
+{
+    struct fixture *f = *state;
+    char path[4200], errmsg[ERR_MSG_SIZE];
+    struct buf b;
+    FILE *fp;
+    uint8_t head[8];
+
+    store_close(f->s);
+    f->s = NULL;
+    buf_init(&b);
+    buf_put(&b, "TLYC", 4);
+    buf_put_u32(&b, 1);   /* version */
+    buf_put_u64(&b, 7);   /* index */
+    buf_put_u32(&b, 1);   /* topics */
+    buf_put_str(&b, "old");
+    buf_put_u8(&b, TALLY_POLICY_DELETE);
+    buf_put_i64(&b, 60000);
+    buf_put_i64(&b, -1);
+    buf_put_i64(&b, 0);
+    buf_put_u64(&b, 2);   /* created index */
+    buf_put_u64(&b, 0);   /* start */
+    buf_put_u64(&b, 0);   /* next */
+    buf_put_u64(&b, 0);   /* missing from, to */
+    buf_put_u64(&b, 0);
+    buf_put_u32(&b, 0);   /* producers */
+    buf_put_u32(&b, 0);   /* members */
+    buf_put_u32(&b, 0);   /* groups */
+    buf_put_u8(&b, 0);    /* no keys */
+    buf_put_u64(&b, codec_checksum(b.data, b.len));
+    assert_true(buf_ok(&b));
+    snprintf(path, sizeof path, "%s/catalog", f->dir);
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b.data, 1, b.len, fp), b.len);
+    fclose(fp);
+    buf_free(&b);
+
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+    struct store_topic *tp = store_topic_find(f->s, "old");
+    assert_non_null(tp);
+    assert_int_equal(tp->config.retention_ms, 60000);
+    assert_int_equal(tp->trim_offset, 0);
+    assert_int_equal(tp->tombstone_limit, 0);
+    assert_int_equal(store_topic_start(tp), 0);
+    assert_int_equal(store_cluster_id(f->s), 0);
+    assert_int_equal(store_member_dir(f->s, 1), 0);
+    create_topic(f, 8, "new");
+    fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(head, 1, 8, fp), 8);
+    fclose(fp);
+    assert_int_equal(byte_get_u32(head + 4), 2);
+    reopen(f);
+    assert_non_null(store_topic_find(f->s, "old"));
+    assert_non_null(store_topic_find(f->s, "new"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -826,6 +1100,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_log_goes_back_to_the_snapshot, setup,
@@ -833,6 +1108,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_log_starts_past_the_snapshot, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_replayed_after_a_startup_checkpoint,
                                         setup, teardown),
     };
