@@ -73,10 +73,12 @@ TALLY_API const char *tally_strerror(int code);
 typedef struct tally_client tally_client;
 
 /* NULL arguments: every call that returns an int refuses a NULL handle or
- * a NULL output pointer (result, res, out, offset, found, topics, n, st)
- * with TALLY_INVAL before it sends or writes anything (the message, when
- * there is a handle, names the argument). The *_init, *_free and
- * *_destroy calls do nothing when given NULL. */
+ * a NULL output pointer (result, res, out, offset, found, topics, n, st,
+ * index) with TALLY_INVAL before it sends or writes anything (the message,
+ * when there is a handle, names the argument). The *_init, *_free and
+ * *_destroy calls, and tally_set_linearizable, do nothing when given NULL;
+ * tally_fetch_possibly_stale(NULL) is 0, tally_status_disagreement(NULL)
+ * is "". */
 
 /* Create a client for the nodes in @brokers, a comma-separated list of
  * IPv4 HOST:PORT client addresses (copied). No connection is made until the
@@ -305,12 +307,31 @@ struct tally_fetch_result {
     void *impl;              /* private: the raw batches */
 };
 
+/* 1 if the node that answered @res knew no leader, so the answer may miss
+ * acknowledged writes (never for a linearizable fetch, which fails then);
+ * 0 otherwise. (An accessor, not a field, so that the struct keeps its
+ * size for programs built against an older tally.h.) */
+TALLY_API int tally_fetch_possibly_stale(const struct tally_fetch_result *res);
+
 struct tally_fetch_options {
     uint32_t max_bytes;  /* soft limit; at least one batch is returned */
     uint32_t max_wait_ms; /* long-poll: wait this long for new data */
     uint64_t min_index;  /* wait until the node has applied this index */
     const char *node;    /* "HOST:PORT" to read from (borrowed), NULL = any */
 };
+
+/* Linearizable reads on @c (@on 1) or not (0, the default): each
+ * tally_fetch first has the leader confirm (tally_read_index) and reads at
+ * that index, so its answer includes every write acknowledged before the
+ * call, or the fetch fails (no leader, no quorum). */
+TALLY_API void tally_set_linearizable(tally_client *c, int on);
+
+/* The leader confirms it still leads (a Raft barrier) and gives its
+ * applied index in *index: every write acknowledged before this call is at
+ * or below it. Fetching with min_index = *index (from any node) is a
+ * linearizable read. Fails (TALLY_TIMEOUT, TALLY_UNAVAILABLE...) when no
+ * leader can confirm, e.g. in a minority partition. */
+TALLY_API int tally_read_index(tally_client *c, uint64_t *index);
 
 TALLY_API void tally_fetch_options_init(struct tally_fetch_options *o);
 
@@ -445,6 +466,11 @@ struct tally_status {
  * Release with tally_status_free. */
 TALLY_API int tally_status_get(tally_client *c, struct tally_status *st);
 TALLY_API void tally_status_free(struct tally_status *st);
+/* After tally_status_get: "" when the members that answered agree on the
+ * membership, else the first difference (a member's Raft address differs
+ * between their configurations), as "node 1 has node 2 at A, node 3 has it
+ * at B". Valid until the next call on @c. */
+TALLY_API const char *tally_status_disagreement(tally_client *c);
 
 /* Membership changes, sent to the leader. @addr is
  * "CLIENT_HOST:PORT/RAFT_HOST:PORT" (borrowed for the call).
@@ -463,6 +489,12 @@ TALLY_API int tally_member_transfer(tally_client *c, uint64_t id);
 /* Make member @id a voter (Raft first catches it up on the log; nothing
  * happens if it is a voter already). */
 TALLY_API int tally_member_promote(tally_client *c, uint64_t id);
+/* Member @id lost its data directory (its tallyd came back on a new one,
+ * which the others refuse): take it out of the configuration and forget
+ * its recorded directory. Then add it again as a new node:
+ * tally_member_add, tally_member_catchup, tally_member_promote (`tally
+ * member replace` does all of it). */
+TALLY_API int tally_member_replace(tally_client *c, uint64_t id);
 
 /* How far member @id has caught up: filled by tally_member_catchup. */
 struct tally_catchup {

@@ -27,6 +27,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The one rule for a segment size, the node's segment_bytes setting and a
+ * topic's --segment-bytes alike: 4 KiB to 1 GiB. */
+#define LOG_SEGMENT_BYTES_MIN 4096u
+#define LOG_SEGMENT_BYTES_MAX (1u << 30)
+
 struct log_config {
     uint64_t segment_bytes;      /* roll when the active segment would exceed this */
     int64_t segment_ms;          /* roll when the active segment's first batch is older; 0 = never */

@@ -7,7 +7,8 @@
  *   0      4    frame_len: bytes that follow this field (12 + body length)
  *   4      2    magic 0x7974 (bytes 0x74 0x79, "ty")
  *   6      1    protocol version (PROTO_VERSION = 1)
- *   7      1    flags: bit 0 = response, bit 1 = error response; others 0
+ *   7      1    flags: bit 0 = response, bit 1 = error response, bit 2 =
+ *               (FETCH response) the node knew no leader; others 0
  *   8      2    message type (enum proto_type); a response repeats the type
  *                of its request
  *   10     2    reserved, zero when sent, ignored when received
@@ -65,6 +66,8 @@ static const char *const proto__type_names[] = {
     [PROTO_GROUP_DELETE] = "GROUP_DELETE",
     [PROTO_GROUP_SET] = "GROUP_SET",
     [PROTO_CLOCK] = "CLOCK",
+    [PROTO_MEMBER_REPLACE] = "MEMBER_REPLACE",
+    [PROTO_READ_INDEX] = "READ_INDEX",
 };
 
 const char *proto_type_name(unsigned type)

@@ -40,6 +40,9 @@
 
 #define PROTO_FLAG_RESPONSE 0x01u
 #define PROTO_FLAG_ERROR 0x02u
+/* On a FETCH response: the answering node knew no leader, so its answer
+ * may miss acknowledged writes (possibly stale). Older clients ignore it. */
+#define PROTO_FLAG_NO_LEADER 0x04u
 
 #define PROTO_NAME_MAX 256  /* topic names: 1..255 bytes */
 #define PROTO_ADDR_MAX 64   /* "255.255.255.255:65535" and more */
@@ -65,7 +68,9 @@ enum proto_type {
     PROTO_GROUP_DELETE = 17,
     PROTO_GROUP_SET = 18,
     PROTO_CLOCK = 19,
-    PROTO__TYPE_MAX = 19,
+    PROTO_MEMBER_REPLACE = 20,
+    PROTO_READ_INDEX = 21,
+    PROTO__TYPE_MAX = 21,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -177,6 +182,15 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_MEMBER_REMOVE_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_TRANSFER_REQ(X) X(u64, id)
 #define PROTO_SCHEMA_MEMBER_PROMOTE_REQ(X) X(u64, id)
+/* MEMBER_REPLACE: member @id lost its data directory; take it out of the
+ * configuration and forget its directory, so that it can be added again
+ * (MEMBER_ADD, catch-up, MEMBER_PROMOTE) on its new one. */
+#define PROTO_SCHEMA_MEMBER_REPLACE_REQ(X) X(u64, id)
+/* READ_INDEX: the leader confirms it still leads (a Raft barrier) and
+ * answers DONE_RESP with its applied index, which covers every write
+ * acknowledged before the request: a FETCH with that min_index, from any
+ * node, is a linearizable read. */
+#define PROTO_SCHEMA_READ_INDEX_REQ(X) X(u8, unused)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -302,6 +316,8 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_remove_req, MEMBER_REMOVE_REQ)                                    \
     X(member_transfer_req, MEMBER_TRANSFER_REQ)                                \
     X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
+    X(member_replace_req, MEMBER_REPLACE_REQ)                                  \
+    X(read_index_req, READ_INDEX_REQ)                                          \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

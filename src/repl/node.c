@@ -31,6 +31,7 @@
 #include "repl/fsm.h"
 #include "repl/members.h"
 #include "repl/transport.h"
+#include "store/cmd.h"
 
 struct node {
     uv_loop_t *loop;
@@ -60,6 +61,16 @@ struct node {
     int pending_closes;
     void (*close_cb)(void *arg);
     void *close_arg;
+    /* Identity (docs/operations.md, "A node lost its disk"). */
+    char data_dir[4096];
+    struct ident ident;
+    struct {
+        uint64_t id, directory_id;
+        bool pending;             /* a MEMBER_DIR for it is in flight */
+    } seen[NODE_MAX_PEERS];       /* peers whose hello was accepted */
+    bool cluster_id_pending;
+    uint64_t ident_checked_ms;
+    char identity_problem[512];
     /* Snapshot sizing from a byte budget (snapshot_threshold == 0). */
     uint64_t log_budget;        /* 0: fixed threshold and trailing */
     double avg_entry;           /* bytes per applied entry, smoothed */
@@ -118,6 +129,26 @@ static const char *node__role_name(int role)
 {
     static const char *names[] = {"unavailable", "follower", "candidate", "leader"};
     return role >= 0 && role <= NODE_LEADER ? names[role] : "unknown";
+}
+
+/* A reason for a failure of raft, never empty: raft's own message, else
+ * raft_uv's (the listener, the disk), else the code's text. */
+static const char *node__reason(struct node *n, int rv)
+{
+    static char buf[512];
+    const char *raft_msg = raft_errmsg(&n->raft);
+    if (raft_msg != NULL && raft_msg[0] != '\0') {
+        return raft_msg;
+    }
+    if (n->members.io.errmsg[0] != '\0') {
+        snprintf(buf, sizeof buf, "%s", n->members.io.errmsg);
+        return buf;
+    }
+    if (n->transport.outer.errmsg[0] != '\0') {
+        snprintf(buf, sizeof buf, "%s", n->transport.outer.errmsg);
+        return buf;
+    }
+    return rv != 0 ? raft_strerror(rv) : "no reason given by raft (see the lines above)";
 }
 
 static void node__fatal(void *arg, const char *why)
@@ -296,6 +327,234 @@ static void node__size_snapshots(struct node *n)
     }
 }
 
+/* ---- identity: the hello of Raft connections, and what it records ---- */
+
+static uint64_t node__cluster_id(struct node *n)
+{
+    uint64_t c = store_cluster_id(n->fsm.store);
+    return c != 0 ? c : n->ident.cluster_id;
+}
+
+static void node__hello_local(void *arg, struct transport_hello *h)
+{
+    struct node *n = arg;
+    h->flags = n->started && raft_last_index(&n->raft) > 0 ? TRANSPORT_HELLO_HAS_STATE : 0;
+    h->cluster_id = node__cluster_id(n);
+    h->node_id = n->id;
+    h->directory_id = n->ident.directory_id;
+}
+
+static int node__hello_check(void *arg, const struct transport_hello *peer, bool inbound,
+                             char *why, size_t cap)
+{
+    struct node *n = arg;
+    uint64_t ours = node__cluster_id(n);
+    uint64_t recorded = store_member_dir(n->fsm.store, peer->node_id);
+    const char *dir = inbound ? "from" : "to";
+    if (ours != 0 && peer->cluster_id != 0 && ours != peer->cluster_id) {
+        snprintf(why, cap, "refusing the raft connection %s node %llu: it belongs to cluster "
+                 "%016llx, this node (%llu) to cluster %016llx. A data directory of another "
+                 "cluster (an old or a restored one) or a wrong --peer address: if node %llu "
+                 "is to be part of this cluster, stop it, empty its data directory and run "
+                 "'tally member replace %llu CLIENT/RAFT' (docs/operations.md, A node lost its "
+                 "disk)", dir, (unsigned long long)peer->node_id,
+                 (unsigned long long)peer->cluster_id, (unsigned long long)n->id,
+                 (unsigned long long)ours, (unsigned long long)peer->node_id,
+                 (unsigned long long)peer->node_id);
+        return -1;
+    }
+    if (recorded != 0 && peer->directory_id != recorded) {
+        snprintf(why, cap, "refusing the raft connection %s node %llu: it runs on data "
+                 "directory %016llx, but the membership records %016llx for node %llu (its "
+                 "disk was replaced or wiped?). It does not vote or count for commitment "
+                 "until it is replaced: 'tally member replace %llu CLIENT/RAFT' "
+                 "(docs/operations.md, A node lost its disk)", dir,
+                 (unsigned long long)peer->node_id, (unsigned long long)peer->directory_id,
+                 (unsigned long long)recorded, (unsigned long long)peer->node_id,
+                 (unsigned long long)peer->node_id);
+        return -1;
+    }
+    for (unsigned i = 0; i < NODE_MAX_PEERS && peer->directory_id != 0; i++) {
+        if (n->seen[i].id == peer->node_id || n->seen[i].id == 0) {
+            if (n->seen[i].id != peer->node_id || n->seen[i].directory_id != peer->directory_id) {
+                n->seen[i].pending = false;
+            }
+            n->seen[i].id = peer->node_id;
+            n->seen[i].directory_id = peer->directory_id;
+            break;
+        }
+    }
+    return 0;
+}
+
+struct node__ident_op {
+    struct node *n;
+    int slot; /* seen[] entry, or -1 for the cluster id */
+};
+
+static void node__ident_done(void *arg, int status, uint64_t index,
+                             const struct store_result *res)
+{
+    struct node__ident_op *op = arg;
+    (void)index;
+    (void)res;
+    if (op->slot < 0) {
+        op->n->cluster_id_pending = false;
+    } else {
+        op->n->seen[op->slot].pending = false;
+    }
+    if (status != 0 && status != TALLY_LEADERSHIP_LOST && status != TALLY_SHUTDOWN) {
+        TLOG_WARN("raft", "recording the cluster's identity: %s (tried again)",
+                  tally_strerror(status));
+    }
+    free(op);
+}
+
+static bool node__ident_propose(struct node *n, struct buf *entry, int slot)
+{
+    struct node__ident_op *op = malloc(sizeof *op);
+    if (op == NULL || !buf_ok(entry)) {
+        free(op);
+        return false;
+    }
+    op->n = n;
+    op->slot = slot;
+    if (node_propose(n, entry, node__ident_done, op) != 0) {
+        free(op);
+        return false;
+    }
+    return true;
+}
+
+static bool node__in_config(struct node *n, uint64_t id);
+
+/* Once a second: a ready leader gives the cluster an id if it has none and
+ * records the data directory of each member it hears from; every node
+ * writes the cluster id to DATA/identity once known, and checks that the
+ * cluster knows its directory as this node's. */
+static void node__identity_tick(struct node *n)
+{
+    uint64_t now = uv_now(n->loop), cluster, recorded;
+    char errmsg[ERR_MSG_SIZE];
+    struct buf entry;
+    if (now - n->ident_checked_ms < 1000) {
+        return;
+    }
+    n->ident_checked_ms = now;
+    cluster = store_cluster_id(n->fsm.store);
+    if (cluster != 0 && cluster != n->ident.cluster_id) {
+        uint64_t old = n->ident.cluster_id;
+        n->ident.cluster_id = cluster;
+        if (ident_save(n->data_dir, &n->ident, errmsg) != 0) {
+            TLOG_WARN("raft", "writing the cluster id to %s/identity: %s", n->data_dir, errmsg);
+            n->ident.cluster_id = old;
+        } else {
+            TLOG_INFO("raft", "member of cluster %016llx", (unsigned long long)cluster);
+        }
+    }
+    recorded = store_member_dir(n->fsm.store, n->id);
+    if (recorded != 0 && recorded != n->ident.directory_id) {
+        if (n->identity_problem[0] == '\0') {
+            snprintf(n->identity_problem, sizeof n->identity_problem,
+                     "this data directory (%016llx) is not the one the cluster records for "
+                     "node %llu (%016llx): the other members refuse it until 'tally member "
+                     "replace %llu CLIENT/RAFT' (docs/operations.md, A node lost its disk)",
+                     (unsigned long long)n->ident.directory_id, (unsigned long long)n->id,
+                     (unsigned long long)recorded, (unsigned long long)n->id);
+            TLOG_ERROR("raft", "%s", n->identity_problem);
+        }
+    } else {
+        n->identity_problem[0] = '\0';
+    }
+    if (!n->ready) {
+        return;
+    }
+    buf_init(&entry);
+    if (cluster == 0 && !n->cluster_id_pending) {
+        /* The first leader of a cluster: its id, and for a restored
+         * cluster the restored state, so that a node that joins later gets
+         * it through Raft like everything else (docs/operations.md 14). */
+        uint64_t id = n->ident.cluster_id != 0 ? n->ident.cluster_id : ident_random();
+        struct buf restored;
+        buf_init(&restored);
+        if (store_describe_restored(n->fsm.store, &restored) == 0) {
+            if (restored.len > 0) {
+                TLOG_INFO("raft", "describing the restored state through Raft (%zu bytes)",
+                          restored.len);
+            }
+            cmd_encode_cluster_id(&entry, id, &restored);
+            n->cluster_id_pending = node__ident_propose(n, &entry, -1);
+        }
+        buf_free(&restored);
+        buf_free(&entry);
+    }
+    if (store_member_dir(n->fsm.store, n->id) == 0 && n->ident.directory_id != 0) {
+        /* Our own, as if heard: slot search below handles it. */
+        struct transport_hello me = {0, 0, n->id, n->ident.directory_id};
+        char why[16];
+        node__hello_check(n, &me, true, why, sizeof why);
+    }
+    for (int i = 0; i < NODE_MAX_PEERS; i++) {
+        if (n->seen[i].id == 0 || n->seen[i].pending ||
+            store_member_dir(n->fsm.store, n->seen[i].id) != 0 ||
+            !node__in_config(n, n->seen[i].id)) {
+            continue;
+        }
+        buf_init(&entry);
+        cmd_encode_member_dir(&entry, n->seen[i].id, n->seen[i].directory_id);
+        n->seen[i].pending = node__ident_propose(n, &entry, i);
+        buf_free(&entry);
+    }
+}
+
+struct node__read {
+    struct raft_barrier req;
+    struct node *n;
+    node_index_cb cb;
+    void *arg;
+};
+
+static void node__read_cb(struct raft_barrier *req, int status)
+{
+    struct node__read *rd = req->data;
+    struct node *n = rd->n;
+    if (status == 0 && raft_state(&n->raft) != RAFT_LEADER) {
+        status = RAFT_LEADERSHIPLOST;
+    }
+    rd->cb(rd->arg, node_map_error(status), status == 0 ? raft_last_applied(&n->raft) : 0);
+    free(rd);
+}
+
+int node_read_index(struct node *n, node_index_cb cb, void *arg)
+{
+    struct node__read *rd;
+    int rv;
+    if (n->closing) {
+        return TALLY_SHUTDOWN;
+    }
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        return TALLY_NOTLEADER;
+    }
+    if ((rd = calloc(1, sizeof *rd)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    rd->n = n;
+    rd->cb = cb;
+    rd->arg = arg;
+    rd->req.data = rd;
+    rv = raft_barrier(&n->raft, &rd->req, node__read_cb);
+    if (rv != 0) {
+        free(rd);
+        return node_map_error(rv);
+    }
+    return 0;
+}
+
+const char *node_identity_problem(struct node *n)
+{
+    return n->identity_problem[0] != '\0' ? n->identity_problem : NULL;
+}
+
 static void node__monitor(uv_check_t *h)
 {
     struct node *n = h->data;
@@ -320,7 +579,7 @@ static void node__monitor(uv_check_t *h)
         }
         if (role == NODE_UNAVAILABLE) {
             char why[512];
-            snprintf(why, sizeof why, "raft became unavailable: %s", raft_errmsg(&n->raft));
+            snprintf(why, sizeof why, "raft became unavailable: %s", node__reason(n, 0));
             node__fatal(n, why);
             return;
         }
@@ -328,6 +587,7 @@ static void node__monitor(uv_check_t *h)
         node__issue_barrier(n); /* the first attempt failed: try again */
     }
     node__size_snapshots(n);
+    node__identity_tick(n);
     applied = raft_last_applied(&n->raft);
     if (applied != n->applied_seen) {
         n->applied_seen = applied;
@@ -356,10 +616,62 @@ static int node__mkdir_p(const char *path, char *errmsg)
     return 0;
 }
 
+static bool node__has_state(const char *raft_dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/metadata1", raft_dir);
+    if (stat(path, &st) == 0) {
+        return true;
+    }
+    snprintf(path, sizeof path, "%s/metadata2", raft_dir);
+    return stat(path, &st) == 0;
+}
+
+/* Bootstrap once: before forming a new cluster on an empty directory, ask
+ * the peers. One that already belongs to a cluster (it has a cluster id)
+ * means this node's directory was lost or never joined: forming a cluster
+ * would make it an amnesiac voter. It starts without bootstrapping then,
+ * and waits to be added or replaced. */
+static bool node__peers_allow_bootstrap(struct node *n, const struct node_config *cfg)
+{
+    struct transport_hello mine, peer;
+    node__hello_local(n, &mine);
+    for (unsigned i = 0; i < cfg->n_peers; i++) {
+        if (cfg->peers[i].id == cfg->id) {
+            continue;
+        }
+        if (transport_probe(cfg->peers[i].raft_addr, cfg->id, cfg->raft_addr, &mine, &peer,
+                            1500) != 0) {
+            continue; /* down or not started yet: nothing to learn */
+        }
+        if (peer.cluster_id != 0) {
+            TLOG_ERROR("raft", "not bootstrapping: node %llu at %s already belongs to cluster "
+                       "%016llx, and this data directory is empty. Starting without a "
+                       "configuration: this node does not vote and waits. A new node joins "
+                       "with 'tally member add %llu CLIENT/RAFT'; a member whose disk was "
+                       "lost or wiped with 'tally member replace %llu CLIENT/RAFT' "
+                       "(docs/operations.md, A node lost its disk). Remove --bootstrap from "
+                       "its command line.", (unsigned long long)peer.node_id,
+                       cfg->peers[i].raft_addr, (unsigned long long)peer.cluster_id,
+                       (unsigned long long)cfg->id, (unsigned long long)cfg->id);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int node__bootstrap(struct node *n, const struct node_config *cfg, char *errmsg)
 {
     struct raft_configuration conf;
     int rv = 0;
+    if (node__has_state(cfg->raft_dir)) {
+        TLOG_INFO("raft", "already initialised; --bootstrap has nothing to do");
+        return 0;
+    }
+    if (!node__peers_allow_bootstrap(n, cfg)) {
+        return 0;
+    }
     raft_configuration_init(&conf);
     for (unsigned i = 0; i < cfg->n_peers && rv == 0; i++) {
         rv = raft_configuration_add(&conf, cfg->peers[i].id, cfg->peers[i].raft_addr, RAFT_VOTER);
@@ -391,6 +703,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->loop = loop;
     n->id = cfg->id;
     n->ev = *events;
+    snprintf(n->data_dir, sizeof n->data_dir, "%s", cfg->data_dir);
+    n->ident = cfg->ident;
     if ((rv = node__mkdir_p(cfg->raft_dir, errmsg)) != 0) {
         free(n);
         return rv;
@@ -408,6 +722,10 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
         transport_close(&n->transport);
         free(n);
         return TALLY_IOERR;
+    }
+    {
+        struct transport_guard guard = {n, node__hello_local, node__hello_check};
+        transport_set_guard(&n->transport, &guard);
     }
     raft_uv_set_segment_size(&n->members.io, (size_t)cfg->segment_bytes);
     raft_uv_set_connect_retry_delay(&n->members.io, 200);
@@ -450,7 +768,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        err_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+        err_printf(errmsg, "raft start: %s", node__reason(n, rv));
         rv = TALLY_IOERR;
         goto fail;
     }
@@ -607,7 +925,11 @@ int node_role(struct node *n)
 
 bool node_ready(struct node *n)
 {
-    return n->ready && !n->closing && raft_state(&n->raft) == RAFT_LEADER;
+    /* Not before the cluster has its id: the first leader's first entry
+     * (with the restored state of a restored cluster) comes before any
+     * write. */
+    return n->ready && !n->closing && raft_state(&n->raft) == RAFT_LEADER &&
+           store_cluster_id(n->fsm.store) != 0;
 }
 
 uint64_t node_id(struct node *n)
@@ -635,7 +957,7 @@ uint64_t node_commit_index(struct node *n)
 
 uint64_t node_leader_commit_index(struct node *n)
 {
-    uint64_t own = n->raft.commit_index;
+    uint64_t own = raft_commit_index(&n->raft);
     if (raft_state(&n->raft) == RAFT_LEADER) {
         return own;
     }
@@ -792,6 +1114,12 @@ static int node__role(struct node *n, uint64_t id, const char **addr)
         }
     }
     return -1;
+}
+
+static bool node__in_config(struct node *n, uint64_t id)
+{
+    const char *addr;
+    return node__role(n, id, &addr) >= 0;
 }
 
 const char *node_member_elsewhere(struct node *n, uint64_t id, const char *raft_addr)

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "lib/byte.h"
+#include "repl/ident.h"
 #include "store/store.h"
 
 #define NODE_MAX_PEERS 16
@@ -34,6 +35,10 @@ struct node_config {
     unsigned snapshot_threshold;  /* 0: both from log_budget_bytes (below) */
     unsigned snapshot_trailing;
     uint64_t log_budget_bytes;    /* memory for Raft's in-memory log */
+    /* Identity (repl/ident.h): the hello of every Raft connection carries
+     * it; the cluster id is written back to DATA/identity once known. */
+    char data_dir[4096];
+    struct ident ident;
 };
 
 struct node;
@@ -126,6 +131,17 @@ int node_promote(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 const char *node_member_elsewhere(struct node *n, uint64_t id, const char *raft_addr);
 int node_remove(struct node *n, uint64_t id, node_done_cb cb, void *arg);
 int node_transfer(struct node *n, uint64_t id, node_done_cb cb, void *arg);
+
+/* Linearizable reads: confirm that this node still leads (a Raft barrier
+ * in the current term, committed by a majority), then @cb(arg, 0, applied
+ * index), which covers every write acknowledged before the call; or a
+ * TALLY_* status (TALLY_NOTLEADER, TALLY_LEADERSHIP_LOST). */
+typedef void (*node_index_cb)(void *arg, int status, uint64_t index);
+int node_read_index(struct node *n, node_index_cb cb, void *arg);
+
+/* A problem with this node's identity (refused peers, a data directory
+ * the cluster does not know as this node's), or NULL. */
+const char *node_identity_problem(struct node *n);
 
 /* Map a RAFT_* code to a TALLY_* code. */
 int node_map_error(int raft_code);

@@ -2,6 +2,8 @@
  * then the command-line flags, then validation (docs/configuration.md). */
 #include "server/cfg.h"
 
+#include "log/log.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -49,7 +51,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(snapshot_threshold, CFG__UINT, false, 0, UINT_MAX),
     CFG__T(raft_log_budget_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
     CFG__T(snapshot_trailing, CFG__UINT, false, 0, UINT_MAX),
-    CFG__T(segment_bytes, CFG__U64, true, CFG__KIB, CFG__GIB),
+    CFG__T(segment_bytes, CFG__U64, true, LOG_SEGMENT_BYTES_MIN, LOG_SEGMENT_BYTES_MAX),
     CFG__T(max_batch_bytes, CFG__U32, true, CFG__KIB, BATCH_MAX_SIZE),
     CFG__T(group_commit_bytes, CFG__UINT, true, CFG__KIB, 64 * CFG__MIB),
     CFG__T(max_inflight_entries, CFG__UINT, false, 1, 1024),
@@ -691,7 +693,8 @@ void cfg_usage(FILE *out)
             "  --peer ID=C/R      one cluster member, repeated for every member including this\n"
             "                     node; C and R are its client and Raft addresses\n"
             "  --bootstrap        form a new cluster from the peer list if DIR holds no Raft\n"
-            "                     state; harmless otherwise, so the same command restarts\n"
+            "                     state and no peer already belongs to a cluster; harmless\n"
+            "                     otherwise, so the same command restarts\n"
             "  --metrics A:P      serve metrics over HTTP on this address (default: off)\n"
             "  --config FILE      read settings from an INI file first; flags override it\n"
             "  --log-level LEVEL  debug, info, warn, error or off (default: info, or\n"
@@ -718,8 +721,9 @@ void cfg_usage(FILE *out)
             "    --peer 1=127.0.0.1:7001/127.0.0.1:7101 --peer 2=127.0.0.1:7002/127.0.0.1:7102 \\\n"
             "    --peer 3=127.0.0.1:7003/127.0.0.1:7103 --bootstrap\n"
             "\n"
-            "Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 on bad flags or an\n"
-            "unusable data directory, 1 on a runtime failure. See docs/configuration.md.\n");
+            "Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 on bad flags, an\n"
+            "unusable data directory, another node's data directory or an address in use\n"
+            "(nothing written then), 1 on a runtime failure. See docs/configuration.md.\n");
 }
 
 enum {

@@ -516,11 +516,15 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
         gw__error(r, TALLY_INVAL, "%s", why);
         return;
     }
-    if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.segment_bytes < 0 ||
-        (m.segment_bytes > 0 && m.segment_bytes < 4096) || m.retention_ms < -1 ||
-        m.retention_bytes < -1) {
-        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, segment_bytes 0 or >= 4096, "
-                                  "retention -1 or >= 0)");
+    if (m.segment_bytes != 0 && (m.segment_bytes < (int64_t)LOG_SEGMENT_BYTES_MIN ||
+                                 m.segment_bytes > (int64_t)LOG_SEGMENT_BYTES_MAX)) {
+        gw__error(r, TALLY_INVAL, "segment size %lld is out of range: 0 (the node's "
+                  "segment_bytes) or %u (4K) to %u (1G), the same range as segment_bytes",
+                  (long long)m.segment_bytes, LOG_SEGMENT_BYTES_MIN, LOG_SEGMENT_BYTES_MAX);
+        return;
+    }
+    if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.retention_ms < -1 || m.retention_bytes < -1) {
+        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, retention -1 or >= 0)");
         return;
     }
     if (!gw__can_write(gw, r)) {
@@ -738,7 +742,11 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         .batches = NULL,
         .batches_len = 0,
     };
-    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    /* A node that knows no leader may be cut off from newer writes: say
+     * so, and let the client warn (docs/protocol.md, FETCH). */
+    uint8_t flags = PROTO_FLAG_RESPONSE |
+                    (node_leader_id(gw->node) == 0 ? PROTO_FLAG_NO_LEADER : 0);
+    size_t start = proto_begin_frame(&r->resp, r->type, flags, r->id);
     proto_put_fetch_resp(&r->resp, &resp);
     proto_end_frame(&r->resp, start);
     if (sl.len > 0 && buf_ok(&r->resp)) {
@@ -1095,6 +1103,7 @@ struct gw__member_op {
     struct req *r;
     uint64_t id;
     char raft_addr[PROTO_ADDR_MAX];
+    bool forgot; /* its stale directory record was forgotten (add) */
 };
 
 static void gw__member_done(void *arg, int status, const char *message)
@@ -1124,12 +1133,47 @@ static void gw__member_done(void *arg, int status, const char *message)
  * does not vote until MEMBER_PROMOTE, which the client sends once the node
  * holds the whole history. */
 static void gw__member_addr_done(void *arg, int status, uint64_t index,
+                                 const struct store_result *res);
+
+/* The data directory recorded for a node that is not a member (removed,
+ * or lost with a majority) is forgotten before it is added again: the node
+ * that joins now is a new member, on whatever directory it has. */
+static bool gw__forget_stale_dir(struct gw__member_op *op)
+{
+    struct node_member members[NODE_MAX_PEERS];
+    unsigned n = node_members(op->gw->node, members, NODE_MAX_PEERS);
+    struct buf entry;
+    int rv;
+    for (unsigned i = 0; i < n; i++) {
+        if (members[i].id == op->id) {
+            return false;
+        }
+    }
+    if (store_member_dir(op->gw->store, op->id) == 0) {
+        return false;
+    }
+    op->forgot = true;
+    buf_init(&entry);
+    cmd_encode_member_dir(&entry, op->id, 0);
+    rv = buf_ok(&entry) ? node_propose(op->gw->node, &entry, gw__member_addr_done, op)
+                        : TALLY_NOMEM;
+    buf_free(&entry);
+    if (rv != 0) {
+        gw__member_done(op, rv, tally_strerror(rv));
+    }
+    return true;
+}
+
+static void gw__member_addr_done(void *arg, int status, uint64_t index,
                                  const struct store_result *res)
 {
     struct gw__member_op *op = arg;
     (void)index;
     if (status == 0 && res != NULL && res->items[0].code != 0) {
         status = res->items[0].code;
+    }
+    if (status == 0 && !op->forgot && gw__forget_stale_dir(op)) {
+        return;
     }
     if (status == 0) {
         status = node_add_standby(op->gw->node, op->id, op->raft_addr, gw__member_done, op);
@@ -1214,6 +1258,124 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
     }
 }
 
+/* READ_INDEX: a barrier confirms this node still leads; the answer is
+ * its applied index then. */
+static void gw__read_index_done(void *arg, int status, uint64_t index)
+{
+    struct req *r = arg;
+    if (r->conn == NULL) {
+        conn_complete(r);
+    } else if (status != 0) {
+        gw__error(r, status, "read index: %s (leadership could not be confirmed; retry)",
+                  tally_strerror(status));
+    } else {
+        struct proto_done_resp m = {index};
+        size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+        proto_put_done_resp(&r->resp, &m);
+        proto_end_frame(&r->resp, start);
+        conn_complete(r);
+    }
+}
+
+static void gw__read_index(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_read_index_req m;
+    int rv;
+    if (proto_get_read_index_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed READ_INDEX");
+        return;
+    }
+    if (gw->node == NULL || !node_ready(gw->node)) {
+        gw__not_leader(gw, r);
+        return;
+    }
+    rv = node_read_index(gw->node, gw__read_index_done, r);
+    if (rv != 0) {
+        gw__error(r, rv, "read index: %s", tally_strerror(rv));
+    }
+}
+
+/* MEMBER_REPLACE: the member's directory was lost; remove it from the
+ * configuration (if it is in it), then forget its recorded directory. The
+ * client then adds it again as for a new node (standby, catch-up,
+ * promote), on its new directory. */
+static void gw__replace_forgotten(void *arg, int status, uint64_t index,
+                                  const struct store_result *res)
+{
+    struct gw__member_op *op = arg;
+    (void)index;
+    if (status == 0 && res != NULL && res->items[0].code != 0) {
+        status = res->items[0].code;
+    }
+    gw__member_done(op, status, status == 0 ? "done" : tally_strerror(status));
+}
+
+static void gw__replace_removed(void *arg, int status, const char *message)
+{
+    struct gw__member_op *op = arg;
+    struct buf entry;
+    int rv;
+    if (status != 0) {
+        gw__member_done(op, status, message);
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_member_dir(&entry, op->id, 0);
+    rv = buf_ok(&entry) ? node_propose(op->gw->node, &entry, gw__replace_forgotten, op)
+                        : TALLY_NOMEM;
+    buf_free(&entry);
+    if (rv != 0) {
+        gw__member_done(op, rv, tally_strerror(rv));
+    }
+}
+
+static void gw__member_replace(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_member_replace_req m;
+    struct node_member members[NODE_MAX_PEERS];
+    struct gw__member_op *op;
+    unsigned n;
+    bool member = false;
+    int rv;
+    if (proto_get_member_replace_req(rd, &m) != 0 || proto_get_end(rd) != 0 || m.id == 0) {
+        gw__error(r, TALLY_PROTO, "malformed MEMBER_REPLACE");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (m.id == node_id(gw->node)) {
+        gw__error(r, TALLY_INVAL, "node %llu is the leader, so it has its data: nothing to "
+                  "replace (to rebuild it anyway, move leadership first: tally member "
+                  "transfer 0)", (unsigned long long)m.id);
+        return;
+    }
+    if ((op = calloc(1, sizeof *op)) == NULL) {
+        gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    op->gw = gw;
+    op->r = r;
+    op->id = m.id;
+    n = node_members(gw->node, members, NODE_MAX_PEERS);
+    for (unsigned i = 0; i < n; i++) {
+        member = member || members[i].id == m.id;
+    }
+    TLOG_WARN("gw", "replacing member %llu: %s its recorded data directory",
+              (unsigned long long)m.id,
+              member ? "removing it from the configuration, then forgetting" : "forgetting");
+    if (member) {
+        rv = node_remove(gw->node, m.id, gw__replace_removed, op);
+        if (rv != 0) {
+            free(op);
+            gw__error(r, rv, "replace member %llu: %s", (unsigned long long)m.id,
+                      tally_strerror(rv));
+        }
+        return;
+    }
+    gw__replace_removed(op, 0, "not a member");
+}
+
 void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *body, size_t len)
 {
     struct rd rd;
@@ -1266,6 +1428,12 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_MEMBER_TRANSFER:
     case PROTO_MEMBER_PROMOTE:
         gw__member(gw, r, &rd);
+        break;
+    case PROTO_MEMBER_REPLACE:
+        gw__member_replace(gw, r, &rd);
+        break;
+    case PROTO_READ_INDEX:
+        gw__read_index(gw, r, &rd);
         break;
     case PROTO_OFFSET_FOR_TIME:
         gw__offset_for_time(gw, r, &rd);

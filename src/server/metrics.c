@@ -414,6 +414,10 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
                  (unsigned long long)node_id(n));
         return false;
     }
+    if (m->identity_problem[0] != '\0') {
+        snprintf(why, cap, "%s", m->identity_problem);
+        return false;
+    }
     uint64_t leader = node_leader_id(n);
     if (leader == 0) {
         snprintf(why, cap, "no known leader (node %llu is %s in term %llu; no quorum?)",
@@ -453,7 +457,7 @@ int metrics_http(void *arg, int method, const char *path, struct buf *body,
         *content_type = "text/plain; version=0.0.4; charset=utf-8";
         return 200;
     }
-    char why[256];
+    char why[800];
     if (metrics_health(m, why, sizeof why)) {
         m__printf(body, "ok\n");
         return 200;

@@ -55,6 +55,9 @@ struct metrics {
     uint64_t compaction_bytes_reclaimed;      /* bytes their copies saved */
     uint64_t compaction_records_removed;
     struct metrics_hist compaction_duration;  /* seconds per job */
+    /* Problems with this node's identity or membership that /health
+     * reports (empty: none); set by the server. */
+    char identity_problem[768];
 };
 
 void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store);

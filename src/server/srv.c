@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/statvfs.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "repl/ident.h"
 #include "repl/node.h"
 #include "server/backfill.h"
 #include "server/skew.h"
@@ -56,6 +59,7 @@ struct srv {
     unsigned ticks;      /* tick count, for the once-a-second disk check */
     bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
+    bool listening;      /* the client listener is initialised */
 };
 
 static void srv__stop(struct srv *s, int exit_code);
@@ -209,6 +213,54 @@ static void srv__check_disk(struct srv *s)
     s->disk_low = low;
 }
 
+/* Once a second: the Raft configuration this node acts on against its
+ * --peer lines. The stored configuration wins (a --peer line only seeds a
+ * bootstrap), so a difference means the operator meant another membership:
+ * said in the log when it changes, and on /health while it lasts. */
+static void srv__check_peers(struct srv *s)
+{
+    struct node_member members[NODE_MAX_PEERS];
+    char text[sizeof s->metrics.identity_problem] = "";
+    size_t len = 0;
+    if (s->node == NULL || s->stopping) {
+        return; /* shutting down: the node may be gone */
+    }
+    unsigned n = node_members(s->node, members, NODE_MAX_PEERS);
+    const char *own = node_identity_problem(s->node);
+    if (own == NULL) {
+        own = store_divergence(s->store);
+    }
+    if (own != NULL) {
+        len = (size_t)snprintf(text, sizeof text, "%s", own);
+    }
+    for (unsigned i = 0; i < s->cfg->n_peers && n > 0; i++) {
+        const struct cfg_peer *p = &s->cfg->peers[i];
+        for (unsigned k = 0; k < n; k++) {
+            if (members[k].id == p->id && strcmp(members[k].raft_addr, p->raft_addr) != 0 &&
+                len < sizeof text) {
+                len += (size_t)snprintf(text + len, sizeof text - len,
+                                        "%snode %llu is at %s in the stored membership but "
+                                        "--peer says %s", len > 0 ? "; " : "",
+                                        (unsigned long long)p->id, members[k].raft_addr,
+                                        p->raft_addr);
+            }
+        }
+    }
+    if (strcmp(text, s->metrics.identity_problem) != 0) {
+        if (text[0] != '\0') {
+            if (own == NULL || strlen(text) > strlen(own)) {
+                TLOG_ERROR("server", "membership disagrees with the command line: %s; the "
+                           "stored membership is used; fix the --peer lines, or change the "
+                           "member's address as docs/operations.md says (member remove, then "
+                           "member add)", text);
+            }
+        } else {
+            TLOG_INFO("server", "identity and membership problems are gone");
+        }
+        snprintf(s->metrics.identity_problem, sizeof s->metrics.identity_problem, "%s", text);
+    }
+}
+
 static void srv__tick(uv_timer_t *t)
 {
     struct srv *s = t->data;
@@ -218,6 +270,7 @@ static void srv__tick(uv_timer_t *t)
     }
     if (s->ticks++ % (1000 / SRV__TICK_MS) == 0) {
         srv__check_disk(s);
+        srv__check_peers(s);
     }
     gw_tick(s->gw);
 }
@@ -315,6 +368,7 @@ static int srv__listen(struct srv *s, char *errmsg)
     cfg_parse_addr(s->cfg->listen_addr, ip, sizeof ip, &port);
     uv_ip4_addr(ip, (int)port, &sin);
     uv_tcp_init(&s->loop, &s->listener);
+    s->listening = true;
     s->listener.data = s;
     rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sin, 0);
     if (rv == 0) {
@@ -327,6 +381,60 @@ static int srv__listen(struct srv *s, char *errmsg)
     return 0;
 }
 
+/* Raft listens on --raft only inside raft_start, after a bootstrap would
+ * have written the Raft state: bind the address once here (as libuv does,
+ * with SO_REUSEADDR) so that a taken port stops the start before anything
+ * is written. */
+static int srv__probe_raft_port(const struct cfg *cfg, char *errmsg)
+{
+    char ip[64];
+    unsigned port;
+    struct sockaddr_in sin;
+    int fd, one = 1, rv = 0;
+    if (cfg_parse_addr(cfg->raft_addr, ip, sizeof ip, &port) != 0 ||
+        uv_ip4_addr(ip, (int)port, &sin) != 0) {
+        err_printf(errmsg, "--raft %s: not an IPv4:PORT address", cfg->raft_addr);
+        return TALLY_INVAL;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "raft: listen on %s: socket", cfg->raft_addr);
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&sin, sizeof sin) != 0 || listen(fd, 1) != 0) {
+        err_printf(errmsg, "raft: listen on %s: %s", cfg->raft_addr,
+                   uv_strerror(uv_translate_sys_error(errno)));
+        rv = TALLY_IOERR;
+    }
+    close(fd);
+    return rv;
+}
+
+/* The data directory must be this node's: its identity file (if any) names
+ * the node that created it. Raft's term and vote in it are that node's;
+ * running them under another id could let one node vote twice in a term. */
+static int srv__check_identity(struct srv *s, struct ident *id, bool *found, char *errmsg)
+{
+    int rv = ident_load(s->cfg->data_dir, id, errmsg);
+    *found = false;
+    if (rv == TALLY_NOTFOUND) {
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (id->node_id != s->cfg->id) {
+        err_printf(errmsg, "data directory %s belongs to node %llu, not to --id %llu: start "
+                           "it with --id %llu, or give node %llu its own data directory",
+                   s->cfg->data_dir, (unsigned long long)id->node_id,
+                   (unsigned long long)s->cfg->id, (unsigned long long)id->node_id,
+                   (unsigned long long)s->cfg->id);
+        return TALLY_INVAL;
+    }
+    *found = true;
+    return 0;
+}
+
 int srv_run(const struct cfg *cfg)
 {
     struct srv s;
@@ -335,7 +443,9 @@ int srv_run(const struct cfg *cfg)
     struct log_config lc;
     struct node_config nc;
     struct store_member members[CFG_MAX_PEERS];
-    int rv;
+    struct ident ident;
+    bool have_ident = false;
+    int rv, fail_exit = 0;
 
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
@@ -352,6 +462,37 @@ int srv_run(const struct cfg *cfg)
 
     if ((rv = srv__lock(&s, errmsg)) != 0) {
         goto fail;
+    }
+    /* Nothing is written to the data directory until the arguments are
+     * checked against it and every listener is bound: a start that fails
+     * leaves the directory as it was (docs/operations.md, exit status). */
+    if ((rv = srv__check_identity(&s, &ident, &have_ident, errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
+    if ((rv = srv__listen(&s, errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
+    if (cfg->metrics_addr[0] != '\0' &&
+        (rv = http_start(&s.loop, cfg->metrics_addr, metrics_http, &s.metrics, &s.http,
+                         errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
+    if ((rv = srv__probe_raft_port(cfg, errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
+    if (!have_ident) {
+        ident.node_id = cfg->id;
+        ident.directory_id = ident_random();
+        if ((rv = ident_save(cfg->data_dir, &ident, errmsg)) != 0) {
+            goto fail;
+        }
+        TLOG_INFO("server", "data directory %s: node %llu, directory id %016llx (new)",
+                  cfg->data_dir, (unsigned long long)ident.node_id,
+                  (unsigned long long)ident.directory_id);
     }
     log_config_init(&lc);
     lc.segment_bytes = cfg->segment_bytes;
@@ -393,6 +534,8 @@ int srv_run(const struct cfg *cfg)
     nc.snapshot_threshold = cfg->snapshot_threshold;
     nc.snapshot_trailing = cfg->snapshot_trailing;
     nc.log_budget_bytes = cfg->raft_log_budget_bytes;
+    snprintf(nc.data_dir, sizeof nc.data_dir, "%s", cfg->data_dir);
+    nc.ident = ident;
     struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
     if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
         goto fail;
@@ -409,22 +552,6 @@ int srv_run(const struct cfg *cfg)
                              errmsg)) != 0) {
         goto fail;
     }
-    if ((rv = srv__listen(&s, errmsg)) != 0) {
-        TLOG_ERROR("server", "%s", errmsg);
-        s.exit_code = 2;
-        s.stopping = true;
-        uv_close((uv_handle_t *)&s.listener, NULL);
-        uv_timer_init(&s.loop, &s.tick);
-        uv_timer_init(&s.loop, &s.retention);
-        uv_signal_init(&s.loop, &s.sigterm);
-        uv_signal_init(&s.loop, &s.sigint);
-        skew_close(s.skew);
-        s.skew = NULL;
-        node_close(s.node, srv__node_closed, &s);
-        uv_run(&s.loop, UV_RUN_DEFAULT);
-        uv_loop_close(&s.loop);
-        return 2;
-    }
     uv_signal_init(&s.loop, &s.sigterm);
     s.sigterm.data = &s;
     uv_signal_start(&s.sigterm, srv__signal, SIGTERM);
@@ -440,13 +567,8 @@ int srv_run(const struct cfg *cfg)
                    cfg->retention_interval_ms);
     TLOG_INFO("server", "node %llu serving clients on %s (data %s)", (unsigned long long)cfg->id,
               cfg->listen_addr, cfg->data_dir);
-    if (cfg->metrics_addr[0] != '\0') {
-        if (http_start(&s.loop, cfg->metrics_addr, metrics_http, &s.metrics, &s.http, errmsg) != 0) {
-            TLOG_ERROR("server", "%s", errmsg);
-            srv__stop(&s, 2);
-        } else {
-            TLOG_INFO("server", "metrics and health on http://%s/", cfg->metrics_addr);
-        }
+    if (s.http != NULL) {
+        TLOG_INFO("server", "metrics and health on http://%s/", cfg->metrics_addr);
     }
 
     uv_run(&s.loop, UV_RUN_DEFAULT);
@@ -462,6 +584,10 @@ int srv_run(const struct cfg *cfg)
 
 fail:
     TLOG_ERROR("server", "%s", errmsg);
+    if (s.listening) {
+        uv_close((uv_handle_t *)&s.listener, NULL);
+    }
+    http_stop(s.http);
     skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
@@ -474,5 +600,5 @@ fail:
     if (s.lock_fd >= 0) {
         close(s.lock_fd);
     }
-    return rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
+    return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

@@ -69,6 +69,23 @@ void cmd_encode_member_del(struct buf *b, uint64_t id)
     cmd__end(b, start);
 }
 
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored)
+{
+    size_t start = cmd__begin(b, CMD_CLUSTER_ID);
+    buf_put_u64(b, cluster_id);
+    buf_put_blob(b, restored != NULL ? restored->data : NULL,
+                 restored != NULL ? (uint32_t)restored->len : 0);
+    cmd__end(b, start);
+}
+
+void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id)
+{
+    size_t start = cmd__begin(b, CMD_MEMBER_DIR);
+    buf_put_u64(b, id);
+    buf_put_u64(b, directory_id);
+    cmd__end(b, start);
+}
+
 void cmd_append_begin(struct buf *b)
 {
     b->len = 0;

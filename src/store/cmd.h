@@ -41,6 +41,16 @@
  *                 tombstones at offsets below it (0: none yet). Neither
  *                 ever moves back: a lower value than the node has keeps
  *                 the node's.
+ *   CLUSTER_ID    u64 cluster_id, blob restored: the cluster's identity,
+ *                 proposed by the first leader of a cluster that has none;
+ *                 the first one applied stays (a later one is a no-op).
+ *                 @restored (empty unless the cluster was restored from a
+ *                 backup) is the restored state as a catalog with key
+ *                 indexes (store.c format): a node that joins later
+ *                 creates the restored topics from it and backfills their
+ *                 history from a peer; a node that holds them checks them
+ *   MEMBER_DIR    u64 id, u64 directory_id: the data directory member @id
+ *                 runs on (DATA/identity); 0 forgets it (member replace)
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -62,6 +72,8 @@ enum cmd_type {
     CMD_GROUP_COMMIT = 6,
     CMD_TOPIC_TRIM = 7,
     CMD_GROUP_DELETE = 8,
+    CMD_CLUSTER_ID = 9,
+    CMD_MEMBER_DIR = 10,
 };
 
 #define CMD_NO_EXPECT UINT64_MAX
@@ -92,6 +104,8 @@ void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic
 void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
                            uint64_t start_offset, uint64_t tombstone_limit);
 void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
+void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
+void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */

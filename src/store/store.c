@@ -5,7 +5,8 @@
  *
  *   offset size field
  *   0      4    magic "TLYC"
- *   4      4    format version (2; version 1 is read too)
+ *   4      4    format version (2; version 1 is read too: it lacks every
+ *               field marked "version 2" below, which then read as 0)
  *   8      8    index: Raft index of the last catalog change (file), or the
  *               snapshot index (snapshot)
  *   16     4    n_topics, then per topic:
@@ -23,6 +24,10 @@
  *          4    n_groups, then per group: str group, str topic, u64 offset
  *          1    has_keys: 0 in the file, 1 in a snapshot, where the key
  *               index of each topic follows, in topic order (keys.h)
+ *   since version 2, at the end of the catalog:
+ *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
+ *          4    n_dirs, then per member: u64 id, u64 directory_id
+ *               (CMD_MEMBER_DIR)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -66,6 +71,12 @@ struct store__group {
     uint64_t offset;
 };
 
+/* The data directory a member runs on. */
+struct store__dir {
+    uint64_t id;
+    uint64_t directory_id;
+};
+
 struct store {
     char dir[PATH_MAX];
     struct log_config defaults;
@@ -74,6 +85,10 @@ struct store {
     struct store_topic *topics;      /* in creation order */
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
+    uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
+    char divergence[384];            /* store_divergence, "" when none */
+    struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
+    unsigned n_dirs;
     store_append_hook hook;
     void *hook_arg;
     struct buf scratch;              /* stamped copy of a batch being appended */
@@ -634,6 +649,17 @@ static void store__encode_head(const struct store *s, uint64_t index, struct buf
     }
 }
 
+/* The version 2 fields, after the key indexes. */
+static void store__encode_tail(const struct store *s, struct buf *b)
+{
+    buf_put_u64(b, s->cluster_id);
+    buf_put_u32(b, s->n_dirs);
+    for (unsigned i = 0; i < s->n_dirs; i++) {
+        buf_put_u64(b, s->dirs[i].id);
+        buf_put_u64(b, s->dirs[i].directory_id);
+    }
+}
+
 static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
                                   struct buf *b)
 {
@@ -644,6 +670,7 @@ static void store__encode_catalog(const struct store *s, uint64_t index, bool wi
             keys_encode(&t->keys, b);
         }
     }
+    store__encode_tail(s, b);
     if (buf_ok(b)) {
         buf_put_u64(b, codec_checksum(b->data, b->len));
     }
@@ -661,6 +688,9 @@ struct store__catalog {
     struct store__group *groups;
     unsigned n_groups;
     bool has_keys;           /* topics' keys were decoded */
+    uint64_t cluster_id;     /* version 2 */
+    struct store__dir dirs[STORE_MAX_MEMBERS];
+    unsigned n_dirs;
 };
 
 static void store__catalog_free(struct store__catalog *c)
@@ -785,6 +815,17 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
         if (keys_decode(&t->keys, &r) == TALLY_NOMEM) {
             store__catalog_free(c);
             return TALLY_NOMEM;
+        }
+    }
+    if (version >= 2 && rd_ok(&r)) {
+        c->cluster_id = rd_u64(&r);
+        c->n_dirs = rd_u32(&r);
+        if (c->n_dirs > STORE_MAX_MEMBERS) {
+            r.bad = true;
+        }
+        for (unsigned i = 0; i < c->n_dirs && rd_ok(&r); i++) {
+            c->dirs[i].id = rd_u64(&r);
+            c->dirs[i].directory_id = rd_u64(&r);
         }
     }
     if (!rd_ok(&r) || r.left != 0) {
@@ -953,6 +994,9 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         c.topics = NULL;
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        s->cluster_id = c.cluster_id;
+        memcpy(s->dirs, c.dirs, sizeof c.dirs);
+        s->n_dirs = c.n_dirs;
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
@@ -1280,6 +1324,159 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     }
     s->catalog_index = index;
     return store__write_catalog(s, errmsg);
+}
+
+/* CLUSTER_ID: the first one applied stays. */
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg);
+
+/* The restored state described by the first leader of a restored cluster
+ * (CMD_CLUSTER_ID): a node that lacks a restored topic creates it, its
+ * history to be backfilled from a peer, with the described producers and
+ * key versions; a node that holds it checks that it is the same. Group
+ * positions it lacks are taken. */
+static int store__adopt_restored(struct store *s, uint64_t index, const uint8_t *p, uint32_t n,
+                                 char *errmsg)
+{
+    struct store__catalog c;
+    uint32_t i = 0;
+    int rv = store__decode_catalog(p, n, &c, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "the restored state described at index %llu",
+                 (unsigned long long)index);
+        return rv;
+    }
+    for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+        struct store_topic *t = store_topic_find(s, ct->name);
+        if (ct->created_index != 0) {
+            continue;
+        }
+        if (t != NULL) {
+            uint64_t next = log_next_offset(t->log);
+            if (t->created_index != 0 || next != c.next_offsets[i]) {
+                snprintf(s->divergence, sizeof s->divergence,
+                         "topic %s differs from the cluster's restored state (index %llu): "
+                         "this node has it %s%llu, the leader's description ends at %llu; "
+                         "this node's catalog is not the cluster's: rebuild it (tally member "
+                         "replace)", ct->name, (unsigned long long)index,
+                         t->created_index != 0 ? "created after the restore, ending at "
+                                               : "ending at ",
+                         (unsigned long long)next, (unsigned long long)c.next_offsets[i]);
+                TLOG_ERROR("store", "%s", s->divergence);
+            }
+            continue;
+        }
+        rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
+        if (t == NULL) {
+            break;
+        }
+        store__take_tables(t, ct);
+        t->floor_index = index;
+        TLOG_WARN("store", "topic %s: restored before this node joined; its history %llu..%llu "
+                  "comes from a peer (backfill)", t->name, (unsigned long long)t->missing_from,
+                  (unsigned long long)t->missing_to);
+    }
+    for (unsigned g = 0; g < c.n_groups && rv == 0; g++) {
+        uint64_t have;
+        if (!store_group_offset(s, c.groups[g].group, c.groups[g].topic, &have)) {
+            rv = store_import_group(s, c.groups[g].group, c.groups[g].topic, c.groups[g].offset,
+                                    errmsg);
+        }
+    }
+    store__catalog_free(&c);
+    return rv;
+}
+
+int store_describe_restored(struct store *s, struct buf *out)
+{
+    bool any = false;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        any = any || t->created_index == 0;
+    }
+    out->len = 0;
+    if (any) {
+        store__encode_catalog(s, s->applied_index, true, out);
+    }
+    return buf_ok(out) ? 0 : TALLY_NOMEM;
+}
+
+const char *store_divergence(struct store *s)
+{
+    return s->divergence[0] != '\0' ? s->divergence : NULL;
+}
+
+static int store__cluster_id(struct store *s, uint64_t index, struct rd *body,
+                             struct store_item_result *res, char *errmsg)
+{
+    uint64_t id = rd_u64(body);
+    uint32_t n = 0;
+    const uint8_t *restored = rd_blob(body, &n);
+    int rv;
+    if (!rd_ok(body) || id == 0) {
+        store__result(res, TALLY_INVAL, "invalid cluster id");
+        return 0;
+    }
+    if (s->cluster_id != 0) {
+        return 0;
+    }
+    s->cluster_id = id;
+    TLOG_INFO("store", "cluster id %016llx (index %llu)%s", (unsigned long long)id,
+              (unsigned long long)index, n > 0 ? ", with the restored state" : "");
+    if (n > 0 && (rv = store__adopt_restored(s, index, restored, n, errmsg)) != 0) {
+        return rv;
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+/* MEMBER_DIR: record (or, with 0, forget) a member's data directory. */
+static int store__member_dir(struct store *s, uint64_t index, struct rd *body,
+                             struct store_item_result *res, char *errmsg)
+{
+    uint64_t id = rd_u64(body), dir = rd_u64(body);
+    unsigned i;
+    if (!rd_ok(body) || id == 0) {
+        store__result(res, TALLY_INVAL, "invalid member");
+        return 0;
+    }
+    for (i = 0; i < s->n_dirs && s->dirs[i].id != id; i++) {
+    }
+    if (dir == 0) {
+        if (i < s->n_dirs) {
+            s->dirs[i] = s->dirs[--s->n_dirs];
+        }
+        TLOG_INFO("store", "member %llu: its data directory is forgotten (replaced)",
+                  (unsigned long long)id);
+    } else {
+        if (i == s->n_dirs) {
+            if (s->n_dirs == STORE_MAX_MEMBERS) {
+                store__result(res, TALLY_INVAL, "too many members");
+                return 0;
+            }
+            s->n_dirs++;
+        }
+        s->dirs[i].id = id;
+        s->dirs[i].directory_id = dir;
+        TLOG_INFO("store", "member %llu: data directory %016llx recorded",
+                  (unsigned long long)id, (unsigned long long)dir);
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+uint64_t store_cluster_id(struct store *s)
+{
+    return s->cluster_id;
+}
+
+uint64_t store_member_dir(struct store *s, uint64_t id)
+{
+    for (unsigned i = 0; i < s->n_dirs; i++) {
+        if (s->dirs[i].id == id) {
+            return s->dirs[i].directory_id;
+        }
+    }
+    return 0;
 }
 
 /* The conditions of one APPEND item, as they lie in the entry. */
@@ -1672,6 +1869,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             store__group_delete(s, &body, &res->items[0]);
         }
         break;
+    case CMD_CLUSTER_ID:
+        if (index > s->catalog_index) {
+            rv = store__cluster_id(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_MEMBER_DIR:
+        if (index > s->catalog_index) {
+            rv = store__member_dir(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
                          (unsigned long long)index, type);
@@ -1775,6 +1982,7 @@ struct store_frozen {
     struct store *s;          /* the build touches only its file lock and marks */
     uint64_t index;
     struct buf head;          /* the catalog without key indexes */
+    struct buf tail;          /* the catalog's version 2 fields */
     struct store__frozen_topic *topics; /* in catalog order */
     unsigned n;
 };
@@ -1800,6 +2008,8 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
     }
     buf_init(&f->head);
     store__encode_head(s, index, &f->head);
+    buf_init(&f->tail);
+    store__encode_tail(s, &f->tail);
     for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
         struct store__frozen_topic *ft = &f->topics[f->n];
         ft->fd = -1;
@@ -1863,6 +2073,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     if (rv == 0) {
         buf_put(&cat, f->head.data, f->head.len);
         buf_put_u8(&cat, 0);
+        buf_put(&cat, f->tail.data, f->tail.len);
         if (buf_ok(&cat)) {
             buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
         }
@@ -1879,6 +2090,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         for (unsigned i = 0; i < f->n; i++) {
             keys_encode(&f->topics[i].keys, out);
         }
+        buf_put(out, f->tail.data, f->tail.len);
         if (buf_ok(out)) {
             buf_put_u64(out, codec_checksum(out->data, out->len));
         }
@@ -1910,6 +2122,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
     }
     free(f->topics);
     buf_free(&f->head);
+    buf_free(&f->tail);
     free(f);
 }
 
@@ -1971,6 +2184,36 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
     return rv;
 }
 
+/* Add topic @ct of a decoded catalog (snapshot, restored state) that this
+ * node lacks: its log starts empty at @next, and [@start, @next) is the
+ * history it lacks, which a backfill fetches from a peer. *out NULL when
+ * out of memory. The caller takes the tables (store__take_tables). */
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg)
+{
+    struct store_topic *t = calloc(1, sizeof *t);
+    struct store_topic **tail = &s->topics;
+    int rv;
+    *out = t;
+    if (t == NULL) {
+        return TALLY_NOMEM;
+    }
+    *t = *ct;
+    t->next = NULL;
+    t->log = NULL; /* (producers and keys still shared with @ct: take them) */
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = t;
+    t->missing_from = t->missing_to = 0;
+    rv = store__open_topic(s, t, next, next, errmsg);
+    if (next > start) {
+        t->missing_from = start;
+        t->missing_to = next;
+    }
+    return rv;
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -2026,24 +2269,9 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
         struct store_topic *t = store_topic_find(s, ct->name);
         if (t == NULL) {
-            t = calloc(1, sizeof *t);
+            rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
             if (t == NULL) {
-                rv = TALLY_NOMEM;
                 break;
-            }
-            *t = *ct;
-            t->next = NULL;
-            t->log = NULL;
-            struct store_topic **tail = &s->topics;
-            while (*tail != NULL) {
-                tail = &(*tail)->next;
-            }
-            *tail = t;
-            t->missing_from = t->missing_to = 0;
-            rv = store__open_topic(s, t, c.next_offsets[i], c.next_offsets[i], errmsg);
-            if (c.next_offsets[i] > c.start_offsets[i]) {
-                t->missing_from = c.start_offsets[i];
-                t->missing_to = c.next_offsets[i];
             }
         } else if (log_next_offset(t->log) < c.next_offsets[i]) {
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
@@ -2068,6 +2296,11 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     if (rv == 0) {
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
+        if (c.cluster_id != 0 || s->cluster_id == 0) {
+            s->cluster_id = c.cluster_id;
+        }
+        memcpy(s->dirs, c.dirs, sizeof c.dirs);
+        s->n_dirs = c.n_dirs;
         free(s->groups);
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;

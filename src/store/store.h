@@ -140,6 +140,21 @@ struct store_topic *store_topics(struct store *s); /* linked list, by creation *
 unsigned store_members(struct store *s, const struct store_member **members);
 const struct store_member *store_member_find(struct store *s, uint64_t id);
 
+/* The cluster's identity (CMD_CLUSTER_ID), 0 while it has none. */
+uint64_t store_cluster_id(struct store *s);
+/* The restored state (topics created before Raft index 1 by a restore,
+ * store/import.c, with their producers and key indexes, and the group
+ * positions) as a catalog, for CMD_CLUSTER_ID: the first leader of a
+ * restored cluster so describes it through Raft. @out left empty when this
+ * store holds no restored topic. */
+int store_describe_restored(struct store *s, struct buf *out);
+/* A difference between this node's catalog and the cluster's that apply
+ * found (a restored topic that differs from the leader's description), or
+ * NULL. */
+const char *store_divergence(struct store *s);
+/* The data directory recorded for member @id (CMD_MEMBER_DIR), 0 if none. */
+uint64_t store_member_dir(struct store *s, uint64_t id);
+
 /* Committed position of consumer group @group on @topic; false if none. */
 bool store_group_offset(struct store *s, const char *group, const char *topic,
                         uint64_t *offset);

@@ -17,6 +17,7 @@ static const char consume_help[] =
     "                     [-n COUNT] [-f] [-k KEY] [--group NAME]\n"
     "                     [--reset-policy earliest|latest|error]\n"
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
+    "                     [--linearizable]\n"
     "\n"
     "Print the records of TOPIC in offset order. Reads are served by any node\n"
     "and return committed records only.\n"
@@ -59,6 +60,12 @@ static const char consume_help[] =
     "  --min-index N        have the node wait until it has applied Raft index N\n"
     "                       before answering (read your own write on a follower;\n"
     "                       see 'tally produce --print-index')\n"
+    "  --linearizable       first have the leader confirm that it still leads (a\n"
+    "                       Raft barrier), then read at its applied index: the\n"
+    "                       records include every write acknowledged before the\n"
+    "                       command started, or it fails (no leader, no quorum).\n"
+    "                       Without it, a node that knows no leader still answers\n"
+    "                       and a warning on stderr says the answer may be stale\n"
     "\n" TOOL_COMMON_HELP;
 
 enum {
@@ -68,6 +75,7 @@ enum {
     CONSUME_OPT_MIN_INDEX,
     CONSUME_OPT_FROM_TIME,
     CONSUME_OPT_GROUP,
+    CONSUME_OPT_LINEARIZABLE,
     CONSUME_OPT_RESET_POLICY,
 };
 
@@ -293,6 +301,7 @@ int cmd_consume_main(int argc, char **argv)
         {"format", required_argument, NULL, CONSUME_OPT_FORMAT},
         {"node", required_argument, NULL, CONSUME_OPT_NODE},
         {"min-index", required_argument, NULL, CONSUME_OPT_MIN_INDEX},
+        {"linearizable", no_argument, NULL, CONSUME_OPT_LINEARIZABLE},
         {NULL, 0, NULL, 0},
     };
     enum consume_from from = CONSUME_FROM_BEGINNING;
@@ -323,6 +332,7 @@ int cmd_consume_main(int argc, char **argv)
     int have_stop = 0;
     int lag_retries = 0;
     int follow = 0;
+    int linearizable = 0, warned_stale = 0;
     int c;
     int rc;
 
@@ -400,6 +410,9 @@ int cmd_consume_main(int argc, char **argv)
             }
             opts.min_index = v;
             break;
+        case CONSUME_OPT_LINEARIZABLE:
+            linearizable = 1;
+            break;
         default:
             rc = tool_common_option(cmd, c, optarg);
             if (rc != TOOL_EXIT_OK) {
@@ -439,6 +452,19 @@ int cmd_consume_main(int argc, char **argv)
     rc = tool_connect(cmd, &client);
     if (rc != TOOL_EXIT_OK) {
         return rc;
+    }
+    if (linearizable) {
+        /* Once, before anything is read: every read below is at or after
+         * this index, so it includes every write acknowledged before now. */
+        uint64_t index = 0;
+        rc = tally_read_index(client, &index);
+        if (rc != 0) {
+            rc = tool_cluster_error(client, cmd, rc);
+            goto out;
+        }
+        if (index > opts.min_index) {
+            opts.min_index = index;
+        }
     }
     if (follow) {
         /* Leave the request timeout room beyond the long poll. */
@@ -539,6 +565,12 @@ int cmd_consume_main(int argc, char **argv)
 
         memset(&res, 0, sizeof res);
         rc = tally_fetch(client, topic, offset, &opts, &res);
+        if (rc == 0 && tally_fetch_possibly_stale(&res) && !warned_stale) {
+            fprintf(stderr, "tally consume: warning: the node that answered knows no leader "
+                    "(cut off from the majority?): these records may miss acknowledged "
+                    "writes; use --linearizable for a read that includes them\n");
+            warned_stale = 1;
+        }
         if (rc != 0) {
             if (consume_interrupted) {
                 break;

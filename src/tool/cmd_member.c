@@ -1,4 +1,4 @@
-/* tally member add|promote|remove|transfer: change the cluster's membership
+/* tally member add|promote|replace|remove|transfer: change the cluster's membership
  * or move its leadership. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -11,6 +11,7 @@
 static const char member_help[] =
     "Usage: tally member add ID CLIENT_HOST:PORT/RAFT_HOST:PORT [--wait-timeout S]\n"
     "       tally member promote ID [--wait-timeout S]\n"
+    "       tally member replace ID CLIENT_HOST:PORT/RAFT_HOST:PORT [--wait-timeout S]\n"
     "       tally member remove ID\n"
     "       tally member transfer ID\n"
     "\n"
@@ -22,6 +23,11 @@ static const char member_help[] =
     "          it holds every topic's whole history. Progress goes to stderr.\n"
     "promote   wait for standby ID to catch up the same way, then make it a\n"
     "          voter (after an add that stopped waiting)\n"
+    "replace   node ID lost its data directory and runs on a new, empty one\n"
+    "          (the others refuse it: \"it runs on data directory X, but the\n"
+    "          membership records Y\"): take it out of the configuration,\n"
+    "          forget its old directory, then add it again as add does\n"
+    "          (standby, catch-up, voter)\n"
     "remove    remove node ID from the cluster\n"
     "          (an add of a voter at its own addresses does nothing)\n"
     "transfer  make node ID the leader (0: any up-to-date voter; prints the\n"
@@ -184,20 +190,22 @@ int cmd_member_main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        return tool_usage_error(cmd, "missing SUBCOMMAND: add, promote, remove or transfer");
+        return tool_usage_error(cmd, "missing SUBCOMMAND: add, promote, replace, remove or "
+                                "transfer");
     }
     sub = argv[optind++];
-    if (strcmp(sub, "add") == 0) {
+    if (strcmp(sub, "add") == 0 || strcmp(sub, "replace") == 0) {
         nargs = 2;
     } else if (strcmp(sub, "promote") == 0 || strcmp(sub, "remove") == 0 ||
                strcmp(sub, "transfer") == 0) {
         nargs = 1;
     } else {
-        return tool_usage_error(cmd, "unknown subcommand '%s': want add, promote, remove or "
-                                "transfer", sub);
+        return tool_usage_error(cmd, "unknown subcommand '%s': want add, promote, replace, "
+                                "remove or transfer", sub);
     }
-    if (wait_given && strcmp(sub, "add") != 0 && strcmp(sub, "promote") != 0) {
-        return tool_usage_error(cmd, "%s: --wait-timeout is for add and promote", sub);
+    if (wait_given && strcmp(sub, "add") != 0 && strcmp(sub, "promote") != 0 &&
+        strcmp(sub, "replace") != 0) {
+        return tool_usage_error(cmd, "%s: --wait-timeout is for add, replace and promote", sub);
     }
     if (argc - optind < nargs) {
         return tool_usage_error(cmd, "%s: missing %s", sub,
@@ -211,8 +219,8 @@ int cmd_member_main(int argc, char **argv)
                                 argv[optind]);
     }
     if (nargs == 2 && !member_check_addr(argv[optind + 1])) {
-        return tool_usage_error(cmd, "add: address '%s' is not CLIENT_HOST:PORT/RAFT_HOST:PORT",
-                                argv[optind + 1]);
+        return tool_usage_error(cmd, "%s: address '%s' is not CLIENT_HOST:PORT/RAFT_HOST:PORT",
+                                sub, argv[optind + 1]);
     }
     rc = tool_connect(cmd, &client);
     if (rc != TOOL_EXIT_OK) {
@@ -228,7 +236,18 @@ int cmd_member_main(int argc, char **argv)
         rc = tool_check_stdout(cmd);
         return rc < 0 ? TOOL_EXIT_OK : rc;
     }
-    if (strcmp(sub, "add") == 0) {
+    if (strcmp(sub, "replace") == 0) {
+        rc = tally_member_replace(client, id);
+        if (rc == 0) {
+            fprintf(stderr, "member %" PRIu64 ": removed and its old data directory forgotten; "
+                    "adding it again\n", id);
+        } else {
+            rc = tool_cluster_error(client, cmd, rc);
+        }
+    }
+    if (rc != TOOL_EXIT_OK) {
+        /* the replace step failed: said above */
+    } else if (strcmp(sub, "add") == 0 || strcmp(sub, "replace") == 0) {
         rc = tally_member_add(client, id, argv[optind + 1]);
         if (rc == 0) {
             fprintf(stderr, "member %" PRIu64 ": added as a standby; waiting for it to catch "
@@ -249,6 +268,8 @@ int cmd_member_main(int argc, char **argv)
     if (rc == TOOL_EXIT_OK) {
         if (strcmp(sub, "add") == 0) {
             printf("added member %" PRIu64 " at %s\n", id, argv[optind + 1]);
+        } else if (strcmp(sub, "replace") == 0) {
+            printf("replaced member %" PRIu64 " at %s\n", id, argv[optind + 1]);
         } else if (strcmp(sub, "promote") == 0) {
             printf("member %" PRIu64 " is a voter\n", id);
         } else if (strcmp(sub, "remove") == 0) {

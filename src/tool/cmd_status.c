@@ -32,6 +32,9 @@ static const char status_help[] =
     "           when it is not even sent the log (run its member add again);\n"
     "           policy is retain, delete, compact or compact,delete\n"
     "\n"
+    "When the members disagree on the membership (a member's Raft address\n"
+    "differs between their configurations), a warning on stderr says so.\n"
+    "\n"
     "Exits 1 when no member answers, or when the topic list cannot be read\n"
     "(after printing the rest).\n"
     "\n" TOOL_COMMON_HELP;
@@ -221,6 +224,11 @@ int cmd_status_main(int argc, char **argv)
         qsort(topics, n_topics, sizeof topics[0], status_by_name);
     } else {
         n_topics = 0;
+    }
+    if (tally_status_disagreement(client)[0] != '\0') {
+        fprintf(stderr, "tally status: warning: the members disagree on the membership (%s); "
+                "see docs/operations.md, Changing a member's address\n",
+                tally_status_disagreement(client));
     }
     if (json) {
         status_print_json(&st, topics, n_topics);

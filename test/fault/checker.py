@@ -33,6 +33,8 @@
 #   shutdown      a node did not exit 0 on the final SIGTERM
 #   disk          during a disk-full episode the node exited 0 or died by a
 #                 signal, its log did not verify, or it did not serve again
+#   replace       a wiped node could not be replaced ('tally member replace'
+#                 did not succeed within its bound)
 #   incomplete    the run could not read a node's final log, or a client or
 #                 the nemesis crashed (a bug of the suite)
 
@@ -269,6 +271,9 @@ def check(run_dir, out=sys.stdout, max_print=20):
 
     # -- nodes -----------------------------------------------------------------
     for f in faults:
+        if f["kind"] == "replace" and f.get("rc") != 0:
+            rep.bad("replace", f"node {f['node']} was wiped and could not be replaced: rc "
+                               f"{f.get('rc')}: {f.get('err')}")
         if f["kind"] == "crash":
             rep.bad("crash", f"node {f['node']} exited with status {f['exit']} at "
                              f"{f['time']}s; log tail: {f.get('log_tail')}")
@@ -324,8 +329,7 @@ def check(run_dir, out=sys.stdout, max_print=20):
                                          for n, r in sorted(per.items())))
     for kind in ("lost", "duplicate", "phantom", "unknown-value", "cas-double", "cas-version",
                  "replica", "start", "ryw", "order", "crash", "verify", "shutdown", "disk",
-                 "backfill",
-                 "incomplete"):
+                 "backfill", "replace", "incomplete"):
         p(f"{kind:14} {len(rep.violations.get(kind, []))}")
     for kind, msgs in sorted(rep.violations.items()):
         for m in msgs[:max_print]:

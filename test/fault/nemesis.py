@@ -32,12 +32,19 @@
 #              report the same start offset (checker: lost, start, replica).
 #              (Only the nemesis writes there, never during a disk-full
 #              episode, so its frequent rolls stay out of those.)
+#   wipe       SIGKILL a node, empty its data directory and restart it with
+#              its usual command line (--bootstrap included), as after a
+#              disk replacement: it must not count as its old self (the
+#              others refuse it); then replace it as docs/operations.md says
+#              ('tally member replace ID ADDR', which waits until it holds
+#              everything before it votes)
 # After each fault the nemesis waits (bounded) until every node runs and a
 # leader is known, and restarts any node that exited on its own (recorded as
 # a "crash").
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -46,7 +53,7 @@ import time
 import faultlib
 from workload import CLOCK_TOPIC, TOPIC, TOPICS, produce, run_cli
 
-KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk", "clock"]
+KINDS = ["kill", "pause", "partition", "corrupt", "churn", "disk", "clock", "wipe"]
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
@@ -300,6 +307,40 @@ class Nemesis(threading.Thread):
         self.sleep(0.2, 1)
         self.c.restart(node)
         self.h.write({"type": "note", "what": f"restarted node {node} after corrupt",
+                      "time": self.h.now()})
+
+    def do_wipe(self):
+        node, role = self.pick()
+        n = self.c.nodes[node]
+        self.c.kill(node)
+        # Empty the directory, not remove it (it may be a mount point).
+        for name in os.listdir(n.data):
+            p = os.path.join(n.data, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.unlink(p)
+        self.record("wipe", node=node, role=role)
+        self.sleep(0.2, 1)
+        self.c.restart(node)
+        self.sleep(0.5, 2)
+        # The others reach it through their own proxies; the leader adds
+        # it at the address it dials (its proxy to the node).
+        others = [i for i in self.c.nodes if i != node]
+        brokers = ",".join(self.c.nodes[i].client for i in others)
+        rc, out, err = None, "", ""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            lid = self.leader()
+            if lid and lid != node:
+                addr = f"{n.client}/127.0.0.1:{self.c.proxies[(lid, node)].port}"
+                rc, out, err = run_cli(["member", "replace", node, addr, "--wait-timeout", 90],
+                                       brokers, timeout=120)
+                if rc == 0:
+                    break
+            time.sleep(1)
+        self.record("replace", node=node, rc=rc, err=err[-300:])
+        self.h.write({"type": "note", "what": f"replaced node {node} after wipe",
                       "time": self.h.now()})
 
     def op(self, brokers, value, topic=TOPIC):

@@ -121,6 +121,13 @@ def test_model_compact_restart():
         for rnd in range(30, 40):
             write_round(c, "state", model, rnd, rng, 120, avoid=dead)
         live = sum(1 for v in model.latest.values() if v is not None)
+        # Compaction reaches the offsets of the last key checkpoint, taken
+        # at a Raft snapshot (every 16 entries here): 17 more entries, to
+        # another topic, make one come after the last write, wherever the
+        # cluster's own entries (cluster id, directories) put the others.
+        c.tally_ok("topic", "create", "filler")
+        for k in range(17):
+            c.tally_ok("produce", "filler", f"f{k}")
         bound = len(model.latest) + 40 * 120 // 4  # the keys, plus an unsealed tail
         check(model.records > 2 * bound, "the test writes too little to see compaction")
         for i in c.nodes:

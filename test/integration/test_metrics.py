@@ -214,6 +214,12 @@ def test_metrics_move():
         after = Scrape(port)
         d = lambda name, **lb: after.val(name, **lb) - before.val(name, **lb)  # noqa: E731
         check(d("tally_requests_total", type="produce") >= 1, "produce requests did not move")
+        for t in ("hello", "metadata", "topic_create", "topic_delete", "topic_list", "produce",
+                  "fetch", "member_add", "member_remove", "member_transfer", "offset_for_time",
+                  "group_commit", "group_fetch", "backup_cut", "member_promote", "group_list",
+                  "group_delete", "group_set", "clock", "member_replace", "read_index"):
+            check(after.get("tally_requests_total", type=t) is not None,
+                  f"no tally_requests_total series for type {t} (protocol types 1-21)")
         check(d("tally_produce_records_total") == n_recs,
               f"produce records moved by {d('tally_produce_records_total')}, want {n_recs}")
         check(d("tally_produce_bytes_total") > n_recs * 7, "produce bytes did not move")

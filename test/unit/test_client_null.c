@@ -144,6 +144,13 @@ static int r_member_add_addr(void) { return tally_member_add(t__c, 4, NULL); }
 static int r_member_remove_c(void) { return tally_member_remove(NULL, 4); }
 static int r_member_transfer_c(void) { return tally_member_transfer(NULL, 4); }
 static int r_member_promote_c(void) { return tally_member_promote(NULL, 4); }
+static int r_member_replace_c(void) { return tally_member_replace(NULL, 4); }
+static int r_read_index_c(void)
+{
+    uint64_t i;
+    return tally_read_index(NULL, &i);
+}
+static int r_read_index_index(void) { return tally_read_index(t__c, NULL); }
 static int r_catchup_c(void)
 {
     struct tally_catchup o;
@@ -188,7 +195,8 @@ static const struct row rows[] = {
     ROW(r_catchup_c),         ROW(r_catchup_out),        ROW(r_producer_create_c),
     ROW(r_producer_create_out), ROW(r_producer_create_both), ROW(r_producer_send_p),
     ROW(r_producer_send_topic), ROW(r_producer_send_rec), ROW(r_producer_poll_p),
-    ROW(r_producer_flush_p),
+    ROW(r_producer_flush_p),  ROW(r_member_replace_c),   ROW(r_read_index_c),
+    ROW(r_read_index_index),
 };
 
 static void test_null_arguments_refused(void **state)
@@ -206,6 +214,8 @@ static void test_null_arguments_refused(void **state)
     /* The refusals that have a handle say which argument. */
     assert_int_equal(tally_status_get(t__c, NULL), TALLY_INVAL);
     assert_non_null(strstr(tally_errmsg(t__c), "'st' is NULL"));
+    assert_int_equal(tally_read_index(t__c, NULL), TALLY_INVAL);
+    assert_non_null(strstr(tally_errmsg(t__c), "'index' is NULL"));
     tally_producer_destroy(t__p);
     tally_client_destroy(t__c);
     t__p = NULL;
@@ -228,6 +238,9 @@ static void test_null_no_result_calls(void **state)
     assert_non_null(tally_producer_errmsg(NULL));
     tally_producer_destroy(NULL);
     assert_int_equal(tally_condition_actual(NULL), 0);
+    tally_set_linearizable(NULL, 1);
+    assert_int_equal(tally_fetch_possibly_stale(NULL), 0);
+    assert_string_equal(tally_status_disagreement(NULL), "");
     assert_non_null(tally_strerror(TALLY_INVAL));
 }
 

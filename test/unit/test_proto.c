@@ -565,8 +565,11 @@ static void test_type_names(void **state)
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
     assert_string_equal(proto_type_name(PROTO_GROUP_LIST), "GROUP_LIST");
+    assert_string_equal(proto_type_name(PROTO_GROUP_DELETE), "GROUP_DELETE");
     assert_string_equal(proto_type_name(PROTO_GROUP_SET), "GROUP_SET");
     assert_string_equal(proto_type_name(PROTO_CLOCK), "CLOCK");
+    assert_string_equal(proto_type_name(PROTO_MEMBER_REPLACE), "MEMBER_REPLACE");
+    assert_string_equal(proto_type_name(PROTO_READ_INDEX), "READ_INDEX");
     assert_string_equal(proto_type_name(0), "UNKNOWN");
     assert_string_equal(proto_type_name(PROTO__TYPE_MAX + 1), "UNKNOWN");
     assert_string_equal(proto_type_name(65535), "UNKNOWN");

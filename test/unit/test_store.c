@@ -543,6 +543,51 @@ static void test_group_positions(void **state)
     buf_free(&snap);
 }
 
+/* The cluster id and the members' data directories (catalog version 2):
+ * the first cluster id stays, a directory is recorded and forgotten, and
+ * both survive a reopen and travel in a snapshot. A version 1 catalog (no
+ * such fields) still opens, with none. */
+static void test_cluster_identity(void **state)
+{
+    struct fixture *f = *state;
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    char *dir2;
+    assert_int_equal(store_cluster_id(f->s), 0);
+    buf_init(&e);
+    cmd_encode_cluster_id(&e, 0xabcdef, NULL);
+    assert_int_equal(apply(f, 2, &e, NULL), 0);
+    e.len = 0;
+    cmd_encode_cluster_id(&e, 0x1234, NULL);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_int_equal(store_cluster_id(f->s), 0xabcdef);
+    e.len = 0;
+    cmd_encode_member_dir(&e, 1, 0x111);
+    assert_int_equal(apply(f, 4, &e, NULL), 0);
+    e.len = 0;
+    cmd_encode_member_dir(&e, 2, 0x222);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    e.len = 0;
+    cmd_encode_member_dir(&e, 1, 0);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(store_member_dir(f->s, 1), 0);
+    assert_int_equal(store_member_dir(f->s, 2), 0x222);
+    buf_free(&e);
+    reopen(f);
+    assert_int_equal(store_cluster_id(f->s), 0xabcdef);
+    assert_int_equal(store_member_dir(f->s, 2), 0x222);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 6, &snap, errmsg), 0);
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
+    assert_int_equal(store_cluster_id(s2), 0xabcdef);
+    assert_int_equal(store_member_dir(s2, 2), 0x222);
+    assert_int_equal(store_member_dir(s2, 1), 0);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+}
+
 /* Code of the single result of applying @e at @index. */
 static int apply_code(struct fixture *f, uint64_t index, struct buf *e)
 {
@@ -977,8 +1022,9 @@ static void test_trim_tombstone_limit(void **state)
     buf_free(&e);
 }
 
-/* A version 1 catalog (before TOPIC_TRIM) still opens: its topics start
- * with no trim offset, and the next catalog written is version 2. */
+/* A version 1 catalog (before TOPIC_TRIM and the cluster identity) still
+ * opens: its topics start with no trim offset, it has no cluster id and no
+ * member directories, and the next catalog written is version 2. */
 static void test_catalog_version_1(void **state)
 {
     struct fixture *f = *state;
@@ -1024,6 +1070,8 @@ static void test_catalog_version_1(void **state)
     assert_int_equal(tp->trim_offset, 0);
     assert_int_equal(tp->tombstone_limit, 0);
     assert_int_equal(store_topic_start(tp), 0);
+    assert_int_equal(store_cluster_id(f->s), 0);
+    assert_int_equal(store_member_dir(f->s, 1), 0);
     create_topic(f, 8, "new");
     fp = fopen(path, "rb");
     assert_non_null(fp);
@@ -1051,6 +1099,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
