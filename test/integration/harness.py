@@ -104,6 +104,37 @@ class Result:
                 f"out={self.out[:300]!r}, err={self.err[:300]!r})")
 
 
+_runtimes = {}
+
+
+def sanitizer_runtimes(path):
+    """The ASan/UBSan runtime libraries @path is linked with (a list of
+    paths, empty for a normal build), from ldd."""
+    if path not in _runtimes:
+        ldd = subprocess.run(["ldd", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True).stdout
+        _runtimes[path] = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
+                           if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
+    return _runtimes[path]
+
+
+def reexec_for_libtally():
+    """For a test that loads libtally into this Python process (ctypes):
+    with a sanitized build, run this script again with the sanitizer
+    runtime preloaded, as the runtime must be loaded first (leaks are not
+    checked: they would be the interpreter's). Returns only when no
+    re-execution is needed, or in the re-executed process."""
+    lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
+    if os.environ.get("TALLY_REEXECUTED") or not os.path.exists(lib):
+        return
+    pre = sanitizer_runtimes(lib)
+    if not pre:
+        return
+    env = dict(os.environ, TALLY_REEXECUTED="1", LD_PRELOAD=":".join(pre),
+               ASAN_OPTIONS="detect_leaks=0")
+    sys.exit(subprocess.run([sys.executable] + sys.argv, env=env).returncode)
+
+
 def run_tally(args, input=None, timeout=60, brokers=None, env=None):
     """Run the tally CLI with @args (a list) and return a Result. @brokers
     goes to -b. A run that outlives @timeout seconds is killed and fails."""
@@ -199,6 +230,12 @@ class Cluster:
                          .encode())
         n.log_file.flush()
         env = dict(os.environ, **self.node_env[node_id]) if node_id in self.node_env else None
+        if env is not None and env.get("LD_PRELOAD"):
+            # A sanitized tallyd refuses to start unless its runtime is the
+            # first library loaded (libfaketime is preloaded by clock tests).
+            first = sanitizer_runtimes(TALLYD)
+            if first:
+                env["LD_PRELOAD"] = ":".join(first + [env["LD_PRELOAD"]])
         n.proc = subprocess.Popen(n.argv, stdin=subprocess.DEVNULL, stdout=n.log_file,
                                   stderr=n.log_file, env=env)
         n.expected_up = True

@@ -170,7 +170,7 @@ def run(c, raft_dir, lead):
                   f"{short} was acknowledged at offset {what}, the log has "
                   f"{(at.get(what) or '(nothing)')[:12]} there and {short} at {where.get(value)}")
         elif kind == "fail":
-            check(value not in where, f"{short} is in the log at {where[value]} although tally "
+            check(value not in where, f"{short} is in the log at {where.get(value)} although tally "
                   f"said the write failed: {what[-200:]}")
     print(f"#   writes: {counts['ok']} acknowledged, {counts['fail']} refused, "
           f"{counts['unknown']} unknown outcome; node 1 refused writes, then caught up to the "

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BUILD_DIR, TALLYD, Cluster, check, parse_records,  # noqa: E402
-                     run_tests, wait_until)
+                     reexec_for_libtally, run_tests, wait_until)
 import ctypes  # noqa: E402
 import fake_server  # noqa: E402  (its ctypes binding of libtally)
 
@@ -123,5 +123,6 @@ def test_segment_size_rule():
 
 
 if __name__ == "__main__":
+    reexec_for_libtally()
     run_tests([test_linearizable_read_in_a_partition,
                test_linearizable_read_sees_a_write_through_another_node, test_segment_size_rule])
