@@ -133,8 +133,9 @@ static int member_catch_up_and_promote(tally_client *client, const char *cmd, ui
             if (cu.spare && (rc = tally_member_add(client, id, cu.addr)) != 0) {
                 tool_cluster_error(client, cmd, rc);
             }
-        } else {
-            /* Say what keeps it from answering, once per kind of error. */
+        } else if (rc != TALLY_NOTFOUND) {
+            /* Say what keeps it from answering, once per kind of error (a
+             * member just added that a node does not list yet is none). */
             char line[512];
             snprintf(line, sizeof line, "tally %s: %s", cmd, tally_errmsg(client));
             member_say(line, last, sizeof last);
