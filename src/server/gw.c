@@ -68,6 +68,9 @@ struct gw {
     int64_t anchor_mono;
     uint64_t ahead_logged_ms;  /* monotonic time of the last "clock ahead" log */
     unsigned trims_inflight;   /* TOPIC_TRIM entries proposed, not completed */
+    bool check_inflight;       /* a CATALOG_CHECK proposed, not completed */
+    uint64_t checked_index;    /* the applied index the last one was made at */
+    uint64_t check_entry;      /* the Raft index of the last one applied */
     struct skew *skew;         /* clock health, for CLOCK answers (may be NULL) */
     /* Parked fetches. */
     struct req *parked;
@@ -1529,6 +1532,45 @@ void gw_retention(struct gw *gw)
         }
         gw->trims_inflight++;
     }
+}
+
+static void gw__check_done(void *arg, int status, uint64_t index, const struct store_result *res)
+{
+    struct gw *gw = arg;
+    (void)res;
+    gw->check_inflight = false;
+    if (status == 0) {
+        gw->check_entry = index;
+    }
+    if (status != 0) {
+        TLOG_DEBUG("gw", "catalog check: proposal failed (%s)", err_name(status));
+    }
+}
+
+void gw_catalog_check(struct gw *gw)
+{
+    uint64_t at, digest;
+    struct buf entry;
+    int rv;
+    if (gw->node == NULL || !node_ready(gw->node) || gw->check_inflight) {
+        return;
+    }
+    at = store_applied(gw->store);
+    /* nothing applied since, or only the last check itself */
+    if (at == gw->checked_index || at == gw->check_entry ||
+        !store_catalog_digest(gw->store, at, &digest)) {
+        return;
+    }
+    buf_init(&entry);
+    cmd_encode_catalog_check(&entry, at, digest);
+    rv = buf_ok(&entry) ? node_propose(gw->node, &entry, gw__check_done, gw) : TALLY_NOMEM;
+    buf_free(&entry);
+    if (rv != 0) {
+        TLOG_DEBUG("gw", "catalog check: proposal failed (%s)", err_name(rv));
+        return;
+    }
+    gw->check_inflight = true;
+    gw->checked_index = at;
 }
 
 void gw_tick(struct gw *gw)

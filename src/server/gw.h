@@ -35,6 +35,11 @@ void gw_flush(struct gw *gw);
 void gw_on_applied(struct gw *gw, uint64_t index);
 void gw_on_append(struct gw *gw, struct store_topic *t);
 void gw_on_role(struct gw *gw, int old_role, int new_role);
+/* Called every few seconds: on the leader, when its applied index moved,
+ * propose a CATALOG_CHECK of its catalog digest at that index (followers
+ * compare theirs, store_catalog_digest). */
+void gw_catalog_check(struct gw *gw);
+
 /* Called every retention_interval_ms: on the leader, propose a TOPIC_TRIM
  * for every topic whose retention (by age and size) or tombstone limit
  * moved on, judged by the leader's clock (gw.c, gw__clock). Followers do

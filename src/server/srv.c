@@ -272,6 +272,9 @@ static void srv__tick(uv_timer_t *t)
         srv__check_disk(s);
         srv__check_peers(s);
     }
+    if (s->ticks % (3000 / SRV__TICK_MS) == 1) {
+        gw_catalog_check(s->gw);
+    }
     gw_tick(s->gw);
 }
 

@@ -86,6 +86,14 @@ void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id)
     cmd__end(b, start);
 }
 
+void cmd_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest)
+{
+    size_t start = cmd__begin(b, CMD_CATALOG_CHECK);
+    buf_put_u64(b, at_index);
+    buf_put_u64(b, digest);
+    cmd__end(b, start);
+}
+
 void cmd_append_begin(struct buf *b)
 {
     b->len = 0;

@@ -51,6 +51,14 @@
  *                 history from a peer; a node that holds them checks them
  *   MEMBER_DIR    u64 id, u64 directory_id: the data directory member @id
  *                 runs on (DATA/identity); 0 forgets it (member replace)
+ *   CATALOG_CHECK u64 at_index, u64 digest: the leader's catalog digest
+ *                 (store_catalog_digest) right after it applied entry
+ *                 at_index. A node that still knows its own digest at
+ *                 at_index and finds it different reports its catalog as
+ *                 differing from the leader's (store_divergence, /health
+ *                 503); one that no longer knows it skips the check. A
+ *                 build without this command stops at it (unknown command
+ *                 type: a failed apply), see docs/operations.md, upgrades
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -74,6 +82,7 @@ enum cmd_type {
     CMD_GROUP_DELETE = 8,
     CMD_CLUSTER_ID = 9,
     CMD_MEMBER_DIR = 10,
+    CMD_CATALOG_CHECK = 11,
 };
 
 #define CMD_NO_EXPECT UINT64_MAX
@@ -106,6 +115,7 @@ void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_ind
 void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
 void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
 void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
+void cmd_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */

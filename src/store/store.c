@@ -87,6 +87,9 @@ struct store {
     unsigned n_members;
     uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
     char divergence[384];            /* store_divergence, "" when none */
+    struct {
+        uint64_t index, digest;      /* index 0: none */
+    } digests[STORE_DIGESTS];        /* store_catalog_digest, at index % STORE_DIGESTS */
     struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
     unsigned n_dirs;
     store_append_hook hook;
@@ -1400,6 +1403,86 @@ int store_describe_restored(struct store *s, struct buf *out)
     return buf_ok(out) ? 0 : TALLY_NOMEM;
 }
 
+/* Order-independent: a sum of one hash per topic and per group position. */
+static uint64_t store__digest_now(struct store *s)
+{
+    uint8_t b[2 * STORE_NAME_MAX + 64];
+    uint64_t sum = 0;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        size_t n = strlen(t->name) + 1;
+        uint64_t v[7] = {t->created_index, t->config.policy, (uint64_t)t->config.retention_ms,
+                         (uint64_t)t->config.retention_bytes, (uint64_t)t->config.segment_bytes,
+                         t->trim_offset, t->log != NULL ? log_next_offset(t->log) : 0};
+        memcpy(b, t->name, n);
+        for (unsigned i = 0; i < 7; i++) {
+            for (unsigned k = 0; k < 8; k++) {
+                b[n++] = (uint8_t)(v[i] >> (8 * k));
+            }
+        }
+        sum += codec_checksum(b, n);
+    }
+    for (unsigned g = 0; g < s->n_groups; g++) {
+        const struct store__group *p = &s->groups[g];
+        size_t n = (size_t)snprintf((char *)b, sizeof b, "G%s%c%s%c", p->group, 0, p->topic, 0);
+        for (unsigned k = 0; k < 8 && n < sizeof b; k++) {
+            b[n++] = (uint8_t)(p->offset >> (8 * k));
+        }
+        sum += codec_checksum(b, n);
+    }
+    return sum;
+}
+
+/* After applying @index live: remember the digest. Not while replaying what
+ * the logs already hold past @index, nor at or below the catalog
+ * checkpoint (the state there is a later one). */
+static void store__record_digest(struct store *s, uint64_t index)
+{
+    if (index <= s->catalog_index) {
+        return;
+    }
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (t->tail_index > index || t->floor_index > index) {
+            return;
+        }
+    }
+    s->digests[index % STORE_DIGESTS].index = index;
+    s->digests[index % STORE_DIGESTS].digest = store__digest_now(s);
+}
+
+bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest)
+{
+    if (index == 0 || s->digests[index % STORE_DIGESTS].index != index) {
+        return false;
+    }
+    *digest = s->digests[index % STORE_DIGESTS].digest;
+    return true;
+}
+
+uint64_t store_applied(struct store *s)
+{
+    return s->applied_index;
+}
+
+static int store__catalog_check(struct store *s, uint64_t index, struct rd *body, char *errmsg)
+{
+    uint64_t at = rd_u64(body), theirs = rd_u64(body), mine;
+    if (!rd_ok(body)) {
+        return ERR_CORRUPT(errmsg, "catalog check entry %llu malformed",
+                           (unsigned long long)index);
+    }
+    if (!store_catalog_digest(s, at, &mine) || mine == theirs || s->divergence[0] != '\0') {
+        return 0;
+    }
+    snprintf(s->divergence, sizeof s->divergence,
+             "catalog differs from the leader's at index %llu (checked at index %llu): this "
+             "node's digest %016llx, the leader's %016llx; this node's catalog is not the "
+             "cluster's: rebuild it (tally member replace)",
+             (unsigned long long)at, (unsigned long long)index, (unsigned long long)mine,
+             (unsigned long long)theirs);
+    TLOG_ERROR("store", "%s", s->divergence);
+    return 0;
+}
+
 const char *store_divergence(struct store *s)
 {
     return s->divergence[0] != '\0' ? s->divergence : NULL;
@@ -1879,12 +1962,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             rv = store__member_dir(s, index, &body, &res->items[0], errmsg);
         }
         break;
+    case CMD_CATALOG_CHECK:
+        rv = store__catalog_check(s, index, &body, errmsg);
+        break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
                          (unsigned long long)index, type);
     }
     if (rv == 0 && index > s->applied_index) {
         s->applied_index = index;
+        store__record_digest(s, index);
     }
     if (rv != 0 || out == NULL) {
         free(res);
@@ -2307,6 +2394,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         c.groups = NULL;
         s->catalog_index = c.index;
         s->applied_index = c.index;
+        memset(s->digests, 0, sizeof s->digests);
         s->max_ts = store__scan_max_ts(s);
         rv = store_checkpoint(s, errmsg);
     }

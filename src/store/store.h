@@ -152,6 +152,15 @@ int store_describe_restored(struct store *s, struct buf *out);
  * found (a restored topic that differs from the leader's description), or
  * NULL. */
 const char *store_divergence(struct store *s);
+/* The digest of this node's catalog (topics with their creation index,
+ * configuration, start and next offsets; group positions: what apply makes
+ * identical on every node) right after it applied entry @index, if it still
+ * knows it (a ring of the last STORE_DIGESTS entries applied live, not
+ * replayed); false otherwise. For CMD_CATALOG_CHECK. */
+#define STORE_DIGESTS 256
+bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest);
+/* The last entry applied. */
+uint64_t store_applied(struct store *s);
 /* The data directory recorded for member @id (CMD_MEMBER_DIR), 0 if none. */
 uint64_t store_member_dir(struct store *s, uint64_t id);
 

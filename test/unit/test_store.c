@@ -1083,6 +1083,50 @@ static void test_catalog_version_1(void **state)
     assert_non_null(store_topic_find(f->s, "new"));
 }
 
+/* CATALOG_CHECK: the digest at an applied index is the same for the same
+ * entries; a leader's digest that differs from this node's at the same
+ * index is reported (store_divergence), one for an index this node no
+ * longer knows is skipped. */
+static void test_catalog_check(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"orders"};
+    struct buf e;
+    uint64_t d3, d3b, d4;
+    create_topic(f, 2, "orders");
+    buf_init(&e);
+    append_entry(&e, t, 1, 3);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_true(store_catalog_digest(f->s, 3, &d3));
+    assert_false(store_catalog_digest(f->s, 1, &d3b));
+    e.len = 0;
+    cmd_encode_catalog_check(&e, 3, d3);
+    assert_int_equal(e.len % 8, 0);
+    assert_int_equal(apply(f, 4, &e, NULL), 0);
+    assert_null(store_divergence(f->s));
+    /* a check changes no catalog state */
+    assert_true(store_catalog_digest(f->s, 4, &d4));
+    assert_int_equal(d3, d4);
+    /* more records: another digest */
+    e.len = 0;
+    append_entry(&e, t, 1, 1);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    assert_true(store_catalog_digest(f->s, 5, &d3b));
+    assert_int_not_equal(d3, d3b);
+    /* an index it does not know: skipped */
+    e.len = 0;
+    cmd_encode_catalog_check(&e, 1, d3 + 1);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_null(store_divergence(f->s));
+    /* the leader's digest differs: reported */
+    e.len = 0;
+    cmd_encode_catalog_check(&e, 3, d3 + 1);
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    assert_non_null(store_divergence(f->s));
+    assert_non_null(strstr(store_divergence(f->s), "differs from the leader's at index 3"));
+    buf_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1100,6 +1144,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
