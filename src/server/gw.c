@@ -1556,6 +1556,7 @@ void gw_catalog_check(struct gw *gw)
         return;
     }
     at = store_applied(gw->store);
+    at -= at % STORE_DIGEST_EVERY; /* the latest index with a digest */
     /* nothing applied since, or only the last check itself */
     if (at == gw->checked_index || at == gw->check_entry ||
         !store_catalog_digest(gw->store, at, &digest)) {

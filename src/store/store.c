@@ -89,7 +89,7 @@ struct store {
     char divergence[384];            /* store_divergence, "" when none */
     struct {
         uint64_t index, digest;      /* index 0: none */
-    } digests[STORE_DIGESTS];        /* store_catalog_digest, at index % STORE_DIGESTS */
+    } digests[STORE_DIGESTS];        /* store_catalog_digest: index / STORE_DIGEST_EVERY % STORE_DIGESTS */
     struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
     unsigned n_dirs;
     store_append_hook hook;
@@ -1437,7 +1437,7 @@ static uint64_t store__digest_now(struct store *s)
  * checkpoint (the state there is a later one). */
 static void store__record_digest(struct store *s, uint64_t index)
 {
-    if (index <= s->catalog_index) {
+    if (index <= s->catalog_index || index % STORE_DIGEST_EVERY != 0) {
         return;
     }
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
@@ -1445,16 +1445,18 @@ static void store__record_digest(struct store *s, uint64_t index)
             return;
         }
     }
-    s->digests[index % STORE_DIGESTS].index = index;
-    s->digests[index % STORE_DIGESTS].digest = store__digest_now(s);
+    unsigned slot = (unsigned)(index / STORE_DIGEST_EVERY % STORE_DIGESTS);
+    s->digests[slot].index = index;
+    s->digests[slot].digest = store__digest_now(s);
 }
 
 bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest)
 {
-    if (index == 0 || s->digests[index % STORE_DIGESTS].index != index) {
+    unsigned slot = (unsigned)(index / STORE_DIGEST_EVERY % STORE_DIGESTS);
+    if (index == 0 || s->digests[slot].index != index) {
         return false;
     }
-    *digest = s->digests[index % STORE_DIGESTS].digest;
+    *digest = s->digests[slot].digest;
     return true;
 }
 

@@ -155,9 +155,12 @@ const char *store_divergence(struct store *s);
 /* The digest of this node's catalog (topics with their creation index,
  * configuration, start and next offsets; group positions: what apply makes
  * identical on every node) right after it applied entry @index, if it still
- * knows it (a ring of the last STORE_DIGESTS entries applied live, not
- * replayed); false otherwise. For CMD_CATALOG_CHECK. */
+ * knows it; false otherwise. For CMD_CATALOG_CHECK. Digests are taken
+ * only at indexes that are multiples of STORE_DIGEST_EVERY (the digest
+ * hashes every topic, too much for every entry with many topics) and kept
+ * for the last STORE_DIGESTS of those applied live, not replayed. */
 #define STORE_DIGESTS 256
+#define STORE_DIGEST_EVERY 16
 bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest);
 /* The last entry applied. */
 uint64_t store_applied(struct store *s);

@@ -1092,38 +1092,45 @@ static void test_catalog_check(void **state)
     struct fixture *f = *state;
     const char *t[] = {"orders"};
     struct buf e;
-    uint64_t d3, d3b, d4;
+    uint64_t d16, dx, d32, d48;
+    const uint64_t k = STORE_DIGEST_EVERY;
     create_topic(f, 2, "orders");
     buf_init(&e);
     append_entry(&e, t, 1, 3);
-    assert_int_equal(apply(f, 3, &e, NULL), 0);
-    assert_true(store_catalog_digest(f->s, 3, &d3));
-    assert_false(store_catalog_digest(f->s, 1, &d3b));
-    e.len = 0;
-    cmd_encode_catalog_check(&e, 3, d3);
-    assert_int_equal(e.len % 8, 0);
-    assert_int_equal(apply(f, 4, &e, NULL), 0);
-    assert_null(store_divergence(f->s));
-    /* a check changes no catalog state */
-    assert_true(store_catalog_digest(f->s, 4, &d4));
-    assert_int_equal(d3, d4);
-    /* more records: another digest */
+    assert_int_equal(apply(f, k, &e, NULL), 0);
+    assert_true(store_catalog_digest(f->s, k, &d16));
+    assert_false(store_catalog_digest(f->s, 2, &dx)); /* not a digest index */
     e.len = 0;
     append_entry(&e, t, 1, 1);
-    assert_int_equal(apply(f, 5, &e, NULL), 0);
-    assert_true(store_catalog_digest(f->s, 5, &d3b));
-    assert_int_not_equal(d3, d3b);
-    /* an index it does not know: skipped */
+    assert_int_equal(apply(f, k + 1, &e, NULL), 0);
+    assert_false(store_catalog_digest(f->s, k + 1, &dx));
     e.len = 0;
-    cmd_encode_catalog_check(&e, 1, d3 + 1);
-    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    cmd_encode_catalog_check(&e, k, d16);
+    assert_int_equal(e.len % 8, 0);
+    assert_int_equal(apply(f, 2 * k, &e, NULL), 0);
+    assert_null(store_divergence(f->s));
+    /* a check changes no catalog state, but the record at k + 1 did */
+    assert_true(store_catalog_digest(f->s, 2 * k, &d32));
+    assert_int_not_equal(d16, d32);
+    e.len = 0;
+    cmd_encode_catalog_check(&e, 2 * k, d32);
+    assert_int_equal(apply(f, 3 * k, &e, NULL), 0);
+    assert_true(store_catalog_digest(f->s, 3 * k, &d48));
+    assert_int_equal(d32, d48);
+    assert_null(store_divergence(f->s));
+    /* an index it has no digest of: skipped */
+    e.len = 0;
+    cmd_encode_catalog_check(&e, 1, d16 + 1);
+    assert_int_equal(apply(f, 3 * k + 1, &e, NULL), 0);
     assert_null(store_divergence(f->s));
     /* the leader's digest differs: reported */
     e.len = 0;
-    cmd_encode_catalog_check(&e, 3, d3 + 1);
-    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    cmd_encode_catalog_check(&e, k, d16 + 1);
+    assert_int_equal(apply(f, 3 * k + 2, &e, NULL), 0);
     assert_non_null(store_divergence(f->s));
-    assert_non_null(strstr(store_divergence(f->s), "differs from the leader's at index 3"));
+    char want[64];
+    snprintf(want, sizeof want, "differs from the leader's at index %llu", (unsigned long long)k);
+    assert_non_null(strstr(store_divergence(f->s), want));
     buf_free(&e);
 }
 
