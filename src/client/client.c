@@ -2462,10 +2462,16 @@ TALLY_API int tally_group_list(tally_client *c, const char *group, const char *t
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "list group %s", group != NULL ? group : "positions");
+    if (positions == NULL || n == NULL) {
+        return client__null_output(c, what, positions == NULL ? "positions" : "n");
+    }
     *positions = NULL;
     *n = 0;
-    snprintf(what, sizeof what, "list group %s", group != NULL ? group : "positions");
     if ((group != NULL && (rv = client__check_group(c, group, what)) != 0) ||
         (topic != NULL && (rv = client__check_name(c, topic, what)) != 0)) {
         return rv;
@@ -2522,6 +2528,9 @@ TALLY_API int tally_group_commit_at(tally_client *c, const char *group, const ch
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "commit group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
@@ -2550,6 +2559,9 @@ TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *
     size_t n = 0, i;
     uint64_t pos = 0;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "reset group %s on %s", group != NULL ? group : "(null)",
              topic != NULL ? topic : "(null)");
@@ -2604,6 +2616,9 @@ TALLY_API int tally_group_delete(tally_client *c, const char *group, const char 
     char what[2 * PROTO_NAME_MAX + 32];
     size_t start;
     int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
     c->errmsg[0] = '\0';
     snprintf(what, sizeof what, "delete group %s%s%s", group != NULL ? group : "(null)",
              topic != NULL ? " on " : "", topic != NULL ? topic : "");

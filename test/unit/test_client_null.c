@@ -133,6 +133,28 @@ static int r_group_fetch_found(void)
     uint64_t o;
     return tally_group_fetch(t__c, "g", "t", &o, NULL);
 }
+static int r_group_list_c(void)
+{
+    struct tally_group_position *p;
+    size_t n;
+    return tally_group_list(NULL, NULL, NULL, &p, &n);
+}
+static int r_group_list_positions(void)
+{
+    size_t n;
+    return tally_group_list(t__c, NULL, NULL, NULL, &n);
+}
+static int r_group_list_n(void)
+{
+    struct tally_group_position *p;
+    return tally_group_list(t__c, NULL, NULL, &p, NULL);
+}
+static int r_group_commit_at_c(void) { return tally_group_commit_at(NULL, "g", "t", 1, 1); }
+static int r_group_reset_c(void)
+{
+    return tally_group_reset(NULL, "g", "t", TALLY_RESET_EARLIEST, 0, NULL);
+}
+static int r_group_delete_c(void) { return tally_group_delete(NULL, "g", "t"); }
 static int r_status_c(void)
 {
     struct tally_status st;
@@ -186,6 +208,8 @@ static const struct row rows[] = {
     ROW(r_topic_list_n),      ROW(r_produce_c),          ROW(r_produce_result),
     ROW(r_produce_records),   ROW(r_produce_ex_result),  ROW(r_produce_ex_conditions),
     ROW(r_produce_ex_condition_key),
+    ROW(r_group_list_c),      ROW(r_group_list_positions), ROW(r_group_list_n),
+    ROW(r_group_commit_at_c), ROW(r_group_reset_c),      ROW(r_group_delete_c),
     ROW(r_fetch_c),           ROW(r_fetch_res),          ROW(r_fetch_topic),
     ROW(r_time_c),            ROW(r_time_offset),        ROW(r_group_commit_c),
     ROW(r_group_commit_group), ROW(r_group_fetch_c),     ROW(r_group_fetch_both),
