@@ -17,6 +17,8 @@
 #   c5        failover: SIGKILL the leader, time until the next produce
 #             (a fresh `tally produce --timeout 300` in a loop) is
 #             acknowledged
+#   c6        16 producers, each with one record (100 B) in flight
+#   mem       the nodes' peak RSS (VmHWM) after c1-c3 and c6
 # Then, unless PEERS=0, the peers: PEERS_DIR/run-peers.sh nats etcd
 # (REPS rounds; it installs what it needs from Debian). Its raw results
 # give the JetStream and etcd figures of the table.
@@ -27,7 +29,20 @@
 #   QUIET_WAIT     passed to run-peers.sh (default 20 s here, not 120)
 #   AUDIT          passed to run-peers.sh (default 0 here: no strace audit)
 #   BATCH_ARGS     bench options of the batched cases (default below)
-#   N1 N2 N3       record counts of c1, c2, c3
+#   N1 N2 N3 N6    record counts of c1, c2, c3, c6
+#   DELAY_MS       run every Raft link (node i -> node j) through
+#                  test/lib/delay-proxy with this one-way delay (0 is the
+#                  proxy alone); unset: direct loopback
+#   CLIENT_DELAY_MS  the same for the clients' links to the nodes (the
+#                  nodes' NOT_LEADER answers name the proxied addresses)
+#   JITTER_MS      +- jitter of both (default 0); RATE_BYTES: a cap in
+#                  bytes/s per direction of each connection (default none)
+#   DELAY_PROXY    the proxy binary (default: BIN/../test/lib/delay-proxy)
+#   SLOW_DISK      "equal": each node's data on a loop-mounted ext4 image
+#                  of its own; "slow": the same, and node 3 (kept a
+#                  follower) throttled to a tenth of the images' measured
+#                  write rate (bench/slowdisk.sh; needs root)
+#   RAW_OUT        write the raw result lines to this file (bench/net.sh)
 # Raw results are kept in bench-run.*/ only when KEEP=1.
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,14 +53,22 @@ PEERS_DIR=${PEERS_DIR:-$(cd "$TOP/.." && pwd)/shared/bench/peers}
 N1=${N1:-5000}
 N2=${N2:-2000000}
 N3=${N3:-300000}
+N6=${N6:-16000}
 BATCH_ARGS=${BATCH_ARGS:---inflight 200000 --pipeline 8 --batch-bytes 262144 --linger-ms 2}
 CPORT=7520
 RPORT=7620
 WORK=$(mktemp -d "$TOP/bench-run.XXXXXX")
-RAW=$WORK/raw.txt
+RAW=${RAW_OUT:-$WORK/raw.txt}
 PIDS=()
+PROXY_PIDS=()
 cleanup() {
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]:-}" "${PROXY_PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+    if [ -n "${SLOW_DISK:-}" ] && declare -F slowdisk_teardown >/dev/null; then
+        for p in "${PIDS[@]:-}"; do # the mounts are busy until the nodes are gone
+            for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        done
+        slowdisk_teardown
+    fi
     if [ "${KEEP:-0}" = 1 ]; then echo "raw results kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -61,17 +84,72 @@ done
 [ -x "$BIN/tallyd" ] && [ -x "$BIN/tally" ] || { echo "matrix.sh: no $BIN/tallyd" >&2; exit 1; }
 gcc -O2 -I"$PEERS_DIR" -o "$WORK/tcp_rtt" "$PEERS_DIR/tcp_rtt.c"
 
+# The delay proxies. Every node keeps its usual addresses (the Raft
+# configuration and the --peer lists are those of a real deployment);
+# with DELAY_MS, node j binds its Raft port at PPORT + j instead
+# (test/lib/libbindmap.so, LD_PRELOAD) and a delay-proxy listens on the
+# Raft port everybody dials, RPORT + j; with CLIENT_DELAY_MS the same for
+# its client port (bound at PPORT + 10 + j). So every message to node j,
+# from a peer or a client, crosses one delayed link.
+PPORT=7700
+DELAY_PROXY=${DELAY_PROXY:-$BIN/../test/lib/delay-proxy}
+BINDMAP=${BINDMAP:-$BIN/../test/lib/.libs/libbindmap.so}
+start_proxy() { # delay_ms links...
+    local d=$1 out
+    shift
+    out=$WORK/proxy.$RANDOM.out
+    "$DELAY_PROXY" --delay-ms "$d" --jitter-ms "${JITTER_MS:-0}" --rate-bytes "${RATE_BYTES:-0}" \
+        "$@" >"$out" 2>>"$WORK/proxy.err" &
+    PROXY_PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q '^ready' "$out" && return 0; sleep 0.05; done
+    echo "matrix.sh: delay-proxy did not start: $(cat "$WORK/proxy.err")" >&2
+    return 1
+}
+PROXY_LINKS=()
+CLIENT_LINKS=()
+for j in 1 2 3; do
+    [ -z "${DELAY_MS:-}" ] || PROXY_LINKS+=("$((RPORT + j))=$((PPORT + j))")
+    [ -z "${CLIENT_DELAY_MS:-}" ] || CLIENT_LINKS+=("$((CPORT + j))=$((PPORT + 10 + j))")
+done
+if [ ${#PROXY_LINKS[@]} != 0 ] || [ ${#CLIENT_LINKS[@]} != 0 ]; then
+    [ -x "$DELAY_PROXY" ] && [ -f "$BINDMAP" ] ||
+        { echo "matrix.sh: no $DELAY_PROXY or $BINDMAP (make them in the build dir)" >&2; exit 1; }
+fi
+bindmap_of() { # node: its TALLY_BINDMAP
+    local m=""
+    [ -z "${DELAY_MS:-}" ] || m="127.0.0.1:$((RPORT + $1))=127.0.0.1:$((PPORT + $1))"
+    [ -z "${CLIENT_DELAY_MS:-}" ] || m="${m:+$m,}127.0.0.1:$((CPORT + $1))=127.0.0.1:$((PPORT + 10 + $1))"
+    echo "$m"
+}
+
 export TALLY_BROKERS=127.0.0.1:$((CPORT + 1)),127.0.0.1:$((CPORT + 2)),127.0.0.1:$((CPORT + 3))
 PEER_ARGS=()
 for i in 1 2 3; do PEER_ARGS+=(--peer "$i=127.0.0.1:$((CPORT + i))/127.0.0.1:$((RPORT + i))"); done
 T() { "$BIN/tally" "$@"; }
 
+if [ -n "${SLOW_DISK:-}" ]; then
+    # shellcheck source=bench/slowdisk.sh
+    . "$TOP/bench/slowdisk.sh"
+    slowdisk_setup "$WORK" 3 || exit 1
+fi
+
 start_node() { # i
-    "$BIN/tallyd" --id "$1" --data "$WORK/n$1" --listen "127.0.0.1:$((CPORT + $1))" \
+    local cg=/ preload="" map
+    map=$(bindmap_of "$1")
+    [ -z "$map" ] || preload=$BINDMAP
+    # The throttle of bench/slowdisk.sh applies to the processes of its
+    # cgroup: the slow node starts from a shell that joined it.
+    if [ "${SLOW_DISK:-}" = slow ] && [ "$1" = 3 ]; then cg=$SLOWDISK_CGROUP; fi
+    sh -c '[ "$1" = / ] || echo $$ > "$1"/cgroup.procs || exit 1; shift; exec "$@"' sh "$cg" \
+        env LD_PRELOAD="$preload" TALLY_BINDMAP="$map" \
+        "$BIN/tallyd" --id "$1" --data "$WORK/n$1" --listen "127.0.0.1:$((CPORT + $1))" \
         --raft "127.0.0.1:$((RPORT + $1))" "${PEER_ARGS[@]}" --bootstrap --log-level info \
         2>>"$WORK/n$1.log" &
     PIDS[$1]=$!
     disown "$!" # no "Killed" notice from bash when the failover case kills it
+}
+peak_rss() { # node: VmHWM in KiB
+    sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/${PIDS[$1]}/status" 2>/dev/null || echo nan
 }
 leader_id() {
     T status --json 2>/dev/null | python3 -c \
@@ -100,25 +178,45 @@ run_case() {
 }
 
 log "tally: $REPS rounds, binaries $BIN, data in $WORK"
+log "network: raft links ${DELAY_MS:-direct} ms, client links ${CLIENT_DELAY_MS:-direct} ms, jitter ${JITTER_MS:-0} ms, disks ${SLOW_DISK:-of the tree}"
 log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$REPS"); do
-    rm -rf "$WORK"/n1 "$WORK"/n2 "$WORK"/n3
-    fs=$(python3 "$TOP/bench/fsync_baseline.py" "$WORK" 2000)
+    for i in 1 2 3; do
+        if [ -n "${SLOW_DISK:-}" ]; then
+            find "$WORK/n$i" -mindepth 1 -delete
+        else
+            rm -rf "$WORK/n$i"
+        fi
+    done
+    fsdir=$WORK
+    [ -z "${SLOW_DISK:-}" ] || fsdir=$WORK/n1 # the disk of the (fast) nodes
+    fs=$(python3 "$TOP/bench/fsync_baseline.py" "$fsdir" 2000)
     rtt=$("$WORK/tcp_rtt" 7519 100 20000 | grep '^RESULT')
     echo "BASE rep=$r $fs rtt_p50_us=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rtt")" \
         "rtt_p99_us=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rtt") load=$(cut -d' ' -f1 /proc/loadavg)" |
         tee -a "$RAW" >&2
+    [ ${#PROXY_LINKS[@]} = 0 ] || start_proxy "$DELAY_MS" "${PROXY_LINKS[@]}"
+    [ ${#CLIENT_LINKS[@]} = 0 ] || start_proxy "$CLIENT_DELAY_MS" "${CLIENT_LINKS[@]}"
     for i in 1 2 3; do start_node "$i"; done
-    wait_leader >/dev/null
-    for t in m1 m100 m1k; do T topic create "$t" >/dev/null; done
+    leader=$(wait_leader)
+    if [ "${SLOW_DISK:-}" = slow ] && [ "$leader" = 3 ]; then
+        T member transfer 1 >/dev/null # the slow node stays a follower
+        for _ in $(seq 1 50); do leader=$(wait_leader); [ "$leader" != 3 ] && break; sleep 0.1; done
+    fi
+    for t in m1 m100 m1k m16; do T topic create "$t" >/dev/null; done
     # shellcheck disable=SC2086 # BATCH_ARGS is a list of options
     {
         run_case c1 "$r" T bench produce m1 --count "$N1" --size 100 --inflight 1
         run_case c2 "$r" T bench produce m100 --count "$N2" --size 100 $BATCH_ARGS
         run_case c3 "$r" T bench produce m1k --count "$N3" --size 1024 $BATCH_ARGS
     }
+    run_case c6 "$r" T bench produce m16 --count "$N6" --size 100 --producers 16 --inflight 1
     leader=$(wait_leader)
+    echo "TALLY case=mem rep=$r leader=$leader hwm_kib_1=$(peak_rss 1) hwm_kib_2=$(peak_rss 2)" \
+        "hwm_kib_3=$(peak_rss 3) leader_hwm_kib=$(peak_rss "$leader")" | tee -a "$RAW" >&2
     follower=$((leader % 3 + 1))
+    [ "${SLOW_DISK:-}" = slow ] && [ "$follower" = 3 ] && follower=$((follower % 3 + 1))
+    [ "$follower" = "$leader" ] && follower=$((follower % 3 + 1))
     run_case c4_100 "$r" T bench consume m100 --count "$N2" --node "127.0.0.1:$((CPORT + follower))"
     run_case c4_1k "$r" T bench consume m1k --count "$N3" --node "127.0.0.1:$((CPORT + follower))"
     t0=$(date +%s.%N)
@@ -153,11 +251,12 @@ PY
 )
     echo "TALLY case=c5 rep=$r failover_s=$(echo "$t1 - $t0" | bc) leader_ready_s=$elected killed=$leader" |
         tee -a "$RAW" >&2
-    for i in 1 2 3; do kill -9 "${PIDS[$i]}" 2>/dev/null || true; done
-    for i in 1 2 3; do # disowned: wait for them to be gone
-        for _ in $(seq 1 100); do kill -0 "${PIDS[$i]}" 2>/dev/null || break; sleep 0.05; done
+    for p in "${PIDS[@]}" "${PROXY_PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do # disowned: wait for them to be gone
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
     done
     PIDS=()
+    PROXY_PIDS=()
 done
 log "load after tally: $(cut -d' ' -f1-3 /proc/loadavg)"
 

@@ -1,6 +1,7 @@
 # netdelay.py - runs test/lib/delay-proxy (a TCP proxy that delays each
 # direction by a fixed time plus jitter, optionally at a capped rate) for the
-# tests, and a harness.Cluster whose Raft links go through it.
+# tests. (bench/matrix.sh puts it in front of every node, with
+# test/lib/libbindmap.so moving each node's own sockets aside.)
 #
 # Python 3 standard library only.
 
@@ -8,7 +9,7 @@ import os
 import subprocess
 
 import harness
-from harness import Cluster, TestFailure
+from harness import TestFailure
 
 DELAY_PROXY = os.path.join(harness.BUILD_DIR, "test", "lib", "delay-proxy")
 
@@ -56,31 +57,3 @@ class DelayProxy:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-
-
-class DelayCluster(Cluster):
-    """A harness.Cluster whose Raft links go through one DelayProxy: node i
-    reaches node j at a proxy port of link (i, j), as faultlib.FaultCluster
-    does with its blocking proxies (each tallyd keeps its own --peer entry
-    real and gets the others' Raft addresses replaced)."""
-
-    def __init__(self, n=3, name="delay", extra_args=(), delay_ms=1, jitter_ms=0):
-        super().__init__(n=n, name=name, extra_args=extra_args)
-        self.links = [(i, j) for i in self.nodes for j in self.nodes if i != j]
-        self.proxy = DelayProxy([self.nodes[j].raft_port for (_, j) in self.links],
-                                delay_ms=delay_ms, jitter_ms=jitter_ms)
-        self.link_port = dict(zip(self.links, self.proxy.ports))
-
-    def argv(self, node_id):
-        n = self.nodes[node_id]
-        args = [harness.TALLYD, "--id", str(node_id), "--data", n.data, "--listen", n.client,
-                "--raft", n.raft]
-        for m in self.nodes.values():
-            raft = m.raft if m.id == node_id else f"127.0.0.1:{self.link_port[(node_id, m.id)]}"
-            args += ["--peer", f"{m.id}={m.client}/{raft}"]
-        args.append("--bootstrap")
-        return args + self.extra_args
-
-    def cleanup(self):
-        super().cleanup()
-        self.proxy.close()
