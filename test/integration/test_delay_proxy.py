@@ -4,7 +4,8 @@
 # margin above them), jitter spreads round trips without reordering bytes,
 # the rate cap holds a transfer back, a slow reader makes the writer wait
 # instead of filling the proxy's memory, ends of stream and refused
-# targets are passed on, and bad arguments are refused.
+# targets are passed on, and bad arguments are refused; and libbindmap.so,
+# which moves a node's own sockets aside for the proxy.
 #
 #   TALLY_BUILD_DIR=build python3 test/integration/test_delay_proxy.py [NAME...]
 #
@@ -25,6 +26,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, free_ports, no_server, run_tests, wait_until  # noqa: E402
 from netdelay import DELAY_PROXY, DelayProxy  # noqa: E402
+import harness  # noqa: E402
+
+BINDMAP = os.path.join(harness.BUILD_DIR, "test", "lib", ".libs", "libbindmap.so")
 
 # A round trip may exceed its setting by this much at the median (the
 # scheduler of a busy machine, two loop wake-ups per direction).
@@ -297,10 +301,34 @@ def test_bad_arguments():
     check(r.returncode == 1 and b"listen" in r.stderr, f"taken port: {r}")
 
 
+@no_server
+def test_bindmap():
+    """libbindmap.so (bench/matrix.sh's companion of the proxy) makes a bind
+    to a mapped address bind the other one, leaves other binds alone, and
+    fails every bind (EINVAL, with a message) when its setting is malformed."""
+    check(os.path.exists(BINDMAP), f"{BINDMAP} is not built")
+    asked, bound, other = free_ports(3)
+    prog = ("import socket,sys\n"
+            "for p in map(int, sys.argv[1:]):\n"
+            "    s = socket.socket(); s.bind(('127.0.0.1', p)); print(s.getsockname()[1])\n")
+    env = dict(os.environ, LD_PRELOAD=BINDMAP,
+               TALLY_BINDMAP=f"127.0.0.1:{asked}=127.0.0.1:{bound}")
+    r = subprocess.run(["/usr/bin/python3", "-c", prog, str(asked), str(other)], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(r.returncode == 0, f"remapped bind failed: {r.stderr!r}")
+    check(r.stdout.split() == [str(bound).encode(), str(other).encode()],
+          f"bound {r.stdout.split()}, want [{bound}, {other}]")
+    env["TALLY_BINDMAP"] = f"127.0.0.1:{asked}"
+    r = subprocess.run(["/usr/bin/python3", "-c", prog, str(other)], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(r.returncode != 0 and b"Invalid argument" in r.stderr and b"bad TALLY_BINDMAP" in r.stderr,
+          f"a malformed TALLY_BINDMAP did not fail the bind: {r!r}")
+
+
 if __name__ == "__main__":
     if not os.access(DELAY_PROXY, os.X_OK):
         print(f"SKIP: {DELAY_PROXY} is not built")
         sys.exit(77)
     run_tests([test_round_trip_matches_delay, test_jitter_spreads_and_keeps_order,
                test_rate_cap, test_slow_reader_holds_writer_back,
-               test_end_of_stream_and_refused_target, test_bad_arguments])
+               test_end_of_stream_and_refused_target, test_bad_arguments, test_bindmap])
