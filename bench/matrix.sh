@@ -55,8 +55,8 @@ N2=${N2:-2000000}
 N3=${N3:-300000}
 N6=${N6:-16000}
 BATCH_ARGS=${BATCH_ARGS:---inflight 200000 --pipeline 8 --batch-bytes 262144 --linger-ms 2}
-CPORT=7520
-RPORT=7620
+CPORT=${CPORT:-7520} # client ports CPORT+1..3, Raft RPORT+1..3, tcp_rtt CPORT-1
+RPORT=${RPORT:-7620}
 WORK=$(mktemp -d "$TOP/bench-run.XXXXXX")
 RAW=${RAW_OUT:-$WORK/raw.txt}
 PIDS=()
@@ -91,7 +91,7 @@ gcc -O2 -I"$PEERS_DIR" -o "$WORK/tcp_rtt" "$PEERS_DIR/tcp_rtt.c"
 # Raft port everybody dials, RPORT + j; with CLIENT_DELAY_MS the same for
 # its client port (bound at PPORT + 10 + j). So every message to node j,
 # from a peer or a client, crosses one delayed link.
-PPORT=7700
+PPORT=${PPORT:-7700}
 DELAY_PROXY=${DELAY_PROXY:-$BIN/../test/lib/delay-proxy}
 BINDMAP=${BINDMAP:-$BIN/../test/lib/.libs/libbindmap.so}
 start_proxy() { # delay_ms links...
@@ -191,7 +191,7 @@ for r in $(seq 1 "$REPS"); do
     fsdir=$WORK
     [ -z "${SLOW_DISK:-}" ] || fsdir=$WORK/n1 # the disk of the (fast) nodes
     fs=$(python3 "$TOP/bench/fsync_baseline.py" "$fsdir" 2000)
-    rtt=$("$WORK/tcp_rtt" 7519 100 20000 | grep '^RESULT')
+    rtt=$("$WORK/tcp_rtt" $((CPORT - 1)) 100 20000 | grep '^RESULT')
     echo "BASE rep=$r $fs rtt_p50_us=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rtt")" \
         "rtt_p99_us=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rtt") load=$(cut -d' ' -f1 /proc/loadavg)" |
         tee -a "$RAW" >&2

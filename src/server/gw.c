@@ -393,7 +393,7 @@ void gw_flush(struct gw *gw)
      * that many are. Waiting for an in-flight entry whenever one was (the
      * rule before) cost a write that came in meanwhile one more Raft round
      * trip; on a network with 1 ms one way that round is ~2.5 ms, and 16
-     * producers with one record each got 0.7x of what pipelining gives
+     * producers with one record each got 0.82x of what pipelining gives
      * (docs/performance.md, "Over a network"). Under load the gathered
      * entries still grow: a slot frees every quarter of a round. */
     if (gw->inflight >= gw->cfg->max_inflight_entries) {
