@@ -195,8 +195,10 @@ for r in $(seq 1 "$REPS"); do
     echo "BASE rep=$r $fs rtt_p50_us=$(sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p' <<<"$rtt")" \
         "rtt_p99_us=$(sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p' <<<"$rtt") load=$(cut -d' ' -f1 /proc/loadavg)" |
         tee -a "$RAW" >&2
-    [ ${#PROXY_LINKS[@]} = 0 ] || start_proxy "$DELAY_MS" "${PROXY_LINKS[@]}"
-    [ ${#CLIENT_LINKS[@]} = 0 ] || start_proxy "$CLIENT_DELAY_MS" "${CLIENT_LINKS[@]}"
+    # One proxy process per destination node: a process forwards one core's worth, and
+    # the leader's two outgoing Raft links carry twice the produce rate.
+    for l in "${PROXY_LINKS[@]:-}"; do [ -z "$l" ] || start_proxy "$DELAY_MS" "$l"; done
+    for l in "${CLIENT_LINKS[@]:-}"; do [ -z "$l" ] || start_proxy "$CLIENT_DELAY_MS" "$l"; done
     for i in 1 2 3; do start_node "$i"; done
     leader=$(wait_leader)
     if [ "${SLOW_DISK:-}" = slow ] && [ "$leader" = 3 ]; then
