@@ -34,7 +34,7 @@
 #                  test/lib/delay-proxy with this one-way delay (0 is the
 #                  proxy alone); unset: direct loopback
 #   CLIENT_DELAY_MS  the same for the clients' links to the nodes (the
-#                  nodes' NOT_LEADER answers name the proxied addresses)
+#                  usual client addresses, which the proxies then hold)
 #   JITTER_MS      +- jitter of both (default 0); RATE_BYTES: a cap in
 #                  bytes/s per direction of each connection (default none)
 #   DELAY_PROXY    the proxy binary (default: BIN/../test/lib/delay-proxy)
@@ -204,6 +204,7 @@ for r in $(seq 1 "$REPS"); do
     if [ "${SLOW_DISK:-}" = slow ] && [ "$leader" = 3 ]; then
         T member transfer 1 >/dev/null # the slow node stays a follower
         for _ in $(seq 1 50); do leader=$(wait_leader); [ "$leader" != 3 ] && break; sleep 0.1; done
+        [ "$leader" != 3 ] || { echo "matrix.sh: the slow node 3 stays the leader" >&2; exit 1; }
     fi
     for t in m1 m100 m1k m16; do T topic create "$t" >/dev/null; done
     # shellcheck disable=SC2086 # BATCH_ARGS is a list of options
