@@ -11,7 +11,8 @@
 # a loop device (direct I/O), and node 3 runs in a blkio cgroup that caps
 # its writes to that device at a tenth of the rate measured just before
 # (4 KiB O_DSYNC writes per second and bytes per second), as
-# bench/slowdisk.sh does. Without root, loop devices or the blkio
+# bench/slowdisk.sh does, and at most 50 writes/s and 4 MiB/s so that this
+# small load makes it fall behind on a fast device too. Without root, loop devices or the blkio
 # controller, node 3 is instead stopped (SIGSTOP) 90 ms of every 100 ms
 # while the writes run: slow at everything, not only its disk, but still
 # a follower the majority must not wait for. The mode is printed;
@@ -34,6 +35,8 @@ from harness import (Cluster, check, parse_records, run_tests,  # noqa: E402
 BLKIO = "/sys/fs/cgroup/blkio"
 WRITERS = 4
 RECORDS_PER_WRITER = 1500
+CAP_BPS = 4 << 20  # the slow node's write cap: at most this (and a tenth)
+CAP_IOPS = 50
 
 
 def dd_rate(args):
@@ -93,12 +96,16 @@ class SlowDisk:
         majmin = self._run("lsblk", "-dno", "MAJ:MIN", self.dev).replace(" ", "")
         self.cgroup = os.path.join(BLKIO, f"tally-test-slow-{os.getpid()}")
         os.mkdir(self.cgroup)
+        # A tenth of the device, and no more than CAP_*: a fast device's
+        # tenth would absorb this scaled-down load without falling behind.
+        cap_bps = max(min(bps // 10, CAP_BPS), 1 << 20)
+        cap_iops = max(min(iops // 10, CAP_IOPS), 10)
         with open(os.path.join(self.cgroup, "blkio.throttle.write_bps_device"), "w") as f:
-            f.write(f"{majmin} {max(bps // 10, 1 << 20)}")
+            f.write(f"{majmin} {cap_bps}")
         with open(os.path.join(self.cgroup, "blkio.throttle.write_iops_device"), "w") as f:
-            f.write(f"{majmin} {max(iops // 10, 10)}")
+            f.write(f"{majmin} {cap_iops}")
         self.figures = (f"device {iops} writes/s of 4 KiB, {bps / 1e6:.0f} MB/s; node 3 capped at "
-                        f"{max(iops // 10, 10)} writes/s, {max(bps // 10, 1 << 20) / 1e6:.1f} MB/s")
+                        f"{cap_iops} writes/s, {cap_bps / 1e6:.1f} MB/s")
 
     def adopt(self, pid):
         with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
