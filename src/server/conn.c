@@ -505,6 +505,10 @@ void conn_complete(struct req *req)
     }
     req->done = true;
     metrics_request_done(conn__metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
+    if (req->internal_done != NULL) {
+        req->internal_done(req);
+        return;
+    }
     if (req->conn == NULL) {
         conn__free_req(req);
         return;
@@ -514,6 +518,35 @@ void conn_complete(struct req *req)
     }
     req->conn->queued += req->resp.len + req->file_len;
     conn__drain(req->conn);
+}
+
+/* Internal requests (conn_req_internal) point at this connection, which is
+ * never opened, listed or closed: the gateway sees a live connection
+ * without a backup pin, and conn_complete() hands the answer back. */
+static struct conn conn__internal;
+
+struct req *conn_req_internal(uv_loop_t *loop, uint16_t type, void (*done)(struct req *req),
+                              void *data)
+{
+    struct req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (conn__loop == NULL) {
+        conn__loop = loop; /* for the read-ahead of cold FETCH answers */
+    }
+    r->conn = &conn__internal;
+    r->type = type;
+    r->start_ns = metrics_now_ns();
+    r->file_fd = -1;
+    r->internal_done = done;
+    r->internal_data = data;
+    return r;
+}
+
+void conn_req_free(struct req *req)
+{
+    conn__free_req(req);
 }
 
 /* Parse buffered frames and read again if the peer took enough answers. */

@@ -38,6 +38,10 @@ struct req {
     uint64_t deadline_ms;   /* when a parked request gives up */
     void *gw_data;          /* decoded request kept while parked (owned by gw) */
     uint64_t start_ns;      /* arrival (metrics_now_ns), for latency metrics */
+    /* An internal request (conn_req_internal): called instead of queueing
+     * the answer; NULL for a client's request. */
+    void (*internal_done)(struct req *req);
+    void *internal_data;    /* the internal requester's context */
 };
 
 /* Accept a new connection from @server (a listening uv_tcp_t). */
@@ -63,6 +67,19 @@ void conn_hold_backup(struct req *req);
  * below a topic's start offset what this node still holds (store_hold_trim:
  * the backup copies the state of its cut). */
 bool conn_is_backup(const struct req *req);
+
+/* A native request made inside the server by another front door (the
+ * Kafka listener, server/kgw.c), handled by the same gateway as a client's:
+ * fill req->type, pass it to gw_handle() with an encoded body; when the
+ * gateway completes it, @done runs (never from inside the gw_handle call
+ * for writes; possibly from inside it for reads) with the native answer in
+ * req->resp (a whole frame) and req->file_* (a FETCH's batches, already in
+ * the page cache), and owns the request: free it with conn_req_free().
+ * The request looks to the gateway like one from a live connection that
+ * holds no backup pin. Returns NULL when out of memory. */
+struct req *conn_req_internal(uv_loop_t *loop, uint16_t type, void (*done)(struct req *req),
+                              void *data);
+void conn_req_free(struct req *req);
 
 /* Count every answered request in @m (may be NULL: off). */
 struct metrics;
