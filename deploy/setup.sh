@@ -12,9 +12,13 @@
 # Debian 12's clang only recommends.
 # faketime (with libfaketime): runs a tallyd with a wrong clock in
 # test/integration/test_clock_skew.py and the fault suite's clock nemesis.
+# Kafka front door (docs/kafka-users.md): zlib1g-dev, libsnappy-dev and
+# libzstd-dev for the batch codecs Kafka clients use (lz4 is above); kcat,
+# librdkafka-dev and python3-confluent-kafka are the real Kafka clients the
+# tests run (test/integration/test_kafka_*.py).
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev
-faketime"
+faketime zlib1g-dev libsnappy-dev libzstd-dev kcat librdkafka-dev python3-confluent-kafka"
 
 # libraft-dev must be at least this version (cowsql/raft, the maintained
 # continuation of canonical/raft). Debian 12 itself ships 0.15.0; the

@@ -114,7 +114,7 @@ struct kafka_str kafka_rd_bytes(struct kafka_rd *r, bool flex)
 int32_t kafka_rd_array(struct kafka_rd *r, bool flex, size_t min_elem)
 {
     int64_t n = flex ? (int64_t)kafka_rd_uvarint(r) - 1 : kafka_rd_i32(r);
-    if (r->bad || n < -1 || (n > 0 && (uint64_t)n * (min_elem ? min_elem : 1) > r->left)) {
+    if (r->bad || n < -1 || (n > 0 && (uint64_t)n * min_elem > r->left)) {
         r->bad = true;
         return 0;
     }

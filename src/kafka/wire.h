@@ -40,7 +40,8 @@ struct kafka_str kafka_rd_string(struct kafka_rd *r, bool flex);
 /* BYTES / NULLABLE_BYTES / RECORDS (int32 length) or COMPACT_* (@flex). */
 struct kafka_str kafka_rd_bytes(struct kafka_rd *r, bool flex);
 /* An array's element count (-1: null). A count that cannot fit in the
- * bytes left (each element takes at least @min_elem bytes) is bad. */
+ * bytes left (each element takes at least @min_elem bytes; 0: no check)
+ * is bad. */
 int32_t kafka_rd_array(struct kafka_rd *r, bool flex, size_t min_elem);
 /* Skip a tagged-field section (flexible versions only; nothing if !@flex). */
 void kafka_rd_tags(struct kafka_rd *r, bool flex);

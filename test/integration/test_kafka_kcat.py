@@ -1,0 +1,276 @@
+# test_kafka_kcat.py - Debian's kcat (librdkafka) against tallyd's Kafka
+# listener: metadata (-L), produce (-P) with keys and headers, consume (-C)
+# from the beginning, the end, a negative and an exact offset and a time,
+# the long-poll, acks=0 and acks=1, records written natively read through
+# Kafka and the other way round, and bad input (malformed frames, unknown
+# APIs and versions, wrong CRC, lying lengths) that must never crash a node
+# nor write anything.
+#
+#   TALLY_BUILD_DIR=build python3 test/integration/test_kafka_kcat.py [NAME...]
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import SKIP, TALLY, check, run_tests, wait_until  # noqa: E402
+from kafka_cluster import KCAT, KafkaCluster, kcat  # noqa: E402
+
+
+def metadata(c, topic=None, ids=None):
+    args = ["-b", c.bootstrap(ids), "-L", "-J", "-m", "10"]
+    if topic:
+        args += ["-t", topic]
+    rc, out, err = kcat(*args, timeout=30)
+    check(rc == 0, f"kcat -L failed: {err!r}")
+    return json.loads(out)
+
+
+def wait_topic(c, topic):
+    """Every node's metadata names @topic (a follower applies the creation
+    a moment after the leader)."""
+    def pred():
+        for i in c.nodes:
+            md = metadata(c, topic, ids=[i])
+            t = [t for t in md["topics"] if t["topic"] == topic]
+            if not t or t[0].get("error") or not t[0]["partitions"]:
+                return False
+        return True
+    wait_until(pred, 20, f"topic {topic} in every node's Kafka metadata")
+
+
+def consume(c, topic, *extra, fmt="%o|%k|%s|%h\\n", ids=None, timeout=30):
+    rc, out, err = kcat("-b", c.bootstrap(ids), "-C", "-t", topic, "-e", "-q", "-f", fmt,
+                        *extra, timeout=timeout)
+    check(rc == 0, f"kcat -C failed: {err!r}")
+    return out.decode().splitlines()
+
+
+def test_metadata_names_the_raft_leader():
+    """kcat -L: three brokers at their Kafka addresses; the topic's one
+    partition is led by the Raft leader, with every voter as replica and ISR;
+    an unknown topic is reported as unknown."""
+    with KafkaCluster(name="kafka-md") as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "orders")
+        wait_topic(c, "orders")
+        for i in c.nodes:
+            md = metadata(c, ids=[i])
+            brokers = {b["id"]: b["name"] for b in md["brokers"]}
+            check(brokers == {j: c.kafka_addr(j) for j in c.nodes}, f"brokers: {brokers}")
+            t = [t for t in md["topics"] if t["topic"] == "orders"][0]
+            check(len(t["partitions"]) == 1, f"partitions: {t}")
+            p = t["partitions"][0]
+            check(p["partition"] == 0 and p["leader"] == leader, f"partition: {p}")
+            check(sorted(r["id"] for r in p["replicas"]) == [1, 2, 3], f"replicas: {p}")
+            check(sorted(r["id"] for r in p["isrs"]) == [1, 2, 3], f"isrs: {p}")
+        md = metadata(c, "nosuch")
+        t = [t for t in md["topics"] if t["topic"] == "nosuch"][0]
+        check(t.get("error"), f"unknown topic without an error: {t}")
+
+
+def test_produce_consume_keys_headers_offsets():
+    """kcat -P with keys (-K) and headers (-H) through a follower's address
+    only (the client finds the leader); kcat -C from beginning, end, -N,
+    an exact offset; the native CLI reads the same keys and values, and
+    `tally log dump` shows the headers."""
+    with KafkaCluster(name="kafka-pc") as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "t")
+        wait_topic(c, "t")
+        follower = [i for i in c.nodes if i != leader][0]
+        lines = b"".join(b"k%d:v%d\n" % (i, i) for i in range(5))
+        rc, out, err = kcat("-b", c.bootstrap([follower]), "-P", "-t", "t", "-K:", "-H", "h1=one",
+                            "-H", "h2=", input=lines)
+        check(rc == 0, f"kcat -P failed: {err!r}")
+        want = [f"{i}|k{i}|v{i}|h1=one,h2=" for i in range(5)]
+        check(consume(c, "t", "-o", "beginning") == want, "beginning")
+        check(consume(c, "t", "-o", "end") == [], "end")
+        check(consume(c, "t", "-o", "-2") == want[3:], "-2")
+        check(consume(c, "t", "-o", "3") == want[3:], "exact offset 3")
+        check(consume(c, "t", "-o", "beginning", "-c", "2") == want[:2], "-c 2")
+        # Every node serves committed records to Kafka consumers.
+        for i in c.nodes:
+            wait_until(lambda: consume(c, "t", "-o", "beginning", ids=[i]) == want, 20,
+                       f"node {i} to serve the records")
+        r = c.tally_ok("consume", "t", "--format", "%o %k %v\\n")
+        check(r.out.decode().splitlines() == [f"{i} k{i} v{i}" for i in range(5)], r.out)
+        # Native writes read through Kafka.
+        c.tally_ok("produce", "t", "-k", "nk", "native")
+        check(consume(c, "t", "-o", "5") == ["5|nk|native|"], "native record via Kafka")
+        c.stop(follower)
+        r = c.tally("log", "dump", c.nodes[follower].data, "--topic", "t")
+        check(r.rc == 0 and b'headers: "h1"="one" "h2"=""\n' in r.out, f"log dump: {r.out!r}")
+
+
+def test_long_poll_and_time_offsets():
+    """A consumer waiting at the end gets a record produced later (the
+    native parked fetch serves Kafka's max_wait); -o s@TIME starts at the
+    first record written at or after TIME (ListOffsets by timestamp)."""
+    with KafkaCluster(name="kafka-lp") as c:
+        c.start()
+        c.tally_ok("topic", "create", "lp")
+        wait_topic(c, "lp")
+        check(kcat("-b", c.bootstrap(), "-P", "-t", "lp", input=b"early\n")[0] == 0, "produce")
+        time.sleep(0.05)
+        mid = int(time.time() * 1000)
+        time.sleep(0.05)
+        waiter = subprocess.Popen([KCAT, "-b", c.bootstrap(), "-C", "-t", "lp", "-o", "end",
+                                   "-c", "1", "-q", "-f", "%o %s\\n", "-X",
+                                   "fetch.wait.max.ms=5000"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.5)  # let it reach the end and park
+            check(waiter.poll() is None, "consumer at the end returned before any record")
+            check(kcat("-b", c.bootstrap(), "-P", "-t", "lp", input=b"late\n")[0] == 0, "produce")
+            out, err = waiter.communicate(timeout=30)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        check(out.decode().splitlines() == ["1 late"], f"waiting consumer got {out!r} {err!r}")
+        check(consume(c, "lp", "-o", f"s@{mid}", fmt="%o %s\\n") == ["1 late"], "s@mid")
+        check(consume(c, "lp", "-o", "s@0", fmt="%o %s\\n") == ["0 early", "1 late"], "s@0")
+
+
+def test_acks_zero_and_one():
+    """acks=1 is answered after the commit like acks=-1; acks=0 gets no
+    answer (Kafka's rule) and is still written through the native path."""
+    with KafkaCluster(name="kafka-acks") as c:
+        c.start()
+        c.tally_ok("topic", "create", "a")
+        wait_topic(c, "a")
+        rc, _, err = kcat("-b", c.bootstrap(), "-P", "-t", "a", "-X", "acks=1", input=b"one\n")
+        check(rc == 0, f"acks=1: {err!r}")
+        rc, _, err = kcat("-b", c.bootstrap(), "-P", "-t", "a", "-X", "acks=0", input=b"zero\n")
+        check(rc == 0, f"acks=0: {err!r}")
+        wait_until(lambda: consume(c, "a", "-o", "beginning", fmt="%s\\n") == ["one", "zero"],
+                   20, "both records")
+
+
+# -- bad input, on a raw socket --------------------------------------------------
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def varint(v):
+    v = (v << 1) ^ (v >> 63)
+    out = b""
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def record_batch(values, bad_crc=False, length_delta=0):
+    recs = b""
+    for i, v in enumerate(values):
+        body = b"\x00" + varint(0) + varint(i) + varint(-1) + varint(len(v)) + v + varint(0)
+        recs += varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, 0, 0, -1, -1, -1, len(values)) + recs
+    crc = crc32c(after_crc) ^ (1 if bad_crc else 0)
+    rest = struct.pack(">ibI", 0, 2, crc) + after_crc
+    return struct.pack(">qi", 0, len(rest) + length_delta) + rest
+
+
+def kstr(s):
+    return struct.pack(">h", len(s)) + s
+
+
+def request(api, version, body, corr=7):
+    head = struct.pack(">hhi", api, version, corr) + kstr(b"test")
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def produce_body(topic, records, acks=-1):
+    return (struct.pack(">h", -1) + struct.pack(">hi", acks, 5000) + struct.pack(">i", 1) +
+            kstr(topic) + struct.pack(">i", 1) + struct.pack(">i", 0) +
+            struct.pack(">i", len(records)) + records)
+
+
+def roundtrip(addr, data, timeout=10):
+    """Send @data; return the answer frame's body after the correlation id,
+    or None if the node closed the connection without answering."""
+    host, port = addr.split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(data)
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk:
+                return None
+            head += chunk
+        n = struct.unpack(">i", head)[0]
+        body = b""
+        while len(body) < n:
+            chunk = s.recv(n - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        return body[4:]
+
+
+def produce_error(answer):
+    """The partition error code of a one-partition Produce v3 answer."""
+    pos = 4  # topics array length
+    n = struct.unpack_from(">h", answer, pos)[0]
+    pos += 2 + n + 4 + 4  # topic name, partitions length, partition index
+    return struct.unpack_from(">h", answer, pos)[0]
+
+
+def test_bad_input_never_writes():
+    """Malformed frames, unknown APIs and versions close the connection;
+    ApiVersions of an unknown version gets UNSUPPORTED_VERSION; a batch with
+    a wrong CRC or a lying length gets CORRUPT_MESSAGE. The node keeps
+    running, logs the rejections, and the topic stays empty; a good batch
+    on the same path is then written."""
+    with KafkaCluster(name="kafka-bad") as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "b")
+        wait_topic(c, "b")
+        addr = c.kafka_addr(leader)
+        check(roundtrip(addr, struct.pack(">i", 3) + b"abc") is None, "tiny frame answered")
+        check(roundtrip(addr, struct.pack(">i", 0x7FFFFFFF)) is None, "huge frame answered")
+        check(roundtrip(addr, request(999, 0, b"")) is None, "unknown API answered")
+        check(roundtrip(addr, request(3, 99, b"")) is None, "unknown Metadata version answered")
+        check(roundtrip(addr, request(0, 3, b"\x00")) is None, "truncated Produce answered")
+        av = roundtrip(addr, request(18, 42, b""))
+        check(av is not None and struct.unpack_from(">h", av, 0)[0] == 35,
+              f"ApiVersions v42: {av!r}")
+        for name, batch in [("bad crc", record_batch([b"x"], bad_crc=True)),
+                            ("long length", record_batch([b"x"], length_delta=5)),
+                            ("short length", record_batch([b"x"], length_delta=-5)),
+                            ("truncated", record_batch([b"xyz"])[:-2])]:
+            ans = roundtrip(addr, request(0, 3, produce_body(b"b", batch)))
+            check(ans is not None and produce_error(ans) == 2, f"{name}: {ans!r}")
+        check(c.leader() == leader, "the leader changed")
+        c.check_up()
+        check(consume(c, "b", "-o", "beginning") == [], "a rejected batch was written")
+        ans = roundtrip(addr, request(0, 3, produce_body(b"b", record_batch([b"good"]))))
+        check(ans is not None and produce_error(ans) == 0, f"good batch: {ans!r}")
+        check(consume(c, "b", "-o", "beginning", fmt="%o %s\\n") == ["0 good"], "good batch")
+        with open(c.nodes[leader].log_path, errors="replace") as f:
+            log = f.read()
+        check("CRC-32C mismatch" in log and "unknown API or version" in log, "rejections logged")
+
+
+if __name__ == "__main__":
+    if not os.path.exists(KCAT):
+        print(f"SKIP: {KCAT} is not installed (deploy/setup.sh installs kcat)")
+        sys.exit(SKIP)
+    run_tests([test_metadata_names_the_raft_leader, test_produce_consume_keys_headers_offsets,
+               test_long_poll_and_time_offsets, test_acks_zero_and_one,
+               test_bad_input_never_writes])
