@@ -34,6 +34,8 @@ int16_t kafka_error_from_tally(int code)
         return KAFKA_KAFKA_STORAGE_ERROR;
     case TALLY_SEQUENCE:
         return KAFKA_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case TALLY_DUPLICATE:
+        return KAFKA_DUPLICATE_SEQUENCE_NUMBER;
     case TALLY_EXISTS:
         return KAFKA_TOPIC_ALREADY_EXISTS;
     default:

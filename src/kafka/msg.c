@@ -17,6 +17,7 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_LIST_OFFSETS, 1, 5, 1, INT16_MAX, "ListOffsets"},
     {KAFKA_METADATA, 1, 9, 1, 9, "Metadata"},
     {KAFKA_API_VERSIONS, 0, 3, 0, 3, "ApiVersions"},
+    {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
 };
 const size_t kafka_n_apis = sizeof kafka_apis / sizeof kafka_apis[0];
 
@@ -464,4 +465,23 @@ void kafka_encode_list_offsets(struct buf *b, const struct kafka_req_header *h,
         kafka_put_tags(b, f);
     }
     kafka_put_tags(b, f);
+}
+
+/* ---- InitProducerId ---- */
+
+int kafka_decode_init_pid(struct kafka_rd *r, const struct kafka_req_header *h,
+                          struct kafka_init_pid_req *m)
+{
+    m->transactional_id = kafka_rd_string(r, h->flex);
+    m->transaction_timeout_ms = kafka_rd_i32(r);
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_init_pid(struct buf *b, int16_t error, int64_t producer_id, int16_t epoch)
+{
+    kafka_put_i32(b, 0); /* throttle_time_ms */
+    kafka_put_i16(b, error);
+    kafka_put_i64(b, producer_id);
+    kafka_put_i16(b, epoch);
 }

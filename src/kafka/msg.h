@@ -32,6 +32,7 @@ enum kafka_api_key {
     KAFKA_LIST_OFFSETS = 2,
     KAFKA_METADATA = 3,
     KAFKA_API_VERSIONS = 18,
+    KAFKA_INIT_PRODUCER_ID = 22,
 };
 
 struct kafka_api {
@@ -201,5 +202,14 @@ int kafka_decode_list_offsets(struct kafka_rd *r, const struct kafka_req_header 
                               struct kafka_arena *a, struct kafka_list_req *m);
 void kafka_encode_list_offsets(struct buf *b, const struct kafka_req_header *h,
                                const struct kafka_list_req *m);
+
+/* ---- InitProducerId (v0-v1) ---- */
+struct kafka_init_pid_req {
+    struct kafka_str transactional_id; /* tally has no transactions: must be null */
+    int32_t transaction_timeout_ms;
+};
+int kafka_decode_init_pid(struct kafka_rd *r, const struct kafka_req_header *h,
+                          struct kafka_init_pid_req *m);
+void kafka_encode_init_pid(struct buf *b, int16_t error, int64_t producer_id, int16_t epoch);
 
 #endif

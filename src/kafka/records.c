@@ -146,7 +146,23 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
                    info->record_count, last_offset_delta);
         return KAFKA_INVALID_RECORD;
     }
-    batch_builder_init(&bb, 0, 0);
+    if (info->producer_id >= 0) {
+        /* An idempotent producer: id and epoch name one tally producer (a
+         * new epoch starts a new sequence, as in Kafka), and its base
+         * sequence, which counts records, is checked by the store. */
+        if (info->producer_id >= KAFKA_MAX_PRODUCER_ID || info->producer_epoch < 0 ||
+            info->base_sequence < 0) {
+            err_printf(errmsg, "producer id %lld, epoch %d, sequence %d: not one this cluster "
+                               "hands out", (long long)info->producer_id, info->producer_epoch,
+                       info->base_sequence);
+            return KAFKA_UNKNOWN_PRODUCER_ID;
+        }
+        batch_builder_init(&bb, kafka_tally_producer(info->producer_id, info->producer_epoch),
+                           (uint64_t)info->base_sequence);
+        bb.record_seq = true;
+    } else {
+        batch_builder_init(&bb, 0, 0);
+    }
     for (int32_t i = 0; i < info->record_count && rv == 0; i++) {
         struct kafka__record rec;
         rv = kafka__record_next(&r, &rec, &scratch, &cap);

@@ -43,6 +43,14 @@
 #define KAFKA_ATTR_TRANSACTIONAL 0x10
 #define KAFKA_ATTR_CONTROL 0x20
 
+/* Producer ids handed out by InitProducerId are below 2^47, so that id and
+ * epoch fit one tally producer id: 2^63 | (id << 16) | epoch, never 0. */
+#define KAFKA_MAX_PRODUCER_ID (INT64_C(1) << 47)
+static inline uint64_t kafka_tally_producer(int64_t id, int16_t epoch)
+{
+    return ((uint64_t)id << 16) | (uint16_t)epoch | (UINT64_C(1) << 63);
+}
+
 /* Producer fields of a produced batch. */
 struct kafka_batch_info {
     int64_t producer_id;     /* -1: not idempotent */
@@ -59,7 +67,10 @@ struct kafka_batch_info {
  * (ERR_MSG_SIZE): CORRUPT_MESSAGE (lengths, CRC, record framing),
  * UNSUPPORTED_FOR_MESSAGE_FORMAT (magic other than 2),
  * UNSUPPORTED_COMPRESSION_TYPE, INVALID_RECORD (control or transactional
- * batch, no records, offset deltas not 0..count-1), MESSAGE_TOO_LARGE. */
+ * batch, no records, offset deltas not 0..count-1), MESSAGE_TOO_LARGE,
+ * UNKNOWN_PRODUCER_ID (a producer id, epoch or sequence out of range). An
+ * idempotent producer's batch carries kafka_tally_producer(id, epoch) and
+ * its base sequence, flagged BATCH_FLAG_RECORD_SEQ. */
 int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *info,
                            struct buf *out, char *errmsg);
 

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "kafka/errors.h"
@@ -874,6 +875,43 @@ static void kgw__list_offsets(struct kgw *kg, struct kjob *job, struct kafka_rd 
     buf_free(&body);
 }
 
+/* ---- InitProducerId ----------------------------------------------------- */
+
+/* A new idempotent producer: a random id below KAFKA_MAX_PRODUCER_ID, epoch
+ * 0. Nothing is stored: the id's sequences live in each topic's replicated
+ * producer table from its first batch on, as a native producer's do, so
+ * any node can answer. Two producers drawing the same id (2^47 choices)
+ * would share sequences; the odds for a million producers are 4 in a
+ * billion. Transactions do not exist in tally: a transactional id is
+ * refused. */
+static void kgw__init_pid(struct kjob *job, struct kafka_rd *rd)
+{
+    struct kafka_init_pid_req m;
+    int64_t id = 0;
+    int16_t error = KAFKA_NONE;
+    if (kafka_decode_init_pid(rd, &job->h, &m) != 0) {
+        kgw__reject(job, "malformed InitProducerId request");
+        return;
+    }
+    if (m.transactional_id.len >= 0) {
+        error = KAFKA_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    } else {
+        while (id <= 0) {
+            uint64_t u;
+            if (getrandom(&u, sizeof u, 0) != (ssize_t)sizeof u) {
+                error = KAFKA_UNKNOWN_SERVER_ERROR;
+                break;
+            }
+            id = (int64_t)(u & (uint64_t)(KAFKA_MAX_PRODUCER_ID - 1));
+        }
+    }
+    size_t start = kafka_begin_response(&job->resp, &job->h);
+    kafka_encode_init_pid(&job->resp, error, error == KAFKA_NONE ? id : -1,
+                          error == KAFKA_NONE ? 0 : -1);
+    kafka_end_response(&job->resp, start);
+    kconn_job_done(job);
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 void kgw_handle(struct kgw *kg, struct kjob *job)
@@ -904,6 +942,9 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         break;
     case KAFKA_LIST_OFFSETS:
         kgw__list_offsets(kg, job, &rd);
+        break;
+    case KAFKA_INIT_PRODUCER_ID:
+        kgw__init_pid(job, &rd);
         break;
     default:
         kgw__reject(job, "unknown API"); /* cannot happen: kafka_apis[] lists these */

@@ -1608,6 +1608,48 @@ static int store__check_conditions(struct store_topic *t, const struct store__co
     return 0;
 }
 
+
+/* The producer check of a batch whose producer_seq counts records (a Kafka
+ * idempotent producer, BATCH_FLAG_RECORD_SEQ): sequences run modulo 2^31
+ * and the next batch starts at the last one's sequence + its record count.
+ * A retry of the last batch answers with its offsets (as for native
+ * producers); a batch before it is a retry of one already written
+ * (TALLY_DUPLICATE: Kafka's DUPLICATE_SEQUENCE_NUMBER, which clients take
+ * as written); any other sequence is out of order (TALLY_SEQUENCE). A
+ * producer the table does not know starts anywhere. Returns true when the
+ * batch must not be written (res says why). Deterministic: it reads only
+ * the replicated table. */
+static bool store__record_seq_check(struct store_topic *t, const struct batch_header *h,
+                                    struct store_item_result *res)
+{
+    const uint64_t mask = (UINT64_C(1) << 31) - 1;
+    const struct store_producer *p = store__producer_find(t, h->producer_id);
+    if (p == NULL) {
+        return false;
+    }
+    if (h->producer_seq == p->seq) {
+        res->duplicate = true;
+        res->base_offset = p->base_offset;
+        res->count = p->count;
+        return true;
+    }
+    if (h->producer_seq == ((p->seq + p->count) & mask)) {
+        return false;
+    }
+    if (((p->seq - h->producer_seq) & mask) < (UINT64_C(1) << 30)) {
+        store__result(res, TALLY_DUPLICATE,
+                      "producer %016llx: sequence %llu is before its last batch's %llu on "
+                      "topic %s: already written", (unsigned long long)h->producer_id,
+                      (unsigned long long)h->producer_seq, (unsigned long long)p->seq, t->name);
+        return true;
+    }
+    store__result(res, TALLY_SEQUENCE,
+                  "producer %016llx: sequence %llu does not follow %llu + %u records on topic %s",
+                  (unsigned long long)h->producer_id, (unsigned long long)h->producer_seq,
+                  (unsigned long long)p->seq, p->count, t->name);
+    return true;
+}
+
 static int store__append_item(struct store *s, uint64_t index, struct store_topic *t,
                               unsigned earlier_items, const uint8_t *batch, uint32_t len,
                               const struct store__conds *conds, struct store_item_result *res,
@@ -1631,7 +1673,11 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         store__result(res, TALLY_INVAL, "batch for %s holds no records", t->name);
         return 0;
     }
-    if (h.producer_id != 0) {
+    if (h.producer_id != 0 && (h.flags & BATCH_FLAG_RECORD_SEQ)) {
+        if (store__record_seq_check(t, &h, res)) {
+            return 0; /* a duplicate or a refusal: nothing written */
+        }
+    } else if (h.producer_id != 0) {
         const struct store_producer *p = store__producer_find(t, h.producer_id);
         if (p != NULL && h.producer_seq == p->seq) {
             /* A retry of the producer's last batch: answer with where the
