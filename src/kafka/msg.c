@@ -17,6 +17,8 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_LIST_OFFSETS, 1, 5, 1, INT16_MAX, "ListOffsets"},
     {KAFKA_METADATA, 1, 9, 1, 9, "Metadata"},
     {KAFKA_API_VERSIONS, 0, 3, 0, 3, "ApiVersions"},
+    {KAFKA_CREATE_TOPICS, 0, 4, 0, INT16_MAX, "CreateTopics"},
+    {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
     {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
 };
 const size_t kafka_n_apis = sizeof kafka_apis / sizeof kafka_apis[0];
@@ -484,4 +486,121 @@ void kafka_encode_init_pid(struct buf *b, int16_t error, int64_t producer_id, in
     kafka_put_i16(b, error);
     kafka_put_i64(b, producer_id);
     kafka_put_i16(b, epoch);
+}
+
+/* ---- CreateTopics ---- */
+
+int kafka_decode_create_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_create_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_topics = kafka_rd_array(r, f, 12);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_create_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->num_partitions = kafka_rd_i32(r);
+        t->replication_factor = kafka_rd_i16(r);
+        t->n_assignments = kafka_rd_array(r, f, 8);
+        for (int32_t k = 0; k < t->n_assignments && !r->bad; k++) {
+            (void)kafka_rd_i32(r); /* partition_index */
+            int32_t nb = kafka_rd_array(r, f, 4);
+            for (int32_t j = 0; j < nb && !r->bad; j++) {
+                (void)kafka_rd_i32(r); /* broker_ids */
+            }
+            kafka_rd_tags(r, f);
+        }
+        t->n_configs = kafka_rd_array(r, f, 4);
+        if (r->bad || t->name.len < 0 || t->n_configs < 0) {
+            return -1;
+        }
+        if (t->n_configs > 0 && (t->configs = kafka_arena_alloc(
+                                     a, (size_t)t->n_configs * sizeof *t->configs)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_configs && !r->bad; k++) {
+            t->configs[k].name = kafka_rd_string(r, f);
+            t->configs[k].value = kafka_rd_string(r, f);
+            if (t->configs[k].name.len < 0) {
+                r->bad = true;
+            }
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    m->timeout_ms = kafka_rd_i32(r);
+    if (h->api_version >= 1) {
+        m->validate_only = kafka_rd_i8(r) != 0;
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_create_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_create_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 2) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_create_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_i16(b, t->error);
+        if (h->api_version >= 1) {
+            kafka_put_cstring(b, f, t->error_message);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- DeleteTopics ---- */
+
+int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_delete_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_topics = kafka_rd_array(r, f, 2);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        m->topics[i].name = kafka_rd_string(r, f);
+        if (m->topics[i].name.len < 0) {
+            r->bad = true;
+        }
+    }
+    m->timeout_ms = kafka_rd_i32(r);
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_delete_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        kafka_put_string(b, f, m->topics[i].name.p, (size_t)m->topics[i].name.len);
+        kafka_put_i16(b, m->topics[i].error);
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
 }

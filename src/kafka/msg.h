@@ -32,6 +32,8 @@ enum kafka_api_key {
     KAFKA_LIST_OFFSETS = 2,
     KAFKA_METADATA = 3,
     KAFKA_API_VERSIONS = 18,
+    KAFKA_CREATE_TOPICS = 19,
+    KAFKA_DELETE_TOPICS = 20,
     KAFKA_INIT_PRODUCER_ID = 22,
 };
 
@@ -202,6 +204,48 @@ int kafka_decode_list_offsets(struct kafka_rd *r, const struct kafka_req_header 
                               struct kafka_arena *a, struct kafka_list_req *m);
 void kafka_encode_list_offsets(struct buf *b, const struct kafka_req_header *h,
                                const struct kafka_list_req *m);
+
+/* ---- CreateTopics (v0-v4) ---- */
+struct kafka_config {
+    struct kafka_str name;
+    struct kafka_str value;    /* len -1: null */
+};
+struct kafka_create_topic {
+    struct kafka_str name;
+    int32_t num_partitions;    /* -1: the default (1) */
+    int16_t replication_factor;
+    int32_t n_assignments;
+    int32_t n_configs;
+    struct kafka_config *configs;
+    /* the answer */
+    int16_t error;
+    char *error_message;       /* NULL, or arena-allocated */
+};
+struct kafka_create_req {
+    int32_t n_topics;
+    struct kafka_create_topic *topics;
+    int32_t timeout_ms;
+    bool validate_only;        /* v1+ */
+};
+int kafka_decode_create_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_create_req *m);
+void kafka_encode_create_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_create_req *m);
+
+/* ---- DeleteTopics (v0-v3) ---- */
+struct kafka_delete_topic {
+    struct kafka_str name;
+    int16_t error;             /* the answer */
+};
+struct kafka_delete_req {
+    int32_t n_topics;
+    struct kafka_delete_topic *topics;
+    int32_t timeout_ms;
+};
+int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_delete_req *m);
+void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_delete_req *m);
 
 /* ---- InitProducerId (v0-v1) ---- */
 struct kafka_init_pid_req {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka/compress.h"
 #include "kafka/crc32c.h"
 #include "kafka/errors.h"
 #include "kafka/wire.h"
@@ -136,12 +137,20 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
         err_printf(errmsg, "transactional and control batches are not supported");
         return KAFKA_INVALID_RECORD;
     }
+    struct buf plain; /* the records section decompressed, if it was compressed */
+    buf_init(&plain);
     if (info->compression != 0) {
-        err_printf(errmsg, "compression type %d is not supported", info->compression);
-        return KAFKA_UNSUPPORTED_COMPRESSION_TYPE;
+        int crv = kafka_decompress(info->compression, r.p, r.left, BATCH_MAX_SIZE, &plain,
+                                   errmsg);
+        if (crv != 0) {
+            buf_free(&plain);
+            return crv;
+        }
+        kafka_rd_init(&r, plain.data != NULL ? plain.data : (const uint8_t *)"", plain.len);
     }
     if (info->record_count <= 0 || last_offset_delta != info->record_count - 1 ||
         (size_t)info->record_count > r.left) {
+        buf_free(&plain);
         err_printf(errmsg, "record batch with %d records and last offset delta %d",
                    info->record_count, last_offset_delta);
         return KAFKA_INVALID_RECORD;
@@ -155,6 +164,7 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
             err_printf(errmsg, "producer id %lld, epoch %d, sequence %d: not one this cluster "
                                "hands out", (long long)info->producer_id, info->producer_epoch,
                        info->base_sequence);
+            buf_free(&plain);
             return KAFKA_UNKNOWN_PRODUCER_ID;
         }
         batch_builder_init(&bb, kafka_tally_producer(info->producer_id, info->producer_epoch),
@@ -199,6 +209,7 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
         }
     }
     batch_builder_free(&bb);
+    buf_free(&plain);
     free(scratch);
     return rv;
 }

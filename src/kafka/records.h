@@ -64,7 +64,9 @@ struct kafka_batch_info {
  * magic, CRC-32C, record framing) and append the equivalent tally batch
  * (not yet stamped, lz4-compressed when that is smaller) to @out. Returns 0
  * or a Kafka error code (errors.h) with a message in @errmsg
- * (ERR_MSG_SIZE): CORRUPT_MESSAGE (lengths, CRC, record framing),
+ * (ERR_MSG_SIZE): CORRUPT_MESSAGE (lengths, CRC, record framing, a damaged
+ * compressed section or one that inflates past BATCH_MAX_SIZE; gzip,
+ * snappy, lz4 and zstd are read, compress.h),
  * UNSUPPORTED_FOR_MESSAGE_FORMAT (magic other than 2),
  * UNSUPPORTED_COMPRESSION_TYPE, INVALID_RECORD (control or transactional
  * batch, no records, offset deltas not 0..count-1), MESSAGE_TOO_LARGE,

@@ -464,6 +464,13 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         }
         return cfg__add_peer(c, value, errmsg);
     }
+    if (strcmp(key, "kafka_auto_create_topics") == 0) {
+        if (cfg__parse_bool(value, &c->kafka_auto_create_topics) != 0) {
+            err_printf(errmsg, "expected true or false");
+            return TALLY_INVAL;
+        }
+        return 0;
+    }
     if (strcmp(key, "bootstrap") == 0) {
         if (cfg__parse_bool(value, &c->bootstrap) != 0) {
             err_printf(errmsg, "expected true or false");

@@ -38,6 +38,8 @@ struct cfg {
     char kafka_advertise[CFG_ADDR_MAX]; /* --kafka-advertise HOST:PORT, "" = kafka_addr */
     struct cfg_kafka_peer kafka_peers[CFG_MAX_PEERS]; /* --kafka-peer ID=HOST:PORT */
     unsigned n_kafka_peers;
+    bool kafka_auto_create_topics;   /* kafka_auto_create_topics: Metadata creates an
+                                      * unknown topic it is asked about; default false */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */
     unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */

@@ -240,6 +240,8 @@ static void kgw__api_versions(struct kjob *job, int16_t error)
 struct kgw__md {
     struct kafka_metadata_req req;
     struct kgw *kg;
+    bool *auto_created;               /* per asked topic: a create was proposed for it */
+    bool creating;                    /* the auto-creates were sent */
     int code;                         /* first native error */
     char message[PROTO_MSG_MAX];
     struct proto_metadata_resp meta;
@@ -325,6 +327,11 @@ static void kgw__md_encode(struct kjob *job)
             }
         }
         t->leader = -1;
+        if (found == NULL && md->auto_created != NULL && md->auto_created[i]) {
+            /* Created just now: Kafka answers so too, and the client asks again. */
+            t->error = KAFKA_LEADER_NOT_AVAILABLE;
+            continue;
+        }
         if (found == NULL) {
             t->error = kgw__name_ok(md->req.topics[i]) ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION
                                                        : KAFKA_INVALID_TOPIC_EXCEPTION;
@@ -347,6 +354,60 @@ static void kgw__md_encode(struct kjob *job)
     kafka_encode_metadata(&job->resp, &job->h, &m);
 }
 
+static void kgw__md_done(struct kjob *job);
+
+static void kgw__md_created(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    if (a->code != 0 && a->code != TALLY_EXISTS) {
+        TLOG_INFO("kafka", "auto-creating a topic: %s", a->message);
+    }
+    if (sub->job->pending == 0) {
+        kgw__md_done(sub->job);
+    }
+}
+
+/* kafka_auto_create_topics: propose a TOPIC_CREATE (tally's defaults:
+ * policy retain) for every asked topic that does not exist, as Kafka's
+ * auto.create.topics.enable does. Returns true if any was sent. */
+static bool kgw__md_auto_create(struct kjob *job)
+{
+    struct kgw__md *md = job->state;
+    bool sent = false;
+    md->creating = true;
+    if (!md->kg->cfg->kafka_auto_create_topics || !md->req.allow_auto_create ||
+        md->req.n_topics <= 0 ||
+        (md->auto_created = kafka_arena_alloc(&job->arena, (size_t)md->req.n_topics)) == NULL) {
+        return false;
+    }
+    job->pending++;
+    for (int32_t i = 0; i < md->req.n_topics; i++) {
+        struct kafka_str s = md->req.topics[i];
+        bool found = false;
+        for (uint32_t k = 0; k < md->n_topics && !found; k++) {
+            found = strlen(md->topics[k].name) == (size_t)s.len &&
+                    memcmp(md->topics[k].name, s.p, (size_t)s.len) == 0;
+        }
+        if (found || !kgw__name_ok(s)) {
+            continue;
+        }
+        struct proto_topic_create_req c;
+        struct buf body;
+        memset(&c, 0, sizeof c);
+        kgw__name(c.name, s);
+        c.policy = TALLY_POLICY_RETAIN;
+        c.retention_ms = -1;
+        c.retention_bytes = -1;
+        buf_init(&body);
+        proto_put_topic_create_req(&body, &c);
+        md->auto_created[i] = true;
+        sent = true;
+        kgw__native(md->kg, job, PROTO_TOPIC_CREATE, &body, kgw__md_created, i, 0);
+        buf_free(&body);
+    }
+    job->pending--;
+    return sent;
+}
+
 static void kgw__md_done(struct kjob *job)
 {
     struct kgw__md *md = job->state;
@@ -355,6 +416,9 @@ static void kgw__md_done(struct kjob *job)
          * close, and let the client ask another bootstrap server. */
         kgw__reject(job, md->message);
         return;
+    }
+    if (!md->creating && kgw__md_auto_create(job) && job->pending > 0) {
+        return; /* answered when the creates are done */
     }
     kgw__finish(job, kgw__md_encode);
 }
@@ -875,6 +939,221 @@ static void kgw__list_offsets(struct kgw *kg, struct kjob *job, struct kafka_rd 
     buf_free(&body);
 }
 
+/* ---- CreateTopics and DeleteTopics ------------------------------------- */
+
+static char *kgw__arena_str(struct kjob *job, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = kafka_arena_alloc(&job->arena, n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n + 1);
+    }
+    return p;
+}
+
+/* A Kafka config value as an integer >= -1. */
+static bool kgw__config_int(struct kafka_str v, int64_t *out)
+{
+    char tmp[32];
+    char *end;
+    if (v.len <= 0 || (size_t)v.len >= sizeof tmp) {
+        return false;
+    }
+    memcpy(tmp, v.p, (size_t)v.len);
+    tmp[v.len] = '\0';
+    errno = 0;
+    long long x = strtoll(tmp, &end, 10);
+    if (errno != 0 || *end != '\0' || x < -1) {
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static bool kgw__str_is(struct kafka_str s, const char *lit)
+{
+    return s.len >= 0 && (size_t)s.len == strlen(lit) && memcmp(s.p, lit, (size_t)s.len) == 0;
+}
+
+/* Kafka topic configs -> the native settings in @c. Returns 0 or
+ * INVALID_CONFIG with @why. Without cleanup.policy a topic keeps
+ * everything (tally's retain); retention.ms or retention.bytes alone mean
+ * delete, as they do under Kafka's default policy. */
+static int16_t kgw__topic_config(const struct kafka_create_topic *t,
+                                 struct proto_topic_create_req *c, char *why, size_t n)
+{
+    int policy = -1;
+    c->policy = TALLY_POLICY_RETAIN;
+    c->retention_ms = -1;
+    c->retention_bytes = -1;
+    c->segment_bytes = 0;
+    for (int32_t i = 0; i < t->n_configs; i++) {
+        struct kafka_str k = t->configs[i].name, v = t->configs[i].value;
+        if (kgw__str_is(k, "cleanup.policy")) {
+            if (kgw__str_is(v, "delete")) {
+                policy = TALLY_POLICY_DELETE;
+            } else if (kgw__str_is(v, "compact")) {
+                policy = TALLY_POLICY_COMPACT;
+            } else if (kgw__str_is(v, "compact,delete") || kgw__str_is(v, "delete,compact")) {
+                policy = TALLY_POLICY_COMPACT_DELETE;
+            } else {
+                snprintf(why, n, "cleanup.policy must be delete, compact or compact,delete");
+                return KAFKA_INVALID_CONFIG;
+            }
+        } else if (kgw__str_is(k, "retention.ms")) {
+            if (!kgw__config_int(v, &c->retention_ms)) {
+                snprintf(why, n, "retention.ms must be -1 or a number of ms");
+                return KAFKA_INVALID_CONFIG;
+            }
+        } else if (kgw__str_is(k, "retention.bytes")) {
+            if (!kgw__config_int(v, &c->retention_bytes)) {
+                snprintf(why, n, "retention.bytes must be -1 or a number of bytes");
+                return KAFKA_INVALID_CONFIG;
+            }
+        } else if (kgw__str_is(k, "segment.bytes")) {
+            if (!kgw__config_int(v, &c->segment_bytes) || c->segment_bytes < 0) {
+                snprintf(why, n, "segment.bytes must be a number of bytes");
+                return KAFKA_INVALID_CONFIG;
+            }
+        } else {
+            snprintf(why, n, "config %.*s is not supported by tally (only cleanup.policy, "
+                             "retention.ms, retention.bytes, segment.bytes)",
+                     (int)k.len, (const char *)k.p);
+            return KAFKA_INVALID_CONFIG;
+        }
+    }
+    if (policy >= 0) {
+        c->policy = (uint8_t)policy;
+    } else if (c->retention_ms >= 0 || c->retention_bytes >= 0) {
+        c->policy = TALLY_POLICY_DELETE;
+    }
+    return KAFKA_NONE;
+}
+
+/* Topic changes go to the Raft leader, which Kafka calls the controller. */
+static int16_t kgw__admin_error(int code)
+{
+    if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
+        return KAFKA_NOT_CONTROLLER;
+    }
+    if (code == TALLY_INVAL) {
+        return KAFKA_INVALID_REQUEST;
+    }
+    return kafka_error_from_tally(code);
+}
+
+static void kgw__create_encode(struct kjob *job)
+{
+    kafka_encode_create_topics(&job->resp, &job->h, job->state);
+}
+
+static void kgw__create_answer(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    struct kafka_create_req *m = sub->job->state;
+    struct kafka_create_topic *t = &m->topics[sub->t];
+    if (a->code != 0) {
+        t->error = kgw__admin_error(a->code);
+        t->error_message = kgw__arena_str(sub->job, a->message);
+    }
+    if (sub->job->pending == 0) {
+        kgw__finish(sub->job, kgw__create_encode);
+    }
+}
+
+static void kgw__create_topics(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
+{
+    struct kafka_create_req *m = kafka_arena_alloc(&job->arena, sizeof *m);
+    char why[160];
+    if (m == NULL || kafka_decode_create_topics(rd, &job->h, &job->arena, m) != 0) {
+        kgw__reject(job, m == NULL ? "out of memory" : "malformed CreateTopics request");
+        return;
+    }
+    job->state = m;
+    job->pending++;
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        struct kafka_create_topic *t = &m->topics[i];
+        struct proto_topic_create_req c;
+        memset(&c, 0, sizeof c);
+        why[0] = '\0';
+        if (!kgw__name_ok(t->name)) {
+            t->error = KAFKA_INVALID_TOPIC_EXCEPTION;
+            snprintf(why, sizeof why, "invalid topic name");
+        } else if (t->num_partitions != -1 && t->num_partitions != 1) {
+            t->error = KAFKA_INVALID_PARTITIONS;
+            snprintf(why, sizeof why, "a tally topic has exactly one partition");
+        } else if (t->replication_factor == 0 || t->replication_factor < -1) {
+            t->error = KAFKA_INVALID_REPLICATION_FACTOR;
+            snprintf(why, sizeof why, "replication factor must be -1 or positive (every "
+                                      "member holds every topic)");
+        } else if (t->n_assignments > 0) {
+            t->error = KAFKA_INVALID_REQUEST;
+            snprintf(why, sizeof why, "replica assignments are not supported");
+        } else {
+            t->error = kgw__topic_config(t, &c, why, sizeof why);
+        }
+        if (t->error != KAFKA_NONE) {
+            t->error_message = kgw__arena_str(job, why);
+            continue;
+        }
+        if (m->validate_only) {
+            continue;
+        }
+        struct buf body;
+        kgw__name(c.name, t->name);
+        buf_init(&body);
+        proto_put_topic_create_req(&body, &c);
+        kgw__native(kg, job, PROTO_TOPIC_CREATE, &body, kgw__create_answer, i, 0);
+        buf_free(&body);
+    }
+    if (--job->pending == 0) {
+        kgw__finish(job, kgw__create_encode);
+    }
+}
+
+static void kgw__delete_encode(struct kjob *job)
+{
+    kafka_encode_delete_topics(&job->resp, &job->h, job->state);
+}
+
+static void kgw__delete_answer(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    struct kafka_delete_req *m = sub->job->state;
+    if (a->code != 0) {
+        m->topics[sub->t].error = kgw__admin_error(a->code);
+    }
+    if (sub->job->pending == 0) {
+        kgw__finish(sub->job, kgw__delete_encode);
+    }
+}
+
+static void kgw__delete_topics(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
+{
+    struct kafka_delete_req *m = kafka_arena_alloc(&job->arena, sizeof *m);
+    if (m == NULL || kafka_decode_delete_topics(rd, &job->h, &job->arena, m) != 0) {
+        kgw__reject(job, m == NULL ? "out of memory" : "malformed DeleteTopics request");
+        return;
+    }
+    job->state = m;
+    job->pending++;
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        if (!kgw__name_ok(m->topics[i].name)) {
+            m->topics[i].error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        struct proto_topic_delete_req d;
+        struct buf body;
+        memset(&d, 0, sizeof d);
+        kgw__name(d.name, m->topics[i].name);
+        buf_init(&body);
+        proto_put_topic_delete_req(&body, &d);
+        kgw__native(kg, job, PROTO_TOPIC_DELETE, &body, kgw__delete_answer, i, 0);
+        buf_free(&body);
+    }
+    if (--job->pending == 0) {
+        kgw__finish(job, kgw__delete_encode);
+    }
+}
+
 /* ---- InitProducerId ----------------------------------------------------- */
 
 /* A new idempotent producer: a random id below KAFKA_MAX_PRODUCER_ID, epoch
@@ -945,6 +1224,12 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         break;
     case KAFKA_INIT_PRODUCER_ID:
         kgw__init_pid(job, &rd);
+        break;
+    case KAFKA_CREATE_TOPICS:
+        kgw__create_topics(kg, job, &rd);
+        break;
+    case KAFKA_DELETE_TOPICS:
+        kgw__delete_topics(kg, job, &rd);
         break;
     default:
         kgw__reject(job, "unknown API"); /* cannot happen: kafka_apis[] lists these */

@@ -152,6 +152,25 @@ def test_acks_zero_and_one():
                    20, "both records")
 
 
+def test_compression_codecs():
+    """Batches compressed with gzip, snappy, lz4 and zstd by librdkafka are
+    stored and read back record for record (and read natively too)."""
+    with KafkaCluster(name="kafka-z") as c:
+        c.start()
+        c.tally_ok("topic", "create", "z")
+        wait_topic(c, "z")
+        want = []
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
+            lines = [f"{codec}-{i}-" + "abc" * i for i in range(50)]
+            rc, _, err = kcat("-b", c.bootstrap(), "-P", "-t", "z", "-z", codec,
+                              input="".join(x + "\n" for x in lines).encode())
+            check(rc == 0, f"{codec}: {err!r}")
+            want += lines
+        check(consume(c, "z", "-o", "beginning", fmt="%s\n") == want, "records differ")
+        r = c.tally_ok("consume", "z", "--format", "%v\n")
+        check(r.out.decode().splitlines() == want, "native read differs")
+
+
 # -- bad input, on a raw socket --------------------------------------------------
 
 def crc32c(data):
@@ -272,5 +291,5 @@ if __name__ == "__main__":
         print(f"SKIP: {KCAT} is not installed (deploy/setup.sh installs kcat)")
         sys.exit(SKIP)
     run_tests([test_metadata_names_the_raft_leader, test_produce_consume_keys_headers_offsets,
-               test_long_poll_and_time_offsets, test_acks_zero_and_one,
+               test_long_poll_and_time_offsets, test_acks_zero_and_one, test_compression_codecs,
                test_bad_input_never_writes])

@@ -12,7 +12,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <lz4frame.h>
+#include <snappy-c.h>
+#include <zlib.h>
+#include <zstd.h>
 
+#include "kafka/compress.h"
 #include "kafka/crc32c.h"
 #include "kafka/errors.h"
 #include "kafka/msg.h"
@@ -264,6 +269,90 @@ static void test_records_refused(void **state)
     buf_free(&t);
 }
 
+/* Compress @in with @codec as a Kafka client does; returns the length. */
+static size_t t__compress(int codec, const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    switch (codec) {
+    case KAFKA_CODEC_GZIP: {
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
+                         Z_OK);
+        z.next_in = (Bytef *)(uintptr_t)in;
+        z.avail_in = (uInt)n;
+        z.next_out = out;
+        z.avail_out = (uInt)cap;
+        assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+        size_t len = cap - z.avail_out;
+        deflateEnd(&z);
+        return len;
+    }
+    case KAFKA_CODEC_SNAPPY: {
+        size_t len = cap;
+        assert_int_equal(snappy_compress((const char *)in, n, (char *)out, &len), SNAPPY_OK);
+        return len;
+    }
+    case KAFKA_CODEC_LZ4: {
+        size_t len = LZ4F_compressFrame(out, cap, in, n, NULL);
+        assert_false(LZ4F_isError(len));
+        return len;
+    }
+    case KAFKA_CODEC_ZSTD: {
+        size_t len = ZSTD_compress(out, cap, in, n, 3);
+        assert_false(ZSTD_isError(len));
+        return len;
+    }
+    }
+    fail();
+    return 0;
+}
+
+/* A batch whose records section is compressed with each codec converts to
+ * the same records as the uncompressed one; a damaged or truncated
+ * compressed section, and one that inflates past the limit, are refused. */
+static void test_records_compressed(void **state)
+{
+    (void)state;
+    for (int codec = 1; codec <= 4; codec++) {
+        struct buf k, z, t;
+        struct kafka_batch_info info;
+        char errmsg[ERR_MSG_SIZE];
+        static uint8_t packed[1 << 16];
+        buf_init(&k);
+        buf_init(&z);
+        buf_init(&t);
+        t__kafka_batch(&k, 40, 0);
+        size_t len = t__compress(codec, k.data + 61, k.len - 61, packed, sizeof packed);
+        buf_put(&z, k.data, 61);
+        buf_put(&z, packed, len);
+        z.data[22] = (uint8_t)codec; /* attributes, low byte */
+        kafka_patch_i32(&z, 8, (uint32_t)(z.len - 12));
+        kafka_patch_i32(&z, 17, kafka_crc32c(z.data + 21, z.len - 21));
+        assert_int_equal(kafka_records_to_tally(z.data, z.len, &info, &t, errmsg), 0);
+        assert_int_equal(info.compression, codec);
+        struct batch_header h;
+        assert_int_equal(batch_verify(t.data, t.len, &h, errmsg), 0);
+        assert_int_equal(h.record_count, 40);
+        /* Truncated inside the compressed section (CRC recomputed). */
+        z.len -= 3;
+        kafka_patch_i32(&z, 8, (uint32_t)(z.len - 12));
+        kafka_patch_i32(&z, 17, kafka_crc32c(z.data + 21, z.len - 21));
+        t.len = 0;
+        assert_int_equal(kafka_records_to_tally(z.data, z.len, &info, &t, errmsg),
+                         KAFKA_CORRUPT_MESSAGE);
+        assert_int_equal(t.len, 0);
+        /* Over the output limit. */
+        struct buf big;
+        buf_init(&big);
+        assert_int_equal(kafka_decompress(codec, packed, len, 100, &big, errmsg),
+                         KAFKA_CORRUPT_MESSAGE);
+        buf_free(&big);
+        buf_free(&k);
+        buf_free(&z);
+        buf_free(&t);
+    }
+}
+
 /* A Produce v3 body decodes; the same body cut short does not. */
 static void test_decode_produce(void **state)
 {
@@ -324,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_header_versions),
         cmocka_unit_test(test_records_round_trip),
         cmocka_unit_test(test_records_refused),
+        cmocka_unit_test(test_records_compressed),
         cmocka_unit_test(test_decode_produce),
         cmocka_unit_test(test_api_versions),
     };
