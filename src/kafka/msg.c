@@ -16,6 +16,10 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_FETCH, 4, 11, 4, INT16_MAX, "Fetch"},
     {KAFKA_LIST_OFFSETS, 1, 5, 1, INT16_MAX, "ListOffsets"},
     {KAFKA_METADATA, 1, 9, 1, 9, "Metadata"},
+    /* FindCoordinator: librdkafka enables LZ4 only for brokers that list
+     * it (its feature map ties LZ4 to Kafka 0.8.2, which added it); tally
+     * has no coordinator yet and says so to every request. */
+    {KAFKA_FIND_COORDINATOR, 0, 2, 0, INT16_MAX, "FindCoordinator"},
     {KAFKA_API_VERSIONS, 0, 3, 0, 3, "ApiVersions"},
     {KAFKA_CREATE_TOPICS, 0, 4, 0, INT16_MAX, "CreateTopics"},
     {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
@@ -603,4 +607,32 @@ void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
         kafka_put_tags(b, f);
     }
     kafka_put_tags(b, f);
+}
+
+/* ---- FindCoordinator ---- */
+
+int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h)
+{
+    (void)kafka_rd_string(r, h->flex); /* key */
+    if (h->api_version >= 1) {
+        (void)kafka_rd_i8(r); /* key_type */
+    }
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header *h,
+                                   int16_t error, const char *message)
+{
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
+    if (h->api_version >= 1) {
+        kafka_put_cstring(b, h->flex, message);
+    }
+    kafka_put_i32(b, -1);          /* node_id */
+    kafka_put_cstring(b, h->flex, ""); /* host */
+    kafka_put_i32(b, -1);          /* port */
+    kafka_put_tags(b, h->flex);
 }

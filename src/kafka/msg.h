@@ -31,6 +31,7 @@ enum kafka_api_key {
     KAFKA_FETCH = 1,
     KAFKA_LIST_OFFSETS = 2,
     KAFKA_METADATA = 3,
+    KAFKA_FIND_COORDINATOR = 10,
     KAFKA_API_VERSIONS = 18,
     KAFKA_CREATE_TOPICS = 19,
     KAFKA_DELETE_TOPICS = 20,
@@ -246,6 +247,14 @@ int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header
                                struct kafka_arena *a, struct kafka_delete_req *m);
 void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
                                 const struct kafka_delete_req *m);
+
+/* ---- FindCoordinator (v0-v2) ---- */
+/* The request body is not needed (tally has no group or transaction
+ * coordinator: every key is answered COORDINATOR_NOT_AVAILABLE); only its
+ * shape is checked. */
+int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h);
+void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header *h,
+                                   int16_t error, const char *message);
 
 /* ---- InitProducerId (v0-v1) ---- */
 struct kafka_init_pid_req {

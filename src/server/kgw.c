@@ -358,8 +358,12 @@ static void kgw__md_done(struct kjob *job);
 
 static void kgw__md_created(struct kgw__sub *sub, struct kgw__answer *a)
 {
-    if (a->code != 0 && a->code != TALLY_EXISTS) {
-        TLOG_INFO("kafka", "auto-creating a topic: %s", a->message);
+    struct kgw__md *md = sub->job->state;
+    /* Only a created topic is answered LEADER_NOT_AVAILABLE (try again);
+     * a follower cannot create, and says UNKNOWN_TOPIC_OR_PARTITION. */
+    md->auto_created[sub->t] = a->code == 0 || a->code == TALLY_EXISTS;
+    if (!md->auto_created[sub->t]) {
+        TLOG_DEBUG("kafka", "auto-creating a topic: %s", a->message);
     }
     if (sub->job->pending == 0) {
         kgw__md_done(sub->job);
@@ -399,7 +403,6 @@ static bool kgw__md_auto_create(struct kjob *job)
         c.retention_bytes = -1;
         buf_init(&body);
         proto_put_topic_create_req(&body, &c);
-        md->auto_created[i] = true;
         sent = true;
         kgw__native(md->kg, job, PROTO_TOPIC_CREATE, &body, kgw__md_created, i, 0);
         buf_free(&body);
@@ -1227,6 +1230,17 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         break;
     case KAFKA_CREATE_TOPICS:
         kgw__create_topics(kg, job, &rd);
+        break;
+    case KAFKA_FIND_COORDINATOR:
+        if (kafka_decode_find_coordinator(&rd, &job->h) != 0) {
+            kgw__reject(job, "malformed FindCoordinator request");
+        } else {
+            size_t start = kafka_begin_response(&job->resp, &job->h);
+            kafka_encode_find_coordinator(&job->resp, &job->h, KAFKA_COORDINATOR_NOT_AVAILABLE,
+                                          "tally has no group coordinator yet");
+            kafka_end_response(&job->resp, start);
+            kconn_job_done(job);
+        }
         break;
     case KAFKA_DELETE_TOPICS:
         kgw__delete_topics(kg, job, &rd);
