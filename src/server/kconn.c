@@ -23,9 +23,11 @@
  * Nothing from a rejected frame reaches the native gateway.
  *
  * Memory per connection: the read buffer holds at most one frame of
- * KCONN__MAX_FRAME plus a read chunk; queued answers are bounded by
- * KCONN__MAX_QUEUED plus one Fetch answer (kgw.c caps those at
- * KGW_MAX_FETCH_BYTES). */
+ * KCONN__MAX_FRAME plus a read chunk; answers: at most KCONN__MAX_PENDING
+ * jobs, each answer at most one Fetch answer (kgw.c caps those at 4 MiB),
+ * so 64 x 4 MiB = 256 MiB in the worst case of a client that pipelines 64
+ * large fetches and reads nothing (reading stops then); requests' copies
+ * are bounded by the same count and KCONN__MAX_FRAME. */
 #include "server/kconn.h"
 
 #include <stdlib.h>
@@ -37,7 +39,7 @@
 #include "server/cfg.h"
 
 #define KCONN__MAX_FRAME (PROTO_MAX_FRAME)  /* the native limit: one batch + headroom */
-#define KCONN__MAX_PENDING 256
+#define KCONN__MAX_PENDING 64
 #define KCONN__MAX_QUEUED (16u << 20)
 #define KCONN__READ_CHUNK (64u << 10)
 
@@ -59,6 +61,8 @@ struct kconn {
     bool reading;
     bool closing;
     bool parsing;
+    bool stop_parsing;      /* a request was rejected: the connection closes after
+                             * the answers before it, and reads nothing more */
     char peer[64];
 };
 
@@ -122,7 +126,8 @@ static void kconn__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 /* Read while the connection has room for more requests and answers. */
 static void kconn__update_reading(struct kconn *c)
 {
-    bool want = !c->closing && c->pending < KCONN__MAX_PENDING && c->queued < KCONN__MAX_QUEUED;
+    bool want = !c->closing && !c->stop_parsing && c->pending < KCONN__MAX_PENDING &&
+                c->queued < KCONN__MAX_QUEUED;
     if (want && !c->reading) {
         c->reading = uv_read_start((uv_stream_t *)&c->handle, kconn__alloc, kconn__read) == 0;
     } else if (!want && c->reading) {
@@ -221,7 +226,7 @@ static void kconn__parse(struct kconn *c)
         return;
     }
     c->parsing = true;
-    while (!c->closing && c->rbuf.len - pos >= 4 && c->pending < KCONN__MAX_PENDING &&
+    while (!c->closing && !c->stop_parsing && c->rbuf.len - pos >= 4 && c->pending < KCONN__MAX_PENDING &&
            c->queued < KCONN__MAX_QUEUED) {
         const uint8_t *p = c->rbuf.data + pos;
         uint32_t size = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -260,6 +265,12 @@ static void kconn__parse(struct kconn *c)
         c->tail = job;
         c->pending++;
         kgw_handle(c->l->kg, job);
+        if (job->close_after) {
+            /* Rejected: nothing after it reaches the gateway. */
+            c->stop_parsing = true;
+            pos = c->rbuf.len;
+            break;
+        }
     }
     if (!c->closing && pos > 0) {
         memmove(c->rbuf.data, c->rbuf.data + pos, c->rbuf.len - pos);
