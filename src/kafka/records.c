@@ -248,12 +248,14 @@ static void kafka__put_record(struct buf *out, struct buf *tmp, const struct bat
     buf_put(out, tmp->data, tmp->len);
 }
 
-int kafka_records_from_tally(const uint8_t *p, size_t n, struct buf *out, char *errmsg)
+int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct buf *out,
+                             size_t *used, char *errmsg)
 {
     struct buf tmp;
-    size_t pos = 0;
+    size_t pos = 0, out_start = out->len;
     int rv = 0;
     buf_init(&tmp);
+    *used = 0;
     while (pos < n && rv == 0) {
         struct batch_header h;
         struct batch_iter it;
@@ -267,6 +269,7 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, struct buf *out, char *
         }
         if (h.record_count == 0) { /* a gap batch */
             pos += h.batch_len;
+            *used = pos;
             continue;
         }
         if ((rv = batch_iter_init(&it, p + pos, h.batch_len, errmsg)) != 0) {
@@ -305,9 +308,14 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, struct buf *out, char *
         }
         kafka_patch_i32(out, count_at, (uint32_t)count);
         kafka_patch_i32(out, start + 8, (uint32_t)(out->len - start - 12));
+        if (out->len - out_start > max_out && start > out_start) {
+            out->len = start; /* over the limit: this batch goes in the next answer */
+            break;
+        }
         kafka_patch_i32(out, crc_start - 4,
                         kafka_crc32c(out->data + crc_start, out->len - crc_start));
         pos += h.batch_len;
+        *used = pos;
     }
     buf_free(&tmp);
     return rv;

@@ -79,8 +79,13 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
 /* Append to @out one Kafka batch v2 (uncompressed, CreateTime carrying each
  * record's stored timestamp) for every tally batch with records in @p/@n
  * (whole batches back to back, as a FETCH answers them; gap batches are
- * skipped: Kafka consumers step over missing offsets). Returns 0 or a tally
- * error (TALLY_CORRUPT, TALLY_NOMEM) with a message. */
-int kafka_records_from_tally(const uint8_t *p, size_t n, struct buf *out, char *errmsg);
+ * skipped: Kafka consumers step over missing offsets), stopping before a
+ * batch that would take the output past @max_out bytes (the first one is
+ * always converted, as Kafka returns a first batch larger than the limit):
+ * tally batches are often lz4-compressed, so their Kafka form can be many
+ * times larger. *@used is set to the input bytes converted (whole batches).
+ * Returns 0 or a tally error (TALLY_CORRUPT, TALLY_NOMEM) with a message. */
+int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct buf *out,
+                             size_t *used, char *errmsg);
 
 #endif

@@ -686,8 +686,13 @@ static void kgw__fetch_answer(struct kgw__sub *sub, struct kgw__answer *a)
     } else {
         p->high_watermark = (int64_t)fr.next_offset;
         p->log_start_offset = (int64_t)fr.start_offset;
-        size_t before = p->records.len;
-        int rv = kafka_records_from_tally(fr.batches, fr.batches_len, &p->records, errmsg);
+        size_t before = p->records.len, used = 0;
+        size_t part_left = (size_t)(p->max_bytes > 0 ? p->max_bytes : 1);
+        part_left = part_left > f->part_bytes[flat] ? part_left - f->part_bytes[flat] : 1;
+        size_t total_left = f->max_bytes > f->total ? f->max_bytes - f->total : 1;
+        int rv = kafka_records_from_tally(fr.batches, fr.batches_len,
+                                          part_left < total_left ? part_left : total_left,
+                                          &p->records, &used, errmsg);
         if (rv != 0) {
             TLOG_ERROR("kafka", "fetch %.*s: %s", (int)f->req.topics[sub->t].name.len,
                        (const char *)f->req.topics[sub->t].name.p, errmsg);
@@ -698,8 +703,8 @@ static void kgw__fetch_answer(struct kgw__sub *sub, struct kgw__answer *a)
             /* Move the cursor past the last batch read. */
             size_t pos = 0;
             struct batch_header h;
-            while (pos < fr.batches_len &&
-                   batch_decode_header(fr.batches + pos, fr.batches_len - pos, &h, errmsg) == 0) {
+            while (pos < used &&
+                   batch_decode_header(fr.batches + pos, used - pos, &h, errmsg) == 0) {
                 f->cursor[flat] = batch_last_offset(&h) + 1;
                 pos += h.batch_len;
             }

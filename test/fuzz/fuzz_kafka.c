@@ -44,7 +44,9 @@ static void check_records(struct kafka_str rec)
             fuzz_fail("an accepted batch is not a valid tally batch");
         }
         batch_stamp(t.data, 0, 1700000000000, 1);
-        if (kafka_records_from_tally(t.data, t.len, &back, errmsg) != 0) {
+        size_t used;
+        if (kafka_records_from_tally(t.data, t.len, 1, &back, &used, errmsg) != 0 ||
+            used != t.len) {
             fuzz_fail("an accepted batch does not convert back");
         }
         if (back.len < KAFKA_BATCH_HEADER_SIZE) {

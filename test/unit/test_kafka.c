@@ -32,6 +32,23 @@ static void test_crc32c_check_value(void **state)
     (void)state;
     assert_int_equal(kafka_crc32c("123456789", 9), 0xE3069283u);
     assert_int_equal(kafka_crc32c("", 0), 0);
+    /* Every length and alignment against a bit-at-a-time reference. */
+    uint8_t buf[64];
+    for (size_t i = 0; i < sizeof buf; i++) {
+        buf[i] = (uint8_t)(i * 37 + 11);
+    }
+    for (size_t off = 0; off < 8; off++) {
+        for (size_t len = 0; off + len <= sizeof buf; len++) {
+            uint32_t c = 0xFFFFFFFFu;
+            for (size_t i = 0; i < len; i++) {
+                c ^= buf[off + i];
+                for (int k = 0; k < 8; k++) {
+                    c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+                }
+            }
+            assert_int_equal(kafka_crc32c(buf + off, len), c ^ 0xFFFFFFFFu);
+        }
+    }
 }
 
 /* Varints, classic and compact strings and arrays read back what was put. */
@@ -205,7 +222,9 @@ static void test_records_round_trip(void **state)
         assert_int_equal(rec.header_count, 1);
     }
     batch_iter_close(&it);
-    assert_int_equal(kafka_records_from_tally(t.data, t.len, &back, errmsg), 0);
+    size_t used;
+    assert_int_equal(kafka_records_from_tally(t.data, t.len, 1 << 20, &back, &used, errmsg), 0);
+    assert_int_equal(used, t.len);
     assert_int_equal(kafka_crc32c(back.data + 21, back.len - 21),
                      (uint32_t)back.data[17] << 24 | (uint32_t)back.data[18] << 16 |
                          (uint32_t)back.data[19] << 8 | back.data[20]);
@@ -215,6 +234,36 @@ static void test_records_round_trip(void **state)
     assert_int_equal(kafka_records_to_tally(back.data, back.len, &info, &again, errmsg), 0);
     assert_int_equal(info.record_count, 3);
     buf_free(&again);
+    buf_free(&k);
+    buf_free(&t);
+    buf_free(&back);
+}
+
+/* The Kafka output of a fetch is bounded: past the limit the next batch is
+ * left for the next answer (the first one always goes). */
+static void test_records_from_tally_limit(void **state)
+{
+    struct buf k, t, back;
+    struct kafka_batch_info info;
+    char errmsg[ERR_MSG_SIZE];
+    size_t used, first;
+    (void)state;
+    buf_init(&k);
+    buf_init(&t);
+    buf_init(&back);
+    t__kafka_batch(&k, 3, 0);
+    assert_int_equal(kafka_records_to_tally(k.data, k.len, &info, &t, errmsg), 0);
+    first = t.len;
+    assert_int_equal(kafka_records_to_tally(k.data, k.len, &info, &t, errmsg), 0);
+    batch_stamp(t.data, 0, 5000, 1);
+    batch_stamp(t.data + first, 3, 5000, 2);
+    assert_int_equal(kafka_records_from_tally(t.data, t.len, 1, &back, &used, errmsg), 0);
+    assert_int_equal(used, first);
+    size_t one = back.len;
+    back.len = 0;
+    assert_int_equal(kafka_records_from_tally(t.data, t.len, 1 << 20, &back, &used, errmsg), 0);
+    assert_int_equal(used, t.len);
+    assert_int_equal(back.len, 2 * one);
     buf_free(&k);
     buf_free(&t);
     buf_free(&back);
@@ -413,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_header_versions),
         cmocka_unit_test(test_records_round_trip),
         cmocka_unit_test(test_records_refused),
+        cmocka_unit_test(test_records_from_tally_limit),
         cmocka_unit_test(test_records_compressed),
         cmocka_unit_test(test_decode_produce),
         cmocka_unit_test(test_api_versions),
