@@ -57,21 +57,41 @@ leader_client() {
     "$BIN/tally" status --json | python3 -c 'import json,sys
 s=json.load(sys.stdin); print([m["client"] for m in s["members"] if m["id"]==s["leader_id"]][0])'
 }
+leader_pid() {
+    local id
+    id=$("$BIN/tally" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
+    echo "${PIDS[$id]}"
+}
+cpu_s() { # CPU seconds (user + system) used so far by process $1
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[12] + f[13]) / hz }' "/proc/$1/stat"
+}
+# Run "$@" (one bench command) and print its last line plus the leader's
+# CPU seconds during it: the server's own cost, which a loaded machine's
+# scheduling does not distort as much as the wall clock.
+timed() {
+    local pid=$1 c0 c1 out
+    shift
+    c0=$(cpu_s "$pid")
+    out=$("$@" 2>/dev/null | tail -1)
+    c1=$(cpu_s "$pid")
+    echo "$out leader_cpu_s=$(python3 -c "print('%.2f' % ($c1 - $c0))")"
+}
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { tr " " "\n" | sed -n "s|^$1=||p" | head -n 1; }
-declare -a NP1 KP1 NP2 KP2 NC KC
+declare -a NP1 KP1 NP2 KP2 NC KC CNP1 CKP1 CNP2 CKP2 CNC CKC
 for r in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK"/n* && mkdir -p "$WORK"
     for i in 1 2 3; do start_node "$i"; done
     wait_writable "$r"
     for t in n100 k100 n1k k1k; do "$BIN/tally" topic create "$t" >/dev/null; done
-    np1=$("$BIN/tally" bench produce n100 --count "$N100" --size 100 $NATIVE_ARGS 2>/dev/null | tail -1)
-    kp1=$("$KB" produce "$BOOT" k100 "$N100" 100 2>/dev/null | tail -1)
-    np2=$("$BIN/tally" bench produce n1k --count "$N1K" --size 1024 $NATIVE_ARGS 2>/dev/null | tail -1)
-    kp2=$("$KB" produce "$BOOT" k1k "$N1K" 1024 2>/dev/null | tail -1)
+    lp=$(leader_pid)
+    np1=$(timed "$lp" "$BIN/tally" bench produce n100 --count "$N100" --size 100 $NATIVE_ARGS)
+    kp1=$(timed "$lp" "$KB" produce "$BOOT" k100 "$N100" 100)
+    np2=$(timed "$lp" "$BIN/tally" bench produce n1k --count "$N1K" --size 1024 $NATIVE_ARGS)
+    kp2=$(timed "$lp" "$KB" produce "$BOOT" k1k "$N1K" 1024)
     lc=$(leader_client)
-    nc=$("$BIN/tally" bench consume n100 --count "$N100" --node "$lc" 2>/dev/null | tail -1)
-    kc=$("$KB" consume "$BOOT" k100 "$N100" 2>/dev/null | tail -1)
+    nc=$(timed "$lp" "$BIN/tally" bench consume n100 --count "$N100" --node "$lc")
+    kc=$(timed "$lp" "$KB" consume "$BOOT" k100 "$N100")
     for i in 1 2 3; do kill -9 "${PIDS[$i]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "round $r: native 100B: $np1 | kafka 100B: $kp1 | native 1KiB: $np2 | kafka 1KiB: $kp2"
@@ -79,6 +99,9 @@ for r in $(seq 1 "$ROUNDS"); do
     NP1+=("$(echo "$np1" | field msgs/s)"); KP1+=("$(echo "$kp1" | field msgs/s)")
     NP2+=("$(echo "$np2" | field msgs/s)"); KP2+=("$(echo "$kp2" | field msgs/s)")
     NC+=("$(echo "$nc" | field msgs/s)"); KC+=("$(echo "$kc" | field msgs/s)")
+    CNP1+=("$(echo "$np1" | field leader_cpu_s)"); CKP1+=("$(echo "$kp1" | field leader_cpu_s)")
+    CNP2+=("$(echo "$np2" | field leader_cpu_s)"); CKP2+=("$(echo "$kp2" | field leader_cpu_s)")
+    CNC+=("$(echo "$nc" | field leader_cpu_s)"); CKC+=("$(echo "$kc" | field leader_cpu_s)")
 done
 m() { printf '%s\n' "$@" | median; }
 ratio() { python3 -c "print('%.2f' % ($2 / $1))" ; }
@@ -87,3 +110,7 @@ echo "medians of $ROUNDS rounds (msgs/s), Kafka/native:"
 a=$(m "${NP1[@]}"); b=$(m "${KP1[@]}"); echo "  produce 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
 a=$(m "${NP2[@]}"); b=$(m "${KP2[@]}"); echo "  produce 1 KiB   native $a  kafka $b  ratio $(ratio "$a" "$b")"
 a=$(m "${NC[@]}"); b=$(m "${KC[@]}"); echo "  consume 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+echo "medians of the leader's CPU seconds for the same work, Kafka/native:"
+a=$(m "${CNP1[@]}"); b=$(m "${CKP1[@]}"); echo "  produce 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+a=$(m "${CNP2[@]}"); b=$(m "${CKP2[@]}"); echo "  produce 1 KiB   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+a=$(m "${CNC[@]}"); b=$(m "${CKC[@]}"); echo "  consume 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"

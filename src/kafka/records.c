@@ -199,7 +199,10 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
         rv = KAFKA_CORRUPT_MESSAGE;
     }
     if (rv == 0) {
-        int brv = batch_builder_finish(&bb, true, out);
+        /* Stored lz4-compressed only when the producer compressed: a
+         * producer that did not gains nothing from the attempt (random or
+         * already packed values) and the leader pays for it. */
+        int brv = batch_builder_finish(&bb, info->compression != 0, out);
         if (brv == TALLY_TOOLARGE) {
             err_printf(errmsg, "batch is over %u bytes", BATCH_MAX_SIZE);
             rv = KAFKA_MESSAGE_TOO_LARGE;

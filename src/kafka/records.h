@@ -62,7 +62,8 @@ struct kafka_batch_info {
 
 /* Check the produced RECORDS field @p/@n (exactly one batch v2: length,
  * magic, CRC-32C, record framing) and append the equivalent tally batch
- * (not yet stamped, lz4-compressed when that is smaller) to @out. Returns 0
+ * (not yet stamped; lz4-compressed, when that is smaller, if the producer
+ * compressed the batch) to @out. Returns 0
  * or a Kafka error code (errors.h) with a message in @errmsg
  * (ERR_MSG_SIZE): CORRUPT_MESSAGE (lengths, CRC, record framing, a damaged
  * compressed section or one that inflates past BATCH_MAX_SIZE; gzip,

@@ -21,14 +21,14 @@ COUNT = 50000
 
 
 def read_all(c, node_id, topic):
-    """(offset, index) of every record of @topic on node @node_id, read
-    through that node's Kafka listener."""
-    rc, out, err = kcat("-b", c.kafka_addr(node_id), "-C", "-t", topic, "-o", "beginning", "-e",
-                        "-q", "-f", "%o %k\\n", "-X", "topic.metadata.refresh.interval.ms=1000",
-                        timeout=90)
-    check(rc == 0, f"kcat -C on node {node_id}: {err!r}")
+    """(offset, index) of every record of @topic in node @node_id's own log
+    (a native read from that node: Kafka consumers would all read the
+    leader)."""
+    r = c.tally("consume", topic, "--node", c.nodes[node_id].client, "--format", "%o %k\\n",
+                timeout=90)
+    check(r.rc == 0, f"consume from node {node_id}: {r!r}")
     recs = []
-    for line in out.decode().splitlines():
+    for line in r.out.decode().splitlines():
         off, key = line.split(" ")
         recs.append((int(off), int(key[1:])))
     return recs

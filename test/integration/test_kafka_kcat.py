@@ -93,10 +93,17 @@ def test_produce_consume_keys_headers_offsets():
         check(consume(c, "t", "-o", "-2") == want[3:], "-2")
         check(consume(c, "t", "-o", "3") == want[3:], "exact offset 3")
         check(consume(c, "t", "-o", "beginning", "-c", "2") == want[:2], "-c 2")
-        # Every node serves committed records to Kafka consumers.
+        # Kafka consumers fetch from the partition leader, but every node
+        # answers a Fetch sent to it, with committed records only.
         for i in c.nodes:
-            wait_until(lambda: consume(c, "t", "-o", "beginning", ids=[i]) == want, 20,
-                       f"node {i} to serve the records")
+            wait_until(lambda: raw_fetch(c.kafka_addr(i), b"t", 0)[:2] == (0, 5), 20,
+                       f"node {i} to serve the records to a Fetch")
+        # min_bytes above what there is: the fetch waits up to max_wait_ms,
+        # then answers with what there is.
+        check(raw_fetch(c.kafka_addr(leader), b"t", 0, min_bytes=1 << 20, max_wait=300)[:2] ==
+              (0, 5), "a fetch with min_bytes larger than the topic")
+        check(raw_fetch(c.kafka_addr(leader), b"t", 9)[0] == 1,
+              "a fetch past the end did not get OFFSET_OUT_OF_RANGE")
         r = c.tally_ok("consume", "t", "--format", "%o %k %v\\n")
         check(r.out.decode().splitlines() == [f"{i} k{i} v{i}" for i in range(5)], r.out)
         # Native writes read through Kafka.
@@ -240,6 +247,28 @@ def roundtrip(addr, data, timeout=10):
                 return None
             body += chunk
         return body[4:]
+
+
+def raw_fetch(addr, topic, offset, min_bytes=1, max_wait=100):
+    """Send a Fetch v4 for partition 0 of @topic at @offset; return (error
+    code, high watermark, record count)."""
+    body = (struct.pack(">iiiib", -1, max_wait, min_bytes, 1 << 20, 0) + struct.pack(">i", 1) +
+            kstr(topic) + struct.pack(">i", 1) + struct.pack(">iqi", 0, offset, 1 << 20))
+    ans = roundtrip(addr, request(1, 4, body))
+    check(ans is not None, "Fetch v4 closed the connection")
+    pos = 4 + 4  # throttle_time_ms, topics array length
+    n = struct.unpack_from(">h", ans, pos)[0]
+    pos += 2 + n + 4  # topic name, partitions array length
+    _, err, hwm, _, naborted = struct.unpack_from(">ihqqi", ans, pos)
+    pos += 4 + 2 + 8 + 8 + 4 + max(naborted, 0) * 16
+    rlen = struct.unpack_from(">i", ans, pos)[0]
+    pos += 4
+    records, end = 0, pos + max(rlen, 0)
+    while pos + 61 <= end:
+        blen = struct.unpack_from(">i", ans, pos + 8)[0]
+        records += struct.unpack_from(">i", ans, pos + 57)[0]
+        pos += 12 + blen
+    return err, hwm, records
 
 
 def produce_error(answer):
