@@ -85,6 +85,7 @@ def test_idempotent_producer_survives_leader_kill():
             for off, n in recs:
                 check(delivered[n] == off, f"node {i}: message {n} at {off}, "
                                            f"acknowledged at {delivered[n]}")
+        c.check_up()
 
 
 if __name__ == "__main__":

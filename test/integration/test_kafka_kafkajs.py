@@ -37,6 +37,7 @@ def test_kafkajs_admin_and_idempotent_producer():
         check(rc == 0, f"kcat: {err!r}")
         want = [f"{n}-k{i} {n}-v{i} codec={n}" for n in ["none", "gzip"] for i in range(100)]
         check(recs.decode().splitlines() == want, "records differ")
+        c.check_up()
 
 
 if __name__ == "__main__":

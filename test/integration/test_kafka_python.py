@@ -83,6 +83,7 @@ def test_admin_topics():
         admin.delete_topics(["acct"], operation_timeout=10)["acct"].result(timeout=30)
         wait_until(lambda: "acct" not in {t["name"] for t in c.status()["topics"]}, 10,
                    "acct to be deleted")
+        c.check_up()
 
 
 def test_produce_consume_every_codec():
@@ -121,6 +122,7 @@ def test_produce_consume_every_codec():
             check((lo, hi) == (0, 1000), f"watermarks {lo}, {hi}")
         finally:
             cons.close()
+        c.check_up()
 
 
 def test_auto_create_setting():
@@ -147,6 +149,7 @@ def test_auto_create_setting():
         p.flush(30)
         check(errors == [None], f"delivery: {errors}")
         wait_until(lambda: "ghost" in {t["name"] for t in c.status()["topics"]}, 10, "ghost")
+        c.check_up()
 
 
 if __name__ == "__main__":
