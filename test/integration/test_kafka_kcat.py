@@ -331,10 +331,145 @@ def test_bad_input_never_writes():
         c.check_up()
 
 
+class Reader:
+    """Reads Kafka's primitive types from an answer; @flex selects the
+    compact forms of flexible versions."""
+
+    def __init__(self, data, flex=False):
+        self.d, self.p, self.flex = data, 0, flex
+
+    def fixed(self, fmt):
+        v = struct.unpack_from(">" + fmt, self.d, self.p)[0]
+        self.p += struct.calcsize(fmt)
+        return v
+
+    def uvarint(self):
+        v = shift = 0
+        while True:
+            b = self.d[self.p]
+            self.p += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return v
+
+    def string(self):
+        n = self.uvarint() - 1 if self.flex else self.fixed("h")
+        if n < 0:
+            return None
+        v = self.d[self.p:self.p + n]
+        self.p += n
+        return v
+
+    def array(self):
+        return self.uvarint() - 1 if self.flex else self.fixed("i")
+
+    def tags(self):
+        if self.flex:
+            check(self.uvarint() == 0, "tagged fields in an answer")
+
+    def done(self):
+        check(self.p == len(self.d), f"{len(self.d) - self.p} bytes left over in the answer")
+
+
+def flex_request(api, version, body, corr=9):
+    """A request with header v2 (flexible versions): client id stays a
+    classic string, then an empty tagged-field section."""
+    head = struct.pack(">hhi", api, version, corr) + kstr(b"test") + b"\x00"
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def cstr(s):
+    return bytes([len(s) + 1]) + s
+
+
+def test_versions_clients_do_not_send():
+    """Versions the installed clients never pick, by hand: Metadata v9
+    (flexible), Produce v8 to a follower (NOT_LEADER_OR_FOLLOWER with a
+    message), acks=2 and partition 1 refused, ListOffsets v5,
+    InitProducerId v1 with and without a transactional id."""
+    with KafkaCluster(name="kafka-ver") as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "v")
+        wait_topic(c, "v")
+        follower = [i for i in c.nodes if i != leader][0]
+        # Metadata v9: compact arrays and strings, tagged fields everywhere.
+        body = b"\x02" + cstr(b"v") + b"\x00" + b"\x00\x00\x00" + b"\x00"
+        ans = roundtrip(c.kafka_addr(follower), flex_request(3, 9, body))
+        check(ans is not None, "Metadata v9 closed the connection")
+        r = Reader(ans, flex=True)
+        r.tags()  # response header v1
+        r.fixed("i")
+        brokers = {}
+        for _ in range(r.array()):
+            node = r.fixed("i")
+            host = r.string()
+            port = r.fixed("i")
+            check(r.string() is None, "rack")
+            r.tags()
+            brokers[node] = f"{host.decode()}:{port}"
+        check(brokers == {i: c.kafka_addr(i) for i in c.nodes}, f"brokers {brokers}")
+        check(r.string() == b"tally", "cluster id")
+        check(r.fixed("i") == leader, "controller")
+        check(r.array() == 1, "one topic")
+        check(r.fixed("h") == 0 and r.string() == b"v" and r.fixed("b") == 0, "topic")
+        check(r.array() == 1, "one partition")
+        err, index, lead, epoch = r.fixed("h"), r.fixed("i"), r.fixed("i"), r.fixed("i")
+        check((err, index, lead, epoch) == (0, 0, leader, -1), f"partition {err, index, lead}")
+        for _ in range(2):
+            check(sorted(r.fixed("i") for _ in range(r.array())) == [1, 2, 3], "replicas/isr")
+        check(r.array() == 0, "offline replicas")
+        r.tags()
+        r.fixed("i")  # topic_authorized_operations
+        r.tags()
+        r.fixed("i")  # cluster_authorized_operations
+        r.tags()
+        r.done()
+        # Produce v8 to a follower.
+        ans = roundtrip(c.kafka_addr(follower), request(0, 8, produce_body(b"v", record_batch([b"x"]))))
+        r = Reader(ans)
+        check(r.array() == 1 and r.string() == b"v" and r.array() == 1, "produce answer")
+        check(r.fixed("i") == 0 and r.fixed("h") == 6, "a follower did not say NOT_LEADER")
+        r.fixed("q"), r.fixed("q"), r.fixed("q")  # base offset, append time, log start
+        check(r.array() == 0, "record errors")
+        msg = r.string()
+        check(msg is not None and b"not the leader" in msg, f"error message {msg!r}")
+        r.fixed("i")
+        r.done()
+        # acks=2 and partition 1.
+        ans = roundtrip(c.kafka_addr(leader), request(0, 3, produce_body(b"v", record_batch([b"x"]), acks=2)))
+        check(produce_error(ans) == 21, "acks=2")
+        body = produce_body(b"v", record_batch([b"x"]))
+        at = body.index(b"\x00\x00\x00\x00", 2 + 2 + 4 + 4 + 3 + 4)  # partition index 0
+        ans = roundtrip(c.kafka_addr(leader), request(0, 3, body[:at] + b"\x00\x00\x00\x01" + body[at + 4:]))
+        check(produce_error(ans) == 3, "partition 1")
+        ans = roundtrip(c.kafka_addr(leader), request(0, 3, produce_body(b"v", record_batch([b"a", b"b"]))))
+        check(produce_error(ans) == 0, "good produce")
+        # ListOffsets v5: earliest and latest.
+        for ts, want in [(-2, 0), (-1, 2)]:
+            body = struct.pack(">ib", -1, 0) + struct.pack(">i", 1) + kstr(b"v") + \
+                struct.pack(">i", 1) + struct.pack(">iiq", 0, -1, ts)
+            r = Reader(roundtrip(c.kafka_addr(leader), request(2, 5, body)))
+            r.fixed("i")
+            check(r.array() == 1 and r.string() == b"v" and r.array() == 1, "list answer")
+            got = (r.fixed("i"), r.fixed("h"), r.fixed("q"), r.fixed("q"), r.fixed("i"))
+            check(got[1] == 0 and got[3] == want, f"ListOffsets {ts}: {got}")
+            r.done()
+        # InitProducerId v1.
+        r = Reader(roundtrip(c.kafka_addr(follower), request(22, 1, struct.pack(">hi", -1, 1000))))
+        r.fixed("i")
+        err, pid, epoch = r.fixed("h"), r.fixed("q"), r.fixed("h")
+        check(err == 0 and 0 < pid < 2 ** 47 and epoch == 0, f"InitProducerId {err, pid, epoch}")
+        r = Reader(roundtrip(c.kafka_addr(leader), request(22, 1, kstr(b"txn") + struct.pack(">i", 1000))))
+        r.fixed("i")
+        check(r.fixed("h") == 53, "a transactional id was accepted")
+        c.check_up()
+
+
 if __name__ == "__main__":
     if not os.path.exists(KCAT):
         print(f"SKIP: {KCAT} is not installed (deploy/setup.sh installs kcat)")
         sys.exit(SKIP)
     run_tests([test_metadata_names_the_raft_leader, test_produce_consume_keys_headers_offsets,
                test_long_poll_and_time_offsets, test_acks_zero_and_one, test_compression_codecs,
-               test_bad_input_never_writes])
+               test_bad_input_never_writes, test_versions_clients_do_not_send])
