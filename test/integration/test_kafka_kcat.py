@@ -463,6 +463,18 @@ def test_versions_clients_do_not_send():
         r = Reader(roundtrip(c.kafka_addr(leader), request(22, 1, kstr(b"txn") + struct.pack(">i", 1000))))
         r.fixed("i")
         check(r.fixed("h") == 53, "a transactional id was accepted")
+        # CreateTopics v0 off the leader: NOT_CONTROLLER; DeleteTopics v1 of
+        # a topic that does not exist: UNKNOWN_TOPIC_OR_PARTITION.
+        body = struct.pack(">i", 1) + kstr(b"nt") + struct.pack(">ihii", 1, -1, 0, 0) + \
+            struct.pack(">i", 5000)
+        r = Reader(roundtrip(c.kafka_addr(follower), request(19, 0, body)))
+        check(r.array() == 1 and r.string() == b"nt" and r.fixed("h") == 41, "not controller")
+        r.done()
+        body = struct.pack(">i", 1) + kstr(b"nosuch") + struct.pack(">i", 5000)
+        r = Reader(roundtrip(c.kafka_addr(leader), request(20, 1, body)))
+        r.fixed("i")
+        check(r.array() == 1 and r.string() == b"nosuch" and r.fixed("h") == 3, "delete nosuch")
+        r.done()
         c.check_up()
 
 
