@@ -47,6 +47,8 @@ struct kconn_listener {
     uv_tcp_t handle;
     struct kgw *kg;
     struct kconn *conns;    /* every open connection */
+    unsigned n_conns;
+    unsigned max_conns;     /* max_connections, counted apart from native ones */
     bool closing;
 };
 
@@ -106,6 +108,7 @@ static void kconn__close(struct kconn *c, const char *why)
     } else {
         c->l->conns = c->next_conn;
     }
+    c->l->n_conns--;
     if (c->next_conn != NULL) {
         c->next_conn->prev_conn = c->prev_conn;
     }
@@ -303,10 +306,29 @@ static void kconn__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     kconn__parse(c);
 }
 
+static void kconn__free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
 static void kconn__accept(uv_stream_t *server, int status)
 {
     struct kconn_listener *l = server->data;
     if (status != 0 || l->closing) {
+        return;
+    }
+    if (l->n_conns >= l->max_conns) {
+        /* Accept and drop, so the listen backlog does not fill up. */
+        uv_tcp_t *tmp = malloc(sizeof *tmp);
+        if (tmp == NULL) {
+            return;
+        }
+        uv_tcp_init(server->loop, tmp);
+        if (uv_accept(server, (uv_stream_t *)tmp) == 0) {
+            TLOG_WARN("kafka", "connection refused: max_connections (%u) Kafka connections open",
+                      l->max_conns);
+        }
+        uv_close((uv_handle_t *)tmp, kconn__free_handle);
         return;
     }
     struct kconn *c = calloc(1, sizeof *c);
@@ -337,6 +359,7 @@ static void kconn__accept(uv_stream_t *server, int status)
         l->conns->prev_conn = c;
     }
     l->conns = c;
+    l->n_conns++;
     kconn__update_reading(c);
 }
 
@@ -345,7 +368,7 @@ static void kconn__listener_closed(uv_handle_t *h)
     free(h->data);
 }
 
-int kconn_listen(uv_loop_t *loop, const char *addr, struct kgw *kg,
+int kconn_listen(uv_loop_t *loop, const char *addr, unsigned max_conns, struct kgw *kg,
                  struct kconn_listener **out, char *errmsg)
 {
     char ip[64];
@@ -361,6 +384,7 @@ int kconn_listen(uv_loop_t *loop, const char *addr, struct kgw *kg,
     uv_tcp_init(loop, &l->handle);
     l->handle.data = l;
     l->kg = kg;
+    l->max_conns = max_conns;
     int rv = uv_tcp_bind(&l->handle, (const struct sockaddr *)&sin, 0);
     if (rv == 0) {
         rv = uv_listen((uv_stream_t *)&l->handle, 511, kconn__accept);

@@ -10,9 +10,10 @@
 
 struct kconn_listener;
 
-/* Listen on @addr ("A.B.C.D:PORT"). Returns 0 or a TALLY_* code with a
- * message in @errmsg. */
-int kconn_listen(uv_loop_t *loop, const char *addr, struct kgw *kg,
+/* Listen on @addr ("A.B.C.D:PORT"); at most @max_conns Kafka connections
+ * at once (more are accepted and closed at once, logged). Returns 0 or a
+ * TALLY_* code with a message in @errmsg. */
+int kconn_listen(uv_loop_t *loop, const char *addr, unsigned max_conns, struct kgw *kg,
                  struct kconn_listener **out, char *errmsg);
 /* Stop listening and close every Kafka connection (shutdown). NULL: no-op. */
 void kconn_stop(struct kconn_listener *l);

@@ -460,7 +460,8 @@ static int srv__kafka_start(struct srv *s, char *errmsg)
         err_printf(errmsg, "kafka: %s", tally_strerror(rv));
         return rv;
     }
-    if ((rv = kconn_listen(&s->loop, s->cfg->kafka_addr, s->kgw, &s->kafka, errmsg)) != 0) {
+    if ((rv = kconn_listen(&s->loop, s->cfg->kafka_addr, s->cfg->max_connections, s->kgw,
+                           &s->kafka, errmsg)) != 0) {
         return rv;
     }
     TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)", s->cfg->kafka_addr,

@@ -478,10 +478,33 @@ def test_versions_clients_do_not_send():
         c.check_up()
 
 
+def test_connection_limit():
+    """Kafka connections beyond max_connections are closed at once and
+    logged; the open ones keep working."""
+    with KafkaCluster(name="kafka-conns", extra_args=["--set", "max_connections=3"]) as c:
+        leader = c.start()
+        host, port = c.kafka_addr(leader).split(":")
+        socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        try:
+            extra = socket.create_connection((host, int(port)), timeout=10)
+            check(extra.recv(1) == b"", "a fourth connection was kept")
+            extra.close()
+            s = socks[0]
+            s.sendall(request(18, 0, b""))
+            check(len(s.recv(4)) == 4, "an open connection stopped answering")
+        finally:
+            for s in socks:
+                s.close()
+        with open(c.nodes[leader].log_path, errors="replace") as f:
+            check("max_connections (3) Kafka connections open" in f.read(), "refusal not logged")
+        c.check_up()
+
+
 if __name__ == "__main__":
     if not os.path.exists(KCAT):
         print(f"SKIP: {KCAT} is not installed (deploy/setup.sh installs kcat)")
         sys.exit(SKIP)
     run_tests([test_metadata_names_the_raft_leader, test_produce_consume_keys_headers_offsets,
                test_long_poll_and_time_offsets, test_acks_zero_and_one, test_compression_codecs,
-               test_bad_input_never_writes, test_versions_clients_do_not_send])
+               test_bad_input_never_writes, test_versions_clients_do_not_send,
+               test_connection_limit])
