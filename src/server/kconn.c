@@ -23,11 +23,11 @@
  * Nothing from a rejected frame reaches the native gateway.
  *
  * Memory per connection: the read buffer holds at most one frame of
- * KCONN__MAX_FRAME plus a read chunk; answers: at most KCONN__MAX_PENDING
- * jobs, each answer at most one Fetch answer (kgw.c caps those at 4 MiB),
- * so 64 x 4 MiB = 256 MiB in the worst case of a client that pipelines 64
- * large fetches and reads nothing (reading stops then); requests' copies
- * are bounded by the same count and KCONN__MAX_FRAME. */
+ * KCONN__MAX_FRAME plus a read chunk; the copies of unanswered requests
+ * stay under KCONN__MAX_HELD plus one frame (reading stops beyond); answers:
+ * at most KCONN__MAX_PENDING jobs, each answer at most one Fetch answer
+ * (kgw.c caps those at 4 MiB), so 64 x 4 MiB = 256 MiB in the worst case
+ * of a client that pipelines 64 large fetches and reads nothing. */
 #include "server/kconn.h"
 
 #include <stdlib.h>
@@ -42,6 +42,7 @@
 #define KCONN__MAX_PENDING 64
 #define KCONN__MAX_QUEUED (16u << 20)
 #define KCONN__READ_CHUNK (64u << 10)
+#define KCONN__MAX_HELD (32u << 20)       /* request bytes of unanswered jobs */
 
 struct kconn_listener {
     uv_tcp_t handle;
@@ -60,6 +61,7 @@ struct kconn {
     struct kjob *head, *tail; /* FIFO of jobs, oldest first */
     unsigned pending;       /* jobs not yet written out */
     size_t queued;          /* bytes of answers done but not yet written */
+    size_t held;            /* request bytes of the jobs in the FIFO */
     bool reading;
     bool closing;
     bool parsing;
@@ -130,7 +132,7 @@ static void kconn__read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void kconn__update_reading(struct kconn *c)
 {
     bool want = !c->closing && !c->stop_parsing && c->pending < KCONN__MAX_PENDING &&
-                c->queued < KCONN__MAX_QUEUED;
+                c->queued < KCONN__MAX_QUEUED && c->held < KCONN__MAX_HELD;
     if (want && !c->reading) {
         c->reading = uv_read_start((uv_stream_t *)&c->handle, kconn__alloc, kconn__read) == 0;
     } else if (!want && c->reading) {
@@ -176,6 +178,7 @@ static void kconn__drain(struct kconn *c)
         }
         job->next = NULL;
         c->pending--;
+        c->held -= job->frame_len;
         if (job->silent || job->resp.len == 0) {
             bool close_after = job->close_after;
             job->conn = NULL;
@@ -206,7 +209,13 @@ static void kconn__drain(struct kconn *c)
             return;
         }
     }
-    kconn__update_reading(c);
+    if (!c->parsing && !c->stop_parsing && c->rbuf.len >= 4) {
+        /* Frames may wait in the buffer for room that popping just made
+         * (a silent answer writes nothing, so no write callback comes). */
+        kconn__parse(c);
+    } else {
+        kconn__update_reading(c);
+    }
 }
 
 void kconn_job_done(struct kjob *job)
@@ -229,8 +238,9 @@ static void kconn__parse(struct kconn *c)
         return;
     }
     c->parsing = true;
-    while (!c->closing && !c->stop_parsing && c->rbuf.len - pos >= 4 && c->pending < KCONN__MAX_PENDING &&
-           c->queued < KCONN__MAX_QUEUED) {
+    while (!c->closing && !c->stop_parsing && c->rbuf.len - pos >= 4 &&
+           c->pending < KCONN__MAX_PENDING && c->queued < KCONN__MAX_QUEUED &&
+           c->held < KCONN__MAX_HELD) {
         const uint8_t *p = c->rbuf.data + pos;
         uint32_t size = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
         if (size < 8 || size > KCONN__MAX_FRAME - 4) {
@@ -267,12 +277,16 @@ static void kconn__parse(struct kconn *c)
         }
         c->tail = job;
         c->pending++;
+        c->held += size;
         kgw_handle(c->l->kg, job);
         if (job->close_after) {
             /* Rejected: nothing after it reaches the gateway. */
             c->stop_parsing = true;
             pos = c->rbuf.len;
             break;
+        }
+        if (c->head->done) {
+            kconn__drain(c); /* answered at once: make room (no re-entry: parsing) */
         }
     }
     if (!c->closing && pos > 0) {

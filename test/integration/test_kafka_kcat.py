@@ -478,6 +478,43 @@ def test_versions_clients_do_not_send():
         c.check_up()
 
 
+def read_frames(sock, n, timeout=30):
+    """Read @n answer frames; return their correlation ids."""
+    sock.settimeout(timeout)
+    data, ids = b"", []
+    while len(ids) < n:
+        chunk = sock.recv(1 << 16)
+        check(chunk, f"connection closed after {len(ids)} answers")
+        data += chunk
+        while len(data) >= 4 and len(data) >= 4 + struct.unpack_from(">i", data)[0]:
+            size = struct.unpack_from(">i", data)[0]
+            ids.append(struct.unpack_from(">i", data, 4)[0])
+            data = data[4 + size:]
+    return ids
+
+
+def test_pipelined_requests():
+    """300 requests sent in one go are all answered, in order (more than
+    the 64 a connection takes at once); 300 acks=0 produces followed by one
+    acks=-1 produce get exactly one answer, and all 301 batches are written."""
+    with KafkaCluster(name="kafka-pipe") as c:
+        leader = c.start()
+        c.tally_ok("topic", "create", "p")
+        wait_topic(c, "p")
+        host, port = c.kafka_addr(leader).split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(b"".join(request(18, 0, b"", corr=i) for i in range(300)))
+            check(read_frames(s, 300) == list(range(300)), "answers out of order")
+            batch = record_batch([b"z"])
+            s.sendall(b"".join(request(0, 3, produce_body(b"p", batch, acks=0), corr=1000 + i)
+                               for i in range(300)) +
+                      request(0, 3, produce_body(b"p", batch), corr=5000))
+            check(read_frames(s, 1) == [5000], "an acks=0 produce was answered")
+        wait_until(lambda: len(consume(c, "p", "-o", "beginning", fmt="%o\\n")) == 301, 20,
+                   "301 records")
+        c.check_up()
+
+
 def test_connection_limit():
     """Kafka connections beyond max_connections are closed at once and
     logged; the open ones keep working."""
@@ -507,4 +544,4 @@ if __name__ == "__main__":
     run_tests([test_metadata_names_the_raft_leader, test_produce_consume_keys_headers_offsets,
                test_long_poll_and_time_offsets, test_acks_zero_and_one, test_compression_codecs,
                test_bad_input_never_writes, test_versions_clients_do_not_send,
-               test_connection_limit])
+               test_connection_limit, test_pipelined_requests])
