@@ -217,47 +217,83 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
     return rv;
 }
 
-/* Append one tally record as a Kafka record (framed by its varint length). */
-static void kafka__put_record(struct buf *out, struct buf *tmp, const struct batch_header *h,
+/* Bytes of @v as a zigzag varint. */
+static size_t kafka__varint_len(int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 1;
+    while (u >= 0x80) {
+        u >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* Write @v as a zigzag varint at @p; returns the byte after it. */
+static uint8_t *kafka__varint_put(uint8_t *p, int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (u >= 0x80) {
+        *p++ = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    *p++ = (uint8_t)u;
+    return p;
+}
+
+static uint8_t *kafka__bytes_put(uint8_t *p, const uint8_t *b, size_t n)
+{
+    p = kafka__varint_put(p, (int64_t)n);
+    memcpy(p, b, n);
+    return p + n;
+}
+
+/* Append one tally record as a Kafka record (framed by its varint length),
+ * written in place: its size is computed first, so the record is copied
+ * once, straight into @out (the fetch path converts every record). */
+static void kafka__put_record(struct buf *out, const struct batch_header *h,
                               const struct batch_record *rec)
 {
     struct rd hr;
     struct batch_kv kv;
-    tmp->len = 0;
-    kafka_put_i8(tmp, 0);
-    kafka_put_varlong(tmp, rec->timestamp - h->first_timestamp);
-    kafka_put_varint(tmp, (int32_t)(rec->offset - h->base_offset));
-    if (rec->key == NULL) {
-        kafka_put_varint(tmp, -1);
-    } else {
-        kafka_put_varint(tmp, (int32_t)rec->key_len);
-        buf_put(tmp, rec->key, rec->key_len);
-    }
-    if (rec->value == NULL) {
-        kafka_put_varint(tmp, -1);
-    } else {
-        kafka_put_varint(tmp, (int32_t)rec->value_len);
-        buf_put(tmp, rec->value, rec->value_len);
-    }
-    kafka_put_varint(tmp, (int32_t)rec->header_count);
+    int64_t ts_delta = rec->timestamp - h->first_timestamp;
+    int64_t off_delta = (int64_t)(rec->offset - h->base_offset);
+    size_t body = 1 + kafka__varint_len(ts_delta) + kafka__varint_len(off_delta) +
+                  (rec->key == NULL ? 1 : kafka__varint_len((int64_t)rec->key_len) + rec->key_len) +
+                  (rec->value == NULL ? 1
+                                      : kafka__varint_len((int64_t)rec->value_len) + rec->value_len) +
+                  kafka__varint_len(rec->header_count);
     rd_init(&hr, rec->headers, rec->headers_len);
     for (uint32_t i = 0; i < rec->header_count && batch_headers_next(&hr, &kv); i++) {
-        kafka_put_varint(tmp, (int32_t)kv.name_len);
-        buf_put(tmp, kv.name, kv.name_len);
-        kafka_put_varint(tmp, (int32_t)kv.value_len);
-        buf_put(tmp, kv.value, kv.value_len);
+        body += kafka__varint_len((int64_t)kv.name_len) + kv.name_len +
+                kafka__varint_len((int64_t)kv.value_len) + kv.value_len;
     }
-    kafka_put_varint(out, (int32_t)tmp->len);
-    buf_put(out, tmp->data, tmp->len);
+    uint8_t *p = buf_reserve(out, kafka__varint_len((int64_t)body) + body);
+    if (p == NULL) {
+        return; /* out->oom is set: the caller sees it */
+    }
+    uint8_t *start = p;
+    p = kafka__varint_put(p, (int64_t)body);
+    *p++ = 0; /* record attributes */
+    p = kafka__varint_put(p, ts_delta);
+    p = kafka__varint_put(p, off_delta);
+    p = rec->key == NULL ? kafka__varint_put(p, -1) : kafka__bytes_put(p, rec->key, rec->key_len);
+    p = rec->value == NULL ? kafka__varint_put(p, -1)
+                           : kafka__bytes_put(p, rec->value, rec->value_len);
+    p = kafka__varint_put(p, rec->header_count);
+    rd_init(&hr, rec->headers, rec->headers_len);
+    for (uint32_t i = 0; i < rec->header_count && batch_headers_next(&hr, &kv); i++) {
+        p = kafka__bytes_put(p, kv.name, kv.name_len);
+        p = kafka__bytes_put(p, kv.value, kv.value_len);
+    }
+    buf_commit(out, (size_t)(p - start));
 }
 
 int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct buf *out,
                              size_t *used, char *errmsg)
 {
-    struct buf tmp;
     size_t pos = 0, out_start = out->len;
     int rv = 0;
-    buf_init(&tmp);
     *used = 0;
     while (pos < n && rv == 0) {
         struct batch_header h;
@@ -278,6 +314,9 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
         if ((rv = batch_iter_init(&it, p + pos, h.batch_len, errmsg)) != 0) {
             break;
         }
+        /* Room for the whole batch at once: records grow by a few bytes
+         * each in Kafka's format. */
+        (void)buf_reserve(out, KAFKA_BATCH_HEADER_SIZE + h.records_len + 16 * h.record_count);
         size_t start = out->len;
         kafka_put_i64(out, (int64_t)h.base_offset);
         kafka_put_i32(out, 0); /* batchLength, patched below */
@@ -296,7 +335,7 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
         kafka_put_i32(out, 0);
         int32_t count = 0;
         while ((rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-            kafka__put_record(out, &tmp, &h, &rec);
+            kafka__put_record(out, &h, &rec);
             count++;
         }
         batch_iter_close(&it);
@@ -304,7 +343,7 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
             break;
         }
         rv = 0;
-        if (!buf_ok(out) || !buf_ok(&tmp)) {
+        if (!buf_ok(out)) {
             rv = TALLY_NOMEM;
             err_printf(errmsg, "out of memory");
             break;
@@ -320,6 +359,5 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
         pos += h.batch_len;
         *used = pos;
     }
-    buf_free(&tmp);
     return rv;
 }

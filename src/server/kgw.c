@@ -647,12 +647,6 @@ static void kgw__fetch_free(void *p)
     free(f);
 }
 
-static void kgw__fetch_encode(struct kjob *job)
-{
-    struct kgw__fetch *f = job->state;
-    kafka_encode_fetch(&job->resp, &job->h, &f->req);
-}
-
 static size_t kgw__flat(const struct kgw__fetch *f, int32_t ti, int32_t pi)
 {
     size_t n = 0;
@@ -660,6 +654,14 @@ static size_t kgw__flat(const struct kgw__fetch *f, int32_t ti, int32_t pi)
         n += (size_t)f->req.topics[i].n_parts;
     }
     return n + (size_t)pi;
+}
+
+static void kgw__fetch_encode(struct kjob *job)
+{
+    struct kgw__fetch *f = job->state;
+    /* One allocation for the answer: it is mostly the records gathered. */
+    (void)buf_reserve(&job->resp, f->total + 64 + 64 * kgw__flat(f, f->req.n_topics, 0));
+    kafka_encode_fetch(&job->resp, &job->h, &f->req);
 }
 
 static void kgw__fetch_issue(struct kjob *job, int32_t ti, int32_t pi, uint32_t wait_ms);
