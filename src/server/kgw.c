@@ -9,7 +9,11 @@
  *                reached and max_wait_ms has not passed (the native fetch
  *                parks at the end of the log: tally's long-poll)
  *   ListOffsets  TOPIC_LIST (earliest, latest) + OFFSET_FOR_TIME
- * So every check, the group commit, Raft and the store are the native
+ *   CreateTopics TOPIC_CREATE per topic; DeleteTopics TOPIC_DELETE per topic
+ *   Metadata with kafka_auto_create_topics: TOPIC_CREATE for unknown names
+ * InitProducerId and FindCoordinator are answered here (no state). A
+ * native request may be answered inside gw_handle (an error, a read), so
+ * each handler holds job->pending up while it issues them. So every check, the group commit, Raft and the store are the native
  * ones; this file only translates.
  *
  * Failure modes: a request that does not decode, or an API or version not
