@@ -50,7 +50,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(raft_segment_bytes, CFG__U64, true, 64 * CFG__KIB, CFG__GIB),
     CFG__T(snapshot_threshold, CFG__UINT, false, 0, UINT_MAX),
     CFG__T(raft_log_budget_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
-    CFG__T(snapshot_trailing, CFG__UINT, false, 0, UINT_MAX),
+    CFG__T(snapshot_trailing, CFG__UINT, false, 1, UINT_MAX),
     CFG__T(segment_bytes, CFG__U64, true, LOG_SEGMENT_BYTES_MIN, LOG_SEGMENT_BYTES_MAX),
     CFG__T(max_batch_bytes, CFG__U32, true, CFG__KIB, BATCH_MAX_SIZE),
     CFG__T(group_commit_bytes, CFG__UINT, true, CFG__KIB, 64 * CFG__MIB),
