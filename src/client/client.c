@@ -1883,6 +1883,16 @@ static int client__metadata_from(struct tally_client *c, size_t i, int64_t deadl
 }
 
 /* Fill a tally_member with @node's own view (if it answered). */
+/* How much a status answer knows of the cluster: 2 it is the leader's own,
+ * 1 it names a leader, 0 neither. */
+static int client__md_rank(const struct client__md *a)
+{
+    if (a->md.leader_id == 0) {
+        return 0;
+    }
+    return a->md.leader_id == a->md.node_id ? 2 : 1;
+}
+
 static void client__member_self(struct tally_member *tm, const struct client__md *a)
 {
     if (a == NULL || !a->ok) {
@@ -1956,17 +1966,24 @@ TALLY_API int tally_status_get(tally_client *c, struct tally_status *st)
     }
 
     /* The cluster-wide view comes from the member with the highest term
-     * that knows a leader (else the highest term at all): it is the most
-     * recent. */
+     * that knows a leader (else the highest term at all), and in that term
+     * from the leader's own answer: it is the most recent. The leader's matters for the commit index: a
+     * follower learns it only with the next AppendEntries, so a follower's
+     * answer can miss a write acknowledged just before. */
     for (size_t i = 0; i < c->n_nodes; i++) {
         const struct client__md *a = &ans[i];
         if (!a->ok) {
             continue;
         }
-        bool a_leader = a->md.leader_id != 0;
-        bool b_leader = best != NULL && best->md.leader_id != 0;
-        if (best == NULL || (a_leader && !b_leader) ||
-            (a_leader == b_leader && a->md.term > best->md.term)) {
+        if (best == NULL) {
+            best = a;
+            continue;
+        }
+        int a_rank = client__md_rank(a), b_rank = client__md_rank(best);
+        bool a_knows = a_rank > 0, b_knows = b_rank > 0;
+        if ((a_knows && !b_knows) ||
+            (a_knows == b_knows &&
+             (a->md.term > best->md.term || (a->md.term == best->md.term && a_rank > b_rank)))) {
             best = a;
         }
     }
