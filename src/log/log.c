@@ -43,9 +43,9 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "log/compact.h"
-#include "log/fs.h"
 #include "log/idx.h"
 #include "log/seg.h"
 

@@ -10,7 +10,7 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
-#include "log/fs.h"
+#include "lib/fs.h"
 #include "log/seg.h"
 
 struct log_scan {

@@ -13,7 +13,7 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
-#include "log/fs.h"
+#include "lib/fs.h"
 #include "log/idx.h"
 #include "log/seg.h"
 

@@ -5,13 +5,13 @@
  * state and gets the same result. */
 #include "store/store_int.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 
 void store__result(struct store_item_result *r, int code, const char *fmt, ...)
@@ -83,16 +83,17 @@ int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
     store__topic_dir(s, t->name, path, sizeof path);
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
     store__topic_free(t);
-    if (rename(path, trash) == 0) {
+    int moved = fs_rename(path, trash, errmsg);
+    if (moved == 0) {
         char why[ERR_MSG_SIZE];
         /* The catalog no longer names the topic: a directory that cannot be
          * removed now (a compaction worker still writing into it) is swept
          * later, and must not stop the node. */
-        if (store__remove_tree(trash, why) != 0) {
+        if (fs_remove_tree(trash, why) != 0) {
             TLOG_WARN("store", "%s deleted; its files are removed later: %s", path, why);
         }
-    } else if (errno != ENOENT) {
-        rv = err_os(errmsg, errno, "rename %s", path);
+    } else if (moved != TALLY_NOTFOUND) {
+        rv = moved;
     }
     return rv;
 }

@@ -4,15 +4,12 @@
  * into the topic's directory, and reconciling at open what a crash left. */
 #include "store/store_int.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
-#include "log/fs.h"
 
 /* The staging directory of a backfill: DATA/topics/NAME/backfill. */
 static void store__backfill_dir(const struct store *s, const char *name, char *out, size_t cap)
@@ -25,7 +22,7 @@ static void store__backfill_drop_dir(struct store *s, const char *topic)
 {
     char dir[PATH_MAX + 300], why[ERR_MSG_SIZE];
     store__backfill_dir(s, topic, dir, sizeof dir);
-    if (store__remove_tree(dir, why) != 0) {
+    if (fs_remove_tree(dir, why) != 0) {
         TLOG_WARN("store", "topic %s: cannot remove %s: %s", topic, dir, why);
     }
 }
@@ -80,7 +77,7 @@ int store_backfill_begin(struct store *s, const char *topic, uint64_t from,
         return TALLY_NOTFOUND;
     }
     store__backfill_dir(s, topic, dir, sizeof dir);
-    if ((rv = store__remove_tree(dir, errmsg)) != 0) {
+    if ((rv = fs_remove_tree(dir, errmsg)) != 0) {
         return rv;
     }
     store__log_config(s, &t->config, &lc);
@@ -105,13 +102,11 @@ static int store__backfill_move(const char *from_dir, const char *to_dir, const 
     snprintf(a, sizeof a, "%s/%s", from_dir, name);
     snprintf(b, sizeof b, "%s/%s", to_dir, name);
     /* link + unlink, not rename: never replace a file of the topic. */
-    if (link(a, b) != 0) {
-        return errno == ENOENT ? 0 : err_os(errmsg, errno, "move %s into %s", a, to_dir);
+    int rv = fs_link(a, b, errmsg);
+    if (rv != 0) {
+        return rv == TALLY_NOTFOUND ? 0 : rv;
     }
-    if (unlink(a) != 0) {
-        return err_os(errmsg, errno, "remove %s", a);
-    }
-    return 0;
+    return fs_unlink(a, errmsg);
 }
 
 /* The topic's history is whole again (backfilled, or gone everywhere):
@@ -179,7 +174,7 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
     }
     fs_list_free(names, n);
     if (rv == 0) {
-        rv = file_sync_dir(tdir, errmsg);
+        rv = fs_sync_dir(tdir, errmsg);
     }
     if (rv == 0) {
         /* Reopen, so the log sees its new first segments. */

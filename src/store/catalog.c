@@ -44,16 +44,14 @@
  * of the log. */
 #include "store/store_int.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 2
@@ -286,23 +284,22 @@ int store__write_file_as(const char *dir, const char *name, const char *tmp_suff
     int rv;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.%s", path, tmp_suffix);
-    if ((rv = file_write_synced(tmp, b->data, b->len, errmsg)) != 0) {
+    if ((rv = fs_write_synced(tmp, b->data, b->len, errmsg)) != 0) {
         return rv;
     }
     pthread_mutex_lock(g->lock);
     skip = g->index < *g->written;
-    if (!skip && rename(tmp, path) != 0) {
-        rv = err_os(errmsg, errno, "rename %s", tmp);
-    } else if (!skip) {
+    if (!skip && (rv = fs_rename(tmp, path, errmsg)) == 0) {
         *g->written = g->index;
         g->renamed = true;
     }
     pthread_mutex_unlock(g->lock);
     if (skip) {
-        unlink(tmp); /* a newer one is in place */
+        char why[ERR_MSG_SIZE];
+        (void)fs_unlink(tmp, why); /* a newer one is in place */
         return 0;
     }
-    return rv != 0 ? rv : file_sync_dir(dir, errmsg);
+    return rv != 0 ? rv : fs_sync_dir(dir, errmsg);
 }
 
 int store__write_catalog(struct store *s, char *errmsg)

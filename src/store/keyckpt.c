@@ -3,16 +3,14 @@
  * writing it (by the loop, or by the snapshot thread). */
 #include "store/store_int.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 
 /* The key index checkpoint of a topic: DATA/topics/NAME/keys.ckpt
@@ -57,31 +55,29 @@ static int store__offset_after_index(struct store_topic *t, uint64_t index, uint
  * unusable, which costs a full read of the log. */
 uint64_t store__load_keys(const struct store *s, struct store_topic *t)
 {
-    char path[PATH_MAX + 320];
-    struct stat st;
-    uint8_t *data = NULL;
+    char path[PATH_MAX + 320], why[ERR_MSG_SIZE];
+    void *file = NULL;
+    size_t n = 0;
     uint64_t next = log_start_offset(t->log);
     bool usable = false;
-    int fd;
+    int rv;
     store__keys_path(s, t, path, sizeof path);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT || log_next_offset(t->log) > log_start_offset(t->log)) {
+    rv = fs_read_file(path, SIZE_MAX, &file, &n, why);
+    if (rv == TALLY_NOTFOUND) {
+        if (log_next_offset(t->log) > log_start_offset(t->log)) {
             TLOG_WARN("store", "topic %s: no key index checkpoint; rebuilding it from the log",
                       t->name);
         }
         return next;
     }
-    if (fstat(fd, &st) == 0 && st.st_size >= 32 && (data = malloc((size_t)st.st_size)) != NULL &&
-        pread(fd, data, (size_t)st.st_size, 0) == st.st_size) {
-        size_t n = (size_t)st.st_size;
+    if (rv == 0 && n >= 32) {
+        const uint8_t *data = file;
         struct rd r;
         rd_init(&r, data, n - 8);
         const uint8_t *magic = rd_bytes(&r, 4);
         uint32_t version = rd_u32(&r);
         uint64_t at = rd_u64(&r);
         uint64_t counted = version >= 2 ? rd_u64(&r) : 0;
-        char why[ERR_MSG_SIZE];
         if (codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
             memcmp(magic, STORE__KEYS_MAGIC, 4) == 0 &&
             (version == 1 || version == STORE__KEYS_VERSION) && at >= t->created_index &&
@@ -100,8 +96,7 @@ uint64_t store__load_keys(const struct store *s, struct store_topic *t)
         TLOG_WARN("store", "topic %s: key index checkpoint unusable; rebuilding it from the log",
                   t->name);
     }
-    free(data);
-    close(fd);
+    free(file);
     return next;
 }
 

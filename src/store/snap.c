@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 
 static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
@@ -169,8 +169,13 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
      *    its entries once the snapshot is stored. Sealed segments were
      *    fsynced when sealed, so the active one of each topic is enough. */
     for (unsigned i = 0; i < f->n && rv == 0; i++) {
-        if (f->topics[i].fd >= 0 && fdatasync(f->topics[i].fd) != 0) {
-            rv = err_os(errmsg, errno, "snapshot: fsync the log of %s", f->topics[i].name);
+        char what[STORE_NAME_MAX + 16];
+        if (f->topics[i].fd < 0) {
+            continue;
+        }
+        snprintf(what, sizeof what, "the log of %s", f->topics[i].name);
+        if ((rv = fs_fsync(f->topics[i].fd, what, errmsg)) != 0) {
+            err_wrap(errmsg, "snapshot");
         }
     }
     /* 2. Checkpoints at the index: the key indexes, then the catalog. */
@@ -235,9 +240,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
         }
-        if (ft->fd >= 0) {
-            close(ft->fd);
-        }
+        fs_close(ft->fd);
         keys_free(&ft->keys);
     }
     free(f->topics);

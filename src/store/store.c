@@ -16,79 +16,34 @@
  * What they share is in store_int.h. */
 #include "store/store_int.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "lib/err.h"
-
-static int store__mkdir(const char *path, char *errmsg)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-        return err_os(errmsg, errno, "create directory %s", path);
-    }
-    return 0;
-}
-
-/* Remove a directory tree: a topic directory holds plain files and at
- * most the backfill staging directory, which holds plain files. */
-int store__remove_tree(const char *path, char *errmsg)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char child[PATH_MAX + 256];
-    if (d == NULL) {
-        return errno == ENOENT ? 0 : err_os(errmsg, errno, "open directory %s", path);
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) == 0 || errno == ENOENT) {
-            continue;
-        }
-        /* EISDIR: the backfill staging directory, one level down */
-        int rv = errno == EISDIR ? store__remove_tree(child, errmsg)
-                                 : err_os(errmsg, errno, "remove %s", child);
-        if (rv != 0) {
-            closedir(d);
-            return rv;
-        }
-    }
-    closedir(d);
-    if (rmdir(path) != 0 && errno != ENOENT) {
-        return err_os(errmsg, errno, "remove directory %s", path);
-    }
-    return 0;
-}
+#include "lib/fs.h"
 
 /* Remove leftovers of deletes that crashed half-way: "NAME.deleted-INDEX". */
 int store__sweep_deleted(struct store *s, char *errmsg)
 {
     char path[PATH_MAX + 16], child[PATH_MAX + 300];
-    DIR *d;
-    struct dirent *e;
-    int rv = 0;
+    char **names;
+    size_t n;
+    int rv;
     snprintf(path, sizeof path, "%s/topics", s->dir);
-    d = opendir(path);
-    if (d == NULL) {
-        return err_os(errmsg, errno, "open directory %s", path);
+    if ((rv = fs_list(path, &names, &n, errmsg)) != 0) {
+        return rv;
     }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (strstr(e->d_name, ".deleted-") != NULL) {
-            snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-            rv = store__remove_tree(child, errmsg);
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        if (strstr(names[i], ".deleted-") != NULL) {
+            snprintf(child, sizeof child, "%s/%s", path, names[i]);
+            rv = fs_remove_tree(child, errmsg);
         }
     }
-    closedir(d);
+    fs_list_free(names, n);
     return rv;
 }
 
@@ -110,7 +65,9 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
 {
     struct store *s = calloc(1, sizeof *s);
     char path[PATH_MAX + 32];
-    int fd, rv;
+    void *data = NULL;
+    size_t len = 0;
+    int rv;
     if (s == NULL) {
         return TALLY_NOMEM;
     }
@@ -120,28 +77,16 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
     buf_init(&s->scratch);
     s->max_ts = INT64_MIN;
     snprintf(path, sizeof path, "%s/topics", dir);
-    if ((rv = store__mkdir(dir, errmsg)) != 0 || (rv = store__mkdir(path, errmsg)) != 0 ||
+    if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0 || (rv = fs_mkdir(path, NULL, errmsg)) != 0 ||
         (rv = store__sweep_deleted(s, errmsg)) != 0) {
         free(s);
         return rv;
     }
     snprintf(path, sizeof path, "%s/catalog", dir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        struct stat st;
+    rv = fs_read_file(path, SIZE_MAX, &data, &len, errmsg);
+    if (rv == 0) {
         struct store__catalog c;
-        uint8_t *data = NULL;
-        rv = fstat(fd, &st) != 0 ? err_os(errmsg, errno, "stat %s", path) : 0;
-        if (rv == 0 && (data = malloc((size_t)st.st_size + 1)) == NULL) {
-            rv = TALLY_NOMEM;
-        }
-        if (rv == 0 && pread(fd, data, (size_t)st.st_size, 0) != st.st_size) {
-            rv = err_os(errmsg, errno, "read %s", path);
-        }
-        close(fd);
-        if (rv == 0) {
-            rv = store__decode_catalog(data, (size_t)st.st_size, &c, errmsg);
-        }
+        rv = store__decode_catalog(data, len, &c, errmsg);
         free(data);
         if (rv != 0) {
             err_wrap(errmsg, "load catalog %s", path);
@@ -180,8 +125,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         }
         store__catalog_free(&c);
         s->max_ts = store__scan_max_ts(s);
-    } else if (errno != ENOENT) {
-        rv = err_os(errmsg, errno, "open %s", path);
+    } else if (rv != TALLY_NOTFOUND) {
         free(s);
         return rv;
     }

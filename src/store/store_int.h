@@ -139,7 +139,6 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                       struct store_item_result *res, char *errmsg);
 
 /* store.c: open and close of the state directory. */
-int store__remove_tree(const char *path, char *errmsg);
 int store__sweep_deleted(struct store *s, char *errmsg);
 int64_t store__scan_max_ts(const struct store *s);
 
