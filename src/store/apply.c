@@ -15,9 +15,6 @@
 #include "lib/logger.h"
 
 void store__result(struct store_item_result *r, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-void store__result(struct store_item_result *r, int code, const char *fmt, ...)
 {
     va_list ap;
     r->code = code;

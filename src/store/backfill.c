@@ -45,10 +45,6 @@ void store__backfill_reconcile(struct store *s, struct store_topic *t)
     }
 }
 
-/* ------------------------------------------------------------------------
- * Backfill
- * ------------------------------------------------------------------------ */
-
 bool store_backfill_pick(struct store *s, char *topic, size_t cap, uint64_t *created_index,
                          uint64_t *from, uint64_t *to)
 {

@@ -1,6 +1,6 @@
 /* Keyed compaction of the topics whose policy includes "compact": which
- * topic is next (round robin), and the glue around log/compact.h's
- * prepare (loop), run (worker thread) and commit (loop). */
+ * topic is next (round robin), and the glue around the log's
+ * log_compact_prepare (loop), run (worker thread) and commit (loop). */
 #include "store/store_int.h"
 
 #include <stdio.h>
@@ -8,10 +8,6 @@
 #include <string.h>
 
 #include "lib/err.h"
-
-/* ------------------------------------------------------------------------
- * Compaction
- * ------------------------------------------------------------------------ */
 
 struct store_compaction {
     char topic[STORE_NAME_MAX];
