@@ -24,5 +24,16 @@ check client log store repl server
 check server client tool daemon
 check tool repl server daemon
 check daemon client tool
-if [ $fail -eq 0 ]; then echo "layers: every include points downward"; fi
+# A layer's private header (src/LAYER/*_int.h: what its files share) is
+# included only by files of that layer.
+for hdr in "$src"/*/*_int.h; do
+    [ -e "$hdr" ] || continue
+    layer=$(basename "$(dirname "$hdr")")
+    name="$layer/$(basename "$hdr")"
+    hits=$(grep -rn "#include \"$name\"" "$src" --include='*.[ch]' | grep -v "^$src/$layer/")
+    if [ -n "$hits" ]; then
+        echo "FAIL: $name is private to src/$layer:"; echo "$hits"; fail=1
+    fi
+done
+if [ $fail -eq 0 ]; then echo "layers: every include points downward; private headers stay home"; fi
 exit $fail

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/ident.h"
 #include "repl/node.h"
@@ -351,9 +352,9 @@ static int srv__lock(struct srv *s, char *errmsg)
 {
     char path[CFG_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/LOCK", s->cfg->data_dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (s->lock_fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
+    int rv = fs_open(path, O_RDWR | O_CREAT, path, &s->lock_fd, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         err_printf(errmsg, "data directory %s is in use by another tallyd", s->cfg->data_dir);
@@ -579,9 +580,7 @@ int srv_run(const struct cfg *cfg)
     if (rv != 0) {
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;
 
@@ -600,8 +599,6 @@ fail:
     }
     uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
     uv_loop_close(&s.loop);
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

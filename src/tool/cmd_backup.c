@@ -21,7 +21,6 @@
 #include "tool/cmd_backup.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,13 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "lib/batch.h"
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 #include "log/log.h"
 #include "proto/proto.h"
 #include "store/import.h"
@@ -403,29 +401,6 @@ static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *star
     return rv;
 }
 
-/* Empty the topic's log directory in the backup (plain files only). */
-static int backup__clear_dir(const char *path, char *errmsg)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char child[PATH_MAX + 300];
-    int rv = 0;
-    if (d == NULL) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) != 0) {
-            rv = err_os(errmsg, errno, "remove %s", child);
-        }
-    }
-    closedir(d);
-    return rv;
-}
-
 /* Copy one topic. If the node's retention deletes the oldest records of
  * the topic after the cut, before they were copied (only a node of an
  * older version, without the backup pin that holds retention back; FETCH
@@ -456,7 +431,7 @@ static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct imp
                         " of topic %s during the backup; copying it again from %" PRIu64 "\n",
                 c->addr, t->start_offset, now_start - 1, t->name, now_start);
         snprintf(path, sizeof path, "%s/topics/%s", dir, t->name);
-        if ((rv = backup__clear_dir(path, errmsg)) != 0) {
+        if ((rv = fs_clear_dir(path, errmsg)) != 0) {
             return rv;
         }
         pg->total -= now_start - t->start_offset;
@@ -543,35 +518,33 @@ static int backup__fsync_dir(const char *dir, const char *name, char *errmsg)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    return file_sync_dir(path, errmsg);
+    return fs_sync_dir(path, errmsg);
 }
 
 /* DIR must not exist (it is created) or be an empty directory. */
 static int backup__prepare_dir(const char *dir, char *errmsg)
 {
     char path[PATH_MAX + 16];
-    if (mkdir(dir, 0755) != 0) {
-        if (errno != EEXIST) {
-            return err_os(errmsg, errno, "create %s", dir);
-        }
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    bool existed;
+    int rv = fs_mkdir(dir, &existed, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (existed) {
+        if (!fs_is_dir(dir)) {
             err_printf(errmsg, "%s exists and is not a directory", dir);
             return TALLY_EXISTS;
         }
-        if (rmdir(dir) != 0) { /* fails unless empty: then recreate it */
+        if (fs_rmdir(dir, errmsg) != 0) { /* fails unless empty: then recreate it */
             err_printf(errmsg, "%s is not empty: back up into a new directory", dir);
             return TALLY_EXISTS;
         }
-        if (mkdir(dir, 0755) != 0) {
-            return err_os(errmsg, errno, "create %s", dir);
+        if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0) {
+            return rv;
         }
     }
     snprintf(path, sizeof path, "%s/topics", dir);
-    if (mkdir(path, 0755) != 0) {
-        return err_os(errmsg, errno, "create %s", path);
-    }
-    return 0;
+    return fs_mkdir(path, NULL, errmsg);
 }
 
 int cmd_backup_main(int argc, char **argv)
