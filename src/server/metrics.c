@@ -17,7 +17,6 @@
 #include "lib/err.h"
 #include "proto/proto.h"
 #include "repl/fsm.h"
-#include "server/conn.h"
 #include "server/http.h"
 #include "server/skew.h"
 
@@ -46,6 +45,11 @@ void metrics_set_node(struct metrics *m, struct node *node)
 void metrics_set_skew(struct metrics *m, struct skew *k)
 {
     m->skew = k;
+}
+
+void metrics_set_connections(struct metrics *m, const unsigned *n)
+{
+    m->connections = n;
 }
 
 uint64_t metrics_now_ns(void)
@@ -346,7 +350,8 @@ static void m__node(struct metrics *m, struct buf *b)
 {
     struct statvfs sv;
     const struct fsm_stats *fs = fsm_stats();
-    m__u64(b, "tally_connections", "gauge", "Client connections open.", conn_count());
+    m__u64(b, "tally_connections", "gauge", "Client connections open.",
+           m->connections != NULL ? *m->connections : 0);
     if (statvfs(m->cfg->data_dir, &sv) == 0) {
         m__u64(b, "tally_disk_free_bytes", "gauge",
                "Bytes available to tallyd on the data directory's file system.",
