@@ -417,6 +417,7 @@ int client__call(struct tally_client *c, const struct client__op *op,
     int last_code = TALLY_TIMEOUT;
     char tried[ERR_MSG_SIZE];
 
+    c->outcome_unknown = false;
     if (c->n_nodes == 0) {
         err_printf(c->errmsg, "%s: no brokers", op->what);
         return TALLY_INVAL;
@@ -484,6 +485,9 @@ int client__call(struct tally_client *c, const struct client__op *op,
                      !(op->idempotent && code == TALLY_LEADERSHIP_LOST))) {
                     err_printf(c->errmsg, "%s: %s: %s", op->what, nd->w.addr, rep->err.message);
                     c->actual = rep->err.actual;
+                    /* The leader appended the write and lost its majority
+                     * before it was committed (its message says so). */
+                    c->outcome_unknown = op->write && code == TALLY_LEADERSHIP_LOST;
                     return code;
                 }
                 if (c->leader == (int)target) {
@@ -503,6 +507,7 @@ int client__call(struct tally_client *c, const struct client__op *op,
             uncertain = uncertain || (op->write && sent);
             if (op->write && sent && (!op->idempotent || wire_now_ms() >= op->deadline)) {
                 /* The node may have received the write and acted on it. */
+                c->outcome_unknown = true;
                 if (rv == TALLY_TIMEOUT) {
                     err_printf(c->errmsg, "%s: %s: no answer within %d ms; it may or may not "
                                           "have been written", op->what, nd->w.addr, c->timeout_ms);
@@ -550,6 +555,7 @@ int client__call(struct tally_client *c, const struct client__op *op,
     if (uncertain) {
         /* Retried writes that all failed, but one may have been applied
          * (a leader that appended it before it lost its majority). */
+        c->outcome_unknown = true;
         err_printf(c->errmsg, "%s: %s within %d ms, after an attempt whose outcome is unknown: "
                    "it may or may not have been written: %s", op->what,
                    saw_noleader ? "no leader found" : "no node took it", c->timeout_ms, tried);
@@ -710,6 +716,11 @@ TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms)
         return;
     }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : CLIENT__DEFAULT_TIMEOUT_MS;
+}
+
+TALLY_API int tally_outcome_unknown(tally_client *c)
+{
+    return c != NULL && c->outcome_unknown;
 }
 
 TALLY_API const char *tally_errmsg(tally_client *c)

@@ -65,6 +65,7 @@ struct tally_client {
     char errmsg[ERR_MSG_SIZE];  /* message of the last error */
     uint64_t producer_id;       /* idempotent producer id, never 0 */
     uint64_t actual;            /* actual value of the last failed condition */
+    bool outcome_unknown;       /* tally_outcome_unknown: set by client__call */
     struct client__seq *seqs;   /* next sequence per topic (owned list) */
 };
 
