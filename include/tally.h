@@ -96,7 +96,7 @@ TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms);
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);
 
-/* After a write (produce, topic or member change) failed with
+/* After a write (produce, topic, member or group change) failed with
  * TALLY_TIMEOUT or TALLY_LEADERSHIP_LOST: 1 if its outcome is unknown,
  * because the request reached a node that may have carried it out before
  * the failure (no answer in time, the connection failed after the whole

@@ -2,9 +2,10 @@
  * options in include/tally.h).
  *
  * A fetch goes to any node; its answer holds whole stored batches, whose
- * checksums are verified here before their records are handed out. After
- * an answer, the next FETCH of the same reader is sent at once
- * (read-ahead) so that a consumer that keeps reading finds it waiting. */
+ * checksums are verified here before their records are handed out. When
+ * an answer leaves more records on the node, the FETCH that continues it
+ * is sent before the answer is decoded (read-ahead, client__fetch_ahead),
+ * so the node streams the next answer while the caller works. */
 #include "tally.h"
 
 #include <stdbool.h>

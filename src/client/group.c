@@ -1,8 +1,10 @@
 /* libtally: offsets by time and durable consumer positions
  * (tally_offset_for_time and tally_group_* in include/tally.h).
  *
- * Both are answered by OFFSET_RESP. Group positions are committed through
- * Raft like any write; reading one is a read from any node. */
+ * A time lookup and the position reads (GROUP_FETCH, GROUP_LIST) are reads
+ * from any node. Commit, set and delete are writes through Raft
+ * answered by DONE; sending one twice is harmless, so they are resent
+ * after an unknown outcome, like a produce. */
 #include "tally.h"
 
 #include <stdbool.h>
