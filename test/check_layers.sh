@@ -2,8 +2,8 @@
 # Checks that includes only point down the layers (docs/architecture.md):
 # lib <- log <- store <- repl <- server, lib <- proto <- {server, client};
 # daemon (tallyd's main) sits on server; tool (the tally CLI) on client,
-# plus log/ for the offline `tally log`, store/ for `tally restore` and
-# proto/ for `tally backup`.
+# plus log/ for the offline `tally log`, store/ for `tally restore`, and
+# proto/ with client/wire.h for `tally backup`.
 src="${TALLY_SRC_DIR:-$(dirname "$0")/..}/src"
 fail=0
 check() { # layer, then the layers it must not include

@@ -49,6 +49,7 @@ struct srv {
     struct store *store;
     struct node *node;
     struct gw *gw;
+    struct conn_set conns;     /* open client connections */
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
@@ -130,7 +131,7 @@ static void srv__accept(uv_stream_t *server, int status)
     if (status != 0 || s->stopping) {
         return;
     }
-    if (conn_count() >= s->cfg->max_connections) {
+    if (conn_count(&s->conns) >= s->cfg->max_connections) {
         /* Accept and drop, so the listen backlog does not fill up. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
         if (tmp == NULL) {
@@ -144,7 +145,7 @@ static void srv__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, srv__free_handle);
         return;
     }
-    int rv = conn_accept(server, s->gw);
+    int rv = conn_accept(&s->conns, server, s->gw);
     if (rv != 0) {
         TLOG_WARN("server", "accept: %s", uv_strerror(rv));
     }
@@ -338,7 +339,7 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
-    conn_close_all();
+    conn_close_all(&s->conns);
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
@@ -519,7 +520,8 @@ int srv_run(const struct cfg *cfg)
     store_set_append_hook(s.store, srv__on_append, &s);
     metrics_init(&s.metrics, cfg, s.store);
     gw_set_metrics(s.gw, &s.metrics);
-    conn_set_metrics(&s.metrics);
+    s.conns.metrics = &s.metrics;
+    metrics_set_connections(&s.metrics, &s.conns.n);
 
     memset(&nc, 0, sizeof nc);
     nc.id = cfg->id;

@@ -23,6 +23,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "log/log.h"
+#include "tool/util.h"
 
 #define CMD_LOG_EXIT_OK 0
 #define CMD_LOG_EXIT_DAMAGE 1
@@ -325,39 +326,6 @@ static int cmd_log__verify(const struct cmd_log_opts *o)
  * dump
  * ------------------------------------------------------------------------ */
 
-/* Print @n bytes as a quoted string, escaping what is not printable. */
-static void cmd_log__bytes(const uint8_t *p, size_t n)
-{
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        switch (c) {
-        case '"':
-            fputs("\\\"", stdout);
-            break;
-        case '\\':
-            fputs("\\\\", stdout);
-            break;
-        case '\n':
-            fputs("\\n", stdout);
-            break;
-        case '\r':
-            fputs("\\r", stdout);
-            break;
-        case '\t':
-            fputs("\\t", stdout);
-            break;
-        default:
-            if (c >= 0x20 && c < 0x7f) {
-                putchar(c);
-            } else {
-                printf("\\x%02x", c);
-            }
-        }
-    }
-    putchar('"');
-}
-
 /* ISO 8601 UTC form of a millisecond timestamp, or "?" out of range. */
 static void cmd_log__time(int64_t ms, char *out, size_t cap)
 {
@@ -402,13 +370,13 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
         if (r.key == NULL) {
             fputs("(none)", stdout);
         } else {
-            cmd_log__bytes(r.key, r.key_len);
+            tool_print_quoted(r.key, r.key_len, TOOL_QUOTE_C);
         }
         fputs(" value=", stdout);
         if (r.value == NULL) {
             fputs("(tombstone)", stdout);
         } else {
-            cmd_log__bytes(r.value, r.value_len);
+            tool_print_quoted(r.value, r.value_len, TOOL_QUOTE_C);
         }
         if (r.header_count > 0) {
             struct rd hr;
@@ -417,9 +385,9 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
             fputs(" headers:", stdout);
             while (batch_headers_next(&hr, &kv)) {
                 putchar(' ');
-                cmd_log__bytes(kv.name, kv.name_len);
+                tool_print_quoted(kv.name, kv.name_len, TOOL_QUOTE_C);
                 putchar('=');
-                cmd_log__bytes(kv.value, kv.value_len);
+                tool_print_quoted(kv.value, kv.value_len, TOOL_QUOTE_C);
             }
         }
         putchar('\n');
