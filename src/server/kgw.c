@@ -1,7 +1,8 @@
 /* The Kafka front door's gateway (kgw.h).
  *
- * Every Kafka request is answered from native requests to gw.c, made with
- * conn_req_internal() and encoded with proto.h like a client's:
+ * Every Kafka request is answered from native requests to gw.c, encoded
+ * with proto.h like a client's and handed back through this front door's
+ * req_ops (server/req.h):
  *   Metadata     METADATA (members, leader) + TOPIC_LIST
  *   Produce      one PRODUCE per partition, its batch converted from
  *                Kafka's record batch v2 (kafka/records.h)
@@ -37,8 +38,9 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
-#include "server/conn.h"
 #include "server/kconn.h"
+#include "server/metrics.h"
+#include "server/req.h"
 
 /* The most a Fetch answer carries (Kafka's fetch.max.bytes is a hint the
  * broker may cap; the native FETCH caps at 4 MiB too). */
@@ -48,6 +50,7 @@ struct kgw {
     const struct cfg *cfg;
     uv_loop_t *loop;
     struct gw *gw;
+    struct metrics *metrics; /* counts the native requests made here; NULL: off */
 };
 
 /* A native answer, decoded as far as the frame. */
@@ -57,12 +60,17 @@ struct kgw__answer {
     struct rd body;         /* the answer's body when code is 0 */
 };
 
-/* A native request under way for a job. */
+/* A native request under way for a job. The gateway sees only @req; this
+ * front door's req_ops (kgw__req_ops) bring it back here. */
 struct kgw__sub {
+    struct req req;         /* first: the request the gateway handles */
     struct kgw *kg;
     struct kjob *job;
     void (*cb)(struct kgw__sub *sub, struct kgw__answer *a);
     int32_t t, p;           /* topic and partition index in the Kafka request */
+    uv_work_t work;         /* reads a FETCH answer's batches off the loop */
+    uint8_t *whole;         /* the answer frame with its batches, when read */
+    bool read_failed;
 };
 
 int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw **out)
@@ -81,6 +89,11 @@ int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw
 void kgw_set_gw(struct kgw *kg, struct gw *gw)
 {
     kg->gw = gw;
+}
+
+void kgw_set_metrics(struct kgw *kg, struct metrics *m)
+{
+    kg->metrics = m;
 }
 
 void kgw_destroy(struct kgw *kg)
@@ -109,35 +122,20 @@ void kjob_unref(struct kjob *job)
 
 /* ---- native requests ---------------------------------------------------- */
 
-static void kgw__native_done(struct req *r)
+/* The answer of a native request, frame decoded; @cb translates it. */
+static void kgw__native_answer(struct kgw__sub *sub)
 {
-    struct kgw__sub *sub = r->internal_data;
+    struct req *r = &sub->req;
     struct kjob *job = sub->job;
     struct kgw__answer a = {.code = 0, .message = ""};
     struct proto_error err;
     struct proto_frame f;
-    uint8_t *whole = NULL;
-    const uint8_t *frame = r->resp.data;
-    size_t len = r->resp.len;
+    const uint8_t *frame = sub->whole != NULL ? sub->whole : r->resp.data;
+    size_t len = r->resp.len + (sub->whole != NULL ? r->file_len : 0);
 
-    if (r->file_len > 0) {
-        /* A FETCH answer's batches are in a file (zero copy for native
-         * clients); conn_complete() has read them into the page cache, so
-         * this read does not wait for the disk. */
-        whole = malloc(len + r->file_len);
-        ssize_t n = -1;
-        if (whole != NULL) {
-            memcpy(whole, frame, len);
-            do {
-                n = pread(r->file_fd, whole + len, r->file_len, r->file_pos);
-            } while (n < 0 && errno == EINTR);
-        }
-        if (n != (ssize_t)r->file_len) {
-            a.code = TALLY_IOERR;
-            a.message = "cannot read the fetched batches";
-        }
-        frame = whole;
-        len += r->file_len;
+    if (r->file_len > 0 && (sub->whole == NULL || sub->read_failed)) {
+        a.code = TALLY_IOERR;
+        a.message = "cannot read the fetched batches";
     }
     if (a.code == 0 && (frame == NULL || len < PROTO_HEADER_SIZE ||
                         proto_decode_frame(frame, len, UINT32_MAX, &f) != 0)) {
@@ -158,11 +156,77 @@ static void kgw__native_done(struct req *r)
     }
     job->pending--;
     sub->cb(sub, &a);
-    free(whole);
-    conn_req_free(r);
+    free(sub->whole);
+    buf_free(&r->resp);
+    if (r->file_fd >= 0) {
+        close(r->file_fd);
+    }
     free(sub);
     kjob_unref(job);
 }
+
+/* On a worker of the thread pool: a FETCH answer's batches are in a
+ * segment file (zero copy for native clients); read them next to the
+ * frame, so that the loop never waits for the disk. */
+static void kgw__read_work(uv_work_t *w)
+{
+    struct kgw__sub *sub = w->data;
+    struct req *r = &sub->req;
+    ssize_t n = -1;
+    sub->whole = malloc(r->resp.len + r->file_len);
+    if (sub->whole != NULL) {
+        memcpy(sub->whole, r->resp.data, r->resp.len);
+        do {
+            n = pread(r->file_fd, sub->whole + r->resp.len, r->file_len, r->file_pos);
+        } while (n < 0 && errno == EINTR);
+    }
+    sub->read_failed = n != (ssize_t)r->file_len;
+}
+
+static void kgw__read_done(uv_work_t *w, int status)
+{
+    struct kgw__sub *sub = w->data;
+    if (status != 0) {
+        sub->read_failed = true;
+    }
+    kgw__native_answer(sub);
+}
+
+/* req_ops.complete: the gateway answered (possibly inside gw_handle). */
+static void kgw__req_complete(struct req *r)
+{
+    struct kgw__sub *sub = (struct kgw__sub *)r; /* req is its first member */
+    r->done = true;
+    metrics_request_done(sub->kg->metrics, r->type, r->start_ns, r->resp.data, r->resp.len);
+    if (r->file_len == 0) {
+        kgw__native_answer(sub);
+        return;
+    }
+    sub->work.data = sub;
+    if (uv_queue_work(sub->kg->loop, &sub->work, kgw__read_work, kgw__read_done) != 0) {
+        kgw__read_work(&sub->work); /* cannot happen on a live loop; read here */
+        kgw__native_answer(sub);
+    }
+}
+
+/* Backups come only through the native listener. */
+static void kgw__req_hold_backup(struct req *r)
+{
+    (void)r;
+}
+
+static bool kgw__req_is_backup(const struct req *r)
+{
+    (void)r;
+    return false;
+}
+
+/* How the gateway hands this front door's requests back (server/req.h). */
+static const struct req_ops kgw__req_ops = {
+    .complete = kgw__req_complete,
+    .hold_backup = kgw__req_hold_backup,
+    .is_backup = kgw__req_is_backup,
+};
 
 /* Hand a native request of @type with body @body to the gateway for @job;
  * @cb gets its answer (possibly before this returns). */
@@ -171,17 +235,28 @@ static void kgw__native(struct kgw *kg, struct kjob *job, uint16_t type, const s
                         int32_t p)
 {
     struct kgw__sub *sub = calloc(1, sizeof *sub);
-    struct req *r = sub != NULL ? conn_req_internal(kg->loop, type, kgw__native_done, sub) : NULL;
-    if (r == NULL || !buf_ok(body)) {
+    if (sub == NULL || !buf_ok(body)) {
         struct kgw__answer a = {.code = TALLY_NOMEM, .message = "out of memory"};
-        struct kgw__sub tmp = {kg, job, cb, t, p};
+        struct kgw__sub tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.kg = kg;
+        tmp.job = job;
+        tmp.t = t;
+        tmp.p = p;
         free(sub);
-        if (r != NULL) {
-            conn_req_free(r);
-        }
         cb(&tmp, &a);
         return;
     }
+    sub->req.ops = &kgw__req_ops;
+    /* The gateway only tests conn against NULL ("the client is gone"); a
+     * Kafka job that is gone keeps its native requests going until they
+     * are answered (job->refs), so conn is never NULL here. It points at
+     * the request's own container and is never dereferenced. */
+    sub->req.conn = (struct conn *)(void *)sub;
+    sub->req.type = type;
+    sub->req.start_ns = metrics_now_ns();
+    sub->req.file_fd = -1;
+    buf_init(&sub->req.resp);
     sub->kg = kg;
     sub->job = job;
     sub->cb = cb;
@@ -189,7 +264,7 @@ static void kgw__native(struct kgw *kg, struct kjob *job, uint16_t type, const s
     sub->p = p;
     job->refs++;
     job->pending++;
-    gw_handle(kg->gw, r, PROTO_VERSION, body->data, body->len);
+    gw_handle(kg->gw, &sub->req, PROTO_VERSION, body->data, body->len);
 }
 
 static void kgw__finish(struct kjob *job, void (*encode)(struct kjob *job))

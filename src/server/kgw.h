@@ -1,6 +1,7 @@
 /* The Kafka front door's gateway: one decoded Kafka request becomes one or
  * more native requests handed to the same gateway (gw.c) a native client
- * reaches, through conn_req_internal(); their answers are translated back.
+ * reaches, as requests of a front door of its own (struct req_ops,
+ * server/req.h); their answers are translated back.
  * So a Kafka produce takes the native path (checks, group commit, Raft,
  * store) and a Kafka fetch is served by the native fetch (committed data
  * only, parked long-poll); nothing here reads or writes the store.
@@ -44,6 +45,9 @@ struct kjob {
 int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw **out);
 /* The gateway may be given later (@gw NULL), before the loop runs. */
 void kgw_set_gw(struct kgw *kg, struct gw *gw);
+/* Count the native requests made for Kafka ones in @m (NULL: off). */
+struct metrics;
+void kgw_set_metrics(struct kgw *kg, struct metrics *m);
 void kgw_destroy(struct kgw *kg);
 
 /* Handle @job (its frame is set, one reference is the connection's):
