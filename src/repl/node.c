@@ -27,9 +27,11 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/fsm.h"
 #include "repl/members.h"
+#include "repl/snapguard.h"
 #include "repl/transport.h"
 #include "store/cmd.h"
 
@@ -41,7 +43,10 @@ struct node {
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                     raft_io_recv_cb); /* raft_uv's, wrapped by node__start */
-    raft_io_recv_cb raft_recv;  /* raft's receive callback, wrapped by node__recv */
+    int (*uv_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                           const struct raft_snapshot *,
+                           raft_io_snapshot_put_cb); /* wrapped by node__snapshot_put */
+    struct snapguard guard;     /* holds an install during a take (snapguard.h) */
     uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
@@ -238,15 +243,28 @@ static void node__recv(struct raft_io *io, struct raft_message *msg)
         msg->append_entries.leader_commit > n->leader_commit) {
         n->leader_commit = msg->append_entries.leader_commit;
     }
-    n->raft_recv(io, msg);
+    snapguard_recv(&n->guard, msg);
 }
 
 static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
                        raft_io_recv_cb recv)
 {
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
-    n->raft_recv = recv;
+    snapguard_init(&n->guard, io, recv);
     return n->uv_start(io, msecs, tick, node__recv);
+}
+
+/* Takes (trailing > 0) go through the guard; installs (trailing 0) are
+ * what it holds back, and pass straight on. */
+static int node__snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    if (trailing == 0) {
+        return n->uv_snapshot_put(io, trailing, req, snapshot, cb);
+    }
+    return snapguard_put_take(&n->guard, n->uv_snapshot_put, io, trailing, req, snapshot, cb);
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -604,16 +622,14 @@ static int node__mkdir_p(const char *path, char *errmsg)
     for (char *p = tmp + 1; *p != '\0'; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                return err_os(errmsg, errno, "create directory %s", tmp);
+            int rv = fs_mkdir(tmp, NULL, errmsg);
+            if (rv != 0) {
+                return rv;
             }
             *p = '/';
         }
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        return err_os(errmsg, errno, "create directory %s", tmp);
-    }
-    return 0;
+    return fs_mkdir(tmp, NULL, errmsg);
 }
 
 static bool node__has_state(const char *raft_dir)
@@ -734,6 +750,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->members.io.append = node__append;
     n->uv_start = n->members.io.start;
     n->members.io.start = node__start;
+    n->uv_snapshot_put = n->members.io.snapshot_put;
+    n->members.io.snapshot_put = node__snapshot_put;
     rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
@@ -884,6 +902,7 @@ static void node__maybe_done(struct node *n)
     void *arg = n->close_arg;
     fsm_close(&n->fsm);
     members_close(&n->members);
+    snapguard_close(&n->guard);
     free(n);
     if (cb != NULL) {
         cb(arg);

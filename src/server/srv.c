@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/ident.h"
 #include "repl/node.h"
@@ -34,6 +35,8 @@
 #include "server/conn.h"
 #include "server/gw.h"
 #include "server/http.h"
+#include "server/kconn.h"
+#include "server/kgw.h"
 #include "server/metrics.h"
 #include "store/store.h"
 
@@ -48,6 +51,7 @@ struct srv {
     struct store *store;
     struct node *node;
     struct gw *gw;
+    struct conn_set conns;     /* open client connections */
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
@@ -60,6 +64,8 @@ struct srv {
     bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
     bool listening;      /* the client listener is initialised */
+    struct kgw *kgw;               /* the Kafka front door (--kafka), or NULL */
+    struct kconn_listener *kafka;  /* its listener, or NULL */
 };
 
 static void srv__stop(struct srv *s, int exit_code);
@@ -129,7 +135,7 @@ static void srv__accept(uv_stream_t *server, int status)
     if (status != 0 || s->stopping) {
         return;
     }
-    if (conn_count() >= s->cfg->max_connections) {
+    if (conn_count(&s->conns) >= s->cfg->max_connections) {
         /* Accept and drop, so the listen backlog does not fill up. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
         if (tmp == NULL) {
@@ -143,7 +149,7 @@ static void srv__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, srv__free_handle);
         return;
     }
-    int rv = conn_accept(server, s->gw);
+    int rv = conn_accept(&s->conns, server, s->gw);
     if (rv != 0) {
         TLOG_WARN("server", "accept: %s", uv_strerror(rv));
     }
@@ -299,6 +305,8 @@ static void srv__compactor_closed(void *arg)
     s->compactor = NULL;
     gw_destroy(s->gw);
     s->gw = NULL;
+    kgw_destroy(s->kgw); /* after gw_destroy: answers to its requests end there */
+    s->kgw = NULL;
     if (store_checkpoint(s->store, errmsg) != 0) {
         TLOG_ERROR("server", "final checkpoint: %s", errmsg);
         s->exit_code = 1;
@@ -337,7 +345,9 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
-    conn_close_all();
+    kconn_stop(s->kafka);
+    s->kafka = NULL;
+    conn_close_all(&s->conns);
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
@@ -351,9 +361,9 @@ static int srv__lock(struct srv *s, char *errmsg)
 {
     char path[CFG_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/LOCK", s->cfg->data_dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (s->lock_fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
+    int rv = fs_open(path, O_RDWR | O_CREAT, path, &s->lock_fd, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         err_printf(errmsg, "data directory %s is in use by another tallyd", s->cfg->data_dir);
@@ -438,6 +448,29 @@ static int srv__check_identity(struct srv *s, struct ident *id, bool *found, cha
     return 0;
 }
 
+/* The Kafka front door (--kafka): its gateway (given ours once it exists,
+ * before the loop runs and any request can arrive) and its listener, bound
+ * with the other listeners, before anything is written to the data
+ * directory. */
+static int srv__kafka_start(struct srv *s, char *errmsg)
+{
+    int rv;
+    if (s->cfg->kafka_addr[0] == '\0') {
+        return 0;
+    }
+    if ((rv = kgw_create(s->cfg, &s->loop, NULL, &s->kgw)) != 0) {
+        err_printf(errmsg, "kafka: %s", tally_strerror(rv));
+        return rv;
+    }
+    if ((rv = kconn_listen(&s->loop, s->cfg->kafka_addr, s->cfg->max_connections, s->kgw,
+                           &s->kafka, errmsg)) != 0) {
+        return rv;
+    }
+    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)", s->cfg->kafka_addr,
+              s->cfg->kafka_advertise[0] != '\0' ? s->cfg->kafka_advertise : s->cfg->kafka_addr);
+    return 0;
+}
+
 int srv_run(const struct cfg *cfg)
 {
     struct srv s;
@@ -483,6 +516,10 @@ int srv_run(const struct cfg *cfg)
         fail_exit = 2;
         goto fail;
     }
+    if ((rv = srv__kafka_start(&s, errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
     if ((rv = srv__probe_raft_port(cfg, errmsg)) != 0) {
         fail_exit = 2;
         goto fail;
@@ -516,9 +553,14 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     store_set_append_hook(s.store, srv__on_append, &s);
+    if (s.kgw != NULL) {
+        kgw_set_gw(s.kgw, s.gw);
+        kgw_set_metrics(s.kgw, &s.metrics);
+    }
     metrics_init(&s.metrics, cfg, s.store);
     gw_set_metrics(s.gw, &s.metrics);
-    conn_set_metrics(&s.metrics);
+    s.conns.metrics = &s.metrics;
+    metrics_set_connections(&s.metrics, &s.conns.n);
 
     memset(&nc, 0, sizeof nc);
     nc.id = cfg->id;
@@ -579,9 +621,7 @@ int srv_run(const struct cfg *cfg)
     if (rv != 0) {
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;
 
@@ -590,18 +630,18 @@ fail:
     if (s.listening) {
         uv_close((uv_handle_t *)&s.listener, NULL);
     }
+    kconn_stop(s.kafka);
     http_stop(s.http);
     skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }
+    kgw_destroy(s.kgw);
     if (s.store != NULL) {
         store_close(s.store);
     }
     uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
     uv_loop_close(&s.loop);
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

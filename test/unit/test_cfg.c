@@ -221,7 +221,7 @@ static void test_cfg_file_only(void **state)
              "heartbeat_timeout_ms = 200\n"
              "raft_segment_bytes = 8M\n"
              "snapshot_threshold = 100\n"
-             "snapshot_trailing = 0\n"
+             "snapshot_trailing = 1\n"
              "segment_bytes = 512k\n"
              "max_batch_bytes = 65536\n"
              "group_commit_bytes = 2M\n"
@@ -243,7 +243,7 @@ static void test_cfg_file_only(void **state)
     assert_int_equal(f->cfg.heartbeat_timeout_ms, 200);
     assert_int_equal(f->cfg.raft_segment_bytes, 8u << 20);
     assert_int_equal(f->cfg.snapshot_threshold, 100);
-    assert_int_equal(f->cfg.snapshot_trailing, 0);
+    assert_int_equal(f->cfg.snapshot_trailing, 1);
     assert_int_equal(f->cfg.segment_bytes, 512u << 10);
     assert_int_equal(f->cfg.max_batch_bytes, 65536);
     assert_int_equal(f->cfg.group_commit_bytes, 2u << 20);
@@ -440,6 +440,7 @@ static void test_cfg_bad_flags(void **state)
         {NULL, {"--set", "bogus=1"}, "--set: unknown key 'bogus'"},
         {NULL, {"--set", "max_connections=0"}, "--set max_connections=0: out of range"},
         {NULL, {"--set", "max_connections=x"}, "not a non-negative integer"},
+        {NULL, {"--set", "snapshot_trailing=0"}, "--set snapshot_trailing=0: out of range"},
         {NULL, {"--set", "segment_bytes=1T"}, "--set segment_bytes=1T: not a size"},
         {NULL, {"--set", "segment_bytes=99999999999G"}, "not a size"},
         {NULL, {"--set", "bootstrap=maybe"}, "--set bootstrap=maybe: expected true or false"},
@@ -475,6 +476,36 @@ static void test_cfg_bad_peers(void **state)
          "--raft 127.0.0.1:7109 does not match --peer 1's raft address 127.0.0.1:7101"},
     };
     test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The Kafka listener's flags: good values land in the config, and each
+ * bad one is refused with a message naming it. */
+static void test_cfg_kafka(void **state)
+{
+    struct fixture *f = *state;
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--kafka", "127.0.0.1:9092", "--kafka-advertise", "kafka1.example:19092",
+                  "--kafka-peer", "2=10.0.0.2:9092", "--kafka-peer", "3=kafka3:9092",
+                  "--kafka-peer", "3=kafka3b:9093", "--set", "kafka_auto_create_topics=true",
+                  NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_string_equal(f->cfg.kafka_addr, "127.0.0.1:9092");
+    assert_string_equal(f->cfg.kafka_advertise, "kafka1.example:19092");
+    assert_int_equal(f->cfg.n_kafka_peers, 2);
+    assert_string_equal(f->cfg.kafka_peers[1].addr, "kafka3b:9093"); /* the later one */
+    assert_true(f->cfg.kafka_auto_create_topics);
+    static const struct bad_flag cases[] = {
+        {NULL, {"--kafka", "kafka:9092"}, "--kafka kafka:9092: not an IPv4"},
+        {NULL, {"--kafka", "127.0.0.1:7001"}, "--kafka 127.0.0.1:7001: already used"},
+        {NULL, {"--kafka-advertise", "nohost"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-advertise", ":9092"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-advertise", "h:99999"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-peer", "2"}, "expected ID=HOST:PORT"},
+        {NULL, {"--kafka-peer", "0=h:1"}, "peer id '0' is not a positive"},
+        {NULL, {"--kafka-peer", "2=h"}, "expected HOST:PORT"},
+        {NULL, {"--set", "kafka_auto_create_topics=perhaps"}, "expected true or false"},
+    };
+    test_cfg_run_bad_flags(f, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void test_cfg_too_many_peers(void **state)
@@ -599,7 +630,7 @@ int main(void)
         T(test_cfg_help_version),     T(test_cfg_usage_text),       T(test_cfg_parse_addr),
         T(test_cfg_missing_required), T(test_cfg_bad_flags),        T(test_cfg_bad_peers),
         T(test_cfg_too_many_peers),   T(test_cfg_bad_file),         T(test_cfg_bad_data_dir),
-        T(test_cfg_reload),           T(test_cfg_deploy_examples),
+        T(test_cfg_reload),           T(test_cfg_deploy_examples),  T(test_cfg_kafka),
     };
     /* The default log level comes from the environment; pin it. */
     setenv("TALLY_LOG_LEVEL", "info", 1);
