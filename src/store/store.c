@@ -58,6 +58,7 @@
 #include "lib/file.h"
 #include "lib/logger.h"
 #include "lib/name.h"
+#include "lib/testbug.h"
 #include "log/fs.h"
 
 #define STORE__MAGIC "TLYC"
@@ -338,7 +339,8 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t ke
                 rv = rv != 0 ? rv : TALLY_CORRUPT;
                 break;
             }
-            if (h.producer_id != 0 && h.base_offset >= prod_from) {
+            if (h.producer_id != 0 && h.base_offset >= prod_from &&
+                !testbug(TESTBUG_PRODUCER_REPLAY)) {
                 rv = store__producer_record(t, &h, h.base_offset);
             }
             if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.base_offset >= keys_from) {
@@ -431,6 +433,10 @@ static uint64_t store__load_keys(const struct store *s, struct store_topic *t)
              * same name by a snapshot still running; not ours) */
             next = counted;
             usable = true;
+            if (testbug(TESTBUG_KEYS_LOST)) {
+                keys_free(&t->keys);
+                keys_init(&t->keys);
+            }
         } else {
             keys_free(&t->keys);
             keys_init(&t->keys);
@@ -1615,8 +1621,10 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
 {
     struct batch_header h;
     int rv;
-    if (index <= t->created_index || index <= t->floor_index || index < t->tail_index ||
-        (index == t->tail_index && earlier_items < t->tail_count)) {
+    bool in_log = index < t->tail_index ||
+                  (index == t->tail_index && earlier_items < t->tail_count);
+    if (index <= t->created_index || index <= t->floor_index ||
+        (in_log && !testbug(TESTBUG_APPLY_TWICE))) {
         return 0; /* replayed after a restart: already in the local log */
     }
     rv = batch_verify(batch, len, &h, errmsg);
@@ -2137,7 +2145,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     /* 1. The logs hold everything up to the index, durably: Raft may drop
      *    its entries once the snapshot is stored. Sealed segments were
      *    fsynced when sealed, so the active one of each topic is enough. */
-    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+    for (unsigned i = 0; i < f->n && rv == 0 && !testbug(TESTBUG_CKPT_UNSYNCED); i++) {
         if (f->topics[i].fd >= 0 && fdatasync(f->topics[i].fd) != 0) {
             rv = err_os(errmsg, errno, "snapshot: fsync the log of %s", f->topics[i].name);
         }
