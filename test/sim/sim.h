@@ -1,0 +1,89 @@
+/* Shared declarations of the deterministic simulation (test/sim): the
+ * simulated tally nodes, the history the workload records, and the checks.
+ * docs/testing.md, "Simulation", says how to run and replay it. */
+#ifndef TALLY_SIM_SIM_H_
+#define TALLY_SIM_SIM_H_
+
+#include <limits.h>
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "repl/fsm.h"
+#include "repl/snapguard.h"
+#include "store/store.h"
+#include "world.h"
+
+#define SIM_NODES 3
+#define SIM_KEYS 3            /* hot keys of the conditional writers */
+#define SIM_MAX_VALUES 20000  /* values a run can write (bounded by steps) */
+
+/* One tally node: tallyd's FSM adapter, store and logs over its own data
+ * directory, with raft on the world's simulated io. */
+struct sim_node {
+    unsigned idx;
+    raft_id id;
+    char addr[16];
+    char dir[PATH_MAX];
+    bool up;
+    struct raft *raft;        /* NULL while down */
+    struct fsm fsm;
+    struct store *store;
+    bool torn;                /* its files were torn or flipped since the
+                               * last restart: damage is expected */
+    struct store_compaction *job; /* compaction seam: prepared, not finished */
+    int job_stage;            /* 1 prepared, 2 run */
+    uint64_t last_digest_index;
+    struct raft_transfer xfer; /* leadership transfer request (one at a time) */
+    struct raft_io *io;       /* the world's io for this node */
+    struct snapguard guard;   /* as tallyd's node.c wraps its raft_io */
+    snapguard_put_fn io_snapshot_put;
+    int (*io_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+    raft_io_recv_cb raft_recv;
+};
+
+/* One value written by the workload, and what its writer was told. */
+enum { V_PENDING = 0, V_OK, V_FAIL, V_UNKNOWN };
+struct sim_value {
+    char text[24];
+    int topic;                /* 0 events, 1 accounts */
+    int key;                  /* accounts: hot key, -1 none */
+    uint64_t expect;          /* accounts: the version it was conditioned on */
+    int state;
+    uint64_t offset;          /* V_OK: where it went */
+};
+
+struct sim {
+    uint64_t seed;
+    unsigned steps;
+    bool trace;
+    struct world *w;
+    char root[PATH_MAX];
+    struct sim_node nodes[SIM_NODES];
+    struct sim_value *values;
+    unsigned n_values;
+    unsigned step;
+    unsigned violations;
+    char first_violation[512];
+    unsigned snapshot_threshold, snapshot_trailing;
+};
+
+/* Record a violation (and print it when tracing). */
+void sim_violation(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sim_trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* check.c: after every step, replicas at the same applied index agree. */
+void check_step(struct sim *s);
+/* check.c: a node just reopened its store from disk. */
+void check_open(struct sim *s, struct sim_node *n);
+/* check.c: the end of a run, every node up and caught up. */
+void check_final(struct sim *s);
+
+/* disk.c: power loss in @dir: every file loses a seeded part of what was
+ * written since its last fsync (everything, if it was never synced). */
+void disk_power_loss(struct sim *s, const char *dir);
+/* disk.c: the fault suite's "corrupt": cut 1-400 bytes off, or flip one bit
+ * in the last 300 bytes of, the active segment of one topic. */
+void disk_tear_tail(struct sim *s, const char *dir);
+
+#endif
