@@ -30,6 +30,7 @@
 #include "lib/logger.h"
 #include "repl/fsm.h"
 #include "repl/members.h"
+#include "repl/snapguard.h"
 #include "repl/transport.h"
 #include "store/cmd.h"
 
@@ -37,6 +38,9 @@ struct node {
     uv_loop_t *loop;
     struct raft raft;
     struct members members; /* raft_uv's io, tracking the configuration */
+    struct snapguard snapguard; /* libraft 0.22.1's install-during-put crash */
+    int (*uv_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                           const struct raft_snapshot *, raft_io_snapshot_put_cb);
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
@@ -238,7 +242,20 @@ static void node__recv(struct raft_io *io, struct raft_message *msg)
         msg->append_entries.leader_commit > n->leader_commit) {
         n->leader_commit = msg->append_entries.leader_commit;
     }
+    if (snapguard_drop(&n->snapguard, msg)) {
+        return;
+    }
     n->raft_recv(io, msg);
+}
+
+/* Every snapshot put goes through the guard (repl/snapguard.h). */
+static int node__snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapguard_snapshot_put(&n->snapguard, n->uv_snapshot_put, io, trailing, req,
+                                  snapshot, cb);
 }
 
 static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -734,6 +751,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->members.io.append = node__append;
     n->uv_start = n->members.io.start;
     n->members.io.start = node__start;
+    n->uv_snapshot_put = n->members.io.snapshot_put;
+    n->members.io.snapshot_put = node__snapshot_put;
     rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));
