@@ -61,6 +61,7 @@ struct sim_io {
     bool disk_scheduled;        /* an EV_DISK for the queue head is queued */
     raft_time disk_free_at;     /* stalled until */
     raft_io_close_cb close_cb;  /* raft_close in progress: world_crash_io fires it */
+    bool crashing;              /* world_crash_io runs: new requests are refused */
     struct raft_io_send **sends; /* sends whose EV_SENT has not fired */
     unsigned n_sends, cap_sends;
 };
@@ -329,6 +330,7 @@ static void disk_schedule(struct sim_io *s)
 
 static void disk_push(struct sim_io *s, struct disk_req *r)
 {
+    assert(!s->crashing); /* raft makes no disk request while it closes */
     if (s->queue_tail != NULL) {
         s->queue_tail->next = r;
     } else {
@@ -496,6 +498,9 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
     struct sim_io *s = io->impl;
     struct world *w = s->w;
     unsigned to = WORLD_MAX_NODES;
+    if (s->crashing) {
+        return RAFT_CANCELED;
+    }
     req->cb = cb;
     for (unsigned j = 0; j < WORLD_MAX_NODES; j++) {
         if (w->io[j] != NULL && w->io[j]->id == m->server_id) {
@@ -646,6 +651,7 @@ static void sends_forget(struct sim_io *s, struct raft_io_send *req)
 void world_crash_io(struct world *w, unsigned i)
 {
     struct sim_io *s = w->io[i];
+    s->crashing = true;
     s->gen++; /* queued ticks, disk completions and sends are void now */
     s->disk_scheduled = false;
     /* Not durable: cancelled, as raft_uv does on close. */
@@ -660,7 +666,10 @@ void world_crash_io(struct world *w, unsigned i)
             r->put->cb(r->put, RAFT_CANCELED);
             break;
         case OP_SNAP_GET:
-            r->get->cb(r->get, NULL, RAFT_CANCELED);
+            /* raft_uv finishes a snapshot read even while it closes (its
+             * thread pool work completes), and libraft's legacy layer
+             * frees fields it never set if the read fails. */
+            r->get->cb(r->get, snap_copy(s->d.snap), 0);
             break;
         default:
             break;
@@ -675,6 +684,7 @@ void world_crash_io(struct world *w, unsigned i)
     raft_io_close_cb cb = s->close_cb;
     s->close_cb = NULL;
     s->raft = NULL;
+    s->crashing = false;
     if (cb != NULL) {
         cb(&s->io);
     }
