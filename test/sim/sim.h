@@ -79,6 +79,9 @@ void check_open(struct sim *s, struct sim_node *n);
 /* check.c: the end of a run, every node up and caught up. */
 void check_final(struct sim *s);
 
+/* disk.c: forget what was synced (a new seed: runs must not depend on the
+ * seeds before them in the same process). */
+void disk_reset(void);
 /* disk.c: power loss in @dir: every file loses a seeded part of what was
  * written since its last fsync (everything, if it was never synced). */
 void disk_power_loss(struct sim *s, const char *dir);
