@@ -2311,6 +2311,21 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
     return rv;
 }
 
+/* An installed snapshot at offset @next under a log that holds more: the
+ * batches after @next came from entries after the snapshot's index (this
+ * node applied them before a crash took them from its Raft log, not from
+ * its topic log). The log keeps them and Raft's replay of those entries
+ * is skipped as already written, so the snapshot's tables must count them
+ * now, as an open counts the batches after a checkpoint (test/sim found a
+ * retry written twice and key versions behind without this). */
+static int store__count_kept_tail(struct store_topic *t, uint64_t next, char *errmsg)
+{
+    TLOG_INFO("store", "topic %s: the snapshot ends at offset %llu, the local log at %llu: "
+              "keeping the batches after it and counting them in", t->name,
+              (unsigned long long)next, (unsigned long long)log_next_offset(t->log));
+    return store__rebuild(t, next, next, errmsg);
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -2382,6 +2397,9 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         }
         /* The snapshot's producer table and key index replace ours. */
         store__take_tables(t, ct);
+        if (rv == 0 && log_next_offset(t->log) > c.next_offsets[i]) {
+            rv = store__count_kept_tail(t, c.next_offsets[i], errmsg);
+        }
         t->floor_index = c.index;
         t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
         t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit
