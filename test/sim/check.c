@@ -39,43 +39,87 @@ static uint64_t set_hash(const uint64_t *words, size_t n)
     return codec_checksum(words, n * sizeof *words);
 }
 
-static uint64_t node_digest(struct sim_node *n)
+/* A node's state in parts, so that a difference can be named. */
+#define DIGEST_TOPICS 8
+struct digest {
+    unsigned n;
+    struct {
+        char name[16];
+        uint64_t created, policy, next, trim, tomb, producers, keys, n_keys;
+    } t[DIGEST_TOPICS];
+    uint64_t groups;
+};
+
+static void node_digest_parts(struct sim_node *n, struct digest *d)
 {
-    uint64_t d = 0;
+    memset(d, 0, sizeof *d);
     for (struct store_topic *t = store_topics(n->store); t != NULL; t = t->next) {
-        if (t->log == NULL) {
+        if (t->log == NULL || d->n == DIGEST_TOPICS) {
             continue;
         }
-        d = mix(d, codec_checksum(t->name, strlen(t->name)));
-        d = mix(d, t->created_index);
-        d = mix(d, t->config.policy);
-        d = mix(d, log_next_offset(t->log));
-        d = mix(d, t->trim_offset);
-        d = mix(d, t->tombstone_limit);
-        uint64_t ps = 0;
+        typeof(d->t[0]) *x = &d->t[d->n++];
+        snprintf(x->name, sizeof x->name, "%s", t->name);
+        x->created = t->created_index;
+        x->policy = t->config.policy;
+        x->next = log_next_offset(t->log);
+        x->trim = t->trim_offset;
+        x->tomb = t->tombstone_limit;
         for (unsigned i = 0; i < t->n_producers; i++) {
             const struct store_producer *p = &t->producers[i];
             uint64_t w[5] = {p->id, p->seq, p->base_offset, p->count, p->index};
-            ps += set_hash(w, 5);
+            x->producers += set_hash(w, 5);
         }
-        d = mix(d, ps);
-        uint64_t ks = 0;
         for (size_t i = 0; i < t->keys.cap; i++) {
             const struct keys_entry *e = &t->keys.slots[i];
             if (e->h1 != 0 || e->h2 != 0) {
                 uint64_t w[4] = {e->h1, e->h2, e->version, e->offset};
-                ks += set_hash(w, 4);
+                x->keys += set_hash(w, 4);
             }
         }
-        d = mix(d, ks);
-        d = mix(d, t->keys.n);
+        x->n_keys = t->keys.n;
     }
     const char *g, *topic;
-    uint64_t off, gs = 0;
+    uint64_t off;
     for (unsigned i = 0; store_group_at(n->store, i, &g, &topic, &off); i++) {
-        gs += mix(codec_checksum(g, strlen(g)), mix(codec_checksum(topic, strlen(topic)), off));
+        d->groups += mix(codec_checksum(g, strlen(g)), mix(codec_checksum(topic, strlen(topic)), off));
     }
-    return mix(d, gs);
+}
+
+/* What differs between two digests, in words ("" when nothing). */
+static void digest_diff(const struct digest *a, const struct digest *b, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (a->n != b->n) {
+        snprintf(out, cap, "%u topics against %u", a->n, b->n);
+        return;
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        const typeof(a->t[0]) *x = &a->t[i], *y = &b->t[i];
+        if (strcmp(x->name, y->name) != 0 || x->created != y->created) {
+            snprintf(out, cap, "topic %s@%llu against %s@%llu", x->name,
+                     (unsigned long long)x->created, y->name, (unsigned long long)y->created);
+        } else if (x->next != y->next) {
+            snprintf(out, cap, "topic %s: next offset %llu against %llu", x->name,
+                     (unsigned long long)x->next, (unsigned long long)y->next);
+        } else if (x->policy != y->policy || x->trim != y->trim || x->tomb != y->tomb) {
+            snprintf(out, cap, "topic %s: policy/trim/tombstones %llu/%llu/%llu against "
+                     "%llu/%llu/%llu", x->name, (unsigned long long)x->policy,
+                     (unsigned long long)x->trim, (unsigned long long)x->tomb,
+                     (unsigned long long)y->policy, (unsigned long long)y->trim,
+                     (unsigned long long)y->tomb);
+        } else if (x->producers != y->producers) {
+            snprintf(out, cap, "topic %s: producer tables", x->name);
+        } else if (x->keys != y->keys || x->n_keys != y->n_keys) {
+            snprintf(out, cap, "topic %s: key indexes (%llu keys against %llu)", x->name,
+                     (unsigned long long)x->n_keys, (unsigned long long)y->n_keys);
+        } else {
+            continue;
+        }
+        return;
+    }
+    if (a->groups != b->groups) {
+        snprintf(out, cap, "group positions");
+    }
 }
 
 /* The store reflects exactly the entries up to raft's applied index: not
@@ -93,9 +137,10 @@ static bool node_settled(struct sim_node *n, uint64_t applied)
     return true;
 }
 
-#define RING 4096
+#define RING 1024
 static struct {
-    uint64_t index, digest;
+    uint64_t index;
+    struct digest d;
     unsigned node;
     uint64_t seed;
 } ring[RING];
@@ -112,17 +157,20 @@ void check_step(struct sim *s)
             continue;
         }
         n->last_digest_index = applied;
-        uint64_t d = node_digest(n);
+        struct digest d;
+        char diff[256];
+        node_digest_parts(n, &d);
         unsigned slot = (unsigned)(applied % RING);
         if (ring[slot].seed == s->seed + 1 && ring[slot].index == applied) {
-            if (ring[slot].digest != d && ring[slot].node != i) {
-                sim_violation(s, "replicas differ at index %llu: node %u and node %u",
-                              (unsigned long long)applied, ring[slot].node + 1, i + 1);
+            digest_diff(&ring[slot].d, &d, diff, sizeof diff);
+            if (diff[0] != 0 && ring[slot].node != i) {
+                sim_violation(s, "replicas differ at index %llu: node %u and node %u: %s",
+                              (unsigned long long)applied, ring[slot].node + 1, i + 1, diff);
             }
         } else {
             ring[slot].seed = s->seed + 1;
             ring[slot].index = applied;
-            ring[slot].digest = d;
+            ring[slot].d = d;
             ring[slot].node = i;
         }
     }
@@ -374,15 +422,17 @@ void check_open(struct sim *s, struct sim_node *n)
 
 void check_final(struct sim *s)
 {
-    uint64_t d0 = 0;
+    struct digest d0, d;
+    char diff[256];
     for (unsigned i = 0; i < SIM_NODES; i++) {
         struct sim_node *n = &s->nodes[i];
-        uint64_t d = node_digest(n);
-        if (i == 0) {
-            d0 = d;
-        } else if (d != d0) {
-            sim_violation(s, "final: node %u's state differs from node 1's at index %llu",
-                          i + 1, (unsigned long long)raft_last_applied(n->raft));
+        node_digest_parts(n, i == 0 ? &d0 : &d);
+        if (i > 0) {
+            digest_diff(&d0, &d, diff, sizeof diff);
+            if (diff[0] != 0) {
+                sim_violation(s, "final: node %u's state differs from node 1's at index %llu: %s",
+                              i + 1, (unsigned long long)raft_last_applied(n->raft), diff);
+            }
         }
         check_history(s, n);
         for (struct store_topic *t = store_topics(n->store); t != NULL; t = t->next) {

@@ -105,6 +105,34 @@ static int node_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tic
     return n->io_start(io, msecs, tick, node_recv);
 }
 
+/* With --trace, every apply is printed: the node, the index, and where
+ * each item of an APPEND went. */
+static int (*fsm_apply_real)(struct raft_fsm *, const struct raft_buffer *, void **);
+
+static int node_apply_traced(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
+{
+    struct fsm *f = rf->data;
+    uint64_t index = raft_last_applied(f->raft) + 1;
+    int rv = fsm_apply_real(rf, buf, result);
+    struct store_result *res = f->results[index % FSM_RESULTS].index == index
+                                   ? f->results[index % FSM_RESULTS].res
+                                   : NULL;
+    for (unsigned i = 0; i < SIM_NODES; i++) {
+        if (&cur_sim->nodes[i].fsm == f && res != NULL) {
+            char what[256] = "";
+            size_t used = 0;
+            for (uint32_t k = 0; k < res->n && used < sizeof what - 48; k++) {
+                used += (size_t)snprintf(what + used, sizeof what - used, " [%d%s @%llu+%u]",
+                                         res->items[k].code, res->items[k].duplicate ? " dup" : "",
+                                         (unsigned long long)res->items[k].base_offset,
+                                         res->items[k].count);
+            }
+            sim_trace(cur_sim, "node %u applied %llu:%s", i + 1, (unsigned long long)index, what);
+        }
+    }
+    return rv;
+}
+
 static void node_fatal(void *arg, const char *why)
 {
     struct sim_node *n = arg;
@@ -129,6 +157,10 @@ static void node_start(struct sim *s, struct sim_node *n, bool bootstrap)
     }
     check_open(s, n);
     fsm_init(&n->fsm, n->store, node_fatal, n);
+    if (s->trace) {
+        fsm_apply_real = n->fsm.raft_fsm.apply;
+        n->fsm.raft_fsm.apply = node_apply_traced;
+    }
     n->raft = calloc(1, sizeof *n->raft);
     struct raft_io *io = world_io(s->w, n->idx);
     n->io = io;
