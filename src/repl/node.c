@@ -38,9 +38,12 @@ struct node {
     uv_loop_t *loop;
     struct raft raft;
     struct members members; /* raft_uv's io, tracking the configuration */
-    struct snapguard snapguard; /* libraft 0.22.1's install-during-put crash */
-    int (*uv_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
-                           const struct raft_snapshot *, raft_io_snapshot_put_cb);
+    struct snapguard snapguard; /* libraft 0.22.1's snapshot bugs (repl/snapguard.h) */
+    snapguard_put_fn uv_snapshot_put;
+    snapguard_get_fn uv_snapshot_get;
+    snapguard_send_fn uv_send;
+    int (*uv_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
+                   raft_index *, struct raft_entry **, size_t *);
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
@@ -242,13 +245,14 @@ static void node__recv(struct raft_io *io, struct raft_message *msg)
         msg->append_entries.leader_commit > n->leader_commit) {
         n->leader_commit = msg->append_entries.leader_commit;
     }
-    if (snapguard_drop(&n->snapguard, msg)) {
+    if (snapguard_recv(&n->snapguard, msg)) {
         return;
     }
     n->raft_recv(io, msg);
 }
 
-/* Every snapshot put goes through the guard (repl/snapguard.h). */
+/* Snapshot puts and reads, sends and the load go through the guard
+ * against libraft 0.22.1's snapshot bugs (repl/snapguard.h). */
 static int node__snapshot_put(struct raft_io *io, unsigned trailing,
                               struct raft_io_snapshot_put *req,
                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
@@ -256,6 +260,32 @@ static int node__snapshot_put(struct raft_io *io, unsigned trailing,
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
     return snapguard_snapshot_put(&n->snapguard, n->uv_snapshot_put, io, trailing, req,
                                   snapshot, cb);
+}
+
+static int node__snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                              raft_io_snapshot_get_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapguard_snapshot_get(&n->snapguard, n->uv_snapshot_get, io, req, cb);
+}
+
+static int node__send(struct raft_io *io, struct raft_io_send *req,
+                      const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapguard_send(&n->snapguard, n->uv_send, io, req, message, cb);
+}
+
+static int node__load(struct raft_io *io, raft_term *term, raft_id *vote,
+                      struct raft_snapshot **snapshot, raft_index *start_index,
+                      struct raft_entry **entries, size_t *n_entries)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    int rv = n->uv_load(io, term, vote, snapshot, start_index, entries, n_entries);
+    if (rv == 0) {
+        snapguard_loaded(&n->snapguard, *snapshot);
+    }
+    return rv;
 }
 
 static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -753,6 +783,12 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->members.io.start = node__start;
     n->uv_snapshot_put = n->members.io.snapshot_put;
     n->members.io.snapshot_put = node__snapshot_put;
+    n->uv_snapshot_get = n->members.io.snapshot_get;
+    n->members.io.snapshot_get = node__snapshot_get;
+    n->uv_send = n->members.io.send;
+    n->members.io.send = node__send;
+    n->uv_load = n->members.io.load;
+    n->members.io.load = node__load;
     rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));

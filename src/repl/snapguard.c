@@ -1,10 +1,18 @@
-/* Guard against libraft 0.22.1's crash on an install during a snapshot
- * put (snapguard.h). */
+/* Guards around libraft 0.22.1's snapshot bugs (snapguard.h). */
 #include "repl/snapguard.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/logger.h"
+
+void snapguard_loaded(struct snapguard *g, const struct raft_snapshot *snapshot)
+{
+    if (snapshot != NULL) {
+        g->index = snapshot->index;
+        g->term = snapshot->term;
+    }
+}
 
 /* The wrapper's own request: raft's stays untouched until its callback. */
 struct snapguard__put {
@@ -12,14 +20,21 @@ struct snapguard__put {
     struct raft_io_snapshot_put *outer;
     struct snapguard *g;
     unsigned trailing;
+    raft_index index;
+    raft_term term;
 };
 
 static void snapguard__put_cb(struct raft_io_snapshot_put *inner, int status)
 {
     struct snapguard__put *p = inner->data;
     struct raft_io_snapshot_put *outer = p->outer;
+    struct snapguard *g = p->g;
     if (p->trailing > 0) {
-        p->g->taking--;
+        g->taking--;
+    }
+    if (status == 0 && p->index > g->index) {
+        g->index = p->index;
+        g->term = p->term;
     }
     free(p);
     outer->cb(outer, status);
@@ -37,6 +52,8 @@ int snapguard_snapshot_put(struct snapguard *g, snapguard_put_fn put, struct raf
     p->outer = req;
     p->g = g;
     p->trailing = trailing;
+    p->index = snapshot->index;
+    p->term = snapshot->term;
     req->cb = cb;
     if (trailing > 0) {
         g->taking++; /* before: a callback could in principle come at once */
@@ -51,8 +68,97 @@ int snapguard_snapshot_put(struct snapguard *g, snapguard_put_fn put, struct raf
     return rv;
 }
 
-bool snapguard_drop(struct snapguard *g, struct raft_message *msg)
+struct snapguard__get {
+    struct raft_io_snapshot_get inner;
+    struct raft_io_snapshot_get *outer;
+    struct snapguard *g;
+};
+
+static void snapguard__get_cb(struct raft_io_snapshot_get *inner, struct raft_snapshot *snapshot,
+                              int status)
 {
+    struct snapguard__get *p = inner->data;
+    struct raft_io_snapshot_get *outer = p->outer;
+    if (status == 0 && snapshot != NULL) {
+        p->g->read_index = snapshot->index;
+        p->g->read_term = snapshot->term;
+    }
+    free(p);
+    outer->cb(outer, snapshot, status);
+}
+
+int snapguard_snapshot_get(struct snapguard *g, snapguard_get_fn get, struct raft_io *io,
+                           struct raft_io_snapshot_get *req, raft_io_snapshot_get_cb cb)
+{
+    struct snapguard__get *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return RAFT_NOMEM;
+    }
+    p->inner.data = p;
+    p->outer = req;
+    p->g = g;
+    req->cb = cb;
+    int rv = get(io, &p->inner, snapguard__get_cb);
+    if (rv != 0) {
+        free(p);
+    }
+    return rv;
+}
+
+int snapguard_send(struct snapguard *g, snapguard_send_fn send, struct raft_io *io,
+                   struct raft_io_send *req, const struct raft_message *message,
+                   raft_io_send_cb cb)
+{
+    if (message->type == RAFT_INSTALL_SNAPSHOT && g->read_index != 0 &&
+        message->install_snapshot.last_index == g->read_index &&
+        message->install_snapshot.last_term != g->read_term) {
+        /* The message is encoded when it is submitted (raft_uv) or copied
+         * (the simulation): a corrected copy on the stack is enough. */
+        struct raft_message fixed = *message;
+        fixed.install_snapshot.last_term = g->read_term;
+        g->retermed++;
+        TLOG_WARN("raft", "InstallSnapshot to node %llu: snapshot %llu has term %llu, not %llu "
+                          "(libraft 0.22.1 kept an older term); sending the right one",
+                  (unsigned long long)message->server_id, (unsigned long long)g->read_index,
+                  (unsigned long long)g->read_term,
+                  (unsigned long long)message->install_snapshot.last_term);
+        return send(io, req, &fixed, cb);
+    }
+    return send(io, req, message, cb);
+}
+
+/* Bug 3: drop the entries of @msg at or below this node's snapshot and
+ * anchor the message there, if it reaches that far with the same term. */
+static void snapguard__anchor(struct snapguard *g, struct raft_append_entries *ae)
+{
+    if (g->index == 0 || ae->prev_log_index >= g->index ||
+        ae->prev_log_index + ae->n_entries < g->index) {
+        return;
+    }
+    unsigned k = (unsigned)(g->index - ae->prev_log_index); /* entries to drop */
+    if (ae->entries[k - 1].term != g->term) {
+        return; /* cannot happen (committed entries); leave it to raft */
+    }
+    void *batch = ae->entries[0].batch;
+    memmove(ae->entries, ae->entries + k, (ae->n_entries - k) * sizeof *ae->entries);
+    ae->n_entries -= k;
+    ae->prev_log_index = g->index;
+    ae->prev_log_term = g->term;
+    g->anchored++;
+    if (ae->n_entries == 0) {
+        /* raft frees the entries only when there are some. */
+        raft_free(batch);
+        raft_free(ae->entries);
+        ae->entries = NULL;
+    }
+}
+
+bool snapguard_recv(struct snapguard *g, struct raft_message *msg)
+{
+    if (msg->type == RAFT_APPEND_ENTRIES) {
+        snapguard__anchor(g, &msg->append_entries);
+        return false;
+    }
     if (msg->type != RAFT_INSTALL_SNAPSHOT || g->taking == 0) {
         return false;
     }

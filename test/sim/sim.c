@@ -90,11 +90,42 @@ static int node_snapshot_put(struct raft_io *io, unsigned trailing,
 static void node_recv(struct raft_io *io, struct raft_message *msg)
 {
     struct sim_node *n = node_of(io);
-    if (snapguard_drop(&n->guard, msg)) {
+    uint64_t anchored = n->guard.anchored;
+    if (snapguard_recv(&n->guard, msg)) {
         sim_trace(cur_sim, "node %u: InstallSnapshot dropped by the snapshot guard", n->idx + 1);
         return;
     }
+    if (n->guard.anchored != anchored) {
+        sim_trace(cur_sim, "node %u: AppendEntries anchored at its snapshot by the guard",
+                  n->idx + 1);
+    }
     n->raft_recv(io, msg);
+}
+
+static int node_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                             raft_io_snapshot_get_cb cb)
+{
+    struct sim_node *n = node_of(io);
+    return snapguard_snapshot_get(&n->guard, n->io_snapshot_get, io, req, cb);
+}
+
+static int node_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                     raft_io_send_cb cb)
+{
+    struct sim_node *n = node_of(io);
+    return snapguard_send(&n->guard, n->io_send, io, req, m, cb);
+}
+
+static int node_load(struct raft_io *io, raft_term *term, raft_id *vote,
+                     struct raft_snapshot **snapshot, raft_index *start, struct raft_entry **entries,
+                     size_t *n_entries)
+{
+    struct sim_node *n = node_of(io);
+    int rv = n->io_load(io, term, vote, snapshot, start, entries, n_entries);
+    if (rv == 0) {
+        snapguard_loaded(&n->guard, *snapshot);
+    }
+    return rv;
 }
 
 static int node_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
@@ -170,6 +201,12 @@ static void node_start(struct sim *s, struct sim_node *n, bool bootstrap)
         io->snapshot_put = node_snapshot_put;
         n->io_start = io->start;
         io->start = node_io_start;
+        n->io_snapshot_get = io->snapshot_get;
+        io->snapshot_get = node_snapshot_get;
+        n->io_send = io->send;
+        io->send = node_send;
+        n->io_load = io->load;
+        io->load = node_load;
     }
     rv = raft_init(n->raft, io, &n->fsm.raft_fsm, n->id, n->addr);
     if (rv != 0) {

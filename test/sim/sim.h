@@ -38,6 +38,10 @@ struct sim_node {
     struct raft_io *io;       /* the world's io for this node */
     struct snapguard guard;   /* as tallyd's node.c wraps its raft_io */
     snapguard_put_fn io_snapshot_put;
+    snapguard_get_fn io_snapshot_get;
+    snapguard_send_fn io_send;
+    int (*io_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
+                   raft_index *, struct raft_entry **, size_t *);
     int (*io_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
     raft_io_recv_cb raft_recv;
 };
