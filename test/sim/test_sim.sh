@@ -1,10 +1,44 @@
 #!/bin/sh
 # make check: 2,000 seeds of the simulation (docs/testing.md, "Simulation").
-# TALLY_SIM_SEEDS=A-B runs another range (a long run: docs/testing.md).
+# TALLY_SIM_SEEDS=A-B and TALLY_SIM_STEPS=N run other ones (a long run).
+#
+# Known: with this simulator, seeds 437 and 898 end with a follower that
+# never catches up after the final heal (libraft 0.22.1 keeps probing it
+# with empty heartbeats; not understood yet, docs/testing.md "Found so
+# far"). They must fail that way and no other seed may fail; when the
+# cause is fixed, empty KNOWN_STALLS.
 src="${TALLY_SRC_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 seeds="${TALLY_SIM_SEEDS:-1-2000}"
+KNOWN_STALLS="437 898"
 start=$(date +%s)
-"$src/test/sim/run" --seeds "$seeds" --steps "${TALLY_SIM_STEPS:-3000}"
+out=$("$src/test/sim/run" --seeds "$seeds" --steps "${TALLY_SIM_STEPS:-3000}")
 rv=$?
+echo "$out"
 echo "simulation: seeds $seeds in $(( $(date +%s) - start )) s"
-exit $rv
+[ $rv -eq 77 ] && exit 77
+[ $rv -gt 1 ] && exit $rv
+bad=0
+fails=$(mktemp)
+printf '%s\n' "$out" | grep -E '^seed [0-9]+ (FAILED|CRASHED)' > "$fails"
+while read -r _ seed what rest; do
+    known=no
+    for k in $KNOWN_STALLS; do
+        if [ "$seed" = "$k" ] && printf '%s' "$rest" | grep -q 'did not settle'; then
+            known=yes
+        fi
+    done
+    if [ $known = no ]; then
+        echo "FAIL: seed $seed $what $rest"
+        bad=$((bad + 1))
+    fi
+done < "$fails"
+rm -f "$fails"
+if [ -z "${TALLY_SIM_SEEDS:-}" ]; then
+    for k in $KNOWN_STALLS; do
+        if ! printf '%s\n' "$out" | grep -q "^seed $k FAILED: .*did not settle"; then
+            echo "FAIL: known stall at seed $k did not happen: update KNOWN_STALLS and docs/testing.md"
+            bad=$((bad + 1))
+        fi
+    done
+fi
+exit $bad

@@ -29,18 +29,19 @@ expect_caught() {
     fi
 }
 
-# first caught at seed 10 (replicas differ: a producer table without the
-# batches after its checkpoint)
-expect_caught producer-replay 100 'replicas differ|producer' --bug producer-replay
-# first caught at seed 10 (replicas differ: a replayed entry appended again)
-expect_caught apply-twice 100 'replicas differ|twice' --bug apply-twice
-# first caught at seed 25 (checkpoints count records a power loss took)
-expect_caught ckpt-unsynced 100 'checkpoints count records|lost' --bug ckpt-unsynced
-# first caught at seed 10 (replicas differ: an empty key index after restart)
-expect_caught keys-lost 100 'replicas differ|key index|version' --bug keys-lost
-# first caught at seed 1 (a value acknowledged where it did not land)
+# The first failing seed of each, measured at 3,000 steps, is in the
+# comment; the limits leave room for changes of the simulator.
+# seed 1: replicas differ (producer tables)
+expect_caught producer-replay 10 'replicas differ|producer' --bug producer-replay
+# seed 1: replicas differ (a replayed entry appended again)
+expect_caught apply-twice 10 'replicas differ|twice' --bug apply-twice
+# seed 5: checkpoints count records a power loss took
+expect_caught ckpt-unsynced 20 'checkpoints count records|lost' --bug ckpt-unsynced
+# seed 1: replicas differ (an empty key index after a restart)
+expect_caught keys-lost 10 'replicas differ|key index|version' --bug keys-lost
+# seed 1: a value acknowledged where it did not land
 expect_caught ack-early 10 'acknowledged|lost' --bug ack-early
-# first crash at seed 8 (SIGSEGV in libraft's takeSnapshotCb)
+# seed 35: SIGSEGV inside libraft (8 of seeds 1-200 crash)
 expect_caught no-snapguard 100 'CRASHED' --no-snapguard
 
 exit $failures
