@@ -76,6 +76,45 @@ struct sim {
 void sim_violation(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sim_trace(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* nodes.c: tally nodes. sim_use_snapguard: tally's snapshot guard
+ * (repl/snapguard.h) sits on each node's raft_io, as in tallyd
+ * (--no-snapguard clears it to show what it prevents). */
+extern bool sim_use_snapguard;
+void node_start(struct sim *s, struct sim_node *n, bool bootstrap);
+/* SIGKILL, or with @clean tallyd's clean shutdown (raft closed, final
+ * checkpoint); @power: a power loss (disk.c); @tear: a torn or flipped
+ * tail (disk.c). Raft's requests not yet durable are lost (world.h). */
+void node_crash(struct sim *s, struct sim_node *n, bool clean, bool power, bool tear);
+/* Drop a compaction job prepared or run but not finished. */
+void node_compact_drop(struct sim_node *n);
+/* The up node that leads with the highest term, or NULL. */
+struct sim_node *sim_leader(struct sim *s);
+
+/* workload.c: one client action on the leader (none without one). */
+void workload_reset(struct sim *s);
+void workload(struct sim *s);
+bool workload_busy(void);      /* a proposal awaits its answer */
+unsigned workload_proposals(void);
+
+/* seams.c: compaction in three steps (prepare, run, finish: one per call),
+ * and one backfill of a missing range from a peer's files (true if one
+ * was filled). */
+void seam_compact(struct sim *s, struct sim_node *n);
+bool seam_backfill(struct sim *s, struct sim_node *n);
+
+/* faults.c */
+struct faults {
+    unsigned crash_pm;              /* per mille of fault steps that crash a node */
+    unsigned partition_pm;          /* per mille that cut links or degrade the network */
+    unsigned down_until[SIM_NODES]; /* step at which a down node restarts */
+    unsigned heal_at;               /* step at which the network heals, 0: whole */
+};
+/* Restart what is due, heal what is due, maybe inject one fault. */
+void fault_step(struct sim *s, struct faults *f);
+/* Every node up, the network whole, raft's disks free; step until the
+ * cluster has settled and every node has backfilled (bounded). */
+void heal_and_settle(struct sim *s, struct faults *f);
+
 /* check.c: after every step, replicas at the same applied index agree. */
 void check_step(struct sim *s);
 /* check.c: a node just reopened its store from disk. */
