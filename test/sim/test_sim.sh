@@ -3,10 +3,11 @@
 # TALLY_SIM_SEEDS=A-B and TALLY_SIM_STEPS=N run other ones (a long run).
 #
 # Known: with this simulator, seeds 437 and 898 end with a follower that
-# never catches up after the final heal (libraft 0.22.1 keeps probing it
-# with empty heartbeats; not understood yet, docs/testing.md "Found so
-# far"). They must fail that way and no other seed may fail; when the
-# cause is fixed, empty KNOWN_STALLS.
+# never catches up after the final heal (libraft 0.22.1's progress for it
+# ends with next_index == match_index and it gets heartbeats only;
+# docs/testing.md "Found so far"). They must fail that way and no other
+# seed may fail; when the cause is fixed or worked around, empty
+# KNOWN_STALLS.
 src="${TALLY_SRC_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 # The ASan + UBSan build (about three times slower) runs the first 500.
 default=1-2000
