@@ -2335,6 +2335,17 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         err_wrap(errmsg, "restore snapshot");
         return rv;
     }
+    if (local_first && s->catalog_index < c.index) {
+        /* Raft stores a snapshot it installs before the store restores it,
+         * and the store's checkpoint at its index ends the restore: a node
+         * that stopped in between (a crash, or a restore that failed on a
+         * full disk) never had this snapshot's state. A snapshot the node
+         * took was checkpointed before Raft stored it. */
+        TLOG_WARN("store", "snapshot at index %llu is newer than the local checkpoint "
+                  "(%llu): its install did not finish; installing it again",
+                  (unsigned long long)c.index, (unsigned long long)s->catalog_index);
+        local_first = false;
+    }
     if (local_first) {
         /* Every snapshot this node took was preceded by a sync of its logs,
          * so the local state includes everything up to c.index - unless a

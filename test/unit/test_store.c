@@ -435,6 +435,54 @@ static void test_install_under_a_longer_log(void **state)
     buf_free(&snap);
 }
 
+/* A node that stopped while it installed a snapshot (its disk full: the
+ * restore failed and tallyd exited; or a crash) finds at start-up a Raft
+ * snapshot newer than its store's checkpoints. That snapshot was never
+ * restored here, so the start-up restore must install it, not keep the
+ * older local state (test/sim seed 284: replicas apart). */
+static void test_startup_restore_of_an_unfinished_install(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"new"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    /* The leader's state at index 5: topic "old" deleted, "new" created
+     * with 3 records. */
+    create_topic(f, 2, "old");
+    buf_init(&e);
+    cmd_encode_topic_delete(&e, "old");
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    create_topic(f, 4, "new");
+    e.len = 0;
+    append_entry(&e, t, 1, 3);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 5, &snap, errmsg), 0);
+    /* This node stopped at index 2 (checkpointed), before the install. */
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    struct buf c;
+    buf_init(&c);
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    cmd_encode_topic_create(&c, "old", &cfg);
+    assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_checkpoint(s2, errmsg), 0);
+    /* Start-up: raft loads the snapshot at 5 and restores it "local first". */
+    assert_int_equal(store_restore(s2, snap.data, snap.len, true, errmsg), 0);
+    assert_null(store_topic_find(s2, "old"));
+    struct store_topic *tp = store_topic_find(s2, "new");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 3);
+    assert_int_equal(store_applied(s2), 5);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
 /* Conditions on the next offset and on key versions are checked in apply;
  * a failed one writes nothing and reports the actual value; several key
  * conditions are all-or-nothing. */
@@ -1188,6 +1236,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cluster_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_under_a_longer_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_startup_restore_of_an_unfinished_install, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
