@@ -2326,6 +2326,24 @@ static int store__count_kept_tail(struct store_topic *t, uint64_t next, char *er
     return store__rebuild(t, next, next, errmsg);
 }
 
+/* An install that did not finish (a crash, a full disk) may have reset a
+ * topic's log to the snapshot's offset without the catalog recording the
+ * history before it as missing: the log then starts above the snapshot's
+ * start (and above the cluster's trim offset) with nothing to say so. The
+ * install done again records it, so that backfill brings it back (test/sim
+ * found such a node serving its topic from offset 47 on for good). */
+static void store__note_unrecorded_gap(struct store_topic *t, const struct store_topic *ct,
+                                       uint64_t snap_start)
+{
+    uint64_t from = snap_start, start = log_start_offset(t->log);
+    from = ct->trim_offset > from ? ct->trim_offset : from;
+    from = t->trim_offset > from ? t->trim_offset : from;
+    if (t->missing_to <= t->missing_from && start > from) {
+        t->missing_from = from;
+        t->missing_to = start;
+    }
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -2400,6 +2418,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
             t->missing_from = c.start_offsets[i];
             t->missing_to = c.next_offsets[i];
+        } else {
+            store__note_unrecorded_gap(t, ct, c.start_offsets[i]);
         }
         if (t->missing_to > t->missing_from) {
             TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (installed a "

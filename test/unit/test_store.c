@@ -483,6 +483,50 @@ static void test_startup_restore_of_an_unfinished_install(void **state)
     buf_free(&snap);
 }
 
+/* An install that stopped after resetting a log to the snapshot's offset
+ * (before its checkpoint recorded the history as missing) is done again
+ * at start-up: the history before the log's start must then be recorded
+ * as missing, for backfill (test/sim seed 392). */
+static void test_reinstall_after_an_unfinished_reset(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"s"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "s");
+    buf_init(&e);
+    append_entry(&e, t, 1, 5);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
+    /* This node had the topic at index 2, empty, checkpointed. */
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    struct buf c;
+    buf_init(&c);
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    cmd_encode_topic_create(&c, "s", &cfg);
+    assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_checkpoint(s2, errmsg), 0);
+    /* The first install reset the log to 5, then stopped. */
+    assert_int_equal(log_reset(store_topic_find(s2, "s")->log, 5, errmsg), 0);
+    store_close(s2);
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, true, errmsg), 0);
+    struct store_topic *tp = store_topic_find(s2, "s");
+    assert_int_equal(log_start_offset(tp->log), 5);
+    assert_int_equal(tp->missing_from, 0);
+    assert_int_equal(tp->missing_to, 5);
+    assert_int_equal(store_topic_start(tp), 0);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
 /* Conditions on the next offset and on key versions are checked in apply;
  * a failed one writes nothing and reports the actual value; several key
  * conditions are all-or-nothing. */
@@ -1237,6 +1281,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catalog_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_install_under_a_longer_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_restore_of_an_unfinished_install, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reinstall_after_an_unfinished_reset, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
