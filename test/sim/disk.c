@@ -1,7 +1,9 @@
 /* Crash semantics of tally's own files in the simulation: which bytes a
- * power loss keeps, and the fault suite's torn or flipped tails.
+ * power loss keeps, the fault suite's torn or flipped tails, and a full
+ * disk (pwrite and write of one node's files fail with ENOSPC).
  *
- * The simulator is linked with -Wl,--wrap=fdatasync,--wrap=fsync, so every
+ * The simulator is linked with -Wl,--wrap=fdatasync,--wrap=fsync (and
+ * --wrap=pwrite,--wrap=write for the full disk), so every
  * sync of the log and store layers (lib, log and store are linked in
  * statically) passes through here first: it records, per inode, the size
  * the file had when it was last synced. A power loss then cuts each file
@@ -13,6 +15,7 @@
  * unlink may keep its predecessor's record (a milder loss, never a false
  * alarm). */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,56 @@
 
 int __real_fdatasync(int fd);
 int __real_fsync(int fd);
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t pos);
+ssize_t __real_write(int fd, const void *buf, size_t n);
+
+/* A full disk: writes to files under this directory fail with ENOSPC
+ * ("" : none). */
+static char disk__full[PATH_MAX];
+
+void disk_set_full(const char *dir)
+{
+    snprintf(disk__full, sizeof disk__full, "%s", dir != NULL ? dir : "");
+}
+
+bool disk_is_full(const char *dir)
+{
+    return disk__full[0] != 0 && strcmp(disk__full, dir) == 0;
+}
+
+static bool disk__refuse(int fd)
+{
+    char link[64], path[PATH_MAX];
+    if (disk__full[0] == 0) {
+        return false;
+    }
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n <= 0) {
+        return false;
+    }
+    path[n] = 0;
+    size_t len = strlen(disk__full);
+    return strncmp(path, disk__full, len) == 0 && path[len] == '/';
+}
+
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t pos)
+{
+    if (disk__refuse(fd)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return __real_pwrite(fd, buf, n, pos);
+}
+
+ssize_t __wrap_write(int fd, const void *buf, size_t n)
+{
+    if (disk__refuse(fd)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return __real_write(fd, buf, n);
+}
 
 struct synced {
     dev_t dev;
@@ -70,6 +123,7 @@ static void disk__record(int fd)
 void disk_reset(void)
 {
     disk__n = 0;
+    disk__full[0] = 0;
 }
 
 int __wrap_fdatasync(int fd)

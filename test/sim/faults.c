@@ -1,7 +1,7 @@
 /* Faults of test/sim (sim.h), chosen by the seed: crashes (with power
  * loss, torn tails, or a clean stop), partitions of one node or of one
  * link one way, message loss, latency (reordering), a stalled raft disk,
- * leadership transfer; and the final heal. */
+ * leadership transfer, a full disk; and the final heal. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,10 +10,15 @@
 void fault_step(struct sim *s, struct faults *f)
 {
     struct world *w = s->w;
-    /* Restart what is due. */
+    if (f->full_node != 0 && f->full_until <= s->step) {
+        sim_trace(s, "disk of node %u has space again", f->full_node);
+        disk_set_full(NULL);
+        f->full_node = 0;
+    }
+    /* Restart what is due (not on a full disk: it would exit again). */
     for (unsigned i = 0; i < SIM_NODES; i++) {
         struct sim_node *n = &s->nodes[i];
-        if (!n->up && f->down_until[i] <= s->step) {
+        if (!n->up && f->down_until[i] <= s->step && f->full_node != i + 1) {
             sim_trace(s, "restart node %u", i + 1);
             node_start(s, n, false);
         }
@@ -27,6 +32,9 @@ void fault_step(struct sim *s, struct faults *f)
         }
         world_net(w, 0, 1, 10);
         f->heal_at = 0;
+    }
+    if (f->crash_pm == 0 && f->partition_pm == 0) {
+        return; /* healing: no new fault */
     }
     unsigned r = (unsigned)world_range(w, 0, 999);
     unsigned down = 0;
@@ -75,6 +83,16 @@ void fault_step(struct sim *s, struct faults *f)
         raft_time until = world_now(w) + world_range(w, 200, 3000);
         sim_trace(s, "disk of node %u stalls until t=%llu", i + 1, (unsigned long long)until);
         world_disk_stall(w, i, until);
+    } else if (r >= 660 && r < 700 && f->full_node == 0 && down == 0) {
+        /* tally's files and raft's log on one node run out of space: its
+         * next apply that writes fails and the node exits (fsm.c); raft_uv
+         * retries its writes (a stalled disk). */
+        unsigned i = (unsigned)world_range(w, 0, SIM_NODES - 1);
+        f->full_node = i + 1;
+        f->full_until = s->step + (unsigned)world_range(w, 50, 400);
+        disk_set_full(s->nodes[i].dir);
+        world_disk_stall(w, i, world_now(w) + 3000);
+        sim_trace(s, "disk of node %u full until step %u", i + 1, f->full_until);
     } else if (r >= 630 && r < 660) {
         struct sim_node *ld = sim_leader(s);
         if (ld != NULL) {
@@ -92,6 +110,7 @@ void heal_and_settle(struct sim *s, struct faults *f)
     for (unsigned i = 0; i < SIM_NODES; i++) {
         f->down_until[i] = 0;
     }
+    f->full_until = 0;
     f->heal_at = s->step;
     f->crash_pm = 0;
     f->partition_pm = 0;
@@ -101,7 +120,7 @@ void heal_and_settle(struct sim *s, struct faults *f)
     fault_step(s, f);
     unsigned settle = 0;
     for (; settle < 200000 && s->violations == 0; settle++, s->step++) {
-        world_step(s->w);
+        sim_step(s);
         check_step(s);
         if (settle % 500 == 499) {
             struct sim_node *ld = sim_leader(s);

@@ -13,6 +13,18 @@
 /* Compaction as tallyd's compactor runs it (prepare on the loop, run on a
  * worker, finish on the loop), each stage at a step the seed chooses, with
  * applies in between. */
+/* A failed step is a violation unless the node's disk is full (then
+ * tallyd logs it and tries again later; a compaction's failed finish
+ * marks the log failed and the next apply stops the node). */
+static void seam_error(struct sim *s, struct sim_node *n, const char *what, const char *errmsg)
+{
+    if (disk_is_full(n->dir)) {
+        sim_trace(s, "node %u: %s: %s", n->idx + 1, what, errmsg);
+    } else {
+        sim_violation(s, "node %u: %s: %s", n->idx + 1, what, errmsg);
+    }
+}
+
 void seam_compact(struct sim *s, struct sim_node *n)
 {
     char errmsg[ERR_MSG_SIZE] = "";
@@ -20,7 +32,7 @@ void seam_compact(struct sim *s, struct sim_node *n)
         struct store_compact_config cfg = {.min_lag_ms = 0, .map_bytes = 1u << 20};
         if (store_compact_prepare(n->store, &cfg, (int64_t)world_now(s->w), &n->job, errmsg) !=
             0) {
-            sim_violation(s, "node %u: compact prepare: %s", n->idx + 1, errmsg);
+            seam_error(s, n, "compact prepare", errmsg);
             n->job = NULL;
         }
         n->job_stage = n->job != NULL ? 1 : 0;
@@ -39,7 +51,7 @@ void seam_compact(struct sim *s, struct sim_node *n)
         struct log_compact_stats st;
         int rv = store_compact_finish(n->store, n->job, &st, errmsg);
         if (rv != 0) {
-            sim_violation(s, "node %u: compact finish: %s", n->idx + 1, errmsg);
+            seam_error(s, n, "compact finish", errmsg);
         }
         sim_trace(s, "node %u: compaction finished", n->idx + 1);
         store_compact_free(n->job);
@@ -68,7 +80,7 @@ bool seam_backfill(struct sim *s, struct sim_node *n)
         first = first < to ? first : to;
         struct tally_log *staging = NULL;
         if (store_backfill_begin(n->store, topic, first, &staging, errmsg) != 0) {
-            sim_violation(s, "node %u: backfill begin %s: %s", n->idx + 1, topic, errmsg);
+            seam_error(s, n, "backfill begin", errmsg);
             return false;
         }
         uint64_t next = first;
@@ -106,7 +118,7 @@ bool seam_backfill(struct sim *s, struct sim_node *n)
         sim_trace(s, "node %u: backfilled %s [%llu, %llu) from node %u: %d", n->idx + 1, topic,
                   (unsigned long long)first, (unsigned long long)to, i + 1, rv);
         if (rv != 0 && rv != TALLY_BUSY) {
-            sim_violation(s, "node %u: backfill finish %s: %s", n->idx + 1, topic, errmsg);
+            seam_error(s, n, "backfill finish", errmsg);
         }
         return rv == 0;
     }

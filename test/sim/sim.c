@@ -129,7 +129,7 @@ static int run_seed(uint64_t seed, unsigned steps, bool trace, const char *base)
                 }
             }
         } else {
-            world_step(s.w);
+            sim_step(&s);
         }
         if (r >= 25 && r < 27) {
             /* restarts happen in fault_step; nothing more here */

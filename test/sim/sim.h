@@ -5,6 +5,7 @@
 #define TALLY_SIM_SIM_H_
 
 #include <limits.h>
+#include <setjmp.h>
 #include <raft.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -29,8 +30,10 @@ struct sim_node {
     struct raft *raft;        /* NULL while down */
     struct fsm fsm;
     struct store *store;
-    bool torn;                /* its files were torn or flipped since the
-                               * last restart: damage is expected */
+    bool torn;                /* its files were torn or flipped, or it exited
+                               * half way through an operation, since an
+                               * open last found no damage: damage is
+                               * expected */
     struct store_compaction *job; /* compaction seam: prepared, not finished */
     int job_stage;            /* 1 prepared, 2 run */
     uint64_t last_digest_index;
@@ -70,6 +73,10 @@ struct sim {
     unsigned violations;
     char first_violation[512];
     unsigned snapshot_threshold, snapshot_trailing;
+    jmp_buf exit_jmp;         /* sim_step: a node's process ended (fsm exit) */
+    unsigned exiting;         /* 1 + index of that node */
+    bool in_step;             /* inside sim_step: exit_jmp is valid */
+    char exit_why[256];
 };
 
 /* Record a violation (and print it when tracing). */
@@ -85,6 +92,10 @@ void node_start(struct sim *s, struct sim_node *n, bool bootstrap);
  * checkpoint); @power: a power loss (disk.c); @tear: a torn or flipped
  * tail (disk.c). Raft's requests not yet durable are lost (world.h). */
 void node_crash(struct sim *s, struct sim_node *n, bool clean, bool power, bool tear);
+/* One world step. A node whose fsm ends its process (a failed apply:
+ * tallyd exits 1, repl/fsm.c) is taken down here as that process would
+ * be: its raft abandoned where it stood, its store closed as it lies. */
+bool sim_step(struct sim *s);
 /* Drop a compaction job prepared or run but not finished. */
 void node_compact_drop(struct sim_node *n);
 /* The up node that leads with the highest term, or NULL. */
@@ -94,6 +105,8 @@ struct sim_node *sim_leader(struct sim *s);
 void workload_reset(struct sim *s);
 void workload(struct sim *s);
 bool workload_busy(void);      /* a proposal awaits its answer */
+/* Node @n's process ended: its proposals' clients hear nothing. */
+void workload_exited(struct sim *s, struct sim_node *n);
 unsigned workload_proposals(void);
 
 /* seams.c: compaction in three steps (prepare, run, finish: one per call),
@@ -108,6 +121,8 @@ struct faults {
     unsigned partition_pm;          /* per mille that cut links or degrade the network */
     unsigned down_until[SIM_NODES]; /* step at which a down node restarts */
     unsigned heal_at;               /* step at which the network heals, 0: whole */
+    unsigned full_node;             /* 1 + index of the node whose disk is full */
+    unsigned full_until;            /* step at which it has space again */
 };
 /* Restart what is due, heal what is due, maybe inject one fault. */
 void fault_step(struct sim *s, struct faults *f);
@@ -125,6 +140,9 @@ void check_final(struct sim *s);
 /* disk.c: forget what was synced (a new seed: runs must not depend on the
  * seeds before them in the same process). */
 void disk_reset(void);
+/* disk.c: writes under @dir fail with ENOSPC from now on (NULL: none). */
+void disk_set_full(const char *dir);
+bool disk_is_full(const char *dir);
 /* disk.c: power loss in @dir: every file loses a seeded part of what was
  * written since its last fsync (everything, if it was never synced). */
 void disk_power_loss(struct sim *s, const char *dir);

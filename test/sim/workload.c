@@ -21,7 +21,22 @@ struct prop {
     struct sim *s;
     struct sim_node *node;
     int client;
+    struct prop *next;     /* in flight, newest first (props) */
 };
+
+/* Proposals whose callback has not fired: a node whose process ends
+ * takes its raft with it, and their clients hear nothing (workload_exited). */
+static struct prop *props;
+
+static void props_remove(struct prop *p)
+{
+    for (struct prop **pp = &props; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+    }
+}
 
 enum { C_PROD0, C_PROD1, C_COND0, C_COND1, C_ADMIN, N_CLIENTS };
 
@@ -81,6 +96,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     struct client *c = &clients[p->client];
     struct store_result *res = NULL;
     (void)result;
+    props_remove(p);
     if (status == 0 && p->node->up && p->node->raft != NULL) {
         res = fsm_take_result(&p->node->fsm, req->index);
     }
@@ -168,6 +184,8 @@ static bool propose(struct sim *s, struct sim_node *n, int client, struct buf *b
         return false;
     }
     clients[client].busy = true;
+    p->next = props;
+    props = p;
     n_proposals++;
     return true;
 }
@@ -366,8 +384,23 @@ void workload(struct sim *s)
     }
 }
 
+void workload_exited(struct sim *s, struct sim_node *n)
+{
+    struct prop *p = props;
+    (void)s;
+    while (p != NULL) {
+        struct prop *next = p->next;
+        if (p->node == n) {
+            /* The connection broke: the outcome is unknown. */
+            on_applied(&p->req, RAFT_SHUTDOWN, NULL);
+        }
+        p = next;
+    }
+}
+
 void workload_reset(struct sim *s)
 {
+    props = NULL;
     memset(clients, 0, sizeof clients);
     memset(known_version, 0, sizeof known_version);
     n_proposals = 0;

@@ -690,6 +690,23 @@ void world_crash_io(struct world *w, unsigned i)
     }
 }
 
+void world_abandon_io(struct world *w, unsigned i)
+{
+    struct sim_io *s = w->io[i];
+    s->gen++;
+    s->disk_scheduled = false;
+    while (s->queue != NULL) {
+        struct disk_req *r = s->queue;
+        s->queue = r->next;
+        disk_req_free(r);
+    }
+    s->queue_tail = NULL;
+    s->n_sends = 0;
+    s->close_cb = NULL;
+    s->crashing = false;
+    s->raft = NULL;
+}
+
 /* ---- network and faults ---- */
 
 void world_link(struct world *w, unsigned i, unsigned j, bool up)

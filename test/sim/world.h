@@ -68,6 +68,11 @@ void world_attach(struct world *w, unsigned i, struct raft *r);
  * pending requests fire with RAFT_CANCELED and its close callback fires,
  * so that raft_close completes. Call after raft_close(). */
 void world_crash_io(struct world *w, unsigned i);
+/* Server i's process ended inside a raft callback (tally's fsm exits on a
+ * failed apply): nothing of it is called again, its pending requests are
+ * dropped without callbacks, and the raft instance is left as it was (as
+ * the process's memory would be). */
+void world_abandon_io(struct world *w, unsigned i);
 /* Last index of the persisted raft log of server i (snapshot included). */
 raft_index world_persisted_last(struct world *w, unsigned i);
 
