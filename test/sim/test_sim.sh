@@ -2,7 +2,7 @@
 # make check: 2,000 seeds of the simulation (docs/testing.md, "Simulation").
 # TALLY_SIM_SEEDS=A-B and TALLY_SIM_STEPS=N run other ones (a long run).
 #
-# Known: with this simulator, seeds 437 and 898 end with a follower that
+# Known: with this simulator, seeds 490, 771 and 1176 end with a follower that
 # never catches up after the final heal (libraft 0.22.1's progress for it
 # ends with next_index == match_index and it gets heartbeats only;
 # docs/testing.md "Found so far"). They must fail that way and no other
@@ -16,7 +16,7 @@ if grep -q '^am__append_[0-9]* = -fsanitize=address' "${TALLY_BUILD_DIR:-$src/bu
     default=1-500
 fi
 seeds="${TALLY_SIM_SEEDS:-$default}"
-KNOWN_STALLS="437 898"
+KNOWN_STALLS="490 771 1176"
 start=$(date +%s)
 out=$("$src/test/sim/run" --seeds "$seeds" --steps "${TALLY_SIM_STEPS:-3000}")
 rv=$?

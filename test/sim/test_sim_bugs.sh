@@ -35,13 +35,13 @@ expect_caught() {
 expect_caught producer-replay 10 'replicas differ|producer' --bug producer-replay
 # seed 1: replicas differ (a replayed entry appended again)
 expect_caught apply-twice 10 'replicas differ|twice' --bug apply-twice
-# seed 5: checkpoints count records a power loss took
+# seed 3: checkpoints count records a power loss took
 expect_caught ckpt-unsynced 20 'checkpoints count records|lost' --bug ckpt-unsynced
 # seed 1: replicas differ (an empty key index after a restart)
 expect_caught keys-lost 10 'replicas differ|key index|version' --bug keys-lost
 # seed 1: a value acknowledged where it did not land
 expect_caught ack-early 10 'acknowledged|lost' --bug ack-early
-# seed 35: SIGSEGV inside libraft (8 of seeds 1-200 crash)
+# seed 28: SIGSEGV inside libraft (12 of seeds 1-200 crash)
 expect_caught no-snapguard 100 'CRASHED' --no-snapguard
 
 exit $failures
