@@ -27,10 +27,12 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/fsm.h"
 #include "repl/members.h"
 #include "repl/snapguard.h"
+#include "repl/snapmsg.h"
 #include "repl/transport.h"
 #include "store/cmd.h"
 
@@ -38,17 +40,19 @@ struct node {
     uv_loop_t *loop;
     struct raft raft;
     struct members members; /* raft_uv's io, tracking the configuration */
-    struct snapguard snapguard; /* libraft 0.22.1's snapshot bugs (repl/snapguard.h) */
-    snapguard_put_fn uv_snapshot_put;
-    snapguard_get_fn uv_snapshot_get;
-    snapguard_send_fn uv_send;
-    int (*uv_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
-                   raft_index *, struct raft_entry **, size_t *);
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
                      unsigned, raft_io_append_cb); /* raft_uv's, wrapped by node__append */
     int (*uv_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                     raft_io_recv_cb); /* raft_uv's, wrapped by node__start */
-    raft_io_recv_cb raft_recv;  /* raft's receive callback, wrapped by node__recv */
+    int (*uv_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                           const struct raft_snapshot *,
+                           raft_io_snapshot_put_cb); /* wrapped by node__snapshot_put */
+    struct snapguard guard;     /* holds an install during a take (snapguard.h) */
+    struct snapmsg snapmsg;     /* two more snapshot fixes (snapmsg.h) */
+    snapmsg_get_fn uv_snapshot_get; /* raft_uv's, wrapped by node__snapshot_get */
+    snapmsg_send_fn uv_send;    /* raft_uv's, wrapped by node__send */
+    int (*uv_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
+                   raft_index *, struct raft_entry **, size_t *); /* wrapped by node__load */
     uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
@@ -245,35 +249,54 @@ static void node__recv(struct raft_io *io, struct raft_message *msg)
         msg->append_entries.leader_commit > n->leader_commit) {
         n->leader_commit = msg->append_entries.leader_commit;
     }
-    if (snapguard_recv(&n->snapguard, msg)) {
-        return;
-    }
-    n->raft_recv(io, msg);
+    snapmsg_recv(&n->snapmsg, msg);
+    snapguard_recv(&n->guard, msg);
 }
 
-/* Snapshot puts and reads, sends and the load go through the guard
- * against libraft 0.22.1's snapshot bugs (repl/snapguard.h). */
+static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    snapguard_init(&n->guard, io, recv);
+    return n->uv_start(io, msecs, tick, node__recv);
+}
+
+/* Takes (trailing > 0) go through the guard; installs (trailing 0) are
+ * what it holds back, and pass straight on. */
+static int node__guarded_put(struct raft_io *io, unsigned trailing,
+                             struct raft_io_snapshot_put *req,
+                             const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    if (trailing == 0) {
+        return n->uv_snapshot_put(io, trailing, req, snapshot, cb);
+    }
+    return snapguard_put_take(&n->guard, n->uv_snapshot_put, io, trailing, req, snapshot, cb);
+}
+
+/* Every put, then, through snapmsg, which notes the snapshot once stored. */
 static int node__snapshot_put(struct raft_io *io, unsigned trailing,
                               struct raft_io_snapshot_put *req,
                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
-    return snapguard_snapshot_put(&n->snapguard, n->uv_snapshot_put, io, trailing, req,
-                                  snapshot, cb);
+    return snapmsg_snapshot_put(&n->snapmsg, node__guarded_put, io, trailing, req, snapshot,
+                                cb);
 }
 
+/* Snapshot reads, sends and the load go through snapmsg (snapmsg.h). */
 static int node__snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                               raft_io_snapshot_get_cb cb)
 {
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
-    return snapguard_snapshot_get(&n->snapguard, n->uv_snapshot_get, io, req, cb);
+    return snapmsg_snapshot_get(&n->snapmsg, n->uv_snapshot_get, io, req, cb);
 }
 
 static int node__send(struct raft_io *io, struct raft_io_send *req,
                       const struct raft_message *message, raft_io_send_cb cb)
 {
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
-    return snapguard_send(&n->snapguard, n->uv_send, io, req, message, cb);
+    return snapmsg_send(&n->snapmsg, n->uv_send, io, req, message, cb);
 }
 
 static int node__load(struct raft_io *io, raft_term *term, raft_id *vote,
@@ -283,17 +306,9 @@ static int node__load(struct raft_io *io, raft_term *term, raft_id *vote,
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
     int rv = n->uv_load(io, term, vote, snapshot, start_index, entries, n_entries);
     if (rv == 0) {
-        snapguard_loaded(&n->snapguard, *snapshot);
+        snapmsg_loaded(&n->snapmsg, *snapshot);
     }
     return rv;
-}
-
-static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
-                       raft_io_recv_cb recv)
-{
-    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
-    n->raft_recv = recv;
-    return n->uv_start(io, msecs, tick, node__recv);
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -651,16 +666,14 @@ static int node__mkdir_p(const char *path, char *errmsg)
     for (char *p = tmp + 1; *p != '\0'; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                return err_os(errmsg, errno, "create directory %s", tmp);
+            int rv = fs_mkdir(tmp, NULL, errmsg);
+            if (rv != 0) {
+                return rv;
             }
             *p = '/';
         }
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        return err_os(errmsg, errno, "create directory %s", tmp);
-    }
-    return 0;
+    return fs_mkdir(tmp, NULL, errmsg);
 }
 
 static bool node__has_state(const char *raft_dir)
@@ -939,6 +952,7 @@ static void node__maybe_done(struct node *n)
     void *arg = n->close_arg;
     fsm_close(&n->fsm);
     members_close(&n->members);
+    snapguard_close(&n->guard);
     free(n);
     if (cb != NULL) {
         cb(arg);

@@ -1,4 +1,5 @@
-/* Guards around libraft 0.22.1's snapshot bugs (snapguard.h). */
+/* Holding a leader's InstallSnapshot while a take is in flight; why is in
+ * snapguard.h and docs/raft.md. */
 #include "repl/snapguard.h"
 
 #include <stdlib.h>
@@ -6,168 +7,125 @@
 
 #include "lib/logger.h"
 
-void snapguard_loaded(struct snapguard *g, const struct raft_snapshot *snapshot)
+void snapguard_init(struct snapguard *g, struct raft_io *io, raft_io_recv_cb deliver)
 {
-    if (snapshot != NULL) {
-        g->index = snapshot->index;
-        g->term = snapshot->term;
-    }
+    memset(g, 0, sizeof *g);
+    g->io = io;
+    g->deliver = deliver;
 }
 
-/* The wrapper's own request: raft's stays untouched until its callback. */
-struct snapguard__put {
-    struct raft_io_snapshot_put inner;
-    struct raft_io_snapshot_put *outer;
-    struct snapguard *g;
-    unsigned trailing;
-    raft_index index;
-    raft_term term;
-};
-
-static void snapguard__put_cb(struct raft_io_snapshot_put *inner, int status)
+/* The memory a received message owns (raft_uv hands it to the receiver). */
+static void snapguard__free(struct raft_message *m)
 {
-    struct snapguard__put *p = inner->data;
-    struct raft_io_snapshot_put *outer = p->outer;
-    struct snapguard *g = p->g;
-    if (p->trailing > 0) {
-        g->taking--;
-    }
-    if (status == 0 && p->index > g->index) {
-        g->index = p->index;
-        g->term = p->term;
-    }
-    free(p);
-    outer->cb(outer, status);
-}
-
-int snapguard_snapshot_put(struct snapguard *g, snapguard_put_fn put, struct raft_io *io,
-                           unsigned trailing, struct raft_io_snapshot_put *req,
-                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
-{
-    struct snapguard__put *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        return RAFT_NOMEM;
-    }
-    p->inner.data = p;
-    p->outer = req;
-    p->g = g;
-    p->trailing = trailing;
-    p->index = snapshot->index;
-    p->term = snapshot->term;
-    req->cb = cb;
-    if (trailing > 0) {
-        g->taking++; /* before: a callback could in principle come at once */
-    }
-    int rv = put(io, trailing, &p->inner, snapshot, snapguard__put_cb);
-    if (rv != 0) {
-        if (trailing > 0) {
-            g->taking--;
+    if (m->type == RAFT_APPEND_ENTRIES) {
+        if (m->append_entries.n_entries > 0) {
+            raft_free(m->append_entries.entries[0].batch);
         }
-        free(p); /* refused at once: no callback will come */
+        raft_free(m->append_entries.entries);
+    } else if (m->type == RAFT_INSTALL_SNAPSHOT) {
+        raft_configuration_close(&m->install_snapshot.conf);
+        raft_free(m->install_snapshot.data.base);
     }
-    return rv;
 }
 
-struct snapguard__get {
-    struct raft_io_snapshot_get inner;
-    struct raft_io_snapshot_get *outer;
-    struct snapguard *g;
-};
-
-static void snapguard__get_cb(struct raft_io_snapshot_get *inner, struct raft_snapshot *snapshot,
-                              int status)
+static bool snapguard__hold(struct snapguard *g, struct raft_message *msg)
 {
-    struct snapguard__get *p = inner->data;
-    struct raft_io_snapshot_get *outer = p->outer;
-    if (status == 0 && snapshot != NULL) {
-        p->g->read_index = snapshot->index;
-        p->g->read_term = snapshot->term;
+    if (g->head > 0 && g->head == g->n_held) {
+        g->head = g->n_held = 0;
     }
-    free(p);
-    outer->cb(outer, snapshot, status);
+    if (g->n_held - g->head >= SNAPGUARD_MAX_HELD) {
+        return false;
+    }
+    if (g->n_held == g->cap) {
+        if (g->head > 0) {
+            memmove(g->held, g->held + g->head, (g->n_held - g->head) * sizeof *g->held);
+            g->n_held -= g->head;
+            g->head = 0;
+        } else {
+            size_t cap = g->cap ? g->cap * 2 : 16;
+            struct raft_message *h = realloc(g->held, cap * sizeof *h);
+            if (h == NULL) {
+                return false;
+            }
+            g->held = h;
+            g->cap = cap;
+        }
+    }
+    g->held[g->n_held++] = *msg;
+    return true;
 }
 
-int snapguard_snapshot_get(struct snapguard *g, snapguard_get_fn get, struct raft_io *io,
-                           struct raft_io_snapshot_get *req, raft_io_snapshot_get_cb cb)
+void snapguard_recv(struct snapguard *g, struct raft_message *msg)
 {
-    struct snapguard__get *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        return RAFT_NOMEM;
-    }
-    p->inner.data = p;
-    p->outer = req;
-    p->g = g;
-    req->cb = cb;
-    int rv = get(io, &p->inner, snapguard__get_cb);
-    if (rv != 0) {
-        free(p);
-    }
-    return rv;
-}
-
-int snapguard_send(struct snapguard *g, snapguard_send_fn send, struct raft_io *io,
-                   struct raft_io_send *req, const struct raft_message *message,
-                   raft_io_send_cb cb)
-{
-    if (message->type == RAFT_INSTALL_SNAPSHOT && g->read_index != 0 &&
-        message->install_snapshot.last_index == g->read_index &&
-        message->install_snapshot.last_term != g->read_term) {
-        /* The message is encoded when it is submitted (raft_uv) or copied
-         * (the simulation): a corrected copy on the stack is enough. */
-        struct raft_message fixed = *message;
-        fixed.install_snapshot.last_term = g->read_term;
-        g->retermed++;
-        TLOG_WARN("raft", "InstallSnapshot to node %llu: snapshot %llu has term %llu, not %llu "
-                          "(libraft 0.22.1 kept an older term); sending the right one",
-                  (unsigned long long)message->server_id, (unsigned long long)g->read_index,
-                  (unsigned long long)g->read_term,
-                  (unsigned long long)message->install_snapshot.last_term);
-        return send(io, req, &fixed, cb);
-    }
-    return send(io, req, message, cb);
-}
-
-/* Bug 3: drop the entries of @msg at or below this node's snapshot and
- * anchor the message there, if it reaches that far with the same term. */
-static void snapguard__anchor(struct snapguard *g, struct raft_append_entries *ae)
-{
-    if (g->index == 0 || ae->prev_log_index >= g->index ||
-        ae->prev_log_index + ae->n_entries < g->index) {
+    bool holding = g->n_held > g->head;
+    if (!holding && !(g->taking && msg->type == RAFT_INSTALL_SNAPSHOT)) {
+        g->deliver(g->io, msg);
         return;
     }
-    unsigned k = (unsigned)(g->index - ae->prev_log_index); /* entries to drop */
-    if (ae->entries[k - 1].term != g->term) {
-        return; /* cannot happen (committed entries); leave it to raft */
+    if (msg->type == RAFT_INSTALL_SNAPSHOT) {
+        g->installs_held++;
+        TLOG_INFO("raft",
+                  "holding the leader's snapshot (index %llu) until this node's own "
+                  "snapshot is written",
+                  (unsigned long long)msg->install_snapshot.last_index);
     }
-    void *batch = ae->entries[0].batch;
-    memmove(ae->entries, ae->entries + k, (ae->n_entries - k) * sizeof *ae->entries);
-    ae->n_entries -= k;
-    ae->prev_log_index = g->index;
-    ae->prev_log_term = g->term;
-    g->anchored++;
-    if (ae->n_entries == 0) {
-        /* raft frees the entries only when there are some. */
-        raft_free(batch);
-        raft_free(ae->entries);
-        ae->entries = NULL;
+    if (!snapguard__hold(g, msg)) {
+        /* Lost as on a network: the leader sends it again. */
+        g->dropped++;
+        snapguard__free(msg);
     }
 }
 
-bool snapguard_recv(struct snapguard *g, struct raft_message *msg)
+/* Hands the held messages to raft, in order, until none is left or one of
+ * them made raft start another take. */
+static void snapguard__release(struct snapguard *g)
 {
-    if (msg->type == RAFT_APPEND_ENTRIES) {
-        snapguard__anchor(g, &msg->append_entries);
-        return false;
+    while (!g->taking && g->head < g->n_held) {
+        struct raft_message m = g->held[g->head++];
+        g->deliver(g->io, &m);
     }
-    if (msg->type != RAFT_INSTALL_SNAPSHOT || g->taking == 0) {
-        return false;
+}
+
+static void snapguard__take_cb(struct raft_io_snapshot_put *put, int status)
+{
+    struct snapguard *g = put->data;
+    struct raft_io_snapshot_put *req = g->raft_req;
+    raft_io_snapshot_put_cb cb = g->raft_cb;
+    g->taking = false;
+    g->raft_req = NULL;
+    g->raft_cb = NULL;
+    cb(req, status);
+    snapguard__release(g);
+}
+
+int snapguard_put_take(struct snapguard *g, snapguard_put_fn put, struct raft_io *io,
+                       unsigned trailing, struct raft_io_snapshot_put *req,
+                       const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    /* raft takes one snapshot at a time, so one slot is enough. */
+    if (g->taking) {
+        return put(io, trailing, req, snapshot, cb);
     }
-    g->dropped++;
-    TLOG_INFO("raft", "InstallSnapshot (index %llu) from node %llu dropped while this node "
-                      "stores a snapshot of its own (libraft 0.22.1 would crash); the leader "
-                      "sends it again", (unsigned long long)msg->install_snapshot.last_index,
-              (unsigned long long)msg->server_id);
-    raft_configuration_close(&msg->install_snapshot.conf);
-    raft_free(msg->install_snapshot.data.base);
-    return true;
+    memset(&g->take, 0, sizeof g->take);
+    g->take.data = g;
+    g->raft_req = req;
+    g->raft_cb = cb;
+    int rv = put(io, trailing, &g->take, snapshot, snapguard__take_cb);
+    if (rv != 0) {
+        g->raft_req = NULL;
+        g->raft_cb = NULL;
+        return rv;
+    }
+    g->taking = true;
+    return 0;
+}
+
+void snapguard_close(struct snapguard *g)
+{
+    while (g->head < g->n_held) {
+        snapguard__free(&g->held[g->head++]);
+    }
+    free(g->held);
+    g->held = NULL;
+    g->head = g->n_held = g->cap = 0;
 }

@@ -9,11 +9,13 @@
 #include "lib/err.h"
 #include "log/log.h"
 #include "repl/snapguard.h"
+#include "repl/snapmsg.h"
 #include "sim.h"
 
-/* The raft_io of each node goes through tally's snapshot guard, as tallyd's
- * does (repl/snapguard.h); --no-snapguard leaves it out, to show the crash
- * it prevents. */
+/* The raft_io of each node goes through tally's snapshot guards, as
+ * tallyd's node.c wires them (repl/snapguard.h: an install during a take;
+ * repl/snapmsg.h: two message fixes); --no-snapguard leaves both out, to
+ * show the crashes they prevent. */
 bool sim_use_snapguard = true;
 static struct sim *cur_sim;
 
@@ -27,41 +29,53 @@ static struct sim_node *node_of(struct raft_io *io)
     abort();
 }
 
+/* Takes through snapguard, installs straight on (node.c's rule). */
+static int node_guarded_put(struct raft_io *io, unsigned trailing,
+                            struct raft_io_snapshot_put *req, const struct raft_snapshot *snap,
+                            raft_io_snapshot_put_cb cb)
+{
+    struct sim_node *n = node_of(io);
+    if (trailing == 0) {
+        return n->io_snapshot_put(io, trailing, req, snap, cb);
+    }
+    return snapguard_put_take(&n->guard, n->io_snapshot_put, io, trailing, req, snap, cb);
+}
+
 static int node_snapshot_put(struct raft_io *io, unsigned trailing,
                              struct raft_io_snapshot_put *req, const struct raft_snapshot *snap,
                              raft_io_snapshot_put_cb cb)
 {
     struct sim_node *n = node_of(io);
-    return snapguard_snapshot_put(&n->guard, n->io_snapshot_put, io, trailing, req, snap, cb);
+    return snapmsg_snapshot_put(&n->msgfix, node_guarded_put, io, trailing, req, snap, cb);
 }
 
 static void node_recv(struct raft_io *io, struct raft_message *msg)
 {
     struct sim_node *n = node_of(io);
-    uint64_t anchored = n->guard.anchored;
-    if (snapguard_recv(&n->guard, msg)) {
-        sim_trace(cur_sim, "node %u: InstallSnapshot dropped by the snapshot guard", n->idx + 1);
-        return;
-    }
-    if (n->guard.anchored != anchored) {
-        sim_trace(cur_sim, "node %u: AppendEntries anchored at its snapshot by the guard",
+    uint64_t anchored = n->msgfix.anchored, held = n->guard.installs_held;
+    snapmsg_recv(&n->msgfix, msg);
+    if (n->msgfix.anchored != anchored) {
+        sim_trace(cur_sim, "node %u: AppendEntries anchored at its snapshot (snapmsg)",
                   n->idx + 1);
     }
-    n->raft_recv(io, msg);
+    snapguard_recv(&n->guard, msg);
+    if (n->guard.installs_held != held) {
+        sim_trace(cur_sim, "node %u: InstallSnapshot held during a take (snapguard)", n->idx + 1);
+    }
 }
 
 static int node_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
                              raft_io_snapshot_get_cb cb)
 {
     struct sim_node *n = node_of(io);
-    return snapguard_snapshot_get(&n->guard, n->io_snapshot_get, io, req, cb);
+    return snapmsg_snapshot_get(&n->msgfix, n->io_snapshot_get, io, req, cb);
 }
 
 static int node_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                      raft_io_send_cb cb)
 {
     struct sim_node *n = node_of(io);
-    return snapguard_send(&n->guard, n->io_send, io, req, m, cb);
+    return snapmsg_send(&n->msgfix, n->io_send, io, req, m, cb);
 }
 
 static int node_load(struct raft_io *io, raft_term *term, raft_id *vote,
@@ -71,7 +85,7 @@ static int node_load(struct raft_io *io, raft_term *term, raft_id *vote,
     struct sim_node *n = node_of(io);
     int rv = n->io_load(io, term, vote, snapshot, start, entries, n_entries);
     if (rv == 0) {
-        snapguard_loaded(&n->guard, *snapshot);
+        snapmsg_loaded(&n->msgfix, *snapshot);
     }
     return rv;
 }
@@ -80,7 +94,7 @@ static int node_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tic
                          raft_io_recv_cb recv)
 {
     struct sim_node *n = node_of(io);
-    n->raft_recv = recv;
+    snapguard_init(&n->guard, io, recv);
     return n->io_start(io, msecs, tick, node_recv);
 }
 
@@ -144,6 +158,9 @@ bool sim_step(struct sim *s)
         /* Its raft instance stays as the process left it (leaked, as the
          * process's memory would be gone): nothing calls into it again. */
         world_abandon_io(s->w, n->idx);
+        if (sim_use_snapguard) {
+            snapguard_close(&n->guard); /* messages it held die with the process */
+        }
         /* It stopped inside an operation that failed half way (a snapshot
          * install's log reset, say): like a torn file, its checkpoints
          * may count records its logs lost; the next restore repairs it. */
@@ -192,6 +209,7 @@ void node_start(struct sim *s, struct sim_node *n, bool bootstrap)
     struct raft_io *io = world_io(s->w, n->idx);
     n->io = io;
     memset(&n->guard, 0, sizeof n->guard);
+    memset(&n->msgfix, 0, sizeof n->msgfix);
     if (sim_use_snapguard) {
         n->io_snapshot_put = io->snapshot_put;
         io->snapshot_put = node_snapshot_put;
@@ -260,6 +278,9 @@ void node_crash(struct sim *s, struct sim_node *n, bool clean, bool power, bool 
               power ? " (power loss)" : "", tear ? " (torn tail)" : "");
     raft_close(n->raft, node_raft_closed);
     world_crash_io(s->w, n->idx);
+    if (sim_use_snapguard) {
+        snapguard_close(&n->guard);
+    }
     n->raft = NULL;
     node_compact_drop(n);
     fsm_close(&n->fsm);

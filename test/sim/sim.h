@@ -12,6 +12,7 @@
 
 #include "repl/fsm.h"
 #include "repl/snapguard.h"
+#include "repl/snapmsg.h"
 #include "store/store.h"
 #include "world.h"
 
@@ -40,9 +41,10 @@ struct sim_node {
     struct raft_transfer xfer; /* leadership transfer request (one at a time) */
     struct raft_io *io;       /* the world's io for this node */
     struct snapguard guard;   /* as tallyd's node.c wraps its raft_io */
+    struct snapmsg msgfix;
     snapguard_put_fn io_snapshot_put;
-    snapguard_get_fn io_snapshot_get;
-    snapguard_send_fn io_send;
+    snapmsg_get_fn io_snapshot_get;
+    snapmsg_send_fn io_send;
     int (*io_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
                    raft_index *, struct raft_entry **, size_t *);
     int (*io_start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);

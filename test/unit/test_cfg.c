@@ -221,7 +221,7 @@ static void test_cfg_file_only(void **state)
              "heartbeat_timeout_ms = 200\n"
              "raft_segment_bytes = 8M\n"
              "snapshot_threshold = 100\n"
-             "snapshot_trailing = 0\n"
+             "snapshot_trailing = 1\n"
              "segment_bytes = 512k\n"
              "max_batch_bytes = 65536\n"
              "group_commit_bytes = 2M\n"
@@ -243,7 +243,7 @@ static void test_cfg_file_only(void **state)
     assert_int_equal(f->cfg.heartbeat_timeout_ms, 200);
     assert_int_equal(f->cfg.raft_segment_bytes, 8u << 20);
     assert_int_equal(f->cfg.snapshot_threshold, 100);
-    assert_int_equal(f->cfg.snapshot_trailing, 0);
+    assert_int_equal(f->cfg.snapshot_trailing, 1);
     assert_int_equal(f->cfg.segment_bytes, 512u << 10);
     assert_int_equal(f->cfg.max_batch_bytes, 65536);
     assert_int_equal(f->cfg.group_commit_bytes, 2u << 20);
@@ -440,6 +440,7 @@ static void test_cfg_bad_flags(void **state)
         {NULL, {"--set", "bogus=1"}, "--set: unknown key 'bogus'"},
         {NULL, {"--set", "max_connections=0"}, "--set max_connections=0: out of range"},
         {NULL, {"--set", "max_connections=x"}, "not a non-negative integer"},
+        {NULL, {"--set", "snapshot_trailing=0"}, "--set snapshot_trailing=0: out of range"},
         {NULL, {"--set", "segment_bytes=1T"}, "--set segment_bytes=1T: not a size"},
         {NULL, {"--set", "segment_bytes=99999999999G"}, "not a size"},
         {NULL, {"--set", "bootstrap=maybe"}, "--set bootstrap=maybe: expected true or false"},
