@@ -12,9 +12,14 @@
 # Debian 12's clang only recommends.
 # faketime (with libfaketime): runs a tallyd with a wrong clock in
 # test/integration/test_clock_skew.py and the fault suite's clock nemesis.
+# Kafka front door (docs/kafka-users.md): zlib1g-dev, libsnappy-dev and
+# libzstd-dev for the batch codecs Kafka clients use (lz4 is above); kcat,
+# librdkafka-dev and python3-confluent-kafka are the real Kafka clients the
+# tests run (test/integration/test_kafka_*.py); nodejs runs kafkajs, which
+# comes from npm (tally_install_npm_deps, below).
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev
-faketime"
+faketime zlib1g-dev libsnappy-dev libzstd-dev kcat librdkafka-dev python3-confluent-kafka nodejs"
 
 # libraft-dev must be at least this version (cowsql/raft, the maintained
 # continuation of canonical/raft). Debian 12 itself ships 0.15.0; the
@@ -124,6 +129,27 @@ tally_install_deps() {
     fi
 }
 
+# The npm packages of test/kafka/package.json (kafkajs, pinned by its
+# package-lock.json) into test/kafka/node_modules of source tree $1, unless
+# there. npm itself is Debian's npm package when the machine has none (a
+# nodejs from elsewhere brings its own npm, which Debian's would conflict
+# with). Needs the npm registry.
+tally_install_npm_deps() {
+    if [ -d "$1/test/kafka/node_modules/kafkajs" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+            echo "setup: npm is missing; as root run: apt-get install -y npm" >&2
+            return 1
+        fi
+        tally_npm_sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+        $tally_npm_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y npm || return 1
+    fi
+    echo "setup: npm ci in $1/test/kafka (kafkajs)"
+    (cd "$1/test/kafka" && npm ci --no-audit --no-fund) || return 1
+}
+
 # Generate ./configure in source tree $1 if it is missing or older than its
 # inputs. A fresh clone has no configure: it is not committed.
 tally_autoreconf() {
@@ -162,7 +188,7 @@ tally_configure() {
 # Run directly (not sourced): install and exit with the result.
 case "$0" in
 *setup.sh)
-    tally_install_deps
+    tally_install_deps && tally_install_npm_deps "$(cd "$(dirname "$0")/.." && pwd)"
     exit $?
     ;;
 esac

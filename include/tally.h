@@ -54,7 +54,8 @@ extern "C" {
     X(TALLY_UNAVAILABLE, 20, "unavailable")                                    \
     X(TALLY_BUSY, 21, "busy, retry later")                                     \
     X(TALLY_EOF, 22, "end of data")                                            \
-    X(TALLY_SEQUENCE, 23, "producer sequence out of order")
+    X(TALLY_SEQUENCE, 23, "producer sequence out of order")                   \
+    X(TALLY_DUPLICATE, 24, "duplicate of an earlier batch, already written")
 
 enum {
     TALLY_OK = 0,

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Checks that includes only point down the layers (docs/architecture.md):
-# lib <- log <- store <- repl <- server, lib <- proto <- {server, client};
+# lib <- log <- store <- repl <- server, lib <- proto <- {server, client},
+# lib <- kafka <- server (the Kafka codec, beside proto);
 # daemon (tallyd's main) sits on server; tool (the tally CLI) on client,
 # plus log/ for the offline `tally log`, store/ for `tally restore`, and
 # proto/ with client/wire.h for `tally backup`.
@@ -15,12 +16,13 @@ check() { # layer, then the layers it must not include
         fi
     done
 }
-check lib log store repl proto server client tool daemon
-check log store repl proto server client
-check store repl proto server client
-check repl proto server client
-check proto log store repl server client
-check client log store repl server
+check lib log store repl proto kafka server client tool daemon
+check log store repl proto kafka server client
+check store repl proto kafka server client
+check repl proto kafka server client
+check proto log store repl kafka server client
+check kafka log store repl proto server client tool daemon
+check client log store repl kafka server
 check server client tool daemon
 check tool repl server daemon
 check daemon client tool

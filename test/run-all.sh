@@ -32,6 +32,7 @@ if [ $# -gt 0 ]; then
 fi
 
 tally_install_deps || exit 1
+tally_install_npm_deps "$TOP" || exit 1
 tally_autoreconf "$TOP" || exit 1
 
 total_pass=0

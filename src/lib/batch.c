@@ -6,7 +6,9 @@
  *   0      4    magic "TLYB"
  *   4      1    format version (1)
  *   5      1    flags: bit 0 = records section is lz4-compressed (block
- *                format); other bits must be zero
+ *                format); bit 1 = a record has a key; bit 2 = producer_seq
+ *                counts records (a Kafka producer's base sequence, see
+ *                BATCH_FLAG_RECORD_SEQ); other bits must be zero
  *   6      2    reserved, zero
  *   8      4    batch_len: total bytes of the batch, header included
  *   12     4    record_count: at least 1, except in a gap batch (below)
@@ -116,7 +118,7 @@ int batch_decode_header(const void *p, size_t n, struct batch_header *h, char *e
     }
     if (h->record_count == 0 &&
         (h->records_len != 0 || h->batch_len != BATCH_HEADER_SIZE ||
-         (h->flags & (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED)) != 0)) {
+         (h->flags & BATCH__KNOWN_FLAGS) != 0)) {
         return ERR_CORRUPT(errmsg, "gap batch (no records) with a payload or flags");
     }
     if (h->records_len > BATCH_MAX_SIZE * 4u ||
@@ -268,6 +270,7 @@ void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t 
     buf_init(&b->records);
     b->producer_id = producer_id;
     b->producer_seq = producer_seq;
+    b->record_seq = false;
     batch_builder_reset(b);
 }
 
@@ -406,6 +409,9 @@ int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out
     memset(h, 0, BATCH_HEADER_SIZE);
     memcpy(h + OFF_MAGIC, BATCH_MAGIC, 4);
     h[OFF_VERSION] = BATCH_VERSION;
+    if (b->record_seq) {
+        flags |= BATCH_FLAG_RECORD_SEQ;
+    }
     h[OFF_FLAGS] = flags;
     byte_put_u32(h + OFF_BATCH_LEN, (uint32_t)(BATCH_HEADER_SIZE + payload_len));
     byte_put_u32(h + OFF_COUNT, b->count);

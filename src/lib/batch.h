@@ -24,7 +24,14 @@
 /* At least one record has a key: apply reads the records of such batches
  * only, to maintain the key index. */
 #define BATCH_FLAG_KEYED 0x02u
-#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED)
+/* producer_seq is a Kafka idempotent producer's base sequence, which
+ * counts records, not batches: the producer's next batch follows at
+ * producer_seq + record_count (modulo 2^31), and the store checks it so
+ * (store.c, store__record_seq_check). Set only by the Kafka front door
+ * (kafka/records.c); a build older than this flag refuses such a batch
+ * as corrupt (docs/disk-format.md). */
+#define BATCH_FLAG_RECORD_SEQ 0x04u
+#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED | BATCH_FLAG_RECORD_SEQ)
 
 struct batch_header {
     uint8_t version;
@@ -114,6 +121,7 @@ struct batch_builder {
     bool keyed;                 /* a record has a key */
     uint64_t producer_id;
     uint64_t producer_seq;
+    bool record_seq;            /* set BATCH_FLAG_RECORD_SEQ (false after init) */
 };
 
 void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq);

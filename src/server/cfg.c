@@ -240,6 +240,56 @@ static int cfg__set_addr(char *dst, const char *value, char *errmsg)
     return 0;
 }
 
+/* "HOST:PORT" where HOST may be a name (an address Kafka clients are told
+ * to use, perhaps through NAT): a non-empty host and a port 1-65535. */
+static int cfg__set_host_port(char *dst, const char *value, char *errmsg)
+{
+    const char *colon = strrchr(value, ':');
+    char *end;
+    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon == value || colon[1] == '\0' || *end != '\0' || port == 0 ||
+        port > 65535 || strlen(value) >= CFG_ADDR_MAX) {
+        err_printf(errmsg, "expected HOST:PORT (port 1-65535), got '%s'", value);
+        return TALLY_INVAL;
+    }
+    snprintf(dst, CFG_ADDR_MAX, "%s", value);
+    return 0;
+}
+
+/* kafka_peer: "ID=HOST:PORT", the Kafka address member ID advertises. */
+static int cfg__add_kafka_peer(struct cfg *c, const char *value, char *errmsg)
+{
+    char id[32];
+    const char *eq = strchr(value, '=');
+    struct cfg_kafka_peer p;
+    memset(&p, 0, sizeof p);
+    if (eq == NULL || (size_t)(eq - value) >= sizeof id) {
+        err_printf(errmsg, "expected ID=HOST:PORT");
+        return TALLY_INVAL;
+    }
+    memcpy(id, value, (size_t)(eq - value));
+    id[eq - value] = '\0';
+    if (cfg__parse_u64(id, &p.id, NULL) != 0 || p.id == 0) {
+        err_printf(errmsg, "peer id '%s' is not a positive integer", id);
+        return TALLY_INVAL;
+    }
+    if (cfg__set_host_port(p.addr, eq + 1, errmsg) != 0) {
+        return TALLY_INVAL;
+    }
+    for (unsigned i = 0; i < c->n_kafka_peers; i++) {
+        if (c->kafka_peers[i].id == p.id) {
+            c->kafka_peers[i] = p; /* a later setting replaces an earlier one */
+            return 0;
+        }
+    }
+    if (c->n_kafka_peers == CFG_MAX_PEERS) {
+        err_printf(errmsg, "more than %d Kafka peers", CFG_MAX_PEERS);
+        return TALLY_INVAL;
+    }
+    c->kafka_peers[c->n_kafka_peers++] = p;
+    return 0;
+}
+
 /* "ID=CLIENT_HOST:PORT/RAFT_HOST:PORT" */
 static int cfg__add_peer(struct cfg *c, const char *value, char *errmsg)
 {
@@ -389,6 +439,23 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         }
         return cfg__set_addr(c->metrics_addr, value, errmsg);
     }
+    if (strcmp(key, "kafka") == 0) {
+        if (value[0] == '\0') {
+            c->kafka_addr[0] = '\0';
+            return 0;
+        }
+        return cfg__set_addr(c->kafka_addr, value, errmsg);
+    }
+    if (strcmp(key, "kafka_advertise") == 0) {
+        if (value[0] == '\0') {
+            c->kafka_advertise[0] = '\0';
+            return 0;
+        }
+        return cfg__set_host_port(c->kafka_advertise, value, errmsg);
+    }
+    if (strcmp(key, "kafka_peer") == 0) {
+        return cfg__add_kafka_peer(c, value, errmsg);
+    }
     if (strcmp(key, "peer") == 0) {
         if (x->from_flags && !x->flag_peers_seen) {
             /* The command line names the whole membership, so it replaces
@@ -397,6 +464,13 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
             c->n_peers = 0;
         }
         return cfg__add_peer(c, value, errmsg);
+    }
+    if (strcmp(key, "kafka_auto_create_topics") == 0) {
+        if (cfg__parse_bool(value, &c->kafka_auto_create_topics) != 0) {
+            err_printf(errmsg, "expected true or false");
+            return TALLY_INVAL;
+        }
+        return 0;
     }
     if (strcmp(key, "bootstrap") == 0) {
         if (cfg__parse_bool(value, &c->bootstrap) != 0) {
@@ -640,6 +714,13 @@ static int cfg__validate(struct cfg *c, char *errmsg)
                    (unsigned long long)c->id, self->raft_addr);
         return TALLY_INVAL;
     }
+    if (c->kafka_addr[0] != '\0' &&
+        (strcmp(c->kafka_addr, c->listen_addr) == 0 || strcmp(c->kafka_addr, c->raft_addr) == 0 ||
+         strcmp(c->kafka_addr, c->metrics_addr) == 0)) {
+        err_printf(errmsg, "--kafka %s: already used by --listen, --raft or --metrics",
+                   c->kafka_addr);
+        return TALLY_INVAL;
+    }
     if (c->metrics_addr[0] != '\0' && (strcmp(c->metrics_addr, c->listen_addr) == 0 ||
                                        strcmp(c->metrics_addr, c->raft_addr) == 0)) {
         err_printf(errmsg, "--metrics %s: already used by --listen or --raft", c->metrics_addr);
@@ -691,6 +772,11 @@ void cfg_usage(FILE *out)
             "                     state and no peer already belongs to a cluster; harmless\n"
             "                     otherwise, so the same command restarts\n"
             "  --metrics A:P      serve metrics over HTTP on this address (default: off)\n"
+            "  --kafka A:P        serve Kafka clients on this address (default: off)\n"
+            "  --kafka-advertise H:P  the Kafka address clients are told (default: --kafka;\n"
+            "                     H may be a host name)\n"
+            "  --kafka-peer ID=H:P    the Kafka address member ID advertises, repeated per\n"
+            "                     other member (Kafka clients are sent to the leader there)\n"
             "  --config FILE      read settings from an INI file first; flags override it\n"
             "  --log-level LEVEL  debug, info, warn, error or off (default: info, or\n"
             "                     $TALLY_LOG_LEVEL)\n"
@@ -732,6 +818,9 @@ enum {
     CFG__OPT_CONFIG,
     CFG__OPT_LOG_LEVEL,
     CFG__OPT_SET,
+    CFG__OPT_KAFKA,
+    CFG__OPT_KAFKA_ADVERTISE,
+    CFG__OPT_KAFKA_PEER,
 };
 
 static const struct option cfg__options[] = {
@@ -745,6 +834,9 @@ static const struct option cfg__options[] = {
     {"config", required_argument, NULL, CFG__OPT_CONFIG},
     {"log-level", required_argument, NULL, CFG__OPT_LOG_LEVEL},
     {"set", required_argument, NULL, CFG__OPT_SET},
+    {"kafka", required_argument, NULL, CFG__OPT_KAFKA},
+    {"kafka-advertise", required_argument, NULL, CFG__OPT_KAFKA_ADVERTISE},
+    {"kafka-peer", required_argument, NULL, CFG__OPT_KAFKA_PEER},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -770,6 +862,12 @@ static const char *cfg__flag_key(int opt)
         return "metrics";
     case CFG__OPT_LOG_LEVEL:
         return "log_level";
+    case CFG__OPT_KAFKA:
+        return "kafka";
+    case CFG__OPT_KAFKA_ADVERTISE:
+        return "kafka_advertise";
+    case CFG__OPT_KAFKA_PEER:
+        return "kafka_peer";
     }
     return NULL;
 }

@@ -17,6 +17,12 @@ struct cfg_peer {
     char raft_addr[CFG_ADDR_MAX];   /* "IPv4:PORT" for Raft traffic */
 };
 
+/* A member's Kafka address as clients should reach it (kafka_peer). */
+struct cfg_kafka_peer {
+    uint64_t id;
+    char addr[CFG_ADDR_MAX];         /* "HOST:PORT"; HOST may be a name */
+};
+
 struct cfg {
     uint64_t id;                     /* --id N (> 0), required */
     char data_dir[CFG_PATH_MAX];     /* --data DIR, required */
@@ -27,6 +33,13 @@ struct cfg {
     bool bootstrap;                  /* --bootstrap */
     char metrics_addr[CFG_ADDR_MAX]; /* --metrics HOST:PORT, "" = off */
     int log_level;                   /* --log-level, enum logger_level */
+    /* The Kafka listener (docs/kafka-users.md). */
+    char kafka_addr[CFG_ADDR_MAX];   /* --kafka HOST:PORT, "" = off */
+    char kafka_advertise[CFG_ADDR_MAX]; /* --kafka-advertise HOST:PORT, "" = kafka_addr */
+    struct cfg_kafka_peer kafka_peers[CFG_MAX_PEERS]; /* --kafka-peer ID=HOST:PORT */
+    unsigned n_kafka_peers;
+    bool kafka_auto_create_topics;   /* kafka_auto_create_topics: Metadata creates an
+                                      * unknown topic it is asked about; default false */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */
     unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */

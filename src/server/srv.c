@@ -35,6 +35,8 @@
 #include "server/conn.h"
 #include "server/gw.h"
 #include "server/http.h"
+#include "server/kconn.h"
+#include "server/kgw.h"
 #include "server/metrics.h"
 #include "store/store.h"
 
@@ -62,6 +64,8 @@ struct srv {
     bool disk_low;       /* free space below disk_reserve_bytes */
     int lock_fd;
     bool listening;      /* the client listener is initialised */
+    struct kgw *kgw;               /* the Kafka front door (--kafka), or NULL */
+    struct kconn_listener *kafka;  /* its listener, or NULL */
 };
 
 static void srv__stop(struct srv *s, int exit_code);
@@ -301,6 +305,8 @@ static void srv__compactor_closed(void *arg)
     s->compactor = NULL;
     gw_destroy(s->gw);
     s->gw = NULL;
+    kgw_destroy(s->kgw); /* after gw_destroy: answers to its requests end there */
+    s->kgw = NULL;
     if (store_checkpoint(s->store, errmsg) != 0) {
         TLOG_ERROR("server", "final checkpoint: %s", errmsg);
         s->exit_code = 1;
@@ -339,6 +345,8 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
+    kconn_stop(s->kafka);
+    s->kafka = NULL;
     conn_close_all(&s->conns);
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
@@ -440,6 +448,29 @@ static int srv__check_identity(struct srv *s, struct ident *id, bool *found, cha
     return 0;
 }
 
+/* The Kafka front door (--kafka): its gateway (given ours once it exists,
+ * before the loop runs and any request can arrive) and its listener, bound
+ * with the other listeners, before anything is written to the data
+ * directory. */
+static int srv__kafka_start(struct srv *s, char *errmsg)
+{
+    int rv;
+    if (s->cfg->kafka_addr[0] == '\0') {
+        return 0;
+    }
+    if ((rv = kgw_create(s->cfg, &s->loop, NULL, &s->kgw)) != 0) {
+        err_printf(errmsg, "kafka: %s", tally_strerror(rv));
+        return rv;
+    }
+    if ((rv = kconn_listen(&s->loop, s->cfg->kafka_addr, s->cfg->max_connections, s->kgw,
+                           &s->kafka, errmsg)) != 0) {
+        return rv;
+    }
+    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)", s->cfg->kafka_addr,
+              s->cfg->kafka_advertise[0] != '\0' ? s->cfg->kafka_advertise : s->cfg->kafka_addr);
+    return 0;
+}
+
 int srv_run(const struct cfg *cfg)
 {
     struct srv s;
@@ -485,6 +516,10 @@ int srv_run(const struct cfg *cfg)
         fail_exit = 2;
         goto fail;
     }
+    if ((rv = srv__kafka_start(&s, errmsg)) != 0) {
+        fail_exit = 2;
+        goto fail;
+    }
     if ((rv = srv__probe_raft_port(cfg, errmsg)) != 0) {
         fail_exit = 2;
         goto fail;
@@ -518,6 +553,10 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     store_set_append_hook(s.store, srv__on_append, &s);
+    if (s.kgw != NULL) {
+        kgw_set_gw(s.kgw, s.gw);
+        kgw_set_metrics(s.kgw, &s.metrics);
+    }
     metrics_init(&s.metrics, cfg, s.store);
     gw_set_metrics(s.gw, &s.metrics);
     s.conns.metrics = &s.metrics;
@@ -591,11 +630,13 @@ fail:
     if (s.listening) {
         uv_close((uv_handle_t *)&s.listener, NULL);
     }
+    kconn_stop(s.kafka);
     http_stop(s.http);
     skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }
+    kgw_destroy(s.kgw);
     if (s.store != NULL) {
         store_close(s.store);
     }

@@ -273,7 +273,11 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         store__result(res, TALLY_INVAL, "batch for %s holds no records", t->name);
         return 0;
     }
-    if (h.producer_id != 0) {
+    if (h.producer_id != 0 && (h.flags & BATCH_FLAG_RECORD_SEQ)) {
+        if (store__record_seq_check(t, &h, res)) {
+            return 0; /* a duplicate or a refusal: nothing written */
+        }
+    } else if (h.producer_id != 0) {
         const struct store_producer *p = store__producer_find(t, h.producer_id);
         if (p != NULL && h.producer_seq == p->seq) {
             /* A retry of the producer's last batch: answer with where the

@@ -125,6 +125,8 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
 struct store_producer *store__producer_find(struct store_topic *t, uint64_t id);
 int store__producer_record(struct store_topic *t, const struct batch_header *h,
                            uint64_t base_offset);
+bool store__record_seq_check(struct store_topic *t, const struct batch_header *h,
+                             struct store_item_result *res);
 
 /* keyckpt.c: the key index checkpoint (keys.ckpt). */
 uint64_t store__load_keys(const struct store *s, struct store_topic *t);

@@ -478,6 +478,36 @@ static void test_cfg_bad_peers(void **state)
     test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
 }
 
+/* The Kafka listener's flags: good values land in the config, and each
+ * bad one is refused with a message naming it. */
+static void test_cfg_kafka(void **state)
+{
+    struct fixture *f = *state;
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--kafka", "127.0.0.1:9092", "--kafka-advertise", "kafka1.example:19092",
+                  "--kafka-peer", "2=10.0.0.2:9092", "--kafka-peer", "3=kafka3:9092",
+                  "--kafka-peer", "3=kafka3b:9093", "--set", "kafka_auto_create_topics=true",
+                  NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_string_equal(f->cfg.kafka_addr, "127.0.0.1:9092");
+    assert_string_equal(f->cfg.kafka_advertise, "kafka1.example:19092");
+    assert_int_equal(f->cfg.n_kafka_peers, 2);
+    assert_string_equal(f->cfg.kafka_peers[1].addr, "kafka3b:9093"); /* the later one */
+    assert_true(f->cfg.kafka_auto_create_topics);
+    static const struct bad_flag cases[] = {
+        {NULL, {"--kafka", "kafka:9092"}, "--kafka kafka:9092: not an IPv4"},
+        {NULL, {"--kafka", "127.0.0.1:7001"}, "--kafka 127.0.0.1:7001: already used"},
+        {NULL, {"--kafka-advertise", "nohost"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-advertise", ":9092"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-advertise", "h:99999"}, "expected HOST:PORT"},
+        {NULL, {"--kafka-peer", "2"}, "expected ID=HOST:PORT"},
+        {NULL, {"--kafka-peer", "0=h:1"}, "peer id '0' is not a positive"},
+        {NULL, {"--kafka-peer", "2=h"}, "expected HOST:PORT"},
+        {NULL, {"--set", "kafka_auto_create_topics=perhaps"}, "expected true or false"},
+    };
+    test_cfg_run_bad_flags(f, cases, sizeof cases / sizeof cases[0]);
+}
+
 static void test_cfg_too_many_peers(void **state)
 {
     struct fixture *f = *state;
@@ -600,7 +630,7 @@ int main(void)
         T(test_cfg_help_version),     T(test_cfg_usage_text),       T(test_cfg_parse_addr),
         T(test_cfg_missing_required), T(test_cfg_bad_flags),        T(test_cfg_bad_peers),
         T(test_cfg_too_many_peers),   T(test_cfg_bad_file),         T(test_cfg_bad_data_dir),
-        T(test_cfg_reload),           T(test_cfg_deploy_examples),
+        T(test_cfg_reload),           T(test_cfg_deploy_examples),  T(test_cfg_kafka),
     };
     /* The default log level comes from the environment; pin it. */
     setenv("TALLY_LOG_LEVEL", "info", 1);

@@ -335,6 +335,57 @@ static void test_idempotent_producer(void **state)
     assert_int_equal(log_next_offset(store_topic_find(f->s, "ledger")->log), 8);
 }
 
+/* As produce(), with a batch of 2 records whose sequence counts records
+ * (a Kafka idempotent producer's, BATCH_FLAG_RECORD_SEQ). */
+static void produce_record_seq(struct fixture *f, uint64_t index, const char *topic,
+                               uint64_t pid, uint64_t seq, int want_code, uint64_t want_base,
+                               bool want_dup)
+{
+    struct buf e, out;
+    struct store_result *res = NULL;
+    struct batch_builder b;
+    buf_init(&e);
+    buf_init(&out);
+    batch_builder_init(&b, pid, seq);
+    b.record_seq = true;
+    assert_int_equal(batch_builder_add(&b, "k", 1, "a", 1), 0);
+    assert_int_equal(batch_builder_add(&b, "k", 1, "b", 1), 0);
+    assert_int_equal(batch_builder_finish(&b, false, &out), 0);
+    batch_stamp(out.data, 0, 1700000000000, 0);
+    cmd_append_begin(&e);
+    cmd_append_add(&e, topic, out.data, (uint32_t)out.len, CMD_NO_EXPECT, NULL, 0);
+    cmd_append_end(&e, 1);
+    assert_int_equal(apply(f, index, &e, &res), 0);
+    assert_int_equal(res->items[0].code, want_code);
+    if (want_code == 0) {
+        assert_int_equal(res->items[0].base_offset, want_base);
+        assert_int_equal(res->items[0].duplicate, want_dup);
+    }
+    free(res);
+    batch_builder_free(&b);
+    buf_free(&out);
+    buf_free(&e);
+}
+
+/* Kafka sequences count records: the next batch of 2 follows at +2; a
+ * retry of the last batch gets its offsets; an earlier batch is a
+ * DUPLICATE (already written), a gap is out of order; sequences wrap at
+ * 2^31; nothing refused is written. */
+static void test_record_seq_producer(void **state)
+{
+    struct fixture *f = *state;
+    create_topic(f, 2, "k");
+    produce_record_seq(f, 3, "k", 77, 0, 0, 0, false);
+    produce_record_seq(f, 4, "k", 77, 2, 0, 2, false);
+    produce_record_seq(f, 5, "k", 77, 2, 0, 2, true);             /* retry of the last */
+    produce_record_seq(f, 6, "k", 77, 0, TALLY_DUPLICATE, 0, false); /* an earlier one */
+    produce_record_seq(f, 7, "k", 77, 6, TALLY_SEQUENCE, 0, false);  /* a gap */
+    produce_record_seq(f, 8, "k", 77, 4, 0, 4, false);
+    produce_record_seq(f, 9, "k", 99, 2147483646, 0, 6, false);   /* new producer, near the end */
+    produce_record_seq(f, 10, "k", 99, 0, 0, 8, false);           /* wrapped */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 10);
+}
+
 /* The producer table survives a restart, with and without a checkpoint,
  * and a snapshot install carries it. */
 static void test_producers_survive_restart(void **state)
@@ -1273,6 +1324,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_seq_producer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conditional_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_frozen_while_applying, setup, teardown),

@@ -1,0 +1,638 @@
+/* Kafka request and response codec: see msg.h. Each decoder follows its
+ * request's schema field by field, for the versions in kafka_apis[]; each
+ * "vN+" comment is the version that added the field. */
+#include "kafka/msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka/errors.h"
+
+const struct kafka_api kafka_apis[] = {
+    /* Produce: advertised from v0 because librdkafka turns compression
+     * off against a broker that does not list v0-v2; only v3+ (record
+     * batch v2) is decoded, an older version is answered UNSUPPORTED. */
+    {KAFKA_PRODUCE, 0, 8, 3, INT16_MAX, "Produce"},
+    {KAFKA_FETCH, 4, 11, 4, INT16_MAX, "Fetch"},
+    {KAFKA_LIST_OFFSETS, 1, 5, 1, INT16_MAX, "ListOffsets"},
+    {KAFKA_METADATA, 1, 9, 1, 9, "Metadata"},
+    /* FindCoordinator: librdkafka enables LZ4 only for brokers that list
+     * it (its feature map ties LZ4 to Kafka 0.8.2, which added it); tally
+     * has no coordinator yet and says so to every request. */
+    {KAFKA_FIND_COORDINATOR, 0, 2, 0, INT16_MAX, "FindCoordinator"},
+    {KAFKA_API_VERSIONS, 0, 3, 0, 3, "ApiVersions"},
+    {KAFKA_CREATE_TOPICS, 0, 4, 0, INT16_MAX, "CreateTopics"},
+    {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
+    {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
+};
+const size_t kafka_n_apis = sizeof kafka_apis / sizeof kafka_apis[0];
+
+const struct kafka_api *kafka_api_find(int16_t key)
+{
+    for (size_t i = 0; i < kafka_n_apis; i++) {
+        if (kafka_apis[i].key == key) {
+            return &kafka_apis[i];
+        }
+    }
+    return NULL;
+}
+
+/* ---- arena ---- */
+
+struct kafka__chunk {
+    struct kafka__chunk *next;
+    max_align_t data[];
+};
+
+void kafka_arena_init(struct kafka_arena *a)
+{
+    a->chunks = NULL;
+    a->oom = false;
+}
+
+void *kafka_arena_alloc(struct kafka_arena *a, size_t n)
+{
+    struct kafka__chunk *c = calloc(1, sizeof *c + (n ? n : 1));
+    if (c == NULL) {
+        a->oom = true;
+        return NULL;
+    }
+    c->next = a->chunks;
+    a->chunks = c;
+    return c->data;
+}
+
+void kafka_arena_free(struct kafka_arena *a)
+{
+    while (a->chunks != NULL) {
+        struct kafka__chunk *c = a->chunks;
+        a->chunks = c->next;
+        free(c);
+    }
+}
+
+/* ---- header ---- */
+
+int kafka_decode_header(struct kafka_rd *r, struct kafka_req_header *h)
+{
+    memset(h, 0, sizeof *h);
+    h->api_key = kafka_rd_i16(r);
+    h->api_version = kafka_rd_i16(r);
+    h->correlation_id = kafka_rd_i32(r);
+    if (r->bad) {
+        return -1;
+    }
+    const struct kafka_api *api = kafka_api_find(h->api_key);
+    if (api == NULL || h->api_version < api->min_accepted || h->api_version > api->max_version) {
+        return 1;
+    }
+    h->flex = h->api_version >= api->flex_from;
+    h->client_id = kafka_rd_string(r, false); /* never compact, even in v2 */
+    kafka_rd_tags(r, h->flex);
+    return r->bad ? -1 : 0;
+}
+
+size_t kafka_begin_response(struct buf *b, const struct kafka_req_header *h)
+{
+    size_t start = b->len;
+    kafka_put_i32(b, 0);
+    kafka_put_i32(b, h->correlation_id);
+    kafka_put_tags(b, h->flex && h->api_key != KAFKA_API_VERSIONS);
+    return start;
+}
+
+void kafka_end_response(struct buf *b, size_t start)
+{
+    kafka_patch_i32(b, start, (uint32_t)(b->len - start - 4));
+}
+
+/* ---- ApiVersions ---- */
+
+void kafka_encode_api_versions(struct buf *b, int16_t version, int16_t error)
+{
+    bool flex = version >= 3 && error == KAFKA_NONE;
+    kafka_put_i16(b, error);
+    kafka_put_array(b, flex, (int32_t)kafka_n_apis);
+    for (size_t i = 0; i < kafka_n_apis; i++) {
+        kafka_put_i16(b, kafka_apis[i].key);
+        kafka_put_i16(b, kafka_apis[i].min_version);
+        kafka_put_i16(b, kafka_apis[i].max_version);
+        kafka_put_tags(b, flex);
+    }
+    if (version >= 1 && error == KAFKA_NONE) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_tags(b, flex);
+}
+
+/* ---- Metadata ---- */
+
+int kafka_decode_metadata(struct kafka_rd *r, const struct kafka_req_header *h,
+                          struct kafka_arena *a, struct kafka_metadata_req *m)
+{
+    int16_t v = h->api_version;
+    memset(m, 0, sizeof *m);
+    m->allow_auto_create = true;
+    m->n_topics = kafka_rd_array(r, h->flex, 2);
+    if (m->n_topics > 0) {
+        m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics);
+        if (m->topics == NULL) {
+            return -1;
+        }
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        m->topics[i] = kafka_rd_string(r, h->flex);
+        if (m->topics[i].len < 0) {
+            r->bad = true; /* topic names are not nullable before v10 */
+        }
+        kafka_rd_tags(r, h->flex);
+    }
+    if (v >= 4) {
+        m->allow_auto_create = kafka_rd_i8(r) != 0;
+    }
+    if (v >= 8) {
+        (void)kafka_rd_i8(r); /* include_cluster_authorized_operations */
+        (void)kafka_rd_i8(r); /* include_topic_authorized_operations */
+    }
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_metadata(struct buf *b, const struct kafka_req_header *h,
+                           const struct kafka_metadata_resp *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    if (v >= 3) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_brokers);
+    for (int32_t i = 0; i < m->n_brokers; i++) {
+        kafka_put_i32(b, m->brokers[i].node_id);
+        kafka_put_cstring(b, f, m->brokers[i].host);
+        kafka_put_i32(b, m->brokers[i].port);
+        kafka_put_cstring(b, f, NULL); /* rack (v1+) */
+        kafka_put_tags(b, f);
+    }
+    if (v >= 2) {
+        kafka_put_cstring(b, f, m->cluster_id);
+    }
+    kafka_put_i32(b, m->controller_id); /* v1+ */
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_md_topic *t = &m->topics[i];
+        kafka_put_i16(b, t->error);
+        kafka_put_string(b, f, t->name, t->name_len);
+        kafka_put_i8(b, 0); /* is_internal (v1+) */
+        kafka_put_array(b, f, t->has_partition ? 1 : 0);
+        if (t->has_partition) {
+            kafka_put_i16(b, t->partition_error);
+            kafka_put_i32(b, 0); /* partition_index */
+            kafka_put_i32(b, t->leader);
+            if (v >= 7) {
+                kafka_put_i32(b, -1); /* leader_epoch: none (no KIP-320 validation) */
+            }
+            for (int list = 0; list < 2; list++) { /* replica_nodes, isr_nodes */
+                kafka_put_array(b, f, t->n_replicas);
+                for (int32_t k = 0; k < t->n_replicas; k++) {
+                    kafka_put_i32(b, t->replicas[k]);
+                }
+            }
+            if (v >= 5) {
+                kafka_put_array(b, f, 0); /* offline_replicas */
+            }
+            kafka_put_tags(b, f);
+        }
+        if (v >= 8) {
+            kafka_put_i32(b, INT32_MIN); /* topic_authorized_operations: not asked */
+        }
+        kafka_put_tags(b, f);
+    }
+    if (v >= 8) {
+        kafka_put_i32(b, INT32_MIN); /* cluster_authorized_operations */
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- Produce ---- */
+
+int kafka_decode_produce(struct kafka_rd *r, const struct kafka_req_header *h,
+                         struct kafka_arena *a, struct kafka_produce_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->transactional_id = kafka_rd_string(r, f);
+    m->acks = kafka_rd_i16(r);
+    m->timeout_ms = kafka_rd_i32(r);
+    m->n_topics = kafka_rd_array(r, f, 6);
+    if (m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_produce_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->n_parts = kafka_rd_array(r, f, 8);
+        if (t->name.len < 0 || t->n_parts < 0) {
+            return -1;
+        }
+        if (t->n_parts > 0 &&
+            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
+            t->parts[k].index = kafka_rd_i32(r);
+            t->parts[k].records = kafka_rd_bytes(r, f);
+            t->parts[k].log_start_offset = -1;
+            t->parts[k].base_offset = -1;
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_produce(struct buf *b, const struct kafka_req_header *h,
+                          const struct kafka_produce_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_produce_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_array(b, f, t->n_parts);
+        for (int32_t k = 0; k < t->n_parts; k++) {
+            const struct kafka_produce_part *p = &t->parts[k];
+            kafka_put_i32(b, p->index);
+            kafka_put_i16(b, p->error);
+            kafka_put_i64(b, p->base_offset);
+            kafka_put_i64(b, -1); /* log_append_time_ms (v2+): not known here */
+            if (v >= 5) {
+                kafka_put_i64(b, p->log_start_offset);
+            }
+            if (v >= 8) {
+                kafka_put_array(b, f, 0); /* record_errors */
+                kafka_put_cstring(b, f, p->error_message);
+            }
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_i32(b, 0); /* throttle_time_ms */
+    kafka_put_tags(b, f);
+}
+
+/* ---- Fetch ---- */
+
+int kafka_decode_fetch(struct kafka_rd *r, const struct kafka_req_header *h,
+                       struct kafka_arena *a, struct kafka_fetch_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->replica_id = kafka_rd_i32(r);
+    m->max_wait_ms = kafka_rd_i32(r);
+    m->min_bytes = kafka_rd_i32(r);
+    m->max_bytes = kafka_rd_i32(r);      /* v3+ */
+    m->isolation_level = kafka_rd_i8(r); /* v4+ */
+    if (v >= 7) {
+        (void)kafka_rd_i32(r); /* session_id: tally keeps no fetch sessions */
+        (void)kafka_rd_i32(r); /* session_epoch */
+    }
+    m->n_topics = kafka_rd_array(r, f, 6);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_fetch_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->n_parts = kafka_rd_array(r, f, 16);
+        if (t->name.len < 0 || t->n_parts < 0) {
+            return -1;
+        }
+        if (t->n_parts > 0 &&
+            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
+            struct kafka_fetch_part *p = &t->parts[k];
+            p->index = kafka_rd_i32(r);
+            if (v >= 9) {
+                (void)kafka_rd_i32(r); /* current_leader_epoch */
+            }
+            p->fetch_offset = kafka_rd_i64(r);
+            if (v >= 5) {
+                (void)kafka_rd_i64(r); /* log_start_offset: a follower's, unused */
+            }
+            p->max_bytes = kafka_rd_i32(r);
+            p->high_watermark = -1;
+            p->log_start_offset = -1;
+            buf_init(&p->records);
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    if (v >= 7) {
+        int32_t n = kafka_rd_array(r, f, 6); /* forgotten_topics_data */
+        for (int32_t i = 0; i < n && !r->bad; i++) {
+            (void)kafka_rd_string(r, f);
+            int32_t np = kafka_rd_array(r, f, 4);
+            for (int32_t k = 0; k < np && !r->bad; k++) {
+                (void)kafka_rd_i32(r);
+            }
+            kafka_rd_tags(r, f);
+        }
+    }
+    if (v >= 11) {
+        (void)kafka_rd_string(r, f); /* rack_id */
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_fetch(struct buf *b, const struct kafka_req_header *h,
+                        const struct kafka_fetch_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    kafka_put_i32(b, 0); /* throttle_time_ms (v1+) */
+    if (v >= 7) {
+        kafka_put_i16(b, KAFKA_NONE); /* error_code */
+        kafka_put_i32(b, 0);          /* session_id: no session */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_fetch_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_array(b, f, t->n_parts);
+        for (int32_t k = 0; k < t->n_parts; k++) {
+            const struct kafka_fetch_part *p = &t->parts[k];
+            kafka_put_i32(b, p->index);
+            kafka_put_i16(b, p->error);
+            kafka_put_i64(b, p->high_watermark);
+            kafka_put_i64(b, p->high_watermark); /* last_stable_offset (v4+): no transactions */
+            if (v >= 5) {
+                kafka_put_i64(b, p->log_start_offset);
+            }
+            kafka_put_array(b, f, 0); /* aborted_transactions (v4+) */
+            if (v >= 11) {
+                kafka_put_i32(b, -1); /* preferred_read_replica */
+            }
+            kafka_put_bytes(b, f, p->records.data != NULL ? p->records.data : (const uint8_t *)"",
+                            p->records.len);
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- ListOffsets ---- */
+
+int kafka_decode_list_offsets(struct kafka_rd *r, const struct kafka_req_header *h,
+                              struct kafka_arena *a, struct kafka_list_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->replica_id = kafka_rd_i32(r);
+    if (v >= 2) {
+        m->isolation_level = kafka_rd_i8(r);
+    }
+    m->n_topics = kafka_rd_array(r, f, 6);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_list_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->n_parts = kafka_rd_array(r, f, 12);
+        if (t->name.len < 0 || t->n_parts < 0) {
+            return -1;
+        }
+        if (t->n_parts > 0 &&
+            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
+            struct kafka_list_part *p = &t->parts[k];
+            p->index = kafka_rd_i32(r);
+            if (v >= 4) {
+                (void)kafka_rd_i32(r); /* current_leader_epoch */
+            }
+            p->timestamp = kafka_rd_i64(r);
+            p->offset = -1;
+            p->found_timestamp = -1;
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_list_offsets(struct buf *b, const struct kafka_req_header *h,
+                               const struct kafka_list_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    if (v >= 2) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_list_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_array(b, f, t->n_parts);
+        for (int32_t k = 0; k < t->n_parts; k++) {
+            const struct kafka_list_part *p = &t->parts[k];
+            kafka_put_i32(b, p->index);
+            kafka_put_i16(b, p->error);
+            kafka_put_i64(b, p->found_timestamp);
+            kafka_put_i64(b, p->offset);
+            if (v >= 4) {
+                kafka_put_i32(b, -1); /* leader_epoch */
+            }
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- InitProducerId ---- */
+
+int kafka_decode_init_pid(struct kafka_rd *r, const struct kafka_req_header *h,
+                          struct kafka_init_pid_req *m)
+{
+    m->transactional_id = kafka_rd_string(r, h->flex);
+    m->transaction_timeout_ms = kafka_rd_i32(r);
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_init_pid(struct buf *b, int16_t error, int64_t producer_id, int16_t epoch)
+{
+    kafka_put_i32(b, 0); /* throttle_time_ms */
+    kafka_put_i16(b, error);
+    kafka_put_i64(b, producer_id);
+    kafka_put_i16(b, epoch);
+}
+
+/* ---- CreateTopics ---- */
+
+int kafka_decode_create_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_create_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_topics = kafka_rd_array(r, f, 12);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_create_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->num_partitions = kafka_rd_i32(r);
+        t->replication_factor = kafka_rd_i16(r);
+        t->n_assignments = kafka_rd_array(r, f, 8);
+        for (int32_t k = 0; k < t->n_assignments && !r->bad; k++) {
+            (void)kafka_rd_i32(r); /* partition_index */
+            int32_t nb = kafka_rd_array(r, f, 4);
+            for (int32_t j = 0; j < nb && !r->bad; j++) {
+                (void)kafka_rd_i32(r); /* broker_ids */
+            }
+            kafka_rd_tags(r, f);
+        }
+        t->n_configs = kafka_rd_array(r, f, 4);
+        if (r->bad || t->name.len < 0 || t->n_configs < 0) {
+            return -1;
+        }
+        if (t->n_configs > 0 && (t->configs = kafka_arena_alloc(
+                                     a, (size_t)t->n_configs * sizeof *t->configs)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_configs && !r->bad; k++) {
+            t->configs[k].name = kafka_rd_string(r, f);
+            t->configs[k].value = kafka_rd_string(r, f);
+            if (t->configs[k].name.len < 0) {
+                r->bad = true;
+            }
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    m->timeout_ms = kafka_rd_i32(r);
+    if (h->api_version >= 1) {
+        m->validate_only = kafka_rd_i8(r) != 0;
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_create_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_create_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 2) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_create_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_i16(b, t->error);
+        if (h->api_version >= 1) {
+            kafka_put_cstring(b, f, t->error_message);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- DeleteTopics ---- */
+
+int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_delete_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_topics = kafka_rd_array(r, f, 2);
+    if (r->bad || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        m->topics[i].name = kafka_rd_string(r, f);
+        if (m->topics[i].name.len < 0) {
+            r->bad = true;
+        }
+    }
+    m->timeout_ms = kafka_rd_i32(r);
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_delete_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        kafka_put_string(b, f, m->topics[i].name.p, (size_t)m->topics[i].name.len);
+        kafka_put_i16(b, m->topics[i].error);
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- FindCoordinator ---- */
+
+int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h)
+{
+    (void)kafka_rd_string(r, h->flex); /* key */
+    if (h->api_version >= 1) {
+        (void)kafka_rd_i8(r); /* key_type */
+    }
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header *h,
+                                   int16_t error, const char *message)
+{
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
+    if (h->api_version >= 1) {
+        kafka_put_cstring(b, h->flex, message);
+    }
+    kafka_put_i32(b, -1);          /* node_id */
+    kafka_put_cstring(b, h->flex, ""); /* host */
+    kafka_put_i32(b, -1);          /* port */
+    kafka_put_tags(b, h->flex);
+}

@@ -1,0 +1,162 @@
+/* libFuzzer target: the Kafka request decoder (src/kafka).
+ *
+ * The input is a byte stream as a Kafka connection would deliver it:
+ * frames (int32 size + request) back to back, cut where the input ends.
+ * Each frame goes through kafka_decode_header and, when the API and
+ * version are supported, the body decoder of its API; a decoded request is
+ * then answered by its response encoder (as the server would, with empty
+ * answers). Every Produce partition's records go through
+ * kafka_records_to_tally, including decompression.
+ *
+ * Beyond "no crash, no out-of-bounds read, no leak" (ASan/UBSan), it checks
+ * one property: a record batch the converter accepts is a valid tally
+ * batch (batch_verify), and converting it back to Kafka's format gives the
+ * same number of records with a CRC that checks. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka/crc32c.h"
+#include "kafka/msg.h"
+#include "kafka/records.h"
+#include "lib/batch.h"
+#include "lib/err.h"
+
+#define FUZZ_EXPORT __attribute__((visibility("default")))
+
+static void fuzz_fail(const char *msg)
+{
+    fprintf(stderr, "fuzz-kafka: %s\n", msg);
+    abort();
+}
+
+static void check_records(struct kafka_str rec)
+{
+    struct kafka_batch_info info;
+    char errmsg[ERR_MSG_SIZE];
+    struct buf t, back;
+    struct batch_header h;
+    buf_init(&t);
+    buf_init(&back);
+    if (kafka_records_to_tally(rec.p, rec.len < 0 ? 0 : (size_t)rec.len, &info, &t, errmsg) == 0) {
+        if (batch_verify(t.data, t.len, &h, errmsg) != 0) {
+            fuzz_fail("an accepted batch is not a valid tally batch");
+        }
+        batch_stamp(t.data, 0, 1700000000000, 1);
+        size_t used;
+        if (kafka_records_from_tally(t.data, t.len, 1, &back, &used, errmsg) != 0 ||
+            used != t.len) {
+            fuzz_fail("an accepted batch does not convert back");
+        }
+        if (back.len < KAFKA_BATCH_HEADER_SIZE) {
+            fuzz_fail("converted back to nothing");
+        }
+        uint32_t count = (uint32_t)back.data[57] << 24 | (uint32_t)back.data[58] << 16 |
+                         (uint32_t)back.data[59] << 8 | back.data[60];
+        uint32_t crc = (uint32_t)back.data[17] << 24 | (uint32_t)back.data[18] << 16 |
+                       (uint32_t)back.data[19] << 8 | back.data[20];
+        if (count != h.record_count || (int32_t)count != info.record_count ||
+            kafka_crc32c(back.data + 21, back.len - 21) != crc) {
+            fuzz_fail("record count or CRC differs after the round trip");
+        }
+    }
+    buf_free(&t);
+    buf_free(&back);
+}
+
+static void decode_body(struct kafka_rd *r, const struct kafka_req_header *h)
+{
+    struct kafka_arena a;
+    struct buf out;
+    kafka_arena_init(&a);
+    buf_init(&out);
+    switch (h->api_key) {
+    case KAFKA_API_VERSIONS:
+        kafka_encode_api_versions(&out, h->api_version, 0);
+        break;
+    case KAFKA_METADATA: {
+        struct kafka_metadata_req m;
+        if (kafka_decode_metadata(r, h, &a, &m) == 0) {
+            struct kafka_metadata_resp resp = {0};
+            kafka_encode_metadata(&out, h, &resp);
+        }
+        break;
+    }
+    case KAFKA_PRODUCE: {
+        struct kafka_produce_req m;
+        if (kafka_decode_produce(r, h, &a, &m) == 0) {
+            for (int32_t i = 0; i < m.n_topics; i++) {
+                for (int32_t k = 0; k < m.topics[i].n_parts; k++) {
+                    check_records(m.topics[i].parts[k].records);
+                }
+            }
+            kafka_encode_produce(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_FETCH: {
+        struct kafka_fetch_req m;
+        if (kafka_decode_fetch(r, h, &a, &m) == 0) {
+            kafka_encode_fetch(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_LIST_OFFSETS: {
+        struct kafka_list_req m;
+        if (kafka_decode_list_offsets(r, h, &a, &m) == 0) {
+            kafka_encode_list_offsets(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_CREATE_TOPICS: {
+        struct kafka_create_req m;
+        if (kafka_decode_create_topics(r, h, &a, &m) == 0) {
+            kafka_encode_create_topics(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_DELETE_TOPICS: {
+        struct kafka_delete_req m;
+        if (kafka_decode_delete_topics(r, h, &a, &m) == 0) {
+            kafka_encode_delete_topics(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_FIND_COORDINATOR:
+        if (kafka_decode_find_coordinator(r, h) == 0) {
+            kafka_encode_find_coordinator(&out, h, 15, "none");
+        }
+        break;
+    case KAFKA_INIT_PRODUCER_ID: {
+        struct kafka_init_pid_req m;
+        if (kafka_decode_init_pid(r, h, &m) == 0) {
+            kafka_encode_init_pid(&out, 0, 1, 0);
+        }
+        break;
+    }
+    }
+    buf_free(&out);
+    kafka_arena_free(&a);
+}
+
+FUZZ_EXPORT int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t pos = 0;
+    while (size - pos >= 4) {
+        uint32_t n = (uint32_t)data[pos] << 24 | (uint32_t)data[pos + 1] << 16 |
+                     (uint32_t)data[pos + 2] << 8 | data[pos + 3];
+        pos += 4;
+        size_t len = n < size - pos ? n : size - pos;
+        struct kafka_rd r;
+        struct kafka_req_header h;
+        kafka_rd_init(&r, data + pos, len);
+        if (kafka_decode_header(&r, &h) == 0) {
+            decode_body(&r, &h);
+        }
+        pos += len;
+    }
+    return 0;
+}

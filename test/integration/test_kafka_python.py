@@ -1,0 +1,159 @@
+# test_kafka_python.py - Debian's python3-confluent-kafka (librdkafka 2.0)
+# against tallyd's Kafka listener: AdminClient creates and deletes topics
+# (with configs, refusals for partitions > 1 and unknown configs), a
+# Producer writes with every codec it supports (none, gzip, snappy, lz4,
+# zstd) with keys, headers and idempotence, a Consumer reads everything back
+# with assign() and offsets_for_times(); topic auto-creation is off unless
+# kafka_auto_create_topics is set.
+#
+#   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_kafka_python.py
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import SKIP, check, run_tests, wait_until  # noqa: E402
+from kafka_cluster import KafkaCluster  # noqa: E402
+
+try:
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+except ImportError:
+    Consumer = None
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def start(c):
+    """Start the cluster and wait until its leader takes writes (a leader
+    that was just elected answers NOT_CONTROLLER until its first-term
+    barrier applied, and AdminClient does not retry that)."""
+    c.start()
+    c.tally_ok("topic", "create", "warmup")
+
+
+def create(admin, topic, **kw):
+    fs = admin.create_topics([NewTopic(topic, **kw)], operation_timeout=10)
+    return fs[topic].result(timeout=30)
+
+
+def read_all(c, topic, n, timeout=30):
+    cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "unused",
+                     "enable.auto.commit": False, "api.version.request": True})
+    try:
+        cons.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None:
+                continue
+            check(m.error() is None, f"consumer error: {m.error()}")
+            got.append(m)
+        return got
+    finally:
+        cons.close()
+
+
+def test_admin_topics():
+    """CreateTopics with cleanup.policy=compact is a compacted tally topic;
+    2 partitions and an unknown config are refused; an existing topic says
+    so; DeleteTopics removes it."""
+    with KafkaCluster(name="kafka-py-admin") as c:
+        start(c)
+        admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+        create(admin, "acct", num_partitions=1, replication_factor=3,
+               config={"cleanup.policy": "compact"})
+        topics = {t["name"]: t for t in c.status()["topics"]}
+        check(topics.get("acct", {}).get("policy") == "compact", f"topics: {topics}")
+        for kw, what in [({"num_partitions": 2}, "INVALID_PARTITIONS"),
+                         ({"num_partitions": 1, "config": {"max.message.bytes": "5"}},
+                          "INVALID_CONFIG")]:
+            try:
+                create(admin, "bad", **kw)
+                check(False, f"{kw} was accepted")
+            except KafkaException as e:
+                check(what in str(e), f"{kw}: {e}")
+        try:
+            create(admin, "acct", num_partitions=1)
+            check(False, "an existing topic was created again")
+        except KafkaException as e:
+            check("TOPIC_ALREADY_EXISTS" in str(e), str(e))
+        admin.delete_topics(["acct"], operation_timeout=10)["acct"].result(timeout=30)
+        wait_until(lambda: "acct" not in {t["name"] for t in c.status()["topics"]}, 10,
+                   "acct to be deleted")
+        c.check_up()
+
+
+def test_produce_consume_every_codec():
+    """An idempotent Producer with each codec; the Consumer reads keys,
+    values and headers back in order; offsets_for_times finds the records
+    written after a moment."""
+    with KafkaCluster(name="kafka-py-pc") as c:
+        start(c)
+        admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+        create(admin, "events", num_partitions=1)
+        want = []
+        marks = {}
+        for codec in CODECS:
+            marks[codec] = int(time.time() * 1000)
+            time.sleep(0.02)
+            p = Producer({"bootstrap.servers": c.bootstrap(), "compression.codec": codec,
+                          "enable.idempotence": True, "acks": "all", "linger.ms": 20})
+            errors = []
+            for i in range(200):
+                key, value = f"{codec}-k{i % 7}".encode(), (f"{codec}-{i}-" + "x" * i).encode()
+                want.append((key, value))
+                p.produce("events", value=value, key=key, headers=[("codec", codec.encode())],
+                          on_delivery=lambda err, m: errors.append(err) if err else None)
+            check(p.flush(30) == 0, f"{codec}: messages left unsent")
+            check(errors == [], f"{codec}: {errors}")
+            time.sleep(0.02)
+        got = read_all(c, "events", len(want))
+        check([(m.key(), m.value()) for m in got] == want, "records differ")
+        check([m.offset() for m in got] == list(range(len(want))), "offsets differ")
+        check(all(m.headers() == [("codec", m.key().split(b"-")[0])] for m in got), "headers")
+        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "unused"})
+        try:
+            tps = cons.offsets_for_times([TopicPartition("events", 0, marks["lz4"])], timeout=20)
+            check(tps[0].offset == 600, f"offsets_for_times: {tps}")
+            lo, hi = cons.get_watermark_offsets(TopicPartition("events", 0), timeout=20)
+            check((lo, hi) == (0, 1000), f"watermarks {lo}, {hi}")
+        finally:
+            cons.close()
+        c.check_up()
+
+
+def test_auto_create_setting():
+    """By default a Producer to an unknown topic gets UNKNOWN_TOPIC (nothing
+    is created); with kafka_auto_create_topics=true the leader creates it
+    when a Metadata request names it, and the message is delivered."""
+    with KafkaCluster(name="kafka-py-auto") as c:
+        start(c)
+        p = Producer({"bootstrap.servers": c.bootstrap(), "message.timeout.ms": 3000})
+        errors = []
+        p.produce("ghost", value=b"x", on_delivery=lambda err, m: errors.append(err and err.name()))
+        p.flush(20)
+        check(len(errors) == 1 and errors[0] is not None, f"delivery: {errors}")
+        check("ghost" not in {t["name"] for t in c.status()["topics"]}, "ghost was created")
+    with KafkaCluster(name="kafka-py-auto2",
+                      extra_args=["--set", "kafka_auto_create_topics=true"]) as c:
+        start(c)
+        # Only the leader can create (a follower's Metadata answer cannot
+        # forward the create: docs/kafka-users.md), so bootstrap there.
+        p = Producer({"bootstrap.servers": c.bootstrap([c.leader()]),
+                      "message.timeout.ms": 20000})
+        errors = []
+        p.produce("ghost", value=b"x", on_delivery=lambda err, m: errors.append(err and err.name()))
+        p.flush(30)
+        check(errors == [None], f"delivery: {errors}")
+        wait_until(lambda: "ghost" in {t["name"] for t in c.status()["topics"]}, 10, "ghost")
+        c.check_up()
+
+
+if __name__ == "__main__":
+    if Consumer is None:
+        print("SKIP: python3-confluent-kafka is not installed (deploy/setup.sh installs it)")
+        sys.exit(SKIP)
+    run_tests([test_admin_topics, test_produce_consume_every_codec, test_auto_create_setting])
