@@ -439,10 +439,11 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
     return true;
 }
 
-int metrics_http(void *arg, int method, const char *path, struct buf *body,
+int metrics_http(void *arg, int method, const char *path, const char *query, struct buf *body,
                  const char **content_type)
 {
     struct metrics *m = arg;
+    (void)query; /* /metrics and /health take no parameters */
     bool metrics = strcmp(path, "/metrics") == 0, health = strcmp(path, "/health") == 0;
     if (!metrics && !health) {
         m__printf(body, "not found: %s (try /metrics or /health)\n", path);

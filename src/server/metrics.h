@@ -98,7 +98,7 @@ bool metrics_health(struct metrics *m, char *why, size_t cap);
 /* The HTTP handler for the metrics listener (http.h's http_handler):
  * GET|HEAD /metrics and /health; 404 and 405 otherwise. @arg is the
  * struct metrics. */
-int metrics_http(void *arg, int method, const char *path, struct buf *body,
+int metrics_http(void *arg, int method, const char *path, const char *query, struct buf *body,
                  const char **content_type);
 
 #endif

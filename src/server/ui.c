@@ -1,0 +1,632 @@
+/* The web console's routes; see ui.h and docs/console.md.
+ *
+ * Routes (GET and HEAD only; anything else under /ui answers 405):
+ *   /ui, /ui/          the page (index.html)
+ *   /ui/<file>         one of the page's built-in files (ui_assets.h); no
+ *                      file system is read, so no path can reach outside
+ *   /ui/api/node       this node's own Raft state and health
+ *   /ui/api/cluster    every member's state (ui_peers.h)
+ *   /ui/api/topics     the catalog with sizes and offsets
+ *   /ui/api/rates      rate samples of the last UI_RATE_SAMPLES seconds
+ *   /ui/api/records    records of a topic (ui_records.h)
+ *   /ui/api/groups     consumer group positions and their lag
+ * Other paths under /ui answer 404. A query string is checked before
+ * anything is read: longer than UI_MAX_QUERY, malformed percent-encoding,
+ * a parameter the route does not take, a repeated one or a bad number
+ * answer 400 and read nothing. */
+#include "server/ui.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "log/log.h"
+#include "server/http.h"
+#include "server/ui_assets.h"
+#include "server/ui_json.h"
+#include "server/ui_peers.h"
+#include "server/ui_records.h"
+
+#define UI__JSON "application/json; charset=utf-8"
+#define UI__MAX_PARAMS 6
+
+/* The rate ring: every second, the node's fetch and produce counters and
+ * each topic's next offset; the page turns them into rates. */
+struct ui__series {
+    char name[STORE_NAME_MAX];   /* "" : free */
+    uint64_t created_index;      /* a topic re-created under the name starts over */
+    uint64_t next[UI_RATE_SAMPLES]; /* next offset; UINT64_MAX: no sample */
+};
+
+struct ui {
+    uv_loop_t *loop;
+    const struct cfg *cfg;
+    struct metrics *metrics;
+    struct store *store;         /* NULL until ui_attach */
+    struct node *node;
+    struct ui_peers *peers;
+    uv_timer_t timer;            /* the rate sampler */
+    bool timer_on;
+    bool closing;
+    /* Ring of samples: slot (head - 1) is the newest of count. */
+    unsigned head, count;
+    uint64_t at_ms[UI_RATE_SAMPLES];           /* uv_now of the sample */
+    uint64_t fetch_records[UI_RATE_SAMPLES];   /* metrics counters then */
+    uint64_t produce_records[UI_RATE_SAMPLES];
+    struct ui__series series[UI_RATE_TOPICS];
+};
+
+/* ---- rate sampling --------------------------------------------------------- */
+
+static struct ui__series *ui__series_for(struct ui *u, const struct store_topic *t)
+{
+    struct ui__series *free_slot = NULL;
+    for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
+        struct ui__series *s = &u->series[i];
+        if (s->name[0] == '\0') {
+            free_slot = free_slot != NULL ? free_slot : s;
+        } else if (strcmp(s->name, t->name) == 0) {
+            if (s->created_index == t->created_index) {
+                return s;
+            }
+            free_slot = s; /* deleted and created again: a new series */
+            break;
+        }
+    }
+    if (free_slot == NULL) {
+        return NULL; /* more than UI_RATE_TOPICS topics: the rest have no chart */
+    }
+    snprintf(free_slot->name, sizeof free_slot->name, "%s", t->name);
+    free_slot->created_index = t->created_index;
+    for (unsigned k = 0; k < UI_RATE_SAMPLES; k++) {
+        free_slot->next[k] = UINT64_MAX;
+    }
+    return free_slot;
+}
+
+static void ui__sample(uv_timer_t *timer)
+{
+    struct ui *u = timer->data;
+    unsigned slot = u->head;
+    u->at_ms[slot] = uv_now(u->loop);
+    u->fetch_records[slot] = u->metrics->fetch_records;
+    u->produce_records[slot] = u->metrics->produce_records;
+    for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
+        u->series[i].next[slot] = UINT64_MAX;
+    }
+    for (struct store_topic *t = store_topics(u->store); t != NULL; t = t->next) {
+        struct ui__series *s = ui__series_for(u, t);
+        if (s != NULL) {
+            s->next[slot] = log_next_offset(t->log);
+        }
+    }
+    /* A series whose topic is gone for a whole ring frees its slot. */
+    for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
+        struct ui__series *s = &u->series[i];
+        bool any = false;
+        for (unsigned k = 0; k < UI_RATE_SAMPLES && s->name[0] != '\0' && !any; k++) {
+            any = s->next[k] != UINT64_MAX;
+        }
+        if (s->name[0] != '\0' && !any) {
+            s->name[0] = '\0';
+        }
+    }
+    u->head = (u->head + 1) % UI_RATE_SAMPLES;
+    if (u->count < UI_RATE_SAMPLES) {
+        u->count++;
+    }
+}
+
+/* ---- query strings ----------------------------------------------------------- */
+
+struct ui__param {
+    const char *name;
+    bool set;
+    char value[UI_MAX_QUERY + 1]; /* percent-decoded; may hold any byte but NUL */
+    size_t len;
+};
+
+static int ui__hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Percent-decode @s[0..n) into @out (cap bytes, NUL-terminated); '+' is a
+ * space. false on a bad escape or an encoded NUL. */
+static bool ui__decode(const char *s, size_t n, char *out, size_t cap, size_t *len)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? ui__hex(s[i + 1]) : -1;
+            int lo = i + 2 < n ? ui__hex(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return false;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (k + 1 >= cap) {
+            return false;
+        }
+        out[k++] = (char)c;
+    }
+    out[k] = '\0';
+    *len = k;
+    return true;
+}
+
+/* Parse @query into @params (names set by the caller). 0, or 400 with the
+ * reason in @why. */
+static int ui__parse_query(const char *query, struct ui__param *params, unsigned n, char *why,
+                           size_t cap)
+{
+    size_t qlen = strlen(query);
+    if (qlen > UI_MAX_QUERY) {
+        snprintf(why, cap, "query string too long: %zu bytes (at most %u)", qlen,
+                 (unsigned)UI_MAX_QUERY);
+        return 400;
+    }
+    const char *p = query;
+    while (*p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        char name[64];
+        size_t nlen;
+        if (plen == 0) {
+            snprintf(why, cap, "malformed query string: empty parameter");
+            return 400;
+        }
+        if (eq == NULL || !ui__decode(p, (size_t)(eq - p), name, sizeof name, &nlen) ||
+            nlen == 0) {
+            snprintf(why, cap, "malformed query string: a parameter is not NAME=VALUE");
+            return 400;
+        }
+        struct ui__param *prm = NULL;
+        for (unsigned i = 0; i < n; i++) {
+            prm = strcmp(params[i].name, name) == 0 ? &params[i] : prm;
+        }
+        if (prm == NULL) {
+            snprintf(why, cap, "unknown parameter '%.40s'", name);
+            return 400;
+        }
+        if (prm->set) {
+            snprintf(why, cap, "parameter '%s' given twice", name);
+            return 400;
+        }
+        if (!ui__decode(eq + 1, plen - (size_t)(eq + 1 - p), prm->value, sizeof prm->value,
+                        &prm->len)) {
+            snprintf(why, cap, "parameter '%s': malformed percent-encoding", name);
+            return 400;
+        }
+        prm->set = true;
+        p += plen;
+        if (*p == '&') {
+            p++;
+            if (*p == '\0') {
+                snprintf(why, cap, "malformed query string: ends with '&'");
+                return 400;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A decimal number of at most 19 digits (so it fits an int64). */
+static bool ui__number(const struct ui__param *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (p->len == 0 || p->len > 19) {
+        return false;
+    }
+    for (size_t i = 0; i < p->len; i++) {
+        if (p->value[i] < '0' || p->value[i] > '9') {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(p->value[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- answers ------------------------------------------------------------------- */
+
+static const char *ui__role_name(int tally_role)
+{
+    static const char *const names[] = {"unknown", "follower", "candidate", "leader",
+                                        "unavailable"};
+    return tally_role >= 0 && tally_role <= 4 ? names[tally_role] : "unknown";
+}
+
+static const char *ui__policy_name(int policy)
+{
+    static const char *const names[] = {"retain", "delete", "compact", "compact,delete"};
+    return policy >= 0 && policy <= 3 ? names[policy] : "unknown";
+}
+
+static int ui__node(struct ui *u, struct buf *b)
+{
+    static const char *const roles[] = {"unavailable", "follower", "candidate", "leader"};
+    struct node *n = u->node;
+    int role = node_role(n);
+    char why[800];
+    bool healthy = metrics_health(u->metrics, why, sizeof why);
+    ui_json_printf(b,
+                   "{\"id\": %llu, \"version\": \"%s\", \"role\": \"%s\", \"term\": %llu, "
+                   "\"leader_id\": %llu, \"commit_index\": %llu, \"leader_commit_index\": %llu, "
+                   "\"applied_index\": %llu, \"last_index\": %llu, \"client\": ",
+                   (unsigned long long)node_id(n), TALLY_VERSION_STRING,
+                   role >= 0 && role <= 3 ? roles[role] : "unavailable",
+                   (unsigned long long)node_term(n), (unsigned long long)node_leader_id(n),
+                   (unsigned long long)node_commit_index(n),
+                   (unsigned long long)node_leader_commit_index(n),
+                   (unsigned long long)node_applied_index(n), (unsigned long long)node_last_index(n));
+    ui_json_cstr(b, u->cfg->listen_addr);
+    ui_json_printf(b, ", \"healthy\": %s, \"health\": ", healthy ? "true" : "false");
+    ui_json_cstr(b, healthy ? "ok" : why);
+    ui_json_printf(b, "}\n");
+    return 200;
+}
+
+/* The cluster as `tally status` shows it: leader, term and commit index
+ * from the member with the highest term that knows a leader, and in that
+ * term from the leader's own answer. */
+static int ui__cluster(struct ui *u, struct buf *b)
+{
+    struct ui_member m[NODE_MAX_PEERS];
+    ui_peers_wanted(u->peers);
+    unsigned n = ui_peers_get(u->peers, m, NODE_MAX_PEERS);
+    const struct ui_member *best = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (!m[i].reachable) {
+            continue;
+        }
+        int rank = m[i].leader_id == 0 ? 0 : m[i].leader_id == m[i].id ? 2 : 1;
+        int brank = best == NULL ? -1 : best->leader_id == 0 ? 0 : best->leader_id == best->id ? 2 : 1;
+        if (best == NULL || (rank > 0 && brank == 0) ||
+            ((rank > 0) == (brank > 0) &&
+             (m[i].term > best->term || (m[i].term == best->term && rank > brank)))) {
+            best = &m[i];
+        }
+    }
+    uint64_t commit = best != NULL ? best->commit_index : 0;
+    ui_json_printf(b, "{\"node_id\": %llu, \"leader_id\": %llu, \"term\": %llu, "
+                      "\"commit_index\": %llu, \"members\": [",
+                   (unsigned long long)node_id(u->node),
+                   (unsigned long long)(best != NULL ? best->leader_id : 0),
+                   (unsigned long long)(best != NULL ? best->term : 0), (unsigned long long)commit);
+    for (unsigned i = 0; i < n; i++) {
+        const struct ui_member *x = &m[i];
+        ui_json_printf(b, "%s\n  {\"id\": %llu, \"client\": ", i > 0 ? "," : "",
+                       (unsigned long long)x->id);
+        ui_json_cstr(b, x->client);
+        ui_json_printf(b, ", \"raft\": ");
+        ui_json_cstr(b, x->raft);
+        ui_json_printf(b,
+                       ", \"self\": %s, \"voter\": %s, \"spare\": %s, \"asked\": %s, "
+                       "\"reachable\": %s, \"role\": \"%s\"",
+                       x->self ? "true" : "false", x->voter ? "true" : "false",
+                       x->spare ? "true" : "false", x->asked ? "true" : "false",
+                       x->reachable ? "true" : "false",
+                       !x->asked ? "unknown" : x->reachable ? ui__role_name(x->role) : "unavailable");
+        if (x->asked) {
+            ui_json_printf(b,
+                           ", \"term\": %llu, \"commit_index\": %llu, \"applied_index\": %llu, "
+                           "\"last_index\": %llu, \"leader_id\": %llu, \"lag\": %llu, "
+                           "\"answered_ms_ago\": %llu",
+                           (unsigned long long)x->term, (unsigned long long)x->commit_index,
+                           (unsigned long long)x->applied_index, (unsigned long long)x->last_index,
+                           (unsigned long long)x->leader_id,
+                           (unsigned long long)(commit > x->applied_index ? commit - x->applied_index
+                                                                          : 0),
+                           (unsigned long long)x->answered_ms_ago);
+        }
+        ui_json_printf(b, "}");
+    }
+    ui_json_printf(b, "]}\n");
+    return 200;
+}
+
+static int ui__topics(struct ui *u, struct buf *b)
+{
+    unsigned i = 0;
+    ui_json_printf(b, "{\"node_id\": %llu, \"applied_index\": %llu, \"topics\": [",
+                   (unsigned long long)node_id(u->node),
+                   (unsigned long long)node_applied_index(u->node));
+    for (struct store_topic *t = store_topics(u->store); t != NULL; t = t->next, i++) {
+        ui_json_printf(b, "%s\n  {\"name\": ", i > 0 ? "," : "");
+        ui_json_cstr(b, t->name);
+        ui_json_printf(b,
+                       ", \"policy\": \"%s\", \"retention_ms\": %lld, \"retention_bytes\": %lld, "
+                       "\"segment_bytes\": %lld, \"size_bytes\": %llu, \"segments\": %u, "
+                       "\"start_offset\": %llu, \"next_offset\": %llu, \"keys\": %llu, "
+                       "\"missing\": [%llu, %llu]}",
+                       ui__policy_name(t->config.policy), (long long)t->config.retention_ms,
+                       (long long)t->config.retention_bytes, (long long)t->config.segment_bytes,
+                       (unsigned long long)log_size_bytes(t->log), log_segment_count(t->log),
+                       (unsigned long long)store_topic_start(t),
+                       (unsigned long long)log_next_offset(t->log),
+                       (unsigned long long)t->keys.n, (unsigned long long)t->missing_from,
+                       (unsigned long long)t->missing_to);
+    }
+    ui_json_printf(b, "]}\n");
+    return 200;
+}
+
+static void ui__u64_array(struct buf *b, const uint64_t *ring, unsigned head, unsigned count)
+{
+    for (unsigned k = 0; k < count; k++) {
+        uint64_t v = ring[(head + UI_RATE_SAMPLES - count + k) % UI_RATE_SAMPLES];
+        if (v == UINT64_MAX) {
+            ui_json_printf(b, "%snull", k > 0 ? ", " : "");
+        } else {
+            ui_json_printf(b, "%s%llu", k > 0 ? ", " : "", (unsigned long long)v);
+        }
+    }
+}
+
+static int ui__rates(struct ui *u, const char *topic, struct buf *b)
+{
+    uint64_t now = uv_now(u->loop);
+    ui_json_printf(b, "{\"node_id\": %llu, \"interval_ms\": 1000, \"ago_ms\": [",
+                   (unsigned long long)node_id(u->node));
+    for (unsigned k = 0; k < u->count; k++) {
+        uint64_t at = u->at_ms[(u->head + UI_RATE_SAMPLES - u->count + k) % UI_RATE_SAMPLES];
+        ui_json_printf(b, "%s%llu", k > 0 ? ", " : "", (unsigned long long)(now - at));
+    }
+    ui_json_printf(b, "], \"fetch_records\": [");
+    ui__u64_array(b, u->fetch_records, u->head, u->count);
+    ui_json_printf(b, "], \"produce_records\": [");
+    ui__u64_array(b, u->produce_records, u->head, u->count);
+    ui_json_printf(b, "]");
+    if (topic != NULL) {
+        struct store_topic *t = store_topic_find(u->store, topic);
+        const struct ui__series *s = NULL;
+        for (unsigned i = 0; i < UI_RATE_TOPICS && t != NULL; i++) {
+            if (strcmp(u->series[i].name, t->name) == 0 &&
+                u->series[i].created_index == t->created_index) {
+                s = &u->series[i];
+            }
+        }
+        if (t == NULL) {
+            char msg[STORE_NAME_MAX + 32];
+            b->len = 0;
+            snprintf(msg, sizeof msg, "no topic %s", topic);
+            ui_json_error(b, msg);
+            return 404;
+        }
+        ui_json_printf(b, ", \"topic\": ");
+        ui_json_cstr(b, t->name);
+        ui_json_printf(b, ", \"next_offset\": [");
+        if (s != NULL) {
+            ui__u64_array(b, s->next, u->head, u->count);
+        }
+        ui_json_printf(b, "]");
+    }
+    ui_json_printf(b, "}\n");
+    return 200;
+}
+
+static int ui__groups(struct ui *u, struct buf *b)
+{
+    const char *group, *topic;
+    uint64_t offset;
+    unsigned i;
+    ui_json_printf(b, "{\"node_id\": %llu, \"applied_index\": %llu, \"groups\": [",
+                   (unsigned long long)node_id(u->node),
+                   (unsigned long long)node_applied_index(u->node));
+    for (i = 0; store_group_at(u->store, i, &group, &topic, &offset); i++) {
+        struct store_topic *t = store_topic_find(u->store, topic);
+        uint64_t next = t != NULL ? log_next_offset(t->log) : 0;
+        ui_json_printf(b, "%s\n  {\"kind\": \"native\", \"group\": ", i > 0 ? "," : "");
+        ui_json_cstr(b, group);
+        ui_json_printf(b, ", \"topic\": ");
+        ui_json_cstr(b, topic);
+        ui_json_printf(b, ", \"offset\": %llu", (unsigned long long)offset);
+        if (t != NULL) {
+            ui_json_printf(b, ", \"topic_next_offset\": %llu, \"lag\": %llu}",
+                           (unsigned long long)next,
+                           (unsigned long long)(next > offset ? next - offset : 0));
+        } else {
+            ui_json_printf(b, ", \"topic_next_offset\": null, \"lag\": null}");
+        }
+    }
+    ui_json_printf(b, "]}\n");
+    return 200;
+}
+
+static int ui__records(struct ui *u, struct ui__param *p, struct buf *b)
+{
+    /* p: topic, from, time, limit, key */
+    struct ui_records_req q = {.limit = 100, .max_bytes = UI_READ_MAX_BYTES};
+    uint64_t v;
+    if (!p[0].set || p[0].len == 0) {
+        ui_json_error(b, "parameter 'topic' is required");
+        return 400;
+    }
+    if (!store_topic_name_valid(p[0].value)) {
+        ui_json_error(b, "parameter 'topic': not a valid topic name");
+        return 400;
+    }
+    q.topic = p[0].value;
+    if (p[1].set && p[2].set) {
+        ui_json_error(b, "give 'from' or 'time', not both");
+        return 400;
+    }
+    if (p[1].set) {
+        if (!ui__number(&p[1], &v)) {
+            ui_json_error(b, "parameter 'from': not an offset");
+            return 400;
+        }
+        q.from = v;
+    }
+    if (p[2].set) {
+        if (!ui__number(&p[2], &v)) {
+            ui_json_error(b, "parameter 'time': not milliseconds since the epoch");
+            return 400;
+        }
+        q.by_time = true;
+        q.time_ms = (int64_t)v;
+    }
+    if (p[3].set) {
+        if (!ui__number(&p[3], &v) || v == 0 || v > UI_MAX_RECORDS) {
+            ui_json_printf(b, "{\"error\": \"parameter 'limit': a number from 1 to %u\"}\n",
+                           (unsigned)UI_MAX_RECORDS);
+            return 400;
+        }
+        q.limit = (unsigned)v;
+    }
+    if (p[4].set) {
+        q.key = (const uint8_t *)p[4].value;
+        q.key_len = p[4].len;
+    }
+    return ui_records(u->store, &q, b);
+}
+
+/* An /ui/api/ route: its parameters, checked before anything is read. */
+static int ui__api(struct ui *u, const char *route, const char *query, struct buf *b)
+{
+    struct ui__param p[UI__MAX_PARAMS];
+    unsigned n = 0;
+    char why[256];
+    int status;
+    memset(p, 0, sizeof p);
+    if (strcmp(route, "records") == 0) {
+        p[0].name = "topic";
+        p[1].name = "from";
+        p[2].name = "time";
+        p[3].name = "limit";
+        p[4].name = "key";
+        n = 5;
+    } else if (strcmp(route, "rates") == 0) {
+        p[0].name = "topic";
+        n = 1;
+    } else if (strcmp(route, "node") != 0 && strcmp(route, "cluster") != 0 &&
+               strcmp(route, "topics") != 0 && strcmp(route, "groups") != 0) {
+        ui_json_error(b, "no such console endpoint (docs/console.md lists them)");
+        return 404;
+    }
+    if ((status = ui__parse_query(query, p, n, why, sizeof why)) != 0) {
+        ui_json_error(b, why);
+        return status;
+    }
+    if (u->store == NULL || u->node == NULL) {
+        ui_json_error(b, "the node is starting");
+        return 503;
+    }
+    if (strcmp(route, "node") == 0) {
+        return ui__node(u, b);
+    }
+    if (strcmp(route, "cluster") == 0) {
+        return ui__cluster(u, b);
+    }
+    if (strcmp(route, "topics") == 0) {
+        return ui__topics(u, b);
+    }
+    if (strcmp(route, "groups") == 0) {
+        return ui__groups(u, b);
+    }
+    if (strcmp(route, "rates") == 0) {
+        if (p[0].set && !store_topic_name_valid(p[0].value)) {
+            ui_json_error(b, "parameter 'topic': not a valid topic name");
+            return 400;
+        }
+        return ui__rates(u, p[0].set ? p[0].value : NULL, b);
+    }
+    return ui__records(u, p, b);
+}
+
+int ui_http(void *arg, int method, const char *path, const char *query, struct buf *body,
+            const char **content_type)
+{
+    struct ui *u = arg;
+    char why[256];
+    if (strcmp(path, "/ui") != 0 && strncmp(path, "/ui/", 4) != 0) {
+        return metrics_http(u->metrics, method, path, query, body, content_type);
+    }
+    if (method != HTTP_SRV_GET && method != HTTP_SRV_HEAD) {
+        ui_json_printf(body, "method not allowed: the console is read-only; use GET\n");
+        return 405;
+    }
+    if (strncmp(path, "/ui/api/", 8) == 0) {
+        *content_type = UI__JSON;
+        return ui__api(u, path + 8, query, body);
+    }
+    const char *name = strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0 ? "index.html"
+                                                                             : path + 4;
+    for (const struct ui_asset *a = ui_assets; a->name != NULL; a++) {
+        if (strcmp(a->name, name) != 0) {
+            continue;
+        }
+        struct ui__param none;
+        int status = ui__parse_query(query, &none, 0, why, sizeof why);
+        if (status != 0) {
+            ui_json_printf(body, "bad request: %s\n", why);
+            return status;
+        }
+        *content_type = a->content_type;
+        buf_put(body, a->data, a->len);
+        return 200;
+    }
+    ui_json_printf(body, "not found: %s (the console is at /ui/)\n", path);
+    return 404;
+}
+
+/* ---- lifecycle --------------------------------------------------------------- */
+
+int ui_create(uv_loop_t *loop, const struct cfg *cfg, struct metrics *metrics, struct ui **out,
+              char *errmsg)
+{
+    struct ui *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        err_printf(errmsg, "console: out of memory");
+        return TALLY_NOMEM;
+    }
+    u->loop = loop;
+    u->cfg = cfg;
+    u->metrics = metrics;
+    *out = u;
+    return 0;
+}
+
+void ui_attach(struct ui *u, struct store *store, struct node *node)
+{
+    u->store = store;
+    u->node = node;
+    if (ui_peers_create(u->loop, store, node, &u->peers) != 0) {
+        u->store = NULL; /* out of memory: keep answering 503 */
+        return;
+    }
+    uv_timer_init(u->loop, &u->timer);
+    u->timer.data = u;
+    u->timer_on = true;
+    uv_timer_start(&u->timer, ui__sample, 0, 1000);
+}
+
+static void ui__timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void ui_close(struct ui *u)
+{
+    if (u == NULL || u->closing) {
+        return;
+    }
+    u->closing = true;
+    ui_peers_close(u->peers);
+    u->peers = NULL;
+    if (u->timer_on) {
+        uv_close((uv_handle_t *)&u->timer, ui__timer_closed);
+    } else {
+        free(u);
+    }
+}
