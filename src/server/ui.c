@@ -335,6 +335,32 @@ static int ui__cluster(struct ui *u, struct buf *b)
     return 200;
 }
 
+/* Records appended to @t per second over the last (up to) 10 samples;
+ * negative when unknown (fewer than two samples of it). */
+static double ui__produce_rate(const struct ui *u, const struct store_topic *t)
+{
+    unsigned span = u->count < 11 ? u->count : 11;
+    for (unsigned i = 0; i < UI_RATE_TOPICS && span >= 2; i++) {
+        const struct ui__series *s = &u->series[i];
+        if (strcmp(s->name, t->name) != 0 || s->created_index != t->created_index) {
+            continue;
+        }
+        unsigned last = (u->head + UI_RATE_SAMPLES - 1) % UI_RATE_SAMPLES;
+        unsigned first = (u->head + UI_RATE_SAMPLES - span) % UI_RATE_SAMPLES;
+        /* the oldest sample of the window that the topic has */
+        while (first != last && s->next[first] == UINT64_MAX) {
+            first = (first + 1) % UI_RATE_SAMPLES;
+        }
+        if (first == last || s->next[last] == UINT64_MAX || s->next[last] < s->next[first] ||
+            u->at_ms[last] <= u->at_ms[first]) {
+            return -1;
+        }
+        return (double)(s->next[last] - s->next[first]) * 1000.0 /
+               (double)(u->at_ms[last] - u->at_ms[first]);
+    }
+    return -1;
+}
+
 static int ui__topics(struct ui *u, struct buf *b)
 {
     unsigned i = 0;
@@ -348,7 +374,7 @@ static int ui__topics(struct ui *u, struct buf *b)
                        ", \"policy\": \"%s\", \"retention_ms\": %lld, \"retention_bytes\": %lld, "
                        "\"segment_bytes\": %lld, \"size_bytes\": %llu, \"segments\": %u, "
                        "\"start_offset\": %llu, \"next_offset\": %llu, \"keys\": %llu, "
-                       "\"missing\": [%llu, %llu]}",
+                       "\"missing\": [%llu, %llu]",
                        ui__policy_name(t->config.policy), (long long)t->config.retention_ms,
                        (long long)t->config.retention_bytes, (long long)t->config.segment_bytes,
                        (unsigned long long)log_size_bytes(t->log), log_segment_count(t->log),
@@ -356,6 +382,12 @@ static int ui__topics(struct ui *u, struct buf *b)
                        (unsigned long long)log_next_offset(t->log),
                        (unsigned long long)t->keys.n, (unsigned long long)t->missing_from,
                        (unsigned long long)t->missing_to);
+        double rate = ui__produce_rate(u, t);
+        if (rate >= 0) {
+            ui_json_printf(b, ", \"produce_per_sec\": %.3f}", rate);
+        } else {
+            ui_json_printf(b, ", \"produce_per_sec\": null}");
+        }
     }
     ui_json_printf(b, "]}\n");
     return 200;

@@ -13,6 +13,7 @@
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,8 +218,17 @@ def test_views_match_the_cli():
                   cells[5] == str(t["next_offset"]), f"topic {t['name']}: {cells} vs {t}")
             segs = f'tally_topic_segments{{topic="{t["name"]}"}} {cells[3]}\n'
             check(segs in metrics, f"topic {t['name']}: segments {cells[3]} not in /metrics")
-        # The produce chart draws once the node has two samples.
-        b.wait_js("return document.querySelectorAll('#chart-consume polyline').length > 0",
+        # Live rates: records produced now show as a produce rate and a line
+        # on the chart (the node samples once a second).
+        b.js("document.querySelector('#topics tr[data-topic=\"orders\"]').click()")
+        for i in range(8):  # a little traffic spread over a few samples
+            c.tally_ok("produce", "orders", "-k", "acct-9", f"live-{i}")
+            time.sleep(0.3)
+        b.wait_js("""const r = document.querySelector('#topics tr[data-topic="orders"] td.rate');
+                     return r && r.textContent !== '-' && Number(r.textContent) > 0""",
+                  "a produce rate above 0 for orders")
+        b.wait_js("return document.querySelectorAll('#chart-produce polyline').length > 0 && "
+                  "document.querySelectorAll('#chart-consume polyline').length > 0",
                   "the rate charts to draw")
         no_console_errors(b, "topics view")
         shot(b, "topics")
@@ -228,16 +238,17 @@ def test_views_match_the_cli():
         b.js("document.getElementById('rec-topic').value = 'orders';"
              "document.getElementById('rec-format').value = 'json';"
              "document.getElementById('rec-go').click();")
-        b.wait_js("return document.querySelectorAll('#records tbody tr').length === 40",
-                  "40 records of orders")
-        out = c.tally_ok("consume", "orders", "-n", "40", "--format", "%o\\t%k\\t%v\\n").out
+        b.wait_js("return document.querySelectorAll('#records tbody tr').length === 48",
+                  "48 records of orders")
+        out = c.tally_ok("consume", "orders", "-n", "48", "--format", "%o\\t%k\\t%v\\n").out
         want = [line.split(b"\t", 2) for line in out.splitlines()]
         got = table(b, "records")
         check(len(got) == len(want), f"records: {len(got)} rows, consume printed {len(want)}")
         for (d, cells), (off, key, val) in zip(got, want):
             # offset, time, key, value (the version column is a key search's)
             check(cells[0] == off.decode() and cells[2] == key.decode() and
-                  json.loads(cells[3]) == json.loads(val), f"record {cells} vs {off, key, val}")
+                  (json.loads(cells[3]) == json.loads(val) if val.startswith(b"{")
+                   else cells[3] == "(not JSON) " + val.decode()), f"record {cells} vs {off, key, val}")
         # Hex shows the bytes of a value that is not text.
         b.js("document.getElementById('rec-topic').value = 'audit';"
              "document.getElementById('rec-format').value = 'hex';"
@@ -250,7 +261,7 @@ def test_views_match_the_cli():
         b.js("document.getElementById('rec-topic').value = 'orders';"
              "document.getElementById('rec-format').value = 'text';"
              "document.getElementById('rec-go').click();")
-        b.wait_js("return document.querySelectorAll('#records tbody tr').length === 40", "orders again")
+        b.wait_js("return document.querySelectorAll('#records tbody tr').length === 48", "orders again")
         ts = b.js("return document.querySelectorAll('#records tbody tr')[20].cells[1].textContent")
         ms = b.js("return new Date(arguments[0]).getTime()", ts)
         # datetime-local takes local time: hand the page the same instant.
@@ -261,7 +272,7 @@ def test_views_match_the_cli():
                 document.getElementById('rec-go').click();""", ms)
         # The field holds whole seconds: compare from that second on.
         sec_ms = ms - ms % 1000
-        out = c.tally_ok("consume", "orders", "--from-time", str(sec_ms), "-n", "40",
+        out = c.tally_ok("consume", "orders", "--from-time", str(sec_ms), "-n", str(48 - 20),
                          "--format", "%o\\n").out
         want_offs = out.decode().split()
         b.wait_js(f"return document.getElementById('rec-status').textContent.includes("
@@ -277,9 +288,12 @@ def test_views_match_the_cli():
         rows = table(b, "groups")
         check(len(rows) == 1 and rows[0][1][0] == "billing" and rows[0][1][2] == "orders",
               f"groups: {rows}")
-        desc = c.tally_ok("group", "describe", "billing").out.decode()
-        check(f"{rows[0][1][3]}" in desc.split() and rows[0][1][3] == "25" and
-              rows[0][1][5] == "15", f"group row {rows[0][1]} vs describe:\n{desc}")
+        # describe: TOPIC POSITION START_OFFSET NEXT_OFFSET LAG
+        desc = c.tally_ok("group", "describe", "billing").out.decode().splitlines()
+        fields = next(line.split() for line in desc if line.startswith("orders "))
+        cells = rows[0][1]
+        check(cells[3] == fields[1] == "25" and cells[4] == fields[3] and cells[5] == fields[4],
+              f"group row {cells} vs describe {fields}")
         no_console_errors(b, "groups view")
         shot(b, "groups")
 
@@ -400,6 +414,35 @@ def test_bad_input():
         check(st == 200, "the console stopped serving after bad requests")
 
 
+def test_grafana_dashboard_names():
+    """deploy/grafana/tally-dashboard.json: valid JSON whose every query
+    names metrics a live tallyd serves on /metrics."""
+    path = os.path.join(os.environ.get("TALLY_SRC_DIR", os.path.join(os.path.dirname(
+        os.path.abspath(__file__)), "..", "..")), "deploy", "grafana", "tally-dashboard.json")
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"] for v in dash["templating"]["list"]]
+    names = set(re.findall(r"\btally_[a-z0-9_]+", " ".join(exprs)))
+    check(len(exprs) > 30 and len(names) > 30, f"dashboard: {len(exprs)} queries, names {names}")
+    with MetricsCluster(n=3, name="console-grafana") as c:
+        c.start()
+        c.tally_ok("topic", "create", "t1")
+        c.tally_ok("produce", "t1", "v")
+        _, _, body = http_req(c.nodes[1].metrics_port, "GET", "/metrics")
+        served = set()
+        for line in body.decode().splitlines():
+            if line.startswith("# TYPE "):
+                family, kind = line.split()[2:4]
+                served.add(family)
+                if kind == "histogram":
+                    served |= {family + "_bucket", family + "_sum", family + "_count"}
+            elif line and not line.startswith("#"):
+                served.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+        missing = sorted(names - served)
+        check(not missing, f"the dashboard queries metrics tallyd does not serve: {missing}")
+
+
 if __name__ == "__main__":
     run_tests([test_views_match_the_cli, test_key_search_in_order,
-               test_leader_kill_shows_new_leader, test_bad_input])
+               test_leader_kill_shows_new_leader, test_bad_input, test_grafana_dashboard_names])

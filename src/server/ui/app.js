@@ -114,11 +114,6 @@ function drawChart(svg, maxLabel, values) {
   flush();
 }
 
-function recentRate(r) {
-  const last = r.slice(-10).filter(v => v !== null);
-  return last.length ? last.reduce((a, b) => a + b, 0) / last.length : null;
-}
-
 async function loadTopics() {
   const t = await api("topics");
   const names = t.topics.map(x => x.name);
@@ -138,8 +133,7 @@ async function loadTopics() {
     cell(tr, x.start_offset, "num start");
     cell(tr, x.next_offset, "num next");
     cell(tr, x.keys, "num");
-    cell(tr, x.name === selectedTopic && rt.next_offset
-      ? (v => v === null ? "-" : v.toFixed(1))(recentRate(rates(rt.ago_ms, rt.next_offset))) : "", "num");
+    cell(tr, x.produce_per_sec === null ? "-" : x.produce_per_sec.toFixed(1), "num rate");
     tb.appendChild(tr);
   }
   $("chart-topic").textContent = selectedTopic || "-";
@@ -217,8 +211,8 @@ async function browseFrom(params) {
   if ($("rec-dir").value === "backward") recs = recs.slice().reverse();
   lastRecords = recs; lastWithVersion = false;
   renderRecords(recs, false);
-  $("rec-status").textContent = topic + ": offsets " + r.start_offset + ".." + r.next_offset +
-    " on this node; showing " + r.records.length + " record(s) from offset " + r.from +
+  $("rec-status").textContent = topic + " on this node: start offset " + r.start_offset +
+    ", next offset " + r.next_offset + "; showing " + r.records.length + " record(s) from offset " + r.from +
     (r.missing ? "; offsets " + r.missing[0] + ".." + (r.missing[1] - 1) + " are not on this node yet" : "");
 }
 
