@@ -26,6 +26,7 @@
 #include "server/ui_assets.h"
 #include "server/ui_json.h"
 #include "server/ui_peers.h"
+#include "server/ui_query.h"
 #include "server/ui_records.h"
 
 #define UI__JSON "application/json; charset=utf-8"
@@ -116,125 +117,6 @@ static void ui__sample(uv_timer_t *timer)
     if (u->count < UI_RATE_SAMPLES) {
         u->count++;
     }
-}
-
-/* ---- query strings ----------------------------------------------------------- */
-
-struct ui__param {
-    const char *name;
-    bool set;
-    char value[UI_MAX_QUERY + 1]; /* percent-decoded; may hold any byte but NUL */
-    size_t len;
-};
-
-static int ui__hex(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* Percent-decode @s[0..n) into @out (cap bytes, NUL-terminated); '+' is a
- * space. false on a bad escape or an encoded NUL. */
-static bool ui__decode(const char *s, size_t n, char *out, size_t cap, size_t *len)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? ui__hex(s[i + 1]) : -1;
-            int lo = i + 2 < n ? ui__hex(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                return false;
-            }
-            c = hi * 16 + lo;
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (k + 1 >= cap) {
-            return false;
-        }
-        out[k++] = (char)c;
-    }
-    out[k] = '\0';
-    *len = k;
-    return true;
-}
-
-/* Parse @query into @params (names set by the caller). 0, or 400 with the
- * reason in @why. */
-static int ui__parse_query(const char *query, struct ui__param *params, unsigned n, char *why,
-                           size_t cap)
-{
-    size_t qlen = strlen(query);
-    if (qlen > UI_MAX_QUERY) {
-        snprintf(why, cap, "query string too long: %zu bytes (at most %u)", qlen,
-                 (unsigned)UI_MAX_QUERY);
-        return 400;
-    }
-    const char *p = query;
-    while (*p != '\0') {
-        const char *amp = strchr(p, '&');
-        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
-        const char *eq = memchr(p, '=', plen);
-        char name[64];
-        size_t nlen;
-        if (plen == 0) {
-            snprintf(why, cap, "malformed query string: empty parameter");
-            return 400;
-        }
-        if (eq == NULL || !ui__decode(p, (size_t)(eq - p), name, sizeof name, &nlen) ||
-            nlen == 0) {
-            snprintf(why, cap, "malformed query string: a parameter is not NAME=VALUE");
-            return 400;
-        }
-        struct ui__param *prm = NULL;
-        for (unsigned i = 0; i < n; i++) {
-            prm = strcmp(params[i].name, name) == 0 ? &params[i] : prm;
-        }
-        if (prm == NULL) {
-            snprintf(why, cap, "unknown parameter '%.40s'", name);
-            return 400;
-        }
-        if (prm->set) {
-            snprintf(why, cap, "parameter '%s' given twice", name);
-            return 400;
-        }
-        if (!ui__decode(eq + 1, plen - (size_t)(eq + 1 - p), prm->value, sizeof prm->value,
-                        &prm->len)) {
-            snprintf(why, cap, "parameter '%s': malformed percent-encoding", name);
-            return 400;
-        }
-        prm->set = true;
-        p += plen;
-        if (*p == '&') {
-            p++;
-            if (*p == '\0') {
-                snprintf(why, cap, "malformed query string: ends with '&'");
-                return 400;
-            }
-        }
-    }
-    return 0;
-}
-
-/* A decimal number of at most 19 digits (so it fits an int64). */
-static bool ui__number(const struct ui__param *p, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (p->len == 0 || p->len > 19) {
-        return false;
-    }
-    for (size_t i = 0; i < p->len; i++) {
-        if (p->value[i] < '0' || p->value[i] > '9') {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(p->value[i] - '0');
-    }
-    *out = v;
-    return true;
 }
 
 /* ---- answers ------------------------------------------------------------------- */
@@ -475,7 +357,7 @@ static int ui__groups(struct ui *u, struct buf *b)
     return 200;
 }
 
-static int ui__records(struct ui *u, struct ui__param *p, struct buf *b)
+static int ui__records(struct ui *u, struct ui_param *p, struct buf *b)
 {
     /* p: topic, from, time, limit, key */
     struct ui_records_req q = {.limit = 100, .max_bytes = UI_READ_MAX_BYTES};
@@ -494,14 +376,14 @@ static int ui__records(struct ui *u, struct ui__param *p, struct buf *b)
         return 400;
     }
     if (p[1].set) {
-        if (!ui__number(&p[1], &v)) {
+        if (!ui_query_number(&p[1], &v)) {
             ui_json_error(b, "parameter 'from': not an offset");
             return 400;
         }
         q.from = v;
     }
     if (p[2].set) {
-        if (!ui__number(&p[2], &v)) {
+        if (!ui_query_number(&p[2], &v)) {
             ui_json_error(b, "parameter 'time': not milliseconds since the epoch");
             return 400;
         }
@@ -509,7 +391,7 @@ static int ui__records(struct ui *u, struct ui__param *p, struct buf *b)
         q.time_ms = (int64_t)v;
     }
     if (p[3].set) {
-        if (!ui__number(&p[3], &v) || v == 0 || v > UI_MAX_RECORDS) {
+        if (!ui_query_number(&p[3], &v) || v == 0 || v > UI_MAX_RECORDS) {
             ui_json_printf(b, "{\"error\": \"parameter 'limit': a number from 1 to %u\"}\n",
                            (unsigned)UI_MAX_RECORDS);
             return 400;
@@ -526,7 +408,7 @@ static int ui__records(struct ui *u, struct ui__param *p, struct buf *b)
 /* An /ui/api/ route: its parameters, checked before anything is read. */
 static int ui__api(struct ui *u, const char *route, const char *query, struct buf *b)
 {
-    struct ui__param p[UI__MAX_PARAMS];
+    struct ui_param p[UI__MAX_PARAMS];
     unsigned n = 0;
     char why[256];
     int status;
@@ -546,7 +428,7 @@ static int ui__api(struct ui *u, const char *route, const char *query, struct bu
         ui_json_error(b, "no such console endpoint (docs/console.md lists them)");
         return 404;
     }
-    if ((status = ui__parse_query(query, p, n, why, sizeof why)) != 0) {
+    if ((status = ui_query_parse(query, p, n, why, sizeof why)) != 0) {
         ui_json_error(b, why);
         return status;
     }
@@ -598,8 +480,8 @@ int ui_http(void *arg, int method, const char *path, const char *query, struct b
         if (strcmp(a->name, name) != 0) {
             continue;
         }
-        struct ui__param none;
-        int status = ui__parse_query(query, &none, 0, why, sizeof why);
+        struct ui_param none;
+        int status = ui_query_parse(query, &none, 0, why, sizeof why);
         if (status != 0) {
             ui_json_printf(body, "bad request: %s\n", why);
             return status;

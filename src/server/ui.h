@@ -22,9 +22,9 @@
 #include "repl/node.h"
 #include "server/cfg.h"
 #include "server/metrics.h"
+#include "server/ui_query.h"
 #include "store/store.h"
 
-#define UI_MAX_QUERY 1024        /* longer query strings answer 400 */
 #define UI_MAX_RECORDS 500       /* records in one /ui/api/records answer */
 #define UI_READ_MAX_BYTES (4u << 20) /* log bytes one records request may read */
 #define UI_RATE_SAMPLES 300      /* rate history: one sample a second, 5 min */

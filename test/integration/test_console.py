@@ -296,6 +296,7 @@ def test_views_match_the_cli():
               f"group row {cells} vs describe {fields}")
         no_console_errors(b, "groups view")
         shot(b, "groups")
+        c.check_up()  # no node died (a sanitizer abort, say)
 
 
 def test_key_search_in_order():
@@ -332,6 +333,7 @@ def test_key_search_in_order():
             b.wait_js("return document.getElementById('rec-status').textContent.includes('forward')",
                       "forward again")
             shot(b, "key-search")
+        c.check_up()  # no node died (a sanitizer abort, say)
 
 
 def test_leader_kill_shows_new_leader():
@@ -354,6 +356,7 @@ def test_leader_kill_shows_new_leader():
         check(f"leader is node {new}" in changes and f"was node {leader}" in changes,
               f"leader change log: {changes!r}")
         no_console_errors(b, "cluster view across the leader change")
+        c.check_up()  # no node died (a sanitizer abort, say)
 
 
 def test_bad_input():
