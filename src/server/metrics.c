@@ -115,6 +115,13 @@ void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len)
     }
 }
 
+void metrics_topic_fetched(struct metrics *m, const char *topic, uint64_t records)
+{
+    if (m != NULL && m->topic_fetched != NULL) {
+        m->topic_fetched(m->topic_fetched_arg, topic, records);
+    }
+}
+
 void metrics_compaction(struct metrics *m, bool ok, double seconds, uint64_t bytes_in,
                         uint64_t bytes_out, uint64_t records_removed)
 {

@@ -36,8 +36,11 @@
  * each topic's next offset; the page turns them into rates. */
 struct ui__series {
     char name[STORE_NAME_MAX];   /* "" : free */
+    uint32_t hash;               /* of name: a fetch finds its series fast */
     uint64_t created_index;      /* a topic re-created under the name starts over */
-    uint64_t next[UI_RATE_SAMPLES]; /* next offset; UINT64_MAX: no sample */
+    uint64_t fetched_total;      /* records fetched from it on this node so far */
+    uint64_t next[UI_RATE_SAMPLES];    /* next offset; UINT64_MAX: no sample */
+    uint64_t fetched[UI_RATE_SAMPLES]; /* fetched_total then; UINT64_MAX: none */
 };
 
 struct ui {
@@ -60,6 +63,32 @@ struct ui {
 
 /* ---- rate sampling --------------------------------------------------------- */
 
+static uint32_t ui__hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *name != '\0'; name++) {
+        h = (h ^ (uint8_t)*name) * 16777619u;
+    }
+    return h;
+}
+
+/* Count a fetch of @topic (metrics' topic_fetched hook, on every fetch
+ * answer with records: a scan of hashes, no allocation). A topic the
+ * sampler has not seen yet (created within the last second) is not
+ * counted. */
+static void ui__on_fetch(void *arg, const char *topic, uint64_t records)
+{
+    struct ui *u = arg;
+    uint32_t h = ui__hash(topic);
+    for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
+        struct ui__series *s = &u->series[i];
+        if (s->hash == h && s->name[0] != '\0' && strcmp(s->name, topic) == 0) {
+            s->fetched_total += records;
+            return;
+        }
+    }
+}
+
 static struct ui__series *ui__series_for(struct ui *u, const struct store_topic *t)
 {
     struct ui__series *free_slot = NULL;
@@ -79,9 +108,12 @@ static struct ui__series *ui__series_for(struct ui *u, const struct store_topic 
         return NULL; /* more than UI_RATE_TOPICS topics: the rest have no chart */
     }
     snprintf(free_slot->name, sizeof free_slot->name, "%s", t->name);
+    free_slot->hash = ui__hash(t->name);
     free_slot->created_index = t->created_index;
+    free_slot->fetched_total = 0;
     for (unsigned k = 0; k < UI_RATE_SAMPLES; k++) {
         free_slot->next[k] = UINT64_MAX;
+        free_slot->fetched[k] = UINT64_MAX;
     }
     return free_slot;
 }
@@ -95,11 +127,13 @@ static void ui__sample(uv_timer_t *timer)
     u->produce_records[slot] = u->metrics->produce_records;
     for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
         u->series[i].next[slot] = UINT64_MAX;
+        u->series[i].fetched[slot] = UINT64_MAX;
     }
     for (struct store_topic *t = store_topics(u->store); t != NULL; t = t->next) {
         struct ui__series *s = ui__series_for(u, t);
         if (s != NULL) {
             s->next[slot] = log_next_offset(t->log);
+            s->fetched[slot] = s->fetched_total;
         }
     }
     /* A series whose topic is gone for a whole ring frees its slot. */
@@ -217,30 +251,44 @@ static int ui__cluster(struct ui *u, struct buf *b)
     return 200;
 }
 
-/* Records appended to @t per second over the last (up to) 10 samples;
- * negative when unknown (fewer than two samples of it). */
-static double ui__produce_rate(const struct ui *u, const struct store_topic *t)
+/* Per second over the last (up to) 10 samples of @ring, a series of
+ * @t's; negative when unknown (fewer than two samples of it). */
+static double ui__rate(const struct ui *u, const struct ui__series *s, const uint64_t *ring)
 {
     unsigned span = u->count < 11 ? u->count : 11;
-    for (unsigned i = 0; i < UI_RATE_TOPICS && span >= 2; i++) {
-        const struct ui__series *s = &u->series[i];
-        if (strcmp(s->name, t->name) != 0 || s->created_index != t->created_index) {
-            continue;
-        }
-        unsigned last = (u->head + UI_RATE_SAMPLES - 1) % UI_RATE_SAMPLES;
-        unsigned first = (u->head + UI_RATE_SAMPLES - span) % UI_RATE_SAMPLES;
-        /* the oldest sample of the window that the topic has */
-        while (first != last && s->next[first] == UINT64_MAX) {
-            first = (first + 1) % UI_RATE_SAMPLES;
-        }
-        if (first == last || s->next[last] == UINT64_MAX || s->next[last] < s->next[first] ||
-            u->at_ms[last] <= u->at_ms[first]) {
-            return -1;
-        }
-        return (double)(s->next[last] - s->next[first]) * 1000.0 /
-               (double)(u->at_ms[last] - u->at_ms[first]);
+    if (s == NULL || span < 2) {
+        return -1;
     }
-    return -1;
+    unsigned last = (u->head + UI_RATE_SAMPLES - 1) % UI_RATE_SAMPLES;
+    unsigned first = (u->head + UI_RATE_SAMPLES - span) % UI_RATE_SAMPLES;
+    while (first != last && ring[first] == UINT64_MAX) { /* the topic's oldest in the window */
+        first = (first + 1) % UI_RATE_SAMPLES;
+    }
+    if (first == last || ring[last] == UINT64_MAX || ring[last] < ring[first] ||
+        u->at_ms[last] <= u->at_ms[first]) {
+        return -1;
+    }
+    return (double)(ring[last] - ring[first]) * 1000.0 / (double)(u->at_ms[last] - u->at_ms[first]);
+}
+
+static const struct ui__series *ui__series_of(const struct ui *u, const struct store_topic *t)
+{
+    for (unsigned i = 0; i < UI_RATE_TOPICS; i++) {
+        if (strcmp(u->series[i].name, t->name) == 0 &&
+            u->series[i].created_index == t->created_index) {
+            return &u->series[i];
+        }
+    }
+    return NULL;
+}
+
+static void ui__rate_field(struct buf *b, const char *name, double rate)
+{
+    if (rate >= 0) {
+        ui_json_printf(b, ", \"%s\": %.3f", name, rate);
+    } else {
+        ui_json_printf(b, ", \"%s\": null", name);
+    }
 }
 
 static int ui__topics(struct ui *u, struct buf *b)
@@ -264,12 +312,10 @@ static int ui__topics(struct ui *u, struct buf *b)
                        (unsigned long long)log_next_offset(t->log),
                        (unsigned long long)t->keys.n, (unsigned long long)t->missing_from,
                        (unsigned long long)t->missing_to);
-        double rate = ui__produce_rate(u, t);
-        if (rate >= 0) {
-            ui_json_printf(b, ", \"produce_per_sec\": %.3f}", rate);
-        } else {
-            ui_json_printf(b, ", \"produce_per_sec\": null}");
-        }
+        const struct ui__series *s = ui__series_of(u, t);
+        ui__rate_field(b, "produce_per_sec", ui__rate(u, s, s != NULL ? s->next : NULL));
+        ui__rate_field(b, "fetch_per_sec", ui__rate(u, s, s != NULL ? s->fetched : NULL));
+        ui_json_printf(b, "}");
     }
     ui_json_printf(b, "]}\n");
     return 200;
@@ -303,13 +349,7 @@ static int ui__rates(struct ui *u, const char *topic, struct buf *b)
     ui_json_printf(b, "]");
     if (topic != NULL) {
         struct store_topic *t = store_topic_find(u->store, topic);
-        const struct ui__series *s = NULL;
-        for (unsigned i = 0; i < UI_RATE_TOPICS && t != NULL; i++) {
-            if (strcmp(u->series[i].name, t->name) == 0 &&
-                u->series[i].created_index == t->created_index) {
-                s = &u->series[i];
-            }
-        }
+        const struct ui__series *s = t != NULL ? ui__series_of(u, t) : NULL;
         if (t == NULL) {
             char msg[STORE_NAME_MAX + 32];
             b->len = 0;
@@ -322,6 +362,10 @@ static int ui__rates(struct ui *u, const char *topic, struct buf *b)
         ui_json_printf(b, ", \"next_offset\": [");
         if (s != NULL) {
             ui__u64_array(b, s->next, u->head, u->count);
+        }
+        ui_json_printf(b, "], \"fetched_records\": [");
+        if (s != NULL) {
+            ui__u64_array(b, s->fetched, u->head, u->count);
         }
         ui_json_printf(b, "]");
     }
@@ -515,6 +559,8 @@ void ui_attach(struct ui *u, struct store *store, struct node *node)
 {
     u->store = store;
     u->node = node;
+    u->metrics->topic_fetched = ui__on_fetch;
+    u->metrics->topic_fetched_arg = u;
     if (ui_peers_create(u->loop, store, node, &u->peers) != 0) {
         u->store = NULL; /* out of memory: keep answering 503 */
         return;
@@ -536,6 +582,10 @@ void ui_close(struct ui *u)
         return;
     }
     u->closing = true;
+    if (u->metrics->topic_fetched_arg == u) {
+        u->metrics->topic_fetched = NULL;
+        u->metrics->topic_fetched_arg = NULL;
+    }
     ui_peers_close(u->peers);
     u->peers = NULL;
     if (u->timer_on) {

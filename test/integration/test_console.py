@@ -223,10 +223,15 @@ def test_views_match_the_cli():
         b.js("document.querySelector('#topics tr[data-topic=\"orders\"]').click()")
         for i in range(8):  # a little traffic spread over a few samples
             c.tally_ok("produce", "orders", "-k", "acct-9", f"live-{i}")
+            c.consume("orders", node_id=follower, extra=["-n", "5"])
             time.sleep(0.3)
-        b.wait_js("""const r = document.querySelector('#topics tr[data-topic="orders"] td.rate');
-                     return r && r.textContent !== '-' && Number(r.textContent) > 0""",
-                  "a produce rate above 0 for orders")
+        for cls, what in (("rate", "produce"), ("fetch-rate", "fetch")):
+            b.wait_js(f"""const r = document.querySelector('#topics tr[data-topic="orders"] td.{cls}');
+                         return r && r.textContent !== '-' && Number(r.textContent) > 0""",
+                      f"a {what} rate above 0 for orders")
+        fetch_audit = b.js("""return document.querySelector(
+            '#topics tr[data-topic="audit"] td.fetch-rate').textContent""")
+        check(fetch_audit in ("0.0", "-"), f"audit was not read, yet shows {fetch_audit} rec/s")
         b.wait_js("return document.querySelectorAll('#chart-produce polyline').length > 0 && "
                   "document.querySelectorAll('#chart-consume polyline').length > 0",
                   "the rate charts to draw")

@@ -134,12 +134,14 @@ async function loadTopics() {
     cell(tr, x.next_offset, "num next");
     cell(tr, x.keys, "num");
     cell(tr, x.produce_per_sec === null ? "-" : x.produce_per_sec.toFixed(1), "num rate");
+    cell(tr, x.fetch_per_sec === null ? "-" : x.fetch_per_sec.toFixed(1), "num fetch-rate");
     tb.appendChild(tr);
   }
-  $("chart-topic").textContent = selectedTopic || "-";
+  $("chart-topic").textContent = $("chart-topic2").textContent = selectedTopic || "-";
   drawChart($("chart-produce"), $("chart-produce-max"),
     selectedTopic && rt.next_offset ? rates(rt.ago_ms, rt.next_offset) : []);
-  drawChart($("chart-consume"), $("chart-consume-max"), rates(rt.ago_ms, rt.fetch_records));
+  drawChart($("chart-consume"), $("chart-consume-max"),
+    selectedTopic && rt.fetched_records ? rates(rt.ago_ms, rt.fetched_records) : []);
 }
 
 // ---- Records ------------------------------------------------------------------
