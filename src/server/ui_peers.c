@@ -32,6 +32,7 @@ struct ui_peers__conn {
 
 struct ui_peers__slot {
     uint64_t id;                   /* 0: free */
+    char addr[STORE_ADDR_MAX];     /* client address of the open connection */
     struct ui_peers__conn *conn;
     bool have;                     /* an answer arrived once */
     bool fresh;                    /* the latest question was answered */
@@ -216,6 +217,7 @@ static void ui_peers__connect(struct ui_peers *p, struct ui_peers__slot *s)
         s->fresh = false;
         return;
     }
+    snprintf(s->addr, sizeof s->addr, "%s", m->client_addr);
     c->p = p;
     buf_init(&c->out);
     buf_init(&c->in);
@@ -282,9 +284,11 @@ static void ui_peers__tick(uv_timer_t *t)
             s->fresh = false;
             continue;
         }
-        if (s->conn != NULL && s->conn->waiting &&
-            now - s->conn->sent_mono > UI_PEERS_TIMEOUT_MS * 1000000ull) {
-            ui_peers__drop(s);
+        const struct store_member *m = store_member_find(p->store, s->id);
+        if (s->conn != NULL && ((s->conn->waiting &&
+                                 now - s->conn->sent_mono > UI_PEERS_TIMEOUT_MS * 1000000ull) ||
+                                m == NULL || strcmp(m->client_addr, s->addr) != 0)) {
+            ui_peers__drop(s); /* no answer in time, or the member moved (member replace) */
         }
         if (s->conn == NULL) {
             ui_peers__connect(p, s);

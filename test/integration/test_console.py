@@ -7,8 +7,7 @@
 # bad requests get 404/400/405 and read nothing.
 #
 # Needs Debian's chromium and chromium-driver (deploy/setup.sh installs
-# them). TALLY_CONSOLE_SCREENSHOTS=DIR saves a PNG of each view there (how
-# docs/console-*.png were made).
+# them). The screenshots in docs/ come from console_shots.py.
 
 import base64
 import json
@@ -28,7 +27,6 @@ from test_metrics import MetricsCluster, http_req, raw_req  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SHOTS = os.environ.get("TALLY_CONSOLE_SCREENSHOTS")
 
 
 class Browser:
@@ -142,12 +140,6 @@ def no_console_errors(b, what):
     check(not errs, f"{what}: browser console errors: {errs}")
 
 
-def shot(b, name):
-    if SHOTS:
-        os.makedirs(SHOTS, exist_ok=True)
-        b.screenshot(os.path.join(SHOTS, f"console-{name}.png"))
-
-
 def settled_status(c):
     """`tally status --json` once every member is reachable and has applied
     the commit index (so the page and the CLI can be compared)."""
@@ -203,7 +195,6 @@ def test_views_match_the_cli():
         wait_until(cluster_matches, 20, "the Cluster view to show tally status's numbers",
                    interval=0.5)
         no_console_errors(b, "cluster view")
-        shot(b, "cluster")
 
         # Topics: offsets as tally status shows them, size and segments as
         # this node's /metrics does.
@@ -236,7 +227,6 @@ def test_views_match_the_cli():
                   "document.querySelectorAll('#chart-consume polyline').length > 0",
                   "the rate charts to draw")
         no_console_errors(b, "topics view")
-        shot(b, "topics")
 
         # Records: the first page equals `tally consume` from the start.
         open_view(b, port, "records")
@@ -286,7 +276,6 @@ def test_views_match_the_cli():
         check(int(want_offs[0]) > 0, f"by time: consume --from-time read from {want_offs[0]}")
         check(got_offs == want_offs, f"by time: {got_offs} vs consume {want_offs}")
         no_console_errors(b, "records view")
-        shot(b, "records")
 
         # Consumer groups: the position and lag `tally group describe` shows.
         open_view(b, port, "groups")
@@ -300,7 +289,6 @@ def test_views_match_the_cli():
         check(cells[3] == fields[1] == "25" and cells[4] == fields[3] and cells[5] == fields[4],
               f"group row {cells} vs describe {fields}")
         no_console_errors(b, "groups view")
-        shot(b, "groups")
         c.check_up()  # no node died (a sanitizer abort, say)
 
 
@@ -332,12 +320,6 @@ def test_key_search_in_order():
             check(got == [(o, "acct-3", str(v), val) for (o, val), v in zip(expect, versions)],
                   f"key search {direction}: {got} vs {expect}")
         no_console_errors(b, "key search")
-        if SHOTS:
-            b.js("document.getElementById('rec-dir').value = 'forward';"
-                 "document.getElementById('rec-go').click();")
-            b.wait_js("return document.getElementById('rec-status').textContent.includes('forward')",
-                      "forward again")
-            shot(b, "key-search")
         c.check_up()  # no node died (a sanitizer abort, say)
 
 
