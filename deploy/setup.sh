@@ -12,18 +12,19 @@
 # Debian 12's clang only recommends.
 # faketime (with libfaketime): runs a tallyd with a wrong clock in
 # test/integration/test_clock_skew.py and the fault suite's clock nemesis.
-# chromium and chromium-driver: test/integration/test_console.py drives the
-# web console in a headless browser (docs/console.md).
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev
-faketime
-chromium chromium-driver"
+faketime"
 
 # libraft-dev must be at least this version (cowsql/raft, the maintained
 # continuation of canonical/raft). Debian 12 itself ships 0.15.0; the
 # newer one comes from the bookworm-backports suite of the same archive.
 TALLY_RAFT_MIN=0.22.1
 TALLY_BACKPORTS_LIST=/etc/apt/sources.list.d/tally-bookworm-backports.sources
+
+# chromium and chromium-driver: test/integration/test_console.py drives the
+# web console in a headless browser (docs/console.md).
+TALLY_DEB_PACKAGES="$TALLY_DEB_PACKAGES chromium chromium-driver"
 
 # Print the packages of TALLY_DEB_PACKAGES that are not installed.
 tally_missing_packages() {
