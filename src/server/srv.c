@@ -339,13 +339,13 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
-    ui_close(s->ui); /* console: after its listener */
-    s->ui = NULL;
     conn_close_all();
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
     s->skew = NULL;
+    ui_close(s->ui); /* console: after its HTTP listener stopped */
+    s->ui = NULL;
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
     }
