@@ -30,10 +30,10 @@
 #include "server/ui_records.h"
 
 #define UI__JSON "application/json; charset=utf-8"
-#define UI__MAX_PARAMS 6
 
-/* The rate ring: every second, the node's fetch and produce counters and
- * each topic's next offset; the page turns them into rates. */
+/* The rate ring: every second, the node's fetch and produce counters, and
+ * per topic its next offset and the records fetched from it on this node;
+ * the answers turn them into rates (or hand them to the page). */
 struct ui__series {
     char name[STORE_NAME_MAX];   /* "" : free */
     uint32_t hash;               /* of name: a fetch finds its series fast */
@@ -401,50 +401,52 @@ static int ui__groups(struct ui *u, struct buf *b)
     return 200;
 }
 
+/* The parameters of /ui/api/records, by their index in the array. */
+enum { UI__P_TOPIC, UI__P_FROM, UI__P_TIME, UI__P_LIMIT, UI__P_KEY, UI__N_RECORDS_PARAMS };
+
 static int ui__records(struct ui *u, struct ui_param *p, struct buf *b)
 {
-    /* p: topic, from, time, limit, key */
     struct ui_records_req q = {.limit = 100, .max_bytes = UI_READ_MAX_BYTES};
     uint64_t v;
-    if (!p[0].set || p[0].len == 0) {
+    if (!p[UI__P_TOPIC].set || p[UI__P_TOPIC].len == 0) {
         ui_json_error(b, "parameter 'topic' is required");
         return 400;
     }
-    if (!store_topic_name_valid(p[0].value)) {
+    if (!store_topic_name_valid(p[UI__P_TOPIC].value)) {
         ui_json_error(b, "parameter 'topic': not a valid topic name");
         return 400;
     }
-    q.topic = p[0].value;
-    if (p[1].set && p[2].set) {
+    q.topic = p[UI__P_TOPIC].value;
+    if (p[UI__P_FROM].set && p[UI__P_TIME].set) {
         ui_json_error(b, "give 'from' or 'time', not both");
         return 400;
     }
-    if (p[1].set) {
-        if (!ui_query_number(&p[1], &v)) {
+    if (p[UI__P_FROM].set) {
+        if (!ui_query_number(&p[UI__P_FROM], &v)) {
             ui_json_error(b, "parameter 'from': not an offset");
             return 400;
         }
         q.from = v;
     }
-    if (p[2].set) {
-        if (!ui_query_number(&p[2], &v)) {
+    if (p[UI__P_TIME].set) {
+        if (!ui_query_number(&p[UI__P_TIME], &v)) {
             ui_json_error(b, "parameter 'time': not milliseconds since the epoch");
             return 400;
         }
         q.by_time = true;
         q.time_ms = (int64_t)v;
     }
-    if (p[3].set) {
-        if (!ui_query_number(&p[3], &v) || v == 0 || v > UI_MAX_RECORDS) {
+    if (p[UI__P_LIMIT].set) {
+        if (!ui_query_number(&p[UI__P_LIMIT], &v) || v == 0 || v > UI_MAX_RECORDS) {
             ui_json_printf(b, "{\"error\": \"parameter 'limit': a number from 1 to %u\"}\n",
                            (unsigned)UI_MAX_RECORDS);
             return 400;
         }
         q.limit = (unsigned)v;
     }
-    if (p[4].set) {
-        q.key = (const uint8_t *)p[4].value;
-        q.key_len = p[4].len;
+    if (p[UI__P_KEY].set) {
+        q.key = (const uint8_t *)p[UI__P_KEY].value;
+        q.key_len = p[UI__P_KEY].len;
     }
     return ui_records(u->store, &q, b);
 }
@@ -452,18 +454,18 @@ static int ui__records(struct ui *u, struct ui_param *p, struct buf *b)
 /* An /ui/api/ route: its parameters, checked before anything is read. */
 static int ui__api(struct ui *u, const char *route, const char *query, struct buf *b)
 {
-    struct ui_param p[UI__MAX_PARAMS];
+    struct ui_param p[UI__N_RECORDS_PARAMS]; /* the most any route takes */
     unsigned n = 0;
     char why[256];
     int status;
     memset(p, 0, sizeof p);
     if (strcmp(route, "records") == 0) {
-        p[0].name = "topic";
-        p[1].name = "from";
-        p[2].name = "time";
-        p[3].name = "limit";
-        p[4].name = "key";
-        n = 5;
+        p[UI__P_TOPIC].name = "topic";
+        p[UI__P_FROM].name = "from";
+        p[UI__P_TIME].name = "time";
+        p[UI__P_LIMIT].name = "limit";
+        p[UI__P_KEY].name = "key";
+        n = UI__N_RECORDS_PARAMS;
     } else if (strcmp(route, "rates") == 0) {
         p[0].name = "topic";
         n = 1;
