@@ -346,6 +346,42 @@ def test_leader_kill_shows_new_leader():
         c.check_up()  # no node died (a sanitizer abort, say)
 
 
+def test_follower_lag_and_reachability():
+    """A paused follower: the leader's page shows it unreachable, with the
+    lag of its last answer against the growing commit index; resumed, it
+    is reachable again with lag 0."""
+    with MetricsCluster(n=3, name="console-lag") as c, Browser() as b:
+        leader = c.start()
+        c.tally_ok("topic", "create", "t1")
+        settled_status(c)
+        slow = next(i for i in c.nodes if i != leader)
+        open_view(b, c.nodes[leader].metrics_port, "cluster")
+        row = f"document.querySelector('#members tr[data-id=\"{slow}\"]')"
+        b.wait_js(f"return {row} && {row}.cells[8].textContent === 'yes'", "the follower reachable")
+        applied_before = int(b.js(f"return {row}.cells[5].textContent"))
+        c.pause(slow)
+        try:
+            for i in range(5):  # five entries the paused follower does not apply
+                c.tally_ok("produce", "t1", f"v{i}", ids=[leader])
+            def lag_shown():
+                commit = c.status(ids=[leader])["commit_index"]  # the CLI, asked each time
+                cells = b.js(f"return Array.from({row}.cells).map(td => td.textContent)")
+                shown = b.js("return document.getElementById('commit-index').textContent")
+                return (commit >= applied_before + 5 and shown == str(commit) and cells[8] == "no"
+                        and cells[5] == str(applied_before)
+                        and cells[7] == str(commit - applied_before))
+            wait_until(lag_shown, 20, f"node {slow} unreachable, lagging by the commit index",
+                       interval=0.5)
+            no_console_errors(b, "cluster view with a paused follower")
+        finally:
+            c.resume(slow)
+        b.wait_js(f"return {row}.cells[8].textContent === 'yes' && {row}.cells[7].textContent === '0' "
+                  f"&& {row}.cells[5].textContent === "
+                  "document.getElementById('commit-index').textContent",
+                  f"node {slow} reachable again with lag 0", timeout=20)
+        c.check_up()
+
+
 def test_bad_input():
     """Unknown paths 404, malformed or huge query strings 400, writes 405;
     no path reaches outside the built-in files; nothing is written."""
@@ -444,4 +480,5 @@ def test_grafana_dashboard_names():
 
 if __name__ == "__main__":
     run_tests([test_views_match_the_cli, test_key_search_in_order,
-               test_leader_kill_shows_new_leader, test_bad_input, test_grafana_dashboard_names])
+               test_leader_kill_shows_new_leader, test_follower_lag_and_reachability, test_bad_input,
+               test_grafana_dashboard_names])
