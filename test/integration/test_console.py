@@ -244,6 +244,20 @@ def test_views_match_the_cli():
             check(cells[0] == off.decode() and cells[2] == key.decode() and
                   (json.loads(cells[3]) == json.loads(val) if val.startswith(b"{")
                    else cells[3] == "(not JSON) " + val.decode()), f"record {cells} vs {off, key, val}")
+        # From an offset, then a page back.
+        b.js("document.getElementById('rec-from').value = '10';"
+             "document.getElementById('rec-go').click();")
+        b.wait_js("return document.getElementById('rec-status').textContent.includes('from offset 10')",
+                  "the read from offset 10")
+        offs = [cells[0] for _, cells in table(b, "records")]
+        want_offs = c.tally_ok("consume", "orders", "--from", "10", "-n", "38",
+                               "--format", "%o\\n").out.decode().split()
+        check(offs == want_offs, f"from offset 10: {offs} vs consume {want_offs}")
+        b.js("document.getElementById('rec-older').click();")
+        b.wait_js("return document.getElementById('rec-status').textContent.includes('from offset 0') && "
+                  "document.querySelector('#records tbody tr').dataset.offset === '0'",
+                  "the page before offset 10")
+        b.js("document.getElementById('rec-from').value = '';")
         # Hex shows the bytes of a value that is not text.
         b.js("document.getElementById('rec-topic').value = 'audit';"
              "document.getElementById('rec-format').value = 'hex';"
