@@ -197,10 +197,10 @@ static int ui__node(struct ui *u, struct buf *b)
  * term from the leader's own answer. */
 static int ui__cluster(struct ui *u, struct buf *b)
 {
-    struct ui_member m[NODE_MAX_PEERS];
+    struct ui_peers_member m[NODE_MAX_PEERS];
     ui_peers_wanted(u->peers);
     unsigned n = ui_peers_get(u->peers, m, NODE_MAX_PEERS);
-    const struct ui_member *best = NULL;
+    const struct ui_peers_member *best = NULL;
     for (unsigned i = 0; i < n; i++) {
         if (!m[i].reachable) {
             continue;
@@ -220,7 +220,7 @@ static int ui__cluster(struct ui *u, struct buf *b)
                    (unsigned long long)(best != NULL ? best->leader_id : 0),
                    (unsigned long long)(best != NULL ? best->term : 0), (unsigned long long)commit);
     for (unsigned i = 0; i < n; i++) {
-        const struct ui_member *x = &m[i];
+        const struct ui_peers_member *x = &m[i];
         ui_json_printf(b, "%s\n  {\"id\": %llu, \"client\": ", i > 0 ? "," : "",
                        (unsigned long long)x->id);
         ui_json_cstr(b, x->client);
@@ -404,7 +404,7 @@ static int ui__groups(struct ui *u, struct buf *b)
 /* The parameters of /ui/api/records, by their index in the array. */
 enum { UI__P_TOPIC, UI__P_FROM, UI__P_TIME, UI__P_LIMIT, UI__P_KEY, UI__N_RECORDS_PARAMS };
 
-static int ui__records(struct ui *u, struct ui_param *p, struct buf *b)
+static int ui__records(struct ui *u, struct ui_query_param *p, struct buf *b)
 {
     struct ui_records_req q = {.limit = 100, .max_bytes = UI_READ_MAX_BYTES};
     uint64_t v;
@@ -454,7 +454,7 @@ static int ui__records(struct ui *u, struct ui_param *p, struct buf *b)
 /* An /ui/api/ route: its parameters, checked before anything is read. */
 static int ui__api(struct ui *u, const char *route, const char *query, struct buf *b)
 {
-    struct ui_param p[UI__N_RECORDS_PARAMS]; /* the most any route takes */
+    struct ui_query_param p[UI__N_RECORDS_PARAMS]; /* the most any route takes */
     unsigned n = 0;
     char why[256];
     int status;
@@ -522,11 +522,11 @@ int ui_http(void *arg, int method, const char *path, const char *query, struct b
     }
     const char *name = strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0 ? "index.html"
                                                                              : path + 4;
-    for (const struct ui_asset *a = ui_assets; a->name != NULL; a++) {
+    for (const struct ui_assets_file *a = ui_assets; a->name != NULL; a++) {
         if (strcmp(a->name, name) != 0) {
             continue;
         }
-        struct ui_param none;
+        struct ui_query_param none;
         int status = ui_query_parse(query, &none, 0, why, sizeof why);
         if (status != 0) {
             ui_json_printf(body, "bad request: %s\n", why);

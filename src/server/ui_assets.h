@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-struct ui_asset {
+struct ui_assets_file {
     const char *name;          /* file name under /ui/, e.g. "app.js" */
     const char *content_type;
     const unsigned char *data;
@@ -14,6 +14,6 @@ struct ui_asset {
 };
 
 /* Terminated by an entry whose name is NULL. */
-extern const struct ui_asset ui_assets[];
+extern const struct ui_assets_file ui_assets[];
 
 #endif

@@ -331,7 +331,7 @@ void ui_peers_wanted(struct ui_peers *p)
     }
 }
 
-unsigned ui_peers_get(struct ui_peers *p, struct ui_member *out, unsigned cap)
+unsigned ui_peers_get(struct ui_peers *p, struct ui_peers_member *out, unsigned cap)
 {
     struct node_member members[NODE_MAX_PEERS];
     unsigned n = node_members(p->node, members, NODE_MAX_PEERS), k = 0;
@@ -341,7 +341,7 @@ unsigned ui_peers_get(struct ui_peers *p, struct ui_member *out, unsigned cap)
         [NODE_CANDIDATE] = 2, [NODE_LEADER] = 3,
     };
     for (unsigned j = 0; j < n && k < cap; j++) {
-        struct ui_member *m = &out[k++];
+        struct ui_peers_member *m = &out[k++];
         const struct store_member *sm = store_member_find(p->store, members[j].id);
         memset(m, 0, sizeof *m);
         m->id = members[j].id;

@@ -24,7 +24,7 @@
 #define UI_PEERS_TIMEOUT_MS 2000
 #define UI_PEERS_LINGER_MS 30000
 
-struct ui_member {
+struct ui_peers_member {
     uint64_t id;
     char client[STORE_ADDR_MAX]; /* client address ("" when not known) */
     char raft[STORE_ADDR_MAX];
@@ -46,7 +46,7 @@ int ui_peers_create(uv_loop_t *loop, struct store *store, struct node *node,
 void ui_peers_wanted(struct ui_peers *p);
 /* The members of the Raft configuration, this node included, in @out (at
  * most @cap); returns how many. */
-unsigned ui_peers_get(struct ui_peers *p, struct ui_member *out, unsigned cap);
+unsigned ui_peers_get(struct ui_peers *p, struct ui_peers_member *out, unsigned cap);
 /* Close every handle; the memory goes with the last one. NULL: no-op. */
 void ui_peers_close(struct ui_peers *p);
 

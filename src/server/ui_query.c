@@ -40,7 +40,7 @@ static bool ui_query__decode(const char *s, size_t n, char *out, size_t cap, siz
     return true;
 }
 
-int ui_query_parse(const char *query, struct ui_param *params, unsigned n, char *why,
+int ui_query_parse(const char *query, struct ui_query_param *params, unsigned n, char *why,
                            size_t cap)
 {
     size_t qlen = strlen(query);
@@ -65,7 +65,7 @@ int ui_query_parse(const char *query, struct ui_param *params, unsigned n, char 
             snprintf(why, cap, "malformed query string: a parameter is not NAME=VALUE");
             return 400;
         }
-        struct ui_param *prm = NULL;
+        struct ui_query_param *prm = NULL;
         for (unsigned i = 0; i < n; i++) {
             prm = strcmp(params[i].name, name) == 0 ? &params[i] : prm;
         }
@@ -95,7 +95,7 @@ int ui_query_parse(const char *query, struct ui_param *params, unsigned n, char 
     return 0;
 }
 
-bool ui_query_number(const struct ui_param *p, uint64_t *out)
+bool ui_query_number(const struct ui_query_param *p, uint64_t *out)
 {
     uint64_t v = 0;
     if (p->len == 0 || p->len > 19) {

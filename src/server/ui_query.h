@@ -10,7 +10,7 @@
 
 #define UI_MAX_QUERY 1024 /* longer query strings answer 400 */
 
-struct ui_param {
+struct ui_query_param {
     const char *name;             /* set by the caller: a parameter it takes */
     bool set;                     /* it was given */
     char value[UI_MAX_QUERY + 1]; /* percent-decoded, NUL-terminated; no NUL inside */
@@ -23,10 +23,10 @@ struct ui_param {
  * empty pair or a trailing '&', a pair without '=', an empty name, a name
  * not in @params, a name given twice, a bad %XX escape or %00. '+' is a
  * space. */
-int ui_query_parse(const char *query, struct ui_param *params, unsigned n, char *why, size_t cap);
+int ui_query_parse(const char *query, struct ui_query_param *params, unsigned n, char *why, size_t cap);
 
 /* @p's value as a decimal number of 1 to 19 digits (so it fits an int64);
  * false otherwise (sign, space, empty, too long). */
-bool ui_query_number(const struct ui_param *p, uint64_t *out);
+bool ui_query_number(const struct ui_query_param *p, uint64_t *out);
 
 #endif

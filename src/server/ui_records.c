@@ -27,7 +27,7 @@ static void ui_records__bytes(struct buf *b, const char *name, const uint8_t *p,
         ui_json_printf(b, "null");
         return;
     }
-    ui_json_base64(b, p, n < UI_VALUE_MAX ? n : UI_VALUE_MAX);
+    ui_json_base64(b, p, n < UI_RECORDS_VALUE_MAX ? n : UI_RECORDS_VALUE_MAX);
     ui_json_printf(b, ", \"%s_len\": %zu", name, n);
 }
 
@@ -45,7 +45,7 @@ static void ui_records__one(struct buf *b, bool first, const struct batch_record
         ui_json_printf(b, "%s[", i > 0 ? ", " : "");
         ui_json_base64(b, kv.name, kv.name_len);
         ui_json_printf(b, ", ");
-        ui_json_base64(b, kv.value, kv.value_len < UI_VALUE_MAX ? kv.value_len : UI_VALUE_MAX);
+        ui_json_base64(b, kv.value, kv.value_len < UI_RECORDS_VALUE_MAX ? kv.value_len : UI_RECORDS_VALUE_MAX);
         ui_json_printf(b, "]");
     }
     ui_json_printf(b, "]}");

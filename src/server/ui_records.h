@@ -11,7 +11,7 @@
 #include "lib/byte.h"
 #include "store/store.h"
 
-#define UI_VALUE_MAX (64u << 10) /* value and key bytes shown per record */
+#define UI_RECORDS_VALUE_MAX (64u << 10) /* value and key bytes shown per record */
 
 struct ui_records_req {
     const char *topic;

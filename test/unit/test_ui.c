@@ -14,7 +14,7 @@
 #include "server/ui_query.h"
 
 /* Parse @q against the parameters "topic", "from" and "key". */
-static int parse(const char *q, struct ui_param p[3], char *why)
+static int parse(const char *q, struct ui_query_param p[3], char *why)
 {
     memset(p, 0, 3 * sizeof p[0]);
     p[0].name = "topic";
@@ -26,7 +26,7 @@ static int parse(const char *q, struct ui_param p[3], char *why)
 
 static void test_ui_query_good(void **state)
 {
-    struct ui_param p[3];
+    struct ui_query_param p[3];
     char why[256];
     (void)state;
     assert_int_equal(parse("", p, why), 0);
@@ -64,7 +64,7 @@ static void test_ui_query_bad(void **state)
         {"key=%00", "malformed percent-encoding"},
         {"key=a%0", "malformed percent-encoding"},
     };
-    struct ui_param p[3];
+    struct ui_query_param p[3];
     char why[256];
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -88,7 +88,7 @@ static void test_ui_query_bad(void **state)
 
 static void test_ui_query_number(void **state)
 {
-    struct ui_param p = {.name = "n"};
+    struct ui_query_param p = {.name = "n"};
     uint64_t v = 7;
     (void)state;
     static const char *const good[] = {"0", "42", "9223372036854775807", "0000000000000000001"};

@@ -18,7 +18,7 @@ tmp="$out.tmp"
         echo "};"
         i=$((i + 1))
     done
-    echo "const struct ui_asset ui_assets[] = {"
+    echo "const struct ui_assets_file ui_assets[] = {"
     i=0
     for f in "$@"; do
         name=$(basename "$f")
