@@ -27,6 +27,10 @@ faketime zlib1g-dev libsnappy-dev libzstd-dev kcat librdkafka-dev python3-conflu
 TALLY_RAFT_MIN=0.22.1
 TALLY_BACKPORTS_LIST=/etc/apt/sources.list.d/tally-bookworm-backports.sources
 
+# chromium and chromium-driver: test/integration/test_console.py drives the
+# web console in a headless browser (docs/console.md).
+TALLY_DEB_PACKAGES="$TALLY_DEB_PACKAGES chromium chromium-driver"
+
 # Print the packages of TALLY_DEB_PACKAGES that are not installed.
 tally_missing_packages() {
     for tally_pkg in $TALLY_DEB_PACKAGES; do

@@ -48,7 +48,7 @@ static void fsm__fail(struct fsm *f, const char *what, const char *errmsg)
     }
     TLOG_ERROR("fsm", "exiting now (status 1) for the supervisor to restart this node");
     fflush(NULL);
-    _exit(1);
+    f->exit_now(1);
 }
 
 static int fsm__apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
@@ -199,6 +199,7 @@ void fsm_init(struct fsm *f, struct store *store, void (*fatal)(void *, const ch
     f->store = store;
     f->fatal = fatal;
     f->fatal_arg = arg;
+    f->exit_now = _exit;
     f->raft_fsm.version = 3;
     f->raft_fsm.data = f;
     f->raft_fsm.apply = fsm__apply;

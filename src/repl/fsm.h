@@ -25,6 +25,8 @@ struct fsm {
     } results[FSM_RESULTS];
     void (*fatal)(void *arg, const char *why);
     void *fatal_arg;
+    void (*exit_now)(int status); /* _exit; the simulation (test/sim) ends
+                                   * only the simulated node instead */
     bool failed;                /* a fatal error was reported */
     struct store_frozen *frozen; /* the snapshot being taken, or NULL */
     uint64_t frozen_index;

@@ -32,6 +32,7 @@
 #include "repl/fsm.h"
 #include "repl/members.h"
 #include "repl/snapguard.h"
+#include "repl/snapmsg.h"
 #include "repl/transport.h"
 #include "store/cmd.h"
 
@@ -47,6 +48,11 @@ struct node {
                            const struct raft_snapshot *,
                            raft_io_snapshot_put_cb); /* wrapped by node__snapshot_put */
     struct snapguard guard;     /* holds an install during a take (snapguard.h) */
+    struct snapmsg snapmsg;     /* two more snapshot fixes (snapmsg.h) */
+    snapmsg_get_fn uv_snapshot_get; /* raft_uv's, wrapped by node__snapshot_get */
+    snapmsg_send_fn uv_send;    /* raft_uv's, wrapped by node__send */
+    int (*uv_load)(struct raft_io *, raft_term *, raft_id *, struct raft_snapshot **,
+                   raft_index *, struct raft_entry **, size_t *); /* wrapped by node__load */
     uint64_t leader_commit;     /* highest leader commit index an AppendEntries carried */
     struct transport transport;
     struct fsm fsm;
@@ -243,6 +249,7 @@ static void node__recv(struct raft_io *io, struct raft_message *msg)
         msg->append_entries.leader_commit > n->leader_commit) {
         n->leader_commit = msg->append_entries.leader_commit;
     }
+    snapmsg_recv(&n->snapmsg, msg);
     snapguard_recv(&n->guard, msg);
 }
 
@@ -256,15 +263,52 @@ static int node__start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
 
 /* Takes (trailing > 0) go through the guard; installs (trailing 0) are
  * what it holds back, and pass straight on. */
-static int node__snapshot_put(struct raft_io *io, unsigned trailing,
-                              struct raft_io_snapshot_put *req,
-                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+static int node__guarded_put(struct raft_io *io, unsigned trailing,
+                             struct raft_io_snapshot_put *req,
+                             const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
     if (trailing == 0) {
         return n->uv_snapshot_put(io, trailing, req, snapshot, cb);
     }
     return snapguard_put_take(&n->guard, n->uv_snapshot_put, io, trailing, req, snapshot, cb);
+}
+
+/* Every put, then, through snapmsg, which notes the snapshot once stored. */
+static int node__snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapmsg_snapshot_put(&n->snapmsg, node__guarded_put, io, trailing, req, snapshot,
+                                cb);
+}
+
+/* Snapshot reads, sends and the load go through snapmsg (snapmsg.h). */
+static int node__snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+                              raft_io_snapshot_get_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapmsg_snapshot_get(&n->snapmsg, n->uv_snapshot_get, io, req, cb);
+}
+
+static int node__send(struct raft_io *io, struct raft_io_send *req,
+                      const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    return snapmsg_send(&n->snapmsg, n->uv_send, io, req, message, cb);
+}
+
+static int node__load(struct raft_io *io, raft_term *term, raft_id *vote,
+                      struct raft_snapshot **snapshot, raft_index *start_index,
+                      struct raft_entry **entries, size_t *n_entries)
+{
+    struct node *n = (struct node *)(void *)((char *)io - offsetof(struct node, members.io));
+    int rv = n->uv_load(io, term, vote, snapshot, start_index, entries, n_entries);
+    if (rv == 0) {
+        snapmsg_loaded(&n->snapmsg, *snapshot);
+    }
+    return rv;
 }
 
 static void node__barrier_cb(struct raft_barrier *req, int status)
@@ -752,6 +796,12 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     n->members.io.start = node__start;
     n->uv_snapshot_put = n->members.io.snapshot_put;
     n->members.io.snapshot_put = node__snapshot_put;
+    n->uv_snapshot_get = n->members.io.snapshot_get;
+    n->members.io.snapshot_get = node__snapshot_get;
+    n->uv_send = n->members.io.send;
+    n->members.io.send = node__send;
+    n->uv_load = n->members.io.load;
+    n->members.io.load = node__load;
     rv = raft_init(&n->raft, &n->members.io, &n->fsm.raft_fsm, cfg->id, cfg->raft_addr);
     if (rv != 0) {
         err_printf(errmsg, "raft init: %s", raft_errmsg(&n->raft));

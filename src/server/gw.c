@@ -771,6 +771,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
             gw->metrics->fetch_records += sl.records;
             gw->metrics->fetch_bytes += sl.len;
         }
+        metrics_topic_fetched(gw->metrics, t->name, sl.records); /* console: per-topic rate */
     }
     if (fd >= 0) {
         close(fd);

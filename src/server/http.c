@@ -221,6 +221,7 @@ static void http__dispatch(struct http_conn *c)
 {
     struct http_parser_url u;
     char path[HTTP_MAX_URL];
+    char query[HTTP_MAX_URL] = "";
     int method = c->parser.method == HTTP_GET    ? HTTP_SRV_GET
                  : c->parser.method == HTTP_HEAD ? HTTP_SRV_HEAD
                                                  : HTTP_SRV_OTHER;
@@ -240,10 +241,15 @@ static void http__dispatch(struct http_conn *c)
     } else {
         snprintf(path, sizeof path, "/");
     }
+    if (u.field_set & (1u << UF_QUERY)) {
+        size_t n = u.field_data[UF_QUERY].len;
+        memcpy(query, c->url + u.field_data[UF_QUERY].off, n);
+        query[n] = '\0';
+    }
     struct buf body;
     const char *ctype = NULL;
     buf_init(&body);
-    int status = c->srv->fn(c->srv->arg, method, path, &body, &ctype);
+    int status = c->srv->fn(c->srv->arg, method, path, query, &body, &ctype);
     if (!buf_ok(&body)) {
         body.len = 0;
         status = 500;

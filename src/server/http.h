@@ -24,11 +24,12 @@ enum http_srv_method { HTTP_SRV_GET = 1, HTTP_SRV_HEAD, HTTP_SRV_OTHER };
 
 /* Answer one request: fill @body (may stay empty) and *@content_type (a
  * static string; "text/plain; charset=utf-8" if left NULL) and return the
- * status code. @path is the URL's path, without query or fragment. For
- * HEAD, the body is measured and not sent. A 405 answer gets
- * "Allow: GET, HEAD". */
-typedef int (*http_handler)(void *arg, int method, const char *path, struct buf *body,
-                            const char **content_type);
+ * status code. @path is the URL's path, without query or fragment;
+ * @query the raw (still percent-encoded) query string after '?', "" when
+ * there is none. For HEAD, the body is measured and not sent. A 405
+ * answer gets "Allow: GET, HEAD". */
+typedef int (*http_handler)(void *arg, int method, const char *path, const char *query,
+                            struct buf *body, const char **content_type);
 
 struct http_srv;
 

@@ -119,6 +119,13 @@ void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len)
     }
 }
 
+void metrics_topic_fetched(struct metrics *m, const char *topic, uint64_t records)
+{
+    if (m != NULL && m->topic_fetched != NULL) {
+        m->topic_fetched(m->topic_fetched_arg, topic, records);
+    }
+}
+
 void metrics_compaction(struct metrics *m, bool ok, double seconds, uint64_t bytes_in,
                         uint64_t bytes_out, uint64_t records_removed)
 {
@@ -444,10 +451,11 @@ bool metrics_health(struct metrics *m, char *why, size_t cap)
     return true;
 }
 
-int metrics_http(void *arg, int method, const char *path, struct buf *body,
+int metrics_http(void *arg, int method, const char *path, const char *query, struct buf *body,
                  const char **content_type)
 {
     struct metrics *m = arg;
+    (void)query; /* /metrics and /health take no parameters */
     bool metrics = strcmp(path, "/metrics") == 0, health = strcmp(path, "/health") == 0;
     if (!metrics && !health) {
         metrics__printf(body, "not found: %s (try /metrics or /health)\n", path);

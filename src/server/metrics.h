@@ -57,6 +57,10 @@ struct metrics {
     uint64_t compaction_bytes_reclaimed;      /* bytes their copies saved */
     uint64_t compaction_records_removed;
     struct metrics_hist compaction_duration;  /* seconds per job */
+    /* console (ui.c): told of every fetch answer that carries records,
+     * for its per-topic consume rates; NULL: nobody listens. */
+    void (*topic_fetched)(void *arg, const char *topic, uint64_t records);
+    void *topic_fetched_arg;
     /* Problems with this node's identity or membership that /health
      * reports (empty: none); set by the server. */
     char identity_problem[768];
@@ -85,6 +89,10 @@ void metrics_produce(struct metrics *m, uint32_t records, size_t bytes);
 /* A fetch returned the whole batches in @data (@len bytes). */
 void metrics_fetch(struct metrics *m, const uint8_t *data, size_t len);
 
+/* A fetch of @topic returned @records records (console hook; @m may be
+ * NULL). */
+void metrics_topic_fetched(struct metrics *m, const char *topic, uint64_t records);
+
 /* An APPEND entry of @items produce requests was proposed. */
 void metrics_group_commit(struct metrics *m, uint32_t items);
 
@@ -102,7 +110,7 @@ bool metrics_health(struct metrics *m, char *why, size_t cap);
 /* The HTTP handler for the metrics listener (http.h's http_handler):
  * GET|HEAD /metrics and /health; 404 and 405 otherwise. @arg is the
  * struct metrics. */
-int metrics_http(void *arg, int method, const char *path, struct buf *body,
+int metrics_http(void *arg, int method, const char *path, const char *query, struct buf *body,
                  const char **content_type);
 
 #endif

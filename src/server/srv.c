@@ -31,6 +31,7 @@
 #include "repl/node.h"
 #include "server/backfill.h"
 #include "server/skew.h"
+#include "server/ui.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -57,6 +58,7 @@ struct srv {
     struct compactor *compactor; /* background compaction, or NULL when off */
     struct backfill *backfill;   /* history fetches after a snapshot install */
     struct skew *skew;           /* clock offset against the leader */
+    struct ui *ui;               /* web console (ui.h): serves the --metrics listener */
     int exit_code;
     bool stopping;
     bool fatal;          /* a fatal error was reported: stop on the next tick */
@@ -352,6 +354,8 @@ static void srv__stop(struct srv *s, int exit_code)
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
     s->skew = NULL;
+    ui_close(s->ui); /* console: after its HTTP listener stopped */
+    s->ui = NULL;
     if (s->node != NULL) {
         node_close(s->node, srv__node_closed, s);
     }
@@ -510,9 +514,10 @@ int srv_run(const struct cfg *cfg)
         fail_exit = 2;
         goto fail;
     }
+    /* console: ui_http answers /ui and hands every other path to metrics_http */
     if (cfg->metrics_addr[0] != '\0' &&
-        (rv = http_start(&s.loop, cfg->metrics_addr, metrics_http, &s.metrics, &s.http,
-                         errmsg)) != 0) {
+        ((rv = ui_create(&s.loop, cfg, &s.metrics, &s.ui, errmsg)) != 0 ||
+         (rv = http_start(&s.loop, cfg->metrics_addr, ui_http, s.ui, &s.http, errmsg)) != 0)) {
         fail_exit = 2;
         goto fail;
     }
@@ -592,6 +597,9 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_skew(s.gw, s.skew);
     metrics_set_skew(&s.metrics, s.skew);
+    if (s.ui != NULL) {
+        ui_attach(s.ui, s.store, s.node); /* console */
+    }
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
                              errmsg)) != 0) {
@@ -632,6 +640,7 @@ fail:
     }
     kconn_stop(s.kafka);
     http_stop(s.http);
+    ui_close(s.ui); /* console */
     skew_close(s.skew);
     if (s.gw != NULL) {
         gw_destroy(s.gw);

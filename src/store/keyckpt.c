@@ -12,6 +12,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "lib/logger.h"
+#include "lib/testbug.h"
 
 /* The key index checkpoint of a topic: DATA/topics/NAME/keys.ckpt
  *   0  4  magic "TLYK"     4  4  version (2)     8  8  index
@@ -87,6 +88,10 @@ uint64_t store__load_keys(const struct store *s, struct store_topic *t)
              * same name by a snapshot still running; not ours) */
             next = counted;
             usable = true;
+            if (testbug(TESTBUG_KEYS_LOST)) {
+                keys_free(&t->keys);
+                keys_init(&t->keys);
+            }
         } else {
             keys_free(&t->keys);
             keys_init(&t->keys);

@@ -13,6 +13,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "lib/logger.h"
+#include "lib/testbug.h"
 
 static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
                               uint64_t next, struct store_topic **out, char *errmsg);
@@ -168,7 +169,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     /* 1. The logs hold everything up to the index, durably: Raft may drop
      *    its entries once the snapshot is stored. Sealed segments were
      *    fsynced when sealed, so the active one of each topic is enough. */
-    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+    for (unsigned i = 0; i < f->n && rv == 0 && !testbug(TESTBUG_CKPT_UNSYNCED); i++) {
         char what[STORE_NAME_MAX + 16];
         if (f->topics[i].fd < 0) {
             continue;
@@ -337,6 +338,39 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
     return rv;
 }
 
+/* An installed snapshot at offset @next under a log that holds more: the
+ * batches after @next came from entries after the snapshot's index (this
+ * node applied them before a crash took them from its Raft log, not from
+ * its topic log). The log keeps them and Raft's replay of those entries
+ * is skipped as already written, so the snapshot's tables must count them
+ * now, as an open counts the batches after a checkpoint (test/sim found a
+ * retry written twice and key versions behind without this). */
+static int store__count_kept_tail(struct store_topic *t, uint64_t next, char *errmsg)
+{
+    TLOG_INFO("store", "topic %s: the snapshot ends at offset %llu, the local log at %llu: "
+              "keeping the batches after it and counting them in", t->name,
+              (unsigned long long)next, (unsigned long long)log_next_offset(t->log));
+    return store__rebuild(t, next, next, errmsg);
+}
+
+/* An install that did not finish (a crash, a full disk) may have reset a
+ * topic's log to the snapshot's offset without the catalog recording the
+ * history before it as missing: the log then starts above the snapshot's
+ * start (and above the cluster's trim offset) with nothing to say so. The
+ * install done again records it, so that backfill brings it back (test/sim
+ * found such a node serving its topic from offset 47 on for good). */
+static void store__note_unrecorded_gap(struct store_topic *t, const struct store_topic *ct,
+                                       uint64_t snap_start)
+{
+    uint64_t from = snap_start, start = log_start_offset(t->log);
+    from = ct->trim_offset > from ? ct->trim_offset : from;
+    from = t->trim_offset > from ? t->trim_offset : from;
+    if (t->missing_to <= t->missing_from && start > from) {
+        t->missing_from = from;
+        t->missing_to = start;
+    }
+}
+
 int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
 {
     struct store__catalog c;
@@ -345,6 +379,17 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
     if (rv != 0) {
         err_wrap(errmsg, "restore snapshot");
         return rv;
+    }
+    if (local_first && s->catalog_index < c.index) {
+        /* Raft stores a snapshot it installs before the store restores it,
+         * and the store's checkpoint at its index ends the restore: a node
+         * that stopped in between (a crash, or a restore that failed on a
+         * full disk) never had this snapshot's state. A snapshot the node
+         * took was checkpointed before Raft stored it. */
+        TLOG_WARN("store", "snapshot at index %llu is newer than the local checkpoint "
+                  "(%llu): its install did not finish; installing it again",
+                  (unsigned long long)c.index, (unsigned long long)s->catalog_index);
+        local_first = false;
     }
     if (local_first) {
         /* Every snapshot this node took was preceded by a sync of its logs,
@@ -400,6 +445,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
             t->missing_from = c.start_offsets[i];
             t->missing_to = c.next_offsets[i];
+        } else {
+            store__note_unrecorded_gap(t, ct, c.start_offsets[i]);
         }
         if (t->missing_to > t->missing_from) {
             TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (installed a "
@@ -408,6 +455,9 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         }
         /* The snapshot's producer table and key index replace ours. */
         store__take_tables(t, ct);
+        if (rv == 0 && log_next_offset(t->log) > c.next_offsets[i]) {
+            rv = store__count_kept_tail(t, c.next_offsets[i], errmsg);
+        }
         t->floor_index = c.index;
         t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
         t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit

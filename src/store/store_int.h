@@ -112,6 +112,10 @@ void store__take_tables(struct store_topic *t, struct store_topic *from);
 int store__batch_before(struct store_topic *t, uint64_t before, struct batch_header *h,
                         char *errmsg);
 int store__load_tail(struct store_topic *t, char *errmsg);
+/* Bring the producer table and key index of @t forward over the log's
+ * batches from offsets @prod_from and @keys_from (topic.c). */
+int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from,
+                   char *errmsg);
 int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
                       char *errmsg);
 int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,

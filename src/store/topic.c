@@ -11,6 +11,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "lib/name.h"
+#include "lib/testbug.h"
 
 uint64_t store_topic_start(const struct store_topic *t)
 {
@@ -134,7 +135,7 @@ int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
  * or unusable: then its offset is the log's start and the log is read
  * once). Offsets, not Raft indexes: a checkpoint written while its topic
  * was behind the store's index (going back to a snapshot) is still exact. */
-static int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from,
+int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from,
                           char *errmsg)
 {
     uint64_t from = prod_from < keys_from ? prod_from : keys_from;
@@ -154,7 +155,8 @@ static int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t ke
                 rv = rv != 0 ? rv : TALLY_CORRUPT;
                 break;
             }
-            if (h.producer_id != 0 && h.base_offset >= prod_from) {
+            if (h.producer_id != 0 && h.base_offset >= prod_from &&
+                !testbug(TESTBUG_PRODUCER_REPLAY)) {
                 rv = store__producer_record(t, &h, h.base_offset);
             }
             if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.base_offset >= keys_from) {

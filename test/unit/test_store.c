@@ -451,6 +451,133 @@ static uint64_t version_of(struct fixture *f, const char *key)
     return keys_version(&store_topic_find(f->s, "c")->keys, key, strlen(key));
 }
 
+/* A snapshot installed on a node whose log already holds batches of
+ * entries after the snapshot's index (its Raft log lost them in a crash,
+ * its topic log did not: found by test/sim seed 211). The log is kept, so
+ * the tables must count those batches: Raft replays the entries, apply
+ * skips them as already written, and a retry of the last one must still
+ * be a duplicate. */
+static void test_install_under_a_longer_log(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[ERR_MSG_SIZE];
+    uint64_t actual;
+    struct cmd_condition k2 = {(const uint8_t *)"k", 1, 2};
+    struct buf snap;
+    create_topic(f, 2, "l");
+    create_topic(f, 3, "c");
+    produce(f, 4, "l", 9, 0, 0, 0, false);
+    assert_int_equal(produce_if(f, 5, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 5, &snap, errmsg), 0);
+    produce(f, 6, "l", 9, 1, 0, 2, false);
+    assert_int_equal(produce_if(f, 7, CMD_NO_EXPECT, &k2, 1, &actual), 0);
+    assert_int_equal(store_restore(f->s, snap.data, snap.len, false, errmsg), 0);
+    /* Raft replays 6 and 7: already in the log, nothing written. */
+    produce(f, 6, "l", 9, 1, 0, 0, false);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "l")->log), 4);
+    assert_int_equal(version_of(f, "k"), 4);
+    /* A retry of seq 1 is answered with its first offsets. */
+    produce(f, 8, "l", 9, 1, 0, 2, true);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "l")->log), 4);
+    /* The key is at version 4, not the snapshot's 2. */
+    assert_int_equal(produce_if(f, 9, CMD_NO_EXPECT, &k2, 1, &actual), TALLY_CONDITION_FAILED);
+    assert_int_equal(actual, 4);
+    buf_free(&snap);
+}
+
+/* A node that stopped while it installed a snapshot (its disk full: the
+ * restore failed and tallyd exited; or a crash) finds at start-up a Raft
+ * snapshot newer than its store's checkpoints. That snapshot was never
+ * restored here, so the start-up restore must install it, not keep the
+ * older local state (test/sim seed 284: replicas apart). */
+static void test_startup_restore_of_an_unfinished_install(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"new"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    /* The leader's state at index 5: topic "old" deleted, "new" created
+     * with 3 records. */
+    create_topic(f, 2, "old");
+    buf_init(&e);
+    cmd_encode_topic_delete(&e, "old");
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    create_topic(f, 4, "new");
+    e.len = 0;
+    append_entry(&e, t, 1, 3);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 5, &snap, errmsg), 0);
+    /* This node stopped at index 2 (checkpointed), before the install. */
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    struct buf c;
+    buf_init(&c);
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    cmd_encode_topic_create(&c, "old", &cfg);
+    assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_checkpoint(s2, errmsg), 0);
+    /* Start-up: raft loads the snapshot at 5 and restores it "local first". */
+    assert_int_equal(store_restore(s2, snap.data, snap.len, true, errmsg), 0);
+    assert_null(store_topic_find(s2, "old"));
+    struct store_topic *tp = store_topic_find(s2, "new");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 3);
+    assert_int_equal(store_applied(s2), 5);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
+/* An install that stopped after resetting a log to the snapshot's offset
+ * (before its checkpoint recorded the history as missing) is done again
+ * at start-up: the history before the log's start must then be recorded
+ * as missing, for backfill (test/sim seed 392). */
+static void test_reinstall_after_an_unfinished_reset(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"s"};
+    struct buf e, snap;
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, 2, "s");
+    buf_init(&e);
+    append_entry(&e, t, 1, 5);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 3, &snap, errmsg), 0);
+    /* This node had the topic at index 2, empty, checkpointed. */
+    char *dir2 = tmpdir_make();
+    struct store *s2;
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    struct buf c;
+    buf_init(&c);
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    cmd_encode_topic_create(&c, "s", &cfg);
+    assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_checkpoint(s2, errmsg), 0);
+    /* The first install reset the log to 5, then stopped. */
+    assert_int_equal(log_reset(store_topic_find(s2, "s")->log, 5, errmsg), 0);
+    store_close(s2);
+    assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
+    assert_int_equal(store_restore(s2, snap.data, snap.len, true, errmsg), 0);
+    struct store_topic *tp = store_topic_find(s2, "s");
+    assert_int_equal(log_start_offset(tp->log), 5);
+    assert_int_equal(tp->missing_from, 0);
+    assert_int_equal(tp->missing_to, 5);
+    assert_int_equal(store_topic_start(tp), 0);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
 /* Conditions on the next offset and on key versions are checked in apply;
  * a failed one writes nothing and reports the actual value; several key
  * conditions are all-or-nothing. */
@@ -1204,6 +1331,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_install_under_a_longer_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_startup_restore_of_an_unfinished_install, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reinstall_after_an_unfinished_reset, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_group_positions_follow_the_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_repairs_a_short_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_ahead_of_a_damaged_log, setup, teardown),
