@@ -71,6 +71,20 @@ uint64_t keys_version(const struct keys *k, const void *key, size_t len)
     return e->h1 == h1 && e->h2 == h2 ? e->version : 0;
 }
 
+uint64_t keys_version_hash(const struct keys *k, uint64_t h1, uint64_t h2)
+{
+    if (k->cap == 0) {
+        return 0;
+    }
+    const struct keys_entry *e = keys__slot(k, h1, h2);
+    return e->h1 == h1 && e->h2 == h2 ? e->version : 0;
+}
+
+void keys_hash(const void *key, size_t len, uint64_t *h1, uint64_t *h2)
+{
+    keys__hash(key, len, h1, h2);
+}
+
 static int keys__put(struct keys *k, const struct keys_entry *in, bool add)
 {
     if ((k->n + 1) * 4 > k->cap * 3) {

@@ -29,6 +29,12 @@ void keys_free(struct keys *k);
 /* Version of @key (0 if never written). */
 uint64_t keys_version(const struct keys *k, const void *key, size_t len);
 
+/* Version of the key whose hash is @h1/@h2 (as keys_hash gives it; 0 if
+ * never written): for the stream index, which holds hashes only. */
+uint64_t keys_version_hash(const struct keys *k, uint64_t h1, uint64_t h2);
+/* The hash keys are held by (never 0/0). */
+void keys_hash(const void *key, size_t len, uint64_t *h1, uint64_t *h2);
+
 /* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
 int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);
 

@@ -59,6 +59,7 @@
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "log/fs.h"
+#include "store/stream_read.h"
 
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 2
@@ -186,6 +187,7 @@ static void store__topic_free(struct store_topic *t)
     }
     free(t->producers);
     keys_free(&t->keys);
+    streams_free(&t->streams); /* streams */
     free(t);
 }
 
@@ -304,6 +306,11 @@ static int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t
     while (rv == 0 && (rv = batch_iter_next(&it, &r, errmsg)) == 0) {
         if (r.key != NULL) {
             rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
+            /* streams: the record's stream version is the key's count */
+            if (rv == 0) {
+                rv = streams_add(&t->streams, r.key, r.key_len, r.offset,
+                                 keys_version(&t->keys, r.key, r.key_len));
+            }
         }
     }
     batch_iter_close(&it);
@@ -560,7 +567,11 @@ static int store__open_topic(struct store *s, struct store_topic *t, uint64_t st
             keys_init(&t->keys);
             keys_from = start;
         }
-        rv = store__rebuild(t, prod_from, keys_from, errmsg);
+        /* streams: the stream index, up to where the key index counts */
+        rv = stream_topic_load(path, t, keys_from, errmsg);
+        if (rv == 0) {
+            rv = store__rebuild(t, prod_from, keys_from, errmsg);
+        }
         /* Retention and compaction may touch what the checkpoints count. */
         t->compact_limit = t->damaged ? start : prod_from < keys_from ? prod_from : keys_from;
     }
@@ -2042,6 +2053,14 @@ int store_checkpoint(struct store *s, char *errmsg)
         return rv;
     }
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        /* streams: the stream index checkpoint goes just before keys.ckpt */
+        char sdir[PATH_MAX + 300];
+        store__topic_dir(s, t->name, sdir, sizeof sdir);
+        if ((rv = stream_ckpt_write(sdir, &t->streams, s->catalog_index,
+                                    log_next_offset(t->log), "tmp", errmsg)) != 0) {
+            err_wrap(errmsg, "checkpoint stream index of %s", t->name);
+            return rv;
+        }
         if ((rv = store__write_keys(s, t, s->catalog_index, errmsg)) != 0) {
             err_wrap(errmsg, "checkpoint key index of %s", t->name);
             return rv;
@@ -2063,6 +2082,7 @@ struct store__frozen_topic {
     uint64_t created_index;
     uint64_t next_offset;     /* the log's next offset at the snapshot's index */
     struct keys keys;         /* a packed copy of the key index */
+    struct streams streams;   /* a packed copy of the stream index */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
 };
@@ -2106,7 +2126,10 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         snprintf(ft->name, sizeof ft->name, "%s", t->name);
         ft->created_index = t->created_index;
         keys_init(&ft->keys);
-        if (keys_copy_packed(&ft->keys, &t->keys) != 0) {
+        streams_init(&ft->streams); /* streams */
+        if (keys_copy_packed(&ft->keys, &t->keys) != 0 ||
+            streams_copy_packed(&ft->streams, &t->streams,
+                                t->log != NULL ? store_topic_start(t) : 0) != 0) {
             store_snapshot_release(s, f);
             err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
             return TALLY_NOMEM;
@@ -2149,6 +2172,13 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
             continue; /* being created: no log yet */
         }
         bool renamed = false;
+        /* streams: the stream index checkpoint goes just before keys.ckpt */
+        rv = stream_ckpt_write(ft->dir, &ft->streams, f->index, ft->next_offset, "snap.tmp",
+                               errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "snapshot: checkpoint the stream index of %s", ft->name);
+            break;
+        }
         rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
                                     "snap.tmp", &renamed, errmsg);
         if (rv != 0) {
@@ -2208,6 +2238,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             close(ft->fd);
         }
         keys_free(&ft->keys);
+        streams_free(&ft->streams); /* streams */
     }
     free(f->topics);
     buf_free(&f->head);
@@ -2242,6 +2273,7 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
                    (unsigned long long)index, (unsigned long long)next);
         rv = log_truncate(t->log, next, &now, errmsg);
         have = now;
+        streams_cut(&t->streams, now); /* streams: Raft applies the rest again */
     }
     if (rv == 0 && have != next) {
         /* Shorter than the snapshot, or the snapshot's offset is below the
@@ -2254,6 +2286,7 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
                    (unsigned long long)index, (unsigned long long)next,
                    (unsigned long long)start, (unsigned long long)next - 1);
         rv = log_reset(t->log, next, errmsg);
+        streams_free(&t->streams); /* streams: the history is elsewhere now */
         t->missing_from = start;
         t->missing_to = next;
     }
@@ -2364,6 +2397,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             }
         } else if (log_next_offset(t->log) < c.next_offsets[i]) {
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            streams_free(&t->streams); /* streams: the history is elsewhere now */
             t->missing_from = c.start_offsets[i];
             t->missing_to = c.next_offsets[i];
         }
@@ -2664,6 +2698,10 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
         return rv; /* a disk failure: the caller stops the node */
     }
     store__backfill_drop_dir(s, topic);
+    /* streams: index the history that came back, in front of the rest */
+    if ((rv = stream_topic_prepend(t, log_start_offset(t->log), to, errmsg)) != 0) {
+        return rv;
+    }
     /* What the staging log does not hold, from its start down to @from,
      * was gone on the peer too (retention): not missing any more. */
     TLOG_INFO("store", "topic %s: backfilled offsets %llu..%llu; the node holds its whole "

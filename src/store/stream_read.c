@@ -1,0 +1,329 @@
+/* A topic's stream index against its log: checkpoint file, rebuild,
+ * reads (stream_read.h has the file format). */
+#include "store/stream_read.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/codec.h"
+#include "lib/err.h"
+#include "lib/file.h"
+#include "lib/logger.h"
+
+int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
+                      uint64_t next_offset, const char *tmp_suffix, char *errmsg)
+{
+    char path[PATH_MAX + 320], tmp[PATH_MAX + 340];
+    struct buf b;
+    int rv;
+    buf_init(&b);
+    buf_put(&b, STREAM_CKPT_MAGIC, 4);
+    buf_put_u32(&b, STREAM_CKPT_VERSION);
+    buf_put_u64(&b, index);
+    buf_put_u64(&b, next_offset);
+    streams_encode(st, &b);
+    if (buf_ok(&b)) {
+        buf_put_u64(&b, codec_checksum(b.data, b.len));
+    }
+    if (!buf_ok(&b)) {
+        buf_free(&b);
+        err_printf(errmsg, "stream index checkpoint: out of memory");
+        return TALLY_NOMEM;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, STREAM_CKPT_NAME);
+    snprintf(tmp, sizeof tmp, "%s.%s", path, tmp_suffix);
+    rv = file_write_synced(tmp, b.data, b.len, errmsg);
+    buf_free(&b);
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = err_os(errmsg, errno, "rename %s", tmp);
+    }
+    return rv != 0 ? rv : file_sync_dir(dir, errmsg);
+}
+
+/* Load @path into @st if it is whole, of this format, written for this
+ * topic (not an older one of the same name) and counts the log below
+ * @want; false otherwise (and @st empty). */
+static bool stream__load_file(const char *path, const struct store_topic *t, uint64_t want,
+                              struct streams *st)
+{
+    struct stat sb;
+    uint8_t *data = NULL;
+    bool ok = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    if (fstat(fd, &sb) == 0 && sb.st_size >= 40 && (data = malloc((size_t)sb.st_size)) != NULL &&
+        pread(fd, data, (size_t)sb.st_size, 0) == sb.st_size) {
+        size_t n = (size_t)sb.st_size;
+        struct rd r;
+        rd_init(&r, data, n - 8);
+        const uint8_t *magic = rd_bytes(&r, 4);
+        uint32_t version = rd_u32(&r);
+        uint64_t index = rd_u64(&r);
+        uint64_t counted = rd_u64(&r);
+        ok = codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
+             memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 && version == STREAM_CKPT_VERSION &&
+             index >= t->created_index && counted == want && streams_decode(st, &r) == 0 &&
+             r.left == 0;
+    }
+    if (!ok) {
+        streams_free(st);
+    }
+    free(data);
+    close(fd);
+    return ok;
+}
+
+/* Collect the keyed records of [@from, @to) of @t's log into @into, in
+ * offset order (their versions are meaningless: streams_prepend numbers
+ * them). */
+static int stream__scan(struct store_topic *t, uint64_t from, uint64_t to, struct streams *into,
+                        char *errmsg)
+{
+    int rv = 0;
+    if (from < log_start_offset(t->log)) {
+        from = log_start_offset(t->log);
+    }
+    while (rv == 0 && from < to) {
+        void *data = NULL;
+        size_t len = 0, pos = 0;
+        uint64_t after = from;
+        rv = log_read_copy(t->log, from, 4u << 20, &data, &len, &after, errmsg);
+        while (rv == 0 && pos < len) {
+            struct batch_header h;
+            rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
+            if (rv == 0 && h.batch_len > len - pos) {
+                rv = ERR_CORRUPT(errmsg, "batch at %llu runs past the read",
+                                 (unsigned long long)h.base_offset);
+            }
+            if (rv != 0) {
+                break;
+            }
+            if (h.flags & BATCH_FLAG_KEYED) {
+                struct batch_iter it;
+                struct batch_record rec;
+                rv = batch_iter_init(&it, (uint8_t *)data + pos, h.batch_len, errmsg);
+                while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+                    if (rec.key != NULL && rec.offset >= from && rec.offset < to) {
+                        /* (numbered 1, 2, ... per key, so streams_add sees no gap) */
+                        const struct streams_stream *st = streams_find(into, rec.key, rec.key_len);
+                        uint64_t v = st != NULL && st->n > 0 ? streams_last_version(st) + 1 : 1;
+                        rv = streams_add(into, rec.key, rec.key_len, rec.offset, v);
+                    }
+                }
+                batch_iter_close(&it);
+                rv = rv == TALLY_EOF ? 0 : rv;
+            }
+            pos += h.batch_len;
+        }
+        free(data);
+        if (len == 0 || after <= from) {
+            break;
+        }
+        from = after;
+    }
+    return rv;
+}
+
+int stream_topic_prepend(struct store_topic *t, uint64_t from, uint64_t to, char *errmsg)
+{
+    struct streams tmp;
+    streams_init(&tmp);
+    int rv = stream__scan(t, from, to, &tmp, errmsg);
+    if (rv == 0) {
+        rv = streams_prepend(&t->streams, &tmp, &t->keys);
+    }
+    streams_free(&tmp);
+    if (rv != 0) {
+        err_wrap(errmsg, "index the streams of %s", t->name);
+    }
+    return rv;
+}
+
+int stream_topic_load(const char *dir, struct store_topic *t, uint64_t keys_from, char *errmsg)
+{
+    char path[PATH_MAX + 320];
+    snprintf(path, sizeof path, "%s/%s", dir, STREAM_CKPT_NAME);
+    streams_free(&t->streams);
+    if (keys_from <= log_start_offset(t->log) ||
+        stream__load_file(path, t, keys_from, &t->streams)) {
+        return 0; /* (nothing below keys_from, or the checkpoint holds it) */
+    }
+    TLOG_WARN("store", "topic %s: no usable stream index checkpoint at offset %llu; rebuilding "
+              "the stream index from the log", t->name, (unsigned long long)keys_from);
+    return stream_topic_prepend(t, log_start_offset(t->log), keys_from, errmsg);
+}
+
+/* ------------------------------------------------------------------------
+ * Reading a stream
+ * ------------------------------------------------------------------------ */
+
+/* The last batch read, so that records of one batch cost one read. */
+struct stream__cursor {
+    struct store_topic *t;
+    void *data;        /* one batch, or NULL */
+    size_t len;
+    uint64_t base;     /* offsets [base, end) are in it */
+    uint64_t end;
+};
+
+/* Hand the record at @offset to @fn; *found false (and nothing called)
+ * when the log no longer holds it. Returns @fn's answer or an error. */
+static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t version,
+                           stream_event_fn fn, void *arg, bool *found, char *errmsg)
+{
+    struct batch_iter it;
+    struct batch_record rec;
+    int rv;
+    *found = false;
+    if (c->data == NULL || offset < c->base || offset >= c->end) {
+        struct batch_header h;
+        free(c->data);
+        c->data = NULL;
+        rv = log_read_copy(c->t->log, offset, 1, &c->data, &c->len, &c->end, errmsg);
+        if (rv == 0 && c->len > 0) {
+            rv = batch_decode_header(c->data, c->len, &h, errmsg);
+            c->base = h.base_offset;
+        }
+        if (rv != 0 || c->len == 0) {
+            free(c->data);
+            c->data = NULL;
+            return rv;
+        }
+    }
+    rv = batch_iter_init(&it, c->data, c->len, errmsg);
+    while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+        if (rec.offset == offset) {
+            *found = true;
+            rv = fn(arg, version, &rec);
+            break;
+        }
+        if (rec.offset > offset) {
+            rv = TALLY_EOF;
+        }
+    }
+    batch_iter_close(&it);
+    return rv == TALLY_EOF ? 0 : rv;
+}
+
+int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_event_fn fn,
+                void *arg, struct stream_read_info *info, char *errmsg)
+{
+    struct stream__cursor c = {t, NULL, 0, 0, 0};
+    struct streams_stream *st = streams_find(&t->streams, q->key, q->key_len);
+    uint64_t version = keys_version(&t->keys, q->key, q->key_len);
+    uint64_t gone_below = log_start_offset(t->log) > t->trim_offset ? log_start_offset(t->log)
+                                                                      : t->trim_offset;
+    bool missing = t->missing_to > t->missing_from;
+    int rv = 0;
+
+    memset(info, 0, sizeof *info);
+    info->version = version;
+    if (version == 0) {
+        err_printf(errmsg, "stream of topic %s does not exist (no record has its key)", t->name);
+        return TALLY_NOTFOUND;
+    }
+    if (st != NULL) {
+        /* Retention and trims remove a prefix of every stream. */
+        streams_drop_front(&t->streams, st, streams_index_of_offset(st, gone_below));
+    }
+    uint64_t first = st != NULL && st->n > 0 ? st->first_version : version + 1;
+    info->first_version = first;
+    uint64_t from = q->from_version;
+    if (!q->backward) {
+        from = from == 0 ? 1 : from;
+        info->next_version = from;
+        if (from > version + 1) {
+            err_printf(errmsg, "version %llu is beyond the end of the stream (at version %llu)",
+                       (unsigned long long)from, (unsigned long long)version);
+            return TALLY_OUT_OF_RANGE;
+        }
+    } else {
+        from = from == 0 ? version : from;
+        if (from > version) {
+            err_printf(errmsg, "version %llu is beyond the end of the stream (at version %llu)",
+                       (unsigned long long)from, (unsigned long long)version);
+            return TALLY_OUT_OF_RANGE;
+        }
+    }
+    if (missing && from < first && (q->backward || from <= version)) {
+        err_printf(errmsg, "versions below %llu of this stream lie in history this node lacks "
+                   "(it installed a snapshot and is fetching offsets %llu..%llu); read them "
+                   "from another node", (unsigned long long)first,
+                   (unsigned long long)t->missing_from, (unsigned long long)t->missing_to - 1);
+        return TALLY_UNAVAILABLE;
+    }
+    if (st == NULL || st->n == 0) {
+        return 0;
+    }
+    if (!q->backward) {
+        bool any = false;
+        uint64_t skip = from > st->first_version ? from - st->first_version : 0;
+        uint32_t i = skip < st->n ? (uint32_t)skip : st->n;
+        while (i < st->n && info->n < q->max_events) {
+            bool found;
+            uint64_t v = st->first_version + i;
+            rv = stream__deliver(&c, st->offsets[i], v, fn, arg, &found, errmsg);
+            if (rv != 0) {
+                break;
+            }
+            if (!found) {
+                if (!any) {
+                    /* Gone (compaction), and so is everything before it. */
+                    streams_drop_front(&t->streams, st, i + 1);
+                    i = 0;
+                    info->first_version = st->n > 0 ? st->first_version : version + 1;
+                    continue;
+                }
+                i++; /* (cannot happen: survivors are a suffix) */
+                continue;
+            }
+            any = true;
+            info->n++;
+            info->next_version = v + 1;
+            i++;
+        }
+        if (!any && info->next_version < info->first_version) {
+            info->next_version = info->first_version;
+        }
+    } else {
+        uint64_t last = streams_last_version(st);
+        uint64_t v = from < last ? from : last;
+        info->next_version = v;
+        while (v >= st->first_version && st->n > 0 && info->n < q->max_events) {
+            bool found;
+            uint32_t i = (uint32_t)(v - st->first_version);
+            rv = stream__deliver(&c, st->offsets[i], v, fn, arg, &found, errmsg);
+            if (rv != 0) {
+                break;
+            }
+            if (!found) {
+                /* Gone, with everything before it. */
+                streams_drop_front(&t->streams, st, i + 1);
+                info->first_version = st->n > 0 ? st->first_version : version + 1;
+                info->next_version = 0;
+                break;
+            }
+            info->n++;
+            info->next_version = --v;
+        }
+        if (info->next_version < info->first_version) {
+            info->next_version = 0;
+        }
+    }
+    free(c.data);
+    if (rv == 1) {
+        rv = 0; /* the callback stopped the read */
+    }
+    if (rv != 0 && rv != TALLY_NOMEM) {
+        err_wrap(errmsg, "read stream of %s", t->name);
+    }
+    return rv;
+}

@@ -1,0 +1,94 @@
+/* A topic's stream index against its log: the checkpoint file
+ * (streams.ckpt), bringing the index forward from the log, and reading
+ * one stream's records through it. The index itself is store/streams.h.
+ *
+ * STREAM CHECKPOINT FILE, version 1 (DATA/topics/NAME/streams.ckpt)
+ *
+ *   offset size field
+ *   0      4    magic "TLYS"
+ *   4      4    format version (1)
+ *   8      8    index: the Raft index it was written at
+ *   16     8    next offset: the index holds the log's records below it
+ *   24     ..   streams_encode() (streams.h)
+ *   end-8  8    XXH3-64 of every byte before it
+ *
+ * It is written with keys.ckpt (just before it, same index and next
+ * offset) at each Raft snapshot and at clean shutdown, atomically (a
+ * temporary name, fsync, rename, fsync of the directory). On open it is
+ * used only when its next offset is the one keys.ckpt counts up to; the
+ * records after it are then added as apply adds them, with the versions
+ * the key index gives. Otherwise (missing, damaged, from another version,
+ * or a crash between the two renames) the index is rebuilt by reading the
+ * log below that offset and numbering each key's records backwards from
+ * its version in keys.ckpt: exact, since a key's surviving records hold
+ * consecutive versions (streams.h). */
+#ifndef TALLY_STORE_STREAM_READ_H_
+#define TALLY_STORE_STREAM_READ_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/batch.h"
+#include "store/store.h"
+
+#define STREAM_CKPT_MAGIC "TLYS"
+#define STREAM_CKPT_VERSION 1
+#define STREAM_CKPT_NAME "streams.ckpt"
+
+/* Write @st (holding the log below @next_offset) as @dir/streams.ckpt at
+ * Raft @index, through the temporary name streams.ckpt.@tmp_suffix. */
+int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
+                      uint64_t next_offset, const char *tmp_suffix, char *errmsg);
+
+/* At open, after keys.ckpt was loaded into t->keys, counting the log below
+ * @keys_from: load @dir/streams.ckpt into t->streams, or rebuild what it
+ * should hold from the log. The caller then replays the log from
+ * @keys_from, which adds the later records. */
+int stream_topic_load(const char *dir, struct store_topic *t, uint64_t keys_from, char *errmsg);
+
+/* The log range [@from, @to) was put in front of what t->streams holds (a
+ * backfill): index its keyed records, numbered backwards. */
+int stream_topic_prepend(struct store_topic *t, uint64_t from, uint64_t to, char *errmsg);
+
+/* One stream read. */
+struct stream_read_req {
+    const void *key;
+    size_t key_len;
+    uint64_t from_version; /* forward: first version wanted (0 = 1);
+                            * backward: last version wanted (0 = the end) */
+    bool backward;          /* newest first */
+    uint32_t max_events;    /* at least 1 */
+};
+
+struct stream_read_info {
+    uint64_t version;       /* the stream's version (records ever written) */
+    uint64_t first_version; /* the oldest version this node still holds of it
+                             * (version + 1 when it holds none) */
+    uint32_t n;             /* events handed to the callback */
+    uint64_t next_version;  /* where to go on: forward, the version after the
+                             * last one given (or the first wanted when none);
+                             * backward, the version below the last one given
+                             * (0: the start was reached) */
+};
+
+/* Called for each record of the stream, in the read's order; @rec borrows
+ * from the log until the callback returns. Return 0 to go on, 1 to stop
+ * before this record (it is not counted: e.g. a byte limit), or a
+ * TALLY_* code to fail the read. */
+typedef int (*stream_event_fn)(void *arg, uint64_t version, const struct batch_record *rec);
+
+/* Read the stream @q->key of @t. Errors:
+ *   TALLY_NOTFOUND     the key was never written;
+ *   TALLY_OUT_OF_RANGE forward from beyond version + 1, or backward from
+ *                      beyond the version;
+ *   TALLY_UNAVAILABLE  versions wanted lie in history this node lacks
+ *                      after a snapshot install (other nodes have them);
+ *   TALLY_CORRUPT, TALLY_IOERR, TALLY_NOMEM from the log.
+ * Versions that retention, compaction or a stream truncation removed
+ * everywhere are passed over: info->first_version says where the stream
+ * now starts. Entries found dead in the log are dropped from the index. */
+int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_event_fn fn,
+                void *arg, struct stream_read_info *info, char *errmsg);
+
+#endif
