@@ -517,6 +517,74 @@ struct tally_catchup {
 TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
                                    struct tally_catchup *out);
 
+/* ------------------------------------------------------------------------
+ * Streams (event sourcing): one key's records by stream version
+ * ------------------------------------------------------------------------ */
+
+/* A key's records form its stream. The stream version of a record is the
+ * key's version after it was written, the number tally_produce_ex's
+ * expect_version compares: the key's first record is version 1, and a
+ * version counts every record ever written with the key, tombstones
+ * included, so it survives compaction and retention. Reads go through
+ * each node's stream index: their cost is the records returned, not the
+ * topic's size. */
+
+/* One record of a stream. Pointers are borrowed from the result. */
+struct tally_stream_event {
+    uint64_t version;
+    uint64_t offset;
+    int64_t timestamp_ms;
+    const void *value;       /* NULL: a tombstone */
+    size_t value_len;
+};
+
+struct tally_stream_result {
+    struct tally_stream_event *events; /* owned by the result */
+    size_t n;
+    uint64_t version;        /* the stream's version on the answering node */
+    uint64_t first_version;  /* the oldest version still stored (compaction
+                              * and retention remove the oldest ones);
+                              * version + 1 when none is */
+    uint64_t next_version;   /* forward: the version to read next; backward:
+                              * the version below the last one returned, 0
+                              * once the start was reached */
+    uint64_t applied_index;  /* answering node's applied Raft index */
+    void *impl;              /* private: the response */
+};
+
+struct tally_stream_options {
+    uint64_t from_version;   /* forward: first version (0 = 1); backward:
+                              * last version (0 = the stream's end) */
+    int backward;            /* 1: newest first */
+    uint32_t max_events;     /* 1..65536; default 1000 */
+    uint32_t max_bytes;      /* soft limit of values; at least one record */
+    uint32_t max_wait_ms;    /* forward only: at the stream's end, wait this
+                              * long for its next record (long-poll) */
+    uint64_t min_index;      /* read-your-writes: wait until the node has
+                              * applied this index (a produce's raft index) */
+    const char *node;        /* "HOST:PORT" to read from (borrowed), NULL = any */
+};
+
+TALLY_API void tally_stream_options_init(struct tally_stream_options *o);
+
+/* Read the stream of @key (@key_len bytes, 1..4096) of @topic: up to
+ * max_events records from from_version on (or backward), through any
+ * node, with tally_fetch's read-your-writes (min_index) and linearizable
+ * (tally_set_linearizable) rules. Continue from res->next_version. Errors
+ * (the handle stays usable after each):
+ *   TALLY_NOTFOUND      no such topic, or no record ever had @key (a
+ *                       long-poll on such a key waits instead);
+ *   TALLY_OUT_OF_RANGE  from_version beyond the stream's end (forward:
+ *                       more than version + 1; backward: more than version);
+ *   TALLY_INVAL         bad arguments (NULL, empty or too long key, a
+ *                       backward read that waits, max_events too large);
+ *   TALLY_TIMEOUT, TALLY_CONNECT, TALLY_UNAVAILABLE as tally_fetch.
+ * On success release @res with tally_stream_result_free. */
+TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *key,
+                                size_t key_len, const struct tally_stream_options *opts,
+                                struct tally_stream_result *res);
+TALLY_API void tally_stream_result_free(struct tally_stream_result *res);
+
 #ifdef __cplusplus
 }
 #endif

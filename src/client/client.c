@@ -2636,3 +2636,51 @@ TALLY_API int tally_group_delete(tally_client *c, const char *group, const char 
     }
     return client__group_write(c, what);
 }
+
+/* ------------------------------------------------------------------------
+ * streams: what client/streams.c (STREAM_READ) needs of this file
+ * ------------------------------------------------------------------------ */
+
+int client_read_call(tally_client *c, const char *what, const char *node, uint32_t extra_wait_ms,
+                     uint16_t type, const struct buf *body, struct client_read_reply *out)
+{
+    struct client__op op;
+    struct client__reply rep;
+    size_t start;
+    int rv;
+    client__op_init(c, &op, what, false);
+    if (node != NULL) {
+        int i = client__node_add(c, node, strlen(node));
+        if (i < 0) {
+            err_printf(c->errmsg, "%s: bad node address '%s'", what, node);
+            return TALLY_INVAL;
+        }
+        op.only = i;
+    }
+    op.deadline += extra_wait_ms;
+    start = client__begin(c, type);
+    buf_put(&c->req, body->data, body->len);
+    if ((rv = client__end(c, start, what)) != 0 || (rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    out->flags = rep.f.flags;
+    out->body = rep.body;
+    return 0;
+}
+
+uint8_t *client_take_response(tally_client *c)
+{
+    uint8_t *frame = c->resp.data;
+    buf_init(&c->resp);
+    return frame;
+}
+
+char *client_errmsg_buf(tally_client *c)
+{
+    return c->errmsg;
+}
+
+bool client_linearizable(const tally_client *c)
+{
+    return c->linearizable;
+}

@@ -1,0 +1,173 @@
+/* libtally's stream reads (tally.h, Streams): STREAM_READ requests
+ * (docs/protocol.md) sent through client.c's retry and node-choice logic. */
+#include "tally.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+#include "lib/err.h"
+#include "lib/name.h"
+#include "proto/proto.h"
+
+#define STREAMS__DEFAULT_MAX_EVENTS 1000
+#define STREAMS__DEFAULT_MAX_BYTES (1u << 20)
+/* The server's wait for min_index when max_wait_ms is 0 (docs/protocol.md). */
+#define STREAMS__MIN_INDEX_WAIT_MS 5000
+
+TALLY_API void tally_stream_options_init(struct tally_stream_options *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    memset(o, 0, sizeof *o);
+    o->max_events = STREAMS__DEFAULT_MAX_EVENTS;
+    o->max_bytes = STREAMS__DEFAULT_MAX_BYTES;
+}
+
+TALLY_API void tally_stream_result_free(struct tally_stream_result *res)
+{
+    if (res == NULL) {
+        return;
+    }
+    free(res->events);
+    free(res->impl);
+    memset(res, 0, sizeof *res);
+}
+
+/* Refuse what the server would refuse, before anything is sent. */
+static int streams__check(tally_client *c, const char *what, const char *topic, const void *key,
+                          size_t key_len, const struct tally_stream_options *o,
+                          struct tally_stream_result *res)
+{
+    char *errmsg = client_errmsg_buf(c);
+    char why[160];
+    if (res == NULL) {
+        err_printf(errmsg, "%s: the output argument 'res' is NULL: pass a pointer to fill", what);
+        return TALLY_INVAL;
+    }
+    memset(res, 0, sizeof *res);
+    if (topic == NULL || !name_topic_check(topic, why, sizeof why)) {
+        err_printf(errmsg, "%s: %s", what, topic == NULL ? "no topic name" : why);
+        return TALLY_INVAL;
+    }
+    if (key == NULL || key_len == 0 || key_len > PROTO_STREAM_KEY_MAX) {
+        err_printf(errmsg, "%s: the key must be 1..%d bytes (got %s)", what, PROTO_STREAM_KEY_MAX,
+                   key == NULL ? "none" : key_len == 0 ? "an empty key" : "a longer one");
+        return TALLY_INVAL;
+    }
+    if (o->max_events == 0 || o->max_events > PROTO_STREAM_MAX_EVENTS) {
+        err_printf(errmsg, "%s: max_events must be 1..%d", what, PROTO_STREAM_MAX_EVENTS);
+        return TALLY_INVAL;
+    }
+    if (o->backward && o->max_wait_ms > 0) {
+        err_printf(errmsg, "%s: a backward read cannot wait for new records (max_wait_ms)", what);
+        return TALLY_INVAL;
+    }
+    return 0;
+}
+
+TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *key,
+                                size_t key_len, const struct tally_stream_options *opts,
+                                struct tally_stream_result *res)
+{
+    struct tally_stream_options o;
+    struct proto_stream_read_req m;
+    struct proto_stream_read_resp r;
+    struct client_read_reply rep;
+    struct buf body;
+    char what[PROTO_NAME_MAX + 48];
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    client_errmsg_buf(c)[0] = '\0';
+    snprintf(what, sizeof what, "read stream of %s", topic != NULL ? topic : "(null)");
+    if (opts != NULL) {
+        o = *opts;
+    } else {
+        tally_stream_options_init(&o);
+    }
+    if ((rv = streams__check(c, what, topic, key, key_len, &o, res)) != 0) {
+        return rv;
+    }
+    if (client_linearizable(c)) {
+        uint64_t index = 0;
+        if ((rv = tally_read_index(c, &index)) != 0) {
+            char why[ERR_MSG_SIZE];
+            snprintf(why, sizeof why, "%s", client_errmsg_buf(c));
+            err_printf(client_errmsg_buf(c), "%s (linearizable): %s", what, why);
+            return rv;
+        }
+        o.min_index = index > o.min_index ? index : o.min_index;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.key = key;
+    m.key_len = (uint32_t)key_len;
+    m.from_version = o.from_version;
+    m.backward = o.backward ? 1 : 0;
+    m.max_events = o.max_events;
+    m.max_bytes = o.max_bytes ? o.max_bytes : STREAMS__DEFAULT_MAX_BYTES;
+    m.max_wait_ms = o.max_wait_ms;
+    m.min_index = o.min_index;
+    uint32_t wait = o.max_wait_ms;
+    if (o.min_index > 0 && wait == 0) {
+        wait = STREAMS__MIN_INDEX_WAIT_MS;
+    }
+    buf_init(&body);
+    proto_put_stream_read_req(&body, &m);
+    if (!buf_ok(&body)) {
+        buf_free(&body);
+        err_printf(client_errmsg_buf(c), "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    rv = client_read_call(c, what, o.node, wait, PROTO_STREAM_READ, &body, &rep);
+    buf_free(&body);
+    if (rv != 0) {
+        return rv;
+    }
+    if (proto_get_stream_read_resp(&rep.body, &r) != 0 || r.n_events > PROTO_STREAM_MAX_EVENTS) {
+        err_printf(client_errmsg_buf(c), "%s: malformed answer", what);
+        return TALLY_PROTO;
+    }
+    /* The events point into the response frame, which the result keeps. */
+    res->impl = client_take_response(c);
+    if (r.n_events > 0) {
+        res->events = calloc(r.n_events, sizeof *res->events);
+        if (res->events == NULL) {
+            tally_stream_result_free(res);
+            err_printf(client_errmsg_buf(c), "%s: out of memory", what);
+            return TALLY_NOMEM;
+        }
+    }
+    for (uint32_t i = 0; i < r.n_events; i++) {
+        struct proto_stream_event ev;
+        if (proto_get_stream_event(&rep.body, &ev) != 0) {
+            tally_stream_result_free(res);
+            err_printf(client_errmsg_buf(c), "%s: malformed answer (record %u)", what, i);
+            return TALLY_PROTO;
+        }
+        struct tally_stream_event *e = &res->events[i];
+        bool tombstone = (ev.flags & PROTO_STREAM_TOMBSTONE) != 0;
+        e->version = ev.version;
+        e->offset = ev.offset;
+        e->timestamp_ms = ev.timestamp;
+        /* An empty value is "", never NULL, which means a tombstone. */
+        e->value = tombstone ? NULL : ev.value != NULL ? (const void *)ev.value : "";
+        e->value_len = tombstone ? 0 : ev.value_len;
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        tally_stream_result_free(res);
+        err_printf(client_errmsg_buf(c), "%s: malformed answer (trailing bytes)", what);
+        return TALLY_PROTO;
+    }
+    res->n = r.n_events;
+    res->version = r.version;
+    res->first_version = r.first_version;
+    res->next_version = r.next_version;
+    res->applied_index = r.applied_index;
+    return 0;
+}
