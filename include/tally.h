@@ -585,6 +585,23 @@ TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *
                                 struct tally_stream_result *res);
 TALLY_API void tally_stream_result_free(struct tally_stream_result *res);
 
+/* Category subscriptions: tally_fetch with a key filter applied by the
+ * node, which scans the topic from @offset and sends only the records
+ * whose key matches @filter (a NUL-terminated pattern of 1..256 bytes):
+ * `*` any run of bytes, `?` any one byte, `\` takes the next byte as it
+ * is, anything else matches itself; at most 8 `*`. So "order-123" is one
+ * key, "order-*" a category (prefix), "order-*-eu" a small glob. Records
+ * without a key never match. Continue from res->next_offset, which moves
+ * past the records that did not match (commit it as a group's position to
+ * skip them for good); res->n may be 0 with next_offset moved on when a
+ * stretch of the topic held no match (the call goes on by itself up to
+ * the end or max_wait_ms, as tally_fetch does over compacted gaps).
+ * TALLY_INVAL for a malformed or too long filter (the message says why);
+ * otherwise as tally_fetch. Release @res with tally_fetch_result_free. */
+TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t offset,
+                                   const char *filter, const struct tally_fetch_options *opts,
+                                   struct tally_fetch_result *res);
+
 #ifdef __cplusplus
 }
 #endif

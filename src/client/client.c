@@ -2684,3 +2684,13 @@ bool client_linearizable(const tally_client *c)
 {
     return c->linearizable;
 }
+
+void *client_fetch_impl_new(uint8_t *frame, bool possibly_stale)
+{
+    struct client__fetch_impl *impl = calloc(1, sizeof *impl);
+    if (impl != NULL) {
+        impl->frame = frame;
+        impl->possibly_stale = possibly_stale;
+    }
+    return impl;
+}

@@ -40,5 +40,9 @@ uint8_t *client_take_response(struct tally_client *c);
 /* The handle's message buffer (ERR_MSG_SIZE bytes): tally_errmsg's text. */
 char *client_errmsg_buf(struct tally_client *c);
 bool client_linearizable(const struct tally_client *c);
+/* A tally_fetch_result's private part holding @frame (taken: freed by
+ * tally_fetch_result_free), for results built outside client.c (the
+ * filtered fetch). NULL when out of memory (@frame not taken). */
+void *client_fetch_impl_new(uint8_t *frame, bool possibly_stale);
 
 #endif

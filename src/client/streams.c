@@ -2,12 +2,14 @@
  * (docs/protocol.md) sent through client.c's retry and node-choice logic. */
 #include "tally.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client/client.h"
 #include "lib/err.h"
+#include "lib/glob.h"
 #include "lib/name.h"
 #include "proto/proto.h"
 
@@ -170,4 +172,173 @@ TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *
     res->next_version = r.next_version;
     res->applied_index = r.applied_index;
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Filtered fetch (category subscriptions)
+ * ------------------------------------------------------------------------ */
+
+/* Requests one tally_fetch_filtered call may make over stretches without
+ * a match (each moves at least PROTO_FILTER_SCAN_BYTES on, or to the end). */
+#define STREAMS__FILTER_HOPS 4096
+
+/* One FETCH_FILTERED and its answer. */
+static int streams__filtered_one(tally_client *c, const char *what, const char *topic,
+                                 uint64_t offset, const char *filter,
+                                 const struct tally_fetch_options *o,
+                                 struct tally_fetch_result *res)
+{
+    struct proto_fetch_filtered_req m;
+    struct proto_fetch_filtered_resp fr;
+    struct client_read_reply rep;
+    struct buf body;
+    int rv;
+
+    memset(res, 0, sizeof *res);
+    memset(&m, 0, sizeof m);
+    snprintf(m.topic, sizeof m.topic, "%s", topic);
+    m.offset = offset;
+    m.max_bytes = o->max_bytes ? o->max_bytes : STREAMS__DEFAULT_MAX_BYTES;
+    m.max_wait_ms = o->max_wait_ms;
+    m.min_index = o->min_index;
+    m.filter = (const uint8_t *)filter;
+    m.filter_len = (uint32_t)strlen(filter);
+    uint32_t wait = o->max_wait_ms;
+    if (o->min_index > 0 && wait == 0) {
+        wait = STREAMS__MIN_INDEX_WAIT_MS;
+    }
+    buf_init(&body);
+    proto_put_fetch_filtered_req(&body, &m);
+    if (!buf_ok(&body)) {
+        buf_free(&body);
+        err_printf(client_errmsg_buf(c), "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    rv = client_read_call(c, what, o->node, wait, PROTO_FETCH_FILTERED, &body, &rep);
+    buf_free(&body);
+    if (rv != 0) {
+        return rv;
+    }
+    if (proto_get_fetch_filtered_resp(&rep.body, &fr) != 0 || fr.scanned_to < offset) {
+        err_printf(client_errmsg_buf(c), "%s: malformed answer", what);
+        return TALLY_PROTO;
+    }
+    bool stale = !client_linearizable(c) && (rep.flags & PROTO_FLAG_NO_LEADER) != 0;
+    uint8_t *frame = client_take_response(c);
+    res->impl = client_fetch_impl_new(frame, stale);
+    if (res->impl == NULL) {
+        free(frame);
+        err_printf(client_errmsg_buf(c), "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    /* (each record takes at least 33 bytes: a count beyond that is a lie) */
+    if (fr.n_records > rep.body.left / 33) {
+        tally_fetch_result_free(res);
+        err_printf(client_errmsg_buf(c), "%s: malformed answer", what);
+        return TALLY_PROTO;
+    }
+    if (fr.n_records > 0) {
+        res->records = calloc(fr.n_records, sizeof *res->records);
+        if (res->records == NULL) {
+            tally_fetch_result_free(res);
+            err_printf(client_errmsg_buf(c), "%s: out of memory", what);
+            return TALLY_NOMEM;
+        }
+    }
+    for (uint32_t i = 0; i < fr.n_records; i++) {
+        struct proto_filtered_record pr;
+        if (proto_get_filtered_record(&rep.body, &pr) != 0) {
+            tally_fetch_result_free(res);
+            err_printf(client_errmsg_buf(c), "%s: malformed answer (record %u)", what, i);
+            return TALLY_PROTO;
+        }
+        struct tally_record *tr = &res->records[i];
+        bool tombstone = (pr.flags & PROTO_STREAM_TOMBSTONE) != 0;
+        tr->offset = pr.offset;
+        tr->timestamp_ms = pr.timestamp;
+        tr->key = pr.key != NULL ? (const void *)pr.key : "";
+        tr->key_len = pr.key_len;
+        tr->value = tombstone ? NULL : pr.value != NULL ? (const void *)pr.value : "";
+        tr->value_len = tombstone ? 0 : pr.value_len;
+        res->n++;
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        tally_fetch_result_free(res);
+        err_printf(client_errmsg_buf(c), "%s: malformed answer (trailing bytes)", what);
+        return TALLY_PROTO;
+    }
+    res->next_offset = fr.scanned_to;
+    res->high_offset = fr.next_offset;
+    res->start_offset = fr.start_offset;
+    res->applied_index = fr.applied_index;
+    return 0;
+}
+
+TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t offset,
+                                   const char *filter, const struct tally_fetch_options *opts,
+                                   struct tally_fetch_result *res)
+{
+    struct tally_fetch_options o;
+    char what[PROTO_NAME_MAX + 48];
+    char why[160];
+    int64_t t0 = client_now_ms();
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    char *errmsg = client_errmsg_buf(c);
+    errmsg[0] = '\0';
+    snprintf(what, sizeof what, "filtered fetch %s at %llu", topic != NULL ? topic : "(null)",
+             (unsigned long long)offset);
+    if (res == NULL) {
+        err_printf(errmsg, "%s: the output argument 'res' is NULL: pass a pointer to fill", what);
+        return TALLY_INVAL;
+    }
+    memset(res, 0, sizeof *res);
+    if (topic == NULL || !name_topic_check(topic, why, sizeof why)) {
+        err_printf(errmsg, "%s: %s", what, topic == NULL ? "no topic name" : why);
+        return TALLY_INVAL;
+    }
+    if (filter == NULL) {
+        err_printf(errmsg, "%s: no filter", what);
+        return TALLY_INVAL;
+    }
+    if (!glob_check((const uint8_t *)filter, strlen(filter), why, sizeof why)) {
+        err_printf(errmsg, "%s: filter '%.64s': %s", what, filter, why);
+        return TALLY_INVAL;
+    }
+    if (opts != NULL) {
+        o = *opts;
+    } else {
+        tally_fetch_options_init(&o);
+    }
+    if (client_linearizable(c)) {
+        uint64_t index = 0;
+        if ((rv = tally_read_index(c, &index)) != 0) {
+            char was[ERR_MSG_SIZE];
+            snprintf(was, sizeof was, "%s", errmsg);
+            err_printf(errmsg, "%s (linearizable): %s", what, was);
+            return rv;
+        }
+        o.min_index = index > o.min_index ? index : o.min_index;
+    }
+    for (unsigned hop = 0;; hop++) {
+        rv = streams__filtered_one(c, what, topic, offset, filter, &o, res);
+        if (rv != 0 || res->n > 0 || res->next_offset <= offset ||
+            hop == STREAMS__FILTER_HOPS) {
+            return rv;
+        }
+        /* A stretch without a match: go on, and at the end long-poll for
+         * what is left of max_wait_ms. */
+        if (res->next_offset >= res->high_offset) {
+            int64_t waited = client_now_ms() - t0;
+            if (o.max_wait_ms == 0 || waited >= (int64_t)o.max_wait_ms) {
+                return 0;
+            }
+            o.max_wait_ms -= (uint32_t)waited;
+        }
+        offset = res->next_offset;
+        tally_fetch_result_free(res);
+    }
 }

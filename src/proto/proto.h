@@ -72,7 +72,8 @@ enum proto_type {
     PROTO_READ_INDEX = 21,
     /* 22-23: reserved (Kafka work) */
     PROTO_STREAM_READ = 24,
-    PROTO__TYPE_MAX = 24,
+    PROTO_FETCH_FILTERED = 25,
+    PROTO__TYPE_MAX = 25,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -317,6 +318,38 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
     X(blob, value)                                                             \
     X(blob, headers)     /* the record's encoded headers (docs/disk-format.md) */
+/* FETCH_FILTERED (any node; older servers answer UNKNOWN_REQUEST): FETCH
+ * with a server-side key filter (a category subscription): the node scans
+ * the topic from @offset and sends only the records whose key matches
+ * @filter (lib/glob.h: exact key, `prefix-*`, small glob), decoded, as
+ * FILTERED_RECORD items. scanned_to says where the scan stopped: the
+ * records between @offset and it that are not in the answer did not
+ * match, so a reader (or a group's committed position) goes on from
+ * there. One request scans at most PROTO_FILTER_SCAN_BYTES of batches,
+ * so an answer may hold no record and still move scanned_to on. At the
+ * topic's end, max_wait_ms parks the request as FETCH does. Errors as
+ * FETCH, and INVAL for a malformed or too long filter. */
+#define PROTO_SCHEMA_FETCH_FILTERED_REQ(X)                                     \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, offset)                                                             \
+    X(u32, max_bytes)                                                          \
+    X(u32, max_wait_ms)                                                        \
+    X(u64, min_index)                                                          \
+    X(blob, filter)      /* 1..256 bytes, lib/glob.h */
+#define PROTO_SCHEMA_FETCH_FILTERED_RESP(X)                                    \
+    X(u64, applied_index)                                                      \
+    X(u64, start_offset)                                                       \
+    X(u64, next_offset)  /* the topic's next offset on this node */            \
+    X(u64, scanned_to)   /* go on from here */                                 \
+    X(u32, n_records)    /* followed by n PROTO_SCHEMA_FILTERED_RECORD */
+#define PROTO_SCHEMA_FILTERED_RECORD(X)                                        \
+    X(u64, offset)                                                             \
+    X(i64, timestamp)                                                          \
+    X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
+    X(blob, key)                                                               \
+    X(blob, value)                                                             \
+    X(blob, headers)
+#define PROTO_FILTER_SCAN_BYTES (8u << 20)
 #define PROTO_STREAM_MAX_EVENTS 65536
 #define PROTO_STREAM_KEY_MAX 4096
 #define PROTO_STREAM_TOMBSTONE 0x01u
@@ -380,6 +413,9 @@ void proto_end_frame(struct buf *b, size_t start);
     X(stream_read_req, STREAM_READ_REQ)                                        \
     X(stream_read_resp, STREAM_READ_RESP)                                      \
     X(stream_event, STREAM_EVENT)                                              \
+    X(fetch_filtered_req, FETCH_FILTERED_REQ)                                  \
+    X(fetch_filtered_resp, FETCH_FILTERED_RESP)                                \
+    X(filtered_record, FILTERED_RECORD)                                        \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

@@ -1473,6 +1473,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_STREAM_READ: /* streams */
         stream_gw_handle(gw->streams, r, &rd);
         break;
+    case PROTO_FETCH_FILTERED: /* streams */
+        stream_gw_handle_filtered(gw->streams, r, &rd);
+        break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
     }

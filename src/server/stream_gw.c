@@ -1,6 +1,8 @@
-/* STREAM_READ: one stream's records through the stream index, parked while
- * the node has not applied the client's min_index or, for a long-poll,
- * while the stream has no record past the one asked for.
+/* The reads of issue 18. STREAM_READ: one stream's records through the
+ * stream index. FETCH_FILTERED: a topic scanned from an offset, sending
+ * only the records whose key matches a filter (lib/glob.h). Both are
+ * parked while the node has not applied the client's min_index or, for a
+ * long-poll, while there is nothing new to send.
  *
  * The records are decoded from the log's batches (each batch checksum is
  * verified by the store's read) and sent as fields, not as batches: a
@@ -15,6 +17,7 @@
 #include <time.h>
 
 #include "lib/err.h"
+#include "lib/glob.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
 #include "store/stream_read.h"
@@ -31,10 +34,16 @@ struct stream_gw {
     struct req *parked; /* linked through req->park_next */
 };
 
-/* A decoded request kept while parked (its key copied). */
+/* A decoded STREAM_READ kept while parked (its key copied). */
 struct stream_gw__req {
     struct proto_stream_read_req m;
     uint8_t key[PROTO_STREAM_KEY_MAX];
+};
+
+/* A decoded FETCH_FILTERED kept while parked (its filter copied). */
+struct stream_gw__filter {
+    struct proto_fetch_filtered_req m;
+    uint8_t filter[GLOB_MAX];
 };
 
 static uint64_t stream_gw__mono_ms(void)
@@ -183,6 +192,202 @@ static bool stream_gw__try(struct stream_gw *sg, struct req *r, bool expired)
     return true;
 }
 
+/* FETCH_FILTERED: answer @r, or return false if it must wait. */
+static bool stream_gw__filter_try(struct stream_gw *sg, struct req *r, bool expired)
+{
+    struct stream_gw__filter *q = r->gw_data;
+    struct proto_fetch_filtered_req *m = &q->m;
+    uint64_t applied = node_applied_index(sg->node);
+    char errmsg[ERR_MSG_SIZE] = "";
+
+    if (applied < m->min_index) {
+        if (!expired) {
+            return false;
+        }
+        stream_gw__error(r, TALLY_TIMEOUT, "node %llu has applied index %llu, not yet %llu; "
+                         "retry or read from the leader", (unsigned long long)node_id(sg->node),
+                         (unsigned long long)applied, (unsigned long long)m->min_index);
+        return true;
+    }
+    struct store_topic *t = store_topic_find(sg->store, m->topic);
+    if (t == NULL) {
+        stream_gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        return true;
+    }
+    /* The same range rules as FETCH (gw.c). */
+    if (m->offset < t->trim_offset) {
+        stream_gw__error(r, TALLY_OUT_OF_RANGE, "offset %llu of topic %s is gone: retention "
+                         "moved the topic's start to %llu; read from there",
+                         (unsigned long long)m->offset, m->topic,
+                         (unsigned long long)t->trim_offset);
+        return true;
+    }
+    if (m->offset >= t->missing_from && m->offset < t->missing_to) {
+        stream_gw__error(r, TALLY_UNAVAILABLE, "offsets %llu..%llu of topic %s are not on node "
+                         "%llu yet (it installed a snapshot and is fetching that history from "
+                         "its peers); read them from another node",
+                         (unsigned long long)t->missing_from,
+                         (unsigned long long)t->missing_to - 1, m->topic,
+                         (unsigned long long)node_id(sg->node));
+        return true;
+    }
+    uint64_t next = log_next_offset(t->log);
+    if (m->offset < log_start_offset(t->log) || m->offset > next) {
+        stream_gw__error(r, TALLY_OUT_OF_RANGE, "offset %llu is outside %llu..%llu of topic %s "
+                         "on node %llu", (unsigned long long)m->offset,
+                         (unsigned long long)log_start_offset(t->log), (unsigned long long)next,
+                         m->topic, (unsigned long long)node_id(sg->node));
+        return true;
+    }
+    if (m->offset == next && m->max_wait_ms > 0 && !expired) {
+        return false; /* long-poll */
+    }
+    struct buf recs;
+    uint32_t n = 0;
+    uint64_t scanned_to = m->offset;
+    void *data = NULL;
+    size_t len = 0, pos = 0;
+    int rv = 0;
+    bool full = false;
+    buf_init(&recs);
+    if (m->offset < next) {
+        rv = log_read_copy(t->log, m->offset, PROTO_FILTER_SCAN_BYTES, &data, &len, &scanned_to,
+                           errmsg);
+    }
+    while (rv == 0 && pos < len && !full) {
+        struct batch_header h;
+        struct batch_iter it;
+        struct batch_record rec;
+        rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
+        if (rv == 0 && h.batch_len > len - pos) {
+            rv = TALLY_CORRUPT;
+            err_printf(errmsg, "batch at %llu runs past the read",
+                       (unsigned long long)h.base_offset);
+        }
+        if (rv != 0) {
+            break;
+        }
+        if (h.flags & BATCH_FLAG_KEYED) {
+            /* (verifies the batch's checksum before a record is read) */
+            rv = batch_iter_init(&it, (uint8_t *)data + pos, h.batch_len, errmsg);
+            while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+                if (rec.offset < m->offset || rec.key == NULL ||
+                    !glob_match(q->filter, m->filter_len, rec.key, rec.key_len)) {
+                    continue;
+                }
+                size_t need = 64 + rec.key_len + rec.value_len + rec.headers_len;
+                if (n > 0 && (recs.len + need > m->max_bytes ||
+                              recs.len + need > STREAM_GW__FRAME_ROOM)) {
+                    scanned_to = rec.offset; /* the first one not sent */
+                    full = true;
+                    break;
+                }
+                struct proto_filtered_record fr = {
+                    .offset = rec.offset,
+                    .timestamp = rec.timestamp,
+                    .flags = rec.value == NULL ? PROTO_STREAM_TOMBSTONE : 0,
+                    .key = rec.key,
+                    .key_len = (uint32_t)rec.key_len,
+                    .value = rec.value,
+                    .value_len = (uint32_t)rec.value_len,
+                    .headers = rec.headers,
+                    .headers_len = (uint32_t)rec.headers_len,
+                };
+                proto_put_filtered_record(&recs, &fr);
+                n++;
+            }
+            batch_iter_close(&it);
+            rv = rv == TALLY_EOF ? 0 : rv;
+        }
+        pos += h.batch_len;
+    }
+    free(data);
+    if (rv == 0 && !buf_ok(&recs)) {
+        rv = TALLY_NOMEM;
+        err_printf(errmsg, "out of memory");
+    }
+    if (rv != 0) {
+        TLOG_ERROR("gw", "filtered fetch %s@%llu: %s", m->topic, (unsigned long long)m->offset,
+                   errmsg);
+        buf_free(&recs);
+        stream_gw__error(r, rv, "read %s at %llu: %s", m->topic, (unsigned long long)m->offset,
+                         errmsg);
+        return true;
+    }
+    struct proto_fetch_filtered_resp resp = {
+        .applied_index = applied,
+        .start_offset = store_topic_start(t),
+        .next_offset = next,
+        .scanned_to = scanned_to,
+        .n_records = n,
+    };
+    uint8_t flags = PROTO_FLAG_RESPONSE |
+                    (node_leader_id(sg->node) == 0 ? PROTO_FLAG_NO_LEADER : 0);
+    size_t start = proto_begin_frame(&r->resp, r->type, flags, r->id);
+    proto_put_fetch_filtered_resp(&r->resp, &resp);
+    buf_put(&r->resp, recs.data, recs.len);
+    proto_end_frame(&r->resp, start);
+    buf_free(&recs);
+    if (!buf_ok(&r->resp)) {
+        stream_gw__error(r, TALLY_NOMEM, "out of memory");
+        return true;
+    }
+    conn_complete(r);
+    return true;
+}
+
+static bool stream_gw__any_try(struct stream_gw *sg, struct req *r, bool expired)
+{
+    return r->type == PROTO_FETCH_FILTERED ? stream_gw__filter_try(sg, r, expired)
+                                           : stream_gw__try(sg, r, expired);
+}
+
+/* Park @r until @wait ms from now (or its min_index, by default for the
+ * usual time). */
+static void stream_gw__park(struct stream_gw *sg, struct req *r, uint64_t wait,
+                            uint64_t min_index)
+{
+    if (node_applied_index(sg->node) < min_index && wait == 0) {
+        wait = STREAM_GW__MIN_INDEX_WAIT_MS;
+    }
+    r->deadline_ms = stream_gw__mono_ms() + wait;
+    r->park_next = sg->parked;
+    sg->parked = r;
+}
+
+void stream_gw_handle_filtered(struct stream_gw *sg, struct req *r, struct rd *rd)
+{
+    struct stream_gw__filter *q = calloc(1, sizeof *q);
+    char why[160];
+    if (q == NULL) {
+        stream_gw__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    if (proto_get_fetch_filtered_req(rd, &q->m) != 0 || proto_get_end(rd) != 0) {
+        free(q);
+        stream_gw__error(r, TALLY_PROTO, "malformed FETCH_FILTERED");
+        return;
+    }
+    if (!glob_check(q->m.filter, q->m.filter_len, why, sizeof why)) {
+        free(q);
+        stream_gw__error(r, TALLY_INVAL, "FETCH_FILTERED: %s", why);
+        return;
+    }
+    if (q->m.max_bytes == 0) {
+        free(q);
+        stream_gw__error(r, TALLY_INVAL, "FETCH_FILTERED: max_bytes must be at least 1");
+        return;
+    }
+    memcpy(q->filter, q->m.filter, q->m.filter_len);
+    q->m.filter = q->filter;
+    r->gw_data = q;
+    if (stream_gw__filter_try(sg, r, false)) {
+        free(q);
+        return;
+    }
+    stream_gw__park(sg, r, q->m.max_wait_ms, q->m.min_index);
+}
+
 void stream_gw_handle(struct stream_gw *sg, struct req *r, struct rd *rd)
 {
     struct stream_gw__req *q = calloc(1, sizeof *q);
@@ -217,13 +422,7 @@ void stream_gw_handle(struct stream_gw *sg, struct req *r, struct rd *rd)
         free(q);
         return;
     }
-    uint64_t wait = q->m.max_wait_ms;
-    if (node_applied_index(sg->node) < q->m.min_index && wait == 0) {
-        wait = STREAM_GW__MIN_INDEX_WAIT_MS;
-    }
-    r->deadline_ms = stream_gw__mono_ms() + wait;
-    r->park_next = sg->parked;
-    sg->parked = r;
+    stream_gw__park(sg, r, q->m.max_wait_ms, q->m.min_index);
 }
 
 void stream_gw_wake(struct stream_gw *sg, bool only_expired)
@@ -244,7 +443,7 @@ void stream_gw_wake(struct stream_gw *sg, bool only_expired)
         } else if (only_expired && !expired) {
             answered = false;
         } else {
-            answered = stream_gw__try(sg, r, expired);
+            answered = stream_gw__any_try(sg, r, expired);
         }
         if (answered) {
             *pp = next;

@@ -1,6 +1,7 @@
-/* STREAM_READ requests (docs/protocol.md): one key's records through the
- * store's stream index, with read-your-writes (min_index) and a long-poll
- * for a stream's next record. Requests that must wait are parked here and
+/* The reads of issue 18 (docs/protocol.md): STREAM_READ, one key's records
+ * through the store's stream index, with read-your-writes (min_index) and
+ * a long-poll for a stream's next record; and FETCH_FILTERED, a scan that
+ * sends only the records whose key matches a filter. Requests that must wait are parked here and
  * retried when the node applies entries (the gateway calls
  * stream_gw_wake), like parked fetches. Loop thread only. */
 #ifndef TALLY_SERVER_STREAM_GW_H_
@@ -21,6 +22,8 @@ int stream_gw_create(struct store *store, struct stream_gw **out);
 void stream_gw_set_node(struct stream_gw *sg, struct node *node);
 /* Handle one STREAM_READ whose body is @rd (borrowed for the call). */
 void stream_gw_handle(struct stream_gw *sg, struct req *r, struct rd *rd);
+/* Handle one FETCH_FILTERED whose body is @rd (borrowed for the call). */
+void stream_gw_handle_filtered(struct stream_gw *sg, struct req *r, struct rd *rd);
 /* Retry the parked requests (@only_expired: just answer those whose time
  * is up). */
 void stream_gw_wake(struct stream_gw *sg, bool only_expired);

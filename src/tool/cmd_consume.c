@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/glob.h"
 #include "lib/name.h"
 #include "tool/util.h"
 
@@ -19,6 +20,7 @@ static const char consume_help[] =
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
     "                     [--linearizable]\n"
     "       tally consume TOPIC -k KEY [--from-version V] [--backward] [-n COUNT] [-f]\n"
+    "       tally consume TOPIC --filter PATTERN [--group NAME] [--from ...] [-f] ...\n"
     "\n"
     "Print the records of TOPIC in offset order. Reads are served by any node\n"
     "and return committed records only.\n"
@@ -38,6 +40,12 @@ static const char consume_help[] =
     "                       stream's end + 1\n"
     "  --backward           with -k: newest first, from the end or from\n"
     "                       --from-version V down (-n N: the last N records)\n"
+    "  --filter PATTERN     print only the records whose key matches PATTERN,\n"
+    "                       filtered by the node (a category subscription):\n"
+    "                       '*' any run of bytes, '?' one byte, '\\' quotes the\n"
+    "                       next one; 'order-*' is a prefix, 'order-7' one key;\n"
+    "                       1..256 bytes, at most 8 '*'. With --group, the\n"
+    "                       position moves past the records that did not match\n"
     "  --group NAME         durable position: start where group NAME last\n"
     "                       committed on TOPIC (if it never did, at --from or\n"
     "                       --from-time, default beginning), and commit the\n"
@@ -89,6 +97,7 @@ enum {
     CONSUME_OPT_RESET_POLICY,
     CONSUME_OPT_FROM_VERSION, /* streams */
     CONSUME_OPT_BACKWARD,     /* streams */
+    CONSUME_OPT_FILTER,       /* streams */
 };
 
 /* --reset-policy: where a group goes on when its position is below the
@@ -400,6 +409,7 @@ int cmd_consume_main(int argc, char **argv)
         {"linearizable", no_argument, NULL, CONSUME_OPT_LINEARIZABLE},
         {"from-version", required_argument, NULL, CONSUME_OPT_FROM_VERSION},
         {"backward", no_argument, NULL, CONSUME_OPT_BACKWARD},
+        {"filter", required_argument, NULL, CONSUME_OPT_FILTER},
         {NULL, 0, NULL, 0},
     };
     enum consume_from from = CONSUME_FROM_BEGINNING;
@@ -433,6 +443,7 @@ int cmd_consume_main(int argc, char **argv)
     int linearizable = 0, warned_stale = 0;
     uint64_t from_version = 0; /* streams: --from-version */
     int have_from_version = 0, backward = 0;
+    const char *filter = NULL; /* streams: --filter */
     int c;
     int rc;
 
@@ -523,6 +534,9 @@ int cmd_consume_main(int argc, char **argv)
         case CONSUME_OPT_BACKWARD:
             backward = 1;
             break;
+        case CONSUME_OPT_FILTER:
+            filter = optarg;
+            break;
         default:
             rc = tool_common_option(cmd, c, optarg);
             if (rc != TOOL_EXIT_OK) {
@@ -550,6 +564,13 @@ int cmd_consume_main(int argc, char **argv)
     why = consume_check_format(fmt);
     if (why != NULL) {
         return tool_usage_error(cmd, "--format '%s' %s", fmt, why);
+    }
+    if (filter != NULL && key != NULL) {
+        return tool_usage_error(cmd, "give -k KEY or --filter PATTERN, not both");
+    }
+    if (filter != NULL && !glob_check((const uint8_t *)filter, strlen(filter), bad_name,
+                                      sizeof bad_name)) {
+        return tool_usage_error(cmd, "--filter '%.64s': %s", filter, bad_name);
     }
     /* streams: -k on the stream index, unless a start position or a group
      * asks for the offset-ordered scan. */
@@ -698,7 +719,8 @@ int cmd_consume_main(int argc, char **argv)
         int done = 0;
 
         memset(&res, 0, sizeof res);
-        rc = tally_fetch(client, topic, offset, &opts, &res);
+        rc = filter != NULL ? tally_fetch_filtered(client, topic, offset, filter, &opts, &res)
+                            : tally_fetch(client, topic, offset, &opts, &res);
         if (rc == 0 && tally_fetch_possibly_stale(&res) && !warned_stale) {
             fprintf(stderr, "tally consume: warning: the node that answered knows no leader "
                     "(cut off from the majority?): these records may miss acknowledged "

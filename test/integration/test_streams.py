@@ -19,13 +19,14 @@ import ctypes as C
 import os
 import random
 import re
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD_DIR, Cluster, TestFailure, check, reexec_for_libtally,  # noqa: E402
-                     run_tests, wait_until)
+from harness import (BUILD_DIR, TALLY, Cluster, TestFailure, check,  # noqa: E402
+                     reexec_for_libtally, run_tests, wait_until)
 
 N_KEYS = int(os.environ.get("TALLY_STREAMS_KEYS", "1000"))
 SETTINGS = ["--set", "snapshot_threshold=64", "--set", "snapshot_trailing=16",
@@ -313,6 +314,82 @@ def test_libtally_errors_and_long_poll():
             lib.close()
 
 
+def group_position(c, group, topic):
+    r = c.tally_ok("group", "describe", group)
+    for ln in lines(r):
+        f = ln.split()
+        if f and f[0] == topic:
+            return int(f[1])
+    raise TestFailure(f"group {group} has no position on {topic}: {r.text}")
+
+
+def test_filter_and_group():
+    """`tally consume --filter PATTERN` gets from the node exactly the
+    records whose key matches (exact, prefix, glob), the same as the client-
+    side filter of a full read; with --group, the committed position moves
+    past the records that did not match, also when the topic's last records
+    do not; bad filters exit 2 naming the problem."""
+    with Cluster(name="streams-filter") as c:
+        c.start()
+        c.tally_ok("topic", "create", "mixed")
+        keys = ["order-1", "order-2", "cust-1", "order-10-eu", "cust-2", "order-3"]
+        lines_in = "".join(f"{keys[i % len(keys)]}\tv{i}\n" for i in range(120))
+        c.tally_ok("produce", "mixed", "--keyed", input=lines_in.encode())
+        c.tally_ok("produce", "mixed", "no-key-value")
+        c.tally_ok("produce", "mixed", "-k", "cust-9", "last")
+        synced(c)
+        r = c.tally_ok("consume", "mixed", "--format", "%o\t%k\t%v\n")
+        everything = [ln.split("\t") for ln in lines(r)]
+        end = int(everything[-1][0]) + 1
+
+        def pick(pred):
+            return [f"{o}\t{k}\t{v}" for o, k, v in everything if pred(k)]
+        for pattern, pred in [("order-*", lambda k: k.startswith("order-")),
+                              ("order-1", lambda k: k == "order-1"),
+                              ("order-*-eu", lambda k: k == "order-10-eu"),
+                              ("cust-?", lambda k: k.startswith("cust-") and len(k) == 6),
+                              ("*", lambda k: k != ""),
+                              ("nobody*", lambda k: False)]:
+            for n in c.nodes:
+                r = c.tally_ok("consume", "mixed", "--filter", pattern, "--node",
+                               c.nodes[n].client, "--format", "%o\t%k\t%v\n")
+                check(lines(r) == pick(pred),
+                      f"--filter {pattern} on node {n}: {lines(r)[:4]}... != the client-side "
+                      f"filter {pick(pred)[:4]}...")
+        # A group over one category: in two runs, then its position is the
+        # topic's end although the last records are not orders.
+        orders = pick(lambda k: k.startswith("order-"))
+        r = c.tally_ok("consume", "mixed", "--filter", "order-*", "--group", "proj", "-n", "30",
+                       "--format", "%o\t%k\t%v\n")
+        check(lines(r) == orders[:30], f"first run: {lines(r)[:3]}")
+        r = c.tally_ok("consume", "mixed", "--filter", "order-*", "--group", "proj",
+                       "--format", "%o\t%k\t%v\n")
+        check(lines(r) == orders[30:], f"second run: {lines(r)[:3]} != {orders[30:33]}")
+        check(group_position(c, "proj", "mixed") == end,
+              f"group position {group_position(c, 'proj', 'mixed')} != the end {end}")
+        r = c.tally_ok("consume", "mixed", "--filter", "order-*", "--group", "proj")
+        check(r.out == b"", f"a third run prints nothing: {r!r}")
+        # A category with no record at all moves a new group to the end too.
+        c.tally_ok("consume", "mixed", "--filter", "nothing-*", "--group", "empty")
+        check(group_position(c, "empty", "mixed") == end, "group 'empty' is not at the end")
+        # Follow: a parked filtered fetch answers when a matching record comes.
+        p = subprocess.Popen([TALLY, "-b", c.brokers(), "consume", "mixed", "--filter",
+                              "order-*", "--from", str(end), "-f", "-n", "1", "--format",
+                              "%k=%v\n"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        c.tally_ok("produce", "mixed", "-k", "cust-3", "skipped")
+        c.tally_ok("produce", "mixed", "-k", "order-99", "wanted")
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 0 and out == b"order-99=wanted\n", f"follow: {out!r} {err!r}")
+        # Bad filters.
+        for pattern, what in [("", "empty"), ("x" * 257, "longer than 256"),
+                              ("a\\", "lone"), ("*" * 9, "8 '*'")]:
+            r = c.tally("consume", "mixed", "--filter", pattern)
+            check(r.rc == 2 and what in r.errtext, f"--filter {pattern[:10]!r}: {r!r}")
+        r = c.tally("consume", "mixed", "--filter", "a*", "-k", "a")
+        check(r.rc == 2 and "not both" in r.errtext, f"--filter with -k: {r!r}")
+
+
 # -- the model test ----------------------------------------------------------------
 
 class Model:
@@ -510,5 +587,6 @@ def test_model():
 
 if __name__ == "__main__":
     reexec_for_libtally()
-    run_tests([test_cli_stream_reads, test_libtally_errors_and_long_poll, test_model],
+    run_tests([test_cli_stream_reads, test_libtally_errors_and_long_poll, test_filter_and_group,
+               test_model],
               per_test_timeout=900)

@@ -574,6 +574,7 @@ static void test_type_names(void **state)
     assert_string_equal(proto_type_name(PROTO_MEMBER_REPLACE), "MEMBER_REPLACE");
     assert_string_equal(proto_type_name(PROTO_READ_INDEX), "READ_INDEX");
     assert_string_equal(proto_type_name(PROTO_STREAM_READ), "STREAM_READ");
+    assert_string_equal(proto_type_name(PROTO_FETCH_FILTERED), "FETCH_FILTERED");
     assert_string_equal(proto_type_name(0), "UNKNOWN");
     assert_string_equal(proto_type_name(PROTO__TYPE_MAX + 1), "UNKNOWN");
     assert_string_equal(proto_type_name(65535), "UNKNOWN");

@@ -19,6 +19,7 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
+#include "lib/glob.h"
 #include "store/cmd.h"
 #include "store/store.h"
 #include "store/stream_read.h"
@@ -548,12 +549,75 @@ static void test_snapshot_install(void **state)
     buf_free(&snap);
 }
 
+/* ------------------------------------------------------------------------
+ * Key filters (lib/glob.h)
+ * ------------------------------------------------------------------------ */
+
+static bool m(const char *pattern, const char *key)
+{
+    return glob_match((const uint8_t *)pattern, strlen(pattern), (const uint8_t *)key,
+                      strlen(key));
+}
+
+/* Exact keys, prefixes, '?', escapes and several stars match as glob(7)
+ * says, byte for byte. */
+static void test_glob_match(void **state)
+{
+    (void)state;
+    assert_true(m("order-1", "order-1"));
+    assert_false(m("order-1", "order-12"));
+    assert_false(m("order-1", "order-"));
+    assert_true(m("order-*", "order-"));
+    assert_true(m("order-*", "order-123"));
+    assert_false(m("order-*", "orders-1"));
+    assert_true(m("*", ""));
+    assert_true(m("*-eu", "order-7-eu"));
+    assert_false(m("*-eu", "order-7-us"));
+    assert_true(m("o*r-*-e?", "order-7-eu"));
+    assert_true(m("a*b*c", "aXbYbZc"));
+    assert_false(m("a*b*c", "aXbYbZ"));
+    assert_true(m("acct-??", "acct-12"));
+    assert_false(m("acct-??", "acct-1"));
+    assert_true(m("\\\\*", "\\anything")); /* an escaped backslash, then a star */
+    assert_true(m("a\\*b", "a*b"));
+    assert_false(m("a\\*b", "axb"));
+    assert_true(m("a\\?", "a?"));
+    assert_false(m("a\\?", "ab"));
+    assert_true(m("**a**", "xxa"));
+    /* Bytes, not characters: a NUL in a key is a byte like any other. */
+    assert_true(glob_match((const uint8_t *)"a?b", 3, (const uint8_t *)"a\0b", 3));
+}
+
+/* Bad patterns are refused with a reason: empty, too long, too many stars,
+ * a lone trailing backslash. */
+static void test_glob_check(void **state)
+{
+    char why[160];
+    char big[GLOB_MAX + 2];
+    (void)state;
+    assert_true(glob_check((const uint8_t *)"order-*", 7, why, sizeof why));
+    assert_false(glob_check((const uint8_t *)"", 0, why, sizeof why));
+    assert_non_null(strstr(why, "empty"));
+    memset(big, 'a', sizeof big);
+    assert_true(glob_check((const uint8_t *)big, GLOB_MAX, why, sizeof why));
+    assert_false(glob_check((const uint8_t *)big, GLOB_MAX + 1, why, sizeof why));
+    assert_non_null(strstr(why, "longer than 256"));
+    assert_false(glob_check((const uint8_t *)"a*b*c*d*e*f*g*h*i*", 18, why, sizeof why));
+    assert_non_null(strstr(why, "8 '*'"));
+    assert_true(glob_check((const uint8_t *)"a\\*b\\*c\\*d\\*e\\*f\\*g\\*h\\*i\\*", 27, why,
+                           sizeof why)); /* escaped stars do not count */
+    assert_false(glob_check((const uint8_t *)"abc\\", 4, why, sizeof why));
+    assert_non_null(strstr(why, "lone"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_index_add_and_gap),
         cmocka_unit_test(test_index_cut_trim),
         cmocka_unit_test(test_index_encode_decode),
+        cmocka_unit_test(test_glob_match),
+        cmocka_unit_test(test_glob_check),
         cmocka_unit_test_setup_teardown(test_reads_across_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_limits_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_compaction, setup, teardown),
