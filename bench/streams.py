@@ -17,8 +17,9 @@ over the whole topic). Then:
      (`tally consume events -k KEY`), for the ratio on equal terms;
   2. index bytes per event: streams.ckpt (and keys.ckpt) of one node of
      NEW after a clean stop, divided by the records;
-  3. batched 100 B produce: `tally bench produce --size 100 --keys K`
-     (the tool's default batching), --rounds rounds alternating BASE and
+  3. batched 100 B produce: `tally bench produce --size 100 --keys K
+     --inflight 200000 --batch-bytes 262144 --linger-ms 2` (the batched case
+     of docs/performance.md), --rounds rounds alternating BASE and
      NEW on fresh topics: median msgs/s and the ratio NEW/BASE;
   4. node restart: one follower stopped (SIGTERM, clean) or killed
      (SIGKILL) and started again, until it answers a read of the topic's
@@ -59,7 +60,7 @@ def bench_produce(c, build, topic, count, keys):
     use(build)
     c.tally_ok("topic", "create", topic)
     r = c.tally_ok("bench", "produce", topic, "--count", count, "--size", 100, "--keys", keys,
-                   timeout=3600)
+                   "--inflight", 200000, "--batch-bytes", 262144, "--linger-ms", 2, timeout=3600)
     last = [ln for ln in r.text.split("\n") if ln.startswith("msgs/s=")][-1]
     return float(last.split()[0].split("=")[1])
 

@@ -585,6 +585,34 @@ TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *
                                 struct tally_stream_result *res);
 TALLY_API void tally_stream_result_free(struct tally_stream_result *res);
 
+/* Per-stream lifecycle. A stream's metadata is the latest record of the
+ * key "$$" + KEY in the same topic (a metadata stream, as in EventStoreDB),
+ * whose value is "truncate-before=V;max-count=N;max-age-ms=MS" (the pairs
+ * set). Stream reads (tally_stream_read, `tally consume -k`) then hide
+ * the versions below V, all but the last N versions, and the records
+ * older than MS against the answering node's clock; res->first_version
+ * says where the visible stream starts. Versions keep counting (the next
+ * record of a stream truncated before 10 at version 12 is version 13).
+ * Hidden records stay in the log, where a fetch by offset still finds them,
+ * until retention or compaction removes them. Deleting a stream is a
+ * tombstone (tally_produce with value NULL): stream reads return it as the
+ * stream's last record (value NULL). */
+struct tally_stream_meta {
+    uint64_t truncate_before; /* 0: none */
+    uint64_t max_count;       /* 0: none */
+    uint64_t max_age_ms;      /* 0: none; at most 2^53 */
+};
+
+/* Write @meta (copied) as the metadata of stream @key (1..4094 bytes) of
+ * @topic, replacing what it had; @meta NULL clears it (a tombstone on
+ * the metadata stream). Sent as a produce (idempotent, to the leader):
+ * @result (may be NULL) says where it went, and its raft_index is the
+ * read-your-writes token. TALLY_INVAL for bad arguments; else as
+ * tally_produce. */
+TALLY_API int tally_stream_set_meta(tally_client *c, const char *topic, const void *key,
+                                    size_t key_len, const struct tally_stream_meta *meta,
+                                    struct tally_produce_result *result);
+
 /* Category subscriptions: tally_fetch with a key filter applied by the
  * node, which scans the topic from @offset and sends only the records
  * whose key matches @filter (a NUL-terminated pattern of 1..256 bytes):

@@ -342,3 +342,52 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
         tally_fetch_result_free(res);
     }
 }
+
+/* ------------------------------------------------------------------------
+ * Stream metadata (store/stream_read.h has the format the nodes read)
+ * ------------------------------------------------------------------------ */
+
+#define STREAMS__META_PREFIX "$$"
+#define STREAMS__MAX_AGE_MS (1ull << 53)
+
+TALLY_API int tally_stream_set_meta(tally_client *c, const char *topic, const void *key,
+                                    size_t key_len, const struct tally_stream_meta *meta,
+                                    struct tally_produce_result *result)
+{
+    char what[PROTO_NAME_MAX + 48];
+    char why[160];
+    char value[128];
+    uint8_t mkey[PROTO_STREAM_KEY_MAX];
+    struct tally_produce_result ignored;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    char *errmsg = client_errmsg_buf(c);
+    errmsg[0] = '\0';
+    snprintf(what, sizeof what, "set stream metadata on %s", topic != NULL ? topic : "(null)");
+    if (topic == NULL || !name_topic_check(topic, why, sizeof why)) {
+        err_printf(errmsg, "%s: %s", what, topic == NULL ? "no topic name" : why);
+        return TALLY_INVAL;
+    }
+    if (key == NULL || key_len == 0 || key_len + 2 > PROTO_STREAM_KEY_MAX) {
+        err_printf(errmsg, "%s: the key must be 1..%d bytes", what, PROTO_STREAM_KEY_MAX - 2);
+        return TALLY_INVAL;
+    }
+    if (meta != NULL && meta->max_age_ms > STREAMS__MAX_AGE_MS) {
+        err_printf(errmsg, "%s: max_age_ms is above 2^53", what);
+        return TALLY_INVAL;
+    }
+    memcpy(mkey, STREAMS__META_PREFIX, 2);
+    memcpy(mkey + 2, key, key_len);
+    size_t n = 0;
+    if (meta != NULL) {
+        n = (size_t)snprintf(value, sizeof value,
+                             "truncate-before=%llu;max-count=%llu;max-age-ms=%llu",
+                             (unsigned long long)meta->truncate_before,
+                             (unsigned long long)meta->max_count,
+                             (unsigned long long)meta->max_age_ms);
+    }
+    struct tally_record_in rec = {mkey, key_len + 2, meta != NULL ? value : NULL, n};
+    return tally_produce(c, topic, &rec, 1, result != NULL ? result : &ignored);
+}

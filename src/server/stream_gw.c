@@ -156,8 +156,11 @@ static bool stream_gw__try(struct stream_gw *sg, struct req *r, bool expired)
         info.next_version = 1; /* waited for a stream that is still empty */
         info.first_version = 1;
     } else {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
         struct stream_read_req sq = {q->key, m->key_len, m->from_version, m->backward != 0,
-                                     m->max_events};
+                                     m->max_events,
+                                     (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000};
         rv = stream_read(t, &sq, stream_gw__put_event, &o, &info, errmsg);
     }
     if (rv != 0) {

@@ -162,6 +162,57 @@ int stream_topic_load(const char *dir, struct store_topic *t, uint64_t keys_from
 }
 
 /* ------------------------------------------------------------------------
+ * Stream metadata
+ * ------------------------------------------------------------------------ */
+
+/* A decimal number of [@p, @end): false unless 1..19 digits. */
+static bool stream__number(const char *p, const char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (p == end || end - p > 19) {
+        return false;
+    }
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return true;
+}
+
+bool stream_meta_parse(const void *value, size_t n, struct stream_meta *out)
+{
+    const char *p = value, *end = p + n;
+    memset(out, 0, sizeof *out);
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *stop = semi != NULL ? semi : end;
+        if (stop > p) {
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            uint64_t v;
+            if (eq == NULL || !stream__number(eq + 1, stop, &v)) {
+                return false;
+            }
+            size_t len = (size_t)(eq - p);
+            if (len == 15 && memcmp(p, "truncate-before", 15) == 0) {
+                out->truncate_before = v;
+            } else if (len == 9 && memcmp(p, "max-count", 9) == 0) {
+                out->max_count = v;
+            } else if (len == 10 && memcmp(p, "max-age-ms", 10) == 0) {
+                if (v > INT64_MAX) {
+                    return false;
+                }
+                out->max_age_ms = (int64_t)v;
+            } /* (other names: ignored, for later versions) */
+        }
+        p = stop + 1;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
  * Reading a stream
  * ------------------------------------------------------------------------ */
 
@@ -213,6 +264,70 @@ static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t v
     return rv == TALLY_EOF ? 0 : rv;
 }
 
+/* The callback of stream__meta: keep the record's value. */
+struct stream__meta_rec {
+    bool tombstone;
+    bool ok;
+    struct stream_meta meta;
+};
+
+static int stream__meta_take(void *arg, uint64_t version, const struct batch_record *rec)
+{
+    struct stream__meta_rec *m = arg;
+    (void)version;
+    m->tombstone = rec->value == NULL;
+    m->ok = m->tombstone || stream_meta_parse(rec->value, rec->value_len, &m->meta);
+    return 0;
+}
+
+/* The metadata of stream @key: the latest record of "$$" + key, parsed;
+ * all zero when there is none, it is a tombstone, or it is malformed
+ * (libtally and the CLI write only well-formed ones). */
+static int stream__meta(struct store_topic *t, const void *key, size_t klen,
+                        struct stream_meta *meta, char *errmsg)
+{
+    uint8_t mkey[STREAMS_KEY_MAX + sizeof STREAM_META_PREFIX];
+    struct stream__meta_rec m;
+    memset(meta, 0, sizeof *meta);
+    if (klen > STREAMS_KEY_MAX) {
+        return 0;
+    }
+    memcpy(mkey, STREAM_META_PREFIX, 2);
+    memcpy(mkey + 2, key, klen);
+    struct streams_stream *st = streams_find(&t->streams, mkey, klen + 2);
+    if (st == NULL || st->n == 0) {
+        return 0;
+    }
+    struct stream__cursor c = {t, NULL, 0, 0, 0};
+    bool found;
+    memset(&m, 0, sizeof m);
+    int rv = stream__deliver(&c, st->offsets[st->n - 1], streams_last_version(st),
+                             stream__meta_take, &m, &found, errmsg);
+    free(c.data);
+    if (rv == 0 && found && m.ok && !m.tombstone) {
+        *meta = m.meta;
+    }
+    return rv;
+}
+
+/* Records older than a stream's max-age-ms are skipped, not counted. */
+struct stream__aged {
+    stream_event_fn fn;
+    void *arg;
+    int64_t cutoff; /* timestamps below are hidden (INT64_MIN: none) */
+};
+
+#define STREAM__SKIPPED 2
+
+static int stream__aged_fn(void *arg, uint64_t version, const struct batch_record *rec)
+{
+    struct stream__aged *a = arg;
+    if (rec->timestamp < a->cutoff) {
+        return STREAM__SKIPPED;
+    }
+    return a->fn(a->arg, version, rec);
+}
+
 int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_event_fn fn,
                 void *arg, struct stream_read_info *info, char *errmsg)
 {
@@ -234,7 +349,25 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         /* Retention and trims remove a prefix of every stream. */
         streams_drop_front(&t->streams, st, streams_index_of_offset(st, gone_below));
     }
-    uint64_t first = st != NULL && st->n > 0 ? st->first_version : version + 1;
+    struct stream_meta meta;
+    if ((rv = stream__meta(t, q->key, q->key_len, &meta, errmsg)) != 0) {
+        err_wrap(errmsg, "read the metadata of a stream of %s", t->name);
+        return rv;
+    }
+    /* Versions below @floor are hidden by the stream's metadata. */
+    uint64_t floor = meta.truncate_before;
+    if (meta.max_count > 0 && version >= meta.max_count && version - meta.max_count + 1 > floor) {
+        floor = version - meta.max_count + 1;
+    }
+    struct stream__aged aged = {fn, arg, INT64_MIN};
+    if (meta.max_age_ms > 0 && q->now_ms > INT64_MIN + meta.max_age_ms) {
+        aged.cutoff = q->now_ms - meta.max_age_ms;
+    }
+    uint64_t held = st != NULL && st->n > 0 ? st->first_version : version + 1;
+    uint64_t first = held > floor ? held : floor;
+    if (first > version + 1) {
+        first = version + 1;
+    }
     info->first_version = first;
     uint64_t from = q->from_version;
     if (!q->backward) {
@@ -253,24 +386,39 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
             return TALLY_OUT_OF_RANGE;
         }
     }
-    if (missing && from < first && (q->backward || from <= version)) {
+    uint64_t lowest = from > floor ? from : floor; /* what a forward read wants first */
+    if (missing && ((!q->backward && lowest < held && lowest <= version) ||
+                    (q->backward && floor < held && from >= held &&
+                     from - held + 1 < q->max_events))) {
         err_printf(errmsg, "versions below %llu of this stream lie in history this node lacks "
                    "(it installed a snapshot and is fetching offsets %llu..%llu); read them "
                    "from another node", (unsigned long long)first,
                    (unsigned long long)t->missing_from, (unsigned long long)t->missing_to - 1);
         return TALLY_UNAVAILABLE;
     }
-    if (st == NULL || st->n == 0) {
+    if (st == NULL || st->n == 0 || first > version) {
+        /* Nothing to show: forward goes on after the end, backward is at
+         * the start. */
+        info->next_version = q->backward ? 0 : version + 1;
         return 0;
     }
     if (!q->backward) {
         bool any = false;
-        uint64_t skip = from > st->first_version ? from - st->first_version : 0;
+        uint64_t want = from > first ? from : first;
+        uint64_t skip = want > st->first_version ? want - st->first_version : 0;
         uint32_t i = skip < st->n ? (uint32_t)skip : st->n;
         while (i < st->n && info->n < q->max_events) {
             bool found;
             uint64_t v = st->first_version + i;
-            rv = stream__deliver(&c, st->offsets[i], v, fn, arg, &found, errmsg);
+            rv = stream__deliver(&c, st->offsets[i], v, stream__aged_fn, &aged, &found, errmsg);
+            if (rv == STREAM__SKIPPED) {
+                rv = 0; /* too old (max-age-ms): hidden like a truncated one */
+                info->first_version = v + 1;
+                info->next_version = v + 1;
+                any = true; /* (it is in the log: nothing before it is to drop) */
+                i++;
+                continue;
+            }
             if (rv != 0) {
                 break;
             }
@@ -279,7 +427,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
                     /* Gone (compaction), and so is everything before it. */
                     streams_drop_front(&t->streams, st, i + 1);
                     i = 0;
-                    info->first_version = st->n > 0 ? st->first_version : version + 1;
+                    uint64_t now_first = st->n > 0 ? st->first_version : version + 1;
+                    info->first_version = now_first > first ? now_first : first;
                     continue;
                 }
                 i++; /* (cannot happen: survivors are a suffix) */
@@ -297,17 +446,24 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         uint64_t last = streams_last_version(st);
         uint64_t v = from < last ? from : last;
         info->next_version = v;
-        while (v >= st->first_version && st->n > 0 && info->n < q->max_events) {
+        while (v >= st->first_version && v >= first && st->n > 0 && info->n < q->max_events) {
             bool found;
             uint32_t i = (uint32_t)(v - st->first_version);
-            rv = stream__deliver(&c, st->offsets[i], v, fn, arg, &found, errmsg);
+            rv = stream__deliver(&c, st->offsets[i], v, stream__aged_fn, &aged, &found, errmsg);
+            if (rv == STREAM__SKIPPED) {
+                rv = 0; /* too old (max-age-ms), and so is everything before */
+                info->first_version = v + 1;
+                info->next_version = 0;
+                break;
+            }
             if (rv != 0) {
                 break;
             }
             if (!found) {
                 /* Gone, with everything before it. */
                 streams_drop_front(&t->streams, st, i + 1);
-                info->first_version = st->n > 0 ? st->first_version : version + 1;
+                uint64_t now_first = st->n > 0 ? st->first_version : version + 1;
+                info->first_version = now_first > first ? now_first : first;
                 info->next_version = 0;
                 break;
             }

@@ -51,6 +51,29 @@ int stream_topic_load(const char *dir, struct store_topic *t, uint64_t keys_from
  * backfill): index its keyed records, numbered backwards. */
 int stream_topic_prepend(struct store_topic *t, uint64_t from, uint64_t to, char *errmsg);
 
+/* Stream metadata (per-stream lifecycle): the latest record of key
+ * "$$" + KEY in the same topic, a metadata stream as in EventStoreDB,
+ * holds settings of stream KEY as text, pairs NAME=NUMBER separated by
+ * ';' (docs/cli.md, tally stream):
+ *   truncate-before=V   versions below V are hidden from stream reads
+ *   max-count=N         only the last N versions are shown
+ *   max-age-ms=MS       records older than MS (by their timestamp, against
+ *                       the answering node's clock) are hidden
+ * Unknown names are ignored (a later version may add some); a tombstone
+ * clears them all. Hidden records stay in the log (a fetch by offset
+ * still returns them) until compaction or retention removes them. */
+#define STREAM_META_PREFIX "$$"
+
+struct stream_meta {
+    uint64_t truncate_before; /* 0: none */
+    uint64_t max_count;       /* 0: none */
+    int64_t max_age_ms;       /* 0: none */
+};
+
+/* Parse a metadata value (@n bytes); false if it is malformed (a pair
+ * without '=', a number that is not one); *out zeroed first. */
+bool stream_meta_parse(const void *value, size_t n, struct stream_meta *out);
+
 /* One stream read. */
 struct stream_read_req {
     const void *key;
@@ -59,12 +82,14 @@ struct stream_read_req {
                             * backward: last version wanted (0 = the end) */
     bool backward;          /* newest first */
     uint32_t max_events;    /* at least 1 */
+    int64_t now_ms;         /* the node's clock, for max-age-ms */
 };
 
 struct stream_read_info {
     uint64_t version;       /* the stream's version (records ever written) */
     uint64_t first_version; /* the oldest version this node still holds of it
-                             * (version + 1 when it holds none) */
+                             * and shows (not hidden by the stream's
+                             * metadata; version + 1 when none) */
     uint32_t n;             /* events handed to the callback */
     uint64_t next_version;  /* where to go on: forward, the version after the
                              * last one given (or the first wanted when none);

@@ -330,9 +330,10 @@ struct consume_stream_args {
     uint32_t wait_ms;      /* long-poll of one read when following */
 };
 
-/* Requests per run before giving up on a node that keeps answering with
- * no progress (cannot happen with a sane node; bounds the loop anyway). */
-#define CONSUME_STREAM_MAX_EMPTY 1000000
+/* Answers in a row that neither hold a record nor move the version on,
+ * in follow mode, before giving up on the node (each waits the long-poll
+ * time, so a sane node never comes close; bounds the loop anyway). */
+#define CONSUME_STREAM_MAX_EMPTY 100000
 
 static int consume_stream(const char *cmd, tally_client *client, const struct consume_stream_args *a)
 {
@@ -377,14 +378,18 @@ static int consume_stream(const char *cmd, tally_client *client, const struct co
             printed++;
         }
         fflush(stdout);
-        int done = a->backward ? res.next_version == 0 : res.next_version > res.version;
-        int progressed = res.n > 0;
+        /* Without -f, an answer with no record also ends the read: the
+         * node has nothing more now (a stream whose records are gone or
+         * hidden answers so at once). */
+        int done = res.n == 0 ||
+                   (a->backward ? res.next_version == 0 : res.next_version > res.version);
+        int stuck = res.n == 0 && res.next_version == o.from_version;
         o.from_version = res.next_version;
         tally_stream_result_free(&res);
         if (done && !a->follow) {
             break;
         }
-        if (!progressed && !a->follow && ++empty > CONSUME_STREAM_MAX_EMPTY) {
+        if (stuck && ++empty > CONSUME_STREAM_MAX_EMPTY) {
             return tool_error(cmd, "stream read of %s makes no progress", a->topic);
         }
     }

@@ -390,6 +390,111 @@ def test_filter_and_group():
         check(r.rc == 2 and "not both" in r.errtext, f"--filter with -k: {r!r}")
 
 
+def versions_values(r):
+    return [tuple(ln.split(" ", 1)) for ln in lines(r)]
+
+
+def test_stream_lifecycle():
+    """`tally stream meta` truncates a stream before a version, keeps its
+    last N versions or its records of the last MS, on every node, while
+    versions keep counting; --clear shows everything again. A deleted
+    stream (tombstone) reads with the tombstone as its last record on a
+    retain topic; on a compact topic compaction leaves the tombstone only,
+    then removes it (delete_retention_ms, 8 s here) and the stream reads empty while
+    its version stays."""
+    args = ["--set", "snapshot_threshold=8", "--set", "snapshot_trailing=4",
+            "--set", "compaction_interval_ms=200", "--set", "delete_retention_ms=8000",
+            "--set", "retention_interval_ms=300"]
+    with Cluster(name="streams-life", extra_args=args) as c:
+        c.start()
+        c.tally_ok("topic", "create", "life")
+        c.tally_ok("produce", "life", "--keyed",
+                   input="".join(f"acct\te{v}\n" for v in range(1, 11)).encode())
+        fmt = ["--format", "%V %v\n"]
+
+        def read(*extra, node=None):
+            synced(c)
+            outs = []
+            for n in ([node] if node else sorted(c.nodes)):
+                outs.append(versions_values(c.tally_ok("consume", "life", "-k", "acct", *extra,
+                                                       *fmt, "--node", c.nodes[n].client)))
+            check(all(o == outs[0] for o in outs), f"nodes disagree: {outs}")
+            return [int(v) for v, _ in outs[0]]
+        check(read() == list(range(1, 11)), f"before: {read()}")
+        c.tally_ok("stream", "meta", "life", "acct", "--truncate-before", "4")
+        check(read() == list(range(4, 11)), f"truncate-before 4: {read()}")
+        check(read("--backward") == list(range(10, 3, -1)), "truncate-before 4, backward")
+        check(read("--from-version", "2") == list(range(4, 11)), "from 2 after truncate")
+        check(read("--backward", "--from-version", "3") == [], "backward from 3 after truncate")
+        c.tally_ok("stream", "meta", "life", "acct", "--max-count", "3")
+        check(read() == [8, 9, 10], f"max-count 3: {read()}")
+        c.tally_ok("produce", "life", "-k", "acct", "--expect-version", "10", "e11")
+        check(read() == [9, 10, 11], f"max-count 3 after an append: {read()}")
+        # max-age-ms: versions 1..11 are 6 s old, version 12 is new. (Whether
+        # 12 is still shown depends on how fast the reads are: checked only
+        # when they came back well within its age.)
+        time.sleep(6)
+        written = time.monotonic()
+        c.tally_ok("produce", "life", "-k", "acct", "e12")
+        c.tally_ok("stream", "meta", "life", "acct", "--max-age-ms", "5000")
+        got = read()
+        check(got in ([12], []), f"max-age-ms 5000: {got}")
+        check(got == [12] or time.monotonic() - written > 4.5, f"max-age-ms 5000 hid e12: {got}")
+        c.tally_ok("stream", "meta", "life", "acct", "--clear")
+        check(read() == list(range(1, 13)), f"cleared: {read()}")
+        # The metadata is a record of '$$acct', readable as a stream itself.
+        r = c.tally_ok("consume", "life", "-k", "$$acct", "--backward", "-n", "1", *fmt)
+        check(lines(r) == ["4 "], f"the metadata stream's last record is a tombstone: {lines(r)}")
+        # Bad input.
+        for extra, what in [(["--max-count", "0"], "from 1"), (["--truncate-before", "x"], "from 1"),
+                            ([], "--clear"), (["--clear", "--max-count", "2"], "--clear")]:
+            r = c.tally("stream", "meta", "life", "acct", *extra)
+            check(r.rc == 2 and what in r.errtext, f"stream meta {extra}: {r!r}")
+        r = c.tally("stream", "meta", "nosuch", "acct", "--max-count", "2")
+        check(r.rc == 1 and "not found" in r.errtext, f"stream meta on a missing topic: {r!r}")
+        # Delete on a retain topic: the tombstone is the last record.
+        c.tally_ok("produce", "life", "-k", "acct", "--tombstone")
+        check(read() == list(range(1, 14)), "deleted stream on a retain topic keeps its records")
+        r = c.tally_ok("consume", "life", "-k", "acct", "--backward", "-n", "1", *fmt)
+        check(lines(r) == ["13 "], f"the tombstone is version 13: {lines(r)}")
+
+        # Delete on a compact topic: compaction leaves the tombstone, then
+        # removes it once it is delete_retention_ms old.
+        c.tally_ok("topic", "create", "kv", "--policy", "compact", "--segment-bytes", "4096")
+        c.tally_ok("produce", "kv", "--keyed",
+                   input="".join(f"gone\tg{v}\n" for v in range(1, 6)).encode())
+        c.tally_ok("produce", "kv", "-k", "gone", "--tombstone")
+        filler = "".join(f"f{i % 50}\t" + "x" * 100 + "\n" for i in range(400))
+        synced(c)
+
+        def kv_versions():
+            outs = []
+            for n in sorted(c.nodes):
+                r = c.tally_ok("consume", "kv", "-k", "gone", *fmt, "--node", c.nodes[n].client)
+                outs.append([int(v) for v, _ in versions_values(r)])
+            return outs
+        check(kv_versions() == [[1, 2, 3, 4, 5, 6]] * 3, f"before compaction: {kv_versions()}")
+        seen = {"tombstone only": False}
+
+        def compacted():
+            c.tally_ok("produce", "kv", "--keyed", input=filler.encode())
+            synced(c)
+            vs = kv_versions()
+            if any(v == [6] for v in vs):
+                seen["tombstone only"] = True
+            return all(v == [] for v in vs)
+        wait_until(compacted, 120, "compaction to remove the deleted stream's records",
+                   interval=0.5)
+        check(seen["tombstone only"], "no read saw the tombstone alone between compaction and "
+              "the tombstone's removal")
+        r = c.tally("consume", "kv", "-k", "gone", "--from-version", "1", *fmt)
+        check(r.rc == 0 and r.out == b"", f"an emptied stream reads empty: {r!r}")
+        r = c.tally("produce", "kv", "-k", "gone", "--expect-version", "6", "back")
+        check(r.rc == 0, f"the version survives the stream's removal: {r!r}")
+        synced(c)
+        check(kv_versions() == [[7]] * 3, f"after a new record: {kv_versions()}")
+
+
 # -- the model test ----------------------------------------------------------------
 
 class Model:
@@ -588,5 +693,5 @@ def test_model():
 if __name__ == "__main__":
     reexec_for_libtally()
     run_tests([test_cli_stream_reads, test_libtally_errors_and_long_poll, test_filter_and_group,
-               test_model],
+               test_stream_lifecycle, test_model],
               per_test_timeout=900)

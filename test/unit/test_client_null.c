@@ -205,6 +205,23 @@ static int r_stream_read_topic(void)
     struct tally_stream_result r;
     return tally_stream_read(t__c, NULL, "k", 1, NULL, &r);
 }
+static int r_filtered_c(void)
+{
+    struct tally_fetch_result r;
+    return tally_fetch_filtered(NULL, "t", 0, "a*", NULL, &r);
+}
+static int r_filtered_res(void) { return tally_fetch_filtered(t__c, "t", 0, "a*", NULL, NULL); }
+static int r_filtered_filter(void)
+{
+    struct tally_fetch_result r;
+    return tally_fetch_filtered(t__c, "t", 0, NULL, NULL, &r);
+}
+static int r_stream_meta_c(void) { return tally_stream_set_meta(NULL, "t", "k", 1, NULL, NULL); }
+static int r_stream_meta_topic(void)
+{
+    return tally_stream_set_meta(t__c, NULL, "k", 1, NULL, NULL);
+}
+static int r_stream_meta_key(void) { return tally_stream_set_meta(t__c, "t", NULL, 1, NULL, NULL); }
 static int r_stream_read_key(void)
 {
     struct tally_stream_result r;
@@ -237,7 +254,9 @@ static const struct row rows[] = {
     ROW(r_producer_send_topic), ROW(r_producer_send_rec), ROW(r_producer_poll_p),
     ROW(r_producer_flush_p),  ROW(r_member_replace_c),   ROW(r_read_index_c),
     ROW(r_read_index_index),  ROW(r_stream_read_c),      ROW(r_stream_read_res),
-    ROW(r_stream_read_topic), ROW(r_stream_read_key),
+    ROW(r_stream_read_topic), ROW(r_stream_read_key),    ROW(r_filtered_c),
+    ROW(r_filtered_res),      ROW(r_filtered_filter),    ROW(r_stream_meta_c),
+    ROW(r_stream_meta_topic), ROW(r_stream_meta_key),
 };
 
 static void test_null_arguments_refused(void **state)

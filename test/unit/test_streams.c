@@ -320,7 +320,7 @@ static void check_all(struct fixture *f)
             assert_false(alive[f->m.ev[k][v - 1].offset]); /* survivors: a suffix */
         }
         for (int mode = 0; mode < 4; mode++) {
-            struct stream_read_req q = {key, strlen(key), 0, mode >= 2, MAX_EVENTS};
+            struct stream_read_req q = {key, strlen(key), 0, mode >= 2, MAX_EVENTS, 0};
             struct stream_read_info info;
             if (f->m.version[k] == 0) {
                 assert_int_equal(stream_read(t, &q, collect, &g, &info, errmsg), TALLY_NOTFOUND);
@@ -435,7 +435,7 @@ static void test_read_limits_and_errors(void **state)
     key_name(3, key, sizeof key);
     uint64_t version = f->m.version[3];
     assert_true(version >= 4);
-    struct stream_read_req q = {key, strlen(key), 2, false, 3};
+    struct stream_read_req q = {key, strlen(key), 2, false, 3, 0};
     g.n = 0;
     assert_int_equal(stream_read(t, &q, collect, &g, &info, errmsg), 0);
     assert_int_equal(g.n, 3);
@@ -533,7 +533,7 @@ static void test_snapshot_install(void **state)
     struct store_topic *t2 = store_topic_find(s2, "t");
     char key[16];
     key_name(1, key, sizeof key);
-    struct stream_read_req q = {key, strlen(key), 0, false, 100};
+    struct stream_read_req q = {key, strlen(key), 0, false, 100, 0};
     struct stream_read_info info;
     static struct got g;
     assert_int_equal(stream_read(t2, &q, collect, &g, &info, errmsg), TALLY_UNAVAILABLE);
@@ -610,6 +610,28 @@ static void test_glob_check(void **state)
     assert_non_null(strstr(why, "lone"));
 }
 
+/* Stream metadata values parse as NAME=NUMBER pairs; unknown names are
+ * ignored, anything else malformed is refused. */
+static void test_meta_parse(void **state)
+{
+    struct stream_meta m;
+    (void)state;
+    const char *ok = "truncate-before=4;max-count=10;max-age-ms=60000;later-thing=7";
+    assert_true(stream_meta_parse(ok, strlen(ok), &m));
+    assert_int_equal(m.truncate_before, 4);
+    assert_int_equal(m.max_count, 10);
+    assert_int_equal(m.max_age_ms, 60000);
+    assert_true(stream_meta_parse("", 0, &m));
+    assert_int_equal(m.max_count, 0);
+    assert_true(stream_meta_parse("max-count=2;", 12, &m));
+    assert_int_equal(m.max_count, 2);
+    const char *bad[] = {"max-count", "max-count=", "max-count=x", "max-count=-1",
+                         "max-count=12345678901234567890", "max-age-ms=9999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(stream_meta_parse(bad[i], strlen(bad[i]), &m));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_index_encode_decode),
         cmocka_unit_test(test_glob_match),
         cmocka_unit_test(test_glob_check),
+        cmocka_unit_test(test_meta_parse),
         cmocka_unit_test_setup_teardown(test_reads_across_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_limits_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_compaction, setup, teardown),
