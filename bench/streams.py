@@ -11,7 +11,10 @@ over the whole topic). Then:
 
   1. aggregate load on NEW: every record of one random key, read through
      libtally's tally_stream_read (ctypes, this process), --loads times:
-     p50 and p99 in ms. The same keys read with today's client-side filter
+     p50 and p99 in ms; also on a second topic `small` written the same
+     way (on both clusters) but in batches of --small-batch-bytes (a node
+     reads a record's
+     whole batch to verify its checksum, so the batch size matters). The same keys read with today's client-side filter
      (`tally consume events -k KEY --from beginning`, which reads the whole
      topic), --scan-loads times, and the index through the same CLI
      (`tally consume events -k KEY`), for the ratio on equal terms;
@@ -56,11 +59,12 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
-def bench_produce(c, build, topic, count, keys):
+def bench_produce(c, build, topic, count, keys, batch_bytes=262144):
     use(build)
     c.tally_ok("topic", "create", topic)
     r = c.tally_ok("bench", "produce", topic, "--count", count, "--size", 100, "--keys", keys,
-                   "--inflight", 200000, "--batch-bytes", 262144, "--linger-ms", 2, timeout=3600)
+                   "--inflight", 200000, "--batch-bytes", batch_bytes, "--linger-ms", 2,
+                   timeout=3600)
     last = [ln for ln in r.text.split("\n") if ln.startswith("msgs/s=")][-1]
     return float(last.split()[0].split("=")[1])
 
@@ -147,6 +151,7 @@ def main():
     ap.add_argument("--scan-loads", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--produce", type=int, default=300000)
+    ap.add_argument("--small-batch-bytes", type=int, default=8192)
     ap.add_argument("base")
     ap.add_argument("new")
     a = ap.parse_args()
@@ -166,6 +171,11 @@ def main():
         for tag, build in (("base", base), ("new", new)):
             fill[tag] = bench_produce(clusters[tag], build, "events", a.events, a.keys)
             print(f"fill {tag}: msgs/s={fill[tag]:.0f}", flush=True)
+        for tag, build in (("base", base), ("new", new)):
+            m = bench_produce(clusters[tag], build, "small", a.events, a.keys,
+                              a.small_batch_bytes)
+            print(f"fill {tag} small ({a.small_batch_bytes} B batches): msgs/s={m:.0f}",
+                  flush=True)
         c = clusters["new"]
         use(new)
         st = c.status()
@@ -191,6 +201,16 @@ def main():
                 assert got == per_key, f"{args}: {got} records, want {per_key}"
         print(f"load libtally index: p50_ms={pct(lat, 50):.3f} p99_ms={pct(lat, 99):.3f} "
               f"(n={len(lat)})", flush=True)
+        small = []
+        for _ in range(a.loads):
+            key = f"k{rnd.randrange(a.keys)}"
+            t0 = time.perf_counter()
+            n = lib.load("small", key)
+            small.append((time.perf_counter() - t0) * 1000)
+            assert n == per_key, f"small {key}: {n} records, want {per_key}"
+        print(f"load libtally index, {a.small_batch_bytes} B batches: "
+              f"p50_ms={pct(small, 50):.3f} p99_ms={pct(small, 99):.3f} (n={len(small)})",
+              flush=True)
         print(f"load CLI index: p50_ms={pct(cli_idx, 50):.1f} p99_ms={pct(cli_idx, 99):.1f}; "
               f"CLI client-side filter: p50_ms={pct(cli_scan, 50):.1f} "
               f"p99_ms={pct(cli_scan, 99):.1f} (n={len(cli_scan)})", flush=True)

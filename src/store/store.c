@@ -2061,6 +2061,7 @@ int store_checkpoint(struct store *s, char *errmsg)
             err_wrap(errmsg, "checkpoint stream index of %s", t->name);
             return rv;
         }
+        t->streams_counted = log_next_offset(t->log);
         if ((rv = store__write_keys(s, t, s->catalog_index, errmsg)) != 0) {
             err_wrap(errmsg, "checkpoint key index of %s", t->name);
             return rv;
@@ -2083,6 +2084,7 @@ struct store__frozen_topic {
     uint64_t next_offset;     /* the log's next offset at the snapshot's index */
     struct keys keys;         /* a packed copy of the key index */
     struct streams streams;   /* a packed copy of the stream index */
+    bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
 };
@@ -2127,9 +2129,10 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         ft->created_index = t->created_index;
         keys_init(&ft->keys);
         streams_init(&ft->streams); /* streams */
+        ft->streams_due = t->log != NULL && stream_ckpt_due(t);
         if (keys_copy_packed(&ft->keys, &t->keys) != 0 ||
-            streams_copy_packed(&ft->streams, &t->streams,
-                                t->log != NULL ? store_topic_start(t) : 0) != 0) {
+            (ft->streams_due &&
+             streams_copy_packed(&ft->streams, &t->streams, store_topic_start(t)) != 0)) {
             store_snapshot_release(s, f);
             err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
             return TALLY_NOMEM;
@@ -2173,8 +2176,9 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         }
         bool renamed = false;
         /* streams: the stream index checkpoint goes just before keys.ckpt */
-        rv = stream_ckpt_write(ft->dir, &ft->streams, f->index, ft->next_offset, "snap.tmp",
-                               errmsg);
+        rv = ft->streams_due ? stream_ckpt_write(ft->dir, &ft->streams, f->index,
+                                                 ft->next_offset, "snap.tmp", errmsg)
+                             : 0;
         if (rv != 0) {
             err_wrap(errmsg, "snapshot: checkpoint the stream index of %s", ft->name);
             break;
@@ -2233,6 +2237,11 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
         if (ft->written && t != NULL && t->created_index == ft->created_index &&
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
+        }
+        /* streams: the build wrote streams.ckpt when it wrote keys.ckpt */
+        if (ft->written && ft->streams_due && t != NULL &&
+            t->created_index == ft->created_index) {
+            t->streams_counted = ft->next_offset;
         }
         if (ft->fd >= 0) {
             close(ft->fd);

@@ -46,11 +46,21 @@ int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
     return rv != 0 ? rv : file_sync_dir(dir, errmsg);
 }
 
+bool stream_ckpt_due(const struct store_topic *t)
+{
+    uint64_t next = log_next_offset(t->log);
+    uint64_t step = t->streams.events / 4 > STREAM_CKPT_MIN_RECORDS ? t->streams.events / 4
+                                                                    : STREAM_CKPT_MIN_RECORDS;
+    return t->streams_counted == 0 || next < t->streams_counted ||
+           next - t->streams_counted >= step;
+}
+
 /* Load @path into @st if it is whole, of this format, written for this
- * topic (not an older one of the same name) and counts the log below
- * @want; false otherwise (and @st empty). */
-static bool stream__load_file(const char *path, const struct store_topic *t, uint64_t want,
-                              struct streams *st)
+ * topic (not an older one of the same name) and counts the log below an
+ * offset between the log's start and @upto (*counted); false otherwise
+ * (and @st empty). */
+static bool stream__load_file(const char *path, const struct store_topic *t, uint64_t upto,
+                              struct streams *st, uint64_t *counted_out)
 {
     struct stat sb;
     uint8_t *data = NULL;
@@ -70,8 +80,9 @@ static bool stream__load_file(const char *path, const struct store_topic *t, uin
         uint64_t counted = rd_u64(&r);
         ok = codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
              memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 && version == STREAM_CKPT_VERSION &&
-             index >= t->created_index && counted == want && streams_decode(st, &r) == 0 &&
-             r.left == 0;
+             index >= t->created_index && counted <= upto &&
+             counted >= log_start_offset(t->log) && streams_decode(st, &r) == 0 && r.left == 0;
+        *counted_out = counted;
     }
     if (!ok) {
         streams_free(st);
@@ -150,11 +161,31 @@ int stream_topic_prepend(struct store_topic *t, uint64_t from, uint64_t to, char
 int stream_topic_load(const char *dir, struct store_topic *t, uint64_t keys_from, char *errmsg)
 {
     char path[PATH_MAX + 320];
+    uint64_t counted = 0;
     snprintf(path, sizeof path, "%s/%s", dir, STREAM_CKPT_NAME);
     streams_free(&t->streams);
-    if (keys_from <= log_start_offset(t->log) ||
-        stream__load_file(path, t, keys_from, &t->streams)) {
-        return 0; /* (nothing below keys_from, or the checkpoint holds it) */
+    t->streams_counted = 0;
+    if (keys_from <= log_start_offset(t->log)) {
+        return 0; /* nothing below keys_from */
+    }
+    if (stream__load_file(path, t, keys_from, &t->streams, &counted)) {
+        t->streams_counted = counted;
+        if (counted == keys_from) {
+            return 0;
+        }
+        /* Older than keys.ckpt: the records between, numbered backwards
+         * from keys.ckpt's versions. */
+        struct streams tmp;
+        streams_init(&tmp);
+        int rv = stream__scan(t, counted, keys_from, &tmp, errmsg);
+        if (rv == 0) {
+            rv = streams_append(&t->streams, &tmp, &t->keys);
+        }
+        streams_free(&tmp);
+        if (rv != 0) {
+            err_wrap(errmsg, "index the streams of %s", t->name);
+        }
+        return rv;
     }
     TLOG_WARN("store", "topic %s: no usable stream index checkpoint at offset %llu; rebuilding "
               "the stream index from the log", t->name, (unsigned long long)keys_from);

@@ -12,16 +12,20 @@
  *   24     ..   streams_encode() (streams.h)
  *   end-8  8    XXH3-64 of every byte before it
  *
- * It is written with keys.ckpt (just before it, same index and next
- * offset) at each Raft snapshot and at clean shutdown, atomically (a
- * temporary name, fsync, rename, fsync of the directory). On open it is
- * used only when its next offset is the one keys.ckpt counts up to; the
- * records after it are then added as apply adds them, with the versions
- * the key index gives. Otherwise (missing, damaged, from another version,
- * or a crash between the two renames) the index is rebuilt by reading the
- * log below that offset and numbering each key's records backwards from
- * its version in keys.ckpt: exact, since a key's surviving records hold
- * consecutive versions (streams.h). */
+ * It is written at clean shutdown, and at a Raft snapshot when the topic
+ * grew by a quarter of the index (at least STREAM_CKPT_MIN_RECORDS
+ * offsets) since the last one (stream_ckpt_due), just before keys.ckpt,
+ * atomically (a temporary name, fsync, rename, fsync of the directory):
+ * copying the whole index at every snapshot would cost the loop time in
+ * proportion to the index, not to what changed. On open it is used when
+ * its next offset lies between the log's start and the offset keys.ckpt
+ * counts up to: the records between the two are read from the log and
+ * numbered backwards from each key's version in keys.ckpt, then the
+ * records after keys.ckpt are added as apply adds them. Otherwise
+ * (missing, damaged, another format version, newer than keys.ckpt) the
+ * index is rebuilt from the log below keys.ckpt's offset the same way:
+ * exact, since a key's surviving records hold consecutive versions
+ * (streams.h). */
 #ifndef TALLY_STORE_STREAM_READ_H_
 #define TALLY_STORE_STREAM_READ_H_
 
@@ -35,6 +39,11 @@
 #define STREAM_CKPT_MAGIC "TLYS"
 #define STREAM_CKPT_VERSION 1
 #define STREAM_CKPT_NAME "streams.ckpt"
+
+#define STREAM_CKPT_MIN_RECORDS 65536
+
+/* Is a new streams.ckpt due for @t at a snapshot (stream_read.h)? */
+bool stream_ckpt_due(const struct store_topic *t);
 
 /* Write @st (holding the log below @next_offset) as @dir/streams.ckpt at
  * Raft @index, through the temporary name streams.ckpt.@tmp_suffix. */

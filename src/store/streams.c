@@ -14,8 +14,12 @@ void streams_init(struct streams *s)
 
 void streams_free(struct streams *s)
 {
-    for (size_t i = 0; i < s->cap; i++) {
-        free(s->slots[i].offsets);
+    if (s->block != NULL) {
+        free(s->block);
+    } else {
+        for (size_t i = 0; i < s->cap; i++) {
+            free(s->slots[i].offsets);
+        }
     }
     free(s->slots);
     streams_init(s);
@@ -139,13 +143,11 @@ static int streams__reserve(struct streams_stream *st, uint32_t want)
     return 0;
 }
 
-int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
-                uint64_t version)
+static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
+                             uint64_t version)
 {
-    uint64_t h1, h2;
     struct streams_stream *st;
     int rv;
-    keys_hash(key, len, &h1, &h2);
     if ((rv = streams__get(s, h1, h2, &st)) != 0) {
         return rv;
     }
@@ -168,6 +170,34 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
     }
     st->offsets[st->n++] = offset;
     s->events++;
+    return 0;
+}
+
+int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
+                uint64_t version)
+{
+    uint64_t h1, h2;
+    keys_hash(key, len, &h1, &h2);
+    return streams__add_hash(s, h1, h2, offset, version);
+}
+
+int streams_append(struct streams *s, const struct streams *from, const struct keys *k)
+{
+    for (size_t i = 0; i < from->cap; i++) {
+        const struct streams_stream *f = &from->slots[i];
+        if (streams__free_slot(f) || f->n == 0) {
+            continue;
+        }
+        uint64_t last = keys_version_hash(k, f->h1, f->h2);
+        uint32_t m = f->n < last ? f->n : (uint32_t)last;
+        for (uint32_t j = 0; j < m; j++) {
+            int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[f->n - m + j],
+                                       last - m + 1 + j);
+            if (rv != 0) {
+                return rv;
+            }
+        }
+    }
     return 0;
 }
 
@@ -235,10 +265,16 @@ int streams_prepend(struct streams *s, const struct streams *from, const struct 
 int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t min_offset)
 {
     size_t j = 0;
+    uint64_t at = 0;
     streams_free(dst);
     if (src->used > 0) {
         dst->slots = calloc(src->used, sizeof *dst->slots);
-        if (dst->slots == NULL) {
+        /* (+1: never a zero-size allocation) */
+        dst->block = malloc((size_t)(src->events + 1) * sizeof *dst->block);
+        if (dst->slots == NULL || dst->block == NULL) {
+            free(dst->slots);
+            free(dst->block);
+            streams_init(dst);
             return TALLY_NOMEM;
         }
     }
@@ -254,16 +290,11 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->h2 = st->h2;
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
-        if (d->n > 0) {
-            d->offsets = malloc((size_t)d->n * sizeof *d->offsets);
-            if (d->offsets == NULL) {
-                streams_free(dst);
-                return TALLY_NOMEM;
-            }
-            memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
-        }
-        dst->events += d->n;
+        d->offsets = dst->block + at;
+        memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
+        at += d->n;
     }
+    dst->events = at;
     dst->used = j;
     return 0;
 }

@@ -49,6 +49,8 @@ struct streams {
     size_t cap;                   /* power of two, or 0 */
     size_t used;                  /* slots taken (a stream emptied keeps its slot) */
     uint64_t events;              /* offsets held in all streams */
+    uint64_t *block;              /* a packed copy's offsets, one allocation
+                                   * (NULL: each stream owns its array) */
 };
 
 void streams_init(struct streams *s);
@@ -87,8 +89,18 @@ void streams_clear(struct streams *s);
  * that range). */
 int streams_prepend(struct streams *s, const struct streams *from, const struct keys *k);
 
+/* Put the offsets of @from (collected from a log range just above every
+ * offset @s holds; its versions are meaningless) after @s's streams,
+ * numbering each key's backwards from its version in @k (a key index that
+ * counts the log up to the end of that range). Where the numbers leave a
+ * gap after what @s holds of a key, the older entries are dropped (they
+ * are gone: survivors hold consecutive versions). */
+int streams_append(struct streams *s, const struct streams *from, const struct keys *k);
+
 /* A copy of @src without free slots and without entries below
- * @min_offset, for the snapshot thread. */
+ * @min_offset, for the snapshot thread: two allocations in all (a slot
+ * array and one block of offsets), good for streams_encode and
+ * streams_free only. */
 int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t min_offset);
 
 /* Encoding (streams.ckpt body):
