@@ -303,13 +303,22 @@ static int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t
     struct batch_iter it;
     struct batch_record r;
     int rv = batch_iter_init(&it, batch, len, errmsg);
-    while (rv == 0 && (rv = batch_iter_next(&it, &r, errmsg)) == 0) {
+    /* streams: the batch is verified; each record's stream version is the
+     * key's count, and where it lies in the batch is a hint for reads */
+    const uint8_t *records = it.rd.p;
+    if (rv == 0) {
+        streams_batch_seen(&t->streams, it.h.base_offset, it.h.payload_checksum);
+    }
+    while (rv == 0) {
+        uint32_t at = (uint32_t)(it.rd.p - records);
+        if ((rv = batch_iter_next(&it, &r, errmsg)) != 0) {
+            break;
+        }
         if (r.key != NULL) {
             rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
-            /* streams: the record's stream version is the key's count */
             if (rv == 0) {
-                rv = streams_add(&t->streams, r.key, r.key_len, r.offset,
-                                 keys_version(&t->keys, r.key, r.key_len));
+                rv = streams_add_at(&t->streams, r.key, r.key_len, r.offset,
+                                    keys_version(&t->keys, r.key, r.key_len), at);
             }
         }
     }

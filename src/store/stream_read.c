@@ -256,15 +256,80 @@ struct stream__cursor {
     uint64_t end;
 };
 
+/* The record at @offset read alone, at @hint (streams.h) in a batch known
+ * to be whole (verified when appended or first read since the node
+ * started): a few hundred bytes instead of the whole batch, whose
+ * checksum needs all of it. false (nothing called, *rv untouched) when
+ * that cannot be done: no hint, a compressed or unknown batch, a hint that
+ * does not point at the record (compaction rewrote the batch). */
+static bool stream__fast(struct stream__cursor *c, uint64_t offset, uint32_t hint,
+                         uint64_t version, stream_event_fn fn, void *arg, int *rv)
+{
+    char why[ERR_MSG_SIZE];
+    struct log_slice sl;
+    struct batch_header h;
+    uint8_t hb[BATCH_HEADER_SIZE];
+    uint8_t small[512];
+    if (hint == 0 || log_read(c->t->log, offset, 1, &sl, why) != 0 ||
+        sl.len < BATCH_HEADER_SIZE ||
+        pread(sl.fd, hb, sizeof hb, sl.pos) != (ssize_t)sizeof hb ||
+        batch_decode_header(hb, sizeof hb, &h, why) != 0 || (h.flags & BATCH_FLAG_LZ4) ||
+        h.batch_len != sl.len || hint - 1 >= h.records_len ||
+        !streams_batch_known(&c->t->streams, h.base_offset, h.payload_checksum)) {
+        return false;
+    }
+    size_t at = hint - 1, avail = h.records_len - at;
+    size_t got = avail < sizeof small ? avail : sizeof small;
+    off_t where = sl.pos + (off_t)BATCH_HEADER_SIZE + (off_t)at;
+    if (pread(sl.fd, small, got, where) != (ssize_t)got) {
+        return false;
+    }
+    struct rd r;
+    rd_init(&r, small, got);
+    uint64_t body = rd_uvarint(&r);
+    size_t whole = got - r.left + (size_t)body; /* length prefix and record */
+    if (!rd_ok(&r) || body > avail || whole > avail) {
+        return false;
+    }
+    uint8_t *buf = small;
+    if (whole > got) {
+        buf = malloc(whole);
+        if (buf == NULL || pread(sl.fd, buf, whole, where) != (ssize_t)whole) {
+            free(buf);
+            return false;
+        }
+    }
+    struct batch_iter it;
+    struct batch_record rec;
+    memset(&it, 0, sizeof it);
+    it.h = h;
+    rd_init(&it.rd, buf, whole);
+    bool ok = batch_iter_next(&it, &rec, why) == 0 && rec.offset == offset;
+    if (ok) {
+        *rv = fn(arg, version, &rec);
+    }
+    if (buf != small) {
+        free(buf);
+    }
+    return ok;
+}
+
 /* Hand the record at @offset to @fn; *found false (and nothing called)
- * when the log no longer holds it. Returns @fn's answer or an error. */
+ * when the log no longer holds it. Returns @fn's answer or an error.
+ * @hint (may be NULL) is the record's hint in the index: used, and
+ * learnt when the batch has to be read whole. */
 static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t version,
-                           stream_event_fn fn, void *arg, bool *found, char *errmsg)
+                           uint32_t *hint, stream_event_fn fn, void *arg, bool *found,
+                           char *errmsg)
 {
     struct batch_iter it;
     struct batch_record rec;
-    int rv;
+    int rv = 0;
     *found = false;
+    if (hint != NULL && stream__fast(c, offset, *hint, version, fn, arg, &rv)) {
+        *found = true;
+        return rv;
+    }
     if (c->data == NULL || offset < c->base || offset >= c->end) {
         struct batch_header h;
         free(c->data);
@@ -281,9 +346,20 @@ static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t v
         }
     }
     rv = batch_iter_init(&it, c->data, c->len, errmsg);
-    while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+    const uint8_t *records = it.rd.p;
+    if (rv == 0) {
+        streams_batch_seen(&c->t->streams, it.h.base_offset, it.h.payload_checksum);
+    }
+    while (rv == 0) {
+        uint32_t at = (uint32_t)(it.rd.p - records);
+        if ((rv = batch_iter_next(&it, &rec, errmsg)) != 0) {
+            break;
+        }
         if (rec.offset == offset) {
             *found = true;
+            if (hint != NULL) {
+                *hint = at + 1;
+            }
             rv = fn(arg, version, &rec);
             break;
         }
@@ -333,7 +409,7 @@ static int stream__meta(struct store_topic *t, const void *key, size_t klen,
     bool found;
     memset(&m, 0, sizeof m);
     int rv = stream__deliver(&c, st->offsets[st->n - 1], streams_last_version(st),
-                             stream__meta_take, &m, &found, errmsg);
+                             &st->hints[st->n - 1], stream__meta_take, &m, &found, errmsg);
     free(c.data);
     if (rv == 0 && found && m.ok && !m.tombstone) {
         *meta = m.meta;
@@ -441,7 +517,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (i < st->n && info->n < q->max_events) {
             bool found;
             uint64_t v = st->first_version + i;
-            rv = stream__deliver(&c, st->offsets[i], v, stream__aged_fn, &aged, &found, errmsg);
+            rv = stream__deliver(&c, st->offsets[i], v, &st->hints[i], stream__aged_fn, &aged,
+                                 &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms): hidden like a truncated one */
                 info->first_version = v + 1;
@@ -480,7 +557,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (v >= st->first_version && v >= first && st->n > 0 && info->n < q->max_events) {
             bool found;
             uint32_t i = (uint32_t)(v - st->first_version);
-            rv = stream__deliver(&c, st->offsets[i], v, stream__aged_fn, &aged, &found, errmsg);
+            rv = stream__deliver(&c, st->offsets[i], v, &st->hints[i], stream__aged_fn, &aged,
+                                 &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms), and so is everything before */
                 info->first_version = v + 1;

@@ -19,9 +19,11 @@ void streams_free(struct streams *s)
     } else {
         for (size_t i = 0; i < s->cap; i++) {
             free(s->slots[i].offsets);
+            free(s->slots[i].hints);
         }
     }
     free(s->slots);
+    free(s->batches);
     streams_init(s);
 }
 
@@ -120,6 +122,7 @@ void streams_drop_front(struct streams *s, struct streams_stream *st, uint32_t k
         k = st->n;
     }
     memmove(st->offsets, st->offsets + k, (st->n - k) * sizeof *st->offsets);
+    memmove(st->hints, st->hints + k, (st->n - k) * sizeof *st->hints);
     st->n -= k;
     st->first_version += k;
     s->events -= k;
@@ -139,12 +142,17 @@ static int streams__reserve(struct streams_stream *st, uint32_t want)
         return TALLY_NOMEM;
     }
     st->offsets = p;
+    uint32_t *h = realloc(st->hints, (size_t)cap * sizeof *h);
+    if (h == NULL) {
+        return TALLY_NOMEM; /* (offsets grown, cap not: the next call retries) */
+    }
+    st->hints = h;
     st->cap = cap;
     return 0;
 }
 
 static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                             uint64_t version)
+                             uint64_t version, uint32_t hint)
 {
     struct streams_stream *st;
     int rv;
@@ -168,6 +176,7 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     if ((rv = streams__reserve(st, st->n + 1)) != 0) {
         return rv;
     }
+    st->hints[st->n] = hint;
     st->offsets[st->n++] = offset;
     s->events++;
     return 0;
@@ -178,7 +187,38 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams__add_hash(s, h1, h2, offset, version);
+    return streams__add_hash(s, h1, h2, offset, version, 0);
+}
+
+int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
+                   uint64_t version, uint32_t at_in_batch)
+{
+    uint64_t h1, h2;
+    keys_hash(key, len, &h1, &h2);
+    return streams__add_hash(s, h1, h2, offset, version,
+                             at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
+}
+
+void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
+{
+    if (s->batches == NULL && (s->batches = calloc(STREAMS_BATCHES, sizeof *s->batches)) == NULL) {
+        return;
+    }
+    struct streams_batch *b = &s->batches[base_offset % STREAMS_BATCHES];
+    b->base_offset = base_offset;
+    b->payload_checksum = payload_checksum;
+}
+
+bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
+{
+    if (s->batches == NULL) {
+        return false;
+    }
+    const struct streams_batch *b = &s->batches[base_offset % STREAMS_BATCHES];
+    /* (a zero entry never matches: a real payload checksum of 0 with base
+     * offset 0 is merely not remembered) */
+    return b->base_offset == base_offset && b->payload_checksum == payload_checksum &&
+           (base_offset != 0 || payload_checksum != 0);
 }
 
 int streams_append(struct streams *s, const struct streams *from, const struct keys *k)
@@ -192,7 +232,7 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
         uint32_t m = f->n < last ? f->n : (uint32_t)last;
         for (uint32_t j = 0; j < m; j++) {
             int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[f->n - m + j],
-                                       last - m + 1 + j);
+                                       last - m + 1 + j, 0);
             if (rv != 0) {
                 return rv;
             }
@@ -255,6 +295,8 @@ int streams_prepend(struct streams *s, const struct streams *from, const struct 
         }
         memmove(st->offsets + m, st->offsets, st->n * sizeof *st->offsets);
         memcpy(st->offsets, f->offsets + (f->n - m), m * sizeof *st->offsets);
+        memmove(st->hints + m, st->hints, st->n * sizeof *st->hints);
+        memset(st->hints, 0, m * sizeof *st->hints);
         st->n += m;
         st->first_version = last - m + 1;
         s->events += m;
@@ -291,6 +333,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
         d->offsets = dst->block + at;
+        d->hints = NULL;
         memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
         at += d->n;
     }
@@ -359,6 +402,7 @@ int streams_decode(struct streams *s, struct rd *r)
                 at += d;
             }
             st->offsets[j] = at;
+            st->hints[j] = 0;
         }
         if (!rd_ok(r)) {
             r->bad = true;
@@ -374,7 +418,7 @@ uint64_t streams_memory(const struct streams *s)
 {
     uint64_t bytes = s->cap * sizeof *s->slots;
     for (size_t i = 0; i < s->cap; i++) {
-        bytes += (uint64_t)s->slots[i].cap * sizeof(uint64_t);
+        bytes += (uint64_t)s->slots[i].cap * (sizeof(uint64_t) + sizeof(uint32_t));
     }
     return bytes;
 }

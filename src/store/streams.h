@@ -41,8 +41,22 @@ struct streams_stream {
     uint64_t h1, h2;        /* XXH3-128 of the key, as keys.c (0/0: free slot) */
     uint64_t first_version; /* version of offsets[0] */
     uint64_t *offsets;      /* ascending; offsets[i] holds version first_version + i */
+    uint32_t *hints;        /* hints[i]: 1 + where offsets[i]'s record starts in
+                             * its batch's records section, 0 unknown; a hint
+                             * only (checked when used), never written to disk;
+                             * NULL in a packed copy */
     uint32_t n, cap;        /* offsets held, allocated */
 };
+
+/* A batch known to be whole: its checksum was verified when it was
+ * appended or first read, so a stream read may take single records from
+ * it (stream_read.c). */
+struct streams_batch {
+    uint64_t base_offset;
+    uint64_t payload_checksum; /* tells a compacted copy from the original */
+};
+
+#define STREAMS_BATCHES 16384 /* remembered per topic (direct-mapped) */
 
 struct streams {
     struct streams_stream *slots; /* open addressing, linear probing */
@@ -51,6 +65,7 @@ struct streams {
     uint64_t events;              /* offsets held in all streams */
     uint64_t *block;              /* a packed copy's offsets, one allocation
                                    * (NULL: each stream owns its array) */
+    struct streams_batch *batches; /* STREAMS_BATCHES, or NULL until one */
 };
 
 void streams_init(struct streams *s);
@@ -67,6 +82,16 @@ struct streams_stream *streams_find(const struct streams *s, const void *key, si
  * below what the stream holds replaces the entries from there on. */
 int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
                 uint64_t version);
+/* The same, with the record's place in its batch's records section
+ * (@at_in_batch; the hint above). */
+int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
+                   uint64_t version, uint32_t at_in_batch);
+
+/* Remember that the batch at @base_offset with @payload_checksum is whole
+ * (verified). Out of memory: remembered nothing (reads verify again). */
+void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum);
+bool streams_batch_known(const struct streams *s, uint64_t base_offset,
+                         uint64_t payload_checksum);
 
 /* The last version held (first_version - 1 when empty). */
 uint64_t streams_last_version(const struct streams_stream *st);
