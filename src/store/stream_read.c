@@ -493,10 +493,13 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
             return TALLY_OUT_OF_RANGE;
         }
     }
+    /* Versions below @held that are not hidden lie in the history this
+     * node lacks: a forward read that starts there, or a backward read
+     * that would go on down there, is for another node. */
     uint64_t lowest = from > floor ? from : floor; /* what a forward read wants first */
     if (missing && ((!q->backward && lowest < held && lowest <= version) ||
-                    (q->backward && floor < held && from >= held &&
-                     from - held + 1 < q->max_events))) {
+                    (q->backward && floor < held && floor < version &&
+                     (from < held || from - held + 1 < q->max_events)))) {
         err_printf(errmsg, "versions below %llu of this stream lie in history this node lacks "
                    "(it installed a snapshot and is fetching offsets %llu..%llu); read them "
                    "from another node", (unsigned long long)first,

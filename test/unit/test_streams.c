@@ -582,6 +582,11 @@ static void test_snapshot_install(void **state)
     static struct got g;
     assert_int_equal(stream_read(t2, &q, collect, &g, &info, errmsg), TALLY_UNAVAILABLE);
     assert_non_null(strstr(errmsg, "another node"));
+    /* Backward from the end too: the node holds none of the stream (the
+     * fault suite found such reads answered as empty). */
+    q.backward = true;
+    assert_int_equal(stream_read(t2, &q, collect, &g, &info, errmsg), TALLY_UNAVAILABLE);
+    q.backward = false;
     /* Forward from the end: nothing yet, no error. */
     q.from_version = f->m.version[1] + 1;
     g.n = 0;
