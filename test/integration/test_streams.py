@@ -227,14 +227,23 @@ def test_cli_stream_reads():
                        "--node", c.nodes[follower].client, "--min-index", index,
                        "--format", "%V %o %v\\n")
         check(lines(r) == [f"11 {off} ev30"], f"follower read-your-writes: {lines(r)}")
+        # -f waits on the stream for its next record (a long-poll on the node).
+        p = subprocess.Popen([TALLY, "-b", c.brokers(), "consume", "orders", "-k", "order-1",
+                              "--from-version", "12", "-f", "-n", "1", "--format", "%V %v\\n"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        c.tally_ok("produce", "orders", "-k", "order-2", "other")
+        c.tally_ok("produce", "orders", "-k", "order-1", "ev31")
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 0 and out == b"12 ev31\n", f"-f on a stream: {out!r} {err!r}")
         # Bad input.
         r = c.tally("consume", "orders", "-k", "nobody", "--from-version", "1")
         check(r.rc == 1 and "does not exist" in r.errtext, f"missing stream: {r!r}")
         r = c.tally("consume", "orders", "-k", "nobody")
         check(r.rc == 0 and r.out == b"", f"plain -k of a missing key prints nothing: {r!r}")
-        r = c.tally("consume", "orders", "-k", "order-1", "--from-version", "13")
+        r = c.tally("consume", "orders", "-k", "order-1", "--from-version", "14")
         check(r.rc == 1 and "beyond the end" in r.errtext, f"version beyond the end: {r!r}")
-        r = c.tally("consume", "orders", "-k", "order-1", "--backward", "--from-version", "12")
+        r = c.tally("consume", "orders", "-k", "order-1", "--backward", "--from-version", "13")
         check(r.rc == 1 and "beyond the end" in r.errtext, f"backward beyond the end: {r!r}")
         r = c.tally("consume", "nosuch", "-k", "order-1", "--from-version", "1")
         check(r.rc == 1 and "not found" in r.errtext, f"missing topic: {r!r}")
