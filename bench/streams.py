@@ -152,6 +152,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--produce", type=int, default=300000)
     ap.add_argument("--small-batch-bytes", type=int, default=8192)
+    ap.add_argument("--loads-only", action="store_true",
+                    help="fill and measure the loads and the index size only (parts 1-2)")
     ap.add_argument("base")
     ap.add_argument("new")
     a = ap.parse_args()
@@ -228,6 +230,8 @@ def main():
         c.spawn(3)
         wait_serves(c, 3, "events", last)
 
+        if a.loads_only:
+            return
         # 3. produce, alternating
         prod = {"base": [], "new": []}
         for r_ in range(a.rounds):

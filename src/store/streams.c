@@ -199,12 +199,21 @@ int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offs
                              at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
 }
 
+/* Base offsets step by batch sizes, often multiples of a power of two:
+ * scatter them (Fibonacci hashing) rather than take them modulo the size,
+ * which left 1 slot in 16 used for 2048-record batches. */
+static size_t streams__batch_slot(uint64_t base_offset)
+{
+    _Static_assert((STREAMS_BATCHES & (STREAMS_BATCHES - 1)) == 0, "a power of two");
+    return (size_t)((base_offset * 0x9E3779B97F4A7C15ull) >> 50) & (STREAMS_BATCHES - 1);
+}
+
 void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
 {
     if (s->batches == NULL && (s->batches = calloc(STREAMS_BATCHES, sizeof *s->batches)) == NULL) {
         return;
     }
-    struct streams_batch *b = &s->batches[base_offset % STREAMS_BATCHES];
+    struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
     b->base_offset = base_offset;
     b->payload_checksum = payload_checksum;
 }
@@ -214,7 +223,7 @@ bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t
     if (s->batches == NULL) {
         return false;
     }
-    const struct streams_batch *b = &s->batches[base_offset % STREAMS_BATCHES];
+    const struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
     /* (a zero entry never matches: a real payload checksum of 0 with base
      * offset 0 is merely not remembered) */
     return b->base_offset == base_offset && b->payload_checksum == payload_checksum &&
