@@ -240,8 +240,9 @@ def main():
                 prod[tag].append(m)
                 print(f"produce round {r_} {tag}: msgs/s={m:.0f}", flush=True)
         pb, pn = statistics.median(prod["base"]), statistics.median(prod["new"])
-        print(f"produce median msgs/s: base={pb:.0f} new={pn:.0f} ratio new/base={pn / pb:.3f}",
-              flush=True)
+        pairs = statistics.median(n / b for b, n in zip(prod["base"], prod["new"]))
+        print(f"produce median msgs/s: base={pb:.0f} new={pn:.0f} ratio new/base={pn / pb:.3f}; "
+              f"median of the per-round ratios (back-to-back pairs)={pairs:.3f}", flush=True)
 
         # 4. restarts, alternating (node 2 of each cluster)
         res = {(tag, kill): [] for tag in ("base", "new") for kill in (False, True)}

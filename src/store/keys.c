@@ -112,6 +112,16 @@ int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset)
     return keys__put(k, &in, true);
 }
 
+int keys_bump_hash(struct keys *k, uint64_t h1, uint64_t h2, uint64_t offset, uint64_t *version)
+{
+    struct keys_entry in = {h1, h2, 1, offset};
+    int rv = keys__put(k, &in, true);
+    if (rv == 0) {
+        *version = keys__slot(k, h1, h2)->version;
+    }
+    return rv;
+}
+
 int keys_copy_packed(struct keys *dst, const struct keys *src)
 {
     size_t j = 0;

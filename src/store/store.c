@@ -315,10 +315,11 @@ static int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t
             break;
         }
         if (r.key != NULL) {
-            rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
+            uint64_t h1, h2, version;
+            keys_hash(r.key, r.key_len, &h1, &h2); /* (once for both indexes) */
+            rv = keys_bump_hash(&t->keys, h1, h2, r.offset, &version);
             if (rv == 0) {
-                rv = streams_add_at(&t->streams, r.key, r.key_len, r.offset,
-                                    keys_version(&t->keys, r.key, r.key_len), at);
+                rv = streams_add_hash_at(&t->streams, h1, h2, r.offset, version, at);
             }
         }
     }

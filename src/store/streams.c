@@ -190,13 +190,19 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
     return streams__add_hash(s, h1, h2, offset, version, 0);
 }
 
+int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
+                        uint64_t version, uint32_t at_in_batch)
+{
+    return streams__add_hash(s, h1, h2, offset, version,
+                             at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
+}
+
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
                    uint64_t version, uint32_t at_in_batch)
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams__add_hash(s, h1, h2, offset, version,
-                             at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
+    return streams_add_hash_at(s, h1, h2, offset, version, at_in_batch);
 }
 
 /* Base offsets step by batch sizes, often multiples of a power of two:

@@ -87,6 +87,10 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
                    uint64_t version, uint32_t at_in_batch);
 
+/* The same for the key whose hash (keys_hash) is @h1/@h2. */
+int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
+                        uint64_t version, uint32_t at_in_batch);
+
 /* Remember that the batch at @base_offset with @payload_checksum is whole
  * (verified). Out of memory: remembered nothing (reads verify again). */
 void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum);
