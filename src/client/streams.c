@@ -13,6 +13,63 @@
 #include "lib/name.h"
 #include "proto/proto.h"
 
+/* What this file uses of the handle (client.h). */
+struct client_read_reply {
+    uint8_t flags;   /* the response frame's flags (PROTO_FLAG_*) */
+    struct rd body;  /* borrowed from the handle until its next request */
+};
+
+/* Send the read request of @type with @body (borrowed) to any node (or to
+ * @node only, "HOST:PORT"), with the usual retries on another node, the
+ * deadline extended by @extra_wait_ms (a server-side wait). 0 with a
+ * success answer in @out, or a TALLY_* code with the message set. */
+static int client_read_call(tally_client *c, const char *what, const char *node,
+                            uint32_t extra_wait_ms, uint16_t type, const struct buf *body,
+                            struct client_read_reply *out)
+{
+    struct client__op op;
+    struct client__reply rep;
+    size_t start;
+    int rv;
+    client__op_init(c, &op, what, false);
+    if (node != NULL) {
+        int i = client__node_add(c, node, strlen(node));
+        if (i < 0) {
+            err_printf(c->errmsg, "%s: bad node address '%s'", what, node);
+            return TALLY_INVAL;
+        }
+        op.only = i;
+    }
+    op.deadline += extra_wait_ms;
+    start = client__begin(c, type);
+    buf_put(&c->req, body->data, body->len);
+    if ((rv = client__end(c, start, what)) != 0 || (rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    out->flags = rep.f.flags;
+    out->body = rep.body;
+    return 0;
+}
+
+/* Take the last response frame out of the handle (owned by the caller,
+ * free()); the body client_read_call gave points into it. */
+static uint8_t *client_take_response(tally_client *c)
+{
+    uint8_t *frame = c->resp.data;
+    buf_init(&c->resp);
+    return frame;
+}
+
+static char *client_errmsg_buf(tally_client *c)
+{
+    return c->errmsg;
+}
+
+static bool client_linearizable(const tally_client *c)
+{
+    return c->linearizable;
+}
+
 #define STREAMS__DEFAULT_MAX_EVENTS 1000
 #define STREAMS__DEFAULT_MAX_BYTES (1u << 20)
 /* The server's wait for min_index when max_wait_ms is 0 (docs/protocol.md). */
@@ -225,7 +282,7 @@ static int streams__filtered_one(tally_client *c, const char *what, const char *
     }
     bool stale = !client_linearizable(c) && (rep.flags & PROTO_FLAG_NO_LEADER) != 0;
     uint8_t *frame = client_take_response(c);
-    res->impl = client_fetch_impl_new(frame, stale);
+    res->impl = client__fetch_impl_new(frame, stale);
     if (res->impl == NULL) {
         free(frame);
         err_printf(client_errmsg_buf(c), "%s: out of memory", what);
@@ -281,7 +338,7 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
     struct tally_fetch_options o;
     char what[PROTO_NAME_MAX + 48];
     char why[160];
-    int64_t t0 = client_now_ms();
+    int64_t t0 = wire_now_ms();
     int rv;
 
     if (c == NULL) {
@@ -332,7 +389,7 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
         /* A stretch without a match: go on, and at the end long-poll for
          * what is left of max_wait_ms. */
         if (res->next_offset >= res->high_offset) {
-            int64_t waited = client_now_ms() - t0;
+            int64_t waited = wire_now_ms() - t0;
             if (o.max_wait_ms == 0 || waited >= (int64_t)o.max_wait_ms) {
                 return 0;
             }

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/ident.h"
 #include "repl/node.h"
@@ -48,6 +49,7 @@ struct srv {
     struct store *store;
     struct node *node;
     struct gw *gw;
+    struct conn_set conns;     /* open client connections */
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
@@ -129,7 +131,7 @@ static void srv__accept(uv_stream_t *server, int status)
     if (status != 0 || s->stopping) {
         return;
     }
-    if (conn_count() >= s->cfg->max_connections) {
+    if (conn_count(&s->conns) >= s->cfg->max_connections) {
         /* Accept and drop, so the listen backlog does not fill up. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
         if (tmp == NULL) {
@@ -143,7 +145,7 @@ static void srv__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, srv__free_handle);
         return;
     }
-    int rv = conn_accept(server, s->gw);
+    int rv = conn_accept(&s->conns, server, s->gw);
     if (rv != 0) {
         TLOG_WARN("server", "accept: %s", uv_strerror(rv));
     }
@@ -337,7 +339,7 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
-    conn_close_all();
+    conn_close_all(&s->conns);
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
@@ -351,9 +353,9 @@ static int srv__lock(struct srv *s, char *errmsg)
 {
     char path[CFG_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/LOCK", s->cfg->data_dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (s->lock_fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
+    int rv = fs_open(path, O_RDWR | O_CREAT, path, &s->lock_fd, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         err_printf(errmsg, "data directory %s is in use by another tallyd", s->cfg->data_dir);
@@ -518,7 +520,8 @@ int srv_run(const struct cfg *cfg)
     store_set_append_hook(s.store, srv__on_append, &s);
     metrics_init(&s.metrics, cfg, s.store);
     gw_set_metrics(s.gw, &s.metrics);
-    conn_set_metrics(&s.metrics);
+    s.conns.metrics = &s.metrics;
+    metrics_set_connections(&s.metrics, &s.conns.n);
 
     memset(&nc, 0, sizeof nc);
     nc.id = cfg->id;
@@ -579,9 +582,7 @@ int srv_run(const struct cfg *cfg)
     if (rv != 0) {
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;
 
@@ -600,8 +601,6 @@ fail:
     }
     uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
     uv_loop_close(&s.loop);
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

@@ -81,7 +81,7 @@ static void stream_gw__error(struct req *r, int code, const char *fmt, ...)
     va_end(ap);
     r->resp.len = 0;
     proto_put_error_frame(&r->resp, r->type, r->id, code, msg, 0, "");
-    conn_complete(r);
+    req_complete(r);
 }
 
 /* The records encoded so far, for the callback. */
@@ -191,7 +191,7 @@ static bool stream_gw__try(struct stream_gw *sg, struct req *r, bool expired)
         stream_gw__error(r, TALLY_NOMEM, "out of memory");
         return true;
     }
-    conn_complete(r);
+    req_complete(r);
     return true;
 }
 
@@ -335,7 +335,7 @@ static bool stream_gw__filter_try(struct stream_gw *sg, struct req *r, bool expi
         stream_gw__error(r, TALLY_NOMEM, "out of memory");
         return true;
     }
-    conn_complete(r);
+    req_complete(r);
     return true;
 }
 
@@ -442,7 +442,7 @@ void stream_gw_wake(struct stream_gw *sg, bool only_expired)
         bool answered;
         if (r->conn == NULL) {
             answered = true;
-            conn_complete(r);
+            req_complete(r);
         } else if (only_expired && !expired) {
             answered = false;
         } else {

@@ -11,7 +11,7 @@
 
 #include "lib/byte.h"
 #include "repl/node.h"
-#include "server/conn.h"
+#include "server/req.h"
 #include "store/store.h"
 
 struct stream_gw;

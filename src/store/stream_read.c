@@ -2,19 +2,26 @@
  * reads (stream_read.h has the file format). */
 #include "store/stream_read.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
+
+/* Largest streams.ckpt read (about 10 bytes per indexed record at worst). */
+#define STREAM__CKPT_MAX ((size_t)1 << 34)
+
+/* pread of exactly @n bytes at @pos of @fd; false otherwise. */
+static bool stream__pread(int fd, void *buf, size_t n, uint64_t pos)
+{
+    char why[ERR_MSG_SIZE];
+    size_t got = 0;
+    return fs_pread(fd, buf, n, pos, &got, "segment", why) == 0 && got == n;
+}
 
 int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
                       uint64_t next_offset, const char *tmp_suffix, char *errmsg)
@@ -38,12 +45,12 @@ int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
     }
     snprintf(path, sizeof path, "%s/%s", dir, STREAM_CKPT_NAME);
     snprintf(tmp, sizeof tmp, "%s.%s", path, tmp_suffix);
-    rv = file_write_synced(tmp, b.data, b.len, errmsg);
+    rv = fs_write_synced(tmp, b.data, b.len, errmsg);
     buf_free(&b);
-    if (rv == 0 && rename(tmp, path) != 0) {
-        rv = err_os(errmsg, errno, "rename %s", tmp);
+    if (rv == 0) {
+        rv = fs_rename(tmp, path, errmsg);
     }
-    return rv != 0 ? rv : file_sync_dir(dir, errmsg);
+    return rv != 0 ? rv : fs_sync_dir(dir, errmsg);
 }
 
 bool stream_ckpt_due(const struct store_topic *t)
@@ -62,16 +69,16 @@ bool stream_ckpt_due(const struct store_topic *t)
 static bool stream__load_file(const char *path, const struct store_topic *t, uint64_t upto,
                               struct streams *st, uint64_t *counted_out)
 {
-    struct stat sb;
-    uint8_t *data = NULL;
+    char why[ERR_MSG_SIZE];
+    void *file = NULL;
+    uint8_t *data;
+    size_t n = 0;
     bool ok = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (fs_read_file(path, STREAM__CKPT_MAX, &file, &n, why) != 0) {
         return false;
     }
-    if (fstat(fd, &sb) == 0 && sb.st_size >= 40 && (data = malloc((size_t)sb.st_size)) != NULL &&
-        pread(fd, data, (size_t)sb.st_size, 0) == sb.st_size) {
-        size_t n = (size_t)sb.st_size;
+    data = file;
+    if (n >= 40) {
         struct rd r;
         rd_init(&r, data, n - 8);
         const uint8_t *magic = rd_bytes(&r, 4);
@@ -87,8 +94,7 @@ static bool stream__load_file(const char *path, const struct store_topic *t, uin
     if (!ok) {
         streams_free(st);
     }
-    free(data);
-    close(fd);
+    free(file);
     return ok;
 }
 
@@ -271,8 +277,7 @@ static bool stream__fast(struct stream__cursor *c, uint64_t offset, uint32_t hin
     uint8_t hb[BATCH_HEADER_SIZE];
     uint8_t small[512];
     if (hint == 0 || log_read(c->t->log, offset, 1, &sl, why) != 0 ||
-        sl.len < BATCH_HEADER_SIZE ||
-        pread(sl.fd, hb, sizeof hb, sl.pos) != (ssize_t)sizeof hb ||
+        sl.len < BATCH_HEADER_SIZE || !stream__pread(sl.fd, hb, sizeof hb, (uint64_t)sl.pos) ||
         batch_decode_header(hb, sizeof hb, &h, why) != 0 || (h.flags & BATCH_FLAG_LZ4) ||
         h.batch_len != sl.len || hint - 1 >= h.records_len ||
         !streams_batch_known(&c->t->streams, h.base_offset, h.payload_checksum)) {
@@ -280,8 +285,8 @@ static bool stream__fast(struct stream__cursor *c, uint64_t offset, uint32_t hin
     }
     size_t at = hint - 1, avail = h.records_len - at;
     size_t got = avail < sizeof small ? avail : sizeof small;
-    off_t where = sl.pos + (off_t)BATCH_HEADER_SIZE + (off_t)at;
-    if (pread(sl.fd, small, got, where) != (ssize_t)got) {
+    uint64_t where = (uint64_t)sl.pos + BATCH_HEADER_SIZE + at;
+    if (!stream__pread(sl.fd, small, got, where)) {
         return false;
     }
     struct rd r;
@@ -294,7 +299,7 @@ static bool stream__fast(struct stream__cursor *c, uint64_t offset, uint32_t hin
     uint8_t *buf = small;
     if (whole > got) {
         buf = malloc(whole);
-        if (buf == NULL || pread(sl.fd, buf, whole, where) != (ssize_t)whole) {
+        if (buf == NULL || !stream__pread(sl.fd, buf, whole, where)) {
             free(buf);
             return false;
         }

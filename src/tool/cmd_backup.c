@@ -16,32 +16,26 @@
  * long it takes. The batches are verified (checksums) and written with the log
  * layer into DIR/topics/NAME; the manifest is written last, atomically.
  *
- * It speaks the wire protocol on one blocking socket (proto/) instead of
- * libtally: it must stay on one node (the cut's) and wants raw batches. */
+ * It speaks the wire protocol (proto/) on one blocking connection
+ * (client/wire.h, the one libtally uses) instead of through libtally's
+ * calls: it must stay on one node (the cut's) and wants raw batches. */
 #include "tool/cmd_backup.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "client/wire.h"
 #include "lib/batch.h"
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 #include "log/log.h"
 #include "proto/proto.h"
 #include "store/import.h"
@@ -50,131 +44,41 @@
 #define BACKUP__FETCH_BYTES (4u << 20)
 #define BACKUP__DEFAULT_TIMEOUT_MS 10000
 
-/* ---- one blocking connection ---------------------------------------- */
+/* ---- requests on one connection (client/wire.h carries the bytes) ---- */
 
-struct bk_conn {
-    int fd;
+struct backup_conn {
+    struct wire w;   /* w.addr is the node as given, for messages */
     uint32_t next_id;
-    int timeout_ms;
-    char addr[PROTO_ADDR_MAX];
+    int timeout_ms;  /* per request */
 };
 
-static int bk__wait(int fd, short events, int64_t deadline, const char *addr, char *errmsg)
+static int backup__connect(struct backup_conn *c, const char *hostport, int timeout_ms,
+                           char *errmsg)
 {
-    for (;;) {
-        int64_t left = deadline - tool_now_ms();
-        struct pollfd p = {.fd = fd, .events = events};
-        if (left <= 0) {
-            err_printf(errmsg, "node %s did not answer in time", addr);
-            return TALLY_TIMEOUT;
-        }
-        int n = poll(&p, 1, (int)left);
-        if (n > 0) {
-            return 0;
-        }
-        if (n < 0 && errno != EINTR) {
-            return err_os(errmsg, errno, "poll %s", addr);
-        }
-    }
-}
-
-static int bk__connect(struct bk_conn *c, const char *hostport, int timeout_ms, char *errmsg)
-{
-    char host[PROTO_ADDR_MAX];
-    const char *colon = strrchr(hostport, ':');
-    uint64_t port;
-    struct addrinfo hints, *res = NULL;
+    struct sockaddr_in sa;
+    char norm[PROTO_ADDR_MAX];
     memset(c, 0, sizeof *c);
-    c->fd = -1;
     c->next_id = 1;
     c->timeout_ms = timeout_ms;
-    snprintf(c->addr, sizeof c->addr, "%s", hostport);
-    if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof host ||
-        !tool_parse_u64(colon + 1, &port) || port == 0 || port > 65535) {
-        err_printf(errmsg, "'%s' is not HOST:PORT", hostport);
+    wire_init(&c->w, hostport);
+    if (wire_parse_addr(hostport, strlen(hostport), &sa, norm) != 0) {
+        err_printf(errmsg, "'%s' is not HOST:PORT, or its host cannot be resolved", hostport);
         return TALLY_INVAL;
     }
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
-        err_printf(errmsg, "cannot resolve '%s'", host);
-        return TALLY_INVAL;
-    }
-    struct sockaddr_in sa = *(const struct sockaddr_in *)(const void *)res->ai_addr;
-    freeaddrinfo(res);
-    sa.sin_port = htons((uint16_t)port);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        return err_os(errmsg, errno, "socket");
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int rv, soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (errno != EINPROGRESS) {
-            rv = err_os(errmsg, errno, "connect to %s", hostport);
-            close(c->fd);
-            c->fd = -1;
-            return rv;
-        }
-        rv = bk__wait(c->fd, POLLOUT, tool_now_ms() + timeout_ms, hostport, errmsg);
-        if (rv == 0 && (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)) {
-            rv = err_os(errmsg, soerr != 0 ? soerr : errno, "connect to %s", hostport);
-        }
-        if (rv != 0) {
-            close(c->fd);
-            c->fd = -1;
-            return rv;
-        }
-    }
-    return 0;
-}
-
-static void bk__close(struct bk_conn *c)
-{
-    if (c->fd >= 0) {
-        close(c->fd);
-    }
-    c->fd = -1;
-}
-
-static int bk__io(struct bk_conn *c, bool out, void *p, size_t n, int64_t deadline, char *errmsg)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = out ? send(c->fd, (uint8_t *)p + done, n - done, MSG_NOSIGNAL)
-                        : recv(c->fd, (uint8_t *)p + done, n - done, 0);
-        if (k > 0) {
-            done += (size_t)k;
-        } else if (k == 0) {
-            err_printf(errmsg, "node %s closed the connection", c->addr);
-            return TALLY_IOERR;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rv = bk__wait(c->fd, out ? POLLOUT : POLLIN, deadline, c->addr, errmsg);
-            if (rv != 0) {
-                return rv;
-            }
-        } else if (errno != EINTR) {
-            return err_os(errmsg, errno, "%s %s", out ? "send to" : "receive from", c->addr);
-        }
-    }
-    return 0;
+    return wire_open(&c->w, &sa, wire_now_ms() + timeout_ms, errmsg);
 }
 
 /* Send one request (@body) and read its answer: 0 with *resp (malloc'd,
  * the body) or the error response's code with its message. */
-static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, uint8_t **resp,
-                    size_t *resp_len, char *errmsg)
+static int backup__call(struct backup_conn *c, uint16_t type, const struct buf *body,
+                        uint8_t **resp, size_t *resp_len, char *errmsg)
 {
     struct buf b;
     uint8_t h[PROTO_HEADER_SIZE];
     struct proto_frame f;
     uint32_t id = c->next_id++;
-    int64_t deadline = tool_now_ms() + c->timeout_ms;
+    int64_t deadline = wire_now_ms() + c->timeout_ms;
+    bool sent = false;
     int rv;
     *resp = NULL;
     buf_init(&b);
@@ -185,17 +89,17 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
         buf_free(&b);
         return TALLY_NOMEM;
     }
-    rv = bk__io(c, true, b.data, b.len, deadline, errmsg);
+    rv = wire_send_all(&c->w, b.data, b.len, deadline, &sent, errmsg);
     buf_free(&b);
     if (rv == 0) {
-        rv = bk__io(c, false, h, sizeof h, deadline, errmsg);
+        rv = wire_recv_exact(&c->w, h, sizeof h, deadline, errmsg);
     }
     if (rv != 0) {
         return rv;
     }
     if (proto_decode_frame(h, sizeof h, PROTO_MAX_FRAME, &f) != 0 ||
         !(f.flags & PROTO_FLAG_RESPONSE) || f.type != type || f.request_id != id) {
-        err_printf(errmsg, "node %s sent a malformed answer to %s", c->addr,
+        err_printf(errmsg, "node %s sent a malformed answer to %s", c->w.addr,
                    proto_type_name(type));
         return TALLY_PROTO;
     }
@@ -204,7 +108,7 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
     if (data == NULL) {
         return TALLY_NOMEM;
     }
-    if ((rv = bk__io(c, false, data, n, deadline, errmsg)) != 0) {
+    if ((rv = wire_recv_exact(&c->w, data, n, deadline, errmsg)) != 0) {
         free(data);
         return rv;
     }
@@ -213,7 +117,7 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
         struct rd r;
         rd_init(&r, data, n);
         if (proto_get_error(&r, &e) != 0 || e.code == 0) {
-            err_printf(errmsg, "node %s sent a malformed error", c->addr);
+            err_printf(errmsg, "node %s sent a malformed error", c->w.addr);
             rv = TALLY_PROTO;
         } else {
             err_printf(errmsg, "%s", e.message);
@@ -271,7 +175,7 @@ static void backup__progress(struct backup_progress *p, bool final)
 }
 
 /* Copy [t->start_offset, t->next_offset) of one topic. */
-static int backup__topic(struct bk_conn *c, const char *dir, const struct import_topic *t,
+static int backup__topic(struct backup_conn *c, const char *dir, const struct import_topic *t,
                          uint64_t cut_index, struct backup_progress *pg, char *errmsg)
 {
     char path[PATH_MAX + STORE_NAME_MAX + 16];
@@ -302,21 +206,21 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
         req.min_index = cut_index;
         buf_init(&body);
         proto_put_fetch_req(&body, &req);
-        rv = buf_ok(&body) ? bk__call(c, PROTO_FETCH, &body, &data, &len, errmsg) : TALLY_NOMEM;
+        rv = buf_ok(&body) ? backup__call(c, PROTO_FETCH, &body, &data, &len, errmsg) : TALLY_NOMEM;
         buf_free(&body);
         if (rv != 0) {
-            err_wrap(errmsg, "fetch %s at offset %" PRIu64 " from %s", t->name, offset, c->addr);
+            err_wrap(errmsg, "fetch %s at offset %" PRIu64 " from %s", t->name, offset, c->w.addr);
             break;
         }
         rd_init(&r, data, len);
         if (proto_get_fetch_resp(&r, &resp) != 0 || proto_get_end(&r) != 0) {
             rv = TALLY_PROTO;
-            err_printf(errmsg, "malformed FETCH answer from %s", c->addr);
+            err_printf(errmsg, "malformed FETCH answer from %s", c->w.addr);
         } else if (resp.batches_len == 0) {
             rv = TALLY_CORRUPT;
             err_printf(errmsg, "node %s has no records of %s at offset %" PRIu64
                                " although the cut says they end at %" PRIu64,
-                       c->addr, t->name, offset, t->next_offset);
+                       c->w.addr, t->name, offset, t->next_offset);
         }
         for (size_t pos = 0; rv == 0 && pos < resp.batches_len;) {
             struct batch_header h;
@@ -332,7 +236,7 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
             }
             if (rv != 0) {
                 err_wrap(errmsg, "batch of %s at offset %" PRIu64 " from %s", t->name, offset,
-                         c->addr);
+                         c->w.addr);
                 break;
             }
             pos += h.batch_len;
@@ -368,7 +272,7 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
 }
 
 /* The start offset topic @name has on @c's node now (TOPIC_LIST). */
-static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *start, char *errmsg)
+static int backup__start_now(struct backup_conn *c, const char *name, uint64_t *start, char *errmsg)
 {
     struct buf body;
     struct proto_topic_list_req req = {0};
@@ -379,7 +283,7 @@ static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *star
     int rv;
     buf_init(&body);
     proto_put_topic_list_req(&body, &req);
-    rv = buf_ok(&body) ? bk__call(c, PROTO_TOPIC_LIST, &body, &data, &len, errmsg) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? backup__call(c, PROTO_TOPIC_LIST, &body, &data, &len, errmsg) : TALLY_NOMEM;
     buf_free(&body);
     if (rv != 0) {
         return rv;
@@ -398,31 +302,8 @@ static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *star
     free(data);
     if (rv != 0) {
         err_printf(errmsg, "topic %s: %s in the topic list of %s", name,
-                   rv == TALLY_NOTFOUND ? "not" : "malformed answer", c->addr);
+                   rv == TALLY_NOTFOUND ? "not" : "malformed answer", c->w.addr);
     }
-    return rv;
-}
-
-/* Empty the topic's log directory in the backup (plain files only). */
-static int backup__clear_dir(const char *path, char *errmsg)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char child[PATH_MAX + 300];
-    int rv = 0;
-    if (d == NULL) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) != 0) {
-            rv = err_os(errmsg, errno, "remove %s", child);
-        }
-    }
-    closedir(d);
     return rv;
 }
 
@@ -433,7 +314,7 @@ static int backup__clear_dir(const char *path, char *errmsg)
  * over from the node's new start: the same state as a cut taken after
  * that retention pass, which is what a backup taken a moment later would
  * hold. */
-static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct import_topic *t,
+static int backup__topic_retrying(struct backup_conn *c, const char *dir, struct import_topic *t,
                                   uint64_t cut_index, struct backup_progress *pg,
                                   char *errmsg)
 {
@@ -454,9 +335,9 @@ static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct imp
         }
         fprintf(stderr, "tally backup: retention on %s removed offsets %" PRIu64 "..%" PRIu64
                         " of topic %s during the backup; copying it again from %" PRIu64 "\n",
-                c->addr, t->start_offset, now_start - 1, t->name, now_start);
+                c->w.addr, t->start_offset, now_start - 1, t->name, now_start);
         snprintf(path, sizeof path, "%s/topics/%s", dir, t->name);
-        if ((rv = backup__clear_dir(path, errmsg)) != 0) {
+        if ((rv = fs_clear_dir(path, errmsg)) != 0) {
             return rv;
         }
         pg->total -= now_start - t->start_offset;
@@ -467,7 +348,7 @@ static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct imp
 }
 
 /* Ask @c for the cut and fill @m. */
-static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errmsg)
+static int backup__cut(struct backup_conn *c, struct import_manifest *m, char *errmsg)
 {
     struct buf body;
     struct proto_backup_cut_req req = {0};
@@ -479,10 +360,10 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     int rv;
     buf_init(&body);
     proto_put_backup_cut_req(&body, &req);
-    rv = buf_ok(&body) ? bk__call(c, PROTO_BACKUP_CUT, &body, &data, &len, errmsg) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? backup__call(c, PROTO_BACKUP_CUT, &body, &data, &len, errmsg) : TALLY_NOMEM;
     buf_free(&body);
     if (rv == TALLY_UNKNOWN_REQUEST) {
-        err_wrap(errmsg, "node %s does not know BACKUP_CUT (upgrade it)", c->addr);
+        err_wrap(errmsg, "node %s does not know BACKUP_CUT (upgrade it)", c->w.addr);
     }
     if (rv != 0) {
         return rv;
@@ -491,7 +372,7 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     rv = proto_get_backup_cut_resp(&r, &resp);
     if (rv == 0 && resp.cut_version != PROTO_BACKUP_CUT_VERSION) {
         free(data);
-        err_printf(errmsg, "node %s answers BACKUP_CUT version %u, this tool reads %u", c->addr,
+        err_printf(errmsg, "node %s answers BACKUP_CUT version %u, this tool reads %u", c->w.addr,
                    resp.cut_version, PROTO_BACKUP_CUT_VERSION);
         return TALLY_VERSION;
     }
@@ -532,7 +413,7 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     }
     free(data);
     if (rv == TALLY_PROTO) {
-        err_printf(errmsg, "malformed BACKUP_CUT answer from %s", c->addr);
+        err_printf(errmsg, "malformed BACKUP_CUT answer from %s", c->w.addr);
     }
     return rv;
 }
@@ -543,35 +424,33 @@ static int backup__fsync_dir(const char *dir, const char *name, char *errmsg)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    return file_sync_dir(path, errmsg);
+    return fs_sync_dir(path, errmsg);
 }
 
 /* DIR must not exist (it is created) or be an empty directory. */
 static int backup__prepare_dir(const char *dir, char *errmsg)
 {
     char path[PATH_MAX + 16];
-    if (mkdir(dir, 0755) != 0) {
-        if (errno != EEXIST) {
-            return err_os(errmsg, errno, "create %s", dir);
-        }
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    bool existed;
+    int rv = fs_mkdir(dir, &existed, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (existed) {
+        if (!fs_is_dir(dir)) {
             err_printf(errmsg, "%s exists and is not a directory", dir);
             return TALLY_EXISTS;
         }
-        if (rmdir(dir) != 0) { /* fails unless empty: then recreate it */
+        if (fs_rmdir(dir, errmsg) != 0) { /* fails unless empty: then recreate it */
             err_printf(errmsg, "%s is not empty: back up into a new directory", dir);
             return TALLY_EXISTS;
         }
-        if (mkdir(dir, 0755) != 0) {
-            return err_os(errmsg, errno, "create %s", dir);
+        if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0) {
+            return rv;
         }
     }
     snprintf(path, sizeof path, "%s/topics", dir);
-    if (mkdir(path, 0755) != 0) {
-        return err_os(errmsg, errno, "create %s", path);
-    }
-    return 0;
+    return fs_mkdir(path, NULL, errmsg);
 }
 
 int cmd_backup_main(int argc, char **argv)
@@ -587,7 +466,7 @@ int cmd_backup_main(int argc, char **argv)
     const char *to = NULL, *node = NULL;
     char errmsg[ERR_MSG_SIZE] = "";
     char nodes[4096];
-    struct bk_conn conn;
+    struct backup_conn conn;
     struct import_manifest m;
     struct backup_progress pg;
     int c, rc, rv = TALLY_INVAL;
@@ -635,10 +514,10 @@ int cmd_backup_main(int argc, char **argv)
 
     /* The first node that answers BACKUP_CUT is the one copied. */
     import_manifest_init(&m);
-    conn.fd = -1;
+    wire_init(&conn.w, "");
     char *save = NULL;
     for (char *a = strtok_r(nodes, ",", &save); a != NULL; a = strtok_r(NULL, ",", &save)) {
-        rv = bk__connect(&conn, a, timeout, errmsg);
+        rv = backup__connect(&conn, a, timeout, errmsg);
         if (rv == TALLY_INVAL) {
             return tool_usage_error(cmd, "%s", errmsg);
         }
@@ -648,15 +527,20 @@ int cmd_backup_main(int argc, char **argv)
         if (rv == 0) {
             break;
         }
-        fprintf(stderr, "tally backup: %s: %s\n", a, errmsg);
-        bk__close(&conn);
+        /* The connection's own messages start with the address already. */
+        if (strncmp(errmsg, a, strlen(a)) == 0 && errmsg[strlen(a)] == ':') {
+            fprintf(stderr, "tally backup: %s\n", errmsg);
+        } else {
+            fprintf(stderr, "tally backup: %s: %s\n", a, errmsg);
+        }
+        wire_close(&conn.w);
         import_manifest_free(&m);
     }
     if (rv != 0) {
         return tool_error(cmd, "no node answered; nothing was written");
     }
     if ((rv = backup__prepare_dir(to, errmsg)) != 0) {
-        bk__close(&conn);
+        wire_close(&conn.w);
         import_manifest_free(&m);
         return tool_error(cmd, "%s", errmsg);
     }
@@ -667,11 +551,11 @@ int cmd_backup_main(int argc, char **argv)
     }
     fprintf(stderr, "tally backup: node %" PRIu64 " (%s) at applied index %" PRIu64 ": %u topics, "
                     "%" PRIu64 " offsets, %u group positions\n",
-            m.node_id, conn.addr, m.applied_index, m.n_topics, pg.total, m.n_groups);
+            m.node_id, conn.w.addr, m.applied_index, m.n_topics, pg.total, m.n_groups);
     for (unsigned i = 0; rv == 0 && i < m.n_topics; i++) {
         rv = backup__topic_retrying(&conn, to, &m.topics[i], m.applied_index, &pg, errmsg);
     }
-    bk__close(&conn);
+    wire_close(&conn.w);
     if (rv == 0) {
         rv = backup__fsync_dir(to, "topics", errmsg);
     }
@@ -725,7 +609,7 @@ struct restore_progress {
     int64_t started_ms, last_ms;
 };
 
-static void restore__progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+static void backup__restore_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 {
     struct restore_progress *p = arg;
     int64_t now = tool_now_ms();
@@ -791,7 +675,7 @@ int cmd_restore_main(int argc, char **argv)
         struct import_manifest m;
         uint64_t bytes = 0;
         if ((rv = import_manifest_read(from, &m, errmsg)) == 0) {
-            rv = import_verify(&m, from, restore__progress, &pg, errmsg);
+            rv = import_verify(&m, from, backup__restore_progress, &pg, errmsg);
         }
         if (rv != 0) {
             return tool_error(cmd, "%s", errmsg);
@@ -807,7 +691,7 @@ int cmd_restore_main(int argc, char **argv)
         struct log_config lc;
         struct import_stats st;
         log_config_init(&lc);
-        rv = import_restore(from, data, &lc, restore__progress, &pg, &st, errmsg);
+        rv = import_restore(from, data, &lc, backup__restore_progress, &pg, &st, errmsg);
         if (rv != 0) {
             return tool_error(cmd, "%s", errmsg);
         }
