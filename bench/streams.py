@@ -163,17 +163,20 @@ def main():
     print(f"# {a.events} events of 100 B over {a.keys} keys ({per_key} per key); "
           f"base {base}, new {new}", flush=True)
     clusters = {}
+    # --loads-only: the NEW cluster alone (the loads and the index size need
+    # no baseline build: the client-side filter runs on the same cluster).
+    builds = (("new", new),) if a.loads_only else (("base", base), ("new", new))
     try:
-        for tag, build in (("base", base), ("new", new)):
+        for tag, build in builds:
             use(build)
             c = harness.Cluster(3, name=f"streamsbench-{tag}")
             clusters[tag] = c
             c.start()
         fill = {}
-        for tag, build in (("base", base), ("new", new)):
+        for tag, build in builds:
             fill[tag] = bench_produce(clusters[tag], build, "events", a.events, a.keys)
             print(f"fill {tag}: msgs/s={fill[tag]:.0f}", flush=True)
-        for tag, build in (("base", base), ("new", new)):
+        for tag, build in builds:
             m = bench_produce(clusters[tag], build, "small", a.events, a.keys,
                               a.small_batch_bytes)
             print(f"fill {tag} small ({a.small_batch_bytes} B batches): msgs/s={m:.0f}",
