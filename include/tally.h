@@ -532,6 +532,119 @@ struct tally_catchup {
 TALLY_API int tally_member_catchup(tally_client *c, uint64_t id, uint64_t min_index,
                                    struct tally_catchup *out);
 
+/* ------------------------------------------------------------------------
+ * Streams (event sourcing): one key's records by stream version
+ * ------------------------------------------------------------------------ */
+
+/* A key's records form its stream. The stream version of a record is the
+ * key's version after it was written, the number tally_produce_ex's
+ * expect_version compares: the key's first record is version 1, and a
+ * version counts every record ever written with the key, tombstones
+ * included, so it survives compaction and retention. Reads go through
+ * each node's stream index: their cost is the records returned, not the
+ * topic's size. */
+
+/* One record of a stream. Pointers are borrowed from the result. */
+struct tally_stream_event {
+    uint64_t version;
+    uint64_t offset;
+    int64_t timestamp_ms;
+    const void *value;       /* NULL: a tombstone */
+    size_t value_len;
+};
+
+struct tally_stream_result {
+    struct tally_stream_event *events; /* owned by the result */
+    size_t n;
+    uint64_t version;        /* the stream's version on the answering node */
+    uint64_t first_version;  /* the oldest version still stored (compaction
+                              * and retention remove the oldest ones);
+                              * version + 1 when none is */
+    uint64_t next_version;   /* forward: the version to read next; backward:
+                              * the version below the last one returned, 0
+                              * once the start was reached */
+    uint64_t applied_index;  /* answering node's applied Raft index */
+    void *impl;              /* private: the response */
+};
+
+struct tally_stream_options {
+    uint64_t from_version;   /* forward: first version (0 = 1); backward:
+                              * last version (0 = the stream's end) */
+    int backward;            /* 1: newest first */
+    uint32_t max_events;     /* 1..65536; default 1000 */
+    uint32_t max_bytes;      /* soft limit of values; at least one record */
+    uint32_t max_wait_ms;    /* forward only: at the stream's end, wait this
+                              * long for its next record (long-poll) */
+    uint64_t min_index;      /* read-your-writes: wait until the node has
+                              * applied this index (a produce's raft index) */
+    const char *node;        /* "HOST:PORT" to read from (borrowed), NULL = any */
+};
+
+TALLY_API void tally_stream_options_init(struct tally_stream_options *o);
+
+/* Read the stream of @key (@key_len bytes, 1..4096) of @topic: up to
+ * max_events records from from_version on (or backward), through any
+ * node, with tally_fetch's read-your-writes (min_index) and linearizable
+ * (tally_set_linearizable) rules. Continue from res->next_version. Errors
+ * (the handle stays usable after each):
+ *   TALLY_NOTFOUND      no such topic, or no record ever had @key (a
+ *                       long-poll on such a key waits instead);
+ *   TALLY_OUT_OF_RANGE  from_version beyond the stream's end (forward:
+ *                       more than version + 1; backward: more than version);
+ *   TALLY_INVAL         bad arguments (NULL, empty or too long key, a
+ *                       backward read that waits, max_events too large);
+ *   TALLY_TIMEOUT, TALLY_CONNECT, TALLY_UNAVAILABLE as tally_fetch.
+ * On success release @res with tally_stream_result_free. */
+TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *key,
+                                size_t key_len, const struct tally_stream_options *opts,
+                                struct tally_stream_result *res);
+TALLY_API void tally_stream_result_free(struct tally_stream_result *res);
+
+/* Per-stream lifecycle. A stream's metadata is the latest record of the
+ * key "$$" + KEY in the same topic (a metadata stream, as in EventStoreDB),
+ * whose value is "truncate-before=V;max-count=N;max-age-ms=MS" (the pairs
+ * set). Stream reads (tally_stream_read, `tally consume -k`) then hide
+ * the versions below V, all but the last N versions, and the records
+ * older than MS against the answering node's clock; res->first_version
+ * says where the visible stream starts. Versions keep counting (the next
+ * record of a stream truncated before 10 at version 12 is version 13).
+ * Hidden records stay in the log, where a fetch by offset still finds them,
+ * until retention or compaction removes them. Deleting a stream is a
+ * tombstone (tally_produce with value NULL): stream reads return it as the
+ * stream's last record (value NULL). */
+struct tally_stream_meta {
+    uint64_t truncate_before; /* 0: none */
+    uint64_t max_count;       /* 0: none */
+    uint64_t max_age_ms;      /* 0: none; at most 2^53 */
+};
+
+/* Write @meta (copied) as the metadata of stream @key (1..4094 bytes) of
+ * @topic, replacing what it had; @meta NULL clears it (a tombstone on
+ * the metadata stream). Sent as a produce (idempotent, to the leader):
+ * @result (may be NULL) says where it went, and its raft_index is the
+ * read-your-writes token. TALLY_INVAL for bad arguments; else as
+ * tally_produce. */
+TALLY_API int tally_stream_set_meta(tally_client *c, const char *topic, const void *key,
+                                    size_t key_len, const struct tally_stream_meta *meta,
+                                    struct tally_produce_result *result);
+
+/* Category subscriptions: tally_fetch with a key filter applied by the
+ * node, which scans the topic from @offset and sends only the records
+ * whose key matches @filter (a NUL-terminated pattern of 1..256 bytes):
+ * `*` any run of bytes, `?` any one byte, `\` takes the next byte as it
+ * is, anything else matches itself; at most 8 `*`. So "order-123" is one
+ * key, "order-*" a category (prefix), "order-*-eu" a small glob. Records
+ * without a key never match. Continue from res->next_offset, which moves
+ * past the records that did not match (commit it as a group's position to
+ * skip them for good); res->n may be 0 with next_offset moved on when a
+ * stretch of the topic held no match (the call goes on by itself up to
+ * the end or max_wait_ms, as tally_fetch does over compacted gaps).
+ * TALLY_INVAL for a malformed or too long filter (the message says why);
+ * otherwise as tally_fetch. Release @res with tally_fetch_result_free. */
+TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t offset,
+                                   const char *filter, const struct tally_fetch_options *opts,
+                                   struct tally_fetch_result *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -162,4 +162,10 @@ int client__topic_list(tally_client *c, int only, struct tally_topic_info **topi
 /* produce.c: a random producer id (never 0), and all sequences back to 0. */
 void client__new_producer(struct tally_client *c);
 
+/* fetch.c: a tally_fetch_result's private part holding @frame (taken:
+ * freed by tally_fetch_result_free), for results built elsewhere (the
+ * filtered fetch of streams.c). NULL when out of memory (@frame not
+ * taken). */
+void *client__fetch_impl_new(uint8_t *frame, bool possibly_stale);
+
 #endif

@@ -37,6 +37,16 @@ struct client__fetch_impl {
     size_t n_copies;
 };
 
+void *client__fetch_impl_new(uint8_t *frame, bool possibly_stale)
+{
+    struct client__fetch_impl *impl = calloc(1, sizeof *impl);
+    if (impl != NULL) {
+        impl->frame = frame;
+        impl->possibly_stale = possibly_stale;
+    }
+    return impl;
+}
+
 static void client__fetch_impl_free(struct client__fetch_impl *impl)
 {
     if (impl == NULL) {

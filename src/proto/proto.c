@@ -68,6 +68,8 @@ static const char *const proto__type_names[] = {
     [PROTO_CLOCK] = "CLOCK",
     [PROTO_MEMBER_REPLACE] = "MEMBER_REPLACE",
     [PROTO_READ_INDEX] = "READ_INDEX",
+    [PROTO_STREAM_READ] = "STREAM_READ",
+    [PROTO_FETCH_FILTERED] = "FETCH_FILTERED",
 };
 
 const char *proto_type_name(unsigned type)

@@ -72,7 +72,10 @@ enum proto_type {
     PROTO_CLOCK = 19,
     PROTO_MEMBER_REPLACE = 20,
     PROTO_READ_INDEX = 21,
-    PROTO__TYPE_MAX = 21,
+    /* 22-23: reserved (Kafka work) */
+    PROTO_STREAM_READ = 24,
+    PROTO_FETCH_FILTERED = 25,
+    PROTO__TYPE_MAX = 25,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -279,6 +282,79 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u8, offset_known)  /* 1: offset_ms is a recent measurement, or the leader's*/\
     X(i64, offset_ms)    /* its clock minus the cluster's time */              \
     X(u8, offset_warn)   /* 1: |offset_ms| exceeds its clock_warn_ms */
+/* STREAM_READ (any node; older servers answer UNKNOWN_REQUEST): the
+ * records of one key (a stream) of @topic by stream version, through the
+ * node's stream index (the version is the key's record count, the number
+ * --expect-version compares). Forward: versions from_version (0 = 1) up,
+ * oldest first; backward: from from_version (0 = the end) down, newest
+ * first. At most max_events (1..PROTO_STREAM_MAX_EVENTS) records and about
+ * max_bytes of values (at least one record). min_index as FETCH
+ * (read-your-writes). max_wait_ms > 0 on a forward read at the stream's
+ * end (from_version = version + 1, or 0/1 for a key never written) parks
+ * the request until the stream's next record is applied or the time is
+ * up (then an empty answer). Answered by STREAM_READ_RESP and n_events
+ * PROTO_SCHEMA_STREAM_EVENT. Errors: NOTFOUND (no such topic; no record
+ * has the key, unless waiting), OUT_OF_RANGE (a version beyond the end),
+ * INVAL (empty key or longer than PROTO_STREAM_KEY_MAX, max_events 0 or
+ * too large), UNAVAILABLE (history this node lacks after a snapshot
+ * install: read from another node), TIMEOUT (min_index not reached). */
+#define PROTO_SCHEMA_STREAM_READ_REQ(X)                                        \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(blob, key)                                                               \
+    X(u64, from_version)                                                       \
+    X(u8, backward)      /* 1: newest first */                                 \
+    X(u32, max_events)                                                         \
+    X(u32, max_bytes)                                                          \
+    X(u32, max_wait_ms)  /* long-poll for the next record (forward only) */   \
+    X(u64, min_index)    /* wait until this node applied this index */
+#define PROTO_SCHEMA_STREAM_READ_RESP(X)                                       \
+    X(u64, applied_index)                                                      \
+    X(u64, version)      /* the stream's version: records ever written */      \
+    X(u64, first_version) /* oldest version this node still holds */          \
+    X(u64, next_version) /* where to go on (backward: 0 = start reached) */    \
+    X(u32, n_events)     /* followed by n PROTO_SCHEMA_STREAM_EVENT */
+#define PROTO_SCHEMA_STREAM_EVENT(X)                                           \
+    X(u64, version)                                                            \
+    X(u64, offset)                                                             \
+    X(i64, timestamp)                                                          \
+    X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
+    X(blob, value)                                                             \
+    X(blob, headers)     /* the record's encoded headers (docs/disk-format.md) */
+/* FETCH_FILTERED (any node; older servers answer UNKNOWN_REQUEST): FETCH
+ * with a server-side key filter (a category subscription): the node scans
+ * the topic from @offset and sends only the records whose key matches
+ * @filter (lib/glob.h: exact key, `prefix-*`, small glob), decoded, as
+ * FILTERED_RECORD items. scanned_to says where the scan stopped: the
+ * records between @offset and it that are not in the answer did not
+ * match, so a reader (or a group's committed position) goes on from
+ * there. One request scans at most PROTO_FILTER_SCAN_BYTES of batches,
+ * so an answer may hold no record and still move scanned_to on. At the
+ * topic's end, max_wait_ms parks the request as FETCH does. Errors as
+ * FETCH, and INVAL for a malformed or too long filter. */
+#define PROTO_SCHEMA_FETCH_FILTERED_REQ(X)                                     \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u64, offset)                                                             \
+    X(u32, max_bytes)                                                          \
+    X(u32, max_wait_ms)                                                        \
+    X(u64, min_index)                                                          \
+    X(blob, filter)      /* 1..256 bytes, lib/glob.h */
+#define PROTO_SCHEMA_FETCH_FILTERED_RESP(X)                                    \
+    X(u64, applied_index)                                                      \
+    X(u64, start_offset)                                                       \
+    X(u64, next_offset)  /* the topic's next offset on this node */            \
+    X(u64, scanned_to)   /* go on from here */                                 \
+    X(u32, n_records)    /* followed by n PROTO_SCHEMA_FILTERED_RECORD */
+#define PROTO_SCHEMA_FILTERED_RECORD(X)                                        \
+    X(u64, offset)                                                             \
+    X(i64, timestamp)                                                          \
+    X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
+    X(blob, key)                                                               \
+    X(blob, value)                                                             \
+    X(blob, headers)
+#define PROTO_FILTER_SCAN_BYTES (8u << 20)
+#define PROTO_STREAM_MAX_EVENTS 65536
+#define PROTO_STREAM_KEY_MAX 4096
+#define PROTO_STREAM_TOMBSTONE 0x01u
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \
@@ -336,6 +412,12 @@ void proto_end_frame(struct buf *b, size_t start);
     X(group_set_req, GROUP_SET_REQ)                                            \
     X(clock_req, CLOCK_REQ)                                                    \
     X(clock_resp, CLOCK_RESP)                                                  \
+    X(stream_read_req, STREAM_READ_REQ)                                        \
+    X(stream_read_resp, STREAM_READ_RESP)                                      \
+    X(stream_event, STREAM_EVENT)                                              \
+    X(fetch_filtered_req, FETCH_FILTERED_REQ)                                  \
+    X(fetch_filtered_resp, FETCH_FILTERED_RESP)                                \
+    X(filtered_record, FILTERED_RECORD)                                        \
     X(error, ERROR)
 
 /* For each message: struct proto_<name>, and

@@ -30,6 +30,7 @@
 #include "proto/proto.h"
 #include "server/metrics.h"
 #include "server/skew.h"
+#include "server/stream_gw.h"
 #include "store/cmd.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
@@ -79,6 +80,7 @@ struct gw {
     bool disk_low;             /* free space below the reserve: refuse writes */
     uint64_t disk_free, disk_reserve;
     unsigned backups;          /* connections holding a backup pin */
+    struct stream_gw *streams; /* STREAM_READ requests (stream_gw.h) */
 };
 
 uint64_t gw_now_ms(void)
@@ -189,6 +191,11 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
     gw->store = store;
     gw->loop = loop;
     buf_init(&gw->entry);
+    /* streams */
+    if (stream_gw_create(store, &gw->streams) != 0) {
+        free(gw);
+        return TALLY_NOMEM;
+    }
     uv_check_init(loop, &gw->flusher);
     gw->flusher.data = gw;
     uv_check_start(&gw->flusher, gw__flush_cb);
@@ -199,6 +206,7 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
 void gw_set_node(struct gw *gw, struct node *node)
 {
     gw->node = node;
+    stream_gw_set_node(gw->streams, node); /* streams */
 }
 
 void gw_set_metrics(struct gw *gw, struct metrics *m)
@@ -1470,6 +1478,12 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_GROUP_SET:
         gw__group_set(gw, r, &rd);
         break;
+    case PROTO_STREAM_READ: /* streams */
+        stream_gw_handle(gw->streams, r, &rd);
+        break;
+    case PROTO_FETCH_FILTERED: /* streams */
+        stream_gw_handle_filtered(gw->streams, r, &rd);
+        break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
     }
@@ -1481,6 +1495,7 @@ void gw_on_applied(struct gw *gw, uint64_t index)
     if (gw->parked != NULL) {
         gw__wake(gw, false);
     }
+    stream_gw_wake(gw->streams, false); /* streams */
 }
 
 void gw_on_append(struct gw *gw, struct store_topic *t)
@@ -1587,6 +1602,7 @@ void gw_tick(struct gw *gw)
     if (gw->parked != NULL) {
         gw__wake(gw, true);
     }
+    stream_gw_wake(gw->streams, true); /* streams */
 }
 
 static void gw__closed(uv_handle_t *h)
@@ -1603,5 +1619,7 @@ void gw_destroy(struct gw *gw)
         free(r->gw_data);
         gw__error(r, TALLY_SHUTDOWN, "node is shutting down");
     }
+    stream_gw_destroy(gw->streams); /* streams */
+    gw->streams = NULL;
     uv_close((uv_handle_t *)&gw->flusher, gw__closed);
 }

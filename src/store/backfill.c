@@ -10,6 +10,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "lib/logger.h"
+#include "store/stream_read.h"
 
 /* The staging directory of a backfill: DATA/topics/NAME/backfill. */
 static void store__backfill_dir(const struct store *s, const char *name, char *out, size_t cap)
@@ -184,6 +185,10 @@ int store_backfill_finish(struct store *s, const char *topic, uint64_t created_i
         return rv; /* a disk failure: the caller stops the node */
     }
     store__backfill_drop_dir(s, topic);
+    /* streams: index the history that came back, in front of the rest */
+    if ((rv = stream_topic_prepend(t, log_start_offset(t->log), to, errmsg)) != 0) {
+        return rv;
+    }
     /* What the staging log does not hold, from its start down to @from,
      * was gone on the peer too (retention): not missing any more. */
     TLOG_INFO("store", "topic %s: backfilled offsets %llu..%llu; the node holds its whole "

@@ -52,6 +52,7 @@
 #include "lib/codec.h"
 #include "lib/err.h"
 #include "lib/fs.h"
+#include "store/stream_read.h"
 
 #define STORE__MAGIC "TLYC"
 #define STORE__VERSION 2
@@ -332,6 +333,15 @@ int store_checkpoint(struct store *s, char *errmsg)
         return rv;
     }
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        /* streams: the stream index checkpoint goes just before keys.ckpt */
+        char sdir[PATH_MAX + 300];
+        store__topic_dir(s, t->name, sdir, sizeof sdir);
+        if ((rv = stream_ckpt_write(sdir, &t->streams, s->catalog_index,
+                                    log_next_offset(t->log), "tmp", errmsg)) != 0) {
+            err_wrap(errmsg, "checkpoint stream index of %s", t->name);
+            return rv;
+        }
+        t->streams_counted = log_next_offset(t->log);
         if ((rv = store__write_keys(s, t, s->catalog_index, errmsg)) != 0) {
             err_wrap(errmsg, "checkpoint key index of %s", t->name);
             return rv;

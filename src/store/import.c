@@ -624,6 +624,11 @@ static int import__topic(const char *backup_dir, const struct import_topic *it,
             while (rv == 0 && (rv = batch_iter_next(&bi, &r, errmsg)) == 0) {
                 if (r.key != NULL) {
                     rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
+                    /* streams: the stream index follows the key index */
+                    if (rv == 0) {
+                        rv = streams_add(&t->streams, r.key, r.key_len, r.offset,
+                                         keys_version(&t->keys, r.key, r.key_len));
+                    }
                 }
             }
             batch_iter_close(&bi);

@@ -71,6 +71,20 @@ uint64_t keys_version(const struct keys *k, const void *key, size_t len)
     return e->h1 == h1 && e->h2 == h2 ? e->version : 0;
 }
 
+uint64_t keys_version_hash(const struct keys *k, uint64_t h1, uint64_t h2)
+{
+    if (k->cap == 0) {
+        return 0;
+    }
+    const struct keys_entry *e = keys__slot(k, h1, h2);
+    return e->h1 == h1 && e->h2 == h2 ? e->version : 0;
+}
+
+void keys_hash(const void *key, size_t len, uint64_t *h1, uint64_t *h2)
+{
+    keys__hash(key, len, h1, h2);
+}
+
 static int keys__put(struct keys *k, const struct keys_entry *in, bool add)
 {
     if ((k->n + 1) * 4 > k->cap * 3) {
@@ -96,6 +110,16 @@ int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset)
     struct keys_entry in = {0, 0, 1, offset};
     keys__hash(key, len, &in.h1, &in.h2);
     return keys__put(k, &in, true);
+}
+
+int keys_bump_hash(struct keys *k, uint64_t h1, uint64_t h2, uint64_t offset, uint64_t *version)
+{
+    struct keys_entry in = {h1, h2, 1, offset};
+    int rv = keys__put(k, &in, true);
+    if (rv == 0) {
+        *version = keys__slot(k, h1, h2)->version;
+    }
+    return rv;
 }
 
 int keys_copy_packed(struct keys *dst, const struct keys *src)

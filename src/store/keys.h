@@ -29,8 +29,18 @@ void keys_free(struct keys *k);
 /* Version of @key (0 if never written). */
 uint64_t keys_version(const struct keys *k, const void *key, size_t len);
 
+/* Version of the key whose hash is @h1/@h2 (as keys_hash gives it; 0 if
+ * never written): for the stream index, which holds hashes only. */
+uint64_t keys_version_hash(const struct keys *k, uint64_t h1, uint64_t h2);
+/* The hash keys are held by (never 0/0). */
+void keys_hash(const void *key, size_t len, uint64_t *h1, uint64_t *h2);
+
 /* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
 int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);
+
+/* keys_bump for the key whose hash (keys_hash) is @h1/@h2; *version
+ * gets its new version (for the stream index, which takes both at once). */
+int keys_bump_hash(struct keys *k, uint64_t h1, uint64_t h2, uint64_t offset, uint64_t *version);
 
 /* Replace @dst with a packed copy of @src's entries (n x 32 bytes, no
  * empty slots), good for keys_encode and keys_free only, not for lookups:

@@ -14,6 +14,7 @@
 #include "lib/fs.h"
 #include "lib/logger.h"
 #include "lib/testbug.h"
+#include "store/stream_read.h"
 
 static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
                               uint64_t next, struct store_topic **out, char *errmsg);
@@ -95,6 +96,8 @@ struct store__frozen_topic {
     uint64_t created_index;
     uint64_t next_offset;     /* the log's next offset at the snapshot's index */
     struct keys keys;         /* a packed copy of the key index */
+    struct streams streams;   /* a packed copy of the stream index */
+    bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
 };
@@ -138,7 +141,11 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         snprintf(ft->name, sizeof ft->name, "%s", t->name);
         ft->created_index = t->created_index;
         keys_init(&ft->keys);
-        if (keys_copy_packed(&ft->keys, &t->keys) != 0) {
+        streams_init(&ft->streams); /* streams */
+        ft->streams_due = t->log != NULL && stream_ckpt_due(t);
+        if (keys_copy_packed(&ft->keys, &t->keys) != 0 ||
+            (ft->streams_due &&
+             streams_copy_packed(&ft->streams, &t->streams, store_topic_start(t)) != 0)) {
             store_snapshot_release(s, f);
             err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
             return TALLY_NOMEM;
@@ -186,6 +193,14 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
             continue; /* being created: no log yet */
         }
         bool renamed = false;
+        /* streams: the stream index checkpoint goes just before keys.ckpt */
+        rv = ft->streams_due ? stream_ckpt_write(ft->dir, &ft->streams, f->index,
+                                                 ft->next_offset, "snap.tmp", errmsg)
+                             : 0;
+        if (rv != 0) {
+            err_wrap(errmsg, "snapshot: checkpoint the stream index of %s", ft->name);
+            break;
+        }
         rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
                                     "snap.tmp", &renamed, errmsg);
         if (rv != 0) {
@@ -241,8 +256,14 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
         }
+        /* streams: the build wrote streams.ckpt when it wrote keys.ckpt */
+        if (ft->written && ft->streams_due && t != NULL &&
+            t->created_index == ft->created_index) {
+            t->streams_counted = ft->next_offset;
+        }
         fs_close(ft->fd);
         keys_free(&ft->keys);
+        streams_free(&ft->streams); /* streams */
     }
     free(f->topics);
     buf_free(&f->head);
@@ -277,6 +298,7 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
                    (unsigned long long)index, (unsigned long long)next);
         rv = log_truncate(t->log, next, &now, errmsg);
         have = now;
+        streams_cut(&t->streams, now); /* streams: Raft applies the rest again */
     }
     if (rv == 0 && have != next) {
         /* Shorter than the snapshot, or the snapshot's offset is below the
@@ -289,6 +311,7 @@ static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, ui
                    (unsigned long long)index, (unsigned long long)next,
                    (unsigned long long)start, (unsigned long long)next - 1);
         rv = log_reset(t->log, next, errmsg);
+        streams_free(&t->streams); /* streams: the history is elsewhere now */
         t->missing_from = start;
         t->missing_to = next;
     }
@@ -443,6 +466,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             }
         } else if (log_next_offset(t->log) < c.next_offsets[i]) {
             rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            streams_free(&t->streams); /* streams: the history is elsewhere now */
             t->missing_from = c.start_offsets[i];
             t->missing_to = c.next_offsets[i];
         } else {

@@ -38,6 +38,7 @@
 #include "log/log.h"
 #include "store/cmd.h"
 #include "store/keys.h"
+#include "store/streams.h"
 
 #define STORE_NAME_MAX 256
 #define STORE_ADDR_MAX 64
@@ -75,6 +76,9 @@ struct store_topic {
     struct store_producer *producers; /* unordered, n_producers of cap */
     unsigned n_producers, cap_producers;
     struct keys keys;         /* key -> version and latest offset */
+    struct streams streams;   /* key -> offsets by version (streams.h) */
+    uint64_t streams_counted; /* next offset the last streams.ckpt written or
+                               * loaded counts up to (0: none) */
     uint64_t compact_limit;   /* offsets below are in the last key checkpoint:
                                * compaction may touch them (0 until one) */
     uint64_t trim_offset;     /* the cluster's start offset (TOPIC_TRIM): offsets

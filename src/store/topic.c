@@ -12,6 +12,7 @@
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "lib/testbug.h"
+#include "store/stream_read.h"
 
 uint64_t store_topic_start(const struct store_topic *t)
 {
@@ -48,6 +49,7 @@ void store__topic_free(struct store_topic *t)
     }
     free(t->producers);
     keys_free(&t->keys);
+    streams_free(&t->streams); /* streams */
     free(t);
 }
 
@@ -118,9 +120,24 @@ int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
     struct batch_iter it;
     struct batch_record r;
     int rv = batch_iter_init(&it, batch, len, errmsg);
-    while (rv == 0 && (rv = batch_iter_next(&it, &r, errmsg)) == 0) {
+    /* streams: the batch is verified; each record's stream version is the
+     * key's count, and where it lies in the batch is a hint for reads */
+    const uint8_t *records = it.rd.p;
+    if (rv == 0) {
+        streams_batch_seen(&t->streams, it.h.base_offset, it.h.payload_checksum);
+    }
+    while (rv == 0) {
+        uint32_t at = (uint32_t)(it.rd.p - records);
+        if ((rv = batch_iter_next(&it, &r, errmsg)) != 0) {
+            break;
+        }
         if (r.key != NULL) {
-            rv = keys_bump(&t->keys, r.key, r.key_len, r.offset);
+            uint64_t h1, h2, version;
+            keys_hash(r.key, r.key_len, &h1, &h2); /* (once for both indexes) */
+            rv = keys_bump_hash(&t->keys, h1, h2, r.offset, &version);
+            if (rv == 0) {
+                rv = streams_add_hash_at(&t->streams, h1, h2, r.offset, version, at);
+            }
         }
     }
     batch_iter_close(&it);
@@ -231,7 +248,11 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
             keys_init(&t->keys);
             keys_from = start;
         }
-        rv = store__rebuild(t, prod_from, keys_from, errmsg);
+        /* streams: the stream index, up to where the key index counts */
+        rv = stream_topic_load(path, t, keys_from, errmsg);
+        if (rv == 0) {
+            rv = store__rebuild(t, prod_from, keys_from, errmsg);
+        }
         /* Retention and compaction may touch what the checkpoints count. */
         t->compact_limit = t->damaged ? start : prod_from < keys_from ? prod_from : keys_from;
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/glob.h"
 #include "lib/name.h"
 #include "tool/util.h"
 
@@ -18,6 +19,8 @@ static const char consume_help[] =
     "                     [--reset-policy earliest|latest|error]\n"
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
     "                     [--linearizable]\n"
+    "       tally consume TOPIC -k KEY [--from-version V] [--backward] [-n COUNT] [-f]\n"
+    "       tally consume TOPIC --filter PATTERN [--group NAME] [--from ...] [-f] ...\n"
     "\n"
     "Print the records of TOPIC in offset order. Reads are served by any node\n"
     "and return committed records only.\n"
@@ -25,10 +28,24 @@ static const char consume_help[] =
     "  --from OFFSET|beginning|end  where to start (default beginning)\n"
     "  --from-time MS       start at the first record with a timestamp at or\n"
     "                       after MS (milliseconds since the epoch)\n"
-    "  -k, --key KEY        print only the records with this key, in offset\n"
-    "                       order; the filter runs in tally, which still reads\n"
-    "                       every record of the topic from the start position:\n"
-    "                       its cost is the topic's size, not the key's\n"
+    "  -k, --key KEY        print only the records with this key (its stream), in\n"
+    "                       offset order. Without --from, --from-time and\n"
+    "                       --group, the nodes' stream index finds them: the\n"
+    "                       cost is the key's records, not the topic's size.\n"
+    "                       With one of those, the filter runs in tally, which\n"
+    "                       reads every record from the start position\n"
+    "  --from-version V     with -k: start at stream version V (the key's V-th\n"
+    "                       record; the number --expect-version compares);\n"
+    "                       exit 1 if the key has no record or V is beyond the\n"
+    "                       stream's end + 1\n"
+    "  --backward           with -k: newest first, from the end or from\n"
+    "                       --from-version V down (-n N: the last N records)\n"
+    "  --filter PATTERN     print only the records whose key matches PATTERN,\n"
+    "                       filtered by the node (a category subscription):\n"
+    "                       '*' any run of bytes, '?' one byte, '\\' quotes the\n"
+    "                       next one; 'order-*' is a prefix, 'order-7' one key;\n"
+    "                       1..256 bytes, at most 8 '*'. With --group, the\n"
+    "                       position moves past the records that did not match\n"
     "  --group NAME         durable position: start where group NAME last\n"
     "                       committed on TOPIC (if it never did, at --from or\n"
     "                       --from-time, default beginning), and commit the\n"
@@ -52,7 +69,8 @@ static const char consume_help[] =
     "                       it at the first read\n"
     "  --format FMT         how to print each record (default '%o\\t%k\\t%v\\n'):\n"
     "                       %o offset, %k key, %v value, %t timestamp (ms since\n"
-    "                       the epoch, set by the leader), %% a '%', and the\n"
+    "                       the epoch, set by the leader), %V stream version\n"
+    "                       (with -k on the stream index), %% a '%', and the\n"
     "                       escapes \\t \\n \\\\; keys and values are printed as raw\n"
     "                       bytes; a missing key and a tombstone (deleted key)\n"
     "                       print as empty\n"
@@ -77,6 +95,9 @@ enum {
     CONSUME_OPT_GROUP,
     CONSUME_OPT_LINEARIZABLE,
     CONSUME_OPT_RESET_POLICY,
+    CONSUME_OPT_FROM_VERSION, /* streams */
+    CONSUME_OPT_BACKWARD,     /* streams */
+    CONSUME_OPT_FILTER,       /* streams */
 };
 
 /* --reset-policy: where a group goes on when its position is below the
@@ -119,8 +140,8 @@ static const char *consume_check_format(const char *fmt)
             if (*p == '\0') {
                 return "ends with a lone '%'";
             }
-            if (strchr("okvt%", *p) == NULL) {
-                return "has an unknown %-directive (want %o %k %v %t %%)";
+            if (strchr("okvtV%", *p) == NULL) {
+                return "has an unknown %-directive (want %o %k %v %t %V %%)";
             }
         } else if (*p == '\\') {
             p++;
@@ -135,7 +156,7 @@ static const char *consume_check_format(const char *fmt)
     return NULL;
 }
 
-static void consume_print(const char *fmt, const struct tally_record *r)
+static void consume_print(const char *fmt, const struct tally_record *r, uint64_t version)
 {
     const char *p;
 
@@ -157,6 +178,9 @@ static void consume_print(const char *fmt, const struct tally_record *r)
                 break;
             case 't':
                 printf("%" PRId64, r->timestamp_ms);
+                break;
+            case 'V':
+                printf("%" PRIu64, version);
                 break;
             default:
                 putchar('%');
@@ -286,6 +310,92 @@ static int consume_key_matches(const struct tally_record *r, const char *key, si
            (key_len == 0 || memcmp(r->key, key, key_len) == 0);
 }
 
+/* ------------------------------------------------------------------------
+ * streams: -k KEY through the nodes' stream index (tally_stream_read)
+ * ------------------------------------------------------------------------ */
+
+struct consume_stream_args {
+    const char *topic;
+    const char *key;
+    size_t key_len;
+    uint64_t from_version; /* 0: from the start (forward) or the end (backward) */
+    int backward;
+    int strict;            /* a key without records is an error (--from-version,
+                            * --backward); plain -k prints nothing, as the scan did */
+    int follow;
+    uint64_t count;        /* 0: no limit */
+    const char *fmt;
+    const char *node;
+    uint64_t min_index;
+    uint32_t wait_ms;      /* long-poll of one read when following */
+};
+
+/* Answers in a row that neither hold a record nor move the version on,
+ * in follow mode, before giving up on the node (each waits the long-poll
+ * time, so a sane node never comes close; bounds the loop anyway). */
+#define CONSUME_STREAM_MAX_EMPTY 100000
+
+static int consume_stream(const char *cmd, tally_client *client, const struct consume_stream_args *a)
+{
+    struct tally_stream_options o;
+    uint64_t printed = 0;
+    unsigned empty = 0;
+    int rc;
+
+    tally_stream_options_init(&o);
+    o.from_version = a->from_version;
+    o.backward = a->backward;
+    o.node = a->node;
+    o.min_index = a->min_index;
+    while (!consume_interrupted && (a->count == 0 || printed < a->count)) {
+        struct tally_stream_result res;
+        if (a->count > 0 && a->count - printed < o.max_events) {
+            o.max_events = (uint32_t)(a->count - printed);
+        }
+        o.max_wait_ms = a->follow ? a->wait_ms : 0;
+        rc = tally_stream_read(client, a->topic, a->key, a->key_len, &o, &res);
+        if (rc == TALLY_NOTFOUND && (!a->strict || a->follow) &&
+            strstr(consume_errmsg(client, rc), "does not exist") != NULL) {
+            if (!a->follow) {
+                return TOOL_EXIT_OK; /* no record has the key: nothing to print */
+            }
+            consume_sleep_ms(CONSUME_RETRY_MS);
+            continue;
+        }
+        if (rc != 0 && a->follow && consume_transient(rc)) {
+            fprintf(stderr, "tally consume: %s; retrying\n", consume_errmsg(client, rc));
+            consume_sleep_ms(CONSUME_RETRY_MS);
+            continue;
+        }
+        if (rc != 0) {
+            return tool_cluster_error(client, cmd, rc);
+        }
+        for (size_t i = 0; i < res.n; i++) {
+            const struct tally_stream_event *e = &res.events[i];
+            struct tally_record r = {e->offset, e->timestamp_ms, a->key, a->key_len, e->value,
+                                     e->value_len};
+            consume_print(a->fmt, &r, e->version);
+            printed++;
+        }
+        fflush(stdout);
+        /* Without -f, an answer with no record also ends the read: the
+         * node has nothing more now (a stream whose records are gone or
+         * hidden answers so at once). */
+        int done = res.n == 0 ||
+                   (a->backward ? res.next_version == 0 : res.next_version > res.version);
+        int stuck = res.n == 0 && res.next_version == o.from_version;
+        o.from_version = res.next_version;
+        tally_stream_result_free(&res);
+        if (done && !a->follow) {
+            break;
+        }
+        if (stuck && ++empty > CONSUME_STREAM_MAX_EMPTY) {
+            return tool_error(cmd, "stream read of %s makes no progress", a->topic);
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
 int cmd_consume_main(int argc, char **argv)
 {
     static const char cmd[] = "consume";
@@ -302,6 +412,9 @@ int cmd_consume_main(int argc, char **argv)
         {"node", required_argument, NULL, CONSUME_OPT_NODE},
         {"min-index", required_argument, NULL, CONSUME_OPT_MIN_INDEX},
         {"linearizable", no_argument, NULL, CONSUME_OPT_LINEARIZABLE},
+        {"from-version", required_argument, NULL, CONSUME_OPT_FROM_VERSION},
+        {"backward", no_argument, NULL, CONSUME_OPT_BACKWARD},
+        {"filter", required_argument, NULL, CONSUME_OPT_FILTER},
         {NULL, 0, NULL, 0},
     };
     enum consume_from from = CONSUME_FROM_BEGINNING;
@@ -333,6 +446,9 @@ int cmd_consume_main(int argc, char **argv)
     int lag_retries = 0;
     int follow = 0;
     int linearizable = 0, warned_stale = 0;
+    uint64_t from_version = 0; /* streams: --from-version */
+    int have_from_version = 0, backward = 0;
+    const char *filter = NULL; /* streams: --filter */
     int c;
     int rc;
 
@@ -413,6 +529,19 @@ int cmd_consume_main(int argc, char **argv)
         case CONSUME_OPT_LINEARIZABLE:
             linearizable = 1;
             break;
+        case CONSUME_OPT_FROM_VERSION:
+            if (!tool_parse_u64(optarg, &from_version) || from_version == 0) {
+                return tool_usage_error(cmd, "--from-version needs a stream version (1 or more), "
+                                        "not '%s'", optarg);
+            }
+            have_from_version = 1;
+            break;
+        case CONSUME_OPT_BACKWARD:
+            backward = 1;
+            break;
+        case CONSUME_OPT_FILTER:
+            filter = optarg;
+            break;
         default:
             rc = tool_common_option(cmd, c, optarg);
             if (rc != TOOL_EXIT_OK) {
@@ -440,6 +569,30 @@ int cmd_consume_main(int argc, char **argv)
     why = consume_check_format(fmt);
     if (why != NULL) {
         return tool_usage_error(cmd, "--format '%s' %s", fmt, why);
+    }
+    if (filter != NULL && key != NULL) {
+        return tool_usage_error(cmd, "give -k KEY or --filter PATTERN, not both");
+    }
+    if (filter != NULL && !glob_check((const uint8_t *)filter, strlen(filter), bad_name,
+                                      sizeof bad_name)) {
+        return tool_usage_error(cmd, "--filter '%.64s': %s", filter, bad_name);
+    }
+    /* streams: -k on the stream index, unless a start position or a group
+     * asks for the offset-ordered scan. */
+    int on_index = key != NULL && n_from == 0 && group == NULL;
+    if ((have_from_version || backward) && !on_index) {
+        return tool_usage_error(cmd, "--from-version and --backward read one stream: they need "
+                                "-k KEY and go without --from, --from-time and --group");
+    }
+    if (backward && follow) {
+        return tool_usage_error(cmd, "--backward cannot follow (-f): it reads newest first");
+    }
+    if (strstr(fmt, "%V") != NULL && !on_index) {
+        return tool_usage_error(cmd, "--format %%V (stream version) needs -k KEY without "
+                                "--from, --from-time and --group");
+    }
+    if (on_index && (key_len == 0 || key_len > 4096)) {
+        return tool_usage_error(cmd, "-k KEY must be 1 to 4096 bytes long");
     }
 
     /* No SA_RESTART: SIGINT must cut a long poll short. */
@@ -472,6 +625,13 @@ int cmd_consume_main(int argc, char **argv)
         if (tool_g.timeout_ms > 0 && (unsigned)tool_g.timeout_ms / 2 < opts.max_wait_ms) {
             opts.max_wait_ms = (unsigned)tool_g.timeout_ms / 2;
         }
+    }
+    if (on_index) {
+        struct consume_stream_args sargs = {topic, key, key_len, from_version, backward,
+                                         have_from_version || backward, follow, count, fmt,
+                                         opts.node, opts.min_index, opts.max_wait_ms};
+        rc = consume_stream(cmd, client, &sargs);
+        goto out;
     }
     if (group != NULL) {
         struct tally_group_position gp;
@@ -564,7 +724,8 @@ int cmd_consume_main(int argc, char **argv)
         int done = 0;
 
         memset(&res, 0, sizeof res);
-        rc = tally_fetch(client, topic, offset, &opts, &res);
+        rc = filter != NULL ? tally_fetch_filtered(client, topic, offset, filter, &opts, &res)
+                            : tally_fetch(client, topic, offset, &opts, &res);
         if (rc == 0 && tally_fetch_possibly_stale(&res) && !warned_stale) {
             fprintf(stderr, "tally consume: warning: the node that answered knows no leader "
                     "(cut off from the majority?): these records may miss acknowledged "
@@ -617,7 +778,7 @@ int cmd_consume_main(int argc, char **argv)
             if (key != NULL && !consume_key_matches(r, key, key_len)) {
                 continue;
             }
-            consume_print(fmt, r);
+            consume_print(fmt, r, 0);
             if (count > 0 && ++printed == count) {
                 break;
             }

@@ -24,6 +24,7 @@ static const char main_help[] =
     "  produce TOPIC [VALUE]      append records (one per stdin line without VALUE)\n"
     "  consume TOPIC              print records\n"
     "  group list|describe|reset|delete  consumer group positions\n"
+    "  stream meta TOPIC KEY ...  truncate a stream, keep its last N or newest records\n"
     "  status [--json]            members, roles, leader, indexes, topics\n"
     "  member add|remove|transfer change the cluster's membership or leader\n"
     "  bench produce|consume TOPIC measure throughput and latency\n"
@@ -56,6 +57,7 @@ static const struct main_command main_commands[] = {
     {"member", cmd_member_main},   {"bench", cmd_bench_main},
     {"log", cmd_log_main},         {"backup", cmd_backup_main},
     {"restore", cmd_restore_main}, {"group", cmd_group_main},
+    {"stream", cmd_stream_main}, /* streams */
 };
 
 int main(int argc, char **argv)

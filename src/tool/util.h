@@ -121,5 +121,6 @@ int cmd_status_main(int argc, char **argv);
 int cmd_member_main(int argc, char **argv);
 int cmd_bench_main(int argc, char **argv);
 int cmd_group_main(int argc, char **argv);
+int cmd_stream_main(int argc, char **argv); /* streams (cmd_stream.c) */
 
 #endif

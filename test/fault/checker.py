@@ -25,6 +25,11 @@
 #                 (final/node<N>/<topic>.start, from their topic lists)
 #   ryw           a follower read with --min-index that did not return the
 #                 reader's own acknowledged write
+#   stream        a stream read (`consume -k --backward --linearizable`,
+#                 the stream index) that returned a record other than the
+#                 final log's record of that key at that version, versions
+#                 not descending by one, or fewer versions than conditional
+#                 appends acknowledged before it started
 #   order         real-time order: write A acknowledged before write B
 #                 started, yet A's offset is not below B's
 #   crash         a node exited although nothing stopped it (outside a
@@ -251,6 +256,31 @@ def check(run_dir, out=sys.stdout, max_print=20):
                            f"{e['min_index']} --from {e['offset']} without the reader's write "
                            f"{e['value']!r}: {excerpt(e)}")
 
+    # -- stream reads (the stream index) -----------------------------------------
+    for e in ops:
+        if e["kind"] != "stream-read" or e["result"] != "ok":
+            continue
+        t, key = e["topic"], e["key"]
+        per = logs.get(t, {})
+        node = next((n for n in sorted(per) if n not in gaps[t]), None)
+        if node is None:
+            continue  # versions count from offset 0: not knowable past a gap
+        of_key = [(off, val) for off, k, val in per[node] if k == key]
+        recs = e.get("records", [])
+        acked = sum(1 for x in ops if x["kind"] == "cas" and x["result"] == "ok"
+                    and x.get("key") == key and x["end"] < e["start"])
+        if not recs or recs[0][0] < acked:
+            rep.bad("stream", f"read of {key} on node {e['node']} shows version "
+                              f"{recs[0][0] if recs else 0}, but {acked} conditional appends "
+                              f"were acknowledged before it started: {excerpt(e)}")
+        for i, (ver, off, val) in enumerate(recs):
+            want = tuple(of_key[ver - 1]) if 0 < ver <= len(of_key) else None
+            if (off, val) != want or (i > 0 and ver != recs[i - 1][0] - 1):
+                rep.bad("stream", f"read of {key} on node {e['node']}: version {ver} is "
+                                  f"{(off, val)!r}, the final log of node {node} has {want!r}: "
+                                  f"{excerpt(e)}")
+                break
+
     # -- real-time order of acknowledged writes per topic -----------------------
     for t in sorted(topics):
         acked = [e for e in ops if e.get("topic") == t and e["result"] == "ok"
@@ -328,7 +358,7 @@ def check(run_dir, out=sys.stdout, max_print=20):
         p(f"final log {t}: " + ", ".join(f"node {n}: {len(r)} records"
                                          for n, r in sorted(per.items())))
     for kind in ("lost", "duplicate", "phantom", "unknown-value", "cas-double", "cas-version",
-                 "replica", "start", "ryw", "order", "crash", "verify", "shutdown", "disk",
+                 "replica", "start", "ryw", "stream", "order", "crash", "verify", "shutdown", "disk",
                  "backfill", "replace", "incomplete"):
         p(f"{kind:14} {len(rep.violations.get(kind, []))}")
     for kind, msgs in sorted(rep.violations.items()):

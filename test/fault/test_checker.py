@@ -42,6 +42,8 @@ def clean_run():
            expect_version=0, msg="condition failed: key x is at version 1, expected 0"),
         op(10, "cas", 1.5, 1.6, "ok", ["k3"], [1], topic="accounts", key="x",
            expect_version=1),
+        op(13, "stream-read", 1.7, 1.8, "ok", [], [], topic="accounts", key="x", node=2,
+           records=[[2, 1, "k3"], [1, 0, "k1"]]),
         {"type": "fault", "seq": 11, "kind": "kill", "node": 1, "role": "leader", "time": 0.5},
         {"type": "final", "seq": 12, "unread": [], "sigterm_exit": {"1": 0, "2": 0, "3": 0},
          "verify": {str(i): {"rc": 0, "out": "OK"} for i in (1, 2, 3)}},
@@ -119,6 +121,12 @@ def main():
             l[n]["events"][0] = (0, "", "b")
             l[n]["events"][1] = (1, "", "a")
 
+    def stream_value(h, l):   # a stream read with another record at version 2
+        h[10]["records"] = [[2, 1, "zz"], [1, 0, "k1"]]
+
+    def stream_stale(h, l):   # a stream read that misses an acknowledged append
+        h[10]["records"] = [[1, 0, "k1"]]
+
     def crash(h, l):
         h.insert(10, {"type": "fault", "seq": 99, "kind": "crash", "node": 2, "exit": -11,
                       "time": 0.7, "log_tail": []})
@@ -128,7 +136,8 @@ def main():
 
     cases = [(lost, "lost"), (duplicate, "duplicate"), (phantom, "phantom"),
              (cas_double, "cas-double"), (replica, "replica"), (start, "start"), (ryw, "ryw"),
-             (order, "order"), (crash, "crash"), (verify, "verify")]
+             (order, "order"), (crash, "crash"), (verify, "verify"),
+             (stream_value, "stream"), (stream_stale, "stream")]
     for fn, want in cases:
         hist, logs = clean_run()
         fn(hist, logs)

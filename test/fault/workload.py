@@ -21,6 +21,9 @@
 #   ryw-write `tally produce events --print-index VALUE`, then
 #   ryw-read  `tally consume events --node RANDOM --min-index IDX --from OFF -n 1`
 #             must show the write
+#   stream-read `tally consume accounts -k KEY --backward -n 3 --linearizable
+#             --node RANDOM --format '%V\t%o\t%v\n'` (the stream index, issue
+#             18): the last records of a cas key with their stream versions
 
 import json
 import random
@@ -181,6 +184,24 @@ class Client(threading.Thread):
                 self.versions[key] = int(m.group(1))
             # unknown: keep n; the next attempt either succeeds (nothing was
             # written) or fails with the actual version
+        if self.rng.random() < 0.3:
+            self.stream_read(key)
+
+    def stream_read(self, key):
+        node = self.rng.choice(list(self.c.nodes))
+
+        def read():
+            rc, out, err = run_cli(["--timeout", 5000, "consume", CAS_TOPIC, "-k", key,
+                                    "--backward", "-n", 3, "--linearizable", "--node",
+                                    self.c.nodes[node].client, "--format", "%V\\t%o\\t%v\\n"],
+                                   self.c.brokers())
+            recs = []
+            for line in out.splitlines():
+                ver, off, v = line.split("\t", 2)
+                recs.append([int(ver), int(off), v])
+            return {"rc": rc, "result": "ok" if rc == 0 else "fail", "records": recs,
+                    "msg": err.strip()[-400:]}
+        self.op("stream-read", {"topic": CAS_TOPIC, "key": key, "node": node}, read)
 
     def do_ryw(self):
         vals = [self.value()]

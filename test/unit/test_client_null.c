@@ -194,6 +194,39 @@ static int r_producer_send_topic(void)
 static int r_producer_send_rec(void) { return tally_producer_send(t__p, "t", NULL, t__ack, NULL); }
 static int r_producer_poll_p(void) { return tally_producer_poll(NULL, 0); }
 static int r_producer_flush_p(void) { return tally_producer_flush(NULL); }
+static int r_stream_read_c(void)
+{
+    struct tally_stream_result r;
+    return tally_stream_read(NULL, "t", "k", 1, NULL, &r);
+}
+static int r_stream_read_res(void) { return tally_stream_read(t__c, "t", "k", 1, NULL, NULL); }
+static int r_stream_read_topic(void)
+{
+    struct tally_stream_result r;
+    return tally_stream_read(t__c, NULL, "k", 1, NULL, &r);
+}
+static int r_filtered_c(void)
+{
+    struct tally_fetch_result r;
+    return tally_fetch_filtered(NULL, "t", 0, "a*", NULL, &r);
+}
+static int r_filtered_res(void) { return tally_fetch_filtered(t__c, "t", 0, "a*", NULL, NULL); }
+static int r_filtered_filter(void)
+{
+    struct tally_fetch_result r;
+    return tally_fetch_filtered(t__c, "t", 0, NULL, NULL, &r);
+}
+static int r_stream_meta_c(void) { return tally_stream_set_meta(NULL, "t", "k", 1, NULL, NULL); }
+static int r_stream_meta_topic(void)
+{
+    return tally_stream_set_meta(t__c, NULL, "k", 1, NULL, NULL);
+}
+static int r_stream_meta_key(void) { return tally_stream_set_meta(t__c, "t", NULL, 1, NULL, NULL); }
+static int r_stream_read_key(void)
+{
+    struct tally_stream_result r;
+    return tally_stream_read(t__c, "t", NULL, 1, NULL, &r);
+}
 
 struct row {
     const char *name;
@@ -220,7 +253,10 @@ static const struct row rows[] = {
     ROW(r_producer_create_out), ROW(r_producer_create_both), ROW(r_producer_send_p),
     ROW(r_producer_send_topic), ROW(r_producer_send_rec), ROW(r_producer_poll_p),
     ROW(r_producer_flush_p),  ROW(r_member_replace_c),   ROW(r_read_index_c),
-    ROW(r_read_index_index),
+    ROW(r_read_index_index),  ROW(r_stream_read_c),      ROW(r_stream_read_res),
+    ROW(r_stream_read_topic), ROW(r_stream_read_key),    ROW(r_filtered_c),
+    ROW(r_filtered_res),      ROW(r_filtered_filter),    ROW(r_stream_meta_c),
+    ROW(r_stream_meta_topic), ROW(r_stream_meta_key),
 };
 
 static void test_null_arguments_refused(void **state)
@@ -240,6 +276,8 @@ static void test_null_arguments_refused(void **state)
     assert_non_null(strstr(tally_errmsg(t__c), "'st' is NULL"));
     assert_int_equal(tally_read_index(t__c, NULL), TALLY_INVAL);
     assert_non_null(strstr(tally_errmsg(t__c), "'index' is NULL"));
+    assert_int_equal(tally_stream_read(t__c, "t", "k", 1, NULL, NULL), TALLY_INVAL);
+    assert_non_null(strstr(tally_errmsg(t__c), "'res' is NULL"));
     tally_producer_destroy(t__p);
     tally_client_destroy(t__c);
     t__p = NULL;
@@ -257,6 +295,8 @@ static void test_null_no_result_calls(void **state)
     tally_produce_options_init(NULL);
     tally_fetch_options_init(NULL);
     tally_fetch_result_free(NULL);
+    tally_stream_options_init(NULL);
+    tally_stream_result_free(NULL);
     tally_status_free(NULL);
     tally_producer_options_init(NULL);
     assert_non_null(tally_producer_errmsg(NULL));
