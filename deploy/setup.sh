@@ -10,11 +10,13 @@
 # clang + libclang-rt-14-dev: the libFuzzer targets (test/fuzz/run-fuzzers.sh);
 # the fuzzer runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which
 # Debian 12's clang only recommends.
+# libssl-dev: OpenSSL 3 for TLS and SCRAM; openssl: the command that
+# deploy/make-certs.sh and the TLS tests make certificates with.
 # faketime (with libfaketime): runs a tallyd with a wrong clock in
 # test/integration/test_clock_skew.py and the fault suite's clock nemesis.
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev
-faketime"
+faketime libssl-dev openssl"
 
 # libraft-dev must be at least this version (cowsql/raft, the maintained
 # continuation of canonical/raft). Debian 12 itself ships 0.15.0; the

@@ -93,6 +93,17 @@ TALLY_API void tally_client_destroy(tally_client *c);
  * written. */
 TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms);
 
+/* Speak TLS to the nodes (docs/security.md): @ca_file (PEM, required) is
+ * the CA the nodes' certificates must chain to, and each node's
+ * certificate must name the host or IP address it was reached at;
+ * @cert_file and @key_file (PEM, both or neither; NULL = none) are this
+ * client's certificate for mutual TLS. Paths are read now (not kept).
+ * Applies to connections made after the call, producers included.
+ * Returns 0, TALLY_INVAL with the reason in tally_errmsg() (a file that
+ * does not load, a key that does not match), TALLY_NOMEM. */
+TALLY_API int tally_client_set_tls(tally_client *c, const char *ca_file, const char *cert_file,
+                                   const char *key_file);
+
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);
 

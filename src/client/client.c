@@ -62,6 +62,7 @@
 #include "lib/byte.h"
 #include "lib/err.h"
 #include "lib/name.h"
+#include "lib/tls.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -98,6 +99,8 @@ struct client__node {
     struct sockaddr_in sa;     /* the same, resolved */
     uint64_t id;               /* node id from HELLO/METADATA; 0 = unknown */
     int fd;                    /* connected (HELLO done) socket, or -1 */
+    SSL *ssl;                  /* TLS on fd, or NULL (plaintext) */
+    char host[PROTO_ADDR_MAX]; /* the host as given, for the certificate check */
     char why[160];             /* why the last attempt in this call failed */
     /* Read-ahead (tally_fetch): a FETCH sent before it was asked for,
      * whose answer is the next frame on fd. */
@@ -122,6 +125,7 @@ struct tally_client {
     uint64_t producer_id;       /* idempotent producer id, never 0 */
     uint64_t actual;            /* actual value of the last failed condition */
     struct client__seq *seqs;   /* next sequence per topic (owned list) */
+    SSL_CTX *tls;               /* tally_client_set_tls, or NULL (owned) */
 };
 
 /* Next batch sequence of this handle's producer on one topic. */
@@ -248,6 +252,15 @@ static int client__node_add(struct tally_client *c, const char *addr, size_t len
     struct client__node *n = &c->nodes[c->n_nodes];
     memset(n, 0, sizeof *n);
     memcpy(n->addr, norm, sizeof n->addr);
+    /* The host as given ("node1.example:7001" -> "node1.example"): a
+     * node's certificate names the host the client was told to use. */
+    snprintf(n->host, sizeof n->host, "%.*s", (int)(strrchr(norm, ':') - norm), norm);
+    for (size_t k = len; k > 0; k--) {
+        if (addr[k - 1] == ':') {
+            snprintf(n->host, sizeof n->host, "%.*s", (int)(k - 1), addr);
+            break;
+        }
+    }
     n->sa = sa;
     n->fd = -1;
     return (int)c->n_nodes++;
@@ -255,6 +268,8 @@ static int client__node_add(struct tally_client *c, const char *addr, size_t len
 
 static void client__disconnect(struct client__node *n)
 {
+    SSL_free(n->ssl); /* TLS hook */
+    n->ssl = NULL;
     if (n->fd >= 0) {
         close(n->fd);
         n->fd = -1;
@@ -307,6 +322,16 @@ static int client__send_all(struct client__node *nd, const uint8_t *p, size_t n,
                             int64_t deadline, bool *sent, char *errmsg)
 {
     size_t done = 0;
+    if (nd->ssl != NULL) { /* TLS hook */
+        bool late = false;
+        char why[ERR_MSG_SIZE / 2];
+        if (tls_fd_send(nd->ssl, p, n, deadline, &late, why, sizeof why) != 0) {
+            err_printf(errmsg, "%s: %s", nd->addr, late ? "timed out sending the request" : why);
+            return late ? TALLY_TIMEOUT : TALLY_IOERR;
+        }
+        *sent = true;
+        return 0;
+    }
     while (done < n) {
         /* MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE. */
         ssize_t k = send(nd->fd, p + done, n - done, MSG_NOSIGNAL);
@@ -335,6 +360,21 @@ static int client__recv_exact(struct client__node *nd, uint8_t *p, size_t n, int
                               char *errmsg)
 {
     size_t got = 0;
+    while (got < n && nd->ssl != NULL) { /* TLS hook */
+        bool late = false;
+        char why[ERR_MSG_SIZE / 2];
+        ssize_t k = tls_fd_recv(nd->ssl, p + got, n - got, deadline, &late, why, sizeof why);
+        if (k > 0) {
+            got += (size_t)k;
+            continue;
+        }
+        if (k == 0) {
+            err_printf(errmsg, "%s: connection closed by the node", nd->addr);
+            return TALLY_IOERR;
+        }
+        err_printf(errmsg, "%s: %s", nd->addr, late ? "no answer in time" : why);
+        return late ? TALLY_TIMEOUT : TALLY_IOERR;
+    }
     while (got < n) {
         ssize_t k = recv(nd->fd, p + got, n - got, 0);
         if (k > 0) {
@@ -480,6 +520,9 @@ static bool client__conn_alive(struct client__node *nd)
 {
     struct pollfd p = {.fd = nd->fd, .events = POLLIN};
     uint8_t b;
+    if (nd->ssl != NULL) {
+        return tls_fd_idle_ok(nd->ssl); /* TLS hook */
+    }
     if (poll(&p, 1, 0) == 0) {
         return true;
     }
@@ -551,6 +594,14 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
         }
         if (getsockopt(nd->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
             err_printf(c->errmsg, "%s: connect: %s", nd->addr, strerror(err ? err : errno));
+            client__disconnect(nd);
+            return TALLY_CONNECT;
+        }
+    }
+
+    if (c->tls != NULL) { /* TLS hook */
+        nd->ssl = client_tls_open(c->tls, nd->fd, nd->host, nd->addr, until, c->errmsg);
+        if (nd->ssl == NULL) {
             client__disconnect(nd);
             return TALLY_CONNECT;
         }
@@ -990,6 +1041,7 @@ TALLY_API void tally_client_destroy(tally_client *c)
         c->seqs = s->link;
         free(s);
     }
+    SSL_CTX_free(c->tls);
     free(c);
 }
 
@@ -2635,4 +2687,57 @@ TALLY_API int tally_group_delete(tally_client *c, const char *group, const char 
         return rv;
     }
     return client__group_write(c, what);
+}
+
+/* ------------------------------------------------------------------------
+ * TLS (docs/security.md)
+ * ------------------------------------------------------------------------ */
+
+TALLY_API int tally_client_set_tls(tally_client *c, const char *ca_file, const char *cert_file,
+                                   const char *key_file)
+{
+    struct tls_files f = {cert_file, key_file, ca_file, true};
+    SSL_CTX *ctx;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (ca_file == NULL || ca_file[0] == '\0') {
+        err_printf(c->errmsg, "TLS: a CA file is required (the CA of the cluster)");
+        return TALLY_INVAL;
+    }
+    ctx = tls_client_ctx(&f, c->errmsg);
+    if (ctx == NULL) {
+        return TALLY_INVAL;
+    }
+    SSL_CTX_free(c->tls);
+    c->tls = ctx;
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        client__disconnect(&c->nodes[i]); /* reconnect with TLS */
+    }
+    return 0;
+}
+
+SSL_CTX *client_tls_ctx(struct tally_client *c)
+{
+    return c->tls;
+}
+
+SSL *client_tls_open(SSL_CTX *ctx, int fd, const char *host, const char *addr, int64_t deadline,
+                     char *errmsg)
+{
+    SSL *ssl = SSL_new(ctx);
+    char why[ERR_MSG_SIZE / 2];
+    bool late = false;
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 || tls_expect_host(ssl, host) != 0) {
+        SSL_free(ssl);
+        err_printf(errmsg, "%s: TLS: out of memory", addr);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    if (tls_fd_handshake(ssl, deadline, &late, why, sizeof why) != 0) {
+        SSL_free(ssl);
+        err_printf(errmsg, "%s: %s", addr, late ? "TLS handshake timed out" : why);
+        return NULL;
+    }
+    return ssl;
 }

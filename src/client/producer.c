@@ -71,6 +71,7 @@
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/tls.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -144,6 +145,7 @@ struct tally_producer {
     bool draining;
     bool moved;            /* an answer while draining sent us elsewhere */
     int fd;
+    SSL *ssl;              /* TLS on fd, or NULL (plaintext) */
     char addr[PROTO_ADDR_MAX]; /* leader to try next ("" = ask) */
     struct buf rbuf;       /* received bytes; frames start at rpos */
     size_t rpos;
@@ -367,6 +369,8 @@ static void prod__stamp(struct tally_producer *p, struct prod__batch *b)
 static void prod__disconnect(struct tally_producer *p)
 {
     struct prod__batch *b;
+    SSL_free(p->ssl); /* TLS hook */
+    p->ssl = NULL;
     if (p->fd >= 0) {
         close(p->fd);
         p->fd = -1;
@@ -415,6 +419,16 @@ static int prod__send_all(struct tally_producer *p, const uint8_t *data, size_t 
                           int64_t deadline)
 {
     size_t done = 0;
+    if (p->ssl != NULL) { /* TLS hook */
+        bool late = false;
+        char why[ERR_MSG_SIZE / 2];
+        if (tls_fd_send(p->ssl, data, n, deadline, &late, why, sizeof why) != 0) {
+            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr,
+                     late ? "timed out sending" : why);
+            return late ? TALLY_TIMEOUT : TALLY_IOERR;
+        }
+        return 0;
+    }
     while (done < n) {
         ssize_t k = send(p->fd, data + done, n - done, MSG_NOSIGNAL);
         if (k > 0) {
@@ -454,7 +468,20 @@ static int prod__recv_some(struct tally_producer *p, int64_t deadline)
             snprintf(p->ackmsg, sizeof p->ackmsg, "out of memory");
             return TALLY_NOMEM;
         }
-        k = recv(p->fd, dst, 65536, MSG_DONTWAIT);
+        if (p->ssl != NULL) { /* TLS hook: one read, waiting until @deadline */
+            bool late = false;
+            char why[ERR_MSG_SIZE / 2];
+            k = tls_fd_recv(p->ssl, dst, 65536, deadline, &late, why, sizeof why);
+            if (k < 0) {
+                if (late) {
+                    return TALLY_TIMEOUT;
+                }
+                snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr, why);
+                return TALLY_IOERR;
+            }
+        } else {
+            k = recv(p->fd, dst, 65536, MSG_DONTWAIT);
+        }
         if (k > 0) {
             buf_commit(&p->rbuf, (size_t)k);
             return 0;
@@ -556,6 +583,15 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
             getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s: connect: %s", p->addr,
                      err != 0 ? strerror(err) : "failed or timed out");
+            prod__disconnect(p);
+            return TALLY_CONNECT;
+        }
+    }
+    if (client_tls_ctx(p->c) != NULL) { /* TLS hook */
+        char host[PROTO_ADDR_MAX];
+        snprintf(host, sizeof host, "%.*s", (int)(strrchr(norm, ':') - norm), norm);
+        p->ssl = client_tls_open(client_tls_ctx(p->c), p->fd, host, p->addr, until, p->ackmsg);
+        if (p->ssl == NULL) {
             prod__disconnect(p);
             return TALLY_CONNECT;
         }
@@ -879,6 +915,8 @@ static void prod__expire(struct tally_producer *p, int64_t now)
             snprintf(p->ackmsg, sizeof p->ackmsg,
                      "produce to %s: not acknowledged within %d ms (%s); it may or may not "
                      "have been written", b->t->name, p->o.timeout_ms, why);
+            SSL_free(p->ssl);
+            p->ssl = NULL;
             if (p->fd >= 0) {
                 close(p->fd);
                 p->fd = -1;
@@ -1201,6 +1239,7 @@ TALLY_API void tally_producer_destroy(tally_producer *p)
         return;
     }
     (void)tally_producer_flush(p);
+    SSL_free(p->ssl);
     if (p->fd >= 0) {
         close(p->fd);
     }

@@ -27,6 +27,13 @@ struct cfg {
     bool bootstrap;                  /* --bootstrap */
     char metrics_addr[CFG_ADDR_MAX]; /* --metrics HOST:PORT, "" = off */
     int log_level;                   /* --log-level, enum logger_level */
+    /* TLS (docs/security.md): PEM paths, "" = not set. With a certificate,
+     * the client port and the Raft links (mutual TLS) speak TLS only. */
+    char tls_cert[CFG_PATH_MAX];     /* --tls-cert FILE: this node's certificate chain */
+    char tls_key[CFG_PATH_MAX];      /* --tls-key FILE: its private key */
+    char tls_ca[CFG_PATH_MAX];       /* --tls-ca FILE: the cluster's CA */
+    bool tls_allow_12;               /* tls_min_version = 1.2 (default 1.3) */
+    bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */
     unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */

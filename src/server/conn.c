@@ -694,3 +694,37 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
     conn__start_reading(c);
     return 0;
 }
+
+/* ---- TLS hook (server/tlsaccept.c) ------------------------------------
+ * A TLS connection reaches us as the plaintext end of a socketpair that
+ * repl/tlspipe.c feeds: the same connection code then runs on it,
+ * sendfile(2) included. */
+int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    int rv;
+    if (c == NULL) {
+        return UV_ENOMEM;
+    }
+    conn__loop = loop;
+    c->gw = gw;
+    c->poll_fd = -1;
+    c->handles = 1;
+    buf_init(&c->rbuf);
+    uv_tcp_init(loop, &c->handle);
+    c->handle.data = c;
+    rv = uv_tcp_open(&c->handle, fd);
+    if (rv != 0) {
+        uv_close((uv_handle_t *)&c->handle, conn__closed);
+        return rv;
+    }
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->next_conn = conn__all;
+    if (conn__all != NULL) {
+        conn__all->prev_conn = c;
+    }
+    conn__all = c;
+    conn__n++;
+    conn__start_reading(c);
+    return 0;
+}

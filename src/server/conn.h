@@ -43,6 +43,12 @@ struct req {
 /* Accept a new connection from @server (a listening uv_tcp_t). */
 int conn_accept(uv_stream_t *server, struct gw *gw);
 
+/* Serve a connection on @fd, the plaintext end of a TLS pipe (connected,
+ * non-blocking); @peer names it in logs (copied). On success the
+ * connection owns @fd; on failure (a negative libuv code) the caller
+ * still does. */
+int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer);
+
 /* The response in req->resp (and req->file_*, if set) is ready: send it
  * in request order. */
 void conn_complete(struct req *req);

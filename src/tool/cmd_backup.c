@@ -41,6 +41,7 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/tls.h"
 #include "lib/file.h"
 #include "log/log.h"
 #include "proto/proto.h"
@@ -54,6 +55,8 @@
 
 struct bk_conn {
     int fd;
+    SSL *ssl;       /* TLS on fd (tool_g asks for it), or NULL */
+    SSL_CTX *tls;
     uint32_t next_id;
     int timeout_ms;
     char addr[PROTO_ADDR_MAX];
@@ -77,6 +80,8 @@ static int bk__wait(int fd, short events, int64_t deadline, const char *addr, ch
         }
     }
 }
+
+static void bk__close(struct bk_conn *c);
 
 static int bk__connect(struct bk_conn *c, const char *hostport, int timeout_ms, char *errmsg)
 {
@@ -131,11 +136,37 @@ static int bk__connect(struct bk_conn *c, const char *hostport, int timeout_ms, 
             return rv;
         }
     }
+    if (tool_tls_wanted()) { /* TLS hook: the same TLS as every other command */
+        struct tls_files tf = {tool_g.tls_cert, tool_g.tls_key, tool_g.tls_ca, true};
+        char why[ERR_MSG_SIZE / 2];
+        bool late = false;
+        c->tls = tls_client_ctx(&tf, errmsg);
+        if (c->tls == NULL) {
+            bk__close(c);
+            return TALLY_INVAL;
+        }
+        c->ssl = SSL_new(c->tls);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || tls_expect_host(c->ssl, host) != 0) {
+            bk__close(c);
+            err_printf(errmsg, "TLS: out of memory");
+            return TALLY_NOMEM;
+        }
+        SSL_set_connect_state(c->ssl);
+        if (tls_fd_handshake(c->ssl, tool_now_ms() + timeout_ms, &late, why, sizeof why) != 0) {
+            err_printf(errmsg, "%s: %s", hostport, late ? "TLS handshake timed out" : why);
+            bk__close(c);
+            return TALLY_CONNECT;
+        }
+    }
     return 0;
 }
 
 static void bk__close(struct bk_conn *c)
 {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    SSL_CTX_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) {
         close(c->fd);
     }
@@ -145,6 +176,32 @@ static void bk__close(struct bk_conn *c)
 static int bk__io(struct bk_conn *c, bool out, void *p, size_t n, int64_t deadline, char *errmsg)
 {
     size_t done = 0;
+    if (c->ssl != NULL) { /* TLS hook */
+        char why[ERR_MSG_SIZE / 2];
+        bool late = false;
+        while (done < n) {
+            ssize_t k = out ? (tls_fd_send(c->ssl, p, n, deadline, &late, why, sizeof why) == 0
+                                   ? (ssize_t)n
+                                   : -1)
+                            : tls_fd_recv(c->ssl, (uint8_t *)p + done, n - done, deadline, &late,
+                                          why, sizeof why);
+            if (k > 0) {
+                done += (size_t)k;
+                continue;
+            }
+            if (k == 0) {
+                err_printf(errmsg, "node %s closed the connection", c->addr);
+                return TALLY_IOERR;
+            }
+            if (late) {
+                err_printf(errmsg, "node %s did not answer in time", c->addr);
+                return TALLY_TIMEOUT;
+            }
+            err_printf(errmsg, "%s: %s", c->addr, why);
+            return TALLY_IOERR;
+        }
+        return 0;
+    }
     while (done < n) {
         ssize_t k = out ? send(c->fd, (uint8_t *)p + done, n - done, MSG_NOSIGNAL)
                         : recv(c->fd, (uint8_t *)p + done, n - done, 0);

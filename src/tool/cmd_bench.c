@@ -195,6 +195,12 @@ static void *bench_producer_run(void *arg)
     if (tool_g.timeout_ms > 0) {
         tally_client_set_timeout(client, tool_g.timeout_ms);
     }
+    if (tool_g.tls_ca != NULL && tool_g.tls_ca[0] != '\0' && /* main read the environment */
+        tally_client_set_tls(client, tool_g.tls_ca, tool_g.tls_cert, tool_g.tls_key) != 0) {
+        p->rc = TALLY_INVAL;
+        snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
+        goto out;
+    }
     p->t0_us = tool_now_us();
     if (cfg->batch > 0) {
         /* Synchronous: B records per request, one request in flight. */

@@ -95,6 +95,7 @@ int main(int argc, char **argv)
     if (optind >= argc) {
         return tool_usage_error(NULL, "missing COMMAND");
     }
+    (void)tool_tls_wanted(); /* $TALLY_TLS_*, once, before any thread starts */
     if (strcmp(argv[optind], "help") == 0) {
         fputs(main_help, stdout);
         return TOOL_EXIT_OK;

@@ -29,6 +29,15 @@ int tool_common_option(const char *cmd, int c, const char *arg)
         }
         tool_g.timeout_ms = (int)v;
         return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_CA:
+        tool_g.tls_ca = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_CERT:
+        tool_g.tls_cert = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_KEY:
+        tool_g.tls_key = arg;
+        return TOOL_EXIT_OK;
     default:
         return -1;
     }
@@ -113,6 +122,42 @@ int tool_connect(const char *cmd, tally_client **out)
     }
     if (tool_g.timeout_ms > 0) {
         tally_client_set_timeout(*out, tool_g.timeout_ms);
+    }
+    rc = tool_apply_tls(cmd, *out);
+    if (rc != TOOL_EXIT_OK) {
+        tally_client_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool tool_tls_wanted(void)
+{
+    if (tool_g.tls_ca == NULL) {
+        tool_g.tls_ca = getenv("TALLY_TLS_CA");
+    }
+    if (tool_g.tls_cert == NULL) {
+        tool_g.tls_cert = getenv("TALLY_TLS_CERT");
+    }
+    if (tool_g.tls_key == NULL) {
+        tool_g.tls_key = getenv("TALLY_TLS_KEY");
+    }
+    return tool_g.tls_ca != NULL && tool_g.tls_ca[0] != '\0';
+}
+
+int tool_apply_tls(const char *cmd, tally_client *c)
+{
+    bool cert = tool_tls_wanted() , has_cert = tool_g.tls_cert != NULL && tool_g.tls_cert[0];
+    if (!cert) {
+        if (has_cert || (tool_g.tls_key != NULL && tool_g.tls_key[0])) {
+            return tool_usage_error(cmd, "--tls-cert/--tls-key need --tls-ca (the cluster's CA)");
+        }
+        return TOOL_EXIT_OK;
+    }
+    if (tally_client_set_tls(c, tool_g.tls_ca, tool_g.tls_cert, tool_g.tls_key) != 0) {
+        fprintf(stderr, "tally%s%s: %s\n", cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
+                tally_errmsg(c));
+        return TOOL_EXIT_USAGE;
     }
     return TOOL_EXIT_OK;
 }

@@ -23,12 +23,18 @@
 struct tool_global {
     const char *brokers; /* -b/--brokers, else $TALLY_BROKERS, else default */
     int timeout_ms;      /* --timeout; 0 = the library's default */
+    /* TLS (docs/security.md): --tls-ca/--tls-cert/--tls-key, else
+     * $TALLY_TLS_CA/$TALLY_TLS_CERT/$TALLY_TLS_KEY; NULL = not given. */
+    const char *tls_ca, *tls_cert, *tls_key;
 };
 extern struct tool_global tool_g;
 
 /* getopt_long values of the common options (beyond the ASCII range). */
 enum {
     TOOL_OPT_TIMEOUT = 0x100,
+    TOOL_OPT_TLS_CA,
+    TOOL_OPT_TLS_CERT,
+    TOOL_OPT_TLS_KEY,
     TOOL_OPT__FIRST_FREE = 0x110, /* commands number their own from here */
 };
 
@@ -36,6 +42,9 @@ enum {
 #define TOOL_COMMON_LONGOPTS                                                   \
     {"brokers", required_argument, NULL, 'b'},                                 \
     {"timeout", required_argument, NULL, TOOL_OPT_TIMEOUT},                    \
+    {"tls-ca", required_argument, NULL, TOOL_OPT_TLS_CA},                      \
+    {"tls-cert", required_argument, NULL, TOOL_OPT_TLS_CERT},                  \
+    {"tls-key", required_argument, NULL, TOOL_OPT_TLS_KEY},                    \
     {"help", no_argument, NULL, 'h'}
 /* The same for the short option string. */
 #define TOOL_COMMON_SHORTOPTS "b:h"
@@ -46,6 +55,9 @@ enum {
     "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n" \
     "                                 else " TOOL_DEFAULT_BROKERS ")\n"        \
     "      --timeout MS               per-request timeout in milliseconds\n"   \
+    "      --tls-ca FILE              speak TLS; the cluster's CA ($TALLY_TLS_CA)\n" \
+    "      --tls-cert FILE --tls-key FILE  client certificate for mutual TLS\n" \
+    "                                 ($TALLY_TLS_CERT, $TALLY_TLS_KEY)\n"    \
     "  -h, --help                     show this help\n"
 
 /* Handle one common option seen by a command's getopt loop. Returns -1 if
@@ -76,6 +88,14 @@ int tool_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* Create a client for the global broker list and timeout. On failure prints
  * the reason and returns the exit status to use (2 for a malformed list). */
 int tool_connect(const char *cmd, tally_client **out);
+
+/* Fill the TLS paths of tool_g from the environment where no flag gave
+ * them; true if TLS is on (a CA was given). */
+bool tool_tls_wanted(void);
+
+/* Turn on TLS on @c if tool_tg asks for it. TOOL_EXIT_OK, or the exit
+ * status after printing why (a file that does not load: exit 2). */
+int tool_apply_tls(const char *cmd, tally_client *c);
 
 /* Strict number parsing: the whole string, base 10, no sign for unsigned,
  * no overflow. Return true on success. */
