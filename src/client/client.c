@@ -102,6 +102,9 @@ struct client__node {
     SSL *ssl;                  /* TLS on fd, or NULL (plaintext) */
     char host[PROTO_ADDR_MAX]; /* the host as given, for the certificate check */
     char why[160];             /* why the last attempt in this call failed */
+    bool refused;              /* in this call, the node refused us for good: a TLS
+                                * handshake failed (CA, name, expiry) or HELLO was
+                                * refused; retrying cannot help */
     /* Read-ahead (tally_fetch): a FETCH sent before it was asked for,
      * whose answer is the next frame on fd. */
     bool ahead;
@@ -602,6 +605,7 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
     if (c->tls != NULL) { /* TLS hook */
         nd->ssl = client_tls_open(c->tls, nd->fd, nd->host, nd->addr, until, c->errmsg);
         if (nd->ssl == NULL) {
+            nd->refused = strstr(c->errmsg, "timed out") == NULL;
             client__disconnect(nd);
             return TALLY_CONNECT;
         }
@@ -628,6 +632,7 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
     if (rep.is_error) {
         err_printf(c->errmsg, "%s: hello refused: %s: %s", nd->addr, err_name(rep.err.code),
                    rep.err.message);
+        nd->refused = true;
         client__disconnect(nd);
         return TALLY_CONNECT;
     }
@@ -730,6 +735,20 @@ static void client__refresh(struct tally_client *c, size_t i, int64_t deadline)
     }
 }
 
+/* True if every node this call may use refused us for good. */
+static bool client__all_refused(struct tally_client *c, const struct client__op *op)
+{
+    if (op->only >= 0) {
+        return c->nodes[op->only].refused;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        if (!c->nodes[i].refused) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool client__retryable(int code)
 {
     /* Answers that say the request was not carried out, and that another
@@ -763,6 +782,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
     }
     for (size_t i = 0; i < c->n_nodes; i++) {
         c->nodes[i].why[0] = '\0';
+        c->nodes[i].refused = false;
     }
     if (op->only >= 0) {
         target = (size_t)op->only;
@@ -836,6 +856,13 @@ static int client__call(struct tally_client *c, const struct client__op *op,
             if (rv == TALLY_NOMEM) {
                 err_wrap(c->errmsg, "%s", op->what);
                 return rv;
+            }
+            if (nd->refused && client__all_refused(c, op)) {
+                /* TLS hook: a wrong CA, name or certificate is not cured
+                 * by waiting; say so now, not after the timeout. */
+                client__tried(c, tried, sizeof tried);
+                err_printf(c->errmsg, "%s: refused by every node: %s", op->what, tried);
+                return TALLY_CONNECT;
             }
             if (rv != TALLY_CONNECT) {
                 saw_connected = true;

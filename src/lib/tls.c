@@ -78,6 +78,12 @@ static int tls__load(SSL_CTX *ctx, const struct tls_files *f, bool need_cert, bo
             return -1;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, f->key, SSL_FILETYPE_PEM) != 1) {
+            if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+                ERR_clear_error();
+                err_printf(errmsg, "TLS: private key %s does not match certificate %s", f->key,
+                           f->cert);
+                return -1;
+            }
             tls__last_error(why, sizeof why);
             err_printf(errmsg, "TLS: private key %s: %s", f->key, why);
             return -1;

@@ -453,6 +453,44 @@ static void test_cfg_bad_flags(void **state)
     test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
 }
 
+/* TLS settings hang together, and plaintext off loopback needs --insecure. */
+static void test_cfg_bad_tls(void **state)
+{
+    static const struct bad_flag cases[] = {
+        {NULL, {"--tls-cert", "n.crt", "--tls-ca", "ca.crt"}, "--tls-cert needs --tls-key"},
+        {NULL, {"--tls-key", "n.key", "--tls-ca", "ca.crt"}, "--tls-key needs --tls-cert"},
+        {NULL, {"--tls-cert", "n.crt", "--tls-key", "n.key"}, "--tls-cert needs --tls-ca"},
+        {NULL, {"--tls-ca", "ca.crt"}, "--tls-ca needs --tls-cert and --tls-key"},
+        {NULL, {"--set", "tls_min_version=1.1"}, "--set tls_min_version=1.1: expected 1.3 or 1.2"},
+        {NULL, {"--set", "insecure=perhaps"}, "--set insecure=perhaps: expected true or false"},
+        {NULL, {"--metrics", "0.0.0.0:9100"}, "0.0.0.0:9100 is not a loopback address and TLS is off"},
+    };
+    test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The TLS flags and keys land in the struct; --insecure lets plaintext
+ * listen off loopback. */
+static void test_cfg_tls_happy(void **state)
+{
+    struct fixture *f = *state;
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--set",
+                  "tls_min_version=1.2", "--metrics", "0.0.0.0:9100", NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_string_equal(f->cfg.tls_cert, "n.crt");
+    assert_string_equal(f->cfg.tls_key, "n.key");
+    assert_string_equal(f->cfg.tls_ca, "ca.crt");
+    assert_true(f->cfg.tls_allow_12);
+    while (f->argc > 1) {
+        free(f->argv[--f->argc]);
+    }
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--metrics", "0.0.0.0:9100", "--insecure", NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_true(f->cfg.insecure);
+    assert_string_equal(f->cfg.tls_cert, "");
+}
+
 static void test_cfg_bad_peers(void **state)
 {
     static const struct bad_flag cases[] = {
@@ -600,7 +638,8 @@ int main(void)
         T(test_cfg_help_version),     T(test_cfg_usage_text),       T(test_cfg_parse_addr),
         T(test_cfg_missing_required), T(test_cfg_bad_flags),        T(test_cfg_bad_peers),
         T(test_cfg_too_many_peers),   T(test_cfg_bad_file),         T(test_cfg_bad_data_dir),
-        T(test_cfg_reload),           T(test_cfg_deploy_examples),
+        T(test_cfg_reload),           T(test_cfg_deploy_examples),  T(test_cfg_bad_tls),
+        T(test_cfg_tls_happy),
     };
     /* The default log level comes from the environment; pin it. */
     setenv("TALLY_LOG_LEVEL", "info", 1);
