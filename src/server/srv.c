@@ -592,6 +592,7 @@ int srv_run(const struct cfg *cfg)
     nc.log_budget_bytes = cfg->raft_log_budget_bytes;
     snprintf(nc.data_dir, sizeof nc.data_dir, "%s", cfg->data_dir);
     nc.ident = ident;
+    nc.tls = s.tls_on ? &s.tls : NULL; /* mutual TLS on the Raft links */
     struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
     if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
         goto fail;

@@ -221,6 +221,47 @@ def test_tls_reload_under_producer():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_tls_peer_identity():
+    """A node whose certificate is for another node id, or from another CA,
+    never joins: both sides log the refusal, the other two keep working,
+    and with its own certificate it joins and catches up."""
+    tmp = tempfile.mkdtemp(prefix="tally-tls-")
+    try:
+        certs = make_certs(os.path.join(tmp, "certs"))
+        other = make_certs(os.path.join(tmp, "other"), n=3)
+        cases = (
+            ((os.path.join(certs, "node2.crt"), os.path.join(certs, "node2.key")),
+             "certificate is for CN=node2, not CN=node3", "closed by the peer"),
+            ((os.path.join(other, "node3.crt"), os.path.join(other, "node3.key")),
+             "certificate verify failed", "alert unknown ca"),
+        )
+        for (cert, key), on_good, on_bad in cases:
+            with TlsCluster(certs, name="tls-peer") as c:
+                c.node_certs[3] = (cert, key)
+                c.start(wait=False)
+                lid = c.wait_leader(ids=[1, 2])
+                c.tally_ok("topic", "create", "p", ids=[1, 2])
+                c.tally_ok("produce", "p", input=b"x\ny\nz\n", ids=[1, 2])
+                wait_until(lambda: on_good in log_of(c, 1) or on_good in log_of(c, 2), 30,
+                           f"nodes 1-2 to log '{on_good}'")
+                wait_until(lambda: on_bad in log_of(c, 3), 30, f"node 3 to log '{on_bad}'")
+                st = c.status(ids=[lid])
+                m3 = [m for m in st["members"] if m["id"] == 3]
+                # Index 1 is its own bootstrap configuration; nothing more.
+                check(m3 and (m3[0].get("applied_index") or 0) <= 1,
+                      f"node 3 applied entries with a wrong certificate: {st}")
+                check("became leader" not in log_of(c, 3) and c.leader(ids=[1, 2]) in (1, 2),
+                      "the imposter disturbed the leadership")
+                # Its own certificate: it joins and catches up.
+                c.stop(3)
+                del c.node_certs[3]
+                c.spawn(3)
+                recs = parse_records(c.read_node("p", 3, 3, timeout=60))
+                check([v for _, v in recs] == [b"x", b"y", b"z"], f"node 3 has {recs}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_insecure_needed_off_loopback():
     """Without TLS, tallyd refuses a non-loopback address unless given
     --insecure, and says how to fix it."""
@@ -236,4 +277,5 @@ def test_insecure_needed_off_loopback():
 
 if __name__ == "__main__":
     run_tests([test_tls_client_port, test_tls_expired_and_wrong_name,
-               test_tls_reload_under_producer, test_insecure_needed_off_loopback])
+               test_tls_reload_under_producer, test_tls_peer_identity,
+               test_insecure_needed_off_loopback])
