@@ -626,6 +626,9 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
         return rv;
     }
     if (rv != 0) {
+        /* TLS 1.3: a node that refuses our certificate (or wants one) says
+         * so with an alert after the handshake, read here. */
+        nd->refused = c->tls != NULL && strstr(c->errmsg, "TLS: ") != NULL;
         err_wrap(c->errmsg, "hello");
         return TALLY_CONNECT;
     }

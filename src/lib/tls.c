@@ -142,10 +142,11 @@ SSL_CTX *tls_client_ctx(const struct tls_files *f, char *errmsg)
     return ctx;
 }
 
-int tls_set_load(struct tls_set *s, const struct tls_files *f, char *errmsg)
+int tls_set_load(struct tls_set *s, const struct tls_files *f, bool clients_need_cert,
+                 char *errmsg)
 {
     struct tls_set n;
-    n.clients = tls_server_ctx(f, false, errmsg);
+    n.clients = tls_server_ctx(f, clients_need_cert, errmsg);
     n.peers_in = n.clients != NULL ? tls_server_ctx(f, true, errmsg) : NULL;
     n.peers_out = n.peers_in != NULL ? tls_client_ctx(f, errmsg) : NULL;
     if (n.peers_out == NULL) {

@@ -48,9 +48,12 @@ struct tls_set {
     SSL_CTX *peers_out; /* Raft links dialled: our certificate, CA checked */
 };
 
-/* Load all three from @f (cert, key and ca required). 0, or -1 with the
+/* Load all three from @f (cert, key and ca required); with
+ * @clients_need_cert the client port refuses clients that present no
+ * certificate of the CA (mutual TLS for clients too). 0, or -1 with the
  * reason in @errmsg and @s untouched. */
-int tls_set_load(struct tls_set *s, const struct tls_files *f, char *errmsg);
+int tls_set_load(struct tls_set *s, const struct tls_files *f, bool clients_need_cert,
+                 char *errmsg);
 
 /* Free the contexts (connections keep theirs alive). */
 void tls_set_free(struct tls_set *s);

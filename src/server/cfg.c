@@ -425,6 +425,14 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         c->tls_allow_12 = strcmp(value, "1.2") == 0;
         return 0;
     }
+    if (strcmp(key, "tls_client_auth") == 0) {
+        if (strcmp(value, "optional") != 0 && strcmp(value, "required") != 0) {
+            err_printf(errmsg, "expected optional or required");
+            return TALLY_INVAL;
+        }
+        c->tls_client_cert_required = strcmp(value, "required") == 0;
+        return 0;
+    }
     if (strcmp(key, "insecure") == 0) {
         if (cfg__parse_bool(value, &c->insecure) != 0) {
             err_printf(errmsg, "expected true or false");
@@ -775,7 +783,8 @@ void cfg_usage(FILE *out)
             "                     the Raft links; reloaded on SIGHUP\n"
             "  --tls-key FILE     its private key (PEM)\n"
             "  --tls-ca FILE      the CA of the cluster (PEM): peers and client certificates\n"
-            "                     must chain to it (tls_min_version=1.2 allows TLS 1.2)\n"
+            "                     must chain to it (tls_min_version=1.2 allows TLS 1.2;\n"
+            "                     tls_client_auth=required refuses clients without one)\n"
             "  --insecure         allow plaintext on non-loopback addresses (without TLS,\n"
             "                     tallyd refuses to listen anywhere but 127.0.0.0/8)\n"
             "  --config FILE      read settings from an INI file first; flags override it\n"

@@ -33,6 +33,8 @@ struct cfg {
     char tls_key[CFG_PATH_MAX];      /* --tls-key FILE: its private key */
     char tls_ca[CFG_PATH_MAX];       /* --tls-ca FILE: the cluster's CA */
     bool tls_allow_12;               /* tls_min_version = 1.2 (default 1.3) */
+    bool tls_client_cert_required;   /* tls_client_auth = required: clients must present a
+                                      * certificate of tls_ca (default: optional) */
     bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */

@@ -311,7 +311,7 @@ static void srv__reload_tls(uv_signal_t *h, int signum)
         TLOG_INFO("server", "SIGHUP received: TLS is off, nothing to reload");
         return;
     }
-    if (tls_set_load(&fresh, &f, errmsg) != 0) {
+    if (tls_set_load(&fresh, &f, cfg->tls_client_cert_required, errmsg) != 0) {
         TLOG_ERROR("server", "SIGHUP: TLS reload failed, keeping the current certificates: %s",
                    errmsg);
         return;
@@ -512,7 +512,7 @@ int srv_run(const struct cfg *cfg)
      * leaves the directory as it was (docs/operations.md, exit status). */
     if (cfg->tls_cert[0] != '\0') {
         struct tls_files f = {cfg->tls_cert, cfg->tls_key, cfg->tls_ca, cfg->tls_allow_12};
-        if (tls_set_load(&s.tls, &f, errmsg) != 0) {
+        if (tls_set_load(&s.tls, &f, cfg->tls_client_cert_required, errmsg) != 0) {
             rv = TALLY_INVAL;
             fail_exit = 2;
             goto fail;

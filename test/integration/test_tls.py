@@ -221,6 +221,35 @@ def test_tls_reload_under_producer():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_tls_client_cert_required():
+    """With tls_client_auth=required, a client must present a certificate
+    of the cluster's CA: one without is refused at once with the reason,
+    one with works."""
+    tmp = tempfile.mkdtemp(prefix="tally-tls-")
+    try:
+        certs = make_certs(os.path.join(tmp, "certs"), n=1)
+        with TlsCluster(certs, n=1, name="tls-mtls",
+                        extra_args=["--set", "tls_client_auth=required"]) as c:
+            c.spawn(1)
+            ca = os.path.join(certs, "ca.crt")
+            cert = ["--tls-cert", os.path.join(certs, "client.crt"),
+                    "--tls-key", os.path.join(certs, "client.key")]
+
+            def works():
+                c.check_up()
+                return c.tally(*cert, "topic", "create", "m").rc == 0
+            wait_until(works, 30, "a client with a certificate to create a topic")
+            r = run_tally(["--timeout", "3000", "--tls-ca", ca, "topic", "list"],
+                          brokers=c.brokers())
+            check(r.rc == 1 and "certificate required" in r.errtext,
+                  f"client without a certificate: {r!r}")
+            check("refused by every node" in r.errtext, f"the client kept retrying: {r!r}")
+            r = c.tally_ok(*cert, "topic", "list")
+            check(b"m " in r.out, f"topic list: {r!r}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_tls_peer_identity():
     """A node whose certificate is for another node id, or from another CA,
     never joins: both sides log the refusal, the other two keep working,
@@ -277,5 +306,6 @@ def test_insecure_needed_off_loopback():
 
 if __name__ == "__main__":
     run_tests([test_tls_client_port, test_tls_expired_and_wrong_name,
-               test_tls_reload_under_producer, test_tls_peer_identity,
+               test_tls_reload_under_producer, test_tls_client_cert_required,
+               test_tls_peer_identity,
                test_insecure_needed_off_loopback])
