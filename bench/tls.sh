@@ -93,7 +93,7 @@ tally_cli() {
 
 # field NAME LINE: the value of NAME=... in a bench result line.
 field() {
-    echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+    echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'
 }
 
 median() {

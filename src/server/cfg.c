@@ -433,6 +433,13 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         c->tls_client_cert_required = strcmp(value, "required") == 0;
         return 0;
     }
+    if (strcmp(key, "metrics_tls") == 0) {
+        if (cfg__parse_bool(value, &c->metrics_tls) != 0) {
+            err_printf(errmsg, "expected true or false");
+            return TALLY_INVAL;
+        }
+        return 0;
+    }
     if (strcmp(key, "insecure") == 0) {
         if (cfg__parse_bool(value, &c->insecure) != 0) {
             err_printf(errmsg, "expected true or false");
@@ -639,12 +646,26 @@ static int cfg__validate_tls(const struct cfg *c, char *errmsg)
         err_printf(errmsg, "--tls-ca needs --tls-cert and --tls-key");
         return TALLY_INVAL;
     }
-    if (!cert && !c->insecure) {
-        const char *open = !cfg__loopback(c->listen_addr)  ? c->listen_addr
-                           : !cfg__loopback(c->raft_addr) ? c->raft_addr
-                           : c->metrics_addr[0] != '\0' && !cfg__loopback(c->metrics_addr)
+    if (c->metrics_tls && !cert) {
+        err_printf(errmsg, "metrics_tls needs --tls-cert, --tls-key and --tls-ca");
+        return TALLY_INVAL;
+    }
+    if (!c->insecure) {
+        /* Each listener in plaintext must be on loopback: the client and
+         * Raft ports are plaintext without a certificate, the metrics
+         * port unless metrics_tls. */
+        bool metrics_plain = c->metrics_addr[0] != '\0' && !c->metrics_tls;
+        const char *open = !cert && !cfg__loopback(c->listen_addr)  ? c->listen_addr
+                           : !cert && !cfg__loopback(c->raft_addr) ? c->raft_addr
+                           : metrics_plain && !cfg__loopback(c->metrics_addr)
                                ? c->metrics_addr
                                : NULL;
+        if (open == c->metrics_addr && open != NULL && cert) {
+            err_printf(errmsg, "--metrics %s is not a loopback address and serves plain HTTP: "
+                               "set metrics_tls = true for HTTPS, or give --insecure",
+                       open);
+            return TALLY_INVAL;
+        }
         if (open != NULL) {
             err_printf(errmsg, "%s is not a loopback address and TLS is off: give --tls-cert, "
                                "--tls-key and --tls-ca (deploy/make-certs.sh makes them), or "
@@ -786,7 +807,8 @@ void cfg_usage(FILE *out)
             "                     must chain to it (tls_min_version=1.2 allows TLS 1.2;\n"
             "                     tls_client_auth=required refuses clients without one)\n"
             "  --insecure         allow plaintext on non-loopback addresses (without TLS,\n"
-            "                     tallyd refuses to listen anywhere but 127.0.0.0/8)\n"
+            "                     tallyd refuses to listen anywhere but 127.0.0.0/8;\n"
+            "                     metrics_tls=true serves --metrics over HTTPS)\n"
             "  --config FILE      read settings from an INI file first; flags override it\n"
             "  --log-level LEVEL  debug, info, warn, error or off (default: info, or\n"
             "                     $TALLY_LOG_LEVEL)\n"

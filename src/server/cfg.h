@@ -35,6 +35,7 @@ struct cfg {
     bool tls_allow_12;               /* tls_min_version = 1.2 (default 1.3) */
     bool tls_client_cert_required;   /* tls_client_auth = required: clients must present a
                                       * certificate of tls_ca (default: optional) */
+    bool metrics_tls;                /* metrics_tls: HTTPS on --metrics (needs tls_cert) */
     bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */

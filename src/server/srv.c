@@ -533,6 +533,9 @@ int srv_run(const struct cfg *cfg)
         fail_exit = 2;
         goto fail;
     }
+    if (s.http != NULL && cfg->metrics_tls) {
+        http_set_tls(s.http, &s.tls); /* TLS hook: HTTPS on --metrics */
+    }
     if ((rv = srv__probe_raft_port(cfg, errmsg)) != 0) {
         fail_exit = 2;
         goto fail;
@@ -630,7 +633,8 @@ int srv_run(const struct cfg *cfg)
               s.tls_on ? " with TLS" : " in plaintext (TLS off: loopback only unless --insecure)",
               cfg->data_dir);
     if (s.http != NULL) {
-        TLOG_INFO("server", "metrics and health on http://%s/", cfg->metrics_addr);
+        TLOG_INFO("server", "metrics and health on %s://%s/", cfg->metrics_tls ? "https" : "http",
+                  cfg->metrics_addr);
     }
 
     uv_run(&s.loop, UV_RUN_DEFAULT);

@@ -250,6 +250,44 @@ def test_tls_client_cert_required():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_tls_metrics_https():
+    """metrics_tls = true serves /metrics and /health over HTTPS with the
+    node's certificate; a plain HTTP request is answered that the port
+    speaks HTTPS."""
+    import urllib.error
+    import urllib.request
+    from harness import free_ports
+    tmp = tempfile.mkdtemp(prefix="tally-tls-")
+    try:
+        certs = make_certs(os.path.join(tmp, "certs"), n=1)
+        port = free_ports(1)[0]
+        with TlsCluster(certs, n=1, name="tls-metrics",
+                        extra_args=["--metrics", f"127.0.0.1:{port}", "--set",
+                                    "metrics_tls=true"]) as c:
+            c.start()
+            ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.crt"))
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=ctx,
+                                        timeout=10) as r:
+                body = r.read().decode()
+            check(r.status == 200 and "tally_" in body, f"metrics over HTTPS: {body[:200]}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10)
+                raise TestFailure("plain HTTP on the HTTPS port was answered with 2xx")
+            except urllib.error.HTTPError as e:
+                text = e.read().decode()
+                check(e.code == 400 and "use https" in text, f"plain HTTP: {e.code} {text}")
+            # A client that does not trust the CA is refused.
+            bad = ssl.create_default_context()
+            try:
+                urllib.request.urlopen(f"https://127.0.0.1:{port}/health", context=bad,
+                                       timeout=10)
+                raise TestFailure("HTTPS without the CA was accepted")
+            except urllib.error.URLError as e:
+                check("CERTIFICATE_VERIFY_FAILED" in str(e), f"no CA: {e}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_tls_peer_identity():
     """A node whose certificate is for another node id, or from another CA,
     never joins: both sides log the refusal, the other two keep working,
@@ -307,5 +345,5 @@ def test_insecure_needed_off_loopback():
 if __name__ == "__main__":
     run_tests([test_tls_client_port, test_tls_expired_and_wrong_name,
                test_tls_reload_under_producer, test_tls_client_cert_required,
-               test_tls_peer_identity,
+               test_tls_metrics_https, test_tls_peer_identity,
                test_insecure_needed_off_loopback])

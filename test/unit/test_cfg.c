@@ -400,7 +400,7 @@ static void test_cfg_missing_required(void **state)
 /* One bad flag on top of a good node-1 command line. */
 struct bad_flag {
     const char *skip; /* flag of test_cfg_node1 to drop, or NULL */
-    const char *args[8];
+    const char *args[10];
     const char *want;
 };
 
@@ -464,6 +464,12 @@ static void test_cfg_bad_tls(void **state)
         {NULL, {"--set", "tls_min_version=1.1"}, "--set tls_min_version=1.1: expected 1.3 or 1.2"},
         {NULL, {"--set", "insecure=perhaps"}, "--set insecure=perhaps: expected true or false"},
         {NULL, {"--metrics", "0.0.0.0:9100"}, "0.0.0.0:9100 is not a loopback address and TLS is off"},
+        {NULL, {"--set", "metrics_tls=true"}, "metrics_tls needs --tls-cert"},
+        {NULL, {"--set", "tls_client_auth=maybe"}, "expected optional or required"},
+        {NULL,
+         {"--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--metrics",
+          "0.0.0.0:9100"},
+         "serves plain HTTP: set metrics_tls = true"},
     };
     test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
 }
@@ -475,8 +481,11 @@ static void test_cfg_tls_happy(void **state)
     struct fixture *f = *state;
     test_cfg_node1(f, NULL);
     test_cfg_args(f, "--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--set",
-                  "tls_min_version=1.2", "--metrics", "0.0.0.0:9100", NULL);
+                  "tls_min_version=1.2", "--metrics", "0.0.0.0:9100", "--set", "metrics_tls=true",
+                  "--set", "tls_client_auth=required", NULL);
     assert_int_equal(test_cfg_load(f), 0);
+    assert_true(f->cfg.metrics_tls);
+    assert_true(f->cfg.tls_client_cert_required);
     assert_string_equal(f->cfg.tls_cert, "n.crt");
     assert_string_equal(f->cfg.tls_key, "n.key");
     assert_string_equal(f->cfg.tls_ca, "ca.crt");
