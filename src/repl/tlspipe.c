@@ -295,20 +295,33 @@ static void tlspipe__end(struct tlspipe *p, bool graceful)
     }
 }
 
-/* Decrypt what arrived and hand it to the user's end. */
+/* Decrypt what arrived and hand it to the user's end. SSL_read returns
+ * one record (at most 16 KiB) per call: records are gathered into the
+ * buffer so that a bulk transfer costs one write per 64 KiB, not per
+ * record. */
 static void tlspipe__pump_in(struct tlspipe *p)
 {
+    size_t have = 0;
     for (int i = 0; i < 100000 && p->state == TLSPIPE__OPEN; i++) {
         size_t k = 0;
-        int ret = SSL_read_ex(p->ssl, tlspipe__rbuf, sizeof tlspipe__rbuf, &k);
+        int ret = SSL_read_ex(p->ssl, tlspipe__rbuf + have, sizeof tlspipe__rbuf - have, &k);
         if (ret == 1) {
-            if (tlspipe__write(p, (uv_stream_t *)&p->plain, tlspipe__rbuf, k) != 0) {
-                tlspipe__end(p, false);
-                return;
+            have += k;
+            if (have == sizeof tlspipe__rbuf) {
+                if (tlspipe__write(p, (uv_stream_t *)&p->plain, tlspipe__rbuf, have) != 0) {
+                    tlspipe__end(p, false);
+                    return;
+                }
+                have = 0;
             }
             continue;
         }
         int e = SSL_get_error(p->ssl, ret);
+        if (have > 0 && tlspipe__write(p, (uv_stream_t *)&p->plain, tlspipe__rbuf, have) != 0) {
+            tlspipe__end(p, false);
+            return;
+        }
+        have = 0;
         if (e == SSL_ERROR_WANT_READ) {
             break;
         }
