@@ -1,7 +1,7 @@
 /* The node's state: topic catalog, member table, one log per topic; applies
  * committed commands deterministically.
  *
- * CATALOG FILE FORMAT, version 2 (DATA/catalog; also the snapshot body)
+ * CATALOG FILE FORMAT, version 3 (DATA/catalog; also the snapshot body)
  *
  *   offset size field
  *   0      4    magic "TLYC"
@@ -28,6 +28,9 @@
  *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
  *          4    n_dirs, then per member: u64 id, u64 directory_id
  *               (CMD_MEMBER_DIR)
+ *   since version 3:
+ *          4    n_users, then per user: its SCRAM credentials (CMD_USER;
+ *               encoding in store/users.h; version 2: no users)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -59,9 +62,10 @@
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "log/fs.h"
+#include "store/users.h"
 
 #define STORE__MAGIC "TLYC"
-#define STORE__VERSION 2
+#define STORE__VERSION 3
 #define STORE__VERSION_MIN 1 /* oldest catalog format this build reads */
 
 /* The committed position of one consumer group on one topic. */
@@ -106,6 +110,7 @@ struct store {
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
     uint64_t keys_written;           /* newest index of a keys.ckpt in place */
+    struct users users;              /* CMD_USER: SCRAM credentials (store/users.h) */
 };
 
 static int store__mkdir(const char *path, char *errmsg)
@@ -661,6 +666,7 @@ static void store__encode_tail(const struct store *s, struct buf *b)
         buf_put_u64(b, s->dirs[i].id);
         buf_put_u64(b, s->dirs[i].directory_id);
     }
+    users_encode(&s->users, b); /* version 3 */
 }
 
 static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
@@ -694,10 +700,12 @@ struct store__catalog {
     uint64_t cluster_id;     /* version 2 */
     struct store__dir dirs[STORE_MAX_MEMBERS];
     unsigned n_dirs;
+    struct users users;      /* version 3 */
 };
 
 static void store__catalog_free(struct store__catalog *c)
 {
+    users_free(&c->users);
     free(c->groups);
     c->groups = NULL;
     while (c->topics != NULL) {
@@ -830,6 +838,10 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
             c->dirs[i].id = rd_u64(&r);
             c->dirs[i].directory_id = rd_u64(&r);
         }
+    }
+    if (version >= 3 && rd_ok(&r) && users_decode(&r, &c->users) == TALLY_NOMEM) {
+        store__catalog_free(c);
+        return TALLY_NOMEM;
     }
     if (!rd_ok(&r) || r.left != 0) {
         store__catalog_free(c);
@@ -1003,6 +1015,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
+        users_move(&s->users, &c.users);
         uint32_t i = 0;
         for (struct store_topic *t = s->topics; t != NULL; t = t->next, i++) {
             if ((rv = store__open_topic(s, t, 0, c.next_offsets[i], errmsg)) != 0) {
@@ -1039,10 +1052,17 @@ void store_close(struct store *s)
         store__topic_free(t);
     }
     free(s->groups);
+    users_free(&s->users);
     buf_free(&s->scratch);
     pthread_mutex_destroy(&s->file_lock);
     free(s);
 }
+
+const struct users *store_users(struct store *s)
+{
+    return &s->users;
+}
+
 
 void store_set_append_hook(struct store *s, store_append_hook fn, void *arg)
 {
@@ -1894,6 +1914,24 @@ int store_import_group(struct store *s, const char *group, const char *topic, ui
     return rv;
 }
 
+/* USER: add, change or remove a user's SCRAM credentials (users.h). */
+static int store__user(struct store *s, uint64_t index, struct rd *body,
+                       struct store_item_result *res, char *errmsg)
+{
+    char why[160];
+    int rv = users_apply(&s->users, body, why, sizeof why);
+    if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "user change at %llu: out of memory", (unsigned long long)index);
+        return rv;
+    }
+    if (rv != 0) {
+        store__result(res, rv, "%s", why);
+        return 0;
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
                 struct store_result **out, char *errmsg)
 {
@@ -1966,6 +2004,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
         break;
     case CMD_CATALOG_CHECK:
         rv = store__catalog_check(s, index, &body, errmsg);
+        break;
+    case CMD_USER:
+        if (index > s->catalog_index) {
+            rv = store__user(s, index, &body, &res->items[0], errmsg);
+        }
         break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",
@@ -2394,6 +2437,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
+        users_move(&s->users, &c.users);
         s->catalog_index = c.index;
         s->applied_index = c.index;
         memset(s->digests, 0, sizeof s->digests);
