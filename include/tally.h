@@ -54,7 +54,8 @@ extern "C" {
     X(TALLY_UNAVAILABLE, 20, "unavailable")                                    \
     X(TALLY_BUSY, 21, "busy, retry later")                                     \
     X(TALLY_EOF, 22, "end of data")                                            \
-    X(TALLY_SEQUENCE, 23, "producer sequence out of order")
+    X(TALLY_SEQUENCE, 23, "producer sequence out of order")                   \
+    X(TALLY_AUTH, 25, "authentication required or failed")
 
 enum {
     TALLY_OK = 0,
@@ -103,6 +104,24 @@ TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms);
  * does not load, a key that does not match), TALLY_NOMEM. */
 TALLY_API int tally_client_set_tls(tally_client *c, const char *ca_file, const char *cert_file,
                                    const char *key_file);
+
+/* Authenticate every connection as @user with SCRAM-SHA-256 (RFC 7677;
+ * docs/security.md). Both strings are copied; the password stays in this
+ * handle's memory (wiped by tally_client_destroy) and is never sent: the
+ * exchange proves it. Applies to connections made after the call,
+ * producers included. A node that refuses the login makes requests fail
+ * with TALLY_AUTH. Returns 0 or TALLY_INVAL (empty or too long). */
+TALLY_API int tally_client_set_auth(tally_client *c, const char *user, const char *password);
+
+/* Add a user, or change its password (a write: committed through Raft).
+ * The SCRAM-SHA-256 and -512 credentials (salted, iterated) are derived
+ * here; the password never leaves the client. */
+TALLY_API int tally_user_set(tally_client *c, const char *name, const char *password);
+TALLY_API int tally_user_remove(tally_client *c, const char *name);
+/* The users' names, sorted: *names (n entries) is the caller's, freed
+ * with tally_user_list_free. */
+TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n);
+TALLY_API void tally_user_list_free(char **names, size_t n);
 
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);

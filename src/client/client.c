@@ -62,6 +62,7 @@
 #include "lib/byte.h"
 #include "lib/err.h"
 #include "lib/name.h"
+#include "lib/scram.h"
 #include "lib/tls.h"
 #include "proto/proto.h"
 
@@ -102,6 +103,7 @@ struct client__node {
     SSL *ssl;                  /* TLS on fd, or NULL (plaintext) */
     char host[PROTO_ADDR_MAX]; /* the host as given, for the certificate check */
     char why[160];             /* why the last attempt in this call failed */
+    int refused_code;          /* TALLY_AUTH when the refusal was the login's */
     bool refused;              /* in this call, the node refused us for good: a TLS
                                 * handshake failed (CA, name, expiry) or HELLO was
                                 * refused; retrying cannot help */
@@ -129,6 +131,8 @@ struct tally_client {
     uint64_t actual;            /* actual value of the last failed condition */
     struct client__seq *seqs;   /* next sequence per topic (owned list) */
     SSL_CTX *tls;               /* tally_client_set_tls, or NULL (owned) */
+    char user[SCRAM_USER_MAX];  /* tally_client_set_auth: "" = none */
+    char password[256];         /* its password (wiped on destroy) */
 };
 
 /* Next batch sequence of this handle's producer on one topic. */
@@ -544,6 +548,8 @@ static void client__hello_frame(struct buf *b)
     proto_end_frame(b, start);
 }
 
+static int client__login(struct tally_client *c, struct client__node *nd, int64_t deadline);
+
 /* Make sure @nd has an open connection that completed HELLO. Returns 0,
  * TALLY_CONNECT (with the reason in c->errmsg), TALLY_NOMEM. */
 static int client__connect(struct tally_client *c, struct client__node *nd, int64_t deadline)
@@ -646,6 +652,13 @@ static int client__connect(struct tally_client *c, struct client__node *nd, int6
         return TALLY_CONNECT;
     }
     nd->id = hr.node_id;
+    if (c->user[0] != '\0') { /* auth hook: SCRAM after HELLO */
+        rv = client__login(c, nd, until);
+        if (rv != 0) {
+            client__disconnect(nd);
+            return rv == TALLY_NOMEM ? rv : TALLY_CONNECT;
+        }
+    }
     return 0;
 }
 
@@ -786,6 +799,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
     for (size_t i = 0; i < c->n_nodes; i++) {
         c->nodes[i].why[0] = '\0';
         c->nodes[i].refused = false;
+        c->nodes[i].refused_code = 0;
     }
     if (op->only >= 0) {
         target = (size_t)op->only;
@@ -865,7 +879,7 @@ static int client__call(struct tally_client *c, const struct client__op *op,
                  * by waiting; say so now, not after the timeout. */
                 client__tried(c, tried, sizeof tried);
                 err_printf(c->errmsg, "%s: refused by every node: %s", op->what, tried);
-                return TALLY_CONNECT;
+                return nd->refused_code != 0 ? nd->refused_code : TALLY_CONNECT;
             }
             if (rv != TALLY_CONNECT) {
                 saw_connected = true;
@@ -1072,6 +1086,7 @@ TALLY_API void tally_client_destroy(tally_client *c)
         free(s);
     }
     SSL_CTX_free(c->tls);
+    scram_wipe(c->password, sizeof c->password);
     free(c);
 }
 
@@ -2770,4 +2785,219 @@ SSL *client_tls_open(SSL_CTX *ctx, int fd, const char *host, const char *addr, i
         return NULL;
     }
     return ssl;
+}
+
+/* ------------------------------------------------------------------------
+ * Authentication: SCRAM (docs/security.md)
+ * ------------------------------------------------------------------------ */
+
+struct client__login_arg {
+    struct tally_client *c;
+    struct client__node *nd;
+    int64_t deadline;
+};
+
+static int client__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *out,
+                            char *errmsg)
+{
+    struct client__login_arg *a = arg;
+    struct client__reply rep;
+    bool sent = false;
+    int rv = client__roundtrip(a->c, a->nd, frame, a->deadline, &sent, &rep);
+    if (rv != 0) {
+        if (errmsg != a->c->errmsg) {
+            err_printf(errmsg, "%s", a->c->errmsg);
+        }
+        return rv;
+    }
+    out->is_error = rep.is_error;
+    snprintf(out->message, sizeof out->message, "%s", rep.is_error ? rep.err.message : "");
+    out->body = rep.body;
+    return 0;
+}
+
+static int client__login(struct tally_client *c, struct client__node *nd, int64_t deadline)
+{
+    struct client__login_arg a = {c, nd, deadline};
+    char why[ERR_MSG_SIZE];
+    int rv = proto_auth_login(c->user, c->password, client__login_rt, &a, NULL, 0, why);
+    if (rv != 0) {
+        err_printf(c->errmsg, "%s: %s", nd->addr, why);
+        if (rv == TALLY_AUTH) {
+            nd->refused = true;
+            nd->refused_code = TALLY_AUTH;
+        }
+    }
+    return rv;
+}
+
+TALLY_API int tally_client_set_auth(tally_client *c, const char *user, const char *password)
+{
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    if (user == NULL || user[0] == '\0' || strlen(user) >= sizeof c->user || password == NULL ||
+        strlen(password) >= sizeof c->password) {
+        err_printf(c->errmsg, "authentication: a user name (1..%zu bytes) and a password "
+                              "(at most %zu bytes) are needed",
+                   sizeof c->user - 1, sizeof c->password - 1);
+        return TALLY_INVAL;
+    }
+    snprintf(c->user, sizeof c->user, "%s", user);
+    snprintf(c->password, sizeof c->password, "%s", password);
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        client__disconnect(&c->nodes[i]); /* log in on the next request */
+    }
+    return 0;
+}
+
+const char *client_auth_user(struct tally_client *c, const char **password)
+{
+    *password = c->password;
+    return c->user[0] != '\0' ? c->user : NULL;
+}
+
+/* USER_SET with @body (a users.h op body). */
+static int client__user_set(tally_client *c, const struct buf *body, const char *what)
+{
+    struct proto_user_set_req m;
+    size_t start;
+    int rv;
+    m.body = body->data;
+    m.body_len = (uint32_t)body->len;
+    start = client__begin(c, PROTO_USER_SET);
+    proto_put_user_set_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
+TALLY_API int tally_user_set(tally_client *c, const char *name, const char *password)
+{
+    char what[SCRAM_USER_MAX + 32];
+    struct scram_credentials cred[2];
+    struct buf body;
+    int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "set user %s", name != NULL ? name : "(null)");
+    if (name == NULL || name[0] == '\0' || strlen(name) >= SCRAM_USER_MAX || password == NULL ||
+        password[0] == '\0') {
+        err_printf(c->errmsg, "%s: a user name (1..%d bytes) and a non-empty password are "
+                              "needed", what, SCRAM_USER_MAX - 1);
+        return TALLY_INVAL;
+    }
+    /* The credentials are derived here: the password never leaves. */
+    if (scram_make_credentials(SCRAM_SHA_256, password, NULL, 0, SCRAM_MIN_ITERATIONS, &cred[0],
+                               c->errmsg) != 0 ||
+        scram_make_credentials(SCRAM_SHA_512, password, NULL, 0, SCRAM_MIN_ITERATIONS, &cred[1],
+                               c->errmsg) != 0) {
+        return TALLY_INVAL;
+    }
+    buf_init(&body);
+    buf_put_u8(&body, 1); /* set (store/users.h) */
+    buf_put_str(&body, name);
+    buf_put_u8(&body, 2);
+    for (int i = 0; i < 2; i++) {
+        size_t ks = scram_key_size(cred[i].mech);
+        buf_put_u8(&body, (uint8_t)cred[i].mech);
+        buf_put_blob(&body, cred[i].salt, (uint32_t)cred[i].salt_len);
+        buf_put_u32(&body, cred[i].iterations);
+        buf_put_blob(&body, cred[i].stored_key, (uint32_t)ks);
+        buf_put_blob(&body, cred[i].server_key, (uint32_t)ks);
+    }
+    scram_wipe(cred, sizeof cred);
+    rv = buf_ok(&body) ? client__user_set(c, &body, what) : TALLY_NOMEM;
+    scram_wipe(body.data, body.cap);
+    buf_free(&body);
+    return rv;
+}
+
+TALLY_API int tally_user_remove(tally_client *c, const char *name)
+{
+    char what[SCRAM_USER_MAX + 32];
+    struct buf body;
+    int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "remove user %s", name != NULL ? name : "(null)");
+    if (name == NULL || name[0] == '\0' || strlen(name) >= SCRAM_USER_MAX) {
+        err_printf(c->errmsg, "%s: a user name (1..%d bytes) is needed", what,
+                   SCRAM_USER_MAX - 1);
+        return TALLY_INVAL;
+    }
+    buf_init(&body);
+    buf_put_u8(&body, 2); /* remove (store/users.h) */
+    buf_put_str(&body, name);
+    rv = buf_ok(&body) ? client__user_set(c, &body, what) : TALLY_NOMEM;
+    buf_free(&body);
+    return rv;
+}
+
+TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n)
+{
+    static const char what[] = "list users";
+    struct proto_user_list_req m = {0};
+    struct proto_user_list_resp r;
+    struct client__op op;
+    struct client__reply rep;
+    size_t start;
+    char **out = NULL;
+    int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    if (names == NULL || n == NULL) {
+        return client__null_output(c, what, names == NULL ? "names" : "n");
+    }
+    *names = NULL;
+    *n = 0;
+    start = client__begin(c, PROTO_USER_LIST);
+    proto_put_user_list_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    client__op_init(c, &op, what, false);
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_user_list_resp(&rep.body, &r) != 0 || r.n_users > rep.body.left / 3) {
+        return client__malformed(c, what);
+    }
+    out = calloc(r.n_users + 1, sizeof *out);
+    if (out == NULL) {
+        err_printf(c->errmsg, "%s: out of memory", what);
+        return TALLY_NOMEM;
+    }
+    for (uint32_t i = 0; i < r.n_users; i++) {
+        struct proto_user_info info;
+        if (proto_get_user_info(&rep.body, &info) != 0 || (out[i] = strdup(info.name)) == NULL) {
+            tally_user_list_free(out, i);
+            return client__malformed(c, what);
+        }
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        tally_user_list_free(out, r.n_users);
+        return client__malformed(c, what);
+    }
+    *names = out;
+    *n = r.n_users;
+    return 0;
+}
+
+TALLY_API void tally_user_list_free(char **names, size_t n)
+{
+    if (names == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
 }

@@ -16,6 +16,13 @@ int64_t client_now_ms(void);
  * resolved to its first IPv4 address here, once. TALLY_INVAL if bad. */
 int client_parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *norm);
 
+/* ---- SCRAM login (docs/security.md) ---- */
+#include "proto/auth.h"
+
+/* The user and password tally_client_set_auth gave (NULL: none). */
+struct tally_client;
+const char *client_auth_user(struct tally_client *c, const char **password);
+
 /* ---- TLS (docs/security.md) ---- */
 struct tally_client;
 

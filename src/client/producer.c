@@ -549,6 +549,57 @@ static int prod__recv_frame(struct tally_producer *p, int64_t deadline, struct p
     }
 }
 
+struct prod__login_arg {
+    struct tally_producer *p;
+    int64_t deadline;
+};
+
+/* One AUTH round trip on the producer's connection (nothing else is in
+ * flight while it connects). */
+static int prod__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep,
+                          char *errmsg)
+{
+    struct prod__login_arg *a = arg;
+    struct proto_frame f;
+    int rv = prod__send_all(a->p, frame->data, frame->len, a->deadline);
+    if (rv == 0) {
+        rv = prod__recv_frame(a->p, a->deadline, &f, &rep->body);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, ERR_MSG_SIZE, "%s", a->p->ackmsg);
+        return rv;
+    }
+    rep->is_error = (f.flags & PROTO_FLAG_ERROR) != 0;
+    rep->message[0] = '\0';
+    if (rep->is_error) {
+        struct proto_error e;
+        if (proto_get_error(&rep->body, &e) != 0) {
+            snprintf(errmsg, ERR_MSG_SIZE, "malformed error answer");
+            return TALLY_PROTO;
+        }
+        snprintf(rep->message, sizeof rep->message, "%s", e.message);
+    }
+    return 0;
+}
+
+/* Log in with the client handle's user, if it has one. */
+static int prod__login(struct tally_producer *p, int64_t deadline)
+{
+    const char *password;
+    const char *user = client_auth_user(p->c, &password);
+    struct prod__login_arg a = {p, deadline};
+    char why[ERR_MSG_SIZE];
+    int rv;
+    if (user == NULL) {
+        return 0;
+    }
+    rv = proto_auth_login(user, password, prod__login_rt, &a, NULL, 0, why);
+    if (rv != 0) {
+        snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr, why);
+    }
+    return rv;
+}
+
 /* Connect to p->addr and say HELLO. */
 static int prod__open(struct tally_producer *p, int64_t deadline)
 {
@@ -612,9 +663,12 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
         snprintf(p->ackmsg, sizeof p->ackmsg, "%s: hello refused or malformed", p->addr);
         rv = TALLY_CONNECT;
     }
+    if (rv == 0) {
+        rv = prod__login(p, until); /* auth hook */
+    }
     if (rv != 0) {
         prod__disconnect(p);
-        return rv == TALLY_NOMEM ? rv : TALLY_CONNECT;
+        return rv == TALLY_NOMEM || rv == TALLY_AUTH ? rv : TALLY_CONNECT;
     }
     p->last_progress = client_now_ms();
     return 0;

@@ -68,6 +68,9 @@ static const char *const proto__type_names[] = {
     [PROTO_CLOCK] = "CLOCK",
     [PROTO_MEMBER_REPLACE] = "MEMBER_REPLACE",
     [PROTO_READ_INDEX] = "READ_INDEX",
+    [PROTO_AUTH] = "AUTH",
+    [PROTO_USER_SET] = "USER_SET",
+    [PROTO_USER_LIST] = "USER_LIST",
 };
 
 const char *proto_type_name(unsigned type)

@@ -70,7 +70,11 @@ enum proto_type {
     PROTO_CLOCK = 19,
     PROTO_MEMBER_REPLACE = 20,
     PROTO_READ_INDEX = 21,
-    PROTO__TYPE_MAX = 21,
+    /* 22-26: reserved for other features. */
+    PROTO_AUTH = 27,      /* SCRAM authentication of the connection */
+    PROTO_USER_SET = 28,  /* add, change or remove a user */
+    PROTO_USER_LIST = 29, /* the users' names */
+    PROTO__TYPE_MAX = 29,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -191,6 +195,27 @@ void proto_end_frame(struct buf *b, size_t start);
  * acknowledged before the request: a FETCH with that min_index, from any
  * node, is a linearizable read. */
 #define PROTO_SCHEMA_READ_INDEX_REQ(X) X(u8, unused)
+/* AUTH: one step of a SCRAM exchange (docs/security.md). The first request
+ * carries the client-first-message, the second the client-final-message;
+ * the answers carry server-first and server-final. done = 1 on the last
+ * answer; principal: the name the connection is now authenticated as. */
+#define PROTO_SCHEMA_AUTH_REQ(X)                                               \
+    X(str, mechanism, 32)  /* "SCRAM-SHA-256" or "SCRAM-SHA-512" */            \
+    X(blob, message)
+#define PROTO_SCHEMA_AUTH_RESP(X)                                              \
+    X(u8, done)                                                                \
+    X(blob, message)                                                           \
+    X(str, principal, PROTO_NAME_MAX)
+/* USER_SET: body = a USER command body (store/users.h: op 1 set with the
+ * user's SCRAM credentials, derived by the client: the password never
+ * leaves it; op 2 remove). Answered with DONE_RESP. */
+#define PROTO_SCHEMA_USER_SET_REQ(X) X(blob, body)
+#define PROTO_SCHEMA_USER_LIST_REQ(X) X(u8, unused)
+#define PROTO_SCHEMA_USER_LIST_RESP(X)                                         \
+    X(u32, n_users)      /* followed by n_users PROTO_SCHEMA_USER_INFO */
+#define PROTO_SCHEMA_USER_INFO(X)                                              \
+    X(str, name, PROTO_NAME_MAX)                                               \
+    X(u8, mechanisms)    /* bit 0 SCRAM-SHA-256, bit 1 SCRAM-SHA-512 */
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -318,6 +343,12 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
     X(member_replace_req, MEMBER_REPLACE_REQ)                                  \
     X(read_index_req, READ_INDEX_REQ)                                          \
+    X(auth_req, AUTH_REQ)                                                      \
+    X(auth_resp, AUTH_RESP)                                                    \
+    X(user_set_req, USER_SET_REQ)                                              \
+    X(user_list_req, USER_LIST_REQ)                                            \
+    X(user_list_resp, USER_LIST_RESP)                                          \
+    X(user_info, USER_INFO)                                                    \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

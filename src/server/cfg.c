@@ -433,6 +433,14 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         c->tls_client_cert_required = strcmp(value, "required") == 0;
         return 0;
     }
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(value, "none") != 0 && strcmp(value, "required") != 0) {
+            err_printf(errmsg, "expected none or required");
+            return TALLY_INVAL;
+        }
+        c->auth_required = strcmp(value, "required") == 0;
+        return 0;
+    }
     if (strcmp(key, "metrics_tls") == 0) {
         if (cfg__parse_bool(value, &c->metrics_tls) != 0) {
             err_printf(errmsg, "expected true or false");
@@ -644,6 +652,11 @@ static int cfg__validate_tls(const struct cfg *c, char *errmsg)
     }
     if (ca && !cert) {
         err_printf(errmsg, "--tls-ca needs --tls-cert and --tls-key");
+        return TALLY_INVAL;
+    }
+    if (c->auth_required && !cert) {
+        err_printf(errmsg, "auth = required needs TLS (--tls-cert, --tls-key, --tls-ca): "
+                           "credentials are not sent in plaintext");
         return TALLY_INVAL;
     }
     if (c->metrics_tls && !cert) {

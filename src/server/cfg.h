@@ -35,6 +35,8 @@ struct cfg {
     bool tls_allow_12;               /* tls_min_version = 1.2 (default 1.3) */
     bool tls_client_cert_required;   /* tls_client_auth = required: clients must present a
                                       * certificate of tls_ca (default: optional) */
+    bool auth_required;              /* auth = required: clients must authenticate (SCRAM
+                                      * or a client certificate) */
     bool metrics_tls;                /* metrics_tls: HTTPS on --metrics (needs tls_cert) */
     bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 

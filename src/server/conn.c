@@ -72,6 +72,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/gw.h"
 #include "server/metrics.h"
 
@@ -100,6 +101,7 @@ struct conn {
     uv_poll_t poll;         /* writability of poll_fd, once needed */
     int poll_fd;            /* dup of the socket fd, -1 until needed */
     unsigned handles;       /* open uv handles: free the conn at 0 */
+    struct auth_conn *auth; /* its authentication (server/auth.c), NULL: none yet */
 };
 
 struct conn__write {
@@ -160,6 +162,8 @@ static void conn__close(struct conn *c)
         return;
     }
     c->closing = true;
+    auth_conn_free(c->auth); /* auth hook */
+    c->auth = NULL;
     if (c->backup) {
         c->backup = false;
         gw_backup_end(c->gw, c->peer);
@@ -699,11 +703,16 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
  * A TLS connection reaches us as the plaintext end of a socketpair that
  * repl/tlspipe.c feeds: the same connection code then runs on it,
  * sendfile(2) included. */
-int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer)
+int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer,
+                   const char *principal)
 {
     struct conn *c = calloc(1, sizeof *c);
     int rv;
     if (c == NULL) {
+        return UV_ENOMEM;
+    }
+    if (principal != NULL && (c->auth = auth_conn_certified(principal)) == NULL) {
+        free(c);
         return UV_ENOMEM;
     }
     conn__loop = loop;
@@ -715,6 +724,8 @@ int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer)
     c->handle.data = c;
     rv = uv_tcp_open(&c->handle, fd);
     if (rv != 0) {
+        auth_conn_free(c->auth);
+        c->auth = NULL;
         uv_close((uv_handle_t *)&c->handle, conn__closed);
         return rv;
     }
@@ -727,4 +738,15 @@ int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer)
     conn__n++;
     conn__start_reading(c);
     return 0;
+}
+
+/* ---- auth hook (server/auth.c) ---------------------------------------- */
+struct auth_conn **conn_auth(struct req *req)
+{
+    return req->conn != NULL && !req->conn->closing ? &req->conn->auth : NULL;
+}
+
+const char *conn_peer(const struct req *req)
+{
+    return req->conn != NULL ? req->conn->peer : "client (gone)";
 }

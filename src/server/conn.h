@@ -44,10 +44,20 @@ struct req {
 int conn_accept(uv_stream_t *server, struct gw *gw);
 
 /* Serve a connection on @fd, the plaintext end of a TLS pipe (connected,
- * non-blocking); @peer names it in logs (copied). On success the
- * connection owns @fd; on failure (a negative libuv code) the caller
- * still does. */
-int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer);
+ * non-blocking); @peer names it in logs (copied); @principal: the name of
+ * its verified client certificate (it is then authenticated as that), or
+ * NULL. On success the connection owns @fd; on failure (a negative libuv
+ * code) the caller still does. */
+int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer,
+                   const char *principal);
+
+/* The authentication state slot of @req's connection (server/auth.c), or
+ * NULL once the connection is gone. */
+struct auth_conn;
+struct auth_conn **conn_auth(struct req *req);
+
+/* The peer's name for logs ("IP:port", with the certificate's name). */
+const char *conn_peer(const struct req *req);
 
 /* The response in req->resp (and req->file_*, if set) is ready: send it
  * in request order. */

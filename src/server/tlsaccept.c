@@ -40,6 +40,7 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     struct tlsaccept__one *one = arg;
     char peer[200];
     char name[128];
+    bool certified = false;
     int rv = 0;
     if (fd < 0) {
         TLOG_WARN("tls", "client %s: %s", one->peer, why);
@@ -47,11 +48,13 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
         return 0;
     }
     if (tls_peer_name(ssl, name, sizeof name) == 0) {
+        /* The handshake verified the certificate against the CA. */
+        certified = true;
         snprintf(peer, sizeof peer, "%s (%s)", one->peer, name);
     } else {
         snprintf(peer, sizeof peer, "%s", one->peer);
     }
-    if (conn_accept_fd(one->loop, fd, one->a->gw, peer) != 0) {
+    if (conn_accept_fd(one->loop, fd, one->a->gw, peer, certified ? name : NULL) != 0) {
         TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
         rv = -1;
     }

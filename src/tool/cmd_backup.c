@@ -42,6 +42,7 @@
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/tls.h"
+#include "proto/auth.h"
 #include "lib/file.h"
 #include "log/log.h"
 #include "proto/proto.h"
@@ -282,6 +283,50 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
     *resp = data;
     *resp_len = n;
     return 0;
+}
+
+/* ---- login (SCRAM, docs/security.md) ------------------------------------ */
+
+struct bk__login_arg {
+    struct bk_conn *c;
+    uint8_t *resp; /* the last answer's body (owned) */
+};
+
+static int bk__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep, char *errmsg)
+{
+    struct bk__login_arg *a = arg;
+    struct buf body;
+    size_t len = 0;
+    int rv;
+    free(a->resp);
+    a->resp = NULL;
+    buf_init(&body);
+    buf_put(&body, frame->data + PROTO_HEADER_SIZE, frame->len - PROTO_HEADER_SIZE);
+    rv = buf_ok(&body) ? bk__call(a->c, PROTO_AUTH, &body, &a->resp, &len, errmsg) : TALLY_NOMEM;
+    buf_free(&body);
+    rep->is_error = rv == TALLY_AUTH;
+    rep->message[0] = '\0';
+    if (rv == TALLY_AUTH) {
+        snprintf(rep->message, sizeof rep->message, "%s", errmsg);
+        return 0;
+    }
+    if (rv == 0) {
+        rd_init(&rep->body, a->resp, len);
+    }
+    return rv;
+}
+
+/* Log in as tool_g.user, if given. */
+static int bk__login(struct bk_conn *c, char *errmsg)
+{
+    struct bk__login_arg a = {c, NULL};
+    int rv;
+    if (tool_g.user == NULL) {
+        return 0;
+    }
+    rv = proto_auth_login(tool_g.user, tool_g.password, bk__login_rt, &a, NULL, 0, errmsg);
+    free(a.resp);
+    return rv;
 }
 
 /* ---- backup ----------------------------------------------------------- */
@@ -690,6 +735,9 @@ int cmd_backup_main(int argc, char **argv)
     snprintf(nodes, sizeof nodes, "%s", node);
     int timeout = tool_g.timeout_ms > 0 ? tool_g.timeout_ms : BACKUP__DEFAULT_TIMEOUT_MS;
 
+    if ((rv = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rv;
+    }
     /* The first node that answers BACKUP_CUT is the one copied. */
     import_manifest_init(&m);
     conn.fd = -1;
@@ -698,6 +746,9 @@ int cmd_backup_main(int argc, char **argv)
         rv = bk__connect(&conn, a, timeout, errmsg);
         if (rv == TALLY_INVAL) {
             return tool_usage_error(cmd, "%s", errmsg);
+        }
+        if (rv == 0) {
+            rv = bk__login(&conn, errmsg); /* auth hook */
         }
         if (rv == 0) {
             rv = backup__cut(&conn, &m, errmsg);

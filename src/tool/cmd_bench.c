@@ -201,6 +201,12 @@ static void *bench_producer_run(void *arg)
         snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
         goto out;
     }
+    if (tool_g.user != NULL && /* main read the login */
+        tally_client_set_auth(client, tool_g.user, tool_g.password) != 0) {
+        p->rc = TALLY_INVAL;
+        snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
+        goto out;
+    }
     p->t0_us = tool_now_us();
     if (cfg->batch > 0) {
         /* Synchronous: B records per request, one request in flight. */
@@ -474,6 +480,9 @@ static int bench_produce(int argc, char **argv)
         producers = count;
     }
     bench_default_brokers();
+    if ((rc = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rc; /* before any thread starts */
+    }
     {
         /* Check the broker list once here, for a usage error rather than
          * one per thread. */
@@ -652,6 +661,9 @@ static int bench_consume(int argc, char **argv)
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     }
     bench_default_brokers();
+    if ((rc = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rc; /* before any thread starts */
+    }
     rc = tool_connect(cmd, &client);
     if (rc != TOOL_EXIT_OK) {
         return rc;

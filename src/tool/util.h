@@ -26,6 +26,10 @@ struct tool_global {
     /* TLS (docs/security.md): --tls-ca/--tls-cert/--tls-key, else
      * $TALLY_TLS_CA/$TALLY_TLS_CERT/$TALLY_TLS_KEY; NULL = not given. */
     const char *tls_ca, *tls_cert, *tls_key;
+    /* Authentication: --user (else $TALLY_USER); its password from
+     * --password-file (else $TALLY_PASSWORD), never from the command line. */
+    const char *user, *password_file;
+    char password[256];
 };
 extern struct tool_global tool_g;
 
@@ -35,6 +39,8 @@ enum {
     TOOL_OPT_TLS_CA,
     TOOL_OPT_TLS_CERT,
     TOOL_OPT_TLS_KEY,
+    TOOL_OPT_USER,
+    TOOL_OPT_PASSWORD_FILE,
     TOOL_OPT__FIRST_FREE = 0x110, /* commands number their own from here */
 };
 
@@ -45,6 +51,8 @@ enum {
     {"tls-ca", required_argument, NULL, TOOL_OPT_TLS_CA},                      \
     {"tls-cert", required_argument, NULL, TOOL_OPT_TLS_CERT},                  \
     {"tls-key", required_argument, NULL, TOOL_OPT_TLS_KEY},                    \
+    {"user", required_argument, NULL, TOOL_OPT_USER},                          \
+    {"password-file", required_argument, NULL, TOOL_OPT_PASSWORD_FILE},        \
     {"help", no_argument, NULL, 'h'}
 /* The same for the short option string. */
 #define TOOL_COMMON_SHORTOPTS "b:h"
@@ -58,6 +66,8 @@ enum {
     "      --tls-ca FILE              speak TLS; the cluster's CA ($TALLY_TLS_CA)\n" \
     "      --tls-cert FILE --tls-key FILE  client certificate for mutual TLS\n" \
     "                                 ($TALLY_TLS_CERT, $TALLY_TLS_KEY)\n"    \
+    "      --user NAME                log in with SCRAM ($TALLY_USER); the password\n" \
+    "      --password-file FILE       comes from FILE's first line, else $TALLY_PASSWORD\n" \
     "  -h, --help                     show this help\n"
 
 /* Handle one common option seen by a command's getopt loop. Returns -1 if
@@ -97,6 +107,15 @@ bool tool_tls_wanted(void);
  * status after printing why (a file that does not load: exit 2). */
 int tool_apply_tls(const char *cmd, tally_client *c);
 
+/* Read the login of tool_g (user from --user or $TALLY_USER, password as
+ * above) into tool_g.password. 0 if no user is given or it was read;
+ * otherwise prints why and returns the exit status. */
+int tool_read_login(const char *cmd);
+
+/* Read the first line of @path into @out (without its newline). 0 or -1
+ * with errno. */
+int tool_read_secret(const char *path, char *out, size_t cap);
+
 /* Strict number parsing: the whole string, base 10, no sign for unsigned,
  * no overflow. Return true on success. */
 bool tool_parse_u64(const char *s, uint64_t *out);
@@ -128,5 +147,6 @@ int cmd_status_main(int argc, char **argv);
 int cmd_member_main(int argc, char **argv);
 int cmd_bench_main(int argc, char **argv);
 int cmd_group_main(int argc, char **argv);
+int cmd_user_main(int argc, char **argv);
 
 #endif
