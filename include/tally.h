@@ -55,7 +55,8 @@ extern "C" {
     X(TALLY_BUSY, 21, "busy, retry later")                                     \
     X(TALLY_EOF, 22, "end of data")                                            \
     X(TALLY_SEQUENCE, 23, "producer sequence out of order")                   \
-    X(TALLY_AUTH, 25, "authentication required or failed")
+    X(TALLY_AUTH, 25, "authentication required or failed")                    \
+    X(TALLY_DENIED, 26, "not authorized")
 
 enum {
     TALLY_OK = 0,
@@ -122,6 +123,36 @@ TALLY_API int tally_user_remove(tally_client *c, const char *name);
  * with tally_user_list_free. */
 TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n);
 TALLY_API void tally_user_list_free(char **names, size_t n);
+
+/* Access control (docs/security.md): a rule lets (allow = 1) or forbids
+ * (allow = 0) @principal ("*": any authenticated principal) @operation on
+ * a topic or group named @name (with prefix = 1: every name that starts
+ * with @name; "*": every name) or on the cluster (@name ""). Enforced by
+ * nodes with authorize = acl. The numbers are wire values. */
+enum tally_acl_resource { TALLY_ACL_TOPIC = 1, TALLY_ACL_GROUP = 2, TALLY_ACL_CLUSTER = 3 };
+enum tally_acl_operation {
+    TALLY_ACL_READ = 1,
+    TALLY_ACL_WRITE = 2,
+    TALLY_ACL_CREATE = 3,
+    TALLY_ACL_DELETE = 4,
+    TALLY_ACL_ALTER = 5,
+    TALLY_ACL_DESCRIBE = 6,
+    TALLY_ACL_ALL = 7,
+};
+struct tally_acl {
+    char principal[256];
+    int resource;  /* enum tally_acl_resource */
+    int prefix;    /* 1: @name is a prefix */
+    char name[256];
+    int operation; /* enum tally_acl_operation */
+    int allow;     /* 1 allow, 0 deny */
+};
+/* Add or remove one rule (a write, through Raft; EXISTS / NOTFOUND). */
+TALLY_API int tally_acl_add(tally_client *c, const struct tally_acl *acl);
+TALLY_API int tally_acl_remove(tally_client *c, const struct tally_acl *acl);
+/* Every rule, in the order added: *acls (n entries) is the caller's
+ * (free()). */
+TALLY_API int tally_acl_list(tally_client *c, struct tally_acl **acls, size_t *n);
 
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);

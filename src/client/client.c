@@ -2857,20 +2857,67 @@ const char *client_auth_user(struct tally_client *c, const char **password)
     return c->user[0] != '\0' ? c->user : NULL;
 }
 
-/* USER_SET with @body (a users.h op body). */
-static int client__user_set(tally_client *c, const struct buf *body, const char *what)
+/* SECURITY_SET of store command @command (16 users, 17 ACLs) with @body. */
+static int client__security_set(tally_client *c, uint8_t command, const struct buf *body,
+                                const char *what)
 {
-    struct proto_user_set_req m;
+    struct proto_security_set_req m;
     size_t start;
     int rv;
+    m.command = command;
     m.body = body->data;
     m.body_len = (uint32_t)body->len;
-    start = client__begin(c, PROTO_USER_SET);
-    proto_put_user_set_req(&c->req, &m);
+    start = client__begin(c, PROTO_SECURITY_SET);
+    proto_put_security_set_req(&c->req, &m);
     if ((rv = client__end(c, start, what)) != 0) {
         return rv;
     }
     return client__done_call(c, what);
+}
+
+/* SECURITY_LIST of @kind; each item's bytes go to @each (which returns 0,
+ * or non-zero to stop with TALLY_PROTO or TALLY_NOMEM). */
+static int client__security_list(tally_client *c, uint8_t kind, const char *what,
+                                 int (*each)(void *arg, struct rd *item, uint32_t i, uint32_t n),
+                                 void *arg)
+{
+    struct proto_security_list_req m = {kind};
+    struct proto_security_list_resp r;
+    struct client__op op;
+    struct client__reply rep;
+    size_t start;
+    int rv;
+    start = client__begin(c, PROTO_SECURITY_LIST);
+    proto_put_security_list_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    client__op_init(c, &op, what, false);
+    if ((rv = client__call(c, &op, &rep)) != 0) {
+        return rv;
+    }
+    if (proto_get_security_list_resp(&rep.body, &r) != 0 || r.n_items > rep.body.left / 4) {
+        return client__malformed(c, what);
+    }
+    for (uint32_t i = 0; i < r.n_items; i++) {
+        struct proto_security_item it;
+        struct rd item;
+        if (proto_get_security_item(&rep.body, &it) != 0) {
+            return client__malformed(c, what);
+        }
+        rd_init(&item, it.item, it.item_len);
+        if ((rv = each(arg, &item, i, r.n_items)) != 0) {
+            if (rv == TALLY_NOMEM) {
+                err_printf(c->errmsg, "%s: out of memory", what);
+                return rv;
+            }
+            return client__malformed(c, what);
+        }
+    }
+    if (proto_get_end(&rep.body) != 0) {
+        return client__malformed(c, what);
+    }
+    return 0;
 }
 
 TALLY_API int tally_user_set(tally_client *c, const char *name, const char *password)
@@ -2910,7 +2957,7 @@ TALLY_API int tally_user_set(tally_client *c, const char *name, const char *pass
         buf_put_blob(&body, cred[i].server_key, (uint32_t)ks);
     }
     scram_wipe(cred, sizeof cred);
-    rv = buf_ok(&body) ? client__user_set(c, &body, what) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? client__security_set(c, PROTO_SECURITY_USERS, &body, what) : TALLY_NOMEM;
     scram_wipe(body.data, body.cap);
     buf_free(&body);
     return rv;
@@ -2934,20 +2981,35 @@ TALLY_API int tally_user_remove(tally_client *c, const char *name)
     buf_init(&body);
     buf_put_u8(&body, 2); /* remove (store/users.h) */
     buf_put_str(&body, name);
-    rv = buf_ok(&body) ? client__user_set(c, &body, what) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? client__security_set(c, PROTO_SECURITY_USERS, &body, what) : TALLY_NOMEM;
     buf_free(&body);
     return rv;
+}
+
+struct client__names {
+    char **v;
+};
+
+static int client__name_item(void *arg, struct rd *item, uint32_t i, uint32_t n)
+{
+    struct client__names *x = arg;
+    char name[PROTO_NAME_MAX];
+    if (x->v == NULL && (x->v = calloc(n + 1, sizeof *x->v)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    rd_str(item, name, sizeof name);
+    (void)rd_u8(item); /* the mechanisms */
+    if (!rd_ok(item)) {
+        return TALLY_PROTO;
+    }
+    return (x->v[i] = strdup(name)) == NULL ? TALLY_NOMEM : 0;
 }
 
 TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n)
 {
     static const char what[] = "list users";
-    struct proto_user_list_req m = {0};
-    struct proto_user_list_resp r;
-    struct client__op op;
-    struct client__reply rep;
-    size_t start;
-    char **out = NULL;
+    struct client__names x = {NULL};
+    size_t k = 0;
     int rv;
     if (c == NULL) {
         return TALLY_INVAL;
@@ -2958,36 +3020,16 @@ TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n)
     }
     *names = NULL;
     *n = 0;
-    start = client__begin(c, PROTO_USER_LIST);
-    proto_put_user_list_req(&c->req, &m);
-    if ((rv = client__end(c, start, what)) != 0) {
+    rv = client__security_list(c, PROTO_SECURITY_USERS, what, client__name_item, &x);
+    while (x.v != NULL && x.v[k] != NULL) {
+        k++;
+    }
+    if (rv != 0) {
+        tally_user_list_free(x.v, k);
         return rv;
     }
-    client__op_init(c, &op, what, false);
-    if ((rv = client__call(c, &op, &rep)) != 0) {
-        return rv;
-    }
-    if (proto_get_user_list_resp(&rep.body, &r) != 0 || r.n_users > rep.body.left / 3) {
-        return client__malformed(c, what);
-    }
-    out = calloc(r.n_users + 1, sizeof *out);
-    if (out == NULL) {
-        err_printf(c->errmsg, "%s: out of memory", what);
-        return TALLY_NOMEM;
-    }
-    for (uint32_t i = 0; i < r.n_users; i++) {
-        struct proto_user_info info;
-        if (proto_get_user_info(&rep.body, &info) != 0 || (out[i] = strdup(info.name)) == NULL) {
-            tally_user_list_free(out, i);
-            return client__malformed(c, what);
-        }
-    }
-    if (proto_get_end(&rep.body) != 0) {
-        tally_user_list_free(out, r.n_users);
-        return client__malformed(c, what);
-    }
-    *names = out;
-    *n = r.n_users;
+    *names = x.v;
+    *n = k;
     return 0;
 }
 
@@ -3000,4 +3042,91 @@ TALLY_API void tally_user_list_free(char **names, size_t n)
         free(names[i]);
     }
     free(names);
+}
+
+/* ---- ACLs (docs/security.md) ---- */
+
+static int client__acl_change(tally_client *c, uint8_t op, const struct tally_acl *a,
+                              const char *verb)
+{
+    char what[PROTO_NAME_MAX + 64];
+    struct buf body;
+    int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "%s ACL", verb);
+    if (a == NULL) {
+        err_printf(c->errmsg, "%s: the rule is NULL", what);
+        return TALLY_INVAL;
+    }
+    buf_init(&body);
+    buf_put_u8(&body, op); /* store/acl.h */
+    buf_put_str(&body, a->principal);
+    buf_put_u8(&body, (uint8_t)a->resource);
+    buf_put_u8(&body, a->prefix ? 2 : 1);
+    buf_put_str(&body, a->name);
+    buf_put_u8(&body, (uint8_t)a->operation);
+    buf_put_u8(&body, a->allow ? 1 : 0);
+    rv = buf_ok(&body) ? client__security_set(c, PROTO_SECURITY_ACLS, &body, what) : TALLY_NOMEM;
+    buf_free(&body);
+    return rv;
+}
+
+TALLY_API int tally_acl_add(tally_client *c, const struct tally_acl *acl)
+{
+    return client__acl_change(c, 1, acl, "add");
+}
+
+TALLY_API int tally_acl_remove(tally_client *c, const struct tally_acl *acl)
+{
+    return client__acl_change(c, 2, acl, "remove");
+}
+
+struct client__acls {
+    struct tally_acl *v;
+    size_t n;
+};
+
+static int client__acl_item(void *arg, struct rd *item, uint32_t i, uint32_t n)
+{
+    struct client__acls *x = arg;
+    struct tally_acl *a;
+    if (x->v == NULL && (x->v = calloc(n + 1, sizeof *x->v)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    x->n = n;
+    a = &x->v[i];
+    rd_str(item, a->principal, sizeof a->principal);
+    a->resource = rd_u8(item);
+    a->prefix = rd_u8(item) == 2;
+    rd_str(item, a->name, sizeof a->name);
+    a->operation = rd_u8(item);
+    a->allow = rd_u8(item);
+    return rd_ok(item) ? 0 : TALLY_PROTO;
+}
+
+TALLY_API int tally_acl_list(tally_client *c, struct tally_acl **acls, size_t *n)
+{
+    static const char what[] = "list ACLs";
+    struct client__acls x = {NULL, 0};
+    int rv;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    if (acls == NULL || n == NULL) {
+        return client__null_output(c, what, acls == NULL ? "acls" : "n");
+    }
+    *acls = NULL;
+    *n = 0;
+    rv = client__security_list(c, PROTO_SECURITY_ACLS, what, client__acl_item, &x);
+    if (rv != 0) {
+        free(x.v);
+        return rv;
+    }
+    *n = x.n;
+    *acls = x.v;
+    return 0;
 }

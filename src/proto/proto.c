@@ -69,8 +69,8 @@ static const char *const proto__type_names[] = {
     [PROTO_MEMBER_REPLACE] = "MEMBER_REPLACE",
     [PROTO_READ_INDEX] = "READ_INDEX",
     [PROTO_AUTH] = "AUTH",
-    [PROTO_USER_SET] = "USER_SET",
-    [PROTO_USER_LIST] = "USER_LIST",
+    [PROTO_SECURITY_SET] = "SECURITY_SET",
+    [PROTO_SECURITY_LIST] = "SECURITY_LIST",
 };
 
 const char *proto_type_name(unsigned type)

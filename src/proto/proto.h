@@ -72,8 +72,8 @@ enum proto_type {
     PROTO_READ_INDEX = 21,
     /* 22-26: reserved for other features. */
     PROTO_AUTH = 27,      /* SCRAM authentication of the connection */
-    PROTO_USER_SET = 28,  /* add, change or remove a user */
-    PROTO_USER_LIST = 29, /* the users' names */
+    PROTO_SECURITY_SET = 28,  /* add, change or remove a user or an ACL rule */
+    PROTO_SECURITY_LIST = 29, /* the users or the ACL rules */
     PROTO__TYPE_MAX = 29,
 };
 
@@ -206,16 +206,23 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u8, done)                                                                \
     X(blob, message)                                                           \
     X(str, principal, PROTO_NAME_MAX)
-/* USER_SET: body = a USER command body (store/users.h: op 1 set with the
- * user's SCRAM credentials, derived by the client: the password never
- * leaves it; op 2 remove). Answered with DONE_RESP. */
-#define PROTO_SCHEMA_USER_SET_REQ(X) X(blob, body)
-#define PROTO_SCHEMA_USER_LIST_REQ(X) X(u8, unused)
-#define PROTO_SCHEMA_USER_LIST_RESP(X)                                         \
-    X(u32, n_users)      /* followed by n_users PROTO_SCHEMA_USER_INFO */
-#define PROTO_SCHEMA_USER_INFO(X)                                              \
-    X(str, name, PROTO_NAME_MAX)                                               \
-    X(u8, mechanisms)    /* bit 0 SCRAM-SHA-256, bit 1 SCRAM-SHA-512 */
+/* SECURITY_SET: @command is PROTO_SECURITY_USERS (store command USER, 16)
+ * or PROTO_SECURITY_ACLS (ACL, 17); @body is that store command's body
+ * (store/users.h: op 1 set with the user's SCRAM credentials, derived by
+ * the client, so the password never leaves it, op 2 remove; store/acl.h:
+ * op 1 add, 2 remove, then a rule). Answered with DONE_RESP. */
+#define PROTO_SECURITY_USERS 16
+#define PROTO_SECURITY_ACLS 17
+#define PROTO_SCHEMA_SECURITY_SET_REQ(X)                                       \
+    X(u8, command)                                                             \
+    X(blob, body)
+/* SECURITY_LIST: @what as above; the answer lists n_items items, each a
+ * blob: for users, str name and u8 mechanisms (bit 0 SCRAM-SHA-256, bit 1
+ * SCRAM-SHA-512); for ACLs, one rule (store/acl.h encoding). */
+#define PROTO_SCHEMA_SECURITY_LIST_REQ(X) X(u8, what)
+#define PROTO_SCHEMA_SECURITY_LIST_RESP(X)                                     \
+    X(u32, n_items)      /* followed by n_items PROTO_SCHEMA_SECURITY_ITEM */
+#define PROTO_SCHEMA_SECURITY_ITEM(X) X(blob, item)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -345,10 +352,10 @@ void proto_end_frame(struct buf *b, size_t start);
     X(read_index_req, READ_INDEX_REQ)                                          \
     X(auth_req, AUTH_REQ)                                                      \
     X(auth_resp, AUTH_RESP)                                                    \
-    X(user_set_req, USER_SET_REQ)                                              \
-    X(user_list_req, USER_LIST_REQ)                                            \
-    X(user_list_resp, USER_LIST_RESP)                                          \
-    X(user_info, USER_INFO)                                                    \
+    X(security_set_req, SECURITY_SET_REQ)                                      \
+    X(security_list_req, SECURITY_LIST_REQ)                                    \
+    X(security_list_resp, SECURITY_LIST_RESP)                                  \
+    X(security_item, SECURITY_ITEM)                                            \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

@@ -32,6 +32,7 @@
 #include "server/gw.h"
 #include "store/cmd.h"
 #include "store/store.h"
+#include "store/acl.h"
 #include "store/users.h"
 
 struct auth_conn {
@@ -157,74 +158,257 @@ static void auth__step(struct store *store, struct req *r, struct rd *rd)
     auth__answer(r, true, out, a->principal);
 }
 
-static void auth__user_set(struct gw *gw, struct store *store, struct req *r, struct rd *rd,
-                           const char *by)
+/* SECURITY_SET: a user or an ACL rule, checked as apply will check it (on
+ * a scratch copy), so that nothing malformed enters the Raft log, then
+ * proposed. */
+static void auth__security_set(struct gw *gw, struct store *store, struct req *r, struct rd *rd,
+                               const char *by)
 {
-    struct proto_user_set_req m;
-    struct users check;
+    struct proto_security_set_req m;
     struct rd body;
     struct buf entry;
-    char why[160], name[USERS_NAME_MAX] = "";
+    char why[256], name[USERS_NAME_MAX] = "";
     int rv;
-    if (proto_get_user_set_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        auth__error(r, TALLY_PROTO, "malformed USER_SET");
+    if (proto_get_security_set_req(rd, &m) != 0 || proto_get_end(rd) != 0 ||
+        (m.command != PROTO_SECURITY_USERS && m.command != PROTO_SECURITY_ACLS) ||
+        m.body_len == 0) {
+        auth__error(r, TALLY_PROTO, "malformed SECURITY_SET");
         return;
     }
-    /* Check the body as apply will (on a scratch copy of the users), so
-     * that nothing malformed enters the Raft log. */
-    users_init(&check);
     rd_init(&body, m.body, m.body_len);
-    if (m.body_len > 1) {
+    if (m.command == PROTO_SECURITY_USERS) {
         struct rd peek;
         rd_init(&peek, m.body + 1, m.body_len - 1);
         rd_str(&peek, name, sizeof name);
-    }
-    if (m.body_len > 0 && m.body[0] == USERS_OP_REMOVE &&
-        users_find(store_users(store), name) == NULL) {
-        auth__error(r, TALLY_NOTFOUND, "user %s not found", name);
-        return;
-    }
-    if (m.body_len > 0 && m.body[0] == USERS_OP_REMOVE) {
-        rv = 0;
+        if (m.body[0] == USERS_OP_REMOVE) {
+            rv = users_find(store_users(store), name) != NULL ? 0 : TALLY_NOTFOUND;
+            snprintf(why, sizeof why, "user %s not found", name);
+        } else {
+            struct users check;
+            users_init(&check);
+            rv = users_apply(&check, &body, why, sizeof why);
+            users_free(&check);
+        }
     } else {
-        rv = users_apply(&check, &body, why, sizeof why);
+        /* The same check against the real rules, on a copy. */
+        const struct acls *cur = store_acls(store);
+        struct acls check;
+        acls_init(&check);
+        check.v = cur->n > 0 ? malloc(cur->n * sizeof *cur->v) : NULL;
+        if (cur->n > 0 && check.v == NULL) {
+            auth__error(r, TALLY_NOMEM, "out of memory");
+            return;
+        }
+        if (cur->n > 0) {
+            memcpy(check.v, cur->v, cur->n * sizeof *cur->v);
+        }
+        check.n = check.cap = cur->n;
+        rv = acls_apply(&check, &body, why, sizeof why);
+        acls_free(&check);
+        snprintf(name, sizeof name, "rule");
     }
-    users_free(&check);
-    if (rv != 0 || (m.body_len > 0 && m.body[0] == USERS_OP_SET && body.left != 0)) {
-        auth__error(r, rv == TALLY_NOMEM ? TALLY_NOMEM : TALLY_INVAL, "%s",
-                    rv != 0 ? why : "trailing bytes after the user");
+    if (rv == 0 && body.left != 0 && m.body[0] != USERS_OP_REMOVE) {
+        rv = TALLY_INVAL;
+        snprintf(why, sizeof why, "trailing bytes after the %s",
+                 m.command == PROTO_SECURITY_USERS ? "user" : "rule");
+    }
+    if (rv != 0) {
+        auth__error(r, rv, "%s", why);
         return;
     }
-    TLOG_INFO("auth", "%s, as %s: %s user '%s'", conn_peer(r), by,
-              m.body[0] == USERS_OP_SET ? "sets" : "removes", name);
+    TLOG_INFO("auth", "%s, as %s: %s %s%s%s", conn_peer(r), by,
+              m.body[0] == 1 ? (m.command == PROTO_SECURITY_USERS ? "sets" : "adds")
+                             : "removes",
+              m.command == PROTO_SECURITY_USERS ? "user '" : "an ACL ",
+              name, m.command == PROTO_SECURITY_USERS ? "'" : "");
     buf_init(&entry);
-    cmd_encode_user(&entry, m.body, m.body_len);
+    cmd_encode_security(&entry, m.command, m.body, m.body_len);
     gw_propose_entry(gw, r, &entry);
 }
 
-static void auth__user_list(struct store *store, struct req *r, struct rd *rd)
+static void auth__security_list(struct store *store, struct req *r, struct rd *rd)
 {
-    struct proto_user_list_req m;
-    const struct users *u = store_users(store);
-    struct proto_user_list_resp resp;
+    struct proto_security_list_req m;
+    struct proto_security_list_resp resp;
+    struct buf item;
     size_t start;
-    if (proto_get_user_list_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        auth__error(r, TALLY_PROTO, "malformed USER_LIST");
+    if (proto_get_security_list_req(rd, &m) != 0 || proto_get_end(rd) != 0 ||
+        (m.what != PROTO_SECURITY_USERS && m.what != PROTO_SECURITY_ACLS)) {
+        auth__error(r, TALLY_PROTO, "malformed SECURITY_LIST");
         return;
     }
-    resp.n_users = u->n;
+    buf_init(&item);
     start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
-    proto_put_user_list_resp(&r->resp, &resp);
-    for (unsigned i = 0; i < u->n; i++) {
-        struct proto_user_info info;
-        memset(&info, 0, sizeof info);
-        snprintf(info.name, sizeof info.name, "%s", u->v[i].name);
-        info.mechanisms = (uint8_t)((users_cred(&u->v[i], SCRAM_SHA_256) != NULL ? 1 : 0) |
-                                    (users_cred(&u->v[i], SCRAM_SHA_512) != NULL ? 2 : 0));
-        proto_put_user_info(&r->resp, &info);
+    if (m.what == PROTO_SECURITY_USERS) {
+        const struct users *u = store_users(store);
+        resp.n_items = u->n;
+        proto_put_security_list_resp(&r->resp, &resp);
+        for (unsigned i = 0; i < u->n; i++) {
+            struct proto_security_item it;
+            item.len = 0;
+            buf_put_str(&item, u->v[i].name);
+            buf_put_u8(&item, (uint8_t)((users_cred(&u->v[i], SCRAM_SHA_256) != NULL ? 1 : 0) |
+                                        (users_cred(&u->v[i], SCRAM_SHA_512) != NULL ? 2 : 0)));
+            it.item = item.data;
+            it.item_len = (uint32_t)item.len;
+            proto_put_security_item(&r->resp, &it);
+        }
+    } else {
+        const struct acls *a = store_acls(store);
+        resp.n_items = a->n;
+        proto_put_security_list_resp(&r->resp, &resp);
+        for (unsigned i = 0; i < a->n; i++) {
+            struct proto_security_item it;
+            item.len = 0;
+            acl_rule_encode(&a->v[i], &item);
+            it.item = item.data;
+            it.item_len = (uint32_t)item.len;
+            proto_put_security_item(&r->resp, &it);
+        }
     }
     proto_end_frame(&r->resp, start);
+    if (!buf_ok(&item)) {
+        buf_free(&item);
+        auth__error(r, TALLY_NOMEM, "out of memory");
+        return;
+    }
+    buf_free(&item);
     conn_complete(r);
+}
+
+/* What a request needs (docs/security.md, Authorization): at most two
+ * (resource, name, operation) checks. */
+struct auth__need {
+    enum acl_resource resource;
+    char name[PROTO_NAME_MAX];
+    enum acl_operation op;
+};
+
+/* Fill @need from @r's type and the names its body starts with. Returns
+ * the number of checks, or -1 if the body is too short to name them. */
+static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *need)
+{
+    struct rd peek = *rd;
+    char first[PROTO_NAME_MAX] = "", second[PROTO_NAME_MAX] = "";
+    switch (r->type) {
+    case PROTO_HELLO:
+    case PROTO_AUTH:
+    case PROTO_METADATA:
+    case PROTO_CLOCK:
+    case PROTO_READ_INDEX:
+    case PROTO_TOPIC_LIST:
+        return 0;
+    case PROTO_TOPIC_CREATE:
+    case PROTO_TOPIC_DELETE:
+    case PROTO_PRODUCE:
+    case PROTO_FETCH:
+    case PROTO_OFFSET_FOR_TIME:
+        rd_str(&peek, first, sizeof first);
+        if (!rd_ok(&peek)) {
+            return -1;
+        }
+        if (r->type == PROTO_FETCH && conn_is_backup(r)) {
+            return 0; /* a backup's reads: BACKUP_CUT checked cluster READ */
+        }
+        need[0].resource = ACL_TOPIC;
+        snprintf(need[0].name, sizeof need[0].name, "%s", first);
+        need[0].op = r->type == PROTO_TOPIC_CREATE   ? ACL_CREATE
+                     : r->type == PROTO_TOPIC_DELETE ? ACL_DELETE
+                     : r->type == PROTO_PRODUCE      ? ACL_WRITE
+                     : r->type == PROTO_FETCH        ? ACL_READ
+                                                     : ACL_DESCRIBE;
+        return 1;
+    case PROTO_GROUP_COMMIT:
+    case PROTO_GROUP_SET:
+    case PROTO_GROUP_FETCH:
+    case PROTO_GROUP_LIST:
+    case PROTO_GROUP_DELETE: {
+        enum acl_operation op = r->type == PROTO_GROUP_COMMIT || r->type == PROTO_GROUP_SET
+                                    ? ACL_READ
+                                : r->type == PROTO_GROUP_DELETE ? ACL_DELETE
+                                                                : ACL_DESCRIBE;
+        int n = 0;
+        rd_str(&peek, first, sizeof first);
+        rd_str(&peek, second, sizeof second);
+        if (!rd_ok(&peek)) {
+            return -1;
+        }
+        if (first[0] == '\0') {
+            need[n].resource = ACL_CLUSTER; /* every group */
+            need[n].name[0] = '\0';
+        } else {
+            need[n].resource = ACL_GROUP;
+            snprintf(need[n].name, sizeof need[n].name, "%s", first);
+        }
+        need[n++].op = op;
+        if (second[0] != '\0' && r->type != PROTO_GROUP_DELETE) {
+            need[n].resource = ACL_TOPIC;
+            snprintf(need[n].name, sizeof need[n].name, "%s", second);
+            need[n++].op = op == ACL_READ ? ACL_READ : ACL_DESCRIBE;
+        }
+        return n;
+    }
+    case PROTO_BACKUP_CUT:
+    case PROTO_SECURITY_LIST:
+        need[0].resource = ACL_CLUSTER;
+        need[0].name[0] = '\0';
+        need[0].op = r->type == PROTO_BACKUP_CUT ? ACL_READ : ACL_DESCRIBE;
+        return 1;
+    default:
+        /* Membership, transfer, users and ACLs, and anything new. */
+        need[0].resource = ACL_CLUSTER;
+        need[0].name[0] = '\0';
+        need[0].op = ACL_ALTER;
+        return 1;
+    }
+}
+
+/* True if @who is listed in super_users (ACLs do not apply to it). */
+static bool auth__super(const struct cfg *cfg, const char *who)
+{
+    const char *p = cfg->super_users;
+    size_t n = strlen(who);
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, who, n) == 0) {
+            return true;
+        }
+        if (end == NULL) {
+            break;
+        }
+        p = end + 1;
+    }
+    return false;
+}
+
+/* The ACL check of @r for @who: true if allowed; else @r is answered. */
+static bool auth__authorize(struct store *store, const struct cfg *cfg, struct req *r,
+                            const struct rd *rd, const char *who)
+{
+    struct auth__need need[2];
+    int n;
+    if (!cfg->authorize_acl || auth__super(cfg, who)) {
+        return true;
+    }
+    n = auth__needs(r, rd, need);
+    if (n < 0) {
+        auth__error(r, TALLY_PROTO, "malformed %s", proto_type_name(r->type));
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!acls_allowed(store_acls(store), who, need[i].resource, need[i].name, need[i].op)) {
+            const char *res = acl_resource_name(need[i].resource);
+            const char *op = acl_operation_name(need[i].op);
+            TLOG_WARN("auth", "%s: denied: %s may not %s %s%s%s (%s)", conn_peer(r), who, op,
+                      res, need[i].name[0] ? " " : "", need[i].name, proto_type_name(r->type));
+            auth__error(r, TALLY_DENIED, "not authorized: %s may not %s %s%s%s (no ACL allows "
+                                         "it: tally acl add)",
+                        who, op, res, need[i].name[0] ? " " : "", need[i].name);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* The principal of @r's connection, or NULL when it has not
@@ -254,12 +438,15 @@ bool auth_handle(struct gw *gw, struct store *store, const struct cfg *cfg, stru
                                    "or a client certificate (--tls-cert)");
         return true;
     }
-    if (r->type == PROTO_USER_SET) {
-        auth__user_set(gw, store, r, rd, who != NULL ? who : "anonymous");
+    if (who != NULL && !auth__authorize(store, cfg, r, rd, who)) {
         return true;
     }
-    if (r->type == PROTO_USER_LIST) {
-        auth__user_list(store, r, rd);
+    if (r->type == PROTO_SECURITY_SET) {
+        auth__security_set(gw, store, r, rd, who != NULL ? who : "anonymous");
+        return true;
+    }
+    if (r->type == PROTO_SECURITY_LIST) {
+        auth__security_list(store, r, rd);
         return true;
     }
     return false;

@@ -25,9 +25,10 @@ struct auth_conn *auth_conn_certified(const char *principal);
 void auth_conn_free(struct auth_conn *a);
 
 /* Called by the gateway for every request before dispatch. Answers AUTH,
- * USER_SET and USER_LIST itself, and refuses any request but HELLO and
- * AUTH on a connection that has not authenticated when @cfg requires it.
- * Returns true if @r was handled here (answered or refused). */
+ * SECURITY_SET and SECURITY_LIST itself; refuses (TALLY_AUTH) any request
+ * but HELLO and AUTH on a connection that has not authenticated when @cfg
+ * requires it, and (TALLY_DENIED) any request the ACLs do not allow when
+ * @cfg has authorize = acl. Returns true if @r was handled here. */
 bool auth_handle(struct gw *gw, struct store *store, const struct cfg *cfg, struct req *r,
                  struct rd *rd);
 

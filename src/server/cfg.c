@@ -441,6 +441,22 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         c->auth_required = strcmp(value, "required") == 0;
         return 0;
     }
+    if (strcmp(key, "authorize") == 0) {
+        if (strcmp(value, "none") != 0 && strcmp(value, "acl") != 0) {
+            err_printf(errmsg, "expected none or acl");
+            return TALLY_INVAL;
+        }
+        c->authorize_acl = strcmp(value, "acl") == 0;
+        return 0;
+    }
+    if (strcmp(key, "super_users") == 0) {
+        if (strlen(value) >= sizeof c->super_users) {
+            err_printf(errmsg, "too long");
+            return TALLY_INVAL;
+        }
+        snprintf(c->super_users, sizeof c->super_users, "%s", value);
+        return 0;
+    }
     if (strcmp(key, "metrics_tls") == 0) {
         if (cfg__parse_bool(value, &c->metrics_tls) != 0) {
             err_printf(errmsg, "expected true or false");
@@ -657,6 +673,11 @@ static int cfg__validate_tls(const struct cfg *c, char *errmsg)
     if (c->auth_required && !cert) {
         err_printf(errmsg, "auth = required needs TLS (--tls-cert, --tls-key, --tls-ca): "
                            "credentials are not sent in plaintext");
+        return TALLY_INVAL;
+    }
+    if (c->authorize_acl && !c->auth_required) {
+        err_printf(errmsg, "authorize = acl needs auth = required: ACLs name authenticated "
+                           "principals");
         return TALLY_INVAL;
     }
     if (c->metrics_tls && !cert) {

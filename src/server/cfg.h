@@ -37,6 +37,9 @@ struct cfg {
                                       * certificate of tls_ca (default: optional) */
     bool auth_required;              /* auth = required: clients must authenticate (SCRAM
                                       * or a client certificate) */
+    bool authorize_acl;              /* authorize = acl: every request is checked against the
+                                      * replicated ACLs (needs auth = required) */
+    char super_users[1024];          /* super_users: principals ACLs do not apply to */
     bool metrics_tls;                /* metrics_tls: HTTPS on --metrics (needs tls_cert) */
     bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 

@@ -173,3 +173,10 @@ void cmd_encode_user(struct buf *b, const void *body, size_t len)
     buf_put(b, body, len);
     cmd__end(b, start);
 }
+
+void cmd_encode_security(struct buf *b, uint8_t type, const void *body, size_t len)
+{
+    size_t start = cmd__begin(b, type);
+    buf_put(b, body, len);
+    cmd__end(b, start);
+}

@@ -31,6 +31,7 @@
  *   since version 3:
  *          4    n_users, then per user: its SCRAM credentials (CMD_USER;
  *               encoding in store/users.h; version 2: no users)
+ *          4    n_acls, then each ACL rule (CMD_ACL; store/acl.h)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -62,6 +63,7 @@
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "log/fs.h"
+#include "store/acl.h"
 #include "store/users.h"
 
 #define STORE__MAGIC "TLYC"
@@ -111,6 +113,7 @@ struct store {
     uint64_t catalog_written;        /* index of the catalog file in place */
     uint64_t keys_written;           /* newest index of a keys.ckpt in place */
     struct users users;              /* CMD_USER: SCRAM credentials (store/users.h) */
+    struct acls acls;                /* CMD_ACL: access control lists (store/acl.h) */
 };
 
 static int store__mkdir(const char *path, char *errmsg)
@@ -667,6 +670,7 @@ static void store__encode_tail(const struct store *s, struct buf *b)
         buf_put_u64(b, s->dirs[i].directory_id);
     }
     users_encode(&s->users, b); /* version 3 */
+    acls_encode(&s->acls, b);
 }
 
 static void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
@@ -701,11 +705,13 @@ struct store__catalog {
     struct store__dir dirs[STORE_MAX_MEMBERS];
     unsigned n_dirs;
     struct users users;      /* version 3 */
+    struct acls acls;        /* version 3 */
 };
 
 static void store__catalog_free(struct store__catalog *c)
 {
     users_free(&c->users);
+    acls_free(&c->acls);
     free(c->groups);
     c->groups = NULL;
     while (c->topics != NULL) {
@@ -839,7 +845,9 @@ static int store__decode_catalog(const void *p, size_t n, struct store__catalog 
             c->dirs[i].directory_id = rd_u64(&r);
         }
     }
-    if (version >= 3 && rd_ok(&r) && users_decode(&r, &c->users) == TALLY_NOMEM) {
+    if (version >= 3 && rd_ok(&r) &&
+        (users_decode(&r, &c->users) == TALLY_NOMEM ||
+         (rd_ok(&r) && acls_decode(&r, &c->acls) == TALLY_NOMEM))) {
         store__catalog_free(c);
         return TALLY_NOMEM;
     }
@@ -1016,6 +1024,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
         users_move(&s->users, &c.users);
+        acls_move(&s->acls, &c.acls);
         uint32_t i = 0;
         for (struct store_topic *t = s->topics; t != NULL; t = t->next, i++) {
             if ((rv = store__open_topic(s, t, 0, c.next_offsets[i], errmsg)) != 0) {
@@ -1053,6 +1062,7 @@ void store_close(struct store *s)
     }
     free(s->groups);
     users_free(&s->users);
+    acls_free(&s->acls);
     buf_free(&s->scratch);
     pthread_mutex_destroy(&s->file_lock);
     free(s);
@@ -1061,6 +1071,11 @@ void store_close(struct store *s)
 const struct users *store_users(struct store *s)
 {
     return &s->users;
+}
+
+const struct acls *store_acls(struct store *s)
+{
+    return &s->acls;
 }
 
 
@@ -1932,6 +1947,24 @@ static int store__user(struct store *s, uint64_t index, struct rd *body,
     return store__write_catalog(s, errmsg);
 }
 
+/* ACL: add or remove an access control rule (acl.h). */
+static int store__acl(struct store *s, uint64_t index, struct rd *body,
+                      struct store_item_result *res, char *errmsg)
+{
+    char why[256];
+    int rv = acls_apply(&s->acls, body, why, sizeof why);
+    if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "ACL change at %llu: out of memory", (unsigned long long)index);
+        return rv;
+    }
+    if (rv != 0) {
+        store__result(res, rv, "%s", why);
+        return 0;
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
                 struct store_result **out, char *errmsg)
 {
@@ -2008,6 +2041,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     case CMD_USER:
         if (index > s->catalog_index) {
             rv = store__user(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_ACL:
+        if (index > s->catalog_index) {
+            rv = store__acl(s, index, &body, &res->items[0], errmsg);
         }
         break;
     default:
@@ -2438,6 +2476,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
         users_move(&s->users, &c.users);
+        acls_move(&s->acls, &c.acls);
         s->catalog_index = c.index;
         s->applied_index = c.index;
         memset(s->digests, 0, sizeof s->digests);

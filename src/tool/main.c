@@ -32,6 +32,7 @@ static const char main_help[] =
     "  backup --to DIR            copy a node's state at one Raft index (online)\n"
     "  restore --from DIR         build a new node's data directory from a backup\n"
     "  user add|passwd|remove|list  the cluster's users (SCRAM)\n"
+    "  acl add|remove|list        access control lists (authorize = acl)\n"
     "\n"
     "Options (also accepted after the command):\n"
     "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n"
@@ -58,7 +59,7 @@ static const struct main_command main_commands[] = {
     {"member", cmd_member_main},   {"bench", cmd_bench_main},
     {"log", cmd_log_main},         {"backup", cmd_backup_main},
     {"restore", cmd_restore_main}, {"group", cmd_group_main},
-    {"user", cmd_user_main},
+    {"user", cmd_user_main},       {"acl", cmd_acl_main},
 };
 
 int main(int argc, char **argv)

@@ -148,5 +148,6 @@ int cmd_member_main(int argc, char **argv);
 int cmd_bench_main(int argc, char **argv);
 int cmd_group_main(int argc, char **argv);
 int cmd_user_main(int argc, char **argv);
+int cmd_acl_main(int argc, char **argv);
 
 #endif

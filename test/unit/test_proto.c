@@ -568,7 +568,7 @@ static void test_type_names(void **state)
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
     assert_string_equal(proto_type_name(PROTO_AUTH), "AUTH");
-    assert_string_equal(proto_type_name(PROTO_USER_LIST), "USER_LIST");
+    assert_string_equal(proto_type_name(PROTO_SECURITY_LIST), "SECURITY_LIST");
     assert_string_equal(proto_type_name(PROTO_GROUP_LIST), "GROUP_LIST");
     assert_string_equal(proto_type_name(PROTO_GROUP_DELETE), "GROUP_DELETE");
     assert_string_equal(proto_type_name(PROTO_GROUP_SET), "GROUP_SET");
