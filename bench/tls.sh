@@ -1,6 +1,8 @@
 #!/bin/sh
-# bench/tls.sh: produce throughput and latency with TLS on every link
-# (client port and mutual TLS between the nodes) against plaintext, in the
+# bench/tls.sh: produce throughput and latency with TLS and authentication
+# on every link (TLS on the client port, the producer logged in with
+# SCRAM-SHA-256 on a cluster with auth = required, mutual TLS between the
+# nodes) against plaintext without authentication, in the
 # same run: each round starts a fresh plaintext 3-node cluster and a fresh
 # TLS one (in alternating order, so that a drift of the machine's load
 # does not favour one), runs the same three loads on each, and the script
@@ -55,26 +57,29 @@ start() {
             --peer 3=127.0.0.1:7563/127.0.0.1:7663
         if [ "$MODE" = tls ]; then
             set -- "$@" --tls-cert "$WORK/certs/node$i.crt" --tls-key "$WORK/certs/node$i.key" \
-                --tls-ca "$WORK/certs/ca.crt"
+                --tls-ca "$WORK/certs/ca.crt" --set auth=required
         fi
         "$TALLYD" "$@" >"$WORK/node$i.$MODE.log" 2>&1 &
         PIDS="$PIDS $!"
     done
     i=0
-    until tally_cli status >/dev/null 2>&1; do
+    until admin_cli status >/dev/null 2>&1; do
         i=$((i + 1))
         [ $i -lt 300 ] || { echo "bench/tls.sh: no leader ($MODE)" >&2; exit 1; }
         sleep 0.1
     done
-    # status answers before a leader is known: wait for a topic to be made.
+    # status answers before a leader is known: wait for a write to work.
     i=0
-    until tally_cli topic create b100 >/dev/null 2>&1; do
+    until admin_cli topic create b100 >/dev/null 2>&1; do
         i=$((i + 1))
         [ $i -lt 300 ] || { echo "bench/tls.sh: cannot create topics ($MODE)" >&2; exit 1; }
         sleep 0.1
     done
-    tally_cli topic create b1k >/dev/null
-    tally_cli topic create one >/dev/null
+    admin_cli topic create b1k >/dev/null
+    admin_cli topic create one >/dev/null
+    if [ "$MODE" = tls ]; then
+        echo bench-password | admin_cli user add bench >/dev/null
+    fi
 }
 
 stop() {
@@ -83,9 +88,21 @@ stop() {
     PIDS=""
 }
 
+# The benchmark's client: on the TLS cluster, logged in as user "bench".
 tally_cli() {
     if [ "$MODE" = tls ]; then
-        "$TALLY" -b "$BROKERS" --tls-ca "$WORK/certs/ca.crt" "$@"
+        TALLY_PASSWORD=bench-password "$TALLY" -b "$BROKERS" --tls-ca "$WORK/certs/ca.crt" \
+            --user bench "$@"
+    else
+        "$TALLY" -b "$BROKERS" "$@"
+    fi
+}
+
+# The administrator: on the TLS cluster, the client certificate.
+admin_cli() {
+    if [ "$MODE" = tls ]; then
+        "$TALLY" -b "$BROKERS" --tls-ca "$WORK/certs/ca.crt" --tls-cert "$WORK/certs/client.crt" \
+            --tls-key "$WORK/certs/client.key" "$@"
     else
         "$TALLY" -b "$BROKERS" "$@"
     fi
