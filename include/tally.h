@@ -114,6 +114,10 @@ TALLY_API int tally_client_set_tls(tally_client *c, const char *ca_file, const c
  * with TALLY_AUTH. Returns 0 or TALLY_INVAL (empty or too long). */
 TALLY_API int tally_client_set_auth(tally_client *c, const char *user, const char *password);
 
+/* The SCRAM mechanism of the login: "SCRAM-SHA-256" (the default) or
+ * "SCRAM-SHA-512". 0 or TALLY_INVAL. */
+TALLY_API int tally_client_set_auth_mechanism(tally_client *c, const char *mechanism);
+
 /* Add a user, or change its password (a write: committed through Raft).
  * The SCRAM-SHA-256 and -512 credentials (salted, iterated) are derived
  * here; the password never leaves the client. */

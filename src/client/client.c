@@ -133,6 +133,7 @@ struct tally_client {
     SSL_CTX *tls;               /* tally_client_set_tls, or NULL (owned) */
     char user[SCRAM_USER_MAX];  /* tally_client_set_auth: "" = none */
     char password[256];         /* its password (wiped on destroy) */
+    int mech;                   /* enum scram_mech of the login, SCRAM-SHA-256 by default */
 };
 
 /* Next batch sequence of this handle's producer on one topic. */
@@ -2820,7 +2821,8 @@ static int client__login(struct tally_client *c, struct client__node *nd, int64_
 {
     struct client__login_arg a = {c, nd, deadline};
     char why[ERR_MSG_SIZE];
-    int rv = proto_auth_login(c->user, c->password, client__login_rt, &a, NULL, 0, why);
+    int rv = proto_auth_login_mech(c->mech != 0 ? c->mech : SCRAM_SHA_256, c->user, c->password,
+                                   client__login_rt, &a, NULL, 0, why);
     if (rv != 0) {
         err_printf(c->errmsg, "%s: %s", nd->addr, why);
         if (rv == TALLY_AUTH) {
@@ -2851,10 +2853,30 @@ TALLY_API int tally_client_set_auth(tally_client *c, const char *user, const cha
     return 0;
 }
 
-const char *client_auth_user(struct tally_client *c, const char **password)
+const char *client_auth_user(struct tally_client *c, const char **password, int *mech)
 {
     *password = c->password;
+    *mech = c->mech != 0 ? c->mech : SCRAM_SHA_256;
     return c->user[0] != '\0' ? c->user : NULL;
+}
+
+TALLY_API int tally_client_set_auth_mechanism(tally_client *c, const char *mechanism)
+{
+    enum scram_mech m;
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    m = mechanism != NULL ? scram_mech_parse(mechanism) : 0;
+    if (m == 0) {
+        err_printf(c->errmsg, "authentication mechanism '%s' is not supported: SCRAM-SHA-256 "
+                              "or SCRAM-SHA-512", mechanism != NULL ? mechanism : "(null)");
+        return TALLY_INVAL;
+    }
+    c->mech = (int)m;
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        client__disconnect(&c->nodes[i]);
+    }
+    return 0;
 }
 
 /* SECURITY_SET of store command @command (16 users, 17 ACLs) with @body. */

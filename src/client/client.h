@@ -21,7 +21,7 @@ int client_parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *n
 
 /* The user and password tally_client_set_auth gave (NULL: none). */
 struct tally_client;
-const char *client_auth_user(struct tally_client *c, const char **password);
+const char *client_auth_user(struct tally_client *c, const char **password, int *mech);
 
 /* ---- TLS (docs/security.md) ---- */
 struct tally_client;

@@ -586,14 +586,15 @@ static int prod__login_rt(void *arg, struct buf *frame, struct proto_auth_reply 
 static int prod__login(struct tally_producer *p, int64_t deadline)
 {
     const char *password;
-    const char *user = client_auth_user(p->c, &password);
+    int mech;
+    const char *user = client_auth_user(p->c, &password, &mech);
     struct prod__login_arg a = {p, deadline};
     char why[ERR_MSG_SIZE];
     int rv;
     if (user == NULL) {
         return 0;
     }
-    rv = proto_auth_login(user, password, prod__login_rt, &a, NULL, 0, why);
+    rv = proto_auth_login_mech(mech, user, password, prod__login_rt, &a, NULL, 0, why);
     if (rv != 0) {
         snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr, why);
     }

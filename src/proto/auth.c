@@ -12,6 +12,13 @@
 int proto_auth_login(const char *user, const char *password, proto_auth_rt rt, void *arg,
                        char *principal, size_t principal_cap, char *errmsg)
 {
+    return proto_auth_login_mech(SCRAM_SHA_256, user, password, rt, arg, principal,
+                                 principal_cap, errmsg);
+}
+
+int proto_auth_login_mech(int mech, const char *user, const char *password, proto_auth_rt rt,
+                          void *arg, char *principal, size_t principal_cap, char *errmsg)
+{
     struct scram_client sc;
     struct proto_auth_reply rep;
     struct proto_auth_req m;
@@ -20,13 +27,14 @@ int proto_auth_login(const char *user, const char *password, proto_auth_rt rt, v
     struct buf frame;
     size_t start;
     int rv = 0;
-    if (scram_client_first(&sc, SCRAM_SHA_256, user, NULL, msg, sizeof msg, errmsg) != 0) {
+    if (scram_client_first(&sc, (enum scram_mech)mech, user, NULL, msg, sizeof msg, errmsg) !=
+        0) {
         return TALLY_INVAL;
     }
     buf_init(&frame);
     for (int step = 0; step < 2 && rv == 0; step++) {
         memset(&m, 0, sizeof m);
-        snprintf(m.mechanism, sizeof m.mechanism, "%s", scram_mech_name(SCRAM_SHA_256));
+        snprintf(m.mechanism, sizeof m.mechanism, "%s", scram_mech_name((enum scram_mech)mech));
         m.message = (const uint8_t *)msg;
         m.message_len = (uint32_t)strlen(msg);
         frame.len = 0;

@@ -26,4 +26,8 @@ typedef int (*proto_auth_rt)(void *arg, struct buf *frame, struct proto_auth_rep
 int proto_auth_login(const char *user, const char *password, proto_auth_rt rt, void *arg,
                        char *principal, size_t principal_cap, char *errmsg);
 
+/* The same with @mech (enum scram_mech: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512). */
+int proto_auth_login_mech(int mech, const char *user, const char *password, proto_auth_rt rt,
+                          void *arg, char *principal, size_t principal_cap, char *errmsg);
+
 #endif

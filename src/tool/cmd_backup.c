@@ -324,7 +324,11 @@ static int bk__login(struct bk_conn *c, char *errmsg)
     if (tool_g.user == NULL) {
         return 0;
     }
-    rv = proto_auth_login(tool_g.user, tool_g.password, bk__login_rt, &a, NULL, 0, errmsg);
+    rv = proto_auth_login_mech(tool_g.mechanism != NULL &&
+                                       strcmp(tool_g.mechanism, "SCRAM-SHA-512") == 0
+                                   ? 2
+                                   : 1,
+                               tool_g.user, tool_g.password, bk__login_rt, &a, NULL, 0, errmsg);
     free(a.resp);
     return rv;
 }

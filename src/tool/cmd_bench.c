@@ -202,7 +202,9 @@ static void *bench_producer_run(void *arg)
         goto out;
     }
     if (tool_g.user != NULL && /* main read the login */
-        tally_client_set_auth(client, tool_g.user, tool_g.password) != 0) {
+        (tally_client_set_auth(client, tool_g.user, tool_g.password) != 0 ||
+         (tool_g.mechanism != NULL &&
+          tally_client_set_auth_mechanism(client, tool_g.mechanism) != 0))) {
         p->rc = TALLY_INVAL;
         snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
         goto out;

@@ -44,6 +44,9 @@ int tool_common_option(const char *cmd, int c, const char *arg)
     case TOOL_OPT_PASSWORD_FILE:
         tool_g.password_file = arg;
         return TOOL_EXIT_OK;
+    case TOOL_OPT_SASL_MECHANISM:
+        tool_g.mechanism = arg;
+        return TOOL_EXIT_OK;
     default:
         return -1;
     }
@@ -131,7 +134,9 @@ int tool_connect(const char *cmd, tally_client **out)
     }
     rc = tool_apply_tls(cmd, *out);
     if (rc == TOOL_EXIT_OK && (rc = tool_read_login(cmd)) == TOOL_EXIT_OK && tool_g.user != NULL &&
-        tally_client_set_auth(*out, tool_g.user, tool_g.password) != 0) {
+        (tally_client_set_auth(*out, tool_g.user, tool_g.password) != 0 ||
+         (tool_g.mechanism != NULL &&
+          tally_client_set_auth_mechanism(*out, tool_g.mechanism) != 0))) {
         fprintf(stderr, "tally%s%s: %s\n", cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
                 tally_errmsg(*out));
         rc = TOOL_EXIT_USAGE;
@@ -301,6 +306,9 @@ int tool_read_login(const char *cmd)
     const char *env;
     if (tool_g.user == NULL) {
         tool_g.user = getenv("TALLY_USER");
+    }
+    if (tool_g.mechanism == NULL) {
+        tool_g.mechanism = getenv("TALLY_SASL_MECHANISM");
     }
     if (tool_g.user == NULL || tool_g.user[0] == '\0') {
         tool_g.user = NULL;

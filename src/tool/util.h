@@ -29,6 +29,7 @@ struct tool_global {
     /* Authentication: --user (else $TALLY_USER); its password from
      * --password-file (else $TALLY_PASSWORD), never from the command line. */
     const char *user, *password_file;
+    const char *mechanism;   /* --sasl-mechanism, else $TALLY_SASL_MECHANISM; NULL: SHA-256 */
     char password[256];
 };
 extern struct tool_global tool_g;
@@ -41,6 +42,7 @@ enum {
     TOOL_OPT_TLS_KEY,
     TOOL_OPT_USER,
     TOOL_OPT_PASSWORD_FILE,
+    TOOL_OPT_SASL_MECHANISM,
     TOOL_OPT__FIRST_FREE = 0x110, /* commands number their own from here */
 };
 
@@ -53,6 +55,7 @@ enum {
     {"tls-key", required_argument, NULL, TOOL_OPT_TLS_KEY},                    \
     {"user", required_argument, NULL, TOOL_OPT_USER},                          \
     {"password-file", required_argument, NULL, TOOL_OPT_PASSWORD_FILE},        \
+    {"sasl-mechanism", required_argument, NULL, TOOL_OPT_SASL_MECHANISM},      \
     {"help", no_argument, NULL, 'h'}
 /* The same for the short option string. */
 #define TOOL_COMMON_SHORTOPTS "b:h"
@@ -68,6 +71,7 @@ enum {
     "                                 ($TALLY_TLS_CERT, $TALLY_TLS_KEY)\n"    \
     "      --user NAME                log in with SCRAM ($TALLY_USER); the password\n" \
     "      --password-file FILE       comes from FILE's first line, else $TALLY_PASSWORD\n" \
+    "      --sasl-mechanism M         SCRAM-SHA-256 (default) or SCRAM-SHA-512\n" \
     "  -h, --help                     show this help\n"
 
 /* Handle one common option seen by a command's getopt loop. Returns -1 if

@@ -85,7 +85,7 @@ def test_acl_table():
                 ok(c.as_admin("produce", t, input=b"seed\n"), "seed")
             for rule in RULES:
                 ok(c.as_admin("acl", "add", "--principal", *rule), f"acl add {rule}")
-            r = ok(c.as_admin("acl", "list"), "acl list")
+            r = ok(c.as_admin("acl", "list"), "acl list")  # one node: it applied them all
             check(len(r.text.strip().splitlines()) == len(RULES) + 1, f"acl list: {r!r}")
             r = c.as_admin("acl", "add", "--principal", *RULES[0])
             check(r.rc == 1 and "exists" in r.errtext, f"duplicate rule: {r!r}")
