@@ -19,8 +19,8 @@ KEYS=${KEYS:-1000000}
 VALUE=${VALUE:-100}
 MAP=${MAP:-64M}
 RUNS=${RUNS:-3}
-BIN=$BUILD/test/bench/bench-compact
-[ -x "$BIN" ] || make -C "$BUILD" test/bench/bench-compact >/dev/null
+BIN=$BUILD/bench/bench-compact
+[ -x "$BIN" ] || make -C "$BUILD" bench/bench-compact >/dev/null
 rm -rf "$WORK"
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT

@@ -28,8 +28,8 @@ BATCH=${BATCH:-64K}
 BIG=${BIG:-4G}
 SMALL=${SMALL:-100M}
 
-make -s -C "$BUILD" test/bench/bench-log >/dev/null
-BENCH=$BUILD/test/bench/bench-log
+make -s -C "$BUILD" bench/bench-log >/dev/null
+BENCH=$BUILD/bench/bench-log
 
 to_bytes() { # 1G -> 1073741824
     echo "$1" | awk '{ n = $0 + 0; u = toupper(substr($0, length($0)));

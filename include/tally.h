@@ -161,6 +161,20 @@ TALLY_API int tally_acl_list(tally_client *c, struct tally_acl **acls, size_t *n
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);
 
+/* After a write (produce, topic, member or group change) failed with
+ * TALLY_TIMEOUT or TALLY_LEADERSHIP_LOST: 1 if its outcome is unknown,
+ * because the request reached a node that may have carried it out before
+ * the failure (no answer in time, the connection failed after the whole
+ * request was sent, or the leader lost its majority after appending it):
+ * it may or may not have been written, and tally_errmsg() says so. 0 if it
+ * certainly was not written (no node took it). Read it right after the
+ * call that failed: every call that sends a request sets it again.
+ * tally_produce already resent the batch, under the same producer id and
+ * sequence, until its timeout; after an unknown outcome the handle starts
+ * a new producer id, so sending the records again may write them twice:
+ * read the topic to find out. NULL: 0. */
+TALLY_API int tally_outcome_unknown(tally_client *c);
+
 /* ------------------------------------------------------------------------
  * Topics
  * ------------------------------------------------------------------------ */

@@ -47,31 +47,25 @@
  *   every pending batch the same way and draws a new producer id (the
  *   sequence state on the cluster is then unknown), like tally_produce.
  *
- * This file uses src/proto and src/lib, and tally.h's tally_status_get to
- * find the leader. */
+ * This file uses src/proto and src/lib, client/wire.h for the connection,
+ * and tally.h's tally_status_get to find the leader. */
 #include "tally.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "client/client.h"
+#include "client/wire.h"
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "lib/tls.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -144,8 +138,7 @@ struct tally_producer {
     struct prod__q inflight; /* sent on fd, answers come in this order */
     bool draining;
     bool moved;            /* an answer while draining sent us elsewhere */
-    int fd;
-    SSL *ssl;              /* TLS on fd, or NULL (plaintext) */
+    struct wire w;         /* the connection to the leader (fd -1: none) */
     char addr[PROTO_ADDR_MAX]; /* leader to try next ("" = ask) */
     struct buf rbuf;       /* received bytes; frames start at rpos */
     size_t rpos;
@@ -369,12 +362,7 @@ static void prod__stamp(struct tally_producer *p, struct prod__batch *b)
 static void prod__disconnect(struct tally_producer *p)
 {
     struct prod__batch *b;
-    SSL_free(p->ssl); /* TLS hook */
-    p->ssl = NULL;
-    if (p->fd >= 0) {
-        close(p->fd);
-        p->fd = -1;
-    }
+    wire_close(&p->w);
     p->rbuf.len = 0;
     p->rpos = 0;
     while ((b = prod__pop(&p->inflight)) != NULL) {
@@ -397,113 +385,26 @@ static void prod__disconnect(struct tally_producer *p)
     }
 }
 
-static int prod__wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t left = deadline - client_now_ms();
-        struct pollfd pf = {.fd = fd, .events = events};
-        if (left <= 0) {
-            return TALLY_TIMEOUT;
-        }
-        int rv = poll(&pf, 1, (int)(left > 60000 ? 60000 : left));
-        if (rv > 0) {
-            return 0;
-        }
-        if (rv < 0 && errno != EINTR) {
-            return TALLY_IOERR;
-        }
-    }
-}
-
 static int prod__send_all(struct tally_producer *p, const uint8_t *data, size_t n,
                           int64_t deadline)
 {
-    size_t done = 0;
-    if (p->ssl != NULL) { /* TLS hook */
-        bool late = false;
-        char why[ERR_MSG_SIZE / 2];
-        if (tls_fd_send(p->ssl, data, n, deadline, &late, why, sizeof why) != 0) {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr,
-                     late ? "timed out sending" : why);
-            return late ? TALLY_TIMEOUT : TALLY_IOERR;
-        }
-        return 0;
-    }
-    while (done < n) {
-        ssize_t k = send(p->fd, data + done, n - done, MSG_NOSIGNAL);
-        if (k > 0) {
-            done += (size_t)k;
-        } else if (k < 0 && errno == EINTR) {
-            continue;
-        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (prod__wait_fd(p->fd, POLLOUT, deadline) != 0) {
-                snprintf(p->ackmsg, sizeof p->ackmsg, "%s: timed out sending", p->addr);
-                return TALLY_TIMEOUT;
-            }
-        } else {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: send: %s", p->addr, strerror(errno));
-            return TALLY_IOERR;
-        }
-    }
-    return 0;
+    bool sent = false;
+    return wire_send_all(&p->w, data, n, deadline, &sent, p->ackmsg);
 }
 
 /* Read what the socket has (waiting until @deadline for the first byte if
  * @deadline > now). 0, or TALLY_IOERR on EOF/error, TALLY_TIMEOUT. */
 static int prod__recv_some(struct tally_producer *p, int64_t deadline)
 {
-    for (;;) {
-        uint8_t *dst;
-        ssize_t k;
-        if (p->rpos > 0 && p->rpos == p->rbuf.len) {
-            p->rbuf.len = 0;
-            p->rpos = 0;
-        } else if (p->rpos > (1u << 20)) {
-            memmove(p->rbuf.data, p->rbuf.data + p->rpos, p->rbuf.len - p->rpos);
-            p->rbuf.len -= p->rpos;
-            p->rpos = 0;
-        }
-        dst = buf_reserve(&p->rbuf, 65536);
-        if (dst == NULL) {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "out of memory");
-            return TALLY_NOMEM;
-        }
-        if (p->ssl != NULL) { /* TLS hook: one read, waiting until @deadline */
-            bool late = false;
-            char why[ERR_MSG_SIZE / 2];
-            k = tls_fd_recv(p->ssl, dst, 65536, deadline, &late, why, sizeof why);
-            if (k < 0) {
-                if (late) {
-                    return TALLY_TIMEOUT;
-                }
-                snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr, why);
-                return TALLY_IOERR;
-            }
-        } else {
-            k = recv(p->fd, dst, 65536, MSG_DONTWAIT);
-        }
-        if (k > 0) {
-            buf_commit(&p->rbuf, (size_t)k);
-            return 0;
-        }
-        if (k == 0) {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: connection closed by the node", p->addr);
-            return TALLY_IOERR;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: recv: %s", p->addr, strerror(errno));
-            return TALLY_IOERR;
-        }
-        if (client_now_ms() >= deadline) {
-            return TALLY_TIMEOUT;
-        }
-        if (prod__wait_fd(p->fd, POLLIN, deadline) != 0) {
-            return TALLY_TIMEOUT;
-        }
+    if (p->rpos > 0 && p->rpos == p->rbuf.len) {
+        p->rbuf.len = 0;
+        p->rpos = 0;
+    } else if (p->rpos > (1u << 20)) {
+        memmove(p->rbuf.data, p->rbuf.data + p->rpos, p->rbuf.len - p->rpos);
+        p->rbuf.len -= p->rpos;
+        p->rpos = 0;
     }
+    return wire_recv_some(&p->w, &p->rbuf, deadline, p->ackmsg);
 }
 
 /* A whole frame at rpos? Fills @f and @len (frame bytes). -1 if framing
@@ -611,39 +512,28 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
     struct proto_frame f;
     struct rd body;
     struct buf hello;
-    int64_t until = client_now_ms() + PROD__CONNECT_MS;
-    int one = 1, err = 0;
-    socklen_t len = sizeof err;
+    int64_t until = wire_now_ms() + PROD__CONNECT_MS;
     size_t start;
     int rv;
 
     if (until > deadline) {
         until = deadline;
     }
-    if (client_parse_addr(p->addr, strlen(p->addr), &sa, norm) != 0) {
+    if (wire_parse_addr(p->addr, strlen(p->addr), &sa, norm) != 0) {
         snprintf(p->ackmsg, sizeof p->ackmsg, "bad leader address '%s'", p->addr);
         return TALLY_CONNECT;
     }
-    p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->fd < 0) {
-        snprintf(p->ackmsg, sizeof p->ackmsg, "socket: %s", strerror(errno));
+    wire_init(&p->w, p->addr);
+    if (wire_open(&p->w, &sa, until, p->ackmsg) != 0) {
+        prod__disconnect(p);
         return TALLY_CONNECT;
     }
-    (void)setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(p->fd, (const struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (errno != EINPROGRESS || prod__wait_fd(p->fd, POLLOUT, until) != 0 ||
-            getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-            snprintf(p->ackmsg, sizeof p->ackmsg, "%s: connect: %s", p->addr,
-                     err != 0 ? strerror(err) : "failed or timed out");
-            prod__disconnect(p);
-            return TALLY_CONNECT;
-        }
-    }
-    if (client_tls_ctx(p->c) != NULL) { /* TLS hook */
+    if (client_tls_ctx(p->c) != NULL) { /* TLS hook: the leader's certificate names its IP */
         char host[PROTO_ADDR_MAX];
+        bool refused;
         snprintf(host, sizeof host, "%.*s", (int)(strrchr(norm, ':') - norm), norm);
-        p->ssl = client_tls_open(client_tls_ctx(p->c), p->fd, host, p->addr, until, p->ackmsg);
-        if (p->ssl == NULL) {
+        if (wire_start_tls(&p->w, client_tls_ctx(p->c), host, until, &refused, p->ackmsg) !=
+            0) {
             prod__disconnect(p);
             return TALLY_CONNECT;
         }
@@ -671,7 +561,7 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
         prod__disconnect(p);
         return rv == TALLY_NOMEM || rv == TALLY_AUTH ? rv : TALLY_CONNECT;
     }
-    p->last_progress = client_now_ms();
+    p->last_progress = wire_now_ms();
     return 0;
 }
 
@@ -681,7 +571,7 @@ static int prod__connect(struct tally_producer *p, int64_t deadline)
 {
     int64_t backoff = PROD__BACKOFF_MIN_MS;
     int rv = TALLY_TIMEOUT;
-    for (int round = 0; client_now_ms() < deadline && round < 100000; round++) {
+    for (int round = 0; wire_now_ms() < deadline && round < 100000; round++) {
         if (p->addr[0] != '\0') {
             if ((rv = prod__open(p, deadline)) == 0) {
                 return 0;
@@ -710,7 +600,7 @@ static int prod__connect(struct tally_producer *p, int64_t deadline)
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s", tally_errmsg(p->c));
             rv = srv;
         }
-        int64_t left = deadline - client_now_ms();
+        int64_t left = deadline - wire_now_ms();
         prod__sleep_ms(backoff < left ? backoff : left);
         backoff = backoff * 2 > PROD__BACKOFF_MAX_MS ? PROD__BACKOFF_MAX_MS : backoff * 2;
     }
@@ -749,7 +639,7 @@ static void prod__lookup(struct tally_producer *p, struct prod__batch *b)
 {
     struct prod__topic *t = b->t;
     uint64_t from = t->scan_from;
-    int64_t deadline = client_now_ms() + PROD__PROGRESS_MS;
+    int64_t deadline = wire_now_ms() + PROD__PROGRESS_MS;
 
     for (int iter = 0; iter < 1000000; iter++) {
         struct proto_fetch_req m;
@@ -845,7 +735,7 @@ static void prod__answer(struct tally_producer *p, const struct proto_frame *f, 
     }
     prod__pop(&p->inflight);
     t = b->t;
-    p->last_progress = client_now_ms();
+    p->last_progress = wire_now_ms();
     if (!(f->flags & PROTO_FLAG_ERROR)) {
         if (proto_get_produce_resp(body, &pr) != 0 || proto_get_end(body) != 0 ||
             pr.count != b->n) {
@@ -923,7 +813,7 @@ static void prod__process(struct tally_producer *p)
     struct proto_frame f;
     size_t len;
     int have;
-    while (p->fd >= 0 && (have = prod__have_frame(p, &f, &len)) != 0) {
+    while (p->w.fd >= 0 && (have = prod__have_frame(p, &f, &len)) != 0) {
         struct rd body;
         if (have < 0) {
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s: malformed answer", p->addr);
@@ -942,7 +832,7 @@ static void prod__process(struct tally_producer *p)
         bool ask = p->addr[0] == '\0';
         prod__disconnect(p);
         if (ask) {
-            p->retry_at = client_now_ms() + PROD__BACKOFF_MIN_MS;
+            p->retry_at = wire_now_ms() + PROD__BACKOFF_MIN_MS;
         }
     } else if (p->draining && p->inflight.n == 0) {
         p->draining = false;
@@ -970,12 +860,7 @@ static void prod__expire(struct tally_producer *p, int64_t now)
             snprintf(p->ackmsg, sizeof p->ackmsg,
                      "produce to %s: not acknowledged within %d ms (%s); it may or may not "
                      "have been written", b->t->name, p->o.timeout_ms, why);
-            SSL_free(p->ssl);
-            p->ssl = NULL;
-            if (p->fd >= 0) {
-                close(p->fd);
-                p->fd = -1;
-            }
+            wire_close(&p->w);
             prod__fail_queue(p, &p->inflight, TALLY_TIMEOUT);
             prod__fail_queue(p, &p->retry, TALLY_TIMEOUT);
             prod__fail_queue(p, &p->ready, TALLY_TIMEOUT);
@@ -1015,7 +900,7 @@ static int prod__seal_due(struct tally_producer *p, int64_t now, bool force)
  * answer, but may wait to connect. */
 static void prod__pump(struct tally_producer *p)
 {
-    int64_t now = client_now_ms();
+    int64_t now = wire_now_ms();
     for (int guard = 0; guard < 2 * PROD__MAX_INFLIGHT + 16; guard++) {
         struct prod__batch *b;
         int rv;
@@ -1026,12 +911,12 @@ static void prod__pump(struct tally_producer *p)
             (b->uncertain && p->inflight.n > 0)) {
             break;
         }
-        if (p->fd < 0) {
+        if (p->w.fd < 0) {
             if (now < p->retry_at) {
                 break; /* queue until the next attempt, do not block */
             }
             rv = prod__connect(p, b->deadline);
-            now = client_now_ms();
+            now = wire_now_ms();
             if (rv != 0) {
                 p->retry_at = now + PROD__BACKOFF_MAX_MS;
                 prod__expire(p, now > b->deadline ? now : b->deadline);
@@ -1050,12 +935,12 @@ static void prod__pump(struct tally_producer *p)
         if (rv != 0) {
             prod__disconnect(p);
         }
-        now = client_now_ms();
+        now = wire_now_ms();
         if (b->uncertain) {
             break; /* one at a time: wait for its answer */
         }
     }
-    if (p->fd >= 0 && p->inflight.n > 0) {
+    if (p->w.fd >= 0 && p->inflight.n > 0) {
         int rv = prod__recv_some(p, 0);
         if (rv == 0) {
             prod__process(p);
@@ -1070,14 +955,14 @@ static void prod__step(struct tally_producer *p, int ms)
 {
     int64_t now, until;
     prod__pump(p);
-    now = client_now_ms();
+    now = wire_now_ms();
     until = now + ms;
     for (struct prod__topic *t = p->topics; t != NULL; t = t->link) {
         if (t->n_open > 0 && t->open_since + p->o.linger_ms < until) {
             until = t->open_since + p->o.linger_ms;
         }
     }
-    if (p->fd >= 0 && p->inflight.n > 0) {
+    if (p->w.fd >= 0 && p->inflight.n > 0) {
         int64_t stall = p->last_progress + PROD__PROGRESS_MS;
         if (now >= stall) {
             snprintf(p->ackmsg, sizeof p->ackmsg, "%s: no answer within %d ms", p->addr,
@@ -1099,7 +984,7 @@ static void prod__step(struct tally_producer *p, int ms)
         }
     } else if (until > now && p->ready.n == 0) {
         prod__sleep_ms(until - now);
-    } else if (until > now && p->fd < 0) {
+    } else if (until > now && p->w.fd < 0) {
         /* Ready batches but no connection: the pump failed to connect and
          * will try again; do not spin. */
         prod__sleep_ms(until - now < PROD__BACKOFF_MIN_MS ? until - now : PROD__BACKOFF_MIN_MS);
@@ -1151,7 +1036,7 @@ TALLY_API int tally_producer_create(tally_client *c, const struct tally_producer
         return TALLY_INVAL;
     }
     p->c = c;
-    p->fd = -1;
+    wire_init(&p->w, "");
     p->next_id = 1;
     buf_init(&p->rbuf);
     prod__new_id(p);
@@ -1217,7 +1102,7 @@ TALLY_API int tally_producer_send(tally_producer *p, const char *topic,
     }
     first = t->n_open == 0;
     if (first) {
-        t->open_since = client_now_ms();
+        t->open_since = wire_now_ms();
     }
     t->open[t->n_open].fn = fn;
     t->open[t->n_open].arg = arg;
@@ -1269,7 +1154,7 @@ TALLY_API int tally_producer_flush(tally_producer *p)
     p->delivered = 0;
     /* Every batch ends by its deadline; the bound only guards the loop. */
     for (int i = 0; i < 10000000 && !prod__idle(p); i++) {
-        if ((rv = prod__seal_due(p, client_now_ms(), true)) != 0) {
+        if ((rv = prod__seal_due(p, wire_now_ms(), true)) != 0) {
             snprintf(p->errmsg, sizeof p->errmsg, "flush: %s", tally_strerror(rv));
             return rv;
         }
@@ -1294,10 +1179,7 @@ TALLY_API void tally_producer_destroy(tally_producer *p)
         return;
     }
     (void)tally_producer_flush(p);
-    SSL_free(p->ssl);
-    if (p->fd >= 0) {
-        close(p->fd);
-    }
+    wire_close(&p->w);
     while (p->topics != NULL) {
         struct prod__topic *t = p->topics;
         p->topics = t->link;

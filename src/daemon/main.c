@@ -2,14 +2,13 @@
  * or, for `tallyd recover FLAGS` (also `tallyd --recover FLAGS`), argv ->
  * cfg -> node_recover: the offline disaster recovery after losing a
  * majority (docs/operations.md, "Losing two of three nodes"). */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
-#include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/node.h"
 #include "server/cfg.h"
@@ -61,15 +60,14 @@ static int recover(int argc, char **argv)
     logger_set_level(cfg.log_level);
     /* The same lock a running tallyd holds: never rewrite its log under it. */
     snprintf(path, sizeof path, "%s/LOCK", cfg.data_dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "tallyd recover: open %s: %s\n", path, strerror(errno));
+    if (fs_open(path, O_RDWR | O_CREAT, path, &fd, errmsg) != 0) {
+        fprintf(stderr, "tallyd recover: %s\n", errmsg); /* "open PATH: ..." */
         return 1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "tallyd recover: data directory %s is in use by a running tallyd; "
                         "stop it first\n", cfg.data_dir);
-        close(fd);
+        fs_close(fd);
         return 1;
     }
     memset(&nc, 0, sizeof nc);
@@ -77,7 +75,7 @@ static int recover(int argc, char **argv)
     snprintf(nc.raft_addr, sizeof nc.raft_addr, "%s", cfg.raft_addr);
     snprintf(nc.raft_dir, sizeof nc.raft_dir, "%s/raft", cfg.data_dir);
     rv = node_recover(&nc, errmsg);
-    close(fd);
+    fs_close(fd);
     if (rv != 0) {
         fprintf(stderr, "tallyd recover: %s\n", errmsg);
         return 1;

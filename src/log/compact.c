@@ -27,7 +27,7 @@
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "log/fs.h"
+#include "lib/fs.h"
 #include "log/seg.h"
 
 #define COMPACT__WRITE_CHUNK (1u << 20)
@@ -580,8 +580,9 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
 static void compact__unlink(const char *dir, const char *name)
 {
     char *path = seg_join(dir, name);
+    char why[ERR_MSG_SIZE];
     if (path != NULL) {
-        (void)unlink(path); /* missing is fine */
+        (void)fs_unlink(path, why); /* missing is fine; best effort */
         free(path);
     }
 }

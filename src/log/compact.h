@@ -1,7 +1,7 @@
-/* Inside the log layer: the compaction job shared by log.c (which plans it
- * and swaps its result in, on the log's thread) and compact.c (which does
- * the heavy reading and writing, on any thread). Not a public header: the
- * API is in log.h. */
+/* Inside the log layer: the compaction job shared by compact_swap.c
+ * (which plans it and swaps its result in, on the log's thread) and
+ * compact.c (which does the heavy reading and writing, on any thread). Not
+ * a public header: the API is in log.h. */
 #ifndef TALLY_LOG_COMPACT_H_
 #define TALLY_LOG_COMPACT_H_
 

@@ -42,7 +42,7 @@
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "log/fs.h"
+#include "lib/fs.h"
 #include "log/seg.h"
 
 #define IDX__OFF_MAGIC 0

@@ -24,8 +24,13 @@
  * header, the tail of its index, and its last batch, which must end
  * exactly at the end of the file and be followed by the next segment's
  * base offset. Only a missing or damaged index makes it read a sealed
- * segment in full (to rebuild the index). */
-#include "log/log.h"
+ * segment in full (to rebuild the index).
+ *
+ * Beside this file: compact_swap.c plans a keyed compaction and swaps its
+ * copies in (compact.c makes them on a worker); verify.c (log_verify_dir)
+ * and scan.c (log_scan_*) are the offline readers of a log directory. What
+ * they share with this file is in log_int.h. */
+#include "log/log_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,9 +44,9 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "log/compact.h"
-#include "log/fs.h"
 #include "log/idx.h"
 #include "log/seg.h"
 
@@ -49,25 +54,6 @@
 #define LOG__DEFAULT_INDEX_INTERVAL 4096u
 /* Window of header walks: covers many small batches per read. */
 #define LOG__WALK_BUF (64u << 10)
-
-struct log__seg {
-    struct seg s; /* the segment file and what we know of its batches */
-    struct idx x; /* its index (always loaded for the active segment) */
-    bool sealed;  /* immutable and fsynced; every segment but the last */
-};
-
-struct tally_log {
-    char *dir;                     /* directory (owned) */
-    struct log_config cfg;         /* copied at open */
-    struct log__seg *segs;         /* oldest first; the last one is active */
-    size_t n;                      /* segments */
-    size_t cap;                    /* allocated */
-    uint8_t *walk_buf;             /* LOG__WALK_BUF bytes for header walks */
-    bool dir_dirty;                /* names changed since the last directory fsync */
-    uint64_t clean_upto;           /* the last committed compaction covered offsets below */
-    int failed;                    /* first durability error, 0 if none */
-    char failed_msg[ERR_MSG_SIZE]; /* its message */
-};
 
 void log_config_init(struct log_config *cfg)
 {
@@ -94,13 +80,13 @@ static bool log__empty_seg(const struct log__seg *ls)
 
 /* now - then > limit, without overflow for any values (timestamps come
  * from disk and from callers). */
-static bool log__older(int64_t now, int64_t then, int64_t limit)
+bool log__older(int64_t now, int64_t then, int64_t limit)
 {
     return now > then && (uint64_t)now - (uint64_t)then > (uint64_t)limit;
 }
 
 /* Mark the log failed after a durability error and return @rv. */
-static int log__fail(struct tally_log *l, int rv, const char *errmsg)
+int log__fail(struct tally_log *l, int rv, const char *errmsg)
 {
     if (l->failed == 0) {
         l->failed = rv;
@@ -110,7 +96,7 @@ static int log__fail(struct tally_log *l, int rv, const char *errmsg)
     return rv;
 }
 
-static int log__check_failed(const struct tally_log *l, char *errmsg)
+int log__check_failed(const struct tally_log *l, char *errmsg)
 {
     if (l->failed != 0) {
         err_printf(errmsg, "log failed earlier, refusing writes until reopened: %s",
@@ -120,7 +106,7 @@ static int log__check_failed(const struct tally_log *l, char *errmsg)
     return 0;
 }
 
-static int log__nomem(char *errmsg, const char *what)
+int log__nomem(char *errmsg, const char *what)
 {
     err_printf(errmsg, "%s: out of memory", what);
     return TALLY_NOMEM;
@@ -141,7 +127,7 @@ static int log__reserve(struct tally_log *l, char *errmsg)
     return 0;
 }
 
-static void log__seg_free(struct log__seg *ls)
+void log__seg_free(struct log__seg *ls)
 {
     seg_close(&ls->s);
     idx_free(&ls->x);
@@ -552,7 +538,7 @@ static int log__open_sealed(struct tally_log *l, struct log__seg *ls, uint64_t n
  * are removed now, provided a segment starts exactly where segment @i
  * ends, so that every one removed lies wholly inside it (and the active
  * segment is never among them). Anything else is corruption. */
-static int log__drop_merged(struct tally_log *l, size_t i, char *errmsg)
+int log__drop_merged(struct tally_log *l, size_t i, char *errmsg)
 {
     uint64_t end = l->segs[i].s.next;
     size_t m = i + 1;
@@ -632,7 +618,7 @@ static int log__open_active(struct tally_log *l, struct log__seg *ls, char *errm
 
 /* Is @name one of ours: 20 digits + .seg/.idx/.tix, or a leftover .tmp
  * (an interrupted index rewrite) or .cmp (a compaction not swapped in). */
-static int log__classify(const char *name, uint64_t *base)
+int log__classify(const char *name, uint64_t *base)
 {
     const char *ext;
     if (!seg_parse_name(name, base, &ext)) {
@@ -1368,327 +1354,6 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
     return log_trim(l, start, deleted, errmsg);
 }
 
-/* ------------------------------------------------------------------------
- * Compaction (the worker half is compact.c)
- * ------------------------------------------------------------------------ */
-
-int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
-                        struct log_compaction **out, char *errmsg)
-{
-    struct log_compaction *c;
-    size_t n = 0;
-
-    *out = NULL;
-    if (p->map_bytes < (size_t)COMPACT_MIN_SLOTS * COMPACT_SLOT_BYTES) {
-        err_printf(errmsg, "compact %s: key map of %zu bytes is too small", l->dir, p->map_bytes);
-        return TALLY_INVAL;
-    }
-    /* A prefix of sealed segments: compaction never leaves an uncompacted
-     * segment below a compacted one. */
-    while (n + 1 < l->n) {
-        const struct log__seg *ls = &l->segs[n];
-        if (!ls->sealed || ls->s.next > p->upto || ls->s.fd < 0 ||
-            (p->min_lag_ms > 0 && !log__older(p->now_ms, ls->s.max_ts, p->min_lag_ms))) {
-            break;
-        }
-        n++;
-    }
-    if (n == 0 || l->segs[n - 1].s.next <= l->clean_upto) {
-        return 0;
-    }
-    c = calloc(1, sizeof *c);
-    if (c == NULL || (c->segs = calloc(n, sizeof *c->segs)) == NULL ||
-        (c->dir = strdup(l->dir)) == NULL) {
-        log_compact_free(c);
-        return log__nomem(errmsg, "plan compaction");
-    }
-    c->p = *p;
-    c->index_interval = l->cfg.index_interval_bytes;
-    /* Merged copies are segments like the others: at most segment_bytes,
-     * and positions in a segment are 32-bit (index entries). */
-    c->merge_bytes = l->cfg.segment_bytes < UINT32_MAX ? l->cfg.segment_bytes : UINT32_MAX;
-    c->n = n;
-    for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        if (fstat(l->segs[i].s.fd, &st) != 0) {
-            err_os(errmsg, errno, "compact: stat segment %s", l->segs[i].s.name);
-            log_compact_free(c);
-            return TALLY_IOERR;
-        }
-        c->segs[i].base = l->segs[i].s.base;
-        c->segs[i].next = l->segs[i].s.next;
-        c->segs[i].size = l->segs[i].s.size;
-        c->segs[i].dev = st.st_dev;
-        c->segs[i].ino = st.st_ino;
-        c->segs[i].old_fd = -1;
-    }
-    *out = c;
-    return 0;
-}
-
-int log_compact_run(struct log_compaction *c, char *errmsg)
-{
-    int rv = compact_run(c, errmsg);
-    if (rv != 0) {
-        compact_remove_outputs(c);
-    }
-    return rv;
-}
-
-void log_compact_cancel(struct log_compaction *c)
-{
-    atomic_store(&c->cancel, true);
-}
-
-/* The segment of @l that @cs planned, if it is still the same file and
- * its compacted copy is still there (the log may have been reset, cut by
- * retention, or reopened, which removes copies, while the job ran). */
-static struct log__seg *log__planned_seg(struct tally_log *l, const struct compact_seg *cs)
-{
-    struct stat st;
-    for (size_t i = 0; i + 1 < l->n; i++) {
-        struct log__seg *ls = &l->segs[i];
-        if (ls->s.base == cs->base) {
-            return ls->sealed && ls->s.size == cs->size && ls->s.fd >= 0 &&
-                           fstat(ls->s.fd, &st) == 0 && st.st_dev == cs->dev &&
-                           st.st_ino == cs->ino
-                       ? ls
-                       : NULL;
-        }
-    }
-    return NULL;
-}
-
-static struct log__seg *log__compacted_seg(struct tally_log *l, const struct compact_seg *cs)
-{
-    char name[SEG_NAME_SIZE + 16];
-    struct stat st;
-    char *path;
-    bool copy_ok;
-    snprintf(name, sizeof name, "%020" PRIu64 ".seg.%s", cs->base, COMPACT_SUFFIX);
-    path = seg_join(l->dir, name);
-    copy_ok = path != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size == cs->new_size;
-    free(path);
-    return copy_ok ? log__planned_seg(l, cs) : NULL;
-}
-
-/* A merged copy (leader @i of the plan) goes in only if each segment it
- * holds is still the file the job read, right after the previous one. */
-static bool log__merge_intact(struct tally_log *l, const struct log_compaction *c, size_t i,
-                              const struct log__seg *lead)
-{
-    const struct log__seg *prev = lead;
-    for (size_t k = i + 1; k <= i + c->segs[i].n_merged; k++) {
-        const struct log__seg *ls = log__planned_seg(l, &c->segs[k]);
-        if (ls == NULL || ls != prev + 1) {
-            return false;
-        }
-        prev = ls;
-    }
-    return true;
-}
-
-/* "<20 digits>.<ext>.cmp" and "<20 digits>.<ext>" joined to the log dir. */
-static int log__rename_output(struct tally_log *l, uint64_t base, const char *ext,
-                              char *errmsg)
-{
-    char from_name[SEG_NAME_SIZE + 16], to_name[SEG_NAME_SIZE];
-    char *from, *to;
-    int rv;
-    seg_file_name(to_name, base, ext);
-    snprintf(from_name, sizeof from_name, "%s.%s", to_name, COMPACT_SUFFIX);
-    from = seg_join(l->dir, from_name);
-    to = seg_join(l->dir, to_name);
-    rv = from != NULL && to != NULL ? fs_rename(from, to, errmsg)
-                                    : log__nomem(errmsg, "compaction swap");
-    free(from);
-    free(to);
-    return rv;
-}
-
-int log_compact_commit(struct tally_log *l, struct log_compaction *c,
-                       struct log_compact_stats *st, char *errmsg)
-{
-    struct log__seg **target;
-    int rv;
-
-    if (st != NULL) {
-        memset(st, 0, sizeof *st);
-    }
-    if (!c->ran || c->n == 0) {
-        err_printf(errmsg, "compact %s: nothing to commit", l->dir);
-        return TALLY_INVAL;
-    }
-    if ((rv = log__check_failed(l, errmsg)) != 0) {
-        return rv;
-    }
-    target = calloc(c->n, sizeof *target);
-    if (target == NULL) {
-        return log__nomem(errmsg, "compaction swap");
-    }
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->segs[i].rewritten) {
-            target[i] = log__compacted_seg(l, &c->segs[i]);
-            if (target[i] != NULL && c->segs[i].n_merged > 0 &&
-                !log__merge_intact(l, c, i, target[i])) {
-                target[i] = NULL;
-            }
-        }
-    }
-    /* 1. The old index files go first, durably: if the crash comes after
-     *    the segment is swapped, no stale index describes the new file
-     *    (nor one of a segment merged into it). */
-    for (size_t i = 0; rv == 0 && i < c->n; i++) {
-        for (size_t k = i; rv == 0 && target[i] != NULL && k <= i + c->segs[i].n_merged; k++) {
-            rv = idx_remove(l->dir, c->segs[k].base, errmsg);
-        }
-    }
-    if (rv == 0) {
-        rv = fs_sync_dir(l->dir, errmsg);
-    }
-    /* 2. Each segment is swapped by one rename: old or new, never a mix. */
-    for (size_t i = 0; rv == 0 && i < c->n; i++) {
-        struct compact_seg *cs = &c->segs[i];
-        struct log__seg *ls = target[i];
-        uint64_t next;
-        if (ls == NULL) {
-            continue;
-        }
-        next = (ls + cs->n_merged)->s.next; /* a merged copy ends where its last segment did */
-        rv = log__rename_output(l, cs->base, "seg", errmsg);
-        if (rv != 0) {
-            break;
-        }
-        cs->old_fd = ls->s.fd; /* closed by log_compact_free, off this thread */
-        ls->s.fd = -1;
-        seg_close(&ls->s);
-        seg_init(&ls->s, cs->base);
-        rv = seg_open(&ls->s, l->dir, 0, errmsg);
-        if (rv == 0 && ls->s.size != cs->new_size) {
-            rv = ERR_CORRUPT(errmsg, "segment %s: compacted copy is %" PRIu64
-                             " bytes, expected %" PRIu64, ls->s.name, ls->s.size, cs->new_size);
-        }
-        if (rv != 0) {
-            break;
-        }
-        ls->s.next = next;
-        ls->s.first_ts = cs->first_ts;
-        ls->s.max_ts = cs->max_ts;
-        ls->s.last_pos = cs->last_pos;
-        ls->s.last_base = cs->last_base;
-        ls->s.last_raft_index = cs->last_raft_index;
-        idx_free(&ls->x);
-        ls->x = cs->x;
-        ls->x.flushed = ls->x.n;
-        idx_init(&cs->x);
-        cs->rewritten = false; /* swapped in: nothing left to remove */
-        cs->new_size = 0;
-        if (st != NULL) {
-            st->rewritten++;
-        }
-    }
-    if (rv == 0) {
-        rv = fs_sync_dir(l->dir, errmsg);
-    }
-    /* 2b. Only now, with the merged copies durably in place, the segments
-     *     they hold go. A crash before this leaves segments that the one
-     *     before them covers: log_open removes them (log__drop_merged). */
-    bool unlinked = false;
-    for (size_t i = 0; rv == 0 && i < c->n; i++) {
-        for (size_t k = i + 1; rv == 0 && target[i] != NULL && k <= i + c->segs[i].n_merged;
-             k++) {
-            struct log__seg *ms = target[i] + (k - i);
-            char *path = seg_join(l->dir, ms->s.name);
-            rv = path != NULL ? fs_unlink(path, errmsg) : log__nomem(errmsg, "compaction swap");
-            free(path);
-            if (rv == 0) {
-                c->segs[k].old_fd = ms->s.fd; /* closed by log_compact_free */
-                ms->s.fd = -1;
-                unlinked = true;
-            }
-        }
-    }
-    if (rv == 0 && unlinked) {
-        rv = fs_sync_dir(l->dir, errmsg);
-    }
-    if (rv != 0) {
-        free(target);
-        err_wrap(errmsg, "compaction swap in %s", l->dir);
-        return log__fail(l, rv, errmsg);
-    }
-    /* 3. The new index files. They are a cache: failing here costs a
-     *    rebuild at the next open, not data. */
-    for (size_t i = 0; i < c->n; i++) {
-        char why[ERR_MSG_SIZE];
-        if (target[i] != NULL && (log__rename_output(l, c->segs[i].base, "idx", why) != 0 ||
-                                  log__rename_output(l, c->segs[i].base, "tix", why) != 0)) {
-            TLOG_WARN("log", "%s: segment %s: cannot put the compacted index in place: %s",
-                      l->dir, target[i]->s.name, why);
-        }
-    }
-    {
-        char why[ERR_MSG_SIZE];
-        if (fs_sync_dir(l->dir, why) != 0) {
-            TLOG_WARN("log", "%s: %s", l->dir, why);
-        }
-    }
-    /* The merged segments leave the list (their files are gone). */
-    for (size_t i = c->n; i-- > 0;) {
-        if (target[i] == NULL || c->segs[i].n_merged == 0) {
-            continue;
-        }
-        size_t at = (size_t)(target[i] - l->segs) + 1, m = c->segs[i].n_merged;
-        for (size_t k = at; k < at + m; k++) {
-            log__seg_free(&l->segs[k]);
-        }
-        memmove(&l->segs[at], &l->segs[at + m], (l->n - at - m) * sizeof *l->segs);
-        l->n -= m;
-        if (st != NULL) {
-            st->merged += (unsigned)m;
-        }
-    }
-    if (st != NULL) {
-        st->segments = (unsigned)c->n;
-        st->records_in = c->st.records_in;
-        st->records_out = c->st.records_out;
-        st->bytes_in = c->st.bytes_in;
-        st->upto = c->segs[c->n - 1].base;
-        for (size_t i = 0; i < l->n && l->segs[i].s.base <= c->segs[c->n - 1].base; i++) {
-            if (l->segs[i].s.base >= c->segs[0].base) {
-                st->bytes_out += l->segs[i].s.size;
-                st->upto = l->segs[i].s.next;
-            }
-        }
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        if (l->segs[i].s.base <= c->segs[c->n - 1].base &&
-            l->segs[i].s.next == c->segs[c->n - 1].next && l->segs[i].s.next > l->clean_upto) {
-            l->clean_upto = l->segs[i].s.next;
-        }
-    }
-    free(target);
-    return 0;
-}
-
-void log_compact_free(struct log_compaction *c)
-{
-    if (c == NULL) {
-        return;
-    }
-    if (c->segs != NULL && c->dir != NULL) {
-        compact_remove_outputs(c);
-        for (size_t i = 0; i < c->n; i++) {
-            idx_free(&c->segs[i].x);
-            if (c->segs[i].old_fd >= 0) {
-                close(c->segs[i].old_fd);
-            }
-        }
-    }
-    free(c->segs);
-    free(c->dir);
-    free(c);
-}
-
 int log_reset(struct tally_log *l, uint64_t offset, char *errmsg)
 {
     int rv = log__check_failed(l, errmsg);
@@ -1725,466 +1390,4 @@ fail:
         l->n = 1;
     }
     return log__fail(l, rv, errmsg);
-}
-
-/* ------------------------------------------------------------------------
- * Offline verification (read-only)
- * ------------------------------------------------------------------------ */
-
-/* A good batch seen by the verifier: where it is, and the running
- * maximum timestamp through it (what the time index must say). */
-struct log__vbatch {
-    uint64_t pos;
-    uint64_t base;
-    int64_t run_ts;
-};
-
-struct log__verify {
-    log_report_fn report;          /* caller's callback */
-    void *arg;                     /* its argument */
-    const char *seg_name;          /* segment being checked */
-    struct log__vbatch *v;         /* its good batches, by position */
-    size_t n;                      /* how many */
-    size_t cap;                    /* allocated */
-    int64_t run_ts;                /* running maximum timestamp */
-    int problems;                  /* problems reported so far */
-    struct log_verify_stats *st;   /* counters (never NULL here) */
-    uint8_t hdr_buf[BATCH_HEADER_SIZE]; /* for reading one batch header */
-};
-
-/* Drop a "segment NAME: " or "index NAME: " prefix: the file is reported
- * separately. */
-static const char *log__strip(const char *msg, const char *name)
-{
-    const char *p = strstr(msg, name);
-    if (p != NULL && (p == msg + 8 || p == msg + 6) && strncmp(p + strlen(name), ": ", 2) == 0) {
-        return p + strlen(name) + 2;
-    }
-    return msg;
-}
-
-static void log__problem(struct log__verify *vf, const char *file, uint64_t pos,
-                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void log__problem(struct log__verify *vf, const char *file, uint64_t pos,
-                         const char *fmt, ...)
-{
-    char msg[ERR_MSG_SIZE];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    vf->problems++;
-    if (vf->report != NULL) {
-        vf->report(vf->arg, file, pos, msg);
-    }
-}
-
-/* Remember a batch start (for checking index entries). */
-static int log__vpush(struct log__verify *vf, uint64_t pos, const struct batch_header *h,
-                      char *errmsg)
-{
-    if (vf->n == vf->cap) {
-        size_t ncap = vf->cap ? vf->cap * 2 : 256;
-        struct log__vbatch *nv = realloc(vf->v, ncap * sizeof *nv);
-        if (nv == NULL) {
-            return log__nomem(errmsg, "verify");
-        }
-        vf->v = nv;
-        vf->cap = ncap;
-    }
-    if (h->max_timestamp > vf->run_ts) {
-        vf->run_ts = h->max_timestamp;
-    }
-    vf->v[vf->n].pos = pos;
-    vf->v[vf->n].base = h->base_offset;
-    vf->v[vf->n].run_ts = vf->run_ts;
-    vf->n++;
-    return 0;
-}
-
-static int log__verify_visit(void *arg, uint64_t pos, const struct batch_header *h,
-                             const uint8_t *batch, char *errmsg)
-{
-    struct log__verify *vf = arg;
-    struct batch_iter it;
-    struct batch_record rec;
-    char why[ERR_MSG_SIZE];
-    int rv;
-
-    if (log__vpush(vf, pos, h, errmsg) != 0) {
-        return TALLY_NOMEM;
-    }
-    vf->st->batches++;
-    /* The checksums passed; decode every record as well, so a batch that
-     * was written wrong (not damaged later) is caught too. */
-    rv = batch_iter_init(&it, batch, h->batch_len, why);
-    if (rv == TALLY_NOMEM) {
-        return log__nomem(errmsg, "verify");
-    }
-    if (rv != 0) {
-        log__problem(vf, vf->seg_name, pos, "%s", why);
-        return 0;
-    }
-    while ((rv = batch_iter_next(&it, &rec, why)) == 0) {
-        vf->st->records++;
-    }
-    if (rv != TALLY_EOF) {
-        log__problem(vf, vf->seg_name, pos, "%s", why);
-    }
-    batch_iter_close(&it);
-    return 0;
-}
-
-/* Good batch at exactly @pos, or NULL. */
-static const struct log__vbatch *log__vfind(const struct log__verify *vf, uint64_t pos)
-{
-    size_t lo = 0, hi = vf->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (vf->v[mid].pos == pos) {
-            return &vf->v[mid];
-        }
-        if (vf->v[mid].pos < pos) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
-}
-
-/* Check every entry of one index file against the batches found. Returns
- * the number of entries (for the cross-check of both kinds). */
-static size_t log__verify_index(struct log__verify *vf, const char *dir, const struct seg *s,
-                                int kind, bool sealed, uint64_t judged)
-{
-    char name[SEG_NAME_SIZE];
-    char why[ERR_MSG_SIZE];
-    struct idx_entry *e = NULL;
-    size_t n = 0, stray = 0;
-    size_t esz = kind == IDX_KIND_OFFSET ? IDX_OFFSET_ENTRY_SIZE : IDX_TIME_ENTRY_SIZE;
-    int rv;
-
-    idx_file_name(name, s->base, kind);
-    rv = idx_read_file(dir, s->base, kind, &e, &n, &stray, why);
-    if (rv == TALLY_NOTFOUND) {
-        log__problem(vf, name, 0, "index file missing (the next open rebuilds it)");
-        return 0;
-    }
-    if (rv != 0) {
-        log__problem(vf, name, 0, "%s", log__strip(why, name));
-        return 0;
-    }
-    if (stray != 0) {
-        log__problem(vf, name, IDX_HEADER_SIZE + n * esz,
-                     "%zu stray bytes after the last whole entry", stray);
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t fpos = IDX_HEADER_SIZE + i * esz;
-        const struct log__vbatch *b = log__vfind(vf, e[i].pos);
-        if (e[i].pos >= judged) {
-            continue; /* beyond damage that stopped the scan: cannot judge */
-        }
-        vf->st->index_entries++;
-        if (i > 0 && (e[i].rel <= e[i - 1].rel || e[i].pos <= e[i - 1].pos)) {
-            log__problem(vf, name, fpos, "entry %zu out of order", i);
-        } else if (b == NULL) {
-            log__problem(vf, name, fpos,
-                         "entry %zu points at position %" PRIu32
-                         ", which is not the start of a good batch",
-                         i, e[i].pos);
-        } else if (b->base != s->base + e[i].rel) {
-            log__problem(vf, name, fpos,
-                         "entry %zu says offset %" PRIu64 ", the batch there starts at %" PRIu64,
-                         i, s->base + e[i].rel, b->base);
-        } else if (kind == IDX_KIND_TIME && e[i].ts != b->run_ts) {
-            log__problem(vf, name, fpos,
-                         "entry %zu says max timestamp %" PRId64 ", the batches say %" PRId64, i,
-                         e[i].ts, b->run_ts);
-        }
-    }
-    /* The active segment's index files lag behind it until the next sync
-     * (recovery rebuilds them anyway), so only sealed ones must be whole. */
-    if (sealed && vf->n > 0 && n == 0) {
-        log__problem(vf, name, IDX_HEADER_SIZE, "no entries for a segment with batches");
-    } else if (n > 0 && e[0].pos != SEG_HEADER_SIZE) {
-        log__problem(vf, name, IDX_HEADER_SIZE, "first entry is not the first batch");
-    }
-    if (sealed && n > 0 && vf->n > 0 && e[n - 1].pos != vf->v[vf->n - 1].pos) {
-        log__problem(vf, name, IDX_HEADER_SIZE + (n - 1) * esz,
-                     "last entry is not the last batch of the sealed segment");
-    }
-    free(e);
-    return n;
-}
-
-int log_verify_dir_stats(const char *dir, log_report_fn report, void *arg,
-                         struct log_verify_stats *st)
-{
-    struct log_verify_stats dummy;
-    struct log__verify vf;
-    char errmsg[ERR_MSG_SIZE];
-    char **names = NULL;
-    size_t n_names = 0, n_segs = 0, done = 0;
-    bool have_prev = false;
-    uint64_t prev_next = 0;
-
-    if (st == NULL) {
-        st = &dummy;
-    }
-    memset(st, 0, sizeof *st);
-    memset(&vf, 0, sizeof vf);
-    vf.report = report;
-    vf.arg = arg;
-    vf.st = st;
-    if (fs_list(dir, &names, &n_names, errmsg) != 0) {
-        return -1;
-    }
-    for (size_t i = 0; i < n_names; i++) {
-        uint64_t base;
-        n_segs += log__classify(names[i], &base) == 's';
-    }
-    for (size_t i = 0; i < n_names; i++) {
-        struct seg s;
-        struct seg_scan_info info;
-        uint64_t base;
-        bool last;
-        int rv;
-
-        if (log__classify(names[i], &base) != 's') {
-            continue;
-        }
-        last = ++done == n_segs;
-        seg_init(&s, base);
-        vf.seg_name = s.name;
-        vf.n = 0;
-        vf.run_ts = INT64_MIN;
-        rv = seg_open(&s, dir, 0, errmsg);
-        if (rv != 0) {
-            log__problem(&vf, s.name, 0, "%s", log__strip(errmsg, s.name));
-            have_prev = false;
-            continue;
-        }
-        st->segments++;
-        if (have_prev && base != prev_next) {
-            log__problem(&vf, s.name, 0,
-                         "segment starts at offset %" PRIu64
-                         " but the previous segment ends at %" PRIu64,
-                         base, prev_next);
-        }
-        uint64_t from = SEG_HEADER_SIZE, expect = base, judged = s.size;
-        uint64_t n_batches = 0;
-        bool clean = true;
-        for (;;) {
-            struct seg_walker w;
-            struct batch_header h;
-            rv = seg_scan(&s, from, s.size, expect, log__verify_visit, &vf, &info, errmsg);
-            n_batches += info.batches;
-            if (rv != 0) {
-                log__problem(&vf, s.name, info.end, "%s", log__strip(errmsg, s.name));
-                judged = info.end;
-                clean = false;
-                break;
-            }
-            if (info.bad == 0) {
-                break;
-            }
-            clean = false;
-            log__problem(&vf, s.name, info.bad_pos, "%s%s", info.what,
-                         info.torn && last ? " (torn tail: the next open cuts it off)" : "");
-            /* A batch whose header checks out (payload damaged, or offsets
-             * out of order) still says where the next one starts, so the
-             * rest of the segment can be checked; otherwise stop here. */
-            seg_walker_init(&w, &s, vf.hdr_buf, sizeof vf.hdr_buf);
-            if (info.torn || seg_walk_header(&w, info.bad_pos, s.size, BATCH_HEADER_SIZE, &h,
-                                             errmsg) != 0) {
-                judged = info.bad_pos;
-                break;
-            }
-            if (log__vpush(&vf, info.bad_pos, &h, errmsg) != 0) {
-                log__problem(&vf, s.name, info.bad_pos, "%s", errmsg);
-                judged = info.bad_pos;
-                break;
-            }
-            from = info.bad_pos + h.batch_len;
-            expect = batch_last_offset(&h) + 1;
-        }
-        if (!last && n_batches == 0 && clean) {
-            log__problem(&vf, s.name, SEG_HEADER_SIZE, "sealed segment holds no batches");
-        }
-        size_t no = log__verify_index(&vf, dir, &s, IDX_KIND_OFFSET, !last && clean, judged);
-        size_t nt = log__verify_index(&vf, dir, &s, IDX_KIND_TIME, !last && clean, judged);
-        if (no != nt && no > 0 && nt > 0) {
-            char name[SEG_NAME_SIZE];
-            idx_file_name(name, base, IDX_KIND_TIME);
-            log__problem(&vf, name, 0, "%zu entries but the offset index has %zu", nt, no);
-        }
-        have_prev = judged == s.size;
-        prev_next = info.next;
-        seg_close(&s);
-    }
-    fs_list_free(names, n_names);
-    free(vf.v);
-    return vf.problems;
-}
-
-int log_verify_dir(const char *dir, log_report_fn report, void *arg)
-{
-    return log_verify_dir_stats(dir, report, arg, NULL);
-}
-
-/* ------------------------------------------------------------------------
- * Read-only sequential scan (offline tools)
- * ------------------------------------------------------------------------ */
-
-struct log_scan {
-    char *dir;        /* directory (owned) */
-    char **names;     /* segment file names, in offset order (owned) */
-    size_t n;         /* how many */
-    size_t i;         /* the one being read */
-    uint64_t from;    /* skip batches that end below this offset */
-    struct seg s;     /* open segment, s.fd < 0 if none */
-    uint64_t pos;     /* next batch position in it */
-    uint8_t *buf;     /* current batch (owned) */
-    size_t cap;       /* its allocated size */
-};
-
-int log_scan_open(const char *dir, uint64_t from, struct log_scan **out, char *errmsg)
-{
-    struct log_scan *sc;
-    char **names;
-    size_t n_names, k = 0;
-    int rv = fs_list(dir, &names, &n_names, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    for (size_t i = 0; i < n_names; i++) {
-        uint64_t base;
-        if (log__classify(names[i], &base) == 's') {
-            names[k++] = names[i];
-        } else {
-            free(names[i]);
-        }
-    }
-    if (k == 0) {
-        free(names);
-        err_printf(errmsg, "%s: no segment files", dir);
-        return TALLY_NOTFOUND;
-    }
-    sc = calloc(1, sizeof *sc);
-    if (sc == NULL || (sc->dir = strdup(dir)) == NULL) {
-        free(sc);
-        fs_list_free(names, k);
-        return log__nomem(errmsg, "scan log");
-    }
-    sc->names = names;
-    sc->n = k;
-    sc->from = from;
-    seg_init(&sc->s, 0);
-    /* Start at the last segment whose base is <= from. */
-    for (size_t i = 1; i < k; i++) {
-        uint64_t base;
-        const char *ext;
-        if (seg_parse_name(names[i], &base, &ext) && base <= from) {
-            sc->i = i;
-        }
-    }
-    *out = sc;
-    return 0;
-}
-
-/* Give up on the current segment and move on. */
-static void log__scan_skip(struct log_scan *sc)
-{
-    seg_close(&sc->s);
-    sc->i++;
-}
-
-int log_scan_next(struct log_scan *sc, const uint8_t **batch, size_t *len, const char **file,
-                  uint64_t *pos, char *errmsg)
-{
-    for (;;) {
-        struct batch_header h;
-        uint8_t hdr[BATCH_HEADER_SIZE];
-        char why[ERR_MSG_SIZE];
-        uint64_t left;
-        int rv;
-
-        if (sc->s.fd < 0) {
-            uint64_t base;
-            const char *ext;
-            if (sc->i >= sc->n) {
-                return TALLY_EOF;
-            }
-            seg_parse_name(sc->names[sc->i], &base, &ext);
-            seg_init(&sc->s, base);
-            *file = sc->s.name;
-            *pos = 0;
-            rv = seg_open(&sc->s, sc->dir, 0, errmsg);
-            if (rv != 0) {
-                sc->i++;
-                return rv;
-            }
-            sc->pos = SEG_HEADER_SIZE;
-        }
-        *file = sc->s.name;
-        *pos = sc->pos;
-        if (sc->pos >= sc->s.size) {
-            log__scan_skip(sc);
-            continue;
-        }
-        left = sc->s.size - sc->pos;
-        rv = left < BATCH_HEADER_SIZE
-                 ? ERR_CORRUPT(why, "incomplete batch header (%" PRIu64 " bytes)", left)
-                 : seg_read(&sc->s, sc->pos, hdr, sizeof hdr, why);
-        if (rv == 0) {
-            rv = batch_decode_header(hdr, sizeof hdr, &h, why);
-        }
-        if (rv == 0 && h.batch_len > left) {
-            rv = ERR_CORRUPT(why, "incomplete batch (%" PRIu64 " of %u bytes)", left,
-                             h.batch_len);
-        }
-        if (rv == 0 && batch_last_offset(&h) < sc->from) {
-            sc->pos += h.batch_len;
-            continue;
-        }
-        if (rv == 0 && h.batch_len > sc->cap) {
-            uint8_t *nb = realloc(sc->buf, h.batch_len);
-            if (nb == NULL) {
-                return log__nomem(errmsg, "scan log");
-            }
-            sc->buf = nb;
-            sc->cap = h.batch_len;
-        }
-        if (rv == 0) {
-            rv = seg_read(&sc->s, sc->pos, sc->buf, h.batch_len, why);
-        }
-        if (rv == 0) {
-            rv = batch_verify(sc->buf, h.batch_len, &h, why);
-        }
-        if (rv != 0) {
-            err_printf(errmsg, "segment %s: position %" PRIu64 ": %s", sc->s.name, sc->pos,
-                       log__strip(why, sc->s.name));
-            /* s.name stays valid for the caller until the next call. */
-            log__scan_skip(sc);
-            return rv;
-        }
-        *batch = sc->buf;
-        *len = h.batch_len;
-        sc->pos += h.batch_len;
-        return 0;
-    }
-}
-
-void log_scan_close(struct log_scan *sc)
-{
-    if (sc == NULL) {
-        return;
-    }
-    seg_close(&sc->s);
-    fs_list_free(sc->names, sc->n);
-    free(sc->buf);
-    free(sc->dir);
-    free(sc);
 }

@@ -34,8 +34,8 @@
 
 #include "lib/byte.h"
 #include "lib/codec.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
-#include "log/fs.h"
 
 #define SEG__OFF_MAGIC 0
 #define SEG__OFF_VERSION 4

@@ -1,7 +1,9 @@
 /* The client wire protocol: frames and message schemas, encode/decode.
  *
- * Only server/ and client/ include this. Byte layouts are at the top of
- * proto.c and in docs/protocol.md.
+ * server/ and client/ include this, and so does tool/cmd_backup.c, which
+ * sends raw requests to one node over client/wire.h (test/check_layers.sh
+ * allows it). Byte layouts are at the top of proto.c and in
+ * docs/protocol.md.
  *
  * FRAME (little-endian)
  *   0   4  frame_len: bytes after this field (PROTO_HEADER_SIZE - 4 + body)

@@ -2,7 +2,6 @@
 #include "repl/ident.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 
 #define IDENT__FILE "identity"
 
@@ -51,35 +51,20 @@ int ident_load(const char *data_dir, struct ident *out, char *errmsg)
 
 int ident_save(const char *data_dir, const struct ident *id, char *errmsg)
 {
-    char path[4200], tmp[4220], text[256];
-    int fd, n;
+    char path[4200], tmp[4220], text[256], why[ERR_MSG_SIZE];
+    int rv, n;
     snprintf(path, sizeof path, "%s/" IDENT__FILE, data_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     n = snprintf(text, sizeof text,
                  "tally-identity 1\nnode_id %" PRIu64 "\ndirectory_id %016" PRIx64
                  "\ncluster_id %016" PRIx64 "\n",
                  id->node_id, id->directory_id, id->cluster_id);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "create %s", tmp);
+    if ((rv = fs_write_synced(tmp, text, (size_t)n, errmsg)) != 0 ||
+        (rv = fs_rename(tmp, path, errmsg)) != 0) {
+        (void)fs_unlink(tmp, why); /* (the error above is the one to report) */
+        return rv;
     }
-    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
-        int e = errno != 0 ? errno : EIO;
-        close(fd);
-        unlink(tmp);
-        return err_os(errmsg, e, "write %s", tmp);
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return err_os(errmsg, e, "rename %s", tmp);
-    }
-    fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    (void)fs_sync_dir(data_dir, why); /* best effort: the file itself is synced */
     return 0;
 }
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/fsm.h"
 #include "repl/members.h"
@@ -621,16 +622,14 @@ static int node__mkdir_p(const char *path, char *errmsg)
     for (char *p = tmp + 1; *p != '\0'; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-                return err_os(errmsg, errno, "create directory %s", tmp);
+            int rv = fs_mkdir(tmp, NULL, errmsg);
+            if (rv != 0) {
+                return rv;
             }
             *p = '/';
         }
     }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        return err_os(errmsg, errno, "create directory %s", tmp);
-    }
-    return 0;
+    return fs_mkdir(tmp, NULL, errmsg);
 }
 
 static bool node__has_state(const char *raft_dir)

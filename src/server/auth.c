@@ -28,7 +28,7 @@
 #include "lib/scram.h"
 #include "proto/proto.h"
 #include "server/cfg.h"
-#include "server/conn.h"
+#include "server/req.h"
 #include "server/gw.h"
 #include "store/cmd.h"
 #include "store/store.h"
@@ -60,6 +60,12 @@ void auth_conn_free(struct auth_conn *a)
     }
 }
 
+/* The peer's name for logs, from the request's front door. */
+static const char *auth__peer(const struct req *r)
+{
+    return r->ops->peer != NULL ? r->ops->peer(r) : "client";
+}
+
 static void auth__error(struct req *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -72,16 +78,16 @@ static void auth__error(struct req *r, int code, const char *fmt, ...)
     va_end(ap);
     r->resp.len = 0;
     proto_put_error_frame(&r->resp, r->type, r->id, code, msg, 0, "");
-    conn_complete(r);
+    req_complete(r);
 }
 
 /* The connection's state, made on first use; NULL if the connection is
  * gone or memory is short (then @r is answered). */
 static struct auth_conn *auth__conn(struct req *r)
 {
-    struct auth_conn **slot = conn_auth(r);
+    struct auth_conn **slot = r->ops->auth != NULL ? r->ops->auth(r) : NULL;
     if (slot == NULL) {
-        conn_complete(r);
+        req_complete(r);
         return NULL;
     }
     if (*slot == NULL && (*slot = calloc(1, sizeof **slot)) == NULL) {
@@ -103,7 +109,7 @@ static void auth__answer(struct req *r, bool done, const char *msg, const char *
     start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_auth_resp(&r->resp, &m);
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void auth__step(struct store *store, struct req *r, struct rd *rd)
@@ -146,14 +152,14 @@ static void auth__step(struct store *store, struct req *r, struct rd *rd)
     if (mech != a->scram.mech ||
         scram_server_final(&a->scram, (const char *)m.message, m.message_len, out, sizeof out,
                            errmsg) != 0) {
-        TLOG_WARN("auth", "%s: authentication as user '%s' failed (%s)", conn_peer(r),
+        TLOG_WARN("auth", "%s: authentication as user '%s' failed (%s)", auth__peer(r),
                   a->scram.user, errmsg);
         auth__error(r, TALLY_AUTH, "authentication failed: wrong user name or password");
         return;
     }
     a->authenticated = true;
     snprintf(a->principal, sizeof a->principal, "%s", a->scram.user);
-    TLOG_INFO("auth", "%s: authenticated as user '%s' (%s)", conn_peer(r), a->principal,
+    TLOG_INFO("auth", "%s: authenticated as user '%s' (%s)", auth__peer(r), a->principal,
               scram_mech_name(mech));
     auth__answer(r, true, out, a->principal);
 }
@@ -216,7 +222,7 @@ static void auth__security_set(struct gw *gw, struct store *store, struct req *r
         auth__error(r, rv, "%s", why);
         return;
     }
-    TLOG_INFO("auth", "%s, as %s: %s %s%s%s", conn_peer(r), by,
+    TLOG_INFO("auth", "%s, as %s: %s %s%s%s", auth__peer(r), by,
               m.body[0] == 1 ? (m.command == PROTO_SECURITY_USERS ? "sets" : "adds")
                              : "removes",
               m.command == PROTO_SECURITY_USERS ? "user '" : "an ACL ",
@@ -273,7 +279,7 @@ static void auth__security_list(struct store *store, struct req *r, struct rd *r
         return;
     }
     buf_free(&item);
-    conn_complete(r);
+    req_complete(r);
 }
 
 /* What a request needs (docs/security.md, Authorization): at most two
@@ -307,7 +313,7 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
         if (!rd_ok(&peek)) {
             return -1;
         }
-        if (r->type == PROTO_FETCH && conn_is_backup(r)) {
+        if (r->type == PROTO_FETCH && r->ops->is_backup(r)) {
             return 0; /* a backup's reads: BACKUP_CUT checked cluster READ */
         }
         need[0].resource = ACL_TOPIC;
@@ -400,7 +406,7 @@ static bool auth__authorize(struct store *store, const struct cfg *cfg, struct r
         if (!acls_allowed(store_acls(store), who, need[i].resource, need[i].name, need[i].op)) {
             const char *res = acl_resource_name(need[i].resource);
             const char *op = acl_operation_name(need[i].op);
-            TLOG_WARN("auth", "%s: denied: %s may not %s %s%s%s (%s)", conn_peer(r), who, op,
+            TLOG_WARN("auth", "%s: denied: %s may not %s %s%s%s (%s)", auth__peer(r), who, op,
                       res, need[i].name[0] ? " " : "", need[i].name, proto_type_name(r->type));
             auth__error(r, TALLY_DENIED, "not authorized: %s may not %s %s%s%s (no ACL allows "
                                          "it: tally acl add)",
@@ -415,7 +421,7 @@ static bool auth__authorize(struct store *store, const struct cfg *cfg, struct r
  * authenticated. */
 static const char *auth__principal(struct req *r)
 {
-    struct auth_conn **slot = conn_auth(r);
+    struct auth_conn **slot = r->ops->auth != NULL ? r->ops->auth(r) : NULL;
     return slot != NULL && *slot != NULL && (*slot)->authenticated ? (*slot)->principal : NULL;
 }
 
@@ -432,7 +438,7 @@ bool auth_handle(struct gw *gw, struct store *store, const struct cfg *cfg, stru
     }
     who = auth__principal(r);
     if (who == NULL && cfg->auth_required) {
-        TLOG_DEBUG("auth", "%s: %s refused: not authenticated", conn_peer(r),
+        TLOG_DEBUG("auth", "%s: %s refused: not authenticated", auth__peer(r),
                    proto_type_name(r->type));
         auth__error(r, TALLY_AUTH, "authentication required: this cluster needs --user (SCRAM) "
                                    "or a client certificate (--tls-cert)");

@@ -17,6 +17,7 @@
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -603,11 +604,9 @@ static int cfg__read_file(struct cfg *c, struct cfg__ctx *x, const char *path, c
  * to root on a read-only mount, a real create does not. */
 static int cfg__prepare_data_dir(const char *dir, char *errmsg)
 {
-    char path[CFG_PATH_MAX];
-    char probe[CFG_PATH_MAX + 32];
+    char path[CFG_PATH_MAX], why[ERR_MSG_SIZE];
     struct stat st;
     size_t n;
-    int fd;
     snprintf(path, sizeof path, "%s", dir);
     n = strlen(path);
     for (size_t i = 1; i <= n; i++) {
@@ -618,8 +617,8 @@ static int cfg__prepare_data_dir(const char *dir, char *errmsg)
             continue; /* "a//b" or a trailing slash */
         }
         path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            err_printf(errmsg, "data dir %s: cannot create %s: %s", dir, path, strerror(errno));
+        if (fs_mkdir(path, NULL, why) != 0) {
+            err_printf(errmsg, "data dir %s: cannot %s", dir, why); /* "create directory P: ..." */
             return TALLY_INVAL;
         }
         if (i < n) {
@@ -634,14 +633,10 @@ static int cfg__prepare_data_dir(const char *dir, char *errmsg)
         err_printf(errmsg, "data dir %s: not a directory", dir);
         return TALLY_INVAL;
     }
-    snprintf(probe, sizeof probe, "%s/.tallyd-probe-XXXXXX", dir);
-    fd = mkstemp(probe);
-    if (fd < 0) {
-        err_printf(errmsg, "data dir %s: not writable: %s", dir, strerror(errno));
+    if (fs_check_writable(dir, why) != 0) {
+        err_printf(errmsg, "data dir %s: not writable: %s", dir, why);
         return TALLY_INVAL;
     }
-    close(fd);
-    unlink(probe);
     return 0;
 }
 

@@ -35,7 +35,7 @@
  * readable through it); a file that shrank under it (truncation) cannot
  * complete the frame, so the connection is closed. sendfile reads the page
  * cache and would make the loop wait for the disk on a segment that is not
- * cached: conn_complete() checks with mincore(2) first and has a worker of
+ * cached: conn__complete() checks with mincore(2) first and has a worker of
  * libuv's thread pool read such a range into the page cache before the
  * answer is sent (the request counts as not done until then, so the
  * answers keep their order).
@@ -84,6 +84,7 @@
 
 struct conn {
     uv_tcp_t handle;
+    struct conn_set *set;   /* the server's connections, this one among them */
     struct gw *gw;
     struct buf rbuf;        /* bytes read, not yet parsed */
     struct req *head, *tail; /* FIFO of requests, oldest first */
@@ -94,7 +95,7 @@ struct conn {
     bool closing;
     bool close_after_write; /* framing lost: close once the error is out */
     char peer[64];
-    bool backup;            /* holds a backup pin (conn_hold_backup) */
+    bool backup;            /* holds a backup pin (conn__hold_backup) */
     struct conn *next_conn, *prev_conn;
     /* The zero-copy answer being sent (see the top), NULL if none. */
     struct req *raw;        /* its head is written, its batches are being sent */
@@ -117,19 +118,24 @@ static int conn__raw_send(struct conn *c);
 static void conn__resume(struct conn *c);
 static size_t conn__queued(struct conn *c);
 
-static struct conn *conn__all;
-static unsigned conn__n;
-static struct metrics *conn__metrics;
-static uv_loop_t *conn__loop;       /* for thread-pool read-ahead */
+static void conn__complete(struct req *req);
+static void conn__hold_backup(struct req *req);
+static bool conn__is_backup(const struct req *req);
+static struct auth_conn **conn__auth(struct req *req);
+static const char *conn__peer(const struct req *req);
 
-void conn_set_metrics(struct metrics *m)
-{
-    conn__metrics = m;
-}
+/* How the gateway hands this front door's requests back (server/req.h). */
+static const struct req_ops conn__req_ops = {
+    .complete = conn__complete,
+    .hold_backup = conn__hold_backup,
+    .is_backup = conn__is_backup,
+    .auth = conn__auth,
+    .peer = conn__peer,
+};
 
-unsigned conn_count(void)
+unsigned conn_count(const struct conn_set *set)
 {
-    return conn__n;
+    return set->n;
 }
 
 /* Free a request and whatever its answer holds. */
@@ -188,16 +194,16 @@ static void conn__close(struct conn *c)
     if (c->prev_conn != NULL) {
         c->prev_conn->next_conn = c->next_conn;
     } else {
-        conn__all = c->next_conn;
+        c->set->all = c->next_conn;
     }
     if (c->next_conn != NULL) {
         c->next_conn->prev_conn = c->prev_conn;
     }
-    conn__n--;
+    c->set->n--;
     uv_close((uv_handle_t *)&c->handle, conn__closed);
 }
 
-void conn_hold_backup(struct req *req)
+static void conn__hold_backup(struct req *req)
 {
     struct conn *c = req->conn;
     if (c != NULL && !c->closing && !c->backup) {
@@ -206,15 +212,15 @@ void conn_hold_backup(struct req *req)
     }
 }
 
-bool conn_is_backup(const struct req *req)
+static bool conn__is_backup(const struct req *req)
 {
     return req->conn != NULL && req->conn->backup;
 }
 
-void conn_close_all(void)
+void conn_close_all(struct conn_set *set)
 {
-    while (conn__all != NULL) {
-        conn__close(conn__all);
+    while (set->all != NULL) {
+        conn__close(set->all);
     }
 }
 
@@ -399,7 +405,7 @@ static void conn__drain(struct conn *c)
         /* A zero-copy answer: its head goes through libuv's queue like any
          * answer; its write callback sends the batches (conn__raw_send),
          * and until then c->raw stops this loop. Completing only from
-         * callbacks keeps conn_complete() from freeing the request or
+         * callbacks keeps conn__complete() from freeing the request or
          * parsing more frames under its caller. */
         cw->raw_head = r->file_len > 0;
         if (cw->raw_head) {
@@ -427,10 +433,7 @@ static void conn__drain(struct conn *c)
  * (no mapping) says yes: sendfile then does what it would have done. */
 static bool conn__cached(const struct req *r)
 {
-    static long page;
-    if (page == 0) {
-        page = sysconf(_SC_PAGESIZE);
-    }
+    long page = sysconf(_SC_PAGESIZE);
     off_t start = r->file_pos & ~((off_t)page - 1);
     size_t len = (size_t)(r->file_pos - start) + r->file_len;
     size_t pages = (len + (size_t)page - 1) / (size_t)page;
@@ -488,18 +491,18 @@ static void conn__warm_done(uv_work_t *w, int status)
     (void)status;
     free(w);
     r->file_warm = true;
-    conn_complete(r);
+    conn__complete(r);
 }
 
-void conn_complete(struct req *req)
+static void conn__complete(struct req *req)
 {
-    if (req->file_len > 0 && !req->file_warm && req->conn != NULL && conn__loop != NULL &&
+    if (req->file_len > 0 && !req->file_warm && req->conn != NULL && req->set->loop != NULL &&
         !conn__cached(req)) {
         /* Not done yet: the FIFO waits, the fd stays the request's. */
         struct conn__warm *cw = malloc(sizeof *cw);
         if (cw != NULL) {
             cw->req = req;
-            if (uv_queue_work(conn__loop, &cw->w, conn__warm_work, conn__warm_done) == 0) {
+            if (uv_queue_work(req->set->loop, &cw->w, conn__warm_work, conn__warm_done) == 0) {
                 TLOG_DEBUG("conn", "fetch answer of %zu bytes is not in the page cache: "
                                    "reading it on a worker first", req->file_len);
                 return;
@@ -508,7 +511,7 @@ void conn_complete(struct req *req)
         }
     }
     req->done = true;
-    metrics_request_done(conn__metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
+    metrics_request_done(req->set->metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
     if (req->conn == NULL) {
         conn__free_req(req);
         return;
@@ -542,7 +545,9 @@ static struct req *conn__new_req(struct conn *c, uint16_t type, uint32_t id)
     if (r == NULL) {
         return NULL;
     }
+    r->ops = &conn__req_ops;
     r->conn = c;
+    r->set = c->set;
     r->type = type;
     r->id = id;
     r->start_ns = metrics_now_ns();
@@ -574,7 +579,7 @@ static void conn__fatal_frame(struct conn *c, uint16_t type, uint32_t id, int co
         return;
     }
     proto_put_error_frame(&r->resp, type, id, code, msg, 0, "");
-    conn_complete(r);
+    conn__complete(r);
 }
 
 /* Parse and dispatch every whole frame in the read buffer. */
@@ -612,7 +617,7 @@ static void conn__parse(struct conn *c)
         if (f.flags & PROTO_FLAG_RESPONSE) {
             proto_put_error_frame(&r->resp, f.type, f.request_id, TALLY_PROTO,
                                   "a response frame was sent to the server", 0, "");
-            conn_complete(r);
+            conn__complete(r);
             continue;
         }
         gw_handle(c->gw, r, f.version, p + PROTO_HEADER_SIZE, f.frame_len + 4 - PROTO_HEADER_SIZE);
@@ -659,7 +664,7 @@ static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     gw_flush(c->gw);
 }
 
-int conn_accept(uv_stream_t *server, struct gw *gw)
+int conn_accept(struct conn_set *set, uv_stream_t *server, struct gw *gw)
 {
     struct conn *c = calloc(1, sizeof *c);
     struct sockaddr_storage ss;
@@ -668,7 +673,8 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
     if (c == NULL) {
         return UV_ENOMEM;
     }
-    conn__loop = server->loop;
+    set->loop = server->loop;
+    c->set = set;
     c->gw = gw;
     c->poll_fd = -1;
     c->handles = 1;
@@ -689,12 +695,12 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
         uv_ip4_name(sin, ip, sizeof ip);
         snprintf(c->peer, sizeof c->peer, "%s:%u", ip, ntohs(sin->sin_port));
     }
-    c->next_conn = conn__all;
-    if (conn__all != NULL) {
-        conn__all->prev_conn = c;
+    c->next_conn = set->all;
+    if (set->all != NULL) {
+        set->all->prev_conn = c;
     }
-    conn__all = c;
-    conn__n++;
+    set->all = c;
+    set->n++;
     conn__start_reading(c);
     return 0;
 }
@@ -703,8 +709,8 @@ int conn_accept(uv_stream_t *server, struct gw *gw)
  * A TLS connection reaches us as the plaintext end of a socketpair that
  * repl/tlspipe.c feeds: the same connection code then runs on it,
  * sendfile(2) included. */
-int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer,
-                   const char *principal)
+int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
+                   const char *peer, const char *principal)
 {
     struct conn *c = calloc(1, sizeof *c);
     int rv;
@@ -715,7 +721,8 @@ int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer,
         free(c);
         return UV_ENOMEM;
     }
-    conn__loop = loop;
+    set->loop = loop;
+    c->set = set;
     c->gw = gw;
     c->poll_fd = -1;
     c->handles = 1;
@@ -730,23 +737,23 @@ int conn_accept_fd(uv_loop_t *loop, int fd, struct gw *gw, const char *peer,
         return rv;
     }
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    c->next_conn = conn__all;
-    if (conn__all != NULL) {
-        conn__all->prev_conn = c;
+    c->next_conn = set->all;
+    if (set->all != NULL) {
+        set->all->prev_conn = c;
     }
-    conn__all = c;
-    conn__n++;
+    set->all = c;
+    set->n++;
     conn__start_reading(c);
     return 0;
 }
 
-/* ---- auth hook (server/auth.c) ---------------------------------------- */
-struct auth_conn **conn_auth(struct req *req)
+/* ---- auth hook (server/auth.c, through req_ops) ----------------------- */
+static struct auth_conn **conn__auth(struct req *req)
 {
     return req->conn != NULL && !req->conn->closing ? &req->conn->auth : NULL;
 }
 
-const char *conn_peer(const struct req *req)
+static const char *conn__peer(const struct req *req)
 {
     return req->conn != NULL ? req->conn->peer : "client (gone)";
 }

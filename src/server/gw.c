@@ -220,7 +220,7 @@ static void gw__error_leader(struct req *r, int code, uint64_t leader_id, const 
 {
     r->resp.len = 0;
     proto_put_error_frame(&r->resp, r->type, r->id, code, msg, leader_id, leader_addr);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__error(struct req *r, int code, const char *fmt, ...)
@@ -288,7 +288,7 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
                             const struct store_item_result *item)
 {
     if (r->conn == NULL) {
-        conn_complete(r); /* client gone: just free */
+        req_complete(r); /* client gone: just free */
         return;
     }
     if (status != 0) {
@@ -303,7 +303,7 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
     if (item->code == TALLY_CONDITION_FAILED) {
         r->resp.len = 0;
         proto_put_condition_error_frame(&r->resp, r->type, r->id, item->message, item->actual);
-        conn_complete(r);
+        req_complete(r);
         return;
     }
     if (item->code != 0) {
@@ -319,7 +319,7 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
         proto_put_done_resp(&r->resp, &m);
     }
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__proposal_done(void *arg, int status, uint64_t index,
@@ -439,7 +439,7 @@ static void gw__hello(struct gw *gw, struct req *r, struct rd *rd)
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_hello_resp(&r->resp, &resp);
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__metadata(struct gw *gw, struct req *r)
@@ -467,7 +467,7 @@ static void gw__metadata(struct gw *gw, struct req *r)
         proto_put_member(&r->resp, &pm);
     }
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static uint32_t gw__n_topics(struct gw *gw)
@@ -504,7 +504,7 @@ static void gw__topic_list(struct gw *gw, struct req *r)
     proto_put_topic_list_resp(&r->resp, &m);
     gw__put_topics(gw, &r->resp);
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
@@ -684,7 +684,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         return true;
     }
     if (m->offset < t->trim_offset &&
-        !(conn_is_backup(r) && store_trim_held(gw->store) &&
+        !(r->ops->is_backup(r) && store_trim_held(gw->store) &&
           m->offset >= log_start_offset(t->log))) {
         /* Below the cluster's start offset: gone on every node, or about to
          * be (the rest of a segment retention cut into is hidden). */
@@ -769,7 +769,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     if (fd >= 0) {
         close(fd);
     }
-    conn_complete(r);
+    req_complete(r);
     return true;
 }
 
@@ -812,7 +812,7 @@ static void gw__wake(struct gw *gw, bool only_expired)
     while (*pp != NULL) {
         struct req *r = *pp;
         /* An answered request may be freed before its answer call returns
-         * (conn_complete frees it when its connection is gone, or when a
+         * (req_complete frees it when its connection is gone, or when a
          * zero-copy answer went out at once): read what follows first. */
         struct req *next = r->park_next;
         void *data = r->gw_data;
@@ -820,7 +820,7 @@ static void gw__wake(struct gw *gw, bool only_expired)
         bool answered;
         if (r->conn == NULL) {
             answered = true;
-            conn_complete(r);
+            req_complete(r);
         } else if (only_expired && !expired) {
             answered = false;
         } else {
@@ -841,7 +841,7 @@ static void gw__offset_resp(struct req *r, uint64_t offset, bool found)
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_offset_resp(&r->resp, &m);
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
@@ -891,7 +891,7 @@ static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
     start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_clock_resp(&r->resp, &a);
     proto_end_frame(&r->resp, start);
-    conn_complete(r);
+    req_complete(r);
 }
 
 /* Propose a group position on the current incarnation of @topic
@@ -1021,7 +1021,7 @@ static void gw__group_list(struct gw *gw, struct req *r, struct rd *rd)
             proto_end_frame(&r->resp, start);
         }
     }
-    conn_complete(r);
+    req_complete(r);
 }
 
 static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
@@ -1098,8 +1098,8 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
     /* Pin the logs from the cut until the backup's connection closes:
      * the records below each topic's next offset must not change while
      * they are copied (docs/operations.md, section 14). */
-    conn_hold_backup(r);
-    conn_complete(r);
+    r->ops->hold_backup(r);
+    req_complete(r);
 }
 
 struct gw__member_op {
@@ -1115,7 +1115,7 @@ static void gw__member_done(void *arg, int status, const char *message)
     struct gw__member_op *op = arg;
     struct req *r = op->r;
     if (r->conn == NULL) {
-        conn_complete(r);
+        req_complete(r);
     } else if (status != 0 && r->type == PROTO_MEMBER_TRANSFER) {
         gw__error(r, status, "leadership transfer: %s", message);
     } else if (status != 0) {
@@ -1126,7 +1126,7 @@ static void gw__member_done(void *arg, int status, const char *message)
         size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
         proto_put_done_resp(&r->resp, &m);
         proto_end_frame(&r->resp, start);
-        conn_complete(r);
+        req_complete(r);
     }
     free(op);
 }
@@ -1268,7 +1268,7 @@ static void gw__read_index_done(void *arg, int status, uint64_t index)
 {
     struct req *r = arg;
     if (r->conn == NULL) {
-        conn_complete(r);
+        req_complete(r);
     } else if (status != 0) {
         gw__error(r, status, "read index: %s (leadership could not be confirmed; retry)",
                   tally_strerror(status));
@@ -1277,7 +1277,7 @@ static void gw__read_index_done(void *arg, int status, uint64_t index)
         size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
         proto_put_done_resp(&r->resp, &m);
         proto_end_frame(&r->resp, start);
-        conn_complete(r);
+        req_complete(r);
     }
 }
 

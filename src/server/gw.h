@@ -10,7 +10,7 @@
 
 #include "repl/node.h"
 #include "server/cfg.h"
-#include "server/conn.h"
+#include "server/req.h"
 #include "store/store.h"
 
 struct gw;

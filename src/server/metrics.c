@@ -17,7 +17,6 @@
 #include "lib/err.h"
 #include "proto/proto.h"
 #include "repl/fsm.h"
-#include "server/conn.h"
 #include "server/http.h"
 #include "server/skew.h"
 
@@ -46,6 +45,11 @@ void metrics_set_node(struct metrics *m, struct node *node)
 void metrics_set_skew(struct metrics *m, struct skew *k)
 {
     m->skew = k;
+}
+
+void metrics_set_connections(struct metrics *m, const unsigned *n)
+{
+    m->connections = n;
 }
 
 uint64_t metrics_now_ns(void)
@@ -143,9 +147,9 @@ void metrics_group_commit(struct metrics *m, uint32_t items)
 
 /* ---- rendering ---------------------------------------------------------- */
 
-static void m__printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void metrics__printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void m__printf(struct buf *b, const char *fmt, ...)
+static void metrics__printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -164,47 +168,47 @@ static void m__printf(struct buf *b, const char *fmt, ...)
     buf_commit(b, (size_t)n);
 }
 
-static void m__family(struct buf *b, const char *name, const char *type, const char *help)
+static void metrics__family(struct buf *b, const char *name, const char *type, const char *help)
 {
-    m__printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    metrics__printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void m__u64(struct buf *b, const char *name, const char *type, const char *help,
+static void metrics__u64(struct buf *b, const char *name, const char *type, const char *help,
                    uint64_t v)
 {
-    m__family(b, name, type, help);
-    m__printf(b, "%s %llu\n", name, (unsigned long long)v);
+    metrics__family(b, name, type, help);
+    metrics__printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
 /* A label value, escaped. */
-static void m__label_value(struct buf *b, const char *s)
+static void metrics__label_value(struct buf *b, const char *s)
 {
     for (; *s != '\0'; s++) {
         if (*s == '\\' || *s == '"') {
-            m__printf(b, "\\%c", *s);
+            metrics__printf(b, "\\%c", *s);
         } else if (*s == '\n') {
-            m__printf(b, "\\n");
+            metrics__printf(b, "\\n");
         } else {
             buf_put_u8(b, (uint8_t)*s);
         }
     }
 }
 
-static void m__hist(struct buf *b, const char *name, const char *help,
+static void metrics__hist(struct buf *b, const char *name, const char *help,
                     const struct metrics_hist *h, const double *le, unsigned n)
 {
     uint64_t cum = 0;
-    m__family(b, name, "histogram", help);
+    metrics__family(b, name, "histogram", help);
     for (unsigned i = 0; i < n; i++) {
         cum += h->counts[i];
-        m__printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
+        metrics__printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cum);
     }
-    m__printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
-    m__printf(b, "%s_sum %.9g\n", name, h->sum);
-    m__printf(b, "%s_count %llu\n", name, (unsigned long long)h->count);
+    metrics__printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    metrics__printf(b, "%s_sum %.9g\n", name, h->sum);
+    metrics__printf(b, "%s_count %llu\n", name, (unsigned long long)h->count);
 }
 
-static const char *m__type_label(unsigned t, char *out, size_t cap)
+static const char *metrics__type_label(unsigned t, char *out, size_t cap)
 {
     const char *name = t == 0 ? "unknown" : proto_type_name(t);
     size_t i;
@@ -215,98 +219,98 @@ static const char *m__type_label(unsigned t, char *out, size_t cap)
     return out;
 }
 
-static void m__raft(struct metrics *m, struct buf *b)
+static void metrics__raft(struct metrics *m, struct buf *b)
 {
     static const char *const roles[] = {"unavailable", "follower", "candidate", "leader"};
     struct node *n = m->node;
     int role = n != NULL ? node_role(n) : NODE_UNAVAILABLE;
-    m__u64(b, "tally_node_id", "gauge", "This node's id (--id).", m->cfg->id);
-    m__family(b, "tally_raft_role", "gauge", "1 for the node's current Raft role, 0 for the others.");
+    metrics__u64(b, "tally_node_id", "gauge", "This node's id (--id).", m->cfg->id);
+    metrics__family(b, "tally_raft_role", "gauge", "1 for the node's current Raft role, 0 for the others.");
     for (int r = 0; r < 4; r++) {
-        m__printf(b, "tally_raft_role{role=\"%s\"} %d\n", roles[r], r == role ? 1 : 0);
+        metrics__printf(b, "tally_raft_role{role=\"%s\"} %d\n", roles[r], r == role ? 1 : 0);
     }
-    m__u64(b, "tally_raft_term", "gauge", "Current Raft term.", n ? node_term(n) : 0);
-    m__u64(b, "tally_raft_commit_index", "gauge", "Highest Raft index known to be committed.",
+    metrics__u64(b, "tally_raft_term", "gauge", "Current Raft term.", n ? node_term(n) : 0);
+    metrics__u64(b, "tally_raft_commit_index", "gauge", "Highest Raft index known to be committed.",
            n ? node_commit_index(n) : 0);
-    m__u64(b, "tally_raft_applied_index", "gauge", "Highest Raft index applied to the store.",
+    metrics__u64(b, "tally_raft_applied_index", "gauge", "Highest Raft index applied to the store.",
            n ? node_applied_index(n) : 0);
-    m__u64(b, "tally_raft_leader_commit_index", "gauge",
+    metrics__u64(b, "tally_raft_leader_commit_index", "gauge",
            "The leader's commit index as this node last heard it (its own on the leader).",
            n ? node_leader_commit_index(n) : 0);
     uint64_t lc = n ? node_leader_commit_index(n) : 0, ap = n ? node_applied_index(n) : 0;
-    m__u64(b, "tally_raft_lag_entries", "gauge",
+    metrics__u64(b, "tally_raft_lag_entries", "gauge",
            "Committed entries this node has not applied yet: leader commit index - applied.",
            lc > ap ? lc - ap : 0);
-    m__u64(b, "tally_raft_last_index", "gauge", "Highest Raft index in the local Raft log.",
+    metrics__u64(b, "tally_raft_last_index", "gauge", "Highest Raft index in the local Raft log.",
            n ? node_last_index(n) : 0);
-    m__u64(b, "tally_raft_leader_id", "gauge", "Id of the leader this node knows, 0 if none.",
+    metrics__u64(b, "tally_raft_leader_id", "gauge", "Id of the leader this node knows, 0 if none.",
            n ? node_leader_id(n) : 0);
 }
 
-static void m__requests(struct metrics *m, struct buf *b)
+static void metrics__requests(struct metrics *m, struct buf *b)
 {
     char tl[32];
-    m__family(b, "tally_requests_total", "counter", "Client requests answered, by type.");
+    metrics__family(b, "tally_requests_total", "counter", "Client requests answered, by type.");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX && t < METRICS_MAX_TYPE; t++) {
         if (strcmp(proto_type_name(t), "UNKNOWN") == 0) {
             continue; /* a type number not assigned */
         }
-        m__printf(b, "tally_requests_total{type=\"%s\"} %llu\n", m__type_label(t, tl, sizeof tl),
+        metrics__printf(b, "tally_requests_total{type=\"%s\"} %llu\n", metrics__type_label(t, tl, sizeof tl),
                   (unsigned long long)m->requests[t]);
     }
     if (m->requests[0] > 0) {
-        m__printf(b, "tally_requests_total{type=\"unknown\"} %llu\n",
+        metrics__printf(b, "tally_requests_total{type=\"unknown\"} %llu\n",
                   (unsigned long long)m->requests[0]);
     }
-    m__family(b, "tally_request_errors_total", "counter",
+    metrics__family(b, "tally_request_errors_total", "counter",
               "Client requests answered with an error, by type and error code.");
     for (unsigned t = 0; t < METRICS_MAX_TYPE; t++) {
         for (unsigned c = 0; c < METRICS_MAX_CODE; c++) {
             if (m->errors[t][c] > 0) {
-                m__printf(b, "tally_request_errors_total{type=\"%s\",code=\"%s\"} %llu\n",
-                          m__type_label(t, tl, sizeof tl), err_name((int)c),
+                metrics__printf(b, "tally_request_errors_total{type=\"%s\",code=\"%s\"} %llu\n",
+                          metrics__type_label(t, tl, sizeof tl), err_name((int)c),
                           (unsigned long long)m->errors[t][c]);
             }
         }
     }
-    m__u64(b, "tally_produce_records_total", "counter",
+    metrics__u64(b, "tally_produce_records_total", "counter",
            "Records of produce requests accepted into a Raft entry (leader).", m->produce_records);
-    m__u64(b, "tally_produce_bytes_total", "counter",
+    metrics__u64(b, "tally_produce_bytes_total", "counter",
            "Batch bytes of produce requests accepted into a Raft entry (leader).",
            m->produce_bytes);
-    m__u64(b, "tally_fetch_records_total", "counter",
+    metrics__u64(b, "tally_fetch_records_total", "counter",
            "Records in the batches returned by fetch requests.", m->fetch_records);
-    m__u64(b, "tally_fetch_bytes_total", "counter", "Batch bytes returned by fetch requests.",
+    metrics__u64(b, "tally_fetch_bytes_total", "counter", "Batch bytes returned by fetch requests.",
            m->fetch_bytes);
-    m__hist(b, "tally_produce_duration_seconds",
+    metrics__hist(b, "tally_produce_duration_seconds",
             "Time from a produce request's arrival to its answer.", &m->produce_latency,
             metrics__latency_le, METRICS_LATENCY_BUCKETS);
-    m__hist(b, "tally_fetch_duration_seconds",
+    metrics__hist(b, "tally_fetch_duration_seconds",
             "Time from a fetch request's arrival to its answer (long-poll waits included).",
             &m->fetch_latency, metrics__latency_le, METRICS_LATENCY_BUCKETS);
-    m__u64(b, "tally_group_commit_entries_total", "counter",
+    metrics__u64(b, "tally_group_commit_entries_total", "counter",
            "Raft APPEND entries proposed by group commit (leader).", m->gc_entries);
-    m__hist(b, "tally_group_commit_items", "Produce requests per proposed APPEND entry.",
+    metrics__hist(b, "tally_group_commit_items", "Produce requests per proposed APPEND entry.",
             &m->gc_items, metrics__items_le, METRICS_ITEMS_BUCKETS);
-    m__u64(b, "tally_compaction_runs_total", "counter",
+    metrics__u64(b, "tally_compaction_runs_total", "counter",
            "Compaction jobs finished (each covers the sealed segments of one topic).",
            m->compaction_runs);
-    m__u64(b, "tally_compaction_failures_total", "counter",
+    metrics__u64(b, "tally_compaction_failures_total", "counter",
            "Compaction jobs that failed or were cancelled (the log says why).",
            m->compaction_failures);
-    m__u64(b, "tally_compaction_bytes_read_total", "counter",
+    metrics__u64(b, "tally_compaction_bytes_read_total", "counter",
            "Segment bytes read by finished compaction jobs.", m->compaction_bytes_read);
-    m__u64(b, "tally_compaction_bytes_reclaimed_total", "counter",
+    metrics__u64(b, "tally_compaction_bytes_reclaimed_total", "counter",
            "Disk bytes freed by compaction.", m->compaction_bytes_reclaimed);
-    m__u64(b, "tally_compaction_records_removed_total", "counter",
+    metrics__u64(b, "tally_compaction_records_removed_total", "counter",
            "Records removed by compaction (older values of a key, old tombstones).",
            m->compaction_records_removed);
-    m__hist(b, "tally_compaction_duration_seconds",
+    metrics__hist(b, "tally_compaction_duration_seconds",
             "Wall time of a compaction job, from plan to swap.", &m->compaction_duration,
             metrics__latency_le, METRICS_LATENCY_BUCKETS);
 }
 
-static void m__topics(struct metrics *m, struct buf *b)
+static void metrics__topics(struct metrics *m, struct buf *b)
 {
     static const struct {
         const char *name, *help;
@@ -325,9 +329,9 @@ static void m__topics(struct metrics *m, struct buf *b)
     for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
         n++;
     }
-    m__u64(b, "tally_topics", "gauge", "Topics in the catalog.", n);
+    metrics__u64(b, "tally_topics", "gauge", "Topics in the catalog.", n);
     for (unsigned f = 0; f < sizeof fam / sizeof fam[0]; f++) {
-        m__family(b, fam[f].name, "gauge", fam[f].help);
+        metrics__family(b, fam[f].name, "gauge", fam[f].help);
         for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
             uint64_t v = f == 0   ? log_size_bytes(t->log)
                          : f == 1 ? log_segment_count(t->log)
@@ -335,60 +339,61 @@ static void m__topics(struct metrics *m, struct buf *b)
                          : f == 3 ? (log_start_offset(t->log) > t->trim_offset
                                          ? log_start_offset(t->log) : t->trim_offset)
                                   : t->missing_to - t->missing_from;
-            m__printf(b, "%s{topic=\"", fam[f].name);
-            m__label_value(b, t->name);
-            m__printf(b, "\"} %llu\n", (unsigned long long)v);
+            metrics__printf(b, "%s{topic=\"", fam[f].name);
+            metrics__label_value(b, t->name);
+            metrics__printf(b, "\"} %llu\n", (unsigned long long)v);
         }
     }
 }
 
-static void m__node(struct metrics *m, struct buf *b)
+static void metrics__node(struct metrics *m, struct buf *b)
 {
     struct statvfs sv;
     const struct fsm_stats *fs = fsm_stats();
-    m__u64(b, "tally_connections", "gauge", "Client connections open.", conn_count());
+    metrics__u64(b, "tally_connections", "gauge", "Client connections open.",
+           m->connections != NULL ? *m->connections : 0);
     if (statvfs(m->cfg->data_dir, &sv) == 0) {
-        m__u64(b, "tally_disk_free_bytes", "gauge",
+        metrics__u64(b, "tally_disk_free_bytes", "gauge",
                "Bytes available to tallyd on the data directory's file system.",
                (uint64_t)sv.f_bavail * sv.f_frsize);
-        m__u64(b, "tally_disk_size_bytes", "gauge", "Size of the data directory's file system.",
+        metrics__u64(b, "tally_disk_size_bytes", "gauge", "Size of the data directory's file system.",
                (uint64_t)sv.f_blocks * sv.f_frsize);
     }
-    m__u64(b, "tally_snapshots_taken_total", "counter", "Raft snapshots taken by this node.",
+    metrics__u64(b, "tally_snapshots_taken_total", "counter", "Raft snapshots taken by this node.",
            fs->taken);
-    m__u64(b, "tally_snapshots_installed_total", "counter",
+    metrics__u64(b, "tally_snapshots_installed_total", "counter",
            "Raft snapshots installed from the leader.", fs->installed);
-    m__u64(b, "tally_snapshot_last_size_bytes", "gauge", "Size of the latest snapshot taken.",
+    metrics__u64(b, "tally_snapshot_last_size_bytes", "gauge", "Size of the latest snapshot taken.",
            fs->last_bytes);
-    m__family(b, "tally_snapshot_last_duration_seconds", "gauge",
+    metrics__family(b, "tally_snapshot_last_duration_seconds", "gauge",
               "Time the latest snapshot held up the event loop (the freeze: copies of the "
               "key indexes).");
-    m__printf(b, "tally_snapshot_last_duration_seconds %.9g\n", fs->last_seconds);
-    m__family(b, "tally_snapshot_last_build_seconds", "gauge",
+    metrics__printf(b, "tally_snapshot_last_duration_seconds %.9g\n", fs->last_seconds);
+    metrics__family(b, "tally_snapshot_last_build_seconds", "gauge",
               "Time the latest snapshot took on the thread pool (log fsyncs, checkpoints, "
               "encoding).");
-    m__printf(b, "tally_snapshot_last_build_seconds %.9g\n", fs->last_build_seconds);
+    metrics__printf(b, "tally_snapshot_last_build_seconds %.9g\n", fs->last_build_seconds);
     struct skew_state ks;
     skew_get(m->skew, &ks);
-    m__u64(b, "tally_clock_offset_known", "gauge",
+    metrics__u64(b, "tally_clock_offset_known", "gauge",
            "1 when tally_clock_offset_seconds holds a recent measurement against the leader.",
            ks.known);
-    m__family(b, "tally_clock_offset_seconds", "gauge",
+    metrics__family(b, "tally_clock_offset_seconds", "gauge",
               "This node's wall clock minus the leader's (0 on the leader), measured every 2 s "
               "to within half a round trip.");
-    m__printf(b, "tally_clock_offset_seconds %.3f\n", (double)ks.offset_ms / 1000.0);
-    m__u64(b, "tally_clock_offset_warning", "gauge",
+    metrics__printf(b, "tally_clock_offset_seconds %.3f\n", (double)ks.offset_ms / 1000.0);
+    metrics__u64(b, "tally_clock_offset_warning", "gauge",
            "1 when the clock offset exceeds clock_warn_ms.", ks.warn);
 }
 
 void metrics_render(struct metrics *m, struct buf *out)
 {
-    m__family(out, "tally_build_info", "gauge", "Version of this tallyd (the value is 1).");
-    m__printf(out, "tally_build_info{version=\"%s\"} 1\n", TALLY_VERSION_STRING);
-    m__raft(m, out);
-    m__requests(m, out);
-    m__topics(m, out);
-    m__node(m, out);
+    metrics__family(out, "tally_build_info", "gauge", "Version of this tallyd (the value is 1).");
+    metrics__printf(out, "tally_build_info{version=\"%s\"} 1\n", TALLY_VERSION_STRING);
+    metrics__raft(m, out);
+    metrics__requests(m, out);
+    metrics__topics(m, out);
+    metrics__node(m, out);
 }
 
 bool metrics_health(struct metrics *m, char *why, size_t cap)
@@ -445,11 +450,11 @@ int metrics_http(void *arg, int method, const char *path, struct buf *body,
     struct metrics *m = arg;
     bool metrics = strcmp(path, "/metrics") == 0, health = strcmp(path, "/health") == 0;
     if (!metrics && !health) {
-        m__printf(body, "not found: %s (try /metrics or /health)\n", path);
+        metrics__printf(body, "not found: %s (try /metrics or /health)\n", path);
         return 404;
     }
     if (method != HTTP_SRV_GET && method != HTTP_SRV_HEAD) {
-        m__printf(body, "method not allowed: use GET\n");
+        metrics__printf(body, "method not allowed: use GET\n");
         return 405;
     }
     if (metrics) {
@@ -459,9 +464,9 @@ int metrics_http(void *arg, int method, const char *path, struct buf *body,
     }
     char why[800];
     if (metrics_health(m, why, sizeof why)) {
-        m__printf(body, "ok\n");
+        metrics__printf(body, "ok\n");
         return 200;
     }
-    m__printf(body, "%s\n", why);
+    metrics__printf(body, "%s\n", why);
     return 503;
 }

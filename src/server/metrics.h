@@ -40,6 +40,8 @@ struct metrics {
     struct store *store;
     struct node *node;
     struct skew *skew;      /* clock health (may be NULL) */
+    const unsigned *connections; /* open client connections (the server's
+                                  * conn_set.n); NULL: not counted */
 
     uint64_t requests[METRICS_MAX_TYPE];                     /* answered, by type */
     uint64_t errors[METRICS_MAX_TYPE][METRICS_MAX_CODE];     /* error answers */
@@ -64,6 +66,8 @@ void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store)
 void metrics_set_node(struct metrics *m, struct node *node);
 struct skew;
 void metrics_set_skew(struct metrics *m, struct skew *k);
+/* Read the number of open client connections from *@n (borrowed). */
+void metrics_set_connections(struct metrics *m, const unsigned *n);
 
 /* Now, for metrics_request_done (monotonic nanoseconds). */
 uint64_t metrics_now_ns(void);

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "repl/ident.h"
 #include "repl/node.h"
@@ -49,6 +50,7 @@ struct srv {
     struct store *store;
     struct node *node;
     struct gw *gw;
+    struct conn_set conns;     /* open client connections */
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
@@ -136,11 +138,11 @@ static void srv__accept(uv_stream_t *server, int status)
     if (status != 0 || s->stopping) {
         return;
     }
-    if (s->tls_on && conn_count() < s->cfg->max_connections) {
+    if (s->tls_on && conn_count(&s->conns) < s->cfg->max_connections) {
         tlsaccept_one(&s->tlsa, server); /* TLS hook: the handshake first */
         return;
     }
-    if (conn_count() >= s->cfg->max_connections) {
+    if (conn_count(&s->conns) >= s->cfg->max_connections) {
         /* Accept and drop, so the listen backlog does not fill up. */
         uv_tcp_t *tmp = malloc(sizeof *tmp);
         if (tmp == NULL) {
@@ -154,7 +156,7 @@ static void srv__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, srv__free_handle);
         return;
     }
-    int rv = conn_accept(server, s->gw);
+    int rv = conn_accept(&s->conns, server, s->gw);
     if (rv != 0) {
         TLOG_WARN("server", "accept: %s", uv_strerror(rv));
     }
@@ -375,7 +377,7 @@ static void srv__stop(struct srv *s, int exit_code)
     uv_close((uv_handle_t *)&s->listener, NULL);
     http_stop(s->http);
     s->http = NULL;
-    conn_close_all();
+    conn_close_all(&s->conns);
     if (s->tls_on) {
         tlsaccept_close(&s->tlsa);
     }
@@ -392,9 +394,9 @@ static int srv__lock(struct srv *s, char *errmsg)
 {
     char path[CFG_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/LOCK", s->cfg->data_dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (s->lock_fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
+    int rv = fs_open(path, O_RDWR | O_CREAT, path, &s->lock_fd, errmsg);
+    if (rv != 0) {
+        return rv;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         err_printf(errmsg, "data directory %s is in use by another tallyd", s->cfg->data_dir);
@@ -571,9 +573,10 @@ int srv_run(const struct cfg *cfg)
     store_set_append_hook(s.store, srv__on_append, &s);
     metrics_init(&s.metrics, cfg, s.store);
     gw_set_metrics(s.gw, &s.metrics);
-    conn_set_metrics(&s.metrics);
+    s.conns.metrics = &s.metrics;
+    metrics_set_connections(&s.metrics, &s.conns.n);
     if (s.tls_on) {
-        tlsaccept_init(&s.tlsa, &s.tls, s.gw, cfg->max_connections);
+        tlsaccept_init(&s.tlsa, &s.tls, &s.conns, s.gw, cfg->max_connections);
     }
 
     memset(&nc, 0, sizeof nc);
@@ -642,9 +645,7 @@ int srv_run(const struct cfg *cfg)
     if (rv != 0) {
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     tls_set_free(&s.tls);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;
@@ -668,8 +669,6 @@ fail:
     uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
     uv_loop_close(&s.loop);
     tls_set_free(&s.tls);
-    if (s.lock_fd >= 0) {
-        close(s.lock_fd);
-    }
+    fs_close(s.lock_fd);
     return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

@@ -54,7 +54,8 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     } else {
         snprintf(peer, sizeof peer, "%s", one->peer);
     }
-    if (conn_accept_fd(one->loop, fd, one->a->gw, peer, certified ? name : NULL) != 0) {
+    if (conn_accept_fd(one->a->conns, one->loop, fd, one->a->gw, peer,
+                       certified ? name : NULL) != 0) {
         TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
         rv = -1;
     }
@@ -62,11 +63,12 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     return rv;
 }
 
-void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct gw *gw,
-                    unsigned max_handshakes)
+void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct conn_set *conns,
+                    struct gw *gw, unsigned max_handshakes)
 {
     memset(a, 0, sizeof *a);
     a->tls = tls;
+    a->conns = conns;
     a->gw = gw;
     a->max_handshakes = max_handshakes;
     buf_init(&a->not_tls);

@@ -10,18 +10,20 @@
 #include "repl/tlspipe.h"
 
 struct gw;
+struct conn_set;
 
 struct tlsaccept {
     const struct tls_set *tls;  /* borrowed from srv (swapped on SIGHUP) */
+    struct conn_set *conns;     /* borrowed from srv: where connections go */
     struct gw *gw;
     unsigned max_handshakes;    /* connections in their handshake, at most */
     struct tlspipe_group group; /* every TLS client connection */
     struct buf not_tls;         /* error frame for a plaintext client */
 };
 
-/* Set up; @tls and @gw are borrowed until tlsaccept_close. */
-void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct gw *gw,
-                    unsigned max_handshakes);
+/* Set up; @tls, @conns and @gw are borrowed until tlsaccept_close. */
+void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct conn_set *conns,
+                    struct gw *gw, unsigned max_handshakes);
 
 /* Accept one connection from @listener and start its handshake. */
 void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener);

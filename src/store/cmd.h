@@ -46,7 +46,7 @@
  *                 the first one applied stays (a later one is a no-op).
  *                 @restored (empty unless the cluster was restored from a
  *                 backup) is the restored state as a catalog with key
- *                 indexes (store.c format): a node that joins later
+ *                 indexes (catalog.c format): a node that joins later
  *                 creates the restored topics from it and backfills their
  *                 history from a peer; a node that holds them checks them
  *   MEMBER_DIR    u64 id, u64 directory_id: the data directory member @id

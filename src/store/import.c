@@ -2,7 +2,6 @@
  * node's data directory (format and rules at the top of import.h). */
 #include "store/import.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,12 +13,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "lib/batch.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "lib/file.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 
 #define IMPORT__MAX_LINE 2048
@@ -75,80 +73,29 @@ int import_manifest_add_group(struct import_manifest *m, const struct import_gro
 /* Size and XXH3-64 of a whole file (mapped, so any size works). */
 static int import__file_sum(const char *path, uint64_t *size, uint64_t *sum, char *errmsg)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return err_os(errmsg, errno, "open %s", path);
-    }
-    if (fstat(fd, &st) != 0) {
-        int rv = err_os(errmsg, errno, "stat %s", path);
-        close(fd);
+    int fd, rv = fs_open(path, O_RDONLY, path, &fd, errmsg);
+    if (rv != 0) {
         return rv;
     }
-    *size = (uint64_t)st.st_size;
-    if (st.st_size == 0) {
+    if ((rv = fs_size(fd, size, path, errmsg)) != 0) {
+        fs_close(fd);
+        return rv;
+    }
+    if (*size == 0) {
         *sum = codec_checksum("", 0);
-        close(fd);
+        fs_close(fd);
         return 0;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *p = mmap(NULL, (size_t)*size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
-        int rv = err_os(errmsg, errno, "map %s", path);
-        close(fd);
+        rv = err_os(errmsg, errno, "map %s", path);
+        fs_close(fd);
         return rv;
     }
-    *sum = codec_checksum(p, (size_t)st.st_size);
-    munmap(p, (size_t)st.st_size);
-    close(fd);
+    *sum = codec_checksum(p, (size_t)*size);
+    munmap(p, (size_t)*size);
+    fs_close(fd);
     return 0;
-}
-
-/* The regular files of DIR/topics/NAME, sorted by name. *out: malloc'd
- * array of malloc'd names. */
-static int import__list_dir(const char *path, char ***out, unsigned *n, char *errmsg)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char **names = NULL;
-    unsigned cap = 0;
-    *n = 0;
-    if (d == NULL) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        if (import__grow((void **)&names, *n, &cap, sizeof *names) != 0 ||
-            (names[*n] = strdup(e->d_name)) == NULL) {
-            closedir(d);
-            for (unsigned i = 0; i < *n; i++) {
-                free(names[i]);
-            }
-            free(names);
-            return TALLY_NOMEM;
-        }
-        (*n)++;
-    }
-    closedir(d);
-    /* Sorted, so the manifest lists a topic's files in offset order. */
-    for (unsigned i = 1; i < *n; i++) {
-        for (unsigned j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-            char *t = names[j];
-            names[j] = names[j - 1];
-            names[j - 1] = t;
-        }
-    }
-    *out = names;
-    return 0;
-}
-
-static void import__free_names(char **names, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        free(names[i]);
-    }
-    free(names);
 }
 
 int import_manifest_add_files(struct import_manifest *m, const char *dir, char *errmsg)
@@ -156,13 +103,14 @@ int import_manifest_add_files(struct import_manifest *m, const char *dir, char *
     for (unsigned i = 0; i < m->n_topics; i++) {
         char tdir[PATH_MAX + STORE_NAME_MAX + 16], path[PATH_MAX + IMPORT_PATH_MAX];
         char **names;
-        unsigned n;
+        size_t n;
         int rv;
         snprintf(tdir, sizeof tdir, "%s/topics/%s", dir, m->topics[i].name);
-        if ((rv = import__list_dir(tdir, &names, &n, errmsg)) != 0) {
+        /* Sorted, so the manifest lists a topic's files in offset order. */
+        if ((rv = fs_list(tdir, &names, &n, errmsg)) != 0) {
             return rv;
         }
-        for (unsigned k = 0; k < n && rv == 0; k++) {
+        for (size_t k = 0; k < n && rv == 0; k++) {
             struct import_file f;
             memset(&f, 0, sizeof f);
             snprintf(f.path, sizeof f.path, "topics/%s/%s", m->topics[i].name, names[k]);
@@ -176,7 +124,7 @@ int import_manifest_add_files(struct import_manifest *m, const char *dir, char *
                 m->files[m->n_files++] = f;
             }
         }
-        import__free_names(names, n);
+        fs_list_free(names, n);
         if (rv != 0) {
             return rv;
         }
@@ -283,16 +231,17 @@ int import_manifest_write(const struct import_manifest *m, const char *dir, char
     }
     snprintf(path, sizeof path, "%s/" IMPORT_MANIFEST_NAME, dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    rv = file_write_synced(tmp, b.data, b.len, errmsg);
+    rv = fs_write_synced(tmp, b.data, b.len, errmsg);
     buf_free(&b);
-    if (rv == 0 && rename(tmp, path) != 0) {
-        rv = err_os(errmsg, errno, "rename %s", tmp);
+    if (rv == 0) {
+        rv = fs_rename(tmp, path, errmsg);
     }
     if (rv == 0) {
-        rv = file_sync_dir(dir, errmsg);
+        rv = fs_sync_dir(dir, errmsg);
     }
     if (rv != 0) {
-        unlink(tmp);
+        char why[ERR_MSG_SIZE];
+        (void)fs_unlink(tmp, why); /* (the error above is the one to report) */
     }
     return rv;
 }
@@ -381,35 +330,20 @@ static int import__parse_line(struct import_manifest *m, char *line, unsigned li
 int import_manifest_read(const char *dir, struct import_manifest *m, char *errmsg)
 {
     char path[PATH_MAX + 32];
-    struct stat st;
-    char *data = NULL;
-    int fd, rv = 0;
+    void *file = NULL;
+    size_t len = 0;
+    int rv;
     import_manifest_init(m);
     snprintf(path, sizeof path, "%s/" IMPORT_MANIFEST_NAME, dir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            err_printf(errmsg, "%s has no MANIFEST: not a backup, or an unfinished one", dir);
-            return TALLY_NOTFOUND;
-        }
-        return err_os(errmsg, errno, "open %s", path);
+    rv = fs_read_file(path, 64 << 20, &file, &len, errmsg);
+    if (rv == TALLY_NOTFOUND) {
+        err_printf(errmsg, "%s has no MANIFEST: not a backup, or an unfinished one", dir);
+        return TALLY_NOTFOUND;
     }
-    if (fstat(fd, &st) != 0) {
-        rv = err_os(errmsg, errno, "stat %s", path);
-    } else if (st.st_size > (64 << 20)) {
-        rv = ERR_CORRUPT(errmsg, "%s is too large (%lld bytes)", path, (long long)st.st_size);
-    } else if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
-        rv = TALLY_NOMEM;
-    } else if (pread(fd, data, (size_t)st.st_size, 0) != st.st_size) {
-        rv = err_os(errmsg, errno, "read %s", path);
-    }
-    close(fd);
     if (rv != 0) {
-        free(data);
         return rv;
     }
-    size_t len = (size_t)st.st_size;
-    data[len] = '\0';
+    char *data = file; /* NUL-terminated by fs_read_file */
     /* The last line is "checksum HEX" over everything before it. */
     char *last = NULL;
     for (size_t i = len > 1 ? len - 1 : 0; i > 0 && last == NULL; i--) {
@@ -595,21 +529,21 @@ int import_verify(const struct import_manifest *m, const char *dir, import_progr
     for (unsigned i = 0; i < m->n_topics; i++) {
         char tdir[PATH_MAX + STORE_NAME_MAX + 16];
         char **names;
-        unsigned n;
+        size_t n;
         snprintf(tdir, sizeof tdir, "%s/topics/%s", dir, m->topics[i].name);
-        int rv = import__list_dir(tdir, &names, &n, errmsg);
+        int rv = fs_list(tdir, &names, &n, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "backup topic %s", m->topics[i].name);
             return rv;
         }
-        for (unsigned k = 0; k < n && rv == 0; k++) {
+        for (size_t k = 0; k < n && rv == 0; k++) {
             char rel[IMPORT_PATH_MAX + 300];
             snprintf(rel, sizeof rel, "topics/%s/%s", m->topics[i].name, names[k]);
             if (import__find_file(m, rel) == NULL) {
                 rv = ERR_CORRUPT(errmsg, "backup file %s/%s is not in the manifest", dir, rel);
             }
         }
-        import__free_names(names, n);
+        fs_list_free(names, n);
         if (rv != 0) {
             return rv;
         }
@@ -723,59 +657,36 @@ static int import__mkdir_parents(const char *path, char *errmsg)
             continue;
         }
         *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            return err_os(errmsg, errno, "create directory %s", tmp);
+        int rv = fs_mkdir(tmp, NULL, errmsg);
+        if (rv != 0) {
+            return rv;
         }
         *p = '/';
     }
     return 0;
 }
 
-/* Remove the staging directory of a failed restore: DATA.restoring holds
- * files and topics/NAME/ directories of files, nothing deeper. */
-static void import__remove_tree(const char *path, int depth)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char child[PATH_MAX + 300];
-    if (d == NULL) {
-        return;
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) != 0 && (errno == EISDIR || errno == EPERM) && depth < 3) {
-            import__remove_tree(child, depth + 1);
-        }
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 /* 0 if @path does not exist or is an empty directory (*exists tells). */
 static int import__check_target(const char *path, bool *exists, char *errmsg)
 {
-    DIR *d = opendir(path);
-    struct dirent *e;
+    struct stat st;
+    char **names;
+    size_t n;
+    int rv;
     *exists = false;
-    if (d == NULL) {
-        if (errno == ENOENT) {
-            return 0;
-        }
-        return err_os(errmsg, errno, "open directory %s", path);
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        return 0;
+    }
+    if ((rv = fs_list(path, &names, &n, errmsg)) != 0) {
+        return rv;
     }
     *exists = true;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            closedir(d);
-            err_printf(errmsg, "%s is not empty: restore only into a new node's empty data "
-                               "directory", path);
-            return TALLY_EXISTS;
-        }
+    fs_list_free(names, n);
+    if (n > 0) {
+        err_printf(errmsg, "%s is not empty: restore only into a new node's empty data "
+                           "directory", path);
+        return TALLY_EXISTS;
     }
-    closedir(d);
     return 0;
 }
 
@@ -854,11 +765,11 @@ int import_restore(const char *backup_dir, const char *data_dir,
     }
     store_close(s);
     import_manifest_free(&m);
-    if (rv == 0 && exists && rmdir(data_dir) != 0) {
-        rv = err_os(errmsg, errno, "remove the empty %s", data_dir);
+    if (rv == 0 && exists) {
+        rv = fs_rmdir(data_dir, errmsg);
     }
-    if (rv == 0 && rename(staging, data_dir) != 0) {
-        rv = err_os(errmsg, errno, "rename %s to %s", staging, data_dir);
+    if (rv == 0) {
+        rv = fs_rename(staging, data_dir, errmsg);
     }
     if (rv == 0) {
         snprintf(parent, sizeof parent, "%s", data_dir);
@@ -870,13 +781,14 @@ int import_restore(const char *backup_dir, const char *data_dir,
         } else {
             *slash = '\0';
         }
-        rv = file_sync_dir(parent, errmsg);
+        rv = fs_sync_dir(parent, errmsg);
     }
     if (rv != 0) {
         /* Nothing half-built is left where a node could start from it. */
         struct stat sb2;
+        char why[ERR_MSG_SIZE];
         if (lstat(staging, &sb2) == 0) {
-            import__remove_tree(staging, 0);
+            (void)fs_remove_tree(staging, why); /* (the error above is the one to report) */
         }
     }
     return rv;

@@ -4,7 +4,7 @@
  *
  * Layout of a node's data directory:
  *   DATA/catalog            topics and members, rewritten atomically on
- *                           each change (format at the top of store.c)
+ *                           each change (format at the top of catalog.c)
  *   DATA/topics/NAME/       one log directory per topic (log/log.h)
  *   DATA/raft/              canonical/raft's own files (not ours)
  *

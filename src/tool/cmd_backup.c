@@ -16,35 +16,29 @@
  * long it takes. The batches are verified (checksums) and written with the log
  * layer into DIR/topics/NAME; the manifest is written last, atomically.
  *
- * It speaks the wire protocol on one blocking socket (proto/) instead of
- * libtally: it must stay on one node (the cut's) and wants raw batches. */
+ * It speaks the wire protocol (proto/) on one blocking connection
+ * (client/wire.h, the one libtally uses) instead of through libtally's
+ * calls: it must stay on one node (the cut's) and wants raw batches. */
 #include "tool/cmd_backup.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "client/wire.h"
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/tls.h"
-#include "proto/auth.h"
-#include "lib/file.h"
 #include "log/log.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 #include "store/import.h"
 #include "tool/util.h"
@@ -52,187 +46,56 @@
 #define BACKUP__FETCH_BYTES (4u << 20)
 #define BACKUP__DEFAULT_TIMEOUT_MS 10000
 
-/* ---- one blocking connection ---------------------------------------- */
+/* ---- requests on one connection (client/wire.h carries the bytes) ---- */
 
-struct bk_conn {
-    int fd;
-    SSL *ssl;       /* TLS on fd (tool_g asks for it), or NULL */
-    SSL_CTX *tls;
+struct backup_conn {
+    struct wire w;   /* w.addr is the node as given, for messages */
     uint32_t next_id;
-    int timeout_ms;
-    char addr[PROTO_ADDR_MAX];
+    int timeout_ms;  /* per request */
 };
 
-static int bk__wait(int fd, short events, int64_t deadline, const char *addr, char *errmsg)
+static int backup__connect(struct backup_conn *c, const char *hostport, int timeout_ms,
+                           char *errmsg)
 {
-    for (;;) {
-        int64_t left = deadline - tool_now_ms();
-        struct pollfd p = {.fd = fd, .events = events};
-        if (left <= 0) {
-            err_printf(errmsg, "node %s did not answer in time", addr);
-            return TALLY_TIMEOUT;
-        }
-        int n = poll(&p, 1, (int)left);
-        if (n > 0) {
-            return 0;
-        }
-        if (n < 0 && errno != EINTR) {
-            return err_os(errmsg, errno, "poll %s", addr);
-        }
-    }
-}
-
-static void bk__close(struct bk_conn *c);
-
-static int bk__connect(struct bk_conn *c, const char *hostport, int timeout_ms, char *errmsg)
-{
-    char host[PROTO_ADDR_MAX];
-    const char *colon = strrchr(hostport, ':');
-    uint64_t port;
-    struct addrinfo hints, *res = NULL;
+    struct sockaddr_in sa;
+    char norm[PROTO_ADDR_MAX];
     memset(c, 0, sizeof *c);
-    c->fd = -1;
     c->next_id = 1;
     c->timeout_ms = timeout_ms;
-    snprintf(c->addr, sizeof c->addr, "%s", hostport);
-    if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof host ||
-        !tool_parse_u64(colon + 1, &port) || port == 0 || port > 65535) {
-        err_printf(errmsg, "'%s' is not HOST:PORT", hostport);
+    wire_init(&c->w, hostport);
+    if (wire_parse_addr(hostport, strlen(hostport), &sa, norm) != 0) {
+        err_printf(errmsg, "'%s' is not HOST:PORT, or its host cannot be resolved", hostport);
         return TALLY_INVAL;
     }
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
-        err_printf(errmsg, "cannot resolve '%s'", host);
-        return TALLY_INVAL;
-    }
-    struct sockaddr_in sa = *(const struct sockaddr_in *)(const void *)res->ai_addr;
-    freeaddrinfo(res);
-    sa.sin_port = htons((uint16_t)port);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        return err_os(errmsg, errno, "socket");
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int rv, soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (errno != EINPROGRESS) {
-            rv = err_os(errmsg, errno, "connect to %s", hostport);
-            close(c->fd);
-            c->fd = -1;
-            return rv;
-        }
-        rv = bk__wait(c->fd, POLLOUT, tool_now_ms() + timeout_ms, hostport, errmsg);
-        if (rv == 0 && (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)) {
-            rv = err_os(errmsg, soerr != 0 ? soerr : errno, "connect to %s", hostport);
-        }
-        if (rv != 0) {
-            close(c->fd);
-            c->fd = -1;
-            return rv;
-        }
-    }
-    if (tool_tls_wanted()) { /* TLS hook: the same TLS as every other command */
+    int rv = wire_open(&c->w, &sa, wire_now_ms() + timeout_ms, errmsg);
+    if (rv == 0 && tool_tls_wanted()) { /* TLS hook: the same TLS as every other command */
         struct tls_files tf = {tool_g.tls_cert, tool_g.tls_key, tool_g.tls_ca, true};
-        char why[ERR_MSG_SIZE / 2];
-        bool late = false;
-        c->tls = tls_client_ctx(&tf, errmsg);
-        if (c->tls == NULL) {
-            bk__close(c);
+        char host[PROTO_ADDR_MAX];
+        bool refused;
+        SSL_CTX *ctx = tls_client_ctx(&tf, errmsg);
+        const char *colon = strrchr(hostport, ':');
+        if (ctx == NULL) {
+            wire_close(&c->w);
             return TALLY_INVAL;
         }
-        c->ssl = SSL_new(c->tls);
-        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 || tls_expect_host(c->ssl, host) != 0) {
-            bk__close(c);
-            err_printf(errmsg, "TLS: out of memory");
-            return TALLY_NOMEM;
-        }
-        SSL_set_connect_state(c->ssl);
-        if (tls_fd_handshake(c->ssl, tool_now_ms() + timeout_ms, &late, why, sizeof why) != 0) {
-            err_printf(errmsg, "%s: %s", hostport, late ? "TLS handshake timed out" : why);
-            bk__close(c);
-            return TALLY_CONNECT;
-        }
+        snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+        rv = wire_start_tls(&c->w, ctx, host, wire_now_ms() + timeout_ms, &refused, errmsg);
+        SSL_CTX_free(ctx); /* the connection holds its own reference */
     }
-    return 0;
-}
-
-static void bk__close(struct bk_conn *c)
-{
-    SSL_free(c->ssl);
-    c->ssl = NULL;
-    SSL_CTX_free(c->tls);
-    c->tls = NULL;
-    if (c->fd >= 0) {
-        close(c->fd);
-    }
-    c->fd = -1;
-}
-
-static int bk__io(struct bk_conn *c, bool out, void *p, size_t n, int64_t deadline, char *errmsg)
-{
-    size_t done = 0;
-    if (c->ssl != NULL) { /* TLS hook */
-        char why[ERR_MSG_SIZE / 2];
-        bool late = false;
-        while (done < n) {
-            ssize_t k = out ? (tls_fd_send(c->ssl, p, n, deadline, &late, why, sizeof why) == 0
-                                   ? (ssize_t)n
-                                   : -1)
-                            : tls_fd_recv(c->ssl, (uint8_t *)p + done, n - done, deadline, &late,
-                                          why, sizeof why);
-            if (k > 0) {
-                done += (size_t)k;
-                continue;
-            }
-            if (k == 0) {
-                err_printf(errmsg, "node %s closed the connection", c->addr);
-                return TALLY_IOERR;
-            }
-            if (late) {
-                err_printf(errmsg, "node %s did not answer in time", c->addr);
-                return TALLY_TIMEOUT;
-            }
-            err_printf(errmsg, "%s: %s", c->addr, why);
-            return TALLY_IOERR;
-        }
-        return 0;
-    }
-    while (done < n) {
-        ssize_t k = out ? send(c->fd, (uint8_t *)p + done, n - done, MSG_NOSIGNAL)
-                        : recv(c->fd, (uint8_t *)p + done, n - done, 0);
-        if (k > 0) {
-            done += (size_t)k;
-        } else if (k == 0) {
-            err_printf(errmsg, "node %s closed the connection", c->addr);
-            return TALLY_IOERR;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rv = bk__wait(c->fd, out ? POLLOUT : POLLIN, deadline, c->addr, errmsg);
-            if (rv != 0) {
-                return rv;
-            }
-        } else if (errno != EINTR) {
-            return err_os(errmsg, errno, "%s %s", out ? "send to" : "receive from", c->addr);
-        }
-    }
-    return 0;
+    return rv;
 }
 
 /* Send one request (@body) and read its answer: 0 with *resp (malloc'd,
  * the body) or the error response's code with its message. */
-static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, uint8_t **resp,
-                    size_t *resp_len, char *errmsg)
+static int backup__call(struct backup_conn *c, uint16_t type, const struct buf *body,
+                        uint8_t **resp, size_t *resp_len, char *errmsg)
 {
     struct buf b;
     uint8_t h[PROTO_HEADER_SIZE];
     struct proto_frame f;
     uint32_t id = c->next_id++;
-    int64_t deadline = tool_now_ms() + c->timeout_ms;
+    int64_t deadline = wire_now_ms() + c->timeout_ms;
+    bool sent = false;
     int rv;
     *resp = NULL;
     buf_init(&b);
@@ -243,17 +106,17 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
         buf_free(&b);
         return TALLY_NOMEM;
     }
-    rv = bk__io(c, true, b.data, b.len, deadline, errmsg);
+    rv = wire_send_all(&c->w, b.data, b.len, deadline, &sent, errmsg);
     buf_free(&b);
     if (rv == 0) {
-        rv = bk__io(c, false, h, sizeof h, deadline, errmsg);
+        rv = wire_recv_exact(&c->w, h, sizeof h, deadline, errmsg);
     }
     if (rv != 0) {
         return rv;
     }
     if (proto_decode_frame(h, sizeof h, PROTO_MAX_FRAME, &f) != 0 ||
         !(f.flags & PROTO_FLAG_RESPONSE) || f.type != type || f.request_id != id) {
-        err_printf(errmsg, "node %s sent a malformed answer to %s", c->addr,
+        err_printf(errmsg, "node %s sent a malformed answer to %s", c->w.addr,
                    proto_type_name(type));
         return TALLY_PROTO;
     }
@@ -262,7 +125,7 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
     if (data == NULL) {
         return TALLY_NOMEM;
     }
-    if ((rv = bk__io(c, false, data, n, deadline, errmsg)) != 0) {
+    if ((rv = wire_recv_exact(&c->w, data, n, deadline, errmsg)) != 0) {
         free(data);
         return rv;
     }
@@ -271,7 +134,7 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
         struct rd r;
         rd_init(&r, data, n);
         if (proto_get_error(&r, &e) != 0 || e.code == 0) {
-            err_printf(errmsg, "node %s sent a malformed error", c->addr);
+            err_printf(errmsg, "node %s sent a malformed error", c->w.addr);
             rv = TALLY_PROTO;
         } else {
             err_printf(errmsg, "%s", e.message);
@@ -287,14 +150,15 @@ static int bk__call(struct bk_conn *c, uint16_t type, const struct buf *body, ui
 
 /* ---- login (SCRAM, docs/security.md) ------------------------------------ */
 
-struct bk__login_arg {
-    struct bk_conn *c;
+struct backup__login_arg {
+    struct backup_conn *c;
     uint8_t *resp; /* the last answer's body (owned) */
 };
 
-static int bk__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep, char *errmsg)
+static int backup__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep,
+                            char *errmsg)
 {
-    struct bk__login_arg *a = arg;
+    struct backup__login_arg *a = arg;
     struct buf body;
     size_t len = 0;
     int rv;
@@ -302,7 +166,8 @@ static int bk__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *r
     a->resp = NULL;
     buf_init(&body);
     buf_put(&body, frame->data + PROTO_HEADER_SIZE, frame->len - PROTO_HEADER_SIZE);
-    rv = buf_ok(&body) ? bk__call(a->c, PROTO_AUTH, &body, &a->resp, &len, errmsg) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? backup__call(a->c, PROTO_AUTH, &body, &a->resp, &len, errmsg)
+                       : TALLY_NOMEM;
     buf_free(&body);
     rep->is_error = rv == TALLY_AUTH;
     rep->message[0] = '\0';
@@ -317,9 +182,9 @@ static int bk__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *r
 }
 
 /* Log in as tool_g.user, if given. */
-static int bk__login(struct bk_conn *c, char *errmsg)
+static int backup__login(struct backup_conn *c, char *errmsg)
 {
-    struct bk__login_arg a = {c, NULL};
+    struct backup__login_arg a = {c, NULL};
     int rv;
     if (tool_g.user == NULL) {
         return 0;
@@ -328,7 +193,8 @@ static int bk__login(struct bk_conn *c, char *errmsg)
                                        strcmp(tool_g.mechanism, "SCRAM-SHA-512") == 0
                                    ? 2
                                    : 1,
-                               tool_g.user, tool_g.password, bk__login_rt, &a, NULL, 0, errmsg);
+                               tool_g.user, tool_g.password, backup__login_rt, &a, NULL, 0,
+                               errmsg);
     free(a.resp);
     return rv;
 }
@@ -377,7 +243,7 @@ static void backup__progress(struct backup_progress *p, bool final)
 }
 
 /* Copy [t->start_offset, t->next_offset) of one topic. */
-static int backup__topic(struct bk_conn *c, const char *dir, const struct import_topic *t,
+static int backup__topic(struct backup_conn *c, const char *dir, const struct import_topic *t,
                          uint64_t cut_index, struct backup_progress *pg, char *errmsg)
 {
     char path[PATH_MAX + STORE_NAME_MAX + 16];
@@ -408,21 +274,21 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
         req.min_index = cut_index;
         buf_init(&body);
         proto_put_fetch_req(&body, &req);
-        rv = buf_ok(&body) ? bk__call(c, PROTO_FETCH, &body, &data, &len, errmsg) : TALLY_NOMEM;
+        rv = buf_ok(&body) ? backup__call(c, PROTO_FETCH, &body, &data, &len, errmsg) : TALLY_NOMEM;
         buf_free(&body);
         if (rv != 0) {
-            err_wrap(errmsg, "fetch %s at offset %" PRIu64 " from %s", t->name, offset, c->addr);
+            err_wrap(errmsg, "fetch %s at offset %" PRIu64 " from %s", t->name, offset, c->w.addr);
             break;
         }
         rd_init(&r, data, len);
         if (proto_get_fetch_resp(&r, &resp) != 0 || proto_get_end(&r) != 0) {
             rv = TALLY_PROTO;
-            err_printf(errmsg, "malformed FETCH answer from %s", c->addr);
+            err_printf(errmsg, "malformed FETCH answer from %s", c->w.addr);
         } else if (resp.batches_len == 0) {
             rv = TALLY_CORRUPT;
             err_printf(errmsg, "node %s has no records of %s at offset %" PRIu64
                                " although the cut says they end at %" PRIu64,
-                       c->addr, t->name, offset, t->next_offset);
+                       c->w.addr, t->name, offset, t->next_offset);
         }
         for (size_t pos = 0; rv == 0 && pos < resp.batches_len;) {
             struct batch_header h;
@@ -438,7 +304,7 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
             }
             if (rv != 0) {
                 err_wrap(errmsg, "batch of %s at offset %" PRIu64 " from %s", t->name, offset,
-                         c->addr);
+                         c->w.addr);
                 break;
             }
             pos += h.batch_len;
@@ -474,7 +340,7 @@ static int backup__topic(struct bk_conn *c, const char *dir, const struct import
 }
 
 /* The start offset topic @name has on @c's node now (TOPIC_LIST). */
-static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *start, char *errmsg)
+static int backup__start_now(struct backup_conn *c, const char *name, uint64_t *start, char *errmsg)
 {
     struct buf body;
     struct proto_topic_list_req req = {0};
@@ -485,7 +351,7 @@ static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *star
     int rv;
     buf_init(&body);
     proto_put_topic_list_req(&body, &req);
-    rv = buf_ok(&body) ? bk__call(c, PROTO_TOPIC_LIST, &body, &data, &len, errmsg) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? backup__call(c, PROTO_TOPIC_LIST, &body, &data, &len, errmsg) : TALLY_NOMEM;
     buf_free(&body);
     if (rv != 0) {
         return rv;
@@ -504,31 +370,8 @@ static int backup__start_now(struct bk_conn *c, const char *name, uint64_t *star
     free(data);
     if (rv != 0) {
         err_printf(errmsg, "topic %s: %s in the topic list of %s", name,
-                   rv == TALLY_NOTFOUND ? "not" : "malformed answer", c->addr);
+                   rv == TALLY_NOTFOUND ? "not" : "malformed answer", c->w.addr);
     }
-    return rv;
-}
-
-/* Empty the topic's log directory in the backup (plain files only). */
-static int backup__clear_dir(const char *path, char *errmsg)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    char child[PATH_MAX + 300];
-    int rv = 0;
-    if (d == NULL) {
-        return err_os(errmsg, errno, "open directory %s", path);
-    }
-    while (rv == 0 && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-            continue;
-        }
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        if (unlink(child) != 0) {
-            rv = err_os(errmsg, errno, "remove %s", child);
-        }
-    }
-    closedir(d);
     return rv;
 }
 
@@ -539,7 +382,7 @@ static int backup__clear_dir(const char *path, char *errmsg)
  * over from the node's new start: the same state as a cut taken after
  * that retention pass, which is what a backup taken a moment later would
  * hold. */
-static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct import_topic *t,
+static int backup__topic_retrying(struct backup_conn *c, const char *dir, struct import_topic *t,
                                   uint64_t cut_index, struct backup_progress *pg,
                                   char *errmsg)
 {
@@ -560,9 +403,9 @@ static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct imp
         }
         fprintf(stderr, "tally backup: retention on %s removed offsets %" PRIu64 "..%" PRIu64
                         " of topic %s during the backup; copying it again from %" PRIu64 "\n",
-                c->addr, t->start_offset, now_start - 1, t->name, now_start);
+                c->w.addr, t->start_offset, now_start - 1, t->name, now_start);
         snprintf(path, sizeof path, "%s/topics/%s", dir, t->name);
-        if ((rv = backup__clear_dir(path, errmsg)) != 0) {
+        if ((rv = fs_clear_dir(path, errmsg)) != 0) {
             return rv;
         }
         pg->total -= now_start - t->start_offset;
@@ -573,7 +416,7 @@ static int backup__topic_retrying(struct bk_conn *c, const char *dir, struct imp
 }
 
 /* Ask @c for the cut and fill @m. */
-static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errmsg)
+static int backup__cut(struct backup_conn *c, struct import_manifest *m, char *errmsg)
 {
     struct buf body;
     struct proto_backup_cut_req req = {0};
@@ -585,10 +428,10 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     int rv;
     buf_init(&body);
     proto_put_backup_cut_req(&body, &req);
-    rv = buf_ok(&body) ? bk__call(c, PROTO_BACKUP_CUT, &body, &data, &len, errmsg) : TALLY_NOMEM;
+    rv = buf_ok(&body) ? backup__call(c, PROTO_BACKUP_CUT, &body, &data, &len, errmsg) : TALLY_NOMEM;
     buf_free(&body);
     if (rv == TALLY_UNKNOWN_REQUEST) {
-        err_wrap(errmsg, "node %s does not know BACKUP_CUT (upgrade it)", c->addr);
+        err_wrap(errmsg, "node %s does not know BACKUP_CUT (upgrade it)", c->w.addr);
     }
     if (rv != 0) {
         return rv;
@@ -597,7 +440,7 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     rv = proto_get_backup_cut_resp(&r, &resp);
     if (rv == 0 && resp.cut_version != PROTO_BACKUP_CUT_VERSION) {
         free(data);
-        err_printf(errmsg, "node %s answers BACKUP_CUT version %u, this tool reads %u", c->addr,
+        err_printf(errmsg, "node %s answers BACKUP_CUT version %u, this tool reads %u", c->w.addr,
                    resp.cut_version, PROTO_BACKUP_CUT_VERSION);
         return TALLY_VERSION;
     }
@@ -638,7 +481,7 @@ static int backup__cut(struct bk_conn *c, struct import_manifest *m, char *errms
     }
     free(data);
     if (rv == TALLY_PROTO) {
-        err_printf(errmsg, "malformed BACKUP_CUT answer from %s", c->addr);
+        err_printf(errmsg, "malformed BACKUP_CUT answer from %s", c->w.addr);
     }
     return rv;
 }
@@ -649,35 +492,33 @@ static int backup__fsync_dir(const char *dir, const char *name, char *errmsg)
 {
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    return file_sync_dir(path, errmsg);
+    return fs_sync_dir(path, errmsg);
 }
 
 /* DIR must not exist (it is created) or be an empty directory. */
 static int backup__prepare_dir(const char *dir, char *errmsg)
 {
     char path[PATH_MAX + 16];
-    if (mkdir(dir, 0755) != 0) {
-        if (errno != EEXIST) {
-            return err_os(errmsg, errno, "create %s", dir);
-        }
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    bool existed;
+    int rv = fs_mkdir(dir, &existed, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (existed) {
+        if (!fs_is_dir(dir)) {
             err_printf(errmsg, "%s exists and is not a directory", dir);
             return TALLY_EXISTS;
         }
-        if (rmdir(dir) != 0) { /* fails unless empty: then recreate it */
+        if (fs_rmdir(dir, errmsg) != 0) { /* fails unless empty: then recreate it */
             err_printf(errmsg, "%s is not empty: back up into a new directory", dir);
             return TALLY_EXISTS;
         }
-        if (mkdir(dir, 0755) != 0) {
-            return err_os(errmsg, errno, "create %s", dir);
+        if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0) {
+            return rv;
         }
     }
     snprintf(path, sizeof path, "%s/topics", dir);
-    if (mkdir(path, 0755) != 0) {
-        return err_os(errmsg, errno, "create %s", path);
-    }
-    return 0;
+    return fs_mkdir(path, NULL, errmsg);
 }
 
 int cmd_backup_main(int argc, char **argv)
@@ -693,7 +534,7 @@ int cmd_backup_main(int argc, char **argv)
     const char *to = NULL, *node = NULL;
     char errmsg[ERR_MSG_SIZE] = "";
     char nodes[4096];
-    struct bk_conn conn;
+    struct backup_conn conn;
     struct import_manifest m;
     struct backup_progress pg;
     int c, rc, rv = TALLY_INVAL;
@@ -744,15 +585,15 @@ int cmd_backup_main(int argc, char **argv)
     }
     /* The first node that answers BACKUP_CUT is the one copied. */
     import_manifest_init(&m);
-    conn.fd = -1;
+    wire_init(&conn.w, "");
     char *save = NULL;
     for (char *a = strtok_r(nodes, ",", &save); a != NULL; a = strtok_r(NULL, ",", &save)) {
-        rv = bk__connect(&conn, a, timeout, errmsg);
+        rv = backup__connect(&conn, a, timeout, errmsg);
         if (rv == TALLY_INVAL) {
             return tool_usage_error(cmd, "%s", errmsg);
         }
         if (rv == 0) {
-            rv = bk__login(&conn, errmsg); /* auth hook */
+            rv = backup__login(&conn, errmsg); /* auth hook */
         }
         if (rv == 0) {
             rv = backup__cut(&conn, &m, errmsg);
@@ -760,15 +601,20 @@ int cmd_backup_main(int argc, char **argv)
         if (rv == 0) {
             break;
         }
-        fprintf(stderr, "tally backup: %s: %s\n", a, errmsg);
-        bk__close(&conn);
+        /* The connection's own messages start with the address already. */
+        if (strncmp(errmsg, a, strlen(a)) == 0 && errmsg[strlen(a)] == ':') {
+            fprintf(stderr, "tally backup: %s\n", errmsg);
+        } else {
+            fprintf(stderr, "tally backup: %s: %s\n", a, errmsg);
+        }
+        wire_close(&conn.w);
         import_manifest_free(&m);
     }
     if (rv != 0) {
         return tool_error(cmd, "no node answered; nothing was written");
     }
     if ((rv = backup__prepare_dir(to, errmsg)) != 0) {
-        bk__close(&conn);
+        wire_close(&conn.w);
         import_manifest_free(&m);
         return tool_error(cmd, "%s", errmsg);
     }
@@ -779,11 +625,11 @@ int cmd_backup_main(int argc, char **argv)
     }
     fprintf(stderr, "tally backup: node %" PRIu64 " (%s) at applied index %" PRIu64 ": %u topics, "
                     "%" PRIu64 " offsets, %u group positions\n",
-            m.node_id, conn.addr, m.applied_index, m.n_topics, pg.total, m.n_groups);
+            m.node_id, conn.w.addr, m.applied_index, m.n_topics, pg.total, m.n_groups);
     for (unsigned i = 0; rv == 0 && i < m.n_topics; i++) {
         rv = backup__topic_retrying(&conn, to, &m.topics[i], m.applied_index, &pg, errmsg);
     }
-    bk__close(&conn);
+    wire_close(&conn.w);
     if (rv == 0) {
         rv = backup__fsync_dir(to, "topics", errmsg);
     }
@@ -837,7 +683,7 @@ struct restore_progress {
     int64_t started_ms, last_ms;
 };
 
-static void restore__progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+static void backup__restore_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
 {
     struct restore_progress *p = arg;
     int64_t now = tool_now_ms();
@@ -903,7 +749,7 @@ int cmd_restore_main(int argc, char **argv)
         struct import_manifest m;
         uint64_t bytes = 0;
         if ((rv = import_manifest_read(from, &m, errmsg)) == 0) {
-            rv = import_verify(&m, from, restore__progress, &pg, errmsg);
+            rv = import_verify(&m, from, backup__restore_progress, &pg, errmsg);
         }
         if (rv != 0) {
             return tool_error(cmd, "%s", errmsg);
@@ -919,7 +765,7 @@ int cmd_restore_main(int argc, char **argv)
         struct log_config lc;
         struct import_stats st;
         log_config_init(&lc);
-        rv = import_restore(from, data, &lc, restore__progress, &pg, &st, errmsg);
+        rv = import_restore(from, data, &lc, backup__restore_progress, &pg, &st, errmsg);
         if (rv != 0) {
             return tool_error(cmd, "%s", errmsg);
         }

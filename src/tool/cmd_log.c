@@ -9,7 +9,6 @@
 #include "tool/cmd_log.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -18,12 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "lib/batch.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "log/log.h"
+#include "tool/util.h"
 
 #define CMD_LOG_EXIT_OK 0
 #define CMD_LOG_EXIT_DAMAGE 1
@@ -173,30 +173,19 @@ struct cmd_log_target {
 
 static bool cmd_log__has_segments(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
+    char why[ERR_MSG_SIZE];
+    char **names;
+    size_t n_names;
     bool found = false;
-    if (d == NULL) {
+    if (fs_list(dir, &names, &n_names, why) != 0) {
         return false;
     }
-    while (!found && (e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        found = n > 4 && strcmp(e->d_name + n - 4, ".seg") == 0;
+    for (size_t i = 0; !found && i < n_names; i++) {
+        size_t n = strlen(names[i]);
+        found = n > 4 && strcmp(names[i] + n - 4, ".seg") == 0;
     }
-    closedir(d);
+    fs_list_free(names, n_names);
     return found;
-}
-
-static int cmd_log__cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct cmd_log_target *)a)->path,
-                  ((const struct cmd_log_target *)b)->path);
-}
-
-static bool cmd_log__is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* The log directories under @o->dir. Returns 0, or 1 after printing why
@@ -207,17 +196,18 @@ static int cmd_log__targets(const struct cmd_log_opts *o, struct cmd_log_target 
     char topics[PATH_MAX];
     struct cmd_log_target *v = NULL;
     size_t len = 0, cap = 0;
-    DIR *d;
-    struct dirent *e;
+    char why[ERR_MSG_SIZE];
+    char **names;
+    size_t n_names;
 
     *out = NULL;
     *n = 0;
-    if (!cmd_log__is_dir(o->dir)) {
+    if (!fs_is_dir(o->dir)) {
         fprintf(stderr, "tally log: %s: not a directory\n", o->dir);
         return CMD_LOG_EXIT_DAMAGE;
     }
     snprintf(topics, sizeof topics, "%s/topics", o->dir);
-    if (!cmd_log__is_dir(topics)) {
+    if (!fs_is_dir(topics)) {
         if (!cmd_log__has_segments(o->dir)) {
             fprintf(stderr,
                     "tally log: %s: neither a node data directory (no topics/ folder) nor a "
@@ -243,7 +233,7 @@ static int cmd_log__targets(const struct cmd_log_opts *o, struct cmd_log_target 
             return CMD_LOG_EXIT_DAMAGE;
         }
         snprintf(v->path, sizeof v->path, "%s/%s", topics, o->topic);
-        if (!cmd_log__is_dir(v->path)) {
+        if (!fs_is_dir(v->path)) {
             fprintf(stderr, "tally log: %s: no topic '%s' here\n", o->dir, o->topic);
             free(v);
             return CMD_LOG_EXIT_DAMAGE;
@@ -252,25 +242,25 @@ static int cmd_log__targets(const struct cmd_log_opts *o, struct cmd_log_target 
         *n = 1;
         return 0;
     }
-    d = opendir(topics);
-    if (d == NULL) {
-        fprintf(stderr, "tally log: %s: %s\n", topics, strerror(errno));
+    /* (sorted by name, so the topics are read in name order) */
+    if (fs_list(topics, &names, &n_names, why) != 0) {
+        fprintf(stderr, "tally log: %s\n", why); /* "open directory TOPICS: ..." */
         return CMD_LOG_EXIT_DAMAGE;
     }
-    while ((e = readdir(d)) != NULL) {
+    for (size_t i = 0; i < n_names; i++) {
         char path[PATH_MAX];
-        if (e->d_name[0] == '.') {
+        if (names[i][0] == '.') {
             continue;
         }
-        snprintf(path, sizeof path, "%s/%s", topics, e->d_name);
-        if (!cmd_log__is_dir(path)) {
+        snprintf(path, sizeof path, "%s/%s", topics, names[i]);
+        if (!fs_is_dir(path)) {
             continue;
         }
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             struct cmd_log_target *nv = realloc(v, ncap * sizeof *nv);
             if (nv == NULL) {
-                closedir(d);
+                fs_list_free(names, n_names);
                 free(v);
                 fprintf(stderr, "tally log: out of memory\n");
                 return CMD_LOG_EXIT_DAMAGE;
@@ -280,10 +270,7 @@ static int cmd_log__targets(const struct cmd_log_opts *o, struct cmd_log_target 
         }
         snprintf(v[len++].path, sizeof v->path, "%s", path);
     }
-    closedir(d);
-    if (len > 1) {
-        qsort(v, len, sizeof *v, cmd_log__cmp);
-    }
+    fs_list_free(names, n_names);
     *out = v;
     *n = len;
     return 0;
@@ -339,39 +326,6 @@ static int cmd_log__verify(const struct cmd_log_opts *o)
  * dump
  * ------------------------------------------------------------------------ */
 
-/* Print @n bytes as a quoted string, escaping what is not printable. */
-static void cmd_log__bytes(const uint8_t *p, size_t n)
-{
-    putchar('"');
-    for (size_t i = 0; i < n; i++) {
-        uint8_t c = p[i];
-        switch (c) {
-        case '"':
-            fputs("\\\"", stdout);
-            break;
-        case '\\':
-            fputs("\\\\", stdout);
-            break;
-        case '\n':
-            fputs("\\n", stdout);
-            break;
-        case '\r':
-            fputs("\\r", stdout);
-            break;
-        case '\t':
-            fputs("\\t", stdout);
-            break;
-        default:
-            if (c >= 0x20 && c < 0x7f) {
-                putchar(c);
-            } else {
-                printf("\\x%02x", c);
-            }
-        }
-    }
-    putchar('"');
-}
-
 /* ISO 8601 UTC form of a millisecond timestamp, or "?" out of range. */
 static void cmd_log__time(int64_t ms, char *out, size_t cap)
 {
@@ -416,13 +370,13 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
         if (r.key == NULL) {
             fputs("(none)", stdout);
         } else {
-            cmd_log__bytes(r.key, r.key_len);
+            tool_print_quoted(r.key, r.key_len, TOOL_QUOTE_C);
         }
         fputs(" value=", stdout);
         if (r.value == NULL) {
             fputs("(tombstone)", stdout);
         } else {
-            cmd_log__bytes(r.value, r.value_len);
+            tool_print_quoted(r.value, r.value_len, TOOL_QUOTE_C);
         }
         if (r.header_count > 0) {
             struct rd hr;
@@ -431,9 +385,9 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
             fputs(" headers:", stdout);
             while (batch_headers_next(&hr, &kv)) {
                 putchar(' ');
-                cmd_log__bytes(kv.name, kv.name_len);
+                tool_print_quoted(kv.name, kv.name_len, TOOL_QUOTE_C);
                 putchar('=');
-                cmd_log__bytes(kv.value, kv.value_len);
+                tool_print_quoted(kv.value, kv.value_len, TOOL_QUOTE_C);
             }
         }
         putchar('\n');

@@ -218,8 +218,8 @@ static int produce_send(struct produce_state *s, const struct tally_record_in *r
         case TALLY_IOERR:
         case TALLY_SHUTDOWN:
             /* The request may have reached the leader before the failure.
-             * The library usually says so itself; say it once. */
-            if (strstr(msg, "may or may not") != NULL) {
+             * When libtally knows that, its message says so; say it once. */
+            if (tally_outcome_unknown(s->client)) {
                 return tool_error(s->cmd, "%s (%" PRIu64 " earlier record%s committed)", msg,
                                   s->written, s->written == 1 ? " was" : "s were");
             }

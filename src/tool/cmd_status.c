@@ -41,42 +41,6 @@ static const char status_help[] =
 
 enum { STATUS_OPT_JSON = TOOL_OPT__FIRST_FREE };
 
-/* Print @s as a JSON string: quotes, backslash, control characters and
- * bytes that are not ASCII escaped, so any name gives valid JSON (non-ASCII
- * bytes become \u00XX, i.e. they are read as Latin-1). */
-static void status_json_string(const char *s)
-{
-    const unsigned char *p;
-
-    putchar('"');
-    for (p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", stdout);
-            break;
-        case '\\':
-            fputs("\\\\", stdout);
-            break;
-        case '\n':
-            fputs("\\n", stdout);
-            break;
-        case '\r':
-            fputs("\\r", stdout);
-            break;
-        case '\t':
-            fputs("\\t", stdout);
-            break;
-        default:
-            if (*p < 0x20 || *p >= 0x7f) {
-                printf("\\u%04x", *p);
-            } else {
-                putchar(*p);
-            }
-        }
-    }
-    putchar('"');
-}
-
 static int status_by_name(const void *a, const void *b)
 {
     return strcmp(((const struct tally_topic_info *)a)->name,
@@ -95,9 +59,9 @@ static void status_print_json(const struct tally_status *st, const struct tally_
         const struct tally_member *m = &st->members[i];
 
         printf("%s{\"id\": %" PRIu64 ", \"client\": ", i > 0 ? ", " : "", m->id);
-        status_json_string(m->client_addr);
+        tool_print_quoted(m->client_addr, strlen(m->client_addr), TOOL_QUOTE_JSON);
         fputs(", \"raft\": ", stdout);
-        status_json_string(m->raft_addr);
+        tool_print_quoted(m->raft_addr, strlen(m->raft_addr), TOOL_QUOTE_JSON);
         printf(", \"role\": \"%s\", \"voter\": %s, \"spare\": %s, \"applied_index\": %" PRIu64
                ", \"reachable\": %s",
                m->reachable ? tool_role_name(m->role) : "unavailable",
@@ -113,7 +77,7 @@ static void status_print_json(const struct tally_status *st, const struct tally_
     fputs("], \"topics\": [", stdout);
     for (i = 0; i < n_topics; i++) {
         printf("%s{\"name\": ", i > 0 ? ", " : "");
-        status_json_string(topics[i].name);
+        tool_print_quoted(topics[i].name, strlen(topics[i].name), TOOL_QUOTE_JSON);
         printf(", \"policy\": \"%s\", \"start_offset\": %" PRIu64 ", \"next_offset\": %" PRIu64
                "}",
                tool_policy_name(topics[i].config.policy), topics[i].start_offset,

@@ -269,6 +269,41 @@ int64_t tool_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void tool_print_quoted(const void *p, size_t n, enum tool_quote style)
+{
+    const unsigned char *s = p;
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        switch (c) {
+        case '"':
+            fputs("\\\"", stdout);
+            break;
+        case '\\':
+            fputs("\\\\", stdout);
+            break;
+        case '\n':
+            fputs("\\n", stdout);
+            break;
+        case '\r':
+            fputs("\\r", stdout);
+            break;
+        case '\t':
+            fputs("\\t", stdout);
+            break;
+        default:
+            if (c >= 0x20 && c < 0x7f) {
+                putchar(c);
+            } else if (style == TOOL_QUOTE_JSON) {
+                printf("\\u%04x", c);
+            } else {
+                printf("\\x%02x", c);
+            }
+        }
+    }
+    putchar('"');
+}
+
 int64_t tool_now_ms(void)
 {
     return tool_now_us() / 1000;

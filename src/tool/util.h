@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tally.h"
@@ -132,6 +133,18 @@ int tool_policy_parse(const char *s);
 
 /* Role names as status prints them. */
 const char *tool_role_name(int role);
+
+/* How tool_print_quoted writes a byte outside printable ASCII. */
+enum tool_quote {
+    TOOL_QUOTE_JSON, /* \u00XX: a valid JSON string (bytes read as Latin-1) */
+    TOOL_QUOTE_C,    /* \xXX: every byte can be read back (tally log dump) */
+};
+
+/* Print the @n bytes at @p to stdout between double quotes, with '"',
+ * '\\', newline, carriage return and tab escaped as in C and JSON, and
+ * every other byte outside printable ASCII as @style says. The one string
+ * escaper of the CLI (status --json, log dump). */
+void tool_print_quoted(const void *p, size_t n, enum tool_quote style);
 
 /* Milliseconds from a monotonic clock. */
 int64_t tool_now_ms(void);

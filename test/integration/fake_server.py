@@ -412,6 +412,9 @@ class Client:
     def errmsg(self):
         return self.lib.tally_errmsg(self.h).decode()
 
+    def outcome_unknown(self):
+        return self.lib.tally_outcome_unknown(self.h)
+
     def produce(self, topic, records):
         arr = (RecordIn * len(records))()
         for i, (k, v) in enumerate(records):
@@ -630,6 +633,8 @@ def selftest(path):
     rv = c.topic_create("x")
     check(rv == CONNECT and "connect" in c.errmsg(), "no node reachable: CONNECT",
           (rv, c.errmsg()))
+    check(c.outcome_unknown() == 0, "a write no node took is not of unknown outcome",
+          (rv, c.errmsg()))
     rv, _ = c.status()
     check(rv == CONNECT, "status with no node reachable", (rv, c.errmsg()))
     c.close()
@@ -645,6 +650,9 @@ def selftest(path):
     check(rv == TIMEOUT and cl4.produce_seen >= 2,
           "connection lost after sending a produce: retried with the same batch until the timeout",
           (rv, cl4.produce_seen, c.errmsg()))
+    check(c.outcome_unknown() == 1 and "may or may not" in c.errmsg(),
+          "tally_outcome_unknown says so after a produce whose connection was lost",
+          (c.outcome_unknown(), c.errmsg()))
     c.close()
     cl4.stop()
 

@@ -153,6 +153,9 @@ def test_cli_against_fake_cluster():
             r = run_tally(["--timeout", 3000, "produce", "d", "x"], brokers=b2, timeout=30)
             check(r.rc == 1 and b"may or may not" in r.err and len(r.err.splitlines()) == 1,
                   f"produce with an unknown outcome: {r!r}")
+            # Said once: the CLI relies on tally_outcome_unknown, not on
+            # its own words.
+            check(r.err.count(b"may or may not") == 1, f"said twice: {r!r}")
         finally:
             fc2.stop()
     finally:

@@ -8,26 +8,29 @@
 # back until the take is written (src/repl/snapguard.c, docs/raft.md).
 #
 # Node 3 syncs slowly (test/lib/slowfsync.c: every fsync waits), so its
-# takes last long and it falls behind the leader's short trailing log: the
-# leader sends it snapshots while it takes its own. Writes go on until node
-# 3 has held at least two installs (or for a bounded time); node 3 must
+# takes last long: most of the time it is writing a snapshot. Each round
+# pauses it (SIGSTOP), most likely in the middle of a take, lets the leader
+# write more than its trailing log keeps, and resumes it: the leader then
+# sends it a snapshot while its take is still in flight. Rounds go on until
+# node 3 has held an install (or a bounded number of rounds); node 3 must
 # stay up, and once the writes stop hold every record, as the others do.
 #
 #   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_snapshot_overlap.py
 
 import os
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD_DIR, Cluster, check, parse_records, run_tests, wait_until  # noqa: E402
+from harness import BUILD_DIR, TALLY, Cluster, check, parse_records, run_tests, wait_until  # noqa: E402
 
 SHIM = os.path.join(BUILD_DIR, "test", "lib", ".libs", "libslowfsync.so")
 HELD = b"holding the leader's snapshot"
 # Snapshots every 32 entries keeping 8: the slow node soon needs installs.
 NODE_ARGS = ["--set", "snapshot_threshold=32", "--set", "snapshot_trailing=8"]
-BATCH = 50
-MAX_SECONDS = 90
+BATCH = 60
+ROUNDS = 30
 
 
 def node_log(c, i):
@@ -40,19 +43,40 @@ def test_install_during_take():
     own, stays up, and ends with every record."""
     check(os.path.exists(SHIM), f"{SHIM} is not built")
     with Cluster(name="snapovl", extra_args=NODE_ARGS) as c:
-        c.node_env[3] = {"LD_PRELOAD": SHIM, "TALLY_SLOW_FSYNC_MS": "150"}
+        c.node_env[3] = {"LD_PRELOAD": SHIM, "TALLY_SLOW_FSYNC_MS": "300"}
         c.start(timeout=60)
         if c.leader() == 3:
             c.tally_ok("member", "transfer", "1")
             wait_until(lambda: c.leader() in (1, 2), 30, "node 1 or 2 to lead")
         c.tally_ok("topic", "create", "t", ids=[1, 2])
         sent = 0
-        deadline = time.monotonic() + MAX_SECONDS
-        while time.monotonic() < deadline and node_log(c, 3).count(HELD) < 2:
-            lines = "".join(f"v{sent + i}-{'x' * 100}\n" for i in range(BATCH))
-            c.tally_ok("produce", "t", input=lines.encode(), ids=[1, 2], timeout=60)
+
+        def produce():
+            """BATCH records, a line at a time with --linger-ms 0: about
+            one Raft entry each, so the leader's log moves past its
+            trailing entries quickly."""
+            nonlocal sent
+            p = subprocess.Popen([TALLY, "-b", c.brokers([1, 2]), "produce", "t",
+                                  "--linger-ms", "0"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for i in range(BATCH):
+                p.stdin.write(f"v{sent + i}-{'x' * 100}\n".encode())
+                p.stdin.flush()
+                time.sleep(0.002)
+            _, err = p.communicate(timeout=60)
+            check(p.returncode == 0, f"produce: exit {p.returncode}: {err!r}")
             sent += BATCH
+
+        for _ in range(ROUNDS):
+            produce()  # node 3 applies these and takes snapshots
+            c.pause(3)
+            produce()  # past the leader's trailing log
+            produce()
+            c.resume(3)
+            time.sleep(0.5)
             c.check_up()
+            if node_log(c, 3).count(HELD) >= 1:
+                break
         held = node_log(c, 3).count(HELD)
         print(f"# {sent} records written; node 3 held {held} snapshot installs")
         check(held >= 1, "node 3 never got an install while taking a snapshot: "
@@ -67,4 +91,4 @@ def test_install_during_take():
 
 
 if __name__ == "__main__":
-    run_tests([test_install_during_take], per_test_timeout=300)
+    run_tests([test_install_during_take], per_test_timeout=450)

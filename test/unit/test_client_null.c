@@ -321,6 +321,7 @@ static void test_null_no_result_calls(void **state)
     assert_non_null(tally_producer_errmsg(NULL));
     tally_producer_destroy(NULL);
     assert_int_equal(tally_condition_actual(NULL), 0);
+    assert_int_equal(tally_outcome_unknown(NULL), 0);
     tally_set_linearizable(NULL, 1);
     assert_int_equal(tally_fetch_possibly_stale(NULL), 0);
     assert_string_equal(tally_status_disagreement(NULL), "");

@@ -18,7 +18,7 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/err.h"
-#include "log/fs.h"
+#include "lib/fs.h"
 #include "log/log.h"
 #include "../lib/tmpdir.h"
 

@@ -19,8 +19,8 @@
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
-#include "log/fs.h"
 #include "log/log.h"
 #include "../lib/tmpdir.h"
 

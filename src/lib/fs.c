@@ -1,6 +1,6 @@
-/* File system calls of the log layer, as thin wrappers that turn errno into
+/* File system calls of every layer, as thin wrappers that turn errno into
  * TALLY_* codes with a message naming the file (see fs.h). */
-#include "log/fs.h"
+#include "lib/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "lib/err.h"
-#include "lib/file.h"
 
 /* Injected failures (tests only). */
 static unsigned fs__fault_ops;
@@ -150,7 +149,23 @@ int fs_rename(const char *from, const char *to, char *errmsg)
     if (e == 0 && rename(from, to) != 0) {
         e = errno;
     }
+    if (e == ENOENT) {
+        err_printf(errmsg, "rename %s to %s: %s", from, to, strerror(e));
+        return TALLY_NOTFOUND;
+    }
     return e != 0 ? err_os(errmsg, e, "rename %s to %s", from, to) : 0;
+}
+
+int fs_link(const char *from, const char *to, char *errmsg)
+{
+    if (link(from, to) == 0) {
+        return 0;
+    }
+    if (errno == ENOENT) {
+        err_printf(errmsg, "link %s to %s: %s", from, to, strerror(ENOENT));
+        return TALLY_NOTFOUND;
+    }
+    return err_os(errmsg, errno, "link %s to %s", from, to);
 }
 
 int fs_unlink(const char *path, char *errmsg)
@@ -161,13 +176,157 @@ int fs_unlink(const char *path, char *errmsg)
     return 0;
 }
 
+int fs_write_synced(const char *path, const void *data, size_t len, char *errmsg)
+{
+    const char *p = data;
+    size_t done = 0;
+    int rv = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "create %s", path);
+    }
+    while (rv == 0 && done < len) {
+        ssize_t w = write(fd, p + done, len - done);
+        if (w < 0 && errno != EINTR) {
+            rv = err_os(errmsg, errno, "write %s", path);
+        } else if (w > 0) {
+            done += (size_t)w;
+        }
+    }
+    if (rv == 0 && fsync(fd) != 0) {
+        rv = err_os(errmsg, errno, "fsync %s", path);
+    }
+    close(fd);
+    return rv;
+}
+
+int fs_read_file(const char *path, size_t max, void **data, size_t *len, char *errmsg)
+{
+    uint64_t size;
+    size_t got = 0;
+    char *p = NULL;
+    int fd, rv = fs_open(path, O_RDONLY, path, &fd, errmsg);
+    *data = NULL;
+    *len = 0;
+    if (rv != 0) {
+        return rv;
+    }
+    rv = fs_size(fd, &size, path, errmsg);
+    if (rv == 0 && size > max) {
+        rv = ERR_CORRUPT(errmsg, "%s is too large (%llu bytes)", path, (unsigned long long)size);
+    }
+    if (rv == 0 && (size >= SIZE_MAX || (p = malloc((size_t)size + 1)) == NULL)) {
+        err_printf(errmsg, "read %s: out of memory", path);
+        rv = TALLY_NOMEM;
+    }
+    if (rv == 0) {
+        rv = fs_pread(fd, p, (size_t)size, 0, &got, path, errmsg);
+    }
+    if (rv == 0 && got != size) {
+        err_printf(errmsg, "read %s: it shrank while being read", path);
+        rv = TALLY_IOERR;
+    }
+    fs_close(fd);
+    if (rv != 0) {
+        free(p);
+        return rv;
+    }
+    p[got] = '\0';
+    *data = p;
+    *len = got;
+    return 0;
+}
+
+int fs_mkdir(const char *dir, bool *existed, char *errmsg)
+{
+    bool there = false;
+    if (mkdir(dir, 0755) != 0) {
+        if (errno != EEXIST) {
+            return err_os(errmsg, errno, "create directory %s", dir);
+        }
+        there = true;
+    }
+    if (existed != NULL) {
+        *existed = there;
+    }
+    return 0;
+}
+
+int fs_rmdir(const char *dir, char *errmsg)
+{
+    if (rmdir(dir) != 0 && errno != ENOENT) {
+        return err_os(errmsg, errno, "remove directory %s", dir);
+    }
+    return 0;
+}
+
+int fs_clear_dir(const char *dir, char *errmsg)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char child[PATH_MAX + 256];
+    int rv = 0;
+    if (d == NULL) {
+        return err_os(errmsg, errno, "open directory %s", dir);
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(child, sizeof child, "%s/%s", dir, e->d_name);
+        if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode)) {
+            rv = fs_remove_tree(child, errmsg);
+        } else {
+            rv = fs_unlink(child, errmsg);
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
+int fs_remove_tree(const char *path, char *errmsg)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        return errno == ENOENT ? 0 : err_os(errmsg, errno, "stat %s", path);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return fs_unlink(path, errmsg);
+    }
+    int rv = fs_clear_dir(path, errmsg);
+    return rv != 0 ? rv : fs_rmdir(path, errmsg);
+}
+
+int fs_check_writable(const char *dir, char *errmsg)
+{
+    char probe[PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.tallyd-probe-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "create a file in %s", dir);
+    }
+    close(fd);
+    unlink(probe); /* (a probe left behind harms nothing) */
+    return 0;
+}
+
 int fs_sync_dir(const char *dir, char *errmsg)
 {
     int e = fs__fault(FS_OP_FSYNC);
+    int fd;
     if (e != 0) {
         return err_os(errmsg, e, "fsync directory %s", dir);
     }
-    return file_sync_dir(dir, errmsg);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return err_os(errmsg, errno, "open directory %s", dir);
+    }
+    if (fsync(fd) != 0) {
+        e = errno;
+    }
+    close(fd);
+    return e != 0 ? err_os(errmsg, e, "fsync directory %s", dir) : 0;
 }
 
 bool fs_is_dir(const char *path)

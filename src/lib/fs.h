@@ -1,12 +1,15 @@
-/* File system calls of the log layer: the only place that opens, writes,
- * fsyncs, renames, truncates or removes files, and fsyncs directories.
+/* File system calls of every layer: the only place that opens, writes,
+ * fsyncs, renames, links, truncates or removes files and directories, and
+ * fsyncs directories. Any layer may include it (it sits in lib/); a layer
+ * that needs one more file operation adds it here rather than calling the
+ * system itself.
  *
  * Every wrapper returns 0 or a TALLY_* code (through err_os: TALLY_IOERR,
  * TALLY_NOSPACE, TALLY_NOMEM) and fills @errmsg with "<what> <path>:
  * strerror". Keeping all system calls here gives the tests one place to
  * inject failures (fs_fault_inject) and keeps the error text uniform. */
-#ifndef TALLY_LOG_FS_H_
-#define TALLY_LOG_FS_H_
+#ifndef TALLY_LIB_FS_H_
+#define TALLY_LIB_FS_H_
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,11 +41,47 @@ int fs_truncate(int fd, uint64_t size, const char *what, char *errmsg);
 /* Size of an open file (fstat). */
 int fs_size(int fd, uint64_t *size, const char *what, char *errmsg);
 
-/* rename(2). Durable only after fs_sync_dir on the directory. */
+/* rename(2). Durable only after fs_sync_dir on the directory. A missing
+ * @from is TALLY_NOTFOUND. */
 int fs_rename(const char *from, const char *to, char *errmsg);
+
+/* link(2): a second name @to for @from, never replacing an existing @to.
+ * A missing @from is TALLY_NOTFOUND. */
+int fs_link(const char *from, const char *to, char *errmsg);
 
 /* unlink(2); a file that is already gone is not an error. */
 int fs_unlink(const char *path, char *errmsg);
+
+/* Create (or truncate) @path, write @len bytes of @data and fsync it. The
+ * caller renames it into place and syncs the directory. */
+int fs_write_synced(const char *path, const void *data, size_t len, char *errmsg);
+
+/* Read the whole file @path: *data (owned by the caller: free) holds its
+ * *len bytes and a NUL after them. A missing file is TALLY_NOTFOUND, one
+ * larger than @max bytes TALLY_CORRUPT (nothing tally reads whole is that
+ * large). */
+int fs_read_file(const char *path, size_t max, void **data, size_t *len, char *errmsg);
+
+/* mkdir(2) with mode 0755. A name that exists already is not an error
+ * (the caller checks what it is where that matters); *existed (if not
+ * NULL) tells whether it did. Not fsynced: see fs_mkdir_p. */
+int fs_mkdir(const char *dir, bool *existed, char *errmsg);
+
+/* rmdir(2): remove the empty directory @dir; a missing one is not an
+ * error, one that is not empty is (TALLY_IOERR, "Directory not empty"). */
+int fs_rmdir(const char *dir, char *errmsg);
+
+/* Remove @path and everything below it (directories are descended, links
+ * are removed, never followed). A missing @path is not an error. Stops at
+ * the first name that cannot be removed. */
+int fs_remove_tree(const char *path, char *errmsg);
+
+/* Remove everything below the directory @dir, which stays. */
+int fs_clear_dir(const char *dir, char *errmsg);
+
+/* Whether a file can be created in @dir: creates a scratch file there
+ * (".tallyd-probe-XXXXXX") and removes it again. */
+int fs_check_writable(const char *dir, char *errmsg);
 
 /* Create @dir and its missing parents (mode 0755), fsyncing each parent
  * whose entries changed so the new directory survives a crash. An

@@ -1,0 +1,157 @@
+/* Consumer group positions: one committed offset per group and topic,
+ * kept in memory and in the catalog checkpoint. */
+#include "store/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+
+/* Drop the positions of @group (every group if NULL) on @topic (every
+ * topic if NULL); returns how many. Order of the others is kept. */
+unsigned store__groups_drop(struct store *s, const char *group, const char *topic)
+{
+    unsigned i, j = 0;
+    for (i = 0; i < s->n_groups; i++) {
+        if ((group == NULL || strcmp(s->groups[i].group, group) == 0) &&
+            (topic == NULL || strcmp(s->groups[i].topic, topic) == 0)) {
+            continue;
+        }
+        s->groups[j++] = s->groups[i];
+    }
+    unsigned dropped = s->n_groups - j;
+    s->n_groups = j;
+    return dropped;
+}
+
+bool store_group_offset(struct store *s, const char *group, const char *topic,
+                        uint64_t *offset)
+{
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, group) == 0 && strcmp(s->groups[i].topic, topic) == 0) {
+            *offset = s->groups[i].offset;
+            return true;
+        }
+    }
+    *offset = 0;
+    return false;
+}
+
+/* A group position lives in memory and in the catalog checkpoint; after a
+ * restart the commits since the checkpoint are re-applied from Raft's log,
+ * like every catalog command. A position belongs to one incarnation of its
+ * topic (its topic id, the Raft index of the TOPIC_CREATE): deleting the
+ * topic deletes its positions, and a commit that names another incarnation
+ * (made by a consumer that read the deleted topic) is refused, so a
+ * recreated topic starts every group afresh. A position past the topic's
+ * end is refused too: it would skip records not yet written. */
+int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    struct store__group g;
+    struct store_topic *t;
+    uint64_t topic_id = UINT64_MAX; /* entries without it: the topic as it is */
+    unsigned i;
+    memset(&g, 0, sizeof g);
+    rd_str(body, g.group, sizeof g.group);
+    rd_str(body, g.topic, sizeof g.topic);
+    g.offset = rd_u64(body);
+    if (rd_ok(body) && body->left >= 8) {
+        topic_id = rd_u64(body);
+    }
+    if (!rd_ok(body) || g.group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group commit");
+        return 0;
+    }
+    if ((t = store_topic_find(s, g.topic)) == NULL) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", g.topic);
+        return 0;
+    }
+    if (topic_id != UINT64_MAX && topic_id != t->created_index) {
+        store__result(res, TALLY_NOTFOUND,
+                      "topic %s was deleted and created again since group %s read it; "
+                      "the group starts afresh on the new topic",
+                      g.topic, g.group);
+        return 0;
+    }
+    if (t->log != NULL && g.offset > log_next_offset(t->log)) {
+        store__result(res, TALLY_OUT_OF_RANGE,
+                      "group %s: offset %llu is past the end of %s (next offset %llu)", g.group,
+                      (unsigned long long)g.offset, g.topic,
+                      (unsigned long long)log_next_offset(t->log));
+        return 0;
+    }
+    for (i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, g.group) == 0 && strcmp(s->groups[i].topic, g.topic) == 0) {
+            s->groups[i].offset = g.offset;
+            return 0;
+        }
+    }
+    if (s->n_groups == s->cap_groups) {
+        unsigned cap = s->cap_groups ? s->cap_groups * 2 : 16;
+        struct store__group *ng = realloc(s->groups, cap * sizeof *ng);
+        if (ng == NULL) {
+            return TALLY_NOMEM;
+        }
+        s->groups = ng;
+        s->cap_groups = cap;
+    }
+    s->groups[s->n_groups++] = g;
+    return 0;
+}
+
+void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    char group[STORE_NAME_MAX], topic[STORE_NAME_MAX];
+    rd_str(body, group, sizeof group);
+    rd_str(body, topic, sizeof topic);
+    if (!rd_ok(body) || group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group delete");
+        return;
+    }
+    unsigned n = store__groups_drop(s, group, topic[0] != '\0' ? topic : NULL);
+    if (n == 0) {
+        if (topic[0] != '\0') {
+            store__result(res, TALLY_NOTFOUND, "group %s has no position on %s", group, topic);
+        } else {
+            store__result(res, TALLY_NOTFOUND, "group %s not found", group);
+        }
+        return;
+    }
+    res->count = n;
+}
+
+bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,
+                    uint64_t *offset)
+{
+    if (i >= s->n_groups) {
+        return false;
+    }
+    *group = s->groups[i].group;
+    *topic = s->groups[i].topic;
+    *offset = s->groups[i].offset;
+    return true;
+}
+
+int store_import_group(struct store *s, const char *group, const char *topic, uint64_t offset,
+                       char *errmsg)
+{
+    struct store_item_result res;
+    struct buf b;
+    struct rd r;
+    int rv = TALLY_NOMEM;
+    memset(&res, 0, sizeof res);
+    buf_init(&b);
+    buf_put_str(&b, group);
+    buf_put_str(&b, topic);
+    buf_put_u64(&b, offset);
+    if (buf_ok(&b)) {
+        rd_init(&r, b.data, b.len);
+        rv = store__group_commit(s, &r, &res);
+    }
+    buf_free(&b);
+    if (rv == 0 && res.code != 0) {
+        err_printf(errmsg, "group %s on %s: %s", group, topic, res.message);
+        rv = res.code;
+    }
+    return rv;
+}

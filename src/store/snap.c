@@ -1,0 +1,441 @@
+/* Snapshots of the state: freeze on the loop, build on the snapshot
+ * thread, release; installing one (store_restore), which takes a topic
+ * back to the snapshot or forward to it; and the restored state the first
+ * leader of a restored cluster describes, which the other nodes adopt. */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/codec.h"
+#include "lib/err.h"
+#include "lib/fs.h"
+#include "lib/logger.h"
+
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg);
+
+/* The restored state described by the first leader of a restored cluster
+ * (CMD_CLUSTER_ID): a node that lacks a restored topic creates it, its
+ * history to be backfilled from a peer, with the described producers and
+ * key versions; a node that holds it checks that it is the same. Group
+ * positions it lacks are taken. */
+int store__adopt_restored(struct store *s, uint64_t index, const uint8_t *p, uint32_t n,
+                          char *errmsg)
+{
+    struct store__catalog c;
+    uint32_t i = 0;
+    int rv = store__decode_catalog(p, n, &c, errmsg);
+    if (rv != 0) {
+        err_wrap(errmsg, "the restored state described at index %llu",
+                 (unsigned long long)index);
+        return rv;
+    }
+    for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+        struct store_topic *t = store_topic_find(s, ct->name);
+        if (ct->created_index != 0) {
+            continue;
+        }
+        if (t != NULL) {
+            uint64_t next = log_next_offset(t->log);
+            if (t->created_index != 0 || next != c.next_offsets[i]) {
+                snprintf(s->divergence, sizeof s->divergence,
+                         "topic %s differs from the cluster's restored state (index %llu): "
+                         "this node has it %s%llu, the leader's description ends at %llu; "
+                         "this node's catalog is not the cluster's: rebuild it (tally member "
+                         "replace)", ct->name, (unsigned long long)index,
+                         t->created_index != 0 ? "created after the restore, ending at "
+                                               : "ending at ",
+                         (unsigned long long)next, (unsigned long long)c.next_offsets[i]);
+                TLOG_ERROR("store", "%s", s->divergence);
+            }
+            continue;
+        }
+        rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
+        if (t == NULL) {
+            break;
+        }
+        store__take_tables(t, ct);
+        t->floor_index = index;
+        TLOG_WARN("store", "topic %s: restored before this node joined; its history %llu..%llu "
+                  "comes from a peer (backfill)", t->name, (unsigned long long)t->missing_from,
+                  (unsigned long long)t->missing_to);
+    }
+    for (unsigned g = 0; g < c.n_groups && rv == 0; g++) {
+        uint64_t have;
+        if (!store_group_offset(s, c.groups[g].group, c.groups[g].topic, &have)) {
+            rv = store_import_group(s, c.groups[g].group, c.groups[g].topic, c.groups[g].offset,
+                                    errmsg);
+        }
+    }
+    store__catalog_free(&c);
+    return rv;
+}
+
+int store_describe_restored(struct store *s, struct buf *out)
+{
+    bool any = false;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        any = any || t->created_index == 0;
+    }
+    out->len = 0;
+    if (any) {
+        store__encode_catalog(s, s->applied_index, true, out);
+    }
+    return buf_ok(out) ? 0 : TALLY_NOMEM;
+}
+
+/* What store_snapshot_freeze copies of one topic. */
+struct store__frozen_topic {
+    char dir[PATH_MAX + 300];
+    char name[STORE_NAME_MAX];
+    uint64_t created_index;
+    uint64_t next_offset;     /* the log's next offset at the snapshot's index */
+    struct keys keys;         /* a packed copy of the key index */
+    int fd;                   /* a duplicate of the active segment's, or -1 */
+    bool written;             /* its keys.ckpt was written by the build */
+};
+
+struct store_frozen {
+    struct store *s;          /* the build touches only its file lock and marks */
+    uint64_t index;
+    struct buf head;          /* the catalog without key indexes */
+    struct buf tail;          /* the catalog's version 2 fields */
+    struct store__frozen_topic *topics; /* in catalog order */
+    unsigned n;
+};
+
+int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
+                          char *errmsg)
+{
+    struct store_frozen *f = calloc(1, sizeof *f);
+    unsigned n = 0;
+    *out = NULL;
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        n++;
+    }
+    if (f == NULL || (n > 0 && (f->topics = calloc(n, sizeof *f->topics)) == NULL)) {
+        free(f);
+        err_printf(errmsg, "snapshot: out of memory");
+        return TALLY_NOMEM;
+    }
+    f->s = s;
+    f->index = index;
+    if (index > s->applied_index) {
+        s->applied_index = index; /* (Raft freezes at its last applied index) */
+    }
+    buf_init(&f->head);
+    store__encode_head(s, index, &f->head);
+    buf_init(&f->tail);
+    store__encode_tail(s, &f->tail);
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
+        struct store__frozen_topic *ft = &f->topics[f->n];
+        ft->fd = -1;
+        store__topic_dir(s, t->name, ft->dir, sizeof ft->dir);
+        snprintf(ft->name, sizeof ft->name, "%s", t->name);
+        ft->created_index = t->created_index;
+        keys_init(&ft->keys);
+        if (keys_copy_packed(&ft->keys, &t->keys) != 0) {
+            store_snapshot_release(s, f);
+            err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
+            return TALLY_NOMEM;
+        }
+        if (t->log != NULL) {
+            ft->next_offset = log_next_offset(t->log);
+            ft->fd = log_dup_active(t->log);
+            if (ft->fd < 0) {
+                int e = errno;
+                store_snapshot_release(s, f);
+                return err_os(errmsg, e, "snapshot: duplicate the descriptor of %s", t->name);
+            }
+        }
+    }
+    if (!buf_ok(&f->head)) {
+        store_snapshot_release(s, f);
+        err_printf(errmsg, "snapshot: out of memory");
+        return TALLY_NOMEM;
+    }
+    *out = f;
+    return 0;
+}
+
+int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
+{
+    struct buf cat;
+    int rv = 0;
+    /* 1. The logs hold everything up to the index, durably: Raft may drop
+     *    its entries once the snapshot is stored. Sealed segments were
+     *    fsynced when sealed, so the active one of each topic is enough. */
+    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+        char what[STORE_NAME_MAX + 16];
+        if (f->topics[i].fd < 0) {
+            continue;
+        }
+        snprintf(what, sizeof what, "the log of %s", f->topics[i].name);
+        if ((rv = fs_fsync(f->topics[i].fd, what, errmsg)) != 0) {
+            err_wrap(errmsg, "snapshot");
+        }
+    }
+    /* 2. Checkpoints at the index: the key indexes, then the catalog. */
+    for (unsigned i = 0; i < f->n && rv == 0; i++) {
+        struct store__frozen_topic *ft = &f->topics[i];
+        if (ft->fd < 0) {
+            continue; /* being created: no log yet */
+        }
+        bool renamed = false;
+        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
+                                    "snap.tmp", &renamed, errmsg);
+        if (rv != 0) {
+            err_wrap(errmsg, "snapshot: checkpoint the key index of %s", ft->name);
+        }
+        /* (skipped for a newer one, which may count less of the log after
+         * a topic went back to a snapshot: not a reason to compact) */
+        ft->written = rv == 0 && renamed;
+    }
+    buf_init(&cat);
+    if (rv == 0) {
+        buf_put(&cat, f->head.data, f->head.len);
+        buf_put_u8(&cat, 0);
+        buf_put(&cat, f->tail.data, f->tail.len);
+        if (buf_ok(&cat)) {
+            buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
+        }
+        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, f->index, false};
+        rv = buf_ok(&cat) ? store__write_file_as(f->s->dir, "catalog", "snap.tmp", &cat, &g,
+                                                 errmsg)
+                          : TALLY_NOMEM;
+    }
+    buf_free(&cat);
+    /* 3. The snapshot: the catalog with every key index. */
+    if (rv == 0) {
+        buf_put(out, f->head.data, f->head.len);
+        buf_put_u8(out, 1);
+        for (unsigned i = 0; i < f->n; i++) {
+            keys_encode(&f->topics[i].keys, out);
+        }
+        buf_put(out, f->tail.data, f->tail.len);
+        if (buf_ok(out)) {
+            buf_put_u64(out, codec_checksum(out->data, out->len));
+        }
+        if (!buf_ok(out)) {
+            err_printf(errmsg, "snapshot: out of memory");
+            rv = TALLY_NOMEM;
+        }
+    }
+    return rv;
+}
+
+void store_snapshot_release(struct store *s, struct store_frozen *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < f->n; i++) {
+        struct store__frozen_topic *ft = &f->topics[i];
+        struct store_topic *t = store_topic_find(s, ft->name);
+        /* A topic compacts only below its newest key checkpoint. */
+        if (ft->written && t != NULL && t->created_index == ft->created_index &&
+            ft->next_offset > t->compact_limit) {
+            t->compact_limit = ft->next_offset;
+        }
+        fs_close(ft->fd);
+        keys_free(&ft->keys);
+    }
+    free(f->topics);
+    buf_free(&f->head);
+    buf_free(&f->tail);
+    free(f);
+}
+
+int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
+{
+    struct store_frozen *f;
+    int rv = store_snapshot_freeze(s, index, &f, errmsg);
+    if (rv == 0) {
+        rv = store_snapshot_build(f, out, errmsg);
+        store_snapshot_release(s, f);
+    }
+    return rv;
+}
+
+/* Take @t back to its state @ct in the snapshot at @index, whose log held
+ * offsets @start..@next - 1: the log is cut to @next when it holds more
+ * (Raft replays the entries after @index), or restarted empty at @next
+ * when it holds less, the range it lacks being left to a backfill. */
+static int store__rewind_topic(struct store_topic *t, struct store_topic *ct, uint64_t index,
+                               uint64_t start, uint64_t next, char *errmsg)
+{
+    uint64_t have = log_next_offset(t->log);
+    int rv = 0;
+    if (have >= next && next >= log_start_offset(t->log)) {
+        uint64_t now = have;
+        TLOG_ERROR("store", "topic %s: going back to the snapshot at index %llu (offset %llu); "
+                   "the entries after it are applied again from the Raft log", t->name,
+                   (unsigned long long)index, (unsigned long long)next);
+        rv = log_truncate(t->log, next, &now, errmsg);
+        have = now;
+    }
+    if (rv == 0 && have != next) {
+        /* Shorter than the snapshot, or the snapshot's offset is below the
+         * log's start (retention) or inside a batch (a compacted one). */
+        TLOG_ERROR("store", "topic %s: the local log holds offsets [%llu, %llu) but the "
+                   "snapshot at index %llu ends at %llu: records were lost here (damaged "
+                   "segment?) or removed by retention; taking the snapshot's state, other nodes "
+                   "serve offsets %llu..%llu", t->name,
+                   (unsigned long long)log_start_offset(t->log), (unsigned long long)have,
+                   (unsigned long long)index, (unsigned long long)next,
+                   (unsigned long long)start, (unsigned long long)next - 1);
+        rv = log_reset(t->log, next, errmsg);
+        t->missing_from = start;
+        t->missing_to = next;
+    }
+    if (rv == 0) {
+        store__take_tables(t, ct);
+        t->floor_index = index;
+        t->damaged = false;
+        if (t->compact_limit > log_next_offset(t->log)) {
+            t->compact_limit = log_next_offset(t->log);
+        }
+        rv = store__load_tail(t, errmsg);
+    }
+    if (rv != 0) {
+        err_wrap(errmsg, "topic %s: go back to the snapshot at index %llu", t->name,
+                 (unsigned long long)index);
+    }
+    return rv;
+}
+
+/* Add topic @ct of a decoded catalog (snapshot, restored state) that this
+ * node lacks: its log starts empty at @next, and [@start, @next) is the
+ * history it lacks, which a backfill fetches from a peer. *out NULL when
+ * out of memory. The caller takes the tables (store__take_tables). */
+static int store__adopt_topic(struct store *s, const struct store_topic *ct, uint64_t start,
+                              uint64_t next, struct store_topic **out, char *errmsg)
+{
+    struct store_topic *t = calloc(1, sizeof *t);
+    struct store_topic **tail = &s->topics;
+    int rv;
+    *out = t;
+    if (t == NULL) {
+        return TALLY_NOMEM;
+    }
+    *t = *ct;
+    t->next = NULL;
+    t->log = NULL; /* (producers and keys still shared with @ct: take them) */
+    while (*tail != NULL) {
+        tail = &(*tail)->next;
+    }
+    *tail = t;
+    t->missing_from = t->missing_to = 0;
+    rv = store__open_topic(s, t, next, next, errmsg);
+    if (next > start) {
+        t->missing_from = start;
+        t->missing_to = next;
+    }
+    return rv;
+}
+
+int store_restore(struct store *s, const void *p, size_t n, bool local_first, char *errmsg)
+{
+    struct store__catalog c;
+    int rv = store__decode_catalog(p, n, &c, errmsg);
+    uint32_t i = 0;
+    if (rv != 0) {
+        err_wrap(errmsg, "restore snapshot");
+        return rv;
+    }
+    if (local_first) {
+        /* Every snapshot this node took was preceded by a sync of its logs,
+         * so the local state includes everything up to c.index - unless a
+         * log lost records since (a damaged segment cut at open). Such a
+         * topic goes back to the snapshot's state: Raft replays the entries
+         * after it, and the records the snapshot covers but the log lost
+         * are answered for by the other nodes (UNAVAILABLE here) until a
+         * backfill brings them back. */
+        bool changed = false;
+        for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+            struct store_topic *t = store_topic_find(s, ct->name);
+            if (t == NULL || t->created_index != ct->created_index ||
+                (!t->damaged && log_next_offset(t->log) >= c.next_offsets[i])) {
+                continue;
+            }
+            rv = store__rewind_topic(t, ct, c.index, c.start_offsets[i], c.next_offsets[i],
+                                     errmsg);
+            changed = true;
+        }
+        if (rv == 0 && changed) {
+            rv = store_checkpoint(s, errmsg);
+        }
+        if (rv == 0) {
+            TLOG_INFO("store", "snapshot at index %llu: keeping the local state%s",
+                      (unsigned long long)c.index, changed ? " (but for the topics above)" : "");
+        }
+        store__catalog_free(&c);
+        return rv;
+    }
+    TLOG_INFO("store", "installing snapshot at index %llu", (unsigned long long)c.index);
+    /* Drop topics the snapshot does not have. */
+    for (struct store_topic *t = s->topics, *next; t != NULL && rv == 0; t = next) {
+        struct store_topic *ct = c.topics;
+        next = t->next;
+        while (ct != NULL && !(strcmp(ct->name, t->name) == 0 &&
+                               ct->created_index == t->created_index)) {
+            ct = ct->next;
+        }
+        if (ct == NULL) {
+            rv = store__unlink_topic(s, t, s->catalog_index, errmsg);
+        }
+    }
+    /* Create or move forward the snapshot's topics. */
+    for (struct store_topic *ct = c.topics; ct != NULL && rv == 0; ct = ct->next, i++) {
+        struct store_topic *t = store_topic_find(s, ct->name);
+        if (t == NULL) {
+            rv = store__adopt_topic(s, ct, c.start_offsets[i], c.next_offsets[i], &t, errmsg);
+            if (t == NULL) {
+                break;
+            }
+        } else if (log_next_offset(t->log) < c.next_offsets[i]) {
+            rv = log_reset(t->log, c.next_offsets[i], errmsg);
+            t->missing_from = c.start_offsets[i];
+            t->missing_to = c.next_offsets[i];
+        }
+        if (t->missing_to > t->missing_from) {
+            TLOG_WARN("store", "topic %s: history %llu..%llu is not on this node (installed a "
+                      "snapshot; fetches of it are sent to other nodes)", t->name,
+                      (unsigned long long)t->missing_from, (unsigned long long)t->missing_to);
+        }
+        /* The snapshot's producer table and key index replace ours. */
+        store__take_tables(t, ct);
+        t->floor_index = c.index;
+        t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
+        t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit
+                                                                      : t->tombstone_limit;
+        if (rv == 0) {
+            rv = store__apply_trim(t, errmsg);
+        }
+    }
+    if (rv == 0) {
+        memcpy(s->members, c.members, sizeof c.members);
+        s->n_members = c.n_members;
+        if (c.cluster_id != 0 || s->cluster_id == 0) {
+            s->cluster_id = c.cluster_id;
+        }
+        memcpy(s->dirs, c.dirs, sizeof c.dirs);
+        s->n_dirs = c.n_dirs;
+        free(s->groups);
+        s->groups = c.groups;
+        s->n_groups = s->cap_groups = c.n_groups;
+        c.groups = NULL;
+        users_move(&s->users, &c.users);
+        acls_move(&s->acls, &c.acls);
+        s->catalog_index = c.index;
+        s->applied_index = c.index;
+        memset(s->digests, 0, sizeof s->digests);
+        s->max_ts = store__scan_max_ts(s);
+        rv = store_checkpoint(s, errmsg);
+    }
+    store__catalog_free(&c);
+    return rv;
+}
