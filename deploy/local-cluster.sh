@@ -17,6 +17,10 @@
 #                        it has tallyd, else src/)
 #   TALLYD_ARGS          extra flags for every tallyd, e.g.
 #                        "--log-level debug --set election_timeout_ms=500"
+#   TALLY_TLS            1: TLS on every link (docs/security.md); certificates are
+#                        made once in $RUN/certs (deploy/make-certs.sh), and the
+#                        client commands here use $RUN/certs/ca.crt: for your own
+#                        commands, export TALLY_TLS_CA=$RUN/certs/ca.crt
 #   TALLY_START_TIMEOUT  seconds to wait for a leader (default 30)
 #   TALLY_STOP_TIMEOUT   seconds to wait for a node to exit (default 20)
 set -u
@@ -44,6 +48,9 @@ for i in $(seq 1 $N_NODES); do
     PEERS+=(--peer "$i=127.0.0.1:$((7000 + i))/127.0.0.1:$((7100 + i))")
 done
 export TALLY_BROKERS=$BROKERS
+if [ "${TALLY_TLS:-0}" = 1 ]; then
+    export TALLY_TLS_CA=$RUN/certs/ca.crt
+fi
 
 die() {
     echo "local-cluster: $*" >&2
@@ -78,12 +85,19 @@ start_node() {
         return 0
     fi
     mkdir -p "$RUN/node$i" || die "cannot create $RUN/node$i"
+    local tls=()
+    if [ "${TALLY_TLS:-0}" = 1 ]; then
+        "$TOP/deploy/make-certs.sh" "$RUN/certs" $N_NODES >/dev/null ||
+            die "cannot make certificates in $RUN/certs"
+        tls=(--tls-cert "$RUN/certs/node$i.crt" --tls-key "$RUN/certs/node$i.key"
+            --tls-ca "$RUN/certs/ca.crt")
+    fi
     # --bootstrap on every start: it only acts on an empty data dir, so the
     # same command line both forms the cluster and restarts a node.
     # shellcheck disable=SC2086 # TALLYD_ARGS is a list of flags
     nohup "$TALLYD" --id "$i" --data "$RUN/node$i" \
         --listen "127.0.0.1:$((7000 + i))" --raft "127.0.0.1:$((7100 + i))" \
-        "${PEERS[@]}" --bootstrap ${TALLYD_ARGS:-} \
+        "${PEERS[@]}" --bootstrap "${tls[@]}" ${TALLYD_ARGS:-} \
         </dev/null >>"$RUN/node$i.log" 2>&1 &
     pid=$!
     echo "$pid" >"$RUN/node$i.pid"

@@ -10,6 +10,8 @@
 # clang + libclang-rt-14-dev: the libFuzzer targets (test/fuzz/run-fuzzers.sh);
 # the fuzzer runtime (libclang_rt.fuzzer) is in libclang-rt-14-dev, which
 # Debian 12's clang only recommends.
+# libssl-dev: OpenSSL 3 for TLS and SCRAM; openssl: the command that
+# deploy/make-certs.sh and the TLS tests make certificates with.
 # faketime (with libfaketime): runs a tallyd with a wrong clock in
 # test/integration/test_clock_skew.py and the fault suite's clock nemesis.
 # Kafka front door (docs/kafka-users.md): zlib1g-dev, libsnappy-dev and
@@ -19,7 +21,8 @@
 # comes from npm (tally_install_npm_deps, below).
 TALLY_DEB_PACKAGES="build-essential autoconf automake libtool autoconf-archive pkg-config
 libraft-dev libuv1-dev liblz4-dev libxxhash-dev libhttp-parser-dev libcmocka-dev python3 clang libclang-rt-14-dev
-faketime zlib1g-dev libsnappy-dev libzstd-dev kcat librdkafka-dev python3-confluent-kafka nodejs"
+faketime zlib1g-dev libsnappy-dev libzstd-dev kcat librdkafka-dev python3-confluent-kafka nodejs
+libssl-dev openssl"
 
 # libraft-dev must be at least this version (cowsql/raft, the maintained
 # continuation of canonical/raft). Debian 12 itself ships 0.15.0; the

@@ -55,7 +55,9 @@ extern "C" {
     X(TALLY_BUSY, 21, "busy, retry later")                                     \
     X(TALLY_EOF, 22, "end of data")                                            \
     X(TALLY_SEQUENCE, 23, "producer sequence out of order")                   \
-    X(TALLY_DUPLICATE, 24, "duplicate of an earlier batch, already written")
+    X(TALLY_DUPLICATE, 24, "duplicate of an earlier batch, already written")   \
+    X(TALLY_AUTH, 25, "authentication required or failed")                    \
+    X(TALLY_DENIED, 26, "not authorized")
 
 enum {
     TALLY_OK = 0,
@@ -93,6 +95,69 @@ TALLY_API void tally_client_destroy(tally_client *c);
  * no answer within it fails with TALLY_TIMEOUT: it may or may not have been
  * written. */
 TALLY_API void tally_client_set_timeout(tally_client *c, int timeout_ms);
+
+/* Speak TLS to the nodes (docs/security.md): @ca_file (PEM, required) is
+ * the CA the nodes' certificates must chain to, and each node's
+ * certificate must name the host or IP address it was reached at;
+ * @cert_file and @key_file (PEM, both or neither; NULL = none) are this
+ * client's certificate for mutual TLS. Paths are read now (not kept).
+ * Applies to connections made after the call, producers included.
+ * Returns 0, TALLY_INVAL with the reason in tally_errmsg() (a file that
+ * does not load, a key that does not match), TALLY_NOMEM. */
+TALLY_API int tally_client_set_tls(tally_client *c, const char *ca_file, const char *cert_file,
+                                   const char *key_file);
+
+/* Authenticate every connection as @user with SCRAM-SHA-256 (RFC 7677;
+ * docs/security.md). Both strings are copied; the password stays in this
+ * handle's memory (wiped by tally_client_destroy) and is never sent: the
+ * exchange proves it. Applies to connections made after the call,
+ * producers included. A node that refuses the login makes requests fail
+ * with TALLY_AUTH. Returns 0 or TALLY_INVAL (empty or too long). */
+TALLY_API int tally_client_set_auth(tally_client *c, const char *user, const char *password);
+
+/* The SCRAM mechanism of the login: "SCRAM-SHA-256" (the default) or
+ * "SCRAM-SHA-512". 0 or TALLY_INVAL. */
+TALLY_API int tally_client_set_auth_mechanism(tally_client *c, const char *mechanism);
+
+/* Add a user, or change its password (a write: committed through Raft).
+ * The SCRAM-SHA-256 and -512 credentials (salted, iterated) are derived
+ * here; the password never leaves the client. */
+TALLY_API int tally_user_set(tally_client *c, const char *name, const char *password);
+TALLY_API int tally_user_remove(tally_client *c, const char *name);
+/* The users' names, sorted: *names (n entries) is the caller's, freed
+ * with tally_user_list_free. */
+TALLY_API int tally_user_list(tally_client *c, char ***names, size_t *n);
+TALLY_API void tally_user_list_free(char **names, size_t n);
+
+/* Access control (docs/security.md): a rule lets (allow = 1) or forbids
+ * (allow = 0) @principal ("*": any authenticated principal) @operation on
+ * a topic or group named @name (with prefix = 1: every name that starts
+ * with @name; "*": every name) or on the cluster (@name ""). Enforced by
+ * nodes with authorize = acl. The numbers are wire values. */
+enum tally_acl_resource { TALLY_ACL_TOPIC = 1, TALLY_ACL_GROUP = 2, TALLY_ACL_CLUSTER = 3 };
+enum tally_acl_operation {
+    TALLY_ACL_READ = 1,
+    TALLY_ACL_WRITE = 2,
+    TALLY_ACL_CREATE = 3,
+    TALLY_ACL_DELETE = 4,
+    TALLY_ACL_ALTER = 5,
+    TALLY_ACL_DESCRIBE = 6,
+    TALLY_ACL_ALL = 7,
+};
+struct tally_acl {
+    char principal[256];
+    int resource;  /* enum tally_acl_resource */
+    int prefix;    /* 1: @name is a prefix */
+    char name[256];
+    int operation; /* enum tally_acl_operation */
+    int allow;     /* 1 allow, 0 deny */
+};
+/* Add or remove one rule (a write, through Raft; EXISTS / NOTFOUND). */
+TALLY_API int tally_acl_add(tally_client *c, const struct tally_acl *acl);
+TALLY_API int tally_acl_remove(tally_client *c, const struct tally_acl *acl);
+/* Every rule, in the order added: *acls (n entries) is the caller's
+ * (free()). */
+TALLY_API int tally_acl_list(tally_client *c, struct tally_acl **acls, size_t *n);
 
 /* Message of the last error on @c (owned by @c, valid until the next call). */
 TALLY_API const char *tally_errmsg(tally_client *c);

@@ -14,7 +14,7 @@
 # and at least one test ran.
 #
 # Environment: TALLY_JOBS (make -j, default 2); TALLY_FUZZ_SECONDS (seconds
-# per fuzz target, default 60; 0 skips the fuzzing stage).
+# per fuzz target, default 30; 0 skips the fuzzing stage).
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,7 +104,7 @@ run_build() {
 
 # Third stage: every fuzz target for TALLY_FUZZ_SECONDS; one test each.
 run_fuzzers() {
-    local secs=${TALLY_FUZZ_SECONDS:-60} rv pass fail
+    local secs=${TALLY_FUZZ_SECONDS:-30} rv pass fail
     local sum=build-fuzz/fuzz-summary.txt
     case $secs in
     0)

@@ -121,6 +121,15 @@ int client__node_add(struct tally_client *c, const char *addr, size_t len)
     struct client__node *n = &c->nodes[c->n_nodes];
     memset(n, 0, sizeof *n);
     wire_init(&n->w, norm);
+    /* The host as given ("db1.example:7001" -> "db1.example"): a node's
+     * TLS certificate names the host the client was told to use. */
+    snprintf(n->host, sizeof n->host, "%.*s", (int)(strrchr(norm, ':') - norm), norm);
+    for (size_t k = len; k > 0; k--) {
+        if (addr[k - 1] == ':') {
+            snprintf(n->host, sizeof n->host, "%.*s", (int)(k - 1), addr);
+            break;
+        }
+    }
     n->sa = sa;
     return (int)c->n_nodes++;
 }
@@ -262,6 +271,9 @@ int client__connect(struct tally_client *c, struct client__node *nd, int64_t dea
         until = deadline;
     }
     rv = wire_open(&nd->w, &nd->sa, until, c->errmsg);
+    if (rv == 0) {
+        rv = client__secure(c, nd, until, false); /* TLS hook */
+    }
     if (rv != 0) {
         client__disconnect(nd);
         return rv;
@@ -282,12 +294,16 @@ int client__connect(struct tally_client *c, struct client__node *nd, int64_t dea
         return rv;
     }
     if (rv != 0) {
+        /* TLS 1.3: a node that refuses our certificate (or wants one) says
+         * so with an alert after the handshake, read here. */
+        nd->refused = c->tls != NULL && strstr(c->errmsg, "TLS: ") != NULL;
         err_wrap(c->errmsg, "hello");
         return TALLY_CONNECT;
     }
     if (rep.is_error) {
         err_printf(c->errmsg, "%s: hello refused: %s: %s", nd->w.addr, err_name(rep.err.code),
                    rep.err.message);
+        nd->refused = true;
         client__disconnect(nd);
         return TALLY_CONNECT;
     }
@@ -298,7 +314,11 @@ int client__connect(struct tally_client *c, struct client__node *nd, int64_t dea
         return TALLY_CONNECT;
     }
     nd->id = hr.node_id;
-    return 0;
+    rv = client__secure(c, nd, until, true); /* auth hook: the login */
+    if (rv != 0) {
+        client__disconnect(nd);
+    }
+    return rv;
 }
 
 /* One attempt of the request in c->req against node @i. Returns 0 with
@@ -401,6 +421,20 @@ static bool client__retryable(int code)
 /* Run the request in c->req per @op until it gets an answer or the
  * deadline passes. Returns 0 with a success answer in @rep, or a code
  * with c->errmsg set. */
+/* True if every node this call may use refused us for good. */
+static bool client__all_refused(struct tally_client *c, const struct client__op *op)
+{
+    if (op->only >= 0) {
+        return c->nodes[op->only].refused;
+    }
+    for (size_t i = 0; i < c->n_nodes; i++) {
+        if (!c->nodes[i].refused) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int client__call(struct tally_client *c, const struct client__op *op,
                         struct client__reply *rep)
 {
@@ -424,6 +458,8 @@ int client__call(struct tally_client *c, const struct client__op *op,
     }
     for (size_t i = 0; i < c->n_nodes; i++) {
         c->nodes[i].why[0] = '\0';
+        c->nodes[i].refused = false;
+        c->nodes[i].refused_code = 0;
     }
     if (op->only >= 0) {
         target = (size_t)op->only;
@@ -500,6 +536,13 @@ int client__call(struct tally_client *c, const struct client__op *op,
             if (rv == TALLY_NOMEM) {
                 err_wrap(c->errmsg, "%s", op->what);
                 return rv;
+            }
+            if (nd->refused && client__all_refused(c, op)) {
+                /* TLS or login hook: a wrong CA, name, certificate or
+                 * password is not cured by waiting; say so now. */
+                client__tried(c, tried, sizeof tried);
+                err_printf(c->errmsg, "%s: refused by every node: %s", op->what, tried);
+                return nd->refused_code != 0 ? nd->refused_code : TALLY_CONNECT;
             }
             if (rv != TALLY_CONNECT) {
                 saw_connected = true;
@@ -707,6 +750,7 @@ TALLY_API void tally_client_destroy(tally_client *c)
         c->seqs = s->link;
         free(s);
     }
+    client__security_free(c);
     free(c);
 }
 

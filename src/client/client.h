@@ -43,6 +43,11 @@ struct client__node {
     struct sockaddr_in sa;     /* the same address, resolved */
     uint64_t id;               /* node id from HELLO/METADATA; 0 = unknown */
     char why[160];             /* why the last attempt in this call failed */
+    char host[PROTO_ADDR_MAX]; /* the host as given, for the TLS certificate check */
+    bool refused;              /* in this call, the node refused us for good: a TLS
+                                * handshake failed (CA, name, expiry), HELLO or the
+                                * login was refused; retrying cannot help */
+    int refused_code;          /* TALLY_AUTH when the refusal was the login's */
     /* Read-ahead (tally_fetch): a FETCH sent before it was asked for,
      * whose answer is the next frame on fd. */
     bool ahead;
@@ -67,6 +72,11 @@ struct tally_client {
     uint64_t actual;            /* actual value of the last failed condition */
     bool outcome_unknown;       /* tally_outcome_unknown: set by client__call */
     struct client__seq *seqs;   /* next sequence per topic (owned list) */
+    /* Security (security.c, docs/security.md). */
+    SSL_CTX *tls;               /* tally_client_set_tls, or NULL (owned) */
+    char user[128];             /* tally_client_set_auth: "" = none */
+    char password[256];         /* its password (wiped on destroy) */
+    int mech;                   /* enum scram_mech of the login, 0: SCRAM-SHA-256 */
 };
 
 /* Next batch sequence of this handle's producer on one topic. */
@@ -167,5 +177,21 @@ void client__new_producer(struct tally_client *c);
  * filtered fetch of streams.c). NULL when out of memory (@frame not
  * taken). */
 void *client__fetch_impl_new(uint8_t *frame, bool possibly_stale);
+/* ---- security.c: TLS and logins (docs/security.md) ---- */
+
+/* TLS (if the handle has it) and the login (if it has a user) on @nd's
+ * new connection, after HELLO. 0, or TALLY_CONNECT / TALLY_AUTH /
+ * TALLY_NOMEM with c->errmsg; sets nd->refused when retrying cannot help. */
+int client__secure(struct tally_client *c, struct client__node *nd, int64_t deadline,
+                   bool after_hello);
+
+/* The context tally_client_set_tls made, or NULL (borrowed). */
+SSL_CTX *client_tls_ctx(struct tally_client *c);
+
+/* The user, password and mechanism tally_client_set_auth gave (NULL: none). */
+const char *client_auth_user(struct tally_client *c, const char **password, int *mech);
+
+/* Wipe the handle's secrets and free its TLS context (destroy). */
+void client__security_free(struct tally_client *c);
 
 #endif

@@ -59,11 +59,13 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "client/client.h"
 #include "client/wire.h"
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 
 #ifndef TALLY_VERSION_STRING
@@ -448,6 +450,58 @@ static int prod__recv_frame(struct tally_producer *p, int64_t deadline, struct p
     }
 }
 
+struct prod__login_arg {
+    struct tally_producer *p;
+    int64_t deadline;
+};
+
+/* One AUTH round trip on the producer's connection (nothing else is in
+ * flight while it connects). */
+static int prod__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep,
+                          char *errmsg)
+{
+    struct prod__login_arg *a = arg;
+    struct proto_frame f;
+    int rv = prod__send_all(a->p, frame->data, frame->len, a->deadline);
+    if (rv == 0) {
+        rv = prod__recv_frame(a->p, a->deadline, &f, &rep->body);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, ERR_MSG_SIZE, "%s", a->p->ackmsg);
+        return rv;
+    }
+    rep->is_error = (f.flags & PROTO_FLAG_ERROR) != 0;
+    rep->message[0] = '\0';
+    if (rep->is_error) {
+        struct proto_error e;
+        if (proto_get_error(&rep->body, &e) != 0) {
+            snprintf(errmsg, ERR_MSG_SIZE, "malformed error answer");
+            return TALLY_PROTO;
+        }
+        snprintf(rep->message, sizeof rep->message, "%s", e.message);
+    }
+    return 0;
+}
+
+/* Log in with the client handle's user, if it has one. */
+static int prod__login(struct tally_producer *p, int64_t deadline)
+{
+    const char *password;
+    int mech;
+    const char *user = client_auth_user(p->c, &password, &mech);
+    struct prod__login_arg a = {p, deadline};
+    char why[ERR_MSG_SIZE];
+    int rv;
+    if (user == NULL) {
+        return 0;
+    }
+    rv = proto_auth_login_mech(mech, user, password, prod__login_rt, &a, NULL, 0, why);
+    if (rv != 0) {
+        snprintf(p->ackmsg, sizeof p->ackmsg, "%s: %s", p->addr, why);
+    }
+    return rv;
+}
+
 /* Connect to p->addr and say HELLO. */
 static int prod__open(struct tally_producer *p, int64_t deadline)
 {
@@ -474,6 +528,16 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
         prod__disconnect(p);
         return TALLY_CONNECT;
     }
+    if (client_tls_ctx(p->c) != NULL) { /* TLS hook: the leader's certificate names its IP */
+        char host[PROTO_ADDR_MAX];
+        bool refused;
+        snprintf(host, sizeof host, "%.*s", (int)(strrchr(norm, ':') - norm), norm);
+        if (wire_start_tls(&p->w, client_tls_ctx(p->c), host, until, &refused, p->ackmsg) !=
+            0) {
+            prod__disconnect(p);
+            return TALLY_CONNECT;
+        }
+    }
     snprintf(hq.client_name, sizeof hq.client_name, "libtally/%s producer",
              TALLY_VERSION_STRING);
     buf_init(&hello);
@@ -490,9 +554,12 @@ static int prod__open(struct tally_producer *p, int64_t deadline)
         snprintf(p->ackmsg, sizeof p->ackmsg, "%s: hello refused or malformed", p->addr);
         rv = TALLY_CONNECT;
     }
+    if (rv == 0) {
+        rv = prod__login(p, until); /* auth hook */
+    }
     if (rv != 0) {
         prod__disconnect(p);
-        return rv == TALLY_NOMEM ? rv : TALLY_CONNECT;
+        return rv == TALLY_NOMEM || rv == TALLY_AUTH ? rv : TALLY_CONNECT;
     }
     p->last_progress = wire_now_ms();
     return 0;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/tls.h"
 
 int64_t wire_now_ms(void)
 {
@@ -75,6 +76,7 @@ int wire_parse_addr(const char *s, size_t len, struct sockaddr_in *sa, char *nor
 void wire_init(struct wire *w, const char *addr)
 {
     w->fd = -1;
+    w->ssl = NULL;
     snprintf(w->addr, sizeof w->addr, "%s", addr);
 }
 
@@ -115,6 +117,8 @@ int wire_open(struct wire *w, const struct sockaddr_in *sa, int64_t deadline, ch
 
 void wire_close(struct wire *w)
 {
+    SSL_free(w->ssl);
+    w->ssl = NULL;
     if (w->fd >= 0) {
         close(w->fd);
         w->fd = -1;
@@ -127,6 +131,9 @@ bool wire_alive(const struct wire *w)
 {
     struct pollfd p = {.fd = w->fd, .events = POLLIN};
     uint8_t b;
+    if (w->ssl != NULL) {
+        return tls_fd_idle_ok(w->ssl); /* TLS records without data are fine */
+    }
     if (poll(&p, 1, 0) == 0) {
         return true;
     }
@@ -157,6 +164,16 @@ int wire_send_all(struct wire *w, const uint8_t *p, size_t n, int64_t deadline, 
                   char *errmsg)
 {
     size_t done = 0;
+    if (w->ssl != NULL) {
+        bool late = false;
+        char why[ERR_MSG_SIZE / 2];
+        if (tls_fd_send(w->ssl, p, n, deadline, &late, why, sizeof why) != 0) {
+            err_printf(errmsg, "%s: %s", w->addr, late ? "timed out sending the request" : why);
+            return late ? TALLY_TIMEOUT : TALLY_IOERR;
+        }
+        *sent = true;
+        return 0;
+    }
     while (done < n) {
         /* MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE. */
         ssize_t k = send(w->fd, p + done, n - done, MSG_NOSIGNAL);
@@ -184,6 +201,21 @@ int wire_send_all(struct wire *w, const uint8_t *p, size_t n, int64_t deadline, 
 int wire_recv_exact(struct wire *w, uint8_t *p, size_t n, int64_t deadline, char *errmsg)
 {
     size_t got = 0;
+    while (got < n && w->ssl != NULL) {
+        bool late = false;
+        char why[ERR_MSG_SIZE / 2];
+        ssize_t k = tls_fd_recv(w->ssl, p + got, n - got, deadline, &late, why, sizeof why);
+        if (k > 0) {
+            got += (size_t)k;
+            continue;
+        }
+        if (k == 0) {
+            err_printf(errmsg, "%s: connection closed by the node", w->addr);
+            return TALLY_IOERR;
+        }
+        err_printf(errmsg, "%s: %s", w->addr, late ? "the node did not answer in time" : why);
+        return late ? TALLY_TIMEOUT : TALLY_IOERR;
+    }
     while (got < n) {
         ssize_t k = recv(w->fd, p + got, n - got, 0);
         if (k > 0) {
@@ -258,7 +290,20 @@ int wire_recv_some(struct wire *w, struct buf *into, int64_t deadline, char *err
             err_printf(errmsg, "out of memory");
             return TALLY_NOMEM;
         }
-        k = recv(w->fd, dst, 65536, MSG_DONTWAIT);
+        if (w->ssl != NULL) { /* one TLS read, waiting until @deadline */
+            bool late = false;
+            char why[ERR_MSG_SIZE / 2];
+            k = tls_fd_recv(w->ssl, dst, 65536, deadline, &late, why, sizeof why);
+            if (k < 0) {
+                if (late) {
+                    return TALLY_TIMEOUT;
+                }
+                err_printf(errmsg, "%s: %s", w->addr, why);
+                return TALLY_IOERR;
+            }
+        } else {
+            k = recv(w->fd, dst, 65536, MSG_DONTWAIT);
+        }
         if (k > 0) {
             buf_commit(into, (size_t)k);
             return 0;
@@ -281,4 +326,26 @@ int wire_recv_some(struct wire *w, struct buf *into, int64_t deadline, char *err
             return TALLY_TIMEOUT;
         }
     }
+}
+
+int wire_start_tls(struct wire *w, SSL_CTX *ctx, const char *host, int64_t deadline,
+                   bool *refused, char *errmsg)
+{
+    char why[ERR_MSG_SIZE / 2];
+    bool late = false;
+    *refused = false;
+    w->ssl = SSL_new(ctx);
+    if (w->ssl == NULL || SSL_set_fd(w->ssl, w->fd) != 1 || tls_expect_host(w->ssl, host) != 0) {
+        err_printf(errmsg, "%s: TLS: out of memory", w->addr);
+        wire_close(w);
+        return TALLY_CONNECT;
+    }
+    SSL_set_connect_state(w->ssl);
+    if (tls_fd_handshake(w->ssl, deadline, &late, why, sizeof why) != 0) {
+        err_printf(errmsg, "%s: %s", w->addr, late ? "TLS handshake timed out" : why);
+        *refused = !late;
+        wire_close(w);
+        return TALLY_CONNECT;
+    }
+    return 0;
 }

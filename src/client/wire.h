@@ -18,6 +18,7 @@
 #define TALLY_CLIENT_WIRE_H_
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 
 struct wire {
     int fd;                    /* connected socket, or -1 */
+    SSL *ssl;                  /* TLS on fd (wire_start_tls), or NULL: plaintext */
     char addr[PROTO_ADDR_MAX]; /* the node's "host:port", for messages */
 };
 
@@ -46,6 +48,15 @@ int wire_open(struct wire *w, const struct sockaddr_in *sa, int64_t deadline, ch
 
 /* Close the socket, if open. */
 void wire_close(struct wire *w);
+
+/* TLS on the open connection (docs/security.md): the handshake with
+ * @ctx by @deadline; the node's certificate must name @host (a name or an
+ * IP literal). From then on every call of this file goes through TLS. 0,
+ * or TALLY_CONNECT with the reason (the connection is closed); *@refused
+ * is set when the node or its certificate refused us (not a timeout):
+ * retrying cannot help. */
+int wire_start_tls(struct wire *w, SSL_CTX *ctx, const char *host, int64_t deadline,
+                   bool *refused, char *errmsg);
 
 /* True if an idle open connection is still usable: not closed by the
  * peer, no error, no bytes nobody asked for. */

@@ -70,6 +70,9 @@ static const char *const proto__type_names[] = {
     [PROTO_READ_INDEX] = "READ_INDEX",
     [PROTO_STREAM_READ] = "STREAM_READ",
     [PROTO_FETCH_FILTERED] = "FETCH_FILTERED",
+    [PROTO_AUTH] = "AUTH",
+    [PROTO_SECURITY_SET] = "SECURITY_SET",
+    [PROTO_SECURITY_LIST] = "SECURITY_LIST",
 };
 
 const char *proto_type_name(unsigned type)

@@ -72,10 +72,13 @@ enum proto_type {
     PROTO_CLOCK = 19,
     PROTO_MEMBER_REPLACE = 20,
     PROTO_READ_INDEX = 21,
-    /* 22-23: reserved (Kafka work) */
+    /* 22-23, 26: unused (reserved while features were built in parallel) */
     PROTO_STREAM_READ = 24,
     PROTO_FETCH_FILTERED = 25,
-    PROTO__TYPE_MAX = 25,
+    PROTO_AUTH = 27,      /* SCRAM authentication of the connection */
+    PROTO_SECURITY_SET = 28,  /* add, change or remove a user or an ACL rule */
+    PROTO_SECURITY_LIST = 29, /* the users or the ACL rules */
+    PROTO__TYPE_MAX = 29,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -196,6 +199,34 @@ void proto_end_frame(struct buf *b, size_t start);
  * acknowledged before the request: a FETCH with that min_index, from any
  * node, is a linearizable read. */
 #define PROTO_SCHEMA_READ_INDEX_REQ(X) X(u8, unused)
+/* AUTH: one step of a SCRAM exchange (docs/security.md). The first request
+ * carries the client-first-message, the second the client-final-message;
+ * the answers carry server-first and server-final. done = 1 on the last
+ * answer; principal: the name the connection is now authenticated as. */
+#define PROTO_SCHEMA_AUTH_REQ(X)                                               \
+    X(str, mechanism, 32)  /* "SCRAM-SHA-256" or "SCRAM-SHA-512" */            \
+    X(blob, message)
+#define PROTO_SCHEMA_AUTH_RESP(X)                                              \
+    X(u8, done)                                                                \
+    X(blob, message)                                                           \
+    X(str, principal, PROTO_NAME_MAX)
+/* SECURITY_SET: @command is PROTO_SECURITY_USERS (store command USER, 16)
+ * or PROTO_SECURITY_ACLS (ACL, 17); @body is that store command's body
+ * (store/users.h: op 1 set with the user's SCRAM credentials, derived by
+ * the client, so the password never leaves it, op 2 remove; store/acl.h:
+ * op 1 add, 2 remove, then a rule). Answered with DONE_RESP. */
+#define PROTO_SECURITY_USERS 16
+#define PROTO_SECURITY_ACLS 17
+#define PROTO_SCHEMA_SECURITY_SET_REQ(X)                                       \
+    X(u8, command)                                                             \
+    X(blob, body)
+/* SECURITY_LIST: @what as above; the answer lists n_items items, each a
+ * blob: for users, str name and u8 mechanisms (bit 0 SCRAM-SHA-256, bit 1
+ * SCRAM-SHA-512); for ACLs, one rule (store/acl.h encoding). */
+#define PROTO_SCHEMA_SECURITY_LIST_REQ(X) X(u8, what)
+#define PROTO_SCHEMA_SECURITY_LIST_RESP(X)                                     \
+    X(u32, n_items)      /* followed by n_items PROTO_SCHEMA_SECURITY_ITEM */
+#define PROTO_SCHEMA_SECURITY_ITEM(X) X(blob, item)
 /* OFFSET_FOR_TIME: the first offset whose batch has a timestamp at or
  * after timestamp_ms (the topic's next offset if none). */
 #define PROTO_SCHEMA_OFFSET_FOR_TIME_REQ(X)                                    \
@@ -396,6 +427,12 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member_promote_req, MEMBER_PROMOTE_REQ)                                  \
     X(member_replace_req, MEMBER_REPLACE_REQ)                                  \
     X(read_index_req, READ_INDEX_REQ)                                          \
+    X(auth_req, AUTH_REQ)                                                      \
+    X(auth_resp, AUTH_RESP)                                                    \
+    X(security_set_req, SECURITY_SET_REQ)                                      \
+    X(security_list_req, SECURITY_LIST_REQ)                                    \
+    X(security_list_resp, SECURITY_LIST_RESP)                                  \
+    X(security_item, SECURITY_ITEM)                                            \
     X(condition, CONDITION)                                                    \
     X(offset_for_time_req, OFFSET_FOR_TIME_REQ)                                \
     X(offset_resp, OFFSET_RESP)                                                \

@@ -701,8 +701,8 @@ static bool node__peers_allow_bootstrap(struct node *n, const struct node_config
         if (cfg->peers[i].id == cfg->id) {
             continue;
         }
-        if (transport_probe(cfg->peers[i].raft_addr, cfg->id, cfg->raft_addr, &mine, &peer,
-                            1500) != 0) {
+        if (transport_probe(cfg->peers[i].raft_addr, cfg->peers[i].id, cfg->id, cfg->raft_addr,
+                            cfg->tls, &mine, &peer, 1500) != 0) {
             continue; /* down or not started yet: nothing to learn */
         }
         if (peer.cluster_id != 0) {
@@ -786,6 +786,9 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct store *st
     {
         struct transport_guard guard = {n, node__hello_local, node__hello_check};
         transport_set_guard(&n->transport, &guard);
+    }
+    if (cfg->tls != NULL) {
+        transport_set_tls(&n->transport, cfg->tls);
     }
     raft_uv_set_segment_size(&n->members.io, (size_t)cfg->segment_bytes);
     raft_uv_set_connect_retry_delay(&n->members.io, 200);

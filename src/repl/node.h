@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "lib/byte.h"
+#include "lib/tls.h"
 #include "repl/ident.h"
 #include "store/store.h"
 
@@ -39,6 +40,9 @@ struct node_config {
      * it; the cluster id is written back to DATA/identity once known. */
     char data_dir[4096];
     struct ident ident;
+    /* Mutual TLS on the Raft links (transport_set_tls), or NULL: borrowed
+     * until the node is closed; its contexts may be swapped meanwhile. */
+    const struct tls_set *tls;
 };
 
 struct node;

@@ -22,6 +22,7 @@
 
 #include "lib/byte.h"
 #include "lib/logger.h"
+#include "lib/tls.h"
 
 #define TRANSPORT__OF(ptr, field) \
     ((struct transport *)((char *)(ptr)-offsetof(struct transport, field)))
@@ -77,6 +78,7 @@ struct transport__hs {
     size_t got;
     uint8_t out[TRANSPORT_HELLO_SIZE];
     raft_id id;                       /* inbound: who raft's handshake said */
+    uint64_t cert_id;                 /* TLS: the node id the peer's certificate proved */
     char address[256];
     struct raft_uv_connect *outer_req; /* outbound */
 };
@@ -245,6 +247,15 @@ static void transport__hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_
         return;
     }
     if (nread < 0) {
+        if (hs->cert_id != 0) {
+            /* Over TLS the peer checks our certificate after the handshake
+             * and closes if it does not like it: say so on this side too. */
+            snprintf(why, sizeof why, "raft connection %s node %llu at %s: closed by the peer "
+                     "before the tally hello (it may have refused our certificate: see its "
+                     "log)", hs->inbound ? "from" : "to", (unsigned long long)hs->cert_id,
+                     hs->address);
+            transport__say(t, hs->cert_id, why);
+        }
         transport__hs_finish(hs, -1);
         return;
     }
@@ -259,6 +270,12 @@ static void transport__hs_read(uv_stream_t *stream, ssize_t nread, const uv_buf_
                  "(docs/operations.md, Upgrade)", hs->inbound ? "from" : "to",
                  (unsigned long long)hs->id, hs->address);
         transport__say(t, hs->id, why);
+        hs->result = -1;
+    } else if (hs->cert_id != 0 && peer.node_id != hs->cert_id) {
+        snprintf(why, sizeof why, "raft connection %s %s: refused: its hello says node %llu, "
+                 "its certificate says node %llu", hs->inbound ? "from" : "to", hs->address,
+                 (unsigned long long)peer.node_id, (unsigned long long)hs->cert_id);
+        transport__say(t, peer.node_id, why);
         hs->result = -1;
     } else if (t->guard.check != NULL &&
                t->guard.check(t->guard.arg, &peer, hs->inbound, why, sizeof why) != 0) {
@@ -299,12 +316,20 @@ static void transport__hs_start(struct transport *t, struct transport__hs *hs,
     }
 }
 
+static void transport__tls_start(struct transport *t, uv_stream_t *stream, bool inbound,
+                                 raft_id id, const char *address,
+                                 struct raft_uv_connect *outer_req);
+
 static void transport__accept(struct raft_uv_transport *inner, raft_id id, const char *address,
                               struct uv_stream_s *stream)
 {
     struct transport *t = TRANSPORT__OF(inner, inner);
     struct transport__hs *hs;
     transport__nodelay(stream);
+    if (t->tls != NULL && !t->closing) {
+        transport__tls_start(t, stream, true, id, address, NULL); /* TLS hook */
+        return;
+    }
     hs = calloc(1, sizeof *hs);
     if (hs == NULL || t->closing) {
         free(hs);
@@ -342,6 +367,14 @@ static void transport__connect_cb(struct raft_uv_connect *inner_req, struct uv_s
         return;
     }
     transport__nodelay(stream);
+    if (t->tls != NULL && !t->closing) { /* TLS hook */
+        raft_id id = c->id;
+        char address[sizeof c->address];
+        memcpy(address, c->address, sizeof address);
+        free(c);
+        transport__tls_start(t, stream, false, id, address, outer_req);
+        return;
+    }
     hs = calloc(1, sizeof *hs);
     if (hs == NULL || t->closing) {
         free(hs);
@@ -393,6 +426,7 @@ static void transport__close(struct raft_uv_transport *outer, raft_uv_transport_
     struct transport *t = TRANSPORT__OF(outer, outer);
     t->close_cb = cb;
     t->closing = true;
+    tlspipe_group_close(&t->pipes);
     while (t->handshakes != NULL) {
         transport__hs_finish(t->handshakes, -1);
     }
@@ -430,6 +464,133 @@ void transport_set_guard(struct transport *t, const struct transport_guard *g)
     t->guard = *g;
 }
 
+/* ---- Mutual TLS on the Raft links (docs/security.md) -------------------
+ *
+ * The happy path: raft_uv_tcp made the connection and exchanged its own
+ * handshake (which names the dialer's id and address, in clear); we run
+ * TLS on that stream (repl/tlspipe.c: we accept inbound links as the TLS
+ * server, dial outbound ones as the client; both sides must present a
+ * certificate of the cluster's CA), check that the peer's certificate is
+ * for the node id and address the link claims (CN=node<ID>, the IP in the
+ * subjectAltName), and then do the tally hello and hand raft the
+ * plaintext end of the pipe, exactly as without TLS.
+ * Failure modes: a wrong CA, an expired or a misnamed certificate, a
+ * certificate for another node id: the link is closed, raft retries later
+ * (and the same refusal is logged again at most every 10 s), so such a
+ * node never joins and never votes. Both sides log: the side that refuses
+ * says why; the other sees the TLS alert or, when its own certificate was
+ * refused after the handshake, the close before the hello. */
+struct transport__tls {
+    struct transport *t;
+    bool inbound;
+    raft_id id;                        /* who the link claims to be */
+    char address[256];                 /* and its Raft address */
+    struct raft_uv_connect *outer_req; /* outbound: raft's request */
+};
+
+void transport_set_tls(struct transport *t, const struct tls_set *tls)
+{
+    t->tls = tls;
+}
+
+/* The host part of "A.B.C.D:PORT" into @ip. */
+static void transport__host(const char *address, char *ip, size_t cap)
+{
+    const char *colon = strrchr(address, ':');
+    size_t n = colon != NULL ? (size_t)(colon - address) : strlen(address);
+    snprintf(ip, cap, "%.*s", (int)(n < cap ? n : cap - 1), address);
+}
+
+static void transport__tls_fail(struct transport__tls *x, const char *why)
+{
+    struct transport *t = x->t;
+    char line[512];
+    if (!t->closing) {
+        snprintf(line, sizeof line, "raft connection %s node %llu at %s: refused: %s",
+                 x->inbound ? "from" : "to", (unsigned long long)x->id, x->address, why);
+        transport__say(t, x->id, line);
+    }
+    if (!x->inbound) {
+        x->outer_req->cb(x->outer_req, NULL, t->closing ? RAFT_CANCELED : RAFT_NOCONNECTION);
+    }
+    free(x);
+}
+
+static int transport__tls_done(void *arg, SSL *ssl, int fd, const char *why)
+{
+    struct transport__tls *x = arg;
+    struct transport *t = x->t;
+    struct transport__hs *hs;
+    uv_pipe_t *plain;
+    char ip[64], whose[256];
+    if (fd < 0) {
+        transport__tls_fail(x, why);
+        return 0;
+    }
+    transport__host(x->address, ip, sizeof ip);
+    if (tls_check_node(ssl, x->id, ip, whose, sizeof whose) != 0) {
+        char line[300];
+        snprintf(line, sizeof line, "its certificate does not prove it is that node: %s", whose);
+        transport__tls_fail(x, line);
+        return -1;
+    }
+    hs = calloc(1, sizeof *hs);
+    plain = raft_malloc(sizeof *plain); /* raft frees the streams it is given */
+    if (hs == NULL || plain == NULL || t->closing) {
+        free(hs);
+        raft_free(plain);
+        transport__tls_fail(x, "out of memory");
+        return -1;
+    }
+    uv_pipe_init(t->loop, plain, 0);
+    if (uv_pipe_open(plain, fd) != 0) {
+        close(fd); /* the pipe sees the end and closes the link */
+        uv_close((uv_handle_t *)plain, transport__free_stream);
+        free(hs);
+        transport__tls_fail(x, "cannot open the plaintext end");
+        return 0;
+    }
+    hs->inbound = x->inbound;
+    hs->id = x->id;
+    hs->cert_id = x->id;
+    hs->outer_req = x->outer_req;
+    snprintf(hs->address, sizeof hs->address, "%s", x->address);
+    free(x);
+    transport__hs_start(t, hs, (uv_stream_t *)plain);
+    return 0;
+}
+
+static void transport__tls_start(struct transport *t, uv_stream_t *stream, bool inbound,
+                                 raft_id id, const char *address,
+                                 struct raft_uv_connect *outer_req)
+{
+    struct transport__tls *x = calloc(1, sizeof *x);
+    struct tlspipe_opts o;
+    if (x == NULL) {
+        uv_close((uv_handle_t *)stream, transport__free_stream);
+        if (!inbound) {
+            outer_req->cb(outer_req, NULL, RAFT_NOMEM);
+        }
+        return;
+    }
+    x->t = t;
+    x->inbound = inbound;
+    x->id = id;
+    x->outer_req = outer_req;
+    snprintf(x->address, sizeof x->address, "%s", address);
+    memset(&o, 0, sizeof o);
+    o.ctx = inbound ? t->tls->peers_in : t->tls->peers_out;
+    o.server = inbound;
+    o.handshake_timeout_ms = TRANSPORT_HELLO_TIMEOUT_MS;
+    o.free_net = transport__free_stream;
+    o.done = transport__tls_done;
+    o.arg = x;
+    o.group = &t->pipes;
+    if (tlspipe_start(t->loop, stream, &o) != 0) {
+        transport__tls_fail(x, "out of memory");
+    }
+}
+
 /* Wait for @fd to be ready for @events until @deadline_ms (monotonic). */
 static int transport__wait(int fd, short events, uint64_t deadline_ms)
 {
@@ -451,7 +612,68 @@ static int transport__wait(int fd, short events, uint64_t deadline_ms)
     return -1;
 }
 
-int transport_probe(const char *address, uint64_t my_id, const char *my_address,
+/* Send all of @p on the non-blocking @fd by @deadline_ms. 0 or -1. */
+static int transport__send_plain(int fd, const uint8_t *p, size_t len, uint64_t deadline_ms)
+{
+    for (size_t sent = 0; sent < len;) {
+        ssize_t n = send(fd, p + sent, len - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+        } else if (n < 0 && errno == EAGAIN && transport__wait(fd, POLLOUT, deadline_ms) == 0) {
+            continue;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The probe's hello exchange over mutual TLS: the handshake, the peer's
+ * certificate checked as on a Raft link (node @peer_id, the IP of
+ * @address), then our hello out and the peer's in. 0 or -1. */
+static int transport__probe_tls(int fd, const struct tls_set *tls, uint64_t peer_id,
+                                const char *address, const uint8_t *hello, uint8_t *in,
+                                uint64_t deadline_ms)
+{
+    SSL *ssl = SSL_new(tls->peers_out);
+    char why[300], ip[64];
+    int64_t deadline = (int64_t)deadline_ms; /* both clocks are CLOCK_MONOTONIC in ms */
+    size_t got = 0;
+    int rv = -1;
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        goto out;
+    }
+    SSL_set_connect_state(ssl);
+    transport__host(address, ip, sizeof ip);
+    if (tls_fd_handshake(ssl, deadline, NULL, why, sizeof why) != 0) {
+        TLOG_WARN("raft", "probe of node %llu at %s: %s", (unsigned long long)peer_id, address,
+                  why);
+        goto out;
+    }
+    if (tls_check_node(ssl, peer_id, ip, why, sizeof why) != 0) {
+        TLOG_ERROR("raft", "probe of node %llu at %s: refused: its certificate does not prove "
+                   "it is that node: %s", (unsigned long long)peer_id, address, why);
+        goto out;
+    }
+    if (tls_fd_send(ssl, hello, TRANSPORT_HELLO_SIZE, deadline, NULL, why, sizeof why) != 0) {
+        goto out;
+    }
+    while (got < TRANSPORT_HELLO_SIZE) {
+        ssize_t n = tls_fd_recv(ssl, in + got, TRANSPORT_HELLO_SIZE - got, deadline, NULL, why,
+                                sizeof why);
+        if (n <= 0) {
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    rv = 0;
+out:
+    SSL_free(ssl);
+    return rv;
+}
+
+int transport_probe(const char *address, uint64_t peer_id, uint64_t my_id,
+                    const char *my_address, const struct tls_set *tls,
                     const struct transport_hello *mine, struct transport_hello *peer,
                     int timeout_ms)
 {
@@ -471,14 +693,14 @@ int transport_probe(const char *address, uint64_t my_id, const char *my_address,
         return -1;
     }
     /* raft_uv_tcp's handshake: protocol 1, our id, the padded length of
-     * our address, the address; then our hello. */
+     * our address, the address; then our hello (over TLS when on). */
     memset(msg, 0, sizeof msg);
     byte_put_u64(msg, 1);
     byte_put_u64(msg + 8, my_id);
     byte_put_u64(msg + 16, padded);
     memcpy(msg + 24, my_address, addr_len - 1);
     transport__hello_encode(mine, msg + 24 + padded);
-    len = 24 + padded + TRANSPORT_HELLO_SIZE;
+    len = 24 + padded + (tls != NULL ? 0 : TRANSPORT_HELLO_SIZE);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -1;
@@ -489,15 +711,15 @@ int transport_probe(const char *address, uint64_t my_id, const char *my_address,
     if (transport__wait(fd, POLLOUT, deadline) != 0) {
         goto out;
     }
-    for (size_t sent = 0; sent < len;) {
-        ssize_t n = send(fd, msg + sent, len - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += (size_t)n;
-        } else if (n < 0 && errno == EAGAIN && transport__wait(fd, POLLOUT, deadline) == 0) {
-            continue;
-        } else {
+    if (transport__send_plain(fd, msg, len, deadline) != 0) {
+        goto out;
+    }
+    if (tls != NULL) {
+        if (transport__probe_tls(fd, tls, peer_id, address, msg + 24 + padded, in, deadline) !=
+            0) {
             goto out;
         }
+        got = sizeof in;
     }
     while (got < sizeof in) {
         ssize_t n = recv(fd, in + got, sizeof in - got, 0);

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "lib/tls.h"
+#include "repl/tlspipe.h"
+
 /* THE TALLY HELLO, version 1. Every Raft connection starts, after
  * raft_uv_tcp's own handshake, with one hello each way (32 bytes,
  * little-endian): the connecting side sends its hello, the accepting side
@@ -59,6 +62,11 @@ struct transport {
     struct transport_guard guard;   /* no guard: hellos carry zeros */
     struct transport__hs *handshakes; /* in flight */
     bool closing;
+    /* Mutual TLS (docs/security.md, Raft links): NULL = plaintext. Read
+     * at every new connection, so a reload (SIGHUP) applies to the next
+     * ones; the pipes of the links, to close them with the transport. */
+    const struct tls_set *tls;
+    struct tlspipe_group pipes;
     struct {
         uint64_t id;
         uint64_t at_ms;
@@ -68,11 +76,20 @@ struct transport {
 /* Set who we are and the check of peers (before raft_start). */
 void transport_set_guard(struct transport *t, const struct transport_guard *g);
 
-/* Blocking, before Raft starts: connect to @address, introduce ourselves
- * (raft handshake as node @my_id at @my_address, then @mine) and read the
- * peer's hello into @peer. 0, or -1 when it could not be reached or did
- * not answer within @timeout_ms. */
-int transport_probe(const char *address, uint64_t my_id, const char *my_address,
+/* Speak mutual TLS on every Raft link from now on (before raft_start):
+ * a peer must present a certificate of the CA in @tls whose CN is
+ * "node<ID>" for the id it claims and whose subjectAltName holds the IP of
+ * the Raft address it claims. @tls is borrowed until transport_close; its
+ * contexts may be swapped (reload) between connections. */
+void transport_set_tls(struct transport *t, const struct tls_set *tls);
+
+/* Blocking, before Raft starts: connect to @address (node @peer_id),
+ * introduce ourselves (raft handshake as node @my_id at @my_address, then,
+ * over mutual TLS if @tls is not NULL, @mine) and read the peer's hello
+ * into @peer. 0, or -1 when it could not be reached, was not who it should
+ * be, or did not answer within @timeout_ms. */
+int transport_probe(const char *address, uint64_t peer_id, uint64_t my_id,
+                    const char *my_address, const struct tls_set *tls,
                     const struct transport_hello *mine, struct transport_hello *peer,
                     int timeout_ms);
 

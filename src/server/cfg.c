@@ -479,6 +479,73 @@ static int cfg__set(struct cfg *c, struct cfg__ctx *x, const char *key_in, const
         }
         return 0;
     }
+    /* TLS keys (docs/security.md). */
+    if (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0 ||
+        strcmp(key, "tls_ca") == 0) {
+        char *dst = key[4] == 'c' && key[5] == 'e' ? c->tls_cert
+                    : key[4] == 'k'                ? c->tls_key
+                                                   : c->tls_ca;
+        if (strlen(value) >= CFG_PATH_MAX) {
+            err_printf(errmsg, "path too long");
+            return TALLY_INVAL;
+        }
+        snprintf(dst, CFG_PATH_MAX, "%s", value);
+        return 0;
+    }
+    if (strcmp(key, "tls_min_version") == 0) {
+        if (strcmp(value, "1.3") != 0 && strcmp(value, "1.2") != 0) {
+            err_printf(errmsg, "expected 1.3 or 1.2");
+            return TALLY_INVAL;
+        }
+        c->tls_allow_12 = strcmp(value, "1.2") == 0;
+        return 0;
+    }
+    if (strcmp(key, "tls_client_auth") == 0) {
+        if (strcmp(value, "optional") != 0 && strcmp(value, "required") != 0) {
+            err_printf(errmsg, "expected optional or required");
+            return TALLY_INVAL;
+        }
+        c->tls_client_cert_required = strcmp(value, "required") == 0;
+        return 0;
+    }
+    if (strcmp(key, "auth") == 0) {
+        if (strcmp(value, "none") != 0 && strcmp(value, "required") != 0) {
+            err_printf(errmsg, "expected none or required");
+            return TALLY_INVAL;
+        }
+        c->auth_required = strcmp(value, "required") == 0;
+        return 0;
+    }
+    if (strcmp(key, "authorize") == 0) {
+        if (strcmp(value, "none") != 0 && strcmp(value, "acl") != 0) {
+            err_printf(errmsg, "expected none or acl");
+            return TALLY_INVAL;
+        }
+        c->authorize_acl = strcmp(value, "acl") == 0;
+        return 0;
+    }
+    if (strcmp(key, "super_users") == 0) {
+        if (strlen(value) >= sizeof c->super_users) {
+            err_printf(errmsg, "too long");
+            return TALLY_INVAL;
+        }
+        snprintf(c->super_users, sizeof c->super_users, "%s", value);
+        return 0;
+    }
+    if (strcmp(key, "metrics_tls") == 0) {
+        if (cfg__parse_bool(value, &c->metrics_tls) != 0) {
+            err_printf(errmsg, "expected true or false");
+            return TALLY_INVAL;
+        }
+        return 0;
+    }
+    if (strcmp(key, "insecure") == 0) {
+        if (cfg__parse_bool(value, &c->insecure) != 0) {
+            err_printf(errmsg, "expected true or false");
+            return TALLY_INVAL;
+        }
+        return 0;
+    }
     if (strcmp(key, "log_level") == 0) {
         int l = logger_parse_level(value);
         if (l < 0) {
@@ -647,9 +714,86 @@ static int cfg__prepare_data_dir(const char *dir, char *errmsg)
     return 0;
 }
 
+/* True if the host part of "A.B.C.D:PORT" is a loopback address. */
+static bool cfg__loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0;
+}
+
+/* TLS settings hang together, and plaintext stays on loopback unless the
+ * operator says --insecure (docs/security.md, Secure defaults). */
+static int cfg__validate_tls(const struct cfg *c, char *errmsg)
+{
+    bool cert = c->tls_cert[0] != '\0', key = c->tls_key[0] != '\0', ca = c->tls_ca[0] != '\0';
+    if (cert != key) {
+        err_printf(errmsg, "%s needs %s", cert ? "--tls-cert" : "--tls-key",
+                   cert ? "--tls-key" : "--tls-cert");
+        return TALLY_INVAL;
+    }
+    if (cert && !ca) {
+        err_printf(errmsg, "--tls-cert needs --tls-ca: the CA that signed every node's "
+                           "certificate (the Raft links use mutual TLS)");
+        return TALLY_INVAL;
+    }
+    if (ca && !cert) {
+        err_printf(errmsg, "--tls-ca needs --tls-cert and --tls-key");
+        return TALLY_INVAL;
+    }
+    if (c->auth_required && !cert) {
+        err_printf(errmsg, "auth = required needs TLS (--tls-cert, --tls-key, --tls-ca): "
+                           "credentials are not sent in plaintext");
+        return TALLY_INVAL;
+    }
+    if (c->authorize_acl && !c->auth_required) {
+        err_printf(errmsg, "authorize = acl needs auth = required: ACLs name authenticated "
+                           "principals");
+        return TALLY_INVAL;
+    }
+    if (c->metrics_tls && !cert) {
+        err_printf(errmsg, "metrics_tls needs --tls-cert, --tls-key and --tls-ca");
+        return TALLY_INVAL;
+    }
+    if (!c->insecure) {
+        /* Each listener in plaintext must be on loopback: the client and
+         * Raft ports are plaintext without a certificate, the metrics
+         * port unless metrics_tls. */
+        bool metrics_plain = c->metrics_addr[0] != '\0' && !c->metrics_tls;
+        const char *open = !cert && !cfg__loopback(c->listen_addr)  ? c->listen_addr
+                           : !cert && !cfg__loopback(c->raft_addr) ? c->raft_addr
+                           : metrics_plain && !cfg__loopback(c->metrics_addr)
+                               ? c->metrics_addr
+                           : c->kafka_addr[0] != '\0' && !cfg__loopback(c->kafka_addr)
+                               ? c->kafka_addr
+                               : NULL;
+        if (open == c->kafka_addr && open != NULL) {
+            /* The Kafka listener has no TLS or SASL yet (docs/security.md). */
+            err_printf(errmsg, "--kafka %s is not a loopback address and the Kafka listener "
+                               "speaks plaintext only: give --insecure to serve it on the "
+                               "network",
+                       open);
+            return TALLY_INVAL;
+        }
+        if (open == c->metrics_addr && open != NULL && cert) {
+            err_printf(errmsg, "--metrics %s is not a loopback address and serves plain HTTP: "
+                               "set metrics_tls = true for HTTPS, or give --insecure",
+                       open);
+            return TALLY_INVAL;
+        }
+        if (open != NULL) {
+            err_printf(errmsg, "%s is not a loopback address and TLS is off: give --tls-cert, "
+                               "--tls-key and --tls-ca (deploy/make-certs.sh makes them), or "
+                               "--insecure to serve plaintext on the network",
+                       open);
+            return TALLY_INVAL;
+        }
+    }
+    return 0;
+}
+
 static int cfg__validate(struct cfg *c, char *errmsg)
 {
     const struct cfg_peer *self;
+    int rv;
     if (c->id == 0) {
         err_printf(errmsg, "missing required --id N");
         return TALLY_INVAL;
@@ -726,6 +870,9 @@ static int cfg__validate(struct cfg *c, char *errmsg)
         err_printf(errmsg, "--metrics %s: already used by --listen or --raft", c->metrics_addr);
         return TALLY_INVAL;
     }
+    if ((rv = cfg__validate_tls(c, errmsg)) != 0) {
+        return rv;
+    }
     /* Raft needs several heartbeats per election timeout, or followers
      * start elections against a healthy leader. */
     if (c->heartbeat_timeout_ms >= c->election_timeout_ms) {
@@ -777,6 +924,18 @@ void cfg_usage(FILE *out)
             "                     H may be a host name)\n"
             "  --kafka-peer ID=H:P    the Kafka address member ID advertises, repeated per\n"
             "                     other member (Kafka clients are sent to the leader there)\n"
+            "  --tls-cert FILE    this node's certificate (PEM; CN=node<ID>, the node's IPs\n"
+            "                     as subjectAltName): TLS on the client port, mutual TLS on\n"
+            "                     the Raft links; reloaded on SIGHUP\n"
+            "  --tls-key FILE     its private key (PEM)\n"
+            "  --tls-ca FILE      the CA of the cluster (PEM): peers and client certificates\n"
+            "                     must chain to it (tls_min_version=1.2 allows TLS 1.2;\n"
+            "                     tls_client_auth=required refuses clients without one;\n"
+            "                     auth=required makes every client log in: SCRAM user or\n"
+            "                     client certificate)\n"
+            "  --insecure         allow plaintext on non-loopback addresses (without TLS,\n"
+            "                     tallyd refuses to listen anywhere but 127.0.0.0/8;\n"
+            "                     metrics_tls=true serves --metrics over HTTPS)\n"
             "  --config FILE      read settings from an INI file first; flags override it\n"
             "  --log-level LEVEL  debug, info, warn, error or off (default: info, or\n"
             "                     $TALLY_LOG_LEVEL)\n"
@@ -821,6 +980,10 @@ enum {
     CFG__OPT_KAFKA,
     CFG__OPT_KAFKA_ADVERTISE,
     CFG__OPT_KAFKA_PEER,
+    CFG__OPT_TLS_CERT,
+    CFG__OPT_TLS_KEY,
+    CFG__OPT_TLS_CA,
+    CFG__OPT_INSECURE,
 };
 
 static const struct option cfg__options[] = {
@@ -837,6 +1000,10 @@ static const struct option cfg__options[] = {
     {"kafka", required_argument, NULL, CFG__OPT_KAFKA},
     {"kafka-advertise", required_argument, NULL, CFG__OPT_KAFKA_ADVERTISE},
     {"kafka-peer", required_argument, NULL, CFG__OPT_KAFKA_PEER},
+    {"tls-cert", required_argument, NULL, CFG__OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, CFG__OPT_TLS_KEY},
+    {"tls-ca", required_argument, NULL, CFG__OPT_TLS_CA},
+    {"insecure", no_argument, NULL, CFG__OPT_INSECURE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -868,6 +1035,12 @@ static const char *cfg__flag_key(int opt)
         return "kafka_advertise";
     case CFG__OPT_KAFKA_PEER:
         return "kafka_peer";
+    case CFG__OPT_TLS_CERT:
+        return "tls_cert";
+    case CFG__OPT_TLS_KEY:
+        return "tls_key";
+    case CFG__OPT_TLS_CA:
+        return "tls_ca";
     }
     return NULL;
 }
@@ -902,6 +1075,10 @@ static int cfg__apply_flag(struct cfg *c, struct cfg__ctx *x, const struct cfg__
     }
     if (f->opt == CFG__OPT_BOOTSTRAP) {
         c->bootstrap = true;
+        return 0;
+    }
+    if (f->opt == CFG__OPT_INSECURE) {
+        c->insecure = true;
         return 0;
     }
     rv = cfg__set(c, x, cfg__flag_key(f->opt), f->arg, errmsg);

@@ -40,6 +40,21 @@ struct cfg {
     unsigned n_kafka_peers;
     bool kafka_auto_create_topics;   /* kafka_auto_create_topics: Metadata creates an
                                       * unknown topic it is asked about; default false */
+    /* TLS (docs/security.md): PEM paths, "" = not set. With a certificate,
+     * the client port and the Raft links (mutual TLS) speak TLS only. */
+    char tls_cert[CFG_PATH_MAX];     /* --tls-cert FILE: this node's certificate chain */
+    char tls_key[CFG_PATH_MAX];      /* --tls-key FILE: its private key */
+    char tls_ca[CFG_PATH_MAX];       /* --tls-ca FILE: the cluster's CA */
+    bool tls_allow_12;               /* tls_min_version = 1.2 (default 1.3) */
+    bool tls_client_cert_required;   /* tls_client_auth = required: clients must present a
+                                      * certificate of tls_ca (default: optional) */
+    bool auth_required;              /* auth = required: clients must authenticate (SCRAM
+                                      * or a client certificate) */
+    bool authorize_acl;              /* authorize = acl: every request is checked against the
+                                      * replicated ACLs (needs auth = required) */
+    char super_users[1024];          /* super_users: principals ACLs do not apply to */
+    bool metrics_tls;                /* metrics_tls: HTTPS on --metrics (needs tls_cert) */
+    bool insecure;                   /* --insecure: plaintext on non-loopback addresses */
 
     /* Tunables (config file keys of the same name, and --set KEY=VALUE). */
     unsigned election_timeout_ms;    /* election_timeout_ms, default 1000 */

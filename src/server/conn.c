@@ -72,6 +72,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/gw.h"
 #include "server/metrics.h"
 
@@ -101,6 +102,7 @@ struct conn {
     uv_poll_t poll;         /* writability of poll_fd, once needed */
     int poll_fd;            /* dup of the socket fd, -1 until needed */
     unsigned handles;       /* open uv handles: free the conn at 0 */
+    struct auth_conn *auth; /* its authentication (server/auth.c), NULL: none yet */
 };
 
 struct conn__write {
@@ -119,12 +121,16 @@ static size_t conn__queued(struct conn *c);
 static void conn__complete(struct req *req);
 static void conn__hold_backup(struct req *req);
 static bool conn__is_backup(const struct req *req);
+static struct auth_conn **conn__auth(struct req *req);
+static const char *conn__peer(const struct req *req);
 
 /* How the gateway hands this front door's requests back (server/req.h). */
 static const struct req_ops conn__req_ops = {
     .complete = conn__complete,
     .hold_backup = conn__hold_backup,
     .is_backup = conn__is_backup,
+    .auth = conn__auth,
+    .peer = conn__peer,
 };
 
 unsigned conn_count(const struct conn_set *set)
@@ -162,6 +168,8 @@ static void conn__close(struct conn *c)
         return;
     }
     c->closing = true;
+    auth_conn_free(c->auth); /* auth hook */
+    c->auth = NULL;
     if (c->backup) {
         c->backup = false;
         gw_backup_end(c->gw, c->peer);
@@ -695,4 +703,57 @@ int conn_accept(struct conn_set *set, uv_stream_t *server, struct gw *gw)
     set->n++;
     conn__start_reading(c);
     return 0;
+}
+
+/* ---- TLS hook (server/tlsaccept.c) ------------------------------------
+ * A TLS connection reaches us as the plaintext end of a socketpair that
+ * repl/tlspipe.c feeds: the same connection code then runs on it,
+ * sendfile(2) included. */
+int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
+                   const char *peer, const char *principal)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    int rv;
+    if (c == NULL) {
+        return UV_ENOMEM;
+    }
+    if (principal != NULL && (c->auth = auth_conn_certified(principal)) == NULL) {
+        free(c);
+        return UV_ENOMEM;
+    }
+    set->loop = loop;
+    c->set = set;
+    c->gw = gw;
+    c->poll_fd = -1;
+    c->handles = 1;
+    buf_init(&c->rbuf);
+    uv_tcp_init(loop, &c->handle);
+    c->handle.data = c;
+    rv = uv_tcp_open(&c->handle, fd);
+    if (rv != 0) {
+        auth_conn_free(c->auth);
+        c->auth = NULL;
+        uv_close((uv_handle_t *)&c->handle, conn__closed);
+        return rv;
+    }
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->next_conn = set->all;
+    if (set->all != NULL) {
+        set->all->prev_conn = c;
+    }
+    set->all = c;
+    set->n++;
+    conn__start_reading(c);
+    return 0;
+}
+
+/* ---- auth hook (server/auth.c, through req_ops) ----------------------- */
+static struct auth_conn **conn__auth(struct req *req)
+{
+    return req->conn != NULL && !req->conn->closing ? &req->conn->auth : NULL;
+}
+
+static const char *conn__peer(const struct req *req)
+{
+    return req->conn != NULL ? req->conn->peer : "client (gone)";
 }

@@ -27,6 +27,14 @@ int conn_accept(struct conn_set *set, uv_stream_t *server, struct gw *gw);
 /* Close every connection of @set (shutdown). */
 void conn_close_all(struct conn_set *set);
 
+/* Serve a connection on @fd, the plaintext end of a TLS pipe (connected,
+ * non-blocking), in @set; @peer names it in logs (copied); @principal:
+ * the name of its verified client certificate (it is then authenticated
+ * as that), or NULL. On success the connection owns @fd; on failure (a
+ * negative libuv code) the caller still does. */
+int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
+                   const char *peer, const char *principal);
+
 /* Number of open connections in @set. */
 unsigned conn_count(const struct conn_set *set);
 

@@ -28,6 +28,7 @@
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/metrics.h"
 #include "server/skew.h"
 #include "server/stream_gw.h"
@@ -1408,6 +1409,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         return;
     }
     rd_init(&rd, body, len);
+    if (auth_handle(gw, gw->store, gw->cfg, r, &rd)) {
+        return; /* auth hook: AUTH, USER_*, or not authenticated */
+    }
     switch (r->type) {
     case PROTO_HELLO:
         gw__hello(gw, r, &rd);
@@ -1622,4 +1626,14 @@ void gw_destroy(struct gw *gw)
     stream_gw_destroy(gw->streams); /* streams */
     gw->streams = NULL;
     uv_close((uv_handle_t *)&gw->flusher, gw__closed);
+}
+
+/* ---- auth hook (server/auth.c) ---------------------------------------- */
+void gw_propose_entry(struct gw *gw, struct req *r, struct buf *entry)
+{
+    if (!gw__can_write(gw, r)) {
+        buf_free(entry);
+        return;
+    }
+    gw__propose_single(gw, r, entry);
 }

@@ -64,4 +64,10 @@ unsigned gw_backups(const struct gw *gw);
  * reserve: while low, writes are refused with TALLY_NOSPACE. */
 void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes);
 
+/* Propose @entry (a store command; taken over) for @r, answered with
+ * DONE once applied, or refused if this node cannot write (not the
+ * leader, disk low). */
+struct buf;
+void gw_propose_entry(struct gw *gw, struct req *r, struct buf *entry);
+
 #endif

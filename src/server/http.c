@@ -18,9 +18,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/tls.h"
+#include "repl/tlspipe.h"
 #include "server/cfg.h"
 
 #define HTTP__LINGER_MS 2000
@@ -39,6 +42,8 @@ struct http_srv {
     unsigned dropped;     /* connections refused (logged at most every 10 s) */
     uint64_t drop_logged_ms;
     bool stopping;
+    const struct tls_set *tls;  /* HTTPS (http_set_tls), or NULL */
+    struct tlspipe_group pipes; /* the HTTPS connections */
 };
 
 struct http_conn {
@@ -310,11 +315,39 @@ static void http__free_handle(uv_handle_t *handle)
     free(handle);
 }
 
+/* Set up a new connection of @h (its tcp handle initialised, not yet
+ * connected) and link it in. */
+static void http__conn_init(struct http_srv *h, struct http_conn *c)
+{
+    c->srv = h;
+    buf_init(&c->resp);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_tcp_init(h->loop, &c->tcp);
+    uv_timer_init(h->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    h->live++;
+    c->next = h->conns;
+    if (h->conns != NULL) {
+        h->conns->prev = c;
+    }
+    h->conns = c;
+    h->n_conns++;
+}
+
+static void http__tls_accept(struct http_srv *h, uv_stream_t *server);
+
 static void http__accept(uv_stream_t *server, int status)
 {
     struct http_srv *h = server->data;
     struct http_conn *c;
     if (status != 0) {
+        return;
+    }
+    if (h->tls != NULL && !h->stopping && h->n_conns + h->pipes.handshaking < HTTP_MAX_CONNS) {
+        http__tls_accept(h, server); /* HTTPS: the handshake first */
         return;
     }
     if (h->stopping || h->n_conns >= HTTP_MAX_CONNS || (c = calloc(1, sizeof *c)) == NULL) {
@@ -332,22 +365,7 @@ static void http__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, http__free_handle);
         return;
     }
-    c->srv = h;
-    buf_init(&c->resp);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    uv_tcp_init(server->loop, &c->tcp);
-    uv_timer_init(server->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->handles = 2;
-    h->live++;
-    c->next = h->conns;
-    if (h->conns != NULL) {
-        h->conns->prev = c;
-    }
-    h->conns = c;
-    h->n_conns++;
+    http__conn_init(h, c);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, http__alloc, http__read) != 0) {
         http__close(c);
@@ -405,8 +423,76 @@ void http_stop(struct http_srv *h)
         return;
     }
     h->stopping = true;
+    tlspipe_group_close(&h->pipes);
     while (h->conns != NULL) {
         http__close(h->conns);
     }
     uv_close((uv_handle_t *)&h->listener, http__listener_closed);
+}
+
+/* ---- HTTPS (metrics_tls; docs/security.md) -----------------------------
+ * The connection's TLS runs in a tlspipe (repl/tlspipe.c); this server
+ * reads and writes the plaintext end like any connection. A plaintext
+ * HTTP request to the HTTPS port is answered, in clear, with a 400 that
+ * says to use https. */
+
+static const char http__not_tls[] =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Connection: close\r\nContent-Length: 48\r\n\r\n"
+    "this port speaks HTTPS (metrics_tls): use https\n";
+
+void http_set_tls(struct http_srv *h, const struct tls_set *tls)
+{
+    h->tls = tls;
+}
+
+static int http__tls_done(void *arg, SSL *ssl, int fd, const char *why)
+{
+    struct http_srv *h = arg;
+    struct http_conn *c;
+    (void)ssl;
+    if (fd < 0) {
+        TLOG_DEBUG("http", "metrics connection: %s", why);
+        return 0;
+    }
+    if (h->stopping || h->n_conns >= HTTP_MAX_CONNS || (c = calloc(1, sizeof *c)) == NULL) {
+        return -1;
+    }
+    http__conn_init(h, c);
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd); /* the pipe sees its end close */
+        http__close(c);
+        return 0;
+    }
+    if (uv_read_start((uv_stream_t *)&c->tcp, http__alloc, http__read) != 0) {
+        http__close(c);
+        return 0;
+    }
+    http__touch(c, HTTP_IDLE_MS);
+    return 0;
+}
+
+static void http__tls_accept(struct http_srv *h, uv_stream_t *server)
+{
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    struct tlspipe_opts o;
+    if (tcp == NULL) {
+        return;
+    }
+    uv_tcp_init(server->loop, tcp);
+    if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
+        uv_close((uv_handle_t *)tcp, http__free_handle);
+        return;
+    }
+    memset(&o, 0, sizeof o);
+    o.ctx = h->tls->clients;
+    o.server = true;
+    o.not_tls_reply = http__not_tls;
+    o.not_tls_reply_len = sizeof http__not_tls - 1;
+    o.handshake_timeout_ms = HTTP_IDLE_MS;
+    o.free_net = http__free_handle;
+    o.done = http__tls_done;
+    o.arg = h;
+    o.group = &h->pipes;
+    (void)tlspipe_start(server->loop, (uv_stream_t *)tcp, &o);
 }

@@ -38,6 +38,11 @@ struct http_srv;
 int http_start(uv_loop_t *loop, const char *addr, http_handler fn, void *arg,
                struct http_srv **out, char *errmsg);
 
+/* Serve HTTPS from now on (before any connection), with the client-port
+ * context of @tls (borrowed until http_stop; swapped on reload). */
+struct tls_set;
+void http_set_tls(struct http_srv *h, const struct tls_set *tls);
+
 /* Stop listening and close every connection; the memory is freed once the
  * last handle is closed (the loop must run). NULL is a no-op. */
 void http_stop(struct http_srv *h);

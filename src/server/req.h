@@ -13,6 +13,7 @@
 
 #include "lib/byte.h"
 
+struct auth_conn;
 struct conn;
 struct conn_set;
 struct req;
@@ -31,6 +32,11 @@ struct req_ops {
      * read below a topic's start offset what this node still holds
      * (store_hold_trim: the backup copies the state of its cut). */
     bool (*is_backup)(const struct req *req);
+    /* The authentication state slot of @req's connection (server/auth.c),
+     * or NULL once the connection is gone. */
+    struct auth_conn **(*auth)(struct req *req);
+    /* The peer's name for logs ("IP:port (certificate name)"). */
+    const char *(*peer)(const struct req *req);
 };
 
 /* One request. Created by the connection when a whole frame arrived,

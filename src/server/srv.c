@@ -39,6 +39,7 @@
 #include "server/kconn.h"
 #include "server/kgw.h"
 #include "server/metrics.h"
+#include "server/tlsaccept.h"
 #include "store/store.h"
 
 #define SRV__TICK_MS 5
@@ -68,6 +69,12 @@ struct srv {
     bool listening;      /* the client listener is initialised */
     struct kgw *kgw;               /* the Kafka front door (--kafka), or NULL */
     struct kconn_listener *kafka;  /* its listener, or NULL */
+    /* TLS (docs/security.md): the contexts, swapped on SIGHUP; the client
+     * port's TLS connections. tls_on false: plaintext. */
+    bool tls_on;
+    struct tls_set tls;
+    struct tlsaccept tlsa;
+    uv_signal_t sighup;
 };
 
 static void srv__stop(struct srv *s, int exit_code);
@@ -135,6 +142,10 @@ static void srv__accept(uv_stream_t *server, int status)
 {
     struct srv *s = server->data;
     if (status != 0 || s->stopping) {
+        return;
+    }
+    if (s->tls_on && conn_count(&s->conns) < s->cfg->max_connections) {
+        tlsaccept_one(&s->tlsa, server); /* TLS hook: the handshake first */
         return;
     }
     if (conn_count(&s->conns) >= s->cfg->max_connections) {
@@ -292,6 +303,32 @@ static void srv__retention(uv_timer_t *t)
     gw_retention(s->gw);
 }
 
+/* SIGHUP: read the certificate, key and CA files again. New connections
+ * (clients and Raft links) use them; connections that are up keep theirs,
+ * so the node drops nothing. A file that does not load keeps the old
+ * ones and says why. */
+static void srv__reload_tls(uv_signal_t *h, int signum)
+{
+    struct srv *s = h->data;
+    const struct cfg *cfg = s->cfg;
+    struct tls_files f = {cfg->tls_cert, cfg->tls_key, cfg->tls_ca, cfg->tls_allow_12};
+    struct tls_set fresh;
+    char errmsg[ERR_MSG_SIZE];
+    (void)signum;
+    if (!s->tls_on) {
+        TLOG_INFO("server", "SIGHUP received: TLS is off, nothing to reload");
+        return;
+    }
+    if (tls_set_load(&fresh, &f, cfg->tls_client_cert_required, errmsg) != 0) {
+        TLOG_ERROR("server", "SIGHUP: TLS reload failed, keeping the current certificates: %s",
+                   errmsg);
+        return;
+    }
+    tls_set_free(&s->tls);
+    s->tls = fresh;
+    TLOG_INFO("server", "SIGHUP: TLS certificates reloaded from %s", cfg->tls_cert);
+}
+
 static void srv__signal(uv_signal_t *h, int signum)
 {
     struct srv *s = h->data;
@@ -319,6 +356,7 @@ static void srv__compactor_closed(void *arg)
     uv_close((uv_handle_t *)&s->retention, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
 }
 
 static void srv__backfill_closed(void *arg)
@@ -350,6 +388,9 @@ static void srv__stop(struct srv *s, int exit_code)
     kconn_stop(s->kafka);
     s->kafka = NULL;
     conn_close_all(&s->conns);
+    if (s->tls_on) {
+        tlsaccept_close(&s->tlsa);
+    }
     gw_set_skew(s->gw, NULL);
     metrics_set_skew(&s->metrics, NULL);
     skew_close(s->skew);
@@ -506,6 +547,15 @@ int srv_run(const struct cfg *cfg)
     /* Nothing is written to the data directory until the arguments are
      * checked against it and every listener is bound: a start that fails
      * leaves the directory as it was (docs/operations.md, exit status). */
+    if (cfg->tls_cert[0] != '\0') {
+        struct tls_files f = {cfg->tls_cert, cfg->tls_key, cfg->tls_ca, cfg->tls_allow_12};
+        if (tls_set_load(&s.tls, &f, cfg->tls_client_cert_required, errmsg) != 0) {
+            rv = TALLY_INVAL;
+            fail_exit = 2;
+            goto fail;
+        }
+        s.tls_on = true;
+    }
     if ((rv = srv__check_identity(&s, &ident, &have_ident, errmsg)) != 0) {
         fail_exit = 2;
         goto fail;
@@ -524,6 +574,9 @@ int srv_run(const struct cfg *cfg)
     if ((rv = srv__kafka_start(&s, errmsg)) != 0) {
         fail_exit = 2;
         goto fail;
+    }
+    if (s.http != NULL && cfg->metrics_tls) {
+        http_set_tls(s.http, &s.tls); /* TLS hook: HTTPS on --metrics */
     }
     if ((rv = srv__probe_raft_port(cfg, errmsg)) != 0) {
         fail_exit = 2;
@@ -566,6 +619,9 @@ int srv_run(const struct cfg *cfg)
     gw_set_metrics(s.gw, &s.metrics);
     s.conns.metrics = &s.metrics;
     metrics_set_connections(&s.metrics, &s.conns.n);
+    if (s.tls_on) {
+        tlsaccept_init(&s.tlsa, &s.tls, &s.conns, s.gw, cfg->max_connections);
+    }
 
     memset(&nc, 0, sizeof nc);
     nc.id = cfg->id;
@@ -586,6 +642,7 @@ int srv_run(const struct cfg *cfg)
     nc.log_budget_bytes = cfg->raft_log_budget_bytes;
     snprintf(nc.data_dir, sizeof nc.data_dir, "%s", cfg->data_dir);
     nc.ident = ident;
+    nc.tls = s.tls_on ? &s.tls : NULL; /* mutual TLS on the Raft links */
     struct node_events ev = {&s, srv__on_role, srv__on_applied, srv__on_fatal};
     if ((rv = node_create(&s.loop, &nc, s.store, &ev, &s.node, errmsg)) != 0) {
         goto fail;
@@ -611,6 +668,9 @@ int srv_run(const struct cfg *cfg)
     uv_signal_init(&s.loop, &s.sigint);
     s.sigint.data = &s;
     uv_signal_start(&s.sigint, srv__signal, SIGINT);
+    uv_signal_init(&s.loop, &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, srv__reload_tls, SIGHUP);
     uv_timer_init(&s.loop, &s.tick);
     s.tick.data = &s;
     uv_timer_start(&s.tick, srv__tick, SRV__TICK_MS, SRV__TICK_MS);
@@ -618,10 +678,13 @@ int srv_run(const struct cfg *cfg)
     s.retention.data = &s;
     uv_timer_start(&s.retention, srv__retention, cfg->retention_interval_ms,
                    cfg->retention_interval_ms);
-    TLOG_INFO("server", "node %llu serving clients on %s (data %s)", (unsigned long long)cfg->id,
-              cfg->listen_addr, cfg->data_dir);
+    TLOG_INFO("server", "node %llu serving clients on %s%s (data %s)",
+              (unsigned long long)cfg->id, cfg->listen_addr,
+              s.tls_on ? " with TLS" : " in plaintext (TLS off: loopback only unless --insecure)",
+              cfg->data_dir);
     if (s.http != NULL) {
-        TLOG_INFO("server", "metrics and health on http://%s/", cfg->metrics_addr);
+        TLOG_INFO("server", "metrics and health on %s://%s/", cfg->metrics_tls ? "https" : "http",
+                  cfg->metrics_addr);
     }
 
     uv_run(&s.loop, UV_RUN_DEFAULT);
@@ -630,6 +693,7 @@ int srv_run(const struct cfg *cfg)
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
     fs_close(s.lock_fd);
+    tls_set_free(&s.tls);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;
 
@@ -642,6 +706,9 @@ fail:
     http_stop(s.http);
     ui_close(s.ui); /* console */
     skew_close(s.skew);
+    if (s.tlsa.gw != NULL) {
+        tlsaccept_close(&s.tlsa);
+    }
     if (s.gw != NULL) {
         gw_destroy(s.gw);
     }
@@ -651,6 +718,7 @@ fail:
     }
     uv_run(&s.loop, UV_RUN_DEFAULT); /* let a half-built node finish closing */
     uv_loop_close(&s.loop);
+    tls_set_free(&s.tls);
     fs_close(s.lock_fd);
     return fail_exit != 0 ? fail_exit : rv == TALLY_BUSY || rv == TALLY_INVAL ? 2 : 1;
 }

@@ -378,6 +378,42 @@ static int store__append(struct store *s, uint64_t index, struct rd *body,
     return rv;
 }
 
+/* USER: add, change or remove a user's SCRAM credentials (users.h). */
+static int store__user(struct store *s, uint64_t index, struct rd *body,
+                       struct store_item_result *res, char *errmsg)
+{
+    char why[160];
+    int rv = users_apply(&s->users, body, why, sizeof why);
+    if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "user change at %llu: out of memory", (unsigned long long)index);
+        return rv;
+    }
+    if (rv != 0) {
+        store__result(res, rv, "%s", why);
+        return 0;
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
+/* ACL: add or remove an access control rule (acl.h). */
+static int store__acl(struct store *s, uint64_t index, struct rd *body,
+                      struct store_item_result *res, char *errmsg)
+{
+    char why[256];
+    int rv = acls_apply(&s->acls, body, why, sizeof why);
+    if (rv == TALLY_NOMEM) {
+        err_printf(errmsg, "ACL change at %llu: out of memory", (unsigned long long)index);
+        return rv;
+    }
+    if (rv != 0) {
+        store__result(res, rv, "%s", why);
+        return 0;
+    }
+    s->catalog_index = index;
+    return store__write_catalog(s, errmsg);
+}
+
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
                 struct store_result **out, char *errmsg)
 {
@@ -450,6 +486,16 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
         break;
     case CMD_CATALOG_CHECK:
         rv = store__catalog_check(s, index, &body, errmsg);
+        break;
+    case CMD_USER:
+        if (index > s->catalog_index) {
+            rv = store__user(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case CMD_ACL:
+        if (index > s->catalog_index) {
+            rv = store__acl(s, index, &body, &res->items[0], errmsg);
+        }
         break;
     default:
         rv = ERR_CORRUPT(errmsg, "entry %llu has unknown command type %u",

@@ -5,12 +5,13 @@
  * atomic replace of a checkpoint file (store__write_file_as) and
  * store_checkpoint.
  *
- * CATALOG FILE FORMAT, version 2 (DATA/catalog; also the snapshot body)
+ * CATALOG FILE FORMAT, version 3 (DATA/catalog; also the snapshot body)
  *
  *   offset size field
  *   0      4    magic "TLYC"
- *   4      4    format version (2; version 1 is read too: it lacks every
- *               field marked "version 2" below, which then read as 0)
+ *   4      4    format version (3; versions 1 and 2 are read too: they lack
+ *               every field marked "version 2" or "version 3" below, which
+ *               then read as 0 or empty)
  *   8      8    index: Raft index of the last catalog change (file), or the
  *               snapshot index (snapshot)
  *   16     4    n_topics, then per topic:
@@ -32,6 +33,10 @@
  *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
  *          4    n_dirs, then per member: u64 id, u64 directory_id
  *               (CMD_MEMBER_DIR)
+ *   since version 3:
+ *          4    n_users, then per user: its SCRAM credentials (CMD_USER;
+ *               encoding in store/users.h)
+ *          4    n_acls, then each ACL rule (CMD_ACL; store/acl.h)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -55,7 +60,7 @@
 #include "store/stream_read.h"
 
 #define STORE__MAGIC "TLYC"
-#define STORE__VERSION 2
+#define STORE__VERSION 3
 #define STORE__VERSION_MIN 1 /* oldest catalog format this build reads */
 
 /* The catalog up to its keys flag: everything but the key indexes. */
@@ -115,6 +120,8 @@ void store__encode_tail(const struct store *s, struct buf *b)
         buf_put_u64(b, s->dirs[i].id);
         buf_put_u64(b, s->dirs[i].directory_id);
     }
+    users_encode(&s->users, b); /* version 3 */
+    acls_encode(&s->acls, b);
 }
 
 void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
@@ -135,6 +142,8 @@ void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys
 
 void store__catalog_free(struct store__catalog *c)
 {
+    users_free(&c->users);
+    acls_free(&c->acls);
     free(c->groups);
     c->groups = NULL;
     while (c->topics != NULL) {
@@ -267,6 +276,12 @@ int store__decode_catalog(const void *p, size_t n, struct store__catalog *c,
             c->dirs[i].id = rd_u64(&r);
             c->dirs[i].directory_id = rd_u64(&r);
         }
+    }
+    if (version >= 3 && rd_ok(&r) &&
+        (users_decode(&r, &c->users) == TALLY_NOMEM ||
+         (rd_ok(&r) && acls_decode(&r, &c->acls) == TALLY_NOMEM))) {
+        store__catalog_free(c);
+        return TALLY_NOMEM;
     }
     if (!rd_ok(&r) || r.left != 0) {
         store__catalog_free(c);

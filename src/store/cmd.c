@@ -166,3 +166,17 @@ int cmd_decode(const void *p, size_t n, uint8_t *type, struct rd *body, char *er
     rd_init(body, e + CMD_HEADER_SIZE, body_len);
     return 0;
 }
+
+void cmd_encode_user(struct buf *b, const void *body, size_t len)
+{
+    size_t start = cmd__begin(b, CMD_USER);
+    buf_put(b, body, len);
+    cmd__end(b, start);
+}
+
+void cmd_encode_security(struct buf *b, uint8_t type, const void *body, size_t len)
+{
+    size_t start = cmd__begin(b, type);
+    buf_put(b, body, len);
+    cmd__end(b, start);
+}

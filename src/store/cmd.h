@@ -59,6 +59,11 @@
  *                 503); one that no longer knows it skips the check. A
  *                 build without this command stops at it (unknown command
  *                 type: a failed apply), see docs/operations.md, upgrades
+ *   USER (16)     u8 op, then for op 1 (set) one user with its SCRAM
+ *                 credentials (store/users.h), for op 2 (remove) str
+ *                 name: the cluster's users, in the catalog (version 3)
+ *   ACL (17)      u8 op (1 add, 2 remove), then one rule (store/acl.h):
+ *                 the access control lists, in the catalog (version 3)
  */
 #ifndef TALLY_STORE_CMD_H_
 #define TALLY_STORE_CMD_H_
@@ -83,6 +88,8 @@ enum cmd_type {
     CMD_CLUSTER_ID = 9,
     CMD_MEMBER_DIR = 10,
     CMD_CATALOG_CHECK = 11,
+    CMD_USER = 16,
+    CMD_ACL = 17,
 };
 
 #define CMD_NO_EXPECT UINT64_MAX
@@ -116,6 +123,10 @@ void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic
 void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
 void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 void cmd_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest);
+/* USER: @body is the op byte and its user, as users.h describes. */
+void cmd_encode_user(struct buf *b, const void *body, size_t len);
+/* USER (16) or ACL (17) with @body as the store command's body. */
+void cmd_encode_security(struct buf *b, uint8_t type, const void *body, size_t len);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */

@@ -502,6 +502,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
+        users_move(&s->users, &c.users);
+        acls_move(&s->acls, &c.acls);
         s->catalog_index = c.index;
         s->applied_index = c.index;
         memset(s->digests, 0, sizeof s->digests);

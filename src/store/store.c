@@ -106,6 +106,8 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;
         c.groups = NULL;
+        users_move(&s->users, &c.users);
+        acls_move(&s->acls, &c.acls);
         uint32_t i = 0;
         for (struct store_topic *t = s->topics; t != NULL; t = t->next, i++) {
             if ((rv = store__open_topic(s, t, 0, c.next_offsets[i], errmsg)) != 0) {
@@ -141,9 +143,21 @@ void store_close(struct store *s)
         store__topic_free(t);
     }
     free(s->groups);
+    users_free(&s->users);
+    acls_free(&s->acls);
     buf_free(&s->scratch);
     pthread_mutex_destroy(&s->file_lock);
     free(s);
+}
+
+const struct users *store_users(struct store *s)
+{
+    return &s->users;
+}
+
+const struct acls *store_acls(struct store *s)
+{
+    return &s->acls;
 }
 
 void store_set_append_hook(struct store *s, store_append_hook fn, void *arg)

@@ -166,6 +166,14 @@ const char *store_divergence(struct store *s);
 #define STORE_DIGESTS 256
 #define STORE_DIGEST_EVERY 16
 bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest);
+
+/* The cluster's users (CMD_USER), borrowed until the next apply. */
+struct users;
+const struct users *store_users(struct store *s);
+
+/* The cluster's access control lists (CMD_ACL), borrowed likewise. */
+struct acls;
+const struct acls *store_acls(struct store *s);
 /* The last entry applied. */
 uint64_t store_applied(struct store *s);
 /* The data directory recorded for member @id (CMD_MEMBER_DIR), 0 if none. */

@@ -14,7 +14,9 @@
 #include "lib/batch.h"
 #include "lib/byte.h"
 #include "log/log.h"
+#include "store/acl.h"
 #include "store/store.h"
+#include "store/users.h"
 
 /* The committed position of one consumer group on one topic. */
 struct store__group {
@@ -58,6 +60,8 @@ struct store {
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
     uint64_t keys_written;           /* newest index of a keys.ckpt in place */
+    struct users users;              /* CMD_USER: SCRAM credentials (store/users.h) */
+    struct acls acls;                /* CMD_ACL: access control lists (store/acl.h) */
 };
 
 /* Checkpoint files (catalog, keys.ckpt) are written by the loop and by
@@ -87,6 +91,8 @@ struct store__catalog {
     uint64_t cluster_id;     /* version 2 */
     struct store__dir dirs[STORE_MAX_MEMBERS];
     unsigned n_dirs;
+    struct users users;      /* version 3 */
+    struct acls acls;        /* version 3 */
 };
 
 /* catalog.c: the catalog format, the guarded atomic replace of a

@@ -36,7 +36,9 @@
 #include "lib/batch.h"
 #include "lib/err.h"
 #include "lib/fs.h"
+#include "lib/tls.h"
 #include "log/log.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 #include "store/import.h"
 #include "tool/util.h"
@@ -65,7 +67,22 @@ static int backup__connect(struct backup_conn *c, const char *hostport, int time
         err_printf(errmsg, "'%s' is not HOST:PORT, or its host cannot be resolved", hostport);
         return TALLY_INVAL;
     }
-    return wire_open(&c->w, &sa, wire_now_ms() + timeout_ms, errmsg);
+    int rv = wire_open(&c->w, &sa, wire_now_ms() + timeout_ms, errmsg);
+    if (rv == 0 && tool_tls_wanted()) { /* TLS hook: the same TLS as every other command */
+        struct tls_files tf = {tool_g.tls_cert, tool_g.tls_key, tool_g.tls_ca, true};
+        char host[PROTO_ADDR_MAX];
+        bool refused;
+        SSL_CTX *ctx = tls_client_ctx(&tf, errmsg);
+        const char *colon = strrchr(hostport, ':');
+        if (ctx == NULL) {
+            wire_close(&c->w);
+            return TALLY_INVAL;
+        }
+        snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+        rv = wire_start_tls(&c->w, ctx, host, wire_now_ms() + timeout_ms, &refused, errmsg);
+        SSL_CTX_free(ctx); /* the connection holds its own reference */
+    }
+    return rv;
 }
 
 /* Send one request (@body) and read its answer: 0 with *resp (malloc'd,
@@ -129,6 +146,57 @@ static int backup__call(struct backup_conn *c, uint16_t type, const struct buf *
     *resp = data;
     *resp_len = n;
     return 0;
+}
+
+/* ---- login (SCRAM, docs/security.md) ------------------------------------ */
+
+struct backup__login_arg {
+    struct backup_conn *c;
+    uint8_t *resp; /* the last answer's body (owned) */
+};
+
+static int backup__login_rt(void *arg, struct buf *frame, struct proto_auth_reply *rep,
+                            char *errmsg)
+{
+    struct backup__login_arg *a = arg;
+    struct buf body;
+    size_t len = 0;
+    int rv;
+    free(a->resp);
+    a->resp = NULL;
+    buf_init(&body);
+    buf_put(&body, frame->data + PROTO_HEADER_SIZE, frame->len - PROTO_HEADER_SIZE);
+    rv = buf_ok(&body) ? backup__call(a->c, PROTO_AUTH, &body, &a->resp, &len, errmsg)
+                       : TALLY_NOMEM;
+    buf_free(&body);
+    rep->is_error = rv == TALLY_AUTH;
+    rep->message[0] = '\0';
+    if (rv == TALLY_AUTH) {
+        snprintf(rep->message, sizeof rep->message, "%s", errmsg);
+        return 0;
+    }
+    if (rv == 0) {
+        rd_init(&rep->body, a->resp, len);
+    }
+    return rv;
+}
+
+/* Log in as tool_g.user, if given. */
+static int backup__login(struct backup_conn *c, char *errmsg)
+{
+    struct backup__login_arg a = {c, NULL};
+    int rv;
+    if (tool_g.user == NULL) {
+        return 0;
+    }
+    rv = proto_auth_login_mech(tool_g.mechanism != NULL &&
+                                       strcmp(tool_g.mechanism, "SCRAM-SHA-512") == 0
+                                   ? 2
+                                   : 1,
+                               tool_g.user, tool_g.password, backup__login_rt, &a, NULL, 0,
+                               errmsg);
+    free(a.resp);
+    return rv;
 }
 
 /* ---- backup ----------------------------------------------------------- */
@@ -512,6 +580,9 @@ int cmd_backup_main(int argc, char **argv)
     snprintf(nodes, sizeof nodes, "%s", node);
     int timeout = tool_g.timeout_ms > 0 ? tool_g.timeout_ms : BACKUP__DEFAULT_TIMEOUT_MS;
 
+    if ((rv = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rv;
+    }
     /* The first node that answers BACKUP_CUT is the one copied. */
     import_manifest_init(&m);
     wire_init(&conn.w, "");
@@ -520,6 +591,9 @@ int cmd_backup_main(int argc, char **argv)
         rv = backup__connect(&conn, a, timeout, errmsg);
         if (rv == TALLY_INVAL) {
             return tool_usage_error(cmd, "%s", errmsg);
+        }
+        if (rv == 0) {
+            rv = backup__login(&conn, errmsg); /* auth hook */
         }
         if (rv == 0) {
             rv = backup__cut(&conn, &m, errmsg);

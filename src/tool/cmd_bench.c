@@ -195,6 +195,20 @@ static void *bench_producer_run(void *arg)
     if (tool_g.timeout_ms > 0) {
         tally_client_set_timeout(client, tool_g.timeout_ms);
     }
+    if (tool_g.tls_ca != NULL && tool_g.tls_ca[0] != '\0' && /* main read the environment */
+        tally_client_set_tls(client, tool_g.tls_ca, tool_g.tls_cert, tool_g.tls_key) != 0) {
+        p->rc = TALLY_INVAL;
+        snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
+        goto out;
+    }
+    if (tool_g.user != NULL && /* main read the login */
+        (tally_client_set_auth(client, tool_g.user, tool_g.password) != 0 ||
+         (tool_g.mechanism != NULL &&
+          tally_client_set_auth_mechanism(client, tool_g.mechanism) != 0))) {
+        p->rc = TALLY_INVAL;
+        snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_errmsg(client));
+        goto out;
+    }
     p->t0_us = tool_now_us();
     if (cfg->batch > 0) {
         /* Synchronous: B records per request, one request in flight. */
@@ -468,6 +482,9 @@ static int bench_produce(int argc, char **argv)
         producers = count;
     }
     bench_default_brokers();
+    if ((rc = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rc; /* before any thread starts */
+    }
     {
         /* Check the broker list once here, for a usage error rather than
          * one per thread. */
@@ -646,6 +663,9 @@ static int bench_consume(int argc, char **argv)
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     }
     bench_default_brokers();
+    if ((rc = tool_read_login(cmd)) != TOOL_EXIT_OK) {
+        return rc; /* before any thread starts */
+    }
     rc = tool_connect(cmd, &client);
     if (rc != TOOL_EXIT_OK) {
         return rc;

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tool/cmd_backup.h"
@@ -31,6 +32,8 @@ static const char main_help[] =
     "  log verify|dump DIR        check or print a node's data offline\n"
     "  backup --to DIR            copy a node's state at one Raft index (online)\n"
     "  restore --from DIR         build a new node's data directory from a backup\n"
+    "  user add|passwd|remove|list  the cluster's users (SCRAM)\n"
+    "  acl add|remove|list        access control lists (authorize = acl)\n"
     "\n"
     "Options (also accepted after the command):\n"
     "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n"
@@ -58,6 +61,7 @@ static const struct main_command main_commands[] = {
     {"log", cmd_log_main},         {"backup", cmd_backup_main},
     {"restore", cmd_restore_main}, {"group", cmd_group_main},
     {"stream", cmd_stream_main}, /* streams */
+    {"user", cmd_user_main},       {"acl", cmd_acl_main},
 };
 
 int main(int argc, char **argv)
@@ -96,6 +100,14 @@ int main(int argc, char **argv)
     }
     if (optind >= argc) {
         return tool_usage_error(NULL, "missing COMMAND");
+    }
+    (void)tool_tls_wanted(); /* $TALLY_TLS_*, once, before any thread starts */
+    if (tool_g.user != NULL || getenv("TALLY_USER") != NULL) {
+        /* The login too: bench threads only read it. A command's own
+         * --user later reads it again (tool_connect). */
+        if ((rc = tool_read_login(NULL)) != TOOL_EXIT_OK) {
+            return rc;
+        }
     }
     if (strcmp(argv[optind], "help") == 0) {
         fputs(main_help, stdout);

@@ -29,6 +29,24 @@ int tool_common_option(const char *cmd, int c, const char *arg)
         }
         tool_g.timeout_ms = (int)v;
         return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_CA:
+        tool_g.tls_ca = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_CERT:
+        tool_g.tls_cert = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_TLS_KEY:
+        tool_g.tls_key = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_USER:
+        tool_g.user = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_PASSWORD_FILE:
+        tool_g.password_file = arg;
+        return TOOL_EXIT_OK;
+    case TOOL_OPT_SASL_MECHANISM:
+        tool_g.mechanism = arg;
+        return TOOL_EXIT_OK;
     default:
         return -1;
     }
@@ -113,6 +131,50 @@ int tool_connect(const char *cmd, tally_client **out)
     }
     if (tool_g.timeout_ms > 0) {
         tally_client_set_timeout(*out, tool_g.timeout_ms);
+    }
+    rc = tool_apply_tls(cmd, *out);
+    if (rc == TOOL_EXIT_OK && (rc = tool_read_login(cmd)) == TOOL_EXIT_OK && tool_g.user != NULL &&
+        (tally_client_set_auth(*out, tool_g.user, tool_g.password) != 0 ||
+         (tool_g.mechanism != NULL &&
+          tally_client_set_auth_mechanism(*out, tool_g.mechanism) != 0))) {
+        fprintf(stderr, "tally%s%s: %s\n", cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
+                tally_errmsg(*out));
+        rc = TOOL_EXIT_USAGE;
+    }
+    if (rc != TOOL_EXIT_OK) {
+        tally_client_destroy(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool tool_tls_wanted(void)
+{
+    if (tool_g.tls_ca == NULL) {
+        tool_g.tls_ca = getenv("TALLY_TLS_CA");
+    }
+    if (tool_g.tls_cert == NULL) {
+        tool_g.tls_cert = getenv("TALLY_TLS_CERT");
+    }
+    if (tool_g.tls_key == NULL) {
+        tool_g.tls_key = getenv("TALLY_TLS_KEY");
+    }
+    return tool_g.tls_ca != NULL && tool_g.tls_ca[0] != '\0';
+}
+
+int tool_apply_tls(const char *cmd, tally_client *c)
+{
+    bool cert = tool_tls_wanted() , has_cert = tool_g.tls_cert != NULL && tool_g.tls_cert[0];
+    if (!cert) {
+        if (has_cert || (tool_g.tls_key != NULL && tool_g.tls_key[0])) {
+            return tool_usage_error(cmd, "--tls-cert/--tls-key need --tls-ca (the cluster's CA)");
+        }
+        return TOOL_EXIT_OK;
+    }
+    if (tally_client_set_tls(c, tool_g.tls_ca, tool_g.tls_cert, tool_g.tls_key) != 0) {
+        fprintf(stderr, "tally%s%s: %s\n", cmd != NULL ? " " : "", cmd != NULL ? cmd : "",
+                tally_errmsg(c));
+        return TOOL_EXIT_USAGE;
     }
     return TOOL_EXIT_OK;
 }
@@ -256,4 +318,48 @@ int tool_check_stdout(const char *cmd)
         return TOOL_EXIT_OK; /* the reader has seen all it wanted */
     }
     return tool_error(cmd, "writing to standard output: %s", strerror(errno));
+}
+
+int tool_read_secret(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+    if (f == NULL) {
+        return -1;
+    }
+    if (fgets(out, (int)cap, f) == NULL) {
+        out[0] = '\0';
+    }
+    fclose(f);
+    n = strcspn(out, "\r\n");
+    out[n] = '\0';
+    return 0;
+}
+
+int tool_read_login(const char *cmd)
+{
+    const char *env;
+    if (tool_g.user == NULL) {
+        tool_g.user = getenv("TALLY_USER");
+    }
+    if (tool_g.mechanism == NULL) {
+        tool_g.mechanism = getenv("TALLY_SASL_MECHANISM");
+    }
+    if (tool_g.user == NULL || tool_g.user[0] == '\0') {
+        tool_g.user = NULL;
+        return TOOL_EXIT_OK;
+    }
+    if (tool_g.password_file != NULL) {
+        if (tool_read_secret(tool_g.password_file, tool_g.password, sizeof tool_g.password) != 0) {
+            return tool_usage_error(cmd, "--password-file %s: %s", tool_g.password_file,
+                                    strerror(errno));
+        }
+    } else if ((env = getenv("TALLY_PASSWORD")) != NULL) {
+        snprintf(tool_g.password, sizeof tool_g.password, "%s", env);
+    } else {
+        return tool_usage_error(cmd, "--user %s needs a password: --password-file FILE or "
+                                     "$TALLY_PASSWORD (never on the command line)",
+                                tool_g.user);
+    }
+    return TOOL_EXIT_OK;
 }

@@ -24,12 +24,26 @@
 struct tool_global {
     const char *brokers; /* -b/--brokers, else $TALLY_BROKERS, else default */
     int timeout_ms;      /* --timeout; 0 = the library's default */
+    /* TLS (docs/security.md): --tls-ca/--tls-cert/--tls-key, else
+     * $TALLY_TLS_CA/$TALLY_TLS_CERT/$TALLY_TLS_KEY; NULL = not given. */
+    const char *tls_ca, *tls_cert, *tls_key;
+    /* Authentication: --user (else $TALLY_USER); its password from
+     * --password-file (else $TALLY_PASSWORD), never from the command line. */
+    const char *user, *password_file;
+    const char *mechanism;   /* --sasl-mechanism, else $TALLY_SASL_MECHANISM; NULL: SHA-256 */
+    char password[256];
 };
 extern struct tool_global tool_g;
 
 /* getopt_long values of the common options (beyond the ASCII range). */
 enum {
     TOOL_OPT_TIMEOUT = 0x100,
+    TOOL_OPT_TLS_CA,
+    TOOL_OPT_TLS_CERT,
+    TOOL_OPT_TLS_KEY,
+    TOOL_OPT_USER,
+    TOOL_OPT_PASSWORD_FILE,
+    TOOL_OPT_SASL_MECHANISM,
     TOOL_OPT__FIRST_FREE = 0x110, /* commands number their own from here */
 };
 
@@ -37,6 +51,12 @@ enum {
 #define TOOL_COMMON_LONGOPTS                                                   \
     {"brokers", required_argument, NULL, 'b'},                                 \
     {"timeout", required_argument, NULL, TOOL_OPT_TIMEOUT},                    \
+    {"tls-ca", required_argument, NULL, TOOL_OPT_TLS_CA},                      \
+    {"tls-cert", required_argument, NULL, TOOL_OPT_TLS_CERT},                  \
+    {"tls-key", required_argument, NULL, TOOL_OPT_TLS_KEY},                    \
+    {"user", required_argument, NULL, TOOL_OPT_USER},                          \
+    {"password-file", required_argument, NULL, TOOL_OPT_PASSWORD_FILE},        \
+    {"sasl-mechanism", required_argument, NULL, TOOL_OPT_SASL_MECHANISM},      \
     {"help", no_argument, NULL, 'h'}
 /* The same for the short option string. */
 #define TOOL_COMMON_SHORTOPTS "b:h"
@@ -47,6 +67,12 @@ enum {
     "  -b, --brokers HOST:PORT[,...]  nodes to contact (default $TALLY_BROKERS,\n" \
     "                                 else " TOOL_DEFAULT_BROKERS ")\n"        \
     "      --timeout MS               per-request timeout in milliseconds\n"   \
+    "      --tls-ca FILE              speak TLS; the cluster's CA ($TALLY_TLS_CA)\n" \
+    "      --tls-cert FILE --tls-key FILE  client certificate for mutual TLS\n" \
+    "                                 ($TALLY_TLS_CERT, $TALLY_TLS_KEY)\n"    \
+    "      --user NAME                log in with SCRAM ($TALLY_USER); the password\n" \
+    "      --password-file FILE       comes from FILE's first line, else $TALLY_PASSWORD\n" \
+    "      --sasl-mechanism M         SCRAM-SHA-256 (default) or SCRAM-SHA-512\n" \
     "  -h, --help                     show this help\n"
 
 /* Handle one common option seen by a command's getopt loop. Returns -1 if
@@ -77,6 +103,23 @@ int tool_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* Create a client for the global broker list and timeout. On failure prints
  * the reason and returns the exit status to use (2 for a malformed list). */
 int tool_connect(const char *cmd, tally_client **out);
+
+/* Fill the TLS paths of tool_g from the environment where no flag gave
+ * them; true if TLS is on (a CA was given). */
+bool tool_tls_wanted(void);
+
+/* Turn on TLS on @c if tool_tg asks for it. TOOL_EXIT_OK, or the exit
+ * status after printing why (a file that does not load: exit 2). */
+int tool_apply_tls(const char *cmd, tally_client *c);
+
+/* Read the login of tool_g (user from --user or $TALLY_USER, password as
+ * above) into tool_g.password. 0 if no user is given or it was read;
+ * otherwise prints why and returns the exit status. */
+int tool_read_login(const char *cmd);
+
+/* Read the first line of @path into @out (without its newline). 0 or -1
+ * with errno. */
+int tool_read_secret(const char *path, char *out, size_t cap);
 
 /* Strict number parsing: the whole string, base 10, no sign for unsigned,
  * no overflow. Return true on success. */
@@ -122,5 +165,7 @@ int cmd_member_main(int argc, char **argv);
 int cmd_bench_main(int argc, char **argv);
 int cmd_group_main(int argc, char **argv);
 int cmd_stream_main(int argc, char **argv); /* streams (cmd_stream.c) */
+int cmd_user_main(int argc, char **argv);
+int cmd_acl_main(int argc, char **argv);
 
 #endif

@@ -2,7 +2,8 @@
 # run-fuzzers.sh [SECONDS]: build the libFuzzer targets and run each one.
 #
 # Configures build-fuzz/ (CC=clang --enable-fuzzers --enable-sanitize),
-# builds test/fuzz/fuzz-proto, fuzz-batch, fuzz-log-recovery and fuzz-kafka, and runs
+# builds test/fuzz/fuzz-proto, fuzz-batch, fuzz-log-recovery, fuzz-kafka,
+# fuzz-scram and fuzz-tls, and runs
 # each for SECONDS (default 60) on a fresh copy of its seed corpus
 # (test/fuzz/corpus/<target>/, copied to build-fuzz/corpus-run/<target>/).
 # Prints one line per target:
@@ -32,7 +33,7 @@ case $SECONDS_PER_TARGET in
 esac
 JOBS=${TALLY_JOBS:-2}
 BDIR=build-fuzz
-TARGETS="fuzz-proto fuzz-batch fuzz-log-recovery fuzz-kafka"
+TARGETS="fuzz-proto fuzz-batch fuzz-log-recovery fuzz-kafka fuzz-scram fuzz-tls"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 tally_install_deps || exit 2

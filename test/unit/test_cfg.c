@@ -400,7 +400,7 @@ static void test_cfg_missing_required(void **state)
 /* One bad flag on top of a good node-1 command line. */
 struct bad_flag {
     const char *skip; /* flag of test_cfg_node1 to drop, or NULL */
-    const char *args[8];
+    const char *args[10];
     const char *want;
 };
 
@@ -451,6 +451,61 @@ static void test_cfg_bad_flags(void **state)
         {NULL, {"--config", "/nonexistent/tallyd.conf"}, "--config /nonexistent/tallyd.conf: No"},
     };
     test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* TLS settings hang together, and plaintext off loopback needs --insecure. */
+static void test_cfg_bad_tls(void **state)
+{
+    static const struct bad_flag cases[] = {
+        {NULL, {"--tls-cert", "n.crt", "--tls-ca", "ca.crt"}, "--tls-cert needs --tls-key"},
+        {NULL, {"--tls-key", "n.key", "--tls-ca", "ca.crt"}, "--tls-key needs --tls-cert"},
+        {NULL, {"--tls-cert", "n.crt", "--tls-key", "n.key"}, "--tls-cert needs --tls-ca"},
+        {NULL, {"--tls-ca", "ca.crt"}, "--tls-ca needs --tls-cert and --tls-key"},
+        {NULL, {"--set", "tls_min_version=1.1"}, "--set tls_min_version=1.1: expected 1.3 or 1.2"},
+        {NULL, {"--set", "insecure=perhaps"}, "--set insecure=perhaps: expected true or false"},
+        {NULL, {"--metrics", "0.0.0.0:9100"}, "0.0.0.0:9100 is not a loopback address and TLS is off"},
+        {NULL, {"--kafka", "0.0.0.0:9092"}, "--kafka 0.0.0.0:9092 is not a loopback address and the Kafka"},
+        {NULL, {"--set", "metrics_tls=true"}, "metrics_tls needs --tls-cert"},
+        {NULL, {"--set", "tls_client_auth=maybe"}, "expected optional or required"},
+        {NULL, {"--set", "auth=maybe"}, "expected none or required"},
+        {NULL, {"--set", "auth=required"}, "auth = required needs TLS"},
+        {NULL, {"--set", "authorize=rbac"}, "expected none or acl"},
+        {NULL,
+         {"--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--set",
+          "authorize=acl"},
+         "authorize = acl needs auth = required"},
+        {NULL,
+         {"--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--metrics",
+          "0.0.0.0:9100"},
+         "serves plain HTTP: set metrics_tls = true"},
+    };
+    test_cfg_run_bad_flags(*state, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The TLS flags and keys land in the struct; --insecure lets plaintext
+ * listen off loopback. */
+static void test_cfg_tls_happy(void **state)
+{
+    struct fixture *f = *state;
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--set",
+                  "tls_min_version=1.2", "--metrics", "0.0.0.0:9100", "--set", "metrics_tls=true",
+                  "--set", "tls_client_auth=required", NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_true(f->cfg.metrics_tls);
+    assert_true(f->cfg.tls_client_cert_required);
+    assert_string_equal(f->cfg.tls_cert, "n.crt");
+    assert_string_equal(f->cfg.tls_key, "n.key");
+    assert_string_equal(f->cfg.tls_ca, "ca.crt");
+    assert_true(f->cfg.tls_allow_12);
+    while (f->argc > 1) {
+        free(f->argv[--f->argc]);
+    }
+    test_cfg_node1(f, NULL);
+    test_cfg_args(f, "--metrics", "0.0.0.0:9100", "--insecure", NULL);
+    assert_int_equal(test_cfg_load(f), 0);
+    assert_true(f->cfg.insecure);
+    assert_string_equal(f->cfg.tls_cert, "");
 }
 
 static void test_cfg_bad_peers(void **state)
@@ -631,6 +686,8 @@ int main(void)
         T(test_cfg_missing_required), T(test_cfg_bad_flags),        T(test_cfg_bad_peers),
         T(test_cfg_too_many_peers),   T(test_cfg_bad_file),         T(test_cfg_bad_data_dir),
         T(test_cfg_reload),           T(test_cfg_deploy_examples),  T(test_cfg_kafka),
+        T(test_cfg_reload),           T(test_cfg_deploy_examples),  T(test_cfg_bad_tls),
+        T(test_cfg_tls_happy),
     };
     /* The default log level comes from the environment; pin it. */
     setenv("TALLY_LOG_LEVEL", "info", 1);

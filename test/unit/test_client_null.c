@@ -228,6 +228,58 @@ static int r_stream_read_key(void)
     return tally_stream_read(t__c, "t", NULL, 1, NULL, &r);
 }
 
+static int r_set_tls_c(void) { return tally_client_set_tls(NULL, "ca", NULL, NULL); }
+static int r_set_tls_ca(void) { return tally_client_set_tls(t__c, NULL, NULL, NULL); }
+static int r_set_auth_c(void) { return tally_client_set_auth(NULL, "u", "p"); }
+static int r_set_auth_user(void) { return tally_client_set_auth(t__c, NULL, "p"); }
+static int r_set_auth_password(void) { return tally_client_set_auth(t__c, "u", NULL); }
+static int r_set_mech_c(void) { return tally_client_set_auth_mechanism(NULL, "SCRAM-SHA-256"); }
+static int r_set_mech_name(void) { return tally_client_set_auth_mechanism(t__c, NULL); }
+static int r_user_set_c(void) { return tally_user_set(NULL, "u", "p"); }
+static int r_user_set_name(void) { return tally_user_set(t__c, NULL, "p"); }
+static int r_user_set_password(void) { return tally_user_set(t__c, "u", NULL); }
+static int r_user_remove_c(void) { return tally_user_remove(NULL, "u"); }
+static int r_user_remove_name(void) { return tally_user_remove(t__c, NULL); }
+static int r_user_list_c(void)
+{
+    char **n;
+    size_t k;
+    return tally_user_list(NULL, &n, &k);
+}
+static int r_user_list_names(void)
+{
+    size_t k;
+    return tally_user_list(t__c, NULL, &k);
+}
+static int r_user_list_n(void)
+{
+    char **n;
+    return tally_user_list(t__c, &n, NULL);
+}
+static int r_acl_add_c(void)
+{
+    struct tally_acl a = {"p", TALLY_ACL_TOPIC, 0, "t", TALLY_ACL_READ, 1};
+    return tally_acl_add(NULL, &a);
+}
+static int r_acl_add_acl(void) { return tally_acl_add(t__c, NULL); }
+static int r_acl_remove_acl(void) { return tally_acl_remove(t__c, NULL); }
+static int r_acl_list_c(void)
+{
+    struct tally_acl *a;
+    size_t k;
+    return tally_acl_list(NULL, &a, &k);
+}
+static int r_acl_list_acls(void)
+{
+    size_t k;
+    return tally_acl_list(t__c, NULL, &k);
+}
+static int r_acl_list_n(void)
+{
+    struct tally_acl *a;
+    return tally_acl_list(t__c, &a, NULL);
+}
+
 struct row {
     const char *name;
     int (*call)(void);
@@ -257,6 +309,14 @@ static const struct row rows[] = {
     ROW(r_stream_read_topic), ROW(r_stream_read_key),    ROW(r_filtered_c),
     ROW(r_filtered_res),      ROW(r_filtered_filter),    ROW(r_stream_meta_c),
     ROW(r_stream_meta_topic), ROW(r_stream_meta_key),
+    ROW(r_read_index_index),  ROW(r_set_tls_c),          ROW(r_set_tls_ca),
+    ROW(r_set_auth_c),        ROW(r_set_auth_user),      ROW(r_set_auth_password),
+    ROW(r_set_mech_c),        ROW(r_set_mech_name),      ROW(r_user_set_c),
+    ROW(r_user_set_name),     ROW(r_user_set_password),  ROW(r_user_remove_c),
+    ROW(r_user_remove_name),  ROW(r_user_list_c),        ROW(r_user_list_names),
+    ROW(r_user_list_n),       ROW(r_acl_add_c),          ROW(r_acl_add_acl),
+    ROW(r_acl_remove_acl),    ROW(r_acl_list_c),         ROW(r_acl_list_acls),
+    ROW(r_acl_list_n),
 };
 
 static void test_null_arguments_refused(void **state)

@@ -562,11 +562,13 @@ static void test_type_names(void **state)
     assert_string_equal(proto_type_name(PROTO_PRODUCE), "PRODUCE");
     assert_string_equal(proto_type_name(PROTO_MEMBER_TRANSFER), "MEMBER_TRANSFER");
     for (unsigned t = 1; t <= PROTO__TYPE_MAX; t++) {
-        if (t == 22 || t == 23) {
-            continue; /* reserved for the Kafka work */
+        if (t == 22 || t == 23 || t == 26) {
+            continue; /* unused */
         }
         assert_string_not_equal(proto_type_name(t), "UNKNOWN");
     }
+    assert_string_equal(proto_type_name(PROTO_AUTH), "AUTH");
+    assert_string_equal(proto_type_name(PROTO_SECURITY_LIST), "SECURITY_LIST");
     assert_string_equal(proto_type_name(PROTO_GROUP_LIST), "GROUP_LIST");
     assert_string_equal(proto_type_name(PROTO_GROUP_DELETE), "GROUP_DELETE");
     assert_string_equal(proto_type_name(PROTO_GROUP_SET), "GROUP_SET");

@@ -1,0 +1,35 @@
+/* Client authentication on the client port (docs/security.md): SCRAM
+ * (AUTH requests) or a client certificate of the cluster's CA, the
+ * per-connection state, the gate that refuses requests of a connection
+ * that has not authenticated when the node requires it (auth = required),
+ * and the user administration requests (USER_SET, USER_LIST). */
+#ifndef TALLY_SERVER_AUTH_H_
+#define TALLY_SERVER_AUTH_H_
+
+#include <stdbool.h>
+
+#include "lib/byte.h"
+
+struct gw;
+struct req;
+struct store;
+struct cfg;
+
+/* A connection's authentication (owned by its conn; auth_conn_free). */
+struct auth_conn;
+
+/* A connection whose TLS client certificate named @principal: it is
+ * authenticated as that name. NULL when out of memory. */
+struct auth_conn *auth_conn_certified(const char *principal);
+
+void auth_conn_free(struct auth_conn *a);
+
+/* Called by the gateway for every request before dispatch. Answers AUTH,
+ * SECURITY_SET and SECURITY_LIST itself; refuses (TALLY_AUTH) any request
+ * but HELLO and AUTH on a connection that has not authenticated when @cfg
+ * requires it, and (TALLY_DENIED) any request the ACLs do not allow when
+ * @cfg has authorize = acl. Returns true if @r was handled here. */
+bool auth_handle(struct gw *gw, struct store *store, const struct cfg *cfg, struct req *r,
+                 struct rd *rd);
+
+#endif

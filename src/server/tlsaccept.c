@@ -1,0 +1,136 @@
+/* The client port with TLS (tlsaccept.h).
+ *
+ * The happy path: accept the TCP connection, start a server tlspipe on it
+ * with the client context current at that moment; once the handshake is
+ * done, conn_accept_fd serves the plaintext end like any connection.
+ *
+ * Failure modes: a handshake that fails (a client that does not trust our
+ * CA, a client certificate from another CA, an expired one) is logged at
+ * warn level with the peer address and closed; a client that speaks
+ * plaintext tally to this port gets one error frame in clear saying TLS is
+ * required (the client shows it), then the connection closes; more than
+ * max_handshakes handshakes at once: the new connection is dropped. */
+#include "server/tlsaccept.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/err.h"
+#include "lib/logger.h"
+#include "proto/proto.h"
+#include "server/conn.h"
+
+#define TLSACCEPT__HANDSHAKE_MS 10000
+
+struct tlsaccept__one {
+    struct tlsaccept *a;
+    uv_loop_t *loop;
+    char peer[64];
+};
+
+static void tlsaccept__free_tcp(uv_handle_t *h)
+{
+    free(h);
+}
+
+static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
+{
+    struct tlsaccept__one *one = arg;
+    char peer[200];
+    char name[128];
+    bool certified = false;
+    int rv = 0;
+    if (fd < 0) {
+        TLOG_WARN("tls", "client %s: %s", one->peer, why);
+        free(one);
+        return 0;
+    }
+    if (tls_peer_name(ssl, name, sizeof name) == 0) {
+        /* The handshake verified the certificate against the CA. */
+        certified = true;
+        snprintf(peer, sizeof peer, "%s (%s)", one->peer, name);
+    } else {
+        snprintf(peer, sizeof peer, "%s", one->peer);
+    }
+    if (conn_accept_fd(one->a->conns, one->loop, fd, one->a->gw, peer,
+                       certified ? name : NULL) != 0) {
+        TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
+        rv = -1;
+    }
+    free(one);
+    return rv;
+}
+
+void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct conn_set *conns,
+                    struct gw *gw, unsigned max_handshakes)
+{
+    memset(a, 0, sizeof *a);
+    a->tls = tls;
+    a->conns = conns;
+    a->gw = gw;
+    a->max_handshakes = max_handshakes;
+    buf_init(&a->not_tls);
+    proto_put_error_frame(&a->not_tls, 0, 0, TALLY_PROTO,
+                          "this port requires TLS: connect with --tls-ca (and --tls-cert and "
+                          "--tls-key if the cluster asks for a client certificate)",
+                          0, "");
+}
+
+void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener)
+{
+    uv_tcp_t *tcp = malloc(sizeof *tcp);
+    struct tlsaccept__one *one;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    struct tlspipe_opts o;
+    if (tcp == NULL) {
+        return;
+    }
+    uv_tcp_init(listener->loop, tcp);
+    if (uv_accept(listener, (uv_stream_t *)tcp) != 0) {
+        uv_close((uv_handle_t *)tcp, tlsaccept__free_tcp);
+        return;
+    }
+    if (a->group.handshaking >= a->max_handshakes) {
+        TLOG_WARN("tls", "connection refused: %u TLS handshakes in progress",
+                  a->group.handshaking);
+        uv_close((uv_handle_t *)tcp, tlsaccept__free_tcp);
+        return;
+    }
+    one = calloc(1, sizeof *one);
+    if (one == NULL) {
+        uv_close((uv_handle_t *)tcp, tlsaccept__free_tcp);
+        return;
+    }
+    one->a = a;
+    one->loop = listener->loop;
+    uv_tcp_nodelay(tcp, 1);
+    snprintf(one->peer, sizeof one->peer, "client");
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
+        char ip[32];
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        uv_ip4_name(sin, ip, sizeof ip);
+        snprintf(one->peer, sizeof one->peer, "%s:%u", ip, ntohs(sin->sin_port));
+    }
+    memset(&o, 0, sizeof o);
+    o.ctx = a->tls->clients;
+    o.server = true;
+    o.not_tls_reply = buf_ok(&a->not_tls) ? a->not_tls.data : NULL;
+    o.not_tls_reply_len = a->not_tls.len;
+    o.handshake_timeout_ms = TLSACCEPT__HANDSHAKE_MS;
+    o.free_net = tlsaccept__free_tcp;
+    o.done = tlsaccept__done;
+    o.arg = one;
+    o.group = &a->group;
+    if (tlspipe_start(listener->loop, (uv_stream_t *)tcp, &o) != 0) {
+        free(one);
+    }
+}
+
+void tlsaccept_close(struct tlsaccept *a)
+{
+    tlspipe_group_close(&a->group);
+    buf_free(&a->not_tls);
+}
