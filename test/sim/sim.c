@@ -242,10 +242,20 @@ static void run_range(uint64_t a, uint64_t b, unsigned steps, bool trace, const 
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
         next = last + 1;
-        if (WIFSIGNALED(status) && next <= b) {
+        /* A child that stops before its last seed crashed on the next one:
+         * by a signal, or by an exit of its own, which is how a sanitizer
+         * ends a process after its report (ASan exits with status 1). */
+        bool died = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (died && next <= b) {
             char dir[PATH_MAX + 64];
-            printf("seed %llu CRASHED: signal %d (%s)\n", (unsigned long long)next,
-                   WTERMSIG(status), strsignal(WTERMSIG(status)));
+            if (WIFSIGNALED(status)) {
+                printf("seed %llu CRASHED: signal %d (%s)\n", (unsigned long long)next,
+                       WTERMSIG(status), strsignal(WTERMSIG(status)));
+            } else {
+                printf("seed %llu CRASHED: exit status %d (a sanitizer's report, if any, "
+                       "is on stderr)\n",
+                       (unsigned long long)next, WEXITSTATUS(status));
+            }
             printf("  replay: test/sim/run --seed %llu --steps %u%s --trace\n",
                    (unsigned long long)next, steps, replay_args);
             snprintf(dir, sizeof dir, "%s/seed-%llu", base, (unsigned long long)next);
