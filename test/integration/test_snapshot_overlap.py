@@ -7,13 +7,17 @@
 # suite saw it on a node whose disk was full). tallyd holds such an install
 # back until the take is written (src/repl/snapguard.c, docs/raft.md).
 #
-# Node 3 syncs slowly (test/lib/slowfsync.c: every fsync waits), so its
-# takes last long: most of the time it is writing a snapshot. Each round
-# pauses it (SIGSTOP), most likely in the middle of a take, lets the leader
-# write more than its trailing log keeps, and resumes it: the leader then
-# sends it a snapshot while its take is still in flight. Rounds go on until
-# node 3 has held an install (or a bounded number of rounds); node 3 must
-# stay up, and once the writes stop hold every record, as the others do.
+# Node 3 writes its Raft snapshot files slowly (test/lib/slowfsync.c: each
+# fsync of one waits 3 s of the time the process runs, and a flag file
+# exists meanwhile). libraft writes a snapshot into an unnamed O_TMPFILE
+# file in raft/ (/proc names it raft/#INODE) and links it in once synced,
+# so "raft/#" picks those syncs out and no other. Each round waits for the flag, so that
+# node 3 is in the middle of writing its own snapshot; pauses it (SIGSTOP),
+# which keeps the rest of the wait for later; lets the leader write more
+# than its trailing log keeps; and resumes it: the leader then sends its
+# snapshot while node 3's take is still in flight, seconds from done. Node 3
+# must hold the install, stay up, and once the writes stop hold every
+# record, as the others do.
 #
 #   TALLY_BUILD_DIR=build /usr/bin/python3 test/integration/test_snapshot_overlap.py
 
@@ -30,7 +34,7 @@ HELD = b"holding the leader's snapshot"
 # Snapshots every 32 entries keeping 8: the slow node soon needs installs.
 NODE_ARGS = ["--set", "snapshot_threshold=32", "--set", "snapshot_trailing=8"]
 BATCH = 60
-ROUNDS = 30
+ROUNDS = 5
 
 
 def node_log(c, i):
@@ -43,7 +47,10 @@ def test_install_during_take():
     own, stays up, and ends with every record."""
     check(os.path.exists(SHIM), f"{SHIM} is not built")
     with Cluster(name="snapovl", extra_args=NODE_ARGS) as c:
-        c.node_env[3] = {"LD_PRELOAD": SHIM, "TALLY_SLOW_FSYNC_MS": "300"}
+        flag = os.path.join(c.tmp, "node3-writing-snapshot")
+        c.node_env[3] = {"LD_PRELOAD": SHIM, "TALLY_SLOW_FSYNC_MS": "3000",
+                         "TALLY_SLOW_FSYNC_MATCH": "raft/#",
+                         "TALLY_SLOW_FSYNC_FLAG": flag}
         c.start(timeout=60)
         if c.leader() == 3:
             c.tally_ok("member", "transfer", "1")
@@ -68,12 +75,18 @@ def test_install_during_take():
             sent += BATCH
 
         for _ in range(ROUNDS):
-            produce()  # node 3 applies these and takes snapshots
+            # node 3 applies these and, within a few batches, takes a snapshot
+            deadline = time.monotonic() + 60
+            while not os.path.exists(flag) and time.monotonic() < deadline:
+                produce()
+            if not os.path.exists(flag):
+                continue
             c.pause(3)
             produce()  # past the leader's trailing log
             produce()
             c.resume(3)
-            time.sleep(0.5)
+            wait_until(lambda: node_log(c, 3).count(HELD) >= 1 or not os.path.exists(flag),
+                       30, "node 3 to hold the install or finish its take")
             c.check_up()
             if node_log(c, 3).count(HELD) >= 1:
                 break
