@@ -343,5 +343,6 @@ int store_checkpoint(struct store *s, char *errmsg)
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
         t->compact_limit = log_next_offset(t->log);
     }
+    store__sweep_trash(s);
     return 0;
 }

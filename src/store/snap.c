@@ -59,6 +59,7 @@ int store__adopt_restored(struct store *s, uint64_t index, const uint8_t *p, uin
         }
         store__take_tables(t, ct);
         t->floor_index = index;
+        store__note_replay(s, t);
         TLOG_WARN("store", "topic %s: restored before this node joined; its history %llu..%llu "
                   "comes from a peer (backfill)", t->name, (unsigned long long)t->missing_from,
                   (unsigned long long)t->missing_to);
@@ -247,6 +248,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
     buf_free(&f->head);
     buf_free(&f->tail);
     free(f);
+    store__sweep_trash(s); /* the build may have put a newer catalog in place */
 }
 
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
@@ -315,7 +317,6 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
                               uint64_t next, struct store_topic **out, char *errmsg)
 {
     struct store_topic *t = calloc(1, sizeof *t);
-    struct store_topic **tail = &s->topics;
     int rv;
     *out = t;
     if (t == NULL) {
@@ -323,11 +324,13 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
     }
     *t = *ct;
     t->next = NULL;
+    t->prev = t->hash_next = NULL;
     t->log = NULL; /* (producers and keys still shared with @ct: take them) */
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
+    if (store__topics_add(s, t) != 0) {
+        free(t);
+        *out = NULL;
+        return TALLY_NOMEM;
     }
-    *tail = t;
     t->missing_from = t->missing_to = 0;
     rv = store__open_topic(s, t, next, next, errmsg);
     if (next > start) {
@@ -363,6 +366,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             }
             rv = store__rewind_topic(t, ct, c.index, c.start_offsets[i], c.next_offsets[i],
                                      errmsg);
+            store__digest_touch(s, t);
+            store__note_replay(s, t);
             changed = true;
         }
         if (rv == 0 && changed) {
@@ -409,6 +414,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         /* The snapshot's producer table and key index replace ours. */
         store__take_tables(t, ct);
         t->floor_index = c.index;
+        store__note_replay(s, t);
         t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
         t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit
                                                                       : t->tombstone_limit;
@@ -431,6 +437,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         s->catalog_index = c.index;
         s->applied_index = c.index;
         memset(s->digests, 0, sizeof s->digests);
+        store__digest_all(s);
         s->max_ts = store__scan_max_ts(s);
         rv = store_checkpoint(s, errmsg);
     }

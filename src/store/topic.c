@@ -235,6 +235,9 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
+    } else {
+        store__digest_touch(s, t);
+        store__note_replay(s, t);
     }
     return rv;
 }
@@ -242,7 +245,7 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
 int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
                        uint64_t start_offset, struct store_topic **out, char *errmsg)
 {
-    struct store_topic *t, **tail = &s->topics;
+    struct store_topic *t;
     if (s->applied_index != 0 || s->catalog_index != 0) {
         err_printf(errmsg, "restore needs a node that has applied nothing (index %llu)",
                    (unsigned long long)s->applied_index);
@@ -261,10 +264,10 @@ int store_import_topic(struct store *s, const char *name, const struct cmd_topic
     }
     snprintf(t->name, sizeof t->name, "%s", name);
     t->config = *config;
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
+    if (store__topics_add(s, t) != 0) {
+        free(t);
+        return TALLY_NOMEM;
     }
-    *tail = t;
     *out = t;
     return store__open_topic(s, t, start_offset, start_offset, errmsg);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -74,6 +75,16 @@ static void create_topic(struct fixture *f, uint64_t index, const char *name)
     assert_int_equal(res->items[0].code, 0);
     free(res);
     buf_free(&e);
+}
+
+/* Create topic @name and write a catalog that lists it, as a Raft snapshot
+ * or a clean stop does in a running node: applying a create does not
+ * write the catalog (Raft replays creates after the catalog's index). */
+static void create_listed(struct fixture *f, uint64_t index, const char *name)
+{
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, index, name);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
 }
 
 /* Build an APPEND entry with one batch of @n records per topic listed,
@@ -168,7 +179,7 @@ static void test_replay_completes_a_partial_entry(void **state)
     struct buf e;
     uint64_t next;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "p");
+    create_listed(f, 2, "p");
     buf_init(&e);
     append_entry(&e, t, 2, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
@@ -185,28 +196,73 @@ static void test_replay_completes_a_partial_entry(void **state)
     buf_free(&e);
 }
 
-/* A replayed create of a topic deleted later does not bring it back. */
+/* Creates and deletes do not write the catalog: after a restart Raft
+ * replays them (every entry after the catalog's index), in order. A topic
+ * created after the catalog starts again from nothing; one the catalog
+ * lists but that was deleted after it gets its directory back, records
+ * included, until the delete is replayed; a later incarnation of the same
+ * name is dropped and rebuilt by its replayed create. */
 static void test_replay_after_delete(void **state)
 {
     struct fixture *f = *state;
-    struct buf c, d;
+    const char *names[] = {"gone"};
+    struct buf c, d, e;
     struct cmd_topic_config cfg = {0, -1, -1, 0};
-    create_topic(f, 2, "gone");
+    char path[4300], errmsg[ERR_MSG_SIZE];
+    struct stat st;
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "gone", &cfg);
     buf_init(&d);
     cmd_encode_topic_delete(&d, "gone");
+    buf_init(&e);
+    append_entry(&e, names, 1, 3);
+
+    /* Created and deleted after the catalog (none): nothing is left. */
+    create_topic(f, 2, "gone");
     assert_int_equal(apply(f, 3, &d, NULL), 0);
     assert_null(store_topic_find(f->s, "gone"));
     reopen(f);
-    buf_init(&c);
-    cmd_encode_topic_create(&c, "gone", &cfg);
-    assert_int_equal(apply(f, 2, &c, NULL), 0);
     assert_null(store_topic_find(f->s, "gone"));
-    assert_int_equal(apply(f, 3, &d, NULL), 0);
-    /* A new create after it works. */
-    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
     assert_non_null(store_topic_find(f->s, "gone"));
+    assert_int_equal(apply(f, 3, &d, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+
+    /* In the catalog (index 5), deleted at 6, created again at 7 with a
+     * record at 8: the restart finds the listed incarnation's records. */
+    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(apply(f, 6, &d, NULL), 0);
+    snprintf(path, sizeof path, "%s/topics/gone.deleted-6", f->dir);
+    assert_int_equal(stat(path, &st), 0); /* kept: the catalog still lists it */
+    assert_int_equal(apply(f, 7, &c, NULL), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0); /* (replay: not twice) */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 3);
+    reopen(f);
+    struct store_topic *t = store_topic_find(f->s, "gone");
+    assert_non_null(t);
+    assert_int_equal(t->created_index, 4);
+    assert_int_equal(log_next_offset(t->log), 3); /* the records of index 5 */
+    assert_int_equal(stat(path, &st), -1);
+    assert_int_equal(apply(f, 6, &d, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+    assert_int_equal(apply(f, 7, &c, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 3);
+    /* A catalog past the delete: the kept directory goes. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), -1);
+    reopen(f);
+    t = store_topic_find(f->s, "gone");
+    assert_non_null(t);
+    assert_int_equal(t->created_index, 7);
+    assert_int_equal(log_next_offset(t->log), 3);
     buf_free(&c);
     buf_free(&d);
+    buf_free(&e);
 }
 
 /* Per-item errors are results, not failures. */
@@ -341,7 +397,7 @@ static void test_producers_survive_restart(void **state)
 {
     struct fixture *f = *state;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "l");
+    create_listed(f, 2, "l");
     produce(f, 3, "l", 5, 0, 0, 0, false);
     produce(f, 4, "l", 6, 0, 0, 2, false);
     reopen(f); /* no checkpoint since index 2: rebuilt from the log */
@@ -437,7 +493,7 @@ static void test_keys_survive_restart(void **state)
     struct fixture *f = *state;
     uint64_t actual;
     char errmsg[ERR_MSG_SIZE], path[512];
-    create_topic(f, 2, "c");
+    create_listed(f, 2, "c");
     assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
     reopen(f);
     assert_int_equal(version_of(f, "k"), 2);
@@ -678,7 +734,7 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     struct buf e, g;
     uint64_t off = 0;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "c"); /* the catalog is written at index 2 */
+    create_listed(f, 2, "c"); /* the catalog is written at index 2 */
     buf_init(&e);
     append_entry(&e, c, 1, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
@@ -1072,7 +1128,7 @@ static void test_catalog_version_1(void **state)
     assert_int_equal(store_topic_start(tp), 0);
     assert_int_equal(store_cluster_id(f->s), 0);
     assert_int_equal(store_member_dir(f->s, 1), 0);
-    create_topic(f, 8, "new");
+    create_listed(f, 8, "new"); /* the next catalog written */
     fp = fopen(path, "rb");
     assert_non_null(fp);
     assert_int_equal(fread(head, 1, 8, fp), 8);
