@@ -319,6 +319,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         }
     }
     free(target);
+    log__lru_use(l); /* the swapped-in segments' files count in the cache */
     return 0;
 }
 

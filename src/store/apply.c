@@ -47,12 +47,28 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
         free(t);
         return 0;
     }
+    /* A directory left from before a restart (store__reconcile_dirs) is
+     * kept when it holds this very incarnation (the replay skips what its
+     * log holds); anything else there is stale. */
+    if (store__topic_id_read(s, t->name) != index) {
+        char path[PATH_MAX + 300];
+        store__topic_dir(s, t->name, path, sizeof path);
+        if ((rv = fs_remove_tree(path, errmsg)) != 0) {
+            free(t);
+            return rv;
+        }
+    }
     if ((rv = store__topics_add(s, t)) != 0) {
         free(t);
         return rv;
     }
     if ((rv = store__open_topic(s, t, 0, 0, errmsg)) != 0) {
         return rv;
+    }
+    if (store__topic_id_write(s, t, errmsg) != 0) {
+        TLOG_WARN("store", "topic %s: %s (a restart before the next checkpoint rebuilds it "
+                  "from the Raft log)", t->name, errmsg);
+        errmsg[0] = '\0';
     }
     TLOG_INFO("store", "created topic %s at index %llu", t->name, (unsigned long long)index);
     return 0;

@@ -47,8 +47,10 @@ static bool store__trash_name(const char *entry, char *name, size_t cap, uint64_
  * after its index at start (Raft keeps every entry after its last
  * snapshot, and each snapshot writes the catalog), so the directory may be
  * ahead of the catalog:
- *  - NAME not in the catalog: created after it. Removed: its create and
- *    every append to it are replayed.
+ *  - NAME not in the catalog: created after it. Kept if its topic.id
+ *    names a create after the catalog's index: the replayed create opens
+ *    it again when it is that incarnation (apply.c), and the replayed
+ *    appends skip what its log holds. Else removed.
  *  - NAME.deleted-D with D > @c_index and NAME in the catalog, the lowest
  *    such D: the incarnation the catalog names, deleted after it. Put
  *    back (the delete is replayed); a NAME directory in its way holds a
@@ -86,10 +88,10 @@ static int store__reconcile_dirs(struct store *s, uint64_t c_index, char *errmsg
             if (t == NULL || t->restore_from != d) {
                 rv = fs_remove_tree(child, errmsg);
             }
-        } else if (store_topic_find(s, names[i]) == NULL) {
-            TLOG_INFO("store", "topic %s was created after the catalog (index %llu): its "
-                      "directory is rebuilt from the Raft log", names[i],
-                      (unsigned long long)c_index);
+        } else if (store_topic_find(s, names[i]) == NULL &&
+                   store__topic_id_read(s, names[i]) <= c_index) {
+            TLOG_INFO("store", "topic %s: not in the catalog (index %llu) and not created "
+                      "after it: removed", names[i], (unsigned long long)c_index);
             rv = fs_remove_tree(child, errmsg);
         }
     }

@@ -128,6 +128,8 @@ void store__topic_dir(const struct store *s, const char *name, char *out, size_t
 void store__log_config(const struct store *s, const struct cmd_topic_config *c,
                        struct log_config *lc);
 void store__topic_free(struct store_topic *t);
+uint64_t store__topic_id_read(const struct store *s, const char *name);
+int store__topic_id_write(const struct store *s, const struct store_topic *t, char *errmsg);
 void store__take_tables(struct store_topic *t, struct store_topic *from);
 int store__batch_before(struct store_topic *t, uint64_t before, struct batch_header *h,
                         char *errmsg);

@@ -4,11 +4,13 @@
  * its tail (replay safety, store.h), and creating one for an import. */
 #include "store/store_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "lib/name.h"
 
@@ -37,6 +39,49 @@ void store__log_config(const struct store *s, const struct cmd_topic_config *c,
     }
     lc->retention_ms = c->retention_ms;
     lc->retention_bytes = c->retention_bytes;
+}
+
+/* DATA/topics/NAME/topic.id names the incarnation a topic directory
+ * holds: "tally-topic 1 CREATED_INDEX\n" (format version 1, the Raft index
+ * of its TOPIC_CREATE). Written at create, not fsynced: it only lets a
+ * restart keep the directory of a topic created after the catalog when
+ * Raft replays that same create (store__reconcile_dirs, store__create
+ * in apply.c); a missing or unreadable one reads as 0, and the directory
+ * is rebuilt from the Raft log instead. */
+#define STORE__TOPIC_ID_FILE "topic.id"
+
+uint64_t store__topic_id_read(const struct store *s, const char *name)
+{
+    char path[PATH_MAX + 320], text[64], why[ERR_MSG_SIZE];
+    void *data = NULL;
+    size_t len = 0;
+    unsigned version = 0;
+    unsigned long long index = 0;
+    snprintf(path, sizeof path, "%s/topics/%s/%s", s->dir, name, STORE__TOPIC_ID_FILE);
+    if (fs_read_file(path, sizeof text - 1, &data, &len, why) != 0) {
+        return 0;
+    }
+    memcpy(text, data, len);
+    text[len] = '\0';
+    free(data);
+    if (sscanf(text, "tally-topic %u %llu\n", &version, &index) != 2 || version != 1) {
+        return 0;
+    }
+    return index;
+}
+
+int store__topic_id_write(const struct store *s, const struct store_topic *t, char *errmsg)
+{
+    char path[PATH_MAX + 320], text[64];
+    int fd = -1, n, rv;
+    snprintf(path, sizeof path, "%s/topics/%s/%s", s->dir, t->name, STORE__TOPIC_ID_FILE);
+    n = snprintf(text, sizeof text, "tally-topic 1 %llu\n", (unsigned long long)t->created_index);
+    rv = fs_open(path, O_WRONLY | O_CREAT | O_TRUNC, STORE__TOPIC_ID_FILE, &fd, errmsg);
+    if (rv == 0) {
+        rv = fs_pwrite(fd, text, (size_t)n, 0, STORE__TOPIC_ID_FILE, errmsg);
+        fs_close(fd);
+    }
+    return rv;
 }
 
 /* Free a topic and what it owns (closing its log if open). */

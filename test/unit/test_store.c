@@ -265,6 +265,48 @@ static void test_replay_after_delete(void **state)
     buf_free(&e);
 }
 
+/* A topic created after the catalog keeps its directory across a restart
+ * when Raft replays that same create (topic.id), so a crash costs no
+ * rebuild of its log; another incarnation of the name is rebuilt. */
+static void test_replay_keeps_a_created_topic(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"k"};
+    struct buf c, d, e;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "k", &cfg);
+    buf_init(&d);
+    cmd_encode_topic_delete(&d, "k");
+    buf_init(&e);
+    append_entry(&e, names, 1, 2);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    reopen(f); /* no catalog: the directory waits for its create */
+    assert_null(store_topic_find(f->s, "k"));
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 2); /* kept */
+    assert_int_equal(apply(f, 3, &e, NULL), 0); /* skipped: in the log */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 2);
+    /* Deleted at 4, created again at 5 with records at 6 and 7. */
+    assert_int_equal(apply(f, 4, &d, NULL), 0);
+    assert_int_equal(apply(f, 5, &c, NULL), 0);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    reopen(f);
+    assert_int_equal(apply(f, 2, &c, NULL), 0); /* not the incarnation on disk */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_int_equal(apply(f, 4, &d, NULL), 0);
+    assert_int_equal(apply(f, 5, &c, NULL), 0);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 4);
+    buf_free(&c);
+    buf_free(&d);
+    buf_free(&e);
+}
+
 /* Per-item errors are results, not failures. */
 static void test_unknown_topic_and_duplicate_create(void **state)
 {
@@ -1196,6 +1238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_assigns_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_keeps_a_created_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_topic_and_duplicate_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
