@@ -93,6 +93,8 @@ def create_many(c, n, max_seconds, report, name_fmt="t{:05d}"):
         times.append(r.secs)
         if r.rc != 0:
             failures.append((i, r.errtext.strip()))
+        else:
+            ok.append(name_fmt.format(i))
         done = i + 1
         if done in marks:
             window = times[-50:]

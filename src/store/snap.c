@@ -326,6 +326,16 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
     t->next = NULL;
     t->prev = t->hash_next = NULL;
     t->log = NULL; /* (producers and keys still shared with @ct: take them) */
+    /* A directory of that name is a leftover kept at open for a replayed
+     * create (store__reconcile_dirs) that the snapshot now stands for:
+     * the log starts empty at @next, as for any topic adopted. */
+    char dir[PATH_MAX + 300];
+    store__topic_dir(s, t->name, dir, sizeof dir);
+    if ((rv = fs_remove_tree(dir, errmsg)) != 0) {
+        free(t);
+        *out = NULL;
+        return rv;
+    }
     if (store__topics_add(s, t) != 0) {
         free(t);
         *out = NULL;

@@ -354,6 +354,49 @@ static struct store *install_snapshot(struct fixture *f, const struct buf *snap,
     return s2;
 }
 
+/* A node that crashed before any catalog listed a topic keeps that
+ * topic's directory for the replayed create; if it installs the leader's
+ * snapshot instead, the topic starts at the snapshot's offsets, not from
+ * the stale directory. */
+static void test_snapshot_install_over_a_kept_directory(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"s"};
+    struct buf c, e, snap;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    char errmsg[ERR_MSG_SIZE];
+    char *dir2 = tmpdir_make();
+    struct store *leader;
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "s", &cfg);
+    buf_init(&e);
+    append_entry(&e, t, 1, 5);
+    assert_int_equal(store_open(dir2, &f->lc, &leader, errmsg), 0);
+    assert_int_equal(store_apply(leader, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_apply(leader, 3, e.data, e.len, NULL, errmsg), 0);
+    assert_int_equal(store_apply(leader, 4, e.data, e.len, NULL, errmsg), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(leader, 4, &snap, errmsg), 0);
+    store_close(leader);
+
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    reopen(f); /* the directory of s stays, waiting for its create */
+    assert_null(store_topic_find(f->s, "s"));
+    assert_int_equal(store_restore(f->s, snap.data, snap.len, false, errmsg), 0);
+    struct store_topic *tp = store_topic_find(f->s, "s");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 10);
+    assert_int_equal(log_start_offset(tp->log), 10);
+    assert_int_equal(tp->missing_from, 0);
+    assert_int_equal(tp->missing_to, 10);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
+}
+
 /* Installing a snapshot from the leader creates its topics at its offsets. */
 static void test_snapshot_install(void **state)
 {
@@ -1239,6 +1282,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_keeps_a_created_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_install_over_a_kept_directory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_topic_and_duplicate_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
