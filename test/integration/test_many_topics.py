@@ -14,6 +14,7 @@ Figures (rate, elections, files, restart time) are printed, not asserted
 on time: bench/many_topics.py is the measurement."""
 import os
 import re
+import resource
 import sys
 import threading
 import time
@@ -135,5 +136,33 @@ def test_many_topics():
                                    f"node {node_id} serves the {RECORDS} records of {topic}")
 
 
+def test_open_file_limit():
+    """Runs last: it lowers this process's open file limit for good, and
+    the nodes inherit it. With 400 files, 16 connections and a cache of 16,
+    a node holds 400 - 16 - 16 - 256 = 112 topics: the leader refuses the
+    create past that with a clear error, and every node stays up (before,
+    a create past the limit failed its apply with EMFILE, which stops the
+    node, on every node at the same entry)."""
+    limit = 400
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    extra = ["--set", "segment_fd_cache=16", "--set", "max_connections=16"]
+    with harness.Cluster(3, name="fd-limit", extra_args=extra) as c:
+        c.start()
+        refused = None
+        for i in range(150):
+            r = c.tally("topic", "create", f"f{i:03d}", timeout=120)
+            if r.rc != 0:
+                refused = (i, r.errtext.strip())
+                break
+        print(f"# first refused create: {refused}", flush=True)
+        check(refused is not None, "150 creates under a limit of 400 open files all passed")
+        check("open file limit" in refused[1], f"unclear refusal: {refused[1]}")
+        check(refused[0] >= 100, f"refused too early, at topic {refused[0]}")
+        c.check_up()
+        c.tally_ok("produce", "f000", "still-up")
+        with open(c.nodes[1].log_path, errors="replace") as f:
+            check("open file limit" in f.read(), "no start-up line about the open file limit")
+
+
 if __name__ == "__main__":
-    harness.run_tests([test_many_topics], per_test_timeout=1500)
+    harness.run_tests([test_many_topics, test_open_file_limit], per_test_timeout=1500)
