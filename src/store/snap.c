@@ -97,6 +97,7 @@ struct store__frozen_topic {
     struct keys keys;         /* a packed copy of the key index */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
+    bool keys_current;        /* the keys.ckpt in place counts up to next_offset */
 };
 
 struct store_frozen {
@@ -145,6 +146,7 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         }
         if (t->log != NULL) {
             ft->next_offset = log_next_offset(t->log);
+            ft->keys_current = t->keys_ckpt_next == ft->next_offset;
             ft->fd = log_dup_active(t->log);
             if (ft->fd < 0) {
                 int e = errno;
@@ -182,8 +184,8 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     /* 2. Checkpoints at the index: the key indexes, then the catalog. */
     for (unsigned i = 0; i < f->n && rv == 0; i++) {
         struct store__frozen_topic *ft = &f->topics[i];
-        if (ft->fd < 0) {
-            continue; /* being created: no log yet */
+        if (ft->fd < 0 || ft->keys_current) {
+            continue; /* being created: no log yet; or its file is up to date */
         }
         bool renamed = false;
         rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
@@ -241,6 +243,8 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
         }
+        /* (keys_ckpt_next is left as it is: a restore meanwhile may have
+         * replaced the file; the next checkpoint writes this one again) */
         fs_close(ft->fd);
         keys_free(&ft->keys);
     }

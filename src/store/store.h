@@ -81,6 +81,9 @@ struct store_topic {
                                * below are gone or hidden on every node */
     uint64_t tombstone_limit; /* compaction removes tombstones only below this
                                * offset (TOPIC_TRIM; 0: none) */
+    uint64_t keys_ckpt_next;  /* next offset its keys.ckpt in place counts up to
+                               * (UINT64_MAX: unknown): a checkpoint at the same
+                               * offset is not written again (issue 24) */
     uint64_t digest_part;     /* its term of the catalog digest (digest.c) */
     bool digest_dirty;        /* on the store's dirty list: digest_part is stale */
     struct store_topic *dirty_next;

@@ -111,6 +111,7 @@ void store__take_tables(struct store_topic *t, struct store_topic *from)
         keys_free(&t->keys);
         t->keys = from->keys;
     }
+    t->keys_ckpt_next = UINT64_MAX; /* the file in place no longer matches */
     from->producers = NULL;
     keys_init(&from->keys);
 }
@@ -274,6 +275,11 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
             keys_init(&t->keys);
             keys_from = start;
         }
+        /* The file in place, if any, counts up to keys_from (a new log has
+         * none, which reads as an empty index at its start); a bad one,
+         * or none for a log opened at an offset (its keys come from a
+         * snapshot or a backup), is written at the next checkpoint. */
+        t->keys_ckpt_next = keys_bad || start_offset != 0 ? UINT64_MAX : keys_from;
         rv = store__rebuild(t, prod_from, keys_from, errmsg);
         /* Retention and compaction may touch what the checkpoints count. */
         t->compact_limit = t->damaged ? start : prod_from < keys_from ? prod_from : keys_from;

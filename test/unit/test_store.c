@@ -600,6 +600,36 @@ static void test_keys_survive_restart(void **state)
     assert_int_equal(version_of(f, "k"), 4);
 }
 
+/* A checkpoint rewrites only the key checkpoints whose topics changed
+ * since theirs (a rename puts a new file, a new inode, in place). */
+static void test_checkpoint_skips_unchanged_keys(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t actual;
+    char errmsg[ERR_MSG_SIZE], path[512];
+    struct stat st;
+    ino_t first;
+    create_listed(f, 2, "c");
+    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    first = st.st_ino;
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino == first); /* unchanged: not written */
+    reopen(f);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino == first); /* still current after a restart */
+    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino != first); /* changed: written */
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 4);
+}
+
 /* A snapshot is the state at its index even when entries are applied
  * between the freeze (loop) and the build (thread pool): the build works
  * from the frozen copy. Its checkpoints are at that index too, and an
@@ -1282,6 +1312,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_keeps_a_created_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_skips_unchanged_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install_over_a_kept_directory, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_delete, setup, teardown),
