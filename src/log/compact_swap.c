@@ -19,6 +19,13 @@
 #include "lib/logger.h"
 #include "log/compact.h"
 
+/* The file of a segment, by its descriptor if open, else by its path
+ * (descriptors of sealed segments are released by the cache). */
+static int log__seg_stat(const struct log__seg *ls, struct stat *st)
+{
+    return ls->s.fd >= 0 ? fstat(ls->s.fd, st) : stat(ls->s.path, st);
+}
+
 int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
                         struct log_compaction **out, char *errmsg)
 {
@@ -34,7 +41,7 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
      * segment below a compacted one. */
     while (n + 1 < l->n) {
         const struct log__seg *ls = &l->segs[n];
-        if (!ls->sealed || ls->s.next > p->upto || ls->s.fd < 0 ||
+        if (!ls->sealed || ls->s.next > p->upto || ls->s.path == NULL ||
             (p->min_lag_ms > 0 && !log__older(p->now_ms, ls->s.max_ts, p->min_lag_ms))) {
             break;
         }
@@ -57,7 +64,7 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
     c->n = n;
     for (size_t i = 0; i < n; i++) {
         struct stat st;
-        if (fstat(l->segs[i].s.fd, &st) != 0) {
+        if (log__seg_stat(&l->segs[i], &st) != 0) {
             err_os(errmsg, errno, "compact: stat segment %s", l->segs[i].s.name);
             log_compact_free(c);
             return TALLY_IOERR;
@@ -96,8 +103,8 @@ static struct log__seg *log__planned_seg(struct tally_log *l, const struct compa
     for (size_t i = 0; i + 1 < l->n; i++) {
         struct log__seg *ls = &l->segs[i];
         if (ls->s.base == cs->base) {
-            return ls->sealed && ls->s.size == cs->size && ls->s.fd >= 0 &&
-                           fstat(ls->s.fd, &st) == 0 && st.st_dev == cs->dev &&
+            return ls->sealed && ls->s.size == cs->size && ls->s.path != NULL &&
+                           log__seg_stat(ls, &st) == 0 && st.st_dev == cs->dev &&
                            st.st_ino == cs->ino
                        ? ls
                        : NULL;
@@ -206,8 +213,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         if (rv != 0) {
             break;
         }
-        cs->old_fd = ls->s.fd; /* closed by log_compact_free, off this thread */
-        ls->s.fd = -1;
+        cs->old_fd = seg_take_fd(&ls->s); /* closed by log_compact_free, off this thread */
         seg_close(&ls->s);
         seg_init(&ls->s, cs->base);
         rv = seg_open(&ls->s, l->dir, 0, errmsg);
@@ -249,8 +255,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
             rv = path != NULL ? fs_unlink(path, errmsg) : log__nomem(errmsg, "compaction swap");
             free(path);
             if (rv == 0) {
-                c->segs[k].old_fd = ms->s.fd; /* closed by log_compact_free */
-                ms->s.fd = -1;
+                c->segs[k].old_fd = seg_take_fd(&ms->s); /* closed by log_compact_free */
                 unlinked = true;
             }
         }
@@ -314,6 +319,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         }
     }
     free(target);
+    log__lru_use(l); /* the swapped-in segments' files count in the cache */
     return 0;
 }
 

@@ -127,6 +127,70 @@ static int log__reserve(struct tally_log *l, char *errmsg)
     return 0;
 }
 
+/* The descriptor cache. Sealed segments are immutable and were fsynced
+ * when sealed, so their descriptors can be closed at any time and opened
+ * again when read (seg_ensure_open). The logs that hold some are kept in
+ * least-recently-used order; when more read-only descriptors are open
+ * than log__fd_cap, the least recently used logs release theirs. Active
+ * segments keep theirs (one per topic): one that is dirty must, until its
+ * fsync (seg_release). */
+static struct {
+    struct tally_log *head, *tail;
+    size_t cap; /* 0: no limit */
+} log__lru;
+
+void log_set_fd_cache(size_t n)
+{
+    log__lru.cap = n;
+}
+
+static void log__lru_unlink(struct tally_log *l)
+{
+    if (!l->in_lru) {
+        return;
+    }
+    if (l->lru_prev != NULL) {
+        l->lru_prev->lru_next = l->lru_next;
+    } else {
+        log__lru.head = l->lru_next;
+    }
+    if (l->lru_next != NULL) {
+        l->lru_next->lru_prev = l->lru_prev;
+    } else {
+        log__lru.tail = l->lru_prev;
+    }
+    l->lru_prev = l->lru_next = NULL;
+    l->in_lru = false;
+}
+
+/* Close every sealed segment's descriptor of @l. */
+static void log__release_sealed(struct tally_log *l)
+{
+    for (size_t i = 0; i + 1 < l->n; i++) {
+        if (l->segs[i].sealed) {
+            (void)seg_release(&l->segs[i].s);
+        }
+    }
+}
+
+void log__lru_use(struct tally_log *l)
+{
+    log__lru_unlink(l);
+    l->lru_next = log__lru.head;
+    if (log__lru.head != NULL) {
+        log__lru.head->lru_prev = l;
+    } else {
+        log__lru.tail = l;
+    }
+    log__lru.head = l;
+    l->in_lru = true;
+    while (log__lru.cap > 0 && seg_readonly_open() > log__lru.cap && log__lru.tail != l) {
+        struct tally_log *victim = log__lru.tail;
+        log__release_sealed(victim);
+        log__lru_unlink(victim);
+    }
+}
+
 void log__seg_free(struct log__seg *ls)
 {
     seg_close(&ls->s);
@@ -383,6 +447,10 @@ static int log__seal(struct tally_log *l, struct log__seg *ls, char *errmsg)
         return log__fail(l, rv, errmsg);
     }
     ls->sealed = true;
+    /* Synced: its read-write descriptor goes; reads open it read-only. */
+    if (seg_release(&ls->s)) {
+        ls->s.writable = false;
+    }
     return 0;
 }
 
@@ -528,6 +596,7 @@ static int log__open_sealed(struct tally_log *l, struct log__seg *ls, uint64_t n
                            ls->s.name, ls->s.next, next_base);
     }
     ls->sealed = true;
+    (void)seg_release(&ls->s); /* opened again when read (log__lru_use) */
     return 0;
 }
 
@@ -774,6 +843,7 @@ void log_close(struct tally_log *l)
     if (l == NULL) {
         return;
     }
+    log__lru_unlink(l);
     for (size_t i = 0; i < l->n; i++) {
         /* Pending index entries of the active segment are written (not
          * fsynced): cheap, and it spares the next open a rewrite. */
@@ -1026,9 +1096,15 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
         out->records += h.record_count;
         p += h.batch_len;
     }
+    if ((rv = seg_ensure_open(&ls->s, errmsg)) != 0) {
+        return rv;
+    }
     out->fd = ls->s.fd;
     out->pos = (off_t)pos;
     out->len = total;
+    if (ls->sealed) {
+        log__lru_use(l); /* (releases other logs' descriptors only) */
+    }
     return 0;
 }
 
@@ -1114,12 +1190,14 @@ int log_find_time(struct tally_log *l, int64_t ts_ms, uint64_t *offset, char *er
             }
             if (h.max_timestamp >= ts_ms) {
                 *offset = h.base_offset;
+                log__lru_use(l);
                 return 0;
             }
             pos += h.batch_len;
         }
     }
     *offset = log_next_offset(l);
+    log__lru_use(l);
     return 0;
 }
 

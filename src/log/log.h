@@ -272,4 +272,10 @@ int log_scan_next(struct log_scan *sc, const uint8_t **batch, size_t *len, const
 
 void log_scan_close(struct log_scan *sc);
 
+/* The most read-only (sealed) segment files kept open by all logs of the
+ * process together (0: no limit, the default). Sealed segments are opened
+ * when read and closed, least recently used log first, past this number;
+ * each log's active segment stays open. Loop thread only. */
+void log_set_fd_cache(size_t n);
+
 #endif

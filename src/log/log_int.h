@@ -28,6 +28,9 @@ struct tally_log {
     uint8_t *walk_buf;             /* LOG__WALK_BUF bytes for header walks */
     bool dir_dirty;                /* names changed since the last directory fsync */
     uint64_t clean_upto;           /* the last committed compaction covered offsets below */
+    struct tally_log *lru_prev;    /* the logs holding read-only segment */
+    struct tally_log *lru_next;    /* descriptors, most recently used first */
+    bool in_lru;                   /* (log__lru_use) */
     int failed;                    /* first durability error, 0 if none */
     char failed_msg[ERR_MSG_SIZE]; /* its message */
 };
@@ -48,6 +51,12 @@ bool log__older(int64_t now, int64_t then, int64_t limit);
  * change is refused (log__check_failed). */
 int log__fail(struct tally_log *l, int rv, const char *errmsg);
 int log__check_failed(const struct tally_log *l, char *errmsg);
+
+/* @l just used its sealed segments: make it the most recently used log
+ * and release the descriptors of the least recently used other logs while
+ * more read-only descriptors are open than the cache allows
+ * (log_set_fd_cache). Loop thread only. */
+void log__lru_use(struct tally_log *l);
 
 /* Close the segment's file and free its index. */
 void log__seg_free(struct log__seg *ls);

@@ -28,6 +28,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,58 @@ static int seg__write_header(struct seg *s, char *errmsg)
     return rv;
 }
 
+/* Read-only descriptors open now, in the whole process: the log layer
+ * keeps their number under its cache size (log_set_fd_cache). Atomic:
+ * compaction workers open segments too. */
+static atomic_size_t seg__readonly_open;
+
+int seg_take_fd(struct seg *s)
+{
+    int fd = s->fd;
+    if (fd >= 0 && !s->writable) {
+        atomic_fetch_sub(&seg__readonly_open, 1);
+    }
+    s->fd = -1;
+    return fd;
+}
+
+size_t seg_readonly_open(void)
+{
+    return atomic_load(&seg__readonly_open);
+}
+
+int seg_ensure_open(struct seg *s, char *errmsg)
+{
+    int rv;
+    if (s->fd >= 0) {
+        return 0;
+    }
+    if (s->path == NULL) {
+        err_printf(errmsg, "segment %s: not open", s->name);
+        return TALLY_INVAL;
+    }
+    rv = fs_open(s->path, s->writable ? O_RDWR : O_RDONLY, s->name, &s->fd, errmsg);
+    if (rv == 0 && !s->writable) {
+        atomic_fetch_add(&seg__readonly_open, 1);
+    }
+    return rv;
+}
+
+bool seg_release(struct seg *s)
+{
+    if (s->fd < 0 || s->dirty) {
+        /* A dirty file keeps its descriptor until its fsync: a write-back
+         * error is reported only to descriptors open when it happened. */
+        return false;
+    }
+    fs_close(s->fd);
+    s->fd = -1;
+    if (!s->writable) {
+        atomic_fetch_sub(&seg__readonly_open, 1);
+    }
+    return true;
+}
+
 int seg_create(struct seg *s, const char *dir, char *errmsg)
 {
     int rv;
@@ -197,6 +250,9 @@ int seg_open(struct seg *s, const char *dir, unsigned flags, char *errmsg)
         return rv;
     }
     s->writable = (flags & SEG_OPEN_WRITE) != 0;
+    if (!s->writable) {
+        atomic_fetch_add(&seg__readonly_open, 1);
+    }
     rv = seg__check_header(s, b, got, errmsg);
     if (rv == TALLY_CORRUPT && (flags & SEG_OPEN_REPAIR) && size <= SEG_HEADER_SIZE) {
         /* No batch can follow a header that never made it to disk: this is
@@ -219,6 +275,9 @@ int seg_open(struct seg *s, const char *dir, unsigned flags, char *errmsg)
 
 void seg_close(struct seg *s)
 {
+    if (s->fd >= 0 && !s->writable) {
+        atomic_fetch_sub(&seg__readonly_open, 1);
+    }
     fs_close(s->fd);
     s->fd = -1;
     free(s->path);
@@ -228,8 +287,11 @@ void seg_close(struct seg *s)
 int seg_append(struct seg *s, const void *batch, size_t len, const struct batch_header *h,
                char *errmsg)
 {
-    int rv = fs_pwrite(s->fd, batch, len, s->size, s->name, errmsg);
-    if (rv != 0) {
+    int rv = seg_ensure_open(s, errmsg);
+    if (rv == 0) {
+        rv = fs_pwrite(s->fd, batch, len, s->size, s->name, errmsg);
+    }
+    if (rv != 0 && s->fd >= 0) {
         /* Cut a partial write back rather than leave a torn batch for the
          * next append to land behind (best effort: the caller is about to
          * mark the log failed anyway). */
@@ -258,7 +320,7 @@ int seg_sync(struct seg *s, char *errmsg)
     if (!s->dirty) {
         return 0;
     }
-    rv = fs_fsync(s->fd, s->name, errmsg);
+    rv = fs_fsync(s->fd, s->name, errmsg); /* (a dirty segment is never released) */
     if (rv == 0) {
         s->dirty = false;
     }
@@ -267,7 +329,10 @@ int seg_sync(struct seg *s, char *errmsg)
 
 int seg_truncate(struct seg *s, uint64_t size, char *errmsg)
 {
-    int rv = fs_truncate(s->fd, size, s->name, errmsg);
+    int rv = seg_ensure_open(s, errmsg);
+    if (rv == 0) {
+        rv = fs_truncate(s->fd, size, s->name, errmsg);
+    }
     if (rv == 0) {
         s->dirty = true;
     }
@@ -277,7 +342,10 @@ int seg_truncate(struct seg *s, uint64_t size, char *errmsg)
 int seg_read(struct seg *s, uint64_t pos, void *buf, size_t n, char *errmsg)
 {
     size_t got;
-    int rv = fs_pread(s->fd, buf, n, pos, &got, s->name, errmsg);
+    int rv = seg_ensure_open(s, errmsg);
+    if (rv == 0) {
+        rv = fs_pread(s->fd, buf, n, pos, &got, s->name, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -319,7 +387,10 @@ int seg_walk_header(struct seg_walker *w, uint64_t pos, uint64_t end, size_t ahe
             want = (size_t)(end - pos);
         }
         w->win_len = 0;
-        rv = fs_pread(w->s->fd, w->buf, want, pos, &got, w->s->name, errmsg);
+        rv = seg_ensure_open(w->s, errmsg);
+        if (rv == 0) {
+            rv = fs_pread(w->s->fd, w->buf, want, pos, &got, w->s->name, errmsg);
+        }
         if (rv != 0) {
             return rv;
         }
@@ -391,7 +462,10 @@ static int seg__fill(struct seg *s, struct seg__win *w, uint64_t pos, size_t nee
         want = (size_t)left;
     }
     w->len = 0;
-    rv = fs_pread(s->fd, w->buf, want, pos, &got, s->name, errmsg);
+    rv = seg_ensure_open(s, errmsg);
+    if (rv == 0) {
+        rv = fs_pread(s->fd, w->buf, want, pos, &got, s->name, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }

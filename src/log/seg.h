@@ -68,6 +68,20 @@ int seg_open(struct seg *s, const char *dir, unsigned flags, char *errmsg);
 /* Close the descriptor and free the path. */
 void seg_close(struct seg *s);
 
+/* Descriptors are opened lazily: a segment whose descriptor was released
+ * keeps its path, and every function below that needs the file reopens it
+ * (read-write if s->writable). seg_release closes the descriptor of a
+ * clean segment (false, and nothing done, for a dirty or closed one: a
+ * write-back error reaches only descriptors open when it happened). */
+int seg_ensure_open(struct seg *s, char *errmsg);
+bool seg_release(struct seg *s);
+
+/* Detach the descriptor (-1 if none) for the caller to close. */
+int seg_take_fd(struct seg *s);
+
+/* Read-only segment descriptors open in this process (any thread). */
+size_t seg_readonly_open(void);
+
 /* Append a verified batch (@h is its decoded header) at s->size and update
  * the batch fields. Page cache only: see seg_sync. */
 int seg_append(struct seg *s, const void *batch, size_t len, const struct batch_header *h,

@@ -57,6 +57,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(group_commit_bytes, CFG__UINT, true, CFG__KIB, 64 * CFG__MIB),
     CFG__T(max_inflight_entries, CFG__UINT, false, 1, 1024),
     CFG__T(max_connections, CFG__UINT, false, 1, 1000000),
+    CFG__T(segment_fd_cache, CFG__UINT, false, 16, 1000000),
     CFG__T(disk_reserve_bytes, CFG__U64, true, 0, 1024 * CFG__GIB),
     CFG__T(retention_interval_ms, CFG__UINT, false, 10, 86400000),
     CFG__T(compaction_interval_ms, CFG__UINT, false, 0, 86400000),
@@ -95,6 +96,7 @@ static void cfg__defaults(struct cfg *c)
     c->group_commit_bytes = (unsigned)CFG__MIB;
     c->max_inflight_entries = 4;
     c->max_connections = 1024;
+    c->segment_fd_cache = 1024;
 
     c->retention_interval_ms = 30000;
     c->compaction_interval_ms = 15000;
@@ -951,6 +953,7 @@ void cfg_usage(FILE *out)
             "  snapshot_trailing=4096 (used only with a snapshot_threshold)  segment_bytes=64M\n"
             "  max_batch_bytes=1M        group_commit_bytes=1M     max_inflight_entries=4\n"
             "  max_connections=1024      disk_reserve_bytes=0 (3 x raft_segment_bytes + 8M)\n"
+            "  segment_fd_cache=1024 (open files of sealed segments, all topics together)\n"
             "  retention_interval_ms=30000\n"
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"

@@ -69,6 +69,7 @@ struct cfg {
     unsigned group_commit_bytes;     /* group_commit_bytes: max Raft entry, 1 MiB */
     unsigned max_inflight_entries;   /* max_inflight_entries, default 4 */
     unsigned max_connections;        /* max_connections, default 1024 */
+    unsigned segment_fd_cache;       /* segment_fd_cache: sealed segments' open files */
     uint64_t disk_reserve_bytes;     /* disk_reserve_bytes: refuse writes below this much
                                       * free space; 0 = 3 x raft_segment_bytes + 8 MiB */
     unsigned retention_interval_ms;  /* retention_interval_ms: apply retention this often,

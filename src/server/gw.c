@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -551,6 +552,22 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
     }
     if (store_topic_find(gw->store, m.name) != NULL) {
         gw__error(r, TALLY_EXISTS, "topic %s already exists", m.name);
+        return;
+    }
+    /* Every topic keeps its active segment open: a create the open file
+     * limit cannot hold would fail its apply with EMFILE, which stops the
+     * node (issue 24). Refused here instead, on the leader's limit
+     * (docs/architecture.md, open files). */
+    struct rlimit rl;
+    uint64_t want = (uint64_t)store_topic_count(gw->store) + 1 + gw->cfg->segment_fd_cache +
+                    gw->cfg->max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)rl.rlim_cur < want) {
+        gw__error(r, TALLY_INVAL, "topic %s not created: %zu topics are as many as the open file "
+                  "limit %llu holds beside segment_fd_cache=%u and max_connections=%u (each "
+                  "topic keeps one file open): raise the limit or lower those settings",
+                  m.name, store_topic_count(gw->store), (unsigned long long)rl.rlim_cur,
+                  gw->cfg->segment_fd_cache, gw->cfg->max_connections);
         return;
     }
     struct cmd_topic_config c = {m.policy, m.retention_ms, m.retention_bytes, m.segment_bytes};

@@ -133,6 +133,33 @@ static void srv__raise_nofile(const struct cfg *cfg)
     }
 }
 
+/* The files a node keeps open: one per client connection, the active
+ * segment of each topic (its writes must reach an fsync on the descriptor
+ * that made them), up to segment_fd_cache sealed segments, and a margin
+ * for Raft, listeners and the thread pool's reads. Say so at start when
+ * the limit cannot hold them, rather than fail later with EMFILE. */
+static void srv__check_nofile(const struct cfg *cfg, size_t topics)
+{
+    struct rlimit rl;
+    uint64_t want = (uint64_t)topics + cfg->segment_fd_cache + cfg->max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    if ((uint64_t)rl.rlim_cur < want) {
+        TLOG_WARN("server", "open file limit %llu is too low for %zu topics (one open file "
+                  "each), segment_fd_cache=%u and max_connections=%u: want %llu or more "
+                  "(raise the hard limit, e.g. LimitNOFILE= in the unit file or ulimit -Hn, "
+                  "or lower the two settings); past it, creates and appends fail with "
+                  "'Too many open files'",
+                  (unsigned long long)rl.rlim_cur, topics, cfg->segment_fd_cache,
+                  cfg->max_connections, (unsigned long long)want);
+    } else {
+        TLOG_INFO("server", "open file limit %llu: %zu topics, segment_fd_cache=%u, "
+                  "max_connections=%u", (unsigned long long)rl.rlim_cur, topics,
+                  cfg->segment_fd_cache, cfg->max_connections);
+    }
+}
+
 static void srv__free_handle(uv_handle_t *h)
 {
     free(h);
@@ -594,9 +621,11 @@ int srv_run(const struct cfg *cfg)
     }
     log_config_init(&lc);
     lc.segment_bytes = cfg->segment_bytes;
+    log_set_fd_cache(cfg->segment_fd_cache);
     if ((rv = store_open(cfg->data_dir, &lc, &s.store, errmsg)) != 0) {
         goto fail;
     }
+    srv__check_nofile(cfg, store_topic_count(s.store));
     for (unsigned i = 0; i < cfg->n_peers; i++) {
         memset(&members[i], 0, sizeof members[i]);
         members[i].id = cfg->peers[i].id;

@@ -48,52 +48,73 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
         free(t);
         return 0;
     }
-    /* Catalog first: a crash after it reopens (creates) the empty log. */
-    struct store_topic **tail = &s->topics;
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
+    /* A directory left from before a restart (store__reconcile_dirs) is
+     * kept when it holds this very incarnation (the replay skips what its
+     * log holds); anything else there is stale. */
+    if (store__topic_id_read(s, t->name) != index) {
+        char path[PATH_MAX + 300];
+        store__topic_dir(s, t->name, path, sizeof path);
+        if ((rv = fs_remove_tree(path, errmsg)) != 0) {
+            free(t);
+            return rv;
+        }
     }
-    *tail = t;
-    s->catalog_index = index;
-    if ((rv = store__write_catalog(s, errmsg)) != 0 ||
-        (rv = store__open_topic(s, t, 0, 0, errmsg)) != 0) {
+    if ((rv = store__topics_add(s, t)) != 0) {
+        free(t);
         return rv;
+    }
+    if ((rv = store__open_topic(s, t, 0, 0, errmsg)) != 0) {
+        return rv;
+    }
+    if (store__topic_id_write(s, t, errmsg) != 0) {
+        TLOG_WARN("store", "topic %s: %s (a restart before the next checkpoint rebuilds it "
+                  "from the Raft log)", t->name, errmsg);
+        errmsg[0] = '\0';
     }
     TLOG_INFO("store", "created topic %s at index %llu", t->name, (unsigned long long)index);
     return 0;
 }
 
+/* Take @t out of the state at @index. Its directory is renamed to
+ * NAME.deleted-INDEX and removed only once a catalog at or past @index is
+ * in place (store__sweep_trash): the catalog is not written here (that
+ * would cost every topic's fsync on the loop, issue 24), so a restart
+ * before then starts from a catalog that still names the topic, puts the
+ * directory back and replays the delete (store__reconcile_dirs). */
 int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
                         char *errmsg)
 {
     char path[PATH_MAX + 300], trash[PATH_MAX + 340];
-    struct store_topic **pp = &s->topics;
-    while (*pp != t) {
-        pp = &(*pp)->next;
-    }
-    *pp = t->next;
+    int rv;
+    store__topics_remove(s, t);
     store__groups_drop(s, NULL, t->name);
-    s->catalog_index = index;
-    int rv = store__write_catalog(s, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
     store__topic_dir(s, t->name, path, sizeof path);
     snprintf(trash, sizeof trash, "%s.deleted-%llu", path, (unsigned long long)index);
     store__topic_free(t);
-    int moved = fs_rename(path, trash, errmsg);
-    if (moved == 0) {
-        char why[ERR_MSG_SIZE];
-        /* The catalog no longer names the topic: a directory that cannot be
-         * removed now (a compaction worker still writing into it) is swept
-         * later, and must not stop the node. */
-        if (fs_remove_tree(trash, why) != 0) {
-            TLOG_WARN("store", "%s deleted; its files are removed later: %s", path, why);
+    if (s->n_trash == s->cap_trash) {
+        unsigned cap = s->cap_trash == 0 ? 8 : 2 * s->cap_trash;
+        void *p = realloc(s->trash, cap * sizeof *s->trash);
+        if (p == NULL) {
+            return TALLY_NOMEM;
         }
-    } else if (moved != TALLY_NOTFOUND) {
-        rv = moved;
+        s->trash = p;
+        s->cap_trash = cap;
     }
-    return rv;
+    if ((s->trash[s->n_trash].path = strdup(trash)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    rv = fs_rename(path, trash, errmsg);
+    if (rv == TALLY_NOTFOUND) {
+        free(s->trash[s->n_trash].path);
+        return 0;
+    }
+    if (rv != 0) {
+        free(s->trash[s->n_trash].path);
+        return rv;
+    }
+    s->trash[s->n_trash++].index = index;
+    store__sweep_trash(s);
+    return 0;
 }
 
 static int store__delete_topic(struct store *s, uint64_t index, struct rd *body,
@@ -323,6 +344,7 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         err_wrap(errmsg, "index keys of %s at index %llu", t->name, (unsigned long long)index);
         return rv;
     }
+    store__digest_touch(s, t);
     if (t->tail_index == index) {
         t->tail_count++;
     } else {

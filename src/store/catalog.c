@@ -41,8 +41,10 @@
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
  * catalog, fsync the directory. It is a checkpoint of the whole non-log
- * state at its index: it is written (after the topic logs are synced) on
- * every catalog change, at every Raft snapshot and at clean shutdown. On
+ * state at its index: it is written (after the topic logs are synced) at
+ * every Raft snapshot, at clean shutdown and on member changes, trims and
+ * backfills; not on topic creates and deletes, which Raft replays after
+ * its index (docs/disk-format.md, "Topic directories at open"). On
  * open, the producer tables are brought forward from it by reading the
  * headers of the batches after its index at the tail of each log, so the
  * cost depends on the entries since the last checkpoint, not on the size
@@ -368,5 +370,6 @@ int store_checkpoint(struct store *s, char *errmsg)
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
         t->compact_limit = log_next_offset(t->log);
     }
+    store__sweep_trash(s);
     return 0;
 }

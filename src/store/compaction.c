@@ -98,7 +98,8 @@ int store_compact_finish(struct store *s, struct store_compaction *j,
         /* Deleted (and maybe created again) meanwhile: the job's copies
          * are removed by store_compact_free; a deleted directory the
          * worker kept busy is swept now. */
-        return store__sweep_deleted(s, errmsg);
+        store__sweep_trash(s);
+        return 0;
     }
     rv = log_compact_commit(t->log, j->lc, st, errmsg);
     if (rv != 0) {

@@ -74,6 +74,7 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                   (unsigned long long)start, (unsigned long long)index);
         t->trim_offset = start;
     }
+    store__digest_touch(s, t);
     if (tombs > t->tombstone_limit) {
         t->tombstone_limit = tombs;
     }

@@ -61,6 +61,7 @@ int store__adopt_restored(struct store *s, uint64_t index, const uint8_t *p, uin
         }
         store__take_tables(t, ct);
         t->floor_index = index;
+        store__note_replay(s, t);
         TLOG_WARN("store", "topic %s: restored before this node joined; its history %llu..%llu "
                   "comes from a peer (backfill)", t->name, (unsigned long long)t->missing_from,
                   (unsigned long long)t->missing_to);
@@ -100,6 +101,7 @@ struct store__frozen_topic {
     bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     int fd;                   /* a duplicate of the active segment's, or -1 */
     bool written;             /* its keys.ckpt was written by the build */
+    bool keys_current;        /* the keys.ckpt in place counts up to next_offset */
 };
 
 struct store_frozen {
@@ -152,6 +154,7 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         }
         if (t->log != NULL) {
             ft->next_offset = log_next_offset(t->log);
+            ft->keys_current = t->keys_ckpt_next == ft->next_offset;
             ft->fd = log_dup_active(t->log);
             if (ft->fd < 0) {
                 int e = errno;
@@ -189,8 +192,8 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     /* 2. Checkpoints at the index: the key indexes, then the catalog. */
     for (unsigned i = 0; i < f->n && rv == 0; i++) {
         struct store__frozen_topic *ft = &f->topics[i];
-        if (ft->fd < 0) {
-            continue; /* being created: no log yet */
+        if (ft->fd < 0 || ft->keys_current) {
+            continue; /* being created: no log yet; or its file is up to date */
         }
         bool renamed = false;
         /* streams: the stream index checkpoint goes just before keys.ckpt */
@@ -256,6 +259,8 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
         }
+        /* (keys_ckpt_next is left as it is: a restore meanwhile may have
+         * replaced the file; the next checkpoint writes this one again) */
         /* streams: the build wrote streams.ckpt when it wrote keys.ckpt */
         if (ft->written && ft->streams_due && t != NULL &&
             t->created_index == ft->created_index) {
@@ -269,6 +274,7 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
     buf_free(&f->head);
     buf_free(&f->tail);
     free(f);
+    store__sweep_trash(s); /* the build may have put a newer catalog in place */
 }
 
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
@@ -339,7 +345,6 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
                               uint64_t next, struct store_topic **out, char *errmsg)
 {
     struct store_topic *t = calloc(1, sizeof *t);
-    struct store_topic **tail = &s->topics;
     int rv;
     *out = t;
     if (t == NULL) {
@@ -347,11 +352,23 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
     }
     *t = *ct;
     t->next = NULL;
+    t->prev = t->hash_next = NULL;
     t->log = NULL; /* (producers and keys still shared with @ct: take them) */
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
+    /* A directory of that name is a leftover kept at open for a replayed
+     * create (store__reconcile_dirs) that the snapshot now stands for:
+     * the log starts empty at @next, as for any topic adopted. */
+    char dir[PATH_MAX + 300];
+    store__topic_dir(s, t->name, dir, sizeof dir);
+    if ((rv = fs_remove_tree(dir, errmsg)) != 0) {
+        free(t);
+        *out = NULL;
+        return rv;
     }
-    *tail = t;
+    if (store__topics_add(s, t) != 0) {
+        free(t);
+        *out = NULL;
+        return TALLY_NOMEM;
+    }
     t->missing_from = t->missing_to = 0;
     rv = store__open_topic(s, t, next, next, errmsg);
     if (next > start) {
@@ -431,6 +448,8 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             }
             rv = store__rewind_topic(t, ct, c.index, c.start_offsets[i], c.next_offsets[i],
                                      errmsg);
+            store__digest_touch(s, t);
+            store__note_replay(s, t);
             changed = true;
         }
         if (rv == 0 && changed) {
@@ -483,6 +502,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
             rv = store__count_kept_tail(t, c.next_offsets[i], errmsg);
         }
         t->floor_index = c.index;
+        store__note_replay(s, t);
         t->trim_offset = ct->trim_offset > t->trim_offset ? ct->trim_offset : t->trim_offset;
         t->tombstone_limit = ct->tombstone_limit > t->tombstone_limit ? ct->tombstone_limit
                                                                       : t->tombstone_limit;
@@ -507,6 +527,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         s->catalog_index = c.index;
         s->applied_index = c.index;
         memset(s->digests, 0, sizeof s->digests);
+        store__digest_all(s);
         s->max_ts = store__scan_max_ts(s);
         rv = store_checkpoint(s, errmsg);
     }

@@ -25,26 +25,127 @@
 
 #include "lib/err.h"
 #include "lib/fs.h"
+#include "lib/logger.h"
 
-/* Remove leftovers of deletes that crashed half-way: "NAME.deleted-INDEX". */
-int store__sweep_deleted(struct store *s, char *errmsg)
+/* "NAME.deleted-INDEX": the directory of a deleted topic (apply.c). */
+static bool store__trash_name(const char *entry, char *name, size_t cap, uint64_t *index)
 {
-    char path[PATH_MAX + 16], child[PATH_MAX + 300];
+    const char *mark = strstr(entry, ".deleted-");
+    char *end;
+    if (mark == NULL || (size_t)(mark - entry) >= cap) {
+        return false;
+    }
+    memcpy(name, entry, (size_t)(mark - entry));
+    name[mark - entry] = '\0';
+    *index = strtoull(mark + strlen(".deleted-"), &end, 10);
+    return *end == '\0';
+}
+
+/* Bring DATA/topics in line with the catalog just loaded (index @c_index,
+ * its topics already in s->topics) before any log is opened. Topic
+ * creates and deletes do not write the catalog: Raft replays every entry
+ * after its index at start (Raft keeps every entry after its last
+ * snapshot, and each snapshot writes the catalog), so the directory may be
+ * ahead of the catalog:
+ *  - NAME not in the catalog: created after it. Kept if its topic.id
+ *    names a create after the catalog's index: the replayed create opens
+ *    it again when it is that incarnation (apply.c), and the replayed
+ *    appends skip what its log holds. Else removed.
+ *  - NAME.deleted-D with D > @c_index and NAME in the catalog, the lowest
+ *    such D: the incarnation the catalog names, deleted after it. Put
+ *    back (the delete is replayed); a NAME directory in its way holds a
+ *    later incarnation, created after the catalog, and is removed.
+ *  - Any other NAME.deleted-D: a delete the catalog counts, or a later
+ *    incarnation's. Removed.
+ * docs/disk-format.md, "Topic directories at open". */
+static int store__reconcile_dirs(struct store *s, uint64_t c_index, char *errmsg)
+{
+    char path[PATH_MAX + 16], child[PATH_MAX + 300], back[PATH_MAX + 300];
+    char name[STORE_NAME_MAX];
     char **names;
     size_t n;
+    uint64_t d;
     int rv;
     snprintf(path, sizeof path, "%s/topics", s->dir);
     if ((rv = fs_list(path, &names, &n, errmsg)) != 0) {
         return rv;
     }
+    /* 1. Per catalog topic, the lowest delete index after the catalog
+     *    (kept in its trim of nothing: a scratch field, reset below). */
+    for (size_t i = 0; i < n; i++) {
+        struct store_topic *t;
+        if (store__trash_name(names[i], name, sizeof name, &d) && d > c_index &&
+            (t = store_topic_find(s, name)) != NULL &&
+            (t->restore_from == 0 || d < t->restore_from)) {
+            t->restore_from = d;
+        }
+    }
     for (size_t i = 0; rv == 0 && i < n; i++) {
-        if (strstr(names[i], ".deleted-") != NULL) {
-            snprintf(child, sizeof child, "%s/%s", path, names[i]);
+        struct store_topic *t;
+        snprintf(child, sizeof child, "%s/%s", path, names[i]);
+        if (store__trash_name(names[i], name, sizeof name, &d)) {
+            t = store_topic_find(s, name);
+            if (t == NULL || t->restore_from != d) {
+                rv = fs_remove_tree(child, errmsg);
+            }
+        } else if (store_topic_find(s, names[i]) == NULL &&
+                   store__topic_id_read(s, names[i]) <= c_index) {
+            TLOG_INFO("store", "topic %s: not in the catalog (index %llu) and not created "
+                      "after it: removed", names[i], (unsigned long long)c_index);
             rv = fs_remove_tree(child, errmsg);
         }
     }
+    for (struct store_topic *t = s->topics; rv == 0 && t != NULL; t = t->next) {
+        if (t->restore_from == 0) {
+            continue;
+        }
+        store__topic_dir(s, t->name, back, sizeof back);
+        snprintf(child, sizeof child, "%s.deleted-%llu", back,
+                 (unsigned long long)t->restore_from);
+        TLOG_INFO("store", "topic %s was deleted at index %llu, after the catalog (index "
+                  "%llu): its directory is put back and the delete replayed", t->name,
+                  (unsigned long long)t->restore_from, (unsigned long long)c_index);
+        t->restore_from = 0;
+        if ((rv = fs_remove_tree(back, errmsg)) == 0 || rv == TALLY_NOTFOUND) {
+            rv = fs_rename(child, back, errmsg);
+        }
+    }
     fs_list_free(names, n);
+    if (rv == 0) {
+        rv = fs_sync_dir(path, errmsg);
+    }
     return rv;
+}
+
+/* Deleted topics' directories wait (NAME.deleted-INDEX) until a catalog
+ * at or past their delete is in place, so that a restart from an older
+ * catalog can put them back (store__reconcile_dirs). Remove those whose
+ * time has come. */
+void store__sweep_trash(struct store *s)
+{
+    uint64_t written;
+    unsigned k = 0;
+    pthread_mutex_lock(&s->file_lock);
+    written = s->catalog_written;
+    pthread_mutex_unlock(&s->file_lock);
+    for (unsigned i = 0; i < s->n_trash; i++) {
+        char why[ERR_MSG_SIZE];
+        if (s->trash[i].index > written) {
+            s->trash[k++] = s->trash[i];
+            continue;
+        }
+        /* A directory that cannot be removed now (a compaction worker
+         * still writing into it) is tried again at the next sweep (after
+         * that job ends, store_compact_finish), or at the next open. */
+        if (fs_remove_tree(s->trash[i].path, why) != 0) {
+            TLOG_WARN("store", "%s deleted; its files are removed later: %s", s->trash[i].path,
+                      why);
+            s->trash[k++] = s->trash[i];
+            continue;
+        }
+        free(s->trash[i].path);
+    }
+    s->n_trash = k;
 }
 
 /* Highest record timestamp in any topic's log. */
@@ -77,8 +178,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
     buf_init(&s->scratch);
     s->max_ts = INT64_MIN;
     snprintf(path, sizeof path, "%s/topics", dir);
-    if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0 || (rv = fs_mkdir(path, NULL, errmsg)) != 0 ||
-        (rv = store__sweep_deleted(s, errmsg)) != 0) {
+    if ((rv = fs_mkdir(dir, NULL, errmsg)) != 0 || (rv = fs_mkdir(path, NULL, errmsg)) != 0) {
         free(s);
         return rv;
     }
@@ -96,8 +196,21 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         s->catalog_index = c.index;
         s->catalog_written = c.index;
         s->applied_index = c.index;
-        s->topics = c.topics;
-        c.topics = NULL;
+        while (c.topics != NULL && rv == 0) {
+            struct store_topic *t = c.topics;
+            c.topics = t->next;
+            if ((rv = store__topics_add(s, t)) != 0) {
+                store__topic_free(t);
+            }
+        }
+        if (rv == 0) {
+            rv = store__reconcile_dirs(s, c.index, errmsg);
+        }
+        if (rv != 0) {
+            store__catalog_free(&c);
+            store_close(s);
+            return rv;
+        }
         memcpy(s->members, c.members, sizeof c.members);
         s->n_members = c.n_members;
         s->cluster_id = c.cluster_id;
@@ -127,7 +240,7 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
         }
         store__catalog_free(&c);
         s->max_ts = store__scan_max_ts(s);
-    } else if (rv != TALLY_NOTFOUND) {
+    } else if (rv != TALLY_NOTFOUND || (rv = store__reconcile_dirs(s, 0, errmsg)) != 0) {
         free(s);
         return rv;
     }
@@ -137,11 +250,11 @@ int store_open(const char *dir, const struct log_config *defaults, struct store 
 
 void store_close(struct store *s)
 {
-    while (s->topics != NULL) {
-        struct store_topic *t = s->topics;
-        s->topics = t->next;
-        store__topic_free(t);
+    store__topics_clear(s);
+    for (unsigned i = 0; i < s->n_trash; i++) {
+        free(s->trash[i].path);
     }
+    free(s->trash);
     free(s->groups);
     users_free(&s->users);
     acls_free(&s->acls);
@@ -178,16 +291,6 @@ int store_seed_members(struct store *s, const struct store_member *m, unsigned n
     memcpy(s->members, m, n * sizeof *m);
     s->n_members = n;
     return store__write_catalog(s, errmsg);
-}
-
-struct store_topic *store_topic_find(struct store *s, const char *name)
-{
-    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
-        if (strcmp(t->name, name) == 0) {
-            return t;
-        }
-    }
-    return NULL;
 }
 
 struct store_topic *store_topics(struct store *s)

@@ -85,7 +85,16 @@ struct store_topic {
                                * below are gone or hidden on every node */
     uint64_t tombstone_limit; /* compaction removes tombstones only below this
                                * offset (TOPIC_TRIM; 0: none) */
-    struct store_topic *next;
+    uint64_t keys_ckpt_next;  /* next offset its keys.ckpt in place counts up to
+                               * (UINT64_MAX: unknown): a checkpoint at the same
+                               * offset is not written again (issue 24) */
+    uint64_t digest_part;     /* its term of the catalog digest (digest.c) */
+    bool digest_dirty;        /* on the store's dirty list: digest_part is stale */
+    struct store_topic *dirty_next;
+    uint64_t restore_from;    /* at open only: its directory is NAME.deleted-THIS */
+    struct store_topic *next;      /* creation order; linked by topicset.c only */
+    struct store_topic *prev;
+    struct store_topic *hash_next; /* topicset.c's index by name */
 };
 
 struct store_member {
@@ -140,6 +149,8 @@ int store_sync(struct store *s, char *errmsg);
 int store_checkpoint(struct store *s, char *errmsg);
 
 struct store_topic *store_topic_find(struct store *s, const char *name);
+/* The number of topics (O(1)). */
+size_t store_topic_count(const struct store *s);
 struct store_topic *store_topics(struct store *s); /* linked list, by creation */
 unsigned store_members(struct store *s, const struct store_member **members);
 const struct store_member *store_member_find(struct store *s, uint64_t id);

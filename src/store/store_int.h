@@ -36,7 +36,15 @@ struct store {
     struct log_config defaults;
     uint64_t catalog_index;          /* index of the catalog file's checkpoint */
     uint64_t applied_index;          /* last entry applied */
-    struct store_topic *topics;      /* in creation order */
+    struct store_topic *topics;      /* in creation order (topicset.c) */
+    struct store_topic *topics_last;
+    size_t n_topics;
+    uint64_t digest_topics;          /* sum of the clean topics' digest_part */
+    struct store_topic *digest_dirty; /* topics whose part is stale (digest.c) */
+    uint64_t replay_until;           /* highest tail or floor index of a log at open:
+                                      * entries below are replayed, not live */
+    struct store_topic **buckets;    /* index by name, n_buckets (a power of 2) */
+    size_t n_buckets;
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
     uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
@@ -56,6 +64,11 @@ struct store {
     bool trim_held;                  /* a backup pins the logs: TOPIC_TRIM moves
                                       * trim_offset but deletes no segment
                                       * (store_hold_trim) */
+    struct {
+        char *path;                  /* DATA/topics/NAME.deleted-INDEX */
+        uint64_t index;              /* removed once catalog_written >= index */
+    } *trash;
+    unsigned n_trash, cap_trash;
     /* Shared with the snapshot thread (store_snapshot_build): */
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
@@ -108,12 +121,21 @@ int store__write_file_as(const char *dir, const char *name, const char *tmp_suff
                          const struct buf *b, struct store__guard *g, char *errmsg);
 int store__write_catalog(struct store *s, char *errmsg);
 
+/* topicset.c: the topics in creation order, indexed by name. Adding can
+ * fail only for memory (TALLY_NOMEM, @t not added); removing does not free
+ * @t; clearing frees every topic. */
+int store__topics_add(struct store *s, struct store_topic *t);
+void store__topics_remove(struct store *s, struct store_topic *t);
+void store__topics_clear(struct store *s);
+
 /* topic.c: a topic's log and the tables brought forward from its
  * checkpoints. */
 void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap);
 void store__log_config(const struct store *s, const struct cmd_topic_config *c,
                        struct log_config *lc);
 void store__topic_free(struct store_topic *t);
+uint64_t store__topic_id_read(const struct store *s, const char *name);
+int store__topic_id_write(const struct store *s, const struct store_topic *t, char *errmsg);
 void store__take_tables(struct store_topic *t, struct store_topic *from);
 int store__batch_before(struct store_topic *t, uint64_t before, struct batch_header *h,
                         char *errmsg);
@@ -150,8 +172,9 @@ int store__apply_trim(struct store_topic *t, char *errmsg);
 int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                       struct store_item_result *res, char *errmsg);
 
-/* store.c: open and close of the state directory. */
-int store__sweep_deleted(struct store *s, char *errmsg);
+/* store.c: open and close of the state directory; deleted topics'
+ * directories waiting for a catalog past their delete. */
+void store__sweep_trash(struct store *s);
 int64_t store__scan_max_ts(const struct store *s);
 
 /* apply.c: commands applied to the state (store_apply). */
@@ -160,7 +183,15 @@ void store__result(struct store_item_result *r, int code, const char *fmt, ...)
 int store__unlink_topic(struct store *s, struct store_topic *t, uint64_t index,
                         char *errmsg);
 
-/* digest.c: the catalog digest and CATALOG_CHECK. */
+/* digest.c: the catalog digest and CATALOG_CHECK. A topic whose digested
+ * fields (settings, created index, trim offset, next offset) may have
+ * changed is marked (store__digest_touch, O(1)); a topic leaving the state
+ * is taken out (store__digest_forget); store__digest_all marks every topic
+ * (rare paths: a snapshot installed or rewound). */
+void store__digest_touch(struct store *s, struct store_topic *t);
+void store__digest_forget(struct store *s, struct store_topic *t);
+void store__digest_all(struct store *s);
+void store__note_replay(struct store *s, const struct store_topic *t);
 void store__record_digest(struct store *s, uint64_t index);
 int store__catalog_check(struct store *s, uint64_t index, struct rd *body, char *errmsg);
 

@@ -4,11 +4,13 @@
  * its tail (replay safety, store.h), and creating one for an import. */
 #include "store/store_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/fs.h"
 #include "lib/logger.h"
 #include "lib/name.h"
 #include "lib/testbug.h"
@@ -41,6 +43,49 @@ void store__log_config(const struct store *s, const struct cmd_topic_config *c,
     lc->retention_bytes = c->retention_bytes;
 }
 
+/* DATA/topics/NAME/topic.id names the incarnation a topic directory
+ * holds: "tally-topic 1 CREATED_INDEX\n" (format version 1, the Raft index
+ * of its TOPIC_CREATE). Written at create, not fsynced: it only lets a
+ * restart keep the directory of a topic created after the catalog when
+ * Raft replays that same create (store__reconcile_dirs, store__create
+ * in apply.c); a missing or unreadable one reads as 0, and the directory
+ * is rebuilt from the Raft log instead. */
+#define STORE__TOPIC_ID_FILE "topic.id"
+
+uint64_t store__topic_id_read(const struct store *s, const char *name)
+{
+    char path[PATH_MAX + 320], text[64], why[ERR_MSG_SIZE];
+    void *data = NULL;
+    size_t len = 0;
+    unsigned version = 0;
+    unsigned long long index = 0;
+    snprintf(path, sizeof path, "%s/topics/%s/%s", s->dir, name, STORE__TOPIC_ID_FILE);
+    if (fs_read_file(path, sizeof text - 1, &data, &len, why) != 0) {
+        return 0;
+    }
+    memcpy(text, data, len);
+    text[len] = '\0';
+    free(data);
+    if (sscanf(text, "tally-topic %u %llu\n", &version, &index) != 2 || version != 1) {
+        return 0;
+    }
+    return index;
+}
+
+int store__topic_id_write(const struct store *s, const struct store_topic *t, char *errmsg)
+{
+    char path[PATH_MAX + 320], text[64];
+    int fd = -1, n, rv;
+    snprintf(path, sizeof path, "%s/topics/%s/%s", s->dir, t->name, STORE__TOPIC_ID_FILE);
+    n = snprintf(text, sizeof text, "tally-topic 1 %llu\n", (unsigned long long)t->created_index);
+    rv = fs_open(path, O_WRONLY | O_CREAT | O_TRUNC, STORE__TOPIC_ID_FILE, &fd, errmsg);
+    if (rv == 0) {
+        rv = fs_pwrite(fd, text, (size_t)n, 0, STORE__TOPIC_ID_FILE, errmsg);
+        fs_close(fd);
+    }
+    return rv;
+}
+
 /* Free a topic and what it owns (closing its log if open). */
 void store__topic_free(struct store_topic *t)
 {
@@ -69,6 +114,7 @@ void store__take_tables(struct store_topic *t, struct store_topic *from)
         keys_free(&t->keys);
         t->keys = from->keys;
     }
+    t->keys_ckpt_next = UINT64_MAX; /* the file in place no longer matches */
     from->producers = NULL;
     keys_init(&from->keys);
 }
@@ -248,6 +294,11 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
             keys_init(&t->keys);
             keys_from = start;
         }
+        /* The file in place, if any, counts up to keys_from (a new log has
+         * none, which reads as an empty index at its start); a bad one,
+         * or none for a log opened at an offset (its keys come from a
+         * snapshot or a backup), is written at the next checkpoint. */
+        t->keys_ckpt_next = keys_bad || start_offset != 0 ? UINT64_MAX : keys_from;
         /* streams: the stream index, up to where the key index counts */
         rv = stream_topic_load(path, t, keys_from, errmsg);
         if (rv == 0) {
@@ -258,6 +309,9 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
     }
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
+    } else {
+        store__digest_touch(s, t);
+        store__note_replay(s, t);
     }
     return rv;
 }
@@ -265,7 +319,7 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
 int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
                        uint64_t start_offset, struct store_topic **out, char *errmsg)
 {
-    struct store_topic *t, **tail = &s->topics;
+    struct store_topic *t;
     if (s->applied_index != 0 || s->catalog_index != 0) {
         err_printf(errmsg, "restore needs a node that has applied nothing (index %llu)",
                    (unsigned long long)s->applied_index);
@@ -284,10 +338,10 @@ int store_import_topic(struct store *s, const char *name, const struct cmd_topic
     }
     snprintf(t->name, sizeof t->name, "%s", name);
     t->config = *config;
-    while (*tail != NULL) {
-        tail = &(*tail)->next;
+    if (store__topics_add(s, t) != 0) {
+        free(t);
+        return TALLY_NOMEM;
     }
-    *tail = t;
     *out = t;
     return store__open_topic(s, t, start_offset, start_offset, errmsg);
 }

@@ -102,6 +102,56 @@ void fault_step(struct sim *s, struct faults *f)
     }
 }
 
+/* The settle steps after which a cluster that has not settled is looked
+ * at for the libraft stall below (the last 50,000 of 200,000). */
+#define STALL_WINDOW_START 150000
+
+/* libraft 0.22.1's known stall (docs/testing.md, "Open"): a follower that
+ * is up and behind (the leader's match index for it is below the leader's
+ * last index) gets only heartbeats: over the whole window the leader sent
+ * it AppendEntries, none with entries, and no snapshot. Nothing in tally
+ * or the simulated world stops a leader from sending entries it has. @why gets ": libraft stall: ..." naming the first such
+ * follower, or "" when no follower is stuck that way. */
+static void stall_signature(struct sim *s, struct sim_node *ld,
+                            struct world_link_counts mark[SIM_NODES][SIM_NODES], char *why,
+                            size_t n)
+{
+    why[0] = '\0';
+    if (ld == NULL || ld->raft == NULL) {
+        return;
+    }
+    raft_index leader_last = raft_last_index(ld->raft);
+    for (unsigned i = 0; i < SIM_NODES; i++) {
+        struct sim_node *fo = &s->nodes[i];
+        raft_index match = 0;
+        if (fo == ld || fo->raft == NULL ||
+            raft_last_applied(fo->raft) >= raft_commit_index(ld->raft) ||
+            raft_match_index(ld->raft, fo->id, &match) != 0) {
+            continue;
+        }
+        struct world_link_counts now = world_sent(s->w, ld->idx, i), *was = &mark[ld->idx][i];
+        uint64_t appends = now.appends - was->appends;
+        raft_index last = world_persisted_last(s->w, i);
+        sim_trace(s, "node %u behind: leader's match index %llu, its last log index %llu, "
+                  "the leader's %llu; in the window %llu AppendEntries, %llu with entries, "
+                  "%llu InstallSnapshot", i + 1, (unsigned long long)match,
+                  (unsigned long long)last, (unsigned long long)leader_last,
+                  (unsigned long long)appends,
+                  (unsigned long long)(now.with_entries - was->with_entries),
+                  (unsigned long long)(now.installs - was->installs));
+        if (appends > 0 && now.with_entries == was->with_entries &&
+            now.installs == was->installs && match < leader_last) {
+            snprintf(why, n,
+                     ": libraft stall: the leader's match index for node %u is %llu (its log "
+                     "ends at %llu), below the leader's %llu, and it got %llu heartbeats and "
+                     "no entries",
+                     i + 1, (unsigned long long)match, (unsigned long long)last,
+                     (unsigned long long)leader_last, (unsigned long long)appends);
+            return;
+        }
+    }
+}
+
 /* Heal: every node up, the network whole, then let it settle and fill
  * its gaps. Bounded in steps. */
 void heal_and_settle(struct sim *s, struct faults *f)
@@ -119,9 +169,17 @@ void heal_and_settle(struct sim *s, struct faults *f)
     }
     fault_step(s, f);
     unsigned settle = 0;
+    struct world_link_counts mark[SIM_NODES][SIM_NODES];
     for (; settle < 200000 && s->violations == 0; settle++, s->step++) {
         sim_step(s);
         check_step(s);
+        if (settle == STALL_WINDOW_START) {
+            for (unsigned i = 0; i < SIM_NODES; i++) {
+                for (unsigned j = 0; j < SIM_NODES; j++) {
+                    mark[i][j] = world_sent(s->w, i, j);
+                }
+            }
+        }
         if (settle % 500 == 499) {
             struct sim_node *ld = sim_leader(s);
             bool same = ld != NULL;
@@ -149,7 +207,9 @@ void heal_and_settle(struct sim *s, struct faults *f)
                       (unsigned long long)world_persisted_last(s->w, i),
                       (unsigned long long)s->nodes[i].guard.dropped, s->nodes[i].guard.taking);
         }
-        sim_violation(s, "the cluster did not settle after healing (leader: node %u)",
-                      ld != NULL ? ld->idx + 1 : 0);
+        char why[256];
+        stall_signature(s, ld, mark, why, sizeof why);
+        sim_violation(s, "the cluster did not settle after healing (leader: node %u)%s",
+                      ld != NULL ? ld->idx + 1 : 0, why);
     }
 }

@@ -2,12 +2,13 @@
 # make check: 2,000 seeds of the simulation (docs/testing.md, "Simulation").
 # TALLY_SIM_SEEDS=A-B and TALLY_SIM_STEPS=N run other ones (a long run).
 #
-# Known: with this simulator, seeds 490, 771 and 1176 end with a follower that
-# never catches up after the final heal (libraft 0.22.1's progress for it
-# ends with next_index == match_index and it gets heartbeats only;
-# docs/testing.md "Found so far"). They must fail that way and no other
-# seed may fail; when the cause is fixed or worked around, empty
-# KNOWN_STALLS.
+# Known: a seed may end with libraft 0.22.1 leaving a follower behind for
+# good after the final heal: the leader sends it heartbeats only
+# (docs/testing.md, "Found so far", Open). The simulator recognises that
+# stall by what the leader sent (faults.c, stall_signature) and says
+# "libraft stall"; such seeds are counted and allowed, any other failing
+# seed fails the test. When the cause is fixed or worked around, drop the
+# allowance.
 src="${TALLY_SRC_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 # The ASan + UBSan build (about three times slower) runs the first 500.
 default=1-2000
@@ -16,7 +17,6 @@ if grep -q '^am__append_[0-9]* = -fsanitize=address' "${TALLY_BUILD_DIR:-$src/bu
     default=1-500
 fi
 seeds="${TALLY_SIM_SEEDS:-$default}"
-KNOWN_STALLS="490 771 1176"
 start=$(date +%s)
 out=$("$src/test/sim/run" --seeds "$seeds" --steps "${TALLY_SIM_STEPS:-3000}")
 rv=$?
@@ -27,26 +27,15 @@ echo "simulation: seeds $seeds in $(( $(date +%s) - start )) s"
 bad=0
 fails=$(mktemp)
 printf '%s\n' "$out" | grep -E '^seed [0-9]+ (FAILED|CRASHED)' > "$fails"
+stalls=0
 while read -r _ seed what rest; do
-    known=no
-    for k in $KNOWN_STALLS; do
-        if [ "$seed" = "$k" ] && printf '%s' "$rest" | grep -q 'did not settle'; then
-            known=yes
-        fi
-    done
-    if [ $known = no ]; then
+    if printf '%s' "$rest" | grep -q 'did not settle.*: libraft stall:'; then
+        stalls=$((stalls + 1))
+    else
         echo "FAIL: seed $seed $what $rest"
         bad=$((bad + 1))
     fi
 done < "$fails"
 rm -f "$fails"
-if [ -z "${TALLY_SIM_SEEDS:-}" ]; then
-    for k in $KNOWN_STALLS; do
-        [ "$k" -gt "${default#1-}" ] && continue
-        if ! printf '%s\n' "$out" | grep -q "^seed $k FAILED: .*did not settle"; then
-            echo "FAIL: known stall at seed $k did not happen: update KNOWN_STALLS and docs/testing.md"
-            bad=$((bad + 1))
-        fi
-    done
-fi
+echo "libraft stalls allowed: $stalls; other failing seeds: $bad"
 exit $bad

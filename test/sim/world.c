@@ -75,6 +75,7 @@ struct world {
     bool link[WORLD_MAX_NODES][WORLD_MAX_NODES];
     unsigned loss_pct, lat_min, lat_max;
     struct sim_io *io[WORLD_MAX_NODES];
+    struct world_link_counts sent[WORLD_MAX_NODES][WORLD_MAX_NODES]; /* [from][to] */
 };
 
 uint64_t world_rand(struct world *w)
@@ -303,6 +304,11 @@ static void durable_free(struct durable *d)
     memset(d, 0, sizeof *d);
 }
 
+struct world_link_counts world_sent(const struct world *w, unsigned from, unsigned to)
+{
+    return w->sent[from][to];
+}
+
 raft_index world_persisted_last(struct world *w, unsigned i)
 {
     struct durable *d = &w->io[i]->d;
@@ -517,6 +523,12 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         assert(s->sends != NULL);
     }
     s->sends[s->n_sends++] = req;
+    if (to < WORLD_MAX_NODES) {
+        struct world_link_counts *c = &w->sent[s->idx][to];
+        c->appends += m->type == RAFT_APPEND_ENTRIES;
+        c->with_entries += m->type == RAFT_APPEND_ENTRIES && m->append_entries.n_entries > 0;
+        c->installs += m->type == RAFT_INSTALL_SNAPSHOT;
+    }
     if (to < WORLD_MAX_NODES && !world_chance(w, w->loss_pct)) {
         struct event *e = ev_new(w, EV_DELIVER, to, w->now + world_range(w, w->lat_min, w->lat_max));
         e->from = s->idx;

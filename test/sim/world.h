@@ -73,6 +73,13 @@ void world_crash_io(struct world *w, unsigned i);
  * dropped without callbacks, and the raft instance is left as it was (as
  * the process's memory would be). */
 void world_abandon_io(struct world *w, unsigned i);
+/* Messages server @from has sent to server @to since the start (lost ones
+ * included): AppendEntries, those of them that carry entries, and
+ * InstallSnapshot. Counting draws no random number. */
+struct world_link_counts {
+    uint64_t appends, with_entries, installs;
+};
+struct world_link_counts world_sent(const struct world *w, unsigned from, unsigned to);
 /* Last index of the persisted raft log of server i (snapshot included). */
 raft_index world_persisted_last(struct world *w, unsigned i);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -76,6 +77,16 @@ static void create_topic(struct fixture *f, uint64_t index, const char *name)
     assert_int_equal(res->items[0].code, 0);
     free(res);
     buf_free(&e);
+}
+
+/* Create topic @name and write a catalog that lists it, as a Raft snapshot
+ * or a clean stop does in a running node: applying a create does not
+ * write the catalog (Raft replays creates after the catalog's index). */
+static void create_listed(struct fixture *f, uint64_t index, const char *name)
+{
+    char errmsg[ERR_MSG_SIZE];
+    create_topic(f, index, name);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
 }
 
 /* Build an APPEND entry with one batch of @n records per topic listed,
@@ -170,7 +181,7 @@ static void test_replay_completes_a_partial_entry(void **state)
     struct buf e;
     uint64_t next;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "p");
+    create_listed(f, 2, "p");
     buf_init(&e);
     append_entry(&e, t, 2, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
@@ -187,28 +198,115 @@ static void test_replay_completes_a_partial_entry(void **state)
     buf_free(&e);
 }
 
-/* A replayed create of a topic deleted later does not bring it back. */
+/* Creates and deletes do not write the catalog: after a restart Raft
+ * replays them (every entry after the catalog's index), in order. A topic
+ * created after the catalog starts again from nothing; one the catalog
+ * lists but that was deleted after it gets its directory back, records
+ * included, until the delete is replayed; a later incarnation of the same
+ * name is dropped and rebuilt by its replayed create. */
 static void test_replay_after_delete(void **state)
 {
     struct fixture *f = *state;
-    struct buf c, d;
+    const char *names[] = {"gone"};
+    struct buf c, d, e;
     struct cmd_topic_config cfg = {0, -1, -1, 0};
-    create_topic(f, 2, "gone");
+    char path[4300], errmsg[ERR_MSG_SIZE];
+    struct stat st;
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "gone", &cfg);
     buf_init(&d);
     cmd_encode_topic_delete(&d, "gone");
+    buf_init(&e);
+    append_entry(&e, names, 1, 3);
+
+    /* Created and deleted after the catalog (none): nothing is left. */
+    create_topic(f, 2, "gone");
     assert_int_equal(apply(f, 3, &d, NULL), 0);
     assert_null(store_topic_find(f->s, "gone"));
     reopen(f);
-    buf_init(&c);
-    cmd_encode_topic_create(&c, "gone", &cfg);
-    assert_int_equal(apply(f, 2, &c, NULL), 0);
     assert_null(store_topic_find(f->s, "gone"));
-    assert_int_equal(apply(f, 3, &d, NULL), 0);
-    /* A new create after it works. */
-    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
     assert_non_null(store_topic_find(f->s, "gone"));
+    assert_int_equal(apply(f, 3, &d, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+
+    /* In the catalog (index 5), deleted at 6, created again at 7 with a
+     * record at 8: the restart finds the listed incarnation's records. */
+    assert_int_equal(apply(f, 4, &c, NULL), 0);
+    assert_int_equal(apply(f, 5, &e, NULL), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(apply(f, 6, &d, NULL), 0);
+    snprintf(path, sizeof path, "%s/topics/gone.deleted-6", f->dir);
+    assert_int_equal(stat(path, &st), 0); /* kept: the catalog still lists it */
+    assert_int_equal(apply(f, 7, &c, NULL), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0); /* (replay: not twice) */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 3);
+    reopen(f);
+    struct store_topic *t = store_topic_find(f->s, "gone");
+    assert_non_null(t);
+    assert_int_equal(t->created_index, 4);
+    assert_int_equal(log_next_offset(t->log), 3); /* the records of index 5 */
+    assert_int_equal(stat(path, &st), -1);
+    assert_int_equal(apply(f, 6, &d, NULL), 0);
+    assert_null(store_topic_find(f->s, "gone"));
+    assert_int_equal(apply(f, 7, &c, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 0);
+    assert_int_equal(apply(f, 8, &e, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "gone")->log), 3);
+    /* A catalog past the delete: the kept directory goes. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), -1);
+    reopen(f);
+    t = store_topic_find(f->s, "gone");
+    assert_non_null(t);
+    assert_int_equal(t->created_index, 7);
+    assert_int_equal(log_next_offset(t->log), 3);
     buf_free(&c);
     buf_free(&d);
+    buf_free(&e);
+}
+
+/* A topic created after the catalog keeps its directory across a restart
+ * when Raft replays that same create (topic.id), so a crash costs no
+ * rebuild of its log; another incarnation of the name is rebuilt. */
+static void test_replay_keeps_a_created_topic(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"k"};
+    struct buf c, d, e;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "k", &cfg);
+    buf_init(&d);
+    cmd_encode_topic_delete(&d, "k");
+    buf_init(&e);
+    append_entry(&e, names, 1, 2);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    reopen(f); /* no catalog: the directory waits for its create */
+    assert_null(store_topic_find(f->s, "k"));
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 2); /* kept */
+    assert_int_equal(apply(f, 3, &e, NULL), 0); /* skipped: in the log */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 2);
+    /* Deleted at 4, created again at 5 with records at 6 and 7. */
+    assert_int_equal(apply(f, 4, &d, NULL), 0);
+    assert_int_equal(apply(f, 5, &c, NULL), 0);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    reopen(f);
+    assert_int_equal(apply(f, 2, &c, NULL), 0); /* not the incarnation on disk */
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    assert_int_equal(apply(f, 4, &d, NULL), 0);
+    assert_int_equal(apply(f, 5, &c, NULL), 0);
+    assert_int_equal(apply(f, 6, &e, NULL), 0);
+    assert_int_equal(apply(f, 7, &e, NULL), 0);
+    assert_int_equal(log_next_offset(store_topic_find(f->s, "k")->log), 4);
+    buf_free(&c);
+    buf_free(&d);
+    buf_free(&e);
 }
 
 /* Per-item errors are results, not failures. */
@@ -256,6 +354,49 @@ static struct store *install_snapshot(struct fixture *f, const struct buf *snap,
     assert_int_equal(store_open(*dir, &f->lc, &s2, errmsg), 0);
     assert_int_equal(store_restore(s2, snap->data, snap->len, false, errmsg), 0);
     return s2;
+}
+
+/* A node that crashed before any catalog listed a topic keeps that
+ * topic's directory for the replayed create; if it installs the leader's
+ * snapshot instead, the topic starts at the snapshot's offsets, not from
+ * the stale directory. */
+static void test_snapshot_install_over_a_kept_directory(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"s"};
+    struct buf c, e, snap;
+    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    char errmsg[ERR_MSG_SIZE];
+    char *dir2 = tmpdir_make();
+    struct store *leader;
+    buf_init(&c);
+    cmd_encode_topic_create(&c, "s", &cfg);
+    buf_init(&e);
+    append_entry(&e, t, 1, 5);
+    assert_int_equal(store_open(dir2, &f->lc, &leader, errmsg), 0);
+    assert_int_equal(store_apply(leader, 2, c.data, c.len, NULL, errmsg), 0);
+    assert_int_equal(store_apply(leader, 3, e.data, e.len, NULL, errmsg), 0);
+    assert_int_equal(store_apply(leader, 4, e.data, e.len, NULL, errmsg), 0);
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(leader, 4, &snap, errmsg), 0);
+    store_close(leader);
+
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    reopen(f); /* the directory of s stays, waiting for its create */
+    assert_null(store_topic_find(f->s, "s"));
+    assert_int_equal(store_restore(f->s, snap.data, snap.len, false, errmsg), 0);
+    struct store_topic *tp = store_topic_find(f->s, "s");
+    assert_non_null(tp);
+    assert_int_equal(log_next_offset(tp->log), 10);
+    assert_int_equal(log_start_offset(tp->log), 10);
+    assert_int_equal(tp->missing_from, 0);
+    assert_int_equal(tp->missing_to, 10);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&c);
+    buf_free(&e);
+    buf_free(&snap);
 }
 
 /* Installing a snapshot from the leader creates its topics at its offsets. */
@@ -394,7 +535,7 @@ static void test_producers_survive_restart(void **state)
 {
     struct fixture *f = *state;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "l");
+    create_listed(f, 2, "l");
     produce(f, 3, "l", 5, 0, 0, 0, false);
     produce(f, 4, "l", 6, 0, 0, 2, false);
     reopen(f); /* no checkpoint since index 2: rebuilt from the log */
@@ -617,7 +758,7 @@ static void test_keys_survive_restart(void **state)
     struct fixture *f = *state;
     uint64_t actual;
     char errmsg[ERR_MSG_SIZE], path[512];
-    create_topic(f, 2, "c");
+    create_listed(f, 2, "c");
     assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
     reopen(f);
     assert_int_equal(version_of(f, "k"), 2);
@@ -635,6 +776,36 @@ static void test_keys_survive_restart(void **state)
     fseek(fp, 20, SEEK_SET);
     fputc(0x5a, fp);
     fclose(fp);
+    reopen(f);
+    assert_int_equal(version_of(f, "k"), 4);
+}
+
+/* A checkpoint rewrites only the key checkpoints whose topics changed
+ * since theirs (a rename puts a new file, a new inode, in place). */
+static void test_checkpoint_skips_unchanged_keys(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t actual;
+    char errmsg[ERR_MSG_SIZE], path[512];
+    struct stat st;
+    ino_t first;
+    create_listed(f, 2, "c");
+    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    first = st.st_ino;
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino == first); /* unchanged: not written */
+    reopen(f);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino == first); /* still current after a restart */
+    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_ino != first); /* changed: written */
     reopen(f);
     assert_int_equal(version_of(f, "k"), 4);
 }
@@ -858,7 +1029,7 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     struct buf e, g;
     uint64_t off = 0;
     char errmsg[ERR_MSG_SIZE];
-    create_topic(f, 2, "c"); /* the catalog is written at index 2 */
+    create_listed(f, 2, "c"); /* the catalog is written at index 2 */
     buf_init(&e);
     append_entry(&e, c, 1, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
@@ -1252,7 +1423,7 @@ static void test_catalog_version_1(void **state)
     assert_int_equal(store_topic_start(tp), 0);
     assert_int_equal(store_cluster_id(f->s), 0);
     assert_int_equal(store_member_dir(f->s, 1), 0);
-    create_topic(f, 8, "new");
+    create_listed(f, 8, "new"); /* the next catalog written */
     fp = fopen(path, "rb");
     assert_non_null(fp);
     assert_int_equal(fread(head, 1, 8, fp), 8);
@@ -1509,6 +1680,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_assigns_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_keeps_a_created_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_skips_unchanged_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_install_over_a_kept_directory, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_topic_and_duplicate_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_entries, setup, teardown),
