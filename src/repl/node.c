@@ -34,7 +34,7 @@
 #include "repl/snapguard.h"
 #include "repl/snapmsg.h"
 #include "repl/transport.h"
-#include "store/cmd.h"
+#include "store/command.h"
 
 struct node {
     uv_loop_t *loop;
@@ -544,7 +544,7 @@ static void node__identity_tick(struct node *n)
                 TLOG_INFO("raft", "describing the restored state through Raft (%zu bytes)",
                           restored.len);
             }
-            cmd_encode_cluster_id(&entry, id, &restored);
+            command_encode_cluster_id(&entry, id, &restored);
             n->cluster_id_pending = node__ident_propose(n, &entry, -1);
         }
         buf_free(&restored);
@@ -563,7 +563,7 @@ static void node__identity_tick(struct node *n)
             continue;
         }
         buf_init(&entry);
-        cmd_encode_member_dir(&entry, n->seen[i].id, n->seen[i].directory_id);
+        command_encode_member_dir(&entry, n->seen[i].id, n->seen[i].directory_id);
         n->seen[i].pending = node__ident_propose(n, &entry, i);
         buf_free(&entry);
     }
@@ -1101,7 +1101,7 @@ int node_propose(struct node *n, struct buf *entry, node_propose_cb cb, void *ar
         return TALLY_SHUTDOWN;
     }
     if (entry->len == 0 || entry->len % 8 != 0 || !buf_ok(entry)) {
-        return TALLY_INVAL; /* the command format pads to 8 (store/cmd.h, docs/raft.md) */
+        return TALLY_INVAL; /* the command format pads to 8 (store/command.h, docs/raft.md) */
     }
     p = calloc(1, sizeof *p);
     if (p == NULL) {

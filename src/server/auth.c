@@ -30,7 +30,7 @@
 #include "server/cfg.h"
 #include "server/req.h"
 #include "server/gw.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "store/store.h"
 #include "store/acl.h"
 #include "store/users.h"
@@ -228,7 +228,7 @@ static void auth__security_set(struct gw *gw, struct store *store, struct req *r
               m.command == PROTO_SECURITY_USERS ? "user '" : "an ACL ",
               name, m.command == PROTO_SECURITY_USERS ? "'" : "");
     buf_init(&entry);
-    cmd_encode_security(&entry, m.command, m.body, m.body_len);
+    command_encode_security(&entry, m.command, m.body, m.body_len);
     gw_propose_entry(gw, r, &entry);
 }
 

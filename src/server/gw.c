@@ -33,7 +33,7 @@
 #include "server/metrics.h"
 #include "server/skew.h"
 #include "server/stream_gw.h"
-#include "store/cmd.h"
+#include "store/command.h"
 
 #define GW__MAX_FETCH_BYTES (4u << 20)
 #define GW__DEFAULT_MIN_INDEX_WAIT_MS 5000
@@ -415,7 +415,7 @@ void gw_flush(struct gw *gw)
     gw->items = NULL;
     gw->n_items = gw->cap_items = 0;
     buf_init(&gw->entry);
-    cmd_append_end(&entry, n);
+    command_append_end(&entry, n);
     gw->inflight++;
     if (gw__propose(gw, &entry, reqs, n) != 0) {
         gw->inflight--;
@@ -570,9 +570,9 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
                   gw->cfg->segment_fd_cache, gw->cfg->max_connections);
         return;
     }
-    struct cmd_topic_config c = {m.policy, m.retention_ms, m.retention_bytes, m.segment_bytes};
+    struct command_topic_config c = {m.policy, m.retention_ms, m.retention_bytes, m.segment_bytes};
     buf_init(&entry);
-    cmd_encode_topic_create(&entry, m.name, &c);
+    command_encode_topic_create(&entry, m.name, &c);
     gw__propose_single(gw, r, &entry);
 }
 
@@ -592,17 +592,17 @@ static void gw__topic_delete(struct gw *gw, struct req *r, struct rd *rd)
         return;
     }
     buf_init(&entry);
-    cmd_encode_topic_delete(&entry, m.name);
+    command_encode_topic_delete(&entry, m.name);
     gw__propose_single(gw, r, &entry);
 }
 
 static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_produce_req *mp,
-                             const struct cmd_condition *conds);
+                             const struct command_condition *conds);
 
 static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_produce_req m;
-    struct cmd_condition *conds = NULL;
+    struct command_condition *conds = NULL;
     if (proto_get_produce_req(rd, &m) != 0 || m.n_conditions > PROTO_MAX_CONDITIONS) {
         gw__error(r, TALLY_PROTO, "malformed PRODUCE");
         return;
@@ -631,7 +631,7 @@ static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
 
 /* Add a decoded, well-formed produce to the APPEND entry being gathered. */
 static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_produce_req *mp,
-                             const struct cmd_condition *conds)
+                             const struct command_condition *conds)
 {
     const struct proto_produce_req m = *mp;
     struct batch_header h;
@@ -673,9 +673,9 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
         gw->cap_items = cap;
     }
     if (gw->n_items == 0) {
-        cmd_append_begin(&gw->entry);
+        command_append_begin(&gw->entry);
     }
-    size_t at = cmd_append_add(&gw->entry, m.topic, m.batch, m.batch_len, m.expect_offset, conds,
+    size_t at = command_append_add(&gw->entry, m.topic, m.batch, m.batch_len, m.expect_offset, conds,
                                m.n_conditions);
     if (!buf_ok(&gw->entry)) {
         gw__error(r, TALLY_NOMEM, "out of memory");
@@ -946,7 +946,7 @@ static void gw__group_propose(struct gw *gw, struct req *r, const char *group, c
         return;
     }
     buf_init(&entry);
-    cmd_encode_group_commit(&entry, group, topic, offset,
+    command_encode_group_commit(&entry, group, topic, offset,
                             topic_id == PROTO_ANY_TOPIC_ID ? t->created_index : topic_id);
     gw__propose_single(gw, r, &entry);
 }
@@ -987,7 +987,7 @@ static void gw__group_delete(struct gw *gw, struct req *r, struct rd *rd)
         return;
     }
     buf_init(&entry);
-    cmd_encode_group_delete(&entry, m.group, m.topic);
+    command_encode_group_delete(&entry, m.group, m.topic);
     gw__propose_single(gw, r, &entry);
 }
 
@@ -1191,7 +1191,7 @@ static bool gw__forget_stale_dir(struct gw__member_op *op)
     }
     op->forgot = true;
     buf_init(&entry);
-    cmd_encode_member_dir(&entry, op->id, 0);
+    command_encode_member_dir(&entry, op->id, 0);
     rv = buf_ok(&entry) ? node_propose(op->gw->node, &entry, gw__member_addr_done, op)
                         : TALLY_NOMEM;
     buf_free(&entry);
@@ -1270,7 +1270,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         op->id = m.id;
         snprintf(op->raft_addr, sizeof op->raft_addr, "%s", m.raft_addr);
         buf_init(&entry);
-        cmd_encode_member_set(&entry, m.id, m.client_addr, m.raft_addr);
+        command_encode_member_set(&entry, m.id, m.client_addr, m.raft_addr);
         rv = node_propose(gw->node, &entry, gw__member_addr_done, op);
         buf_free(&entry);
     } else {
@@ -1357,7 +1357,7 @@ static void gw__replace_removed(void *arg, int status, const char *message)
         return;
     }
     buf_init(&entry);
-    cmd_encode_member_dir(&entry, op->id, 0);
+    command_encode_member_dir(&entry, op->id, 0);
     rv = buf_ok(&entry) ? node_propose(op->gw->node, &entry, gw__replace_forgotten, op)
                         : TALLY_NOMEM;
     buf_free(&entry);
@@ -1567,7 +1567,7 @@ void gw_retention(struct gw *gw)
             continue;
         }
         buf_init(&entry);
-        cmd_encode_topic_trim(&entry, t->name, t->created_index, start, tombs);
+        command_encode_topic_trim(&entry, t->name, t->created_index, start, tombs);
         rv = buf_ok(&entry) ? node_propose(gw->node, &entry, gw__trim_done, gw) : TALLY_NOMEM;
         buf_free(&entry);
         if (rv != 0) {
@@ -1607,7 +1607,7 @@ void gw_catalog_check(struct gw *gw)
         return;
     }
     buf_init(&entry);
-    cmd_encode_catalog_check(&entry, at, digest);
+    command_encode_catalog_check(&entry, at, digest);
     rv = buf_ok(&entry) ? node_propose(gw->node, &entry, gw__check_done, gw) : TALLY_NOMEM;
     buf_free(&entry);
     if (rv != 0) {

@@ -1,6 +1,6 @@
 /* Access control lists: which principal may do what on which topic,
  * group or the cluster (docs/security.md). Replicated state: changed only
- * by the ACL command (store command 17, cmd.h), saved in the catalog and
+ * by the ACL command (store command 17, command.h), saved in the catalog and
  * every Raft snapshot after the users (catalog version 3).
  *
  * A rule: principal (a user name or certificate name; "*" = any

@@ -139,7 +139,7 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     unsigned i;
     memset(&m, 0, sizeof m);
     m.id = rd_u64(body);
-    if (type == CMD_MEMBER_SET) {
+    if (type == COMMAND_MEMBER_SET) {
         rd_str(body, m.client_addr, sizeof m.client_addr);
         rd_str(body, m.raft_addr, sizeof m.raft_addr);
     }
@@ -149,7 +149,7 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     }
     for (i = 0; i < s->n_members && s->members[i].id != m.id; i++) {
     }
-    if (type == CMD_MEMBER_SET) {
+    if (type == COMMAND_MEMBER_SET) {
         if (i == s->n_members) {
             if (s->n_members == STORE_MAX_MEMBERS) {
                 store__result(res, TALLY_INVAL, "too many members");
@@ -237,7 +237,7 @@ static int store__check_conditions(struct store_topic *t, const struct store__co
                                    struct store_item_result *res)
 {
     struct rd r = c->rd;
-    if (c->expect_offset != CMD_NO_EXPECT && c->expect_offset != log_next_offset(t->log)) {
+    if (c->expect_offset != COMMAND_NO_EXPECT && c->expect_offset != log_next_offset(t->log)) {
         store__result(res, TALLY_CONDITION_FAILED,
                       "topic %s is at offset %llu, expected %llu", t->name,
                       (unsigned long long)log_next_offset(t->log),
@@ -443,11 +443,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     struct rd body;
     uint8_t type;
     uint32_t n = 1;
-    int rv = cmd_decode(entry, len, &type, &body, errmsg);
+    int rv = command_decode(entry, len, &type, &body, errmsg);
     if (rv != 0) {
         return rv;
     }
-    if (type == CMD_APPEND) {
+    if (type == COMMAND_APPEND) {
         struct rd peek = body;
         n = rd_u32(&peek);
         if (!rd_ok(&peek) || n == 0 || n > peek.left) {
@@ -462,59 +462,59 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     res->index = index;
     res->n = n;
     switch (type) {
-    case CMD_APPEND:
+    case COMMAND_APPEND:
         rv = store__append(s, index, &body, res, errmsg);
         break;
-    case CMD_TOPIC_CREATE:
+    case COMMAND_TOPIC_CREATE:
         if (index > s->catalog_index) {
             rv = store__create_topic(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_TOPIC_DELETE:
+    case COMMAND_TOPIC_DELETE:
         if (index > s->catalog_index) {
             rv = store__delete_topic(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_MEMBER_SET:
-    case CMD_MEMBER_DEL:
+    case COMMAND_MEMBER_SET:
+    case COMMAND_MEMBER_DEL:
         if (index > s->catalog_index) {
             rv = store__member_change(s, index, type, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_GROUP_COMMIT:
+    case COMMAND_GROUP_COMMIT:
         if (index > s->catalog_index) {
             rv = store__group_commit(s, &body, &res->items[0]);
         }
         break;
-    case CMD_TOPIC_TRIM:
+    case COMMAND_TOPIC_TRIM:
         if (index > s->catalog_index) {
             rv = store__trim_topic(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_GROUP_DELETE:
+    case COMMAND_GROUP_DELETE:
         if (index > s->catalog_index) {
             store__group_delete(s, &body, &res->items[0]);
         }
         break;
-    case CMD_CLUSTER_ID:
+    case COMMAND_CLUSTER_ID:
         if (index > s->catalog_index) {
             rv = store__cluster_id(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_MEMBER_DIR:
+    case COMMAND_MEMBER_DIR:
         if (index > s->catalog_index) {
             rv = store__member_dir(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_CATALOG_CHECK:
+    case COMMAND_CATALOG_CHECK:
         rv = store__catalog_check(s, index, &body, errmsg);
         break;
-    case CMD_USER:
+    case COMMAND_USER:
         if (index > s->catalog_index) {
             rv = store__user(s, index, &body, &res->items[0], errmsg);
         }
         break;
-    case CMD_ACL:
+    case COMMAND_ACL:
         if (index > s->catalog_index) {
             rv = store__acl(s, index, &body, &res->items[0], errmsg);
         }

@@ -30,13 +30,13 @@
  *          1    has_keys: 0 in the file, 1 in a snapshot, where the key
  *               index of each topic follows, in topic order (keys.h)
  *   since version 2, at the end of the catalog:
- *          8    cluster_id (CMD_CLUSTER_ID; 0: none yet)
+ *          8    cluster_id (COMMAND_CLUSTER_ID; 0: none yet)
  *          4    n_dirs, then per member: u64 id, u64 directory_id
- *               (CMD_MEMBER_DIR)
+ *               (COMMAND_MEMBER_DIR)
  *   since version 3:
- *          4    n_users, then per user: its SCRAM credentials (CMD_USER;
+ *          4    n_users, then per user: its SCRAM credentials (COMMAND_USER;
  *               encoding in store/users.h)
- *          4    n_acls, then each ACL rule (CMD_ACL; store/acl.h)
+ *          4    n_acls, then each ACL rule (COMMAND_ACL; store/acl.h)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over

@@ -42,7 +42,7 @@
 #include <stdint.h>
 
 #include "log/log.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "store/store.h"
 
 #define IMPORT_MANIFEST_NAME "MANIFEST"
@@ -51,7 +51,7 @@
 
 struct import_topic {
     char name[STORE_NAME_MAX];
-    struct cmd_topic_config config;
+    struct command_topic_config config;
     uint64_t start_offset;
     uint64_t next_offset;
 };

@@ -20,7 +20,7 @@ static int store__adopt_topic(struct store *s, const struct store_topic *ct, uin
                               uint64_t next, struct store_topic **out, char *errmsg);
 
 /* The restored state described by the first leader of a restored cluster
- * (CMD_CLUSTER_ID): a node that lacks a restored topic creates it, its
+ * (COMMAND_CLUSTER_ID): a node that lacks a restored topic creates it, its
  * history to be backfilled from a peer, with the described producers and
  * key versions; a node that holds it checks that it is the same. Group
  * positions it lacks are taken. */

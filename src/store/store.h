@@ -36,7 +36,7 @@
 
 #include "lib/byte.h"
 #include "log/log.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "store/keys.h"
 #include "store/streams.h"
 
@@ -63,7 +63,7 @@ struct store_producer {
 
 struct store_topic {
     char name[STORE_NAME_MAX];
-    struct cmd_topic_config config;
+    struct command_topic_config config;
     uint64_t created_index;   /* Raft index of its TOPIC_CREATE */
     struct tally_log *log;
     uint64_t tail_index;      /* raft index of the last batch in the log */
@@ -155,11 +155,11 @@ struct store_topic *store_topics(struct store *s); /* linked list, by creation *
 unsigned store_members(struct store *s, const struct store_member **members);
 const struct store_member *store_member_find(struct store *s, uint64_t id);
 
-/* The cluster's identity (CMD_CLUSTER_ID), 0 while it has none. */
+/* The cluster's identity (COMMAND_CLUSTER_ID), 0 while it has none. */
 uint64_t store_cluster_id(struct store *s);
 /* The restored state (topics created before Raft index 1 by a restore,
  * store/import.c, with their producers and key indexes, and the group
- * positions) as a catalog, for CMD_CLUSTER_ID: the first leader of a
+ * positions) as a catalog, for COMMAND_CLUSTER_ID: the first leader of a
  * restored cluster so describes it through Raft. @out left empty when this
  * store holds no restored topic. */
 int store_describe_restored(struct store *s, struct buf *out);
@@ -170,7 +170,7 @@ const char *store_divergence(struct store *s);
 /* The digest of this node's catalog (topics with their creation index,
  * configuration, start and next offsets; group positions: what apply makes
  * identical on every node) right after it applied entry @index, if it still
- * knows it; false otherwise. For CMD_CATALOG_CHECK. Digests are taken
+ * knows it; false otherwise. For COMMAND_CATALOG_CHECK. Digests are taken
  * only at indexes that are multiples of STORE_DIGEST_EVERY (the digest
  * hashes every topic, too much for every entry with many topics) and kept
  * for the last STORE_DIGESTS of those applied live, not replayed. */
@@ -178,16 +178,16 @@ const char *store_divergence(struct store *s);
 #define STORE_DIGEST_EVERY 16
 bool store_catalog_digest(struct store *s, uint64_t index, uint64_t *digest);
 
-/* The cluster's users (CMD_USER), borrowed until the next apply. */
+/* The cluster's users (COMMAND_USER), borrowed until the next apply. */
 struct users;
 const struct users *store_users(struct store *s);
 
-/* The cluster's access control lists (CMD_ACL), borrowed likewise. */
+/* The cluster's access control lists (COMMAND_ACL), borrowed likewise. */
 struct acls;
 const struct acls *store_acls(struct store *s);
 /* The last entry applied. */
 uint64_t store_applied(struct store *s);
-/* The data directory recorded for member @id (CMD_MEMBER_DIR), 0 if none. */
+/* The data directory recorded for member @id (COMMAND_MEMBER_DIR), 0 if none. */
 uint64_t store_member_dir(struct store *s, uint64_t id);
 
 /* Committed position of consumer group @group on @topic; false if none. */
@@ -204,7 +204,7 @@ bool store_group_at(struct store *s, unsigned i, const char **group, const char 
  * (created_index 0), its log empty and starting at @start_offset. The
  * caller appends the batches, stamped with raft_index 0, to (*out)->log,
  * counts their keys into (*out)->keys, then calls store_checkpoint. */
-int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
+int store_import_topic(struct store *s, const char *name, const struct command_topic_config *config,
                        uint64_t start_offset, struct store_topic **out, char *errmsg);
 /* Set a group position without Raft (same restore). */
 int store_import_group(struct store *s, const char *group, const char *topic, uint64_t offset,

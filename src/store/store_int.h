@@ -47,12 +47,12 @@ struct store {
     size_t n_buckets;
     struct store_member members[STORE_MAX_MEMBERS];
     unsigned n_members;
-    uint64_t cluster_id;             /* CMD_CLUSTER_ID, 0: none */
+    uint64_t cluster_id;             /* COMMAND_CLUSTER_ID, 0: none */
     char divergence[384];            /* store_divergence, "" when none */
     struct {
         uint64_t index, digest;      /* index 0: none */
     } digests[STORE_DIGESTS];        /* store_catalog_digest: index / STORE_DIGEST_EVERY % STORE_DIGESTS */
-    struct store__dir dirs[STORE_MAX_MEMBERS]; /* CMD_MEMBER_DIR */
+    struct store__dir dirs[STORE_MAX_MEMBERS]; /* COMMAND_MEMBER_DIR */
     unsigned n_dirs;
     store_append_hook hook;
     void *hook_arg;
@@ -73,8 +73,8 @@ struct store {
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
     uint64_t keys_written;           /* newest index of a keys.ckpt in place */
-    struct users users;              /* CMD_USER: SCRAM credentials (store/users.h) */
-    struct acls acls;                /* CMD_ACL: access control lists (store/acl.h) */
+    struct users users;              /* COMMAND_USER: SCRAM credentials (store/users.h) */
+    struct acls acls;                /* COMMAND_ACL: access control lists (store/acl.h) */
 };
 
 /* Checkpoint files (catalog, keys.ckpt) are written by the loop and by
@@ -131,7 +131,7 @@ void store__topics_clear(struct store *s);
 /* topic.c: a topic's log and the tables brought forward from its
  * checkpoints. */
 void store__topic_dir(const struct store *s, const char *name, char *out, size_t cap);
-void store__log_config(const struct store *s, const struct cmd_topic_config *c,
+void store__log_config(const struct store *s, const struct command_topic_config *c,
                        struct log_config *lc);
 void store__topic_free(struct store_topic *t);
 uint64_t store__topic_id_read(const struct store *s, const char *name);

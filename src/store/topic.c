@@ -32,7 +32,7 @@ void store__topic_dir(const struct store *s, const char *name, char *out, size_t
     snprintf(out, cap, "%s/topics/%s", s->dir, name);
 }
 
-void store__log_config(const struct store *s, const struct cmd_topic_config *c,
+void store__log_config(const struct store *s, const struct command_topic_config *c,
                        struct log_config *lc)
 {
     *lc = s->defaults;
@@ -316,7 +316,7 @@ int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_off
     return rv;
 }
 
-int store_import_topic(struct store *s, const char *name, const struct cmd_topic_config *config,
+int store_import_topic(struct store *s, const char *name, const struct command_topic_config *config,
                        uint64_t start_offset, struct store_topic **out, char *errmsg)
 {
     struct store_topic *t;

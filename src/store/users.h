@@ -1,6 +1,6 @@
 /* The users of the cluster: SCRAM credentials (lib/scram.h) per user
  * name, never a password. Replicated state: changed only by the
- * USER command (store command 16, cmd.h), saved in the catalog and in
+ * USER command (store command 16, command.h), saved in the catalog and in
  * every Raft snapshot (catalog version 3, store.c and docs/disk-format.md).
  *
  * ENCODING of one user (the USER command's body after its op byte, and

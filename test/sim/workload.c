@@ -12,7 +12,7 @@
 #include "lib/testbug.h"
 #include "log/log.h"
 #include "sim.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "tally.h"
 
 /* A proposal in flight: the client learns its outcome in the callback. */
@@ -194,7 +194,7 @@ static bool propose(struct sim *s, struct sim_node *n, int client, struct buf *b
  * (keys NULL or keys[k] NULL: no key), with @n_conds conditions. */
 static void build_append(struct sim *s, struct buf *b, const char *topic, uint64_t pid,
                          uint64_t seq, const char *const *keys, const unsigned *vals, unsigned n,
-                         const struct cmd_condition *conds, uint32_t n_conds)
+                         const struct command_condition *conds, uint32_t n_conds)
 {
     struct batch_builder bb;
     struct buf batch;
@@ -207,10 +207,10 @@ static void build_append(struct sim *s, struct buf *b, const char *topic, uint64
     buf_init(&batch);
     batch_builder_finish(&bb, false, &batch);
     batch_builder_free(&bb);
-    cmd_append_begin(b);
-    size_t at = cmd_append_add(b, topic, batch.data, (uint32_t)batch.len, CMD_NO_EXPECT, conds,
+    command_append_begin(b);
+    size_t at = command_append_add(b, topic, batch.data, (uint32_t)batch.len, COMMAND_NO_EXPECT, conds,
                                n_conds);
-    cmd_append_end(b, 1);
+    command_append_end(b, 1);
     batch_stamp(b->data + at, 0, (int64_t)world_now(s->w), 0);
     buf_free(&batch);
 }
@@ -261,7 +261,7 @@ static void client_conditional(struct sim *s, struct sim_node *n, int ci)
     int key[2];
     char kname[2][16];
     const char *keys[2];
-    struct cmd_condition cond[2];
+    struct command_condition cond[2];
     unsigned v[2];
     key[0] = (int)world_range(s->w, 0, SIM_KEYS - 1);
     key[1] = (key[0] + 1 + (int)world_range(s->w, 0, SIM_KEYS - 2)) % SIM_KEYS;
@@ -272,7 +272,7 @@ static void client_conditional(struct sim *s, struct sim_node *n, int ci)
         if (v[k] == UINT32_MAX) {
             return;
         }
-        cond[k] = (struct cmd_condition){(const uint8_t *)kname[k], (uint32_t)strlen(kname[k]),
+        cond[k] = (struct command_condition){(const uint8_t *)kname[k], (uint32_t)strlen(kname[k]),
                                          known_version[key[k]]};
     }
     struct buf b;
@@ -303,15 +303,15 @@ static void client_admin(struct sim *s, struct sim_node *n)
     struct store_topic *t = store_topic_find(n->store, name);
     unsigned what = (unsigned)world_range(s->w, 0, 99);
     if (t == NULL && what < 50) {
-        struct cmd_topic_config cfg = {0};
+        struct command_topic_config cfg = {0};
         cfg.policy = world_chance(s->w, 50) ? TALLY_POLICY_COMPACT : TALLY_POLICY_DELETE;
         cfg.retention_ms = -1;
         cfg.retention_bytes = cfg.policy == TALLY_POLICY_DELETE ? 8192 : -1;
         cfg.segment_bytes = 2048;
-        cmd_encode_topic_create(&b, name, &cfg);
+        command_encode_topic_create(&b, name, &cfg);
         sim_trace(s, "admin: create %s (policy %u)", name, cfg.policy);
     } else if (t != NULL && what < 8) {
-        cmd_encode_topic_delete(&b, name);
+        command_encode_topic_delete(&b, name);
         sim_trace(s, "admin: delete %s", name);
     } else if (t != NULL && what < 80) {
         char key[8];
@@ -331,7 +331,7 @@ static void client_admin(struct sim *s, struct sim_node *n)
             return;
         }
         uint64_t off = world_range(s->w, 0, log_next_offset(ev->log));
-        cmd_encode_group_commit(&b, "g", "events", off, ev->created_index);
+        command_encode_group_commit(&b, "g", "events", off, ev->created_index);
         sim_trace(s, "admin: group g at %llu", (unsigned long long)off);
     } else if (t != NULL) {
         uint64_t start, tomb;
@@ -339,7 +339,7 @@ static void client_admin(struct sim *s, struct sim_node *n)
             buf_free(&b);
             return;
         }
-        cmd_encode_topic_trim(&b, name, t->created_index, start, tomb);
+        command_encode_topic_trim(&b, name, t->created_index, start, tomb);
         sim_trace(s, "admin: trim %s to %llu (tombstones below %llu)", name,
                   (unsigned long long)start, (unsigned long long)tomb);
     } else {
@@ -360,11 +360,11 @@ void workload(struct sim *s)
         store_topic_find(n->store, "accounts") == NULL) {
         if (!clients[C_ADMIN].busy) {
             struct buf b;
-            struct cmd_topic_config cfg = {0};
+            struct command_topic_config cfg = {0};
             cfg.retention_ms = -1;
             cfg.retention_bytes = -1;
             buf_init(&b);
-            cmd_encode_topic_create(&b, store_topic_find(n->store, "events") ? "accounts"
+            command_encode_topic_create(&b, store_topic_find(n->store, "events") ? "accounts"
                                                                               : "events", &cfg);
             propose(s, n, C_ADMIN, &b);
             buf_free(&b);

@@ -16,7 +16,7 @@
 #include "lib/byte.h"
 #include "lib/codec.h"
 #include "lib/err.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "store/store.h"
 #include "store/acl.h"
 #include "store/users.h"
@@ -69,9 +69,9 @@ static void create_topic(struct fixture *f, uint64_t index, const char *name)
 {
     struct buf e;
     struct store_result *res = NULL;
-    struct cmd_topic_config c = {0, -1, -1, 0};
+    struct command_topic_config c = {0, -1, -1, 0};
     buf_init(&e);
-    cmd_encode_topic_create(&e, name, &c);
+    command_encode_topic_create(&e, name, &c);
     assert_int_equal(e.len % 8, 0);
     assert_int_equal(apply(f, index, &e, &res), 0);
     assert_int_equal(res->items[0].code, 0);
@@ -94,7 +94,7 @@ static void create_listed(struct fixture *f, uint64_t index, const char *name)
 static void append_entry_from(struct buf *e, const char **topics, unsigned n_topics, unsigned n,
                               uint64_t pid, uint64_t seq)
 {
-    cmd_append_begin(e);
+    command_append_begin(e);
     for (unsigned i = 0; i < n_topics; i++) {
         struct batch_builder b;
         struct buf out;
@@ -107,11 +107,11 @@ static void append_entry_from(struct buf *e, const char **topics, unsigned n_top
         }
         assert_int_equal(batch_builder_finish(&b, false, &out), 0);
         batch_stamp(out.data, 0, 1700000000000, 0);
-        cmd_append_add(e, topics[i], out.data, (uint32_t)out.len, CMD_NO_EXPECT, NULL, 0);
+        command_append_add(e, topics[i], out.data, (uint32_t)out.len, COMMAND_NO_EXPECT, NULL, 0);
         buf_free(&out);
         batch_builder_free(&b);
     }
-    cmd_append_end(e, n_topics);
+    command_append_end(e, n_topics);
 }
 
 static void append_entry(struct buf *e, const char **topics, unsigned n_topics, unsigned n)
@@ -155,9 +155,9 @@ static void test_replay_is_idempotent(void **state)
     reopen(f);
     /* Raft replays everything from index 2. */
     struct buf ce;
-    struct cmd_topic_config c = {0, -1, -1, 0};
+    struct command_topic_config c = {0, -1, -1, 0};
     buf_init(&ce);
-    cmd_encode_topic_create(&ce, "a", &c);
+    command_encode_topic_create(&ce, "a", &c);
     assert_int_equal(apply(f, 2, &ce, NULL), 0);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(apply(f, 3 + (uint64_t)i, &e[i], NULL), 0);
@@ -209,13 +209,13 @@ static void test_replay_after_delete(void **state)
     struct fixture *f = *state;
     const char *names[] = {"gone"};
     struct buf c, d, e;
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    struct command_topic_config cfg = {0, -1, -1, 0};
     char path[4300], errmsg[ERR_MSG_SIZE];
     struct stat st;
     buf_init(&c);
-    cmd_encode_topic_create(&c, "gone", &cfg);
+    command_encode_topic_create(&c, "gone", &cfg);
     buf_init(&d);
-    cmd_encode_topic_delete(&d, "gone");
+    command_encode_topic_delete(&d, "gone");
     buf_init(&e);
     append_entry(&e, names, 1, 3);
 
@@ -275,11 +275,11 @@ static void test_replay_keeps_a_created_topic(void **state)
     struct fixture *f = *state;
     const char *names[] = {"k"};
     struct buf c, d, e;
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    struct command_topic_config cfg = {0, -1, -1, 0};
     buf_init(&c);
-    cmd_encode_topic_create(&c, "k", &cfg);
+    command_encode_topic_create(&c, "k", &cfg);
     buf_init(&d);
-    cmd_encode_topic_delete(&d, "k");
+    command_encode_topic_delete(&d, "k");
     buf_init(&e);
     append_entry(&e, names, 1, 2);
     assert_int_equal(apply(f, 2, &c, NULL), 0);
@@ -316,7 +316,7 @@ static void test_unknown_topic_and_duplicate_create(void **state)
     const char *t[] = {"nope"};
     struct buf e, c;
     struct store_result *res = NULL;
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    struct command_topic_config cfg = {0, -1, -1, 0};
     buf_init(&e);
     append_entry(&e, t, 1, 1);
     assert_int_equal(apply(f, 2, &e, &res), 0);
@@ -324,7 +324,7 @@ static void test_unknown_topic_and_duplicate_create(void **state)
     free(res);
     create_topic(f, 3, "x");
     buf_init(&c);
-    cmd_encode_topic_create(&c, "x", &cfg);
+    command_encode_topic_create(&c, "x", &cfg);
     assert_int_equal(apply(f, 4, &c, &res), 0);
     assert_int_equal(res->items[0].code, TALLY_EXISTS);
     free(res);
@@ -365,12 +365,12 @@ static void test_snapshot_install_over_a_kept_directory(void **state)
     struct fixture *f = *state;
     const char *t[] = {"s"};
     struct buf c, e, snap;
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
+    struct command_topic_config cfg = {0, -1, -1, 0};
     char errmsg[ERR_MSG_SIZE];
     char *dir2 = tmpdir_make();
     struct store *leader;
     buf_init(&c);
-    cmd_encode_topic_create(&c, "s", &cfg);
+    command_encode_topic_create(&c, "s", &cfg);
     buf_init(&e);
     append_entry(&e, t, 1, 5);
     assert_int_equal(store_open(dir2, &f->lc, &leader, errmsg), 0);
@@ -495,9 +495,9 @@ static void produce_record_seq(struct fixture *f, uint64_t index, const char *to
     assert_int_equal(batch_builder_add(&b, "k", 1, "b", 1), 0);
     assert_int_equal(batch_builder_finish(&b, false, &out), 0);
     batch_stamp(out.data, 0, 1700000000000, 0);
-    cmd_append_begin(&e);
-    cmd_append_add(&e, topic, out.data, (uint32_t)out.len, CMD_NO_EXPECT, NULL, 0);
-    cmd_append_end(&e, 1);
+    command_append_begin(&e);
+    command_append_add(&e, topic, out.data, (uint32_t)out.len, COMMAND_NO_EXPECT, NULL, 0);
+    command_append_end(&e, 1);
     assert_int_equal(apply(f, index, &e, &res), 0);
     assert_int_equal(res->items[0].code, want_code);
     if (want_code == 0) {
@@ -565,7 +565,7 @@ static void test_producers_survive_restart(void **state)
 /* Apply one batch of @n records with key "k" under the given conditions;
  * returns the item's code and its actual value in *actual. */
 static int produce_if(struct fixture *f, uint64_t index, uint64_t expect_offset,
-                      const struct cmd_condition *conds, uint32_t n_conds, uint64_t *actual)
+                      const struct command_condition *conds, uint32_t n_conds, uint64_t *actual)
 {
     struct batch_builder b;
     struct buf out, e;
@@ -576,9 +576,9 @@ static int produce_if(struct fixture *f, uint64_t index, uint64_t expect_offset,
     assert_int_equal(batch_builder_add(&b, "k", 1, "v", 1), 0);
     assert_int_equal(batch_builder_add(&b, "k", 1, "w", 1), 0);
     assert_int_equal(batch_builder_finish(&b, false, &out), 0);
-    cmd_append_begin(&e);
-    cmd_append_add(&e, "c", out.data, (uint32_t)out.len, expect_offset, conds, n_conds);
-    cmd_append_end(&e, 1);
+    command_append_begin(&e);
+    command_append_add(&e, "c", out.data, (uint32_t)out.len, expect_offset, conds, n_conds);
+    command_append_end(&e, 1);
     assert_int_equal(apply(f, index, &e, &res), 0);
     int code = res->items[0].code;
     *actual = res->items[0].actual;
@@ -605,16 +605,16 @@ static void test_install_under_a_longer_log(void **state)
     struct fixture *f = *state;
     char errmsg[ERR_MSG_SIZE];
     uint64_t actual;
-    struct cmd_condition k2 = {(const uint8_t *)"k", 1, 2};
+    struct command_condition k2 = {(const uint8_t *)"k", 1, 2};
     struct buf snap;
     create_topic(f, 2, "l");
     create_topic(f, 3, "c");
     produce(f, 4, "l", 9, 0, 0, 0, false);
-    assert_int_equal(produce_if(f, 5, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 5, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     buf_init(&snap);
     assert_int_equal(store_snapshot(f->s, 5, &snap, errmsg), 0);
     produce(f, 6, "l", 9, 1, 0, 2, false);
-    assert_int_equal(produce_if(f, 7, CMD_NO_EXPECT, &k2, 1, &actual), 0);
+    assert_int_equal(produce_if(f, 7, COMMAND_NO_EXPECT, &k2, 1, &actual), 0);
     assert_int_equal(store_restore(f->s, snap.data, snap.len, false, errmsg), 0);
     /* Raft replays 6 and 7: already in the log, nothing written. */
     produce(f, 6, "l", 9, 1, 0, 0, false);
@@ -624,7 +624,7 @@ static void test_install_under_a_longer_log(void **state)
     produce(f, 8, "l", 9, 1, 0, 2, true);
     assert_int_equal(log_next_offset(store_topic_find(f->s, "l")->log), 4);
     /* The key is at version 4, not the snapshot's 2. */
-    assert_int_equal(produce_if(f, 9, CMD_NO_EXPECT, &k2, 1, &actual), TALLY_CONDITION_FAILED);
+    assert_int_equal(produce_if(f, 9, COMMAND_NO_EXPECT, &k2, 1, &actual), TALLY_CONDITION_FAILED);
     assert_int_equal(actual, 4);
     buf_free(&snap);
 }
@@ -644,7 +644,7 @@ static void test_startup_restore_of_an_unfinished_install(void **state)
      * with 3 records. */
     create_topic(f, 2, "old");
     buf_init(&e);
-    cmd_encode_topic_delete(&e, "old");
+    command_encode_topic_delete(&e, "old");
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     create_topic(f, 4, "new");
     e.len = 0;
@@ -658,8 +658,8 @@ static void test_startup_restore_of_an_unfinished_install(void **state)
     assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
     struct buf c;
     buf_init(&c);
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
-    cmd_encode_topic_create(&c, "old", &cfg);
+    struct command_topic_config cfg = {0, -1, -1, 0};
+    command_encode_topic_create(&c, "old", &cfg);
     assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
     assert_int_equal(store_checkpoint(s2, errmsg), 0);
     /* Start-up: raft loads the snapshot at 5 and restores it "local first". */
@@ -699,8 +699,8 @@ static void test_reinstall_after_an_unfinished_reset(void **state)
     assert_int_equal(store_open(dir2, &f->lc, &s2, errmsg), 0);
     struct buf c;
     buf_init(&c);
-    struct cmd_topic_config cfg = {0, -1, -1, 0};
-    cmd_encode_topic_create(&c, "s", &cfg);
+    struct command_topic_config cfg = {0, -1, -1, 0};
+    command_encode_topic_create(&c, "s", &cfg);
     assert_int_equal(store_apply(s2, 2, c.data, c.len, NULL, errmsg), 0);
     assert_int_equal(store_checkpoint(s2, errmsg), 0);
     /* The first install reset the log to 5, then stopped. */
@@ -728,23 +728,23 @@ static void test_conditional_append(void **state)
 {
     struct fixture *f = *state;
     uint64_t actual = 0;
-    struct cmd_condition k0 = {(const uint8_t *)"k", 1, 0};
-    struct cmd_condition k2 = {(const uint8_t *)"k", 1, 2};
-    struct cmd_condition z0 = {(const uint8_t *)"z", 1, 0};
-    struct cmd_condition z1 = {(const uint8_t *)"z", 1, 1};
+    struct command_condition k0 = {(const uint8_t *)"k", 1, 0};
+    struct command_condition k2 = {(const uint8_t *)"k", 1, 2};
+    struct command_condition z0 = {(const uint8_t *)"z", 1, 0};
+    struct command_condition z1 = {(const uint8_t *)"z", 1, 1};
     create_topic(f, 2, "c");
     assert_int_equal(produce_if(f, 3, 0, &k0, 1, &actual), 0);
     assert_int_equal(version_of(f, "k"), 2);
     assert_int_equal(produce_if(f, 4, 0, NULL, 0, &actual), TALLY_CONDITION_FAILED);
     assert_int_equal(actual, 2);
-    assert_int_equal(produce_if(f, 5, CMD_NO_EXPECT, &k0, 1, &actual), TALLY_CONDITION_FAILED);
+    assert_int_equal(produce_if(f, 5, COMMAND_NO_EXPECT, &k0, 1, &actual), TALLY_CONDITION_FAILED);
     assert_int_equal(actual, 2);
-    struct cmd_condition both_bad[] = {k2, z1};
-    assert_int_equal(produce_if(f, 6, CMD_NO_EXPECT, both_bad, 2, &actual),
+    struct command_condition both_bad[] = {k2, z1};
+    assert_int_equal(produce_if(f, 6, COMMAND_NO_EXPECT, both_bad, 2, &actual),
                      TALLY_CONDITION_FAILED);
     assert_int_equal(actual, 0);
     assert_int_equal(log_next_offset(store_topic_find(f->s, "c")->log), 2);
-    struct cmd_condition both_ok[] = {k2, z0};
+    struct command_condition both_ok[] = {k2, z0};
     assert_int_equal(produce_if(f, 7, 2, both_ok, 2, &actual), 0);
     assert_int_equal(version_of(f, "k"), 4);
     assert_int_equal(version_of(f, "z"), 0);
@@ -759,15 +759,15 @@ static void test_keys_survive_restart(void **state)
     uint64_t actual;
     char errmsg[ERR_MSG_SIZE], path[512];
     create_listed(f, 2, "c");
-    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 3, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     reopen(f);
     assert_int_equal(version_of(f, "k"), 2);
     assert_int_equal(store_checkpoint(f->s, errmsg), 0);
-    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 4, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     reopen(f);
     assert_int_equal(version_of(f, "k"), 4);
     /* Replayed entries change nothing. */
-    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 4, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     assert_int_equal(version_of(f, "k"), 4);
     assert_int_equal(store_checkpoint(f->s, errmsg), 0);
     snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
@@ -790,7 +790,7 @@ static void test_checkpoint_skips_unchanged_keys(void **state)
     struct stat st;
     ino_t first;
     create_listed(f, 2, "c");
-    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 3, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     assert_int_equal(store_checkpoint(f->s, errmsg), 0);
     snprintf(path, sizeof path, "%s/topics/c/keys.ckpt", f->dir);
     assert_int_equal(stat(path, &st), 0);
@@ -802,7 +802,7 @@ static void test_checkpoint_skips_unchanged_keys(void **state)
     assert_int_equal(store_checkpoint(f->s, errmsg), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_true(st.st_ino == first); /* still current after a restart */
-    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 4, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     assert_int_equal(store_checkpoint(f->s, errmsg), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_true(st.st_ino != first); /* changed: written */
@@ -822,10 +822,10 @@ static void test_snapshot_frozen_while_applying(void **state)
     uint64_t actual;
     char errmsg[ERR_MSG_SIZE];
     create_topic(f, 2, "c");
-    assert_int_equal(produce_if(f, 3, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 3, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     assert_int_equal(store_snapshot_freeze(f->s, 3, &fz, errmsg), 0);
     /* Applied after the freeze, before the build. */
-    assert_int_equal(produce_if(f, 4, CMD_NO_EXPECT, NULL, 0, &actual), 0);
+    assert_int_equal(produce_if(f, 4, COMMAND_NO_EXPECT, NULL, 0, &actual), 0);
     assert_int_equal(version_of(f, "k"), 4);
     buf_init(&snap);
     assert_int_equal(store_snapshot_build(fz, &snap, errmsg), 0);
@@ -872,7 +872,7 @@ static void test_group_positions(void **state)
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     buf_free(&e);
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 42, 2);
+    command_encode_group_commit(&e, "g", "c", 42, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     assert_true(store_group_offset(f->s, "g", "c", &off));
     assert_int_equal(off, 42);
@@ -906,20 +906,20 @@ static void test_cluster_identity(void **state)
     char *dir2;
     assert_int_equal(store_cluster_id(f->s), 0);
     buf_init(&e);
-    cmd_encode_cluster_id(&e, 0xabcdef, NULL);
+    command_encode_cluster_id(&e, 0xabcdef, NULL);
     assert_int_equal(apply(f, 2, &e, NULL), 0);
     e.len = 0;
-    cmd_encode_cluster_id(&e, 0x1234, NULL);
+    command_encode_cluster_id(&e, 0x1234, NULL);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     assert_int_equal(store_cluster_id(f->s), 0xabcdef);
     e.len = 0;
-    cmd_encode_member_dir(&e, 1, 0x111);
+    command_encode_member_dir(&e, 1, 0x111);
     assert_int_equal(apply(f, 4, &e, NULL), 0);
     e.len = 0;
-    cmd_encode_member_dir(&e, 2, 0x222);
+    command_encode_member_dir(&e, 2, 0x222);
     assert_int_equal(apply(f, 5, &e, NULL), 0);
     e.len = 0;
-    cmd_encode_member_dir(&e, 1, 0);
+    command_encode_member_dir(&e, 1, 0);
     assert_int_equal(apply(f, 6, &e, NULL), 0);
     assert_int_equal(store_member_dir(f->s, 1), 0);
     assert_int_equal(store_member_dir(f->s, 2), 0x222);
@@ -967,19 +967,19 @@ static void test_group_positions_follow_the_topic(void **state)
     buf_free(&e);
 
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 6, 2);
+    command_encode_group_commit(&e, "g", "c", 6, 2);
     assert_int_equal(apply_code(f, 4, &e), TALLY_OUT_OF_RANGE);
     buf_free(&e);
     assert_false(store_group_offset(f->s, "g", "c", &off));
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 5, 2);
+    command_encode_group_commit(&e, "g", "c", 5, 2);
     assert_int_equal(apply_code(f, 5, &e), 0);
     buf_free(&e);
 
     /* An entry of the first format: no topic id. */
     buf_init(&e);
-    buf_put_u8(&e, CMD_GROUP_COMMIT);
-    buf_put_u8(&e, CMD_VERSION);
+    buf_put_u8(&e, COMMAND_GROUP_COMMIT);
+    buf_put_u8(&e, COMMAND_VERSION);
     buf_put_u16(&e, 0);
     buf_put_u32(&e, 2 + 1 + 2 + 1 + 8);
     buf_put_str(&e, "h");
@@ -992,7 +992,7 @@ static void test_group_positions_follow_the_topic(void **state)
     assert_int_equal(off, 3);
 
     buf_init(&e);
-    cmd_encode_topic_delete(&e, "c");
+    command_encode_topic_delete(&e, "c");
     assert_int_equal(apply(f, 7, &e, NULL), 0);
     buf_free(&e);
     create_topic(f, 8, "c");
@@ -1001,18 +1001,18 @@ static void test_group_positions_follow_the_topic(void **state)
 
     /* A consumer of the deleted incarnation (id 2) commits late. */
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 0, 2);
+    command_encode_group_commit(&e, "g", "c", 0, 2);
     assert_int_equal(apply_code(f, 9, &e), TALLY_NOTFOUND);
     buf_free(&e);
     assert_false(store_group_offset(f->s, "g", "c", &off));
     buf_init(&e);
-    cmd_encode_group_commit(&e, "g", "c", 0, 8);
+    command_encode_group_commit(&e, "g", "c", 0, 8);
     assert_int_equal(apply_code(f, 10, &e), 0);
     buf_free(&e);
     assert_true(store_group_offset(f->s, "g", "c", &off));
 
     buf_init(&e);
-    cmd_encode_group_delete(&e, "g", "");
+    command_encode_group_delete(&e, "g", "");
     assert_int_equal(apply_code(f, 11, &e), 0);
     assert_false(store_group_offset(f->s, "g", "c", &off));
     assert_int_equal(apply_code(f, 12, &e), TALLY_NOTFOUND);
@@ -1034,7 +1034,7 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     append_entry(&e, c, 1, 2);
     assert_int_equal(apply(f, 3, &e, NULL), 0);
     buf_init(&g);
-    cmd_encode_group_commit(&g, "g", "c", 2, 2);
+    command_encode_group_commit(&g, "g", "c", 2, 2);
     assert_int_equal(apply(f, 4, &g, NULL), 0);
     assert_int_equal(apply(f, 5, &e, NULL), 0); /* the log's tail: index 5 */
     reopen(f);                                   /* a crash: no checkpoint */
@@ -1100,9 +1100,9 @@ static void test_restore_repairs_a_short_log(void **state)
  * with a snapshot, the topic goes back to the snapshot's state. */
 static void cas_at(struct fixture *f, uint64_t index, uint64_t version, uint64_t want_base)
 {
-    struct cmd_condition k = {(const uint8_t *)"k", 1, version};
+    struct command_condition k = {(const uint8_t *)"k", 1, version};
     uint64_t actual = 0;
-    assert_int_equal(produce_if(f, index, CMD_NO_EXPECT, &k, 1, &actual), 0);
+    assert_int_equal(produce_if(f, index, COMMAND_NO_EXPECT, &k, 1, &actual), 0);
     assert_int_equal(log_next_offset(store_topic_find(f->s, "c")->log), want_base + 2);
 }
 
@@ -1254,7 +1254,7 @@ static void test_trim_sets_the_start_offset(void **state)
 {
     struct fixture *f = *state;
     const char *t[] = {"ret"};
-    struct cmd_topic_config cfg = {TALLY_POLICY_DELETE, -1, 2048, 0};
+    struct command_topic_config cfg = {TALLY_POLICY_DELETE, -1, 2048, 0};
     struct buf e, c, snap;
     struct store_result *res = NULL;
     char errmsg[ERR_MSG_SIZE];
@@ -1264,7 +1264,7 @@ static void test_trim_sets_the_start_offset(void **state)
     f->lc.segment_bytes = 1024;
     reopen(f);
     buf_init(&c);
-    cmd_encode_topic_create(&c, "ret", &cfg);
+    command_encode_topic_create(&c, "ret", &cfg);
     assert_int_equal(apply(f, 2, &c, NULL), 0);
     buf_init(&e);
     append_entry(&e, t, 1, 20);
@@ -1288,7 +1288,7 @@ static void test_trim_sets_the_start_offset(void **state)
     uint64_t cut = start + 3;
     buf_free(&c);
     buf_init(&c);
-    cmd_encode_topic_trim(&c, "ret", created, cut, 0);
+    command_encode_topic_trim(&c, "ret", created, cut, 0);
     assert_int_equal(c.len % 8, 0);
     assert_int_equal(apply(f, 23, &c, &res), 0);
     assert_int_equal(res->items[0].code, 0);
@@ -1303,12 +1303,12 @@ static void test_trim_sets_the_start_offset(void **state)
     /* Never back; another topic of the same name is not touched. */
     buf_free(&c);
     buf_init(&c);
-    cmd_encode_topic_trim(&c, "ret", created, 1, 0);
+    command_encode_topic_trim(&c, "ret", created, 1, 0);
     assert_int_equal(apply(f, 24, &c, NULL), 0);
     assert_int_equal(store_topic_start(tp), cut);
     buf_free(&c);
     buf_init(&c);
-    cmd_encode_topic_trim(&c, "ret", created + 100, cut + 50, 0);
+    command_encode_topic_trim(&c, "ret", created + 100, cut + 50, 0);
     assert_int_equal(apply(f, 25, &c, &res), 0);
     assert_int_equal(res->items[0].code, TALLY_NOTFOUND);
     free(res);
@@ -1344,13 +1344,13 @@ static void test_trim_tombstone_limit(void **state)
 {
     struct fixture *f = *state;
     const char *t[] = {"kv"};
-    struct cmd_topic_config cfg = {TALLY_POLICY_COMPACT, -1, -1, 0};
+    struct command_topic_config cfg = {TALLY_POLICY_COMPACT, -1, -1, 0};
     struct buf e, c;
     struct store_topic *tp;
     uint64_t start, tombs;
 
     buf_init(&c);
-    cmd_encode_topic_create(&c, "kv", &cfg);
+    command_encode_topic_create(&c, "kv", &cfg);
     assert_int_equal(apply(f, 2, &c, NULL), 0);
     buf_init(&e);
     append_entry(&e, t, 1, 5); /* stamped 1700000000000 */
@@ -1364,7 +1364,7 @@ static void test_trim_tombstone_limit(void **state)
     assert_int_equal(tombs, 5);
     buf_free(&c);
     buf_init(&c);
-    cmd_encode_topic_trim(&c, "kv", tp->created_index, start, tombs);
+    command_encode_topic_trim(&c, "kv", tp->created_index, start, tombs);
     assert_int_equal(apply(f, 4, &c, NULL), 0);
     assert_int_equal(tp->tombstone_limit, 5);
     assert_int_equal(store_topic_start(tp), 0);
@@ -1456,7 +1456,7 @@ static void user_entry(struct buf *e, const char *name, const char *password)
         users_encode_entry(&u, &body);
     }
     buf_init(e);
-    cmd_encode_user(e, body.data, body.len);
+    command_encode_user(e, body.data, body.len);
     buf_free(&body);
 }
 
@@ -1504,7 +1504,7 @@ static void test_users(void **state)
     {
         uint8_t bad[] = {USERS_OP_SET, 0, 0};
         buf_init(&e);
-        cmd_encode_user(&e, bad, sizeof bad);
+        command_encode_user(&e, bad, sizeof bad);
         assert_int_equal(apply_code(f, 6, &e), TALLY_INVAL);
         buf_free(&e);
     }
@@ -1579,7 +1579,7 @@ static void test_acls(void **state)
         acl_body(&b, ACL_OP_ADD, rules[i].principal, rules[i].resource, rules[i].pattern,
                  rules[i].name, rules[i].operation, rules[i].allow);
         buf_init(&e);
-        cmd_encode_security(&e, CMD_ACL, b.data, b.len);
+        command_encode_security(&e, COMMAND_ACL, b.data, b.len);
         assert_int_equal(apply_code(f, 2 + i, &e), 0);
         buf_free(&e);
         buf_free(&b);
@@ -1598,25 +1598,25 @@ static void test_acls(void **state)
      * one INVAL. */
     acl_body(&b, ACL_OP_ADD, "alice", ACL_TOPIC, ACL_LITERAL, "orders", ACL_WRITE, 1);
     buf_init(&e);
-    cmd_encode_security(&e, CMD_ACL, b.data, b.len);
+    command_encode_security(&e, COMMAND_ACL, b.data, b.len);
     assert_int_equal(apply_code(f, 20, &e), TALLY_EXISTS);
     buf_free(&e);
     buf_free(&b);
     acl_body(&b, ACL_OP_REMOVE, "zed", ACL_TOPIC, ACL_LITERAL, "orders", ACL_WRITE, 1);
     buf_init(&e);
-    cmd_encode_security(&e, CMD_ACL, b.data, b.len);
+    command_encode_security(&e, COMMAND_ACL, b.data, b.len);
     assert_int_equal(apply_code(f, 21, &e), TALLY_NOTFOUND);
     buf_free(&e);
     buf_free(&b);
     acl_body(&b, ACL_OP_ADD, "alice", ACL_TOPIC, ACL_LITERAL, "", ACL_WRITE, 1);
     buf_init(&e);
-    cmd_encode_security(&e, CMD_ACL, b.data, b.len);
+    command_encode_security(&e, COMMAND_ACL, b.data, b.len);
     assert_int_equal(apply_code(f, 22, &e), TALLY_INVAL);
     buf_free(&e);
     buf_free(&b);
     acl_body(&b, ACL_OP_REMOVE, "alice", ACL_TOPIC, ACL_LITERAL, "orders", ACL_WRITE, 1);
     buf_init(&e);
-    cmd_encode_security(&e, CMD_ACL, b.data, b.len);
+    command_encode_security(&e, COMMAND_ACL, b.data, b.len);
     assert_int_equal(apply_code(f, 23, &e), 0);
     buf_free(&e);
     buf_free(&b);
@@ -1645,7 +1645,7 @@ static void test_catalog_check(void **state)
     assert_int_equal(apply(f, k + 1, &e, NULL), 0);
     assert_false(store_catalog_digest(f->s, k + 1, &dx));
     e.len = 0;
-    cmd_encode_catalog_check(&e, k, d16);
+    command_encode_catalog_check(&e, k, d16);
     assert_int_equal(e.len % 8, 0);
     assert_int_equal(apply(f, 2 * k, &e, NULL), 0);
     assert_null(store_divergence(f->s));
@@ -1653,19 +1653,19 @@ static void test_catalog_check(void **state)
     assert_true(store_catalog_digest(f->s, 2 * k, &d32));
     assert_int_not_equal(d16, d32);
     e.len = 0;
-    cmd_encode_catalog_check(&e, 2 * k, d32);
+    command_encode_catalog_check(&e, 2 * k, d32);
     assert_int_equal(apply(f, 3 * k, &e, NULL), 0);
     assert_true(store_catalog_digest(f->s, 3 * k, &d48));
     assert_int_equal(d32, d48);
     assert_null(store_divergence(f->s));
     /* an index it has no digest of: skipped */
     e.len = 0;
-    cmd_encode_catalog_check(&e, 1, d16 + 1);
+    command_encode_catalog_check(&e, 1, d16 + 1);
     assert_int_equal(apply(f, 3 * k + 1, &e, NULL), 0);
     assert_null(store_divergence(f->s));
     /* the leader's digest differs: reported */
     e.len = 0;
-    cmd_encode_catalog_check(&e, k, d16 + 1);
+    command_encode_catalog_check(&e, k, d16 + 1);
     assert_int_equal(apply(f, 3 * k + 2, &e, NULL), 0);
     assert_non_null(store_divergence(f->s));
     char want[64];

@@ -20,7 +20,7 @@
 #include "lib/byte.h"
 #include "lib/err.h"
 #include "lib/glob.h"
-#include "store/cmd.h"
+#include "store/command.h"
 #include "store/store.h"
 #include "store/stream_read.h"
 #include "store/streams.h"
@@ -198,9 +198,9 @@ static void apply_entry(struct fixture *f, struct buf *e)
 static void create(struct fixture *f, uint8_t policy)
 {
     struct buf e;
-    struct cmd_topic_config c = {policy, -1, -1, 2048};
+    struct command_topic_config c = {policy, -1, -1, 2048};
     buf_init(&e);
-    cmd_encode_topic_create(&e, "t", &c);
+    command_encode_topic_create(&e, "t", &c);
     apply_entry(f, &e);
     buf_free(&e);
 }
@@ -234,9 +234,9 @@ static void append_random(struct fixture *f, unsigned n)
     }
     assert_int_equal(batch_builder_finish(&b, rnd(f, 2) == 0, &out), 0);
     batch_stamp(out.data, 0, 1700000000000, 0);
-    cmd_append_begin(&e);
-    cmd_append_add(&e, "t", out.data, (uint32_t)out.len, CMD_NO_EXPECT, NULL, 0);
-    cmd_append_end(&e, 1);
+    command_append_begin(&e);
+    command_append_add(&e, "t", out.data, (uint32_t)out.len, COMMAND_NO_EXPECT, NULL, 0);
+    command_append_end(&e, 1);
     apply_entry(f, &e);
     batch_builder_free(&b);
     buf_free(&out);
@@ -549,7 +549,7 @@ static void test_reads_after_trim(void **state)
     struct store_topic *t = store_topic_find(f->s, "t");
     uint64_t cut = log_next_offset(t->log) / 2;
     buf_init(&e);
-    cmd_encode_topic_trim(&e, "t", t->created_index, cut, 0);
+    command_encode_topic_trim(&e, "t", t->created_index, cut, 0);
     apply_entry(f, &e);
     buf_free(&e);
     check_all(f);

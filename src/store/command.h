@@ -3,8 +3,8 @@
  * ENTRY FORMAT, version 1 (little-endian; one Raft entry = one command)
  *
  *   offset size field
- *   0      1    command type (enum cmd_type)
- *   1      1    command format version (CMD_VERSION)
+ *   0      1    command type (enum command_type)
+ *   1      1    command format version (COMMAND_VERSION)
  *   2      2    reserved, zero
  *   4      4    body_len: bytes of body that follow
  *   8      ...  body (per type, below), then zero padding to a multiple of 8
@@ -22,7 +22,7 @@
  *                 (blob key, u64 expect_version)); each batch is
  *                 lib/batch.h format with the leader's timestamp, its base
  *                 offset and raft index still to be stamped in apply;
- *                 expect_offset CMD_NO_EXPECT means no offset condition
+ *                 expect_offset COMMAND_NO_EXPECT means no offset condition
  *   MEMBER_SET    u64 id, str client_addr, str raft_addr
  *   MEMBER_DEL    u64 id
  *   GROUP_COMMIT  str group, str topic, u64 offset, u64 topic_id
@@ -65,44 +65,44 @@
  *   ACL (17)      u8 op (1 add, 2 remove), then one rule (store/acl.h):
  *                 the access control lists, in the catalog (version 3)
  */
-#ifndef TALLY_STORE_CMD_H_
-#define TALLY_STORE_CMD_H_
+#ifndef TALLY_STORE_COMMAND_H_
+#define TALLY_STORE_COMMAND_H_
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "lib/byte.h"
 
-#define CMD_VERSION 1
-#define CMD_HEADER_SIZE 8
+#define COMMAND_VERSION 1
+#define COMMAND_HEADER_SIZE 8
 
-enum cmd_type {
-    CMD_TOPIC_CREATE = 1,
-    CMD_TOPIC_DELETE = 2,
-    CMD_APPEND = 3,
-    CMD_MEMBER_SET = 4,
-    CMD_MEMBER_DEL = 5,
-    CMD_GROUP_COMMIT = 6,
-    CMD_TOPIC_TRIM = 7,
-    CMD_GROUP_DELETE = 8,
-    CMD_CLUSTER_ID = 9,
-    CMD_MEMBER_DIR = 10,
-    CMD_CATALOG_CHECK = 11,
-    CMD_USER = 16,
-    CMD_ACL = 17,
+enum command_type {
+    COMMAND_TOPIC_CREATE = 1,
+    COMMAND_TOPIC_DELETE = 2,
+    COMMAND_APPEND = 3,
+    COMMAND_MEMBER_SET = 4,
+    COMMAND_MEMBER_DEL = 5,
+    COMMAND_GROUP_COMMIT = 6,
+    COMMAND_TOPIC_TRIM = 7,
+    COMMAND_GROUP_DELETE = 8,
+    COMMAND_CLUSTER_ID = 9,
+    COMMAND_MEMBER_DIR = 10,
+    COMMAND_CATALOG_CHECK = 11,
+    COMMAND_USER = 16,
+    COMMAND_ACL = 17,
 };
 
-#define CMD_NO_EXPECT UINT64_MAX
+#define COMMAND_NO_EXPECT UINT64_MAX
 
 /* A condition of an APPEND item: @key must have had exactly @version
  * records. Pointers borrowed. */
-struct cmd_condition {
+struct command_condition {
     const uint8_t *key;
     uint32_t key_len;
     uint64_t version;
 };
 
-struct cmd_topic_config {
+struct command_topic_config {
     uint8_t policy; /* enum tally_policy */
     int64_t retention_ms;
     int64_t retention_bytes;
@@ -110,36 +110,36 @@ struct cmd_topic_config {
 };
 
 /* Encoders append one whole, padded entry to @b (check buf_ok()). */
-void cmd_encode_topic_create(struct buf *b, const char *name, const struct cmd_topic_config *c);
-void cmd_encode_topic_delete(struct buf *b, const char *name);
-void cmd_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
+void command_encode_topic_create(struct buf *b, const char *name, const struct command_topic_config *c);
+void command_encode_topic_delete(struct buf *b, const char *name);
+void command_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
-void cmd_encode_member_del(struct buf *b, uint64_t id);
-void cmd_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
+void command_encode_member_del(struct buf *b, uint64_t id);
+void command_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
                              uint64_t topic_id);
-void cmd_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
+void command_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
                            uint64_t start_offset, uint64_t tombstone_limit);
-void cmd_encode_group_delete(struct buf *b, const char *group, const char *topic);
-void cmd_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
-void cmd_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
-void cmd_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest);
+void command_encode_group_delete(struct buf *b, const char *group, const char *topic);
+void command_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
+void command_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
+void command_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest);
 /* USER: @body is the op byte and its user, as users.h describes. */
-void cmd_encode_user(struct buf *b, const void *body, size_t len);
+void command_encode_user(struct buf *b, const void *body, size_t len);
 /* USER (16) or ACL (17) with @body as the store command's body. */
-void cmd_encode_security(struct buf *b, uint8_t type, const void *body, size_t len);
+void command_encode_security(struct buf *b, uint8_t type, const void *body, size_t len);
 
 /* APPEND is built incrementally (group commit adds items as they come):
  * begin, add items, end. */
-void cmd_append_begin(struct buf *b);
+void command_append_begin(struct buf *b);
 /* Add an item; returns the position of the batch's first byte in @b (so the
  * leader can stamp its timestamp in place). */
-size_t cmd_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len,
-                      uint64_t expect_offset, const struct cmd_condition *conds,
+size_t command_append_add(struct buf *b, const char *topic, const void *batch, uint32_t len,
+                      uint64_t expect_offset, const struct command_condition *conds,
                       uint32_t n_conds);
-void cmd_append_end(struct buf *b, uint32_t n_items);
+void command_append_end(struct buf *b, uint32_t n_items);
 
 /* Decode the entry header; @body reads the body. TALLY_CORRUPT if the
  * header is malformed, TALLY_VERSION for an unknown version. */
-int cmd_decode(const void *p, size_t n, uint8_t *type, struct rd *body, char *errmsg);
+int command_decode(const void *p, size_t n, uint8_t *type, struct rd *body, char *errmsg);
 
 #endif
