@@ -216,6 +216,12 @@ int seg_create(struct seg *s, const char *dir, char *errmsg)
     s->writable = true;
     rv = seg__write_header(s, errmsg);
     if (rv != 0) {
+        /* Take back the file this call made (a full disk fails the header
+         * write): left behind, an empty segment reads as damage to the
+         * offline verifier and makes the next create of the same name fail
+         * with EEXIST. Best effort: the header's error is the one to report. */
+        char ignored[ERR_MSG_SIZE];
+        (void)fs_unlink(s->path, ignored);
         seg_close(s);
         return rv;
     }

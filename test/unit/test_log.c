@@ -1106,6 +1106,33 @@ static void test_sticky_errors(void **state)
     buf_free(&b);
 }
 
+/* A new segment whose header cannot be written (a full disk while rolling) leaves no file
+ * behind: the offline verifier finds nothing wrong, and once space is back (a reopen clears the
+ * sticky failure) the same segment is created and appends go on. */
+static void test_full_disk_while_rolling(void **state)
+{
+    struct fixture *f = *state;
+    struct buf b;
+    f->cfg.segment_bytes = 200;
+    open_log(f, 0);
+    append(f, 3, 100, 1); /* past 200 bytes: the next append rolls */
+    unsigned segs = log_segment_count(f->l);
+    uint64_t next = log_next_offset(f->l);
+    buf_init(&b);
+    make_batch(&b, next, 2, next + 1, 1, 10, false);
+    /* The seal writes the two index files first; then the header. */
+    fs_fault_inject(FS_OP_PWRITE, 2, ENOSPC);
+    assert_int_equal(log_append(f->l, b.data, b.len, 2, f->errmsg), TALLY_NOSPACE);
+    fs_fault_reset();
+    assert_int_equal(log_verify_dir(f->dir, NULL, NULL), 0);
+    reopen_log(f);
+    assert_int_equal(log_segment_count(f->l), segs);
+    assert_int_equal(log_append(f->l, b.data, b.len, 2, f->errmsg), 0);
+    assert_int_equal(log_segment_count(f->l), segs + 1);
+    assert_int_equal(log_verify_dir(f->dir, NULL, NULL), 0);
+    buf_free(&b);
+}
+
 /* The offline verifier counts segments, batches and records of a healthy log and finds no problem. */
 static void test_verify_healthy(void **state)
 {
@@ -1211,6 +1238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_while_rolling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sticky_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_healthy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
