@@ -120,11 +120,19 @@ bool ui_auth_check(struct ui_auth *a, const struct users *users, const char *use
     const struct scram_credentials *cred;
     struct ui_auth_entry *slot = NULL;
     uint8_t tag[32];
-    if (u == NULL) {
-        return false;
+    cred = u == NULL ? NULL : users_cred(u, SCRAM_SHA_256);
+    if (u != NULL && cred == NULL) {
+        cred = users_cred(u, SCRAM_SHA_512);
     }
-    cred = users_cred(u, SCRAM_SHA_256);
-    if (cred == NULL && (cred = users_cred(u, SCRAM_SHA_512)) == NULL) {
+    if (cred == NULL) {
+        /* An unknown user costs the derivation a known one does, so that
+         * the time of the answer does not say which names exist (as
+         * SCRAM's made-up salt does on the client port). */
+        struct scram_credentials none = {.mech = SCRAM_SHA_256, .salt_len = sizeof a->key,
+                                         .iterations = SCRAM_MIN_ITERATIONS};
+        memcpy(none.salt, a->key, sizeof a->key);
+        a->derivations++;
+        (void)scram_check_password(&none, password, len);
         return false;
     }
     if (scram_password_tag(a->key, password, len, tag) != 0) {

@@ -60,8 +60,8 @@ int ui_auth_parse_basic(const char *header, char user[USERS_NAME_MAX],
 /* Is @password (@len bytes) @user's, by @users? From the cache when it
  * holds this login against the user's current credentials; else by PBKDF2
  * (SCRAM-SHA-256's credentials if the user has them, else SCRAM-SHA-512's),
- * remembered when right. An unknown user is false without any
- * derivation. */
+ * remembered when right. An unknown user is false after a derivation
+ * against made-up credentials: it takes as long as a wrong password. */
 bool ui_auth_check(struct ui_auth *a, const struct users *users, const char *user,
                    const char *password, size_t len);
 
