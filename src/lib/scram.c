@@ -211,6 +211,43 @@ out:
 
 /* ---- server ------------------------------------------------------------ */
 
+bool scram_check_password(const struct scram_credentials *cred, const char *password,
+                          size_t len)
+{
+    uint8_t salted[SCRAM_KEY_MAX], client_key[SCRAM_KEY_MAX], stored[SCRAM_KEY_MAX];
+    size_t ks = scram_key_size(cred->mech);
+    bool ok = false;
+    if ((cred->mech != SCRAM_SHA_256 && cred->mech != SCRAM_SHA_512) || cred->salt_len == 0 || cred->salt_len > SCRAM_SALT_MAX ||
+        cred->iterations < SCRAM_MIN_ITERATIONS || len > INT32_MAX) {
+        return false;
+    }
+    if (PKCS5_PBKDF2_HMAC(password, (int)len, cred->salt, (int)cred->salt_len,
+                          (int)cred->iterations, scram__md(cred->mech), (int)ks, salted) == 1 &&
+        scram__hmac(cred->mech, salted, ks, "Client Key", 10, client_key) == 0 &&
+        scram__hash(cred->mech, client_key, ks, stored) == 0) {
+        ok = CRYPTO_memcmp(stored, cred->stored_key, ks) == 0;
+    }
+    scram_wipe(salted, sizeof salted);
+    scram_wipe(client_key, sizeof client_key);
+    scram_wipe(stored, sizeof stored);
+    return ok;
+}
+
+int scram_password_tag(const uint8_t *key, const char *password, size_t len, uint8_t *out)
+{
+    return scram__hmac(SCRAM_SHA_256, key, 32, password, len, out);
+}
+
+int scram_random(uint8_t *out, size_t n)
+{
+    return n <= INT32_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+bool scram_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
 int scram_server_start(struct scram_server *s, enum scram_mech mech, const char *msg, size_t len,
                        char *errmsg)
 {

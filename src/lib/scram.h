@@ -45,6 +45,23 @@ int scram_make_credentials(enum scram_mech mech, const char *password, const uin
                            size_t salt_len, uint32_t iterations,
                            struct scram_credentials *out, char *errmsg);
 
+/* Is @password (@len bytes) the one @cred was made from? Derives
+ * SaltedPassword with @cred's salt and iteration count (PBKDF2: slow on
+ * purpose), then ClientKey and StoredKey, and compares StoredKey in
+ * constant time. For a transport that carries the password itself (the
+ * console's HTTP Basic, server/ui_auth.h); SCRAM exchanges never need it. */
+bool scram_check_password(const struct scram_credentials *cred, const char *password,
+                          size_t len);
+
+/* HMAC-SHA-256 of @password (@len bytes) under @key (32 bytes) into @out
+ * (32 bytes): names a password without keeping it (a cache of logins
+ * already checked). 0 or -1. */
+int scram_password_tag(const uint8_t *key, const char *password, size_t len, uint8_t *out);
+
+/* @n random bytes (0 or -1), and a constant-time comparison of @n bytes. */
+int scram_random(uint8_t *out, size_t n);
+bool scram_equal(const void *a, const void *b, size_t n);
+
 /* ---- Server side --------------------------------------------------------
  * 1. scram_server_start(client-first) -> the user name, to look up;
  * 2. scram_server_first(credentials) -> server-first, to send;

@@ -388,6 +388,13 @@ static bool auth__super(const struct cfg *cfg, const char *who)
     return false;
 }
 
+bool auth_allowed(struct store *store, const struct cfg *cfg, const char *who,
+                  enum acl_resource resource, const char *name, enum acl_operation op)
+{
+    return !cfg->authorize_acl || auth__super(cfg, who) ||
+           acls_allowed(store_acls(store), who, resource, name, op);
+}
+
 /* The ACL check of @r for @who: true if allowed; else @r is answered. */
 static bool auth__authorize(struct store *store, const struct cfg *cfg, struct req *r,
                             const struct rd *rd, const char *who)
@@ -403,7 +410,7 @@ static bool auth__authorize(struct store *store, const struct cfg *cfg, struct r
         return false;
     }
     for (int i = 0; i < n; i++) {
-        if (!acls_allowed(store_acls(store), who, need[i].resource, need[i].name, need[i].op)) {
+        if (!auth_allowed(store, cfg, who, need[i].resource, need[i].name, need[i].op)) {
             const char *res = acl_resource_name(need[i].resource);
             const char *op = acl_operation_name(need[i].op);
             TLOG_WARN("auth", "%s: denied: %s may not %s %s%s%s (%s)", auth__peer(r), who, op,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "lib/byte.h"
+#include "store/acl.h"
 
 struct gw;
 struct req;
@@ -31,5 +32,12 @@ void auth_conn_free(struct auth_conn *a);
  * @cfg has authorize = acl. Returns true if @r was handled here. */
 bool auth_handle(struct gw *gw, struct store *store, const struct cfg *cfg, struct req *r,
                  struct rd *rd);
+
+/* The ACL check every request passes (docs/security.md, Authorization),
+ * for one resource: may @who do @op on @resource @name ("" for the
+ * cluster)? True without authorize = acl, for a super user, and when a
+ * rule allows it. The console (ui.c) asks it for what it shows. */
+bool auth_allowed(struct store *store, const struct cfg *cfg, const char *who,
+                  enum acl_resource resource, const char *name, enum acl_operation op);
 
 #endif

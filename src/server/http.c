@@ -14,14 +14,17 @@
  * last connection are gone. */
 #include "server/http.h"
 
+#include <arpa/inet.h>
 #include <http_parser.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/scram.h"
 #include "lib/tls.h"
 #include "repl/tlspipe.h"
 #include "server/cfg.h"
@@ -57,6 +60,20 @@ struct http_conn {
     char url[HTTP_MAX_URL];
     size_t url_len;
     bool url_too_long;
+    /* The headers kept: Authorization and X-Requested-With (a field's
+     * name and value may each come in pieces). */
+    char field[32];
+    size_t field_len;
+    bool field_long;
+    bool in_value;            /* the last piece was of a value */
+    int want;                 /* the value being read: 0 none, 1 auth, 2 X-Requested-With */
+    char auth[HTTP_MAX_AUTH];
+    size_t auth_len;
+    bool auth_bad;            /* twice, or too long */
+    bool auth_seen;
+    char xrw[64];
+    size_t xrw_len;
+    bool tls;                 /* came through the HTTPS listener */
     bool complete;        /* the parser saw the end of the request */
     bool answered;
     bool shut;
@@ -121,6 +138,8 @@ static const char *http__reason(int status)
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
@@ -157,17 +176,21 @@ static void http__written(uv_write_t *w, int status)
 
 /* Send the response and stop caring about input. */
 static void http__answer(struct http_conn *c, int status, const char *ctype, const struct buf *body,
-                         bool head_only)
+                         bool head_only, const char *challenge)
 {
-    char hdr[256];
+    char hdr[512];
     int n = snprintf(hdr, sizeof hdr,
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: %s\r\n"
                      "Content-Length: %zu\r\n"
-                     "%s"
+                     "%s%s%s%s%s"
                      "Connection: close\r\n\r\n",
                      status, http__reason(status), ctype != NULL ? ctype : "text/plain; charset=utf-8",
-                     body->len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+                     body->len, status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                     status == 401 && challenge != NULL ? "WWW-Authenticate: " : "",
+                     status == 401 && challenge != NULL ? challenge : "",
+                     status == 401 && challenge != NULL ? "\r\n" : "",
+                     c->auth_seen || status == 401 ? "Cache-Control: no-store\r\n" : "");
     c->answered = true;
     buf_put(&c->resp, hdr, (size_t)n);
     if (!head_only) {
@@ -191,7 +214,7 @@ static void http__answer_text(struct http_conn *c, int status, const char *text)
     struct buf body;
     buf_init(&body);
     buf_put(&body, text, strlen(text));
-    http__answer(c, status, NULL, &body, false);
+    http__answer(c, status, NULL, &body, false, NULL);
     buf_free(&body);
 }
 
@@ -208,6 +231,54 @@ static int http__on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+static int http__on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->in_value) {
+        c->in_value = false;
+        c->field_len = 0;
+        c->field_long = false;
+    }
+    if (c->field_len + len >= sizeof c->field) {
+        c->field_long = true; /* not a header kept here */
+        return 0;
+    }
+    memcpy(c->field + c->field_len, at, len);
+    c->field_len += len;
+    c->field[c->field_len] = '\0';
+    return 0;
+}
+
+static int http__on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (!c->in_value) {
+        c->in_value = true;
+        c->want = c->field_long                                   ? 0
+                  : strcasecmp(c->field, "authorization") == 0    ? 1
+                  : strcasecmp(c->field, "x-requested-with") == 0 ? 2
+                                                                  : 0;
+        if (c->want == 1) {
+            c->auth_bad = c->auth_bad || c->auth_seen; /* which one counts? neither */
+            c->auth_seen = true;
+        }
+    }
+    if (c->want == 1) {
+        if (c->auth_len + len >= sizeof c->auth) {
+            c->auth_bad = true;
+        } else {
+            memcpy(c->auth + c->auth_len, at, len);
+            c->auth_len += len;
+            c->auth[c->auth_len] = '\0';
+        }
+    } else if (c->want == 2 && c->xrw_len + len < sizeof c->xrw) {
+        memcpy(c->xrw + c->xrw_len, at, len);
+        c->xrw_len += len;
+        c->xrw[c->xrw_len] = '\0';
+    }
+    return 0;
+}
+
 static int http__on_complete(http_parser *p)
 {
     struct http_conn *c = p->data;
@@ -218,8 +289,23 @@ static int http__on_complete(http_parser *p)
 
 static const http_parser_settings http__settings = {
     .on_url = http__on_url,
+    .on_header_field = http__on_header_field,
+    .on_header_value = http__on_header_value,
     .on_message_complete = http__on_complete,
 };
+
+/* Does the peer of plain-HTTP connection @c sit on a loopback address
+ * (127.0.0.0/8)? Then what it sends never crossed a network. */
+static bool http__loopback_peer(struct http_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0 ||
+        ss.ss_family != AF_INET) {
+        return false;
+    }
+    return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+}
 
 /* A whole request arrived: route it through the handler. */
 static void http__dispatch(struct http_conn *c)
@@ -251,15 +337,24 @@ static void http__dispatch(struct http_conn *c)
         memcpy(query, c->url + u.field_data[UF_QUERY].off, n);
         query[n] = '\0';
     }
+    struct http_req req = {
+        .method = method,
+        .path = path,
+        .query = query,
+        .authorization = c->auth_bad ? "!" : c->auth,
+        .requested_with = c->xrw,
+        .private_channel = c->tls || http__loopback_peer(c),
+    };
     struct buf body;
     const char *ctype = NULL;
     buf_init(&body);
-    int status = c->srv->fn(c->srv->arg, method, path, query, &body, &ctype);
+    int status = c->srv->fn(c->srv->arg, &req, &body, &ctype);
     if (!buf_ok(&body)) {
         body.len = 0;
         status = 500;
     }
-    http__answer(c, status, ctype, &body, method == HTTP_SRV_HEAD);
+    scram_wipe(c->auth, sizeof c->auth);
+    http__answer(c, status, ctype, &body, method == HTTP_SRV_HEAD, req.challenge);
     buf_free(&body);
 }
 
@@ -459,6 +554,7 @@ static int http__tls_done(void *arg, SSL *ssl, int fd, const char *why)
         return -1;
     }
     http__conn_init(h, c);
+    c->tls = true;
     if (uv_tcp_open(&c->tcp, fd) != 0) {
         close(fd); /* the pipe sees its end close */
         http__close(c);

@@ -13,7 +13,17 @@
  * Other paths under /ui answer 404. A query string is checked before
  * anything is read: longer than UI_MAX_QUERY, malformed percent-encoding,
  * a parameter the route does not take, a repeated one or a bad number
- * answer 400 and read nothing. */
+ * answer 400 and read nothing.
+ *
+ * With auth = required, /ui/api/ asks for a login before anything else
+ * (ui__login: 401 without one, 403 on a channel a password must not
+ * cross), and with authorize = acl each route shows only what the user
+ * may see, by the ACL check native requests pass (auth_allowed), mapped
+ * as the native request that asks the same question is: a topic's row,
+ * details and rates need DESCRIBE on it (TOPIC_LIST shows names only and
+ * OFFSET_FOR_TIME needs DESCRIBE), its records READ (FETCH), a group's row
+ * DESCRIBE on the group and its topic (GROUP_FETCH). The node and cluster
+ * views are open to every authenticated user, as METADATA is. */
 #include "server/ui.h"
 
 #include <stdio.h>
@@ -21,7 +31,9 @@
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/logger.h"
 #include "log/log.h"
+#include "server/auth.h"
 #include "server/http.h"
 #include "server/ui_assets.h"
 #include "server/ui_json.h"
@@ -30,6 +42,15 @@
 #include "server/ui_records.h"
 
 #define UI__JSON "application/json; charset=utf-8"
+
+/* A 401's challenge. The page's own requests (X-Requested-With:
+ * tally-console) get a scheme no browser knows: a Basic challenge on them
+ * would open the browser's own login dialog over the page (and, once
+ * cancelled or wrong, leave the page stuck on an error), where the page
+ * shows its own form. Everyone else (curl, scripts) gets Basic. */
+#define UI__CHALLENGE "Basic realm=\"tally\""
+#define UI__PAGE_CHALLENGE "TallyConsole realm=\"tally\""
+#define UI__PAGE_MARK "tally-console"
 
 /* The rate ring: every second, the node's fetch and produce counters, and
  * per topic its next offset and the records fetched from it on this node;
@@ -50,6 +71,7 @@ struct ui {
     struct store *store;         /* NULL until ui_attach */
     struct node *node;
     struct ui_peers *peers;
+    struct ui_auth auth;         /* logins already checked (auth = required) */
     uv_timer_t timer;            /* the rate sampler */
     bool timer_on;
     bool closing;
@@ -291,14 +313,35 @@ static void ui__rate_field(struct buf *b, const char *name, double rate)
     }
 }
 
-static int ui__topics(struct ui *u, struct buf *b)
+/* May @who (NULL: no login asked, anyone) do @op on @resource @name? */
+static bool ui__may(struct ui *u, const char *who, enum acl_resource resource, const char *name,
+                    enum acl_operation op)
+{
+    return who == NULL || auth_allowed(u->store, u->cfg, who, resource, name, op);
+}
+
+/* The 403 of a route @who may not see, worded as the native refusal. */
+static int ui__denied(struct buf *b, const char *who, enum acl_operation op, const char *topic)
+{
+    char msg[USERS_NAME_MAX + STORE_NAME_MAX + 96];
+    snprintf(msg, sizeof msg, "not authorized: %s may not %s topic %s (no ACL allows it: tally "
+                              "acl add)", who, acl_operation_name(op), topic);
+    b->len = 0;
+    ui_json_error(b, msg);
+    return 403;
+}
+
+static int ui__topics(struct ui *u, const char *who, struct buf *b)
 {
     unsigned i = 0;
     ui_json_printf(b, "{\"node_id\": %llu, \"applied_index\": %llu, \"topics\": [",
                    (unsigned long long)node_id(u->node),
                    (unsigned long long)node_applied_index(u->node));
-    for (struct store_topic *t = store_topics(u->store); t != NULL; t = t->next, i++) {
-        ui_json_printf(b, "%s\n  {\"name\": ", i > 0 ? "," : "");
+    for (struct store_topic *t = store_topics(u->store); t != NULL; t = t->next) {
+        if (!ui__may(u, who, ACL_TOPIC, t->name, ACL_DESCRIBE)) {
+            continue; /* as if it did not exist: its name is not for this user either */
+        }
+        ui_json_printf(b, "%s\n  {\"name\": ", i++ > 0 ? "," : "");
         ui_json_cstr(b, t->name);
         ui_json_printf(b,
                        ", \"policy\": \"%s\", \"retention_ms\": %lld, \"retention_bytes\": %lld, "
@@ -333,8 +376,11 @@ static void ui__u64_array(struct buf *b, const uint64_t *ring, unsigned head, un
     }
 }
 
-static int ui__rates(struct ui *u, const char *topic, struct buf *b)
+static int ui__rates(struct ui *u, const char *who, const char *topic, struct buf *b)
 {
+    if (topic != NULL && !ui__may(u, who, ACL_TOPIC, topic, ACL_DESCRIBE)) {
+        return ui__denied(b, who, ACL_DESCRIBE, topic); /* before it says whether it exists */
+    }
     uint64_t now = uv_now(u->loop);
     ui_json_printf(b, "{\"node_id\": %llu, \"interval_ms\": 1000, \"ago_ms\": [",
                    (unsigned long long)node_id(u->node));
@@ -373,18 +419,22 @@ static int ui__rates(struct ui *u, const char *topic, struct buf *b)
     return 200;
 }
 
-static int ui__groups(struct ui *u, struct buf *b)
+static int ui__groups(struct ui *u, const char *who, struct buf *b)
 {
     const char *group, *topic;
     uint64_t offset;
-    unsigned i;
+    unsigned i, shown = 0;
     ui_json_printf(b, "{\"node_id\": %llu, \"applied_index\": %llu, \"groups\": [",
                    (unsigned long long)node_id(u->node),
                    (unsigned long long)node_applied_index(u->node));
     for (i = 0; store_group_at(u->store, i, &group, &topic, &offset); i++) {
+        if (!ui__may(u, who, ACL_GROUP, group, ACL_DESCRIBE) ||
+            !ui__may(u, who, ACL_TOPIC, topic, ACL_DESCRIBE)) {
+            continue;
+        }
         struct store_topic *t = store_topic_find(u->store, topic);
         uint64_t next = t != NULL ? log_next_offset(t->log) : 0;
-        ui_json_printf(b, "%s\n  {\"kind\": \"native\", \"group\": ", i > 0 ? "," : "");
+        ui_json_printf(b, "%s\n  {\"kind\": \"native\", \"group\": ", shown++ > 0 ? "," : "");
         ui_json_cstr(b, group);
         ui_json_printf(b, ", \"topic\": ");
         ui_json_cstr(b, topic);
@@ -404,7 +454,7 @@ static int ui__groups(struct ui *u, struct buf *b)
 /* The parameters of /ui/api/records, by their index in the array. */
 enum { UI__P_TOPIC, UI__P_FROM, UI__P_TIME, UI__P_LIMIT, UI__P_KEY, UI__N_RECORDS_PARAMS };
 
-static int ui__records(struct ui *u, struct ui_query_param *p, struct buf *b)
+static int ui__records(struct ui *u, const char *who, struct ui_query_param *p, struct buf *b)
 {
     struct ui_records_req q = {.limit = 100, .max_bytes = UI_READ_MAX_BYTES};
     uint64_t v;
@@ -417,6 +467,9 @@ static int ui__records(struct ui *u, struct ui_query_param *p, struct buf *b)
         return 400;
     }
     q.topic = p[UI__P_TOPIC].value;
+    if (!ui__may(u, who, ACL_TOPIC, q.topic, ACL_READ)) {
+        return ui__denied(b, who, ACL_READ, q.topic);
+    }
     if (p[UI__P_FROM].set && p[UI__P_TIME].set) {
         ui_json_error(b, "give 'from' or 'time', not both");
         return 400;
@@ -451,8 +504,10 @@ static int ui__records(struct ui *u, struct ui_query_param *p, struct buf *b)
     return ui_records(u->store, &q, b);
 }
 
-/* An /ui/api/ route: its parameters, checked before anything is read. */
-static int ui__api(struct ui *u, const char *route, const char *query, struct buf *b)
+/* An /ui/api/ route for @who (NULL: no login asked): its parameters,
+ * checked before anything is read. */
+static int ui__api(struct ui *u, const char *who, const char *route, const char *query,
+                   struct buf *b)
 {
     struct ui_query_param p[UI__N_RECORDS_PARAMS]; /* the most any route takes */
     unsigned n = 0;
@@ -489,27 +544,72 @@ static int ui__api(struct ui *u, const char *route, const char *query, struct bu
         return ui__cluster(u, b);
     }
     if (strcmp(route, "topics") == 0) {
-        return ui__topics(u, b);
+        return ui__topics(u, who, b);
     }
     if (strcmp(route, "groups") == 0) {
-        return ui__groups(u, b);
+        return ui__groups(u, who, b);
     }
     if (strcmp(route, "rates") == 0) {
         if (p[0].set && !store_topic_name_valid(p[0].value)) {
             ui_json_error(b, "parameter 'topic': not a valid topic name");
             return 400;
         }
-        return ui__rates(u, p[0].set ? p[0].value : NULL, b);
+        return ui__rates(u, who, p[0].set ? p[0].value : NULL, b);
     }
-    return ui__records(u, p, b);
+    return ui__records(u, who, p, b);
 }
 
-int ui_http(void *arg, int method, const char *path, const char *query, struct buf *body,
-            const char **content_type)
+/* auth = required: who asks @req? 0 with @who set, or the answer's status
+ * (with @body). Basic sends the password itself, so it is taken only on
+ * a channel it cannot be read from on the way: HTTPS (metrics_tls) or a
+ * loopback connection; elsewhere the answer is 403 before any password is
+ * asked for. */
+static int ui__login(struct ui *u, struct http_req *req, char who[USERS_NAME_MAX],
+                     struct buf *body)
+{
+    char password[UI_AUTH_PASSWORD_MAX + 1];
+    size_t len;
+    bool ok;
+    if (!req->private_channel) {
+        ui_json_error(body, "this node has auth = required and the console takes passwords "
+                            "only over HTTPS (metrics_tls = true) or from a loopback address");
+        return 403;
+    }
+    req->challenge = strcmp(req->requested_with, UI__PAGE_MARK) == 0 ? UI__PAGE_CHALLENGE
+                                                                     : UI__CHALLENGE;
+    if (req->authorization[0] == '\0') {
+        ui_json_error(body, "authentication required: log in as a user of the cluster "
+                            "(HTTP Basic)");
+        return 401;
+    }
+    if (ui_auth_parse_basic(req->authorization, who, password, &len) != 0) {
+        ui_json_error(body, "authentication required: a malformed Authorization header (want "
+                            "Basic base64(user:password))");
+        return 401;
+    }
+    if (u->store == NULL) {
+        scram_wipe(password, sizeof password);
+        ui_json_error(body, "the node is starting");
+        return 503;
+    }
+    ok = ui_auth_check(&u->auth, store_users(u->store), who, password, len);
+    scram_wipe(password, sizeof password);
+    if (!ok) {
+        TLOG_WARN("ui", "console: authentication as user '%s' failed", who);
+        ui_json_error(body, "authentication failed: wrong user name or password");
+        return 401;
+    }
+    return 0;
+}
+
+int ui_http(void *arg, struct http_req *req, struct buf *body, const char **content_type)
 {
     struct ui *u = arg;
+    const char *path = req->path, *query = req->query;
+    int method = req->method;
     char why[256];
     if (strcmp(path, "/ui") != 0 && strncmp(path, "/ui/", 4) != 0) {
+        /* /metrics and /health: open, as before (docs/security.md) */
         return metrics_http(u->metrics, method, path, query, body, content_type);
     }
     if (method != HTTP_SRV_GET && method != HTTP_SRV_HEAD) {
@@ -517,8 +617,13 @@ int ui_http(void *arg, int method, const char *path, const char *query, struct b
         return 405;
     }
     if (strncmp(path, "/ui/api/", 8) == 0) {
+        char who[USERS_NAME_MAX];
+        int status;
         *content_type = UI__JSON;
-        return ui__api(u, path + 8, query, body);
+        if (u->cfg->auth_required && (status = ui__login(u, req, who, body)) != 0) {
+            return status;
+        }
+        return ui__api(u, u->cfg->auth_required ? who : NULL, path + 8, query, body);
     }
     const char *name = strcmp(path, "/ui") == 0 || strcmp(path, "/ui/") == 0 ? "index.html"
                                                                              : path + 4;
@@ -553,6 +658,11 @@ int ui_create(uv_loop_t *loop, const struct cfg *cfg, struct metrics *metrics, s
     u->loop = loop;
     u->cfg = cfg;
     u->metrics = metrics;
+    if (ui_auth_init(&u->auth) != 0) {
+        free(u);
+        err_printf(errmsg, "console: no random bytes for its login cache");
+        return TALLY_IOERR;
+    }
     *out = u;
     return 0;
 }
@@ -584,6 +694,7 @@ void ui_close(struct ui *u)
         return;
     }
     u->closing = true;
+    ui_auth_wipe(&u->auth);
     if (u->metrics->topic_fetched_arg == u) {
         u->metrics->topic_fetched = NULL;
         u->metrics->topic_fetched_arg = NULL;

@@ -22,6 +22,7 @@
 #include "repl/node.h"
 #include "server/cfg.h"
 #include "server/metrics.h"
+#include "server/ui_auth.h"
 #include "server/ui_query.h"
 #include "store/store.h"
 
@@ -34,7 +35,8 @@ struct ui;
 
 /* Allocate the console; it serves only once ui_attach gave it a store and
  * a node (503 before). @cfg and @metrics are borrowed for the process's
- * life. Returns 0 or TALLY_NOMEM (with @errmsg). */
+ * life. Returns 0, or TALLY_NOMEM or TALLY_IOERR (no random bytes for the
+ * login cache's key) with @errmsg. */
 int ui_create(uv_loop_t *loop, const struct cfg *cfg, struct metrics *metrics, struct ui **out,
               char *errmsg);
 
@@ -48,8 +50,11 @@ void ui_close(struct ui *u);
 
 /* The HTTP handler of the --metrics listener (http.h's http_handler,
  * @arg a struct ui): /ui and /ui/... here, every other path to
- * metrics_http (/metrics, /health, 404). */
-int ui_http(void *arg, int method, const char *path, const char *query, struct buf *body,
-            const char **content_type);
+ * metrics_http (/metrics, /health, 404). With auth = required every
+ * /ui/api/ request needs HTTP Basic credentials of a user of the catalog
+ * (ui_auth.h), and with authorize = acl it shows only what that user may
+ * describe or read (docs/console.md, Authentication). */
+struct http_req;
+int ui_http(void *arg, struct http_req *req, struct buf *body, const char **content_type);
 
 #endif

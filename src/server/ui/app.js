@@ -1,5 +1,8 @@
 // tally console: the page's script (docs/console.md). It reads this node's
 // /ui/api/* endpoints only, polls the view on screen, and never writes.
+// With auth = required on the node, an API call answered 401 shows the
+// page's own login form; the credentials are kept for this tab only
+// (sessionStorage) and sent as HTTP Basic with every call.
 "use strict";
 
 const POLL_MS = { cluster: 1000, topics: 2000, groups: 2000 };
@@ -19,10 +22,59 @@ function showError(msg) {
   if (msg) { e.textContent = msg; e.hidden = false; } else { e.hidden = true; }
 }
 
+// ---- login ----------------------------------------------------------------------
+
+const AUTH_KEY = "tally-console-auth";   // sessionStorage: "Basic ..." or absent
+let needLogin = false;                   // the last call was answered 401
+
+class LoginNeeded extends Error {}
+
+function authHeader() { return sessionStorage.getItem(AUTH_KEY); }
+
+function showLogin(msg) {
+  needLogin = true;
+  clearInterval(timer);                  // no polling into 401s until logged in
+  $("login-msg").textContent = msg;
+  $("login").hidden = false;
+  $("logout").hidden = true;
+  for (const k of Object.keys(loaders)) $("view-" + k).hidden = true;
+  showError(null);
+  $("login-user").focus();
+}
+
+function login(ev) {
+  ev.preventDefault();
+  const pair = $("login-user").value + ":" + $("login-password").value;
+  // btoa takes Latin-1: encode the UTF-8 bytes of the pair first.
+  const bytes = new TextEncoder().encode(pair);
+  sessionStorage.setItem(AUTH_KEY, "Basic " + btoa(String.fromCharCode(...bytes)));
+  $("login-password").value = "";
+  $("login").hidden = true;
+  needLogin = false;
+  loadNode();
+  route();
+}
+
+function logout() {
+  sessionStorage.removeItem(AUTH_KEY);
+  showLogin("Logged out.");
+}
+
 async function api(path) {
-  const r = await fetch("/ui/api/" + path, { cache: "no-store" });
+  // X-Requested-With: the node then answers 401 with a challenge the
+  // browser does not act on (no dialog of its own over the page);
+  // credentials "omit": nor does it send or ask for any it remembers.
+  const headers = { "X-Requested-With": "tally-console" };
+  const auth = authHeader();
+  if (auth) headers.Authorization = auth;
+  const r = await fetch("/ui/api/" + path, { cache: "no-store", credentials: "omit", headers });
   const body = await r.json();
+  if (r.status === 401) {
+    if (auth) sessionStorage.removeItem(AUTH_KEY);
+    throw new LoginNeeded(auth ? "Wrong user name or password." : "This node asks for a login.");
+  }
   if (!r.ok) throw new Error(body.error || (r.status + " " + r.statusText));
+  if (auth) $("logout").hidden = false;
   return body;
 }
 
@@ -286,21 +338,24 @@ async function refresh(trigger) {
     showError(null);
     document.body.dataset.loaded = view;    // tests wait for this
   } catch (e) {
-    showError("Could not read " + view + ": " + e.message);
+    if (e instanceof LoginNeeded) showLogin(e.message);
+    else showError("Could not read " + view + ": " + e.message);
   }
 }
 
 async function loadNode() {
+  if (needLogin) return;
   try {
     const n = await api("node");
     $("node-info").textContent = "node " + n.id + " (" + n.role + ", " + n.client + "), tallyd " +
       n.version + (n.healthy ? "" : ": " + n.health);
   } catch (e) {
-    $("node-info").textContent = "node: " + e.message;
+    $("node-info").textContent = e instanceof LoginNeeded ? "" : "node: " + e.message;
   }
 }
 
 function route() {
+  if (needLogin) return;                 // the form is up; logging in routes
   const want = (location.hash || "#cluster").slice(1);
   view = loaders[want] ? want : "cluster";
   for (const k of Object.keys(loaders)) {
@@ -317,6 +372,8 @@ $("rec-form").addEventListener("submit", ev => { ev.preventDefault(); refresh("r
 $("rec-older").addEventListener("click", () => refresh("older"));
 $("rec-newer").addEventListener("click", () => refresh("newer"));
 $("rec-format").addEventListener("change", () => renderRecords(lastRecords, lastWithVersion));
+$("login").addEventListener("submit", login);
+$("logout").addEventListener("click", logout);
 window.addEventListener("hashchange", route);
 loadNode();
 setInterval(loadNode, 5000);
