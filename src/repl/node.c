@@ -406,6 +406,41 @@ static void node__hello_local(void *arg, struct transport_hello *h)
     h->directory_id = n->ident.directory_id;
 }
 
+/* Remember @directory_id as what node @node_id last said it runs on, or
+ * forget the node (@directory_id 0). The ident check records a member's
+ * directory from here once the membership has none (the first start, or
+ * after 'tally member replace' forgot the old one), so it must be the
+ * latest word: a hello that is refused still replaces an older accepted
+ * one (a wiped node's new directory, not the directory it had before the
+ * wipe, is the one to record after the replace). */
+static void node__note_seen(struct node *n, uint64_t node_id, uint64_t directory_id)
+{
+    int slot = -1;
+    for (int i = 0; i < NODE_MAX_PEERS; i++) {
+        if (n->seen[i].id == node_id) {
+            slot = i;
+            break;
+        }
+        if (slot < 0 && n->seen[i].id == 0) {
+            slot = i;
+        }
+    }
+    if (slot < 0) {
+        return;
+    }
+    if (directory_id == 0) {
+        if (n->seen[slot].id == node_id) {
+            memset(&n->seen[slot], 0, sizeof n->seen[slot]);
+        }
+        return;
+    }
+    if (n->seen[slot].id != node_id || n->seen[slot].directory_id != directory_id) {
+        n->seen[slot].pending = false;
+    }
+    n->seen[slot].id = node_id;
+    n->seen[slot].directory_id = directory_id;
+}
+
 static int node__hello_check(void *arg, const struct transport_hello *peer, bool inbound,
                              char *why, size_t cap)
 {
@@ -423,9 +458,11 @@ static int node__hello_check(void *arg, const struct transport_hello *peer, bool
                  (unsigned long long)peer->cluster_id, (unsigned long long)n->id,
                  (unsigned long long)ours, (unsigned long long)peer->node_id,
                  (unsigned long long)peer->node_id);
+        node__note_seen(n, peer->node_id, 0); /* whatever it said before is stale */
         return -1;
     }
     if (recorded != 0 && peer->directory_id != recorded) {
+        node__note_seen(n, peer->node_id, peer->directory_id);
         snprintf(why, cap, "refusing the raft connection %s node %llu: it runs on data "
                  "directory %016llx, but the membership records %016llx for node %llu (its "
                  "disk was replaced or wiped?). It does not vote or count for commitment "
@@ -436,16 +473,7 @@ static int node__hello_check(void *arg, const struct transport_hello *peer, bool
                  (unsigned long long)peer->node_id);
         return -1;
     }
-    for (unsigned i = 0; i < NODE_MAX_PEERS && peer->directory_id != 0; i++) {
-        if (n->seen[i].id == peer->node_id || n->seen[i].id == 0) {
-            if (n->seen[i].id != peer->node_id || n->seen[i].directory_id != peer->directory_id) {
-                n->seen[i].pending = false;
-            }
-            n->seen[i].id = peer->node_id;
-            n->seen[i].directory_id = peer->directory_id;
-            break;
-        }
-    }
+    node__note_seen(n, peer->node_id, peer->directory_id);
     return 0;
 }
 

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (TALLYD, Cluster, TestFailure, check, free_ports,  # noqa: E402
+from harness import (TALLY, TALLYD, Cluster, TestFailure, check, free_ports,  # noqa: E402
                      parse_records, run_tests, wait_until)
 
 
@@ -299,6 +299,60 @@ def test_lost_disk_rejoins_not_as_itself():
         check(len(recs) == 210, "nodes 1 and 3 keep writing")
 
 
+def test_wiped_follower_replaced_under_a_running_leader():
+    """A follower loses its disk and restarts while the leader keeps
+    running; the leader refuses its new directory until 'tally member
+    replace', and after the replace records the new directory, not the one
+    it had accepted from the node before the wipe (the fault suite saw the
+    old one recorded: the node was then refused for good and the replace
+    had said it was done)."""
+    with Cluster(n=3, name="ident-wipe") as c:
+        leader = c.start(timeout=60)
+        c.tally_ok("topic", "create", "t")
+        produce(c, "t", "a", 50)
+        wait_identities(c, [1, 2, 3], soft=True)
+        f = [i for i in (1, 2, 3) if i != leader]
+        wiped, other = f[0], f[1]
+        c.kill(wiped)
+        shutil.rmtree(c.nodes[wiped].data)
+        os.makedirs(c.nodes[wiped].data)
+        c.restart(wiped)
+        settle(lambda: f"refusing the raft connection from node {wiped}" in log_of(c, leader) or
+               f"refusing the raft connection to node {wiped}" in log_of(c, leader), 30,
+               "the leader to refuse the wiped node's new directory")
+        new_dir = identity(c, wiped).get("directory_id")
+        check(new_dir, f"node {wiped} wrote no directory id")
+        # Paused while the replace forgets the old directory and adds the
+        # node back, so that the leader's once-a-second identity check runs
+        # before any new hello from it: what it records then is what it
+        # remembered (a new hello would mask the bug).
+        c.pause(wiped)
+        rep = subprocess.Popen([TALLY, "-b", c.brokers([leader, other]), "member", "replace",
+                                str(wiped), f"{c.nodes[wiped].client}/{c.nodes[wiped].raft}",
+                                "--wait-timeout", "40"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            settle(lambda: f"member {wiped}: its data directory is forgotten" in log_of(c, leader),
+                   30, "the replace to forget the old directory")
+            time.sleep(3)
+        finally:
+            c.resume(wiped)
+        out, err = rep.communicate(timeout=120)
+        recorded = [ln.split("data directory ")[1].split()[0] for ln in log_of(c, leader).splitlines()
+                    if f"member {wiped}: data directory " in ln and " recorded" in ln]
+        check(recorded and recorded[-1] == new_dir,
+              f"the leader recorded {recorded[-1:]} for node {wiped}, whose directory is {new_dir}")
+        check(rep.returncode == 0, f"member replace: exit {rep.returncode}: {err!r}")
+        # The wiped node must count now: with the other follower gone, the
+        # leader and it are the majority.
+        c.kill(other)
+        lead = c.wait_leader(timeout=60, ids=[leader, wiped])
+        check(lead in (leader, wiped), "a leader among the leader and the replaced node")
+        produce(c, "t", "b", 10, ids=[leader, wiped])
+        recs = parse_records(c.read_node("t", wiped, 60, ids=[wiped]))
+        check(len(recs) == 60, f"the replaced node holds {len(recs)} of 60 records")
+
+
 def test_other_cluster_refused():
     """A data directory of another cluster at a member's addresses is refused
     on both sides, with both cluster ids in the logs."""
@@ -334,5 +388,6 @@ def test_other_cluster_refused():
 if __name__ == "__main__":
     run_tests([test_failed_first_start_writes_nothing, test_wrong_id_refused,
                test_raft_port_taken, test_peer_mismatch_reported,
-               test_lost_disk_rejoins_not_as_itself, test_other_cluster_refused,
+               test_lost_disk_rejoins_not_as_itself,
+               test_wiped_follower_replaced_under_a_running_leader, test_other_cluster_refused,
                test_two_memberships_reported])
