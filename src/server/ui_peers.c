@@ -261,8 +261,9 @@ static int ui_peers__tls_done(void *arg, SSL *ssl, int fd, const char *why)
         if (s != NULL && !c->p->closing) {
             if (!s->warned) {
                 s->warned = true;
-                TLOG_WARN("ui", "console: member %llu at %s: TLS handshake failed: %s (shown as "
-                                     "unreachable until it answers)",
+                TLOG_WARN("ui",
+                          "console: member %llu at %s: TLS handshake failed: %s (shown as "
+                          "unreachable until it answers)",
                           (unsigned long long)s->id, s->addr, why);
             }
             s->conn = NULL;
@@ -301,6 +302,10 @@ static void ui_peers__on_connect(uv_connect_t *req, int status)
     struct ui_peers__conn *c = req->data;
     struct ui_peers__slot *s = ui_peers__slot_of(c);
     const struct tls_set *tls;
+    struct tlspipe_opts o;
+    uv_tcp_t *tcp;
+    char host[64];
+    unsigned port;
     if (s == NULL) {
         return;
     }
@@ -314,9 +319,6 @@ static void ui_peers__on_connect(uv_connect_t *req, int status)
         ui_peers__ready(s);
         return;
     }
-    char host[64];
-    unsigned port;
-    struct tlspipe_opts o;
     if (cfg_parse_addr(s->addr, host, sizeof host, &port) != 0 ||
         SSL_CTX_up_ref(tls->peers_out) != 1) {
         ui_peers__drop(s);
@@ -336,7 +338,7 @@ static void ui_peers__on_connect(uv_connect_t *req, int status)
     o.arg = c;
     o.group = &c->p->pipes;
     c->handshaking = true;
-    uv_tcp_t *tcp = c->tcp;
+    tcp = c->tcp;
     c->tcp = NULL; /* the tlspipe's now */
     if (tlspipe_start(c->p->loop, (uv_stream_t *)tcp, &o) != 0) {
         /* tcp closed by tlspipe_start, done not called */
