@@ -684,7 +684,8 @@ int srv_run(const struct cfg *cfg)
     gw_set_skew(s.gw, s.skew);
     metrics_set_skew(&s.metrics, s.skew);
     if (s.ui != NULL) {
-        ui_attach(s.ui, s.store, s.node); /* console */
+        /* console; with TLS it asks the other members over TLS */
+        ui_attach(s.ui, s.store, s.node, s.tls_on ? &s.tls : NULL);
     }
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,

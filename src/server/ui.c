@@ -667,13 +667,13 @@ int ui_create(uv_loop_t *loop, const struct cfg *cfg, struct metrics *metrics, s
     return 0;
 }
 
-void ui_attach(struct ui *u, struct store *store, struct node *node)
+void ui_attach(struct ui *u, struct store *store, struct node *node, const struct tls_set *tls)
 {
     u->store = store;
     u->node = node;
     u->metrics->topic_fetched = ui__on_fetch;
     u->metrics->topic_fetched_arg = u;
-    if (ui_peers_create(u->loop, store, node, &u->peers) != 0) {
+    if (ui_peers_create(u->loop, store, node, tls, &u->peers) != 0) {
         u->store = NULL; /* out of memory: keep answering 503 */
         return;
     }

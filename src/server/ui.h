@@ -32,6 +32,7 @@
 #define UI_RATE_TOPICS 256       /* topics whose produce rate is kept */
 
 struct ui;
+struct tls_set;
 
 /* Allocate the console; it serves only once ui_attach gave it a store and
  * a node (503 before). @cfg and @metrics are borrowed for the process's
@@ -41,8 +42,10 @@ int ui_create(uv_loop_t *loop, const struct cfg *cfg, struct metrics *metrics, s
               char *errmsg);
 
 /* The node is up: serve its state, and start sampling rates once a
- * second. @store and @node are borrowed until ui_close. */
-void ui_attach(struct ui *u, struct store *store, struct node *node);
+ * second. @store, @node and @tls (the node's TLS contexts, NULL when its
+ * client port is plaintext: see ui_peers_create) are borrowed until
+ * ui_close. */
+void ui_attach(struct ui *u, struct store *store, struct node *node, const struct tls_set *tls);
 
 /* Stop sampling and polling members; freed once every handle is closed
  * (the loop must run). NULL is a no-op. */

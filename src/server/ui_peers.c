@@ -5,22 +5,46 @@
  * or broken connection, an error frame or an unreadable answer drop the
  * connection (the next tick reconnects); no answer within the timeout
  * drops it too. A dropped member shows as unreachable, with its last
- * answer's numbers, until it answers again. */
+ * answer's numbers, until it answers again.
+ *
+ * With TLS on the client port (tls_set given), the connected TCP stream
+ * goes to a client tlspipe (repl/tlspipe.h) with the node's own client
+ * context (tls_set.peers_out: its certificate, the cluster's CA), the
+ * member's host as the name its certificate must carry; the question and
+ * the answer then go through the plaintext end of the pipe. The member
+ * sees our certificate, so it authenticates us as our node's name (auth =
+ * required), and METADATA needs no ACL. A failed handshake shows the
+ * member as unreachable and is logged once per streak of failures, not
+ * once per tick. A SIGHUP that loads new certificates makes the next tick
+ * reconnect with them. */
 #include "server/ui_peers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/logger.h"
+#include "lib/tls.h"
 #include "proto/proto.h"
+#include "repl/tlspipe.h"
 #include "server/cfg.h"
 
 struct ui_peers;
 
+/* A connection's life: connecting (tcp is ours), then with TLS the
+ * handshake (tcp belongs to the tlspipe, and the conn waits for its done
+ * callback holding no handle), then open: io is the tcp, or the pipe on
+ * the plaintext end of the tlspipe. */
 struct ui_peers__conn {
-    struct ui_peers *p;            /* NULL once the slot let go of it */
-    uv_tcp_t tcp;
+    struct ui_peers *p;            /* set until the conn is freed */
+    bool dropped;                  /* the slot let go of it */
+    uv_tcp_t *tcp;                 /* malloc'ed: a tlspipe frees it */
+    uv_pipe_t pipe;                /* TLS: the plaintext end */
+    uv_stream_t *io;               /* NULL until connected (and TLS is up) */
+    bool handshaking;              /* TLS: the tlspipe has the tcp */
+    SSL_CTX *ctx;                  /* TLS: the context it was made with (a reference) */
     uv_connect_t connect_req;
     uv_write_t write_req;
     struct buf out, in;
@@ -35,6 +59,7 @@ struct ui_peers__slot {
     char addr[STORE_ADDR_MAX];     /* client address of the open connection */
     struct ui_peers__conn *conn;
     bool have;                     /* an answer arrived once */
+    bool warned;                   /* a TLS failure was logged since the last answer */
     bool fresh;                    /* the latest question was answered */
     uint64_t answered_mono;
     struct proto_metadata_resp md;
@@ -44,8 +69,10 @@ struct ui_peers {
     uv_loop_t *loop;
     struct store *store;
     struct node *node;
+    const struct tls_set *tls;     /* NULL: plaintext */
+    struct tlspipe_group pipes;    /* TLS connections, for ui_peers_close */
     uv_timer_t timer;
-    unsigned handles;              /* the timer and open connections */
+    unsigned handles;              /* the timer and live connections */
     bool closing;
     uint64_t wanted_mono;          /* last cluster request (0: never) */
     struct ui_peers__slot slots[NODE_MAX_PEERS];
@@ -58,17 +85,29 @@ static void ui_peers__maybe_free(struct ui_peers *p)
     }
 }
 
-static void ui_peers__conn_closed(uv_handle_t *h)
+static void ui_peers__conn_free(struct ui_peers__conn *c)
 {
-    struct ui_peers__conn *c = h->data;
     struct ui_peers *p = c->p;
     buf_free(&c->out);
     buf_free(&c->in);
+    SSL_CTX_free(c->ctx); /* NULL: nothing */
     free(c);
-    if (p != NULL) {
-        p->handles--;
-        ui_peers__maybe_free(p);
+    p->handles--;
+    ui_peers__maybe_free(p);
+}
+
+static void ui_peers__free_tcp(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void ui_peers__conn_closed(uv_handle_t *h)
+{
+    struct ui_peers__conn *c = h->data;
+    if (h == (uv_handle_t *)c->tcp) {
+        free(c->tcp);
     }
+    ui_peers__conn_free(c);
 }
 
 static void ui_peers__drop(struct ui_peers__slot *s)
@@ -79,12 +118,19 @@ static void ui_peers__drop(struct ui_peers__slot *s)
         return;
     }
     s->conn = NULL;
-    uv_close((uv_handle_t *)&c->tcp, ui_peers__conn_closed);
+    c->dropped = true;
+    if (c->handshaking) {
+        return; /* the tlspipe's done callback frees it (a timeout bounds the wait) */
+    }
+    /* Before the TLS handshake, the tcp; after it, the plaintext end (the
+     * tlspipe sends close_notify and closes the tcp itself). */
+    uv_close(c->io == (uv_stream_t *)&c->pipe ? (uv_handle_t *)&c->pipe : (uv_handle_t *)c->tcp,
+             ui_peers__conn_closed);
 }
 
 static struct ui_peers__slot *ui_peers__slot_of(struct ui_peers__conn *c)
 {
-    if (c->p == NULL) {
+    if (c->dropped) {
         return NULL;
     }
     for (unsigned i = 0; i < NODE_MAX_PEERS; i++) {
@@ -120,7 +166,7 @@ static void ui_peers__send(struct ui_peers__slot *s)
     c->sent_mono = uv_hrtime();
     uv_buf_t ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
     c->write_req.data = c;
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, ui_peers__on_write) != 0) {
+    if (uv_write(&c->write_req, c->io, &ub, 1, ui_peers__on_write) != 0) {
         ui_peers__drop(s);
     }
 }
@@ -141,6 +187,7 @@ static void ui_peers__on_frame(struct ui_peers__slot *s, const struct proto_fram
         return;
     }
     c->waiting = false;
+    s->warned = false; /* a later TLS failure is news again */
     s->md = md;
     s->have = true;
     s->fresh = true;
@@ -189,20 +236,117 @@ static void ui_peers__on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *ub)
     }
 }
 
-static void ui_peers__on_connect(uv_connect_t *req, int status)
+/* The stream is ready for the question: @c->io set. */
+static void ui_peers__ready(struct ui_peers__slot *s)
 {
-    struct ui_peers__conn *c = req->data;
-    struct ui_peers__slot *s = ui_peers__slot_of(c);
-    if (s == NULL) {
-        return;
-    }
-    if (status != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, ui_peers__alloc, ui_peers__on_read) != 0) {
+    struct ui_peers__conn *c = s->conn;
+    if (uv_read_start(c->io, ui_peers__alloc, ui_peers__on_read) != 0) {
         ui_peers__drop(s);
         return;
     }
     c->connected = true;
     ui_peers__send(s);
+}
+
+static int ui_peers__tls_done(void *arg, SSL *ssl, int fd, const char *why)
+{
+    struct ui_peers__conn *c = arg;
+    struct ui_peers__slot *s;
+    (void)ssl;
+    c->handshaking = false;
+    s = ui_peers__slot_of(c);
+    if (fd < 0) {
+        /* Our own drop or shutdown is no news; a member that fails the
+         * handshake is, once until it answers again. */
+        if (s != NULL && !c->p->closing) {
+            if (!s->warned) {
+                s->warned = true;
+                TLOG_WARN("ui",
+                          "console: member %llu at %s: TLS handshake failed: %s (shown as "
+                          "unreachable until it answers)",
+                          (unsigned long long)s->id, s->addr, why);
+            }
+            s->conn = NULL;
+            s->fresh = false;
+        }
+        ui_peers__conn_free(c); /* the tlspipe closes and frees the tcp */
+        return 0;
+    }
+    if (s == NULL || c->p->closing) {
+        if (s != NULL) {
+            s->conn = NULL;
+            s->fresh = false;
+        }
+        close(fd);
+        ui_peers__conn_free(c);
+        return 0; /* the pipe sees the end and closes with close_notify */
+    }
+    uv_pipe_init(c->p->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    if (uv_pipe_open(&c->pipe, fd) != 0) {
+        close(fd);
+        c->io = NULL;
+        uv_close((uv_handle_t *)&c->pipe, ui_peers__conn_closed);
+        s->conn = NULL;
+        s->fresh = false;
+        c->dropped = true;
+        return 0;
+    }
+    c->io = (uv_stream_t *)&c->pipe;
+    ui_peers__ready(s);
+    return 0;
+}
+
+static void ui_peers__on_connect(uv_connect_t *req, int status)
+{
+    struct ui_peers__conn *c = req->data;
+    struct ui_peers__slot *s = ui_peers__slot_of(c);
+    const struct tls_set *tls;
+    struct tlspipe_opts o;
+    uv_tcp_t *tcp;
+    char host[64];
+    unsigned port;
+    if (s == NULL) {
+        return;
+    }
+    if (status != 0) {
+        ui_peers__drop(s);
+        return;
+    }
+    tls = c->p->tls;
+    if (tls == NULL) {
+        c->io = (uv_stream_t *)c->tcp;
+        ui_peers__ready(s);
+        return;
+    }
+    if (cfg_parse_addr(s->addr, host, sizeof host, &port) != 0 ||
+        SSL_CTX_up_ref(tls->peers_out) != 1) {
+        ui_peers__drop(s);
+        return;
+    }
+    c->ctx = tls->peers_out;
+    memset(&o, 0, sizeof o);
+    o.ctx = c->ctx;
+    o.server = false;
+    o.expect_host = host;
+    /* Below the answer's timeout, so that a member that takes the
+     * connection but not the handshake (a stopped process) is reported by
+     * the pipe, with its reason, before the tick gives up on it. */
+    o.handshake_timeout_ms = UI_PEERS_TIMEOUT_MS * 3 / 4;
+    o.free_net = ui_peers__free_tcp;
+    o.done = ui_peers__tls_done;
+    o.arg = c;
+    o.group = &c->p->pipes;
+    c->handshaking = true;
+    tcp = c->tcp;
+    c->tcp = NULL; /* the tlspipe's now */
+    if (tlspipe_start(c->p->loop, (uv_stream_t *)tcp, &o) != 0) {
+        /* tcp closed by tlspipe_start, done not called */
+        c->handshaking = false;
+        s->conn = NULL;
+        s->fresh = false;
+        ui_peers__conn_free(c);
+    }
 }
 
 static void ui_peers__connect(struct ui_peers *p, struct ui_peers__slot *s)
@@ -217,18 +361,23 @@ static void ui_peers__connect(struct ui_peers *p, struct ui_peers__slot *s)
         s->fresh = false;
         return;
     }
+    if ((c->tcp = malloc(sizeof *c->tcp)) == NULL) {
+        free(c);
+        s->fresh = false;
+        return;
+    }
     snprintf(s->addr, sizeof s->addr, "%s", m->client_addr);
     c->p = p;
     buf_init(&c->out);
     buf_init(&c->in);
-    uv_tcp_init(p->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_tcp_init(p->loop, c->tcp);
+    c->tcp->data = c;
     p->handles++;
     s->conn = c;
     c->connect_req.data = c;
     c->waiting = true; /* the connect counts against the timeout */
     c->sent_mono = uv_hrtime();
-    if (uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&sin,
+    if (uv_tcp_connect(&c->connect_req, c->tcp, (const struct sockaddr *)&sin,
                        ui_peers__on_connect) != 0) {
         ui_peers__drop(s);
     }
@@ -287,8 +436,11 @@ static void ui_peers__tick(uv_timer_t *t)
         const struct store_member *m = store_member_find(p->store, s->id);
         if (s->conn != NULL && ((s->conn->waiting &&
                                  now - s->conn->sent_mono > UI_PEERS_TIMEOUT_MS * 1000000ull) ||
-                                m == NULL || strcmp(m->client_addr, s->addr) != 0)) {
-            ui_peers__drop(s); /* no answer in time, or the member moved (member replace) */
+                                m == NULL || strcmp(m->client_addr, s->addr) != 0 ||
+                                (s->conn->ctx != NULL && s->conn->ctx != p->tls->peers_out))) {
+            /* No answer in time, the member moved (member replace), or a
+             * SIGHUP loaded new certificates: ask again with them. */
+            ui_peers__drop(s);
         }
         if (s->conn == NULL) {
             ui_peers__connect(p, s);
@@ -299,7 +451,7 @@ static void ui_peers__tick(uv_timer_t *t)
 }
 
 int ui_peers_create(uv_loop_t *loop, struct store *store, struct node *node,
-                    struct ui_peers **out)
+                    const struct tls_set *tls, struct ui_peers **out)
 {
     struct ui_peers *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -308,6 +460,7 @@ int ui_peers_create(uv_loop_t *loop, struct store *store, struct node *node,
     p->loop = loop;
     p->store = store;
     p->node = node;
+    p->tls = tls;
     uv_timer_init(loop, &p->timer);
     p->timer.data = p;
     p->handles = 1;
@@ -397,5 +550,6 @@ void ui_peers_close(struct ui_peers *p)
     for (unsigned i = 0; i < NODE_MAX_PEERS; i++) {
         ui_peers__drop(&p->slots[i]);
     }
+    tlspipe_group_close(&p->pipes); /* handshakes under way end now, their conns with them */
     uv_close((uv_handle_t *)&p->timer, ui_peers__timer_closed);
 }

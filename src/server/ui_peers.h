@@ -1,7 +1,7 @@
 /* The console's view of the other members: each member's own answer to
  * METADATA (role, term, commit and applied index, the leader it knows),
  * asked over the client protocol at the member's client address, as
- * `tally status` asks it. This node's own state is read from the node.
+ * `tally status` asks it (over TLS when the client port speaks TLS). This node's own state is read from the node.
  *
  * Members are asked once every UI_PEERS_INTERVAL_MS, and only while the
  * console is being watched (a cluster request in the last
@@ -39,9 +39,15 @@ struct ui_peers_member {
 };
 
 struct ui_peers;
+struct tls_set;
 
+/* @tls: the node's TLS contexts when its client port speaks TLS (the
+ * members are then asked over TLS, with the node's certificate as client
+ * certificate), borrowed until ui_peers_close and read at each new
+ * connection, so a SIGHUP reload that swaps them in place is seen; NULL:
+ * plaintext. */
 int ui_peers_create(uv_loop_t *loop, struct store *store, struct node *node,
-                    struct ui_peers **out);
+                    const struct tls_set *tls, struct ui_peers **out);
 /* The console asked about the cluster: keep polling for a while. */
 void ui_peers_wanted(struct ui_peers *p);
 /* The members of the Raft configuration, this node included, in @out (at
