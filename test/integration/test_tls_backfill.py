@@ -97,10 +97,16 @@ def test_tls_backfill_acl():
             c.extra_args += SETTINGS + ["--set", "authorize=acl", "--set", "super_users=client"]
             backfill_case(c)
             ok(c.as_admin("user", "add", "node1", input=b"pw-node1-xyz\n"), "user add")
-            # A user named like a node is no node: no right comes with the name.
-            r = c.as_user("node1", "pw-node1-xyz", "--timeout", "5000", "consume", "events",
-                          "--node", c.nodes[2].client)
-            check(r.rc != 0 and "not authorized" in r.errtext, f"user node1 read: {r!r}")
+            # A user named like a node is no node: no right comes with the
+            # name. (Retried while node 2 has not applied the new user yet.)
+            def refused():
+                r = c.as_user("node1", "pw-node1-xyz", "--timeout", "5000", "consume", "events",
+                              "--node", c.nodes[2].client)
+                if r.rc == 0 or "wrong user name or password" not in r.errtext:
+                    check(r.rc != 0 and "not authorized" in r.errtext, f"user node1 read: {r!r}")
+                    return True
+                return False
+            wait_until(refused, 20, "node 2 to know user node1")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
