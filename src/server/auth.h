@@ -20,8 +20,13 @@ struct cfg;
 struct auth_conn;
 
 /* A connection whose TLS client certificate named @principal: it is
- * authenticated as that name. NULL when out of memory. */
-struct auth_conn *auth_conn_certified(const char *principal);
+ * authenticated as that name. @node_id: not 0 when the certificate proves
+ * the peer is node @node_id (CN node<ID> and an IP SAN equal to the
+ * connection's source address, tls_check_node): while that node is a
+ * member, the connection may FETCH every topic under authorize = acl
+ * (another member's backfill, backfill.c), and nothing more than its ACLs
+ * allow otherwise. NULL when out of memory. */
+struct auth_conn *auth_conn_certified(const char *principal, uint64_t node_id);
 
 void auth_conn_free(struct auth_conn *a);
 

@@ -11,7 +11,12 @@
  * it; a batch with records that does is refused, because its records
  * cannot be split without re-encoding them. Anything unexpected ends the
  * attempt (the staging log is dropped) and the next peer is tried a
- * second later. */
+ * second later.
+ *
+ * With TLS on the client port, the peer is dialled over TLS with the
+ * node's own certificate (peerdial.h); with auth = required it
+ * authenticates us as node<ID>, a cluster node, which may read every
+ * topic (auth.c). A TLS failure is logged once per streak of failures. */
 #include "server/backfill.h"
 
 #include <inttypes.h>
@@ -24,7 +29,10 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "lib/tls.h"
+#include "repl/tlspipe.h"
 #include "server/cfg.h"
+#include "server/peerdial.h"
 
 #define BACKFILL__TICK_MS 1000
 #define BACKFILL__FETCH_BYTES (4u << 20)
@@ -36,6 +44,9 @@ struct backfill {
     uv_loop_t *loop;
     struct store *store;
     uint64_t self_id;
+    const struct tls_set *tls;     /* NULL: plaintext */
+    struct tlspipe_group pipes;    /* TLS handshakes, ended by backfill_close */
+    bool tls_warned;               /* a TLS failure was logged since the last success */
     void (*fatal)(void *arg, const char *why);
     void *fatal_arg;
     uv_timer_t timer;
@@ -57,11 +68,11 @@ struct backfill {
 
 struct backfill__conn {
     struct backfill *b;            /* NULL once the job let go of it */
-    uv_tcp_t tcp;
-    uv_connect_t connect_req;
+    struct peerdial *dial;
+    uv_stream_t *io;               /* NULL until connected */
     uv_write_t write_req;
     uv_timer_t timeout;
-    unsigned open_handles;         /* tcp and timeout, until both closed */
+    unsigned open_handles;         /* dial and timeout, until both closed */
     struct buf out;                /* the request being written */
     struct buf in;                 /* bytes of the answer so far */
     uint32_t request_id;
@@ -79,9 +90,8 @@ static void backfill__maybe_done(struct backfill *b)
     }
 }
 
-static void backfill__conn_closed(uv_handle_t *h)
+static void backfill__conn_release(struct backfill__conn *c)
 {
-    struct backfill__conn *c = h->data;
     if (--c->open_handles > 0) {
         return;
     }
@@ -95,6 +105,16 @@ static void backfill__conn_closed(uv_handle_t *h)
     free(c);
 }
 
+static void backfill__conn_closed(uv_handle_t *h)
+{
+    backfill__conn_release(h->data);
+}
+
+static void backfill__dial_closed(void *arg)
+{
+    backfill__conn_release(arg);
+}
+
 /* End the job's connection (the job itself is ended by the caller). */
 static void backfill__drop_conn(struct backfill *b)
 {
@@ -104,7 +124,7 @@ static void backfill__drop_conn(struct backfill *b)
     }
     b->conn = NULL;
     uv_close((uv_handle_t *)&c->timeout, backfill__conn_closed);
-    uv_close((uv_handle_t *)&c->tcp, backfill__conn_closed);
+    peerdial_close(c->dial, backfill__dial_closed, c);
 }
 
 /* The attempt failed: drop what was staged, try another peer later. */
@@ -175,7 +195,7 @@ static int backfill__send(struct backfill *b)
     int rv;
     ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
     c->write_req.data = c;
-    rv = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, backfill__on_write);
+    rv = uv_write(&c->write_req, c->io, &ub, 1, backfill__on_write);
     if (rv != 0) {
         backfill__fail(b, "send: %s", uv_strerror(rv));
         return rv;
@@ -409,18 +429,43 @@ static void backfill__on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *ub)
     }
 }
 
-static void backfill__on_connect(uv_connect_t *req, int status)
+static void backfill__on_ready(void *arg, struct peerdial *d, uv_stream_t *stream,
+                               const char *why)
 {
-    struct backfill__conn *c = req->data;
+    struct backfill__conn *c = arg;
     struct backfill *b = c->b;
+    (void)d;
     if (b == NULL || b->conn != c) {
         return;
     }
-    if (status != 0) {
-        backfill__fail(b, "connect: %s", uv_strerror(status));
+    if (stream == NULL) {
+        if (b->tls != NULL && strncmp(why, "TLS", 3) == 0) {
+            /* One WARN per streak of TLS failures, not one a second. */
+            if (!b->tls_warned) {
+                b->tls_warned = true;
+                backfill__fail(b, "%s (not logged again until a backfill connects)", why);
+            } else {
+                TLOG_DEBUG("backfill", "node %" PRIu64 " (%s): %s", b->peer_id, b->peer_addr,
+                           why);
+                backfill__drop_conn(b);
+                if (b->staging != NULL) {
+                    store_backfill_abort(b->store, b->topic, b->staging);
+                    b->staging = NULL;
+                }
+                b->peer_cursor++;
+            }
+            return;
+        }
+        backfill__fail(b, "%s", why);
         return;
     }
-    uv_read_start((uv_stream_t *)&c->tcp, backfill__alloc, backfill__on_read);
+    b->tls_warned = false;
+    c->io = stream;
+    stream->data = c;
+    if (uv_read_start(stream, backfill__alloc, backfill__on_read) != 0) {
+        backfill__fail(b, "cannot read the connection");
+        return;
+    }
     backfill__send_list(b);
 }
 
@@ -444,10 +489,7 @@ static void backfill__tick(uv_timer_t *t)
     struct backfill *b = t->data;
     const struct store_member *peer;
     struct backfill__conn *c;
-    struct sockaddr_in sin;
-    char ip[64];
-    unsigned port;
-    int rv;
+    char why[ERR_MSG_SIZE];
 
     if (b->conn != NULL || b->closing ||
         !store_backfill_pick(b->store, b->topic, sizeof b->topic, &b->created_index, &b->from,
@@ -459,11 +501,6 @@ static void backfill__tick(uv_timer_t *t)
     }
     b->peer_id = peer->id;
     snprintf(b->peer_addr, sizeof b->peer_addr, "%s", peer->client_addr);
-    if (cfg_parse_addr(b->peer_addr, ip, sizeof ip, &port) != 0 ||
-        uv_ip4_addr(ip, (int)port, &sin) != 0) {
-        b->peer_cursor++;
-        return;
-    }
     b->next = b->from;
     b->listing = false;
     b->started_ms = uv_now(b->loop);
@@ -474,22 +511,24 @@ static void backfill__tick(uv_timer_t *t)
     c->b = b;
     buf_init(&c->out);
     buf_init(&c->in);
-    uv_tcp_init(b->loop, &c->tcp);
+    c->dial = peerdial_start(b->loop, b->peer_addr, b->tls, &b->pipes,
+                             BACKFILL__REQUEST_TIMEOUT_MS * 2 / 3, backfill__on_ready, c, why);
+    if (c->dial == NULL) {
+        buf_free(&c->out);
+        buf_free(&c->in);
+        free(c);
+        b->peer_cursor++;
+        return;
+    }
     uv_timer_init(b->loop, &c->timeout);
-    c->tcp.data = c;
     c->timeout.data = c;
     c->open_handles = 2;
     b->handles++;
     b->conn = c;
-    TLOG_INFO("backfill", "topic %s: fetching offsets %" PRIu64 "..%" PRIu64
-              " from node %" PRIu64 " (%s)", b->topic, b->from, b->to - 1, b->peer_id,
-              b->peer_addr);
-    c->connect_req.data = c;
-    rv = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&sin,
-                        backfill__on_connect);
-    if (rv != 0) {
-        backfill__fail(b, "connect: %s", uv_strerror(rv));
-        return;
+    if (!b->tls_warned) {
+        TLOG_INFO("backfill", "topic %s: fetching offsets %" PRIu64 "..%" PRIu64
+                  " from node %" PRIu64 " (%s)%s", b->topic, b->from, b->to - 1, b->peer_id,
+                  b->peer_addr, b->tls != NULL ? " over TLS" : "");
     }
     uv_timer_start(&c->timeout, backfill__on_timeout, BACKFILL__REQUEST_TIMEOUT_MS, 0);
 }
@@ -502,7 +541,7 @@ static void backfill__timer_closed(uv_handle_t *h)
 }
 
 int backfill_start(uv_loop_t *loop, struct store *store, uint64_t self_id,
-                   void (*fatal)(void *arg, const char *why), void *fatal_arg,
+                   const struct tls_set *tls, void (*fatal)(void *arg, const char *why), void *fatal_arg,
                    struct backfill **out, char *errmsg)
 {
     struct backfill *b = calloc(1, sizeof *b);
@@ -513,6 +552,7 @@ int backfill_start(uv_loop_t *loop, struct store *store, uint64_t self_id,
     b->loop = loop;
     b->store = store;
     b->self_id = self_id;
+    b->tls = tls;
     b->fatal = fatal;
     b->fatal_arg = fatal_arg;
     uv_timer_init(loop, &b->timer);
@@ -536,6 +576,7 @@ void backfill_close(struct backfill *b, void (*done)(void *arg), void *arg)
         b->conn->b = b; /* its close callback still counts it */
         backfill__drop_conn(b);
     }
+    tlspipe_group_close(&b->pipes); /* a handshake under way ends now */
     if (b->staging != NULL) {
         store_backfill_abort(b->store, b->topic, b->staging);
         b->staging = NULL;

@@ -710,14 +710,14 @@ int conn_accept(struct conn_set *set, uv_stream_t *server, struct gw *gw)
  * repl/tlspipe.c feeds: the same connection code then runs on it,
  * sendfile(2) included. */
 int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
-                   const char *peer, const char *principal)
+                   const char *peer, const char *principal, uint64_t node_id)
 {
     struct conn *c = calloc(1, sizeof *c);
     int rv;
     if (c == NULL) {
         return UV_ENOMEM;
     }
-    if (principal != NULL && (c->auth = auth_conn_certified(principal)) == NULL) {
+    if (principal != NULL && (c->auth = auth_conn_certified(principal, node_id)) == NULL) {
         free(c);
         return UV_ENOMEM;
     }

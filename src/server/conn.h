@@ -30,10 +30,11 @@ void conn_close_all(struct conn_set *set);
 /* Serve a connection on @fd, the plaintext end of a TLS pipe (connected,
  * non-blocking), in @set; @peer names it in logs (copied); @principal:
  * the name of its verified client certificate (it is then authenticated
- * as that), or NULL. On success the connection owns @fd; on failure (a
- * negative libuv code) the caller still does. */
+ * as that), or NULL; @node_id: not 0 when that certificate proves the
+ * peer is that node (auth_conn_certified). On success the connection owns
+ * @fd; on failure (a negative libuv code) the caller still does. */
 int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
-                   const char *peer, const char *principal);
+                   const char *peer, const char *principal, uint64_t node_id);
 
 /* Number of open connections in @set. */
 unsigned conn_count(const struct conn_set *set);

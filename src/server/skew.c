@@ -1,4 +1,9 @@
-/* Clock health: see skew.h. */
+/* Clock health: see skew.h.
+ *
+ * With TLS on the client port, the leader is asked over TLS with the
+ * node's own certificate (peerdial.h); a connection made with a context
+ * that a SIGHUP replaced is dropped at the next tick. A failed TLS
+ * handshake is logged once per streak of failures. */
 #include "server/skew.h"
 
 #include <stdlib.h>
@@ -7,15 +12,18 @@
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/tls.h"
 #include "proto/proto.h"
+#include "repl/tlspipe.h"
+#include "server/peerdial.h"
 
 #define SKEW__TIMEOUT_MS 5000
 #define SKEW__WARN_EVERY_MS 60000
 
 struct skew__conn {
     struct skew *k;                /* NULL once the skew let go of it */
-    uv_tcp_t tcp;
-    uv_connect_t connect_req;
+    struct peerdial *dial;
+    uv_stream_t *io;               /* NULL until connected */
     uv_write_t write_req;
     struct buf out;
     struct buf in;
@@ -32,6 +40,9 @@ struct skew {
     const struct cfg *cfg;
     struct store *store;
     struct node *node;
+    const struct tls_set *tls;     /* NULL: plaintext */
+    struct tlspipe_group pipes;    /* TLS handshakes, ended by skew_close */
+    bool tls_warned;               /* a TLS failure was logged since the last answer */
     uv_timer_t timer;
     struct skew__conn *conn;
     bool closing;
@@ -61,9 +72,9 @@ static void skew__maybe_free(struct skew *k)
     }
 }
 
-static void skew__conn_closed(uv_handle_t *h)
+static void skew__conn_closed(void *arg)
 {
-    struct skew__conn *c = h->data;
+    struct skew__conn *c = arg;
     buf_free(&c->out);
     buf_free(&c->in);
     if (c->k != NULL) {
@@ -80,7 +91,7 @@ static void skew__drop(struct skew *k)
         return;
     }
     k->conn = NULL;
-    uv_close((uv_handle_t *)&c->tcp, skew__conn_closed);
+    peerdial_close(c->dial, skew__conn_closed, c);
 }
 
 static void skew__on_write(uv_write_t *req, int status)
@@ -110,7 +121,7 @@ static void skew__send(struct skew *k)
     c->waiting = true;
     ub = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
     c->write_req.data = c;
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &ub, 1, skew__on_write) != 0) {
+    if (uv_write(&c->write_req, c->io, &ub, 1, skew__on_write) != 0) {
         skew__drop(k);
     }
 }
@@ -161,6 +172,7 @@ static void skew__on_frame(struct skew *k, const struct proto_frame *f, const ui
         return;
     }
     c->waiting = false;
+    k->tls_warned = false; /* a later TLS failure is news again */
     if (m.node_id == c->peer_id && m.leader_id == m.node_id) {
         skew__measured(k, &m, now, c);
     }
@@ -207,48 +219,59 @@ static void skew__on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *ub)
     }
 }
 
-static void skew__on_connect(uv_connect_t *req, int status)
+static void skew__on_ready(void *arg, struct peerdial *d, uv_stream_t *stream, const char *why)
 {
-    struct skew__conn *c = req->data;
+    struct skew__conn *c = arg;
     struct skew *k = c->k;
+    (void)d;
     if (k == NULL || k->conn != c) {
         return;
     }
-    if (status != 0) {
+    if (stream == NULL) {
+        if (k->tls != NULL && strncmp(why, "TLS", 3) == 0 && !k->tls_warned) {
+            k->tls_warned = true;
+            TLOG_WARN("clock", "clock check with the leader (node %llu): %s (not logged again "
+                      "until it answers)", (unsigned long long)c->peer_id, why);
+        }
+        skew__drop(k);
+        return;
+    }
+    c->io = stream;
+    stream->data = c;
+    if (uv_read_start(stream, skew__alloc, skew__on_read) != 0) {
         skew__drop(k);
         return;
     }
     c->connected = true;
-    uv_read_start((uv_stream_t *)&c->tcp, skew__alloc, skew__on_read);
     skew__send(k);
 }
 
 static void skew__connect(struct skew *k, uint64_t leader)
 {
     const struct store_member *m = store_member_find(k->store, leader);
-    struct sockaddr_in sin;
     struct skew__conn *c;
-    char ip[64];
-    unsigned port;
-    if (m == NULL || cfg_parse_addr(m->client_addr, ip, sizeof ip, &port) != 0 ||
-        uv_ip4_addr(ip, (int)port, &sin) != 0 || (c = calloc(1, sizeof *c)) == NULL) {
+    char why[ERR_MSG_SIZE];
+    if (m == NULL || (c = calloc(1, sizeof *c)) == NULL) {
         return;
     }
     c->k = k;
     c->peer_id = leader;
     buf_init(&c->out);
     buf_init(&c->in);
-    uv_tcp_init(k->loop, &c->tcp);
-    c->tcp.data = c;
+    /* The handshake's timeout is below the answer's, so that the pipe
+     * reports a leader that takes the connection but not the handshake. */
+    c->dial = peerdial_start(k->loop, m->client_addr, k->tls, &k->pipes, SKEW__TIMEOUT_MS * 3 / 4,
+                             skew__on_ready, c, why);
+    if (c->dial == NULL) {
+        buf_free(&c->out);
+        buf_free(&c->in);
+        free(c);
+        return;
+    }
     k->handles++;
     k->conn = c;
-    c->connect_req.data = c;
     c->sent_mono = uv_hrtime(); /* the connect counts against the timeout */
     c->waiting = true;
-    if (uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&sin,
-                       skew__on_connect) != 0) {
-        skew__drop(k);
-    }
 }
 
 static void skew__tick(uv_timer_t *t)
@@ -264,6 +287,7 @@ static void skew__tick(uv_timer_t *t)
         return;
     }
     if (k->conn != NULL && (k->conn->peer_id != leader ||
+                            peerdial_ctx_stale(k->conn->dial, k->tls) ||
                             (k->conn->waiting &&
                              now - k->conn->sent_mono > SKEW__TIMEOUT_MS * 1000000ull))) {
         skew__drop(k);
@@ -276,7 +300,7 @@ static void skew__tick(uv_timer_t *t)
 }
 
 int skew_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store, struct node *node,
-               struct skew **out)
+               const struct tls_set *tls, struct skew **out)
 {
     struct skew *k = calloc(1, sizeof *k);
     if (k == NULL) {
@@ -286,6 +310,7 @@ int skew_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store, stru
     k->cfg = cfg;
     k->store = store;
     k->node = node;
+    k->tls = tls;
     uv_timer_init(loop, &k->timer);
     k->timer.data = k;
     k->handles = 1;
@@ -308,6 +333,7 @@ void skew_close(struct skew *k)
     }
     k->closing = true;
     skew__drop(k);
+    tlspipe_group_close(&k->pipes); /* a handshake under way ends now */
     uv_close((uv_handle_t *)&k->timer, skew__timer_closed);
 }
 

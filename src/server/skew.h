@@ -4,7 +4,8 @@
  * leader took over (below); it is what records are stamped with and what
  * retention is judged by (gw.c). Every SKEW_INTERVAL_MS a follower sends a
  * CLOCK request to the leader's client address (one connection, kept
- * open) and takes its offset as NTP does: the leader's wall clock against
+ * open; over TLS with the node's own certificate when the client port
+ * speaks TLS, peerdial.h) and takes its offset as NTP does: the leader's wall clock against
  * the middle of the round trip (error at most half the round trip), plus
  * the leader's correction. A node that becomes leader while its clock is
  * more than clock_warn_ms off the previous leader's takes over the
@@ -28,9 +29,13 @@
 #define SKEW_INTERVAL_MS 2000
 
 struct skew;
+struct tls_set;
 
+/* @tls: the node's TLS contexts when its client port speaks TLS (borrowed
+ * until skew_close, read at each connection so a SIGHUP reload applies),
+ * NULL: plaintext. */
 int skew_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store, struct node *node,
-               struct skew **out);
+               const struct tls_set *tls, struct skew **out);
 /* Close its handles; freed when they are (the loop must run on). */
 void skew_close(struct skew *k);
 

@@ -678,7 +678,7 @@ int srv_run(const struct cfg *cfg)
     }
     gw_set_node(s.gw, s.node);
     metrics_set_node(&s.metrics, s.node);
-    if ((rv = skew_start(&s.loop, cfg, s.store, s.node, &s.skew)) != 0) {
+    if ((rv = skew_start(&s.loop, cfg, s.store, s.node, s.tls_on ? &s.tls : NULL, &s.skew)) != 0) {
         goto fail;
     }
     gw_set_skew(s.gw, s.skew);
@@ -688,8 +688,8 @@ int srv_run(const struct cfg *cfg)
         ui_attach(s.ui, s.store, s.node, s.tls_on ? &s.tls : NULL);
     }
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
-        (rv = backfill_start(&s.loop, s.store, cfg->id, srv__on_fatal, &s, &s.backfill,
-                             errmsg)) != 0) {
+        (rv = backfill_start(&s.loop, s.store, cfg->id, s.tls_on ? &s.tls : NULL,
+                             srv__on_fatal, &s, &s.backfill, errmsg)) != 0) {
         goto fail;
     }
     uv_signal_init(&s.loop, &s.sigterm);

@@ -28,7 +28,24 @@ struct tlsaccept__one {
     struct tlsaccept *a;
     uv_loop_t *loop;
     char peer[64];
+    char ip[32];                   /* the peer's address ("": unknown) */
 };
+
+/* The node a certificate named node<ID> proves the peer is (CN and an IP
+ * SAN equal to the connection's source address), or 0. */
+static uint64_t tlsaccept__node_id(SSL *ssl, const char *name, const char *ip)
+{
+    char why[256], *end;
+    unsigned long long id;
+    if (strncmp(name, "node", 4) != 0 || name[4] < '1' || name[4] > '9' || ip[0] == '\0') {
+        return 0;
+    }
+    id = strtoull(name + 4, &end, 10);
+    if (*end != '\0' || id == 0 || tls_check_node(ssl, (uint64_t)id, ip, why, sizeof why) != 0) {
+        return 0;
+    }
+    return (uint64_t)id;
+}
 
 static void tlsaccept__free_tcp(uv_handle_t *h)
 {
@@ -41,6 +58,7 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     char peer[200];
     char name[128];
     bool certified = false;
+    uint64_t node_id = 0;
     int rv = 0;
     if (fd < 0) {
         TLOG_WARN("tls", "client %s: %s", one->peer, why);
@@ -50,12 +68,13 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     if (tls_peer_name(ssl, name, sizeof name) == 0) {
         /* The handshake verified the certificate against the CA. */
         certified = true;
+        node_id = tlsaccept__node_id(ssl, name, one->ip);
         snprintf(peer, sizeof peer, "%s (%s)", one->peer, name);
     } else {
         snprintf(peer, sizeof peer, "%s", one->peer);
     }
     if (conn_accept_fd(one->a->conns, one->loop, fd, one->a->gw, peer,
-                       certified ? name : NULL) != 0) {
+                       certified ? name : NULL, node_id) != 0) {
         TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
         rv = -1;
     }
@@ -112,6 +131,7 @@ void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener)
         char ip[32];
         struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
         uv_ip4_name(sin, ip, sizeof ip);
+        snprintf(one->ip, sizeof one->ip, "%s", ip);
         snprintf(one->peer, sizeof one->peer, "%s:%u", ip, ntohs(sin->sin_port));
     }
     memset(&o, 0, sizeof o);

@@ -7,7 +7,7 @@
  * drops it too. A dropped member shows as unreachable, with its last
  * answer's numbers, until it answers again.
  *
- * With TLS on the client port (tls_set given), the connected TCP stream
+ * With TLS on the client port (tls_set given), peerdial.h dials: the TCP stream
  * goes to a client tlspipe (repl/tlspipe.h) with the node's own client
  * context (tls_set.peers_out: its certificate, the cluster's CA), the
  * member's host as the name its certificate must carry; the question and
@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
@@ -30,22 +29,17 @@
 #include "proto/proto.h"
 #include "repl/tlspipe.h"
 #include "server/cfg.h"
+#include "server/peerdial.h"
 
 struct ui_peers;
 
-/* A connection's life: connecting (tcp is ours), then with TLS the
- * handshake (tcp belongs to the tlspipe, and the conn waits for its done
- * callback holding no handle), then open: io is the tcp, or the pipe on
- * the plaintext end of the tlspipe. */
+/* A connection: dialled by peerdial (plaintext or TLS); io is the
+ * stream it handed back, NULL until then. */
 struct ui_peers__conn {
     struct ui_peers *p;            /* set until the conn is freed */
     bool dropped;                  /* the slot let go of it */
-    uv_tcp_t *tcp;                 /* malloc'ed: a tlspipe frees it */
-    uv_pipe_t pipe;                /* TLS: the plaintext end */
+    struct peerdial *dial;
     uv_stream_t *io;               /* NULL until connected (and TLS is up) */
-    bool handshaking;              /* TLS: the tlspipe has the tcp */
-    SSL_CTX *ctx;                  /* TLS: the context it was made with (a reference) */
-    uv_connect_t connect_req;
     uv_write_t write_req;
     struct buf out, in;
     bool connected;
@@ -85,29 +79,15 @@ static void ui_peers__maybe_free(struct ui_peers *p)
     }
 }
 
-static void ui_peers__conn_free(struct ui_peers__conn *c)
+static void ui_peers__conn_closed(void *arg)
 {
+    struct ui_peers__conn *c = arg;
     struct ui_peers *p = c->p;
     buf_free(&c->out);
     buf_free(&c->in);
-    SSL_CTX_free(c->ctx); /* NULL: nothing */
     free(c);
     p->handles--;
     ui_peers__maybe_free(p);
-}
-
-static void ui_peers__free_tcp(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void ui_peers__conn_closed(uv_handle_t *h)
-{
-    struct ui_peers__conn *c = h->data;
-    if (h == (uv_handle_t *)c->tcp) {
-        free(c->tcp);
-    }
-    ui_peers__conn_free(c);
 }
 
 static void ui_peers__drop(struct ui_peers__slot *s)
@@ -119,13 +99,9 @@ static void ui_peers__drop(struct ui_peers__slot *s)
     }
     s->conn = NULL;
     c->dropped = true;
-    if (c->handshaking) {
-        return; /* the tlspipe's done callback frees it (a timeout bounds the wait) */
-    }
-    /* Before the TLS handshake, the tcp; after it, the plaintext end (the
-     * tlspipe sends close_notify and closes the tcp itself). */
-    uv_close(c->io == (uv_stream_t *)&c->pipe ? (uv_handle_t *)&c->pipe : (uv_handle_t *)c->tcp,
-             ui_peers__conn_closed);
+    /* In a TLS handshake, the dial waits for it to end (its timeout, or
+     * the group's close at shutdown). */
+    peerdial_close(c->dial, ui_peers__conn_closed, c);
 }
 
 static struct ui_peers__slot *ui_peers__slot_of(struct ui_peers__conn *c)
@@ -248,121 +224,38 @@ static void ui_peers__ready(struct ui_peers__slot *s)
     ui_peers__send(s);
 }
 
-static int ui_peers__tls_done(void *arg, SSL *ssl, int fd, const char *why)
+static void ui_peers__on_ready(void *arg, struct peerdial *d, uv_stream_t *stream,
+                               const char *why)
 {
     struct ui_peers__conn *c = arg;
-    struct ui_peers__slot *s;
-    (void)ssl;
-    c->handshaking = false;
-    s = ui_peers__slot_of(c);
-    if (fd < 0) {
-        /* Our own drop or shutdown is no news; a member that fails the
-         * handshake is, once until it answers again. */
-        if (s != NULL && !c->p->closing) {
-            if (!s->warned) {
-                s->warned = true;
-                TLOG_WARN("ui",
-                          "console: member %llu at %s: TLS handshake failed: %s (shown as "
-                          "unreachable until it answers)",
-                          (unsigned long long)s->id, s->addr, why);
-            }
-            s->conn = NULL;
-            s->fresh = false;
-        }
-        ui_peers__conn_free(c); /* the tlspipe closes and frees the tcp */
-        return 0;
-    }
-    if (s == NULL || c->p->closing) {
-        if (s != NULL) {
-            s->conn = NULL;
-            s->fresh = false;
-        }
-        close(fd);
-        ui_peers__conn_free(c);
-        return 0; /* the pipe sees the end and closes with close_notify */
-    }
-    uv_pipe_init(c->p->loop, &c->pipe, 0);
-    c->pipe.data = c;
-    if (uv_pipe_open(&c->pipe, fd) != 0) {
-        close(fd);
-        c->io = NULL;
-        uv_close((uv_handle_t *)&c->pipe, ui_peers__conn_closed);
-        s->conn = NULL;
-        s->fresh = false;
-        c->dropped = true;
-        return 0;
-    }
-    c->io = (uv_stream_t *)&c->pipe;
-    ui_peers__ready(s);
-    return 0;
-}
-
-static void ui_peers__on_connect(uv_connect_t *req, int status)
-{
-    struct ui_peers__conn *c = req->data;
     struct ui_peers__slot *s = ui_peers__slot_of(c);
-    const struct tls_set *tls;
-    struct tlspipe_opts o;
-    uv_tcp_t *tcp;
-    char host[64];
-    unsigned port;
-    if (s == NULL) {
+    (void)d;
+    if (s == NULL || c->p->closing) {
         return;
     }
-    if (status != 0) {
+    if (stream == NULL) {
+        /* A member that fails the TLS handshake is news, once until it
+         * answers again. */
+        if (c->p->tls != NULL && strncmp(why, "TLS", 3) == 0 && !s->warned) {
+            s->warned = true;
+            TLOG_WARN("ui", "console: member %llu at %s: %s (shown as unreachable until it "
+                            "answers)",
+                      (unsigned long long)s->id, s->addr, why);
+        }
         ui_peers__drop(s);
         return;
     }
-    tls = c->p->tls;
-    if (tls == NULL) {
-        c->io = (uv_stream_t *)c->tcp;
-        ui_peers__ready(s);
-        return;
-    }
-    if (cfg_parse_addr(s->addr, host, sizeof host, &port) != 0 ||
-        SSL_CTX_up_ref(tls->peers_out) != 1) {
-        ui_peers__drop(s);
-        return;
-    }
-    c->ctx = tls->peers_out;
-    memset(&o, 0, sizeof o);
-    o.ctx = c->ctx;
-    o.server = false;
-    o.expect_host = host;
-    /* Below the answer's timeout, so that a member that takes the
-     * connection but not the handshake (a stopped process) is reported by
-     * the pipe, with its reason, before the tick gives up on it. */
-    o.handshake_timeout_ms = UI_PEERS_TIMEOUT_MS * 3 / 4;
-    o.free_net = ui_peers__free_tcp;
-    o.done = ui_peers__tls_done;
-    o.arg = c;
-    o.group = &c->p->pipes;
-    c->handshaking = true;
-    tcp = c->tcp;
-    c->tcp = NULL; /* the tlspipe's now */
-    if (tlspipe_start(c->p->loop, (uv_stream_t *)tcp, &o) != 0) {
-        /* tcp closed by tlspipe_start, done not called */
-        c->handshaking = false;
-        s->conn = NULL;
-        s->fresh = false;
-        ui_peers__conn_free(c);
-    }
+    c->io = stream;
+    stream->data = c;
+    ui_peers__ready(s);
 }
 
 static void ui_peers__connect(struct ui_peers *p, struct ui_peers__slot *s)
 {
     const struct store_member *m = store_member_find(p->store, s->id);
-    struct sockaddr_in sin;
     struct ui_peers__conn *c;
-    char ip[64];
-    unsigned port;
-    if (m == NULL || cfg_parse_addr(m->client_addr, ip, sizeof ip, &port) != 0 ||
-        uv_ip4_addr(ip, (int)port, &sin) != 0 || (c = calloc(1, sizeof *c)) == NULL) {
-        s->fresh = false;
-        return;
-    }
-    if ((c->tcp = malloc(sizeof *c->tcp)) == NULL) {
-        free(c);
+    char why[ERR_MSG_SIZE];
+    if (m == NULL || (c = calloc(1, sizeof *c)) == NULL) {
         s->fresh = false;
         return;
     }
@@ -370,17 +263,23 @@ static void ui_peers__connect(struct ui_peers *p, struct ui_peers__slot *s)
     c->p = p;
     buf_init(&c->out);
     buf_init(&c->in);
-    uv_tcp_init(p->loop, c->tcp);
-    c->tcp->data = c;
+    /* The handshake's timeout is below the answer's, so that a member
+     * that takes the connection but not the handshake (a stopped process)
+     * is reported by the pipe, with its reason, before the tick gives up
+     * on it. */
+    c->dial = peerdial_start(p->loop, m->client_addr, p->tls, &p->pipes,
+                             UI_PEERS_TIMEOUT_MS * 3 / 4, ui_peers__on_ready, c, why);
+    if (c->dial == NULL) {
+        buf_free(&c->out);
+        buf_free(&c->in);
+        free(c);
+        s->fresh = false;
+        return;
+    }
     p->handles++;
     s->conn = c;
-    c->connect_req.data = c;
     c->waiting = true; /* the connect counts against the timeout */
     c->sent_mono = uv_hrtime();
-    if (uv_tcp_connect(&c->connect_req, c->tcp, (const struct sockaddr *)&sin,
-                       ui_peers__on_connect) != 0) {
-        ui_peers__drop(s);
-    }
 }
 
 /* Make the slots follow the Raft configuration: a slot per member but
@@ -437,7 +336,7 @@ static void ui_peers__tick(uv_timer_t *t)
         if (s->conn != NULL && ((s->conn->waiting &&
                                  now - s->conn->sent_mono > UI_PEERS_TIMEOUT_MS * 1000000ull) ||
                                 m == NULL || strcmp(m->client_addr, s->addr) != 0 ||
-                                (s->conn->ctx != NULL && s->conn->ctx != p->tls->peers_out))) {
+                                peerdial_ctx_stale(s->conn->dial, p->tls))) {
             /* No answer in time, the member moved (member replace), or a
              * SIGHUP loaded new certificates: ask again with them. */
             ui_peers__drop(s);
