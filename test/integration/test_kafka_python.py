@@ -65,8 +65,12 @@ def test_admin_topics():
         admin = AdminClient({"bootstrap.servers": c.bootstrap()})
         create(admin, "acct", num_partitions=1, replication_factor=3,
                config={"cleanup.policy": "compact"})
-        topics = {t["name"]: t for t in c.status()["topics"]}
-        check(topics.get("acct", {}).get("policy") == "compact", f"topics: {topics}")
+        # CreateTopics answers once the leader applied it; `tally status`
+        # lists topics from any node, which may apply it a moment later.
+        def policy():
+            return {t["name"]: t for t in c.status()["topics"]}.get("acct", {}).get("policy")
+        wait_until(lambda: policy() is not None, 10, "acct to be listed")
+        check(policy() == "compact", f"acct's policy: {policy()}")
         for kw, what in [({"num_partitions": 2}, "INVALID_PARTITIONS"),
                          ({"num_partitions": 1, "config": {"max.message.bytes": "5"}},
                           "INVALID_CONFIG")]:
