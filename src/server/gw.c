@@ -902,7 +902,15 @@ static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
     gw__offset_resp(r, offset, true);
 }
 
-/* CLOCK: this node's wall clock and its offset against the leader's. */
+/* CLOCK: this node's wall clock and its offset against the cluster's time.
+ * A leader's offset is its wall clock against the time it stamps records
+ * and judges retention by (gw__clock): the correction it took over, and
+ * also the max_clock_step_ms bound on a clock that jumped ahead. The
+ * other nodes measure the cluster's time from this answer, and the next
+ * leader goes on from it (skew_take_over): from the raw wall clock alone,
+ * a leader whose clock jumped an hour ahead would hand that hour to its
+ * successor, whose retention would then delete an hour too early (the
+ * fault suite saw acknowledged records deleted that way). */
 static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_clock_req m;
@@ -921,6 +929,13 @@ static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
     a.offset_known = ks.known;
     a.offset_ms = ks.offset_ms;
     a.offset_warn = ks.warn;
+    if (a.node_id != 0 && a.leader_id == a.node_id && node_role(gw->node) == NODE_LEADER) {
+        int64_t offset = a.wall_ms - gw__clock(gw);
+        int64_t mag = offset < 0 ? -offset : offset;
+        a.offset_known = true;
+        a.offset_ms = offset;
+        a.offset_warn = (uint64_t)mag > gw->cfg->clock_warn_ms;
+    }
     start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_clock_resp(&r->resp, &a);
     proto_end_frame(&r->resp, start);

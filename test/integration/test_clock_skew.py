@@ -230,6 +230,38 @@ def test_leader_clock_jumps_forward_and_back():
             check(b"max_clock_step_ms" in f.read(), "node 1 did not log the refused clock jump")
 
 
+def test_jumped_leader_hands_over():
+    """The leader's clock jumps an hour ahead and leadership then moves to
+    a node with a right clock. The new leader takes over the cluster's time
+    as the old one kept it (at most max_clock_step_ms ahead), not the old
+    leader's wall clock: its records are not stamped an hour ahead and
+    retention (30 minutes) deletes nothing. (The fault suite saw a new
+    leader go on an hour ahead and delete acknowledged records.)"""
+    with Cluster(name="clock-hand", extra_args=["--set", "retention_interval_ms=500",
+                                                "--set", "max_clock_step_ms=5000"]) as c:
+        path = skewed(c, 1, "+0")
+        c.start()
+        transfer(c, 1)
+        c.tally_ok("topic", "create", "h", "--policy", "delete", "--retention-ms", "1800000",
+                   "--segment-bytes", "4096")
+        produce(c, "h", [b"before-" + payload(3000)])
+        set_skew(path, "+1h")
+        produce(c, "h", [b"ahead-" + payload(3000)])
+        # Two clock measurements of the others against the jumped leader.
+        time.sleep(5)
+        transfer(c, 2)
+        produce(c, "h", [b"new%d-" % i + payload(3000) for i in range(2)])
+        time.sleep(2)  # retention rounds of the new leader
+        set_skew(path, "+0")
+        for n in (1, 2, 3):
+            recs = wait_records(c, "h", n, 4)
+            check([o for o, _, _ in recs] == [0, 1, 2, 3],
+                  f"node {n} serves offsets {[o for o, _, _ in recs]}, want 0..3")
+        ts = [t for _, t, _ in records(c, "h", 2)]
+        check(ts == sorted(ts), f"timestamps go back: {ts}")
+        check(ts[-1] - ts[0] < 10 * 60000, f"the new leader stamped the old one's jump: {ts}")
+
+
 if __name__ == "__main__":
     run_tests([test_slow_leader_retention, test_from_time_across_leadership_change,
-               test_leader_clock_jumps_forward_and_back])
+               test_leader_clock_jumps_forward_and_back, test_jumped_leader_hands_over])
