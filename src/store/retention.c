@@ -133,6 +133,15 @@ bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_r
     }
     if (policy == TALLY_POLICY_DELETE || policy == TALLY_POLICY_COMPACT_DELETE) {
         uint64_t start = log_retention_start(t->log, now_ms);
+        /* Only segments this log holds and retention would remove move the
+         * start. A log that lacks history (a snapshot installed over a
+         * damaged or short log, backfill pending) starts above the
+         * cluster's start; its own start says nothing about the records
+         * it does not hold, and proposing it deleted them on every node
+         * (the fault suite: a new leader right after such an install). */
+        if (t->missing_to > t->missing_from || start <= log_start_offset(t->log)) {
+            start = t->trim_offset;
+        }
         *start_offset = start > t->trim_offset ? start : t->trim_offset;
     }
     if ((policy == TALLY_POLICY_COMPACT || policy == TALLY_POLICY_COMPACT_DELETE) &&

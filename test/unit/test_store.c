@@ -1245,6 +1245,45 @@ static void test_keys_checkpoint_version_1(void **state)
     assert_int_equal(store_topic_find(f->s, "c")->compact_limit, 6);
 }
 
+/* A log that lacks its history (a snapshot installed over a damaged or
+ * short log, backfill pending) starts above the topic's start: the
+ * retention decision must not take its start for a retention cut (the
+ * fault suite saw a new leader propose it right after such an install, and
+ * every node delete the records it lacked). */
+static void test_retention_ignores_missing_history(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"gap"};
+    struct command_topic_config cfg = {TALLY_POLICY_DELETE, -1, 0, 0};
+    struct buf e, c;
+    char errmsg[ERR_MSG_SIZE];
+    struct store_topic *tp;
+    uint64_t start, tombs;
+
+    buf_init(&c);
+    command_encode_topic_create(&c, "gap", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    buf_init(&e);
+    append_entry(&e, t, 1, 20);
+    for (uint64_t i = 3; i < 9; i++) {
+        assert_int_equal(apply(f, i, &e, NULL), 0);
+    }
+    tp = store_topic_find(f->s, "gap");
+    assert_false(store_retention_due(tp, 1700000000000, -1, &start, &tombs));
+    /* As snap.c leaves it: the log restarted at 6, [0, 6) missing. */
+    assert_int_equal(log_reset(tp->log, 6, errmsg), 0);
+    tp->missing_from = 0;
+    tp->missing_to = 6;
+    assert_false(store_retention_due(tp, 1700000000000, -1, &start, &tombs));
+    assert_int_equal(start, 0);
+    /* Backfilled or not, a log start that retention did not make is no cut. */
+    tp->missing_from = tp->missing_to = 0;
+    assert_false(store_retention_due(tp, 1700000000000, -1, &start, &tombs));
+    assert_int_equal(start, 0);
+    buf_free(&e);
+    buf_free(&c);
+}
+
 /* TOPIC_TRIM: the leader's retention decision. Every node applying it
  * deletes the whole segments below the new start offset and hides the rest
  * of the records below it; it survives a restart (catalog version 2), a
@@ -1710,6 +1749,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_log_starts_past_the_snapshot, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_ignores_missing_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
