@@ -37,11 +37,12 @@ def make_certs(d, n=3, **env):
     return d
 
 
-def sign(d, ca_dir, name, cn, san, faketime=None, days=30):
+def sign(d, ca_dir, name, cn, san, expired=False, days=30):
     """A certificate DIR/NAME.crt (+ .key) for CN=@cn with subjectAltName
-    @san, signed by the CA in @ca_dir; with @faketime ("2020-01-01") the
-    openssl command runs at that date (through faketime), which makes a
-    certificate that has long expired."""
+    @san, signed by the CA in @ca_dir; with @expired it was valid only on
+    2020-01-01 (openssl ca sets the dates itself: running openssl under
+    faketime failed on CI when faketime found a stale semaphore of an
+    earlier process with the same pid)."""
     key, csr, ext = (os.path.join(d, name + s) for s in (".key", ".csr", ".ext"))
     sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
         "-out", key])
@@ -49,13 +50,27 @@ def sign(d, ca_dir, name, cn, san, faketime=None, days=30):
     with open(ext, "w") as f:
         f.write("extendedKeyUsage=serverAuth,clientAuth\n")
         f.write(f"subjectAltName={san}\n")
-    cmd = ["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(ca_dir, "ca.crt"),
-           "-CAkey", os.path.join(ca_dir, "ca.key"), "-CAcreateserial", "-days", str(days),
-           "-sha256", "-extfile", ext, "-out", os.path.join(d, name + ".crt")]
-    if faketime is not None:
-        cmd = ["faketime", faketime] + cmd
-    sh(cmd)
-    return os.path.join(d, name + ".crt"), key
+    crt = os.path.join(d, name + ".crt")
+    ca_crt, ca_key = os.path.join(ca_dir, "ca.crt"), os.path.join(ca_dir, "ca.key")
+    if not expired:
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
+            "-CAcreateserial", "-days", str(days), "-sha256", "-extfile", ext, "-out", crt])
+        return crt, key
+    # openssl x509 cannot set a start date in OpenSSL 3.0; openssl ca can,
+    # given a database of its own.
+    ca_home = os.path.join(d, name + ".ca")
+    os.makedirs(ca_home)
+    open(os.path.join(ca_home, "index.txt"), "w").close()
+    conf = os.path.join(ca_home, "ca.cnf")
+    with open(conf, "w") as f:
+        f.write(f"[ca]\ndefault_ca = c\n[c]\ndatabase = {ca_home}/index.txt\n"
+                f"new_certs_dir = {ca_home}\nserial = {ca_home}/serial\n"
+                "default_md = sha256\npolicy = p\n"
+                "[p]\ncommonName = supplied\n")
+    sh(["openssl", "ca", "-batch", "-config", conf, "-cert", ca_crt, "-keyfile", ca_key,
+        "-in", csr, "-out", crt, "-startdate", "20200101000000Z",
+        "-enddate", "20200102000000Z", "-extfile", ext, "-notext", "-rand_serial"])
+    return crt, key
 
 
 class TlsCluster(Cluster):
@@ -144,7 +159,7 @@ def test_tls_expired_and_wrong_name():
     try:
         certs = make_certs(os.path.join(tmp, "certs"), n=1)
         expired = sign(tmp, certs, "expired", "node1", "IP:127.0.0.1",
-                       faketime="2020-01-01 00:00:00", days=1)
+                       expired=True)
         wrong = sign(tmp, certs, "wrong", "node1", "IP:127.0.0.2,DNS:elsewhere")
         for (cert, key), want in ((expired, "certificate has expired"),
                                   (wrong, "IP address mismatch")):
