@@ -15,6 +15,7 @@
 
 /* One Kafka record, its fields borrowed from the batch. */
 struct kafka__record {
+    int64_t timestamp_delta; /* from the batch's baseTimestamp */
     int32_t offset_delta;
     struct kafka_str key, value;
     uint32_t n_headers;
@@ -34,7 +35,7 @@ static int kafka__record_next(struct kafka_rd *r, struct kafka__record *rec,
     struct kafka_rd body;
     kafka_rd_init(&body, kafka_rd_raw(r, (size_t)len), (size_t)len);
     (void)kafka_rd_i8(&body);      /* record attributes: unused by Kafka */
-    (void)kafka_rd_varlong(&body); /* timestamp delta: the leader stamps */
+    rec->timestamp_delta = kafka_rd_varlong(&body);
     rec->offset_delta = kafka_rd_varint(&body);
     int32_t klen = kafka_rd_varint(&body);
     rec->key.len = -1;
@@ -112,8 +113,8 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
     uint32_t crc = (uint32_t)kafka_rd_i32(&r);
     int16_t attributes = kafka_rd_i16(&r);
     int32_t last_offset_delta = kafka_rd_i32(&r);
-    (void)kafka_rd_i64(&r); /* baseTimestamp */
-    (void)kafka_rd_i64(&r); /* maxTimestamp */
+    int64_t base_timestamp = kafka_rd_i64(&r);
+    (void)kafka_rd_i64(&r); /* maxTimestamp: follows from the records */
     info->producer_id = kafka_rd_i64(&r);
     info->producer_epoch = kafka_rd_i16(&r);
     info->base_sequence = kafka_rd_i32(&r);
@@ -185,10 +186,19 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
             rv = KAFKA_INVALID_RECORD;
             break;
         }
-        int brv = batch_builder_add_at(&bb, (uint32_t)i, 0, rec.key.p,
-                                       rec.key.len < 0 ? 0 : (size_t)rec.key.len, rec.value.p,
-                                       rec.value.len < 0 ? 0 : (size_t)rec.value.len,
-                                       rec.headers, rec.n_headers);
+        size_t klen = rec.key.len < 0 ? 0 : (size_t)rec.key.len;
+        size_t vlen = rec.value.len < 0 ? 0 : (size_t)rec.value.len;
+        /* The producer's timestamps are kept as the records' create times
+         * (a baseTimestamp of -1, Kafka's "no timestamp", keeps none); the
+         * leader still stamps its own time, which retention and the time
+         * index use. */
+        int brv = base_timestamp < 0
+                      ? batch_builder_add_at(&bb, (uint32_t)i, 0, rec.key.p, klen, rec.value.p,
+                                             vlen, rec.headers, rec.n_headers)
+                      : batch_builder_add_created(
+                            &bb, (uint32_t)i, 0,
+                            (int64_t)((uint64_t)base_timestamp + (uint64_t)rec.timestamp_delta),
+                            rec.key.p, klen, rec.value.p, vlen, rec.headers, rec.n_headers);
         if (brv != 0) {
             err_printf(errmsg, "record %d: %s", i, tally_strerror(brv));
             rv = KAFKA_UNKNOWN_SERVER_ERROR;
@@ -252,11 +262,13 @@ static uint8_t *kafka__bytes_put(uint8_t *p, const uint8_t *b, size_t n)
  * written in place: its size is computed first, so the record is copied
  * once, straight into @out (the fetch path converts every record). */
 static void kafka__put_record(struct buf *out, const struct batch_header *h,
-                              const struct batch_record *rec)
+                              int64_t base_timestamp, const struct batch_record *rec)
 {
     struct rd hr;
     struct batch_kv kv;
-    int64_t ts_delta = rec->timestamp - h->first_timestamp;
+    int64_t ts_delta = rec->has_create_time
+                           ? (int64_t)((uint64_t)rec->create_time - (uint64_t)base_timestamp)
+                           : rec->timestamp - h->first_timestamp;
     int64_t off_delta = (int64_t)(rec->offset - h->base_offset);
     size_t body = 1 + kafka__varint_len(ts_delta) + kafka__varint_len(off_delta) +
                   (rec->key == NULL ? 1 : kafka__varint_len((int64_t)rec->key_len) + rec->key_len) +
@@ -324,9 +336,14 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
         kafka_put_i8(out, 2);
         kafka_put_i32(out, 0); /* crc, patched below */
         size_t crc_start = out->len;
-        kafka_put_i16(out, 0); /* no compression, CreateTime */
+        /* Records a Kafka producer wrote carry its timestamps (CreateTime);
+         * others the leader's (LogAppendTime, as Kafka marks a broker's). */
+        bool created = (h.flags & BATCH_FLAG_CREATE_TIME) != 0;
+        int64_t base_ts = created ? it.create_base : h.first_timestamp;
+        kafka_put_i16(out, created ? 0 : KAFKA_ATTR_LOG_APPEND_TIME); /* uncompressed */
         kafka_put_i32(out, (int32_t)h.last_offset_delta);
-        kafka_put_i64(out, h.first_timestamp);
+        kafka_put_i64(out, base_ts);
+        size_t max_ts_at = out->len;
         kafka_put_i64(out, h.max_timestamp);
         kafka_put_i64(out, -1); /* producerId */
         kafka_put_i16(out, -1);
@@ -334,8 +351,12 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
         size_t count_at = out->len;
         kafka_put_i32(out, 0);
         int32_t count = 0;
+        int64_t max_ts = INT64_MIN;
         while ((rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-            kafka__put_record(out, &h, &rec);
+            kafka__put_record(out, &h, base_ts, &rec);
+            if (created && rec.create_time > max_ts) {
+                max_ts = rec.create_time;
+            }
             count++;
         }
         batch_iter_close(&it);
@@ -349,6 +370,9 @@ int kafka_records_from_tally(const uint8_t *p, size_t n, size_t max_out, struct 
             break;
         }
         kafka_patch_i32(out, count_at, (uint32_t)count);
+        if (created) {
+            kafka_patch_i64(out, max_ts_at, (uint64_t)max_ts);
+        }
         kafka_patch_i32(out, start + 8, (uint32_t)(out->len - start - 12));
         if (out->len - out_start > max_out && start > out_start) {
             out->len = start; /* over the limit: this batch goes in the next answer */

@@ -24,9 +24,12 @@
  * What is kept: a record's key, value (null = tombstone) and headers (names
  * and values, in order) are stored byte for byte in tally's record format,
  * which has the same fields; tally's native clients see them as the
- * record's key, value and headers. What is not kept (docs/kafka-users.md):
- * the producer's timestamps (the leader stamps its append time, as Kafka's
- * LogAppendTime topics do), and the difference between a null and an empty
+ * record's key, value and headers. The producer's timestamps are kept as
+ * the records' create times (BATCH_FLAG_CREATE_TIME) and a fetch returns
+ * them as CreateTime; the leader still stamps its own time, which tally's
+ * retention, time index and ListOffsets by time use. Records written
+ * natively go out as LogAppendTime with the leader's time. What is not
+ * kept (docs/kafka-users.md): the difference between a null and an empty
  * header value (tally's header values have no null: a null one is stored
  * empty). */
 #ifndef TALLY_KAFKA_RECORDS_H_
@@ -40,6 +43,7 @@
 
 #define KAFKA_BATCH_HEADER_SIZE 61
 #define KAFKA_COMPRESSION_MASK 0x07
+#define KAFKA_ATTR_LOG_APPEND_TIME 0x08
 #define KAFKA_ATTR_TRANSACTIONAL 0x10
 #define KAFKA_ATTR_CONTROL 0x20
 
@@ -77,8 +81,9 @@ struct kafka_batch_info {
 int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *info,
                            struct buf *out, char *errmsg);
 
-/* Append to @out one Kafka batch v2 (uncompressed, CreateTime carrying each
- * record's stored timestamp) for every tally batch with records in @p/@n
+/* Append to @out one Kafka batch v2 (uncompressed; CreateTime with the
+ * producer's times where the batch kept them, else LogAppendTime with the
+ * leader's) for every tally batch with records in @p/@n
  * (whole batches back to back, as a FETCH answers them; gap batches are
  * skipped: Kafka consumers step over missing offsets), stopping before a
  * batch that would take the output past @max_out bytes (the first one is

@@ -208,3 +208,9 @@ void kafka_patch_i32(struct buf *b, size_t at, uint32_t v)
         b->data[at + (size_t)i] = (uint8_t)(v >> (8 * (3 - i)));
     }
 }
+
+void kafka_patch_i64(struct buf *b, size_t at, uint64_t v)
+{
+    kafka_patch_i32(b, at, (uint32_t)(v >> 32));
+    kafka_patch_i32(b, at + 4, (uint32_t)v);
+}

@@ -62,5 +62,6 @@ void kafka_put_array(struct buf *b, bool flex, int32_t n); /* -1: null */
 void kafka_put_tags(struct buf *b, bool flex);
 /* Overwrite a big-endian int32 at @at (a length or CRC written later). */
 void kafka_patch_i32(struct buf *b, size_t at, uint32_t v);
+void kafka_patch_i64(struct buf *b, size_t at, uint64_t v);
 
 #endif

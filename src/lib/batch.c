@@ -8,7 +8,8 @@
  *   5      1    flags: bit 0 = records section is lz4-compressed (block
  *                format); bit 1 = a record has a key; bit 2 = producer_seq
  *                counts records (a Kafka producer's base sequence, see
- *                BATCH_FLAG_RECORD_SEQ); other bits must be zero
+ *                BATCH_FLAG_RECORD_SEQ); bit 3 = records carry their
+ *                producer's create time (below); other bits must be zero
  *   6      2    reserved, zero
  *   8      4    batch_len: total bytes of the batch, header included
  *   12     4    record_count: at least 1, except in a gap batch (below)
@@ -30,11 +31,15 @@
  * by every node and by the reading client, while the header checksum is
  * recomputed in O(1) whenever the header is stamped.
  *
- * RECORD FORMAT (inside the records section, one after another)
+ * RECORD FORMAT (inside the records section, one after another; with flag
+ * bit 3 the section starts with an svarint create_base, ms since the
+ * epoch)
  *
  *   uvarint  length of the rest of the record, in bytes
  *   uvarint  offset_delta   (record offset - base_offset)
  *   uvarint  timestamp_delta (record timestamp - first_timestamp)
+ *   svarint  create_delta   (only with flag bit 3: the producer's time for
+ *                            the record - create_base)
  *   svarint  key_len        (-1: no key)
  *   bytes    key
  *   svarint  value_len      (-1: tombstone)
@@ -201,6 +206,13 @@ int batch_iter_init(struct batch_iter *it, const void *p, size_t n, char *errmsg
         }
         rd_init(&it->rd, payload, it->h.records_len);
     }
+    if (it->h.flags & BATCH_FLAG_CREATE_TIME) {
+        it->create_base = rd_svarint(&it->rd);
+        if (!rd_ok(&it->rd)) {
+            batch_iter_close(it);
+            return ERR_CORRUPT(errmsg, "records section too short for its create-time base");
+        }
+    }
     return 0;
 }
 
@@ -209,7 +221,7 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
     struct rd rec_rd;
     const uint8_t *body;
     uint64_t len, delta, ts_delta;
-    int64_t klen, vlen;
+    int64_t klen, vlen, create_delta = 0;
 
     if (it->seen == it->h.record_count) {
         if (it->rd.left != 0) {
@@ -225,6 +237,10 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
     rd_init(&rec_rd, body, (size_t)len);
     delta = rd_uvarint(&rec_rd);
     ts_delta = rd_uvarint(&rec_rd);
+    rec->has_create_time = (it->h.flags & BATCH_FLAG_CREATE_TIME) != 0;
+    if (rec->has_create_time) {
+        create_delta = rd_svarint(&rec_rd);
+    }
     klen = rd_svarint(&rec_rd);
     rec->key = klen >= 0 ? rd_bytes(&rec_rd, (size_t)klen) : NULL;
     rec->key_len = klen >= 0 ? (size_t)klen : 0;
@@ -242,6 +258,9 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
         return ERR_CORRUPT(errmsg, "record %u malformed", it->seen);
     }
     rec->timestamp = (int64_t)((uint64_t)it->h.first_timestamp + ts_delta);
+    /* Wraps rather than overflows on hostile input: the value is only
+     * passed on, never used to decide anything. */
+    rec->create_time = (int64_t)((uint64_t)it->create_base + (uint64_t)create_delta);
     rec->offset = it->h.base_offset + delta;
     it->seen++;
     return 0;
@@ -282,6 +301,8 @@ void batch_builder_reset(struct batch_builder *b)
     b->last_offset_delta = 0;
     b->max_ts_delta = 0;
     b->keyed = false;
+    b->create_time = false;
+    b->create_base = 0;
 }
 
 void batch_builder_free(struct batch_builder *b)
@@ -289,17 +310,29 @@ void batch_builder_free(struct batch_builder *b)
     buf_free(&b->records);
 }
 
-int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
-                         const void *key, size_t key_len, const void *value, size_t value_len,
-                         const struct batch_kv *headers, size_t n_headers)
+/* One record; @create_time NULL: the record has none. */
+static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                      const int64_t *create_time, const void *key, size_t key_len,
+                      const void *value, size_t value_len, const struct batch_kv *headers,
+                      size_t n_headers)
 {
     struct buf body;
-    if ((b->count > 0 && offset_delta <= b->last_offset_delta) || ts_delta < 0) {
+    if ((b->count > 0 && offset_delta <= b->last_offset_delta) || ts_delta < 0 ||
+        (b->count > 0 && b->create_time != (create_time != NULL))) {
         return TALLY_INVAL;
+    }
+    if (b->count == 0 && create_time != NULL) {
+        /* The section starts with the base the records count from. */
+        b->create_time = true;
+        b->create_base = *create_time;
+        buf_put_svarint(&b->records, b->create_base);
     }
     buf_init(&body);
     buf_put_uvarint(&body, offset_delta);
     buf_put_uvarint(&body, (uint64_t)ts_delta);
+    if (create_time != NULL) {
+        buf_put_svarint(&body, (int64_t)((uint64_t)*create_time - (uint64_t)b->create_base));
+    }
     buf_put_svarint(&body, key != NULL ? (int64_t)key_len : -1);
     if (key != NULL) {
         buf_put(&body, key, key_len);
@@ -329,6 +362,23 @@ int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t
         b->max_ts_delta = ts_delta;
     }
     return 0;
+}
+
+int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                         const void *key, size_t key_len, const void *value, size_t value_len,
+                         const struct batch_kv *headers, size_t n_headers)
+{
+    return batch__add(b, offset_delta, ts_delta, NULL, key, key_len, value, value_len, headers,
+                      n_headers);
+}
+
+int batch_builder_add_created(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                              int64_t create_time, const void *key, size_t key_len,
+                              const void *value, size_t value_len,
+                              const struct batch_kv *headers, size_t n_headers)
+{
+    return batch__add(b, offset_delta, ts_delta, &create_time, key, key_len, value, value_len,
+                      headers, n_headers);
 }
 
 int batch_builder_add(struct batch_builder *b, const void *key, size_t key_len,
@@ -411,6 +461,9 @@ int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out
     h[OFF_VERSION] = BATCH_VERSION;
     if (b->record_seq) {
         flags |= BATCH_FLAG_RECORD_SEQ;
+    }
+    if (b->create_time) {
+        flags |= BATCH_FLAG_CREATE_TIME;
     }
     h[OFF_FLAGS] = flags;
     byte_put_u32(h + OFF_BATCH_LEN, (uint32_t)(BATCH_HEADER_SIZE + payload_len));

@@ -31,7 +31,15 @@
  * (kafka/records.c); a build older than this flag refuses such a batch
  * as corrupt (docs/disk-format.md). */
 #define BATCH_FLAG_RECORD_SEQ 0x04u
-#define BATCH__KNOWN_FLAGS (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED | BATCH_FLAG_RECORD_SEQ)
+/* Every record carries the time its producer gave it (a Kafka producer's
+ * CreateTime) beside the leader's timestamp: the records section starts
+ * with the batch's create-time base and each record holds its distance
+ * from it (format at the top of batch.c). Only the Kafka front door sets
+ * it; tally's own times (retention, the time index, --from-time) stay the
+ * leader's. A build older than this flag refuses such a batch as corrupt. */
+#define BATCH_FLAG_CREATE_TIME 0x08u
+#define BATCH__KNOWN_FLAGS \
+    (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED | BATCH_FLAG_RECORD_SEQ | BATCH_FLAG_CREATE_TIME)
 
 struct batch_header {
     uint8_t version;
@@ -83,7 +91,9 @@ struct batch_kv {
 /* One decoded record. Pointers borrow from the iterator. */
 struct batch_record {
     uint64_t offset;
-    int64_t timestamp;
+    int64_t timestamp;    /* the leader's, ms since the epoch */
+    bool has_create_time; /* the batch has BATCH_FLAG_CREATE_TIME */
+    int64_t create_time;  /* then: the producer's time, ms (may be anything) */
     const uint8_t *key;   /* NULL: no key */
     size_t key_len;
     const uint8_t *value; /* NULL: tombstone */
@@ -96,6 +106,7 @@ struct batch_record {
 struct batch_iter {
     struct batch_header h;
     struct rd rd;          /* over the (decompressed) records section */
+    int64_t create_base;   /* with BATCH_FLAG_CREATE_TIME: the section's base */
     uint8_t *owned;        /* decompressed copy, or NULL */
     uint32_t seen;         /* records returned so far */
 };
@@ -122,6 +133,8 @@ struct batch_builder {
     uint64_t producer_id;
     uint64_t producer_seq;
     bool record_seq;            /* set BATCH_FLAG_RECORD_SEQ (false after init) */
+    bool create_time;           /* records carry create times (the first decides) */
+    int64_t create_base;        /* the first record's create time */
 };
 
 void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq);
@@ -135,6 +148,14 @@ void batch_builder_free(struct batch_builder *b);
 int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
                          const void *key, size_t key_len, const void *value, size_t value_len,
                          const struct batch_kv *headers, size_t n_headers);
+
+/* As batch_builder_add_at, with the producer's own time for the record
+ * (BATCH_FLAG_CREATE_TIME). A builder's records all have a create time or
+ * none do: mixing them returns TALLY_INVAL. */
+int batch_builder_add_created(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
+                              int64_t create_time, const void *key, size_t key_len,
+                              const void *value, size_t value_len,
+                              const struct batch_kv *headers, size_t n_headers);
 
 /* Add the next record (offset delta = records so far, timestamp delta 0). */
 int batch_builder_add(struct batch_builder *b, const void *key, size_t key_len,

@@ -377,6 +377,8 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
         return TALLY_NOMEM;
     }
     batch_builder_init(&b, h->producer_id, h->producer_seq);
+    /* A rewritten batch is the same batch: its sequence keeps its meaning. */
+    b.record_seq = (h->flags & BATCH_FLAG_RECORD_SEQ) != 0;
     /* First count, so that a batch that keeps everything is copied as is. */
     rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
     while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
@@ -414,9 +416,13 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
                              rec.offset);
             break;
         }
-        rv = batch_builder_add_at(&b, (uint32_t)(rec.offset - h->base_offset),
-                                  rec.timestamp - h->first_timestamp, rec.key, rec.key_len,
-                                  rec.value, rec.value_len, kv, nh);
+        uint32_t off_delta = (uint32_t)(rec.offset - h->base_offset);
+        int64_t ts_delta = rec.timestamp - h->first_timestamp;
+        rv = rec.has_create_time
+                 ? batch_builder_add_created(&b, off_delta, ts_delta, rec.create_time, rec.key,
+                                             rec.key_len, rec.value, rec.value_len, kv, nh)
+                 : batch_builder_add_at(&b, off_delta, ts_delta, rec.key, rec.key_len,
+                                        rec.value, rec.value_len, kv, nh);
     }
     batch_iter_close(&it);
     free(kv);

@@ -366,7 +366,12 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
         if (r.offset < from) {
             continue;
         }
-        printf("  offset=%" PRIu64 " ts=%" PRId64 " key=", r.offset, r.timestamp);
+        printf("  offset=%" PRIu64 " ts=%" PRId64, r.offset, r.timestamp);
+        if (r.has_create_time) {
+            /* The producer's own time (a Kafka producer's CreateTime). */
+            printf(" create_ts=%" PRId64, r.create_time);
+        }
+        fputs(" key=", stdout);
         if (r.key == NULL) {
             fputs("(none)", stdout);
         } else {

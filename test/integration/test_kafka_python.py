@@ -129,6 +129,40 @@ def test_produce_consume_every_codec():
         c.check_up()
 
 
+def test_timestamps_kept():
+    """The timestamps a Producer sets come back as CreateTime, byte for byte
+    (far in the past, out of order; compaction keeps them too: test-compact); a
+    record written natively comes back as LogAppendTime with the leader's
+    time; offsets_for_times searches the leader's time, not the producer's.
+    Failed on the old code: every record came back with the leader's time."""
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
+    with KafkaCluster(name="kafka-py-ts") as c:
+        start(c)
+        admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+        create(admin, "stamped", num_partitions=1)
+        before = int(time.time() * 1000)
+        times = [1_500_000_000_000 + (i * 7919) % 1000 * 1000 for i in range(50)]
+        p = Producer({"bootstrap.servers": c.bootstrap(), "enable.idempotence": True,
+                      "linger.ms": 20, "compression.codec": "lz4"})
+        for i, ts in enumerate(times):
+            p.produce("stamped", key=f"k{i}".encode(), value=b"v", timestamp=ts)
+        check(p.flush(30) == 0, "messages left unsent")
+        c.tally_ok("produce", "stamped", "--key", "native", input=b"n\n")
+        got = read_all(c, "stamped", 51)
+        check([m.timestamp() for m in got[:50]] == [(TIMESTAMP_CREATE_TIME, t) for t in times],
+              f"producer timestamps: {[m.timestamp() for m in got[:5]]}...")
+        kind, ts = got[50].timestamp()
+        check(kind == TIMESTAMP_LOG_APPEND_TIME and before <= ts <= int(time.time() * 1000),
+              f"native record: {got[50].timestamp()}")
+        cons = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": "unused"})
+        try:
+            tps = cons.offsets_for_times([TopicPartition("stamped", 0, before)], timeout=20)
+            check(tps[0].offset == 0, f"offsets_for_times by the leader's time: {tps}")
+        finally:
+            cons.close()
+        c.check_up()
+
+
 def test_auto_create_setting():
     """By default a Producer to an unknown topic gets UNKNOWN_TOPIC (nothing
     is created); with kafka_auto_create_topics=true the leader creates it
@@ -160,4 +194,5 @@ if __name__ == "__main__":
     if Consumer is None:
         print("SKIP: python3-confluent-kafka is not installed (deploy/setup.sh installs it)")
         sys.exit(SKIP)
-    run_tests([test_admin_topics, test_produce_consume_every_codec, test_auto_create_setting])
+    run_tests([test_admin_topics, test_produce_consume_every_codec, test_timestamps_kept,
+               test_auto_create_setting])

@@ -32,12 +32,15 @@ struct wrec {
     int key;       /* -1: no key */
     bool tomb;     /* tombstone */
     int64_t ts;
+    int64_t create; /* kafka: the producer's time (create_time) */
 };
 
 struct fixture {
     char *dir;
     struct log_config cfg;
     struct tally_log *l;
+    bool kafka;          /* batches as the Kafka front door writes them:
+                          * create times and record-counting sequences */
     struct wrec *w;      /* every record written, by offset */
     size_t n_w;
     char errmsg[ERR_MSG_SIZE];
@@ -94,7 +97,8 @@ static void fill(struct fixture *f, unsigned seed, bool compress)
         uint64_t base = log_next_offset(f->l);
         unsigned n = 1 + (r = r * 1103515245 + 12345) % 6;
         int64_t ts = TS0 + (int64_t)b * 10;
-        batch_builder_init(&bb, 0, 0);
+        batch_builder_init(&bb, f->kafka ? 77 : 0, f->kafka ? base : 0);
+        bb.record_seq = f->kafka;
         buf_init(&out);
         for (unsigned i = 0; i < n; i++) {
             struct wrec *wr = &f->w[f->n_w++];
@@ -107,10 +111,20 @@ static void fill(struct fixture *f, unsigned seed, bool compress)
             wr->ts = ts;
             int klen = snprintf(key, sizeof key, "key-%d", wr->key);
             int vlen = snprintf(val, sizeof val, "v%llu", (unsigned long long)wr->offset);
-            assert_int_equal(batch_builder_add_at(&bb, i, 0, wr->key >= 0 ? key : NULL,
-                                                  (size_t)klen, wr->tomb ? NULL : val,
-                                                  (size_t)vlen, &hdr, i % 2),
-                             0);
+            /* Producer times that go back and forth, far from the leader's. */
+            wr->create = 1600000000000 - (int64_t)wr->offset * 7 + (int64_t)(i % 2) * 1000;
+            if (f->kafka) {
+                assert_int_equal(batch_builder_add_created(&bb, i, 0, wr->create,
+                                                           wr->key >= 0 ? key : NULL,
+                                                           (size_t)klen, wr->tomb ? NULL : val,
+                                                           (size_t)vlen, &hdr, i % 2),
+                                 0);
+            } else {
+                assert_int_equal(batch_builder_add_at(&bb, i, 0, wr->key >= 0 ? key : NULL,
+                                                      (size_t)klen, wr->tomb ? NULL : val,
+                                                      (size_t)vlen, &hdr, i % 2),
+                                 0);
+            }
         }
         assert_int_equal(batch_builder_finish(&bb, compress, &out), 0);
         batch_stamp(out.data, base, ts, 100 + b);
@@ -168,6 +182,12 @@ static void read_all(struct fixture *f, bool *seen)
                     assert_memory_equal(rec.value, val, (size_t)vlen);
                 }
                 assert_int_equal(rec.timestamp, wr->ts);
+                /* A rewritten batch keeps what the Kafka front door set. */
+                assert_int_equal(rec.has_create_time, f->kafka);
+                if (f->kafka) {
+                    assert_int_equal(rec.create_time, wr->create);
+                }
+                assert_int_equal((it.h.flags & BATCH_FLAG_RECORD_SEQ) != 0, f->kafka);
                 /* make_batch put a header on every second record of a batch,
                  * and compaction keeps base offsets. */
                 assert_int_equal(rec.header_count, (rec.offset - it.h.base_offset) % 2);
@@ -305,6 +325,16 @@ static void run_model(void **state, bool compress, int64_t delete_retention_ms)
 static void test_model_plain(void **state)
 {
     run_model(state, false, -1);
+}
+
+/* Batches with create times and record-counting sequences (the Kafka front
+ * door's) keep both when compaction rewrites them. Failed on the old code:
+ * the rewritten batch lost BATCH_FLAG_RECORD_SEQ. */
+static void test_model_kafka_batches(void **state)
+{
+    struct fixture *f = *state;
+    f->kafka = true;
+    run_model(state, true, -1);
 }
 
 static void test_model_lz4_tombstones_expire(void **state)
@@ -643,6 +673,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_model_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model_lz4_tombstones_expire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_kafka_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_interrupted_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_gone_meanwhile, setup, teardown),

@@ -194,8 +194,18 @@ static void t__kafka_batch(struct buf *b, int n, int16_t attributes)
     buf_free(&one);
 }
 
-/* Kafka -> tally keeps keys, values and headers; tally -> Kafka gives a
- * batch whose CRC checks and whose records read back the same. */
+static uint64_t t__be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Kafka -> tally keeps keys, values, headers and the producer's
+ * timestamps; tally -> Kafka gives a batch whose CRC checks and whose
+ * records read back the same, timestamps included (CreateTime). */
 static void test_records_round_trip(void **state)
 {
     struct buf k, t, back;
@@ -220,19 +230,46 @@ static void test_records_round_trip(void **state)
         snprintf(want, sizeof want, "k%d", i);
         assert_memory_equal(rec.key, want, rec.key_len);
         assert_int_equal(rec.header_count, 1);
+        /* The leader's time, and the producer's beside it. */
+        assert_int_equal(rec.timestamp, 5000);
+        assert_true(rec.has_create_time);
+        assert_int_equal(rec.create_time, 1000 + i);
     }
     batch_iter_close(&it);
     size_t used;
     assert_int_equal(kafka_records_from_tally(t.data, t.len, 1 << 20, &back, &used, errmsg), 0);
     assert_int_equal(used, t.len);
-    assert_int_equal(kafka_crc32c(back.data + 21, back.len - 21),
-                     (uint32_t)back.data[17] << 24 | (uint32_t)back.data[18] << 16 |
-                         (uint32_t)back.data[19] << 8 | back.data[20]);
-    /* Read it again as a produce: the same three records. */
+    assert_int_equal(kafka_crc32c(back.data + 21, back.len - 21), t__be(back.data + 17, 4));
+    assert_int_equal(t__be(back.data + 21, 2), 0); /* CreateTime, uncompressed */
+    assert_int_equal(t__be(back.data + 27, 8), 1000);
+    assert_int_equal(t__be(back.data + 35, 8), 1002);
+    /* Read it again as a produce: the same three records, same times. */
     struct buf again;
     buf_init(&again);
     assert_int_equal(kafka_records_to_tally(back.data, back.len, &info, &again, errmsg), 0);
     assert_int_equal(info.record_count, 3);
+    assert_int_equal(batch_iter_init(&it, again.data, again.len, errmsg), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(batch_iter_next(&it, &rec, errmsg), 0);
+        assert_int_equal(rec.create_time, 1000 + i);
+    }
+    batch_iter_close(&it);
+    buf_free(&again);
+    /* A batch written natively goes out with the leader's time, marked
+     * LogAppendTime. */
+    struct batch_builder bb;
+    buf_init(&again);
+    back.len = 0;
+    batch_builder_init(&bb, 0, 0);
+    assert_int_equal(batch_builder_add(&bb, "k", 1, "v", 1), 0);
+    assert_int_equal(batch_builder_finish(&bb, false, &again), 0);
+    batch_stamp(again.data, 7, 6000, 3);
+    assert_int_equal(kafka_records_from_tally(again.data, again.len, 1 << 20, &back, &used,
+                                              errmsg), 0);
+    assert_int_equal(t__be(back.data + 21, 2), KAFKA_ATTR_LOG_APPEND_TIME);
+    assert_int_equal(t__be(back.data + 27, 8), 6000);
+    assert_int_equal(t__be(back.data + 35, 8), 6000);
+    batch_builder_free(&bb);
     buf_free(&again);
     buf_free(&k);
     buf_free(&t);
