@@ -3,6 +3,7 @@
  * cfg -> node_recover: the offline disaster recovery after losing a
  * majority (docs/operations.md, "Losing two of three nodes"). */
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -87,8 +88,22 @@ static int recover(int argc, char **argv)
     return 0;
 }
 
+/* glibc's default heap policy hands the memory of a freed multi-MiB
+ * buffer back to the kernel, so the next one of the same size takes fresh
+ * pages the kernel must zero on first touch: a Kafka fetch answer (read,
+ * converted and encoded in three such buffers) spent half of the leader's
+ * CPU there (perf, docs/performance.md). Below 32 MiB (every batch, Raft
+ * entry and answer) memory comes from the heap, and up to 64 MiB that was
+ * freed stays there to be reused: a bound on what a burst leaves behind. */
+static void main__heap_policy(void)
+{
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
 int main(int argc, char **argv)
 {
+    main__heap_policy();
     struct cfg cfg;
     char errmsg[ERR_MSG_SIZE] = "";
     int rv;

@@ -1,9 +1,12 @@
-/* CRC-32C (Castagnoli), table-driven with "slicing by 8": eight 256-entry
- * tables let the loop take 8 bytes per step instead of one (a fetch answer
- * checksums every byte it sends, so this is on the consume path). */
+/* CRC-32C (Castagnoli). On x86-64 processors with SSE4.2 (every one since
+ * 2008) the crc32 instruction does 8 bytes per step; elsewhere a table
+ * loop, "slicing by 8", does: eight 256-entry tables let it take 8 bytes
+ * per step instead of one. A fetch answer checksums every byte it sends,
+ * so this is on the consume path. */
 #include "kafka/crc32c.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 static uint32_t crc32c__table[8][256];
 static bool crc32c__ready;
@@ -29,7 +32,7 @@ static void crc32c__init(void)
     crc32c__ready = true;
 }
 
-uint32_t kafka_crc32c(const void *p, size_t n)
+uint32_t kafka_crc32c_table(const void *p, size_t n)
 {
     const uint8_t *b = p;
     uint32_t c = 0xFFFFFFFFu;
@@ -52,4 +55,53 @@ uint32_t kafka_crc32c(const void *p, size_t n)
         c = crc32c__table[0][(c ^ *b++) & 0xFFu] ^ (c >> 8);
     }
     return c ^ 0xFFFFFFFFu;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CRC32C__HW 1
+
+/* The instruction computes exactly this CRC (reflected 0x1EDC6F41), with
+ * the same pre- and post-inversion done here. Compiled for SSE4.2 alone,
+ * called only after the CPU said it has it. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c__hw(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t c = 0xFFFFFFFFu;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, b, 8); /* unaligned, little-endian: what the instruction takes */
+        c = __builtin_ia32_crc32di(c, v);
+        b += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n-- > 0) {
+        c32 = __builtin_ia32_crc32qi(c32, *b++);
+    }
+    return c32 ^ 0xFFFFFFFFu;
+}
+#endif
+
+bool kafka_crc32c_hardware(void)
+{
+#ifdef CRC32C__HW
+    return __builtin_cpu_supports("sse4.2");
+#else
+    return false;
+#endif
+}
+
+uint32_t kafka_crc32c(const void *p, size_t n)
+{
+#ifdef CRC32C__HW
+    /* Asked once; the answer cannot change while the process runs. */
+    static int hw = -1;
+    if (hw < 0) {
+        hw = kafka_crc32c_hardware();
+    }
+    if (hw) {
+        return crc32c__hw(p, n);
+    }
+#endif
+    return kafka_crc32c_table(p, n);
 }

@@ -310,13 +310,31 @@ void batch_builder_free(struct batch_builder *b)
     buf_free(&b->records);
 }
 
-/* One record; @create_time NULL: the record has none. */
+static size_t batch__uvarint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static size_t batch__svarint_len(int64_t v)
+{
+    return batch__uvarint_len(((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+/* One record; @create_time NULL: the record has none. Written straight
+ * into the records section, its length computed first (a Kafka produce or
+ * a compaction adds every record of a batch through here). */
 static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
                       const int64_t *create_time, const void *key, size_t key_len,
                       const void *value, size_t value_len, const struct batch_kv *headers,
                       size_t n_headers)
 {
-    struct buf body;
+    struct buf *r = &b->records;
+    int64_t create_delta = 0;
     if ((b->count > 0 && offset_delta <= b->last_offset_delta) || ts_delta < 0 ||
         (b->count > 0 && b->create_time != (create_time != NULL))) {
         return TALLY_INVAL;
@@ -325,34 +343,46 @@ static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts
         /* The section starts with the base the records count from. */
         b->create_time = true;
         b->create_base = *create_time;
-        buf_put_svarint(&b->records, b->create_base);
+        buf_put_svarint(r, b->create_base);
     }
-    buf_init(&body);
-    buf_put_uvarint(&body, offset_delta);
-    buf_put_uvarint(&body, (uint64_t)ts_delta);
     if (create_time != NULL) {
-        buf_put_svarint(&body, (int64_t)((uint64_t)*create_time - (uint64_t)b->create_base));
+        create_delta = (int64_t)((uint64_t)*create_time - (uint64_t)b->create_base);
     }
-    buf_put_svarint(&body, key != NULL ? (int64_t)key_len : -1);
-    if (key != NULL) {
-        buf_put(&body, key, key_len);
-    }
-    buf_put_svarint(&body, value != NULL ? (int64_t)value_len : -1);
-    if (value != NULL) {
-        buf_put(&body, value, value_len);
-    }
-    buf_put_uvarint(&body, n_headers);
+    size_t len = batch__uvarint_len(offset_delta) + batch__uvarint_len((uint64_t)ts_delta) +
+                 (create_time != NULL ? batch__svarint_len(create_delta) : 0) +
+                 batch__svarint_len(key != NULL ? (int64_t)key_len : -1) +
+                 (key != NULL ? key_len : 0) +
+                 batch__svarint_len(value != NULL ? (int64_t)value_len : -1) +
+                 (value != NULL ? value_len : 0) + batch__uvarint_len(n_headers);
     for (size_t i = 0; i < n_headers; i++) {
-        buf_put_uvarint(&body, headers[i].name_len);
-        buf_put(&body, headers[i].name, headers[i].name_len);
-        buf_put_uvarint(&body, headers[i].value_len);
-        buf_put(&body, headers[i].value, headers[i].value_len);
+        len += batch__uvarint_len(headers[i].name_len) + headers[i].name_len +
+               batch__uvarint_len(headers[i].value_len) + headers[i].value_len;
     }
-    buf_put_uvarint(&b->records, body.len);
-    buf_put(&b->records, body.data, body.len);
-    bool ok = buf_ok(&body) && buf_ok(&b->records);
-    buf_free(&body);
-    if (!ok) {
+    if (buf_reserve(r, batch__uvarint_len(len) + len) == NULL) {
+        return TALLY_NOMEM;
+    }
+    buf_put_uvarint(r, len);
+    buf_put_uvarint(r, offset_delta);
+    buf_put_uvarint(r, (uint64_t)ts_delta);
+    if (create_time != NULL) {
+        buf_put_svarint(r, create_delta);
+    }
+    buf_put_svarint(r, key != NULL ? (int64_t)key_len : -1);
+    if (key != NULL) {
+        buf_put(r, key, key_len);
+    }
+    buf_put_svarint(r, value != NULL ? (int64_t)value_len : -1);
+    if (value != NULL) {
+        buf_put(r, value, value_len);
+    }
+    buf_put_uvarint(r, n_headers);
+    for (size_t i = 0; i < n_headers; i++) {
+        buf_put_uvarint(r, headers[i].name_len);
+        buf_put(r, headers[i].name, headers[i].name_len);
+        buf_put_uvarint(r, headers[i].value_len);
+        buf_put(r, headers[i].value, headers[i].value_len);
+    }
+    if (!buf_ok(r)) {
         return TALLY_NOMEM;
     }
     b->count++;

@@ -167,13 +167,13 @@ static void kgw__native_answer(struct kgw__sub *sub)
 
 /* On a worker of the thread pool: a FETCH answer's batches are in a
  * segment file (zero copy for native clients); read them next to the
- * frame, so that the loop never waits for the disk. */
+ * frame, so that the loop never waits for the disk. sub->whole was
+ * allocated on the loop (kgw__req_complete). */
 static void kgw__read_work(uv_work_t *w)
 {
     struct kgw__sub *sub = w->data;
     struct req *r = &sub->req;
     ssize_t n = -1;
-    sub->whole = malloc(r->resp.len + r->file_len);
     if (sub->whole != NULL) {
         memcpy(sub->whole, r->resp.data, r->resp.len);
         do {
@@ -202,6 +202,11 @@ static void kgw__req_complete(struct req *r)
         kgw__native_answer(sub);
         return;
     }
+    /* Allocated here, not on the worker: the loop's heap reuses the
+     * memory of the last answer, where each worker's own arena handed out
+     * fresh pages, which the kernel zeroed on the read's first touch (half
+     * of the leader's CPU in a Kafka consume, by perf). */
+    sub->whole = malloc(r->resp.len + r->file_len);
     sub->work.data = sub;
     if (uv_queue_work(sub->kg->loop, &sub->work, kgw__read_work, kgw__read_done) != 0) {
         kgw__read_work(&sub->work); /* cannot happen on a live loop; read here */
