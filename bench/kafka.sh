@@ -12,6 +12,9 @@
 #   consume 100 B: `tally bench consume` against kafka-bench consume
 #     (librdkafka assign from offset 0), both from the leader.
 # Uses build/ (or TALLY_BUILD_DIR) and free ports picked at start.
+# With PERF_OUT=DIR, each run also records the leader with `perf record -g`
+# into DIR/<run>-r<round>.data (Debian's linux-perf), to see where its CPU
+# goes: perf report -i DIR/kafka-consume-r1.data --no-children.
 set -eu
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TALLY_BUILD_DIR:-$TOP/build}
@@ -68,30 +71,43 @@ cpu_s() { # CPU seconds (user + system) used so far by process $1
 # Run "$@" (one bench command) and print its last line plus the leader's
 # CPU seconds during it: the server's own cost, which a loaded machine's
 # scheduling does not distort as much as the wall clock.
-timed() {
-    local pid=$1 c0 c1 out
-    shift
+timed() { # name pid command...
+    local name=$1 pid=$2 c0 c1 out perf=
+    shift 2
+    if [ -n "${PERF_OUT:-}" ]; then
+        mkdir -p "$PERF_OUT"
+        perf record -q -F 999 -g -p "$pid" -o "$PERF_OUT/$name-r$r.data" >/dev/null 2>&1 &
+        perf=$!
+        sleep 0.3
+    fi
     c0=$(cpu_s "$pid")
-    out=$("$@" 2>/dev/null | tail -1)
+    # The client's own CPU seconds too (its rusage), which says whether the
+    # client or the server paced the run.
+    out=$(python3 -c 'import resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+lines = p.stdout.strip().splitlines()
+print((lines[-1] if lines else "") + " client_cpu_s=%.2f" % (u.ru_utime + u.ru_stime))' "$@")
     c1=$(cpu_s "$pid")
+    if [ -n "$perf" ]; then kill -INT "$perf"; wait "$perf" || true; fi
     echo "$out leader_cpu_s=$(python3 -c "print('%.2f' % ($c1 - $c0))")"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { tr " " "\n" | sed -n "s|^$1=||p" | head -n 1; }
-declare -a NP1 KP1 NP2 KP2 NC KC CNP1 CKP1 CNP2 CKP2 CNC CKC
+declare -a NP1 KP1 NP2 KP2 NC KC CNP1 CKP1 CNP2 CKP2 CNC CKC UNP1 UKP1 UNP2 UKP2 UNC UKC
 for r in $(seq 1 "$ROUNDS"); do
     rm -rf "$WORK"/n* && mkdir -p "$WORK"
     for i in 1 2 3; do start_node "$i"; done
     wait_writable "$r"
     for t in n100 k100 n1k k1k; do "$BIN/tally" topic create "$t" >/dev/null; done
     lp=$(leader_pid)
-    np1=$(timed "$lp" "$BIN/tally" bench produce n100 --count "$N100" --size 100 $NATIVE_ARGS)
-    kp1=$(timed "$lp" "$KB" produce "$BOOT" k100 "$N100" 100)
-    np2=$(timed "$lp" "$BIN/tally" bench produce n1k --count "$N1K" --size 1024 $NATIVE_ARGS)
-    kp2=$(timed "$lp" "$KB" produce "$BOOT" k1k "$N1K" 1024)
+    np1=$(timed native-produce-100 "$lp" "$BIN/tally" bench produce n100 --count "$N100" --size 100 $NATIVE_ARGS)
+    kp1=$(timed kafka-produce-100 "$lp" "$KB" produce "$BOOT" k100 "$N100" 100)
+    np2=$(timed native-produce-1k "$lp" "$BIN/tally" bench produce n1k --count "$N1K" --size 1024 $NATIVE_ARGS)
+    kp2=$(timed kafka-produce-1k "$lp" "$KB" produce "$BOOT" k1k "$N1K" 1024)
     lc=$(leader_client)
-    nc=$(timed "$lp" "$BIN/tally" bench consume n100 --count "$N100" --node "$lc")
-    kc=$(timed "$lp" "$KB" consume "$BOOT" k100 "$N100")
+    nc=$(timed native-consume "$lp" "$BIN/tally" bench consume n100 --count "$N100" --node "$lc")
+    kc=$(timed kafka-consume "$lp" "$KB" consume "$BOOT" k100 "$N100")
     for i in 1 2 3; do kill -9 "${PIDS[$i]}" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "round $r: native 100B: $np1 | kafka 100B: $kp1 | native 1KiB: $np2 | kafka 1KiB: $kp2"
@@ -102,9 +118,12 @@ for r in $(seq 1 "$ROUNDS"); do
     CNP1+=("$(echo "$np1" | field leader_cpu_s)"); CKP1+=("$(echo "$kp1" | field leader_cpu_s)")
     CNP2+=("$(echo "$np2" | field leader_cpu_s)"); CKP2+=("$(echo "$kp2" | field leader_cpu_s)")
     CNC+=("$(echo "$nc" | field leader_cpu_s)"); CKC+=("$(echo "$kc" | field leader_cpu_s)")
+    UNP1+=("$(echo "$np1" | field client_cpu_s)"); UKP1+=("$(echo "$kp1" | field client_cpu_s)")
+    UNP2+=("$(echo "$np2" | field client_cpu_s)"); UKP2+=("$(echo "$kp2" | field client_cpu_s)")
+    UNC+=("$(echo "$nc" | field client_cpu_s)"); UKC+=("$(echo "$kc" | field client_cpu_s)")
 done
 m() { printf '%s\n' "$@" | median; }
-ratio() { python3 -c "print('%.2f' % ($2 / $1))" ; }
+ratio() { python3 -c "print('%.2f' % ($2 / $1) if $1 > 0 else '-')" ; }
 echo
 echo "medians of $ROUNDS rounds (msgs/s), Kafka/native:"
 a=$(m "${NP1[@]}"); b=$(m "${KP1[@]}"); echo "  produce 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
@@ -114,3 +133,7 @@ echo "medians of the leader's CPU seconds for the same work, Kafka/native:"
 a=$(m "${CNP1[@]}"); b=$(m "${CKP1[@]}"); echo "  produce 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
 a=$(m "${CNP2[@]}"); b=$(m "${CKP2[@]}"); echo "  produce 1 KiB   native $a  kafka $b  ratio $(ratio "$a" "$b")"
 a=$(m "${CNC[@]}"); b=$(m "${CKC[@]}"); echo "  consume 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+echo "medians of the client's CPU seconds for the same work, Kafka/native:"
+a=$(m "${UNP1[@]}"); b=$(m "${UKP1[@]}"); echo "  produce 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+a=$(m "${UNP2[@]}"); b=$(m "${UKP2[@]}"); echo "  produce 1 KiB   native $a  kafka $b  ratio $(ratio "$a" "$b")"
+a=$(m "${UNC[@]}"); b=$(m "${UKC[@]}"); echo "  consume 100 B   native $a  kafka $b  ratio $(ratio "$a" "$b")"
