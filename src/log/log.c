@@ -1006,6 +1006,11 @@ int log_dup_active(const struct tally_log *l)
     return fd < 0 ? (errno = EBADF, -1) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
+bool log_unsynced(const struct tally_log *l)
+{
+    return l->segs[l->n - 1].s.dirty;
+}
+
 int log_seal(struct tally_log *l, char *errmsg)
 {
     int rv = log__check_failed(l, errmsg);

@@ -92,6 +92,10 @@ int log_seal(struct tally_log *l, char *errmsg);
  * everything appended so far durable without holding up this one. */
 int log_dup_active(const struct tally_log *l);
 
+/* Whether the active segment was written since its last fsync (sealed
+ * segments are synced when sealed): a snapshot fsyncs only such logs. */
+bool log_unsynced(const struct tally_log *l);
+
 /* Where the batches starting at @offset lie. The first batch is the one
  * that contains @offset (it may start before it: readers skip records
  * below the offset they asked for). Whole batches are returned up to

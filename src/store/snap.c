@@ -100,6 +100,7 @@ struct store__frozen_topic {
     struct streams streams;   /* a packed copy of the stream index */
     bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     int fd;                   /* a duplicate of the active segment's, or -1 */
+    bool unsynced;            /* its log had writes not fsynced yet */
     bool written;             /* its keys.ckpt was written by the build */
     bool keys_current;        /* the keys.ckpt in place counts up to next_offset */
 };
@@ -155,6 +156,7 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         if (t->log != NULL) {
             ft->next_offset = log_next_offset(t->log);
             ft->keys_current = t->keys_ckpt_next == ft->next_offset;
+            ft->unsynced = log_unsynced(t->log);
             ft->fd = log_dup_active(t->log);
             if (ft->fd < 0) {
                 int e = errno;
@@ -178,10 +180,14 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     int rv = 0;
     /* 1. The logs hold everything up to the index, durably: Raft may drop
      *    its entries once the snapshot is stored. Sealed segments were
-     *    fsynced when sealed, so the active one of each topic is enough. */
+     *    fsynced when sealed, so the active one of each topic is enough,
+     *    and only if it was written since its last fsync: with 10,000
+     *    topics of which a few are busy, a snapshot fsyncs a few files, not
+     *    10,000 (even a clean file's fsync took some 60 us on ext4 here:
+     *    0.6 s of a worker per snapshot). */
     for (unsigned i = 0; i < f->n && rv == 0 && !testbug(TESTBUG_CKPT_UNSYNCED); i++) {
         char what[STORE_NAME_MAX + 16];
-        if (f->topics[i].fd < 0) {
+        if (f->topics[i].fd < 0 || !f->topics[i].unsynced) {
             continue;
         }
         snprintf(what, sizeof what, "the log of %s", f->topics[i].name);
