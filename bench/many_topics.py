@@ -5,7 +5,8 @@ and report, at 10, 100, 1,000, 5,000 and N topics:
 
   - creates per second (the median of the last 50 creates' wall times,
     CLI process start included, so the rate at 10 is the baseline of the
-    same run: the ratio rate(N) / rate(10) is the figure to read);
+    same run: the ratio rate(N) / rate(10) is the figure to read; the CLI
+    is run as installed, not through libtool's wrapper script);
   - failed creates, and elections seen ("-> candidate" in the nodes' logs
     after the first leader);
   - open file descriptors and resident memory (RSS) of each node;
@@ -128,8 +129,7 @@ def main():
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
     b = os.path.abspath(a.build)
-    harness.TALLYD = os.path.join(b, "src", "tallyd")
-    harness.TALLY = os.path.join(b, "src", "tally")
+    harness.use_build(b, direct=True)
     extra = []
     for s in a.set:
         extra += ["--set", s]

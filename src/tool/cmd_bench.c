@@ -16,12 +16,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/name.h"
 #include "tool/util.h"
 
 static const char bench_help[] =
     "Usage: tally bench produce TOPIC --count N --size BYTES [--producers P]\n"
     "                           [--inflight W] [--pipeline R] [--batch-bytes B]\n"
     "                           [--linger-ms L] [--keys K] [--compressible] [--compress]\n"
+    "                           [--topics T]\n"
     "       tally bench produce TOPIC --count N --size BYTES [--producers P] --batch B\n"
     "       tally bench consume TOPIC [--from OFFSET] [--count N] [--node HOST:PORT]\n"
     "                           [--max-bytes B]\n"
@@ -35,8 +37,11 @@ static const char bench_help[] =
     "(default 1: one record in flight, no batching). Values are random bytes, which\n"
     "lz4 cannot shrink, unless --compressible (text-like, about 4:1 for lz4);\n"
     "--compress makes the producer lz4-compress batches. --keys K gives records\n"
-    "keys k0..k(K-1) in turn (default: no key). With --batch B, each thread\n"
-    "instead sends B records per synchronous request and waits for the answer\n"
+    "keys k0..k(K-1) in turn (default: no key). --topics T spreads the records\n"
+    "round robin over the T topics TOPIC-0 .. TOPIC-(T-1), which must exist (each\n"
+    "thread from its own start; with --batch, one topic per request). With\n"
+    "--batch B, each thread instead sends B records per synchronous request and\n"
+    "waits for the answer\n"
     "(the --inflight/--pipeline/--batch-bytes/--linger-ms/--compress options do\n"
     "not apply).\n"
     "\n"
@@ -68,14 +73,20 @@ enum {
     BENCH_OPT_FROM,
     BENCH_OPT_NODE,
     BENCH_OPT_MAX_BYTES,
+    BENCH_OPT_TOPICS,
 };
 
 /* Values are cut from a pool at a random start, so that they differ. */
 #define BENCH_POOL_SLACK 65536u
 #define BENCH_MAX_PRODUCERS 1024u
 
+/* With --topics T, the names TOPIC-0 .. TOPIC-(T-1) in one allocation. */
+#define BENCH_MAX_TOPICS 100000u
+
 struct bench_cfg {
     const char *topic;
+    char **topics;        /* --topics T: records go round robin over these */
+    uint64_t n_topics;    /* 1 without --topics (topics[0] is TOPIC) */
     uint64_t size;
     uint64_t batch;       /* 0: asynchronous producer */
     uint64_t inflight;
@@ -229,7 +240,9 @@ static void *bench_producer_run(void *arg)
                 recs[i].value_len = cfg->size;
             }
             t0 = tool_now_us();
-            rc = tally_produce(client, cfg->topic, recs, n, &res);
+            /* Round robin per request, each thread from its own start. */
+            rc = tally_produce(client, cfg->topics[(sent / cfg->batch + p->seed) % cfg->n_topics],
+                               recs, n, &res);
             dt = tool_now_us() - t0;
             if (rc != 0) {
                 p->rc = rc;
@@ -268,7 +281,8 @@ static void *bench_producer_run(void *arg)
         r.value = pool + bench_rand(&rnd) % BENCH_POOL_SLACK;
         r.value_len = cfg->size;
         p->lat_us[sent] = (uint32_t)(tool_now_us() - p->t0_us);
-        rc = tally_producer_send(prod, cfg->topic, &r, bench_ack, &p->lat_us[sent]);
+        rc = tally_producer_send(prod, cfg->topics[(sent + p->seed) % cfg->n_topics], &r,
+                                 bench_ack, &p->lat_us[sent]);
         if (rc != 0) {
             p->rc = rc;
             snprintf(p->errmsg, sizeof p->errmsg, "%s", tally_producer_errmsg(prod));
@@ -343,6 +357,7 @@ static const char *bench_opt_name(int c)
     case BENCH_OPT_KEYS: return "keys";
     case BENCH_OPT_FROM: return "from";
     case BENCH_OPT_MAX_BYTES: return "max-bytes";
+    case BENCH_OPT_TOPICS: return "topics";
     default: return "?";
     }
 }
@@ -363,9 +378,12 @@ static int bench_produce(int argc, char **argv)
         {"keys", required_argument, NULL, BENCH_OPT_KEYS},
         {"compressible", no_argument, NULL, BENCH_OPT_COMPRESSIBLE},
         {"compress", no_argument, NULL, BENCH_OPT_COMPRESS},
+        {"topics", required_argument, NULL, BENCH_OPT_TOPICS},
         {NULL, 0, NULL, 0},
     };
     struct bench_cfg cfg;
+    uint64_t n_topics = 0;
+    char *topic_names = NULL;
     struct bench_producer *prods = NULL;
     uint32_t *all = NULL;
     uint64_t count = 0, producers = 1, pipeline = 0;
@@ -405,6 +423,7 @@ static int bench_produce(int argc, char **argv)
         case BENCH_OPT_BATCH_BYTES:
         case BENCH_OPT_LINGER:
         case BENCH_OPT_KEYS:
+        case BENCH_OPT_TOPICS:
             if (!tool_parse_u64(optarg, &v) ||
                 (v == 0 && c != BENCH_OPT_SIZE && c != BENCH_OPT_LINGER && c != BENCH_OPT_KEYS)) {
                 return tool_usage_error(cmd, "--%s needs a %snumber, not '%s'",
@@ -433,6 +452,8 @@ static int bench_produce(int argc, char **argv)
                 cfg.po.batch_bytes = v > (16u << 20) ? (16u << 20) + 1 : (size_t)v;
             } else if (c == BENCH_OPT_LINGER) {
                 cfg.po.linger_ms = v > 60000 ? 60001 : (int)v;
+            } else if (c == BENCH_OPT_TOPICS) {
+                n_topics = v;
             } else {
                 cfg.keys = v;
             }
@@ -467,6 +488,12 @@ static int bench_produce(int argc, char **argv)
     if (producers > BENCH_MAX_PRODUCERS) {
         return tool_usage_error(cmd, "--producers is at most %u", BENCH_MAX_PRODUCERS);
     }
+    if (n_topics > BENCH_MAX_TOPICS) {
+        return tool_usage_error(cmd, "--topics is at most %u", BENCH_MAX_TOPICS);
+    }
+    if (n_topics > 0 && strlen(cfg.topic) + 6 > NAME_TOPIC_MAX) {
+        return tool_usage_error(cmd, "TOPIC is too long to number with --topics");
+    }
     /* Request slots: as many as useful for the window, at most 1024. */
     if (pipeline == 0) {
         pipeline = cfg.inflight < 8 ? cfg.inflight : 8;
@@ -497,8 +524,24 @@ static int bench_produce(int argc, char **argv)
         tally_client_destroy(probe);
     }
 
+    /* The topics records go to: TOPIC alone, or TOPIC-0 .. TOPIC-(T-1). */
+    cfg.n_topics = n_topics > 0 ? n_topics : 1;
+    cfg.topics = calloc(cfg.n_topics, sizeof *cfg.topics);
+    topic_names = n_topics > 0 ? malloc(n_topics * (NAME_TOPIC_MAX + 1)) : NULL;
+    if (cfg.topics == NULL || (n_topics > 0 && topic_names == NULL)) {
+        free(cfg.topics);
+        free(topic_names);
+        return tool_error(cmd, "out of memory");
+    }
+    cfg.topics[0] = (char *)cfg.topic;
+    for (i = 0; i < n_topics; i++) {
+        cfg.topics[i] = topic_names + i * (NAME_TOPIC_MAX + 1);
+        snprintf(cfg.topics[i], NAME_TOPIC_MAX + 1, "%s-%" PRIu64, cfg.topic, i);
+    }
     prods = calloc(producers, sizeof *prods);
     if (prods == NULL) {
+        free(cfg.topics);
+        free(topic_names);
         return tool_error(cmd, "out of memory");
     }
     atomic_store(&bench_running, (int)producers);
@@ -589,6 +632,8 @@ out:
     }
     free(all);
     free(prods);
+    free(cfg.topics);
+    free(topic_names);
     return rc;
 }
 

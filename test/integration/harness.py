@@ -27,6 +27,22 @@ TALLYD = os.path.join(BUILD_DIR, "src", "tallyd")
 TALLY = os.path.join(BUILD_DIR, "src", "tally")
 
 
+def use_build(build, direct=False):
+    """Run the programs of @build. With @direct (benchmarks), run the
+    executables libtool's wrapper scripts would run (src/.libs/), with the
+    build's libtally on LD_LIBRARY_PATH: the wrapper is a bash script that
+    adds some 10 ms to every CLI call, which an installed tally does not
+    pay."""
+    global TALLY, TALLYD
+    TALLYD = os.path.join(build, "src", "tallyd")
+    TALLY = os.path.join(build, "src", "tally")
+    if direct and os.path.exists(os.path.join(build, "src", ".libs", "tally")):
+        TALLY = os.path.join(build, "src", ".libs", "tally")
+        libs = os.path.join(build, ".libs")
+        old = os.environ.get("LD_LIBRARY_PATH")
+        os.environ["LD_LIBRARY_PATH"] = libs + (":" + old if old else "")
+
+
 class TestFailure(Exception):
     pass
 
