@@ -38,6 +38,10 @@ int16_t kafka_error_from_tally(int code)
         return KAFKA_DUPLICATE_SEQUENCE_NUMBER;
     case TALLY_EXISTS:
         return KAFKA_TOPIC_ALREADY_EXISTS;
+    case TALLY_DENIED: /* the ACLs (most Kafka requests are about topics) */
+        return KAFKA_TOPIC_AUTHORIZATION_FAILED;
+    case TALLY_AUTH:
+        return KAFKA_SASL_AUTHENTICATION_FAILED;
     default:
         return KAFKA_UNKNOWN_SERVER_ERROR;
     }

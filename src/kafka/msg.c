@@ -24,6 +24,8 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_CREATE_TOPICS, 0, 4, 0, INT16_MAX, "CreateTopics"},
     {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
     {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
+    {KAFKA_SASL_HANDSHAKE, 0, 1, 0, INT16_MAX, "SaslHandshake"},
+    {KAFKA_SASL_AUTHENTICATE, 0, 2, 0, 2, "SaslAuthenticate"},
 };
 const size_t kafka_n_apis = sizeof kafka_apis / sizeof kafka_apis[0];
 
@@ -634,5 +636,46 @@ void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header 
     kafka_put_i32(b, -1);          /* node_id */
     kafka_put_cstring(b, h->flex, ""); /* host */
     kafka_put_i32(b, -1);          /* port */
+    kafka_put_tags(b, h->flex);
+}
+
+/* ---- SaslHandshake, SaslAuthenticate ---- */
+
+int kafka_decode_sasl_handshake(struct kafka_rd *r, const struct kafka_req_header *h,
+                                struct kafka_str *mechanism)
+{
+    *mechanism = kafka_rd_string(r, h->flex);
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 || mechanism->len < 0 ? -1 : 0;
+}
+
+void kafka_encode_sasl_handshake(struct buf *b, int16_t error, const char *const *mechanisms,
+                                 int n)
+{
+    kafka_put_i16(b, error);
+    kafka_put_array(b, false, n);
+    for (int i = 0; i < n; i++) {
+        kafka_put_cstring(b, false, mechanisms[i]);
+    }
+}
+
+int kafka_decode_sasl_authenticate(struct kafka_rd *r, const struct kafka_req_header *h,
+                                   struct kafka_str *auth_bytes)
+{
+    *auth_bytes = kafka_rd_bytes(r, h->flex);
+    kafka_rd_tags(r, h->flex);
+    return r->bad || r->left != 0 || auth_bytes->len < 0 ? -1 : 0;
+}
+
+void kafka_encode_sasl_authenticate(struct buf *b, const struct kafka_req_header *h,
+                                    int16_t error, const char *message, const void *auth_bytes,
+                                    size_t auth_len)
+{
+    kafka_put_i16(b, error);
+    kafka_put_cstring(b, h->flex, message);
+    kafka_put_bytes(b, h->flex, auth_bytes != NULL ? auth_bytes : "", auth_len);
+    if (h->api_version >= 1) {
+        kafka_put_i64(b, 0); /* session_lifetime_ms: no re-authentication */
+    }
     kafka_put_tags(b, h->flex);
 }

@@ -32,10 +32,12 @@ enum kafka_api_key {
     KAFKA_LIST_OFFSETS = 2,
     KAFKA_METADATA = 3,
     KAFKA_FIND_COORDINATOR = 10,
+    KAFKA_SASL_HANDSHAKE = 17,
     KAFKA_API_VERSIONS = 18,
     KAFKA_CREATE_TOPICS = 19,
     KAFKA_DELETE_TOPICS = 20,
     KAFKA_INIT_PRODUCER_ID = 22,
+    KAFKA_SASL_AUTHENTICATE = 36,
 };
 
 struct kafka_api {
@@ -264,5 +266,19 @@ struct kafka_init_pid_req {
 int kafka_decode_init_pid(struct kafka_rd *r, const struct kafka_req_header *h,
                           struct kafka_init_pid_req *m);
 void kafka_encode_init_pid(struct buf *b, int16_t error, int64_t producer_id, int16_t epoch);
+
+/* ---- SaslHandshake (v0-v1) and SaslAuthenticate (v0-v2) ----
+ * Handshake: the client names a mechanism; the answer lists the enabled
+ * ones. Authenticate: one SASL message each way (for SCRAM, two rounds);
+ * v1+ answers a session lifetime (0: no re-authentication needed). */
+int kafka_decode_sasl_handshake(struct kafka_rd *r, const struct kafka_req_header *h,
+                                struct kafka_str *mechanism);
+void kafka_encode_sasl_handshake(struct buf *b, int16_t error, const char *const *mechanisms,
+                                 int n);
+int kafka_decode_sasl_authenticate(struct kafka_rd *r, const struct kafka_req_header *h,
+                                   struct kafka_str *auth_bytes);
+void kafka_encode_sasl_authenticate(struct buf *b, const struct kafka_req_header *h,
+                                    int16_t error, const char *message, const void *auth_bytes,
+                                    size_t auth_len);
 
 #endif

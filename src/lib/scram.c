@@ -306,6 +306,7 @@ int scram_server_start(struct scram_server *s, enum scram_mech mech, const char 
     }
     memcpy(s->nonce, val, vlen);
     s->nonce[vlen] = '\0';
+    s->client_nonce_len = vlen;
     s->step = 1;
     return 0;
 }
@@ -360,6 +361,20 @@ int scram_server_first(struct scram_server *s, const struct scram_credentials *c
     return 0;
 }
 
+/* The nonce of client-final-message: the one server-first-message sent
+ * (RFC 5802), or, as librdkafka (2.0) sends it, the client's own nonce
+ * again followed by that one. Kafka accepts both (it checks that the nonce
+ * ends with the server's), and so must tally for librdkafka's clients to
+ * log in; the proof still covers the message as sent. */
+static bool scram__final_nonce_ok(const struct scram_server *s, const char *val, size_t vlen)
+{
+    size_t n = strlen(s->nonce), c = s->client_nonce_len;
+    if (vlen == n) {
+        return memcmp(val, s->nonce, n) == 0;
+    }
+    return vlen == c + n && memcmp(val, s->nonce, c) == 0 && memcmp(val + c, s->nonce, n) == 0;
+}
+
 int scram_server_final(struct scram_server *s, const char *msg, size_t len, char *out,
                        size_t cap, char *errmsg)
 {
@@ -389,8 +404,7 @@ int scram_server_final(struct scram_server *s, const char *msg, size_t len, char
         err_printf(errmsg, "SCRAM: channel binding does not match the gs2 header");
         goto out;
     }
-    if (scram__attr(msg, len, &pos, 'r', &val, &vlen) != 0 || vlen != strlen(s->nonce) ||
-        memcmp(val, s->nonce, vlen) != 0) {
+    if (scram__attr(msg, len, &pos, 'r', &val, &vlen) != 0 || !scram__final_nonce_ok(s, val, vlen)) {
         err_printf(errmsg, "SCRAM: the nonce does not match");
         goto out;
     }

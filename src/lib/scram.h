@@ -76,6 +76,7 @@ struct scram_server {
     char client_first_bare[SCRAM_MSG_MAX];
     char server_first[SCRAM_MSG_MAX];
     char nonce[SCRAM_MSG_MAX / 2];           /* client nonce + server nonce */
+    size_t client_nonce_len;                 /* the client's part of nonce */
     struct scram_credentials cred;
     bool known;                              /* the user exists */
 };

@@ -54,6 +54,11 @@ struct auth_conn *auth_conn_certified(const char *principal, uint64_t node_id)
     return a;
 }
 
+const char *auth_conn_principal(const struct auth_conn *a)
+{
+    return a != NULL && a->authenticated ? a->principal : NULL;
+}
+
 void auth_conn_free(struct auth_conn *a)
 {
     if (a != NULL) {

@@ -30,6 +30,9 @@ struct auth_conn *auth_conn_certified(const char *principal, uint64_t node_id);
 
 void auth_conn_free(struct auth_conn *a);
 
+/* The principal @a authenticated as, or NULL (NULL @a: none yet). */
+const char *auth_conn_principal(const struct auth_conn *a);
+
 /* Called by the gateway for every request before dispatch. Answers AUTH,
  * SECURITY_SET and SECURITY_LIST itself; refuses (TALLY_AUTH) any request
  * but HELLO and AUTH on a connection that has not authenticated when @cfg

@@ -756,25 +756,17 @@ static int cfg__validate_tls(const struct cfg *c, char *errmsg)
         return TALLY_INVAL;
     }
     if (!c->insecure) {
-        /* Each listener in plaintext must be on loopback: the client and
-         * Raft ports are plaintext without a certificate, the metrics
-         * port unless metrics_tls. */
+        /* Each listener in plaintext must be on loopback: the client,
+         * Raft and Kafka ports are plaintext without a certificate, the
+         * metrics port unless metrics_tls. */
         bool metrics_plain = c->metrics_addr[0] != '\0' && !c->metrics_tls;
         const char *open = !cert && !cfg__loopback(c->listen_addr)  ? c->listen_addr
                            : !cert && !cfg__loopback(c->raft_addr) ? c->raft_addr
                            : metrics_plain && !cfg__loopback(c->metrics_addr)
                                ? c->metrics_addr
-                           : c->kafka_addr[0] != '\0' && !cfg__loopback(c->kafka_addr)
+                           : !cert && c->kafka_addr[0] != '\0' && !cfg__loopback(c->kafka_addr)
                                ? c->kafka_addr
                                : NULL;
-        if (open == c->kafka_addr && open != NULL) {
-            /* The Kafka listener has no TLS or SASL yet (docs/security.md). */
-            err_printf(errmsg, "--kafka %s is not a loopback address and the Kafka listener "
-                               "speaks plaintext only: give --insecure to serve it on the "
-                               "network",
-                       open);
-            return TALLY_INVAL;
-        }
         if (open == c->metrics_addr && open != NULL && cert) {
             err_printf(errmsg, "--metrics %s is not a loopback address and serves plain HTTP: "
                                "set metrics_tls = true for HTTPS, or give --insecure",
@@ -927,8 +919,8 @@ void cfg_usage(FILE *out)
             "  --kafka-peer ID=H:P    the Kafka address member ID advertises, repeated per\n"
             "                     other member (Kafka clients are sent to the leader there)\n"
             "  --tls-cert FILE    this node's certificate (PEM; CN=node<ID>, the node's IPs\n"
-            "                     as subjectAltName): TLS on the client port, mutual TLS on\n"
-            "                     the Raft links; reloaded on SIGHUP\n"
+            "                     as subjectAltName): TLS on the client and Kafka ports,\n"
+            "                     mutual TLS on the Raft links; reloaded on SIGHUP\n"
             "  --tls-key FILE     its private key (PEM)\n"
             "  --tls-ca FILE      the CA of the cluster (PEM): peers and client certificates\n"
             "                     must chain to it (tls_min_version=1.2 allows TLS 1.2;\n"

@@ -32,11 +32,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/cfg.h"
+#include "server/tlsaccept.h"
 
 #define KCONN__MAX_FRAME (PROTO_MAX_FRAME)  /* the native limit: one batch + headroom */
 #define KCONN__MAX_PENDING 64
@@ -51,6 +54,8 @@ struct kconn_listener {
     unsigned n_conns;
     unsigned max_conns;     /* max_connections, counted apart from native ones */
     bool closing;
+    bool tls_on;            /* connections start with a TLS handshake */
+    struct tlsaccept tlsa;
 };
 
 struct kconn {
@@ -67,7 +72,9 @@ struct kconn {
     bool parsing;
     bool stop_parsing;      /* a request was rejected: the connection closes after
                              * the answers before it, and reads nothing more */
-    char peer[64];
+    struct auth_conn *auth; /* its authentication (server/auth.c), or NULL */
+    char sasl_mech[KCONN_SASL_MECH_MAX]; /* SaslHandshake's choice ("": none yet) */
+    char peer[200];
 };
 
 struct kconn__write {
@@ -83,6 +90,7 @@ static void kconn__closed(uv_handle_t *h)
 {
     struct kconn *c = h->data;
     buf_free(&c->rbuf);
+    auth_conn_free(c->auth);
     free(c);
 }
 
@@ -325,6 +333,48 @@ static void kconn__free_handle(uv_handle_t *h)
     free(h);
 }
 
+/* A connection on @c's handle (accepted or opened): listed and read. */
+static void kconn__add(struct kconn_listener *l, struct kconn *c)
+{
+    uv_tcp_nodelay(&c->handle, 1); /* (fails harmlessly on a socketpair end) */
+    c->next_conn = l->conns;
+    if (l->conns != NULL) {
+        l->conns->prev_conn = c;
+    }
+    l->conns = c;
+    l->n_conns++;
+    kconn__update_reading(c);
+}
+
+/* tlsaccept's serve function: the plaintext end of a TLS connection. */
+static int kconn__serve_tls(void *arg, uv_loop_t *loop, int fd, const char *peer,
+                            const char *principal, uint64_t node_id)
+{
+    struct kconn_listener *l = arg;
+    struct kconn *c = calloc(1, sizeof *c);
+    if (c == NULL || l->closing) {
+        free(c);
+        close(fd);
+        return -1;
+    }
+    if (principal != NULL && (c->auth = auth_conn_certified(principal, node_id)) == NULL) {
+        free(c);
+        close(fd);
+        return -1;
+    }
+    uv_tcp_init(loop, &c->handle);
+    c->handle.data = c;
+    c->l = l;
+    buf_init(&c->rbuf);
+    if (uv_tcp_open(&c->handle, fd) != 0) {
+        uv_close((uv_handle_t *)&c->handle, kconn__closed);
+        return -1;
+    }
+    snprintf(c->peer, sizeof c->peer, "kafka client %s", peer);
+    kconn__add(l, c);
+    return 0;
+}
+
 static void kconn__accept(uv_stream_t *server, int status)
 {
     struct kconn_listener *l = server->data;
@@ -345,6 +395,10 @@ static void kconn__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tmp, kconn__free_handle);
         return;
     }
+    if (l->tls_on) {
+        tlsaccept_one(&l->tlsa, server); /* the handshake first: kconn__serve_tls */
+        return;
+    }
     struct kconn *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return;
@@ -357,7 +411,6 @@ static void kconn__accept(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->handle, kconn__closed);
         return;
     }
-    uv_tcp_nodelay(&c->handle, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;
     snprintf(c->peer, sizeof c->peer, "kafka client");
@@ -368,13 +421,7 @@ static void kconn__accept(uv_stream_t *server, int status)
         uv_ip4_name(sin, ip, sizeof ip);
         snprintf(c->peer, sizeof c->peer, "kafka client %s:%u", ip, ntohs(sin->sin_port));
     }
-    c->next_conn = l->conns;
-    if (l->conns != NULL) {
-        l->conns->prev_conn = c;
-    }
-    l->conns = c;
-    l->n_conns++;
-    kconn__update_reading(c);
+    kconn__add(l, c);
 }
 
 static void kconn__listener_closed(uv_handle_t *h)
@@ -383,7 +430,7 @@ static void kconn__listener_closed(uv_handle_t *h)
 }
 
 int kconn_listen(uv_loop_t *loop, const char *addr, unsigned max_conns, struct kgw *kg,
-                 struct kconn_listener **out, char *errmsg)
+                 const struct tls_set *tls, struct kconn_listener **out, char *errmsg)
 {
     char ip[64];
     unsigned port;
@@ -399,12 +446,21 @@ int kconn_listen(uv_loop_t *loop, const char *addr, unsigned max_conns, struct k
     l->handle.data = l;
     l->kg = kg;
     l->max_conns = max_conns;
+    if (tls != NULL) {
+        /* A Kafka client that speaks plaintext to it gets nothing: it could
+         * not read an error in either protocol. */
+        l->tls_on = true;
+        tlsaccept_init(&l->tlsa, tls, kconn__serve_tls, l, NULL, 0, max_conns);
+    }
     int rv = uv_tcp_bind(&l->handle, (const struct sockaddr *)&sin, 0);
     if (rv == 0) {
         rv = uv_listen((uv_stream_t *)&l->handle, 511, kconn__accept);
     }
     if (rv != 0) {
         err_printf(errmsg, "kafka: listen on %s: %s", addr, uv_strerror(rv));
+        if (l->tls_on) {
+            tlsaccept_close(&l->tlsa);
+        }
         uv_close((uv_handle_t *)&l->handle, kconn__listener_closed);
         return TALLY_INVAL;
     }
@@ -418,8 +474,26 @@ void kconn_stop(struct kconn_listener *l)
         return;
     }
     l->closing = true;
+    if (l->tls_on) {
+        tlsaccept_close(&l->tlsa); /* connections still in their handshake */
+    }
     while (l->conns != NULL) {
         kconn__close(l->conns, NULL);
     }
     uv_close((uv_handle_t *)&l->handle, kconn__listener_closed);
+}
+
+struct auth_conn **kconn_job_auth(struct kjob *job)
+{
+    return job->conn != NULL && !job->conn->closing ? &job->conn->auth : NULL;
+}
+
+const char *kconn_job_peer(const struct kjob *job)
+{
+    return job->conn != NULL ? job->conn->peer : "kafka client (gone)";
+}
+
+char *kconn_job_sasl_mech(struct kjob *job)
+{
+    return job->conn != NULL && !job->conn->closing ? job->conn->sasl_mech : NULL;
 }

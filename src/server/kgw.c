@@ -38,6 +38,7 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
+#include "server/auth.h"
 #include "server/kconn.h"
 #include "server/metrics.h"
 #include "server/req.h"
@@ -226,11 +227,28 @@ static bool kgw__req_is_backup(const struct req *r)
     return false;
 }
 
+/* The Kafka connection's authentication: a SaslAuthenticate runs the
+ * native AUTH step on it (auth.c), and every later native request of the
+ * connection is authorized as its principal. */
+static struct auth_conn **kgw__req_auth(struct req *r)
+{
+    struct kgw__sub *sub = (struct kgw__sub *)r;
+    return kconn_job_auth(sub->job);
+}
+
+static const char *kgw__req_peer(const struct req *r)
+{
+    const struct kgw__sub *sub = (const struct kgw__sub *)r;
+    return kconn_job_peer(sub->job);
+}
+
 /* How the gateway hands this front door's requests back (server/req.h). */
 static const struct req_ops kgw__req_ops = {
     .complete = kgw__req_complete,
     .hold_backup = kgw__req_hold_backup,
     .is_backup = kgw__req_is_backup,
+    .auth = kgw__req_auth,
+    .peer = kgw__req_peer,
 };
 
 /* Hand a native request of @type with body @body to the gateway for @job;
@@ -1281,6 +1299,132 @@ static void kgw__init_pid(struct kjob *job, struct kafka_rd *rd)
     kconn_job_done(job);
 }
 
+/* ---- SASL --------------------------------------------------------------- */
+
+static const char *const kgw__mechanisms[] = {"SCRAM-SHA-256", "SCRAM-SHA-512"};
+
+/* SaslHandshake: the client names its mechanism, to be used by the
+ * SaslAuthenticate requests that follow. */
+static void kgw__sasl_handshake(struct kjob *job, struct kafka_rd *rd)
+{
+    struct kafka_str mech;
+    int16_t error = KAFKA_UNSUPPORTED_SASL_MECHANISM;
+    char *chosen = kconn_job_sasl_mech(job);
+    if (kafka_decode_sasl_handshake(rd, &job->h, &mech) != 0) {
+        kgw__reject(job, "malformed SaslHandshake request");
+        return;
+    }
+    for (size_t i = 0; i < sizeof kgw__mechanisms / sizeof kgw__mechanisms[0]; i++) {
+        if ((size_t)mech.len == strlen(kgw__mechanisms[i]) &&
+            memcmp(mech.p, kgw__mechanisms[i], (size_t)mech.len) == 0 && chosen != NULL) {
+            snprintf(chosen, KCONN_SASL_MECH_MAX, "%s", kgw__mechanisms[i]);
+            error = KAFKA_NONE;
+        }
+    }
+    if (error != KAFKA_NONE) {
+        TLOG_WARN("kafka", "%s: SASL mechanism '%.*s' refused (SCRAM-SHA-256 and SCRAM-SHA-512 "
+                           "are enabled)",
+                  kconn_job_peer(job), (int)(mech.len < 64 ? mech.len : 64),
+                  (const char *)mech.p);
+    }
+    size_t start = kafka_begin_response(&job->resp, &job->h);
+    kafka_encode_sasl_handshake(&job->resp, error, kgw__mechanisms,
+                                (int)(sizeof kgw__mechanisms / sizeof kgw__mechanisms[0]));
+    kafka_end_response(&job->resp, start);
+    kconn_job_done(job);
+}
+
+struct kgw__sasl {
+    int16_t error;
+    const char *message;    /* NULL: none */
+    struct buf bytes;       /* the server's SASL message */
+    char text[256];
+};
+
+static void kgw__sasl_free(void *p)
+{
+    struct kgw__sasl *a = p;
+    buf_free(&a->bytes);
+    free(a);
+}
+
+static void kgw__sasl_encode(struct kjob *job)
+{
+    struct kgw__sasl *a = job->state;
+    kafka_encode_sasl_authenticate(&job->resp, &job->h, a->error, a->message, a->bytes.data,
+                                   a->bytes.len);
+}
+
+static void kgw__sasl_answer(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    struct kjob *job = sub->job;
+    struct kgw__sasl *st = job->state;
+    struct proto_auth_resp m;
+    if (a->code == 0 && (proto_get_auth_resp(&a->body, &m) != 0 ||
+                         proto_get_end(&a->body) != 0)) {
+        a->code = TALLY_PROTO;
+        a->message = "malformed native AUTH answer";
+    }
+    if (a->code != 0) {
+        /* auth.c logged a wrong password with the peer and the user. */
+        st->error = kafka_error_from_tally(a->code);
+        snprintf(st->text, sizeof st->text, "%s", a->message);
+        st->message = st->text;
+    } else {
+        buf_put(&st->bytes, m.message, m.message_len);
+    }
+    kgw__finish(job, kgw__sasl_encode);
+}
+
+/* SaslAuthenticate: one SCRAM message, taken by the native AUTH step on
+ * this connection's authentication state, whose answer goes back. */
+static void kgw__sasl_authenticate(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
+{
+    struct kafka_str bytes;
+    struct proto_auth_req m;
+    struct buf body;
+    const char *mech = kconn_job_sasl_mech(job);
+    struct kgw__sasl *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        kgw__reject(job, "out of memory");
+        return;
+    }
+    buf_init(&st->bytes);
+    job->state = st;
+    job->free_state = kgw__sasl_free;
+    if (kafka_decode_sasl_authenticate(rd, &job->h, &bytes) != 0) {
+        kgw__reject(job, "malformed SaslAuthenticate request");
+        return;
+    }
+    if (mech == NULL || mech[0] == '\0') {
+        st->error = KAFKA_ILLEGAL_SASL_STATE;
+        st->message = "SaslAuthenticate before a SaslHandshake chose a mechanism";
+        kgw__finish(job, kgw__sasl_encode);
+        return;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.mechanism, sizeof m.mechanism, "%s", mech);
+    m.message = bytes.p;
+    m.message_len = (uint32_t)bytes.len;
+    buf_init(&body);
+    proto_put_auth_req(&body, &m);
+    kgw__native(kg, job, PROTO_AUTH, &body, kgw__sasl_answer, 0, 0);
+    buf_free(&body);
+}
+
+/* Whether @job's connection may send @key: with auth = required, only
+ * ApiVersions and the SASL exchange until it authenticated (a TLS client
+ * certificate counts), as Kafka's SASL listeners do. */
+static bool kgw__may_send(struct kgw *kg, struct kjob *job, int16_t key)
+{
+    if (!kg->cfg->auth_required || key == KAFKA_API_VERSIONS || key == KAFKA_SASL_HANDSHAKE ||
+        key == KAFKA_SASL_AUTHENTICATE) {
+        return true;
+    }
+    struct auth_conn **slot = kconn_job_auth(job);
+    return slot != NULL && auth_conn_principal(*slot) != NULL;
+}
+
 /* ---- dispatch ----------------------------------------------------------- */
 
 void kgw_handle(struct kgw *kg, struct kjob *job)
@@ -1296,7 +1440,21 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         kgw__reject(job, rv < 0 ? "malformed request header" : "unknown API or version");
         return;
     }
+    if (!kgw__may_send(kg, job, job->h.api_key)) {
+        const struct kafka_api *api = kafka_api_find(job->h.api_key);
+        TLOG_WARN("kafka", "%s: %s before authenticating (this node has auth = required: "
+                           "connect with SASL_SSL and SCRAM-SHA-256 or -512)",
+                  kconn_job_peer(job), api != NULL ? api->name : "a request");
+        kgw__reject(job, "not authenticated");
+        return;
+    }
     switch (job->h.api_key) {
+    case KAFKA_SASL_HANDSHAKE:
+        kgw__sasl_handshake(job, &rd);
+        break;
+    case KAFKA_SASL_AUTHENTICATE:
+        kgw__sasl_authenticate(kg, job, &rd);
+        break;
     case KAFKA_API_VERSIONS:
         kgw__api_versions(job, KAFKA_NONE); /* the v3 body (client name) is not needed */
         break;

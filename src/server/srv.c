@@ -27,6 +27,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "lib/logger.h"
+#include "proto/proto.h"
 #include "repl/ident.h"
 #include "repl/node.h"
 #include "server/backfill.h"
@@ -163,6 +164,14 @@ static void srv__check_nofile(const struct cfg *cfg, size_t topics)
 static void srv__free_handle(uv_handle_t *h)
 {
     free(h);
+}
+
+/* tlsaccept's serve function for the client port: a native connection. */
+static int srv__serve_tls(void *arg, uv_loop_t *loop, int fd, const char *peer,
+                          const char *principal, uint64_t node_id)
+{
+    struct srv *s = arg;
+    return conn_accept_fd(&s->conns, loop, fd, s->gw, peer, principal, node_id);
 }
 
 static void srv__accept(uv_stream_t *server, int status)
@@ -535,11 +544,13 @@ static int srv__kafka_start(struct srv *s, char *errmsg)
         return rv;
     }
     if ((rv = kconn_listen(&s->loop, s->cfg->kafka_addr, s->cfg->max_connections, s->kgw,
-                           &s->kafka, errmsg)) != 0) {
+                           s->tls_on ? &s->tls : NULL, &s->kafka, errmsg)) != 0) {
         return rv;
     }
-    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)", s->cfg->kafka_addr,
-              s->cfg->kafka_advertise[0] != '\0' ? s->cfg->kafka_advertise : s->cfg->kafka_addr);
+    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)%s", s->cfg->kafka_addr,
+              s->cfg->kafka_advertise[0] != '\0' ? s->cfg->kafka_advertise : s->cfg->kafka_addr,
+              s->tls_on ? (s->cfg->auth_required ? " with TLS and SASL (SASL_SSL)" : " with TLS (SSL)")
+                        : " in plaintext (PLAINTEXT)");
     return 0;
 }
 
@@ -649,7 +660,15 @@ int srv_run(const struct cfg *cfg)
     s.conns.metrics = &s.metrics;
     metrics_set_connections(&s.metrics, &s.conns.n);
     if (s.tls_on) {
-        tlsaccept_init(&s.tlsa, &s.tls, &s.conns, s.gw, cfg->max_connections);
+        struct buf not_tls;
+        buf_init(&not_tls);
+        proto_put_error_frame(&not_tls, 0, 0, TALLY_PROTO,
+                              "this port requires TLS: connect with --tls-ca (and --tls-cert and "
+                              "--tls-key if the cluster asks for a client certificate)",
+                              0, "");
+        tlsaccept_init(&s.tlsa, &s.tls, srv__serve_tls, &s, not_tls.data,
+                       buf_ok(&not_tls) ? not_tls.len : 0, cfg->max_connections);
+        buf_free(&not_tls);
     }
 
     memset(&nc, 0, sizeof nc);
@@ -736,7 +755,7 @@ fail:
     http_stop(s.http);
     ui_close(s.ui); /* console */
     skew_close(s.skew);
-    if (s.tlsa.gw != NULL) {
+    if (s.tlsa.serve != NULL) {
         tlsaccept_close(&s.tlsa);
     }
     if (s.gw != NULL) {

@@ -1,14 +1,17 @@
-/* The client port with TLS (tlsaccept.h).
+/* A client port with TLS (tlsaccept.h).
  *
  * The happy path: accept the TCP connection, start a server tlspipe on it
  * with the client context current at that moment; once the handshake is
- * done, conn_accept_fd serves the plaintext end like any connection.
+ * done, the front door's serve function (conn_accept_fd's caller for the
+ * native port, kconn's for the Kafka port) serves the plaintext end like
+ * any connection.
  *
  * Failure modes: a handshake that fails (a client that does not trust our
  * CA, a client certificate from another CA, an expired one) is logged at
  * warn level with the peer address and closed; a client that speaks
- * plaintext tally to this port gets one error frame in clear saying TLS is
- * required (the client shows it), then the connection closes; more than
+ * plaintext to this port gets the front door's reply in clear (the native
+ * port: one error frame saying TLS is required, which the client shows;
+ * the Kafka port: nothing), then the connection closes; more than
  * max_handshakes handshakes at once: the new connection is dropped. */
 #include "server/tlsaccept.h"
 
@@ -19,8 +22,6 @@
 
 #include "lib/err.h"
 #include "lib/logger.h"
-#include "proto/proto.h"
-#include "server/conn.h"
 
 #define TLSACCEPT__HANDSHAKE_MS 10000
 
@@ -73,8 +74,8 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     } else {
         snprintf(peer, sizeof peer, "%s", one->peer);
     }
-    if (conn_accept_fd(one->a->conns, one->loop, fd, one->a->gw, peer,
-                       certified ? name : NULL, node_id) != 0) {
+    if (one->a->serve(one->a->serve_arg, one->loop, fd, peer, certified ? name : NULL,
+                      node_id) != 0) {
         TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
         rv = -1;
     }
@@ -82,19 +83,17 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     return rv;
 }
 
-void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, struct conn_set *conns,
-                    struct gw *gw, unsigned max_handshakes)
+void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, tlsaccept_serve_fn serve,
+                    void *serve_arg, const void *not_tls, size_t not_tls_len,
+                    unsigned max_handshakes)
 {
     memset(a, 0, sizeof *a);
     a->tls = tls;
-    a->conns = conns;
-    a->gw = gw;
+    a->serve = serve;
+    a->serve_arg = serve_arg;
     a->max_handshakes = max_handshakes;
     buf_init(&a->not_tls);
-    proto_put_error_frame(&a->not_tls, 0, 0, TALLY_PROTO,
-                          "this port requires TLS: connect with --tls-ca (and --tls-cert and "
-                          "--tls-key if the cluster asks for a client certificate)",
-                          0, "");
+    buf_put(&a->not_tls, not_tls, not_tls_len);
 }
 
 void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener)
@@ -137,7 +136,7 @@ void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener)
     memset(&o, 0, sizeof o);
     o.ctx = a->tls->clients;
     o.server = true;
-    o.not_tls_reply = buf_ok(&a->not_tls) ? a->not_tls.data : NULL;
+    o.not_tls_reply = buf_ok(&a->not_tls) && a->not_tls.len > 0 ? a->not_tls.data : NULL;
     o.not_tls_reply_len = a->not_tls.len;
     o.handshake_timeout_ms = TLSACCEPT__HANDSHAKE_MS;
     o.free_net = tlsaccept__free_tcp;

@@ -464,7 +464,7 @@ static void test_cfg_bad_tls(void **state)
         {NULL, {"--set", "tls_min_version=1.1"}, "--set tls_min_version=1.1: expected 1.3 or 1.2"},
         {NULL, {"--set", "insecure=perhaps"}, "--set insecure=perhaps: expected true or false"},
         {NULL, {"--metrics", "0.0.0.0:9100"}, "0.0.0.0:9100 is not a loopback address and TLS is off"},
-        {NULL, {"--kafka", "0.0.0.0:9092"}, "--kafka 0.0.0.0:9092 is not a loopback address and the Kafka"},
+        {NULL, {"--kafka", "0.0.0.0:9092"}, "0.0.0.0:9092 is not a loopback address and TLS is off"},
         {NULL, {"--set", "metrics_tls=true"}, "metrics_tls needs --tls-cert"},
         {NULL, {"--set", "tls_client_auth=maybe"}, "expected optional or required"},
         {NULL, {"--set", "auth=maybe"}, "expected none or required"},
@@ -488,9 +488,10 @@ static void test_cfg_tls_happy(void **state)
 {
     struct fixture *f = *state;
     test_cfg_node1(f, NULL);
+    /* With TLS the Kafka listener may serve the network too (SSL). */
     test_cfg_args(f, "--tls-cert", "n.crt", "--tls-key", "n.key", "--tls-ca", "ca.crt", "--set",
                   "tls_min_version=1.2", "--metrics", "0.0.0.0:9100", "--set", "metrics_tls=true",
-                  "--set", "tls_client_auth=required", NULL);
+                  "--set", "tls_client_auth=required", "--kafka", "0.0.0.0:9092", NULL);
     assert_int_equal(test_cfg_load(f), 0);
     assert_true(f->cfg.metrics_tls);
     assert_true(f->cfg.tls_client_cert_required);

@@ -174,6 +174,42 @@ static void test_scram_server_refuses_bad_input(void **state)
     }
 }
 
+/* librdkafka (2.0, Debian's) repeats its own nonce before the server's
+ * full nonce in client-final-message; Kafka accepts that form, so tally
+ * does (the proof, computed over the message as sent, still has to be
+ * right). Any other prefix is refused. The finals are the RFC 7677
+ * exchange with that nonce, proofs computed for it. Failed on the old
+ * code: librdkafka's SCRAM logins to the Kafka listener. */
+static void test_scram_librdkafka_nonce(void **state)
+{
+    static const char doubled[] =
+        "c=biws,r=rOprNGfwEbeRWgbNEkqOrOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+        "p=1Y75+q7XaCGJj/r6vyQWwoNxSzV5ksS8xhp5Lqyriec=";
+    static const char other[] =
+        "c=biws,r=%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+        "p=J4dXESIOieIw/ougam9PQYrPXGRLlw3SmgaYQXGJA6o=";
+    struct scram_server s;
+    struct scram_credentials cred;
+    char out[SCRAM_MSG_MAX], errmsg[ERR_MSG_SIZE];
+    (void)state;
+    assert_int_equal(scram_make_credentials(SCRAM_SHA_256, "pencil", v_salt, sizeof v_salt, 4096,
+                                            &cred, errmsg), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *final = i == 0 ? doubled : other;
+        assert_int_equal(scram_server_start(&s, SCRAM_SHA_256, V_CLIENT_FIRST,
+                                            strlen(V_CLIENT_FIRST), errmsg), 0);
+        assert_int_equal(scram_server_first(&s, &cred, V_SERVER_NONCE, out, sizeof out, errmsg),
+                         0);
+        int rv = scram_server_final(&s, final, strlen(final), out, sizeof out, errmsg);
+        if (i == 0 && (rv != 0 || strncmp(out, "v=", 2) != 0)) {
+            fail_msg("librdkafka's form refused: %s", errmsg);
+        }
+        if (i == 1 && (rv != -1 || strstr(errmsg, "nonce does not match") == NULL)) {
+            fail_msg("another prefix: rv=%d %s", rv, errmsg);
+        }
+    }
+}
+
 /* Weak settings are refused when credentials are made; a server-first
  * with too few iterations or a foreign nonce is refused by the client. */
 static void test_scram_limits(void **state)
@@ -212,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_scram_both_mechanisms),
         cmocka_unit_test(test_scram_client_checks_server),
         cmocka_unit_test(test_scram_server_refuses_bad_input),
+        cmocka_unit_test(test_scram_librdkafka_nonce),
         cmocka_unit_test(test_scram_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
