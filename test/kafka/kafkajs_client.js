@@ -11,15 +11,25 @@
 // kafkajs has no consumer without consumer groups, which tally's Kafka
 // listener does not serve yet (docs/kafka-users.md), so reading back is the
 // test's job (kcat).
+//
+// With KAFKA_CA set (a CA file), it connects with TLS; with KAFKA_USER
+// and KAFKA_PASSWORD too, it logs in with SCRAM (KAFKA_MECHANISM,
+// default scram-sha-256): SASL_SSL.
+const fs = require('fs');
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
 
 async function main() {
     const [bootstrap, topic] = process.argv.slice(2);
+    const env = process.env;
     const kafka = new Kafka({
         clientId: 'tally-test',
         brokers: bootstrap.split(','),
         logLevel: logLevel.WARN,
         retry: { retries: 10, initialRetryTime: 200 },
+        ssl: env.KAFKA_CA ? { ca: [fs.readFileSync(env.KAFKA_CA, 'utf-8')] } : undefined,
+        sasl: env.KAFKA_USER ? { mechanism: env.KAFKA_MECHANISM || 'scram-sha-256',
+                                 username: env.KAFKA_USER, password: env.KAFKA_PASSWORD }
+                             : undefined,
     });
     const admin = kafka.admin();
     await admin.connect();
