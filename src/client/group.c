@@ -2,7 +2,8 @@
  * (tally_offset_for_time and tally_group_* in include/tally.h).
  *
  * A time lookup and the position reads (GROUP_FETCH, GROUP_LIST) are reads
- * from any node. Commit, set and delete are writes through Raft
+ * from any node, except where a reset bases a commit on them: those read
+ * the leader (client__fresh_node). Commit, set and delete are writes through Raft
  * answered by DONE; sending one twice is harmless, so they are resent
  * after an unknown outcome, like a produce. */
 #include "tally.h"
@@ -37,8 +38,9 @@ static int client__offset_resp(struct tally_client *c, struct client__reply *rep
     return 0;
 }
 
-TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t timestamp_ms,
-                                    uint64_t *offset)
+/* OFFSET_FOR_TIME from any node, or from node index @only alone (>= 0). */
+static int client__offset_for_time(tally_client *c, int only, const char *topic,
+                                   int64_t timestamp_ms, uint64_t *offset)
 {
     struct proto_offset_for_time_req m;
     struct client__op op;
@@ -67,10 +69,35 @@ TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t 
         return rv;
     }
     client__op_init(c, &op, what, false);
+    op.only = only;
     if ((rv = client__call(c, &op, &rep)) != 0) {
         return rv;
     }
     return client__offset_resp(c, &rep, what, offset, NULL);
+}
+
+TALLY_API int tally_offset_for_time(tally_client *c, const char *topic, int64_t timestamp_ms,
+                                    uint64_t *offset)
+{
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    return client__offset_for_time(c, -1, topic, timestamp_ms, offset);
+}
+
+/* The node to read a position from that a write will then be based on:
+ * the leader, confirmed by READ_INDEX, whose state covers every write
+ * acknowledged before this call. A follower one apply behind would give
+ * the offsets of a topic deleted and created again a moment ago, and the
+ * commit would be refused (or land on the wrong incarnation's offset).
+ * Returns the node index, or -1 with c->errmsg set (*rv the code). */
+static int client__fresh_node(tally_client *c, int *rv)
+{
+    uint64_t index;
+    if ((*rv = tally_read_index(c, &index)) != 0) {
+        return -1;
+    }
+    return c->leader; /* READ_INDEX is answered by the leader, which it records */
 }
 
 static int client__check_group(struct tally_client *c, const char *group, const char *what)
@@ -293,10 +320,16 @@ TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *
         (rv = client__check_name(c, topic, what)) != 0) {
         return rv;
     }
+    int fresh = -1;
+    if (to == TALLY_RESET_EARLIEST || to == TALLY_RESET_LATEST || to == TALLY_RESET_TIME) {
+        if ((fresh = client__fresh_node(c, &rv)) < 0) {
+            return rv;
+        }
+    }
     switch (to) {
     case TALLY_RESET_EARLIEST:
     case TALLY_RESET_LATEST:
-        if ((rv = client__topic_list(c, -1, &topics, &n)) != 0) {
+        if ((rv = client__topic_list(c, fresh, &topics, &n)) != 0) {
             return rv;
         }
         for (i = 0; i < n && strcmp(topics[i].name, topic) != 0; i++) {
@@ -317,7 +350,7 @@ TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *
         pos = (uint64_t)value;
         break;
     case TALLY_RESET_TIME:
-        if ((rv = tally_offset_for_time(c, topic, value, &pos)) != 0) {
+        if ((rv = client__offset_for_time(c, fresh, topic, value, &pos)) != 0) {
             return rv;
         }
         break;

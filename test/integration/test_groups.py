@@ -62,6 +62,34 @@ def test_recreated_topic_starts_groups_afresh():
               f"the group on the new, shorter topic: {r!r}")
 
 
+def test_reset_reads_the_leader():
+    """A reset to latest, earliest or a time right after the topic was
+    deleted and created again, asked through a follower that has not
+    applied that yet: the position comes from the leader (0 on the new
+    topic), not from the follower's old topic (20, which the commit then
+    refused as past the end; or "topic not found" between the two). The
+    follower catches up within milliseconds of its SIGCONT, so the race is
+    run 12 times: the old code failed in about one round in three (CI's
+    ASan run hit it through libtally, test_group_calls_through_libtally)."""
+    with Cluster(name="grp-reset-fresh") as c:
+        leader = c.start()
+        follower = next(i for i in c.nodes if i != leader)
+        c.tally_ok("topic", "create", "rf")
+        produce(c, "rf", [f"old-{i}" for i in range(20)])
+        for round in range(12):
+            to = ("latest", "earliest", "@0")[round % 3]
+            # The follower misses the delete and the create...
+            c.pause(follower)
+            c.tally_ok("topic", "delete", "rf", ids=[leader])
+            c.tally_ok("topic", "create", "rf", ids=[leader])
+            c.resume(follower)
+            # ...and is asked at once, before it catches up.
+            r = c.tally("group", "reset", f"g{round}", "rf", "--to", to, ids=[follower])
+            check(r.rc == 0 and r.text.strip().endswith("position 0 (new)"),
+                  f"round {round}, reset to {to} through node {follower}: {r!r}")
+            produce(c, "rf", [f"new-{i}" for i in range(20)])
+
+
 def test_backup_carries_only_live_positions():
     """issue 26.1: a backup after a topic was deleted and created again
     holds no position of the deleted topic."""
@@ -280,6 +308,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--ctypes-child":
         ctypes_child(sys.argv[2], sys.argv[3])
         sys.exit(0)
-    run_tests([test_recreated_topic_starts_groups_afresh, test_backup_carries_only_live_positions,
+    run_tests([test_recreated_topic_starts_groups_afresh, test_reset_reads_the_leader,
+               test_backup_carries_only_live_positions,
                test_group_behind_retention, test_group_list_and_delete,
                test_group_calls_through_libtally])
