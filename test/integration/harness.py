@@ -10,6 +10,7 @@
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -81,13 +82,40 @@ def wait_until(pred, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
-def free_ports(n):
-    """@n distinct free TCP ports on 127.0.0.1. All sockets stay bound until
-    every port is picked, so the kernel cannot hand out one port twice; a
-    small race with other programs remains, as with any port-0 scheme."""
-    socks = []
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (outgoing connections
+    take their source ports from it), or None."""
     try:
-        for _ in range(n):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_ports(n):
+    """@n distinct free TCP ports on 127.0.0.1, below the kernel's
+    ephemeral range where there is room: a port the kernel picked for us
+    (port 0) can be taken, between our probe and the node's bind, by any
+    outgoing connection of the machine (CI saw "metrics: listen on ...:
+    address already in use" so); below that range only another explicit
+    bind can take it, and the random choice makes two tests' picks
+    unlikely to meet. All probe sockets stay bound until every port is
+    picked, so one call never returns a port twice."""
+    socks = []
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    try:
+        tries = 0
+        while len(socks) < n and low is not None and low > 12000 and tries < 20 * n:
+            tries += 1
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", rng.randrange(10000, low)))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
