@@ -53,6 +53,7 @@ struct skew {
     int64_t leader_corr;           /* the leader's own offset then */
     uint64_t leader_id;
     uint64_t at_mono;              /* uv_hrtime of it */
+    int64_t at_wall;               /* this node's wall clock then */
     bool warned;
     uint64_t warned_mono;
     int64_t correction;            /* taken over with the leadership */
@@ -141,6 +142,7 @@ static void skew__measured(struct skew *k, const struct proto_clock_resp *m, uin
     k->rtt_ms = rtt;
     k->leader_id = m->node_id;
     k->at_mono = now_mono;
+    k->at_wall = skew__wall_ms();
     if (over && (!k->warned || now_mono - k->warned_mono >= SKEW__WARN_EVERY_MS * 1000000ull)) {
         TLOG_WARN("clock", "this node's clock is %lld ms %s the cluster's (leader node %llu), more than "
                   "clock_warn_ms=%llu: synchronise the clocks of all nodes (NTP, chrony); "
@@ -343,21 +345,32 @@ int64_t skew_take_over(struct skew *k)
     if (k == NULL) {
         return 0;
     }
+    uint64_t now_mono = uv_hrtime();
     k->correction = 0;
-    if (!k->have || uv_hrtime() - k->at_mono > 3ull * SKEW_INTERVAL_MS * 1000000ull) {
+    if (!k->have || now_mono - k->at_mono > 3ull * SKEW_INTERVAL_MS * 1000000ull) {
         return 0;
     }
+    /* The measurement compared the clocks as they were then. If this
+     * node's own clock jumped since (it was set right, or wrong), its
+     * wall clock moved more or less than the time that passed, and the
+     * offset now differs by as much: a node whose clock was an hour behind
+     * when it last asked, set right a moment before it became leader,
+     * would otherwise run an hour ahead (the fault suite saw retention
+     * delete a topic so). */
+    int64_t jumped = (skew__wall_ms() - k->at_wall) -
+                     (int64_t)((now_mono - k->at_mono) / 1000000ull);
+    int64_t raw = k->offset_ms + jumped;
     /* Only when the two clocks disagree: when they agree, the cluster's
      * time comes back to the clocks (a correction is not passed on). */
-    mag = k->offset_ms < 0 ? -k->offset_ms : k->offset_ms;
-    if ((uint64_t)mag <= k->cfg->clock_warn_ms || k->offset_ms + k->leader_corr == 0) {
+    mag = raw < 0 ? -raw : raw;
+    if ((uint64_t)mag <= k->cfg->clock_warn_ms || raw + k->leader_corr == 0) {
         return 0;
     }
-    k->correction = k->offset_ms + k->leader_corr;
+    k->correction = raw + k->leader_corr;
     TLOG_WARN("clock", "this node became leader with its clock %lld ms %s the previous leader's "
               "(node %llu): it goes on with the cluster's time (its clock %+lld ms) so that "
               "timestamps and retention do not jump; synchronise the clocks (docs/operations.md, "
-              "Clocks)", (long long)mag, k->offset_ms > 0 ? "ahead of" : "behind",
+              "Clocks)", (long long)mag, raw > 0 ? "ahead of" : "behind",
               (unsigned long long)k->leader_id, (long long)-k->correction);
     return k->correction;
 }

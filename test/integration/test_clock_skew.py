@@ -262,6 +262,36 @@ def test_jumped_leader_hands_over():
         check(ts[-1] - ts[0] < 10 * 60000, f"the new leader stamped the old one's jump: {ts}")
 
 
+def test_follower_set_right_then_leads():
+    """A follower's clock is an hour behind long enough to be measured, is
+    set right, and the follower becomes leader at once (within the time its
+    last measurement counts). It must go on with the cluster's time, not
+    an hour ahead of it: its last measurement was taken with its clock an
+    hour behind. (The fault suite saw such a leader delete a 30-minute
+    topic's acknowledged records.) Failed on the old code: the records
+    were stamped an hour ahead and retention deleted offsets 0-1."""
+    with Cluster(name="clock-setright", extra_args=["--set", "retention_interval_ms=500"]) as c:
+        path = skewed(c, 2, "+0")
+        c.start()
+        transfer(c, 1)
+        c.tally_ok("topic", "create", "s", "--policy", "delete", "--retention-ms", "1800000",
+                   "--segment-bytes", "4096")
+        produce(c, "s", [b"before-%d-" % i + payload(3000) for i in range(2)])
+        set_skew(path, "-1h")
+        time.sleep(2.5)  # node 2 measures its clock against the leader's
+        set_skew(path, "+0")
+        transfer(c, 2)  # right away: its last measurement still counts
+        produce(c, "s", [b"after-%d-" % i + payload(3000) for i in range(2)])
+        time.sleep(2)  # retention rounds of the new leader
+        for n in (1, 2, 3):
+            recs = wait_records(c, "s", n, 4)
+            check([o for o, _, _ in recs] == [0, 1, 2, 3],
+                  f"node {n} serves offsets {[o for o, _, _ in recs]}, want 0..3")
+        ts = [t for _, t, _ in records(c, "s", 2)]
+        check(ts[-1] - ts[0] < 10 * 60000, f"the new leader stamped an hour ahead: {ts}")
+
+
 if __name__ == "__main__":
     run_tests([test_slow_leader_retention, test_from_time_across_leadership_change,
-               test_leader_clock_jumps_forward_and_back, test_jumped_leader_hands_over])
+               test_leader_clock_jumps_forward_and_back, test_jumped_leader_hands_over,
+               test_follower_set_right_then_leads])
