@@ -227,18 +227,6 @@ int kafka_records_to_tally(const uint8_t *p, size_t n, struct kafka_batch_info *
     return rv;
 }
 
-/* Bytes of @v as a zigzag varint. */
-static size_t kafka__varint_len(int64_t v)
-{
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    size_t n = 1;
-    while (u >= 0x80) {
-        u >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* Write @v as a zigzag varint at @p; returns the byte after it. */
 static uint8_t *kafka__varint_put(uint8_t *p, int64_t v)
 {
@@ -270,17 +258,17 @@ static void kafka__put_record(struct buf *out, const struct batch_header *h,
                            ? (int64_t)((uint64_t)rec->create_time - (uint64_t)base_timestamp)
                            : rec->timestamp - h->first_timestamp;
     int64_t off_delta = (int64_t)(rec->offset - h->base_offset);
-    size_t body = 1 + kafka__varint_len(ts_delta) + kafka__varint_len(off_delta) +
-                  (rec->key == NULL ? 1 : kafka__varint_len((int64_t)rec->key_len) + rec->key_len) +
+    size_t body = 1 + byte_svarint_len(ts_delta) + byte_svarint_len(off_delta) +
+                  (rec->key == NULL ? 1 : byte_svarint_len((int64_t)rec->key_len) + rec->key_len) +
                   (rec->value == NULL ? 1
-                                      : kafka__varint_len((int64_t)rec->value_len) + rec->value_len) +
-                  kafka__varint_len(rec->header_count);
+                                      : byte_svarint_len((int64_t)rec->value_len) + rec->value_len) +
+                  byte_svarint_len(rec->header_count);
     rd_init(&hr, rec->headers, rec->headers_len);
     for (uint32_t i = 0; i < rec->header_count && batch_headers_next(&hr, &kv); i++) {
-        body += kafka__varint_len((int64_t)kv.name_len) + kv.name_len +
-                kafka__varint_len((int64_t)kv.value_len) + kv.value_len;
+        body += byte_svarint_len((int64_t)kv.name_len) + kv.name_len +
+                byte_svarint_len((int64_t)kv.value_len) + kv.value_len;
     }
-    uint8_t *p = buf_reserve(out, kafka__varint_len((int64_t)body) + body);
+    uint8_t *p = buf_reserve(out, byte_svarint_len((int64_t)body) + body);
     if (p == NULL) {
         return; /* out->oom is set: the caller sees it */
     }

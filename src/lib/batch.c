@@ -310,21 +310,6 @@ void batch_builder_free(struct batch_builder *b)
     buf_free(&b->records);
 }
 
-static size_t batch__uvarint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static size_t batch__svarint_len(int64_t v)
-{
-    return batch__uvarint_len(((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
-
 /* One record; @create_time NULL: the record has none. Written straight
  * into the records section, its length computed first (a Kafka produce or
  * a compaction adds every record of a batch through here). */
@@ -348,17 +333,17 @@ static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts
     if (create_time != NULL) {
         create_delta = (int64_t)((uint64_t)*create_time - (uint64_t)b->create_base);
     }
-    size_t len = batch__uvarint_len(offset_delta) + batch__uvarint_len((uint64_t)ts_delta) +
-                 (create_time != NULL ? batch__svarint_len(create_delta) : 0) +
-                 batch__svarint_len(key != NULL ? (int64_t)key_len : -1) +
+    size_t len = byte_uvarint_len(offset_delta) + byte_uvarint_len((uint64_t)ts_delta) +
+                 (create_time != NULL ? byte_svarint_len(create_delta) : 0) +
+                 byte_svarint_len(key != NULL ? (int64_t)key_len : -1) +
                  (key != NULL ? key_len : 0) +
-                 batch__svarint_len(value != NULL ? (int64_t)value_len : -1) +
-                 (value != NULL ? value_len : 0) + batch__uvarint_len(n_headers);
+                 byte_svarint_len(value != NULL ? (int64_t)value_len : -1) +
+                 (value != NULL ? value_len : 0) + byte_uvarint_len(n_headers);
     for (size_t i = 0; i < n_headers; i++) {
-        len += batch__uvarint_len(headers[i].name_len) + headers[i].name_len +
-               batch__uvarint_len(headers[i].value_len) + headers[i].value_len;
+        len += byte_uvarint_len(headers[i].name_len) + headers[i].name_len +
+               byte_uvarint_len(headers[i].value_len) + headers[i].value_len;
     }
-    if (buf_reserve(r, batch__uvarint_len(len) + len) == NULL) {
+    if (buf_reserve(r, byte_uvarint_len(len) + len) == NULL) {
         return TALLY_NOMEM;
     }
     buf_put_uvarint(r, len);

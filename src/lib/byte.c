@@ -97,6 +97,16 @@ void buf_put_uvarint(struct buf *b, uint64_t v)
     buf_put(b, t, n);
 }
 
+size_t byte_uvarint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
 void buf_put_svarint(struct buf *b, int64_t v)
 {
     buf_put_uvarint(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));

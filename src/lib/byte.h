@@ -42,6 +42,14 @@ void buf_put_blob(struct buf *b, const void *p, uint32_t n);
 /* LEB128 unsigned varint, and zigzag-encoded signed varint. */
 void buf_put_uvarint(struct buf *b, uint64_t v);
 void buf_put_svarint(struct buf *b, int64_t v);
+/* Bytes buf_put_uvarint / buf_put_svarint write for @v (an encoder that
+ * sizes a record before writing it; Kafka's varints are the same zigzag
+ * LEB128). */
+size_t byte_uvarint_len(uint64_t v);
+static inline size_t byte_svarint_len(int64_t v)
+{
+    return byte_uvarint_len(((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
 /* Append zero bytes until len is a multiple of @align. */
 void buf_pad(struct buf *b, size_t align);
 static inline bool buf_ok(const struct buf *b) { return !b->oom; }

@@ -272,6 +272,26 @@ static void test_create_times(void **state)
     batch_builder_free(&b);
 }
 
+/* byte_uvarint_len and byte_svarint_len, which the builder sizes records
+ * by, say what buf_put_uvarint and buf_put_svarint write. */
+static void test_varint_lengths(void **state)
+{
+    static const int64_t v[] = {0, 1, -1, 63, -64, 64, 127, 128, 16383, 16384, -8193,
+                                INT64_MAX, INT64_MIN, 1600000000000};
+    (void)state;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        struct buf u, z;
+        buf_init(&u);
+        buf_init(&z);
+        buf_put_uvarint(&u, (uint64_t)v[i]);
+        buf_put_svarint(&z, v[i]);
+        assert_int_equal(byte_uvarint_len((uint64_t)v[i]), u.len);
+        assert_int_equal(byte_svarint_len(v[i]), z.len);
+        buf_free(&u);
+        buf_free(&z);
+    }
+}
+
 /* The builder refuses an empty batch and one over BATCH_MAX_SIZE, and can be reused after reset. */
 static void test_builder_limits(void **state)
 {
@@ -463,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_offset_gaps),
         cmocka_unit_test(test_builder_limits),
         cmocka_unit_test(test_create_times),
+        cmocka_unit_test(test_varint_lengths),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_stamp_span_overflow),
         cmocka_unit_test(test_record_timestamp_delta_wrap),
