@@ -99,8 +99,9 @@ struct store__frozen_topic {
     struct keys keys;         /* a packed copy of the key index */
     struct streams streams;   /* a packed copy of the stream index */
     bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
-    int fd;                   /* a duplicate of the active segment's, or -1 */
-    bool unsynced;            /* its log had writes not fsynced yet */
+    bool has_log;             /* false while the topic is being created */
+    int fd;                   /* a duplicate of the active segment's when it
+                               * had writes not fsynced yet, else -1 */
     bool written;             /* its keys.ckpt was written by the build */
     bool keys_current;        /* the keys.ckpt in place counts up to next_offset */
 };
@@ -156,9 +157,10 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
         if (t->log != NULL) {
             ft->next_offset = log_next_offset(t->log);
             ft->keys_current = t->keys_ckpt_next == ft->next_offset;
-            ft->unsynced = log_unsynced(t->log);
-            ft->fd = log_dup_active(t->log);
-            if (ft->fd < 0) {
+            ft->has_log = true;
+            /* A log with nothing unsynced needs no fsync, nor a descriptor:
+             * with 10,000 idle topics that is 10,000 dups and closes less. */
+            if (log_unsynced(t->log) && (ft->fd = log_dup_active(t->log)) < 0) {
                 int e = errno;
                 store_snapshot_release(s, f);
                 return err_os(errmsg, e, "snapshot: duplicate the descriptor of %s", t->name);
@@ -187,7 +189,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
      *    0.6 s of a worker per snapshot). */
     for (unsigned i = 0; i < f->n && rv == 0 && !testbug(TESTBUG_CKPT_UNSYNCED); i++) {
         char what[STORE_NAME_MAX + 16];
-        if (f->topics[i].fd < 0 || !f->topics[i].unsynced) {
+        if (f->topics[i].fd < 0) {
             continue;
         }
         snprintf(what, sizeof what, "the log of %s", f->topics[i].name);
@@ -198,7 +200,7 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     /* 2. Checkpoints at the index: the key indexes, then the catalog. */
     for (unsigned i = 0; i < f->n && rv == 0; i++) {
         struct store__frozen_topic *ft = &f->topics[i];
-        if (ft->fd < 0 || ft->keys_current) {
+        if (!ft->has_log || ft->keys_current) {
             continue; /* being created: no log yet; or its file is up to date */
         }
         bool renamed = false;
