@@ -404,7 +404,8 @@ int scram_server_final(struct scram_server *s, const char *msg, size_t len, char
         err_printf(errmsg, "SCRAM: channel binding does not match the gs2 header");
         goto out;
     }
-    if (scram__attr(msg, len, &pos, 'r', &val, &vlen) != 0 || !scram__final_nonce_ok(s, val, vlen)) {
+    if (scram__attr(msg, len, &pos, 'r', &val, &vlen) != 0 ||
+        !scram__final_nonce_ok(s, val, vlen)) {
         err_printf(errmsg, "SCRAM: the nonce does not match");
         goto out;
     }

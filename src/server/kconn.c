@@ -333,6 +333,20 @@ static void kconn__free_handle(uv_handle_t *h)
     free(h);
 }
 
+/* A new connection of @l, its handle initialised (closed with
+ * kconn__closed), not yet listed; NULL when out of memory. */
+static struct kconn *kconn__new(struct kconn_listener *l, uv_loop_t *loop)
+{
+    struct kconn *c = calloc(1, sizeof *c);
+    if (c != NULL) {
+        uv_tcp_init(loop, &c->handle);
+        c->handle.data = c;
+        c->l = l;
+        buf_init(&c->rbuf);
+    }
+    return c;
+}
+
 /* A connection on @c's handle (accepted or opened): listed and read. */
 static void kconn__add(struct kconn_listener *l, struct kconn *c)
 {
@@ -351,21 +365,16 @@ static int kconn__serve_tls(void *arg, uv_loop_t *loop, int fd, const char *peer
                             const char *principal, uint64_t node_id)
 {
     struct kconn_listener *l = arg;
-    struct kconn *c = calloc(1, sizeof *c);
-    if (c == NULL || l->closing) {
-        free(c);
+    struct kconn *c = l->closing ? NULL : kconn__new(l, loop);
+    if (c != NULL && principal != NULL &&
+        (c->auth = auth_conn_certified(principal, node_id)) == NULL) {
+        uv_close((uv_handle_t *)&c->handle, kconn__closed);
+        c = NULL;
+    }
+    if (c == NULL) {
         close(fd);
         return -1;
     }
-    if (principal != NULL && (c->auth = auth_conn_certified(principal, node_id)) == NULL) {
-        free(c);
-        close(fd);
-        return -1;
-    }
-    uv_tcp_init(loop, &c->handle);
-    c->handle.data = c;
-    c->l = l;
-    buf_init(&c->rbuf);
     if (uv_tcp_open(&c->handle, fd) != 0) {
         uv_close((uv_handle_t *)&c->handle, kconn__closed);
         return -1;
@@ -399,14 +408,10 @@ static void kconn__accept(uv_stream_t *server, int status)
         tlsaccept_one(&l->tlsa, server); /* the handshake first: kconn__serve_tls */
         return;
     }
-    struct kconn *c = calloc(1, sizeof *c);
+    struct kconn *c = kconn__new(l, server->loop);
     if (c == NULL) {
         return;
     }
-    uv_tcp_init(server->loop, &c->handle);
-    c->handle.data = c;
-    c->l = l;
-    buf_init(&c->rbuf);
     if (uv_accept(server, (uv_stream_t *)&c->handle) != 0) {
         uv_close((uv_handle_t *)&c->handle, kconn__closed);
         return;

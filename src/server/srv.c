@@ -547,10 +547,12 @@ static int srv__kafka_start(struct srv *s, char *errmsg)
                            s->tls_on ? &s->tls : NULL, &s->kafka, errmsg)) != 0) {
         return rv;
     }
-    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s)%s", s->cfg->kafka_addr,
+    const char *how = !s->tls_on               ? "in plaintext (PLAINTEXT)"
+                      : s->cfg->auth_required ? "with TLS and SASL (SASL_SSL)"
+                                              : "with TLS (SSL)";
+    TLOG_INFO("server", "serving Kafka clients on %s (advertised as %s) %s", s->cfg->kafka_addr,
               s->cfg->kafka_advertise[0] != '\0' ? s->cfg->kafka_advertise : s->cfg->kafka_addr,
-              s->tls_on ? (s->cfg->auth_required ? " with TLS and SASL (SASL_SSL)" : " with TLS (SSL)")
-                        : " in plaintext (PLAINTEXT)");
+              how);
     return 0;
 }
 
