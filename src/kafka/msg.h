@@ -31,12 +31,22 @@ enum kafka_api_key {
     KAFKA_FETCH = 1,
     KAFKA_LIST_OFFSETS = 2,
     KAFKA_METADATA = 3,
+    KAFKA_OFFSET_COMMIT = 8,
+    KAFKA_OFFSET_FETCH = 9,
     KAFKA_FIND_COORDINATOR = 10,
+    KAFKA_JOIN_GROUP = 11,
+    KAFKA_HEARTBEAT = 12,
+    KAFKA_LEAVE_GROUP = 13,
+    KAFKA_SYNC_GROUP = 14,
+    KAFKA_DESCRIBE_GROUPS = 15,
+    KAFKA_LIST_GROUPS = 16,
     KAFKA_SASL_HANDSHAKE = 17,
     KAFKA_API_VERSIONS = 18,
     KAFKA_CREATE_TOPICS = 19,
     KAFKA_DELETE_TOPICS = 20,
     KAFKA_INIT_PRODUCER_ID = 22,
+    KAFKA_DESCRIBE_CONFIGS = 32,
+    KAFKA_ALTER_CONFIGS = 33,
     KAFKA_SASL_AUTHENTICATE = 36,
 };
 
@@ -250,13 +260,242 @@ int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header
 void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
                                 const struct kafka_delete_req *m);
 
-/* ---- FindCoordinator (v0-v2) ---- */
-/* The request body is not needed (tally has no group or transaction
- * coordinator: every key is answered COORDINATOR_NOT_AVAILABLE); only its
- * shape is checked. */
-int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h);
+/* ---- FindCoordinator (v0-v3) ---- */
+#define KAFKA_COORDINATOR_GROUP 0
+#define KAFKA_COORDINATOR_TRANSACTION 1
+struct kafka_find_coord_req {
+    struct kafka_str key;      /* the group id (or transactional id) */
+    int8_t key_type;           /* v1+; 0 (group) before */
+};
+int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h,
+                                  struct kafka_find_coord_req *m);
+/* @coord NULL: no coordinator (node_id -1, host "", port -1). */
 void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header *h,
-                                   int16_t error, const char *message);
+                                   int16_t error, const char *message,
+                                   const struct kafka_broker *coord);
+
+/* ---- Consumer groups: JoinGroup (v0-v5), SyncGroup (v0-v3), Heartbeat
+ * (v0-v3), LeaveGroup (v0-v3) ----
+ * Response strings are NUL-terminated C strings (NULL: a null string). */
+struct kafka_join_protocol {
+    struct kafka_str name;
+    struct kafka_str metadata;
+};
+struct kafka_join_req {
+    struct kafka_str group_id;
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;  /* v1+; v0: session_timeout_ms */
+    struct kafka_str member_id;    /* "" on a first join */
+    struct kafka_str group_instance_id; /* v5+; len -1 (null) before */
+    struct kafka_str protocol_type;
+    int32_t n_protocols;
+    struct kafka_join_protocol *protocols;
+};
+struct kafka_join_member {
+    const char *member_id;
+    const char *group_instance_id;  /* NULL: null */
+    const uint8_t *metadata;
+    size_t metadata_len;
+};
+struct kafka_join_resp {
+    int16_t error;
+    int32_t generation_id;
+    const char *protocol_name;
+    const char *leader;
+    const char *member_id;
+    int32_t n_members;               /* the leader's answer lists every member */
+    const struct kafka_join_member *members;
+};
+int kafka_decode_join_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                            struct kafka_arena *a, struct kafka_join_req *m);
+void kafka_encode_join_group(struct buf *b, const struct kafka_req_header *h,
+                             const struct kafka_join_resp *m);
+
+struct kafka_sync_assignment {
+    struct kafka_str member_id;
+    struct kafka_str assignment;
+};
+struct kafka_sync_req {
+    struct kafka_str group_id;
+    int32_t generation_id;
+    struct kafka_str member_id;
+    struct kafka_str group_instance_id; /* v3+ */
+    int32_t n_assignments;              /* only the group leader sends them */
+    struct kafka_sync_assignment *assignments;
+};
+int kafka_decode_sync_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                            struct kafka_arena *a, struct kafka_sync_req *m);
+void kafka_encode_sync_group(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                             const void *assignment, size_t len);
+
+struct kafka_heartbeat_req {
+    struct kafka_str group_id;
+    int32_t generation_id;
+    struct kafka_str member_id;
+    struct kafka_str group_instance_id; /* v3+ */
+};
+int kafka_decode_heartbeat(struct kafka_rd *r, const struct kafka_req_header *h,
+                           struct kafka_heartbeat_req *m);
+void kafka_encode_heartbeat(struct buf *b, const struct kafka_req_header *h, int16_t error);
+
+struct kafka_leave_member {
+    struct kafka_str member_id;
+    struct kafka_str group_instance_id;
+    int16_t error;                 /* the answer (v3+: per member) */
+};
+struct kafka_leave_req {
+    struct kafka_str group_id;
+    int32_t n_members;             /* v0-v2: one, from the request's member_id */
+    struct kafka_leave_member *members;
+};
+int kafka_decode_leave_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                             struct kafka_arena *a, struct kafka_leave_req *m);
+void kafka_encode_leave_group(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                              const struct kafka_leave_req *m);
+
+/* ---- OffsetCommit (v2-v7), OffsetFetch (v1-v7) ---- */
+struct kafka_commit_part {
+    int32_t index;
+    int64_t offset;
+    struct kafka_str metadata;     /* not kept by tally */
+    int16_t error;                 /* the answer */
+};
+struct kafka_commit_topic {
+    struct kafka_str name;
+    int32_t n_parts;
+    struct kafka_commit_part *parts;
+};
+struct kafka_commit_req {
+    struct kafka_str group_id;
+    int32_t generation_id;         /* -1: a commit from outside any generation */
+    struct kafka_str member_id;
+    struct kafka_str group_instance_id; /* v7+ */
+    int32_t n_topics;
+    struct kafka_commit_topic *topics;
+};
+int kafka_decode_offset_commit(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_commit_req *m);
+void kafka_encode_offset_commit(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_commit_req *m);
+
+struct kafka_ofetch_part {
+    int32_t index;
+    /* the answer */
+    int64_t offset;                /* -1: no committed offset */
+    int16_t error;
+};
+struct kafka_ofetch_topic {
+    struct kafka_str name;
+    int32_t n_parts;
+    struct kafka_ofetch_part *parts;
+};
+struct kafka_ofetch_req {
+    struct kafka_str group_id;
+    int32_t n_topics;              /* -1 (v2+): every topic the group has an offset for */
+    struct kafka_ofetch_topic *topics;
+    bool require_stable;           /* v7+ */
+};
+int kafka_decode_offset_fetch(struct kafka_rd *r, const struct kafka_req_header *h,
+                              struct kafka_arena *a, struct kafka_ofetch_req *m);
+/* Answers @n_topics @topics (the request's, or the server's own list when
+ * the request asked for every topic) and the top-level @error (v2+). */
+void kafka_encode_offset_fetch(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                               int32_t n_topics, const struct kafka_ofetch_topic *topics);
+
+/* ---- ListGroups (v0-v2), DescribeGroups (v0-v4) ---- */
+struct kafka_group_listing {
+    const char *group_id;
+    const char *protocol_type;
+};
+int kafka_decode_list_groups(struct kafka_rd *r, const struct kafka_req_header *h);
+void kafka_encode_list_groups(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                              int32_t n, const struct kafka_group_listing *groups);
+
+struct kafka_describe_groups_req {
+    int32_t n_groups;
+    struct kafka_str *groups;
+    bool include_authorized_operations; /* v3+ */
+};
+struct kafka_dg_member {
+    const char *member_id;
+    const char *group_instance_id; /* v4+; NULL: null */
+    const char *client_id;
+    const char *client_host;
+    const uint8_t *metadata;
+    size_t metadata_len;
+    const uint8_t *assignment;
+    size_t assignment_len;
+};
+struct kafka_dg_group {
+    int16_t error;
+    const char *group_id;
+    const char *state;             /* "Empty", "PreparingRebalance", "CompletingRebalance",
+                                    * "Stable", "Dead" */
+    const char *protocol_type;
+    const char *protocol_data;     /* the chosen protocol's name ("" if none) */
+    int32_t n_members;
+    const struct kafka_dg_member *members;
+};
+int kafka_decode_describe_groups(struct kafka_rd *r, const struct kafka_req_header *h,
+                                 struct kafka_arena *a, struct kafka_describe_groups_req *m);
+void kafka_encode_describe_groups(struct buf *b, const struct kafka_req_header *h, int32_t n,
+                                  const struct kafka_dg_group *groups);
+
+/* ---- DescribeConfigs (v0-v3), AlterConfigs (v0-v1) ---- */
+#define KAFKA_RESOURCE_TOPIC 2
+#define KAFKA_RESOURCE_BROKER 4
+#define KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC 1
+#define KAFKA_CONFIG_SOURCE_DEFAULT 5
+struct kafka_dc_resource {
+    int8_t type;
+    struct kafka_str name;
+    int32_t n_keys;                /* -1: every setting */
+    struct kafka_str *keys;
+};
+struct kafka_describe_configs_req {
+    int32_t n_resources;
+    struct kafka_dc_resource *resources;
+    bool include_synonyms;         /* v1+ */
+    bool include_documentation;    /* v3+ */
+};
+struct kafka_dc_entry {
+    const char *name;
+    const char *value;             /* NULL: null */
+    bool read_only;
+    bool is_default;               /* v0's is_default; v1+ config_source says it */
+    int8_t source;                 /* v1+: KAFKA_CONFIG_SOURCE_* */
+};
+struct kafka_dc_result {
+    int16_t error;
+    const char *message;           /* NULL: null */
+    int8_t type;
+    const char *name;
+    int32_t n_configs;
+    const struct kafka_dc_entry *configs;
+};
+int kafka_decode_describe_configs(struct kafka_rd *r, const struct kafka_req_header *h,
+                                  struct kafka_arena *a, struct kafka_describe_configs_req *m);
+void kafka_encode_describe_configs(struct buf *b, const struct kafka_req_header *h, int32_t n,
+                                   const struct kafka_dc_result *results);
+
+struct kafka_ac_resource {
+    int8_t type;
+    struct kafka_str name;
+    int32_t n_configs;
+    struct kafka_config *configs;
+    /* the answer */
+    int16_t error;
+    char *error_message;           /* NULL, or arena-allocated */
+};
+struct kafka_alter_configs_req {
+    int32_t n_resources;
+    struct kafka_ac_resource *resources;
+    bool validate_only;
+};
+int kafka_decode_alter_configs(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_alter_configs_req *m);
+void kafka_encode_alter_configs(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_alter_configs_req *m);
 
 /* ---- InitProducerId (v0-v1) ---- */
 struct kafka_init_pid_req {
