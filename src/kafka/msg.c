@@ -16,14 +16,22 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_FETCH, 4, 11, 4, INT16_MAX, "Fetch"},
     {KAFKA_LIST_OFFSETS, 1, 5, 1, INT16_MAX, "ListOffsets"},
     {KAFKA_METADATA, 1, 9, 1, 9, "Metadata"},
+    {KAFKA_OFFSET_COMMIT, 2, 7, 2, INT16_MAX, "OffsetCommit"},
+    {KAFKA_OFFSET_FETCH, 1, 7, 1, 6, "OffsetFetch"},
     /* FindCoordinator: librdkafka enables LZ4 only for brokers that list
-     * it (its feature map ties LZ4 to Kafka 0.8.2, which added it); tally
-     * has no coordinator yet and says so to every request. */
-    {KAFKA_FIND_COORDINATOR, 0, 2, 0, INT16_MAX, "FindCoordinator"},
+     * it (its feature map ties LZ4 to Kafka 0.8.2, which added it). */
+    {KAFKA_FIND_COORDINATOR, 0, 3, 0, 3, "FindCoordinator"},
+    {KAFKA_JOIN_GROUP, 0, 5, 0, INT16_MAX, "JoinGroup"},
+    {KAFKA_HEARTBEAT, 0, 3, 0, INT16_MAX, "Heartbeat"},
+    {KAFKA_LEAVE_GROUP, 0, 3, 0, INT16_MAX, "LeaveGroup"},
+    {KAFKA_SYNC_GROUP, 0, 3, 0, INT16_MAX, "SyncGroup"},
+    {KAFKA_DESCRIBE_GROUPS, 0, 4, 0, INT16_MAX, "DescribeGroups"},
+    {KAFKA_LIST_GROUPS, 0, 2, 0, INT16_MAX, "ListGroups"},
     {KAFKA_API_VERSIONS, 0, 3, 0, 3, "ApiVersions"},
     {KAFKA_CREATE_TOPICS, 0, 4, 0, INT16_MAX, "CreateTopics"},
     {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
     {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
+    {KAFKA_DESCRIBE_CONFIGS, 0, 3, 0, INT16_MAX, "DescribeConfigs"},
     {KAFKA_SASL_HANDSHAKE, 0, 1, 0, INT16_MAX, "SaslHandshake"},
     {KAFKA_SASL_AUTHENTICATE, 0, 2, 0, 2, "SaslAuthenticate"},
 };
@@ -611,33 +619,585 @@ void kafka_encode_delete_topics(struct buf *b, const struct kafka_req_header *h,
     kafka_put_tags(b, f);
 }
 
+/* ---- response helpers ---- */
+
+/* A string the schema does not let be null: NULL goes out as "". */
+static void kafka__put_nonnull(struct buf *b, bool f, const char *s)
+{
+    kafka_put_cstring(b, f, s != NULL ? s : "");
+}
+
+/* A request's string echoed back: len -1 goes out as null. */
+static void kafka__put_str(struct buf *b, bool f, struct kafka_str s)
+{
+    kafka_put_string(b, f, s.len >= 0 ? s.p : NULL, s.len >= 0 ? (size_t)s.len : 0);
+}
+
+/* Non-nullable bytes: NULL goes out as empty. */
+static void kafka__put_nonnull_bytes(struct buf *b, bool f, const void *p, size_t len)
+{
+    kafka_put_bytes(b, f, p != NULL ? p : "", p != NULL ? len : 0);
+}
+
 /* ---- FindCoordinator ---- */
 
-int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h)
+int kafka_decode_find_coordinator(struct kafka_rd *r, const struct kafka_req_header *h,
+                                  struct kafka_find_coord_req *m)
 {
-    (void)kafka_rd_string(r, h->flex); /* key */
+    memset(m, 0, sizeof *m);
+    m->key = kafka_rd_string(r, h->flex);
+    m->key_type = KAFKA_COORDINATOR_GROUP;
     if (h->api_version >= 1) {
-        (void)kafka_rd_i8(r); /* key_type */
+        m->key_type = kafka_rd_i8(r); /* v1+ */
     }
     kafka_rd_tags(r, h->flex);
-    return r->bad || r->left != 0 ? -1 : 0;
+    return r->bad || r->left != 0 || m->key.len < 0 ? -1 : 0;
 }
 
 void kafka_encode_find_coordinator(struct buf *b, const struct kafka_req_header *h,
-                                   int16_t error, const char *message)
+                                   int16_t error, const char *message,
+                                   const struct kafka_broker *coord)
 {
+    bool f = h->flex;
     if (h->api_version >= 1) {
         kafka_put_i32(b, 0); /* throttle_time_ms */
     }
     kafka_put_i16(b, error);
     if (h->api_version >= 1) {
-        kafka_put_cstring(b, h->flex, message);
+        kafka_put_cstring(b, f, message); /* error_message */
     }
-    kafka_put_i32(b, -1);          /* node_id */
-    kafka_put_cstring(b, h->flex, ""); /* host */
-    kafka_put_i32(b, -1);          /* port */
+    kafka_put_i32(b, coord != NULL ? coord->node_id : -1);
+    kafka_put_cstring(b, f, coord != NULL ? coord->host : "");
+    kafka_put_i32(b, coord != NULL ? coord->port : -1);
+    kafka_put_tags(b, f);
+}
+
+/* ---- JoinGroup ---- */
+
+int kafka_decode_join_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                            struct kafka_arena *a, struct kafka_join_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    m->session_timeout_ms = kafka_rd_i32(r);
+    m->rebalance_timeout_ms = m->session_timeout_ms;
+    if (v >= 1) {
+        m->rebalance_timeout_ms = kafka_rd_i32(r);
+    }
+    m->member_id = kafka_rd_string(r, f);
+    m->group_instance_id.len = -1;
+    if (v >= 5) {
+        m->group_instance_id = kafka_rd_string(r, f);
+    }
+    m->protocol_type = kafka_rd_string(r, f);
+    m->n_protocols = kafka_rd_array(r, f, 6);
+    if (r->bad || m->group_id.len < 0 || m->member_id.len < 0 || m->protocol_type.len < 0 ||
+        m->n_protocols < 0) {
+        return -1;
+    }
+    if (m->n_protocols > 0 && (m->protocols = kafka_arena_alloc(
+                                   a, (size_t)m->n_protocols * sizeof *m->protocols)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_protocols && !r->bad; i++) {
+        struct kafka_join_protocol *p = &m->protocols[i];
+        p->name = kafka_rd_string(r, f);
+        p->metadata = kafka_rd_bytes(r, f);
+        if (p->name.len < 0 || p->metadata.len < 0) {
+            r->bad = true;
+        }
+        kafka_rd_tags(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_join_group(struct buf *b, const struct kafka_req_header *h,
+                             const struct kafka_join_resp *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    if (v >= 2) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, m->error);
+    kafka_put_i32(b, m->generation_id);
+    kafka__put_nonnull(b, f, m->protocol_name); /* nullable only from v7 */
+    kafka__put_nonnull(b, f, m->leader);
+    kafka__put_nonnull(b, f, m->member_id);
+    kafka_put_array(b, f, m->n_members);
+    for (int32_t i = 0; i < m->n_members; i++) {
+        const struct kafka_join_member *p = &m->members[i];
+        kafka__put_nonnull(b, f, p->member_id);
+        if (v >= 5) {
+            kafka_put_cstring(b, f, p->group_instance_id);
+        }
+        kafka__put_nonnull_bytes(b, f, p->metadata, p->metadata_len);
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- SyncGroup ---- */
+
+int kafka_decode_sync_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                            struct kafka_arena *a, struct kafka_sync_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    m->generation_id = kafka_rd_i32(r);
+    m->member_id = kafka_rd_string(r, f);
+    m->group_instance_id.len = -1;
+    if (h->api_version >= 3) {
+        m->group_instance_id = kafka_rd_string(r, f);
+    }
+    m->n_assignments = kafka_rd_array(r, f, 6);
+    if (r->bad || m->group_id.len < 0 || m->member_id.len < 0 || m->n_assignments < 0) {
+        return -1;
+    }
+    if (m->n_assignments > 0 &&
+        (m->assignments = kafka_arena_alloc(
+             a, (size_t)m->n_assignments * sizeof *m->assignments)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_assignments && !r->bad; i++) {
+        struct kafka_sync_assignment *s = &m->assignments[i];
+        s->member_id = kafka_rd_string(r, f);
+        s->assignment = kafka_rd_bytes(r, f);
+        if (s->member_id.len < 0 || s->assignment.len < 0) {
+            r->bad = true;
+        }
+        kafka_rd_tags(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_sync_group(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                             const void *assignment, size_t len)
+{
+    bool f = h->flex;
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
+    kafka__put_nonnull_bytes(b, f, assignment, len);
+    kafka_put_tags(b, f);
+}
+
+/* ---- Heartbeat ---- */
+
+int kafka_decode_heartbeat(struct kafka_rd *r, const struct kafka_req_header *h,
+                           struct kafka_heartbeat_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    m->generation_id = kafka_rd_i32(r);
+    m->member_id = kafka_rd_string(r, f);
+    m->group_instance_id.len = -1;
+    if (h->api_version >= 3) {
+        m->group_instance_id = kafka_rd_string(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || m->group_id.len < 0 || m->member_id.len < 0 ? -1 : 0;
+}
+
+void kafka_encode_heartbeat(struct buf *b, const struct kafka_req_header *h, int16_t error)
+{
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
     kafka_put_tags(b, h->flex);
 }
+
+/* ---- LeaveGroup ---- */
+
+int kafka_decode_leave_group(struct kafka_rd *r, const struct kafka_req_header *h,
+                             struct kafka_arena *a, struct kafka_leave_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    if (h->api_version < 3) {
+        m->n_members = 1; /* member_id (v0-v2) */
+    } else {
+        m->n_members = kafka_rd_array(r, f, 4); /* members (v3+) */
+    }
+    if (r->bad || m->group_id.len < 0 || m->n_members < 0) {
+        return -1;
+    }
+    if (m->n_members > 0 &&
+        (m->members = kafka_arena_alloc(a, (size_t)m->n_members * sizeof *m->members)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_members && !r->bad; i++) {
+        struct kafka_leave_member *p = &m->members[i];
+        p->member_id = kafka_rd_string(r, f);
+        p->group_instance_id.len = -1;
+        if (h->api_version >= 3) {
+            p->group_instance_id = kafka_rd_string(r, f);
+            kafka_rd_tags(r, f);
+        }
+        if (p->member_id.len < 0) {
+            r->bad = true;
+        }
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_leave_group(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                              const struct kafka_leave_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
+    if (h->api_version >= 3) {
+        kafka_put_array(b, f, m->n_members); /* members */
+        for (int32_t i = 0; i < m->n_members; i++) {
+            const struct kafka_leave_member *p = &m->members[i];
+            kafka__put_str(b, f, p->member_id);
+            kafka__put_str(b, f, p->group_instance_id);
+            kafka_put_i16(b, p->error);
+            kafka_put_tags(b, f);
+        }
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- OffsetCommit ---- */
+
+int kafka_decode_offset_commit(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_commit_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    m->generation_id = kafka_rd_i32(r);   /* v1+ */
+    m->member_id = kafka_rd_string(r, f); /* v1+ */
+    m->group_instance_id.len = -1;
+    if (v >= 7) {
+        m->group_instance_id = kafka_rd_string(r, f);
+    }
+    if (v <= 4) {
+        (void)kafka_rd_i64(r); /* retention_time_ms (v2-v4): the broker's setting rules */
+    }
+    m->n_topics = kafka_rd_array(r, f, 6);
+    if (r->bad || m->group_id.len < 0 || m->member_id.len < 0 || m->n_topics < 0) {
+        return -1;
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_commit_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->n_parts = kafka_rd_array(r, f, 14);
+        if (t->name.len < 0 || t->n_parts < 0) {
+            return -1;
+        }
+        if (t->n_parts > 0 &&
+            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
+            struct kafka_commit_part *p = &t->parts[k];
+            p->index = kafka_rd_i32(r);
+            p->offset = kafka_rd_i64(r);
+            if (v >= 6) {
+                (void)kafka_rd_i32(r); /* committed_leader_epoch */
+            }
+            p->metadata = kafka_rd_string(r, f); /* nullable */
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_offset_commit(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_commit_req *m)
+{
+    bool f = h->flex;
+    if (h->api_version >= 3) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, m->n_topics);
+    for (int32_t i = 0; i < m->n_topics; i++) {
+        const struct kafka_commit_topic *t = &m->topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_array(b, f, t->n_parts);
+        for (int32_t k = 0; k < t->n_parts; k++) {
+            kafka_put_i32(b, t->parts[k].index);
+            kafka_put_i16(b, t->parts[k].error);
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- OffsetFetch ---- */
+
+int kafka_decode_offset_fetch(struct kafka_rd *r, const struct kafka_req_header *h,
+                              struct kafka_arena *a, struct kafka_ofetch_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->group_id = kafka_rd_string(r, f);
+    m->n_topics = kafka_rd_array(r, f, f ? 3 : 6);
+    if (r->bad || m->group_id.len < 0 || (m->n_topics < 0 && v < 2)) {
+        return -1; /* topics nullable (every topic) from v2 */
+    }
+    if (m->n_topics > 0 &&
+        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
+        struct kafka_ofetch_topic *t = &m->topics[i];
+        t->name = kafka_rd_string(r, f);
+        t->n_parts = kafka_rd_array(r, f, 4); /* partition_indexes */
+        if (t->name.len < 0 || t->n_parts < 0) {
+            return -1;
+        }
+        if (t->n_parts > 0 &&
+            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
+            t->parts[k].index = kafka_rd_i32(r);
+            t->parts[k].offset = -1;
+        }
+        kafka_rd_tags(r, f);
+    }
+    if (v >= 7) {
+        m->require_stable = kafka_rd_i8(r) != 0;
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_offset_fetch(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                               int32_t n_topics, const struct kafka_ofetch_topic *topics)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    if (v >= 3) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    if (n_topics < 0) {
+        n_topics = 0; /* the response's topics are never null */
+    }
+    kafka_put_array(b, f, n_topics);
+    for (int32_t i = 0; i < n_topics; i++) {
+        const struct kafka_ofetch_topic *t = &topics[i];
+        kafka_put_string(b, f, t->name.p, (size_t)t->name.len);
+        kafka_put_array(b, f, t->n_parts);
+        for (int32_t k = 0; k < t->n_parts; k++) {
+            const struct kafka_ofetch_part *p = &t->parts[k];
+            kafka_put_i32(b, p->index);
+            kafka_put_i64(b, p->offset);
+            if (v >= 5) {
+                kafka_put_i32(b, -1); /* committed_leader_epoch */
+            }
+            kafka_put_cstring(b, f, ""); /* metadata: not kept (Kafka's "no metadata") */
+            kafka_put_i16(b, p->error);
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    if (v >= 2) {
+        kafka_put_i16(b, error);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- ListGroups ---- */
+
+int kafka_decode_list_groups(struct kafka_rd *r, const struct kafka_req_header *h)
+{
+    kafka_rd_tags(r, h->flex); /* no fields before v4's states_filter */
+    return r->bad || r->left != 0 ? -1 : 0;
+}
+
+void kafka_encode_list_groups(struct buf *b, const struct kafka_req_header *h, int16_t error,
+                              int32_t n, const struct kafka_group_listing *groups)
+{
+    bool f = h->flex;
+    if (h->api_version >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_i16(b, error);
+    kafka_put_array(b, f, n);
+    for (int32_t i = 0; i < n; i++) {
+        kafka__put_nonnull(b, f, groups[i].group_id);
+        kafka__put_nonnull(b, f, groups[i].protocol_type);
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- DescribeGroups ---- */
+
+int kafka_decode_describe_groups(struct kafka_rd *r, const struct kafka_req_header *h,
+                                 struct kafka_arena *a, struct kafka_describe_groups_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_groups = kafka_rd_array(r, f, 2);
+    if (r->bad || m->n_groups < 0) {
+        return -1;
+    }
+    if (m->n_groups > 0 &&
+        (m->groups = kafka_arena_alloc(a, (size_t)m->n_groups * sizeof *m->groups)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_groups && !r->bad; i++) {
+        m->groups[i] = kafka_rd_string(r, f);
+        if (m->groups[i].len < 0) {
+            r->bad = true;
+        }
+    }
+    if (h->api_version >= 3) {
+        m->include_authorized_operations = kafka_rd_i8(r) != 0;
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_describe_groups(struct buf *b, const struct kafka_req_header *h, int32_t n,
+                                  const struct kafka_dg_group *groups)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    if (v >= 1) {
+        kafka_put_i32(b, 0); /* throttle_time_ms */
+    }
+    kafka_put_array(b, f, n);
+    for (int32_t i = 0; i < n; i++) {
+        const struct kafka_dg_group *g = &groups[i];
+        kafka_put_i16(b, g->error);
+        kafka__put_nonnull(b, f, g->group_id);
+        kafka__put_nonnull(b, f, g->state);
+        kafka__put_nonnull(b, f, g->protocol_type);
+        kafka__put_nonnull(b, f, g->protocol_data);
+        kafka_put_array(b, f, g->n_members);
+        for (int32_t k = 0; k < g->n_members; k++) {
+            const struct kafka_dg_member *p = &g->members[k];
+            kafka__put_nonnull(b, f, p->member_id);
+            if (v >= 4) {
+                kafka_put_cstring(b, f, p->group_instance_id);
+            }
+            kafka__put_nonnull(b, f, p->client_id);
+            kafka__put_nonnull(b, f, p->client_host);
+            kafka__put_nonnull_bytes(b, f, p->metadata, p->metadata_len);
+            kafka__put_nonnull_bytes(b, f, p->assignment, p->assignment_len);
+            kafka_put_tags(b, f);
+        }
+        if (v >= 3) {
+            kafka_put_i32(b, INT32_MIN); /* authorized_operations: none computed */
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- DescribeConfigs ---- */
+
+int kafka_decode_describe_configs(struct kafka_rd *r, const struct kafka_req_header *h,
+                                  struct kafka_arena *a, struct kafka_describe_configs_req *m)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->n_resources = kafka_rd_array(r, f, 7);
+    if (r->bad || m->n_resources < 0) {
+        return -1;
+    }
+    if (m->n_resources > 0 && (m->resources = kafka_arena_alloc(
+                                   a, (size_t)m->n_resources * sizeof *m->resources)) == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->n_resources && !r->bad; i++) {
+        struct kafka_dc_resource *res = &m->resources[i];
+        res->type = kafka_rd_i8(r);
+        res->name = kafka_rd_string(r, f);
+        res->n_keys = kafka_rd_array(r, f, 2); /* nullable: every setting */
+        if (r->bad || res->name.len < 0) {
+            return -1;
+        }
+        if (res->n_keys > 0 &&
+            (res->keys = kafka_arena_alloc(a, (size_t)res->n_keys * sizeof *res->keys)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < res->n_keys && !r->bad; k++) {
+            res->keys[k] = kafka_rd_string(r, f);
+            if (res->keys[k].len < 0) {
+                r->bad = true;
+            }
+        }
+        kafka_rd_tags(r, f);
+    }
+    if (v >= 1) {
+        m->include_synonyms = kafka_rd_i8(r) != 0;
+    }
+    if (v >= 3) {
+        m->include_documentation = kafka_rd_i8(r) != 0;
+    }
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_describe_configs(struct buf *b, const struct kafka_req_header *h, int32_t n,
+                                   const struct kafka_dc_result *results)
+{
+    int16_t v = h->api_version;
+    bool f = h->flex;
+    kafka_put_i32(b, 0); /* throttle_time_ms */
+    kafka_put_array(b, f, n);
+    for (int32_t i = 0; i < n; i++) {
+        const struct kafka_dc_result *res = &results[i];
+        kafka_put_i16(b, res->error);
+        kafka_put_cstring(b, f, res->message);
+        kafka_put_i8(b, res->type);
+        kafka__put_nonnull(b, f, res->name);
+        kafka_put_array(b, f, res->n_configs);
+        for (int32_t k = 0; k < res->n_configs; k++) {
+            const struct kafka_dc_entry *e = &res->configs[k];
+            kafka__put_nonnull(b, f, e->name);
+            kafka_put_cstring(b, f, e->value);
+            kafka_put_i8(b, e->read_only ? 1 : 0);
+            if (v == 0) {
+                kafka_put_i8(b, e->is_default ? 1 : 0); /* is_default (v0 only) */
+            } else {
+                kafka_put_i8(b, e->source); /* config_source (v1+) */
+            }
+            kafka_put_i8(b, 0); /* is_sensitive */
+            if (v >= 1) {
+                kafka_put_array(b, f, 0); /* synonyms */
+            }
+            if (v >= 3) {
+                kafka_put_i8(b, 0);            /* config_type: UNKNOWN */
+                kafka_put_cstring(b, f, NULL); /* documentation */
+            }
+            kafka_put_tags(b, f);
+        }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
 
 /* ---- SaslHandshake, SaslAuthenticate ---- */
 

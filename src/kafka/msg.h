@@ -46,7 +46,6 @@ enum kafka_api_key {
     KAFKA_DELETE_TOPICS = 20,
     KAFKA_INIT_PRODUCER_ID = 22,
     KAFKA_DESCRIBE_CONFIGS = 32,
-    KAFKA_ALTER_CONFIGS = 33,
     KAFKA_SASL_AUTHENTICATE = 36,
 };
 
@@ -441,7 +440,7 @@ int kafka_decode_describe_groups(struct kafka_rd *r, const struct kafka_req_head
 void kafka_encode_describe_groups(struct buf *b, const struct kafka_req_header *h, int32_t n,
                                   const struct kafka_dg_group *groups);
 
-/* ---- DescribeConfigs (v0-v3), AlterConfigs (v0-v1) ---- */
+/* ---- DescribeConfigs (v0-v3) ---- */
 #define KAFKA_RESOURCE_TOPIC 2
 #define KAFKA_RESOURCE_BROKER 4
 #define KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC 1
@@ -478,24 +477,6 @@ int kafka_decode_describe_configs(struct kafka_rd *r, const struct kafka_req_hea
 void kafka_encode_describe_configs(struct buf *b, const struct kafka_req_header *h, int32_t n,
                                    const struct kafka_dc_result *results);
 
-struct kafka_ac_resource {
-    int8_t type;
-    struct kafka_str name;
-    int32_t n_configs;
-    struct kafka_config *configs;
-    /* the answer */
-    int16_t error;
-    char *error_message;           /* NULL, or arena-allocated */
-};
-struct kafka_alter_configs_req {
-    int32_t n_resources;
-    struct kafka_ac_resource *resources;
-    bool validate_only;
-};
-int kafka_decode_alter_configs(struct kafka_rd *r, const struct kafka_req_header *h,
-                               struct kafka_arena *a, struct kafka_alter_configs_req *m);
-void kafka_encode_alter_configs(struct buf *b, const struct kafka_req_header *h,
-                                const struct kafka_alter_configs_req *m);
 
 /* ---- InitProducerId (v0-v1) ---- */
 struct kafka_init_pid_req {

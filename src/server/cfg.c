@@ -66,6 +66,11 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(compaction_buffer_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
     CFG__T(max_clock_step_ms, CFG__U64, false, 1000, 86400000),
     CFG__T(clock_warn_ms, CFG__U64, false, 1, 86400000),
+    CFG__T(kafka_max_groups, CFG__UINT, false, 1, 1000000),
+    CFG__T(kafka_group_max_members, CFG__UINT, false, 1, 100000),
+    CFG__T(kafka_group_min_session_ms, CFG__UINT, false, 1, 3600000),
+    CFG__T(kafka_group_max_session_ms, CFG__UINT, false, 1, 3600000),
+    CFG__T(kafka_group_initial_delay_ms, CFG__UINT, false, 0, 300000),
 };
 
 #define CFG__N_TUNABLES (sizeof cfg__tunables / sizeof cfg__tunables[0])
@@ -104,6 +109,11 @@ static void cfg__defaults(struct cfg *c)
     c->compaction_buffer_bytes = 64 * CFG__MIB;
     c->max_clock_step_ms = 60000;
     c->clock_warn_ms = 1000;
+    c->kafka_max_groups = 10000;
+    c->kafka_group_max_members = 1000;
+    c->kafka_group_min_session_ms = 1000;
+    c->kafka_group_max_session_ms = 1800000;
+    c->kafka_group_initial_delay_ms = 1000;
 }
 
 /* Put "<prefix>" in front of the message already in @errmsg. Unlike
@@ -950,6 +960,9 @@ void cfg_usage(FILE *out)
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
             "  max_clock_step_ms=60000   clock_warn_ms=1000\n"
+            "  kafka_max_groups=10000    kafka_group_max_members=1000\n"
+            "  kafka_group_min_session_ms=1000  kafka_group_max_session_ms=1800000\n"
+            "  kafka_group_initial_delay_ms=1000\n"
             "\n"
             "Example (node 1 of 3 on one machine):\n"
             "  tallyd --id 1 --data run/node1 --listen 127.0.0.1:7001 --raft 127.0.0.1:7101 \\\n"

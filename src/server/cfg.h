@@ -40,6 +40,13 @@ struct cfg {
     unsigned n_kafka_peers;
     bool kafka_auto_create_topics;   /* kafka_auto_create_topics: Metadata creates an
                                       * unknown topic it is asked about; default false */
+    /* Kafka consumer groups (server/kgroup.h): bounds of the coordinator. */
+    unsigned kafka_max_groups;            /* groups with members at once, default 10000 */
+    unsigned kafka_group_max_members;     /* members per group, default 1000 */
+    unsigned kafka_group_min_session_ms;  /* accepted session timeouts, default 1000.. */
+    unsigned kafka_group_max_session_ms;  /* ..1800000 (also bounds rebalance timeouts) */
+    unsigned kafka_group_initial_delay_ms; /* an empty group's first rebalance waits for
+                                            * more members, default 1000 */
     /* TLS (docs/security.md): PEM paths, "" = not set. With a certificate,
      * the client port and the Raft links (mutual TLS) speak TLS only. */
     char tls_cert[CFG_PATH_MAX];     /* --tls-cert FILE: this node's certificate chain */

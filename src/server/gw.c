@@ -1540,6 +1540,15 @@ void gw_on_append(struct gw *gw, struct store_topic *t)
     (void)gw; /* woken once per loop iteration by gw_on_applied instead */
 }
 
+bool gw_allowed(struct gw *gw, const char *who, enum acl_resource resource, const char *name,
+                enum acl_operation op)
+{
+    if (who == NULL) {
+        return !gw->cfg->auth_required;
+    }
+    return auth_allowed(gw->store, gw->cfg, who, resource, name, op);
+}
+
 void gw_on_role(struct gw *gw, int old_role, int new_role)
 {
     if (new_role != NODE_LEADER) {

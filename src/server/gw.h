@@ -11,6 +11,7 @@
 #include "repl/node.h"
 #include "server/cfg.h"
 #include "server/req.h"
+#include "store/acl.h"
 #include "store/store.h"
 
 struct gw;
@@ -63,6 +64,12 @@ unsigned gw_backups(const struct gw *gw);
 /* The data directory's free space fell below (or rose back above) the
  * reserve: while low, writes are refused with TALLY_NOSPACE. */
 void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes);
+
+/* The ACL check native requests pass (auth_allowed), for a front door's
+ * request that has no native request of its own (a Kafka JoinGroup): may
+ * @who (NULL: not authenticated) do @op on @resource @name? */
+bool gw_allowed(struct gw *gw, const char *who, enum acl_resource resource, const char *name,
+                enum acl_operation op);
 
 /* Propose @entry (a store command; taken over) for @r, answered with
  * DONE once applied, or refused if this node cannot write (not the

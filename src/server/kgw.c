@@ -40,39 +40,13 @@
 #include "proto/proto.h"
 #include "server/auth.h"
 #include "server/kconn.h"
+#include "server/kgw_int.h"
 #include "server/metrics.h"
 #include "server/req.h"
 
 /* The most a Fetch answer carries (Kafka's fetch.max.bytes is a hint the
  * broker may cap; the native FETCH caps at 4 MiB too). */
 #define KGW_MAX_FETCH_BYTES (4u << 20)
-
-struct kgw {
-    const struct cfg *cfg;
-    uv_loop_t *loop;
-    struct gw *gw;
-    struct metrics *metrics; /* counts the native requests made here; NULL: off */
-};
-
-/* A native answer, decoded as far as the frame. */
-struct kgw__answer {
-    int code;               /* 0, or the TALLY_* code of an error answer */
-    const char *message;    /* the error's text ("" if none) */
-    struct rd body;         /* the answer's body when code is 0 */
-};
-
-/* A native request under way for a job. The gateway sees only @req; this
- * front door's req_ops (kgw__req_ops) bring it back here. */
-struct kgw__sub {
-    struct req req;         /* first: the request the gateway handles */
-    struct kgw *kg;
-    struct kjob *job;
-    void (*cb)(struct kgw__sub *sub, struct kgw__answer *a);
-    int32_t t, p;           /* topic and partition index in the Kafka request */
-    uv_work_t work;         /* reads a FETCH answer's batches off the loop */
-    uint8_t *whole;         /* the answer frame with its batches, when read */
-    bool read_failed;
-};
 
 int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw **out)
 {
@@ -83,8 +57,30 @@ int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw
     kg->cfg = cfg;
     kg->loop = loop;
     kg->gw = gw;
+    struct kgroup_limits lim = {
+        .max_groups = cfg->kafka_max_groups,
+        .max_members = cfg->kafka_group_max_members,
+        .min_session_ms = cfg->kafka_group_min_session_ms,
+        .max_session_ms = cfg->kafka_group_max_session_ms,
+        .initial_delay_ms = cfg->kafka_group_initial_delay_ms,
+    };
+    if (kgroups_create(loop, &lim, &kg->groups) != 0) {
+        free(kg);
+        return TALLY_NOMEM;
+    }
     *out = kg;
     return 0;
+}
+
+void kgw_on_role(struct kgw *kg, bool leader)
+{
+    if (kg == NULL || kg->leading == leader) {
+        return;
+    }
+    /* Membership is the leader's alone: a node that starts or stops
+     * leading starts with no groups, and the members rejoin it. */
+    kgroups_reset(kg->groups);
+    kg->leading = leader;
 }
 
 void kgw_set_gw(struct kgw *kg, struct gw *gw)
@@ -99,6 +95,9 @@ void kgw_set_metrics(struct kgw *kg, struct metrics *m)
 
 void kgw_destroy(struct kgw *kg)
 {
+    if (kg != NULL) {
+        kgroups_destroy(kg->groups);
+    }
     free(kg);
 }
 
@@ -253,7 +252,7 @@ static const struct req_ops kgw__req_ops = {
 
 /* Hand a native request of @type with body @body to the gateway for @job;
  * @cb gets its answer (possibly before this returns). */
-static void kgw__native(struct kgw *kg, struct kjob *job, uint16_t type, const struct buf *body,
+void kgw__native(struct kgw *kg, struct kjob *job, uint16_t type, const struct buf *body,
                         void (*cb)(struct kgw__sub *, struct kgw__answer *), int32_t t,
                         int32_t p)
 {
@@ -290,7 +289,7 @@ static void kgw__native(struct kgw *kg, struct kjob *job, uint16_t type, const s
     gw_handle(kg->gw, &sub->req, PROTO_VERSION, body->data, body->len);
 }
 
-static void kgw__finish(struct kjob *job, void (*encode)(struct kjob *job))
+void kgw__finish(struct kjob *job, void (*encode)(struct kjob *job))
 {
     size_t start = kafka_begin_response(&job->resp, &job->h);
     encode(job);
@@ -305,7 +304,7 @@ static void kgw__finish(struct kjob *job, void (*encode)(struct kjob *job))
 
 /* Close the connection after earlier answers: the request cannot be
  * answered in a way the client would read. */
-static void kgw__reject(struct kjob *job, const char *why)
+void kgw__reject(struct kjob *job, const char *why)
 {
     const struct kafka_api *api = kafka_api_find(job->h.api_key);
     TLOG_WARN("kafka", "request %s v%d (correlation id %d) rejected, closing the connection: %s",
@@ -316,12 +315,12 @@ static void kgw__reject(struct kjob *job, const char *why)
     kconn_job_done(job);
 }
 
-static int32_t kgw__name_ok(struct kafka_str s)
+int32_t kgw__name_ok(struct kafka_str s)
 {
     return s.len > 0 && s.len < PROTO_NAME_MAX && memchr(s.p, '\0', (size_t)s.len) == NULL;
 }
 
-static void kgw__name(char *out, struct kafka_str s)
+void kgw__name(char *out, struct kafka_str s)
 {
     memcpy(out, s.p, (size_t)s.len);
     out[s.len] = '\0';
@@ -363,7 +362,7 @@ static void kgw__md_free(void *p)
 
 /* The Kafka address of member @id: this node's advertised one, or its
  * kafka_peer setting. false if unknown. */
-static bool kgw__kafka_addr(const struct cfg *cfg, uint64_t id, struct kafka_broker *b)
+bool kgw__kafka_addr(const struct cfg *cfg, uint64_t id, struct kafka_broker *b)
 {
     const char *addr = NULL;
     if (id == cfg->id) {
@@ -1049,7 +1048,7 @@ static void kgw__list_offsets(struct kgw *kg, struct kjob *job, struct kafka_rd 
 
 /* ---- CreateTopics and DeleteTopics ------------------------------------- */
 
-static char *kgw__arena_str(struct kjob *job, const char *s)
+char *kgw__arena_str(struct kjob *job, const char *s)
 {
     size_t n = strlen(s);
     char *p = kafka_arena_alloc(&job->arena, n + 1);
@@ -1477,15 +1476,34 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         kgw__create_topics(kg, job, &rd);
         break;
     case KAFKA_FIND_COORDINATOR:
-        if (kafka_decode_find_coordinator(&rd, &job->h) != 0) {
-            kgw__reject(job, "malformed FindCoordinator request");
-        } else {
-            size_t start = kafka_begin_response(&job->resp, &job->h);
-            kafka_encode_find_coordinator(&job->resp, &job->h, KAFKA_COORDINATOR_NOT_AVAILABLE,
-                                          "tally has no group coordinator yet");
-            kafka_end_response(&job->resp, start);
-            kconn_job_done(job);
-        }
+        kgw__find_coordinator(kg, job, &rd);
+        break;
+    case KAFKA_JOIN_GROUP:
+        kgw__join_group(kg, job, &rd);
+        break;
+    case KAFKA_SYNC_GROUP:
+        kgw__sync_group(kg, job, &rd);
+        break;
+    case KAFKA_HEARTBEAT:
+        kgw__heartbeat(kg, job, &rd);
+        break;
+    case KAFKA_LEAVE_GROUP:
+        kgw__leave_group(kg, job, &rd);
+        break;
+    case KAFKA_OFFSET_COMMIT:
+        kgw__offset_commit(kg, job, &rd);
+        break;
+    case KAFKA_OFFSET_FETCH:
+        kgw__offset_fetch(kg, job, &rd);
+        break;
+    case KAFKA_LIST_GROUPS:
+        kgw__list_groups(kg, job, &rd);
+        break;
+    case KAFKA_DESCRIBE_GROUPS:
+        kgw__describe_groups(kg, job, &rd);
+        break;
+    case KAFKA_DESCRIBE_CONFIGS:
+        kgw__describe_configs(kg, job, &rd);
         break;
     case KAFKA_DELETE_TOPICS:
         kgw__delete_topics(kg, job, &rd);

@@ -49,6 +49,9 @@ void kgw_set_gw(struct kgw *kg, struct gw *gw);
 struct metrics;
 void kgw_set_metrics(struct kgw *kg, struct metrics *m);
 void kgw_destroy(struct kgw *kg);
+/* This node became (@leader) or stopped being the Raft leader: only the
+ * leader coordinates consumer groups (kgroup.h). NULL: no-op. */
+void kgw_on_role(struct kgw *kg, bool leader);
 
 /* Handle @job (its frame is set, one reference is the connection's):
  * eventually kconn_job_done(job) is called exactly once, possibly from

@@ -84,6 +84,7 @@ static void srv__on_role(void *arg, int old_role, int new_role)
 {
     struct srv *s = arg;
     gw_on_role(s->gw, old_role, new_role);
+    kgw_on_role(s->kgw, new_role == NODE_LEADER);
 }
 
 static void srv__on_applied(void *arg, uint64_t index)

@@ -123,11 +123,107 @@ static void decode_body(struct kafka_rd *r, const struct kafka_req_header *h)
         }
         break;
     }
-    case KAFKA_FIND_COORDINATOR:
-        if (kafka_decode_find_coordinator(r, h) == 0) {
-            kafka_encode_find_coordinator(&out, h, 15, "none");
+    case KAFKA_FIND_COORDINATOR: {
+        struct kafka_find_coord_req m;
+        if (kafka_decode_find_coordinator(r, h, &m) == 0) {
+            struct kafka_broker coord = {.node_id = 1, .host = "localhost", .port = 9092};
+            kafka_encode_find_coordinator(&out, h, 15, "none", NULL);
+            kafka_encode_find_coordinator(&out, h, 0, NULL, &coord);
         }
         break;
+    }
+    case KAFKA_JOIN_GROUP: {
+        struct kafka_join_req m;
+        if (kafka_decode_join_group(r, h, &a, &m) == 0) {
+            struct kafka_join_member member = {.member_id = "m", .group_instance_id = NULL};
+            if (m.n_protocols > 0) {
+                member.metadata = m.protocols[0].metadata.p;
+                member.metadata_len = (size_t)m.protocols[0].metadata.len;
+            }
+            struct kafka_join_resp resp = {.member_id = "m", .n_members = 1, .members = &member};
+            kafka_encode_join_group(&out, h, &resp);
+        }
+        break;
+    }
+    case KAFKA_SYNC_GROUP: {
+        struct kafka_sync_req m;
+        if (kafka_decode_sync_group(r, h, &a, &m) == 0) {
+            if (m.n_assignments > 0) {
+                kafka_encode_sync_group(&out, h, 0, m.assignments[0].assignment.p,
+                                        (size_t)m.assignments[0].assignment.len);
+            } else {
+                kafka_encode_sync_group(&out, h, 27, NULL, 0);
+            }
+        }
+        break;
+    }
+    case KAFKA_HEARTBEAT: {
+        struct kafka_heartbeat_req m;
+        if (kafka_decode_heartbeat(r, h, &m) == 0) {
+            kafka_encode_heartbeat(&out, h, 0);
+        }
+        break;
+    }
+    case KAFKA_LEAVE_GROUP: {
+        struct kafka_leave_req m;
+        if (kafka_decode_leave_group(r, h, &a, &m) == 0) {
+            kafka_encode_leave_group(&out, h, 0, &m);
+        }
+        break;
+    }
+    case KAFKA_OFFSET_COMMIT: {
+        struct kafka_commit_req m;
+        if (kafka_decode_offset_commit(r, h, &a, &m) == 0) {
+            kafka_encode_offset_commit(&out, h, &m);
+        }
+        break;
+    }
+    case KAFKA_OFFSET_FETCH: {
+        struct kafka_ofetch_req m;
+        if (kafka_decode_offset_fetch(r, h, &a, &m) == 0) {
+            kafka_encode_offset_fetch(&out, h, 0, m.n_topics, m.topics);
+        }
+        break;
+    }
+    case KAFKA_LIST_GROUPS:
+        if (kafka_decode_list_groups(r, h) == 0) {
+            struct kafka_group_listing g = {.group_id = "g", .protocol_type = "consumer"};
+            kafka_encode_list_groups(&out, h, 0, 1, &g);
+        }
+        break;
+    case KAFKA_DESCRIBE_GROUPS: {
+        struct kafka_describe_groups_req m;
+        if (kafka_decode_describe_groups(r, h, &a, &m) == 0) {
+            struct kafka_dg_group *g = NULL;
+            if (m.n_groups > 0) {
+                g = kafka_arena_alloc(&a, (size_t)m.n_groups * sizeof *g);
+            }
+            if (m.n_groups == 0 || g != NULL) {
+                kafka_encode_describe_groups(&out, h, m.n_groups, g);
+            }
+        }
+        break;
+    }
+    case KAFKA_DESCRIBE_CONFIGS: {
+        struct kafka_describe_configs_req m;
+        if (kafka_decode_describe_configs(r, h, &a, &m) == 0) {
+            static const struct kafka_dc_entry entry = {.name = "retention.ms", .value = "-1",
+                                                        .source = 5};
+            struct kafka_dc_result *res = NULL;
+            if (m.n_resources > 0) {
+                res = kafka_arena_alloc(&a, (size_t)m.n_resources * sizeof *res);
+            }
+            for (int32_t i = 0; res != NULL && i < m.n_resources; i++) {
+                res[i].type = m.resources[i].type;
+                res[i].n_configs = 1;
+                res[i].configs = &entry;
+            }
+            if (m.n_resources == 0 || res != NULL) {
+                kafka_encode_describe_configs(&out, h, m.n_resources, res);
+            }
+        }
+        break;
+    }
     case KAFKA_INIT_PRODUCER_ID: {
         struct kafka_init_pid_req m;
         if (kafka_decode_init_pid(r, h, &m) == 0) {

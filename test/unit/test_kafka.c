@@ -1,7 +1,8 @@
 /* Unit tests of the Kafka codec (src/kafka): CRC-32C, wire types, the
  * request header and API table, request decoders on good and malformed
- * input, and the record batch v2 <-> tally batch conversion with its
- * refusals (CRC, lengths, magic, compression, framing). */
+ * input, response encoders byte for byte, and the record batch v2 <->
+ * tally batch conversion with its refusals (CRC, lengths, magic,
+ * compression, framing). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -495,6 +496,736 @@ static void test_api_versions(void **state)
     buf_free(&b);
 }
 
+/* The group, offset and config APIs' table entries: their version ranges
+ * and first flexible versions, as the schemas' "flexibleVersions". */
+static void test_header_group_apis(void **state)
+{
+    static const struct {
+        int16_t key, version;
+        int rv;
+        bool flex;
+    } cases[] = {
+        {KAFKA_FIND_COORDINATOR, 2, 0, false}, {KAFKA_FIND_COORDINATOR, 3, 0, true},
+        {KAFKA_FIND_COORDINATOR, 4, 1, false}, {KAFKA_OFFSET_COMMIT, 1, 1, false},
+        {KAFKA_OFFSET_COMMIT, 7, 0, false},    {KAFKA_OFFSET_COMMIT, 8, 1, false},
+        {KAFKA_OFFSET_FETCH, 0, 1, false},     {KAFKA_OFFSET_FETCH, 5, 0, false},
+        {KAFKA_OFFSET_FETCH, 6, 0, true},      {KAFKA_OFFSET_FETCH, 7, 0, true},
+        {KAFKA_OFFSET_FETCH, 8, 1, false},     {KAFKA_JOIN_GROUP, 5, 0, false},
+        {KAFKA_JOIN_GROUP, 6, 1, false},       {KAFKA_HEARTBEAT, 3, 0, false},
+        {KAFKA_LEAVE_GROUP, 3, 0, false},      {KAFKA_SYNC_GROUP, 3, 0, false},
+        {KAFKA_DESCRIBE_GROUPS, 4, 0, false},  {KAFKA_DESCRIBE_GROUPS, 5, 1, false},
+        {KAFKA_LIST_GROUPS, 2, 0, false},      {KAFKA_LIST_GROUPS, 3, 1, false},
+        {KAFKA_DESCRIBE_CONFIGS, 3, 0, false},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t f[16];
+        struct kafka_rd r;
+        struct kafka_req_header h;
+        size_t n = t__header(f, cases[i].key, cases[i].version);
+        f[n] = 0; /* tagged fields, read only by a flexible header */
+        kafka_rd_init(&r, f, n + (cases[i].flex ? 1 : 0));
+        assert_int_equal(kafka_decode_header(&r, &h), cases[i].rv);
+        if (cases[i].rv == 0) {
+            assert_int_equal(h.flex, cases[i].flex);
+            assert_int_equal(r.left, 0);
+        }
+    }
+}
+
+/* @b holds exactly the @n bytes @want. */
+static void t__bytes(const struct buf *b, const char *want, size_t n)
+{
+    assert_int_equal(b->len, n);
+    assert_memory_equal(b->data, want, n);
+}
+#define T_BYTES(b, literal) t__bytes((b), literal, sizeof literal - 1)
+
+/* A request header of @key at @version (flexible or not). */
+static struct kafka_req_header t__h(int16_t key, int16_t version, bool flex)
+{
+    struct kafka_req_header h = {.api_key = key, .api_version = version, .flex = flex};
+    return h;
+}
+
+/* FindCoordinator v0 (key only) and v3 (flexible, key type) decode; cut
+ * short they do not; the answer names the coordinator, or none. */
+static void test_find_coordinator(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_find_coord_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_FIND_COORDINATOR, 0, false);
+    struct kafka_req_header h3 = t__h(KAFKA_FIND_COORDINATOR, 3, true);
+    (void)state;
+    buf_init(&b);
+    kafka_put_string(&b, false, "grp", 3);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_find_coordinator(&r, &h0, &m), 0);
+    assert_int_equal(m.key.len, 3);
+    assert_memory_equal(m.key.p, "grp", 3);
+    assert_int_equal(m.key_type, KAFKA_COORDINATOR_GROUP);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_find_coordinator(&r, &h0, &m), -1);
+    }
+    b.len = 0;
+    kafka_put_string(&b, false, NULL, 0); /* a null key is refused */
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_find_coordinator(&r, &h0, &m), -1);
+    b.len = 0;
+    kafka_put_string(&b, true, "tx", 2);
+    kafka_put_i8(&b, KAFKA_COORDINATOR_TRANSACTION);
+    kafka_put_tags(&b, true);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_find_coordinator(&r, &h3, &m), 0);
+    assert_int_equal(m.key.len, 2);
+    assert_int_equal(m.key_type, KAFKA_COORDINATOR_TRANSACTION);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_find_coordinator(&r, &h3, &m), -1);
+    }
+    b.len = 0;
+    kafka_encode_find_coordinator(&b, &h0, KAFKA_COORDINATOR_NOT_AVAILABLE, "x", NULL);
+    T_BYTES(&b, "\x00\x0f" "\xff\xff\xff\xff" "\x00\x00" "\xff\xff\xff\xff");
+    b.len = 0;
+    struct kafka_broker coord = {.node_id = 1, .host = "h", .port = 9092};
+    kafka_encode_find_coordinator(&b, &h3, KAFKA_NONE, NULL, &coord);
+    T_BYTES(&b,
+             "\x00\x00\x00\x00" /* throttle_time_ms */
+             "\x00\x00"         /* error_code */
+             "\x00"             /* error_message: null */
+             "\x00\x00\x00\x01" "\x02h" "\x00\x00\x23\x84" "\x00");
+    buf_free(&b);
+}
+
+/* JoinGroup v0 (rebalance timeout from the session timeout, no instance
+ * id) and v5 decode; cut short they do not; the answer at v0 and v5. */
+static void test_join_group(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_join_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_JOIN_GROUP, 0, false);
+    struct kafka_req_header h5 = t__h(KAFKA_JOIN_GROUP, 5, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 10000);
+    kafka_put_string(&b, false, "", 0);
+    kafka_put_string(&b, false, "consumer", 8);
+    kafka_put_array(&b, false, 2);
+    kafka_put_string(&b, false, "range", 5);
+    kafka_put_bytes(&b, false, "\x00\x01", 2);
+    kafka_put_string(&b, false, "roundrobin", 10);
+    kafka_put_bytes(&b, false, "", 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_join_group(&r, &h0, &a, &m), 0);
+    assert_int_equal(m.group_id.len, 1);
+    assert_int_equal(m.session_timeout_ms, 10000);
+    assert_int_equal(m.rebalance_timeout_ms, 10000);
+    assert_int_equal(m.member_id.len, 0);
+    assert_int_equal(m.group_instance_id.len, -1);
+    assert_int_equal(m.protocol_type.len, 8);
+    assert_int_equal(m.n_protocols, 2);
+    assert_memory_equal(m.protocols[0].name.p, "range", 5);
+    assert_int_equal(m.protocols[0].metadata.len, 2);
+    assert_int_equal(m.protocols[1].name.len, 10);
+    assert_int_equal(m.protocols[1].metadata.len, 0);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_join_group(&r, &h0, &a, &m), -1);
+    }
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 10000);
+    kafka_put_i32(&b, 300000);
+    kafka_put_string(&b, false, "m-1", 3);
+    kafka_put_string(&b, false, "inst", 4);
+    kafka_put_string(&b, false, "consumer", 8);
+    kafka_put_array(&b, false, 1);
+    kafka_put_string(&b, false, "range", 5);
+    kafka_put_bytes(&b, false, "\x00\x01", 2);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_join_group(&r, &h5, &a, &m), 0);
+    assert_int_equal(m.session_timeout_ms, 10000);
+    assert_int_equal(m.rebalance_timeout_ms, 300000);
+    assert_memory_equal(m.member_id.p, "m-1", 3);
+    assert_int_equal(m.group_instance_id.len, 4);
+    assert_memory_equal(m.group_instance_id.p, "inst", 4);
+    assert_int_equal(m.n_protocols, 1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_join_group(&r, &h5, &a, &m), -1);
+    }
+    /* A null protocol type is refused (the field is not nullable). */
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 10000);
+    kafka_put_string(&b, false, "", 0);
+    kafka_put_string(&b, false, NULL, 0);
+    kafka_put_array(&b, false, 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_join_group(&r, &h0, &a, &m), -1);
+
+    struct kafka_join_member members[2] = {
+        {.member_id = "m1", .group_instance_id = "i1", .metadata = (const uint8_t *)"\x01\x02",
+         .metadata_len = 2},
+        {.member_id = "m2", .group_instance_id = NULL, .metadata = NULL, .metadata_len = 0},
+    };
+    struct kafka_join_resp resp = {.error = KAFKA_NONE, .generation_id = 3,
+                                   .protocol_name = "range", .leader = "m1", .member_id = "m1",
+                                   .n_members = 2, .members = members};
+    b.len = 0;
+    kafka_encode_join_group(&b, &h0, &resp);
+    T_BYTES(&b,
+             "\x00\x00" "\x00\x00\x00\x03" "\x00\x05range" "\x00\x02m1" "\x00\x02m1"
+             "\x00\x00\x00\x02"
+             "\x00\x02m1" "\x00\x00\x00\x02\x01\x02"
+             "\x00\x02m2" "\x00\x00\x00\x00");
+    b.len = 0;
+    resp.protocol_name = NULL; /* not nullable before v7: "" */
+    kafka_encode_join_group(&b, &h5, &resp);
+    T_BYTES(&b,
+             "\x00\x00\x00\x00" /* throttle_time_ms (v2+) */
+             "\x00\x00" "\x00\x00\x00\x03" "\x00\x00" "\x00\x02m1" "\x00\x02m1"
+             "\x00\x00\x00\x02"
+             "\x00\x02m1" "\x00\x02i1" "\x00\x00\x00\x02\x01\x02"
+             "\x00\x02m2" "\xff\xff" "\x00\x00\x00\x00");
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
+/* SyncGroup v0 (the leader's assignments) and v3 (instance id, no
+ * assignments) decode; cut short they do not; the answer at v0 and v3. */
+static void test_sync_group(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_sync_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_SYNC_GROUP, 0, false);
+    struct kafka_req_header h3 = t__h(KAFKA_SYNC_GROUP, 3, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 4);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_put_array(&b, false, 2);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_put_bytes(&b, false, "\x00\x01\x02", 3);
+    kafka_put_string(&b, false, "m2", 2);
+    kafka_put_bytes(&b, false, "", 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_sync_group(&r, &h0, &a, &m), 0);
+    assert_int_equal(m.generation_id, 4);
+    assert_memory_equal(m.member_id.p, "m1", 2);
+    assert_int_equal(m.group_instance_id.len, -1);
+    assert_int_equal(m.n_assignments, 2);
+    assert_int_equal(m.assignments[0].assignment.len, 3);
+    assert_memory_equal(m.assignments[1].member_id.p, "m2", 2);
+    assert_int_equal(m.assignments[1].assignment.len, 0);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_sync_group(&r, &h0, &a, &m), -1);
+    }
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 4);
+    kafka_put_string(&b, false, "m2", 2);
+    kafka_put_string(&b, false, "i2", 2);
+    kafka_put_array(&b, false, 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_sync_group(&r, &h3, &a, &m), 0);
+    assert_int_equal(m.group_instance_id.len, 2);
+    assert_int_equal(m.n_assignments, 0);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_sync_group(&r, &h3, &a, &m), -1);
+    }
+    b.len = 0;
+    kafka_encode_sync_group(&b, &h0, KAFKA_NONE, "\x00\x01", 2);
+    T_BYTES(&b, "\x00\x00" "\x00\x00\x00\x02\x00\x01");
+    b.len = 0;
+    kafka_encode_sync_group(&b, &h3, KAFKA_REBALANCE_IN_PROGRESS, NULL, 0);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x00\x1b" "\x00\x00\x00\x00");
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
+/* Heartbeat v0 and v3 decode; cut short they do not; the answer. */
+static void test_heartbeat(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_heartbeat_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_HEARTBEAT, 0, false);
+    struct kafka_req_header h3 = t__h(KAFKA_HEARTBEAT, 3, false);
+    (void)state;
+    buf_init(&b);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 2);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_heartbeat(&r, &h0, &m), 0);
+    assert_int_equal(m.generation_id, 2);
+    assert_int_equal(m.member_id.len, 2);
+    assert_int_equal(m.group_instance_id.len, -1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_heartbeat(&r, &h0, &m), -1);
+    }
+    kafka_put_string(&b, false, NULL, 0); /* v3's group_instance_id: null */
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_heartbeat(&r, &h3, &m), 0);
+    assert_int_equal(m.group_instance_id.len, -1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_heartbeat(&r, &h3, &m), -1);
+    }
+    b.len = 0;
+    kafka_encode_heartbeat(&b, &h0, KAFKA_REBALANCE_IN_PROGRESS);
+    T_BYTES(&b, "\x00\x1b");
+    b.len = 0;
+    kafka_encode_heartbeat(&b, &h3, KAFKA_NONE);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x00\x00");
+    buf_free(&b);
+}
+
+/* LeaveGroup v0 (one member id) and v3 (a members array) decode into the
+ * same members; cut short they do not; the answer at v0 and v3. */
+static void test_leave_group(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_leave_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_LEAVE_GROUP, 0, false);
+    struct kafka_req_header h3 = t__h(KAFKA_LEAVE_GROUP, 3, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_leave_group(&r, &h0, &a, &m), 0);
+    assert_int_equal(m.group_id.len, 1);
+    assert_int_equal(m.n_members, 1);
+    assert_memory_equal(m.members[0].member_id.p, "m1", 2);
+    assert_int_equal(m.members[0].group_instance_id.len, -1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_leave_group(&r, &h0, &a, &m), -1);
+    }
+    b.len = 0;
+    kafka_encode_leave_group(&b, &h0, KAFKA_NONE, &m);
+    T_BYTES(&b, "\x00\x00");
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_array(&b, false, 2);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_put_string(&b, false, NULL, 0);
+    kafka_put_string(&b, false, "m2", 2);
+    kafka_put_string(&b, false, "i2", 2);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_leave_group(&r, &h3, &a, &m), 0);
+    assert_int_equal(m.n_members, 2);
+    assert_int_equal(m.members[0].group_instance_id.len, -1);
+    assert_memory_equal(m.members[1].member_id.p, "m2", 2);
+    assert_memory_equal(m.members[1].group_instance_id.p, "i2", 2);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct kafka_leave_req cut_m;
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_leave_group(&r, &h3, &a, &cut_m), -1);
+    }
+    m.members[1].error = KAFKA_UNKNOWN_MEMBER_ID;
+    struct buf out;
+    buf_init(&out);
+    kafka_encode_leave_group(&out, &h3, KAFKA_NONE, &m);
+    T_BYTES(&out,
+             "\x00\x00\x00\x00" "\x00\x00" "\x00\x00\x00\x02"
+             "\x00\x02m1" "\xff\xff" "\x00\x00"
+             "\x00\x02m2" "\x00\x02i2" "\x00\x19");
+    buf_free(&out);
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
+/* OffsetCommit v2 (retention time) and v7 (leader epoch, instance id)
+ * decode; cut short they do not; the answer at v2 and v7. */
+static void test_offset_commit(void **state)
+{
+    struct buf b, out;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_commit_req m;
+    struct kafka_req_header h2 = t__h(KAFKA_OFFSET_COMMIT, 2, false);
+    struct kafka_req_header h7 = t__h(KAFKA_OFFSET_COMMIT, 7, false);
+    (void)state;
+    buf_init(&b);
+    buf_init(&out);
+    kafka_arena_init(&a);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, -1);
+    kafka_put_string(&b, false, "", 0);
+    kafka_put_i64(&b, -1); /* retention_time_ms */
+    kafka_put_array(&b, false, 1);
+    kafka_put_string(&b, false, "t", 1);
+    kafka_put_array(&b, false, 2);
+    kafka_put_i32(&b, 0);
+    kafka_put_i64(&b, 42);
+    kafka_put_string(&b, false, "md", 2);
+    kafka_put_i32(&b, 1);
+    kafka_put_i64(&b, 7);
+    kafka_put_string(&b, false, NULL, 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_commit(&r, &h2, &a, &m), 0);
+    assert_int_equal(m.generation_id, -1);
+    assert_int_equal(m.member_id.len, 0);
+    assert_int_equal(m.group_instance_id.len, -1);
+    assert_int_equal(m.n_topics, 1);
+    assert_int_equal(m.topics[0].n_parts, 2);
+    assert_true(m.topics[0].parts[0].offset == 42);
+    assert_int_equal(m.topics[0].parts[0].metadata.len, 2);
+    assert_int_equal(m.topics[0].parts[1].index, 1);
+    assert_true(m.topics[0].parts[1].offset == 7);
+    assert_int_equal(m.topics[0].parts[1].metadata.len, -1);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_offset_commit(&r, &h2, &a, &m), -1);
+    }
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_commit(&r, &h2, &a, &m), 0);
+    m.topics[0].parts[1].error = KAFKA_ILLEGAL_GENERATION;
+    kafka_encode_offset_commit(&out, &h2, &m);
+    T_BYTES(&out,
+             "\x00\x00\x00\x01" "\x00\x01t" "\x00\x00\x00\x02"
+             "\x00\x00\x00\x00" "\x00\x00" "\x00\x00\x00\x01" "\x00\x16");
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_i32(&b, 5);
+    kafka_put_string(&b, false, "m1", 2);
+    kafka_put_string(&b, false, "i1", 2);
+    kafka_put_array(&b, false, 1);
+    kafka_put_string(&b, false, "t", 1);
+    kafka_put_array(&b, false, 1);
+    kafka_put_i32(&b, 3);
+    kafka_put_i64(&b, 100);
+    kafka_put_i32(&b, 9); /* committed_leader_epoch */
+    kafka_put_string(&b, false, "", 0);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_commit(&r, &h7, &a, &m), 0);
+    assert_int_equal(m.generation_id, 5);
+    assert_memory_equal(m.group_instance_id.p, "i1", 2);
+    assert_int_equal(m.topics[0].parts[0].index, 3);
+    assert_true(m.topics[0].parts[0].offset == 100);
+    assert_int_equal(m.topics[0].parts[0].metadata.len, 0);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct kafka_commit_req cut_m;
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_offset_commit(&r, &h7, &a, &cut_m), -1);
+    }
+    out.len = 0;
+    kafka_encode_offset_commit(&out, &h7, &m);
+    T_BYTES(&out,
+             "\x00\x00\x00\x00" "\x00\x00\x00\x01" "\x00\x01t" "\x00\x00\x00\x01"
+             "\x00\x00\x00\x03" "\x00\x00");
+    kafka_arena_free(&a);
+    buf_free(&out);
+    buf_free(&b);
+}
+
+/* OffsetFetch v1, null topics (every topic: v2+ only), flexible v6 and v7
+ * (require_stable) decode; cut short they do not; the answer at v1 and v7. */
+static void test_offset_fetch(void **state)
+{
+    struct buf b, out;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_ofetch_req m;
+    struct kafka_req_header h1 = t__h(KAFKA_OFFSET_FETCH, 1, false);
+    struct kafka_req_header h2 = t__h(KAFKA_OFFSET_FETCH, 2, false);
+    struct kafka_req_header h6 = t__h(KAFKA_OFFSET_FETCH, 6, true);
+    struct kafka_req_header h7 = t__h(KAFKA_OFFSET_FETCH, 7, true);
+    (void)state;
+    buf_init(&b);
+    buf_init(&out);
+    kafka_arena_init(&a);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_array(&b, false, 1);
+    kafka_put_string(&b, false, "t", 1);
+    kafka_put_array(&b, false, 2);
+    kafka_put_i32(&b, 0);
+    kafka_put_i32(&b, 1);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h1, &a, &m), 0);
+    assert_int_equal(m.n_topics, 1);
+    assert_int_equal(m.topics[0].n_parts, 2);
+    assert_int_equal(m.topics[0].parts[1].index, 1);
+    assert_true(m.topics[0].parts[1].offset == -1);
+    assert_false(m.require_stable);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_offset_fetch(&r, &h1, &a, &m), -1);
+    }
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h1, &a, &m), 0);
+    m.topics[0].parts[0].offset = 42;
+    kafka_encode_offset_fetch(&out, &h1, KAFKA_NOT_COORDINATOR, m.n_topics, m.topics);
+    /* No top-level error_code before v2; metadata "" (tally keeps none). */
+    T_BYTES(&out,
+             "\x00\x00\x00\x01" "\x00\x01t" "\x00\x00\x00\x02"
+             "\x00\x00\x00\x00" "\x00\x00\x00\x00\x00\x00\x00\x2a" "\x00\x00" "\x00\x00"
+             "\x00\x00\x00\x01" "\xff\xff\xff\xff\xff\xff\xff\xff" "\x00\x00" "\x00\x00");
+    /* Null topics: every topic, from v2; refused at v1. */
+    b.len = 0;
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_array(&b, false, -1);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h2, &a, &m), 0);
+    assert_int_equal(m.n_topics, -1);
+    assert_null(m.topics);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h1, &a, &m), -1);
+    out.len = 0;
+    kafka_encode_offset_fetch(&out, &h2, KAFKA_NONE, -1, NULL);
+    T_BYTES(&out, "\x00\x00\x00\x00" "\x00\x00");
+    /* v6: compact strings and arrays, tagged fields. */
+    b.len = 0;
+    kafka_put_string(&b, true, "g", 1);
+    kafka_put_array(&b, true, 1);
+    kafka_put_string(&b, true, "t", 1);
+    kafka_put_array(&b, true, 1);
+    kafka_put_i32(&b, 4);
+    kafka_put_tags(&b, true);
+    kafka_put_tags(&b, true);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h6, &a, &m), 0);
+    assert_int_equal(m.group_id.len, 1);
+    assert_int_equal(m.topics[0].name.len, 1);
+    assert_int_equal(m.topics[0].parts[0].index, 4);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_offset_fetch(&r, &h6, &a, &m), -1);
+    }
+    /* v7: require_stable after the topics; a null topics array too. */
+    b.len = 0;
+    kafka_put_string(&b, true, "g", 1);
+    kafka_put_array(&b, true, 2);
+    kafka_put_string(&b, true, "t", 1);
+    kafka_put_array(&b, true, 2);
+    kafka_put_i32(&b, 0);
+    kafka_put_i32(&b, 1);
+    kafka_put_tags(&b, true);
+    kafka_put_string(&b, true, "u", 1);
+    kafka_put_array(&b, true, 0);
+    kafka_put_tags(&b, true);
+    kafka_put_i8(&b, 1);
+    kafka_put_tags(&b, true);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h7, &a, &m), 0);
+    assert_int_equal(m.n_topics, 2);
+    assert_int_equal(m.topics[0].n_parts, 2);
+    assert_int_equal(m.topics[1].n_parts, 0);
+    assert_true(m.require_stable);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        struct kafka_ofetch_req cut_m;
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_offset_fetch(&r, &h7, &a, &cut_m), -1);
+    }
+    m.topics[0].parts[0].offset = 42;
+    m.topics[0].parts[1].error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+    out.len = 0;
+    kafka_encode_offset_fetch(&out, &h7, KAFKA_NONE, 1, m.topics);
+    T_BYTES(&out,
+             "\x00\x00\x00\x00" /* throttle_time_ms (v3+) */
+             "\x02" "\x02t" "\x03"
+             "\x00\x00\x00\x00" "\x00\x00\x00\x00\x00\x00\x00\x2a" "\xff\xff\xff\xff" "\x01"
+             "\x00\x00" "\x00"
+             "\x00\x00\x00\x01" "\xff\xff\xff\xff\xff\xff\xff\xff" "\xff\xff\xff\xff" "\x01"
+             "\x00\x03" "\x00"
+             "\x00"             /* the topic's tagged fields */
+             "\x00\x00" "\x00"); /* error_code (v2+), tagged fields */
+    b.len = 0;
+    kafka_put_string(&b, true, "g", 1);
+    kafka_put_array(&b, true, -1);
+    kafka_put_i8(&b, 0);
+    kafka_put_tags(&b, true);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_offset_fetch(&r, &h7, &a, &m), 0);
+    assert_int_equal(m.n_topics, -1);
+    kafka_arena_free(&a);
+    buf_free(&out);
+    buf_free(&b);
+}
+
+/* ListGroups v0-v2 has an empty body (more is refused); the answer at v0
+ * and v1. */
+static void test_list_groups(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_req_header h0 = t__h(KAFKA_LIST_GROUPS, 0, false);
+    struct kafka_req_header h2 = t__h(KAFKA_LIST_GROUPS, 2, false);
+    (void)state;
+    buf_init(&b);
+    kafka_rd_init(&r, "", 0);
+    assert_int_equal(kafka_decode_list_groups(&r, &h0), 0);
+    kafka_rd_init(&r, "", 0);
+    assert_int_equal(kafka_decode_list_groups(&r, &h2), 0);
+    kafka_rd_init(&r, "\x00", 1);
+    assert_int_equal(kafka_decode_list_groups(&r, &h2), -1);
+    struct kafka_group_listing groups[2] = {{"g", "consumer"}, {"h", NULL}};
+    kafka_encode_list_groups(&b, &h0, KAFKA_NONE, 2, groups);
+    T_BYTES(&b, "\x00\x00" "\x00\x00\x00\x02" "\x00\x01g" "\x00\x08" "consumer"
+                "\x00\x01h" "\x00\x00");
+    b.len = 0;
+    kafka_encode_list_groups(&b, &h2, KAFKA_COORDINATOR_NOT_AVAILABLE, 0, NULL);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x00\x0f" "\x00\x00\x00\x00");
+    buf_free(&b);
+}
+
+/* DescribeGroups v0 and v4 decode; cut short they do not; the answer at v0
+ * and v4 (instance ids, authorized operations not computed). */
+static void test_describe_groups(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_describe_groups_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_DESCRIBE_GROUPS, 0, false);
+    struct kafka_req_header h4 = t__h(KAFKA_DESCRIBE_GROUPS, 4, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+    kafka_put_array(&b, false, 2);
+    kafka_put_string(&b, false, "g", 1);
+    kafka_put_string(&b, false, "hh", 2);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_describe_groups(&r, &h0, &a, &m), 0);
+    assert_int_equal(m.n_groups, 2);
+    assert_memory_equal(m.groups[1].p, "hh", 2);
+    assert_false(m.include_authorized_operations);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_describe_groups(&r, &h0, &a, &m), -1);
+    }
+    kafka_put_i8(&b, 1);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_describe_groups(&r, &h4, &a, &m), 0);
+    assert_true(m.include_authorized_operations);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_describe_groups(&r, &h4, &a, &m), -1);
+    }
+    b.len = 0;
+    kafka_put_array(&b, false, -1); /* not nullable */
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_describe_groups(&r, &h0, &a, &m), -1);
+
+    struct kafka_dg_member mem = {.member_id = "m1", .group_instance_id = "i1",
+                                  .client_id = "c", .client_host = "/h",
+                                  .metadata = (const uint8_t *)"\x01", .metadata_len = 1,
+                                  .assignment = (const uint8_t *)"\x02", .assignment_len = 1};
+    struct kafka_dg_group g = {.error = KAFKA_NONE, .group_id = "g", .state = "Stable",
+                               .protocol_type = "consumer", .protocol_data = "range",
+                               .n_members = 1, .members = &mem};
+    b.len = 0;
+    kafka_encode_describe_groups(&b, &h0, 1, &g);
+    T_BYTES(&b,
+             "\x00\x00\x00\x01" "\x00\x00" "\x00\x01g" "\x00\x06Stable" "\x00\x08" "consumer"
+             "\x00\x05range" "\x00\x00\x00\x01"
+             "\x00\x02m1" "\x00\x01" "c" "\x00\x02/h" "\x00\x00\x00\x01\x01"
+             "\x00\x00\x00\x01\x02");
+    b.len = 0;
+    kafka_encode_describe_groups(&b, &h4, 1, &g);
+    T_BYTES(&b,
+             "\x00\x00\x00\x00" /* throttle_time_ms (v1+) */
+             "\x00\x00\x00\x01" "\x00\x00" "\x00\x01g" "\x00\x06Stable" "\x00\x08" "consumer"
+             "\x00\x05range" "\x00\x00\x00\x01"
+             "\x00\x02m1" "\x00\x02i1" "\x00\x01" "c" "\x00\x02/h" "\x00\x00\x00\x01\x01"
+             "\x00\x00\x00\x01\x02"
+             "\x80\x00\x00\x00"); /* authorized_operations (v3+): INT32_MIN */
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
+/* DescribeConfigs v0 (every key: null) and v3 decode; cut short they do
+ * not; the answer at v0 (is_default) and v3 (source, synonyms, type,
+ * documentation). */
+static void test_describe_configs(void **state)
+{
+    struct buf b;
+    struct kafka_rd r;
+    struct kafka_arena a;
+    struct kafka_describe_configs_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_DESCRIBE_CONFIGS, 0, false);
+    struct kafka_req_header h3 = t__h(KAFKA_DESCRIBE_CONFIGS, 3, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+    kafka_put_array(&b, false, 2);
+    kafka_put_i8(&b, KAFKA_RESOURCE_TOPIC);
+    kafka_put_string(&b, false, "t", 1);
+    kafka_put_array(&b, false, -1);
+    kafka_put_i8(&b, KAFKA_RESOURCE_BROKER);
+    kafka_put_string(&b, false, "1", 1);
+    kafka_put_array(&b, false, 1);
+    kafka_put_string(&b, false, "log.retention.ms", 16);
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_describe_configs(&r, &h0, &a, &m), 0);
+    assert_int_equal(m.n_resources, 2);
+    assert_int_equal(m.resources[0].type, KAFKA_RESOURCE_TOPIC);
+    assert_int_equal(m.resources[0].n_keys, -1);
+    assert_int_equal(m.resources[1].type, KAFKA_RESOURCE_BROKER);
+    assert_int_equal(m.resources[1].n_keys, 1);
+    assert_int_equal(m.resources[1].keys[0].len, 16);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_describe_configs(&r, &h0, &a, &m), -1);
+    }
+    kafka_put_i8(&b, 1); /* include_synonyms (v1+) */
+    kafka_put_i8(&b, 1); /* include_documentation (v3+) */
+    kafka_rd_init(&r, b.data, b.len);
+    assert_int_equal(kafka_decode_describe_configs(&r, &h3, &a, &m), 0);
+    assert_true(m.include_synonyms);
+    assert_true(m.include_documentation);
+    for (size_t cut = 0; cut < b.len; cut++) {
+        kafka_rd_init(&r, b.data, cut);
+        assert_int_equal(kafka_decode_describe_configs(&r, &h3, &a, &m), -1);
+    }
+
+    struct kafka_dc_entry e[2] = {
+        {.name = "a", .value = "1", .read_only = false, .is_default = true,
+         .source = KAFKA_CONFIG_SOURCE_DEFAULT},
+        {.name = "b", .value = NULL, .read_only = true, .is_default = false,
+         .source = KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC},
+    };
+    struct kafka_dc_result res = {.error = KAFKA_NONE, .message = NULL,
+                                  .type = KAFKA_RESOURCE_TOPIC, .name = "t", .n_configs = 2,
+                                  .configs = e};
+    b.len = 0;
+    kafka_encode_describe_configs(&b, &h0, 1, &res);
+    T_BYTES(&b,
+             "\x00\x00\x00\x00" "\x00\x00\x00\x01" "\x00\x00" "\xff\xff" "\x02" "\x00\x01t"
+             "\x00\x00\x00\x02"
+             "\x00\x01" "a" "\x00\x01" "1" "\x00" "\x01" "\x00"
+             "\x00\x01" "b" "\xff\xff" "\x01" "\x00" "\x00");
+    b.len = 0;
+    kafka_encode_describe_configs(&b, &h3, 1, &res);
+    T_BYTES(&b,
+             "\x00\x00\x00\x00" "\x00\x00\x00\x01" "\x00\x00" "\xff\xff" "\x02" "\x00\x01t"
+             "\x00\x00\x00\x02"
+             "\x00\x01" "a" "\x00\x01" "1" "\x00" "\x05" "\x00" "\x00\x00\x00\x00" "\x00" "\xff\xff"
+             "\x00\x01" "b" "\xff\xff" "\x01" "\x01" "\x00" "\x00\x00\x00\x00" "\x00" "\xff\xff");
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +1239,17 @@ int main(void)
         cmocka_unit_test(test_records_compressed),
         cmocka_unit_test(test_decode_produce),
         cmocka_unit_test(test_api_versions),
+        cmocka_unit_test(test_header_group_apis),
+        cmocka_unit_test(test_find_coordinator),
+        cmocka_unit_test(test_join_group),
+        cmocka_unit_test(test_sync_group),
+        cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_leave_group),
+        cmocka_unit_test(test_offset_commit),
+        cmocka_unit_test(test_offset_fetch),
+        cmocka_unit_test(test_list_groups),
+        cmocka_unit_test(test_describe_groups),
+        cmocka_unit_test(test_describe_configs),
     };
     return cmocka_run_group_tests_name("kafka", tests, NULL, NULL);
 }

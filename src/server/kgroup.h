@@ -1,0 +1,88 @@
+/* The Kafka group coordinator: consumer-group membership on the Raft
+ * leader (docs/kafka-users.md, Consumer groups).
+ *
+ * Kafka's classic group protocol: members JoinGroup, the coordinator waits
+ * until every known member has (re)joined or the rebalance timeout passed,
+ * starts a new generation and names a leader; the leader computes the
+ * assignment with the clients' own assignor and hands it over in its
+ * SyncGroup, which the coordinator passes to every member. Heartbeats keep
+ * a member alive (its session timeout); one that stops is removed and the
+ * others rebalance.
+ *
+ * Membership is in memory on the leader only, as in Kafka (where it is
+ * rebuilt from the group's log on a new coordinator): after a failover the
+ * clients find the new coordinator, rejoin as new members and continue from
+ * the committed offsets, which are tally's replicated group positions
+ * (kgw.c). Losing leadership drops every group here (kgroups_reset).
+ *
+ * Bounds (settings, docs/configuration.md): at most kafka_max_groups groups
+ * with members and kafka_group_max_members members per group, counting the
+ * members that were given an id but have not joined with it yet (they
+ * expire after their session timeout); a member's metadata and assignment
+ * are at most one Kafka frame. A JoinGroup or SyncGroup waits at most its
+ * rebalance timeout (kafka_group_max_session_ms bounds it).
+ *
+ * Not supported: static membership (group.instance.id is accepted and
+ * treated as dynamic membership). */
+#ifndef TALLY_SERVER_KGROUP_H_
+#define TALLY_SERVER_KGROUP_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "kafka/msg.h"
+
+struct kgroups;
+
+struct kgroup_limits {
+    unsigned max_groups;            /* groups with members at once */
+    unsigned max_members;           /* per group, pending ids included */
+    uint32_t min_session_ms, max_session_ms;
+    uint32_t initial_delay_ms;      /* an empty group's first rebalance waits this
+                                     * long for more members (Kafka's
+                                     * group.initial.rebalance.delay.ms) */
+};
+
+/* A JoinGroup's answer, delivered once (possibly inside kgroups_join). */
+typedef void (*kgroup_join_cb)(void *arg, const struct kafka_join_resp *resp);
+/* A SyncGroup's answer, delivered once (possibly inside kgroups_sync). */
+typedef void (*kgroup_sync_cb)(void *arg, int16_t error, const uint8_t *assignment, size_t len);
+
+int kgroups_create(uv_loop_t *loop, const struct kgroup_limits *limits, struct kgroups **out);
+/* Answer every waiting request NOT_COORDINATOR and free (the timer closes
+ * on the loop). NULL: no-op. */
+void kgroups_destroy(struct kgroups *gs);
+/* This node stopped (or started) leading: drop every group, answering
+ * waiting requests NOT_COORDINATOR. */
+void kgroups_reset(struct kgroups *gs);
+
+/* JoinGroup (@version: its API version; v4+ first joins get an id and
+ * MEMBER_ID_REQUIRED). */
+void kgroups_join(struct kgroups *gs, const struct kafka_join_req *req, int16_t version,
+                  const char *client_id, const char *client_host, kgroup_join_cb cb, void *arg);
+void kgroups_sync(struct kgroups *gs, const struct kafka_sync_req *req, kgroup_sync_cb cb,
+                  void *arg);
+int16_t kgroups_heartbeat(struct kgroups *gs, const struct kafka_heartbeat_req *req);
+/* Fills each member's error; returns the top-level error (v0-v2 answer
+ * the one member's error there). */
+int16_t kgroups_leave(struct kgroups *gs, struct kafka_leave_req *req);
+/* May @member_id of generation @generation commit offsets for @group? */
+int16_t kgroups_commit_check(struct kgroups *gs, struct kafka_str group,
+                             int32_t generation, struct kafka_str member_id);
+
+/* Groups with members, in no particular order: @i-th's id and protocol
+ * type; false past the end. */
+bool kgroups_at(const struct kgroups *gs, unsigned i, const char **group_id,
+                const char **protocol_type);
+/* Describe @group into @out (strings and arrays borrowed from the
+ * coordinator until it next changes, or from @a); false if the group has
+ * no members (then the caller describes it from its offsets). */
+bool kgroups_describe(const struct kgroups *gs, struct kafka_str group, struct kafka_arena *a,
+                      struct kafka_dg_group *out);
+
+/* Members and groups now, for metrics and tests. */
+unsigned kgroups_count(const struct kgroups *gs, unsigned *members);
+
+#endif
