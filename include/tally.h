@@ -203,6 +203,17 @@ TALLY_API int tally_topic_create(tally_client *c, const char *name,
 
 TALLY_API int tally_topic_delete(tally_client *c, const char *name);
 
+/* Change topic @name's settings that @set names (TALLY_SET_* bits) to
+ * @cfg's values; the others stay. The segment size is fixed at creation.
+ * Retention and compaction act on the new settings at their next pass.
+ * TALLY_NOTFOUND if there is no such topic, TALLY_INVAL for a value out of
+ * range or an empty @set. */
+#define TALLY_SET_POLICY 1u
+#define TALLY_SET_RETENTION_MS 2u
+#define TALLY_SET_RETENTION_BYTES 4u
+TALLY_API int tally_topic_alter(tally_client *c, const char *name, unsigned set,
+                                const struct tally_topic_config *cfg);
+
 struct tally_topic_info {
     char name[256];
     struct tally_topic_config config;

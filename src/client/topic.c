@@ -113,6 +113,41 @@ TALLY_API int tally_topic_delete(tally_client *c, const char *name)
     return client__done_call(c, what);
 }
 
+TALLY_API int tally_topic_alter(tally_client *c, const char *name, unsigned set,
+                                const struct tally_topic_config *cfg)
+{
+    struct proto_topic_config_req m;
+    char what[PROTO_NAME_MAX + 32];
+    size_t start;
+    int rv;
+
+    if (c == NULL) {
+        return TALLY_INVAL;
+    }
+    c->errmsg[0] = '\0';
+    snprintf(what, sizeof what, "alter topic %s", name != NULL ? name : "(null)");
+    if ((rv = client__check_name(c, name, what)) != 0) {
+        return rv;
+    }
+    if (cfg == NULL || set == 0 || (set & ~7u) != 0 || cfg->policy < 0 || cfg->policy > 3 ||
+        cfg->retention_ms < -1 || cfg->retention_bytes < -1) {
+        snprintf(c->errmsg, sizeof c->errmsg, "%s: invalid settings", what);
+        return TALLY_INVAL;
+    }
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "%s", name);
+    m.set = (uint8_t)set; /* TALLY_SET_* are PROTO_CONFIG_* */
+    m.policy = (uint8_t)cfg->policy;
+    m.retention_ms = cfg->retention_ms;
+    m.retention_bytes = cfg->retention_bytes;
+    start = client__begin(c, PROTO_TOPIC_CONFIG);
+    proto_put_topic_config_req(&c->req, &m);
+    if ((rv = client__end(c, start, what)) != 0) {
+        return rv;
+    }
+    return client__done_call(c, what);
+}
+
 /* TOPIC_LIST from any node, or from node index @only alone (>= 0). */
 int client__topic_list(tally_client *c, int only, struct tally_topic_info **topics,
                               size_t *n)

@@ -46,6 +46,8 @@ enum kafka_api_key {
     KAFKA_DELETE_TOPICS = 20,
     KAFKA_INIT_PRODUCER_ID = 22,
     KAFKA_DESCRIBE_CONFIGS = 32,
+    KAFKA_ALTER_CONFIGS = 33,
+    KAFKA_INCREMENTAL_ALTER_CONFIGS = 44,
     KAFKA_SASL_AUTHENTICATE = 36,
 };
 
@@ -476,6 +478,43 @@ int kafka_decode_describe_configs(struct kafka_rd *r, const struct kafka_req_hea
                                   struct kafka_arena *a, struct kafka_describe_configs_req *m);
 void kafka_encode_describe_configs(struct buf *b, const struct kafka_req_header *h, int32_t n,
                                    const struct kafka_dc_result *results);
+
+/* ---- AlterConfigs (v0-v1), IncrementalAlterConfigs (v0) ----
+ * One request struct for both: AlterConfigs' entries have op SET (its
+ * request replaces the resource's whole set: what it does not name goes
+ * back to the default); IncrementalAlterConfigs names an op per entry. */
+#define KAFKA_CONFIG_OP_SET 0
+#define KAFKA_CONFIG_OP_DELETE 1
+#define KAFKA_CONFIG_OP_APPEND 2
+#define KAFKA_CONFIG_OP_SUBTRACT 3
+struct kafka_alter_entry {
+    struct kafka_str name;
+    struct kafka_str value;        /* len -1: null */
+    int8_t op;                     /* KAFKA_CONFIG_OP_*; SET for AlterConfigs */
+};
+struct kafka_ac_resource {
+    int8_t type;
+    struct kafka_str name;
+    int32_t n_entries;
+    struct kafka_alter_entry *entries;
+    /* the answer */
+    int16_t error;
+    const char *error_message;     /* NULL: null */
+};
+struct kafka_alter_configs_req {
+    bool incremental;              /* IncrementalAlterConfigs */
+    int32_t n_resources;
+    struct kafka_ac_resource *resources;
+    bool validate_only;
+};
+/* Decodes an AlterConfigs or an IncrementalAlterConfigs request (by
+ * h->api_key). */
+int kafka_decode_alter_configs(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_alter_configs_req *m);
+/* Both responses have the same shape: throttle_time_ms, then per resource
+ * error_code, error_message, resource_type, resource_name. */
+void kafka_encode_alter_configs(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_alter_configs_req *m);
 
 
 /* ---- InitProducerId (v0-v1) ---- */

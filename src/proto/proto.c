@@ -73,6 +73,7 @@ static const char *const proto__type_names[] = {
     [PROTO_AUTH] = "AUTH",
     [PROTO_SECURITY_SET] = "SECURITY_SET",
     [PROTO_SECURITY_LIST] = "SECURITY_LIST",
+    [PROTO_TOPIC_CONFIG] = "TOPIC_CONFIG",
 };
 
 const char *proto_type_name(unsigned type)

@@ -78,7 +78,8 @@ enum proto_type {
     PROTO_AUTH = 27,      /* SCRAM authentication of the connection */
     PROTO_SECURITY_SET = 28,  /* add, change or remove a user or an ACL rule */
     PROTO_SECURITY_LIST = 29, /* the users or the ACL rules */
-    PROTO__TYPE_MAX = 29,
+    PROTO_TOPIC_CONFIG = 30,  /* change a topic's policy or retention */
+    PROTO__TYPE_MAX = 30,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -140,6 +141,19 @@ void proto_end_frame(struct buf *b, size_t start);
     X(i64, retention_bytes)                                                    \
     X(i64, segment_bytes)
 #define PROTO_SCHEMA_TOPIC_DELETE_REQ(X) X(str, name, PROTO_NAME_MAX)
+/* TOPIC_CONFIG (leader, through Raft): change the settings @set names
+ * (PROTO_CONFIG_* bits) of topic @name; the others keep their values.
+ * Answered by DONE_RESP; NOTFOUND, INVAL (retention below -1, policy
+ * above 3, nothing set). */
+#define PROTO_CONFIG_POLICY 1
+#define PROTO_CONFIG_RETENTION_MS 2
+#define PROTO_CONFIG_RETENTION_BYTES 4
+#define PROTO_SCHEMA_TOPIC_CONFIG_REQ(X)                                       \
+    X(str, name, PROTO_NAME_MAX)                                               \
+    X(u8, set)                                                                 \
+    X(u8, policy)                                                              \
+    X(i64, retention_ms)                                                       \
+    X(i64, retention_bytes)
 /* Response of TOPIC_CREATE, TOPIC_DELETE and the MEMBER_* requests. */
 #define PROTO_SCHEMA_DONE_RESP(X) X(u64, raft_index)
 #define PROTO_SCHEMA_TOPIC_LIST_REQ(X) X(u8, unused)
@@ -413,6 +427,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(member, MEMBER)                                                          \
     X(topic_create_req, TOPIC_CREATE_REQ)                                      \
     X(topic_delete_req, TOPIC_DELETE_REQ)                                      \
+    X(topic_config_req, TOPIC_CONFIG_REQ)                                      \
     X(done_resp, DONE_RESP)                                                    \
     X(topic_list_req, TOPIC_LIST_REQ)                                          \
     X(topic_list_resp, TOPIC_LIST_RESP)                                        \

@@ -314,6 +314,7 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
         return 0;
     case PROTO_TOPIC_CREATE:
     case PROTO_TOPIC_DELETE:
+    case PROTO_TOPIC_CONFIG:
     case PROTO_PRODUCE:
     case PROTO_FETCH:
     case PROTO_OFFSET_FOR_TIME:
@@ -328,6 +329,7 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
         snprintf(need[0].name, sizeof need[0].name, "%s", first);
         need[0].op = r->type == PROTO_TOPIC_CREATE   ? ACL_CREATE
                      : r->type == PROTO_TOPIC_DELETE ? ACL_DELETE
+                     : r->type == PROTO_TOPIC_CONFIG ? ACL_ALTER
                      : r->type == PROTO_PRODUCE      ? ACL_WRITE
                      : r->type == PROTO_FETCH        ? ACL_READ
                                                      : ACL_DESCRIBE;

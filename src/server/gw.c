@@ -596,6 +596,39 @@ static void gw__topic_delete(struct gw *gw, struct req *r, struct rd *rd)
     gw__propose_single(gw, r, &entry);
 }
 
+static void gw__topic_config(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_topic_config_req m;
+    struct buf entry;
+    if (proto_get_topic_config_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_CONFIG");
+        return;
+    }
+    if (m.set == 0 || (m.set & ~7u) != 0 || m.policy > 3 || m.retention_ms < -1 ||
+        m.retention_bytes < -1) {
+        gw__error(r, TALLY_INVAL, "invalid topic settings (a policy 0-3, retentions -1 or more)");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    struct store_topic *t = store_topic_find(gw->store, m.name);
+    if (t == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
+        return;
+    }
+    struct command_topic_config c = {
+        .policy = m.policy,
+        .retention_ms = m.retention_ms,
+        .retention_bytes = m.retention_bytes,
+    };
+    buf_init(&entry);
+    /* Bound to this incarnation: a topic deleted and created again in
+     * between keeps its own settings. */
+    command_encode_topic_config(&entry, m.name, t->created_index, m.set, &c);
+    gw__propose_single(gw, r, &entry);
+}
+
 static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_produce_req *mp,
                              const struct command_condition *conds);
 
@@ -1462,6 +1495,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_TOPIC_DELETE:
         gw__topic_delete(gw, r, &rd);
+        break;
+    case PROTO_TOPIC_CONFIG:
+        gw__topic_config(gw, r, &rd);
         break;
     case PROTO_TOPIC_LIST: {
         struct proto_topic_list_req m;

@@ -75,6 +75,45 @@ static int store__create_topic(struct store *s, uint64_t index, struct rd *body,
     return 0;
 }
 
+/* TOPIC_CONFIG: the settings it names, for the incarnation it names.
+ * Retention and compaction read them on their next pass. */
+static void store__configure_topic(struct store *s, uint64_t index, struct rd *body,
+                                   struct store_item_result *res)
+{
+    char name[STORE_NAME_MAX];
+    struct command_topic_config c;
+    rd_str(body, name, sizeof name);
+    uint64_t created = rd_u64(body);
+    unsigned set = rd_u8(body);
+    c.policy = rd_u8(body);
+    c.retention_ms = rd_i64(body);
+    c.retention_bytes = rd_i64(body);
+    if (!rd_ok(body) || set == 0 || (set & ~7u) != 0 || c.policy > 3 || c.retention_ms < -1 ||
+        c.retention_bytes < -1) {
+        store__result(res, TALLY_INVAL, "invalid topic settings");
+        return;
+    }
+    struct store_topic *t = store_topic_find(s, name);
+    if (t == NULL || (created != 0 && t->created_index != created)) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", name);
+        return;
+    }
+    if (set & COMMAND_CONFIG_POLICY) {
+        t->config.policy = c.policy;
+    }
+    if (set & COMMAND_CONFIG_RETENTION_MS) {
+        t->config.retention_ms = c.retention_ms;
+    }
+    if (set & COMMAND_CONFIG_RETENTION_BYTES) {
+        t->config.retention_bytes = c.retention_bytes;
+    }
+    store__digest_touch(s, t);
+    TLOG_INFO("store", "topic %s: settings changed at index %llu: policy %u, retention_ms %lld, "
+                       "retention_bytes %lld", name, (unsigned long long)index,
+              (unsigned)t->config.policy, (long long)t->config.retention_ms,
+              (long long)t->config.retention_bytes);
+}
+
 /* Take @t out of the state at @index. Its directory is renamed to
  * NAME.deleted-INDEX and removed only once a catalog at or past @index is
  * in place (store__sweep_trash): the catalog is not written here (that
@@ -517,6 +556,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     case COMMAND_ACL:
         if (index > s->catalog_index) {
             rv = store__acl(s, index, &body, &res->items[0], errmsg);
+        }
+        break;
+    case COMMAND_TOPIC_CONFIG:
+        if (index > s->catalog_index) {
+            store__configure_topic(s, index, &body, &res->items[0]);
         }
         break;
     default:

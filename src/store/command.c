@@ -62,6 +62,19 @@ void command_encode_topic_trim(struct buf *b, const char *name, uint64_t created
     command__end(b, start);
 }
 
+void command_encode_topic_config(struct buf *b, const char *name, uint64_t created_index,
+                                 unsigned set, const struct command_topic_config *c)
+{
+    size_t start = command__begin(b, COMMAND_TOPIC_CONFIG);
+    buf_put_str(b, name);
+    buf_put_u64(b, created_index);
+    buf_put_u8(b, (uint8_t)set);
+    buf_put_u8(b, c->policy);
+    buf_put_i64(b, c->retention_ms);
+    buf_put_i64(b, c->retention_bytes);
+    command__end(b, start);
+}
+
 void command_encode_member_del(struct buf *b, uint64_t id)
 {
     size_t start = command__begin(b, COMMAND_MEMBER_DEL);

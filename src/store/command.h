@@ -64,6 +64,13 @@
  *                 name: the cluster's users, in the catalog (version 3)
  *   ACL (17)      u8 op (1 add, 2 remove), then one rule (store/acl.h):
  *                 the access control lists, in the catalog (version 3)
+ *   TOPIC_CONFIG (18) str name, u64 created_index, u8 set (bit 0 policy,
+ *                 bit 1 retention_ms, bit 2 retention_bytes), u8 policy,
+ *                 i64 retention_ms, i64 retention_bytes: change the
+ *                 settings @set names of the topic created at
+ *                 created_index (refused for another one of the same
+ *                 name); the others keep their values. segment_bytes is
+ *                 fixed at creation (a log's segment size)
  */
 #ifndef TALLY_STORE_COMMAND_H_
 #define TALLY_STORE_COMMAND_H_
@@ -90,6 +97,7 @@ enum command_type {
     COMMAND_CATALOG_CHECK = 11,
     COMMAND_USER = 16,
     COMMAND_ACL = 17,
+    COMMAND_TOPIC_CONFIG = 18,
 };
 
 #define COMMAND_NO_EXPECT UINT64_MAX
@@ -120,6 +128,11 @@ void command_encode_group_commit(struct buf *b, const char *group, const char *t
 void command_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,
                            uint64_t start_offset, uint64_t tombstone_limit);
 void command_encode_group_delete(struct buf *b, const char *group, const char *topic);
+#define COMMAND_CONFIG_POLICY 1u
+#define COMMAND_CONFIG_RETENTION_MS 2u
+#define COMMAND_CONFIG_RETENTION_BYTES 4u
+void command_encode_topic_config(struct buf *b, const char *name, uint64_t created_index,
+                                 unsigned set, const struct command_topic_config *c);
 void command_encode_cluster_id(struct buf *b, uint64_t cluster_id, const struct buf *restored);
 void command_encode_member_dir(struct buf *b, uint64_t id, uint64_t directory_id);
 void command_encode_catalog_check(struct buf *b, uint64_t at_index, uint64_t digest);

@@ -1,4 +1,4 @@
-/* tally topic create|list|delete: manage topics. */
+/* tally topic create|alter|list|delete: manage topics. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +11,8 @@
 static const char topic_help[] =
     "Usage: tally topic create NAME [--policy P] [--retention-ms N]\n"
     "                          [--retention-bytes N] [--segment-bytes N]\n"
+    "       tally topic alter NAME [--policy P] [--retention-ms N]\n"
+    "                          [--retention-bytes N]\n"
     "       tally topic list\n"
     "       tally topic delete NAME\n"
     "\n"
@@ -23,6 +25,9 @@ static const char topic_help[] =
     "  --retention-bytes N   size limit for 'delete' (-1 = unlimited, default)\n"
     "  --segment-bytes N     segment file size, 4096 to 1073741824 (0 = the server\n"
     "                        default)\n"
+    "alter    change the settings given (the others stay; the segment size is\n"
+    "         fixed at creation); retention and compaction act on them at their\n"
+    "         next pass\n"
     "list     one line per topic: name, policy, start_offset, next_offset,\n"
     "         retention, as the answering node sees them\n"
     "delete   remove a topic and its records\n"
@@ -47,9 +52,11 @@ static int topic_check_name(const char *cmd, const char *name)
     return TOOL_EXIT_OK;
 }
 
-static int topic_create(int argc, char **argv)
+/* topic create, and topic alter (@alter: only the settings given). */
+static int topic_create(int argc, char **argv, bool alter)
 {
-    static const char cmd[] = "topic create";
+    const char *cmd = alter ? "topic alter" : "topic create";
+    unsigned set = 0;
     static const struct option longopts[] = {
         TOOL_COMMON_LONGOPTS,
         {"policy", required_argument, NULL, TOPIC_OPT_POLICY},
@@ -75,6 +82,7 @@ static int topic_create(int argc, char **argv)
             return tool_bad_option(cmd, argv);
         case TOPIC_OPT_POLICY:
             cfg.policy = tool_policy_parse(optarg);
+            set |= TALLY_SET_POLICY;
             if (cfg.policy < 0) {
                 return tool_usage_error(cmd,
                                         "unknown policy '%s': want retain, delete, compact or "
@@ -92,11 +100,16 @@ static int topic_create(int argc, char **argv)
             }
             if (c == TOPIC_OPT_RETENTION_MS) {
                 cfg.retention_ms = v;
+                set |= TALLY_SET_RETENTION_MS;
             } else {
                 cfg.retention_bytes = v;
+                set |= TALLY_SET_RETENTION_BYTES;
             }
             break;
         case TOPIC_OPT_SEGMENT_BYTES:
+            if (alter) {
+                return tool_usage_error(cmd, "--segment-bytes is fixed when a topic is created");
+            }
             if (!tool_parse_i64(optarg, &v) || v < 0) {
                 return tool_usage_error(cmd, "--segment-bytes needs a number >= 0, not '%s'",
                                         optarg);
@@ -116,6 +129,10 @@ static int topic_create(int argc, char **argv)
     if (optind + 1 < argc) {
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
     }
+    if (alter && set == 0) {
+        return tool_usage_error(cmd, "nothing to change: give --policy, --retention-ms or "
+                                     "--retention-bytes");
+    }
     rc = topic_check_name(cmd, argv[optind]);
     if (rc != TOOL_EXIT_OK) {
         return rc;
@@ -124,9 +141,14 @@ static int topic_create(int argc, char **argv)
     if (rc != TOOL_EXIT_OK) {
         return rc;
     }
-    rc = tally_topic_create(client, argv[optind], &cfg);
+    rc = alter ? tally_topic_alter(client, argv[optind], set, &cfg)
+               : tally_topic_create(client, argv[optind], &cfg);
     if (rc != 0) {
         rc = tool_cluster_error(client, cmd, rc);
+    } else if (alter) {
+        printf("altered topic %s\n", argv[optind]);
+        rc = tool_check_stdout(cmd);
+        rc = rc < 0 ? TOOL_EXIT_OK : rc;
     } else {
         printf("created topic %s (policy %s)\n", argv[optind], tool_policy_name(cfg.policy));
         rc = tool_check_stdout(cmd);
@@ -270,7 +292,7 @@ static int topic_delete(int argc, char **argv)
 int cmd_topic_main(int argc, char **argv)
 {
     if (argc < 2) {
-        return tool_usage_error("topic", "missing SUBCOMMAND: create, list or delete");
+        return tool_usage_error("topic", "missing SUBCOMMAND: create, alter, list or delete");
     }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
@@ -278,7 +300,10 @@ int cmd_topic_main(int argc, char **argv)
         return TOOL_EXIT_OK;
     }
     if (strcmp(argv[1], "create") == 0) {
-        return topic_create(argc - 1, argv + 1);
+        return topic_create(argc - 1, argv + 1, false);
+    }
+    if (strcmp(argv[1], "alter") == 0) {
+        return topic_create(argc - 1, argv + 1, true);
     }
     if (strcmp(argv[1], "list") == 0) {
         return topic_list(argc - 1, argv + 1);
@@ -286,6 +311,7 @@ int cmd_topic_main(int argc, char **argv)
     if (strcmp(argv[1], "delete") == 0) {
         return topic_delete(argc - 1, argv + 1);
     }
-    return tool_usage_error("topic", "unknown subcommand '%s': want create, list or delete",
+    return tool_usage_error("topic",
+                            "unknown subcommand '%s': want create, alter, list or delete",
                             argv[1]);
 }

@@ -21,7 +21,7 @@ static const char main_help[] =
     "The client finds the leader by itself from any node in the broker list.\n"
     "\n"
     "Commands:\n"
-    "  topic create|list|delete   manage topics\n"
+    "  topic create|alter|list|delete  manage topics\n"
     "  produce TOPIC [VALUE]      append records (one per stdin line without VALUE)\n"
     "  consume TOPIC              print records\n"
     "  group list|describe|reset|delete  consumer group positions\n"

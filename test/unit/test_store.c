@@ -334,6 +334,67 @@ static void test_unknown_topic_and_duplicate_create(void **state)
     buf_free(&c);
 }
 
+static int configure(struct fixture *f, uint64_t index, const char *name, uint64_t created,
+                     unsigned set, uint8_t policy, int64_t ms, int64_t bytes)
+{
+    struct buf e;
+    struct store_result *res = NULL;
+    struct command_topic_config c = {policy, ms, bytes, 0};
+    buf_init(&e);
+    command_encode_topic_config(&e, name, created, set, &c);
+    assert_int_equal(e.len % 8, 0);
+    assert_int_equal(apply(f, index, &e, &res), 0);
+    int code = res->items[0].code;
+    free(res);
+    buf_free(&e);
+    return code;
+}
+
+/* TOPIC_CONFIG changes what it names of the incarnation it names; the
+ * change survives a checkpoint and a restart, and a replay. */
+static void test_topic_config(void **state)
+{
+    struct fixture *f = *state;
+    char errmsg[ERR_MSG_SIZE];
+    create_listed(f, 2, "cfg");
+    struct store_topic *t = store_topic_find(f->s, "cfg");
+    assert_int_equal(configure(f, 3, "cfg", 2, COMMAND_CONFIG_POLICY, TALLY_POLICY_COMPACT, 5,
+                               6), 0);
+    assert_int_equal(t->config.policy, TALLY_POLICY_COMPACT);
+    assert_int_equal(t->config.retention_ms, -1); /* not named: kept */
+    assert_int_equal(configure(f, 4, "cfg", 2,
+                               COMMAND_CONFIG_RETENTION_MS | COMMAND_CONFIG_RETENTION_BYTES, 0,
+                               60000, 1 << 20), 0);
+    assert_int_equal(t->config.policy, TALLY_POLICY_COMPACT);
+    assert_int_equal(t->config.retention_ms, 60000);
+    assert_int_equal(t->config.retention_bytes, 1 << 20);
+    /* Another incarnation, another topic, bad values: refused, no change. */
+    assert_int_equal(configure(f, 5, "cfg", 1, COMMAND_CONFIG_POLICY, 1, -1, -1),
+                     TALLY_NOTFOUND);
+    assert_int_equal(configure(f, 6, "none", 0, COMMAND_CONFIG_POLICY, 1, -1, -1),
+                     TALLY_NOTFOUND);
+    assert_int_equal(configure(f, 7, "cfg", 2, COMMAND_CONFIG_POLICY, 9, -1, -1), TALLY_INVAL);
+    assert_int_equal(configure(f, 8, "cfg", 2, COMMAND_CONFIG_RETENTION_MS, 0, -2, -1),
+                     TALLY_INVAL);
+    assert_int_equal(configure(f, 9, "cfg", 2, 0, 0, -1, -1), TALLY_INVAL);
+    assert_int_equal(t->config.policy, TALLY_POLICY_COMPACT);
+    /* Checkpointed: a restart keeps it. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    reopen(f);
+    t = store_topic_find(f->s, "cfg");
+    assert_int_equal(t->config.policy, TALLY_POLICY_COMPACT);
+    assert_int_equal(t->config.retention_ms, 60000);
+    /* Not checkpointed: Raft replays the entry after the catalog's index. */
+    assert_int_equal(configure(f, 10, "cfg", 2, COMMAND_CONFIG_POLICY, TALLY_POLICY_DELETE, 0,
+                               0), 0);
+    reopen(f);
+    t = store_topic_find(f->s, "cfg");
+    assert_int_equal(t->config.policy, TALLY_POLICY_COMPACT);
+    assert_int_equal(configure(f, 10, "cfg", 2, COMMAND_CONFIG_POLICY, TALLY_POLICY_DELETE, 0,
+                               0), 0);
+    assert_int_equal(t->config.policy, TALLY_POLICY_DELETE);
+}
+
 /* Malformed entries fail apply with TALLY_CORRUPT or TALLY_VERSION. */
 static void test_bad_entries(void **state)
 {
@@ -1792,6 +1853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topic_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_replayed_after_a_startup_checkpoint,
                                         setup, teardown),
     };
