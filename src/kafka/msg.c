@@ -32,6 +32,8 @@ const struct kafka_api kafka_apis[] = {
     {KAFKA_DELETE_TOPICS, 0, 3, 0, INT16_MAX, "DeleteTopics"},
     {KAFKA_INIT_PRODUCER_ID, 0, 1, 0, INT16_MAX, "InitProducerId"},
     {KAFKA_DESCRIBE_CONFIGS, 0, 3, 0, INT16_MAX, "DescribeConfigs"},
+    {KAFKA_ALTER_CONFIGS, 0, 1, 0, INT16_MAX, "AlterConfigs"},
+    {KAFKA_INCREMENTAL_ALTER_CONFIGS, 0, 0, 0, INT16_MAX, "IncrementalAlterConfigs"},
     {KAFKA_SASL_HANDSHAKE, 0, 1, 0, INT16_MAX, "SaslHandshake"},
     {KAFKA_SASL_AUTHENTICATE, 0, 2, 0, 2, "SaslAuthenticate"},
 };
@@ -633,6 +635,13 @@ static void kafka__put_str(struct buf *b, bool f, struct kafka_str s)
     kafka_put_string(b, f, s.len >= 0 ? s.p : NULL, s.len >= 0 ? (size_t)s.len : 0);
 }
 
+/* A request's non-nullable string echoed back: len -1 goes out as "". */
+static void kafka__put_nonnull_str(struct buf *b, bool f, struct kafka_str s)
+{
+    kafka_put_string(b, f, s.len >= 0 && s.p != NULL ? (const void *)s.p : "",
+                     s.len >= 0 && s.p != NULL ? (size_t)s.len : 0);
+}
+
 /* Non-nullable bytes: NULL goes out as empty. */
 static void kafka__put_nonnull_bytes(struct buf *b, bool f, const void *p, size_t len)
 {
@@ -1193,6 +1202,72 @@ void kafka_encode_describe_configs(struct buf *b, const struct kafka_req_header 
             }
             kafka_put_tags(b, f);
         }
+        kafka_put_tags(b, f);
+    }
+    kafka_put_tags(b, f);
+}
+
+/* ---- AlterConfigs, IncrementalAlterConfigs ----
+ * Flexible from AlterConfigs v2 and IncrementalAlterConfigs v1, beyond
+ * kafka_apis[]; h->flex is honoured all the same. */
+
+int kafka_decode_alter_configs(struct kafka_rd *r, const struct kafka_req_header *h,
+                               struct kafka_arena *a, struct kafka_alter_configs_req *m)
+{
+    bool f = h->flex;
+    memset(m, 0, sizeof *m);
+    m->incremental = h->api_key == KAFKA_INCREMENTAL_ALTER_CONFIGS;
+    m->n_resources = kafka_rd_array(r, f, f ? 4 : 7);
+    if (r->bad || m->n_resources < 0) {
+        return -1;
+    }
+    if (m->n_resources > 0 && (m->resources = kafka_arena_alloc(
+                                   a, (size_t)m->n_resources * sizeof *m->resources)) == NULL) {
+        return -1;
+    }
+    /* name, (config_operation,) value, (tags) */
+    size_t entry_min = (f ? 3 : 4) + (m->incremental ? 1 : 0);
+    for (int32_t i = 0; i < m->n_resources && !r->bad; i++) {
+        struct kafka_ac_resource *res = &m->resources[i];
+        res->type = kafka_rd_i8(r);
+        res->name = kafka_rd_string(r, f);
+        res->n_entries = kafka_rd_array(r, f, entry_min);
+        if (r->bad || res->name.len < 0 || res->n_entries < 0) {
+            return -1;
+        }
+        if (res->n_entries > 0 && (res->entries = kafka_arena_alloc(
+                                       a, (size_t)res->n_entries * sizeof *res->entries)) == NULL) {
+            return -1;
+        }
+        for (int32_t k = 0; k < res->n_entries && !r->bad; k++) {
+            struct kafka_alter_entry *e = &res->entries[k];
+            e->name = kafka_rd_string(r, f);
+            e->op = m->incremental ? kafka_rd_i8(r) : KAFKA_CONFIG_OP_SET;
+            e->value = kafka_rd_string(r, f); /* nullable */
+            if (e->name.len < 0) {
+                r->bad = true;
+            }
+            kafka_rd_tags(r, f);
+        }
+        kafka_rd_tags(r, f);
+    }
+    m->validate_only = kafka_rd_i8(r) != 0;
+    kafka_rd_tags(r, f);
+    return r->bad || r->left != 0 || a->oom ? -1 : 0;
+}
+
+void kafka_encode_alter_configs(struct buf *b, const struct kafka_req_header *h,
+                                const struct kafka_alter_configs_req *m)
+{
+    bool f = h->flex;
+    kafka_put_i32(b, 0); /* throttle_time_ms */
+    kafka_put_array(b, f, m->n_resources);
+    for (int32_t i = 0; i < m->n_resources; i++) {
+        const struct kafka_ac_resource *res = &m->resources[i];
+        kafka_put_i16(b, res->error);
+        kafka_put_cstring(b, f, res->error_message);
+        kafka_put_i8(b, res->type);
+        kafka__put_nonnull_str(b, f, res->name);
         kafka_put_tags(b, f);
     }
     kafka_put_tags(b, f);

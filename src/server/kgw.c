@@ -1058,8 +1058,7 @@ char *kgw__arena_str(struct kjob *job, const char *s)
     return p;
 }
 
-/* A Kafka config value as an integer >= -1. */
-static bool kgw__config_int(struct kafka_str v, int64_t *out)
+bool kgw__config_int(struct kafka_str v, int64_t *out)
 {
     char tmp[32];
     char *end;
@@ -1077,7 +1076,7 @@ static bool kgw__config_int(struct kafka_str v, int64_t *out)
     return true;
 }
 
-static bool kgw__str_is(struct kafka_str s, const char *lit)
+bool kgw__str_is(struct kafka_str s, const char *lit)
 {
     return s.len >= 0 && (size_t)s.len == strlen(lit) && memcmp(s.p, lit, (size_t)s.len) == 0;
 }
@@ -1137,8 +1136,7 @@ static int16_t kgw__topic_config(const struct kafka_create_topic *t,
     return KAFKA_NONE;
 }
 
-/* Topic changes go to the Raft leader, which Kafka calls the controller. */
-static int16_t kgw__admin_error(int code)
+int16_t kgw__admin_error(int code)
 {
     if (code == TALLY_NOTLEADER || code == TALLY_NOLEADER) {
         return KAFKA_NOT_CONTROLLER;
@@ -1504,6 +1502,10 @@ void kgw_handle(struct kgw *kg, struct kjob *job)
         break;
     case KAFKA_DESCRIBE_CONFIGS:
         kgw__describe_configs(kg, job, &rd);
+        break;
+    case KAFKA_ALTER_CONFIGS:
+    case KAFKA_INCREMENTAL_ALTER_CONFIGS:
+        kgw__alter_configs(kg, job, &rd);
         break;
     case KAFKA_DELETE_TOPICS:
         kgw__delete_topics(kg, job, &rd);

@@ -208,7 +208,8 @@ void kgw__join_group(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
     }
     char host[64];
     const char *peer = kconn_job_peer(job);
-    snprintf(host, sizeof host, "/%s", peer != NULL ? peer : "");
+    snprintf(host, sizeof host, "/%s",
+             peer != NULL && strncmp(peer, "kafka client ", 13) == 0 ? peer + 13 : "");
     char *colon = strrchr(host, ':');
     if (colon != NULL) {
         *colon = '\0'; /* Kafka shows the client's host without its port */
@@ -684,7 +685,7 @@ void kgw__list_groups(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
         return;
     }
     if (!kg->leading) {
-        g->error = KAFKA_NOT_COORDINATOR;
+        g->error = KAFKA_NONE; /* coordinates no group: an empty list (clients ask every broker) */
         kgw__finish(job, kgw__groups_encode);
         return;
     }
@@ -901,5 +902,219 @@ void kgw__describe_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd
     buf_init(&body);
     proto_put_topic_list_req(&body, &q);
     kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__dc_topics, 0, 0);
+    buf_free(&body);
+}
+
+/* ---- AlterConfigs, IncrementalAlterConfigs ---------------------------------- */
+
+/* A topic's settings as Kafka's names see them: cleanup.policy is a set
+ * of "delete" and "compact". tally's retain is "delete" without limits. */
+struct kgw__settings {
+    bool delete, compact;
+    int64_t retention_ms, retention_bytes;
+};
+
+static void kgw__settings_from(const struct proto_topic *t, struct kgw__settings *s)
+{
+    s->compact = t->policy == TALLY_POLICY_COMPACT || t->policy == TALLY_POLICY_COMPACT_DELETE;
+    s->delete = t->policy != TALLY_POLICY_COMPACT;
+    s->retention_ms = t->retention_ms;
+    s->retention_bytes = t->retention_bytes;
+}
+
+static uint8_t kgw__settings_policy(const struct kgw__settings *s)
+{
+    if (s->compact) {
+        return s->delete ? TALLY_POLICY_COMPACT_DELETE : TALLY_POLICY_COMPACT;
+    }
+    return s->retention_ms < 0 && s->retention_bytes < 0 ? TALLY_POLICY_RETAIN
+                                                         : TALLY_POLICY_DELETE;
+}
+
+/* Apply one entry (@op) to @s; KAFKA_NONE or INVALID_CONFIG with @why. */
+static int16_t kgw__settings_apply(struct kgw__settings *s, const struct kafka_alter_entry *e,
+                                   int64_t segment_bytes, char *why, size_t n)
+{
+    struct kafka_str v = e->value;
+    bool set = e->op == KAFKA_CONFIG_OP_SET, del = e->op == KAFKA_CONFIG_OP_DELETE;
+    if (kgw__str_is(e->name, "cleanup.policy")) {
+        bool want_delete = kgw__str_is(v, "delete") || kgw__str_is(v, "compact,delete") ||
+                           kgw__str_is(v, "delete,compact");
+        bool want_compact = kgw__str_is(v, "compact") || kgw__str_is(v, "compact,delete") ||
+                            kgw__str_is(v, "delete,compact");
+        if (!del && !want_delete && !want_compact) {
+            snprintf(why, n, "cleanup.policy must be delete, compact or compact,delete");
+            return KAFKA_INVALID_CONFIG;
+        }
+        if (del) {
+            s->delete = true; /* Kafka's default */
+            s->compact = false;
+        } else if (set) {
+            s->delete = want_delete;
+            s->compact = want_compact;
+        } else if (e->op == KAFKA_CONFIG_OP_APPEND) {
+            s->delete |= want_delete;
+            s->compact |= want_compact;
+        } else if (e->op == KAFKA_CONFIG_OP_SUBTRACT) {
+            s->delete &= !want_delete;
+            s->compact &= !want_compact;
+            if (!s->delete && !s->compact) {
+                snprintf(why, n, "cleanup.policy cannot be empty");
+                return KAFKA_INVALID_CONFIG;
+            }
+        } else {
+            snprintf(why, n, "unknown config operation %d", e->op);
+            return KAFKA_INVALID_REQUEST;
+        }
+        return KAFKA_NONE;
+    }
+    bool ms = kgw__str_is(e->name, "retention.ms");
+    if (ms || kgw__str_is(e->name, "retention.bytes")) {
+        int64_t x = -1;
+        if (!del && (!set || !kgw__config_int(v, &x))) {
+            snprintf(why, n, "%s must be -1 or a number (set or delete)",
+                     ms ? "retention.ms" : "retention.bytes");
+            return KAFKA_INVALID_CONFIG;
+        }
+        *(ms ? &s->retention_ms : &s->retention_bytes) = x;
+        return KAFKA_NONE;
+    }
+    if (kgw__str_is(e->name, "segment.bytes")) {
+        int64_t x;
+        if (set && kgw__config_int(v, &x) && x == segment_bytes) {
+            return KAFKA_NONE; /* unchanged */
+        }
+        snprintf(why, n, "segment.bytes is fixed when a tally topic is created");
+        return KAFKA_INVALID_CONFIG;
+    }
+    snprintf(why, n, "config %.*s is not supported by tally (only cleanup.policy, retention.ms, "
+                     "retention.bytes; segment.bytes is fixed)",
+             (int)e->name.len, (const char *)e->name.p);
+    return KAFKA_INVALID_CONFIG;
+}
+
+struct kgw__ac {
+    struct kafka_alter_configs_req req;
+    struct kgw *kg;
+};
+
+static void kgw__ac_encode(struct kjob *job)
+{
+    struct kgw__ac *ac = job->state;
+    kafka_encode_alter_configs(&job->resp, &job->h, &ac->req);
+}
+
+static void kgw__ac_answer(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    struct kgw__ac *ac = sub->job->state;
+    struct kafka_ac_resource *r = &ac->req.resources[sub->t];
+    if (a->code != 0) {
+        r->error = a->code == TALLY_NOTFOUND ? KAFKA_UNKNOWN_TOPIC_OR_PARTITION
+                                             : kgw__admin_error(a->code);
+        r->error_message = kgw__arena_str(sub->job, a->message);
+    }
+    if (sub->job->pending == 0) {
+        kgw__finish(sub->job, kgw__ac_encode);
+    }
+}
+
+static void kgw__ac_topics(struct kgw__sub *sub, struct kgw__answer *a)
+{
+    struct kjob *job = sub->job;
+    struct kgw__ac *ac = job->state;
+    struct proto_topic_list_resp tl;
+    struct proto_topic *topics = NULL;
+    bool ok = a->code == 0 && proto_get_topic_list_resp(&a->body, &tl) == 0 &&
+              (topics = calloc(tl.n_topics + 1, sizeof *topics)) != NULL;
+    for (uint32_t i = 0; ok && i < tl.n_topics; i++) {
+        ok = proto_get_topic(&a->body, &topics[i]) == 0;
+    }
+    job->pending++; /* until every change is sent */
+    for (int32_t i = 0; i < ac->req.n_resources; i++) {
+        struct kafka_ac_resource *r = &ac->req.resources[i];
+        char why[200] = "";
+        if (r->error != KAFKA_NONE) {
+            continue;
+        }
+        if (!ok) {
+            r->error = kgw__admin_error(a->code != 0 ? a->code : TALLY_PROTO);
+            continue;
+        }
+        const struct proto_topic *t = NULL;
+        for (uint32_t k = 0; k < tl.n_topics && t == NULL; k++) {
+            if (strlen(topics[k].name) == (size_t)r->name.len &&
+                memcmp(topics[k].name, r->name.p, (size_t)r->name.len) == 0) {
+                t = &topics[k];
+            }
+        }
+        if (t == NULL) {
+            r->error = KAFKA_UNKNOWN_TOPIC_OR_PARTITION;
+            r->error_message = "no such topic";
+            continue;
+        }
+        struct kgw__settings s;
+        kgw__settings_from(t, &s);
+        if (!ac->req.incremental) {
+            /* AlterConfigs replaces the whole set: what it does not name
+             * goes back to the default (the segment size stays). */
+            s = (struct kgw__settings){.delete = true, .compact = false, .retention_ms = -1,
+                                       .retention_bytes = -1};
+        }
+        int64_t segment = t->segment_bytes > 0 ? t->segment_bytes
+                                               : (int64_t)sub->kg->cfg->segment_bytes;
+        for (int32_t e = 0; e < r->n_entries && r->error == KAFKA_NONE; e++) {
+            r->error = kgw__settings_apply(&s, &r->entries[e], segment, why, sizeof why);
+        }
+        if (r->error != KAFKA_NONE) {
+            r->error_message = kgw__arena_str(job, why);
+            continue;
+        }
+        if (ac->req.validate_only) {
+            continue;
+        }
+        struct proto_topic_config_req c;
+        struct buf body;
+        memset(&c, 0, sizeof c);
+        snprintf(c.name, sizeof c.name, "%s", t->name);
+        c.set = PROTO_CONFIG_POLICY | PROTO_CONFIG_RETENTION_MS | PROTO_CONFIG_RETENTION_BYTES;
+        c.policy = kgw__settings_policy(&s);
+        c.retention_ms = s.retention_ms;
+        c.retention_bytes = s.retention_bytes;
+        buf_init(&body);
+        proto_put_topic_config_req(&body, &c);
+        kgw__native(sub->kg, job, PROTO_TOPIC_CONFIG, &body, kgw__ac_answer, i, 0);
+        buf_free(&body);
+    }
+    free(topics);
+    if (--job->pending == 0) {
+        kgw__finish(job, kgw__ac_encode);
+    }
+}
+
+void kgw__alter_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
+{
+    struct kgw__ac *ac = kafka_arena_alloc(&job->arena, sizeof *ac);
+    if (ac == NULL) {
+        kgw__reject(job, "out of memory");
+        return;
+    }
+    job->state = ac;
+    ac->kg = kg;
+    if (kafka_decode_alter_configs(rd, &job->h, &job->arena, &ac->req) != 0) {
+        kgw__reject(job, "malformed AlterConfigs request");
+        return;
+    }
+    for (int32_t i = 0; i < ac->req.n_resources; i++) {
+        struct kafka_ac_resource *r = &ac->req.resources[i];
+        if (r->type != KAFKA_RESOURCE_TOPIC) {
+            r->error = KAFKA_INVALID_REQUEST;
+            r->error_message = "tally alters topics only (node settings are in its config file)";
+        }
+    }
+    struct buf body;
+    struct proto_topic_list_req q = {0};
+    buf_init(&body);
+    proto_put_topic_list_req(&body, &q);
+    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__ac_topics, 0, 0);
     buf_free(&body);
 }

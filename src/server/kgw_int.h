@@ -54,6 +54,14 @@ bool kgw__kafka_addr(const struct cfg *cfg, uint64_t id, struct kafka_broker *b)
 /* A NUL-terminated copy of @s in @job's arena; NULL when out of memory. */
 char *kgw__arena_str(struct kjob *job, const char *s);
 
+/* A Kafka config value as an integer >= -1. */
+bool kgw__config_int(struct kafka_str v, int64_t *out);
+/* Is @s the string @lit? */
+bool kgw__str_is(struct kafka_str s, const char *lit);
+/* The Kafka error of a topic change's native error: topic changes go to
+ * the Raft leader, which Kafka calls the controller. */
+int16_t kgw__admin_error(int code);
+
 /* kgw_group.c: the APIs of consumer groups and configs. */
 void kgw__find_coordinator(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 void kgw__join_group(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
@@ -65,5 +73,6 @@ void kgw__offset_fetch(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 void kgw__list_groups(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 void kgw__describe_groups(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 void kgw__describe_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
+void kgw__alter_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 
 #endif

@@ -224,6 +224,18 @@ static void decode_body(struct kafka_rd *r, const struct kafka_req_header *h)
         }
         break;
     }
+    case KAFKA_ALTER_CONFIGS:
+    case KAFKA_INCREMENTAL_ALTER_CONFIGS: {
+        struct kafka_alter_configs_req m;
+        if (kafka_decode_alter_configs(r, h, &a, &m) == 0) {
+            if (m.n_resources > 0) {
+                m.resources[0].error = 40;
+                m.resources[0].error_message = "invalid";
+            }
+            kafka_encode_alter_configs(&out, h, &m);
+        }
+        break;
+    }
     case KAFKA_INIT_PRODUCER_ID: {
         struct kafka_init_pid_req m;
         if (kafka_decode_init_pid(r, h, &m) == 0) {

@@ -18,7 +18,7 @@ from kafka_cluster import KafkaCluster  # noqa: E402
 
 try:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 except ImportError:
     Consumer = None
 
@@ -87,6 +87,70 @@ def test_admin_topics():
         admin.delete_topics(["acct"], operation_timeout=10)["acct"].result(timeout=30)
         wait_until(lambda: "acct" not in {t["name"] for t in c.status()["topics"]}, 10,
                    "acct to be deleted")
+        c.check_up()
+
+
+def test_admin_configs():
+    """describe_configs shows a topic's settings; alter_configs changes
+    them through Raft (visible in `tally status` on every node, and
+    natively with `tally topic alter`); segment.bytes and unknown configs
+    are refused; an unknown topic is UNKNOWN_TOPIC_OR_PARTITION."""
+    with KafkaCluster(name="kafka-py-configs") as c:
+        start(c)
+        admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+        create(admin, "ledger", num_partitions=1)
+
+        def described(topic):
+            res = ConfigResource("topic", topic)
+            got = admin.describe_configs([res])[res].result(timeout=30)
+            return {k: v.value for k, v in got.items()}
+
+        d = described("ledger")
+        check(d.get("cleanup.policy") == "delete" and d.get("retention.ms") == "-1",
+              f"a retain topic described: {d}")
+
+        def alter(topic, configs):
+            res = ConfigResource("topic", topic, set_config=configs)
+            return admin.alter_configs([res])[res].result(timeout=30)
+
+        alter("ledger", {"cleanup.policy": "compact"})
+        def listed():
+            """ledger's line of `tally topic list` on each node."""
+            out = {}
+            for node_id in c.alive_ids():
+                r = c.tally("topic", "list", ids=[node_id])
+                out[node_id] = next((line.split() for line in r.text.splitlines()
+                                     if line.startswith("ledger ")), [])
+            return out
+        wait_until(lambda: all(f[1:2] == ["compact"] for f in listed().values()), 15,
+                   "every node to apply the new policy")
+        check(described("ledger").get("cleanup.policy") == "compact", "described after alter")
+        # AlterConfigs replaces the whole set: retention given, policy back
+        # to the default (delete).
+        alter("ledger", {"retention.ms": "86400000"})
+        wait_until(lambda: all(f[1:2] == ["delete"] and f[-1].startswith("86400000ms")
+                               for f in listed().values()), 15,
+                   "delete with 1 day on every node")
+        for configs, what in [({"segment.bytes": "4096"}, "INVALID_CONFIG"),
+                              ({"max.message.bytes": "5"}, "INVALID_CONFIG")]:
+            try:
+                alter("ledger", configs)
+                check(False, f"{configs} was accepted")
+            except KafkaException as e:
+                check(what in str(e), f"{configs}: {e}")
+        try:
+            alter("nope", {"retention.ms": "1"})
+            check(False, "an unknown topic was altered")
+        except KafkaException as e:
+            check("UNKNOWN_TOPIC_OR_PART" in str(e), str(e))
+        # The native command reaches the same setting.
+        c.tally_ok("topic", "alter", "ledger", "--policy", "compact,delete")
+        check(described("ledger").get("cleanup.policy") == "compact,delete",
+              "described after tally topic alter")
+        r = c.tally("topic", "alter", "ledger", "--segment-bytes", "4096")
+        check(r.rc == 2 and "fixed" in r.errtext, f"--segment-bytes: {r!r}")
+        r = c.tally("topic", "alter", "nope", "--policy", "delete")
+        check(r.rc == 1 and "not found" in r.errtext, f"unknown topic: {r!r}")
         c.check_up()
 
 
@@ -194,5 +258,5 @@ if __name__ == "__main__":
     if Consumer is None:
         print("SKIP: python3-confluent-kafka is not installed (deploy/setup.sh installs it)")
         sys.exit(SKIP)
-    run_tests([test_admin_topics, test_produce_consume_every_codec, test_timestamps_kept,
+    run_tests([test_admin_topics, test_admin_configs, test_produce_consume_every_codec, test_timestamps_kept,
                test_auto_create_setting])

@@ -515,7 +515,10 @@ static void test_header_group_apis(void **state)
         {KAFKA_LEAVE_GROUP, 3, 0, false},      {KAFKA_SYNC_GROUP, 3, 0, false},
         {KAFKA_DESCRIBE_GROUPS, 4, 0, false},  {KAFKA_DESCRIBE_GROUPS, 5, 1, false},
         {KAFKA_LIST_GROUPS, 2, 0, false},      {KAFKA_LIST_GROUPS, 3, 1, false},
-        {KAFKA_DESCRIBE_CONFIGS, 3, 0, false},
+        {KAFKA_DESCRIBE_CONFIGS, 3, 0, false}, {KAFKA_ALTER_CONFIGS, 0, 0, false},
+        {KAFKA_ALTER_CONFIGS, 1, 0, false},    {KAFKA_ALTER_CONFIGS, 2, 1, false},
+        {KAFKA_INCREMENTAL_ALTER_CONFIGS, 0, 0, false},
+        {KAFKA_INCREMENTAL_ALTER_CONFIGS, 1, 1, false},
     };
     (void)state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1225,6 +1228,135 @@ static void test_describe_configs(void **state)
     buf_free(&b);
 }
 
+/* @n bytes at @p decode under @h into @m; every shorter cut does not. */
+static void t__alter_decodes(const char *p, size_t n, const struct kafka_req_header *h,
+                             struct kafka_arena *a, struct kafka_alter_configs_req *m)
+{
+    struct kafka_rd r;
+    for (size_t cut = 0; cut < n; cut++) {
+        kafka_rd_init(&r, p, cut);
+        assert_int_equal(kafka_decode_alter_configs(&r, h, a, m), -1);
+    }
+    kafka_rd_init(&r, p, n);
+    assert_int_equal(kafka_decode_alter_configs(&r, h, a, m), 0);
+}
+#define T_ALTER_DECODES(literal, h, a, m) t__alter_decodes(literal, sizeof literal - 1, h, a, m)
+
+/* @n bytes at @p do not decode under @h. */
+static void t__alter_refused(const char *p, size_t n, const struct kafka_req_header *h,
+                             struct kafka_arena *a)
+{
+    struct kafka_rd r;
+    struct kafka_alter_configs_req m;
+    kafka_rd_init(&r, p, n);
+    assert_int_equal(kafka_decode_alter_configs(&r, h, a, &m), -1);
+}
+#define T_ALTER_REFUSED(literal, h, a) t__alter_refused(literal, sizeof literal - 1, h, a)
+
+/* AlterConfigs v0 and v1 (the same layout; a null value) and
+ * IncrementalAlterConfigs v0 (an op per entry) decode; cut short, with a
+ * byte more, a negative count or a null name they do not; a flexible
+ * header reads the compact forms and tags. The answers byte for byte. */
+static void test_alter_configs(void **state)
+{
+    struct buf b;
+    struct kafka_arena a;
+    struct kafka_alter_configs_req m;
+    struct kafka_req_header h0 = t__h(KAFKA_ALTER_CONFIGS, 0, false);
+    struct kafka_req_header h1 = t__h(KAFKA_ALTER_CONFIGS, 1, false);
+    struct kafka_req_header h2 = t__h(KAFKA_ALTER_CONFIGS, 2, true);
+    struct kafka_req_header hi0 = t__h(KAFKA_INCREMENTAL_ALTER_CONFIGS, 0, false);
+    (void)state;
+    buf_init(&b);
+    kafka_arena_init(&a);
+#define T_ALTER_V0                                                               \
+    "\x00\x00\x00\x02"                                   /* resources */         \
+    "\x02" "\x00\x01" "t" "\x00\x00\x00\x02"             /* topic t, 2 configs */ \
+    "\x00\x0c" "retention.ms" "\x00\x04" "1000"                                  \
+    "\x00\x0e" "cleanup.policy" "\xff\xff"               /* value: null */       \
+    "\x04" "\x00\x01" "1" "\x00\x00\x00\x00"             /* broker 1, none */    \
+    "\x01"                                               /* validate_only */
+    const struct kafka_req_header *hs[2] = {&h0, &h1};
+    for (int v = 0; v < 2; v++) {
+        T_ALTER_DECODES(T_ALTER_V0, hs[v], &a, &m);
+        assert_false(m.incremental);
+        assert_true(m.validate_only);
+        assert_int_equal(m.n_resources, 2);
+        assert_int_equal(m.resources[0].type, KAFKA_RESOURCE_TOPIC);
+        assert_int_equal(m.resources[0].name.len, 1);
+        assert_memory_equal(m.resources[0].name.p, "t", 1);
+        assert_int_equal(m.resources[0].n_entries, 2);
+        assert_int_equal(m.resources[0].entries[0].name.len, 12);
+        assert_memory_equal(m.resources[0].entries[0].name.p, "retention.ms", 12);
+        assert_int_equal(m.resources[0].entries[0].value.len, 4);
+        assert_memory_equal(m.resources[0].entries[0].value.p, "1000", 4);
+        assert_int_equal(m.resources[0].entries[0].op, KAFKA_CONFIG_OP_SET);
+        assert_int_equal(m.resources[0].entries[1].name.len, 14);
+        assert_int_equal(m.resources[0].entries[1].value.len, -1);
+        assert_int_equal(m.resources[0].entries[1].op, KAFKA_CONFIG_OP_SET);
+        assert_int_equal(m.resources[1].type, KAFKA_RESOURCE_BROKER);
+        assert_memory_equal(m.resources[1].name.p, "1", 1);
+        assert_int_equal(m.resources[1].n_entries, 0);
+        assert_int_equal(m.resources[0].error, KAFKA_NONE);
+        assert_null(m.resources[0].error_message);
+    }
+    T_ALTER_REFUSED(T_ALTER_V0 "\x00", &h0, &a); /* a byte more */
+    T_ALTER_REFUSED("\xff\xff\xff\xff" "\x00", &h0, &a); /* resources: null */
+    T_ALTER_REFUSED("\x00\x00\x00\x01" "\x02" "\xff\xff" "\x00\x00\x00\x00" "\x00", &h0, &a);
+    T_ALTER_REFUSED("\x00\x00\x00\x01" "\x02" "\x00\x01" "t" "\xff\xff\xff\xff" "\x00", &h0, &a);
+    T_ALTER_REFUSED("\x00\x00\x00\x01" "\x02" "\x00\x01" "t" "\x00\x00\x00\x01"
+                    "\xff\xff" "\x00\x01" "v" "\x00", &h0, &a); /* config name: null */
+
+    /* The answer: per resource error, message, type, name. */
+    T_ALTER_DECODES(T_ALTER_V0, &h1, &a, &m);
+    m.resources[0].error = KAFKA_INVALID_CONFIG;
+    m.resources[0].error_message = "bad";
+    kafka_encode_alter_configs(&b, &h1, &m);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x00\x00\x00\x02"
+                "\x00\x28" "\x00\x03" "bad" "\x02" "\x00\x01" "t"
+                "\x00\x00" "\xff\xff" "\x04" "\x00\x01" "1");
+
+    /* IncrementalAlterConfigs v0: config_operation between name and value. */
+    T_ALTER_DECODES("\x00\x00\x00\x01" "\x02" "\x00\x01" "t" "\x00\x00\x00\x03"
+                    "\x00\x0c" "retention.ms" "\x00" "\x00\x04" "1000"
+                    "\x00\x0e" "cleanup.policy" "\x01" "\xff\xff"
+                    "\x00\x0e" "cleanup.policy" "\x02" "\x00\x07" "compact"
+                    "\x00",
+                    &hi0, &a, &m);
+    assert_true(m.incremental);
+    assert_false(m.validate_only);
+    assert_int_equal(m.n_resources, 1);
+    assert_int_equal(m.resources[0].n_entries, 3);
+    assert_int_equal(m.resources[0].entries[0].op, KAFKA_CONFIG_OP_SET);
+    assert_memory_equal(m.resources[0].entries[0].value.p, "1000", 4);
+    assert_int_equal(m.resources[0].entries[1].op, KAFKA_CONFIG_OP_DELETE);
+    assert_int_equal(m.resources[0].entries[1].value.len, -1);
+    assert_int_equal(m.resources[0].entries[2].op, KAFKA_CONFIG_OP_APPEND);
+    assert_int_equal(m.resources[0].entries[2].value.len, 7);
+    /* AlterConfigs' bytes do not parse as IncrementalAlterConfigs. */
+    T_ALTER_REFUSED(T_ALTER_V0, &hi0, &a);
+    b.len = 0;
+    kafka_encode_alter_configs(&b, &hi0, &m);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x00\x00\x00\x01" "\x00\x00" "\xff\xff" "\x02" "\x00\x01"
+                "t");
+
+    /* A flexible header (AlterConfigs v2, not advertised): compact forms
+     * and tagged fields, in the request and in the answer. */
+    T_ALTER_DECODES("\x02" "\x02" "\x02" "t" "\x02" "\x0d" "retention.ms" "\x00" "\x00" "\x00"
+                    "\x01" "\x00",
+                    &h2, &a, &m);
+    assert_int_equal(m.n_resources, 1);
+    assert_int_equal(m.resources[0].n_entries, 1);
+    assert_int_equal(m.resources[0].entries[0].value.len, -1);
+    assert_true(m.validate_only);
+    b.len = 0;
+    kafka_encode_alter_configs(&b, &h2, &m);
+    T_BYTES(&b, "\x00\x00\x00\x00" "\x02" "\x00\x00" "\x00" "\x02" "\x02" "t" "\x00" "\x00");
+#undef T_ALTER_V0
+    kafka_arena_free(&a);
+    buf_free(&b);
+}
+
 
 int main(void)
 {
@@ -1250,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_list_groups),
         cmocka_unit_test(test_describe_groups),
         cmocka_unit_test(test_describe_configs),
+        cmocka_unit_test(test_alter_configs),
     };
     return cmocka_run_group_tests_name("kafka", tests, NULL, NULL);
 }
