@@ -16,6 +16,8 @@
  *                      if it has positions, "Dead" if not (GROUP_LIST)
  *   DescribeConfigs    TOPIC_LIST: cleanup.policy, retention.ms,
  *                      retention.bytes, segment.bytes
+ *   AlterConfigs, IncrementalAlterConfigs
+ *                      TOPIC_LIST (the current settings) + TOPIC_CONFIG
  * Group ids are tally group names: 1 to PROTO_NAME_MAX-1 bytes. Under
  * authorize = acl, joining, syncing, heartbeats and leaving need READ on
  * the group, as committing does natively (docs/security.md). */
@@ -786,8 +788,8 @@ static bool kgw__wanted(const struct kafka_dc_resource *r, const char *name)
     return false;
 }
 
-/* A topic's settings in Kafka's names. Read-only: they are fixed when the
- * topic is created. */
+/* A topic's settings in Kafka's names; only the segment size is fixed
+ * when the topic is created (AlterConfigs changes the others). */
 static void kgw__dc_topic(struct kjob *job, const struct kafka_dc_resource *r,
                           const struct proto_topic *t, uint64_t node_segment_bytes,
                           struct kafka_dc_result *out)
@@ -800,10 +802,11 @@ static void kgw__dc_topic(struct kjob *job, const struct kafka_dc_resource *r,
     snprintf(num[1], sizeof num[1], "%lld", (long long)t->retention_bytes);
     snprintf(num[2], sizeof num[2], "%lld", (long long)segment);
     all[0] = (struct kafka_dc_entry){"cleanup.policy",
-                                     policies[t->policy < 4 ? t->policy : 0], true,
+                                     policies[t->policy < 4 ? t->policy : 0], false,
                                      t->policy == TALLY_POLICY_RETAIN, 0};
-    all[1] = (struct kafka_dc_entry){"retention.ms", num[0], true, t->retention_ms < 0, 0};
-    all[2] = (struct kafka_dc_entry){"retention.bytes", num[1], true, t->retention_bytes < 0, 0};
+    all[1] = (struct kafka_dc_entry){"retention.ms", num[0], false, t->retention_ms < 0, 0};
+    all[2] = (struct kafka_dc_entry){"retention.bytes", num[1], false, t->retention_bytes < 0,
+                                     0};
     all[3] = (struct kafka_dc_entry){"segment.bytes", num[2], true, t->segment_bytes <= 0, 0};
     struct kafka_dc_entry *v = kafka_arena_alloc(&job->arena, sizeof all);
     int32_t n = 0;
