@@ -119,7 +119,11 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u64, node_id)                                                            \
     X(str, server_version, 32)
 /* METADATA: this node's own view of the cluster. */
-#define PROTO_SCHEMA_METADATA_REQ(X) X(u8, unused)
+/* METADATA: flags bit 0 (PROTO_METADATA_CLUSTER_ID): append the cluster
+ * id after the members (older servers ignore the flag and never append;
+ * older clients send 0 and get the answer they know). */
+#define PROTO_METADATA_CLUSTER_ID 1
+#define PROTO_SCHEMA_METADATA_REQ(X) X(u8, flags)
 #define PROTO_SCHEMA_METADATA_RESP(X)                                          \
     X(u64, node_id)                                                            \
     X(u64, leader_id)    /* 0: none known */                                   \

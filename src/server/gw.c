@@ -458,7 +458,7 @@ static void gw__hello(struct gw *gw, struct req *r, struct rd *rd)
     req_complete(r);
 }
 
-static void gw__metadata(struct gw *gw, struct req *r)
+static void gw__metadata(struct gw *gw, struct req *r, uint8_t flags)
 {
     struct node_member members[NODE_MAX_PEERS];
     unsigned n = node_members(gw->node, members, NODE_MAX_PEERS);
@@ -481,6 +481,9 @@ static void gw__metadata(struct gw *gw, struct req *r)
         snprintf(pm.client_addr, sizeof pm.client_addr, "%s", sm != NULL ? sm->client_addr : "");
         snprintf(pm.raft_addr, sizeof pm.raft_addr, "%s", members[i].raft_addr);
         proto_put_member(&r->resp, &pm);
+    }
+    if (flags & PROTO_METADATA_CLUSTER_ID) {
+        buf_put_u64(&r->resp, store_cluster_id(gw->store));
     }
     proto_end_frame(&r->resp, start);
     req_complete(r);
@@ -1486,7 +1489,7 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         if (proto_get_metadata_req(&rd, &m) != 0 || proto_get_end(&rd) != 0) {
             gw__error(r, TALLY_PROTO, "malformed METADATA");
         } else {
-            gw__metadata(gw, r);
+            gw__metadata(gw, r, m.flags);
         }
         break;
     }

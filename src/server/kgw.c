@@ -346,6 +346,7 @@ struct kgw__md {
     int code;                         /* first native error */
     char message[PROTO_MSG_MAX];
     struct proto_metadata_resp meta;
+    uint64_t cluster_id;              /* 0: not known (an older node) */
     struct proto_member *members;
     uint32_t n_members;
     struct proto_topic *topics;
@@ -444,10 +445,14 @@ static void kgw__md_encode(struct kjob *job)
         t->replicas = replicas;
         t->n_replicas = n_replicas;
     }
+    char cluster[24] = "tally";
+    if (md->cluster_id != 0) {
+        snprintf(cluster, sizeof cluster, "%016llx", (unsigned long long)md->cluster_id);
+    }
     struct kafka_metadata_resp m = {
         .n_brokers = n_brokers,
         .brokers = brokers,
-        .cluster_id = "tally",
+        .cluster_id = cluster,
         .controller_id = leader,
         .n_topics = n,
         .topics = topics,
@@ -541,6 +546,9 @@ static void kgw__md_meta(struct kgw__sub *sub, struct kgw__answer *a)
             }
         }
         md->n_members = a->code == 0 ? md->meta.n_members : 0;
+        if (a->code == 0 && a->body.left >= 8) {
+            md->cluster_id = rd_u64(&a->body);
+        }
     }
     if (a->code != 0 && md->code == 0) {
         md->code = a->code;
@@ -592,7 +600,7 @@ static void kgw__metadata(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
     }
     md->kg = kg;
     buf_init(&body);
-    struct proto_metadata_req mreq = {0};
+    struct proto_metadata_req mreq = {.flags = PROTO_METADATA_CLUSTER_ID};
     proto_put_metadata_req(&body, &mreq);
     job->pending++; /* until both requests are sent */
     kgw__native(kg, job, PROTO_METADATA, &body, kgw__md_meta, 0, 0);

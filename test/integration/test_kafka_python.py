@@ -63,6 +63,11 @@ def test_admin_topics():
     with KafkaCluster(name="kafka-py-admin") as c:
         start(c)
         admin = AdminClient({"bootstrap.servers": c.bootstrap()})
+        # Metadata's cluster id is the cluster's own (the nodes log it).
+        cid = admin.list_topics(timeout=10).cluster_id
+        logged = open(c.nodes[1].log_path, errors="replace").read()
+        check(cid and len(cid) == 16 and f"cluster id {cid}" in logged,
+              f"cluster id {cid!r} is not the one node 1 logged")
         create(admin, "acct", num_partitions=1, replication_factor=3,
                config={"cleanup.policy": "compact"})
         # CreateTopics answers once the leader applied it; `tally status`
