@@ -175,13 +175,12 @@ static void kgw__join_answer(void *arg, const struct kafka_join_resp *resp)
     kjob_unref(job);
 }
 
-static const char *kgw__client_id(struct kjob *job)
+/* @s as a C string in @job's arena ("" for null, or out of memory). */
+static const char *kgw__cstr(struct kjob *job, struct kafka_str s)
 {
-    struct kafka_str c = job->h.client_id;
-    char *p = kafka_arena_alloc(&job->arena, c.len > 0 ? (size_t)c.len + 1 : 1);
-    if (p != NULL && c.len > 0) {
-        memcpy(p, c.p, (size_t)c.len);
-        p[c.len] = '\0';
+    char *p = kafka_arena_alloc(&job->arena, s.len > 0 ? (size_t)s.len + 1 : 1);
+    if (p != NULL && s.len > 0) {
+        memcpy(p, s.p, (size_t)s.len); /* the arena zeroes: NUL-terminated */
     }
     return p != NULL ? p : "";
 }
@@ -216,7 +215,7 @@ void kgw__join_group(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
     if (colon != NULL) {
         *colon = '\0'; /* Kafka shows the client's host without its port */
     }
-    kgroups_join(kg->groups, &j->req, job->h.api_version, kgw__client_id(job), host,
+    kgroups_join(kg->groups, &j->req, job->h.api_version, kgw__cstr(job, job->h.client_id), host,
                  kgw__join_answer, job);
 }
 
@@ -741,11 +740,7 @@ void kgw__describe_groups(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
     for (int32_t i = 0; i < g->n; i++) {
         struct kafka_dg_group *d = &g->described[i];
         struct kafka_str id = g->req.groups[i];
-        char *name = kafka_arena_alloc(&job->arena, id.len > 0 ? (size_t)id.len + 1 : 1);
-        if (name != NULL && id.len > 0) {
-            memcpy(name, id.p, (size_t)id.len);
-        }
-        d->group_id = name != NULL ? name : "";
+        d->group_id = kgw__cstr(job, id);
         d->state = "Dead";
         d->protocol_type = "";
         d->protocol_data = "";
@@ -887,12 +882,8 @@ void kgw__describe_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd
     for (int32_t i = 0; i < n; i++) {
         const struct kafka_dc_resource *r = &dc->req.resources[i];
         struct kafka_dc_result *out = &dc->results[i];
-        char *name = kafka_arena_alloc(&job->arena, r->name.len > 0 ? (size_t)r->name.len + 1 : 1);
-        if (name != NULL && r->name.len > 0) {
-            memcpy(name, r->name.p, (size_t)r->name.len);
-        }
         out->type = r->type;
-        out->name = name != NULL ? name : "";
+        out->name = kgw__cstr(job, r->name);
         /* A broker has no settings a Kafka client could change here: an
          * empty list, as for a broker with only static settings. */
         if (r->type != KAFKA_RESOURCE_TOPIC && r->type != KAFKA_RESOURCE_BROKER) {
