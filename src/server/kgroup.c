@@ -394,16 +394,10 @@ static void kgroup__maybe_complete(struct kgroups *gs, struct kgroup__group *g)
     }
 }
 
-/* @m left or expired: out of @g, and the others rebalance. */
-static void kgroup__remove(struct kgroups *gs, struct kgroup__group *g, struct kgroup__member *m,
-                           int16_t error)
+/* Members left @g (not pending ones): the others rebalance, or the
+ * group is empty. */
+static void kgroup__after_departure(struct kgroups *gs, struct kgroup__group *g)
 {
-    bool pending = m->pending;
-    kgroup__unlink(g, m);
-    kgroup__free_member(m, error);
-    if (pending) {
-        return;
-    }
     if (kgroup__joined(g) == 0) {
         if (g->state != KGROUP__EMPTY) {
             g->generation++;
@@ -416,6 +410,18 @@ static void kgroup__remove(struct kgroups *gs, struct kgroup__group *g, struct k
     }
     kgroup__prepare(gs, g);
     kgroup__maybe_complete(gs, g);
+}
+
+/* @m left: out of @g, and the others rebalance. */
+static void kgroup__remove(struct kgroups *gs, struct kgroup__group *g, struct kgroup__member *m,
+                           int16_t error)
+{
+    bool pending = m->pending;
+    kgroup__unlink(g, m);
+    kgroup__free_member(m, error);
+    if (!pending) {
+        kgroup__after_departure(gs, g);
+    }
 }
 
 /* A group with no member at all is forgotten (its offsets are in the
@@ -433,6 +439,7 @@ static void kgroup__tick(uv_timer_t *t)
     uint64_t now = kgroup__now(gs);
     for (struct kgroup__group *g = gs->groups, *gnext; g != NULL; g = gnext) {
         gnext = g->next;
+        bool departed = false;
         for (struct kgroup__member *m = g->members, *next; m != NULL; m = next) {
             next = m->next;
             /* A member waiting in JoinGroup is governed by the rebalance
@@ -440,11 +447,20 @@ static void kgroup__tick(uv_timer_t *t)
             if (m->join_cb != NULL || m->sync_cb != NULL || now < m->deadline) {
                 continue;
             }
-            TLOG_INFO("kafka", "group %s: member %s %s; removed", g->id, m->id,
-                      m->pending ? "never joined with its id" : "missed its session timeout");
-            kgroup__remove(gs, g, m, KAFKA_UNKNOWN_MEMBER_ID);
-            next = g->members; /* the list may have changed; expired ones go on the next tick */
-            break;
+            if (m->pending) { /* a flood of first joins would flood the log */
+                TLOG_DEBUG("kafka", "group %s: member %s never joined with its id; removed",
+                           g->id, m->id);
+            } else {
+                TLOG_INFO("kafka", "group %s: member %s missed its session timeout; removed",
+                          g->id, m->id);
+            }
+            departed |= !m->pending;
+            kgroup__unlink(g, m);
+            kgroup__free_member(m, KAFKA_UNKNOWN_MEMBER_ID);
+        }
+        /* Every expired member at once, then one rebalance. */
+        if (departed) {
+            kgroup__after_departure(gs, g);
         }
         kgroup__maybe_complete(gs, g);
         kgroup__gc(gs, g);
@@ -777,7 +793,7 @@ int16_t kgroups_leave(struct kgroups *gs, struct kafka_leave_req *req)
             first = req->members[i].error;
         }
         if (m != NULL) {
-            TLOG_INFO("kafka", "group %s: member %s left", g->id, m->id);
+            TLOG_DEBUG("kafka", "group %s: member %s left", g->id, m->id);
             kgroup__remove(gs, g, m, KAFKA_UNKNOWN_MEMBER_ID);
         }
     }

@@ -8,9 +8,9 @@
 // kafkajs has built in (none, gzip), and prints what the cluster
 // answered: "sent CODEC BASE_OFFSET" per send, then "offsets LOW HIGH"
 // from the admin client's ListOffsets. Exit 0, or 1 with the error.
-// kafkajs has no consumer without consumer groups, which tally's Kafka
-// listener does not serve yet (docs/kafka-users.md), so reading back is the
-// test's job (kcat).
+// kafkajs has no consumer without consumer groups, so reading back is the
+// test's job (kcat); kafkajs_group.js is a group member
+// (test/integration/test_kafka_groups.py).
 //
 // With KAFKA_CA set (a CA file), it connects with TLS; with KAFKA_USER
 // and KAFKA_PASSWORD too, it logs in with SCRAM (KAFKA_MECHANISM,

@@ -260,8 +260,9 @@ static void test_limits(void **state)
     assert_int_equal(c[4].join_error, KAFKA_GROUP_MAX_SIZE_REACHED);
     unsigned members;
     assert_int_equal(kgroups_count(f->gs, &members), 1);
-    /* The pending ids expire and the group is forgotten. */
-    run_for(&f->loop, 300);
+    /* The pending ids expire together (a tick, not a tick each) and the
+     * group is forgotten. */
+    run_for(&f->loop, 190);
     assert_int_equal(kgroups_count(f->gs, &members), 0);
     struct client d = {0};
     struct kafka_join_req r = join_req("", 50);
