@@ -53,7 +53,9 @@ static const char consume_help[] =
     "                       flushed: at-least-once delivery (a record printed\n"
     "                       just before a crash is printed again next time);\n"
     "                       a stored position beats --from and --from-time\n"
-    "                       (move it with 'tally group reset')\n"
+    "                       (move it with 'tally group reset'); reads as\n"
+    "                       --linearizable does, so that a node that has not\n"
+    "                       applied the latest records yet waits for them\n"
     "  --reset-policy earliest|latest|error\n"
     "                       what --group does when its position is below the\n"
     "                       topic's first offset (retention removed records\n"
@@ -606,9 +608,12 @@ int cmd_consume_main(int argc, char **argv)
     if (rc != TOOL_EXIT_OK) {
         return rc;
     }
-    if (linearizable) {
+    if (linearizable || group != NULL) {
         /* Once, before anything is read: every read below is at or after
-         * this index, so it includes every write acknowledged before now. */
+         * this index, so it includes every write acknowledged before now.
+         * A group reads so always: its position comes from the leader, and
+         * a follower a few entries behind would otherwise answer that the
+         * topic ends before records the group was written after. */
         uint64_t index = 0;
         rc = tally_read_index(client, &index);
         if (rc != 0) {

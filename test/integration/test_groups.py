@@ -90,6 +90,32 @@ def test_reset_reads_the_leader():
             produce(c, "rf", [f"new-{i}" for i in range(20)])
 
 
+def test_group_consume_through_a_lagging_follower():
+    """`tally consume T --group G` read from a follower that has not
+    applied the latest records yet prints them all: the position comes from
+    the leader, and the read waits for the leader's index (it printed
+    nothing, or part, and exited 0: the follower said the topic ended
+    there). The follower catches up within milliseconds of its SIGCONT, so
+    the race is run 8 times."""
+    with Cluster(name="grp-lagging") as c:
+        leader = c.start()
+        follower = next(i for i in c.nodes if i != leader)
+        c.tally_ok("topic", "create", "lag")
+        produce(c, "lag", ["first"])
+        c.tally_ok("consume", "lag", "--group", "g")  # the group is at 1
+        end = 1
+        for round in range(8):
+            c.pause(follower)
+            c.tally_ok("produce", "lag", ids=[leader],
+                       input="".join(f"r{round}-{i}\n" for i in range(20)).encode())
+            c.resume(follower)
+            r = c.tally("consume", "lag", "--group", "g", "--node", c.nodes[follower].client,
+                        ids=[follower])
+            check(r.rc == 0 and offsets(r) == list(range(end, end + 20)),
+                  f"round {round}: read through node {follower}: {r!r}")
+            end += 20
+
+
 def test_backup_carries_only_live_positions():
     """issue 26.1: a backup after a topic was deleted and created again
     holds no position of the deleted topic."""
@@ -309,6 +335,7 @@ if __name__ == "__main__":
         ctypes_child(sys.argv[2], sys.argv[3])
         sys.exit(0)
     run_tests([test_recreated_topic_starts_groups_afresh, test_reset_reads_the_leader,
+               test_group_consume_through_a_lagging_follower,
                test_backup_carries_only_live_positions,
                test_group_behind_retention, test_group_list_and_delete,
                test_group_calls_through_libtally])
