@@ -148,26 +148,34 @@ TALLY_API int tally_topic_alter(tally_client *c, const char *name, unsigned set,
     return client__done_call(c, what);
 }
 
-/* TOPIC_LIST from any node, or from node index @only alone (>= 0). */
-int client__topic_list(tally_client *c, int only, struct tally_topic_info **topics,
-                              size_t *n)
+/* Topics per TOPIC_LIST page: a node answers a page's worth at a time,
+ * however many topics it has. */
+#define CLIENT__TOPIC_PAGE 1000
+
+/* One TOPIC_LIST: a page after (@after, *@after_id) when @paged, appended
+ * to *@topics (*@n of *@cap); *@more says whether topics follow it. */
+static int client__topic_page(tally_client *c, int only, bool paged, const char *after,
+                              uint64_t *after_id, bool *more, struct tally_topic_info **topics,
+                              size_t *n, size_t *cap)
 {
     static const char what[] = "list topics";
     /* Smallest encoded TOPIC: empty name, policy, five 8-byte fields. */
     const size_t min_item = 2 + 1 + 5 * 8;
-    struct proto_topic_list_req m = {0};
+    struct proto_topic_list_req m = {paged ? PROTO_TOPIC_LIST_PAGED : 0};
     struct proto_topic_list_resp lr;
+    struct proto_topic_page_resp tail = {0, 0};
     struct client__op op;
     struct client__reply rep;
-    struct tally_topic_info *out;
     size_t start;
     int rv;
 
-    c->errmsg[0] = '\0';
-    *topics = NULL;
-    *n = 0;
     start = client__begin(c, PROTO_TOPIC_LIST);
     proto_put_topic_list_req(&c->req, &m);
+    if (paged) {
+        struct proto_topic_page_req page = {.after_id = *after_id, .limit = CLIENT__TOPIC_PAGE};
+        snprintf(page.after, sizeof page.after, "%s", after);
+        proto_put_topic_page_req(&c->req, &page);
+    }
     if ((rv = client__end(c, start, what)) != 0) {
         return rv;
     }
@@ -180,31 +188,79 @@ int client__topic_list(tally_client *c, int only, struct tally_topic_info **topi
         lr.n_topics > rep.body.left / min_item) {
         return client__malformed(c, what);
     }
-    out = calloc(lr.n_topics ? lr.n_topics : 1, sizeof *out);
-    if (out == NULL) {
-        err_printf(c->errmsg, "%s: out of memory", what);
-        return TALLY_NOMEM;
+    if (*n + lr.n_topics > *cap) {
+        size_t want = *n + lr.n_topics + (*cap > 0 ? *cap : 16);
+        struct tally_topic_info *grown = realloc(*topics, want * sizeof *grown);
+        if (grown == NULL) {
+            err_printf(c->errmsg, "%s: out of memory", what);
+            return TALLY_NOMEM;
+        }
+        *topics = grown;
+        *cap = want;
     }
     for (uint32_t i = 0; i < lr.n_topics; i++) {
+        struct tally_topic_info *out = &(*topics)[*n + i];
         struct proto_topic t;
         if (proto_get_topic(&rep.body, &t) != 0) {
-            free(out);
             return client__malformed(c, what);
         }
-        snprintf(out[i].name, sizeof out[i].name, "%s", t.name);
-        out[i].config.policy = t.policy;
-        out[i].config.retention_ms = t.retention_ms;
-        out[i].config.retention_bytes = t.retention_bytes;
-        out[i].config.segment_bytes = t.segment_bytes;
-        out[i].start_offset = t.start_offset;
-        out[i].next_offset = t.next_offset;
+        memset(out, 0, sizeof *out);
+        snprintf(out->name, sizeof out->name, "%s", t.name);
+        out->config.policy = t.policy;
+        out->config.retention_ms = t.retention_ms;
+        out->config.retention_bytes = t.retention_bytes;
+        out->config.segment_bytes = t.segment_bytes;
+        out->start_offset = t.start_offset;
+        out->next_offset = t.next_offset;
     }
-    if (proto_get_end(&rep.body) != 0) {
-        free(out);
+    if ((paged && proto_get_topic_page_resp(&rep.body, &tail) != 0) ||
+        proto_get_end(&rep.body) != 0) {
         return client__malformed(c, what);
     }
+    *n += lr.n_topics;
+    *after_id = tail.last_id;
+    *more = paged && tail.more != 0 && lr.n_topics > 0;
+    return 0;
+}
+
+/* TOPIC_LIST from any node, or from node index @only alone (>= 0), a page
+ * at a time; a server older than paging (it calls the paged request
+ * malformed) is asked for the whole list at once. */
+int client__topic_list(tally_client *c, int only, struct tally_topic_info **topics,
+                              size_t *n)
+{
+    struct tally_topic_info *out = NULL;
+    size_t got = 0, cap = 0;
+    uint64_t after_id = 0;
+    bool more = true, paged = true;
+    int rv = 0;
+
+    c->errmsg[0] = '\0';
+    *topics = NULL;
+    *n = 0;
+    while (more) {
+        char after[PROTO_NAME_MAX] = "";
+        if (got > 0) {
+            snprintf(after, sizeof after, "%s", out[got - 1].name);
+        }
+        rv = client__topic_page(c, only, paged, after, &after_id, &more, &out, &got, &cap);
+        if (rv == TALLY_PROTO && paged && got == 0) {
+            paged = false; /* an older server */
+            c->errmsg[0] = '\0';
+            more = true;
+            continue;
+        }
+        if (rv != 0) {
+            free(out);
+            return rv;
+        }
+    }
+    if (out == NULL && (out = calloc(1, sizeof *out)) == NULL) {
+        err_printf(c->errmsg, "list topics: out of memory");
+        return TALLY_NOMEM;
+    }
     *topics = out;
-    *n = lr.n_topics;
+    *n = got;
     return 0;
 }
 

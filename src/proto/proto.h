@@ -160,7 +160,20 @@ void proto_end_frame(struct buf *b, size_t start);
     X(i64, retention_bytes)
 /* Response of TOPIC_CREATE, TOPIC_DELETE and the MEMBER_* requests. */
 #define PROTO_SCHEMA_DONE_RESP(X) X(u64, raft_index)
-#define PROTO_SCHEMA_TOPIC_LIST_REQ(X) X(u8, unused)
+/* TOPIC_LIST: flags bit 0 (PROTO_TOPIC_LIST_PAGED): the request goes on
+ * with PROTO_SCHEMA_TOPIC_PAGE_REQ (one page of topics after a cursor), and
+ * the answer's topics are followed by PROTO_SCHEMA_TOPIC_PAGE_RESP. Without
+ * it (every older client), the answer lists every topic. */
+#define PROTO_TOPIC_LIST_PAGED 1
+#define PROTO_TOPIC_PAGE_MAX 10000
+#define PROTO_SCHEMA_TOPIC_LIST_REQ(X) X(u8, flags)
+#define PROTO_SCHEMA_TOPIC_PAGE_REQ(X)                                         \
+    X(str, after, PROTO_NAME_MAX) /* the last topic of the previous page ("": */\
+    X(u64, after_id)     /* from the first); after_id its topic id */          \
+    X(u32, limit)        /* at most this many (1..PROTO_TOPIC_PAGE_MAX) */
+#define PROTO_SCHEMA_TOPIC_PAGE_RESP(X)                                        \
+    X(u64, last_id)      /* topic id of the page's last topic (0: empty) */    \
+    X(u8, more)          /* 1: topics follow it */
 #define PROTO_SCHEMA_TOPIC_LIST_RESP(X)                                        \
     X(u32, n_topics)     /* followed by n_topics PROTO_SCHEMA_TOPIC */
 #define PROTO_SCHEMA_TOPIC(X)                                                  \
@@ -432,6 +445,8 @@ void proto_end_frame(struct buf *b, size_t start);
     X(topic_create_req, TOPIC_CREATE_REQ)                                      \
     X(topic_delete_req, TOPIC_DELETE_REQ)                                      \
     X(topic_config_req, TOPIC_CONFIG_REQ)                                      \
+    X(topic_page_req, TOPIC_PAGE_REQ)                                          \
+    X(topic_page_resp, TOPIC_PAGE_RESP)                                        \
     X(done_resp, DONE_RESP)                                                    \
     X(topic_list_req, TOPIC_LIST_REQ)                                          \
     X(topic_list_resp, TOPIC_LIST_RESP)                                        \

@@ -66,6 +66,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(compaction_buffer_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
     CFG__T(max_clock_step_ms, CFG__U64, false, 1000, 86400000),
     CFG__T(clock_warn_ms, CFG__U64, false, 1, 86400000),
+    CFG__T(metrics_topic_series, CFG__UINT, false, 0, 1000000),
     CFG__T(kafka_max_groups, CFG__UINT, false, 1, 1000000),
     CFG__T(kafka_group_max_members, CFG__UINT, false, 1, 100000),
     CFG__T(kafka_group_min_session_ms, CFG__UINT, false, 1, 3600000),
@@ -109,6 +110,7 @@ static void cfg__defaults(struct cfg *c)
     c->compaction_buffer_bytes = 64 * CFG__MIB;
     c->max_clock_step_ms = 60000;
     c->clock_warn_ms = 1000;
+    c->metrics_topic_series = 1000;
     c->kafka_max_groups = 10000;
     c->kafka_group_max_members = 1000;
     c->kafka_group_min_session_ms = 1000;
@@ -960,6 +962,7 @@ void cfg_usage(FILE *out)
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
             "  max_clock_step_ms=60000   clock_warn_ms=1000\n"
+            "  metrics_topic_series=1000 (topics with tally_topic_* series)\n"
             "  kafka_max_groups=10000    kafka_group_max_members=1000\n"
             "  kafka_group_min_session_ms=1000  kafka_group_max_session_ms=1800000\n"
             "  kafka_group_initial_delay_ms=1000\n"

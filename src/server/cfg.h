@@ -41,6 +41,7 @@ struct cfg {
     bool kafka_auto_create_topics;   /* kafka_auto_create_topics: Metadata creates an
                                       * unknown topic it is asked about; default false */
     /* Kafka consumer groups (server/kgroup.h): bounds of the coordinator. */
+    unsigned metrics_topic_series;        /* topics with tally_topic_* series, default 1000 */
     unsigned kafka_max_groups;            /* groups with members at once, default 10000 */
     unsigned kafka_group_max_members;     /* members per group, default 1000 */
     unsigned kafka_group_min_session_ms;  /* accepted session timeouts, default 1000.. */

@@ -498,30 +498,81 @@ static uint32_t gw__n_topics(struct gw *gw)
     return n;
 }
 
+static void gw__put_topic(struct buf *b, const struct store_topic *t)
+{
+    struct proto_topic pt = {
+        .policy = t->config.policy,
+        .retention_ms = t->config.retention_ms,
+        .retention_bytes = t->config.retention_bytes,
+        .segment_bytes = t->config.segment_bytes,
+        .start_offset = store_topic_start(t),
+        .next_offset = log_next_offset(t->log),
+    };
+    snprintf(pt.name, sizeof pt.name, "%s", t->name);
+    proto_put_topic(b, &pt);
+}
+
 /* Every topic as a PROTO_SCHEMA_TOPIC, the list of TOPIC_LIST and
  * BACKUP_CUT answers. */
 static void gw__put_topics(struct gw *gw, struct buf *b)
 {
     for (struct store_topic *t = store_topics(gw->store); t != NULL; t = t->next) {
-        struct proto_topic pt = {
-            .policy = t->config.policy,
-            .retention_ms = t->config.retention_ms,
-            .retention_bytes = t->config.retention_bytes,
-            .segment_bytes = t->config.segment_bytes,
-            .start_offset = store_topic_start(t),
-            .next_offset = log_next_offset(t->log),
-        };
-        snprintf(pt.name, sizeof pt.name, "%s", t->name);
-        proto_put_topic(b, &pt);
+        gw__put_topic(b, t);
     }
 }
 
-static void gw__topic_list(struct gw *gw, struct req *r)
+/* The first topic of the page after (@after, @after_id): the one after
+ * that topic in creation order, found by name; if it is gone (deleted
+ * between pages), the first topic created after it (a walk, rare). */
+static struct store_topic *gw__page_start(struct gw *gw, const char *after, uint64_t after_id)
 {
-    struct proto_topic_list_resp m = {gw__n_topics(gw)};
+    if (after[0] == '\0' && after_id == 0) {
+        return store_topics(gw->store);
+    }
+    struct store_topic *t = store_topic_find(gw->store, after);
+    if (t != NULL && t->created_index == after_id) {
+        return t->next;
+    }
+    for (t = store_topics(gw->store); t != NULL && t->created_index <= after_id; t = t->next) {
+    }
+    return t;
+}
+
+static void gw__topic_list(struct gw *gw, struct req *r, const struct proto_topic_list_req *m,
+                           struct rd *rd)
+{
+    struct proto_topic_page_req page;
+    if (!(m->flags & PROTO_TOPIC_LIST_PAGED)) {
+        struct proto_topic_list_resp resp = {gw__n_topics(gw)};
+        size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+        proto_put_topic_list_resp(&r->resp, &resp);
+        gw__put_topics(gw, &r->resp);
+        proto_end_frame(&r->resp, start);
+        req_complete(r);
+        return;
+    }
+    if (proto_get_topic_page_req(rd, &page) != 0 || proto_get_end(rd) != 0 || page.limit == 0 ||
+        page.limit > PROTO_TOPIC_PAGE_MAX) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST page (limit 1 to %u)",
+                  PROTO_TOPIC_PAGE_MAX);
+        return;
+    }
+    /* One page: the work is the page's, not the catalog's. */
+    struct store_topic *first = gw__page_start(gw, page.after, page.after_id), *t = first;
+    uint32_t n = 0;
+    for (; t != NULL && n < page.limit; t = t->next) {
+        n++;
+    }
+    struct proto_topic_list_resp resp = {n};
+    struct proto_topic_page_resp tail = {0, t != NULL};
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
-    proto_put_topic_list_resp(&r->resp, &m);
-    gw__put_topics(gw, &r->resp);
+    proto_put_topic_list_resp(&r->resp, &resp);
+    t = first;
+    for (uint32_t i = 0; i < n; i++, t = t->next) {
+        gw__put_topic(&r->resp, t);
+        tail.last_id = t->created_index;
+    }
+    proto_put_topic_page_resp(&r->resp, &tail);
     proto_end_frame(&r->resp, start);
     req_complete(r);
 }
@@ -1504,10 +1555,11 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         break;
     case PROTO_TOPIC_LIST: {
         struct proto_topic_list_req m;
-        if (proto_get_topic_list_req(&rd, &m) != 0 || proto_get_end(&rd) != 0) {
+        if (proto_get_topic_list_req(&rd, &m) != 0 ||
+            (!(m.flags & PROTO_TOPIC_LIST_PAGED) && proto_get_end(&rd) != 0)) {
             gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST");
         } else {
-            gw__topic_list(gw, r);
+            gw__topic_list(gw, r, &m, &rd);
         }
         break;
     }

@@ -332,14 +332,20 @@ static void metrics__topics(struct metrics *m, struct buf *b)
          "Offsets of the topic's history this node lacks after a snapshot install, until "
          "backfill brings them (0: none)."},
     };
-    unsigned n = 0;
-    for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
-        n++;
-    }
+    size_t n = store_topic_count(m->store);
+    /* Per-topic series for the first metrics_topic_series topics (in
+     * creation order, so the set is stable from scrape to scrape): a scrape
+     * costs at most that many topics, however many there are. */
+    unsigned limit = m->cfg->metrics_topic_series;
     metrics__u64(b, "tally_topics", "gauge", "Topics in the catalog.", n);
+    metrics__u64(b, "tally_topics_without_series", "gauge",
+                  "Topics beyond metrics_topic_series, which have no tally_topic_* series.",
+                  n > limit ? n - limit : 0);
     for (unsigned f = 0; f < sizeof fam / sizeof fam[0]; f++) {
         metrics__family(b, fam[f].name, "gauge", fam[f].help);
-        for (struct store_topic *t = store_topics(m->store); t != NULL; t = t->next) {
+        unsigned k = 0;
+        for (struct store_topic *t = store_topics(m->store); t != NULL && k < limit;
+             t = t->next, k++) {
             uint64_t v = f == 0   ? log_size_bytes(t->log)
                          : f == 1 ? log_segment_count(t->log)
                          : f == 2 ? log_next_offset(t->log)

@@ -136,6 +136,65 @@ def test_many_topics():
                                    f"node {node_id} serves the {RECORDS} records of {topic}")
 
 
+def topic_page(addr, after="", after_id=0, limit=2, paged=True):
+    """One TOPIC_LIST (docs/protocol.md) on a raw connection to @addr:
+    (names, last_id, more), or (None, code, message) for an error answer."""
+    import socket
+    import struct
+    from fake_server import HEADER, Reader, frame, s_
+    body = struct.pack("<B", 1 if paged else 0)
+    if paged:
+        body += s_(after) + struct.pack("<QI", after_id, limit)
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(frame(5, 0, 7, body))
+        data = b""
+        while len(data) < 16 or len(data) < 4 + HEADER.unpack(data[:16])[0]:
+            chunk = sock.recv(65536)
+            check(chunk, "the connection closed before the answer")
+            data += chunk
+    flen, _, _, flags, _, _, _ = HEADER.unpack(data[:16])
+    r = Reader(data[16:4 + flen])
+    if flags & 2:
+        return None, r.u16(), r.str()
+    names = []
+    for _ in range(r.u32()):
+        names.append(r.str())
+        r.take(1 + 5 * 8)
+    if not paged:
+        r.end()
+        return names, 0, 0
+    last_id, more = r.u64(), r.u8()
+    r.end()
+    return names, last_id, more
+
+
+def test_topic_list_pages():
+    """TOPIC_LIST a page at a time: each topic once, in creation order; a
+    page whose cursor topic was deleted meanwhile goes on after it; a limit
+    of 0 is refused; the unpaged request (older clients) lists them all."""
+    with harness.Cluster(name="topic-pages") as c:
+        c.start()
+        for t in "abcde":
+            c.tally_ok("topic", "create", t)
+        leader_id = c.leader()
+        leader = c.nodes[leader_id].client
+        names, last, more = topic_page(leader)
+        check(names == ["a", "b"] and more == 1 and last > 0, f"page 1: {names} {last} {more}")
+        c.tally_ok("topic", "delete", "b")
+        names, last, more = topic_page(leader, "b", last)
+        check(names == ["c", "d"] and more == 1, f"page 2 after a deleted cursor: {names}")
+        names, last, more = topic_page(leader, "d", last)
+        check(names == ["e"] and more == 0, f"page 3: {names} {more}")
+        got = topic_page(leader, limit=0)
+        check(got[0] is None and "limit" in got[2], f"limit 0: {got}")
+        names, _, _ = topic_page(leader, paged=False)
+        check(names == ["a", "c", "d", "e"], f"unpaged: {names}")
+        r = c.tally_ok("topic", "list", ids=[leader_id])
+        check([ln.split()[0] for ln in r.text.splitlines()[1:]] == ["a", "c", "d", "e"],
+              f"tally topic list: {r.text!r}")
+
+
 def test_open_file_limit():
     """Runs last: it lowers this process's open file limit for good, and
     the nodes inherit it. With 400 files, 16 connections and a cache of 16,
@@ -165,4 +224,5 @@ def test_open_file_limit():
 
 
 if __name__ == "__main__":
-    harness.run_tests([test_many_topics, test_open_file_limit], per_test_timeout=1500)
+    harness.run_tests([test_topic_list_pages, test_many_topics, test_open_file_limit],
+                      per_test_timeout=1500)

@@ -160,6 +160,7 @@ EXPECTED = {
     "tally_group_commit_entries_total": "counter",
     "tally_group_commit_items": "histogram",
     "tally_topics": "gauge",
+    "tally_topics_without_series": "gauge",
     "tally_topic_size_bytes": "gauge",
     "tally_topic_segments": "gauge",
     "tally_topic_next_offset": "gauge",
@@ -253,6 +254,23 @@ def test_metrics_move():
             s = Scrape(c.nodes[i].metrics_port)
             check(s.val("tally_raft_leader_id") == leader,
                   f"node {i}: leader id {s.val('tally_raft_leader_id')}, want {leader}")
+
+
+def test_topic_series_limit():
+    """metrics_topic_series bounds the per-topic series: with 2 and five
+    topics, the first two created have tally_topic_* series, the others are
+    counted in tally_topics_without_series; tally_topics counts all."""
+    with MetricsCluster(n=1, name="metrics-series",
+                        extra_args=["--set", "metrics_topic_series=2"]) as c:
+        c.start()
+        for t in ("t1", "t2", "t3", "t4", "t5"):
+            c.tally_ok("topic", "create", t)
+        s = Scrape(c.nodes[1].metrics_port)
+        check(s.val("tally_topics") == 5, f"tally_topics {s.val('tally_topics')}")
+        check(s.val("tally_topics_without_series") == 3, "tally_topics_without_series")
+        for fam in ("tally_topic_size_bytes", "tally_topic_next_offset"):
+            topics = sorted(dict(k[1])["topic"] for k in s.samples if k[0] == fam)
+            check(topics == ["t1", "t2"], f"{fam} series: {topics}")
 
 
 def test_health_and_http():
@@ -381,4 +399,5 @@ def test_health_follower_lag():
 
 
 if __name__ == "__main__":
-    run_tests([test_metrics_move, test_health_and_http, test_health_follower_lag])
+    run_tests([test_metrics_move, test_topic_series_limit, test_health_and_http,
+               test_health_follower_lag])
