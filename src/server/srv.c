@@ -337,7 +337,16 @@ static void srv__tick(uv_timer_t *t)
 static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
+    char errmsg[ERR_MSG_SIZE];
     gw_retention(s->gw);
+    /* Every node: the segments that applied TOPIC_TRIMs cut off go, after
+     * one checkpoint for all of them (store_trim_catch_up). A failure (a
+     * full disk) is tried again next time; reads below the start offsets
+     * are refused meanwhile all the same. */
+    if (store_trim_catch_up(s->store, errmsg) != 0) {
+        TLOG_ERROR("server", "retention: deleting trimmed segments: %s (tried again in %u ms)",
+                   errmsg, s->cfg->retention_interval_ms);
+    }
 }
 
 /* SIGHUP: read the certificate, key and CA files again. New connections

@@ -371,5 +371,7 @@ int store_checkpoint(struct store *s, char *errmsg)
         t->compact_limit = log_next_offset(t->log);
     }
     store__sweep_trash(s);
-    return 0;
+    /* The catalog records every trim offset, and the key indexes count
+     * every record below them: their segments may go. */
+    return store__trims_recorded(s, errmsg);
 }

@@ -9,6 +9,13 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 
+void store__trim_waits(struct store *s, struct store_topic *t)
+{
+    s->trims_waiting = true;
+    t->trim_unsynced = true;
+    t->trim_undeleted = true;
+}
+
 /* Delete the whole segments of @t below its trim offset (the rest of the
  * records below it are hidden by store_topic_start and fetch), and drop
  * from the history it lacks what is below it. */
@@ -43,7 +50,7 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     char name[STORE_NAME_MAX];
     struct store_topic *t;
     uint64_t created, start, tombs;
-    int rv;
+    (void)errmsg;
     rd_str(body, name, sizeof name);
     created = rd_u64(body);
     start = rd_u64(body);
@@ -63,37 +70,79 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     if (start <= t->trim_offset && tombs <= t->tombstone_limit) {
         return 0;
     }
-    /* The key index checkpoint must count every record deleted: a restart
-     * could not count records that are gone (store__open_topic). */
-    if (start > t->compact_limit && (rv = store_checkpoint(s, errmsg)) != 0) {
-        err_wrap(errmsg, "checkpoint before trimming %s", name);
-        return rv;
-    }
     if (start > t->trim_offset) {
         TLOG_INFO("store", "topic %s: start offset %llu at index %llu (retention)", name,
                   (unsigned long long)start, (unsigned long long)index);
         t->trim_offset = start;
+        store__trim_waits(s, t);
     }
     store__digest_touch(s, t);
     if (tombs > t->tombstone_limit) {
         t->tombstone_limit = tombs;
     }
-    /* Catalog first: a crash before the segments are gone deletes them at
-     * the next open. */
-    s->catalog_index = index;
-    if ((rv = store__write_catalog(s, errmsg)) != 0) {
-        return rv;
-    }
-    if (s->trim_held) {
-        /* The start offset moved like on every node (reads below it are
-         * refused), but a backup copies this node's files from its cut:
-         * the segments stay until it ends (store_hold_trim). */
+    /* Nothing is deleted here, and nothing written: the start offset holds
+     * at once (reads below it are refused), the segments go at the next
+     * store_trim_catch_up, after a checkpoint has recorded it. A restart
+     * before that replays this entry from the Raft log. */
+    if (s->trim_held && t->trim_undeleted) {
+        /* A backup copies this node's files from its cut: the segments
+         * stay until it ends (store_hold_trim). */
         TLOG_INFO("store", "retention waits: a backup is copying this node's logs; the segments "
                            "of %s below offset %llu are deleted when it ends",
                   name, (unsigned long long)t->trim_offset);
+    }
+    return 0;
+}
+
+/* Delete what the last checkpoint recorded for @t, if anything waits. */
+static int store__trim_delete(struct store *s, struct store_topic *t, char *errmsg)
+{
+    if (!t->trim_undeleted || t->trim_unsynced || t->log == NULL) {
         return 0;
     }
-    return store__apply_trim(t, errmsg);
+    (void)s;
+    int rv = store__apply_trim(t, errmsg);
+    if (rv == 0) {
+        t->trim_undeleted = false;
+    }
+    return rv;
+}
+
+/* Delete what checkpoints recorded; trims_waiting stays set while anything
+ * is left (held by a backup, or a deletion failed). */
+static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
+{
+    int rv = 0;
+    bool left = false;
+    if (!s->trims_waiting) {
+        return 0;
+    }
+    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
+        if (recorded) {
+            t->trim_unsynced = false;
+        }
+        if (rv == 0 && !s->trim_held) {
+            rv = store__trim_delete(s, t, errmsg);
+        }
+        left |= t->trim_unsynced || t->trim_undeleted;
+    }
+    s->trims_waiting = left;
+    return rv;
+}
+
+int store__trims_recorded(struct store *s, char *errmsg)
+{
+    return store__trims_delete(s, true, errmsg);
+}
+
+int store_trim_catch_up(struct store *s, char *errmsg)
+{
+    if (!s->trims_waiting || s->trim_held) {
+        return 0;
+    }
+    /* The checkpoint records the start offsets (and key indexes counting
+     * every record below them), then store__trims_recorded deletes. */
+    return store_checkpoint(s, errmsg);
 }
 
 int store_hold_trim(struct store *s, bool hold, char *errmsg)
@@ -104,17 +153,10 @@ int store_hold_trim(struct store *s, bool hold, char *errmsg)
     if (hold || !was) {
         return 0;
     }
-    /* Released: delete what TOPIC_TRIM entries applied meanwhile cut off
-     * (idempotent: nothing for topics whose segments are all in use). */
-    for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
-        if (t->log == NULL || t->trim_offset == 0) {
-            continue;
-        }
-        if ((rv = store__apply_trim(t, errmsg)) != 0) {
-            return rv;
-        }
-    }
-    return 0;
+    /* Released: delete what checkpoints recorded meanwhile (the trims not
+     * recorded yet go at the next store_trim_catch_up). */
+    rv = store__trims_delete(s, false, errmsg);
+    return rv;
 }
 
 bool store_trim_held(const struct store *s)

@@ -85,6 +85,8 @@ struct store_topic {
                                * below are gone or hidden on every node */
     uint64_t tombstone_limit; /* compaction removes tombstones only below this
                                * offset (TOPIC_TRIM; 0: none) */
+    bool trim_unsynced;       /* trim_offset moved since the last checkpoint */
+    bool trim_undeleted;      /* segments below trim_offset may still be on disk */
     uint64_t keys_ckpt_next;  /* next offset its keys.ckpt in place counts up to
                                * (UINT64_MAX: unknown): a checkpoint at the same
                                * offset is not written again (issue 24) */
@@ -233,10 +235,21 @@ bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_r
  * backup copies this node's logs (server/gw.c's backup pin). TOPIC_TRIM
  * entries applied while held move the topic's start offset (trim_offset)
  * as on every other node, so that replicas agree on what is readable, but
- * delete no segment file; the release deletes them. A restart meanwhile
- * deletes them at open. Loop thread. */
+ * delete no segment file; the release deletes those a checkpoint already
+ * recorded (store_trim_catch_up the others). A restart meanwhile deletes
+ * them at open. Loop thread. */
 int store_hold_trim(struct store *s, bool hold, char *errmsg);
 bool store_trim_held(const struct store *s);
+
+/* A TOPIC_TRIM only moves the topic's start offset (reads below it are
+ * refused at once); its segments are deleted once a checkpoint records
+ * the new start offset with key indexes that count every record deleted,
+ * so a restart never needs what is gone. Called every retention interval
+ * on every node: when trims are waiting, one checkpoint (store_checkpoint)
+ * and the deletions, however many topics were trimmed: the catalog is
+ * written once per interval, not once per trimmed topic. No-op otherwise,
+ * and while a backup holds deletions. */
+int store_trim_catch_up(struct store *s, char *errmsg);
 
 /* Highest record timestamp in any topic (INT64_MIN when none): a new leader
  * stamps no earlier than this. */

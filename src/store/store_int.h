@@ -64,6 +64,8 @@ struct store {
     bool trim_held;                  /* a backup pins the logs: TOPIC_TRIM moves
                                       * trim_offset but deletes no segment
                                       * (store_hold_trim) */
+    bool trims_waiting;              /* some topic may have trim_unsynced or
+                                      * trim_undeleted (a scan clears it) */
     struct {
         char *path;                  /* DATA/topics/NAME.deleted-INDEX */
         uint64_t index;              /* removed once catalog_written >= index */
@@ -169,6 +171,12 @@ void store__backfill_reconcile(struct store *s, struct store_topic *t);
 
 /* retention.c: TOPIC_TRIM and the segment deletion it allows. */
 int store__apply_trim(struct store_topic *t, char *errmsg);
+/* retention.c: @t's trim offset moved (TOPIC_TRIM): it waits for a
+ * checkpoint, then for its deletion. */
+void store__trim_waits(struct store *s, struct store_topic *t);
+/* A checkpoint recorded every trim offset: delete what waits (unless a
+ * backup holds deletions). */
+int store__trims_recorded(struct store *s, char *errmsg);
 int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                       struct store_item_result *res, char *errmsg);
 
