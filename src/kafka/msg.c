@@ -83,6 +83,27 @@ void kafka_arena_free(struct kafka_arena *a)
     }
 }
 
+/* Read an array's count (each element at least @min_elem bytes) and
+ * allocate its elements of @size bytes from @a: the elements, or NULL with
+ * *@n 0 for an empty array. A null or impossible count, or no memory, sets
+ * r->bad. */
+static void *kafka__rd_elems(struct kafka_rd *r, bool f, size_t min_elem, struct kafka_arena *a,
+                             size_t size, int32_t *n)
+{
+    void *v = NULL;
+    *n = kafka_rd_array(r, f, min_elem);
+    if (*n < 0) {
+        r->bad = true;
+    } else if (*n > 0 && !r->bad && (v = kafka_arena_alloc(a, (size_t)*n * size)) == NULL) {
+        r->bad = true;
+    }
+    if (r->bad) {
+        *n = 0;
+        return NULL;
+    }
+    return v;
+}
+
 /* ---- header ---- */
 
 int kafka_decode_header(struct kafka_rd *r, struct kafka_req_header *h)
@@ -236,23 +257,15 @@ int kafka_decode_produce(struct kafka_rd *r, const struct kafka_req_header *h,
     m->transactional_id = kafka_rd_string(r, f);
     m->acks = kafka_rd_i16(r);
     m->timeout_ms = kafka_rd_i32(r);
-    m->n_topics = kafka_rd_array(r, f, 6);
-    if (m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 6, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
         struct kafka_produce_topic *t = &m->topics[i];
         t->name = kafka_rd_string(r, f);
-        t->n_parts = kafka_rd_array(r, f, 8);
-        if (t->name.len < 0 || t->n_parts < 0) {
-            return -1;
-        }
-        if (t->n_parts > 0 &&
-            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+        t->parts = kafka__rd_elems(r, f, 8, a, sizeof *t->parts, &t->n_parts);
+        if (t->name.len < 0 || r->bad) {
             return -1;
         }
         for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
@@ -316,23 +329,15 @@ int kafka_decode_fetch(struct kafka_rd *r, const struct kafka_req_header *h,
         (void)kafka_rd_i32(r); /* session_id: tally keeps no fetch sessions */
         (void)kafka_rd_i32(r); /* session_epoch */
     }
-    m->n_topics = kafka_rd_array(r, f, 6);
-    if (r->bad || m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 6, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
         struct kafka_fetch_topic *t = &m->topics[i];
         t->name = kafka_rd_string(r, f);
-        t->n_parts = kafka_rd_array(r, f, 16);
-        if (t->name.len < 0 || t->n_parts < 0) {
-            return -1;
-        }
-        if (t->n_parts > 0 &&
-            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+        t->parts = kafka__rd_elems(r, f, 16, a, sizeof *t->parts, &t->n_parts);
+        if (t->name.len < 0 || r->bad) {
             return -1;
         }
         for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
@@ -420,23 +425,15 @@ int kafka_decode_list_offsets(struct kafka_rd *r, const struct kafka_req_header 
     if (v >= 2) {
         m->isolation_level = kafka_rd_i8(r);
     }
-    m->n_topics = kafka_rd_array(r, f, 6);
-    if (r->bad || m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 6, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
         struct kafka_list_topic *t = &m->topics[i];
         t->name = kafka_rd_string(r, f);
-        t->n_parts = kafka_rd_array(r, f, 12);
-        if (t->name.len < 0 || t->n_parts < 0) {
-            return -1;
-        }
-        if (t->n_parts > 0 &&
-            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+        t->parts = kafka__rd_elems(r, f, 12, a, sizeof *t->parts, &t->n_parts);
+        if (t->name.len < 0 || r->bad) {
             return -1;
         }
         for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
@@ -511,12 +508,8 @@ int kafka_decode_create_topics(struct kafka_rd *r, const struct kafka_req_header
 {
     bool f = h->flex;
     memset(m, 0, sizeof *m);
-    m->n_topics = kafka_rd_array(r, f, 12);
-    if (r->bad || m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 12, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
@@ -586,12 +579,8 @@ int kafka_decode_delete_topics(struct kafka_rd *r, const struct kafka_req_header
 {
     bool f = h->flex;
     memset(m, 0, sizeof *m);
-    m->n_topics = kafka_rd_array(r, f, 2);
-    if (r->bad || m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 2, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
@@ -899,23 +888,15 @@ int kafka_decode_offset_commit(struct kafka_rd *r, const struct kafka_req_header
     if (v <= 4) {
         (void)kafka_rd_i64(r); /* retention_time_ms (v2-v4): the broker's setting rules */
     }
-    m->n_topics = kafka_rd_array(r, f, 6);
-    if (r->bad || m->group_id.len < 0 || m->member_id.len < 0 || m->n_topics < 0) {
-        return -1;
-    }
-    if (m->n_topics > 0 &&
-        (m->topics = kafka_arena_alloc(a, (size_t)m->n_topics * sizeof *m->topics)) == NULL) {
+    m->topics = kafka__rd_elems(r, f, 6, a, sizeof *m->topics, &m->n_topics);
+    if (r->bad || m->group_id.len < 0 || m->member_id.len < 0 || r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_topics && !r->bad; i++) {
         struct kafka_commit_topic *t = &m->topics[i];
         t->name = kafka_rd_string(r, f);
-        t->n_parts = kafka_rd_array(r, f, 14);
-        if (t->name.len < 0 || t->n_parts < 0) {
-            return -1;
-        }
-        if (t->n_parts > 0 &&
-            (t->parts = kafka_arena_alloc(a, (size_t)t->n_parts * sizeof *t->parts)) == NULL) {
+        t->parts = kafka__rd_elems(r, f, 14, a, sizeof *t->parts, &t->n_parts);
+        if (t->name.len < 0 || r->bad) {
             return -1;
         }
         for (int32_t k = 0; k < t->n_parts && !r->bad; k++) {
@@ -1064,12 +1045,8 @@ int kafka_decode_describe_groups(struct kafka_rd *r, const struct kafka_req_head
 {
     bool f = h->flex;
     memset(m, 0, sizeof *m);
-    m->n_groups = kafka_rd_array(r, f, 2);
-    if (r->bad || m->n_groups < 0) {
-        return -1;
-    }
-    if (m->n_groups > 0 &&
-        (m->groups = kafka_arena_alloc(a, (size_t)m->n_groups * sizeof *m->groups)) == NULL) {
+    m->groups = kafka__rd_elems(r, f, 2, a, sizeof *m->groups, &m->n_groups);
+    if (r->bad) {
         return -1;
     }
     for (int32_t i = 0; i < m->n_groups && !r->bad; i++) {
