@@ -165,12 +165,19 @@ void proto_end_frame(struct buf *b, size_t start);
  * the answer's topics are followed by PROTO_SCHEMA_TOPIC_PAGE_RESP. Without
  * it (every older client), the answer lists every topic. */
 #define PROTO_TOPIC_LIST_PAGED 1
+/* flags bit 1 (PROTO_TOPIC_LIST_NAMED): the request goes on with
+ * PROTO_SCHEMA_TOPIC_NAMES_REQ and PROTO_SCHEMA_TOPIC_NAME items, and the
+ * answer lists those of them that exist (in the order asked). */
+#define PROTO_TOPIC_LIST_NAMED 2
 #define PROTO_TOPIC_PAGE_MAX 10000
 #define PROTO_SCHEMA_TOPIC_LIST_REQ(X) X(u8, flags)
 #define PROTO_SCHEMA_TOPIC_PAGE_REQ(X)                                         \
     X(str, after, PROTO_NAME_MAX) /* the last topic of the previous page ("": */\
     X(u64, after_id)     /* from the first); after_id its topic id */          \
     X(u32, limit)        /* at most this many (1..PROTO_TOPIC_PAGE_MAX) */
+#define PROTO_SCHEMA_TOPIC_NAMES_REQ(X)                                        \
+    X(u32, n_names)      /* 0..PROTO_TOPIC_PAGE_MAX PROTO_SCHEMA_TOPIC_NAME follow */
+#define PROTO_SCHEMA_TOPIC_NAME(X) X(str, name, PROTO_NAME_MAX)
 #define PROTO_SCHEMA_TOPIC_PAGE_RESP(X)                                        \
     X(u64, last_id)      /* topic id of the page's last topic (0: empty) */    \
     X(u8, more)          /* 1: topics follow it */
@@ -446,6 +453,8 @@ void proto_end_frame(struct buf *b, size_t start);
     X(topic_delete_req, TOPIC_DELETE_REQ)                                      \
     X(topic_config_req, TOPIC_CONFIG_REQ)                                      \
     X(topic_page_req, TOPIC_PAGE_REQ)                                          \
+    X(topic_names_req, TOPIC_NAMES_REQ)                                        \
+    X(topic_name, TOPIC_NAME)                                                  \
     X(topic_page_resp, TOPIC_PAGE_RESP)                                        \
     X(done_resp, DONE_RESP)                                                    \
     X(topic_list_req, TOPIC_LIST_REQ)                                          \

@@ -538,10 +538,51 @@ static struct store_topic *gw__page_start(struct gw *gw, const char *after, uint
     return t;
 }
 
+/* TOPIC_LIST of the topics named (the Kafka front door asks so for the
+ * topics of one request): the work is the names', not the catalog's. Two
+ * passes over the names: count what exists, then write it. */
+static void gw__topic_list_named(struct gw *gw, struct req *r, struct rd *rd)
+{
+    struct proto_topic_names_req q;
+    struct proto_topic_name name;
+    if (proto_get_topic_names_req(rd, &q) != 0 || q.n_names > PROTO_TOPIC_PAGE_MAX) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names (0 to %u)", PROTO_TOPIC_PAGE_MAX);
+        return;
+    }
+    struct rd names = *rd;
+    uint32_t found = 0;
+    for (uint32_t i = 0; i < q.n_names; i++) {
+        if (proto_get_topic_name(rd, &name) != 0) {
+            gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
+            return;
+        }
+        found += store_topic_find(gw->store, name.name) != NULL;
+    }
+    if (proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
+        return;
+    }
+    struct proto_topic_list_resp resp = {found};
+    size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
+    proto_put_topic_list_resp(&r->resp, &resp);
+    for (uint32_t i = 0; i < q.n_names && proto_get_topic_name(&names, &name) == 0; i++) {
+        const struct store_topic *t = store_topic_find(gw->store, name.name);
+        if (t != NULL) {
+            gw__put_topic(&r->resp, t);
+        }
+    }
+    proto_end_frame(&r->resp, start);
+    req_complete(r);
+}
+
 static void gw__topic_list(struct gw *gw, struct req *r, const struct proto_topic_list_req *m,
                            struct rd *rd)
 {
     struct proto_topic_page_req page;
+    if (m->flags & PROTO_TOPIC_LIST_NAMED) {
+        gw__topic_list_named(gw, r, rd);
+        return;
+    }
     if (!(m->flags & PROTO_TOPIC_LIST_PAGED)) {
         struct proto_topic_list_resp resp = {gw__n_topics(gw)};
         size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
@@ -1556,7 +1597,9 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_TOPIC_LIST: {
         struct proto_topic_list_req m;
         if (proto_get_topic_list_req(&rd, &m) != 0 ||
-            (!(m.flags & PROTO_TOPIC_LIST_PAGED) && proto_get_end(&rd) != 0)) {
+            (m.flags & ~(unsigned)(PROTO_TOPIC_LIST_PAGED | PROTO_TOPIC_LIST_NAMED)) != 0 ||
+            (m.flags & PROTO_TOPIC_LIST_PAGED && m.flags & PROTO_TOPIC_LIST_NAMED) ||
+            (m.flags == 0 && proto_get_end(&rd) != 0)) {
             gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST");
         } else {
             gw__topic_list(gw, r, &m, &rd);

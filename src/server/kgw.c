@@ -326,6 +326,44 @@ void kgw__name(char *out, struct kafka_str s)
     out[s.len] = '\0';
 }
 
+void kgw__names_init(struct kgw__names *q)
+{
+    buf_init(&q->names);
+    q->n = 0;
+}
+
+void kgw__names_add(struct kgw__names *q, struct kafka_str name)
+{
+    char s[PROTO_NAME_MAX];
+    if (!kgw__name_ok(name)) {
+        return;
+    }
+    kgw__name(s, name);
+    buf_put_str(&q->names, s);
+    q->n++;
+}
+
+void kgw__names_send(struct kgw *kg, struct kjob *job, struct kgw__names *q,
+                     void (*cb)(struct kgw__sub *, struct kgw__answer *))
+{
+    struct buf body;
+    bool named = q->n <= PROTO_TOPIC_PAGE_MAX;
+    struct proto_topic_list_req m = {named ? PROTO_TOPIC_LIST_NAMED : 0};
+    buf_init(&body);
+    proto_put_topic_list_req(&body, &m);
+    if (named) {
+        struct proto_topic_names_req names = {q->n};
+        proto_put_topic_names_req(&body, &names);
+        buf_put(&body, q->names.data, q->names.len);
+    }
+    if (!buf_ok(&q->names)) {
+        body.oom = true; /* answered as out of memory by kgw__native */
+    }
+    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, cb, 0, 0);
+    buf_free(&body);
+    buf_free(&q->names);
+}
+
 /* ---- ApiVersions -------------------------------------------------------- */
 
 static void kgw__api_versions(struct kjob *job, int16_t error)
@@ -604,11 +642,22 @@ static void kgw__metadata(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
     proto_put_metadata_req(&body, &mreq);
     job->pending++; /* until both requests are sent */
     kgw__native(kg, job, PROTO_METADATA, &body, kgw__md_meta, 0, 0);
-    body.len = 0;
-    struct proto_topic_list_req treq = {0};
-    proto_put_topic_list_req(&body, &treq);
-    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__md_topics, 0, 0);
     buf_free(&body);
+    if (md->req.n_topics < 0) {
+        /* Every topic: the whole catalog is the answer. */
+        struct proto_topic_list_req treq = {0};
+        buf_init(&body);
+        proto_put_topic_list_req(&body, &treq);
+        kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__md_topics, 0, 0);
+        buf_free(&body);
+    } else {
+        struct kgw__names q;
+        kgw__names_init(&q);
+        for (int32_t i = 0; i < md->req.n_topics; i++) {
+            kgw__names_add(&q, md->req.topics[i]);
+        }
+        kgw__names_send(kg, job, &q, kgw__md_topics);
+    }
     if (--job->pending == 0) {
         kgw__md_done(job);
     }
@@ -1046,12 +1095,12 @@ static void kgw__list_offsets(struct kgw *kg, struct kjob *job, struct kafka_rd 
         return;
     }
     l->kg = kg;
-    struct buf body;
-    struct proto_topic_list_req treq = {0};
-    buf_init(&body);
-    proto_put_topic_list_req(&body, &treq);
-    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__list_topics, 0, 0);
-    buf_free(&body);
+    struct kgw__names q;
+    kgw__names_init(&q);
+    for (int32_t i = 0; i < l->req.n_topics; i++) {
+        kgw__names_add(&q, l->req.topics[i].name);
+    }
+    kgw__names_send(kg, job, &q, kgw__list_topics);
 }
 
 /* ---- CreateTopics and DeleteTopics ------------------------------------- */

@@ -891,12 +891,14 @@ void kgw__describe_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd
             out->message = "tally describes topics and brokers only";
         }
     }
-    struct buf body;
-    struct proto_topic_list_req q = {0};
-    buf_init(&body);
-    proto_put_topic_list_req(&body, &q);
-    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__dc_topics, 0, 0);
-    buf_free(&body);
+    struct kgw__names q;
+    kgw__names_init(&q);
+    for (int32_t i = 0; i < n; i++) {
+        if (dc->req.resources[i].type == KAFKA_RESOURCE_TOPIC) {
+            kgw__names_add(&q, dc->req.resources[i].name);
+        }
+    }
+    kgw__names_send(kg, job, &q, kgw__dc_topics);
 }
 
 /* ---- AlterConfigs, IncrementalAlterConfigs ---------------------------------- */
@@ -1105,10 +1107,12 @@ void kgw__alter_configs(struct kgw *kg, struct kjob *job, struct kafka_rd *rd)
             r->error_message = "tally alters topics only (node settings are in its config file)";
         }
     }
-    struct buf body;
-    struct proto_topic_list_req q = {0};
-    buf_init(&body);
-    proto_put_topic_list_req(&body, &q);
-    kgw__native(kg, job, PROTO_TOPIC_LIST, &body, kgw__ac_topics, 0, 0);
-    buf_free(&body);
+    struct kgw__names q;
+    kgw__names_init(&q);
+    for (int32_t i = 0; i < ac->req.n_resources; i++) {
+        if (ac->req.resources[i].type == KAFKA_RESOURCE_TOPIC) {
+            kgw__names_add(&q, ac->req.resources[i].name);
+        }
+    }
+    kgw__names_send(kg, job, &q, kgw__ac_topics);
 }

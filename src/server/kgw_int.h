@@ -62,6 +62,20 @@ bool kgw__str_is(struct kafka_str s, const char *lit);
  * the Raft leader, which Kafka calls the controller. */
 int16_t kgw__admin_error(int code);
 
+/* The topics one Kafka request names, asked with one TOPIC_LIST of those
+ * names (a lookup each, not the whole catalog): add them (names tally
+ * cannot have are left out), then send; more than a page's worth asks for
+ * every topic. */
+struct kgw__names {
+    struct buf names;
+    uint32_t n;
+};
+void kgw__names_init(struct kgw__names *q);
+void kgw__names_add(struct kgw__names *q, struct kafka_str name);
+/* Send the TOPIC_LIST for @job (@cb gets its answer) and free @q. */
+void kgw__names_send(struct kgw *kg, struct kjob *job, struct kgw__names *q,
+                     void (*cb)(struct kgw__sub *, struct kgw__answer *));
+
 /* kgw_group.c: the APIs of consumer groups and configs. */
 void kgw__find_coordinator(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
 void kgw__join_group(struct kgw *kg, struct kjob *job, struct kafka_rd *rd);
