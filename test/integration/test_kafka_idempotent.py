@@ -37,8 +37,19 @@ def read_all(c, node_id, topic):
 def test_idempotent_producer_survives_leader_kill():
     """SIGKILL the leader while an idempotent producer writes: all COUNT
     messages are delivered, and each node holds each exactly once, in
-    producing order, at the offsets the producer was told."""
-    with KafkaCluster(name="kafka-idem") as c:
+    producing order, at the offsets the producer was told. A round whose
+    kill landed after the producer had everything acknowledged (a status
+    poll slowed by a loaded machine) tests nothing: it is run again, at
+    most three rounds."""
+    for round in range(3):
+        if leader_kill_round(round):
+            return
+    check(False, "in three rounds the kill never landed inside the stream")
+
+
+def leader_kill_round(round):
+    """One round; False if the kill came after the stream had finished."""
+    with KafkaCluster(name=f"kafka-idem{round}") as c:
         leader = c.start()
         c.tally_ok("topic", "create", "idem")
         wait_until(lambda: all(kcat("-b", c.kafka_addr(i), "-L", "-t", "idem")[1].find(
@@ -50,15 +61,17 @@ def test_idempotent_producer_survives_leader_kill():
             def progressed():
                 st = c.status()
                 return st is not None and any(t["name"] == "idem" and
-                                              t["next_offset"] >= COUNT // 4
+                                              t["next_offset"] >= COUNT // 8
                                               for t in st["topics"])
-            wait_until(progressed, 60, "a quarter of the stream to be written", interval=0.05)
+            wait_until(progressed, 60, "an eighth of the stream to be written", interval=0.05)
             c.kill(leader)
             killed_at = time.monotonic()
             out, err = p.communicate(timeout=180)
             # The kill must land inside the stream, or this tests nothing.
-            check(time.monotonic() - killed_at > 0.5 or p.returncode != 0,
-                  "the producer finished right at the kill")
+            if time.monotonic() - killed_at <= 0.5 and p.returncode == 0:
+                print(f"# round {round}: the producer finished right at the kill; again",
+                      flush=True)
+                return False
         finally:
             if p.poll() is None:
                 p.kill()
@@ -86,6 +99,7 @@ def test_idempotent_producer_survives_leader_kill():
                 check(delivered[n] == off, f"node {i}: message {n} at {off}, "
                                            f"acknowledged at {delivered[n]}")
         c.check_up()
+    return True
 
 
 if __name__ == "__main__":
