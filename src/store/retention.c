@@ -95,12 +95,11 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
 }
 
 /* Delete what the last checkpoint recorded for @t, if anything waits. */
-static int store__trim_delete(struct store *s, struct store_topic *t, char *errmsg)
+static int store__trim_delete(struct store_topic *t, char *errmsg)
 {
     if (!t->trim_undeleted || t->trim_unsynced || t->log == NULL) {
         return 0;
     }
-    (void)s;
     int rv = store__apply_trim(t, errmsg);
     if (rv == 0) {
         t->trim_undeleted = false;
@@ -122,7 +121,7 @@ static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
             t->trim_unsynced = false;
         }
         if (rv == 0 && !s->trim_held) {
-            rv = store__trim_delete(s, t, errmsg);
+            rv = store__trim_delete(t, errmsg);
         }
         left |= t->trim_unsynced || t->trim_undeleted;
     }
