@@ -388,6 +388,11 @@ int scram_server_final(struct scram_server *s, const char *msg, size_t len, char
     const char *fail = "e=invalid-proof";
     int n, rv = -1;
     if (s->step != 2 || len >= SCRAM_MSG_MAX || cap < 32) {
+        /* The answer is still an e= attribute (RFC 5802's other-error),
+         * never what @out held before (the server-first-message). */
+        if (cap > 0) {
+            snprintf(out, cap, "e=other-error");
+        }
         err_printf(errmsg, "SCRAM: out of order or too long");
         return -1;
     }

@@ -168,10 +168,22 @@ static void test_scram_server_refuses_bad_input(void **state)
             fail_msg("'%s': rv=%d errmsg='%s' out='%s', wanted '%s'", finals[i].final, rv,
                      errmsg, out, finals[i].want);
         }
-        /* The state is spent: a second final is out of order. */
+        /* The state is spent: a second final is out of order, and its
+         * answer is still an e= attribute. */
         assert_int_equal(scram_server_final(&s, V_CLIENT_FINAL, strlen(V_CLIENT_FINAL), out,
                                             sizeof out, errmsg), -1);
+        assert_string_equal(out, "e=other-error");
     }
+    /* A client-final-message too long to read: answered e=, not with the
+     * server-first-message left in @out (found by fuzz-scram). */
+    char long_final[SCRAM_MSG_MAX + 8];
+    memset(long_final, 'x', sizeof long_final);
+    assert_int_equal(scram_server_start(&s, SCRAM_SHA_256, V_CLIENT_FIRST, strlen(V_CLIENT_FIRST),
+                                        errmsg), 0);
+    assert_int_equal(scram_server_first(&s, &cred, V_SERVER_NONCE, out, sizeof out, errmsg), 0);
+    assert_int_equal(scram_server_final(&s, long_final, sizeof long_final, out, sizeof out,
+                                        errmsg), -1);
+    assert_string_equal(out, "e=other-error");
 }
 
 /* librdkafka (2.0, Debian's) repeats its own nonce before the server's
@@ -222,6 +234,8 @@ static void test_scram_limits(void **state)
         "r=someoneelse,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
         "r=rOprNGfwEbeRWgbNEkqO%hvY,s=***,i=4096",
         "r=rOprNGfwEbeRWgbNEkqO%hvY,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4x96",
+        "r=rOprNGfwEbeRWgbNEkqO%hvY,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000001",
+        "r=rOprNGfwEbeRWgbNEkqO%hvY,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=0000004096",
         "e=other-error",
     };
     (void)state;
