@@ -515,6 +515,101 @@ TALLY_API int tally_group_reset(tally_client *c, const char *group, const char *
 TALLY_API int tally_group_delete(tally_client *c, const char *group, const char *topic);
 
 /* ------------------------------------------------------------------------
+ * Shared consumer groups (docs/groups.md)
+ *
+ * Members of a shared group split a topic between them: the topic is cut
+ * into shares (a record's share comes from its key, so one key's records
+ * are all in one share; keyless records are spread by offset), each share
+ * is held by one member at a time, and each share has its own committed
+ * position. A member reads only its shares' records, in offset order;
+ * when members come or go (or one stops heartbeating for its session
+ * timeout) the shares are dealt again, and a share's new holder starts
+ * from the position its last holder committed: at-least-once, never a
+ * skip. One member alone reads the whole topic, with the same positions a
+ * plain group position (tally_group_commit) has.
+ * ------------------------------------------------------------------------ */
+
+typedef struct tally_group_member tally_group_member;
+
+struct tally_group_options {
+    unsigned shares;         /* 1..256, the same for every member; 0: 16 */
+    uint32_t session_ms;     /* without a heartbeat for this long a member is
+                              * out, and stops by itself; 0: 10000 */
+    uint32_t commit_ms;      /* commit what was processed at least this
+                              * often; 0: 1000 */
+    const char *filter;      /* key filter as tally_fetch_filtered (NULL:
+                              * every record), the same for every member */
+    uint32_t max_bytes;      /* per poll, soft; 0: 1 MiB */
+};
+
+TALLY_API void tally_group_options_init(struct tally_group_options *o);
+
+/* Join @group on @topic as a new member (blocking until the group's next
+ * generation starts: up to the session timeout when other members must
+ * rejoin first). A group with no position on @topic starts at the
+ * topic's first stored offset. TALLY_INVAL if the group has live members
+ * reading another topic, share count or filter, or is a Kafka consumer
+ * group with live members (the message says which). Free with
+ * tally_group_leave (or tally_group_member_free, which does not leave). */
+TALLY_API int tally_group_join(tally_client *c, const char *group, const char *topic,
+                               const struct tally_group_options *o, tally_group_member **out);
+
+/* The member's next records: those of its shares past their committed
+ * positions, in offset order, waiting up to @max_wait_ms for some. The
+ * records of the previous poll count as processed once this is called
+ * (commit what was processed: at most every commit_ms here, and always
+ * before the shares are dealt again). res->next_offset is where the
+ * member's read goes on, res->high_offset the topic's end. Heartbeats, rejoins after a
+ * rebalance or a leader change, and commits happen inside; a member that
+ * could not heartbeat for its session timeout returns no record until it
+ * has joined again. n == 0 is not an error. Release @res with
+ * tally_fetch_result_free. */
+TALLY_API int tally_group_poll(tally_group_member *m, uint32_t max_wait_ms,
+                               struct tally_fetch_result *res);
+
+/* Commit, now, that the member processed the records polls returned
+ * below @upto (UINT64_MAX: every record returned so far). */
+TALLY_API int tally_group_member_commit(tally_group_member *m, uint64_t upto);
+
+/* The member's shares now (its generation's), into @shares (room for
+ * @cap); returns how many, and the generation in *generation (may be NULL). */
+TALLY_API unsigned tally_group_member_shares(const tally_group_member *m, uint16_t *shares,
+                                             unsigned cap, uint32_t *generation);
+
+/* Leave the group (the others take the member's shares at once) and free
+ * @m. Nothing more is committed: commit first what was processed. */
+TALLY_API int tally_group_leave(tally_group_member *m);
+
+/* Free @m without leaving (as a crash would: its shares move on after its
+ * session timeout). NULL: no-op. */
+TALLY_API void tally_group_member_free(tally_group_member *m);
+
+/* A live member of a shared group, as the leader sees it. */
+struct tally_group_member_info {
+    char member_id[256];
+    char host[64];
+    unsigned n_shares;          /* shares it holds */
+    uint16_t shares[256];
+    uint64_t positions[256];    /* each one's committed position */
+};
+
+struct tally_group_members {
+    char state[32];        /* Empty, PreparingRebalance, Stable, ... */
+    char kind[32];         /* "tally", or a Kafka group's protocol type */
+    char topic[256];       /* what a tally group reads ("" otherwise) */
+    uint32_t generation;
+    unsigned n_shares;     /* the group's share count (0: not a tally group) */
+    size_t n;
+    struct tally_group_member_info *members;
+};
+
+/* The live members of @group (from the leader). Free with
+ * tally_group_members_free. */
+TALLY_API int tally_group_members_get(tally_client *c, const char *group,
+                                      struct tally_group_members *out);
+TALLY_API void tally_group_members_free(struct tally_group_members *m);
+
+/* ------------------------------------------------------------------------
  * Cluster
  * ------------------------------------------------------------------------ */
 

@@ -26,6 +26,7 @@
 #include "client/wire.h"
 #include "lib/byte.h"
 #include "lib/err.h"
+#include "lib/share.h"
 #include "proto/proto.h"
 #include "tally.h"
 
@@ -177,6 +178,17 @@ void client__new_producer(struct tally_client *c);
  * filtered fetch of streams.c). NULL when out of memory (@frame not
  * taken). */
 void *client__fetch_impl_new(uint8_t *frame, bool possibly_stale);
+/* streams.c: tally_fetch_filtered, also for a shared group's member
+ * (shared.c): only the records of @shares (NULL: no share selection);
+ * @filter may then be NULL (every key). */
+struct client__shares {
+    unsigned n;             /* the group's share count, 1..SHARE_MAX */
+    struct share_set set;   /* the member's shares */
+};
+int client__fetch_filtered(tally_client *c, const char *topic, uint64_t offset,
+                           const char *filter, const struct client__shares *shares,
+                           const struct tally_fetch_options *opts, struct tally_fetch_result *res);
+
 /* ---- security.c: TLS and logins (docs/security.md) ---- */
 
 /* TLS (if the handle has it) and the login (if it has a user) on @nd's

@@ -242,6 +242,7 @@ TALLY_API int tally_stream_read(tally_client *c, const char *topic, const void *
 /* One FETCH_FILTERED and its answer. */
 static int streams__filtered_one(tally_client *c, const char *what, const char *topic,
                                  uint64_t offset, const char *filter,
+                                 const struct client__shares *shares,
                                  const struct tally_fetch_options *o,
                                  struct tally_fetch_result *res)
 {
@@ -259,13 +260,21 @@ static int streams__filtered_one(tally_client *c, const char *what, const char *
     m.max_wait_ms = o->max_wait_ms;
     m.min_index = o->min_index;
     m.filter = (const uint8_t *)filter;
-    m.filter_len = (uint32_t)strlen(filter);
+    m.filter_len = filter != NULL ? (uint32_t)strlen(filter) : 0;
     uint32_t wait = o->max_wait_ms;
     if (o->min_index > 0 && wait == 0) {
         wait = STREAMS__MIN_INDEX_WAIT_MS;
     }
     buf_init(&body);
     proto_put_fetch_filtered_req(&body, &m);
+    if (shares != NULL) {
+        struct proto_fetch_shares sh = {
+            .n_shares = (uint16_t)shares->n,
+            .shares = shares->set.bits,
+            .shares_len = (shares->n + 7) / 8,
+        };
+        proto_put_fetch_shares(&body, &sh);
+    }
     if (!buf_ok(&body)) {
         buf_free(&body);
         err_printf(client_errmsg_buf(c), "%s: out of memory", what);
@@ -288,8 +297,8 @@ static int streams__filtered_one(tally_client *c, const char *what, const char *
         err_printf(client_errmsg_buf(c), "%s: out of memory", what);
         return TALLY_NOMEM;
     }
-    /* (each record takes at least 33 bytes: a count beyond that is a lie) */
-    if (fr.n_records > rep.body.left / 33) {
+    /* (each record takes at least 29 bytes: a count beyond that is a lie) */
+    if (fr.n_records > rep.body.left / 29) {
         tally_fetch_result_free(res);
         err_printf(client_errmsg_buf(c), "%s: malformed answer", what);
         return TALLY_PROTO;
@@ -335,6 +344,21 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
                                    const char *filter, const struct tally_fetch_options *opts,
                                    struct tally_fetch_result *res)
 {
+    if (c != NULL && filter == NULL) {
+        err_printf(client_errmsg_buf(c), "filtered fetch %s: no filter",
+                   topic != NULL ? topic : "(null)");
+        if (res != NULL) {
+            memset(res, 0, sizeof *res);
+        }
+        return TALLY_INVAL;
+    }
+    return client__fetch_filtered(c, topic, offset, filter, NULL, opts, res);
+}
+
+int client__fetch_filtered(tally_client *c, const char *topic, uint64_t offset,
+                           const char *filter, const struct client__shares *shares,
+                           const struct tally_fetch_options *opts, struct tally_fetch_result *res)
+{
     struct tally_fetch_options o;
     char what[PROTO_NAME_MAX + 48];
     char why[160];
@@ -357,11 +381,7 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
         err_printf(errmsg, "%s: %s", what, topic == NULL ? "no topic name" : why);
         return TALLY_INVAL;
     }
-    if (filter == NULL) {
-        err_printf(errmsg, "%s: no filter", what);
-        return TALLY_INVAL;
-    }
-    if (!glob_check((const uint8_t *)filter, strlen(filter), why, sizeof why)) {
+    if (filter != NULL && !glob_check((const uint8_t *)filter, strlen(filter), why, sizeof why)) {
         err_printf(errmsg, "%s: filter '%.64s': %s", what, filter, why);
         return TALLY_INVAL;
     }
@@ -381,7 +401,7 @@ TALLY_API int tally_fetch_filtered(tally_client *c, const char *topic, uint64_t 
         o.min_index = index > o.min_index ? index : o.min_index;
     }
     for (unsigned hop = 0;; hop++) {
-        rv = streams__filtered_one(c, what, topic, offset, filter, &o, res);
+        rv = streams__filtered_one(c, what, topic, offset, filter, shares, &o, res);
         if (rv != 0 || res->n > 0 || res->next_offset <= offset ||
             hop == STREAMS__FILTER_HOPS) {
             return rv;

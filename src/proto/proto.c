@@ -74,6 +74,10 @@ static const char *const proto__type_names[] = {
     [PROTO_SECURITY_SET] = "SECURITY_SET",
     [PROTO_SECURITY_LIST] = "SECURITY_LIST",
     [PROTO_TOPIC_CONFIG] = "TOPIC_CONFIG",
+    [PROTO_GROUP_JOIN] = "GROUP_JOIN",
+    [PROTO_GROUP_HEARTBEAT] = "GROUP_HEARTBEAT",
+    [PROTO_GROUP_LEAVE] = "GROUP_LEAVE",
+    [PROTO_GROUP_MEMBERS] = "GROUP_MEMBERS",
 };
 
 const char *proto_type_name(unsigned type)

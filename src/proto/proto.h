@@ -79,7 +79,11 @@ enum proto_type {
     PROTO_SECURITY_SET = 28,  /* add, change or remove a user or an ACL rule */
     PROTO_SECURITY_LIST = 29, /* the users or the ACL rules */
     PROTO_TOPIC_CONFIG = 30,  /* change a topic's policy or retention */
-    PROTO__TYPE_MAX = 30,
+    PROTO_GROUP_JOIN = 31,      /* shared groups (docs/groups.md): join, */
+    PROTO_GROUP_HEARTBEAT = 32, /* stay a member, */
+    PROTO_GROUP_LEAVE = 33,     /* leave, */
+    PROTO_GROUP_MEMBERS = 34,   /* and who holds which shares */
+    PROTO__TYPE_MAX = 34,
 };
 
 /* Name of a message type for logs and errors ("PRODUCE"), "UNKNOWN". */
@@ -279,6 +283,75 @@ void proto_end_frame(struct buf *b, size_t start);
     X(str, group, PROTO_NAME_MAX)                                              \
     X(str, topic, PROTO_NAME_MAX)                                              \
     X(u64, offset)
+/* A shared group member's GROUP_COMMIT (docs/groups.md) appends
+ * GROUP_COMMIT_SHARES and n_items SHARE_POS after the offset (which is
+ * then ignored): the leader checks that @member_id is a member of
+ * generation @generation (CONDITION_FAILED otherwise: the member was
+ * fenced and must join again) and proposes the share positions
+ * (store/command.h GROUP_COMMIT). */
+#define PROTO_SCHEMA_GROUP_COMMIT_SHARES(X)                                    \
+    X(u32, generation)                                                         \
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(u64, topic_id)                                                           \
+    X(u16, n_shares)                                                           \
+    X(u16, n_items)      /* followed by n PROTO_SCHEMA_SHARE_POS */
+#define PROTO_SCHEMA_SHARE_POS(X)                                              \
+    X(u16, share)                                                              \
+    X(u64, offset)
+/* GROUP_JOIN (leader): become a member of shared group @group reading
+ * @topic in @n_shares shares (1..256) with the key filter @filter (empty:
+ * every record; otherwise as FETCH_FILTERED), or rejoin as @member_id
+ * ("" the first time). Waits until the group's next generation starts
+ * (every member rejoined, or the session timeout passed), then answers
+ * the member's shares, each with its committed position. Every member of
+ * a group must name the same topic, share count and filter while any is
+ * live (INVAL otherwise, saying what the group reads). */
+#define PROTO_SCHEMA_GROUP_JOIN_REQ(X)                                         \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u16, n_shares)                                                           \
+    X(u32, session_ms)                                                         \
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(blob, filter)
+#define PROTO_SCHEMA_GROUP_JOIN_RESP(X)                                        \
+    X(u32, generation)                                                         \
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(u32, n_members)                                                          \
+    X(u64, topic_id)                                                           \
+    X(u8, found)         /* the group had a position on the topic */          \
+    X(u64, offset)       /* that position (the lowest share position) */      \
+    X(u16, n_owned)      /* followed by n PROTO_SCHEMA_SHARE_POS */
+/* GROUP_HEARTBEAT (leader): @member_id of @generation is alive. status 0:
+ * go on; 1: a rebalance started: stop, commit, and GROUP_JOIN again with
+ * the same member id; 2: not a member (any more): GROUP_JOIN afresh. */
+#define PROTO_SCHEMA_GROUP_HEARTBEAT_REQ(X)                                    \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(u32, generation)                                                         \
+    X(str, member_id, PROTO_NAME_MAX)
+#define PROTO_SCHEMA_GROUP_HEARTBEAT_RESP(X) X(u8, status)
+#define PROTO_GROUP_GO_ON 0
+#define PROTO_GROUP_REJOIN 1
+#define PROTO_GROUP_NOT_MEMBER 2
+/* GROUP_LEAVE (leader): @member_id leaves @group at once (the others
+ * rebalance). Answered by DONE_RESP (also for an unknown member). */
+#define PROTO_SCHEMA_GROUP_LEAVE_REQ(X)                                        \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, member_id, PROTO_NAME_MAX)
+/* GROUP_MEMBERS (leader): the live members of @group and their shares;
+ * n_members 0 when it has none. */
+#define PROTO_SCHEMA_GROUP_MEMBERS_REQ(X) X(str, group, PROTO_NAME_MAX)
+#define PROTO_SCHEMA_GROUP_MEMBERS_RESP(X)                                     \
+    X(str, state, 32)    /* Stable, PreparingRebalance, ... */               \
+    X(u32, generation)                                                         \
+    X(str, kind, 32)     /* "tally", or the Kafka group's protocol type */     \
+    X(str, topic, PROTO_NAME_MAX)                                              \
+    X(u16, n_shares)                                                           \
+    X(u32, n_members)    /* followed by n PROTO_SCHEMA_GROUP_MEMBER */
+#define PROTO_SCHEMA_GROUP_MEMBER(X)                                           \
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(str, client_host, PROTO_ADDR_MAX)                                        \
+    X(u16, n_owned)      /* followed by n PROTO_SCHEMA_SHARE_POS: its shares   \
+                          * with their committed positions */
 #define PROTO_SCHEMA_GROUP_FETCH_REQ(X)                                        \
     X(str, group, PROTO_NAME_MAX)                                              \
     X(str, topic, PROTO_NAME_MAX)
@@ -406,7 +479,14 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u32, max_bytes)                                                          \
     X(u32, max_wait_ms)                                                        \
     X(u64, min_index)                                                          \
-    X(blob, filter)      /* 1..256 bytes, lib/glob.h */
+    X(blob, filter)      /* 1..256 bytes, lib/glob.h; 0 with shares */
+/* A shared group member's FETCH_FILTERED appends FETCH_SHARES: only
+ * records whose share (lib/share.h) among @n_shares is in @shares (a
+ * bitmap, bit s of byte s/8, (n_shares + 7) / 8 bytes) are sent, keyless
+ * ones included; with an empty filter, whatever their key. */
+#define PROTO_SCHEMA_FETCH_SHARES(X)                                           \
+    X(u16, n_shares)                                                           \
+    X(blob, shares)
 #define PROTO_SCHEMA_FETCH_FILTERED_RESP(X)                                    \
     X(u64, applied_index)                                                      \
     X(u64, start_offset)                                                       \
@@ -481,6 +561,16 @@ void proto_end_frame(struct buf *b, size_t start);
     X(offset_resp, OFFSET_RESP)                                                \
     X(group_commit_req, GROUP_COMMIT_REQ)                                      \
     X(group_fetch_req, GROUP_FETCH_REQ)                                        \
+    X(group_commit_shares, GROUP_COMMIT_SHARES)                                \
+    X(share_pos, SHARE_POS)                                                    \
+    X(group_join_req, GROUP_JOIN_REQ)                                          \
+    X(group_join_resp, GROUP_JOIN_RESP)                                        \
+    X(group_heartbeat_req, GROUP_HEARTBEAT_REQ)                                \
+    X(group_heartbeat_resp, GROUP_HEARTBEAT_RESP)                              \
+    X(group_leave_req, GROUP_LEAVE_REQ)                                        \
+    X(group_members_req, GROUP_MEMBERS_REQ)                                    \
+    X(group_members_resp, GROUP_MEMBERS_RESP)                                  \
+    X(group_member, GROUP_MEMBER)                                              \
     X(backup_cut_req, BACKUP_CUT_REQ)                                          \
     X(backup_cut_resp, BACKUP_CUT_RESP)                                        \
     X(backup_groups, BACKUP_GROUPS)                                            \
@@ -496,6 +586,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(stream_read_resp, STREAM_READ_RESP)                                      \
     X(stream_event, STREAM_EVENT)                                              \
     X(fetch_filtered_req, FETCH_FILTERED_REQ)                                  \
+    X(fetch_shares, FETCH_SHARES)                                              \
     X(fetch_filtered_resp, FETCH_FILTERED_RESP)                                \
     X(filtered_record, FILTERED_RECORD)                                        \
     X(error, ERROR)

@@ -364,6 +364,29 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
         }
         return n;
     }
+    case PROTO_GROUP_JOIN:
+    case PROTO_GROUP_HEARTBEAT:
+    case PROTO_GROUP_LEAVE:
+    case PROTO_GROUP_MEMBERS:
+        /* A shared group's member reads the group (and, to join, the
+         * topic); its member list is described. */
+        rd_str(&peek, first, sizeof first);
+        if (r->type == PROTO_GROUP_JOIN) {
+            rd_str(&peek, second, sizeof second);
+        }
+        if (!rd_ok(&peek)) {
+            return -1;
+        }
+        need[0].resource = ACL_GROUP;
+        snprintf(need[0].name, sizeof need[0].name, "%s", first);
+        need[0].op = r->type == PROTO_GROUP_MEMBERS ? ACL_DESCRIBE : ACL_READ;
+        if (r->type != PROTO_GROUP_JOIN) {
+            return 1;
+        }
+        need[1].resource = ACL_TOPIC;
+        snprintf(need[1].name, sizeof need[1].name, "%s", second);
+        need[1].op = ACL_READ;
+        return 2;
     case PROTO_BACKUP_CUT:
     case PROTO_SECURITY_LIST:
         need[0].resource = ACL_CLUSTER;

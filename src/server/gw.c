@@ -28,8 +28,11 @@
 #include "lib/err.h"
 #include "lib/logger.h"
 #include "lib/name.h"
+#include "lib/share.h"
 #include "proto/proto.h"
 #include "server/auth.h"
+#include "server/group_gw.h"
+#include "server/kgroup.h"
 #include "server/metrics.h"
 #include "server/skew.h"
 #include "server/stream_gw.h"
@@ -83,6 +86,8 @@ struct gw {
     uint64_t disk_free, disk_reserve;
     unsigned backups;          /* connections holding a backup pin */
     struct stream_gw *streams; /* STREAM_READ requests (stream_gw.h) */
+    struct kgroups *groups;    /* the group coordinator (kgroup.h): Kafka's
+                                * consumer groups and tally's shared groups */
 };
 
 uint64_t gw_now_ms(void)
@@ -198,6 +203,20 @@ int gw_create(const struct cfg *cfg, struct store *store, uv_loop_t *loop, struc
         free(gw);
         return TALLY_NOMEM;
     }
+    struct kgroup_limits lim = {
+        .max_groups = cfg->kafka_max_groups,
+        .max_members = cfg->kafka_group_max_members,
+        .min_session_ms = cfg->kafka_group_min_session_ms,
+        .max_session_ms = cfg->kafka_group_max_session_ms,
+        .initial_delay_ms = cfg->kafka_group_initial_delay_ms,
+    };
+    if (kgroups_create(loop, &lim, &gw->groups) != 0) {
+        stream_gw_destroy(gw->streams);
+        free(gw);
+        return TALLY_NOMEM;
+    }
+    kgroups_set_assignor(gw->groups, GROUP_GW_PROTOCOL_TYPE, group_gw_assign,
+                         group_gw_had_members, store);
     uv_check_init(loop, &gw->flusher);
     gw->flusher.data = gw;
     uv_check_start(&gw->flusher, gw__flush_cb);
@@ -242,6 +261,16 @@ static void gw__error(struct req *r, int code, const char *fmt, ...)
     gw__error_leader(r, code, 0, "", msg);
 }
 
+void gw_error(struct req *r, int code, const char *fmt, ...)
+{
+    char msg[PROTO_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gw__error_leader(r, code, 0, "", msg);
+}
+
 /* Answer a write that reached a node that cannot take it now. */
 static void gw__not_leader(struct gw *gw, struct req *r)
 {
@@ -259,6 +288,16 @@ static void gw__not_leader(struct gw *gw, struct req *r)
         gw__error(r, TALLY_NOLEADER, "no leader is known to node %llu (no quorum?)",
                   (unsigned long long)node_id(gw->node));
     }
+}
+
+void gw_not_leader(struct gw *gw, struct req *r)
+{
+    gw__not_leader(gw, r);
+}
+
+struct kgroups *gw_groups(struct gw *gw)
+{
+    return gw->groups;
 }
 
 void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t reserve_bytes)
@@ -1094,11 +1133,69 @@ static void gw__group_propose(struct gw *gw, struct req *r, const char *group, c
     gw__propose_single(gw, r, &entry);
 }
 
+/* A shared group member's commit (docs/groups.md): @sh and its share
+ * positions in @rd, from a member of the current generation only. */
+static void gw__group_commit_shares(struct gw *gw, struct req *r,
+                                    const struct proto_group_commit_req *m,
+                                    const struct proto_group_commit_shares *sh, struct rd *rd)
+{
+    struct command_share_pos items[SHARE_MAX];
+    struct store_topic *t;
+    struct buf entry;
+    char why[PROTO_MSG_MAX];
+    if (sh->n_shares == 0 || sh->n_shares > SHARE_MAX || sh->n_items == 0 ||
+        sh->n_items > sh->n_shares) {
+        gw__error(r, TALLY_INVAL, "GROUP_COMMIT: %u positions of %u shares (1..%u)",
+                  sh->n_items, sh->n_shares, SHARE_MAX);
+        return;
+    }
+    for (unsigned i = 0; i < sh->n_items; i++) {
+        struct proto_share_pos p;
+        if (proto_get_share_pos(rd, &p) != 0 || p.share >= sh->n_shares) {
+            gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT share positions");
+            return;
+        }
+        items[i].share = p.share;
+        items[i].offset = p.offset;
+    }
+    if (proto_get_end(rd) != 0) {
+        gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        return;
+    }
+    if (!gw__can_write(gw, r)) {
+        return;
+    }
+    if (group_gw_commit_check(gw->groups, m->group, sh->generation, sh->member_id, why,
+                              sizeof why) != 0) {
+        gw__error(r, TALLY_CONDITION_FAILED, "%s", why);
+        return;
+    }
+    if ((t = store_topic_find(gw->store, m->topic)) == NULL) {
+        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        return;
+    }
+    buf_init(&entry);
+    command_encode_group_commit_shares(
+        &entry, m->group, m->topic,
+        sh->topic_id == PROTO_ANY_TOPIC_ID ? t->created_index : sh->topic_id, sh->n_shares,
+        items, sh->n_items);
+    gw__propose_single(gw, r, &entry);
+}
+
 static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_group_commit_req m;
-    if (proto_get_group_commit_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
+    struct proto_group_commit_shares sh;
+    if (proto_get_group_commit_req(rd, &m) != 0) {
         gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        return;
+    }
+    if (rd->left > 0) {
+        if (proto_get_group_commit_shares(rd, &sh) != 0) {
+            gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+            return;
+        }
+        gw__group_commit_shares(gw, r, &m, &sh, rd);
         return;
     }
     gw__group_propose(gw, r, m.group, m.topic, PROTO_ANY_TOPIC_ID, m.offset);
@@ -1654,6 +1751,17 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_FETCH_FILTERED: /* streams */
         stream_gw_handle_filtered(gw->streams, r, &rd);
         break;
+    case PROTO_GROUP_JOIN:
+    case PROTO_GROUP_HEARTBEAT:
+    case PROTO_GROUP_LEAVE:
+    case PROTO_GROUP_MEMBERS:
+        /* Membership is the leader's (kgroup.h). */
+        if (!node_ready(gw->node)) {
+            gw__not_leader(gw, r);
+        } else {
+            group_gw_handle(gw, gw->groups, gw->store, r, &rd);
+        }
+        break;
     default:
         gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
     }
@@ -1690,6 +1798,11 @@ void gw_on_role(struct gw *gw, int old_role, int new_role)
         gw->correction = 0;
     } else if (old_role != NODE_LEADER) {
         gw->correction = skew_take_over(gw->skew);
+    }
+    if ((old_role == NODE_LEADER) != (new_role == NODE_LEADER)) {
+        /* Membership is the leader's alone: a node that starts or stops
+         * leading starts with no groups, and the members rejoin it. */
+        kgroups_reset(gw->groups);
     }
     if (old_role == NODE_LEADER && new_role != NODE_LEADER) {
         gw__fail_gathered(gw, TALLY_NOTLEADER, "this node lost leadership before the write was "
@@ -1800,6 +1913,8 @@ void gw_destroy(struct gw *gw)
     }
     stream_gw_destroy(gw->streams); /* streams */
     gw->streams = NULL;
+    kgroups_destroy(gw->groups); /* waiting joins answered NOT_COORDINATOR */
+    gw->groups = NULL;
     uv_close((uv_handle_t *)&gw->flusher, gw__closed);
 }
 

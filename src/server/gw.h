@@ -71,6 +71,14 @@ void gw_set_disk_low(struct gw *gw, bool low, uint64_t free_bytes, uint64_t rese
 bool gw_allowed(struct gw *gw, const char *who, enum acl_resource resource, const char *name,
                 enum acl_operation op);
 
+/* For the gateway's helpers (group_gw.c): answer @r with an error; answer
+ * it as a node that does not lead (with the leader, if known); the group
+ * coordinator. */
+void gw_error(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void gw_not_leader(struct gw *gw, struct req *r);
+struct kgroups;
+struct kgroups *gw_groups(struct gw *gw);
+
 /* Propose @entry (a store command; taken over) for @r, answered with
  * DONE once applied, or refused if this node cannot write (not the
  * leader, disk low). */

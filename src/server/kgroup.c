@@ -73,6 +73,11 @@ struct kgroup__group {
 struct kgroups {
     uv_timer_t timer;
     struct kgroup_limits lim;
+    char assigned_type[16];       /* kgroups_set_assignor */
+    kgroup_assignor assignor;
+    kgroup_had_members had_members;
+    void *had_arg;
+    uint64_t since;               /* when this node started coordinating */
     struct kgroup__group *groups;
     unsigned n_groups;
 };
@@ -280,6 +285,33 @@ static const struct kgroup__protocol *kgroup__protocol_of(const struct kgroup__m
     return NULL;
 }
 
+static bool kgroup__assigned_here(const struct kgroups *gs, const struct kgroup__group *g)
+{
+    return gs->assignor != NULL && g->protocol_type != NULL &&
+           strcmp(g->protocol_type, gs->assigned_type) == 0;
+}
+
+/* COMPLETING -> STABLE for a group assigned here: the assignor's
+ * assignment of the @n members in @list (in member order). */
+static void kgroup__assign(struct kgroups *gs, struct kgroup__group *g,
+                           const struct kafka_join_member *list, unsigned n)
+{
+    struct kgroup_assignment *out = calloc(n, sizeof *out);
+    bool ok = out != NULL && gs->assignor(g->protocol, list, n, out);
+    unsigned k = 0;
+    for (struct kgroup__member *m = g->members; m != NULL; m = m->next) {
+        if (m->pending) {
+            continue;
+        }
+        free(m->assignment);
+        m->assignment = ok ? out[k].data : NULL;
+        m->assignment_len = ok ? out[k].len : 0;
+        k++;
+    }
+    free(out);
+    g->state = KGROUP__STABLE;
+}
+
 /* PREPARING -> COMPLETING: a new generation of the members that joined;
  * every waiting JoinGroup is answered, the leader's with every member's
  * metadata. */
@@ -316,6 +348,7 @@ static void kgroup__complete_join(struct kgroups *gs, struct kgroup__group *g)
     }
     g->state = KGROUP__COMPLETING;
     unsigned n = kgroup__joined(g);
+    bool assigned = kgroup__assigned_here(gs, g);
     struct kafka_join_member *list = calloc(n, sizeof *list);
     unsigned k = 0;
     for (struct kgroup__member *m = g->members; m != NULL && list != NULL; m = m->next) {
@@ -332,6 +365,9 @@ static void kgroup__complete_join(struct kgroups *gs, struct kgroup__group *g)
     TLOG_INFO("kafka", "group %s: generation %d with %u member(s), protocol %s, leader %s",
               g->id, g->generation, n, g->protocol != NULL ? g->protocol : "(none)",
               g->leader != NULL ? g->leader : "(none)");
+    if (assigned && list != NULL && g->protocol != NULL) {
+        kgroup__assign(gs, g, list, k);
+    }
     for (struct kgroup__member *m = g->members; m != NULL; m = m->next) {
         if (m->pending || m->join_cb == NULL) {
             continue;
@@ -371,7 +407,17 @@ static void kgroup__prepare(struct kgroups *gs, struct kgroup__group *g)
             m->assignment_len = 0;
             kgroup__sync_answer(m, KAFKA_REBALANCE_IN_PROGRESS);
         }
-        g->initial_until = g->state == KGROUP__EMPTY ? now + gs->lim.initial_delay_ms : 0;
+        g->initial_until = 0;
+        if (g->state == KGROUP__EMPTY && !kgroup__assigned_here(gs, g)) {
+            g->initial_until = now + gs->lim.initial_delay_ms;
+        } else if (g->state == KGROUP__EMPTY && gs->since + timeout > now &&
+                   gs->had_members(gs->had_arg, g->id)) {
+            /* A coordinator that just took over does not know the members
+             * of the last one, which keep their shares until their
+             * session runs out: the first generation of a group assigned
+             * here waits until then, so that no share has two members. */
+            g->initial_until = gs->since + timeout;
+        }
         g->rebalance_deadline = now + timeout;
         g->state = KGROUP__PREPARING;
     }
@@ -474,6 +520,7 @@ int kgroups_create(uv_loop_t *loop, const struct kgroup_limits *limits, struct k
         return -1;
     }
     gs->lim = *limits;
+    gs->since = uv_now(loop);
     uv_timer_init(loop, &gs->timer);
     gs->timer.data = gs;
     uv_timer_start(&gs->timer, kgroup__tick, KGROUP__TICK_MS, KGROUP__TICK_MS);
@@ -494,6 +541,7 @@ void kgroups_reset(struct kgroups *gs)
     while (gs->groups != NULL) {
         kgroup__free_group(gs, gs->groups, KAFKA_NOT_COORDINATOR);
     }
+    gs->since = kgroup__now(gs);
 }
 
 static void kgroup__closed(uv_handle_t *h)
@@ -828,6 +876,30 @@ int16_t kgroups_commit_check(struct kgroups *gs, struct kafka_str group, int32_t
     return KAFKA_NONE;
 }
 
+void kgroups_set_assignor(struct kgroups *gs, const char *protocol_type, kgroup_assignor fn,
+                          kgroup_had_members had, void *arg)
+{
+    snprintf(gs->assigned_type, sizeof gs->assigned_type, "%s", protocol_type);
+    gs->assignor = fn;
+    gs->had_members = had;
+    gs->had_arg = arg;
+}
+
+bool kgroups_assignment(const struct kgroups *gs, struct kafka_str group,
+                        struct kafka_str member_id, int32_t *generation, const uint8_t **data,
+                        size_t *len)
+{
+    const struct kgroup__group *g = kgroup__find(gs, group);
+    const struct kgroup__member *m = g != NULL ? kgroup__member(g, member_id) : NULL;
+    if (m == NULL || m->pending) {
+        return false;
+    }
+    *generation = g->generation;
+    *data = m->assignment;
+    *len = m->assignment_len;
+    return true;
+}
+
 bool kgroups_at(const struct kgroups *gs, unsigned i, const char **group_id,
                 const char **protocol_type)
 {
@@ -877,6 +949,12 @@ bool kgroups_describe(const struct kgroups *gs, struct kafka_str group, struct k
     out->n_members = (int32_t)k;
     out->members = list;
     return true;
+}
+
+unsigned kgroups_members(const struct kgroups *gs, struct kafka_str group)
+{
+    const struct kgroup__group *g = kgroup__find(gs, group);
+    return g != NULL ? kgroup__joined(g) : 0;
 }
 
 unsigned kgroups_count(const struct kgroups *gs, unsigned *members)

@@ -1,5 +1,6 @@
-/* The Kafka group coordinator: consumer-group membership on the Raft
- * leader (docs/kafka-users.md, Consumer groups).
+/* The group coordinator: consumer-group membership on the Raft leader,
+ * for Kafka's consumer groups (docs/kafka-users.md, Consumer groups) and
+ * tally's own shared groups (docs/groups.md), one namespace for both.
  *
  * Kafka's classic group protocol: members JoinGroup, the coordinator waits
  * until every known member has (re)joined or the rebalance timeout passed,
@@ -21,6 +22,14 @@
  * expire after their session timeout); a member's metadata and assignment
  * are at most one Kafka frame. A JoinGroup or SyncGroup waits at most its
  * rebalance timeout (kafka_group_max_session_ms bounds it).
+ *
+ * A protocol type with an assignor (kgroups_set_assignor: tally's shared
+ * groups) is assigned here instead: the generation starts with every
+ * member's assignment made by the assignor, without SyncGroup, and
+ * without the initial delay (a lone consumer starts at once; one that
+ * comes later costs one rebalance). A group of another protocol type
+ * with members refuses a join (INCONSISTENT_GROUP_PROTOCOL), so a Kafka
+ * consumer and a native one cannot share a group at once.
  *
  * Not supported: static membership (group.instance.id is accepted and
  * treated as dynamic membership). */
@@ -50,7 +59,32 @@ typedef void (*kgroup_join_cb)(void *arg, const struct kafka_join_resp *resp);
 /* A SyncGroup's answer, delivered once (possibly inside kgroups_sync). */
 typedef void (*kgroup_sync_cb)(void *arg, int16_t error, const uint8_t *assignment, size_t len);
 
+/* One member's assignment, made by an assignor (malloc'ed; taken over). */
+struct kgroup_assignment {
+    uint8_t *data;
+    size_t len;
+};
+/* Assign @n members (their ids and chosen protocol's metadata) of a new
+ * generation whose chosen protocol is @protocol: fill out[0..n-1].
+ * False (out of memory): every member gets an empty assignment. */
+typedef bool (*kgroup_assignor)(const char *protocol, const struct kafka_join_member *members,
+                                unsigned n, struct kgroup_assignment *out);
+
 int kgroups_create(uv_loop_t *loop, const struct kgroup_limits *limits, struct kgroups **out);
+/* May @group_id have had members under another coordinator (a former
+ * leader)? Then its first generation here waits until their sessions
+ * have run out (they stop by then), so that no share has two members. */
+typedef bool (*kgroup_had_members)(void *arg, const char *group_id);
+
+/* Groups of @protocol_type (copied; at most one type) are assigned by
+ * @fn (see the top of this file) and asked about with @had (@arg). */
+void kgroups_set_assignor(struct kgroups *gs, const char *protocol_type, kgroup_assignor fn,
+                          kgroup_had_members had, void *arg);
+/* The assignment of @member_id in @group's current generation, if it is
+ * a member: borrowed until the group next changes. */
+bool kgroups_assignment(const struct kgroups *gs, struct kafka_str group,
+                        struct kafka_str member_id, int32_t *generation, const uint8_t **data,
+                        size_t *len);
 /* Answer every waiting request NOT_COORDINATOR and free (the timer closes
  * on the loop). NULL: no-op. */
 void kgroups_destroy(struct kgroups *gs);
@@ -82,6 +116,8 @@ bool kgroups_at(const struct kgroups *gs, unsigned i, const char **group_id,
 bool kgroups_describe(const struct kgroups *gs, struct kafka_str group, struct kafka_arena *a,
                       struct kafka_dg_group *out);
 
+/* Joined members of @group now. */
+unsigned kgroups_members(const struct kgroups *gs, struct kafka_str group);
 /* Members and groups now, for metrics and tests. */
 unsigned kgroups_count(const struct kgroups *gs, unsigned *members);
 

@@ -56,18 +56,7 @@ int kgw_create(const struct cfg *cfg, uv_loop_t *loop, struct gw *gw, struct kgw
     }
     kg->cfg = cfg;
     kg->loop = loop;
-    kg->gw = gw;
-    struct kgroup_limits lim = {
-        .max_groups = cfg->kafka_max_groups,
-        .max_members = cfg->kafka_group_max_members,
-        .min_session_ms = cfg->kafka_group_min_session_ms,
-        .max_session_ms = cfg->kafka_group_max_session_ms,
-        .initial_delay_ms = cfg->kafka_group_initial_delay_ms,
-    };
-    if (kgroups_create(loop, &lim, &kg->groups) != 0) {
-        free(kg);
-        return TALLY_NOMEM;
-    }
+    kgw_set_gw(kg, gw);
     *out = kg;
     return 0;
 }
@@ -77,15 +66,14 @@ void kgw_on_role(struct kgw *kg, bool leader)
     if (kg == NULL || kg->leading == leader) {
         return;
     }
-    /* Membership is the leader's alone: a node that starts or stops
-     * leading starts with no groups, and the members rejoin it. */
-    kgroups_reset(kg->groups);
+    /* Membership is the leader's alone (gw.c resets the coordinator). */
     kg->leading = leader;
 }
 
 void kgw_set_gw(struct kgw *kg, struct gw *gw)
 {
     kg->gw = gw;
+    kg->groups = gw != NULL ? gw_groups(gw) : NULL; /* gw.c owns the coordinator */
 }
 
 void kgw_set_metrics(struct kgw *kg, struct metrics *m)
@@ -95,9 +83,6 @@ void kgw_set_metrics(struct kgw *kg, struct metrics *m)
 
 void kgw_destroy(struct kgw *kg)
 {
-    if (kg != NULL) {
-        kgroups_destroy(kg->groups);
-    }
     free(kg);
 }
 

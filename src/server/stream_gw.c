@@ -18,6 +18,7 @@
 
 #include "lib/err.h"
 #include "lib/glob.h"
+#include "lib/share.h"
 #include "lib/logger.h"
 #include "proto/proto.h"
 #include "store/stream_read.h"
@@ -44,7 +45,20 @@ struct stream_gw__req {
 struct stream_gw__filter {
     struct proto_fetch_filtered_req m;
     uint8_t filter[GLOB_MAX];
+    unsigned n_shares;          /* a shared group member's: 0 none */
+    struct share_set shares;    /* the shares it wants */
 };
+
+/* Does the record pass @q's key filter and share selection? */
+static bool stream_gw__wanted(const struct stream_gw__filter *q, const struct batch_record *rec)
+{
+    if (q->m.filter_len > 0 &&
+        (rec->key == NULL || !glob_match(q->filter, q->m.filter_len, rec->key, rec->key_len))) {
+        return false;
+    }
+    return q->n_shares == 0 ||
+           share_set_has(&q->shares, share_of(rec->key, rec->key_len, rec->offset, q->n_shares));
+}
 
 static uint64_t stream_gw__mono_ms(void)
 {
@@ -270,12 +284,13 @@ static bool stream_gw__filter_try(struct stream_gw *sg, struct req *r, bool expi
         if (rv != 0) {
             break;
         }
-        if (h.flags & BATCH_FLAG_KEYED) {
+        /* A key filter passes over batches without keys; shares take
+         * keyless records too. */
+        if ((h.flags & BATCH_FLAG_KEYED) || m->filter_len == 0) {
             /* (verifies the batch's checksum before a record is read) */
             rv = batch_iter_init(&it, (uint8_t *)data + pos, h.batch_len, errmsg);
             while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-                if (rec.offset < m->offset || rec.key == NULL ||
-                    !glob_match(q->filter, m->filter_len, rec.key, rec.key_len)) {
+                if (rec.offset < m->offset || !stream_gw__wanted(q, &rec)) {
                     continue;
                 }
                 size_t need = 64 + rec.key_len + rec.value_len + rec.headers_len;
@@ -366,12 +381,25 @@ void stream_gw_handle_filtered(struct stream_gw *sg, struct req *r, struct rd *r
         stream_gw__error(r, TALLY_NOMEM, "out of memory");
         return;
     }
-    if (proto_get_fetch_filtered_req(rd, &q->m) != 0 || proto_get_end(rd) != 0) {
+    struct proto_fetch_shares sh = {0};
+    if (proto_get_fetch_filtered_req(rd, &q->m) != 0 ||
+        (rd->left > 0 && proto_get_fetch_shares(rd, &sh) != 0) || proto_get_end(rd) != 0) {
         free(q);
         stream_gw__error(r, TALLY_PROTO, "malformed FETCH_FILTERED");
         return;
     }
-    if (!glob_check(q->m.filter, q->m.filter_len, why, sizeof why)) {
+    if (sh.n_shares > SHARE_MAX || sh.shares_len != (sh.n_shares + 7u) / 8u) {
+        free(q);
+        stream_gw__error(r, TALLY_INVAL, "FETCH_FILTERED: %u shares (1..%u) with %u bytes of "
+                         "share bits", sh.n_shares, SHARE_MAX, sh.shares_len);
+        return;
+    }
+    q->n_shares = sh.n_shares;
+    if (sh.shares_len > 0) {
+        memcpy(q->shares.bits, sh.shares, sh.shares_len);
+    }
+    if (!(q->n_shares > 0 && q->m.filter_len == 0) &&
+        !glob_check(q->m.filter, q->m.filter_len, why, sizeof why)) {
         free(q);
         stream_gw__error(r, TALLY_INVAL, "FETCH_FILTERED: %s", why);
         return;

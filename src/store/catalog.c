@@ -5,13 +5,13 @@
  * atomic replace of a checkpoint file (store__write_file_as) and
  * store_checkpoint.
  *
- * CATALOG FILE FORMAT, version 3 (DATA/catalog; also the snapshot body)
+ * CATALOG FILE FORMAT, version 4 (DATA/catalog; also the snapshot body)
  *
  *   offset size field
  *   0      4    magic "TLYC"
- *   4      4    format version (3; versions 1 and 2 are read too: they lack
- *               every field marked "version 2" or "version 3" below, which
- *               then read as 0 or empty)
+ *   4      4    format version (4; versions 1 to 3 are read too: they lack
+ *               every field marked with a later version below, which then
+ *               read as 0 or empty)
  *   8      8    index: Raft index of the last catalog change (file), or the
  *               snapshot index (snapshot)
  *   16     4    n_topics, then per topic:
@@ -37,6 +37,10 @@
  *          4    n_users, then per user: its SCRAM credentials (COMMAND_USER;
  *               encoding in store/users.h)
  *          4    n_acls, then each ACL rule (COMMAND_ACL; store/acl.h)
+ *   since version 4:
+ *          4    n_share_tables, then per shared group position: u32 its
+ *               index in the groups above, u16 n_shares (1..256), then
+ *               n_shares x u64 share positions (docs/groups.md)
  *          8    XXH3-64 of every byte before it
  *
  * The file is replaced atomically: write catalog.tmp, fsync, rename over
@@ -58,11 +62,12 @@
 
 #include "lib/codec.h"
 #include "lib/err.h"
+#include "lib/share.h"
 #include "lib/fs.h"
 #include "store/stream_read.h"
 
 #define STORE__MAGIC "TLYC"
-#define STORE__VERSION 3
+#define STORE__VERSION 4
 #define STORE__VERSION_MIN 1 /* oldest catalog format this build reads */
 
 /* The catalog up to its keys flag: everything but the key indexes. */
@@ -124,6 +129,21 @@ void store__encode_tail(const struct store *s, struct buf *b)
     }
     users_encode(&s->users, b); /* version 3 */
     acls_encode(&s->acls, b);
+    uint32_t n_tables = 0; /* version 4 */
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        n_tables += s->groups[i].n_shares > 0;
+    }
+    buf_put_u32(b, n_tables);
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        if (s->groups[i].n_shares == 0) {
+            continue;
+        }
+        buf_put_u32(b, i);
+        buf_put_u16(b, s->groups[i].n_shares);
+        for (unsigned k = 0; k < s->groups[i].n_shares; k++) {
+            buf_put_u64(b, s->groups[i].shares[k]);
+        }
+    }
 }
 
 void store__encode_catalog(const struct store *s, uint64_t index, bool with_keys,
@@ -146,6 +166,7 @@ void store__catalog_free(struct store__catalog *c)
 {
     users_free(&c->users);
     acls_free(&c->acls);
+    store__groups_free_shares(c->groups, c->n_groups);
     free(c->groups);
     c->groups = NULL;
     while (c->topics != NULL) {
@@ -155,6 +176,31 @@ void store__catalog_free(struct store__catalog *c)
     }
     free(c->start_offsets);
     free(c->next_offsets);
+}
+
+/* The version 4 share tables into @c's groups (a malformed one marks @r
+ * bad). TALLY_NOMEM, or 0. */
+static int store__decode_share_tables(struct rd *r, struct store__catalog *c)
+{
+    uint32_t n = rd_u32(r);
+    for (uint32_t i = 0; i < n && rd_ok(r); i++) {
+        uint32_t at = rd_u32(r);
+        unsigned n_shares = rd_u16(r);
+        if (!rd_ok(r) || at >= c->n_groups || c->groups[at].n_shares != 0 || n_shares == 0 ||
+            n_shares > SHARE_MAX || r->left / 8 < n_shares) {
+            r->bad = true;
+            break;
+        }
+        struct store__group *g = &c->groups[at];
+        if ((g->shares = malloc(n_shares * sizeof *g->shares)) == NULL) {
+            return TALLY_NOMEM;
+        }
+        g->n_shares = (uint16_t)n_shares;
+        for (unsigned k = 0; k < n_shares; k++) {
+            g->shares[k] = rd_u64(r);
+        }
+    }
+    return 0;
 }
 
 int store__decode_catalog(const void *p, size_t n, struct store__catalog *c,
@@ -282,6 +328,10 @@ int store__decode_catalog(const void *p, size_t n, struct store__catalog *c,
     if (version >= 3 && rd_ok(&r) &&
         (users_decode(&r, &c->users) == TALLY_NOMEM ||
          (rd_ok(&r) && acls_decode(&r, &c->acls) == TALLY_NOMEM))) {
+        store__catalog_free(c);
+        return TALLY_NOMEM;
+    }
+    if (version >= 4 && rd_ok(&r) && store__decode_share_tables(&r, c) != 0) {
         store__catalog_free(c);
         return TALLY_NOMEM;
     }

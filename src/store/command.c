@@ -143,6 +143,24 @@ void command_encode_group_commit(struct buf *b, const char *group, const char *t
     command__end(b, start);
 }
 
+void command_encode_group_commit_shares(struct buf *b, const char *group, const char *topic,
+                                        uint64_t topic_id, unsigned n_shares,
+                                        const struct command_share_pos *items, unsigned n_items)
+{
+    size_t start = command__begin(b, COMMAND_GROUP_COMMIT);
+    buf_put_str(b, group);
+    buf_put_str(b, topic);
+    buf_put_u64(b, 0); /* ignored with share positions */
+    buf_put_u64(b, topic_id);
+    buf_put_u16(b, (uint16_t)n_shares);
+    buf_put_u16(b, (uint16_t)n_items);
+    for (unsigned i = 0; i < n_items; i++) {
+        buf_put_u16(b, items[i].share);
+        buf_put_u64(b, items[i].offset);
+    }
+    command__end(b, start);
+}
+
 void command_encode_group_delete(struct buf *b, const char *group, const char *topic)
 {
     size_t start = command__begin(b, COMMAND_GROUP_DELETE);

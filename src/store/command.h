@@ -30,7 +30,18 @@
  *                 incarnation the position belongs to; entries written
  *                 before it was added end after offset and apply to the
  *                 topic as it is. A topic_id that is not the topic's, or
- *                 an offset past its end, is refused)
+ *                 an offset past its end, is refused), then optionally
+ *                 the share positions of a shared group (docs/groups.md):
+ *                 u16 n_shares (1..256), u16 n_items, n_items x (u16
+ *                 share, u64 offset). With them, offset is ignored: each
+ *                 named share's position becomes the higher of the one
+ *                 it has and the one given (a share position never moves
+ *                 back), and the group's offset the lowest share
+ *                 position. Without them, offset replaces the position
+ *                 and any share positions (a reset, a single consumer, a
+ *                 Kafka commit). A group whose share count changes, or
+ *                 that had none, starts every share at its offset (the
+ *                 topic's start if it had no position at all)
  *   GROUP_DELETE  str group, str topic (empty: every topic of the group)
  *   TOPIC_TRIM    str name, u64 created_index, u64 start_offset,
  *                 u64 tombstone_limit: the leader's retention decision for
@@ -123,6 +134,15 @@ void command_encode_topic_delete(struct buf *b, const char *name);
 void command_encode_member_set(struct buf *b, uint64_t id, const char *client_addr,
                            const char *raft_addr);
 void command_encode_member_del(struct buf *b, uint64_t id);
+/* One share position of a shared group's GROUP_COMMIT. */
+struct command_share_pos {
+    uint16_t share;
+    uint64_t offset;
+};
+/* GROUP_COMMIT with share positions (n_items >= 1). */
+void command_encode_group_commit_shares(struct buf *b, const char *group, const char *topic,
+                                        uint64_t topic_id, unsigned n_shares,
+                                        const struct command_share_pos *items, unsigned n_items);
 void command_encode_group_commit(struct buf *b, const char *group, const char *topic, uint64_t offset,
                              uint64_t topic_id);
 void command_encode_topic_trim(struct buf *b, const char *name, uint64_t created_index,

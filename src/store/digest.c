@@ -91,6 +91,12 @@ static uint64_t store__digest_now(struct store *s)
             b[n++] = (uint8_t)(p->offset >> (8 * k));
         }
         sum += codec_checksum(b, n);
+        /* Share positions (docs/groups.md), by value and place: plain
+         * arithmetic, the same on every node. */
+        for (unsigned k = 0; k < p->n_shares; k++) {
+            sum += (p->shares[k] ^ ((uint64_t)(k + 1) * 0x9E3779B97F4A7C15ull)) *
+                   0xff51afd7ed558ccdull;
+        }
     }
     return sum;
 }

@@ -1,11 +1,23 @@
 /* Consumer group positions: one committed offset per group and topic,
- * kept in memory and in the catalog checkpoint. */
+ * and a shared group's share positions (docs/groups.md), kept in memory
+ * and in the catalog checkpoint. */
 #include "store/store_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/share.h"
+#include "store/command.h"
+
+void store__groups_free_shares(struct store__group *groups, unsigned n)
+{
+    for (unsigned i = 0; groups != NULL && i < n; i++) {
+        free(groups[i].shares);
+        groups[i].shares = NULL;
+        groups[i].n_shares = 0;
+    }
+}
 
 /* Drop the positions of @group (every group if NULL) on @topic (every
  * topic if NULL); returns how many. Order of the others is kept. */
@@ -15,6 +27,7 @@ unsigned store__groups_drop(struct store *s, const char *group, const char *topi
     for (i = 0; i < s->n_groups; i++) {
         if ((group == NULL || strcmp(s->groups[i].group, group) == 0) &&
             (topic == NULL || strcmp(s->groups[i].topic, topic) == 0)) {
+            free(s->groups[i].shares);
             continue;
         }
         s->groups[j++] = s->groups[i];
@@ -22,6 +35,21 @@ unsigned store__groups_drop(struct store *s, const char *group, const char *topi
     unsigned dropped = s->n_groups - j;
     s->n_groups = j;
     return dropped;
+}
+
+bool store_group_shares(struct store *s, const char *group, const char *topic,
+                        unsigned *n_shares, const uint64_t **positions)
+{
+    *n_shares = 0;
+    *positions = NULL;
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, group) == 0 && strcmp(s->groups[i].topic, topic) == 0) {
+            *n_shares = s->groups[i].n_shares;
+            *positions = s->groups[i].shares;
+            return true;
+        }
+    }
+    return false;
 }
 
 bool store_group_offset(struct store *s, const char *group, const char *topic,
@@ -35,6 +63,92 @@ bool store_group_offset(struct store *s, const char *group, const char *topic,
     }
     *offset = 0;
     return false;
+}
+
+/* Append @g (its shares taken over) to the positions. */
+static int store__group_add(struct store *s, const struct store__group *g)
+{
+    if (s->n_groups == s->cap_groups) {
+        unsigned cap = s->cap_groups ? s->cap_groups * 2 : 16;
+        struct store__group *ng = realloc(s->groups, cap * sizeof *ng);
+        if (ng == NULL) {
+            return TALLY_NOMEM;
+        }
+        s->groups = ng;
+        s->cap_groups = cap;
+    }
+    s->groups[s->n_groups++] = *g;
+    return 0;
+}
+
+/* The share positions of a GROUP_COMMIT (store/command.h) for @g on
+ * topic @t; @have is the group's entry, NULL if it has none. Checks every
+ * item before it changes anything. */
+static int store__share_commit(struct store *s, struct store_topic *t, struct store__group *have,
+                               struct store__group *g, struct rd *body,
+                               struct store_item_result *res)
+{
+    unsigned n_shares = rd_u16(body), n_items = rd_u16(body);
+    struct command_share_pos items[SHARE_MAX];
+    uint64_t next = t->log != NULL ? log_next_offset(t->log) : UINT64_MAX;
+    if (!rd_ok(body) || n_shares == 0 || n_shares > SHARE_MAX || n_items == 0 ||
+        n_items > n_shares) {
+        store__result(res, TALLY_INVAL, "invalid share positions");
+        return 0;
+    }
+    for (unsigned k = 0; k < n_items; k++) {
+        items[k].share = rd_u16(body);
+        items[k].offset = rd_u64(body);
+        if (!rd_ok(body) || items[k].share >= n_shares) {
+            store__result(res, TALLY_INVAL, "invalid share positions");
+            return 0;
+        }
+        if (items[k].offset > next) {
+            store__result(res, TALLY_OUT_OF_RANGE,
+                          "group %s: offset %llu is past the end of %s (next offset %llu)",
+                          g->group, (unsigned long long)items[k].offset, g->topic,
+                          (unsigned long long)next);
+            return 0;
+        }
+    }
+    if (have == NULL || have->n_shares != n_shares) {
+        /* Every share starts at the group's position: at-least-once, as
+         * a share count change reads again what a share may have done. */
+        uint64_t base = have != NULL ? have->offset : store_topic_start(t);
+        uint64_t *pos = malloc(n_shares * sizeof *pos);
+        if (pos == NULL) {
+            return TALLY_NOMEM;
+        }
+        for (unsigned k = 0; k < n_shares; k++) {
+            pos[k] = base;
+        }
+        if (have == NULL) {
+            g->offset = base;
+            g->n_shares = (uint16_t)n_shares;
+            g->shares = pos;
+            int rv = store__group_add(s, g);
+            if (rv != 0) {
+                free(pos);
+                return rv;
+            }
+            have = &s->groups[s->n_groups - 1];
+        } else {
+            free(have->shares);
+            have->shares = pos;
+            have->n_shares = (uint16_t)n_shares;
+        }
+    }
+    for (unsigned k = 0; k < n_items; k++) {
+        if (items[k].offset > have->shares[items[k].share]) {
+            have->shares[items[k].share] = items[k].offset;
+        }
+    }
+    uint64_t low = have->shares[0];
+    for (unsigned k = 1; k < n_shares; k++) {
+        low = have->shares[k] < low ? have->shares[k] : low;
+    }
+    have->offset = low;
+    return 0;
 }
 
 /* A group position lives in memory and in the catalog checkpoint; after a
@@ -80,23 +194,23 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
                       (unsigned long long)log_next_offset(t->log));
         return 0;
     }
-    for (i = 0; i < s->n_groups; i++) {
+    struct store__group *have = NULL;
+    for (i = 0; i < s->n_groups && have == NULL; i++) {
         if (strcmp(s->groups[i].group, g.group) == 0 && strcmp(s->groups[i].topic, g.topic) == 0) {
-            s->groups[i].offset = g.offset;
-            return 0;
+            have = &s->groups[i];
         }
     }
-    if (s->n_groups == s->cap_groups) {
-        unsigned cap = s->cap_groups ? s->cap_groups * 2 : 16;
-        struct store__group *ng = realloc(s->groups, cap * sizeof *ng);
-        if (ng == NULL) {
-            return TALLY_NOMEM;
-        }
-        s->groups = ng;
-        s->cap_groups = cap;
+    if (body->left > 0) {
+        return store__share_commit(s, t, have, &g, body, res);
     }
-    s->groups[s->n_groups++] = g;
-    return 0;
+    if (have != NULL) {
+        have->offset = g.offset;
+        free(have->shares); /* a plain commit is every share's position */
+        have->shares = NULL;
+        have->n_shares = 0;
+        return 0;
+    }
+    return store__group_add(s, &g);
 }
 
 void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res)

@@ -526,6 +526,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         }
         memcpy(s->dirs, c.dirs, sizeof c.dirs);
         s->n_dirs = c.n_dirs;
+        store__groups_free_shares(s->groups, s->n_groups);
         free(s->groups);
         s->groups = c.groups;
         s->n_groups = s->cap_groups = c.n_groups;

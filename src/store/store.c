@@ -255,6 +255,7 @@ void store_close(struct store *s)
         free(s->trash[i].path);
     }
     free(s->trash);
+    store__groups_free_shares(s->groups, s->n_groups);
     free(s->groups);
     users_free(&s->users);
     acls_free(&s->acls);

@@ -196,6 +196,13 @@ uint64_t store_member_dir(struct store *s, uint64_t id);
 bool store_group_offset(struct store *s, const char *group, const char *topic,
                         uint64_t *offset);
 
+/* The share positions of @group on @topic (docs/groups.md): *n_shares
+ * positions in *positions (borrowed until the next apply), or *n_shares 0
+ * when the group has none (every share is then at its offset). False if
+ * the group has no position on @topic. */
+bool store_group_shares(struct store *s, const char *group, const char *topic,
+                        unsigned *n_shares, const uint64_t **positions);
+
 /* The @i-th consumer group position (0, 1, ... in first-commit order);
  * false past the last. Pointers borrowed until the next apply. */
 bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,

@@ -18,11 +18,16 @@
 #include "store/store.h"
 #include "store/users.h"
 
-/* The committed position of one consumer group on one topic. */
+/* The committed position of one consumer group on one topic. A shared
+ * group (docs/groups.md) also keeps one position per share: share i has
+ * processed every record of share i below shares[i]; offset is then the
+ * lowest of them, below which everything was processed. */
 struct store__group {
     char group[STORE_NAME_MAX];
     char topic[STORE_NAME_MAX];
     uint64_t offset;
+    uint16_t n_shares;  /* 0: no share positions */
+    uint64_t *shares;   /* n_shares positions (owned), each >= offset */
 };
 
 /* The data directory a member runs on. */
@@ -206,6 +211,8 @@ int store__catalog_check(struct store *s, uint64_t index, struct rd *body, char 
 /* groups.c: consumer group positions. */
 unsigned store__groups_drop(struct store *s, const char *group, const char *topic);
 int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res);
+/* Free the share positions of @n groups (not the array). */
+void store__groups_free_shares(struct store__group *groups, unsigned n);
 void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res);
 
 /* snap.c: snapshots, and the restored state a restored cluster adopts. */

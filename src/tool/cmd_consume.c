@@ -15,8 +15,8 @@
 
 static const char consume_help[] =
     "Usage: tally consume TOPIC [--from OFFSET|beginning|end | --from-time MS]\n"
-    "                     [-n COUNT] [-f] [-k KEY] [--group NAME]\n"
-    "                     [--reset-policy earliest|latest|error]\n"
+    "                     [-n COUNT] [-f] [-k KEY] [--group NAME [--shares N]\n"
+    "                     [--session-ms MS]] [--reset-policy earliest|latest|error]\n"
     "                     [--format FMT] [--node HOST:PORT] [--min-index N]\n"
     "                     [--linearizable]\n"
     "       tally consume TOPIC -k KEY [--from-version V] [--backward] [-n COUNT] [-f]\n"
@@ -55,7 +55,18 @@ static const char consume_help[] =
     "                       a stored position beats --from and --from-time\n"
     "                       (move it with 'tally group reset'); reads as\n"
     "                       --linearizable does, so that a node that has not\n"
-    "                       applied the latest records yet waits for them\n"
+    "                       applied the latest records yet waits for them.\n"
+    "                       Consumers of one group share the work: each\n"
+    "                       record goes to one of them, all of a key's\n"
+    "                       records to the same one while they stay, and a\n"
+    "                       consumer that stops (or is killed) hands its share\n"
+    "                       to the others from its last commit (docs/groups.md)\n"
+    "  --shares N           with --group: the topic is dealt to the group's\n"
+    "                       consumers in N shares (1..256, default 16; the same\n"
+    "                       for every consumer of the group): at most N of them\n"
+    "                       have work\n"
+    "  --session-ms MS      with --group: a consumer not heard from for MS\n"
+    "                       (default 10000) is out, and its share moves on\n"
     "  --reset-policy earliest|latest|error\n"
     "                       what --group does when its position is below the\n"
     "                       topic's first offset (retention removed records\n"
@@ -97,6 +108,8 @@ enum {
     CONSUME_OPT_GROUP,
     CONSUME_OPT_LINEARIZABLE,
     CONSUME_OPT_RESET_POLICY,
+    CONSUME_OPT_SHARES,
+    CONSUME_OPT_SESSION_MS,
     CONSUME_OPT_FROM_VERSION, /* streams */
     CONSUME_OPT_BACKWARD,     /* streams */
     CONSUME_OPT_FILTER,       /* streams */
@@ -251,11 +264,6 @@ static int consume_commit_retryable(int rc)
     return consume_transient(rc) || rc == TALLY_NOTLEADER || rc == TALLY_LEADERSHIP_LOST;
 }
 
-/* How long a group's first fetch waits for a lagging node to reach the
- * position the leader gave (OUT_OF_RANGE past the node's end). */
-#define CONSUME_LAG_RETRIES 30
-#define CONSUME_LAG_RETRY_MS 100
-
 /* Attempts and pause of one group commit before giving up on it. */
 #define CONSUME_COMMIT_TRIES 3
 #define CONSUME_COMMIT_RETRY_MS 300
@@ -398,6 +406,107 @@ static int consume_stream(const char *cmd, tally_client *client, const struct co
     return TOOL_EXIT_OK;
 }
 
+/* What consume_shared needs of the command line. */
+struct consume_shared_args {
+    const char *group, *topic, *filter, *key, *fmt;
+    size_t key_len;
+    struct tally_group_options *gopts;
+    int follow;
+    uint64_t count;
+    int skip_old;       /* --from-time on a new group: skip older records */
+    int64_t from_time;
+    uint32_t wait_ms;   /* the long poll of -f */
+};
+
+/* --group: read as a member of the shared group (docs/groups.md), whose
+ * position is in place: print the member's records, commit what was
+ * flushed, and leave at the end (at the end of the topic as it was at
+ * the first read, at COUNT records, or at SIGINT with -f). */
+static int consume_shared(const char *cmd, tally_client *client,
+                          const struct consume_shared_args *a)
+{
+    tally_group_member *m = NULL;
+    uint64_t printed = 0, stop = 0, done_to = 0;
+    int have_stop = 0, have_done = 0, skip_old = a->skip_old;
+    int rc = 0;
+    a->gopts->filter = a->filter;
+    rc = tally_group_join(client, a->group, a->topic, a->gopts, &m);
+    if (rc != 0) {
+        return tool_cluster_error(client, cmd, rc);
+    }
+    while (!consume_interrupted && (a->count == 0 || printed < a->count)) {
+        struct tally_fetch_result res;
+        int done = 0;
+        rc = tally_group_poll(m, a->follow ? a->wait_ms : 1000, &res);
+        if (rc != 0) {
+            if (consume_interrupted) {
+                break;
+            }
+            if (a->follow && consume_transient(rc)) {
+                fprintf(stderr, "tally consume: %s; retrying\n", tally_errmsg(client));
+                consume_sleep_ms(CONSUME_RETRY_MS);
+                continue;
+            }
+            rc = tool_cluster_error(client, cmd, rc);
+            goto out;
+        }
+        if (!have_stop && res.impl != NULL) { /* the first poll that read */
+            stop = res.high_offset;
+            have_stop = 1;
+        }
+        for (size_t i = 0; i < res.n; i++) {
+            const struct tally_record *r = &res.records[i];
+            if (!a->follow && have_stop && r->offset >= stop) {
+                done = 1;
+                break;
+            }
+            done_to = r->offset + 1;
+            have_done = 1;
+            if (skip_old) {
+                if (r->timestamp_ms < a->from_time) {
+                    continue;
+                }
+                skip_old = 0;
+            }
+            if (a->key != NULL && !consume_key_matches(r, a->key, a->key_len)) {
+                continue;
+            }
+            consume_print(a->fmt, r, 0);
+            if (a->count > 0 && ++printed == a->count) {
+                break;
+            }
+        }
+        if (!done && (a->count == 0 || printed < a->count)) {
+            done_to = res.next_offset; /* the member's read went past these */
+            have_done = 1;
+        }
+        uint64_t next = res.next_offset;
+        tally_fetch_result_free(&res);
+        rc = tool_check_stdout(cmd);
+        if (rc >= 0) {
+            tally_group_member_free(m); /* nothing more committed */
+            return rc;
+        }
+        if (!a->follow &&
+            (done || (have_stop && next >= stop) || tally_group_member_shares(m, NULL, 0, NULL) == 0)) {
+            break;
+        }
+    }
+    rc = TOOL_EXIT_OK;
+    /* At-least-once: commit only past what was printed and flushed. */
+    if (have_done && (rc = tally_group_member_commit(m, done_to)) != 0) {
+        rc = tool_error(cmd, "committing the position of group %s: %s (the records printed "
+                        "after the last commit will be delivered again)", a->group,
+                        consume_errmsg(client, rc));
+    }
+out:
+    if (tally_group_leave(m) != 0 && rc == TOOL_EXIT_OK) {
+        fprintf(stderr, "tally consume: leaving group %s: %s (its share moves on after the "
+                "session timeout)\n", a->group, tally_errmsg(client));
+    }
+    return rc;
+}
+
 int cmd_consume_main(int argc, char **argv)
 {
     static const char cmd[] = "consume";
@@ -410,6 +519,8 @@ int cmd_consume_main(int argc, char **argv)
         {"key", required_argument, NULL, 'k'},
         {"group", required_argument, NULL, CONSUME_OPT_GROUP},
         {"reset-policy", required_argument, NULL, CONSUME_OPT_RESET_POLICY},
+        {"shares", required_argument, NULL, CONSUME_OPT_SHARES},
+        {"session-ms", required_argument, NULL, CONSUME_OPT_SESSION_MS},
         {"format", required_argument, NULL, CONSUME_OPT_FORMAT},
         {"node", required_argument, NULL, CONSUME_OPT_NODE},
         {"min-index", required_argument, NULL, CONSUME_OPT_MIN_INDEX},
@@ -429,13 +540,12 @@ int cmd_consume_main(int argc, char **argv)
     const char *key = NULL; /* -k */
     size_t key_len = 0;
     const char *group = NULL; /* --group */
-    uint64_t committed = 0;   /* the group's stored position, if have_committed */
-    int have_committed = 0;
+    struct tally_group_options gopts; /* --shares, --session-ms */
+    int have_group_opt = 0;
+    uint64_t n;
     uint64_t topic_id = TALLY_ANY_TOPIC_ID; /* the incarnation the group reads */
     enum consume_reset reset = CONSUME_RESET_EARLIEST;
     int have_reset = 0;
-    uint64_t pos = 0; /* position after the last batch printed and flushed */
-    int have_pos = 0;
     int64_t from_time = 0;
     int skip_old = 0; /* --from-time: skip records older than from_time */
     int n_from = 0;   /* --from and --from-time seen */
@@ -445,7 +555,6 @@ int cmd_consume_main(int argc, char **argv)
     uint64_t stop = 0;
     uint64_t v;
     int have_stop = 0;
-    int lag_retries = 0;
     int follow = 0;
     int linearizable = 0, warned_stale = 0;
     uint64_t from_version = 0; /* streams: --from-version */
@@ -455,6 +564,7 @@ int cmd_consume_main(int argc, char **argv)
     int rc;
 
     tally_fetch_options_init(&opts);
+    tally_group_options_init(&gopts);
     tool_getopt_reset();
     while ((c = getopt_long(argc, argv, TOOL_COMMON_SHORTOPTS "n:fk:", longopts, NULL)) != -1) {
         switch (c) {
@@ -502,6 +612,20 @@ int cmd_consume_main(int argc, char **argv)
                 return tool_usage_error(cmd, "--group name must be 1 to 255 bytes long");
             }
             group = optarg;
+            break;
+        case CONSUME_OPT_SHARES:
+            if (!tool_parse_u64(optarg, &n) || n == 0 || n > 256) {
+                return tool_usage_error(cmd, "--shares must be 1 to 256");
+            }
+            gopts.shares = (unsigned)n;
+            have_group_opt = 1;
+            break;
+        case CONSUME_OPT_SESSION_MS:
+            if (!tool_parse_u64(optarg, &n) || n == 0 || n > 3600000) {
+                return tool_usage_error(cmd, "--session-ms must be 1 to 3600000");
+            }
+            gopts.session_ms = (uint32_t)n;
+            have_group_opt = 1;
             break;
         case CONSUME_OPT_RESET_POLICY:
             if (strcmp(optarg, "earliest") == 0) {
@@ -561,6 +685,9 @@ int cmd_consume_main(int argc, char **argv)
     }
     if (optind < argc) {
         return tool_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    }
+    if (have_group_opt && group == NULL) {
+        return tool_usage_error(cmd, "--shares and --session-ms apply to --group: add --group");
     }
     if (have_reset && group == NULL) {
         return tool_usage_error(cmd, "--reset-policy applies to a --group position: add --group");
@@ -668,6 +795,13 @@ int cmd_consume_main(int argc, char **argv)
                     "going on at %" PRIu64 " (--reset-policy %s)\n",
                     group, gp.offset, topic, gp.offset, lost_to, to,
                     reset == CONSUME_RESET_LATEST ? "latest" : "earliest");
+            /* The group's members start from its stored positions: move
+             * them, as 'tally group reset' would. */
+            rc = consume_commit(client, group, topic, gp.topic_id, to);
+            if (rc != 0) {
+                rc = tool_cluster_error(client, cmd, rc);
+                goto out;
+            }
             gp.offset = to;
         }
         if (found && n_from > 0) {
@@ -680,9 +814,7 @@ int cmd_consume_main(int argc, char **argv)
         if (found) {
             /* A stored position beats --from and --from-time, which only
              * say where a new group starts. */
-            have_committed = 1;
-            committed = gp.offset;
-            offset = committed;
+            offset = gp.offset;
             from = CONSUME_FROM_OFFSET;
             topic_id = gp.topic_id;
         }
@@ -704,23 +836,20 @@ int cmd_consume_main(int argc, char **argv)
     }
 
     if (group != NULL && topic_id == TALLY_ANY_TOPIC_ID) {
-        /* A new group: store its start now, bound to the topic as it is,
-         * and read back the topic's id for every later commit. */
-        struct tally_group_position gp;
-        int found = 0;
+        /* A new group: store its start now, bound to the topic as it is;
+         * its members' shares start there. */
         rc = consume_commit(client, group, topic, TALLY_ANY_TOPIC_ID, offset);
-        if (rc == 0) {
-            rc = consume_group_position(client, group, topic, &gp, &found);
-        }
         if (rc != 0) {
             rc = tool_cluster_error(client, cmd, rc);
             goto out;
         }
-        if (found) {
-            topic_id = gp.topic_id;
-            committed = gp.offset;
-            have_committed = 1;
-        }
+    }
+    if (group != NULL) {
+        struct consume_shared_args sa_args = {group, topic, filter, key, fmt, key_len, &gopts,
+                                              follow, count, skip_old, from_time,
+                                              opts.max_wait_ms};
+        rc = consume_shared(cmd, client, &sa_args);
+        goto out;
     }
     while (!consume_interrupted && (count == 0 || printed < count)) {
         struct tally_fetch_result res;
@@ -740,14 +869,6 @@ int cmd_consume_main(int argc, char **argv)
         if (rc != 0) {
             if (consume_interrupted) {
                 break;
-            }
-            if (rc == TALLY_OUT_OF_RANGE && have_committed && !have_stop &&
-                lag_retries++ < CONSUME_LAG_RETRIES) {
-                /* The group's position came from the leader; the node we
-                 * read from may not have applied the records up to it yet
-                 * (a follower lags by a heartbeat or so). */
-                consume_sleep_ms(CONSUME_LAG_RETRY_MS);
-                continue;
             }
             if (follow && consume_transient(rc)) {
                 fprintf(stderr, "tally consume: %s; retrying\n", tally_errmsg(client));
@@ -796,46 +917,12 @@ int cmd_consume_main(int argc, char **argv)
         if (rc >= 0) {
             goto out; /* nothing committed: the reader may not have seen it all */
         }
-        /* At-least-once: the position moves only past records already
-         * flushed to stdout. */
-        if (group != NULL && (!have_committed || next != committed)) {
-            rc = consume_commit(client, group, topic, topic_id, next);
-            if (rc == 0) {
-                committed = next;
-                have_committed = 1;
-            } else if (follow && consume_commit_retryable(rc) && !consume_interrupted) {
-                fprintf(stderr,
-                        "tally consume: committing position %" PRIu64 " of group %s: %s; "
-                        "retrying after the next batch\n",
-                        next, group, consume_errmsg(client, rc));
-            } else {
-                rc = tool_error(cmd,
-                                "committing position %" PRIu64 " of group %s: %s (the records "
-                                "printed after the last committed position will be delivered "
-                                "again)",
-                                next, group, consume_errmsg(client, rc));
-                goto out;
-            }
-        }
-        pos = next;
-        have_pos = 1;
         if (!follow && (done || next >= stop || next == offset)) {
             break; /* the end, or a node that has nothing more to give */
         }
         offset = next;
     }
     rc = TOOL_EXIT_OK;
-    if (group != NULL && have_pos && (!have_committed || pos != committed)) {
-        /* A commit deferred in follow mode, or none yet: one last try. */
-        rc = consume_commit(client, group, topic, topic_id, pos);
-        if (rc != 0) {
-            rc = tool_error(cmd,
-                            "committing position %" PRIu64 " of group %s: %s (the records "
-                            "printed after the last committed position will be delivered "
-                            "again)",
-                            pos, group, consume_errmsg(client, rc));
-        }
-    }
 out:
     tally_client_destroy(client);
     return rc;

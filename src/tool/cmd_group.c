@@ -26,7 +26,11 @@ static const char group_help[] =
     "          the group reads), the topic's start and next offsets, and the\n"
     "          lag (records from the position to the end); a position below\n"
     "          the start is marked: retention removed records the group had\n"
-    "          not read\n"
+    "          not read. Then, when consumers are in the group now, its state\n"
+    "          and generation and one line per consumer: its id, address,\n"
+    "          shares, the lowest committed position of its shares and the lag\n"
+    "          from there (docs/groups.md); a Kafka consumer group's members\n"
+    "          are listed without shares\n"
     "reset     move GROUP's position on TOPIC (made if it had none):\n"
     "  --to earliest        the topic's first stored offset\n"
     "  --to latest          the topic's end: skip what is there now\n"
@@ -129,6 +133,47 @@ static int group_list(int argc, char **argv)
     return rc < 0 ? TOOL_EXIT_OK : rc;
 }
 
+/* The consumers in the group now (tally group describe), with the lag of
+ * each from the topic's next offset in @ps. */
+static void group_print_members(const struct tally_group_members *gm,
+                                const struct tally_group_position *ps, size_t n)
+{
+    if (gm->n == 0) {
+        return;
+    }
+    uint64_t next = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(ps[i].topic, gm->topic) == 0) {
+            next = ps[i].next_offset;
+        }
+    }
+    printf("\n");
+    if (gm->n_shares > 0) {
+        printf("CONSUMERS: %zu, %s, generation %" PRIu32 ", reading %s in %u shares\n", gm->n,
+               gm->state, gm->generation, gm->topic, gm->n_shares);
+    } else {
+        printf("CONSUMERS: %zu, %s (a %s group)\n", gm->n, gm->state, gm->kind);
+    }
+    printf("%-40s  %-21s  %-24s  %12s  %12s\n", "MEMBER", "HOST", "SHARES", "POSITION", "LAG");
+    for (size_t i = 0; i < gm->n; i++) {
+        const struct tally_group_member_info *m = &gm->members[i];
+        char shares[256] = "-";
+        size_t len = 0;
+        uint64_t low = UINT64_MAX;
+        for (unsigned k = 0; k < m->n_shares && len + 8 < sizeof shares; k++) {
+            len += (size_t)snprintf(shares + len, sizeof shares - len, "%s%u", k ? "," : "",
+                                    m->shares[k]);
+            low = m->positions[k] < low ? m->positions[k] : low;
+        }
+        if (low == UINT64_MAX) {
+            printf("%-40s  %-21s  %-24s  %12s  %12s\n", m->member_id, m->host, shares, "-", "-");
+        } else {
+            printf("%-40s  %-21s  %-24s  %12" PRIu64 "  %12" PRIu64 "\n", m->member_id, m->host,
+                   shares, low, next > low ? next - low : 0);
+        }
+    }
+}
+
 static int group_describe(int argc, char **argv)
 {
     static const char cmd[] = "group describe";
@@ -153,7 +198,14 @@ static int group_describe(int argc, char **argv)
     if ((rc = group_fetch(cmd, group, &client, &ps, &n)) != TOOL_EXIT_OK) {
         return rc;
     }
-    if (n == 0) {
+    struct tally_group_members gm;
+    if ((rc = tally_group_members_get(client, group, &gm)) != 0) {
+        free(ps);
+        rc = tool_cluster_error(client, cmd, rc);
+        tally_client_destroy(client);
+        return rc;
+    }
+    if (n == 0 && gm.n == 0) {
         free(ps);
         tally_client_destroy(client);
         return tool_error(cmd, "group %s has no position on any topic ('tally group list' "
@@ -169,6 +221,8 @@ static int group_describe(int argc, char **argv)
                p->offset < p->start_offset ? "  (below the start: records lost to retention)"
                                            : "");
     }
+    group_print_members(&gm, ps, n);
+    tally_group_members_free(&gm);
     free(ps);
     tally_client_destroy(client);
     rc = tool_check_stdout(cmd);

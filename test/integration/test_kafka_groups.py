@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SKIP, check, run_tests, wait_until  # noqa: E402
+from harness import SKIP, TALLY, check, run_tests, wait_until  # noqa: E402
 from kafka_cluster import KCAT, KafkaCluster  # noqa: E402
 
 try:
@@ -70,6 +70,8 @@ def positions(c, group):
         return {}
     pos = {}
     for line in r.text.splitlines()[1:]:
+        if not line.strip():
+            break  # the group's consumers follow (docs/groups.md)
         f = line.split()
         if len(f) >= 2:
             pos[f[0]] = int(f[1])
@@ -737,6 +739,15 @@ def heartbeat(conn, group, gen, member):
     return err
 
 
+def leave(conn, group, member):
+    """LeaveGroup v1 of one member; its error."""
+    r = conn.call(13, 1, kstr(group) + kstr(member))
+    r.fixed("i")
+    err = r.fixed("h")
+    r.done()
+    return err
+
+
 def list_groups(conn):
     """The group ids of a ListGroups v1 answer (it must have no error)."""
     r = conn.call(16, 1, b"")
@@ -823,6 +834,47 @@ def test_raw_group_errors():
         c.check_up()
 
 
+def test_kafka_and_native_members_exclude():
+    """One group name is one group (docs/groups.md): while a Kafka member
+    is in group X, `tally consume --group X` is refused and says why; while
+    a tally consumer is in group Y, a Kafka JoinGroup of Y is answered
+    INCONSISTENT_GROUP_PROTOCOL; once the members are gone, either kind
+    may use the name."""
+    INCONSISTENT_GROUP_PROTOCOL = 23
+    with KafkaCluster(name="kgrp-exclude",
+                      extra_args=["--set", "kafka_group_initial_delay_ms=0"]) as c:
+        leader = start(c)
+        c.tally_ok("topic", "create", "t")
+        produce(c, "t", ["a", "b"])
+        lead = Conn(c.kafka_addr(leader))
+        native = None
+        try:
+            a = join_answer(lead.call(11, 3, join_body("X", session=6000, rebalance=6000)))
+            check(a["error"] == NONE, f"Kafka join of X: {a}")
+            r = c.tally("consume", "t", "--group", "X")
+            check(r.rc == 1 and "is a Kafka consumer group with live members" in r.errtext,
+                  f"native consume of a live Kafka group: {r!r}")
+            check(leave(lead, "X", a["member"]) == NONE, "Kafka member leaves X")
+            r = c.tally("consume", "t", "--group", "X", "--format", "%v\\n")
+            check(r.rc == 0 and r.text.split() == ["a", "b"], f"X after the Kafka member: {r!r}")
+            native = subprocess.Popen([TALLY, "-b", c.brokers(), "consume", "t", "--group", "Y",
+                                       "-f"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            wait_until(lambda: "CONSUMERS: 1" in c.tally("group", "describe", "Y").text, 20,
+                       "the tally consumer to be in Y")
+            a = join_answer(lead.call(11, 3, join_body("Y")))
+            check(a["error"] == INCONSISTENT_GROUP_PROTOCOL, f"Kafka join of native Y: {a}")
+            native.send_signal(signal.SIGINT)
+            check(native.wait(timeout=20) == 0, "the tally consumer exits 0 on SIGINT")
+            a = join_answer(lead.call(11, 3, join_body("Y")))
+            check(a["error"] == NONE, f"Kafka join of Y once the consumer left: {a}")
+        finally:
+            if native is not None and native.poll() is None:
+                native.kill()
+                native.wait()
+            lead.close()
+
+
 def test_pending_member_flood():
     """300 JoinGroup v4 without a member id on one connection with
     kafka_group_max_members=50: 50 MEMBER_ID_REQUIRED with distinct ids,
@@ -888,7 +940,8 @@ if __name__ == "__main__":
         sys.exit(SKIP)
     tests = [test_kcat_group_resumes, test_three_members_one_killed,
              test_leader_killed_members_rejoin, test_kafkajs_group, test_native_interop,
-             test_admin_configs_and_groups, test_raw_group_errors, test_pending_member_flood]
+             test_admin_configs_and_groups, test_raw_group_errors,
+             test_kafka_and_native_members_exclude, test_pending_member_flood]
     if NODE is None or not os.path.isdir(os.path.join(KAFKA_DIR, "node_modules", "kafkajs")):
         print("SKIP test_kafkajs_group: node or kafkajs is missing (deploy/setup.sh installs them)",
               flush=True)
