@@ -14,6 +14,7 @@
  *   status.c   tally_status_get: every member's own view, merged
  *   member.c   membership changes (add, remove, transfer, replace...)
  *   group.c    time lookup and durable consumer positions
+ *   shared.c   a member of a shared consumer group (docs/groups.md)
  *   producer.c the asynchronous batching producer (prefix prod__) */
 #ifndef TALLY_CLIENT_CLIENT_H_
 #define TALLY_CLIENT_CLIENT_H_

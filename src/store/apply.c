@@ -525,6 +525,11 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
             rv = store__group_commit(s, &body, &res->items[0]);
         }
         break;
+    case COMMAND_GROUP_SHARES:
+        if (index > s->catalog_index) {
+            rv = store__group_shares(s, &body, &res->items[0]);
+        }
+        break;
     case COMMAND_TOPIC_TRIM:
         if (index > s->catalog_index) {
             rv = store__trim_topic(s, index, &body, &res->items[0], errmsg);

@@ -147,10 +147,9 @@ void command_encode_group_commit_shares(struct buf *b, const char *group, const 
                                         uint64_t topic_id, unsigned n_shares,
                                         const struct command_share_pos *items, unsigned n_items)
 {
-    size_t start = command__begin(b, COMMAND_GROUP_COMMIT);
+    size_t start = command__begin(b, COMMAND_GROUP_SHARES);
     buf_put_str(b, group);
     buf_put_str(b, topic);
-    buf_put_u64(b, 0); /* ignored with share positions */
     buf_put_u64(b, topic_id);
     buf_put_u16(b, (uint16_t)n_shares);
     buf_put_u16(b, (uint16_t)n_items);

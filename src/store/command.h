@@ -30,18 +30,9 @@
  *                 incarnation the position belongs to; entries written
  *                 before it was added end after offset and apply to the
  *                 topic as it is. A topic_id that is not the topic's, or
- *                 an offset past its end, is refused), then optionally
- *                 the share positions of a shared group (docs/groups.md):
- *                 u16 n_shares (1..256), u16 n_items, n_items x (u16
- *                 share, u64 offset). With them, offset is ignored: each
- *                 named share's position becomes the higher of the one
- *                 it has and the one given (a share position never moves
- *                 back), and the group's offset the lowest share
- *                 position. Without them, offset replaces the position
- *                 and any share positions (a reset, a single consumer, a
- *                 Kafka commit). A group whose share count changes, or
- *                 that had none, starts every share at its offset (the
- *                 topic's start if it had no position at all)
+ *                 an offset past its end, is refused). The offset
+ *                 replaces the position and any share positions (a
+ *                 reset, a Kafka commit)
  *   GROUP_DELETE  str group, str topic (empty: every topic of the group)
  *   TOPIC_TRIM    str name, u64 created_index, u64 start_offset,
  *                 u64 tombstone_limit: the leader's retention decision for
@@ -82,6 +73,19 @@
  *                 created_index (refused for another one of the same
  *                 name); the others keep their values. segment_bytes is
  *                 fixed at creation (a log's segment size)
+ *   GROUP_SHARES (19) str group, str topic, u64 topic_id, u16 n_shares
+ *                 (1..256), u16 n_items, n_items x (u16 share, u64
+ *                 offset): a shared group member's commit
+ *                 (docs/groups.md). Each named share's position becomes
+ *                 the higher of the one it has and the one given (a
+ *                 share position never moves back), and the group's
+ *                 offset the lowest share position. A group whose share
+ *                 count changes, or that had no share positions, starts
+ *                 every share at its offset (the topic's start if it had
+ *                 no position at all). Refused as GROUP_COMMIT is for
+ *                 another incarnation or an offset past the end; a build
+ *                 without it stops at it (unknown command): upgrade every
+ *                 node before running shared consumers
  */
 #ifndef TALLY_STORE_COMMAND_H_
 #define TALLY_STORE_COMMAND_H_
@@ -109,6 +113,7 @@ enum command_type {
     COMMAND_USER = 16,
     COMMAND_ACL = 17,
     COMMAND_TOPIC_CONFIG = 18,
+    COMMAND_GROUP_SHARES = 19,
 };
 
 #define COMMAND_NO_EXPECT UINT64_MAX
@@ -139,7 +144,7 @@ struct command_share_pos {
     uint16_t share;
     uint64_t offset;
 };
-/* GROUP_COMMIT with share positions (n_items >= 1). */
+/* GROUP_SHARES (n_items >= 1). */
 void command_encode_group_commit_shares(struct buf *b, const char *group, const char *topic,
                                         uint64_t topic_id, unsigned n_shares,
                                         const struct command_share_pos *items, unsigned n_items);

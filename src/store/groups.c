@@ -151,6 +151,41 @@ static int store__share_commit(struct store *s, struct store_topic *t, struct st
     return 0;
 }
 
+/* The group position @g names (NULL if it has none). */
+static struct store__group *store__group_find(struct store *s, const struct store__group *g)
+{
+    for (unsigned i = 0; i < s->n_groups; i++) {
+        if (strcmp(s->groups[i].group, g->group) == 0 && strcmp(s->groups[i].topic, g->topic) == 0) {
+            return &s->groups[i];
+        }
+    }
+    return NULL;
+}
+
+/* The topic of a commit of @g bound to @topic_id (UINT64_MAX: the topic as
+ * it is), or NULL with @res set. */
+static struct store_topic *store__group_topic(struct store *s, const struct store__group *g,
+                                              uint64_t topic_id, struct store_item_result *res)
+{
+    struct store_topic *t;
+    if (g->group[0] == '\0') {
+        store__result(res, TALLY_INVAL, "invalid group commit");
+        return NULL;
+    }
+    if ((t = store_topic_find(s, g->topic)) == NULL) {
+        store__result(res, TALLY_NOTFOUND, "topic %s not found", g->topic);
+        return NULL;
+    }
+    if (topic_id != UINT64_MAX && topic_id != t->created_index) {
+        store__result(res, TALLY_NOTFOUND,
+                      "topic %s was deleted and created again since group %s read it; "
+                      "the group starts afresh on the new topic",
+                      g->topic, g->group);
+        return NULL;
+    }
+    return t;
+}
+
 /* A group position lives in memory and in the catalog checkpoint; after a
  * restart the commits since the checkpoint are re-applied from Raft's log,
  * like every catalog command. A position belongs to one incarnation of its
@@ -164,7 +199,6 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
     struct store__group g;
     struct store_topic *t;
     uint64_t topic_id = UINT64_MAX; /* entries without it: the topic as it is */
-    unsigned i;
     memset(&g, 0, sizeof g);
     rd_str(body, g.group, sizeof g.group);
     rd_str(body, g.topic, sizeof g.topic);
@@ -172,19 +206,11 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
     if (rd_ok(body) && body->left >= 8) {
         topic_id = rd_u64(body);
     }
-    if (!rd_ok(body) || g.group[0] == '\0') {
+    if (!rd_ok(body)) {
         store__result(res, TALLY_INVAL, "invalid group commit");
         return 0;
     }
-    if ((t = store_topic_find(s, g.topic)) == NULL) {
-        store__result(res, TALLY_NOTFOUND, "topic %s not found", g.topic);
-        return 0;
-    }
-    if (topic_id != UINT64_MAX && topic_id != t->created_index) {
-        store__result(res, TALLY_NOTFOUND,
-                      "topic %s was deleted and created again since group %s read it; "
-                      "the group starts afresh on the new topic",
-                      g.topic, g.group);
+    if ((t = store__group_topic(s, &g, topic_id, res)) == NULL) {
         return 0;
     }
     if (t->log != NULL && g.offset > log_next_offset(t->log)) {
@@ -194,15 +220,7 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
                       (unsigned long long)log_next_offset(t->log));
         return 0;
     }
-    struct store__group *have = NULL;
-    for (i = 0; i < s->n_groups && have == NULL; i++) {
-        if (strcmp(s->groups[i].group, g.group) == 0 && strcmp(s->groups[i].topic, g.topic) == 0) {
-            have = &s->groups[i];
-        }
-    }
-    if (body->left > 0) {
-        return store__share_commit(s, t, have, &g, body, res);
-    }
+    struct store__group *have = store__group_find(s, &g);
     if (have != NULL) {
         have->offset = g.offset;
         free(have->shares); /* a plain commit is every share's position */
@@ -211,6 +229,24 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
         return 0;
     }
     return store__group_add(s, &g);
+}
+
+int store__group_shares(struct store *s, struct rd *body, struct store_item_result *res)
+{
+    struct store__group g;
+    struct store_topic *t;
+    memset(&g, 0, sizeof g);
+    rd_str(body, g.group, sizeof g.group);
+    rd_str(body, g.topic, sizeof g.topic);
+    uint64_t topic_id = rd_u64(body);
+    if (!rd_ok(body)) {
+        store__result(res, TALLY_INVAL, "invalid group commit");
+        return 0;
+    }
+    if ((t = store__group_topic(s, &g, topic_id, res)) == NULL) {
+        return 0;
+    }
+    return store__share_commit(s, t, store__group_find(s, &g), &g, body, res);
 }
 
 void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res)

@@ -211,6 +211,7 @@ int store__catalog_check(struct store *s, uint64_t index, struct rd *body, char 
 /* groups.c: consumer group positions. */
 unsigned store__groups_drop(struct store *s, const char *group, const char *topic);
 int store__group_commit(struct store *s, struct rd *body, struct store_item_result *res);
+int store__group_shares(struct store *s, struct rd *body, struct store_item_result *res);
 /* Free the share positions of @n groups (not the array). */
 void store__groups_free_shares(struct store__group *groups, unsigned n);
 void store__group_delete(struct store *s, struct rd *body, struct store_item_result *res);

@@ -10,6 +10,7 @@
 #
 #   TALLY_BUILD_DIR=build python3 test/integration/test_shared_groups.py [TEST...]
 
+import json
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TALLY, Cluster, TestFailure, check, run_tests, wait_until  # noqa: E402
+from harness import BUILD_DIR, TALLY, Cluster, TestFailure, check, run_tests, wait_until  # noqa: E402
 
 SESSION_MS = 3000
 KEYS = 40
@@ -325,7 +326,217 @@ def test_refusals_and_options():
         check(r.text == "", f"the second run of g2 printed again: {r!r}")
 
 
+# -- the model-based test through libtally ---------------------------------
+
+def model_child(lib_path, brokers, seed, secs):
+    """Members of group "m" on topic "mq" in threads, each with its own
+    libtally handle, doing random polls, commits, leaves and crashes (a
+    member freed without leaving) while a producer writes keyed records.
+    Checks, as it goes: a key's records are never held by two live members
+    at once (a member holds its last poll's records until its next call);
+    within one member's generation a key's offsets only grow. At the end:
+    a last member reads the rest, and every offset was delivered at least
+    once. Prints a JSON summary; exits 1 on a violation."""
+    import ctypes as C
+    import random
+
+    class Opts(C.Structure):
+        _fields_ = [("shares", C.c_uint), ("session_ms", C.c_uint32),
+                    ("commit_ms", C.c_uint32), ("filter", C.c_char_p),
+                    ("max_bytes", C.c_uint32)]
+
+    class Record(C.Structure):
+        _fields_ = [("offset", C.c_uint64), ("timestamp_ms", C.c_int64),
+                    ("key", C.c_void_p), ("key_len", C.c_size_t),
+                    ("value", C.c_void_p), ("value_len", C.c_size_t)]
+
+    class Result(C.Structure):
+        _fields_ = [("records", C.POINTER(Record)), ("n", C.c_size_t),
+                    ("next_offset", C.c_uint64), ("high_offset", C.c_uint64),
+                    ("start_offset", C.c_uint64), ("applied_index", C.c_uint64),
+                    ("impl", C.c_void_p)]
+
+    lib = C.CDLL(lib_path)
+    lib.tally_client_create.argtypes = [C.c_char_p, C.POINTER(C.c_void_p)]
+    lib.tally_client_destroy.argtypes = [C.c_void_p]
+    lib.tally_errmsg.argtypes = [C.c_void_p]
+    lib.tally_errmsg.restype = C.c_char_p
+    lib.tally_group_join.argtypes = [C.c_void_p, C.c_char_p, C.c_char_p, C.POINTER(Opts),
+                                     C.POINTER(C.c_void_p)]
+    lib.tally_group_poll.argtypes = [C.c_void_p, C.c_uint32, C.POINTER(Result)]
+    lib.tally_group_member_commit.argtypes = [C.c_void_p, C.c_uint64]
+    lib.tally_group_member_shares.argtypes = [C.c_void_p, C.c_void_p, C.c_uint,
+                                              C.POINTER(C.c_uint32)]
+    lib.tally_group_member_shares.restype = C.c_uint
+    lib.tally_group_leave.argtypes = [C.c_void_p]
+    lib.tally_group_member_free.argtypes = [C.c_void_p]
+    lib.tally_fetch_result_free.argtypes = [C.POINTER(Result)]
+
+    rng = random.Random(seed)
+    lock = threading.Lock()
+    holds = {}          # key -> slot holding it (its last poll's records)
+    delivered = set()   # offsets delivered at least once
+    violations = []
+    stats = {"polls": 0, "records": 0, "joins": 0, "leaves": 0, "crashes": 0, "commits": 0}
+    stop = threading.Event()
+
+    def opts():
+        o = Opts()
+        o.shares, o.session_ms, o.commit_ms, o.max_bytes = 8, 2000, 200, 65536
+        return o
+
+    def client():
+        cl = C.c_void_p()
+        assert lib.tally_client_create(brokers.encode(), C.byref(cl)) == 0
+        return cl
+
+    def release(slot):
+        for k in [k for k, s in holds.items() if s == slot]:
+            del holds[k]
+
+    def member_loop(slot, seed2):
+        r = random.Random(seed2)
+        cl = client()
+        m = None
+        last = {}   # (generation, key) -> last offset
+        while not stop.is_set():
+            if m is None:
+                mp = C.c_void_p()
+                o = opts()
+                rc = lib.tally_group_join(cl, b"m", b"mq", C.byref(o), C.byref(mp))
+                if rc != 0:
+                    time.sleep(0.2)
+                    continue
+                m = mp
+                with lock:
+                    stats["joins"] += 1
+            with lock:
+                release(slot)  # calling poll: the last poll's records are processed
+            res = Result()
+            rc = lib.tally_group_poll(m, 100, C.byref(res))
+            gen = C.c_uint32()
+            lib.tally_group_member_shares(m, None, 0, C.byref(gen))
+            if rc == 0:
+                with lock:
+                    stats["polls"] += 1
+                    for i in range(res.n):
+                        rec = res.records[i]
+                        key = C.string_at(rec.key, rec.key_len).decode()
+                        other = holds.get(key)
+                        if other is not None and other != slot:
+                            violations.append(f"key {key} at offset {rec.offset}: slot {slot} "
+                                              f"got it while slot {other} holds it")
+                        holds[key] = slot
+                        prev = last.get((gen.value, key))
+                        if prev is not None and rec.offset <= prev:
+                            violations.append(f"slot {slot} generation {gen.value}: key {key} "
+                                              f"offset {rec.offset} after {prev}")
+                        last[(gen.value, key)] = rec.offset
+                        delivered.add(rec.offset)
+                        stats["records"] += 1
+                lib.tally_fetch_result_free(C.byref(res))
+            x = r.random()
+            if x < 0.02:  # leave (commit first), rejoin later
+                lib.tally_group_member_commit(m, 2**64 - 1)
+                lib.tally_group_leave(m)
+                m = None
+                with lock:
+                    release(slot)
+                    stats["leaves"] += 1
+                time.sleep(r.uniform(0.1, 1.0))
+            elif x < 0.03:  # crash: gone without a word; a new member later
+                lib.tally_group_member_free(m)
+                m = None
+                with lock:
+                    release(slot)
+                    stats["crashes"] += 1
+                time.sleep(r.uniform(0.1, 1.0))
+            elif x < 0.10:
+                lib.tally_group_member_commit(m, 2**64 - 1)
+                with lock:
+                    stats["commits"] += 1
+        if m is not None:
+            lib.tally_group_member_commit(m, 2**64 - 1)
+            lib.tally_group_leave(m)
+        lib.tally_client_destroy(cl)
+
+    produced = [0]
+
+    def producer():
+        n = 0
+        while not stop.is_set():
+            lines = "".join(f"k{(n + i) % 30}\tv{n + i}\n" for i in range(20))
+            p = subprocess.run([TALLY, "-b", brokers, "produce", "mq", "--keyed"],
+                               input=lines.encode(), capture_output=True)
+            if p.returncode == 0:
+                n += 20
+                produced[0] = int(p.stdout.split()[-1]) + 1
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=member_loop, args=(i, rng.random())) for i in range(4)]
+    threads.append(threading.Thread(target=producer))
+    for t in threads:
+        t.start()
+    time.sleep(secs)
+    stop.set()
+    for t in threads:
+        t.join()
+    # A last member reads what is left: everything was delivered once at least.
+    cl = client()
+    mp = C.c_void_p()
+    o = opts()
+    assert lib.tally_group_join(cl, b"m", b"mq", C.byref(o), C.byref(mp)) == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        res = Result()
+        if lib.tally_group_poll(mp, 200, C.byref(res)) == 0:
+            for i in range(res.n):
+                delivered.add(res.records[i].offset)
+            done = res.next_offset >= produced[0]
+            lib.tally_fetch_result_free(C.byref(res))
+            if done:
+                break
+    lib.tally_group_member_commit(mp, 2**64 - 1)
+    lib.tally_group_leave(mp)
+    lib.tally_client_destroy(cl)
+    missing = sorted(set(range(produced[0])) - delivered)
+    if missing:
+        violations.append(f"{len(missing)} offsets never delivered, first {missing[:10]}")
+    stats["produced"] = produced[0]
+    stats["violations"] = violations[:20]
+    print(json.dumps(stats))
+    sys.exit(1 if violations else 0)
+
+
+def test_model_through_libtally():
+    """Random joins, leaves, crashes and commits of four libtally members
+    under a producer (model_child): no key held by two members at once,
+    per-key order within a generation, every record delivered."""
+    with Cluster(name="shared-model") as c:
+        c.start()
+        c.tally_ok("topic", "create", "mq")
+        lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
+        env = dict(os.environ)
+        ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
+        preload = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
+                   if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
+        if preload:
+            env["LD_PRELOAD"] = ":".join(preload)
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
+        seed = int(os.environ.get("TALLY_MODEL_SEED", str(int(time.time()))))
+        print(f"# seed {seed} (TALLY_MODEL_SEED={seed} repeats it)")
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--model-child", lib,
+                            c.brokers(), str(seed), "20"], env=env, capture_output=True,
+                           text=True, timeout=180)
+        out = p.stdout.strip().splitlines()
+        print(f"# {out[-1] if out else p.stderr[-2000:]}")
+        check(p.returncode == 0, f"model child exited {p.returncode}: {p.stdout[-3000:]} "
+              f"{p.stderr[-3000:]}")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--model-child":
+        model_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     run_tests([test_consumers_share_the_work, test_killed_consumer_hands_over,
                test_leader_failover_during_consumption, test_join_during_rebalance,
-               test_refusals_and_options])
+               test_refusals_and_options, test_model_through_libtally])

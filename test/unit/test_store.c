@@ -1149,6 +1149,113 @@ static void test_group_commit_replayed_after_a_startup_checkpoint(void **state)
     buf_free(&g);
 }
 
+/* Share positions of a shared group (GROUP_SHARES, docs/groups.md): a
+ * group without a position gets a share table at the topic's start; a
+ * share never moves back; the group's offset is the lowest share; a
+ * share count change starts every share at that offset; a plain commit
+ * drops the table; refusals as GROUP_COMMIT's; the table survives a
+ * checkpoint and reopen (catalog version 4) and travels in a snapshot. */
+static void test_group_share_positions(void **state)
+{
+    struct fixture *f = *state;
+    struct buf e;
+    uint64_t off = 99;
+    unsigned n = 0;
+    const uint64_t *pos = NULL;
+    char errmsg[ERR_MSG_SIZE];
+    const char *c[] = {"c"};
+    create_topic(f, 2, "c");
+    buf_init(&e);
+    append_entry(&e, c, 1, 20);
+    assert_int_equal(apply(f, 3, &e, NULL), 0);
+    buf_free(&e);
+
+    struct command_share_pos two[] = {{1, 10}, {3, 12}};
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 2, 4, two, 2);
+    assert_int_equal(apply_code(f, 4, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
+    assert_int_equal(n, 4);
+    assert_int_equal(pos[0], 0);
+    assert_int_equal(pos[1], 10);
+    assert_int_equal(pos[2], 0);
+    assert_int_equal(pos[3], 12);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 0);
+
+    struct command_share_pos all[] = {{0, 15}, {1, 5}, {2, 16}, {3, 14}};
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 2, 4, all, 4);
+    assert_int_equal(apply_code(f, 5, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
+    assert_int_equal(pos[1], 10); /* 5 < 10: a share position never moves back */
+    assert_int_equal(pos[3], 14);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 10);
+
+    /* Refused: a share out of range, an offset past the end, another
+     * incarnation. Nothing changes. */
+    struct command_share_pos bad_share[] = {{4, 1}};
+    struct command_share_pos past_end[] = {{0, 21}};
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 2, 4, bad_share, 1);
+    assert_int_equal(apply_code(f, 6, &e), TALLY_INVAL);
+    buf_free(&e);
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 2, 4, past_end, 1);
+    assert_int_equal(apply_code(f, 7, &e), TALLY_OUT_OF_RANGE);
+    buf_free(&e);
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 99, 4, all, 4);
+    assert_int_equal(apply_code(f, 8, &e), TALLY_NOTFOUND);
+    buf_free(&e);
+
+    /* Checkpoint and reopen; a snapshot carries the table too. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    reopen(f);
+    assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
+    assert_int_equal(n, 4);
+    assert_int_equal(pos[0], 15);
+    assert_int_equal(pos[2], 16);
+    struct buf snap;
+    buf_init(&snap);
+    assert_int_equal(store_snapshot(f->s, 8, &snap, errmsg), 0);
+    char *dir2;
+    struct store *s2 = install_snapshot(f, &snap, &dir2);
+    assert_true(store_group_shares(s2, "g", "c", &n, &pos));
+    assert_int_equal(n, 4);
+    assert_int_equal(pos[3], 14);
+    assert_true(store_group_offset(s2, "g", "c", &off));
+    assert_int_equal(off, 10);
+    store_close(s2);
+    tmpdir_remove(dir2);
+    free(dir2);
+    buf_free(&snap);
+
+    /* Another share count: every share restarts at the group's offset. */
+    struct command_share_pos one[] = {{0, 11}};
+    buf_init(&e);
+    command_encode_group_commit_shares(&e, "g", "c", 2, 2, one, 1);
+    assert_int_equal(apply_code(f, 9, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
+    assert_int_equal(n, 2);
+    assert_int_equal(pos[0], 11);
+    assert_int_equal(pos[1], 10);
+
+    /* A plain commit (a reset, a Kafka commit) drops the table. */
+    buf_init(&e);
+    command_encode_group_commit(&e, "g", "c", 3, 2);
+    assert_int_equal(apply_code(f, 10, &e), 0);
+    buf_free(&e);
+    assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
+    assert_int_equal(n, 0);
+    assert_true(store_group_offset(f->s, "g", "c", &off));
+    assert_int_equal(off, 3);
+}
+
 /* At start-up a log that lost records the snapshot covers (a damaged
  * segment cut at recovery) takes the snapshot's state and records the
  * range it lacks; the other topics keep theirs. */
@@ -1586,7 +1693,7 @@ static void test_catalog_version_1(void **state)
     assert_non_null(fp);
     assert_int_equal(fread(head, 1, 8, fp), 8);
     fclose(fp);
-    assert_int_equal(byte_get_u32(head + 4), 3); /* written in the current version */
+    assert_int_equal(byte_get_u32(head + 4), 4); /* written in the current version */
     reopen(f);
     assert_non_null(store_topic_find(f->s, "old"));
     assert_non_null(store_topic_find(f->s, "new"));
@@ -1836,6 +1943,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_assigns_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_share_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_completes_a_partial_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_keeps_a_created_topic, setup, teardown),
