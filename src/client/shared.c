@@ -68,14 +68,18 @@ TALLY_API void tally_group_options_init(struct tally_group_options *o)
 
 /* ---- requests ------------------------------------------------------------ */
 
-/* Send the request in c->req to the leader, retried after an unknown
- * outcome (every one of these is safe to repeat), until @deadline. */
+/* Send the request in c->req to the leader until @deadline. A heartbeat,
+ * commit or leave is safe to repeat, so it is sent again after an unknown
+ * outcome (and given up on one node after a few seconds, as a produce
+ * is); a join waits for its answer as long as the deadline allows (up to
+ * a session: the other members rejoin first), since a repeated first join
+ * would make a second member. */
 static int shared__call(struct tally_client *c, const char *what, int64_t deadline,
-                        struct client__reply *rep)
+                        bool repeatable, struct client__reply *rep)
 {
     struct client__op op;
     client__op_init(c, &op, what, true);
-    op.idempotent = true;
+    op.idempotent = repeatable;
     op.deadline = deadline;
     return client__call(c, &op, rep);
 }
@@ -97,7 +101,7 @@ static int shared__heartbeat(struct tally_group_member *m)
     int64_t sent = wire_now_ms();
     m->last_beat = sent;
     if (client__end(m->c, start, what) != 0 ||
-        shared__call(m->c, what, sent + m->o.session_ms / 3 + 1, &rep) != 0) {
+        shared__call(m->c, what, sent + m->o.session_ms / 3 + 1, true, &rep) != 0) {
         return -1;
     }
     if (proto_get_group_heartbeat_resp(&rep.body, &a) != 0 || proto_get_end(&rep.body) != 0) {
@@ -169,7 +173,7 @@ static int shared__join(struct tally_group_member *m)
         /* The answer comes when the generation starts: up to a session
          * later, when others must rejoin first (or after a leader change). */
         int64_t deadline = wire_now_ms() + m->o.session_ms + m->c->timeout_ms;
-        rv = shared__call(m->c, what, deadline, &rep);
+        rv = shared__call(m->c, what, deadline, false, &rep);
         if (rv == TALLY_NOTFOUND && m->member_id[0] != '\0') {
             m->member_id[0] = '\0'; /* dropped by the coordinator: join afresh */
             continue;
@@ -230,7 +234,7 @@ static int shared__commit(struct tally_group_member *m, uint64_t upto)
     }
     int rv = client__end(m->c, start, what);
     if (rv == 0) {
-        rv = shared__call(m->c, what, wire_now_ms() + m->c->timeout_ms, &rep);
+        rv = shared__call(m->c, what, wire_now_ms() + m->c->timeout_ms, true, &rep);
     }
     if (rv == TALLY_CONDITION_FAILED) {
         m->joined = false; /* fenced: another member may hold our shares now */
@@ -431,7 +435,7 @@ TALLY_API int tally_group_leave(tally_group_member *m)
         size_t start = client__begin(m->c, PROTO_GROUP_LEAVE);
         proto_put_group_leave_req(&m->c->req, &q);
         if ((rv = client__end(m->c, start, what)) == 0) {
-            rv = shared__call(m->c, what, wire_now_ms() + m->c->timeout_ms, &rep);
+            rv = shared__call(m->c, what, wire_now_ms() + m->c->timeout_ms, true, &rep);
         }
     }
     free(m);
@@ -469,7 +473,7 @@ TALLY_API int tally_group_members_get(tally_client *c, const char *group,
     size_t start = client__begin(c, PROTO_GROUP_MEMBERS);
     proto_put_group_members_req(&c->req, &q);
     if ((rv = client__end(c, start, what)) != 0 ||
-        (rv = shared__call(c, what, wire_now_ms() + c->timeout_ms, &rep)) != 0) {
+        (rv = shared__call(c, what, wire_now_ms() + c->timeout_ms, true, &rep)) != 0) {
         return rv;
     }
     if (proto_get_group_members_resp(&rep.body, &a) != 0 ||
