@@ -20,6 +20,7 @@
 #include "lib/byte.h"
 #include "lib/err.h"
 #include "lib/glob.h"
+#include "lib/share.h"
 #include "store/command.h"
 #include "store/store.h"
 #include "store/stream_read.h"
@@ -681,10 +682,34 @@ static void test_meta_parse(void **state)
     }
 }
 
+/* Shares of a shared consumer group (lib/share.h): part of the wire
+ * protocol, since a node filters by them and libtally checks them, so the
+ * values are pinned. A key's share does not depend on its offset; a
+ * keyless (or empty) key's is its offset modulo the count. */
+static void test_share_of(void **state)
+{
+    (void)state;
+    assert_int_equal(share_of("order-1", 7, 0, 16), 6);
+    assert_int_equal(share_of("order-1", 7, 12345, 16), 6);
+    assert_int_equal(share_of("order-2", 7, 0, 16), 12);
+    assert_int_equal(share_of("acct-7", 6, 0, 256), 179);
+    assert_int_equal(share_of(NULL, 0, 37, 16), 37 % 16);
+    assert_int_equal(share_of("", 0, 37, 16), 37 % 16);
+    assert_int_equal(share_of("order-1", 7, 0, 1), 0);
+    struct share_set set;
+    memset(&set, 0, sizeof set);
+    share_set_add(&set, 0);
+    share_set_add(&set, 255);
+    share_set_add(&set, 256); /* out of range: ignored */
+    assert_true(share_set_has(&set, 0) && share_set_has(&set, 255));
+    assert_false(share_set_has(&set, 1) || share_set_has(&set, 256));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_index_add_and_gap),
+        cmocka_unit_test(test_share_of),
         cmocka_unit_test(test_index_cut_trim),
         cmocka_unit_test(test_index_encode_decode),
         cmocka_unit_test(test_glob_match),
