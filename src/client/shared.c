@@ -37,6 +37,9 @@
 #define SHARED__DEFAULT_SESSION_MS 10000u
 #define SHARED__DEFAULT_COMMIT_MS 1000u
 #define SHARED__DEFAULT_MAX_BYTES (1u << 20)
+/* Joins in a row a member makes while others keep joining (each new one
+ * starts another rebalance) before it gives up. */
+#define SHARED__JOIN_ROUNDS 10
 
 struct tally_group_member {
     tally_client *c;
@@ -147,8 +150,8 @@ static int shared__take_join(struct tally_group_member *m, struct client__reply 
     return 0;
 }
 
-/* GROUP_JOIN until this member holds a generation's shares. */
-static int shared__join(struct tally_group_member *m)
+/* One GROUP_JOIN, until it is answered. */
+static int shared__join_once(struct tally_group_member *m)
 {
     struct proto_group_join_req q;
     struct client__reply rep;
@@ -183,17 +186,45 @@ static int shared__join(struct tally_group_member *m)
         }
         break;
     }
-    if (rv != 0 || (rv = shared__take_join(m, &rep, what)) != 0) {
+    if (rv != 0) {
         return rv;
     }
-    /* A heartbeat at once: its send time, not the join's (which may have
-     * waited a session), starts the session this member counts. And the
-     * leader's index, so that reads from a lagging node wait for what the
-     * shares' positions were committed after. */
-    if (shared__heartbeat(m) != PROTO_GROUP_GO_ON ||
-        (rv = tally_read_index(m->c, &m->min_index)) != 0) {
+    return shared__take_join(m, &rep, what);
+}
+
+/* GROUP_JOIN until this member holds a generation's shares. A heartbeat
+ * follows at once: its send time, not the join's (which may have waited a
+ * session), starts the session this member counts; and if another member
+ * joined meanwhile, the rebalance it started is joined at once (nothing
+ * was read yet). Then the leader's index, so that reads from a lagging
+ * node wait for what the shares' positions were committed after. */
+static int shared__join(struct tally_group_member *m)
+{
+    int rv;
+    for (int round = 0; round < SHARED__JOIN_ROUNDS; round++) {
+        if ((rv = shared__join_once(m)) != 0) {
+            return rv;
+        }
+        int st = shared__heartbeat(m);
+        if (st == PROTO_GROUP_GO_ON) {
+            break;
+        }
         m->joined = false;
-        return rv != 0 ? rv : TALLY_UNAVAILABLE;
+        if (st < 0) {
+            return TALLY_UNAVAILABLE; /* c->errmsg says why */
+        }
+        if (st == PROTO_GROUP_NOT_MEMBER) {
+            m->member_id[0] = '\0';
+        }
+    }
+    if (!m->joined) {
+        err_printf(m->c->errmsg, "join group %s on %s: the group kept rebalancing (%d joins); "
+                   "try again", m->group, m->topic, SHARED__JOIN_ROUNDS);
+        return TALLY_BUSY;
+    }
+    if ((rv = tally_read_index(m->c, &m->min_index)) != 0) {
+        m->joined = false;
+        return rv;
     }
     m->last_commit = wire_now_ms();
     return 0;

@@ -186,6 +186,27 @@ def test_consumers_share_the_work():
                 k.close()
 
 
+def test_four_start_together():
+    """Four consumers started at once: each join that lands while another
+    rebalance starts joins that one too (none gives up), and all four get
+    shares and split the records."""
+    with Cluster(name="shared-four") as c:
+        c.start()
+        c.tally_ok("topic", "create", "q")
+        ks = [Consumer(c, "q", "g", n) for n in ("a", "b", "c", "d")]
+        try:
+            wait_members(c, "g", 4, timeout=60)
+            last = produce(c, "q", 0, 800)
+            wait_covered(ks, last)
+            counts = check_split(ks, 0, last)
+            check(all(n > 0 for n in counts.values()), f"four consumers: {counts}")
+            for k in ks:
+                check(k.proc.poll() is None, f"{k.name} exited: {k.stderr()}")
+        finally:
+            for k in ks:
+                k.close()
+
+
 def test_killed_consumer_hands_over():
     """SIGKILL one of three: after the session timeout its keys go to the
     others from its last commit; every record printed at least once, and
@@ -537,6 +558,7 @@ def test_model_through_libtally():
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--model-child":
         model_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
-    run_tests([test_consumers_share_the_work, test_killed_consumer_hands_over,
+    run_tests([test_consumers_share_the_work, test_four_start_together,
+               test_killed_consumer_hands_over,
                test_leader_failover_during_consumption, test_join_during_rebalance,
                test_refusals_and_options, test_model_through_libtally])
