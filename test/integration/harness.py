@@ -162,6 +162,21 @@ def sanitizer_runtimes(path):
     return _runtimes[path]
 
 
+def libtally_child():
+    """For a test that runs libtally in a child Python process (ctypes):
+    the library's path and the child's environment, with the sanitizer
+    runtime preloaded for a sanitized build (it must be loaded first;
+    leaks are not checked: they would be the interpreter's)."""
+    lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
+    check(os.path.exists(lib), f"no {lib}: build libtally first")
+    env = dict(os.environ)
+    pre = sanitizer_runtimes(lib)
+    if pre:
+        env["LD_PRELOAD"] = ":".join(pre)
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    return lib, env
+
+
 def reexec_for_libtally():
     """For a test that loads libtally into this Python process (ctypes):
     with a sanitized build, run this script again with the sanitizer

@@ -18,8 +18,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BUILD_DIR, TALLY, Cluster, check, parse_records, run_tests,  # noqa: E402
-                     wait_until)
+from harness import (TALLY, Cluster, check, parse_records, run_tests,  # noqa: E402
+                     libtally_child, wait_until)
 
 RACE_WRITERS = 8
 RACE_ROUNDS = 30
@@ -220,15 +220,7 @@ def ctypes_child(lib_path, brokers, topic):
 
 
 def run_ctypes_child(brokers, topic):
-    lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
-    check(os.path.exists(lib), f"no {lib}: build libtally first")
-    env = dict(os.environ)
-    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    preload = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
-               if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
-    if preload:
-        env["LD_PRELOAD"] = ":".join(preload)
-        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    lib, env = libtally_child()
     p = subprocess.run([sys.executable, os.path.abspath(__file__), "--ctypes-child", lib,
                         brokers, topic], env=env, capture_output=True, text=True, timeout=120)
     check(p.returncode == 0, f"ctypes child exited {p.returncode}: {p.stdout} {p.stderr}")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD_DIR, Cluster, check, run_tests, wait_until  # noqa: E402
+from harness import Cluster, check, libtally_child, run_tests, wait_until  # noqa: E402
 
 SETTINGS = ["--set", "retention_interval_ms=200"]
 
@@ -305,14 +305,7 @@ def test_group_calls_through_libtally():
         c.start()
         c.tally_ok("topic", "create", "lt")
         produce(c, "lt", ["1", "2", "3"])
-        lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
-        env = dict(os.environ)
-        ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-        preload = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
-                   if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
-        if preload:
-            env["LD_PRELOAD"] = ":".join(preload)
-            env["ASAN_OPTIONS"] = "detect_leaks=0"
+        lib, env = libtally_child()
         p = subprocess.run([sys.executable, os.path.abspath(__file__), "--ctypes-child", lib,
                             c.brokers()], env=env, capture_output=True, text=True, timeout=120)
         check(p.returncode == 0, f"ctypes child exited {p.returncode}: {p.stdout} {p.stderr}")

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD_DIR, Cluster, check, parse_records, run_tests, wait_until  # noqa: E402
+from harness import Cluster, check, libtally_child, parse_records, run_tests  # noqa: E402
 
 TALLY_NOTFOUND = 5
 TALLY_TOOLARGE = 11
@@ -123,15 +123,7 @@ def child(lib_path, brokers, spec_json):
 
 
 def start_child(brokers, spec):
-    lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
-    check(os.path.exists(lib), f"no {lib}: build libtally first")
-    env = dict(os.environ)
-    ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    preload = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
-               if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
-    if preload:
-        env["LD_PRELOAD"] = ":".join(preload)
-        env["ASAN_OPTIONS"] = "detect_leaks=0"
+    lib, env = libtally_child()
     return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", lib, brokers,
                              json.dumps(spec)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD_DIR, TALLY, Cluster, TestFailure, check, run_tests, wait_until  # noqa: E402
+from harness import TALLY, Cluster, TestFailure, check, run_tests, libtally_child, wait_until  # noqa: E402
 
 SESSION_MS = 3000
 KEYS = 40
@@ -536,14 +536,7 @@ def test_model_through_libtally():
     with Cluster(name="shared-model") as c:
         c.start()
         c.tally_ok("topic", "create", "mq")
-        lib = os.path.join(BUILD_DIR, ".libs", "libtally.so")
-        env = dict(os.environ)
-        ldd = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-        preload = [ln.split("=>")[1].split()[0] for ln in ldd.splitlines()
-                   if "=>" in ln and ("libasan" in ln or "libubsan" in ln)]
-        if preload:
-            env["LD_PRELOAD"] = ":".join(preload)
-            env["ASAN_OPTIONS"] = "detect_leaks=0"
+        lib, env = libtally_child()
         seed = int(os.environ.get("TALLY_MODEL_SEED", str(int(time.time()))))
         print(f"# seed {seed} (TALLY_MODEL_SEED={seed} repeats it)")
         p = subprocess.run([sys.executable, os.path.abspath(__file__), "--model-child", lib,
