@@ -317,6 +317,8 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
     case PROTO_TOPIC_CONFIG:
     case PROTO_PRODUCE:
     case PROTO_FETCH:
+    case PROTO_STREAM_READ:
+    case PROTO_FETCH_FILTERED:
     case PROTO_OFFSET_FOR_TIME:
         rd_str(&peek, first, sizeof first);
         if (!rd_ok(&peek)) {
@@ -331,8 +333,10 @@ static int auth__needs(struct req *r, const struct rd *rd, struct auth__need *ne
                      : r->type == PROTO_TOPIC_DELETE ? ACL_DELETE
                      : r->type == PROTO_TOPIC_CONFIG ? ACL_ALTER
                      : r->type == PROTO_PRODUCE      ? ACL_WRITE
-                     : r->type == PROTO_FETCH        ? ACL_READ
-                                                     : ACL_DESCRIBE;
+                     : r->type == PROTO_FETCH || r->type == PROTO_STREAM_READ ||
+                               r->type == PROTO_FETCH_FILTERED
+                         ? ACL_READ
+                         : ACL_DESCRIBE;
         return 1;
     case PROTO_GROUP_COMMIT:
     case PROTO_GROUP_SET:

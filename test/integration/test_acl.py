@@ -43,6 +43,10 @@ TABLE = [
     ("alice", ["consume", "payments", "-n", "1"], None, False),
     ("alice", ["consume", "orders", "-n", "1", "--group", "alice-g"], None, True),
     ("alice", ["consume", "orders", "-n", "1", "--group", "other"], None, False),
+    ("alice", ["consume", "orders", "-k", "k1"], None, True),        # a stream read
+    ("alice", ["consume", "payments", "-k", "k1"], None, False),
+    ("alice", ["consume", "orders", "--filter", "k*", "-n", "1"], None, True),  # filtered
+    ("alice", ["consume", "payments", "--filter", "k*", "-n", "1"], None, False),
     ("alice", ["topic", "create", "alice-new"], None, False),  # create
     ("bob", ["topic", "create", "bob-1"], None, True),         # create, by prefix
     ("bob", ["topic", "create", "carol-1"], None, False),
