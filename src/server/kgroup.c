@@ -216,61 +216,71 @@ static unsigned kgroup__joined(const struct kgroup__group *g)
     return n;
 }
 
-/* A name every joined member lists (@exclude aside), chosen by vote: each
- * member votes for the first of its protocols all support, as Kafka does;
- * NULL if none. */
+/* Does every joined member of @g list protocol @name? */
+static bool kgroup__all_list(const struct kgroup__group *g, const char *name)
+{
+    for (const struct kgroup__member *m = g->members; m != NULL; m = m->next) {
+        bool has = m->pending;
+        for (unsigned i = 0; i < m->n_protocols && !has; i++) {
+            has = strcmp(m->protocols[i].name, name) == 0;
+        }
+        if (!has) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A name every joined member lists, chosen by vote: each member votes for
+ * the first of its protocols that all support, as Kafka does; NULL if
+ * none. The common names are found once (members x protocols of the first
+ * member), then each member's vote costs its protocols x those names. */
 static const char *kgroup__choose_protocol(const struct kgroup__group *g)
 {
-    const char *best = NULL;
-    unsigned best_votes = 0;
     const struct kgroup__member *first = NULL;
     for (const struct kgroup__member *m = g->members; m != NULL && first == NULL; m = m->next) {
         if (!m->pending) {
             first = m;
         }
     }
-    if (first == NULL) {
+    if (first == NULL || first->n_protocols == 0) {
         return NULL;
     }
-    /* Candidates are the first member's names that every member lists. */
+    /* The first member's names that every member lists, with their votes. */
+    const char **common = calloc(first->n_protocols, sizeof *common);
+    unsigned *votes = calloc(first->n_protocols, sizeof *votes);
+    unsigned n_common = 0;
+    const char *best = NULL;
+    if (common == NULL || votes == NULL) {
+        free(common);
+        free(votes);
+        return NULL;
+    }
     for (unsigned c = 0; c < first->n_protocols; c++) {
-        const char *name = first->protocols[c].name;
-        bool all = true;
-        for (const struct kgroup__member *m = g->members; m != NULL && all; m = m->next) {
-            bool has = m->pending;
-            for (unsigned i = 0; i < m->n_protocols && !has; i++) {
-                has = strcmp(m->protocols[i].name, name) == 0;
-            }
-            all = has;
-        }
-        if (!all) {
-            continue;
-        }
-        unsigned votes = 0;
-        for (const struct kgroup__member *m = g->members; m != NULL; m = m->next) {
-            /* m's first protocol that every member supports */
-            for (unsigned i = 0; !m->pending && i < m->n_protocols; i++) {
-                const char *mine = m->protocols[i].name;
-                bool common = true;
-                for (const struct kgroup__member *o = g->members; o != NULL && common;
-                     o = o->next) {
-                    bool has = o->pending;
-                    for (unsigned k = 0; k < o->n_protocols && !has; k++) {
-                        has = strcmp(o->protocols[k].name, mine) == 0;
-                    }
-                    common = has;
-                }
-                if (common) {
-                    votes += strcmp(mine, name) == 0;
-                    break;
-                }
-            }
-        }
-        if (best == NULL || votes > best_votes) {
-            best = name;
-            best_votes = votes;
+        if (kgroup__all_list(g, first->protocols[c].name)) {
+            common[n_common++] = first->protocols[c].name;
         }
     }
+    for (const struct kgroup__member *m = g->members; m != NULL && n_common > 0; m = m->next) {
+        bool voted = false;
+        for (unsigned i = 0; !m->pending && !voted && i < m->n_protocols; i++) {
+            for (unsigned k = 0; k < n_common && !voted; k++) {
+                if (strcmp(m->protocols[i].name, common[k]) == 0) {
+                    votes[k]++;
+                    voted = true;
+                }
+            }
+        }
+    }
+    unsigned best_votes = 0;
+    for (unsigned k = 0; k < n_common; k++) {
+        if (best == NULL || votes[k] > best_votes) {
+            best = common[k];
+            best_votes = votes[k];
+        }
+    }
+    free(common);
+    free(votes);
     return best;
 }
 

@@ -23,6 +23,7 @@ struct client {
     char leader[300];
     int32_t n_members;
     char assignment[64];
+    char protocol[32];
 };
 
 static void on_join(void *arg, const struct kafka_join_resp *r)
@@ -34,6 +35,8 @@ static void on_join(void *arg, const struct kafka_join_resp *r)
     snprintf(c->member_id, sizeof c->member_id, "%s", r->member_id != NULL ? r->member_id : "");
     snprintf(c->leader, sizeof c->leader, "%s", r->leader != NULL ? r->leader : "");
     c->n_members = r->n_members;
+    snprintf(c->protocol, sizeof c->protocol, "%s",
+             r->protocol_name != NULL ? r->protocol_name : "");
 }
 
 static void on_sync(void *arg, int16_t error, const uint8_t *a, size_t len)
@@ -325,10 +328,50 @@ static void test_reset_answers_waiters(void **state)
     assert_int_equal(heartbeat(f, &a), KAFKA_UNKNOWN_MEMBER_ID);
 }
 
+/* The generation's protocol: a name every member lists, by vote of each
+ * member's first such name (Kafka's rule). */
+static void join_listing(struct fixture *f, struct client *c, const char *const *names,
+                         unsigned n)
+{
+    struct kafka_join_protocol p[4];
+    for (unsigned i = 0; i < n; i++) {
+        p[i] = (struct kafka_join_protocol){S(names[i]), S("md")};
+    }
+    struct kafka_join_req r = join_req(c->member_id, 1000);
+    r.n_protocols = (int32_t)n;
+    r.protocols = p;
+    kgroups_join(f->gs, &r, 3, "cli", "/127.0.0.1", on_join, c);
+}
+
+static void test_protocol_vote(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const rr_range[] = {"roundrobin", "range"};
+    static const char *const range_rr[] = {"range", "roundrobin"};
+    static const char *const only_sticky[] = {"sticky"};
+    struct client a = {0}, b = {0}, c = {0}, d = {0};
+    join_listing(f, &a, rr_range, 2);
+    assert_string_equal(a.protocol, "roundrobin");
+    join_listing(f, &b, rr_range, 2); /* waits for a to rejoin */
+    join_listing(f, &a, rr_range, 2);
+    assert_int_equal(a.generation, 2);
+    join_listing(f, &c, range_rr, 2);
+    join_listing(f, &a, rr_range, 2);
+    join_listing(f, &b, rr_range, 2);
+    assert_int_equal(c.generation, 3);
+    /* roundrobin: two votes to one */
+    assert_string_equal(a.protocol, "roundrobin");
+    assert_string_equal(c.protocol, "roundrobin");
+    /* A member that lists neither is refused; the others keep theirs. */
+    join_listing(f, &d, only_sticky, 1);
+    assert_int_equal(d.join_error, KAFKA_INCONSISTENT_GROUP_PROTOCOL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_member_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protocol_vote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebalance_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebalance_timeout, setup, teardown),
