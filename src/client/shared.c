@@ -40,6 +40,10 @@
 /* Joins in a row a member makes while others keep joining (each new one
  * starts another rebalance) before it gives up. */
 #define SHARED__JOIN_ROUNDS 10
+/* Requests of one join, and the pause between them, while the leader
+ * moves (within the join's deadline). */
+#define SHARED__JOIN_ATTEMPTS 50
+#define SHARED__RETRY_MS 100
 
 struct tally_group_member {
     tally_client *c;
@@ -55,7 +59,9 @@ struct tally_group_member {
     uint16_t owned[SHARE_MAX];
     uint64_t pos[SHARE_MAX];     /* committed position, by share number */
     struct client__shares sel;   /* the owned shares, for FETCH_FILTERED */
-    uint64_t min_index;          /* the leader's index at the join */
+    uint64_t min_index;          /* reads wait for this index: the leader's
+                                  * at the join, or the highest a read was
+                                  * answered at */
     uint64_t read_at;            /* next offset to read */
     uint64_t returned_to;        /* the last poll returned records below */
     uint64_t processed_to;       /* processed: records below (earlier polls) */
@@ -150,6 +156,14 @@ static int shared__take_join(struct tally_group_member *m, struct client__reply 
     return 0;
 }
 
+/* Errors after which the leader may answer if asked again. */
+static bool shared__leader_moving(int rv)
+{
+    return rv == TALLY_LEADERSHIP_LOST || rv == TALLY_NOTLEADER || rv == TALLY_NOLEADER ||
+           rv == TALLY_IOERR || rv == TALLY_CONNECT || rv == TALLY_UNAVAILABLE ||
+           rv == TALLY_SHUTDOWN;
+}
+
 /* One GROUP_JOIN, until it is answered. */
 static int shared__join_once(struct tally_group_member *m)
 {
@@ -159,7 +173,11 @@ static int shared__join_once(struct tally_group_member *m)
     int rv = 0;
     snprintf(what, sizeof what, "join group %s on %s", m->group, m->topic);
     m->joined = false;
-    for (int attempt = 0; attempt < 3; attempt++) {
+    /* The answer comes when the generation starts: up to a session later,
+     * when others must rejoin first (or after a leader change). */
+    int64_t deadline = wire_now_ms() + m->o.session_ms + m->c->timeout_ms;
+    for (int attempt = 0; attempt < SHARED__JOIN_ATTEMPTS && wire_now_ms() < deadline;
+         attempt++) {
         memset(&q, 0, sizeof q);
         snprintf(q.group, sizeof q.group, "%s", m->group);
         snprintf(q.topic, sizeof q.topic, "%s", m->topic);
@@ -173,9 +191,6 @@ static int shared__join_once(struct tally_group_member *m)
         if ((rv = client__end(m->c, start, what)) != 0) {
             return rv;
         }
-        /* The answer comes when the generation starts: up to a session
-         * later, when others must rejoin first (or after a leader change). */
-        int64_t deadline = wire_now_ms() + m->o.session_ms + m->c->timeout_ms;
         rv = shared__call(m->c, what, deadline, false, &rep);
         if (rv == TALLY_NOTFOUND && m->member_id[0] != '\0') {
             m->member_id[0] = '\0'; /* dropped by the coordinator: join afresh */
@@ -183,6 +198,15 @@ static int shared__join_once(struct tally_group_member *m)
         }
         if (rv == TALLY_BUSY) {
             continue; /* superseded by our own retry */
+        }
+        if (shared__leader_moving(rv)) {
+            /* The leader went away under the join (so did its groups), or
+             * none is known yet: join whoever leads next. A join that did
+             * reach a leader that lives on makes a member that expires
+             * after its session, without holding records. */
+            struct timespec ts = {0, SHARED__RETRY_MS * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
         }
         break;
     }
@@ -222,10 +246,12 @@ static int shared__join(struct tally_group_member *m)
                    "try again", m->group, m->topic, SHARED__JOIN_ROUNDS);
         return TALLY_BUSY;
     }
-    if ((rv = tally_read_index(m->c, &m->min_index)) != 0) {
+    uint64_t index;
+    if ((rv = tally_read_index(m->c, &index)) != 0) {
         m->joined = false;
         return rv;
     }
+    m->min_index = index > m->min_index ? index : m->min_index;
     m->last_commit = wire_now_ms();
     return 0;
 }
@@ -421,6 +447,12 @@ TALLY_API int tally_group_poll(tally_group_member *m, uint32_t max_wait_ms,
     }
     shared__keep_own(m, res);
     m->read_at = m->returned_to = res->next_offset;
+    /* The next read may go to another node (this one may fail): it must
+     * have applied what this answer was read from, or it would say the
+     * topic ends before read_at. */
+    if (res->applied_index > m->min_index) {
+        m->min_index = res->applied_index;
+    }
     return 0;
 }
 
