@@ -120,18 +120,7 @@ bool group_gw_assign(const char *protocol, const struct kafka_join_member *membe
 
 bool group_gw_had_members(void *arg, const char *group)
 {
-    struct store *s = arg;
-    const char *g, *topic;
-    uint64_t offset;
-    for (unsigned i = 0; store_group_at(s, i, &g, &topic, &offset); i++) {
-        unsigned n_shares = 0;
-        const uint64_t *pos;
-        if (strcmp(g, group) == 0 && store_group_shares(s, g, topic, &n_shares, &pos) &&
-            n_shares > 0) {
-            return true;
-        }
-    }
-    return false;
+    return store_group_has_shares(arg, group);
 }
 
 /* ---- requests ----------------------------------------------------------- */
