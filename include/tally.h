@@ -526,7 +526,8 @@ TALLY_API int tally_group_delete(tally_client *c, const char *group, const char 
  * timeout) the shares are dealt again, and a share's new holder starts
  * from the position its last holder committed: at-least-once, never a
  * skip. One member alone reads the whole topic, with the same positions a
- * plain group position (tally_group_commit) has.
+ * plain group position (tally_group_commit) has. A group is coordinated
+ * per topic: one group name may be read on several topics at once.
  * ------------------------------------------------------------------------ */
 
 typedef struct tally_group_member tally_group_member;
@@ -603,9 +604,10 @@ struct tally_group_members {
     struct tally_group_member_info *members;
 };
 
-/* The live members of @group (from the leader). Free with
+/* The live members of shared group @group on @topic (NULL: the members
+ * of the Kafka consumer group @group), from the leader. Free with
  * tally_group_members_free. */
-TALLY_API int tally_group_members_get(tally_client *c, const char *group,
+TALLY_API int tally_group_members_get(tally_client *c, const char *group, const char *topic,
                                       struct tally_group_members *out);
 TALLY_API void tally_group_members_free(struct tally_group_members *m);
 

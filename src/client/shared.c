@@ -104,6 +104,7 @@ static int shared__heartbeat(struct tally_group_member *m)
     memset(&q, 0, sizeof q);
     snprintf(q.group, sizeof q.group, "%s", m->group);
     snprintf(q.member_id, sizeof q.member_id, "%s", m->member_id);
+    snprintf(q.topic, sizeof q.topic, "%s", m->topic);
     q.generation = m->generation;
     size_t start = client__begin(m->c, PROTO_GROUP_HEARTBEAT);
     proto_put_group_heartbeat_req(&m->c->req, &q);
@@ -495,6 +496,7 @@ TALLY_API int tally_group_leave(tally_group_member *m)
         memset(&q, 0, sizeof q);
         snprintf(q.group, sizeof q.group, "%s", m->group);
         snprintf(q.member_id, sizeof q.member_id, "%s", m->member_id);
+        snprintf(q.topic, sizeof q.topic, "%s", m->topic);
         size_t start = client__begin(m->c, PROTO_GROUP_LEAVE);
         proto_put_group_leave_req(&m->c->req, &q);
         if ((rv = client__end(m->c, start, what)) == 0) {
@@ -510,7 +512,7 @@ TALLY_API void tally_group_member_free(tally_group_member *m)
     free(m);
 }
 
-TALLY_API int tally_group_members_get(tally_client *c, const char *group,
+TALLY_API int tally_group_members_get(tally_client *c, const char *group, const char *topic,
                                       struct tally_group_members *out)
 {
     struct proto_group_members_req q;
@@ -531,8 +533,12 @@ TALLY_API int tally_group_members_get(tally_client *c, const char *group,
         err_printf(c->errmsg, "%s: group name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
         return TALLY_INVAL;
     }
+    if (topic != NULL && (rv = client__check_name(c, topic, what)) != 0) {
+        return rv;
+    }
     memset(&q, 0, sizeof q);
     snprintf(q.group, sizeof q.group, "%s", group);
+    snprintf(q.topic, sizeof q.topic, "%s", topic != NULL ? topic : "");
     size_t start = client__begin(c, PROTO_GROUP_MEMBERS);
     proto_put_group_members_req(&c->req, &q);
     if ((rv = client__end(c, start, what)) != 0 ||

@@ -303,9 +303,10 @@ void proto_end_frame(struct buf *b, size_t start);
  * every record; otherwise as FETCH_FILTERED), or rejoin as @member_id
  * ("" the first time). Waits until the group's next generation starts
  * (every member rejoined, or the session timeout passed), then answers
- * the member's shares, each with its committed position. Every member of
- * a group must name the same topic, share count and filter while any is
- * live (INVAL otherwise, saying what the group reads). */
+ * the member's shares, each with its committed position. A group is
+ * coordinated per topic; every member of a group on a topic must name the
+ * same share count and filter while any is live, and a group name with
+ * live Kafka members refuses tally members (INVAL, saying which). */
 #define PROTO_SCHEMA_GROUP_JOIN_REQ(X)                                         \
     X(str, group, PROTO_NAME_MAX)                                              \
     X(str, topic, PROTO_NAME_MAX)                                              \
@@ -327,7 +328,8 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_GROUP_HEARTBEAT_REQ(X)                                    \
     X(str, group, PROTO_NAME_MAX)                                              \
     X(u32, generation)                                                         \
-    X(str, member_id, PROTO_NAME_MAX)
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(str, topic, PROTO_NAME_MAX)
 #define PROTO_SCHEMA_GROUP_HEARTBEAT_RESP(X) X(u8, status)
 #define PROTO_GROUP_GO_ON 0
 #define PROTO_GROUP_REJOIN 1
@@ -336,10 +338,14 @@ void proto_end_frame(struct buf *b, size_t start);
  * rebalance). Answered by DONE_RESP (also for an unknown member). */
 #define PROTO_SCHEMA_GROUP_LEAVE_REQ(X)                                        \
     X(str, group, PROTO_NAME_MAX)                                              \
-    X(str, member_id, PROTO_NAME_MAX)
-/* GROUP_MEMBERS (leader): the live members of @group and their shares;
- * n_members 0 when it has none. */
-#define PROTO_SCHEMA_GROUP_MEMBERS_REQ(X) X(str, group, PROTO_NAME_MAX)
+    X(str, member_id, PROTO_NAME_MAX)                                          \
+    X(str, topic, PROTO_NAME_MAX)
+/* GROUP_MEMBERS (leader): the live members of shared group @group on
+ * @topic ("": of the Kafka group @group) and their shares; n_members 0
+ * when it has none. */
+#define PROTO_SCHEMA_GROUP_MEMBERS_REQ(X)                                      \
+    X(str, group, PROTO_NAME_MAX)                                              \
+    X(str, topic, PROTO_NAME_MAX)
 #define PROTO_SCHEMA_GROUP_MEMBERS_RESP(X)                                     \
     X(str, state, 32)    /* Stable, PreparingRebalance, ... */               \
     X(u32, generation)                                                         \

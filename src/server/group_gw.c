@@ -118,9 +118,18 @@ bool group_gw_assign(const char *protocol, const struct kafka_join_member *membe
     return ok;
 }
 
-bool group_gw_had_members(void *arg, const char *group)
+bool group_gw_had_members(void *arg, const char *id)
 {
-    return store_group_has_shares(arg, group);
+    char group[PROTO_NAME_MAX];
+    const char *sep = strchr(id, KGROUP_TOPIC_SEP);
+    unsigned n_shares = 0;
+    const uint64_t *pos;
+    if (sep == NULL || (size_t)(sep - id) >= sizeof group) {
+        return false;
+    }
+    memcpy(group, id, (size_t)(sep - id));
+    group[sep - id] = '\0';
+    return store_group_shares(arg, group, sep + 1, &n_shares, &pos) && n_shares > 0;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -131,30 +140,39 @@ static struct kafka_str group_gw__str(const char *s)
     return k;
 }
 
-/* Why a join was refused, in words, for the codes the coordinator gives. */
+/* The coordinator id of shared group @group on @topic (kgroup.h). */
+#define GROUP_GW__ID_MAX (2 * PROTO_NAME_MAX)
+static void group_gw__id(char *out, const char *group, const char *topic)
+{
+    snprintf(out, GROUP_GW__ID_MAX, "%s%c%s", group, KGROUP_TOPIC_SEP, topic);
+}
+
+/* Why a join of @group on @topic was refused, in words, for the codes
+ * the coordinator gives. */
 static void group_gw__join_refused(struct gw *gw, struct kgroups *gs, struct req *r,
-                                   const char *group, int16_t error)
+                                   const char *group, const char *topic, int16_t error)
 {
     switch (error) {
     case KAFKA_INCONSISTENT_GROUP_PROTOCOL: {
         struct kafka_arena a;
         struct kafka_dg_group d;
         struct group_gw__reads reads;
+        char id[GROUP_GW__ID_MAX];
+        group_gw__id(id, group, topic);
         kafka_arena_init(&a);
-        bool live = kgroups_describe(gs, group_gw__str(group), &a, &d) && d.n_members > 0;
-        if (live && strcmp(d.protocol_type, GROUP_GW_PROTOCOL_TYPE) != 0) {
-            gw_error(r, TALLY_INVAL, "group %s is a Kafka consumer group with live members "
-                     "(protocol type %s): a tally consumer cannot join it while they are there; "
-                     "use another group name", group, d.protocol_type);
-        } else if (live && d.n_members > 0 &&
+        if (kgroups_members(gs, group_gw__str(group)) > 0) {
+            gw_error(r, TALLY_INVAL, "group %s is a Kafka consumer group with live members: "
+                     "a tally consumer cannot join it while they are there; use another group "
+                     "name", group);
+        } else if (kgroups_describe(gs, group_gw__str(id), &a, &d) && d.n_members > 0 &&
                    group_gw__parse_md(&d.members[0], &reads)) {
             gw_error(r, TALLY_INVAL, "group %s is reading topic %s in %u shares%s%s with live "
-                     "members: every member must read the same topic with the same shares and "
-                     "filter (use another group name)", group, reads.topic, reads.n_shares,
+                     "members: every member must read it with the same shares and filter (use "
+                     "another group name)", group, reads.topic, reads.n_shares,
                      reads.filter_hex[0] != '\0' ? " with filter (hex) " : "", reads.filter_hex);
         } else {
-            gw_error(r, TALLY_INVAL, "group %s has live members that read something else; use "
-                     "another group name", group);
+            gw_error(r, TALLY_INVAL, "group %s has live members that read %s otherwise; use "
+                     "another group name", group, topic);
         }
         kafka_arena_free(&a);
         return;
@@ -213,6 +231,7 @@ struct group_gw__join {
     struct req *r;
     char group[PROTO_NAME_MAX];
     char topic[PROTO_NAME_MAX];
+    char id[GROUP_GW__ID_MAX];  /* the coordinator's (group_gw__id) */
     unsigned n_shares;
 };
 
@@ -229,11 +248,11 @@ static void group_gw__joined(void *arg, const struct kafka_join_resp *resp)
         return;
     }
     if (resp->error != KAFKA_NONE) {
-        group_gw__join_refused(j->gw, j->gs, r, j->group, resp->error);
+        group_gw__join_refused(j->gw, j->gs, r, j->group, j->topic, resp->error);
         free(j);
         return;
     }
-    if (!kgroups_assignment(j->gs, group_gw__str(j->group), group_gw__str(resp->member_id),
+    if (!kgroups_assignment(j->gs, group_gw__str(j->id), group_gw__str(resp->member_id),
                             &generation, &assignment, &len)) {
         gw_error(r, TALLY_UNAVAILABLE, "group %s: membership changed at once; join again",
                  j->group);
@@ -261,7 +280,7 @@ static void group_gw__joined(void *arg, const struct kafka_join_resp *resp)
         .offset = offset,
         .n_owned = (uint16_t)(len / 2),
     };
-    m.n_members = kgroups_members(j->gs, group_gw__str(j->group));
+    m.n_members = kgroups_members(j->gs, group_gw__str(j->id));
     snprintf(m.member_id, sizeof m.member_id, "%s", resp->member_id);
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_group_join_resp(&r->resp, &m);
@@ -285,9 +304,10 @@ static void group_gw__join(struct gw *gw, struct kgroups *gs, struct store *s, s
         gw_error(r, TALLY_PROTO, "malformed GROUP_JOIN");
         return;
     }
-    if (m.group[0] == '\0' || m.n_shares == 0 || m.n_shares > SHARE_MAX) {
-        gw_error(r, TALLY_INVAL, "GROUP_JOIN: a group name and 1..%u shares are needed",
-                 SHARE_MAX);
+    if (m.group[0] == '\0' || strchr(m.group, KGROUP_TOPIC_SEP) != NULL || m.n_shares == 0 ||
+        m.n_shares > SHARE_MAX) {
+        gw_error(r, TALLY_INVAL, "GROUP_JOIN: a group name (without byte 0x1f) and 1..%u "
+                 "shares are needed", SHARE_MAX);
         return;
     }
     if (m.filter_len > 0 && !glob_check(m.filter, m.filter_len, why, sizeof why)) {
@@ -308,12 +328,13 @@ static void group_gw__join(struct gw *gw, struct kgroups *gs, struct store *s, s
                                  .n_shares = m.n_shares};
     snprintf(j->group, sizeof j->group, "%s", m.group);
     snprintf(j->topic, sizeof j->topic, "%s", m.topic);
+    group_gw__id(j->id, m.group, m.topic);
     group_gw__protocol(protocol, sizeof protocol, m.n_shares, m.topic, m.filter, m.filter_len);
     /* The protocol name is also its metadata, so that a refusal can say
      * what the group reads (kgroups_describe gives the metadata). */
     struct kafka_join_protocol p = {group_gw__str(protocol), group_gw__str(protocol)};
     struct kafka_join_req k = {
-        .group_id = group_gw__str(m.group),
+        .group_id = group_gw__str(j->id),
         .session_timeout_ms = (int32_t)m.session_ms,
         /* A member that does not rejoin within its session is out; it
          * stops by then too (its last heartbeat answered is older), so
@@ -338,8 +359,10 @@ static void group_gw__heartbeat(struct kgroups *gs, struct req *r, struct rd *rd
         gw_error(r, TALLY_PROTO, "malformed GROUP_HEARTBEAT");
         return;
     }
+    char id[GROUP_GW__ID_MAX];
+    group_gw__id(id, m.group, m.topic);
     struct kafka_heartbeat_req k = {
-        .group_id = group_gw__str(m.group),
+        .group_id = group_gw__str(id),
         .generation_id = (int32_t)m.generation,
         .member_id = group_gw__str(m.member_id),
         .group_instance_id = {NULL, -1},
@@ -365,7 +388,9 @@ static void group_gw__leave(struct kgroups *gs, struct req *r, struct rd *rd)
     }
     struct kafka_leave_member who = {.member_id = group_gw__str(m.member_id),
                                      .group_instance_id = {NULL, -1}};
-    struct kafka_leave_req k = {.group_id = group_gw__str(m.group), .n_members = 1,
+    char id[GROUP_GW__ID_MAX];
+    group_gw__id(id, m.group, m.topic);
+    struct kafka_leave_req k = {.group_id = group_gw__str(id), .n_members = 1,
                                 .members = &who};
     (void)kgroups_leave(gs, &k); /* an unknown member has left already */
     struct proto_done_resp d = {0};
@@ -389,7 +414,14 @@ static void group_gw__members(struct kgroups *gs, struct store *s, struct req *r
     struct proto_group_members_resp resp;
     memset(&resp, 0, sizeof resp);
     snprintf(resp.state, sizeof resp.state, "Empty");
-    bool live = kgroups_describe(gs, group_gw__str(m.group), &a, &d);
+    /* A shared group on a topic, or the Kafka group of that name. */
+    char id[GROUP_GW__ID_MAX];
+    if (m.topic[0] != '\0') {
+        group_gw__id(id, m.group, m.topic);
+    } else {
+        snprintf(id, sizeof id, "%s", m.group);
+    }
+    bool live = kgroups_describe(gs, group_gw__str(id), &a, &d);
     if (live) {
         struct group_gw__reads reads;
         snprintf(resp.state, sizeof resp.state, "%s", d.state);
@@ -403,7 +435,7 @@ static void group_gw__members(struct kgroups *gs, struct store *s, struct req *r
         const uint8_t *unused;
         size_t unused_len;
         if (d.n_members > 0 &&
-            kgroups_assignment(gs, group_gw__str(m.group), group_gw__str(d.members[0].member_id),
+            kgroups_assignment(gs, group_gw__str(id), group_gw__str(d.members[0].member_id),
                                &generation, &unused, &unused_len)) {
             resp.generation = (uint32_t)generation;
         }
@@ -452,10 +484,12 @@ void group_gw_handle(struct gw *gw, struct kgroups *gs, struct store *s, struct 
     }
 }
 
-int group_gw_commit_check(struct kgroups *gs, const char *group, uint32_t generation,
-                          const char *member_id, char *why, size_t why_len)
+int group_gw_commit_check(struct kgroups *gs, const char *group, const char *topic,
+                          uint32_t generation, const char *member_id, char *why, size_t why_len)
 {
-    int16_t e = kgroups_commit_check(gs, group_gw__str(group), (int32_t)generation,
+    char id[GROUP_GW__ID_MAX];
+    group_gw__id(id, group, topic);
+    int16_t e = kgroups_commit_check(gs, group_gw__str(id), (int32_t)generation,
                                      group_gw__str(member_id));
     if (e == KAFKA_NONE) {
         return 0;

@@ -1165,8 +1165,8 @@ static void gw__group_commit_shares(struct gw *gw, struct req *r,
     if (!gw__can_write(gw, r)) {
         return;
     }
-    if (group_gw_commit_check(gw->groups, m->group, sh->generation, sh->member_id, why,
-                              sizeof why) != 0) {
+    if (group_gw_commit_check(gw->groups, m->group, m->topic, sh->generation, sh->member_id,
+                              why, sizeof why) != 0) {
         gw__error(r, TALLY_CONDITION_FAILED, "%s", why);
         return;
     }

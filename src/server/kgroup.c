@@ -648,6 +648,24 @@ static void kgroup__join_fail(kgroup_join_cb cb, void *arg, int16_t error, const
     cb(arg, &r);
 }
 
+/* Does a group of the other kind (kgroup.h: NAME vs NAME<SEP>TOPIC) have
+ * members under the name of @id? */
+static bool kgroup__name_taken(const struct kgroups *gs, struct kafka_str id)
+{
+    const uint8_t *sep = memchr(id.p, KGROUP_TOPIC_SEP, (size_t)id.len);
+    size_t name_len = sep != NULL ? (size_t)(sep - id.p) : (size_t)id.len;
+    for (const struct kgroup__group *g = gs->groups; g != NULL; g = g->next) {
+        if (kgroup__joined(g) == 0 || strncmp(g->id, (const char *)id.p, name_len) != 0) {
+            continue;
+        }
+        if (sep != NULL ? g->id[name_len] == '\0'
+                        : g->id[name_len] == KGROUP_TOPIC_SEP) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void kgroups_join(struct kgroups *gs, const struct kafka_join_req *req, int16_t version,
                   const char *client_id, const char *client_host, kgroup_join_cb cb, void *arg)
 {
@@ -662,7 +680,8 @@ void kgroups_join(struct kgroups *gs, const struct kafka_join_req *req, int16_t 
         kgroup__join_fail(cb, arg, KAFKA_INVALID_SESSION_TIMEOUT, NULL);
         return;
     }
-    if (req->protocol_type.len <= 0 || req->n_protocols <= 0) {
+    if (req->protocol_type.len <= 0 || req->n_protocols <= 0 ||
+        kgroup__name_taken(gs, req->group_id)) {
         kgroup__join_fail(cb, arg, KAFKA_INCONSISTENT_GROUP_PROTOCOL, NULL);
         return;
     }

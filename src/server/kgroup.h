@@ -23,6 +23,12 @@
  * are at most one Kafka frame. A JoinGroup or SyncGroup waits at most its
  * rebalance timeout (kafka_group_max_session_ms bounds it).
  *
+ * tally's shared groups are coordinated per topic, under the id
+ * NAME KGROUP_TOPIC_SEP TOPIC (group_gw.c), Kafka's under NAME: a join of
+ * either kind is refused (INCONSISTENT_GROUP_PROTOCOL) while the other
+ * kind has members under the same NAME, so one group name is used by one
+ * kind of consumer at a time.
+ *
  * A protocol type with an assignor (kgroups_set_assignor: tally's shared
  * groups) is assigned here instead: the generation starts with every
  * member's assignment made by the assignor, without SyncGroup, and
@@ -44,6 +50,9 @@
 #include "kafka/msg.h"
 
 struct kgroups;
+
+/* Between a shared group's name and its topic in its coordinator id. */
+#define KGROUP_TOPIC_SEP '\x1f'
 
 struct kgroup_limits {
     unsigned max_groups;            /* groups with members at once */

@@ -654,6 +654,9 @@ static void kgw__list_groups_answer(struct kgw__sub *sub, struct kgw__answer *a)
         return;
     }
     for (unsigned i = 0; kgroups_at(sub->kg->groups, i, &id, &type); i++) {
+        if (strchr(id, KGROUP_TOPIC_SEP) != NULL) {
+            continue; /* a tally group on one topic: listed by its name below */
+        }
         g->list[g->n].group_id = kgw__arena_str(job, id);
         g->list[g->n].protocol_type = kgw__arena_str(job, type);
         g->n++;

@@ -52,16 +52,6 @@ bool store_group_shares(struct store *s, const char *group, const char *topic,
     return false;
 }
 
-bool store_group_has_shares(struct store *s, const char *group)
-{
-    for (unsigned i = 0; i < s->n_groups; i++) {
-        if (s->groups[i].n_shares > 0 && strcmp(s->groups[i].group, group) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 bool store_group_offset(struct store *s, const char *group, const char *topic,
                         uint64_t *offset)
 {

@@ -203,10 +203,6 @@ bool store_group_offset(struct store *s, const char *group, const char *topic,
 bool store_group_shares(struct store *s, const char *group, const char *topic,
                         unsigned *n_shares, const uint64_t **positions);
 
-/* Has @group share positions on any topic (did a shared group's member
- * ever commit)? */
-bool store_group_has_shares(struct store *s, const char *group);
-
 /* The @i-th consumer group position (0, 1, ... in first-commit order);
  * false past the last. Pointers borrowed until the next apply. */
 bool store_group_at(struct store *s, unsigned i, const char **group, const char **topic,

@@ -174,6 +174,26 @@ static void group_print_members(const struct tally_group_members *gm,
     }
 }
 
+/* The consumers of @group on @topic (NULL: the Kafka group's) into @gm;
+ * when the leader cannot say, none, with a note on stderr (the positions
+ * are known to any node, the consumers only to the leader). False if
+ * out of memory. */
+static bool group_members(tally_client *client, const char *group, const char *topic,
+                          struct tally_group_members *gm)
+{
+    int rc = tally_group_members_get(client, group, topic, gm);
+    if (rc == TALLY_NOMEM) {
+        tool_error("group describe", "out of memory");
+        return false;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "tally group describe: the group's consumers are not known: %s\n",
+                tally_errmsg(client));
+        memset(gm, 0, sizeof *gm);
+    }
+    return true;
+}
+
 static int group_describe(int argc, char **argv)
 {
     static const char cmd[] = "group describe";
@@ -198,15 +218,15 @@ static int group_describe(int argc, char **argv)
     if ((rc = group_fetch(cmd, group, &client, &ps, &n)) != TOOL_EXIT_OK) {
         return rc;
     }
-    struct tally_group_members gm;
-    if (tally_group_members_get(client, group, &gm) != 0) {
-        /* The positions are known (any node has them), the consumers only
-         * to the leader: say so and show what there is. */
-        fprintf(stderr, "tally group describe: the group's consumers are not known: %s\n",
-                tally_errmsg(client));
-        memset(&gm, 0, sizeof gm);
+    /* The consumers: a Kafka group's under the group's name, tally's per
+     * topic it has a position on. */
+    struct tally_group_members kafka;
+    if (!group_members(client, group, NULL, &kafka)) {
+        free(ps);
+        tally_client_destroy(client);
+        return TOOL_EXIT_CLUSTER;
     }
-    if (n == 0 && gm.n == 0) {
+    if (n == 0 && kafka.n == 0) {
         free(ps);
         tally_client_destroy(client);
         return tool_error(cmd, "group %s has no position on any topic ('tally group list' "
@@ -222,8 +242,16 @@ static int group_describe(int argc, char **argv)
                p->offset < p->start_offset ? "  (below the start: records lost to retention)"
                                            : "");
     }
-    group_print_members(&gm, ps, n);
-    tally_group_members_free(&gm);
+    group_print_members(&kafka, ps, n);
+    tally_group_members_free(&kafka);
+    for (size_t i = 0; i < n; i++) {
+        struct tally_group_members gm;
+        if (!group_members(client, group, ps[i].topic, &gm)) {
+            break;
+        }
+        group_print_members(&gm, ps, n);
+        tally_group_members_free(&gm);
+    }
     free(ps);
     tally_client_destroy(client);
     rc = tool_check_stdout(cmd);

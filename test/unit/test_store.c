@@ -1176,8 +1176,6 @@ static void test_group_share_positions(void **state)
     assert_int_equal(apply_code(f, 4, &e), 0);
     buf_free(&e);
     assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
-    assert_true(store_group_has_shares(f->s, "g"));
-    assert_false(store_group_has_shares(f->s, "other"));
     assert_int_equal(n, 4);
     assert_int_equal(pos[0], 0);
     assert_int_equal(pos[1], 10);
@@ -1254,7 +1252,6 @@ static void test_group_share_positions(void **state)
     buf_free(&e);
     assert_true(store_group_shares(f->s, "g", "c", &n, &pos));
     assert_int_equal(n, 0);
-    assert_false(store_group_has_shares(f->s, "g"));
     assert_true(store_group_offset(f->s, "g", "c", &off));
     assert_int_equal(off, 3);
 }
