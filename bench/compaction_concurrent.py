@@ -21,15 +21,17 @@ the last checkpoint). Then R rounds, each:
 
 The produce is bench/matrix.sh's batched 100 B case (c2), same flags:
 `tally bench produce m100 --count COUNT --size 100 --inflight 200000
---pipeline 8 --batch-bytes 262144 --linger-ms 2` (COUNT default 2000000,
-as there), sent to the leader.
+--pipeline 8 --batch-bytes 262144 --linger-ms 2`, sent to the leader.
+COUNT is 1000000 by default (half of c2's), so that the nodes' jobs
+(5-10 s each with three nodes on 2 cores) cover most of the produce.
 
   bench/compaction_concurrent.py [--rounds 4] [--fill-mb 1024]
-                                 [--keys 1000000] [--count 2000000]
+                                 [--keys 1000000] [--count 1000000]
                                  [--set KEY=VALUE ...] BUILD_DIR
 
 --set passes settings on to every tallyd. Prints each run's msgs/s and
-p99, then the medians and the ratio (b)/(a) (the issue's goal: at least
+p99 (and nodes_cores: the CPU time the three tallyd used during it, in
+cores; the machine's count is os.cpu_count()), then the medians and the ratio (b)/(a) (the issue's goal: at least
 0.8). Needs about 3 x R x FILL_MB of disk under $TMPDIR. Figures only:
 nothing here is asserted."""
 import argparse
@@ -76,13 +78,25 @@ def job_line(c, node_id, topic):
     return None
 
 
+def cpu_seconds(c):
+    """CPU time (user + system) the nodes used so far, in seconds."""
+    total = 0
+    for n in c.nodes.values():
+        with open(f"/proc/{n.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def produce(c, brokers, count, label):
+    cpu0 = cpu_seconds(c)
     t0 = time.time()
     out = c.tally_ok("bench", "produce", "m100", "--count", count, "--size", 100,
                      *BATCH_ARGS, brokers=brokers, timeout=600)
     t1 = time.time()
+    cores = (cpu_seconds(c) - cpu0) / (t1 - t0)
     line = out.text.strip().splitlines()[-1]
-    print(f"{label}: {line}", flush=True)
+    print(f"{label}: {line} nodes_cores={cores:.2f}", flush=True)
     return t0, t1, field(line, "msgs/s"), field(line, "p99_ms")
 
 
@@ -92,7 +106,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--fill-mb", type=int, default=1024)
     ap.add_argument("--keys", type=int, default=1000000)
-    ap.add_argument("--count", type=int, default=2000000)
+    ap.add_argument("--count", type=int, default=1000000)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
     harness.use_build(os.path.abspath(a.build), direct=True)
@@ -102,8 +116,8 @@ def main():
     with harness.Cluster(3, name="compact-concurrent", extra_args=extra) as c:
         leader = c.start()
         brokers = c.nodes[leader].client
-        print(f"# cluster in {c.tmp}, leader node {leader}, settings {' '.join(extra)}",
-              flush=True)
+        print(f"# cluster in {c.tmp}, leader node {leader}, settings {' '.join(extra)}, "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
         c.tally_ok("topic", "create", "m100", brokers=brokers)
         # 100 B values and keys "k0".."k999999" (2-7 B): about 106 B each
         fill = a.fill_mb * 1000000 // 106
@@ -152,7 +166,7 @@ def main():
         print(f"medians of {a.rounds} rounds: (a) no compaction {ma:.0f} msgs/s "
               f"(p99 {statistics.median(p99['a']):.1f} ms), (b) during compaction "
               f"{mb:.0f} msgs/s (p99 {statistics.median(p99['b']):.1f} ms), "
-              f"ratio (b)/(a) {mb / ma:.2f}")
+              f"ratio (b)/(a) {mb / ma:.2f}; load average {os.getloadavg()[0]:.2f}")
         print("per-round ratios: " + ", ".join(f"{b / x:.2f}" for x, b in zip(runs["a"],
                                                                               runs["b"])))
         c.check_up()
