@@ -27,9 +27,12 @@ COUNT is 1000000 by default (half of c2's), so that the nodes' jobs
 
   bench/compaction_concurrent.py [--rounds 4] [--fill-mb 1024]
                                  [--keys 1000000] [--count 1000000]
-                                 [--set KEY=VALUE ...] BUILD_DIR
+                                 [--cold] [--set KEY=VALUE ...] BUILD_DIR
 
---set passes settings on to every tallyd. Prints each run's msgs/s and
+--cold drops big-i's files from the page cache (posix_fadvise, those
+files only) before (b), so the jobs read them from the disk, as for a
+topic written long ago; without it they are mostly still cached from the
+fill. --set passes settings on to every tallyd. Prints each run's msgs/s and
 p99 (and nodes_cores: the CPU time the three tallyd used during it, in
 cores; the machine's count is os.cpu_count()), then the medians and the ratio (b)/(a) (the issue's goal: at least
 0.8). Needs about 3 x R x FILL_MB of disk under $TMPDIR. Figures only:
@@ -88,6 +91,19 @@ def cpu_seconds(c):
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def drop_cache(c, topic):
+    """Drop @topic's files from the page cache on every node (only these
+    files: posix_fadvise DONTNEED), as for a topic written long ago."""
+    for n in c.nodes.values():
+        d = os.path.join(n.data, "topics", topic)
+        for name in os.listdir(d):
+            fd = os.open(os.path.join(d, name), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def produce(c, brokers, count, label):
     cpu0 = cpu_seconds(c)
     t0 = time.time()
@@ -107,6 +123,7 @@ def main():
     ap.add_argument("--fill-mb", type=int, default=1024)
     ap.add_argument("--keys", type=int, default=1000000)
     ap.add_argument("--count", type=int, default=1000000)
+    ap.add_argument("--cold", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args()
     harness.use_build(os.path.abspath(a.build), direct=True)
@@ -139,6 +156,8 @@ def main():
             _, _, rate, p = produce(c, brokers, a.count, f"round {r} (a) no compaction  ")
             runs["a"].append(rate)
             p99["a"].append(p)
+            if a.cold:
+                drop_cache(c, topic)
             c.tally_ok("topic", "alter", topic, "--policy", "compact", brokers=brokers)
             t0, t1, rate, p = produce(c, brokers, a.count,
                                       f"round {r} (b) compacting {topic}")
