@@ -3,7 +3,8 @@
  * The happy path of a job:
  *   1. the timer's tick plans it on the loop (store_compact_prepare);
  *   2. a thread of its own runs it (store_compact_run) at the nice value
- *      compaction_nice, then wakes the loop through the async handle;
+ *      compaction_nice and I/O class idle, then wakes the loop through
+ *      the async handle;
  *   3. the loop joins the thread and swaps the result in
  *      (store_compact_finish);
  *   4. another such thread frees the job (closing the replaced files,
@@ -14,13 +15,13 @@
  * stops at its next batch).
  *
  * Why a thread of its own and not libuv's pool: a job is seconds of CPU
- * (reading, hashing and probing every record of gigabytes), and at the
- * same priority as the loop and Raft's threads it took a third of the
- * produce rate of a busy node (docs/performance.md, "Produce during
- * compaction"). Its thread runs at a lower priority, and a thread of the
- * pool could not be given its priority back afterwards without
- * privileges (setpriority(2): lowering a nice value needs CAP_SYS_NICE),
- * while the pool also runs Raft's disk writes. */
+ * and gigabytes of reads, and at the same priority as the loop and Raft
+ * it cut a busy node's batched produce by half or more
+ * (docs/performance.md, "Produce during compaction (issue 20)"). So its
+ * thread runs at a lower priority, and a thread of the pool could not be
+ * given its priority back afterwards without privileges (setpriority(2):
+ * lowering a nice value needs CAP_SYS_NICE), while the pool also runs
+ * Raft's disk writes. */
 #include "server/compactor.h"
 
 #include <errno.h>
@@ -137,7 +138,7 @@ static void compactor__thread_done(uv_async_t *a)
     c->thread_running = false;
     if (c->nice_err != 0 && !c->nice_warned) {
         TLOG_WARN("compact", "cannot lower the compaction thread's priority to nice %d and "
-                             "I/O class idle: %s (it runs at the node's)", c->nice,
+                             "I/O class idle: %s (compacting anyway)", c->nice,
                   strerror(c->nice_err));
         c->nice_warned = true;
     }
