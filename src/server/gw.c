@@ -240,25 +240,12 @@ void gw_set_skew(struct gw *gw, struct skew *k)
     gw->skew = k;
 }
 
-static void gw__error(struct req *r, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 static void gw__error_leader(struct req *r, int code, uint64_t leader_id, const char *leader_addr,
                              const char *msg)
 {
     r->resp.len = 0;
     proto_put_error_frame(&r->resp, r->type, r->id, code, msg, leader_id, leader_addr);
     req_complete(r);
-}
-
-static void gw__error(struct req *r, int code, const char *fmt, ...)
-{
-    char msg[PROTO_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gw__error_leader(r, code, 0, "", msg);
 }
 
 void gw_error(struct req *r, int code, const char *fmt, ...)
@@ -282,10 +269,10 @@ static void gw__not_leader(struct gw *gw, struct req *r)
                  (unsigned long long)node_id(gw->node), (unsigned long long)leader, m->client_addr);
         gw__error_leader(r, TALLY_NOTLEADER, leader, m->client_addr, msg);
     } else if (leader == node_id(gw->node)) {
-        gw__error(r, TALLY_NOLEADER, "node %llu was just elected leader and is catching up; retry",
+        gw_error(r, TALLY_NOLEADER, "node %llu was just elected leader and is catching up; retry",
                   (unsigned long long)leader);
     } else {
-        gw__error(r, TALLY_NOLEADER, "no leader is known to node %llu (no quorum?)",
+        gw_error(r, TALLY_NOLEADER, "no leader is known to node %llu (no quorum?)",
                   (unsigned long long)node_id(gw->node));
     }
 }
@@ -318,7 +305,7 @@ static bool gw__can_write(struct gw *gw, struct req *r)
          * stops the node), or while raft_uv retries a failed write of the
          * Raft log (docs/raft.md). Nothing is written; the server also
          * hands leadership to another node (srv.c). */
-        gw__error(r, TALLY_NOSPACE,
+        gw_error(r, TALLY_NOSPACE,
                   "node %llu cannot store writes now: %llu MiB free for its data (reserve "
                   "%llu MiB, disk_reserve_bytes), or its raft log writes are failing (its log "
                   "says which); writes are refused until that is fixed",
@@ -341,10 +328,10 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
     }
     if (status != 0) {
         if (status == TALLY_LEADERSHIP_LOST) {
-            gw__error(r, status, "leadership lost before the write was committed: "
+            gw_error(r, status, "leadership lost before the write was committed: "
                                  "it may or may not have been written");
         } else {
-            gw__error(r, status, "write failed: %s", tally_strerror(status));
+            gw_error(r, status, "write failed: %s", tally_strerror(status));
         }
         return;
     }
@@ -355,7 +342,7 @@ static void gw__answer_item(struct req *r, int status, uint64_t index,
         return;
     }
     if (item->code != 0) {
-        gw__error(r, item->code, "%s", item->message);
+        gw_error(r, item->code, "%s", item->message);
         return;
     }
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
@@ -405,7 +392,7 @@ static int gw__propose(struct gw *gw, struct buf *entry, struct req **reqs, uint
             if (rv == TALLY_NOTLEADER) {
                 gw__not_leader(gw, reqs[i]);
             } else {
-                gw__error(reqs[i], rv, "cannot propose the write: %s", tally_strerror(rv));
+                gw_error(reqs[i], rv, "cannot propose the write: %s", tally_strerror(rv));
             }
         }
         free(reqs);
@@ -425,7 +412,7 @@ static void gw__propose_single(struct gw *gw, struct req *r, struct buf *entry)
     if (reqs == NULL || !buf_ok(entry)) {
         free(reqs);
         buf_free(entry);
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     reqs[0] = r;
@@ -467,7 +454,7 @@ void gw_flush(struct gw *gw)
 static void gw__fail_gathered(struct gw *gw, int code, const char *why)
 {
     for (uint32_t i = 0; i < gw->n_items; i++) {
-        gw__error(gw->items[i], code, "%s", why);
+        gw_error(gw->items[i], code, "%s", why);
     }
     free(gw->items);
     gw->items = NULL;
@@ -481,11 +468,11 @@ static void gw__hello(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_hello_req m;
     if (proto_get_hello_req(rd, &m) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed HELLO");
+        gw_error(r, TALLY_PROTO, "malformed HELLO");
         return;
     }
     if (m.min_version > PROTO_VERSION || m.max_version < PROTO_VERSION) {
-        gw__error(r, TALLY_VERSION, "client speaks protocol %u..%u, server speaks %u",
+        gw_error(r, TALLY_VERSION, "client speaks protocol %u..%u, server speaks %u",
                   m.min_version, m.max_version, PROTO_VERSION);
         return;
     }
@@ -585,20 +572,20 @@ static void gw__topic_list_named(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_topic_names_req q;
     struct proto_topic_name name;
     if (proto_get_topic_names_req(rd, &q) != 0 || q.n_names > PROTO_TOPIC_PAGE_MAX) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names (0 to %u)", PROTO_TOPIC_PAGE_MAX);
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_LIST names (0 to %u)", PROTO_TOPIC_PAGE_MAX);
         return;
     }
     struct rd names = *rd;
     uint32_t found = 0;
     for (uint32_t i = 0; i < q.n_names; i++) {
         if (proto_get_topic_name(rd, &name) != 0) {
-            gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
+            gw_error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
             return;
         }
         found += store_topic_find(gw->store, name.name) != NULL;
     }
     if (proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_LIST names");
         return;
     }
     struct proto_topic_list_resp resp = {found};
@@ -633,7 +620,7 @@ static void gw__topic_list(struct gw *gw, struct req *r, const struct proto_topi
     }
     if (proto_get_topic_page_req(rd, &page) != 0 || proto_get_end(rd) != 0 || page.limit == 0 ||
         page.limit > PROTO_TOPIC_PAGE_MAX) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST page (limit 1 to %u)",
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_LIST page (limit 1 to %u)",
                   PROTO_TOPIC_PAGE_MAX);
         return;
     }
@@ -662,30 +649,30 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_topic_create_req m;
     struct buf entry;
     if (proto_get_topic_create_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_CREATE");
         return;
     }
     char why[160];
     if (!name_topic_check(m.name, why, sizeof why)) {
-        gw__error(r, TALLY_INVAL, "%s", why);
+        gw_error(r, TALLY_INVAL, "%s", why);
         return;
     }
     if (m.segment_bytes != 0 && (m.segment_bytes < (int64_t)LOG_SEGMENT_BYTES_MIN ||
                                  m.segment_bytes > (int64_t)LOG_SEGMENT_BYTES_MAX)) {
-        gw__error(r, TALLY_INVAL, "segment size %lld is out of range: 0 (the node's "
+        gw_error(r, TALLY_INVAL, "segment size %lld is out of range: 0 (the node's "
                   "segment_bytes) or %u (4K) to %u (1G), the same range as segment_bytes",
                   (long long)m.segment_bytes, LOG_SEGMENT_BYTES_MIN, LOG_SEGMENT_BYTES_MAX);
         return;
     }
     if (m.policy > TALLY_POLICY_COMPACT_DELETE || m.retention_ms < -1 || m.retention_bytes < -1) {
-        gw__error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, retention -1 or >= 0)");
+        gw_error(r, TALLY_INVAL, "invalid topic settings (policy 0-3, retention -1 or >= 0)");
         return;
     }
     if (!gw__can_write(gw, r)) {
         return;
     }
     if (store_topic_find(gw->store, m.name) != NULL) {
-        gw__error(r, TALLY_EXISTS, "topic %s already exists", m.name);
+        gw_error(r, TALLY_EXISTS, "topic %s already exists", m.name);
         return;
     }
     /* Every topic keeps its active segment open: a create the open file
@@ -697,7 +684,7 @@ static void gw__topic_create(struct gw *gw, struct req *r, struct rd *rd)
                     gw->cfg->max_connections + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         (uint64_t)rl.rlim_cur < want) {
-        gw__error(r, TALLY_INVAL, "topic %s not created: %zu topics are as many as the open file "
+        gw_error(r, TALLY_INVAL, "topic %s not created: %zu topics are as many as the open file "
                   "limit %llu holds beside segment_fd_cache=%u and max_connections=%u (each "
                   "topic keeps one file open): raise the limit or lower those settings",
                   m.name, store_topic_count(gw->store), (unsigned long long)rl.rlim_cur,
@@ -715,14 +702,14 @@ static void gw__topic_delete(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_topic_delete_req m;
     struct buf entry;
     if (proto_get_topic_delete_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_DELETE");
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_DELETE");
         return;
     }
     if (!gw__can_write(gw, r)) {
         return;
     }
     if (store_topic_find(gw->store, m.name) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
         return;
     }
     buf_init(&entry);
@@ -735,12 +722,12 @@ static void gw__topic_config(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_topic_config_req m;
     struct buf entry;
     if (proto_get_topic_config_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed TOPIC_CONFIG");
+        gw_error(r, TALLY_PROTO, "malformed TOPIC_CONFIG");
         return;
     }
     if (m.set == 0 || (m.set & ~7u) != 0 || m.policy > 3 || m.retention_ms < -1 ||
         m.retention_bytes < -1) {
-        gw__error(r, TALLY_INVAL, "invalid topic settings (a policy 0-3, retentions -1 or more)");
+        gw_error(r, TALLY_INVAL, "invalid topic settings (a policy 0-3, retentions -1 or more)");
         return;
     }
     if (!gw__can_write(gw, r)) {
@@ -748,7 +735,7 @@ static void gw__topic_config(struct gw *gw, struct req *r, struct rd *rd)
     }
     struct store_topic *t = store_topic_find(gw->store, m.name);
     if (t == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m.name);
         return;
     }
     struct command_topic_config c = {
@@ -771,11 +758,11 @@ static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_produce_req m;
     struct command_condition *conds = NULL;
     if (proto_get_produce_req(rd, &m) != 0 || m.n_conditions > PROTO_MAX_CONDITIONS) {
-        gw__error(r, TALLY_PROTO, "malformed PRODUCE");
+        gw_error(r, TALLY_PROTO, "malformed PRODUCE");
         return;
     }
     if (m.n_conditions > 0 && (conds = calloc(m.n_conditions, sizeof *conds)) == NULL) {
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     for (uint32_t i = 0; i < m.n_conditions; i++) {
@@ -789,7 +776,7 @@ static void gw__produce(struct gw *gw, struct req *r, struct rd *rd)
     }
     if (!rd_ok(rd) || proto_get_end(rd) != 0) {
         free(conds);
-        gw__error(r, TALLY_PROTO, "malformed PRODUCE");
+        gw_error(r, TALLY_PROTO, "malformed PRODUCE");
         return;
     }
     gw__produce_item(gw, r, &m, conds);
@@ -805,35 +792,35 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
     char errmsg[ERR_MSG_SIZE];
     int rv;
     if (m.batch_len > gw->cfg->max_batch_bytes) {
-        gw__error(r, TALLY_TOOLARGE, "batch of %u bytes is over the limit of %u (max_batch_bytes)",
+        gw_error(r, TALLY_TOOLARGE, "batch of %u bytes is over the limit of %u (max_batch_bytes)",
                   m.batch_len, gw->cfg->max_batch_bytes);
         return;
     }
     rv = batch_verify(m.batch, m.batch_len, &h, errmsg);
     if (rv != 0) {
-        gw__error(r, rv, "batch rejected: %s", errmsg);
+        gw_error(r, rv, "batch rejected: %s", errmsg);
         return;
     }
     if (h.record_count == 0) {
-        gw__error(r, TALLY_INVAL, "batch rejected: it holds no records");
+        gw_error(r, TALLY_INVAL, "batch rejected: it holds no records");
         return;
     }
     if (!gw__can_write(gw, r)) {
         return;
     }
     if (store_topic_find(gw->store, m.topic) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     if (gw->entry.len + m.batch_len > GW__MAX_PENDING_BYTES) {
-        gw__error(r, TALLY_BUSY, "too many writes waiting for the disk; retry");
+        gw_error(r, TALLY_BUSY, "too many writes waiting for the disk; retry");
         return;
     }
     if (gw->n_items == gw->cap_items) {
         uint32_t cap = gw->cap_items ? gw->cap_items * 2 : 64;
         struct req **items = realloc(gw->items, cap * sizeof *items);
         if (items == NULL) {
-            gw__error(r, TALLY_NOMEM, "out of memory");
+            gw_error(r, TALLY_NOMEM, "out of memory");
             return;
         }
         gw->items = items;
@@ -845,7 +832,7 @@ static void gw__produce_item(struct gw *gw, struct req *r, const struct proto_pr
     size_t at = command_append_add(&gw->entry, m.topic, m.batch, m.batch_len, m.expect_offset, conds,
                                m.n_conditions);
     if (!buf_ok(&gw->entry)) {
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     /* The leader stamps the time, so every node stores the same bytes. */
@@ -871,7 +858,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         if (!expired) {
             return false;
         }
-        gw__error(r, TALLY_TIMEOUT, "node %llu has applied index %llu, not yet %llu; "
+        gw_error(r, TALLY_TIMEOUT, "node %llu has applied index %llu, not yet %llu; "
                                     "retry or read from the leader",
                   (unsigned long long)node_id(gw->node), (unsigned long long)applied,
                   (unsigned long long)m->min_index);
@@ -879,7 +866,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
     }
     t = store_topic_find(gw->store, m->topic);
     if (t == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
         return true;
     }
     if (m->offset < t->trim_offset &&
@@ -887,7 +874,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
           m->offset >= log_start_offset(t->log))) {
         /* Below the cluster's start offset: gone on every node, or about to
          * be (the rest of a segment retention cut into is hidden). */
-        gw__error(r, TALLY_OUT_OF_RANGE,
+        gw_error(r, TALLY_OUT_OF_RANGE,
                   "offset %llu of topic %s is gone: retention moved the topic's start to %llu; "
                   "read from there", (unsigned long long)m->offset, m->topic,
                   (unsigned long long)t->trim_offset);
@@ -898,7 +885,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
          * and libtally retries a read elsewhere on this code. */
         uint64_t leader = node_leader_id(gw->node);
         const struct store_member *lm = leader != 0 ? store_member_find(gw->store, leader) : NULL;
-        gw__error(r, TALLY_UNAVAILABLE,
+        gw_error(r, TALLY_UNAVAILABLE,
                   "offsets %llu..%llu of topic %s are not on node %llu yet (it installed a "
                   "snapshot and is fetching that history from its peers); read them from %s%s",
                   (unsigned long long)t->missing_from, (unsigned long long)t->missing_to - 1,
@@ -908,7 +895,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         return true;
     }
     if (m->offset < log_start_offset(t->log) || m->offset > log_next_offset(t->log)) {
-        gw__error(r, TALLY_OUT_OF_RANGE, "offset %llu is outside %llu..%llu of topic %s on node %llu",
+        gw_error(r, TALLY_OUT_OF_RANGE, "offset %llu is outside %llu..%llu of topic %s on node %llu",
                   (unsigned long long)m->offset, (unsigned long long)log_start_offset(t->log),
                   (unsigned long long)log_next_offset(t->log), m->topic,
                   (unsigned long long)node_id(gw->node));
@@ -926,7 +913,7 @@ static bool gw__fetch_try(struct gw *gw, struct req *r, bool expired)
         }
         if (rv != 0) {
             TLOG_ERROR("gw", "fetch %s@%llu: %s", m->topic, (unsigned long long)m->offset, errmsg);
-            gw__error(r, rv, "read %s at %llu: %s", m->topic, (unsigned long long)m->offset, errmsg);
+            gw_error(r, rv, "read %s at %llu: %s", m->topic, (unsigned long long)m->offset, errmsg);
             return true;
         }
     }
@@ -977,17 +964,17 @@ static void gw__fetch(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct gw__fetch *f = calloc(1, sizeof *f);
     if (f == NULL) {
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     if (proto_get_fetch_req(rd, &f->m) != 0 || proto_get_end(rd) != 0) {
         free(f);
-        gw__error(r, TALLY_PROTO, "malformed FETCH");
+        gw_error(r, TALLY_PROTO, "malformed FETCH");
         return;
     }
     if (f->m.max_bytes == 0) {
         free(f);
-        gw__error(r, TALLY_INVAL, "max_bytes must be at least 1");
+        gw_error(r, TALLY_INVAL, "max_bytes must be at least 1");
         return;
     }
     r->gw_data = f;
@@ -1052,15 +1039,15 @@ static void gw__offset_for_time(struct gw *gw, struct req *r, struct rd *rd)
     uint64_t offset;
     int rv;
     if (proto_get_offset_for_time_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed OFFSET_FOR_TIME");
+        gw_error(r, TALLY_PROTO, "malformed OFFSET_FOR_TIME");
         return;
     }
     if ((t = store_topic_find(gw->store, m.topic)) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     if ((rv = log_find_time(t->log, m.timestamp_ms, &offset, errmsg)) != 0) {
-        gw__error(r, rv, "find time %lld in %s: %s", (long long)m.timestamp_ms, m.topic, errmsg);
+        gw_error(r, rv, "find time %lld in %s: %s", (long long)m.timestamp_ms, m.topic, errmsg);
         return;
     }
     if (offset < t->trim_offset) {
@@ -1085,7 +1072,7 @@ static void gw__clock_answer(struct gw *gw, struct req *r, struct rd *rd)
     struct skew_state ks;
     size_t start;
     if (proto_get_clock_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed CLOCK");
+        gw_error(r, TALLY_PROTO, "malformed CLOCK");
         return;
     }
     skew_get(gw->skew, &ks);
@@ -1117,14 +1104,14 @@ static void gw__group_propose(struct gw *gw, struct req *r, const char *group, c
     struct store_topic *t;
     struct buf entry;
     if (group[0] == '\0') {
-        gw__error(r, TALLY_INVAL, "a group name is needed");
+        gw_error(r, TALLY_INVAL, "a group name is needed");
         return;
     }
     if (!gw__can_write(gw, r)) {
         return;
     }
     if ((t = store_topic_find(gw->store, topic)) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", topic);
         return;
     }
     buf_init(&entry);
@@ -1145,21 +1132,21 @@ static void gw__group_commit_shares(struct gw *gw, struct req *r,
     char why[PROTO_MSG_MAX];
     if (sh->n_shares == 0 || sh->n_shares > SHARE_MAX || sh->n_items == 0 ||
         sh->n_items > sh->n_shares) {
-        gw__error(r, TALLY_INVAL, "GROUP_COMMIT: %u positions of %u shares (1..%u)",
+        gw_error(r, TALLY_INVAL, "GROUP_COMMIT: %u positions of %u shares (1..%u)",
                   sh->n_items, sh->n_shares, SHARE_MAX);
         return;
     }
     for (unsigned i = 0; i < sh->n_items; i++) {
         struct proto_share_pos p;
         if (proto_get_share_pos(rd, &p) != 0 || p.share >= sh->n_shares) {
-            gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT share positions");
+            gw_error(r, TALLY_PROTO, "malformed GROUP_COMMIT share positions");
             return;
         }
         items[i].share = p.share;
         items[i].offset = p.offset;
     }
     if (proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
         return;
     }
     if (!gw__can_write(gw, r)) {
@@ -1167,11 +1154,11 @@ static void gw__group_commit_shares(struct gw *gw, struct req *r,
     }
     if (group_gw_commit_check(gw->groups, m->group, m->topic, sh->generation, sh->member_id,
                               why, sizeof why) != 0) {
-        gw__error(r, TALLY_CONDITION_FAILED, "%s", why);
+        gw_error(r, TALLY_CONDITION_FAILED, "%s", why);
         return;
     }
     if ((t = store_topic_find(gw->store, m->topic)) == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m->topic);
         return;
     }
     buf_init(&entry);
@@ -1187,12 +1174,12 @@ static void gw__group_commit(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_group_commit_req m;
     struct proto_group_commit_shares sh;
     if (proto_get_group_commit_req(rd, &m) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
         return;
     }
     if (rd->left > 0) {
         if (proto_get_group_commit_shares(rd, &sh) != 0) {
-            gw__error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
+            gw_error(r, TALLY_PROTO, "malformed GROUP_COMMIT");
             return;
         }
         gw__group_commit_shares(gw, r, &m, &sh, rd);
@@ -1205,7 +1192,7 @@ static void gw__group_set(struct gw *gw, struct req *r, struct rd *rd)
 {
     struct proto_group_set_req m;
     if (proto_get_group_set_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_SET");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_SET");
         return;
     }
     gw__group_propose(gw, r, m.group, m.topic, m.topic_id, m.offset);
@@ -1216,11 +1203,11 @@ static void gw__group_delete(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_group_delete_req m;
     struct buf entry;
     if (proto_get_group_delete_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_DELETE");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_DELETE");
         return;
     }
     if (m.group[0] == '\0') {
-        gw__error(r, TALLY_INVAL, "a group name is needed");
+        gw_error(r, TALLY_INVAL, "a group name is needed");
         return;
     }
     if (!gw__can_write(gw, r)) {
@@ -1255,7 +1242,7 @@ static void gw__group_list(struct gw *gw, struct req *r, struct rd *rd)
     struct store_topic *t;
     uint32_t n = 0;
     if (proto_get_group_list_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_LIST");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_LIST");
         return;
     }
     /* As GROUP_FETCH: the leader has the latest positions. */
@@ -1302,7 +1289,7 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_group_fetch_req m;
     uint64_t offset;
     if (proto_get_group_fetch_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed GROUP_FETCH");
+        gw_error(r, TALLY_PROTO, "malformed GROUP_FETCH");
         return;
     }
     /* The leader has the latest commit (and the topic, if it was just
@@ -1316,7 +1303,7 @@ static void gw__group_fetch(struct gw *gw, struct req *r, struct rd *rd)
     }
     struct store_topic *t = store_topic_find(gw->store, m.topic);
     if (t == NULL) {
-        gw__error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
+        gw_error(r, TALLY_NOTFOUND, "topic %s not found", m.topic);
         return;
     }
     bool found = store_group_offset(gw->store, m.group, m.topic, &offset);
@@ -1339,7 +1326,7 @@ static void gw__backup_cut(struct gw *gw, struct req *r, struct rd *rd)
     uint64_t offset;
     uint32_t n = 0;
     if (proto_get_backup_cut_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed BACKUP_CUT");
+        gw_error(r, TALLY_PROTO, "malformed BACKUP_CUT");
         return;
     }
     struct proto_backup_cut_resp resp = {
@@ -1390,9 +1377,9 @@ static void gw__member_done(void *arg, int status, const char *message)
     if (r->conn == NULL) {
         req_complete(r);
     } else if (status != 0 && r->type == PROTO_MEMBER_TRANSFER) {
-        gw__error(r, status, "leadership transfer: %s", message);
+        gw_error(r, status, "leadership transfer: %s", message);
     } else if (status != 0) {
-        gw__error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
+        gw_error(r, status, "membership change of node %llu: %s", (unsigned long long)op->id,
                   message);
     } else {
         struct proto_done_resp m = {node_last_index(op->gw->node)};
@@ -1466,7 +1453,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
     struct gw__member_op *op = calloc(1, sizeof *op);
     int rv = 0;
     if (op == NULL) {
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     op->gw = gw;
@@ -1476,7 +1463,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         struct buf entry;
         if (proto_get_member_add_req(rd, &m) != 0 || proto_get_end(rd) != 0 || m.id == 0) {
             free(op);
-            gw__error(r, TALLY_PROTO, "malformed MEMBER_ADD");
+            gw_error(r, TALLY_PROTO, "malformed MEMBER_ADD");
             return;
         }
         if (!gw__can_write(gw, r)) {
@@ -1488,7 +1475,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         const char *elsewhere = node_member_elsewhere(gw->node, m.id, m.raft_addr);
         if (elsewhere != NULL) {
             free(op);
-            gw__error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
+            gw_error(r, TALLY_EXISTS, "node %llu is already a member, at Raft address %s",
                       (unsigned long long)m.id, elsewhere);
             return;
         }
@@ -1499,7 +1486,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
             bool same_raft = strcmp(sm[i].raft_addr, m.raft_addr) == 0;
             if (sm[i].id != m.id && (same_raft || strcmp(sm[i].client_addr, m.client_addr) == 0)) {
                 free(op);
-                gw__error(r, TALLY_EXISTS,
+                gw_error(r, TALLY_EXISTS,
                           "node %llu already uses %s address %s: give node %llu addresses of "
                           "its own",
                           (unsigned long long)sm[i].id, same_raft ? "Raft" : "client",
@@ -1517,7 +1504,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
         struct proto_member_remove_req m; /* same layout as transfer, promote */
         if (proto_get_member_remove_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
             free(op);
-            gw__error(r, TALLY_PROTO, "malformed %s", proto_type_name(r->type));
+            gw_error(r, TALLY_PROTO, "malformed %s", proto_type_name(r->type));
             return;
         }
         if (!gw__can_write(gw, r)) {
@@ -1531,7 +1518,7 @@ static void gw__member(struct gw *gw, struct req *r, struct rd *rd)
     }
     if (rv != 0) {
         free(op);
-        gw__error(r, rv, "membership change: %s", tally_strerror(rv));
+        gw_error(r, rv, "membership change: %s", tally_strerror(rv));
     }
 }
 
@@ -1543,7 +1530,7 @@ static void gw__read_index_done(void *arg, int status, uint64_t index)
     if (r->conn == NULL) {
         req_complete(r);
     } else if (status != 0) {
-        gw__error(r, status, "read index: %s (leadership could not be confirmed; retry)",
+        gw_error(r, status, "read index: %s (leadership could not be confirmed; retry)",
                   tally_strerror(status));
     } else {
         struct proto_done_resp m = {index};
@@ -1559,7 +1546,7 @@ static void gw__read_index(struct gw *gw, struct req *r, struct rd *rd)
     struct proto_read_index_req m;
     int rv;
     if (proto_get_read_index_req(rd, &m) != 0 || proto_get_end(rd) != 0) {
-        gw__error(r, TALLY_PROTO, "malformed READ_INDEX");
+        gw_error(r, TALLY_PROTO, "malformed READ_INDEX");
         return;
     }
     if (gw->node == NULL || !node_ready(gw->node)) {
@@ -1568,7 +1555,7 @@ static void gw__read_index(struct gw *gw, struct req *r, struct rd *rd)
     }
     rv = node_read_index(gw->node, gw__read_index_done, r);
     if (rv != 0) {
-        gw__error(r, rv, "read index: %s", tally_strerror(rv));
+        gw_error(r, rv, "read index: %s", tally_strerror(rv));
     }
 }
 
@@ -1615,20 +1602,20 @@ static void gw__member_replace(struct gw *gw, struct req *r, struct rd *rd)
     bool member = false;
     int rv;
     if (proto_get_member_replace_req(rd, &m) != 0 || proto_get_end(rd) != 0 || m.id == 0) {
-        gw__error(r, TALLY_PROTO, "malformed MEMBER_REPLACE");
+        gw_error(r, TALLY_PROTO, "malformed MEMBER_REPLACE");
         return;
     }
     if (!gw__can_write(gw, r)) {
         return;
     }
     if (m.id == node_id(gw->node)) {
-        gw__error(r, TALLY_INVAL, "node %llu is the leader, so it has its data: nothing to "
+        gw_error(r, TALLY_INVAL, "node %llu is the leader, so it has its data: nothing to "
                   "replace (to rebuild it anyway, move leadership first: tally member "
                   "transfer 0)", (unsigned long long)m.id);
         return;
     }
     if ((op = calloc(1, sizeof *op)) == NULL) {
-        gw__error(r, TALLY_NOMEM, "out of memory");
+        gw_error(r, TALLY_NOMEM, "out of memory");
         return;
     }
     op->gw = gw;
@@ -1645,7 +1632,7 @@ static void gw__member_replace(struct gw *gw, struct req *r, struct rd *rd)
         rv = node_remove(gw->node, m.id, gw__replace_removed, op);
         if (rv != 0) {
             free(op);
-            gw__error(r, rv, "replace member %llu: %s", (unsigned long long)m.id,
+            gw_error(r, rv, "replace member %llu: %s", (unsigned long long)m.id,
                       tally_strerror(rv));
         }
         return;
@@ -1657,12 +1644,12 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
 {
     struct rd rd;
     if (version != PROTO_VERSION) {
-        gw__error(r, TALLY_VERSION, "protocol version %u is not supported (server speaks %u)",
+        gw_error(r, TALLY_VERSION, "protocol version %u is not supported (server speaks %u)",
                   version, PROTO_VERSION);
         return;
     }
     if (gw->node == NULL) {
-        gw__error(r, TALLY_UNAVAILABLE, "node is starting");
+        gw_error(r, TALLY_UNAVAILABLE, "node is starting");
         return;
     }
     rd_init(&rd, body, len);
@@ -1676,7 +1663,7 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
     case PROTO_METADATA: {
         struct proto_metadata_req m;
         if (proto_get_metadata_req(&rd, &m) != 0 || proto_get_end(&rd) != 0) {
-            gw__error(r, TALLY_PROTO, "malformed METADATA");
+            gw_error(r, TALLY_PROTO, "malformed METADATA");
         } else {
             gw__metadata(gw, r, m.flags);
         }
@@ -1697,7 +1684,7 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
             (m.flags & ~(unsigned)(PROTO_TOPIC_LIST_PAGED | PROTO_TOPIC_LIST_NAMED)) != 0 ||
             (m.flags & PROTO_TOPIC_LIST_PAGED && m.flags & PROTO_TOPIC_LIST_NAMED) ||
             (m.flags == 0 && proto_get_end(&rd) != 0)) {
-            gw__error(r, TALLY_PROTO, "malformed TOPIC_LIST");
+            gw_error(r, TALLY_PROTO, "malformed TOPIC_LIST");
         } else {
             gw__topic_list(gw, r, &m, &rd);
         }
@@ -1763,7 +1750,7 @@ void gw_handle(struct gw *gw, struct req *r, uint8_t version, const uint8_t *bod
         }
         break;
     default:
-        gw__error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
+        gw_error(r, TALLY_UNKNOWN_REQUEST, "unknown request type %u", r->type);
     }
 }
 
@@ -1909,7 +1896,7 @@ void gw_destroy(struct gw *gw)
         struct req *r = gw->parked;
         gw->parked = r->park_next;
         free(r->gw_data);
-        gw__error(r, TALLY_SHUTDOWN, "node is shutting down");
+        gw_error(r, TALLY_SHUTDOWN, "node is shutting down");
     }
     stream_gw_destroy(gw->streams); /* streams */
     gw->streams = NULL;
