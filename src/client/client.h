@@ -161,6 +161,9 @@ void client__op_init(struct tally_client *c, struct client__op *op, const char *
 /* The server's rule (lib/name.h), so that a bad name is refused here with
  * the same reason, before anything is sent. */
 int client__check_name(struct tally_client *c, const char *name, const char *what);
+/* group.c: a group name's length rule, refused here (TALLY_INVAL with
+ * "WHAT: group name must be 1-255 bytes") before anything is sent. */
+int client__check_group(struct tally_client *c, const char *group, const char *what);
 /* A call given NULL where it must write its result: refused before
  * anything is sent or written. */
 int client__null_output(struct tally_client *c, const char *what, const char *param);

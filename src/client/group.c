@@ -100,7 +100,7 @@ static int client__fresh_node(tally_client *c, int *rv)
     return c->leader; /* READ_INDEX is answered by the leader, which it records */
 }
 
-static int client__check_group(struct tally_client *c, const char *group, const char *what)
+int client__check_group(struct tally_client *c, const char *group, const char *what)
 {
     if (group == NULL || group[0] == '\0' || strlen(group) >= PROTO_NAME_MAX) {
         err_printf(c->errmsg, "%s: group name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);

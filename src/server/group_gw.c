@@ -199,23 +199,30 @@ static void group_gw__join_refused(struct gw *gw, struct kgroups *gs, struct req
     }
 }
 
-/* Append @n_owned share positions of the u16 share numbers in @shares:
- * the group's committed position of each (@offset if it has none). */
-static void group_gw__put_shares(struct buf *b, const uint8_t *shares, size_t n_owned,
-                                 struct store *s, const char *group, const char *topic,
-                                 unsigned n_shares)
+/* @group's position on topic @t, or the topic's first offset if it has
+ * none (*found says which; may be NULL). */
+static uint64_t group_gw__position(struct store *s, const struct store_topic *t,
+                                   const char *group, bool *found)
 {
-    uint64_t offset = 0;
+    uint64_t offset;
+    bool has = store_group_offset(s, group, t->name, &offset);
+    if (found != NULL) {
+        *found = has;
+    }
+    return has ? offset : store_topic_start(t);
+}
+
+/* Append @n_owned share positions of the u16 share numbers in @shares:
+ * the group's committed position of each share (its position, if the
+ * group has no share positions of @n_shares shares). */
+static void group_gw__put_shares(struct buf *b, const uint8_t *shares, size_t n_owned,
+                                 struct store *s, const char *group,
+                                 const struct store_topic *t, unsigned n_shares)
+{
+    uint64_t offset = group_gw__position(s, t, group, NULL);
     unsigned n_have = 0;
     const uint64_t *have = NULL;
-    struct store_topic *t = store_topic_find(s, topic);
-    if (t == NULL) {
-        return;
-    }
-    if (!store_group_offset(s, group, topic, &offset)) {
-        offset = store_topic_start(t);
-    }
-    store_group_shares(s, group, topic, &n_have, &have);
+    store_group_shares(s, group, t->name, &n_have, &have);
     for (size_t i = 0; i < n_owned; i++) {
         struct proto_share_pos p = {.share = (uint16_t)(shares[2 * i] | shares[2 * i + 1] << 8)};
         p.offset = n_have == n_shares && p.share < n_have ? have[p.share] : offset;
@@ -263,16 +270,13 @@ static void group_gw__joined(void *arg, const struct kafka_join_resp *resp)
      * node's (the leader's) state: a member that left committed first,
      * and its commit was applied here before it was answered. */
     struct store_topic *t = store_topic_find(j->store, j->topic);
-    uint64_t offset = 0;
     if (t == NULL) {
         gw_error(r, TALLY_NOTFOUND, "topic %s not found", j->topic);
         free(j);
         return;
     }
-    bool found = store_group_offset(j->store, j->group, j->topic, &offset);
-    if (!found) {
-        offset = store_topic_start(t);
-    }
+    bool found;
+    uint64_t offset = group_gw__position(j->store, t, j->group, &found);
     struct proto_group_join_resp m = {
         .generation = (uint32_t)generation,
         .topic_id = t->created_index,
@@ -284,8 +288,7 @@ static void group_gw__joined(void *arg, const struct kafka_join_resp *resp)
     snprintf(m.member_id, sizeof m.member_id, "%s", resp->member_id);
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_group_join_resp(&r->resp, &m);
-    group_gw__put_shares(&r->resp, assignment, len / 2, j->store, j->group, j->topic,
-                         j->n_shares);
+    group_gw__put_shares(&r->resp, assignment, len / 2, j->store, j->group, t, j->n_shares);
     proto_end_frame(&r->resp, start);
     free(j);
     if (!buf_ok(&r->resp)) {
@@ -440,6 +443,9 @@ static void group_gw__members(struct kgroups *gs, struct store *s, struct req *r
             resp.generation = (uint32_t)generation;
         }
     }
+    /* A Kafka member's assignment is its client's own encoding: shares
+     * are shown for tally members only (of a topic that still exists). */
+    const struct store_topic *t = resp.n_shares > 0 ? store_topic_find(s, resp.topic) : NULL;
     size_t start = proto_begin_frame(&r->resp, r->type, PROTO_FLAG_RESPONSE, r->id);
     proto_put_group_members_resp(&r->resp, &resp);
     for (uint32_t i = 0; i < resp.n_members; i++) {
@@ -447,14 +453,12 @@ static void group_gw__members(struct kgroups *gs, struct store *s, struct req *r
         memset(&pm, 0, sizeof pm);
         snprintf(pm.member_id, sizeof pm.member_id, "%s", d.members[i].member_id);
         snprintf(pm.client_host, sizeof pm.client_host, "%s", d.members[i].client_host);
-        /* A Kafka member's assignment is its client's own encoding:
-         * shown natively only for tally members. */
-        if (resp.n_shares > 0 && store_topic_find(s, resp.topic) != NULL) {
-            pm.n_owned = (uint16_t)(d.members[i].assignment_len / 2);
-        }
+        pm.n_owned = t != NULL ? (uint16_t)(d.members[i].assignment_len / 2) : 0;
         proto_put_group_member(&r->resp, &pm);
-        group_gw__put_shares(&r->resp, d.members[i].assignment, pm.n_owned, s, m.group,
-                             resp.topic, resp.n_shares);
+        if (t != NULL) {
+            group_gw__put_shares(&r->resp, d.members[i].assignment, pm.n_owned, s, m.group, t,
+                                 resp.n_shares);
+        }
     }
     proto_end_frame(&r->resp, start);
     kafka_arena_free(&a);

@@ -81,16 +81,30 @@ static int store__group_add(struct store *s, const struct store__group *g)
     return 0;
 }
 
-/* The share positions of a GROUP_COMMIT (store/command.h) for @g on
- * topic @t; @have is the group's entry, NULL if it has none. Checks every
- * item before it changes anything. */
+/* Is @offset past the end of @g's topic @t? Then @res says so: a position
+ * there would skip records not yet written. */
+static bool store__past_end(const struct store_topic *t, const struct store__group *g,
+                            uint64_t offset, struct store_item_result *res)
+{
+    if (t->log == NULL || offset <= log_next_offset(t->log)) {
+        return false;
+    }
+    store__result(res, TALLY_OUT_OF_RANGE,
+                  "group %s: offset %llu is past the end of %s (next offset %llu)", g->group,
+                  (unsigned long long)offset, g->topic,
+                  (unsigned long long)log_next_offset(t->log));
+    return true;
+}
+
+/* The share positions of a GROUP_SHARES (store/command.h) for @g on topic
+ * @t; @have is the group's entry, NULL if it has none. Checks every item
+ * before it changes anything. */
 static int store__share_commit(struct store *s, struct store_topic *t, struct store__group *have,
                                struct store__group *g, struct rd *body,
                                struct store_item_result *res)
 {
     unsigned n_shares = rd_u16(body), n_items = rd_u16(body);
     struct command_share_pos items[SHARE_MAX];
-    uint64_t next = t->log != NULL ? log_next_offset(t->log) : UINT64_MAX;
     if (!rd_ok(body) || n_shares == 0 || n_shares > SHARE_MAX || n_items == 0 ||
         n_items > n_shares) {
         store__result(res, TALLY_INVAL, "invalid share positions");
@@ -103,11 +117,7 @@ static int store__share_commit(struct store *s, struct store_topic *t, struct st
             store__result(res, TALLY_INVAL, "invalid share positions");
             return 0;
         }
-        if (items[k].offset > next) {
-            store__result(res, TALLY_OUT_OF_RANGE,
-                          "group %s: offset %llu is past the end of %s (next offset %llu)",
-                          g->group, (unsigned long long)items[k].offset, g->topic,
-                          (unsigned long long)next);
+        if (store__past_end(t, g, items[k].offset, res)) {
             return 0;
         }
     }
@@ -213,11 +223,7 @@ int store__group_commit(struct store *s, struct rd *body, struct store_item_resu
     if ((t = store__group_topic(s, &g, topic_id, res)) == NULL) {
         return 0;
     }
-    if (t->log != NULL && g.offset > log_next_offset(t->log)) {
-        store__result(res, TALLY_OUT_OF_RANGE,
-                      "group %s: offset %llu is past the end of %s (next offset %llu)", g.group,
-                      (unsigned long long)g.offset, g.topic,
-                      (unsigned long long)log_next_offset(t->log));
+    if (store__past_end(t, &g, g.offset, res)) {
         return 0;
     }
     struct store__group *have = store__group_find(s, &g);
