@@ -23,7 +23,6 @@ here is asserted (the machine is shared and noisy); the make check test
 test/integration/test_many_topics.py runs a scaled-down case."""
 import argparse
 import os
-import re
 import statistics
 import sys
 import threading
@@ -36,18 +35,9 @@ import harness  # noqa: E402
 CHECKPOINTS = (10, 100, 1000, 5000, 10000)
 
 
-def elections(c):
-    """Candidacies in every node's log so far."""
-    n = 0
-    for node in c.nodes.values():
-        with open(node.log_path, errors="replace") as f:
-            n += len(re.findall(r"-> candidate", f.read()))
-    return n
-
-
 def fds(node):
     try:
-        return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
+        return node.open_fds()
     except OSError:
         return -1
 
@@ -140,14 +130,14 @@ def main():
             c.tally_ok("topic", "create", "load")
             prod = Producer(c)
             prod.start()
-        e0 = elections(c)
+        e0 = c.candidacies()
         rates = {}
 
         def report(done, rate):
             rates[done] = rate
             f = " ".join(f"n{i}={fds(c.nodes[i])}" for i in c.nodes)
             m = " ".join(f"n{i}={rss_mb(c.nodes[i]):.0f}MB" for i in c.nodes)
-            print(f"topics={done:6d} creates/s={rate:7.1f} elections={elections(c) - e0} "
+            print(f"topics={done:6d} creates/s={rate:7.1f} elections={c.candidacies() - e0} "
                   f"fds: {f} rss: {m}", flush=True)
 
         t0 = time.monotonic()
@@ -159,7 +149,7 @@ def main():
             print(f"producer: {prod.ok} acknowledged, {prod.failed} failed", flush=True)
         for i, why in failures[:5]:
             print(f"create {i} failed: {why}", flush=True)
-        el = elections(c) - e0
+        el = c.candidacies() - e0
         max_fds = max(fds(n) for n in c.nodes.values())
         print(f"created {created} topics in {total:.1f}s, {len(failures)} failed, "
               f"{el} elections", flush=True)

@@ -21,7 +21,6 @@ The last line is 'trim_topics: topics=N base_p50_ms=.. p50_ms=.. p99_ms=..
 max_ms=.. elections=.. done_s=..'. Figures only, nothing asserted."""
 import argparse
 import os
-import re
 import statistics
 import sys
 import threading
@@ -33,14 +32,6 @@ import harness  # noqa: E402
 
 SEGMENT = 4096
 INTERVAL_MS = 3000
-
-
-def elections(c):
-    n = 0
-    for node in c.nodes.values():
-        with open(node.log_path, errors="replace") as f:
-            n += len(re.findall(r"-> candidate", f.read()))
-    return n
 
 
 def segments(c, node_id, topic):
@@ -131,7 +122,7 @@ def main():
         print(f"# records written to every topic in {time.monotonic() - t_fill:.1f}s "
               f"({len(failed)} failed)", flush=True)
         base = probe.between(t_fill - 3, t_fill)
-        e0 = elections(c)
+        e0 = c.candidacies()
         t0 = time.monotonic()
         before = {i: segments(c, i, names[-1]) for i in c.nodes}
         print(f"# segments of {names[-1]} before retention: {before}", flush=True)
@@ -150,7 +141,7 @@ def main():
         probe.stop = True
         probe.thread.join()
         window = probe.between(t_fill, t1)
-        e1 = elections(c)
+        e1 = c.candidacies()
         qs = statistics.quantiles(window, n=100) if len(window) >= 2 else [0] * 99
         done_s = (max(done_at.values()) - min(done_at.values())) if done_at else -1
         print(f"# probe: {len(base)} samples before, {len(window)} during; "

@@ -236,6 +236,17 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def open_fds(self):
+        """The running tallyd's open file descriptors (OSError once it is
+        gone)."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def candidacies(self):
+        """Times this node stood for election ("-> candidate" in its log
+        so far)."""
+        with open(self.log_path, errors="replace") as f:
+            return f.read().count("-> candidate")
+
 
 class Cluster:
     """A cluster of @n tallyd processes on 127.0.0.1 under a fresh temporary
@@ -399,6 +410,10 @@ class Cluster:
     def brokers(self, ids=None):
         ids = self.nodes.keys() if ids is None else ids
         return ",".join(self.nodes[i].client for i in ids)
+
+    def candidacies(self):
+        """Candidacies of every node so far (Node.candidacies): elections."""
+        return sum(n.candidacies() for n in self.nodes.values())
 
     def alive_ids(self):
         return [i for i, n in self.nodes.items() if n.alive()]

@@ -32,10 +32,6 @@ def seg_files(c, node_id, topic):
     return sorted(f for f in os.listdir(d) if f.endswith(".seg"))
 
 
-def open_fds(c, node_id):
-    return len(os.listdir(f"/proc/{c.nodes[node_id].proc.pid}/fd"))
-
-
 def checkpoint_round(c):
     """Small entries on another topic: enough for a Raft snapshot, whose
     key checkpoint then covers everything written before."""
@@ -90,11 +86,11 @@ def test_compact_segments_bounded():
             # that, then count. A leak never settles.
             if fds:
                 try:
-                    wait_until(lambda: open_fds(c, 1) <= fds[0] + 10, 30,
+                    wait_until(lambda: c.nodes[1].open_fds() <= fds[0] + 10, 30,
                                f"node 1's descriptors to settle after round {rnd}")
                 except TestFailure:
                     pass  # the check below names the counts
-            fds.append(open_fds(c, 1))
+            fds.append(c.nodes[1].open_fds())
         print(f"# segments of cc on node 1 after each round: {counts}; open fds: {fds}",
               flush=True)
         check(max(fds) <= fds[0] + 10, f"node 1's open descriptors grew: {fds}")

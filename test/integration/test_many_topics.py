@@ -13,7 +13,6 @@ missing on any node after every node is SIGKILLed and started again.
 Figures (rate, elections, files, restart time) are printed, not asserted
 on time: bench/many_topics.py is the measurement."""
 import os
-import re
 import resource
 import sys
 import threading
@@ -29,18 +28,6 @@ SEGMENTED = 40          # topics written with several segments
 RECORDS = 200           # per segmented topic
 FD_CACHE = 32
 FD_MARGIN = 100         # listeners, Raft, client connections, logs, ...
-
-
-def candidacies(c):
-    n = 0
-    for node in c.nodes.values():
-        with open(node.log_path, errors="replace") as f:
-            n += len(re.findall(r"-> candidate", f.read()))
-    return n
-
-
-def open_files(node):
-    return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
 
 
 def listed(c, node_id):
@@ -62,7 +49,7 @@ def test_many_topics():
     with harness.Cluster(3, name="many-topics", extra_args=extra) as c:
         c.start()
         c.tally_ok("topic", "create", "load")
-        base = candidacies(c)
+        base = c.candidacies()
         stop = threading.Event()
         produced = {"ok": 0, "failed": 0}
 
@@ -93,7 +80,7 @@ def test_many_topics():
         secs = time.monotonic() - t0
         stop.set()
         producer.join(timeout=120)
-        elections = candidacies(c) - base
+        elections = c.candidacies() - base
         print(f"# {TOPICS} topics created in {secs:.1f}s ({TOPICS / secs:.1f}/s with "
               f"{CREATORS} creators), {len(failures)} failed, {elections} candidacies; "
               f"producer: {produced['ok']} acknowledged, {produced['failed']} failed",
@@ -112,7 +99,7 @@ def test_many_topics():
                    for f in os.listdir(os.path.join(c.nodes[1].data, "topics", f"t{i:04d}"))
                    if f.endswith(".seg"))
         bound = TOPICS + 1 + FD_CACHE + FD_MARGIN
-        files = {i: open_files(n) for i, n in c.nodes.items()}
+        files = {i: n.open_fds() for i, n in c.nodes.items()}
         print(f"# open files {files}, bound {bound} (segments of the {SEGMENTED} small-segment "
               f"topics on node 1: {segs})", flush=True)
         check(segs > 2 * SEGMENTED, f"only {segs} segments: the test needs several per topic")
