@@ -407,6 +407,26 @@ static int consume_stream(const char *cmd, tally_client *client, const struct co
     return TOOL_EXIT_OK;
 }
 
+/* Print @r in @fmt unless it is left out: older than @from_time while
+ * *skip_old (--from-time: the first batch may begin before it; the first
+ * record at or after it ends the skipping), or without the key @key (-k
+ * with a scan). Returns 1 if printed. */
+static int consume_print_wanted(const char *fmt, const struct tally_record *r, int *skip_old,
+                                int64_t from_time, const char *key, size_t key_len)
+{
+    if (*skip_old) {
+        if (r->timestamp_ms < from_time) {
+            return 0;
+        }
+        *skip_old = 0;
+    }
+    if (key != NULL && !consume_key_matches(r, key, key_len)) {
+        return 0;
+    }
+    consume_print(fmt, r, 0);
+    return 1;
+}
+
 /* What consume_shared needs of the command line. */
 struct consume_shared_args {
     const char *group, *topic, *filter, *key, *fmt;
@@ -463,17 +483,8 @@ static int consume_shared(const char *cmd, tally_client *client,
             }
             done_to = r->offset + 1;
             have_done = 1;
-            if (skip_old) {
-                if (r->timestamp_ms < a->from_time) {
-                    continue;
-                }
-                skip_old = 0;
-            }
-            if (a->key != NULL && !consume_key_matches(r, a->key, a->key_len)) {
-                continue;
-            }
-            consume_print(a->fmt, r, 0);
-            if (a->count > 0 && ++printed == a->count) {
+            if (consume_print_wanted(a->fmt, r, &skip_old, a->from_time, a->key, a->key_len) &&
+                a->count > 0 && ++printed == a->count) {
                 break;
             }
         }
@@ -896,17 +907,8 @@ int cmd_consume_main(int argc, char **argv)
             }
             /* Past this record from here on, printed or filtered out. */
             next = r->offset + 1;
-            if (skip_old) {
-                if (r->timestamp_ms < from_time) {
-                    continue;
-                }
-                skip_old = 0; /* the first record at or after the time */
-            }
-            if (key != NULL && !consume_key_matches(r, key, key_len)) {
-                continue;
-            }
-            consume_print(fmt, r, 0);
-            if (count > 0 && ++printed == count) {
+            if (consume_print_wanted(fmt, r, &skip_old, from_time, key, key_len) &&
+                count > 0 && ++printed == count) {
                 break;
             }
         }
