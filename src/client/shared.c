@@ -328,9 +328,8 @@ TALLY_API int tally_group_join(tally_client *c, const char *group, const char *t
         return client__null_output(c, what, "out");
     }
     *out = NULL;
-    if (group == NULL || group[0] == '\0' || strlen(group) >= PROTO_NAME_MAX) {
-        err_printf(c->errmsg, "%s: group name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
-        return TALLY_INVAL;
+    if ((rv = client__check_group(c, group, what)) != 0) {
+        return rv;
     }
     if ((rv = client__check_name(c, topic, what)) != 0) {
         return rv;
@@ -416,7 +415,9 @@ TALLY_API int tally_group_poll(tally_group_member *m, uint32_t max_wait_ms,
         } else if (st == PROTO_GROUP_NOT_MEMBER ||
                    wire_now_ms() - m->last_ok >= (int64_t)m->o.session_ms) {
             m->joined = false; /* our shares may be someone else's now */
-            m->member_id[0] = st == PROTO_GROUP_NOT_MEMBER ? '\0' : m->member_id[0];
+            if (st == PROTO_GROUP_NOT_MEMBER) {
+                m->member_id[0] = '\0';
+            }
         }
     }
     if (!m->joined) {
@@ -529,9 +530,8 @@ TALLY_API int tally_group_members_get(tally_client *c, const char *group, const 
         return client__null_output(c, what, "out");
     }
     memset(out, 0, sizeof *out);
-    if (group == NULL || group[0] == '\0' || strlen(group) >= PROTO_NAME_MAX) {
-        err_printf(c->errmsg, "%s: group name must be 1-%d bytes", what, PROTO_NAME_MAX - 1);
-        return TALLY_INVAL;
+    if ((rv = client__check_group(c, group, what)) != 0) {
+        return rv;
     }
     if (topic != NULL && (rv = client__check_name(c, topic, what)) != 0) {
         return rv;
