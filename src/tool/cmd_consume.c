@@ -488,7 +488,7 @@ static int consume_shared(const char *cmd, tally_client *client,
                 break;
             }
         }
-        if (!done && (a->count == 0 || printed < a->count)) {
+        if (res.impl != NULL && !done && (a->count == 0 || printed < a->count)) {
             done_to = res.next_offset; /* the member's read went past these */
             have_done = 1;
         }
