@@ -82,7 +82,7 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     }
     /* Nothing is deleted here, and nothing written: the start offset holds
      * at once (reads below it are refused), the segments go at the next
-     * store_trim_catch_up, after a checkpoint has recorded it. A restart
+     * checkpoint that records it (store_checkpoint_wanted). A restart
      * before that replays this entry from the Raft log. */
     if (s->trim_held && t->trim_undeleted) {
         /* A backup copies this node's files from its cut: the segments
@@ -129,19 +129,9 @@ static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
     return rv;
 }
 
-int store__trims_recorded(struct store *s, char *errmsg)
+int store__trims_recorded(struct store *s, bool all, char *errmsg)
 {
-    return store__trims_delete(s, true, errmsg);
-}
-
-int store_trim_catch_up(struct store *s, char *errmsg)
-{
-    if (!s->trims_waiting || s->trim_held) {
-        return 0;
-    }
-    /* The checkpoint records the start offsets (and key indexes counting
-     * every record below them), then store__trims_recorded deletes. */
-    return store_checkpoint(s, errmsg);
+    return store__trims_delete(s, all, errmsg);
 }
 
 int store_hold_trim(struct store *s, bool hold, char *errmsg)
@@ -153,7 +143,7 @@ int store_hold_trim(struct store *s, bool hold, char *errmsg)
         return 0;
     }
     /* Released: delete what checkpoints recorded meanwhile (the trims not
-     * recorded yet go at the next store_trim_catch_up). */
+     * recorded yet go after the next checkpoint). */
     rv = store__trims_delete(s, false, errmsg);
     return rv;
 }

@@ -243,7 +243,7 @@ bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_r
  * entries applied while held move the topic's start offset (trim_offset)
  * as on every other node, so that replicas agree on what is readable, but
  * delete no segment file; the release deletes those a checkpoint already
- * recorded (store_trim_catch_up the others). A restart meanwhile deletes
+ * recorded (the next checkpoint the others). A restart meanwhile deletes
  * them at open. Loop thread. */
 int store_hold_trim(struct store *s, bool hold, char *errmsg);
 bool store_trim_held(const struct store *s);
@@ -251,12 +251,10 @@ bool store_trim_held(const struct store *s);
 /* A TOPIC_TRIM only moves the topic's start offset (reads below it are
  * refused at once); its segments are deleted once a checkpoint records
  * the new start offset with key indexes that count every record deleted,
- * so a restart never needs what is gone. Called every retention interval
- * on every node: when trims are waiting, one checkpoint (store_checkpoint)
- * and the deletions, however many topics were trimmed: the catalog is
- * written once per interval, not once per trimmed topic. No-op otherwise,
- * and while a backup holds deletions. */
-int store_trim_catch_up(struct store *s, char *errmsg);
+ * so a restart never needs what is gone: store_checkpoint_wanted is true
+ * while trims wait (unless a backup holds deletions), and the server runs
+ * one checkpoint off the loop each retention interval for all of them
+ * (store_checkpoint_freeze), however many topics were trimmed. */
 
 /* Highest record timestamp in any topic (INT64_MIN when none): a new leader
  * stamps no earlier than this. */
@@ -284,6 +282,21 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg);
 void store_snapshot_release(struct store *s, struct store_frozen *f);
 /* The three steps at once (tests, tools). */
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg);
+
+/* Checkpoints off the loop, in the same three steps: the catalog and the
+ * key indexes that changed, at the applied index, written by another
+ * thread while apply goes on (the retention interval's, for the trims
+ * waiting; and after a change only the catalog records: members, users,
+ * ACLs, a backfilled history). store_checkpoint_wanted says whether one
+ * is due. The freeze copies only the key indexes whose keys.ckpt is not
+ * current. The release (loop; @built: the build returned 0) deletes the
+ * segments of the trims the checkpoint recorded; a failed build leaves
+ * the checkpoint due. At most one build runs at a time per store (a
+ * snapshot's may run beside it). */
+bool store_checkpoint_wanted(const struct store *s);
+int store_checkpoint_freeze(struct store *s, struct store_frozen **out, char *errmsg);
+int store_checkpoint_build(struct store_frozen *f, char *errmsg);
+int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built, char *errmsg);
 
 /* Restore a snapshot. @local_first: at start-up the local state is at least
  * as new as any snapshot this node took, so it is kept. Otherwise (a

@@ -60,6 +60,21 @@ static void reopen(struct fixture *f)
     assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
 }
 
+/* What the server's checkpointer does (server/checkpointer.c): freeze,
+ * build (here on the same thread), release. */
+static int checkpoint_off_loop(struct fixture *f)
+{
+    char errmsg[ERR_MSG_SIZE] = "";
+    struct store_frozen *fr;
+    int rv = store_checkpoint_freeze(f->s, &fr, errmsg);
+    if (rv == 0) {
+        int built = store_checkpoint_build(fr, errmsg);
+        rv = store_checkpoint_release(f->s, fr, built == 0, errmsg);
+        rv = built != 0 ? built : rv;
+    }
+    return rv;
+}
+
 static int apply(struct fixture *f, uint64_t index, struct buf *entry, struct store_result **res)
 {
     char errmsg[ERR_MSG_SIZE] = "";
@@ -1021,6 +1036,10 @@ static void test_cluster_identity(void **state)
     assert_int_equal(store_member_dir(f->s, 1), 0);
     assert_int_equal(store_member_dir(f->s, 2), 0x222);
     buf_free(&e);
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     assert_int_equal(store_cluster_id(f->s), 0xabcdef);
     assert_int_equal(store_member_dir(f->s, 2), 0x222);
@@ -1549,21 +1568,21 @@ static void test_trim_sets_the_start_offset(void **state)
     assert_int_equal(apply(f, 23, &c, NULL), 0); /* Raft replays the entry */
     assert_int_equal(store_topic_start(tp), cut);
     assert_int_equal(log_segment_count(tp->log), segs);
-    /* A held deletion (a backup) waits even past a catch-up... */
+    /* A held deletion (a backup) wants no checkpoint... */
+    assert_true(store_checkpoint_wanted(f->s));
     assert_int_equal(store_hold_trim(f->s, true, errmsg), 0);
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     assert_int_equal(log_segment_count(tp->log), segs);
     /* ...and the release deletes only what a checkpoint recorded. */
     assert_int_equal(store_hold_trim(f->s, false, errmsg), 0);
     assert_int_equal(log_segment_count(tp->log), segs);
-    /* One catch-up: a checkpoint records the start, then the segments go. */
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0);
+    /* One checkpoint: it records the start, then the segments go. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
     assert_true(log_start_offset(tp->log) <= cut);
     assert_true(log_start_offset(tp->log) > 0);
     assert_true(log_segment_count(tp->log) < segs);
-    unsigned after = log_segment_count(tp->log);
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0); /* nothing waits */
-    assert_int_equal(log_segment_count(tp->log), after);
+    assert_false(store_checkpoint_wanted(f->s)); /* nothing waits */
 
     /* Never back; another topic of the same name is not touched. */
     buf_free(&c);
@@ -1599,6 +1618,76 @@ static void test_trim_sets_the_start_offset(void **state)
     tmpdir_remove(dir2);
     free(dir2);
     buf_free(&snap);
+    buf_free(&c);
+    buf_free(&e);
+}
+
+/* A checkpoint built off the loop records the trims applied before its
+ * freeze: a trim applied while it was being built waits for the next one
+ * (its segments stay), as a restart before that would replay it. */
+static void test_trim_after_the_freeze_waits(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"ret"};
+    struct command_topic_config cfg = {TALLY_POLICY_DELETE, -1, 2048, 0};
+    struct buf e, c;
+    char errmsg[ERR_MSG_SIZE] = "";
+    struct store_frozen *fr;
+
+    f->lc.segment_bytes = 1024;
+    reopen(f);
+    buf_init(&c);
+    command_encode_topic_create(&c, "ret", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    buf_init(&e);
+    append_entry(&e, t, 1, 20);
+    for (uint64_t i = 3; i < 23; i++) {
+        assert_int_equal(apply(f, i, &e, NULL), 0);
+    }
+    struct store_topic *tp = store_topic_find(f->s, "ret");
+    uint64_t created = tp->created_index;
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    unsigned segs = log_segment_count(tp->log);
+    assert_true(segs > 4);
+    /* A first trim, then the freeze, then a second trim. */
+    buf_free(&c);
+    buf_init(&c);
+    command_encode_topic_trim(&c, "ret", created, 100, 0);
+    assert_int_equal(apply(f, 23, &c, NULL), 0);
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    buf_free(&c);
+    buf_init(&c);
+    command_encode_topic_trim(&c, "ret", created, 300, 0);
+    assert_int_equal(apply(f, 24, &c, NULL), 0);
+    assert_int_equal(store_checkpoint_build(fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, true, errmsg), 0);
+    /* Nothing deleted: the start the checkpoint recorded is not the
+     * topic's any more. */
+    assert_int_equal(log_segment_count(tp->log), segs);
+    assert_true(store_checkpoint_wanted(f->s));
+    /* A restart now replays the second trim from Raft's log. */
+    reopen(f);
+    tp = store_topic_find(f->s, "ret");
+    assert_int_equal(tp->trim_offset, 100);
+    /* (the open deleted the segments below the start the catalog has) */
+    assert_true(log_segment_count(tp->log) < segs);
+    assert_true(log_start_offset(tp->log) > 0);
+    assert_true(log_start_offset(tp->log) <= 100);
+    segs = log_segment_count(tp->log);
+    assert_int_equal(apply(f, 24, &c, NULL), 0);
+    assert_int_equal(tp->trim_offset, 300);
+    /* A failed build leaves the checkpoint wanted and deletes nothing. */
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, false, errmsg), 0);
+    assert_int_equal(log_segment_count(tp->log), segs);
+    assert_true(store_checkpoint_wanted(f->s));
+    /* The next one records it, and the segments below 300 go. */
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_true(log_segment_count(tp->log) < segs);
+    assert_true(log_start_offset(tp->log) > 100);
+    assert_true(log_start_offset(tp->log) <= 300);
+    assert_false(store_checkpoint_wanted(f->s));
     buf_free(&c);
     buf_free(&e);
 }
@@ -1746,6 +1835,10 @@ static void test_users(void **state)
     assert_non_null(u);
     assert_non_null(users_cred(u, SCRAM_SHA_256));
     assert_non_null(users_cred(u, SCRAM_SHA_512));
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     assert_non_null(users_find(store_users(f->s), "alice"));
     assert_non_null(users_find(store_users(f->s), "bob"));
@@ -1773,6 +1866,15 @@ static void test_users(void **state)
         assert_int_equal(apply_code(f, 6, &e), TALLY_INVAL);
         buf_free(&e);
     }
+    /* A restart before the next checkpoint has the catalog's users; Raft
+     * applies the removal again. */
+    reopen(f);
+    assert_non_null(users_find(store_users(f->s), "alice"));
+    user_entry(&e, "alice", NULL);
+    assert_int_equal(apply_code(f, 4, &e), 0);
+    buf_free(&e);
+    assert_null(users_find(store_users(f->s), "alice"));
+    assert_int_equal(checkpoint_off_loop(f), 0);
     reopen(f);
     assert_null(users_find(store_users(f->s), "alice"));
     assert_non_null(users_find(store_users(f->s), "bob"));
@@ -1849,6 +1951,10 @@ static void test_acls(void **state)
         buf_free(&e);
         buf_free(&b);
     }
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         bool got = acls_allowed(store_acls(f->s), table[i].who, table[i].resource,
@@ -1979,6 +2085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_ignores_missing_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_after_the_freeze_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
