@@ -145,8 +145,9 @@ int64_t log_max_timestamp(const struct tally_log *l);
 
 /* Delete the sealed segments that hold only offsets below @offset (the
  * active segment always stays; records below @offset in the first kept
- * segment are the caller's to hide). *deleted gets the number removed;
- * the directory is fsynced when any was. */
+ * segment are the caller's to hide). *deleted gets the number removed.
+ * The directory is not fsynced (the next log_sync or seal does it): after
+ * a crash the removed segments may be back, and the caller trims again. */
 int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg);
 
 /* Retention on this node alone (the unit tests; a cluster uses

@@ -96,9 +96,9 @@ struct store__frozen_topic {
     char name[STORE_NAME_MAX];
     uint64_t created_index;
     uint64_t next_offset;     /* the log's next offset at the freeze's index */
-    struct keys keys;         /* a packed copy of the key index: always for a
-                               * snapshot, for a checkpoint only when its
-                               * keys.ckpt is due */
+    struct keys keys;         /* a copy of the key index sharing its chunks:
+                               * always for a snapshot, for a checkpoint only
+                               * when its keys.ckpt is due */
     struct streams streams;   /* a packed copy of the stream index */
     bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     bool has_log;             /* false while the topic is being created */
@@ -170,7 +170,7 @@ static int store__freeze(struct store *s, uint64_t index, bool snapshot,
         }
         ft->streams_due = t->log != NULL && stream_ckpt_due(t);
         if (((snapshot || (ft->has_log && !ft->keys_current)) &&
-             keys_copy_packed(&ft->keys, &t->keys) != 0) ||
+             keys_share(&ft->keys, &t->keys) != 0) ||
             (ft->streams_due &&
              streams_copy_packed(&ft->streams, &t->streams, store_topic_start(t)) != 0)) {
             store_snapshot_release(s, f);

@@ -263,9 +263,12 @@ int64_t store_max_timestamp(struct store *s);
 /* Snapshots, in three steps so that the loop only copies (Raft's fsm
  * version 3, docs/raft.md):
  *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
- *                          offsets, producers, members, groups), copies
- *                          every topic's key index and duplicates each
- *                          log's active segment descriptor;
+ *                          offsets, producers, members, groups), takes a
+ *                          copy of every topic's key index that shares
+ *                          its chunks (keys_share: O(chunks), 4 KiB
+ *                          each), copies the stream indexes whose
+ *                          checkpoint is due, and duplicates each log's
+ *                          active segment descriptor;
  *   store_snapshot_build   (any thread) fsyncs those logs, writes the key
  *                          checkpoints and the catalog at the snapshot's
  *                          index, and builds the snapshot: the catalog
@@ -273,8 +276,10 @@ int64_t store_max_timestamp(struct store *s);
  *   store_snapshot_release (loop) frees the copies and lets compaction
  *                          use the new checkpoints.
  * The build touches no store state but the checkpoint files and their
- * lock, so apply goes on meanwhile. Memory: the copies of the key indexes
- * (32 bytes per slot, about 43 bytes per key) for as long as it runs. */
+ * lock, so apply goes on meanwhile. Memory: while it runs, a write to a
+ * key whose chunk the copy still shares copies that chunk (copy on
+ * write), so at most a second key index (32 bytes per slot) if every
+ * chunk is written meanwhile. */
 struct store_frozen;
 int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
                           char *errmsg);

@@ -19,6 +19,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "store/command.h"
+#include "store/keys.h"
 #include "store/store.h"
 #include "store/acl.h"
 #include "store/users.h"
@@ -1622,6 +1623,59 @@ static void test_trim_sets_the_start_offset(void **state)
     buf_free(&e);
 }
 
+/* A shared copy of a key index (a snapshot's freeze) keeps what it was
+ * while the index it came from is written to, grows, or is freed. */
+static void test_keys_copy_on_write(void **state)
+{
+    struct keys k, frozen, again;
+    struct buf before, after;
+    char key[32];
+    (void)state;
+    keys_init(&k);
+    keys_init(&frozen);
+    keys_init(&again);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), (uint64_t)i), 0);
+    }
+    size_t cap = k.cap;
+    buf_init(&before);
+    keys_encode(&k, &before);
+    assert_int_equal(keys_share(&frozen, &k), 0);
+    assert_int_equal(frozen.n, 5000);
+    /* Writes to old keys, then enough new ones for the table to grow. */
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), 9000), 0);
+    }
+    assert_int_equal(keys_share(&again, &k), 0); /* a second copy, mid-way */
+    for (int i = 5000; i < 10000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), (uint64_t)i), 0);
+    }
+    assert_true(k.cap > cap);
+    buf_init(&after);
+    keys_encode(&frozen, &after);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    assert_int_equal(keys_version(&frozen, "k0", 2), 1);
+    assert_int_equal(keys_version(&frozen, "k7000", 5), 0);
+    assert_int_equal(keys_version(&again, "k0", 2), 2);
+    assert_int_equal(keys_version(&again, "k7000", 5), 0);
+    assert_int_equal(keys_version(&k, "k0", 2), 2);
+    assert_int_equal(keys_version(&k, "k7000", 5), 1);
+    assert_int_equal(k.n, 10000);
+    /* Freed in any order: what is left still reads. */
+    keys_free(&k);
+    assert_int_equal(keys_version(&again, "k99", 3), 2);
+    assert_int_equal(keys_version(&again, "k100", 4), 1);
+    keys_free(&frozen);
+    assert_int_equal(keys_version(&again, "k4999", 5), 1);
+    keys_free(&again);
+    buf_free(&before);
+    buf_free(&after);
+}
+
 /* A checkpoint built off the loop records the trims applied before its
  * freeze: a trim applied while it was being built waits for the next one
  * (its segments stay), as a restart before that would replay it. */
@@ -2086,6 +2140,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_ignores_missing_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_after_the_freeze_waits, setup, teardown),
+        cmocka_unit_test(test_keys_copy_on_write),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
