@@ -101,7 +101,7 @@ def loop_holds(c):
     ckpt = re.compile(r"checkpoint: written: ([0-9.]+) ms on the loop to freeze, ([0-9.]+) s "
                       r"to write, ([0-9.]+) ms on the loop to release")
     for i, n in c.nodes.items():
-        s_loop, s_pool, c_loop, c_build, nsnap, nckpt = 0.0, 0.0, 0.0, 0.0, 0, 0
+        s_loop, s_pool, c_freeze, c_release, c_build, nsnap, nckpt = 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0
         with open(n.log_path, errors="replace") as f:
             for line in f:
                 m = snap.search(line)
@@ -112,11 +112,12 @@ def loop_holds(c):
                 m = ckpt.search(line)
                 if m:
                     nckpt += 1
-                    c_loop = max(c_loop, float(m.group(1)), float(m.group(3)))
+                    c_freeze = max(c_freeze, float(m.group(1)))
                     c_build = max(c_build, float(m.group(2)))
+                    c_release = max(c_release, float(m.group(3)))
         print(f"# node {i}: {nsnap} snapshots (loop max {s_loop:.1f} ms, pool max {s_pool:.3f} s), "
-              f"{nckpt} checkpoints off the loop (loop max {c_loop:.1f} ms, write max "
-              f"{c_build:.3f} s)", flush=True)
+              f"{nckpt} checkpoints off the loop (loop max: freeze {c_freeze:.1f} ms, release "
+              f"{c_release:.1f} ms; write max {c_build:.3f} s)", flush=True)
 
 
 def main():
