@@ -3,6 +3,7 @@
  * (bench/snapshot.sh; not part of make check).
  *
  *   bench-snapshot DIR KEYS [ROUNDS]
+ *   bench-snapshot --topics DIR TOPICS [ROUNDS]
  *
  * Opens a store in DIR (which must not exist), creates topic "t" (policy
  * compact) and applies APPEND entries of 1,000 records (keys "key-%010u",
@@ -16,7 +17,13 @@
  * p99, max) in (a) and (b), and the build's time; then the medians and the
  * process's peak RSS. The first freeze also copies the stream index (its
  * checkpoint is due then); later ones only when the topic grew by a
- * quarter, as on a node. */
+ * quarter, as on a node.
+ *
+ * With --topics: TOPICS topics of one 100-record batch each (10 keys),
+ * then ROUNDS times: one record appended to every tenth topic, then a
+ * snapshot's freeze and a checkpoint's freeze (store_checkpoint_freeze,
+ * the retention interval's), each built and released; prints the freeze
+ * times (what the loop is held for) and their medians. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +132,123 @@ static int updates(struct store *s, uint64_t *index, uint64_t keys, double *ms, 
     return 0;
 }
 
+/* One APPEND entry of @n records with 10 keys to @topic. */
+static int small_entry(struct buf *e, const char *topic, unsigned n)
+{
+    struct batch_builder b;
+    struct buf out;
+    char key[16];
+    int rv = 0;
+    batch_builder_init(&b, 0, 0);
+    buf_init(&out);
+    for (unsigned j = 0; j < n && rv == 0; j++) {
+        int len = snprintf(key, sizeof key, "k%u", j % 10);
+        rv = batch_builder_add(&b, key, (size_t)len, "value", 5);
+    }
+    if (rv == 0) {
+        rv = batch_builder_finish(&b, false, &out);
+    }
+    if (rv == 0) {
+        batch_stamp(out.data, 0, 1700000000000, 0);
+        e->len = 0;
+        command_append_begin(e);
+        command_append_add(e, topic, out.data, (uint32_t)out.len, COMMAND_NO_EXPECT, NULL, 0);
+        command_append_end(e, 1);
+    }
+    buf_free(&out);
+    batch_builder_free(&b);
+    return rv;
+}
+
+static int many_topics(const char *dir, unsigned topics, int rounds)
+{
+    char errmsg[ERR_MSG_SIZE] = "", name[32];
+    struct log_config lc;
+    struct store *s;
+    struct buf e;
+    uint64_t index = 1;
+    log_config_init(&lc);
+    if (store_open(dir, &lc, &s, errmsg) != 0) {
+        fprintf(stderr, "bench-snapshot: %s\n", errmsg);
+        return 1;
+    }
+    struct command_topic_config cfg = {TALLY_POLICY_DELETE, -1, -1, 0};
+    buf_init(&e);
+    double t0 = bench_now();
+    for (unsigned i = 0; i < topics; i++) {
+        snprintf(name, sizeof name, "topic-%05u", i);
+        e.len = 0;
+        command_encode_topic_create(&e, name, &cfg);
+        if (store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0 ||
+            small_entry(&e, name, 100) != 0 ||
+            store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0) {
+            fprintf(stderr, "bench-snapshot: topic %u: %s\n", i, errmsg);
+            return 1;
+        }
+    }
+    printf("# %u topics made in %.1f s\n", topics, bench_now() - t0);
+    double *snap_ms = calloc((size_t)rounds, sizeof *snap_ms);
+    double *ckpt_ms = calloc((size_t)rounds, sizeof *ckpt_ms);
+    for (int r = 0; r < rounds; r++) {
+        struct store_frozen *f;
+        struct buf snap;
+        for (unsigned i = (unsigned)r % 10; i < topics; i += 10) {
+            snprintf(name, sizeof name, "topic-%05u", i);
+            if (small_entry(&e, name, 1) != 0 ||
+                store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0) {
+                fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
+                return 1;
+            }
+        }
+        t0 = bench_now();
+        if (store_snapshot_freeze(s, index, &f, errmsg) != 0) {
+            fprintf(stderr, "bench-snapshot: freeze: %s\n", errmsg);
+            return 1;
+        }
+        snap_ms[r] = (bench_now() - t0) * 1e3;
+        buf_init(&snap);
+        double t1 = bench_now();
+        int rv = store_snapshot_build(f, &snap, errmsg);
+        double build = bench_now() - t1;
+        store_snapshot_release(s, f);
+        buf_free(&snap);
+        if (rv != 0) {
+            fprintf(stderr, "bench-snapshot: build: %s\n", errmsg);
+            return 1;
+        }
+        for (unsigned i = (unsigned)r % 10; i < topics; i += 10) {
+            snprintf(name, sizeof name, "topic-%05u", i);
+            if (small_entry(&e, name, 1) != 0 ||
+                store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0) {
+                fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
+                return 1;
+            }
+        }
+        t0 = bench_now();
+        if (store_checkpoint_freeze(s, &f, errmsg) != 0) {
+            fprintf(stderr, "bench-snapshot: checkpoint freeze: %s\n", errmsg);
+            return 1;
+        }
+        ckpt_ms[r] = (bench_now() - t0) * 1e3;
+        rv = store_checkpoint_build(f, errmsg);
+        if (store_checkpoint_release(s, f, rv == 0, errmsg) != 0 || rv != 0) {
+            fprintf(stderr, "bench-snapshot: checkpoint: %s\n", errmsg);
+            return 1;
+        }
+        printf("round %d: snapshot freeze %.2f ms (build %.2f s), checkpoint freeze %.2f ms\n",
+               r + 1, snap_ms[r], build, ckpt_ms[r]);
+        fflush(stdout);
+    }
+    double sm = pct(snap_ms, (size_t)rounds, 0.5), cm = pct(ckpt_ms, (size_t)rounds, 0.5);
+    printf("snapshot: topics=%u snapshot_freeze_ms_median=%.2f checkpoint_freeze_ms_median=%.2f "
+           "peak_rss_MB=%.0f\n", topics, sm, cm, (double)peak_rss_kb() / 1024.0);
+    free(snap_ms);
+    free(ckpt_ms);
+    buf_free(&e);
+    store_close(s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char errmsg[ERR_MSG_SIZE] = "";
@@ -132,12 +256,21 @@ int main(int argc, char **argv)
     struct store *s;
     struct buf e;
     uint64_t index = 1, keys;
+    logger_set_level(LOGGER_WARN);
+    if (argc >= 4 && strcmp(argv[1], "--topics") == 0) {
+        int n = atoi(argv[3]);
+        int r = argc > 4 ? atoi(argv[4]) : 5;
+        if (n < 1 || r < 1) {
+            fprintf(stderr, "usage: bench-snapshot --topics DIR TOPICS [ROUNDS]\n");
+            return 2;
+        }
+        return many_topics(argv[2], (unsigned)n, r);
+    }
     int rounds = argc > 3 ? atoi(argv[3]) : 5;
     if (argc < 3 || bench_parse_size(argv[2], &keys) != 0 || keys < RECORDS || rounds < 1) {
         fprintf(stderr, "usage: bench-snapshot DIR KEYS [ROUNDS]\n");
         return 2;
     }
-    logger_set_level(LOGGER_WARN);
     log_config_init(&lc);
     if (store_open(argv[1], &lc, &s, errmsg) != 0) {
         fprintf(stderr, "bench-snapshot: %s\n", errmsg);

@@ -92,8 +92,9 @@ int store_describe_restored(struct store *s, struct buf *out)
 
 /* What a freeze copies of one topic. */
 struct store__frozen_topic {
-    char dir[PATH_MAX + 300];
-    char name[STORE_NAME_MAX];
+    char name[STORE_NAME_MAX]; /* (its directory is made from the name by the
+                                * build: with 10,000 topics, 44 MB less to
+                                * allocate and touch on the loop) */
     uint64_t created_index;
     uint64_t next_offset;     /* the log's next offset at the freeze's index */
     struct keys keys;         /* a copy of the key index sharing its chunks:
@@ -156,7 +157,6 @@ static int store__freeze(struct store *s, uint64_t index, bool snapshot,
     for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
         struct store__frozen_topic *ft = &f->topics[f->n];
         ft->fd = -1;
-        store__topic_dir(s, t->name, ft->dir, sizeof ft->dir);
         snprintf(ft->name, sizeof ft->name, "%s", t->name);
         ft->created_index = t->created_index;
         ft->trim_unsynced = t->trim_unsynced;
@@ -232,15 +232,17 @@ static int store__frozen_build(struct store_frozen *f, struct buf *out, char *er
             continue; /* being created: no log yet; or its file is up to date */
         }
         bool renamed = false;
+        char dir[PATH_MAX + 300];
+        store__topic_dir(f->s, ft->name, dir, sizeof dir);
         /* streams: the stream index checkpoint goes just before keys.ckpt */
-        rv = ft->streams_due ? stream_ckpt_write(ft->dir, &ft->streams, f->index,
+        rv = ft->streams_due ? stream_ckpt_write(dir, &ft->streams, f->index,
                                                  ft->next_offset, tmp, errmsg)
                              : 0;
         if (rv != 0) {
             err_wrap(errmsg, "%s: checkpoint the stream index of %s", what, ft->name);
             break;
         }
-        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset, tmp,
+        rv = store__write_keys_file(f->s, dir, &ft->keys, f->index, ft->next_offset, tmp,
                                     &renamed, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "%s: checkpoint the key index of %s", what, ft->name);
