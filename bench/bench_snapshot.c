@@ -231,7 +231,7 @@ static int many_topics(const char *dir, unsigned topics, int rounds)
         }
         ckpt_ms[r] = (bench_now() - t0) * 1e3;
         rv = store_checkpoint_build(f, errmsg);
-        if (store_checkpoint_release(s, f, rv == 0, errmsg) != 0 || rv != 0) {
+        if (store_checkpoint_release(s, f, rv == 0, NULL, errmsg) != 0 || rv != 0) {
             fprintf(stderr, "bench-snapshot: checkpoint: %s\n", errmsg);
             return 1;
         }

@@ -2,7 +2,10 @@
  *
  * The happy path: a kick finds store_checkpoint_wanted, freezes on the
  * loop, queues the build on libuv's pool, and the pool's after-callback
- * (on the loop) releases: the trims it recorded lose their segments.
+ * (on the loop) releases: the trims it recorded lose their segments,
+ * taken out of their logs there and deleted by a second pool job (with a
+ * thousand topics trimmed, unlinking their files on the loop held it for
+ * a second).
  * Failure modes: the freeze fails (out of memory, no descriptor: logged,
  * the checkpoint stays due and the next kick tries again, at most once a
  * second); the build fails (a full disk: logged, due again, same pace);
@@ -14,6 +17,7 @@
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "log/log.h"
 
 #define CHECKPOINTER__RETRY_NS 1000000000ull /* after a failure */
 
@@ -23,6 +27,7 @@ struct checkpointer {
     uv_work_t work;
     bool running;                /* a build is queued or running */
     struct store_frozen *frozen; /* what it builds */
+    struct log_removals *removals; /* what the release took out, deleted next */
     int build_rv;
     char build_err[ERR_MSG_SIZE];
     uint64_t build_ns;
@@ -57,18 +62,46 @@ static void checkpointer__build(uv_work_t *w)
     c->build_ns = uv_hrtime() - t0;
 }
 
+/* The end of a checkpoint (on the loop). */
+static void checkpointer__done(struct checkpointer *c)
+{
+    c->running = false;
+    if (c->closing) {
+        void (*done)(void *) = c->done;
+        void *arg = c->done_arg;
+        free(c);
+        if (done != NULL) {
+            done(arg);
+        }
+    }
+}
+
+static void checkpointer__remove(uv_work_t *w)
+{
+    struct checkpointer *c = w->data;
+    log_removals_run(c->removals);
+    c->removals = NULL;
+}
+
+static void checkpointer__removed(uv_work_t *w, int status)
+{
+    struct checkpointer *c = w->data;
+    (void)status; /* (never cancelled) */
+    checkpointer__done(c);
+}
+
 static void checkpointer__built(uv_work_t *w, int status)
 {
     struct checkpointer *c = w->data;
     char errmsg[ERR_MSG_SIZE] = "";
     bool built = status == 0 && c->build_rv == 0;
     uint64_t t0 = uv_hrtime();
-    c->running = false;
     if (!built) {
         TLOG_ERROR("checkpoint", "writing the checkpoint failed: %s (tried again)",
                    status != 0 ? uv_strerror(status) : c->build_err);
     }
-    int rv = store_checkpoint_release(c->store, c->frozen, built, errmsg);
+    c->removals = log_removals_new(); /* (NULL: the files go at once) */
+    int rv = store_checkpoint_release(c->store, c->frozen, built, c->removals, errmsg);
     c->frozen = NULL;
     if (rv != 0) {
         TLOG_ERROR("checkpoint", "retention: deleting trimmed segments: %s (tried again)",
@@ -83,17 +116,16 @@ static void checkpointer__built(uv_work_t *w, int status)
         c->retry_at_ns = uv_hrtime() + CHECKPOINTER__RETRY_NS;
     }
     TLOG_INFO("checkpoint", "%s: %.1f ms on the loop to freeze, %.3f s to write, %.1f ms "
-              "on the loop to release (trimmed segments deleted)", built ? "written" : "failed",
+              "on the loop to release", built ? "written" : "failed",
               c->stats.last_freeze_s * 1e3, c->stats.last_build_s,
               c->stats.last_release_s * 1e3);
-    if (c->closing) {
-        void (*done)(void *) = c->done;
-        void *arg = c->done_arg;
-        free(c);
-        if (done != NULL) {
-            done(arg);
-        }
+    if (!log_removals_empty(c->removals) &&
+        uv_queue_work(c->loop, &c->work, checkpointer__remove, checkpointer__removed) == 0) {
+        return; /* still running, until the files are gone */
     }
+    log_removals_run(c->removals); /* (nothing, or the pool refused: here) */
+    c->removals = NULL;
+    checkpointer__done(c);
 }
 
 void checkpointer_kick(struct checkpointer *c)
@@ -110,7 +142,7 @@ void checkpointer_kick(struct checkpointer *c)
         rv = uv_queue_work(c->loop, &c->work, checkpointer__build, checkpointer__built);
         if (rv != 0) {
             err_printf(errmsg, "queue the build: %s", uv_strerror(rv));
-            (void)store_checkpoint_release(c->store, c->frozen, false, errmsg);
+            (void)store_checkpoint_release(c->store, c->frozen, false, NULL, errmsg);
             c->frozen = NULL;
         }
     }

@@ -425,5 +425,5 @@ int store_checkpoint(struct store *s, char *errmsg)
     store__sweep_trash(s);
     /* The catalog records every trim offset, and the key indexes count
      * every record below them: their segments may go. */
-    return store__trims_recorded(s, true, errmsg);
+    return store__trims_recorded(s, true, NULL, errmsg);
 }

@@ -334,7 +334,8 @@ int store_checkpoint_build(struct store_frozen *f, char *errmsg)
     return store__frozen_build(f, NULL, errmsg);
 }
 
-int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built, char *errmsg)
+int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built,
+                             struct log_removals *rm, char *errmsg)
 {
     bool recorded = false;
     int rv = 0;
@@ -362,7 +363,7 @@ int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built
     }
     store_snapshot_release(s, f);
     if (recorded) {
-        rv = store__trims_recorded(s, false, errmsg);
+        rv = store__trims_recorded(s, false, rm, errmsg);
     }
     return rv;
 }

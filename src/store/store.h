@@ -294,14 +294,16 @@ int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errms
  * waiting; and after a change only the catalog records: members, users,
  * ACLs, a backfilled history). store_checkpoint_wanted says whether one
  * is due. The freeze copies only the key indexes whose keys.ckpt is not
- * current. The release (loop; @built: the build returned 0) deletes the
- * segments of the trims the checkpoint recorded; a failed build leaves
- * the checkpoint due. At most one build runs at a time per store (a
+ * current. The release (loop; @built: the build returned 0) takes the
+ * segments of the trims the checkpoint recorded out of their logs, their
+ * files deleted at once or, with @rm, by log_removals_run (off the loop);
+ * a failed build leaves the checkpoint due. At most one build runs at a time per store (a
  * snapshot's may run beside it). */
 bool store_checkpoint_wanted(const struct store *s);
 int store_checkpoint_freeze(struct store *s, struct store_frozen **out, char *errmsg);
 int store_checkpoint_build(struct store_frozen *f, char *errmsg);
-int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built, char *errmsg);
+int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built,
+                             struct log_removals *rm, char *errmsg);
 
 /* Restore a snapshot. @local_first: at start-up the local state is at least
  * as new as any snapshot this node took, so it is kept. Otherwise (a

@@ -190,13 +190,15 @@ void store__backfill_reconcile(struct store *s, struct store_topic *t);
 
 /* retention.c: TOPIC_TRIM and the segment deletion it allows. */
 int store__apply_trim(struct store_topic *t, char *errmsg);
+/* ... with the segments' files added to @rm (NULL: deleted at once). */
+int store__apply_trim_to(struct store_topic *t, struct log_removals *rm, char *errmsg);
 /* retention.c: @t's trim offset moved (TOPIC_TRIM): it waits for a
  * checkpoint, then for its deletion. */
 void store__trim_waits(struct store *s, struct store_topic *t);
 /* A checkpoint recorded trim offsets (@all: every topic's; else those
  * whose trim_unsynced it cleared): delete what waits (unless a backup
- * holds deletions). */
-int store__trims_recorded(struct store *s, bool all, char *errmsg);
+ * holds deletions), or add its files to @rm when not NULL. */
+int store__trims_recorded(struct store *s, bool all, struct log_removals *rm, char *errmsg);
 int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                       struct store_item_result *res, char *errmsg);
 

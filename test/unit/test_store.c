@@ -61,6 +61,22 @@ static void reopen(struct fixture *f)
     assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
 }
 
+/* Files in @dir whose names end in @suffix. */
+static unsigned count_files(const char *dir, const char *suffix)
+{
+    char **names;
+    size_t n;
+    char errmsg[ERR_MSG_SIZE];
+    unsigned count = 0;
+    assert_int_equal(fs_list(dir, &names, &n, errmsg), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t a = strlen(names[i]), b = strlen(suffix);
+        count += a >= b && strcmp(names[i] + a - b, suffix) == 0;
+    }
+    fs_list_free(names, n);
+    return count;
+}
+
 /* What the server's checkpointer does (server/checkpointer.c): freeze,
  * build (here on the same thread), release. */
 static int checkpoint_off_loop(struct fixture *f)
@@ -69,8 +85,10 @@ static int checkpoint_off_loop(struct fixture *f)
     struct store_frozen *fr;
     int rv = store_checkpoint_freeze(f->s, &fr, errmsg);
     if (rv == 0) {
+        struct log_removals *rm = log_removals_new();
         int built = store_checkpoint_build(fr, errmsg);
-        rv = store_checkpoint_release(f->s, fr, built == 0, errmsg);
+        rv = store_checkpoint_release(f->s, fr, built == 0, rm, errmsg);
+        log_removals_run(rm);
         rv = built != 0 ? built : rv;
     }
     return rv;
@@ -1715,7 +1733,7 @@ static void test_trim_after_the_freeze_waits(void **state)
     command_encode_topic_trim(&c, "ret", created, 300, 0);
     assert_int_equal(apply(f, 24, &c, NULL), 0);
     assert_int_equal(store_checkpoint_build(fr, errmsg), 0);
-    assert_int_equal(store_checkpoint_release(f->s, fr, true, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, true, NULL, errmsg), 0);
     /* Nothing deleted: the start the checkpoint recorded is not the
      * topic's any more. */
     assert_int_equal(log_segment_count(tp->log), segs);
@@ -1733,12 +1751,25 @@ static void test_trim_after_the_freeze_waits(void **state)
     assert_int_equal(tp->trim_offset, 300);
     /* A failed build leaves the checkpoint wanted and deletes nothing. */
     assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
-    assert_int_equal(store_checkpoint_release(f->s, fr, false, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, false, NULL, errmsg), 0);
     assert_int_equal(log_segment_count(tp->log), segs);
     assert_true(store_checkpoint_wanted(f->s));
-    /* The next one records it, and the segments below 300 go. */
-    assert_int_equal(checkpoint_off_loop(f), 0);
+    /* The next one records it, and the segments below 300 go: out of the
+     * log at the release, their files when the removals run (off the
+     * loop, in the server). */
+    char tdir[PATH_MAX + 32];
+    snprintf(tdir, sizeof tdir, "%s/topics/ret", f->dir);
+    assert_int_equal(count_files(tdir, ".seg"), segs);
+    struct log_removals *rm = log_removals_new();
+    assert_non_null(rm);
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_build(fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, true, rm, errmsg), 0);
     assert_true(log_segment_count(tp->log) < segs);
+    assert_false(log_removals_empty(rm));
+    assert_int_equal(count_files(tdir, ".seg"), segs);
+    log_removals_run(rm);
+    assert_int_equal(count_files(tdir, ".seg"), log_segment_count(tp->log));
     assert_true(log_start_offset(tp->log) > 100);
     assert_true(log_start_offset(tp->log) <= 300);
     assert_false(store_checkpoint_wanted(f->s));
