@@ -19,8 +19,8 @@
 
 #include "lib/byte.h"
 
-#define KEYS_CHUNK_SHIFT 7
-#define KEYS_CHUNK (1u << KEYS_CHUNK_SHIFT) /* slots per chunk: 4 KiB */
+#define KEYS_CHUNK_SHIFT 8
+#define KEYS_CHUNK (1u << KEYS_CHUNK_SHIFT) /* slots per chunk: 8 KiB */
 
 struct keys_entry {
     uint64_t h1, h2;     /* XXH3-128 of the key; h1 == h2 == 0: empty slot */
