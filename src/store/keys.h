@@ -1,8 +1,8 @@
 /* The key index of one topic: for every key ever written, how many records
  * it has had (its version) and the offset of its latest record. Keys are
- * held as their 128-bit XXH3 hash (32 bytes per slot in memory), so the
- * index of a topic with 10 million keys takes about 320 MiB at most (the
- * table is kept at most 3/4 full).
+ * held as their 128-bit XXH3 hash (32 bytes per slot in memory; the table
+ * is doubled when 3/4 full, so 43 to 85 bytes per key: 512 MiB for 10
+ * million keys).
  *
  * The table is cut into chunks of KEYS_CHUNK slots that copies share
  * (keys_share): a snapshot's freeze takes a copy in time proportional to
