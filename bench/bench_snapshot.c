@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "lib/batch.h"
 #include "lib/err.h"
@@ -162,6 +163,13 @@ static int small_entry(struct buf *e, const char *topic, unsigned n)
 
 static int many_topics(const char *dir, unsigned topics, int rounds)
 {
+    struct rlimit rl;
+    /* A log keeps its active segment open, and a freeze duplicates it:
+     * as tallyd does, take the hard limit. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
     char errmsg[ERR_MSG_SIZE] = "", name[32];
     struct log_config lc;
     struct store *s;

@@ -988,6 +988,51 @@ static void test_snapshot_syncs_only_written_logs(void **state)
     buf_free(&snap);
 }
 
+/* Descriptors this process has open. */
+static unsigned open_fds(void)
+{
+    char **names;
+    size_t n;
+    char errmsg[ERR_MSG_SIZE];
+    assert_int_equal(fs_list("/proc/self/fd", &names, &n, errmsg), 0);
+    fs_list_free(names, n);
+    return (unsigned)n;
+}
+
+/* With many logs written since their last fsync, a freeze duplicates no
+ * descriptor per log (which would double the node's open files: EMFILE
+ * with 10,000 written topics) and the build syncs the file system once. */
+static void test_freeze_of_many_written_logs(void **state)
+{
+    struct fixture *f = *state;
+    struct store_frozen *fz;
+    struct buf snap;
+    char errmsg[ERR_MSG_SIZE], name[32];
+    uint64_t index = 2;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "t%03d", i);
+        create_topic(f, index++, name);
+        produce(f, index++, name, 0, 0, 0, 0, false);
+    }
+    unsigned before = open_fds();
+    assert_int_equal(store_snapshot_freeze(f->s, index - 1, &fz, errmsg), 0);
+    assert_true(open_fds() <= before + 1); /* the data directory's, for syncfs */
+    buf_init(&snap);
+    assert_int_equal(store_snapshot_build(fz, &snap, errmsg), 0);
+    store_snapshot_release(f->s, fz);
+    buf_free(&snap);
+    assert_int_equal(open_fds(), before);
+    /* A few written logs: a duplicate each, as before. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    produce(f, index++, "t007", 0, 0, 0, 2, false);
+    produce(f, index++, "t008", 0, 0, 0, 2, false);
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    before = open_fds();
+    assert_int_equal(store_snapshot_freeze(f->s, index - 1, &fz, errmsg), 0);
+    assert_int_equal(open_fds(), before + 2);
+    store_snapshot_release(f->s, fz);
+}
+
 /* Group positions are applied, kept in the checkpoint and the snapshot. */
 static void test_group_positions(void **state)
 {
@@ -2172,6 +2217,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_after_the_freeze_waits, setup, teardown),
         cmocka_unit_test(test_keys_copy_on_write),
+        cmocka_unit_test_setup_teardown(test_freeze_of_many_written_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
