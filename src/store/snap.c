@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "lib/codec.h"
@@ -129,13 +131,22 @@ struct store_frozen {
                                * duplicate descriptor per written log */
 };
 
-/* More logs written since their last fsync than this, and a freeze takes
- * no descriptor per log but syncs the whole file system once: with 10,000
- * topics written, 10,000 duplicates would double the node's open files
- * (EMFILE at the usual limits) and 10,000 fsyncs cost more than one
- * syncfs. Since Linux 5.8 syncfs reports write-back errors of the file
- * system, as fsync does for its file. */
-#define STORE__FREEZE_MAX_DUPS 256
+/* How many logs written since their last fsync a freeze may take a
+ * duplicate descriptor of: a quarter of the descriptors the process may
+ * open. Past that, it takes none and the build syncs the whole file system
+ * once (syncfs): with 10,000 topics written, 10,000 duplicates could
+ * double the node's open files (EMFILE). Since Linux 5.8 syncfs reports
+ * write-back errors of the file system, as fsync does for its file; but it
+ * also waits for every other dirty file there, so it is the fallback, not
+ * the rule. */
+static unsigned store__freeze_max_dups(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 1024;
+    }
+    return (unsigned)(rl.rlim_cur / 4 < UINT_MAX ? rl.rlim_cur / 4 : UINT_MAX);
+}
 
 /* Freeze the state at @index (the applied one): the catalog encoded, the
  * key and stream indexes a build writes (every key index for a snapshot,
@@ -164,13 +175,12 @@ static int store__freeze(struct store *s, uint64_t index, bool snapshot,
     if (index > s->applied_index) {
         s->applied_index = index; /* (Raft freezes at its last applied index) */
     }
-    unsigned unsynced = 0;
-    for (struct store_topic *t = s->topics; t != NULL && unsynced <= STORE__FREEZE_MAX_DUPS;
-         t = t->next) {
+    unsigned unsynced = 0, max_dups = store__freeze_max_dups();
+    for (struct store_topic *t = s->topics; t != NULL && unsynced <= max_dups; t = t->next) {
         unsynced += t->log != NULL && log_unsynced(t->log);
     }
     int rv;
-    if (unsynced > STORE__FREEZE_MAX_DUPS &&
+    if (unsynced > max_dups &&
         (rv = fs_open(s->dir, O_RDONLY | O_DIRECTORY, "the data directory", &f->syncfs_fd,
                       errmsg)) != 0) {
         err_wrap(errmsg, "%s", what);

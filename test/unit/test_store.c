@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -999,16 +1000,22 @@ static unsigned open_fds(void)
     return (unsigned)n;
 }
 
-/* With many logs written since their last fsync, a freeze duplicates no
- * descriptor per log (which would double the node's open files: EMFILE
- * with 10,000 written topics) and the build syncs the file system once. */
+/* With more logs written since their last fsync than a quarter of the
+ * descriptor limit, a freeze duplicates no descriptor per log (which could
+ * double the node's open files: EMFILE with 10,000 written topics) and the
+ * build syncs the file system once. */
 static void test_freeze_of_many_written_logs(void **state)
 {
     struct fixture *f = *state;
     struct store_frozen *fz;
     struct buf snap;
+    struct rlimit rl, was;
     char errmsg[ERR_MSG_SIZE], name[32];
     uint64_t index = 2;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    rl = was;
+    rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024; /* a quarter: 256 */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof name, "t%03d", i);
         create_topic(f, index++, name);
@@ -1031,6 +1038,7 @@ static void test_freeze_of_many_written_logs(void **state)
     assert_int_equal(store_snapshot_freeze(f->s, index - 1, &fz, errmsg), 0);
     assert_int_equal(open_fds(), before + 2);
     store_snapshot_release(f->s, fz);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
 }
 
 /* Group positions are applied, kept in the checkpoint and the snapshot. */
