@@ -656,6 +656,8 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     srv__check_nofile(cfg, store_topic_count(s.store));
+    /* (the same reserve srv__check_nofile counts beside the topics) */
+    store_set_fd_reserve(s.store, cfg->segment_fd_cache + cfg->max_connections + 256);
     for (unsigned i = 0; i < cfg->n_peers; i++) {
         memset(&members[i], 0, sizeof members[i]);
         members[i].id = cfg->peers[i].id;

@@ -132,26 +132,25 @@ struct store_frozen {
 };
 
 /* How many logs written since their last fsync a freeze may take a
- * duplicate descriptor of: a quarter of the descriptors the process may
- * open. Past that, it takes none and the build syncs the whole file system
- * once (syncfs): with 10,000 topics written, 10,000 duplicates could
- * double the node's open files (EMFILE). Since Linux 5.8 syncfs reports
- * write-back errors of the file system, as fsync does for its file; but it
- * also waits for every other dirty file there, so it is the fallback, not
- * the rule. */
-static unsigned store__freeze_max_dups(void)
+ * duplicate descriptor of: what the limit leaves beside the topics' own
+ * descriptors and the reserve (store_set_fd_reserve), and at most a
+ * quarter of the limit. Past that, it takes none and the build syncs the
+ * whole file system once (syncfs): with 10,000 topics written, 10,000
+ * duplicates could double the node's open files (EMFILE). Since Linux 5.8
+ * syncfs reports write-back errors of the file system, as fsync does for
+ * its file; but it also waits for every other dirty file there, so it is
+ * the fallback, not the rule. */
+static size_t store__freeze_max_dups(const struct store *s)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
         return 1024;
     }
-    return (unsigned)(rl.rlim_cur / 4 < UINT_MAX ? rl.rlim_cur / 4 : UINT_MAX);
+    uint64_t limit = rl.rlim_cur, used = (uint64_t)s->n_topics + s->fd_reserve;
+    uint64_t left = limit > used ? limit - used : 0;
+    return (size_t)(left < limit / 4 ? left : limit / 4);
 }
 
-/* Freeze the state at @index (the applied one): the catalog encoded, the
- * key and stream indexes a build writes (every key index for a snapshot,
- * whose bytes hold them all), and a duplicate descriptor of each active
- * segment with writes not fsynced. */
 static int store__freeze(struct store *s, uint64_t index, bool snapshot,
                          struct store_frozen **out, char *errmsg)
 {
@@ -175,7 +174,7 @@ static int store__freeze(struct store *s, uint64_t index, bool snapshot,
     if (index > s->applied_index) {
         s->applied_index = index; /* (Raft freezes at its last applied index) */
     }
-    unsigned unsynced = 0, max_dups = store__freeze_max_dups();
+    size_t unsynced = 0, max_dups = store__freeze_max_dups(s);
     for (struct store_topic *t = s->topics; t != NULL && unsynced <= max_dups; t = t->next) {
         unsynced += t->log != NULL && log_unsynced(t->log);
     }

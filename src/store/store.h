@@ -133,6 +133,14 @@ void store_close(struct store *s);
 
 void store_set_append_hook(struct store *s, store_append_hook fn, void *arg);
 
+/* Descriptors the process keeps for other things than the topics' active
+ * segments (cached sealed segments, connections, a margin): a snapshot or
+ * checkpoint freeze duplicates the descriptors of the logs written since
+ * their last fsync only while those fit beside them (and in a quarter of
+ * the limit), else its build syncs the whole file system once. 0 until
+ * set. */
+void store_set_fd_reserve(struct store *s, unsigned reserve);
+
 /* Seed the member table (from the command line) if it is empty. */
 int store_seed_members(struct store *s, const struct store_member *m, unsigned n, char *errmsg);
 

@@ -82,6 +82,7 @@ struct store {
     uint64_t restores;               /* store_restore calls so far: a checkpoint
                                       * frozen before one no longer describes
                                       * the files it wrote */
+    unsigned fd_reserve;             /* store_set_fd_reserve */
     bool catalog_due;                /* a change only the catalog holds was
                                       * applied (members, users, ACLs, ...): a
                                       * checkpoint is wanted (store_checkpoint_wanted) */
