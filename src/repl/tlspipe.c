@@ -7,9 +7,10 @@
  * is made: our end (a uv_pipe_t) is read, each chunk goes through
  * SSL_write and out on the net stream; the net stream's records go
  * through SSL_read and are written to our end, for the user to read from
- * the other. A user that registered its stream (tlspipe_deliver_to) gets
- * the decrypted bytes straight in its read callback instead, without the
- * socketpair hop.
+ * the other. A user that asked for the hand-over gets the TCP socket and
+ * the SSL instead, and does TLS itself. A user that registered its stream
+ * (tlspipe_deliver_to) gets the decrypted bytes straight in its read
+ * callback instead of through the socketpair.
  *
  * Failure modes:
  * - the handshake fails (wrong CA, expired certificate, wrong name, not
@@ -31,6 +32,7 @@
 #include "repl/tlspipe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <linux/sockios.h>
 #include <poll.h>
@@ -70,6 +72,9 @@ struct tlspipe {
     BIO *rbio, *wbio;              /* owned by ssl */
     enum tlspipe__state state;
     bool server, first_seen, done_called;
+    bool hand_over;                /* opts.hand_over */
+    bool handing;                  /* handshake done; waiting for its last
+                                    * flight to leave before the hand-over */
     bool net_reading, plain_reading;
     unsigned handles;              /* open uv handles: free at 0 */
     tlspipe_done_cb done;
@@ -89,6 +94,7 @@ struct tlspipe__write {
 static char tlspipe__rbuf[TLSPIPE__CHUNK];
 
 static void tlspipe__end(struct tlspipe *p, bool graceful);
+static void tlspipe__hand_over(struct tlspipe *p);
 static void tlspipe__net_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void tlspipe__plain_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
@@ -180,6 +186,10 @@ static void tlspipe__written(uv_write_t *req, int status)
     }
     if (status < 0) {
         tlspipe__end(p, false);
+        return;
+    }
+    if (p->handing) {
+        tlspipe__hand_over(p);
         return;
     }
     /* Room again on this side: read the side that feeds it. */
@@ -274,18 +284,8 @@ static void tlspipe__linger(uv_timer_t *t)
     }
 }
 
-/* Tear the pipe down; @graceful lets queued bytes (a TLS alert, the last
- * decrypted data) leave first, for at most TLSPIPE__LINGER_MS. */
-static void tlspipe__end(struct tlspipe *p, bool graceful)
+static void tlspipe__leave_group(struct tlspipe *p)
 {
-    if (p->state == TLSPIPE__CLOSING) {
-        return;
-    }
-    if (p->state == TLSPIPE__HANDSHAKE && p->group != NULL) {
-        p->group->handshaking--;
-    }
-    p->state = TLSPIPE__CLOSING;
-    tlspipe__fail(p, "connection closed");
     if (p->group != NULL) {
         if (p->prev != NULL) {
             p->prev->next = p->next;
@@ -298,6 +298,21 @@ static void tlspipe__end(struct tlspipe *p, bool graceful)
         p->group->open--;
         p->group = NULL;
     }
+}
+
+/* Tear the pipe down; @graceful lets queued bytes (a TLS alert, the last
+ * decrypted data) leave first, for at most TLSPIPE__LINGER_MS. */
+static void tlspipe__end(struct tlspipe *p, bool graceful)
+{
+    if (p->state == TLSPIPE__CLOSING) {
+        return;
+    }
+    if (p->state == TLSPIPE__HANDSHAKE && p->group != NULL) {
+        p->group->handshaking--;
+    }
+    p->state = TLSPIPE__CLOSING;
+    tlspipe__fail(p, "connection closed");
+    tlspipe__leave_group(p);
     tlspipe__stop_net(p);
     tlspipe__stop_plain(p);
     tlspipe__close_side(p->net, &p->net_sd, graceful);
@@ -440,6 +455,44 @@ static void tlspipe__pump_in(struct tlspipe *p)
     }
 }
 
+/* The handshake completed and the user takes the TLS connection itself:
+ * once the handshake's last flight has left (libuv would drop what is
+ * still queued when the net stream closes), give it a duplicate of the
+ * socket's fd and the SSL, and go. Reading stopped at the end of the
+ * handshake, so whatever the peer sends next waits in the socket. */
+static void tlspipe__hand_over(struct tlspipe *p)
+{
+    uv_os_fd_t net_fd;
+    int fd;
+    SSL *ssl;
+    p->handing = true;
+    tlspipe__stop_net(p);
+    if (tlspipe__queued(p->net) > 0) {
+        return; /* tlspipe__written calls again */
+    }
+    p->handing = false;
+    if (uv_fileno((uv_handle_t *)p->net, &net_fd) != 0) {
+        tlspipe__fail(p, "no socket to hand over");
+        tlspipe__end(p, false);
+        return;
+    }
+    if ((fd = fcntl(net_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        tlspipe__fail(p, strerror(errno));
+        tlspipe__end(p, false);
+        return;
+    }
+    ssl = p->ssl;
+    p->ssl = NULL;
+    SSL_set_app_data(ssl, NULL);
+    p->done_called = true;
+    p->state = TLSPIPE__CLOSING;
+    tlspipe__leave_group(p);
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)p->net, tlspipe__closed);
+    uv_close((uv_handle_t *)&p->timer, tlspipe__closed);
+    p->done(p->arg, ssl, fd, NULL);
+}
+
 /* The handshake completed: make the socketpair and ask the user. */
 static void tlspipe__opened(struct tlspipe *p)
 {
@@ -449,6 +502,10 @@ static void tlspipe__opened(struct tlspipe *p)
         p->group->handshaking--;
     }
     p->state = TLSPIPE__OPEN;
+    if (p->hand_over) {
+        tlspipe__hand_over(p);
+        return;
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
         tlspipe__fail(p, strerror(errno));
         tlspipe__end(p, false);
@@ -585,6 +642,7 @@ int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *
     p->plain_fd = -1;
     p->free_net = o->free_net;
     p->server = o->server;
+    p->hand_over = o->hand_over;
     p->done = o->done;
     p->arg = o->arg;
     p->ssl = SSL_new(o->ctx);

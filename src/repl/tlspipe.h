@@ -31,6 +31,13 @@ struct tlspipe_group {
  * @plain_fd is -1 and @why says what went wrong; the return value is
  * ignored. */
 typedef int (*tlspipe_done_cb)(void *arg, SSL *ssl, int plain_fd, const char *why);
+/* With tlspipe_opts.hand_over, success is different: there is no
+ * socketpair, @plain_fd is the network socket itself (a duplicate of the
+ * net stream's fd, which the pipe closes) and the user owns it and @ssl
+ * from then on, whatever it returns: it reads and writes TLS records
+ * itself through @ssl's memory BIOs (the read BIO may already hold bytes
+ * that came after the handshake). That saves the socketpair hop both
+ * ways, for a user that can speak TLS itself (server/conn.c). */
 
 struct tlspipe_opts {
     SSL_CTX *ctx;               /* borrowed: the pipe's SSL holds a reference */
@@ -47,6 +54,8 @@ struct tlspipe_opts {
     tlspipe_done_cb done;
     void *arg;
     struct tlspipe_group *group; /* may be NULL */
+    bool hand_over;             /* give the user the TLS connection itself
+                                 * (see tlspipe_done_cb) */
 };
 
 /* Start TLS on @net (connected, not reading; the pipe owns it from now on,
