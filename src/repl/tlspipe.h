@@ -31,6 +31,13 @@ struct tlspipe_group {
  * @plain_fd is -1 and @why says what went wrong; the return value is
  * ignored. */
 typedef int (*tlspipe_done_cb)(void *arg, SSL *ssl, int plain_fd, const char *why);
+/* With tlspipe_opts.hand_over, success is different: there is no
+ * socketpair, @plain_fd is the network socket itself (a duplicate of the
+ * net stream's fd, which the pipe closes) and the user owns it and @ssl
+ * from then on, whatever it returns: it reads and writes TLS records
+ * itself through @ssl's memory BIOs (the read BIO may already hold bytes
+ * that came after the handshake). That saves the socketpair hop both
+ * ways, for a user that can speak TLS itself (server/conn.c). */
 
 struct tlspipe_opts {
     SSL_CTX *ctx;               /* borrowed: the pipe's SSL holds a reference */
@@ -47,12 +54,25 @@ struct tlspipe_opts {
     tlspipe_done_cb done;
     void *arg;
     struct tlspipe_group *group; /* may be NULL */
+    bool hand_over;             /* give the user the TLS connection itself
+                                 * (see tlspipe_done_cb) */
 };
 
 /* Start TLS on @net (connected, not reading; the pipe owns it from now on,
  * and its data field). Returns 0 (done runs exactly once, later), or a
  * negative libuv code with @net closed and nothing called. */
 int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *o);
+
+/* Called from done() by a user that has opened its stream @s on the
+ * plaintext end: from then on the pipe hands decrypted bytes straight to
+ * @s's read callback (as libuv would: alloc_cb, then read_cb), which
+ * saves a socketpair write, a read and a loop turn per message. Whenever
+ * @s is not reading (uv_read_stop, or not started yet) the bytes go
+ * through the socketpair as before, and delivery resumes only once the
+ * user has read all of those, so the order of the bytes never changes.
+ * The user's writes and its end-of-file still go through the socketpair.
+ * @ssl is the one done() was given. */
+void tlspipe_deliver_to(SSL *ssl, uv_stream_t *s);
 
 /* Close every pipe of @g at once (their done callbacks that have not run
  * yet run with a failure). */

@@ -40,10 +40,24 @@
  * answer is sent (the request counts as not done until then, so the
  * answers keep their order).
  *
+ * TLS (the client port with TLS on): the connection does TLS itself, on
+ * the TCP socket and the SSL that server/tlsaccept.c hands over after the
+ * handshake (repl/tlspipe.c), through the SSL's memory BIOs: each read's
+ * bytes are decrypted at once into the read buffer; the answers that are
+ * ready are encrypted together and leave in one write, which frees them
+ * once written. There is no sendfile(2) then: a FETCH answer's batches
+ * are read into the answer (on a worker of the thread pool when they are
+ * not in the page cache, as above) and encrypted like any answer. Closing
+ * sends close_notify. Before, a TLS pipe sat between the socket and a
+ * plaintext socketpair end read by this code: every request and every
+ * answer crossed the socketpair and one more turn of the loop.
+ *
  * Memory bound per connection, whatever the peer does:
  * - read buffer: between reads it holds only the unparsed prefix of one
  *   frame, whose header was checked against PROTO_MAX_FRAME, and a read
- *   adds at most CONN__READ_CHUNK; whole frames are only left unparsed
+ *   adds at most CONN__READ_CHUNK (with TLS: the plaintext of at most
+ *   CONN__READ_CHUNK bytes of records; the SSL's read BIO keeps at most
+ *   one partial record); whole frames are only left unparsed
  *   while reading is stopped. So at most PROTO_MAX_FRAME + CONN__READ_CHUNK
  *   bytes (16.1 MiB; buf_reserve's doubling may allocate up to 32 MiB, the
  *   rest untouched). An empty buffer over CONN__RBUF_KEEP is freed.
@@ -62,6 +76,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <openssl/err.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -71,6 +87,7 @@
 
 #include "lib/err.h"
 #include "lib/logger.h"
+#include "lib/tls.h"
 #include "proto/proto.h"
 #include "server/auth.h"
 #include "server/gw.h"
@@ -81,6 +98,7 @@
 #define CONN__MAX_QUEUED (8u << 20)       /* answer bytes the peer has not taken */
 #define CONN__FETCH_RESERVE (4u << 20)    /* = GW__MAX_FETCH_BYTES, per open FETCH */
 #define CONN__RBUF_KEEP (1u << 20)        /* free an empty read buffer above this */
+#define CONN__TLS_RECORD (16u << 10)      /* the most plaintext one TLS record holds */
 
 struct conn {
     uv_tcp_t handle;
@@ -103,6 +121,7 @@ struct conn {
     int poll_fd;            /* dup of the socket fd, -1 until needed */
     unsigned handles;       /* open uv handles: free the conn at 0 */
     struct auth_conn *auth; /* its authentication (server/auth.c), NULL: none yet */
+    SSL *ssl;               /* TLS done here (see the top); NULL: plaintext */
 };
 
 struct conn__write {
@@ -110,6 +129,8 @@ struct conn__write {
     struct req *req;
     struct conn *conn;
     bool raw_head;          /* the head of c->raw: its batches follow */
+    char *sealed;           /* TLS: the records written (owned) */
+    struct req *sent;       /* TLS: the answers they carry, linked by next */
 };
 
 static void conn__parse(struct conn *c);
@@ -158,8 +179,47 @@ static void conn__closed(uv_handle_t *h)
     if (--c->handles > 0) {
         return;
     }
+    SSL_free(c->ssl);
     buf_free(&c->rbuf);
     free(c);
+}
+
+static void conn__written(uv_write_t *w, int status);
+
+/* TLS: send what the SSL wrote into its write BIO (answers' records, a
+ * close_notify, an answer to a key update) in one write; @sent: the
+ * answers those records carry, freed once written. 0, or -1 (the caller
+ * closes the connection). */
+static int conn__tls_send(struct conn *c, struct req *sent)
+{
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    size_t n = BIO_ctrl_pending(wbio);
+    struct conn__write *cw = NULL;
+    char *block = NULL;
+    uv_buf_t ub;
+    if (n > 0 && n <= INT_MAX) {
+        cw = calloc(1, sizeof *cw);
+        block = malloc(n);
+    }
+    if (cw == NULL || block == NULL || BIO_read(wbio, block, (int)n) != (int)n) {
+        free(cw);
+        free(block);
+        for (struct req *r = sent, *next; r != NULL; r = next) {
+            next = r->next;
+            conn__free_req(r);
+        }
+        return n == 0 ? 0 : -1;
+    }
+    cw->conn = c;
+    cw->sealed = block;
+    cw->sent = sent;
+    ub = uv_buf_init(block, (unsigned)n);
+    if (uv_write(&cw->w, (uv_stream_t *)&c->handle, &ub, 1, conn__written) != 0) {
+        cw->conn = NULL;
+        conn__written(&cw->w, 0); /* frees */
+        return -1;
+    }
+    return 0;
 }
 
 static void conn__close(struct conn *c)
@@ -168,6 +228,14 @@ static void conn__close(struct conn *c)
         return;
     }
     c->closing = true;
+    if (c->ssl != NULL) {
+        /* close_notify, so that the client sees an orderly end; the
+         * write goes out at once if the socket takes it (uv_close below
+         * drops what is still queued). */
+        (void)SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        (void)conn__tls_send(c, NULL);
+    }
     auth_conn_free(c->auth); /* auth hook */
     c->auth = NULL;
     if (c->backup) {
@@ -227,8 +295,15 @@ void conn_close_all(struct conn_set *set)
 static void conn__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     struct conn *c = h->data;
-    uint8_t *p = buf_reserve(&c->rbuf, CONN__READ_CHUNK);
+    uint8_t *p;
     (void)suggested;
+    if (c->ssl != NULL) {
+        /* Records: decrypted into the read buffer in conn__read. */
+        out->base = c->set->tls_in;
+        out->len = CONN__READ_CHUNK;
+        return;
+    }
+    p = buf_reserve(&c->rbuf, CONN__READ_CHUNK);
     out->base = (char *)p;
     out->len = p != NULL ? CONN__READ_CHUNK : 0;
 }
@@ -238,9 +313,14 @@ static void conn__written(uv_write_t *w, int status)
     struct conn__write *cw = (struct conn__write *)w;
     struct conn *c = cw->conn;
     bool raw_head = cw->raw_head;
-    if (!raw_head) {
+    if (!raw_head && cw->req != NULL) {
         conn__free_req(cw->req); /* a raw head's request is c->raw's to free */
     }
+    for (struct req *r = cw->sent, *next; r != NULL; r = next) {
+        next = r->next;
+        conn__free_req(r);
+    }
+    free(cw->sealed);
     free(cw);
     if (c == NULL || c->closing) {
         return;
@@ -382,12 +462,53 @@ static void conn__poll_cb(uv_poll_t *h, int status, int events)
     }
 }
 
+/* TLS: encrypt every completed answer at the head of the FIFO and send
+ * their records in one write. */
+static void conn__drain_tls(struct conn *c)
+{
+    struct req *sent = NULL, **tail = &sent;
+    while (c->head != NULL && c->head->done) {
+        struct req *r = c->head;
+        size_t k = 0;
+        c->head = r->next;
+        if (c->head == NULL) {
+            c->tail = NULL;
+        }
+        c->pending--;
+        c->queued -= r->resp.len + r->file_len;
+        r->next = NULL;
+        *tail = r;
+        tail = &r->next;
+        /* Into a memory BIO: one call takes it all (file_len is 0 here:
+         * conn__complete read the batches into the answer). */
+        if (r->file_len > 0 ||
+            (r->resp.len > 0 && (SSL_write_ex(c->ssl, r->resp.data, r->resp.len, &k) != 1 ||
+                                 k != r->resp.len))) {
+            ERR_clear_error();
+            (void)conn__tls_send(c, sent); /* frees them */
+            conn__close(c);
+            return;
+        }
+    }
+    if (sent != NULL && conn__tls_send(c, sent) != 0) {
+        conn__close(c);
+        return;
+    }
+    if (c->head == NULL && c->close_after_write) {
+        conn__close(c);
+    }
+}
+
 /* Write out every completed request at the head of the FIFO. */
 static void conn__drain(struct conn *c)
 {
+    if (c->ssl != NULL) {
+        conn__drain_tls(c);
+        return;
+    }
     while (c->raw == NULL && c->head != NULL && c->head->done) {
         struct req *r = c->head;
-        struct conn__write *cw = malloc(sizeof *cw);
+        struct conn__write *cw = calloc(1, sizeof *cw);
         uv_buf_t ub;
         c->head = r->next;
         if (c->head == NULL) {
@@ -459,17 +580,53 @@ static bool conn__cached(const struct req *r)
     return cached;
 }
 
+/* Read the answer's batches (file_fd, file_pos, file_len) into its
+ * frame after the head, and let go of the file: a TLS connection
+ * encrypts them like any answer. 0, or -1 with the answer as it was (the
+ * file ends early, or cannot be read or the memory had). Touches only
+ * @r, so a worker may call it. */
+static int conn__read_into(struct req *r)
+{
+    uint8_t *dst = buf_reserve(&r->resp, r->file_len);
+    size_t got = 0;
+    if (dst == NULL) {
+        return -1;
+    }
+    while (got < r->file_len) {
+        ssize_t n = pread(r->file_fd, dst + got, r->file_len - got, r->file_pos + (off_t)got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    buf_commit(&r->resp, got);
+    close(r->file_fd);
+    r->file_fd = -1;
+    r->file_pos += (off_t)got;
+    r->file_len = 0;
+    return 0;
+}
+
 struct conn__warm {
     uv_work_t w;
     struct req *req;
+    bool into_answer;       /* TLS: read the batches into the answer */
 };
 
 /* On a worker thread: read the range once, so that it is in the page
- * cache when the loop sends it. The fd is the answer's own. */
+ * cache when the loop sends it (or, for TLS, into the answer). The fd is
+ * the answer's own. */
 static void conn__warm_work(uv_work_t *w)
 {
     struct req *r = ((struct conn__warm *)w)->req;
     char buf[32 << 10];
+    if (((struct conn__warm *)w)->into_answer) {
+        (void)conn__read_into(r); /* on failure the loop tries again, and says so */
+        return;
+    }
     off_t pos = r->file_pos;
     size_t left = r->file_len;
     while (left > 0) {
@@ -496,12 +653,14 @@ static void conn__warm_done(uv_work_t *w, int status)
 
 static void conn__complete(struct req *req)
 {
+    bool tls = req->conn != NULL && req->conn->ssl != NULL;
     if (req->file_len > 0 && !req->file_warm && req->conn != NULL && req->set->loop != NULL &&
         !conn__cached(req)) {
         /* Not done yet: the FIFO waits, the fd stays the request's. */
         struct conn__warm *cw = malloc(sizeof *cw);
         if (cw != NULL) {
             cw->req = req;
+            cw->into_answer = tls;
             if (uv_queue_work(req->set->loop, &cw->w, conn__warm_work, conn__warm_done) == 0) {
                 TLOG_DEBUG("conn", "fetch answer of %zu bytes is not in the page cache: "
                                    "reading it on a worker first", req->file_len);
@@ -509,6 +668,12 @@ static void conn__complete(struct req *req)
             }
             free(cw);
         }
+    }
+    if (tls && req->file_len > 0 && conn__read_into(req) != 0) {
+        TLOG_WARN("conn", "%s: cannot read a fetch answer's %zu bytes of batches (the segment "
+                  "file shrank, or out of memory); closing the connection", req->conn->peer,
+                  req->file_len);
+        conn__close(req->conn); /* req->conn is NULL now: freed below */
     }
     req->done = true;
     metrics_request_done(req->set->metrics, req->type, req->start_ns, req->resp.data, req->resp.len);
@@ -641,10 +806,62 @@ static void conn__parse(struct conn *c)
     }
 }
 
+/* TLS: decrypt @n network bytes into the read buffer (n 0: what the
+ * read BIO already holds). 0, or -1 when the connection is over: the
+ * peer's close_notify, a record that does not decrypt, out of memory;
+ * what was decrypted before stays in the read buffer. */
+static int conn__tls_in(struct conn *c, const char *data, size_t n)
+{
+    if (n > 0 && BIO_write(SSL_get_rbio(c->ssl), data, (int)n) != (int)n) {
+        return -1;
+    }
+    for (int i = 0; i < 1000000; i++) {
+        uint8_t *p;
+        size_t k = 0;
+        int ret, e;
+        if (SSL_has_pending(c->ssl) == 0 && BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0) {
+            /* All taken: spare OpenSSL a read that can only fail. */
+            return conn__tls_send(c, NULL); /* e.g. the answer to a key update */
+        }
+        p = buf_reserve(&c->rbuf, CONN__TLS_RECORD);
+        if (p == NULL) {
+            return -1;
+        }
+        ret = SSL_read_ex(c->ssl, p, CONN__TLS_RECORD, &k);
+        if (ret == 1) {
+            buf_commit(&c->rbuf, k);
+            continue;
+        }
+        e = SSL_get_error(c->ssl, ret);
+        if (e == SSL_ERROR_WANT_READ) {
+            return conn__tls_send(c, NULL); /* e.g. the answer to a key update */
+        }
+        if (e != SSL_ERROR_ZERO_RETURN) {
+            char why[300];
+            tls_explain(c->ssl, ret, why, sizeof why);
+            TLOG_DEBUG("conn", "%s: %s", c->peer, why);
+        }
+        ERR_clear_error();
+        return -1;
+    }
+    return -1;
+}
+
 static void conn__read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
     (void)b;
+    if (nread > 0 && c->ssl != NULL) {
+        /* Requests decrypted before the end are handled, as without TLS
+         * (they were read before the end-of-file). */
+        int over = conn__tls_in(c, b->base, (size_t)nread);
+        conn__parse(c);
+        gw_flush(c->gw);
+        if (over != 0 && !c->closing) {
+            conn__close(c);
+        }
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF) {
             TLOG_DEBUG("conn", "%s: read: %s", c->peer, uv_strerror((int)nread));
@@ -706,14 +923,19 @@ int conn_accept(struct conn_set *set, uv_stream_t *server, struct gw *gw)
 }
 
 /* ---- TLS hook (server/tlsaccept.c) ------------------------------------
- * A TLS connection reaches us as the plaintext end of a socketpair that
- * repl/tlspipe.c feeds: the same connection code then runs on it,
+ * A TLS connection reaches us as its TCP socket and SSL after the
+ * handshake (see the top); or, with @ssl NULL, as the plaintext end of a
+ * socketpair that repl/tlspipe.c feeds, on which the plaintext code runs,
  * sendfile(2) included. */
-int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
+int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, SSL *ssl, struct gw *gw,
                    const char *peer, const char *principal, uint64_t node_id)
 {
-    struct conn *c = calloc(1, sizeof *c);
+    struct conn *c;
     int rv;
+    if (ssl != NULL && set->tls_in == NULL && (set->tls_in = malloc(CONN__READ_CHUNK)) == NULL) {
+        return UV_ENOMEM;
+    }
+    c = calloc(1, sizeof *c);
     if (c == NULL) {
         return UV_ENOMEM;
     }
@@ -743,8 +965,24 @@ int conn_accept_fd(struct conn_set *set, uv_loop_t *loop, int fd, struct gw *gw,
     }
     set->all = c;
     set->n++;
+    c->ssl = ssl;
     conn__start_reading(c);
+    if (ssl != NULL && BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) {
+        /* Requests that came with the end of the handshake. */
+        int over = conn__tls_in(c, NULL, 0);
+        conn__parse(c);
+        gw_flush(c->gw);
+        if (over != 0 && !c->closing) {
+            conn__close(c);
+        }
+    }
     return 0;
+}
+
+void conn_set_free(struct conn_set *set)
+{
+    free(set->tls_in);
+    set->tls_in = NULL;
 }
 
 /* ---- auth hook (server/auth.c, through req_ops) ----------------------- */

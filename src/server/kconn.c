@@ -361,10 +361,11 @@ static void kconn__add(struct kconn_listener *l, struct kconn *c)
 }
 
 /* tlsaccept's serve function: the plaintext end of a TLS connection. */
-static int kconn__serve_tls(void *arg, uv_loop_t *loop, int fd, const char *peer,
+static int kconn__serve_tls(void *arg, uv_loop_t *loop, int fd, SSL *ssl, const char *peer,
                             const char *principal, uint64_t node_id)
 {
     struct kconn_listener *l = arg;
+    (void)ssl; /* no hand-over: @fd is the plaintext end of the pipe */
     struct kconn *c = l->closing ? NULL : kconn__new(l, loop);
     if (c != NULL && principal != NULL &&
         (c->auth = auth_conn_certified(principal, node_id)) == NULL) {
@@ -455,7 +456,7 @@ int kconn_listen(uv_loop_t *loop, const char *addr, unsigned max_conns, struct k
         /* A Kafka client that speaks plaintext to it gets nothing: it could
          * not read an error in either protocol. */
         l->tls_on = true;
-        tlsaccept_init(&l->tlsa, tls, kconn__serve_tls, l, NULL, 0, max_conns);
+        tlsaccept_init(&l->tlsa, tls, kconn__serve_tls, l, NULL, 0, max_conns, false);
     }
     int rv = uv_tcp_bind(&l->handle, (const struct sockaddr *)&sin, 0);
     if (rv == 0) {

@@ -170,11 +170,11 @@ static void srv__free_handle(uv_handle_t *h)
 }
 
 /* tlsaccept's serve function for the client port: a native connection. */
-static int srv__serve_tls(void *arg, uv_loop_t *loop, int fd, const char *peer,
+static int srv__serve_tls(void *arg, uv_loop_t *loop, int fd, SSL *ssl, const char *peer,
                           const char *principal, uint64_t node_id)
 {
     struct srv *s = arg;
-    return conn_accept_fd(&s->conns, loop, fd, s->gw, peer, principal, node_id);
+    return conn_accept_fd(&s->conns, loop, fd, ssl, s->gw, peer, principal, node_id);
 }
 
 static void srv__accept(uv_stream_t *server, int status)
@@ -688,7 +688,8 @@ int srv_run(const struct cfg *cfg)
                               "--tls-key if the cluster asks for a client certificate)",
                               0, "");
         tlsaccept_init(&s.tlsa, &s.tls, srv__serve_tls, &s, not_tls.data,
-                       buf_ok(&not_tls) ? not_tls.len : 0, cfg->max_connections);
+                       buf_ok(&not_tls) ? not_tls.len : 0, cfg->max_connections,
+                       true /* conn.c does TLS itself */);
         buf_free(&not_tls);
     }
 
@@ -765,6 +766,7 @@ int srv_run(const struct cfg *cfg)
         TLOG_WARN("server", "loop closed with handles still open: %s", uv_strerror(rv));
     }
     fs_close(s.lock_fd);
+    conn_set_free(&s.conns);
     tls_set_free(&s.tls);
     TLOG_INFO("server", "stopped (exit %d)", s.exit_code);
     return s.exit_code;

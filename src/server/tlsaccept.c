@@ -4,7 +4,8 @@
  * with the client context current at that moment; once the handshake is
  * done, the front door's serve function (conn_accept_fd's caller for the
  * native port, kconn's for the Kafka port) serves the plaintext end like
- * any connection.
+ * any connection, or, with the hand-over (the native port), the TCP
+ * socket and its SSL, on which conn.c does TLS itself.
  *
  * Failure modes: a handshake that fails (a client that does not trust our
  * CA, a client certificate from another CA, an expired one) is logged at
@@ -60,11 +61,15 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     char name[128];
     bool certified = false;
     uint64_t node_id = 0;
+    SSL *ssl_owned = ssl;
     int rv = 0;
     if (fd < 0) {
         TLOG_WARN("tls", "client %s: %s", one->peer, why);
         free(one);
         return 0;
+    }
+    if (!one->a->hand_over) {
+        ssl_owned = NULL; /* the pipe keeps it */
     }
     if (tls_peer_name(ssl, name, sizeof name) == 0) {
         /* The handshake verified the certificate against the CA. */
@@ -74,10 +79,14 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
     } else {
         snprintf(peer, sizeof peer, "%s", one->peer);
     }
-    if (one->a->serve(one->a->serve_arg, one->loop, fd, peer, certified ? name : NULL,
-                      node_id) != 0) {
+    if (one->a->serve(one->a->serve_arg, one->loop, fd, ssl_owned, peer,
+                      certified ? name : NULL, node_id) != 0) {
         TLOG_WARN("tls", "client %s: cannot serve the connection", peer);
         rv = -1;
+        if (ssl_owned != NULL) { /* handed over: the pipe has let go of both */
+            SSL_free(ssl_owned);
+            close(fd);
+        }
     }
     free(one);
     return rv;
@@ -85,9 +94,10 @@ static int tlsaccept__done(void *arg, SSL *ssl, int fd, const char *why)
 
 void tlsaccept_init(struct tlsaccept *a, const struct tls_set *tls, tlsaccept_serve_fn serve,
                     void *serve_arg, const void *not_tls, size_t not_tls_len,
-                    unsigned max_handshakes)
+                    unsigned max_handshakes, bool hand_over)
 {
     memset(a, 0, sizeof *a);
+    a->hand_over = hand_over;
     a->tls = tls;
     a->serve = serve;
     a->serve_arg = serve_arg;
@@ -143,6 +153,7 @@ void tlsaccept_one(struct tlsaccept *a, uv_stream_t *listener)
     o.done = tlsaccept__done;
     o.arg = one;
     o.group = &a->group;
+    o.hand_over = a->hand_over;
     if (tlspipe_start(listener->loop, (uv_stream_t *)tcp, &o) != 0) {
         free(one);
     }

@@ -2,7 +2,9 @@
 # segment files: byte-exact answers across segment boundaries, pipelined
 # with other requests (answers in request order), on the leader and a
 # follower; and a fetch whose segment retention deletes while its answer is
-# still being sent.
+# still being sent; and the same answers over TLS, where there is no
+# sendfile(2): the batches are read into the answer (on a worker when
+# they are not in the page cache) and encrypted.
 #
 # The expected bytes come from the node's own segment files, so "exact"
 # means the answer is the stored batches, whole, with the boundaries
@@ -15,8 +17,10 @@
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Cluster, check, run_tests, wait_until  # noqa: E402
@@ -37,7 +41,7 @@ def fetch_body(topic, offset, max_bytes):
 
 
 class Conn:
-    def __init__(self, addr, rcvbuf=0):
+    def __init__(self, addr, rcvbuf=0, ca=None):
         host, port = addr.split(":")
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
@@ -47,6 +51,9 @@ class Conn:
         self.s.settimeout(60)
         self.s.connect((host, int(port)))
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ca is not None:
+            ctx = ssl.create_default_context(cafile=ca)
+            self.s = ctx.wrap_socket(self.s, server_hostname=host)
 
     def recv_exact(self, n):
         out = bytearray()
@@ -351,9 +358,72 @@ def test_cold_segments_read_on_a_worker():
         print(f"#   {cold} answers were read into the page cache on a worker first")
 
 
+def test_tls_fetches_exact():
+    """Over TLS (no sendfile): pipelined FETCHes of cold and cached segments are byte-exact and in order"""
+    from test_tls import TlsCluster, make_certs
+    with tempfile.TemporaryDirectory(prefix="tally-zctls-") as d:
+        certs = make_certs(os.path.join(d, "certs"))
+        with TlsCluster(certs, name="zctls", extra_args=["--log-level", "debug"]) as c:
+            leader = c.start()
+            c.tally_ok("topic", "create", "tz", "--segment-bytes", 65536)
+            n = 3000
+            c.tally_ok("bench", "produce", "tz", "--count", n, "--size", 300, "--batch", 20,
+                       timeout=120)
+            follower = next(i for i in c.nodes if i != leader)
+            node = c.nodes[follower]
+            ca = os.path.join(certs, "ca.crt")
+
+            def tls_next(addr):
+                k = Conn(addr, ca=ca)
+                k.s.sendall(frame(1, T_FETCH, fetch_body("tz", 0, 1)))
+                flags, _, _, body = k.answer()
+                k.close()
+                return fetch_answer(body)[2] if not flags & 2 else -1
+
+            wait_until(lambda: tls_next(node.client) >= n, 60, "the follower to apply")
+            paths = segments(node, "tz")
+            batches = read_batches(paths)
+            # Drop every other segment from the page cache: those answers
+            # are read on a worker, the others on the loop.
+            for p in paths[::2]:
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+            conn = Conn(node.client, rcvbuf=8192, ca=ca)
+            rng = random.Random(12)
+            reqs, wire = [], []
+            for k in range(60):
+                rid = 1 + k
+                if k % 7 == 3:
+                    reqs.append((rid, T_METADATA, None))
+                    wire.append(frame(rid, T_METADATA, b"\0"))
+                    continue
+                off, mb = rng.randrange(n), rng.choice([100, 20000, 1 << 20])
+                reqs.append((rid, T_FETCH, (off, mb)))
+                wire.append(frame(rid, T_FETCH, fetch_body("tz", off, mb)))
+            conn.s.sendall(b"".join(wire))
+            for rid, type_, arg in reqs:
+                flags, t, r, body = conn.answer()
+                check(r == rid and t == type_ and not flags & 2,
+                      f"answer id {r} type {t} flags {flags}, want {rid} {type_}")
+                if type_ == T_FETCH:
+                    off, mb = arg
+                    check(fetch_answer(body)[3] == expected(batches, off, mb),
+                          f"fetch {rid} at {off} max {mb}: bytes differ")
+            conn.close()
+            with open(node.log_path, errors="replace") as f:
+                cold = f.read().count("is not in the page cache: reading it on a worker first")
+            check(cold >= 1, "no answer was read on a worker (were the pages not dropped?)")
+            print(f"#   {cold} answers were read on a worker first")
+
+
 if __name__ == "__main__":
     run_tests([
         test_pipelined_fetches_exact,
         test_fetch_while_retention_deletes,
         test_cold_segments_read_on_a_worker,
+        test_tls_fetches_exact,
     ])
