@@ -8,9 +8,7 @@
  * SSL_write and out on the net stream; the net stream's records go
  * through SSL_read and are written to our end, for the user to read from
  * the other. A user that asked for the hand-over gets the TCP socket and
- * the SSL instead, and does TLS itself. A user that registered its stream
- * (tlspipe_deliver_to) gets the decrypted bytes straight in its read
- * callback instead of through the socketpair.
+ * the SSL instead, and does TLS itself.
  *
  * Failure modes:
  * - the handshake fails (wrong CA, expired certificate, wrong name, not
@@ -22,9 +20,6 @@
  * - the peer closes, sends close_notify, or a record fails to decrypt:
  *   our end is shut down after the bytes already decrypted, so the user
  *   reads them and then end-of-file;
- * - the user's stream stops reading (tlspipe_deliver_to): decrypted
- *   bytes go through the socketpair until it reads them all, then
- *   straight to it again;
  * - a side that does not take its bytes: reading the other side stops
  *   while more than TLSPIPE__HIGH bytes wait for it, and resumes below
  *   TLSPIPE__LOW, so memory stays bounded; a teardown that cannot drain
@@ -34,11 +29,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
-#include <linux/sockios.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,12 +52,6 @@ struct tlspipe {
     uv_close_cb free_net;
     uv_pipe_t plain;               /* our end of the socketpair */
     bool plain_open;
-    int plain_fd;                  /* its fd (-1 until open) */
-    uv_stream_t *user;             /* the user's stream on the other end, to
-                                    * deliver to (tlspipe_deliver_to); NULL:
-                                    * none, or it is gone */
-    bool via_pair;                 /* bytes went through the socketpair that
-                                    * the user may not have read yet */
     uv_timer_t timer;              /* handshake timeout, then linger */
     uv_shutdown_t net_sd, plain_sd;
     SSL *ssl;
@@ -217,9 +203,6 @@ static int tlspipe__write(struct tlspipe *p, uv_stream_t *s, const void *data, s
         free(w);
         return -1;
     }
-    if (s == (uv_stream_t *)&p->plain) {
-        p->via_pair = true;
-    }
     return 0;
 }
 
@@ -327,76 +310,6 @@ static void tlspipe__end(struct tlspipe *p, bool graceful)
     }
 }
 
-/* Has the user closed its stream in an earlier loop turn? Its memory may
- * be gone then, but our end of the socketpair says so: libuv closes the
- * fd in uv_close, at once. (A close during this turn is seen by
- * uv_is_closing: the memory is freed only at the end of the turn.) */
-static bool tlspipe__user_gone(struct tlspipe *p)
-{
-    struct pollfd pf = {.fd = p->plain_fd, .events = POLLRDHUP};
-    return poll(&pf, 1, 0) != 0;
-}
-
-/* May decrypted bytes go straight to the user's read callback now? Its
- * stream must be reading, and nothing sent through the socketpair may be
- * waiting for it (it would be read after, out of order): our write queue
- * is empty and the kernel holds nothing unread (SIOCOUTQ). */
-static bool tlspipe__can_deliver(struct tlspipe *p)
-{
-    uv_stream_t *s = p->user;
-    int unread = 0;
-    if (s == NULL || p->state != TLSPIPE__OPEN || uv_is_closing((uv_handle_t *)s) ||
-        s->read_cb == NULL || s->alloc_cb == NULL) {
-        return false;
-    }
-    if (p->via_pair) {
-        if (tlspipe__queued((uv_stream_t *)&p->plain) > 0 ||
-            ioctl(p->plain_fd, SIOCOUTQ, &unread) != 0 || unread > 0) {
-            return false;
-        }
-        p->via_pair = false;
-    }
-    return true;
-}
-
-/* Decrypt straight into the user's buffers, as libuv's own read does
- * (alloc_cb, read, read_cb; read_cb with 0 gives back a buffer that got
- * nothing). Returns 1 when everything that arrived was delivered, 0 when
- * the rest must go through the socketpair (the user stopped reading), -1
- * when the connection ended (close_notify, or a record that does not
- * decrypt). */
-static int tlspipe__deliver(struct tlspipe *p)
-{
-    for (int i = 0; i < 100000; i++) {
-        uv_stream_t *s = p->user;
-        uv_buf_t b = uv_buf_init(NULL, 0);
-        size_t k = 0;
-        int ret;
-        if (!tlspipe__can_deliver(p)) {
-            return 0;
-        }
-        if (SSL_has_pending(p->ssl) == 0 && BIO_ctrl_pending(p->rbio) == 0) {
-            return 1;
-        }
-        s->alloc_cb((uv_handle_t *)s, TLSPIPE__CHUNK, &b);
-        if (b.base == NULL || b.len == 0) {
-            s->read_cb(s, UV_ENOBUFS, &b);
-            return 0;
-        }
-        ret = SSL_read_ex(p->ssl, b.base, b.len, &k);
-        if (ret == 1) {
-            s->read_cb(s, (ssize_t)k, &b);
-            continue;
-        }
-        s->read_cb(s, 0, &b);
-        if (SSL_get_error(p->ssl, ret) == SSL_ERROR_WANT_READ) {
-            return 1;
-        }
-        return -1;
-    }
-    return 0;
-}
-
 /* Decrypt what arrived and hand it to the user's end. SSL_read returns
  * one record (at most 16 KiB) per call: records are gathered into the
  * buffer so that a bulk transfer costs one write per 64 KiB, not per
@@ -404,22 +317,6 @@ static int tlspipe__deliver(struct tlspipe *p)
 static void tlspipe__pump_in(struct tlspipe *p)
 {
     size_t have = 0;
-    if (p->user != NULL && p->state == TLSPIPE__OPEN && tlspipe__user_gone(p)) {
-        p->user = NULL;
-    }
-    if (p->user != NULL && p->state == TLSPIPE__OPEN) {
-        int r = tlspipe__deliver(p);
-        if (r == 1) {
-            return;
-        }
-        if (r < 0) {
-            /* As below: what was decrypted is delivered, then end-of-file. */
-            ERR_clear_error();
-            tlspipe__flush(p);
-            tlspipe__end(p, true);
-            return;
-        }
-    }
     for (int i = 0; i < 100000 && p->state == TLSPIPE__OPEN; i++) {
         size_t k = 0;
         int ret = SSL_read_ex(p->ssl, tlspipe__rbuf + have, sizeof tlspipe__rbuf - have, &k);
@@ -483,7 +380,6 @@ static void tlspipe__hand_over(struct tlspipe *p)
     }
     ssl = p->ssl;
     p->ssl = NULL;
-    SSL_set_app_data(ssl, NULL);
     p->done_called = true;
     p->state = TLSPIPE__CLOSING;
     tlspipe__leave_group(p);
@@ -515,7 +411,6 @@ static void tlspipe__opened(struct tlspipe *p)
     p->plain.data = p;
     p->handles++;
     p->plain_open = true;
-    p->plain_fd = fds[0];
     if (uv_pipe_open(&p->plain, fds[0]) != 0) {
         close(fds[0]);
         close(fds[1]);
@@ -639,7 +534,6 @@ int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *
     }
     p->loop = loop;
     p->net = net;
-    p->plain_fd = -1;
     p->free_net = o->free_net;
     p->server = o->server;
     p->hand_over = o->hand_over;
@@ -671,7 +565,6 @@ int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *
     BIO_set_mem_eof_return(p->rbio, -1);
     BIO_set_mem_eof_return(p->wbio, -1);
     SSL_set_bio(p->ssl, p->rbio, p->wbio);
-    SSL_set_app_data(p->ssl, p); /* tlspipe_deliver_to finds the pipe */
     if (o->server) {
         SSL_set_accept_state(p->ssl);
     } else {
@@ -697,14 +590,6 @@ int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *
         tlspipe__handshake(p); /* the ClientHello */
     }
     return 0;
-}
-
-void tlspipe_deliver_to(SSL *ssl, uv_stream_t *s)
-{
-    struct tlspipe *p = SSL_get_app_data(ssl);
-    if (p != NULL && p->state == TLSPIPE__OPEN && p->plain_fd >= 0) {
-        p->user = s;
-    }
 }
 
 void tlspipe_group_close(struct tlspipe_group *g)

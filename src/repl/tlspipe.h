@@ -63,17 +63,6 @@ struct tlspipe_opts {
  * negative libuv code with @net closed and nothing called. */
 int tlspipe_start(uv_loop_t *loop, uv_stream_t *net, const struct tlspipe_opts *o);
 
-/* Called from done() by a user that has opened its stream @s on the
- * plaintext end: from then on the pipe hands decrypted bytes straight to
- * @s's read callback (as libuv would: alloc_cb, then read_cb), which
- * saves a socketpair write, a read and a loop turn per message. Whenever
- * @s is not reading (uv_read_stop, or not started yet) the bytes go
- * through the socketpair as before, and delivery resumes only once the
- * user has read all of those, so the order of the bytes never changes.
- * The user's writes and its end-of-file still go through the socketpair.
- * @ssl is the one done() was given. */
-void tlspipe_deliver_to(SSL *ssl, uv_stream_t *s);
-
 /* Close every pipe of @g at once (their done callbacks that have not run
  * yet run with a failure). */
 void tlspipe_group_close(struct tlspipe_group *g);

@@ -556,10 +556,6 @@ static int transport__tls_done(void *arg, SSL *ssl, int fd, const char *why)
     hs->outer_req = x->outer_req;
     snprintf(hs->address, sizeof hs->address, "%s", x->address);
     free(x);
-    /* Records from the peer go straight to the hello's and then raft's
-     * read callback, without a socketpair hop (raft's writes still cross
-     * it: raft writes to the stream itself). */
-    tlspipe_deliver_to(ssl, (uv_stream_t *)plain);
     transport__hs_start(t, hs, (uv_stream_t *)plain);
     return 0;
 }
