@@ -19,7 +19,7 @@ void streams_free(struct streams *s)
     } else {
         for (size_t i = 0; i < s->cap; i++) {
             free(s->slots[i].offsets);
-            free(s->slots[i].hints);
+            free(s->slots[i].places);
         }
     }
     free(s->slots);
@@ -122,7 +122,7 @@ void streams_drop_front(struct streams *s, struct streams_stream *st, uint32_t k
         k = st->n;
     }
     memmove(st->offsets, st->offsets + k, (st->n - k) * sizeof *st->offsets);
-    memmove(st->hints, st->hints + k, (st->n - k) * sizeof *st->hints);
+    memmove(st->places, st->places + k, (st->n - k) * sizeof *st->places);
     st->n -= k;
     st->first_version += k;
     s->events -= k;
@@ -142,17 +142,17 @@ static int streams__reserve(struct streams_stream *st, uint32_t want)
         return TALLY_NOMEM;
     }
     st->offsets = p;
-    uint32_t *h = realloc(st->hints, (size_t)cap * sizeof *h);
+    struct streams_place *h = realloc(st->places, (size_t)cap * sizeof *h);
     if (h == NULL) {
         return TALLY_NOMEM; /* (offsets grown, cap not: the next call retries) */
     }
-    st->hints = h;
+    st->places = h;
     st->cap = cap;
     return 0;
 }
 
 static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                             uint64_t version, uint32_t hint)
+                             uint64_t version, struct streams_place place)
 {
     struct streams_stream *st;
     int rv;
@@ -176,10 +176,18 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     if ((rv = streams__reserve(st, st->n + 1)) != 0) {
         return rv;
     }
-    st->hints[st->n] = hint;
+    st->places[st->n] = place;
     st->offsets[st->n++] = offset;
     s->events++;
     return 0;
+}
+
+static const struct streams_place streams__nowhere = {0, 0};
+
+struct streams_place streams_place_of(uint64_t batch_pos, uint32_t at_in_batch)
+{
+    struct streams_place p = {(uint32_t)batch_pos, at_in_batch + 1};
+    return batch_pos <= UINT32_MAX && at_in_batch < UINT32_MAX ? p : streams__nowhere;
 }
 
 int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
@@ -187,22 +195,22 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams__add_hash(s, h1, h2, offset, version, 0);
+    return streams__add_hash(s, h1, h2, offset, version, streams__nowhere);
 }
 
 int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                        uint64_t version, uint32_t at_in_batch)
+                        uint64_t version, uint64_t batch_pos, uint32_t at_in_batch)
 {
     return streams__add_hash(s, h1, h2, offset, version,
-                             at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
+                             streams_place_of(batch_pos, at_in_batch));
 }
 
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
-                   uint64_t version, uint32_t at_in_batch)
+                   uint64_t version, uint64_t batch_pos, uint32_t at_in_batch)
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams_add_hash_at(s, h1, h2, offset, version, at_in_batch);
+    return streams_add_hash_at(s, h1, h2, offset, version, batch_pos, at_in_batch);
 }
 
 /* Base offsets step by batch sizes, often multiples of a power of two:
@@ -246,8 +254,9 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
         uint64_t last = keys_version_hash(k, f->h1, f->h2);
         uint32_t m = f->n < last ? f->n : (uint32_t)last;
         for (uint32_t j = 0; j < m; j++) {
-            int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[f->n - m + j],
-                                       last - m + 1 + j, 0);
+            uint32_t at = f->n - m + j;
+            int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[at], last - m + 1 + j,
+                                       f->places != NULL ? f->places[at] : streams__nowhere);
             if (rv != 0) {
                 return rv;
             }
@@ -310,8 +319,12 @@ int streams_prepend(struct streams *s, const struct streams *from, const struct 
         }
         memmove(st->offsets + m, st->offsets, st->n * sizeof *st->offsets);
         memcpy(st->offsets, f->offsets + (f->n - m), m * sizeof *st->offsets);
-        memmove(st->hints + m, st->hints, st->n * sizeof *st->hints);
-        memset(st->hints, 0, m * sizeof *st->hints);
+        memmove(st->places + m, st->places, st->n * sizeof *st->places);
+        if (f->places != NULL) {
+            memcpy(st->places, f->places + (f->n - m), m * sizeof *st->places);
+        } else {
+            memset(st->places, 0, m * sizeof *st->places);
+        }
         st->n += m;
         st->first_version = last - m + 1;
         s->events += m;
@@ -348,7 +361,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
         d->offsets = dst->block + at;
-        d->hints = NULL;
+        d->places = NULL;
         memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
         at += d->n;
     }
@@ -417,7 +430,7 @@ int streams_decode(struct streams *s, struct rd *r)
                 at += d;
             }
             st->offsets[j] = at;
-            st->hints[j] = 0;
+            st->places[j] = streams__nowhere;
         }
         if (!rd_ok(r)) {
             r->bad = true;
@@ -433,7 +446,7 @@ uint64_t streams_memory(const struct streams *s)
 {
     uint64_t bytes = s->cap * sizeof *s->slots;
     for (size_t i = 0; i < s->cap; i++) {
-        bytes += (uint64_t)s->slots[i].cap * (sizeof(uint64_t) + sizeof(uint32_t));
+        bytes += (uint64_t)s->slots[i].cap * (sizeof(uint64_t) + sizeof(struct streams_place));
     }
     return bytes;
 }

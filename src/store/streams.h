@@ -37,13 +37,23 @@
  * no smaller limit than the batch; a stream name is a short identifier). */
 #define STREAMS_KEY_MAX 4096
 
+/* Where a record lies in its segment file, so that a read goes straight
+ * to it: no walk through the log's sparse index. A hint, learnt from a
+ * batch whose checksums were verified (apply, or a read of the whole
+ * batch) and checked when used (stream_read.c): compaction rewrites a
+ * segment and moves its batches, keeping their offsets. Never written to
+ * disk. */
+struct streams_place {
+    uint32_t batch_pos; /* file position of the record's batch in its segment */
+    uint32_t at;        /* 1 + where the record starts in the batch's records
+                         * section; 0: the place is unknown */
+};
+
 struct streams_stream {
     uint64_t h1, h2;        /* XXH3-128 of the key, as keys.c (0/0: free slot) */
     uint64_t first_version; /* version of offsets[0] */
     uint64_t *offsets;      /* ascending; offsets[i] holds version first_version + i */
-    uint32_t *hints;        /* hints[i]: 1 + where offsets[i]'s record starts in
-                             * its batch's records section, 0 unknown; a hint
-                             * only (checked when used), never written to disk;
+    struct streams_place *places; /* places[i]: where offsets[i]'s record lies;
                              * NULL in a packed copy */
     uint32_t n, cap;        /* offsets held, allocated */
 };
@@ -82,14 +92,19 @@ struct streams_stream *streams_find(const struct streams *s, const void *key, si
  * below what the stream holds replaces the entries from there on. */
 int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
                 uint64_t version);
-/* The same, with the record's place in its batch's records section
- * (@at_in_batch; the hint above). */
+/* The same, with the record's place in its segment (@batch_pos: its
+ * batch's file position; @at_in_batch: where it starts in that batch's
+ * records section). */
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
-                   uint64_t version, uint32_t at_in_batch);
+                   uint64_t version, uint64_t batch_pos, uint32_t at_in_batch);
 
 /* The same for the key whose hash (keys_hash) is @h1/@h2. */
 int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                        uint64_t version, uint32_t at_in_batch);
+                        uint64_t version, uint64_t batch_pos, uint32_t at_in_batch);
+
+/* The place of a record (streams_place), or an unknown one when it does
+ * not fit (a position past 4 GiB: segments never grow that large). */
+struct streams_place streams_place_of(uint64_t batch_pos, uint32_t at_in_batch);
 
 /* Remember that the batch at @base_offset with @payload_checksum is whole
  * (verified). Out of memory: remembered nothing (reads verify again). */

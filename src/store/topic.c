@@ -159,15 +159,14 @@ int store__load_tail(struct store_topic *t, char *errmsg)
     return 0;
 }
 
-/* Count the keys of an appended (stamped) batch into the key index. */
 int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
-                      char *errmsg)
+                      uint64_t batch_pos, char *errmsg)
 {
     struct batch_iter it;
     struct batch_record r;
     int rv = batch_iter_init(&it, batch, len, errmsg);
     /* streams: the batch is verified; each record's stream version is the
-     * key's count, and where it lies in the batch is a hint for reads */
+     * key's count, and where it lies in the segment is a hint for reads */
     const uint8_t *records = it.rd.p;
     if (rv == 0) {
         streams_batch_seen(&t->streams, it.h.base_offset, it.h.payload_checksum);
@@ -182,7 +181,10 @@ int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
             keys_hash(r.key, r.key_len, &h1, &h2); /* (once for both indexes) */
             rv = keys_bump_hash(&t->keys, h1, h2, r.offset, &version);
             if (rv == 0) {
-                rv = streams_add_hash_at(&t->streams, h1, h2, r.offset, version, at);
+                /* (a place in a compressed batch is no use: a read takes it whole) */
+                rv = streams_add_hash_at(&t->streams, h1, h2, r.offset, version,
+                                         (it.h.flags & BATCH_FLAG_LZ4) ? UINT64_MAX : batch_pos,
+                                         at);
             }
         }
     }
@@ -209,8 +211,8 @@ int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from
     while (from < log_next_offset(t->log)) {
         void *data = NULL;
         size_t len = 0, pos = 0;
-        uint64_t after;
-        rv = log_read_copy(t->log, from, 4u << 20, &data, &len, &after, errmsg);
+        uint64_t after, file_pos = 0;
+        rv = log_read_copy_at(t->log, from, 4u << 20, &data, &len, &after, &file_pos, errmsg);
         while (rv == 0 && pos < len) {
             struct batch_header h;
             rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
@@ -223,7 +225,8 @@ int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from
                 rv = store__producer_record(t, &h, h.base_offset);
             }
             if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.base_offset >= keys_from) {
-                rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, errmsg);
+                rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, file_pos + pos,
+                                       errmsg);
             }
             pos += h.batch_len;
         }
