@@ -381,6 +381,7 @@ static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t v
     *found = false;
     if (place != NULL && stream__fast(c, offset, place, version, fn, arg, &rv)) {
         *found = true;
+        c->t->stream_direct++;
         return rv;
     }
     if (c->data == NULL || offset < c->base || offset >= c->end) {
@@ -412,6 +413,7 @@ static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t v
         }
         if (rec.offset == offset) {
             *found = true;
+            c->t->stream_whole++;
             if (place != NULL && !(it.h.flags & BATCH_FLAG_LZ4)) {
                 *place = streams_place_of(c->file_pos, at);
             }

@@ -494,6 +494,78 @@ static void test_reads_after_compaction(void **state)
     }
 }
 
+/* Each of @f's stream entries' places, in slot order, through @fn. */
+static void each_place(struct fixture *f, void (*fn)(struct streams_place *p, void *arg),
+                       void *arg)
+{
+    struct streams *s = &store_topic_find(f->s, "t")->streams;
+    for (size_t i = 0; i < s->cap; i++) {
+        struct streams_stream *st = &s->slots[i];
+        for (uint32_t j = 0; (st->h1 != 0 || st->h2 != 0) && j < st->n; j++) {
+            fn(&st->places[j], arg);
+        }
+    }
+}
+
+/* Gives every known place the one of the entry before it (another
+ * record, of another key or another version), or a place one byte off. */
+struct rotate {
+    struct streams_place prev;
+    unsigned n;
+};
+
+static void rotate_place(struct streams_place *p, void *arg)
+{
+    struct rotate *r = arg;
+    struct streams_place mine = *p;
+    if (p->at == 0) {
+        return;
+    }
+    if (r->n++ % 4 == 3) {
+        p->at++; /* in the middle of the record */
+    } else if (r->prev.at != 0) {
+        *p = r->prev;
+    }
+    r->prev = mine;
+}
+
+/* Reads take records alone at the place apply learnt; a wrong place (a
+ * bug, or a batch that moved) is caught and the record is read from its
+ * whole batch, which teaches the right place again; after a restart the
+ * places are learnt again by reading whole batches once. */
+static void test_read_places(void **state)
+{
+    struct fixture *f = *state;
+    struct store_topic *t;
+    create(f, TALLY_POLICY_RETAIN);
+    for (int i = 0; i < 40; i++) {
+        append_random(f, 1 + rnd(f, 20));
+    }
+    t = store_topic_find(f->s, "t");
+    check_all(f);
+    uint64_t whole = t->stream_whole;
+    assert_true(t->stream_direct > 0);
+    assert_true(whole > 0); /* (the compressed batches are always read whole) */
+    struct rotate r;
+    memset(&r, 0, sizeof r);
+    each_place(f, rotate_place, &r);
+    assert_true(r.n > 20);
+    check_all(f); /* (the same records, versions and values) */
+    uint64_t wrong = t->stream_whole - whole;
+    assert_true(wrong > whole); /* each wrong place was caught */
+    whole = t->stream_whole;
+    check_all(f);
+    assert_true(t->stream_whole - whole < wrong); /* and learnt again */
+    reopen(f, true);
+    t = store_topic_find(f->s, "t");
+    check_all(f);
+    whole = t->stream_whole;
+    uint64_t direct = t->stream_direct;
+    check_all(f);
+    assert_true(t->stream_whole - whole < whole);
+    assert_true(t->stream_direct - direct > direct);
+}
+
 /* A Raft snapshot writes keys.ckpt but not streams.ckpt while the topic
  * grew by less than STREAM_CKPT_MIN_RECORDS: after a crash the index comes
  * from the older streams.ckpt plus the records between the two, numbered
@@ -718,6 +790,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reads_across_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_limits_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_stream_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
