@@ -34,7 +34,7 @@ int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
     buf_put_u32(&b, STREAM_CKPT_VERSION);
     buf_put_u64(&b, index);
     buf_put_u64(&b, next_offset);
-    streams_encode(st, &b);
+    streams_encode(st, true, &b);
     if (buf_ok(&b)) {
         buf_put_u64(&b, codec_checksum(b.data, b.len));
     }
@@ -85,10 +85,12 @@ static bool stream__load_file(const char *path, const struct store_topic *t, uin
         uint32_t version = rd_u32(&r);
         uint64_t index = rd_u64(&r);
         uint64_t counted = rd_u64(&r);
+        /* (version 1: no places, learnt again by reads) */
         ok = codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
-             memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 && version == STREAM_CKPT_VERSION &&
-             index >= t->created_index && counted <= upto &&
-             counted >= log_start_offset(t->log) && streams_decode(st, &r) == 0 && r.left == 0;
+             memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 &&
+             (version == 1 || version == STREAM_CKPT_VERSION) && index >= t->created_index &&
+             counted <= upto && counted >= log_start_offset(t->log) &&
+             streams_decode(st, version >= 2, &r) == 0 && r.left == 0;
         *counted_out = counted;
     }
     if (!ok) {

@@ -340,7 +340,8 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
     if (src->used > 0) {
         dst->slots = calloc(src->used, sizeof *dst->slots);
         /* (+1: never a zero-size allocation) */
-        dst->block = malloc((size_t)(src->events + 1) * sizeof *dst->block);
+        dst->block = malloc((size_t)(src->events + 1) *
+                            (sizeof *dst->block + sizeof(struct streams_place)));
         if (dst->slots == NULL || dst->block == NULL) {
             free(dst->slots);
             free(dst->block);
@@ -349,6 +350,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         }
     }
     dst->cap = src->used; /* every slot taken: good for encoding only */
+    struct streams_place *places = (struct streams_place *)(dst->block + src->events + 1);
     for (size_t i = 0; i < src->cap; i++) {
         const struct streams_stream *st = &src->slots[i];
         if (streams__free_slot(st)) {
@@ -361,8 +363,9 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
         d->offsets = dst->block + at;
-        d->places = NULL;
+        d->places = places + at;
         memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
+        memcpy(d->places, st->places + k, (size_t)d->n * sizeof *d->places);
         at += d->n;
     }
     dst->events = at;
@@ -370,7 +373,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
     return 0;
 }
 
-void streams_encode(const struct streams *s, struct buf *b)
+void streams_encode(const struct streams *s, bool places, struct buf *b)
 {
     uint64_t n = 0;
     for (size_t i = 0; i < s->cap; i++) {
@@ -390,10 +393,19 @@ void streams_encode(const struct streams *s, struct buf *b)
         for (uint32_t j = 1; j < st->n; j++) {
             buf_put_uvarint(b, st->offsets[j] - st->offsets[j - 1]);
         }
+        uint32_t prev = 0;
+        for (uint32_t j = 0; places && j < st->n; j++) {
+            const struct streams_place *p = &st->places[j];
+            buf_put_uvarint(b, p->at);
+            if (p->at != 0) {
+                buf_put_svarint(b, (int64_t)p->batch_pos - (int64_t)prev);
+                prev = p->batch_pos;
+            }
+        }
     }
 }
 
-int streams_decode(struct streams *s, struct rd *r)
+int streams_decode(struct streams *s, bool places, struct rd *r)
 {
     uint64_t n = rd_u64(r);
     streams_free(s);
@@ -431,6 +443,24 @@ int streams_decode(struct streams *s, struct rd *r)
             }
             st->offsets[j] = at;
             st->places[j] = streams__nowhere;
+        }
+        int64_t prev = 0;
+        for (uint32_t j = 0; places && j < count && rd_ok(r); j++) {
+            uint64_t in_batch = rd_uvarint(r);
+            if (in_batch == 0) {
+                continue;
+            }
+            int64_t step = rd_svarint(r);
+            /* (both ends within 32 bits: no overflow) */
+            int64_t pos = step >= -(int64_t)UINT32_MAX && step <= (int64_t)UINT32_MAX
+                              ? prev + step : -1;
+            if (in_batch > UINT32_MAX || pos < 0 || pos > (int64_t)UINT32_MAX) {
+                r->bad = true;
+                break;
+            }
+            st->places[j].at = (uint32_t)in_batch;
+            st->places[j].batch_pos = (uint32_t)pos;
+            prev = pos;
         }
         if (!rd_ok(r)) {
             r->bad = true;

@@ -39,10 +39,10 @@
 
 /* Where a record lies in its segment file, so that a read goes straight
  * to it: no walk through the log's sparse index. A hint, learnt from a
- * batch whose checksums were verified (apply, or a read of the whole
- * batch) and checked when used (stream_read.c): compaction rewrites a
- * segment and moves its batches, keeping their offsets. Never written to
- * disk. */
+ * batch whose checksums were verified (apply, a rebuild's read, or a read
+ * of the whole batch), kept in streams.ckpt, and checked when used
+ * (stream_read.c): compaction rewrites a segment and moves its batches,
+ * keeping their offsets. */
 struct streams_place {
     uint32_t batch_pos; /* file position of the record's batch in its segment */
     uint32_t at;        /* 1 + where the record starts in the batch's records
@@ -73,7 +73,7 @@ struct streams {
     size_t cap;                   /* power of two, or 0 */
     size_t used;                  /* slots taken (a stream emptied keeps its slot) */
     uint64_t events;              /* offsets held in all streams */
-    uint64_t *block;              /* a packed copy's offsets, one allocation
+    uint64_t *block;              /* a packed copy's offsets and places, one allocation
                                    * (NULL: each stream owns its array) */
     struct streams_batch *batches; /* STREAMS_BATCHES, or NULL until one */
 };
@@ -143,18 +143,23 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
 
 /* A copy of @src without free slots and without entries below
  * @min_offset, for the snapshot thread: two allocations in all (a slot
- * array and one block of offsets), good for streams_encode and
+ * array and one block of offsets and places), good for streams_encode and
  * streams_free only. */
 int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t min_offset);
 
 /* Encoding (streams.ckpt body):
  *   u64 n_streams, then per non-empty stream:
  *     u64 h1, u64 h2, u64 first_version, u32 n,
- *     uvarint offsets[0], then n - 1 uvarint deltas (offsets[i] - offsets[i-1])
+ *     uvarint offsets[0], then n - 1 uvarint deltas (offsets[i] - offsets[i-1]),
+ *     with @places (streams.ckpt version 2), then per offset its place:
+ *       uvarint at (0: unknown, nothing follows), then svarint batch_pos
+ *       minus the previous known batch_pos of the stream (0 before the
+ *       first): a key's records mostly lie in one segment, in file order
  * Decoding checks that the offsets ascend and the versions start at 1 or
- * more; TALLY_CORRUPT otherwise. */
-void streams_encode(const struct streams *s, struct buf *b);
-int streams_decode(struct streams *s, struct rd *r);
+ * more; TALLY_CORRUPT otherwise. Without @places the places are unknown
+ * (version 1). */
+void streams_encode(const struct streams *s, bool places, struct buf *b);
+int streams_decode(struct streams *s, bool places, struct rd *r);
 
 /* Bytes of memory the index holds (slots and offset arrays). */
 uint64_t streams_memory(const struct streams *s);
