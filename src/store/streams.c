@@ -216,20 +216,48 @@ int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offs
 /* Base offsets step by batch sizes, often multiples of a power of two:
  * scatter them (Fibonacci hashing) rather than take them modulo the size,
  * which left 1 slot in 16 used for 2048-record batches. */
-static size_t streams__batch_slot(uint64_t base_offset)
+static size_t streams__batch_slot(uint64_t base_offset, size_t n)
 {
-    _Static_assert((STREAMS_BATCHES & (STREAMS_BATCHES - 1)) == 0, "a power of two");
-    return (size_t)((base_offset * 0x9E3779B97F4A7C15ull) >> 50) & (STREAMS_BATCHES - 1);
+    return (size_t)((base_offset * 0x9E3779B97F4A7C15ull) >> 32) & (n - 1);
+}
+
+/* A table of @n slots holding what @s's table held. */
+static void streams__batches_resize(struct streams *s, size_t n)
+{
+    struct streams_batch *t = calloc(n, sizeof *t);
+    if (t == NULL) {
+        return; /* (the old table stays) */
+    }
+    for (size_t i = 0; s->batches != NULL && i < s->n_batches; i++) {
+        const struct streams_batch *b = &s->batches[i];
+        if (b->base_offset != 0 || b->payload_checksum != 0) {
+            t[streams__batch_slot(b->base_offset, n)] = *b;
+        }
+    }
+    free(s->batches);
+    s->batches = t;
+    s->n_batches = n;
+    s->batches_seen = 0;
 }
 
 void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
 {
-    if (s->batches == NULL && (s->batches = calloc(STREAMS_BATCHES, sizeof *s->batches)) == NULL) {
+    _Static_assert((STREAMS_BATCHES_MIN & (STREAMS_BATCHES_MIN - 1)) == 0, "a power of two");
+    _Static_assert((STREAMS_BATCHES_MAX & (STREAMS_BATCHES_MAX - 1)) == 0, "a power of two");
+    if (s->batches == NULL) {
+        streams__batches_resize(s, STREAMS_BATCHES_MIN);
+    } else if (s->batches_seen >= s->n_batches && s->n_batches < STREAMS_BATCHES_MAX) {
+        streams__batches_resize(s, s->n_batches * 2);
+    }
+    if (s->batches == NULL) {
         return;
     }
-    struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
-    b->base_offset = base_offset;
-    b->payload_checksum = payload_checksum;
+    struct streams_batch *b = &s->batches[streams__batch_slot(base_offset, s->n_batches)];
+    if (b->base_offset != base_offset || b->payload_checksum != payload_checksum) {
+        b->base_offset = base_offset;
+        b->payload_checksum = payload_checksum;
+        s->batches_seen++;
+    }
 }
 
 bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
@@ -237,7 +265,7 @@ bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t
     if (s->batches == NULL) {
         return false;
     }
-    const struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
+    const struct streams_batch *b = &s->batches[streams__batch_slot(base_offset, s->n_batches)];
     /* (a zero entry never matches: a real payload checksum of 0 with base
      * offset 0 is merely not remembered) */
     return b->base_offset == base_offset && b->payload_checksum == payload_checksum &&

@@ -66,7 +66,13 @@ struct streams_batch {
     uint64_t payload_checksum; /* tells a compacted copy from the original */
 };
 
-#define STREAMS_BATCHES 16384 /* remembered per topic (direct-mapped) */
+/* Batches remembered per topic (direct-mapped): a table of
+ * STREAMS_BATCHES_MIN slots at first, doubled (up to STREAMS_BATCHES_MAX,
+ * 16 MiB) each time as many batches were remembered since, so that a
+ * large topic's batches stop evicting each other. Only reads of segments
+ * older than the process fill it (stream_read.c). */
+#define STREAMS_BATCHES_MIN 4096
+#define STREAMS_BATCHES_MAX (1u << 20)
 
 struct streams {
     struct streams_stream *slots; /* open addressing, linear probing */
@@ -75,7 +81,9 @@ struct streams {
     uint64_t events;              /* offsets held in all streams */
     uint64_t *block;              /* a packed copy's offsets and places, one allocation
                                    * (NULL: each stream owns its array) */
-    struct streams_batch *batches; /* STREAMS_BATCHES, or NULL until one */
+    struct streams_batch *batches; /* n_batches slots, or NULL until one */
+    size_t n_batches;              /* a power of two */
+    size_t batches_seen;           /* remembered since the table last grew */
 };
 
 void streams_init(struct streams *s);

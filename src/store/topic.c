@@ -165,12 +165,11 @@ int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
     struct batch_iter it;
     struct batch_record r;
     int rv = batch_iter_init(&it, batch, len, errmsg);
-    /* streams: the batch is verified; each record's stream version is the
-     * key's count, and where it lies in the segment is a hint for reads */
+    /* streams: each record's stream version is the key's count, and where
+     * it lies in the segment is a hint for reads (which know the batch is
+     * verified when its segment was written by this process: the log's
+     * checked segments) */
     const uint8_t *records = it.rd.p;
-    if (rv == 0) {
-        streams_batch_seen(&t->streams, it.h.base_offset, it.h.payload_checksum);
-    }
     while (rv == 0) {
         uint32_t at = (uint32_t)(it.rd.p - records);
         if ((rv = batch_iter_next(&it, &r, errmsg)) != 0) {
