@@ -40,6 +40,13 @@ static struct keys_entry *keys__slot(const struct keys *k, uint64_t h1, uint64_t
     }
 }
 
+void keys_prefetch(const struct keys *k, uint64_t h1)
+{
+    if (k->cap > 0) {
+        __builtin_prefetch(&k->slots[h1 & (k->cap - 1)], 1);
+    }
+}
+
 static int keys__grow(struct keys *k)
 {
     size_t cap = k->cap ? k->cap * 2 : 1024;

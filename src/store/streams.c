@@ -43,6 +43,13 @@ static struct streams_stream *streams__slot(const struct streams *s, uint64_t h1
     }
 }
 
+void streams_prefetch(const struct streams *s, uint64_t h1)
+{
+    if (s->cap > 0) {
+        __builtin_prefetch(&s->slots[h1 & (s->cap - 1)], 1);
+    }
+}
+
 static int streams__grow(struct streams *s)
 {
     size_t cap = s->cap ? s->cap * 2 : 1024;

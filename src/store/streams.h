@@ -110,6 +110,9 @@ int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offs
 int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
                         uint64_t version, uint64_t batch_pos, uint32_t at_in_batch);
 
+/* As keys_prefetch (keys.h), for the stream of hash @h1. */
+void streams_prefetch(const struct streams *s, uint64_t h1);
+
 /* The place of a record (streams_place), or an unknown one when it does
  * not fit (a position past 4 GiB: segments never grow that large). */
 struct streams_place streams_place_of(uint64_t batch_pos, uint32_t at_in_batch);
