@@ -473,8 +473,8 @@ static int stream__meta(struct store_topic *t, const void *key, size_t klen,
     c->key = mkey;
     c->key_len = klen + 2;
     memset(&m, 0, sizeof m);
-    int rv = stream__deliver(c, st->offsets[st->n - 1], streams_last_version(st),
-                             &st->places[st->n - 1], stream__meta_take, &m, &found, errmsg);
+    int rv = stream__deliver(c, st->e[st->n - 1].offset, streams_last_version(st),
+                             &st->e[st->n - 1].place, stream__meta_take, &m, &found, errmsg);
     free(c->data);
     free(c);
     if (rv == 0 && found && m.ok && !m.tombstone) {
@@ -592,7 +592,7 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (i < st->n && info->n < q->max_events) {
             bool found;
             uint64_t v = st->first_version + i;
-            rv = stream__deliver(cur, st->offsets[i], v, &st->places[i], stream__aged_fn,
+            rv = stream__deliver(cur, st->e[i].offset, v, &st->e[i].place, stream__aged_fn,
                                  &aged, &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms): hidden like a truncated one */
@@ -632,7 +632,7 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (v >= st->first_version && v >= first && st->n > 0 && info->n < q->max_events) {
             bool found;
             uint32_t i = (uint32_t)(v - st->first_version);
-            rv = stream__deliver(cur, st->offsets[i], v, &st->places[i], stream__aged_fn,
+            rv = stream__deliver(cur, st->e[i].offset, v, &st->e[i].place, stream__aged_fn,
                                  &aged, &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms), and so is everything before */

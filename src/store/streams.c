@@ -18,8 +18,7 @@ void streams_free(struct streams *s)
         free(s->block);
     } else {
         for (size_t i = 0; i < s->cap; i++) {
-            free(s->slots[i].offsets);
-            free(s->slots[i].places);
+            free(s->slots[i].e);
         }
     }
     free(s->slots);
@@ -111,7 +110,7 @@ uint32_t streams_index_of_offset(const struct streams_stream *st, uint64_t offse
     uint32_t lo = 0, hi = st->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (st->offsets[mid] < offset) {
+        if (st->e[mid].offset < offset) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -128,8 +127,7 @@ void streams_drop_front(struct streams *s, struct streams_stream *st, uint32_t k
     if (k > st->n) {
         k = st->n;
     }
-    memmove(st->offsets, st->offsets + k, (st->n - k) * sizeof *st->offsets);
-    memmove(st->places, st->places + k, (st->n - k) * sizeof *st->places);
+    memmove(st->e, st->e + k, (st->n - k) * sizeof *st->e);
     st->n -= k;
     st->first_version += k;
     s->events -= k;
@@ -144,16 +142,11 @@ static int streams__reserve(struct streams_stream *st, uint32_t want)
     while (cap < want) {
         cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
     }
-    uint64_t *p = realloc(st->offsets, (size_t)cap * sizeof *p);
+    struct streams_entry *p = realloc(st->e, (size_t)cap * sizeof *p);
     if (p == NULL) {
         return TALLY_NOMEM;
     }
-    st->offsets = p;
-    struct streams_place *h = realloc(st->places, (size_t)cap * sizeof *h);
-    if (h == NULL) {
-        return TALLY_NOMEM; /* (offsets grown, cap not: the next call retries) */
-    }
-    st->places = h;
+    st->e = p;
     st->cap = cap;
     return 0;
 }
@@ -168,7 +161,7 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     }
     /* Entries at or after this one's place are stale (not expected from
      * apply, which only appends; kept exact anyway). */
-    while (st->n > 0 && (st->offsets[st->n - 1] >= offset || streams_last_version(st) >= version)) {
+    while (st->n > 0 && (st->e[st->n - 1].offset >= offset || streams_last_version(st) >= version)) {
         st->n--;
         s->events--;
     }
@@ -183,8 +176,8 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     if ((rv = streams__reserve(st, st->n + 1)) != 0) {
         return rv;
     }
-    st->places[st->n] = place;
-    st->offsets[st->n++] = offset;
+    st->e[st->n].offset = offset;
+    st->e[st->n++].place = place;
     s->events++;
     return 0;
 }
@@ -290,8 +283,8 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
         uint32_t m = f->n < last ? f->n : (uint32_t)last;
         for (uint32_t j = 0; j < m; j++) {
             uint32_t at = f->n - m + j;
-            int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[at], last - m + 1 + j,
-                                       f->places != NULL ? f->places[at] : streams__nowhere);
+            int rv = streams__add_hash(s, f->h1, f->h2, f->e[at].offset, last - m + 1 + j,
+                                       f->e[at].place);
             if (rv != 0) {
                 return rv;
             }
@@ -352,14 +345,8 @@ int streams_prepend(struct streams *s, const struct streams *from, const struct 
         if ((rv = streams__reserve(st, st->n + m)) != 0) {
             return rv;
         }
-        memmove(st->offsets + m, st->offsets, st->n * sizeof *st->offsets);
-        memcpy(st->offsets, f->offsets + (f->n - m), m * sizeof *st->offsets);
-        memmove(st->places + m, st->places, st->n * sizeof *st->places);
-        if (f->places != NULL) {
-            memcpy(st->places, f->places + (f->n - m), m * sizeof *st->places);
-        } else {
-            memset(st->places, 0, m * sizeof *st->places);
-        }
+        memmove(st->e + m, st->e, st->n * sizeof *st->e);
+        memcpy(st->e, f->e + (f->n - m), m * sizeof *st->e);
         st->n += m;
         st->first_version = last - m + 1;
         s->events += m;
@@ -375,8 +362,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
     if (src->used > 0) {
         dst->slots = calloc(src->used, sizeof *dst->slots);
         /* (+1: never a zero-size allocation) */
-        dst->block = malloc((size_t)(src->events + 1) *
-                            (sizeof *dst->block + sizeof(struct streams_place)));
+        dst->block = malloc((size_t)(src->events + 1) * sizeof *dst->block);
         if (dst->slots == NULL || dst->block == NULL) {
             free(dst->slots);
             free(dst->block);
@@ -385,7 +371,6 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         }
     }
     dst->cap = src->used; /* every slot taken: good for encoding only */
-    struct streams_place *places = (struct streams_place *)(dst->block + src->events + 1);
     for (size_t i = 0; i < src->cap; i++) {
         const struct streams_stream *st = &src->slots[i];
         if (streams__free_slot(st)) {
@@ -397,10 +382,8 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->h2 = st->h2;
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
-        d->offsets = dst->block + at;
-        d->places = places + at;
-        memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
-        memcpy(d->places, st->places + k, (size_t)d->n * sizeof *d->places);
+        d->e = dst->block + at;
+        memcpy(d->e, st->e + k, (size_t)d->n * sizeof *d->e);
         at += d->n;
     }
     dst->events = at;
@@ -424,13 +407,13 @@ void streams_encode(const struct streams *s, bool places, struct buf *b)
         buf_put_u64(b, st->h2);
         buf_put_u64(b, st->first_version);
         buf_put_u32(b, st->n);
-        buf_put_uvarint(b, st->offsets[0]);
+        buf_put_uvarint(b, st->e[0].offset);
         for (uint32_t j = 1; j < st->n; j++) {
-            buf_put_uvarint(b, st->offsets[j] - st->offsets[j - 1]);
+            buf_put_uvarint(b, st->e[j].offset - st->e[j - 1].offset);
         }
         uint32_t prev = 0;
         for (uint32_t j = 0; places && j < st->n; j++) {
-            const struct streams_place *p = &st->places[j];
+            const struct streams_place *p = &st->e[j].place;
             buf_put_uvarint(b, p->at);
             if (p->at != 0) {
                 buf_put_svarint(b, (int64_t)p->batch_pos - (int64_t)prev);
@@ -476,8 +459,8 @@ int streams_decode(struct streams *s, bool places, struct rd *r)
                 }
                 at += d;
             }
-            st->offsets[j] = at;
-            st->places[j] = streams__nowhere;
+            st->e[j].offset = at;
+            st->e[j].place = streams__nowhere;
         }
         int64_t prev = 0;
         for (uint32_t j = 0; places && j < count && rd_ok(r); j++) {
@@ -493,8 +476,8 @@ int streams_decode(struct streams *s, bool places, struct rd *r)
                 r->bad = true;
                 break;
             }
-            st->places[j].at = (uint32_t)in_batch;
-            st->places[j].batch_pos = (uint32_t)pos;
+            st->e[j].place.at = (uint32_t)in_batch;
+            st->e[j].place.batch_pos = (uint32_t)pos;
             prev = pos;
         }
         if (!rd_ok(r)) {

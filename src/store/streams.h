@@ -49,13 +49,18 @@ struct streams_place {
                          * section; 0: the place is unknown */
 };
 
+/* One record of a stream: its offset and where it lies, side by side, so
+ * that apply's append of an entry touches one cache line, not two. */
+struct streams_entry {
+    uint64_t offset;
+    struct streams_place place;
+};
+
 struct streams_stream {
     uint64_t h1, h2;        /* XXH3-128 of the key, as keys.c (0/0: free slot) */
-    uint64_t first_version; /* version of offsets[0] */
-    uint64_t *offsets;      /* ascending; offsets[i] holds version first_version + i */
-    struct streams_place *places; /* places[i]: where offsets[i]'s record lies;
-                             * NULL in a packed copy */
-    uint32_t n, cap;        /* offsets held, allocated */
+    uint64_t first_version; /* version of e[0] */
+    struct streams_entry *e; /* ascending offsets; e[i] holds version first_version + i */
+    uint32_t n, cap;        /* entries held, allocated */
 };
 
 /* A batch known to be whole: its checksum was verified when it was
@@ -79,7 +84,7 @@ struct streams {
     size_t cap;                   /* power of two, or 0 */
     size_t used;                  /* slots taken (a stream emptied keeps its slot) */
     uint64_t events;              /* offsets held in all streams */
-    uint64_t *block;              /* a packed copy's offsets and places, one allocation
+    struct streams_entry *block;  /* a packed copy's entries, one allocation
                                    * (NULL: each stream owns its array) */
     struct streams_batch *batches; /* n_batches slots, or NULL until one */
     size_t n_batches;              /* a power of two */
@@ -154,7 +159,7 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
 
 /* A copy of @src without free slots and without entries below
  * @min_offset, for the snapshot thread: two allocations in all (a slot
- * array and one block of offsets and places), good for streams_encode and
+ * array and one block of entries), good for streams_encode and
  * streams_free only. */
 int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t min_offset);
 

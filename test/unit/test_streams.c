@@ -71,7 +71,7 @@ static void test_index_cut_trim(void **state)
     streams_trim(&s, 35); /* offsets 10, 20, 30 go */
     struct streams_stream *st = streams_find(&s, "k", 1);
     assert_int_equal(st->first_version, 4);
-    assert_int_equal(st->offsets[0], 40);
+    assert_int_equal(st->e[0].offset, 40);
     streams_cut(&s, 80); /* offsets 80.. go */
     assert_int_equal(streams_last_version(st), 7);
     assert_int_equal(s.events, 4);
@@ -114,8 +114,7 @@ static void test_index_encode_decode(void **state)
         assert_non_null(c);
         assert_int_equal(a->n, c->n);
         assert_int_equal(a->first_version, c->first_version);
-        assert_memory_equal(a->offsets, c->offsets, a->n * sizeof(uint64_t));
-        assert_memory_equal(a->places, c->places, a->n * sizeof(struct streams_place));
+        assert_memory_equal(a->e, c->e, a->n * sizeof *a->e);
     }
     /* Version 1 (no places) of the same index: the places are unknown. */
     struct buf b1;
@@ -129,7 +128,7 @@ static void test_index_encode_decode(void **state)
     struct streams_stream *k0 = streams_find(&d, "k1", 2);
     assert_non_null(k0);
     for (uint32_t j = 0; j < k0->n; j++) {
-        assert_int_equal(k0->places[j].at, 0);
+        assert_int_equal(k0->e[j].place.at, 0);
     }
     buf_free(&b1);
     /* A packed copy encodes the same bytes. */
@@ -146,7 +145,7 @@ static void test_index_encode_decode(void **state)
         char k[8];
         snprintf(k, sizeof k, "k%u", i);
         struct streams_stream *a = streams_find(&s, k, strlen(k)), *c = streams_find(&d, k, strlen(k));
-        assert_memory_equal(a->places, c->places, a->n * sizeof(struct streams_place));
+        assert_memory_equal(a->e, c->e, a->n * sizeof *a->e);
     }
     streams_free(&p);
     buf_free(&bp);
@@ -544,7 +543,7 @@ static void each_place(struct fixture *f, void (*fn)(struct streams_place *p, vo
     for (size_t i = 0; i < s->cap; i++) {
         struct streams_stream *st = &s->slots[i];
         for (uint32_t j = 0; (st->h1 != 0 || st->h2 != 0) && j < st->n; j++) {
-            fn(&st->places[j], arg);
+            fn(&st->e[j].place, arg);
         }
     }
 }
