@@ -11,9 +11,11 @@ before the pass until every node deleted the trimmed segments:
   - seconds from the first to the last node done.
 
 Each applied TOPIC_TRIM used to write the whole catalog (O(topics)) on
-the event loop of every node; now each node writes one checkpoint per
-retention interval for every trim applied meanwhile. Run it on two
-builds to compare.
+the event loop of every node; then each node wrote one checkpoint per
+retention interval on the loop; now that checkpoint is written off the
+loop (server/checkpointer.c). It also prints, per node, the longest loop
+holds its log reports (snapshot freezes, checkpoint freezes and
+releases). Run it on two builds to compare.
 
   bench/trim_topics.py [--topics 1000] BUILD_DIR
 
@@ -21,6 +23,7 @@ The last line is 'trim_topics: topics=N base_p50_ms=.. p50_ms=.. p99_ms=..
 max_ms=.. elections=.. done_s=..'. Figures only, nothing asserted."""
 import argparse
 import os
+import re
 import statistics
 import sys
 import threading
@@ -89,6 +92,34 @@ class Probe:
         return [ms for t, ms in self.samples if a <= t <= b]
 
 
+def loop_holds(c):
+    """Print, per node, the longest loop holds its log reports: Raft
+    snapshot freezes and checkpoints (freeze and release), and the longest
+    off-loop writes."""
+    snap = re.compile(r"snapshot at index \d+ \(\d+ bytes; ([0-9.]+) s on the loop, "
+                      r"([0-9.]+) s on the thread pool")
+    ckpt = re.compile(r"checkpoint: written: ([0-9.]+) ms on the loop to freeze, ([0-9.]+) s "
+                      r"to write, ([0-9.]+) ms on the loop to release")
+    for i, n in c.nodes.items():
+        s_loop, s_pool, c_freeze, c_release, c_build, nsnap, nckpt = 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0
+        with open(n.log_path, errors="replace") as f:
+            for line in f:
+                m = snap.search(line)
+                if m:
+                    nsnap += 1
+                    s_loop = max(s_loop, float(m.group(1)) * 1000)
+                    s_pool = max(s_pool, float(m.group(2)))
+                m = ckpt.search(line)
+                if m:
+                    nckpt += 1
+                    c_freeze = max(c_freeze, float(m.group(1)))
+                    c_build = max(c_build, float(m.group(2)))
+                    c_release = max(c_release, float(m.group(3)))
+        print(f"# node {i}: {nsnap} snapshots (loop max {s_loop:.1f} ms, pool max {s_pool:.3f} s), "
+              f"{nckpt} checkpoints off the loop (loop max: freeze {c_freeze:.1f} ms, release "
+              f"{c_release:.1f} ms; write max {c_build:.3f} s)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--topics", type=int, default=1000)
@@ -144,6 +175,7 @@ def main():
         e1 = c.candidacies()
         qs = statistics.quantiles(window, n=100) if len(window) >= 2 else [0] * 99
         done_s = (max(done_at.values()) - min(done_at.values())) if done_at else -1
+        loop_holds(c)
         print(f"# probe: {len(base)} samples before, {len(window)} during; "
               f"nodes done: {sorted(done_at)}", flush=True)
         print(f"trim_topics: topics={args.topics} "

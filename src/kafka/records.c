@@ -79,8 +79,9 @@ static int kafka__record_next(struct kafka_rd *r, struct kafka__record *rec,
         if (hv < -1) {
             return KAFKA_CORRUPT_MESSAGE;
         }
-        /* A null header value is stored empty (records.h). */
-        kv->value = hv > 0 ? kafka_rd_raw(&body, (size_t)hv) : (const uint8_t *)"";
+        /* A null header value stays null (value NULL), an empty one empty:
+         * the builder then marks the batch BATCH_FLAG_NULL_HEADERS. */
+        kv->value = hv > 0 ? kafka_rd_raw(&body, (size_t)hv) : hv == 0 ? (const uint8_t *)"" : NULL;
         kv->value_len = hv > 0 ? (size_t)hv : 0;
     }
     if (body.bad || body.left != 0) {
@@ -252,7 +253,7 @@ static uint8_t *kafka__bytes_put(uint8_t *p, const uint8_t *b, size_t n)
 static void kafka__put_record(struct buf *out, const struct batch_header *h,
                               int64_t base_timestamp, const struct batch_record *rec)
 {
-    struct rd hr;
+    struct batch_headers hr;
     struct batch_kv kv;
     int64_t ts_delta = rec->has_create_time
                            ? (int64_t)((uint64_t)rec->create_time - (uint64_t)base_timestamp)
@@ -263,10 +264,10 @@ static void kafka__put_record(struct buf *out, const struct batch_header *h,
                   (rec->value == NULL ? 1
                                       : byte_svarint_len((int64_t)rec->value_len) + rec->value_len) +
                   byte_svarint_len(rec->header_count);
-    rd_init(&hr, rec->headers, rec->headers_len);
+    batch_headers_init(&hr, rec->headers, rec->headers_len, rec->header_nulls);
     for (uint32_t i = 0; i < rec->header_count && batch_headers_next(&hr, &kv); i++) {
         body += byte_svarint_len((int64_t)kv.name_len) + kv.name_len +
-                byte_svarint_len((int64_t)kv.value_len) + kv.value_len;
+                (kv.value == NULL ? 1 : byte_svarint_len((int64_t)kv.value_len) + kv.value_len);
     }
     uint8_t *p = buf_reserve(out, byte_svarint_len((int64_t)body) + body);
     if (p == NULL) {
@@ -281,10 +282,11 @@ static void kafka__put_record(struct buf *out, const struct batch_header *h,
     p = rec->value == NULL ? kafka__varint_put(p, -1)
                            : kafka__bytes_put(p, rec->value, rec->value_len);
     p = kafka__varint_put(p, rec->header_count);
-    rd_init(&hr, rec->headers, rec->headers_len);
+    batch_headers_init(&hr, rec->headers, rec->headers_len, rec->header_nulls);
     for (uint32_t i = 0; i < rec->header_count && batch_headers_next(&hr, &kv); i++) {
         p = kafka__bytes_put(p, kv.name, kv.name_len);
-        p = kafka__bytes_put(p, kv.value, kv.value_len);
+        p = kv.value == NULL ? kafka__varint_put(p, -1)
+                             : kafka__bytes_put(p, kv.value, kv.value_len);
     }
     buf_commit(out, (size_t)(p - start));
 }

@@ -28,10 +28,9 @@
  * the records' create times (BATCH_FLAG_CREATE_TIME) and a fetch returns
  * them as CreateTime; the leader still stamps its own time, which tally's
  * retention, time index and ListOffsets by time use. Records written
- * natively go out as LogAppendTime with the leader's time. What is not
- * kept (docs/kafka-users.md): the difference between a null and an empty
- * header value (tally's header values have no null: a null one is stored
- * empty). */
+ * natively go out as LogAppendTime with the leader's time. A null header
+ * value stays null, distinct from an empty one: the batch is then stored
+ * with BATCH_FLAG_NULL_HEADERS (lib/batch.h). */
 #ifndef TALLY_KAFKA_RECORDS_H_
 #define TALLY_KAFKA_RECORDS_H_
 

@@ -9,7 +9,9 @@
  *                format); bit 1 = a record has a key; bit 2 = producer_seq
  *                counts records (a Kafka producer's base sequence, see
  *                BATCH_FLAG_RECORD_SEQ); bit 3 = records carry their
- *                producer's create time (below); other bits must be zero
+ *                producer's create time (below); bit 4 = header value
+ *                lengths are svarints, -1 = null (below); other bits must
+ *                be zero
  *   6      2    reserved, zero
  *   8      4    batch_len: total bytes of the batch, header included
  *   12     4    record_count: at least 1, except in a gap batch (below)
@@ -46,8 +48,14 @@
  *   bytes    value
  *   uvarint  header_count, then per header:
  *            uvarint name_len, name bytes, uvarint value_len, value bytes
+ *            (with flag bit 4: svarint value_len, -1 = null, no bytes)
  *
  * uvarint is LEB128; svarint is zigzag + LEB128.
+ *
+ * Flag bit 4 exists because a uvarint cannot say "null", and a Kafka
+ * header value may be null (length -1), which must come back as null, not
+ * empty. The builder sets it only for a batch that has a null header
+ * value, so every other batch keeps the encoding older builds read.
  *
  * GAP BATCH: compaction (log/compact.c) replaces a run of batches whose
  * records it all removed by one batch with record_count 0, no payload
@@ -248,6 +256,7 @@ int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errms
     rec->value = vlen >= 0 ? rd_bytes(&rec_rd, (size_t)vlen) : NULL;
     rec->value_len = vlen >= 0 ? (size_t)vlen : 0;
     rec->header_count = (uint32_t)rd_uvarint(&rec_rd);
+    rec->header_nulls = (it->h.flags & BATCH_FLAG_NULL_HEADERS) != 0;
     rec->headers = rec_rd.p;
     rec->headers_len = rec_rd.left;
     /* The timestamp delta is checked before it is added (unsigned, exact
@@ -272,16 +281,40 @@ void batch_iter_close(struct batch_iter *it)
     it->owned = NULL;
 }
 
-bool batch_headers_next(struct rd *r, struct batch_kv *kv)
+void batch_headers_init(struct batch_headers *hs, const uint8_t *p, size_t n, bool nullable)
 {
+    rd_init(&hs->rd, p, n);
+    hs->nullable = nullable;
+}
+
+bool batch_headers_next(struct batch_headers *hs, struct batch_kv *kv)
+{
+    struct rd *r = &hs->rd;
+    bool null = false;
     if (r->left == 0) {
         return false;
     }
     kv->name_len = (size_t)rd_uvarint(r);
     kv->name = rd_bytes(r, kv->name_len);
-    kv->value_len = (size_t)rd_uvarint(r);
-    kv->value = rd_bytes(r, kv->value_len);
-    return rd_ok(r);
+    if (hs->nullable) {
+        int64_t vlen = rd_svarint(r);
+        if (vlen < -1) {
+            r->bad = true;
+            return false;
+        }
+        null = vlen == -1;
+        kv->value_len = null ? 0 : (size_t)vlen;
+    } else {
+        kv->value_len = (size_t)rd_uvarint(r);
+    }
+    kv->value = null ? NULL : rd_bytes(r, kv->value_len);
+    if (!rd_ok(r)) {
+        return false;
+    }
+    if (!null && kv->value == NULL) {
+        kv->value = (const uint8_t *)""; /* empty, which must not read as null */
+    }
+    return true;
 }
 
 void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq)
@@ -303,11 +336,95 @@ void batch_builder_reset(struct batch_builder *b)
     b->keyed = false;
     b->create_time = false;
     b->create_base = 0;
+    b->null_headers = false;
 }
 
 void batch_builder_free(struct batch_builder *b)
 {
     buf_free(&b->records);
+}
+
+/* Bytes of one header value's length and value, in the builder's
+ * current encoding. */
+static size_t batch__hvalue_len(const struct batch_builder *b, const struct batch_kv *kv)
+{
+    if (b->null_headers) {
+        return kv->value == NULL ? byte_svarint_len(-1)
+                                 : byte_svarint_len((int64_t)kv->value_len) + kv->value_len;
+    }
+    return byte_uvarint_len(kv->value_len) + kv->value_len;
+}
+
+/* Rewrite the records added so far with svarint header value lengths
+ * (BATCH_FLAG_NULL_HEADERS), when the first null header value arrives.
+ * Null header values are rare, and re-encoding then, rather than choosing
+ * the encoding up front, lets every caller add records as they come and
+ * keeps every batch without one in the encoding older builds read. Only
+ * the header value lengths change (and so each record's length). */
+static int batch__make_nullable(struct batch_builder *b)
+{
+    struct buf out;
+    struct rd r;
+    bool bad = false;
+    buf_init(&out);
+    if (!buf_reserve(&out, b->records.len + b->records.len / 4 + 16)) {
+        return TALLY_NOMEM;
+    }
+    rd_init(&r, b->records.data, b->records.len);
+    if (b->create_time) {
+        buf_put_svarint(&out, rd_svarint(&r));
+    }
+    for (uint32_t i = 0; i < b->count && !bad; i++) {
+        uint64_t len = rd_uvarint(&r);
+        const uint8_t *body = rd_ok(&r) && len <= r.left ? rd_bytes(&r, (size_t)len) : NULL;
+        struct rd rr;
+        if (body == NULL) {
+            bad = true;
+            break;
+        }
+        rd_init(&rr, body, (size_t)len);
+        (void)rd_uvarint(&rr); /* offset delta */
+        (void)rd_uvarint(&rr); /* timestamp delta */
+        if (b->create_time) {
+            (void)rd_svarint(&rr);
+        }
+        int64_t klen = rd_svarint(&rr);
+        (void)rd_bytes(&rr, klen > 0 ? (size_t)klen : 0);
+        int64_t vlen = rd_svarint(&rr);
+        (void)rd_bytes(&rr, vlen > 0 ? (size_t)vlen : 0);
+        uint64_t nh = rd_uvarint(&rr);
+        size_t fixed = (size_t)len - rr.left; /* up to the header count, kept as is */
+        struct batch_headers hs;
+        struct batch_kv kv;
+        size_t new_len = fixed;
+        batch_headers_init(&hs, rr.p, rr.left, false);
+        for (uint64_t j = 0; j < nh && batch_headers_next(&hs, &kv); j++) {
+            new_len += byte_uvarint_len(kv.name_len) + kv.name_len +
+                       byte_svarint_len((int64_t)kv.value_len) + kv.value_len;
+        }
+        if (!rd_ok(&rr) || !rd_ok(&hs.rd) || hs.rd.left != 0) {
+            bad = true;
+            break;
+        }
+        buf_put_uvarint(&out, new_len);
+        buf_put(&out, body, fixed);
+        batch_headers_init(&hs, rr.p, rr.left, false);
+        for (uint64_t j = 0; j < nh && batch_headers_next(&hs, &kv); j++) {
+            buf_put_uvarint(&out, kv.name_len);
+            buf_put(&out, kv.name, kv.name_len);
+            buf_put_svarint(&out, (int64_t)kv.value_len);
+            buf_put(&out, kv.value, kv.value_len);
+        }
+    }
+    if (bad || r.left != 0 || !buf_ok(&out)) {
+        buf_free(&out);
+        /* The builder wrote every byte it reads: only memory can fail. */
+        return bad || r.left != 0 ? TALLY_INVAL : TALLY_NOMEM;
+    }
+    buf_free(&b->records);
+    b->records = out;
+    b->null_headers = true;
+    return 0;
 }
 
 /* One record; @create_time NULL: the record has none. Written straight
@@ -323,6 +440,17 @@ static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts
     if ((b->count > 0 && offset_delta <= b->last_offset_delta) || ts_delta < 0 ||
         (b->count > 0 && b->create_time != (create_time != NULL))) {
         return TALLY_INVAL;
+    }
+    if (!b->null_headers) {
+        for (size_t i = 0; i < n_headers; i++) {
+            if (headers[i].value == NULL) {
+                int rv = batch__make_nullable(b);
+                if (rv != 0) {
+                    return rv;
+                }
+                break;
+            }
+        }
     }
     if (b->count == 0 && create_time != NULL) {
         /* The section starts with the base the records count from. */
@@ -341,7 +469,7 @@ static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts
                  (value != NULL ? value_len : 0) + byte_uvarint_len(n_headers);
     for (size_t i = 0; i < n_headers; i++) {
         len += byte_uvarint_len(headers[i].name_len) + headers[i].name_len +
-               byte_uvarint_len(headers[i].value_len) + headers[i].value_len;
+               batch__hvalue_len(b, &headers[i]);
     }
     if (buf_reserve(r, byte_uvarint_len(len) + len) == NULL) {
         return TALLY_NOMEM;
@@ -364,7 +492,14 @@ static int batch__add(struct batch_builder *b, uint32_t offset_delta, int64_t ts
     for (size_t i = 0; i < n_headers; i++) {
         buf_put_uvarint(r, headers[i].name_len);
         buf_put(r, headers[i].name, headers[i].name_len);
-        buf_put_uvarint(r, headers[i].value_len);
+        if (!b->null_headers) {
+            buf_put_uvarint(r, headers[i].value_len);
+        } else if (headers[i].value == NULL) {
+            buf_put_svarint(r, -1);
+            continue;
+        } else {
+            buf_put_svarint(r, (int64_t)headers[i].value_len);
+        }
         buf_put(r, headers[i].value, headers[i].value_len);
     }
     if (!buf_ok(r)) {
@@ -479,6 +614,9 @@ int batch_builder_finish(struct batch_builder *b, bool compress, struct buf *out
     }
     if (b->create_time) {
         flags |= BATCH_FLAG_CREATE_TIME;
+    }
+    if (b->null_headers) {
+        flags |= BATCH_FLAG_NULL_HEADERS;
     }
     h[OFF_FLAGS] = flags;
     byte_put_u32(h + OFF_BATCH_LEN, (uint32_t)(BATCH_HEADER_SIZE + payload_len));

@@ -38,8 +38,16 @@
  * it; tally's own times (retention, the time index, --from-time) stay the
  * leader's. A build older than this flag refuses such a batch as corrupt. */
 #define BATCH_FLAG_CREATE_TIME 0x08u
-#define BATCH__KNOWN_FLAGS \
-    (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED | BATCH_FLAG_RECORD_SEQ | BATCH_FLAG_CREATE_TIME)
+/* A record has a header whose value is null (a Kafka producer's header
+ * value of length -1): every header value length in the batch is then an
+ * svarint, -1 meaning null, instead of a uvarint (format at the top of
+ * batch.c). The builder sets it by itself when a null header value is
+ * added, so every other batch keeps the encoding older builds read; a
+ * build older than this flag refuses such a batch as corrupt. */
+#define BATCH_FLAG_NULL_HEADERS 0x10u
+#define BATCH__KNOWN_FLAGS                                                        \
+    (BATCH_FLAG_LZ4 | BATCH_FLAG_KEYED | BATCH_FLAG_RECORD_SEQ | BATCH_FLAG_CREATE_TIME | \
+     BATCH_FLAG_NULL_HEADERS)
 
 struct batch_header {
     uint8_t version;
@@ -80,11 +88,13 @@ static inline uint64_t batch_last_offset(const struct batch_header *h)
     return h->base_offset + h->last_offset_delta;
 }
 
-/* A record header (name/value pair). Pointers borrowed. */
+/* A record header (name/value pair). Pointers borrowed. A null value
+ * (distinct from an empty one, which has a non-NULL pointer) is value
+ * NULL, value_len 0, as for a record's key and value. */
 struct batch_kv {
     const uint8_t *name;
     size_t name_len;
-    const uint8_t *value;
+    const uint8_t *value; /* NULL: null */
     size_t value_len;
 };
 
@@ -101,6 +111,8 @@ struct batch_record {
     uint32_t header_count;
     const uint8_t *headers; /* encoded headers, read with batch_headers_next */
     size_t headers_len;
+    bool header_nulls;      /* the batch has BATCH_FLAG_NULL_HEADERS: pass it
+                             * to batch_headers_init */
 };
 
 struct batch_iter {
@@ -118,10 +130,19 @@ int batch_iter_init(struct batch_iter *it, const void *p, size_t n, char *errmsg
 int batch_iter_next(struct batch_iter *it, struct batch_record *rec, char *errmsg);
 void batch_iter_close(struct batch_iter *it);
 
-/* Read the next header from a record's encoded headers (@r initialised
- * over rec->headers). Returns false at the end or on malformed input
- * (r->bad set). */
-bool batch_headers_next(struct rd *r, struct batch_kv *kv);
+/* Reader of a record's encoded headers. Their encoding depends on the
+ * batch (BATCH_FLAG_NULL_HEADERS), so it cannot be read without it. */
+struct batch_headers {
+    struct rd rd;
+    bool nullable; /* value lengths are svarints, -1 = null */
+};
+
+/* Start reading @n bytes of encoded headers at @p (a record's headers and
+ * headers_len); @nullable: the record's header_nulls. */
+void batch_headers_init(struct batch_headers *hs, const uint8_t *p, size_t n, bool nullable);
+/* Read the next header. Returns false at the end or on malformed input
+ * (hs->rd.bad set). */
+bool batch_headers_next(struct batch_headers *hs, struct batch_kv *kv);
 
 /* Builder: collects records, then writes one batch. */
 struct batch_builder {
@@ -135,6 +156,7 @@ struct batch_builder {
     bool record_seq;            /* set BATCH_FLAG_RECORD_SEQ (false after init) */
     bool create_time;           /* records carry create times (the first decides) */
     int64_t create_base;        /* the first record's create time */
+    bool null_headers;          /* a header value is null: BATCH_FLAG_NULL_HEADERS */
 };
 
 void batch_builder_init(struct batch_builder *b, uint64_t producer_id, uint64_t producer_seq);
@@ -143,7 +165,8 @@ void batch_builder_free(struct batch_builder *b);
 
 /* Add a record with explicit deltas (offset deltas must increase; gaps are
  * allowed, as compaction leaves them). key NULL = no key, value NULL =
- * tombstone. All pointers are copied. Returns 0 or TALLY_NOMEM, TALLY_INVAL
+ * tombstone, a header's value NULL = a null header value (the batch then
+ * gets BATCH_FLAG_NULL_HEADERS). All pointers are copied. Returns 0 or TALLY_NOMEM, TALLY_INVAL
  * (decreasing offset delta). */
 int batch_builder_add_at(struct batch_builder *b, uint32_t offset_delta, int64_t ts_delta,
                          const void *key, size_t key_len, const void *value, size_t value_len,

@@ -448,7 +448,7 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
     i = 0;
     rv = batch_iter_init(&it, batch, h->batch_len, errmsg);
     while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-        struct rd hr;
+        struct batch_headers hr;
         size_t nh = 0;
         if (!keep[i++]) {
             continue;
@@ -462,7 +462,7 @@ static int compact__filter(const struct log_compaction *c, const struct compact_
             kv = nkv;
             kv_cap = rec.header_count;
         }
-        rd_init(&hr, rec.headers, rec.headers_len);
+        batch_headers_init(&hr, rec.headers, rec.headers_len, rec.header_nulls);
         while (nh < rec.header_count && batch_headers_next(&hr, &kv[nh])) {
             nh++;
         }

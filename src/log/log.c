@@ -482,22 +482,122 @@ static int log__roll(struct tally_log *l, char *errmsg)
 /* Delete the files of segment @i and drop it from the list. The segment
  * file goes first: an index left without its segment is removed at the
  * next open, while a segment left without its index is merely rebuilt. */
-static int log__remove_seg(struct tally_log *l, size_t i, char *errmsg)
+/* Files of segments taken out of their logs, to delete elsewhere. */
+struct log_removals {
+    char **paths;     /* segment and index files */
+    size_t n_paths, cap_paths;
+    int *fds;         /* their open descriptors, closed after the unlinks */
+    size_t n_fds, cap_fds;
+};
+
+struct log_removals *log_removals_new(void)
+{
+    return calloc(1, sizeof(struct log_removals));
+}
+
+static bool log__removals_room(struct log_removals *rm)
+{
+    if (rm->n_paths + 3 > rm->cap_paths) {
+        size_t cap = rm->cap_paths ? rm->cap_paths * 2 : 48;
+        char **p = realloc(rm->paths, cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        rm->paths = p;
+        rm->cap_paths = cap;
+    }
+    if (rm->n_fds + 1 > rm->cap_fds) {
+        size_t cap = rm->cap_fds ? rm->cap_fds * 2 : 16;
+        int *f = realloc(rm->fds, cap * sizeof *f);
+        if (f == NULL) {
+            return false;
+        }
+        rm->fds = f;
+        rm->cap_fds = cap;
+    }
+    return true;
+}
+
+/* Add segment @ls's three files and its descriptor to @rm: false when out
+ * of memory (then nothing was added). */
+static bool log__removals_add(struct log_removals *rm, const struct tally_log *l,
+                              struct log__seg *ls)
+{
+    static const int kinds[2] = {IDX_KIND_OFFSET, IDX_KIND_TIME};
+    char *p[3];
+    if (!log__removals_room(rm)) {
+        return false;
+    }
+    p[0] = seg_join(l->dir, ls->s.name);
+    for (int k = 0; k < 2; k++) {
+        char name[SEG_NAME_SIZE];
+        idx_file_name(name, ls->s.base, kinds[k]);
+        p[k + 1] = seg_join(l->dir, name);
+    }
+    if (p[0] == NULL || p[1] == NULL || p[2] == NULL) {
+        free(p[0]);
+        free(p[1]);
+        free(p[2]);
+        return false;
+    }
+    for (int k = 0; k < 3; k++) {
+        rm->paths[rm->n_paths++] = p[k];
+    }
+    int fd = seg_take_fd(&ls->s);
+    if (fd >= 0) {
+        rm->fds[rm->n_fds++] = fd;
+    }
+    return true;
+}
+
+void log_removals_run(struct log_removals *rm)
+{
+    char why[ERR_MSG_SIZE];
+    if (rm == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < rm->n_paths; i++) {
+        /* The segment first (index files follow it: a missing index is
+         * rebuilt, an index without its segment is cleaned at open); a
+         * failure leaves a file that the next open trims again. */
+        if (fs_unlink(rm->paths[i], why) != 0) {
+            TLOG_WARN("log", "%s", why);
+        }
+        free(rm->paths[i]);
+    }
+    for (size_t i = 0; i < rm->n_fds; i++) {
+        fs_close(rm->fds[i]); /* the last descriptor: the blocks are freed now */
+    }
+    free(rm->paths);
+    free(rm->fds);
+    free(rm);
+}
+
+bool log_removals_empty(const struct log_removals *rm)
+{
+    return rm == NULL || rm->n_paths == 0;
+}
+
+/* Take segment @i out of @l: its files are deleted now, or added to @rm
+ * (when not NULL) for log_removals_run. */
+static int log__remove_seg(struct tally_log *l, size_t i, struct log_removals *rm, char *errmsg)
 {
     struct log__seg *ls = &l->segs[i];
     char why[ERR_MSG_SIZE];
-    char *path = seg_join(l->dir, ls->s.name);
     int rv;
-    if (path == NULL) {
-        return log__nomem(errmsg, "remove segment");
-    }
-    rv = fs_unlink(path, errmsg);
-    free(path);
-    if (rv != 0) {
-        return rv;
-    }
-    if (idx_remove(l->dir, ls->s.base, why) != 0) {
-        TLOG_WARN("log", "%s: %s", l->dir, why);
+    if (rm == NULL || !log__removals_add(rm, l, ls)) {
+        char *path = seg_join(l->dir, ls->s.name);
+        if (path == NULL) {
+            return log__nomem(errmsg, "remove segment");
+        }
+        rv = fs_unlink(path, errmsg);
+        free(path);
+        if (rv != 0) {
+            return rv;
+        }
+        if (idx_remove(l->dir, ls->s.base, why) != 0) {
+            TLOG_WARN("log", "%s: %s", l->dir, why);
+        }
     }
     log__seg_free(ls);
     memmove(&l->segs[i], &l->segs[i + 1], (l->n - i - 1) * sizeof *l->segs);
@@ -625,7 +725,7 @@ int log__drop_merged(struct tally_log *l, size_t i, char *errmsg)
         TLOG_WARN("log", "%s: removing segment %s: a compaction merged it into %s before the "
                          "node stopped",
                   l->dir, l->segs[i + 1].s.name, l->segs[i].s.name);
-        int rv = log__remove_seg(l, i + 1, errmsg);
+        int rv = log__remove_seg(l, i + 1, NULL, errmsg);
         if (rv != 0) {
             return rv;
         }
@@ -1349,7 +1449,7 @@ int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *err
     /* Later segments go first, newest first, so a crash at any point
      * leaves a log that is a prefix of this one. */
     while (l->n > k + 1) {
-        rv = log__remove_seg(l, l->n - 1, errmsg);
+        rv = log__remove_seg(l, l->n - 1, NULL, errmsg);
         if (rv != 0) {
             goto fail;
         }
@@ -1428,6 +1528,12 @@ int64_t log_max_timestamp(const struct tally_log *l)
 
 int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg)
 {
+    return log_trim_to(l, offset, NULL, deleted, errmsg);
+}
+
+int log_trim_to(struct tally_log *l, uint64_t offset, struct log_removals *rm, unsigned *deleted,
+                char *errmsg)
+{
     int rv;
 
     *deleted = 0;
@@ -1440,21 +1546,18 @@ int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errm
     while (l->n > 1 && l->segs[1].s.base <= offset) {
         TLOG_INFO("log", "%s: start offset %" PRIu64 " removes segment %s", l->dir, offset,
                   l->segs[0].s.name);
-        rv = log__remove_seg(l, 0, errmsg);
+        rv = log__remove_seg(l, 0, rm, errmsg);
         if (rv != 0) {
             err_wrap(errmsg, "trim log %s", l->dir);
             return log__fail(l, rv, errmsg);
         }
         (*deleted)++;
     }
-    if (*deleted > 0) {
-        rv = fs_sync_dir(l->dir, errmsg);
-        if (rv != 0) {
-            err_wrap(errmsg, "trim log %s", l->dir);
-            return log__fail(l, rv, errmsg);
-        }
-        l->dir_dirty = false;
-    }
+    /* No directory fsync here (the next log_sync or seal does it): a
+     * removal a crash undoes brings back segments wholly below @offset,
+     * which the caller trims again (the store does at open, from the start
+     * offset its catalog recorded). With a thousand topics trimmed at once
+     * that was a thousand fsyncs on the caller's thread. */
     return 0;
 }
 
@@ -1486,7 +1589,7 @@ int log_reset(struct tally_log *l, uint64_t offset, char *errmsg)
     /* Newest first: a crash leaves a shorter log that the caller resets
      * again, never one with a hole. */
     while (l->n > 0) {
-        rv = log__remove_seg(l, l->n - 1, errmsg);
+        rv = log__remove_seg(l, l->n - 1, NULL, errmsg);
         if (rv != 0) {
             goto fail;
         }

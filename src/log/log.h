@@ -170,9 +170,25 @@ int64_t log_max_timestamp(const struct tally_log *l);
 
 /* Delete the sealed segments that hold only offsets below @offset (the
  * active segment always stays; records below @offset in the first kept
- * segment are the caller's to hide). *deleted gets the number removed;
- * the directory is fsynced when any was. */
+ * segment are the caller's to hide). *deleted gets the number removed.
+ * The directory is not fsynced (the next log_sync or seal does it): after
+ * a crash the removed segments may be back, and the caller trims again. */
 int log_trim(struct tally_log *l, uint64_t offset, unsigned *deleted, char *errmsg);
+
+/* Files of segments taken out of logs, deleted by log_removals_run on any
+ * thread (unlinks and the close of the last descriptor, which frees the
+ * blocks, cost the caller's thread tens of microseconds to milliseconds
+ * per segment). A crash before that leaves segments the caller trims again
+ * at open. */
+struct log_removals;
+struct log_removals *log_removals_new(void); /* NULL: out of memory */
+bool log_removals_empty(const struct log_removals *rm);
+/* Delete what @rm holds, close its descriptors, free it. @rm may be NULL. */
+void log_removals_run(struct log_removals *rm);
+/* log_trim, but the segments' files go into @rm (when not NULL; without
+ * memory for that, they are deleted at once). */
+int log_trim_to(struct tally_log *l, uint64_t offset, struct log_removals *rm, unsigned *deleted,
+                char *errmsg);
 
 /* Retention on this node alone (the unit tests; a cluster uses
  * log_retention_start and log_trim): log_retention_start, but

@@ -465,7 +465,7 @@ void proto_end_frame(struct buf *b, size_t start);
     X(u64, version)                                                            \
     X(u64, offset)                                                             \
     X(i64, timestamp)                                                          \
-    X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
+    X(u8, flags)         /* PROTO_STREAM_TOMBSTONE, PROTO_STREAM_NULL_HEADERS */ \
     X(blob, value)                                                             \
     X(blob, headers)     /* the record's encoded headers (docs/disk-format.md) */
 /* FETCH_FILTERED (any node; older servers answer UNKNOWN_REQUEST): FETCH
@@ -502,14 +502,18 @@ void proto_end_frame(struct buf *b, size_t start);
 #define PROTO_SCHEMA_FILTERED_RECORD(X)                                        \
     X(u64, offset)                                                             \
     X(i64, timestamp)                                                          \
-    X(u8, flags)         /* bit 0: tombstone (value empty) */                  \
+    X(u8, flags)         /* PROTO_STREAM_TOMBSTONE, PROTO_STREAM_NULL_HEADERS */ \
     X(blob, key)                                                               \
     X(blob, value)                                                             \
     X(blob, headers)
 #define PROTO_FILTER_SCAN_BYTES (8u << 20)
 #define PROTO_STREAM_MAX_EVENTS 65536
 #define PROTO_STREAM_KEY_MAX 4096
-#define PROTO_STREAM_TOMBSTONE 0x01u
+#define PROTO_STREAM_TOMBSTONE 0x01u /* the value is empty: a tombstone */
+/* The headers blob is encoded as in a batch with BATCH_FLAG_NULL_HEADERS
+ * (value lengths are svarints, -1 = null), which the blob cannot say by
+ * itself. A reader that ignores headers may ignore the bit. */
+#define PROTO_STREAM_NULL_HEADERS 0x02u
 /* Body of every error response. */
 #define PROTO_SCHEMA_ERROR(X)                                                  \
     X(u16, code)         /* TALLY_* */                                         \

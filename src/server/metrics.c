@@ -17,6 +17,7 @@
 #include "lib/err.h"
 #include "proto/proto.h"
 #include "repl/fsm.h"
+#include "server/checkpointer.h"
 #include "server/http.h"
 #include "server/skew.h"
 
@@ -45,6 +46,11 @@ void metrics_set_node(struct metrics *m, struct node *node)
 void metrics_set_skew(struct metrics *m, struct skew *k)
 {
     m->skew = k;
+}
+
+void metrics_set_checkpoints(struct metrics *m, const struct checkpointer_stats *st)
+{
+    m->checkpoints = st;
 }
 
 void metrics_set_connections(struct metrics *m, const unsigned *n)
@@ -386,6 +392,23 @@ static void metrics__node(struct metrics *m, struct buf *b)
               "Time the latest snapshot took on the thread pool (log fsyncs, checkpoints, "
               "encoding).");
     metrics__printf(b, "tally_snapshot_last_build_seconds %.9g\n", fs->last_build_seconds);
+    if (m->checkpoints != NULL) {
+        const struct checkpointer_stats *cs = m->checkpoints;
+        metrics__u64(b, "tally_checkpoints_total", "counter",
+               "Store checkpoints written off the event loop (retention, membership, users, "
+               "ACLs).", cs->done);
+        metrics__u64(b, "tally_checkpoint_failures_total", "counter",
+               "Store checkpoints that failed (tried again; the log says why).", cs->failed);
+        metrics__family(b, "tally_checkpoint_last_loop_seconds", "gauge",
+                  "Time the latest checkpoint held up the event loop (its freeze plus its "
+                  "release, which deletes trimmed segments).");
+        metrics__printf(b, "tally_checkpoint_last_loop_seconds %.9g\n",
+                        cs->last_freeze_s + cs->last_release_s);
+        metrics__family(b, "tally_checkpoint_last_write_seconds", "gauge",
+                  "Time the latest checkpoint took on the thread pool (log fsyncs, key index "
+                  "and catalog files).");
+        metrics__printf(b, "tally_checkpoint_last_write_seconds %.9g\n", cs->last_build_s);
+    }
     struct skew_state ks;
     skew_get(m->skew, &ks);
     metrics__u64(b, "tally_clock_offset_known", "gauge",

@@ -40,6 +40,7 @@ struct metrics {
     struct store *store;
     struct node *node;
     struct skew *skew;      /* clock health (may be NULL) */
+    const struct checkpointer_stats *checkpoints; /* may be NULL */
     const unsigned *connections; /* open client connections (the server's
                                   * conn_set.n); NULL: not counted */
 
@@ -70,6 +71,8 @@ void metrics_init(struct metrics *m, const struct cfg *cfg, struct store *store)
 void metrics_set_node(struct metrics *m, struct node *node);
 struct skew;
 void metrics_set_skew(struct metrics *m, struct skew *k);
+struct checkpointer_stats;
+void metrics_set_checkpoints(struct metrics *m, const struct checkpointer_stats *st);
 /* Read the number of open client connections from *@n (borrowed). */
 void metrics_set_connections(struct metrics *m, const unsigned *n);
 

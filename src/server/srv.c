@@ -33,6 +33,7 @@
 #include "server/backfill.h"
 #include "server/skew.h"
 #include "server/ui.h"
+#include "server/checkpointer.h"
 #include "server/compactor.h"
 #include "server/conn.h"
 #include "server/gw.h"
@@ -58,6 +59,7 @@ struct srv {
     struct metrics metrics;
     struct http_srv *http;     /* --metrics listener, or NULL */
     struct compactor *compactor; /* background compaction, or NULL when off */
+    struct checkpointer *checkpointer; /* checkpoints off the loop */
     struct backfill *backfill;   /* history fetches after a snapshot install */
     struct skew *skew;           /* clock offset against the leader */
     struct ui *ui;               /* web console (ui.h): serves the --metrics listener */
@@ -332,21 +334,18 @@ static void srv__tick(uv_timer_t *t)
         gw_catalog_check(s->gw);
     }
     gw_tick(s->gw);
+    checkpointer_kick(s->checkpointer); /* a change only the catalog records */
 }
 
 static void srv__retention(uv_timer_t *t)
 {
     struct srv *s = t->data;
-    char errmsg[ERR_MSG_SIZE];
     gw_retention(s->gw);
     /* Every node: the segments that applied TOPIC_TRIMs cut off go, after
-     * one checkpoint for all of them (store_trim_catch_up). A failure (a
-     * full disk) is tried again next time; reads below the start offsets
-     * are refused meanwhile all the same. */
-    if (store_trim_catch_up(s->store, errmsg) != 0) {
-        TLOG_ERROR("server", "retention: deleting trimmed segments: %s (tried again in %u ms)",
-                   errmsg, s->cfg->retention_interval_ms);
-    }
+     * one checkpoint for all of them, written off the loop (a failure, a
+     * full disk, is tried again; reads below the start offsets are refused
+     * meanwhile all the same). */
+    checkpointer_kick(s->checkpointer);
 }
 
 /* SIGHUP: read the certificate, key and CA files again. New connections
@@ -383,11 +382,12 @@ static void srv__signal(uv_signal_t *h, int signum)
 }
 
 /* The last step of a shutdown, once no compaction job is running. */
-static void srv__compactor_closed(void *arg)
+static void srv__checkpointer_closed(void *arg)
 {
     struct srv *s = arg;
     char errmsg[ERR_MSG_SIZE];
-    s->compactor = NULL;
+    s->checkpointer = NULL;
+    metrics_set_checkpoints(&s->metrics, NULL);
     gw_destroy(s->gw);
     s->gw = NULL;
     kgw_destroy(s->kgw); /* after gw_destroy: answers to its requests end there */
@@ -403,6 +403,13 @@ static void srv__compactor_closed(void *arg)
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+static void srv__compactor_closed(void *arg)
+{
+    struct srv *s = arg;
+    s->compactor = NULL;
+    checkpointer_close(s->checkpointer, srv__checkpointer_closed, s);
 }
 
 static void srv__backfill_closed(void *arg)
@@ -649,6 +656,8 @@ int srv_run(const struct cfg *cfg)
         goto fail;
     }
     srv__check_nofile(cfg, store_topic_count(s.store));
+    /* (the same reserve srv__check_nofile counts beside the topics) */
+    store_set_fd_reserve(s.store, cfg->segment_fd_cache + cfg->max_connections + 256);
     for (unsigned i = 0; i < cfg->n_peers; i++) {
         memset(&members[i], 0, sizeof members[i]);
         members[i].id = cfg->peers[i].id;
@@ -719,10 +728,12 @@ int srv_run(const struct cfg *cfg)
         ui_attach(s.ui, s.store, s.node, s.tls_on ? &s.tls : NULL);
     }
     if ((rv = compactor_start(&s.loop, cfg, s.store, &s.metrics, s.gw, &s.compactor, errmsg)) != 0 ||
+        (rv = checkpointer_start(&s.loop, s.store, &s.checkpointer, errmsg)) != 0 ||
         (rv = backfill_start(&s.loop, s.store, cfg->id, s.tls_on ? &s.tls : NULL,
                              srv__on_fatal, &s, &s.backfill, errmsg)) != 0) {
         goto fail;
     }
+    metrics_set_checkpoints(&s.metrics, checkpointer_stats(s.checkpointer));
     uv_signal_init(&s.loop, &s.sigterm);
     s.sigterm.data = &s;
     uv_signal_start(&s.sigterm, srv__signal, SIGTERM);
@@ -774,6 +785,7 @@ fail:
         gw_destroy(s.gw);
     }
     kgw_destroy(s.kgw);
+    checkpointer_close(s.checkpointer, NULL, NULL); /* (none runs yet) */
     if (s.store != NULL) {
         store_close(s.store);
     }

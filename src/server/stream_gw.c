@@ -120,7 +120,8 @@ static int stream_gw__put_event(void *arg, uint64_t version, const struct batch_
         .version = version,
         .offset = rec->offset,
         .timestamp = rec->timestamp,
-        .flags = rec->value == NULL ? PROTO_STREAM_TOMBSTONE : 0,
+        .flags = (rec->value == NULL ? PROTO_STREAM_TOMBSTONE : 0) |
+                 (rec->header_nulls ? PROTO_STREAM_NULL_HEADERS : 0),
         .value = rec->value,
         .value_len = (uint32_t)rec->value_len,
         .headers = rec->headers,
@@ -303,7 +304,8 @@ static bool stream_gw__filter_try(struct stream_gw *sg, struct req *r, bool expi
                 struct proto_filtered_record fr = {
                     .offset = rec.offset,
                     .timestamp = rec.timestamp,
-                    .flags = rec.value == NULL ? PROTO_STREAM_TOMBSTONE : 0,
+                    .flags = (rec.value == NULL ? PROTO_STREAM_TOMBSTONE : 0) |
+                             (rec.header_nulls ? PROTO_STREAM_NULL_HEADERS : 0),
                     .key = rec.key,
                     .key_len = (uint32_t)rec.key_len,
                     .value = rec.value,

@@ -38,14 +38,19 @@ static void ui_records__one(struct buf *b, bool first, const struct batch_record
     ui_records__bytes(b, "key", r->key, r->key_len);
     ui_records__bytes(b, "value", r->value, r->value_len);
     ui_json_printf(b, ", \"headers\": [");
-    struct rd hr;
+    struct batch_headers hr;
     struct batch_kv kv;
-    rd_init(&hr, r->headers, r->headers_len);
+    batch_headers_init(&hr, r->headers, r->headers_len, r->header_nulls);
     for (unsigned i = 0; batch_headers_next(&hr, &kv); i++) {
         ui_json_printf(b, "%s[", i > 0 ? ", " : "");
         ui_json_base64(b, kv.name, kv.name_len);
         ui_json_printf(b, ", ");
-        ui_json_base64(b, kv.value, kv.value_len < UI_RECORDS_VALUE_MAX ? kv.value_len : UI_RECORDS_VALUE_MAX);
+        if (kv.value == NULL) {
+            ui_json_printf(b, "null"); /* a null value (Kafka's), not an empty one */
+        } else {
+            ui_json_base64(b, kv.value,
+                           kv.value_len < UI_RECORDS_VALUE_MAX ? kv.value_len : UI_RECORDS_VALUE_MAX);
+        }
         ui_json_printf(b, "]");
     }
     ui_json_printf(b, "]}");

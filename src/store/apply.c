@@ -171,8 +171,8 @@ static int store__delete_topic(struct store *s, uint64_t index, struct rd *body,
     return store__unlink_topic(s, t, index, errmsg);
 }
 
-static int store__member_change(struct store *s, uint64_t index, uint8_t type, struct rd *body,
-                                struct store_item_result *res, char *errmsg)
+static int store__member_change(struct store *s, uint8_t type, struct rd *body,
+                                struct store_item_result *res)
 {
     struct store_member m;
     unsigned i;
@@ -200,8 +200,8 @@ static int store__member_change(struct store *s, uint64_t index, uint8_t type, s
     } else if (i < s->n_members) {
         s->members[i] = s->members[--s->n_members];
     }
-    s->catalog_index = index;
-    return store__write_catalog(s, errmsg);
+    store__catalog_changed(s);
+    return 0;
 }
 
 /* CLUSTER_ID: the first one applied stays. */
@@ -230,8 +230,7 @@ static int store__cluster_id(struct store *s, uint64_t index, struct rd *body,
 }
 
 /* MEMBER_DIR: record (or, with 0, forget) a member's data directory. */
-static int store__member_dir(struct store *s, uint64_t index, struct rd *body,
-                             struct store_item_result *res, char *errmsg)
+static int store__member_dir(struct store *s, struct rd *body, struct store_item_result *res)
 {
     uint64_t id = rd_u64(body), dir = rd_u64(body);
     unsigned i;
@@ -260,8 +259,8 @@ static int store__member_dir(struct store *s, uint64_t index, struct rd *body,
         TLOG_INFO("store", "member %llu: data directory %016llx recorded",
                   (unsigned long long)id, (unsigned long long)dir);
     }
-    s->catalog_index = index;
-    return store__write_catalog(s, errmsg);
+    store__catalog_changed(s);
+    return 0;
 }
 
 /* The conditions of one APPEND item, as they lie in the entry. */
@@ -454,8 +453,8 @@ static int store__user(struct store *s, uint64_t index, struct rd *body,
         store__result(res, rv, "%s", why);
         return 0;
     }
-    s->catalog_index = index;
-    return store__write_catalog(s, errmsg);
+    store__catalog_changed(s);
+    return 0;
 }
 
 /* ACL: add or remove an access control rule (acl.h). */
@@ -472,8 +471,8 @@ static int store__acl(struct store *s, uint64_t index, struct rd *body,
         store__result(res, rv, "%s", why);
         return 0;
     }
-    s->catalog_index = index;
-    return store__write_catalog(s, errmsg);
+    store__catalog_changed(s);
+    return 0;
 }
 
 int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
@@ -518,7 +517,7 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
     case COMMAND_MEMBER_SET:
     case COMMAND_MEMBER_DEL:
         if (index > s->catalog_index) {
-            rv = store__member_change(s, index, type, &body, &res->items[0], errmsg);
+            rv = store__member_change(s, type, &body, &res->items[0]);
         }
         break;
     case COMMAND_GROUP_COMMIT:
@@ -548,7 +547,7 @@ int store_apply(struct store *s, uint64_t index, const void *entry, size_t len,
         break;
     case COMMAND_MEMBER_DIR:
         if (index > s->catalog_index) {
-            rv = store__member_dir(s, index, &body, &res->items[0], errmsg);
+            rv = store__member_dir(s, &body, &res->items[0]);
         }
         break;
     case COMMAND_CATALOG_CHECK:

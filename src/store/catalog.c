@@ -356,9 +356,11 @@ int store__write_file_as(const char *dir, const char *name, const char *tmp_suff
         return rv;
     }
     pthread_mutex_lock(g->lock);
-    skip = g->index < *g->written;
+    skip = g->index < (g->written != NULL ? *g->written : g->in_place(path));
     if (!skip && (rv = fs_rename(tmp, path, errmsg)) == 0) {
-        *g->written = g->index;
+        if (g->written != NULL) {
+            *g->written = g->index;
+        }
         g->renamed = true;
     }
     pthread_mutex_unlock(g->lock);
@@ -381,7 +383,7 @@ int store__write_catalog(struct store *s, char *errmsg)
     }
     buf_init(&b);
     store__encode_catalog(s, s->catalog_index, false, &b);
-    struct store__guard g = {&s->file_lock, &s->catalog_written, s->catalog_index, false};
+    struct store__guard g = {&s->file_lock, &s->catalog_written, NULL, s->catalog_index, false};
     rv = buf_ok(&b) ? store__write_file_as(s->dir, "catalog", "tmp", &b, &g, errmsg)
                     : TALLY_NOMEM;
     buf_free(&b);
@@ -423,5 +425,5 @@ int store_checkpoint(struct store *s, char *errmsg)
     store__sweep_trash(s);
     /* The catalog records every trim offset, and the key indexes count
      * every record below them: their segments may go. */
-    return store__trims_recorded(s, errmsg);
+    return store__trims_recorded(s, true, NULL, errmsg);
 }

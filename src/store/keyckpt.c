@@ -1,8 +1,9 @@
 /* The key index checkpoint of a topic (DATA/topics/NAME/keys.ckpt): its
  * format, loading it at open (or saying the log must be read instead), and
- * writing it (by the loop, or by the snapshot thread). */
+ * writing it (by the loop, the snapshot thread or the checkpoint thread). */
 #include "store/store_int.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,10 +106,32 @@ uint64_t store__load_keys(const struct store *s, struct store_topic *t)
     return next;
 }
 
+/* The Raft index of the key checkpoint at @path, 0 when there is none
+ * (or it is not one): a checkpoint is put in place only over an older one.
+ * Per file, since the snapshot thread, the checkpoint thread and the loop
+ * each write the topics they hold in their own order. */
+static uint64_t store__keys_index_in_place(const char *path)
+{
+    uint8_t head[16];
+    size_t got = 0;
+    char why[ERR_MSG_SIZE];
+    int fd;
+    if (fs_open(path, O_RDONLY, path, &fd, why) != 0) {
+        return 0;
+    }
+    int rv = fs_pread(fd, head, sizeof head, 0, &got, path, why);
+    fs_close(fd);
+    if (rv != 0 || got != sizeof head || memcmp(head, STORE__KEYS_MAGIC, 4) != 0) {
+        return 0;
+    }
+    return byte_get_u64(head + 8);
+}
+
 /* Write @k, which counts the log below @next_offset, as the key checkpoint
- * at @index into @dir ("tmp" or "snap.tmp" as the temporary name: the
- * loop's and the snapshot thread's). *renamed (if not NULL) tells whether
- * it was put in place or skipped for a newer one. */
+ * at @index into @dir ("tmp", "snap.tmp" or "ckpt.tmp" as the temporary
+ * name: the loop's, the snapshot thread's and the checkpoint thread's).
+ * *renamed (if not NULL) tells whether it was put in place or skipped for
+ * a newer one. */
 int store__write_keys_file(struct store *s, const char *dir, const struct keys *k,
                            uint64_t index, uint64_t next_offset, const char *tmp_suffix,
                            bool *renamed, char *errmsg)
@@ -128,7 +151,7 @@ int store__write_keys_file(struct store *s, const char *dir, const struct keys *
         buf_free(&b);
         return TALLY_NOMEM;
     }
-    struct store__guard g = {&s->file_lock, &s->keys_written, index, false};
+    struct store__guard g = {&s->file_lock, NULL, store__keys_index_in_place, index, false};
     rv = store__write_file_as(dir, "keys.ckpt", tmp_suffix, &b, &g, errmsg);
     buf_free(&b);
     if (renamed != NULL) {

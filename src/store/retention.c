@@ -21,6 +21,11 @@ void store__trim_waits(struct store *s, struct store_topic *t)
  * from the history it lacks what is below it. */
 int store__apply_trim(struct store_topic *t, char *errmsg)
 {
+    return store__apply_trim_to(t, NULL, errmsg);
+}
+
+int store__apply_trim_to(struct store_topic *t, struct log_removals *rm, char *errmsg)
+{
     unsigned deleted = 0;
     int rv;
     if (t->missing_to > t->missing_from && t->trim_offset > t->missing_from) {
@@ -30,7 +35,7 @@ int store__apply_trim(struct store_topic *t, char *errmsg)
             t->missing_from = t->trim_offset;
         }
     }
-    rv = log_trim(t->log, t->trim_offset, &deleted, errmsg);
+    rv = log_trim_to(t->log, t->trim_offset, rm, &deleted, errmsg);
     if (rv != 0) {
         err_wrap(errmsg, "topic %s", t->name);
         return rv;
@@ -82,7 +87,7 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     }
     /* Nothing is deleted here, and nothing written: the start offset holds
      * at once (reads below it are refused), the segments go at the next
-     * store_trim_catch_up, after a checkpoint has recorded it. A restart
+     * checkpoint that records it (store_checkpoint_wanted). A restart
      * before that replays this entry from the Raft log. */
     if (s->trim_held && t->trim_undeleted) {
         /* A backup copies this node's files from its cut: the segments
@@ -94,13 +99,14 @@ int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
     return 0;
 }
 
-/* Delete what the last checkpoint recorded for @t, if anything waits. */
-static int store__trim_delete(struct store_topic *t, char *errmsg)
+/* Delete what the last checkpoint recorded for @t, if anything waits (or
+ * add it to @rm). */
+static int store__trim_delete(struct store_topic *t, struct log_removals *rm, char *errmsg)
 {
     if (!t->trim_undeleted || t->trim_unsynced || t->log == NULL) {
         return 0;
     }
-    int rv = store__apply_trim(t, errmsg);
+    int rv = store__apply_trim_to(t, rm, errmsg);
     if (rv == 0) {
         t->trim_undeleted = false;
     }
@@ -109,7 +115,8 @@ static int store__trim_delete(struct store_topic *t, char *errmsg)
 
 /* Delete what checkpoints recorded; trims_waiting stays set while anything
  * is left (held by a backup, or a deletion failed). */
-static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
+static int store__trims_delete(struct store *s, bool recorded, struct log_removals *rm,
+                               char *errmsg)
 {
     int rv = 0;
     bool left = false;
@@ -121,7 +128,7 @@ static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
             t->trim_unsynced = false;
         }
         if (rv == 0 && !s->trim_held) {
-            rv = store__trim_delete(t, errmsg);
+            rv = store__trim_delete(t, rm, errmsg);
         }
         left |= t->trim_unsynced || t->trim_undeleted;
     }
@@ -129,19 +136,9 @@ static int store__trims_delete(struct store *s, bool recorded, char *errmsg)
     return rv;
 }
 
-int store__trims_recorded(struct store *s, char *errmsg)
+int store__trims_recorded(struct store *s, bool all, struct log_removals *rm, char *errmsg)
 {
-    return store__trims_delete(s, true, errmsg);
-}
-
-int store_trim_catch_up(struct store *s, char *errmsg)
-{
-    if (!s->trims_waiting || s->trim_held) {
-        return 0;
-    }
-    /* The checkpoint records the start offsets (and key indexes counting
-     * every record below them), then store__trims_recorded deletes. */
-    return store_checkpoint(s, errmsg);
+    return store__trims_delete(s, all, rm, errmsg);
 }
 
 int store_hold_trim(struct store *s, bool hold, char *errmsg)
@@ -153,8 +150,8 @@ int store_hold_trim(struct store *s, bool hold, char *errmsg)
         return 0;
     }
     /* Released: delete what checkpoints recorded meanwhile (the trims not
-     * recorded yet go at the next store_trim_catch_up). */
-    rv = store__trims_delete(s, false, errmsg);
+     * recorded yet go after the next checkpoint). */
+    rv = store__trims_delete(s, false, NULL, errmsg);
     return rv;
 }
 

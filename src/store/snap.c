@@ -5,9 +5,13 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "lib/codec.h"
 #include "lib/err.h"
@@ -90,13 +94,16 @@ int store_describe_restored(struct store *s, struct buf *out)
     return buf_ok(out) ? 0 : TALLY_NOMEM;
 }
 
-/* What store_snapshot_freeze copies of one topic. */
+/* What a freeze copies of one topic. */
 struct store__frozen_topic {
-    char dir[PATH_MAX + 300];
-    char name[STORE_NAME_MAX];
+    char name[STORE_NAME_MAX]; /* (its directory is made from the name by the
+                                * build: with 10,000 topics, 44 MB less to
+                                * allocate and touch on the loop) */
     uint64_t created_index;
-    uint64_t next_offset;     /* the log's next offset at the snapshot's index */
-    struct keys keys;         /* a packed copy of the key index */
+    uint64_t next_offset;     /* the log's next offset at the freeze's index */
+    struct keys keys;         /* a copy of the key index sharing its chunks:
+                               * always for a snapshot, for a checkpoint only
+                               * when its keys.ckpt is due */
     struct streams streams;   /* a packed copy of the stream index */
     bool streams_due;         /* a streams.ckpt is due (stream_ckpt_due) */
     bool has_log;             /* false while the topic is being created */
@@ -104,21 +111,51 @@ struct store__frozen_topic {
                                * had writes not fsynced yet, else -1 */
     bool written;             /* its keys.ckpt was written by the build */
     bool keys_current;        /* the keys.ckpt in place counts up to next_offset */
+    bool trim_unsynced;       /* its trim_offset was not in a catalog yet */
+    uint64_t trim_offset;     /* ... and was this */
 };
 
+/* A copy of the state at one index: what a snapshot or a checkpoint is
+ * built from off the loop. */
 struct store_frozen {
     struct store *s;          /* the build touches only its file lock and marks */
     uint64_t index;
+    bool snapshot;            /* false: a checkpoint (no snapshot bytes) */
+    uint64_t restores;        /* s->restores at the freeze */
     struct buf head;          /* the catalog without key indexes */
     struct buf tail;          /* the catalog's version 2 fields */
     struct store__frozen_topic *topics; /* in catalog order */
     unsigned n;
+    int syncfs_fd;            /* >= 0: the data directory, whose file system
+                               * the build syncs whole (syncfs) instead of a
+                               * duplicate descriptor per written log */
 };
 
-int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
-                          char *errmsg)
+/* How many logs written since their last fsync a freeze may take a
+ * duplicate descriptor of: what the limit leaves beside the topics' own
+ * descriptors and the reserve (store_set_fd_reserve), and at most a
+ * quarter of the limit. Past that, it takes none and the build syncs the
+ * whole file system once (syncfs): with 10,000 topics written, 10,000
+ * duplicates could double the node's open files (EMFILE). Since Linux 5.8
+ * syncfs reports write-back errors of the file system, as fsync does for
+ * its file; but it also waits for every other dirty file there, so it is
+ * the fallback, not the rule. */
+static size_t store__freeze_max_dups(const struct store *s)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 1024;
+    }
+    uint64_t limit = rl.rlim_cur, used = (uint64_t)s->n_topics + s->fd_reserve;
+    uint64_t left = limit > used ? limit - used : 0;
+    return (size_t)(left < limit / 4 ? left : limit / 4);
+}
+
+static int store__freeze(struct store *s, uint64_t index, bool snapshot,
+                         struct store_frozen **out, char *errmsg)
 {
     struct store_frozen *f = calloc(1, sizeof *f);
+    const char *what = snapshot ? "snapshot" : "checkpoint";
     unsigned n = 0;
     *out = NULL;
     for (struct store_topic *t = s->topics; t != NULL; t = t->next) {
@@ -126,13 +163,29 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
     }
     if (f == NULL || (n > 0 && (f->topics = calloc(n, sizeof *f->topics)) == NULL)) {
         free(f);
-        err_printf(errmsg, "snapshot: out of memory");
+        err_printf(errmsg, "%s: out of memory", what);
         return TALLY_NOMEM;
     }
     f->s = s;
     f->index = index;
+    f->snapshot = snapshot;
+    f->syncfs_fd = -1;
+    f->restores = s->restores;
     if (index > s->applied_index) {
         s->applied_index = index; /* (Raft freezes at its last applied index) */
+    }
+    size_t unsynced = 0, max_dups = store__freeze_max_dups(s);
+    for (struct store_topic *t = s->topics; t != NULL && unsynced <= max_dups; t = t->next) {
+        unsynced += t->log != NULL && log_unsynced(t->log);
+    }
+    int rv;
+    if (unsynced > max_dups &&
+        (rv = fs_open(s->dir, O_RDONLY | O_DIRECTORY, "the data directory", &f->syncfs_fd,
+                      errmsg)) != 0) {
+        err_wrap(errmsg, "%s", what);
+        free(f->topics);
+        free(f);
+        return rv;
     }
     buf_init(&f->head);
     store__encode_head(s, index, &f->head);
@@ -141,60 +194,76 @@ int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen *
     for (struct store_topic *t = s->topics; t != NULL; t = t->next, f->n++) {
         struct store__frozen_topic *ft = &f->topics[f->n];
         ft->fd = -1;
-        store__topic_dir(s, t->name, ft->dir, sizeof ft->dir);
         snprintf(ft->name, sizeof ft->name, "%s", t->name);
         ft->created_index = t->created_index;
+        ft->trim_unsynced = t->trim_unsynced;
+        ft->trim_offset = t->trim_offset;
         keys_init(&ft->keys);
         streams_init(&ft->streams); /* streams */
-        ft->streams_due = t->log != NULL && stream_ckpt_due(t);
-        if (keys_copy_packed(&ft->keys, &t->keys) != 0 ||
-            (ft->streams_due &&
-             streams_copy_packed(&ft->streams, &t->streams, store_topic_start(t)) != 0)) {
-            store_snapshot_release(s, f);
-            err_printf(errmsg, "snapshot: out of memory copying the key index of %s", t->name);
-            return TALLY_NOMEM;
-        }
         if (t->log != NULL) {
             ft->next_offset = log_next_offset(t->log);
             ft->keys_current = t->keys_ckpt_next == ft->next_offset;
             ft->has_log = true;
-            /* A log with nothing unsynced needs no fsync, nor a descriptor:
-             * with 10,000 idle topics that is 10,000 dups and closes less. */
-            if (log_unsynced(t->log) && (ft->fd = log_dup_active(t->log)) < 0) {
-                int e = errno;
-                store_snapshot_release(s, f);
-                return err_os(errmsg, e, "snapshot: duplicate the descriptor of %s", t->name);
-            }
+        }
+        ft->streams_due = t->log != NULL && stream_ckpt_due(t);
+        if (((snapshot || (ft->has_log && !ft->keys_current)) &&
+             keys_share(&ft->keys, &t->keys) != 0) ||
+            (ft->streams_due &&
+             streams_copy_packed(&ft->streams, &t->streams, store_topic_start(t)) != 0)) {
+            store_snapshot_release(s, f);
+            err_printf(errmsg, "%s: out of memory copying the key index of %s", what, t->name);
+            return TALLY_NOMEM;
+        }
+        /* A log with nothing unsynced needs no fsync, nor a descriptor:
+         * with 10,000 idle topics that is 10,000 dups and closes less. */
+        if (ft->has_log && f->syncfs_fd < 0 && log_unsynced(t->log) &&
+            (ft->fd = log_dup_active(t->log)) < 0) {
+            int e = errno;
+            store_snapshot_release(s, f);
+            return err_os(errmsg, e, "%s: duplicate the descriptor of %s", what, t->name);
         }
     }
-    if (!buf_ok(&f->head)) {
+    if (!buf_ok(&f->head) || !buf_ok(&f->tail)) {
         store_snapshot_release(s, f);
-        err_printf(errmsg, "snapshot: out of memory");
+        err_printf(errmsg, "%s: out of memory", what);
         return TALLY_NOMEM;
     }
     *out = f;
     return 0;
 }
 
-int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
+int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
+                          char *errmsg)
 {
+    return store__freeze(s, index, true, out, errmsg);
+}
+
+/* Build what @f froze: on any thread (the snapshot's, the checkpoint's). */
+static int store__frozen_build(struct store_frozen *f, struct buf *out, char *errmsg)
+{
+    const char *what = f->snapshot ? "snapshot" : "checkpoint";
+    const char *tmp = f->snapshot ? "snap.tmp" : "ckpt.tmp";
     struct buf cat;
     int rv = 0;
     /* 1. The logs hold everything up to the index, durably: Raft may drop
-     *    its entries once the snapshot is stored. Sealed segments were
-     *    fsynced when sealed, so the active one of each topic is enough,
-     *    and only if it was written since its last fsync: with 10,000
-     *    topics of which a few are busy, a snapshot fsyncs a few files, not
+     *    its entries once the snapshot is stored, and the catalog records
+     *    the producer tables and group positions at the index. Sealed
+     *    segments were fsynced when sealed, so the active one of each topic
+     *    is enough, and only if it was written since its last fsync: with
+     *    10,000 topics of which a few are busy, this fsyncs a few files, not
      *    10,000 (even a clean file's fsync took some 60 us on ext4 here:
-     *    0.6 s of a worker per snapshot). */
+     *    0.6 s of a worker each time). */
+    if (f->syncfs_fd >= 0 && !testbug(TESTBUG_CKPT_UNSYNCED) && syncfs(f->syncfs_fd) != 0) {
+        rv = err_os(errmsg, errno, "%s: sync the file system of the data directory", what);
+    }
     for (unsigned i = 0; i < f->n && rv == 0 && !testbug(TESTBUG_CKPT_UNSYNCED); i++) {
-        char what[STORE_NAME_MAX + 16];
+        char name[STORE_NAME_MAX + 16];
         if (f->topics[i].fd < 0) {
             continue;
         }
-        snprintf(what, sizeof what, "the log of %s", f->topics[i].name);
-        if ((rv = fs_fsync(f->topics[i].fd, what, errmsg)) != 0) {
-            err_wrap(errmsg, "snapshot");
+        snprintf(name, sizeof name, "the log of %s", f->topics[i].name);
+        if ((rv = fs_fsync(f->topics[i].fd, name, errmsg)) != 0) {
+            err_wrap(errmsg, "%s", what);
         }
     }
     /* 2. Checkpoints at the index: the key indexes, then the catalog. */
@@ -204,18 +273,20 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
             continue; /* being created: no log yet; or its file is up to date */
         }
         bool renamed = false;
+        char dir[PATH_MAX + 300];
+        store__topic_dir(f->s, ft->name, dir, sizeof dir);
         /* streams: the stream index checkpoint goes just before keys.ckpt */
-        rv = ft->streams_due ? stream_ckpt_write(ft->dir, &ft->streams, f->index,
-                                                 ft->next_offset, "snap.tmp", errmsg)
+        rv = ft->streams_due ? stream_ckpt_write(dir, &ft->streams, f->index,
+                                                 ft->next_offset, tmp, errmsg)
                              : 0;
         if (rv != 0) {
-            err_wrap(errmsg, "snapshot: checkpoint the stream index of %s", ft->name);
+            err_wrap(errmsg, "%s: checkpoint the stream index of %s", what, ft->name);
             break;
         }
-        rv = store__write_keys_file(f->s, ft->dir, &ft->keys, f->index, ft->next_offset,
-                                    "snap.tmp", &renamed, errmsg);
+        rv = store__write_keys_file(f->s, dir, &ft->keys, f->index, ft->next_offset, tmp,
+                                    &renamed, errmsg);
         if (rv != 0) {
-            err_wrap(errmsg, "snapshot: checkpoint the key index of %s", ft->name);
+            err_wrap(errmsg, "%s: checkpoint the key index of %s", what, ft->name);
         }
         /* (skipped for a newer one, which may count less of the log after
          * a topic went back to a snapshot: not a reason to compact) */
@@ -229,14 +300,13 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
         if (buf_ok(&cat)) {
             buf_put_u64(&cat, codec_checksum(cat.data, cat.len));
         }
-        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, f->index, false};
-        rv = buf_ok(&cat) ? store__write_file_as(f->s->dir, "catalog", "snap.tmp", &cat, &g,
-                                                 errmsg)
+        struct store__guard g = {&f->s->file_lock, &f->s->catalog_written, NULL, f->index, false};
+        rv = buf_ok(&cat) ? store__write_file_as(f->s->dir, "catalog", tmp, &cat, &g, errmsg)
                           : TALLY_NOMEM;
     }
     buf_free(&cat);
     /* 3. The snapshot: the catalog with every key index. */
-    if (rv == 0) {
+    if (rv == 0 && out != NULL) {
         buf_put(out, f->head.data, f->head.len);
         buf_put_u8(out, 1);
         for (unsigned i = 0; i < f->n; i++) {
@@ -254,6 +324,11 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
     return rv;
 }
 
+int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg)
+{
+    return store__frozen_build(f, out, errmsg);
+}
+
 void store_snapshot_release(struct store *s, struct store_frozen *f)
 {
     if (f == NULL) {
@@ -267,8 +342,12 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
             ft->next_offset > t->compact_limit) {
             t->compact_limit = ft->next_offset;
         }
-        /* (keys_ckpt_next is left as it is: a restore meanwhile may have
-         * replaced the file; the next checkpoint writes this one again) */
+        /* The next checkpoint need not write it again, unless a restore
+         * meanwhile replaced the file (the next checkpoint writes it). */
+        if (ft->written && t != NULL && t->created_index == ft->created_index &&
+            f->restores == s->restores) {
+            t->keys_ckpt_next = ft->next_offset;
+        }
         /* streams: the build wrote streams.ckpt when it wrote keys.ckpt */
         if (ft->written && ft->streams_due && t != NULL &&
             t->created_index == ft->created_index) {
@@ -281,8 +360,59 @@ void store_snapshot_release(struct store *s, struct store_frozen *f)
     free(f->topics);
     buf_free(&f->head);
     buf_free(&f->tail);
+    fs_close(f->syncfs_fd);
     free(f);
     store__sweep_trash(s); /* the build may have put a newer catalog in place */
+}
+
+int store_checkpoint_freeze(struct store *s, struct store_frozen **out, char *errmsg)
+{
+    s->catalog_due = false; /* (set again if the build fails) */
+    return store__freeze(s, s->applied_index, false, out, errmsg);
+}
+
+int store_checkpoint_build(struct store_frozen *f, char *errmsg)
+{
+    return store__frozen_build(f, NULL, errmsg);
+}
+
+int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built,
+                             struct log_removals *rm, char *errmsg)
+{
+    bool recorded = false;
+    int rv = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    if (built) {
+        /* This catalog, or a newer one, is in place; and every key index
+         * counts its log up to the freeze's next offset or further. */
+        pthread_mutex_lock(&s->file_lock);
+        recorded = s->catalog_written >= f->index;
+        pthread_mutex_unlock(&s->file_lock);
+        recorded = recorded && f->restores == s->restores;
+    } else {
+        s->catalog_due = true; /* try again */
+    }
+    for (unsigned i = 0; i < f->n && recorded; i++) {
+        const struct store__frozen_topic *ft = &f->topics[i];
+        struct store_topic *t = ft->trim_unsynced ? store_topic_find(s, ft->name) : NULL;
+        /* A trim applied after the freeze waits for the next checkpoint. */
+        if (t != NULL && t->created_index == ft->created_index &&
+            t->trim_offset == ft->trim_offset) {
+            t->trim_unsynced = false;
+        }
+    }
+    store_snapshot_release(s, f);
+    if (recorded) {
+        rv = store__trims_recorded(s, false, rm, errmsg);
+    }
+    return rv;
+}
+
+bool store_checkpoint_wanted(const struct store *s)
+{
+    return s->catalog_due || (s->trims_waiting && !s->trim_held);
 }
 
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg)
@@ -428,6 +558,7 @@ int store_restore(struct store *s, const void *p, size_t n, bool local_first, ch
         err_wrap(errmsg, "restore snapshot");
         return rv;
     }
+    s->restores++;
     if (local_first && s->catalog_index < c.index) {
         /* Raft stores a snapshot it installs before the store restores it,
          * and the store's checkpoint at its index ends the restore: a node

@@ -280,6 +280,11 @@ void store_set_append_hook(struct store *s, store_append_hook fn, void *arg)
     s->hook_arg = arg;
 }
 
+void store_set_fd_reserve(struct store *s, unsigned reserve)
+{
+    s->fd_reserve = reserve;
+}
+
 int store_seed_members(struct store *s, const struct store_member *m, unsigned n, char *errmsg)
 {
     if (s->n_members > 0) {

@@ -135,6 +135,14 @@ void store_close(struct store *s);
 
 void store_set_append_hook(struct store *s, store_append_hook fn, void *arg);
 
+/* Descriptors the process keeps for other things than the topics' active
+ * segments (cached sealed segments, connections, a margin): a snapshot or
+ * checkpoint freeze duplicates the descriptors of the logs written since
+ * their last fsync only while those fit beside them (and in a quarter of
+ * the limit), else its build syncs the whole file system once. 0 until
+ * set. */
+void store_set_fd_reserve(struct store *s, unsigned reserve);
+
 /* Seed the member table (from the command line) if it is empty. */
 int store_seed_members(struct store *s, const struct store_member *m, unsigned n, char *errmsg);
 
@@ -245,7 +253,7 @@ bool store_retention_due(struct store_topic *t, int64_t now_ms, int64_t delete_r
  * entries applied while held move the topic's start offset (trim_offset)
  * as on every other node, so that replicas agree on what is readable, but
  * delete no segment file; the release deletes those a checkpoint already
- * recorded (store_trim_catch_up the others). A restart meanwhile deletes
+ * recorded (the next checkpoint the others). A restart meanwhile deletes
  * them at open. Loop thread. */
 int store_hold_trim(struct store *s, bool hold, char *errmsg);
 bool store_trim_held(const struct store *s);
@@ -253,12 +261,10 @@ bool store_trim_held(const struct store *s);
 /* A TOPIC_TRIM only moves the topic's start offset (reads below it are
  * refused at once); its segments are deleted once a checkpoint records
  * the new start offset with key indexes that count every record deleted,
- * so a restart never needs what is gone. Called every retention interval
- * on every node: when trims are waiting, one checkpoint (store_checkpoint)
- * and the deletions, however many topics were trimmed: the catalog is
- * written once per interval, not once per trimmed topic. No-op otherwise,
- * and while a backup holds deletions. */
-int store_trim_catch_up(struct store *s, char *errmsg);
+ * so a restart never needs what is gone: store_checkpoint_wanted is true
+ * while trims wait (unless a backup holds deletions), and the server runs
+ * one checkpoint off the loop each retention interval for all of them
+ * (store_checkpoint_freeze), however many topics were trimmed. */
 
 /* Highest record timestamp in any topic (INT64_MIN when none): a new leader
  * stamps no earlier than this. */
@@ -267,9 +273,12 @@ int64_t store_max_timestamp(struct store *s);
 /* Snapshots, in three steps so that the loop only copies (Raft's fsm
  * version 3, docs/raft.md):
  *   store_snapshot_freeze  (loop) encodes the catalog (topics with their
- *                          offsets, producers, members, groups), copies
- *                          every topic's key index and duplicates each
- *                          log's active segment descriptor;
+ *                          offsets, producers, members, groups), takes a
+ *                          copy of every topic's key index that shares
+ *                          its chunks (keys_share: O(chunks), 4 KiB
+ *                          each), copies the stream indexes whose
+ *                          checkpoint is due, and duplicates each log's
+ *                          active segment descriptor;
  *   store_snapshot_build   (any thread) fsyncs those logs, writes the key
  *                          checkpoints and the catalog at the snapshot's
  *                          index, and builds the snapshot: the catalog
@@ -277,8 +286,10 @@ int64_t store_max_timestamp(struct store *s);
  *   store_snapshot_release (loop) frees the copies and lets compaction
  *                          use the new checkpoints.
  * The build touches no store state but the checkpoint files and their
- * lock, so apply goes on meanwhile. Memory: the copies of the key indexes
- * (32 bytes per slot, about 43 bytes per key) for as long as it runs. */
+ * lock, so apply goes on meanwhile. Memory: while it runs, a write to a
+ * key whose chunk the copy still shares copies that chunk (copy on
+ * write), so at most a second key index (32 bytes per slot) if every
+ * chunk is written meanwhile. */
 struct store_frozen;
 int store_snapshot_freeze(struct store *s, uint64_t index, struct store_frozen **out,
                           char *errmsg);
@@ -286,6 +297,23 @@ int store_snapshot_build(struct store_frozen *f, struct buf *out, char *errmsg);
 void store_snapshot_release(struct store *s, struct store_frozen *f);
 /* The three steps at once (tests, tools). */
 int store_snapshot(struct store *s, uint64_t index, struct buf *out, char *errmsg);
+
+/* Checkpoints off the loop, in the same three steps: the catalog and the
+ * key indexes that changed, at the applied index, written by another
+ * thread while apply goes on (the retention interval's, for the trims
+ * waiting; and after a change only the catalog records: members, users,
+ * ACLs, a backfilled history). store_checkpoint_wanted says whether one
+ * is due. The freeze copies only the key indexes whose keys.ckpt is not
+ * current. The release (loop; @built: the build returned 0) takes the
+ * segments of the trims the checkpoint recorded out of their logs, their
+ * files deleted at once or, with @rm, by log_removals_run (off the loop);
+ * a failed build leaves the checkpoint due. At most one build runs at a time per store (a
+ * snapshot's may run beside it). */
+bool store_checkpoint_wanted(const struct store *s);
+int store_checkpoint_freeze(struct store *s, struct store_frozen **out, char *errmsg);
+int store_checkpoint_build(struct store_frozen *f, char *errmsg);
+int store_checkpoint_release(struct store *s, struct store_frozen *f, bool built,
+                             struct log_removals *rm, char *errmsg);
 
 /* Restore a snapshot. @local_first: at start-up the local state is at least
  * as new as any snapshot this node took, so it is kept. Otherwise (a

@@ -79,19 +79,29 @@ struct store {
     /* Shared with the snapshot thread (store_snapshot_build): */
     pthread_mutex_t file_lock;       /* guards the two below */
     uint64_t catalog_written;        /* index of the catalog file in place */
-    uint64_t keys_written;           /* newest index of a keys.ckpt in place */
+    uint64_t restores;               /* store_restore calls so far: a checkpoint
+                                      * frozen before one no longer describes
+                                      * the files it wrote */
+    unsigned fd_reserve;             /* store_set_fd_reserve */
+    bool catalog_due;                /* a change only the catalog holds was
+                                      * applied (members, users, ACLs, ...): a
+                                      * checkpoint is wanted (store_checkpoint_wanted) */
     struct users users;              /* COMMAND_USER: SCRAM credentials (store/users.h) */
     struct acls acls;                /* COMMAND_ACL: access control lists (store/acl.h) */
 };
 
-/* Checkpoint files (catalog, keys.ckpt) are written by the loop and by
- * the snapshot thread (store_snapshot_build). Each writer has its own
- * temporary name, and the rename is guarded: under s->file_lock, a file
- * is replaced only by one of an equal or newer index, so an older
- * checkpoint never lands over a newer one. */
+/* Checkpoint files (catalog, keys.ckpt) are written by the loop, the
+ * snapshot thread (store_snapshot_build) and the checkpoint thread
+ * (store_checkpoint_build). Each writer has its own temporary name, and
+ * the rename is guarded: under s->file_lock, a file is replaced only by
+ * one of an equal or newer index, so an older checkpoint never lands over
+ * a newer one. */
 struct store__guard {
     pthread_mutex_t *lock;
-    uint64_t *written; /* newest index renamed into place so far */
+    uint64_t *written; /* newest index renamed into place so far, or NULL: */
+    uint64_t (*in_place)(const char *path); /* the index of the file in place
+                        * (0: none), read under the lock: for the files of
+                        * which each topic has its own (keys.ckpt) */
     uint64_t index;    /* this file's */
     bool renamed;      /* out: this file was put in place (not skipped) */
 };
@@ -127,6 +137,11 @@ int store__decode_catalog(const void *p, size_t n, struct store__catalog *c,
 int store__write_file_as(const char *dir, const char *name, const char *tmp_suffix,
                          const struct buf *b, struct store__guard *g, char *errmsg);
 int store__write_catalog(struct store *s, char *errmsg);
+/* A change only the catalog records was applied: the next checkpoint
+ * writes it (store_checkpoint_wanted); until then a restart applies the
+ * change again from Raft's log, which keeps every entry after the last
+ * catalog (a Raft snapshot writes one at its index). */
+static inline void store__catalog_changed(struct store *s) { s->catalog_due = true; }
 
 /* topicset.c: the topics in creation order, indexed by name. Adding can
  * fail only for memory (TALLY_NOMEM, @t not added); removing does not free
@@ -179,12 +194,15 @@ void store__backfill_reconcile(struct store *s, struct store_topic *t);
 
 /* retention.c: TOPIC_TRIM and the segment deletion it allows. */
 int store__apply_trim(struct store_topic *t, char *errmsg);
+/* ... with the segments' files added to @rm (NULL: deleted at once). */
+int store__apply_trim_to(struct store_topic *t, struct log_removals *rm, char *errmsg);
 /* retention.c: @t's trim offset moved (TOPIC_TRIM): it waits for a
  * checkpoint, then for its deletion. */
 void store__trim_waits(struct store *s, struct store_topic *t);
-/* A checkpoint recorded every trim offset: delete what waits (unless a
- * backup holds deletions). */
-int store__trims_recorded(struct store *s, char *errmsg);
+/* A checkpoint recorded trim offsets (@all: every topic's; else those
+ * whose trim_unsynced it cleared): delete what waits (unless a backup
+ * holds deletions), or add its files to @rm when not NULL. */
+int store__trims_recorded(struct store *s, bool all, struct log_removals *rm, char *errmsg);
 int store__trim_topic(struct store *s, uint64_t index, struct rd *body,
                       struct store_item_result *res, char *errmsg);
 

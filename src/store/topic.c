@@ -110,7 +110,7 @@ void store__take_tables(struct store_topic *t, struct store_topic *from)
         t->n_producers = from->n_producers;
         t->cap_producers = from->cap_producers;
     }
-    if (t->keys.slots != from->keys.slots) {
+    if (t->keys.chunks != from->keys.chunks) {
         keys_free(&t->keys);
         t->keys = from->keys;
     }

@@ -384,15 +384,19 @@ static int cmd_log__dump_batch(const uint8_t *batch, size_t len, const char *fil
             tool_print_quoted(r.value, r.value_len, TOOL_QUOTE_C);
         }
         if (r.header_count > 0) {
-            struct rd hr;
+            struct batch_headers hr;
             struct batch_kv kv;
-            rd_init(&hr, r.headers, r.headers_len);
+            batch_headers_init(&hr, r.headers, r.headers_len, r.header_nulls);
             fputs(" headers:", stdout);
             while (batch_headers_next(&hr, &kv)) {
                 putchar(' ');
                 tool_print_quoted(kv.name, kv.name_len, TOOL_QUOTE_C);
                 putchar('=');
-                tool_print_quoted(kv.value, kv.value_len, TOOL_QUOTE_C);
+                if (kv.value == NULL) {
+                    fputs("null", stdout); /* unquoted: a value is always quoted */
+                } else {
+                    tool_print_quoted(kv.value, kv.value_len, TOOL_QUOTE_C);
+                }
             }
         }
         putchar('\n');

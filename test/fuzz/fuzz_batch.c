@@ -92,7 +92,7 @@ static void iterate(uint8_t *b, size_t n)
         return;
     }
     while ((rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
-        struct rd hr;
+        struct batch_headers hr;
         struct batch_kv kv;
         uint32_t nh = 0;
         if (++got > h.record_count) {
@@ -105,7 +105,7 @@ static void iterate(uint8_t *b, size_t n)
         touch(rec.key, rec.key_len);
         touch(rec.value, rec.value_len);
         touch(rec.headers, rec.headers_len);
-        rd_init(&hr, rec.headers, rec.headers_len);
+        batch_headers_init(&hr, rec.headers, rec.headers_len, rec.header_nulls);
         while (nh < rec.header_count && batch_headers_next(&hr, &kv)) {
             touch(kv.name, kv.name_len);
             touch(kv.value, kv.value_len);

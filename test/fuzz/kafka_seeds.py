@@ -1,7 +1,8 @@
 # kafka_seeds.py: regenerate test/fuzz/corpus/fuzz-kafka/ (the seeds of
 # fuzz-kafka) from the requests real clients send: a one-node cluster whose
 # Kafka listener is advertised through a recording proxy, driven by kcat
-# (metadata, produce with every codec, consume, time lookup), kafkajs
+# (metadata, produce with every codec and with a null header value,
+# consume, time lookup), kafkajs
 # (admin, InitProducerId, Produce v7) and confluent-kafka's AdminClient
 # (CreateTopics, DeleteTopics). The first request of each API and version
 # is kept, plus one Produce per codec.
@@ -61,6 +62,10 @@ with C(n=1, name="capture") as c:
         kcat("-b", b, "-P", "-t", "warmup", "-z", z, "-K:", "-H", "h=v", input=b"".join(b"k:value-%d-aaaaaaaaaaaaaaaaaaaa\n" % i for i in range(20)))
         os.rename(os.path.join(OUT, "seed-api0-v7"), os.path.join(OUT, f"seed-produce-{z}")) if os.path.exists(os.path.join(OUT, "seed-api0-v7")) else None
         seen.pop("seed-api0-v7", None)
+    # A header without "=" has a null value (Kafka's length -1).
+    kcat("-b", b, "-P", "-t", "warmup", "-K:", "-H", "n", "-H", "e=", input=b"k:null-header\n")
+    os.rename(os.path.join(OUT, "seed-api0-v7"), os.path.join(OUT, "seed-produce-null-header")) if os.path.exists(os.path.join(OUT, "seed-api0-v7")) else None
+    seen.pop("seed-api0-v7", None)
     kcat("-b", b, "-C", "-t", "warmup", "-o", "beginning", "-e")
     kcat("-b", b, "-C", "-t", "warmup", "-o", "s@1", "-e")
     subprocess.run(["node", os.path.join(TOP, "test/kafka/kafkajs_client.js"), b, "jscap"], cwd=os.path.join(TOP, "test/kafka"), capture_output=True, timeout=60)

@@ -42,7 +42,7 @@ static void put_file(const char *target, const char *name, const void *p, size_t
 }
 
 /* Batches of a few shapes, unstamped. */
-enum shape { SHAPE_SIMPLE, SHAPE_HEADERS, SHAPE_COMPRESSED, SHAPE_GAPS };
+enum shape { SHAPE_SIMPLE, SHAPE_HEADERS, SHAPE_COMPRESSED, SHAPE_GAPS, SHAPE_NULL_HEADERS };
 
 static void make_batch(struct buf *out, enum shape shape)
 {
@@ -70,6 +70,15 @@ static void make_batch(struct buf *out, enum shape shape)
             rv |= batch_builder_add(&b, "same-key", 8, value, sizeof value);
         }
         break;
+    case SHAPE_NULL_HEADERS: { /* as a Kafka producer writes: create times, a null value */
+        static const struct batch_kv nulls[2] = {
+            {(const uint8_t *)"n", 1, NULL, 0},
+            {(const uint8_t *)"e", 1, (const uint8_t *)"", 0},
+        };
+        rv |= batch_builder_add_created(&b, 0, 0, 1600000000000, "k", 1, "v", 1, hdrs, 2);
+        rv |= batch_builder_add_created(&b, 1, 3, 1599999999000, NULL, 0, "w", 1, nulls, 2);
+        break;
+    }
     case SHAPE_GAPS: /* compaction leaves offset gaps */
         rv |= batch_builder_add_at(&b, 0, 0, "a", 1, "1", 1, NULL, 0);
         rv |= batch_builder_add_at(&b, 3, 2, "b", 1, "2", 1, NULL, 0);
@@ -104,6 +113,7 @@ static void batch_seeds(void)
         {SHAPE_HEADERS, "headers"},
         {SHAPE_COMPRESSED, "lz4"},
         {SHAPE_GAPS, "gaps"},
+        {SHAPE_NULL_HEADERS, "null-headers"},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         struct buf b;

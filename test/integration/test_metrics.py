@@ -177,6 +177,10 @@ EXPECTED = {
     "tally_snapshot_last_size_bytes": "gauge",
     "tally_snapshot_last_duration_seconds": "gauge",
     "tally_snapshot_last_build_seconds": "gauge",
+    "tally_checkpoints_total": "counter",
+    "tally_checkpoint_failures_total": "counter",
+    "tally_checkpoint_last_loop_seconds": "gauge",
+    "tally_checkpoint_last_write_seconds": "gauge",
 }
 
 

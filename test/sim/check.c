@@ -70,8 +70,8 @@ static void node_digest_parts(struct sim_node *n, struct digest *d)
             x->producers += set_hash(w, 5);
         }
         for (size_t i = 0; i < t->keys.cap; i++) {
-            const struct keys_entry *e = &t->keys.slots[i];
-            if (e->h1 != 0 || e->h2 != 0) {
+            const struct keys_entry *e = keys_slot(&t->keys, i);
+            if (e != NULL) {
                 uint64_t w[4] = {e->h1, e->h2, e->version, e->offset};
                 x->keys += set_hash(w, 4);
             }
@@ -335,15 +335,15 @@ static void check_keys(struct sim *s, struct sim_node *n, struct store_topic *t)
     scan(s, n, t, count_keys, &k);
     bool same = k.n == t->keys.n;
     for (size_t i = 0; same && i < k.cap; i++) {
-        const struct keys_entry *e = &k.slots[i];
-        if (e->h1 == 0 && e->h2 == 0) {
+        const struct keys_entry *e = keys_slot(&k, i);
+        if (e == NULL) {
             continue;
         }
         bool found = false;
         for (size_t j = 0; j < t->keys.cap && !found; j++) {
-            const struct keys_entry *o = &t->keys.slots[j];
-            found = o->h1 == e->h1 && o->h2 == e->h2 && o->version == e->version &&
-                    o->offset == e->offset;
+            const struct keys_entry *o = keys_slot(&t->keys, j);
+            found = o != NULL && o->h1 == e->h1 && o->h2 == e->h2 &&
+                    o->version == e->version && o->offset == e->offset;
         }
         same = found;
     }

@@ -102,9 +102,9 @@ static void test_roundtrip_shapes(void **state)
             }
             assert_int_equal(r.header_count, shapes[i].n_headers);
             if (shapes[i].n_headers) {
-                struct rd hr;
+                struct batch_headers hr;
                 struct batch_kv kv;
-                rd_init(&hr, r.headers, r.headers_len);
+                batch_headers_init(&hr, r.headers, r.headers_len, r.header_nulls);
                 for (size_t h = 0; h < 2; h++) {
                     assert_true(batch_headers_next(&hr, &kv));
                     assert_int_equal(kv.name_len, two_headers[h].name_len);
@@ -270,6 +270,148 @@ static void test_create_times(void **state)
     batch_iter_close(&it);
     buf_free(&out);
     batch_builder_free(&b);
+}
+
+/* Read every header of @r and compare with @want (@n of them): names and
+ * values byte for byte, a null value (value NULL) apart from an empty one. */
+static void expect_headers(const struct batch_record *r, const struct batch_kv *want, size_t n)
+{
+    struct batch_headers hr;
+    struct batch_kv kv;
+    assert_int_equal(r->header_count, n);
+    batch_headers_init(&hr, r->headers, r->headers_len, r->header_nulls);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(batch_headers_next(&hr, &kv));
+        assert_int_equal(kv.name_len, want[i].name_len);
+        assert_memory_equal(kv.name, want[i].name, kv.name_len);
+        if (want[i].value == NULL) {
+            assert_null(kv.value);
+            assert_int_equal(kv.value_len, 0);
+        } else {
+            assert_non_null(kv.value);
+            assert_int_equal(kv.value_len, want[i].value_len);
+            assert_memory_equal(kv.value, want[i].value, kv.value_len);
+        }
+    }
+    assert_false(batch_headers_next(&hr, &kv));
+    assert_false(hr.rd.bad);
+}
+
+/* A null header value reads back as null (value NULL), distinct from an
+ * empty one, with and without create times and compression, including
+ * the records added before the first null one (which the builder
+ * re-encodes: a 100-byte value's length grows from one byte to two). A
+ * batch without a null header value keeps the old encoding, no flag. */
+static void test_null_header_values(void **state)
+{
+    static uint8_t long_value[100];
+    const struct batch_kv plain[2] = {
+        {(const uint8_t *)"long", 4, long_value, sizeof long_value},
+        {(const uint8_t *)"e", 1, (const uint8_t *)"", 0},
+    };
+    const struct batch_kv with_null[3] = {
+        {(const uint8_t *)"n", 1, NULL, 0},
+        {(const uint8_t *)"e", 1, (const uint8_t *)"", 0},
+        {(const uint8_t *)"v", 1, (const uint8_t *)"\x00z", 2},
+    };
+    const struct { const struct batch_kv *h; size_t n; } recs[4] = {
+        {plain, 2}, {with_null, 3}, {NULL, 0}, {plain, 2},
+    };
+    struct batch_builder b;
+    struct buf out;
+    struct batch_iter it;
+    struct batch_record r;
+    char errmsg[ERR_MSG_SIZE];
+    (void)state;
+    memset(long_value, 'x', sizeof long_value);
+    for (int variant = 0; variant < 4; variant++) {
+        bool compress = variant & 1, created = variant & 2;
+        batch_builder_init(&b, 0, 0);
+        for (uint32_t i = 0; i < 4; i++) {
+            int rv = created ? batch_builder_add_created(&b, i * 2, i, 1000 + i, "k", 1, "v", 1,
+                                                         recs[i].h, recs[i].n)
+                             : batch_builder_add_at(&b, i * 2, i, "k", 1, "v", 1, recs[i].h,
+                                                    recs[i].n);
+            assert_int_equal(rv, 0);
+            /* The flag comes with the first null value, not before. */
+            assert_int_equal(b.null_headers, i >= 1);
+        }
+        buf_init(&out);
+        assert_int_equal(batch_builder_finish(&b, compress, &out), 0);
+        batch_stamp(out.data, 50, 9000, 2);
+        assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+        assert_true(it.h.flags & BATCH_FLAG_NULL_HEADERS);
+        assert_int_equal(it.h.records_len, b.records.len);
+        for (uint32_t i = 0; i < 4; i++) {
+            assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+            assert_int_equal(r.offset, 50 + i * 2);
+            assert_int_equal(r.timestamp, 9000 + i);
+            assert_int_equal(r.has_create_time, created);
+            if (created) {
+                assert_int_equal(r.create_time, 1000 + i);
+            }
+            assert_true(r.header_nulls);
+            assert_int_equal(r.key_len, 1);
+            assert_memory_equal(r.value, "v", 1);
+            expect_headers(&r, recs[i].h, recs[i].n);
+        }
+        assert_int_equal(batch_iter_next(&it, &r, errmsg), TALLY_EOF);
+        batch_iter_close(&it);
+        buf_free(&out);
+        /* reset starts the next batch in the old encoding again */
+        batch_builder_reset(&b);
+        assert_false(b.null_headers);
+        assert_int_equal(batch_builder_add_at(&b, 0, 0, "k", 1, "v", 1, plain, 2), 0);
+        buf_init(&out);
+        assert_int_equal(batch_builder_finish(&b, compress, &out), 0);
+        assert_int_equal(out.data[5] & BATCH_FLAG_NULL_HEADERS, 0);
+        if (!compress) {
+            /* Old encoding: the 100-byte value's length is the single byte
+             * 100 (as an svarint it would be two). */
+            static const uint8_t want[] = {'l', 'o', 'n', 'g', 100, 'x'};
+            bool found = false;
+            for (size_t at = 0; at + sizeof want <= out.len && !found; at++) {
+                found = memcmp(out.data + at, want, sizeof want) == 0;
+            }
+            assert_true(found);
+        }
+        assert_int_equal(batch_iter_init(&it, out.data, out.len, errmsg), 0);
+        assert_int_equal(batch_iter_next(&it, &r, errmsg), 0);
+        assert_false(r.header_nulls);
+        expect_headers(&r, plain, 2);
+        batch_iter_close(&it);
+        buf_free(&out);
+        batch_builder_free(&b);
+    }
+}
+
+/* A header value length below -1 in a batch with the flag is malformed:
+ * the header reader stops with its reader marked bad. */
+static void test_null_header_malformed(void **state)
+{
+    /* name "a", then svarint -2 (zigzag 3) */
+    static const uint8_t bad[] = {1, 'a', 3};
+    /* name "a", null; name "b", 1 byte "c" (svarint 1 = zigzag 2) */
+    static const uint8_t good[] = {1, 'a', 1, 1, 'b', 2, 'c'};
+    struct batch_headers hr;
+    struct batch_kv kv;
+    (void)state;
+    batch_headers_init(&hr, bad, sizeof bad, true);
+    assert_false(batch_headers_next(&hr, &kv));
+    assert_true(hr.rd.bad);
+    batch_headers_init(&hr, good, sizeof good, true);
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_null(kv.value);
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_int_equal(kv.value_len, 1);
+    assert_memory_equal(kv.value, "c", 1);
+    assert_false(batch_headers_next(&hr, &kv));
+    assert_false(hr.rd.bad);
+    /* The same bytes without the flag are uvarints: "a" has a 1-byte value. */
+    batch_headers_init(&hr, good, sizeof good, false);
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_int_equal(kv.value_len, 1);
+    assert_memory_equal(kv.value, "\x01", 1);
 }
 
 /* byte_uvarint_len and byte_svarint_len, which the builder sizes records
@@ -483,6 +625,8 @@ int main(void)
         cmocka_unit_test(test_offset_gaps),
         cmocka_unit_test(test_builder_limits),
         cmocka_unit_test(test_create_times),
+        cmocka_unit_test(test_null_header_values),
+        cmocka_unit_test(test_null_header_malformed),
         cmocka_unit_test(test_varint_lengths),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_stamp_span_overflow),

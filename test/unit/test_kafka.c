@@ -282,6 +282,101 @@ static void test_records_round_trip(void **state)
     buf_free(&back);
 }
 
+/* A null header value (Kafka's length -1) is stored as null, apart from
+ * an empty one, and a fetch gives it back as -1: the Kafka records that
+ * come out are the ones that went in, byte for byte. */
+static void test_records_null_header(void **state)
+{
+    struct buf k, recs, one, t, back;
+    struct kafka_batch_info info;
+    char errmsg[ERR_MSG_SIZE];
+    struct batch_iter it;
+    struct batch_record rec;
+    struct batch_headers hr;
+    struct batch_kv kv;
+    (void)state;
+    buf_init(&k);
+    buf_init(&recs);
+    buf_init(&one);
+    buf_init(&t);
+    buf_init(&back);
+    /* Record 0: h = "" (empty); record 1: n = null, e = "". */
+    for (int i = 0; i < 2; i++) {
+        one.len = 0;
+        kafka_put_i8(&one, 0);
+        kafka_put_varlong(&one, i);
+        kafka_put_varint(&one, i);
+        kafka_put_varint(&one, 1);
+        buf_put(&one, "k", 1);
+        kafka_put_varint(&one, 1);
+        buf_put(&one, "v", 1);
+        if (i == 0) {
+            kafka_put_varint(&one, 1);
+            kafka_put_varint(&one, 1);
+            buf_put(&one, "h", 1);
+            kafka_put_varint(&one, 0);
+        } else {
+            kafka_put_varint(&one, 2);
+            kafka_put_varint(&one, 1);
+            buf_put(&one, "n", 1);
+            kafka_put_varint(&one, -1);
+            kafka_put_varint(&one, 1);
+            buf_put(&one, "e", 1);
+            kafka_put_varint(&one, 0);
+        }
+        kafka_put_varint(&recs, (int32_t)one.len);
+        buf_put(&recs, one.data, one.len);
+    }
+    kafka_put_i64(&k, 0);
+    kafka_put_i32(&k, 0);
+    kafka_put_i32(&k, 0);
+    kafka_put_i8(&k, 2);
+    kafka_put_i32(&k, 0);
+    kafka_put_i16(&k, 0);
+    kafka_put_i32(&k, 1);
+    kafka_put_i64(&k, 1000);
+    kafka_put_i64(&k, 1001);
+    kafka_put_i64(&k, -1);
+    kafka_put_i16(&k, -1);
+    kafka_put_i32(&k, -1);
+    kafka_put_i32(&k, 2);
+    buf_put(&k, recs.data, recs.len);
+    kafka_patch_i32(&k, 8, (uint32_t)(k.len - 12));
+    kafka_patch_i32(&k, 17, kafka_crc32c(k.data + 21, k.len - 21));
+
+    assert_int_equal(kafka_records_to_tally(k.data, k.len, &info, &t, errmsg), 0);
+    batch_stamp(t.data, 0, 5000, 1);
+    assert_int_equal(batch_iter_init(&it, t.data, t.len, errmsg), 0);
+    assert_true(it.h.flags & BATCH_FLAG_NULL_HEADERS);
+    assert_int_equal(batch_iter_next(&it, &rec, errmsg), 0);
+    batch_headers_init(&hr, rec.headers, rec.headers_len, rec.header_nulls);
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_non_null(kv.value); /* empty, not null */
+    assert_int_equal(kv.value_len, 0);
+    assert_int_equal(batch_iter_next(&it, &rec, errmsg), 0);
+    batch_headers_init(&hr, rec.headers, rec.headers_len, rec.header_nulls);
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_memory_equal(kv.name, "n", 1);
+    assert_null(kv.value); /* null */
+    assert_true(batch_headers_next(&hr, &kv));
+    assert_memory_equal(kv.name, "e", 1);
+    assert_non_null(kv.value);
+    assert_int_equal(kv.value_len, 0);
+    assert_false(batch_headers_next(&hr, &kv));
+    batch_iter_close(&it);
+
+    size_t used;
+    assert_int_equal(kafka_records_from_tally(t.data, t.len, 1 << 20, &back, &used, errmsg), 0);
+    assert_int_equal(back.len, k.len);
+    assert_memory_equal(back.data + KAFKA_BATCH_HEADER_SIZE, k.data + KAFKA_BATCH_HEADER_SIZE,
+                        k.len - KAFKA_BATCH_HEADER_SIZE);
+    buf_free(&k);
+    buf_free(&recs);
+    buf_free(&one);
+    buf_free(&t);
+    buf_free(&back);
+}
+
 /* The Kafka output of a fetch is bounded: past the limit the next batch is
  * left for the next answer (the first one always goes). */
 static void test_records_from_tally_limit(void **state)
@@ -1366,6 +1461,7 @@ int main(void)
         cmocka_unit_test(test_wire_refuses_lies),
         cmocka_unit_test(test_header_versions),
         cmocka_unit_test(test_records_round_trip),
+        cmocka_unit_test(test_records_null_header),
         cmocka_unit_test(test_records_refused),
         cmocka_unit_test(test_records_from_tally_limit),
         cmocka_unit_test(test_records_compressed),

@@ -301,7 +301,7 @@ static void test_roundtrip_shapes(void **state)
             uint64_t next;
             struct batch_iter it;
             struct batch_record r;
-            struct rd hr;
+            struct batch_headers hr;
             struct batch_kv kv;
             assert_int_equal(log_read_copy(f->l, off, 1, &data, &len, &next, f->errmsg), 0);
             assert_int_equal(next, off + 6);
@@ -329,7 +329,7 @@ static void test_roundtrip_shapes(void **state)
             assert_int_equal(r.offset, off + 5);
             assert_int_equal(r.timestamp, 1000 + pass + 3);
             assert_int_equal(r.header_count, 2);
-            rd_init(&hr, r.headers, r.headers_len);
+            batch_headers_init(&hr, r.headers, r.headers_len, r.header_nulls);
             assert_true(batch_headers_next(&hr, &kv));
             assert_memory_equal(kv.name, "h1", 2);
             assert_memory_equal(kv.value, "v1", 2);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 #include "lib/err.h"
 #include "lib/fs.h"
 #include "store/command.h"
+#include "store/keys.h"
 #include "store/store.h"
 #include "store/acl.h"
 #include "store/users.h"
@@ -58,6 +60,39 @@ static void reopen(struct fixture *f)
     char errmsg[ERR_MSG_SIZE];
     store_close(f->s);
     assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+}
+
+/* Files in @dir whose names end in @suffix. */
+static unsigned count_files(const char *dir, const char *suffix)
+{
+    char **names;
+    size_t n;
+    char errmsg[ERR_MSG_SIZE];
+    unsigned count = 0;
+    assert_int_equal(fs_list(dir, &names, &n, errmsg), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t a = strlen(names[i]), b = strlen(suffix);
+        count += a >= b && strcmp(names[i] + a - b, suffix) == 0;
+    }
+    fs_list_free(names, n);
+    return count;
+}
+
+/* What the server's checkpointer does (server/checkpointer.c): freeze,
+ * build (here on the same thread), release. */
+static int checkpoint_off_loop(struct fixture *f)
+{
+    char errmsg[ERR_MSG_SIZE] = "";
+    struct store_frozen *fr;
+    int rv = store_checkpoint_freeze(f->s, &fr, errmsg);
+    if (rv == 0) {
+        struct log_removals *rm = log_removals_new();
+        int built = store_checkpoint_build(fr, errmsg);
+        rv = store_checkpoint_release(f->s, fr, built == 0, rm, errmsg);
+        log_removals_run(rm);
+        rv = built != 0 ? built : rv;
+    }
+    return rv;
 }
 
 static int apply(struct fixture *f, uint64_t index, struct buf *entry, struct store_result **res)
@@ -954,6 +989,58 @@ static void test_snapshot_syncs_only_written_logs(void **state)
     buf_free(&snap);
 }
 
+/* Descriptors this process has open. */
+static unsigned open_fds(void)
+{
+    char **names;
+    size_t n;
+    char errmsg[ERR_MSG_SIZE];
+    assert_int_equal(fs_list("/proc/self/fd", &names, &n, errmsg), 0);
+    fs_list_free(names, n);
+    return (unsigned)n;
+}
+
+/* With more logs written since their last fsync than a quarter of the
+ * descriptor limit, a freeze duplicates no descriptor per log (which could
+ * double the node's open files: EMFILE with 10,000 written topics) and the
+ * build syncs the file system once. */
+static void test_freeze_of_many_written_logs(void **state)
+{
+    struct fixture *f = *state;
+    struct store_frozen *fz;
+    struct buf snap;
+    struct rlimit rl, was;
+    char errmsg[ERR_MSG_SIZE], name[32];
+    uint64_t index = 2;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    rl = was;
+    rl.rlim_cur = rl.rlim_max < 1024 ? rl.rlim_max : 1024; /* a quarter: 256 */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "t%03d", i);
+        create_topic(f, index++, name);
+        produce(f, index++, name, 0, 0, 0, 0, false);
+    }
+    unsigned before = open_fds();
+    assert_int_equal(store_snapshot_freeze(f->s, index - 1, &fz, errmsg), 0);
+    assert_true(open_fds() <= before + 1); /* the data directory's, for syncfs */
+    buf_init(&snap);
+    assert_int_equal(store_snapshot_build(fz, &snap, errmsg), 0);
+    store_snapshot_release(f->s, fz);
+    buf_free(&snap);
+    assert_int_equal(open_fds(), before);
+    /* A few written logs: a duplicate each, as before. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    produce(f, index++, "t007", 0, 0, 0, 2, false);
+    produce(f, index++, "t008", 0, 0, 0, 2, false);
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    before = open_fds();
+    assert_int_equal(store_snapshot_freeze(f->s, index - 1, &fz, errmsg), 0);
+    assert_int_equal(open_fds(), before + 2);
+    store_snapshot_release(f->s, fz);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+}
+
 /* Group positions are applied, kept in the checkpoint and the snapshot. */
 static void test_group_positions(void **state)
 {
@@ -1021,6 +1108,10 @@ static void test_cluster_identity(void **state)
     assert_int_equal(store_member_dir(f->s, 1), 0);
     assert_int_equal(store_member_dir(f->s, 2), 0x222);
     buf_free(&e);
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     assert_int_equal(store_cluster_id(f->s), 0xabcdef);
     assert_int_equal(store_member_dir(f->s, 2), 0x222);
@@ -1549,21 +1640,21 @@ static void test_trim_sets_the_start_offset(void **state)
     assert_int_equal(apply(f, 23, &c, NULL), 0); /* Raft replays the entry */
     assert_int_equal(store_topic_start(tp), cut);
     assert_int_equal(log_segment_count(tp->log), segs);
-    /* A held deletion (a backup) waits even past a catch-up... */
+    /* A held deletion (a backup) wants no checkpoint... */
+    assert_true(store_checkpoint_wanted(f->s));
     assert_int_equal(store_hold_trim(f->s, true, errmsg), 0);
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     assert_int_equal(log_segment_count(tp->log), segs);
     /* ...and the release deletes only what a checkpoint recorded. */
     assert_int_equal(store_hold_trim(f->s, false, errmsg), 0);
     assert_int_equal(log_segment_count(tp->log), segs);
-    /* One catch-up: a checkpoint records the start, then the segments go. */
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0);
+    /* One checkpoint: it records the start, then the segments go. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
     assert_true(log_start_offset(tp->log) <= cut);
     assert_true(log_start_offset(tp->log) > 0);
     assert_true(log_segment_count(tp->log) < segs);
-    unsigned after = log_segment_count(tp->log);
-    assert_int_equal(store_trim_catch_up(f->s, errmsg), 0); /* nothing waits */
-    assert_int_equal(log_segment_count(tp->log), after);
+    assert_false(store_checkpoint_wanted(f->s)); /* nothing waits */
 
     /* Never back; another topic of the same name is not touched. */
     buf_free(&c);
@@ -1599,6 +1690,142 @@ static void test_trim_sets_the_start_offset(void **state)
     tmpdir_remove(dir2);
     free(dir2);
     buf_free(&snap);
+    buf_free(&c);
+    buf_free(&e);
+}
+
+/* A shared copy of a key index (a snapshot's freeze) keeps what it was
+ * while the index it came from is written to, grows, or is freed. */
+static void test_keys_copy_on_write(void **state)
+{
+    struct keys k, frozen, again;
+    struct buf before, after;
+    char key[32];
+    (void)state;
+    keys_init(&k);
+    keys_init(&frozen);
+    keys_init(&again);
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), (uint64_t)i), 0);
+    }
+    size_t cap = k.cap;
+    buf_init(&before);
+    keys_encode(&k, &before);
+    assert_int_equal(keys_share(&frozen, &k), 0);
+    assert_int_equal(frozen.n, 5000);
+    /* Writes to old keys, then enough new ones for the table to grow. */
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), 9000), 0);
+    }
+    assert_int_equal(keys_share(&again, &k), 0); /* a second copy, mid-way */
+    for (int i = 5000; i < 10000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(keys_bump(&k, key, strlen(key), (uint64_t)i), 0);
+    }
+    assert_true(k.cap > cap);
+    buf_init(&after);
+    keys_encode(&frozen, &after);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    assert_int_equal(keys_version(&frozen, "k0", 2), 1);
+    assert_int_equal(keys_version(&frozen, "k7000", 5), 0);
+    assert_int_equal(keys_version(&again, "k0", 2), 2);
+    assert_int_equal(keys_version(&again, "k7000", 5), 0);
+    assert_int_equal(keys_version(&k, "k0", 2), 2);
+    assert_int_equal(keys_version(&k, "k7000", 5), 1);
+    assert_int_equal(k.n, 10000);
+    /* Freed in any order: what is left still reads. */
+    keys_free(&k);
+    assert_int_equal(keys_version(&again, "k99", 3), 2);
+    assert_int_equal(keys_version(&again, "k100", 4), 1);
+    keys_free(&frozen);
+    assert_int_equal(keys_version(&again, "k4999", 5), 1);
+    keys_free(&again);
+    buf_free(&before);
+    buf_free(&after);
+}
+
+/* A checkpoint built off the loop records the trims applied before its
+ * freeze: a trim applied while it was being built waits for the next one
+ * (its segments stay), as a restart before that would replay it. */
+static void test_trim_after_the_freeze_waits(void **state)
+{
+    struct fixture *f = *state;
+    const char *t[] = {"ret"};
+    struct command_topic_config cfg = {TALLY_POLICY_DELETE, -1, 2048, 0};
+    struct buf e, c;
+    char errmsg[ERR_MSG_SIZE] = "";
+    struct store_frozen *fr;
+
+    f->lc.segment_bytes = 1024;
+    reopen(f);
+    buf_init(&c);
+    command_encode_topic_create(&c, "ret", &cfg);
+    assert_int_equal(apply(f, 2, &c, NULL), 0);
+    buf_init(&e);
+    append_entry(&e, t, 1, 20);
+    for (uint64_t i = 3; i < 23; i++) {
+        assert_int_equal(apply(f, i, &e, NULL), 0);
+    }
+    struct store_topic *tp = store_topic_find(f->s, "ret");
+    uint64_t created = tp->created_index;
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    unsigned segs = log_segment_count(tp->log);
+    assert_true(segs > 4);
+    /* A first trim, then the freeze, then a second trim. */
+    buf_free(&c);
+    buf_init(&c);
+    command_encode_topic_trim(&c, "ret", created, 100, 0);
+    assert_int_equal(apply(f, 23, &c, NULL), 0);
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    buf_free(&c);
+    buf_init(&c);
+    command_encode_topic_trim(&c, "ret", created, 300, 0);
+    assert_int_equal(apply(f, 24, &c, NULL), 0);
+    assert_int_equal(store_checkpoint_build(fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, true, NULL, errmsg), 0);
+    /* Nothing deleted: the start the checkpoint recorded is not the
+     * topic's any more. */
+    assert_int_equal(log_segment_count(tp->log), segs);
+    assert_true(store_checkpoint_wanted(f->s));
+    /* A restart now replays the second trim from Raft's log. */
+    reopen(f);
+    tp = store_topic_find(f->s, "ret");
+    assert_int_equal(tp->trim_offset, 100);
+    /* (the open deleted the segments below the start the catalog has) */
+    assert_true(log_segment_count(tp->log) < segs);
+    assert_true(log_start_offset(tp->log) > 0);
+    assert_true(log_start_offset(tp->log) <= 100);
+    segs = log_segment_count(tp->log);
+    assert_int_equal(apply(f, 24, &c, NULL), 0);
+    assert_int_equal(tp->trim_offset, 300);
+    /* A failed build leaves the checkpoint wanted and deletes nothing. */
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, false, NULL, errmsg), 0);
+    assert_int_equal(log_segment_count(tp->log), segs);
+    assert_true(store_checkpoint_wanted(f->s));
+    /* The next one records it, and the segments below 300 go: out of the
+     * log at the release, their files when the removals run (off the
+     * loop, in the server). */
+    char tdir[PATH_MAX + 32];
+    snprintf(tdir, sizeof tdir, "%s/topics/ret", f->dir);
+    assert_int_equal(count_files(tdir, ".seg"), segs);
+    struct log_removals *rm = log_removals_new();
+    assert_non_null(rm);
+    assert_int_equal(store_checkpoint_freeze(f->s, &fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_build(fr, errmsg), 0);
+    assert_int_equal(store_checkpoint_release(f->s, fr, true, rm, errmsg), 0);
+    assert_true(log_segment_count(tp->log) < segs);
+    assert_false(log_removals_empty(rm));
+    assert_int_equal(count_files(tdir, ".seg"), segs);
+    log_removals_run(rm);
+    assert_int_equal(count_files(tdir, ".seg"), log_segment_count(tp->log));
+    assert_true(log_start_offset(tp->log) > 100);
+    assert_true(log_start_offset(tp->log) <= 300);
+    assert_false(store_checkpoint_wanted(f->s));
     buf_free(&c);
     buf_free(&e);
 }
@@ -1746,6 +1973,10 @@ static void test_users(void **state)
     assert_non_null(u);
     assert_non_null(users_cred(u, SCRAM_SHA_256));
     assert_non_null(users_cred(u, SCRAM_SHA_512));
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     assert_non_null(users_find(store_users(f->s), "alice"));
     assert_non_null(users_find(store_users(f->s), "bob"));
@@ -1773,6 +2004,15 @@ static void test_users(void **state)
         assert_int_equal(apply_code(f, 6, &e), TALLY_INVAL);
         buf_free(&e);
     }
+    /* A restart before the next checkpoint has the catalog's users; Raft
+     * applies the removal again. */
+    reopen(f);
+    assert_non_null(users_find(store_users(f->s), "alice"));
+    user_entry(&e, "alice", NULL);
+    assert_int_equal(apply_code(f, 4, &e), 0);
+    buf_free(&e);
+    assert_null(users_find(store_users(f->s), "alice"));
+    assert_int_equal(checkpoint_off_loop(f), 0);
     reopen(f);
     assert_null(users_find(store_users(f->s), "alice"));
     assert_non_null(users_find(store_users(f->s), "bob"));
@@ -1849,6 +2089,10 @@ static void test_acls(void **state)
         buf_free(&e);
         buf_free(&b);
     }
+    /* Only the catalog holds it: a checkpoint (off the loop) is wanted. */
+    assert_true(store_checkpoint_wanted(f->s));
+    assert_int_equal(checkpoint_off_loop(f), 0);
+    assert_false(store_checkpoint_wanted(f->s));
     reopen(f);
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         bool got = acls_allowed(store_acls(f->s), table[i].who, table[i].resource,
@@ -1979,6 +2223,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_checkpoint_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_ignores_missing_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_sets_the_start_offset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_after_the_freeze_waits, setup, teardown),
+        cmocka_unit_test(test_keys_copy_on_write),
+        cmocka_unit_test_setup_teardown(test_freeze_of_many_written_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trim_tombstone_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
