@@ -228,6 +228,7 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         }
         seg_close(&ls->s);
         seg_init(&ls->s, cs->base);
+        ls->checked = false; /* written by the job, not through log_append */
         rv = seg_open(&ls->s, l->dir, 0, errmsg);
         if (rv == 0 && ls->s.size != cs->new_size) {
             rv = ERR_CORRUPT(errmsg, "segment %s: compacted copy is %" PRIu64

@@ -416,6 +416,7 @@ static int log__add_segment(struct tally_log *l, uint64_t base, char *errmsg)
     seg_init(&ls->s, base);
     idx_init(&ls->x);
     ls->sealed = false;
+    ls->checked = true; /* empty, and only log_append writes it */
     rv = seg_create(&ls->s, l->dir, errmsg);
     if (rv != 0) {
         return rv;
@@ -778,6 +779,7 @@ static int log__open_active(struct tally_log *l, struct log__seg *ls, char *errm
     ls->x.loaded = true;
     ls->x.flushed = 0;
     ls->sealed = false;
+    ls->checked = true; /* the scan verified every batch it kept */
     l->dir_dirty = true;
     if (idx_flush(&ls->x, l->dir, ls->s.base, false, why) != 0) {
         TLOG_WARN("log", "%s: segment %s: cannot rewrite index: %s", l->dir, ls->s.name, why);
@@ -870,6 +872,7 @@ static int log__open_all(struct tally_log *l, uint64_t start_offset, char *errms
                 seg_init(&ls->s, base);
                 idx_init(&ls->x);
                 ls->sealed = false;
+                ls->checked = false;
             }
         }
     }
@@ -1216,6 +1219,41 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
 int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
                   size_t *len, uint64_t *next_offset, char *errmsg)
 {
+    uint64_t pos;
+    return log_read_copy_at(l, offset, max_bytes, out, len, next_offset, &pos, errmsg);
+}
+
+uint64_t log_last_batch_pos(const struct tally_log *l)
+{
+    const struct log__seg *act = &l->segs[l->n - 1];
+    return log__empty_seg(act) ? 0 : act->s.last_pos;
+}
+
+int log_segment_at(struct tally_log *l, uint64_t offset, int *fd, uint64_t *size,
+                   bool *checked, char *errmsg)
+{
+    if (offset < log_start_offset(l) || offset >= log_next_offset(l)) {
+        err_printf(errmsg, "read: offset %" PRIu64 " outside [%" PRIu64 ", %" PRIu64 ")",
+                   offset, log_start_offset(l), log_next_offset(l));
+        return TALLY_OUT_OF_RANGE;
+    }
+    struct log__seg *ls = &l->segs[log__find_seg(l, offset)];
+    int rv = seg_ensure_open(&ls->s, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    *fd = ls->s.fd;
+    *size = ls->s.size;
+    *checked = ls->checked;
+    if (ls->sealed) {
+        log__lru_use(l); /* (releases other logs' descriptors only) */
+    }
+    return 0;
+}
+
+int log_read_copy_at(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
+                     size_t *len, uint64_t *next_offset, uint64_t *pos, char *errmsg)
+{
     struct log_slice sl;
     size_t got, done = 0;
     uint8_t *buf;
@@ -1223,6 +1261,7 @@ int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void *
 
     *out = NULL;
     *len = 0;
+    *pos = 0;
     rv = log_read(l, offset, max_bytes, &sl, errmsg);
     if (rv != 0) {
         return rv;
@@ -1263,6 +1302,7 @@ int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void *
     }
     *out = buf;
     *len = sl.len;
+    *pos = (uint64_t)sl.pos;
     return 0;
 }
 
@@ -1573,6 +1613,7 @@ fail:
         idx_init(&ls->x);
         ls->x.loaded = true;
         ls->sealed = false;
+        ls->checked = false;
         l->n = 1;
     }
     return log__fail(l, rv, errmsg);

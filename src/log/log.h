@@ -117,9 +117,34 @@ int log_read(struct tally_log *l, uint64_t offset, size_t max_bytes, struct log_
              char *errmsg);
 
 /* Convenience: read the slice into a malloc'd buffer (*out owned by the
- * caller, free()). */
+ * caller, free()). Every batch copied is verified (both checksums). */
 int log_read_copy(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
                   size_t *len, uint64_t *next_offset, char *errmsg);
+/* The same, and *pos: the file position of the first batch copied in its
+ * segment (the batches follow each other from there), for a reader that
+ * remembers where a batch lies (log_segment_at). */
+int log_read_copy_at(struct tally_log *l, uint64_t offset, size_t max_bytes, void **out,
+                     size_t *len, uint64_t *next_offset, uint64_t *pos, char *errmsg);
+
+/* The file position of the last batch appended, in the active segment
+ * (0 when the log is empty). */
+uint64_t log_last_batch_pos(const struct tally_log *l);
+
+/* The segment file holding @offset, for a reader that already knows where
+ * in it to read (a position from log_read, log_read_copy_at or
+ * log_last_batch_pos, taken while that segment held @offset): *fd as
+ * log_read's slice (borrowed, valid until the next change of the log),
+ * *size the bytes of the file that belong to the log. No index is looked
+ * at and nothing is read: the caller checks what it reads there (a
+ * segment may have been rewritten by compaction since, which keeps
+ * offsets but moves batches). *checked: every batch of this file had
+ * both checksums verified by this process (it was written here through
+ * log_append, or scanned whole at open as the active segment); false for
+ * a sealed segment found at open and for a compacted copy, whose batches
+ * a reader must verify itself before it trusts part of one.
+ * TALLY_OUT_OF_RANGE outside [start, next). */
+int log_segment_at(struct tally_log *l, uint64_t offset, int *fd, uint64_t *size,
+                   bool *checked, char *errmsg);
 
 /* First offset whose batch has max_timestamp >= @ts_ms (so the record
  * itself may need a scan within the batch); log_next_offset() if none. */

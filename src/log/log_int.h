@@ -17,6 +17,10 @@ struct log__seg {
     struct seg s; /* the segment file and what we know of its batches */
     struct idx x; /* its index (always loaded for the active segment) */
     bool sealed;  /* immutable and fsynced; every segment but the last */
+    bool checked; /* every batch in the file passed batch_verify in this
+                   * process: created here (log_append verifies each
+                   * batch), or the active segment scanned at open; not a
+                   * sealed segment found at open, nor a compacted copy */
 };
 
 struct tally_log {

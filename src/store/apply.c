@@ -378,7 +378,8 @@ static int store__append_item(struct store *s, uint64_t index, struct store_topi
         }
     }
     if ((h.flags & BATCH_FLAG_KEYED) &&
-        (rv = store__index_keys(t, s->scratch.data, len, errmsg)) != 0) {
+        (rv = store__index_keys(t, s->scratch.data, len, log_last_batch_pos(t->log),
+                                errmsg)) != 0) {
         err_wrap(errmsg, "index keys of %s at index %llu", t->name, (unsigned long long)index);
         return rv;
     }

@@ -74,6 +74,13 @@ static struct keys_entry *keys__writable(struct keys *k, size_t i)
     return &(*c)->slots[i & (KEYS_CHUNK - 1)];
 }
 
+void keys_prefetch(const struct keys *k, uint64_t h1)
+{
+    if (k->cap > 0) {
+        __builtin_prefetch(keys__at(k, (size_t)h1 & (k->cap - 1)), 1);
+    }
+}
+
 static int keys__grow(struct keys *k)
 {
     size_t cap = k->cap ? k->cap * 2 : 1024;

@@ -51,6 +51,11 @@ uint64_t keys_version(const struct keys *k, const void *key, size_t len);
 uint64_t keys_version_hash(const struct keys *k, uint64_t h1, uint64_t h2);
 /* The hash keys are held by (never 0/0). */
 void keys_hash(const void *key, size_t len, uint64_t *h1, uint64_t *h2);
+/* Start loading the memory where the key whose hash is @h1 is looked up
+ * first (a hint to the CPU, no effect on the table): apply hashes the keys
+ * of several records ahead of updating them, so that their cache misses
+ * overlap. */
+void keys_prefetch(const struct keys *k, uint64_t h1);
 
 /* One more record with @key, at @offset. Returns 0 or TALLY_NOMEM. */
 int keys_bump(struct keys *k, const void *key, size_t len, uint64_t offset);

@@ -79,6 +79,8 @@ struct store_topic {
     struct streams streams;   /* key -> offsets by version (streams.h) */
     uint64_t streams_counted; /* next offset the last streams.ckpt written or
                                * loaded counts up to (0: none) */
+    uint64_t stream_direct;   /* records stream reads took alone at their place */
+    uint64_t stream_whole;    /* records they took from a batch read whole */
     uint64_t compact_limit;   /* offsets below are in the last key checkpoint:
                                * compaction may touch them (0 until one) */
     uint64_t trim_offset;     /* the cluster's start offset (TOPIC_TRIM): offsets

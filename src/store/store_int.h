@@ -166,8 +166,11 @@ int store__load_tail(struct store_topic *t, char *errmsg);
  * batches from offsets @prod_from and @keys_from (topic.c). */
 int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from,
                    char *errmsg);
+/* Count the keys of an appended (stamped, verified) batch, which lies at
+ * file position @batch_pos of its segment, into the key and stream
+ * indexes. */
 int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
-                      char *errmsg);
+                      uint64_t batch_pos, char *errmsg);
 int store__open_topic(struct store *s, struct store_topic *t, uint64_t start_offset,
                       uint64_t prod_from, char *errmsg);
 

@@ -34,7 +34,7 @@ int stream_ckpt_write(const char *dir, const struct streams *st, uint64_t index,
     buf_put_u32(&b, STREAM_CKPT_VERSION);
     buf_put_u64(&b, index);
     buf_put_u64(&b, next_offset);
-    streams_encode(st, &b);
+    streams_encode(st, true, &b);
     if (buf_ok(&b)) {
         buf_put_u64(&b, codec_checksum(b.data, b.len));
     }
@@ -85,10 +85,12 @@ static bool stream__load_file(const char *path, const struct store_topic *t, uin
         uint32_t version = rd_u32(&r);
         uint64_t index = rd_u64(&r);
         uint64_t counted = rd_u64(&r);
+        /* (version 1: no places, learnt again by reads) */
         ok = codec_checksum(data, n - 8) == byte_get_u64(data + n - 8) && magic != NULL &&
-             memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 && version == STREAM_CKPT_VERSION &&
-             index >= t->created_index && counted <= upto &&
-             counted >= log_start_offset(t->log) && streams_decode(st, &r) == 0 && r.left == 0;
+             memcmp(magic, STREAM_CKPT_MAGIC, 4) == 0 &&
+             (version == 1 || version == STREAM_CKPT_VERSION) && index >= t->created_index &&
+             counted <= upto && counted >= log_start_offset(t->log) &&
+             streams_decode(st, version >= 2, &r) == 0 && r.left == 0;
         *counted_out = counted;
     }
     if (!ok) {
@@ -111,8 +113,8 @@ static int stream__scan(struct store_topic *t, uint64_t from, uint64_t to, struc
     while (rv == 0 && from < to) {
         void *data = NULL;
         size_t len = 0, pos = 0;
-        uint64_t after = from;
-        rv = log_read_copy(t->log, from, 4u << 20, &data, &len, &after, errmsg);
+        uint64_t after = from, file_pos = 0;
+        rv = log_read_copy_at(t->log, from, 4u << 20, &data, &len, &after, &file_pos, errmsg);
         while (rv == 0 && pos < len) {
             struct batch_header h;
             rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
@@ -126,13 +128,22 @@ static int stream__scan(struct store_topic *t, uint64_t from, uint64_t to, struc
             if (h.flags & BATCH_FLAG_KEYED) {
                 struct batch_iter it;
                 struct batch_record rec;
+                /* (log_read_copy_at verified the batch: its places may be learnt) */
                 rv = batch_iter_init(&it, (uint8_t *)data + pos, h.batch_len, errmsg);
-                while (rv == 0 && (rv = batch_iter_next(&it, &rec, errmsg)) == 0) {
+                const uint8_t *records = it.rd.p;
+                bool placed = rv == 0 && !(h.flags & BATCH_FLAG_LZ4);
+                while (rv == 0) {
+                    uint32_t at = (uint32_t)(it.rd.p - records);
+                    if ((rv = batch_iter_next(&it, &rec, errmsg)) != 0) {
+                        break;
+                    }
                     if (rec.key != NULL && rec.offset >= from && rec.offset < to) {
                         /* (numbered 1, 2, ... per key, so streams_add sees no gap) */
                         const struct streams_stream *st = streams_find(into, rec.key, rec.key_len);
                         uint64_t v = st != NULL && st->n > 0 ? streams_last_version(st) + 1 : 1;
-                        rv = streams_add(into, rec.key, rec.key_len, rec.offset, v);
+                        rv = placed ? streams_add_at(into, rec.key, rec.key_len, rec.offset, v,
+                                                     file_pos + pos, at)
+                                    : streams_add(into, rec.key, rec.key_len, rec.offset, v);
                     }
                 }
                 batch_iter_close(&it);
@@ -253,93 +264,135 @@ bool stream_meta_parse(const void *value, size_t n, struct stream_meta *out)
  * Reading a stream
  * ------------------------------------------------------------------------ */
 
-/* The last batch read, so that records of one batch cost one read. */
+/* Bytes read at a record's place: its length prefix and the whole of most
+ * records (a longer one costs a second read). */
+#define STREAM__RECORD_READ 512
+/* A record that starts this close to its batch's header is read together
+ * with it, in one pread. */
+#define STREAM__JOIN_BYTES 4096
+
+/* One stream read: the stream's key (a record read alone must carry it),
+ * and the last batch read whole, so that records of one batch cost one
+ * read. */
 struct stream__cursor {
     struct store_topic *t;
+    const void *key;
+    size_t key_len;
     void *data;        /* one batch, or NULL */
     size_t len;
     uint64_t base;     /* offsets [base, end) are in it */
     uint64_t end;
+    uint64_t file_pos; /* where it lies in its segment */
+    uint8_t buf[STREAM__JOIN_BYTES + STREAM__RECORD_READ];
 };
 
-/* The record at @offset read alone, at @hint (streams.h) in a batch known
- * to be whole (verified when appended or first read since the node
- * started): a few hundred bytes instead of the whole batch, whose
- * checksum needs all of it. false (nothing called, *rv untouched) when
- * that cannot be done: no hint, a compressed or unknown batch, a hint that
- * does not point at the record (compaction rewrote the batch). */
-static bool stream__fast(struct stream__cursor *c, uint64_t offset, uint32_t hint,
-                         uint64_t version, stream_event_fn fn, void *arg, int *rv)
+/* The record at @offset read alone, at its place @pl (streams.h), with no
+ * walk through the log's index: the batch header at pl->batch_pos (one
+ * pread, or two when the record lies far into a large batch) and the
+ * record. Served only when the header checks out (its own checksum; it
+ * holds @offset; uncompressed), the batch's payload checksum was verified
+ * in this process (the segment was written or scanned whole by it:
+ * log_segment_at's checked, or the batch was read whole since:
+ * streams_batch_known), and the record found there decodes with this
+ * offset and the stream's key; so what is served lies inside a verified
+ * batch, and a place made stale by compaction (which moves batches) is
+ * caught. false (nothing called, *rv untouched) otherwise: the caller reads
+ * the whole batch. */
+static bool stream__fast(struct stream__cursor *c, uint64_t offset,
+                         const struct streams_place *pl, uint64_t version, stream_event_fn fn,
+                         void *arg, int *rv)
 {
     char why[ERR_MSG_SIZE];
-    struct log_slice sl;
     struct batch_header h;
-    uint8_t hb[BATCH_HEADER_SIZE];
-    uint8_t small[512];
-    if (hint == 0 || log_read(c->t->log, offset, 1, &sl, why) != 0 ||
-        sl.len < BATCH_HEADER_SIZE || !stream__pread(sl.fd, hb, sizeof hb, (uint64_t)sl.pos) ||
-        batch_decode_header(hb, sizeof hb, &h, why) != 0 || (h.flags & BATCH_FLAG_LZ4) ||
-        h.batch_len != sl.len || hint - 1 >= h.records_len ||
-        !streams_batch_known(&c->t->streams, h.base_offset, h.payload_checksum)) {
+    int fd;
+    uint64_t size;
+    bool checked;
+    if (pl->at == 0 || log_segment_at(c->t->log, offset, &fd, &size, &checked, why) != 0) {
         return false;
     }
-    size_t at = hint - 1, avail = h.records_len - at;
-    size_t got = avail < sizeof small ? avail : sizeof small;
-    uint64_t where = (uint64_t)sl.pos + BATCH_HEADER_SIZE + at;
-    if (!stream__pread(sl.fd, small, got, where)) {
+    uint64_t at = pl->at - 1;
+    uint64_t where = (uint64_t)pl->batch_pos + BATCH_HEADER_SIZE + at; /* the record */
+    if (where >= size) {
         return false;
     }
+    uint64_t stop = size - where > STREAM__RECORD_READ ? where + STREAM__RECORD_READ : size;
+    const uint8_t *hb = c->buf, *rb;
+    size_t got = (size_t)(stop - where);
+    if (at + STREAM__RECORD_READ <= STREAM__JOIN_BYTES) {
+        if (!stream__pread(fd, c->buf, (size_t)(stop - pl->batch_pos), pl->batch_pos)) {
+            return false;
+        }
+        rb = c->buf + BATCH_HEADER_SIZE + at;
+    } else {
+        if (!stream__pread(fd, c->buf, BATCH_HEADER_SIZE, pl->batch_pos) ||
+            !stream__pread(fd, c->buf + BATCH_HEADER_SIZE, got, where)) {
+            return false;
+        }
+        rb = c->buf + BATCH_HEADER_SIZE;
+    }
+    if (batch_decode_header(hb, BATCH_HEADER_SIZE, &h, why) != 0 || (h.flags & BATCH_FLAG_LZ4) ||
+        offset < h.base_offset || offset > batch_last_offset(&h) || at >= h.records_len ||
+        h.batch_len > size - pl->batch_pos ||
+        (!checked && !streams_batch_known(&c->t->streams, h.base_offset, h.payload_checksum))) {
+        return false;
+    }
+    size_t avail = h.records_len - (size_t)at;
+    got = got < avail ? got : avail;
     struct rd r;
-    rd_init(&r, small, got);
+    rd_init(&r, rb, got);
     uint64_t body = rd_uvarint(&r);
     size_t whole = got - r.left + (size_t)body; /* length prefix and record */
     if (!rd_ok(&r) || body > avail || whole > avail) {
         return false;
     }
-    uint8_t *buf = small;
+    uint8_t *big = NULL;
     if (whole > got) {
-        buf = malloc(whole);
-        if (buf == NULL || !stream__pread(sl.fd, buf, whole, where)) {
-            free(buf);
+        big = malloc(whole);
+        if (big == NULL || !stream__pread(fd, big, whole, where)) {
+            free(big);
             return false;
         }
+        rb = big;
     }
     struct batch_iter it;
     struct batch_record rec;
     memset(&it, 0, sizeof it);
     it.h = h;
-    rd_init(&it.rd, buf, whole);
-    bool ok = batch_iter_next(&it, &rec, why) == 0 && rec.offset == offset;
+    rd_init(&it.rd, rb, whole);
+    bool ok = batch_iter_next(&it, &rec, why) == 0 && rec.offset == offset &&
+              rec.key != NULL && rec.key_len == c->key_len &&
+              memcmp(rec.key, c->key, c->key_len) == 0;
     if (ok) {
         *rv = fn(arg, version, &rec);
     }
-    if (buf != small) {
-        free(buf);
-    }
+    free(big);
     return ok;
 }
 
 /* Hand the record at @offset to @fn; *found false (and nothing called)
  * when the log no longer holds it. Returns @fn's answer or an error.
- * @hint (may be NULL) is the record's hint in the index: used, and
+ * @place (may be NULL) is the record's place in the index: used, and
  * learnt when the batch has to be read whole. */
 static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t version,
-                           uint32_t *hint, stream_event_fn fn, void *arg, bool *found,
-                           char *errmsg)
+                           struct streams_place *place, stream_event_fn fn, void *arg,
+                           bool *found, char *errmsg)
 {
     struct batch_iter it;
     struct batch_record rec;
     int rv = 0;
     *found = false;
-    if (hint != NULL && stream__fast(c, offset, *hint, version, fn, arg, &rv)) {
+    if (place != NULL && stream__fast(c, offset, place, version, fn, arg, &rv)) {
         *found = true;
+        c->t->stream_direct++;
         return rv;
     }
     if (c->data == NULL || offset < c->base || offset >= c->end) {
         struct batch_header h;
         free(c->data);
         c->data = NULL;
-        rv = log_read_copy(c->t->log, offset, 1, &c->data, &c->len, &c->end, errmsg);
+        /* (log_read_copy_at verifies the batch's checksums) */
+        rv = log_read_copy_at(c->t->log, offset, 1, &c->data, &c->len, &c->end, &c->file_pos,
+                              errmsg);
         if (rv == 0 && c->len > 0) {
             rv = batch_decode_header(c->data, c->len, &h, errmsg);
             c->base = h.base_offset;
@@ -362,8 +415,9 @@ static int stream__deliver(struct stream__cursor *c, uint64_t offset, uint64_t v
         }
         if (rec.offset == offset) {
             *found = true;
-            if (hint != NULL) {
-                *hint = at + 1;
+            c->t->stream_whole++;
+            if (place != NULL && !(it.h.flags & BATCH_FLAG_LZ4)) {
+                *place = streams_place_of(c->file_pos, at);
             }
             rv = fn(arg, version, &rec);
             break;
@@ -410,12 +464,19 @@ static int stream__meta(struct store_topic *t, const void *key, size_t klen,
     if (st == NULL || st->n == 0) {
         return 0;
     }
-    struct stream__cursor c = {t, NULL, 0, 0, 0};
+    struct stream__cursor *c = calloc(1, sizeof *c);
     bool found;
+    if (c == NULL) {
+        return TALLY_NOMEM;
+    }
+    c->t = t;
+    c->key = mkey;
+    c->key_len = klen + 2;
     memset(&m, 0, sizeof m);
-    int rv = stream__deliver(&c, st->offsets[st->n - 1], streams_last_version(st),
-                             &st->hints[st->n - 1], stream__meta_take, &m, &found, errmsg);
-    free(c.data);
+    int rv = stream__deliver(c, st->e[st->n - 1].offset, streams_last_version(st),
+                             &st->e[st->n - 1].place, stream__meta_take, &m, &found, errmsg);
+    free(c->data);
+    free(c);
     if (rv == 0 && found && m.ok && !m.tombstone) {
         *meta = m.meta;
     }
@@ -443,7 +504,7 @@ static int stream__aged_fn(void *arg, uint64_t version, const struct batch_recor
 int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_event_fn fn,
                 void *arg, struct stream_read_info *info, char *errmsg)
 {
-    struct stream__cursor c = {t, NULL, 0, 0, 0};
+    struct stream__cursor *cur = NULL;
     struct streams_stream *st = streams_find(&t->streams, q->key, q->key_len);
     uint64_t version = keys_version(&t->keys, q->key, q->key_len);
     uint64_t gone_below = log_start_offset(t->log) > t->trim_offset ? log_start_offset(t->log)
@@ -517,6 +578,12 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         info->next_version = q->backward ? 0 : version + 1;
         return 0;
     }
+    if ((cur = calloc(1, sizeof *cur)) == NULL) {
+        return TALLY_NOMEM;
+    }
+    cur->t = t;
+    cur->key = q->key;
+    cur->key_len = q->key_len;
     if (!q->backward) {
         bool any = false;
         uint64_t want = from > first ? from : first;
@@ -525,8 +592,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (i < st->n && info->n < q->max_events) {
             bool found;
             uint64_t v = st->first_version + i;
-            rv = stream__deliver(&c, st->offsets[i], v, &st->hints[i], stream__aged_fn, &aged,
-                                 &found, errmsg);
+            rv = stream__deliver(cur, st->e[i].offset, v, &st->e[i].place, stream__aged_fn,
+                                 &aged, &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms): hidden like a truncated one */
                 info->first_version = v + 1;
@@ -565,8 +632,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
         while (v >= st->first_version && v >= first && st->n > 0 && info->n < q->max_events) {
             bool found;
             uint32_t i = (uint32_t)(v - st->first_version);
-            rv = stream__deliver(&c, st->offsets[i], v, &st->hints[i], stream__aged_fn, &aged,
-                                 &found, errmsg);
+            rv = stream__deliver(cur, st->e[i].offset, v, &st->e[i].place, stream__aged_fn,
+                                 &aged, &found, errmsg);
             if (rv == STREAM__SKIPPED) {
                 rv = 0; /* too old (max-age-ms), and so is everything before */
                 info->first_version = v + 1;
@@ -591,7 +658,8 @@ int stream_read(struct store_topic *t, const struct stream_read_req *q, stream_e
             info->next_version = 0;
         }
     }
-    free(c.data);
+    free(cur->data);
+    free(cur);
     if (rv == 1) {
         rv = 0; /* the callback stopped the read */
     }

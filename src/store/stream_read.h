@@ -2,15 +2,21 @@
  * (streams.ckpt), bringing the index forward from the log, and reading
  * one stream's records through it. The index itself is store/streams.h.
  *
- * STREAM CHECKPOINT FILE, version 1 (DATA/topics/NAME/streams.ckpt)
+ * STREAM CHECKPOINT FILE, version 2 (DATA/topics/NAME/streams.ckpt)
  *
  *   offset size field
  *   0      4    magic "TLYS"
- *   4      4    format version (1)
+ *   4      4    format version (2)
  *   8      8    index: the Raft index it was written at
  *   16     8    next offset: the index holds the log's records below it
- *   24     ..   streams_encode() (streams.h)
+ *   24     ..   streams_encode() with places (streams.h)
  *   end-8  8    XXH3-64 of every byte before it
+ *
+ * Version 1 (before the places) is the same without them, and still
+ * loads: its records' places are unknown, and each is learnt when a read
+ * first takes the record's batch whole. Places are hints checked on use
+ * (stream_read.c), so one that a compaction made stale after the file was
+ * written costs a read of the whole batch, never a wrong record.
  *
  * It is written at clean shutdown, and at a Raft snapshot when the topic
  * grew by a quarter of the index (at least STREAM_CKPT_MIN_RECORDS
@@ -37,7 +43,7 @@
 #include "store/store.h"
 
 #define STREAM_CKPT_MAGIC "TLYS"
-#define STREAM_CKPT_VERSION 1
+#define STREAM_CKPT_VERSION 2
 #define STREAM_CKPT_NAME "streams.ckpt"
 
 #define STREAM_CKPT_MIN_RECORDS 65536

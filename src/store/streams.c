@@ -18,8 +18,7 @@ void streams_free(struct streams *s)
         free(s->block);
     } else {
         for (size_t i = 0; i < s->cap; i++) {
-            free(s->slots[i].offsets);
-            free(s->slots[i].hints);
+            free(s->slots[i].e);
         }
     }
     free(s->slots);
@@ -40,6 +39,13 @@ static struct streams_stream *streams__slot(const struct streams *s, uint64_t h1
         if ((st->h1 == h1 && st->h2 == h2) || streams__free_slot(st)) {
             return st;
         }
+    }
+}
+
+void streams_prefetch(const struct streams *s, uint64_t h1)
+{
+    if (s->cap > 0) {
+        __builtin_prefetch(&s->slots[h1 & (s->cap - 1)], 1);
     }
 }
 
@@ -104,7 +110,7 @@ uint32_t streams_index_of_offset(const struct streams_stream *st, uint64_t offse
     uint32_t lo = 0, hi = st->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (st->offsets[mid] < offset) {
+        if (st->e[mid].offset < offset) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -121,8 +127,7 @@ void streams_drop_front(struct streams *s, struct streams_stream *st, uint32_t k
     if (k > st->n) {
         k = st->n;
     }
-    memmove(st->offsets, st->offsets + k, (st->n - k) * sizeof *st->offsets);
-    memmove(st->hints, st->hints + k, (st->n - k) * sizeof *st->hints);
+    memmove(st->e, st->e + k, (st->n - k) * sizeof *st->e);
     st->n -= k;
     st->first_version += k;
     s->events -= k;
@@ -137,22 +142,17 @@ static int streams__reserve(struct streams_stream *st, uint32_t want)
     while (cap < want) {
         cap = cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2;
     }
-    uint64_t *p = realloc(st->offsets, (size_t)cap * sizeof *p);
+    struct streams_entry *p = realloc(st->e, (size_t)cap * sizeof *p);
     if (p == NULL) {
         return TALLY_NOMEM;
     }
-    st->offsets = p;
-    uint32_t *h = realloc(st->hints, (size_t)cap * sizeof *h);
-    if (h == NULL) {
-        return TALLY_NOMEM; /* (offsets grown, cap not: the next call retries) */
-    }
-    st->hints = h;
+    st->e = p;
     st->cap = cap;
     return 0;
 }
 
 static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                             uint64_t version, uint32_t hint)
+                             uint64_t version, struct streams_place place)
 {
     struct streams_stream *st;
     int rv;
@@ -161,7 +161,7 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     }
     /* Entries at or after this one's place are stale (not expected from
      * apply, which only appends; kept exact anyway). */
-    while (st->n > 0 && (st->offsets[st->n - 1] >= offset || streams_last_version(st) >= version)) {
+    while (st->n > 0 && (st->e[st->n - 1].offset >= offset || streams_last_version(st) >= version)) {
         st->n--;
         s->events--;
     }
@@ -176,10 +176,18 @@ static int streams__add_hash(struct streams *s, uint64_t h1, uint64_t h2, uint64
     if ((rv = streams__reserve(st, st->n + 1)) != 0) {
         return rv;
     }
-    st->hints[st->n] = hint;
-    st->offsets[st->n++] = offset;
+    st->e[st->n].offset = offset;
+    st->e[st->n++].place = place;
     s->events++;
     return 0;
+}
+
+static const struct streams_place streams__nowhere = {0, 0};
+
+struct streams_place streams_place_of(uint64_t batch_pos, uint32_t at_in_batch)
+{
+    struct streams_place p = {(uint32_t)batch_pos, at_in_batch + 1};
+    return batch_pos <= UINT32_MAX && at_in_batch < UINT32_MAX ? p : streams__nowhere;
 }
 
 int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
@@ -187,41 +195,69 @@ int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams__add_hash(s, h1, h2, offset, version, 0);
+    return streams__add_hash(s, h1, h2, offset, version, streams__nowhere);
 }
 
 int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                        uint64_t version, uint32_t at_in_batch)
+                        uint64_t version, uint64_t batch_pos, uint32_t at_in_batch)
 {
     return streams__add_hash(s, h1, h2, offset, version,
-                             at_in_batch < UINT32_MAX ? at_in_batch + 1 : 0);
+                             streams_place_of(batch_pos, at_in_batch));
 }
 
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
-                   uint64_t version, uint32_t at_in_batch)
+                   uint64_t version, uint64_t batch_pos, uint32_t at_in_batch)
 {
     uint64_t h1, h2;
     keys_hash(key, len, &h1, &h2);
-    return streams_add_hash_at(s, h1, h2, offset, version, at_in_batch);
+    return streams_add_hash_at(s, h1, h2, offset, version, batch_pos, at_in_batch);
 }
 
 /* Base offsets step by batch sizes, often multiples of a power of two:
  * scatter them (Fibonacci hashing) rather than take them modulo the size,
  * which left 1 slot in 16 used for 2048-record batches. */
-static size_t streams__batch_slot(uint64_t base_offset)
+static size_t streams__batch_slot(uint64_t base_offset, size_t n)
 {
-    _Static_assert((STREAMS_BATCHES & (STREAMS_BATCHES - 1)) == 0, "a power of two");
-    return (size_t)((base_offset * 0x9E3779B97F4A7C15ull) >> 50) & (STREAMS_BATCHES - 1);
+    return (size_t)((base_offset * 0x9E3779B97F4A7C15ull) >> 32) & (n - 1);
+}
+
+/* A table of @n slots holding what @s's table held. */
+static void streams__batches_resize(struct streams *s, size_t n)
+{
+    struct streams_batch *t = calloc(n, sizeof *t);
+    if (t == NULL) {
+        return; /* (the old table stays) */
+    }
+    for (size_t i = 0; s->batches != NULL && i < s->n_batches; i++) {
+        const struct streams_batch *b = &s->batches[i];
+        if (b->base_offset != 0 || b->payload_checksum != 0) {
+            t[streams__batch_slot(b->base_offset, n)] = *b;
+        }
+    }
+    free(s->batches);
+    s->batches = t;
+    s->n_batches = n;
+    s->batches_seen = 0;
 }
 
 void streams_batch_seen(struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
 {
-    if (s->batches == NULL && (s->batches = calloc(STREAMS_BATCHES, sizeof *s->batches)) == NULL) {
+    _Static_assert((STREAMS_BATCHES_MIN & (STREAMS_BATCHES_MIN - 1)) == 0, "a power of two");
+    _Static_assert((STREAMS_BATCHES_MAX & (STREAMS_BATCHES_MAX - 1)) == 0, "a power of two");
+    if (s->batches == NULL) {
+        streams__batches_resize(s, STREAMS_BATCHES_MIN);
+    } else if (s->batches_seen >= s->n_batches && s->n_batches < STREAMS_BATCHES_MAX) {
+        streams__batches_resize(s, s->n_batches * 2);
+    }
+    if (s->batches == NULL) {
         return;
     }
-    struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
-    b->base_offset = base_offset;
-    b->payload_checksum = payload_checksum;
+    struct streams_batch *b = &s->batches[streams__batch_slot(base_offset, s->n_batches)];
+    if (b->base_offset != base_offset || b->payload_checksum != payload_checksum) {
+        b->base_offset = base_offset;
+        b->payload_checksum = payload_checksum;
+        s->batches_seen++;
+    }
 }
 
 bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t payload_checksum)
@@ -229,7 +265,7 @@ bool streams_batch_known(const struct streams *s, uint64_t base_offset, uint64_t
     if (s->batches == NULL) {
         return false;
     }
-    const struct streams_batch *b = &s->batches[streams__batch_slot(base_offset)];
+    const struct streams_batch *b = &s->batches[streams__batch_slot(base_offset, s->n_batches)];
     /* (a zero entry never matches: a real payload checksum of 0 with base
      * offset 0 is merely not remembered) */
     return b->base_offset == base_offset && b->payload_checksum == payload_checksum &&
@@ -246,8 +282,9 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
         uint64_t last = keys_version_hash(k, f->h1, f->h2);
         uint32_t m = f->n < last ? f->n : (uint32_t)last;
         for (uint32_t j = 0; j < m; j++) {
-            int rv = streams__add_hash(s, f->h1, f->h2, f->offsets[f->n - m + j],
-                                       last - m + 1 + j, 0);
+            uint32_t at = f->n - m + j;
+            int rv = streams__add_hash(s, f->h1, f->h2, f->e[at].offset, last - m + 1 + j,
+                                       f->e[at].place);
             if (rv != 0) {
                 return rv;
             }
@@ -308,10 +345,8 @@ int streams_prepend(struct streams *s, const struct streams *from, const struct 
         if ((rv = streams__reserve(st, st->n + m)) != 0) {
             return rv;
         }
-        memmove(st->offsets + m, st->offsets, st->n * sizeof *st->offsets);
-        memcpy(st->offsets, f->offsets + (f->n - m), m * sizeof *st->offsets);
-        memmove(st->hints + m, st->hints, st->n * sizeof *st->hints);
-        memset(st->hints, 0, m * sizeof *st->hints);
+        memmove(st->e + m, st->e, st->n * sizeof *st->e);
+        memcpy(st->e, f->e + (f->n - m), m * sizeof *st->e);
         st->n += m;
         st->first_version = last - m + 1;
         s->events += m;
@@ -347,9 +382,8 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
         d->h2 = st->h2;
         d->first_version = st->first_version + k;
         d->n = d->cap = st->n - k;
-        d->offsets = dst->block + at;
-        d->hints = NULL;
-        memcpy(d->offsets, st->offsets + k, (size_t)d->n * sizeof *d->offsets);
+        d->e = dst->block + at;
+        memcpy(d->e, st->e + k, (size_t)d->n * sizeof *d->e);
         at += d->n;
     }
     dst->events = at;
@@ -357,7 +391,7 @@ int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t
     return 0;
 }
 
-void streams_encode(const struct streams *s, struct buf *b)
+void streams_encode(const struct streams *s, bool places, struct buf *b)
 {
     uint64_t n = 0;
     for (size_t i = 0; i < s->cap; i++) {
@@ -373,14 +407,23 @@ void streams_encode(const struct streams *s, struct buf *b)
         buf_put_u64(b, st->h2);
         buf_put_u64(b, st->first_version);
         buf_put_u32(b, st->n);
-        buf_put_uvarint(b, st->offsets[0]);
+        buf_put_uvarint(b, st->e[0].offset);
         for (uint32_t j = 1; j < st->n; j++) {
-            buf_put_uvarint(b, st->offsets[j] - st->offsets[j - 1]);
+            buf_put_uvarint(b, st->e[j].offset - st->e[j - 1].offset);
+        }
+        uint32_t prev = 0;
+        for (uint32_t j = 0; places && j < st->n; j++) {
+            const struct streams_place *p = &st->e[j].place;
+            buf_put_uvarint(b, p->at);
+            if (p->at != 0) {
+                buf_put_svarint(b, (int64_t)p->batch_pos - (int64_t)prev);
+                prev = p->batch_pos;
+            }
         }
     }
 }
 
-int streams_decode(struct streams *s, struct rd *r)
+int streams_decode(struct streams *s, bool places, struct rd *r)
 {
     uint64_t n = rd_u64(r);
     streams_free(s);
@@ -416,8 +459,26 @@ int streams_decode(struct streams *s, struct rd *r)
                 }
                 at += d;
             }
-            st->offsets[j] = at;
-            st->hints[j] = 0;
+            st->e[j].offset = at;
+            st->e[j].place = streams__nowhere;
+        }
+        int64_t prev = 0;
+        for (uint32_t j = 0; places && j < count && rd_ok(r); j++) {
+            uint64_t in_batch = rd_uvarint(r);
+            if (in_batch == 0) {
+                continue;
+            }
+            int64_t step = rd_svarint(r);
+            /* (both ends within 32 bits: no overflow) */
+            int64_t pos = step >= -(int64_t)UINT32_MAX && step <= (int64_t)UINT32_MAX
+                              ? prev + step : -1;
+            if (in_batch > UINT32_MAX || pos < 0 || pos > (int64_t)UINT32_MAX) {
+                r->bad = true;
+                break;
+            }
+            st->e[j].place.at = (uint32_t)in_batch;
+            st->e[j].place.batch_pos = (uint32_t)pos;
+            prev = pos;
         }
         if (!rd_ok(r)) {
             r->bad = true;
@@ -433,7 +494,7 @@ uint64_t streams_memory(const struct streams *s)
 {
     uint64_t bytes = s->cap * sizeof *s->slots;
     for (size_t i = 0; i < s->cap; i++) {
-        bytes += (uint64_t)s->slots[i].cap * (sizeof(uint64_t) + sizeof(uint32_t));
+        bytes += (uint64_t)s->slots[i].cap * (sizeof(uint64_t) + sizeof(struct streams_place));
     }
     return bytes;
 }

@@ -37,15 +37,30 @@
  * no smaller limit than the batch; a stream name is a short identifier). */
 #define STREAMS_KEY_MAX 4096
 
+/* Where a record lies in its segment file, so that a read goes straight
+ * to it: no walk through the log's sparse index. A hint, learnt from a
+ * batch whose checksums were verified (apply, a rebuild's read, or a read
+ * of the whole batch), kept in streams.ckpt, and checked when used
+ * (stream_read.c): compaction rewrites a segment and moves its batches,
+ * keeping their offsets. */
+struct streams_place {
+    uint32_t batch_pos; /* file position of the record's batch in its segment */
+    uint32_t at;        /* 1 + where the record starts in the batch's records
+                         * section; 0: the place is unknown */
+};
+
+/* One record of a stream: its offset and where it lies, side by side, so
+ * that apply's append of an entry touches one cache line, not two. */
+struct streams_entry {
+    uint64_t offset;
+    struct streams_place place;
+};
+
 struct streams_stream {
     uint64_t h1, h2;        /* XXH3-128 of the key, as keys.c (0/0: free slot) */
-    uint64_t first_version; /* version of offsets[0] */
-    uint64_t *offsets;      /* ascending; offsets[i] holds version first_version + i */
-    uint32_t *hints;        /* hints[i]: 1 + where offsets[i]'s record starts in
-                             * its batch's records section, 0 unknown; a hint
-                             * only (checked when used), never written to disk;
-                             * NULL in a packed copy */
-    uint32_t n, cap;        /* offsets held, allocated */
+    uint64_t first_version; /* version of e[0] */
+    struct streams_entry *e; /* ascending offsets; e[i] holds version first_version + i */
+    uint32_t n, cap;        /* entries held, allocated */
 };
 
 /* A batch known to be whole: its checksum was verified when it was
@@ -56,16 +71,24 @@ struct streams_batch {
     uint64_t payload_checksum; /* tells a compacted copy from the original */
 };
 
-#define STREAMS_BATCHES 16384 /* remembered per topic (direct-mapped) */
+/* Batches remembered per topic (direct-mapped): a table of
+ * STREAMS_BATCHES_MIN slots at first, doubled (up to STREAMS_BATCHES_MAX,
+ * 16 MiB) each time as many batches were remembered since, so that a
+ * large topic's batches stop evicting each other. Only reads of segments
+ * older than the process fill it (stream_read.c). */
+#define STREAMS_BATCHES_MIN 4096
+#define STREAMS_BATCHES_MAX (1u << 20)
 
 struct streams {
     struct streams_stream *slots; /* open addressing, linear probing */
     size_t cap;                   /* power of two, or 0 */
     size_t used;                  /* slots taken (a stream emptied keeps its slot) */
     uint64_t events;              /* offsets held in all streams */
-    uint64_t *block;              /* a packed copy's offsets, one allocation
+    struct streams_entry *block;  /* a packed copy's entries, one allocation
                                    * (NULL: each stream owns its array) */
-    struct streams_batch *batches; /* STREAMS_BATCHES, or NULL until one */
+    struct streams_batch *batches; /* n_batches slots, or NULL until one */
+    size_t n_batches;              /* a power of two */
+    size_t batches_seen;           /* remembered since the table last grew */
 };
 
 void streams_init(struct streams *s);
@@ -82,14 +105,22 @@ struct streams_stream *streams_find(const struct streams *s, const void *key, si
  * below what the stream holds replaces the entries from there on. */
 int streams_add(struct streams *s, const void *key, size_t len, uint64_t offset,
                 uint64_t version);
-/* The same, with the record's place in its batch's records section
- * (@at_in_batch; the hint above). */
+/* The same, with the record's place in its segment (@batch_pos: its
+ * batch's file position; @at_in_batch: where it starts in that batch's
+ * records section). */
 int streams_add_at(struct streams *s, const void *key, size_t len, uint64_t offset,
-                   uint64_t version, uint32_t at_in_batch);
+                   uint64_t version, uint64_t batch_pos, uint32_t at_in_batch);
 
 /* The same for the key whose hash (keys_hash) is @h1/@h2. */
 int streams_add_hash_at(struct streams *s, uint64_t h1, uint64_t h2, uint64_t offset,
-                        uint64_t version, uint32_t at_in_batch);
+                        uint64_t version, uint64_t batch_pos, uint32_t at_in_batch);
+
+/* As keys_prefetch (keys.h), for the stream of hash @h1. */
+void streams_prefetch(const struct streams *s, uint64_t h1);
+
+/* The place of a record (streams_place), or an unknown one when it does
+ * not fit (a position past 4 GiB: segments never grow that large). */
+struct streams_place streams_place_of(uint64_t batch_pos, uint32_t at_in_batch);
 
 /* Remember that the batch at @base_offset with @payload_checksum is whole
  * (verified). Out of memory: remembered nothing (reads verify again). */
@@ -128,18 +159,23 @@ int streams_append(struct streams *s, const struct streams *from, const struct k
 
 /* A copy of @src without free slots and without entries below
  * @min_offset, for the snapshot thread: two allocations in all (a slot
- * array and one block of offsets), good for streams_encode and
+ * array and one block of entries), good for streams_encode and
  * streams_free only. */
 int streams_copy_packed(struct streams *dst, const struct streams *src, uint64_t min_offset);
 
 /* Encoding (streams.ckpt body):
  *   u64 n_streams, then per non-empty stream:
  *     u64 h1, u64 h2, u64 first_version, u32 n,
- *     uvarint offsets[0], then n - 1 uvarint deltas (offsets[i] - offsets[i-1])
+ *     uvarint offsets[0], then n - 1 uvarint deltas (offsets[i] - offsets[i-1]),
+ *     with @places (streams.ckpt version 2), then per offset its place:
+ *       uvarint at (0: unknown, nothing follows), then svarint batch_pos
+ *       minus the previous known batch_pos of the stream (0 before the
+ *       first): a key's records mostly lie in one segment, in file order
  * Decoding checks that the offsets ascend and the versions start at 1 or
- * more; TALLY_CORRUPT otherwise. */
-void streams_encode(const struct streams *s, struct buf *b);
-int streams_decode(struct streams *s, struct rd *r);
+ * more; TALLY_CORRUPT otherwise. Without @places the places are unknown
+ * (version 1). */
+void streams_encode(const struct streams *s, bool places, struct buf *b);
+int streams_decode(struct streams *s, bool places, struct rd *r);
 
 /* Bytes of memory the index holds (slots and offset arrays). */
 uint64_t streams_memory(const struct streams *s);

@@ -159,30 +159,58 @@ int store__load_tail(struct store_topic *t, char *errmsg)
     return 0;
 }
 
-/* Count the keys of an appended (stamped) batch into the key index. */
+/* Keyed records decoded ahead of their index updates (store__index_keys). */
+#define STORE__AHEAD 16
+
 int store__index_keys(struct store_topic *t, const uint8_t *batch, size_t len,
-                      char *errmsg)
+                      uint64_t batch_pos, char *errmsg)
 {
     struct batch_iter it;
     struct batch_record r;
+    struct {
+        uint64_t h1, h2, offset;
+        uint32_t at;
+    } q[STORE__AHEAD];
     int rv = batch_iter_init(&it, batch, len, errmsg);
-    /* streams: the batch is verified; each record's stream version is the
-     * key's count, and where it lies in the batch is a hint for reads */
+    /* streams: each record's stream version is the key's count, and where
+     * it lies in the segment is a hint for reads (which know the batch is
+     * verified when its segment was written by this process: the log's
+     * checked segments); a place in a compressed batch is no use (a read
+     * takes it whole) */
+    uint64_t pos = (it.h.flags & BATCH_FLAG_LZ4) ? UINT64_MAX : batch_pos;
     const uint8_t *records = it.rd.p;
-    if (rv == 0) {
-        streams_batch_seen(&t->streams, it.h.base_offset, it.h.payload_checksum);
-    }
-    while (rv == 0) {
-        uint32_t at = (uint32_t)(it.rd.p - records);
-        if ((rv = batch_iter_next(&it, &r, errmsg)) != 0) {
-            break;
+    bool more = rv == 0;
+    while (more) {
+        /* The keys of up to STORE__AHEAD records are hashed and their
+         * slots in both tables asked for first: with many keys each slot
+         * is a cache miss, and these overlap instead of coming one by one. */
+        unsigned n = 0;
+        while (n < STORE__AHEAD) {
+            uint32_t at = (uint32_t)(it.rd.p - records);
+            if ((rv = batch_iter_next(&it, &r, errmsg)) != 0) {
+                more = false;
+                break;
+            }
+            if (r.key != NULL) {
+                keys_hash(r.key, r.key_len, &q[n].h1, &q[n].h2); /* (once for both) */
+                keys_prefetch(&t->keys, q[n].h1);
+                streams_prefetch(&t->streams, q[n].h1);
+                q[n].offset = r.offset;
+                q[n].at = at;
+                n++;
+            }
         }
-        if (r.key != NULL) {
-            uint64_t h1, h2, version;
-            keys_hash(r.key, r.key_len, &h1, &h2); /* (once for both indexes) */
-            rv = keys_bump_hash(&t->keys, h1, h2, r.offset, &version);
-            if (rv == 0) {
-                rv = streams_add_hash_at(&t->streams, h1, h2, r.offset, version, at);
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t version;
+            int err = keys_bump_hash(&t->keys, q[i].h1, q[i].h2, q[i].offset, &version);
+            if (err == 0) {
+                err = streams_add_hash_at(&t->streams, q[i].h1, q[i].h2, q[i].offset, version,
+                                          pos, q[i].at);
+            }
+            if (err != 0) {
+                rv = err;
+                more = false;
+                break;
             }
         }
     }
@@ -209,8 +237,8 @@ int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from
     while (from < log_next_offset(t->log)) {
         void *data = NULL;
         size_t len = 0, pos = 0;
-        uint64_t after;
-        rv = log_read_copy(t->log, from, 4u << 20, &data, &len, &after, errmsg);
+        uint64_t after, file_pos = 0;
+        rv = log_read_copy_at(t->log, from, 4u << 20, &data, &len, &after, &file_pos, errmsg);
         while (rv == 0 && pos < len) {
             struct batch_header h;
             rv = batch_decode_header((uint8_t *)data + pos, len - pos, &h, errmsg);
@@ -223,7 +251,8 @@ int store__rebuild(struct store_topic *t, uint64_t prod_from, uint64_t keys_from
                 rv = store__producer_record(t, &h, h.base_offset);
             }
             if (rv == 0 && (h.flags & BATCH_FLAG_KEYED) && h.base_offset >= keys_from) {
-                rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, errmsg);
+                rv = store__index_keys(t, (uint8_t *)data + pos, h.batch_len, file_pos + pos,
+                                       errmsg);
             }
             pos += h.batch_len;
         }

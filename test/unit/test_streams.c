@@ -18,6 +18,7 @@
 
 #include "lib/batch.h"
 #include "lib/byte.h"
+#include "lib/codec.h"
 #include "lib/err.h"
 #include "lib/glob.h"
 #include "lib/share.h"
@@ -70,7 +71,7 @@ static void test_index_cut_trim(void **state)
     streams_trim(&s, 35); /* offsets 10, 20, 30 go */
     struct streams_stream *st = streams_find(&s, "k", 1);
     assert_int_equal(st->first_version, 4);
-    assert_int_equal(st->offsets[0], 40);
+    assert_int_equal(st->e[0].offset, 40);
     streams_cut(&s, 80); /* offsets 80.. go */
     assert_int_equal(streams_last_version(st), 7);
     assert_int_equal(s.events, 4);
@@ -92,13 +93,18 @@ static void test_index_encode_decode(void **state)
     for (uint64_t i = 0; i < 300; i++) {
         char k[8];
         snprintf(k, sizeof k, "k%u", (unsigned)(i % 7));
-        assert_int_equal(streams_add(&s, k, strlen(k), i * 3 + 1, i / 7 + 1), 0);
+        if (i % 5 == 0) { /* (some places unknown) */
+            assert_int_equal(streams_add(&s, k, strlen(k), i * 3 + 1, i / 7 + 1), 0);
+        } else { /* (positions that go back: another segment) */
+            assert_int_equal(streams_add_at(&s, k, strlen(k), i * 3 + 1, i / 7 + 1,
+                                            (i * 7919) % 100000 + 32, (uint32_t)i * 13), 0);
+        }
     }
     buf_init(&b);
-    streams_encode(&s, &b);
+    streams_encode(&s, true, &b);
     assert_true(buf_ok(&b));
     rd_init(&r, b.data, b.len);
-    assert_int_equal(streams_decode(&d, &r), 0);
+    assert_int_equal(streams_decode(&d, true, &r), 0);
     assert_int_equal(r.left, 0);
     assert_int_equal(d.events, 300);
     for (unsigned i = 0; i < 7; i++) {
@@ -108,12 +114,45 @@ static void test_index_encode_decode(void **state)
         assert_non_null(c);
         assert_int_equal(a->n, c->n);
         assert_int_equal(a->first_version, c->first_version);
-        assert_memory_equal(a->offsets, c->offsets, a->n * sizeof(uint64_t));
+        assert_memory_equal(a->e, c->e, a->n * sizeof *a->e);
     }
+    /* Version 1 (no places) of the same index: the places are unknown. */
+    struct buf b1;
+    buf_init(&b1);
+    streams_encode(&s, false, &b1);
+    assert_true(b1.len < b.len);
+    rd_init(&r, b1.data, b1.len);
+    assert_int_equal(streams_decode(&d, false, &r), 0);
+    assert_int_equal(r.left, 0);
+    assert_int_equal(d.events, 300);
+    struct streams_stream *k0 = streams_find(&d, "k1", 2);
+    assert_non_null(k0);
+    for (uint32_t j = 0; j < k0->n; j++) {
+        assert_int_equal(k0->e[j].place.at, 0);
+    }
+    buf_free(&b1);
+    /* A packed copy encodes the same bytes. */
+    struct streams p;
+    struct buf bp;
+    streams_init(&p);
+    buf_init(&bp);
+    assert_int_equal(streams_copy_packed(&p, &s, 0), 0);
+    streams_encode(&p, true, &bp);
+    rd_init(&r, bp.data, bp.len);
+    assert_int_equal(streams_decode(&d, true, &r), 0);
+    assert_int_equal(d.events, 300);
+    for (unsigned i = 0; i < 7; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%u", i);
+        struct streams_stream *a = streams_find(&s, k, strlen(k)), *c = streams_find(&d, k, strlen(k));
+        assert_memory_equal(a->e, c->e, a->n * sizeof *a->e);
+    }
+    streams_free(&p);
+    buf_free(&bp);
     /* Every truncation of the encoding is refused. */
     for (size_t cut = 0; cut < b.len; cut += 7) {
         rd_init(&r, b.data, cut);
-        assert_int_not_equal(streams_decode(&d, &r), 0);
+        assert_int_not_equal(streams_decode(&d, true, &r), 0);
     }
     /* A zero delta (offsets not ascending) is refused. */
     struct streams one;
@@ -121,10 +160,10 @@ static void test_index_encode_decode(void **state)
     assert_int_equal(streams_add(&one, "x", 1, 5, 1), 0);
     assert_int_equal(streams_add(&one, "x", 1, 6, 2), 0);
     b.len = 0;
-    streams_encode(&one, &b);
+    streams_encode(&one, false, &b);
     b.data[b.len - 1] = 0; /* the delta 1 -> 0 */
     rd_init(&r, b.data, b.len);
-    assert_int_equal(streams_decode(&d, &r), TALLY_CORRUPT);
+    assert_int_equal(streams_decode(&d, false, &r), TALLY_CORRUPT);
     streams_free(&one);
     streams_free(&s);
     streams_free(&d);
@@ -153,6 +192,7 @@ struct fixture {
     struct model m;
     uint64_t index;
     unsigned seed;
+    bool plain; /* no compressed batches (append_random) */
 };
 
 static int setup(void **state)
@@ -233,7 +273,8 @@ static void append_random(struct fixture *f, unsigned n)
         assert_int_equal(batch_builder_add(&b, key, strlen(key), ev->tombstone ? NULL : ev->value,
                                            ev->tombstone ? 0 : strlen(ev->value)), 0);
     }
-    assert_int_equal(batch_builder_finish(&b, rnd(f, 2) == 0, &out), 0);
+    bool lz4 = rnd(f, 2) == 0;
+    assert_int_equal(batch_builder_finish(&b, lz4 && !f->plain, &out), 0);
     batch_stamp(out.data, 0, 1700000000000, 0);
     command_append_begin(&e);
     command_append_add(&e, "t", out.data, (uint32_t)out.len, COMMAND_NO_EXPECT, NULL, 0);
@@ -494,6 +535,133 @@ static void test_reads_after_compaction(void **state)
     }
 }
 
+/* Each of @f's stream entries' places, in slot order, through @fn. */
+static void each_place(struct fixture *f, void (*fn)(struct streams_place *p, void *arg),
+                       void *arg)
+{
+    struct streams *s = &store_topic_find(f->s, "t")->streams;
+    for (size_t i = 0; i < s->cap; i++) {
+        struct streams_stream *st = &s->slots[i];
+        for (uint32_t j = 0; (st->h1 != 0 || st->h2 != 0) && j < st->n; j++) {
+            fn(&st->e[j].place, arg);
+        }
+    }
+}
+
+/* Gives every known place the one of the entry before it (another
+ * record, of another key or another version), or a place one byte off. */
+struct rotate {
+    struct streams_place prev;
+    unsigned n;
+};
+
+static void rotate_place(struct streams_place *p, void *arg)
+{
+    struct rotate *r = arg;
+    struct streams_place mine = *p;
+    if (p->at == 0) {
+        return;
+    }
+    if (r->n++ % 4 == 3) {
+        p->at++; /* in the middle of the record */
+    } else if (r->prev.at != 0) {
+        *p = r->prev;
+    }
+    r->prev = mine;
+}
+
+/* Rewrite @f's streams.ckpt (store closed) as version 1: the same index
+ * without places. */
+static void ckpt_to_version_1(struct fixture *f)
+{
+    char path[PATH_MAX + 64];
+    streams_ckpt_path(f, path, sizeof path);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static uint8_t data[1 << 20];
+    size_t n = fread(data, 1, sizeof data, fp);
+    fclose(fp);
+    assert_true(n > 32 && n < sizeof data);
+    assert_int_equal(byte_get_u32(data + 4), 2);
+    struct streams st;
+    struct rd r;
+    streams_init(&st);
+    rd_init(&r, data + 24, n - 32);
+    assert_int_equal(streams_decode(&st, true, &r), 0);
+    struct buf b;
+    buf_init(&b);
+    buf_put(&b, data, 4);
+    buf_put_u32(&b, 1);
+    buf_put(&b, data + 8, 16); /* Raft index, next offset */
+    streams_encode(&st, false, &b);
+    buf_put_u64(&b, codec_checksum(b.data, b.len));
+    assert_true(buf_ok(&b) && b.len < n);
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b.data, 1, b.len, fp), b.len);
+    fclose(fp);
+    buf_free(&b);
+    streams_free(&st);
+}
+
+/* Reads take records alone at the place apply learnt; a wrong place (a
+ * bug, or a batch that moved) is caught and the record is read from its
+ * whole batch, which teaches the right place again. streams.ckpt keeps
+ * the places over a restart (a batch of a segment written before it is
+ * read whole once, to verify it); version 1 of the file, without places,
+ * still loads, and reads learn them. */
+static void test_read_places(void **state)
+{
+    struct fixture *f = *state;
+    struct store_topic *t;
+    char errmsg[ERR_MSG_SIZE];
+    f->plain = true; /* (a compressed batch is always read whole) */
+    create(f, TALLY_POLICY_RETAIN);
+    for (int i = 0; i < 60; i++) {
+        append_random(f, 1 + rnd(f, 20));
+    }
+    t = store_topic_find(f->s, "t");
+    assert_true(log_segment_count(t->log) > 2);
+    check_all(f);
+    assert_true(t->stream_direct > 0);
+    assert_int_equal(t->stream_whole, 0); /* apply taught every place */
+    struct rotate r;
+    memset(&r, 0, sizeof r);
+    each_place(f, rotate_place, &r);
+    assert_true(r.n > 20);
+    check_all(f); /* (the same records, versions and values) */
+    assert_true(t->stream_whole >= r.n / 2); /* each wrong place was caught */
+    uint64_t whole = t->stream_whole;
+    check_all(f);
+    assert_int_equal(t->stream_whole, whole); /* and learnt again */
+
+    /* Restart: the places come back from streams.ckpt. */
+    reopen(f, true);
+    t = store_topic_find(f->s, "t");
+    assert_true(t->streams_counted > 0); /* (loaded, not rebuilt from the log) */
+    check_all(f);
+    assert_true(t->stream_whole * 10 < t->stream_direct);
+
+    /* Version 1: loads, reads learn the places. */
+    assert_int_equal(store_checkpoint(f->s, errmsg), 0);
+    store_close(f->s);
+    f->s = NULL;
+    ckpt_to_version_1(f);
+    assert_int_equal(store_open(f->dir, &f->lc, &f->s, errmsg), 0);
+    t = store_topic_find(f->s, "t");
+    assert_true(t->streams_counted > 0);
+    check_all(f);
+    assert_true(t->stream_whole * 4 > t->stream_direct); /* the first of 4 reads of each */
+    whole = t->stream_whole;
+    check_all(f);
+    assert_int_equal(t->stream_whole, whole);
+    /* And the next checkpoint is version 2 again. */
+    reopen(f, true);
+    t = store_topic_find(f->s, "t");
+    check_all(f);
+    assert_true(t->stream_whole * 10 < t->stream_direct);
+}
+
 /* A Raft snapshot writes keys.ckpt but not streams.ckpt while the topic
  * grew by less than STREAM_CKPT_MIN_RECORDS: after a crash the index comes
  * from the older streams.ckpt plus the records between the two, numbered
@@ -718,6 +886,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reads_across_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_limits_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_after_trim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_stream_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
