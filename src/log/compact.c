@@ -2,11 +2,14 @@
  * segment files, decide which records survive, write compacted copies.
  *
  * Two passes over the planned segments:
- *   1. the key map: for every key (its XXH3-128 hash), the offset of its
- *      latest record in the range. If the map fills, the plan is cut after
- *      the last segment read in full (a record is dropped only when a later
- *      record of its key exists, so what the map saw of the cut segment
- *      stays correct).
+ *   1. the key map: for every key (its XXH3-128 hash) of the segments
+ *      from map_from on (those the last job did not cover), the offset of
+ *      its latest record in the range. If the map fills, the plan is cut
+ *      after the last segment read in full (a record is dropped only when
+ *      a later record of its key exists, so what the map saw of the cut
+ *      segment stays correct). Below map_from the last job left at most
+ *      one record of each key, so a record there goes only when the map
+ *      holds a later one of its key (or it is an expired tombstone).
  *   2. the copies: each batch is copied as it is when all its records
  *      survive, rebuilt with the survivors (same base offset, span,
  *      timestamps, Raft index and producer fields) when some do, and folded
@@ -120,12 +123,12 @@ static bool compact__map_put(struct compact__map *m, uint64_t h1, uint64_t h2, u
     return true;
 }
 
-/* The map's slot of the key hashed @h1, @h2, or NULL (cannot happen for a
- * key read in pass 1; the record is then simply kept). */
-static const struct compact__slot *compact__map_get(const struct compact__map *m, uint64_t h1,
-                                                    uint64_t h2)
+/* The map's slot of the key hashed @h1, @h2, or NULL (a key of a record
+ * below map_from that no mapped segment holds). */
+static struct compact__slot *compact__map_get(const struct compact__map *m, uint64_t h1,
+                                              uint64_t h2)
 {
-    const struct compact__slot *e = compact__map_slot(m, h1, h2);
+    struct compact__slot *e = compact__map_slot(m, h1, h2);
     return (e->h1 == 0 && e->h2 == 0) ? NULL : e;
 }
 
@@ -379,23 +382,26 @@ static int compact__add_gap(struct compact__writer *w, const struct batch_header
 /* Does record @rec survive? A tombstone goes only once it is old enough
  * and no earlier record of its key is left in the range: removed in the
  * same pass as those, a crash between two segment swaps could bring an
- * old value back to life. */
-static bool compact__keep(const struct log_compaction *c, const struct compact__map *m,
+ * old value back to life. The segments are decided oldest first, so when
+ * a record below map_from is dropped for a later one of its key, the
+ * key's slot learns that an earlier record existed before that later
+ * record (a tombstone, maybe) is decided. */
+static bool compact__keep(const struct log_compaction *c, struct compact__map *m,
                           const struct compact__group *g, unsigned i)
 {
     const struct batch_record *rec = &g->rec[i];
-    const struct compact__slot *e;
+    struct compact__slot *e;
     if (rec->key == NULL) {
         return true; /* records without a key are never compacted away */
     }
     e = compact__map_get(m, g->h1[i], g->h2[i]);
-    if (e == NULL) {
-        return true;
-    }
-    if (e->offset > rec->offset) {
+    if (e != NULL && e->offset > rec->offset) {
+        e->older = 1;
         return false; /* a later record of the key exists */
     }
-    if (rec->value != NULL || e->older || c->p.delete_retention_ms < 0) {
+    /* e == NULL: a record below map_from whose key was not written since;
+     * the last job left it alone there (see the top of this file). */
+    if (rec->value != NULL || (e != NULL && e->older) || c->p.delete_retention_ms < 0) {
         return true;
     }
     if (c->p.tombstone_limit != 0) {
@@ -406,7 +412,7 @@ static bool compact__keep(const struct log_compaction *c, const struct compact__
 
 /* The survivors of one keyed batch: *kept of its records. When some but
  * not all survive, the rebuilt batch is appended to @out. */
-static int compact__filter(const struct log_compaction *c, const struct compact__map *m,
+static int compact__filter(const struct log_compaction *c, struct compact__map *m,
                            const uint8_t *batch, const struct batch_header *h,
                            uint32_t *kept, struct buf *out, struct buf *decisions,
                            char *errmsg)
@@ -522,7 +528,7 @@ static int compact__open_output(struct compact__writer *w, const struct log_comp
 /* What the copying visitor works with. */
 struct compact__copying {
     const struct log_compaction *c;
-    const struct compact__map *m;
+    struct compact__map *m;
     struct compact__writer *w;
     struct buf rebuilt;        /* a batch rebuilt with its survivors */
     struct buf decisions;      /* compact__filter's scratch */
@@ -568,7 +574,7 @@ static int compact__copy_visit(void *arg, uint64_t pos, const struct batch_heade
 }
 
 /* Write the compacted copy of one segment, or decide it needs none. */
-static int compact__copy_segment(struct log_compaction *c, const struct compact__map *m,
+static int compact__copy_segment(struct log_compaction *c, struct compact__map *m,
                                  struct compact_seg *cs, char *errmsg)
 {
     struct compact__writer w;
@@ -898,7 +904,7 @@ void compact_remove_outputs(struct log_compaction *c)
 int compact_run(struct log_compaction *c, char *errmsg)
 {
     struct compact__map m;
-    size_t mapped = 0;
+    size_t mapped = c->map_from;
     int rv = compact__map_init(&m, c->p.map_bytes);
     if (rv != 0) {
         err_printf(errmsg, "compact %s: out of memory for the key map", c->dir);
@@ -908,11 +914,11 @@ int compact_run(struct log_compaction *c, char *errmsg)
         bool full = false;
         rv = compact__map_segment(c, &m, &c->segs[mapped], &full, errmsg);
         if (rv == 0 && full) {
-            if (mapped == 0) {
+            if (mapped == c->map_from) {
                 err_printf(errmsg,
                            "compact %s: the keys of segment %020" PRIu64 ".seg do not fit "
                            "in the key map (%zu bytes, %zu keys): raise compaction_buffer_bytes",
-                           c->dir, c->segs[0].base, c->p.map_bytes, m.n);
+                           c->dir, c->segs[mapped].base, c->p.map_bytes, m.n);
                 rv = TALLY_NOMEM;
             }
             break;

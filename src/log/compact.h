@@ -56,13 +56,15 @@ struct log_compaction {
     uint64_t merge_bytes;           /* merged copies stay at or below this size */
     struct compact_seg *segs;       /* oldest first */
     size_t n;                       /* segments planned; the worker may cut it */
+    size_t map_from;                /* the first segment whose keys go into the map:
+                                     * the first one above the log's clean_upto */
     bool ran;                       /* compact_run finished without error */
     atomic_bool cancel;             /* log_compact_cancel: stop soon */
     struct log_compact_stats st;    /* what the worker did */
 };
 
-/* The worker: build the key map over the planned segments (cutting the
- * plan where the map fills), then write a compacted copy of every segment
+/* The worker: build the key map over the planned segments from map_from
+ * on (cutting the plan where the map fills), then write a compacted copy of every segment
  * that loses records, fsynced, with its index files, and finally merge
  * runs of consecutive segments whose results fit in merge_bytes together
  * into one copy named after the first (so segments that compaction
