@@ -325,6 +325,8 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         st->records_in = c->st.records_in;
         st->records_out = c->st.records_out;
         st->bytes_in = c->st.bytes_in;
+        st->bytes_io = c->st.bytes_io;
+        st->paced_ms = c->st.paced_ms;
         st->upto = c->segs[c->n - 1].base;
         for (size_t i = 0; i < l->n && l->segs[i].s.base <= c->segs[c->n - 1].base; i++) {
             if (l->segs[i].s.base >= c->segs[0].base) {

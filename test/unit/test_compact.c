@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/batch.h"
@@ -561,6 +562,55 @@ static void test_more_keys_than_the_map_expiring(void **state)
     run_more_keys_than_the_map(state, true);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* compaction_io_rate: a job paced to R bytes per second takes at least
+ * (bytes it read and wrote) / R, and reads every segment twice (the key
+ * map, then the copies), so at least 2 x its input / R: here 1.5 s or
+ * more for a job that takes milliseconds unpaced (a few fsyncs of small
+ * files), a bound that cannot be met without the pacing. The result is
+ * the unpaced one. */
+static void test_io_rate_paces_the_job(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    struct log_compact_stats st;
+    double t0, t1, least;
+    open_log(f);
+    fill(f, 7, false);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_non_null(c);
+    /* 2 x the log's size in 1.5 s: a slower pace than that cannot be met */
+    p.io_rate = log_size_bytes(f->l) * 2 * 2 / 3;
+    log_compact_free(c);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    t0 = now_s();
+    if (log_compact_run(c, f->errmsg) != 0) {
+        fail_msg("log_compact_run: %s", f->errmsg);
+    }
+    t1 = now_s();
+    assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
+    log_compact_free(c);
+    /* Both passes read all of every segment; the copies were written. */
+    assert_true(st.bytes_io > 2 * (st.bytes_in - st.segments * 64u)); /* (headers: not paced) */
+    least = (double)st.bytes_io / (double)p.io_rate;
+    assert_true(least > 1.2);
+    /* The pace sleeps only when more than 1 ms ahead. */
+    if (t1 - t0 < least - 0.001) {
+        fail_msg("%llu bytes paced to %llu bytes/s took %.3f s, less than %.3f s",
+                 (unsigned long long)st.bytes_io, (unsigned long long)p.io_rate, t1 - t0, least);
+    }
+    assert_true(st.paced_ms > 0);
+    check_model(f, st.upto, &p);
+    verify_dir(f);
+}
+
 /* Segments removed by retention while the job ran are not swapped in, and
  * the job's files are removed. */
 static void test_segment_gone_meanwhile(void **state)
@@ -800,6 +850,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_keys_than_the_map, setup, teardown),
         cmocka_unit_test_setup_teardown(test_more_keys_than_the_map_expiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_rate_paces_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_gone_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_segment_stops_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_keeps_segments_bounded, setup, teardown),
