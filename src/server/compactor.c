@@ -21,7 +21,8 @@
  * thread runs at a lower priority, and a thread of the pool could not be
  * given its priority back afterwards without privileges (setpriority(2):
  * lowering a nice value needs CAP_SYS_NICE), while the pool also runs
- * Raft's disk writes. */
+ * Raft's disk writes; and a job paced to compaction_io_rate sleeps on its
+ * thread for most of its time, which a pool thread must not do. */
 #include "server/compactor.h"
 
 #include <errno.h>
