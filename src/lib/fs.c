@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -131,6 +133,58 @@ int fs_truncate(int fd, uint64_t size, const char *what, char *errmsg)
     }
     return e != 0 ? err_os(errmsg, e, "truncate %s to %llu", what, (unsigned long long)size)
                   : 0;
+}
+
+void fs_advise(int fd, uint64_t pos, uint64_t len, int advice)
+{
+    (void)posix_fadvise(fd, (off_t)pos, (off_t)len, advice);
+}
+
+int fs_sync_range(int fd, uint64_t pos, uint64_t len, bool wait, const char *what,
+                  char *errmsg)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    unsigned flags = SYNC_FILE_RANGE_WRITE;
+    int e = fs__fault(FS_OP_FSYNC);
+    if (wait) {
+        flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+    }
+    if (e == 0 && sync_file_range(fd, (off_t)pos, (off_t)len, flags) != 0) {
+        e = errno;
+    }
+    return e != 0 ? err_os(errmsg, e, "sync_file_range %s", what) : 0;
+#else
+    (void)fd, (void)pos, (void)len, (void)wait, (void)what, (void)errmsg;
+    return 0;
+#endif
+}
+
+bool fs_cached(int fd, uint64_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages;
+    unsigned char *vec;
+    bool cached = true;
+    void *map;
+    if (len == 0 || page <= 0 || len > SIZE_MAX / 2) {
+        return true;
+    }
+    pages = (size_t)((len + (uint64_t)page - 1) / (uint64_t)page);
+    vec = malloc(pages);
+    if (vec == NULL) {
+        return true;
+    }
+    map = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+        if (mincore(map, (size_t)len, vec) == 0) {
+            for (size_t i = 0; i < pages && cached; i++) {
+                cached = (vec[i] & 1) != 0;
+            }
+        }
+        munmap(map, (size_t)len);
+    }
+    free(vec);
+    return cached;
 }
 
 int fs_size(int fd, uint64_t *size, const char *what, char *errmsg)

@@ -38,6 +38,24 @@ int fs_fsync(int fd, const char *what, char *errmsg);
 
 int fs_truncate(int fd, uint64_t size, const char *what, char *errmsg);
 
+/* posix_fadvise(2) on [@pos, @pos + @len) (@len 0: to the end) with
+ * @advice, one of POSIX_FADV_* of fcntl.h. Only a hint: a failure changes
+ * nothing that matters, so none is reported. */
+void fs_advise(int fd, uint64_t pos, uint64_t len, int advice);
+
+/* Have the kernel write [@pos, @pos + @len) of @fd to the disk now,
+ * from this thread (sync_file_range(2)), and with @wait, wait until it is
+ * written. Not a substitute for fs_fsync (no metadata, no device cache
+ * flush); it spreads a big file's writeback over the time it is written,
+ * at the writer's I/O priority, so the fsync at the end has little left
+ * to do. Where the call does not exist it does nothing. */
+int fs_sync_range(int fd, uint64_t pos, uint64_t len, bool wait, const char *what,
+                  char *errmsg);
+
+/* Whether every page of the first @len bytes of @fd is in the page cache
+ * (mincore(2) of a mapping of it). true when it cannot tell. */
+bool fs_cached(int fd, uint64_t len);
+
 /* Size of an open file (fstat). */
 int fs_size(int fd, uint64_t *size, const char *what, char *errmsg);
 

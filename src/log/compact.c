@@ -2,11 +2,14 @@
  * segment files, decide which records survive, write compacted copies.
  *
  * Two passes over the planned segments:
- *   1. the key map: for every key (its XXH3-128 hash), the offset of its
- *      latest record in the range. If the map fills, the plan is cut after
- *      the last segment read in full (a record is dropped only when a later
- *      record of its key exists, so what the map saw of the cut segment
- *      stays correct).
+ *   1. the key map: for every key (its XXH3-128 hash) of the segments
+ *      from map_from on (those the last job did not cover), the offset of
+ *      its latest record in the range. If the map fills, the plan is cut
+ *      after the last segment read in full (a record is dropped only when
+ *      a later record of its key exists, so what the map saw of the cut
+ *      segment stays correct). Below map_from the last job left at most
+ *      one record of each key, so a record there goes only when the map
+ *      holds a later one of its key (or it is an expired tombstone).
  *   2. the copies: each batch is copied as it is when all its records
  *      survive, rebuilt with the survivors (same base offset, span,
  *      timestamps, Raft index and producer fields) when some do, and folded
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/batch.h"
@@ -29,9 +33,15 @@
 #include "lib/codec.h"
 #include "lib/err.h"
 #include "lib/fs.h"
+#include "lib/logger.h"
 #include "log/seg.h"
 
 #define COMPACT__WRITE_CHUNK (1u << 20)
+
+/* A copy's writeback is started as each chunk is written and waited for
+ * this far behind (fs_sync_range), so the fsync at its end has at most
+ * this much left to write. */
+#define COMPACT__SYNC_BEHIND (8u << 20)
 
 /* ------------------------------------------------------------------------
  * The key map: open addressing, linear probing, never more than 3/4 full.
@@ -120,12 +130,12 @@ static bool compact__map_put(struct compact__map *m, uint64_t h1, uint64_t h2, u
     return true;
 }
 
-/* The map's slot of the key hashed @h1, @h2, or NULL (cannot happen for a
- * key read in pass 1; the record is then simply kept). */
-static const struct compact__slot *compact__map_get(const struct compact__map *m, uint64_t h1,
-                                                    uint64_t h2)
+/* The map's slot of the key hashed @h1, @h2, or NULL (a key of a record
+ * below map_from that no mapped segment holds). */
+static struct compact__slot *compact__map_get(const struct compact__map *m, uint64_t h1,
+                                              uint64_t h2)
 {
-    const struct compact__slot *e = compact__map_slot(m, h1, h2);
+    struct compact__slot *e = compact__map_slot(m, h1, h2);
     return (e->h1 == 0 && e->h2 == 0) ? NULL : e;
 }
 
@@ -173,9 +183,14 @@ static int compact__group_read(struct compact__group *g, const struct compact__m
 
 /* Run @visit over every batch of @cs (with @visit NULL: only read the
  * file's header into @hdr, if not NULL). A bad batch is TALLY_CORRUPT (or
- * TALLY_VERSION) naming the file and position. */
+ * TALLY_VERSION) naming the file and position. The file is read in order,
+ * so the kernel may read ahead further (POSIX_FADV_SEQUENTIAL); with
+ * @last_read, this is the job's last read of it, and if the job found it
+ * outside the page cache its pages are dropped again: the job's reads
+ * should not push out of the cache what the node's readers use. */
 static int compact__scan(const struct log_compaction *c, const struct compact_seg *cs,
-                         seg_visit_fn visit, void *arg, uint8_t *hdr, char *errmsg)
+                         seg_visit_fn visit, void *arg, uint8_t *hdr, bool last_read,
+                         char *errmsg)
 {
     struct seg_scan_info info;
     struct seg s;
@@ -187,7 +202,11 @@ static int compact__scan(const struct log_compaction *c, const struct compact_se
         rv = seg_read(&s, 0, hdr, SEG_HEADER_SIZE, errmsg);
     }
     if (rv == 0 && visit != NULL) {
+        fs_advise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         rv = seg_scan(&s, SEG_HEADER_SIZE, cs->size, cs->base, visit, arg, &info, errmsg);
+        if (last_read && cs->cold) {
+            fs_advise(s.fd, 0, 0, POSIX_FADV_DONTNEED);
+        }
     }
     if (rv == 0 && info.bad != 0) {
         err_printf(errmsg, "%s", info.why);
@@ -207,12 +226,72 @@ static int compact__cancelled(const struct log_compaction *c, char *errmsg)
     return 0;
 }
 
+static uint64_t compact__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A pace this far behind io_rate (a slow disk, a busy machine) starts
+ * afresh instead of being made up at full speed afterwards. */
+#define COMPACT__PACE_SLACK_NS 1000000000u
+/* Sleeps are cut into slices this long, so that a cancel is seen soon. */
+#define COMPACT__SLEEP_SLICE_NS 50000000u
+
+/* Count @bytes more read or written by the job, and sleep as long as it
+ * takes for the bytes since pace_start_ns to stay within p.io_rate per
+ * second: the job's share of the disk, as Kafka's cleaner has with
+ * log.cleaner.io.max.bytes.per.second. The job's own thread sleeps; the
+ * log's thread never waits for it. Also the cancel check, and every
+ * COMPACT_PROGRESS_S seconds a line saying how far the job got. */
+static int compact__pace(struct log_compaction *c, uint64_t bytes, char *errmsg)
+{
+    int rv = compact__cancelled(c, errmsg);
+    uint64_t now;
+    if (rv != 0) {
+        return rv;
+    }
+    c->st.bytes_io += bytes;
+    c->pace_bytes += bytes;
+    now = compact__now_ns();
+    if (c->p.io_rate > 0) {
+        /* (double: bytes * 1e9 overflows 64 bits past 18 GB) */
+        uint64_t due = c->pace_start_ns +
+                       (uint64_t)((double)c->pace_bytes * 1e9 / (double)c->p.io_rate);
+        if (due > now + 1000000u) {
+            uint64_t from = now;
+            while (rv == 0 && now < due) {
+                uint64_t d = due - now < COMPACT__SLEEP_SLICE_NS ? due - now
+                                                                 : COMPACT__SLEEP_SLICE_NS;
+                struct timespec ts = {(time_t)(d / 1000000000u), (long)(d % 1000000000u)};
+                nanosleep(&ts, NULL);
+                rv = compact__cancelled(c, errmsg);
+                now = compact__now_ns();
+            }
+            c->st.paced_ms += (now - from) / 1000000u;
+        } else if (now > due + COMPACT__PACE_SLACK_NS) {
+            c->pace_start_ns = now;
+            c->pace_bytes = 0;
+        }
+    }
+    if (now >= c->progress_ns) {
+        TLOG_INFO("compact", "%s: %s, %.1f MB read and written in %.0f s (%.1f s of it paced "
+                  "to %.1f MB/s)",
+                  c->dir, c->doing, (double)c->st.bytes_io / 1e6,
+                  (double)(now - c->start_ns) / 1e9, (double)c->st.paced_ms / 1e3,
+                  (double)c->p.io_rate / 1e6);
+        c->progress_ns = now + (uint64_t)COMPACT_PROGRESS_S * 1000000000u;
+    }
+    return rv;
+}
+
 /* ------------------------------------------------------------------------
  * Pass 1: the key map
  * ------------------------------------------------------------------------ */
 
 struct compact__mapping {
-    const struct log_compaction *c;
+    struct log_compaction *c;
     struct compact__map *m;
     bool full;
 };
@@ -223,7 +302,7 @@ static int compact__map_visit(void *arg, uint64_t pos, const struct batch_header
     struct compact__mapping *mp = arg;
     struct batch_iter it;
     struct compact__group g;
-    int rv = compact__cancelled(mp->c, errmsg);
+    int rv = compact__pace(mp->c, h->batch_len, errmsg);
     if (rv != 0 || !(h->flags & BATCH_FLAG_KEYED)) {
         return rv;
     }
@@ -251,7 +330,7 @@ static int compact__map_segment(struct log_compaction *c, struct compact__map *m
                                 const struct compact_seg *cs, bool *full, char *errmsg)
 {
     struct compact__mapping mp = {c, m, false};
-    int rv = compact__scan(c, cs, compact__map_visit, &mp, NULL, errmsg);
+    int rv = compact__scan(c, cs, compact__map_visit, &mp, NULL, false, errmsg);
     *full = mp.full;
     return rv == TALLY_EOF && mp.full ? 0 : rv;
 }
@@ -262,10 +341,12 @@ static int compact__map_segment(struct log_compaction *c, struct compact__map *m
 
 /* The new file of one segment being written. */
 struct compact__writer {
+    struct log_compaction *c; /* paced by its io_rate */
     int fd;
     char name[SEG_NAME_SIZE + 8];
     struct buf out;           /* bytes not yet written */
     uint64_t flushed;         /* bytes of the file written so far */
+    uint64_t synced;          /* of which written back to the disk for sure */
     struct compact_seg *cs;   /* results go here */
     uint32_t interval;        /* sparse index interval */
     int64_t run_ts;           /* running maximum timestamp (time index) */
@@ -275,18 +356,32 @@ struct compact__writer {
     int64_t gap_first_ts, gap_max_ts;
 };
 
+/* Write what is buffered. Its writeback starts at once, from this thread
+ * (so at the job's I/O priority), and what lies more than
+ * COMPACT__SYNC_BEHIND behind is waited for: left to the kernel, a copy's
+ * hundreds of megabytes would go to the disk all at once, at its fsync or
+ * when the dirty pages expire, and hold back the node's Raft fsyncs queued
+ * behind them. */
 static int compact__writer_flush(struct compact__writer *w, char *errmsg)
 {
+    uint64_t at = w->flushed, len = w->out.len;
     int rv;
-    if (w->out.len == 0) {
+    if (len == 0) {
         return 0;
     }
     rv = fs_pwrite(w->fd, w->out.data, w->out.len, w->flushed, w->name, errmsg);
-    if (rv == 0) {
-        w->flushed += w->out.len;
-        w->out.len = 0;
+    if (rv != 0) {
+        return rv;
     }
-    return rv;
+    w->flushed += len;
+    w->out.len = 0;
+    rv = fs_sync_range(w->fd, at, len, false, w->name, errmsg);
+    if (rv == 0 && w->flushed - w->synced > COMPACT__SYNC_BEHIND) {
+        uint64_t upto = w->flushed - COMPACT__SYNC_BEHIND;
+        rv = fs_sync_range(w->fd, w->synced, upto - w->synced, true, w->name, errmsg);
+        w->synced = upto;
+    }
+    return rv == 0 ? compact__pace(w->c, len, errmsg) : rv;
 }
 
 /* Append one finished batch (header @h, @len bytes at @p) to the copy. */
@@ -379,23 +474,26 @@ static int compact__add_gap(struct compact__writer *w, const struct batch_header
 /* Does record @rec survive? A tombstone goes only once it is old enough
  * and no earlier record of its key is left in the range: removed in the
  * same pass as those, a crash between two segment swaps could bring an
- * old value back to life. */
-static bool compact__keep(const struct log_compaction *c, const struct compact__map *m,
+ * old value back to life. The segments are decided oldest first, so when
+ * a record below map_from is dropped for a later one of its key, the
+ * key's slot learns that an earlier record existed before that later
+ * record (a tombstone, maybe) is decided. */
+static bool compact__keep(const struct log_compaction *c, struct compact__map *m,
                           const struct compact__group *g, unsigned i)
 {
     const struct batch_record *rec = &g->rec[i];
-    const struct compact__slot *e;
+    struct compact__slot *e;
     if (rec->key == NULL) {
         return true; /* records without a key are never compacted away */
     }
     e = compact__map_get(m, g->h1[i], g->h2[i]);
-    if (e == NULL) {
-        return true;
-    }
-    if (e->offset > rec->offset) {
+    if (e != NULL && e->offset > rec->offset) {
+        e->older = 1;
         return false; /* a later record of the key exists */
     }
-    if (rec->value != NULL || e->older || c->p.delete_retention_ms < 0) {
+    /* e == NULL: a record below map_from whose key was not written since;
+     * the last job left it alone there (see the top of this file). */
+    if (rec->value != NULL || (e != NULL && e->older) || c->p.delete_retention_ms < 0) {
         return true;
     }
     if (c->p.tombstone_limit != 0) {
@@ -406,7 +504,7 @@ static bool compact__keep(const struct log_compaction *c, const struct compact__
 
 /* The survivors of one keyed batch: *kept of its records. When some but
  * not all survive, the rebuilt batch is appended to @out. */
-static int compact__filter(const struct log_compaction *c, const struct compact__map *m,
+static int compact__filter(const struct log_compaction *c, struct compact__map *m,
                            const uint8_t *batch, const struct batch_header *h,
                            uint32_t *kept, struct buf *out, struct buf *decisions,
                            char *errmsg)
@@ -521,8 +619,8 @@ static int compact__open_output(struct compact__writer *w, const struct log_comp
 
 /* What the copying visitor works with. */
 struct compact__copying {
-    const struct log_compaction *c;
-    const struct compact__map *m;
+    struct log_compaction *c;
+    struct compact__map *m;
     struct compact__writer *w;
     struct buf rebuilt;        /* a batch rebuilt with its survivors */
     struct buf decisions;      /* compact__filter's scratch */
@@ -536,7 +634,7 @@ static int compact__copy_visit(void *arg, uint64_t pos, const struct batch_heade
     struct compact__copying *cp = arg;
     struct batch_header h = *hp;
     uint32_t kept = h.record_count;
-    int rv = compact__cancelled(cp->c, errmsg);
+    int rv = compact__pace(cp->c, h.batch_len, errmsg);
     if (rv != 0) {
         return rv;
     }
@@ -568,7 +666,7 @@ static int compact__copy_visit(void *arg, uint64_t pos, const struct batch_heade
 }
 
 /* Write the compacted copy of one segment, or decide it needs none. */
-static int compact__copy_segment(struct log_compaction *c, const struct compact__map *m,
+static int compact__copy_segment(struct log_compaction *c, struct compact__map *m,
                                  struct compact_seg *cs, char *errmsg)
 {
     struct compact__writer w;
@@ -577,6 +675,7 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     int rv;
 
     memset(&w, 0, sizeof w);
+    w.c = c;
     w.fd = -1;
     w.cs = cs;
     w.interval = c->index_interval;
@@ -594,12 +693,12 @@ static int compact__copy_segment(struct log_compaction *c, const struct compact_
     cs->last_pos = 0;
     /* The copy is written as it is made (1 MiB at a time); if nothing was
      * removed it is dropped (log_compact_free removes it). */
-    rv = compact__scan(c, cs, NULL, NULL, hdr, errmsg);
+    rv = compact__scan(c, cs, NULL, NULL, hdr, false, errmsg);
     if (rv == 0) {
         rv = compact__open_output(&w, c, hdr, errmsg);
     }
     if (rv == 0) {
-        rv = compact__scan(c, cs, compact__copy_visit, &cp, NULL, errmsg);
+        rv = compact__scan(c, cs, compact__copy_visit, &cp, NULL, true, errmsg);
     }
     if (rv == 0) {
         rv = compact__emit_gap(&w, errmsg);
@@ -705,7 +804,7 @@ static int compact__open_result(const struct log_compaction *c, const struct com
 
 /* Append every batch of [SEG_HEADER_SIZE, @size) of @fd to @w, verifying
  * each (both checksums) and that offsets go on from *@expect. */
-static int compact__append_file(const struct log_compaction *c, struct compact__writer *w,
+static int compact__append_file(struct log_compaction *c, struct compact__writer *w,
                                 int fd, uint64_t size, uint64_t *expect, struct buf *scratch,
                                 char *errmsg)
 {
@@ -740,6 +839,9 @@ static int compact__append_file(const struct log_compaction *c, struct compact__
         rv = fs_pread(fd, scratch->data, h.batch_len, pos, &got, w->name, errmsg);
         if (rv == 0 && got != h.batch_len) {
             rv = ERR_CORRUPT(errmsg, "position %" PRIu64 ": batch cut short", pos);
+        }
+        if (rv == 0) {
+            rv = compact__pace(c, h.batch_len, errmsg);
         }
         if (rv == 0) {
             rv = batch_verify(scratch->data, h.batch_len, &h, errmsg);
@@ -802,6 +904,7 @@ static int compact__merge_group(struct log_compaction *c, size_t i, size_t j, ch
         }
     }
     memset(&w, 0, sizeof w);
+    w.c = c;
     w.fd = -1;
     w.cs = lead;
     w.interval = c->index_interval;
@@ -895,24 +998,44 @@ void compact_remove_outputs(struct log_compaction *c)
     }
 }
 
+/* Which planned segments are not (all) in the page cache before the job
+ * reads them: those it drops from the cache after its last read. */
+static void compact__note_cold(struct log_compaction *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        struct seg s;
+        char why[ERR_MSG_SIZE];
+        seg_init(&s, c->segs[i].base);
+        if (seg_open(&s, c->dir, 0, why) == 0) {
+            c->segs[i].cold = !fs_cached(s.fd, c->segs[i].size);
+        }
+        seg_close(&s);
+    }
+}
+
 int compact_run(struct log_compaction *c, char *errmsg)
 {
     struct compact__map m;
-    size_t mapped = 0;
+    size_t mapped = c->map_from;
     int rv = compact__map_init(&m, c->p.map_bytes);
     if (rv != 0) {
         err_printf(errmsg, "compact %s: out of memory for the key map", c->dir);
         return rv;
     }
+    c->start_ns = compact__now_ns();
+    c->pace_start_ns = c->start_ns;
+    c->progress_ns = c->start_ns + (uint64_t)COMPACT_PROGRESS_S * 1000000000u;
+    compact__note_cold(c);
+    c->doing = "mapping keys";
     while (rv == 0 && mapped < c->n) {
         bool full = false;
         rv = compact__map_segment(c, &m, &c->segs[mapped], &full, errmsg);
         if (rv == 0 && full) {
-            if (mapped == 0) {
+            if (mapped == c->map_from) {
                 err_printf(errmsg,
                            "compact %s: the keys of segment %020" PRIu64 ".seg do not fit "
                            "in the key map (%zu bytes, %zu keys): raise compaction_buffer_bytes",
-                           c->dir, c->segs[0].base, c->p.map_bytes, m.n);
+                           c->dir, c->segs[mapped].base, c->p.map_bytes, m.n);
                 rv = TALLY_NOMEM;
             }
             break;
@@ -925,6 +1048,7 @@ int compact_run(struct log_compaction *c, char *errmsg)
         c->segs[i].old_fd = -1;
     }
     c->n = mapped;
+    c->doing = "copying";
     for (size_t i = 0; rv == 0 && i < c->n; i++) {
         c->st.segments++;
         c->st.bytes_in += c->segs[i].size;
@@ -932,6 +1056,7 @@ int compact_run(struct log_compaction *c, char *errmsg)
     }
     compact__map_free(&m);
     if (rv == 0 && c->merge_bytes > SEG_HEADER_SIZE) {
+        c->doing = "merging";
         rv = compact__merge(c, errmsg);
     }
     c->ran = rv == 0;

@@ -23,6 +23,9 @@
 #define COMPACT_MIN_SLOTS 1024u
 #define COMPACT_SLOT_BYTES 32u
 
+/* How often a job logs how far it got (seconds). */
+#define COMPACT_PROGRESS_S 10
+
 /* One sealed segment of the job. */
 struct compact_seg {
     /* Planned (log's thread): which file, as it was. */
@@ -31,6 +34,7 @@ struct compact_seg {
     uint64_t size;
     dev_t dev;
     ino_t ino;
+    bool cold;                /* not all in the page cache when the job began */
     /* Results (worker): the new file, when records were removed. */
     bool rewritten;
     uint64_t new_size;
@@ -56,13 +60,21 @@ struct log_compaction {
     uint64_t merge_bytes;           /* merged copies stay at or below this size */
     struct compact_seg *segs;       /* oldest first */
     size_t n;                       /* segments planned; the worker may cut it */
+    size_t map_from;                /* the first segment whose keys go into the map:
+                                     * the first one above the log's clean_upto */
     bool ran;                       /* compact_run finished without error */
     atomic_bool cancel;             /* log_compact_cancel: stop soon */
     struct log_compact_stats st;    /* what the worker did */
+    /* Pacing to p.io_rate, and the progress lines (compact__pace). */
+    uint64_t start_ns;              /* when the worker began */
+    uint64_t pace_start_ns;         /* the pace is counted from here ... */
+    uint64_t pace_bytes;            /* ... with these bytes read and written since */
+    uint64_t progress_ns;           /* when the next progress line is due */
+    const char *doing;              /* for that line: "mapping keys", ... */
 };
 
-/* The worker: build the key map over the planned segments (cutting the
- * plan where the map fills), then write a compacted copy of every segment
+/* The worker: build the key map over the planned segments from map_from
+ * on (cutting the plan where the map fills), then write a compacted copy of every segment
  * that loses records, fsynced, with its index files, and finally merge
  * runs of consecutive segments whose results fit in merge_bytes together
  * into one copy named after the first (so segments that compaction

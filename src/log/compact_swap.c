@@ -62,6 +62,17 @@ int log_compact_prepare(struct tally_log *l, const struct log_compact_params *p,
      * and positions in a segment are 32-bit (index entries). */
     c->merge_bytes = l->cfg.segment_bytes < UINT32_MAX ? l->cfg.segment_bytes : UINT32_MAX;
     c->n = n;
+    /* Only the keys of the segments above the last job's range go into
+     * the map: below it that job left at most one record of each key, so
+     * what can go there is an older record of a key written since, and
+     * the map says which. So a log with more keys than the map holds is
+     * compacted over several jobs, each mapping as far as its map holds
+     * and starting where the last one stopped (as Kafka's cleaner does
+     * from its dirty offset), instead of every job mapping the same
+     * first segments and stopping at the same place. */
+    while (c->map_from + 1 < n && l->segs[c->map_from].s.next <= l->clean_upto) {
+        c->map_from++;
+    }
     for (size_t i = 0; i < n; i++) {
         struct stat st;
         if (log__seg_stat(&l->segs[i], &st) != 0) {
@@ -315,6 +326,8 @@ int log_compact_commit(struct tally_log *l, struct log_compaction *c,
         st->records_in = c->st.records_in;
         st->records_out = c->st.records_out;
         st->bytes_in = c->st.bytes_in;
+        st->bytes_io = c->st.bytes_io;
+        st->paced_ms = c->st.paced_ms;
         st->upto = c->segs[c->n - 1].base;
         for (size_t i = 0; i < l->n && l->segs[i].s.base <= c->segs[c->n - 1].base; i++) {
             if (l->segs[i].s.base >= c->segs[0].base) {

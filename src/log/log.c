@@ -1446,6 +1446,11 @@ int log_truncate(struct tally_log *l, uint64_t offset, uint64_t *next, char *err
         err_wrap(errmsg, "truncate log %s at %" PRIu64, l->dir, offset);
         return rv;
     }
+    /* What is written again from @offset on was never compacted (the
+     * next job maps its keys: compact_swap.c). */
+    if (l->clean_upto > offset) {
+        l->clean_upto = offset;
+    }
     /* Later segments go first, newest first, so a crash at any point
      * leaves a log that is a prefix of this one. */
     while (l->n > k + 1) {
@@ -1586,6 +1591,7 @@ int log_reset(struct tally_log *l, uint64_t offset, char *errmsg)
     if (rv != 0) {
         return rv;
     }
+    l->clean_upto = 0;
     /* Newest first: a crash leaves a shorter log that the caller resets
      * again, never one with a hole. */
     while (l->n > 0) {

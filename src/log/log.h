@@ -217,6 +217,9 @@ int log_retain(struct tally_log *l, int64_t now_ms, uint64_t limit, unsigned *de
  * Crash safety: each segment is either the old file or the new one; index
  * files of a swapped segment are removed first and rebuilt if the crash
  * comes before the new ones are in place; leftovers are removed at open.
+ * Pace: with io_rate, the job sleeps (on its own thread) whenever the
+ * bytes it read and wrote so far are ahead of that rate, and it logs a
+ * progress line every COMPACT_PROGRESS_S seconds.
  * Memory: the key map takes at most map_bytes (a 32-byte slot per key, at
  * most 3/4 of the slots used, so up to map_bytes / 43 keys); where it fills, the
  * plan is cut after the last segment whose keys all fit. */
@@ -229,6 +232,8 @@ struct log_compact_params {
     uint64_t tombstone_limit;    /* if not 0: remove tombstones at offsets below
                                   * this instead of by age (a cluster's decision,
                                   * the same on every node); -1 above still keeps */
+    uint64_t io_rate;            /* bytes per second the job reads and writes at
+                                  * most, on average (it sleeps); 0: no limit */
 };
 
 struct log_compact_stats {
@@ -240,6 +245,8 @@ struct log_compact_stats {
     uint64_t bytes_out;      /* their size after the swap */
     uint64_t upto;           /* offset the compacted range ends at */
     unsigned merged;         /* segments merged into the one before them (and removed) */
+    uint64_t bytes_io;       /* bytes the job read and wrote (what io_rate paces) */
+    uint64_t paced_ms;       /* time it slept to keep to io_rate */
 };
 
 struct log_compaction;

@@ -65,6 +65,7 @@ static const struct cfg__tunable cfg__tunables[] = {
     CFG__T(delete_retention_ms, CFG__U64, false, 0, UINT64_C(1) << 50),
     CFG__T(compaction_buffer_bytes, CFG__U64, true, CFG__MIB, 64 * CFG__GIB),
     CFG__T(compaction_nice, CFG__UINT, false, 0, 19),
+    CFG__T(compaction_io_rate, CFG__U64, true, 0, 64 * CFG__GIB),
     CFG__T(max_clock_step_ms, CFG__U64, false, 1000, 86400000),
     CFG__T(clock_warn_ms, CFG__U64, false, 1, 86400000),
     CFG__T(metrics_topic_series, CFG__UINT, false, 0, 1000000),
@@ -110,6 +111,7 @@ static void cfg__defaults(struct cfg *c)
     c->delete_retention_ms = 86400000;
     c->compaction_buffer_bytes = 64 * CFG__MIB;
     c->compaction_nice = 19;
+    c->compaction_io_rate = 64 * CFG__MIB;
     c->max_clock_step_ms = 60000;
     c->clock_warn_ms = 1000;
     c->metrics_topic_series = 1000;
@@ -964,6 +966,7 @@ void cfg_usage(FILE *out)
             "  compaction_interval_ms=15000 (0: off)  min_compaction_lag_ms=0\n"
             "  delete_retention_ms=86400000           compaction_buffer_bytes=64M\n"
             "  compaction_nice=19 (the job thread's nice value; 0: the node's)\n"
+            "  compaction_io_rate=64M (bytes per second a job reads and writes; 0: no limit)\n"
             "  max_clock_step_ms=60000   clock_warn_ms=1000\n"
             "  metrics_topic_series=1000 (topics with tally_topic_* series)\n"
             "  kafka_max_groups=10000    kafka_group_max_members=1000\n"

@@ -88,6 +88,7 @@ struct cfg {
     uint64_t delete_retention_ms;    /* delete_retention_ms: keep tombstones, 1 day */
     uint64_t compaction_buffer_bytes; /* compaction_buffer_bytes: key map, 64 MiB */
     unsigned compaction_nice;        /* compaction_nice: the job thread's nice value, 19 */
+    uint64_t compaction_io_rate;     /* compaction_io_rate: bytes/s a job reads + writes, 0: any */
     uint64_t max_clock_step_ms;      /* max_clock_step_ms: the leader stamps at most this
                                       * far ahead of the time it kept, 60000 */
     uint64_t clock_warn_ms;          /* clock_warn_ms: warn when this node's clock is

@@ -21,7 +21,8 @@
  * thread runs at a lower priority, and a thread of the pool could not be
  * given its priority back afterwards without privileges (setpriority(2):
  * lowering a nice value needs CAP_SYS_NICE), while the pool also runs
- * Raft's disk writes. */
+ * Raft's disk writes; and a job paced to compaction_io_rate sleeps on its
+ * thread for most of its time, which a pool thread must not do. */
 #include "server/compactor.h"
 
 #include <errno.h>
@@ -198,11 +199,13 @@ static void compactor__after(struct compactor *c)
         } else if (st.segments > 0) {
             TLOG_INFO("compact",
                       "topic %s: %u segments below offset %llu, %u rewritten: %llu -> %llu "
-                      "bytes, %llu of %llu records kept, %u segments merged away, %.3f s",
+                      "bytes, %llu of %llu records kept, %u segments merged away, %llu bytes "
+                      "read and written (%.3f s paced to compaction_io_rate), %.3f s",
                       store_compaction_topic(c->job), st.segments, (unsigned long long)st.upto,
                       st.rewritten, (unsigned long long)st.bytes_in,
                       (unsigned long long)st.bytes_out, (unsigned long long)st.records_out,
-                      (unsigned long long)st.records_in, st.merged, seconds);
+                      (unsigned long long)st.records_in, st.merged,
+                      (unsigned long long)st.bytes_io, (double)st.paced_ms / 1e3, seconds);
         }
         metrics_compaction(c->metrics, rv == 0, seconds, st.bytes_in, st.bytes_out,
                            st.records_in - st.records_out);
@@ -279,6 +282,7 @@ int compactor_start(uv_loop_t *loop, const struct cfg *cfg, struct store *store,
     c->gw = gw;
     c->cfg.min_lag_ms = (int64_t)cfg->min_compaction_lag_ms;
     c->cfg.map_bytes = (size_t)cfg->compaction_buffer_bytes;
+    c->cfg.io_rate = cfg->compaction_io_rate;
     c->nice = (int)cfg->compaction_nice;
     rv = uv_async_init(loop, &c->async, compactor__thread_done);
     if (rv != 0) {

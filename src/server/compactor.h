@@ -1,8 +1,9 @@
 /* Background compaction of the topics whose policy includes "compact":
  * a timer looks for work every compaction_interval_ms and runs one job at
  * a time on a thread of its own at nice compaction_nice (store.h,
- * store_compact_*), so the loop only plans the job and swaps its result
- * in. */
+ * store_compact_*), its reads and writes paced to compaction_io_rate (the
+ * thread sleeps: log.h, log_compact_params.io_rate), so the loop only
+ * plans the job and swaps its result in. */
 #ifndef TALLY_SERVER_COMPACTOR_H_
 #define TALLY_SERVER_COMPACTOR_H_
 

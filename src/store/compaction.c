@@ -40,6 +40,7 @@ int store_compact_prepare(struct store *s, const struct store_compact_config *cf
     p.now_ms = now_ms;
     p.min_lag_ms = cfg->min_lag_ms;
     p.map_bytes = cfg->map_bytes;
+    p.io_rate = cfg->io_rate;
     for (struct store_topic *t = first; n > 0; n--, t = t->next != NULL ? t->next : s->topics) {
         struct log_compaction *lc = NULL;
         int rv;

@@ -352,6 +352,7 @@ void store_backfill_abort(struct store *s, const char *topic, struct tally_log *
 struct store_compact_config {
     int64_t min_lag_ms;          /* leave segments younger than this */
     size_t map_bytes;            /* key map memory of one job */
+    uint64_t io_rate;            /* bytes per second a job reads and writes (0: no limit) */
 };
 
 struct store_compaction;

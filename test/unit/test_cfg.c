@@ -165,6 +165,7 @@ static void test_cfg_flags_happy(void **state)
     assert_int_equal(f->cfg.delete_retention_ms, 86400000);
     assert_int_equal(f->cfg.compaction_buffer_bytes, 64u << 20);
     assert_int_equal(f->cfg.compaction_nice, 19);
+    assert_int_equal(f->cfg.compaction_io_rate, 64u << 20);
     assert_int_equal(f->cfg.segment_bytes, 64u << 20);
     assert_int_equal(f->cfg.max_batch_bytes, 1u << 20);
     assert_int_equal(f->cfg.group_commit_bytes, 1u << 20);
@@ -333,7 +334,7 @@ static void test_cfg_usage_text(void **state)
                           "compaction_interval_ms", "min_compaction_lag_ms",
                           "retention_interval_ms",
                           "delete_retention_ms", "compaction_buffer_bytes",
-                          "compaction_nice"};
+                          "compaction_nice", "compaction_io_rate"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (strstr(buf, want[i]) == NULL) {
             fail_msg("usage lacks %s", want[i]);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/batch.h"
@@ -87,11 +88,12 @@ static void reopen_log(struct fixture *f)
 /* Write N_BATCHES batches of 1-6 records: random keys among N_KEYS, one
  * tombstone in 8, one record without a key in 20, headers on some; values
  * are "v<offset>" so every record can be recognised. Deterministic. */
-static void fill(struct fixture *f, unsigned seed, bool compress)
+static void fill_n(struct fixture *f, unsigned seed, bool compress, unsigned n_keys,
+                   unsigned n_batches)
 {
     unsigned r = seed;
-    f->w = calloc(N_BATCHES * 6, sizeof *f->w);
-    for (unsigned b = 0; b < N_BATCHES; b++) {
+    f->w = calloc((size_t)n_batches * 6, sizeof *f->w);
+    for (unsigned b = 0; b < n_batches; b++) {
         struct batch_builder bb;
         struct buf out;
         uint64_t base = log_next_offset(f->l);
@@ -102,13 +104,13 @@ static void fill(struct fixture *f, unsigned seed, bool compress)
         buf_init(&out);
         for (unsigned i = 0; i < n; i++) {
             struct wrec *wr = &f->w[f->n_w++];
-            char key[16], val[32];
+            char key[24], val[32];
             /* Kafka batches also carry a null header value (Kafka's -1). */
             struct batch_kv hdr[2] = {{(const uint8_t *)"h", 1, (const uint8_t *)"x", 1},
                                       {(const uint8_t *)"n", 1, NULL, 0}};
             r = r * 1103515245 + 12345;
             wr->offset = base + i;
-            wr->key = (r >> 8) % 20 == 0 ? -1 : (int)((r >> 12) % N_KEYS);
+            wr->key = (r >> 8) % 20 == 0 ? -1 : (int)((r >> 12) % n_keys);
             wr->tomb = wr->key >= 0 && (r >> 4) % 8 == 0;
             wr->ts = ts;
             int klen = snprintf(key, sizeof key, "key-%d", wr->key);
@@ -137,6 +139,11 @@ static void fill(struct fixture *f, unsigned seed, bool compress)
     assert_int_equal(log_sync(f->l, f->errmsg), 0);
 }
 
+static void fill(struct fixture *f, unsigned seed, bool compress)
+{
+    fill_n(f, seed, compress, N_KEYS, N_BATCHES);
+}
+
 /* Read every record of the log: offsets strictly increasing, every record
  * identical to the one written at its offset. Fills @seen[offset]. */
 static void read_all(struct fixture *f, bool *seen)
@@ -160,7 +167,7 @@ static void read_all(struct fixture *f, bool *seen)
             assert_int_equal(batch_iter_init(&it, (uint8_t *)data + done, blen, f->errmsg), 0);
             while (batch_iter_next(&it, &rec, f->errmsg) == 0) {
                 const struct wrec *wr;
-                char key[16], val[32];
+                char key[24], val[32];
                 if (rec.offset < off) {
                     continue;
                 }
@@ -458,6 +465,171 @@ static void test_small_map(void **state)
     assert_null(c);
 }
 
+/* Compaction rounds (prepare, run, commit) until there is nothing left
+ * to do; how many it took. *upto: where the last one's range ended. */
+static unsigned compact_rounds(struct fixture *f, const struct log_compact_params *p,
+                               unsigned max_rounds, uint64_t *upto)
+{
+    unsigned rounds = 0;
+    for (;;) {
+        struct log_compaction *c = NULL;
+        struct log_compact_stats st;
+        assert_int_equal(log_compact_prepare(f->l, p, &c, f->errmsg), 0);
+        if (c == NULL) {
+            return rounds;
+        }
+        if (++rounds > max_rounds) {
+            fail_msg("still compacting after %u rounds", max_rounds);
+        }
+        if (log_compact_run(c, f->errmsg) != 0) {
+            fail_msg("round %u: log_compact_run: %s", rounds, f->errmsg);
+        }
+        if (log_compact_commit(f->l, c, &st, f->errmsg) != 0) {
+            fail_msg("round %u: log_compact_commit: %s", rounds, f->errmsg);
+        }
+        log_compact_free(c);
+        *upto = st.upto;
+    }
+}
+
+/* What check_fully_compacted expects of the latest record of a key when
+ * it is a tombstone. */
+enum tombs { TOMBS_KEPT, TOMBS_GONE, TOMBS_EITHER };
+
+/* The log holds exactly, below @upto, the latest record of every key
+ * (tombstones as @tombs says), every record without a key, and
+ * everything at or above @upto. */
+static void check_fully_compacted(struct fixture *f, unsigned n_keys, uint64_t upto,
+                                  enum tombs tombs)
+{
+    uint64_t *latest = calloc(n_keys, sizeof *latest);
+    bool *seen = calloc(f->n_w, sizeof *seen);
+    for (size_t i = 0; i < f->n_w && f->w[i].offset < upto; i++) {
+        if (f->w[i].key >= 0) {
+            latest[f->w[i].key] = f->w[i].offset;
+        }
+    }
+    read_all(f, seen);
+    for (size_t i = 0; i < f->n_w; i++) {
+        const struct wrec *wr = &f->w[i];
+        bool keep = wr->offset >= upto || wr->key < 0 ||
+                    (latest[wr->key] == wr->offset && !(wr->tomb && tombs == TOMBS_GONE));
+        if (seen[i] != keep && !(wr->tomb && keep && tombs == TOMBS_EITHER)) {
+            fail_msg("offset %zu (key %d%s): %s but should %s", i, wr->key,
+                     wr->tomb ? ", tombstone" : "", seen[i] ? "present" : "missing",
+                     keep ? "be there" : "be gone");
+        }
+    }
+    free(latest);
+    free(seen);
+}
+
+/* More keys than the key map holds (issue 20): each job maps the keys of
+ * the segments written since the last one, as many as fit, and compacts
+ * every segment below where it stopped against them; the next job goes on
+ * from there. After as many jobs as it takes the log holds the latest
+ * record of each key and nothing older (tombstones kept), across jobs
+ * that each saw part of the keys. With expired tombstones, and a reopened
+ * log (its jobs start again from the first segment), the tombstones go
+ * too. Before, every job mapped from the first segment, stopped where
+ * the map filled, at the same place each time, and never compacted the
+ * rest. */
+static void run_more_keys_than_the_map(void **state, bool expire_at_once)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(expire_at_once ? 0 : -1);
+    const unsigned n_keys = 3000, n_batches = 2400;
+    uint64_t upto = 0, next;
+    unsigned rounds, n_segs;
+    open_log(f);
+    fill_n(f, 11, false, n_keys, n_batches);
+    next = log_next_offset(f->l);
+    n_segs = log_segment_count(f->l);
+    assert_true(n_segs > 40);
+    p.now_ms = TS0 + (int64_t)n_batches * 10;
+    p.map_bytes = 1024 * 32; /* the smallest map: 1024 slots, 768 keys */
+    rounds = compact_rounds(f, &p, 100, &upto);
+    /* The map holds a quarter of the keys at most: it took several jobs. */
+    if (rounds < 4) {
+        fail_msg("%u rounds: the map should have filled", rounds);
+    }
+    /* Every sealed segment was compacted (only the active one is left). */
+    assert_true(upto > next - 200 && upto <= next);
+    /* Expired tombstones go as soon as no earlier record of their key is
+     * left; the ones whose earlier records went in the same job stay. */
+    check_fully_compacted(f, n_keys, upto, expire_at_once ? TOMBS_EITHER : TOMBS_KEPT);
+    verify_dir(f);
+    assert_true(log_segment_count(f->l) < n_segs);
+    /* Reopened, the jobs start from the first segment again, and this time
+     * every tombstone has expired and is alone: they go, and nothing else. */
+    reopen_log(f);
+    p.delete_retention_ms = 0;
+    rounds = compact_rounds(f, &p, 100, &upto);
+    assert_true(rounds >= 1);
+    check_fully_compacted(f, n_keys, upto, TOMBS_GONE);
+    verify_dir(f);
+    assert_int_equal(log_next_offset(f->l), next);
+}
+
+static void test_more_keys_than_the_map(void **state)
+{
+    run_more_keys_than_the_map(state, false);
+}
+
+static void test_more_keys_than_the_map_expiring(void **state)
+{
+    run_more_keys_than_the_map(state, true);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* compaction_io_rate: a job paced to R bytes per second takes at least
+ * (bytes it read and wrote) / R, and reads every segment twice (the key
+ * map, then the copies), so at least 2 x its input / R: here 1.5 s or
+ * more for a job that takes milliseconds unpaced (a few fsyncs of small
+ * files), a bound that cannot be met without the pacing. The result is
+ * the unpaced one. */
+static void test_io_rate_paces_the_job(void **state)
+{
+    struct fixture *f = *state;
+    struct log_compact_params p = params(-1);
+    struct log_compaction *c = NULL;
+    struct log_compact_stats st;
+    double t0, t1, least;
+    open_log(f);
+    fill(f, 7, false);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    assert_non_null(c);
+    /* 2 x the log's size in 1.5 s: a slower pace than that cannot be met */
+    p.io_rate = log_size_bytes(f->l) * 2 * 2 / 3;
+    log_compact_free(c);
+    assert_int_equal(log_compact_prepare(f->l, &p, &c, f->errmsg), 0);
+    t0 = now_s();
+    if (log_compact_run(c, f->errmsg) != 0) {
+        fail_msg("log_compact_run: %s", f->errmsg);
+    }
+    t1 = now_s();
+    assert_int_equal(log_compact_commit(f->l, c, &st, f->errmsg), 0);
+    log_compact_free(c);
+    /* Both passes read all of every segment; the copies were written. */
+    assert_true(st.bytes_io > 2 * (st.bytes_in - st.segments * 64u)); /* (headers: not paced) */
+    least = (double)st.bytes_io / (double)p.io_rate;
+    assert_true(least > 1.2);
+    /* The pace sleeps only when more than 1 ms ahead. */
+    if (t1 - t0 < least - 0.001) {
+        fail_msg("%llu bytes paced to %llu bytes/s took %.3f s, less than %.3f s",
+                 (unsigned long long)st.bytes_io, (unsigned long long)p.io_rate, t1 - t0, least);
+    }
+    assert_true(st.paced_ms > 0);
+    check_model(f, st.upto, &p);
+    verify_dir(f);
+}
+
 /* Segments removed by retention while the job ran are not swapped in, and
  * the job's files are removed. */
 static void test_segment_gone_meanwhile(void **state)
@@ -695,6 +867,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_model_kafka_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_interrupted_everywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_more_keys_than_the_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_more_keys_than_the_map_expiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_rate_paces_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_gone_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_segment_stops_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_keeps_segments_bounded, setup, teardown),
