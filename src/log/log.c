@@ -482,11 +482,21 @@ static int log__roll(struct tally_log *l, char *errmsg)
 /* Delete the files of segment @i and drop it from the list. The segment
  * file goes first: an index left without its segment is removed at the
  * next open, while a segment left without its index is merely rebuilt. */
-/* Files of segments taken out of their logs, to delete elsewhere. */
+/* Files of segments taken out of their logs, to delete elsewhere. Each
+ * is named relative to a descriptor of its log's directory, opened when it
+ * was taken out: if the topic is deleted (its directory renamed away) and
+ * created again meanwhile, the deletion still reaches the old files, never
+ * the new topic's of the same names. */
 struct log_removals {
-    char **paths;     /* segment and index files */
-    size_t n_paths, cap_paths;
-    int *fds;         /* their open descriptors, closed after the unlinks */
+    struct {
+        int dir;      /* an index into dirs */
+        char *name;   /* segment or index file */
+    } *files;
+    size_t n_files, cap_files;
+    int *dirs;        /* directory descriptors (owned) */
+    size_t n_dirs, cap_dirs;
+    const struct tally_log *last; /* the log dirs[n_dirs - 1] is of */
+    int *fds;         /* the segments' open descriptors, closed last */
     size_t n_fds, cap_fds;
 };
 
@@ -495,53 +505,61 @@ struct log_removals *log_removals_new(void)
     return calloc(1, sizeof(struct log_removals));
 }
 
-static bool log__removals_room(struct log_removals *rm)
+/* Room for @n more of @size in *@p (of *@cap). */
+static bool log__grow(void **p, size_t *cap, size_t have, size_t n, size_t size)
 {
-    if (rm->n_paths + 3 > rm->cap_paths) {
-        size_t cap = rm->cap_paths ? rm->cap_paths * 2 : 48;
-        char **p = realloc(rm->paths, cap * sizeof *p);
-        if (p == NULL) {
-            return false;
-        }
-        rm->paths = p;
-        rm->cap_paths = cap;
+    if (have + n <= *cap) {
+        return true;
     }
-    if (rm->n_fds + 1 > rm->cap_fds) {
-        size_t cap = rm->cap_fds ? rm->cap_fds * 2 : 16;
-        int *f = realloc(rm->fds, cap * sizeof *f);
-        if (f == NULL) {
-            return false;
-        }
-        rm->fds = f;
-        rm->cap_fds = cap;
+    size_t c = *cap ? *cap * 2 : 16;
+    while (c < have + n) {
+        c *= 2;
     }
+    void *q = realloc(*p, c * size);
+    if (q == NULL) {
+        return false;
+    }
+    *p = q;
+    *cap = c;
     return true;
 }
 
 /* Add segment @ls's three files and its descriptor to @rm: false when out
- * of memory (then nothing was added). */
+ * of memory or the directory cannot be opened (then nothing was added). */
 static bool log__removals_add(struct log_removals *rm, const struct tally_log *l,
                               struct log__seg *ls)
 {
     static const int kinds[2] = {IDX_KIND_OFFSET, IDX_KIND_TIME};
-    char *p[3];
-    if (!log__removals_room(rm)) {
+    char why[ERR_MSG_SIZE];
+    char *names[3];
+    if (!log__grow((void **)&rm->files, &rm->cap_files, rm->n_files, 3, sizeof *rm->files) ||
+        !log__grow((void **)&rm->fds, &rm->cap_fds, rm->n_fds, 1, sizeof *rm->fds) ||
+        !log__grow((void **)&rm->dirs, &rm->cap_dirs, rm->n_dirs, 1, sizeof *rm->dirs)) {
         return false;
     }
-    p[0] = seg_join(l->dir, ls->s.name);
+    if (rm->last != l || rm->n_dirs == 0) {
+        int dfd;
+        if (fs_open(l->dir, O_RDONLY | O_DIRECTORY, l->dir, &dfd, why) != 0) {
+            return false;
+        }
+        rm->dirs[rm->n_dirs++] = dfd;
+        rm->last = l;
+    }
+    names[0] = strdup(ls->s.name);
     for (int k = 0; k < 2; k++) {
         char name[SEG_NAME_SIZE];
         idx_file_name(name, ls->s.base, kinds[k]);
-        p[k + 1] = seg_join(l->dir, name);
+        names[k + 1] = strdup(name);
     }
-    if (p[0] == NULL || p[1] == NULL || p[2] == NULL) {
-        free(p[0]);
-        free(p[1]);
-        free(p[2]);
+    if (names[0] == NULL || names[1] == NULL || names[2] == NULL) {
+        free(names[0]);
+        free(names[1]);
+        free(names[2]);
         return false;
     }
     for (int k = 0; k < 3; k++) {
-        rm->paths[rm->n_paths++] = p[k];
+        rm->files[rm->n_files].dir = (int)rm->n_dirs - 1;
+        rm->files[rm->n_files++].name = names[k];
     }
     int fd = seg_take_fd(&ls->s);
     if (fd >= 0) {
@@ -552,30 +570,33 @@ static bool log__removals_add(struct log_removals *rm, const struct tally_log *l
 
 void log_removals_run(struct log_removals *rm)
 {
-    char why[ERR_MSG_SIZE];
     if (rm == NULL) {
         return;
     }
-    for (size_t i = 0; i < rm->n_paths; i++) {
+    for (size_t i = 0; i < rm->n_files; i++) {
         /* The segment first (index files follow it: a missing index is
          * rebuilt, an index without its segment is cleaned at open); a
          * failure leaves a file that the next open trims again. */
-        if (fs_unlink(rm->paths[i], why) != 0) {
-            TLOG_WARN("log", "%s", why);
+        if (unlinkat(rm->dirs[rm->files[i].dir], rm->files[i].name, 0) != 0 && errno != ENOENT) {
+            TLOG_WARN("log", "remove %s: %s", rm->files[i].name, strerror(errno));
         }
-        free(rm->paths[i]);
+        free(rm->files[i].name);
     }
     for (size_t i = 0; i < rm->n_fds; i++) {
         fs_close(rm->fds[i]); /* the last descriptor: the blocks are freed now */
     }
-    free(rm->paths);
+    for (size_t i = 0; i < rm->n_dirs; i++) {
+        fs_close(rm->dirs[i]);
+    }
+    free(rm->files);
     free(rm->fds);
+    free(rm->dirs);
     free(rm);
 }
 
 bool log_removals_empty(const struct log_removals *rm)
 {
-    return rm == NULL || rm->n_paths == 0;
+    return rm == NULL || rm->n_files == 0;
 }
 
 /* Take segment @i out of @l: its files are deleted now, or added to @rm

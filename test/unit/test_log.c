@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,6 +626,47 @@ static void test_retention_by_size(void **state)
 }
 
 /* Retention deletes sealed segments whose newest record is older than retention_ms. */
+/* log_trim_to takes segments out of the log at once and deletes their
+ * files only when the removals run; if the log's directory was renamed
+ * away and another made under its name meanwhile (a topic deleted and
+ * created again), the removals reach the old files, not the new ones. */
+static void test_trim_to_removals(void **state)
+{
+    struct fixture *f = *state;
+    unsigned deleted = 0;
+    char old[PATH_MAX + 16], seg0[PATH_MAX + 64], moved0[PATH_MAX + 64];
+    struct stat st;
+    f->cfg.segment_bytes = 1000;
+    open_log(f, 0);
+    for (int i = 0; i < 20; i++) {
+        append(f, 2, 50, 100);
+    }
+    unsigned before = log_segment_count(f->l);
+    struct log_removals *rm = log_removals_new();
+    assert_non_null(rm);
+    assert_int_equal(log_trim_to(f->l, log_next_offset(f->l) / 2, rm, &deleted, f->errmsg), 0);
+    assert_true(deleted > 0);
+    assert_int_equal(log_segment_count(f->l), before - deleted);
+    assert_false(log_removals_empty(rm));
+    snprintf(seg0, sizeof seg0, "%s/00000000000000000000.seg", f->dir);
+    assert_int_equal(stat(seg0, &st), 0); /* still there */
+    log_close(f->l);
+    f->l = NULL;
+    /* The directory goes away under another name; a new one, with a file
+     * of the same name, takes its place. */
+    snprintf(old, sizeof old, "%s.old", f->dir);
+    assert_int_equal(rename(f->dir, old), 0);
+    assert_int_equal(mkdir(f->dir, 0755), 0);
+    FILE *nf = fopen(seg0, "w");
+    assert_non_null(nf);
+    fclose(nf);
+    log_removals_run(rm);
+    assert_int_equal(stat(seg0, &st), 0); /* the new one is untouched */
+    snprintf(moved0, sizeof moved0, "%s/00000000000000000000.seg", old);
+    assert_int_equal(stat(moved0, &st), -1); /* the old one is gone */
+    tmpdir_remove(old);
+}
+
 static void test_retention_by_age(void **state)
 {
     struct fixture *f = *state;
@@ -1227,6 +1269,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_by_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_to_removals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_cut_every_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_garbage_tail, setup, teardown),
