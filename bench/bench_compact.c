@@ -50,24 +50,6 @@
 
 #define BATCH_RECORDS 1000
 
-/* Peak resident set size of this process, in kB (VmHWM). */
-static long peak_rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
-            break;
-        }
-    }
-    fclose(f);
-    return kb;
-}
-
 static void reset_peak_rss(void)
 {
     FILE *f = fopen("/proc/self/clear_refs", "w");
@@ -436,7 +418,7 @@ static int single_main(int argc, char **argv)
     t1 = bench_now();
     fprintf(stderr, "wrote %.1f MB, %" PRIu64 " records over %" PRIu64 " keys in %u segments, "
             "%.1f s\n", (double)written / 1e6, records, keys, log_segment_count(l), t1 - t0);
-    rss_before = peak_rss_kb();
+    rss_before = bench_peak_rss_kb();
     reset_peak_rss();
 
     memset(&p, 0, sizeof p);
@@ -466,7 +448,7 @@ static int single_main(int argc, char **argv)
            "peak_rss_MB=%.1f (writer before: %.1f)\n",
            (double)st.bytes_in / 1e6, (double)st.bytes_out / 1e6, st.segments, st.rewritten,
            st.records_in, st.records_out, t4 - t1, t2 - t1, t3 - t2, t4 - t3,
-           (double)st.bytes_in / 1e6 / (t4 - t1), (double)peak_rss_kb() / 1024.0,
+           (double)st.bytes_in / 1e6 / (t4 - t1), (double)bench_peak_rss_kb() / 1024.0,
            (double)rss_before / 1024.0);
     log_close(l);
     free(val);

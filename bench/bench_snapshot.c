@@ -50,23 +50,6 @@ static uint64_t rng(void)
     return rng_state;
 }
 
-static long peak_rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
-            break;
-        }
-    }
-    fclose(f);
-    return kb;
-}
-
 /* One APPEND entry of RECORDS records to "t": keys first.. first+RECORDS-1
  * (@sequential) or random ones below @keys. */
 static int make_entry(struct buf *e, uint64_t first, uint64_t keys, int sequential)
@@ -249,7 +232,7 @@ static int many_topics(const char *dir, unsigned topics, int rounds)
     }
     double sm = pct(snap_ms, (size_t)rounds, 0.5), cm = pct(ckpt_ms, (size_t)rounds, 0.5);
     printf("snapshot: topics=%u snapshot_freeze_ms_median=%.2f checkpoint_freeze_ms_median=%.2f "
-           "peak_rss_MB=%.0f\n", topics, sm, cm, (double)peak_rss_kb() / 1024.0);
+           "peak_rss_MB=%.0f\n", topics, sm, cm, (double)bench_peak_rss_kb() / 1024.0);
     free(snap_ms);
     free(ckpt_ms);
     buf_free(&e);
@@ -347,7 +330,7 @@ int main(int argc, char **argv)
     double r_median = pct(ratio99, (size_t)rounds, 0.5);
     printf("snapshot: keys=%" PRIu64 " freeze_ms_first=%.2f freeze_ms_median=%.2f "
            "freeze_ms_max=%.2f p99_ratio_median=%.2f peak_rss_MB=%.0f\n",
-           keys, f_first, f_median, f_max, r_median, (double)peak_rss_kb() / 1024.0);
+           keys, f_first, f_median, f_max, r_median, (double)bench_peak_rss_kb() / 1024.0);
     free(alone);
     free(held);
     free(freeze);

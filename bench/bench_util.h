@@ -1,8 +1,10 @@
-/* Helpers shared by the log benchmarks (bench-log, bench-compact). */
+/* Helpers shared by the in-process benchmarks (bench-log, bench-compact,
+ * bench-snapshot, bench-apply). */
 #ifndef TALLY_TEST_BENCH_UTIL_H_
 #define TALLY_TEST_BENCH_UTIL_H_
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -33,6 +35,24 @@ static inline int bench_parse_size(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+/* Peak resident set size of this process, in kB (VmHWM), or -1. */
+static inline long bench_peak_rss_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
 }
 
 #endif
