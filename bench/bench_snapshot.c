@@ -144,6 +144,25 @@ static int small_entry(struct buf *e, const char *topic, unsigned n)
     return rv;
 }
 
+/* One record to every tenth topic, from topic @first on. */
+static int append_to_tenth(struct store *s, struct buf *e, uint64_t *index, unsigned topics,
+                           unsigned first, char *errmsg)
+{
+    char name[32];
+    for (unsigned i = first; i < topics; i += 10) {
+        snprintf(name, sizeof name, "topic-%05u", i);
+        if (small_entry(e, name, 1) != 0) {
+            err_printf(errmsg, "build a batch for %s: out of memory", name);
+            return TALLY_NOMEM;
+        }
+        int rv = store_apply(s, ++*index, e->data, e->len, NULL, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
 static int many_topics(const char *dir, unsigned topics, int rounds)
 {
     struct rlimit rl;
@@ -183,13 +202,9 @@ static int many_topics(const char *dir, unsigned topics, int rounds)
     for (int r = 0; r < rounds; r++) {
         struct store_frozen *f;
         struct buf snap;
-        for (unsigned i = (unsigned)r % 10; i < topics; i += 10) {
-            snprintf(name, sizeof name, "topic-%05u", i);
-            if (small_entry(&e, name, 1) != 0 ||
-                store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0) {
-                fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
-                return 1;
-            }
+        if (append_to_tenth(s, &e, &index, topics, (unsigned)r % 10, errmsg) != 0) {
+            fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
+            return 1;
         }
         t0 = bench_now();
         if (store_snapshot_freeze(s, index, &f, errmsg) != 0) {
@@ -207,13 +222,9 @@ static int many_topics(const char *dir, unsigned topics, int rounds)
             fprintf(stderr, "bench-snapshot: build: %s\n", errmsg);
             return 1;
         }
-        for (unsigned i = (unsigned)r % 10; i < topics; i += 10) {
-            snprintf(name, sizeof name, "topic-%05u", i);
-            if (small_entry(&e, name, 1) != 0 ||
-                store_apply(s, ++index, e.data, e.len, NULL, errmsg) != 0) {
-                fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
-                return 1;
-            }
+        if (append_to_tenth(s, &e, &index, topics, (unsigned)r % 10, errmsg) != 0) {
+            fprintf(stderr, "bench-snapshot: append: %s\n", errmsg);
+            return 1;
         }
         t0 = bench_now();
         if (store_checkpoint_freeze(s, &f, errmsg) != 0) {
